@@ -1,0 +1,105 @@
+// A claim on one key, held in the index so that every master on it sees it:
+// the key's record in the "writing" state, naming its owner and the time its
+// lease runs out. While the work goes on the lease is renewed; a master that
+// dies stops renewing, and once the lease runs out another may take the key.
+import type { Entry, Index } from "./index_db.ts";
+import type { Record } from "./record.ts";
+
+export function isClaimed(rec: Record, now = Date.now()): boolean {
+  return rec.state === "writing" && (rec.until ?? 0) > now;
+}
+
+export interface ClaimOptions {
+  owner: string;
+  /** Lease length in ms. */
+  lease: number;
+}
+
+export class Claim {
+  #index: Index;
+  #key: Uint8Array;
+  #rec: Record;
+  #versionstamp: string;
+  #lease: number;
+  #timer: ReturnType<typeof setInterval>;
+  #chain: Promise<unknown> = Promise.resolve();
+  readonly #lost = new AbortController();
+
+  private constructor(
+    index: Index,
+    key: Uint8Array,
+    rec: Record,
+    versionstamp: string,
+    lease: number,
+  ) {
+    this.#index = index;
+    this.#key = key;
+    this.#rec = rec;
+    this.#versionstamp = versionstamp;
+    this.#lease = lease;
+    this.#timer = setInterval(() => this.#renew(), Math.max(lease / 3, 10));
+  }
+
+  /**
+   * Claims `key`, replacing `prev` (null: the key has no record), with a
+   * "writing" record on `rvolumes`. Null when another writer was first.
+   */
+  static async take(
+    index: Index,
+    key: Uint8Array,
+    prev: Entry | null,
+    rvolumes: string[],
+    opts: ClaimOptions,
+  ): Promise<Claim | null> {
+    const rec: Record = {
+      state: "writing",
+      rvolumes,
+      hash: "",
+      size: -1,
+      owner: opts.owner,
+      until: Date.now() + opts.lease,
+    };
+    const vs = await index.cas(key, prev?.versionstamp ?? null, rec);
+    return vs === null ? null : new Claim(index, key, rec, vs, opts.lease);
+  }
+
+  /** Aborted when the claim was lost (taken over after the lease ran out). */
+  get signal(): AbortSignal {
+    return this.#lost.signal;
+  }
+
+  #renew() {
+    this.#chain = this.#chain.then(async () => {
+      if (this.#lost.signal.aborted) return;
+      const rec = { ...this.#rec, until: Date.now() + this.#lease };
+      const vs = await this.#index.cas(this.#key, this.#versionstamp, rec)
+        .catch(() => null);
+      if (vs === null) {
+        this.#lost.abort(new Error("Lost the claim on the key"));
+        clearInterval(this.#timer);
+      } else {
+        this.#rec = rec;
+        this.#versionstamp = vs;
+      }
+    });
+  }
+
+  /**
+   * Ends the claim by writing `rec` (null: removing the record). False when
+   * the claim had been lost, in which case nothing is written.
+   */
+  finish(rec: Record | null): Promise<boolean> {
+    clearInterval(this.#timer);
+    const done = this.#chain.then(async () => {
+      if (this.#lost.signal.aborted) return false;
+      return await this.#index.cas(this.#key, this.#versionstamp, rec) !== null;
+    });
+    this.#chain = done;
+    return done;
+  }
+
+  /** Ends the claim leaving the key "writing" with its lease run out. */
+  release(): Promise<boolean> {
+    return this.finish({ ...this.#rec, until: 0 });
+  }
+}

@@ -1,0 +1,77 @@
+// The flags every subcommand shares (mkv's names and defaults), and turning
+// them into the store's options.
+import { FlagError, type FlagSpec, type FlagValues } from "./flags.ts";
+import type { StoreOptions } from "./store.ts";
+
+export const FLAGS: { [name: string]: FlagSpec } = {
+  port: { type: "int", default: 3000, usage: "Port for the server to listen on" },
+  db: {
+    type: "string",
+    default: "",
+    usage: "Path to the index (a Deno KV file or folder, or a KV Connect https:// URL)",
+  },
+  volumes: {
+    type: "string",
+    default: "",
+    usage: "Volumes to use for storage, comma separated host:port",
+  },
+  replicas: { type: "int", default: 3, usage: "Amount of replicas to make of the data" },
+  subvolumes: { type: "int", default: 10, usage: "Amount of subvolumes, disks per machine" },
+  protect: { type: "bool", default: false, usage: "Force UNLINK before DELETE" },
+  fallback: { type: "string", default: "", usage: "Fallback server for missing keys (host:port)" },
+  md5sum: { type: "bool", default: true, usage: "Calculate and store MD5 checksum of values" },
+  voltimeout: {
+    type: "duration",
+    default: 1000,
+    usage: "Volume servers must answer HEAD/DELETE/listing in this time or are considered down",
+  },
+  lease: {
+    type: "duration",
+    default: 30_000,
+    usage: "How long a dead master's claim on a key blocks it",
+  },
+  v: { type: "bool", default: false, usage: "Verbose output: one log line per request" },
+};
+
+export function storeOptions(flags: FlagValues): StoreOptions {
+  const volumes = String(flags.volumes).split(",").map((v) => v.trim()).filter((v) => v !== "");
+  const replicas = flags.replicas as number;
+  const subvolumes = flags.subvolumes as number;
+  if (volumes.length === 0) {
+    throw new FlagError("-volumes is required (e.g. -volumes localhost:3001,localhost:3002)");
+  }
+  if (new Set(volumes).size !== volumes.length) {
+    throw new FlagError("-volumes lists a volume twice");
+  }
+  for (const v of volumes) {
+    if (!/^[A-Za-z0-9.\-\[\]:]+$/.test(v)) {
+      throw new FlagError(`Bad volume "${v}": expected host:port`);
+    }
+  }
+  if (replicas < 1) throw new FlagError("-replicas must be at least 1");
+  if (subvolumes < 1 || subvolumes > 256) throw new FlagError("-subvolumes must be from 1 to 256");
+  if (volumes.length < replicas) {
+    throw new FlagError(
+      `The number of volumes (${volumes.length}) must be at least the number of replicas (${replicas})`,
+    );
+  }
+  const voltimeout = flags.voltimeout as number;
+  if (voltimeout <= 0) throw new FlagError("-voltimeout must be positive");
+  return {
+    volumes,
+    replicas,
+    subvolumes,
+    protect: flags.protect as boolean,
+    md5sum: flags.md5sum as boolean,
+    voltimeout,
+    fallback: String(flags.fallback),
+    lease: flags.lease as number,
+    owner: `${Deno.hostname()}:${Deno.pid}:${crypto.randomUUID().slice(0, 8)}`,
+  };
+}
+
+export function requireDb(flags: FlagValues): string {
+  const db = String(flags.db);
+  if (!db) throw new FlagError("-db is required: the path of the index");
+  return db;
+}

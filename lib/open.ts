@@ -1,0 +1,20 @@
+// Opening the index: the one place that touches the disk for it.
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { Index } from "./index_db.ts";
+
+/**
+ * Opens the index at `db`: a KV Connect URL (https://...) as is, otherwise a
+ * folder (created if missing) holding the SQLite file, as mkv's -db names a
+ * LevelDB folder. An existing plain file is opened as the SQLite file itself.
+ */
+export async function openIndex(db: string): Promise<Index> {
+  if (/^https?:\/\//.test(db)) return new Index(await Deno.openKv(db));
+  let path = db;
+  const info = await Deno.stat(db).catch(() => null);
+  if (!info || info.isDirectory) {
+    await mkdir(db, { recursive: true });
+    path = join(db, "index.sqlite3");
+  }
+  return new Index(await Deno.openKv(path));
+}

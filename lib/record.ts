@@ -1,0 +1,91 @@
+// What the index holds for a key, and how it is stored in Deno KV.
+//
+// States: "live" (readable), "unlinked" (virtually deleted; files kept, mkv's
+// SOFT), "writing" (a PUT, DELETE or REBALANCE of this key is in progress or
+// died midway; never readable). A key with no record does not exist (mkv's
+// HARD). A "writing" record is also the per-key claim shared by every master
+// on the index: it names its owner and the time its lease runs out.
+
+export type State = "live" | "unlinked" | "writing";
+
+export interface Record {
+  state: State;
+  /** Where the index says the key is (mkv's rvolumes), "host:port[/svNN]". */
+  rvolumes: string[];
+  /** Lowercase hex MD5 of the whole value, "" when unknown. */
+  hash: string;
+  /** Size of the value in bytes, -1 when unknown (e.g. rebuilt from mkv). */
+  size: number;
+  /** Lease of a "writing" record: owner id and expiry (ms since epoch). */
+  owner?: string;
+  until?: number;
+}
+
+/** The stored form: a plain object, so Deno KV's serializer keeps it small. */
+interface Stored {
+  s: 0 | 1 | 2;
+  v: string[];
+  h?: string;
+  z?: number;
+  o?: string;
+  u?: number;
+}
+
+const STATES: State[] = ["live", "unlinked", "writing"];
+
+export function fromRecord(rec: Record): Stored {
+  const out: Stored = { s: STATES.indexOf(rec.state) as 0 | 1 | 2, v: rec.rvolumes };
+  if (rec.hash) out.h = rec.hash;
+  if (rec.size >= 0) out.z = rec.size;
+  if (rec.state === "writing") {
+    out.o = rec.owner ?? "";
+    out.u = rec.until ?? 0;
+  }
+  return out;
+}
+
+/**
+ * Reads a stored record. Also takes mkv's LevelDB value strings
+ * ("[DELETED][HASH<md5>]vol1,vol2"), so an exported mkv index loads as is.
+ * Returns null for anything else, which callers treat as corrupt.
+ */
+export function toRecord(value: unknown): Record | null {
+  if (typeof value === "string") return fromMkvString(value);
+  if (typeof value !== "object" || value === null) return null;
+  const v = value as Partial<Stored>;
+  if (!Array.isArray(v.v) || typeof v.s !== "number" || !STATES[v.s]) {
+    return null;
+  }
+  const rec: Record = {
+    state: STATES[v.s],
+    rvolumes: v.v,
+    hash: v.h ?? "",
+    size: v.z ?? -1,
+  };
+  if (rec.state === "writing") {
+    rec.owner = v.o ?? "";
+    rec.until = v.u ?? 0;
+  }
+  return rec;
+}
+
+function fromMkvString(ss: string): Record {
+  let state: State = "live";
+  if (ss.startsWith("DELETED")) {
+    state = "unlinked";
+    ss = ss.slice(7);
+  }
+  let hash = "";
+  if (ss.startsWith("HASH")) {
+    hash = ss.slice(4, 36);
+    ss = ss.slice(36);
+  }
+  return { state, rvolumes: ss === "" ? [] : ss.split(","), hash, size: -1 };
+}
+
+/** mkv's own string form, for export and for the tests against its vectors. */
+export function toMkvString(rec: Record): string {
+  const deleted = rec.state === "live" ? "" : "DELETED";
+  const hash = rec.hash ? `HASH${rec.hash}` : "";
+  return deleted + hash + rec.rvolumes.join(",");
+}

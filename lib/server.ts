@@ -1,0 +1,143 @@
+// The master's HTTP edge: parses the target, dispatches by method (or by the
+// query's operation) to lib/store.ts, and maps any unexpected error to a
+// status once, here.
+import { Store } from "./store.ts";
+import type { Outcome } from "./store.ts";
+import { keyFits } from "./index_db.ts";
+import { BadRequest, parseQuery, parseTarget } from "./target.ts";
+import type { State } from "./record.ts";
+
+export interface ServerOptions {
+  /** Log one line per request. */
+  verbose: boolean;
+}
+
+/** More keys than this in one unpaged list answer 413 (as mkv). */
+const LIST_CAP = 1_000_000;
+
+const METHODS = "GET, HEAD, PUT, DELETE, UNLINK, REBALANCE";
+
+const decoder = new TextDecoder();
+
+export function createHandler(
+  store: Store,
+  opts: ServerOptions,
+): (req: Request) => Promise<Response> {
+  return async (req) => {
+    const started = performance.now();
+    let res: Response;
+    let key = "";
+    try {
+      const target = parseTarget(req.url);
+      key = target.rawPath;
+      res = target.query
+        ? await query(store, req, target.key, target.query)
+        : await dispatch(store, req, target.key, target.rawPath);
+    } catch (err) {
+      res = err instanceof BadRequest
+        ? text(400, err.message)
+        : text(500, `Internal error: ${err instanceof Error ? err.message : err}`);
+      if (!(err instanceof BadRequest)) console.error(err);
+    }
+    // A body nobody read (403, 409, ...) is cancelled, not left half-read.
+    if (req.body && !req.bodyUsed) req.body.cancel().catch(() => {});
+    if (opts.verbose) {
+      const ms = (performance.now() - started).toFixed(1);
+      console.log(`${req.method} ${key} ${res.status} ${ms}ms`);
+    }
+    return res;
+  };
+}
+
+async function dispatch(
+  store: Store,
+  req: Request,
+  key: Uint8Array,
+  rawPath: string,
+): Promise<Response> {
+  switch (req.method) {
+    case "GET":
+    case "HEAD":
+      return respond(await store.locate(key, rawPath));
+    case "PUT":
+      return respond(
+        await store.put(key, req.body, {
+          contentLength: contentLength(req),
+          signal: req.signal,
+        }),
+      );
+    case "DELETE":
+      return respond(await store.delete(key));
+    case "UNLINK":
+      return respond(await store.unlink(key));
+    case "REBALANCE":
+      return respond(await store.rebalance(key));
+    default:
+      return new Response(`Method ${req.method} not allowed\n`, {
+        status: 405,
+        headers: { Allow: METHODS },
+      });
+  }
+}
+
+async function query(
+  store: Store,
+  req: Request,
+  prefix: Uint8Array,
+  raw: string,
+): Promise<Response> {
+  const q = parseQuery(raw);
+  const states: { [op: string]: State } = { list: "live", unlinked: "unlinked" };
+  const state = states[q.op];
+  if (!state) return text(400, `Unknown operation "?${q.op}"`);
+  if (req.method !== "GET" && req.method !== "HEAD") {
+    return new Response(`?${q.op} takes GET\n`, { status: 405, headers: { Allow: "GET, HEAD" } });
+  }
+  const limitRaw = q.params.get("limit");
+  let limit = 0;
+  if (limitRaw !== undefined && limitRaw.length > 0) {
+    const s = decoder.decode(limitRaw);
+    if (!/^\d{1,9}$/.test(s)) return text(400, `Bad limit "${s}": not a whole number`);
+    limit = Number(s);
+  }
+  if (!keyFits(prefix)) return respond({ status: 414, message: "Prefix too long" });
+  const start = q.params.get("start");
+  const result = await store.index.list(prefix, {
+    start: start && start.length > 0 ? start : undefined,
+    state,
+    limit,
+    cap: LIST_CAP,
+  });
+  if (result.tooMany) {
+    return text(413, `More than ${LIST_CAP} keys: page with &limit=N`);
+  }
+  const body = JSON.stringify({
+    next: result.next ? decoder.decode(result.next) : "",
+    keys: result.keys.map((k) => decoder.decode(k)),
+  });
+  return new Response(body, {
+    headers: { "Content-Type": "application/json" },
+  });
+}
+
+function contentLength(req: Request): number | null {
+  const cl = req.headers.get("content-length");
+  return cl === null ? null : Number(cl);
+}
+
+function respond(o: Outcome): Response {
+  const body = o.message && o.status >= 400 ? o.message + "\n" : null;
+  const headers = new Headers(o.headers);
+  if (body !== null) {
+    headers.delete("Content-Length");
+    headers.set("Content-Type", "text/plain; charset=utf-8");
+  }
+  return new Response(body, { status: o.status, headers });
+}
+
+function text(status: number, message: string): Response {
+  return new Response(message + "\n", {
+    status,
+    headers: { "Content-Type": "text/plain; charset=utf-8" },
+  });
+}

@@ -1,0 +1,325 @@
+// The store's operations, shared by the master and the tools. Each returns
+// its HTTP status as a value; lib/server.ts only maps requests onto them.
+//
+// Write order (as mkv): the index says "writing" before any volume is
+// touched and "live" only after every replica is written, and a delete marks
+// first, removes the files, then drops the record. So a crash never leaves a
+// live key without its files; at worst a "writing" record or orphan files.
+import { Claim, isClaimed } from "./claim.ts";
+import { fanout } from "./fanout.ts";
+import { type Entry, type Index, keyFits } from "./index_db.ts";
+import { key2path, key2volume, needsRebalance } from "./keys.ts";
+import type { Record } from "./record.ts";
+import {
+  remoteDelete,
+  remoteGet,
+  remoteHead,
+  remotePut,
+  VolumeError,
+  volumeUrl,
+} from "./volumes.ts";
+
+export interface StoreOptions {
+  volumes: string[];
+  replicas: number;
+  subvolumes: number;
+  /** DELETE only after UNLINK. */
+  protect: boolean;
+  md5sum: boolean;
+  /** Timeout of HEAD, DELETE and listing calls to volumes, in ms. */
+  voltimeout: number;
+  /** "host:port" that misses are redirected to, "" for none. */
+  fallback: string;
+  /** Lease of a claim on a key, in ms. */
+  lease: number;
+  /** This process's name in the claims it takes. */
+  owner: string;
+}
+
+export interface Outcome {
+  status: number;
+  headers?: { [name: string]: string };
+  /** Said in the body of an error, for people using curl. */
+  message?: string;
+}
+
+export interface PutOptions {
+  /** The request's Content-Length, null when chunked. */
+  contentLength: number | null;
+  signal?: AbortSignal;
+}
+
+export class Store {
+  readonly index: Index;
+  readonly opts: StoreOptions;
+  /** Keys with an operation in flight here: a fast 409 before the index. */
+  #busy = new Set<string>();
+
+  constructor(index: Index, opts: StoreOptions) {
+    this.index = index;
+    this.opts = opts;
+  }
+
+  kvolumes(key: Uint8Array): string[] {
+    const { volumes, replicas, subvolumes } = this.opts;
+    return key2volume(key, volumes, replicas, subvolumes);
+  }
+
+  /** GET/HEAD: a 302 to a replica that answers, after HEAD-checking it. */
+  async locate(key: Uint8Array, rawPath: string): Promise<Outcome> {
+    if (!keyFits(key)) return tooLong();
+    const e = await this.index.get(key);
+    const headers: { [name: string]: string } = { "Content-Length": "0" };
+    if (e?.rec.hash) headers["Content-Md5"] = e.rec.hash;
+    if (!e || e.rec.state !== "live") {
+      if (!this.opts.fallback) return { status: 404, headers };
+      headers["Location"] = `http://${this.opts.fallback}${rawPath}`;
+      return { status: 302, headers };
+    }
+    const { rvolumes } = e.rec;
+    const balanced = !needsRebalance(rvolumes, this.kvolumes(key));
+    headers["Key-Balance"] = balanced ? "balanced" : "unbalanced";
+    headers["Key-Volumes"] = rvolumes.join(",");
+    const path = key2path(key);
+    for (const volume of shuffled(rvolumes)) {
+      const url = volumeUrl(volume, path);
+      if (await remoteHead(url, this.opts.voltimeout)) {
+        headers["Location"] = url;
+        return { status: 302, headers };
+      }
+    }
+    return { status: 404, headers };
+  }
+
+  async put(
+    key: Uint8Array,
+    body: ReadableStream<Uint8Array> | null,
+    opts: PutOptions,
+  ): Promise<Outcome> {
+    if (body === null || opts.contentLength === 0) {
+      return { status: 411, message: "A value must not be empty" };
+    }
+    if (!keyFits(key)) return tooLong();
+    return await this.#exclusive(key, async () => {
+      const prev = await this.index.get(key);
+      if (prev?.rec.state === "live") {
+        return { status: 403, message: "Key exists (PUT never overwrites)" };
+      }
+      if (prev && isClaimed(prev.rec)) return inFlight();
+      const kvolumes = this.kvolumes(key);
+      const claim = await Claim.take(this.index, key, prev, kvolumes, this.opts);
+      if (!claim) return inFlight();
+      const signal = opts.signal ? AbortSignal.any([opts.signal, claim.signal]) : claim.signal;
+      let result;
+      try {
+        result = await this.#write(key, kvolumes, body, signal);
+      } catch (err) {
+        await this.#undo(key, kvolumes, claim);
+        return { status: 500, message: messageOf(err) };
+      }
+      if (
+        result.bytes === 0 || (opts.contentLength !== null && result.bytes !== opts.contentLength)
+      ) {
+        await this.#undo(key, kvolumes, claim);
+        return result.bytes === 0
+          ? { status: 411, message: "A value must not be empty" }
+          : { status: 400, message: "Body shorter than its Content-Length" };
+      }
+      const live: Record = {
+        state: "live",
+        rvolumes: kvolumes,
+        hash: result.md5,
+        size: result.bytes,
+      };
+      if (!await claim.finish(live)) {
+        return { status: 500, message: "Lost the claim on the key mid-write" };
+      }
+      // An unlinked or failed earlier value may have left files elsewhere.
+      const stale = (prev?.rec.rvolumes ?? []).filter((v) => !kvolumes.includes(v));
+      await this.#removeFiles(key, stale).catch(() => {});
+      return { status: 201 };
+    });
+  }
+
+  /** Streams the body to every volume; throws on the first failure. */
+  async #write(
+    key: Uint8Array,
+    volumes: string[],
+    body: ReadableStream<Uint8Array>,
+    signal: AbortSignal,
+  ) {
+    const path = key2path(key);
+    const fan = fanout(body, volumes.length, { md5: this.opts.md5sum });
+    const onAbort = () => fan.abort(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      const puts = volumes.map((v, i) =>
+        remotePut(volumeUrl(v, path), fan.branches[i], signal).catch((err) => {
+          fan.abort(err);
+          throw err;
+        })
+      );
+      const settled = await Promise.allSettled([fan.done, ...puts]);
+      // Prefer a volume's own error to the aborts it caused in the others.
+      const failed = settled.filter((s) => s.status === "rejected") as PromiseRejectedResult[];
+      if (failed.length > 0) {
+        const own = failed.find((f) => f.reason instanceof VolumeError && f.reason.status);
+        throw (own ?? failed[0]).reason;
+      }
+      return await fan.done;
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /** A failed write: remove what was written, then the record if all went. */
+  async #undo(key: Uint8Array, volumes: string[], claim: Claim) {
+    try {
+      await this.#removeFiles(key, volumes);
+      await claim.finish(null);
+    } catch {
+      // Some file may remain: leave the key "writing" for DELETE or repair.
+      await claim.release();
+    }
+  }
+
+  async #removeFiles(key: Uint8Array, volumes: string[]) {
+    const path = key2path(key);
+    const results = await Promise.allSettled(
+      volumes.map((v) => remoteDelete(volumeUrl(v, path), this.opts.voltimeout)),
+    );
+    const failed = results.find((r) => r.status === "rejected");
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+  }
+
+  /** DELETE: files and record. */
+  async delete(key: Uint8Array): Promise<Outcome> {
+    if (!keyFits(key)) return tooLong();
+    return await this.#exclusive(key, async () => {
+      const prev = await this.index.get(key);
+      if (!prev) return { status: 404 };
+      if (isClaimed(prev.rec)) return inFlight();
+      if (this.opts.protect && prev.rec.state === "live") {
+        return { status: 403, message: "Protected: UNLINK the key before DELETE" };
+      }
+      const claim = await Claim.take(this.index, key, prev, prev.rec.rvolumes, this.opts);
+      if (!claim) return inFlight();
+      try {
+        await this.#removeFiles(key, prev.rec.rvolumes);
+      } catch (err) {
+        await claim.release();
+        return { status: 500, message: messageOf(err) };
+      }
+      if (!await claim.finish(null)) {
+        return { status: 500, message: "Lost the claim on the key mid-delete" };
+      }
+      return { status: 204 };
+    });
+  }
+
+  /** UNLINK: a virtual delete; the files stay until DELETE. */
+  async unlink(key: Uint8Array): Promise<Outcome> {
+    if (!keyFits(key)) return tooLong();
+    return await this.#exclusive(key, async () => {
+      const prev = await this.index.get(key);
+      if (prev && isClaimed(prev.rec)) return inFlight();
+      if (prev?.rec.state !== "live") return { status: 404 };
+      const rec: Record = { ...prev.rec, state: "unlinked" };
+      const vs = await this.index.cas(key, prev.versionstamp, rec);
+      return vs === null ? inFlight() : { status: 204 };
+    });
+  }
+
+  /**
+   * REBALANCE: move one live key (and with `unlinked`, an unlinked one: the
+   * rebalance tool moves those too) to where the hash puts it now.
+   */
+  async rebalance(
+    key: Uint8Array,
+    opts: { unlinked: boolean } = { unlinked: false },
+  ): Promise<Outcome> {
+    if (!keyFits(key)) return tooLong();
+    return await this.#exclusive(key, async () => {
+      const prev = await this.index.get(key);
+      if (prev && isClaimed(prev.rec)) return inFlight();
+      const movable = prev?.rec.state === "live" ||
+        (opts.unlinked && prev?.rec.state === "unlinked");
+      if (!prev || !movable) return { status: 404 };
+      return await this.#move(key, prev);
+    });
+  }
+
+  /**
+   * Copies the key from a replica that has it to the volumes the hash puts
+   * it on, switches the index, then deletes the copies it left. Interrupted
+   * at any point, it leaves the key readable where the index says.
+   */
+  async #move(key: Uint8Array, prev: Entry): Promise<Outcome> {
+    const kvolumes = this.kvolumes(key);
+    const path = key2path(key);
+    const have: string[] = [];
+    for (const v of prev.rec.rvolumes) {
+      if (await remoteHead(volumeUrl(v, path), this.opts.voltimeout)) have.push(v);
+    }
+    if (have.length === 0) {
+      return { status: 500, message: "No replica of the key answers" };
+    }
+    if (!needsRebalance(prev.rec.rvolumes, kvolumes)) return { status: 204 };
+    const missing = kvolumes.filter((v) => !have.includes(v));
+    if (missing.length > 0) {
+      const ac = new AbortController();
+      try {
+        const res = await remoteGet(volumeUrl(have[0], path), ac.signal);
+        await this.#write(key, missing, res.body!, ac.signal);
+      } catch (err) {
+        ac.abort();
+        return { status: 500, message: messageOf(err) };
+      }
+    }
+    const rec: Record = { ...prev.rec, rvolumes: kvolumes };
+    if (await this.index.cas(key, prev.versionstamp, rec) === null) {
+      // The key changed meanwhile: the copies just made belong to no one.
+      await this.#removeFiles(key, missing).catch(() => {});
+      return inFlight();
+    }
+    const left = have.filter((v) => !kvolumes.includes(v));
+    try {
+      await this.#removeFiles(key, left);
+    } catch (err) {
+      return { status: 500, message: messageOf(err) };
+    }
+    return { status: 204 };
+  }
+
+  async #exclusive(key: Uint8Array, work: () => Promise<Outcome>): Promise<Outcome> {
+    const id = String.fromCharCode(...key);
+    if (this.#busy.has(id)) return inFlight();
+    this.#busy.add(id);
+    try {
+      return await work();
+    } finally {
+      this.#busy.delete(id);
+    }
+  }
+}
+
+function inFlight(): Outcome {
+  return { status: 409, message: "Another write of this key is in progress" };
+}
+
+function tooLong(): Outcome {
+  return { status: 414, message: "Key too long for the index (at most 2043 bytes)" };
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function shuffled<T>(xs: readonly T[]): T[] {
+  const out = xs.slice();
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}

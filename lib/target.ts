@@ -1,0 +1,86 @@
+// The request target, as mkv sees it: the key is the URL-decoded path, in
+// bytes, exactly as sent (no "." or ".." folding: every path is a key, and
+// keys only ever reach a volume base64-encoded). The operation is the first
+// query parameter ("?list&limit=10").
+
+export class BadRequest extends Error {}
+
+export interface Target {
+  key: Uint8Array;
+  /** The raw path, escapes kept, for redirects (fallback). */
+  rawPath: string;
+  /** The raw query without "?", "" when none. */
+  query: string;
+}
+
+const encoder = new TextEncoder();
+
+export function parseTarget(url: string): Target {
+  // Deno.serve gives "http://host[:port]/path?query" with the path as sent.
+  const pathStart = url.indexOf("/", url.indexOf("://") + 3);
+  const q = url.indexOf("?", pathStart);
+  const rawPath = pathStart < 0 ? "/" : url.slice(pathStart, q < 0 ? undefined : q);
+  return {
+    key: percentDecode(rawPath, false),
+    rawPath,
+    query: q < 0 ? "" : url.slice(q + 1),
+  };
+}
+
+/** Percent-decodes to bytes; `plusIsSpace` for query values (as Go). */
+export function percentDecode(s: string, plusIsSpace: boolean): Uint8Array {
+  if (!s.includes("%") && !(plusIsSpace && s.includes("+"))) {
+    return encoder.encode(s);
+  }
+  const src = encoder.encode(s);
+  const out = new Uint8Array(src.length);
+  let n = 0;
+  for (let i = 0; i < src.length; i++) {
+    const c = src[i];
+    if (c === 0x25) {
+      const hi = hexVal(src[i + 1]);
+      const lo = hexVal(src[i + 2]);
+      if (hi < 0 || lo < 0) {
+        throw new BadRequest(`Broken percent-escape at byte ${i} of "${s}"`);
+      }
+      out[n++] = hi * 16 + lo;
+      i += 2;
+    } else if (c === 0x2b && plusIsSpace) {
+      out[n++] = 0x20;
+    } else {
+      out[n++] = c;
+    }
+  }
+  return out.slice(0, n);
+}
+
+function hexVal(c: number | undefined): number {
+  if (c === undefined) return -1;
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  if (c >= 0x41 && c <= 0x46) return c - 0x37;
+  if (c >= 0x61 && c <= 0x66) return c - 0x57;
+  return -1;
+}
+
+export interface Query {
+  /** The operation: the first parameter's name ("list", "unlinked"). */
+  op: string;
+  params: Map<string, Uint8Array>;
+}
+
+export function parseQuery(query: string): Query {
+  const parts = query.split("&");
+  const params = new Map<string, Uint8Array>();
+  for (const part of parts) {
+    if (part === "") continue;
+    const eq = part.indexOf("=");
+    const name = new TextDecoder().decode(
+      percentDecode(eq < 0 ? part : part.slice(0, eq), true),
+    );
+    const value = percentDecode(eq < 0 ? "" : part.slice(eq + 1), true);
+    if (!params.has(name)) params.set(name, value);
+  }
+  const first = parts[0];
+  const eq = first.indexOf("=");
+  return { op: eq < 0 ? first : first.slice(0, eq), params };
+}

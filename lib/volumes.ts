@@ -1,0 +1,123 @@
+// Every request the master or a tool makes to a volume goes through here.
+// Each call is bounded (a timeout, or the caller's signal) and each response
+// body is consumed or cancelled, so connections return to the pool.
+
+export class VolumeError extends Error {
+  constructor(message: string, readonly status = 0) {
+    super(message);
+  }
+}
+
+export function volumeUrl(volume: string, path: string): string {
+  return `http://${volume}${path}`;
+}
+
+function withTimeout(ms: number, signal?: AbortSignal): AbortSignal {
+  const t = AbortSignal.timeout(ms);
+  return signal ? AbortSignal.any([t, signal]) : t;
+}
+
+function describe(err: unknown): string {
+  if (err instanceof DOMException && err.name === "TimeoutError") {
+    return "timed out";
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** True when the volume answers 200 to a HEAD of the url within `timeout`. */
+export async function remoteHead(url: string, timeout: number): Promise<boolean> {
+  try {
+    const res = await fetch(url, { method: "HEAD", signal: withTimeout(timeout) });
+    await res.body?.cancel();
+    return res.status === 200;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Streams `body` to url. nginx writes it to a temp file and renames it into
+ * place only when complete, so a failed PUT leaves no file at the path.
+ */
+export async function remotePut(
+  url: string,
+  body: ReadableStream<Uint8Array>,
+  signal: AbortSignal,
+): Promise<void> {
+  let res: Response;
+  try {
+    res = await fetch(url, { method: "PUT", body, signal });
+  } catch (err) {
+    throw new VolumeError(`Cannot PUT "${url}": ${describe(err)}`);
+  }
+  await res.body?.cancel();
+  if (res.status !== 201 && res.status !== 204) {
+    throw new VolumeError(`Cannot PUT "${url}": status ${res.status}`, res.status);
+  }
+}
+
+/** Deletes url; a file that is already gone counts as deleted. */
+export async function remoteDelete(url: string, timeout: number): Promise<void> {
+  let res: Response;
+  try {
+    res = await fetch(url, { method: "DELETE", signal: withTimeout(timeout) });
+  } catch (err) {
+    throw new VolumeError(`Cannot DELETE "${url}": ${describe(err)}`);
+  }
+  await res.body?.cancel();
+  if (res.status !== 204 && res.status !== 404) {
+    throw new VolumeError(`Cannot DELETE "${url}": status ${res.status}`, res.status);
+  }
+}
+
+/** Opens a GET of url; the caller owns the body. Rejects on any status but 200. */
+export async function remoteGet(
+  url: string,
+  signal: AbortSignal,
+): Promise<Response> {
+  let res: Response;
+  try {
+    res = await fetch(url, { signal });
+  } catch (err) {
+    throw new VolumeError(`Cannot GET "${url}": ${describe(err)}`);
+  }
+  if (res.status !== 200) {
+    await res.body?.cancel();
+    throw new VolumeError(`Cannot GET "${url}": status ${res.status}`, res.status);
+  }
+  return res;
+}
+
+/** One entry of nginx's JSON autoindex. */
+export interface FileEntry {
+  name: string;
+  type: "file" | "directory" | string;
+  mtime: string;
+  size?: number;
+}
+
+/** Lists a folder of a volume; null when the folder does not exist. */
+export async function remoteList(
+  url: string,
+  timeout: number,
+): Promise<FileEntry[] | null> {
+  let res: Response;
+  try {
+    res = await fetch(url, { signal: withTimeout(timeout) });
+  } catch (err) {
+    throw new VolumeError(`Cannot list "${url}": ${describe(err)}`);
+  }
+  if (res.status === 404) {
+    await res.body?.cancel();
+    return null;
+  }
+  if (res.status !== 200) {
+    await res.body?.cancel();
+    throw new VolumeError(`Cannot list "${url}": status ${res.status}`, res.status);
+  }
+  try {
+    return await res.json() as FileEntry[];
+  } catch (err) {
+    throw new VolumeError(`Cannot list "${url}": ${describe(err)}`);
+  }
+}

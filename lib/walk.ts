@@ -1,0 +1,97 @@
+// Walking volumes through nginx's JSON autoindex (rebuild, verify).
+//
+// A key's folder "/ab/cd/" is the same on every volume (it depends only on
+// the key), so listing one folder on every (sub)volume gives each key in it
+// with all its replicas. Only folders that exist are listed.
+import { path2key } from "./keys.ts";
+import { type FileEntry, remoteList, volumeUrl } from "./volumes.ts";
+
+const HEX2 = /^[0-9a-f]{2}$/;
+
+export interface Found {
+  key: Uint8Array;
+  /** The (sub)volumes that hold it, in the order they were given. */
+  volumes: string[];
+  /** Size on the first volume that listed it. */
+  size: number;
+}
+
+export interface Walker {
+  timeout: number;
+  /** Folders that could not be read, as URLs with the reason. */
+  errors: string[];
+}
+
+/** The (sub)volumes of each volume: "host:port/svNN" if it has any, else itself. */
+export async function subvolumesOf(w: Walker, volume: string): Promise<string[]> {
+  const root = await list(w, volume, "/");
+  const svs = (root ?? []).filter((f) => f.type === "directory" && /^sv[0-9A-F]{2}$/.test(f.name));
+  return svs.length > 0 ? svs.map((f) => `${volume}/${f.name}`) : [volume];
+}
+
+/** Hex folder names ("ab") in `path` of each of the given (sub)volumes. */
+export async function hexFolders(
+  w: Walker,
+  vols: string[],
+  path: string,
+): Promise<Map<string, string[]>> {
+  const found = new Map<string, string[]>();
+  await Promise.all(vols.map(async (vol) => {
+    for (const f of await list(w, vol, path) ?? []) {
+      if (f.type !== "directory" || !HEX2.test(f.name)) continue;
+      const at = found.get(f.name) ?? [];
+      at.push(vol);
+      found.set(f.name, at);
+    }
+  }));
+  return found;
+}
+
+/** The keys stored in one "/ab/cd/" folder across the given (sub)volumes. */
+export async function keysIn(
+  w: Walker,
+  vols: string[],
+  folder: string,
+): Promise<Found[]> {
+  const byKey = new Map<string, Found>();
+  // Keep the caller's volume order whatever order the listings finish in.
+  const perVol = await Promise.all(vols.map((vol) => filesUnder(w, vol, folder)));
+  perVol.forEach((files, i) => {
+    for (const { path, size } of files) {
+      const key = path2key(path);
+      if (!key) continue;
+      const found = byKey.get(path);
+      if (found) found.volumes.push(vols[i]);
+      else byKey.set(path, { key, volumes: [vols[i]], size });
+    }
+  });
+  return [...byKey.values()];
+}
+
+/** Files under a key folder, following long-name segment folders down. */
+async function filesUnder(
+  w: Walker,
+  vol: string,
+  folder: string,
+): Promise<{ path: string; size: number }[]> {
+  const out: { path: string; size: number }[] = [];
+  for (const f of await list(w, vol, folder) ?? []) {
+    const path = folder + f.name;
+    if (f.type === "file") out.push({ path, size: f.size ?? -1 });
+    // A segment folder of a long name is exactly 255 bytes long.
+    else if (f.type === "directory" && f.name.length === 255) {
+      out.push(...await filesUnder(w, vol, path + "/"));
+    }
+  }
+  return out;
+}
+
+async function list(w: Walker, vol: string, path: string): Promise<FileEntry[] | null> {
+  const url = volumeUrl(vol, path);
+  try {
+    return await remoteList(url, w.timeout);
+  } catch (err) {
+    w.errors.push(err instanceof Error ? err.message : String(err));
+    return null;
+  }
+}

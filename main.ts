@@ -1,0 +1,91 @@
+// mkv: a distributed key-value store for large values, minikeyvalue's API on
+// Deno. `main.ts <command> [flags]`; see `main.ts help`.
+import { FlagError, parseFlags, usage } from "./lib/flags.ts";
+import { FLAGS, requireDb, storeOptions } from "./lib/config.ts";
+import { openIndex } from "./lib/open.ts";
+import { Store } from "./lib/store.ts";
+import { createHandler } from "./lib/server.ts";
+import { rebuild } from "./tools/rebuild.ts";
+import { rebalance } from "./tools/rebalance.ts";
+import { volume } from "./tools/volume.ts";
+
+export const VERSION = "0.1.0";
+
+const HELP = `mkv ${VERSION}: a distributed key-value store for large values
+
+Commands:
+  server     run the master
+  rebuild    recreate the index from the volumes (master stopped)
+  rebalance  move keys to where the hash puts them (master stopped)
+  volume     run one nginx volume: PORT=3001 mkv volume /tmp/volume1/
+  version    print the version
+  help       print this`;
+
+async function main(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseFlags(args, FLAGS);
+  } catch (err) {
+    return fail(err);
+  }
+  const [command, ...rest] = parsed.positionals;
+  const { flags } = parsed;
+  try {
+    switch (command) {
+      case "server":
+        return await server(flags);
+      case "rebuild":
+        return await rebuild(flags);
+      case "rebalance":
+        return await rebalance(flags);
+      case "volume":
+        return await volume(rest);
+      case "version":
+        console.log(VERSION);
+        return 0;
+      case "help":
+        console.log(HELP + "\n\n" + usage("mkv [flags] <command>", FLAGS));
+        return 0;
+      default:
+        return fail(new FlagError(command ? `Unknown command "${command}"` : "No command given"));
+    }
+  } catch (err) {
+    return fail(err);
+  }
+}
+
+function fail(err: unknown): number {
+  if (err instanceof FlagError) {
+    console.error(`${err.message}\n\n${HELP}\n\n${usage("mkv [flags] <command>", FLAGS)}`);
+    return 2;
+  }
+  console.error(err instanceof Error ? err.message : err);
+  return 1;
+}
+
+async function server(flags: { [name: string]: string | number | boolean }): Promise<number> {
+  const opts = storeOptions(flags);
+  const index = await openIndex(requireDb(flags));
+  const store = new Store(index, opts);
+  const handler = createHandler(store, { verbose: flags.v as boolean });
+  const srv = Deno.serve({
+    port: flags.port as number,
+    onListen: ({ port }) =>
+      console.log(
+        `mkv master on :${port}, volumes ${opts.volumes.join(",")}, replicas ${opts.replicas}`,
+      ),
+  }, handler);
+  // SIGTERM/SIGINT: stop accepting, let in-flight requests finish (bounded),
+  // then close the index cleanly.
+  const stop = async () => {
+    const grace = setTimeout(() => Deno.exit(1), 30_000);
+    await srv.shutdown();
+    index.close();
+    clearTimeout(grace);
+  };
+  for (const sig of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(sig, stop);
+  await srv.finished;
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,52 @@
+// `mkv rebuild -volumes ... -db DIR`: recreates the index from the volumes,
+// with the master stopped (as mkv). Every key found becomes live, its
+// volumes ordered as key2volume places them (those not where they belong
+// last), its size from the listing; the MD5 is unknown ("").
+import type { FlagValues } from "../lib/flags.ts";
+import { requireDb, storeOptions } from "../lib/config.ts";
+import { openIndex } from "../lib/open.ts";
+import { key2volume, orderByPlacement } from "../lib/keys.ts";
+import { pool } from "../lib/pool.ts";
+import { hexFolders, keysIn, subvolumesOf, type Walker } from "../lib/walk.ts";
+
+export async function rebuild(flags: FlagValues): Promise<number> {
+  const opts = storeOptions(flags);
+  const index = await openIndex(requireDb(flags));
+  const w: Walker = { timeout: Math.max(opts.voltimeout, 10_000), errors: [] };
+  const started = performance.now();
+  try {
+    const cleared = await index.clear();
+    if (cleared > 0) console.log(`rebuild: cleared ${cleared} records`);
+    const vols = (await Promise.all(opts.volumes.map((v) => subvolumesOf(w, v)))).flat();
+    const tops = await hexFolders(w, vols, "/");
+    let keys = 0;
+    await pool(tops.entries(), 4, async ([ab, abVols]) => {
+      const subs = await hexFolders(w, abVols, `/${ab}/`);
+      await pool(subs.entries(), 8, async ([cd, cdVols]) => {
+        const found = await keysIn(w, cdVols, `/${ab}/${cd}/`);
+        await Promise.all(found.map(({ key, volumes, size }) => {
+          const kvolumes = key2volume(key, opts.volumes, opts.replicas, opts.subvolumes);
+          return index.set(key, {
+            state: "live",
+            rvolumes: orderByPlacement(volumes, kvolumes),
+            hash: "",
+            size,
+          });
+        }));
+        keys += found.length;
+      });
+    });
+    const secs = (performance.now() - started) / 1000;
+    console.log(`rebuild: ${keys} keys from ${vols.length} (sub)volumes in ${secs.toFixed(1)}s`);
+    if (w.errors.length > 0) {
+      console.error(
+        `rebuild: ${w.errors.length} folders could not be read; the index is incomplete:`,
+      );
+      for (const e of w.errors.slice(0, 50)) console.error(`  ${e}`);
+      return 1;
+    }
+    return 0;
+  } finally {
+    index.close();
+  }
+}

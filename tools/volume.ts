@@ -1,0 +1,99 @@
+// `PORT=3001 deno task volume /tmp/volume1/`: one volume, stock nginx in the
+// foreground, serving the folder with WebDAV PUT/DELETE and a JSON autoindex
+// (volume.conf). nginx's pid and temp files stay in <folder>/.mkv-nginx.
+import { chmod, chown, mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+
+export async function volume(args: string[]): Promise<number> {
+  const folder = resolve(args[0] ?? "/tmp/volume1/");
+  const port = Number(Deno.env.get("PORT") ?? "3001");
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new Error(`Bad PORT "${Deno.env.get("PORT")}": expected 1-65535`);
+  }
+  const nginx = await findNginx() ?? await installNginx();
+  const run = join(folder, ".mkv-nginx");
+  await mkdir(run, { recursive: true });
+  const user = await workerUser(folder);
+  const conf = await renderConf({ port, root: folder, run, user });
+  const confPath = join(run, "nginx.conf");
+  await writeFile(confPath, conf);
+  console.log(`mkv volume ${folder} on :${port}`);
+  const child = new Deno.Command(nginx, {
+    args: ["-e", "stderr", "-c", confPath, "-p", run],
+    stdin: "null",
+  }).spawn();
+  const forward = (sig: Deno.Signal) => () => child.kill(sig);
+  const term = forward("SIGTERM"), int = forward("SIGTERM");
+  Deno.addSignalListener("SIGTERM", term);
+  Deno.addSignalListener("SIGINT", int);
+  const status = await child.status;
+  Deno.removeSignalListener("SIGTERM", term);
+  Deno.removeSignalListener("SIGINT", int);
+  return status.success || status.signal === "SIGTERM" ? 0 : status.code || 1;
+}
+
+export async function renderConf(
+  v: { port: number; root: string; run: string; user: string },
+): Promise<string> {
+  const template = await readFile(new URL("../volume.conf", import.meta.url), "utf8");
+  return template
+    .replaceAll("{{PORT}}", String(v.port))
+    .replaceAll("{{ROOT}}", v.root)
+    .replaceAll("{{RUN}}", v.run)
+    .replaceAll("{{USER}}", v.user);
+}
+
+/**
+ * As root, nginx's workers run as nobody; they must be able to write the
+ * folder, so a folder owned by root is handed to them (the folder itself,
+ * not what is in it). Otherwise the workers run as us and need nothing.
+ */
+async function workerUser(folder: string): Promise<string> {
+  if (Deno.uid() !== 0) return "";
+  const group = (await readFile("/etc/group", "utf8")).match(/^nogroup:/m) ? "nogroup" : "nobody";
+  const info = await stat(folder);
+  if (info.uid === 0) {
+    const nobody = await idOf("-u", "nobody");
+    const gid = await idOf("-g", "nobody");
+    await chown(folder, nobody, gid);
+    await chmod(folder, 0o755);
+  }
+  return `user nobody ${group};`;
+}
+
+async function idOf(flag: string, user: string): Promise<number> {
+  const out = await new Deno.Command("id", { args: [flag, user] }).output();
+  return Number(new TextDecoder().decode(out.stdout).trim());
+}
+
+async function findNginx(): Promise<string | null> {
+  const dirs = (Deno.env.get("PATH") ?? "").split(":").concat([
+    "/usr/sbin",
+    "/usr/local/sbin",
+    "/sbin",
+  ]);
+  for (const dir of dirs) {
+    const p = join(dir, "nginx");
+    const info = await stat(p).catch(() => null);
+    if (info?.isFile) return p;
+  }
+  return null;
+}
+
+/** Installs Debian's nginx-light when root; otherwise says what to run. */
+async function installNginx(): Promise<string> {
+  const how = "apt-get update && apt-get install -y nginx-light";
+  if (Deno.uid() !== 0 || !await stat("/usr/bin/apt-get").catch(() => null)) {
+    throw new Error(`nginx is not installed. Install it with: sudo sh -c '${how}'`);
+  }
+  console.error(`nginx is not installed; running: ${how}`);
+  const out = await new Deno.Command("sh", {
+    args: ["-c", how],
+    env: { DEBIAN_FRONTEND: "noninteractive" },
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  const nginx = out.success ? await findNginx() : null;
+  if (!nginx) throw new Error(`Could not install nginx; run: ${how}`);
+  return nginx;
+}
