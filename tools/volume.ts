@@ -2,7 +2,7 @@
 // foreground, serving the folder with WebDAV PUT/DELETE and a JSON autoindex
 // (volume.conf). nginx's pid and temp files stay in <folder>/.mkv-nginx.
 import { chmod, chown, mkdir, readFile, stat, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 
 export async function volume(args: string[]): Promise<number> {
   const folder = resolve(args[0] ?? "/tmp/volume1/");
@@ -46,10 +46,16 @@ export async function renderConf(
 /**
  * As root, nginx's workers run as nobody; they must be able to write the
  * folder, so a folder owned by root is handed to them (the folder itself,
- * not what is in it). Otherwise the workers run as us and need nothing.
+ * not what is in it). When nobody cannot even reach the folder (a parent
+ * such as /root is closed to others), the workers run as root instead.
+ * Not as root, the workers run as us and need nothing.
  */
 async function workerUser(folder: string): Promise<string> {
   if (Deno.uid() !== 0) return "";
+  if (!await othersCanReach(dirname(folder))) {
+    console.error(`${dirname(folder)} is closed to other users: nginx workers run as root`);
+    return "user root root;";
+  }
   const group = (await readFile("/etc/group", "utf8")).match(/^nogroup:/m) ? "nogroup" : "nobody";
   const info = await stat(folder);
   if (info.uid === 0) {
@@ -59,6 +65,15 @@ async function workerUser(folder: string): Promise<string> {
     await chmod(folder, 0o755);
   }
   return `user nobody ${group};`;
+}
+
+/** True when every folder from / down to `dir` lets others through (o+x). */
+async function othersCanReach(dir: string): Promise<boolean> {
+  for (let d = dir;; d = dirname(d)) {
+    const info = await stat(d);
+    if ((info.mode & 0o001) === 0) return false;
+    if (d === dirname(d)) return true;
+  }
 }
 
 async function idOf(flag: string, user: string): Promise<number> {

@@ -1,0 +1,196 @@
+// Starts a real cluster for integration tests: nginx volumes through
+// `main.ts volume` and a master process through `main.ts server`, on free
+// ports, in a fresh temp folder. No mocks.
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+const DENO = Deno.execPath();
+
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = l.addr as Deno.NetAddr;
+  l.close();
+  return port;
+}
+
+export async function waitUp(url: string, ms = 15_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    try {
+      const res = await fetch(url);
+      await res.body?.cancel();
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  throw new Error(`${url} did not come up within ${ms}ms`);
+}
+
+export interface ClusterOptions {
+  volumes?: number;
+  /** Extra master flags, e.g. ["-replicas", "2", "-protect"]. */
+  flags?: string[];
+}
+
+export class Cluster {
+  readonly dir: string;
+  readonly volumes: string[];
+  readonly volumePorts: number[];
+  #volumeProcs: (Deno.ChildProcess | null)[];
+  #master: Deno.ChildProcess | null = null;
+  masterPort = 0;
+  flags: string[];
+
+  private constructor(dir: string, ports: number[], flags: string[]) {
+    this.dir = dir;
+    this.volumePorts = ports;
+    this.volumes = ports.map((p) => `127.0.0.1:${p}`);
+    this.#volumeProcs = ports.map(() => null);
+    this.flags = flags;
+  }
+
+  static async start(opts: ClusterOptions = {}): Promise<Cluster> {
+    const dir = await Deno.makeTempDir({ prefix: "mkv-test-" });
+    // As a volume folder usually is: reachable by nginx's workers.
+    await Deno.chmod(dir, 0o755);
+    const ports = Array.from({ length: opts.volumes ?? 3 }, () => freePort());
+    const c = new Cluster(dir, ports, opts.flags ?? []);
+    await Promise.all(ports.map((_, i) => c.startVolume(i)));
+    await c.startMaster();
+    return c;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.masterPort}`;
+  }
+
+  volumeDir(i: number): string {
+    return `${this.dir}/volume${i}`;
+  }
+
+  async startVolume(i: number): Promise<void> {
+    this.#volumeProcs[i] = new Deno.Command(DENO, {
+      args: ["run", "-A", MAIN, "volume", this.volumeDir(i)],
+      env: { PORT: String(this.volumePorts[i]) },
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    await waitUp(`http://${this.volumes[i]}/`);
+  }
+
+  async stopVolume(i: number): Promise<void> {
+    const p = this.#volumeProcs[i];
+    if (!p) return;
+    this.#volumeProcs[i] = null;
+    p.kill("SIGTERM");
+    await p.status;
+    // nginx's workers may linger a moment after the master process.
+    for (let n = 0; n < 100; n++) {
+      try {
+        const c = await Deno.connect({ hostname: "127.0.0.1", port: this.volumePorts[i] });
+        c.close();
+        await new Promise((r) => setTimeout(r, 50));
+      } catch {
+        return;
+      }
+    }
+  }
+
+  async startMaster(extra: string[] = []): Promise<void> {
+    this.masterPort = freePort();
+    this.#master = new Deno.Command(DENO, {
+      args: [
+        "run",
+        "-A",
+        MAIN,
+        "server",
+        "-port",
+        String(this.masterPort),
+        "-db",
+        `${this.dir}/indexdb`,
+        "-volumes",
+        this.volumes.join(","),
+        ...this.flags,
+        ...extra,
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "inherit",
+    }).spawn();
+    await waitUp(`${this.url}/?list&limit=1`);
+  }
+
+  async stopMaster(signal: Deno.Signal = "SIGTERM"): Promise<void> {
+    const m = this.#master;
+    if (!m) return;
+    this.#master = null;
+    m.kill(signal);
+    await m.status;
+  }
+
+  async stop(): Promise<void> {
+    await this.stopMaster();
+    await Promise.all(this.#volumeProcs.map((_, i) => this.stopVolume(i)));
+    await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** A fresh key no other test uses. */
+export function randomKey(prefix = "/test"): string {
+  return `${prefix}/${crypto.randomUUID()}`;
+}
+
+export function randomBytes(n: number): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i += 65536) {
+    crypto.getRandomValues(out.subarray(i, Math.min(n, i + 65536)));
+  }
+  return out;
+}
+
+/** Runs main.ts with args; returns exit code and output. */
+export async function runMain(
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(DENO, {
+    args: ["run", "-A", MAIN, ...args],
+    stdin: "null",
+  }).output();
+  const d = new TextDecoder();
+  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+}
+
+/**
+ * Sends one HTTP/1.1 request over a raw socket, path as given (fetch would
+ * fold "." and ".." segments), and returns the status and body.
+ */
+export async function rawRequest(
+  port: number,
+  method: string,
+  path: string,
+  body = "",
+): Promise<{ status: number; headers: Headers; body: string }> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const head = `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n` +
+    `Content-Length: ${new TextEncoder().encode(body).length}\r\n\r\n`;
+  await conn.write(new TextEncoder().encode(head + body));
+  const chunks: Uint8Array[] = [];
+  const buf = new Uint8Array(65536);
+  while (true) {
+    const n = await conn.read(buf).catch(() => null);
+    if (n === null) break;
+    chunks.push(buf.slice(0, n));
+  }
+  conn.close();
+  const text = new TextDecoder().decode(
+    chunks.reduce((a, b) => new Uint8Array([...a, ...b]), new Uint8Array()),
+  );
+  const end = text.indexOf("\r\n\r\n");
+  const lines = text.slice(0, end).split("\r\n");
+  const headers = new Headers();
+  for (const line of lines.slice(1)) {
+    const colon = line.indexOf(":");
+    headers.append(line.slice(0, colon), line.slice(colon + 1).trim());
+  }
+  return { status: Number(lines[0].slice(9, 12)), headers, body: text.slice(end + 4) };
+}
