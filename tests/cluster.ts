@@ -59,6 +59,10 @@ export class Cluster {
     return c;
   }
 
+  get db(): string {
+    return `${this.dir}/indexdb`;
+  }
+
   get url(): string {
     return `http://127.0.0.1:${this.masterPort}`;
   }
@@ -96,7 +100,8 @@ export class Cluster {
     }
   }
 
-  async startMaster(extra: string[] = []): Promise<void> {
+  /** Starts the master; `volumes` overrides the volume list (rebalance tests). */
+  async startMaster(extra: string[] = [], volumes = this.volumes): Promise<void> {
     this.masterPort = freePort();
     this.#master = new Deno.Command(DENO, {
       args: [
@@ -109,7 +114,7 @@ export class Cluster {
         "-db",
         `${this.dir}/indexdb`,
         "-volumes",
-        this.volumes.join(","),
+        volumes.join(","),
         ...this.flags,
         ...extra,
       ],

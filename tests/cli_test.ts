@@ -1,0 +1,89 @@
+// The command line: mkv's flags, Go style, and clear errors.
+import { Cluster, freePort, randomKey, runMain, waitUp } from "./cluster.ts";
+import { assert, assertEquals } from "./assert.ts";
+
+Deno.test("an unknown flag prints usage and exits 2", async () => {
+  const r = await runMain(["server", "-bogus", "1"]);
+  assertEquals(r.code, 2);
+  assert(r.stderr.startsWith("Unknown flag: -bogus\n"), r.stderr);
+  assert(r.stderr.includes("-voltimeout duration"), "usage lists the flags");
+});
+
+Deno.test("fewer volumes than replicas is a clear error, not a crash", async () => {
+  const r = await runMain(["server", "-db", "/tmp/unused", "-volumes", "a:1,b:2"]);
+  assertEquals(r.code, 2);
+  assert(
+    r.stderr.startsWith("The number of volumes (2) must be at least the number of replicas (3)\n"),
+    r.stderr,
+  );
+});
+
+Deno.test("a missing -db or -volumes is named", async () => {
+  const noDb = await runMain(["server", "-volumes", "a:1", "-replicas", "1"]);
+  assertEquals(noDb.code, 2);
+  assert(noDb.stderr.startsWith("-db is required"), noDb.stderr);
+  const noVolumes = await runMain(["server", "-db", "/tmp/unused"]);
+  assertEquals(noVolumes.code, 2);
+  assert(noVolumes.stderr.startsWith("-volumes is required"), noVolumes.stderr);
+});
+
+Deno.test("bad flag values are refused with the reason", async () => {
+  const port = await runMain(["-port=abc", "server"]);
+  assertEquals(port.code, 2);
+  assert(port.stderr.startsWith(`Invalid value "abc" for flag -port: not an integer`), port.stderr);
+  const dur = await runMain(["server", "-voltimeout", "1x"]);
+  assertEquals(dur.code, 2);
+  assert(dur.stderr.startsWith(`Invalid value "1x" for flag -voltimeout`), dur.stderr);
+  const none = await runMain([]);
+  assertEquals(none.code, 2);
+  assert(none.stderr.startsWith("No command given"), none.stderr);
+});
+
+Deno.test("version and help exit 0", async () => {
+  const v = await runMain(["version"]);
+  assertEquals(v.code, 0);
+  assert(/^\d+\.\d+\.\d+\n$/.test(v.stdout), v.stdout);
+  const h = await runMain(["help"]);
+  assertEquals(h.code, 0);
+  assert(h.stdout.includes("rebalance") && h.stdout.includes("-subvolumes int"), h.stdout);
+});
+
+Deno.test("Go-style -flag=value, --flag value and flags before the command all work", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1"] });
+  await c.stopMaster();
+  const port = freePort();
+  const master = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("../main.ts", import.meta.url).pathname,
+      `-db=${c.db}`,
+      "--port",
+      String(port),
+      "-replicas=1",
+      "-md5sum=false",
+      "server",
+      "-volumes",
+      c.volumes[0],
+      "-subvolumes",
+      "1",
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  try {
+    await waitUp(`http://127.0.0.1:${port}/?list`);
+    const key = randomKey();
+    const put = await fetch(`http://127.0.0.1:${port}${key}`, { method: "PUT", body: "x" });
+    assertEquals(put.status, 201);
+    const get = await fetch(`http://127.0.0.1:${port}${key}`, { redirect: "manual" });
+    assertEquals(get.status, 302);
+    assertEquals(get.headers.get("content-md5"), null, "-md5sum=false stores no MD5");
+    assertEquals(get.headers.get("key-volumes"), c.volumes[0], "-subvolumes 1: no svNN");
+  } finally {
+    master.kill("SIGTERM");
+    await master.status;
+    await c.stop();
+  }
+});

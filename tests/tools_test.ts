@@ -1,0 +1,144 @@
+// rebuild and rebalance against real nginx volumes.
+import { Cluster, randomBytes, randomKey, runMain } from "./cluster.ts";
+import { assert, assertEquals } from "./assert.ts";
+import { openIndex } from "../lib/open.ts";
+import type { Entry } from "../lib/index_db.ts";
+import { key2name, md5, toHex } from "../lib/keys.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+async function snapshot(db: string): Promise<Map<string, Entry>> {
+  const index = await openIndex(db);
+  const out = new Map<string, Entry>();
+  for await (const [k, e] of index.entries()) out.set(dec.decode(k), e);
+  index.close();
+  return out;
+}
+
+/** Keys of every kind the layout has: plain, unicode, base64 with "/", long. */
+function keysOfEveryKind(prefix: string): string[] {
+  const keys = [`${prefix}/plain`, `${prefix}/ünï 鍵`, `${prefix}/` + "L".repeat(600)];
+  for (let i = 0; keys.length < 5; i++) {
+    const k = `${prefix}/s${"x".repeat(i % 3)}${String.fromCodePoint(0xf0 + i % 16)}ÿ`;
+    if (key2name(enc.encode(k)).includes("_")) keys.push(k);
+  }
+  return keys;
+}
+
+async function putAll(c: Cluster, keys: string[]): Promise<Map<string, string>> {
+  const md5s = new Map<string, string>();
+  for (const k of keys) {
+    const value = randomBytes(1000 + Math.floor(Math.random() * 5000));
+    const res = await fetch(c.url + encodeURI(k), { method: "PUT", body: value });
+    assertEquals(res.status, 201, `PUT ${k}`);
+    md5s.set(k, toHex(md5(value)));
+  }
+  return md5s;
+}
+
+async function readMd5(c: Cluster, key: string): Promise<{ md5: string; balance: string | null }> {
+  const res = await fetch(c.url + encodeURI(key), { redirect: "manual" });
+  await res.body?.cancel();
+  assertEquals(res.status, 302, `GET ${key}`);
+  const file = await fetch(res.headers.get("location")!);
+  return {
+    md5: toHex(md5(new Uint8Array(await file.arrayBuffer()))),
+    balance: res.headers.get("key-balance"),
+  };
+}
+
+Deno.test("rebuild recreates the index from the volumes, entry for entry", async () => {
+  const c = await Cluster.start();
+  try {
+    const prefix = randomKey("/rebuild");
+    const keys = [...keysOfEveryKind(prefix)];
+    for (let i = 0; i < 40; i++) keys.push(`${prefix}/k${i}`);
+    const md5s = await putAll(c, keys);
+    await c.stopMaster();
+    const live = await snapshot(c.db);
+    const fresh = `${c.dir}/rebuilt`;
+    const r = await runMain(["rebuild", "-volumes", c.volumes.join(","), "-db", fresh]);
+    assertEquals(r.code, 0, r.stderr);
+    assert(r.stdout.includes(`rebuild: ${keys.length} keys from `), r.stdout);
+    const rebuilt = await snapshot(fresh);
+    assertEquals([...rebuilt.keys()].sort(), [...live.keys()].sort());
+    for (const [k, e] of live) {
+      const got = rebuilt.get(k)!;
+      assertEquals(got.rec.state, "live", k);
+      assertEquals(got.rec.rvolumes, e.rec.rvolumes, `volumes of ${k}`);
+      assertEquals(got.rec.size, e.rec.size, `size of ${k}`);
+    }
+    // The master runs on the rebuilt index and every value reads back.
+    await c.startMaster(["-db", fresh]);
+    for (const k of keys) assertEquals((await readMd5(c, k)).md5, md5s.get(k), k);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("rebuild names the folders it could not read and exits non-zero", async () => {
+  const c = await Cluster.start();
+  try {
+    await c.stopMaster();
+    await c.stopVolume(1);
+    const r = await runMain([
+      "rebuild",
+      "-volumes",
+      c.volumes.join(","),
+      "-db",
+      `${c.dir}/partial`,
+    ]);
+    assertEquals(r.code, 1);
+    assert(r.stderr.includes(`Cannot list "http://${c.volumes[1]}/"`), r.stderr);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("rebalance moves every key to its new volumes and back, byte-identical", async () => {
+  const c = await Cluster.start({ flags: ["-replicas", "2"] });
+  try {
+    const prefix = randomKey("/rebalance");
+    const keys = [...keysOfEveryKind(prefix)];
+    for (let i = 0; i < 30; i++) keys.push(`${prefix}/k${i}`);
+    const md5s = await putAll(c, keys);
+    await c.stopMaster();
+    // Drop the third volume: every key must end up on the first two.
+    const two = c.volumes.slice(0, 2);
+    const r = await runMain([
+      "rebalance",
+      "-replicas",
+      "2",
+      "-volumes",
+      two.join(","),
+      "-db",
+      c.db,
+    ]);
+    assertEquals(r.code, 0, r.stderr);
+    await c.stopVolume(2);
+    await c.startMaster([], two);
+    for (const k of keys) {
+      const got = await readMd5(c, k);
+      assertEquals(got, { md5: md5s.get(k)!, balance: "balanced" }, k);
+    }
+    await c.stopMaster();
+    await c.startVolume(2);
+    const back = await runMain([
+      "rebalance",
+      "-replicas",
+      "2",
+      "-volumes",
+      c.volumes.join(","),
+      "-db",
+      c.db,
+    ]);
+    assertEquals(back.code, 0, back.stderr);
+    await c.startMaster();
+    for (const k of keys) {
+      assertEquals(await readMd5(c, k), { md5: md5s.get(k)!, balance: "balanced" }, k);
+    }
+  } finally {
+    await c.stop();
+  }
+});
