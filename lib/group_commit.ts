@@ -86,8 +86,11 @@ export class GroupCommit {
     try {
       result = await atomic.commit();
     } catch (err) {
-      // An error of the whole commit (disk, limits): every writer hears it.
-      for (const p of batch) p.reject(err);
+      // An error of the whole commit (disk, a limit): alone, the writer
+      // hears it; in a batch, each write is tried alone so that one bad
+      // write does not fail the others.
+      if (batch.length === 1) batch[0].reject(err);
+      else for (const p of batch) await this.#commit([p]);
       return;
     }
     this.stats.commits++;

@@ -121,8 +121,17 @@ export class Index {
 
   /** Keys starting with `prefix` in one state, bytewise order, paged. */
   async list(prefix: Uint8Array, opts: ListOptions): Promise<ListResult> {
-    const from = opts.start && compare(opts.start, prefix) > 0 ? opts.start : prefix;
+    let from = opts.start && compare(opts.start, prefix) > 0 ? opts.start : prefix;
+    // A start longer than any key can be: every key at or after it is after
+    // its longest storable head, so list from that head, skipping the head.
+    let skip: Uint8Array | null = null;
+    if (!keyFits(from)) {
+      from = skip = longestFittingHead(from);
+      if (compare(from, prefix) < 0) return { keys: [], next: null, tooMany: false };
+    }
     const end = successor(prefix);
+    // A start past the prefix's range: nothing to list.
+    if (end && compare(from, end) >= 0) return { keys: [], next: null, tooMany: false };
     const selector: Deno.KvListSelector = end
       ? { start: [NS, from], end: [NS, end] }
       : { prefix: [NS], start: [NS, from] };
@@ -131,6 +140,7 @@ export class Index {
       const rec = toRecord(e.value);
       if (!rec || rec.state !== opts.state) continue;
       const key = e.key[1] as Uint8Array;
+      if (skip && compare(key, skip) === 0) continue;
       if (opts.limit > 0 && keys.length === opts.limit) {
         return { keys, next: key, tooMany: false };
       }
@@ -162,6 +172,16 @@ function compare(a: Uint8Array, b: Uint8Array): number {
   const n = Math.min(a.length, b.length);
   for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i] - b[i];
   return a.length - b.length;
+}
+
+function longestFittingHead(key: Uint8Array): Uint8Array {
+  let n = 0;
+  let size = encodedKeySize(new Uint8Array());
+  while (n < key.length && size + (key[n] === 0 ? 2 : 1) <= KV_KEY_MAX) {
+    size += key[n] === 0 ? 2 : 1;
+    n++;
+  }
+  return key.slice(0, n);
 }
 
 /** The smallest byte string greater than every string starting with p. */

@@ -53,7 +53,10 @@ export function toRecord(value: unknown): Record | null {
   if (typeof value === "string") return fromMkvString(value);
   if (typeof value !== "object" || value === null) return null;
   const v = value as Partial<Stored>;
-  if (!Array.isArray(v.v) || typeof v.s !== "number" || !STATES[v.s]) {
+  if (
+    !Array.isArray(v.v) || !v.v.every((x) => typeof x === "string") ||
+    typeof v.s !== "number" || !STATES[v.s]
+  ) {
     return null;
   }
   const rec: Record = {

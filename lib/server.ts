@@ -100,8 +100,10 @@ async function query(
     if (!/^\d{1,9}$/.test(s)) return text(400, `Bad limit "${s}": not a whole number`);
     limit = Number(s);
   }
-  if (!keyFits(prefix)) return respond({ status: 414, message: "Prefix too long" });
   const start = q.params.get("start");
+  if (!keyFits(prefix)) {
+    return text(414, "Prefix too long for the index (at most 2043 bytes)");
+  }
   const result = await store.index.list(prefix, {
     start: start && start.length > 0 ? start : undefined,
     state,

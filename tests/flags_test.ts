@@ -1,0 +1,174 @@
+// Unit tests of lib/flags.ts and lib/config.ts: Go-style flag parsing with the
+// real FLAGS spec, Go durations, and the checks of storeOptions.
+import { FLAGS, storeOptions } from "../lib/config.ts";
+import { FlagError, formatDuration, parseDuration, parseFlags } from "../lib/flags.ts";
+import { assert, assertEquals, assertThrows } from "./assert.ts";
+
+const parse = (...args: string[]) => parseFlags(args, FLAGS);
+
+Deno.test("with no arguments every flag has its default", () => {
+  const { flags, positionals } = parse();
+  assertEquals(positionals, []);
+  for (const [name, spec] of Object.entries(FLAGS)) assertEquals(flags[name], spec.default, name);
+});
+
+Deno.test("-port 3001, -port=3001 and --port 3001 all set an int", () => {
+  assertEquals(parse("-port", "3001").flags.port, 3001);
+  assertEquals(parse("-port=3001").flags.port, 3001);
+  assertEquals(parse("--port", "3001").flags.port, 3001);
+  assertEquals(parse("--port=3001").flags.port, 3001);
+});
+
+Deno.test("a bool flag alone is true, -name=false sets it false", () => {
+  assertEquals(parse().flags.protect, false);
+  assertEquals(parse("-protect").flags.protect, true);
+  assertEquals(parse("-md5sum=false").flags.md5sum, false);
+  assertEquals(parse("-md5sum=0").flags.md5sum, false);
+  assertEquals(parse("-protect=T").flags.protect, true);
+});
+
+Deno.test("a bool flag does not take the next argument as its value", () => {
+  const p = parse("-protect", "server");
+  assertEquals(p.flags.protect, true);
+  assertEquals(p.positionals, ["server"]);
+});
+
+Deno.test("flags after the subcommand are parsed: server -port 4000", () => {
+  const p = parse("server", "-port", "4000", "-volumes", "a:1,b:2");
+  assertEquals(p.positionals, ["server"]);
+  assertEquals(p.flags.port, 4000);
+  assertEquals(p.flags.volumes, "a:1,b:2");
+});
+
+Deno.test("everything after -- is positional", () => {
+  const p = parse("-port", "1", "--", "-port", "2", "-nosuch");
+  assertEquals(p.flags.port, 1);
+  assertEquals(p.positionals, ["-port", "2", "-nosuch"]);
+});
+
+Deno.test("a lone '-' is a positional", () => {
+  assertEquals(parse("-", "x").positionals, ["-", "x"]);
+});
+
+Deno.test("a string value may be empty or start with '-'", () => {
+  assertEquals(parse("-db=").flags.db, "");
+  assertEquals(parse("-db", "-weird").flags.db, "-weird");
+  assertEquals(parse("-fallback=a=b").flags.fallback, "a=b");
+});
+
+Deno.test("durations parse as Go's, in milliseconds", () => {
+  assertEquals(parse("-voltimeout", "250ms").flags.voltimeout, 250);
+  assertEquals(parse("-lease=1m").flags.lease, 60_000);
+});
+
+Deno.test("an unknown flag throws FlagError", () => {
+  assertThrows(() => parse("-nosuch"), FlagError, "Unknown flag: -nosuch");
+  assertThrows(() => parse("--nosuch=1"), FlagError, "-nosuch");
+  assertThrows(() => parse("---port", "1"), FlagError);
+});
+
+Deno.test("a flag missing its value throws FlagError", () => {
+  assertThrows(() => parse("-port"), FlagError, "needs a value");
+  assertThrows(() => parse("server", "-volumes"), FlagError, "-volumes");
+});
+
+Deno.test("a bad int or bool value throws FlagError", () => {
+  for (const v of ["abc", "", "3.5", "1e3", "12x"]) {
+    assertThrows(() => parse(`-port=${v}`), FlagError, "-port");
+  }
+  assertThrows(() => parse("-protect=yes"), FlagError, "-protect");
+  assertThrows(() => parse("-voltimeout", "1"), FlagError, "-voltimeout");
+});
+
+Deno.test("parseDuration reads Go durations in milliseconds", () => {
+  assertEquals(parseDuration("1s"), 1000);
+  assertEquals(parseDuration("500ms"), 500);
+  assertEquals(parseDuration("1m30s"), 90_000);
+  assertEquals(parseDuration("1.5h"), 5_400_000);
+  assert(Math.abs(parseDuration("300us") - 0.3) < 1e-12, String(parseDuration("300us")));
+  assert(Math.abs(parseDuration("300µs") - 0.3) < 1e-12);
+  assert(Math.abs(parseDuration("1500ns") - 0.0015) < 1e-12);
+  assertEquals(parseDuration("0"), 0);
+  assertEquals(parseDuration("-1s"), -1000);
+  assertEquals(parseDuration("+2s"), 2000);
+  assertEquals(parseDuration(".5s"), 500);
+  assertEquals(parseDuration("1h2m3s4ms"), 3_723_004);
+});
+
+Deno.test("parseDuration rejects what Go rejects", () => {
+  for (const bad of ["1", "s", "1x", "", "-", ".s", "1s2", "1 s", "ms", "1S", "1d"]) {
+    assertThrows(() => parseDuration(bad), FlagError, "not a duration");
+  }
+});
+
+Deno.test("formatDuration prints defaults as Go does for whole units", () => {
+  assertEquals(formatDuration(0), "0s");
+  assertEquals(formatDuration(1000), "1s");
+  assertEquals(formatDuration(30_000), "30s");
+  assertEquals(formatDuration(250), "250ms");
+});
+
+Deno.test("storeOptions has mkv's defaults", () => {
+  const o = storeOptions(parse("-volumes", "a:1,b:2,c:3").flags);
+  assertEquals(o.volumes, ["a:1", "b:2", "c:3"]);
+  assertEquals(o.replicas, 3);
+  assertEquals(o.subvolumes, 10);
+  assertEquals(o.md5sum, true);
+  assertEquals(o.protect, false);
+  assertEquals(o.voltimeout, 1000);
+  assertEquals(o.fallback, "");
+});
+
+Deno.test("storeOptions trims volumes and drops empty entries", () => {
+  const o = storeOptions(parse("-volumes", " a:1, b:2 ,,c:3,", "-replicas", "1").flags);
+  assertEquals(o.volumes, ["a:1", "b:2", "c:3"]);
+});
+
+Deno.test("storeOptions: fewer volumes than replicas throws a clear FlagError", () => {
+  const err = assertThrows(
+    () => storeOptions(parse("-volumes", "a:1,b:2").flags),
+    FlagError,
+  );
+  assertEquals(
+    err.message,
+    "The number of volumes (2) must be at least the number of replicas (3)",
+  );
+  storeOptions(parse("-volumes", "a:1,b:2", "-replicas", "2").flags);
+});
+
+Deno.test("storeOptions: no volumes throws FlagError", () => {
+  assertThrows(() => storeOptions(parse().flags), FlagError, "-volumes is required");
+  assertThrows(() => storeOptions(parse("-volumes=").flags), FlagError, "-volumes is required");
+  assertThrows(() => storeOptions(parse("-volumes", " , ").flags), FlagError, "-volumes");
+});
+
+Deno.test("storeOptions: a volume listed twice throws FlagError", () => {
+  assertThrows(
+    () => storeOptions(parse("-volumes", "a:1,b:2,a:1").flags),
+    FlagError,
+    "twice",
+  );
+});
+
+Deno.test("storeOptions rejects bad volumes, replicas, subvolumes and timeouts", () => {
+  const v = ["-volumes", "a:1,b:2,c:3"];
+  assertThrows(
+    () => storeOptions(parse("-volumes", "http://a:1,b,c").flags),
+    FlagError,
+    "Bad volume",
+  );
+  assertThrows(() => storeOptions(parse("-volumes", "a/b,b,c").flags), FlagError, "Bad volume");
+  assertThrows(() => storeOptions(parse(...v, "-replicas", "0").flags), FlagError, "-replicas");
+  assertThrows(() => storeOptions(parse(...v, "-subvolumes", "0").flags), FlagError, "-subvolumes");
+  assertThrows(() => storeOptions(parse(...v, "-subvolumes", "257").flags), FlagError);
+  assertEquals(storeOptions(parse(...v, "-subvolumes", "256").flags).subvolumes, 256);
+  assertThrows(() => storeOptions(parse(...v, "-voltimeout", "0").flags), FlagError);
+  assertThrows(() => storeOptions(parse(...v, "-voltimeout", "-1s").flags), FlagError);
+});
+
+Deno.test("storeOptions accepts IPv6 and host names with dots and dashes", () => {
+  const o = storeOptions(
+    parse("-volumes", "[::1]:3001,vol-2.example.com:80", "-replicas", "2").flags,
+  );
+  assertEquals(o.volumes, ["[::1]:3001", "vol-2.example.com:80"]);
+});

@@ -1,0 +1,427 @@
+// Unit tests of lib/group_commit.ts and lib/index_db.ts against a real Deno KV
+// on a temporary file: batching, compare-and-set semantics, batch limits,
+// prefix listing and the key size arithmetic.
+import { type Cas, LIMITS, takeBatch } from "../lib/group_commit.ts";
+import { encodedKeySize, Index, keyFits } from "../lib/index_db.ts";
+import type { Record, State } from "../lib/record.ts";
+import { assert, assertEquals, assertRejects } from "./assert.ts";
+
+const enc = new TextEncoder();
+const dec = (b: Uint8Array) => new TextDecoder().decode(b);
+
+function rec(state: State = "live", rvolumes = ["a:1", "b:2", "c:3"]): Record {
+  return state === "writing"
+    ? { state, rvolumes, hash: "", size: -1, owner: "test", until: Date.now() + 30_000 }
+    : { state, rvolumes, hash: "5d41402abc4b2a76b9719d911017c592", size: 5 };
+}
+
+/** Runs `fn` with an Index on a fresh Deno KV file, closed and removed after. */
+async function withIndex(fn: (index: Index) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "mkv_gc_test_" });
+  const index = new Index(await Deno.openKv(`${dir}/index.kv`));
+  try {
+    await fn(index);
+  } finally {
+    index.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+// ---- group commit ----
+
+Deno.test("300 concurrent creates of distinct keys all succeed in a few commits", async () => {
+  await withIndex(async (index) => {
+    const keys = Array.from({ length: 300 }, (_, i) => enc.encode(`/gc/${i}`));
+    const stamps = await Promise.all(keys.map((k) => index.cas(k, null, rec())));
+    assert(stamps.every((s) => typeof s === "string" && s.length > 0), "all got a versionstamp");
+    const { commits, writes, maxBatch } = index.commits.stats;
+    assertEquals(writes, 300);
+    assert(commits <= 10, `${commits} commits for 300 writes`);
+    assert(maxBatch <= LIMITS.checks, `batch of ${maxBatch} checked writes`);
+    assert(maxBatch >= 50, `largest batch ${maxBatch}`);
+    for (const k of keys) assertEquals((await index.get(k))?.rec, rec());
+  });
+});
+
+Deno.test("two concurrent creates of one key: exactly one wins, and its record is stored", async () => {
+  await withIndex(async (index) => {
+    const key = enc.encode("/race");
+    const a = rec("live", ["a:1"]);
+    const b = rec("live", ["b:2"]);
+    const [sa, sb] = await Promise.all([index.cas(key, null, a), index.cas(key, null, b)]);
+    assertEquals([sa, sb].filter((s) => s !== null).length, 1, `${sa} ${sb}`);
+    const got = await index.get(key);
+    assertEquals(got?.rec, sa !== null ? a : b);
+    assertEquals(got?.versionstamp, sa ?? sb);
+  });
+});
+
+Deno.test("two creates of one key queued together are split across batches; one wins", async () => {
+  await withIndex(async (index) => {
+    const key = enc.encode("/race2");
+    // The first write commits alone; the next three wait together in the queue.
+    const all = await Promise.all([
+      index.cas(enc.encode("/other"), null, rec()),
+      index.cas(key, null, rec("live", ["a:1"])),
+      index.cas(key, null, rec("live", ["b:2"])),
+      index.cas(enc.encode("/other2"), null, rec()),
+    ]);
+    assert(all[0] !== null && all[3] !== null);
+    assertEquals([all[1], all[2]].filter((s) => s !== null).length, 1);
+    assertEquals((await index.get(key))?.rec.rvolumes, ["a:1"], "first in line wins");
+  });
+});
+
+Deno.test("a cas with a stale versionstamp returns null and leaves the record", async () => {
+  await withIndex(async (index) => {
+    const key = enc.encode("/stale");
+    const v1 = await index.cas(key, null, rec("writing"));
+    assert(v1);
+    const v2 = await index.cas(key, v1, rec("live"));
+    assert(v2 && v2 !== v1);
+    assertEquals(await index.cas(key, v1, rec("unlinked")), null);
+    assertEquals(await index.cas(key, null, rec("unlinked")), null, "create of an existing key");
+    assertEquals(await index.get(key), { rec: rec("live"), versionstamp: v2 });
+  });
+});
+
+Deno.test("a failed check in a batch fails only that write; the others are retried and commit", async () => {
+  await withIndex(async (index) => {
+    const key = enc.encode("/stale2");
+    const v1 = await index.cas(key, null, rec("live"));
+    assert(v1);
+    const stale = "0".repeat(20);
+    const results = await Promise.all([
+      index.cas(enc.encode("/x0"), null, rec()),
+      index.cas(key, stale, rec("unlinked")),
+      index.cas(enc.encode("/x1"), null, rec()),
+      index.cas(enc.encode("/x2"), null, rec()),
+    ]);
+    assertEquals(results[1], null);
+    assert(results[0] && results[2] && results[3], JSON.stringify(results));
+    assertEquals((await index.get(key))?.versionstamp, v1);
+    assertEquals((await index.get(enc.encode("/x2")))?.rec, rec());
+  });
+});
+
+Deno.test("cas with rec=null deletes the key, and only at the expected versionstamp", async () => {
+  await withIndex(async (index) => {
+    const key = enc.encode("/del");
+    const v1 = await index.cas(key, null, rec());
+    assert(v1);
+    assertEquals(await index.cas(key, "0".repeat(20), null), null, "stale delete");
+    assert(await index.get(key));
+    const v2 = await index.cas(key, v1, null);
+    assert(typeof v2 === "string");
+    assertEquals(await index.get(key), null);
+    assert(await index.cas(key, null, rec()), "the key can be created again");
+  });
+});
+
+Deno.test("set writes unconditionally, many in one atomic (1,500 concurrent)", async () => {
+  await withIndex(async (index) => {
+    const keys = Array.from({ length: 1500 }, (_, i) => enc.encode(`/set/${i}`));
+    await index.cas(keys[0], null, rec("writing"));
+    await Promise.all(keys.map((k) => index.set(k, rec("unlinked"))));
+    assert(index.commits.stats.maxBatch <= LIMITS.mutations);
+    assertEquals((await index.get(keys[0]))?.rec, rec("unlinked"));
+    assertEquals((await index.get(keys[1499]))?.rec, rec("unlinked"));
+  });
+});
+
+Deno.test("concurrent creates of the longest keys stay within Deno KV's key byte limit", async () => {
+  await withIndex(async (index) => {
+    const keys = Array.from({ length: 100 }, (_, i) => {
+      const k = new Uint8Array(2043).fill(0x41);
+      k.set(enc.encode(String(i).padStart(3, "0")));
+      return k;
+    });
+    const stamps = await Promise.all(keys.map((k) => index.cas(k, null, rec())));
+    assert(stamps.every((s) => s !== null));
+    assert(index.commits.stats.commits >= 3, "split by key bytes");
+  });
+});
+
+// ---- takeBatch ----
+
+type Pending = Parameters<typeof takeBatch>[0][number];
+
+function pending(cas: Partial<Cas> & { key: Deno.KvKey }, log?: unknown[]): Pending {
+  return {
+    cas: { expect: null, value: 1, size: 10, keySize: 10, ...cas },
+    resolve: () => log?.push("resolve"),
+    reject: () => log?.push("reject"),
+  };
+}
+
+Deno.test("takeBatch defers a second write of the same key to a later batch", () => {
+  const k = (s: string) => ["k", enc.encode(s)];
+  const q = [
+    pending({ key: k("a") }),
+    pending({ key: k("b") }),
+    pending({ key: k("a"), value: 2 }),
+    pending({ key: k("c") }),
+    pending({ key: k("a"), value: 3 }),
+  ];
+  const names = (b: Pending[]) =>
+    b.map((p) => `${dec(p.cas.key[1] as Uint8Array)}${p.cas.value}`).join(",");
+  assertEquals(names(takeBatch(q)), "a1,b1,c1");
+  assertEquals(names(takeBatch(q)), "a2");
+  assertEquals(names(takeBatch(q)), "a3");
+  assertEquals(q.length, 0);
+  assertEquals(takeBatch(q), []);
+});
+
+Deno.test("takeBatch tells apart keys that only look alike", () => {
+  const q = [
+    pending({ key: ["k", enc.encode("1")] }),
+    pending({ key: ["k", "1"] }),
+    pending({ key: ["k", 1] }),
+    pending({ key: ["k", 1n] }),
+    pending({ key: ["k", new Uint8Array([0x01])] }),
+    pending({ key: ["k\u0000", "x"] }),
+    pending({ key: ["k", "\u0000x"] }),
+  ];
+  assertEquals(takeBatch(q).length, 7);
+});
+
+Deno.test("takeBatch takes at most 100 checked writes", () => {
+  const q = Array.from({ length: 250 }, (_, i) => pending({ key: ["k", i] }));
+  assertEquals(takeBatch(q).length, 100);
+  assertEquals(takeBatch(q).length, 100);
+  assertEquals(takeBatch(q).length, 50);
+});
+
+Deno.test("takeBatch takes up to 1000 unchecked writes", () => {
+  const q = Array.from({ length: 2500 }, (_, i) => pending({ key: ["k", i], expect: undefined }));
+  assertEquals(takeBatch(q).length, 1000);
+  assertEquals(q.length, 1500);
+});
+
+Deno.test("takeBatch always takes at least one write, however big", () => {
+  const q = [pending({ key: ["k", 1], size: 10_000_000, keySize: 100_000 })];
+  assertEquals(takeBatch(q).length, 1);
+});
+
+Deno.test("takeBatch respects every LIMIT over 100 random queues, keeping each key's order", () => {
+  for (let round = 0; round < 100; round++) {
+    const n = Math.floor(Math.random() * 1500);
+    const pool = 1 + Math.floor(Math.random() * 400);
+    const queue: Pending[] = [];
+    const order = new Map<number, number[]>();
+    for (let i = 0; i < n; i++) {
+      const k = Math.floor(Math.random() * pool);
+      const r = Math.random();
+      queue.push(pending({
+        key: ["k", k],
+        expect: r < 0.3 ? undefined : r < 0.6 ? null : "00000000000000010000",
+        value: i,
+        size: Math.floor(Math.random() * (Math.random() < 0.1 ? 60_000 : 500)),
+        keySize: 3 + Math.floor(Math.random() * (Math.random() < 0.2 ? 2045 : 50)),
+      }));
+      order.set(k, [...(order.get(k) ?? []), i]);
+    }
+    const seen = new Map<number, number[]>();
+    let taken = 0;
+    while (queue.length > 0) {
+      const before = queue.length;
+      const batch = takeBatch(queue);
+      assert(batch.length > 0, "progress");
+      assertEquals(queue.length, before - batch.length);
+      taken += batch.length;
+      const keys = batch.map((p) => p.cas.key[1] as number);
+      assertEquals(new Set(keys).size, keys.length, "a key twice in one batch");
+      const checks = batch.filter((p) => p.cas.expect !== undefined).length;
+      assert(checks <= LIMITS.checks, `${checks} checks`);
+      assert(batch.length <= LIMITS.mutations, `${batch.length} mutations`);
+      const keyBytes = batch.reduce((s, p) => s + 2 * p.cas.keySize, 0);
+      const total = batch.reduce((s, p) => s + 2 * p.cas.keySize + p.cas.size, 0);
+      if (batch.length > 1) {
+        assert(keyBytes <= LIMITS.keyBytes, `${keyBytes} key bytes`);
+        assert(total <= LIMITS.totalBytes, `${total} bytes`);
+      }
+      for (const p of batch) {
+        const k = p.cas.key[1] as number;
+        seen.set(k, [...(seen.get(k) ?? []), p.cas.value as number]);
+      }
+    }
+    assertEquals(taken, n);
+    for (const [k, ids] of order) assertEquals(seen.get(k), ids, `order of key ${k}`);
+  }
+});
+
+// ---- Index.list ----
+
+async function fill(index: Index, entries: [string | Uint8Array, State][]) {
+  const stamps = await Promise.all(
+    entries.map(([k, s]) => index.cas(typeof k === "string" ? enc.encode(k) : k, null, rec(s))),
+  );
+  assert(stamps.every((s) => s !== null));
+}
+
+const opts = (o: Partial<Parameters<Index["list"]>[1]> = {}) => ({
+  state: "live" as State,
+  limit: 0,
+  cap: 1_000_000,
+  ...o,
+});
+
+Deno.test("list gives a prefix's keys in byte order, and only that prefix", async () => {
+  await withIndex(async (index) => {
+    await fill(index, [
+      ["/p/b", "live"],
+      ["/p/a", "live"],
+      ["/p/\u00e9", "live"],
+      ["/p/Z", "live"],
+      ["/p", "live"],
+      ["/p/a/b", "live"],
+      ["/o", "live"],
+      ["/q", "live"],
+      ["/p0", "live"],
+    ]);
+    const got = await index.list(enc.encode("/p/"), opts());
+    assertEquals(got.keys.map(dec), ["/p/Z", "/p/a", "/p/a/b", "/p/b", "/p/\u00e9"]);
+    assertEquals(got.next, null);
+    assertEquals(got.tooMany, false);
+    assertEquals(
+      (await index.list(enc.encode("/p"), opts())).keys.map(dec),
+      ["/p", "/p/Z", "/p/a", "/p/a/b", "/p/b", "/p/\u00e9", "/p0"],
+    );
+    assertEquals((await index.list(new Uint8Array(), opts())).keys.length, 9, "empty prefix");
+  });
+});
+
+Deno.test("list orders binary keys bytewise, zero bytes included", async () => {
+  await withIndex(async (index) => {
+    const keys = [[1], [1, 0], [1, 0, 0], [1, 0, 1], [1, 1], [1, 0xff], [2]].map((b) =>
+      new Uint8Array(b)
+    );
+    await fill(index, [...keys].reverse().map((k) => [k, "live"]));
+    assertEquals((await index.list(new Uint8Array([1]), opts())).keys, keys.slice(0, 6));
+    assertEquals((await index.list(new Uint8Array([1, 0]), opts())).keys, keys.slice(1, 4));
+  });
+});
+
+Deno.test("list returns only keys in the asked state", async () => {
+  await withIndex(async (index) => {
+    await fill(index, [["/s/a", "live"], ["/s/b", "unlinked"], ["/s/c", "writing"], [
+      "/s/d",
+      "live",
+    ]]);
+    const p = enc.encode("/s/");
+    assertEquals((await index.list(p, opts())).keys.map(dec), ["/s/a", "/s/d"]);
+    assertEquals((await index.list(p, opts({ state: "unlinked" }))).keys.map(dec), ["/s/b"]);
+    assertEquals((await index.list(p, opts({ state: "writing" }))).keys.map(dec), ["/s/c"]);
+  });
+});
+
+Deno.test("list pages by limit, next and start", async () => {
+  await withIndex(async (index) => {
+    const names = ["a", "b", "c", "d", "e"].map((n) => `/pg/${n}`);
+    await fill(index, [...names.map((n): [string, State] => [n, "live"]), ["/pg/bb", "unlinked"]]);
+    const p = enc.encode("/pg/");
+    const p1 = await index.list(p, opts({ limit: 2 }));
+    assertEquals(p1.keys.map(dec), names.slice(0, 2));
+    assertEquals(dec(p1.next!), "/pg/c", "next skips keys in other states");
+    const p2 = await index.list(p, opts({ limit: 2, start: p1.next! }));
+    assertEquals(p2.keys.map(dec), names.slice(2, 4));
+    const p3 = await index.list(p, opts({ limit: 2, start: p2.next! }));
+    assertEquals(p3.keys.map(dec), names.slice(4));
+    assertEquals(p3.next, null);
+    const exact = await index.list(p, opts({ limit: 5 }));
+    assertEquals(exact.keys.length, 5);
+    assertEquals(exact.next, null, "no next page when the limit is exactly met");
+    const mid = await index.list(p, opts({ start: enc.encode("/pg/bz") }));
+    assertEquals(mid.keys.map(dec), names.slice(2), "start between keys");
+  });
+});
+
+Deno.test("list clamps a start below the prefix to the prefix", async () => {
+  await withIndex(async (index) => {
+    await fill(index, [["/a", "live"], ["/c/1", "live"], ["/c/2", "live"]]);
+    const got = await index.list(enc.encode("/c/"), opts({ start: enc.encode("/a") }));
+    assertEquals(got.keys.map(dec), ["/c/1", "/c/2"]);
+    const empty = await index.list(enc.encode("/c/"), opts({ start: new Uint8Array() }));
+    assertEquals(empty.keys.map(dec), ["/c/1", "/c/2"]);
+  });
+});
+
+Deno.test("list with a start past the prefix's range answers no keys", async () => {
+  await withIndex(async (index) => {
+    await fill(index, [["/a/1", "live"], ["/b", "live"]]);
+    const got = await index.list(enc.encode("/a/"), opts({ start: enc.encode("/b") }));
+    assertEquals(got, { keys: [], next: null, tooMany: false });
+  });
+});
+
+Deno.test("list with a start longer than any key lists the keys after it", async () => {
+  await withIndex(async (index) => {
+    const head = "/a/" + "x".repeat(2040);
+    await fill(index, [["/a/1", "live"], [head, "live"], ["/a/y", "live"]]);
+    const start = enc.encode("/a/" + "x".repeat(3000));
+    const got = await index.list(enc.encode("/a/"), opts({ start }));
+    assertEquals(got.keys.map(dec), ["/a/y"]);
+  });
+});
+
+Deno.test("list works for a prefix of 0xff bytes (no successor)", async () => {
+  await withIndex(async (index) => {
+    const ff = new Uint8Array([0xff]);
+    const keys = [[0xfe], [0xff], [0xff, 0], [0xff, 0xff], [0xff, 0xff, 0xff, 1]].map((b) =>
+      new Uint8Array(b)
+    );
+    await fill(index, keys.map((k) => [k, "live"]));
+    assertEquals((await index.list(ff, opts())).keys, keys.slice(1));
+    assertEquals((await index.list(new Uint8Array([0xff, 0xff]), opts())).keys, keys.slice(3));
+    const paged = await index.list(ff, opts({ limit: 2, start: new Uint8Array([0xff, 0]) }));
+    assertEquals(paged.keys, keys.slice(2, 4));
+    assertEquals(paged.next, keys[4]);
+  });
+});
+
+Deno.test("list reports tooMany past the cap", async () => {
+  await withIndex(async (index) => {
+    await fill(index, Array.from({ length: 5 }, (_, i): [string, State] => [`/cap/${i}`, "live"]));
+    const p = enc.encode("/cap/");
+    const over = await index.list(p, opts({ cap: 3 }));
+    assertEquals(over.tooMany, true);
+    assertEquals((await index.list(p, opts({ cap: 5 }))).tooMany, false);
+  });
+});
+
+// ---- key sizes ----
+
+Deno.test("encodedKeySize: a 2043-byte key fits, 2044 does not; zero bytes count twice", () => {
+  const a = (n: number) => new Uint8Array(n).fill(0x41);
+  assertEquals(encodedKeySize(a(2043)), 2048);
+  assertEquals(keyFits(a(2043)), true);
+  assertEquals(keyFits(a(2044)), false);
+  assertEquals(encodedKeySize(new Uint8Array([0, 1, 0])), 5 + 3 + 2);
+  assertEquals(keyFits(new Uint8Array(1021)), true);
+  assertEquals(keyFits(new Uint8Array(1022)), false);
+  assertEquals(encodedKeySize(new Uint8Array()), 5);
+});
+
+Deno.test("keyFits agrees with what Deno KV really accepts", async () => {
+  await withIndex(async (index) => {
+    const cases = [
+      new Uint8Array(2043).fill(0x41),
+      new Uint8Array(2044).fill(0x41),
+      new Uint8Array(1021),
+      new Uint8Array(1022),
+      (() => {
+        const k = new Uint8Array(1500).fill(0x41);
+        k.fill(0, 0, 543); // 1500 + 543 + 5 = 2048
+        return k;
+      })(),
+    ];
+    for (const key of cases) {
+      if (keyFits(key)) {
+        assert(await index.cas(key, null, rec()), `${key.length}-byte key should commit`);
+      } else {
+        await assertRejects(() => index.cas(key, null, rec()), TypeError);
+      }
+    }
+    assertEquals(keyFits(cases[4]), true);
+  });
+});

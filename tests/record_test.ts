@@ -1,0 +1,137 @@
+// Unit tests of lib/record.ts: the stored form round-trips, and mkv's LevelDB
+// value strings load (and are given back by toMkvString).
+import { fromRecord, type Record, toMkvString, toRecord } from "../lib/record.ts";
+import { assertEquals } from "./assert.ts";
+
+const HASH = "5d41402abc4b2a76b9719d911017c592";
+
+Deno.test("a live record round-trips through fromRecord/toRecord", () => {
+  const rec: Record = { state: "live", rvolumes: ["a:1/sv01", "b:2/sv0A"], hash: HASH, size: 5 };
+  assertEquals(toRecord(fromRecord(rec)), rec);
+});
+
+Deno.test("an unlinked record round-trips", () => {
+  const rec: Record = { state: "unlinked", rvolumes: ["a:1"], hash: "", size: -1 };
+  assertEquals(toRecord(fromRecord(rec)), rec);
+});
+
+Deno.test("a writing record round-trips with its owner and lease expiry", () => {
+  const rec: Record = {
+    state: "writing",
+    rvolumes: ["a:1", "b:2", "c:3"],
+    hash: "",
+    size: -1,
+    owner: "host:123:abcdef01",
+    until: 1_700_000_000_000,
+  };
+  const back = toRecord(fromRecord(rec))!;
+  assertEquals(back, rec);
+  assertEquals(back.owner, "host:123:abcdef01");
+  assertEquals(back.until, 1_700_000_000_000);
+});
+
+Deno.test("a zero-size value keeps size 0, not unknown", () => {
+  const rec: Record = {
+    state: "live",
+    rvolumes: ["a:1"],
+    hash: "d41d8cd98f00b204e9800998ecf8427e",
+    size: 0,
+  };
+  assertEquals(toRecord(fromRecord(rec))!.size, 0);
+});
+
+Deno.test("a live record's stored form holds no lease fields", () => {
+  const stored = fromRecord({
+    state: "live",
+    rvolumes: ["a:1"],
+    hash: "",
+    size: -1,
+    owner: "x",
+    until: 5,
+  });
+  assertEquals(stored, { s: 0, v: ["a:1"] });
+});
+
+Deno.test("a record survives Deno KV's structured clone", () => {
+  const rec: Record = {
+    state: "writing",
+    rvolumes: ["a:1"],
+    hash: HASH,
+    size: 9,
+    owner: "o",
+    until: 1,
+  };
+  assertEquals(toRecord(structuredClone(fromRecord(rec))), rec);
+});
+
+Deno.test("toRecord returns null for values that are not records", () => {
+  for (
+    const v of [null, undefined, 42, true, {}, [], { s: 0 }, { v: [] }, { s: 7, v: [] }, {
+      s: "0",
+      v: [],
+    }]
+  ) {
+    assertEquals(toRecord(v), null, JSON.stringify(v));
+  }
+});
+
+Deno.test("mkv's LevelDB strings parse", () => {
+  assertEquals(toRecord("DELETEDhello,world"), {
+    state: "unlinked",
+    rvolumes: ["hello", "world"],
+    hash: "",
+    size: -1,
+  });
+  assertEquals(toRecord("hello,world"), {
+    state: "live",
+    rvolumes: ["hello", "world"],
+    hash: "",
+    size: -1,
+  });
+  assertEquals(toRecord("hello"), { state: "live", rvolumes: ["hello"], hash: "", size: -1 });
+  assertEquals(toRecord("DELETEDhello"), {
+    state: "unlinked",
+    rvolumes: ["hello"],
+    hash: "",
+    size: -1,
+  });
+  assertEquals(toRecord(`HASH${HASH}a,b`), {
+    state: "live",
+    rvolumes: ["a", "b"],
+    hash: HASH,
+    size: -1,
+  });
+  assertEquals(toRecord(`DELETEDHASH${HASH}a:1/sv02`), {
+    state: "unlinked",
+    rvolumes: ["a:1/sv02"],
+    hash: HASH,
+    size: -1,
+  });
+});
+
+Deno.test("toMkvString gives back mkv's strings", () => {
+  for (
+    const s of [
+      "DELETEDhello,world",
+      "hello,world",
+      "hello",
+      "DELETEDhello",
+      `HASH${HASH}a,b`,
+      `DELETEDHASH${HASH}a:1/sv02`,
+    ]
+  ) {
+    assertEquals(toMkvString(toRecord(s)!), s);
+  }
+});
+
+Deno.test("toMkvString writes a writing record as DELETED, as mkv's PUT in progress", () => {
+  const rec: Record = {
+    state: "writing",
+    rvolumes: ["a", "b"],
+    hash: "",
+    size: -1,
+    owner: "o",
+    until: 1,
+  };
+  assertEquals(toMkvString(rec), "DELETEDa,b");
+});
