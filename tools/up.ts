@@ -2,6 +2,7 @@
 // :3001-3003 (./data/volume1-3) and a master on :3000 (index in
 // ./data/indexdb). Ctrl-C stops everything it started.
 import { resolve } from "node:path";
+import { ensureNginx } from "./volume.ts";
 
 const main = new URL("../main.ts", import.meta.url).pathname;
 const data = resolve("data");
@@ -31,6 +32,7 @@ async function waitFor(url: string) {
   throw new Error(`${url} did not come up`);
 }
 
+await ensureNginx();
 const volumes = [3001, 3002, 3003];
 for (const port of volumes) {
   start(["volume", `${data}/volume${port - 3000}`], { PORT: String(port) });

@@ -10,7 +10,7 @@ export async function volume(args: string[]): Promise<number> {
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
     throw new Error(`Bad PORT "${Deno.env.get("PORT")}": expected 1-65535`);
   }
-  const nginx = await findNginx() ?? await installNginx();
+  const nginx = await ensureNginx();
   const run = join(folder, ".mkv-nginx");
   await mkdir(run, { recursive: true });
   const user = await workerUser(folder);
@@ -81,6 +81,11 @@ async function idOf(flag: string, user: string): Promise<number> {
   return Number(new TextDecoder().decode(out.stdout).trim());
 }
 
+/** The nginx binary, installed first if missing (see installNginx). */
+export async function ensureNginx(): Promise<string> {
+  return await findNginx() ?? await installNginx();
+}
+
 async function findNginx(): Promise<string | null> {
   const dirs = (Deno.env.get("PATH") ?? "").split(":").concat([
     "/usr/sbin",
@@ -95,7 +100,11 @@ async function findNginx(): Promise<string | null> {
   return null;
 }
 
-/** Installs Debian's nginx-light when root; otherwise says what to run. */
+/**
+ * Installs Debian's nginx-light when root; otherwise says what to run.
+ * `deno task up` and `deno task test` call this once before starting
+ * volumes, so parallel volumes never race for apt's lock.
+ */
 async function installNginx(): Promise<string> {
   const how = "apt-get update && apt-get install -y nginx-light";
   if (Deno.uid() !== 0 || !await stat("/usr/bin/apt-get").catch(() => null)) {
