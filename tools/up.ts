@@ -34,6 +34,15 @@ async function waitFor(url: string) {
 
 await ensureNginx();
 const volumes = [3001, 3002, 3003];
+// Another cluster on these ports would answer our readiness checks.
+for (const port of [3000, ...volumes]) {
+  try {
+    Deno.listen({ port }).close();
+  } catch {
+    console.error(`Port ${port} is in use: stop what runs there first (another 'deno task up'?)`);
+    Deno.exit(1);
+  }
+}
 for (const port of volumes) {
   start(["volume", `${data}/volume${port - 3000}`], { PORT: String(port) });
 }
