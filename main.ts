@@ -4,7 +4,7 @@ import { FlagError, parseFlags, usage } from "./lib/flags.ts";
 import { FLAGS, requireDb, storeOptions } from "./lib/config.ts";
 import { openIndex } from "./lib/open.ts";
 import { Store } from "./lib/store.ts";
-import { createHandler } from "./lib/server.ts";
+import { createHandler, Drain } from "./lib/server.ts";
 import { rebuild } from "./tools/rebuild.ts";
 import { rebalance } from "./tools/rebalance.ts";
 import { volume } from "./tools/volume.ts";
@@ -67,7 +67,8 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
   const opts = storeOptions(flags);
   const index = await openIndex(requireDb(flags));
   const store = new Store(index, opts);
-  const handler = createHandler(store, { verbose: flags.v as boolean });
+  const drain = new Drain();
+  const handler = createHandler(store, { verbose: flags.v as boolean }, drain);
   const srv = Deno.serve({
     port: flags.port as number,
     onListen: ({ port }) =>
@@ -75,10 +76,11 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
         `mkv master on :${port}, volumes ${opts.volumes.join(",")}, replicas ${opts.replicas}`,
       ),
   }, handler);
-  // SIGTERM/SIGINT: stop accepting, let in-flight requests finish (bounded),
-  // then close the index cleanly.
+  // SIGTERM/SIGINT: refuse new requests (503), let those in flight finish
+  // (30 s at most), then stop the server and close the index cleanly.
   const stop = async () => {
-    const grace = setTimeout(() => Deno.exit(1), 30_000);
+    await drain.drain(30_000);
+    const grace = setTimeout(() => Deno.exit(1), 5_000);
     await srv.shutdown();
     index.close();
     clearTimeout(grace);

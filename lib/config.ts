@@ -64,6 +64,8 @@ export function storeOptions(flags: FlagValues): StoreOptions {
     protect: flags.protect as boolean,
     md5sum: flags.md5sum as boolean,
     voltimeout,
+    // Long enough for nginx to rename a large temp file into place.
+    stall: Math.max(10 * voltimeout, 2_000),
     fallback: String(flags.fallback),
     lease: flags.lease as number,
     owner: `${Deno.hostname()}:${Deno.pid}:${crypto.randomUUID().slice(0, 8)}`,

@@ -10,6 +10,24 @@
 // checks no longer hold are answered `null` and the rest retried.
 
 /**
+ * Several processes on one SQLite file (masters, tools) take turns at its
+ * write lock; Deno KV gives up at once with "database is locked". Retry
+ * that, with a growing random pause, for up to `ms`.
+ */
+export async function retryBusy<T>(work: () => Promise<T>, ms = 10_000): Promise<T> {
+  const until = Date.now() + ms;
+  for (let pause = 1;; pause = Math.min(pause * 2, 100)) {
+    try {
+      return await work();
+    } catch (err) {
+      const busy = err instanceof Error && /database is (locked|busy)/i.test(err.message);
+      if (!busy || Date.now() > until) throw err;
+      await new Promise((r) => setTimeout(r, pause * (0.5 + Math.random())));
+    }
+  }
+}
+
+/**
  * One compare-and-set. `value: null` deletes the key; `expect: undefined`
  * writes unconditionally (rebuild).
  */
@@ -84,7 +102,7 @@ export class GroupCommit {
     }
     let result: Deno.KvCommitResult | Deno.KvCommitError;
     try {
-      result = await atomic.commit();
+      result = await retryBusy(() => atomic.commit());
     } catch (err) {
       // An error of the whole commit (disk, a limit): alone, the writer
       // hears it; in a batch, each write is tried alone so that one bad
@@ -115,7 +133,7 @@ export class GroupCommit {
   async #versionstamps(keys: Deno.KvKey[]): Promise<(string | null)[]> {
     const out: (string | null)[] = [];
     for (let i = 0; i < keys.length; i += 10) {
-      const got = await this.#kv.getMany(keys.slice(i, i + 10));
+      const got = await retryBusy(() => this.#kv.getMany(keys.slice(i, i + 10)));
       for (const e of got) out.push(e.versionstamp);
     }
     return out;

@@ -1,7 +1,7 @@
 // The index: every Deno KV access of the master and the tools goes through
 // here. A key's record lives at ["k", <key bytes>]; Deno KV orders byte parts
 // bytewise, so prefix listing is a range scan.
-import { GroupCommit } from "./group_commit.ts";
+import { GroupCommit, retryBusy } from "./group_commit.ts";
 import { fromRecord, type Record, type State, toRecord } from "./record.ts";
 
 const NS = "k";
@@ -55,7 +55,7 @@ export class Index {
   }
 
   async get(key: Uint8Array): Promise<Entry | null> {
-    const e = await this.kv.get([NS, key]);
+    const e = await retryBusy(() => this.kv.get([NS, key]));
     return entryOf(e);
   }
 

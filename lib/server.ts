@@ -19,11 +19,62 @@ const METHODS = "GET, HEAD, PUT, DELETE, UNLINK, REBALANCE";
 
 const decoder = new TextDecoder();
 
+/**
+ * Requests in flight, for a graceful stop: Deno's `shutdown()` cuts off the
+ * body of a request still uploading, so on SIGTERM the master first drains:
+ * new requests get 503, those in flight finish, then it shuts down.
+ */
+export class Drain {
+  #inflight = 0;
+  #draining = false;
+  #idle: (() => void) | null = null;
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  enter() {
+    this.#inflight++;
+  }
+
+  leave() {
+    if (--this.#inflight === 0) this.#idle?.();
+  }
+
+  /** Refuses new requests; resolves when none is in flight, or after `ms`. */
+  drain(ms: number): Promise<void> {
+    this.#draining = true;
+    if (this.#inflight === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.#idle = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+}
+
 export function createHandler(
   store: Store,
   opts: ServerOptions,
+  drain = new Drain(),
 ): (req: Request) => Promise<Response> {
   return async (req) => {
+    if (drain.draining) {
+      return new Response("Shutting down\n", { status: 503, headers: { Connection: "close" } });
+    }
+    drain.enter();
+    try {
+      return await handle(store, opts, req);
+    } finally {
+      drain.leave();
+    }
+  };
+}
+
+async function handle(store: Store, opts: ServerOptions, req: Request): Promise<Response> {
+  {
     const started = performance.now();
     let res: Response;
     let key = "";
@@ -46,7 +97,7 @@ export function createHandler(
       console.log(`${req.method} ${key} ${res.status} ${ms}ms`);
     }
     return res;
-  };
+  }
 }
 
 async function dispatch(

@@ -28,6 +28,8 @@ export interface StoreOptions {
   md5sum: boolean;
   /** Timeout of HEAD, DELETE and listing calls to volumes, in ms. */
   voltimeout: number;
+  /** PUTs and GETs of values abort after this long without progress, ms. */
+  stall: number;
   /** "host:port" that misses are redirected to, "" for none. */
   fallback: string;
   /** Lease of a claim on a key, in ms. */
@@ -154,10 +156,12 @@ export class Store {
     signal.addEventListener("abort", onAbort, { once: true });
     try {
       const puts = volumes.map((v, i) =>
-        remotePut(volumeUrl(v, path), fan.branches[i], signal).catch((err) => {
-          fan.abort(err);
-          throw err;
-        })
+        remotePut(volumeUrl(v, path), fan.branches[i], { signal, stall: this.opts.stall }).catch(
+          (err) => {
+            fan.abort(err);
+            throw err;
+          },
+        )
       );
       const settled = await Promise.allSettled([fan.done, ...puts]);
       // Prefer a volume's own error to the aborts it caused in the others.
@@ -269,7 +273,10 @@ export class Store {
     if (missing.length > 0) {
       const ac = new AbortController();
       try {
-        const res = await remoteGet(volumeUrl(have[0], path), ac.signal);
+        const res = await remoteGet(volumeUrl(have[0], path), {
+          signal: ac.signal,
+          stall: this.opts.stall,
+        });
         await this.#write(key, missing, res.body!, ac.signal);
       } catch (err) {
         ac.abort();

@@ -21,6 +21,7 @@ function describe(err: unknown): string {
   if (err instanceof DOMException && err.name === "TimeoutError") {
     return "timed out";
   }
+  if (err instanceof VolumeError) return err.message;
   return err instanceof Error ? err.message : String(err);
 }
 
@@ -36,19 +37,80 @@ export async function remoteHead(url: string, timeout: number): Promise<boolean>
 }
 
 /**
+ * A watchdog for calls too long for a plain timeout (a 1 GB PUT): the call
+ * is aborted when no progress (a chunk moved, the answer came) happens for
+ * `stall` ms. So a volume that accepts connections and then hangs cannot
+ * hold a request of the master forever.
+ */
+export class Stall {
+  readonly #ac = new AbortController();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(readonly ms: number, readonly url: string) {
+    this.progress();
+  }
+
+  get signal(): AbortSignal {
+    return this.#ac.signal;
+  }
+
+  progress() {
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(
+      () =>
+        this.#ac.abort(new VolumeError(`Stalled: no progress from "${this.url}" in ${this.ms}ms`)),
+      this.ms,
+    );
+  }
+
+  /**
+   * Passes `body` through, counting each chunk as progress. With `last`
+   * (a response body), the watch ends with the body; a request body's end
+   * is not the call's end: the answer is still to come.
+   */
+  watch(body: ReadableStream<Uint8Array>, last: boolean): ReadableStream<Uint8Array> {
+    const end = () => {
+      if (last) this.stop();
+    };
+    return body.pipeThrough(
+      new TransformStream({
+        transform: (chunk, ctl) => {
+          this.progress();
+          ctl.enqueue(chunk);
+        },
+        flush: end,
+        cancel: end,
+      }),
+    );
+  }
+
+  stop() {
+    clearTimeout(this.#timer);
+  }
+}
+
+/**
  * Streams `body` to url. nginx writes it to a temp file and renames it into
  * place only when complete, so a failed PUT leaves no file at the path.
  */
 export async function remotePut(
   url: string,
   body: ReadableStream<Uint8Array>,
-  signal: AbortSignal,
+  opts: { signal: AbortSignal; stall: number },
 ): Promise<void> {
+  const stall = new Stall(opts.stall, url);
   let res: Response;
   try {
-    res = await fetch(url, { method: "PUT", body, signal });
+    res = await fetch(url, {
+      method: "PUT",
+      body: stall.watch(body, false),
+      signal: AbortSignal.any([opts.signal, stall.signal]),
+    });
   } catch (err) {
-    throw new VolumeError(`Cannot PUT "${url}": ${describe(err)}`);
+    const reason = stall.signal.aborted ? stall.signal.reason : err;
+    throw new VolumeError(`Cannot PUT "${url}": ${describe(reason)}`);
+  } finally {
+    stall.stop();
   }
   await res.body?.cancel();
   if (res.status !== 201 && res.status !== 204) {
@@ -70,22 +132,29 @@ export async function remoteDelete(url: string, timeout: number): Promise<void> 
   }
 }
 
-/** Opens a GET of url; the caller owns the body. Rejects on any status but 200. */
+/**
+ * Opens a GET of url, its body watched for stalls; the caller owns the body.
+ * Rejects on any status but 200.
+ */
 export async function remoteGet(
   url: string,
-  signal: AbortSignal,
+  opts: { signal: AbortSignal; stall: number },
 ): Promise<Response> {
+  const stall = new Stall(opts.stall, url);
   let res: Response;
   try {
-    res = await fetch(url, { signal });
+    res = await fetch(url, { signal: AbortSignal.any([opts.signal, stall.signal]) });
   } catch (err) {
-    throw new VolumeError(`Cannot GET "${url}": ${describe(err)}`);
+    stall.stop();
+    const reason = stall.signal.aborted ? stall.signal.reason : err;
+    throw new VolumeError(`Cannot GET "${url}": ${describe(reason)}`);
   }
-  if (res.status !== 200) {
+  if (res.status !== 200 || !res.body) {
+    stall.stop();
     await res.body?.cancel();
     throw new VolumeError(`Cannot GET "${url}": status ${res.status}`, res.status);
   }
-  return res;
+  return new Response(stall.watch(res.body, true), { status: res.status, headers: res.headers });
 }
 
 /** One entry of nginx's JSON autoindex. */

@@ -215,14 +215,16 @@ Deno.test("mkv API against real nginx volumes and a master process", async (t) =
       const body = new ReadableStream<Uint8Array>({ start: (cc) => void (ctl = cc) });
       ctl.enqueue(enc.encode("part one, "));
       const first = fetch(c.url + key, { method: "PUT", body });
-      // Wait until the master has claimed the key.
-      for (let i = 0; i < 100; i++) {
-        const r = await put(c, key, "other");
-        if (r.status === 409) break;
-        assertEquals(r.status, 409, "the second PUT must be refused while the first is in flight");
+      // Wait until the master has claimed the key (UNLINK probes without
+      // creating it; a PUT probe could win the key first).
+      let claimed = false;
+      for (let i = 0; i < 200 && !claimed; i++) {
+        claimed = (await req(c, key, "UNLINK")).status === 409;
+        if (!claimed) await new Promise((r) => setTimeout(r, 10));
       }
+      assert(claimed, "the first PUT holds the key");
+      assertEquals((await put(c, key, "other")).status, 409);
       assertEquals((await req(c, key, "DELETE")).status, 409);
-      assertEquals((await req(c, key, "UNLINK")).status, 409);
       assertEquals((await req(c, key)).status, 404, "a key being written is not readable");
       ctl.enqueue(enc.encode("part two"));
       ctl.close();

@@ -101,6 +101,30 @@ export class Cluster {
   }
 
   /** Starts the master; `volumes` overrides the volume list (rebalance tests). */
+  /** nginx's master and worker pids of volume i. */
+  async nginxPids(i: number): Promise<number[]> {
+    const master = Number(
+      (await Deno.readTextFile(`${this.volumeDir(i)}/.mkv-nginx/nginx.pid`)).trim(),
+    );
+    const out = await new Deno.Command("pgrep", { args: ["-P", String(master)] }).output();
+    const workers = new TextDecoder().decode(out.stdout).split("\n").filter(Boolean).map(Number);
+    return [master, ...workers];
+  }
+
+  /** Freezes volume i (SIGSTOP): it accepts connections and never answers. */
+  async pauseVolume(i: number): Promise<void> {
+    for (const pid of await this.nginxPids(i)) Deno.kill(pid, "SIGSTOP");
+  }
+
+  async resumeVolume(i: number): Promise<void> {
+    for (const pid of await this.nginxPids(i)) Deno.kill(pid, "SIGCONT");
+  }
+
+  /** The master process, for signals and /proc. */
+  get masterProcess(): Deno.ChildProcess | null {
+    return this.#master;
+  }
+
   async startMaster(extra: string[] = [], volumes = this.volumes): Promise<void> {
     this.masterPort = freePort();
     this.#master = new Deno.Command(DENO, {
@@ -129,7 +153,9 @@ export class Cluster {
     const m = this.#master;
     if (!m) return;
     this.#master = null;
-    m.kill(signal);
+    try {
+      m.kill(signal);
+    } catch { /* it already exited (a test sent its own signal) */ }
     await m.status;
   }
 
@@ -138,6 +164,20 @@ export class Cluster {
     await Promise.all(this.#volumeProcs.map((_, i) => this.stopVolume(i)));
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
   }
+}
+
+/** Every file (not folder) under a volume, through its autoindex. */
+export async function volumeFiles(volume: string, path = "/"): Promise<string[]> {
+  const entries = await fetch(`http://${volume}${path}`).then((r) => r.json()) as {
+    name: string;
+    type: string;
+  }[];
+  const out: string[] = [];
+  for (const e of entries) {
+    if (e.type === "directory") out.push(...await volumeFiles(volume, `${path}${e.name}/`));
+    else out.push(path + e.name);
+  }
+  return out;
 }
 
 /** A fresh key no other test uses. */

@@ -1,0 +1,255 @@
+// Faults against real nginx volumes and real master processes: hung and
+// killed volumes, a master killed under load, two masters on one index.
+// `deno task test:faults`.
+import { Cluster, freePort, randomBytes, randomKey, volumeFiles, waitUp } from "../cluster.ts";
+import { assert, assertEquals } from "../assert.ts";
+import { md5, toHex } from "../../lib/keys.ts";
+
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+
+async function status(url: string, init: RequestInit = {}): Promise<number> {
+  const res = await fetch(url, { redirect: "manual", ...init });
+  await res.body?.cancel();
+  return res.status;
+}
+
+/** A second master process on the cluster's index. */
+function spawnMaster(c: Cluster, port: number, extra: string[] = []): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      MAIN,
+      "server",
+      "-port",
+      String(port),
+      "-db",
+      c.db,
+      "-volumes",
+      c.volumes.join(","),
+      ...c.flags,
+      ...extra,
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+}
+
+Deno.test("a hung volume (SIGSTOP): reads go to another replica, writes fail in bounded time", async () => {
+  const c = await Cluster.start({ flags: ["-voltimeout", "200ms"] });
+  try {
+    const keys = [];
+    for (let i = 0; i < 10; i++) {
+      const k = randomKey();
+      assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
+      keys.push(k);
+    }
+    await c.pauseVolume(0);
+    try {
+      for (const k of keys) {
+        const started = performance.now();
+        const res = await fetch(c.url + k, { redirect: "manual" });
+        await res.body?.cancel();
+        assertEquals(res.status, 302, k);
+        assert(
+          !res.headers.get("location")!.includes(c.volumes[0]),
+          "never redirected to the hung volume",
+        );
+        assert(performance.now() - started < 2000, "answered within a few timeouts");
+      }
+      const started = performance.now();
+      const k = randomKey();
+      const put = await fetch(c.url + k, { method: "PUT", body: "x" });
+      const text = await put.text();
+      assertEquals(put.status, 500);
+      assert(text.includes("Stalled") || text.includes("timed out"), text);
+      assert(performance.now() - started < 10_000, "the PUT gave up within the stall bound");
+      assertEquals(await status(c.url + k), 404, "a failed write leaves no live key");
+    } finally {
+      await c.resumeVolume(0);
+    }
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("a killed volume: every key stays readable; its writes fail, then succeed once it is back", async () => {
+  const c = await Cluster.start();
+  try {
+    const keys = [];
+    for (let i = 0; i < 10; i++) {
+      const k = randomKey();
+      assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
+      keys.push(k);
+    }
+    await c.stopVolume(1);
+    for (const k of keys) assertEquals(await (await fetch(c.url + k)).text(), k);
+    const k = randomKey();
+    assertEquals(await status(c.url + k, { method: "PUT", body: "x" }), 500);
+    assertEquals(await status(c.url + k), 404);
+    await c.startVolume(1);
+    assertEquals(await status(c.url + k, { method: "PUT", body: "x" }), 201);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("a volume that answers 5xx: the PUT fails and the copies on other volumes are removed", async () => {
+  const c = await Cluster.start({ flags: ["-subvolumes", "1"] });
+  try {
+    // nginx's workers cannot create folders in a read-only volume: 500.
+    await Deno.chmod(c.volumeDir(2), 0o555);
+    const k = randomKey();
+    const res = await fetch(c.url + k, { method: "PUT", body: "never" });
+    const text = await res.text();
+    assertEquals(res.status, 500);
+    assert(text.includes(`"http://${c.volumes[2]}`) && text.includes("status 5"), text);
+    await Deno.chmod(c.volumeDir(2), 0o755);
+    for (const v of c.volumes) assertEquals(await volumeFiles(v), [], `no file left on ${v}`);
+    assertEquals(await status(c.url + k, { method: "PUT", body: "now" }), 201);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("the master killed (SIGKILL) under write load: every 201 survives exactly, no half keys", async () => {
+  const c = await Cluster.start();
+  try {
+    const acked = new Map<string, string>();
+    const tried = new Set<string>();
+    let stop = false;
+    const writer = async () => {
+      while (!stop) {
+        const k = randomKey("/crash");
+        const value = randomBytes(20_000 + Math.floor(Math.random() * 200_000));
+        tried.add(k);
+        try {
+          const res = await fetch(c.url + k, { method: "PUT", body: value });
+          await res.body?.cancel();
+          if (res.status === 201) acked.set(k, toHex(md5(value)));
+        } catch {
+          return; // the master is gone
+        }
+      }
+    };
+    const writers = Array.from({ length: 16 }, writer);
+    await new Promise((r) => setTimeout(r, 1500));
+    await c.stopMaster("SIGKILL");
+    stop = true;
+    await Promise.all(writers);
+    assert(acked.size > 20, `only ${acked.size} writes acknowledged`);
+    await c.startMaster();
+    for (const [k, sum] of acked) {
+      const res = await fetch(c.url + k);
+      assertEquals(res.status, 200, `acknowledged ${k}`);
+      assertEquals(toHex(md5(new Uint8Array(await res.arrayBuffer()))), sum, k);
+    }
+    // Keys caught mid-write are absent or complete, never live without files.
+    const live: string[] = (await fetch(`${c.url}/crash/?list`).then((r) => r.json())).keys;
+    for (const k of live) {
+      assert(tried.has(k), k);
+      const res = await fetch(c.url + k);
+      assertEquals(res.status, 200, `live key ${k} has its files`);
+      await res.body?.cancel();
+    }
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("two masters on one index: concurrent same-key PUTs give exactly one 201 per key", async () => {
+  const c = await Cluster.start();
+  const port = freePort();
+  const second = spawnMaster(c, port);
+  try {
+    await waitUp(`http://127.0.0.1:${port}/?list`);
+    const urls = [c.url, `http://127.0.0.1:${port}`];
+    for (let round = 0; round < 20; round++) {
+      const k = randomKey("/race");
+      const results = await Promise.all(
+        Array.from(
+          { length: 8 },
+          (_, i) => status(urls[i % 2] + k, { method: "PUT", body: `writer ${i}` }),
+        ),
+      );
+      assertEquals(results.filter((s) => s === 201).length, 1, `round ${round}: ${results}`);
+      assert(results.every((s) => s === 201 || s === 409 || s === 403), `${results}`);
+      // Both masters see the one value.
+      const a = await (await fetch(urls[0] + k)).text();
+      const b = await (await fetch(urls[1] + k)).text();
+      assertEquals(a, b);
+    }
+  } finally {
+    second.kill("SIGTERM");
+    await second.status;
+    await c.stop();
+  }
+});
+
+Deno.test("a master killed while holding a claim blocks that key only until the lease runs out", async () => {
+  const c = await Cluster.start({ flags: ["-lease", "1s"] });
+  const port = freePort();
+  const doomed = spawnMaster(c, port);
+  try {
+    await waitUp(`http://127.0.0.1:${port}/?list`);
+    const k = randomKey("/lease");
+    // A PUT through the doomed master whose body never ends.
+    const body = new ReadableStream<Uint8Array>({
+      start: (ctl) => ctl.enqueue(new Uint8Array(10)),
+    });
+    const pending = fetch(`http://127.0.0.1:${port}${k}`, { method: "PUT", body }).catch(() =>
+      null
+    );
+    // UNLINK probes the claim without creating the key (a PUT could win it).
+    let claimed = false;
+    for (let i = 0; i < 100 && !claimed; i++) {
+      claimed = await status(c.url + k, { method: "UNLINK" }) === 409;
+      if (!claimed) await new Promise((r) => setTimeout(r, 20));
+    }
+    assert(claimed, "the doomed master holds the claim");
+    doomed.kill("SIGKILL");
+    await doomed.status;
+    await pending;
+    const killedAt = performance.now();
+    let s = 409;
+    while (s === 409 && performance.now() - killedAt < 5000) {
+      s = await status(c.url + k, { method: "PUT", body: "after the lease" });
+      if (s === 409) await new Promise((r) => setTimeout(r, 100));
+    }
+    assertEquals(s, 201);
+    const waited = performance.now() - killedAt;
+    assert(waited < 2500, `blocked ${waited}ms, lease is 1s`);
+    assertEquals(await (await fetch(c.url + k)).text(), "after the lease");
+  } finally {
+    try {
+      doomed.kill("SIGKILL");
+    } catch { /* gone */ }
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: the master finishes the request in flight, then exits 0", async () => {
+  const c = await Cluster.start();
+  try {
+    const k = randomKey();
+    let ctl!: ReadableStreamDefaultController<Uint8Array>;
+    const body = new ReadableStream<Uint8Array>({ start: (cc) => void (ctl = cc) });
+    ctl.enqueue(new TextEncoder().encode("before "));
+    const put = fetch(c.url + k, { method: "PUT", body });
+    await new Promise((r) => setTimeout(r, 300));
+    const master = c.masterProcess!;
+    master.kill("SIGTERM");
+    await new Promise((r) => setTimeout(r, 200));
+    ctl.enqueue(new TextEncoder().encode("and after SIGTERM"));
+    ctl.close();
+    const res = await put;
+    await res.body?.cancel();
+    assertEquals(res.status, 201);
+    assertEquals((await master.status).code, 0);
+    await c.startMaster();
+    assertEquals(await (await fetch(c.url + k)).text(), "before and after SIGTERM");
+  } finally {
+    await c.stop();
+  }
+});
