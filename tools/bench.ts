@@ -1,0 +1,449 @@
+// `deno task bench`: the issue's speed and memory figures, each next to its
+// floor measured in the same run on the same machine (absolute numbers drift
+// between runs and machines; ratios hold better). Brings up its own cluster
+// (three nginx volumes and a master, on free ports, in a temp folder) and
+// takes it down at the end, also on error or Ctrl-C.
+//
+//   deno task bench                  # wrk 5 s per figure, 256 MiB PUT
+//   deno task bench -seconds 3 -skip-large
+//   TMPDIR=/dev/shm deno task bench  # volumes and index on tmpfs
+//
+// The table goes to stdout, progress to stderr. It exits 0 even when a
+// target is missed: the "meets target" column says.
+import { FlagError, type FlagSpec, parseFlags, usage } from "../lib/flags.ts";
+import { freePort, waitUp } from "../tests/cluster.ts";
+import { ensureNginx } from "./volume.ts";
+import { randomBytes, thrash, type ThrashResult } from "./thrash.ts";
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+/** Children run here, so they pick up deno.json (unstable KV). */
+const ROOT = new URL("..", import.meta.url).pathname;
+const MIB = 1024 * 1024;
+const WRK_ARGS = ["-t2", "-c64"];
+const THRASH = { clients: 16, size: 1024 };
+
+// ---- processes ----
+
+/** Every child this run started, so teardown can stop each one. */
+class Children {
+  #all = new Set<Deno.ChildProcess>();
+
+  /** `deno run -A <args>`: output dropped, errors shown. */
+  deno(args: string[], env: Record<string, string> = {}): Deno.ChildProcess {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", ...args],
+      cwd: ROOT,
+      env,
+      stdin: "null",
+      stdout: "null",
+      stderr: "inherit",
+    }).spawn();
+    this.#all.add(child);
+    return child;
+  }
+
+  /** SIGTERM, then SIGKILL if it has not exited within 10 s. */
+  async stop(child: Deno.ChildProcess): Promise<void> {
+    if (!this.#all.delete(child)) return;
+    const kill = (sig: Deno.Signal) => {
+      try {
+        child.kill(sig);
+      } catch { /* already gone */ }
+    };
+    kill("SIGTERM");
+    const timer = setTimeout(() => kill("SIGKILL"), 10_000);
+    await child.status;
+    clearTimeout(timer);
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.#all].map((c) => this.stop(c)));
+  }
+}
+
+interface Cluster {
+  url: string;
+  volumes: string[];
+  master: Deno.ChildProcess;
+}
+
+async function startCluster(dir: string, children: Children): Promise<Cluster> {
+  const ports = [freePort(), freePort(), freePort()];
+  const volumes = ports.map((p) => `127.0.0.1:${p}`);
+  ports.forEach((port, i) =>
+    children.deno([MAIN, "volume", `${dir}/volume${i}`], { PORT: String(port) })
+  );
+  await Promise.all(volumes.map((v) => waitUp(`http://${v}/`)));
+  const port = freePort();
+  const master = children.deno([
+    MAIN,
+    "server",
+    "-port",
+    String(port),
+    "-db",
+    `${dir}/indexdb`,
+    "-volumes",
+    volumes.join(","),
+  ]);
+  const url = `http://127.0.0.1:${port}`;
+  await waitUp(`${url}/?list&limit=1`);
+  return { url, volumes, master };
+}
+
+/** A bare Deno.serve answering 404 to everything: the floor of a GET. */
+async function startBare(dir: string, children: Children) {
+  const script = `${dir}/bare.ts`;
+  await Deno.writeTextFile(
+    script,
+    `Deno.serve({ port: Number(Deno.args[0]), onListen() {} }, () =>
+  new Response(null, { status: 404 }));\n`,
+  );
+  const port = freePort();
+  const child = children.deno([script, String(port)]);
+  const url = `http://127.0.0.1:${port}`;
+  await waitUp(url);
+  return { url, child };
+}
+
+async function run(cmd: string, args: string[]): Promise<{ ok: boolean; out: string }> {
+  const o = await new Deno.Command(cmd, { args, stdin: "null" }).output();
+  const d = new TextDecoder();
+  return { ok: o.success, out: d.decode(o.stdout) + d.decode(o.stderr) };
+}
+
+// ---- wrk ----
+
+interface Wrk {
+  rps: number;
+  requests: number;
+  socketErrors: number;
+  /** Answers that were neither 2xx nor 3xx. */
+  non2xx3xx: number;
+}
+
+function parseWrk(out: string): Wrk {
+  const num = (re: RegExp) => Number(out.match(re)?.[1] ?? 0);
+  const socket = out.match(/Socket errors:(.*)/)?.[1] ?? "";
+  return {
+    rps: num(/Requests\/sec:\s+([\d.]+)/),
+    requests: num(/(\d+) requests in/),
+    socketErrors: [...socket.matchAll(/\d+/g)].reduce((n, m) => n + Number(m[0]), 0),
+    non2xx3xx: num(/Non-2xx or 3xx responses: (\d+)/),
+  };
+}
+
+/** A 1 s warm-up (JIT, connections), then the measured run. */
+async function wrk(url: string, seconds: number): Promise<Wrk> {
+  await run("wrk", [...WRK_ARGS, "-d1s", url]);
+  const { ok, out } = await run("wrk", [...WRK_ARGS, `-d${seconds}s`, url]);
+  if (!ok) throw new Error(`wrk failed:\n${out}`);
+  const w = parseWrk(out);
+  if (w.requests === 0) throw new Error(`wrk made no requests:\n${out}`);
+  return w;
+}
+
+// ---- the table ----
+
+interface Row {
+  test: string;
+  figure: string;
+  floor: string;
+  /** figure / floor, or the figure itself for memory. */
+  ratio: number;
+  unit: "x" | " MiB";
+  /** Target: ratio >= min or ratio <= max. */
+  min?: number;
+  max?: number;
+  /** Wrong answers and socket errors during the measurement. */
+  errors: number;
+  mkv: string;
+}
+
+function meets(r: Row): boolean {
+  if (r.errors > 0) return false;
+  return r.min !== undefined ? r.ratio >= r.min : r.ratio <= r.max!;
+}
+
+function table(rows: Row[]): string {
+  const lines = [
+    "| test | master | floor (same run) | ratio | target | errors | meets target | mkv |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- |",
+  ];
+  for (const r of rows) {
+    const target = r.min !== undefined ? `≥ ${r.min}${r.unit}` : `≤ ${r.max}${r.unit}`;
+    const ratio = r.unit === "x" ? `${r.ratio.toFixed(2)}x` : `${r.ratio.toFixed(1)} MiB`;
+    lines.push(
+      `| ${r.test} | ${r.figure} | ${r.floor} | ${ratio} | ${target} | ${r.errors} | ` +
+        `${meets(r) ? "yes" : "no"} | ${r.mkv} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+const fmt = (n: number, digits = 0) =>
+  n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+
+// ---- the measurements ----
+
+/** GET of a missing key and of an existing one (302), against the bare floor. */
+async function getRows(
+  dir: string,
+  children: Children,
+  c: Cluster,
+  seconds: number,
+): Promise<Row[]> {
+  progress(`wrk ${seconds}s: bare Deno.serve 404`);
+  const bare = await startBare(dir, children);
+  const floor = await wrk(`${bare.url}/bench/missing`, seconds);
+  await children.stop(bare.child);
+
+  const missing = `${c.url}/bench/missing`;
+  await expectStatus(missing, 404);
+  progress(`wrk ${seconds}s: master, missing key`);
+  const miss = await wrk(missing, seconds);
+
+  const present = `${c.url}/bench/present`;
+  const put = await fetch(present, { method: "PUT", body: randomBytes(THRASH.size) });
+  await put.body?.cancel();
+  if (put.status !== 201) throw new Error(`PUT ${present}: status ${put.status}`);
+  await expectStatus(present, 302);
+  progress(`wrk ${seconds}s: master, existing key (302)`);
+  const hit = await wrk(present, seconds);
+
+  const floorText = `${fmt(floor.rps)} req/s (bare Deno.serve 404)`;
+  const wrkCmd = `wrk ${WRK_ARGS.join(" ")} -d${seconds}s`;
+  return [{
+    test: `GET missing key (${wrkCmd})`,
+    figure: `${fmt(miss.rps)} req/s`,
+    floor: floorText,
+    ratio: miss.rps / floor.rps,
+    unit: "x",
+    min: 0.8,
+    // A 404 is the right answer here: only socket errors are wrong.
+    errors: miss.socketErrors + floor.socketErrors,
+    mkv: "0.64x",
+  }, {
+    test: `GET existing key, 302 (${wrkCmd})`,
+    figure: `${fmt(hit.rps)} req/s`,
+    floor: floorText,
+    ratio: hit.rps / floor.rps,
+    unit: "x",
+    min: 0.25,
+    errors: hit.socketErrors + hit.non2xx3xx + floor.socketErrors,
+    mkv: "0.19x",
+  }];
+}
+
+/** wrk cannot tell a 404 from a 500: check the answer once beforehand. */
+async function expectStatus(url: string, status: number) {
+  const res = await fetch(url, { redirect: "manual" });
+  await res.body?.cancel();
+  if (res.status !== status) throw new Error(`GET ${url}: status ${res.status}, want ${status}`);
+}
+
+async function thrashRow(c: Cluster, seconds: number): Promise<{ row: Row; reasons: string[] }> {
+  const run = async (label: string, opts: { url?: string; direct?: string[] }) => {
+    await thrash({ ...opts, ...THRASH, cycles: 100 }); // warm-up
+    progress(`thrash ${seconds}s: ${label}`);
+    return await thrash({ ...opts, ...THRASH, seconds });
+  };
+  const direct = await run("straight to nginx", { direct: c.volumes });
+  const master = await run("master", { url: c.url });
+  const rate = (r: ThrashResult) => r.cycles / r.seconds;
+  return {
+    row: {
+      test: `thrash: ${THRASH.clients} clients, ${THRASH.size} B values, 3 replicas`,
+      figure: `${fmt(rate(master))} cycles/s`,
+      floor: `${fmt(rate(direct))} cycles/s (3 PUT + GET + 3 DELETE to nginx)`,
+      ratio: rate(master) / rate(direct),
+      unit: "x",
+      min: 0.8,
+      errors: master.failures + direct.failures,
+      mkv: "0.49x",
+    },
+    reasons: [...direct.reasons, ...master.reasons],
+  };
+}
+
+/** A large PUT through the master vs three parallel PUTs straight to nginx. */
+async function largeRows(dir: string, c: Cluster, mb: number): Promise<Row[]> {
+  const file = `${dir}/large.bin`;
+  progress(`writing ${mb} MiB of random bytes`);
+  await writeRandomFile(file, mb);
+
+  progress(`PUT ${mb} MiB: three parallel curl -T straight to nginx`);
+  const directUrls = c.volumes.map((v) => `http://${v}/bench/large`);
+  const direct = await timed(() => Promise.all(directUrls.map((u) => curlPut(file, u))));
+  await Promise.all(directUrls.map((u) => fetch(u, { method: "DELETE" }).then(drain)));
+
+  progress(`PUT ${mb} MiB: curl -T to the master (3 replicas)`);
+  const pid = c.master.pid;
+  const peakReset = await resetPeak(pid);
+  const before = await memory(pid);
+  const master = await timed(() => curlPut(file, `${c.url}/bench/large`));
+  const after = await memory(pid);
+  await fetch(`${c.url}/bench/large`, { method: "DELETE" }).then(drain);
+
+  const growth = (after.hwm - before.rss) / 1024;
+  const rate = (s: number) => `${fmt(s, 2)} s, ${fmt(mb / s)} MiB/s`;
+  return [{
+    test: `PUT ${mb} MiB (curl -T), 3 replicas`,
+    figure: rate(master.seconds),
+    floor: `${rate(direct.seconds)} (3 parallel curl -T to nginx)`,
+    ratio: master.seconds / direct.seconds,
+    unit: "x",
+    max: 1.5,
+    errors: [master.value, ...direct.value].filter((s) => s !== 201).length,
+    mkv: "2.1x",
+  }, {
+    test: `master memory growth during the ${mb} MiB PUT`,
+    figure: `RSS ${fmt(before.rss / 1024)} MiB → peak ${fmt(after.hwm / 1024)} MiB`,
+    floor: peakReset ? "— (VmHWM reset before the PUT)" : "— (VmHWM since start: no reset)",
+    ratio: growth,
+    unit: " MiB",
+    max: 64,
+    errors: 0,
+    mkv: "+517 MiB",
+  }];
+}
+
+async function writeRandomFile(path: string, mb: number) {
+  using f = await Deno.open(path, { write: true, create: true, truncate: true });
+  for (let i = 0; i < mb; i++) {
+    const chunk = randomBytes(MIB);
+    for (let n = 0; n < chunk.length;) n += await f.write(chunk.subarray(n));
+  }
+}
+
+/** curl -T, as a user would upload; returns the HTTP status. */
+async function curlPut(file: string, url: string): Promise<number> {
+  const { out } = await run("curl", [
+    "-sS",
+    "-o",
+    "/dev/null",
+    "-w",
+    "%{http_code}",
+    "-T",
+    file,
+    url,
+  ]);
+  return Number(out.trim().slice(-3));
+}
+
+async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number; value: T }> {
+  const started = performance.now();
+  const value = await fn();
+  return { seconds: (performance.now() - started) / 1000, value };
+}
+
+async function drain(res: Response) {
+  await res.body?.cancel();
+}
+
+/** VmRSS and VmHWM (peak RSS) of a process, in KiB. */
+async function memory(pid: number): Promise<{ rss: number; hwm: number }> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  const kib = (name: string) =>
+    Number(status.match(new RegExp(`^${name}:\\s+(\\d+) kB`, "m"))?.[1]);
+  return { rss: kib("VmRSS"), hwm: kib("VmHWM") };
+}
+
+/**
+ * Resets the process's VmHWM to its current RSS (Linux >= 4.0), so the peak
+ * read after the PUT is the PUT's, not the wrk runs' before it.
+ */
+async function resetPeak(pid: number): Promise<boolean> {
+  try {
+    await Deno.writeTextFile(`/proc/${pid}/clear_refs`, "5");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// ---- main ----
+
+async function machine(dir: string): Promise<string> {
+  const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
+  const cpu = cpuinfo.match(/^model name\s*:\s*(.*)$/m)?.[1] ?? "unknown";
+  const nproc = (await run("nproc", [])).out.trim();
+  const nginx = (await run(await ensureNginx(), ["-v"])).out.trim().replace(/^nginx version: /, "");
+  const wrkVersion = (await run("wrk", ["-v"])).out.split(" Copyright")[0].trim();
+  // The volumes' filesystem weighs on the direct floors (create, rename, unlink).
+  const fs = (await run("findmnt", ["-no", "FSTYPE", "-T", dir])).out.trim() || "unknown";
+  // Anything else running on the machine skews every figure: show it.
+  const load = (await Deno.readTextFile("/proc/loadavg")).split(" ")[0];
+  return [
+    `Machine: ${nproc} CPUs, ${cpu}; load average ${load} at start`,
+    `Deno ${Deno.version.deno}, ${nginx}, ${wrkVersion}`,
+    `Volumes and index in ${dir} (${fs}; TMPDIR moves it)`,
+  ].join("\n");
+}
+
+function progress(what: string) {
+  console.error(`== ${what}`);
+}
+
+const FLAGS: { [name: string]: FlagSpec } = {
+  seconds: { type: "int", default: 5, usage: "Seconds per measurement (wrk -d, thrash)" },
+  "large-mb": { type: "int", default: 256, usage: "Size of the large PUT, in MiB" },
+  "skip-large": { type: "bool", default: false, usage: "Skip the large PUT (a quick run)" },
+};
+
+function parse(args: string[]) {
+  const { flags, positionals } = parseFlags(args, FLAGS);
+  if (positionals.length > 0) throw new FlagError(`Unexpected argument "${positionals[0]}"`);
+  if ((flags.seconds as number) < 1) throw new FlagError("-seconds must be at least 1");
+  if ((flags["large-mb"] as number) < 1) throw new FlagError("-large-mb must be at least 1");
+  return {
+    seconds: flags.seconds as number,
+    largeMb: flags["large-mb"] as number,
+    skipLarge: flags["skip-large"] as boolean,
+  };
+}
+
+async function bench(opts: ReturnType<typeof parse>, dir: string, children: Children) {
+  const header = await machine(dir);
+  const c = await startCluster(dir, children);
+  const rows = await getRows(dir, children, c, opts.seconds);
+  const t = await thrashRow(c, opts.seconds);
+  rows.push(t.row);
+  if (!opts.skipLarge) rows.push(...await largeRows(dir, c, opts.largeMb));
+  console.log(`${header}\n\n${table(rows)}`);
+  if (t.reasons.length > 0) console.log(`\nthrash failures:\n  ${t.reasons.join("\n  ")}`);
+}
+
+async function main(args: string[]): Promise<number> {
+  let opts;
+  try {
+    opts = parse(args);
+  } catch (err) {
+    if (!(err instanceof FlagError)) throw err;
+    console.error(`${err.message}\n\n${usage("deno task bench [flags]", FLAGS)}`);
+    return 2;
+  }
+  const dir = await Deno.makeTempDir({ prefix: "mkv-bench-" });
+  // As a volume folder usually is: reachable by nginx's workers.
+  await Deno.chmod(dir, 0o755);
+  const children = new Children();
+  const teardown = async () => {
+    await children.stopAll();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  };
+  const interrupted = () => teardown().finally(() => Deno.exit(130));
+  Deno.addSignalListener("SIGINT", interrupted);
+  Deno.addSignalListener("SIGTERM", interrupted);
+  try {
+    await bench(opts, dir, children);
+    return 0;
+  } catch (err) {
+    console.error(`bench failed: ${err instanceof Error ? err.stack : err}`);
+    return 1;
+  } finally {
+    await teardown();
+    Deno.removeSignalListener("SIGINT", interrupted);
+    Deno.removeSignalListener("SIGTERM", interrupted);
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
