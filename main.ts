@@ -2,7 +2,7 @@
 // Deno. `main.ts <command> [flags]`; see `main.ts help`.
 import { FlagError, parseFlags, usage } from "./lib/flags.ts";
 import { FLAGS, requireDb, storeOptions } from "./lib/config.ts";
-import { openIndex } from "./lib/open.ts";
+import { joinIndex, openIndex } from "./lib/open.ts";
 import { Store } from "./lib/store.ts";
 import { createHandler, Drain } from "./lib/server.ts";
 import { rebuild } from "./tools/rebuild.ts";
@@ -66,6 +66,7 @@ function fail(err: unknown): number {
 async function server(flags: { [name: string]: string | number | boolean }): Promise<number> {
   const opts = storeOptions(flags);
   const index = await openIndex(requireDb(flags));
+  await joinIndex(index, opts.owner);
   const store = new Store(index, opts);
   const drain = new Drain();
   const handler = createHandler(store, { verbose: flags.v as boolean }, drain);
@@ -82,6 +83,7 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
     await drain.drain(30_000);
     const grace = setTimeout(() => Deno.exit(1), 5_000);
     await srv.shutdown();
+    await index.membership?.leave();
     index.close();
     clearTimeout(grace);
   };

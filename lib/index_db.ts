@@ -1,10 +1,13 @@
 // The index: every Deno KV access of the master and the tools goes through
 // here. A key's record lives at ["k", <key bytes>]; Deno KV orders byte parts
 // bytewise, so prefix listing is a range scan.
+import { Bloom } from "./bloom.ts";
 import { GroupCommit, retryBusy } from "./group_commit.ts";
+import type { Membership } from "./membership.ts";
 import { fromRecord, type Record, type State, toRecord } from "./record.ts";
 
 const NS = "k";
+const MEMBERS = "members";
 
 /** Deno KV's limit on an encoded key. */
 export const KV_KEY_MAX = 2048;
@@ -45,18 +48,107 @@ export interface ListResult {
   tooMany: boolean;
 }
 
+/** Records cached by a sole master (count, not bytes: records are small). */
+const CACHE_MAX = 200_000;
+
 export class Index {
   readonly kv: Deno.Kv;
   readonly commits: GroupCommit;
+  /** Set by the master: gates the caches below on being the sole writer. */
+  membership: Membership | null = null;
+  /** Every key in the index (maybe more); null while not known. */
+  #bloom: Bloom | null = null;
+  /** A filter being filled by a scan; writes meanwhile go to it too. */
+  #building: Bloom | null = null;
+  /** Recent records, by key; `entry: null` records a delete. */
+  #cache = new Map<string, { entry: Entry | null; versionstamp: string }>();
+  readonly cacheStats = { hits: 0, misses: 0, filtered: 0 };
 
   constructor(kv: Deno.Kv) {
     this.kv = kv;
     this.commits = new GroupCommit(kv);
   }
 
+  /**
+   * A key's record. A sole master answers from memory where it can: a key
+   * the filter never saw is absent, a cached record is current.
+   */
   async get(key: Uint8Array): Promise<Entry | null> {
+    const sole = this.membership?.sole ?? false;
+    if (sole) {
+      if (this.absent(key)) return null;
+      const hit = this.#cache.get(cacheId(key));
+      if (hit) {
+        this.cacheStats.hits++;
+        return hit.entry;
+      }
+      this.cacheStats.misses++;
+    }
     const e = await retryBusy(() => this.kv.get([NS, key]));
-    return entryOf(e);
+    const entry = entryOf(e);
+    if (sole && entry) this.#remember(key, entry, entry.versionstamp);
+    return entry;
+  }
+
+  /** True when the key is certainly not in the index (sole master, filter ready). */
+  absent(key: Uint8Array): boolean {
+    if (!this.#bloom || !(this.membership?.sole ?? false) || this.#bloom.has(key)) return false;
+    this.cacheStats.filtered++;
+    return true;
+  }
+
+  /** The cached record of a key (sole master only); undefined when not cached. */
+  cached(key: Uint8Array): Entry | null | undefined {
+    if (!(this.membership?.sole ?? false)) return undefined;
+    return this.#cache.get(cacheId(key))?.entry;
+  }
+
+  /** Keeps the newest of what was read or written (versionstamps only grow). */
+  #remember(key: Uint8Array, entry: Entry | null, versionstamp: string) {
+    const id = cacheId(key);
+    const had = this.#cache.get(id);
+    if (had && had.versionstamp >= versionstamp) return;
+    this.#cache.delete(id);
+    this.#cache.set(id, { entry, versionstamp });
+    if (this.#cache.size > CACHE_MAX) {
+      this.#cache.delete(this.#cache.keys().next().value!);
+    }
+  }
+
+  /**
+   * Called as this master becomes, or stops being, the sole writer: what
+   * others wrote meanwhile is unknown, so memory starts over.
+   */
+  onSole(sole: boolean) {
+    this.#cache.clear();
+    this.#bloom = null;
+    if (sole) this.#scanIntoBloom().catch(() => {});
+  }
+
+  async #scanIntoBloom() {
+    const next = new Bloom(Math.max(1_000_000, 2 * (this.#bloom?.count ?? 0)));
+    this.#building = next;
+    for await (const e of this.kv.list({ prefix: [NS] }, { batchSize: 1000 })) {
+      if (this.#building !== next) return;
+      next.add(e.key[1] as Uint8Array);
+    }
+    if (this.#building !== next || !(this.membership?.sole ?? false)) return;
+    this.#building = null;
+    this.#bloom = next;
+  }
+
+  async heartbeat(id: string, until: number): Promise<void> {
+    if (until === 0) await retryBusy(() => this.kv.delete([MEMBERS, id]));
+    else await retryBusy(() => this.kv.set([MEMBERS, id], { until }));
+  }
+
+  /** Members other than `id` whose heartbeat is still live. */
+  async otherMembers(id: string, now: number): Promise<number> {
+    let n = 0;
+    for await (const e of this.kv.list<{ until: number }>({ prefix: [MEMBERS] })) {
+      if (e.key[1] !== id && (e.value?.until ?? 0) > now) n++;
+    }
+    return n;
   }
 
   /**
@@ -65,24 +157,41 @@ export class Index {
    * versionstamp, or null when another writer got there first. Durable when
    * it resolves: the commit is fsynced.
    */
-  cas(
+  async cas(
     key: Uint8Array,
     expect: string | null,
     rec: Record | null,
   ): Promise<string | null> {
-    const value = rec === null ? null : fromRecord(rec);
-    // Deno KV's own limits reject a commit; callers map that to 5xx.
-    return this.commits.write({
+    await this.membership?.ready();
+    // The filter must hold a key before the key can exist.
+    if (rec !== null) this.#addToFilters(key);
+    const vs = await this.commits.write({
       key: [NS, key],
       expect,
-      value,
+      value: rec === null ? null : fromRecord(rec),
       size: rec === null ? 0 : recordSize(rec),
       keySize: encodedKeySize(key),
     });
+    if (vs !== null) {
+      this.#remember(key, rec === null ? null : { rec, versionstamp: vs }, vs);
+    } else {
+      // Lost to another writer: what we remember may be stale.
+      this.#cache.delete(cacheId(key));
+    }
+    return vs;
+  }
+
+  #addToFilters(key: Uint8Array) {
+    this.#bloom?.add(key);
+    this.#building?.add(key);
+    if (this.#bloom?.full && !this.#building) this.#scanIntoBloom().catch(() => {});
   }
 
   /** Writes a record unconditionally (rebuild); group-committed too. */
   async set(key: Uint8Array, rec: Record): Promise<void> {
+    await this.membership?.ready();
+    this.#addToFilters(key);
+    this.#cache.delete(cacheId(key));
     await this.commits.write({
       key: [NS, key],
       expect: undefined,
@@ -153,6 +262,10 @@ export class Index {
   close() {
     this.kv.close();
   }
+}
+
+function cacheId(key: Uint8Array): string {
+  return String.fromCharCode.apply(null, key as unknown as number[]);
 }
 
 function entryOf(e: Deno.KvEntryMaybe<unknown>): Entry | null {

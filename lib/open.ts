@@ -2,6 +2,10 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { Index } from "./index_db.ts";
+import { Membership } from "./membership.ts";
+
+/** Heartbeat interval of index members (masters and writing tools). */
+const MEMBER_INTERVAL = 1000;
 
 /**
  * Opens the index at `db`: a KV Connect URL (https://...) as is, otherwise a
@@ -17,4 +21,17 @@ export async function openIndex(db: string): Promise<Index> {
     path = join(db, "index.sqlite3");
   }
   return new Index(await Deno.openKv(path));
+}
+
+/**
+ * Registers `id` as a writer of the index (see lib/membership.ts) and lets
+ * the index cache what it reads while this is its sole writer.
+ */
+export async function joinIndex(index: Index, id: string): Promise<void> {
+  const m = new Membership(index, id, {
+    interval: MEMBER_INTERVAL,
+    onSole: (sole) => index.onSole(sole),
+  });
+  index.membership = m;
+  await m.join();
 }

@@ -59,19 +59,45 @@ export function createHandler(
   store: Store,
   opts: ServerOptions,
   drain = new Drain(),
-): (req: Request) => Promise<Response> {
-  return async (req) => {
+): (req: Request) => Response | Promise<Response> {
+  return (req) => {
     if (drain.draining) {
       return new Response("Shutting down\n", { status: 503, headers: { Connection: "close" } });
     }
+    const fast = fromMemory(store, req, opts);
+    if (fast) return fast;
     drain.enter();
-    try {
-      return await handle(store, opts, req);
-    } finally {
-      drain.leave();
-    }
+    return handle(store, opts, req).finally(() => drain.leave());
   };
 }
+
+/**
+ * The hot paths of GET/HEAD, answered synchronously (no promise, no index
+ * read, no volume call) when a sole master's memory knows the answer: a key
+ * its filter has never seen (404), or a cached record with a replica seen
+ * within a second (302). Null sends the request down the full path.
+ */
+function fromMemory(store: Store, req: Request, opts: ServerOptions): Response | null {
+  if (opts.verbose || (req.method !== "GET" && req.method !== "HEAD") || store.opts.fallback) {
+    return null;
+  }
+  const url = req.url;
+  if (url.includes("?")) return null;
+  let key: Uint8Array;
+  try {
+    key = parseTarget(url).key;
+  } catch {
+    return null;
+  }
+  if (!keyFits(key)) return null;
+  if (store.index.absent(key)) {
+    return new Response(null, { status: 404, headers: NOT_FOUND_HEADERS });
+  }
+  const hit = store.locateCached(key);
+  return hit && new Response(null, { status: hit.status, headers: hit.headers });
+}
+
+const NOT_FOUND_HEADERS = { "Content-Length": "0" };
 
 async function handle(store: Store, opts: ServerOptions, req: Request): Promise<Response> {
   {

@@ -226,3 +226,16 @@ Deno.test("any canonical base64 name, even a word like 'body', is a key's name",
   assertEquals(name2key("body"), new Uint8Array([0x6e, 0x87, 0x72]));
   assertEquals(key2name(new Uint8Array([0x6e, 0x87, 0x72])), "body");
 });
+
+Deno.test("the Bloom filter never forgets a key and rarely imagines one", async () => {
+  const { Bloom } = await import("../lib/bloom.ts");
+  const bloom = new Bloom(10_000);
+  const enc = new TextEncoder();
+  for (let i = 0; i < 10_000; i++) bloom.add(enc.encode(`/in/${i}`));
+  for (let i = 0; i < 10_000; i++) {
+    if (!bloom.has(enc.encode(`/in/${i}`))) throw new Error(`forgot /in/${i}`);
+  }
+  let imagined = 0;
+  for (let i = 0; i < 10_000; i++) if (bloom.has(enc.encode(`/out/${i}`))) imagined++;
+  if (imagined > 300) throw new Error(`${imagined} false positives in 10,000 (expected ~1%)`);
+});

@@ -4,7 +4,7 @@
 // so it can be killed at any moment and run again.
 import type { FlagValues } from "../lib/flags.ts";
 import { requireDb, storeOptions } from "../lib/config.ts";
-import { openIndex } from "../lib/open.ts";
+import { joinIndex, openIndex } from "../lib/open.ts";
 import { needsRebalance } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
 import { Store } from "../lib/store.ts";
@@ -12,6 +12,8 @@ import { Store } from "../lib/store.ts";
 export async function rebalance(flags: FlagValues): Promise<number> {
   const opts = storeOptions(flags);
   const index = await openIndex(requireDb(flags));
+  // A writer of the index: a master running by mistake stops trusting its caches.
+  await joinIndex(index, `rebalance:${Deno.pid}`);
   const store = new Store(index, opts);
   let moved = 0;
   const failed: string[] = [];
@@ -32,6 +34,7 @@ export async function rebalance(flags: FlagValues): Promise<number> {
     for (const f of failed.slice(0, 50)) console.error(`  ${f}`);
     return failed.length > 0 ? 1 : 0;
   } finally {
+    await index.membership?.leave();
     index.close();
   }
 }

@@ -4,7 +4,7 @@
 // last), its size from the listing; the MD5 is unknown ("").
 import type { FlagValues } from "../lib/flags.ts";
 import { requireDb, storeOptions } from "../lib/config.ts";
-import { openIndex } from "../lib/open.ts";
+import { joinIndex, openIndex } from "../lib/open.ts";
 import { key2volume, orderByPlacement } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
 import { hexFolders, keysIn, subvolumesOf, type Walker } from "../lib/walk.ts";
@@ -12,6 +12,8 @@ import { hexFolders, keysIn, subvolumesOf, type Walker } from "../lib/walk.ts";
 export async function rebuild(flags: FlagValues): Promise<number> {
   const opts = storeOptions(flags);
   const index = await openIndex(requireDb(flags));
+  // A writer of the index: a master running by mistake stops trusting its caches.
+  await joinIndex(index, `rebuild:${Deno.pid}`);
   const w: Walker = { timeout: Math.max(opts.voltimeout, 10_000), errors: [] };
   const started = performance.now();
   try {
@@ -47,6 +49,7 @@ export async function rebuild(flags: FlagValues): Promise<number> {
     }
     return 0;
   } finally {
+    await index.membership?.leave();
     index.close();
   }
 }

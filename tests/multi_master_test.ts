@@ -1,0 +1,80 @@
+// A master answers from memory (key filter, record and file caches) only
+// while it is the index's sole writer. These prove what another master
+// writes or deletes is seen at once, and after it leaves.
+import { Cluster, freePort, randomKey, waitUp } from "./cluster.ts";
+import { assertEquals } from "./assert.ts";
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+async function status(url: string, init: RequestInit = {}): Promise<number> {
+  const res = await fetch(url, { redirect: "manual", ...init });
+  await res.body?.cancel();
+  return res.status;
+}
+
+async function withSecondMaster(c: Cluster, work: (url: string) => Promise<void>) {
+  const port = freePort();
+  const proc = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      MAIN,
+      "server",
+      "-port",
+      String(port),
+      "-db",
+      c.db,
+      "-volumes",
+      c.volumes.join(","),
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  try {
+    await waitUp(`http://127.0.0.1:${port}/?list`);
+    await work(`http://127.0.0.1:${port}`);
+  } finally {
+    proc.kill("SIGTERM");
+    await proc.status;
+  }
+}
+
+Deno.test("a key written through another master is readable here at once, and its delete seen", async () => {
+  const c = await Cluster.start();
+  try {
+    // Warm this master's memory: a miss and a hit before the other arrives.
+    const known = randomKey();
+    assertEquals(await status(c.url + known, { method: "PUT", body: "known" }), 201);
+    assertEquals(await status(c.url + known), 302);
+    const k = randomKey();
+    assertEquals(await status(c.url + k), 404);
+    await withSecondMaster(c, async (other) => {
+      assertEquals(await status(other + k, { method: "PUT", body: "from the other" }), 201);
+      assertEquals(await status(c.url + k), 302, "written elsewhere, read here");
+      assertEquals(await status(other + known, { method: "DELETE" }), 204);
+      assertEquals(await status(c.url + known), 404, "deleted elsewhere, gone here");
+    });
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("after the other master leaves, keys it wrote are still found here", async () => {
+  const c = await Cluster.start();
+  try {
+    const keys = Array.from({ length: 20 }, () => randomKey());
+    await withSecondMaster(c, async (other) => {
+      for (const k of keys) assertEquals(await status(other + k, { method: "PUT", body: k }), 201);
+    });
+    // This master becomes the sole writer again and rebuilds its memory.
+    await new Promise((r) => setTimeout(r, 2500));
+    for (const k of keys) {
+      const res = await fetch(c.url + k);
+      assertEquals(await res.text(), k, k);
+    }
+    assertEquals(await status(c.url + randomKey()), 404);
+  } finally {
+    await c.stop();
+  }
+});
