@@ -144,6 +144,9 @@ export class Store {
       if (!await claim.finish(live)) {
         return { status: 500, message: "Lost the claim on the key mid-write" };
       }
+      // Every replica just answered 201: no need to HEAD them on the next GET.
+      const path = key2path(key);
+      for (const v of kvolumes) this.#sawAt(volumeUrl(v, path));
       // An unlinked or failed earlier value may have left files elsewhere.
       const stale = (prev?.rec.rvolumes ?? []).filter((v) => !kvolumes.includes(v));
       await this.#removeFiles(key, stale).catch(() => {});
@@ -211,7 +214,6 @@ export class Store {
       const url = volumeUrl(rvolumes[(start + i) % rvolumes.length], path);
       if (!this.#seen(url)) continue;
       const headers: { [name: string]: string } = {
-        "Content-Length": "0",
         "Key-Balance": this.#balance(key, e),
         "Key-Volumes": rvolumes.join(","),
         "Location": url,
