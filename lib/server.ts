@@ -72,10 +72,11 @@ export function createHandler(
 }
 
 /**
- * The hot paths of GET/HEAD, answered synchronously (no promise, no index
- * read, no volume call) when a sole master's memory knows the answer: a key
- * its filter has never seen (404), or a cached record with a replica seen
- * within a second (302). Null sends the request down the full path.
+ * The hot path of GET/HEAD of a missing key, answered synchronously (no
+ * promise, no index read) when a sole master's key filter has never seen
+ * the key. Null sends the request down the full path. (An existing key
+ * always takes it: its replica is HEAD-checked on every GET, so a redirect
+ * never goes to a volume that just died.)
  */
 function fromMemory(store: Store, req: Request, opts: ServerOptions): Response | null {
   if (opts.verbose || (req.method !== "GET" && req.method !== "HEAD") || store.opts.fallback) {
@@ -92,8 +93,7 @@ function fromMemory(store: Store, req: Request, opts: ServerOptions): Response |
   if (!keyFits(key)) return null;
   // A null body is sent with "content-length: 0" by Deno itself.
   if (store.index.absent(key)) return new Response(null, { status: 404 });
-  const hit = store.locateCached(key);
-  return hit && new Response(null, { status: hit.status, headers: hit.headers });
+  return null;
 }
 
 async function handle(store: Store, opts: ServerOptions, req: Request): Promise<Response> {

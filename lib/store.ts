@@ -56,13 +56,7 @@ export class Store {
   readonly opts: StoreOptions;
   /** Keys with an operation in flight here: a fast 409 before the index. */
   #busy = new Set<string>();
-  /**
-   * Replica files a HEAD found within the last second, by URL: a sole
-   * master (nobody else deletes files) skips the HEAD for them. Its own
-   * deletes and moves forget them.
-   */
-  #present = new Map<string, number>();
-  #balanced = new WeakMap<Entry, string>();
+  #placed = new WeakMap<Entry, { balance: string; path: string }>();
 
   constructor(index: Index, opts: StoreOptions) {
     this.index = index;
@@ -77,7 +71,9 @@ export class Store {
   /** GET/HEAD: a 302 to a replica that answers, after HEAD-checking it. */
   async locate(key: Uint8Array, rawPath: string): Promise<Outcome> {
     if (!keyFits(key)) return tooLong();
-    const e = await this.index.get(key);
+    // A cached record (sole master) spares a promise on the hottest path.
+    const cached = this.index.cached(key);
+    const e = cached !== undefined ? cached : await this.index.get(key);
     const headers: { [name: string]: string } = { "Content-Length": "0" };
     if (e?.rec.hash) headers["Content-Md5"] = e.rec.hash;
     if (!e || e.rec.state !== "live") {
@@ -86,17 +82,15 @@ export class Store {
       return { status: 302, headers };
     }
     const { rvolumes } = e.rec;
-    headers["Key-Balance"] = this.#balance(key, e);
+    const { balance, path } = this.#placement(key, e);
+    headers["Key-Balance"] = balance;
     headers["Key-Volumes"] = rvolumes.join(",");
-    const path = key2path(key);
     for (const volume of shuffled(rvolumes)) {
       const url = volumeUrl(volume, path);
-      if (this.#seen(url) || await remoteHead(url, this.opts.voltimeout)) {
-        this.#sawAt(url);
+      if (await remoteHead(url, this.opts.voltimeout)) {
         headers["Location"] = url;
         return { status: 302, headers };
       }
-      this.#forgetVolume(volume);
     }
     return { status: 404, headers };
   }
@@ -144,9 +138,6 @@ export class Store {
       if (!await claim.finish(live)) {
         return { status: 500, message: "Lost the claim on the key mid-write" };
       }
-      // Every replica just answered 201: no need to HEAD them on the next GET.
-      const path = key2path(key);
-      for (const v of kvolumes) this.#sawAt(volumeUrl(v, path));
       // An unlinked or failed earlier value may have left files elsewhere.
       const stale = (prev?.rec.rvolumes ?? []).filter((v) => !kvolumes.includes(v));
       await this.#removeFiles(key, stale).catch(() => {});
@@ -169,7 +160,6 @@ export class Store {
       const puts = volumes.map((v, i) =>
         remotePut(volumeUrl(v, path), fan.branches[i], { signal, stall: this.opts.stall }).catch(
           (err) => {
-            if (err instanceof VolumeError) this.#forgetVolume(v);
             fan.abort(err);
             throw err;
           },
@@ -200,74 +190,23 @@ export class Store {
   }
 
   /**
-   * GET/HEAD answered from memory alone, synchronously: a sole master with
-   * the key's record cached and one of its replicas seen within a second.
-   * Null when the full path (index read, HEAD check) is needed.
+   * Key-Balance and the volume path, computed once per cached record (each
+   * costs md5s: one per volume for the balance, one for the path).
    */
-  locateCached(key: Uint8Array): Outcome | null {
-    const e = this.index.cached(key);
-    if (!e || e.rec.state !== "live" || this.opts.fallback) return null;
-    const path = key2path(key);
-    const { rvolumes } = e.rec;
-    const start = Math.floor(Math.random() * rvolumes.length);
-    for (let i = 0; i < rvolumes.length; i++) {
-      const url = volumeUrl(rvolumes[(start + i) % rvolumes.length], path);
-      if (!this.#seen(url)) continue;
-      const headers: { [name: string]: string } = {
-        "Key-Balance": this.#balance(key, e),
-        "Key-Volumes": rvolumes.join(","),
-        "Location": url,
-      };
-      if (e.rec.hash) headers["Content-Md5"] = e.rec.hash;
-      return { status: 302, headers };
+  #placement(key: Uint8Array, e: Entry): { balance: string; path: string } {
+    let p = this.#placed.get(e);
+    if (p === undefined) {
+      const unbalanced = needsRebalance(e.rec.rvolumes, this.kvolumes(key));
+      p = { balance: unbalanced ? "unbalanced" : "balanced", path: key2path(key) };
+      this.#placed.set(e, p);
     }
-    return null;
-  }
-
-  /** Key-Balance, computed once per record (it costs an md5 per volume). */
-  #balance(key: Uint8Array, e: Entry): string {
-    let b = this.#balanced.get(e);
-    if (b === undefined) {
-      b = needsRebalance(e.rec.rvolumes, this.kvolumes(key)) ? "unbalanced" : "balanced";
-      this.#balanced.set(e, b);
-    }
-    return b;
-  }
-
-  #seen(url: string): boolean {
-    if (!(this.index.membership?.sole ?? false)) return false;
-    const at = this.#present.get(url);
-    return at !== undefined && performance.now() - at < PRESENT_MS;
-  }
-
-  /**
-   * A volume failed a call: forget every sighting on its machine, so no
-   * redirect goes there on memory alone.
-   */
-  #forgetVolume(volume: string) {
-    const prefix = `http://${volume.split("/")[0]}/`;
-    for (const url of this.#present.keys()) {
-      if (url.startsWith(prefix)) this.#present.delete(url);
-    }
-  }
-
-  #sawAt(url: string) {
-    if (!(this.index.membership?.sole ?? false)) return;
-    this.#present.delete(url);
-    this.#present.set(url, performance.now());
-    if (this.#present.size > 100_000) this.#present.delete(this.#present.keys().next().value!);
+    return p;
   }
 
   async #removeFiles(key: Uint8Array, volumes: string[]) {
     const path = key2path(key);
-    for (const v of volumes) this.#present.delete(volumeUrl(v, path));
     const results = await Promise.allSettled(
-      volumes.map((v) =>
-        remoteDelete(volumeUrl(v, path), this.opts.voltimeout).catch((err) => {
-          this.#forgetVolume(v);
-          throw err;
-        })
-      ),
+      volumes.map((v) => remoteDelete(volumeUrl(v, path), this.opts.voltimeout)),
     );
     const failed = results.find((r) => r.status === "rejected");
     if (failed) throw (failed as PromiseRejectedResult).reason;
@@ -386,8 +325,6 @@ export class Store {
     }
   }
 }
-
-const PRESENT_MS = 1000;
 
 function inFlight(): Outcome {
   return { status: 409, message: "Another write of this key is in progress" };
