@@ -15,7 +15,7 @@ export interface ServerOptions {
 /** More keys than this in one unpaged list answer 413 (as mkv). */
 const LIST_CAP = 1_000_000;
 
-const METHODS = "GET, HEAD, PUT, DELETE, UNLINK, REBALANCE";
+const METHODS = "GET, HEAD, PUT, DELETE, UNLINK, RELINK, REBALANCE";
 
 const decoder = new TextDecoder();
 
@@ -144,6 +144,8 @@ async function dispatch(
       return respond(await store.delete(key));
     case "UNLINK":
       return respond(await store.unlink(key));
+    case "RELINK":
+      return respond(await store.relink(key));
     case "REBALANCE":
       return respond(await store.rebalance(key));
     default:
@@ -161,7 +163,11 @@ async function query(
   raw: string,
 ): Promise<Response> {
   const q = parseQuery(raw);
-  const states: { [op: string]: State } = { list: "live", unlinked: "unlinked" };
+  const states: { [op: string]: State } = {
+    list: "live",
+    unlinked: "unlinked",
+    writing: "writing",
+  };
   const state = states[q.op];
   if (!state) return text(400, `Unknown operation "?${q.op}"`);
   if (req.method !== "GET" && req.method !== "HEAD") {

@@ -11,6 +11,7 @@ import { type Entry, type Index, keyFits } from "./index_db.ts";
 import { key2path, key2volume, needsRebalance } from "./keys.ts";
 import type { Record } from "./record.ts";
 import {
+  headStatus,
   remoteDelete,
   remoteGet,
   remoteHead,
@@ -85,14 +86,19 @@ export class Store {
     const { balance, path } = this.#placement(key, e);
     headers["Key-Balance"] = balance;
     headers["Key-Volumes"] = rvolumes.join(",");
+    let unreachable = 0;
     for (const volume of shuffled(rvolumes)) {
       const url = volumeUrl(volume, path);
-      if (await remoteHead(url, this.opts.voltimeout)) {
+      const status = await headStatus(url, this.opts.voltimeout);
+      if (status === 200) {
         headers["Location"] = url;
         return { status: 302, headers };
       }
+      if (status !== 404) unreachable++;
     }
-    return { status: 404, headers };
+    // Live in the index but on no replica: 410 when every replica said it
+    // has no such file (data lost), 503 when some could not say.
+    return { status: unreachable > 0 ? 503 : 410, headers };
   }
 
   async put(
@@ -234,6 +240,27 @@ export class Store {
         return { status: 500, message: "Lost the claim on the key mid-delete" };
       }
       return { status: 204 };
+    });
+  }
+
+  /** RELINK: undoes an UNLINK while a replica still has the value. */
+  async relink(key: Uint8Array): Promise<Outcome> {
+    if (!keyFits(key)) return tooLong();
+    return await this.#exclusive(key, async () => {
+      const prev = await this.index.get(key);
+      if (prev && isClaimed(prev.rec)) return inFlight();
+      if (prev?.rec.state !== "unlinked") return { status: 404 };
+      const path = key2path(key);
+      const heads = await Promise.all(
+        prev.rec.rvolumes.map((v) => remoteHead(volumeUrl(v, path), this.opts.voltimeout)),
+      );
+      if (!heads.some(Boolean)) {
+        return { status: 404, message: "No replica of the unlinked key remains" };
+      }
+      const rec: Record = { ...prev.rec, state: "live" };
+      return await this.index.cas(key, prev.versionstamp, rec) === null
+        ? inFlight()
+        : { status: 204 };
     });
   }
 

@@ -32,17 +32,22 @@ function describe(err: unknown): string {
  * 3.7x the rate of fetch here (measured: 123-137k/s vs 33-36k/s).
  */
 export async function remoteHead(url: string, timeout: number): Promise<boolean> {
+  return await headStatus(url, timeout) === 200;
+}
+
+/** The status a HEAD of url gets, 0 when the volume did not answer in time. */
+export async function headStatus(url: string, timeout: number): Promise<number> {
   const m = /^http:\/\/([^/]+)(\/.*)$/.exec(url);
-  if (!m) return false;
+  if (!m) return 0;
   const [, host, path] = m;
   const pool = heads.get(host) ?? new HeadPool(host);
   heads.set(host, pool);
   const timer = new AbortController();
   const t = setTimeout(() => timer.abort(), timeout);
   try {
-    return await pool.head(path, timer.signal) === 200;
+    return await pool.head(path, timer.signal);
   } catch {
-    return false;
+    return 0;
   } finally {
     clearTimeout(t);
   }

@@ -316,9 +316,25 @@ Deno.test("mkv API against real nginx volumes and a master process", async (t) =
       const r405 = await fetch(c.url + "/x", { method: "PATCH", body: "x" });
       await r405.body?.cancel();
       assertEquals(r405.status, 405);
-      assertEquals(r405.headers.get("allow"), "GET, HEAD, PUT, DELETE, UNLINK, REBALANCE");
+      assertEquals(r405.headers.get("allow"), "GET, HEAD, PUT, DELETE, UNLINK, RELINK, REBALANCE");
       const key = randomKey();
       assertEquals((await put(c, key, "still serving")).status, 201);
+    });
+
+    await t.step("keys of 150, 250, 600 and 1,500 bytes: PUT, GET, ?list, DELETE", async () => {
+      const prefix = randomKey("/len");
+      const keys = [150, 250, 600, 1500].map((n) =>
+        `${prefix}/` + "k".repeat(n - prefix.length - 1)
+      );
+      for (const k of keys) {
+        assertEquals((await put(c, k, `v${k.length}`)).status, 201, `PUT ${k.length} bytes`);
+        assertEquals(new TextDecoder().decode(await read(c, k)), `v${k.length}`);
+      }
+      assertEquals(JSON.parse((await list(c, `${prefix}/?list`)).body).keys, keys.slice().sort());
+      for (const k of keys) {
+        assertEquals((await req(c, k, "DELETE")).status, 204);
+        assertEquals((await req(c, k)).status, 404);
+      }
     });
 
     await t.step(

@@ -18,8 +18,13 @@ async function snapshot(db: string): Promise<Map<string, Entry>> {
 
 /** Keys of every kind the layout has: plain, unicode, base64 with "/", long. */
 function keysOfEveryKind(prefix: string): string[] {
-  const keys = [`${prefix}/plain`, `${prefix}/ünï 鍵`, `${prefix}/` + "L".repeat(600)];
-  for (let i = 0; keys.length < 5; i++) {
+  const keys = [`${prefix}/plain`, `${prefix}/ünï 鍵`];
+  // Names over 255 bytes are cut into nested segments: 250 bytes is one
+  // segment after base64, 600 and 1,500 several.
+  for (const n of [150, 250, 600, 1500]) {
+    keys.push(`${prefix}/` + "L".repeat(n - prefix.length - 1));
+  }
+  for (let i = 0; keys.length < 8; i++) {
     const k = `${prefix}/s${"x".repeat(i % 3)}${String.fromCodePoint(0xf0 + i % 16)}ÿ`;
     if (key2name(enc.encode(k)).includes("_")) keys.push(k);
   }

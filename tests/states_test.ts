@@ -1,0 +1,134 @@
+// The states a user can see: live, unlinked, writing; RELINK; 410 vs 404.
+import { Cluster, randomKey } from "./cluster.ts";
+import { assert, assertEquals } from "./assert.ts";
+import { key2path } from "../lib/keys.ts";
+
+const enc = new TextEncoder();
+
+async function req(c: Cluster, key: string, method = "GET", body?: string) {
+  const res = await fetch(c.url + key, { method, body, redirect: "manual" });
+  const text = await res.text();
+  return { status: res.status, text, headers: res.headers };
+}
+
+async function keys(c: Cluster, q: string): Promise<string[]> {
+  return (await fetch(c.url + q).then((r) => r.json())).keys;
+}
+
+Deno.test("states, RELINK and lost values against real nginx volumes", async (t) => {
+  const c = await Cluster.start({ flags: ["-voltimeout", "300ms"] });
+  try {
+    await t.step(
+      "a key being written is listed by ?writing only, and is live once written",
+      async () => {
+        const prefix = randomKey("/writing");
+        const key = `${prefix}/k`;
+        let ctl!: ReadableStreamDefaultController<Uint8Array>;
+        const body = new ReadableStream<Uint8Array>({ start: (cc) => void (ctl = cc) });
+        ctl.enqueue(enc.encode("slow "));
+        const put = fetch(c.url + key, { method: "PUT", body });
+        let listed: string[] = [];
+        for (let i = 0; i < 200 && listed.length === 0; i++) {
+          listed = await keys(c, `${prefix}?writing`);
+          if (listed.length === 0) await new Promise((r) => setTimeout(r, 10));
+        }
+        assertEquals(listed, [key]);
+        assertEquals(await keys(c, `${prefix}?list`), []);
+        assertEquals(await keys(c, `${prefix}?unlinked`), []);
+        ctl.enqueue(enc.encode("value"));
+        ctl.close();
+        const res = await put;
+        await res.body?.cancel();
+        assertEquals(res.status, 201);
+        assertEquals(await keys(c, `${prefix}?writing`), []);
+        assertEquals(await keys(c, `${prefix}?list`), [key]);
+      },
+    );
+
+    await t.step(
+      "RELINK undoes an UNLINK (204); of a live or missing key it answers 404",
+      async () => {
+        const key = randomKey();
+        assertEquals((await req(c, key, "PUT", "relinked")).status, 201);
+        assertEquals((await req(c, key, "RELINK")).status, 404, "a live key has nothing to relink");
+        assertEquals((await req(c, key, "UNLINK")).status, 204);
+        assertEquals((await req(c, key)).status, 404);
+        assertEquals((await req(c, key, "RELINK")).status, 204);
+        const back = await fetch(c.url + key);
+        assertEquals(await back.text(), "relinked");
+        assertEquals((await req(c, randomKey(), "RELINK")).status, 404);
+      },
+    );
+
+    await t.step("RELINK answers 404 when no replica of the unlinked value remains", async () => {
+      const key = randomKey();
+      assertEquals((await req(c, key, "PUT", "gone")).status, 201);
+      const vols = (await req(c, key)).headers.get("key-volumes")!.split(",");
+      assertEquals((await req(c, key, "UNLINK")).status, 204);
+      for (const v of vols) {
+        await fetch(`http://${v}${key2path(enc.encode(key))}`, { method: "DELETE" }).then((r) =>
+          r.body?.cancel()
+        );
+      }
+      const r = await req(c, key, "RELINK");
+      assertEquals(r.status, 404);
+      assertEquals(r.text, "No replica of the unlinked key remains\n");
+    });
+
+    await t.step(
+      "a live key whose every replica lost its file answers 410 Gone; HEAD too",
+      async () => {
+        const key = randomKey();
+        assertEquals((await req(c, key, "PUT", "lost")).status, 201);
+        const vols = (await req(c, key)).headers.get("key-volumes")!.split(",");
+        for (const v of vols) {
+          await fetch(`http://${v}${key2path(enc.encode(key))}`, { method: "DELETE" }).then((r) =>
+            r.body?.cancel()
+          );
+        }
+        assertEquals((await req(c, key)).status, 410);
+        assertEquals((await req(c, key, "HEAD")).status, 410);
+        assertEquals((await req(c, randomKey())).status, 404, "a key that never was: 404");
+        assertEquals((await req(c, key, "DELETE")).status, 204, "DELETE clears a lost key");
+        assertEquals((await req(c, key)).status, 404);
+      },
+    );
+
+    await t.step("a live key whose replicas are all unreachable answers 503, not 410", async () => {
+      const key = randomKey();
+      assertEquals((await req(c, key, "PUT", "unreachable")).status, 201);
+      await Promise.all([0, 1, 2].map((i) => c.stopVolume(i)));
+      try {
+        const r = await req(c, key);
+        assertEquals(r.status, 503);
+      } finally {
+        await Promise.all([0, 1, 2].map((i) => c.startVolume(i)));
+      }
+      assertEquals((await req(c, key)).status, 302);
+    });
+
+    await t.step(
+      "a write that fails while a volume is down leaves nothing live, and DELETE works after",
+      async () => {
+        const key = randomKey();
+        await c.stopVolume(0);
+        try {
+          const r = await req(c, key, "PUT", "fails");
+          assertEquals(r.status, 500);
+          assert(r.text.startsWith("Cannot PUT"), r.text);
+        } finally {
+          await c.startVolume(0);
+        }
+        assertEquals((await req(c, key)).status, 404);
+        const del = await req(c, key, "DELETE");
+        assert(
+          del.status === 404 || del.status === 204,
+          `DELETE after a failed write: ${del.status}`,
+        );
+        assertEquals((await req(c, key, "PUT", "works")).status, 201);
+      },
+    );
+  } finally {
+    await c.stop();
+  }
+});
