@@ -35,8 +35,24 @@ export async function remoteHead(url: string, timeout: number): Promise<boolean>
   return await headStatus(url, timeout) === 200;
 }
 
-/** The status a HEAD of url gets, 0 when the volume did not answer in time. */
-export async function headStatus(url: string, timeout: number): Promise<number> {
+/**
+ * The status a HEAD of url gets, 0 when the volume did not answer in time.
+ * Concurrent HEADs of one url share the one in flight: its answer is as
+ * fresh as one's own would be (at most a round trip old), and a hot key's
+ * GETs then cost nginx one HEAD per round trip instead of one each.
+ */
+export function headStatus(url: string, timeout: number): Promise<number> {
+  let p = inflightHeads.get(url);
+  if (!p) {
+    p = freshHeadStatus(url, timeout).finally(() => inflightHeads.delete(url));
+    inflightHeads.set(url, p);
+  }
+  return p;
+}
+
+const inflightHeads = new Map<string, Promise<number>>();
+
+async function freshHeadStatus(url: string, timeout: number): Promise<number> {
   const m = /^http:\/\/([^/]+)(\/.*)$/.exec(url);
   if (!m) return 0;
   const [, host, path] = m;
