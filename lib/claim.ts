@@ -6,7 +6,13 @@ import type { Entry, Index } from "./index_db.ts";
 import type { Record } from "./record.ts";
 
 export function isClaimed(rec: Record, now = Date.now()): boolean {
-  return rec.state === "writing" && (rec.until ?? 0) > now;
+  return (rec.until ?? 0) > now;
+}
+
+/** A record without its lease. */
+function unleased(rec: Record): Record {
+  const { owner: _o, until: _u, ...rest } = rec;
+  return rest;
 }
 
 export interface ClaimOptions {
@@ -21,6 +27,8 @@ export class Claim {
   #rec: Record;
   #versionstamp: string;
   #lease: number;
+  /** What release() leaves behind. */
+  #released: Record;
   #timer: ReturnType<typeof setInterval>;
   #chain: Promise<unknown> = Promise.resolve();
   readonly #lost = new AbortController();
@@ -31,12 +39,14 @@ export class Claim {
     rec: Record,
     versionstamp: string,
     lease: number,
+    released: Record,
   ) {
     this.#index = index;
     this.#key = key;
     this.#rec = rec;
     this.#versionstamp = versionstamp;
     this.#lease = lease;
+    this.#released = released;
     this.#timer = setInterval(() => this.#renew(), Math.max(lease / 3, 10));
   }
 
@@ -60,7 +70,22 @@ export class Claim {
       until: Date.now() + opts.lease,
     };
     const vs = await index.cas(key, prev?.versionstamp ?? null, rec);
-    return vs === null ? null : new Claim(index, key, rec, vs, opts.lease);
+    return vs === null ? null : new Claim(index, key, rec, vs, opts.lease, { ...rec, until: 0 });
+  }
+
+  /**
+   * Claims a live key without hiding it: its record stays as it is (still
+   * readable) with a lease added (REPLACE). Null when another was first.
+   */
+  static async hold(
+    index: Index,
+    key: Uint8Array,
+    prev: Entry,
+    opts: ClaimOptions,
+  ): Promise<Claim | null> {
+    const rec: Record = { ...prev.rec, owner: opts.owner, until: Date.now() + opts.lease };
+    const vs = await index.cas(key, prev.versionstamp, rec);
+    return vs === null ? null : new Claim(index, key, rec, vs, opts.lease, unleased(prev.rec));
   }
 
   /** Aborted when the claim was lost (taken over after the lease ran out). */
@@ -98,8 +123,11 @@ export class Claim {
     return done;
   }
 
-  /** Ends the claim leaving the key "writing" with its lease run out. */
+  /**
+   * Gives the claim up: a "writing" key stays so with its lease run out; a
+   * held live key goes back to its record as it was.
+   */
   release(): Promise<boolean> {
-    return this.finish({ ...this.#rec, until: 0 });
+    return this.finish(this.#released);
   }
 }

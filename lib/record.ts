@@ -16,7 +16,10 @@ export interface Record {
   hash: string;
   /** Size of the value in bytes, -1 when unknown (e.g. rebuilt from mkv). */
   size: number;
-  /** Lease of a "writing" record: owner id and expiry (ms since epoch). */
+  /**
+   * Lease of a claim: owner id and expiry (ms since epoch). Always there on
+   * "writing"; on a live record while a REPLACE of it is in progress.
+   */
   owner?: string;
   until?: number;
 }
@@ -37,7 +40,8 @@ export function fromRecord(rec: Record): Stored {
   const out: Stored = { s: STATES.indexOf(rec.state) as 0 | 1 | 2, v: rec.rvolumes };
   if (rec.hash) out.h = rec.hash;
   if (rec.size >= 0) out.z = rec.size;
-  if (rec.state === "writing") {
+  // A lease: always on "writing"; on a live key while it is replaced.
+  if (rec.state === "writing" || rec.until !== undefined) {
     out.o = rec.owner ?? "";
     out.u = rec.until ?? 0;
   }
@@ -65,7 +69,7 @@ export function toRecord(value: unknown): Record | null {
     hash: v.h ?? "",
     size: v.z ?? -1,
   };
-  if (rec.state === "writing") {
+  if (rec.state === "writing" || v.u !== undefined) {
     rec.owner = v.o ?? "";
     rec.until = v.u ?? 0;
   }

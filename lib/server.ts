@@ -15,7 +15,7 @@ export interface ServerOptions {
 /** More keys than this in one unpaged list answer 413 (as mkv). */
 const LIST_CAP = 1_000_000;
 
-const METHODS = "GET, HEAD, PUT, DELETE, UNLINK, RELINK, REBALANCE";
+const METHODS = "GET, HEAD, PUT, REPLACE, DELETE, UNLINK, RELINK, REBALANCE";
 
 const decoder = new TextDecoder();
 
@@ -136,6 +136,13 @@ async function dispatch(
     case "PUT":
       return respond(
         await store.put(key, req.body, {
+          contentLength: contentLength(req),
+          signal: req.signal,
+        }),
+      );
+    case "REPLACE":
+      return respond(
+        await store.replace(key, req.body, {
           contentLength: contentLength(req),
           signal: req.signal,
         }),

@@ -15,6 +15,7 @@ import {
   remoteDelete,
   remoteGet,
   remoteHead,
+  remoteMove,
   remotePut,
   VolumeError,
   volumeUrl,
@@ -122,7 +123,7 @@ export class Store {
       const signal = opts.signal ? AbortSignal.any([opts.signal, claim.signal]) : claim.signal;
       let result;
       try {
-        result = await this.#write(key, kvolumes, body, signal);
+        result = await this.#write(key2path(key), kvolumes, body, signal);
       } catch (err) {
         await this.#undo(key, kvolumes, claim);
         return { status: 500, message: messageOf(err) };
@@ -151,14 +152,13 @@ export class Store {
     });
   }
 
-  /** Streams the body to every volume; throws on the first failure. */
+  /** Streams the body to `path` on every volume; throws on the first failure. */
   async #write(
-    key: Uint8Array,
+    path: string,
     volumes: string[],
     body: ReadableStream<Uint8Array>,
     signal: AbortSignal,
   ) {
-    const path = key2path(key);
     const fan = fanout(body, volumes.length, { md5: this.opts.md5sum });
     const onAbort = () => fan.abort(signal.reason);
     signal.addEventListener("abort", onAbort, { once: true });
@@ -182,6 +182,73 @@ export class Store {
     } finally {
       signal.removeEventListener("abort", onAbort);
     }
+  }
+
+  /**
+   * REPLACE: overwrite a live key. The new value is written beside the old
+   * one under a temporary name, renamed over it on each replica (atomic per
+   * file), then the index switched in one commit and old copies elsewhere
+   * removed. Readers meanwhile get the old value or the new one, never a
+   * 404 or a mix. 404 when the key is not live (PUT creates).
+   */
+  async replace(
+    key: Uint8Array,
+    body: ReadableStream<Uint8Array> | null,
+    opts: PutOptions,
+  ): Promise<Outcome> {
+    if (body === null || opts.contentLength === 0) {
+      return { status: 411, message: "A value must not be empty" };
+    }
+    if (!keyFits(key)) return tooLong();
+    return await this.#exclusive(key, async () => {
+      const prev = await this.index.get(key);
+      if (prev && isClaimed(prev.rec)) return inFlight();
+      if (prev?.rec.state !== "live") {
+        return { status: 404, message: "No live key to replace (PUT creates)" };
+      }
+      const claim = await Claim.hold(this.index, key, prev, this.opts);
+      if (!claim) return inFlight();
+      const kvolumes = this.kvolumes(key);
+      const path = key2path(key);
+      // A "." is never in a name of ours: rebuild skips it, verify sees an orphan.
+      const tmp = `${path}.replace-${crypto.randomUUID()}`;
+      const signal = opts.signal ? AbortSignal.any([opts.signal, claim.signal]) : claim.signal;
+      let result;
+      try {
+        result = await this.#write(tmp, kvolumes, body, signal);
+        if (opts.contentLength !== null && result.bytes !== opts.contentLength) {
+          throw new Error("Body shorter than its Content-Length");
+        }
+      } catch (err) {
+        await this.#removePaths(tmp, kvolumes).catch(() => {});
+        await claim.release();
+        return { status: 500, message: messageOf(err) };
+      }
+      try {
+        await Promise.all(
+          kvolumes.map((v) =>
+            remoteMove(volumeUrl(v, tmp), volumeUrl(v, path), this.opts.voltimeout)
+          ),
+        );
+      } catch (err) {
+        // Some replicas may hold the new value already: leave the lease to
+        // run out and the key for verify -md5 to check, and say so.
+        await this.#removePaths(tmp, kvolumes).catch(() => {});
+        return { status: 500, message: `${messageOf(err)} (replicas may differ)` };
+      }
+      const live: Record = {
+        state: "live",
+        rvolumes: kvolumes,
+        hash: result.md5,
+        size: result.bytes,
+      };
+      if (!await claim.finish(live)) {
+        return { status: 500, message: "Lost the claim on the key mid-replace" };
+      }
+      const left = prev.rec.rvolumes.filter((v) => !kvolumes.includes(v));
+      await this.#removeFiles(key, left).catch(() => {});
+      return { status: 201 };
+    });
   }
 
   /** A failed write: remove what was written, then the record if all went. */
@@ -209,8 +276,11 @@ export class Store {
     return p;
   }
 
-  async #removeFiles(key: Uint8Array, volumes: string[]) {
-    const path = key2path(key);
+  #removeFiles(key: Uint8Array, volumes: string[]) {
+    return this.#removePaths(key2path(key), volumes);
+  }
+
+  async #removePaths(path: string, volumes: string[]) {
     const results = await Promise.allSettled(
       volumes.map((v) => remoteDelete(volumeUrl(v, path), this.opts.voltimeout)),
     );
@@ -320,7 +390,7 @@ export class Store {
           signal: ac.signal,
           stall: this.opts.stall,
         });
-        await this.#write(key, missing, res.body!, ac.signal);
+        await this.#write(path, missing, res.body!, ac.signal);
       } catch (err) {
         ac.abort();
         return { status: 500, message: messageOf(err) };

@@ -210,6 +210,27 @@ export async function remotePut(
   }
 }
 
+/**
+ * Renames a file on a volume (WebDAV MOVE, replacing what is at `to`): an
+ * atomic rename, so a reader of `to` sees the old file or the new one.
+ */
+export async function remoteMove(from: string, to: string, timeout: number): Promise<void> {
+  let res: Response;
+  try {
+    res = await fetch(from, {
+      method: "MOVE",
+      headers: { Destination: to, Overwrite: "T" },
+      signal: withTimeout(timeout),
+    });
+  } catch (err) {
+    throw new VolumeError(`Cannot MOVE "${from}": ${describe(err)}`);
+  }
+  await res.body?.cancel();
+  if (res.status !== 201 && res.status !== 204) {
+    throw new VolumeError(`Cannot MOVE "${from}" to "${to}": status ${res.status}`, res.status);
+  }
+}
+
 /** Deletes url; a file that is already gone counts as deleted. */
 export async function remoteDelete(url: string, timeout: number): Promise<void> {
   let res: Response;

@@ -316,7 +316,10 @@ Deno.test("mkv API against real nginx volumes and a master process", async (t) =
       const r405 = await fetch(c.url + "/x", { method: "PATCH", body: "x" });
       await r405.body?.cancel();
       assertEquals(r405.status, 405);
-      assertEquals(r405.headers.get("allow"), "GET, HEAD, PUT, DELETE, UNLINK, RELINK, REBALANCE");
+      assertEquals(
+        r405.headers.get("allow"),
+        "GET, HEAD, PUT, REPLACE, DELETE, UNLINK, RELINK, REBALANCE",
+      );
       const key = randomKey();
       assertEquals((await put(c, key, "still serving")).status, 201);
     });

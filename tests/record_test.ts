@@ -40,16 +40,22 @@ Deno.test("a zero-size value keeps size 0, not unknown", () => {
   assertEquals(toRecord(fromRecord(rec))!.size, 0);
 });
 
-Deno.test("a live record's stored form holds no lease fields", () => {
-  const stored = fromRecord({
-    state: "live",
+Deno.test("a live record's stored form holds no lease fields unless it has a lease", () => {
+  const stored = fromRecord({ state: "live", rvolumes: ["a:1"], hash: "", size: -1 });
+  assertEquals(stored, { s: 0, v: ["a:1"] });
+});
+
+Deno.test("a live record being replaced keeps its lease through a round trip", () => {
+  const rec = {
+    state: "live" as const,
     rvolumes: ["a:1"],
     hash: "",
-    size: -1,
+    size: 3,
     owner: "x",
     until: 5,
-  });
-  assertEquals(stored, { s: 0, v: ["a:1"] });
+  };
+  assertEquals(fromRecord(rec), { s: 0, v: ["a:1"], z: 3, o: "x", u: 5 });
+  assertEquals(toRecord(fromRecord(rec)), rec);
 });
 
 Deno.test("a record survives Deno KV's structured clone", () => {

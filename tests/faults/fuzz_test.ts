@@ -135,7 +135,13 @@ Deno.test("thousands of malformed requests: no crash, no 5xx, flat memory, right
     await fuzz(3000);
     const after = await rssMiB(pid);
     await roundTrip(c);
-    console.log("statuses", JSON.stringify([...statuses].sort()), "rss", before.toFixed(1), after.toFixed(1));
+    console.log(
+      "statuses",
+      JSON.stringify([...statuses].sort()),
+      "rss",
+      before.toFixed(1),
+      after.toFixed(1),
+    );
     const fives = [...statuses].filter(([s]) => s >= 500);
     assertEquals(fives, [], `5xx answers: ${JSON.stringify([...statuses])}`);
     assert(after - before < 64, `memory grew ${before.toFixed(0)} -> ${after.toFixed(0)} MiB`);

@@ -1,0 +1,116 @@
+// REPLACE: overwriting a live key, readers never see a 404 or a mix.
+import { Cluster, randomKey, volumeFiles } from "./cluster.ts";
+import { assert, assertEquals } from "./assert.ts";
+import { md5, toHex } from "../lib/keys.ts";
+
+const enc = new TextEncoder();
+
+async function call(c: Cluster, key: string, method: string, body?: BodyInit) {
+  const res = await fetch(c.url + key, { method, body, redirect: "manual" });
+  return { status: res.status, text: await res.text(), headers: res.headers };
+}
+
+Deno.test("REPLACE against real nginx volumes", async (t) => {
+  const c = await Cluster.start();
+  try {
+    await t.step(
+      "REPLACE of a live key answers 201; GET then gives the new bytes and MD5",
+      async () => {
+        const key = randomKey();
+        assertEquals((await call(c, key, "PUT", "old value")).status, 201);
+        assertEquals((await call(c, key, "REPLACE", "new value!")).status, 201);
+        const got = await call(c, key, "GET");
+        assertEquals(got.status, 302);
+        assertEquals(got.headers.get("content-md5"), toHex(md5("new value!")));
+        assertEquals(await (await fetch(c.url + key)).text(), "new value!");
+      },
+    );
+
+    await t.step(
+      "REPLACE of a missing or unlinked key answers 404; PUT of a live key stays 403",
+      async () => {
+        const key = randomKey();
+        assertEquals((await call(c, key, "REPLACE", "x")).status, 404);
+        assertEquals((await call(c, key, "PUT", "v")).status, 201);
+        assertEquals((await call(c, key, "PUT", "v2")).status, 403);
+        assertEquals((await call(c, key, "UNLINK")).status, 204);
+        assertEquals((await call(c, key, "REPLACE", "x")).status, 404);
+        assertEquals((await call(c, randomKey(), "REPLACE", "")).status, 411);
+      },
+    );
+
+    await t.step(
+      "readers during a slow REPLACE get the old or the new value, never 404 or a mix",
+      async () => {
+        const key = randomKey();
+        const oldValue = "O".repeat(50_000);
+        const newValue = "N".repeat(50_000);
+        assertEquals((await call(c, key, "PUT", oldValue)).status, 201);
+        let ctl!: ReadableStreamDefaultController<Uint8Array>;
+        const body = new ReadableStream<Uint8Array>({ start: (cc) => void (ctl = cc) });
+        ctl.enqueue(enc.encode(newValue.slice(0, 20_000)));
+        const replacing = fetch(c.url + key, { method: "REPLACE", body });
+        let stop = false;
+        const seen = new Map<string, number>();
+        const reader = (async () => {
+          while (!stop) {
+            const res = await fetch(c.url + key);
+            const text = await res.text();
+            const what = res.status !== 200
+              ? `status ${res.status}`
+              : text === oldValue
+              ? "old"
+              : text === newValue
+              ? "new"
+              : "mix";
+            seen.set(what, (seen.get(what) ?? 0) + 1);
+          }
+        })();
+        await new Promise((r) => setTimeout(r, 200));
+        assertEquals((await call(c, key, "REPLACE", "other")).status, 409, "one REPLACE at a time");
+        assertEquals((await call(c, key, "DELETE")).status, 409);
+        ctl.enqueue(enc.encode(newValue.slice(20_000)));
+        ctl.close();
+        const res = await replacing;
+        await res.body?.cancel();
+        assertEquals(res.status, 201);
+        await new Promise((r) => setTimeout(r, 100));
+        stop = true;
+        await reader;
+        assert(
+          [...seen.keys()].every((k) => k === "old" || k === "new"),
+          JSON.stringify([...seen]),
+        );
+        assert(seen.has("old") && seen.has("new"), JSON.stringify([...seen]));
+      },
+    );
+
+    await t.step(
+      "a REPLACE that a volume refuses keeps the old value and leaves no temp file",
+      async () => {
+        const key = randomKey("/replfail");
+        assertEquals((await call(c, key, "PUT", "keep me")).status, 201);
+        await c.stopVolume(1);
+        try {
+          const r = await call(c, key, "REPLACE", "never");
+          assertEquals(r.status, 500);
+          assert(r.text.startsWith("Cannot PUT"), r.text);
+        } finally {
+          await c.startVolume(1);
+        }
+        assertEquals(await (await fetch(c.url + key)).text(), "keep me");
+        for (const v of c.volumes) {
+          const temps = (await volumeFiles(v)).filter((f) => f.includes(".replace-"));
+          assertEquals(temps, [], `temp files on ${v}`);
+        }
+        assertEquals(
+          (await call(c, key, "REPLACE", "now")).status,
+          201,
+          "the key is not left claimed",
+        );
+      },
+    );
+  } finally {
+    await c.stop();
+  }
+});
