@@ -25,6 +25,12 @@ export const FLAGS: { [name: string]: FlagSpec } = {
     default: 1000,
     usage: "Volume servers must answer HEAD/DELETE/listing in this time or are considered down",
   },
+  colocate: {
+    type: "bool",
+    default: false,
+    usage:
+      "Place keys sharing a folder (up to their last /) on the same volumes; changing it is a rebalance",
+  },
   lease: {
     type: "duration",
     default: 30_000,
@@ -62,6 +68,7 @@ export function storeOptions(flags: FlagValues): StoreOptions {
     replicas,
     subvolumes,
     protect: flags.protect as boolean,
+    colocate: flags.colocate as boolean,
     md5sum: flags.md5sum as boolean,
     voltimeout,
     // Long enough for nginx to rename a large temp file into place.

@@ -108,6 +108,18 @@ export function key2volume(
   });
 }
 
+/**
+ * What the volume hash is taken of: the key, or with colocation its
+ * "folder" (everything up to and including its last "/"), so that keys of
+ * one folder share their volumes (and subvolume). The file path on the
+ * volume still comes from the whole key.
+ */
+export function placementKey(key: Uint8Array, colocate: boolean): Uint8Array {
+  if (!colocate) return key;
+  const slash = key.lastIndexOf(0x2f);
+  return slash < 0 ? key : key.subarray(0, slash + 1);
+}
+
 /** True when the replicas are not exactly where the hash puts them. */
 export function needsRebalance(
   rvolumes: readonly string[],

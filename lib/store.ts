@@ -8,7 +8,7 @@
 import { Claim, isClaimed } from "./claim.ts";
 import { fanout } from "./fanout.ts";
 import { type Entry, type Index, keyFits } from "./index_db.ts";
-import { key2path, key2volume, needsRebalance } from "./keys.ts";
+import { key2path, key2volume, needsRebalance, placementKey } from "./keys.ts";
 import type { Record } from "./record.ts";
 import {
   headStatus,
@@ -27,6 +27,8 @@ export interface StoreOptions {
   subvolumes: number;
   /** DELETE only after UNLINK. */
   protect: boolean;
+  /** Keys of one folder on the same volumes (lib/keys.ts placementKey). */
+  colocate: boolean;
   md5sum: boolean;
   /** Timeout of HEAD, DELETE and listing calls to volumes, in ms. */
   voltimeout: number;
@@ -66,8 +68,8 @@ export class Store {
   }
 
   kvolumes(key: Uint8Array): string[] {
-    const { volumes, replicas, subvolumes } = this.opts;
-    return key2volume(key, volumes, replicas, subvolumes);
+    const { volumes, replicas, subvolumes, colocate } = this.opts;
+    return key2volume(placementKey(key, colocate), volumes, replicas, subvolumes);
   }
 
   /** GET/HEAD: a 302 to a replica that answers, after HEAD-checking it. */
