@@ -25,6 +25,19 @@ export async function waitUp(url: string, ms = 15_000): Promise<void> {
   throw new Error(`${url} did not come up within ${ms}ms`);
 }
 
+export interface SpawnedMaster {
+  url: string;
+  proc: Deno.ChildProcess;
+  stop(signal?: Deno.Signal): Promise<void>;
+}
+
+/** The status of a request, its body discarded; redirects not followed. */
+export async function status(url: string, init: RequestInit = {}): Promise<number> {
+  const res = await fetch(url, { redirect: "manual", ...init });
+  await res.body?.cancel();
+  return res.status;
+}
+
 export interface ClusterOptions {
   volumes?: number;
   /** Extra master flags, e.g. ["-replicas", "2", "-protect"]. */
@@ -120,6 +133,43 @@ export class Cluster {
     for (const pid of await this.nginxPids(i)) Deno.kill(pid, "SIGCONT");
   }
 
+  /**
+   * Another master on this cluster's index (several masters, one index),
+   * up and answering; `stop()` ends it with `signal`.
+   */
+  async spawnMaster(extra: string[] = []): Promise<SpawnedMaster> {
+    const port = freePort();
+    const proc = this.#spawn(port, extra, this.volumes, "null");
+    const url = `http://127.0.0.1:${port}`;
+    await waitUp(`${url}/?list`);
+    return {
+      url,
+      proc,
+      async stop(signal: Deno.Signal = "SIGTERM") {
+        try {
+          proc.kill(signal);
+        } catch { /* already gone */ }
+        await proc.status;
+      },
+    };
+  }
+
+  /** A master process on this cluster's index; `extra` flags come last and win. */
+  #spawn(
+    port: number,
+    extra: string[],
+    volumes: string[],
+    stderr: "null" | "inherit",
+  ): Deno.ChildProcess {
+    const args = ["-port", String(port), "-db", this.db, "-volumes", volumes.join(",")];
+    return new Deno.Command(DENO, {
+      args: ["run", "-A", MAIN, "server", ...args, ...this.flags, ...extra],
+      stdin: "null",
+      stdout: "null",
+      stderr,
+    }).spawn();
+  }
+
   /** The master process, for signals and /proc. */
   get masterProcess(): Deno.ChildProcess | null {
     return this.#master;
@@ -127,25 +177,7 @@ export class Cluster {
 
   async startMaster(extra: string[] = [], volumes = this.volumes): Promise<void> {
     this.masterPort = freePort();
-    this.#master = new Deno.Command(DENO, {
-      args: [
-        "run",
-        "-A",
-        MAIN,
-        "server",
-        "-port",
-        String(this.masterPort),
-        "-db",
-        `${this.dir}/indexdb`,
-        "-volumes",
-        volumes.join(","),
-        ...this.flags,
-        ...extra,
-      ],
-      stdin: "null",
-      stdout: "null",
-      stderr: "inherit",
-    }).spawn();
+    this.#master = this.#spawn(this.masterPort, extra, volumes, "inherit");
     await waitUp(`${this.url}/?list&limit=1`);
   }
 

@@ -1,42 +1,15 @@
 // A master answers from memory (key filter, record and file caches) only
 // while it is the index's sole writer. These prove what another master
 // writes or deletes is seen at once, and after it leaves.
-import { Cluster, freePort, randomKey, waitUp } from "./cluster.ts";
+import { Cluster, randomKey, status } from "./cluster.ts";
 import { assertEquals } from "./assert.ts";
 
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
-
-async function status(url: string, init: RequestInit = {}): Promise<number> {
-  const res = await fetch(url, { redirect: "manual", ...init });
-  await res.body?.cancel();
-  return res.status;
-}
-
 async function withSecondMaster(c: Cluster, work: (url: string) => Promise<void>) {
-  const port = freePort();
-  const proc = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      MAIN,
-      "server",
-      "-port",
-      String(port),
-      "-db",
-      c.db,
-      "-volumes",
-      c.volumes.join(","),
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "inherit",
-  }).spawn();
+  const other = await c.spawnMaster();
   try {
-    await waitUp(`http://127.0.0.1:${port}/?list`);
-    await work(`http://127.0.0.1:${port}`);
+    await work(other.url);
   } finally {
-    proc.kill("SIGTERM");
-    await proc.status;
+    await other.stop();
   }
 }
 

@@ -1,40 +1,9 @@
 // Faults against real nginx volumes and real master processes: hung and
 // killed volumes, a master killed under load, two masters on one index.
 // `deno task test:faults`.
-import { Cluster, freePort, randomBytes, randomKey, volumeFiles, waitUp } from "../cluster.ts";
+import { Cluster, randomBytes, randomKey, status, volumeFiles } from "../cluster.ts";
 import { assert, assertEquals } from "../assert.ts";
 import { md5, toHex } from "../../lib/keys.ts";
-
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
-
-async function status(url: string, init: RequestInit = {}): Promise<number> {
-  const res = await fetch(url, { redirect: "manual", ...init });
-  await res.body?.cancel();
-  return res.status;
-}
-
-/** A second master process on the cluster's index. */
-function spawnMaster(c: Cluster, port: number, extra: string[] = []): Deno.ChildProcess {
-  return new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      MAIN,
-      "server",
-      "-port",
-      String(port),
-      "-db",
-      c.db,
-      "-volumes",
-      c.volumes.join(","),
-      ...c.flags,
-      ...extra,
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-}
 
 Deno.test("a hung volume (SIGSTOP): reads go to another replica, writes fail in bounded time", async () => {
   const c = await Cluster.start({ flags: ["-voltimeout", "200ms"] });
@@ -168,11 +137,9 @@ Deno.test("the master killed (SIGKILL) under write load: every 201 survives exac
 
 Deno.test("two masters on one index: concurrent same-key PUTs give exactly one 201 per key", async () => {
   const c = await Cluster.start();
-  const port = freePort();
-  const second = spawnMaster(c, port);
+  const second = await c.spawnMaster();
   try {
-    await waitUp(`http://127.0.0.1:${port}/?list`);
-    const urls = [c.url, `http://127.0.0.1:${port}`];
+    const urls = [c.url, second.url];
     for (let round = 0; round < 20; round++) {
       const k = randomKey("/race");
       const results = await Promise.all(
@@ -189,26 +156,21 @@ Deno.test("two masters on one index: concurrent same-key PUTs give exactly one 2
       assertEquals(a, b);
     }
   } finally {
-    second.kill("SIGTERM");
-    await second.status;
+    await second.stop();
     await c.stop();
   }
 });
 
 Deno.test("a master killed while holding a claim blocks that key only until the lease runs out", async () => {
   const c = await Cluster.start({ flags: ["-lease", "1s"] });
-  const port = freePort();
-  const doomed = spawnMaster(c, port);
+  const doomed = await c.spawnMaster();
   try {
-    await waitUp(`http://127.0.0.1:${port}/?list`);
     const k = randomKey("/lease");
     // A PUT through the doomed master whose body never ends.
     const body = new ReadableStream<Uint8Array>({
       start: (ctl) => ctl.enqueue(new Uint8Array(10)),
     });
-    const pending = fetch(`http://127.0.0.1:${port}${k}`, { method: "PUT", body }).catch(() =>
-      null
-    );
+    const pending = fetch(doomed.url + k, { method: "PUT", body }).catch(() => null);
     // UNLINK probes the claim without creating the key (a PUT could win it).
     let claimed = false;
     for (let i = 0; i < 100 && !claimed; i++) {
@@ -216,8 +178,7 @@ Deno.test("a master killed while holding a claim blocks that key only until the 
       if (!claimed) await new Promise((r) => setTimeout(r, 20));
     }
     assert(claimed, "the doomed master holds the claim");
-    doomed.kill("SIGKILL");
-    await doomed.status;
+    await doomed.stop("SIGKILL");
     await pending;
     const killedAt = performance.now();
     let s = 409;
@@ -230,9 +191,7 @@ Deno.test("a master killed while holding a claim blocks that key only until the 
     assert(waited < 2500, `blocked ${waited}ms, lease is 1s`);
     assertEquals(await (await fetch(c.url + k)).text(), "after the lease");
   } finally {
-    try {
-      doomed.kill("SIGKILL");
-    } catch { /* gone */ }
+    await doomed.stop("SIGKILL");
     await c.stop();
   }
 });

@@ -1,17 +1,10 @@
 // Many clients racing on one key through two masters: one writer wins each
 // round, and afterwards the index and the volumes agree.
-import { Cluster, freePort, randomKey, volumeFiles, waitUp } from "../cluster.ts";
+import { Cluster, randomKey, status, volumeFiles } from "../cluster.ts";
 import { assert, assertEquals } from "../assert.ts";
 import { key2path } from "../../lib/keys.ts";
 
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const enc = new TextEncoder();
-
-async function status(url: string, method: string, body?: string): Promise<number> {
-  const res = await fetch(url, { method, body, redirect: "manual" });
-  await res.body?.cancel();
-  return res.status;
-}
 
 function count(xs: number[], s: number): number {
   return xs.filter((x) => x === s).length;
@@ -19,42 +12,23 @@ function count(xs: number[], s: number): number {
 
 Deno.test("racing PUT/DELETE/UNLINK of one key: one winner per round, index and volumes agree", async () => {
   const c = await Cluster.start({ flags: ["-subvolumes", "1"] });
-  const port = freePort();
-  const second = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      MAIN,
-      "server",
-      "-port",
-      String(port),
-      "-db",
-      c.db,
-      "-volumes",
-      c.volumes.join(","),
-      "-subvolumes",
-      "1",
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "inherit",
-  }).spawn();
+  const second = await c.spawnMaster();
   try {
-    await waitUp(`http://127.0.0.1:${port}/?list`);
-    const masters = [c.url, `http://127.0.0.1:${port}`];
+    const masters = [c.url, second.url];
     const prefix = randomKey("/race");
+    const call = (url: string, method: string, body?: string) => status(url, { method, body });
     for (let round = 0; round < 15; round++) {
       const key = `${prefix}/${round}`;
       // 16 PUTs at once: exactly one stores its value.
       const puts = await Promise.all(
-        Array.from({ length: 16 }, (_, i) => status(masters[i % 2] + key, "PUT", `writer ${i}`)),
+        Array.from({ length: 16 }, (_, i) => call(masters[i % 2] + key, "PUT", `writer ${i}`)),
       );
       assertEquals(count(puts, 201), 1, `round ${round} PUTs: ${puts}`);
       assert(puts.every((s) => [201, 403, 409].includes(s)), `round ${round} PUTs: ${puts}`);
       // Then DELETEs, UNLINKs and PUTs at once: at most one of each succeeds.
       const ops = Array.from({ length: 18 }, (_, i) => ["DELETE", "UNLINK", "PUT"][i % 3]);
       const got = await Promise.all(
-        ops.map((m, i) => status(masters[i % 2] + key, m, m === "PUT" ? "again" : undefined)),
+        ops.map((m, i) => call(masters[i % 2] + key, m, m === "PUT" ? "again" : undefined)),
       );
       const wins = (m: string, s: number) => got.filter((g, i) => ops[i] === m && g === s).length;
       assert(wins("DELETE", 204) <= 1, `round ${round}: ${ops.map((m, i) => m + " " + got[i])}`);
@@ -87,8 +61,7 @@ Deno.test("racing PUT/DELETE/UNLINK of one key: one winner per round, index and 
       "files on the volumes = files of the index",
     );
   } finally {
-    second.kill("SIGTERM");
-    await second.status;
+    await second.stop();
     await c.stop();
   }
 });
