@@ -8,6 +8,7 @@
 // writes to the same key (the second waits for the next batch, where its
 // check sees the first), and when a batch's checks fail, the writes whose
 // checks no longer hold are answered `null` and the rest retried.
+import { batchHistogram } from "./metrics.ts";
 
 /**
  * Several processes on one SQLite file (masters, tools) take turns at its
@@ -66,6 +67,8 @@ export class GroupCommit {
   #queue: Pending[] = [];
   #running = false;
   readonly stats: CommitStats = { commits: 0, writes: 0, maxBatch: 0 };
+  /** Writes per successful commit. */
+  readonly batches = batchHistogram();
 
   constructor(kv: Deno.Kv) {
     this.#kv = kv;
@@ -115,6 +118,7 @@ export class GroupCommit {
     if (result.ok) {
       this.stats.writes += batch.length;
       this.stats.maxBatch = Math.max(this.stats.maxBatch, batch.length);
+      this.batches.observe(batch.length);
       for (const p of batch) p.resolve(result.versionstamp);
       return;
     }

@@ -137,6 +137,25 @@ export class Index {
     this.#bloom = next;
   }
 
+  #counted: { at: number; figures: Promise<{ [s in State]: number }> } | null = null;
+
+  /** Keys by state, by a scan at most every 10 s (for /?metrics). */
+  countByState(): Promise<{ [s in State]: number }> {
+    if (!this.#counted || performance.now() - this.#counted.at > 10_000) {
+      const figures = (async () => {
+        const n = { live: 0, unlinked: 0, writing: 0 };
+        for await (const e of this.kv.list({ prefix: [NS] }, { batchSize: 1000 })) {
+          const rec = toRecord(e.value);
+          if (rec) n[rec.state]++;
+        }
+        return n;
+      })();
+      this.#counted = { at: performance.now(), figures };
+      figures.catch(() => this.#counted = null);
+    }
+    return this.#counted.figures;
+  }
+
   async heartbeat(id: string, until: number): Promise<void> {
     if (until === 0) await retryBusy(() => this.kv.delete([MEMBERS, id]));
     else await retryBusy(() => this.kv.set([MEMBERS, id], { until }));

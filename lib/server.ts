@@ -1,6 +1,7 @@
 // The master's HTTP edge: parses the target, dispatches by method (or by the
 // query's operation) to lib/store.ts, and maps any unexpected error to a
 // status once, here.
+import { metrics, render } from "./metrics.ts";
 import { Store } from "./store.ts";
 import type { Outcome } from "./store.ts";
 import { keyFits } from "./index_db.ts";
@@ -64,12 +65,40 @@ export function createHandler(
     if (drain.draining) {
       return new Response("Shutting down\n", { status: 503, headers: { Connection: "close" } });
     }
+    const started = performance.now();
     const fast = fromMemory(store, req, opts);
-    if (fast) return fast;
+    if (fast) {
+      metrics.request(req.method, fast.status, (performance.now() - started) / 1000, 0, 0);
+      return fast;
+    }
     drain.enter();
-    return handle(store, opts, req).finally(() => drain.leave());
+    return handle(store, opts, req).then((res) => {
+      const seconds = (performance.now() - started) / 1000;
+      metrics.request(req.method, res.status, seconds, sizes.get(res) ?? 0, bodySize(res));
+      return res;
+    }).finally(() => drain.leave());
   };
 }
+
+/** Value bytes a PUT/REPLACE stored, by its response (for the metrics). */
+const sizes = new WeakMap<Response, number>();
+
+/** Body bytes of the master's own answers (lists, errors), by response. */
+const sent = new WeakMap<Response, number>();
+
+function bodySize(res: Response): number {
+  return sent.get(res) ?? 0;
+}
+
+/** A response with a text body, its size noted for the metrics. */
+function withBody(body: string, init: ResponseInit): Response {
+  const bytes = encoder.encode(body);
+  const res = new Response(bytes, init);
+  sent.set(res, bytes.length);
+  return res;
+}
+
+const encoder = new TextEncoder();
 
 /**
  * The hot path of GET/HEAD of a missing key, answered synchronously (no
@@ -134,14 +163,14 @@ async function dispatch(
     case "HEAD":
       return respond(await store.locate(key, rawPath));
     case "PUT":
-      return respond(
+      return respondSized(
         await store.put(key, req.body, {
           contentLength: contentLength(req),
           signal: req.signal,
         }),
       );
     case "REPLACE":
-      return respond(
+      return respondSized(
         await store.replace(key, req.body, {
           contentLength: contentLength(req),
           signal: req.signal,
@@ -170,6 +199,7 @@ async function query(
   raw: string,
 ): Promise<Response> {
   const q = parseQuery(raw);
+  if (q.op === "metrics") return await metricsPage(store, req);
   const states: { [op: string]: State } = {
     list: "live",
     unlinked: "unlinked",
@@ -204,8 +234,23 @@ async function query(
     next: result.next ? decoder.decode(result.next) : "",
     keys: result.keys.map((k) => decoder.decode(k)),
   });
+  return withBody(body, { headers: { "Content-Type": "application/json" } });
+}
+
+async function metricsPage(store: Store, req: Request): Promise<Response> {
+  if (req.method !== "GET" && req.method !== "HEAD") {
+    return new Response("?metrics takes GET\n", { status: 405, headers: { Allow: "GET, HEAD" } });
+  }
+  const { commits } = store.index;
+  const keys = await store.index.countByState();
+  const body = render(metrics, {
+    commits: commits.stats.commits,
+    writes: commits.stats.writes,
+    batches: commits.batches,
+    ...keys,
+  });
   return new Response(body, {
-    headers: { "Content-Type": "application/json" },
+    headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" },
   });
 }
 
@@ -214,18 +259,23 @@ function contentLength(req: Request): number | null {
   return cl === null ? null : Number(cl);
 }
 
+function respondSized(o: Outcome): Response {
+  const res = respond(o);
+  if (o.bytes) sizes.set(res, o.bytes);
+  return res;
+}
+
 function respond(o: Outcome): Response {
   const body = o.message && o.status >= 400 ? o.message + "\n" : null;
   const headers = new Headers(o.headers);
-  if (body !== null) {
-    headers.delete("Content-Length");
-    headers.set("Content-Type", "text/plain; charset=utf-8");
-  }
-  return new Response(body, { status: o.status, headers });
+  if (body === null) return new Response(null, { status: o.status, headers });
+  headers.delete("Content-Length");
+  headers.set("Content-Type", "text/plain; charset=utf-8");
+  return withBody(body, { status: o.status, headers });
 }
 
 function text(status: number, message: string): Response {
-  return new Response(message + "\n", {
+  return withBody(message + "\n", {
     status,
     headers: { "Content-Type": "text/plain; charset=utf-8" },
   });

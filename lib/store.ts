@@ -47,6 +47,8 @@ export interface Outcome {
   headers?: { [name: string]: string };
   /** Said in the body of an error, for people using curl. */
   message?: string;
+  /** Value bytes received (PUT, REPLACE), for the metrics. */
+  bytes?: number;
 }
 
 export interface PutOptions {
@@ -150,7 +152,7 @@ export class Store {
       // An unlinked or failed earlier value may have left files elsewhere.
       const stale = (prev?.rec.rvolumes ?? []).filter((v) => !kvolumes.includes(v));
       await this.#removeFiles(key, stale).catch(() => {});
-      return { status: 201 };
+      return { status: 201, bytes: result.bytes };
     });
   }
 
@@ -249,7 +251,7 @@ export class Store {
       }
       const left = prev.rec.rvolumes.filter((v) => !kvolumes.includes(v));
       await this.#removeFiles(key, left).catch(() => {});
-      return { status: 201 };
+      return { status: 201, bytes: result.bytes };
     });
   }
 

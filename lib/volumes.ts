@@ -2,6 +2,21 @@
 // Each call is bounded (a timeout, or the caller's signal) and each response
 // body is consumed or cancelled, so connections return to the pool.
 
+import { metrics } from "./metrics.ts";
+
+/** "host:port" of a volume URL, for the metrics. */
+function volumeOf(url: string): string {
+  const start = url.indexOf("//") + 2;
+  const end = url.indexOf("/", start);
+  return url.slice(start, end < 0 ? undefined : end);
+}
+
+function outcome(err: unknown): "timeout" | "error" {
+  const timedOut = (err instanceof DOMException && err.name === "TimeoutError") ||
+    (err instanceof VolumeError && err.message.includes("Stalled"));
+  return timedOut ? "timeout" : "error";
+}
+
 export class VolumeError extends Error {
   constructor(message: string, readonly status = 0) {
     super(message);
@@ -61,8 +76,11 @@ async function freshHeadStatus(url: string, timeout: number): Promise<number> {
   const timer = new AbortController();
   const t = setTimeout(() => timer.abort(), timeout);
   try {
-    return await pool.head(path, timer.signal);
+    const status = await pool.head(path, timer.signal);
+    metrics.volumeCall(host, "head", "ok");
+    return status;
   } catch {
+    metrics.volumeCall(host, "head", timer.signal.aborted ? "timeout" : "error");
     return 0;
   } finally {
     clearTimeout(t);
@@ -200,14 +218,15 @@ export async function remotePut(
     });
   } catch (err) {
     const reason = stall.signal.aborted ? stall.signal.reason : err;
+    metrics.volumeCall(volumeOf(url), "put", stall.signal.aborted ? "timeout" : "error");
     throw new VolumeError(`Cannot PUT "${url}": ${describe(reason)}`);
   } finally {
     stall.stop();
   }
   await res.body?.cancel();
-  if (res.status !== 201 && res.status !== 204) {
-    throw new VolumeError(`Cannot PUT "${url}": status ${res.status}`, res.status);
-  }
+  const ok = res.status === 201 || res.status === 204;
+  metrics.volumeCall(volumeOf(url), "put", ok ? "ok" : "error");
+  if (!ok) throw new VolumeError(`Cannot PUT "${url}": status ${res.status}`, res.status);
 }
 
 /**
@@ -223,9 +242,15 @@ export async function remoteMove(from: string, to: string, timeout: number): Pro
       signal: withTimeout(timeout),
     });
   } catch (err) {
+    metrics.volumeCall(volumeOf(from), "move", outcome(err));
     throw new VolumeError(`Cannot MOVE "${from}": ${describe(err)}`);
   }
   await res.body?.cancel();
+  metrics.volumeCall(
+    volumeOf(from),
+    "move",
+    res.status === 201 || res.status === 204 ? "ok" : "error",
+  );
   if (res.status !== 201 && res.status !== 204) {
     throw new VolumeError(`Cannot MOVE "${from}" to "${to}": status ${res.status}`, res.status);
   }
@@ -237,9 +262,15 @@ export async function remoteDelete(url: string, timeout: number): Promise<void> 
   try {
     res = await fetch(url, { method: "DELETE", signal: withTimeout(timeout) });
   } catch (err) {
+    metrics.volumeCall(volumeOf(url), "delete", outcome(err));
     throw new VolumeError(`Cannot DELETE "${url}": ${describe(err)}`);
   }
   await res.body?.cancel();
+  metrics.volumeCall(
+    volumeOf(url),
+    "delete",
+    res.status === 204 || res.status === 404 ? "ok" : "error",
+  );
   if (res.status !== 204 && res.status !== 404) {
     throw new VolumeError(`Cannot DELETE "${url}": status ${res.status}`, res.status);
   }
@@ -260,8 +291,10 @@ export async function remoteGet(
   } catch (err) {
     stall.stop();
     const reason = stall.signal.aborted ? stall.signal.reason : err;
+    metrics.volumeCall(volumeOf(url), "get", stall.signal.aborted ? "timeout" : "error");
     throw new VolumeError(`Cannot GET "${url}": ${describe(reason)}`);
   }
+  metrics.volumeCall(volumeOf(url), "get", res.status === 200 ? "ok" : "error");
   if (res.status !== 200 || !res.body) {
     stall.stop();
     await res.body?.cancel();
@@ -287,8 +320,14 @@ export async function remoteList(
   try {
     res = await fetch(url, { signal: withTimeout(timeout) });
   } catch (err) {
+    metrics.volumeCall(volumeOf(url), "list", outcome(err));
     throw new VolumeError(`Cannot list "${url}": ${describe(err)}`);
   }
+  metrics.volumeCall(
+    volumeOf(url),
+    "list",
+    res.status === 200 || res.status === 404 ? "ok" : "error",
+  );
   if (res.status === 404) {
     await res.body?.cancel();
     return null;

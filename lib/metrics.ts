@@ -1,0 +1,135 @@
+// What the master counts, for GET /?metrics (Prometheus text exposition).
+// Counters only grow; label values are bounded (methods outside the API
+// count as "other", volumes are the configured ones) so hostile requests
+// cannot grow the registry.
+
+const KNOWN_METHODS = new Set([
+  "GET",
+  "HEAD",
+  "PUT",
+  "REPLACE",
+  "DELETE",
+  "UNLINK",
+  "RELINK",
+  "REBALANCE",
+]);
+
+/** Request latency buckets, seconds. */
+const LATENCY = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+class Histogram {
+  /** Per bucket, not cumulative: lines() adds them up. */
+  readonly counts: number[];
+  sum = 0;
+  count = 0;
+  constructor(readonly bounds: number[]) {
+    this.counts = bounds.map(() => 0);
+  }
+  /** Counts into the first bucket that holds v (cheap on the hot path). */
+  observe(v: number) {
+    let i = 0;
+    while (i < this.bounds.length && v > this.bounds[i]) i++;
+    if (i < this.bounds.length) this.counts[i]++;
+    this.sum += v;
+    this.count++;
+  }
+  lines(name: string, labels: string): string[] {
+    const sep = labels ? "," : "";
+    const tail = labels ? `{${labels}}` : "";
+    let below = 0;
+    const out = this.bounds.map((b, i) => {
+      below += this.counts[i];
+      return `${name}_bucket{${labels}${sep}le="${b}"} ${below}`;
+    });
+    out.push(`${name}_bucket{${labels}${sep}le="+Inf"} ${this.count}`);
+    out.push(`${name}_sum${tail} ${this.sum}`);
+    out.push(`${name}_count${tail} ${this.count}`);
+    return out;
+  }
+}
+
+/** Every counter of one process. */
+export class Metrics {
+  /** By method, then status. */
+  readonly requests = new Map<string, Map<number, number>>();
+  readonly latency = new Map<string, Histogram>();
+  bytesIn = 0;
+  bytesOut = 0;
+  /** By "volume call outcome" (outcome: ok, error, timeout). */
+  readonly volumeCalls = new Map<string, number>();
+
+  request(method: string, status: number, seconds: number, bytesIn: number, bytesOut: number) {
+    const m = KNOWN_METHODS.has(method) ? method : "other";
+    let byStatus = this.requests.get(m);
+    if (!byStatus) this.requests.set(m, byStatus = new Map());
+    byStatus.set(status, (byStatus.get(status) ?? 0) + 1);
+    let h = this.latency.get(m);
+    if (!h) this.latency.set(m, h = new Histogram(LATENCY));
+    h.observe(seconds);
+    this.bytesIn += bytesIn;
+    this.bytesOut += bytesOut;
+  }
+
+  volumeCall(volume: string, call: string, outcome: "ok" | "error" | "timeout") {
+    const k = `${volume} ${call} ${outcome}`;
+    this.volumeCalls.set(k, (this.volumeCalls.get(k) ?? 0) + 1);
+  }
+}
+
+/** The process's metrics: volume calls are counted deep in lib/volumes.ts. */
+export const metrics = new Metrics();
+
+export interface IndexFigures {
+  commits: number;
+  writes: number;
+  batches: Histogram;
+  live: number;
+  unlinked: number;
+  writing: number;
+}
+
+export const BATCH_BOUNDS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
+
+export function batchHistogram(): Histogram {
+  return new Histogram(BATCH_BOUNDS);
+}
+
+export type { Histogram };
+
+/** Renders the Prometheus text exposition (format 0.0.4). */
+export function render(m: Metrics, index: IndexFigures): string {
+  const out: string[] = [];
+  const family = (name: string, type: string, help: string) =>
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+
+  family("mkv_requests_total", "counter", "Requests answered, by method and status.");
+  for (const [method, byStatus] of [...m.requests].sort()) {
+    for (const [status, n] of [...byStatus].sort((a, b) => a[0] - b[0])) {
+      out.push(`mkv_requests_total{method="${method}",status="${status}"} ${n}`);
+    }
+  }
+  family("mkv_request_duration_seconds", "histogram", "Time to answer a request, by method.");
+  for (const [method, h] of [...m.latency].sort()) {
+    out.push(...h.lines("mkv_request_duration_seconds", `method="${method}"`));
+  }
+  family("mkv_request_bytes_total", "counter", "Value bytes received in PUT and REPLACE bodies.");
+  out.push(`mkv_request_bytes_total ${m.bytesIn}`);
+  family("mkv_response_bytes_total", "counter", "Body bytes sent by the master (lists, errors).");
+  out.push(`mkv_response_bytes_total ${m.bytesOut}`);
+  family("mkv_volume_calls_total", "counter", "Calls to volumes, by volume, call and outcome.");
+  for (const [k, n] of [...m.volumeCalls].sort()) {
+    const [volume, call, outcome] = k.split(" ");
+    out.push(`mkv_volume_calls_total{volume="${volume}",call="${call}",outcome="${outcome}"} ${n}`);
+  }
+  family("mkv_index_commits_total", "counter", "Deno KV commits (each fsynced).");
+  out.push(`mkv_index_commits_total ${index.commits}`);
+  family("mkv_index_writes_total", "counter", "Index writes, grouped into those commits.");
+  out.push(`mkv_index_writes_total ${index.writes}`);
+  family("mkv_index_batch_size", "histogram", "Writes per index commit.");
+  out.push(...index.batches.lines("mkv_index_batch_size", ""));
+  family("mkv_keys", "gauge", "Keys in the index by state (counted at most every 10 s).");
+  out.push(`mkv_keys{state="live"} ${index.live}`);
+  out.push(`mkv_keys{state="unlinked"} ${index.unlinked}`);
+  out.push(`mkv_keys{state="writing"} ${index.writing}`);
+  return out.join("\n") + "\n";
+}

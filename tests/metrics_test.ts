@@ -1,0 +1,97 @@
+// GET /?metrics: Prometheus text that counts a known sequence exactly.
+import { Cluster, randomKey, status } from "./cluster.ts";
+import { assert, assertEquals } from "./assert.ts";
+
+/** Parses the text exposition strictly; returns sample name{labels} -> value. */
+function parse(text: string): Map<string, number> {
+  const samples = new Map<string, number>();
+  const typed = new Set<string>();
+  for (const line of text.split("\n")) {
+    if (line === "") continue;
+    const type = /^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$/
+      .exec(line);
+    if (type) {
+      typed.add(type[1]);
+      continue;
+    }
+    if (/^# HELP [a-zA-Z_:][a-zA-Z0-9_:]* .+$/.test(line)) continue;
+    const m =
+      /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (-?[0-9.e+-]+|\+Inf|NaN)$/
+        .exec(line);
+    assert(m, `not Prometheus text: ${line}`);
+    const family = m[1].replace(/_(bucket|sum|count)$/, "");
+    assert(typed.has(m[1]) || typed.has(family), `sample before its TYPE: ${line}`);
+    samples.set(m[1] + (m[2] ?? ""), Number(m[3]));
+  }
+  return samples;
+}
+
+async function scrape(c: Cluster): Promise<Map<string, number>> {
+  const res = await fetch(`${c.url}/?metrics`);
+  assertEquals(res.status, 200);
+  assertEquals(res.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+  return parse(await res.text());
+}
+
+Deno.test("/?metrics parses as Prometheus text and counts a known sequence exactly", async () => {
+  const c = await Cluster.start();
+  try {
+    const before = await scrape(c);
+    const keys = [randomKey(), randomKey(), randomKey()];
+    for (const k of keys) {
+      assertEquals(await status(c.url + k, { method: "PUT", body: "12345" }), 201);
+    }
+    assertEquals(await status(c.url + keys[0]), 302);
+    assertEquals(await status(c.url + keys[1]), 302);
+    assertEquals(await status(c.url + randomKey()), 404);
+    assertEquals(await status(c.url + keys[2], { method: "DELETE" }), 204);
+    assertEquals(await status(c.url + "/x", { method: "PATCH" }), 405);
+    const after = await scrape(c);
+    const delta = (name: string) => (after.get(name) ?? 0) - (before.get(name) ?? 0);
+    assertEquals(delta(`mkv_requests_total{method="PUT",status="201"}`), 3);
+    assertEquals(delta(`mkv_requests_total{method="GET",status="302"}`), 2);
+    assertEquals(delta(`mkv_requests_total{method="GET",status="404"}`), 1);
+    // The first scrape is a GET answered 200, counted once it is answered.
+    assertEquals(delta(`mkv_requests_total{method="GET",status="200"}`), 1);
+    assertEquals(delta(`mkv_requests_total{method="DELETE",status="204"}`), 1);
+    assertEquals(delta(`mkv_requests_total{method="other",status="405"}`), 1);
+    assertEquals(delta(`mkv_request_duration_seconds_count{method="PUT"}`), 3);
+    assertEquals(delta("mkv_request_bytes_total"), 15);
+    // 3 replicas per PUT, one replica DELETE each for the deleted key.
+    let puts = 0, deletes = 0;
+    for (const v of c.volumes) {
+      puts += (after.get(`mkv_volume_calls_total{volume="${v}",call="put",outcome="ok"}`) ?? 0) -
+        (before.get(`mkv_volume_calls_total{volume="${v}",call="put",outcome="ok"}`) ?? 0);
+      deletes +=
+        (after.get(`mkv_volume_calls_total{volume="${v}",call="delete",outcome="ok"}`) ?? 0) -
+        (before.get(`mkv_volume_calls_total{volume="${v}",call="delete",outcome="ok"}`) ?? 0);
+    }
+    assertEquals([puts, deletes], [9, 3]);
+    // Each PUT and DELETE commits twice (claim, then result).
+    assertEquals(delta("mkv_index_writes_total"), 8);
+    assert(delta("mkv_index_commits_total") >= 1 && delta("mkv_index_commits_total") <= 8);
+    assertEquals(delta(`mkv_index_batch_size_count`), delta("mkv_index_commits_total"));
+    assertEquals(
+      after.get(`mkv_request_duration_seconds_bucket{method="PUT",le="+Inf"}`)! -
+        (before.get(`mkv_request_duration_seconds_bucket{method="PUT",le="+Inf"}`) ?? 0),
+      3,
+    );
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("/?metrics counts keys by state", async () => {
+  const c = await Cluster.start();
+  try {
+    const keys = [randomKey(), randomKey()];
+    for (const k of keys) assertEquals(await status(c.url + k, { method: "PUT", body: "v" }), 201);
+    assertEquals(await status(c.url + keys[1], { method: "UNLINK" }), 204);
+    const m = await scrape(c);
+    assertEquals(m.get(`mkv_keys{state="live"}`), 1);
+    assertEquals(m.get(`mkv_keys{state="unlinked"}`), 1);
+    assertEquals(m.get(`mkv_keys{state="writing"}`), 0);
+  } finally {
+    await c.stop();
+  }
+});
