@@ -7,9 +7,14 @@ import { Store } from "./lib/store.ts";
 import { createHandler, Drain } from "./lib/server.ts";
 import { rebuild } from "./tools/rebuild.ts";
 import { rebalance } from "./tools/rebalance.ts";
+import { verify } from "./tools/verify.ts";
+import { TOOL_FLAGS } from "./lib/tool_flags.ts";
 import { volume } from "./tools/volume.ts";
 
 export const VERSION = "0.1.0";
+
+/** Every flag: the master's (mkv's) and the tools' (-concurrency, -md5, ...). */
+const ALL_FLAGS = { ...FLAGS, ...TOOL_FLAGS };
 
 const HELP = `mkv ${VERSION}: a distributed key-value store for large values
 
@@ -17,6 +22,7 @@ Commands:
   server     run the master
   rebuild    recreate the index from the volumes (master stopped)
   rebalance  move keys to where the hash puts them (master stopped)
+  verify     check every replica and find orphan files (-md5, -repair)
   volume     run one nginx volume: PORT=3001 mkv volume /tmp/volume1/
   version    print the version
   help       print this`;
@@ -24,7 +30,7 @@ Commands:
 async function main(args: string[]): Promise<number> {
   let parsed;
   try {
-    parsed = parseFlags(args, FLAGS);
+    parsed = parseFlags(args, ALL_FLAGS);
   } catch (err) {
     return fail(err);
   }
@@ -38,13 +44,15 @@ async function main(args: string[]): Promise<number> {
         return await rebuild(flags);
       case "rebalance":
         return await rebalance(flags);
+      case "verify":
+        return await verify(flags);
       case "volume":
         return await volume(rest);
       case "version":
         console.log(VERSION);
         return 0;
       case "help":
-        console.log(HELP + "\n\n" + usage("mkv [flags] <command>", FLAGS));
+        console.log(HELP + "\n\n" + usage("mkv [flags] <command>", ALL_FLAGS));
         return 0;
       default:
         return fail(new FlagError(command ? `Unknown command "${command}"` : "No command given"));
@@ -56,7 +64,7 @@ async function main(args: string[]): Promise<number> {
 
 function fail(err: unknown): number {
   if (err instanceof FlagError) {
-    console.error(`${err.message}\n\n${HELP}\n\n${usage("mkv [flags] <command>", FLAGS)}`);
+    console.error(`${err.message}\n\n${HELP}\n\n${usage("mkv [flags] <command>", ALL_FLAGS)}`);
     return 2;
   }
   console.error(err instanceof Error ? err.message : err);

@@ -14,6 +14,8 @@ export interface Found {
   volumes: string[];
   /** Size on the first volume that listed it. */
   size: number;
+  /** Each volume's modification time of the file (ms since epoch; NaN unknown). */
+  mtimes: number[];
 }
 
 export interface Walker {
@@ -57,12 +59,14 @@ export async function keysIn(
   // Keep the caller's volume order whatever order the listings finish in.
   const perVol = await Promise.all(vols.map((vol) => filesUnder(w, vol, folder)));
   perVol.forEach((files, i) => {
-    for (const { path, size } of files) {
+    for (const { path, size, mtime } of files) {
       const key = path2key(path);
       if (!key) continue;
       const found = byKey.get(path);
-      if (found) found.volumes.push(vols[i]);
-      else byKey.set(path, { key, volumes: [vols[i]], size });
+      if (found) {
+        found.volumes.push(vols[i]);
+        found.mtimes.push(mtime);
+      } else byKey.set(path, { key, volumes: [vols[i]], size, mtimes: [mtime] });
     }
   });
   return [...byKey.values()];
@@ -73,11 +77,11 @@ async function filesUnder(
   w: Walker,
   vol: string,
   folder: string,
-): Promise<{ path: string; size: number }[]> {
-  const out: { path: string; size: number }[] = [];
+): Promise<{ path: string; size: number; mtime: number }[]> {
+  const out: { path: string; size: number; mtime: number }[] = [];
   for (const f of await list(w, vol, folder) ?? []) {
     const path = folder + f.name;
-    if (f.type === "file") out.push({ path, size: f.size ?? -1 });
+    if (f.type === "file") out.push({ path, size: f.size ?? -1, mtime: Date.parse(f.mtime) });
     // A segment folder of a long name is exactly 255 bytes long.
     else if (f.type === "directory" && f.name.length === 255) {
       out.push(...await filesUnder(w, vol, path + "/"));

@@ -147,3 +147,43 @@ Deno.test("rebalance moves every key to its new volumes and back, byte-identical
     await c.stop();
   }
 });
+
+Deno.test("progress: one line rewritten in place on a terminal, plain lines otherwise", async () => {
+  const { Progress } = await import("../lib/progress.ts");
+  const tty: string[] = [];
+  const p = new Progress("rebuild", { main: "keys", tty: true, write: (s) => tty.push(s) });
+  p.total = 10;
+  p.add("keys", 4);
+  p.add("folders", 2);
+  p.show();
+  const summary = p.done();
+  assert(tty[0].startsWith("\rrebuild: keys 4/10, folders 2, "), tty[0]);
+  assert(/ETA \d+s/.test(tty[0]), tty[0]);
+  assert(tty[1].startsWith("\r") && tty[1].endsWith("\n"), tty[1]);
+  assert(summary.startsWith("rebuild: keys 4, folders 2, ") && / in \d/.test(summary), summary);
+  const plain: string[] = [];
+  const q = new Progress("verify", { main: "keys", tty: false, write: (s) => plain.push(s) });
+  q.add("keys");
+  q.show();
+  q.done();
+  assert(plain.every((l) => !l.includes("\r") && l.endsWith("\n")), JSON.stringify(plain));
+});
+
+Deno.test("rebuild -concurrency 1 recovers every key; bad -concurrency is refused", async () => {
+  const c = await Cluster.start();
+  try {
+    const prefix = randomKey("/conc");
+    const keys = Array.from({ length: 12 }, (_, i) => `${prefix}/k${i}`);
+    await putAll(c, keys);
+    await c.stopMaster();
+    const args = ["rebuild", "-volumes", c.volumes.join(","), "-db", `${c.dir}/one`];
+    const r = await runMain([...args, "-concurrency", "1"]);
+    assertEquals(r.code, 0, r.stderr);
+    assert(r.stdout.includes(`rebuild: ${keys.length} keys from `), r.stdout);
+    assert(r.stderr.includes(`rebuild: keys ${keys.length}, `), r.stderr);
+    const bad = await runMain([...args, "-concurrency", "0"]);
+    assertEquals(bad.code, 2, bad.stderr);
+  } finally {
+    await c.stop();
+  }
+});

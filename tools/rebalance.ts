@@ -2,38 +2,68 @@
 // volumes differ from where the hash now puts it, with the master stopped.
 // Each move copies first, switches the index, then deletes (lib/store.ts),
 // so it can be killed at any moment and run again.
+//
+// -concurrency keys move at once; progress goes to stderr. -dry-run prints
+// how many keys and bytes would move and changes nothing.
 import type { FlagValues } from "../lib/flags.ts";
 import { requireDb, storeOptions } from "../lib/config.ts";
 import { joinIndex, openIndex } from "../lib/open.ts";
 import { needsRebalance } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
+import { Progress } from "../lib/progress.ts";
 import { Store } from "../lib/store.ts";
+import { concurrencyOf } from "../lib/tool_flags.ts";
 
 export async function rebalance(flags: FlagValues): Promise<number> {
   const opts = storeOptions(flags);
+  const concurrency = concurrencyOf(flags);
+  const dryRun = flags["dry-run"] === true;
   const index = await openIndex(requireDb(flags));
   // A writer of the index: a master running by mistake stops trusting its caches.
-  await joinIndex(index, `rebalance:${Deno.pid}`);
+  if (!dryRun) await joinIndex(index, `rebalance:${Deno.pid}`);
   const store = new Store(index, opts);
-  let moved = 0;
-  const failed: string[] = [];
+  const progress = new Progress("rebalance", { main: "keys" });
   const decoder = new TextDecoder();
   try {
-    const todo = async function* () {
-      for await (const [key, e] of index.entries()) {
-        if (e.rec.state === "writing") continue;
-        if (needsRebalance(e.rec.rvolumes, store.kvolumes(key))) yield key;
-      }
-    };
-    await pool(todo(), 16, async (key) => {
+    // The keys to move, known up front for the ETA (keys are small).
+    const todo: Uint8Array[] = [];
+    let bytes = 0;
+    let unknown = 0;
+    for await (const [key, e] of index.entries()) {
+      progress.add("scanned");
+      if (e.rec.state === "writing") continue;
+      if (!needsRebalance(e.rec.rvolumes, store.kvolumes(key))) continue;
+      todo.push(key);
+      if (e.rec.size >= 0) bytes += e.rec.size;
+      else unknown++;
+    }
+    if (dryRun) {
+      progress.stop();
+      console.log(
+        `rebalance: dry run: ${todo.length} of ${progress.get("scanned")} keys would move, ` +
+          `${bytes} bytes` + (unknown > 0 ? ` (and ${unknown} keys of unknown size)` : ""),
+      );
+      return 0;
+    }
+    progress.total = todo.length;
+    let moved = 0;
+    const failed: string[] = [];
+    await pool(todo, concurrency, async (key) => {
       const out = await store.rebalance(key, { unlinked: true });
-      if (out.status === 204) moved++;
-      else failed.push(`${decoder.decode(key)}: ${out.status} ${out.message ?? ""}`);
+      if (out.status === 204) {
+        moved++;
+        progress.add("keys");
+      } else {
+        failed.push(`${decoder.decode(key)}: ${out.status} ${out.message ?? ""}`);
+        progress.add("failed");
+      }
     });
+    progress.done();
     console.log(`rebalance: moved ${moved} keys, ${failed.length} failed`);
     for (const f of failed.slice(0, 50)) console.error(`  ${f}`);
     return failed.length > 0 ? 1 : 0;
   } finally {
+    progress.stop();
     await index.membership?.leave();
     index.close();
   }

@@ -1,0 +1,104 @@
+// Rebuild, rebalance and verify at scale: starts 5 nginx volumes (10
+// subvolumes each) in a temp folder, writes N small keys straight to the
+// volumes at their key2path paths (3 replicas, where the hash puts them on
+// the 5 volumes) with their index records, then times, as separate processes:
+//   rebuild (into a fresh index), rebalance -dry-run, rebalance onto 4 of
+//   the volumes (the fifth drained), and verify.
+//
+//   deno run -A bench/scale.ts [-keys 100000] [-concurrency 16]
+import { freePort, waitUp } from "../tests/cluster.ts";
+import { key2path, key2volume, md5, toHex } from "../lib/keys.ts";
+import { openIndex } from "../lib/open.ts";
+import { pool } from "../lib/pool.ts";
+import { parseFlags } from "../lib/flags.ts";
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+const { flags } = parseFlags(Deno.args, {
+  keys: { type: "int", default: 100_000, usage: "keys to write" },
+  concurrency: { type: "int", default: 16, usage: "the tools' -concurrency" },
+});
+const N = flags.keys as number;
+const REPLICAS = 3;
+const SUBVOLUMES = 10;
+
+const dir = await Deno.makeTempDir({ prefix: "mkv-scale-" });
+await Deno.chmod(dir, 0o755);
+const ports = Array.from({ length: 5 }, () => freePort());
+const volumes = ports.map((p) => `127.0.0.1:${p}`);
+const procs = ports.map((port, i) =>
+  new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, "volume", `${dir}/volume${i}`],
+    env: { PORT: String(port) },
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn()
+);
+
+async function run(label: string, args: string[]): Promise<number> {
+  const started = performance.now();
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, ...args],
+    stdin: "null",
+  }).output();
+  const secs = (performance.now() - started) / 1000;
+  const d = new TextDecoder();
+  const tail = (d.decode(out.stdout) + d.decode(out.stderr)).trim().split("\n").slice(-3);
+  console.log(`${label}: exit ${out.code} in ${secs.toFixed(1)}s\n  ${tail.join("\n  ")}`);
+  return secs;
+}
+
+try {
+  await Promise.all(volumes.map((v) => waitUp(`http://${v}/`)));
+  const enc = new TextEncoder();
+  const index = await openIndex(`${dir}/indexdb`);
+  let started = performance.now();
+  let done = 0;
+  await pool(Array.from({ length: N }, (_, i) => i), 64, async (i) => {
+    const key = enc.encode(`/scale/${i.toString(36)}/${i}`);
+    const value = enc.encode(`value of key ${i}\n`);
+    const kvolumes = key2volume(key, volumes, REPLICAS, SUBVOLUMES);
+    await Promise.all(kvolumes.map(async (v) => {
+      const res = await fetch(`http://${v}${key2path(key)}`, { method: "PUT", body: value });
+      await res.body?.cancel();
+      if (res.status !== 201 && res.status !== 204) throw new Error(`PUT: ${res.status}`);
+    }));
+    await index.set(key, {
+      state: "live",
+      rvolumes: kvolumes,
+      hash: toHex(md5(value)),
+      size: value.length,
+    });
+    if (++done % 20_000 === 0) console.log(`  written ${done}`);
+  });
+  index.close();
+  let secs = (performance.now() - started) / 1000;
+  console.log(
+    `setup: ${N} keys x ${REPLICAS} replicas on 5 volumes in ${secs.toFixed(1)}s ` +
+      `(${Math.round(N / secs)} keys/s)`,
+  );
+
+  const common = ["-volumes", volumes.join(","), "-concurrency", String(flags.concurrency)];
+  secs = await run("rebuild", ["rebuild", ...common, "-db", `${dir}/rebuilt`]);
+  console.log(`  => rebuild ${Math.round(N / secs)} keys/s`);
+  const four = [
+    "-volumes",
+    volumes.slice(0, 4).join(","),
+    "-concurrency",
+    String(flags.concurrency),
+  ];
+  await run("rebalance -dry-run", ["rebalance", "-dry-run", ...four, "-db", `${dir}/indexdb`]);
+  started = performance.now();
+  secs = await run("rebalance", ["rebalance", ...four, "-db", `${dir}/indexdb`]);
+  console.log(`  => rebalance ${Math.round(N / secs)} keys scanned/s (see moved above)`);
+  secs = await run("verify", ["verify", ...four, "-db", `${dir}/indexdb`]);
+  console.log(`  => verify ${Math.round(N / secs)} keys/s`);
+} finally {
+  for (const p of procs) {
+    try {
+      p.kill("SIGTERM");
+    } catch { /* gone */ }
+    await p.status;
+  }
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+}

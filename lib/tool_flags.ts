@@ -1,0 +1,35 @@
+// Flags of the offline tools (rebuild, rebalance, verify). main.ts parses
+// them with FLAGS, so every command accepts them; only the tools read them.
+import type { FlagSpec, FlagValues } from "./flags.ts";
+import { FlagError } from "./flags.ts";
+
+export const TOOL_FLAGS: { [name: string]: FlagSpec } = {
+  concurrency: {
+    type: "int",
+    default: 16,
+    usage: "rebuild/rebalance/verify: folder listings or keys worked on at once",
+  },
+  "dry-run": {
+    type: "bool",
+    default: false,
+    usage: "rebalance: print how many keys and bytes would move, change nothing",
+  },
+  md5: { type: "bool", default: false, usage: "verify: also read every replica and check its MD5" },
+  repair: {
+    type: "bool",
+    default: false,
+    usage: "verify: re-copy bad replicas, delete old orphans and expired writes",
+  },
+  grace: {
+    type: "duration",
+    default: 3_600_000,
+    usage: "verify -repair: delete only orphan files older than this",
+  },
+};
+
+/** -concurrency, checked. */
+export function concurrencyOf(flags: FlagValues): number {
+  const n = (flags.concurrency ?? 16) as number;
+  if (!(n >= 1)) throw new FlagError("-concurrency must be at least 1");
+  return n;
+}

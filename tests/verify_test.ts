@@ -1,0 +1,139 @@
+// verify against real nginx volumes: missing, corrupt and orphan files are
+// found, -repair fixes them, and a clean cluster verifies clean.
+import { Cluster, randomBytes, randomKey, runMain } from "./cluster.ts";
+import { assert, assertEquals } from "./assert.ts";
+import { openIndex } from "../lib/open.ts";
+import { key2path } from "../lib/keys.ts";
+
+const enc = new TextEncoder();
+
+Deno.test("verify finds missing, corrupt and orphan files; -repair fixes them", async () => {
+  const c = await Cluster.start();
+  try {
+    const prefix = randomKey("/verify");
+    const keys = Array.from({ length: 20 }, (_, i) => `${prefix}/k${i}`);
+    for (const k of keys) {
+      const res = await fetch(c.url + k, {
+        method: "PUT",
+        body: randomBytes(2000 + 97 * keys.indexOf(k)),
+      });
+      assertEquals(res.status, 201, k);
+    }
+    await c.stopMaster();
+    const args = ["verify", "-volumes", c.volumes.join(","), "-db", c.db];
+    const clean = await runMain(args);
+    assertEquals(clean.code, 0, clean.stdout + clean.stderr);
+    assert(clean.stdout.includes("verify: 20 keys, 0 problems"), clean.stdout);
+
+    const index = await openIndex(c.db);
+    const rec = async (k: string) => (await index.get(enc.encode(k)))!.rec;
+    const gone = await rec(keys[0]);
+    const bent = await rec(keys[1]);
+    index.close();
+    // One replica deleted, one overwritten with other bytes of the same size
+    // (only -md5 sees it), and a stray file with no record.
+    const del = `http://${gone.rvolumes[1]}${key2path(enc.encode(keys[0]))}`;
+    assertEquals((await fetch(del, { method: "DELETE" })).status, 204);
+    const over = `http://${bent.rvolumes[0]}${key2path(enc.encode(keys[1]))}`;
+    const put = await fetch(over, { method: "PUT", body: randomBytes(bent.size) });
+    await put.body?.cancel();
+    const stray = `${prefix}/stray`;
+    const orphan = `http://${c.volumes[2]}/sv03${key2path(enc.encode(stray))}`;
+    const o = await fetch(orphan, { method: "PUT", body: "nobody's" });
+    await o.body?.cancel();
+
+    const bad = await runMain([...args, "-md5"]);
+    assertEquals(bad.code, 1, bad.stdout + bad.stderr);
+    assert(bad.stdout.includes(`missing replica: "${keys[0]}" on ${gone.rvolumes[1]}`), bad.stdout);
+    assert(bad.stdout.includes(`corrupt replica: "${keys[1]}" on ${bent.rvolumes[0]}`), bad.stdout);
+    assert(bad.stdout.includes(`orphan file: ${orphan} (no record)`), bad.stdout);
+    assert(bad.stdout.includes(`under-replicated: "${keys[0]}" has 2 healthy of 3`), bad.stdout);
+
+    // Without -md5 the same-size overwrite goes unseen; the rest does not.
+    const quick = await runMain(args);
+    assertEquals(quick.code, 1);
+    assert(!quick.stdout.includes("corrupt replica"), quick.stdout);
+
+    const fix = await runMain([...args, "-repair", "-md5", "-grace", "0s"]);
+    assertEquals(fix.code, 0, fix.stdout + fix.stderr);
+    assert(fix.stdout.includes("repaired"), fix.stdout);
+
+    const again = await runMain([...args, "-md5"]);
+    assertEquals(again.code, 0, again.stdout + again.stderr);
+    assertEquals((await fetch(orphan)).status === 404, true);
+
+    // Every value reads back through the master.
+    await c.startMaster();
+    for (const k of keys.slice(0, 2)) {
+      const res = await fetch(c.url + k);
+      assertEquals(res.status, 200, k);
+      await res.body?.cancel();
+    }
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("verify -repair keeps orphans younger than -grace and exits 1", async () => {
+  const c = await Cluster.start();
+  try {
+    await c.stopMaster();
+    const orphan = `http://${c.volumes[0]}${key2path(enc.encode(randomKey("/young")))}`;
+    const o = await fetch(orphan, { method: "PUT", body: "young" });
+    await o.body?.cancel();
+    const r = await runMain([
+      "verify",
+      "-volumes",
+      c.volumes.join(","),
+      "-db",
+      c.db,
+      "-repair",
+      "-grace",
+      "1h",
+    ]);
+    assertEquals(r.code, 1, r.stdout);
+    assert(r.stdout.includes("younger than -grace"), r.stdout);
+    const still = await fetch(orphan);
+    await still.body?.cancel();
+    assertEquals(still.status, 200);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("verify -repair removes a write whose lease ran out, with its files", async () => {
+  const c = await Cluster.start();
+  try {
+    await c.stopMaster();
+    const key = enc.encode(randomKey("/dead"));
+    const vol = `${c.volumes[1]}/sv02`;
+    const file = `http://${vol}${key2path(key)}`;
+    const p = await fetch(file, { method: "PUT", body: "half" });
+    await p.body?.cancel();
+    const index = await openIndex(c.db);
+    await index.set(key, {
+      state: "writing",
+      rvolumes: [vol],
+      hash: "",
+      size: -1,
+      owner: "dead-master",
+      until: Date.now() - 1000,
+    });
+    index.close();
+    const args = ["verify", "-volumes", c.volumes.join(","), "-db", c.db];
+    const r = await runMain(args);
+    assertEquals(r.code, 1, r.stdout);
+    assert(r.stdout.includes("expired write"), r.stdout);
+    const fix = await runMain([...args, "-repair"]);
+    assertEquals(fix.code, 0, fix.stdout + fix.stderr);
+    const gone = await fetch(file);
+    await gone.body?.cancel();
+    assertEquals(gone.status, 404);
+    const index2 = await openIndex(c.db);
+    assertEquals(await index2.get(key), null);
+    index2.close();
+    assertEquals((await runMain(args)).code, 0);
+  } finally {
+    await c.stop();
+  }
+});

@@ -1,0 +1,254 @@
+// `mkv verify -volumes ... -db DIR [-md5] [-repair [-grace 1h]]`: checks the
+// index against the volumes.
+//
+// For every live key, each recorded replica must exist (HEAD) with the
+// recorded size (when known) and, with -md5, the recorded MD5 (read in
+// full). Keys with fewer healthy replicas than -replicas are named. Then the
+// volumes are walked: a file of a key with no record, or on a volume its
+// live record does not list, is an orphan. Exits 1 when anything is wrong.
+//
+// With -repair: a missing or corrupt replica is copied again from a healthy
+// one; orphans older than -grace are deleted; a "writing" record whose lease
+// ran out (its writer died) is removed with its files.
+import { createHash } from "node:crypto";
+import type { FlagValues } from "../lib/flags.ts";
+import { requireDb, storeOptions } from "../lib/config.ts";
+import { joinIndex, openIndex } from "../lib/open.ts";
+import type { Entry, Index } from "../lib/index_db.ts";
+import { key2path } from "../lib/keys.ts";
+import { pool } from "../lib/pool.ts";
+import { Progress } from "../lib/progress.ts";
+import { concurrencyOf } from "../lib/tool_flags.ts";
+import { remoteDelete, remoteGet, remotePut, volumeUrl } from "../lib/volumes.ts";
+import { hexFolders, keysIn, subvolumesOf, type Walker } from "../lib/walk.ts";
+
+const decoder = new TextDecoder();
+
+/** What a replica turned out to be. */
+type Health = "ok" | "missing" | "corrupt" | "unreachable";
+
+interface Ctx {
+  index: Index;
+  timeout: number;
+  stall: number;
+  replicas: number;
+  md5: boolean;
+  repair: boolean;
+  grace: number;
+  progress: Progress;
+  problems: Problem[];
+}
+
+interface Problem {
+  text: string;
+  /** What -repair did about it, "" when nothing (yet). */
+  fixed: string;
+}
+
+function report(ctx: Ctx, text: string): Problem {
+  const p = { text, fixed: "" };
+  ctx.problems.push(p);
+  ctx.progress.add("problems");
+  return p;
+}
+
+export async function verify(flags: FlagValues): Promise<number> {
+  const opts = storeOptions(flags);
+  const concurrency = concurrencyOf(flags);
+  const index = await openIndex(requireDb(flags));
+  const repair = flags.repair === true;
+  // A writer of the index when repairing: a master running by mistake stops
+  // trusting its caches.
+  await joinIndex(index, `verify:${Deno.pid}`);
+  const progress = new Progress("verify", { main: "keys" });
+  const ctx: Ctx = {
+    index,
+    timeout: Math.max(opts.voltimeout, 10_000),
+    stall: opts.stall,
+    replicas: opts.replicas,
+    md5: flags.md5 === true,
+    repair,
+    grace: (flags.grace ?? 3_600_000) as number,
+    progress,
+    problems: [],
+  };
+  try {
+    await pool(index.entries(), concurrency, ([key, e]) => checkKey(ctx, key, e));
+    const w: Walker = { timeout: ctx.timeout, errors: [] };
+    await findOrphans(ctx, w, opts.volumes, concurrency);
+    progress.done();
+    for (const e of w.errors) report(ctx, `unreadable folder: ${e}`);
+    for (const p of ctx.problems) console.log(p.fixed ? `${p.text}: repaired, ${p.fixed}` : p.text);
+    const left = ctx.problems.filter((p) => !p.fixed).length;
+    console.log(
+      `verify: ${progress.get("keys")} keys, ${ctx.problems.length} problems` +
+        (repair ? `, ${ctx.problems.length - left} repaired` : ""),
+    );
+    return left > 0 ? 1 : 0;
+  } finally {
+    progress.stop();
+    await index.membership?.leave();
+    index.close();
+  }
+}
+
+/** One key's record against its replicas. */
+async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry): Promise<void> {
+  ctx.progress.add("keys");
+  const { rec } = e;
+  const name = JSON.stringify(decoder.decode(key));
+  const path = key2path(key);
+  if (rec.state === "writing") {
+    if ((rec.until ?? 0) > Date.now()) return;
+    const p = report(ctx, `expired write: ${name} (owner ${rec.owner ?? "?"})`);
+    if (!ctx.repair) return;
+    try {
+      for (const v of rec.rvolumes) await remoteDelete(volumeUrl(v, path), ctx.timeout);
+      if (await ctx.index.cas(key, e.versionstamp, null) !== null) {
+        p.fixed = "record and files removed";
+      } else p.text += " (changed meanwhile, kept)";
+    } catch (err) {
+      p.text += ` (cannot remove: ${messageOf(err)})`;
+    }
+    return;
+  }
+  if (rec.state !== "live") return;
+  // A live key being replaced holds a lease too: its files are in flux.
+  if ((rec.until ?? 0) > Date.now()) return;
+  const health = await Promise.all(
+    rec.rvolumes.map((v) => checkReplica(ctx, volumeUrl(v, path), rec.size, rec.hash)),
+  );
+  const healthy = rec.rvolumes.filter((_, i) => health[i] === "ok");
+  const bad = rec.rvolumes.map((v, i) =>
+    health[i] === "ok" ? null : report(ctx, `${health[i]} replica: ${name} on ${v}`)
+  );
+  const under = healthy.length < ctx.replicas
+    ? report(
+      ctx,
+      `under-replicated: ${name} has ${healthy.length} healthy of ${ctx.replicas} replicas`,
+    )
+    : null;
+  if (!ctx.repair || healthy.length === 0) return;
+  let fixed = 0;
+  for (const [i, v] of rec.rvolumes.entries()) {
+    const p = bad[i];
+    if (!p || (health[i] !== "missing" && health[i] !== "corrupt")) continue;
+    try {
+      await copy(ctx, volumeUrl(healthy[0], path), volumeUrl(v, path));
+      if (await checkReplica(ctx, volumeUrl(v, path), rec.size, rec.hash) !== "ok") {
+        throw new Error("the copy does not check out");
+      }
+      p.fixed = `copied from ${healthy[0]}`;
+      fixed++;
+    } catch (err) {
+      p.text += ` (cannot repair: ${messageOf(err)})`;
+    }
+  }
+  if (under && healthy.length + fixed >= ctx.replicas) under.fixed = "replicas copied";
+}
+
+/** HEAD (size) and, with -md5 and a known hash, a full read of one replica. */
+async function checkReplica(ctx: Ctx, url: string, size: number, hash: string): Promise<Health> {
+  let res: Response;
+  try {
+    res = await fetch(url, { method: "HEAD", signal: AbortSignal.timeout(ctx.timeout) });
+    await res.body?.cancel();
+  } catch {
+    return "unreachable";
+  }
+  if (res.status === 404) return "missing";
+  if (res.status !== 200) return "unreachable";
+  const length = Number(res.headers.get("content-length") ?? "-1");
+  if (size >= 0 && length >= 0 && length !== size) return "corrupt";
+  if (!ctx.md5 || !hash) return "ok";
+  try {
+    const h = createHash("md5");
+    const ac = new AbortController();
+    const got = await remoteGet(url, { signal: ac.signal, stall: ctx.stall });
+    for await (const chunk of got.body!) h.update(chunk);
+    return h.digest("hex") === hash ? "ok" : "corrupt";
+  } catch {
+    return "unreachable";
+  }
+}
+
+/** Streams one replica over another. */
+async function copy(ctx: Ctx, from: string, to: string): Promise<void> {
+  const ac = new AbortController();
+  try {
+    const res = await remoteGet(from, { signal: ac.signal, stall: ctx.stall });
+    await remotePut(to, res.body!, { signal: ac.signal, stall: ctx.stall });
+  } catch (err) {
+    ac.abort();
+    throw err;
+  }
+}
+
+/**
+ * Walks every (sub)volume: files whose key has no record, or a live or
+ * unlinked record not listing that volume, are orphans. Files of a key being
+ * written are left alone.
+ */
+async function findOrphans(
+  ctx: Ctx,
+  w: Walker,
+  volumes: string[],
+  concurrency: number,
+): Promise<void> {
+  // A volume with subvolumes is walked at its root too: a key file there is
+  // no replica of anything.
+  const vols = (await Promise.all(volumes.map(async (v) => {
+    const svs = await subvolumesOf(w, v);
+    return svs[0] === v ? svs : [v, ...svs];
+  }))).flat();
+  ctx.progress.add("volumes", vols.length);
+  const tops = await hexFolders(w, vols, "/");
+  const folders: [string, string[]][] = [];
+  await pool(tops.entries(), concurrency, async ([ab, abVols]) => {
+    const subs = await hexFolders(w, abVols, `/${ab}/`);
+    for (const [cd, cdVols] of subs) folders.push([`/${ab}/${cd}/`, cdVols]);
+  });
+  const now = Date.now();
+  await pool(folders, concurrency, async ([folder, cdVols]) => {
+    for (const found of await keysIn(w, cdVols, folder)) {
+      ctx.progress.add("files", found.volumes.length);
+      const e = await ctx.index.get(found.key);
+      if (e && (e.rec.state === "writing" || (e.rec.until ?? 0) > now)) continue;
+      const name = JSON.stringify(decoder.decode(found.key));
+      const path = key2path(found.key);
+      for (const [i, v] of found.volumes.entries()) {
+        if (e && e.rec.rvolumes.includes(v)) continue;
+        const url = volumeUrl(v, path);
+        const p = report(
+          ctx,
+          `orphan file: ${url} (${e ? `${name} is not recorded on ${v}` : "no record"})`,
+        );
+        if (!ctx.repair) continue;
+        if (!(now - found.mtimes[i] >= ctx.grace)) {
+          p.text += " (kept: younger than -grace)";
+          continue;
+        }
+        try {
+          // Read the record again: a write may have claimed the key since.
+          const again = await ctx.index.get(found.key);
+          if (
+            again &&
+            (again.rec.state === "writing" || (again.rec.until ?? 0) > Date.now() ||
+              again.rec.rvolumes.includes(v))
+          ) {
+            p.fixed = "in use again, kept";
+            continue;
+          }
+          await remoteDelete(url, ctx.timeout);
+          p.fixed = "deleted";
+        } catch (err) {
+          p.text += ` (cannot delete: ${messageOf(err)})`;
+        }
+      }
+    }
+  });
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
