@@ -1,7 +1,7 @@
 // Faults against real nginx volumes and real master processes: hung and
 // killed volumes, a master killed under load, two masters on one index.
 // `deno task test:faults`.
-import { Cluster, randomBytes, randomKey, status, volumeFiles } from "../cluster.ts";
+import { Cluster, randomBytes, randomKey, runMain, status, volumeFiles } from "../cluster.ts";
 import { assert, assertEquals } from "../assert.ts";
 import { md5, toHex } from "../../lib/keys.ts";
 
@@ -35,9 +35,34 @@ Deno.test("a hung volume (SIGSTOP): reads go to another replica, writes fail in 
       assert(text.includes("Stalled") || text.includes("timed out"), text);
       assert(performance.now() - started < 10_000, "the PUT gave up within the stall bound");
       assertEquals(await status(c.url + k), 404, "a failed write leaves no live key");
+      // DELETE of a key with a replica on the hung volume: bounded, nothing live.
+      const doomed = keys[0];
+      const delStarted = performance.now();
+      const del = await fetch(c.url + doomed, { method: "DELETE" });
+      const delText = await del.text();
+      assertEquals(del.status, 500);
+      assert(delText.includes("timed out"), delText);
+      assert(performance.now() - delStarted < 2000, "the DELETE gave up within -voltimeout");
+      assertEquals(await status(c.url + doomed), 404, "a half-done delete leaves no live key");
+      // Listing the hung volume (rebuild) fails in bounded time, naming it.
+      const listStarted = performance.now();
+      const r = await runMain([
+        "rebuild",
+        "-voltimeout",
+        "200ms",
+        "-volumes",
+        c.volumes.join(","),
+        "-db",
+        `${c.dir}/rebuilt`,
+      ]);
+      assertEquals(r.code, 1);
+      assert(r.stderr.includes(`Cannot list "http://${c.volumes[0]}/"`), r.stderr);
+      assert(performance.now() - listStarted < 30_000, "rebuild gave up on the hung volume");
     } finally {
       await c.resumeVolume(0);
     }
+    // Once the volume is back, the key left mid-delete can be deleted.
+    assertEquals(await status(c.url + keys[0], { method: "DELETE" }), 204);
   } finally {
     await c.stop();
   }
