@@ -3,7 +3,7 @@ import { Cluster, randomBytes, randomKey, runMain } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { openIndex } from "../lib/open.ts";
 import type { Entry } from "../lib/index_db.ts";
-import { key2name, md5, toHex } from "../lib/keys.ts";
+import { key2name, key2path, key2volume, md5, toHex } from "../lib/keys.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -101,47 +101,96 @@ Deno.test("rebuild names the folders it could not read and exits non-zero", asyn
   }
 });
 
-Deno.test("rebalance moves every key to its new volumes and back, byte-identical", async () => {
-  const c = await Cluster.start({ flags: ["-replicas", "2"] });
+Deno.test("rebalance 5 -> 3 -> 5 volumes: every key readable, balanced, byte-identical", async () => {
+  const c = await Cluster.start({ volumes: 5 });
   try {
     const prefix = randomKey("/rebalance");
     const keys = [...keysOfEveryKind(prefix)];
     for (let i = 0; i < 30; i++) keys.push(`${prefix}/k${i}`);
     const md5s = await putAll(c, keys);
     await c.stopMaster();
-    // Drop the third volume: every key must end up on the first two.
-    const two = c.volumes.slice(0, 2);
-    const r = await runMain([
-      "rebalance",
-      "-replicas",
-      "2",
-      "-volumes",
-      two.join(","),
-      "-db",
-      c.db,
-    ]);
-    assertEquals(r.code, 0, r.stderr);
-    await c.stopVolume(2);
-    await c.startMaster([], two);
+    const rebalanceTo = async (vols: string[]) => {
+      const r = await runMain(["rebalance", "-volumes", vols.join(","), "-db", c.db]);
+      assertEquals(r.code, 0, r.stderr);
+    };
+    // Drop two volumes: every key must end up on the other three.
+    const three = c.volumes.slice(0, 3);
+    await rebalanceTo(three);
+    await c.stopVolume(3);
+    await c.stopVolume(4);
+    await c.startMaster([], three);
     for (const k of keys) {
-      const got = await readMd5(c, k);
-      assertEquals(got, { md5: md5s.get(k)!, balance: "balanced" }, k);
+      assertEquals(await readMd5(c, k), { md5: md5s.get(k)!, balance: "balanced" }, k);
     }
     await c.stopMaster();
-    await c.startVolume(2);
-    const back = await runMain([
-      "rebalance",
-      "-replicas",
-      "2",
-      "-volumes",
-      c.volumes.join(","),
-      "-db",
-      c.db,
-    ]);
-    assertEquals(back.code, 0, back.stderr);
+    await c.startVolume(3);
+    await c.startVolume(4);
+    await rebalanceTo(c.volumes);
     await c.startMaster();
     for (const k of keys) {
       assertEquals(await readMd5(c, k), { md5: md5s.get(k)!, balance: "balanced" }, k);
+    }
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("REBALANCE /key on the running master moves one key where the hash puts it", async () => {
+  const c = await Cluster.start({ volumes: 4 });
+  try {
+    // Written with three volumes, then read by a master that has four.
+    await c.stopMaster();
+    await c.startMaster([], c.volumes.slice(0, 3));
+    const prefix = randomKey("/online");
+    const keys = Array.from({ length: 20 }, (_, i) => `${prefix}/${i}`);
+    const md5s = await putAll(c, keys);
+    await c.stopMaster();
+    await c.startMaster();
+    const moved = [];
+    for (const k of keys) {
+      if ((await readMd5(c, k)).balance === "balanced") continue;
+      const res = await fetch(c.url + k, { method: "REBALANCE" });
+      await res.body?.cancel();
+      assertEquals(res.status, 204, k);
+      moved.push(k);
+    }
+    assert(moved.length > 0, "some key lands on the new volume");
+    for (const k of keys) {
+      assertEquals(await readMd5(c, k), { md5: md5s.get(k)!, balance: "balanced" }, k);
+    }
+    const missing = await fetch(c.url + randomKey(), { method: "REBALANCE" });
+    await missing.body?.cancel();
+    assertEquals(missing.status, 404);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("rebuild reads volumes written the way Go mkv writes them", async () => {
+  const c = await Cluster.start();
+  try {
+    await c.stopMaster();
+    // Files put straight on nginx at mkv's paths (key2volume, key2path are
+    // mkv's, checked against its vectors), as a Go mkv cluster leaves them.
+    const keys = Array.from({ length: 25 }, (_, i) => `/mkv/written/${i}`);
+    for (const k of keys) {
+      const key = enc.encode(k);
+      for (const v of key2volume(key, c.volumes, 3, 10)) {
+        const res = await fetch(`http://${v}${key2path(key)}`, { method: "PUT", body: `go ${k}` });
+        await res.body?.cancel();
+        assertEquals(res.status, 201);
+      }
+    }
+    const r = await runMain(["rebuild", "-volumes", c.volumes.join(","), "-db", c.db]);
+    assertEquals(r.code, 0, r.stderr);
+    await c.startMaster();
+    const listed: string[] = (await fetch(`${c.url}/mkv/written/?list`).then((x) => x.json())).keys;
+    assertEquals(listed, keys.slice().sort());
+    for (const k of keys) {
+      const res = await fetch(c.url + k, { redirect: "manual" });
+      await res.body?.cancel();
+      assertEquals(res.headers.get("key-balance"), "balanced", k);
+      assertEquals(await (await fetch(c.url + k)).text(), `go ${k}`);
     }
   } finally {
     await c.stop();
