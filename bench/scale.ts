@@ -16,6 +16,7 @@ const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const { flags } = parseFlags(Deno.args, {
   keys: { type: "int", default: 100_000, usage: "keys to write" },
   concurrency: { type: "int", default: 16, usage: "the tools' -concurrency" },
+  "rebuild-only": { type: "bool", default: false, usage: "stop after the two rebuilds" },
 });
 const N = flags.keys as number;
 const REPLICAS = 3;
@@ -35,10 +36,10 @@ const procs = ports.map((port, i) =>
   }).spawn()
 );
 
-async function run(label: string, args: string[]): Promise<number> {
+async function run(label: string, args: string[], script = MAIN): Promise<number> {
   const started = performance.now();
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, ...args],
+    args: ["run", "-A", script, ...args],
     stdin: "null",
   }).output();
   const secs = (performance.now() - started) / 1000;
@@ -81,18 +82,32 @@ try {
   const common = ["-volumes", volumes.join(","), "-concurrency", String(flags.concurrency)];
   secs = await run("rebuild", ["rebuild", ...common, "-db", `${dir}/rebuilt`]);
   console.log(`  => rebuild ${Math.round(N / secs)} keys/s`);
-  const four = [
-    "-volumes",
-    volumes.slice(0, 4).join(","),
-    "-concurrency",
-    String(flags.concurrency),
-  ];
-  await run("rebalance -dry-run", ["rebalance", "-dry-run", ...four, "-db", `${dir}/indexdb`]);
-  started = performance.now();
-  secs = await run("rebalance", ["rebalance", ...four, "-db", `${dir}/indexdb`]);
-  console.log(`  => rebalance ${Math.round(N / secs)} keys scanned/s (see moved above)`);
-  secs = await run("verify", ["verify", ...four, "-db", `${dir}/indexdb`]);
-  console.log(`  => verify ${Math.round(N / secs)} keys/s`);
+  // The yardstick: mkv's rebuild ported as it is (bench/mkv_rebuild.ts).
+  await Deno.mkdir(`${dir}/mkv-style`, { recursive: true });
+  const straight = await run(
+    "mkv-style rebuild",
+    ["-volumes", volumes.join(","), "-db", `${dir}/mkv-style`],
+    new URL("./mkv_rebuild.ts", import.meta.url).pathname,
+  );
+  console.log(
+    `  => mkv-style rebuild ${Math.round(N / straight)} keys/s; ours is ${
+      (straight / secs).toFixed(1)
+    }x faster`,
+  );
+  if (!flags["rebuild-only"]) {
+    const four = [
+      "-volumes",
+      volumes.slice(0, 4).join(","),
+      "-concurrency",
+      String(flags.concurrency),
+    ];
+    await run("rebalance -dry-run", ["rebalance", "-dry-run", ...four, "-db", `${dir}/indexdb`]);
+    started = performance.now();
+    secs = await run("rebalance", ["rebalance", ...four, "-db", `${dir}/indexdb`]);
+    console.log(`  => rebalance ${Math.round(N / secs)} keys scanned/s (see moved above)`);
+    secs = await run("verify", ["verify", ...four, "-db", `${dir}/indexdb`]);
+    console.log(`  => verify ${Math.round(N / secs)} keys/s`);
+  }
 } finally {
   for (const p of procs) {
     try {
