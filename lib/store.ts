@@ -111,10 +111,8 @@ export class Store {
     body: ReadableStream<Uint8Array> | null,
     opts: PutOptions,
   ): Promise<Outcome> {
-    if (body === null || opts.contentLength === 0) {
-      return { status: 411, message: "A value must not be empty" };
-    }
-    if (!keyFits(key)) return tooLong();
+    const refused = refuseBody(key, body, opts);
+    if (refused || !body) return refused!;
     return await this.#exclusive(key, async () => {
       const prev = await this.index.get(key);
       if (prev?.rec.state === "live") {
@@ -200,10 +198,8 @@ export class Store {
     body: ReadableStream<Uint8Array> | null,
     opts: PutOptions,
   ): Promise<Outcome> {
-    if (body === null || opts.contentLength === 0) {
-      return { status: 411, message: "A value must not be empty" };
-    }
-    if (!keyFits(key)) return tooLong();
+    const refused = refuseBody(key, body, opts);
+    if (refused || !body) return refused!;
     return await this.#exclusive(key, async () => {
       const prev = await this.index.get(key);
       if (prev && isClaimed(prev.rec)) return inFlight();
@@ -378,10 +374,10 @@ export class Store {
   async #move(key: Uint8Array, prev: Entry): Promise<Outcome> {
     const kvolumes = this.kvolumes(key);
     const path = key2path(key);
-    const have: string[] = [];
-    for (const v of prev.rec.rvolumes) {
-      if (await remoteHead(volumeUrl(v, path), this.opts.voltimeout)) have.push(v);
-    }
+    const heads = await Promise.all(
+      prev.rec.rvolumes.map((v) => remoteHead(volumeUrl(v, path), this.opts.voltimeout)),
+    );
+    const have = prev.rec.rvolumes.filter((_, i) => heads[i]);
     if (have.length === 0) {
       return { status: 500, message: "No replica of the key answers" };
     }
@@ -394,7 +390,14 @@ export class Store {
           signal: ac.signal,
           stall: this.opts.stall,
         });
-        await this.#write(path, missing, res.body!, ac.signal);
+        if (prev.rec.size >= 0 && prev.rec.size <= SMALL_VALUE) {
+          // Small: one read into memory, then plain PUTs (streams cost more).
+          const value = new Uint8Array(await res.arrayBuffer());
+          const put = { signal: ac.signal, stall: this.opts.stall };
+          await Promise.all(missing.map((v) => remotePut(volumeUrl(v, path), value, put)));
+        } else {
+          await this.#write(path, missing, res.body!, ac.signal);
+        }
       } catch (err) {
         ac.abort();
         return { status: 500, message: messageOf(err) };
@@ -425,6 +428,21 @@ export class Store {
       this.#busy.delete(id);
     }
   }
+}
+
+/** Values up to this size are copied through memory by a move, not streamed. */
+const SMALL_VALUE = 1 << 20;
+
+/** What PUT and REPLACE refuse before touching anything: 411, 414. */
+function refuseBody(
+  key: Uint8Array,
+  body: ReadableStream<Uint8Array> | null,
+  opts: PutOptions,
+): Outcome | null {
+  if (body === null || opts.contentLength === 0) {
+    return { status: 411, message: "A value must not be empty" };
+  }
+  return keyFits(key) ? null : tooLong();
 }
 
 function inFlight(): Outcome {
