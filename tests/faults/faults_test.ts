@@ -5,15 +5,17 @@ import { Cluster, randomBytes, randomKey, runMain, status, volumeFiles } from ".
 import { assert, assertEquals } from "../assert.ts";
 import { md5, toHex } from "../../lib/keys.ts";
 
+/** Stores n fresh keys, each holding its own name; returns them. */
+async function putKeys(c: Cluster, n: number): Promise<string[]> {
+  const keys = Array.from({ length: n }, () => randomKey());
+  for (const k of keys) assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
+  return keys;
+}
+
 Deno.test("a hung volume (SIGSTOP): reads go to another replica, writes fail in bounded time", async () => {
   const c = await Cluster.start({ flags: ["-voltimeout", "200ms"] });
   try {
-    const keys = [];
-    for (let i = 0; i < 10; i++) {
-      const k = randomKey();
-      assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
-      keys.push(k);
-    }
+    const keys = await putKeys(c, 10);
     await c.pauseVolume(0);
     try {
       for (const k of keys) {
@@ -71,12 +73,7 @@ Deno.test("a hung volume (SIGSTOP): reads go to another replica, writes fail in 
 Deno.test("a killed volume: every key stays readable; its writes fail, then succeed once it is back", async () => {
   const c = await Cluster.start();
   try {
-    const keys = [];
-    for (let i = 0; i < 10; i++) {
-      const k = randomKey();
-      assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
-      keys.push(k);
-    }
+    const keys = await putKeys(c, 10);
     await c.stopVolume(1);
     for (const k of keys) assertEquals(await (await fetch(c.url + k)).text(), k);
     const k = randomKey();
