@@ -49,40 +49,37 @@ export function assert(cond: unknown, msg = "assertion failed"): asserts cond {
   if (!cond) throw new AssertionError(msg);
 }
 
-export function assertThrows(
-  fn: () => unknown,
-  cls?: new (...a: never[]) => Error,
-  msgIncludes?: string,
-): Error {
+type ErrorClass = new (...a: never[]) => Error;
+
+/** Checks a caught error's class and message; returns it. */
+function expectError(err: unknown, cls?: ErrorClass, msgIncludes?: string): Error {
+  if (cls && !(err instanceof cls)) throw new AssertionError(`expected ${cls.name}, got ${err}`);
+  if (msgIncludes && !(err as Error).message.includes(msgIncludes)) {
+    throw new AssertionError(
+      `expected message to include "${msgIncludes}", got "${(err as Error).message}"`,
+    );
+  }
+  return err as Error;
+}
+
+export function assertThrows(fn: () => unknown, cls?: ErrorClass, msgIncludes?: string): Error {
   try {
     fn();
   } catch (err) {
-    if (cls && !(err instanceof cls)) throw new AssertionError(`expected ${cls.name}, got ${err}`);
-    if (msgIncludes && !(err as Error).message.includes(msgIncludes)) {
-      throw new AssertionError(
-        `expected message to include "${msgIncludes}", got "${(err as Error).message}"`,
-      );
-    }
-    return err as Error;
+    return expectError(err, cls, msgIncludes);
   }
   throw new AssertionError("expected function to throw");
 }
 
 export async function assertRejects(
   fn: () => Promise<unknown>,
-  cls?: new (...a: never[]) => Error,
+  cls?: ErrorClass,
   msgIncludes?: string,
 ): Promise<Error> {
   try {
     await fn();
   } catch (err) {
-    if (cls && !(err instanceof cls)) throw new AssertionError(`expected ${cls.name}, got ${err}`);
-    if (msgIncludes && !(err as Error).message.includes(msgIncludes)) {
-      throw new AssertionError(
-        `expected message to include "${msgIncludes}", got "${(err as Error).message}"`,
-      );
-    }
-    return err as Error;
+    return expectError(err, cls, msgIncludes);
   }
   throw new AssertionError("expected promise to reject");
 }
