@@ -1,7 +1,7 @@
 // mkv: a distributed key-value store for large values, minikeyvalue's API on
 // Deno. `main.ts <command> [flags]`; see `main.ts help`.
 import { FlagError, parseFlags, usage } from "./lib/flags.ts";
-import { FLAGS, requireDb, storeOptions } from "./lib/config.ts";
+import { FLAGS, requireDb, s3Credentials, storeOptions } from "./lib/config.ts";
 import { joinIndex, openIndex } from "./lib/open.ts";
 import { Store } from "./lib/store.ts";
 import { createHandler, Drain } from "./lib/server.ts";
@@ -77,7 +77,8 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
   await joinIndex(index, opts.owner);
   const store = new Store(index, opts);
   const drain = new Drain();
-  const handler = createHandler(store, { verbose: flags.v as boolean }, drain);
+  const s3 = { creds: s3Credentials(flags) };
+  const handler = createHandler(store, { verbose: flags.v as boolean, s3 }, drain);
   const srv = Deno.serve({
     port: flags.port as number,
     onListen: ({ port }) =>

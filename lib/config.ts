@@ -2,6 +2,7 @@
 // them into the store's options.
 import { FlagError, type FlagSpec, type FlagValues } from "./flags.ts";
 import type { StoreOptions } from "./store.ts";
+import type { Credentials } from "./s3_auth.ts";
 
 export const FLAGS: { [name: string]: FlagSpec } = {
   port: { type: "int", default: 3000, usage: "Port for the server to listen on" },
@@ -37,6 +38,16 @@ export const FLAGS: { [name: string]: FlagSpec } = {
     usage: "How long a dead master's claim on a key blocks it",
   },
   v: { type: "bool", default: false, usage: "Verbose output: one log line per request" },
+  "s3-access-key": {
+    type: "string",
+    default: "",
+    usage: "S3 access key every S3 request must be signed with (or $MKV_S3_ACCESS_KEY)",
+  },
+  "s3-secret-key": {
+    type: "string",
+    default: "",
+    usage: "S3 secret key (or $MKV_S3_SECRET_KEY); unset: S3 signatures are not checked",
+  },
 };
 
 export function storeOptions(flags: FlagValues): StoreOptions {
@@ -77,6 +88,17 @@ export function storeOptions(flags: FlagValues): StoreOptions {
     lease: flags.lease as number,
     owner: `${Deno.hostname()}:${Deno.pid}:${crypto.randomUUID().slice(0, 8)}`,
   };
+}
+
+/** The S3 gateway's keys from the flags or the environment; null when unset. */
+export function s3Credentials(flags: FlagValues): Credentials | null {
+  const accessKey = String(flags["s3-access-key"]) || Deno.env.get("MKV_S3_ACCESS_KEY") || "";
+  const secretKey = String(flags["s3-secret-key"]) || Deno.env.get("MKV_S3_SECRET_KEY") || "";
+  if (!accessKey && !secretKey) return null;
+  if (!accessKey || !secretKey) {
+    throw new FlagError("-s3-access-key and -s3-secret-key go together: set both or neither");
+  }
+  return { accessKey, secretKey };
 }
 
 export function requireDb(flags: FlagValues): string {

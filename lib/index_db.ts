@@ -2,12 +2,16 @@
 // here. A key's record lives at ["k", <key bytes>]; Deno KV orders byte parts
 // bytewise, so prefix listing is a range scan.
 import { Bloom } from "./bloom.ts";
+import { compare, successor } from "./bytes.ts";
 import { GroupCommit, retryBusy } from "./group_commit.ts";
 import type { Membership } from "./membership.ts";
-import { fromRecord, type Record, type State, toRecord } from "./record.ts";
+import { fromRecord, type Meta, type Record, type State, toRecord } from "./record.ts";
 
 const NS = "k";
 const MEMBERS = "members";
+const BUCKETS = "b";
+const UPLOADS = "mu";
+const PARTS = "mp";
 
 /** Deno KV's limit on an encoded key. */
 export const KV_KEY_MAX = 2048;
@@ -278,9 +282,142 @@ export class Index {
     return { keys, next: null, tooMany: false };
   }
 
+  // S3's buckets and multipart uploads. Rare next to key writes: plain
+  // commits, outside the group commit.
+
+  /** A bucket made by CreateBucket: its creation time, or null. */
+  async bucket(name: string): Promise<number | null> {
+    const e = await this.kv.get<number>([BUCKETS, name]);
+    return e.value ?? null;
+  }
+
+  /** False when the bucket was made already. */
+  async createBucket(name: string, at: number): Promise<boolean> {
+    const res = await retryBusy(() =>
+      this.kv.atomic().check({ key: [BUCKETS, name], versionstamp: null })
+        .set([BUCKETS, name], at).commit()
+    );
+    return res.ok;
+  }
+
+  async deleteBucket(name: string): Promise<void> {
+    await retryBusy(() => this.kv.delete([BUCKETS, name]));
+  }
+
+  /** Buckets made by CreateBucket, with their creation times. */
+  async buckets(): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    for await (const e of this.kv.list<number>({ prefix: [BUCKETS] })) {
+      out.set(e.key[1] as string, e.value);
+    }
+    return out;
+  }
+
+  /** Records at and after `start` in key order, every state (S3 listings). */
+  async *from(start: Uint8Array, end: Uint8Array | null): AsyncGenerator<[Uint8Array, Record]> {
+    const from = keyFits(start) ? start : longestFittingHead(start);
+    const selector: Deno.KvListSelector = end
+      ? { start: [NS, from], end: [NS, end] }
+      : { prefix: [NS], start: [NS, from] };
+    for await (const e of this.kv.list(selector, { batchSize: 200 })) {
+      const rec = toRecord(e.value);
+      const key = e.key[1] as Uint8Array;
+      if (rec && compare(key, start) >= 0) yield [key, rec];
+    }
+  }
+
+  async upload(id: string): Promise<{ upload: Upload; versionstamp: string } | null> {
+    const e = await this.kv.get<Upload>([UPLOADS, id]);
+    return e.versionstamp === null ? null : { upload: e.value, versionstamp: e.versionstamp };
+  }
+
+  async createUpload(id: string, upload: Upload): Promise<void> {
+    await retryBusy(() => this.kv.set([UPLOADS, id], upload));
+  }
+
+  /** Every multipart upload in progress, by id. */
+  async *uploads(): AsyncGenerator<[string, Upload]> {
+    for await (const e of this.kv.list<Upload>({ prefix: [UPLOADS] })) {
+      yield [e.key[1] as string, e.value];
+    }
+  }
+
+  /**
+   * Records a part, replacing any earlier upload of its number (returned,
+   * so its file can go). Null when the upload is gone (aborted, completed).
+   */
+  async putPart(
+    id: string,
+    versionstamp: string,
+    number: number,
+    part: Part,
+  ): Promise<{ replaced: Part | null } | null> {
+    while (true) {
+      const old = await this.kv.get<Part>([PARTS, id, number]);
+      const res = await retryBusy(() =>
+        this.kv.atomic()
+          .check({ key: [UPLOADS, id], versionstamp })
+          .check(old)
+          .set([PARTS, id, number], part)
+          .commit()
+      );
+      if (res.ok) return { replaced: old.value };
+      if ((await this.kv.get([UPLOADS, id])).versionstamp !== versionstamp) return null;
+    }
+  }
+
+  /** An upload's parts, by part number. */
+  async parts(id: string): Promise<Map<number, Part>> {
+    const out = new Map<number, Part>();
+    for await (const e of this.kv.list<Part>({ prefix: [PARTS, id] })) {
+      out.set(e.key[2] as number, e.value);
+    }
+    return out;
+  }
+
+  /**
+   * Ends an upload: drops its record and its parts' records. False when it
+   * was ended already (by another Complete or Abort).
+   */
+  async endUpload(id: string, versionstamp: string): Promise<boolean> {
+    const res = await retryBusy(() =>
+      this.kv.atomic().check({ key: [UPLOADS, id], versionstamp }).delete([UPLOADS, id]).commit()
+    );
+    if (!res.ok) return false;
+    let atomic = this.kv.atomic();
+    let n = 0;
+    for await (const e of this.kv.list({ prefix: [PARTS, id] })) {
+      atomic.delete(e.key);
+      if (++n % 500 === 0) {
+        await retryBusy(() => atomic.commit());
+        atomic = this.kv.atomic();
+      }
+    }
+    if (n % 500 !== 0) await retryBusy(() => atomic.commit());
+    return true;
+  }
+
   close() {
     this.kv.close();
   }
+}
+
+/** A multipart upload in progress (S3). */
+export interface Upload {
+  key: Uint8Array;
+  /** ms since epoch. */
+  created: number;
+  meta?: Meta;
+}
+
+/** One uploaded part: a file on `volumes` at `path`. */
+export interface Part {
+  path: string;
+  volumes: string[];
+  /** Hex MD5 of the part (its ETag). */
+  md5: string;
+  size: number;
+  mtime: number;
 }
 
 function cacheId(key: Uint8Array): string {
@@ -297,13 +434,8 @@ function entryOf(e: Deno.KvEntryMaybe<unknown>): Entry | null {
 function recordSize(rec: Record): number {
   let n = 64 + rec.hash.length + (rec.owner?.length ?? 0);
   for (const v of rec.rvolumes) n += v.length + 4;
+  if (rec.meta) n += JSON.stringify(rec.meta).length;
   return n;
-}
-
-function compare(a: Uint8Array, b: Uint8Array): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i] - b[i];
-  return a.length - b.length;
 }
 
 function longestFittingHead(key: Uint8Array): Uint8Array {
@@ -314,14 +446,4 @@ function longestFittingHead(key: Uint8Array): Uint8Array {
     n++;
   }
   return key.slice(0, n);
-}
-
-/** The smallest byte string greater than every string starting with p. */
-function successor(p: Uint8Array): Uint8Array | null {
-  let end = p.length;
-  while (end > 0 && p[end - 1] === 0xff) end--;
-  if (end === 0) return null;
-  const s = p.slice(0, end);
-  s[end - 1]++;
-  return s;
 }

@@ -12,6 +12,7 @@ const KNOWN_METHODS = new Set([
   "UNLINK",
   "RELINK",
   "REBALANCE",
+  "POST",
 ]);
 
 /** Request latency buckets, seconds. */

@@ -22,6 +22,20 @@ export interface Record {
    */
   owner?: string;
   until?: number;
+  /** When the value was written (ms since epoch); S3's Last-Modified. */
+  mtime?: number;
+  /** What S3 clients said of the value (mkv's own API keeps none of it). */
+  meta?: Meta;
+}
+
+/** An S3 object's own metadata, kept from its upload. */
+export interface Meta {
+  /** Content-Type (also Content-Encoding etc. could go here later). */
+  type?: string;
+  /** S3's ETag when it is not the MD5 (multipart: "<md5 of md5s>-<parts>"). */
+  etag?: string;
+  /** x-amz-meta-* headers, names lowercased without the prefix. */
+  amz?: [string, string][];
 }
 
 /** The stored form: a plain object, so Deno KV's serializer keeps it small. */
@@ -32,6 +46,10 @@ interface Stored {
   z?: number;
   o?: string;
   u?: number;
+  m?: number;
+  t?: string;
+  e?: string;
+  x?: [string, string][];
 }
 
 const STATES: State[] = ["live", "unlinked", "writing"];
@@ -45,6 +63,10 @@ export function fromRecord(rec: Record): Stored {
     out.o = rec.owner ?? "";
     out.u = rec.until ?? 0;
   }
+  if (rec.mtime !== undefined) out.m = rec.mtime;
+  if (rec.meta?.type) out.t = rec.meta.type;
+  if (rec.meta?.etag) out.e = rec.meta.etag;
+  if (rec.meta?.amz?.length) out.x = rec.meta.amz;
   return out;
 }
 
@@ -72,6 +94,13 @@ export function toRecord(value: unknown): Record | null {
   if (rec.state === "writing" || v.u !== undefined) {
     rec.owner = v.o ?? "";
     rec.until = v.u ?? 0;
+  }
+  if (typeof v.m === "number") rec.mtime = v.m;
+  if (v.t !== undefined || v.e !== undefined || v.x !== undefined) {
+    rec.meta = {};
+    if (typeof v.t === "string") rec.meta.type = v.t;
+    if (typeof v.e === "string") rec.meta.etag = v.e;
+    if (Array.isArray(v.x)) rec.meta.amz = v.x;
   }
   return rec;
 }

@@ -7,10 +7,13 @@ import type { Outcome } from "./store.ts";
 import { keyFits } from "./index_db.ts";
 import { BadRequest, parseQuery, parseTarget } from "./target.ts";
 import type { State } from "./record.ts";
+import { handleS3, isS3, type S3Options } from "./s3.ts";
 
 export interface ServerOptions {
   /** Log one line per request. */
   verbose: boolean;
+  /** The S3 gateway's keys (lib/s3.ts); absent in tests of the plain API. */
+  s3?: S3Options;
 }
 
 /** More keys than this in one unpaged list answer 413 (as mkv). */
@@ -112,7 +115,8 @@ function fromMemory(store: Store, req: Request, opts: ServerOptions): Response |
     return null;
   }
   const url = req.url;
-  if (url.includes("?")) return null;
+  // S3's GetObject of a missing key answers NoSuchKey in XML, not this.
+  if (url.includes("?") || req.headers.has("authorization")) return null;
   let key: Uint8Array;
   try {
     key = parseTarget(url).key;
@@ -133,7 +137,9 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
     try {
       const target = parseTarget(req.url);
       key = target.rawPath;
-      res = target.query
+      res = isS3(req, target)
+        ? await handleS3(store, opts.s3 ?? { creds: null }, req, target)
+        : target.query
         ? await query(store, req, target.key, target.query)
         : await dispatch(store, req, target.key, target.rawPath);
     } catch (err) {

@@ -9,7 +9,8 @@ import { Claim, isClaimed } from "./claim.ts";
 import { fanout } from "./fanout.ts";
 import { type Entry, type Index, keyFits } from "./index_db.ts";
 import { key2path, key2volume, needsRebalance, placementKey } from "./keys.ts";
-import type { Record } from "./record.ts";
+import type { FanoutResult } from "./fanout.ts";
+import type { Meta, Record } from "./record.ts";
 import {
   headStatus,
   remoteDelete,
@@ -49,12 +50,26 @@ export interface Outcome {
   message?: string;
   /** Value bytes received (PUT, REPLACE), for the metrics. */
   bytes?: number;
+  /** The record a PUT or REPLACE made live (S3 answers with its ETag). */
+  record?: Record;
 }
 
 export interface PutOptions {
   /** The request's Content-Length, null when chunked. */
   contentLength: number | null;
   signal?: AbortSignal;
+  /** Kept with the value (S3's Content-Type, ETag form, x-amz-meta-*). */
+  meta?: Meta;
+  /** Take an empty value (S3 has them; mkv's API answers 411). */
+  allowEmpty?: boolean;
+  /** Compute the MD5 even with -md5sum=false (S3's ETag needs it). */
+  md5?: boolean;
+  /**
+   * Runs once every replica holds the whole value and before the index
+   * makes it live: an outcome here (a digest that does not match) undoes
+   * the write and is answered instead.
+   */
+  check?: (written: FanoutResult) => Outcome | null;
 }
 
 export class Store {
@@ -125,32 +140,24 @@ export class Store {
       const signal = opts.signal ? AbortSignal.any([opts.signal, claim.signal]) : claim.signal;
       let result;
       try {
-        result = await this.#write(key2path(key), kvolumes, body, signal);
+        result = await this.#write(key2path(key), kvolumes, body, signal, opts.md5);
       } catch (err) {
         await this.#undo(key, kvolumes, claim);
         return { status: 500, message: messageOf(err) };
       }
-      if (
-        result.bytes === 0 || (opts.contentLength !== null && result.bytes !== opts.contentLength)
-      ) {
+      const refused = refuseWritten(result, opts);
+      if (refused) {
         await this.#undo(key, kvolumes, claim);
-        return result.bytes === 0
-          ? { status: 411, message: "A value must not be empty" }
-          : { status: 400, message: "Body shorter than its Content-Length" };
+        return refused;
       }
-      const live: Record = {
-        state: "live",
-        rvolumes: kvolumes,
-        hash: result.md5,
-        size: result.bytes,
-      };
+      const live = liveRecord(kvolumes, result, opts.meta);
       if (!await claim.finish(live)) {
         return { status: 500, message: "Lost the claim on the key mid-write" };
       }
       // An unlinked or failed earlier value may have left files elsewhere.
       const stale = (prev?.rec.rvolumes ?? []).filter((v) => !kvolumes.includes(v));
       await this.#removeFiles(key, stale).catch(() => {});
-      return { status: 201, bytes: result.bytes };
+      return { status: 201, bytes: result.bytes, record: live };
     });
   }
 
@@ -160,8 +167,9 @@ export class Store {
     volumes: string[],
     body: ReadableStream<Uint8Array>,
     signal: AbortSignal,
+    md5 = false,
   ) {
-    const fan = fanout(body, volumes.length, { md5: this.opts.md5sum });
+    const fan = fanout(body, volumes.length, { md5: md5 || this.opts.md5sum });
     const onAbort = () => fan.abort(signal.reason);
     signal.addEventListener("abort", onAbort, { once: true });
     try {
@@ -215,14 +223,17 @@ export class Store {
       const signal = opts.signal ? AbortSignal.any([opts.signal, claim.signal]) : claim.signal;
       let result;
       try {
-        result = await this.#write(tmp, kvolumes, body, signal);
-        if (opts.contentLength !== null && result.bytes !== opts.contentLength) {
-          throw new Error("Body shorter than its Content-Length");
-        }
+        result = await this.#write(tmp, kvolumes, body, signal, opts.md5);
       } catch (err) {
         await this.#removePaths(tmp, kvolumes).catch(() => {});
         await claim.release();
         return { status: 500, message: messageOf(err) };
+      }
+      const refused = refuseWritten(result, opts);
+      if (refused) {
+        await this.#removePaths(tmp, kvolumes).catch(() => {});
+        await claim.release();
+        return refused;
       }
       try {
         await Promise.all(
@@ -236,19 +247,32 @@ export class Store {
         await this.#removePaths(tmp, kvolumes).catch(() => {});
         return { status: 500, message: `${messageOf(err)} (replicas may differ)` };
       }
-      const live: Record = {
-        state: "live",
-        rvolumes: kvolumes,
-        hash: result.md5,
-        size: result.bytes,
-      };
+      const live = liveRecord(kvolumes, result, opts.meta);
       if (!await claim.finish(live)) {
         return { status: 500, message: "Lost the claim on the key mid-replace" };
       }
       const left = prev.rec.rvolumes.filter((v) => !kvolumes.includes(v));
       await this.#removeFiles(key, left).catch(() => {});
-      return { status: 201, bytes: result.bytes };
+      return { status: 201, bytes: result.bytes, record: live };
     });
+  }
+
+  /**
+   * Streams `body` to `path` on `volumes`, outside any key (S3's multipart
+   * parts); throws on the first failure, the caller removes what is left.
+   */
+  writeFile(
+    path: string,
+    volumes: string[],
+    body: ReadableStream<Uint8Array>,
+    signal: AbortSignal,
+  ): Promise<FanoutResult> {
+    return this.#write(path, volumes, body, signal, true);
+  }
+
+  /** Removes `path` from `volumes` (gone already counts as removed). */
+  removeFile(path: string, volumes: string[]): Promise<void> {
+    return this.#removePaths(path, volumes);
   }
 
   /** A failed write: remove what was written, then the record if all went. */
@@ -439,10 +463,33 @@ function refuseBody(
   body: ReadableStream<Uint8Array> | null,
   opts: PutOptions,
 ): Outcome | null {
-  if (body === null || opts.contentLength === 0) {
+  if (body === null || (opts.contentLength === 0 && !opts.allowEmpty)) {
     return { status: 411, message: "A value must not be empty" };
   }
   return keyFits(key) ? null : tooLong();
+}
+
+/** What a written value is refused for before it goes live: 411, 400, or the caller's check. */
+function refuseWritten(written: FanoutResult, opts: PutOptions): Outcome | null {
+  if (written.bytes === 0 && !opts.allowEmpty) {
+    return { status: 411, message: "A value must not be empty" };
+  }
+  if (opts.contentLength !== null && written.bytes !== opts.contentLength) {
+    return { status: 400, message: "Body shorter than its Content-Length" };
+  }
+  return opts.check?.(written) ?? null;
+}
+
+function liveRecord(rvolumes: string[], written: FanoutResult, meta?: Meta): Record {
+  const rec: Record = {
+    state: "live",
+    rvolumes,
+    hash: written.md5,
+    size: written.bytes,
+    mtime: Date.now(),
+  };
+  if (meta) rec.meta = meta;
+  return rec;
 }
 
 function inFlight(): Outcome {

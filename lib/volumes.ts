@@ -280,24 +280,28 @@ export async function remoteDelete(url: string, timeout: number): Promise<void> 
 
 /**
  * Opens a GET of url, its body watched for stalls; the caller owns the body.
- * Rejects on any status but 200.
+ * Rejects on any status but 200 (and 206 when a `range` was asked for).
  */
 export async function remoteGet(
   url: string,
-  opts: { signal: AbortSignal; stall: number },
+  opts: { signal: AbortSignal; stall: number; range?: string },
 ): Promise<Response> {
   const stall = new Stall(opts.stall, url);
   let res: Response;
   try {
-    res = await fetch(url, { signal: AbortSignal.any([opts.signal, stall.signal]) });
+    res = await fetch(url, {
+      signal: AbortSignal.any([opts.signal, stall.signal]),
+      headers: opts.range ? { Range: opts.range } : undefined,
+    });
   } catch (err) {
     stall.stop();
     const reason = stall.signal.aborted ? stall.signal.reason : err;
     metrics.volumeCall(volumeOf(url), "get", stall.signal.aborted ? "timeout" : "error");
     throw new VolumeError(`Cannot GET "${url}": ${describe(reason)}`);
   }
-  metrics.volumeCall(volumeOf(url), "get", res.status === 200 ? "ok" : "error");
-  if (res.status !== 200 || !res.body) {
+  const ok = res.status === 200 || (res.status === 206 && opts.range !== undefined);
+  metrics.volumeCall(volumeOf(url), "get", ok || res.status === 416 ? "ok" : "error");
+  if (!ok || !res.body) {
     stall.stop();
     await res.body?.cancel();
     throw new VolumeError(`Cannot GET "${url}": status ${res.status}`, res.status);

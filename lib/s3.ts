@@ -1,0 +1,164 @@
+// The S3 gateway: path-style requests ("/<bucket>/<key>" is the plain key of
+// the same bytes), told apart from mkv's API by their signature or S3 query
+// parameters, dispatched here by method and operation to lib/s3_objects.ts,
+// lib/s3_list.ts and lib/s3_multipart.ts. Errors speak S3's XML.
+import { checkSignature, type Credentials, isSigned, parseQueryPairs } from "./s3_auth.ts";
+import { errorResponse, S3Error, s3Error } from "./s3_xml.ts";
+import type { Store } from "./store.ts";
+import type { Target } from "./target.ts";
+import * as objects from "./s3_objects.ts";
+import * as listing from "./s3_list.ts";
+import * as multipart from "./s3_multipart.ts";
+
+export interface S3Options {
+  /** Keys every request must be signed with; null accepts any signature. */
+  creds: Credentials | null;
+}
+
+/** One S3 request, parsed: what every operation gets. */
+export interface S3Request {
+  store: Store;
+  req: Request;
+  /** The bucket ("" for the service: ListBuckets). */
+  bucket: string;
+  /** The object key within the bucket as bytes (empty for bucket calls). */
+  object: Uint8Array;
+  /** The whole plain key: "/<bucket>/<object>". */
+  key: Uint8Array;
+  query: Map<string, string>;
+  /** x-amz-content-sha256 as signed, or UNSIGNED-PAYLOAD. */
+  signature: ReturnType<typeof checkSignature>;
+}
+
+/** Query parameters only S3 uses: unsigned requests with them are S3's. */
+const S3_PARAMS = new Set([
+  "list-type",
+  "uploads",
+  "uploadId",
+  "partNumber",
+  "delete",
+  "location",
+  "versioning",
+  "prefix",
+  "delimiter",
+  "marker",
+  "max-keys",
+  "continuation-token",
+  "start-after",
+  "encoding-type",
+  "acl",
+  "tagging",
+  "policy",
+  "cors",
+  "lifecycle",
+  "versions",
+  "x-id",
+]);
+
+/** Whether a request is for the S3 gateway rather than mkv's own API. */
+export function isS3(req: Request, target: Target): boolean {
+  if (isSigned(req.headers, target.query)) return true;
+  if (target.query === "") return false;
+  return parseQueryPairs(target.query).some(([name]) => S3_PARAMS.has(name));
+}
+
+export async function handleS3(
+  store: Store,
+  opts: S3Options,
+  req: Request,
+  target: Target,
+): Promise<Response> {
+  const head = req.method === "HEAD";
+  try {
+    const signature = checkSignature(
+      { method: req.method, path: target.rawPath, query: target.query, headers: req.headers },
+      opts.creds,
+    );
+    const { bucket, object } = splitKey(target.key);
+    const s3: S3Request = {
+      store,
+      req,
+      bucket,
+      object,
+      key: target.key,
+      query: new Map(parseQueryPairs(target.query)),
+      signature,
+    };
+    if (bucket === "") return await service(s3);
+    if (object.length === 0) return await bucketCall(s3);
+    return await objectCall(s3);
+  } catch (err) {
+    if (err instanceof S3Error) return errorResponse(err, target.rawPath, head);
+    console.error(err);
+    const message = err instanceof Error ? err.message : String(err);
+    return errorResponse(s3Error("InternalError", message), target.rawPath, head);
+  }
+}
+
+/** "/bucket/some/key" to "bucket" and the bytes of "some/key". */
+function splitKey(key: Uint8Array): { bucket: string; object: Uint8Array } {
+  const slash = key.indexOf(0x2f, 1);
+  const end = slash < 0 ? key.length : slash;
+  const bucket = new TextDecoder().decode(key.subarray(1, end));
+  return { bucket, object: slash < 0 ? new Uint8Array() : key.subarray(slash + 1) };
+}
+
+function service(s3: S3Request): Promise<Response> {
+  if (s3.req.method === "GET") return listing.listBuckets(s3);
+  throw notAllowed(s3);
+}
+
+function bucketCall(s3: S3Request): Promise<Response> {
+  const { method } = s3.req;
+  const q = s3.query;
+  if (method === "GET") {
+    if (q.has("uploads")) return multipart.listUploads(s3);
+    if (q.has("location")) return listing.location(s3);
+    if (q.has("versioning")) return listing.versioning(s3);
+    for (const unsupported of ["acl", "tagging", "policy", "cors", "lifecycle", "versions"]) {
+      if (q.has(unsupported)) throw notImplemented(`?${unsupported}`);
+    }
+    return q.get("list-type") === "2" ? listing.listV2(s3) : listing.listV1(s3);
+  }
+  if (method === "HEAD") return listing.headBucket(s3);
+  if (method === "PUT") return listing.createBucket(s3);
+  if (method === "DELETE") return listing.deleteBucket(s3);
+  if (method === "POST" && q.has("delete")) return objects.deleteObjects(s3);
+  throw notAllowed(s3);
+}
+
+function objectCall(s3: S3Request): Promise<Response> {
+  const { method } = s3.req;
+  const q = s3.query;
+  const upload = q.get("uploadId");
+  switch (method) {
+    case "GET":
+      if (upload !== undefined) return multipart.listParts(s3, upload);
+      return objects.getObject(s3, false);
+    case "HEAD":
+      return objects.getObject(s3, true);
+    case "PUT":
+      if (upload !== undefined) return multipart.uploadPart(s3, upload);
+      if (s3.req.headers.has("x-amz-copy-source")) return objects.copyObject(s3);
+      return objects.putObject(s3);
+    case "POST":
+      if (q.has("uploads")) return multipart.createUpload(s3);
+      if (upload !== undefined) return multipart.completeUpload(s3, upload);
+      break;
+    case "DELETE":
+      if (upload !== undefined) return multipart.abortUpload(s3, upload);
+      return objects.deleteObject(s3);
+  }
+  throw notAllowed(s3);
+}
+
+function notAllowed(s3: S3Request): S3Error {
+  return s3Error(
+    "MethodNotAllowed",
+    `The specified method ${s3.req.method} is not allowed against this resource.`,
+  );
+}
+
+function notImplemented(what: string): S3Error {
+  return s3Error("NotImplemented", `${what} is not implemented by this gateway`);
+}

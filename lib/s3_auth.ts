@@ -1,0 +1,358 @@
+// S3's request signatures (AWS Signature Version 4), checked the way S3
+// checks them: from the Authorization header or from a presigned URL's
+// X-Amz-* query parameters. Pure functions of the request's parts, so the
+// AWS documentation's examples are the unit tests.
+import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import { S3Error } from "./s3_xml.ts";
+
+export interface Credentials {
+  accessKey: string;
+  secretKey: string;
+}
+
+/** What the checks need of a request; `path` and `query` as sent. */
+export interface SignedRequest {
+  method: string;
+  path: string;
+  query: string;
+  headers: Headers;
+}
+
+/** The outcome: how the payload is sent, and what signs its chunks. */
+export interface Signature {
+  /** x-amz-content-sha256 (header auth) or UNSIGNED-PAYLOAD (presigned). */
+  payload: string;
+  /** For STREAMING-AWS4-HMAC-SHA256-PAYLOAD: the seed of the chunk chain. */
+  chunks?: ChunkSigner;
+}
+
+/** Signs aws-chunked chunks, each over the one before (S3's streaming). */
+export interface ChunkSigner {
+  key: Uint8Array;
+  date: string;
+  scope: string;
+  /** The request's own signature: the first chunk's "previous". */
+  seed: string;
+}
+
+const ALGORITHM = "AWS4-HMAC-SHA256";
+/** S3 refuses header-signed requests dated further than this from now. */
+const MAX_SKEW_MS = 15 * 60_000;
+/** Presigned URLs live at most 7 days. */
+const MAX_EXPIRES_S = 604_800;
+export const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/** Whether a request carries an S3 signature at all. */
+export function isSigned(headers: Headers, query: string): boolean {
+  const auth = headers.get("authorization");
+  if (auth !== null && (auth.startsWith(ALGORITHM) || auth.startsWith("AWS "))) return true;
+  return query.includes("X-Amz-Signature=") || query.includes("X-Amz-Credential=");
+}
+
+/**
+ * Checks a request's signature against `creds` (null: accept any, as mkv
+ * does with no keys set). Throws S3Error (403, 400) when it does not hold.
+ */
+export function checkSignature(
+  req: SignedRequest,
+  creds: Credentials | null,
+  now = Date.now(),
+): Signature {
+  const auth = req.headers.get("authorization");
+  const presigned = parseQueryPairs(req.query).find(([k]) => k === "X-Amz-Signature");
+  if (auth === null && !presigned) {
+    if (creds) throw new S3Error("AccessDenied", "Anonymous requests are not allowed");
+    return { payload: req.headers.get("x-amz-content-sha256") ?? "UNSIGNED-PAYLOAD" };
+  }
+  if (auth !== null && auth.startsWith("AWS ")) {
+    throw new S3Error(
+      "InvalidRequest",
+      "Signature Version 2 is not supported: use AWS4-HMAC-SHA256",
+      400,
+    );
+  }
+  const parts = auth !== null ? fromHeader(auth, req.headers) : fromQuery(req.query);
+  const payload = auth !== null
+    ? req.headers.get("x-amz-content-sha256") ?? ""
+    : "UNSIGNED-PAYLOAD";
+  if (auth !== null && payload === "") {
+    throw new S3Error(
+      "InvalidRequest",
+      "Missing required header for this request: x-amz-content-sha256",
+      400,
+    );
+  }
+  checkTime(parts, auth !== null, now);
+  if (!creds) return { payload };
+  if (parts.accessKey !== creds.accessKey) {
+    throw new S3Error(
+      "InvalidAccessKeyId",
+      "The AWS Access Key Id you provided does not exist in our records.",
+    );
+  }
+  const key = signingKey(creds.secretKey, parts.day, parts.region, parts.service);
+  const scope = `${parts.day}/${parts.region}/${parts.service}/aws4_request`;
+  // Clients differ in how they escape a path; S3 signs it escaped once, by
+  // its own rules. Try that first, then the path exactly as sent.
+  const paths = [canonicalPath(req.path), req.path];
+  for (const path of new Set(paths)) {
+    const canonical = canonicalRequest(req, path, parts.signedHeaders, payload, auth === null);
+    const toSign = stringToSign(parts.date, scope, canonical);
+    const signature = hmacHex(key, toSign);
+    if (sameHex(signature, parts.signature)) {
+      const chunks = payload.startsWith("STREAMING-AWS4-HMAC-SHA256-PAYLOAD")
+        ? { key, date: parts.date, scope, seed: signature }
+        : undefined;
+      return { payload, chunks };
+    }
+  }
+  throw new S3Error(
+    "SignatureDoesNotMatch",
+    "The request signature we calculated does not match the signature you provided. " +
+      "Check your key and signing method.",
+  );
+}
+
+interface Parts {
+  accessKey: string;
+  day: string;
+  region: string;
+  service: string;
+  signedHeaders: string[];
+  signature: string;
+  /** X-Amz-Date, "20130524T000000Z". */
+  date: string;
+  /** Presigned only: seconds the URL is valid. */
+  expires?: number;
+}
+
+function fromHeader(auth: string, headers: Headers): Parts {
+  const fields = new Map<string, string>();
+  for (const part of auth.slice(ALGORITHM.length).split(",")) {
+    const eq = part.indexOf("=");
+    if (eq > 0) fields.set(part.slice(0, eq).trim(), part.slice(eq + 1).trim());
+  }
+  const date = headers.get("x-amz-date") ?? "";
+  return credentialParts(
+    fields.get("Credential"),
+    fields.get("SignedHeaders"),
+    fields.get("Signature"),
+    date || isoFromHttpDate(headers.get("date")),
+  );
+}
+
+function fromQuery(query: string): Parts {
+  const q = new Map(parseQueryPairs(query));
+  if (q.get("X-Amz-Algorithm") !== ALGORITHM) {
+    throw new S3Error(
+      "AuthorizationQueryParametersError",
+      "X-Amz-Algorithm must be " + ALGORITHM,
+      400,
+    );
+  }
+  const parts = credentialParts(
+    q.get("X-Amz-Credential"),
+    q.get("X-Amz-SignedHeaders"),
+    q.get("X-Amz-Signature"),
+    q.get("X-Amz-Date") ?? "",
+  );
+  const expires = Number(q.get("X-Amz-Expires"));
+  if (!Number.isInteger(expires) || expires < 1 || expires > MAX_EXPIRES_S) {
+    throw new S3Error(
+      "AuthorizationQueryParametersError",
+      `X-Amz-Expires must be a number of seconds from 1 to ${MAX_EXPIRES_S}`,
+      400,
+    );
+  }
+  return { ...parts, expires };
+}
+
+function credentialParts(
+  credential: string | undefined,
+  signed: string | undefined,
+  signature: string | undefined,
+  date: string,
+): Parts {
+  const c = credential?.split("/") ?? [];
+  if (c.length !== 5 || c[4] !== "aws4_request" || !signed || !signature) {
+    throw new S3Error(
+      "AuthorizationHeaderMalformed",
+      "The authorization header is malformed: expected Credential, SignedHeaders and Signature",
+      400,
+    );
+  }
+  if (!/^\d{8}T\d{6}Z$/.test(date) || !date.startsWith(c[1])) {
+    throw new S3Error(
+      "AuthorizationHeaderMalformed",
+      "X-Amz-Date is missing or does not match the credential's date",
+      400,
+    );
+  }
+  return {
+    accessKey: c[0],
+    day: c[1],
+    region: c[2],
+    service: c[3],
+    signedHeaders: signed.split(";"),
+    signature,
+    date,
+  };
+}
+
+function checkTime(parts: Parts, header: boolean, now: number) {
+  const at = Date.UTC(
+    +parts.date.slice(0, 4),
+    +parts.date.slice(4, 6) - 1,
+    +parts.date.slice(6, 8),
+    +parts.date.slice(9, 11),
+    +parts.date.slice(11, 13),
+    +parts.date.slice(13, 15),
+  );
+  if (header) {
+    if (Math.abs(now - at) > MAX_SKEW_MS) {
+      throw new S3Error(
+        "RequestTimeTooSkewed",
+        "The difference between the request time and the current time is too large.",
+      );
+    }
+    return;
+  }
+  if (at - now > MAX_SKEW_MS) throw new S3Error("AccessDenied", "Request is not valid yet");
+  if (now > at + parts.expires! * 1000) throw new S3Error("AccessDenied", "Request has expired");
+}
+
+/** "Tue, 24 Nov 2026 10:00:00 GMT" to "20261124T100000Z" ("" when absent). */
+function isoFromHttpDate(date: string | null): string {
+  if (!date) return "";
+  const t = Date.parse(date);
+  return Number.isNaN(t) ? "" : new Date(t).toISOString().replace(/[-:]|\.\d{3}/g, "");
+}
+
+export function canonicalRequest(
+  req: SignedRequest,
+  path: string,
+  signedHeaders: string[],
+  payload: string,
+  presigned: boolean,
+): string {
+  const pairs = parseQueryPairs(req.query)
+    .filter(([k]) => !(presigned && k === "X-Amz-Signature"))
+    .map(([k, v]) => [uriEncode(k), uriEncode(v)])
+    .sort((a, b) => a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0);
+  const query = pairs.map(([k, v]) => `${k}=${v}`).join("&");
+  const headers = signedHeaders.map((h) =>
+    `${h}:${(req.headers.get(h) ?? "").trim().replace(/\s+/g, " ")}\n`
+  ).join("");
+  return [req.method, path, query, headers, signedHeaders.join(";"), payload].join("\n");
+}
+
+export function stringToSign(date: string, scope: string, canonical: string): string {
+  return `${ALGORITHM}\n${date}\n${scope}\n${sha256Hex(canonical)}`;
+}
+
+export function signingKey(
+  secret: string,
+  day: string,
+  region: string,
+  service: string,
+): Uint8Array {
+  let k: Uint8Array = hmac(new TextEncoder().encode("AWS4" + secret), day);
+  for (const part of [region, service, "aws4_request"]) k = hmac(k, part);
+  return k;
+}
+
+/** The signature of one aws-chunked chunk, given the one before it. */
+export function chunkSignature(
+  signer: ChunkSigner,
+  previous: string,
+  chunkSha256: string,
+): string {
+  const toSign = [
+    "AWS4-HMAC-SHA256-PAYLOAD",
+    signer.date,
+    signer.scope,
+    previous,
+    EMPTY_SHA256,
+    chunkSha256,
+  ].join("\n");
+  return hmacHex(signer.key, toSign);
+}
+
+/** The path as S3 signs it: percent-decoded, then every byte escaped but A-Z a-z 0-9 - _ . ~ /. */
+export function canonicalPath(raw: string): string {
+  let bytes: Uint8Array;
+  try {
+    bytes = decodeBytes(raw);
+  } catch {
+    return raw;
+  }
+  return escapeBytes(bytes, true);
+}
+
+/** AWS's URI encoding of a query name or value (already decoded). */
+export function uriEncode(s: string): string {
+  return escapeBytes(new TextEncoder().encode(s), false);
+}
+
+function escapeBytes(bytes: Uint8Array, keepSlash: boolean): string {
+  let out = "";
+  for (const b of bytes) {
+    const c = String.fromCharCode(b);
+    if (/[A-Za-z0-9\-_.~]/.test(c) || (keepSlash && c === "/")) out += c;
+    else out += "%" + b.toString(16).toUpperCase().padStart(2, "0");
+  }
+  return out;
+}
+
+function decodeBytes(s: string): Uint8Array {
+  const src = new TextEncoder().encode(s);
+  const out = new Uint8Array(src.length);
+  let n = 0;
+  for (let i = 0; i < src.length; i++) {
+    if (src[i] === 0x25) {
+      const v = parseInt(s.slice(i + 1, i + 3), 16);
+      if (
+        Number.isNaN(v) || !/^[0-9a-fA-F]{2}$/.test(String.fromCharCode(src[i + 1], src[i + 2]))
+      ) {
+        throw new Error("Broken escape");
+      }
+      out[n++] = v;
+      i += 2;
+    } else out[n++] = src[i];
+  }
+  return out.slice(0, n);
+}
+
+/** A raw query as [name, value] pairs, percent-decoded ("+" kept as is). */
+export function parseQueryPairs(query: string): [string, string][] {
+  if (query === "") return [];
+  const dec = new TextDecoder();
+  return query.split("&").filter((p) => p !== "").map((p) => {
+    const eq = p.indexOf("=");
+    const name = eq < 0 ? p : p.slice(0, eq);
+    const value = eq < 0 ? "" : p.slice(eq + 1);
+    try {
+      return [dec.decode(decodeBytes(name)), dec.decode(decodeBytes(value))];
+    } catch {
+      return [name, value];
+    }
+  });
+}
+
+function hmac(key: Uint8Array, data: string): Uint8Array {
+  return new Uint8Array(createHmac("sha256", key).update(data).digest());
+}
+
+function hmacHex(key: Uint8Array, data: string): string {
+  return createHmac("sha256", key).update(data).digest("hex");
+}
+
+export function sha256Hex(data: string | Uint8Array): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+function sameHex(a: string, b: string): boolean {
+  const x = new TextEncoder().encode(a);
+  const y = new TextEncoder().encode(b.toLowerCase());
+  return x.length === y.length && timingSafeEqual(x, y);
+}

@@ -1,0 +1,308 @@
+// An S3 upload's body as the store takes it: aws-chunked framing removed
+// (each chunk's signature checked when keys are set), and the digests the
+// client sent (x-amz-content-sha256, Content-MD5, x-amz-checksum-*) checked
+// before the value goes live. Streams: nothing is held whole in memory.
+import { Buffer } from "node:buffer";
+import { createHash, type Hash } from "node:crypto";
+import zlib from "node:zlib";
+import { chunkSignature, type ChunkSigner, EMPTY_SHA256, type Signature } from "./s3_auth.ts";
+import { S3Error, s3Error } from "./s3_xml.ts";
+
+export interface S3Body {
+  body: ReadableStream<Uint8Array>;
+  /** The value's length when known in advance, else null. */
+  contentLength: number | null;
+  /** After the whole body was read: the first digest that did not match. */
+  check(md5: string): S3Error | null;
+  /** A framing or chunk-signature error met while reading, if any. */
+  failure(): S3Error | null;
+}
+
+const CHECKSUMS = ["crc32", "crc32c", "sha1", "sha256"] as const;
+type Algorithm = typeof CHECKSUMS[number];
+
+export function s3Body(
+  raw: ReadableStream<Uint8Array> | null,
+  headers: Headers,
+  sig: Signature,
+): S3Body {
+  const source = raw ?? new ReadableStream({ start: (c) => c.close() });
+  const chunked = sig.payload.startsWith("STREAMING-") ||
+    (headers.get("content-encoding") ?? "").split(",").some((e) => e.trim() === "aws-chunked");
+  let failure: S3Error | null = null;
+  const trailers = new Map<string, string>();
+  let body = source;
+  let contentLength: number | null = null;
+  if (chunked) {
+    const decoded = headers.get("x-amz-decoded-content-length");
+    if (decoded === null || !/^\d+$/.test(decoded)) {
+      throw s3Error("MissingContentLength", "aws-chunked needs x-amz-decoded-content-length");
+    }
+    contentLength = Number(decoded);
+    body = decodeChunked(source, sig.chunks ?? null, trailers, (e) => failure ??= e);
+  } else {
+    const cl = headers.get("content-length");
+    contentLength = cl === null ? null : Number(cl);
+  }
+  // The digests to check: the signed payload hash, and one checksum.
+  const hashes: { name: string; hash: Digest; expect: () => string | undefined }[] = [];
+  if (/^[0-9a-f]{64}$/.test(sig.payload)) {
+    hashes.push({
+      name: "x-amz-content-sha256",
+      hash: new NodeDigest("sha256", "hex"),
+      expect: () => sig.payload,
+    });
+  }
+  for (const alg of CHECKSUMS) {
+    const header = `x-amz-checksum-${alg}`;
+    const declared = (headers.get("x-amz-trailer") ?? "").toLowerCase() === header;
+    if (headers.has(header) || declared) {
+      hashes.push({
+        name: header,
+        hash: digestFor(alg),
+        expect: () => headers.get(header) ?? trailers.get(header),
+      });
+      break;
+    }
+  }
+  if (hashes.length > 0) {
+    body = body.pipeThrough(
+      new TransformStream({
+        transform(chunk, ctl) {
+          for (const h of hashes) h.hash.update(chunk);
+          ctl.enqueue(chunk);
+        },
+      }),
+    );
+  }
+  const contentMd5 = headers.get("content-md5");
+  return {
+    body,
+    contentLength,
+    failure: () => failure,
+    check(md5: string): S3Error | null {
+      if (failure) return failure;
+      if (contentMd5 !== null && Buffer.from(md5, "hex").toString("base64") !== contentMd5) {
+        return s3Error(
+          "BadDigest",
+          "The Content-MD5 you specified did not match what we received.",
+        );
+      }
+      for (const h of hashes) {
+        const want = h.expect();
+        if (want === undefined) {
+          return s3Error("InvalidRequest", `The trailer ${h.name} was declared but not sent`);
+        }
+        if (h.hash.digest() !== want) {
+          return h.name === "x-amz-content-sha256"
+            ? s3Error(
+              "XAmzContentSHA256Mismatch",
+              "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            )
+            : s3Error(
+              "BadDigest",
+              `The ${h.name} you specified did not match the calculated checksum.`,
+            );
+        }
+      }
+      return null;
+    },
+  };
+}
+
+interface Digest {
+  update(data: Uint8Array): void;
+  digest(): string;
+}
+
+class NodeDigest implements Digest {
+  #hash: Hash;
+  constructor(alg: string, readonly encoding: "hex" | "base64") {
+    this.#hash = createHash(alg);
+  }
+  update(data: Uint8Array) {
+    this.#hash.update(data);
+  }
+  digest(): string {
+    return this.#hash.digest(this.encoding);
+  }
+}
+
+/** CRC-32 (zlib's), as S3's base64 of the big-endian value. */
+class Crc32 implements Digest {
+  #crc = 0;
+  update(data: Uint8Array) {
+    this.#crc = zlib.crc32(data, this.#crc);
+  }
+  digest(): string {
+    return crcBase64(this.#crc);
+  }
+}
+
+const CRC32C_TABLE = (() => {
+  const t = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0x82f63b78 ^ (c >>> 1) : c >>> 1;
+    t[n] = c >>> 0;
+  }
+  return t;
+})();
+
+/** CRC-32C (Castagnoli), table-driven. */
+class Crc32c implements Digest {
+  #crc = 0xffffffff;
+  update(data: Uint8Array) {
+    let c = this.#crc;
+    for (let i = 0; i < data.length; i++) c = CRC32C_TABLE[(c ^ data[i]) & 0xff] ^ (c >>> 8);
+    this.#crc = c;
+  }
+  digest(): string {
+    return crcBase64((this.#crc ^ 0xffffffff) >>> 0);
+  }
+}
+
+function crcBase64(crc: number): string {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, crc >>> 0);
+  return Buffer.from(b).toString("base64");
+}
+
+function digestFor(alg: Algorithm): Digest {
+  switch (alg) {
+    case "crc32":
+      return new Crc32();
+    case "crc32c":
+      return new Crc32c();
+    default:
+      return new NodeDigest(alg, "base64");
+  }
+}
+
+/** Longest line of chunk framing we read (a header, a trailer). */
+const MAX_LINE = 8192;
+
+/**
+ * Undoes aws-chunked: "<hex size>[;chunk-signature=<sig>]\r\n<data>\r\n"
+ * repeated, a zero-size chunk, then trailer lines and an empty line.
+ */
+export function decodeChunked(
+  source: ReadableStream<Uint8Array>,
+  signer: ChunkSigner | null,
+  trailers: Map<string, string>,
+  onError: (err: S3Error) => void,
+): ReadableStream<Uint8Array> {
+  const reader = source.getReader();
+  let buf: Uint8Array = new Uint8Array(0);
+  let pos = 0;
+  let line: number[] = [];
+  type State = "header" | "data" | "crlf" | "trailer" | "end";
+  let state: State = "header";
+  let remaining = 0;
+  let signature = "";
+  let previous = signer?.seed ?? "";
+  let hash: Hash | null = null;
+
+  const fail = (message: string, code = "IncompleteBody"): never => {
+    const err = code === "SignatureDoesNotMatch"
+      ? new S3Error(code, message)
+      : s3Error(code, message);
+    onError(err);
+    throw err;
+  };
+
+  const verify = (sha: string) => {
+    if (!signer) return;
+    if (signature !== chunkSignature(signer, previous, sha)) {
+      fail("A chunk's signature does not match", "SignatureDoesNotMatch");
+    }
+    previous = signature;
+  };
+
+  const onLine = (text: string) => {
+    switch (state) {
+      case "header": {
+        const [size, ...ext] = text.split(";");
+        if (!/^[0-9a-fA-F]{1,16}$/.test(size)) fail(`Bad aws-chunked chunk header "${text}"`);
+        remaining = parseInt(size, 16);
+        signature = ext.find((e) => e.startsWith("chunk-signature="))?.slice(16) ?? "";
+        if (signer && !signature) fail("A chunk has no signature", "SignatureDoesNotMatch");
+        if (remaining === 0) {
+          verify(EMPTY_SHA256);
+          state = "trailer";
+        } else {
+          hash = signer ? createHash("sha256") : null;
+          state = "data";
+        }
+        return;
+      }
+      case "crlf":
+        if (text !== "") fail("aws-chunked data longer than its chunk header said");
+        state = "header";
+        return;
+      case "trailer": {
+        if (text === "") {
+          state = "end";
+          return;
+        }
+        const colon = text.indexOf(":");
+        if (colon > 0) {
+          trailers.set(text.slice(0, colon).trim().toLowerCase(), text.slice(colon + 1).trim());
+        }
+        return;
+      }
+    }
+  };
+
+  return new ReadableStream<Uint8Array>({
+    async pull(ctl) {
+      while (true) {
+        if (state === "end") {
+          ctl.close();
+          reader.cancel().catch(() => {});
+          return;
+        }
+        if (pos >= buf.length) {
+          const r = await reader.read();
+          if (r.done) {
+            // Some clients end without the final empty line after trailers.
+            if (state === "trailer") {
+              ctl.close();
+              return;
+            }
+            fail("The body ended inside an aws-chunked chunk");
+          }
+          buf = r.value!;
+          pos = 0;
+          continue;
+        }
+        if (state === "data") {
+          const n = Math.min(remaining, buf.length - pos);
+          const piece = buf.subarray(pos, pos + n);
+          pos += n;
+          remaining -= n;
+          hash?.update(piece);
+          if (remaining === 0) {
+            if (hash) verify(hash.digest("hex"));
+            state = "crlf";
+          }
+          ctl.enqueue(piece);
+          return;
+        }
+        const nl = buf.indexOf(0x0a, pos);
+        const end = nl < 0 ? buf.length : nl;
+        for (let i = pos; i < end; i++) line.push(buf[i]);
+        if (line.length > MAX_LINE) fail("An aws-chunked line is too long");
+        pos = nl < 0 ? buf.length : nl + 1;
+        if (nl < 0) continue;
+        if (line[line.length - 1] === 0x0d) line.pop();
+        const text = String.fromCharCode(...line);
+        line = [];
+        onLine(text);
+      }
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+}

@@ -1,0 +1,288 @@
+// S3's listings and bucket calls over the index: a bucket is the first
+// path segment of keys ("/<bucket>/..."), or one made by CreateBucket and
+// still empty.
+import { compare, concat, indexOf, successor } from "./bytes.ts";
+import type { Record } from "./record.ts";
+import type { S3Request } from "./s3.ts";
+import { etagOf } from "./s3_objects.ts";
+import { s3Error, type XmlNode, xmlResponse } from "./s3_xml.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const MAX_KEYS = 1000;
+const OWNER = { ID: "mkv", DisplayName: "mkv" };
+
+/** One listed item: an object, or a common prefix rolled up at the delimiter. */
+type Item = { key: Uint8Array; rec: Record } | { prefix: Uint8Array };
+
+interface Page {
+  items: Item[];
+  /** Full key to resume from (inclusive), when truncated. */
+  next: Uint8Array | null;
+}
+
+/**
+ * Live keys of `bucket` starting with `prefix`, from `start` on, at most
+ * `max` items, keys sharing a prefix up to `delimiter` rolled into one.
+ * A rolled-up prefix is skipped past in the index, not read key by key.
+ */
+export async function listPage(
+  s3: S3Request,
+  opts: { prefix: Uint8Array; delimiter: Uint8Array; start: Uint8Array | null; max: number },
+): Promise<Page> {
+  const base = encoder.encode(`/${s3.bucket}/`);
+  const full = concat(base, opts.prefix);
+  const end = successor(full);
+  let from = opts.start && compare(opts.start, full) > 0 ? opts.start : full;
+  const items: Item[] = [];
+  scan: while (end === null || compare(from, end) < 0) {
+    for await (const [key, rec] of s3.store.index.from(from, end)) {
+      if (rec.state !== "live") continue;
+      const rel = key.subarray(base.length);
+      const at = opts.delimiter.length > 0 ? indexOf(rel, opts.delimiter, opts.prefix.length) : -1;
+      if (items.length === opts.max) return { items, next: key };
+      if (at < 0) {
+        items.push({ key: rel, rec });
+        continue;
+      }
+      const prefix = rel.slice(0, at + opts.delimiter.length);
+      items.push({ prefix });
+      const after = successor(concat(base, prefix));
+      if (after === null) break scan;
+      from = after;
+      continue scan;
+    }
+    break;
+  }
+  return { items, next: null };
+}
+
+/** ListObjectsV2. */
+export async function listV2(s3: S3Request): Promise<Response> {
+  const q = s3.query;
+  const { prefix, delimiter, max, url } = common(s3);
+  const token = q.get("continuation-token");
+  const startAfter = q.get("start-after");
+  let start: Uint8Array | null = null;
+  if (token !== undefined && token !== "") start = decodeToken(token, s3.bucket);
+  else if (startAfter) start = afterKey(s3.bucket, startAfter);
+  const page = max === 0 ? { items: [], next: null } : await listPage(s3, {
+    prefix,
+    delimiter,
+    start,
+    max,
+  });
+  const show = text(url);
+  return xmlResponse("ListBucketResult", {
+    Name: s3.bucket,
+    Prefix: show(prefix),
+    Delimiter: delimiter.length ? show(delimiter) : undefined,
+    MaxKeys: max,
+    EncodingType: url ? "url" : undefined,
+    KeyCount: page.items.length,
+    ContinuationToken: token,
+    NextContinuationToken: page.next ? encodeToken(page.next) : undefined,
+    StartAfter: startAfter,
+    IsTruncated: page.next !== null,
+    ...entries(page.items, show, q.get("fetch-owner") === "true"),
+  });
+}
+
+/** ListObjects (v1), paged by marker. */
+export async function listV1(s3: S3Request): Promise<Response> {
+  const { prefix, delimiter, max, url } = common(s3);
+  const marker = s3.query.get("marker") ?? "";
+  const page = max === 0 ? { items: [], next: null } : await listPage(s3, {
+    prefix,
+    delimiter,
+    start: marker ? afterKey(s3.bucket, marker) : null,
+    max,
+  });
+  const show = text(url);
+  const last = page.items.at(-1);
+  const nextMarker = page.next && last ? show("key" in last ? last.key : last.prefix) : undefined;
+  return xmlResponse("ListBucketResult", {
+    Name: s3.bucket,
+    Prefix: show(prefix),
+    Marker: marker,
+    NextMarker: nextMarker,
+    Delimiter: delimiter.length ? show(delimiter) : undefined,
+    MaxKeys: max,
+    EncodingType: url ? "url" : undefined,
+    IsTruncated: page.next !== null,
+    ...entries(page.items, show, true),
+  });
+}
+
+function common(s3: S3Request) {
+  const q = s3.query;
+  const raw = q.get("max-keys");
+  let max = MAX_KEYS;
+  if (raw !== undefined) {
+    if (!/^\d{1,9}$/.test(raw)) throw s3Error("InvalidArgument", "max-keys must be a whole number");
+    max = Math.min(Number(raw), MAX_KEYS);
+  }
+  const encoding = q.get("encoding-type");
+  if (encoding !== undefined && encoding !== "url") {
+    throw s3Error("InvalidArgument", "Invalid Encoding Method specified in Request");
+  }
+  return {
+    prefix: encoder.encode(q.get("prefix") ?? ""),
+    delimiter: encoder.encode(q.get("delimiter") ?? ""),
+    max,
+    url: encoding === "url",
+  };
+}
+
+function entries(items: Item[], show: (b: Uint8Array) => string, owner: boolean): XmlNode {
+  const contents: XmlNode[] = [];
+  const prefixes: XmlNode[] = [];
+  for (const item of items) {
+    if ("prefix" in item) {
+      prefixes.push({ Prefix: show(item.prefix) });
+      continue;
+    }
+    contents.push({
+      Key: show(item.key),
+      LastModified: new Date(item.rec.mtime ?? 0).toISOString(),
+      ETag: item.rec.hash || item.rec.meta?.etag ? etagOf(item.rec) : undefined,
+      Size: Math.max(item.rec.size, 0),
+      Owner: owner ? OWNER : undefined,
+      StorageClass: "STANDARD",
+    });
+  }
+  return { Contents: contents, CommonPrefixes: prefixes };
+}
+
+/** Keys as XML text: UTF-8, or every byte but the unreserved escaped (encoding-type=url). */
+function text(url: boolean): (b: Uint8Array | string) => string {
+  return (b) => {
+    const bytes = typeof b === "string" ? encoder.encode(b) : b;
+    if (!url) return decoder.decode(bytes);
+    let out = "";
+    for (const c of bytes) {
+      const ch = String.fromCharCode(c);
+      out += /[A-Za-z0-9\-_.~/]/.test(ch)
+        ? ch
+        : "%" + c.toString(16).toUpperCase().padStart(2, "0");
+    }
+    return out;
+  };
+}
+
+/** The first full key after "/<bucket>/<key>". */
+function afterKey(bucket: string, key: string): Uint8Array {
+  return concat(encoder.encode(`/${bucket}/${key}`), new Uint8Array([0]));
+}
+
+function encodeToken(key: Uint8Array): string {
+  let s = "";
+  for (const b of key) s += String.fromCharCode(b);
+  return btoa(s);
+}
+
+function decodeToken(token: string, bucket: string): Uint8Array {
+  let key: Uint8Array;
+  try {
+    key = Uint8Array.from(atob(token), (c) => c.charCodeAt(0));
+  } catch {
+    throw s3Error("InvalidArgument", "The continuation token provided is incorrect");
+  }
+  const base = encoder.encode(`/${bucket}/`);
+  if (compare(key.subarray(0, base.length), base) !== 0) {
+    throw s3Error("InvalidArgument", "The continuation token provided is incorrect");
+  }
+  return key;
+}
+
+/** Every bucket: made by CreateBucket, or the first segment of a live key. */
+async function allBuckets(s3: S3Request): Promise<Map<string, number>> {
+  const found = await s3.store.index.buckets();
+  let from: Uint8Array | null = encoder.encode("/");
+  while (from !== null) {
+    let next: Uint8Array | null = null;
+    for await (const [key, rec] of s3.store.index.from(from, encoder.encode("0"))) {
+      const slash = key.indexOf(0x2f, 1);
+      if (rec.state !== "live" || slash < 2) continue;
+      const name = decoder.decode(key.subarray(1, slash));
+      if (!found.has(name)) found.set(name, rec.mtime ?? 0);
+      // Skip the rest of this bucket's keys in the index, not one by one.
+      next = successor(key.subarray(0, slash + 1));
+      break;
+    }
+    from = next;
+  }
+  return found;
+}
+
+/** Whether a bucket exists: made by CreateBucket, or holding a live key. */
+async function bucketExists(s3: S3Request): Promise<boolean> {
+  if (await s3.store.index.bucket(s3.bucket) !== null) return true;
+  const page = await listPage(s3, {
+    prefix: new Uint8Array(),
+    delimiter: new Uint8Array(),
+    start: null,
+    max: 1,
+  });
+  return page.items.length > 0;
+}
+
+export async function listBuckets(s3: S3Request): Promise<Response> {
+  const buckets = [...await allBuckets(s3)].sort((a, b) => a[0] < b[0] ? -1 : 1);
+  return xmlResponse("ListAllMyBucketsResult", {
+    Owner: OWNER,
+    Buckets: {
+      Bucket: buckets.map(([name, at]) => ({
+        Name: name,
+        CreationDate: new Date(at).toISOString(),
+      })),
+    },
+  });
+}
+
+export async function headBucket(s3: S3Request): Promise<Response> {
+  if (!await bucketExists(s3)) throw noSuchBucket();
+  return new Response(null, { headers: { "x-amz-bucket-region": "us-east-1" } });
+}
+
+/** Valid S3 bucket names: 3-63 of a-z 0-9 . -, a letter or digit at each end. */
+const BUCKET_NAME = /^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$/;
+
+export async function createBucket(s3: S3Request): Promise<Response> {
+  if (!BUCKET_NAME.test(s3.bucket)) {
+    throw s3Error("InvalidBucketName", "The specified bucket is not valid.");
+  }
+  // As S3 in us-east-1: making a bucket you own again succeeds.
+  await s3.store.index.createBucket(s3.bucket, Date.now());
+  return new Response(null, { headers: { Location: `/${s3.bucket}` } });
+}
+
+export async function deleteBucket(s3: S3Request): Promise<Response> {
+  const made = await s3.store.index.bucket(s3.bucket) !== null;
+  const page = await listPage(s3, {
+    prefix: new Uint8Array(),
+    delimiter: new Uint8Array(),
+    start: null,
+    max: 1,
+  });
+  if (page.items.length > 0) {
+    throw s3Error("BucketNotEmpty", "The bucket you tried to delete is not empty");
+  }
+  if (!made) throw noSuchBucket();
+  await s3.store.index.deleteBucket(s3.bucket);
+  return new Response(null, { status: 204 });
+}
+
+export async function location(s3: S3Request): Promise<Response> {
+  if (!await bucketExists(s3)) throw noSuchBucket();
+  return xmlResponse("LocationConstraint", {});
+}
+
+export async function versioning(s3: S3Request): Promise<Response> {
+  if (!await bucketExists(s3)) throw noSuchBucket();
+  return xmlResponse("VersioningConfiguration", {});
+}
+
+function noSuchBucket() {
+  return s3Error("NoSuchBucket", "The specified bucket does not exist");
+}

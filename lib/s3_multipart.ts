@@ -1,0 +1,284 @@
+// S3 multipart uploads. Each part is a file on the volumes the key's hash
+// puts it on, under a name rebuild and verify never take for a key
+// ("/ab/cd/mpu.<upload>.<part>.<token>"), recorded in the index: so an
+// upload survives a restart of the master. Complete streams the parts, in
+// order, into the key's replicas as one value, then drops them.
+import { Buffer } from "node:buffer";
+import { createHash } from "node:crypto";
+import type { Part, Upload } from "./index_db.ts";
+import type { S3Request } from "./s3.ts";
+import { s3Body } from "./s3_body.ts";
+import { etagOf, metaFrom, writeObject } from "./s3_objects.ts";
+import { parseComplete, s3Error, type XmlNode, xmlResponse } from "./s3_xml.ts";
+import { remoteGet, volumeUrl } from "./volumes.ts";
+import type { Store } from "./store.ts";
+
+const decoder = new TextDecoder();
+const MAX_PARTS = 10_000;
+/** S3's smallest part, but for the last. */
+const MIN_PART = 5 * 1024 * 1024;
+const OWNER = { ID: "mkv", DisplayName: "mkv" };
+
+function keyText(s3: S3Request): string {
+  return decoder.decode(s3.object);
+}
+
+export async function createUpload(s3: S3Request): Promise<Response> {
+  const id = crypto.randomUUID().replaceAll("-", "");
+  const upload: Upload = { key: s3.key, created: Date.now(), meta: metaFrom(s3.req.headers) };
+  await s3.store.index.createUpload(id, upload);
+  return xmlResponse("InitiateMultipartUploadResult", {
+    Bucket: s3.bucket,
+    Key: keyText(s3),
+    UploadId: id,
+  });
+}
+
+/** The upload, checked to belong to the request's key, or NoSuchUpload. */
+async function openUpload(s3: S3Request, id: string) {
+  const found = /^[0-9a-f]{32}$/.test(id) ? await s3.store.index.upload(id) : null;
+  if (!found || !sameBytes(found.upload.key, s3.key)) {
+    throw s3Error(
+      "NoSuchUpload",
+      "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.",
+    );
+  }
+  return found;
+}
+
+function partPath(id: string, n: number, token: string): string {
+  const h = createHash("md5").update(`${id}.${n}`).digest("hex");
+  return `/${h.slice(0, 2)}/${h.slice(2, 4)}/mpu.${id}.${n}.${token}`;
+}
+
+export async function uploadPart(s3: S3Request, id: string): Promise<Response> {
+  const n = Number(s3.query.get("partNumber"));
+  if (!Number.isInteger(n) || n < 1 || n > MAX_PARTS) {
+    throw s3Error("InvalidArgument", `Part number must be an integer between 1 and ${MAX_PARTS}`);
+  }
+  if (s3.req.headers.has("x-amz-copy-source")) {
+    throw s3Error("NotImplemented", "UploadPartCopy is not implemented by this gateway");
+  }
+  const { versionstamp } = await openUpload(s3, id);
+  const body = s3Body(s3.req.body, s3.req.headers, s3.signature);
+  const { store } = s3;
+  const volumes = store.kvolumes(s3.key);
+  // A fresh name each time: a part uploaded twice never half-overwrites.
+  const path = partPath(id, n, crypto.randomUUID().slice(0, 8));
+  let written;
+  try {
+    written = await store.writeFile(path, volumes, body.body, s3.req.signal);
+    const bad = body.check(written.md5) ??
+      (body.contentLength !== null && written.bytes !== body.contentLength
+        ? s3Error("IncompleteBody", "The body is shorter than its Content-Length")
+        : null);
+    if (bad) throw bad;
+  } catch (err) {
+    await store.removeFile(path, volumes).catch(() => {});
+    throw body.failure() ?? err;
+  }
+  const part: Part = {
+    path,
+    volumes,
+    md5: written.md5,
+    size: written.bytes,
+    mtime: Date.now(),
+  };
+  const put = await store.index.putPart(id, versionstamp, n, part);
+  if (put === null) {
+    await store.removeFile(path, volumes).catch(() => {});
+    throw s3Error("NoSuchUpload", "The upload was completed or aborted meanwhile");
+  }
+  if (put.replaced) await store.removeFile(put.replaced.path, put.replaced.volumes).catch(() => {});
+  return new Response(null, { headers: { ETag: `"${part.md5}"` } });
+}
+
+export async function listParts(s3: S3Request, id: string): Promise<Response> {
+  const { upload } = await openUpload(s3, id);
+  const max = Math.min(Number(s3.query.get("max-parts") ?? 1000) || 1000, 1000);
+  const marker = Number(s3.query.get("part-number-marker") ?? 0) || 0;
+  const all = [...await s3.store.index.parts(id)].sort((a, b) => a[0] - b[0])
+    .filter(([n]) => n > marker);
+  const page = all.slice(0, max);
+  const truncated = all.length > max;
+  return xmlResponse("ListPartsResult", {
+    Bucket: s3.bucket,
+    Key: keyText(s3),
+    UploadId: id,
+    Initiator: OWNER,
+    Owner: OWNER,
+    StorageClass: "STANDARD",
+    PartNumberMarker: marker,
+    NextPartNumberMarker: truncated ? page.at(-1)![0] : undefined,
+    MaxParts: max,
+    IsTruncated: truncated,
+    Part: page.map(([n, p]) => ({
+      PartNumber: n,
+      LastModified: new Date(p.mtime).toISOString(),
+      ETag: `"${p.md5}"`,
+      Size: p.size,
+    })),
+    Initiated: new Date(upload.created).toISOString(),
+  });
+}
+
+export async function completeUpload(s3: S3Request, id: string): Promise<Response> {
+  const { upload, versionstamp } = await openUpload(s3, id);
+  const asked = parseComplete(await s3.req.text());
+  const have = await s3.store.index.parts(id);
+  const parts: Part[] = [];
+  let previous = 0;
+  for (const [i, { number, etag }] of asked.entries()) {
+    if (number <= previous) {
+      throw s3Error("InvalidPartOrder", "The list of parts was not in ascending order.");
+    }
+    previous = number;
+    const part = have.get(number);
+    if (!part || part.md5 !== etag) {
+      throw s3Error(
+        "InvalidPart",
+        `Part ${number} was not uploaded, or its ETag does not match the one given.`,
+      );
+    }
+    if (i < asked.length - 1 && part.size < MIN_PART) {
+      throw s3Error("EntityTooSmall", `Part ${number} is smaller than the minimum of 5 MiB.`);
+    }
+    parts.push(part);
+  }
+  const md5s = createHash("md5");
+  for (const p of parts) md5s.update(Buffer.from(p.md5, "hex"));
+  const etag = `${md5s.digest("hex")}-${parts.length}`;
+  const size = parts.reduce((n, p) => n + p.size, 0);
+  const rec = await writeObject(s3.store, s3.key, {
+    body: concatenated(s3.store, parts, s3.req.signal),
+    contentLength: size,
+    meta: { ...upload.meta, etag },
+    signal: s3.req.signal,
+  });
+  // The value is live: the upload and every part of it (listed or not) go.
+  if (await s3.store.index.endUpload(id, versionstamp)) await removeParts(s3.store, have);
+  return xmlResponse("CompleteMultipartUploadResult", {
+    Location: `/${s3.bucket}/${keyText(s3)}`,
+    Bucket: s3.bucket,
+    Key: keyText(s3),
+    ETag: etagOf(rec),
+  });
+}
+
+/** The parts read one after the other from a volume that has each. */
+function concatenated(store: Store, parts: Part[], signal: AbortSignal) {
+  let i = 0;
+  let reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
+  return new ReadableStream<Uint8Array>({
+    async pull(ctl) {
+      while (true) {
+        if (reader === null) {
+          if (i === parts.length) return ctl.close();
+          reader = await openPart(store, parts[i++], signal);
+        }
+        const r = await reader.read();
+        if (!r.done) return ctl.enqueue(r.value);
+        reader = null;
+      }
+    },
+    cancel(reason) {
+      return reader?.cancel(reason);
+    },
+  });
+}
+
+async function openPart(store: Store, part: Part, signal: AbortSignal) {
+  let last: unknown;
+  for (const v of part.volumes) {
+    try {
+      const res = await remoteGet(volumeUrl(v, part.path), { signal, stall: store.opts.stall });
+      return res.body!.getReader();
+    } catch (err) {
+      last = err;
+    }
+  }
+  throw last;
+}
+
+async function removeParts(store: Store, parts: Map<number, Part>) {
+  await Promise.all(
+    [...parts.values()].map((p) => store.removeFile(p.path, p.volumes).catch(() => {})),
+  );
+}
+
+export async function abortUpload(s3: S3Request, id: string): Promise<Response> {
+  const { versionstamp } = await openUpload(s3, id);
+  const parts = await s3.store.index.parts(id);
+  if (!await s3.store.index.endUpload(id, versionstamp)) {
+    throw s3Error("NoSuchUpload", "The upload was completed or aborted meanwhile");
+  }
+  await removeParts(s3.store, parts);
+  return new Response(null, { status: 204 });
+}
+
+/** ListMultipartUploads: uploads in progress in the bucket, by key then id. */
+export async function listUploads(s3: S3Request): Promise<Response> {
+  const q = s3.query;
+  const prefix = `/${s3.bucket}/${q.get("prefix") ?? ""}`;
+  const delimiter = q.get("delimiter") ?? "";
+  const keyMarker = q.get("key-marker") ?? "";
+  const idMarker = q.get("upload-id-marker") ?? "";
+  const max = Math.min(Number(q.get("max-uploads") ?? 1000) || 1000, 1000);
+  const base = `/${s3.bucket}/`.length;
+  const found: { key: string; id: string; created: number }[] = [];
+  for await (const [id, u] of s3.store.index.uploads()) {
+    const key = decoder.decode(u.key);
+    if (!key.startsWith(prefix)) continue;
+    found.push({ key: key.slice(base), id, created: u.created });
+  }
+  found.sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : a.id < b.id ? -1 : 1);
+  const after = found.filter((u) =>
+    u.key > keyMarker || (u.key === keyMarker && idMarker !== "" && u.id > idMarker) ||
+    keyMarker === ""
+  );
+  const uploads: XmlNode[] = [];
+  const prefixes: string[] = [];
+  let truncated = false;
+  let last: { key: string; id: string } | null = null;
+  for (const u of after) {
+    const rel = u.key.slice((q.get("prefix") ?? "").length);
+    const at = delimiter ? rel.indexOf(delimiter) : -1;
+    const common = at >= 0
+      ? u.key.slice(0, u.key.length - rel.length + at + delimiter.length)
+      : null;
+    if (common !== null && prefixes.at(-1) === common) continue;
+    if (uploads.length + prefixes.length === max) {
+      truncated = true;
+      break;
+    }
+    last = u;
+    if (common !== null) prefixes.push(common);
+    else {
+      uploads.push({
+        Key: u.key,
+        UploadId: u.id,
+        Initiator: OWNER,
+        Owner: OWNER,
+        StorageClass: "STANDARD",
+        Initiated: new Date(u.created).toISOString(),
+      });
+    }
+  }
+  return xmlResponse("ListMultipartUploadsResult", {
+    Bucket: s3.bucket,
+    KeyMarker: keyMarker,
+    UploadIdMarker: idMarker,
+    NextKeyMarker: truncated && last ? last.key : undefined,
+    NextUploadIdMarker: truncated && last ? last.id : undefined,
+    Prefix: q.get("prefix") ?? "",
+    Delimiter: delimiter || undefined,
+    MaxUploads: max,
+    IsTruncated: truncated,
+    Upload: uploads,
+    CommonPrefixes: prefixes.map((p) => ({ Prefix: p })),
+  });
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}

@@ -1,0 +1,401 @@
+// S3's object calls: Get/Head (streamed through the master: S3 clients do
+// not follow redirects), Put, Copy, Delete, DeleteObjects.
+import { isClaimed } from "./claim.ts";
+import type { FanoutResult } from "./fanout.ts";
+import { keyFits } from "./index_db.ts";
+import { key2path } from "./keys.ts";
+import { pool } from "./pool.ts";
+import type { Meta, Record } from "./record.ts";
+import type { S3Request } from "./s3.ts";
+import { s3Body } from "./s3_body.ts";
+import { parseDelete, S3Error, s3Error, xmlResponse } from "./s3_xml.ts";
+import type { Outcome, Store } from "./store.ts";
+import { headStatus, remoteGet, VolumeError, volumeUrl } from "./volumes.ts";
+
+const encoder = new TextEncoder();
+
+/** S3 keeps at most 2 KB of user metadata. */
+const META_MAX = 2048;
+
+/** S3's ETag of a record, quoted. */
+export function etagOf(rec: Record): string {
+  return `"${rec.meta?.etag ?? rec.hash}"`;
+}
+
+export function httpDate(ms: number): string {
+  return new Date(ms).toUTCString();
+}
+
+/** The headers every answer about an object carries. */
+function objectHeaders(rec: Record): Headers {
+  const h = new Headers({
+    "Accept-Ranges": "bytes",
+    "Content-Type": rec.meta?.type ?? "binary/octet-stream",
+  });
+  if (rec.hash || rec.meta?.etag) h.set("ETag", etagOf(rec));
+  if (rec.mtime !== undefined) h.set("Last-Modified", httpDate(rec.mtime));
+  for (const [name, value] of rec.meta?.amz ?? []) h.set(`x-amz-meta-${name}`, value);
+  return h;
+}
+
+/** A live record of the key, or NoSuchKey. */
+async function liveRecord(store: Store, key: Uint8Array): Promise<Record> {
+  if (!keyFits(key)) throw keyTooLong();
+  const e = await store.index.get(key);
+  if (!e || e.rec.state !== "live") {
+    throw s3Error("NoSuchKey", "The specified key does not exist.");
+  }
+  return e.rec;
+}
+
+/** GetObject and HeadObject: the value from a replica that answers. */
+export async function getObject(s3: S3Request, head: boolean): Promise<Response> {
+  const rec = await liveRecord(s3.store, s3.key);
+  const headers = objectHeaders(rec);
+  const early = preconditions(s3.req.headers, rec);
+  if (early) return new Response(null, { status: early, headers: early === 304 ? headers : {} });
+  const range = singleRange(s3.req.headers.get("range"));
+  if (head) return await headAnswer(s3, rec, headers, range);
+  const res = await openReplica(s3.store, s3.key, rec, { range, signal: s3.req.signal });
+  for (const name of ["Content-Length", "Content-Range"]) {
+    const v = res.headers.get(name);
+    if (v !== null) headers.set(name, v);
+  }
+  if (!headers.has("Last-Modified")) {
+    headers.set("Last-Modified", res.headers.get("Last-Modified") ?? httpDate(0));
+  }
+  return new Response(res.body, { status: res.status, headers });
+}
+
+async function headAnswer(
+  s3: S3Request,
+  rec: Record,
+  headers: Headers,
+  range: string | undefined,
+): Promise<Response> {
+  const path = key2path(s3.key);
+  let down = 0;
+  for (const v of rec.rvolumes) {
+    const status = await headStatus(volumeUrl(v, path), s3.store.opts.voltimeout);
+    if (status === 200) {
+      const size = rec.size;
+      const r = range && size >= 0 ? rangeOf(range, size) : null;
+      if (r === "unsatisfiable") {
+        throw s3Error("InvalidRange", "The requested range is not satisfiable");
+      }
+      if (r) {
+        headers.set("Content-Range", `bytes ${r.start}-${r.end}/${size}`);
+        headers.set("Content-Length", String(r.end - r.start + 1));
+        return new Response(null, { status: 206, headers });
+      }
+      if (size >= 0) headers.set("Content-Length", String(size));
+      return new Response(null, { status: 200, headers });
+    }
+    if (status !== 404) down++;
+  }
+  throw down > 0
+    ? s3Error("ServiceUnavailable", "No replica of the key answers")
+    : s3Error("NoSuchKey", "Every replica of the key is missing");
+}
+
+/** Opens the value (or a range of it) on the first replica that gives it. */
+export async function openReplica(
+  store: Store,
+  key: Uint8Array,
+  rec: Record,
+  opts: { range?: string; signal: AbortSignal },
+): Promise<Response> {
+  const path = key2path(key);
+  let last: unknown = null;
+  for (const v of shuffled(rec.rvolumes)) {
+    try {
+      return await remoteGet(volumeUrl(v, path), { ...opts, stall: store.opts.stall });
+    } catch (err) {
+      if (err instanceof VolumeError && err.status === 416) {
+        throw s3Error("InvalidRange", "The requested range is not satisfiable");
+      }
+      last = err;
+    }
+  }
+  throw s3Error(
+    "ServiceUnavailable",
+    `No replica of the key answers: ${last instanceof Error ? last.message : last}`,
+  );
+}
+
+/** One "bytes=a-b" range passed on to nginx; S3 ignores other forms. */
+function singleRange(h: string | null): string | undefined {
+  return h !== null && /^bytes=(\d+-\d*|-\d+)$/.test(h.trim()) ? h.trim() : undefined;
+}
+
+function rangeOf(
+  range: string,
+  size: number,
+): { start: number; end: number } | "unsatisfiable" {
+  const [a, b] = range.slice(6).split("-");
+  let start: number, end: number;
+  if (a === "") {
+    const n = Number(b);
+    if (n === 0) return "unsatisfiable";
+    start = Math.max(0, size - n);
+    end = size - 1;
+  } else {
+    start = Number(a);
+    end = b === "" ? size - 1 : Math.min(Number(b), size - 1);
+  }
+  if (start >= size || start > end) return "unsatisfiable";
+  return { start, end };
+}
+
+/** If-Match and friends: a status to answer with instead, or 0. */
+function preconditions(h: Headers, rec: Record): number {
+  const etag = etagOf(rec);
+  const matches = (list: string) =>
+    list.split(",").map((s) => s.trim()).some((t) => t === "*" || t === etag || `"${t}"` === etag);
+  const ifMatch = h.get("if-match");
+  if (ifMatch !== null && !matches(ifMatch)) return 412;
+  const ifNoneMatch = h.get("if-none-match");
+  if (ifNoneMatch !== null && matches(ifNoneMatch)) return 304;
+  if (rec.mtime !== undefined) {
+    const second = Math.floor(rec.mtime / 1000) * 1000;
+    const since = Date.parse(h.get("if-unmodified-since") ?? "");
+    if (ifMatch === null && !Number.isNaN(since) && second > since) return 412;
+    const modified = Date.parse(h.get("if-modified-since") ?? "");
+    if (ifNoneMatch === null && !Number.isNaN(modified) && second <= modified) return 304;
+  }
+  return 0;
+}
+
+/** Content-Type and x-amz-meta-* of an upload. */
+export function metaFrom(h: Headers): Meta {
+  const meta: Meta = {};
+  const type = h.get("content-type");
+  if (type) meta.type = type;
+  const amz: [string, string][] = [];
+  let size = 0;
+  for (const [name, value] of h) {
+    if (!name.startsWith("x-amz-meta-")) continue;
+    amz.push([name.slice(11), value]);
+    size += name.length - 11 + value.length;
+  }
+  if (size > META_MAX) {
+    throw s3Error(
+      "MetadataTooLarge",
+      `Your metadata headers exceed the maximum allowed (${META_MAX} bytes).`,
+    );
+  }
+  if (amz.length > 0) meta.amz = amz;
+  return meta;
+}
+
+export interface WriteOptions {
+  body: ReadableStream<Uint8Array>;
+  contentLength: number | null;
+  meta: Meta;
+  /** A digest to check before the value goes live; null when it holds. */
+  check?: (written: FanoutResult) => S3Error | null;
+  /** If-None-Match: * — only when the key does not exist. */
+  create?: boolean;
+  signal: AbortSignal;
+}
+
+/**
+ * Writes a whole object: PUT when the key is free, REPLACE when it is live
+ * (S3 overwrites; readers see the old value or the new one, never neither).
+ */
+export async function writeObject(store: Store, key: Uint8Array, w: WriteOptions): Promise<Record> {
+  if (!keyFits(key)) throw keyTooLong();
+  let refused: S3Error | null = null;
+  const opts = {
+    contentLength: w.contentLength,
+    signal: w.signal,
+    meta: w.meta,
+    md5: true,
+    allowEmpty: true,
+    check: (written: FanoutResult): Outcome | null => {
+      refused = w.check?.(written) ?? null;
+      return refused ? { status: refused.status, message: refused.message } : null;
+    },
+  };
+  // Each try refuses before reading any of the body, so it can go again.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    let out = await store.put(key, w.body, opts);
+    if (out.status === 403 && w.create) {
+      throw s3Error(
+        "PreconditionFailed",
+        "At least one of the preconditions you specified did not hold",
+      );
+    }
+    if (out.status === 403) out = await store.replace(key, w.body, opts);
+    if (out.status === 404) continue;
+    if (refused) throw refused;
+    if (out.record) return out.record;
+    throw failure(out);
+  }
+  throw s3Error("OperationAborted", "The key changed state repeatedly while it was written: retry");
+}
+
+/** A store outcome that did not make the value live, in S3's words. */
+function failure(out: Outcome): S3Error {
+  const message = out.message ?? `Status ${out.status}`;
+  switch (out.status) {
+    case 400:
+      return s3Error(
+        "IncompleteBody",
+        "You did not provide the number of bytes specified by the Content-Length HTTP header",
+      );
+    case 409:
+      return s3Error(
+        "OperationAborted",
+        "A conflicting operation is in progress on this key: retry",
+      );
+    case 411:
+      return s3Error("MissingContentLength", message);
+    case 414:
+      return keyTooLong();
+    default:
+      return s3Error("InternalError", message);
+  }
+}
+
+function keyTooLong(): S3Error {
+  return s3Error("KeyTooLongError", "Your key is too long (at most 2043 bytes with its bucket)");
+}
+
+export async function putObject(s3: S3Request): Promise<Response> {
+  const { req } = s3;
+  const meta = metaFrom(req.headers);
+  const body = s3Body(req.body, req.headers, s3.signature);
+  const ifNoneMatch = req.headers.get("if-none-match");
+  if (ifNoneMatch !== null && ifNoneMatch.trim() !== "*") {
+    throw s3Error("NotImplemented", "If-None-Match on PUT takes only *");
+  }
+  let rec: Record;
+  try {
+    rec = await writeObject(s3.store, s3.key, {
+      body: body.body,
+      contentLength: body.contentLength,
+      meta,
+      check: (w) => body.check(w.md5),
+      create: ifNoneMatch !== null,
+      signal: req.signal,
+    });
+  } catch (err) {
+    throw body.failure() ?? err;
+  }
+  return new Response(null, { headers: { ETag: etagOf(rec) } });
+}
+
+/** CopyObject: the value read from a replica of the source, written anew. */
+export async function copyObject(s3: S3Request): Promise<Response> {
+  const { req, store } = s3;
+  const source = copySource(req.headers.get("x-amz-copy-source")!);
+  const src = await liveRecord(store, source);
+  const directive = (req.headers.get("x-amz-metadata-directive") ?? "COPY").toUpperCase();
+  if (directive !== "COPY" && directive !== "REPLACE") {
+    throw s3Error("InvalidArgument", "x-amz-metadata-directive must be COPY or REPLACE");
+  }
+  const meta: Meta = directive === "COPY" ? { ...src.meta } : metaFrom(req.headers);
+  // A multipart ETag names the parts, which a copy does not keep.
+  delete meta.etag;
+  const same = source.length === s3.key.length && source.every((b, i) => b === s3.key[i]);
+  let rec: Record;
+  if (same) {
+    if (directive === "COPY") {
+      throw s3Error(
+        "InvalidRequest",
+        "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata.",
+      );
+    }
+    rec = await rewriteMeta(store, s3.key, meta);
+  } else {
+    const res = await openReplica(store, source, src, { signal: req.signal });
+    rec = await writeObject(store, s3.key, {
+      body: res.body!,
+      contentLength: src.size >= 0 ? src.size : null,
+      meta,
+      check: (w) =>
+        src.hash && w.md5 !== src.hash
+          ? s3Error("InternalError", "The copy does not have the source's MD5")
+          : null,
+      signal: req.signal,
+    });
+  }
+  return xmlResponse("CopyObjectResult", {
+    LastModified: new Date(rec.mtime ?? Date.now()).toISOString(),
+    ETag: etagOf(rec),
+  });
+}
+
+/** "/bucket/key" or "bucket/key", URL-encoded, maybe with "?versionId=". */
+function copySource(header: string): Uint8Array {
+  const raw = header.split("?")[0];
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(raw);
+  } catch {
+    throw s3Error("InvalidArgument", "x-amz-copy-source is not URL-encoded right");
+  }
+  const key = decoded.startsWith("/") ? decoded : "/" + decoded;
+  if (key.indexOf("/", 1) < 0) {
+    throw s3Error("InvalidArgument", "x-amz-copy-source must name a bucket and a key");
+  }
+  return encoder.encode(key);
+}
+
+/** Copy onto itself with new metadata: one index commit, no data moved. */
+async function rewriteMeta(store: Store, key: Uint8Array, meta: Meta): Promise<Record> {
+  const e = await store.index.get(key);
+  if (!e || e.rec.state !== "live") throw s3Error("NoSuchKey", "The specified key does not exist.");
+  if (isClaimed(e.rec)) {
+    throw s3Error("OperationAborted", "A conflicting operation is in progress on this key: retry");
+  }
+  const rec: Record = { ...e.rec, meta, mtime: Date.now() };
+  if (await store.index.cas(key, e.versionstamp, rec) === null) {
+    throw s3Error("OperationAborted", "The key changed while its metadata was rewritten: retry");
+  }
+  return rec;
+}
+
+export async function deleteObject(s3: S3Request): Promise<Response> {
+  await deleteKey(s3.store, s3.key);
+  return new Response(null, { status: 204 });
+}
+
+/** Deletes a key; S3 answers the same whether or not it existed. */
+async function deleteKey(store: Store, key: Uint8Array): Promise<void> {
+  if (!keyFits(key)) throw keyTooLong();
+  const out = await store.delete(key);
+  if (out.status === 204 || out.status === 404) return;
+  if (out.status === 403) throw new S3Error("AccessDenied", out.message ?? "Protected");
+  throw failure(out);
+}
+
+/** DeleteObjects: POST /bucket?delete, an answer per key. */
+export async function deleteObjects(s3: S3Request): Promise<Response> {
+  const { keys, quiet } = parseDelete(await s3.req.text());
+  const results: { Key: string; Code?: string; Message?: string }[] = keys.map((k) => ({ Key: k }));
+  // Up to 1,000 keys: a few at a time, not 3,000 volume calls at once.
+  await pool(results.entries(), 16, async ([i, r]) => {
+    try {
+      await deleteKey(s3.store, encoder.encode(`/${s3.bucket}/${keys[i]}`));
+    } catch (err) {
+      const e = err instanceof S3Error ? err : s3Error("InternalError", String(err));
+      r.Code = e.code;
+      r.Message = e.message;
+    }
+  });
+  return xmlResponse("DeleteResult", {
+    Deleted: quiet ? [] : results.filter((r) => !r.Code),
+    Error: results.filter((r) => r.Code),
+  });
+}
+
+function shuffled<T>(xs: readonly T[]): T[] {
+  const out = xs.slice();
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}

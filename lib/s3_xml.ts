@@ -1,0 +1,138 @@
+// S3's wire format: XML answers and errors, and the two XML bodies clients
+// send (DeleteObjects, CompleteMultipartUpload).
+import { XMLParser } from "fast-xml-parser";
+
+const NS = "http://s3.amazonaws.com/doc/2006-03-01/";
+
+/** An S3 error: its code, S3's status for it, and a message for people. */
+export class S3Error extends Error {
+  constructor(readonly code: string, message: string, readonly status = 403) {
+    super(message);
+  }
+}
+
+/** S3's status for the codes this gateway answers with, when not 403. */
+export function s3Error(code: string, message: string): S3Error {
+  return new S3Error(code, message, STATUS[code] ?? 400);
+}
+
+const STATUS: { [code: string]: number } = {
+  NoSuchKey: 404,
+  NoSuchBucket: 404,
+  NoSuchUpload: 404,
+  BucketNotEmpty: 409,
+  BucketAlreadyOwnedByYou: 409,
+  OperationAborted: 409,
+  InvalidRange: 416,
+  PreconditionFailed: 412,
+  NotImplemented: 501,
+  MethodNotAllowed: 405,
+  InternalError: 500,
+  ServiceUnavailable: 503,
+  SlowDown: 503,
+  AccessDenied: 403,
+  MissingContentLength: 411,
+};
+
+export function escapeXml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
+    // XML 1.0 cannot carry most control characters, even escaped.
+    // deno-lint-ignore no-control-regex
+    .replace(/[\x00-\x08\x0b\x0c\x0e-\x1f]/g, "\uFFFD");
+}
+
+/** A tree of elements: a string is text, an array repeats the element. */
+export type Xml = string | number | boolean | XmlNode | XmlNode[] | null | undefined;
+export interface XmlNode {
+  [name: string]: Xml;
+}
+
+function render(name: string, value: Xml): string {
+  if (value === null || value === undefined) return "";
+  if (Array.isArray(value)) return value.map((v) => render(name, v)).join("");
+  if (typeof value === "object") {
+    const inner = Object.entries(value).map(([k, v]) => render(k, v)).join("");
+    return `<${name}>${inner}</${name}>`;
+  }
+  return `<${name}>${escapeXml(String(value))}</${name}>`;
+}
+
+/** An XML document with one root element in S3's namespace. */
+export function xmlDocument(root: string, body: XmlNode): string {
+  const inner = Object.entries(body).map(([k, v]) => render(k, v)).join("");
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<${root} xmlns="${NS}">${inner}</${root}>`;
+}
+
+export function xmlResponse(root: string, body: XmlNode, status = 200): Response {
+  return new Response(xmlDocument(root, body), {
+    status,
+    headers: { "Content-Type": "application/xml" },
+  });
+}
+
+/** An S3 error answer; HEAD answers carry no body (as S3). */
+export function errorResponse(err: S3Error, resource: string, head: boolean): Response {
+  const headers: HeadersInit = { "Content-Type": "application/xml" };
+  if (head) return new Response(null, { status: err.status, headers });
+  const body = `<?xml version="1.0" encoding="UTF-8"?>\n` +
+    render("Error", {
+      Code: err.code,
+      Message: err.message,
+      Resource: resource,
+      RequestId: crypto.randomUUID(),
+    });
+  return new Response(body, { status: err.status, headers });
+}
+
+const parser = new XMLParser({
+  ignoreAttributes: true,
+  removeNSPrefix: true,
+  parseTagValue: false,
+  trimValues: false,
+  isArray: (name) => name === "Object" || name === "Part",
+});
+
+function parse(text: string): { [name: string]: unknown } {
+  try {
+    const doc = parser.parse(text, true);
+    if (typeof doc === "object" && doc !== null) return doc;
+  } catch {
+    // Falls through to the error below.
+  }
+  throw s3Error("MalformedXML", "The XML you provided was not well-formed");
+}
+
+/** DeleteObjects' body: the keys to delete and whether to answer quietly. */
+export function parseDelete(text: string): { keys: string[]; quiet: boolean } {
+  const del = parse(text).Delete as { Object?: { Key?: unknown }[]; Quiet?: unknown } | undefined;
+  if (!del || typeof del !== "object") {
+    throw s3Error("MalformedXML", "Expected a <Delete> element");
+  }
+  const objects = del.Object ?? [];
+  if (objects.length > 1000) {
+    throw s3Error("MalformedXML", "At most 1000 keys can be deleted in one request");
+  }
+  const keys = objects.map((o) => {
+    if (typeof o?.Key !== "string" || o.Key === "") {
+      throw s3Error("MalformedXML", "Every <Object> needs a <Key>");
+    }
+    return o.Key;
+  });
+  return { keys, quiet: String(del.Quiet ?? "").trim() === "true" };
+}
+
+/** CompleteMultipartUpload's body: the parts, in the order given. */
+export function parseComplete(text: string): { number: number; etag: string }[] {
+  const done = parse(text).CompleteMultipartUpload as { Part?: unknown[] } | undefined;
+  if (!done || typeof done !== "object" || !done.Part?.length) {
+    throw s3Error("MalformedXML", "Expected <CompleteMultipartUpload> with <Part> elements");
+  }
+  return done.Part.map((p) => {
+    const part = p as { PartNumber?: unknown; ETag?: unknown };
+    const number = Number(part.PartNumber);
+    if (!Number.isInteger(number) || typeof part.ETag !== "string") {
+      throw s3Error("MalformedXML", "Every <Part> needs a <PartNumber> and an <ETag>");
+    }
+    return { number, etag: part.ETag.trim().replace(/^"|"$/g, "").replace(/^&quot;|&quot;$/g, "") };
+  });
+}

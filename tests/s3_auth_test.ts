@@ -1,0 +1,202 @@
+// S3's signatures and aws-chunked bodies, against the examples in AWS's
+// Signature Version 4 documentation (same keys, dates and signatures).
+import { checkSignature, type Credentials } from "../lib/s3_auth.ts";
+import { s3Body } from "../lib/s3_body.ts";
+import { S3Error } from "../lib/s3_xml.ts";
+import { assertEquals, assertThrows } from "./assert.ts";
+
+const CREDS: Credentials = {
+  accessKey: "AKIAIOSFODNN7EXAMPLE",
+  secretKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+};
+const AT = Date.UTC(2013, 4, 24);
+const CREDENTIAL = "AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request";
+const EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+function authorization(signed: string, signature: string): string {
+  return `AWS4-HMAC-SHA256 Credential=${CREDENTIAL},SignedHeaders=${signed},Signature=${signature}`;
+}
+
+function getObject(signature: string) {
+  return {
+    method: "GET",
+    path: "/test.txt",
+    query: "",
+    headers: new Headers({
+      host: "examplebucket.s3.amazonaws.com",
+      range: "bytes=0-9",
+      "x-amz-content-sha256": EMPTY,
+      "x-amz-date": "20130524T000000Z",
+      authorization: authorization("host;range;x-amz-content-sha256;x-amz-date", signature),
+    }),
+  };
+}
+
+const GET_SIGNATURE = "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41";
+
+Deno.test("AWS's GET Object example signature is accepted", () => {
+  assertEquals(checkSignature(getObject(GET_SIGNATURE), CREDS, AT).payload, EMPTY);
+});
+
+Deno.test("one changed character of the signature is SignatureDoesNotMatch", () => {
+  const bad = GET_SIGNATURE.slice(0, -1) + "0";
+  const err = assertThrows(() => checkSignature(getObject(bad), CREDS, AT), S3Error);
+  assertEquals((err as S3Error).code, "SignatureDoesNotMatch");
+  assertEquals((err as S3Error).status, 403);
+});
+
+Deno.test("a request dated more than 15 minutes off is RequestTimeTooSkewed", () => {
+  const err = assertThrows(
+    () => checkSignature(getObject(GET_SIGNATURE), CREDS, AT + 16 * 60_000),
+    S3Error,
+  );
+  assertEquals((err as S3Error).code, "RequestTimeTooSkewed");
+});
+
+Deno.test("AWS's PUT Object example (path with $, Date header) is accepted", () => {
+  const req = {
+    method: "PUT",
+    path: "/test%24file.text",
+    query: "",
+    headers: new Headers({
+      host: "examplebucket.s3.amazonaws.com",
+      date: "Fri, 24 May 2013 00:00:00 GMT",
+      "x-amz-date": "20130524T000000Z",
+      "x-amz-storage-class": "REDUCED_REDUNDANCY",
+      "x-amz-content-sha256": "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072",
+      authorization: authorization(
+        "date;host;x-amz-content-sha256;x-amz-date;x-amz-storage-class",
+        "98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd",
+      ),
+    }),
+  };
+  checkSignature(req, CREDS, AT);
+});
+
+Deno.test("AWS's ListObjects example (sorted query) is accepted", () => {
+  const req = {
+    method: "GET",
+    path: "/",
+    query: "max-keys=2&prefix=J",
+    headers: new Headers({
+      host: "examplebucket.s3.amazonaws.com",
+      "x-amz-date": "20130524T000000Z",
+      "x-amz-content-sha256": EMPTY,
+      authorization: authorization(
+        "host;x-amz-content-sha256;x-amz-date",
+        "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7",
+      ),
+    }),
+  };
+  checkSignature(req, CREDS, AT);
+});
+
+function presigned() {
+  return {
+    method: "GET",
+    path: "/test.txt",
+    query: "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2F" +
+      "us-east-1%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&" +
+      "X-Amz-SignedHeaders=host&X-Amz-Signature=" +
+      "aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404",
+    headers: new Headers({ host: "examplebucket.s3.amazonaws.com" }),
+  };
+}
+
+Deno.test("AWS's presigned URL example is accepted until it expires", () => {
+  assertEquals(checkSignature(presigned(), CREDS, AT + 3_600_000).payload, "UNSIGNED-PAYLOAD");
+  const err = assertThrows(() => checkSignature(presigned(), CREDS, AT + 86_401_000), S3Error);
+  assertEquals((err as S3Error).message, "Request has expired");
+});
+
+Deno.test("without keys set any signature passes, as mkv", () => {
+  assertEquals(checkSignature(getObject("0".repeat(64)), null, AT).payload, EMPTY);
+});
+
+/** AWS's chunked upload example: 64 KiB and 1 KiB of "a", each chunk signed. */
+function chunkedExample(tamper = false) {
+  const a = (n: number) => "a".repeat(n);
+  const sig1 = "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648";
+  const sig2 = tamper
+    ? "1055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497"
+    : "0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497";
+  const sig3 = "b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9";
+  const body = `10000;chunk-signature=${sig1}\r\n${a(65536)}\r\n` +
+    `400;chunk-signature=${sig2}\r\n${a(1024)}\r\n0;chunk-signature=${sig3}\r\n\r\n`;
+  const headers = new Headers({
+    host: "s3.amazonaws.com",
+    "x-amz-date": "20130524T000000Z",
+    "x-amz-storage-class": "REDUCED_REDUNDANCY",
+    "x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+    "content-encoding": "aws-chunked",
+    "content-length": "66824",
+    "x-amz-decoded-content-length": "66560",
+    authorization: authorization(
+      "content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;" +
+        "x-amz-decoded-content-length;x-amz-storage-class",
+      "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9",
+    ),
+  });
+  const req = { method: "PUT", path: "/examplebucket/chunkObject.txt", query: "", headers };
+  // Split the body at awkward places: inside a header line and inside data.
+  const bytes = new TextEncoder().encode(body);
+  const stream = new ReadableStream<Uint8Array>({
+    start(ctl) {
+      for (const [from, to] of [[0, 7], [7, 40_000], [40_000, 65_620], [65_620, bytes.length]]) {
+        ctl.enqueue(bytes.slice(from, to));
+      }
+      ctl.close();
+    },
+  });
+  return { req, stream };
+}
+
+Deno.test("AWS's signed aws-chunked example decodes to the value, each chunk checked", async () => {
+  const { req, stream } = chunkedExample();
+  const sig = checkSignature(req, CREDS, AT);
+  const body = s3Body(stream, req.headers, sig);
+  assertEquals(body.contentLength, 66560);
+  const value = new Uint8Array(await new Response(body.body).arrayBuffer());
+  assertEquals(value.length, 66560);
+  assertEquals(value.every((b) => b === 0x61), true);
+  assertEquals(body.check(""), null);
+});
+
+Deno.test("a chunk whose signature does not match fails the body", async () => {
+  const { req, stream } = chunkedExample(true);
+  const body = s3Body(stream, req.headers, checkSignature(req, CREDS, AT));
+  let failed = false;
+  try {
+    await new Response(body.body).arrayBuffer();
+  } catch {
+    failed = true;
+  }
+  assertEquals(failed, true);
+  assertEquals(body.failure()?.code, "SignatureDoesNotMatch");
+});
+
+function unsignedTrailer(crc: string) {
+  const text = `5\r\nhello\r\n6\r\n world\r\n0\r\nx-amz-checksum-crc32:${crc}\r\n\r\n`;
+  const headers = new Headers({
+    "content-encoding": "aws-chunked",
+    "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+    "x-amz-decoded-content-length": "11",
+    "x-amz-trailer": "x-amz-checksum-crc32",
+  });
+  const body = s3Body(
+    new Response(text).body,
+    headers,
+    { payload: "STREAMING-UNSIGNED-PAYLOAD-TRAILER" },
+  );
+  return body;
+}
+
+Deno.test("an unsigned aws-chunked body's CRC32 trailer is checked", async () => {
+  // CRC-32 of "hello world" is 0x0d4a1185.
+  const good = unsignedTrailer("DUoRhQ==");
+  assertEquals(await new Response(good.body).text(), "hello world");
+  assertEquals(good.check(""), null);
+  const bad = unsignedTrailer("AAAAAA==");
+  assertEquals(await new Response(bad.body).text(), "hello world");
+  assertEquals(bad.check("")?.code, "BadDigest");
+});

@@ -1,0 +1,544 @@
+// The S3 gateway driven by the real AWS SDK for JavaScript v3 against a real
+// master and real nginx volumes: objects, listings, buckets, copies,
+// multipart (across a master restart), signatures and presigned URLs.
+import { Buffer } from "node:buffer";
+import { createHash } from "node:crypto";
+import { Readable } from "node:stream";
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  DeleteBucketCommand,
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListBucketsCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsCommand,
+  ListObjectsV2Command,
+  ListPartsCommand,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCommand,
+} from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
+import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
+import { Cluster, randomBytes, volumeFiles } from "./cluster.ts";
+import { assert, assertEquals } from "./assert.ts";
+import { key2path } from "../lib/keys.ts";
+
+const enc = new TextEncoder();
+
+const ACCESS = "mkv-test-access";
+const SECRET = "mkv-test-secret-key";
+
+function client(c: Cluster, secret = SECRET, accessKeyId = ACCESS): S3Client {
+  return new S3Client({
+    endpoint: c.url,
+    region: "us-east-1",
+    forcePathStyle: true,
+    credentials: { accessKeyId, secretAccessKey: secret },
+    maxAttempts: 1,
+  });
+}
+
+function bucketName(): string {
+  return `b-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+function md5Hex(b: Uint8Array): string {
+  return createHash("md5").update(b).digest("hex");
+}
+
+async function bytesOf(
+  s3: S3Client,
+  Bucket: string,
+  Key: string,
+  Range?: string,
+) {
+  const got = await s3.send(new GetObjectCommand({ Bucket, Key, Range }));
+  return { got, bytes: await got.Body!.transformToByteArray() };
+}
+
+/** The S3 error a call fails with: its code and HTTP status. */
+async function s3Fails(p: Promise<unknown>): Promise<{ name: string; status: number }> {
+  try {
+    await p;
+  } catch (err) {
+    const e = err as { name: string; $metadata?: { httpStatusCode?: number } };
+    return { name: e.name, status: e.$metadata?.httpStatusCode ?? 0 };
+  }
+  throw new Error("Expected the call to fail");
+}
+
+Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) => {
+  const c = await Cluster.start({ flags: ["-s3-access-key", ACCESS, "-s3-secret-key", SECRET] });
+  let s3 = client(c);
+  try {
+    await t.step("PutObject then GetObject: same bytes, MD5 ETag, type, metadata", async () => {
+      const Bucket = bucketName();
+      const value = randomBytes(100_000);
+      const put = await s3.send(
+        new PutObjectCommand({
+          Bucket,
+          Key: "dir/file.bin",
+          Body: value,
+          ContentType: "application/x-test",
+          Metadata: { owner: "alice" },
+        }),
+      );
+      assertEquals(put.ETag, `"${md5Hex(value)}"`);
+      const { got, bytes } = await bytesOf(s3, Bucket, "dir/file.bin");
+      assertEquals(got.$metadata.httpStatusCode, 200);
+      assertEquals(Buffer.from(bytes).equals(Buffer.from(value)), true);
+      assertEquals(got.ETag, `"${md5Hex(value)}"`);
+      assertEquals(got.ContentType, "application/x-test");
+      assertEquals(got.ContentLength, 100_000);
+      assertEquals(got.Metadata, { owner: "alice" });
+      assert(Math.abs(got.LastModified!.getTime() - Date.now()) < 120_000, "Last-Modified is now");
+    });
+
+    await t.step("an S3 object is a plain key, and a plain key an S3 object", async () => {
+      const Bucket = bucketName();
+      await s3.send(new PutObjectCommand({ Bucket, Key: "x/y", Body: "via s3" }));
+      const plain = await fetch(`${c.url}/${Bucket}/x/y`);
+      assertEquals(plain.status, 200);
+      assertEquals(await plain.text(), "via s3");
+      const list = await (await fetch(`${c.url}/${Bucket}/?list`)).json();
+      assertEquals(list.keys, [`/${Bucket}/x/y`]);
+      assertEquals(
+        (await fetch(`${c.url}/${Bucket}/plain`, { method: "PUT", body: "via curl" })).status,
+        201,
+      );
+      const { got, bytes } = await bytesOf(s3, Bucket, "plain");
+      assertEquals(new TextDecoder().decode(bytes), "via curl");
+      assertEquals(got.ETag, `"${md5Hex(new TextEncoder().encode("via curl"))}"`);
+      assertEquals(got.ContentType, "binary/octet-stream");
+    });
+
+    await t.step("a streamed upload (aws-chunked with a CRC32 trailer) round-trips", async () => {
+      const Bucket = bucketName();
+      const value = randomBytes(3 * 1024 * 1024 + 17);
+      const body = Readable.from([value.subarray(0, 1_000_000), value.subarray(1_000_000)]);
+      await s3.send(
+        new PutObjectCommand({ Bucket, Key: "streamed", Body: body, ContentLength: value.length }),
+      );
+      const { bytes } = await bytesOf(s3, Bucket, "streamed");
+      assertEquals(md5Hex(bytes), md5Hex(value));
+    });
+
+    await t.step("PutObject overwrites; If-None-Match: * refuses to", async () => {
+      const Bucket = bucketName();
+      await s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: "first" }));
+      await s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: "second value" }));
+      assertEquals(
+        new TextDecoder().decode((await bytesOf(s3, Bucket, "k")).bytes),
+        "second value",
+      );
+      const fail = await s3Fails(
+        s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: "third", IfNoneMatch: "*" })),
+      );
+      assertEquals(fail, { name: "PreconditionFailed", status: 412 });
+    });
+
+    await t.step("empty objects are kept (S3 has them)", async () => {
+      const Bucket = bucketName();
+      await s3.send(new PutObjectCommand({ Bucket, Key: "dir/", Body: "" }));
+      const { got, bytes } = await bytesOf(s3, Bucket, "dir/");
+      assertEquals(bytes.length, 0);
+      assertEquals(got.ETag, `"d41d8cd98f00b204e9800998ecf8427e"`);
+    });
+
+    await t.step(
+      "HeadObject gives length, ETag, type and Last-Modified; 404 when missing",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(
+          new PutObjectCommand({ Bucket, Key: "h", Body: "12345", ContentType: "text/plain" }),
+        );
+        const head = await s3.send(new HeadObjectCommand({ Bucket, Key: "h" }));
+        assertEquals(head.ContentLength, 5);
+        assertEquals(head.ContentType, "text/plain");
+        assertEquals(head.ETag, `"827ccb0eea8a706c4c34a16891f84e7b"`);
+        assert(head.LastModified instanceof Date);
+        assertEquals(await s3Fails(s3.send(new HeadObjectCommand({ Bucket, Key: "nope" }))), {
+          name: "NotFound",
+          status: 404,
+        });
+      },
+    );
+
+    await t.step("Range gives 206 with the exact bytes; past the end is InvalidRange", async () => {
+      const Bucket = bucketName();
+      await s3.send(new PutObjectCommand({ Bucket, Key: "r", Body: "0123456789" }));
+      const { got, bytes } = await bytesOf(s3, Bucket, "r", "bytes=2-5");
+      assertEquals(got.$metadata.httpStatusCode, 206);
+      assertEquals(got.ContentRange, "bytes 2-5/10");
+      assertEquals(new TextDecoder().decode(bytes), "2345");
+      const tail = await bytesOf(s3, Bucket, "r", "bytes=-3");
+      assertEquals(new TextDecoder().decode(tail.bytes), "789");
+      assertEquals(await s3Fails(bytesOf(s3, Bucket, "r", "bytes=20-30")), {
+        name: "InvalidRange",
+        status: 416,
+      });
+    });
+
+    await t.step("GetObject of a missing key: NoSuchKey in S3's XML", async () => {
+      const Bucket = bucketName();
+      assertEquals(await s3Fails(s3.send(new GetObjectCommand({ Bucket, Key: "gone" }))), {
+        name: "NoSuchKey",
+        status: 404,
+      });
+      const url = await getSignedUrl(s3, new GetObjectCommand({ Bucket, Key: "gone" }));
+      const res = await fetch(url);
+      assertEquals(res.status, 404);
+      assertEquals(res.headers.get("content-type"), "application/xml");
+      const xml = await res.text();
+      assert(xml.includes("<Code>NoSuchKey</Code>"), xml);
+      assert(xml.includes(`<Resource>/${Bucket}/gone</Resource>`), xml);
+    });
+
+    await t.step("ListObjectsV2: prefix, delimiter, paging by token, start-after", async () => {
+      const Bucket = bucketName();
+      const keys = ["a/1", "a/2", "b/1", "c", "d", "e"];
+      for (const Key of keys) await s3.send(new PutObjectCommand({ Bucket, Key, Body: Key }));
+      const all = await s3.send(new ListObjectsV2Command({ Bucket }));
+      assertEquals(all.Contents!.map((o) => o.Key), keys);
+      assertEquals(all.KeyCount, 6);
+      assertEquals(all.IsTruncated, false);
+      assertEquals(all.Contents![0].Size, 3);
+      assertEquals(all.Contents![0].ETag, `"${md5Hex(new TextEncoder().encode("a/1"))}"`);
+      const rolled = await s3.send(new ListObjectsV2Command({ Bucket, Delimiter: "/" }));
+      assertEquals(rolled.CommonPrefixes!.map((p) => p.Prefix), ["a/", "b/"]);
+      assertEquals(rolled.Contents!.map((o) => o.Key), ["c", "d", "e"]);
+      assertEquals(rolled.KeyCount, 5);
+      const pre = await s3.send(new ListObjectsV2Command({ Bucket, Prefix: "a/" }));
+      assertEquals(pre.Contents!.map((o) => o.Key), ["a/1", "a/2"]);
+      const seen: string[] = [];
+      let token: string | undefined;
+      let pages = 0;
+      do {
+        const page = await s3.send(
+          new ListObjectsV2Command({
+            Bucket,
+            Delimiter: "/",
+            MaxKeys: 2,
+            ContinuationToken: token,
+          }),
+        );
+        pages++;
+        seen.push(...(page.CommonPrefixes ?? []).map((p) => p.Prefix!));
+        seen.push(...(page.Contents ?? []).map((o) => o.Key!));
+        assertEquals(page.KeyCount! <= 2, true);
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (token);
+      assertEquals(pages, 3);
+      assertEquals(seen.sort(), ["a/", "b/", "c", "d", "e"]);
+      const after = await s3.send(new ListObjectsV2Command({ Bucket, StartAfter: "c" }));
+      assertEquals(after.Contents!.map((o) => o.Key), ["d", "e"]);
+    });
+
+    await t.step("ListObjects (v1) pages by marker", async () => {
+      const Bucket = bucketName();
+      for (const Key of ["k1", "k2", "k3"]) {
+        await s3.send(new PutObjectCommand({ Bucket, Key, Body: "v" }));
+      }
+      const first = await s3.send(new ListObjectsCommand({ Bucket, MaxKeys: 2 }));
+      assertEquals(first.Contents!.map((o) => o.Key), ["k1", "k2"]);
+      assertEquals(first.IsTruncated, true);
+      const second = await s3.send(new ListObjectsCommand({ Bucket, Marker: "k2" }));
+      assertEquals(second.Contents!.map((o) => o.Key), ["k3"]);
+      assertEquals(second.IsTruncated, false);
+    });
+
+    await t.step("buckets: create, head, list, delete only when empty", async () => {
+      const Bucket = bucketName();
+      assertEquals(await s3Fails(s3.send(new HeadBucketCommand({ Bucket }))), {
+        name: "NotFound",
+        status: 404,
+      });
+      await s3.send(new CreateBucketCommand({ Bucket }));
+      assertEquals(
+        (await s3.send(new HeadBucketCommand({ Bucket }))).$metadata.httpStatusCode,
+        200,
+      );
+      await s3.send(new PutObjectCommand({ Bucket, Key: "o", Body: "v" }));
+      const names = (await s3.send(new ListBucketsCommand({}))).Buckets!.map((b) => b.Name);
+      assert(names.includes(Bucket), `${Bucket} in ${names}`);
+      assertEquals(await s3Fails(s3.send(new DeleteBucketCommand({ Bucket }))), {
+        name: "BucketNotEmpty",
+        status: 409,
+      });
+      await s3.send(new DeleteObjectCommand({ Bucket, Key: "o" }));
+      await s3.send(new DeleteBucketCommand({ Bucket }));
+      assertEquals(await s3Fails(s3.send(new HeadBucketCommand({ Bucket }))), {
+        name: "NotFound",
+        status: 404,
+      });
+      // A bucket that only exists as the first segment of a plain key.
+      const implicit = bucketName();
+      await fetch(`${c.url}/${implicit}/k`, { method: "PUT", body: "v" });
+      const again = (await s3.send(new ListBucketsCommand({}))).Buckets!.map((b) => b.Name);
+      assert(again.includes(implicit), `${implicit} in ${again}`);
+      assert(!again.includes(Bucket), `${Bucket} gone from ${again}`);
+    });
+
+    await t.step("DeleteObject and DeleteObjects remove the files from the volumes", async () => {
+      const Bucket = bucketName();
+      for (const Key of ["d1", "d2", "d3"]) {
+        await s3.send(new PutObjectCommand({ Bucket, Key, Body: "v" }));
+      }
+      const named = async () =>
+        (await Promise.all(c.volumes.map((v) => volumeFiles(v)))).flat()
+          .filter((f) =>
+            ["d1", "d2", "d3"].some((k) => f.endsWith(key2path(enc.encode(`/${Bucket}/${k}`))))
+          );
+      assertEquals((await named()).length, 9);
+      const del = await s3.send(new DeleteObjectCommand({ Bucket, Key: "d1" }));
+      assertEquals(del.$metadata.httpStatusCode, 204);
+      const many = await s3.send(
+        new DeleteObjectsCommand({
+          Bucket,
+          Delete: { Objects: [{ Key: "d2" }, { Key: "d3" }, { Key: "never" }] },
+        }),
+      );
+      assertEquals(many.Deleted!.map((d) => d.Key).sort(), ["d2", "d3", "never"]);
+      assertEquals(many.Errors, undefined);
+      const left = await s3.send(new ListObjectsV2Command({ Bucket }));
+      assertEquals(left.KeyCount, 0);
+      assertEquals(await named(), []);
+      assertEquals((await fetch(`${c.url}/${Bucket}/d2`, { redirect: "manual" })).status, 404);
+    });
+
+    await t.step("CopyObject: same bytes, metadata copied or replaced", async () => {
+      const Bucket = bucketName();
+      const value = randomBytes(50_000);
+      await s3.send(
+        new PutObjectCommand({ Bucket, Key: "src", Body: value, ContentType: "image/png" }),
+      );
+      const copied = await s3.send(
+        new CopyObjectCommand({ Bucket, Key: "dst", CopySource: `${Bucket}/src` }),
+      );
+      assertEquals(copied.CopyObjectResult!.ETag, `"${md5Hex(value)}"`);
+      const { got, bytes } = await bytesOf(s3, Bucket, "dst");
+      assertEquals(md5Hex(bytes), md5Hex(value));
+      assertEquals(got.ContentType, "image/png");
+      await s3.send(
+        new CopyObjectCommand({
+          Bucket,
+          Key: "src",
+          CopySource: `${Bucket}/src`,
+          MetadataDirective: "REPLACE",
+          ContentType: "image/jpeg",
+        }),
+      );
+      const head = await s3.send(new HeadObjectCommand({ Bucket, Key: "src" }));
+      assertEquals(head.ContentType, "image/jpeg");
+      assertEquals(head.ETag, `"${md5Hex(value)}"`);
+      assertEquals(
+        await s3Fails(
+          s3.send(new CopyObjectCommand({ Bucket, Key: "x", CopySource: `${Bucket}/none` })),
+        ),
+        { name: "NoSuchKey", status: 404 },
+      );
+    });
+
+    await t.step(
+      "a 17 MiB multipart upload (lib-storage): multipart ETag, same bytes",
+      async () => {
+        const Bucket = bucketName();
+        const value = randomBytes(17 * 1024 * 1024);
+        const up = new Upload({
+          client: s3,
+          params: { Bucket, Key: "big/value", Body: value, ContentType: "video/mp4" },
+          partSize: 5 * 1024 * 1024,
+          queueSize: 2,
+        });
+        const done = await up.done();
+        const md5s = createHash("md5");
+        for (let i = 0; i < value.length; i += 5 * 1024 * 1024) {
+          md5s.update(createHash("md5").update(value.subarray(i, i + 5 * 1024 * 1024)).digest());
+        }
+        const etag = `"${md5s.digest("hex")}-4"`;
+        assertEquals(done.ETag, etag);
+        const { got, bytes } = await bytesOf(s3, Bucket, "big/value");
+        assertEquals(got.ETag, etag);
+        assertEquals(got.ContentType, "video/mp4");
+        assertEquals(bytes.length, value.length);
+        assertEquals(md5Hex(bytes), md5Hex(value));
+        // The parts are gone from the volumes; the value is where the hash puts it.
+        const uploads = await s3.send(new ListMultipartUploadsCommand({ Bucket }));
+        assertEquals(uploads.Uploads, undefined);
+        for (const v of c.volumes) {
+          assertEquals((await volumeFiles(v)).filter((f) => f.includes("mpu.")), []);
+        }
+      },
+    );
+
+    await t.step("multipart parts live on the volumes and survive a master restart", async () => {
+      const Bucket = bucketName();
+      const Key = "restart/value";
+      const parts = [randomBytes(5 * 1024 * 1024), randomBytes(5 * 1024 * 1024), randomBytes(1234)];
+      const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key }));
+      const etags: string[] = [];
+      for (const [i, Body] of parts.slice(0, 2).entries()) {
+        const r = await s3.send(
+          new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: i + 1, Body }),
+        );
+        etags.push(r.ETag!);
+      }
+      assertEquals(etags, parts.slice(0, 2).map((p) => `"${md5Hex(p)}"`));
+      await c.stopMaster();
+      await c.startMaster();
+      s3.destroy();
+      s3 = client(c);
+      const listed = await s3.send(new ListMultipartUploadsCommand({ Bucket }));
+      assertEquals(listed.Uploads!.map((u) => [u.Key, u.UploadId]), [[Key, UploadId]]);
+      const third = await s3.send(
+        new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: 3, Body: parts[2] }),
+      );
+      etags.push(third.ETag!);
+      const lp = await s3.send(new ListPartsCommand({ Bucket, Key, UploadId }));
+      assertEquals(lp.Parts!.map((p) => [p.PartNumber, p.ETag, p.Size]), [
+        [1, etags[0], 5 * 1024 * 1024],
+        [2, etags[1], 5 * 1024 * 1024],
+        [3, etags[2], 1234],
+      ]);
+      const wrong = await s3Fails(
+        s3.send(
+          new CompleteMultipartUploadCommand({
+            Bucket,
+            Key,
+            UploadId,
+            MultipartUpload: { Parts: [{ PartNumber: 1, ETag: etags[1] }] },
+          }),
+        ),
+      );
+      assertEquals(wrong, { name: "InvalidPart", status: 400 });
+      await s3.send(
+        new CompleteMultipartUploadCommand({
+          Bucket,
+          Key,
+          UploadId,
+          MultipartUpload: { Parts: etags.map((ETag, i) => ({ PartNumber: i + 1, ETag })) },
+        }),
+      );
+      const { bytes } = await bytesOf(s3, Bucket, Key);
+      const whole = Buffer.concat(parts);
+      assertEquals(bytes.length, whole.length);
+      assertEquals(md5Hex(bytes), md5Hex(whole));
+      assertEquals(
+        await s3Fails(s3.send(new ListPartsCommand({ Bucket, Key, UploadId }))),
+        { name: "NoSuchUpload", status: 404 },
+      );
+    });
+
+    await t.step("AbortMultipartUpload removes the parts; the upload is then gone", async () => {
+      const Bucket = bucketName();
+      const Key = "aborted";
+      const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key }));
+      await s3.send(
+        new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: 1, Body: randomBytes(1000) }),
+      );
+      const withPart = (await Promise.all(c.volumes.map((v) => volumeFiles(v)))).flat()
+        .filter((f) => f.includes(`mpu.${UploadId}.`));
+      assertEquals(withPart.length, 3);
+      await s3.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId }));
+      const after = (await Promise.all(c.volumes.map((v) => volumeFiles(v)))).flat()
+        .filter((f) => f.includes(`mpu.${UploadId}.`));
+      assertEquals(after, []);
+      assertEquals(
+        await s3Fails(
+          s3.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: 2, Body: "x" })),
+        ),
+        { name: "NoSuchUpload", status: 404 },
+      );
+    });
+
+    await t.step("a wrong secret or access key is refused with 403", async () => {
+      const Bucket = bucketName();
+      const bad = client(c, "not-the-secret");
+      assertEquals(
+        await s3Fails(bad.send(new PutObjectCommand({ Bucket, Key: "k", Body: "v" }))),
+        { name: "SignatureDoesNotMatch", status: 403 },
+      );
+      bad.destroy();
+      const stranger = client(c, SECRET, "someone-else");
+      assertEquals(
+        await s3Fails(stranger.send(new ListObjectsV2Command({ Bucket }))),
+        { name: "InvalidAccessKeyId", status: 403 },
+      );
+      stranger.destroy();
+      assertEquals((await s3.send(new ListObjectsV2Command({ Bucket }))).KeyCount, 0);
+      const anonymous = await fetch(`${c.url}/${Bucket}?list-type=2`);
+      assertEquals(anonymous.status, 403);
+      assert((await anonymous.text()).includes("<Code>AccessDenied</Code>"));
+    });
+
+    await t.step(
+      "a presigned GET works with plain fetch; tampered or expired does not",
+      async () => {
+        const Bucket = bucketName();
+        const value = randomBytes(4096);
+        await s3.send(new PutObjectCommand({ Bucket, Key: "shared", Body: value }));
+        const url = await getSignedUrl(s3, new GetObjectCommand({ Bucket, Key: "shared" }), {
+          expiresIn: 60,
+        });
+        const res = await fetch(url);
+        assertEquals(res.status, 200);
+        assertEquals(md5Hex(new Uint8Array(await res.arrayBuffer())), md5Hex(value));
+        const tampered = await fetch(url.replace("shared", "sharee"));
+        assertEquals(tampered.status, 403);
+        assert((await tampered.text()).includes("<Code>SignatureDoesNotMatch</Code>"));
+        const old = await getSignedUrl(s3, new GetObjectCommand({ Bucket, Key: "shared" }), {
+          expiresIn: 1,
+          signingDate: new Date(Date.now() - 10_000),
+        });
+        const expired = await fetch(old);
+        assertEquals(expired.status, 403);
+        assert((await expired.text()).includes("Request has expired"));
+      },
+    );
+
+    await t.step("a Content-MD5 that does not match: BadDigest, and nothing live", async () => {
+      const Bucket = bucketName();
+      const fail = await s3Fails(
+        s3.send(
+          new PutObjectCommand({
+            Bucket,
+            Key: "digest",
+            Body: "the value",
+            ContentMD5: Buffer.from(createHash("md5").update("another").digest()).toString(
+              "base64",
+            ),
+          }),
+        ),
+      );
+      assertEquals(fail, { name: "BadDigest", status: 400 });
+      assertEquals((await fetch(`${c.url}/${Bucket}/digest`, { redirect: "manual" })).status, 404);
+    });
+  } finally {
+    s3.destroy();
+    await c.stop();
+  }
+});
+
+Deno.test("S3 without keys set: signatures are not checked, as mkv", async () => {
+  const c = await Cluster.start();
+  const s3 = client(c, "anything", "anyone");
+  try {
+    const Bucket = bucketName();
+    await s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: "open" }));
+    assertEquals(new TextDecoder().decode((await bytesOf(s3, Bucket, "k")).bytes), "open");
+    const unsigned = await fetch(`${c.url}/${Bucket}?list-type=2`);
+    assertEquals(unsigned.status, 200);
+    assert((await unsigned.text()).includes("<Key>k</Key>"));
+  } finally {
+    s3.destroy();
+    await c.stop();
+  }
+});
