@@ -141,3 +141,28 @@ Deno.test("toMkvString writes a writing record as DELETED, as mkv's PUT in progr
   };
   assertEquals(toMkvString(rec), "DELETEDa,b");
 });
+
+Deno.test("an S3 object's time and metadata round-trip; a plain record stores none", () => {
+  const rec: Record = {
+    state: "live",
+    rvolumes: ["a:1"],
+    hash: "0123456789abcdef0123456789abcdef",
+    size: 3,
+    mtime: 1_790_000_000_123,
+    meta: { type: "image/png", etag: "aa-2", amz: [["owner", "alice"]] },
+  };
+  assertEquals(fromRecord(rec), {
+    s: 0,
+    v: ["a:1"],
+    h: "0123456789abcdef0123456789abcdef",
+    z: 3,
+    m: 1_790_000_000_123,
+    t: "image/png",
+    e: "aa-2",
+    x: [["owner", "alice"]],
+  });
+  assertEquals(toRecord(structuredClone(fromRecord(rec))), rec);
+  const plain = toRecord({ s: 0, v: ["a:1"], h: "", z: 3 })!;
+  assertEquals(plain.meta, undefined);
+  assertEquals(plain.mtime, undefined);
+});

@@ -39,18 +39,21 @@ export async function rebuild(flags: FlagValues): Promise<number> {
     let keys = 0;
     await pool(folders, concurrency, async ([folder, cdVols]) => {
       const found = await keysIn(w, cdVols, folder);
-      await Promise.all(found.map(({ key, volumes, size }) => {
+      await Promise.all(found.map(({ key, volumes, size, mtimes }) => {
         const kvolumes = key2volume(
           placementKey(key, opts.colocate),
           opts.volumes,
           opts.replicas,
           opts.subvolumes,
         );
+        // The newest copy's time: S3's Last-Modified survives a rebuild.
+        const mtime = Math.max(...mtimes.filter((t) => Number.isFinite(t)));
         return index.set(key, {
           state: "live",
           rvolumes: orderByPlacement(volumes, kvolumes),
           hash: "",
           size,
+          ...(Number.isFinite(mtime) ? { mtime } : {}),
         });
       }));
       keys += found.length;
