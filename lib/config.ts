@@ -2,6 +2,7 @@
 // them into the store's options.
 import { FlagError, type FlagSpec, type FlagValues } from "./flags.ts";
 import type { StoreOptions } from "./store.ts";
+import { LOG_FORMATS, type LogFormat } from "./log.ts";
 
 export const FLAGS: { [name: string]: FlagSpec } = {
   port: { type: "int", default: 3000, usage: "Port for the server to listen on" },
@@ -37,7 +38,20 @@ export const FLAGS: { [name: string]: FlagSpec } = {
     usage: "How long a dead master's claim on a key blocks it",
   },
   v: { type: "bool", default: false, usage: "Verbose output: one log line per request" },
+  log: {
+    type: "string",
+    default: "text",
+    usage: "Format of the log lines (-v requests, volume failures): text or json",
+  },
 };
+
+export function logFormat(flags: FlagValues): LogFormat {
+  const f = String(flags.log);
+  if (!(LOG_FORMATS as readonly string[]).includes(f)) {
+    throw new FlagError(`Bad -log "${f}": expected text or json`);
+  }
+  return f as LogFormat;
+}
 
 export function storeOptions(flags: FlagValues): StoreOptions {
   const volumes = String(flags.volumes).split(",").map((v) => v.trim()).filter((v) => v !== "");
