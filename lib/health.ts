@@ -20,10 +20,12 @@ export interface VolumeState {
   since: number;
   /** Why it is down ("" when up). */
   reason: string;
+  /** When a real call last failed or changed the state (ms since epoch). */
+  called: number;
 }
 
 function unknown(): VolumeState {
-  return { up: null, ms: null, checked: 0, since: 0, reason: "" };
+  return { up: null, ms: null, checked: 0, since: 0, reason: "", called: 0 };
 }
 
 export class VolumeHealth {
@@ -43,7 +45,7 @@ export class VolumeHealth {
   /** A real call that the volume answered (any status). Cheap: every HEAD calls it. */
   answered(volume: string) {
     const s = this.#volumes.get(volume);
-    if (s?.up !== true) this.#mark(volume, true, "");
+    if (s?.up !== true) this.#mark(volume, true, "", Date.now(), true);
   }
 
   /**
@@ -56,19 +58,25 @@ export class VolumeHealth {
   ) {
     this.#throttle.failure(f);
     if (answered) this.answered(f.volume);
-    else this.#mark(f.volume, false, f.reason);
+    else this.#mark(f.volume, false, f.reason, Date.now(), true);
   }
 
-  /** A probe's outcome. */
-  probed(volume: string, p: Probe, now = Date.now()) {
+  /**
+   * A probe's outcome. A real call that told otherwise after the probe was
+   * sent (`sent`, ms since epoch) is newer news: the probe then only
+   * updates the timing.
+   */
+  probed(volume: string, p: Probe, sent: number, now = Date.now()) {
     const s = this.#state(volume);
     s.checked = now;
     if (p.up) s.ms = p.ms;
+    if (s.called > sent) return;
     this.#mark(volume, p.up, p.reason, now);
   }
 
-  #mark(volume: string, up: boolean, reason: string, now = Date.now()) {
+  #mark(volume: string, up: boolean, reason: string, now = Date.now(), call = false) {
     const s = this.#state(volume);
+    if (call) s.called = now;
     const was = s.up;
     s.reason = reason;
     if (was === up) return;
@@ -125,8 +133,9 @@ export function startProbes(volumes: string[], opts: ProbeOptions): { stop(): vo
   let timer: ReturnType<typeof setTimeout> | undefined;
   const round = async () => {
     await Promise.all(volumes.map(async (v) => {
+      const sent = Date.now();
       const p = await opts.probe(v, opts.timeout);
-      if (!stopped) health.probed(v, p);
+      if (!stopped) health.probed(v, p, sent);
     }));
     if (stopped) return;
     const t = setTimeout(round, opts.every);
