@@ -1,10 +1,13 @@
 // mkv: a distributed key-value store for large values, minikeyvalue's API on
 // Deno. `main.ts <command> [flags]`; see `main.ts help`.
 import { FlagError, parseFlags, usage } from "./lib/flags.ts";
-import { FLAGS, requireDb, s3Credentials, storeOptions } from "./lib/config.ts";
+import { FLAGS, logFormat, requireDb, s3Credentials, storeOptions } from "./lib/config.ts";
 import { joinIndex, openIndex } from "./lib/open.ts";
 import { Store } from "./lib/store.ts";
 import { createHandler, Drain } from "./lib/server.ts";
+import { health, startProbes } from "./lib/health.ts";
+import { setLogFormat } from "./lib/log.ts";
+import { remoteProbe } from "./lib/volumes.ts";
 import { rebuild } from "./tools/rebuild.ts";
 import { rebalance } from "./tools/rebalance.ts";
 import { verify } from "./tools/verify.ts";
@@ -37,6 +40,8 @@ async function main(args: string[]): Promise<number> {
   const [command, ...rest] = parsed.positionals;
   const { flags } = parsed;
   try {
+    // Volume failures are logged by every command, in this format.
+    setLogFormat(logFormat(flags));
     switch (command) {
       case "server":
         return await server(flags);
@@ -97,7 +102,15 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
     clearTimeout(grace);
   };
   for (const sig of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(sig, stop);
+  // Volume up/down for /?status: every volume probed every 2 s.
+  const probes = startProbes(opts.volumes, {
+    probe: remoteProbe,
+    timeout: opts.voltimeout,
+    every: 2_000,
+  });
   await srv.finished;
+  probes.stop();
+  health.flush();
   return 0;
 }
 

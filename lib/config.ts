@@ -3,6 +3,7 @@
 import { FlagError, type FlagSpec, type FlagValues } from "./flags.ts";
 import type { StoreOptions } from "./store.ts";
 import type { Credentials } from "./s3_auth.ts";
+import { LOG_FORMATS, type LogFormat } from "./log.ts";
 
 export const FLAGS: { [name: string]: FlagSpec } = {
   port: { type: "int", default: 3000, usage: "Port for the server to listen on" },
@@ -48,7 +49,20 @@ export const FLAGS: { [name: string]: FlagSpec } = {
     default: "",
     usage: "S3 secret key (or $MKV_S3_SECRET_KEY); unset: S3 signatures are not checked",
   },
+  log: {
+    type: "string",
+    default: "text",
+    usage: "Format of the log lines (-v requests, volume failures): text or json",
+  },
 };
+
+export function logFormat(flags: FlagValues): LogFormat {
+  const f = String(flags.log);
+  if (!(LOG_FORMATS as readonly string[]).includes(f)) {
+    throw new FlagError(`Bad -log "${f}": expected text or json`);
+  }
+  return f as LogFormat;
+}
 
 export function storeOptions(flags: FlagValues): StoreOptions {
   const volumes = String(flags.volumes).split(",").map((v) => v.trim()).filter((v) => v !== "");

@@ -55,6 +55,23 @@ export interface ListResult {
 /** Records cached by a sole master (count, not bytes: records are small). */
 const CACHE_MAX = 200_000;
 
+/** What Index.countByState counts. */
+export type KeyCounts = { [s in State]: number } & {
+  /** Live and unlinked keys by volume ("host:port", from rvolumes). */
+  volumes: { [volume: string]: number };
+  /** When the scan started, ms since epoch. */
+  at: number;
+};
+
+function countVolumes(byVolume: { [volume: string]: number }, rvolumes: string[]) {
+  for (const rv of rvolumes) {
+    // "host:port/svNN": the subvolume is a folder of the volume.
+    const slash = rv.indexOf("/");
+    const v = slash < 0 ? rv : rv.slice(0, slash);
+    byVolume[v] = (byVolume[v] ?? 0) + 1;
+  }
+}
+
 export class Index {
   readonly kv: Deno.Kv;
   readonly commits: GroupCommit;
@@ -141,16 +158,18 @@ export class Index {
     this.#bloom = next;
   }
 
-  #counted: { at: number; figures: Promise<{ [s in State]: number }> } | null = null;
+  #counted: { at: number; figures: Promise<KeyCounts> } | null = null;
 
-  /** Keys by state, by a scan at most every 10 s (for /?metrics). */
-  countByState(): Promise<{ [s in State]: number }> {
+  /** Keys by state and by volume, by a scan at most every 10 s (/?metrics, /?status). */
+  countByState(): Promise<KeyCounts> {
     if (!this.#counted || performance.now() - this.#counted.at > 10_000) {
       const figures = (async () => {
-        const n = { live: 0, unlinked: 0, writing: 0 };
+        const n: KeyCounts = { live: 0, unlinked: 0, writing: 0, volumes: {}, at: Date.now() };
         for await (const e of this.kv.list({ prefix: [NS] }, { batchSize: 1000 })) {
           const rec = toRecord(e.value);
-          if (rec) n[rec.state]++;
+          if (!rec) continue;
+          n[rec.state]++;
+          if (rec.state !== "writing") countVolumes(n.volumes, rec.rvolumes);
         }
         return n;
       })();

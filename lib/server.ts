@@ -2,6 +2,9 @@
 // query's operation) to lib/store.ts, and maps any unexpected error to a
 // status once, here.
 import { metrics, render } from "./metrics.ts";
+import { recentErrors, traffic } from "./history.ts";
+import { logRequest } from "./log.ts";
+import { statusPage } from "./status.ts";
 import { Store } from "./store.ts";
 import type { Outcome } from "./store.ts";
 import { keyFits } from "./index_db.ts";
@@ -72,12 +75,14 @@ export function createHandler(
     const fast = fromMemory(store, req, opts);
     if (fast) {
       metrics.request(req.method, fast.status, (performance.now() - started) / 1000, 0, 0);
+      traffic.request(req.method, fast.status);
       return fast;
     }
     drain.enter();
     return handle(store, opts, req).then((res) => {
       const seconds = (performance.now() - started) / 1000;
       metrics.request(req.method, res.status, seconds, sizes.get(res) ?? 0, bodySize(res));
+      traffic.request(req.method, res.status);
       return res;
     }).finally(() => drain.leave());
   };
@@ -89,6 +94,9 @@ const sizes = new WeakMap<Response, number>();
 /** Body bytes of the master's own answers (lists, errors), by response. */
 const sent = new WeakMap<Response, number>();
 
+/** The reason in the body of a 5xx answer, for the status page's errors. */
+const reasons = new WeakMap<Response, string>();
+
 function bodySize(res: Response): number {
   return sent.get(res) ?? 0;
 }
@@ -98,6 +106,7 @@ function withBody(body: string, init: ResponseInit): Response {
   const bytes = encoder.encode(body);
   const res = new Response(bytes, init);
   sent.set(res, bytes.length);
+  if (res.status >= 500) reasons.set(res, body.trim());
   return res;
 }
 
@@ -150,9 +159,13 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
     }
     // A body nobody read (403, 409, ...) is cancelled, not left half-read.
     if (req.body && !req.bodyUsed) req.body.cancel().catch(() => {});
+    if (res.status >= 500) {
+      recentErrors.add(`${req.method} ${key} ${res.status}`, reasons.get(res) ?? "");
+    }
     if (opts.verbose) {
-      const ms = (performance.now() - started).toFixed(1);
-      console.log(`${req.method} ${key} ${res.status} ${ms}ms`);
+      const ms = performance.now() - started;
+      const bytes = (sizes.get(res) ?? 0) + bodySize(res);
+      logRequest({ method: req.method, key, status: res.status, ms, bytes });
     }
     return res;
   }
@@ -206,6 +219,7 @@ async function query(
 ): Promise<Response> {
   const q = parseQuery(raw);
   if (q.op === "metrics") return await metricsPage(store, req);
+  if (q.op === "status") return await statusPage(store, req);
   const states: { [op: string]: State } = {
     list: "live",
     unlinked: "unlinked",

@@ -2,6 +2,7 @@
 // Each call is bounded (a timeout, or the caller's signal) and each response
 // body is consumed or cancelled, so connections return to the pool.
 
+import { health } from "./health.ts";
 import { metrics } from "./metrics.ts";
 
 /** "host:port" of a volume URL, for the metrics. */
@@ -23,6 +24,28 @@ export class VolumeError extends Error {
   }
 }
 
+/** Counts a call the volume answered as it should. */
+function succeeded(volume: string, call: string) {
+  metrics.volumeCall(volume, call, "ok");
+  health.answered(volume);
+}
+
+/**
+ * Counts and reports a failed call (lib/health.ts logs it, throttled);
+ * returns the error to throw. `status` 0: the volume did not answer.
+ */
+function failed(
+  volume: string,
+  call: string,
+  outcome: "error" | "timeout",
+  message: string,
+  status = 0,
+): VolumeError {
+  metrics.volumeCall(volume, call, outcome);
+  health.failed({ volume, call, outcome, reason: message }, status > 0);
+  return new VolumeError(message, status);
+}
+
 export function volumeUrl(volume: string, path: string): string {
   return `http://${volume}${path}`;
 }
@@ -37,6 +60,10 @@ function describe(err: unknown): string {
     return "timed out";
   }
   if (err instanceof VolumeError) return err.message;
+  // fetch says only "fetch failed"; the why (refused, reset, DNS) is its cause.
+  if (err instanceof Error && err.cause instanceof Error) {
+    return err.cause.message.replace(/^error sending request for url \([^)]*\): /, "");
+  }
   return err instanceof Error ? err.message : String(err);
 }
 
@@ -77,10 +104,12 @@ async function freshHeadStatus(url: string, timeout: number): Promise<number> {
   const t = setTimeout(() => timer.abort(), timeout);
   try {
     const status = await pool.head(path, timer.signal);
-    metrics.volumeCall(host, "head", "ok");
+    succeeded(host, "head");
     return status;
-  } catch {
-    metrics.volumeCall(host, "head", timer.signal.aborted ? "timeout" : "error");
+  } catch (err) {
+    const timedOut = timer.signal.aborted;
+    const why = timedOut ? `timed out after ${timeout}ms` : describe(err);
+    failed(host, "head", timedOut ? "timeout" : "error", `Cannot HEAD "${url}": ${why}`);
     return 0;
   } finally {
     clearTimeout(t);
@@ -220,15 +249,17 @@ export async function remotePut(
     });
   } catch (err) {
     const reason = stall.signal.aborted ? stall.signal.reason : err;
-    metrics.volumeCall(volumeOf(url), "put", stall.signal.aborted ? "timeout" : "error");
-    throw new VolumeError(`Cannot PUT "${url}": ${describe(reason)}`);
+    const outcome = stall.signal.aborted ? "timeout" : "error";
+    throw failed(volumeOf(url), "put", outcome, `Cannot PUT "${url}": ${describe(reason)}`);
   } finally {
     stall.stop();
   }
   await res.body?.cancel();
-  const ok = res.status === 201 || res.status === 204;
-  metrics.volumeCall(volumeOf(url), "put", ok ? "ok" : "error");
-  if (!ok) throw new VolumeError(`Cannot PUT "${url}": status ${res.status}`, res.status);
+  if (res.status !== 201 && res.status !== 204) {
+    const message = `Cannot PUT "${url}": status ${res.status}`;
+    throw failed(volumeOf(url), "put", "error", message, res.status);
+  }
+  succeeded(volumeOf(url), "put");
 }
 
 /**
@@ -244,18 +275,14 @@ export async function remoteMove(from: string, to: string, timeout: number): Pro
       signal: withTimeout(timeout),
     });
   } catch (err) {
-    metrics.volumeCall(volumeOf(from), "move", outcome(err));
-    throw new VolumeError(`Cannot MOVE "${from}": ${describe(err)}`);
+    throw failed(volumeOf(from), "move", outcome(err), `Cannot MOVE "${from}": ${describe(err)}`);
   }
   await res.body?.cancel();
-  metrics.volumeCall(
-    volumeOf(from),
-    "move",
-    res.status === 201 || res.status === 204 ? "ok" : "error",
-  );
   if (res.status !== 201 && res.status !== 204) {
-    throw new VolumeError(`Cannot MOVE "${from}" to "${to}": status ${res.status}`, res.status);
+    const message = `Cannot MOVE "${from}" to "${to}": status ${res.status}`;
+    throw failed(volumeOf(from), "move", "error", message, res.status);
   }
+  succeeded(volumeOf(from), "move");
 }
 
 /** Deletes url; a file that is already gone counts as deleted. */
@@ -264,18 +291,14 @@ export async function remoteDelete(url: string, timeout: number): Promise<void> 
   try {
     res = await fetch(url, { method: "DELETE", signal: withTimeout(timeout) });
   } catch (err) {
-    metrics.volumeCall(volumeOf(url), "delete", outcome(err));
-    throw new VolumeError(`Cannot DELETE "${url}": ${describe(err)}`);
+    throw failed(volumeOf(url), "delete", outcome(err), `Cannot DELETE "${url}": ${describe(err)}`);
   }
   await res.body?.cancel();
-  metrics.volumeCall(
-    volumeOf(url),
-    "delete",
-    res.status === 204 || res.status === 404 ? "ok" : "error",
-  );
   if (res.status !== 204 && res.status !== 404) {
-    throw new VolumeError(`Cannot DELETE "${url}": status ${res.status}`, res.status);
+    const message = `Cannot DELETE "${url}": status ${res.status}`;
+    throw failed(volumeOf(url), "delete", "error", message, res.status);
   }
+  succeeded(volumeOf(url), "delete");
 }
 
 /**
@@ -296,16 +319,22 @@ export async function remoteGet(
   } catch (err) {
     stall.stop();
     const reason = stall.signal.aborted ? stall.signal.reason : err;
-    metrics.volumeCall(volumeOf(url), "get", stall.signal.aborted ? "timeout" : "error");
-    throw new VolumeError(`Cannot GET "${url}": ${describe(reason)}`);
+    const outcome = stall.signal.aborted ? "timeout" : "error";
+    throw failed(volumeOf(url), "get", outcome, `Cannot GET "${url}": ${describe(reason)}`);
   }
   const ok = res.status === 200 || (res.status === 206 && opts.range !== undefined);
-  metrics.volumeCall(volumeOf(url), "get", ok || res.status === 416 ? "ok" : "error");
   if (!ok || !res.body) {
     stall.stop();
     await res.body?.cancel();
-    throw new VolumeError(`Cannot GET "${url}": status ${res.status}`, res.status);
+    const message = `Cannot GET "${url}": status ${res.status}`;
+    // A range past the end is the client's mistake, not the volume's.
+    if (res.status === 416) {
+      succeeded(volumeOf(url), "get");
+      throw new VolumeError(message, 416);
+    }
+    throw failed(volumeOf(url), "get", "error", message, res.status);
   }
+  succeeded(volumeOf(url), "get");
   return new Response(stall.watch(res.body, true), { status: res.status, headers: res.headers });
 }
 
@@ -326,25 +355,55 @@ export async function remoteList(
   try {
     res = await fetch(url, { signal: withTimeout(timeout) });
   } catch (err) {
-    metrics.volumeCall(volumeOf(url), "list", outcome(err));
-    throw new VolumeError(`Cannot list "${url}": ${describe(err)}`);
+    throw failed(volumeOf(url), "list", outcome(err), `Cannot list "${url}": ${describe(err)}`);
   }
-  metrics.volumeCall(
-    volumeOf(url),
-    "list",
-    res.status === 200 || res.status === 404 ? "ok" : "error",
-  );
   if (res.status === 404) {
     await res.body?.cancel();
+    succeeded(volumeOf(url), "list");
     return null;
   }
   if (res.status !== 200) {
     await res.body?.cancel();
-    throw new VolumeError(`Cannot list "${url}": status ${res.status}`, res.status);
+    throw failed(
+      volumeOf(url),
+      "list",
+      "error",
+      `Cannot list "${url}": status ${res.status}`,
+      res.status,
+    );
   }
+  succeeded(volumeOf(url), "list");
   try {
     return await res.json() as FileEntry[];
   } catch (err) {
     throw new VolumeError(`Cannot list "${url}": ${describe(err)}`);
+  }
+}
+
+/**
+ * Asks a volume whether it is there (HEAD /, within `timeout`), for the
+ * master's periodic probes: up when it answers below 500, with the time
+ * the answer took. Not counted in the metrics (no request waits on it).
+ */
+export async function remoteProbe(
+  volume: string,
+  timeout: number,
+): Promise<{ up: boolean; ms: number; reason: string }> {
+  const started = performance.now();
+  try {
+    const res = await fetch(volumeUrl(volume, "/"), {
+      method: "HEAD",
+      signal: withTimeout(timeout),
+    });
+    await res.body?.cancel();
+    const ms = performance.now() - started;
+    if (res.status >= 500) return { up: false, ms, reason: `HEAD / answered ${res.status}` };
+    return { up: true, ms, reason: "" };
+  } catch (err) {
+    const ms = performance.now() - started;
+    const why = err instanceof DOMException && err.name === "TimeoutError"
+      ? `timed out after ${timeout}ms`
+      : describe(err);
+    return { up: false, ms, reason: `HEAD / failed: ${why}` };
   }
 }

@@ -1,0 +1,152 @@
+// Whether each volume is up, for GET /?status: the master probes every
+// volume every few seconds (with lib/volumes.ts remoteProbe, passed in by
+// main.ts), and every real volume call tells too (lib/volumes.ts reports
+// each outcome here). A volume
+// is up while it answers (any HTTP status), down from the first call or
+// probe it did not answer (refused, reset, timed out) until one it answers.
+// Failures of real calls are logged, throttled, and kept among the recent
+// errors; changes between up and down are logged as they happen.
+import { recentErrors } from "./history.ts";
+import { logVolumeFailure, logVolumeState, Throttle, type VolumeFailureLine } from "./log.ts";
+
+export interface VolumeState {
+  /** Null until the first probe or call. */
+  up: boolean | null;
+  /** Time the last probe took to be answered, ms; null before one was. */
+  ms: number | null;
+  /** When the last probe ended (ms since epoch), 0 before one did. */
+  checked: number;
+  /** Since when the volume is up or down (ms since epoch), 0 while unknown. */
+  since: number;
+  /** Why it is down ("" when up). */
+  reason: string;
+  /** When a real call last failed or changed the state (ms since epoch). */
+  called: number;
+}
+
+function unknown(): VolumeState {
+  return { up: null, ms: null, checked: 0, since: 0, reason: "", called: 0 };
+}
+
+export class VolumeHealth {
+  readonly #volumes = new Map<string, VolumeState>();
+  readonly #throttle: Throttle;
+
+  constructor(windowMs = 1000) {
+    this.#throttle = new Throttle(windowMs, noteFailure);
+  }
+
+  #state(volume: string): VolumeState {
+    let s = this.#volumes.get(volume);
+    if (!s) this.#volumes.set(volume, s = unknown());
+    return s;
+  }
+
+  /** A real call that the volume answered (any status). Cheap: every HEAD calls it. */
+  answered(volume: string) {
+    const s = this.#volumes.get(volume);
+    if (s?.up !== true) this.#mark(volume, true, "", Date.now(), true);
+  }
+
+  /**
+   * A real call that failed: logged (throttled) and kept among the recent
+   * errors; when the volume did not answer at all it is down.
+   */
+  failed(
+    f: { volume: string; call: string; outcome: "error" | "timeout"; reason: string },
+    answered: boolean,
+  ) {
+    this.#throttle.failure(f);
+    if (answered) this.answered(f.volume);
+    else this.#mark(f.volume, false, f.reason, Date.now(), true);
+  }
+
+  /**
+   * A probe's outcome. A real call that told otherwise after the probe was
+   * sent (`sent`, ms since epoch) is newer news: the probe then only
+   * updates the timing.
+   */
+  probed(volume: string, p: Probe, sent: number, now = Date.now()) {
+    const s = this.#state(volume);
+    s.checked = now;
+    if (p.up) s.ms = p.ms;
+    if (s.called > sent) return;
+    this.#mark(volume, p.up, p.reason, now);
+  }
+
+  #mark(volume: string, up: boolean, reason: string, now = Date.now(), call = false) {
+    const s = this.#state(volume);
+    if (call) s.called = now;
+    const was = s.up;
+    s.reason = reason;
+    if (was === up) return;
+    s.up = up;
+    s.since = now;
+    // Coming up at start is not news; going down always is.
+    if (up && was === null) return;
+    logVolumeState({ volume, up, reason }, now);
+    if (!up) recentErrors.add(`volume ${volume} down`, reason, now);
+  }
+
+  get(volume: string): VolumeState {
+    return { ...(this.#volumes.get(volume) ?? unknown()) };
+  }
+
+  /** Writes the failure lines held back by the throttle (on shutdown). */
+  flush() {
+    this.#throttle.flush();
+  }
+}
+
+function noteFailure(f: VolumeFailureLine) {
+  logVolumeFailure(f);
+  const more = f.suppressed > 0 ? ` (+${f.suppressed} suppressed)` : "";
+  recentErrors.add(`volume ${f.volume} ${f.call} ${f.outcome}`, f.reason + more);
+}
+
+/** The process's view of its volumes. */
+export const health = new VolumeHealth();
+
+export interface Probe {
+  up: boolean;
+  /** Time to the answer, ms. */
+  ms: number;
+  /** Why the volume counts as down ("" when up). */
+  reason: string;
+}
+
+export interface ProbeOptions {
+  /** Asks one volume whether it is there (lib/volumes.ts remoteProbe). */
+  probe: (volume: string, timeout: number) => Promise<Probe>;
+  /** Each probe must be answered within this, ms (-voltimeout). */
+  timeout: number;
+  /** Pause between the end of one round of probes and the next, ms. */
+  every: number;
+}
+
+/**
+ * Probes every volume now and then every `every` ms, until stopped. The
+ * timer never keeps the process alive; stop() clears it.
+ */
+export function startProbes(volumes: string[], opts: ProbeOptions): { stop(): void } {
+  let stopped = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const round = async () => {
+    await Promise.all(volumes.map(async (v) => {
+      const sent = Date.now();
+      const p = await opts.probe(v, opts.timeout);
+      if (!stopped) health.probed(v, p, sent);
+    }));
+    if (stopped) return;
+    const t = setTimeout(round, opts.every);
+    Deno.unrefTimer(t);
+    timer = t;
+  };
+  round();
+  return {
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
+}

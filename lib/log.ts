@@ -1,0 +1,141 @@
+// The master's log lines, as plain text or JSON lines (-log text|json):
+// one line per request with -v (stdout), and volume failures and volume
+// up/down changes always (stderr). Volume failures are throttled: at most
+// one line per volume and call per second, then one line saying how many
+// more there were, so a dead volume under load cannot flood the log.
+
+export type LogFormat = "text" | "json";
+
+export const LOG_FORMATS: readonly LogFormat[] = ["text", "json"];
+
+let format: LogFormat = "text";
+
+export function setLogFormat(f: LogFormat) {
+  format = f;
+}
+
+export interface RequestLine {
+  method: string;
+  /** The key as requested (the URL's path, still percent-encoded). */
+  key: string;
+  status: number;
+  ms: number;
+  /** Value bytes received (PUT, REPLACE) plus body bytes sent (lists, errors). */
+  bytes: number;
+}
+
+/** `GET /key 302 0.4ms 0B`, or {"time","method","key","status","ms","bytes"}. */
+export function logRequest(r: RequestLine, now: number = Date.now()) {
+  const ms = Math.round(r.ms * 10) / 10;
+  if (format === "json") {
+    console.log(JSON.stringify({
+      time: new Date(now).toISOString(),
+      method: r.method,
+      key: r.key,
+      status: r.status,
+      ms,
+      bytes: r.bytes,
+    }));
+  } else {
+    console.log(`${r.method} ${r.key} ${r.status} ${ms.toFixed(1)}ms ${r.bytes}B`);
+  }
+}
+
+export interface VolumeFailureLine {
+  volume: string;
+  /** head, put, get, delete, move, list. */
+  call: string;
+  /** error or timeout. */
+  outcome: string;
+  reason: string;
+  /** Failures like it (same volume and call) never written, since the last line. */
+  suppressed: number;
+}
+
+/**
+ * `volume 127.0.0.1:3001 put error: <reason>`, with ` (+N suppressed)` when
+ * some were held back; or {"time","volume","call","outcome","reason","suppressed"}.
+ */
+export function logVolumeFailure(f: VolumeFailureLine, now: number = Date.now()) {
+  if (format === "json") {
+    console.error(JSON.stringify({ time: new Date(now).toISOString(), ...f }));
+  } else {
+    const more = f.suppressed > 0 ? ` (+${f.suppressed} suppressed)` : "";
+    console.error(`volume ${f.volume} ${f.call} ${f.outcome}: ${f.reason}${more}`);
+  }
+}
+
+/** `volume 127.0.0.1:3001 down: <reason>` / `... up`; or {"time","volume","state","reason"}. */
+export function logVolumeState(
+  v: { volume: string; up: boolean; reason: string },
+  now: number = Date.now(),
+) {
+  const state = v.up ? "up" : "down";
+  if (format === "json") {
+    console.error(JSON.stringify({
+      time: new Date(now).toISOString(),
+      volume: v.volume,
+      state,
+      reason: v.reason,
+    }));
+  } else {
+    console.error(`volume ${v.volume} ${state}${v.reason ? `: ${v.reason}` : ""}`);
+  }
+}
+
+interface Held {
+  /** When the current window opened (the last line written), ms. */
+  since: number;
+  /** Failures held back in this window, and the last of them. */
+  count: number;
+  last: VolumeFailureLine | null;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+/**
+ * Passes the first failure of each volume and call per window through, and
+ * holds back the rest; when the window ends, one line carries the last one
+ * held back with their count. The timers never keep the process alive.
+ */
+export class Throttle {
+  readonly #held = new Map<string, Held>();
+
+  constructor(
+    readonly windowMs: number,
+    readonly emit: (f: VolumeFailureLine) => void,
+  ) {}
+
+  failure(f: Omit<VolumeFailureLine, "suppressed">, now: number = Date.now()) {
+    const id = `${f.volume} ${f.call}`;
+    const h = this.#held.get(id);
+    if (!h || now - h.since >= this.windowMs) {
+      if (h) clearTimeout(h.timer);
+      this.#held.set(id, { since: now, count: 0, last: null, timer: undefined });
+      this.emit({ ...f, suppressed: 0 });
+      return;
+    }
+    h.count++;
+    h.last = { ...f, suppressed: 0 };
+    if (h.timer === undefined) {
+      const t = setTimeout(() => this.#flush(id), h.since + this.windowMs - now);
+      Deno.unrefTimer(t);
+      h.timer = t;
+    }
+  }
+
+  #flush(id: string) {
+    const h = this.#held.get(id);
+    if (!h || !h.last) return;
+    this.#held.set(id, { since: Date.now(), count: 0, last: null, timer: undefined });
+    // The line shows the last failure held back; the others are counted.
+    this.emit({ ...h.last, suppressed: h.count - 1 });
+  }
+
+  /** Writes what is held back now (on shutdown) and stops the timers. */
+  flush() {
+    for (const [id, h] of [...this.#held]) {
+      clearTimeout(h.timer);
+      if (h.last) this.#flush(id);
+    }
+  }
+}

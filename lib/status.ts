@@ -1,0 +1,271 @@
+// GET /?status: the master's state for people, as an HTML page that reloads
+// itself every 5 s (server-rendered, inline SVG charts, no script), or as
+// JSON with `Accept: application/json`. It gathers what other modules keep:
+// volume health (lib/health.ts), the key counts of the index's cached scan
+// (lib/index_db.ts), the request history and recent errors (lib/history.ts).
+import { health } from "./health.ts";
+import { recentErrors, traffic } from "./history.ts";
+import type { ErrorEntry, TrafficSnapshot } from "./history.ts";
+import type { Store } from "./store.ts";
+
+/** When this process started (this module loads with the master). */
+const STARTED = Date.now();
+
+/** Seconds between reloads of the HTML page. */
+const REFRESH_S = 5;
+
+export interface VolumeStatus {
+  volume: string;
+  /** Null until the first probe or call. */
+  up: boolean | null;
+  /** How long its last probe took to be answered, ms. */
+  ms: number | null;
+  /** When it was last probed (ISO 8601), null before the first probe ended. */
+  checked: string | null;
+  /** Since when it is up or down (ISO 8601), null while unknown. */
+  since: string | null;
+  /** Why it is down; "" when up. */
+  reason: string;
+  /** Live and unlinked keys whose records name this volume. */
+  keys: number;
+}
+
+export interface Status {
+  time: string;
+  started: string;
+  volumes: VolumeStatus[];
+  keys: { live: number; unlinked: number; writing: number; total: number; counted: string };
+  traffic: TrafficSnapshot;
+  errors: ErrorEntry[];
+}
+
+function iso(ms: number): string | null {
+  return ms > 0 ? new Date(ms).toISOString() : null;
+}
+
+/** What the page shows, gathered now. */
+export async function gatherStatus(store: Store, now = Date.now()): Promise<Status> {
+  const counts = await store.index.countByState();
+  return {
+    time: new Date(now).toISOString(),
+    started: new Date(STARTED).toISOString(),
+    volumes: store.opts.volumes.map((volume) => {
+      const h = health.get(volume);
+      return {
+        volume,
+        up: h.up,
+        ms: h.ms === null ? null : Math.round(h.ms * 10) / 10,
+        checked: iso(h.checked),
+        since: iso(h.since),
+        reason: h.reason,
+        keys: counts.volumes[volume] ?? 0,
+      };
+    }),
+    keys: {
+      live: counts.live,
+      unlinked: counts.unlinked,
+      writing: counts.writing,
+      total: counts.live + counts.unlinked + counts.writing,
+      counted: new Date(counts.at).toISOString(),
+    },
+    traffic: traffic.snapshot(now),
+    errors: recentErrors.list(),
+  };
+}
+
+/** Answers GET/HEAD /?status: HTML, or JSON when the client asks for it. */
+export async function statusPage(store: Store, req: Request): Promise<Response> {
+  if (req.method !== "GET" && req.method !== "HEAD") {
+    return new Response("?status takes GET\n", { status: 405, headers: { Allow: "GET, HEAD" } });
+  }
+  const status = await gatherStatus(store);
+  const headers = { "Cache-Control": "no-store", "Vary": "Accept" };
+  if (wantsJson(req.headers.get("accept") ?? "")) {
+    return new Response(JSON.stringify(status), {
+      headers: { ...headers, "Content-Type": "application/json" },
+    });
+  }
+  return new Response(renderHtml(status), {
+    headers: { ...headers, "Content-Type": "text/html; charset=utf-8" },
+  });
+}
+
+/** JSON when the client names it and does not name HTML (browsers do). */
+function wantsJson(accept: string): boolean {
+  return accept.includes("application/json") && !accept.includes("text/html");
+}
+
+/** "22:32:07" (UTC) with the full ISO time as a tooltip; "" for null. */
+function clock(iso: string | null): string {
+  return iso ? `<time datetime="${esc(iso)}" title="${esc(iso)}">${iso.slice(11, 19)}</time>` : "";
+}
+
+/** "2026-11-24 22:32:07" from an ISO time. */
+function day(iso: string): string {
+  return esc(iso.slice(0, 19).replace("T", " "));
+}
+
+function esc(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+const METHOD_COLORS: { [m: string]: string } = {
+  GET: "#1f77b4",
+  HEAD: "#17becf",
+  PUT: "#2ca02c",
+  REPLACE: "#bcbd22",
+  DELETE: "#d62728",
+  UNLINK: "#9467bd",
+  RELINK: "#8c564b",
+  REBALANCE: "#e377c2",
+  other: "#7f7f7f",
+};
+
+const CLASS_COLORS: { [c: string]: string } = {
+  "2xx": "#2ca02c",
+  "3xx": "#1f77b4",
+  "4xx": "#ff7f0e",
+  "5xx": "#d62728",
+};
+
+const STYLE = `
+body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
+h1 { font-size: 1.4em; margin: 0 0 .2em; }
+h2 { font-size: 1.1em; margin: 1.4em 0 .4em; }
+.meta { color: #666; margin: 0; }
+table { border-collapse: collapse; }
+th { white-space: nowrap; }
+th, td { text-align: left; padding: .25em .8em .25em 0; border-bottom: 1px solid #eee; }
+td.num, th.num { text-align: right; }
+.state { font-weight: 600; }
+tr.up .state { color: #1a7f37; }
+tr.down .state { color: #cf222e; }
+tr.unknown .state { color: #888; }
+.charts { display: flex; flex-wrap: wrap; gap: 1.5em; }
+figure { margin: 0; }
+figcaption { font-weight: 600; margin-bottom: .3em; }
+svg text { font: 11px system-ui, sans-serif; fill: #555; }
+.legend span { display: inline-block; margin-right: .8em; font-size: 12px; }
+.legend i { display: inline-block; width: .8em; height: .8em; margin-right: .3em; }
+.reason { color: #555; font-family: ui-monospace, monospace; font-size: 12px; word-break: break-all; }
+`;
+
+export function renderHtml(s: Status): string {
+  const volumes = s.volumes.map((v) => {
+    const state = v.up === null ? "unknown" : v.up ? "up" : "down";
+    return `<tr class="volume ${state}" data-volume="${esc(v.volume)}">` +
+      `<td>${esc(v.volume)}</td><td class="state">${state}</td>` +
+      `<td class="num">${v.ms === null ? "" : v.ms.toFixed(1)}</td>` +
+      `<td class="num keys">${v.keys}</td>` +
+      `<td>${clock(v.since)}</td><td class="reason">${esc(v.reason)}</td></tr>`;
+  }).join("\n");
+  const errors = s.errors.length === 0
+    ? `<tr><td colspan="3">none</td></tr>`
+    : s.errors.map((e) =>
+      `<tr><td>${clock(e.time)}</td><td>${esc(e.what)}</td><td class="reason">${
+        esc(e.reason)
+      }</td></tr>`
+    ).join("\n");
+  const t = s.traffic;
+  const minutes = (t.methods.GET.length * t.interval_s) / 60;
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="refresh" content="${REFRESH_S}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>mkv status</title>
+<style>${STYLE}</style>
+</head>
+<body>
+<h1>mkv status</h1>
+<p class="meta">${day(s.time)} UTC · master up since ${
+    day(s.started)
+  } UTC · reloads every ${REFRESH_S} s</p>
+<h2>Volumes</h2>
+<table id="volumes">
+<tr><th>volume</th><th>state</th><th class="num">probe (ms)</th><th class="num">keys</th><th>since</th><th>reason</th></tr>
+${volumes}
+</table>
+<h2>Keys</h2>
+<table id="keys">
+<tr><th>live</th><th>unlinked</th><th>writing</th><th>total</th><th>counted at</th></tr>
+<tr><td class="num">${s.keys.live}</td><td class="num">${s.keys.unlinked}</td><td class="num">${s.keys.writing}</td><td class="num">${s.keys.total}</td><td>${
+    clock(s.keys.counted)
+  }</td></tr>
+</table>
+<h2>Requests per second, last ${minutes} minutes (${t.interval_s} s slots)</h2>
+<div class="charts">
+${chart("by method", t.methods, METHOD_COLORS, t.interval_s)}
+${chart("by status", t.classes, CLASS_COLORS, t.interval_s)}
+</div>
+<h2>Recent errors (5xx answers, volume failures)</h2>
+<table id="errors">
+<tr><th>time</th><th>what</th><th>reason</th></tr>
+${errors}
+</table>
+</body>
+</html>
+`;
+}
+
+const W = 480, H = 150, LEFT = 40, RIGHT = 10, TOP = 10, BOTTOM = 20;
+
+/** A line chart of requests per second, one line per series with requests. */
+function chart(
+  title: string,
+  series: { [name: string]: number[] },
+  colors: { [name: string]: string },
+  intervalS: number,
+): string {
+  const shown = Object.entries(series).filter(([, counts]) => counts.some((n) => n > 0));
+  let max = 0;
+  for (const [, counts] of shown) for (const n of counts) max = Math.max(max, n / intervalS);
+  const top = niceCeil(max);
+  const slots = Object.values(series)[0]?.length ?? 0;
+  const x = (i: number) => LEFT + (i * (W - LEFT - RIGHT)) / Math.max(1, slots - 1);
+  const y = (v: number) => TOP + (H - TOP - BOTTOM) * (1 - v / top);
+  const lines = shown.map(([name, counts]) => {
+    const points = counts.map((n, i) => `${x(i).toFixed(1)},${y(n / intervalS).toFixed(1)}`);
+    return `<polyline class="series" data-series="${esc(name)}" fill="none" stroke="${
+      colors[name] ?? "#333"
+    }" stroke-width="1.5" points="${points.join(" ")}"/>`;
+  }).join("\n");
+  const minutes = (slots * intervalS) / 60;
+  const grid = [0, top / 2, top].map((v) =>
+    `<line x1="${LEFT}" x2="${W - RIGHT}" y1="${y(v)}" y2="${y(v)}" stroke="#e5e5e5"/>` +
+    `<text x="${LEFT - 4}" y="${y(v) + 4}" text-anchor="end">${fmt(v)}</text>`
+  ).join("\n");
+  const axis = `<text x="${LEFT}" y="${H - 4}">-${minutes} min</text>` +
+    `<text x="${W - RIGHT}" y="${H - 4}" text-anchor="end">now</text>`;
+  const empty = shown.length === 0
+    ? `<text x="${(LEFT + W - RIGHT) / 2}" y="${H / 2}" text-anchor="middle">no requests</text>`
+    : "";
+  const legend = shown.map(([name]) =>
+    `<span><i style="background:${colors[name] ?? "#333"}"></i>${esc(name)}</span>`
+  ).join("");
+  return `<figure>
+<figcaption>${esc(title)}</figcaption>
+<svg width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="requests per second ${
+    esc(title)
+  }">
+${grid}
+${axis}
+${lines}
+${empty}
+</svg>
+<div class="legend">${legend}</div>
+</figure>`;
+}
+
+/** 1, 2 or 5 times a power of ten, at least v (and at least 1). */
+function niceCeil(v: number): number {
+  if (v <= 1) return 1;
+  const p = 10 ** Math.floor(Math.log10(v));
+  for (const m of [1, 2, 5, 10]) if (m * p >= v) return m * p;
+  return 10 * p;
+}
+
+function fmt(v: number): string {
+  return Number.isInteger(v) ? String(v) : v.toFixed(1);
+}

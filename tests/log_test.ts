@@ -1,0 +1,176 @@
+// Log lines: -v writes one line per request (text, or JSON with -log json);
+// volume failures are always written to stderr, throttled per volume and call.
+import { Cluster, freePort, randomKey, runMain, status, waitUp } from "./cluster.ts";
+import { assert, assertEquals } from "./assert.ts";
+import { Throttle, type VolumeFailureLine } from "../lib/log.ts";
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+/**
+ * A master on the cluster's index with `flags`, its stdout and stderr
+ * captured; `stop()` ends it (SIGTERM) and returns what it wrote.
+ */
+async function capturedMaster(c: Cluster, flags: string[]) {
+  await c.stopMaster();
+  const port = freePort();
+  const proc = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      MAIN,
+      "server",
+      "-port",
+      String(port),
+      "-db",
+      c.db,
+      "-volumes",
+      c.volumes.join(","),
+      ...c.flags,
+      ...flags,
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const out = proc.output();
+  const url = `http://127.0.0.1:${port}`;
+  await waitUp(`${url}/?list&limit=1`);
+  return {
+    url,
+    async stop(): Promise<{ stdout: string[]; stderr: string[] }> {
+      proc.kill("SIGTERM");
+      const o = await out;
+      const lines = (b: Uint8Array) => new TextDecoder().decode(b).split("\n").filter(Boolean);
+      return { stdout: lines(o.stdout), stderr: lines(o.stderr) };
+    },
+  };
+}
+
+Deno.test("-v -log json: one JSON line per request with exactly time, method, key, status, ms, bytes", async () => {
+  const c = await Cluster.start();
+  const m = await capturedMaster(c, ["-v", "-log", "json"]);
+  let out;
+  try {
+    const key = randomKey() + "/a%20b";
+    assertEquals(await status(m.url + key, { method: "PUT", body: "hello" }), 201);
+    assertEquals(await status(m.url + key), 302);
+    assertEquals(await status(m.url + key, { method: "PUT", body: "again" }), 403);
+    assertEquals(await status(m.url + key, { method: "DELETE" }), 204);
+    assertEquals(await status(m.url + key), 404);
+  } finally {
+    out = await m.stop();
+    await c.stop();
+  }
+  // The first stdout line is the master's banner; then the requests, the
+  // readiness check (GET /?list) first.
+  const lines = out.stdout.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+  assertEquals(lines.length, 6, out.stdout.join("\n"));
+  for (const l of lines) {
+    assertEquals(Object.keys(l), ["time", "method", "key", "status", "ms", "bytes"]);
+    assertEquals(new Date(l.time).toISOString(), l.time);
+    assert(typeof l.ms === "number" && l.ms >= 0, String(l.ms));
+  }
+  const key = lines[1].key;
+  assert(key.endsWith("/a%20b"), key);
+  assertEquals(
+    lines.map((l) => [l.method, l.key, l.status, l.bytes]),
+    [
+      ["GET", "/", 200, lines[0].bytes],
+      ["PUT", key, 201, 5],
+      ["GET", key, 302, 0],
+      ["PUT", key, 403, "Key exists (PUT never overwrites)\n".length],
+      ["DELETE", key, 204, 0],
+      ["GET", key, 404, 0],
+    ],
+  );
+});
+
+Deno.test("-v alone: one plain line per request, method key status ms bytes", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1"] });
+  const m = await capturedMaster(c, ["-v"]);
+  let out;
+  const key = randomKey();
+  try {
+    assertEquals(await status(m.url + key, { method: "PUT", body: "hello" }), 201);
+    assertEquals(await status(m.url + key), 302);
+  } finally {
+    out = await m.stop();
+    await c.stop();
+  }
+  const lines = out.stdout.filter((l) => l.includes(key));
+  assertEquals(lines.length, 2, out.stdout.join("\n"));
+  assert(new RegExp(`^PUT ${key} 201 \\d+\\.\\dms 5B$`).test(lines[0]), lines[0]);
+  assert(new RegExp(`^GET ${key} 302 \\d+\\.\\dms 0B$`).test(lines[1]), lines[1]);
+});
+
+Deno.test("a failing volume is logged on stderr (JSON with -log json), each failure counted once", async () => {
+  const c = await Cluster.start();
+  // No -v: volume failures are logged anyway.
+  const m = await capturedMaster(c, ["-log", "json"]);
+  let out;
+  const dead = c.volumes[1];
+  const failures = 5;
+  try {
+    await c.stopVolume(1);
+    // Three replicas: every PUT calls the stopped volume once, and fails.
+    for (let i = 0; i < failures; i++) {
+      assertEquals(await status(m.url + randomKey(), { method: "PUT", body: "x" }), 500);
+    }
+  } finally {
+    out = await m.stop();
+    await c.stop();
+  }
+  assertEquals(out.stdout.filter((l) => l.startsWith("{")), [], "no request lines without -v");
+  const lines = out.stderr.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+  const puts = lines.filter((l) => l.call === "put");
+  assert(puts.length >= 1, out.stderr.join("\n"));
+  for (const l of puts) {
+    assertEquals(Object.keys(l), ["time", "volume", "call", "outcome", "reason", "suppressed"]);
+    assertEquals([l.volume, l.outcome], [dead, "error"]);
+    assert(l.reason.startsWith(`Cannot PUT "http://${dead}/`), l.reason);
+    assert(l.reason.includes("Connection refused"), l.reason);
+  }
+  // Written or counted as suppressed (the rest is flushed at shutdown): never lost.
+  assertEquals(puts.reduce((n, l) => n + 1 + l.suppressed, 0), failures);
+  // The volume going down is a line of its own.
+  const down = lines.filter((l) => l.state === "down");
+  assertEquals(down.map((l) => [l.volume, Object.keys(l)]), [
+    [dead, ["time", "volume", "state", "reason"]],
+  ]);
+});
+
+Deno.test("the throttle writes the first failure per volume and call per window, then a count", () => {
+  const written: VolumeFailureLine[] = [];
+  const t = new Throttle(1000, (f) => written.push(f));
+  const f = (volume: string, call: string, reason: string) => ({
+    volume,
+    call,
+    outcome: "error",
+    reason,
+  });
+  t.failure(f("a:1", "put", "r1"), 10_000);
+  t.failure(f("a:1", "put", "r2"), 10_100);
+  t.failure(f("a:1", "put", "r3"), 10_200);
+  t.failure(f("a:1", "head", "h1"), 10_300);
+  t.failure(f("b:1", "put", "b1"), 10_400);
+  assertEquals(written.map((w) => [w.volume, w.call, w.reason, w.suppressed]), [
+    ["a:1", "put", "r1", 0],
+    ["a:1", "head", "h1", 0],
+    ["b:1", "put", "b1", 0],
+  ]);
+  // The window's end (here: shutdown) writes the last held back, counting the other.
+  t.flush();
+  assertEquals(written.slice(3).map((w) => [w.volume, w.call, w.reason, w.suppressed]), [
+    ["a:1", "put", "r3", 1],
+  ]);
+  // A failure after the window is written at once.
+  t.failure(f("b:1", "put", "b2"), 11_500);
+  assertEquals(written.length, 5);
+  assertEquals(written[4].reason, "b2");
+});
+
+Deno.test("-log takes text or json, anything else is refused with the reason", async () => {
+  const r = await runMain(["server", "-log", "xml", "-db", "/tmp/unused", "-volumes", "a:1"]);
+  assertEquals(r.code, 2);
+  assert(r.stderr.startsWith(`Bad -log "xml": expected text or json\n`), r.stderr);
+});
