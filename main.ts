@@ -1,7 +1,7 @@
 // mkv: a distributed key-value store for large values, minikeyvalue's API on
 // Deno. `main.ts <command> [flags]`; see `main.ts help`.
 import { FlagError, parseFlags, usage } from "./lib/flags.ts";
-import { FLAGS, logFormat, requireDb, s3Credentials, storeOptions } from "./lib/config.ts";
+import { FLAGS, logFormat, requireDb, s3Options, storeOptions } from "./lib/config.ts";
 import { joinIndex, openIndex } from "./lib/open.ts";
 import { Store } from "./lib/store.ts";
 import { createHandler, Drain } from "./lib/server.ts";
@@ -82,7 +82,7 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
   await joinIndex(index, opts.owner);
   const store = new Store(index, opts);
   const drain = new Drain();
-  const s3 = { creds: s3Credentials(flags) };
+  const s3 = s3Options(flags) ?? undefined;
   const handler = createHandler(store, { verbose: flags.v as boolean, s3 }, drain);
   const srv = Deno.serve({
     port: flags.port as number,

@@ -39,6 +39,11 @@ export const FLAGS: { [name: string]: FlagSpec } = {
     usage: "How long a dead master's claim on a key blocks it",
   },
   v: { type: "bool", default: false, usage: "Verbose output: one log line per request" },
+  s3: {
+    type: "bool",
+    default: false,
+    usage: "Serve the S3 gateway with no keys set (signatures unchecked, as mkv); keys turn it on",
+  },
   "s3-access-key": {
     type: "string",
     default: "",
@@ -104,8 +109,17 @@ export function storeOptions(flags: FlagValues): StoreOptions {
   };
 }
 
+/**
+ * The S3 gateway's options: on with keys (flags or environment), or with
+ * -s3 and no keys (any signature accepted); null when off.
+ */
+export function s3Options(flags: FlagValues): { creds: Credentials | null } | null {
+  const creds = s3Credentials(flags);
+  return creds || flags.s3 ? { creds } : null;
+}
+
 /** The S3 gateway's keys from the flags or the environment; null when unset. */
-export function s3Credentials(flags: FlagValues): Credentials | null {
+function s3Credentials(flags: FlagValues): Credentials | null {
   const accessKey = String(flags["s3-access-key"]) || Deno.env.get("MKV_S3_ACCESS_KEY") || "";
   const secretKey = String(flags["s3-secret-key"]) || Deno.env.get("MKV_S3_SECRET_KEY") || "";
   if (!accessKey && !secretKey) return null;

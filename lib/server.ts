@@ -15,7 +15,7 @@ import { handleS3, isS3, type S3Options } from "./s3.ts";
 export interface ServerOptions {
   /** Log one line per request. */
   verbose: boolean;
-  /** The S3 gateway's keys (lib/s3.ts); absent in tests of the plain API. */
+  /** The S3 gateway (lib/s3.ts); absent when it is off (-s3 or keys turn it on). */
   s3?: S3Options;
 }
 
@@ -71,13 +71,14 @@ export function createHandler(
     if (drain.draining) {
       return new Response("Shutting down\n", { status: 503, headers: { Connection: "close" } });
     }
-    const started = performance.now();
     const fast = fromMemory(store, req, opts);
     if (fast) {
-      metrics.request(req.method, fast.status, (performance.now() - started) / 1000, 0, 0);
+      // Answered synchronously: no clock read, it counts as the quickest.
+      metrics.request(req.method, fast.status, 0, 0, 0);
       traffic.request(req.method, fast.status);
       return fast;
     }
+    const started = performance.now();
     drain.enter();
     return handle(store, opts, req).then((res) => {
       const seconds = (performance.now() - started) / 1000;
@@ -124,18 +125,20 @@ function fromMemory(store: Store, req: Request, opts: ServerOptions): Response |
     return null;
   }
   const url = req.url;
-  // S3's GetObject of a missing key answers NoSuchKey in XML, not this.
-  if (url.includes("?") || req.headers.has("authorization")) return null;
+  if (url.includes("?")) return null;
   let key: Uint8Array;
   try {
     key = parseTarget(url).key;
   } catch {
     return null;
   }
-  if (!keyFits(key)) return null;
+  if (!keyFits(key) || !store.index.absent(key)) return null;
+  // S3's GetObject of a missing key answers NoSuchKey in XML, and HEAD of a
+  // bucket is no key at all. Reading the headers costs this path about 15%
+  // of its rate: only when the gateway is on.
+  if (opts.s3 && req.headers.has("authorization")) return null;
   // A null body is sent with "content-length: 0" by Deno itself.
-  if (store.index.absent(key)) return new Response(null, { status: 404 });
-  return null;
+  return new Response(null, { status: 404 });
 }
 
 async function handle(store: Store, opts: ServerOptions, req: Request): Promise<Response> {
@@ -146,8 +149,8 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
     try {
       const target = parseTarget(req.url);
       key = target.rawPath;
-      res = isS3(req, target)
-        ? await handleS3(store, opts.s3 ?? { creds: null }, req, target)
+      res = opts.s3 && isS3(req, target)
+        ? await handleS3(store, opts.s3, req, target)
         : target.query
         ? await query(store, req, target.key, target.query)
         : await dispatch(store, req, target.key, target.rawPath);

@@ -3,6 +3,7 @@
 // body is consumed or cancelled, so connections return to the pool.
 
 import { health } from "./health.ts";
+import { poolFor } from "./http1.ts";
 import { metrics } from "./metrics.ts";
 
 /** "host:port" of a volume URL, for the metrics. */
@@ -95,83 +96,68 @@ export function headStatus(url: string, timeout: number): Promise<number> {
 const inflightHeads = new Map<string, Promise<number>>();
 
 async function freshHeadStatus(url: string, timeout: number): Promise<number> {
-  const m = /^http:\/\/([^/]+)(\/.*)$/.exec(url);
-  if (!m) return 0;
-  const [, host, path] = m;
-  const pool = heads.get(host) ?? new HeadPool(host);
-  heads.set(host, pool);
+  const at = splitUrl(url);
+  if (!at) return 0;
   const timer = new AbortController();
   const t = setTimeout(() => timer.abort(), timeout);
   try {
-    const status = await pool.head(path, timer.signal);
-    succeeded(host, "head");
-    return status;
+    const res = await poolFor(at.host).request("HEAD", at.path, {
+      signal: timer.signal,
+      maxBody: 0,
+    });
+    succeeded(at.host, "head");
+    return res.status;
   } catch (err) {
     const timedOut = timer.signal.aborted;
     const why = timedOut ? `timed out after ${timeout}ms` : describe(err);
-    failed(host, "head", timedOut ? "timeout" : "error", `Cannot HEAD "${url}": ${why}`);
+    failed(at.host, "head", timedOut ? "timeout" : "error", `Cannot HEAD "${url}": ${why}`);
     return 0;
   } finally {
     clearTimeout(t);
   }
 }
 
-const heads = new Map<string, HeadPool>();
-const encoder = new TextEncoder();
-const latin1 = new TextDecoder("latin1");
+/** "http://host:port/path" to its host and path. */
+function splitUrl(url: string): { host: string; path: string } | null {
+  const start = url.indexOf("//") + 2;
+  const slash = url.indexOf("/", start);
+  if (start < 2 || slash < 0) return null;
+  return { host: url.slice(start, slash), path: url.slice(slash) };
+}
 
-/** Idle keep-alive connections to one volume, for HEAD requests only. */
-class HeadPool {
-  readonly #idle: Deno.TcpConn[] = [];
-  readonly #hostname: string;
-  readonly #port: number;
-
-  constructor(readonly host: string) {
-    const colon = host.lastIndexOf(":");
-    this.#hostname = host.slice(0, colon).replace(/^\[|\]$/g, "");
-    this.#port = Number(host.slice(colon + 1));
-  }
-
-  /** The status of HEAD path; a stale pooled connection is retried once. */
-  async head(path: string, signal: AbortSignal): Promise<number> {
-    const pooled = this.#idle.pop();
-    if (pooled) {
-      try {
-        return await this.#exchange(pooled, path, signal);
-      } catch (err) {
-        if (signal.aborted) throw err;
-      }
-    }
-    const conn = await Deno.connect({ hostname: this.#hostname, port: this.#port });
-    return await this.#exchange(conn, path, signal);
-  }
-
-  async #exchange(conn: Deno.TcpConn, path: string, signal: AbortSignal): Promise<number> {
-    const onAbort = () => conn.close();
-    signal.addEventListener("abort", onAbort, { once: true });
-    try {
-      await conn.write(encoder.encode(`HEAD ${path} HTTP/1.1\r\nHost: ${this.host}\r\n\r\n`));
-      const buf = new Uint8Array(2048);
-      let head = "";
-      while (!head.includes("\r\n\r\n")) {
-        const n = await conn.read(buf);
-        if (n === null) throw new Error("Connection closed");
-        head += latin1.decode(buf.subarray(0, n));
-        if (head.length > 16384) throw new Error("Answer too long");
-      }
-      const status = Number(head.slice(9, 12));
-      // A HEAD answer has no body: the connection is ready for the next one.
-      if (/\r\nconnection: *close/i.test(head) || this.#idle.length >= 64) conn.close();
-      else this.#idle.push(conn);
-      return status;
-    } catch (err) {
-      try {
-        conn.close();
-      } catch { /* closed by the abort */ }
-      throw err;
-    } finally {
-      signal.removeEventListener("abort", onAbort);
-    }
+/**
+ * One small call over the pooled HTTP/1.1 client (lib/http1.ts): a value
+ * already in memory, a DELETE. Rejects with a VolumeError, counted, when
+ * the volume does not answer within `ms`.
+ */
+async function smallCall(
+  call: string,
+  method: string,
+  url: string,
+  opts: { ms: number; signal?: AbortSignal; body?: Uint8Array; maxBody?: number },
+) {
+  const at = splitUrl(url);
+  if (!at) throw new VolumeError(`Bad volume URL "${url}"`);
+  const timer = new AbortController();
+  const t = setTimeout(() => timer.abort(), opts.ms);
+  const signal = opts.signal ? AbortSignal.any([opts.signal, timer.signal]) : timer.signal;
+  try {
+    return await poolFor(at.host).request(method, at.path, {
+      signal,
+      body: opts.body,
+      maxBody: opts.maxBody ?? 65536,
+    });
+  } catch (err) {
+    const timedOut = timer.signal.aborted;
+    const why = timedOut ? `timed out after ${opts.ms}ms` : describe(err);
+    throw failed(
+      at.host,
+      call,
+      timedOut ? "timeout" : "error",
+      `Cannot ${method} "${url}": ${why}`,
+    );
+  } finally {
+    clearTimeout(t);
   }
 }
 
@@ -237,14 +223,23 @@ export async function remotePut(
   body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer>,
   opts: { signal: AbortSignal; stall: number },
 ): Promise<void> {
+  if (body instanceof Uint8Array) {
+    // A value in memory: one write over a pooled connection, the whole call
+    // bounded by the watchdog's time.
+    const res = await smallCall("put", "PUT", url, { ms: opts.stall, signal: opts.signal, body });
+    if (res.status !== 201 && res.status !== 204) {
+      const message = `Cannot PUT "${url}": status ${res.status}`;
+      throw failed(volumeOf(url), "put", "error", message, res.status);
+    }
+    succeeded(volumeOf(url), "put");
+    return;
+  }
   const stall = new Stall(opts.stall, url);
   let res: Response;
   try {
     res = await fetch(url, {
       method: "PUT",
-      // A small value in memory goes with its Content-Length, unwatched:
-      // the watchdog still bounds the wait for the answer.
-      body: body instanceof Uint8Array ? body : stall.watch(body, false),
+      body: stall.watch(body, false),
       signal: AbortSignal.any([opts.signal, stall.signal]),
     });
   } catch (err) {
@@ -287,13 +282,7 @@ export async function remoteMove(from: string, to: string, timeout: number): Pro
 
 /** Deletes url; a file that is already gone counts as deleted. */
 export async function remoteDelete(url: string, timeout: number): Promise<void> {
-  let res: Response;
-  try {
-    res = await fetch(url, { method: "DELETE", signal: withTimeout(timeout) });
-  } catch (err) {
-    throw failed(volumeOf(url), "delete", outcome(err), `Cannot DELETE "${url}": ${describe(err)}`);
-  }
-  await res.body?.cancel();
+  const res = await smallCall("delete", "DELETE", url, { ms: timeout });
   if (res.status !== 204 && res.status !== 404) {
     const message = `Cannot DELETE "${url}": status ${res.status}`;
     throw failed(volumeOf(url), "delete", "error", message, res.status);
@@ -336,6 +325,24 @@ export async function remoteGet(
   }
   succeeded(volumeOf(url), "get");
   return new Response(stall.watch(res.body, true), { status: res.status, headers: res.headers });
+}
+
+/** GETs a small value whole (at most `maxBody` bytes) over a pooled connection. */
+export async function remoteGetSmall(
+  url: string,
+  opts: { signal: AbortSignal; stall: number; maxBody: number },
+): Promise<Uint8Array<ArrayBuffer>> {
+  const res = await smallCall("get", "GET", url, {
+    ms: opts.stall,
+    signal: opts.signal,
+    maxBody: opts.maxBody,
+  });
+  if (res.status !== 200) {
+    const message = `Cannot GET "${url}": status ${res.status}`;
+    throw failed(volumeOf(url), "get", "error", message, res.status);
+  }
+  succeeded(volumeOf(url), "get");
+  return res.body as Uint8Array<ArrayBuffer>;
 }
 
 /** One entry of nginx's JSON autoindex. */

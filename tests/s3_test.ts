@@ -527,8 +527,8 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
   }
 });
 
-Deno.test("S3 without keys set: signatures are not checked, as mkv", async () => {
-  const c = await Cluster.start();
+Deno.test("S3 with -s3 and no keys: signatures are not checked, as mkv", async () => {
+  const c = await Cluster.start({ flags: ["-s3"] });
   const s3 = client(c, "anything", "anyone");
   try {
     const Bucket = bucketName();
@@ -539,6 +539,26 @@ Deno.test("S3 without keys set: signatures are not checked, as mkv", async () =>
     assert((await unsigned.text()).includes("<Key>k</Key>"));
   } finally {
     s3.destroy();
+    await c.stop();
+  }
+});
+
+Deno.test("without -s3 or keys the gateway is off: a signed GET is mkv's 302", async () => {
+  const c = await Cluster.start();
+  try {
+    const key = `/${bucketName()}/k`;
+    assertEquals((await fetch(c.url + key, { method: "PUT", body: "v" })).status, 201);
+    const signed = {
+      authorization: "AWS4-HMAC-SHA256 Credential=a/20260101/us-east-1/s3/aws4_request, " +
+        "SignedHeaders=host, Signature=00",
+    };
+    const res = await fetch(c.url + key, { headers: signed, redirect: "manual" });
+    await res.body?.cancel();
+    assertEquals(res.status, 302);
+    const list = await fetch(`${c.url}${key}?list-type=2`);
+    assertEquals(list.status, 400);
+    assertEquals(await list.text(), 'Unknown operation "?list-type"\n');
+  } finally {
     await c.stop();
   }
 });
