@@ -1,6 +1,7 @@
 // Starts a real cluster for integration tests: nginx volumes through
 // `main.ts volume` and a master process through `main.ts server`, on free
 // ports, in a fresh temp folder. No mocks.
+import { MASTER_V8_FLAGS } from "../lib/runtime.ts";
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const DENO = Deno.execPath();
 
@@ -163,7 +164,7 @@ export class Cluster {
   ): Deno.ChildProcess {
     const args = ["-port", String(port), "-db", this.db, "-volumes", volumes.join(",")];
     return new Deno.Command(DENO, {
-      args: ["run", "-A", MAIN, "server", ...args, ...this.flags, ...extra],
+      args: ["run", "-A", MASTER_V8_FLAGS, MAIN, "server", ...args, ...this.flags, ...extra],
       stdin: "null",
       stdout: "null",
       stderr,

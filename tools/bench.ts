@@ -11,6 +11,7 @@
 // The table goes to stdout, progress to stderr. It exits 0 even when a
 // target is missed: the "meets target" column says.
 import { FlagError, type FlagSpec, parseFlags, usage } from "../lib/flags.ts";
+import { MASTER_V8_FLAGS } from "../lib/runtime.ts";
 import { freePort, waitUp } from "../tests/cluster.ts";
 import { ensureNginx } from "./volume.ts";
 import { randomBytes, thrash, type ThrashResult } from "./thrash.ts";
@@ -76,6 +77,7 @@ async function startCluster(dir: string, children: Children): Promise<Cluster> {
   await Promise.all(volumes.map((v) => waitUp(`http://${v}/`)));
   const port = freePort();
   const master = children.deno([
+    MASTER_V8_FLAGS,
     MAIN,
     "server",
     "-port",

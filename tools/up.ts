@@ -1,6 +1,7 @@
 // `deno task up`: a local cluster to try the store: three nginx volumes on
 // :3001-3003 (./data/volume1-3) and a master on :3000 (index in
 // ./data/indexdb). Ctrl-C stops everything it started.
+import { MASTER_V8_FLAGS } from "../lib/runtime.ts";
 import { resolve } from "node:path";
 import { ensureNginx } from "./volume.ts";
 
@@ -11,7 +12,7 @@ const children: Deno.ChildProcess[] = [];
 
 function start(args: string[], env: Record<string, string> = {}) {
   const child = new Deno.Command(deno, {
-    args: ["run", "-A", "--unstable-kv", main, ...args],
+    args: ["run", "-A", "--unstable-kv", MASTER_V8_FLAGS, main, ...args],
     env,
     stdin: "null",
   }).spawn();
