@@ -242,8 +242,9 @@ export class Store {
       if (!claim) return inFlight();
       const kvolumes = this.kvolumes(key);
       const path = key2path(key);
-      // A "." is never in a name of ours: rebuild skips it, verify sees an orphan.
-      const tmp = `${path}.replace-${crypto.randomUUID()}`;
+      // Short, in the key's "/ab/cd/" folder (a long key's last name segment
+      // may be 255 bytes already), and never a key: it holds a ".".
+      const tmp = `${path.slice(0, 7)}replace.${crypto.randomUUID()}`;
       const signal = opts.signal ? AbortSignal.any([opts.signal, claim.signal]) : claim.signal;
       let result;
       try {

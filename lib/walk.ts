@@ -18,6 +18,13 @@ export interface Found {
   mtimes: number[];
 }
 
+/** A file in a key folder that is not a key's (multipart parts, REPLACE temporaries). */
+export interface Other {
+  path: string;
+  volume: string;
+  mtime: number;
+}
+
 export interface Walker {
   timeout: number;
   /** Folders that could not be read, as URLs with the reason. */
@@ -49,11 +56,15 @@ export async function hexFolders(
   return found;
 }
 
-/** The keys stored in one "/ab/cd/" folder across the given (sub)volumes. */
+/**
+ * The keys stored in one "/ab/cd/" folder across the given (sub)volumes;
+ * files that are no key's go to `others` when given.
+ */
 export async function keysIn(
   w: Walker,
   vols: string[],
   folder: string,
+  others?: Other[],
 ): Promise<Found[]> {
   const byKey = new Map<string, Found>();
   // Keep the caller's volume order whatever order the listings finish in.
@@ -61,7 +72,10 @@ export async function keysIn(
   perVol.forEach((files, i) => {
     for (const { path, size, mtime } of files) {
       const key = path2key(path);
-      if (!key) continue;
+      if (!key) {
+        others?.push({ path, volume: vols[i], mtime });
+        continue;
+      }
       const found = byKey.get(path);
       if (found) {
         found.volumes.push(vols[i]);

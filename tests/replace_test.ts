@@ -100,7 +100,7 @@ Deno.test("REPLACE against real nginx volumes", async (t) => {
         }
         assertEquals(await (await fetch(c.url + key)).text(), "keep me");
         for (const v of c.volumes) {
-          const temps = (await volumeFiles(v)).filter((f) => f.includes(".replace-"));
+          const temps = (await volumeFiles(v)).filter((f) => f.includes("/replace."));
           assertEquals(temps, [], `temp files on ${v}`);
         }
         assertEquals(
@@ -108,6 +108,18 @@ Deno.test("REPLACE against real nginx volumes", async (t) => {
           201,
           "the key is not left claimed",
         );
+      },
+    );
+
+    await t.step(
+      "REPLACE of a key whose last name segment is near 255 bytes (temp names stay short)",
+      async () => {
+        // 165 bytes: a 220-byte base64 name, too long for a suffix of 45.
+        const fresh = randomKey("/longname");
+        const key = fresh + "r".repeat(165 - fresh.length);
+        assertEquals((await call(c, key, "PUT", "short")).status, 201);
+        assertEquals((await call(c, key, "REPLACE", "replaced")).status, 201);
+        assertEquals(await (await fetch(c.url + key)).text(), "replaced");
       },
     );
   } finally {

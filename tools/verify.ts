@@ -5,7 +5,9 @@
 // recorded size (when known) and, with -md5, the recorded MD5 (read in
 // full). Keys with fewer healthy replicas than -replicas are named. Then the
 // volumes are walked: a file of a key with no record, or on a volume its
-// live record does not list, is an orphan. Exits 1 when anything is wrong.
+// live record does not list, is an orphan; so is a multipart part no upload
+// records and a REPLACE temporary older than -grace. Exits 1 when anything
+// is wrong.
 //
 // With -repair: a missing or corrupt replica is copied again from a healthy
 // one; orphans older than -grace are deleted; a "writing" record whose lease
@@ -20,7 +22,7 @@ import { pool } from "../lib/pool.ts";
 import { Progress } from "../lib/progress.ts";
 import { concurrencyOf } from "../lib/tool_flags.ts";
 import { remoteDelete, remoteGet, remotePut, volumeUrl } from "../lib/volumes.ts";
-import { hexFolders, keysIn, subvolumesOf, type Walker } from "../lib/walk.ts";
+import { hexFolders, keysIn, type Other, subvolumesOf, type Walker } from "../lib/walk.ts";
 
 const decoder = new TextDecoder();
 
@@ -209,8 +211,12 @@ async function findOrphans(
     for (const [cd, cdVols] of subs) folders.push([`/${ab}/${cd}/`, cdVols]);
   });
   const now = Date.now();
+  const uploads = new Map<string, Promise<Set<string>>>();
   await pool(folders, concurrency, async ([folder, cdVols]) => {
-    for (const found of await keysIn(w, cdVols, folder)) {
+    const others: Other[] = [];
+    const keys = await keysIn(w, cdVols, folder, others);
+    for (const other of others) await checkLeftover(ctx, other, uploads, now);
+    for (const found of keys) {
       ctx.progress.add("files", found.volumes.length);
       const e = await ctx.index.get(found.key);
       if (e && (e.rec.state === "writing" || (e.rec.until ?? 0) > now)) continue;
@@ -247,6 +253,53 @@ async function findOrphans(
       }
     }
   });
+}
+
+/**
+ * A file that is no key's: a part of a multipart upload (an orphan once the
+ * upload has no record of it), a REPLACE's temporary (an orphan once older
+ * than -grace: a REPLACE renames it within moments of writing it), or
+ * something else, reported and left alone.
+ */
+async function checkLeftover(
+  ctx: Ctx,
+  f: Other,
+  uploads: Map<string, Promise<Set<string>>>,
+  now: number,
+) {
+  const name = f.path.slice(f.path.lastIndexOf("/") + 1);
+  const url = volumeUrl(f.volume, f.path);
+  const part = /^mpu\.([0-9a-f]{32})\.\d+\.[0-9a-f-]+$/.exec(name);
+  let what: string;
+  if (part) {
+    let recorded = uploads.get(part[1]);
+    if (!recorded) {
+      recorded = ctx.index.parts(part[1]).then((ps) =>
+        new Set([...ps.values()].flatMap((p) => p.volumes.map((v) => `${v} ${p.path}`)))
+      );
+      uploads.set(part[1], recorded);
+    }
+    if ((await recorded).has(`${f.volume} ${f.path}`)) return;
+    what = "multipart part of no upload in progress";
+  } else if (/^replace\.[0-9a-f-]{36}$/.test(name) || /\.replace-[0-9a-f-]{36}$/.test(name)) {
+    if (!(now - f.mtime >= ctx.grace)) return;
+    what = "REPLACE temporary left by a failed REPLACE";
+  } else {
+    report(ctx, `unknown file: ${url} (not a key's; left alone)`);
+    return;
+  }
+  const p = report(ctx, `orphan file: ${url} (${what})`);
+  if (!ctx.repair) return;
+  if (!(now - f.mtime >= ctx.grace)) {
+    p.text += " (kept: younger than -grace)";
+    return;
+  }
+  try {
+    await remoteDelete(url, ctx.timeout);
+    p.fixed = "deleted";
+  } catch (err) {
+    p.text += ` (cannot delete: ${messageOf(err)})`;
+  }
 }
 
 function messageOf(err: unknown): string {
