@@ -5,7 +5,7 @@
 //   rebuild (into a fresh index), rebalance -dry-run, rebalance onto 4 of
 //   the volumes (the fifth drained), and verify.
 //
-//   deno run -A bench/scale.ts [-keys 100000] [-concurrency 16]
+//   deno run -A bench/scale.ts [-keys 100000] [-concurrency N]
 import { freePort, waitUp } from "../tests/cluster.ts";
 import { key2path, key2volume, md5, toHex } from "../lib/keys.ts";
 import { openIndex } from "../lib/open.ts";
@@ -15,7 +15,7 @@ import { parseFlags } from "../lib/flags.ts";
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const { flags } = parseFlags(Deno.args, {
   keys: { type: "int", default: 100_000, usage: "keys to write" },
-  concurrency: { type: "int", default: 16, usage: "the tools' -concurrency" },
+  concurrency: { type: "int", default: 0, usage: "the tools' -concurrency (0: each tool's own)" },
   "rebuild-only": { type: "bool", default: false, usage: "stop after the two rebuilds" },
   "skip-rebuild": { type: "bool", default: false, usage: "skip the two rebuilds" },
   yardstick: {

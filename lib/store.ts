@@ -427,36 +427,23 @@ export class Store {
   async #move(key: Uint8Array, prev: Entry): Promise<Outcome> {
     const kvolumes = this.kvolumes(key);
     const path = key2path(key);
-    const heads = await Promise.all(
-      prev.rec.rvolumes.map((v) => remoteHead(volumeUrl(v, path), this.opts.voltimeout)),
-    );
-    const have = prev.rec.rvolumes.filter((_, i) => heads[i]);
-    if (have.length === 0) {
-      return { status: 500, message: "No replica of the key answers" };
-    }
-    if (!needsRebalance(prev.rec.rvolumes, kvolumes)) return { status: 204 };
-    const missing = kvolumes.filter((v) => !have.includes(v));
+    const rvolumes = prev.rec.rvolumes;
+    if (!needsRebalance(rvolumes, kvolumes)) return { status: 204 };
+    // Unlike mkv, no HEAD of every replica first: the copies that stay are
+    // where the index says (verify checks that), and the GET of the value
+    // tells whether the one read from has it. Read from a copy about to go.
+    const missing = kvolumes.filter((v) => !rvolumes.includes(v));
+    const sources = [
+      ...rvolumes.filter((v) => !kvolumes.includes(v)),
+      ...rvolumes.filter((v) => kvolumes.includes(v)),
+    ];
     if (missing.length > 0) {
-      const ac = new AbortController();
-      try {
-        const from = volumeUrl(have[0], path);
-        const put = { signal: ac.signal, stall: this.opts.stall };
-        if (prev.rec.size >= 0 && prev.rec.size <= SMALL_VALUE) {
-          // Small: one read into memory, then plain PUTs (streams cost more).
-          const value = await remoteGetSmall(from, { ...put, maxBody: SMALL_VALUE });
-          await Promise.all(missing.map((v) => remotePut(volumeUrl(v, path), value, put)));
-        } else {
-          const res = await remoteGet(from, put);
-          await this.#write(path, missing, res.body!, {
-            signal: ac.signal,
-            md5: false,
-            size: null,
-          });
-        }
-      } catch (err) {
-        ac.abort();
-        return { status: 500, message: messageOf(err) };
+      let failure: unknown = null;
+      for (const source of sources) {
+        failure = await this.#copy(path, source, missing, prev.rec.size);
+        if (failure === null) break;
       }
+      if (failure !== null) return { status: 500, message: messageOf(failure) };
     }
     const rec: Record = { ...prev.rec, rvolumes: kvolumes };
     if (await this.index.cas(key, prev.versionstamp, rec) === null) {
@@ -464,13 +451,34 @@ export class Store {
       await this.#removeFiles(key, missing).catch(() => {});
       return inFlight();
     }
-    const left = have.filter((v) => !kvolumes.includes(v));
+    const left = rvolumes.filter((v) => !kvolumes.includes(v));
     try {
       await this.#removeFiles(key, left);
     } catch (err) {
       return { status: 500, message: messageOf(err) };
     }
     return { status: 204 };
+  }
+
+  /** Copies `path` from `source` to `targets`; the error, or null when done. */
+  async #copy(path: string, source: string, targets: string[], size: number): Promise<unknown> {
+    const ac = new AbortController();
+    const from = volumeUrl(source, path);
+    const put = { signal: ac.signal, stall: this.opts.stall };
+    try {
+      if (size >= 0 && size <= SMALL_VALUE) {
+        // Small: one read into memory, then plain PUTs (streams cost more).
+        const value = await remoteGetSmall(from, { ...put, maxBody: SMALL_VALUE });
+        await Promise.all(targets.map((v) => remotePut(volumeUrl(v, path), value, put)));
+      } else {
+        const res = await remoteGet(from, put);
+        await this.#write(path, targets, res.body!, { signal: ac.signal, size: null });
+      }
+      return null;
+    } catch (err) {
+      ac.abort();
+      return err;
+    }
   }
 
   async #exclusive(key: Uint8Array, work: () => Promise<Outcome>): Promise<Outcome> {

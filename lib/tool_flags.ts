@@ -6,8 +6,9 @@ import { FlagError } from "./flags.ts";
 export const TOOL_FLAGS: { [name: string]: FlagSpec } = {
   concurrency: {
     type: "int",
-    default: 16,
-    usage: "rebuild/rebalance/verify: folder listings or keys worked on at once",
+    default: 0,
+    usage:
+      "rebuild/rebalance/verify: folder listings or keys worked on at once (0: the tool's own, 16 or 64 for rebalance)",
   },
   "dry-run": {
     type: "bool",
@@ -27,9 +28,14 @@ export const TOOL_FLAGS: { [name: string]: FlagSpec } = {
   },
 };
 
-/** -concurrency, checked. */
-export function concurrencyOf(flags: FlagValues): number {
-  const n = (flags.concurrency ?? 16) as number;
+/**
+ * -concurrency, checked; 0 (unset) is the tool's own default. Listings
+ * (rebuild, verify) go best at 16 here, rebalance's small requests at 64
+ * (BENCHMARKS.md: 100k keys on 2 cores).
+ */
+export function concurrencyOf(flags: FlagValues, byDefault = 16): number {
+  const n = (flags.concurrency ?? 0) as number;
+  if (n === 0) return byDefault;
   if (!(n >= 1)) throw new FlagError("-concurrency must be at least 1");
   return n;
 }

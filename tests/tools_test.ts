@@ -232,8 +232,9 @@ Deno.test("rebuild -concurrency 1 recovers every key; bad -concurrency is refuse
     assertEquals(r.code, 0, r.stderr);
     assert(r.stdout.includes(`rebuild: ${keys.length} keys from `), r.stdout);
     assert(r.stderr.includes(`rebuild: keys ${keys.length}, `), r.stderr);
-    const bad = await runMain([...args, "-concurrency", "0"]);
+    const bad = await runMain([...args, "-concurrency=-1"]);
     assertEquals(bad.code, 2, bad.stderr);
+    assert(bad.stderr.includes("-concurrency must be at least 1"), bad.stderr);
   } finally {
     await c.stop();
   }

@@ -16,7 +16,7 @@ import { concurrencyOf } from "../lib/tool_flags.ts";
 
 export async function rebalance(flags: FlagValues): Promise<number> {
   const opts = storeOptions(flags);
-  const concurrency = concurrencyOf(flags);
+  const concurrency = concurrencyOf(flags, 64);
   const dryRun = flags["dry-run"] === true;
   const index = await openIndex(requireDb(flags));
   // A writer of the index: a master running by mistake stops trusting its caches.
