@@ -3,6 +3,7 @@
 // X-Amz-* query parameters. Pure functions of the request's parts, so the
 // AWS documentation's examples are the unit tests.
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import { checkV2, isV2 } from "./s3_auth_v2.ts";
 import { S3Error } from "./s3_xml.ts";
 
 export interface Credentials {
@@ -46,7 +47,8 @@ export const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca49
 export function isSigned(headers: Headers, query: string): boolean {
   const auth = headers.get("authorization");
   if (auth !== null && (auth.startsWith(ALGORITHM) || auth.startsWith("AWS "))) return true;
-  return query.includes("X-Amz-Signature=") || query.includes("X-Amz-Credential=");
+  return query.includes("X-Amz-Signature=") || query.includes("X-Amz-Credential=") ||
+    isV2(null, query);
 }
 
 /**
@@ -59,17 +61,14 @@ export function checkSignature(
   now = Date.now(),
 ): Signature {
   const auth = req.headers.get("authorization");
+  if (isV2(auth, req.query)) {
+    checkV2(req, creds, now);
+    return { payload: req.headers.get("x-amz-content-sha256") ?? "UNSIGNED-PAYLOAD" };
+  }
   const presigned = parseQueryPairs(req.query).find(([k]) => k === "X-Amz-Signature");
   if (auth === null && !presigned) {
     if (creds) throw new S3Error("AccessDenied", "Anonymous requests are not allowed");
     return { payload: req.headers.get("x-amz-content-sha256") ?? "UNSIGNED-PAYLOAD" };
-  }
-  if (auth !== null && auth.startsWith("AWS ")) {
-    throw new S3Error(
-      "InvalidRequest",
-      "Signature Version 2 is not supported: use AWS4-HMAC-SHA256",
-      400,
-    );
   }
   const parts = auth !== null ? fromHeader(auth, req.headers) : fromQuery(req.query);
   const payload = auth !== null

@@ -200,3 +200,50 @@ Deno.test("an unsigned aws-chunked body's CRC32 trailer is checked", async () =>
   assertEquals(await new Response(bad.body).text(), "hello world");
   assertEquals(bad.check("")?.code, "BadDigest");
 });
+
+// Signature Version 2, AWS's examples (bucket johnsmith, path-style here).
+const V2_AT = Date.UTC(2007, 2, 27, 19, 40);
+
+Deno.test("AWS's Signature Version 2 GET example is accepted", () => {
+  const req = {
+    method: "GET",
+    path: "/johnsmith/photos/puppy.jpg",
+    query: "",
+    headers: new Headers({
+      date: "Tue, 27 Mar 2007 19:36:42 +0000",
+      authorization: "AWS AKIAIOSFODNN7EXAMPLE:bWq2s1WEIj+Ydj0vQ697zp+IXMU=",
+    }),
+  };
+  assertEquals(checkSignature(req, CREDS, V2_AT).payload, "UNSIGNED-PAYLOAD");
+  const bad = { ...req, path: "/johnsmith/photos/kitten.jpg" };
+  const err = assertThrows(() => checkSignature(bad, CREDS, V2_AT), S3Error);
+  assertEquals((err as S3Error).code, "SignatureDoesNotMatch");
+});
+
+Deno.test("AWS's Signature Version 2 PUT example (Content-Type signed) is accepted", () => {
+  const req = {
+    method: "PUT",
+    path: "/johnsmith/photos/puppy.jpg",
+    query: "",
+    headers: new Headers({
+      "content-type": "image/jpeg",
+      "content-length": "94328",
+      date: "Tue, 27 Mar 2007 21:15:45 +0000",
+      authorization: "AWS AKIAIOSFODNN7EXAMPLE:MyyxeRY7whkBe+bq8fHCL/2kKUg=",
+    }),
+  };
+  checkSignature(req, CREDS, Date.UTC(2007, 2, 27, 21, 20));
+});
+
+Deno.test("AWS's Signature Version 2 presigned example is accepted until Expires", () => {
+  const req = {
+    method: "GET",
+    path: "/johnsmith/photos/puppy.jpg",
+    query: "AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature=NpgCjnDzrM%2BWFzoENXmpNDUsSn8%3D" +
+      "&Expires=1175139620",
+    headers: new Headers({ host: "127.0.0.1:3000" }),
+  };
+  checkSignature(req, CREDS, 1175139620_000 - 60_000);
+  const err = assertThrows(() => checkSignature(req, CREDS, 1175139620_000 + 1000), S3Error);
+  assertEquals((err as S3Error).message, "Request has expired");
+});

@@ -1,0 +1,115 @@
+// S3's older request signatures (Signature Version 2: HMAC-SHA1), still what
+// boto3's generate_presigned_url and s3cmd-style tools send by default:
+// "Authorization: AWS <key>:<signature>" or "?AWSAccessKeyId=&Expires=&Signature=".
+import { createHmac, timingSafeEqual } from "node:crypto";
+import type { Credentials, SignedRequest } from "./s3_auth.ts";
+import { parseQueryPairs } from "./s3_auth.ts";
+import { S3Error } from "./s3_xml.ts";
+
+const MAX_SKEW_MS = 15 * 60_000;
+
+/** Query parameters that are part of the signed resource (S3's list). */
+const SUBRESOURCES = new Set([
+  "acl",
+  "delete",
+  "lifecycle",
+  "location",
+  "logging",
+  "notification",
+  "partNumber",
+  "policy",
+  "requestPayment",
+  "response-cache-control",
+  "response-content-disposition",
+  "response-content-encoding",
+  "response-content-language",
+  "response-content-type",
+  "response-expires",
+  "tagging",
+  "torrent",
+  "uploadId",
+  "uploads",
+  "versionId",
+  "versioning",
+  "versions",
+  "website",
+]);
+
+/** Whether the request carries a Signature Version 2. */
+export function isV2(auth: string | null, query: string): boolean {
+  if (auth !== null) return auth.startsWith("AWS ");
+  return query.includes("AWSAccessKeyId=") && query.includes("Signature=");
+}
+
+/** Checks a Signature Version 2; throws S3Error when it does not hold. */
+export function checkV2(req: SignedRequest, creds: Credentials | null, now: number) {
+  const auth = req.headers.get("authorization");
+  const q = new Map(parseQueryPairs(req.query));
+  let accessKey: string, signature: string, date: string;
+  if (auth !== null) {
+    const colon = auth.lastIndexOf(":");
+    if (colon < 4) {
+      throw new S3Error("AuthorizationHeaderMalformed", "Expected AWS <key>:<signature>", 400);
+    }
+    accessKey = auth.slice(4, colon).trim();
+    signature = auth.slice(colon + 1).trim();
+    // With x-amz-date, the Date line of the string to sign is empty.
+    const when = req.headers.get("x-amz-date") ?? req.headers.get("date") ?? "";
+    const at = Date.parse(when);
+    if (Number.isNaN(at)) throw new S3Error("AccessDenied", "The request has no valid Date");
+    if (Math.abs(now - at) > MAX_SKEW_MS) {
+      throw new S3Error(
+        "RequestTimeTooSkewed",
+        "The difference between the request time and the current time is too large.",
+      );
+    }
+    date = req.headers.has("x-amz-date") ? "" : when;
+  } else {
+    accessKey = q.get("AWSAccessKeyId") ?? "";
+    signature = q.get("Signature") ?? "";
+    date = q.get("Expires") ?? "";
+    if (!/^\d+$/.test(date)) throw new S3Error("AccessDenied", "Expires must be a number", 403);
+    if (now > Number(date) * 1000) throw new S3Error("AccessDenied", "Request has expired");
+  }
+  if (!creds) return;
+  if (accessKey !== creds.accessKey) {
+    throw new S3Error(
+      "InvalidAccessKeyId",
+      "The AWS Access Key Id you provided does not exist in our records.",
+    );
+  }
+  const expected = signV2(creds.secretKey, stringToSignV2(req, date));
+  const a = new TextEncoder().encode(expected);
+  const b = new TextEncoder().encode(signature);
+  if (a.length !== b.length || !timingSafeEqual(a, b)) {
+    throw new S3Error(
+      "SignatureDoesNotMatch",
+      "The request signature we calculated does not match the signature you provided. " +
+        "Check your key and signing method.",
+    );
+  }
+}
+
+export function stringToSignV2(req: SignedRequest, date: string): string {
+  const h = req.headers;
+  const amz = [...h].filter(([name]) => name.startsWith("x-amz-"))
+    .map(([name, value]) => `${name}:${value.trim()}\n`)
+    .sort()
+    .join("");
+  const sub = parseQueryPairs(req.query)
+    .filter(([name]) => SUBRESOURCES.has(name))
+    .sort((a, b) => a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)
+    .map(([name, value]) => (value === "" ? name : `${name}=${value}`));
+  const resource = req.path + (sub.length ? `?${sub.join("&")}` : "");
+  return [
+    req.method,
+    h.get("content-md5") ?? "",
+    h.get("content-type") ?? "",
+    date,
+    amz + resource,
+  ].join("\n");
+}
+
+export function signV2(secret: string, toSign: string): string {
+  return createHmac("sha1", secret).update(toSign).digest("base64");
+}

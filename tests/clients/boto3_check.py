@@ -1,0 +1,72 @@
+"""boto3 against a running master: one line per check, "ok <name>" or a traceback.
+
+python3 tests/clients/boto3_check.py <endpoint> <access key> <secret key> <bucket>
+"""
+import hashlib
+import io
+import os
+import sys
+import urllib.request
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+
+endpoint, access, secret, bucket = sys.argv[1:5]
+s3 = boto3.client(
+    "s3",
+    endpoint_url=endpoint,
+    aws_access_key_id=access,
+    aws_secret_access_key=secret,
+    region_name="us-east-1",
+    config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+)
+
+
+def ok(name, cond):
+    if not cond:
+        raise SystemExit(f"FAILED {name}")
+    print(f"ok {name}", flush=True)
+
+
+key = "dir one/c+d.txt"
+s3.create_bucket(Bucket=bucket)
+s3.put_object(Bucket=bucket, Key=key, Body=b"hello boto", ContentType="text/plain", Metadata={"x": "y"})
+got = s3.get_object(Bucket=bucket, Key=key)
+ok("get", got["Body"].read() == b"hello boto" and got["ContentType"] == "text/plain"
+   and got["Metadata"] == {"x": "y"} and got["ETag"] == '"%s"' % hashlib.md5(b"hello boto").hexdigest())
+ok("head", s3.head_object(Bucket=bucket, Key=key)["ContentLength"] == 10)
+ok("range", s3.get_object(Bucket=bucket, Key=key, Range="bytes=0-4")["Body"].read() == b"hello")
+ok("list", [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == [key])
+ok("delimiter", s3.list_objects_v2(Bucket=bucket, Delimiter="/")["CommonPrefixes"] == [{"Prefix": "dir one/"}])
+data = os.urandom(12 * 1024 * 1024)
+cfg = TransferConfig(multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024)
+s3.upload_fileobj(io.BytesIO(data), bucket, "big.bin", Config=cfg)
+big = s3.get_object(Bucket=bucket, Key="big.bin")
+ok("multipart", hashlib.md5(big["Body"].read()).digest() == hashlib.md5(data).digest()
+   and big["ETag"].endswith('-3"'))
+s3.copy_object(Bucket=bucket, Key="copy.txt", CopySource={"Bucket": bucket, "Key": key})
+ok("copy", s3.get_object(Bucket=bucket, Key="copy.txt")["Body"].read() == b"hello boto")
+url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=60)
+ok("presigned (Signature Version 2, boto3's default)", "AWSAccessKeyId=" in url
+   and urllib.request.urlopen(url).read() == b"hello boto")
+v4 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=access, aws_secret_access_key=secret,
+                  region_name="us-east-1",
+                  config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+url4 = v4.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=60)
+ok("presigned (Signature Version 4)", "X-Amz-Signature=" in url4
+   and urllib.request.urlopen(url4).read() == b"hello boto")
+deleted = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "copy.txt"}, {"Key": "big.bin"}]})
+ok("delete objects", sorted(d["Key"] for d in deleted["Deleted"]) == ["big.bin", "copy.txt"])
+try:
+    s3.get_object(Bucket=bucket, Key="nope")
+    ok("no such key", False)
+except s3.exceptions.NoSuchKey:
+    ok("no such key", True)
+bad = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=access, aws_secret_access_key="wrong",
+                   region_name="us-east-1", config=Config(s3={"addressing_style": "path"}))
+try:
+    bad.list_objects_v2(Bucket=bucket)
+    ok("wrong secret refused", False)
+except bad.exceptions.ClientError as e:
+    ok("wrong secret refused", e.response["Error"]["Code"] == "SignatureDoesNotMatch")
