@@ -3,7 +3,7 @@
 // and the most recent errors (a bounded ring). Counting a request is O(1)
 // and allocates nothing: it runs on every request, the GET fast path too.
 
-/** Methods of the API, in the order of the counters; anything else is "other". */
+/** Methods of the API (POST: S3's), in the order of the counters; anything else is "other". */
 export const METHODS = [
   "GET",
   "HEAD",
@@ -13,6 +13,7 @@ export const METHODS = [
   "UNLINK",
   "RELINK",
   "REBALANCE",
+  "POST",
   "other",
 ] as const;
 
@@ -55,8 +56,10 @@ function methodIndex(method: string): number {
       return 6;
     case "REBALANCE":
       return 7;
-    default:
+    case "POST":
       return 8;
+    default:
+      return 9;
   }
 }
 

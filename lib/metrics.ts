@@ -2,18 +2,9 @@
 // Counters only grow; label values are bounded (methods outside the API
 // count as "other", volumes are the configured ones) so hostile requests
 // cannot grow the registry.
+import { METHODS } from "./history.ts";
 
-const KNOWN_METHODS = new Set([
-  "GET",
-  "HEAD",
-  "PUT",
-  "REPLACE",
-  "DELETE",
-  "UNLINK",
-  "RELINK",
-  "REBALANCE",
-  "POST",
-]);
+const KNOWN_METHODS = new Set<string>(METHODS.filter((m) => m !== "other"));
 
 /** Request latency buckets, seconds. */
 const LATENCY = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];

@@ -9,7 +9,7 @@ import type { Meta, Record } from "./record.ts";
 import type { S3Request } from "./s3.ts";
 import { s3Body } from "./s3_body.ts";
 import { parseDelete, S3Error, s3Error, xmlResponse } from "./s3_xml.ts";
-import type { Outcome, Store } from "./store.ts";
+import { type Outcome, shuffled, type Store } from "./store.ts";
 import { headStatus, remoteGet, VolumeError, volumeUrl } from "./volumes.ts";
 
 const encoder = new TextEncoder();
@@ -389,13 +389,4 @@ export async function deleteObjects(s3: S3Request): Promise<Response> {
     Deleted: quiet ? [] : results.filter((r) => !r.Code),
     Error: results.filter((r) => r.Code),
   });
-}
-
-function shuffled<T>(xs: readonly T[]): T[] {
-  const out = xs.slice();
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [out[i], out[j]] = [out[j], out[i]];
-  }
-  return out;
 }

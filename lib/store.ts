@@ -581,7 +581,8 @@ function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-function shuffled<T>(xs: readonly T[]): T[] {
+/** A random order of xs (which replica to try first). */
+export function shuffled<T>(xs: readonly T[]): T[] {
   const out = xs.slice();
   for (let i = out.length - 1; i > 0; i--) {
     const j = Math.floor(Math.random() * (i + 1));

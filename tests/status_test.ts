@@ -152,6 +152,7 @@ Deno.test("/?status as JSON: exact fields, keys per volume as placed, a stopped 
       "UNLINK",
       "RELINK",
       "REBALANCE",
+      "POST",
       "other",
     ]);
     assertEquals(Object.keys(s.traffic.classes), ["2xx", "3xx", "4xx", "5xx"]);
