@@ -262,3 +262,159 @@ async function chunked(r: Reader, maxBody: number): Promise<Uint8Array> {
   }
   return out;
 }
+
+/**
+ * HEADs pipelined over a few connections per volume: the HEADs that
+ * concurrent GETs ask for in one turn of the event loop go out in one write,
+ * and their answers come back in order. A HEAD has no body, so answers are
+ * short and cannot hold up the ones behind them for long.
+ */
+export class HeadPipeline {
+  readonly #conns: PipelinedConn[] = [];
+  constructor(readonly host: string, readonly width = 2) {}
+
+  /** The status of HEAD path; rejects when the volume does not answer in `ms`. */
+  head(path: string, ms: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.#send({ path, ms, resolve, reject, retried: false });
+    });
+  }
+
+  #send(p: PendingHead) {
+    // The least loaded open connection, or a new one while under the width.
+    let best: PipelinedConn | null = null;
+    for (const c of this.#conns) {
+      if (!c.open) continue;
+      if (!best || c.load < best.load) best = c;
+    }
+    if (!best || (best.load > 0 && this.#conns.length < this.width)) {
+      best = new PipelinedConn(
+        this.host,
+        (c, unanswered, tried) => this.#lost(c, unanswered, tried),
+      );
+      this.#conns.push(best);
+    }
+    best.send(p);
+  }
+
+  /**
+   * A connection ended. HEADs it never answered go on another: always after
+   * the volume closed it in good order ("Connection: close", as nginx does
+   * past keepalive_requests), once more after a failure.
+   */
+  #lost(c: PipelinedConn, unanswered: PendingHead[], tried: boolean) {
+    const i = this.#conns.indexOf(c);
+    if (i >= 0) this.#conns.splice(i, 1);
+    for (const p of unanswered) {
+      if (tried && p.retried) p.reject(new Error("Connection closed"));
+      else this.#send({ ...p, retried: p.retried || tried });
+    }
+  }
+}
+
+interface PendingHead {
+  path: string;
+  ms: number;
+  resolve: (status: number) => void;
+  reject: (err: unknown) => void;
+  retried: boolean;
+}
+
+/** One connection carrying pipelined HEADs; answers match requests in order. */
+class PipelinedConn {
+  open = true;
+  readonly #waiting: { p: PendingHead; timer: ReturnType<typeof setTimeout> }[] = [];
+  #queued: PendingHead[] = [];
+  #conn: Promise<Deno.TcpConn>;
+  #flushing = false;
+
+  constructor(
+    readonly host: string,
+    readonly onLost: (c: PipelinedConn, unanswered: PendingHead[], tried: boolean) => void,
+  ) {
+    const colon = host.lastIndexOf(":");
+    this.#conn = Deno.connect({
+      hostname: host.slice(0, colon).replace(/^\[|\]$/g, ""),
+      port: Number(host.slice(colon + 1)),
+    });
+    this.#conn.then((conn) => this.#readLoop(conn), (err) => this.#fail(err));
+  }
+
+  get load(): number {
+    return this.#waiting.length + this.#queued.length;
+  }
+
+  send(p: PendingHead) {
+    this.#queued.push(p);
+    if (!this.#flushing) {
+      this.#flushing = true;
+      queueMicrotask(() => this.#flush());
+    }
+  }
+
+  async #flush() {
+    let conn: Deno.TcpConn;
+    try {
+      conn = await this.#conn;
+    } catch {
+      return; // #fail hands the queue on
+    }
+    while (this.#queued.length > 0 && this.open) {
+      const batch = this.#queued;
+      this.#queued = [];
+      let text = "";
+      for (const p of batch) {
+        text += `HEAD ${p.path} HTTP/1.1\r\nHost: ${this.host}\r\n\r\n`;
+        // A volume that answers nothing in time: the connection is stuck.
+        const timer = setTimeout(() => this.#fail(new TimeoutError(p.ms)), p.ms);
+        this.#waiting.push({ p, timer });
+      }
+      try {
+        await writeAll(conn, encoder.encode(text));
+      } catch (err) {
+        this.#fail(err);
+        return;
+      }
+    }
+    this.#flushing = false;
+  }
+
+  async #readLoop(conn: Deno.TcpConn) {
+    const reader = new Reader(conn);
+    try {
+      while (this.open) {
+        const res = await readResponse(reader, true, 0);
+        const w = this.#waiting.shift();
+        if (!w) throw new Error("An answer to no request");
+        clearTimeout(w.timer);
+        w.p.resolve(res.status);
+        if (res.close) return this.#fail(null);
+      }
+    } catch (err) {
+      this.#fail(err);
+    }
+  }
+
+  /** Ends the connection; `err` null: the volume closed it in good order. */
+  #fail(err: unknown) {
+    if (!this.open) return;
+    this.open = false;
+    this.#conn.then((c) => c.close(), () => {}).catch(() => {});
+    const waiting = this.#waiting.splice(0);
+    for (const w of waiting) clearTimeout(w.timer);
+    const unanswered = [...waiting.map((w) => w.p), ...this.#queued.splice(0)];
+    // A timeout is the volume's: no second try elsewhere on the same volume.
+    if (err instanceof TimeoutError) {
+      for (const p of unanswered) p.reject(err);
+      this.onLost(this, [], true);
+    } else {
+      this.onLost(this, unanswered, err !== null);
+    }
+  }
+}
+
+export class TimeoutError extends Error {
+  constructor(ms: number) {
+    super(`timed out after ${ms}ms`);
+  }
+}

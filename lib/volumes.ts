@@ -3,7 +3,7 @@
 // body is consumed or cancelled, so connections return to the pool.
 
 import { health } from "./health.ts";
-import { poolFor } from "./http1.ts";
+import { HeadPipeline, poolFor, TimeoutError } from "./http1.ts";
 import { metrics } from "./metrics.ts";
 
 /** "host:port" of a volume URL, for the metrics. */
@@ -98,24 +98,22 @@ const inflightHeads = new Map<string, Promise<number>>();
 async function freshHeadStatus(url: string, timeout: number): Promise<number> {
   const at = splitUrl(url);
   if (!at) return 0;
-  const timer = new AbortController();
-  const t = setTimeout(() => timer.abort(), timeout);
+  let pipeline = pipelines.get(at.host);
+  if (!pipeline) pipelines.set(at.host, pipeline = new HeadPipeline(at.host));
   try {
-    const res = await poolFor(at.host).request("HEAD", at.path, {
-      signal: timer.signal,
-      maxBody: 0,
-    });
+    const status = await pipeline.head(at.path, timeout);
     succeeded(at.host, "head");
-    return res.status;
+    return status;
   } catch (err) {
-    const timedOut = timer.signal.aborted;
+    const timedOut = err instanceof TimeoutError;
     const why = timedOut ? `timed out after ${timeout}ms` : describe(err);
     failed(at.host, "head", timedOut ? "timeout" : "error", `Cannot HEAD "${url}": ${why}`);
     return 0;
-  } finally {
-    clearTimeout(t);
   }
 }
+
+/** HEADs of each volume, pipelined (lib/http1.ts). */
+const pipelines = new Map<string, HeadPipeline>();
 
 /** "http://host:port/path" to its host and path. */
 function splitUrl(url: string): { host: string; path: string } | null {

@@ -1,0 +1,113 @@
+// The pipelined HEAD client (lib/http1.ts) against small raw TCP servers
+// that answer in order, close after a few answers (as nginx does past
+// keepalive_requests), or never answer.
+import { HeadPipeline, TimeoutError } from "../lib/http1.ts";
+import { assert, assertEquals } from "./assert.ts";
+
+/**
+ * A server answering each HEAD with the status in its path ("/404" → 404);
+ * after `closeAfter` answers on a connection it says Connection: close.
+ */
+function server(opts: { closeAfter?: number; silent?: boolean } = {}) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns = new Set<Deno.Conn>();
+  let accepted = 0;
+  (async () => {
+    for await (const conn of listener) {
+      accepted++;
+      conns.add(conn);
+      serve(conn).catch(() => {}).finally(() => conns.delete(conn));
+    }
+  })().catch(() => {});
+  async function serve(conn: Deno.Conn) {
+    const buf = new Uint8Array(65536);
+    let text = "";
+    let answered = 0;
+    while (true) {
+      const n = await conn.read(buf);
+      if (n === null) return;
+      if (opts.silent) continue;
+      text += new TextDecoder().decode(buf.subarray(0, n));
+      let end;
+      while ((end = text.indexOf("\r\n\r\n")) >= 0) {
+        const status = text.slice(0, end).split(" ")[1].slice(1);
+        text = text.slice(end + 4);
+        answered++;
+        const close = answered === opts.closeAfter;
+        await conn.write(
+          new TextEncoder().encode(
+            `HTTP/1.1 ${status} X\r\nContent-Length: 5\r\n${
+              close ? "Connection: close\r\n" : ""
+            }\r\n`,
+          ),
+        );
+        if (close) {
+          conn.close();
+          return;
+        }
+      }
+    }
+  }
+  const { port } = listener.addr as Deno.NetAddr;
+  return {
+    host: `127.0.0.1:${port}`,
+    get accepted() {
+      return accepted;
+    },
+    close() {
+      listener.close();
+      for (const c of conns) c.close();
+    },
+  };
+}
+
+Deno.test("pipelined HEADs: each answer goes to its own request, in order", async () => {
+  const s = server();
+  try {
+    const p = new HeadPipeline(s.host);
+    const statuses = Array.from({ length: 200 }, (_, i) => [200, 404, 500][i % 3]);
+    const got = await Promise.all(statuses.map((st) => p.head(`/${st}`, 2000)));
+    assertEquals(got, statuses);
+    assert(s.accepted <= 2, `${s.accepted} connections for 200 HEADs`);
+  } finally {
+    s.close();
+  }
+});
+
+Deno.test("pipelined HEADs: a connection closed after a few answers is replaced, nothing lost", async () => {
+  const s = server({ closeAfter: 7 });
+  try {
+    const p = new HeadPipeline(s.host);
+    const got = await Promise.all(Array.from({ length: 50 }, () => p.head("/204", 2000)));
+    assertEquals(got, Array(50).fill(204));
+    assert(s.accepted >= 8, `${s.accepted} connections`);
+  } finally {
+    s.close();
+  }
+});
+
+Deno.test("pipelined HEADs: a volume that never answers times them all out", async () => {
+  const s = server({ silent: true });
+  try {
+    const p = new HeadPipeline(s.host);
+    const got = await Promise.allSettled(Array.from({ length: 5 }, () => p.head("/200", 100)));
+    for (const r of got) {
+      assertEquals(r.status, "rejected");
+      assert((r as PromiseRejectedResult).reason instanceof TimeoutError);
+    }
+    // And the next HEAD goes out on a fresh connection.
+    const again = await Promise.allSettled([p.head("/200", 100)]);
+    assertEquals(again[0].status, "rejected");
+  } finally {
+    s.close();
+  }
+});
+
+Deno.test("pipelined HEADs: a refused connection rejects after one retry", async () => {
+  const s = server();
+  const host = s.host;
+  s.close();
+  const p = new HeadPipeline(host);
+  const r = await Promise.allSettled([p.head("/200", 1000)]);
+  assertEquals(r[0].status, "rejected");
+});
