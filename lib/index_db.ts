@@ -395,17 +395,21 @@ export class Index {
   }
 
   /**
-   * Ends an upload: drops its record and its parts' records. False when it
-   * was ended already (by another Complete or Abort).
+   * Ends an upload: drops its record, then its parts' records, and returns
+   * those parts (listed after the upload record is gone, so no part can be
+   * added meanwhile: putPart checks the upload). Null when it was ended
+   * already (by another Complete or Abort).
    */
-  async endUpload(id: string, versionstamp: string): Promise<boolean> {
+  async endUpload(id: string, versionstamp: string): Promise<Part[] | null> {
     const res = await retryBusy(() =>
       this.kv.atomic().check({ key: [UPLOADS, id], versionstamp }).delete([UPLOADS, id]).commit()
     );
-    if (!res.ok) return false;
+    if (!res.ok) return null;
+    const parts: Part[] = [];
     let atomic = this.kv.atomic();
     let n = 0;
-    for await (const e of this.kv.list({ prefix: [PARTS, id] })) {
+    for await (const e of this.kv.list<Part>({ prefix: [PARTS, id] })) {
+      parts.push(e.value);
       atomic.delete(e.key);
       if (++n % 500 === 0) {
         await retryBusy(() => atomic.commit());
@@ -413,7 +417,7 @@ export class Index {
       }
     }
     if (n % 500 !== 0) await retryBusy(() => atomic.commit());
-    return true;
+    return parts;
   }
 
   close() {

@@ -309,13 +309,11 @@ function decodeBytes(s: string): Uint8Array {
   let n = 0;
   for (let i = 0; i < src.length; i++) {
     if (src[i] === 0x25) {
-      const v = parseInt(s.slice(i + 1, i + 3), 16);
-      if (
-        Number.isNaN(v) || !/^[0-9a-fA-F]{2}$/.test(String.fromCharCode(src[i + 1], src[i + 2]))
-      ) {
-        throw new Error("Broken escape");
-      }
-      out[n++] = v;
+      // The two hex digits as bytes of src (indexes into s would drift
+      // after any non-ASCII character).
+      const hex = String.fromCharCode(src[i + 1] ?? 0, src[i + 2] ?? 0);
+      if (!/^[0-9a-fA-F]{2}$/.test(hex)) throw new Error("Broken escape");
+      out[n++] = parseInt(hex, 16);
       i += 2;
     } else out[n++] = src[i];
   }

@@ -39,7 +39,7 @@ export function s3Body(
       throw s3Error("MissingContentLength", "aws-chunked needs x-amz-decoded-content-length");
     }
     contentLength = Number(decoded);
-    body = decodeChunked(source, sig.chunks ?? null, trailers, (e) => failure ??= e);
+    body = decodeChunked(source, sig.chunks ?? null, trailers, (e) => failure ??= e, contentLength);
   } else {
     const cl = headers.get("content-length");
     contentLength = cl === null ? null : Number(cl);
@@ -191,6 +191,8 @@ export function decodeChunked(
   signer: ChunkSigner | null,
   trailers: Map<string, string>,
   onError: (err: S3Error) => void,
+  /** x-amz-decoded-content-length: more data than this is refused. */
+  declared = Infinity,
 ): ReadableStream<Uint8Array> {
   const reader = source.getReader();
   let buf: Uint8Array = new Uint8Array(0);
@@ -199,6 +201,7 @@ export function decodeChunked(
   type State = "header" | "data" | "crlf" | "trailer" | "end";
   let state: State = "header";
   let remaining = 0;
+  let total = 0;
   let signature = "";
   let previous = signer?.seed ?? "";
   let hash: Hash | null = null;
@@ -225,6 +228,13 @@ export function decodeChunked(
         const [size, ...ext] = text.split(";");
         if (!/^[0-9a-fA-F]{1,16}$/.test(size)) fail(`Bad aws-chunked chunk header "${text}"`);
         remaining = parseInt(size, 16);
+        total += remaining;
+        if (total > declared) {
+          fail(
+            "The aws-chunked body is longer than its x-amz-decoded-content-length",
+            "InvalidRequest",
+          );
+        }
         signature = ext.find((e) => e.startsWith("chunk-signature="))?.slice(16) ?? "";
         if (signer && !signature) fail("A chunk has no signature", "SignatureDoesNotMatch");
         if (remaining === 0) {
@@ -305,4 +315,46 @@ export function decodeChunked(
       return reader.cancel(reason);
     },
   });
+}
+
+/**
+ * A small request body (DeleteObjects' and CompleteMultipartUpload's XML)
+ * read whole, at most `cap` bytes, its digests checked like a value's.
+ */
+export async function readWhole(
+  raw: ReadableStream<Uint8Array> | null,
+  headers: Headers,
+  sig: Signature,
+  cap: number,
+): Promise<Uint8Array> {
+  const body = s3Body(raw, headers, sig);
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  const reader = body.body.getReader();
+  try {
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      size += value.length;
+      if (size > cap) {
+        reader.cancel().catch(() => {});
+        throw s3Error(
+          "MaxMessageLengthExceeded",
+          `Your request was too big (at most ${cap} bytes)`,
+        );
+      }
+      parts.push(value);
+    }
+  } catch (err) {
+    throw body.failure() ?? err;
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const p of parts) {
+    bytes.set(p, at);
+    at += p.length;
+  }
+  const bad = body.check(createHash("md5").update(bytes).digest("hex"));
+  if (bad) throw bad;
+  return bytes;
 }

@@ -2,6 +2,7 @@
 // path segment of keys ("/<bucket>/..."), or one made by CreateBucket and
 // still empty.
 import { compare, concat, indexOf, successor } from "./bytes.ts";
+import { keyFits } from "./index_db.ts";
 import type { Record } from "./record.ts";
 import type { S3Request } from "./s3.ts";
 import { etagOf } from "./s3_objects.ts";
@@ -28,10 +29,19 @@ interface Page {
  */
 export async function listPage(
   s3: S3Request,
-  opts: { prefix: Uint8Array; delimiter: Uint8Array; start: Uint8Array | null; max: number },
+  opts: {
+    prefix: Uint8Array;
+    delimiter: Uint8Array;
+    start: Uint8Array | null;
+    max: number;
+    /** A marker or start-after (a full key): a rolled-up prefix up to it was listed before. */
+    after?: Uint8Array;
+  },
 ): Promise<Page> {
   const base = encoder.encode(`/${s3.bucket}/`);
   const full = concat(base, opts.prefix);
+  // No key can start with a prefix longer than a key can be.
+  if (!keyFits(full)) return { items: [], next: null };
   const end = successor(full);
   let from = opts.start && compare(opts.start, full) > 0 ? opts.start : full;
   const items: Item[] = [];
@@ -40,14 +50,19 @@ export async function listPage(
       if (rec.state !== "live") continue;
       const rel = key.subarray(base.length);
       const at = opts.delimiter.length > 0 ? indexOf(rel, opts.delimiter, opts.prefix.length) : -1;
-      if (items.length === opts.max) return { items, next: key };
       if (at < 0) {
+        if (items.length === opts.max) return { items, next: key };
         items.push({ key: rel, rec });
         continue;
       }
       const prefix = rel.slice(0, at + opts.delimiter.length);
-      items.push({ prefix });
-      const after = successor(concat(base, prefix));
+      const rolled = concat(base, prefix);
+      // As S3: a prefix at or before the marker was the last page's.
+      if (!opts.after || compare(rolled, opts.after) > 0) {
+        if (items.length === opts.max) return { items, next: key };
+        items.push({ prefix });
+      }
+      const after = successor(rolled);
       if (after === null) break scan;
       from = after;
       continue scan;
@@ -71,6 +86,7 @@ export async function listV2(s3: S3Request): Promise<Response> {
     delimiter,
     start,
     max,
+    after: startAfter ? encoder.encode(`/${s3.bucket}/${startAfter}`) : undefined,
   });
   const show = text(url);
   return xmlResponse("ListBucketResult", {
@@ -82,7 +98,7 @@ export async function listV2(s3: S3Request): Promise<Response> {
     KeyCount: page.items.length,
     ContinuationToken: token,
     NextContinuationToken: page.next ? encodeToken(page.next) : undefined,
-    StartAfter: startAfter,
+    StartAfter: startAfter === undefined ? undefined : show(startAfter),
     IsTruncated: page.next !== null,
     ...entries(page.items, show, q.get("fetch-owner") === "true"),
   });
@@ -97,6 +113,7 @@ export async function listV1(s3: S3Request): Promise<Response> {
     delimiter,
     start: marker ? afterKey(s3.bucket, marker) : null,
     max,
+    after: marker ? encoder.encode(`/${s3.bucket}/${marker}`) : undefined,
   });
   const show = text(url);
   const last = page.items.at(-1);
@@ -104,7 +121,7 @@ export async function listV1(s3: S3Request): Promise<Response> {
   return xmlResponse("ListBucketResult", {
     Name: s3.bucket,
     Prefix: show(prefix),
-    Marker: marker,
+    Marker: show(marker),
     NextMarker: nextMarker,
     Delimiter: delimiter.length ? show(delimiter) : undefined,
     MaxKeys: max,

@@ -5,10 +5,10 @@
 // order, into the key's replicas as one value, then drops them.
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-import type { Part, Upload } from "./index_db.ts";
+import { keyFits, type Part, type Upload } from "./index_db.ts";
 import type { S3Request } from "./s3.ts";
-import { s3Body } from "./s3_body.ts";
-import { etagOf, metaFrom, writeObject } from "./s3_objects.ts";
+import { readWhole, s3Body } from "./s3_body.ts";
+import { etagOf, metaFrom, writeObject, XML_MAX } from "./s3_objects.ts";
 import { parseComplete, s3Error, type XmlNode, xmlResponse } from "./s3_xml.ts";
 import { remoteGet, volumeUrl } from "./volumes.ts";
 import type { Store } from "./store.ts";
@@ -24,6 +24,9 @@ function keyText(s3: S3Request): string {
 }
 
 export async function createUpload(s3: S3Request): Promise<Response> {
+  if (!keyFits(s3.key)) {
+    throw s3Error("KeyTooLongError", "Your key is too long (at most 2043 bytes with its bucket)");
+  }
   const id = crypto.randomUUID().replaceAll("-", "");
   const upload: Upload = { key: s3.key, created: Date.now(), meta: metaFrom(s3.req.headers) };
   await s3.store.index.createUpload(id, upload);
@@ -124,7 +127,8 @@ export async function listParts(s3: S3Request, id: string): Promise<Response> {
 
 export async function completeUpload(s3: S3Request, id: string): Promise<Response> {
   const { upload, versionstamp } = await openUpload(s3, id);
-  const asked = parseComplete(await s3.req.text());
+  const xml = await readWhole(s3.req.body, s3.req.headers, s3.signature, XML_MAX);
+  const asked = parseComplete(new TextDecoder().decode(xml));
   const have = await s3.store.index.parts(id);
   const parts: Part[] = [];
   let previous = 0;
@@ -155,8 +159,10 @@ export async function completeUpload(s3: S3Request, id: string): Promise<Respons
     meta: { ...upload.meta, etag },
     signal: s3.req.signal,
   });
-  // The value is live: the upload and every part of it (listed or not) go.
-  if (await s3.store.index.endUpload(id, versionstamp)) await removeParts(s3.store, have);
+  // The value is live: the upload and every part of it go, those uploaded
+  // since `have` was read too (endUpload lists them once no more can come).
+  const ended = await s3.store.index.endUpload(id, versionstamp);
+  if (ended) await removeParts(s3.store, ended);
   return xmlResponse("CompleteMultipartUploadResult", {
     Location: `/${s3.bucket}/${keyText(s3)}`,
     Bucket: s3.bucket,
@@ -200,18 +206,15 @@ async function openPart(store: Store, part: Part, signal: AbortSignal) {
   throw last;
 }
 
-async function removeParts(store: Store, parts: Map<number, Part>) {
-  await Promise.all(
-    [...parts.values()].map((p) => store.removeFile(p.path, p.volumes).catch(() => {})),
-  );
+/** Removes part files; one that cannot be removed now is left to verify. */
+async function removeParts(store: Store, parts: Part[]) {
+  await Promise.all(parts.map((p) => store.removeFile(p.path, p.volumes).catch(() => {})));
 }
 
 export async function abortUpload(s3: S3Request, id: string): Promise<Response> {
   const { versionstamp } = await openUpload(s3, id);
-  const parts = await s3.store.index.parts(id);
-  if (!await s3.store.index.endUpload(id, versionstamp)) {
-    throw s3Error("NoSuchUpload", "The upload was completed or aborted meanwhile");
-  }
+  const parts = await s3.store.index.endUpload(id, versionstamp);
+  if (!parts) throw s3Error("NoSuchUpload", "The upload was completed or aborted meanwhile");
   await removeParts(s3.store, parts);
   return new Response(null, { status: 204 });
 }

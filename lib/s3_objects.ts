@@ -7,12 +7,15 @@ import { key2path } from "./keys.ts";
 import { pool } from "./pool.ts";
 import type { Meta, Record } from "./record.ts";
 import type { S3Request } from "./s3.ts";
-import { s3Body } from "./s3_body.ts";
+import { readWhole, s3Body } from "./s3_body.ts";
 import { parseDelete, S3Error, s3Error, xmlResponse } from "./s3_xml.ts";
 import { type Outcome, shuffled, type Store } from "./store.ts";
 import { headStatus, remoteGet, VolumeError, volumeUrl } from "./volumes.ts";
 
 const encoder = new TextEncoder();
+
+/** The longest XML body read (1,000 keys to delete, 10,000 parts to complete). */
+export const XML_MAX = 2 * 1024 * 1024;
 
 /** S3 keeps at most 2 KB of user metadata. */
 const META_MAX = 2048;
@@ -53,10 +56,22 @@ export async function getObject(s3: S3Request, head: boolean): Promise<Response>
   const rec = await liveRecord(s3.store, s3.key);
   const headers = objectHeaders(rec);
   const early = preconditions(s3.req.headers, rec);
-  if (early) return new Response(null, { status: early, headers: early === 304 ? headers : {} });
+  if (early === 304) return new Response(null, { status: 304, headers });
+  if (early === 412) throw preconditionFailed();
   const range = singleRange(s3.req.headers.get("range"));
   if (head) return await headAnswer(s3, rec, headers, range);
-  const res = await openReplica(s3.store, s3.key, rec, { range, signal: s3.req.signal });
+  // The range worked out here, as for HEAD, when the size is known; nginx
+  // gets only a plain "bytes=a-b" (or the header as is for a value of
+  // unknown size).
+  let asked = range;
+  if (range && rec.size >= 0) {
+    const r = rangeOf(range, rec.size);
+    if (r === "unsatisfiable") {
+      throw s3Error("InvalidRange", "The requested range is not satisfiable");
+    }
+    asked = r ? `bytes=${r.start}-${r.end}` : undefined;
+  }
+  const res = await openReplica(s3.store, s3.key, rec, { range: asked, signal: s3.req.signal });
   for (const name of ["Content-Length", "Content-Range"]) {
     const v = res.headers.get(name);
     if (v !== null) headers.set(name, v);
@@ -128,39 +143,56 @@ function singleRange(h: string | null): string | undefined {
   return h !== null && /^bytes=(\d+-\d*|-\d+)$/.test(h.trim()) ? h.trim() : undefined;
 }
 
+/**
+ * A "bytes=a-b", "bytes=a-" or "bytes=-n" range of a value of `size` bytes:
+ * the bytes, "unsatisfiable" (416), or null for a range to ignore (b < a:
+ * not a valid range, so the whole value is sent, as RFC 9110 and S3 do).
+ */
 function rangeOf(
   range: string,
   size: number,
-): { start: number; end: number } | "unsatisfiable" {
+): { start: number; end: number } | "unsatisfiable" | null {
   const [a, b] = range.slice(6).split("-");
   let start: number, end: number;
   if (a === "") {
     const n = Number(b);
-    if (n === 0) return "unsatisfiable";
+    if (n === 0 || size === 0) return "unsatisfiable";
     start = Math.max(0, size - n);
     end = size - 1;
   } else {
     start = Number(a);
+    if (b !== "" && Number(b) < start) return null;
     end = b === "" ? size - 1 : Math.min(Number(b), size - 1);
   }
-  if (start >= size || start > end) return "unsatisfiable";
+  if (start >= size) return "unsatisfiable";
   return { start, end };
 }
 
-/** If-Match and friends: a status to answer with instead, or 0. */
-function preconditions(h: Headers, rec: Record): number {
+function preconditionFailed(): S3Error {
+  return s3Error(
+    "PreconditionFailed",
+    "At least one of the preconditions you specified did not hold",
+  );
+}
+
+/** Whether an If-Match style list ("*", quoted or bare ETags) names the record. */
+function etagMatches(list: string, rec: Record): boolean {
   const etag = etagOf(rec);
-  const matches = (list: string) =>
-    list.split(",").map((s) => s.trim()).some((t) => t === "*" || t === etag || `"${t}"` === etag);
-  const ifMatch = h.get("if-match");
-  if (ifMatch !== null && !matches(ifMatch)) return 412;
-  const ifNoneMatch = h.get("if-none-match");
-  if (ifNoneMatch !== null && matches(ifNoneMatch)) return 304;
+  return list.split(",").map((s) => s.trim())
+    .some((t) => t === "*" || t === etag || `"${t}"` === etag);
+}
+
+/** If-Match and friends (`prefix`: x-amz-copy-source-): a status to answer with, or 0. */
+function preconditions(h: Headers, rec: Record, prefix = ""): number {
+  const ifMatch = h.get(`${prefix}if-match`);
+  if (ifMatch !== null && !etagMatches(ifMatch, rec)) return 412;
+  const ifNoneMatch = h.get(`${prefix}if-none-match`);
+  if (ifNoneMatch !== null && etagMatches(ifNoneMatch, rec)) return 304;
   if (rec.mtime !== undefined) {
     const second = Math.floor(rec.mtime / 1000) * 1000;
-    const since = Date.parse(h.get("if-unmodified-since") ?? "");
+    const since = Date.parse(h.get(`${prefix}if-unmodified-since`) ?? "");
     if (ifMatch === null && !Number.isNaN(since) && second > since) return 412;
-    const modified = Date.parse(h.get("if-modified-since") ?? "");
+    const modified = Date.parse(h.get(`${prefix}if-modified-since`) ?? "");
     if (ifNoneMatch === null && !Number.isNaN(modified) && second <= modified) return 304;
   }
   return 0;
@@ -196,6 +228,8 @@ export interface WriteOptions {
   check?: (written: FanoutResult) => S3Error | null;
   /** If-None-Match: * — only when the key does not exist. */
   create?: boolean;
+  /** If-Match: only over the live value with one of these ETags. */
+  ifMatch?: string;
   signal: AbortSignal;
 }
 
@@ -217,15 +251,22 @@ export async function writeObject(store: Store, key: Uint8Array, w: WriteOptions
       return refused ? { status: refused.status, message: refused.message } : null;
     },
   };
+  if (w.ifMatch !== undefined) {
+    const ifMatch = w.ifMatch;
+    const out = await store.replace(key, w.body, {
+      ...opts,
+      expect: (prev) => etagMatches(ifMatch, prev) ? null : { status: 412 },
+    });
+    if (out.status === 404) throw s3Error("NoSuchKey", "The specified key does not exist.");
+    if (out.status === 412) throw preconditionFailed();
+    if (refused) throw refused;
+    if (out.record) return out.record;
+    throw failure(out);
+  }
   // Each try refuses before reading any of the body, so it can go again.
   for (let attempt = 0; attempt < 3; attempt++) {
     let out = await store.put(key, w.body, opts);
-    if (out.status === 403 && w.create) {
-      throw s3Error(
-        "PreconditionFailed",
-        "At least one of the preconditions you specified did not hold",
-      );
-    }
+    if (out.status === 403 && w.create) throw preconditionFailed();
     if (out.status === 403) out = await store.replace(key, w.body, opts);
     if (out.status === 404) continue;
     if (refused) throw refused;
@@ -266,6 +307,7 @@ export async function putObject(s3: S3Request): Promise<Response> {
   const { req } = s3;
   const meta = metaFrom(req.headers);
   const body = s3Body(req.body, req.headers, s3.signature);
+  const ifMatch = req.headers.get("if-match") ?? undefined;
   const ifNoneMatch = req.headers.get("if-none-match");
   if (ifNoneMatch !== null && ifNoneMatch.trim() !== "*") {
     throw s3Error("NotImplemented", "If-None-Match on PUT takes only *");
@@ -278,6 +320,7 @@ export async function putObject(s3: S3Request): Promise<Response> {
       meta,
       check: (w) => body.check(w.md5),
       create: ifNoneMatch !== null,
+      ifMatch,
       signal: req.signal,
     });
   } catch (err) {
@@ -291,6 +334,8 @@ export async function copyObject(s3: S3Request): Promise<Response> {
   const { req, store } = s3;
   const source = copySource(req.headers.get("x-amz-copy-source")!);
   const src = await liveRecord(store, source);
+  // x-amz-copy-source-if-*: any condition that does not hold is a 412.
+  if (preconditions(req.headers, src, "x-amz-copy-source-") !== 0) throw preconditionFailed();
   const directive = (req.headers.get("x-amz-metadata-directive") ?? "COPY").toUpperCase();
   if (directive !== "COPY" && directive !== "REPLACE") {
     throw s3Error("InvalidArgument", "x-amz-metadata-directive must be COPY or REPLACE");
@@ -309,17 +354,23 @@ export async function copyObject(s3: S3Request): Promise<Response> {
     }
     rec = await rewriteMeta(store, s3.key, meta);
   } else {
+    if (!keyFits(s3.key)) throw keyTooLong();
     const res = await openReplica(store, source, src, { signal: req.signal });
-    rec = await writeObject(store, s3.key, {
-      body: res.body!,
-      contentLength: src.size >= 0 ? src.size : null,
-      meta,
-      check: (w) =>
-        src.hash && w.md5 !== src.hash
-          ? s3Error("InternalError", "The copy does not have the source's MD5")
-          : null,
-      signal: req.signal,
-    });
+    try {
+      rec = await writeObject(store, s3.key, {
+        body: res.body!,
+        contentLength: src.size >= 0 ? src.size : null,
+        meta,
+        check: (w) =>
+          src.hash && w.md5 !== src.hash
+            ? s3Error("InternalError", "The copy does not have the source's MD5")
+            : null,
+        signal: req.signal,
+      });
+    } finally {
+      // Refused before reading it (409, 412, ...): the volume's GET goes.
+      if (!res.bodyUsed) res.body?.cancel().catch(() => {});
+    }
   }
   return xmlResponse("CopyObjectResult", {
     LastModified: new Date(rec.mtime ?? Date.now()).toISOString(),
@@ -373,7 +424,8 @@ async function deleteKey(store: Store, key: Uint8Array): Promise<void> {
 
 /** DeleteObjects: POST /bucket?delete, an answer per key. */
 export async function deleteObjects(s3: S3Request): Promise<Response> {
-  const { keys, quiet } = parseDelete(await s3.req.text());
+  const xml = await readWhole(s3.req.body, s3.req.headers, s3.signature, XML_MAX);
+  const { keys, quiet } = parseDelete(new TextDecoder().decode(xml));
   const results: { Key: string; Code?: string; Message?: string }[] = keys.map((k) => ({ Key: k }));
   // Up to 1,000 keys: a few at a time, not 3,000 volume calls at once.
   await pool(results.entries(), 16, async ([i, r]) => {

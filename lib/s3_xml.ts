@@ -35,7 +35,8 @@ const STATUS: { [code: string]: number } = {
 };
 
 export function escapeXml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
+  // "\r" too: an XML parser would read a raw one back as "\n".
+  return s.replace(/[&<>"'\r]/g, (c) => `&#${c.charCodeAt(0)};`)
     // XML 1.0 cannot carry most control characters, even escaped.
     // deno-lint-ignore no-control-regex
     .replace(/[\x00-\x08\x0b\x0c\x0e-\x1f]/g, "\uFFFD");
@@ -89,6 +90,8 @@ const parser = new XMLParser({
   removeNSPrefix: true,
   parseTagValue: false,
   trimValues: false,
+  // Numeric references too: SDKs write "\n" in a key as "&#x0A;".
+  htmlEntities: true,
   isArray: (name) => name === "Object" || name === "Part",
 });
 

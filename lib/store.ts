@@ -78,6 +78,11 @@ export interface PutOptions {
    * the write and is answered instead.
    */
   check?: (written: FanoutResult) => Outcome | null;
+  /**
+   * REPLACE only: checked against the live record before anything is
+   * written (S3's If-Match); an outcome here is answered instead.
+   */
+  expect?: (prev: Record) => Outcome | null;
 }
 
 export class Store {
@@ -238,6 +243,9 @@ export class Store {
       if (prev?.rec.state !== "live") {
         return { status: 404, message: "No live key to replace (PUT creates)" };
       }
+      const unexpected = opts.expect?.(prev.rec);
+      if (unexpected) return unexpected;
+      // The hold is a compare-and-set on the record just checked.
       const claim = await Claim.hold(this.index, key, prev, this.opts);
       if (!claim) return inFlight();
       const kvolumes = this.kvolumes(key);

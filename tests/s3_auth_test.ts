@@ -1,6 +1,11 @@
 // S3's signatures and aws-chunked bodies, against the examples in AWS's
 // Signature Version 4 documentation (same keys, dates and signatures).
-import { checkSignature, type Credentials } from "../lib/s3_auth.ts";
+import {
+  canonicalPath,
+  checkSignature,
+  type Credentials,
+  parseQueryPairs,
+} from "../lib/s3_auth.ts";
 import { s3Body } from "../lib/s3_body.ts";
 import { S3Error } from "../lib/s3_xml.ts";
 import { assertEquals, assertThrows } from "./assert.ts";
@@ -246,4 +251,31 @@ Deno.test("AWS's Signature Version 2 presigned example is accepted until Expires
   checkSignature(req, CREDS, 1175139620_000 - 60_000);
   const err = assertThrows(() => checkSignature(req, CREDS, 1175139620_000 + 1000), S3Error);
   assertEquals((err as S3Error).message, "Request has expired");
+});
+
+Deno.test("an aws-chunked body longer than x-amz-decoded-content-length fails with a 400", async () => {
+  const headers = new Headers({
+    "content-encoding": "aws-chunked",
+    "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+    "x-amz-decoded-content-length": "5",
+  });
+  const body = s3Body(
+    new Response("5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n").body,
+    headers,
+    { payload: "STREAMING-UNSIGNED-PAYLOAD-TRAILER" },
+  );
+  let failed = false;
+  try {
+    await new Response(body.body).arrayBuffer();
+  } catch {
+    failed = true;
+  }
+  assertEquals(failed, true);
+  assertEquals(body.failure()?.code, "InvalidRequest");
+  assertEquals(body.failure()?.status, 400);
+});
+
+Deno.test("percent-escapes after a raw UTF-8 character decode right (canonical path, query)", () => {
+  assertEquals(canonicalPath("/b/é%41"), "/b/%C3%A9A");
+  assertEquals(parseQueryPairs("prefix=é%41"), [["prefix", "éA"]]);
 });

@@ -459,6 +459,115 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
       );
     });
 
+    await t.step(
+      "DeleteObjects of keys with \\n and \\r (sent as &#x0A; &#13;) deletes those keys",
+      async () => {
+        const Bucket = bucketName();
+        const keys = ["line\nbreak", "carriage\rreturn", "amp&#x0A;literal"];
+        for (const Key of keys) await s3.send(new PutObjectCommand({ Bucket, Key, Body: "v" }));
+        const res = await s3.send(
+          new DeleteObjectsCommand({ Bucket, Delete: { Objects: keys.map((Key) => ({ Key })) } }),
+        );
+        assertEquals(res.Deleted!.map((d) => d.Key).sort(), [...keys].sort());
+        assertEquals((await s3.send(new ListObjectsV2Command({ Bucket }))).KeyCount, 0);
+      },
+    );
+
+    await t.step(
+      "ListObjects pages past a rolled-up prefix by its marker; start-after skips it",
+      async () => {
+        const Bucket = bucketName();
+        for (const Key of ["a/1", "a/2", "b", "c/1"]) {
+          await s3.send(new PutObjectCommand({ Bucket, Key, Body: "v" }));
+        }
+        const seen: string[] = [];
+        let Marker: string | undefined;
+        for (let page = 0; page < 10; page++) {
+          const r = await s3.send(
+            new ListObjectsCommand({ Bucket, Delimiter: "/", MaxKeys: 1, Marker }),
+          );
+          seen.push(
+            ...(r.CommonPrefixes ?? []).map((p) => p.Prefix!),
+            ...(r.Contents ?? []).map((o) => o.Key!),
+          );
+          if (!r.IsTruncated) break;
+          Marker = r.NextMarker;
+        }
+        assertEquals(seen, ["a/", "b", "c/"]);
+        const after = await s3.send(
+          new ListObjectsV2Command({ Bucket, Delimiter: "/", StartAfter: "a/" }),
+        );
+        assertEquals((after.CommonPrefixes ?? []).map((p) => p.Prefix), ["c/"]);
+        assertEquals((after.Contents ?? []).map((o) => o.Key), ["b"]);
+        const long = await s3.send(new ListObjectsV2Command({ Bucket, Prefix: "x".repeat(3000) }));
+        assertEquals(long.KeyCount, 0);
+      },
+    );
+
+    await t.step(
+      "Range b < a is ignored (200, whole value); any range of an empty object is 416",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new PutObjectCommand({ Bucket, Key: "r", Body: "0123456789" }));
+        const { got, bytes } = await bytesOf(s3, Bucket, "r", "bytes=5-3");
+        assertEquals(got.$metadata.httpStatusCode, 200);
+        assertEquals(new TextDecoder().decode(bytes), "0123456789");
+        await s3.send(new PutObjectCommand({ Bucket, Key: "empty", Body: "" }));
+        assertEquals(await s3Fails(bytesOf(s3, Bucket, "empty", "bytes=0-")), {
+          name: "InvalidRange",
+          status: 416,
+        });
+        // A HEAD answer has no body to name the error: its status says it.
+        const head = await s3Fails(
+          s3.send(new HeadObjectCommand({ Bucket, Key: "empty", Range: "bytes=0-" })),
+        );
+        assertEquals(head.status, 416);
+      },
+    );
+
+    await t.step(
+      "If-Match on PUT and x-amz-copy-source-if-match are honoured (412 when not)",
+      async () => {
+        const Bucket = bucketName();
+        const first = await s3.send(new PutObjectCommand({ Bucket, Key: "m", Body: "one" }));
+        assertEquals(
+          await s3Fails(
+            s3.send(new PutObjectCommand({ Bucket, Key: "m", Body: "two", IfMatch: '"00"' })),
+          ),
+          { name: "PreconditionFailed", status: 412 },
+        );
+        await s3.send(new PutObjectCommand({ Bucket, Key: "m", Body: "two", IfMatch: first.ETag }));
+        assertEquals(new TextDecoder().decode((await bytesOf(s3, Bucket, "m")).bytes), "two");
+        assertEquals(
+          await s3Fails(
+            s3.send(new PutObjectCommand({ Bucket, Key: "absent", Body: "x", IfMatch: "*" })),
+          ),
+          { name: "NoSuchKey", status: 404 },
+        );
+        assertEquals(
+          await s3Fails(
+            s3.send(
+              new CopyObjectCommand({
+                Bucket,
+                Key: "c",
+                CopySource: `${Bucket}/m`,
+                CopySourceIfMatch: first.ETag,
+              }),
+            ),
+          ),
+          { name: "PreconditionFailed", status: 412 },
+        );
+      },
+    );
+
+    await t.step("a multipart upload of a key too long to store is refused at once", async () => {
+      const Bucket = bucketName();
+      assertEquals(
+        await s3Fails(s3.send(new CreateMultipartUploadCommand({ Bucket, Key: "k".repeat(2100) }))),
+        { name: "KeyTooLongError", status: 400 },
+      );
+    });
+
     await t.step("a wrong secret or access key is refused with 403", async () => {
       const Bucket = bucketName();
       const bad = client(c, "not-the-secret");
@@ -537,6 +646,12 @@ Deno.test("S3 with -s3 and no keys: signatures are not checked, as mkv", async (
     const unsigned = await fetch(`${c.url}/${Bucket}?list-type=2`);
     assertEquals(unsigned.status, 200);
     assert((await unsigned.text()).includes("<Key>k</Key>"));
+    // A DeleteObjects body past 2 MiB is refused, not read into memory.
+    const huge = "<Delete>" + "<Object><Key>k</Key></Object>".repeat(100_000) + "</Delete>";
+    const tooBig = await fetch(`${c.url}/${Bucket}?delete`, { method: "POST", body: huge });
+    assertEquals(tooBig.status, 400);
+    assert((await tooBig.text()).includes("<Code>MaxMessageLengthExceeded</Code>"));
+    assertEquals(new TextDecoder().decode((await bytesOf(s3, Bucket, "k")).bytes), "open");
   } finally {
     s3.destroy();
     await c.stop();
