@@ -12,6 +12,7 @@ const MEMBERS = "members";
 const BUCKETS = "b";
 const UPLOADS = "mu";
 const PARTS = "mp";
+const COMPLETED = "mc";
 
 /** Deno KV's limit on an encoded key. */
 export const KV_KEY_MAX = 2048;
@@ -418,6 +419,15 @@ export class Index {
     }
     if (n % 500 !== 0) await retryBusy(() => atomic.commit());
     return parts;
+  }
+
+  /** Remembers a completed upload for a day: a retried Complete gets its answer. */
+  async completed(id: string, done: { key: Uint8Array; etag: string }): Promise<void> {
+    await retryBusy(() => this.kv.set([COMPLETED, id], done, { expireIn: 86_400_000 }));
+  }
+
+  async completedUpload(id: string): Promise<{ key: Uint8Array; etag: string } | null> {
+    return (await this.kv.get<{ key: Uint8Array; etag: string }>([COMPLETED, id])).value;
   }
 
   close() {

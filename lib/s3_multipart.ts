@@ -9,7 +9,16 @@ import { keyFits, type Part, type Upload } from "./index_db.ts";
 import type { S3Request } from "./s3.ts";
 import { readWhole, s3Body } from "./s3_body.ts";
 import { etagOf, metaFrom, writeObject, XML_MAX } from "./s3_objects.ts";
-import { parseComplete, s3Error, type XmlNode, xmlResponse } from "./s3_xml.ts";
+import {
+  errorDocument,
+  parseComplete,
+  S3Error,
+  s3Error,
+  xmlDocument,
+  type XmlNode,
+  xmlResponse,
+} from "./s3_xml.ts";
+import type { Record } from "./record.ts";
 import { remoteGet, volumeUrl } from "./volumes.ts";
 import type { Store } from "./store.ts";
 
@@ -126,6 +135,17 @@ export async function listParts(s3: S3Request, id: string): Promise<Response> {
 }
 
 export async function completeUpload(s3: S3Request, id: string): Promise<Response> {
+  // A retried Complete (the client missed the answer) gets the same answer.
+  const done = /^[0-9a-f]{32}$/.test(id) ? await s3.store.index.completedUpload(id) : null;
+  if (done && sameBytes(done.key, s3.key)) {
+    await s3.req.body?.cancel();
+    return xmlResponse("CompleteMultipartUploadResult", {
+      Location: `/${s3.bucket}/${keyText(s3)}`,
+      Bucket: s3.bucket,
+      Key: keyText(s3),
+      ETag: done.etag,
+    });
+  }
   const { upload, versionstamp } = await openUpload(s3, id);
   const xml = await readWhole(s3.req.body, s3.req.headers, s3.signature, XML_MAX);
   const asked = parseComplete(new TextDecoder().decode(xml));
@@ -153,22 +173,57 @@ export async function completeUpload(s3: S3Request, id: string): Promise<Respons
   for (const p of parts) md5s.update(Buffer.from(p.md5, "hex"));
   const etag = `${md5s.digest("hex")}-${parts.length}`;
   const size = parts.reduce((n, p) => n + p.size, 0);
-  const rec = await writeObject(s3.store, s3.key, {
-    body: concatenated(s3.store, parts, s3.req.signal),
-    contentLength: size,
-    meta: { ...upload.meta, etag },
-    signal: s3.req.signal,
-  });
-  // The value is live: the upload and every part of it go, those uploaded
-  // since `have` was read too (endUpload lists them once no more can come).
-  const ended = await s3.store.index.endUpload(id, versionstamp);
-  if (ended) await removeParts(s3.store, ended);
-  return xmlResponse("CompleteMultipartUploadResult", {
+  const result = (rec: Record) => ({
     Location: `/${s3.bucket}/${keyText(s3)}`,
     Bucket: s3.bucket,
     Key: keyText(s3),
     ETag: etagOf(rec),
   });
+  // As S3: 200 at once, then spaces while the parts are copied (a client
+  // would time out on a silent multi-GB Complete), then the result or an
+  // <Error>. A client that hangs up does not stop it: the object goes live.
+  return keptAlive(async () => {
+    const rec = await writeObject(s3.store, s3.key, {
+      body: concatenated(s3.store, parts, new AbortController().signal),
+      contentLength: size,
+      meta: { ...upload.meta, etag },
+      signal: new AbortController().signal,
+    });
+    // The value is live: the upload and every part of it go, those uploaded
+    // since `have` was read too (endUpload lists them once no more can come).
+    const ended = await s3.store.index.endUpload(id, versionstamp);
+    if (ended) await removeParts(s3.store, ended);
+    await s3.store.index.completed(id, { key: s3.key, etag: etagOf(rec) });
+    return xmlDocument("CompleteMultipartUploadResult", result(rec));
+  }, `/${s3.bucket}/${keyText(s3)}`);
+}
+
+/** Space sent every this often while a Complete is under way. */
+const KEEPALIVE_MS = 5_000;
+
+/** A 200 whose XML comes when `work` is done, with spaces sent meanwhile. */
+function keptAlive(work: () => Promise<string>, resource: string): Response {
+  const encoder = new TextEncoder();
+  const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+  const writer = writable.getWriter();
+  const send = (text: string) => writer.write(encoder.encode(text)).catch(() => {});
+  // The prolog first; whitespace between it and the root element is XML.
+  send('<?xml version="1.0" encoding="UTF-8"?>\n');
+  const timer = setInterval(() => send(" "), KEEPALIVE_MS);
+  (async () => {
+    let xml: string;
+    try {
+      xml = await work();
+    } catch (err) {
+      const e = err instanceof S3Error ? err : s3Error("InternalError", String(err));
+      xml = errorDocument(e, resource);
+    } finally {
+      clearInterval(timer);
+    }
+    await send(xml.replace(/^<\?xml[^>]*\?>\n/, ""));
+    await writer.close().catch(() => {});
+  })();
+  return new Response(readable, { headers: { "Content-Type": "application/xml" } });
 }
 
 /** The parts read one after the other from a volume that has each. */

@@ -71,18 +71,22 @@ export function xmlResponse(root: string, body: XmlNode, status = 200): Response
   });
 }
 
-/** An S3 error answer; HEAD answers carry no body (as S3). */
-export function errorResponse(err: S3Error, resource: string, head: boolean): Response {
-  const headers: HeadersInit = { "Content-Type": "application/xml" };
-  if (head) return new Response(null, { status: err.status, headers });
-  const body = `<?xml version="1.0" encoding="UTF-8"?>\n` +
+/** S3's <Error> document. */
+export function errorDocument(err: S3Error, resource: string): string {
+  return `<?xml version="1.0" encoding="UTF-8"?>\n` +
     render("Error", {
       Code: err.code,
       Message: err.message,
       Resource: resource,
       RequestId: crypto.randomUUID(),
     });
-  return new Response(body, { status: err.status, headers });
+}
+
+/** An S3 error answer; HEAD answers carry no body (as S3). */
+export function errorResponse(err: S3Error, resource: string, head: boolean): Response {
+  const headers: HeadersInit = { "Content-Type": "application/xml" };
+  if (head) return new Response(null, { status: err.status, headers });
+  return new Response(errorDocument(err, resource), { status: err.status, headers });
 }
 
 const parser = new XMLParser({

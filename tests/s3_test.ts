@@ -419,14 +419,15 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
         ),
       );
       assertEquals(wrong, { name: "InvalidPart", status: 400 });
-      await s3.send(
-        new CompleteMultipartUploadCommand({
-          Bucket,
-          Key,
-          UploadId,
-          MultipartUpload: { Parts: etags.map((ETag, i) => ({ PartNumber: i + 1, ETag })) },
-        }),
-      );
+      const complete = new CompleteMultipartUploadCommand({
+        Bucket,
+        Key,
+        UploadId,
+        MultipartUpload: { Parts: etags.map((ETag, i) => ({ PartNumber: i + 1, ETag })) },
+      });
+      const completed = await s3.send(complete);
+      // A client that missed the answer and asks again gets the same one.
+      assertEquals((await s3.send(complete)).ETag, completed.ETag);
       const { bytes } = await bytesOf(s3, Bucket, Key);
       const whole = Buffer.concat(parts);
       assertEquals(bytes.length, whole.length);
@@ -436,6 +437,39 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
         { name: "NoSuchUpload", status: 404 },
       );
     });
+
+    await t.step(
+      "a Complete that fails after its 200 says so in an <Error>; the upload stays",
+      async () => {
+        const Bucket = bucketName();
+        const Key = "complete-fails";
+        const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key }));
+        const part = await s3.send(
+          new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: 1, Body: randomBytes(1000) }),
+        );
+        const complete = new CompleteMultipartUploadCommand({
+          Bucket,
+          Key,
+          UploadId,
+          MultipartUpload: { Parts: [{ PartNumber: 1, ETag: part.ETag }] },
+        });
+        await c.stopVolume(0);
+        let failure;
+        try {
+          failure = await s3Fails(s3.send(complete));
+        } finally {
+          await c.startVolume(0);
+        }
+        // The SDK reads an <Error> in a 200 as an error and reports it as 503 (retryable).
+      assertEquals(failure, { name: "InternalError", status: 503 });
+        assertEquals(await s3Fails(s3.send(new HeadObjectCommand({ Bucket, Key }))), {
+          name: "NotFound",
+          status: 404,
+        });
+        const done = await s3.send(complete);
+        assert(done.ETag!.endsWith('-1"'), done.ETag);
+      },
+    );
 
     await t.step("AbortMultipartUpload removes the parts; the upload is then gone", async () => {
       const Bucket = bucketName();
