@@ -81,7 +81,7 @@ export async function handleS3(
       bucket,
       object,
       key: target.key,
-      query: new Map(parseQueryPairs(target.query)),
+      query: new Map(parseQueryPairs(target.query, true)),
       signature,
     };
     if (bucket === "") return await service(s3);

@@ -240,9 +240,20 @@ export function canonicalRequest(
     .sort((a, b) => a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0);
   const query = pairs.map(([k, v]) => `${k}=${v}`).join("&");
   const headers = signedHeaders.map((h) =>
-    `${h}:${(req.headers.get(h) ?? "").trim().replace(/\s+/g, " ")}\n`
+    `${h}:${headerValue(req.headers, h).trim().replace(/\s+/g, " ")}\n`
   ).join("");
   return [req.method, path, query, headers, signedHeaders.join(";"), payload].join("\n");
+}
+
+/**
+ * A header's value; a Content-Length sent twice with the same number (some
+ * clients do) is that number, not Headers' joined "6, 6".
+ */
+export function headerValue(h: Headers, name: string): string {
+  const v = h.get(name) ?? "";
+  if (name !== "content-length") return v;
+  const m = /^(\d+)(\s*,\s*\1)*$/.exec(v);
+  return m ? m[1] : v;
 }
 
 export function stringToSign(date: string, scope: string, canonical: string): string {
@@ -320,14 +331,22 @@ function decodeBytes(s: string): Uint8Array {
   return out.slice(0, n);
 }
 
-/** A raw query as [name, value] pairs, percent-decoded ("+" kept as is). */
-export function parseQueryPairs(query: string): [string, string][] {
+/**
+ * A raw query as [name, value] pairs, percent-decoded. "+" stays "+" for
+ * signatures (as signed); `plusIsSpace` reads it as a space, as S3 reads the
+ * values of its parameters (clients signing with version 2 send spaces so).
+ */
+export function parseQueryPairs(query: string, plusIsSpace = false): [string, string][] {
   if (query === "") return [];
   const dec = new TextDecoder();
   return query.split("&").filter((p) => p !== "").map((p) => {
     const eq = p.indexOf("=");
-    const name = eq < 0 ? p : p.slice(0, eq);
-    const value = eq < 0 ? "" : p.slice(eq + 1);
+    let name = eq < 0 ? p : p.slice(0, eq);
+    let value = eq < 0 ? "" : p.slice(eq + 1);
+    if (plusIsSpace) {
+      name = name.replaceAll("+", " ");
+      value = value.replaceAll("+", " ");
+    }
     try {
       return [dec.decode(decodeBytes(name)), dec.decode(decodeBytes(value))];
     } catch {

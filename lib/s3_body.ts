@@ -5,7 +5,13 @@
 import { Buffer } from "node:buffer";
 import { createHash, type Hash } from "node:crypto";
 import zlib from "node:zlib";
-import { chunkSignature, type ChunkSigner, EMPTY_SHA256, type Signature } from "./s3_auth.ts";
+import {
+  chunkSignature,
+  type ChunkSigner,
+  EMPTY_SHA256,
+  headerValue,
+  type Signature,
+} from "./s3_auth.ts";
 import { S3Error, s3Error } from "./s3_xml.ts";
 
 export interface S3Body {
@@ -41,7 +47,7 @@ export function s3Body(
     contentLength = Number(decoded);
     body = decodeChunked(source, sig.chunks ?? null, trailers, (e) => failure ??= e, contentLength);
   } else {
-    const cl = headers.get("content-length");
+    const cl = headers.has("content-length") ? headerValue(headers, "content-length") : null;
     contentLength = cl === null ? null : Number(cl);
   }
   // The digests to check: the signed payload hash, and one checksum.

@@ -1,10 +1,14 @@
 // S3's signatures and aws-chunked bodies, against the examples in AWS's
 // Signature Version 4 documentation (same keys, dates and signatures).
+import { createHmac } from "node:crypto";
 import {
   canonicalPath,
+  canonicalRequest,
   checkSignature,
   type Credentials,
   parseQueryPairs,
+  signingKey,
+  stringToSign,
 } from "../lib/s3_auth.ts";
 import { s3Body } from "../lib/s3_body.ts";
 import { S3Error } from "../lib/s3_xml.ts";
@@ -278,4 +282,38 @@ Deno.test("an aws-chunked body longer than x-amz-decoded-content-length fails wi
 Deno.test("percent-escapes after a raw UTF-8 character decode right (canonical path, query)", () => {
   assertEquals(canonicalPath("/b/é%41"), "/b/%C3%A9A");
   assertEquals(parseQueryPairs("prefix=é%41"), [["prefix", "éA"]]);
+});
+
+Deno.test("a Content-Length sent twice with the same number signs as that number", () => {
+  const creds = { accessKey: "k", secretKey: "s" };
+  const at = Date.UTC(2026, 10, 24, 12);
+  const date = "20261124T120000Z";
+  const signed = ["content-length", "host", "x-amz-content-sha256", "x-amz-date"];
+  const base = {
+    host: "127.0.0.1:3000",
+    "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
+    "x-amz-date": date,
+  };
+  // Signed by the client over one Content-Length: 6.
+  const once = {
+    method: "PUT",
+    path: "/b/k",
+    query: "",
+    headers: new Headers({ ...base, "content-length": "6" }),
+  };
+  const scope = "20261124/us-east-1/s3/aws4_request";
+  const canonical = canonicalRequest(once, "/b/k", signed, "UNSIGNED-PAYLOAD", false);
+  const signature = createHmac("sha256", signingKey("s", "20261124", "us-east-1", "s3"))
+    .update(stringToSign(date, scope, canonical)).digest("hex");
+  // Sent with the header twice.
+  const twice = new Headers({ ...base, "content-length": "6" });
+  twice.append("content-length", "6");
+  twice.set(
+    "authorization",
+    `AWS4-HMAC-SHA256 Credential=k/${scope},SignedHeaders=${
+      signed.join(";")
+    },Signature=${signature}`,
+  );
+  checkSignature({ method: "PUT", path: "/b/k", query: "", headers: twice }, creds, at);
+  assertEquals(s3Body(null, twice, { payload: "UNSIGNED-PAYLOAD" }).contentLength, 6);
 });

@@ -285,6 +285,11 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
       const again = (await s3.send(new ListBucketsCommand({}))).Buckets!.map((b) => b.Name);
       assert(again.includes(implicit), `${implicit} in ${again}`);
       assert(!again.includes(Bucket), `${Bucket} gone from ${again}`);
+      // Emptied, it is gone with its last key; deleting it then succeeds
+      // (as `rclone purge` expects).
+      await s3.send(new DeleteObjectCommand({ Bucket: implicit, Key: "k" }));
+      const gone = await s3.send(new DeleteBucketCommand({ Bucket: implicit }));
+      assertEquals(gone.$metadata.httpStatusCode, 204);
     });
 
     await t.step("DeleteObject and DeleteObjects remove the files from the volumes", async () => {
@@ -461,7 +466,7 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
           await c.startVolume(0);
         }
         // The SDK reads an <Error> in a 200 as an error and reports it as 503 (retryable).
-      assertEquals(failure, { name: "InternalError", status: 503 });
+        assertEquals(failure, { name: "InternalError", status: 503 });
         assertEquals(await s3Fails(s3.send(new HeadObjectCommand({ Bucket, Key }))), {
           name: "NotFound",
           status: 404,
@@ -680,6 +685,10 @@ Deno.test("S3 with -s3 and no keys: signatures are not checked, as mkv", async (
     const unsigned = await fetch(`${c.url}/${Bucket}?list-type=2`);
     assertEquals(unsigned.status, 200);
     assert((await unsigned.text()).includes("<Key>k</Key>"));
+    // "+" in a parameter's value is a space, as S3 reads it (SigV2 clients send that).
+    await s3.send(new PutObjectCommand({ Bucket, Key: "dir with space/x", Body: "s" }));
+    const plus = await fetch(`${c.url}/${Bucket}?list-type=2&prefix=dir+with+space/`);
+    assert((await plus.text()).includes("<Key>dir with space/x</Key>"));
     // A DeleteObjects body past 2 MiB is refused, not read into memory.
     const huge = "<Delete>" + "<Object><Key>k</Key></Object>".repeat(100_000) + "</Delete>";
     const tooBig = await fetch(`${c.url}/${Bucket}?delete`, { method: "POST", body: huge });
