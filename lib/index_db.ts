@@ -335,14 +335,31 @@ export class Index {
 
   /** Records at and after `start` in key order, every state (S3 listings). */
   async *from(start: Uint8Array, end: Uint8Array | null): AsyncGenerator<[Uint8Array, Record]> {
-    const from = keyFits(start) ? start : longestFittingHead(start);
-    const selector: Deno.KvListSelector = end
-      ? { start: [NS, from], end: [NS, end] }
-      : { prefix: [NS], start: [NS, from] };
-    for await (const e of this.kv.list(selector, { batchSize: 200 })) {
-      const rec = toRecord(e.value);
-      const key = e.key[1] as Uint8Array;
-      if (rec && compare(key, start) >= 0) yield [key, rec];
+    let from = keyFits(start) ? start : longestFittingHead(start);
+    let seen: Uint8Array | null = null;
+    // A few records first: a delimiter listing reads one key of a folder
+    // and skips the rest (a batch of 200 there cost ~1 ms per folder), then
+    // full batches for a caller that keeps reading.
+    for (const limit of [8, 0]) {
+      const selector: Deno.KvListSelector = end
+        ? { start: [NS, from], end: [NS, end] }
+        : { prefix: [NS], start: [NS, from] };
+      const opts = limit ? { limit, batchSize: limit } : { batchSize: 200 };
+      let n = 0;
+      for await (const e of this.kv.list(selector, opts)) {
+        n++;
+        const key = e.key[1] as Uint8Array;
+        if (seen !== null && compare(key, seen) <= 0) continue;
+        seen = key;
+        const rec = toRecord(e.value);
+        if (rec && compare(key, start) >= 0) yield [key, rec];
+      }
+      if (limit === 0 || n < limit || seen === null) return;
+      // Resume just after the last key read (at it, skipped, if the key
+      // one byte longer would not fit the index).
+      const next = new Uint8Array(seen.length + 1);
+      next.set(seen);
+      from = keyFits(next) ? next : seen;
     }
   }
 

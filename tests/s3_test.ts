@@ -242,6 +242,29 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
       assertEquals(after.Contents!.map((o) => o.Key), ["d", "e"]);
     });
 
+    await t.step(
+      "listings past the index's first small batch: every key once, in order",
+      async () => {
+        const Bucket = bucketName();
+        const keys: string[] = [];
+        for (let i = 0; i < 12; i++) keys.push(`f${String(i).padStart(2, "0")}`);
+        for (let i = 0; i < 12; i++) {
+          for (const f of ["a", "b", "c"]) keys.push(`g${String(i).padStart(2, "0")}/${f}`);
+        }
+        await Promise.all(
+          keys.map((Key) => s3.send(new PutObjectCommand({ Bucket, Key, Body: "v" }))),
+        );
+        const all = await s3.send(new ListObjectsV2Command({ Bucket }));
+        assertEquals(all.Contents!.map((o) => o.Key), [...keys].sort());
+        const rolled = await s3.send(new ListObjectsV2Command({ Bucket, Delimiter: "/" }));
+        assertEquals(rolled.Contents!.map((o) => o.Key), keys.slice(0, 12));
+        assertEquals(
+          rolled.CommonPrefixes!.map((p) => p.Prefix),
+          Array.from({ length: 12 }, (_, i) => `g${String(i).padStart(2, "0")}/`),
+        );
+      },
+    );
+
     await t.step("ListObjects (v1) pages by marker", async () => {
       const Bucket = bucketName();
       for (const Key of ["k1", "k2", "k3"]) {
