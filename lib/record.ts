@@ -36,6 +36,8 @@ export interface Meta {
   etag?: string;
   /** x-amz-meta-* headers, names lowercased without the prefix. */
   amz?: [string, string][];
+  /** Standard headers kept as uploaded (Cache-Control, Content-Disposition, ...). */
+  std?: [string, string][];
 }
 
 /** The stored form: a plain object, so Deno KV's serializer keeps it small. */
@@ -50,6 +52,7 @@ interface Stored {
   t?: string;
   e?: string;
   x?: [string, string][];
+  y?: [string, string][];
 }
 
 const STATES: State[] = ["live", "unlinked", "writing"];
@@ -67,6 +70,7 @@ export function fromRecord(rec: Record): Stored {
   if (rec.meta?.type) out.t = rec.meta.type;
   if (rec.meta?.etag) out.e = rec.meta.etag;
   if (rec.meta?.amz?.length) out.x = rec.meta.amz;
+  if (rec.meta?.std?.length) out.y = rec.meta.std;
   return out;
 }
 
@@ -96,11 +100,12 @@ export function toRecord(value: unknown): Record | null {
     rec.until = v.u ?? 0;
   }
   if (typeof v.m === "number") rec.mtime = v.m;
-  if (v.t !== undefined || v.e !== undefined || v.x !== undefined) {
+  if (v.t !== undefined || v.e !== undefined || v.x !== undefined || v.y !== undefined) {
     rec.meta = {};
     if (typeof v.t === "string") rec.meta.type = v.t;
     if (typeof v.e === "string") rec.meta.etag = v.e;
     if (Array.isArray(v.x)) rec.meta.amz = v.x;
+    if (Array.isArray(v.y)) rec.meta.std = v.y;
   }
   return rec;
 }

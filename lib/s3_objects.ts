@@ -38,6 +38,7 @@ function objectHeaders(rec: Record): Headers {
   if (rec.hash || rec.meta?.etag) h.set("ETag", etagOf(rec));
   if (rec.mtime !== undefined) h.set("Last-Modified", httpDate(rec.mtime));
   for (const [name, value] of rec.meta?.amz ?? []) h.set(`x-amz-meta-${name}`, value);
+  for (const [name, value] of rec.meta?.std ?? []) h.set(name, value);
   return h;
 }
 
@@ -55,6 +56,10 @@ async function liveRecord(store: Store, key: Uint8Array): Promise<Record> {
 export async function getObject(s3: S3Request, head: boolean): Promise<Response> {
   const rec = await liveRecord(s3.store, s3.key);
   const headers = objectHeaders(rec);
+  for (const [param, name] of OVERRIDES) {
+    const value = s3.query.get(param);
+    if (value !== undefined) headers.set(name, value);
+  }
   const early = preconditions(s3.req.headers, rec);
   if (early === 304) return new Response(null, { status: 304, headers });
   if (early === 412) throw preconditionFailed();
@@ -217,8 +222,43 @@ export function metaFrom(h: Headers): Meta {
     );
   }
   if (amz.length > 0) meta.amz = amz;
+  const std: [string, string][] = [];
+  for (const name of STANDARD) {
+    let value = h.get(name);
+    // aws-chunked is how the body came, not what the object is.
+    if (name === "content-encoding" && value !== null) {
+      value = value.split(",").map((e) => e.trim()).filter((e) => e && e !== "aws-chunked")
+        .join(", ");
+    }
+    if (value) std.push([name, value]);
+    size += value?.length ?? 0;
+  }
+  // The record holding them must stay small (Deno KV: 64 KiB a value).
+  if (size > 4 * META_MAX) {
+    throw s3Error("MetadataTooLarge", "Your metadata headers exceed the maximum allowed.");
+  }
+  if (std.length > 0) meta.std = std;
   return meta;
 }
+
+/** Headers S3 keeps with an object and sends back with it. */
+const STANDARD = [
+  "cache-control",
+  "content-disposition",
+  "content-encoding",
+  "content-language",
+  "expires",
+];
+
+/** GetObject's response-* parameters (presigned downloads) and the header each sets. */
+const OVERRIDES: [string, string][] = [
+  ["response-content-type", "content-type"],
+  ["response-content-language", "content-language"],
+  ["response-expires", "expires"],
+  ["response-cache-control", "cache-control"],
+  ["response-content-disposition", "content-disposition"],
+  ["response-content-encoding", "content-encoding"],
+];
 
 export interface WriteOptions {
   body: ReadableStream<Uint8Array>;

@@ -102,6 +102,51 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
       assert(Math.abs(got.LastModified!.getTime() - Date.now()) < 120_000, "Last-Modified is now");
     });
 
+    await t.step(
+      "Cache-Control, Content-Disposition and the like are kept; response-* overrides them",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(
+          new PutObjectCommand({
+            Bucket,
+            Key: "doc",
+            Body: "text",
+            CacheControl: "max-age=60",
+            ContentDisposition: 'attachment; filename="a.txt"',
+            ContentLanguage: "de",
+            ContentEncoding: "identity",
+            Expires: new Date("2030-01-01T00:00:00Z"),
+          }),
+        );
+        const head = await s3.send(new HeadObjectCommand({ Bucket, Key: "doc" }));
+        assertEquals(head.CacheControl, "max-age=60");
+        assertEquals(head.ContentDisposition, 'attachment; filename="a.txt"');
+        assertEquals(head.ContentLanguage, "de");
+        assertEquals(head.ContentEncoding, "identity");
+        assertEquals(head.Expires?.toISOString(), "2030-01-01T00:00:00.000Z");
+        const url = await getSignedUrl(
+          s3,
+          new GetObjectCommand({
+            Bucket,
+            Key: "doc",
+            ResponseContentDisposition: 'inline; filename="b.txt"',
+            ResponseContentType: "text/plain",
+          }),
+        );
+        const res = await fetch(url);
+        assertEquals(await res.text(), "text");
+        assertEquals(res.headers.get("content-disposition"), 'inline; filename="b.txt"');
+        assertEquals(res.headers.get("content-type"), "text/plain");
+        // A streamed (aws-chunked) upload's transport encoding is not the object's.
+        const body = Readable.from([new TextEncoder().encode("chunked")]);
+        await s3.send(
+          new PutObjectCommand({ Bucket, Key: "streamed", Body: body, ContentLength: 7 }),
+        );
+        const plain = await s3.send(new HeadObjectCommand({ Bucket, Key: "streamed" }));
+        assertEquals(plain.ContentEncoding, undefined);
+      },
+    );
+
     await t.step("an S3 object is a plain key, and a plain key an S3 object", async () => {
       const Bucket = bucketName();
       await s3.send(new PutObjectCommand({ Bucket, Key: "x/y", Body: "via s3" }));
