@@ -8,7 +8,18 @@ import { createHash } from "node:crypto";
 import { keyFits, type Part, type Upload } from "./index_db.ts";
 import type { S3Request } from "./s3.ts";
 import { readWhole, s3Body } from "./s3_body.ts";
-import { etagOf, metaFrom, writeObject, XML_MAX } from "./s3_objects.ts";
+import {
+  copyConditions,
+  copySource,
+  etagOf,
+  liveRecord,
+  metaFrom,
+  openReplica,
+  preconditionFailed,
+  rangeOf,
+  writeObject,
+  XML_MAX,
+} from "./s3_objects.ts";
 import {
   errorDocument,
   parseComplete,
@@ -68,41 +79,109 @@ export async function uploadPart(s3: S3Request, id: string): Promise<Response> {
   if (!Number.isInteger(n) || n < 1 || n > MAX_PARTS) {
     throw s3Error("InvalidArgument", `Part number must be an integer between 1 and ${MAX_PARTS}`);
   }
-  if (s3.req.headers.has("x-amz-copy-source")) {
-    throw s3Error("NotImplemented", "UploadPartCopy is not implemented by this gateway");
-  }
   const { versionstamp } = await openUpload(s3, id);
+  if (s3.req.headers.has("x-amz-copy-source")) return await uploadPartCopy(s3, id, versionstamp, n);
   const body = s3Body(s3.req.body, s3.req.headers, s3.signature);
+  let part: Part;
+  try {
+    part = await storePart(
+      s3,
+      id,
+      versionstamp,
+      n,
+      body.body,
+      (written) =>
+        body.check(written.md5) ??
+          (body.contentLength !== null && written.bytes !== body.contentLength
+            ? s3Error("IncompleteBody", "The body is shorter than its Content-Length")
+            : null),
+    );
+  } catch (err) {
+    throw body.failure() ?? err;
+  }
+  return new Response(null, { headers: { ETag: `"${part.md5}"` } });
+}
+
+/** UploadPartCopy: a part read from (a range of) another object, volume to volumes. */
+async function uploadPartCopy(
+  s3: S3Request,
+  id: string,
+  versionstamp: string,
+  n: number,
+): Promise<Response> {
+  const { req, store } = s3;
+  const source = copySource(req.headers.get("x-amz-copy-source")!);
+  const src = await liveRecord(store, source);
+  if (copyConditions(req.headers, src)) throw preconditionFailed();
+  const rangeHeader = req.headers.get("x-amz-copy-source-range");
+  let range: string | undefined;
+  let length = src.size >= 0 ? src.size : null;
+  if (rangeHeader !== null) {
+    const r = src.size >= 0 && /^bytes=\d+-\d+$/.test(rangeHeader.trim())
+      ? rangeOf(rangeHeader.trim(), src.size)
+      : "unsatisfiable";
+    if (r === null || r === "unsatisfiable" || Number(rangeHeader.split("-")[1]) >= src.size) {
+      throw s3Error("InvalidRange", "The x-amz-copy-source-range is not within the source object");
+    }
+    range = `bytes=${r.start}-${r.end}`;
+    length = r.end - r.start + 1;
+  }
+  const res = await openReplica(store, source, src, { range, signal: req.signal });
+  let part: Part;
+  try {
+    part = await storePart(
+      s3,
+      id,
+      versionstamp,
+      n,
+      res.body!,
+      (written) =>
+        length !== null && written.bytes !== length
+          ? s3Error("InternalError", "The source ended before the part was copied")
+          : null,
+    );
+  } finally {
+    if (!res.bodyUsed) res.body?.cancel().catch(() => {});
+  }
+  return xmlResponse("CopyPartResult", {
+    LastModified: new Date(part.mtime).toISOString(),
+    ETag: `"${part.md5}"`,
+  });
+}
+
+/**
+ * Writes a part's bytes to the volumes the key belongs on, under a fresh
+ * name (a part uploaded twice never half-overwrites), checks them, and
+ * records the part; the part it replaced, if any, is removed.
+ */
+async function storePart(
+  s3: S3Request,
+  id: string,
+  versionstamp: string,
+  n: number,
+  body: ReadableStream<Uint8Array>,
+  check: (written: { bytes: number; md5: string }) => S3Error | null,
+): Promise<Part> {
   const { store } = s3;
   const volumes = store.kvolumes(s3.key);
-  // A fresh name each time: a part uploaded twice never half-overwrites.
   const path = partPath(id, n, crypto.randomUUID().slice(0, 8));
   let written;
   try {
-    written = await store.writeFile(path, volumes, body.body, s3.req.signal);
-    const bad = body.check(written.md5) ??
-      (body.contentLength !== null && written.bytes !== body.contentLength
-        ? s3Error("IncompleteBody", "The body is shorter than its Content-Length")
-        : null);
+    written = await store.writeFile(path, volumes, body, s3.req.signal);
+    const bad = check(written);
     if (bad) throw bad;
   } catch (err) {
     await store.removeFile(path, volumes).catch(() => {});
-    throw body.failure() ?? err;
+    throw err;
   }
-  const part: Part = {
-    path,
-    volumes,
-    md5: written.md5,
-    size: written.bytes,
-    mtime: Date.now(),
-  };
+  const part: Part = { path, volumes, md5: written.md5, size: written.bytes, mtime: Date.now() };
   const put = await store.index.putPart(id, versionstamp, n, part);
   if (put === null) {
     await store.removeFile(path, volumes).catch(() => {});
     throw s3Error("NoSuchUpload", "The upload was completed or aborted meanwhile");
   }
   if (put.replaced) await store.removeFile(put.replaced.path, put.replaced.volumes).catch(() => {});
-  return new Response(null, { headers: { ETag: `"${part.md5}"` } });
+  return part;
 }
 
 export async function listParts(s3: S3Request, id: string): Promise<Response> {

@@ -43,7 +43,7 @@ function objectHeaders(rec: Record): Headers {
 }
 
 /** A live record of the key, or NoSuchKey. */
-async function liveRecord(store: Store, key: Uint8Array): Promise<Record> {
+export async function liveRecord(store: Store, key: Uint8Array): Promise<Record> {
   if (!keyFits(key)) throw keyTooLong();
   const e = await store.index.get(key);
   if (!e || e.rec.state !== "live") {
@@ -153,7 +153,7 @@ function singleRange(h: string | null): string | undefined {
  * the bytes, "unsatisfiable" (416), or null for a range to ignore (b < a:
  * not a valid range, so the whole value is sent, as RFC 9110 and S3 do).
  */
-function rangeOf(
+export function rangeOf(
   range: string,
   size: number,
 ): { start: number; end: number } | "unsatisfiable" | null {
@@ -173,7 +173,12 @@ function rangeOf(
   return { start, end };
 }
 
-function preconditionFailed(): S3Error {
+/** x-amz-copy-source-if-*: true when one does not hold (S3 answers 412 to any). */
+export function copyConditions(h: Headers, src: Record): boolean {
+  return preconditions(h, src, "x-amz-copy-source-") !== 0;
+}
+
+export function preconditionFailed(): S3Error {
   return s3Error(
     "PreconditionFailed",
     "At least one of the preconditions you specified did not hold",
@@ -374,8 +379,7 @@ export async function copyObject(s3: S3Request): Promise<Response> {
   const { req, store } = s3;
   const source = copySource(req.headers.get("x-amz-copy-source")!);
   const src = await liveRecord(store, source);
-  // x-amz-copy-source-if-*: any condition that does not hold is a 412.
-  if (preconditions(req.headers, src, "x-amz-copy-source-") !== 0) throw preconditionFailed();
+  if (copyConditions(req.headers, src)) throw preconditionFailed();
   const directive = (req.headers.get("x-amz-metadata-directive") ?? "COPY").toUpperCase();
   if (directive !== "COPY" && directive !== "REPLACE") {
     throw s3Error("InvalidArgument", "x-amz-metadata-directive must be COPY or REPLACE");
@@ -419,7 +423,7 @@ export async function copyObject(s3: S3Request): Promise<Response> {
 }
 
 /** "/bucket/key" or "bucket/key", URL-encoded, maybe with "?versionId=". */
-function copySource(header: string): Uint8Array {
+export function copySource(header: string): Uint8Array {
   const raw = header.split("?")[0];
   let decoded: string;
   try {

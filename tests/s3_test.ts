@@ -24,6 +24,7 @@ import {
   PutObjectCommand,
   S3Client,
   UploadPartCommand,
+  UploadPartCopyCommand,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
@@ -449,6 +450,68 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
         for (const v of c.volumes) {
           assertEquals((await volumeFiles(v)).filter((f) => f.includes("mpu.")), []);
         }
+      },
+    );
+
+    await t.step(
+      "UploadPartCopy builds an object from ranges of another, volume to volumes",
+      async () => {
+        const Bucket = bucketName();
+        const source = randomBytes(6 * 1024 * 1024 + 100);
+        await s3.send(new PutObjectCommand({ Bucket, Key: "src", Body: source }));
+        const Key = "assembled";
+        const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key }));
+        const cut = 5 * 1024 * 1024;
+        const first = await s3.send(
+          new UploadPartCopyCommand({
+            Bucket,
+            Key,
+            UploadId,
+            PartNumber: 1,
+            CopySource: `${Bucket}/src`,
+            CopySourceRange: `bytes=0-${cut - 1}`,
+          }),
+        );
+        const second = await s3.send(
+          new UploadPartCopyCommand({
+            Bucket,
+            Key,
+            UploadId,
+            PartNumber: 2,
+            CopySource: `${Bucket}/src`,
+            CopySourceRange: `bytes=${cut}-${source.length - 1}`,
+          }),
+        );
+        assertEquals(first.CopyPartResult!.ETag, `"${md5Hex(source.subarray(0, cut))}"`);
+        assertEquals(
+          await s3Fails(
+            s3.send(
+              new UploadPartCopyCommand({
+                Bucket,
+                Key,
+                UploadId,
+                PartNumber: 3,
+                CopySource: `${Bucket}/src`,
+                CopySourceRange: `bytes=0-${source.length}`,
+              }),
+            ),
+          ),
+          { name: "InvalidRange", status: 416 },
+        );
+        await s3.send(
+          new CompleteMultipartUploadCommand({
+            Bucket,
+            Key,
+            UploadId,
+            MultipartUpload: {
+              Parts: [
+                { PartNumber: 1, ETag: first.CopyPartResult!.ETag },
+                { PartNumber: 2, ETag: second.CopyPartResult!.ETag },
+              ],
+            },
+          }),
+        );
+        assertEquals(md5Hex((await bytesOf(s3, Bucket, Key)).bytes), md5Hex(source));
       },
     );
 
