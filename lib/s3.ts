@@ -3,7 +3,7 @@
 // parameters, dispatched here by method and operation to lib/s3_objects.ts,
 // lib/s3_list.ts and lib/s3_multipart.ts. Errors speak S3's XML.
 import { checkSignature, type Credentials, isSigned, parseQueryPairs } from "./s3_auth.ts";
-import { errorResponse, S3Error, s3Error } from "./s3_xml.ts";
+import { errorIds, errorResponse, newRequestId, S3Error, s3Error } from "./s3_xml.ts";
 import type { Store } from "./store.ts";
 import type { Target } from "./target.ts";
 import * as objects from "./s3_objects.ts";
@@ -63,6 +63,23 @@ export function isS3(req: Request, target: Target): boolean {
 }
 
 export async function handleS3(
+  store: Store,
+  opts: S3Options,
+  req: Request,
+  target: Target,
+): Promise<Response> {
+  const res = await answerS3(store, opts, req, target);
+  // S3 names every answer; clients log it and show it with errors.
+  res.headers.set("x-amz-request-id", requestId(res));
+  return res;
+}
+
+/** The request id of an answer: the one in its <Error> body, or a fresh one. */
+function requestId(res: Response): string {
+  return errorIds.get(res) ?? newRequestId();
+}
+
+async function answerS3(
   store: Store,
   opts: S3Options,
   req: Request,

@@ -72,21 +72,31 @@ export function xmlResponse(root: string, body: XmlNode, status = 200): Response
 }
 
 /** S3's <Error> document. */
-export function errorDocument(err: S3Error, resource: string): string {
+export function errorDocument(err: S3Error, resource: string, id = newRequestId()): string {
   return `<?xml version="1.0" encoding="UTF-8"?>\n` +
     render("Error", {
       Code: err.code,
       Message: err.message,
       Resource: resource,
-      RequestId: crypto.randomUUID(),
+      RequestId: id,
     });
 }
+
+export function newRequestId(): string {
+  return crypto.randomUUID().replaceAll("-", "").slice(0, 16).toUpperCase();
+}
+
+/** The RequestId in an error answer's body, for its x-amz-request-id header. */
+export const errorIds = new WeakMap<Response, string>();
 
 /** An S3 error answer; HEAD answers carry no body (as S3). */
 export function errorResponse(err: S3Error, resource: string, head: boolean): Response {
   const headers: HeadersInit = { "Content-Type": "application/xml" };
   if (head) return new Response(null, { status: err.status, headers });
-  return new Response(errorDocument(err, resource), { status: err.status, headers });
+  const id = newRequestId();
+  const res = new Response(errorDocument(err, resource, id), { status: err.status, headers });
+  errorIds.set(res, id);
+  return res;
 }
 
 const parser = new XMLParser({

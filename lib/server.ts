@@ -148,7 +148,7 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
     let key = "";
     try {
       const target = parseTarget(req.url);
-      key = target.rawPath;
+      key = target.query ? `${target.rawPath}?${target.query}` : target.rawPath;
       res = opts.s3 && isS3(req, target)
         ? await handleS3(store, opts.s3, req, target)
         : target.query

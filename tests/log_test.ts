@@ -75,7 +75,7 @@ Deno.test("-v -log json: one JSON line per request with exactly time, method, ke
   assertEquals(
     lines.map((l) => [l.method, l.key, l.status, l.bytes]),
     [
-      ["GET", "/", 200, lines[0].bytes],
+      ["GET", "/?list&limit=1", 200, lines[0].bytes],
       ["PUT", key, 201, 5],
       ["GET", key, 302, 0],
       ["PUT", key, 403, "Key exists (PUT never overwrites)\n".length],

@@ -246,6 +246,9 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
       const xml = await res.text();
       assert(xml.includes("<Code>NoSuchKey</Code>"), xml);
       assert(xml.includes(`<Resource>/${Bucket}/gone</Resource>`), xml);
+      // The x-amz-request-id header names the same request as the body.
+      const id = res.headers.get("x-amz-request-id");
+      assert(id !== null && xml.includes(`<RequestId>${id}</RequestId>`), `${id} in ${xml}`);
     });
 
     await t.step("ListObjectsV2: prefix, delimiter, paging by token, start-after", async () => {
