@@ -29,7 +29,6 @@ import {
   type XmlNode,
   xmlResponse,
 } from "./s3_xml.ts";
-import type { Record } from "./record.ts";
 import { remoteGet, volumeUrl } from "./volumes.ts";
 import type { Store } from "./store.ts";
 
@@ -218,17 +217,45 @@ export async function completeUpload(s3: S3Request, id: string): Promise<Respons
   const done = /^[0-9a-f]{32}$/.test(id) ? await s3.store.index.completedUpload(id) : null;
   if (done && sameBytes(done.key, s3.key)) {
     await s3.req.body?.cancel();
-    return xmlResponse("CompleteMultipartUploadResult", {
-      Location: `/${s3.bucket}/${keyText(s3)}`,
-      Bucket: s3.bucket,
-      Key: keyText(s3),
-      ETag: done.etag,
-    });
+    return xmlResponse("CompleteMultipartUploadResult", completeResult(s3, done.etag));
   }
   const { upload, versionstamp } = await openUpload(s3, id);
   const xml = await readWhole(s3.req.body, s3.req.headers, s3.signature, XML_MAX);
   const asked = parseComplete(new TextDecoder().decode(xml));
-  const have = await s3.store.index.parts(id);
+  const parts = chosenParts(asked, await s3.store.index.parts(id));
+  const md5s = createHash("md5");
+  for (const p of parts) md5s.update(Buffer.from(p.md5, "hex"));
+  const etag = `${md5s.digest("hex")}-${parts.length}`;
+  // As S3: 200 at once, then spaces while the parts are copied (a client
+  // would time out on a silent multi-GB Complete), then the result or an
+  // <Error>. A client that hangs up does not stop it: the object goes live.
+  return keptAlive(async () => {
+    const rec = await writeObject(s3.store, s3.key, {
+      body: concatenated(s3.store, parts, new AbortController().signal),
+      contentLength: parts.reduce((n, p) => n + p.size, 0),
+      meta: { ...upload.meta, etag },
+      signal: new AbortController().signal,
+    });
+    // The value is live: the upload and every part of it go, those uploaded
+    // since the parts were read too (endUpload lists them once no more can come).
+    const ended = await s3.store.index.endUpload(id, versionstamp);
+    if (ended) await removeParts(s3.store, ended);
+    await s3.store.index.completed(id, { key: s3.key, etag: etagOf(rec) });
+    return xmlDocument("CompleteMultipartUploadResult", completeResult(s3, etagOf(rec)));
+  }, `/${s3.bucket}/${keyText(s3)}`);
+}
+
+function completeResult(s3: S3Request, etag: string): XmlNode {
+  return {
+    Location: `/${s3.bucket}/${keyText(s3)}`,
+    Bucket: s3.bucket,
+    Key: keyText(s3),
+    ETag: etag,
+  };
+}
+
+/** The parts a Complete names, checked as S3 checks them: order, ETags, sizes. */
+function chosenParts(asked: { number: number; etag: string }[], have: Map<number, Part>): Part[] {
   const parts: Part[] = [];
   let previous = 0;
   for (const [i, { number, etag }] of asked.entries()) {
@@ -248,33 +275,7 @@ export async function completeUpload(s3: S3Request, id: string): Promise<Respons
     }
     parts.push(part);
   }
-  const md5s = createHash("md5");
-  for (const p of parts) md5s.update(Buffer.from(p.md5, "hex"));
-  const etag = `${md5s.digest("hex")}-${parts.length}`;
-  const size = parts.reduce((n, p) => n + p.size, 0);
-  const result = (rec: Record) => ({
-    Location: `/${s3.bucket}/${keyText(s3)}`,
-    Bucket: s3.bucket,
-    Key: keyText(s3),
-    ETag: etagOf(rec),
-  });
-  // As S3: 200 at once, then spaces while the parts are copied (a client
-  // would time out on a silent multi-GB Complete), then the result or an
-  // <Error>. A client that hangs up does not stop it: the object goes live.
-  return keptAlive(async () => {
-    const rec = await writeObject(s3.store, s3.key, {
-      body: concatenated(s3.store, parts, new AbortController().signal),
-      contentLength: size,
-      meta: { ...upload.meta, etag },
-      signal: new AbortController().signal,
-    });
-    // The value is live: the upload and every part of it go, those uploaded
-    // since `have` was read too (endUpload lists them once no more can come).
-    const ended = await s3.store.index.endUpload(id, versionstamp);
-    if (ended) await removeParts(s3.store, ended);
-    await s3.store.index.completed(id, { key: s3.key, etag: etagOf(rec) });
-    return xmlDocument("CompleteMultipartUploadResult", result(rec));
-  }, `/${s3.bucket}/${keyText(s3)}`);
+  return parts;
 }
 
 /** Space sent every this often while a Complete is under way. */
