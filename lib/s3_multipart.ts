@@ -384,12 +384,16 @@ export async function listUploads(s3: S3Request): Promise<Response> {
     const common = at >= 0
       ? u.key.slice(0, u.key.length - rel.length + at + delimiter.length)
       : null;
-    if (common !== null && prefixes.at(-1) === common) continue;
+    // A prefix already rolled up here, or on an earlier page (at or before
+    // the marker), is not listed again.
+    if (common !== null && (prefixes.at(-1) === common || (keyMarker && common <= keyMarker))) {
+      continue;
+    }
     if (uploads.length + prefixes.length === max) {
       truncated = true;
       break;
     }
-    last = u;
+    last = common !== null ? { key: common, id: "" } : u;
     if (common !== null) prefixes.push(common);
     else {
       uploads.push({
@@ -407,7 +411,7 @@ export async function listUploads(s3: S3Request): Promise<Response> {
     KeyMarker: keyMarker,
     UploadIdMarker: idMarker,
     NextKeyMarker: truncated && last ? last.key : undefined,
-    NextUploadIdMarker: truncated && last ? last.id : undefined,
+    NextUploadIdMarker: truncated && last?.id ? last.id : undefined,
     Prefix: q.get("prefix") ?? "",
     Delimiter: delimiter || undefined,
     MaxUploads: max,

@@ -610,6 +610,43 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
       },
     );
 
+    await t.step(
+      "ListMultipartUploads pages past a rolled-up prefix by its key marker",
+      async () => {
+        const Bucket = bucketName();
+        const ids: string[] = [];
+        for (const Key of ["a/1", "a/2", "b"]) {
+          ids.push((await s3.send(new CreateMultipartUploadCommand({ Bucket, Key }))).UploadId!);
+        }
+        const seen: string[] = [];
+        let KeyMarker: string | undefined;
+        let UploadIdMarker: string | undefined;
+        for (let page = 0; page < 10; page++) {
+          const r = await s3.send(
+            new ListMultipartUploadsCommand({
+              Bucket,
+              Delimiter: "/",
+              MaxUploads: 1,
+              KeyMarker,
+              UploadIdMarker,
+            }),
+          );
+          seen.push(
+            ...(r.CommonPrefixes ?? []).map((p) => p.Prefix!),
+            ...(r.Uploads ?? []).map((u) => u.Key!),
+          );
+          if (!r.IsTruncated) break;
+          KeyMarker = r.NextKeyMarker;
+          UploadIdMarker = r.NextUploadIdMarker;
+        }
+        assertEquals(seen, ["a/", "b"]);
+        const keys = ["a/1", "a/2", "b"];
+        for (const [i, UploadId] of ids.entries()) {
+          await s3.send(new AbortMultipartUploadCommand({ Bucket, Key: keys[i], UploadId }));
+        }
+      },
+    );
+
     await t.step("AbortMultipartUpload removes the parts; the upload is then gone", async () => {
       const Bucket = bucketName();
       const Key = "aborted";
