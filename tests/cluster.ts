@@ -138,9 +138,12 @@ export class Cluster {
    * Another master on this cluster's index (several masters, one index),
    * up and answering; `stop()` ends it with `signal`.
    */
-  async spawnMaster(extra: string[] = []): Promise<SpawnedMaster> {
+  async spawnMaster(
+    extra: string[] = [],
+    env: { [name: string]: string } = {},
+  ): Promise<SpawnedMaster> {
     const port = freePort();
-    const proc = this.#spawn(port, extra, this.volumes, "null");
+    const proc = this.#spawn(port, extra, this.volumes, "null", env);
     const url = `http://127.0.0.1:${port}`;
     await waitUp(`${url}/?list`);
     return {
@@ -161,10 +164,12 @@ export class Cluster {
     extra: string[],
     volumes: string[],
     stderr: "null" | "inherit",
+    env: { [name: string]: string } = {},
   ): Deno.ChildProcess {
     const args = ["-port", String(port), "-db", this.db, "-volumes", volumes.join(",")];
     return new Deno.Command(DENO, {
       args: ["run", "-A", MASTER_V8_FLAGS, MAIN, "server", ...args, ...this.flags, ...extra],
+      env,
       stdin: "null",
       stdout: "null",
       stderr,

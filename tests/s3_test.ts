@@ -28,7 +28,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
-import { Cluster, freePort, randomBytes, volumeFiles, waitUp } from "./cluster.ts";
+import { Cluster, randomBytes, volumeFiles } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { key2path } from "../lib/keys.ts";
 
@@ -894,26 +894,11 @@ Deno.test("without -s3 or keys the gateway is off: a signed GET is mkv's 302", a
 
 Deno.test("keys from $MKV_S3_ACCESS_KEY and $MKV_S3_SECRET_KEY turn the gateway on and are required", async () => {
   const c = await Cluster.start();
-  const port = freePort();
-  const master = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      new URL("../main.ts", import.meta.url).pathname,
-      "server",
-      "-port",
-      String(port),
-      "-db",
-      `${c.dir}/envdb`,
-      "-volumes",
-      c.volumes.join(","),
-    ],
-    env: { MKV_S3_ACCESS_KEY: "env-key", MKV_S3_SECRET_KEY: "env-secret" },
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  const url = `http://127.0.0.1:${port}`;
+  const master = await c.spawnMaster([], {
+    MKV_S3_ACCESS_KEY: "env-key",
+    MKV_S3_SECRET_KEY: "env-secret",
+  });
+  const url = master.url;
   const s3 = new S3Client({
     endpoint: url,
     region: "us-east-1",
@@ -922,7 +907,6 @@ Deno.test("keys from $MKV_S3_ACCESS_KEY and $MKV_S3_SECRET_KEY turn the gateway 
     maxAttempts: 1,
   });
   try {
-    await waitUp(`${url}/?list`);
     const Bucket = bucketName();
     await s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: "from env" }));
     assertEquals(new TextDecoder().decode((await bytesOf(s3, Bucket, "k")).bytes), "from env");
@@ -931,8 +915,7 @@ Deno.test("keys from $MKV_S3_ACCESS_KEY and $MKV_S3_SECRET_KEY turn the gateway 
     assert((await unsigned.text()).includes("<Code>AccessDenied</Code>"));
   } finally {
     s3.destroy();
-    master.kill("SIGTERM");
-    await master.status;
+    await master.stop();
     await c.stop();
   }
 });
