@@ -280,28 +280,74 @@ async function expectStatus(url: string, status: number) {
   if (res.status !== status) throw new Error(`GET ${url}: status ${res.status}, want ${status}`);
 }
 
-async function thrashRow(c: Cluster, seconds: number): Promise<{ row: Row; reasons: string[] }> {
-  const run = async (label: string, opts: { url?: string; direct?: string[] }) => {
-    await thrash({ ...opts, ...THRASH, cycles: 100 }); // warm-up
-    progress(`thrash ${seconds}s: ${label}`);
-    return await thrash({ ...opts, ...THRASH, seconds });
-  };
-  const direct = await run("straight to nginx", { direct: c.volumes });
-  const master = await run("master", { url: c.url });
+/**
+ * The thrash cycle three ways: straight to nginx (the floor), through a
+ * master that only forwards (bench/forward_master.ts: the ceiling of any
+ * master with one hop and a HEAD check, no index), and through ours. The
+ * machine's speed drifts over minutes, so the three take turns, twice, and
+ * each rate is over both turns.
+ */
+async function thrashRows(
+  children: Children,
+  c: Cluster,
+  seconds: number,
+): Promise<{ rows: Row[]; reasons: string[] }> {
+  const forwarder = await startForwarder(children, c.volumes);
+  const kinds = [
+    { label: "straight to nginx", opts: { direct: c.volumes } },
+    { label: "forwarding-only master", opts: { url: forwarder.url } },
+    { label: "master", opts: { url: c.url } },
+  ];
+  const totals = kinds.map(() => ({ cycles: 0, seconds: 0, failures: 0, reasons: [] as string[] }));
+  for (const k of kinds) await thrash({ ...k.opts, ...THRASH, cycles: 100 }); // warm-up
+  for (let turn = 1; turn <= 2; turn++) {
+    for (const [i, k] of kinds.entries()) {
+      progress(`thrash ${seconds}s, turn ${turn} of 2: ${k.label}`);
+      const r = await thrash({ ...k.opts, ...THRASH, seconds });
+      const t = totals[i];
+      t.cycles += r.cycles;
+      t.seconds += r.seconds;
+      t.failures += r.failures;
+      t.reasons.push(...r.reasons);
+    }
+  }
+  await children.stop(forwarder.child);
+  const [direct, forward, master] = totals;
   const rate = (r: ThrashResult) => r.cycles / r.seconds;
+  const floor = `${fmt(rate(direct))} cycles/s (3 PUT + GET + 3 DELETE to nginx)`;
+  const test = `${THRASH.clients} clients, ${THRASH.size} B values, 3 replicas`;
   return {
-    row: {
-      test: `thrash: ${THRASH.clients} clients, ${THRASH.size} B values, 3 replicas`,
+    rows: [{
+      test: `thrash: ${test}`,
       figure: `${fmt(rate(master))} cycles/s`,
-      floor: `${fmt(rate(direct))} cycles/s (3 PUT + GET + 3 DELETE to nginx)`,
+      floor,
       ratio: rate(master) / rate(direct),
       unit: "x",
       min: 0.8,
       errors: master.failures + direct.failures,
       mkv: "0.49x",
-    },
-    reasons: [...direct.reasons, ...master.reasons],
+    }, {
+      test: `thrash, forwarding-only master (no index; reference): ${test}`,
+      figure: `${fmt(rate(forward))} cycles/s`,
+      floor,
+      ratio: rate(forward) / rate(direct),
+      unit: "x",
+      min: 0.8,
+      errors: forward.failures,
+      mkv: "—",
+    }],
+    reasons: totals.flatMap((t) => t.reasons),
   };
+}
+
+/** bench/forward_master.ts on the cluster's volumes. */
+async function startForwarder(children: Children, volumes: string[]) {
+  const port = freePort();
+  const script = new URL("../bench/forward_master.ts", import.meta.url).pathname;
+  const child = children.deno([script, "-port", String(port), "-volumes", volumes.join(",")]);
+  const url = `http://127.0.0.1:${port}`;
+  await waitUp(url);
+  return { url, child };
 }
 
 /** A large PUT through the master vs three parallel PUTs straight to nginx. */
@@ -445,8 +491,8 @@ async function bench(opts: ReturnType<typeof parse>, dir: string, children: Chil
   const header = await machine(dir);
   const c = await startCluster(dir, children);
   const rows = await getRows(dir, children, c, opts.seconds);
-  const t = await thrashRow(c, opts.seconds);
-  rows.push(t.row);
+  const t = await thrashRows(children, c, opts.seconds);
+  rows.push(...t.rows);
   if (!opts.skipLarge) rows.push(...await largeRows(dir, c, opts.largeMb));
   console.log(`${header}\n\n${table(rows)}`);
   if (t.reasons.length > 0) console.log(`\nthrash failures:\n  ${t.reasons.join("\n  ")}`);

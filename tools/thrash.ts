@@ -5,8 +5,12 @@
 // Once the time is up, every deleted key is read again (404), outside the
 // timed run: the issue's cycle is PUT, GET, DELETE, and the check is not.
 // With `-direct vol1,vol2,vol3` the same clients run the cycle straight
-// against nginx instead (3 PUTs, 1 GET, 3 DELETEs): the floor a master's
-// cycle is measured against (tools/bench.ts).
+// against nginx instead (3 PUTs, 1 GET, 3 DELETEs) on the files a master
+// would write for the same key (mkv's /svNN/ab/cd/<base64> paths): the
+// floor a master's cycle is measured against (tools/bench.ts). `-flat` puts
+// them in one folder of each volume instead, which nginx does faster (no
+// folders to create or walk).
+import { key2path, key2volume } from "../lib/keys.ts";
 import { FlagError, type FlagSpec, parseFlags, usage } from "../lib/flags.ts";
 
 export interface ThrashOptions {
@@ -14,6 +18,8 @@ export interface ThrashOptions {
   url?: string;
   /** host:port of nginx volumes: run the direct cycle against them. */
   direct?: string[];
+  /** Direct cycle: files in one folder, not at mkv's paths. */
+  flat?: boolean;
   clients: number;
   /** Total cycles to run; ignored when `seconds` is set. */
   cycles?: number;
@@ -41,7 +47,9 @@ type Cycle = (value: Uint8Array<ArrayBuffer>) => Promise<{ reason: string | null
 const MAX_REASONS = 5;
 
 export async function thrash(opts: ThrashOptions): Promise<ThrashResult> {
-  const cycle = opts.direct ? directCycle(opts.direct) : masterCycle(opts.url ?? "");
+  const cycle = opts.direct
+    ? directCycle(opts.direct, opts.flat ?? false)
+    : masterCycle(opts.url ?? "");
   const deadline = opts.seconds ? performance.now() + opts.seconds * 1000 : Infinity;
   const limit = opts.seconds ? Infinity : opts.cycles ?? 2000;
   const result: ThrashResult = { cycles: 0, seconds: 0, failures: 0, reasons: [] };
@@ -87,10 +95,15 @@ function masterCycle(master: string): Cycle {
   };
 }
 
-function directCycle(volumes: string[]): Cycle {
+function directCycle(volumes: string[], flat: boolean): Cycle {
+  const encoder = new TextEncoder();
   return async (value) => {
-    const path = `/bench/${crypto.randomUUID()}`;
-    const urls = volumes.map((v) => `http://${v}${path}`);
+    const key = `/thrash/${crypto.randomUUID()}`;
+    const bytes = encoder.encode(key);
+    // As a master with the default -subvolumes 10 places the key.
+    const urls = flat
+      ? volumes.map((v) => `http://${v}${key}`)
+      : key2volume(bytes, volumes, volumes.length, 10).map((v) => `http://${v}${key2path(bytes)}`);
     const one = urls[Math.floor(Math.random() * urls.length)];
     // The replicas in parallel, as the master writes and deletes them.
     const reason = firstOf(
@@ -169,6 +182,11 @@ const FLAGS: { [name: string]: FlagSpec } = {
   cycles: { type: "int", default: 2000, usage: "Total cycles (write, read, delete)" },
   seconds: { type: "int", default: 0, usage: "Run this many seconds instead of -cycles" },
   size: { type: "int", default: 1024, usage: "Bytes per value" },
+  flat: {
+    type: "bool",
+    default: false,
+    usage: "With -direct: files in one folder instead of at mkv's paths",
+  },
 };
 
 const USAGE = "deno task thrash [flags]";
@@ -196,6 +214,7 @@ async function main(args: string[]): Promise<number> {
     cycles: flags.cycles as number,
     seconds: flags.seconds as number,
     size: flags.size as number,
+    flat: flags.flat as boolean,
   });
   const target = direct.length > 0 ? `nginx ${direct.join(",")} (direct)` : flags.master;
   console.log(
