@@ -195,7 +195,13 @@ export class Store {
     if (opts.size !== null && opts.size <= SMALL_WRITE) {
       const value = await readSmall(body, opts.size, signal);
       const put = { signal, stall: this.opts.stall };
-      await Promise.all(volumes.map((v) => remotePut(volumeUrl(v, path), value, put)));
+      // Every PUT settles before a failure is told: the caller then removes
+      // what was written, and a PUT still in flight would land after that.
+      const settled = await Promise.allSettled(
+        volumes.map((v) => remotePut(volumeUrl(v, path), value, put)),
+      );
+      const failed = settled.find((s) => s.status === "rejected");
+      if (failed) throw (failed as PromiseRejectedResult).reason;
       return { bytes: value.length, md5: md5 ? toHex(md5sum(value)) : "" };
     }
     const fan = fanout(body, volumes.length, { md5 });
