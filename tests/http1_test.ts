@@ -8,7 +8,18 @@ import { assert, assertEquals } from "./assert.ts";
  * A server answering each HEAD with the status in its path ("/404" → 404);
  * after `closeAfter` answers on a connection it says Connection: close.
  */
-function server(opts: { closeAfter?: number; silent?: boolean } = {}) {
+function server(
+  opts: {
+    closeAfter?: number;
+    silent?: boolean;
+    /** Answers one byte per write. */
+    trickle?: boolean;
+    /** The "Connection: close" line as sent. */
+    closeLine?: string;
+    /** Answers silently after this many. */
+    answerOnly?: number;
+  } = {},
+) {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const conns = new Set<Deno.Conn>();
   let accepted = 0;
@@ -26,7 +37,7 @@ function server(opts: { closeAfter?: number; silent?: boolean } = {}) {
     while (true) {
       const n = await conn.read(buf);
       if (n === null) return;
-      if (opts.silent) continue;
+      if (opts.silent || answered === opts.answerOnly) continue;
       text += new TextDecoder().decode(buf.subarray(0, n));
       let end;
       while ((end = text.indexOf("\r\n\r\n")) >= 0) {
@@ -34,13 +45,13 @@ function server(opts: { closeAfter?: number; silent?: boolean } = {}) {
         text = text.slice(end + 4);
         answered++;
         const close = answered === opts.closeAfter;
-        await conn.write(
-          new TextEncoder().encode(
-            `HTTP/1.1 ${status} X\r\nContent-Length: 5\r\n${
-              close ? "Connection: close\r\n" : ""
-            }\r\n`,
-          ),
+        const answer = new TextEncoder().encode(
+          `HTTP/1.1 ${status} X\r\nContent-Length: 5\r\n${
+            close ? `${opts.closeLine ?? "Connection: close"}\r\n` : ""
+          }\r\n`,
         );
+        if (!opts.trickle) await conn.write(answer);
+        else for (let i = 0; i < answer.length; i++) await conn.write(answer.subarray(i, i + 1));
         if (close) {
           conn.close();
           return;
@@ -81,6 +92,35 @@ Deno.test("pipelined HEADs: a connection closed after a few answers is replaced,
     const got = await Promise.all(Array.from({ length: 50 }, () => p.head("/204", 2000)));
     assertEquals(got, Array(50).fill(204));
     assert(s.accepted >= 8, `${s.accepted} connections`);
+  } finally {
+    s.close();
+  }
+});
+
+Deno.test("pipelined HEADs: answers arriving a byte at a time, close said in any case", async () => {
+  const s = server({ closeAfter: 3, trickle: true, closeLine: "connection:   CLOSE " });
+  try {
+    const p = new HeadPipeline(s.host);
+    const statuses = Array.from({ length: 40 }, (_, i) => [200, 404][i % 2]);
+    const got = await Promise.all(statuses.map((st) => p.head(`/${st}`, 2000)));
+    assertEquals(got, statuses);
+    assert(s.accepted >= 4, `${s.accepted} connections: the close went unseen`);
+  } finally {
+    s.close();
+  }
+});
+
+Deno.test("pipelined HEADs: a later HEAD left unanswered times out on its own deadline", async () => {
+  const s = server({ answerOnly: 1 });
+  try {
+    const p = new HeadPipeline(s.host, 1);
+    assertEquals(await p.head("/200", 150), 200);
+    const started = performance.now();
+    const r = await Promise.allSettled([p.head("/200", 150)]);
+    const ms = performance.now() - started;
+    assertEquals(r[0].status, "rejected");
+    assert((r[0] as PromiseRejectedResult).reason instanceof TimeoutError);
+    assert(ms >= 140 && ms < 1000, `timed out after ${ms.toFixed(0)} ms, want ~150`);
   } finally {
     s.close();
   }
