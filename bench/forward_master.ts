@@ -31,9 +31,10 @@ type Places = { host: string; path: string }[];
 
 async function put(places: Places, req: Request): Promise<Response> {
   const body = await req.bytes();
-  const signal = AbortSignal.timeout(TIMEOUT);
   const written = await Promise.all(
-    places.map((p) => poolFor(p.host).request("PUT", p.path, { body, signal, maxBody: 4096 })),
+    places.map((p) =>
+      poolFor(p.host).request("PUT", p.path, { body, timeout: TIMEOUT, maxBody: 4096 })
+    ),
   );
   if (!written.every((r) => r.status === 201 || r.status === 204)) return answer(500);
   live.add(places[0].path);
@@ -43,17 +44,17 @@ async function put(places: Places, req: Request): Promise<Response> {
 async function get(places: Places): Promise<Response> {
   if (!live.has(places[0].path)) return answer(404);
   const { host, path } = places[Math.floor(Math.random() * places.length)];
-  const signal = AbortSignal.timeout(TIMEOUT);
-  const head = await poolFor(host).request("HEAD", path, { signal, maxBody: 0 });
+  const head = await poolFor(host).request("HEAD", path, { timeout: TIMEOUT, maxBody: 0 });
   if (head.status !== 200) return answer(404);
   return answer(302, { Location: `http://${host}${path}` });
 }
 
 async function del(places: Places): Promise<Response> {
   live.delete(places[0].path);
-  const signal = AbortSignal.timeout(TIMEOUT);
   await Promise.all(
-    places.map((p) => poolFor(p.host).request("DELETE", p.path, { signal, maxBody: 4096 })),
+    places.map((p) =>
+      poolFor(p.host).request("DELETE", p.path, { timeout: TIMEOUT, maxBody: 4096 })
+    ),
   );
   return answer(204);
 }

@@ -1,9 +1,9 @@
-import { setImmediate } from "node:timers";
 // A small HTTP/1.1 client over pooled keep-alive connections, for the
 // master's many small volume calls (HEAD checks, PUTs of values already in
 // memory, DELETEs, GETs of small values). fetch costs several times more CPU
 // per call (measured for HEAD: 3.7x the rate); large values keep using fetch
 // with streams. Whole answers only, bounded by `maxBody`.
+import { setImmediate } from "node:timers";
 
 export interface Http1Response {
   status: number;
@@ -15,8 +15,10 @@ export interface Http1Response {
 export interface Http1Options {
   body?: Uint8Array;
   headers?: { [name: string]: string };
-  /** Aborting closes the connection; the call rejects. */
-  signal: AbortSignal;
+  /** Aborting closes the connection; the call rejects with its reason. */
+  signal?: AbortSignal;
+  /** Ms for the whole answer; past it the call rejects with a TimeoutError. */
+  timeout: number;
   /** Longest body read (a longer answer rejects), 0 for none expected. */
   maxBody: number;
 }
@@ -58,7 +60,7 @@ export class Http1Pool {
       try {
         return await this.#exchange(pooled, method, path, opts);
       } catch (err) {
-        if (opts.signal.aborted || !(err instanceof Stale)) throw err;
+        if (opts.signal?.aborted || !(err instanceof Stale)) throw err;
       }
     }
     const conn = await Deno.connect({ hostname: this.#hostname, port: this.#port });
@@ -71,16 +73,15 @@ export class Http1Pool {
     path: string,
     opts: Http1Options,
   ): Promise<Http1Response> {
-    if (opts.signal.aborted) {
+    const { signal } = opts;
+    if (signal?.aborted) {
       this.#release(conn, true);
-      throw opts.signal.reason;
+      throw signal.reason;
     }
-    const onAbort = () => {
-      try {
-        conn.close();
-      } catch { /* closed already */ }
-    };
-    opts.signal.addEventListener("abort", onAbort, { once: true });
+    const onAbort = () => closeQuietly(conn);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const call = { conn, deadline: performance.now() + opts.timeout, timedOut: false };
+    watch(call);
     const reader = new Reader(conn);
     try {
       await writeAll(conn, requestBytes(this.host, method, path, opts));
@@ -89,9 +90,11 @@ export class Http1Pool {
       return { status: res.status, headers: res.headers, body: res.body };
     } catch (err) {
       this.#release(conn, true);
-      throw opts.signal.aborted ? opts.signal.reason ?? err : err;
+      if (call.timedOut) throw new TimeoutError(opts.timeout);
+      throw signal?.aborted ? signal.reason ?? err : err;
     } finally {
-      opts.signal.removeEventListener("abort", onAbort);
+      unwatch(call);
+      signal?.removeEventListener("abort", onAbort);
     }
   }
 
@@ -106,6 +109,51 @@ export class Http1Pool {
 
 /** The connection was closed before any byte of an answer came. */
 class Stale extends Error {}
+
+function closeQuietly(conn: Deno.TcpConn) {
+  try {
+    conn.close();
+  } catch { /* closed already */ }
+}
+
+/**
+ * Calls in flight and their deadlines, checked by one sweep every
+ * SWEEP_MS while any is in flight: a timer and an AbortSignal per call cost
+ * more than the call's own parsing. A call past its deadline has its
+ * connection closed, which ends its read.
+ */
+interface Call {
+  conn: Deno.TcpConn;
+  deadline: number;
+  timedOut: boolean;
+}
+
+const SWEEP_MS = 20;
+const calls = new Set<Call>();
+let sweeper: ReturnType<typeof setInterval> | undefined;
+
+function watch(call: Call) {
+  calls.add(call);
+  sweeper ??= setInterval(sweep, SWEEP_MS);
+}
+
+function unwatch(call: Call) {
+  calls.delete(call);
+  if (calls.size === 0 && sweeper !== undefined) {
+    clearInterval(sweeper);
+    sweeper = undefined;
+  }
+}
+
+function sweep() {
+  const now = performance.now();
+  for (const call of calls) {
+    if (now < call.deadline) continue;
+    call.timedOut = true;
+    calls.delete(call);
+    closeQuietly(call.conn);
+  }
+}
 
 function requestBytes(host: string, method: string, path: string, opts: Http1Options): Uint8Array {
   let head = `${method} ${path} HTTP/1.1\r\nHost: ${host}\r\n`;

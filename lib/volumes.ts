@@ -136,17 +136,17 @@ async function smallCall(
 ) {
   const at = splitUrl(url);
   if (!at) throw new VolumeError(`Bad volume URL "${url}"`);
-  const timer = new AbortController();
-  const t = setTimeout(() => timer.abort(), opts.ms);
-  const signal = opts.signal ? AbortSignal.any([opts.signal, timer.signal]) : timer.signal;
   try {
     return await poolFor(at.host).request(method, at.path, {
-      signal,
+      signal: opts.signal,
+      timeout: opts.ms,
       body: opts.body,
       maxBody: opts.maxBody ?? 65536,
     });
   } catch (err) {
-    const timedOut = timer.signal.aborted;
+    // The caller's own abort (client gone, claim lost) is not the volume's.
+    if (opts.signal?.aborted) throw err;
+    const timedOut = err instanceof TimeoutError;
     const why = timedOut ? `timed out after ${opts.ms}ms` : describe(err);
     throw failed(
       at.host,
@@ -154,8 +154,6 @@ async function smallCall(
       timedOut ? "timeout" : "error",
       `Cannot ${method} "${url}": ${why}`,
     );
-  } finally {
-    clearTimeout(t);
   }
 }
 
