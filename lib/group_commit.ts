@@ -179,10 +179,18 @@ export function takeBatch(queue: Pending[]): Pending[] {
   return batch;
 }
 
+/**
+ * A string that tells keys apart: each part's type, its length, its content
+ * (bytes as one char each). Lengths keep ["a\0b"] and ["a", "b"] apart.
+ */
 function keyId(key: Deno.KvKey): string {
-  return key.map((part) =>
-    part instanceof Uint8Array
-      ? "b" + Array.from(part, (b) => b.toString(16).padStart(2, "0")).join("")
-      : typeof part + String(part)
-  ).join("\u0000");
+  let id = "";
+  for (const part of key) {
+    const s = part instanceof Uint8Array
+      ? String.fromCharCode.apply(null, part as unknown as number[])
+      : String(part);
+    const type = part instanceof Uint8Array ? "u" : typeof part;
+    id += `${type}${s.length}:${s}`;
+  }
+  return id;
 }
