@@ -29,7 +29,8 @@ export class Claim {
   #lease: number;
   /** What release() leaves behind. */
   #released: Record;
-  #timer: ReturnType<typeof setInterval>;
+  /** When the lease is next renewed (performance.now() ms). */
+  renewAt: number;
   #chain: Promise<unknown> = Promise.resolve();
   readonly #lost = new AbortController();
 
@@ -47,7 +48,13 @@ export class Claim {
     this.#versionstamp = versionstamp;
     this.#lease = lease;
     this.#released = released;
-    this.#timer = setInterval(() => this.#renew(), Math.max(lease / 3, 10));
+    this.renewAt = performance.now() + this.period;
+    hold(this);
+  }
+
+  /** Renewed every third of the lease (up to a sixth later: the shared tick). */
+  get period(): number {
+    return Math.max(this.#lease / 3, 10);
   }
 
   /**
@@ -93,7 +100,9 @@ export class Claim {
     return this.#lost.signal;
   }
 
-  #renew() {
+  /** Extends the lease (the shared timer calls it when due). */
+  renew() {
+    this.renewAt = performance.now() + this.period;
     this.#chain = this.#chain.then(async () => {
       if (this.#lost.signal.aborted) return;
       const rec = { ...this.#rec, until: Date.now() + this.#lease };
@@ -101,7 +110,7 @@ export class Claim {
         .catch(() => null);
       if (vs === null) {
         this.#lost.abort(new Error("Lost the claim on the key"));
-        clearInterval(this.#timer);
+        unhold(this);
       } else {
         this.#rec = rec;
         this.#versionstamp = vs;
@@ -114,7 +123,7 @@ export class Claim {
    * the claim had been lost, in which case nothing is written.
    */
   finish(rec: Record | null): Promise<boolean> {
-    clearInterval(this.#timer);
+    unhold(this);
     const done = this.#chain.then(async () => {
       if (this.#lost.signal.aborted) return false;
       return await this.#index.cas(this.#key, this.#versionstamp, rec) !== null;
@@ -130,4 +139,40 @@ export class Claim {
   release(): Promise<boolean> {
     return this.finish(this.#released);
   }
+}
+
+/**
+ * Claims held, renewed by one timer that ticks at a sixth of the shortest
+ * lease while any is held: a timer per claim cost more than the rest of the
+ * claim's bookkeeping.
+ */
+const held = new Set<Claim>();
+let renewer: ReturnType<typeof setInterval> | undefined;
+let tick = Infinity;
+
+function hold(claim: Claim) {
+  held.add(claim);
+  const want = Math.max(claim.period / 2, 5);
+  if (want >= tick) return;
+  clearInterval(renewer);
+  tick = want;
+  renewer = setInterval(renewDue, tick);
+}
+
+function unhold(claim: Claim) {
+  held.delete(claim);
+  if (held.size > 0) return;
+  clearInterval(renewer);
+  renewer = undefined;
+  tick = Infinity;
+}
+
+/** Whether the renewal timer runs (for tests: it must stop once no claim is held). */
+export function renewing(): boolean {
+  return renewer !== undefined;
+}
+
+function renewDue() {
+  const now = performance.now();
+  for (const claim of held) if (claim.renewAt <= now) claim.renew();
 }

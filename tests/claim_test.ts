@@ -1,0 +1,76 @@
+// Claims (lib/claim.ts) against a real Deno KV on a temporary file: a lease
+// is renewed for as long as the work goes on, a claim taken over is lost and
+// then writes nothing, and the one renewal timer stops once no claim is held.
+import { Claim, isClaimed, renewing } from "../lib/claim.ts";
+import { Index } from "../lib/index_db.ts";
+import type { Record } from "../lib/record.ts";
+import { assert, assertEquals } from "./assert.ts";
+
+const enc = new TextEncoder();
+const LIVE: Record = {
+  state: "live",
+  rvolumes: ["a:1", "b:2", "c:3"],
+  hash: "5d41402abc4b2a76b9719d911017c592",
+  size: 5,
+};
+
+async function withIndex(fn: (index: Index) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "mkv_claim_test_" });
+  const index = new Index(await Deno.openKv(`${dir}/index.kv`));
+  try {
+    await fn(index);
+  } finally {
+    index.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const key = () => enc.encode(`/claim/${crypto.randomUUID()}`);
+
+Deno.test("a claim held for several leases is renewed throughout, then finishes", async () => {
+  await withIndex(async (index) => {
+    const k = key();
+    const claim = await Claim.take(index, k, null, LIVE.rvolumes, { owner: "me", lease: 90 });
+    assert(claim !== null, "took the claim");
+    for (let i = 0; i < 5; i++) {
+      await sleep(60);
+      const e = await index.get(k);
+      assertEquals(e?.rec.state, "writing");
+      assert(isClaimed(e!.rec), `lease lapsed after ${60 * (i + 1)} ms`);
+    }
+    assertEquals(await claim.finish(LIVE), true);
+    assertEquals((await index.get(k))?.rec, LIVE);
+  });
+});
+
+Deno.test("a claim taken over by another writer is lost: its signal aborts, finish writes nothing", async () => {
+  await withIndex(async (index) => {
+    const k = key();
+    const claim = await Claim.take(index, k, null, LIVE.rvolumes, { owner: "me", lease: 60 });
+    assert(claim !== null, "took the claim");
+    // Another master, after the lease ran out, say.
+    const theirs: Record = { ...LIVE, hash: "00000000000000000000000000000000" };
+    const e = await index.get(k);
+    assert((await index.cas(k, e!.versionstamp, theirs)) !== null, "took over");
+    for (let i = 0; i < 20 && !claim.signal.aborted; i++) await sleep(20);
+    assert(claim.signal.aborted, "the renewal found the claim gone");
+    assertEquals(await claim.finish(LIVE), false);
+    assertEquals((await index.get(k))?.rec, theirs);
+  });
+});
+
+Deno.test("50 claims at once each finish, and no renewal timer is left", async () => {
+  await withIndex(async (index) => {
+    const keys = Array.from({ length: 50 }, key);
+    const claims = await Promise.all(
+      keys.map((k) => Claim.take(index, k, null, LIVE.rvolumes, { owner: "me", lease: 60 })),
+    );
+    await sleep(50);
+    assert(renewing(), "claims held, the renewal timer runs");
+    const done = await Promise.all(claims.map((c) => c!.finish(null)));
+    assertEquals(renewing(), false);
+    assertEquals(done, Array(50).fill(true));
+    for (const k of keys) assertEquals(await index.get(k), null);
+  });
+});
