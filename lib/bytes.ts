@@ -32,3 +32,28 @@ export function indexOf(hay: Uint8Array, needle: Uint8Array, from = 0): number {
   }
   return -1;
 }
+
+/**
+ * Memory for small, short-lived byte arrays (keys, request heads), carved
+ * from a shared 64 KiB slab as Node's Buffer pool does: in this Deno every
+ * new ArrayBuffer costs ~0.65 µs whatever its size (measured:
+ * `new Uint8Array(14)` 0.70 µs, a subarray of a slab 0.03 µs), a sixth of
+ * the CPU a missing-key GET takes. What holds such an array holds the slab:
+ * keep them for a request, not for long.
+ */
+export function smallBytes(n: number): Uint8Array<ArrayBuffer> {
+  if (n > SLAB_ITEM_MAX) return new Uint8Array(n);
+  if (slabUsed + n > SLAB_SIZE) {
+    slab = new Uint8Array(SLAB_SIZE);
+    slabUsed = 0;
+  }
+  const out = slab.subarray(slabUsed, slabUsed + n);
+  // Aligned to 8, as an allocator would.
+  slabUsed += (n + 7) & ~7;
+  return out;
+}
+
+const SLAB_SIZE = 64 * 1024;
+const SLAB_ITEM_MAX = 1024;
+let slab = new Uint8Array(SLAB_SIZE);
+let slabUsed = 0;

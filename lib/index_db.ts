@@ -369,7 +369,10 @@ export class Index {
   }
 
   async createUpload(id: string, upload: Upload): Promise<void> {
-    await retryBusy(() => this.kv.set([UPLOADS, id], upload));
+    // A key may be a view of shared slab memory (lib/bytes.ts), and a value
+    // is stored with its whole buffer: store a copy of just its bytes.
+    const value = { ...upload, key: upload.key.slice() };
+    await retryBusy(() => this.kv.set([UPLOADS, id], value));
   }
 
   /** Every multipart upload in progress, by id. */
@@ -440,7 +443,8 @@ export class Index {
 
   /** Remembers a completed upload for a day: a retried Complete gets its answer. */
   async completed(id: string, done: { key: Uint8Array; etag: string }): Promise<void> {
-    await retryBusy(() => this.kv.set([COMPLETED, id], done, { expireIn: 86_400_000 }));
+    const value = { ...done, key: done.key.slice() }; // as in createUpload
+    await retryBusy(() => this.kv.set([COMPLETED, id], value, { expireIn: 86_400_000 }));
   }
 
   async completedUpload(id: string): Promise<{ key: Uint8Array; etag: string } | null> {
