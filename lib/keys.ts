@@ -11,8 +11,16 @@
 // name never holds "/", a folder below "/ab/cd/" always means such a cut.
 import { createHash } from "node:crypto";
 import { Buffer } from "node:buffer";
+import { smallBytes } from "./bytes.ts";
+import { md5Into } from "./md5.ts";
+
+/** Inputs up to this size are hashed in JS (lib/md5.ts), longer ones natively. */
+const JS_MD5_MAX = 4096;
 
 export function md5(data: Uint8Array | string): Uint8Array {
+  if (typeof data !== "string" && data.length <= JS_MD5_MAX) {
+    return md5Into([data], smallBytes(16));
+  }
   return createHash("md5").update(data).digest();
 }
 
@@ -96,14 +104,17 @@ export function key2volume(
   subvolumes: number,
 ): string[] {
   const scored = volumes.map((volume, i) => {
-    const score = createHash("md5").update(key).update(volume).digest();
+    const score = key.length <= JS_MD5_MAX
+      ? md5Into([key, volumeBytes(volume)], smallBytes(16))
+      : createHash("md5").update(key).update(volume).digest();
     return { score, volume, i };
   });
   // Array.prototype.sort is stable, as Go's sort.Stable.
   scored.sort((a, b) => compareBytes(b.score, a.score));
   return scored.slice(0, replicas).map(({ score, volume }) => {
     if (subvolumes === 1) return volume;
-    const sv = score.readUInt32BE(12) % subvolumes;
+    const sv = ((score[12] << 24 | score[13] << 16 | score[14] << 8 | score[15]) >>> 0) %
+      subvolumes;
     return `${volume}/sv${sv.toString(16).toUpperCase().padStart(2, "0")}`;
   });
 }
@@ -140,4 +151,17 @@ export function orderByPlacement(
   const placed = kvolumes.filter((v) => rvolumes.includes(v));
   const rest = rvolumes.filter((v) => !kvolumes.includes(v));
   return [...placed, ...rest];
+}
+
+/** Volume names as UTF-8, kept: the same few are hashed with every key. */
+const volumeNames = new Map<string, Uint8Array>();
+const encoder = new TextEncoder();
+
+function volumeBytes(volume: string): Uint8Array {
+  let b = volumeNames.get(volume);
+  if (!b) {
+    b = encoder.encode(volume);
+    if (volumeNames.size < 4096) volumeNames.set(volume, b);
+  }
+  return b;
 }
