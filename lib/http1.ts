@@ -4,6 +4,7 @@
 // per call (measured for HEAD: 3.7x the rate); large values keep using fetch
 // with streams. Whole answers only, bounded by `maxBody`.
 import { setImmediate } from "node:timers";
+import { concat, smallBytes } from "./bytes.ts";
 
 export interface Http1Response {
   status: number;
@@ -155,16 +156,21 @@ function sweep() {
   }
 }
 
+/** Head and body in one array (slab memory when small: lib/bytes.ts). */
 function requestBytes(host: string, method: string, path: string, opts: Http1Options): Uint8Array {
   let head = `${method} ${path} HTTP/1.1\r\nHost: ${host}\r\n`;
   for (const [k, v] of Object.entries(opts.headers ?? {})) head += `${k}: ${v}\r\n`;
   if (opts.body) head += `Content-Length: ${opts.body.length}\r\n`;
   head += "\r\n";
-  const h = encoder.encode(head);
-  if (!opts.body || opts.body.length === 0) return h;
-  const out = new Uint8Array(h.length + opts.body.length);
-  out.set(h);
-  out.set(opts.body, h.length);
+  const body = opts.body ?? new Uint8Array(0);
+  const out = smallBytes(head.length + body.length);
+  for (let i = 0; i < head.length; i++) {
+    const c = head.charCodeAt(i);
+    // Paths are base64 and hosts ASCII; anything else is encoded properly.
+    if (c > 0x7f) return concat(encoder.encode(head), body);
+    out[i] = c;
+  }
+  out.set(body, head.length);
   return out;
 }
 
@@ -187,8 +193,8 @@ class Reader {
   #chunk: Uint8Array<ArrayBuffer>;
 
   /** `size`: the read buffer; most answers (HEAD, 201, 204) are a few hundred bytes. */
-  constructor(readonly conn: Deno.TcpConn, size = 4096) {
-    this.#chunk = new Uint8Array(size);
+  constructor(readonly conn: Deno.TcpConn, size = 1024) {
+    this.#chunk = smallBytes(size);
   }
 
   get pending(): number {
