@@ -10,6 +10,7 @@ import {
   needsRebalance,
   orderByPlacement,
   path2key,
+  toHex,
 } from "../lib/keys.ts";
 import { assert, assertEquals } from "./assert.ts";
 
@@ -238,4 +239,15 @@ Deno.test("the Bloom filter never forgets a key and rarely imagines one", async 
   let imagined = 0;
   for (let i = 0; i < 10_000; i++) if (bloom.has(enc.encode(`/out/${i}`))) imagined++;
   if (imagined > 300) throw new Error(`${imagined} false positives in 10,000 (expected ~1%)`);
+});
+
+Deno.test("key2name and toHex agree with node's Buffer on random keys of every length to 300", () => {
+  for (let n = 0; n <= 300; n++) {
+    const key = new Uint8Array(n);
+    crypto.getRandomValues(key);
+    const std = Buffer.from(key).toString("base64");
+    const want = std.includes("/") ? std.replaceAll("+", "-").replaceAll("/", "_") : std;
+    assertEquals(key2name(key), want, `${n} bytes`);
+    assertEquals(toHex(key), Buffer.from(key).toString("hex"), `${n} bytes`);
+  }
 });
