@@ -227,20 +227,11 @@ class Reader {
 
   /** The head of an answer up to its empty line, which is consumed. */
   async head(max: number): Promise<string> {
-    let from = this.#pos;
-    while (true) {
-      const end = headEnd(this.#buf, from);
-      if (end >= 0) {
-        const s = latin1.decode(this.#buf.subarray(this.#pos, end));
-        this.#pos = end + 4;
-        return s;
-      }
-      if (this.pending > max) throw new Error("Answer header too long");
-      from = Math.max(this.#pos, this.#buf.length - 3);
-      const before = this.#pos;
-      await this.#fill();
-      from = from - before + this.#pos;
-    }
+    let end = headEnd(this.#buf, this.#pos);
+    if (end < 0) end = await this.#wholeHead(max);
+    const s = latin1.decode(this.#buf.subarray(this.#pos, end));
+    this.#pos = end + 4;
+    return s;
   }
 
   /**
@@ -249,14 +240,19 @@ class Reader {
    * place: no strings, no header map, for the hottest volume call.
    */
   async bodiless(max: number): Promise<{ status: number; close: boolean }> {
+    let end = headEnd(this.#buf, this.#pos);
+    if (end < 0) end = await this.#wholeHead(max);
+    const answer = statusOf(this.#buf, this.#pos, end);
+    this.#pos = end + 4;
+    return answer;
+  }
+
+  /** Reads until the buffer holds a whole head; where its CRLF CRLF starts. */
+  async #wholeHead(max: number): Promise<number> {
     let from = this.#pos;
     while (true) {
       const end = headEnd(this.#buf, from);
-      if (end >= 0) {
-        const answer = statusOf(this.#buf, this.#pos, end);
-        this.#pos = end + 4;
-        return answer;
-      }
+      if (end >= 0) return end;
       if (this.pending > max) throw new Error("Answer header too long");
       from = Math.max(this.#pos, this.#buf.length - 3);
       const before = this.#pos;

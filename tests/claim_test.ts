@@ -2,8 +2,8 @@
 // is renewed for as long as the work goes on, a claim taken over is lost and
 // then writes nothing, and the one renewal timer stops once no claim is held.
 import { Claim, isClaimed, renewing } from "../lib/claim.ts";
-import { Index } from "../lib/index_db.ts";
 import type { Record } from "../lib/record.ts";
+import { withIndex } from "./temp_index.ts";
 import { assert, assertEquals } from "./assert.ts";
 
 const enc = new TextEncoder();
@@ -13,17 +13,6 @@ const LIVE: Record = {
   hash: "5d41402abc4b2a76b9719d911017c592",
   size: 5,
 };
-
-async function withIndex(fn: (index: Index) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "mkv_claim_test_" });
-  const index = new Index(await Deno.openKv(`${dir}/index.kv`));
-  try {
-    await fn(index);
-  } finally {
-    index.close();
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const key = () => enc.encode(`/claim/${crypto.randomUUID()}`);

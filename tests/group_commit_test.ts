@@ -4,6 +4,7 @@
 import { type Cas, LIMITS, takeBatch } from "../lib/group_commit.ts";
 import { encodedKeySize, Index, keyFits } from "../lib/index_db.ts";
 import type { Record, State } from "../lib/record.ts";
+import { withIndex } from "./temp_index.ts";
 import { assert, assertEquals, assertRejects } from "./assert.ts";
 
 const enc = new TextEncoder();
@@ -13,18 +14,6 @@ function rec(state: State = "live", rvolumes = ["a:1", "b:2", "c:3"]): Record {
   return state === "writing"
     ? { state, rvolumes, hash: "", size: -1, owner: "test", until: Date.now() + 30_000 }
     : { state, rvolumes, hash: "5d41402abc4b2a76b9719d911017c592", size: 5 };
-}
-
-/** Runs `fn` with an Index on a fresh Deno KV file, closed and removed after. */
-async function withIndex(fn: (index: Index) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "mkv_gc_test_" });
-  const index = new Index(await Deno.openKv(`${dir}/index.kv`));
-  try {
-    await fn(index);
-  } finally {
-    index.close();
-    await Deno.remove(dir, { recursive: true });
-  }
 }
 
 // ---- group commit ----
