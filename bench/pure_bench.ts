@@ -1,9 +1,13 @@
 // Micro-benchmarks of the pure parts: hashing a key to its path and volumes,
-// the record codec, the request target parser, and one group commit of 100
-// concurrent compare-and-set writes on a temporary Deno KV.
+// MD5 and small allocations, the record codec, the request target parser,
+// and one group commit of 100 concurrent compare-and-set writes on a
+// temporary Deno KV.
 //
 //   deno bench -A bench/
+import { createHash } from "node:crypto";
+import { smallBytes } from "../lib/bytes.ts";
 import { key2path, key2volume } from "../lib/keys.ts";
+import { md5Into } from "../lib/md5.ts";
 import { fromRecord, type Record, toRecord } from "../lib/record.ts";
 import { parseQuery, parseTarget } from "../lib/target.ts";
 import { Index } from "../lib/index_db.ts";
@@ -30,6 +34,25 @@ Deno.bench({ name: "key2volume (3 volumes, 3 replicas, 10 subvolumes)", group: "
 
 Deno.bench({ name: "key2volume (10 volumes, 3 replicas, 10 subvolumes)", group: "keys" }, () => {
   sink = key2volume(KEY, VOL10, 3, 10);
+});
+
+// Why keys are hashed in JS (lib/md5.ts) and parsed into slab memory
+// (lib/bytes.ts): node:crypto's digest and a new ArrayBuffer each cost far
+// more here than the work they wrap.
+Deno.bench({ name: "md5 of a 36-byte key, lib/md5.ts", group: "md5", baseline: true }, () => {
+  sink = md5Into([KEY], smallBytes(16));
+});
+
+Deno.bench({ name: "md5 of a 36-byte key, node:crypto", group: "md5" }, () => {
+  sink = createHash("md5").update(KEY).digest();
+});
+
+Deno.bench({ name: "16 bytes from the slab (smallBytes)", group: "alloc", baseline: true }, () => {
+  sink = smallBytes(16);
+});
+
+Deno.bench({ name: "16 bytes as a new Uint8Array", group: "alloc" }, () => {
+  sink = new Uint8Array(16);
 });
 
 const REC: Record = {
