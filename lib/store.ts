@@ -108,7 +108,8 @@ export class Store {
     // A cached record (sole master) spares a promise on the hottest path.
     const cached = this.index.cached(key);
     const e = cached !== undefined ? cached : await this.index.get(key);
-    const headers: { [name: string]: string } = { "Content-Length": "0" };
+    // No Content-Length: Deno sends "content-length: 0" with every empty body.
+    const headers: { [name: string]: string } = {};
     if (e?.rec.hash) headers["Content-Md5"] = e.rec.hash;
     if (!e || e.rec.state !== "live") {
       if (!this.opts.fallback) return { status: 404, headers };
