@@ -33,6 +33,31 @@ export function indexOf(hay: Uint8Array, needle: Uint8Array, from = 0): number {
   return -1;
 }
 
+/** The bytes as a string of one char each (0-255): an exact, cheap Map key. */
+export function latin1(bytes: Uint8Array): string {
+  // apply takes a bounded number of arguments: long inputs go in pieces.
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 8192) {
+    s += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192) as unknown as number[]);
+  }
+  return s;
+}
+
+/** Standard padded base64 (btoa of the bytes as chars: no Buffer copy). */
+export function base64(bytes: Uint8Array): string {
+  return btoa(latin1(bytes));
+}
+
+/** Copies ASCII `s` into `out` from `at`; false (out partly written) when s holds more than ASCII. */
+export function asciiInto(s: string, out: Uint8Array, at = 0): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f) return false;
+    out[at + i] = c;
+  }
+  return true;
+}
+
 /**
  * Memory for small, short-lived byte arrays (keys, request heads), carved
  * from a shared 64 KiB slab as Node's Buffer pool does: in this Deno every

@@ -8,6 +8,7 @@
 // writes to the same key (the second waits for the next batch, where its
 // check sees the first), and when a batch's checks fail, the writes whose
 // checks no longer hold are answered `null` and the rest retried.
+import { latin1 } from "./bytes.ts";
 import { batchHistogram } from "./metrics.ts";
 
 /**
@@ -186,9 +187,7 @@ export function takeBatch(queue: Pending[]): Pending[] {
 function keyId(key: Deno.KvKey): string {
   let id = "";
   for (const part of key) {
-    const s = part instanceof Uint8Array
-      ? String.fromCharCode.apply(null, part as unknown as number[])
-      : String(part);
+    const s = part instanceof Uint8Array ? latin1(part) : String(part);
     const type = part instanceof Uint8Array ? "u" : typeof part;
     id += `${type}${s.length}:${s}`;
   }

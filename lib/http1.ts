@@ -4,7 +4,7 @@
 // per call (measured for HEAD: 3.7x the rate); large values keep using fetch
 // with streams. Whole answers only, bounded by `maxBody`.
 import { setImmediate } from "node:timers";
-import { concat, smallBytes } from "./bytes.ts";
+import { asciiInto, concat, smallBytes } from "./bytes.ts";
 
 export interface Http1Response {
   status: number;
@@ -101,9 +101,7 @@ export class Http1Pool {
 
   #release(conn: Deno.TcpConn, close: boolean) {
     if (close || this.#idle.length >= IDLE_MAX) {
-      try {
-        conn.close();
-      } catch { /* closed by an abort */ }
+      closeQuietly(conn); // an abort may have closed it
     } else this.#idle.push(conn);
   }
 }
@@ -164,12 +162,8 @@ function requestBytes(host: string, method: string, path: string, opts: Http1Opt
   head += "\r\n";
   const body = opts.body ?? new Uint8Array(0);
   const out = smallBytes(head.length + body.length);
-  for (let i = 0; i < head.length; i++) {
-    const c = head.charCodeAt(i);
-    // Paths are base64 and hosts ASCII; anything else is encoded properly.
-    if (c > 0x7f) return concat(encoder.encode(head), body);
-    out[i] = c;
-  }
+  // Paths are base64 and hosts ASCII; anything else is encoded properly.
+  if (!asciiInto(head, out)) return concat(encoder.encode(head), body);
   out.set(body, head.length);
   return out;
 }

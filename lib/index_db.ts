@@ -2,7 +2,7 @@
 // here. A key's record lives at ["k", <key bytes>]; Deno KV orders byte parts
 // bytewise, so prefix listing is a range scan.
 import { Bloom } from "./bloom.ts";
-import { compare, successor } from "./bytes.ts";
+import { compare, latin1, successor } from "./bytes.ts";
 import { GroupCommit, retryBusy } from "./group_commit.ts";
 import type { Membership } from "./membership.ts";
 import { fromRecord, type Meta, type Record, type State, toRecord } from "./record.ts";
@@ -475,7 +475,7 @@ export interface Part {
 }
 
 function cacheId(key: Uint8Array): string {
-  return String.fromCharCode.apply(null, key as unknown as number[]);
+  return latin1(key);
 }
 
 function entryOf(e: Deno.KvEntryMaybe<unknown>): Entry | null {

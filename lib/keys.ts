@@ -11,7 +11,7 @@
 // name never holds "/", a folder below "/ab/cd/" always means such a cut.
 import { createHash } from "node:crypto";
 import { Buffer } from "node:buffer";
-import { smallBytes } from "./bytes.ts";
+import { base64, smallBytes } from "./bytes.ts";
 import { md5Into } from "./md5.ts";
 
 /** Inputs up to this size are hashed in JS (lib/md5.ts), longer ones natively. */
@@ -31,12 +31,6 @@ export function toHex(bytes: Uint8Array): string {
   let s = "";
   for (let i = 0; i < bytes.length; i++) s += HEX[bytes[i]];
   return s;
-}
-
-/** Standard padded base64 of a short byte string (btoa of its bytes as chars). */
-function base64(bytes: Uint8Array): string {
-  if (bytes.length > 8192) return Buffer.from(bytes).toString("base64");
-  return btoa(String.fromCharCode.apply(null, bytes as unknown as number[]));
 }
 
 /** The file name a key has on a volume (no folders). */

@@ -1,7 +1,7 @@
 // S3's listings and bucket calls over the index: a bucket is the first
 // path segment of keys ("/<bucket>/..."), or one made by CreateBucket and
 // still empty.
-import { compare, concat, indexOf, successor } from "./bytes.ts";
+import { base64, compare, concat, indexOf, successor } from "./bytes.ts";
 import { keyFits } from "./index_db.ts";
 import type { Record } from "./record.ts";
 import type { S3Request } from "./s3.ts";
@@ -193,9 +193,7 @@ function afterKey(bucket: string, key: string): Uint8Array {
 }
 
 function encodeToken(key: Uint8Array): string {
-  let s = "";
-  for (const b of key) s += String.fromCharCode(b);
-  return btoa(s);
+  return base64(key);
 }
 
 function decodeToken(token: string, bucket: string): Uint8Array {

@@ -5,6 +5,7 @@
 // touched and "live" only after every replica is written, and a delete marks
 // first, removes the files, then drops the record. So a crash never leaves a
 // live key without its files; at worst a "writing" record or orphan files.
+import { latin1 } from "./bytes.ts";
 import { Claim, isClaimed } from "./claim.ts";
 import { fanout } from "./fanout.ts";
 import { type Entry, type Index, keyFits } from "./index_db.ts";
@@ -497,7 +498,7 @@ export class Store {
   }
 
   async #exclusive(key: Uint8Array, work: () => Promise<Outcome>): Promise<Outcome> {
-    const id = String.fromCharCode(...key);
+    const id = latin1(key);
     if (this.#busy.has(id)) return inFlight();
     this.#busy.add(id);
     try {

@@ -13,7 +13,7 @@ export interface Target {
   query: string;
 }
 
-import { smallBytes } from "./bytes.ts";
+import { asciiInto, smallBytes } from "./bytes.ts";
 
 const encoder = new TextEncoder();
 
@@ -37,12 +37,7 @@ export function parseTarget(url: string): Target {
 export function utf8(s: string): Uint8Array {
   if (s.length > 256) return encoder.encode(s);
   const out = smallBytes(s.length);
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c > 0x7f) return encoder.encode(s);
-    out[i] = c;
-  }
-  return out;
+  return asciiInto(s, out) ? out : encoder.encode(s);
 }
 
 /** Percent-decodes to bytes; `plusIsSpace` for query values (as Go). */
