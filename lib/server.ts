@@ -78,15 +78,28 @@ export function createHandler(
       traffic.request(req.method, fast.status);
       return fast;
     }
-    const started = performance.now();
-    drain.enter();
-    return handle(store, opts, req).then((res) => {
-      const seconds = (performance.now() - started) / 1000;
-      metrics.request(req.method, res.status, seconds, sizes.get(res) ?? 0, bodySize(res));
-      traffic.request(req.method, res.status);
-      return res;
-    }).finally(() => drain.leave());
+    return counted(store, opts, req, drain);
   };
+}
+
+/** handle(), timed and counted, inside the drain. */
+async function counted(
+  store: Store,
+  opts: ServerOptions,
+  req: Request,
+  drain: Drain,
+): Promise<Response> {
+  const started = performance.now();
+  drain.enter();
+  try {
+    const res = await handle(store, opts, req);
+    const seconds = (performance.now() - started) / 1000;
+    metrics.request(req.method, res.status, seconds, sizes.get(res) ?? 0, bodySize(res));
+    traffic.request(req.method, res.status);
+    return res;
+  } finally {
+    drain.leave();
+  }
 }
 
 /** Value bytes a PUT/REPLACE stored, by its response (for the metrics). */

@@ -122,8 +122,10 @@ export class Store {
     headers["Key-Balance"] = balance;
     headers["Key-Volumes"] = rvolumes.join(",");
     let unreachable = 0;
-    for (const volume of shuffled(rvolumes)) {
-      const url = volumeUrl(volume, path);
+    // From a random replica on, in turn: as good as a shuffle, without a copy.
+    const first = Math.floor(Math.random() * rvolumes.length);
+    for (let i = 0; i < rvolumes.length; i++) {
+      const url = volumeUrl(rvolumes[(first + i) % rvolumes.length], path);
       const status = await headStatus(url, this.opts.voltimeout);
       if (status === 200) {
         headers["Location"] = url;
