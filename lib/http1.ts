@@ -87,7 +87,11 @@ export class Http1Pool {
     try {
       await writeAll(conn, requestBytes(this.host, method, path, opts));
       const res = await readResponse(reader, method === "HEAD", opts.maxBody);
-      this.#release(conn, res.close || reader.pending > 0);
+      // The answer may have come in the same turn of the event loop as the
+      // sweep or an abort that closed the connection: whole, it is still
+      // the answer, but that connection must not go back to the pool.
+      const closed = call.timedOut || (signal?.aborted ?? false);
+      this.#release(conn, res.close || reader.pending > 0 || closed);
       return { status: res.status, headers: res.headers, body: res.body };
     } catch (err) {
       this.#release(conn, true);

@@ -1,7 +1,7 @@
 // The pipelined HEAD client (lib/http1.ts) against small raw TCP servers
 // that answer in order, close after a few answers (as nginx does past
 // keepalive_requests), or never answer.
-import { HeadPipeline, TimeoutError } from "../lib/http1.ts";
+import { HeadPipeline, Http1Pool, TimeoutError } from "../lib/http1.ts";
 import { assert, assertEquals } from "./assert.ts";
 
 /**
@@ -150,4 +150,39 @@ Deno.test("pipelined HEADs: a refused connection rejects after one retry", async
   const p = new HeadPipeline(host);
   const r = await Promise.allSettled([p.head("/200", 1000)]);
   assertEquals(r[0].status, "rejected");
+});
+
+Deno.test("pooled calls: a connection closed by its deadline as its answer came is not reused", async () => {
+  // The server answers 20 ms after each request, from another thread. This
+  // test blocks its own event loop past a call's 30 ms deadline, so the
+  // answer and the deadline sweep land in one turn: the call may get its
+  // whole answer on a connection the sweep has closed. That connection
+  // used to go back to the pool, and the next call on it failed with "Bad
+  // resource ID".
+  const worker = new Worker(new URL("./slow_server_worker.ts?delay=20", import.meta.url), {
+    type: "module",
+  });
+  try {
+    const port = await new Promise<number>((r) => worker.onmessage = (e) => r(e.data));
+    const pool = new Http1Pool(`127.0.0.1:${port}`);
+    const call = (ms: number) =>
+      pool.request("DELETE", "/k", { timeout: ms, maxBody: 0 }).then(
+        (r) => r.status,
+        (e) => String(e),
+      );
+    assertEquals(await call(1000), 204);
+    let answeredLate = 0;
+    for (let i = 0; i < 5; i++) {
+      const late = call(30);
+      await new Promise((r) => setTimeout(r, 5)); // the request goes out
+      const until = performance.now() + 100;
+      while (performance.now() < until); // the answer comes while the loop is blocked
+      if (await late === 204) answeredLate++;
+      assertEquals(await call(1000), 204);
+    }
+    // Else this Deno orders its turn differently and the race went untried.
+    assert(answeredLate > 0, "no call got its answer in the sweep's turn");
+  } finally {
+    worker.terminate();
+  }
 });
