@@ -8,8 +8,6 @@ import { asciiInto, concat, smallBytes } from "./bytes.ts";
 
 export interface Http1Response {
   status: number;
-  /** Header names lowercased. */
-  headers: Map<string, string>;
   body: Uint8Array;
 }
 
@@ -92,7 +90,7 @@ export class Http1Pool {
       // the answer, but that connection must not go back to the pool.
       const closed = call.timedOut || (signal?.aborted ?? false);
       this.#release(conn, res.close || reader.pending > 0 || closed);
-      return { status: res.status, headers: res.headers, body: res.body };
+      return { status: res.status, body: res.body };
     } catch (err) {
       this.#release(conn, true);
       if (call.timedOut) throw new TimeoutError(opts.timeout);
@@ -173,7 +171,7 @@ function requestBytes(host: string, method: string, path: string, opts: Http1Opt
 }
 
 async function writeAll(conn: Deno.TcpConn, bytes: Uint8Array) {
-  let off = 0;
+  let off = await conn.write(bytes);
   while (off < bytes.length) off += await conn.write(bytes.subarray(off));
 }
 
@@ -223,24 +221,15 @@ class Reader {
     this.#pos = 0;
   }
 
-  /** The head of an answer up to its empty line, which is consumed. */
-  async head(max: number): Promise<string> {
-    let end = headEnd(this.#buf, this.#pos);
-    if (end < 0) end = await this.#wholeHead(max);
-    const s = latin1.decode(this.#buf.subarray(this.#pos, end));
-    this.#pos = end + 4;
-    return s;
-  }
-
   /**
-   * The status of an answer without a body (a HEAD's) and whether the
-   * volume closes the connection after it; the head is consumed. Parsed in
-   * place: no strings, no header map, for the hottest volume call.
+   * The head of an answer, up to its empty line, which is consumed: parsed
+   * in place (no strings, no header map), as most answers are a status and
+   * nothing else the master needs.
    */
-  async bodiless(max: number): Promise<{ status: number; close: boolean }> {
+  async head(max: number): Promise<Head> {
     let end = headEnd(this.#buf, this.#pos);
     if (end < 0) end = await this.#wholeHead(max);
-    const answer = statusOf(this.#buf, this.#pos, end);
+    const answer = parseHead(this.#buf, this.#pos, end);
     this.#pos = end + 4;
     return answer;
   }
@@ -297,9 +286,23 @@ function headEnd(buf: Uint8Array, from: number): number {
 const HTTP1 = encoder.encode("HTTP/1.");
 const CONNECTION = encoder.encode("connection:");
 const CLOSE = encoder.encode("close");
+const CONTENT_LENGTH = encoder.encode("content-length:");
+const TRANSFER_ENCODING = encoder.encode("transfer-encoding:");
+const IDENTITY = encoder.encode("identity");
 
-/** Status and "Connection: close" (or HTTP/1.0) of the head in buf[from, end). */
-function statusOf(buf: Uint8Array, from: number, end: number): { status: number; close: boolean } {
+/** What the client needs of an answer's head. */
+interface Head {
+  status: number;
+  /** "Connection: close", or HTTP/1.0. */
+  close: boolean;
+  /** Content-Length, -1 when not given. */
+  length: number;
+  /** A Transfer-Encoding other than identity. */
+  chunked: boolean;
+}
+
+/** The head in buf[from, end), parsed in place. */
+function parseHead(buf: Uint8Array, from: number, end: number): Head {
   let ok = end - from >= 12 && buf[from + 8] === 0x20;
   for (let i = 0; ok && i < HTTP1.length; i++) ok = buf[from + i] === HTTP1[i];
   const d = (i: number) => buf[from + i] - 0x30;
@@ -310,13 +313,34 @@ function statusOf(buf: Uint8Array, from: number, end: number): { status: number;
     const text = latin1.decode(buf.subarray(from, Math.min(end, from + 40)));
     throw new Error(`Not an HTTP answer: "${text}"`);
   }
-  let close = buf[from + 7] === 0x30; // HTTP/1.0
-  for (let i = buf.indexOf(0x0a, from); !close && i >= 0 && i < end; i = buf.indexOf(0x0a, i + 1)) {
-    if (lowerIs(buf, i + 1, CONNECTION)) {
-      close = valueIs(buf, i + 1 + CONNECTION.length, end, CLOSE);
+  const head: Head = { status, close: buf[from + 7] === 0x30, length: -1, chunked: false };
+  for (let i = buf.indexOf(0x0a, from); i >= 0 && i < end; i = buf.indexOf(0x0a, i + 1)) {
+    const at = i + 1;
+    if (lowerIs(buf, at, CONNECTION)) {
+      head.close ||= valueIs(buf, at + CONNECTION.length, end, CLOSE);
+    } else if (lowerIs(buf, at, CONTENT_LENGTH)) {
+      head.length = lengthOf(buf, at + CONTENT_LENGTH.length, end);
+    } else if (lowerIs(buf, at, TRANSFER_ENCODING)) {
+      head.chunked = !valueIs(buf, at + TRANSFER_ENCODING.length, end, IDENTITY);
     }
   }
-  return { status, close };
+  return head;
+}
+
+/** A Content-Length value from `at` to its line's end; throws when it is not a number. */
+function lengthOf(buf: Uint8Array, at: number, end: number): number {
+  let i = at;
+  while (i < end && (buf[i] === 0x20 || buf[i] === 0x09)) i++;
+  let n = 0;
+  let digits = 0;
+  for (; i < end && buf[i] >= 0x30 && buf[i] <= 0x39; i++, digits++) n = n * 10 + buf[i] - 0x30;
+  while (i < end && (buf[i] === 0x20 || buf[i] === 0x09)) i++;
+  if (digits === 0 || digits > 15 || (i < end && buf[i] !== 0x0d && buf[i] !== 0x0a)) {
+    let stop = i;
+    while (stop < end && buf[stop] !== 0x0d) stop++;
+    throw new Error(`Bad Content-Length "${latin1.decode(buf.subarray(at, stop)).trim()}"`);
+  }
+  return n;
 }
 
 /** buf at `at` holds `word` (lowercase), ASCII case ignored. */
@@ -336,33 +360,21 @@ function valueIs(buf: Uint8Array, at: number, end: number, word: Uint8Array): bo
   return true;
 }
 
+const NO_BODY = new Uint8Array(0);
+
 async function readResponse(r: Reader, head: boolean, maxBody: number) {
-  // The whole head decoded once; the few headers needed found in it.
-  const text = await r.head(HEAD_MAX);
-  const m = /^HTTP\/1\.([01]) (\d{3})/.exec(text);
-  if (!m) throw new Error(`Not an HTTP answer: "${text.slice(0, 40)}"`);
-  const status = Number(m[2]);
-  const headers = new Map<string, string>();
-  for (const line of text.split("\r\n").slice(1)) {
-    const colon = line.indexOf(":");
-    if (colon > 0) {
-      headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
-    }
-  }
-  const close = m[1] === "0" || (headers.get("connection") ?? "").toLowerCase() === "close";
-  let body: Uint8Array = new Uint8Array(0);
+  const { status, close, length, chunked: isChunked } = await r.head(HEAD_MAX);
+  let body: Uint8Array = NO_BODY;
   if (!head && status !== 204 && status !== 304 && !(status >= 100 && status < 200)) {
-    const te = headers.get("transfer-encoding");
-    const cl = headers.get("content-length");
-    if (te && te.toLowerCase() !== "identity") body = await chunked(r, maxBody);
-    else if (cl !== undefined) {
-      const n = Number(cl);
-      if (!Number.isSafeInteger(n) || n < 0) throw new Error(`Bad Content-Length "${cl}"`);
-      if (n > maxBody) throw new Error(`Answer of ${n} bytes, more than the ${maxBody} expected`);
-      body = await r.bytes(n);
+    if (isChunked) body = await chunked(r, maxBody);
+    else if (length >= 0) {
+      if (length > maxBody) {
+        throw new Error(`Answer of ${length} bytes, more than the ${maxBody} expected`);
+      }
+      if (length > 0) body = await r.bytes(length);
     } else throw new Error("An answer with neither Content-Length nor chunked body");
   }
-  return { status, headers, body, close };
+  return { status, body, close };
 }
 
 async function chunked(r: Reader, maxBody: number): Promise<Uint8Array> {
@@ -528,7 +540,7 @@ class PipelinedConn {
     const reader = new Reader(conn, 65536);
     try {
       while (this.open) {
-        const res = await reader.bodiless(HEAD_MAX);
+        const res = await reader.head(HEAD_MAX);
         const w = this.#waiting.shift();
         if (!w) throw new Error("An answer to no request");
         w.p.resolve(res.status);

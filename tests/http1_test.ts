@@ -186,3 +186,79 @@ Deno.test("pooled calls: a connection closed by its deadline as its answer came 
     worker.terminate();
   }
 });
+
+/** A server answering every request with `answer`, bytes as given. */
+function scripted(answer: string) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns = new Set<Deno.Conn>();
+  (async () => {
+    for await (const conn of listener) {
+      conns.add(conn);
+      (async () => {
+        const buf = new Uint8Array(65536);
+        let text = "";
+        for (let n; (n = await conn.read(buf)) !== null;) {
+          text += new TextDecoder().decode(buf.subarray(0, n));
+          for (let end; (end = text.indexOf("\r\n\r\n")) >= 0;) {
+            text = text.slice(end + 4);
+            await conn.write(new TextEncoder().encode(answer));
+          }
+        }
+      })().catch(() => {}).finally(() => conns.delete(conn));
+    }
+  })().catch(() => {});
+  return {
+    pool: new Http1Pool(`127.0.0.1:${(listener.addr as Deno.NetAddr).port}`),
+    close() {
+      listener.close();
+      for (const c of conns) c.close();
+    },
+  };
+}
+
+async function answerTo(answer: string, maxBody = 100): Promise<[number, string]> {
+  const s = scripted(answer);
+  try {
+    const res = await s.pool.request("GET", "/k", { timeout: 2000, maxBody });
+    return [res.status, new TextDecoder().decode(res.body)];
+  } catch (err) {
+    return [0, (err as Error).message];
+  } finally {
+    s.close();
+  }
+}
+
+Deno.test("pooled calls: bodies by Content-Length, in any case and spacing", async () => {
+  assertEquals(
+    await answerTo("HTTP/1.1 200 OK\r\nServer: x\r\ncontent-LENGTH:  5 \r\n\r\nhello"),
+    [200, "hello"],
+  );
+  assertEquals(await answerTo("HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"), [201, ""]);
+  assertEquals(await answerTo("HTTP/1.1 204 No Content\r\n\r\n"), [204, ""]);
+});
+
+Deno.test("pooled calls: chunked bodies are put together", async () => {
+  const answer = "HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n" +
+    "3\r\nabc\r\n4;ext=1\r\ndefg\r\n0\r\nX-Trailer: 1\r\n\r\n";
+  assertEquals(await answerTo(answer), [200, "abcdefg"]);
+});
+
+Deno.test("pooled calls: bad or missing lengths and long bodies are errors", async () => {
+  assertEquals(await answerTo("HTTP/1.1 200 OK\r\nContent-Length: 12x\r\n\r\n"), [
+    0,
+    'Bad Content-Length "12x"',
+  ]);
+  assertEquals(await answerTo("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n"), [
+    0,
+    'Bad Content-Length "-1"',
+  ]);
+  assertEquals(await answerTo("HTTP/1.1 200 OK\r\nServer: x\r\n\r\n"), [
+    0,
+    "An answer with neither Content-Length nor chunked body",
+  ]);
+  assertEquals(await answerTo("HTTP/1.1 200 OK\r\nContent-Length: 101\r\n\r\n"), [
+    0,
+    "Answer of 101 bytes, more than the 100 expected",
+  ]);
+  assertEquals(await answerTo("SMTP ready\r\n\r\n"), [0, 'Not an HTTP answer: "SMTP ready"']);
+});
