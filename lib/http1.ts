@@ -83,8 +83,15 @@ export class Http1Pool {
     watch(call);
     const reader = new Reader(conn);
     try {
-      await writeAll(conn, requestBytes(this.host, method, path, opts));
-      const res = await readResponse(reader, method === "HEAD", opts.maxBody);
+      const bytes = requestBytes(this.host, method, path, opts);
+      const wrote = await conn.write(bytes);
+      if (wrote < bytes.length) await writeAll(conn, bytes.subarray(wrote));
+      // Most answers (201, 204, a HEAD's) come whole in one read: parsed
+      // then and there, without the layers of awaits the general case takes.
+      const isHead = method === "HEAD";
+      await reader.fill();
+      const res = reader.whole(isHead, opts.maxBody) ??
+        await readResponse(reader, isHead, opts.maxBody);
       // The answer may have come in the same turn of the event loop as the
       // sweep or an abort that closed the connection: whole, it is still
       // the answer, but that connection must not go back to the pool.
@@ -171,7 +178,7 @@ function requestBytes(host: string, method: string, path: string, opts: Http1Opt
 }
 
 async function writeAll(conn: Deno.TcpConn, bytes: Uint8Array) {
-  let off = await conn.write(bytes);
+  let off = 0;
   while (off < bytes.length) off += await conn.write(bytes.subarray(off));
 }
 
@@ -198,7 +205,7 @@ class Reader {
   }
 
   /** Reads more; throws Stale when the connection ends before any byte. */
-  async #fill() {
+  async fill() {
     // What is left is copied out first: the read overwrites the chunk.
     const rest = this.pending > 0 ? this.#buf.slice(this.#pos) : null;
     // Past the first answer's worth, read in larger steps.
@@ -234,6 +241,29 @@ class Reader {
     return answer;
   }
 
+  /**
+   * The answer, when the buffer holds all of it (consumed then); else null,
+   * nothing consumed: chunked bodies, errors of length and the rest are
+   * readResponse's.
+   */
+  whole(
+    isHead: boolean,
+    maxBody: number,
+  ): { status: number; body: Uint8Array; close: boolean } | null {
+    const end = headEnd(this.#buf, this.#pos);
+    if (end < 0) return null;
+    const { status, close, length, chunked } = parseHead(this.#buf, this.#pos, end);
+    const start = end + 4;
+    if (!hasBody(isHead, status)) {
+      this.#pos = start;
+      return { status, body: NO_BODY, close };
+    }
+    if (chunked || length < 0 || length > maxBody || this.#buf.length - start < length) return null;
+    const body = length > 0 ? this.#buf.slice(start, start + length) : NO_BODY;
+    this.#pos = start + length;
+    return { status, body, close };
+  }
+
   /** Reads until the buffer holds a whole head; where its CRLF CRLF starts. */
   async #wholeHead(max: number): Promise<number> {
     let from = this.#pos;
@@ -243,7 +273,7 @@ class Reader {
       if (this.pending > max) throw new Error("Answer header too long");
       from = Math.max(this.#pos, this.#buf.length - 3);
       const before = this.#pos;
-      await this.#fill();
+      await this.fill();
       from = from - before + this.#pos;
     }
   }
@@ -259,12 +289,12 @@ class Reader {
         return s;
       }
       if (this.pending > max) throw new Error("Answer header too long");
-      await this.#fill();
+      await this.fill();
     }
   }
 
   async bytes(n: number): Promise<Uint8Array> {
-    while (this.pending < n) await this.#fill();
+    while (this.pending < n) await this.fill();
     const out = this.#buf.slice(this.#pos, this.#pos + n);
     this.#pos += n;
     return out;
@@ -362,10 +392,15 @@ function valueIs(buf: Uint8Array, at: number, end: number, word: Uint8Array): bo
 
 const NO_BODY = new Uint8Array(0);
 
-async function readResponse(r: Reader, head: boolean, maxBody: number) {
+/** Whether an answer to this request with this status has a body. */
+function hasBody(isHead: boolean, status: number): boolean {
+  return !isHead && status !== 204 && status !== 304 && !(status >= 100 && status < 200);
+}
+
+async function readResponse(r: Reader, isHead: boolean, maxBody: number) {
   const { status, close, length, chunked: isChunked } = await r.head(HEAD_MAX);
   let body: Uint8Array = NO_BODY;
-  if (!head && status !== 204 && status !== 304 && !(status >= 100 && status < 200)) {
+  if (hasBody(isHead, status)) {
     if (isChunked) body = await chunked(r, maxBody);
     else if (length >= 0) {
       if (length > maxBody) {

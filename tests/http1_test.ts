@@ -187,8 +187,8 @@ Deno.test("pooled calls: a connection closed by its deadline as its answer came 
   }
 });
 
-/** A server answering every request with `answer`, bytes as given. */
-function scripted(answer: string) {
+/** A server answering every request with `answer`, bytes as given (`trickle`: one per write). */
+function scripted(answer: string, trickle = false) {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const conns = new Set<Deno.Conn>();
   (async () => {
@@ -201,7 +201,9 @@ function scripted(answer: string) {
           text += new TextDecoder().decode(buf.subarray(0, n));
           for (let end; (end = text.indexOf("\r\n\r\n")) >= 0;) {
             text = text.slice(end + 4);
-            await conn.write(new TextEncoder().encode(answer));
+            const bytes = new TextEncoder().encode(answer);
+            if (!trickle) await conn.write(bytes);
+            else for (let i = 0; i < bytes.length; i++) await conn.write(bytes.subarray(i, i + 1));
           }
         }
       })().catch(() => {}).finally(() => conns.delete(conn));
@@ -216,10 +218,13 @@ function scripted(answer: string) {
   };
 }
 
-async function answerTo(answer: string, maxBody = 100): Promise<[number, string]> {
-  const s = scripted(answer);
+async function answerTo(
+  answer: string,
+  opts: { maxBody?: number; trickle?: boolean } = {},
+): Promise<[number, string]> {
+  const s = scripted(answer, opts.trickle);
   try {
-    const res = await s.pool.request("GET", "/k", { timeout: 2000, maxBody });
+    const res = await s.pool.request("GET", "/k", { timeout: 2000, maxBody: opts.maxBody ?? 100 });
     return [res.status, new TextDecoder().decode(res.body)];
   } catch (err) {
     return [0, (err as Error).message];
@@ -235,6 +240,13 @@ Deno.test("pooled calls: bodies by Content-Length, in any case and spacing", asy
   );
   assertEquals(await answerTo("HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"), [201, ""]);
   assertEquals(await answerTo("HTTP/1.1 204 No Content\r\n\r\n"), [204, ""]);
+});
+
+Deno.test("pooled calls: an answer arriving a byte at a time is read whole", async () => {
+  const answer = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+  assertEquals(await answerTo(answer, { trickle: true }), [200, "hello"]);
+  const chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n";
+  assertEquals(await answerTo(chunked, { trickle: true }), [200, "hi"]);
 });
 
 Deno.test("pooled calls: chunked bodies are put together", async () => {
