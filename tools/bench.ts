@@ -286,12 +286,35 @@ async function expectStatus(url: string, status: number) {
   if (res.status !== status) throw new Error(`GET ${url}: status ${res.status}, want ${status}`);
 }
 
+/** CPU seconds (user + system) a process has used, from /proc; 0 when gone. */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`).catch(() => "");
+  // Fields after the ")" that ends the command name; utime and stime are the 12th and 13th.
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11] ?? 0) + Number(f[12] ?? 0)) / CLK_TCK;
+}
+
+/** CPU seconds of every nginx worker on the machine (the bench's three volumes' own). */
+async function nginxSeconds(): Promise<number> {
+  let sum = 0;
+  for await (const e of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    const cmd = await Deno.readTextFile(`/proc/${e.name}/cmdline`).catch(() => "");
+    if (cmd.startsWith("nginx: worker")) sum += await cpuSeconds(Number(e.name));
+  }
+  return sum;
+}
+
+/** Linux's USER_HZ, the unit of /proc's CPU times (100 on every common build). */
+const CLK_TCK = 100;
+
 /**
  * The thrash cycle three ways: straight to nginx (the floor), through a
  * master that only forwards (bench/forward_master.ts: the ceiling of any
  * master with one hop and a HEAD check, no index), and through ours. The
  * machine's speed drifts over minutes, so the three take turns, twice, and
- * each rate is over both turns.
+ * each rate is over both turns. Beside each rate, the CPU the master and
+ * nginx spent per cycle: steadier than the rates from run to run.
  */
 async function thrashRows(
   children: Children,
@@ -300,17 +323,34 @@ async function thrashRows(
 ): Promise<{ rows: Row[]; reasons: string[] }> {
   const forwarder = await startForwarder(children, c.volumes);
   const kinds = [
-    { label: "straight to nginx", opts: { direct: c.volumes } },
-    { label: "forwarding-only master", opts: { url: forwarder.url } },
-    { label: "master", opts: { url: c.url } },
+    { label: "straight to nginx", opts: { direct: c.volumes }, pid: 0 },
+    { label: "forwarding-only master", opts: { url: forwarder.url }, pid: forwarder.child.pid },
+    { label: "master", opts: { url: c.url }, pid: c.master.pid },
   ];
-  const totals = kinds.map(() => ({ cycles: 0, seconds: 0, failures: 0, reasons: [] as string[] }));
+  const totals = kinds.map(() => ({
+    cycles: 0,
+    seconds: 0,
+    failures: 0,
+    reasons: [] as string[],
+    masterCpu: 0,
+    nginxCpu: 0,
+    clientCpu: 0,
+  }));
   for (const k of kinds) await thrash({ ...k.opts, ...THRASH, cycles: 100 }); // warm-up
   for (let turn = 1; turn <= 2; turn++) {
     for (const [i, k] of kinds.entries()) {
       progress(`thrash ${seconds}s, turn ${turn} of 2: ${k.label}`);
+      // The clients run in this process.
+      const [m0, n0, c0] = [
+        k.pid ? await cpuSeconds(k.pid) : 0,
+        await nginxSeconds(),
+        await cpuSeconds(Deno.pid),
+      ];
       const r = await thrash({ ...k.opts, ...THRASH, seconds });
       const t = totals[i];
+      t.masterCpu += (k.pid ? await cpuSeconds(k.pid) : 0) - m0;
+      t.nginxCpu += await nginxSeconds() - n0;
+      t.clientCpu += await cpuSeconds(Deno.pid) - c0;
       t.cycles += r.cycles;
       t.seconds += r.seconds;
       t.failures += r.failures;
@@ -320,12 +360,17 @@ async function thrashRows(
   await children.stop(forwarder.child);
   const [direct, forward, master] = totals;
   const rate = (r: ThrashResult) => r.cycles / r.seconds;
-  const floor = `${fmt(rate(direct))} cycles/s (3 PUT + GET + 3 DELETE to nginx)`;
+  const ms = (cpu: number, r: ThrashResult) => fmt((1000 * cpu) / Math.max(r.cycles, 1), 2);
+  const cpu = (t: typeof master) =>
+    `; CPU per cycle: master ${ms(t.masterCpu, t)} ms, nginx ${ms(t.nginxCpu, t)} ms, ` +
+    `client ${ms(t.clientCpu, t)} ms`;
+  const floor = `${fmt(rate(direct))} cycles/s (3 PUT + GET + 3 DELETE to nginx; CPU per ` +
+    `cycle: nginx ${ms(direct.nginxCpu, direct)} ms, client ${ms(direct.clientCpu, direct)} ms)`;
   const test = `${THRASH.clients} clients, ${THRASH.size} B values, 3 replicas`;
   return {
     rows: [{
       test: `thrash: ${test}`,
-      figure: `${fmt(rate(master))} cycles/s`,
+      figure: `${fmt(rate(master))} cycles/s${cpu(master)}`,
       floor,
       ratio: rate(master) / rate(direct),
       unit: "x",
@@ -334,7 +379,7 @@ async function thrashRows(
       mkv: "0.49x",
     }, {
       test: `thrash, forwarding-only master (no index; reference): ${test}`,
-      figure: `${fmt(rate(forward))} cycles/s`,
+      figure: `${fmt(rate(forward))} cycles/s${cpu(forward)}`,
       floor,
       ratio: rate(forward) / rate(direct),
       unit: "x",
