@@ -84,6 +84,8 @@ export class Http1Pool {
     const reader = new Reader(conn);
     try {
       const bytes = requestBytes(this.host, method, path, opts);
+      // One write takes most requests: writeAll's loop (an async frame
+      // more per call) only for the rest.
       const wrote = await conn.write(bytes);
       if (wrote < bytes.length) await writeAll(conn, bytes.subarray(wrote));
       // Most answers (201, 204, a HEAD's) come whole in one read: parsed

@@ -22,6 +22,8 @@ const ROOT = new URL("..", import.meta.url).pathname;
 const MIB = 1024 * 1024;
 const WRK_ARGS = ["-t2", "-c64"];
 const THRASH = { clients: 16, size: 1024 };
+/** Linux's USER_HZ, the unit of /proc's CPU times (100 on every common build). */
+const CLK_TCK = 100;
 
 // ---- processes ----
 
@@ -305,16 +307,13 @@ async function nginxSeconds(): Promise<number> {
   return sum;
 }
 
-/** Linux's USER_HZ, the unit of /proc's CPU times (100 on every common build). */
-const CLK_TCK = 100;
-
 /**
  * The thrash cycle three ways: straight to nginx (the floor), through a
  * master that only forwards (bench/forward_master.ts: the ceiling of any
  * master with one hop and a HEAD check, no index), and through ours. The
  * machine's speed drifts over minutes, so the three take turns, twice, and
- * each rate is over both turns. Beside each rate, the CPU the master and
- * nginx spent per cycle: steadier than the rates from run to run.
+ * each rate is over both turns. Beside each rate, the CPU the master, nginx
+ * and the clients spent per cycle: steadier than the rates from run to run.
  */
 async function thrashRows(
   children: Children,
