@@ -282,24 +282,36 @@ export class Store {
         await claim.release();
         return refused;
       }
-      try {
-        await Promise.all(
-          kvolumes.map((v) =>
-            remoteMove(volumeUrl(v, tmp), volumeUrl(v, path), this.opts.voltimeout)
-          ),
-        );
-      } catch (err) {
-        // Some replicas may hold the new value already: leave the lease to
-        // run out and the key for verify -md5 to check, and say so.
+      const moves = await Promise.allSettled(
+        kvolumes.map((v) =>
+          remoteMove(volumeUrl(v, tmp), volumeUrl(v, path), this.opts.voltimeout)
+        ),
+      );
+      const switched = kvolumes.filter((_, i) => moves[i].status === "fulfilled");
+      const failure = moves.find((m) => m.status === "rejected") as
+        | PromiseRejectedResult
+        | undefined;
+      if (switched.length === 0) {
+        // No replica took the new value: the old one stays, as it was.
         await this.#removePaths(tmp, kvolumes).catch(() => {});
-        return { status: 500, message: `${messageOf(err)} (replicas may differ)` };
+        await claim.release();
+        return { status: 500, message: `${messageOf(failure!.reason)} (the old value stays)` };
       }
-      const live = liveRecord(kvolumes, result, opts.meta);
+      // The replicas that switched hold the new value now: the index must
+      // say so (readers are sent only there), and the rest are orphans.
+      const live = liveRecord(switched, result, opts.meta);
       if (!await claim.finish(live)) {
         return { status: 500, message: "Lost the claim on the key mid-replace" };
       }
-      const left = prev.rec.rvolumes.filter((v) => !kvolumes.includes(v));
-      await this.#removeFiles(key, left).catch(() => {});
+      const stale = [...prev.rec.rvolumes, ...kvolumes].filter((v) => !switched.includes(v));
+      await this.#removeFiles(key, [...new Set(stale)]).catch(() => {});
+      if (failure) {
+        await this.#removePaths(tmp, kvolumes.filter((v) => !switched.includes(v)))
+          .catch(() => {});
+        const message = `${messageOf(failure.reason)} (the new value is live on ` +
+          `${switched.length} of ${kvolumes.length} replicas: REBALANCE the key to copy it back)`;
+        return { status: 500, message, record: live };
+      }
       return { status: 201, bytes: result.bytes, record: live };
     });
   }

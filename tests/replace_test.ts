@@ -1,7 +1,7 @@
 // REPLACE: overwriting a live key, readers never see a 404 or a mix.
 import { Cluster, randomKey, volumeFiles } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
-import { md5, toHex } from "../lib/keys.ts";
+import { key2path, md5, toHex } from "../lib/keys.ts";
 
 const enc = new TextEncoder();
 
@@ -112,6 +112,64 @@ Deno.test("REPLACE against real nginx volumes", async (t) => {
     );
 
     await t.step(
+      "a REPLACE whose rename fails on every replica keeps the old value and frees the key",
+      async () => {
+        const key = longKey("/movefail");
+        assertEquals((await call(c, key, "PUT", "keep me")).status, 201);
+        const folders = await segmentFolders(c, key);
+        await Promise.all(folders.map((f) => Deno.chmod(f, 0o555)));
+        try {
+          const r = await call(c, key, "REPLACE", "never live");
+          assertEquals(r.status, 500);
+          assert(r.text.includes("Cannot MOVE"), r.text);
+          assert(r.text.endsWith("(the old value stays)\n"), r.text);
+        } finally {
+          await Promise.all(folders.map((f) => Deno.chmod(f, 0o755)));
+        }
+        const got = await call(c, key, "GET");
+        assertEquals(got.headers.get("content-md5"), toHex(md5("keep me")));
+        assertEquals(await (await fetch(c.url + key)).text(), "keep me");
+        await assertNoTemps(c);
+        // Not left claimed: the next write of the key goes through at once.
+        assertEquals((await call(c, key, "DELETE")).status, 204);
+      },
+    );
+
+    await t.step(
+      "a REPLACE whose rename fails on one replica is live on the others; REBALANCE restores it",
+      async () => {
+        const key = longKey("/movesome");
+        assertEquals((await call(c, key, "PUT", "old value")).status, 201);
+        const [first, ...others] = await segmentFolders(c, key);
+        await Deno.chmod(first, 0o555);
+        try {
+          const r = await call(c, key, "REPLACE", "new value");
+          assertEquals(r.status, 500);
+          assert(r.text.includes("the new value is live on 2 of 3 replicas"), r.text);
+        } finally {
+          await Deno.chmod(first, 0o755);
+        }
+        const got = await call(c, key, "GET");
+        assertEquals(got.status, 302);
+        assertEquals(got.headers.get("content-md5"), toHex(md5("new value")));
+        assertEquals(got.headers.get("key-volumes")!.split(",").length, 2);
+        assertEquals(got.headers.get("key-balance"), "unbalanced");
+        for (let i = 0; i < 6; i++) {
+          assertEquals(await (await fetch(c.url + key)).text(), "new value", "never the old one");
+        }
+        await assertNoTemps(c);
+        assertEquals((await call(c, key, "REBALANCE")).status, 204);
+        const after = await call(c, key, "GET");
+        assertEquals(after.headers.get("key-volumes")!.split(",").length, 3);
+        for (const folder of [first, ...others]) {
+          const [name] = [...Deno.readDirSync(folder)].map((e) => e.name);
+          const file = `${folder}/${name}`;
+          assertEquals(await Deno.readTextFile(file), "new value", file);
+        }
+      },
+    );
+
+    await t.step(
       "REPLACE of a key whose last name segment is near 255 bytes (temp names stay short)",
       async () => {
         // 165 bytes: a 220-byte base64 name, too long for a suffix of 45.
@@ -126,3 +184,33 @@ Deno.test("REPLACE against real nginx volumes", async (t) => {
     await c.stop();
   }
 });
+
+/**
+ * A key long enough that its file sits in a folder of its own (a 255-byte
+ * name segment): that folder made read-only fails the rename into it, not
+ * the temporary file's write (which goes to the key's "/ab/cd/" folder).
+ */
+function longKey(prefix: string): string {
+  const fresh = randomKey(prefix);
+  return fresh + "x".repeat(300 - fresh.length);
+}
+
+/** The folder holding the key's file on each of its volumes, on disk. */
+async function segmentFolders(c: Cluster, key: string): Promise<string[]> {
+  const res = await fetch(c.url + key, { method: "HEAD", redirect: "manual" });
+  const rvolumes = res.headers.get("key-volumes")!.split(",");
+  const path = key2path(enc.encode(key));
+  return rvolumes.map((rv) => {
+    const slash = rv.indexOf("/");
+    const i = c.volumes.indexOf(slash < 0 ? rv : rv.slice(0, slash));
+    const sv = slash < 0 ? "" : rv.slice(slash);
+    return c.volumeDir(i) + sv + path.slice(0, path.lastIndexOf("/"));
+  });
+}
+
+async function assertNoTemps(c: Cluster) {
+  for (const v of c.volumes) {
+    const temps = (await volumeFiles(v)).filter((f) => f.includes("/replace."));
+    assertEquals(temps, [], `temp files on ${v}`);
+  }
+}
