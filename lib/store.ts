@@ -467,19 +467,26 @@ export class Store {
       ...rvolumes.filter((v) => !kvolumes.includes(v)),
       ...rvolumes.filter((v) => kvolumes.includes(v)),
     ];
+    // Held while copying, on every master of the index: a write of the key
+    // elsewhere meanwhile would put files where this copy goes, and the
+    // loser's cleanup would then delete the winner's live replicas.
+    const claim = await Claim.hold(this.index, key, prev, this.opts);
+    if (!claim) return inFlight();
     if (missing.length > 0) {
       let failure: unknown = null;
       for (const source of sources) {
-        failure = await this.#copy(path, source, missing, prev.rec.size);
+        failure = await this.#copy(path, source, missing, prev.rec.size, claim.signal);
         if (failure === null) break;
       }
-      if (failure !== null) return { status: 500, message: messageOf(failure) };
+      if (failure !== null) {
+        await claim.release();
+        return { status: 500, message: messageOf(failure) };
+      }
     }
     const rec: Record = { ...prev.rec, rvolumes: kvolumes };
-    if (await this.index.cas(key, prev.versionstamp, rec) === null) {
-      // The key changed meanwhile: the copies just made belong to no one.
-      await this.#removeFiles(key, missing).catch(() => {});
-      return inFlight();
+    if (!await claim.finish(rec)) {
+      // Taken over after the lease ran out: the key is another's now.
+      return { status: 500, message: "Lost the claim on the key mid-move" };
     }
     const left = rvolumes.filter((v) => !kvolumes.includes(v));
     try {
@@ -491,8 +498,17 @@ export class Store {
   }
 
   /** Copies `path` from `source` to `targets`; the error, or null when done. */
-  async #copy(path: string, source: string, targets: string[], size: number): Promise<unknown> {
+  async #copy(
+    path: string,
+    source: string,
+    targets: string[],
+    size: number,
+    lost: AbortSignal,
+  ): Promise<unknown> {
     const ac = new AbortController();
+    if (lost.aborted) return lost.reason;
+    const onLost = () => ac.abort(lost.reason);
+    lost.addEventListener("abort", onLost, { once: true });
     const from = volumeUrl(source, path);
     const put = { signal: ac.signal, stall: this.opts.stall };
     try {
@@ -508,6 +524,8 @@ export class Store {
     } catch (err) {
       ac.abort();
       return err;
+    } finally {
+      lost.removeEventListener("abort", onLost);
     }
   }
 

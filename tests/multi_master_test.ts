@@ -2,7 +2,7 @@
 // while it is the index's sole writer. These prove what another master
 // writes or deletes is seen at once, and after it leaves.
 import { Cluster, randomKey, status } from "./cluster.ts";
-import { assertEquals } from "./assert.ts";
+import { assert, assertEquals } from "./assert.ts";
 
 async function withSecondMaster(c: Cluster, work: (url: string) => Promise<void>) {
   const other = await c.spawnMaster();
@@ -47,6 +47,45 @@ Deno.test("after the other master leaves, keys it wrote are still found here", a
       assertEquals(await res.text(), k, k);
     }
     assertEquals(await status(c.url + randomKey()), 404);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("a REBALANCE in flight holds its key on every master: a DELETE elsewhere waits", async () => {
+  const c = await Cluster.start({ volumes: 4, flags: ["-voltimeout", "200ms"] });
+  try {
+    // Written on three volumes; the fourth then joins, and some keys belong there.
+    await c.stopMaster();
+    await c.startMaster([], c.volumes.slice(0, 3));
+    const keys = Array.from({ length: 16 }, () => randomKey("/move"));
+    for (const k of keys) assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
+    await c.stopMaster();
+    await c.startMaster();
+    let key = "";
+    for (const k of keys) {
+      const res = await fetch(c.url + k, { method: "HEAD", redirect: "manual" });
+      if (res.headers.get("key-balance") === "unbalanced") key = k;
+    }
+    assert(key !== "", "some key belongs on the new volume");
+    await withSecondMaster(c, async (other) => {
+      // The copy to the new volume hangs while it is frozen.
+      await c.pauseVolume(3);
+      const moving = fetch(c.url + key, { method: "REBALANCE" });
+      try {
+        await new Promise((r) => setTimeout(r, 300));
+        assertEquals(await status(other + key, { method: "DELETE" }), 409);
+      } finally {
+        await c.resumeVolume(3);
+      }
+      const moved = await moving;
+      await moved.body?.cancel();
+      assert(moved.status === 204 || moved.status === 500, `REBALANCE: ${moved.status}`);
+      assertEquals(await status(c.url + key, { method: "REBALANCE" }), 204);
+      for (const url of [c.url, other]) {
+        assertEquals(await (await fetch(url + key)).text(), key, `read through ${url}`);
+      }
+    });
   } finally {
     await c.stop();
   }
