@@ -10,7 +10,7 @@ export function isClaimed(rec: Record, now = Date.now()): boolean {
 }
 
 /** A record without its lease. */
-function unleased(rec: Record): Record {
+export function unleased(rec: Record): Record {
   const { owner: _o, until: _u, ...rest } = rec;
   return rest;
 }

@@ -11,8 +11,25 @@ export interface FanoutResult {
   md5: string;
 }
 
+/**
+ * The source (a client's request body) failed: it ended before its end, or
+ * sent nothing for the stall time. Not the volumes' fault: `status` is what
+ * the client is answered (400, 408).
+ */
+export class SourceError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
 export interface Fanout {
   branches: ReadableStream<Uint8Array>[];
+  /**
+   * Whether branch i has taken every chunk handed to it (it waits on the
+   * source or on other branches, not the other way round), or the copy
+   * has failed already.
+   */
+  waiting(i: number): boolean;
   /** Resolves when the whole source has been handed to every branch. */
   done: Promise<FanoutResult>;
   /** Stops the copy and errors every branch. */
@@ -22,7 +39,7 @@ export interface Fanout {
 export function fanout(
   source: ReadableStream<Uint8Array>,
   count: number,
-  options: { md5: boolean },
+  options: { md5: boolean; stall?: number },
 ): Fanout {
   const pipes = Array.from({ length: count }, () =>
     new TransformStream<Uint8Array, Uint8Array>(
@@ -48,7 +65,7 @@ export function fanout(
       while (true) {
         await Promise.all(writers.map((w) => w.ready));
         if (failed !== null) throw failed;
-        const { value, done } = await reader.read();
+        const { value, done } = await read(reader, options.stall);
         if (done) break;
         bytes += value.byteLength;
         hash?.update(value);
@@ -63,5 +80,34 @@ export function fanout(
     return { bytes, md5: hash ? hash.digest("hex") : "" };
   })();
   done.catch(() => {});
-  return { branches: pipes.map((p) => p.readable), done, abort };
+  // Once the copy has failed, no branch is holding anything up.
+  const waiting = (i: number) => failed !== null || (writers[i].desiredSize ?? 0) > 0;
+  return { branches: pipes.map((p) => p.readable), waiting, done, abort };
+}
+
+/** One read of the source; its failure or its silence past `stall` ms is a SourceError. */
+async function read(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  stall: number | undefined,
+): Promise<ReadableStreamReadResult<Uint8Array>> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const stalled = new Promise<never>((_, reject) => {
+      if (stall === undefined) return;
+      timer = setTimeout(
+        () => reject(new SourceError(408, `No byte of the request body in ${stall}ms`)),
+        stall,
+      );
+    });
+    return await Promise.race([reader.read(), stalled]);
+  } catch (err) {
+    if (err instanceof SourceError) throw err;
+    throw new SourceError(400, `The request body ended early: ${messageOf(err)}`);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

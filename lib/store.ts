@@ -6,8 +6,8 @@
 // first, removes the files, then drops the record. So a crash never leaves a
 // live key without its files; at worst a "writing" record or orphan files.
 import { latin1 } from "./bytes.ts";
-import { Claim, isClaimed } from "./claim.ts";
-import { fanout } from "./fanout.ts";
+import { Claim, isClaimed, unleased } from "./claim.ts";
+import { fanout, SourceError } from "./fanout.ts";
 import { type Entry, type Index, keyFits } from "./index_db.ts";
 import {
   key2path,
@@ -163,8 +163,15 @@ export class Store {
           size: opts.contentLength,
         });
       } catch (err) {
+        if (err instanceof SourceError && prev) {
+          // The body never ended, so no replica took it (nginx renames a
+          // file into place only once whole): what was there stays, an
+          // unlinked value included.
+          await claim.finish(prev.rec);
+          return { status: err.status, message: err.message };
+        }
         await this.#undo(key, kvolumes, claim);
-        return { status: 500, message: messageOf(err) };
+        return failedWrite(err);
       }
       const refused = refuseWritten(result, opts);
       if (refused) {
@@ -197,7 +204,7 @@ export class Store {
     const md5 = opts.md5 || this.opts.md5sum;
     const { signal } = opts;
     if (opts.size !== null && opts.size <= SMALL_WRITE) {
-      const value = await readSmall(body, opts.size, signal);
+      const value = await readSmall(body, opts.size, { signal, stall: this.opts.stall });
       const put = { signal, stall: this.opts.stall };
       // Every PUT settles before a failure is told: the caller then removes
       // what was written, and a PUT still in flight would land after that.
@@ -208,17 +215,28 @@ export class Store {
       if (failed) throw (failed as PromiseRejectedResult).reason;
       return { bytes: value.length, md5: md5 ? toHex(md5sum(value)) : "" };
     }
-    const fan = fanout(body, volumes.length, { md5 });
-    const onAbort = () => fan.abort(signal.reason);
+    const fan = fanout(body, volumes.length, { md5, stall: this.opts.stall });
+    // Aborted once anything failed: the other volumes' calls then end
+    // without counting against those volumes (lib/volumes.ts).
+    const stop = new AbortController();
+    const fail = (err: unknown) => {
+      stop.abort(err);
+      fan.abort(err);
+    };
+    const onAbort = () => fail(signal.reason);
     signal.addEventListener("abort", onAbort, { once: true });
+    fan.done.catch(fail);
     try {
       const puts = volumes.map((v, i) =>
-        remotePut(volumeUrl(v, path), fan.branches[i], { signal, stall: this.opts.stall }).catch(
-          (err) => {
-            fan.abort(err);
-            throw err;
-          },
-        )
+        remotePut(volumeUrl(v, path), fan.branches[i], {
+          signal: stop.signal,
+          stall: this.opts.stall,
+          // A branch held back by a slower one or by the client is not stalled.
+          excused: () => fan.waiting(i),
+        }).catch((err) => {
+          fail(err);
+          throw err;
+        })
       );
       const settled = await Promise.allSettled([fan.done, ...puts]);
       // Prefer a volume's own error to the aborts it caused in the others.
@@ -274,7 +292,7 @@ export class Store {
       } catch (err) {
         await this.#removePaths(tmp, kvolumes).catch(() => {});
         await claim.release();
-        return { status: 500, message: messageOf(err) };
+        return failedWrite(err);
       }
       const refused = refuseWritten(result, opts);
       if (refused) {
@@ -483,7 +501,7 @@ export class Store {
         return { status: 500, message: messageOf(failure) };
       }
     }
-    const rec: Record = { ...prev.rec, rvolumes: kvolumes };
+    const rec: Record = { ...unleased(prev.rec), rvolumes: kvolumes };
     if (!await claim.finish(rec)) {
       // Taken over after the lease ran out: the key is another's now.
       return { status: 500, message: "Lost the claim on the key mid-move" };
@@ -557,26 +575,47 @@ const SMALL_WRITE = 256 * 1024;
 async function readSmall(
   body: ReadableStream<Uint8Array>,
   size: number,
-  signal: AbortSignal,
+  opts: { signal: AbortSignal; stall: number },
 ): Promise<Uint8Array<ArrayBuffer>> {
+  const { signal } = opts;
   const out = new Uint8Array(size);
   let n = 0;
   const reader = body.getReader();
+  // A client that stops sending must not hold the key: after `stall` ms
+  // without a byte the read ends (cancel resolves it as done).
+  let stalled = false;
+  const onStall = () => {
+    stalled = true;
+    reader.cancel().catch(() => {});
+  };
+  let timer = setTimeout(onStall, opts.stall);
   const onAbort = () => reader.cancel(signal.reason).catch(() => {});
   signal.addEventListener("abort", onAbort, { once: true });
   try {
     while (true) {
       if (signal.aborted) throw signal.reason;
-      const { value, done } = await reader.read();
-      if (done) break;
-      if (n + value.length > size) throw new Error("Body longer than its Content-Length");
-      out.set(value, n);
-      n += value.length;
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch (err) {
+        if (signal.aborted) throw signal.reason;
+        throw new SourceError(400, `The request body ended early: ${messageOf(err)}`);
+      }
+      if (stalled) throw new SourceError(408, `No byte of the request body in ${opts.stall}ms`);
+      if (chunk.done) break;
+      if (n + chunk.value.length > size) {
+        throw new SourceError(400, "Body longer than its Content-Length");
+      }
+      out.set(chunk.value, n);
+      n += chunk.value.length;
+      clearTimeout(timer);
+      timer = setTimeout(onStall, opts.stall);
     }
   } catch (err) {
     reader.cancel(err).catch(() => {});
     throw err;
   } finally {
+    clearTimeout(timer);
     signal.removeEventListener("abort", onAbort);
   }
   return n === size ? out : out.slice(0, n);
@@ -615,6 +654,12 @@ function liveRecord(rvolumes: string[], written: FanoutResult, meta?: Meta): Rec
   };
   if (meta) rec.meta = meta;
   return rec;
+}
+
+/** A write that failed: the client's body (400, 408) or a volume (500). */
+function failedWrite(err: unknown): Outcome {
+  const status = err instanceof SourceError ? err.status : 500;
+  return { status, message: messageOf(err) };
 }
 
 function inFlight(): Outcome {

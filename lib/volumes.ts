@@ -167,7 +167,8 @@ export class Stall {
   readonly #ac = new AbortController();
   #timer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(readonly ms: number, readonly url: string) {
+  /** `excused`: checked when the time runs out; true restarts the watch instead. */
+  constructor(readonly ms: number, readonly url: string, readonly excused?: () => boolean) {
     this.progress();
   }
 
@@ -177,11 +178,10 @@ export class Stall {
 
   progress() {
     clearTimeout(this.#timer);
-    this.#timer = setTimeout(
-      () =>
-        this.#ac.abort(new VolumeError(`Stalled: no progress from "${this.url}" in ${this.ms}ms`)),
-      this.ms,
-    );
+    this.#timer = setTimeout(() => {
+      if (this.excused?.()) return this.progress();
+      this.#ac.abort(new VolumeError(`Stalled: no progress from "${this.url}" in ${this.ms}ms`));
+    }, this.ms);
   }
 
   /**
@@ -217,7 +217,7 @@ export class Stall {
 export async function remotePut(
   url: string,
   body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer>,
-  opts: { signal: AbortSignal; stall: number },
+  opts: { signal: AbortSignal; stall: number; excused?: () => boolean },
 ): Promise<void> {
   if (body instanceof Uint8Array) {
     // A value in memory: one write over a pooled connection, the whole call
@@ -230,7 +230,7 @@ export async function remotePut(
     succeeded(volumeOf(url), "put");
     return;
   }
-  const stall = new Stall(opts.stall, url);
+  const stall = new Stall(opts.stall, url, opts.excused);
   let res: Response;
   try {
     res = await fetch(url, {
@@ -239,6 +239,8 @@ export async function remotePut(
       signal: AbortSignal.any([opts.signal, stall.signal]),
     });
   } catch (err) {
+    // Ended by the caller (the client, another replica failed): not this volume's failure.
+    if (opts.signal.aborted) throw opts.signal.reason;
     const reason = stall.signal.aborted ? stall.signal.reason : err;
     const outcome = stall.signal.aborted ? "timeout" : "error";
     throw failed(volumeOf(url), "put", outcome, `Cannot PUT "${url}": ${describe(reason)}`);

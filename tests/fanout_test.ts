@@ -2,7 +2,7 @@
 // is read in lock step with the slowest branch, and a failure on any side
 // stops everything.
 import { createHash } from "node:crypto";
-import { fanout } from "../lib/fanout.ts";
+import { fanout, SourceError } from "../lib/fanout.ts";
 import { assert, assertEquals, assertRejects } from "./assert.ts";
 
 interface Source {
@@ -167,6 +167,24 @@ Deno.test("a source that errors rejects done and errors every branch", async () 
   });
   const f = fanout(stream, 3, { md5: true });
   const reads = f.branches.map((b) => readAll(b));
-  assertEquals(await assertRejects(() => f.done), boom);
+  // The client's fault, not a volume's: a SourceError that the client is answered 400 with.
+  const err = await assertRejects(() => f.done);
+  assert(err instanceof SourceError);
+  assertEquals(err.status, 400);
+  assertEquals(err.message, "The request body ended early: client reset");
   for (const r of reads) await assertRejects(() => r);
+});
+
+Deno.test("a source silent past the stall time rejects done with a 408 SourceError", async () => {
+  let ctl!: ReadableStreamDefaultController<Uint8Array>;
+  const stream = new ReadableStream<Uint8Array>({ start: (c) => void (ctl = c) });
+  ctl.enqueue(new Uint8Array(10));
+  const f = fanout(stream, 2, { md5: false, stall: 50 });
+  const reads = f.branches.map((b) => readAll(b));
+  const err = await assertRejects(() => f.done);
+  assert(err instanceof SourceError);
+  assertEquals(err.status, 408);
+  assertEquals(err.message, "No byte of the request body in 50ms");
+  for (const r of reads) await assertRejects(() => r);
+  assert(f.waiting(0) && f.waiting(1), "after a failure no branch holds anything up");
 });

@@ -12,6 +12,7 @@ import { needsRebalance } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
 import { Progress } from "../lib/progress.ts";
 import { Store } from "../lib/store.ts";
+import type { Index } from "../lib/index_db.ts";
 import { concurrencyOf } from "../lib/tool_flags.ts";
 
 export async function rebalance(flags: FlagValues): Promise<number> {
@@ -48,16 +49,34 @@ export async function rebalance(flags: FlagValues): Promise<number> {
     progress.total = todo.length;
     let moved = 0;
     const failed: string[] = [];
-    await pool(todo, concurrency, async (key) => {
+    const move = async (key: Uint8Array, last: boolean) => {
       const out = await store.rebalance(key, { unlinked: true });
       if (out.status === 204) {
         moved++;
         progress.add("keys");
+      } else if (out.status === 409 && !last) {
+        held.push(key);
       } else {
         failed.push(`${decoder.decode(key)}: ${out.status} ${out.message ?? ""}`);
         progress.add("failed");
       }
-    });
+    };
+    let held: Uint8Array[] = [];
+    await pool(todo, concurrency, (key) => move(key, false));
+    if (held.length > 0) {
+      // Claimed by a write in flight, or by a rebalance killed midway (its
+      // holds last their lease): once the leases run out, once more.
+      const retry = held;
+      held = [];
+      const wait = await leaseLeft(index, retry);
+      console.error(
+        `rebalance: ${retry.length} keys held by another writer; retrying in ${
+          Math.ceil(wait / 1000)
+        }s`,
+      );
+      await new Promise((r) => setTimeout(r, wait));
+      await pool(retry, concurrency, (key) => move(key, true));
+    }
     progress.done();
     console.log(`rebalance: moved ${moved} keys, ${failed.length} failed`);
     for (const f of failed.slice(0, 50)) console.error(`  ${f}`);
@@ -67,4 +86,11 @@ export async function rebalance(flags: FlagValues): Promise<number> {
     await index.membership?.leave();
     index.close();
   }
+}
+
+/** Ms until the longest lease on these keys runs out (a little more, for clocks). */
+async function leaseLeft(index: Index, keys: Uint8Array[]): Promise<number> {
+  let until = 0;
+  for (const key of keys) until = Math.max(until, (await index.get(key))?.rec.until ?? 0);
+  return Math.max(0, until - Date.now()) + 100;
 }
