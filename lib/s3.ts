@@ -3,6 +3,7 @@
 // parameters, dispatched here by method and operation to lib/s3_objects.ts,
 // lib/s3_list.ts and lib/s3_multipart.ts. Errors speak S3's XML.
 import { checkSignature, type Credentials, isSigned, parseQueryPairs } from "./s3_auth.ts";
+import { type S3Body, s3Body } from "./s3_body.ts";
 import { errorIds, errorResponse, newRequestId, S3Error, s3Error } from "./s3_xml.ts";
 import type { Store } from "./store.ts";
 import type { Target } from "./target.ts";
@@ -28,6 +29,12 @@ export interface S3Request {
   query: Map<string, string>;
   /** x-amz-content-sha256 as signed, or UNSIGNED-PAYLOAD. */
   signature: ReturnType<typeof checkSignature>;
+  /**
+   * The request's body as lib/s3_body.ts reads it (framing undone, digests
+   * checked). Take it only through here: a body the answer leaves unread is
+   * cancelled once the answer is made (see answerS3).
+   */
+  body(): S3Body;
 }
 
 /** Query parameters only S3 uses: unsigned requests with them are S3's. */
@@ -86,6 +93,7 @@ async function answerS3(
   target: Target,
 ): Promise<Response> {
   const head = req.method === "HEAD";
+  const opened: S3Body[] = [];
   try {
     const signature = checkSignature(
       { method: req.method, path: target.rawPath, query: target.query, headers: req.headers },
@@ -100,6 +108,11 @@ async function answerS3(
       key: target.key,
       query: new Map(parseQueryPairs(target.query, true)),
       signature,
+      body() {
+        const body = s3Body(req.body, req.headers, signature);
+        opened.push(body);
+        return body;
+      },
     };
     if (bucket === "") return await service(s3);
     if (object.length === 0) return await bucketCall(s3);
@@ -109,6 +122,13 @@ async function answerS3(
     console.error(err);
     const message = err instanceof Error ? err.message : String(err);
     return errorResponse(s3Error("InternalError", message), target.rawPath, head);
+  } finally {
+    // A body refused before it was read (412, 409, KeyTooLongError, ...):
+    // once piped through the digest checks, the request's own body counts as
+    // used, so lib/server.ts no longer cancels it. Cancelled here, through
+    // the pipe, so the rest of the upload is taken in and the client, which
+    // may send it all before reading, gets the answer.
+    for (const b of opened) if (!b.body.locked) b.body.cancel().catch(() => {});
   }
 }
 

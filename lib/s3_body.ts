@@ -327,13 +327,7 @@ export function decodeChunked(
  * A small request body (DeleteObjects' and CompleteMultipartUpload's XML)
  * read whole, at most `cap` bytes, its digests checked like a value's.
  */
-export async function readWhole(
-  raw: ReadableStream<Uint8Array> | null,
-  headers: Headers,
-  sig: Signature,
-  cap: number,
-): Promise<Uint8Array> {
-  const body = s3Body(raw, headers, sig);
+export async function readWhole(body: S3Body, cap: number): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
   let size = 0;
   const reader = body.body.getReader();

@@ -7,7 +7,7 @@ import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { keyFits, type Part, type Upload } from "./index_db.ts";
 import type { S3Request } from "./s3.ts";
-import { readWhole, s3Body } from "./s3_body.ts";
+import { readWhole } from "./s3_body.ts";
 import {
   copyConditions,
   copySource,
@@ -80,7 +80,7 @@ export async function uploadPart(s3: S3Request, id: string): Promise<Response> {
   }
   const { versionstamp } = await openUpload(s3, id);
   if (s3.req.headers.has("x-amz-copy-source")) return await uploadPartCopy(s3, id, versionstamp, n);
-  const body = s3Body(s3.req.body, s3.req.headers, s3.signature);
+  const body = s3.body();
   let part: Part;
   try {
     part = await storePart(
@@ -220,7 +220,7 @@ export async function completeUpload(s3: S3Request, id: string): Promise<Respons
     return xmlResponse("CompleteMultipartUploadResult", completeResult(s3, done.etag));
   }
   const { upload, versionstamp } = await openUpload(s3, id);
-  const xml = await readWhole(s3.req.body, s3.req.headers, s3.signature, XML_MAX);
+  const xml = await readWhole(s3.body(), XML_MAX);
   const asked = parseComplete(new TextDecoder().decode(xml));
   const parts = chosenParts(asked, await s3.store.index.parts(id));
   const md5s = createHash("md5");

@@ -7,7 +7,7 @@ import { key2path } from "./keys.ts";
 import { pool } from "./pool.ts";
 import type { Meta, Record } from "./record.ts";
 import type { S3Request } from "./s3.ts";
-import { readWhole, s3Body } from "./s3_body.ts";
+import { readWhole } from "./s3_body.ts";
 import { parseDelete, S3Error, s3Error, xmlResponse } from "./s3_xml.ts";
 import { type Outcome, shuffled, type Store } from "./store.ts";
 import { headStatus, remoteGet, VolumeError, volumeUrl } from "./volumes.ts";
@@ -351,7 +351,7 @@ function keyTooLong(): S3Error {
 export async function putObject(s3: S3Request): Promise<Response> {
   const { req } = s3;
   const meta = metaFrom(req.headers);
-  const body = s3Body(req.body, req.headers, s3.signature);
+  const body = s3.body();
   const ifMatch = req.headers.get("if-match") ?? undefined;
   const ifNoneMatch = req.headers.get("if-none-match");
   if (ifNoneMatch !== null && ifNoneMatch.trim() !== "*") {
@@ -468,7 +468,7 @@ async function deleteKey(store: Store, key: Uint8Array): Promise<void> {
 
 /** DeleteObjects: POST /bucket?delete, an answer per key. */
 export async function deleteObjects(s3: S3Request): Promise<Response> {
-  const xml = await readWhole(s3.req.body, s3.req.headers, s3.signature, XML_MAX);
+  const xml = await readWhole(s3.body(), XML_MAX);
   const { keys, quiet } = parseDelete(new TextDecoder().decode(xml));
   const results: { Key: string; Code?: string; Message?: string }[] = keys.map((k) => ({ Key: k }));
   // Up to 1,000 keys: a few at a time, not 3,000 volume calls at once.

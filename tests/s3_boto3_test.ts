@@ -30,6 +30,7 @@ Deno.test("boto3: objects, listings, multipart, copy, presigned URLs (v2 and v4)
       "ok copy",
       "ok presigned (Signature Version 2, boto3's default)",
       "ok presigned (Signature Version 4)",
+      "ok refused 8 MiB put answers PreconditionFailed",
       "ok delete objects",
       "ok no such key",
       "ok wrong secret refused",

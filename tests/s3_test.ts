@@ -4,6 +4,7 @@
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
+import zlib from "node:zlib";
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -916,6 +917,115 @@ Deno.test("keys from $MKV_S3_ACCESS_KEY and $MKV_S3_SECRET_KEY turn the gateway 
   } finally {
     s3.destroy();
     await master.stop();
+    await c.stop();
+  }
+});
+
+/**
+ * A PUT over a raw socket that sends its whole body before reading the
+ * answer, as boto3 does: the status, the S3 error code, and the ETag.
+ * Signed V2-style with any key (the cluster runs -s3: not checked).
+ */
+async function putWholeThenRead(
+  port: number,
+  path: string,
+  body: Uint8Array,
+  headers: Record<string, string>,
+): Promise<{ status: number; code: string; etag: string }> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const all: Record<string, string> = {
+    Host: `127.0.0.1:${port}`,
+    Date: new Date().toUTCString(),
+    Authorization: "AWS anyone:c2lnbmF0dXJl",
+    "Content-Length": String(body.length),
+    // What boto3 always sends: a payload hash and a checksum, both checked
+    // while the body streams.
+    "x-amz-content-sha256": createHash("sha256").update(body).digest("hex"),
+    "x-amz-checksum-crc32": crc32Base64(body),
+    ...headers,
+  };
+  const head = `PUT ${path} HTTP/1.1\r\n` +
+    Object.entries(all).map(([k, v]) => `${k}: ${v}\r\n`).join("") + "\r\n";
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const hang = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      conn.close();
+      reject(new Error("PUT: no answer within 60 s of sending the whole body (is it still read?)"));
+    }, 60_000);
+  });
+  const exchange = async () => {
+    await writeAll(conn, enc.encode(head));
+    await writeAll(conn, body);
+    const got: Uint8Array[] = [];
+    const buf = new Uint8Array(65536);
+    let text = "";
+    while (true) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      got.push(buf.slice(0, n));
+      text = new TextDecoder().decode(Buffer.concat(got));
+      const end = text.indexOf("\r\n\r\n");
+      const length = /\r\ncontent-length: (\d+)/i.exec(text);
+      if (end >= 0 && length && text.length >= end + 4 + Number(length[1])) break;
+    }
+    conn.close();
+    return {
+      status: Number(text.slice(9, 12)),
+      code: /<Code>([^<]*)<\/Code>/.exec(text)?.[1] ?? "",
+      etag: /\r\netag: ("[^"]*")/i.exec(text)?.[1] ?? "",
+    };
+  };
+  try {
+    return await Promise.race([exchange(), hang]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array) {
+  for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
+}
+
+function crc32Base64(b: Uint8Array): string {
+  const out = Buffer.alloc(4);
+  out.writeUInt32BE(zlib.crc32(b));
+  return out.toString("base64");
+}
+
+Deno.test("a PutObject refused after its body started streaming still reads the body and answers", async (t) => {
+  const c = await Cluster.start({ flags: ["-s3"] });
+  // More than the socket buffers hold: a server that stops reading blocks the sender.
+  const big = randomBytes(16 * 1024 * 1024);
+  try {
+    const bucket = bucketName();
+    const first = await putWholeThenRead(c.masterPort, `/${bucket}/k`, enc.encode("first"), {});
+    assertEquals(first, { status: 200, code: "", etag: `"${md5Hex(enc.encode("first"))}"` });
+
+    await t.step("If-None-Match: * over an existing key: 412 PreconditionFailed", async () => {
+      const res = await putWholeThenRead(c.masterPort, `/${bucket}/k`, big, {
+        "If-None-Match": "*",
+      });
+      assertEquals(res, { status: 412, code: "PreconditionFailed", etag: "" });
+    });
+
+    await t.step("an If-Match naming another ETag: 412 PreconditionFailed", async () => {
+      const res = await putWholeThenRead(c.masterPort, `/${bucket}/k`, big, {
+        "If-Match": `"${"0".repeat(32)}"`,
+      });
+      assertEquals(res, { status: 412, code: "PreconditionFailed", etag: "" });
+    });
+
+    await t.step("a key too long to store: 400 KeyTooLongError", async () => {
+      const res = await putWholeThenRead(c.masterPort, `/${bucket}/${"x".repeat(2100)}`, big, {});
+      assertEquals(res, { status: 400, code: "KeyTooLongError", etag: "" });
+    });
+
+    await t.step("the key still holds its first value", async () => {
+      const got = await fetch(`${c.url}/${bucket}/k`);
+      assertEquals(got.status, 200);
+      assertEquals(await got.text(), "first");
+    });
+  } finally {
     await c.stop();
   }
 });

@@ -60,6 +60,18 @@ v4 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=access, aws_sec
 url4 = v4.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=60)
 ok("presigned (Signature Version 4)", "X-Amz-Signature=" in url4
    and urllib.request.urlopen(url4).read() == b"hello boto")
+# boto3 sends the whole body before it reads the answer: a refused 8 MiB
+# PutObject must still be read through to its 412 (not a closed connection).
+s3.put_object(Bucket=bucket, Key="once", Body=b"first")
+try:
+    s3.put_object(Bucket=bucket, Key="once", Body=os.urandom(8 * 1024 * 1024), IfNoneMatch="*")
+    ok("refused 8 MiB put answers PreconditionFailed", False)
+except s3.exceptions.ClientError as e:
+    ok("refused 8 MiB put answers PreconditionFailed",
+       e.response["Error"]["Code"] == "PreconditionFailed"
+       and e.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+       and s3.get_object(Bucket=bucket, Key="once")["Body"].read() == b"first")
+s3.delete_object(Bucket=bucket, Key="once")
 deleted = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "copy.txt"}, {"Key": "big.bin"}, {"Key": "big-copy.bin"}]})
 ok("delete objects", sorted(d["Key"] for d in deleted["Deleted"]) == ["big-copy.bin", "big.bin", "copy.txt"])
 try:
