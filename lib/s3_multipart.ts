@@ -325,7 +325,9 @@ function concatenated(store: Store, parts: Part[], signal: AbortSignal) {
     cancel(reason) {
       return reader?.cancel(reason);
     },
-  });
+    // Nothing opened before the write reads (it may first wait for another
+    // write of the key: an unread GET would trip its stall watch).
+  }, { highWaterMark: 0 });
 }
 
 async function openPart(store: Store, part: Part, signal: AbortSignal) {

@@ -308,17 +308,49 @@ export async function writeObject(store: Store, key: Uint8Array, w: WriteOptions
     if (out.record) return out.record;
     throw failure(out);
   }
-  // Each try refuses before reading any of the body, so it can go again.
-  for (let attempt = 0; attempt < 3; attempt++) {
+  // A 404 (the key went between PUT's 403 and REPLACE) or a 409 (another
+  // write of the key in flight) is answered before any of the body is read,
+  // so the write can go again with the same body. S3 never answers 409 to an
+  // unconditional PutObject (the last writer wins): such writes wait for the
+  // one in flight. If-None-Match: * answers its 409 at once, as before.
+  const conflicts = new Backoff(w.signal);
+  for (let vanished = 0; vanished < 3;) {
     let out = await store.put(key, w.body, opts);
     if (out.status === 403 && w.create) throw preconditionFailed();
     if (out.status === 403) out = await store.replace(key, w.body, opts);
-    if (out.status === 404) continue;
+    if (out.status === 404) {
+      vanished++;
+      continue;
+    }
+    if (out.status === 409 && !w.create && !w.body.locked && await conflicts.wait()) continue;
     if (refused) throw refused;
     if (out.record) return out.record;
     throw failure(out);
   }
   throw s3Error("OperationAborted", "The key changed state repeatedly while it was written: retry");
+}
+
+/** How long an unconditional write waits in all for other writes of its key. */
+export const CONFLICT_WAIT_MS = 10_000;
+
+/**
+ * Pauses between tries of a write that met another write of its key: 10 ms,
+ * doubling up to 1 s, until CONFLICT_WAIT_MS of pauses (or the client hung
+ * up); then wait() says false and the 409 is answered.
+ */
+class Backoff {
+  #pause = 10;
+  #waited = 0;
+  constructor(readonly signal: AbortSignal) {}
+
+  async wait(): Promise<boolean> {
+    if (this.#waited >= CONFLICT_WAIT_MS || this.signal.aborted) return false;
+    const ms = this.#pause;
+    this.#waited += ms;
+    this.#pause = Math.min(ms * 2, 1000);
+    await new Promise((resolve) => setTimeout(resolve, ms));
+    return !this.signal.aborted;
+  }
 }
 
 /** A store outcome that did not make the value live, in S3's words. */
@@ -377,8 +409,8 @@ export async function putObject(s3: S3Request): Promise<Response> {
 /** CopyObject: the value read from a replica of the source, written anew. */
 export async function copyObject(s3: S3Request): Promise<Response> {
   const { req, store } = s3;
-  const source = copySource(req.headers.get("x-amz-copy-source")!);
-  const src = await liveRecord(store, source);
+  const sourceKey = copySource(req.headers.get("x-amz-copy-source")!);
+  const src = await liveRecord(store, sourceKey);
   if (copyConditions(req.headers, src)) throw preconditionFailed();
   const directive = (req.headers.get("x-amz-metadata-directive") ?? "COPY").toUpperCase();
   if (directive !== "COPY" && directive !== "REPLACE") {
@@ -387,7 +419,8 @@ export async function copyObject(s3: S3Request): Promise<Response> {
   const meta: Meta = directive === "COPY" ? { ...src.meta } : metaFrom(req.headers);
   // A multipart ETag names the parts, which a copy does not keep.
   delete meta.etag;
-  const same = source.length === s3.key.length && source.every((b, i) => b === s3.key[i]);
+  const same = sourceKey.length === s3.key.length &&
+    sourceKey.every((b, i) => b === s3.key[i]);
   let rec: Record;
   if (same) {
     if (directive === "COPY") {
@@ -396,13 +429,30 @@ export async function copyObject(s3: S3Request): Promise<Response> {
         "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata.",
       );
     }
-    rec = await rewriteMeta(store, s3.key, meta);
+    const conflicts = new Backoff(req.signal);
+    while (true) {
+      const done = await rewriteMeta(store, s3.key, meta);
+      if (done !== null) {
+        rec = done;
+        break;
+      }
+      if (!await conflicts.wait()) {
+        throw s3Error(
+          "OperationAborted",
+          "A conflicting operation is in progress on this key: retry",
+        );
+      }
+    }
   } else {
     if (!keyFits(s3.key)) throw keyTooLong();
-    const res = await openReplica(store, source, src, { signal: req.signal });
+    // Opened when the write first reads it: not while it waits for another
+    // write of the key (an unread GET would trip its stall watch).
+    const source = lazyBody(async () =>
+      (await openReplica(store, sourceKey, src, { signal: req.signal })).body!
+    );
     try {
       rec = await writeObject(store, s3.key, {
-        body: res.body!,
+        body: source.body,
         contentLength: src.size >= 0 ? src.size : null,
         meta,
         check: (w) =>
@@ -411,15 +461,45 @@ export async function copyObject(s3: S3Request): Promise<Response> {
             : null,
         signal: req.signal,
       });
-    } finally {
-      // Refused before reading it (409, 412, ...): the volume's GET goes.
-      if (!res.bodyUsed) res.body?.cancel().catch(() => {});
+    } catch (err) {
+      throw source.failure() ?? err;
     }
   }
   return xmlResponse("CopyObjectResult", {
     LastModified: new Date(rec.mtime ?? Date.now()).toISOString(),
     ETag: etagOf(rec),
   });
+}
+
+/**
+ * A stream opened by its first read (highWaterMark 0: not before), and the
+ * S3 error opening it failed with, if it did.
+ */
+export function lazyBody(open: () => Promise<ReadableStream<Uint8Array>>): {
+  body: ReadableStream<Uint8Array>;
+  failure(): S3Error | null;
+} {
+  let reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
+  let failure: S3Error | null = null;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(ctl) {
+      if (reader === null) {
+        try {
+          reader = (await open()).getReader();
+        } catch (err) {
+          if (err instanceof S3Error) failure = err;
+          throw err;
+        }
+      }
+      const r = await reader.read();
+      if (r.done) ctl.close();
+      else ctl.enqueue(r.value);
+    },
+    cancel(reason) {
+      return reader?.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+  return { body, failure: () => failure };
 }
 
 /** "/bucket/key" or "bucket/key", URL-encoded, maybe with "?versionId=". */
@@ -438,18 +518,16 @@ export function copySource(header: string): Uint8Array {
   return encoder.encode(key);
 }
 
-/** Copy onto itself with new metadata: one index commit, no data moved. */
-async function rewriteMeta(store: Store, key: Uint8Array, meta: Meta): Promise<Record> {
+/**
+ * Copy onto itself with new metadata: one index commit, no data moved. Null
+ * when another write of the key is in flight or won the commit: try again.
+ */
+async function rewriteMeta(store: Store, key: Uint8Array, meta: Meta): Promise<Record | null> {
   const e = await store.index.get(key);
   if (!e || e.rec.state !== "live") throw s3Error("NoSuchKey", "The specified key does not exist.");
-  if (isClaimed(e.rec)) {
-    throw s3Error("OperationAborted", "A conflicting operation is in progress on this key: retry");
-  }
+  if (isClaimed(e.rec)) return null;
   const rec: Record = { ...e.rec, meta, mtime: Date.now() };
-  if (await store.index.cas(key, e.versionstamp, rec) === null) {
-    throw s3Error("OperationAborted", "The key changed while its metadata was rewritten: retry");
-  }
-  return rec;
+  return await store.index.cas(key, e.versionstamp, rec) === null ? null : rec;
 }
 
 export async function deleteObject(s3: S3Request): Promise<Response> {

@@ -921,17 +921,21 @@ Deno.test("keys from $MKV_S3_ACCESS_KEY and $MKV_S3_SECRET_KEY turn the gateway 
   }
 });
 
+/** What a raw PUT was answered: the status, the S3 error code, the ETag. */
+type RawAnswer = { status: number; code: string; etag: string };
+
 /**
- * A PUT over a raw socket that sends its whole body before reading the
- * answer, as boto3 does: the status, the S3 error code, and the ETag.
- * Signed V2-style with any key (the cluster runs -s3: not checked).
+ * A PUT over a raw socket, its headers sent at once and its body when told:
+ * `send(n)` sends the body up to byte n, `answer()` the rest and then reads
+ * the answer (as boto3 does: the whole body first). Signed V2-style with any
+ * key (the cluster runs -s3: not checked).
  */
-async function putWholeThenRead(
+async function rawPut(
   port: number,
   path: string,
   body: Uint8Array,
   headers: Record<string, string>,
-): Promise<{ status: number; code: string; etag: string }> {
+): Promise<{ send(upTo: number): Promise<void>; answer(): Promise<RawAnswer> }> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   const all: Record<string, string> = {
     Host: `127.0.0.1:${port}`,
@@ -946,16 +950,14 @@ async function putWholeThenRead(
   };
   const head = `PUT ${path} HTTP/1.1\r\n` +
     Object.entries(all).map(([k, v]) => `${k}: ${v}\r\n`).join("") + "\r\n";
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const hang = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      conn.close();
-      reject(new Error("PUT: no answer within 60 s of sending the whole body (is it still read?)"));
-    }, 60_000);
-  });
-  const exchange = async () => {
-    await writeAll(conn, enc.encode(head));
-    await writeAll(conn, body);
+  await writeAll(conn, enc.encode(head));
+  let sent = 0;
+  const send = async (upTo: number) => {
+    await writeAll(conn, body.subarray(sent, upTo));
+    sent = upTo;
+  };
+  const exchange = async (): Promise<RawAnswer> => {
+    await send(body.length);
     const got: Uint8Array[] = [];
     const buf = new Uint8Array(65536);
     let text = "";
@@ -968,18 +970,39 @@ async function putWholeThenRead(
       const length = /\r\ncontent-length: (\d+)/i.exec(text);
       if (end >= 0 && length && text.length >= end + 4 + Number(length[1])) break;
     }
-    conn.close();
     return {
       status: Number(text.slice(9, 12)),
       code: /<Code>([^<]*)<\/Code>/.exec(text)?.[1] ?? "",
       etag: /\r\netag: ("[^"]*")/i.exec(text)?.[1] ?? "",
     };
   };
-  try {
-    return await Promise.race([exchange(), hang]);
-  } finally {
-    clearTimeout(timer);
-  }
+  const answer = async () => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const hang = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(
+          new Error("PUT: no answer within 60 s of sending the whole body (is it still read?)"),
+        );
+      }, 60_000);
+    });
+    try {
+      return await Promise.race([exchange(), hang]);
+    } finally {
+      clearTimeout(timer);
+      conn.close();
+    }
+  };
+  return { send, answer };
+}
+
+/** A raw PUT that sends its whole body, then reads the answer. */
+async function putWholeThenRead(
+  port: number,
+  path: string,
+  body: Uint8Array,
+  headers: Record<string, string>,
+): Promise<RawAnswer> {
+  return await (await rawPut(port, path, body, headers)).answer();
 }
 
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array) {
@@ -1026,6 +1049,81 @@ Deno.test("a PutObject refused after its body started streaming still reads the 
       assertEquals(await got.text(), "first");
     });
   } finally {
+    await c.stop();
+  }
+});
+
+/** Waits until the key is in the index's "writing" state (a write of it is in flight). */
+async function untilWriting(url: string, key: string) {
+  for (let i = 0; i < 600; i++) {
+    const res = await fetch(`${url}${key}?writing`);
+    if ((await res.json()).keys.includes(key)) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${key} never showed as being written (30 s)`);
+}
+
+Deno.test("unconditional S3 writes of a key with a write in flight wait for it: 200, last writer wins", async (t) => {
+  const c = await Cluster.start({ flags: ["-s3"] });
+  const s3 = client(c, "anything", "anyone");
+  try {
+    const Bucket = bucketName();
+
+    await t.step("three concurrent PutObjects of one key: all 200, one value whole", async () => {
+      const values = [1, 2, 3].map(() => randomBytes(2 * 1024 * 1024));
+      const puts = await Promise.all(
+        values.map((Body) => s3.send(new PutObjectCommand({ Bucket, Key: "race", Body }))),
+      );
+      assertEquals(puts.map((p) => p.$metadata.httpStatusCode), [200, 200, 200]);
+      const { bytes } = await bytesOf(s3, Bucket, "race");
+      const held = values.findIndex((v) => Buffer.from(v).equals(Buffer.from(bytes)));
+      assert(held >= 0, "the key holds one of the three values exactly");
+      assertEquals(puts[held].ETag, `"${md5Hex(values[held])}"`);
+    });
+
+    // A raw PUT holds the key mid-body (claimed, "writing") while the others
+    // come; whether they arrive before it ends or after, they are written last.
+    const held = async (key: string) => {
+      const first = randomBytes(1024 * 1024);
+      const put = await rawPut(c.masterPort, `/${Bucket}/${key}`, first, {});
+      await put.send(first.length / 2);
+      await untilWriting(c.url, `/${Bucket}/${key}`);
+      return put;
+    };
+
+    await t.step("a PutObject meeting a write in flight waits, then overwrites it", async () => {
+      const put = await held("held");
+      const second = s3.send(new PutObjectCommand({ Bucket, Key: "held", Body: "second" }));
+      // Time for the second to meet the first in flight (the outcome is the same if not).
+      await new Promise((r) => setTimeout(r, 500));
+      assertEquals((await put.answer()).status, 200);
+      assertEquals((await second).$metadata.httpStatusCode, 200);
+      assertEquals(new TextDecoder().decode((await bytesOf(s3, Bucket, "held")).bytes), "second");
+    });
+
+    await t.step("a CopyObject meeting a write in flight waits, then overwrites it", async () => {
+      await s3.send(new PutObjectCommand({ Bucket, Key: "source", Body: "copied" }));
+      const put = await held("copy-target");
+      const copy = s3.send(
+        new CopyObjectCommand({ Bucket, Key: "copy-target", CopySource: `${Bucket}/source` }),
+      );
+      await new Promise((r) => setTimeout(r, 500));
+      assertEquals((await put.answer()).status, 200);
+      assertEquals((await copy).$metadata.httpStatusCode, 200);
+      const got = await bytesOf(s3, Bucket, "copy-target");
+      assertEquals(new TextDecoder().decode(got.bytes), "copied");
+    });
+
+    await t.step("If-None-Match: * meeting a write in flight is 409 OperationAborted", async () => {
+      const put = await held("conditional");
+      const conditional = await s3Fails(
+        s3.send(new PutObjectCommand({ Bucket, Key: "conditional", Body: "x", IfNoneMatch: "*" })),
+      );
+      assertEquals(conditional, { name: "OperationAborted", status: 409 });
+      assertEquals((await put.answer()).status, 200);
+    });
+  } finally {
+    s3.destroy();
     await c.stop();
   }
 });
