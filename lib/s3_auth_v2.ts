@@ -78,10 +78,18 @@ export function checkV2(req: SignedRequest, creds: Credentials | null, now: numb
       "The AWS Access Key Id you provided does not exist in our records.",
     );
   }
-  const expected = signV2(creds.secretKey, stringToSignV2(req, date));
-  const a = new TextEncoder().encode(expected);
+  // A bucket's resource is "/bucket/" (S3's own rule, botocore's HmacV1
+  // signs that) though a path-style request for it may say "/bucket".
+  const paths = [req.path];
+  if (/^\/[^/]+$/.test(req.path)) paths.push(req.path + "/");
   const b = new TextEncoder().encode(signature);
-  if (a.length !== b.length || !timingSafeEqual(a, b)) {
+  const matches = paths.some((path) => {
+    const a = new TextEncoder().encode(
+      signV2(creds.secretKey, stringToSignV2({ ...req, path }, date)),
+    );
+    return a.length === b.length && timingSafeEqual(a, b);
+  });
+  if (!matches) {
     throw new S3Error(
       "SignatureDoesNotMatch",
       "The request signature we calculated does not match the signature you provided. " +

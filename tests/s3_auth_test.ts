@@ -244,6 +244,31 @@ Deno.test("AWS's Signature Version 2 PUT example (Content-Type signed) is accept
   checkSignature(req, CREDS, Date.UTC(2007, 2, 27, 21, 20));
 });
 
+Deno.test('a Signature Version 2 over a bucket\'s "/bucket/" holds for the path "/bucket"', () => {
+  // AWS's list example, path-style: the resource signed is "/johnsmith/"
+  // (botocore signs that too) while the request's path is "/johnsmith".
+  const req = {
+    method: "GET",
+    path: "/johnsmith",
+    query: "prefix=photos&max-keys=50&marker=puppy",
+    headers: new Headers({
+      "user-agent": "Mozilla/5.0",
+      date: "Tue, 27 Mar 2007 19:42:41 +0000",
+      authorization: "AWS AKIAIOSFODNN7EXAMPLE:htDYFYduRNen8P9ZfE/s9SuKy0U=",
+    }),
+  };
+  const at = Date.UTC(2007, 2, 27, 19, 45);
+  assertEquals(checkSignature(req, CREDS, at).payload, "UNSIGNED-PAYLOAD");
+  assertEquals(
+    checkSignature({ ...req, path: "/johnsmith/" }, CREDS, at).payload,
+    "UNSIGNED-PAYLOAD",
+  );
+  // Only a bare bucket gains the slash: a key's path is signed as sent.
+  const key = { ...req, path: "/johnsmith/photos" };
+  const err = assertThrows(() => checkSignature(key, CREDS, at), S3Error);
+  assertEquals((err as S3Error).code, "SignatureDoesNotMatch");
+});
+
 Deno.test("AWS's Signature Version 2 presigned example is accepted until Expires", () => {
   const req = {
     method: "GET",

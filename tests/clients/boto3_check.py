@@ -72,6 +72,17 @@ except s3.exceptions.ClientError as e:
        and e.response["ResponseMetadata"]["HTTPStatusCode"] == 412
        and s3.get_object(Bucket=bucket, Key="once")["Body"].read() == b"first")
 s3.delete_object(Bucket=bucket, Key="once")
+# Signature Version 2 in the header (HmacV1) signs a bucket call's resource
+# as "/bucket/" though its path is "/bucket".
+v2 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=access, aws_secret_access_key=secret,
+                  region_name="us-east-1",
+                  config=Config(signature_version="s3", s3={"addressing_style": "path"},
+                                retries={"max_attempts": 1}))
+ok("Signature Version 2 bucket calls",
+   v2.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"] == 200
+   and key in [o["Key"] for o in v2.list_objects_v2(Bucket=bucket)["Contents"]]
+   and key in [o["Key"] for o in v2.list_objects(Bucket=bucket)["Contents"]]
+   and v2.get_object(Bucket=bucket, Key=key)["Body"].read() == b"hello boto")
 deleted = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "copy.txt"}, {"Key": "big.bin"}, {"Key": "big-copy.bin"}]})
 ok("delete objects", sorted(d["Key"] for d in deleted["Deleted"]) == ["big-copy.bin", "big.bin", "copy.txt"])
 try:
