@@ -88,6 +88,7 @@ export async function listV2(s3: S3Request): Promise<Response> {
     max,
     after: startAfter ? encoder.encode(`/${s3.bucket}/${startAfter}`) : undefined,
   });
+  if (page.items.length === 0 && !await bucketExists(s3)) throw noSuchBucket();
   const show = text(url);
   return xmlResponse("ListBucketResult", {
     Name: s3.bucket,
@@ -115,6 +116,7 @@ export async function listV1(s3: S3Request): Promise<Response> {
     max,
     after: marker ? encoder.encode(`/${s3.bucket}/${marker}`) : undefined,
   });
+  if (page.items.length === 0 && !await bucketExists(s3)) throw noSuchBucket();
   const show = text(url);
   const last = page.items.at(-1);
   const nextMarker = page.next && last ? show("key" in last ? last.key : last.prefix) : undefined;
@@ -231,7 +233,7 @@ async function allBuckets(s3: S3Request): Promise<Map<string, number>> {
 }
 
 /** Whether a bucket exists: made by CreateBucket, or holding a live key. */
-async function bucketExists(s3: S3Request): Promise<boolean> {
+export async function bucketExists(s3: S3Request): Promise<boolean> {
   if (await s3.store.index.bucket(s3.bucket) !== null) return true;
   const page = await listPage(s3, {
     prefix: new Uint8Array(),
@@ -282,8 +284,9 @@ export async function deleteBucket(s3: S3Request): Promise<Response> {
   if (page.items.length > 0) {
     throw s3Error("BucketNotEmpty", "The bucket you tried to delete is not empty");
   }
-  // A bucket that only existed as its keys' first segment is gone with its
-  // last key; deleting it then succeeds, as a client emptying it expects.
+  // Empty: it exists only if CreateBucket made it (one known only through
+  // its keys went with the last of them).
+  if (await s3.store.index.bucket(s3.bucket) === null) throw noSuchBucket();
   await s3.store.index.deleteBucket(s3.bucket);
   return new Response(null, { status: 204 });
 }
@@ -298,6 +301,6 @@ export async function versioning(s3: S3Request): Promise<Response> {
   return xmlResponse("VersioningConfiguration", {});
 }
 
-function noSuchBucket() {
+export function noSuchBucket() {
   return s3Error("NoSuchBucket", "The specified bucket does not exist");
 }

@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import { keyFits, type Part, type Upload } from "./index_db.ts";
 import type { S3Request } from "./s3.ts";
 import { readWhole } from "./s3_body.ts";
+import { bucketExists, noSuchBucket } from "./s3_list.ts";
 import {
   copyConditions,
   copySource,
@@ -366,11 +367,15 @@ export async function listUploads(s3: S3Request): Promise<Response> {
   const max = Math.min(Number(q.get("max-uploads") ?? 1000) || 1000, 1000);
   const base = `/${s3.bucket}/`.length;
   const found: { key: string; id: string; created: number }[] = [];
+  let inBucket = false;
   for await (const [id, u] of s3.store.index.uploads()) {
     const key = decoder.decode(u.key);
+    inBucket ||= key.startsWith(`/${s3.bucket}/`);
     if (!key.startsWith(prefix)) continue;
     found.push({ key: key.slice(base), id, created: u.created });
   }
+  // A bucket with an upload in progress is listed even with no key yet.
+  if (!inBucket && !await bucketExists(s3)) throw noSuchBucket();
   found.sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : a.id < b.id ? -1 : 1);
   const after = found.filter((u) =>
     u.key > keyMarker || (u.key === keyMarker && idMarker !== "" && u.id > idMarker) ||

@@ -8,6 +8,7 @@ import { pool } from "./pool.ts";
 import type { Meta, Record } from "./record.ts";
 import type { S3Request } from "./s3.ts";
 import { readWhole } from "./s3_body.ts";
+import { bucketExists, noSuchBucket } from "./s3_list.ts";
 import { parseDelete, S3Error, s3Error, xmlResponse } from "./s3_xml.ts";
 import { type Outcome, shuffled, type Store } from "./store.ts";
 import { headStatus, remoteGet, VolumeError, volumeUrl } from "./volumes.ts";
@@ -54,7 +55,16 @@ export async function liveRecord(store: Store, key: Uint8Array): Promise<Record>
 
 /** GetObject and HeadObject: the value from a replica that answers. */
 export async function getObject(s3: S3Request, head: boolean): Promise<Response> {
-  const rec = await liveRecord(s3.store, s3.key);
+  let rec: Record;
+  try {
+    rec = await liveRecord(s3.store, s3.key);
+  } catch (err) {
+    // No such key: in a bucket that does not exist either, S3 says that.
+    if (err instanceof S3Error && err.code === "NoSuchKey" && !await bucketExists(s3)) {
+      throw noSuchBucket();
+    }
+    throw err;
+  }
   const headers = objectHeaders(rec);
   for (const [param, name] of OVERRIDES) {
     const value = s3.query.get(param);
@@ -531,8 +541,21 @@ async function rewriteMeta(store: Store, key: Uint8Array, meta: Meta): Promise<R
 }
 
 export async function deleteObject(s3: S3Request): Promise<Response> {
+  if (!keyFits(s3.key)) throw keyTooLong();
+  const wasLive = (await s3.store.index.get(s3.key))?.rec.state === "live";
   await deleteKey(s3.store, s3.key);
+  if (wasLive) await keepEmptied(s3);
   return new Response(null, { status: 204 });
+}
+
+/**
+ * S3 removes a bucket only by DeleteBucket: one known only through its keys
+ * that S3's DeleteObject(s) just emptied is recorded as made, so it stays
+ * (empty) until DeleteBucket, as clients emptying a bucket then expect.
+ */
+async function keepEmptied(s3: S3Request): Promise<void> {
+  if (await s3.store.index.bucket(s3.bucket) !== null || await bucketExists(s3)) return;
+  await s3.store.index.createBucket(s3.bucket, Date.now());
 }
 
 /** Deletes a key; S3 answers the same whether or not it existed. */
@@ -546,6 +569,7 @@ async function deleteKey(store: Store, key: Uint8Array): Promise<void> {
 
 /** DeleteObjects: POST /bucket?delete, an answer per key. */
 export async function deleteObjects(s3: S3Request): Promise<Response> {
+  if (!await bucketExists(s3)) throw noSuchBucket();
   const xml = await readWhole(s3.body(), XML_MAX);
   const { keys, quiet } = parseDelete(new TextDecoder().decode(xml));
   const results: { Key: string; Code?: string; Message?: string }[] = keys.map((k) => ({ Key: k }));
@@ -559,6 +583,7 @@ export async function deleteObjects(s3: S3Request): Promise<Response> {
       r.Message = e.message;
     }
   });
+  await keepEmptied(s3);
   return xmlResponse("DeleteResult", {
     Deleted: quiet ? [] : results.filter((r) => !r.Code),
     Error: results.filter((r) => r.Code),

@@ -236,6 +236,7 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
 
     await t.step("GetObject of a missing key: NoSuchKey in S3's XML", async () => {
       const Bucket = bucketName();
+      await s3.send(new CreateBucketCommand({ Bucket }));
       assertEquals(await s3Fails(s3.send(new GetObjectCommand({ Bucket, Key: "gone" }))), {
         name: "NoSuchKey",
         status: 404,
@@ -358,11 +359,70 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
       const again = (await s3.send(new ListBucketsCommand({}))).Buckets!.map((b) => b.Name);
       assert(again.includes(implicit), `${implicit} in ${again}`);
       assert(!again.includes(Bucket), `${Bucket} gone from ${again}`);
-      // Emptied, it is gone with its last key; deleting it then succeeds
-      // (as `rclone purge` expects).
+      // Emptied by S3's DeleteObject, it stays (as S3's buckets do) until
+      // DeleteBucket, which then succeeds (as `rclone purge` and
+      // `aws s3 rb --force` expect).
       await s3.send(new DeleteObjectCommand({ Bucket: implicit, Key: "k" }));
+      const emptied = await s3.send(new ListObjectsV2Command({ Bucket: implicit }));
+      assertEquals([emptied.$metadata.httpStatusCode, emptied.KeyCount], [200, 0]);
       const gone = await s3.send(new DeleteBucketCommand({ Bucket: implicit }));
       assertEquals(gone.$metadata.httpStatusCode, 204);
+      assertEquals(await s3Fails(s3.send(new HeadBucketCommand({ Bucket: implicit }))), {
+        name: "NotFound",
+        status: 404,
+      });
+      // Emptied by mkv's own DELETE, a bucket known only through its keys is gone.
+      const plain = bucketName();
+      await (await fetch(`${c.url}/${plain}/k`, { method: "PUT", body: "v" })).body?.cancel();
+      assertEquals((await fetch(`${c.url}/${plain}/k`, { method: "DELETE" })).status, 204);
+      assertEquals(await s3Fails(s3.send(new ListObjectsV2Command({ Bucket: plain }))), {
+        name: "NoSuchBucket",
+        status: 404,
+      });
+    });
+
+    await t.step("every call on a bucket that does not exist is 404 NoSuchBucket", async () => {
+      const Bucket = bucketName();
+      const noSuchBucket = { name: "NoSuchBucket", status: 404 };
+      assertEquals(await s3Fails(s3.send(new ListObjectsV2Command({ Bucket }))), noSuchBucket);
+      assertEquals(await s3Fails(s3.send(new ListObjectsCommand({ Bucket }))), noSuchBucket);
+      assertEquals(
+        await s3Fails(s3.send(new ListMultipartUploadsCommand({ Bucket }))),
+        noSuchBucket,
+      );
+      assertEquals(
+        await s3Fails(
+          s3.send(new DeleteObjectsCommand({ Bucket, Delete: { Objects: [{ Key: "k" }] } })),
+        ),
+        noSuchBucket,
+      );
+      assertEquals(await s3Fails(s3.send(new DeleteBucketCommand({ Bucket }))), noSuchBucket);
+      assertEquals(
+        await s3Fails(s3.send(new GetObjectCommand({ Bucket, Key: "k" }))),
+        noSuchBucket,
+      );
+      // HEAD has no body to name the code in: a bare 404, as S3.
+      assertEquals(await s3Fails(s3.send(new HeadObjectCommand({ Bucket, Key: "k" }))), {
+        name: "NotFound",
+        status: 404,
+      });
+      // In a bucket that exists, a missing key is still NoSuchKey.
+      await s3.send(new CreateBucketCommand({ Bucket }));
+      assertEquals(await s3Fails(s3.send(new GetObjectCommand({ Bucket, Key: "k" }))), {
+        name: "NoSuchKey",
+        status: 404,
+      });
+      const listed = await s3.send(new ListObjectsV2Command({ Bucket }));
+      assertEquals([listed.$metadata.httpStatusCode, listed.KeyCount], [200, 0]);
+      await s3.send(new DeleteBucketCommand({ Bucket }));
+    });
+
+    await t.step("a bucket with only a multipart upload in progress lists it", async () => {
+      const Bucket = bucketName();
+      const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key: "m" }));
+      const listed = await s3.send(new ListMultipartUploadsCommand({ Bucket }));
+      assertEquals(listed.Uploads!.map((u) => [u.Key, u.UploadId]), [["m", UploadId]]);
+      await s3.send(new AbortMultipartUploadCommand({ Bucket, Key: "m", UploadId }));
     });
 
     await t.step("DeleteObject and DeleteObjects remove the files from the volumes", async () => {
@@ -781,6 +841,7 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
 
     await t.step("a wrong secret or access key is refused with 403", async () => {
       const Bucket = bucketName();
+      await s3.send(new CreateBucketCommand({ Bucket }));
       const bad = client(c, "not-the-secret");
       assertEquals(
         await s3Fails(bad.send(new PutObjectCommand({ Bucket, Key: "k", Body: "v" }))),
