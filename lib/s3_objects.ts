@@ -372,6 +372,11 @@ function failure(out: Outcome): S3Error {
         "IncompleteBody",
         "You did not provide the number of bytes specified by the Content-Length HTTP header",
       );
+    case 408:
+      return s3Error(
+        "RequestTimeout",
+        "Your socket connection to the server was not read from or written to within the timeout period",
+      );
     case 409:
       return s3Error(
         "OperationAborted",
