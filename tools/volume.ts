@@ -1,7 +1,7 @@
 // `PORT=3001 deno task volume /tmp/volume1/`: one volume, stock nginx in the
 // foreground, serving the folder with WebDAV PUT/DELETE and a JSON autoindex
 // (volume.conf). nginx's pid and temp files stay in <folder>/.mkv-nginx.
-import { chmod, chown, mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 
 export async function volume(args: string[]): Promise<number> {
@@ -13,6 +13,7 @@ export async function volume(args: string[]): Promise<number> {
   const nginx = await ensureNginx();
   const run = join(folder, ".mkv-nginx");
   await mkdir(run, { recursive: true });
+  await clearUploads(run);
   const user = await workerUser(folder);
   const conf = await renderConf({ port, root: folder, run, user });
   const confPath = join(run, "nginx.conf");
@@ -65,6 +66,21 @@ async function workerUser(folder: string): Promise<string> {
     await chmod(folder, 0o755);
   }
   return `user nobody ${group};`;
+}
+
+/**
+ * nginx writes each upload to `<run>/body` and renames it into place when
+ * whole; an nginx killed mid-upload leaves the part there for good. At start
+ * none is in flight, so what is there is such a part: removed, unless an
+ * nginx of this folder still runs (its pid file names a live nginx).
+ */
+export async function clearUploads(run: string) {
+  const pid = Number((await readFile(join(run, "nginx.pid"), "utf8").catch(() => "")).trim());
+  if (pid > 0) {
+    const cmd = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+    if (cmd.includes("nginx")) return;
+  }
+  await rm(join(run, "body"), { recursive: true, force: true });
 }
 
 /** True when every folder from / down to `dir` lets others through (o+x). */
