@@ -95,6 +95,18 @@ export class Claim {
     return vs === null ? null : new Claim(index, key, rec, vs, opts.lease, unleased(prev.rec));
   }
 
+  /**
+   * Whether the lease still holds with a quarter of it to spare, by this
+   * process's clock. False once this process was paused (or its renewals
+   * starved) long enough that another master may take the key: checked
+   * synchronously before each write to the volumes, since the renewal that
+   * would find the claim lost is a commit away, and a chunk of the value
+   * can be sent before it returns.
+   */
+  get holds(): boolean {
+    return !this.#lost.signal.aborted && Date.now() < (this.#rec.until ?? 0) - this.#lease / 4;
+  }
+
   /** Aborted when the claim was lost (taken over after the lease ran out). */
   get signal(): AbortSignal {
     return this.#lost.signal;

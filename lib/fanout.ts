@@ -22,6 +22,13 @@ export class SourceError extends Error {
   }
 }
 
+/** The writer's claim on the key ran out (lib/claim.ts `holds`): stop writing. */
+export class LostClaim extends Error {
+  constructor() {
+    super("Lost the claim on the key (its lease ran out)");
+  }
+}
+
 export interface Fanout {
   branches: ReadableStream<Uint8Array>[];
   /**
@@ -39,7 +46,7 @@ export interface Fanout {
 export function fanout(
   source: ReadableStream<Uint8Array>,
   count: number,
-  options: { md5: boolean; stall?: number },
+  options: { md5: boolean; stall?: number; fence?: () => boolean },
 ): Fanout {
   const pipes = Array.from({ length: count }, () =>
     new TransformStream<Uint8Array, Uint8Array>(
@@ -66,6 +73,8 @@ export function fanout(
         await Promise.all(writers.map((w) => w.ready));
         if (failed !== null) throw failed;
         const { value, done } = await read(reader, options.stall);
+        // Nothing more goes out, not even the end, without the right to.
+        if (options.fence && !options.fence()) throw new LostClaim();
         if (done) break;
         bytes += value.byteLength;
         hash?.update(value);

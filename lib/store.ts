@@ -7,7 +7,7 @@
 // live key without its files; at worst a "writing" record or orphan files.
 import { latin1 } from "./bytes.ts";
 import { Claim, isClaimed, unleased } from "./claim.ts";
-import { fanout, SourceError } from "./fanout.ts";
+import { fanout, LostClaim, SourceError } from "./fanout.ts";
 import { type Entry, type Index, keyFits } from "./index_db.ts";
 import {
   key2path,
@@ -161,8 +161,11 @@ export class Store {
           signal,
           md5: opts.md5,
           size: opts.contentLength,
+          fence: () => claim.holds,
         });
       } catch (err) {
+        // The key may be another writer's now: its files are not ours to remove.
+        if (!claim.holds) return lostClaim(err);
         if (err instanceof SourceError && prev) {
           // The body never ended, so no replica took it (nginx renames a
           // file into place only once whole): what was there stays, an
@@ -199,12 +202,13 @@ export class Store {
     path: string,
     volumes: string[],
     body: ReadableStream<Uint8Array>,
-    opts: { signal: AbortSignal; md5?: boolean; size: number | null },
+    opts: { signal: AbortSignal; md5?: boolean; size: number | null; fence?: () => boolean },
   ): Promise<FanoutResult> {
     const md5 = opts.md5 || this.opts.md5sum;
-    const { signal } = opts;
+    const { signal, fence } = opts;
     if (opts.size !== null && opts.size <= SMALL_WRITE) {
       const value = await readSmall(body, opts.size, { signal, stall: this.opts.stall });
+      if (fence && !fence()) throw new LostClaim();
       const put = { signal, stall: this.opts.stall };
       // Every PUT settles before a failure is told: the caller then removes
       // what was written, and a PUT still in flight would land after that.
@@ -215,7 +219,7 @@ export class Store {
       if (failed) throw (failed as PromiseRejectedResult).reason;
       return { bytes: value.length, md5: md5 ? toHex(md5sum(value)) : "" };
     }
-    const fan = fanout(body, volumes.length, { md5, stall: this.opts.stall });
+    const fan = fanout(body, volumes.length, { md5, stall: this.opts.stall, fence });
     // Aborted once anything failed: the other volumes' calls then end
     // without counting against those volumes (lib/volumes.ts).
     const stop = new AbortController();
@@ -288,6 +292,7 @@ export class Store {
           signal,
           md5: opts.md5,
           size: opts.contentLength,
+          fence: () => claim.holds,
         });
       } catch (err) {
         await this.#removePaths(tmp, kvolumes).catch(() => {});
@@ -299,6 +304,10 @@ export class Store {
         await this.#removePaths(tmp, kvolumes).catch(() => {});
         await claim.release();
         return refused;
+      }
+      if (!claim.holds) {
+        await this.#removePaths(tmp, kvolumes).catch(() => {});
+        return lostClaim(new LostClaim());
       }
       const moves = await Promise.allSettled(
         kvolumes.map((v) =>
@@ -401,6 +410,7 @@ export class Store {
       }
       const claim = await Claim.take(this.index, key, prev, prev.rec.rvolumes, this.opts);
       if (!claim) return inFlight();
+      if (!claim.holds) return lostClaim(new LostClaim());
       try {
         await this.#removeFiles(key, prev.rec.rvolumes);
       } catch (err) {
@@ -493,7 +503,7 @@ export class Store {
     if (missing.length > 0) {
       let failure: unknown = null;
       for (const source of sources) {
-        failure = await this.#copy(path, source, missing, prev.rec.size, claim.signal);
+        failure = await this.#copy(path, source, missing, prev.rec.size, claim);
         if (failure === null) break;
       }
       if (failure !== null) {
@@ -521,9 +531,11 @@ export class Store {
     source: string,
     targets: string[],
     size: number,
-    lost: AbortSignal,
+    claim: Claim,
   ): Promise<unknown> {
     const ac = new AbortController();
+    const lost = claim.signal;
+    const fence = () => claim.holds;
     if (lost.aborted) return lost.reason;
     const onLost = () => ac.abort(lost.reason);
     lost.addEventListener("abort", onLost, { once: true });
@@ -533,10 +545,11 @@ export class Store {
       if (size >= 0 && size <= SMALL_VALUE) {
         // Small: one read into memory, then plain PUTs (streams cost more).
         const value = await remoteGetSmall(from, { ...put, maxBody: SMALL_VALUE });
+        if (!fence()) throw new LostClaim();
         await Promise.all(targets.map((v) => remotePut(volumeUrl(v, path), value, put)));
       } else {
         const res = await remoteGet(from, put);
-        await this.#write(path, targets, res.body!, { signal: ac.signal, size: null });
+        await this.#write(path, targets, res.body!, { signal: ac.signal, size: null, fence });
       }
       return null;
     } catch (err) {
@@ -654,6 +667,11 @@ function liveRecord(rvolumes: string[], written: FanoutResult, meta?: Meta): Rec
   };
   if (meta) rec.meta = meta;
   return rec;
+}
+
+function lostClaim(err: unknown): Outcome {
+  const why = err instanceof LostClaim ? "" : ` (${messageOf(err)})`;
+  return { status: 500, message: `Lost the claim on the key mid-write${why}` };
 }
 
 /** A write that failed: the client's body (400, 408) or a volume (500). */

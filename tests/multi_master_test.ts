@@ -90,3 +90,40 @@ Deno.test("a REBALANCE in flight holds its key on every master: a DELETE elsewhe
     await c.stop();
   }
 });
+
+Deno.test("a master paused past its lease mid-PUT writes nothing over the key's next writer", async () => {
+  const c = await Cluster.start({ flags: ["-lease", "2s"] });
+  try {
+    await withSecondMaster(c, async (other) => {
+      const key = randomKey("/paused");
+      let ctl!: ReadableStreamDefaultController<Uint8Array>;
+      const body = new ReadableStream<Uint8Array>({ start: (cc) => void (ctl = cc) });
+      ctl.enqueue(new TextEncoder().encode("first part of the paused write, "));
+      const paused = fetch(c.url + key, { method: "PUT", body });
+      await new Promise((r) => setTimeout(r, 500));
+      const pid = c.masterProcess!.pid;
+      Deno.kill(pid, "SIGSTOP");
+      try {
+        // Past the lease: the other master may take the key, and does.
+        await new Promise((r) => setTimeout(r, 2600));
+        assertEquals(await status(other + key, { method: "PUT", body: "the next writer's" }), 201);
+      } finally {
+        Deno.kill(pid, "SIGCONT");
+      }
+      ctl.enqueue(new TextEncoder().encode("and its end"));
+      ctl.close();
+      const res = await paused;
+      assertEquals(res.status, 500);
+      assert((await res.text()).startsWith("Lost the claim on the key"));
+      // Every replica holds the next writer's value, as the index says.
+      const head = await fetch(other + key, { method: "HEAD", redirect: "manual" });
+      const path = new URL(head.headers.get("location")!).pathname.replace(/^\/sv[0-9A-F]+/, "");
+      for (const rv of head.headers.get("key-volumes")!.split(",")) {
+        const replica = await fetch(`http://${rv}${path}`);
+        assertEquals(await replica.text(), "the next writer's", rv);
+      }
+    });
+  } finally {
+    await c.stop();
+  }
+});
