@@ -72,7 +72,7 @@ export function fanout(
       while (true) {
         await Promise.all(writers.map((w) => w.ready));
         if (failed !== null) throw failed;
-        const { value, done } = await read(reader, options.stall);
+        const { value, done } = await readSource(reader, options.stall);
         // Nothing more goes out, not even the end, without the right to.
         if (options.fence && !options.fence()) throw new LostClaim();
         if (done) break;
@@ -95,7 +95,7 @@ export function fanout(
 }
 
 /** One read of the source; its failure or its silence past `stall` ms is a SourceError. */
-async function read(
+export async function readSource(
   reader: ReadableStreamDefaultReader<Uint8Array>,
   stall: number | undefined,
 ): Promise<ReadableStreamReadResult<Uint8Array>> {
@@ -111,12 +111,9 @@ async function read(
     return await Promise.race([reader.read(), stalled]);
   } catch (err) {
     if (err instanceof SourceError) throw err;
-    throw new SourceError(400, `The request body ended early: ${messageOf(err)}`);
+    const why = err instanceof Error ? err.message : String(err);
+    throw new SourceError(400, `The request body ended early: ${why}`);
   } finally {
     clearTimeout(timer);
   }
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -451,12 +451,7 @@ export async function copyObject(s3: S3Request): Promise<Response> {
         rec = done;
         break;
       }
-      if (!await conflicts.wait()) {
-        throw s3Error(
-          "OperationAborted",
-          "A conflicting operation is in progress on this key: retry",
-        );
-      }
+      if (!await conflicts.wait()) throw failure({ status: 409 });
     }
   } else {
     if (!keyFits(s3.key)) throw keyTooLong();

@@ -7,7 +7,7 @@
 // live key without its files; at worst a "writing" record or orphan files.
 import { latin1 } from "./bytes.ts";
 import { Claim, isClaimed, unleased } from "./claim.ts";
-import { fanout, LostClaim, SourceError } from "./fanout.ts";
+import { fanout, LostClaim, readSource, SourceError } from "./fanout.ts";
 import { type Entry, type Index, keyFits } from "./index_db.ts";
 import {
   key2path,
@@ -594,41 +594,26 @@ async function readSmall(
   const out = new Uint8Array(size);
   let n = 0;
   const reader = body.getReader();
-  // A client that stops sending must not hold the key: after `stall` ms
-  // without a byte the read ends (cancel resolves it as done).
-  let stalled = false;
-  const onStall = () => {
-    stalled = true;
-    reader.cancel().catch(() => {});
-  };
-  let timer = setTimeout(onStall, opts.stall);
   const onAbort = () => reader.cancel(signal.reason).catch(() => {});
   signal.addEventListener("abort", onAbort, { once: true });
   try {
     while (true) {
       if (signal.aborted) throw signal.reason;
-      let chunk;
-      try {
-        chunk = await reader.read();
-      } catch (err) {
-        if (signal.aborted) throw signal.reason;
-        throw new SourceError(400, `The request body ended early: ${messageOf(err)}`);
-      }
-      if (stalled) throw new SourceError(408, `No byte of the request body in ${opts.stall}ms`);
+      // A client that stops sending must not hold the key: 408 after `stall` ms.
+      const chunk = await readSource(reader, opts.stall).catch((err) => {
+        throw signal.aborted ? signal.reason : err;
+      });
       if (chunk.done) break;
       if (n + chunk.value.length > size) {
         throw new SourceError(400, "Body longer than its Content-Length");
       }
       out.set(chunk.value, n);
       n += chunk.value.length;
-      clearTimeout(timer);
-      timer = setTimeout(onStall, opts.stall);
     }
   } catch (err) {
     reader.cancel(err).catch(() => {});
     throw err;
   } finally {
-    clearTimeout(timer);
     signal.removeEventListener("abort", onAbort);
   }
   return n === size ? out : out.slice(0, n);
