@@ -73,7 +73,7 @@ Deno.test("Go-style -flag=value, --flag value and flags before the command all w
     stderr: "inherit",
   }).spawn();
   try {
-    await waitUp(`http://127.0.0.1:${port}/?list`);
+    await waitUp(`http://127.0.0.1:${port}/?list`, { proc: master });
     const key = randomKey();
     const put = await fetch(`http://127.0.0.1:${port}${key}`, { method: "PUT", body: "x" });
     assertEquals(put.status, 201);

@@ -12,18 +12,62 @@ export function freePort(): number {
   return port;
 }
 
-export async function waitUp(url: string, ms = 15_000): Promise<void> {
+export interface WaitUpOptions {
+  /** How long to wait in all, ms. */
+  ms?: number;
+  /** The process that should answer: its exit ends the wait at once. */
+  proc?: Deno.ChildProcess;
+  /** Also wait for this: true once the answer is known to be the process's own. */
+  ready?: () => Promise<boolean>;
+}
+
+/**
+ * Waits until `url` answers. With `proc`, throws as soon as the process
+ * exits (a port taken by another test, a bad flag) instead of timing out.
+ */
+export async function waitUp(url: string, opts: WaitUpOptions = {}): Promise<void> {
+  const ms = opts.ms ?? 15_000;
   const until = Date.now() + ms;
+  let exited: Deno.CommandStatus | null = null;
+  opts.proc?.status.then((s) => void (exited = s));
   while (Date.now() < until) {
+    if (exited) throw new Error(`${url} exited before answering: ${describe(exited)}`);
     try {
-      const res = await fetch(url);
+      // A listener that accepts and never answers must not eat the budget.
+      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
       await res.body?.cancel();
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
+      if (!opts.ready || await opts.ready()) return;
+    } catch { /* not up yet */ }
+    await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`${url} did not come up within ${ms}ms`);
+}
+
+function describe(s: Deno.CommandStatus): string {
+  return s.signal ? `signal ${s.signal}` : `exit code ${s.code}`;
+}
+
+/**
+ * The port a master started with `-port 0` listens on, from its first line
+ * on stdout ("mkv master on :PORT, ..."); the rest of stdout is drained.
+ * Letting the master bind port 0 itself leaves no window in which another
+ * test could take the port (tests run in parallel processes).
+ */
+export async function listenPort(proc: Deno.ChildProcess): Promise<number> {
+  const lines = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { value, done } = await lines.read();
+    if (done) throw new Error(`The master exited before listening: ${describe(await proc.status)}`);
+    text += value;
+  }
+  const m = text.match(/^mkv master on :(\d+)/);
+  if (!m) throw new Error(`Unexpected first line from the master: ${JSON.stringify(text)}`);
+  // Keep reading so a chatty master never blocks on a full pipe.
+  (async () => {
+    while (!(await lines.read()).done) { /* discard */ }
+  })().catch(() => {});
+  return Number(m[1]);
 }
 
 export interface SpawnedMaster {
@@ -68,7 +112,7 @@ export class Cluster {
     await Deno.chmod(dir, 0o755);
     const ports = Array.from({ length: opts.volumes ?? 3 }, () => freePort());
     const c = new Cluster(dir, ports, opts.flags ?? []);
-    await Promise.all(ports.map((_, i) => c.startVolume(i)));
+    await Promise.all(ports.map((_, i) => c.startVolume(i, { newPortIfTaken: true })));
     await c.startMaster();
     return c;
   }
@@ -85,15 +129,35 @@ export class Cluster {
     return `${this.dir}/volume${i}`;
   }
 
-  async startVolume(i: number): Promise<void> {
-    this.#volumeProcs[i] = new Deno.Command(DENO, {
-      args: ["run", "-A", MAIN, "volume", this.volumeDir(i)],
-      env: { PORT: String(this.volumePorts[i]) },
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    await waitUp(`http://${this.volumes[i]}/`);
+  /**
+   * Starts volume i on its port. At the cluster's start a port taken meanwhile
+   * (freePort leaves a window) gets a new one; a restart keeps its port.
+   */
+  async startVolume(i: number, opts: { newPortIfTaken?: boolean } = {}): Promise<void> {
+    for (let tries = 1;; tries++) {
+      const proc = new Deno.Command(DENO, {
+        args: ["run", "-A", MAIN, "volume", this.volumeDir(i)],
+        env: { PORT: String(this.volumePorts[i]) },
+        stdin: "null",
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      this.#volumeProcs[i] = proc;
+      // Another test's nginx may answer on the port; ours has bound it once
+      // it wrote its pid file.
+      const pidFile = `${this.volumeDir(i)}/.mkv-nginx/nginx.pid`;
+      const ready = () => Deno.stat(pidFile).then(() => true, () => false);
+      let exited = false;
+      proc.status.then(() => void (exited = true));
+      try {
+        await waitUp(`http://${this.volumes[i]}/`, { proc, ready });
+        return;
+      } catch (err) {
+        if (!opts.newPortIfTaken || !exited || tries === 3) throw err;
+        this.volumePorts[i] = freePort();
+        this.volumes[i] = `127.0.0.1:${this.volumePorts[i]}`;
+      }
+    }
   }
 
   async stopVolume(i: number): Promise<void> {
@@ -142,10 +206,9 @@ export class Cluster {
     extra: string[] = [],
     env: { [name: string]: string } = {},
   ): Promise<SpawnedMaster> {
-    const port = freePort();
-    const proc = this.#spawn(port, extra, this.volumes, "null", env);
-    const url = `http://127.0.0.1:${port}`;
-    await waitUp(`${url}/?list`);
+    const proc = this.#spawn(extra, this.volumes, "null", env);
+    const url = `http://127.0.0.1:${await listenPort(proc)}`;
+    await waitUp(`${url}/?list`, { proc });
     return {
       url,
       proc,
@@ -160,18 +223,18 @@ export class Cluster {
 
   /** A master process on this cluster's index; `extra` flags come last and win. */
   #spawn(
-    port: number,
     extra: string[],
     volumes: string[],
     stderr: "null" | "inherit",
     env: { [name: string]: string } = {},
   ): Deno.ChildProcess {
-    const args = ["-port", String(port), "-db", this.db, "-volumes", volumes.join(",")];
+    // Port 0: the master binds a free port itself and prints it (listenPort).
+    const args = ["-port", "0", "-db", this.db, "-volumes", volumes.join(",")];
     return new Deno.Command(DENO, {
       args: ["run", "-A", MASTER_V8_FLAGS, MAIN, "server", ...args, ...this.flags, ...extra],
       env,
       stdin: "null",
-      stdout: "null",
+      stdout: "piped",
       stderr,
     }).spawn();
   }
@@ -182,9 +245,10 @@ export class Cluster {
   }
 
   async startMaster(extra: string[] = [], volumes = this.volumes): Promise<void> {
-    this.masterPort = freePort();
-    this.#master = this.#spawn(this.masterPort, extra, volumes, "inherit");
-    await waitUp(`${this.url}/?list&limit=1`);
+    const proc = this.#spawn(extra, volumes, "inherit");
+    this.#master = proc;
+    this.masterPort = await listenPort(proc);
+    await waitUp(`${this.url}/?list&limit=1`, { proc });
   }
 
   async stopMaster(signal: Deno.Signal = "SIGTERM"): Promise<void> {

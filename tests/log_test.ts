@@ -34,7 +34,7 @@ async function capturedMaster(c: Cluster, flags: string[]) {
   }).spawn();
   const out = proc.output();
   const url = `http://127.0.0.1:${port}`;
-  await waitUp(`${url}/?list&limit=1`);
+  await waitUp(`${url}/?list&limit=1`, { proc });
   return {
     url,
     async stop(): Promise<{ stdout: string[]; stderr: string[] }> {
