@@ -4,6 +4,7 @@
 import { Bloom } from "./bloom.ts";
 import { compare, latin1, successor } from "./bytes.ts";
 import { GroupCommit, retryBusy } from "./group_commit.ts";
+import { volumeOfReplica } from "./keys.ts";
 import type { Membership } from "./membership.ts";
 import { fromRecord, type Meta, type Record, type State, toRecord } from "./record.ts";
 
@@ -66,9 +67,7 @@ export type KeyCounts = { [s in State]: number } & {
 
 function countVolumes(byVolume: { [volume: string]: number }, rvolumes: string[]) {
   for (const rv of rvolumes) {
-    // "host:port/svNN": the subvolume is a folder of the volume.
-    const slash = rv.indexOf("/");
-    const v = slash < 0 ? rv : rv.slice(0, slash);
+    const v = volumeOfReplica(rv);
     byVolume[v] = (byVolume[v] ?? 0) + 1;
   }
 }

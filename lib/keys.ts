@@ -124,6 +124,12 @@ export function key2volume(
   });
 }
 
+/** The volume ("host:port") of a replica "host:port[/svNN]". */
+export function volumeOfReplica(rvolume: string): string {
+  const slash = rvolume.indexOf("/");
+  return slash < 0 ? rvolume : rvolume.slice(0, slash);
+}
+
 /**
  * What the volume hash is taken of: the key, or with colocation its
  * "folder" (everything up to and including its last "/"), so that keys of

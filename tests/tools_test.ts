@@ -239,3 +239,26 @@ Deno.test("rebuild -concurrency 1 recovers every key; bad -concurrency is refuse
     await c.stop();
   }
 });
+
+Deno.test("rebalance refuses a second name for a volume the index names, and moves nothing", async () => {
+  const c = await Cluster.start();
+  try {
+    const prefix = randomKey("/alias");
+    const keys = Array.from({ length: 10 }, (_, i) => `${prefix}/k${i}`);
+    const md5s = await putAll(c, keys);
+    await c.stopMaster();
+    // The same three nginx, named "localhost" where the index says "127.0.0.1":
+    // every copy would land on the file it was read from, then be deleted.
+    const renamed = c.volumes.map((v) => v.replace("127.0.0.1", "localhost"));
+    const r = await runMain(["rebalance", "-volumes", renamed.join(","), "-db", c.db]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assert(r.stderr.includes(`${renamed[0]} and ${c.volumes[0]}`), r.stderr);
+    assert(r.stderr.includes("nothing moved"), r.stderr);
+    await c.startMaster();
+    for (const k of keys) {
+      assertEquals(await readMd5(c, k), { md5: md5s.get(k)!, balance: "balanced" }, k);
+    }
+  } finally {
+    await c.stop();
+  }
+});

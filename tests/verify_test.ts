@@ -189,3 +189,38 @@ Deno.test("verify: parts of a live multipart upload are kept; dead parts and REP
     await c.stop();
   }
 });
+
+Deno.test("verify -repair deletes no live file when -volumes names the index's volumes another way", async () => {
+  const c = await Cluster.start();
+  try {
+    const keys = Array.from({ length: 5 }, () => randomKey("/renamed"));
+    for (const k of keys) {
+      const res = await fetch(c.url + k, { method: "PUT", body: randomBytes(3000) });
+      await res.body?.cancel();
+      assertEquals(res.status, 201, k);
+    }
+    await c.stopMaster();
+    const renamed = c.volumes.map((v) => v.replace("127.0.0.1", "localhost"));
+    const r = await runMain([
+      "verify",
+      "-volumes",
+      renamed.join(","),
+      "-db",
+      c.db,
+      "-repair",
+      "-grace",
+      "0s",
+    ]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assert(r.stdout.includes(`${renamed[0]} and ${c.volumes[0]}`), r.stdout);
+    assert(!r.stdout.includes("repaired, deleted"), r.stdout);
+    await c.startMaster();
+    for (const k of keys) {
+      const res = await fetch(c.url + k);
+      await res.body?.cancel();
+      assertEquals(res.status, 200, k);
+    }
+  } finally {
+    await c.stop();
+  }
+});

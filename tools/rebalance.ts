@@ -11,6 +11,7 @@ import { joinIndex, openIndex } from "../lib/open.ts";
 import { needsRebalance } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
 import { Progress } from "../lib/progress.ts";
+import { aliasesMessage, aliasesOf } from "../lib/aliases.ts";
 import { Store } from "../lib/store.ts";
 import type { Index } from "../lib/index_db.ts";
 import { concurrencyOf } from "../lib/tool_flags.ts";
@@ -28,6 +29,7 @@ export async function rebalance(flags: FlagValues): Promise<number> {
   try {
     // The keys to move, known up front for the ETA (keys are small).
     const todo: Uint8Array[] = [];
+    const recorded = new Set<string>();
     let bytes = 0;
     let unknown = 0;
     for await (const [key, e] of index.entries()) {
@@ -35,6 +37,7 @@ export async function rebalance(flags: FlagValues): Promise<number> {
       if (e.rec.state === "writing") continue;
       if (!needsRebalance(e.rec.rvolumes, store.kvolumes(key))) continue;
       todo.push(key);
+      for (const v of e.rec.rvolumes) recorded.add(v);
       if (e.rec.size >= 0) bytes += e.rec.size;
       else unknown++;
     }
@@ -45,6 +48,12 @@ export async function rebalance(flags: FlagValues): Promise<number> {
           `${bytes} bytes` + (unknown > 0 ? ` (and ${unknown} keys of unknown size)` : ""),
       );
       return 0;
+    }
+    const aliases = await aliasesOf(opts.volumes, recorded, Math.max(opts.voltimeout, 10_000));
+    if (aliases.length > 0) {
+      progress.stop();
+      console.error(`rebalance: ${aliasesMessage(aliases)}; nothing moved`);
+      return 1;
     }
     progress.total = todo.length;
     let moved = 0;

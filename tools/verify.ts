@@ -20,6 +20,7 @@ import type { Entry, Index } from "../lib/index_db.ts";
 import { key2path } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
 import { Progress } from "../lib/progress.ts";
+import { aliasesMessage, aliasesOf } from "../lib/aliases.ts";
 import { concurrencyOf } from "../lib/tool_flags.ts";
 import { remoteDelete, remoteGet, remotePut, volumeUrl } from "../lib/volumes.ts";
 import { hexFolders, keysIn, type Other, subvolumesOf, type Walker } from "../lib/walk.ts";
@@ -39,6 +40,8 @@ interface Ctx {
   grace: number;
   progress: Progress;
   problems: Problem[];
+  /** Every volume a live or unlinked record names. */
+  recorded: Set<string>;
 }
 
 interface Problem {
@@ -73,9 +76,11 @@ export async function verify(flags: FlagValues): Promise<number> {
     grace: (flags.grace ?? 3_600_000) as number,
     progress,
     problems: [],
+    recorded: new Set(),
   };
   try {
     await pool(index.entries(), concurrency, ([key, e]) => checkKey(ctx, key, e));
+    if (repair) await keepOrphansOfAliases(ctx, opts.volumes);
     const w: Walker = { timeout: ctx.timeout, errors: [] };
     await findOrphans(ctx, w, opts.volumes, concurrency);
     progress.done();
@@ -114,6 +119,7 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry): Promise<void> {
     }
     return;
   }
+  for (const v of rec.rvolumes) ctx.recorded.add(v);
   if (rec.state !== "live") return;
   // A live key being replaced holds a lease too: its files are in flux.
   if ((rec.until ?? 0) > Date.now()) return;
@@ -147,6 +153,17 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry): Promise<void> {
     }
   }
   if (under && healthy.length + fixed >= ctx.replicas) under.fixed = "replicas copied";
+}
+
+/**
+ * With two names for one volume, every file looks an orphan of the other
+ * name: then orphans are only reported, never deleted.
+ */
+async function keepOrphansOfAliases(ctx: Ctx, volumes: string[]): Promise<void> {
+  const aliases = await aliasesOf(volumes, ctx.recorded, ctx.timeout);
+  if (aliases.length === 0) return;
+  report(ctx, `${aliasesMessage(aliases)}; orphans not deleted`);
+  ctx.repair = false;
 }
 
 /** HEAD (size) and, with -md5 and a known hash, a full read of one replica. */

@@ -1,0 +1,66 @@
+// Two names for one nginx ("localhost:3001" and "127.0.0.1:3001") look like
+// two volumes to the tools, and that loses data: rebalance copies a value
+// "to" the new name (onto the file itself), then deletes the "old" copy,
+// which is the same file; verify -repair deletes live files as orphans of
+// the other name. A marker file written through each name tells them apart.
+import { remoteDelete, remoteGetSmall, remotePut, volumeUrl } from "./volumes.ts";
+import { volumeOfReplica } from "./keys.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/**
+ * Names that reach the same nginx as another, as "a and b": among `given`
+ * (-volumes) and `recorded` (volumes the index names, "host:port[/svNN]").
+ * Only volumes that answer are compared: one that does not is no file's
+ * second name.
+ */
+export async function aliasesOf(
+  given: readonly string[],
+  recorded: Iterable<string>,
+  timeout: number,
+): Promise<string[]> {
+  const others = new Set([...recorded].map(volumeOfReplica));
+  for (const v of given) others.delete(v);
+  // At the root: no walk of the tools lists files there.
+  const path = `/mkv-volume-name.${crypto.randomUUID()}`;
+  const opts = { signal: AbortSignal.timeout(timeout), stall: timeout };
+  const marked: string[] = [];
+  try {
+    // One at a time: a later PUT through another name of the same nginx
+    // overwrites the marker, which the read-back below then tells.
+    for (const v of given) {
+      try {
+        await remotePut(volumeUrl(v, path), encoder.encode(v), opts);
+        marked.push(v);
+      } catch { /* down: compared with nothing */ }
+    }
+    const names = await Promise.all([...marked, ...others].map((v) => markerOn(v, path, timeout)));
+    return [...marked, ...others].flatMap((v, i) => {
+      const seen = names[i];
+      return seen !== null && seen !== v ? [`${seen} and ${v}`] : [];
+    });
+  } finally {
+    await Promise.all(marked.map((v) => remoteDelete(volumeUrl(v, path), timeout).catch(() => {})));
+  }
+}
+
+/** The name the marker at `path` on `volume` was written through; null when none. */
+async function markerOn(volume: string, path: string, timeout: number): Promise<string | null> {
+  try {
+    const body = await remoteGetSmall(volumeUrl(volume, path), {
+      signal: AbortSignal.timeout(timeout),
+      stall: timeout,
+      maxBody: 1024,
+    });
+    return decoder.decode(body);
+  } catch {
+    return null; // 404: another nginx; no answer: none to compare
+  }
+}
+
+/** Why a tool that deletes copies refuses these aliases. */
+export function aliasesMessage(aliases: string[]): string {
+  return `Two names reach the same volume (${aliases.join(", ")}): name each volume ` +
+    `one way, as the index does, or a copy would be deleted as its own duplicate`;
+}
