@@ -31,11 +31,17 @@ export interface Walker {
   errors: string[];
 }
 
-/** The (sub)volumes of each volume: "host:port/svNN" if it has any, else itself. */
+/**
+ * The (sub)volumes of a volume: "host:port/svNN" for each svNN folder, and
+ * the volume itself when it has none or also has key folders at its root
+ * (written with -subvolumes 1, before a rebalance to subvolumes finished).
+ */
 export async function subvolumesOf(w: Walker, volume: string): Promise<string[]> {
-  const root = await list(w, volume, "/");
-  const svs = (root ?? []).filter((f) => f.type === "directory" && /^sv[0-9A-F]{2}$/.test(f.name));
-  return svs.length > 0 ? svs.map((f) => `${volume}/${f.name}`) : [volume];
+  const root = await list(w, volume, "/") ?? [];
+  const dirs = root.filter((f) => f.type === "directory");
+  const svs = dirs.filter((f) => /^sv[0-9A-F]{2}$/.test(f.name)).map((f) => `${volume}/${f.name}`);
+  const keysAtRoot = svs.length === 0 || dirs.some((f) => HEX2.test(f.name));
+  return keysAtRoot ? [volume, ...svs] : svs;
 }
 
 /** Hex folder names ("ab") in `path` of each of the given (sub)volumes. */

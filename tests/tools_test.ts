@@ -262,3 +262,30 @@ Deno.test("rebalance refuses a second name for a volume the index names, and mov
     await c.stop();
   }
 });
+
+Deno.test("rebuild keeps keys at a volume's root beside its svNN folders (a -subvolumes change half rebalanced)", async () => {
+  const c = await Cluster.start();
+  try {
+    const prefix = randomKey("/mixed");
+    const inSv = `${prefix}/in-subvolume`;
+    await putAll(c, [inSv]);
+    await c.stopMaster();
+    // Written by a -subvolumes 1 cluster: at the root of each volume.
+    const atRoot = `${prefix}/at-root`;
+    const path = key2path(enc.encode(atRoot));
+    for (const v of c.volumes) {
+      const res = await fetch(`http://${v}${path}`, { method: "PUT", body: "from the root" });
+      await res.body?.cancel();
+      assertEquals(res.status, 201);
+    }
+    const r = await runMain(["rebuild", "-volumes", c.volumes.join(","), "-db", c.db]);
+    assertEquals(r.code, 0, r.stderr);
+    assert(r.stdout.includes("rebuild: 2 keys from "), r.stdout);
+    await c.startMaster();
+    const listed = (await fetch(`${c.url}${prefix}/?list`).then((x) => x.json())).keys;
+    assertEquals(listed, [atRoot, inSv]);
+    assertEquals(await (await fetch(c.url + atRoot)).text(), "from the root");
+  } finally {
+    await c.stop();
+  }
+});

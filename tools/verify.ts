@@ -214,12 +214,7 @@ async function findOrphans(
   volumes: string[],
   concurrency: number,
 ): Promise<void> {
-  // A volume with subvolumes is walked at its root too: a key file there is
-  // no replica of anything.
-  const vols = (await Promise.all(volumes.map(async (v) => {
-    const svs = await subvolumesOf(w, v);
-    return svs[0] === v ? svs : [v, ...svs];
-  }))).flat();
+  const vols = (await Promise.all(volumes.map((v) => subvolumesOf(w, v)))).flat();
   ctx.progress.add("volumes", vols.length);
   const tops = await hexFolders(w, vols, "/");
   const folders: [string, string[]][] = [];
