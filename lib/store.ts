@@ -545,10 +545,13 @@ export class Store {
       if (size >= 0 && size <= SMALL_VALUE) {
         // Small: one read into memory, then plain PUTs (streams cost more).
         const value = await remoteGetSmall(from, { ...put, maxBody: SMALL_VALUE });
+        refuseSize(from, value.length, size);
         if (!fence()) throw new LostClaim();
         await Promise.all(targets.map((v) => remotePut(volumeUrl(v, path), value, put)));
       } else {
         const res = await remoteGet(from, put);
+        const length = res.headers.get("content-length");
+        if (length !== null) refuseSize(from, Number(length), size);
         await this.#write(path, targets, res.body!, { signal: ac.signal, size: null, fence });
       }
       return null;
@@ -569,6 +572,16 @@ export class Store {
     } finally {
       this.#busy.delete(id);
     }
+  }
+}
+
+/**
+ * A replica of another size than the index records (cut short by a crash,
+ * or an older value) is not copied: the move reads another replica.
+ */
+function refuseSize(url: string, got: number, size: number) {
+  if (size >= 0 && got !== size) {
+    throw new Error(`"${url}" holds ${got} bytes where the index records ${size}; not copied`);
   }
 }
 

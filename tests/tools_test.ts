@@ -289,3 +289,48 @@ Deno.test("rebuild keeps keys at a volume's root beside its svNN folders (a -sub
     await c.stop();
   }
 });
+
+Deno.test("rebalance copies from a replica of the recorded size, not from a truncated one", async () => {
+  const c = await Cluster.start({ volumes: 4 });
+  try {
+    await c.stopMaster();
+    await c.startMaster([], c.volumes.slice(0, 3));
+    const prefix = randomKey("/truncated");
+    const keys = Array.from({ length: 30 }, (_, i) => `${prefix}/k${i}`);
+    const md5s = await putAll(c, keys);
+    await c.stopMaster();
+    // On each key that moves, the copy it is read from first (on a volume
+    // it leaves) lost its tail, as a file nginx wrote can after a power loss.
+    const index = await openIndex(c.db);
+    const moving: string[] = [];
+    for (const k of keys) {
+      const key = enc.encode(k);
+      const { rvolumes } = (await index.get(key))!.rec;
+      const leaving = rvolumes.find((v) => !key2volume(key, c.volumes, 3, 10).includes(v));
+      if (!leaving) continue;
+      const res = await fetch(`http://${leaving}${key2path(key)}`, { method: "PUT", body: "cut" });
+      await res.body?.cancel();
+      moving.push(k);
+    }
+    index.close();
+    assert(moving.length > 0, "some key moves to the new volume");
+    const r = await runMain(["rebalance", "-volumes", c.volumes.join(","), "-db", c.db]);
+    assertEquals(r.code, 0, r.stdout + r.stderr);
+    // Every replica of every moved key holds the value as written.
+    const after = await openIndex(c.db);
+    for (const k of moving) {
+      const key = enc.encode(k);
+      for (const v of (await after.get(key))!.rec.rvolumes) {
+        const file = await fetch(`http://${v}${key2path(key)}`);
+        assertEquals(
+          toHex(md5(new Uint8Array(await file.arrayBuffer()))),
+          md5s.get(k),
+          `${k} on ${v}`,
+        );
+      }
+    }
+    after.close();
+  } finally {
+    await c.stop();
+  }
+});
