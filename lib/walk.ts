@@ -12,8 +12,8 @@ export interface Found {
   key: Uint8Array;
   /** The (sub)volumes that hold it, in the order they were given. */
   volumes: string[];
-  /** Size on the first volume that listed it. */
-  size: number;
+  /** Each volume's size of the file (-1 unknown). */
+  sizes: number[];
   /** Each volume's modification time of the file (ms since epoch; NaN unknown). */
   mtimes: number[];
 }
@@ -85,8 +85,9 @@ export async function keysIn(
       const found = byKey.get(path);
       if (found) {
         found.volumes.push(vols[i]);
+        found.sizes.push(size);
         found.mtimes.push(mtime);
-      } else byKey.set(path, { key, volumes: [vols[i]], size, mtimes: [mtime] });
+      } else byKey.set(path, { key, volumes: [vols[i]], sizes: [size], mtimes: [mtime] });
     }
   });
   return [...byKey.values()];

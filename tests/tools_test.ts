@@ -334,3 +334,35 @@ Deno.test("rebalance copies from a replica of the recorded size, not from a trun
     await c.stop();
   }
 });
+
+Deno.test("rebuild keeps the newest value of a key whose copies differ, and names the key", async () => {
+  const c = await Cluster.start();
+  try {
+    const k = randomKey("/differ");
+    await putAll(c, [k]);
+    await c.stopMaster();
+    const before = (await snapshot(c.db)).get(k)!.rec.rvolumes;
+    // A REPLACE that renamed its new value over two replicas of three, a
+    // second later (nginx lists times to the second).
+    await new Promise((r) => setTimeout(r, 1100));
+    const path = key2path(enc.encode(k));
+    for (const v of before.slice(0, 2)) {
+      const res = await fetch(`http://${v}${path}`, { method: "PUT", body: "the new value" });
+      await res.body?.cancel();
+      assertEquals(res.status, 204);
+    }
+    const r = await runMain(["rebuild", "-volumes", c.volumes.join(","), "-db", c.db]);
+    assertEquals(r.code, 0, r.stderr);
+    assert(r.stderr.includes(`rebuild: 1 keys have copies of different sizes`), r.stderr);
+    assert(r.stderr.includes(`${JSON.stringify(k)}: kept the newest on 2 of 3`), r.stderr);
+    const rec = (await snapshot(c.db)).get(k)!.rec;
+    assertEquals(rec.rvolumes, before.slice(0, 2));
+    assertEquals(rec.size, "the new value".length);
+    await c.startMaster();
+    for (let i = 0; i < 5; i++) {
+      assertEquals(await (await fetch(c.url + k)).text(), "the new value");
+    }
+  } finally {
+    await c.stop();
+  }
+});

@@ -1,7 +1,8 @@
 // `mkv rebuild -volumes ... -db DIR`: recreates the index from the volumes,
 // with the master stopped (as mkv). Every key found becomes live, its
 // volumes ordered as key2volume places them (those not where they belong
-// last), its size from the listing; the MD5 is unknown ("").
+// last), its size from the listing; the MD5 is unknown (""). Copies of
+// different sizes: only those of the newest copy's size are recorded.
 //
 // It lists the top folders ("/ab/") first, then every key folder
 // ("/ab/cd/"), at most -concurrency folders at once (each on every volume
@@ -13,7 +14,9 @@ import { key2volume, orderByPlacement, placementKey } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
 import { Progress } from "../lib/progress.ts";
 import { concurrencyOf } from "../lib/tool_flags.ts";
-import { hexFolders, keysIn, subvolumesOf, type Walker } from "../lib/walk.ts";
+import { type Found, hexFolders, keysIn, subvolumesOf, type Walker } from "../lib/walk.ts";
+
+const decoder = new TextDecoder();
 
 export async function rebuild(flags: FlagValues): Promise<number> {
   const opts = storeOptions(flags);
@@ -37,22 +40,29 @@ export async function rebuild(flags: FlagValues): Promise<number> {
       progress.add("folders");
     });
     let keys = 0;
+    const differ: string[] = [];
     await pool(folders, concurrency, async ([folder, cdVols]) => {
       const found = await keysIn(w, cdVols, folder);
-      await Promise.all(found.map(({ key, volumes, size, mtimes }) => {
+      await Promise.all(found.map((f) => {
         const kvolumes = key2volume(
-          placementKey(key, opts.colocate),
+          placementKey(f.key, opts.colocate),
           opts.volumes,
           opts.replicas,
           opts.subvolumes,
         );
-        // The newest copy's time: S3's Last-Modified survives a rebuild.
-        const mtime = Math.max(...mtimes.filter((t) => Number.isFinite(t)));
-        return index.set(key, {
+        const { volumes, size, mtime } = newestCopies(f);
+        if (volumes.length < f.volumes.length) {
+          differ.push(
+            `${JSON.stringify(decoder.decode(f.key))}: kept the newest on ` +
+              `${volumes.length} of ${f.volumes.length} (${volumes.join(", ")})`,
+          );
+        }
+        return index.set(f.key, {
           state: "live",
           rvolumes: orderByPlacement(volumes, kvolumes),
           hash: "",
           size,
+          // S3's Last-Modified survives a rebuild.
           ...(Number.isFinite(mtime) ? { mtime } : {}),
         });
       }));
@@ -63,6 +73,13 @@ export async function rebuild(flags: FlagValues): Promise<number> {
     progress.done();
     const secs = (performance.now() - started) / 1000;
     console.log(`rebuild: ${keys} keys from ${vols.length} (sub)volumes in ${secs.toFixed(1)}s`);
+    if (differ.length > 0) {
+      console.error(
+        `rebuild: ${differ.length} keys have copies of different sizes; ` +
+          `the older ones are left out (verify names them as orphans):`,
+      );
+      for (const d of differ.slice(0, 50)) console.error(`  ${d}`);
+    }
     if (w.errors.length > 0) {
       console.error(
         `rebuild: ${w.errors.length} folders could not be read; the index is incomplete:`,
@@ -76,4 +93,25 @@ export async function rebuild(flags: FlagValues): Promise<number> {
     await index.membership?.leave();
     index.close();
   }
+}
+
+/**
+ * The copies of a key that hold its newest value: the newest file's size
+ * (the largest of equally new ones: nginx lists whole seconds, and a copy
+ * cut short is the smaller) and the volumes whose copy has that size. The
+ * others hold an older value (a REPLACE renamed over some replicas only)
+ * and would be served at random if recorded.
+ */
+function newestCopies(f: Found): { volumes: string[]; size: number; mtime: number } {
+  let newest = 0;
+  for (let i = 1; i < f.volumes.length; i++) {
+    const [t, n] = [f.mtimes[i], f.mtimes[newest]];
+    if (t > n || (t === n && f.sizes[i] > f.sizes[newest]) || Number.isNaN(n)) newest = i;
+  }
+  const size = f.sizes[newest];
+  return {
+    volumes: f.volumes.filter((_, i) => f.sizes[i] === size),
+    size,
+    mtime: Math.max(...f.mtimes.filter((t) => Number.isFinite(t))),
+  };
 }
