@@ -55,7 +55,7 @@ export interface StoreOptions {
 export interface Outcome {
   status: number;
   headers?: { [name: string]: string };
-  /** Said in the body of an error, for people using curl. */
+  /** Said in the body of an error, for people using curl; on a success, what was left undone. */
   message?: string;
   /** Value bytes received (PUT, REPLACE), for the metrics. */
   bytes?: number;
@@ -520,7 +520,9 @@ export class Store {
     try {
       await this.#removeFiles(key, left);
     } catch (err) {
-      return { status: 500, message: messageOf(err) };
+      // Moved all the same (a volume left behind is often a dead one): the
+      // copy there is an orphan now.
+      return { status: 204, message: `Old copy not deleted: ${messageOf(err)}` };
     }
     return { status: 204 };
   }

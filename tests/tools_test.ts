@@ -366,3 +366,35 @@ Deno.test("rebuild keeps the newest value of a key whose copies differ, and name
     await c.stop();
   }
 });
+
+Deno.test("rebalance off a dead volume counts its keys as moved and names the copies left on it", async () => {
+  const c = await Cluster.start({ volumes: 4 });
+  try {
+    const prefix = randomKey("/dead-volume");
+    const keys = Array.from({ length: 20 }, (_, i) => `${prefix}/k${i}`);
+    const md5s = await putAll(c, keys);
+    await c.stopMaster();
+    const onDead = [...(await snapshot(c.db)).entries()]
+      .filter(([k, e]) =>
+        k.startsWith(prefix) && e.rec.rvolumes.some((v) => v.startsWith(c.volumes[3]))
+      )
+      .length;
+    assert(onDead > 0, "some key has a replica on the volume that dies");
+    // Its disk died: the operator drops it from -volumes and rebalances.
+    await c.stopVolume(3);
+    const three = c.volumes.slice(0, 3);
+    const r = await runMain(["rebalance", "-volumes", three.join(","), "-db", c.db]);
+    assertEquals(r.code, 0, r.stdout + r.stderr);
+    assert(r.stdout.includes(`rebalance: moved ${onDead} keys, 0 failed`), r.stdout);
+    assert(
+      r.stdout.includes(`rebalance: ${onDead} old copies could not be deleted (orphans; `),
+      r.stdout,
+    );
+    await c.startMaster([], three);
+    for (const k of keys) {
+      assertEquals(await readMd5(c, k), { md5: md5s.get(k)!, balance: "balanced" }, k);
+    }
+  } finally {
+    await c.stop();
+  }
+});

@@ -58,11 +58,13 @@ export async function rebalance(flags: FlagValues): Promise<number> {
     progress.total = todo.length;
     let moved = 0;
     const failed: string[] = [];
+    const leftovers: string[] = [];
     const move = async (key: Uint8Array, last: boolean) => {
       const out = await store.rebalance(key, { unlinked: true });
       if (out.status === 204) {
         moved++;
         progress.add("keys");
+        if (out.message) leftovers.push(`${decoder.decode(key)}: ${out.message}`);
       } else if (out.status === 409 && !last) {
         held.push(key);
       } else {
@@ -89,6 +91,13 @@ export async function rebalance(flags: FlagValues): Promise<number> {
     progress.done();
     console.log(`rebalance: moved ${moved} keys, ${failed.length} failed`);
     for (const f of failed.slice(0, 50)) console.error(`  ${f}`);
+    if (leftovers.length > 0) {
+      console.log(
+        `rebalance: ${leftovers.length} old copies could not be deleted ` +
+          `(orphans; verify -repair removes those on the volumes it is given)`,
+      );
+      for (const l of leftovers.slice(0, 50)) console.error(`  ${l}`);
+    }
     return failed.length > 0 ? 1 : 0;
   } finally {
     progress.stop();
