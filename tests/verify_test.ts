@@ -224,3 +224,45 @@ Deno.test("verify -repair deletes no live file when -volumes names the index's v
     await c.stop();
   }
 });
+
+/** Runs verify beside the cluster's master; true if it ever registered as an index writer. */
+async function verifyRegisters(c: Cluster, extra: string[]): Promise<boolean> {
+  const proc = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("../main.ts", import.meta.url).pathname, "verify"]
+      .concat(["-volumes", c.volumes.join(","), "-db", c.db, ...extra]),
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const index = await openIndex(c.db);
+  let seen = false;
+  let ended = false;
+  const status = proc.status.then((s) => {
+    ended = true;
+    return s;
+  });
+  try {
+    while (!ended) {
+      seen ||= (await index.kv.get(["members", `verify:${proc.pid}`])).value !== null;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  } finally {
+    index.close();
+  }
+  assertEquals((await status).code, 0);
+  return seen;
+}
+
+Deno.test("a plain verify reads the index without registering as a writer; -repair registers", async () => {
+  const c = await Cluster.start();
+  try {
+    const res = await fetch(c.url + randomKey("/plain"), { method: "PUT", body: "x" });
+    await res.body?.cancel();
+    assertEquals(res.status, 201);
+    // Registering would make the running master drop its caches for nothing.
+    assertEquals(await verifyRegisters(c, []), false);
+    assertEquals(await verifyRegisters(c, ["-repair"]), true);
+  } finally {
+    await c.stop();
+  }
+});

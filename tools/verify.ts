@@ -62,9 +62,10 @@ export async function verify(flags: FlagValues): Promise<number> {
   const concurrency = concurrencyOf(flags);
   const index = await openIndex(requireDb(flags));
   const repair = flags.repair === true;
-  // A writer of the index when repairing: a master running by mistake stops
-  // trusting its caches.
-  await joinIndex(index, `verify:${Deno.pid}`);
+  // A writer of the index only when repairing: a master running meanwhile
+  // then stops trusting its caches. A plain check only reads, and leaves a
+  // running master its fast path.
+  if (repair) await joinIndex(index, `verify:${Deno.pid}`);
   const progress = new Progress("verify", { main: "keys" });
   const ctx: Ctx = {
     index,
