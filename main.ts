@@ -8,6 +8,7 @@ import { createHandler, Drain } from "./lib/server.ts";
 import { health, startProbes } from "./lib/health.ts";
 import { setLogFormat } from "./lib/log.ts";
 import { remoteProbe } from "./lib/volumes.ts";
+import { aliasesMessage, aliasesOf } from "./lib/aliases.ts";
 import { rebuild } from "./tools/rebuild.ts";
 import { rebalance } from "./tools/rebalance.ts";
 import { verify } from "./tools/verify.ts";
@@ -78,7 +79,13 @@ function fail(err: unknown): number {
 
 async function server(flags: { [name: string]: string | number | boolean }): Promise<number> {
   const opts = storeOptions(flags);
-  const index = await openIndex(requireDb(flags));
+  const db = requireDb(flags);
+  // Two names for one nginx would put two "replicas" of a key in one file.
+  const aliases = await aliasesOf(opts.volumes, [], opts.voltimeout);
+  if (aliases.length > 0) {
+    throw new Error(aliasesMessage(aliases, "or two replicas of a key would be one file"));
+  }
+  const index = await openIndex(db);
   await joinIndex(index, opts.owner);
   const store = new Store(index, opts);
   const drain = new Drain();

@@ -59,8 +59,12 @@ async function markerOn(volume: string, path: string, timeout: number): Promise<
   }
 }
 
-/** Why a tool that deletes copies refuses these aliases. */
-export function aliasesMessage(aliases: string[]): string {
-  return `Two names reach the same volume (${aliases.join(", ")}): name each volume ` +
-    `one way, as the index does, or a copy would be deleted as its own duplicate`;
+/** Why these aliases are refused: `harm` is what they would do. */
+export function aliasesMessage(
+  aliases: string[],
+  harm = "as the index does, or a copy would be deleted as its own duplicate",
+): string {
+  return `Two names reach the same volume (${
+    aliases.join(", ")
+  }): name each volume one way, ${harm}`;
 }

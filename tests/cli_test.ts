@@ -87,3 +87,21 @@ Deno.test("Go-style -flag=value, --flag value and flags before the command all w
     await c.stop();
   }
 });
+
+Deno.test("a master refuses two names for one volume: its replicas would be one file", async () => {
+  const c = await Cluster.start();
+  try {
+    await c.stopMaster();
+    const alias = c.volumes[0].replace("127.0.0.1", "localhost");
+    const volumes = [c.volumes[0], alias, c.volumes[1]].join(",");
+    const r = await runMain(["server", "-port", "0", "-db", c.db, "-volumes", volumes]);
+    assertEquals(r.code, 1);
+    assertEquals(
+      r.stderr,
+      `Two names reach the same volume (${alias} and ${c.volumes[0]}): name each volume ` +
+        `one way, or two replicas of a key would be one file\n`,
+    );
+  } finally {
+    await c.stop();
+  }
+});
