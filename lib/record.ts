@@ -34,6 +34,11 @@ export interface Meta {
   type?: string;
   /** S3's ETag when it is not the MD5 (multipart: "<md5 of md5s>-<parts>"). */
   etag?: string;
+  /**
+   * A multipart object's part sizes in order, as runs of [size, count]
+   * (parts are mostly of one size): what GetObject's partNumber reads.
+   */
+  parts?: [number, number][];
   /** x-amz-meta-* headers, names lowercased without the prefix. */
   amz?: [string, string][];
   /** Standard headers kept as uploaded (Cache-Control, Content-Disposition, ...). */
@@ -51,6 +56,7 @@ interface Stored {
   m?: number;
   t?: string;
   e?: string;
+  p?: [number, number][];
   x?: [string, string][];
   y?: [string, string][];
 }
@@ -69,6 +75,7 @@ export function fromRecord(rec: Record): Stored {
   if (rec.mtime !== undefined) out.m = rec.mtime;
   if (rec.meta?.type) out.t = rec.meta.type;
   if (rec.meta?.etag) out.e = rec.meta.etag;
+  if (rec.meta?.parts?.length) out.p = rec.meta.parts;
   if (rec.meta?.amz?.length) out.x = rec.meta.amz;
   if (rec.meta?.std?.length) out.y = rec.meta.std;
   return out;
@@ -100,10 +107,14 @@ export function toRecord(value: unknown): Record | null {
     rec.until = v.u ?? 0;
   }
   if (typeof v.m === "number") rec.mtime = v.m;
-  if (v.t !== undefined || v.e !== undefined || v.x !== undefined || v.y !== undefined) {
+  if (
+    v.t !== undefined || v.e !== undefined || v.p !== undefined || v.x !== undefined ||
+    v.y !== undefined
+  ) {
     rec.meta = {};
     if (typeof v.t === "string") rec.meta.type = v.t;
     if (typeof v.e === "string") rec.meta.etag = v.e;
+    if (Array.isArray(v.p)) rec.meta.parts = v.p;
     if (Array.isArray(v.x)) rec.meta.amz = v.x;
     if (Array.isArray(v.y)) rec.meta.std = v.y;
   }

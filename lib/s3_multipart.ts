@@ -234,7 +234,7 @@ export async function completeUpload(s3: S3Request, id: string): Promise<Respons
     const rec = await writeObject(s3.store, s3.key, {
       body: concatenated(s3.store, parts, new AbortController().signal),
       contentLength: parts.reduce((n, p) => n + p.size, 0),
-      meta: { ...upload.meta, etag },
+      meta: { ...upload.meta, etag, parts: sizeRuns(parts) },
       signal: new AbortController().signal,
     });
     // The value is live: the upload and every part of it go, those uploaded
@@ -277,6 +277,23 @@ function chosenParts(asked: { number: number; etag: string }[], have: Map<number
     parts.push(part);
   }
   return parts;
+}
+
+/** The most runs of part sizes kept with an object (each a few bytes of its record). */
+const MAX_RUNS = 500;
+
+/**
+ * The parts' sizes as runs of [size, count], for GetObject's partNumber;
+ * undefined when an odd upload has too many runs to keep in the record.
+ */
+function sizeRuns(parts: Part[]): [number, number][] | undefined {
+  const runs: [number, number][] = [];
+  for (const { size } of parts) {
+    const last = runs.at(-1);
+    if (last && last[0] === size) last[1]++;
+    else runs.push([size, 1]);
+  }
+  return runs.length <= MAX_RUNS ? runs : undefined;
 }
 
 /** Space sent every this often while a Complete is under way. */

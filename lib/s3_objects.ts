@@ -73,7 +73,9 @@ export async function getObject(s3: S3Request, head: boolean): Promise<Response>
   const early = preconditions(s3.req.headers, rec);
   if (early === 304) return new Response(null, { status: 304, headers });
   if (early === 412) throw preconditionFailed();
-  const range = singleRange(s3.req.headers.get("range"));
+  const part = partOf(s3, rec);
+  if (part?.count !== undefined) headers.set("x-amz-mp-parts-count", String(part.count));
+  const range = part ? part.range : singleRange(s3.req.headers.get("range"));
   if (head) return await headAnswer(s3, rec, headers, range);
   // The range worked out here, as for HEAD, when the size is known; nginx
   // gets only a plain "bytes=a-b" (or the header as is for a value of
@@ -95,6 +97,54 @@ export async function getObject(s3: S3Request, head: boolean): Promise<Response>
     headers.set("Last-Modified", res.headers.get("Last-Modified") ?? httpDate(0));
   }
   return new Response(res.body, { status: res.status, headers });
+}
+
+/**
+ * GetObject's partNumber: part n's bytes as a range, with the object's part
+ * count when it is a multipart one (S3 sends the count only then). Part 1 of
+ * an object not uploaded in parts is the whole of it. Null without partNumber.
+ */
+function partOf(
+  s3: S3Request,
+  rec: Record,
+): { range: string | undefined; count?: number } | null {
+  const asked = s3.query.get("partNumber");
+  if (asked === undefined) return null;
+  const n = Number(asked);
+  if (!/^\d+$/.test(asked) || n < 1 || n > 10_000) {
+    throw s3Error("InvalidArgument", "Part number must be an integer between 1 and 10000");
+  }
+  if (s3.req.headers.has("range")) {
+    throw s3Error(
+      "InvalidRequest",
+      "Cannot specify both Range header and partNumber query parameter",
+    );
+  }
+  const runs = rec.meta?.parts ?? [];
+  if (rec.meta?.etag && runs.length === 0) {
+    // Completed before part sizes were kept, or with too many sizes to keep.
+    throw s3Error(
+      "NotImplemented",
+      "The part sizes of this object are not known: read it by Range",
+    );
+  }
+  const count = runs.reduce((all, [, times]) => all + times, 0);
+  let start = 0;
+  let before = 0;
+  for (const [size, times] of runs) {
+    if (n <= before + times) {
+      start += (n - before - 1) * size;
+      // An empty part (an empty object's only one) has no range: all of nothing.
+      return { range: size > 0 ? `bytes=${start}-${start + size - 1}` : undefined, count };
+    }
+    start += size * times;
+    before += times;
+  }
+  if (count > 0 || n > 1) {
+    throw s3Error("InvalidPartNumber", "The requested partnumber is not satisfiable");
+  }
+  // The whole object as one part; an empty one (or one of unknown size) as it is.
+  return { range: rec.size > 0 ? `bytes=0-${rec.size - 1}` : undefined };
 }
 
 async function headAnswer(
@@ -434,6 +484,7 @@ export async function copyObject(s3: S3Request): Promise<Response> {
   const meta: Meta = directive === "COPY" ? { ...src.meta } : metaFrom(req.headers);
   // A multipart ETag names the parts, which a copy does not keep.
   delete meta.etag;
+  delete meta.parts;
   const same = sourceKey.length === s3.key.length &&
     sourceKey.every((b, i) => b === s3.key[i]);
   let rec: Record;

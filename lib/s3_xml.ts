@@ -24,6 +24,7 @@ const STATUS: { [code: string]: number } = {
   BucketAlreadyOwnedByYou: 409,
   OperationAborted: 409,
   InvalidRange: 416,
+  InvalidPartNumber: 416,
   PreconditionFailed: 412,
   NotImplemented: 501,
   MethodNotAllowed: 405,

@@ -149,7 +149,7 @@ Deno.test("an S3 object's time and metadata round-trip; a plain record stores no
     hash: "0123456789abcdef0123456789abcdef",
     size: 3,
     mtime: 1_790_000_000_123,
-    meta: { type: "image/png", etag: "aa-2", amz: [["owner", "alice"]] },
+    meta: { type: "image/png", etag: "aa-2", parts: [[2, 1], [1, 1]], amz: [["owner", "alice"]] },
   };
   assertEquals(fromRecord(rec), {
     s: 0,
@@ -159,6 +159,7 @@ Deno.test("an S3 object's time and metadata round-trip; a plain record stores no
     m: 1_790_000_000_123,
     t: "image/png",
     e: "aa-2",
+    p: [[2, 1], [1, 1]],
     x: [["owner", "alice"]],
   });
   assertEquals(toRecord(structuredClone(fromRecord(rec))), rec);

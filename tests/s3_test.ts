@@ -518,6 +518,77 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
     );
 
     await t.step(
+      "GetObject and HeadObject by partNumber: that part's bytes, 206, the part count",
+      async () => {
+        const Bucket = bucketName();
+        const Key = "parts/value";
+        const parts = [
+          randomBytes(5 * 1024 * 1024),
+          randomBytes(5 * 1024 * 1024),
+          randomBytes(1234),
+        ];
+        const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key }));
+        const Parts = [];
+        for (const [i, Body] of parts.entries()) {
+          const PartNumber = i + 1;
+          const { ETag } = await s3.send(
+            new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, Body }),
+          );
+          Parts.push({ PartNumber, ETag });
+        }
+        await s3.send(
+          new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts } }),
+        );
+        const size = 10 * 1024 * 1024 + 1234;
+        const second = await s3.send(new GetObjectCommand({ Bucket, Key, PartNumber: 2 }));
+        assertEquals(second.$metadata.httpStatusCode, 206);
+        assertEquals(second.ContentRange, `bytes 5242880-10485759/${size}`);
+        assertEquals(second.ContentLength, 5 * 1024 * 1024);
+        assertEquals(second.PartsCount, 3);
+        assertEquals(md5Hex(await second.Body!.transformToByteArray()), md5Hex(parts[1]));
+        const last = await s3.send(new HeadObjectCommand({ Bucket, Key, PartNumber: 3 }));
+        assertEquals(last.$metadata.httpStatusCode, 206);
+        assertEquals(last.ContentRange, `bytes 10485760-${size - 1}/${size}`);
+        assertEquals(last.ContentLength, 1234);
+        assertEquals(last.PartsCount, 3);
+        // Without partNumber the whole object, and no part count (as S3).
+        const whole = await s3.send(new HeadObjectCommand({ Bucket, Key }));
+        assertEquals([whole.ContentLength, whole.PartsCount], [size, undefined]);
+        assertEquals(
+          await s3Fails(s3.send(new GetObjectCommand({ Bucket, Key, PartNumber: 4 }))),
+          { name: "InvalidPartNumber", status: 416 },
+        );
+      },
+    );
+
+    await t.step(
+      "partNumber 1 of an object not uploaded in parts is all of it; 2 is 416",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new PutObjectCommand({ Bucket, Key: "single", Body: "0123456789" }));
+        const first = await s3.send(
+          new GetObjectCommand({ Bucket, Key: "single", PartNumber: 1 }),
+        );
+        assertEquals(first.$metadata.httpStatusCode, 206);
+        assertEquals(first.ContentRange, "bytes 0-9/10");
+        assertEquals(first.PartsCount, undefined);
+        assertEquals(await first.Body!.transformToString(), "0123456789");
+        assertEquals(
+          await s3Fails(s3.send(new GetObjectCommand({ Bucket, Key: "single", PartNumber: 2 }))),
+          { name: "InvalidPartNumber", status: 416 },
+        );
+        assertEquals(
+          await s3Fails(
+            s3.send(
+              new GetObjectCommand({ Bucket, Key: "single", PartNumber: 1, Range: "bytes=0-1" }),
+            ),
+          ),
+          { name: "InvalidRequest", status: 400 },
+        );
+      },
+    );
+
+    await t.step(
       "UploadPartCopy builds an object from ranges of another, volume to volumes",
       async () => {
         const Bucket = bucketName();
