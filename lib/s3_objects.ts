@@ -594,6 +594,8 @@ async function rewriteMeta(store: Store, key: Uint8Array, meta: Meta): Promise<R
 export async function deleteObject(s3: S3Request): Promise<Response> {
   if (!keyFits(s3.key)) throw keyTooLong();
   const wasLive = (await s3.store.index.get(s3.key))?.rec.state === "live";
+  // A missing key is 204, but not in a bucket that does not exist either.
+  if (!wasLive && !await bucketExists(s3)) throw noSuchBucket();
   await deleteKey(s3.store, s3.key);
   if (wasLive) await keepEmptied(s3);
   return new Response(null, { status: 204 });

@@ -398,6 +398,10 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
       );
       assertEquals(await s3Fails(s3.send(new DeleteBucketCommand({ Bucket }))), noSuchBucket);
       assertEquals(
+        await s3Fails(s3.send(new DeleteObjectCommand({ Bucket, Key: "k" }))),
+        noSuchBucket,
+      );
+      assertEquals(
         await s3Fails(s3.send(new GetObjectCommand({ Bucket, Key: "k" }))),
         noSuchBucket,
       );
@@ -414,6 +418,9 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
       });
       const listed = await s3.send(new ListObjectsV2Command({ Bucket }));
       assertEquals([listed.$metadata.httpStatusCode, listed.KeyCount], [200, 0]);
+      // And deleting a missing key there is S3's 204.
+      const deleted = await s3.send(new DeleteObjectCommand({ Bucket, Key: "k" }));
+      assertEquals(deleted.$metadata.httpStatusCode, 204);
       await s3.send(new DeleteBucketCommand({ Bucket }));
     });
 
