@@ -493,6 +493,38 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
     });
 
     await t.step(
+      "CopyObject of a source whose every replica is gone: 503, the destination untouched",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new PutObjectCommand({ Bucket, Key: "gone", Body: "source" }));
+        await s3.send(new PutObjectCommand({ Bucket, Key: "dst", Body: "before" }));
+        const path = key2path(enc.encode(`/${Bucket}/gone`));
+        for (const v of c.volumes) {
+          for (const f of (await volumeFiles(v)).filter((f) => f.endsWith(path))) {
+            assertEquals((await fetch(`http://${v}${f}`, { method: "DELETE" })).status, 204);
+          }
+        }
+        assertEquals(
+          await s3Fails(
+            s3.send(new CopyObjectCommand({ Bucket, Key: "dst", CopySource: `${Bucket}/gone` })),
+          ),
+          { name: "ServiceUnavailable", status: 503 },
+        );
+        assertEquals((await bytesOf(s3, Bucket, "dst")).bytes, enc.encode("before"));
+        assertEquals(
+          await s3Fails(
+            s3.send(new CopyObjectCommand({ Bucket, Key: "new", CopySource: `${Bucket}/gone` })),
+          ),
+          { name: "ServiceUnavailable", status: 503 },
+        );
+        assertEquals(
+          await s3Fails(s3.send(new HeadObjectCommand({ Bucket, Key: "new" }))),
+          { name: "NotFound", status: 404 },
+        );
+      },
+    );
+
+    await t.step(
       "a 17 MiB multipart upload (lib-storage): multipart ETag, same bytes",
       async () => {
         const Bucket = bucketName();
