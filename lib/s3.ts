@@ -114,6 +114,7 @@ async function answerS3(
         return body;
       },
     };
+    refuseUnsupported(s3);
     if (bucket === "") return await service(s3);
     if (object.length === 0) return await bucketCall(s3);
     return await objectCall(s3);
@@ -152,9 +153,6 @@ function bucketCall(s3: S3Request): Promise<Response> {
     if (q.has("uploads")) return multipart.listUploads(s3);
     if (q.has("location")) return listing.location(s3);
     if (q.has("versioning")) return listing.versioning(s3);
-    for (const unsupported of ["acl", "tagging", "policy", "cors", "lifecycle", "versions"]) {
-      if (q.has(unsupported)) throw notImplemented(`?${unsupported}`);
-    }
     return q.get("list-type") === "2" ? listing.listV2(s3) : listing.listV1(s3);
   }
   if (method === "HEAD") return listing.headBucket(s3);
@@ -187,6 +185,53 @@ function objectCall(s3: S3Request): Promise<Response> {
       return objects.deleteObject(s3);
   }
   throw notAllowed(s3);
+}
+
+/**
+ * S3's sub-resources this gateway has no part of. Refused before dispatch:
+ * PUT ?tagging or ?acl is not PutObject (it would overwrite the value with
+ * the XML), DELETE ?tagging or ?policy not DeleteObject or DeleteBucket.
+ */
+const UNSUPPORTED = [
+  "acl",
+  "tagging",
+  "policy",
+  "policyStatus",
+  "cors",
+  "lifecycle",
+  "versions",
+  "legal-hold",
+  "retention",
+  "object-lock",
+  "attributes",
+  "restore",
+  "select",
+  "torrent",
+  "website",
+  "logging",
+  "notification",
+  "replication",
+  "encryption",
+  "ownershipControls",
+  "publicAccessBlock",
+  "requestPayment",
+  "accelerate",
+  "analytics",
+  "inventory",
+  "metrics",
+  "intelligent-tiering",
+];
+
+function refuseUnsupported(s3: S3Request) {
+  for (const name of UNSUPPORTED) {
+    if (s3.query.has(name)) throw notImplemented(`?${name}`);
+  }
+  // Only read: GetBucketVersioning and GetBucketLocation are answered.
+  for (const name of ["versioning", "location"]) {
+    if (s3.query.has(name) && s3.req.method !== "GET") {
+      throw notImplemented(`${s3.req.method} ?${name}`);
+    }
+  }
 }
 
 function notAllowed(s3: S3Request): S3Error {

@@ -12,9 +12,12 @@ import {
   CreateBucketCommand,
   CreateMultipartUploadCommand,
   DeleteBucketCommand,
+  DeleteBucketPolicyCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
+  DeleteObjectTaggingCommand,
   GetObjectCommand,
+  GetObjectTaggingCommand,
   HeadBucketCommand,
   HeadObjectCommand,
   ListBucketsCommand,
@@ -22,7 +25,10 @@ import {
   ListObjectsCommand,
   ListObjectsV2Command,
   ListPartsCommand,
+  PutBucketVersioningCommand,
+  PutObjectAclCommand,
   PutObjectCommand,
+  PutObjectTaggingCommand,
   S3Client,
   UploadPartCommand,
   UploadPartCopyCommand,
@@ -423,6 +429,58 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
       assertEquals(deleted.$metadata.httpStatusCode, 204);
       await s3.send(new DeleteBucketCommand({ Bucket }));
     });
+
+    await t.step(
+      "calls on an object's ACL or tags are 501 NotImplemented, and leave the object alone",
+      async () => {
+        const Bucket = bucketName();
+        const Key = "precious";
+        await s3.send(new PutObjectCommand({ Bucket, Key, Body: "kept" }));
+        const notImplemented = { name: "NotImplemented", status: 501 };
+        const calls = [
+          () => s3.send(new PutObjectAclCommand({ Bucket, Key, ACL: "private" })),
+          () =>
+            s3.send(
+              new PutObjectTaggingCommand({
+                Bucket,
+                Key,
+                Tagging: { TagSet: [{ Key: "a", Value: "b" }] },
+              }),
+            ),
+          () => s3.send(new GetObjectTaggingCommand({ Bucket, Key })),
+          () => s3.send(new DeleteObjectTaggingCommand({ Bucket, Key })),
+        ];
+        for (const call of calls) assertEquals(await s3Fails(call()), notImplemented);
+        assertEquals(new TextDecoder().decode((await bytesOf(s3, Bucket, Key)).bytes), "kept");
+      },
+    );
+
+    await t.step(
+      "bucket policy and versioning changes are 501 NotImplemented, and the bucket stays",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new CreateBucketCommand({ Bucket }));
+        const notImplemented = { name: "NotImplemented", status: 501 };
+        assertEquals(
+          await s3Fails(s3.send(new DeleteBucketPolicyCommand({ Bucket }))),
+          notImplemented,
+        );
+        assertEquals(
+          await s3Fails(
+            s3.send(
+              new PutBucketVersioningCommand({
+                Bucket,
+                VersioningConfiguration: { Status: "Enabled" },
+              }),
+            ),
+          ),
+          notImplemented,
+        );
+        const head = await s3.send(new HeadBucketCommand({ Bucket }));
+        assertEquals(head.$metadata.httpStatusCode, 200);
+        await s3.send(new DeleteBucketCommand({ Bucket }));
+      },
+    );
 
     await t.step("a bucket with only a multipart upload in progress lists it", async () => {
       const Bucket = bucketName();
