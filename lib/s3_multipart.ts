@@ -257,13 +257,12 @@ function completeResult(s3: S3Request, etag: string): XmlNode {
 
 /** The parts a Complete names, checked as S3 checks them: order, ETags, sizes. */
 function chosenParts(asked: { number: number; etag: string }[], have: Map<number, Part>): Part[] {
+  // The list's order first, as S3: it is wrong whatever the parts hold.
+  if (asked.some(({ number }, i) => i > 0 && number <= asked[i - 1].number)) {
+    throw s3Error("InvalidPartOrder", "The list of parts was not in ascending order.");
+  }
   const parts: Part[] = [];
-  let previous = 0;
   for (const [i, { number, etag }] of asked.entries()) {
-    if (number <= previous) {
-      throw s3Error("InvalidPartOrder", "The list of parts was not in ascending order.");
-    }
-    previous = number;
     const part = have.get(number);
     if (!part || part.md5 !== etag) {
       throw s3Error(

@@ -876,6 +876,38 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
       },
     );
 
+    await t.step(
+      "Complete: parts out of order are InvalidPartOrder, a small part not last EntityTooSmall",
+      async () => {
+        const Bucket = bucketName();
+        const Key = "small-parts";
+        const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key }));
+        const Parts: { PartNumber: number; ETag?: string }[] = [];
+        for (const PartNumber of [1, 2]) {
+          const { ETag } = await s3.send(
+            new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, Body: "tiny" }),
+          );
+          Parts.push({ PartNumber, ETag });
+        }
+        const complete = (parts: typeof Parts) =>
+          s3.send(
+            new CompleteMultipartUploadCommand({
+              Bucket,
+              Key,
+              UploadId,
+              MultipartUpload: { Parts: parts },
+            }),
+          );
+        // The order is the list's own fault, whatever the parts' sizes.
+        assertEquals(await s3Fails(complete([Parts[1], Parts[0]])), {
+          name: "InvalidPartOrder",
+          status: 400,
+        });
+        assertEquals(await s3Fails(complete(Parts)), { name: "EntityTooSmall", status: 400 });
+        await s3.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId }));
+      },
+    );
+
     await t.step("AbortMultipartUpload removes the parts; the upload is then gone", async () => {
       const Bucket = bucketName();
       const Key = "aborted";
