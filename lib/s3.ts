@@ -226,6 +226,7 @@ function refuseUnsupported(s3: S3Request) {
   for (const name of UNSUPPORTED) {
     if (s3.query.has(name)) throw notImplemented(`?${name}`);
   }
+  objects.checkVersionId(s3.query.get("versionId"));
   // Only read: GetBucketVersioning and GetBucketLocation are answered.
   for (const name of ["versioning", "location"]) {
     if (s3.query.has(name) && s3.req.method !== "GET") {

@@ -563,9 +563,21 @@ export function lazyBody(open: () => Promise<ReadableStream<Uint8Array>>): {
   return { body, failure: () => failure };
 }
 
+/**
+ * Buckets are unversioned: an object's one version is "null". Any other id
+ * is refused, as S3 does, so that deleting or reading an old version never
+ * deletes or reads the current value.
+ */
+export function checkVersionId(id: string | undefined) {
+  if (id !== undefined && id !== "null") {
+    throw s3Error("InvalidArgument", "Invalid version id specified");
+  }
+}
+
 /** "/bucket/key" or "bucket/key", URL-encoded, maybe with "?versionId=". */
 export function copySource(header: string): Uint8Array {
-  const raw = header.split("?")[0];
+  const [raw, query] = header.split("?", 2);
+  checkVersionId(new URLSearchParams(query ?? "").get("versionId") ?? undefined);
   let decoded: string;
   try {
     decoded = decodeURIComponent(raw);

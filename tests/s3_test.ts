@@ -482,6 +482,45 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
       },
     );
 
+    await t.step(
+      'a versionId other than "null" is 400 InvalidArgument: never the current object\'s',
+      async () => {
+        const Bucket = bucketName();
+        const Key = "versioned";
+        await s3.send(new PutObjectCommand({ Bucket, Key, Body: "current" }));
+        const VersionId = "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY";
+        const invalid = { name: "InvalidArgument", status: 400 };
+        assertEquals(
+          await s3Fails(s3.send(new DeleteObjectCommand({ Bucket, Key, VersionId }))),
+          invalid,
+        );
+        assertEquals(
+          await s3Fails(s3.send(new GetObjectCommand({ Bucket, Key, VersionId }))),
+          invalid,
+        );
+        assertEquals(
+          await s3Fails(
+            s3.send(
+              new CopyObjectCommand({
+                Bucket,
+                Key: "copy",
+                CopySource: `${Bucket}/${Key}?versionId=${VersionId}`,
+              }),
+            ),
+          ),
+          invalid,
+        );
+        // The version of an object in an unversioned bucket is "null": itself.
+        const got = await s3.send(new GetObjectCommand({ Bucket, Key, VersionId: "null" }));
+        assertEquals(await got.Body!.transformToString(), "current");
+        await s3.send(new DeleteObjectCommand({ Bucket, Key, VersionId: "null" }));
+        assertEquals(await s3Fails(s3.send(new GetObjectCommand({ Bucket, Key }))), {
+          name: "NoSuchKey",
+          status: 404,
+        });
+      },
+    );
+
     await t.step("a bucket with only a multipart upload in progress lists it", async () => {
       const Bucket = bucketName();
       const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key: "m" }));
