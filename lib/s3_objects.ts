@@ -636,11 +636,12 @@ async function deleteKey(store: Store, key: Uint8Array): Promise<void> {
 export async function deleteObjects(s3: S3Request): Promise<Response> {
   if (!await bucketExists(s3)) throw noSuchBucket();
   const xml = await readWhole(s3.body(), XML_MAX);
-  const { keys, quiet } = parseDelete(new TextDecoder().decode(xml));
+  const { keys, versions, quiet } = parseDelete(new TextDecoder().decode(xml));
   const results: { Key: string; Code?: string; Message?: string }[] = keys.map((k) => ({ Key: k }));
   // Up to 1,000 keys: a few at a time, not 3,000 volume calls at once.
   await pool(results.entries(), 16, async ([i, r]) => {
     try {
+      checkVersionId(versions[i]);
       await deleteKey(s3.store, encoder.encode(`/${s3.bucket}/${keys[i]}`));
     } catch (err) {
       const e = err instanceof S3Error ? err : s3Error("InternalError", String(err));

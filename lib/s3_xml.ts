@@ -121,8 +121,12 @@ function parse(text: string): { [name: string]: unknown } {
 }
 
 /** DeleteObjects' body: the keys to delete and whether to answer quietly. */
-export function parseDelete(text: string): { keys: string[]; quiet: boolean } {
-  const del = parse(text).Delete as { Object?: { Key?: unknown }[]; Quiet?: unknown } | undefined;
+export function parseDelete(
+  text: string,
+): { keys: string[]; versions: (string | undefined)[]; quiet: boolean } {
+  const del = parse(text).Delete as
+    | { Object?: { Key?: unknown; VersionId?: unknown }[]; Quiet?: unknown }
+    | undefined;
   if (!del || typeof del !== "object") {
     throw s3Error("MalformedXML", "Expected a <Delete> element");
   }
@@ -136,7 +140,8 @@ export function parseDelete(text: string): { keys: string[]; quiet: boolean } {
     }
     return o.Key;
   });
-  return { keys, quiet: String(del.Quiet ?? "").trim() === "true" };
+  const versions = objects.map((o) => o.VersionId === undefined ? undefined : String(o.VersionId));
+  return { keys, versions, quiet: String(del.Quiet ?? "").trim() === "true" };
 }
 
 /** CompleteMultipartUpload's body: the parts, in the order given. */

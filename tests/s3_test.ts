@@ -510,6 +510,11 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
           ),
           invalid,
         );
+        const batch = await s3.send(
+          new DeleteObjectsCommand({ Bucket, Delete: { Objects: [{ Key, VersionId }] } }),
+        );
+        assertEquals(batch.Errors!.map((e) => [e.Key, e.Code]), [[Key, "InvalidArgument"]]);
+        assertEquals(batch.Deleted, undefined);
         // The version of an object in an unversioned bucket is "null": itself.
         const got = await s3.send(new GetObjectCommand({ Bucket, Key, VersionId: "null" }));
         assertEquals(await got.Body!.transformToString(), "current");
