@@ -403,7 +403,7 @@ export class Store {
     if (!keyFits(key)) return tooLong();
     return await this.#exclusive(key, async () => {
       const prev = await this.index.get(key);
-      if (!prev) return { status: 404 };
+      if (!prev) return notFound("No such key");
       if (isClaimed(prev.rec)) return inFlight();
       if (this.opts.protect && prev.rec.state === "live") {
         return { status: 403, message: "Protected: UNLINK the key before DELETE" };
@@ -430,7 +430,7 @@ export class Store {
     return await this.#exclusive(key, async () => {
       const prev = await this.index.get(key);
       if (prev && isClaimed(prev.rec)) return inFlight();
-      if (prev?.rec.state !== "unlinked") return { status: 404 };
+      if (prev?.rec.state !== "unlinked") return notFound("No unlinked key to relink");
       const path = key2path(key);
       const heads = await Promise.all(
         prev.rec.rvolumes.map((v) => remoteHead(volumeUrl(v, path), this.opts.voltimeout)),
@@ -451,7 +451,7 @@ export class Store {
     return await this.#exclusive(key, async () => {
       const prev = await this.index.get(key);
       if (prev && isClaimed(prev.rec)) return inFlight();
-      if (prev?.rec.state !== "live") return { status: 404 };
+      if (prev?.rec.state !== "live") return notFound("No live key to unlink");
       const rec: Record = { ...prev.rec, state: "unlinked" };
       const vs = await this.index.cas(key, prev.versionstamp, rec);
       return vs === null ? inFlight() : { status: 204 };
@@ -472,7 +472,7 @@ export class Store {
       if (prev && isClaimed(prev.rec)) return inFlight();
       const movable = prev?.rec.state === "live" ||
         (opts.unlinked && prev?.rec.state === "unlinked");
-      if (!prev || !movable) return { status: 404 };
+      if (!prev || !movable) return notFound("No live key to rebalance");
       return await this.#move(key, prev);
     });
   }
@@ -678,6 +678,11 @@ function lostClaim(err: unknown): Outcome {
 function failedWrite(err: unknown): Outcome {
   const status = err instanceof SourceError ? err.status : 500;
   return { status, message: messageOf(err) };
+}
+
+/** A 404 of a verb other than GET/HEAD: its reason goes in the body (README). */
+function notFound(message: string): Outcome {
+  return { status: 404, message };
 }
 
 function inFlight(): Outcome {

@@ -60,6 +60,28 @@ Deno.test("states, RELINK and lost values against real nginx volumes", async (t)
       },
     );
 
+    await t.step(
+      "DELETE, UNLINK, RELINK and REBALANCE answer a 404 with its reason in a text body",
+      async () => {
+        const reason = async (key: string, method: string) => {
+          const r = await req(c, key, method);
+          return [r.status, r.headers.get("content-type"), r.text];
+        };
+        const plain = "text/plain; charset=utf-8";
+        const missing = randomKey();
+        assertEquals(await reason(missing, "DELETE"), [404, plain, "No such key\n"]);
+        assertEquals(await reason(missing, "UNLINK"), [404, plain, "No live key to unlink\n"]);
+        assertEquals(await reason(missing, "REBALANCE"), [
+          404,
+          plain,
+          "No live key to rebalance\n",
+        ]);
+        const live = randomKey();
+        assertEquals((await req(c, live, "PUT", "live")).status, 201);
+        assertEquals(await reason(live, "RELINK"), [404, plain, "No unlinked key to relink\n"]);
+      },
+    );
+
     await t.step("RELINK answers 404 when no replica of the unlinked value remains", async () => {
       const key = randomKey();
       assertEquals((await req(c, key, "PUT", "gone")).status, 201);
