@@ -103,8 +103,11 @@ export class Store {
     return key2volume(placementKey(key, colocate), volumes, replicas, subvolumes);
   }
 
-  /** GET/HEAD: a 302 to a replica that answers, after HEAD-checking it. */
-  async locate(key: Uint8Array, rawPath: string): Promise<Outcome> {
+  /**
+   * GET/HEAD: a 302 to a replica that answers, after HEAD-checking it.
+   * `recheck`: whether a record that changed meanwhile may be read again.
+   */
+  async locate(key: Uint8Array, rawPath: string, recheck = true): Promise<Outcome> {
     if (!keyFits(key)) return tooLong();
     // A cached record (sole master) spares a promise on the hottest path.
     const cached = this.index.cached(key);
@@ -133,6 +136,9 @@ export class Store {
       }
       if (status !== 404) unreachable++;
     }
+    // The files may have gone with a write of the key since its record was
+    // read (DELETE, REBALANCE): then the index says so now, and it is no loss.
+    if (recheck && await this.#changed(key, e)) return this.locate(key, rawPath, false);
     // Live in the index but on no replica: 410 when every replica said it
     // has no such file (data lost), 503 when some could not say.
     return { status: unreachable > 0 ? 503 : 410, headers };
@@ -370,6 +376,11 @@ export class Store {
       // Some file may remain: leave the key "writing" for DELETE or repair.
       await claim.release();
     }
+  }
+
+  /** Whether the key's record is no longer the one read as `e`. */
+  async #changed(key: Uint8Array, e: Entry): Promise<boolean> {
+    return (await this.index.get(key))?.versionstamp !== e.versionstamp;
   }
 
   /**

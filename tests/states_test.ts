@@ -154,3 +154,36 @@ Deno.test("states, RELINK and lost values against real nginx volumes", async (t)
     await c.stop();
   }
 });
+
+Deno.test("a GET that races a DELETE of its key answers 404, not 410", async () => {
+  // One replica, and a voltimeout long enough to hold the GET's HEAD on a
+  // paused volume (instead of counting the volume as down).
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-voltimeout", "5s"] });
+  try {
+    const key = randomKey();
+    assertEquals((await req(c, key, "PUT", "raced")).status, 201);
+    const sv = (await req(c, key, "HEAD")).headers.get("key-volumes")!.split("/")[1];
+    const file = `${c.volumeDir(0)}/${sv}${key2path(enc.encode(key))}`;
+    await c.pauseVolume(0);
+    let get, del;
+    try {
+      // The GET has read the live record and waits on its HEAD...
+      get = req(c, key);
+      await new Promise((r) => setTimeout(r, 200));
+      // ...while the DELETE marks the key and waits to remove the file.
+      del = req(c, key, "DELETE");
+      for (let i = 0; i < 200 && !(await keys(c, `${key}?writing`)).length; i++) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      assertEquals(await keys(c, `${key}?writing`), [key], "the DELETE holds the key");
+      // The file goes first, as if nginx ran the DELETE before the HEAD.
+      await Deno.remove(file);
+    } finally {
+      await c.resumeVolume(0);
+    }
+    assertEquals((await get).status, 404, "the key was deleted, not lost");
+    assertEquals((await del).status, 204);
+  } finally {
+    await c.stop();
+  }
+});
