@@ -30,6 +30,14 @@ export function parseTarget(url: string): Target {
 }
 
 /**
+ * Deno builds a request's URL as "http://" + its Host header + its path, so
+ * a "/" in Host (no host holds one) would become the start of the key.
+ */
+export function checkHost(host: string | null) {
+  if (host?.includes("/")) throw new BadRequest(`Bad Host header "${host}": a host holds no "/"`);
+}
+
+/**
  * UTF-8 bytes of s. A short ASCII string (most keys) is copied in JS into
  * slab memory (lib/bytes.ts): a new array per request cost a missing-key
  * GET a sixth of its time.

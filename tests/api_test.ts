@@ -43,6 +43,19 @@ function slashKey(atEnd: boolean): string {
   }
 }
 
+/**
+ * Status and body of a request sent with this Host header (fetch sets its
+ * own Host); Deno builds the request's URL as "http://" + Host + path.
+ */
+async function withHost(c: Cluster, method: string, path: string, host: string, body = "") {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: c.masterPort });
+  const head = `${method} ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n` +
+    `Content-Length: ${enc.encode(body).length}\r\n\r\n`;
+  await conn.write(enc.encode(head + body));
+  const text = new TextDecoder().decode(await new Response(conn.readable).arrayBuffer());
+  return { status: Number(text.slice(9, 12)), body: text.slice(text.indexOf("\r\n\r\n") + 4) };
+}
+
 /** What each volume holds at the key's path: 200 or 404 per volume. */
 async function onVolumes(c: Cluster, key: string): Promise<number[]> {
   const res = await req(c, encodeURI(key), "HEAD");
@@ -323,6 +336,23 @@ Deno.test("mkv API against real nginx volumes and a master process", async (t) =
       const key = randomKey();
       assertEquals((await put(c, key, "still serving")).status, 201);
     });
+
+    await t.step(
+      "a Host header holding '/' answers 400 instead of prefixing the key",
+      async () => {
+        const key = randomKey();
+        const host = `127.0.0.1/hijacked`;
+        assertEquals(await withHost(c, "PUT", key, host, "v"), {
+          status: 400,
+          body: `Bad Host header "${host}": a host holds no "/"\n`,
+        });
+        assertEquals((await withHost(c, "DELETE", key, host)).status, 400);
+        assertEquals((await req(c, `/hijacked${key}`)).status, 404, "no key made from the Host");
+        // A GET is never redirected to the key the Host would make either.
+        assertEquals((await put(c, `/hijacked${key}`, "other")).status, 201);
+        assertEquals((await withHost(c, "GET", key, host)).status, 400);
+      },
+    );
 
     await t.step("keys of 150, 250, 600 and 1,500 bytes: PUT, GET, ?list, DELETE", async () => {
       const prefix = randomKey("/len");
