@@ -12,9 +12,10 @@ export interface FanoutResult {
 }
 
 /**
- * The source (a client's request body) failed: it ended before its end, or
- * sent nothing for the stall time. Not the volumes' fault: `status` is what
- * the client is answered (400, 408).
+ * The source (a client's request body) failed: it ended before its end,
+ * sent nothing for the stall time, or was empty where a value must not be.
+ * Not the volumes' fault: `status` is what the client is answered (400,
+ * 408, 411).
  */
 export class SourceError extends Error {
   constructor(readonly status: number, message: string) {
@@ -46,7 +47,7 @@ export interface Fanout {
 export function fanout(
   source: ReadableStream<Uint8Array>,
   count: number,
-  options: { md5: boolean; stall?: number; fence?: () => boolean },
+  options: { md5: boolean; stall?: number; fence?: () => boolean; refuseEmpty?: boolean },
 ): Fanout {
   const pipes = Array.from({ length: count }, () =>
     new TransformStream<Uint8Array, Uint8Array>(
@@ -75,6 +76,11 @@ export function fanout(
         const { value, done } = await readSource(reader, options.stall);
         // Nothing more goes out, not even the end, without the right to.
         if (options.fence && !options.fence()) throw new LostClaim();
+        // An empty value fails before the end goes out: nginx would
+        // otherwise put an empty file in place of what the path held.
+        if (done && bytes === 0 && options.refuseEmpty) {
+          throw new SourceError(411, "A value must not be empty");
+        }
         if (done) break;
         bytes += value.byteLength;
         hash?.update(value);

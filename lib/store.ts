@@ -168,6 +168,7 @@ export class Store {
           md5: opts.md5,
           size: opts.contentLength,
           fence: () => claim.holds,
+          refuseEmpty: !opts.allowEmpty,
         });
       } catch (err) {
         // The key may be another writer's now: its files are not ours to remove.
@@ -208,10 +209,17 @@ export class Store {
     path: string,
     volumes: string[],
     body: ReadableStream<Uint8Array>,
-    opts: { signal: AbortSignal; md5?: boolean; size: number | null; fence?: () => boolean },
+    opts: {
+      signal: AbortSignal;
+      md5?: boolean;
+      size: number | null;
+      fence?: () => boolean;
+      /** An empty body fails (411) before any replica is written. */
+      refuseEmpty?: boolean;
+    },
   ): Promise<FanoutResult> {
     const md5 = opts.md5 || this.opts.md5sum;
-    const { signal, fence } = opts;
+    const { signal, fence, refuseEmpty } = opts;
     if (opts.size !== null && opts.size <= SMALL_WRITE) {
       const value = await readSmall(body, opts.size, { signal, stall: this.opts.stall });
       if (fence && !fence()) throw new LostClaim();
@@ -225,7 +233,7 @@ export class Store {
       if (failed) throw (failed as PromiseRejectedResult).reason;
       return { bytes: value.length, md5: md5 ? toHex(md5sum(value)) : "" };
     }
-    const fan = fanout(body, volumes.length, { md5, stall: this.opts.stall, fence });
+    const fan = fanout(body, volumes.length, { md5, stall: this.opts.stall, fence, refuseEmpty });
     // Aborted once anything failed: the other volumes' calls then end
     // without counting against those volumes (lib/volumes.ts).
     const stop = new AbortController();
@@ -299,6 +307,7 @@ export class Store {
           md5: opts.md5,
           size: opts.contentLength,
           fence: () => claim.holds,
+          refuseEmpty: !opts.allowEmpty,
         });
       } catch (err) {
         await this.#removePaths(tmp, kvolumes).catch(() => {});

@@ -131,6 +131,21 @@ Deno.test("request bodies that fail", async (t) => {
         assertEquals(await (await fetch(c.url + key)).text(), "keep me");
       },
     );
+
+    await t.step(
+      "a chunked PUT over an unlinked key with an empty body answers 411 and keeps the value",
+      async () => {
+        const key = randomKey("/unlinked-empty");
+        assertEquals(await status(c.url + key, { method: "PUT", body: "keep me too" }), 201);
+        assertEquals(await status(c.url + key, { method: "UNLINK" }), 204);
+        const empty = new ReadableStream<Uint8Array>({ start: (ctl) => ctl.close() });
+        const res = await fetch(c.url + key, { method: "PUT", body: empty });
+        assertEquals([res.status, await res.text()], [411, "A value must not be empty\n"]);
+        assert(await listed(c.url, "unlinked", key), "still unlinked");
+        assertEquals(await status(c.url + key, { method: "RELINK" }), 204);
+        assertEquals(await (await fetch(c.url + key)).text(), "keep me too");
+      },
+    );
   } finally {
     await c.stop();
   }
