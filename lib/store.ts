@@ -376,6 +376,33 @@ export class Store {
     return this.#removePaths(path, volumes);
   }
 
+  /**
+   * Deletes the key's file on `volume`, which its record does not name (an
+   * orphan: verify -repair), under a claim on the key, so that a write of
+   * the key meanwhile waits (409) rather than having its new file deleted.
+   * 409 when the key is in use: claimed, being written, or on `volume` now.
+   */
+  async removeOrphan(key: Uint8Array, volume: string): Promise<Outcome> {
+    return await this.#exclusive(key, async () => {
+      const prev = await this.index.get(key);
+      if (prev && (isClaimed(prev.rec) || prev.rec.state === "writing")) return inFlight();
+      if (prev?.rec.rvolumes.includes(volume)) return { status: 409, message: "Recorded there" };
+      // A live or unlinked key stays readable; a key with no record gets a
+      // "writing" one for the moment.
+      const claim = prev
+        ? await Claim.hold(this.index, key, prev, this.opts)
+        : await Claim.take(this.index, key, null, [], this.opts);
+      if (!claim) return inFlight();
+      try {
+        if (!claim.holds) throw new LostClaim();
+        await this.#removeFiles(key, [volume]);
+      } finally {
+        await (prev ? claim.release() : claim.finish(null));
+      }
+      return { status: 204 };
+    });
+  }
+
   /** A failed write: remove what was written, then the record if all went. */
   async #undo(key: Uint8Array, volumes: string[], claim: Claim) {
     try {

@@ -2,8 +2,12 @@
 // found, -repair fixes them, and a clean cluster verifies clean.
 import { Cluster, randomBytes, randomKey, runMain } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
-import { openIndex } from "../lib/open.ts";
+import { joinIndex, openIndex } from "../lib/open.ts";
 import { key2path } from "../lib/keys.ts";
+import { FLAGS, storeOptions } from "../lib/config.ts";
+import { parseFlags } from "../lib/flags.ts";
+import { Store } from "../lib/store.ts";
+import { volumeUrl } from "../lib/volumes.ts";
 
 const enc = new TextEncoder();
 
@@ -263,6 +267,53 @@ Deno.test("a plain verify reads the index without registering as a writer; -repa
     assertEquals(await verifyRegisters(c, []), false);
     assertEquals(await verifyRegisters(c, ["-repair"]), true);
   } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("an orphan is deleted under a claim on its key: a PUT of the key meanwhile gets 409, then writes", async () => {
+  const c = await Cluster.start();
+  // verify -repair's own Store, beside the master, on the same index.
+  const index = await openIndex(c.db);
+  try {
+    await joinIndex(index, "test:orphans");
+    const args = ["-volumes", c.volumes.join(","), "-db", c.db, "-voltimeout", "30s"];
+    const store = new Store(index, storeOptions(parseFlags(args, FLAGS).flags));
+    const k = randomKey("/orphan");
+    const key = enc.encode(k);
+    // A file of the key on a volume, with no record: an orphan.
+    const v = store.kvolumes(key)[0];
+    const file = volumeUrl(v, key2path(key));
+    const put = await fetch(file, { method: "PUT", body: "orphan" });
+    await put.body?.cancel();
+    assertEquals(put.status, 201);
+    // The volume hangs, so the deletion holds the claim until it is resumed.
+    const i = c.volumes.findIndex((name) => v.startsWith(name));
+    await c.pauseVolume(i);
+    const removing = store.removeOrphan(key, v);
+    try {
+      while ((await index.kv.get(["k", key])).value === null) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      const res = await fetch(c.url + k, { method: "PUT", body: "new value" });
+      assertEquals([res.status, await res.text()], [
+        409,
+        "Another write of this key is in progress\n",
+      ]);
+    } finally {
+      await c.resumeVolume(i);
+    }
+    assertEquals((await removing).status, 204);
+    assertEquals((await index.kv.get(["k", key])).value, null);
+    assertEquals((await fetch(file)).status, 404);
+    // Then the PUT goes through, and its file stays.
+    const res = await fetch(c.url + k, { method: "PUT", body: "new value" });
+    await res.body?.cancel();
+    assertEquals(res.status, 201);
+    assertEquals(await (await fetch(c.url + k)).text(), "new value");
+  } finally {
+    await index.membership?.leave();
+    index.close();
     await c.stop();
   }
 });

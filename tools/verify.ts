@@ -15,6 +15,7 @@
 import { createHash } from "node:crypto";
 import type { FlagValues } from "../lib/flags.ts";
 import { requireDb, storeOptions } from "../lib/config.ts";
+import { Store } from "../lib/store.ts";
 import { joinIndex, openIndex } from "../lib/open.ts";
 import type { Entry, Index } from "../lib/index_db.ts";
 import { key2path } from "../lib/keys.ts";
@@ -32,6 +33,8 @@ type Health = "ok" | "missing" | "corrupt" | "unreachable";
 
 interface Ctx {
   index: Index;
+  /** Its verbs delete orphans under a claim on their key. */
+  store: Store;
   timeout: number;
   stall: number;
   replicas: number;
@@ -67,9 +70,11 @@ export async function verify(flags: FlagValues): Promise<number> {
   // running master its fast path.
   if (repair) await joinIndex(index, `verify:${Deno.pid}`);
   const progress = new Progress("verify", { main: "keys" });
+  const timeout = Math.max(opts.voltimeout, 10_000);
   const ctx: Ctx = {
     index,
-    timeout: Math.max(opts.voltimeout, 10_000),
+    store: new Store(index, { ...opts, voltimeout: timeout }),
+    timeout,
     stall: opts.stall,
     replicas: opts.replicas,
     md5: flags.md5 === true,
@@ -248,18 +253,9 @@ async function findOrphans(
           continue;
         }
         try {
-          // Read the record again: a write may have claimed the key since.
-          const again = await ctx.index.get(found.key);
-          if (
-            again &&
-            (again.rec.state === "writing" || (again.rec.until ?? 0) > Date.now() ||
-              again.rec.rvolumes.includes(v))
-          ) {
-            p.fixed = "in use again, kept";
-            continue;
-          }
-          await remoteDelete(url, ctx.timeout);
-          p.fixed = "deleted";
+          // Under a claim on the key: a write may have come since the listing.
+          const out = await ctx.store.removeOrphan(found.key, v);
+          p.fixed = out.status === 204 ? "deleted" : "in use again, kept";
         } catch (err) {
           p.text += ` (cannot delete: ${messageOf(err)})`;
         }
