@@ -187,6 +187,7 @@ export async function openReplica(
 ): Promise<Response> {
   const path = key2path(key);
   let last: unknown = null;
+  let missing = 0;
   for (const v of shuffled(rec.rvolumes)) {
     try {
       return await remoteGet(volumeUrl(v, path), { ...opts, stall: store.opts.stall });
@@ -194,8 +195,15 @@ export async function openReplica(
       if (err instanceof VolumeError && err.status === 416) {
         throw s3Error("InvalidRange", "The requested range is not satisfiable");
       }
+      if (err instanceof VolumeError && err.status === 404) missing++;
       last = err;
     }
+  }
+  // Every replica says it has no such file (a DELETE since the record was
+  // read, or lost data): no such key, as HeadObject answers; retrying would
+  // not help, which is what 503 says.
+  if (missing === rec.rvolumes.length) {
+    throw s3Error("NoSuchKey", "Every replica of the key is missing");
   }
   throw s3Error(
     "ServiceUnavailable",

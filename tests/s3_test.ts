@@ -595,7 +595,7 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
     });
 
     await t.step(
-      "CopyObject of a source whose every replica is gone: 503, the destination untouched",
+      "CopyObject of a source whose every replica is gone: NoSuchKey, the destination untouched",
       async () => {
         const Bucket = bucketName();
         await s3.send(new PutObjectCommand({ Bucket, Key: "gone", Body: "source" }));
@@ -610,17 +610,26 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
           await s3Fails(
             s3.send(new CopyObjectCommand({ Bucket, Key: "dst", CopySource: `${Bucket}/gone` })),
           ),
-          { name: "ServiceUnavailable", status: 503 },
+          { name: "NoSuchKey", status: 404 },
         );
         assertEquals((await bytesOf(s3, Bucket, "dst")).bytes, enc.encode("before"));
         assertEquals(
           await s3Fails(
             s3.send(new CopyObjectCommand({ Bucket, Key: "new", CopySource: `${Bucket}/gone` })),
           ),
-          { name: "ServiceUnavailable", status: 503 },
+          { name: "NoSuchKey", status: 404 },
         );
         assertEquals(
           await s3Fails(s3.send(new HeadObjectCommand({ Bucket, Key: "new" }))),
+          { name: "NotFound", status: 404 },
+        );
+        // GetObject and HeadObject of the source agree: no such key.
+        assertEquals(
+          await s3Fails(s3.send(new GetObjectCommand({ Bucket, Key: "gone" }))),
+          { name: "NoSuchKey", status: 404 },
+        );
+        assertEquals(
+          await s3Fails(s3.send(new HeadObjectCommand({ Bucket, Key: "gone" }))),
           { name: "NotFound", status: 404 },
         );
       },
