@@ -1,6 +1,7 @@
 // `deno task up`: a local cluster to try the store: three nginx volumes on
 // :3001-3003 (./data/volume1-3) and a master on :3000 (index in
-// ./data/indexdb). Ctrl-C stops everything it started.
+// ./data/indexdb). `PORT=42000 deno task up` moves them all: the master on
+// 42000, the volumes on 42001-42003. Ctrl-C stops everything it started.
 import { MASTER_V8_FLAGS } from "../lib/runtime.ts";
 import { resolve } from "node:path";
 import { ensureNginx } from "./volume.ts";
@@ -33,37 +34,45 @@ async function waitFor(url: string) {
   throw new Error(`${url} did not come up`);
 }
 
+const base = Number(Deno.env.get("PORT") ?? "3000");
+if (!Number.isInteger(base) || base < 1 || base > 65532) {
+  console.error(`Bad PORT "${Deno.env.get("PORT")}": expected 1-65532 (the master's port)`);
+  Deno.exit(2);
+}
 await ensureNginx();
-const volumes = [3001, 3002, 3003];
+const volumes = [base + 1, base + 2, base + 3];
 // Another cluster on these ports would answer our readiness checks.
-for (const port of [3000, ...volumes]) {
+for (const port of [base, ...volumes]) {
   try {
     Deno.listen({ port }).close();
   } catch {
-    console.error(`Port ${port} is in use: stop what runs there first (another 'deno task up'?)`);
+    console.error(
+      `Port ${port} is in use: stop what runs there first (another 'deno task up'?), ` +
+        `or move the cluster: PORT=42000 deno task up`,
+    );
     Deno.exit(1);
   }
 }
 for (const port of volumes) {
-  start(["volume", `${data}/volume${port - 3000}`], { PORT: String(port) });
+  start(["volume", `${data}/volume${port - base}`], { PORT: String(port) });
 }
 await Promise.all(volumes.map((p) => waitFor(`http://localhost:${p}/`)));
 start([
   "server",
   "-port",
-  "3000",
+  String(base),
   "-db",
   `${data}/indexdb`,
   "-volumes",
   volumes.map((p) => `localhost:${p}`).join(","),
   ...Deno.args,
 ]);
-await waitFor("http://localhost:3000/?list&limit=1");
+await waitFor(`http://localhost:${base}/?list&limit=1`);
 console.log(`
-mkv is up: master http://localhost:3000, volumes ${volumes.map((p) => `:${p}`).join(" ")}
-  curl -L -T README.md localhost:3000/hello     # store
-  curl -L localhost:3000/hello                  # read
-  curl 'localhost:3000/?list'                   # list
+mkv is up: master http://localhost:${base}, volumes ${volumes.map((p) => `:${p}`).join(" ")}
+  curl -L -T README.md localhost:${base}/hello     # store
+  curl -L localhost:${base}/hello                  # read
+  curl 'localhost:${base}/?list'                   # list
 Ctrl-C stops everything.`);
 
 const stop = () => {

@@ -1,0 +1,115 @@
+// `deno task up`: the README's first command, on the ports PORT names.
+import { randomKey } from "./cluster.ts";
+import { assert, assertEquals } from "./assert.ts";
+
+const UP = new URL("../tools/up.ts", import.meta.url).pathname;
+
+/** A base port whose next three are free too (the volumes'). */
+function freeBlock(): number {
+  for (let tries = 0; tries < 50; tries++) {
+    const base = 20_000 + Math.floor(Math.random() * 40_000);
+    const held: Deno.Listener[] = [];
+    try {
+      for (let p = base; p < base + 4; p++) held.push(Deno.listen({ port: p }));
+      return base;
+    } catch {
+      /* taken: try another */
+    } finally {
+      for (const l of held) l.close();
+    }
+  }
+  throw new Error("no four free ports in a row");
+}
+
+async function readUntil(r: ReadableStreamDefaultReader<string>, text: string): Promise<string> {
+  let out = "";
+  while (!out.includes(text)) {
+    const { value, done } = await r.read();
+    if (done) throw new Error(`ended before ${JSON.stringify(text)}:\n${out}`);
+    out += value;
+  }
+  return out;
+}
+
+Deno.test("PORT=N deno task up: master on N, volumes on N+1..N+3, Ctrl-C stops them", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
+  const base = freeBlock();
+  const up = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", UP],
+    cwd: dir,
+    env: { PORT: String(base) },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = up.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    const out = await readUntil(reader, "Ctrl-C stops everything.");
+    assert(
+      out.includes(
+        `mkv is up: master http://localhost:${base}, volumes :${base + 1} :${base + 2} :${
+          base + 3
+        }\n`,
+      ),
+      out,
+    );
+    assert(out.includes(`  curl -L localhost:${base}/hello `), out);
+    const key = randomKey();
+    const put = await fetch(`http://localhost:${base}${key}`, { method: "PUT", body: "x" });
+    assertEquals(put.status, 201);
+    const get = await fetch(`http://localhost:${base}${key}`, { redirect: "manual" });
+    await get.body?.cancel();
+    assertEquals(get.status, 302);
+    const location = get.headers.get("location") ?? "";
+    assert(/^http:\/\/localhost:\d+\//.test(location), location);
+    const volume = Number(new URL(location).port);
+    assert(volume >= base + 1 && volume <= base + 3, location);
+    assertEquals(await (await fetch(location)).text(), "x");
+    // The data lands under the working folder's data/.
+    assertEquals((await Deno.stat(`${dir}/data/indexdb`)).isDirectory, true);
+    assertEquals((await Deno.stat(`${dir}/data/volume1`)).isDirectory, true);
+  } finally {
+    up.kill("SIGINT");
+    assertEquals((await up.status).code, 0);
+    reader.releaseLock();
+    await up.stdout.cancel().catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+  }
+  for (let p = base; p < base + 4; p++) Deno.listen({ port: p }).close(); // all freed
+});
+
+Deno.test("deno task up on a taken port says how to move it, and starts nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
+  const base = freeBlock();
+  const taken = Deno.listen({ port: base + 2 });
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", UP],
+      cwd: dir,
+      env: { PORT: String(base) },
+      stdin: "null",
+    }).output();
+    assertEquals(out.code, 1);
+    assertEquals(
+      new TextDecoder().decode(out.stderr),
+      `Port ${base + 2} is in use: stop what runs there first (another 'deno task up'?), ` +
+        `or move the cluster: PORT=42000 deno task up\n`,
+    );
+  } finally {
+    taken.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("deno task up refuses a bad PORT", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", UP],
+    env: { PORT: "70000" },
+    stdin: "null",
+  }).output();
+  assertEquals(out.code, 2);
+  assertEquals(
+    new TextDecoder().decode(out.stderr),
+    `Bad PORT "70000": expected 1-65532 (the master's port)\n`,
+  );
+});
