@@ -140,6 +140,11 @@ export function usage(
 
 export function formatDuration(ms: number): string {
   if (ms === 0) return "0s";
-  if (ms % 1000 === 0) return `${ms / 1000}s`;
-  return `${ms}ms`;
+  if (ms % 1000 !== 0) return `${ms}ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s}s`;
+  // Go's time.Duration: 1m30s, 1h0m0s.
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return `${h ? `${h}h` : ""}${m}m${s % 60}s`;
 }

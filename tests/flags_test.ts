@@ -106,6 +106,9 @@ Deno.test("formatDuration prints defaults as Go does for whole units", () => {
   assertEquals(formatDuration(1000), "1s");
   assertEquals(formatDuration(30_000), "30s");
   assertEquals(formatDuration(250), "250ms");
+  assertEquals(formatDuration(90_000), "1m30s");
+  assertEquals(formatDuration(120_000), "2m0s");
+  assertEquals(formatDuration(3_600_000), "1h0m0s", "-grace's default, not 3600s");
 });
 
 Deno.test("storeOptions has mkv's defaults", () => {
