@@ -103,6 +103,26 @@ Deno.test("rebuild names the folders it could not read and exits non-zero", asyn
   }
 });
 
+Deno.test("rebuild refuses an index a running master uses, and the master keeps its keys", async () => {
+  const c = await Cluster.start();
+  try {
+    const k = randomKey("/inuse");
+    const put = await fetch(c.url + k, { method: "PUT", body: "still here" });
+    await put.body?.cancel();
+    assertEquals(put.status, 201);
+    const r = await runMain(["rebuild", "-volumes", c.volumes.join(","), "-db", c.db]);
+    assertEquals(r.code, 1);
+    assertEquals(
+      r.stderr,
+      "rebuild: 1 master(s) or tool(s) are using this index; stop them first " +
+        "(rebuild empties the index before it reads the volumes)\n",
+    );
+    assertEquals(await (await fetch(c.url + k)).text(), "still here");
+  } finally {
+    await c.stop();
+  }
+});
+
 Deno.test("rebalance 5 -> 3 -> 5 volumes: every key readable, balanced, byte-identical", async () => {
   const c = await Cluster.start({ volumes: 5 });
   try {

@@ -22,8 +22,18 @@ export async function rebuild(flags: FlagValues): Promise<number> {
   const opts = storeOptions(flags);
   const concurrency = concurrencyOf(flags);
   const index = await openIndex(requireDb(flags));
-  // A writer of the index: a master running by mistake stops trusting its caches.
-  await joinIndex(index, `rebuild:${Deno.pid}`);
+  const id = `rebuild:${Deno.pid}`;
+  // It empties the index first: never under a master (or tool) using it.
+  const others = await index.otherMembers(id, Date.now());
+  if (others > 0) {
+    index.close();
+    console.error(
+      `rebuild: ${others} master(s) or tool(s) are using this index; stop them first ` +
+        `(rebuild empties the index before it reads the volumes)`,
+    );
+    return 1;
+  }
+  await joinIndex(index, id);
   const w: Walker = { timeout: Math.max(opts.voltimeout, 10_000), errors: [] };
   const started = performance.now();
   const progress = new Progress("rebuild", { main: "keys" });
