@@ -69,6 +69,9 @@ export function logFormat(flags: FlagValues): LogFormat {
   return f as LogFormat;
 }
 
+/** The longest -voltimeout and -lease, ms (24h). */
+const MAX_DURATION = 86_400_000;
+
 export function storeOptions(flags: FlagValues): StoreOptions {
   const volumes = String(flags.volumes).split(",").map((v) => v.trim()).filter((v) => v !== "");
   const replicas = flags.replicas as number;
@@ -93,6 +96,13 @@ export function storeOptions(flags: FlagValues): StoreOptions {
   }
   const voltimeout = flags.voltimeout as number;
   if (voltimeout <= 0) throw new FlagError("-voltimeout must be positive");
+  // A timer longer than 2^31-1 ms (about 24 days) fires at once: the stall
+  // (10x -voltimeout) and the lease waits must stay well below that.
+  if (voltimeout > MAX_DURATION) throw new FlagError("-voltimeout must be at most 24h");
+  const lease = flags.lease as number;
+  // A lease that has run out before the write starts loses every claim.
+  if (lease <= 0) throw new FlagError("-lease must be positive");
+  if (lease > MAX_DURATION) throw new FlagError("-lease must be at most 24h");
   return {
     volumes,
     replicas,
@@ -104,7 +114,7 @@ export function storeOptions(flags: FlagValues): StoreOptions {
     // Long enough for nginx to rename a large temp file into place.
     stall: Math.max(10 * voltimeout, 2_000),
     fallback: String(flags.fallback),
-    lease: flags.lease as number,
+    lease,
     owner: `${Deno.hostname()}:${Deno.pid}:${crypto.randomUUID().slice(0, 8)}`,
   };
 }

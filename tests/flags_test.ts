@@ -169,6 +169,25 @@ Deno.test("storeOptions rejects bad volumes, replicas, subvolumes and timeouts",
   assertThrows(() => storeOptions(parse(...v, "-voltimeout", "-1s").flags), FlagError);
 });
 
+Deno.test("storeOptions: a lease of zero or less throws FlagError (every write would lose its claim)", () => {
+  const v = ["-volumes", "a:1,b:2,c:3"];
+  for (const lease of ["0", "-5s"]) {
+    const err = assertThrows(() => storeOptions(parse(...v, "-lease", lease).flags), FlagError);
+    assertEquals(err.message, "-lease must be positive");
+  }
+  assertEquals(storeOptions(parse(...v, "-lease", "1ms").flags).lease, 1);
+});
+
+Deno.test("storeOptions: -voltimeout and -lease over 24h throw FlagError (a timer that long fires at once)", () => {
+  const v = ["-volumes", "a:1,b:2,c:3"];
+  const vol = assertThrows(() => storeOptions(parse(...v, "-voltimeout", "25h").flags), FlagError);
+  assertEquals(vol.message, "-voltimeout must be at most 24h");
+  const lease = assertThrows(() => storeOptions(parse(...v, "-lease", "25h").flags), FlagError);
+  assertEquals(lease.message, "-lease must be at most 24h");
+  const o = storeOptions(parse(...v, "-voltimeout", "24h", "-lease", "24h").flags);
+  assertEquals([o.voltimeout, o.lease], [86_400_000, 86_400_000]);
+});
+
 Deno.test("storeOptions accepts IPv6 and host names with dots and dashes", () => {
   const o = storeOptions(
     parse("-volumes", "[::1]:3001,vol-2.example.com:80", "-replicas", "2").flags,
