@@ -1,7 +1,7 @@
 // mkv: a distributed key-value store for large values, minikeyvalue's API on
 // Deno. `main.ts <command> [flags]`; see `main.ts help`.
 import { FlagError, parseFlags, usage } from "./lib/flags.ts";
-import { FLAGS, logFormat, requireDb, s3Options, storeOptions } from "./lib/config.ts";
+import { FLAGS, listenPort, logFormat, requireDb, s3Options, storeOptions } from "./lib/config.ts";
 import { joinIndex, openIndex } from "./lib/open.ts";
 import { Store } from "./lib/store.ts";
 import { createHandler, Drain } from "./lib/server.ts";
@@ -78,6 +78,7 @@ function fail(err: unknown): number {
 }
 
 async function server(flags: { [name: string]: string | number | boolean }): Promise<number> {
+  const port = listenPort(flags);
   const opts = storeOptions(flags);
   const db = requireDb(flags);
   // Two names for one nginx would put two "replicas" of a key in one file.
@@ -92,7 +93,7 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
   const s3 = s3Options(flags) ?? undefined;
   const handler = createHandler(store, { verbose: flags.v as boolean, s3 }, drain);
   const srv = Deno.serve({
-    port: flags.port as number,
+    port,
     onListen: ({ port }) =>
       console.log(
         `mkv master on :${port}, volumes ${opts.volumes.join(",")}, replicas ${opts.replicas}`,

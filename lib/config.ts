@@ -139,6 +139,13 @@ function s3Credentials(flags: FlagValues): Credentials | null {
   return { accessKey, secretKey };
 }
 
+/** -port, checked: 0 (any free port) to 65535. */
+export function listenPort(flags: FlagValues): number {
+  const port = flags.port as number;
+  if (port < 0 || port > 65535) throw new FlagError("-port must be from 0 to 65535");
+  return port;
+}
+
 export function requireDb(flags: FlagValues): string {
   const db = String(flags.db);
   if (!db) throw new FlagError("-db is required: the path of the index");

@@ -39,6 +39,14 @@ Deno.test("bad flag values are refused with the reason", async () => {
   assert(none.stderr.startsWith("No command given"), none.stderr);
 });
 
+Deno.test("a port out of range is a flag error: usage and exit 2, not a crash", async () => {
+  for (const port of ["-1", "65536"]) {
+    const r = await runMain(["server", "-db", "/tmp/unused", "-volumes", "a:1", "-port", port]);
+    assertEquals(r.code, 2, port);
+    assert(r.stderr.startsWith("-port must be from 0 to 65535\n"), r.stderr);
+  }
+});
+
 Deno.test("version and help exit 0", async () => {
   const v = await runMain(["version"]);
   assertEquals(v.code, 0);
