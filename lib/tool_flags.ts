@@ -39,3 +39,13 @@ export function concurrencyOf(flags: FlagValues, byDefault = 16): number {
   if (!(n >= 1)) throw new FlagError("-concurrency must be at least 1");
   return n;
 }
+
+/**
+ * -grace, checked: orphans younger than it are kept. A negative one would
+ * take the files of writes still in flight.
+ */
+export function graceOf(flags: FlagValues): number {
+  const ms = (flags.grace ?? 3_600_000) as number;
+  if (ms < 0) throw new FlagError("-grace must not be negative");
+  return ms;
+}

@@ -105,6 +105,18 @@ Deno.test("verify -repair keeps orphans younger than -grace and exits 1", async 
   }
 });
 
+Deno.test("verify: a negative -grace is a flag error (it would delete the files of writes in flight)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mkv-grace-" });
+  try {
+    const args = ["verify", "-volumes", "127.0.0.1:1", "-replicas", "1", "-db", dir, "-repair"];
+    const r = await runMain([...args, "-grace", "-1h"]);
+    assertEquals(r.code, 2, r.stderr);
+    assert(r.stderr.startsWith("-grace must not be negative\n"), r.stderr);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("verify -repair removes a write whose lease ran out, with its files", async () => {
   const c = await Cluster.start();
   try {

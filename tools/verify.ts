@@ -22,7 +22,7 @@ import { key2path } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
 import { Progress } from "../lib/progress.ts";
 import { aliasesMessage, aliasesOf } from "../lib/aliases.ts";
-import { concurrencyOf } from "../lib/tool_flags.ts";
+import { concurrencyOf, graceOf } from "../lib/tool_flags.ts";
 import { remoteDelete, remoteGet, remotePut, volumeUrl } from "../lib/volumes.ts";
 import { hexFolders, keysIn, type Other, subvolumesOf, type Walker } from "../lib/walk.ts";
 
@@ -63,6 +63,7 @@ function report(ctx: Ctx, text: string): Problem {
 export async function verify(flags: FlagValues): Promise<number> {
   const opts = storeOptions(flags);
   const concurrency = concurrencyOf(flags);
+  const grace = graceOf(flags);
   const index = await openIndex(requireDb(flags));
   const repair = flags.repair === true;
   // A writer of the index only when repairing: a master running meanwhile
@@ -79,7 +80,7 @@ export async function verify(flags: FlagValues): Promise<number> {
     replicas: opts.replicas,
     md5: flags.md5 === true,
     repair,
-    grace: (flags.grace ?? 3_600_000) as number,
+    grace,
     progress,
     problems: [],
     recorded: new Set(),
