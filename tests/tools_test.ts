@@ -1,4 +1,4 @@
-// rebuild and rebalance against real nginx volumes.
+// rebuild and rebalance against real nginx volumes, and the thrash tool's flags.
 import { Cluster, randomBytes, randomKey, runMain } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { openIndex } from "../lib/open.ts";
@@ -416,5 +416,24 @@ Deno.test("rebalance off a dead volume counts its keys as moved and names the co
     }
   } finally {
     await c.stop();
+  }
+});
+
+Deno.test("thrash: a negative -seconds or a -cycles below 1 is a flag error, not a run of nothing", async () => {
+  const thrash = new URL("../tools/thrash.ts", import.meta.url).pathname;
+  for (
+    const [flag, value, message] of [
+      ["-seconds", "-5", "-seconds must not be negative"],
+      ["-cycles", "0", "-cycles must be at least 1"],
+    ]
+  ) {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", thrash, "-master", "http://127.0.0.1:1", flag, value],
+      stdin: "null",
+    }).output();
+    const stderr = dec.decode(out.stderr);
+    assertEquals(out.code, 2, stderr);
+    assert(stderr.startsWith(`${message}\n`), stderr);
+    assertEquals(dec.decode(out.stdout), "", "no run reported");
   }
 });

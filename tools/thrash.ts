@@ -201,6 +201,9 @@ async function main(args: string[]): Promise<number> {
     flags = parsed.flags;
     if ((flags.clients as number) < 1) throw new FlagError("-clients must be at least 1");
     if ((flags.size as number) < 1) throw new FlagError("-size must be at least 1");
+    // Either would run no cycle at all and report success.
+    if ((flags.seconds as number) < 0) throw new FlagError("-seconds must not be negative");
+    if ((flags.cycles as number) < 1) throw new FlagError("-cycles must be at least 1");
   } catch (err) {
     if (!(err instanceof FlagError)) throw err;
     console.error(`${err.message}\n\n${usage(USAGE, FLAGS)}`);
