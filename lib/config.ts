@@ -69,6 +69,9 @@ export function logFormat(flags: FlagValues): LogFormat {
   return f as LogFormat;
 }
 
+/** A volume or -fallback: host:port (names, IPv4, [IPv6]). */
+const HOST_PORT = /^[A-Za-z0-9.\-\[\]:]+$/;
+
 /** The longest -voltimeout and -lease, ms (24h). */
 const MAX_DURATION = 86_400_000;
 
@@ -83,9 +86,12 @@ export function storeOptions(flags: FlagValues): StoreOptions {
     throw new FlagError("-volumes lists a volume twice");
   }
   for (const v of volumes) {
-    if (!/^[A-Za-z0-9.\-\[\]:]+$/.test(v)) {
-      throw new FlagError(`Bad volume "${v}": expected host:port`);
-    }
+    if (!HOST_PORT.test(v)) throw new FlagError(`Bad volume "${v}": expected host:port`);
+  }
+  const fallback = String(flags.fallback);
+  // Misses are redirected to http://<fallback><path>: anything else breaks the URL.
+  if (fallback && !HOST_PORT.test(fallback)) {
+    throw new FlagError(`Bad -fallback "${fallback}": expected host:port`);
   }
   if (replicas < 1) throw new FlagError("-replicas must be at least 1");
   if (subvolumes < 1 || subvolumes > 256) throw new FlagError("-subvolumes must be from 1 to 256");
@@ -113,7 +119,7 @@ export function storeOptions(flags: FlagValues): StoreOptions {
     voltimeout,
     // Long enough for nginx to rename a large temp file into place.
     stall: Math.max(10 * voltimeout, 2_000),
-    fallback: String(flags.fallback),
+    fallback,
     lease,
     owner: `${Deno.hostname()}:${Deno.pid}:${crypto.randomUUID().slice(0, 8)}`,
   };

@@ -188,6 +188,18 @@ Deno.test("storeOptions: -voltimeout and -lease over 24h throw FlagError (a time
   assertEquals([o.voltimeout, o.lease], [86_400_000, 86_400_000]);
 });
 
+Deno.test("storeOptions: a -fallback that is not host:port throws FlagError (its redirects would be broken)", () => {
+  const v = ["-volumes", "a:1,b:2,c:3"];
+  for (const bad of ["http://old:3000", "old cluster:3000", "old:3000/x"]) {
+    const err = assertThrows(() => storeOptions(parse(...v, "-fallback", bad).flags), FlagError);
+    assertEquals(err.message, `Bad -fallback "${bad}": expected host:port`);
+  }
+  assertEquals(
+    storeOptions(parse(...v, "-fallback", "old-1.example.com:3000").flags).fallback,
+    "old-1.example.com:3000",
+  );
+});
+
 Deno.test("storeOptions accepts IPv6 and host names with dots and dashes", () => {
   const o = storeOptions(
     parse("-volumes", "[::1]:3001,vol-2.example.com:80", "-replicas", "2").flags,
