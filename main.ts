@@ -100,14 +100,12 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
       ),
   }, handler);
   // SIGTERM/SIGINT: refuse new requests (503), let those in flight finish
-  // (30 s at most), then stop the server and close the index cleanly.
+  // (30 s at most), then stop the server; below, leave and close the index.
+  let grace: ReturnType<typeof setTimeout> | undefined;
   const stop = async () => {
     await drain.drain(30_000);
-    const grace = setTimeout(() => Deno.exit(1), 5_000);
+    grace ??= setTimeout(() => Deno.exit(1), 5_000);
     await srv.shutdown();
-    await index.membership?.leave();
-    index.close();
-    clearTimeout(grace);
   };
   for (const sig of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(sig, stop);
   // Volume up/down for /?status: every volume probed every 2 s.
@@ -118,6 +116,11 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
   });
   await srv.finished;
   probes.stop();
+  // Leave before exiting (main exits as soon as this returns): a tool that
+  // checks the index's members (rebuild) then sees this master gone at once.
+  await index.membership?.leave();
+  index.close();
+  clearTimeout(grace);
   health.flush();
   return 0;
 }
