@@ -24,6 +24,12 @@ export interface Http1Options {
 
 /** Idle connections kept per volume. */
 const IDLE_MAX = 64;
+/**
+ * An idle connection is closed after this long: nginx closes its side at
+ * its keepalive_timeout (120 s in volume.conf, 75 s by default), and ours
+ * would then sit in CLOSE-WAIT, an fd held until the pool reached it.
+ */
+const IDLE_TTL = 60_000;
 const HEAD_MAX = 16384;
 const encoder = new TextEncoder();
 const latin1 = new TextDecoder("latin1");
@@ -38,14 +44,37 @@ export function poolFor(host: string): Http1Pool {
 }
 
 export class Http1Pool {
+  /** Oldest first: the newest goes out again first (LIFO), the oldest ages out. */
   readonly #idle: Deno.TcpConn[] = [];
+  /** When each of #idle was put back (performance.now() ms). */
+  readonly #idleSince: number[] = [];
   readonly #hostname: string;
   readonly #port: number;
+  readonly #ttl: number;
 
-  constructor(readonly host: string) {
+  constructor(readonly host: string, opts: { idleTtl?: number } = {}) {
     const colon = host.lastIndexOf(":");
     this.#hostname = host.slice(0, colon).replace(/^\[|\]$/g, "");
     this.#port = Number(host.slice(colon + 1));
+    this.#ttl = opts.idleTtl ?? IDLE_TTL;
+  }
+
+  /** Idle connections kept (for tests). */
+  get idle(): number {
+    return this.#idle.length;
+  }
+
+  /**
+   * Closes the connections idle for longer than the pool's time to live.
+   * Called by each request, and by the master's volume probes (every 2 s),
+   * so no timer of its own keeps a tool's process alive.
+   */
+  sweep(now = performance.now()) {
+    let old = 0;
+    while (old < this.#idle.length && now - this.#idleSince[old] > this.#ttl) old++;
+    if (old === 0) return;
+    for (const conn of this.#idle.splice(0, old)) closeQuietly(conn);
+    this.#idleSince.splice(0, old);
   }
 
   /**
@@ -54,7 +83,10 @@ export class Http1Pool {
    * a new connection (every call made here is idempotent).
    */
   async request(method: string, path: string, opts: Http1Options): Promise<Http1Response> {
+    // The oldest idle connection first: O(1) unless some have aged out.
+    if (this.#idle.length > 0 && performance.now() - this.#idleSince[0] > this.#ttl) this.sweep();
     const pooled = this.#idle.pop();
+    this.#idleSince.pop();
     if (pooled) {
       try {
         return await this.#exchange(pooled, method, path, opts);
@@ -113,7 +145,10 @@ export class Http1Pool {
   #release(conn: Deno.TcpConn, close: boolean) {
     if (close || this.#idle.length >= IDLE_MAX) {
       closeQuietly(conn); // an abort may have closed it
-    } else this.#idle.push(conn);
+    } else {
+      this.#idle.push(conn);
+      this.#idleSince.push(performance.now());
+    }
   }
 }
 

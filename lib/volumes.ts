@@ -394,6 +394,9 @@ export async function remoteProbe(
   volume: string,
   timeout: number,
 ): Promise<{ up: boolean; ms: number; reason: string }> {
+  // Every 2 s: also when the master is otherwise idle, old pooled
+  // connections to the volume are closed.
+  poolFor(volume).sweep();
   const started = performance.now();
   try {
     const res = await fetch(volumeUrl(volume, "/"), {

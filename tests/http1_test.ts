@@ -65,6 +65,10 @@ function server(
     get accepted() {
       return accepted;
     },
+    /** Connections the client has not closed yet. */
+    get open() {
+      return conns.size;
+    },
     close() {
       listener.close();
       for (const c of conns) c.close();
@@ -273,4 +277,34 @@ Deno.test("pooled calls: bad or missing lengths and long bodies are errors", asy
     "Answer of 101 bytes, more than the 100 expected",
   ]);
   assertEquals(await answerTo("SMTP ready\r\n\r\n"), [0, 'Not an HTTP answer: "SMTP ready"']);
+});
+
+Deno.test("pooled calls: connections idle past their time are closed, by a sweep or the next call", async () => {
+  const s = server();
+  try {
+    const pool = new Http1Pool(s.host, { idleTtl: 50 });
+    const head = () => pool.request("HEAD", "/204", { timeout: 1000, maxBody: 0 });
+    // The server sees each close (read returns null): at most 2 s to arrive.
+    const waitClosed = async (open: number) => {
+      for (let i = 0; i < 400 && s.open > open; i++) await new Promise((r) => setTimeout(r, 5));
+      assertEquals(s.open, open, "connections the server still holds");
+    };
+    // Two calls at once: two connections, both kept.
+    assertEquals((await Promise.all([head(), head()])).map((r) => r.status), [204, 204]);
+    assertEquals([pool.idle, s.accepted], [2, 2]);
+    pool.sweep();
+    assertEquals(pool.idle, 2, "not aged yet");
+    await new Promise((r) => setTimeout(r, 100));
+    // A call after their time closes both and takes a new connection.
+    assertEquals((await head()).status, 204);
+    assertEquals([pool.idle, s.accepted], [1, 3]);
+    await waitClosed(1);
+    // An idle pool is swept from outside (the master's volume probes).
+    await new Promise((r) => setTimeout(r, 100));
+    pool.sweep();
+    assertEquals(pool.idle, 0);
+    await waitClosed(0);
+  } finally {
+    s.close();
+  }
 });
