@@ -4,10 +4,14 @@ import { assert, assertEquals } from "./assert.ts";
 
 const UP = new URL("../tools/up.ts", import.meta.url).pathname;
 
-/** A base port whose next three are free too (the volumes'). */
+/**
+ * A base port whose next three are free too (the volumes'). Below Linux's
+ * ephemeral range (32768+), where other tests' port-0 listeners and every
+ * outgoing connection take theirs, so none can take these meanwhile.
+ */
 function freeBlock(): number {
   for (let tries = 0; tries < 50; tries++) {
-    const base = 20_000 + Math.floor(Math.random() * 40_000);
+    const base = 20_000 + Math.floor(Math.random() * 12_000);
     const held: Deno.Listener[] = [];
     try {
       for (let p = base; p < base + 4; p++) held.push(Deno.listen({ port: p }));
@@ -75,8 +79,21 @@ Deno.test("PORT=N deno task up: master on N, volumes on N+1..N+3, Ctrl-C stops t
     await up.stdout.cancel().catch(() => {});
     await Deno.remove(dir, { recursive: true });
   }
-  for (let p = base; p < base + 4; p++) Deno.listen({ port: p }).close(); // all freed
+  // All freed (nginx's workers may outlive their master by a moment).
+  for (let p = base; p < base + 4; p++) await bindable(p);
 });
+
+async function bindable(port: number) {
+  for (let i = 0;; i++) {
+    try {
+      Deno.listen({ port }).close();
+      return;
+    } catch (err) {
+      if (i === 100) throw err;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
 
 Deno.test("deno task up on a taken port says how to move it, and starts nothing", async () => {
   const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
