@@ -405,32 +405,49 @@ async function largeRows(dir: string, c: Cluster, mb: number): Promise<Row[]> {
   progress(`writing ${mb} MiB of random bytes`);
   await writeRandomFile(file, mb);
 
-  progress(`PUT ${mb} MiB: three parallel curl -T straight to nginx`);
+  // Turns alternate, each after a sync: how fast the disk takes writes
+  // depends on what is still being written back (0.35 s to 1.5 s for the
+  // same direct PUT here, session 6), and always measuring one side first
+  // would hand it the idle disk. The median of each side is reported.
   const directUrls = c.volumes.map((v) => `http://${v}/bench/large`);
-  const direct = await timed(() => Promise.all(directUrls.map((u) => curlPut(file, u))));
-  await Promise.all(directUrls.map((u) => fetch(u, { method: "DELETE" }).then(drain)));
-
-  progress(`PUT ${mb} MiB: curl -T to the master (3 replicas)`);
   const pid = c.master.pid;
-  const peakReset = await resetPeak(pid);
-  const before = await memory(pid);
-  const master = await timed(() => curlPut(file, `${c.url}/bench/large`));
-  const after = await memory(pid);
-  await fetch(`${c.url}/bench/large`, { method: "DELETE" }).then(drain);
-
-  const growth = (after.hwm - before.rss) / 1024;
+  const directs: { seconds: number; value: number[] }[] = [];
+  const masters: { seconds: number; value: number }[] = [];
+  let growth = 0;
+  let peakReset = false;
+  let before = { rss: 0, hwm: 0 };
+  let after = { rss: 0, hwm: 0 };
+  for (let turn = 1; turn <= LARGE_TURNS; turn++) {
+    await run("sync", []);
+    progress(`PUT ${mb} MiB, turn ${turn} of ${LARGE_TURNS}: three parallel curl -T to nginx`);
+    directs.push(await timed(() => Promise.all(directUrls.map((u) => curlPut(file, u)))));
+    await Promise.all(directUrls.map((u) => fetch(u, { method: "DELETE" }).then(drain)));
+    await run("sync", []);
+    progress(`PUT ${mb} MiB, turn ${turn} of ${LARGE_TURNS}: curl -T to the master (3 replicas)`);
+    peakReset = await resetPeak(pid);
+    const was = await memory(pid);
+    masters.push(await timed(() => curlPut(file, `${c.url}/bench/large`)));
+    const now = await memory(pid);
+    if ((now.hwm - was.rss) / 1024 >= growth) {
+      [growth, before, after] = [(now.hwm - was.rss) / 1024, was, now];
+    }
+    await fetch(`${c.url}/bench/large`, { method: "DELETE" }).then(drain);
+  }
+  const direct = median(directs);
+  const master = median(masters);
   const rate = (s: number) => `${fmt(s, 2)} s, ${fmt(mb / s)} MiB/s`;
   return [{
-    test: `PUT ${mb} MiB (curl -T), 3 replicas`,
+    test: `PUT ${mb} MiB (curl -T), 3 replicas, median of ${LARGE_TURNS} alternating turns`,
     figure: rate(master.seconds),
     floor: `${rate(direct.seconds)} (3 parallel curl -T to nginx)`,
     ratio: master.seconds / direct.seconds,
     unit: "x",
     max: 1.5,
-    errors: [master.value, ...direct.value].filter((s) => s !== 201).length,
+    errors: [...masters.map((m) => m.value), ...directs.flatMap((d) => d.value)]
+      .filter((s) => s !== 201).length,
     mkv: "2.1x",
   }, {
-    test: `master memory growth during the ${mb} MiB PUT`,
+    test: `master memory growth during the ${mb} MiB PUT (largest of the turns)`,
     figure: `RSS ${fmt(before.rss / 1024)} MiB → peak ${fmt(after.hwm / 1024)} MiB`,
     floor: peakReset ? "— (VmHWM reset before the PUT)" : "— (VmHWM since start: no reset)",
     ratio: growth,
@@ -439,6 +456,13 @@ async function largeRows(dir: string, c: Cluster, mb: number): Promise<Row[]> {
     errors: 0,
     mkv: "+517 MiB",
   }];
+}
+
+const LARGE_TURNS = 3;
+
+/** The run of median time (of an odd number). */
+function median<T extends { seconds: number }>(runs: T[]): T {
+  return [...runs].sort((a, b) => a.seconds - b.seconds)[Math.floor(runs.length / 2)];
 }
 
 async function writeRandomFile(path: string, mb: number) {
