@@ -231,17 +231,30 @@ export async function completeUpload(s3: S3Request, id: string): Promise<Respons
   // would time out on a silent multi-GB Complete), then the result or an
   // <Error>. A client that hangs up does not stop it: the object goes live.
   return keptAlive(async () => {
-    const rec = await writeObject(s3.store, s3.key, {
-      body: concatenated(s3.store, parts, new AbortController().signal),
-      contentLength: parts.reduce((n, p) => n + p.size, 0),
-      meta: { ...upload.meta, etag, parts: sizeRuns(parts) },
-      signal: new AbortController().signal,
-    });
-    // The value is live: the upload and every part of it go, those uploaded
-    // since the parts were read too (endUpload lists them once no more can come).
+    let rec;
+    try {
+      rec = await writeObject(s3.store, s3.key, {
+        body: concatenated(s3.store, parts, new AbortController().signal),
+        contentLength: parts.reduce((n, p) => n + p.size, 0),
+        meta: { ...upload.meta, etag, parts: sizeRuns(parts) },
+        signal: new AbortController().signal,
+      });
+    } catch (err) {
+      // Another Complete of this upload (a client's retry) won: it removed
+      // the parts this one was reading. Its answer is this one's too.
+      const done = await s3.store.index.completedUpload(id);
+      if (done && sameBytes(done.key, s3.key)) {
+        return xmlDocument("CompleteMultipartUploadResult", completeResult(s3, done.etag));
+      }
+      throw err;
+    }
+    // The value is live: recorded as completed before the parts go, so a
+    // Complete still reading them finds the answer when they vanish. Then
+    // the upload and every part of it go, those uploaded since the parts
+    // were read too (endUpload lists them once no more can come).
+    await s3.store.index.completed(id, { key: s3.key, etag: etagOf(rec) });
     const ended = await s3.store.index.endUpload(id, versionstamp);
     if (ended) await removeParts(s3.store, ended);
-    await s3.store.index.completed(id, { key: s3.key, etag: etagOf(rec) });
     return xmlDocument("CompleteMultipartUploadResult", completeResult(s3, etagOf(rec)));
   }, `/${s3.bucket}/${keyText(s3)}`);
 }

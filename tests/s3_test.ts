@@ -860,6 +860,41 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
     });
 
     await t.step(
+      "two Completes of one upload at once (a client's retry): both get its ETag",
+      async () => {
+        const Bucket = bucketName();
+        const Key = "completed-twice";
+        const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key }));
+        const parts = [
+          randomBytes(5 * 1024 * 1024),
+          randomBytes(5 * 1024 * 1024),
+          randomBytes(777),
+        ];
+        const Parts: { PartNumber: number; ETag: string }[] = [];
+        for (const [i, Body] of parts.entries()) {
+          const up = await s3.send(
+            new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: i + 1, Body }),
+          );
+          Parts.push({ PartNumber: i + 1, ETag: up.ETag! });
+        }
+        const complete = () =>
+          s3.send(
+            new CompleteMultipartUploadCommand({
+              Bucket,
+              Key,
+              UploadId,
+              MultipartUpload: { Parts },
+            }),
+          ).then((r) => r.ETag, (e) => `${e.name} ${e.$metadata?.httpStatusCode}`);
+        const [a, b] = await Promise.all([complete(), complete()]);
+        assertEquals(a, b);
+        assert(/^"[0-9a-f]{32}-3"$/.test(a!), a);
+        const { bytes } = await bytesOf(s3, Bucket, Key);
+        assertEquals(md5Hex(bytes), md5Hex(Buffer.concat(parts)));
+      },
+    );
+
+    await t.step(
       "a Complete that fails after its 200 says so in an <Error>; the upload stays",
       async () => {
         const Bucket = bucketName();
