@@ -7,6 +7,10 @@ export function compare(a: Uint8Array, b: Uint8Array): number {
   return a.length - b.length;
 }
 
+export function equal(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
 /** The smallest byte string greater than every string starting with p. */
 export function successor(p: Uint8Array): Uint8Array | null {
   let end = p.length;

@@ -5,6 +5,7 @@
 // order, into the key's replicas as one value, then drops them.
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
+import { equal } from "./bytes.ts";
 import { keyFits, type Part, type Upload } from "./index_db.ts";
 import type { S3Request } from "./s3.ts";
 import { readWhole } from "./s3_body.ts";
@@ -60,7 +61,7 @@ export async function createUpload(s3: S3Request): Promise<Response> {
 /** The upload, checked to belong to the request's key, or NoSuchUpload. */
 async function openUpload(s3: S3Request, id: string) {
   const found = /^[0-9a-f]{32}$/.test(id) ? await s3.store.index.upload(id) : null;
-  if (!found || !sameBytes(found.upload.key, s3.key)) {
+  if (!found || !equal(found.upload.key, s3.key)) {
     throw s3Error(
       "NoSuchUpload",
       "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.",
@@ -215,10 +216,10 @@ export async function listParts(s3: S3Request, id: string): Promise<Response> {
 
 export async function completeUpload(s3: S3Request, id: string): Promise<Response> {
   // A retried Complete (the client missed the answer) gets the same answer.
-  const done = /^[0-9a-f]{32}$/.test(id) ? await s3.store.index.completedUpload(id) : null;
-  if (done && sameBytes(done.key, s3.key)) {
+  const done = await completedEtag(s3, id);
+  if (done !== null) {
     await s3.req.body?.cancel();
-    return xmlResponse("CompleteMultipartUploadResult", completeResult(s3, done.etag));
+    return xmlResponse("CompleteMultipartUploadResult", completeResult(s3, done));
   }
   const { upload, versionstamp } = await openUpload(s3, id);
   const xml = await readWhole(s3.body(), XML_MAX);
@@ -242,11 +243,9 @@ export async function completeUpload(s3: S3Request, id: string): Promise<Respons
     } catch (err) {
       // Another Complete of this upload (a client's retry) won: it removed
       // the parts this one was reading. Its answer is this one's too.
-      const done = await s3.store.index.completedUpload(id);
-      if (done && sameBytes(done.key, s3.key)) {
-        return xmlDocument("CompleteMultipartUploadResult", completeResult(s3, done.etag));
-      }
-      throw err;
+      const done = await completedEtag(s3, id);
+      if (done === null) throw err;
+      return xmlDocument("CompleteMultipartUploadResult", completeResult(s3, done));
     }
     // The value is live: recorded as completed before the parts go, so a
     // Complete still reading them finds the answer when they vanish. Then
@@ -257,6 +256,13 @@ export async function completeUpload(s3: S3Request, id: string): Promise<Respons
     if (ended) await removeParts(s3.store, ended);
     return xmlDocument("CompleteMultipartUploadResult", completeResult(s3, etagOf(rec)));
   }, `/${s3.bucket}/${keyText(s3)}`);
+}
+
+/** The ETag of the object upload `id` became, if it was completed into this key. */
+async function completedEtag(s3: S3Request, id: string): Promise<string | null> {
+  if (!/^[0-9a-f]{32}$/.test(id)) return null;
+  const done = await s3.store.index.completedUpload(id);
+  return done && equal(done.key, s3.key) ? done.etag : null;
 }
 
 function completeResult(s3: S3Request, etag: string): XmlNode {
@@ -455,8 +461,4 @@ export async function listUploads(s3: S3Request): Promise<Response> {
     Upload: uploads,
     CommonPrefixes: prefixes.map((p) => ({ Prefix: p })),
   });
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

@@ -1,5 +1,6 @@
 // S3's object calls: Get/Head (streamed through the master: S3 clients do
 // not follow redirects), Put, Copy, Delete, DeleteObjects.
+import { equal } from "./bytes.ts";
 import { isClaimed } from "./claim.ts";
 import type { FanoutResult } from "./fanout.ts";
 import { keyFits } from "./index_db.ts";
@@ -493,8 +494,7 @@ export async function copyObject(s3: S3Request): Promise<Response> {
   // A multipart ETag names the parts, which a copy does not keep.
   delete meta.etag;
   delete meta.parts;
-  const same = sourceKey.length === s3.key.length &&
-    sourceKey.every((b, i) => b === s3.key[i]);
+  const same = equal(sourceKey, s3.key);
   let rec: Record;
   if (same) {
     if (directive === "COPY") {
