@@ -1,14 +1,21 @@
-// Streams one body to several replicas at once, in lock step: a chunk is read
-// from the client only when every replica is ready for more, so one slow
-// replica slows the upload instead of making the master buffer the
+// Streams one body to several replicas at once, in lock step: a chunk is
+// read from the client only when every replica has taken the one before, so
+// one slow replica slows the upload instead of making the master buffer the
 // difference (as ReadableStream.tee() would, without bound). Memory stays at
-// a few chunks per replica whatever the value's size.
-import { createHash } from "node:crypto";
+// a chunk or two whatever the value's size. The MD5 is taken on the way,
+// by a worker thread for large values (lib/md5_stream.ts).
+import { md5Stream } from "./md5_stream.ts";
 
 export interface FanoutResult {
   bytes: number;
   /** Lowercase hex MD5 of everything streamed, "" when not asked for. */
   md5: string;
+}
+
+/** Where the chunks go: a replica's PUT (lib/volumes.ts openPut). */
+export interface Sink {
+  /** Resolves once the chunk is sent; the next write waits for it. */
+  write(chunk: Uint8Array): Promise<void>;
 }
 
 /**
@@ -30,74 +37,87 @@ export class LostClaim extends Error {
   }
 }
 
-export interface Fanout {
-  branches: ReadableStream<Uint8Array>[];
+export interface FanoutOptions {
+  md5: boolean;
+  /** The source's length when known (Content-Length): more or fewer bytes is a SourceError. */
+  length?: number | null;
+  /** Ms the source may stay silent. */
+  stall?: number;
   /**
-   * Whether branch i has taken every chunk handed to it (it waits on the
-   * source or on other branches, not the other way round), or the copy
-   * has failed already.
+   * Checked before the value's end goes to any sink (the last chunk, when
+   * the length is known: the volumes store the file on its last byte).
    */
-  waiting(i: number): boolean;
-  /** Resolves when the whole source has been handed to every branch. */
-  done: Promise<FanoutResult>;
-  /** Stops the copy and errors every branch. */
-  abort(reason: unknown): void;
+  fence?: () => boolean;
+  /** An empty source fails (411) before anything ends. */
+  refuseEmpty?: boolean;
+  /** Aborting stops the copy (the client left, the claim ran out). */
+  signal?: AbortSignal;
 }
 
-export function fanout(
+/**
+ * Copies the source to every sink; resolves with its size and MD5 once every
+ * sink has taken every chunk (the sinks' ends are the caller's). Rejects on
+ * the first failure, on either side; the source is then cancelled.
+ */
+export async function fanout(
   source: ReadableStream<Uint8Array>,
-  count: number,
-  options: { md5: boolean; stall?: number; fence?: () => boolean; refuseEmpty?: boolean },
-): Fanout {
-  const pipes = Array.from({ length: count }, () =>
-    new TransformStream<Uint8Array, Uint8Array>(
-      undefined,
-      { highWaterMark: 1 },
-      { highWaterMark: 2 },
-    ));
-  const writers = pipes.map((p) => p.writable.getWriter());
+  sinks: Sink[],
+  options: FanoutOptions,
+): Promise<FanoutResult> {
+  const { fence, signal, stall } = options;
+  const length = options.length ?? null;
+  if (signal?.aborted) throw signal.reason;
   const reader = source.getReader();
-  const hash = options.md5 ? createHash("md5") : null;
-  let failed: unknown = null;
-
-  const abort = (reason: unknown) => {
-    if (failed !== null) return;
-    failed = reason ?? new Error("Aborted");
-    reader.cancel(failed).catch(() => {});
-    for (const w of writers) w.abort(failed).catch(() => {});
-  };
-
-  const done = (async () => {
-    let bytes = 0;
-    try {
-      while (true) {
-        await Promise.all(writers.map((w) => w.ready));
-        if (failed !== null) throw failed;
-        const { value, done } = await readSource(reader, options.stall);
-        // Nothing more goes out, not even the end, without the right to.
-        if (options.fence && !options.fence()) throw new LostClaim();
+  const hash = options.md5 ? md5Stream(length) : null;
+  // An abort ends the wait for the source or for the sinks, whichever it is.
+  let onAbort = () => {};
+  const aborted = signal && new Promise<never>((_, reject) => {
+    onAbort = () => {
+      reader.cancel(signal.reason).catch(() => {});
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  aborted?.catch(() => {});
+  let bytes = 0;
+  try {
+    while (true) {
+      const { value, done } = await readSource(reader, stall);
+      // A cancelled reader reads as done: the abort is what happened.
+      if (signal?.aborted) throw signal.reason;
+      if (done) {
+        if (length !== null && bytes < length) {
+          throw new SourceError(400, `The request body ended early: ${bytes} of ${length} bytes`);
+        }
         // An empty value fails before the end goes out: nginx would
         // otherwise put an empty file in place of what the path held.
-        if (done && bytes === 0 && options.refuseEmpty) {
+        if (bytes === 0 && options.refuseEmpty) {
           throw new SourceError(411, "A value must not be empty");
         }
-        if (done) break;
-        bytes += value.byteLength;
-        hash?.update(value);
-        // Not awaited: `ready` above is the backpressure.
-        for (const w of writers) w.write(value).catch(() => {});
+        // Nothing more goes out, not even the end, without the right to.
+        if (fence && !fence()) throw new LostClaim();
+        break;
       }
-      await Promise.all(writers.map((w) => w.close()));
-    } catch (err) {
-      abort(err);
-      throw failed;
+      bytes += value.byteLength;
+      if (length !== null) {
+        if (bytes > length) {
+          throw new SourceError(400, `The request body is longer than its ${length} bytes`);
+        }
+        if (bytes === length && fence && !fence()) throw new LostClaim();
+      }
+      const sent = sinks.map((s) => s.write(value));
+      const hashed = hash?.update(value);
+      if (hashed) sent.push(hashed);
+      await (aborted ? Promise.race([Promise.all(sent), aborted]) : Promise.all(sent));
     }
-    return { bytes, md5: hash ? hash.digest("hex") : "" };
-  })();
-  done.catch(() => {});
-  // Once the copy has failed, no branch is holding anything up.
-  const waiting = (i: number) => failed !== null || (writers[i].desiredSize ?? 0) > 0;
-  return { branches: pipes.map((p) => p.readable), waiting, done, abort };
+    return { bytes, md5: hash ? await hash.digest() : "" };
+  } catch (err) {
+    hash?.abort();
+    reader.cancel(err).catch(() => {});
+    throw err;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
 }
 
 /** One read of the source; its failure or its silence past `stall` ms is a SourceError. */

@@ -21,13 +21,13 @@ import type { FanoutResult } from "./fanout.ts";
 import type { Meta, Record } from "./record.ts";
 import {
   headStatus,
+  openPut,
   remoteDelete,
   remoteGet,
   remoteGetSmall,
   remoteHead,
   remoteMove,
   remotePut,
-  VolumeError,
   volumeUrl,
 } from "./volumes.ts";
 
@@ -233,39 +233,25 @@ export class Store {
       if (failed) throw (failed as PromiseRejectedResult).reason;
       return { bytes: value.length, md5: md5 ? toHex(md5sum(value)) : "" };
     }
-    const fan = fanout(body, volumes.length, { md5, stall: this.opts.stall, fence, refuseEmpty });
-    // Aborted once anything failed: the other volumes' calls then end
-    // without counting against those volumes (lib/volumes.ts).
-    const stop = new AbortController();
-    const fail = (err: unknown) => {
-      stop.abort(err);
-      fan.abort(err);
-    };
-    const onAbort = () => fail(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    fan.done.catch(fail);
+    const stall = this.opts.stall;
+    const length = opts.size;
+    const opened = await Promise.allSettled(
+      volumes.map((v) => openPut(volumeUrl(v, path), { length, signal, stall })),
+    );
+    const puts = opened.flatMap((o) => o.status === "fulfilled" ? [o.value] : []);
     try {
-      const puts = volumes.map((v, i) =>
-        remotePut(volumeUrl(v, path), fan.branches[i], {
-          signal: stop.signal,
-          stall: this.opts.stall,
-          // A branch held back by a slower one or by the client is not stalled.
-          excused: () => fan.waiting(i),
-        }).catch((err) => {
-          fail(err);
-          throw err;
-        })
-      );
-      const settled = await Promise.allSettled([fan.done, ...puts]);
-      // Prefer a volume's own error to the aborts it caused in the others.
-      const failed = settled.filter((s) => s.status === "rejected") as PromiseRejectedResult[];
-      if (failed.length > 0) {
-        const own = failed.find((f) => f.reason instanceof VolumeError && f.reason.status);
-        throw (own ?? failed[0]).reason;
-      }
-      return await fan.done;
-    } finally {
-      signal.removeEventListener("abort", onAbort);
+      const refused = opened.find((o) => o.status === "rejected");
+      if (refused) throw (refused as PromiseRejectedResult).reason;
+      const result = await fanout(body, puts, { md5, length, stall, fence, refuseEmpty, signal });
+      // Every answer settles before a failure is told: the caller then
+      // removes what was written, and a PUT still landing would come after.
+      const answers = await Promise.allSettled(puts.map((p) => p.end()));
+      const failed = answers.find((a) => a.status === "rejected");
+      if (failed) throw (failed as PromiseRejectedResult).reason;
+      return result;
+    } catch (err) {
+      await Promise.all(puts.map((p) => p.cancel()));
+      throw err;
     }
   }
 
@@ -601,7 +587,11 @@ export class Store {
         const res = await remoteGet(from, put);
         const length = res.headers.get("content-length");
         if (length !== null) refuseSize(from, Number(length), size);
-        await this.#write(path, targets, res.body!, { signal: ac.signal, size: null, fence });
+        await this.#write(path, targets, res.body!, {
+          signal: ac.signal,
+          size: length === null ? null : Number(length),
+          fence,
+        });
       }
       return null;
     } catch (err) {

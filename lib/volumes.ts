@@ -3,7 +3,8 @@
 // body is consumed or cancelled, so connections return to the pool.
 
 import { health } from "./health.ts";
-import { HeadPipeline, poolFor, TimeoutError } from "./http1.ts";
+import { fanout, type Sink } from "./fanout.ts";
+import { EarlyAnswer, HeadPipeline, poolFor, TimeoutError, type Upload } from "./http1.ts";
 import { metrics } from "./metrics.ts";
 
 /** "host:port" of a volume URL, for the metrics. */
@@ -158,17 +159,16 @@ async function smallCall(
 }
 
 /**
- * A watchdog for calls too long for a plain timeout (a 1 GB PUT): the call
- * is aborted when no progress (a chunk moved, the answer came) happens for
- * `stall` ms. So a volume that accepts connections and then hangs cannot
- * hold a request of the master forever.
+ * A watchdog for calls too long for a plain timeout (a 1 GB GET): the call
+ * is aborted when no progress (a chunk moved) happens for `stall` ms. So a
+ * volume that accepts connections and then hangs cannot hold a request of
+ * the master forever.
  */
-export class Stall {
+class Stall {
   readonly #ac = new AbortController();
   #timer: ReturnType<typeof setTimeout> | undefined;
 
-  /** `excused`: checked when the time runs out; true restarts the watch instead. */
-  constructor(readonly ms: number, readonly url: string, readonly excused?: () => boolean) {
+  constructor(readonly ms: number, readonly url: string) {
     this.progress();
   }
 
@@ -179,20 +179,13 @@ export class Stall {
   progress() {
     clearTimeout(this.#timer);
     this.#timer = setTimeout(() => {
-      if (this.excused?.()) return this.progress();
       this.#ac.abort(new VolumeError(`Stalled: no progress from "${this.url}" in ${this.ms}ms`));
     }, this.ms);
   }
 
-  /**
-   * Passes `body` through, counting each chunk as progress. With `last`
-   * (a response body), the watch ends with the body; a request body's end
-   * is not the call's end: the answer is still to come.
-   */
-  watch(body: ReadableStream<Uint8Array>, last: boolean): ReadableStream<Uint8Array> {
-    const end = () => {
-      if (last) this.stop();
-    };
+  /** Passes a response body through, each chunk counted as progress; the watch ends with it. */
+  watch(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+    const end = () => this.stop();
     return body.pipeThrough(
       new TransformStream({
         transform: (chunk, ctl) => {
@@ -211,17 +204,18 @@ export class Stall {
 }
 
 /**
- * Streams `body` to url. nginx writes it to a temp file and renames it into
- * place only when complete, so a failed PUT leaves no file at the path.
+ * PUTs `body` to url: a value in memory in one write over a pooled
+ * connection, a stream chunk by chunk (openPut). nginx writes the body to a
+ * temp file and renames it into place only when complete, so a failed PUT
+ * leaves no file at the path.
  */
 export async function remotePut(
   url: string,
   body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer>,
-  opts: { signal: AbortSignal; stall: number; excused?: () => boolean },
+  opts: { signal: AbortSignal; stall: number; length?: number | null },
 ): Promise<void> {
   if (body instanceof Uint8Array) {
-    // A value in memory: one write over a pooled connection, the whole call
-    // bounded by the watchdog's time.
+    // The whole call bounded by the stall time.
     const res = await smallCall("put", "PUT", url, { ms: opts.stall, signal: opts.signal, body });
     if (res.status !== 201 && res.status !== 204) {
       const message = `Cannot PUT "${url}": status ${res.status}`;
@@ -230,29 +224,97 @@ export async function remotePut(
     succeeded(volumeOf(url), "put");
     return;
   }
-  const stall = new Stall(opts.stall, url, opts.excused);
-  let res: Response;
+  const length = opts.length ?? null;
+  const put = await openPut(url, { ...opts, length });
   try {
-    res = await fetch(url, {
-      method: "PUT",
-      body: stall.watch(body, false),
-      signal: AbortSignal.any([opts.signal, stall.signal]),
+    await fanout(body, [put], { md5: false, length, stall: opts.stall, signal: opts.signal });
+  } catch (err) {
+    await put.cancel();
+    throw err;
+  }
+  await put.end();
+}
+
+/** A PUT to one volume whose body goes out a chunk at a time (lib/fanout.ts drives it). */
+export interface PutStream extends Sink {
+  /** Sends the end and reads the answer: resolves on 201/204. */
+  end(): Promise<void>;
+  /**
+   * Gives the PUT up. An unfinished body is cut off (nginx then drops its
+   * temp file); a finished one may be landing, so its answer is awaited.
+   */
+  cancel(): Promise<void>;
+}
+
+/**
+ * Opens a PUT of a streamed body on its own connection. Each chunk's send,
+ * and then the answer, may take at most `stall` ms ("Stalled"); waiting for
+ * the client or the other replicas between chunks does not count. A
+ * failure is the volume's (counted, VolumeError) unless `signal` ended it.
+ */
+export async function openPut(
+  url: string,
+  opts: { length: number | null; signal: AbortSignal; stall: number },
+): Promise<PutStream> {
+  const at = splitUrl(url);
+  if (!at) throw new VolumeError(`Bad volume URL "${url}"`);
+  /** end() or cancel() was called: at most one of them, once. */
+  let settled = false;
+  /** Cut off by cancel(): the failures that follow are the caller's doing. */
+  let cancelled = false;
+  const fail = (err: unknown) => {
+    // Ended by the caller (the client, another replica failed): not this volume's failure.
+    if (opts.signal.aborted) return opts.signal.reason ?? err;
+    if (cancelled) return err;
+    if (err instanceof EarlyAnswer) {
+      return failed(at.host, "put", "error", `Cannot PUT "${url}": ${err.message}`, err.status);
+    }
+    if (err instanceof TimeoutError) {
+      const message = `Cannot PUT "${url}": Stalled: no progress in ${opts.stall}ms`;
+      return failed(at.host, "put", "timeout", message);
+    }
+    return failed(at.host, "put", "error", `Cannot PUT "${url}": ${describe(err)}`);
+  };
+  let up: Upload;
+  try {
+    up = await poolFor(at.host).upload("PUT", at.path, {
+      length: opts.length,
+      timeout: opts.stall,
+      signal: opts.signal,
     });
   } catch (err) {
-    // Ended by the caller (the client, another replica failed): not this volume's failure.
-    if (opts.signal.aborted) throw opts.signal.reason;
-    const reason = stall.signal.aborted ? stall.signal.reason : err;
-    const outcome = stall.signal.aborted ? "timeout" : "error";
-    throw failed(volumeOf(url), "put", outcome, `Cannot PUT "${url}": ${describe(reason)}`);
-  } finally {
-    stall.stop();
+    throw fail(err);
   }
-  await res.body?.cancel();
-  if (res.status !== 201 && res.status !== 204) {
-    const message = `Cannot PUT "${url}": status ${res.status}`;
-    throw failed(volumeOf(url), "put", "error", message, res.status);
-  }
-  succeeded(volumeOf(url), "put");
+  const answer = async () => {
+    const res = await up.finish().catch((err) => {
+      throw fail(err);
+    });
+    if (res.status !== 201 && res.status !== 204) {
+      const message = `Cannot PUT "${url}": status ${res.status}`;
+      throw failed(at.host, "put", "error", message, res.status);
+    }
+    succeeded(at.host, "put");
+  };
+  return {
+    async write(chunk) {
+      try {
+        await up.write(chunk);
+      } catch (err) {
+        throw fail(err);
+      }
+    },
+    end() {
+      settled = true;
+      return answer();
+    },
+    async cancel() {
+      if (settled) return;
+      settled = true;
+      if (up.sentAll) return await answer().catch(() => {});
+      cancelled = true;
+      up.close();
+    },
+  };
 }
 
 /**
@@ -322,7 +384,7 @@ export async function remoteGet(
     throw failed(volumeOf(url), "get", "error", message, res.status);
   }
   succeeded(volumeOf(url), "get");
-  return new Response(stall.watch(res.body, true), { status: res.status, headers: res.headers });
+  return new Response(stall.watch(res.body), { status: res.status, headers: res.headers });
 }
 
 /** GETs a small value whole (at most `maxBody` bytes) over a pooled connection. */

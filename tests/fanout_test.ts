@@ -1,8 +1,9 @@
-// Unit tests of lib/fanout.ts: every branch gets the same bytes, the source
-// is read in lock step with the slowest branch, and a failure on any side
+// Unit tests of lib/fanout.ts: every sink gets the same bytes, the source
+// is read in lock step with the slowest sink, and a failure on any side
 // stops everything.
 import { createHash } from "node:crypto";
-import { fanout, SourceError } from "../lib/fanout.ts";
+import { fanout, LostClaim, SourceError } from "../lib/fanout.ts";
+import { WORKER_MIN } from "../lib/md5_stream.ts";
 import { assert, assertEquals, assertRejects } from "./assert.ts";
 
 interface Source {
@@ -48,143 +49,178 @@ function concat(chunks: Uint8Array[]): Uint8Array {
   return out;
 }
 
-async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  for await (const c of stream) chunks.push(c);
-  return concat(chunks);
+/** A sink keeping copies of what it is given; `delay` ms per write, or failing at write `failAt`. */
+function sink(opts: { delay?: number; failAt?: number; error?: Error } = {}) {
+  const got: Uint8Array[] = [];
+  return {
+    got,
+    whole: () => concat(got),
+    async write(chunk: Uint8Array) {
+      if (got.length + 1 === opts.failAt) throw opts.error ?? new Error("replica gone");
+      if (opts.delay) await sleep(opts.delay);
+      got.push(chunk.slice());
+    },
+  };
 }
 
 const md5hex = (b: Uint8Array) => createHash("md5").update(b).digest("hex");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-Deno.test("fanout gives every branch exactly the source's bytes, and their md5", async () => {
+Deno.test("fanout gives every sink exactly the source's bytes, and their md5", async () => {
   const src = source(500);
-  const f = fanout(src.stream, 3, { md5: true });
-  const [results, got] = await Promise.all([Promise.all(f.branches.map(readAll)), f.done]);
+  const sinks = [sink(), sink(), sink()];
+  const got = await fanout(src.stream, sinks, { md5: true });
   const whole = src.whole();
   assert(whole.length > 100_000);
-  for (const r of results) assertEquals(r, whole);
+  for (const s of sinks) assertEquals(s.whole(), whole);
   assertEquals(got, { bytes: whole.length, md5: md5hex(whole) });
 });
 
-Deno.test("fanout of an empty body closes every branch empty", async () => {
-  const f = fanout(source(0).stream, 3, { md5: true });
-  const results = await Promise.all(f.branches.map(readAll));
-  assertEquals(results.map((r) => r.length), [0, 0, 0]);
-  assertEquals(await f.done, { bytes: 0, md5: "d41d8cd98f00b204e9800998ecf8427e" });
+Deno.test("a large value's md5 (taken by a worker thread, through its ring) is exact", async () => {
+  // Past WORKER_MIN and the ring's 4 MiB several times over, in uneven chunks.
+  const src = source(400, 64 * 1024);
+  const one = sink();
+  const got = await fanout(src.stream, [one], { md5: true, length: null });
+  const whole = src.whole();
+  assert(whole.length > WORKER_MIN, `${whole.length} bytes`);
+  assertEquals(one.whole(), whole);
+  assertEquals(got, { bytes: whole.length, md5: md5hex(whole) });
+});
+
+Deno.test("fanout of an empty body gives nothing, the empty md5; refuseEmpty makes it a 411", async () => {
+  const sinks = [sink(), sink()];
+  assertEquals(await fanout(source(0).stream, sinks, { md5: true }), {
+    bytes: 0,
+    md5: "d41d8cd98f00b204e9800998ecf8427e",
+  });
+  assertEquals(sinks.map((s) => s.got.length), [0, 0]);
+  const err = await assertRejects(() =>
+    fanout(source(0).stream, [sink()], { md5: false, refuseEmpty: true })
+  );
+  assert(err instanceof SourceError);
+  assertEquals([err.status, err.message], [411, "A value must not be empty"]);
 });
 
 Deno.test("fanout with md5 off reports the size and an empty md5", async () => {
   const src = source(20);
-  const f = fanout(src.stream, 1, { md5: false });
-  const [data, got] = await Promise.all([readAll(f.branches[0]), f.done]);
-  assertEquals(got, { bytes: data.length, md5: "" });
-  assertEquals(data, src.whole());
+  const one = sink();
+  const got = await fanout(src.stream, [one], { md5: false });
+  assertEquals(got, { bytes: src.whole().length, md5: "" });
+  assertEquals(one.whole(), src.whole());
 });
 
-Deno.test("fanout reads the source only a few chunks ahead of the slowest branch", async () => {
-  const chunks = 200;
+Deno.test("fanout reads the source at most a chunk or two ahead of the slowest sink", async () => {
+  const chunks = 100;
   const src = source(chunks, 1024);
-  const f = fanout(src.stream, 3, { md5: true });
-  let consumed = 0;
+  const slow = sink({ delay: 1 });
   let maxAhead = 0;
-  const slow = (async () => {
-    const reader = f.branches[1].getReader();
-    while (true) {
-      const { done } = await reader.read();
-      if (done) break;
-      consumed++;
-      maxAhead = Math.max(maxAhead, src.pulls() - consumed);
-      if (consumed % 4 === 0) await sleep(1);
-    }
-  })();
-  const fast = [f.branches[0], f.branches[2]].map(readAll);
-  // While the slow branch dawdles, the source must not race ahead.
-  await sleep(20);
-  maxAhead = Math.max(maxAhead, src.pulls() - consumed);
-  await Promise.all([slow, ...fast, f.done]);
-  assertEquals(consumed, chunks);
-  assert(maxAhead <= 8, `source read ${maxAhead} chunks ahead of the slowest branch`);
+  const watching = setInterval(() => {
+    maxAhead = Math.max(maxAhead, src.pulls() - slow.got.length);
+  }, 0);
+  try {
+    await fanout(src.stream, [sink(), slow, sink()], { md5: true });
+  } finally {
+    clearInterval(watching);
+  }
+  assertEquals(slow.got.length, chunks);
+  assert(maxAhead <= 3, `source read ${maxAhead} chunks ahead of the slowest sink`);
 });
 
-Deno.test("a branch nobody reads holds the source back", async () => {
+Deno.test("a sink that never takes its chunk holds the source back; the signal ends the copy", async () => {
   const src = source(1000, 16);
-  const f = fanout(src.stream, 2, { md5: false });
-  const reader = f.branches[0].getReader();
-  let got = 0;
-  const reading = (async () => {
-    while (!(await reader.read()).done) got++;
-  })();
+  const stuck = { write: () => new Promise<void>(() => {}) };
+  const ac = new AbortController();
+  const copy = fanout(src.stream, [sink(), stuck], { md5: false, signal: ac.signal });
   await sleep(50);
-  assert(src.pulls() <= 8, `${src.pulls()} chunks pulled with one branch never read`);
-  assert(got <= 8, `the read branch got ${got} chunks`);
-  f.abort(new Error("test over"));
-  await assertRejects(() => reading);
-  await assertRejects(() => f.done);
-});
-
-Deno.test("cancelling one branch rejects done, errors the others and cancels the source", async () => {
-  const src = source(100_000, 64);
-  const f = fanout(src.stream, 3, { md5: true });
-  const readers = f.branches.map((b) => b.getReader());
-  for (const r of readers) await r.read();
-  await readers[1].cancel(new Error("replica gone"));
-  await assertRejects(() => f.done);
-  for (const i of [0, 2]) {
-    await assertRejects(async () => {
-      while (!(await readers[i].read()).done) { /* drain until the error */ }
-    });
-  }
-  assert(src.cancelled() !== undefined, "source cancelled");
-  assert(src.pulls() < 100, `${src.pulls()} chunks pulled`);
-});
-
-Deno.test("abort() errors every branch, rejects done with the reason, cancels the source", async () => {
-  const src = source(100_000, 64);
-  const f = fanout(src.stream, 3, { md5: false });
-  const readers = f.branches.map((b) => b.getReader());
-  for (const r of readers) await r.read();
+  assert(src.pulls() <= 3, `${src.pulls()} chunks pulled with one sink stuck`);
   const reason = new Error("client went away");
-  f.abort(reason);
-  const err = await assertRejects(() => f.done);
-  assertEquals(err, reason);
-  for (const r of readers) {
-    await assertRejects(async () => {
-      while (!(await r.read()).done) { /* drain until the error */ }
-    });
-  }
+  ac.abort(reason);
+  assertEquals(await assertRejects(() => copy), reason);
   assertEquals(src.cancelled(), reason);
 });
 
-Deno.test("a source that errors rejects done and errors every branch", async () => {
+Deno.test("a failing sink rejects with its own error, cancels the source, stops the others", async () => {
+  const src = source(100_000, 64);
+  const boom = new Error("replica gone");
+  const others = [sink(), sink()];
+  const err = await assertRejects(() =>
+    fanout(src.stream, [others[0], sink({ failAt: 5, error: boom }), others[1]], { md5: true })
+  );
+  assertEquals(err, boom);
+  assertEquals(src.cancelled(), boom);
+  assert(src.pulls() < 10, `${src.pulls()} chunks pulled`);
+  for (const s of others) assert(s.got.length <= 5, `${s.got.length} chunks went on`);
+});
+
+Deno.test("a source that errors is a 400 SourceError", async () => {
   let n = 0;
-  const boom = new Error("client reset");
   const stream = new ReadableStream<Uint8Array>({
     pull(c) {
-      if (++n > 5) c.error(boom);
+      if (++n > 5) c.error(new Error("client reset"));
       else c.enqueue(new Uint8Array(10));
     },
   });
-  const f = fanout(stream, 3, { md5: true });
-  const reads = f.branches.map((b) => readAll(b));
-  // The client's fault, not a volume's: a SourceError that the client is answered 400 with.
-  const err = await assertRejects(() => f.done);
+  // The client's fault, not a volume's: the client is answered 400.
+  const err = await assertRejects(() => fanout(stream, [sink(), sink()], { md5: true }));
   assert(err instanceof SourceError);
-  assertEquals(err.status, 400);
-  assertEquals(err.message, "The request body ended early: client reset");
-  for (const r of reads) await assertRejects(() => r);
+  assertEquals([err.status, err.message], [400, "The request body ended early: client reset"]);
 });
 
-Deno.test("a source silent past the stall time rejects done with a 408 SourceError", async () => {
+Deno.test("a source silent past the stall time is a 408 SourceError", async () => {
   let ctl!: ReadableStreamDefaultController<Uint8Array>;
   const stream = new ReadableStream<Uint8Array>({ start: (c) => void (ctl = c) });
   ctl.enqueue(new Uint8Array(10));
-  const f = fanout(stream, 2, { md5: false, stall: 50 });
-  const reads = f.branches.map((b) => readAll(b));
-  const err = await assertRejects(() => f.done);
+  const err = await assertRejects(() => fanout(stream, [sink()], { md5: false, stall: 50 }));
   assert(err instanceof SourceError);
-  assertEquals(err.status, 408);
-  assertEquals(err.message, "No byte of the request body in 50ms");
-  for (const r of reads) await assertRejects(() => r);
-  assert(f.waiting(0) && f.waiting(1), "after a failure no branch holds anything up");
+  assertEquals([err.status, err.message], [408, "No byte of the request body in 50ms"]);
+});
+
+Deno.test("a source shorter or longer than its length is a 400 SourceError", async () => {
+  const short = source(3, 10);
+  const err = await assertRejects(() =>
+    fanout(short.stream, [sink()], { md5: false, length: 1000 })
+  );
+  assert(err instanceof SourceError);
+  const sent = short.whole().length;
+  assertEquals([err.status, err.message], [
+    400,
+    `The request body ended early: ${sent} of 1000 bytes`,
+  ]);
+  const long = new ReadableStream<Uint8Array>({
+    start(c) {
+      c.enqueue(new Uint8Array(6));
+      c.enqueue(new Uint8Array(6));
+      c.close();
+    },
+  });
+  const one = sink();
+  const err2 = await assertRejects(() => fanout(long, [one], { md5: false, length: 10 }));
+  assert(err2 instanceof SourceError);
+  assertEquals([err2.status, err2.message], [
+    400,
+    "The request body is longer than its 10 bytes",
+  ]);
+  assertEquals(one.got.length, 1, "the chunk past the length was not sent");
+});
+
+Deno.test("a lost claim stops the value before its last chunk (known length) or its end", async () => {
+  const chunks = [new Uint8Array(4).fill(1), new Uint8Array(4).fill(2)];
+  const stream = () =>
+    new ReadableStream<Uint8Array>({
+      start(c) {
+        for (const chunk of chunks) c.enqueue(chunk);
+        c.close();
+      },
+    });
+  const lost = () => false;
+  const known = sink();
+  const err = await assertRejects(() =>
+    fanout(stream(), [known], { md5: false, length: 8, fence: lost })
+  );
+  assert(err instanceof LostClaim);
+  assertEquals(known.got, [chunks[0]], "with a Content-Length the last chunk is the end: withheld");
+  const unknown = sink();
+  const err2 = await assertRejects(() => fanout(stream(), [unknown], { md5: false, fence: lost }));
+  assert(err2 instanceof LostClaim);
+  assertEquals(unknown.got, chunks, "every chunk went, the end did not");
 });

@@ -203,7 +203,12 @@ async function copy(ctx: Ctx, from: string, to: string): Promise<void> {
   const ac = new AbortController();
   try {
     const res = await remoteGet(from, { signal: ac.signal, stall: ctx.stall });
-    await remotePut(to, res.body!, { signal: ac.signal, stall: ctx.stall });
+    const length = res.headers.get("content-length");
+    await remotePut(to, res.body!, {
+      signal: ac.signal,
+      stall: ctx.stall,
+      length: length === null ? null : Number(length),
+    });
   } catch (err) {
     ac.abort();
     throw err;

@@ -1,0 +1,188 @@
+// Streamed request bodies (lib/http1.ts Upload, what a large PUT's replica
+// writes go through) against raw TCP servers: the exact bytes sent, an
+// answer before the body's end, a server that stops reading, an abort.
+import { EarlyAnswer, Http1Pool, TimeoutError } from "../lib/http1.ts";
+import { assert, assertEquals, assertRejects } from "./assert.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** What one connection has sent, as text. */
+interface Log {
+  text: string;
+}
+
+/** A server that hands each connection, and its log, to `serve`. */
+function server(serve: (conn: Deno.Conn, log: Log) => Promise<void>) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns = new Set<Deno.Conn>();
+  const logs: Log[] = [];
+  (async () => {
+    for await (const conn of listener) {
+      conns.add(conn);
+      const log = { text: "" };
+      logs.push(log);
+      serve(conn, log).catch(() => {}).finally(() => conns.delete(conn));
+    }
+  })().catch(() => {});
+  return {
+    pool: new Http1Pool(`127.0.0.1:${(listener.addr as Deno.NetAddr).port}`),
+    logs,
+    close() {
+      listener.close();
+      for (const c of conns) c.close();
+    },
+  };
+}
+
+/** Reads into the log until `done(text)` holds, or the connection ends. */
+async function readUntil(conn: Deno.Conn, log: Log, done: (text: string) => boolean) {
+  const buf = new Uint8Array(65536);
+  while (!done(log.text)) {
+    const n = await conn.read(buf);
+    if (n === null) return;
+    log.text += dec.decode(buf.subarray(0, n), { stream: true });
+  }
+}
+
+const CREATED = "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n";
+
+Deno.test("upload: a body of known length goes out with its Content-Length, byte for byte", async () => {
+  const s = server(async (conn, log) => {
+    await readUntil(conn, log, (t) => t.endsWith("defgh"));
+    await conn.write(enc.encode(CREATED));
+  });
+  try {
+    const up = await s.pool.upload("PUT", "/ab/cd/a2V5", { length: 8, timeout: 2000 });
+    await up.write(enc.encode("abc"));
+    assertEquals(up.sentAll, false);
+    await up.write(enc.encode("defgh"));
+    assertEquals(up.sentAll, true);
+    const res = await up.finish();
+    assertEquals(res.status, 201);
+    assertEquals(
+      s.logs[0].text,
+      `PUT /ab/cd/a2V5 HTTP/1.1\r\nHost: ${s.pool.host}\r\nContent-Length: 8\r\n\r\nabcdefgh`,
+    );
+    assertEquals(s.pool.idle, 1, "the connection went back to the pool");
+  } finally {
+    s.close();
+  }
+});
+
+Deno.test("upload: a body of unknown length goes out chunked, each chunk framed", async () => {
+  const s = server(async (conn, log) => {
+    await readUntil(conn, log, (t) => t.endsWith("0\r\n\r\n"));
+    await conn.write(enc.encode("HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"));
+  });
+  try {
+    const up = await s.pool.upload("PUT", "/k", { length: null, timeout: 2000 });
+    await up.write(enc.encode("0123456789abcdefX"));
+    await up.write(new Uint8Array(0)); // nothing: an empty chunk would end the body
+    await up.write(enc.encode("y"));
+    assertEquals((await up.finish()).status, 204);
+    assertEquals(
+      s.logs[0].text,
+      `PUT /k HTTP/1.1\r\nHost: ${s.pool.host}\r\nTransfer-Encoding: chunked\r\n\r\n` +
+        "11\r\n0123456789abcdefX\r\n1\r\ny\r\n0\r\n\r\n",
+    );
+    assertEquals(s.pool.idle, 0, "Connection: close is not pooled");
+  } finally {
+    s.close();
+  }
+});
+
+Deno.test("upload: an answer before the body's end fails the next write with its status", async () => {
+  const s = server(async (conn, log) => {
+    await readUntil(conn, log, (t) => t.includes("\r\n\r\n"));
+    await conn.write(
+      enc.encode("HTTP/1.1 507 Insufficient Storage\r\nContent-Length: 4\r\n\r\nfull"),
+    );
+    // As nginx's lingering close: the rest of the body is read and dropped.
+    await readUntil(conn, { text: "" }, () => false);
+  });
+  try {
+    const up = await s.pool.upload("PUT", "/k", { length: 1 << 30, timeout: 2000 });
+    const chunk = new Uint8Array(65536);
+    const err = await assertRejects(async () => {
+      for (let i = 0; i < 1000; i++) {
+        await up.write(chunk);
+        await new Promise((r) => setTimeout(r, 1));
+      }
+    });
+    assert(err instanceof EarlyAnswer, String(err));
+    assertEquals(err.status, 507);
+    assertEquals(err.message, "status 507 before the body's end");
+  } finally {
+    s.close();
+  }
+});
+
+Deno.test("upload: a server that stops reading fails the write once its time is up", async () => {
+  let accepted = 0;
+  const s = server(async (conn, log) => {
+    accepted++;
+    await readUntil(conn, log, (t) => t.includes("\r\n\r\n"));
+    await new Promise(() => {}); // reads nothing more: the buffers fill, the write hangs
+  });
+  try {
+    const up = await s.pool.upload("PUT", "/k", { length: 1 << 30, timeout: 300 });
+    const chunk = new Uint8Array(1 << 20);
+    const started = performance.now();
+    const err = await assertRejects(async () => {
+      for (let i = 0; i < 1024; i++) await up.write(chunk);
+    });
+    assert(err instanceof TimeoutError, String(err));
+    assertEquals(err.message, "timed out after 300ms");
+    assert(performance.now() - started < 5000, "gave up within a few timeouts");
+    assertEquals([accepted, s.pool.idle], [1, 0]);
+  } finally {
+    s.close();
+  }
+});
+
+Deno.test("upload: time spent between writes (waiting on the client) is not a stall", async () => {
+  const s = server(async (conn, log) => {
+    await readUntil(conn, log, (t) => t.endsWith("ab"));
+    await conn.write(enc.encode(CREATED));
+  });
+  try {
+    const up = await s.pool.upload("PUT", "/k", { length: 2, timeout: 100 });
+    await up.write(enc.encode("a"));
+    await new Promise((r) => setTimeout(r, 300));
+    await up.write(enc.encode("b"));
+    assertEquals((await up.finish()).status, 201);
+  } finally {
+    s.close();
+  }
+});
+
+Deno.test("upload: an abort mid-body rejects the blocked write with its reason and closes", async () => {
+  let closed = false;
+  const s = server(async (conn, log) => {
+    await readUntil(conn, log, (t) => t.includes("\r\n\r\n"));
+    await new Promise((r) => setTimeout(r, 200));
+    // After the abort the client's side is gone: reading ends (or resets).
+    await readUntil(conn, { text: "" }, () => false).catch(() => {});
+    closed = true;
+  });
+  try {
+    const ac = new AbortController();
+    const up = await s.pool.upload("PUT", "/k", {
+      length: 1 << 30,
+      timeout: 10_000,
+      signal: ac.signal,
+    });
+    const reason = new Error("client gone");
+    setTimeout(() => ac.abort(reason), 50);
+    const err = await assertRejects(async () => {
+      for (let i = 0; i < 1024; i++) await up.write(new Uint8Array(1 << 20));
+    });
+    assertEquals(err, reason);
+    for (let i = 0; i < 100 && !closed; i++) await new Promise((r) => setTimeout(r, 20));
+    assert(closed, "the server saw the connection end");
+    assertEquals(s.pool.idle, 0);
+  } finally {
+    s.close();
+  }
+});
