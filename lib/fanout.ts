@@ -67,22 +67,22 @@ export async function fanout(
   const { fence, signal, stall } = options;
   const length = options.length ?? null;
   if (signal?.aborted) throw signal.reason;
+  const silence = stall === undefined ? null : new Silence(stall);
   const reader = source.getReader();
   const hash = options.md5 ? md5Stream(length) : null;
-  // An abort ends the wait for the source or for the sinks, whichever it is.
-  let onAbort = () => {};
-  const aborted = signal && new Promise<never>((_, reject) => {
-    onAbort = () => {
-      reader.cancel(signal.reason).catch(() => {});
-      reject(signal.reason);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-  aborted?.catch(() => {});
+  // An abort ends the wait for the source or for the sinks, whichever it
+  // is: a promise per wait on the sinks (a long-lived one would keep every
+  // wait's reactions until the end, see Silence.read).
+  let stopWaiting: ((reason: unknown) => void) | null = null;
+  const onAbort = () => {
+    reader.cancel(signal!.reason).catch(() => {});
+    stopWaiting?.(signal!.reason);
+  };
+  signal?.addEventListener("abort", onAbort, { once: true });
   let bytes = 0;
   try {
     while (true) {
-      const { value, done } = await readSource(reader, stall);
+      const { value, done } = await (silence ? silence.read(reader) : readSource(reader));
       // A cancelled reader reads as done: the abort is what happened.
       if (signal?.aborted) throw signal.reason;
       if (done) {
@@ -108,7 +108,14 @@ export async function fanout(
       const sent = sinks.map((s) => s.write(value));
       const hashed = hash?.update(value);
       if (hashed) sent.push(hashed);
-      await (aborted ? Promise.race([Promise.all(sent), aborted]) : Promise.all(sent));
+      if (signal) {
+        const aborted = Promise.withResolvers<never>();
+        stopWaiting = aborted.reject;
+        await Promise.race([Promise.all(sent), aborted.promise]);
+        stopWaiting = null;
+      } else {
+        await Promise.all(sent);
+      }
     }
     return { bytes, md5: hash ? await hash.digest() : "" };
   } catch (err) {
@@ -116,30 +123,78 @@ export async function fanout(
     reader.cancel(err).catch(() => {});
     throw err;
   } finally {
+    silence?.stop();
     signal?.removeEventListener("abort", onAbort);
   }
 }
 
-/** One read of the source; its failure or its silence past `stall` ms is a SourceError. */
+/**
+ * How long the source has kept silent while being read: a read that waits
+ * `ms` fails with a 408 SourceError, and so does every read after it. One
+ * timer for the whole body, re-armed when it fires early (a timer per read
+ * cost a 256 MiB PUT ~20 ms of the master's thread); time spent between
+ * reads (on the replicas) does not count.
+ */
+export class Silence {
+  /** When the pending read began; 0: no read pending. */
+  #since = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  /** Fails the pending read. A promise per read, not one for the body: see read(). */
+  #fail: ((err: SourceError) => void) | null = null;
+  #broken: SourceError | null = null;
+
+  constructor(readonly ms: number) {
+    const check = () => {
+      const quiet = this.#since === 0 ? 0 : Date.now() - this.#since;
+      if (quiet < ms) {
+        this.#timer = setTimeout(check, ms - quiet);
+        return;
+      }
+      this.#broken = new SourceError(408, `No byte of the request body in ${ms}ms`);
+      this.#fail?.(this.#broken);
+    };
+    this.#timer = setTimeout(check, ms);
+  }
+
+  /** One read of the source, watched; its failure is a 400 SourceError. */
+  async read(
+    reader: ReadableStreamDefaultReader<Uint8Array>,
+  ): Promise<ReadableStreamReadResult<Uint8Array>> {
+    if (this.#broken) throw this.#broken;
+    // Racing each read against one long-lived promise would keep every
+    // read's result (each chunk) reachable from that promise until the
+    // body's end: 256 MiB held for a 256 MiB PUT.
+    const stalled = Promise.withResolvers<never>();
+    this.#fail = stalled.reject;
+    this.#since = Date.now();
+    try {
+      return await Promise.race([reader.read(), stalled.promise]);
+    } catch (err) {
+      throw sourceError(err);
+    } finally {
+      this.#since = 0;
+      this.#fail = null;
+    }
+  }
+
+  stop() {
+    clearTimeout(this.#timer);
+  }
+}
+
+/** One read of a source not watched for silence; its failure is a 400 SourceError. */
 export async function readSource(
   reader: ReadableStreamDefaultReader<Uint8Array>,
-  stall: number | undefined,
 ): Promise<ReadableStreamReadResult<Uint8Array>> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    const stalled = new Promise<never>((_, reject) => {
-      if (stall === undefined) return;
-      timer = setTimeout(
-        () => reject(new SourceError(408, `No byte of the request body in ${stall}ms`)),
-        stall,
-      );
-    });
-    return await Promise.race([reader.read(), stalled]);
+    return await reader.read();
   } catch (err) {
-    if (err instanceof SourceError) throw err;
-    const why = err instanceof Error ? err.message : String(err);
-    throw new SourceError(400, `The request body ended early: ${why}`);
-  } finally {
-    clearTimeout(timer);
+    throw sourceError(err);
   }
+}
+
+function sourceError(err: unknown): SourceError {
+  if (err instanceof SourceError) return err;
+  const why = err instanceof Error ? err.message : String(err);
+  return new SourceError(400, `The request body ended early: ${why}`);
 }

@@ -7,7 +7,7 @@
 // live key without its files; at worst a "writing" record or orphan files.
 import { latin1 } from "./bytes.ts";
 import { Claim, isClaimed, unleased } from "./claim.ts";
-import { fanout, LostClaim, readSource, SourceError } from "./fanout.ts";
+import { fanout, LostClaim, Silence, SourceError } from "./fanout.ts";
 import { type Entry, type Index, keyFits } from "./index_db.ts";
 import {
   key2path,
@@ -648,11 +648,12 @@ async function readSmall(
   const reader = body.getReader();
   const onAbort = () => reader.cancel(signal.reason).catch(() => {});
   signal.addEventListener("abort", onAbort, { once: true });
+  // A client that stops sending must not hold the key: 408 after `stall` ms.
+  const silence = new Silence(opts.stall);
   try {
     while (true) {
       if (signal.aborted) throw signal.reason;
-      // A client that stops sending must not hold the key: 408 after `stall` ms.
-      const chunk = await readSource(reader, opts.stall).catch((err) => {
+      const chunk = await silence.read(reader).catch((err) => {
         throw signal.aborted ? signal.reason : err;
       });
       if (chunk.done) break;
@@ -666,6 +667,7 @@ async function readSmall(
     reader.cancel(err).catch(() => {});
     throw err;
   } finally {
+    silence.stop();
     signal.removeEventListener("abort", onAbort);
   }
   return n === size ? out : out.slice(0, n);
