@@ -94,8 +94,7 @@ export class Http1Pool {
         if (opts.signal?.aborted || !(err instanceof Stale)) throw err;
       }
     }
-    const conn = await Deno.connect({ hostname: this.#hostname, port: this.#port });
-    return await this.#exchange(conn, method, path, opts);
+    return await this.#exchange(await this.#connect(), method, path, opts);
   }
 
   async #exchange(
@@ -148,10 +147,19 @@ export class Http1Pool {
    */
   async upload(method: string, path: string, opts: UploadOptions): Promise<Upload> {
     if (opts.signal?.aborted) throw opts.signal.reason;
-    const conn = await Deno.connect({ hostname: this.#hostname, port: this.#port });
+    const conn = await this.#connect();
     const up = new Upload(conn, opts, (close) => this.#release(conn, close));
     await up.send(requestHead(this.host, method, path, opts.length));
     return up;
+  }
+
+  /** A new connection; failing, an Unreachable: no byte of the request went out. */
+  async #connect(): Promise<Deno.TcpConn> {
+    try {
+      return await Deno.connect({ hostname: this.#hostname, port: this.#port });
+    } catch (err) {
+      throw new Unreachable(err instanceof Error ? err.message : String(err));
+    }
   }
 
   #release(conn: Deno.TcpConn, close: boolean) {
@@ -163,6 +171,9 @@ export class Http1Pool {
     }
   }
 }
+
+/** No connection could be made: the request never reached the server. */
+export class Unreachable extends Error {}
 
 /** The connection was closed before any byte of an answer came. */
 class Stale extends Error {}

@@ -28,6 +28,7 @@ import {
   remoteHead,
   remoteMove,
   remotePut,
+  VolumeError,
   volumeUrl,
 } from "./volumes.ts";
 
@@ -161,6 +162,7 @@ export class Store {
       const claim = await Claim.take(this.index, key, prev, kvolumes, this.opts);
       if (!claim) return inFlight();
       const signal = opts.signal ? AbortSignal.any([opts.signal, claim.signal]) : claim.signal;
+      const untouched = new Set<string>();
       let result;
       try {
         result = await this.#write(key2path(key), kvolumes, body, {
@@ -169,6 +171,7 @@ export class Store {
           size: opts.contentLength,
           fence: () => claim.holds,
           refuseEmpty: !opts.allowEmpty,
+          untouched,
         });
       } catch (err) {
         // The key may be another writer's now: its files are not ours to remove.
@@ -180,7 +183,12 @@ export class Store {
           await claim.finish(prev.rec);
           return { status: err.status, message: err.message };
         }
-        await this.#undo(key, kvolumes, claim);
+        // No DELETE where neither this write nor an earlier value can have
+        // a file: a volume that is down would fail it, and leave the key
+        // "writing" for nothing.
+        const had = prev?.rec.rvolumes ?? [];
+        const maybe = kvolumes.filter((v) => !untouched.has(v) || had.includes(v));
+        await this.#undo(key, maybe, claim);
         return failedWrite(err);
       }
       const refused = refuseWritten(result, opts);
@@ -216,6 +224,11 @@ export class Store {
       fence?: () => boolean;
       /** An empty body fails (411) before any replica is written. */
       refuseEmpty?: boolean;
+      /**
+       * Filled on failure with the volumes this write cannot have left a
+       * file on (never reached, or the body cut off before its end).
+       */
+      untouched?: Set<string>;
     },
   ): Promise<FanoutResult> {
     const md5 = opts.md5 || this.opts.md5sum;
@@ -229,6 +242,7 @@ export class Store {
       const settled = await Promise.allSettled(
         volumes.map((v) => remotePut(volumeUrl(v, path), value, put)),
       );
+      for (const v of unreached(settled, volumes)) opts.untouched?.add(v);
       const failed = settled.find((s) => s.status === "rejected");
       if (failed) throw (failed as PromiseRejectedResult).reason;
       return { bytes: value.length, md5: md5 ? toHex(md5sum(value)) : "" };
@@ -239,6 +253,7 @@ export class Store {
       volumes.map((v) => openPut(volumeUrl(v, path), { length, signal, stall })),
     );
     const puts = opened.flatMap((o) => o.status === "fulfilled" ? [o.value] : []);
+    for (const v of unreached(opened, volumes)) opts.untouched?.add(v);
     try {
       const refused = opened.find((o) => o.status === "rejected");
       if (refused) throw (refused as PromiseRejectedResult).reason;
@@ -251,6 +266,8 @@ export class Store {
       return result;
     } catch (err) {
       await Promise.all(puts.map((p) => p.cancel()));
+      const reached = volumes.filter((_, i) => opened[i].status === "fulfilled");
+      reached.forEach((v, i) => puts[i].cutOff && opts.untouched?.add(v));
       throw err;
     }
   }
@@ -671,6 +688,14 @@ async function readSmall(
     signal.removeEventListener("abort", onAbort);
   }
   return n === size ? out : out.slice(0, n);
+}
+
+/** The volumes whose call failed before any byte of it reached them. */
+function unreached(results: PromiseSettledResult<unknown>[], volumes: string[]): string[] {
+  return volumes.filter((_, i) => {
+    const r = results[i];
+    return r.status === "rejected" && r.reason instanceof VolumeError && r.reason.unsent;
+  });
 }
 
 /** What PUT and REPLACE refuse before touching anything: 411, 414. */

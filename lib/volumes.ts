@@ -4,7 +4,14 @@
 
 import { health } from "./health.ts";
 import { fanout, type Sink } from "./fanout.ts";
-import { EarlyAnswer, HeadPipeline, poolFor, TimeoutError, type Upload } from "./http1.ts";
+import {
+  EarlyAnswer,
+  HeadPipeline,
+  poolFor,
+  TimeoutError,
+  Unreachable,
+  type Upload,
+} from "./http1.ts";
 import { metrics } from "./metrics.ts";
 
 /** "host:port" of a volume URL, for the metrics. */
@@ -21,7 +28,12 @@ function outcome(err: unknown): "timeout" | "error" {
 }
 
 export class VolumeError extends Error {
-  constructor(message: string, readonly status = 0) {
+  /**
+   * `status`: the volume's answer, 0 when it gave none. `unsent`: nothing
+   * of the request reached the volume (no connection), so a failed PUT
+   * cannot have left a file there.
+   */
+  constructor(message: string, readonly status = 0, readonly unsent = false) {
     super(message);
   }
 }
@@ -42,10 +54,11 @@ function failed(
   outcome: "error" | "timeout",
   message: string,
   status = 0,
+  unsent = false,
 ): VolumeError {
   metrics.volumeCall(volume, call, outcome);
   health.failed({ volume, call, outcome, reason: message }, status > 0);
-  return new VolumeError(message, status);
+  return new VolumeError(message, status, unsent);
 }
 
 export function volumeUrl(volume: string, path: string): string {
@@ -154,6 +167,8 @@ async function smallCall(
       call,
       timedOut ? "timeout" : "error",
       `Cannot ${method} "${url}": ${why}`,
+      0,
+      err instanceof Unreachable,
     );
   }
 }
@@ -244,6 +259,8 @@ export interface PutStream extends Sink {
    * temp file); a finished one may be landing, so its answer is awaited.
    */
   cancel(): Promise<void>;
+  /** Cancelled before the whole body went out: no file of this PUT can have landed. */
+  readonly cutOff: boolean;
 }
 
 /**
@@ -273,7 +290,8 @@ export async function openPut(
       const message = `Cannot PUT "${url}": Stalled: no progress in ${opts.stall}ms`;
       return failed(at.host, "put", "timeout", message);
     }
-    return failed(at.host, "put", "error", `Cannot PUT "${url}": ${describe(err)}`);
+    const message = `Cannot PUT "${url}": ${describe(err)}`;
+    return failed(at.host, "put", "error", message, 0, err instanceof Unreachable);
   };
   let up: Upload;
   try {
@@ -313,6 +331,9 @@ export async function openPut(
       if (up.sentAll) return await answer().catch(() => {});
       cancelled = true;
       up.close();
+    },
+    get cutOff() {
+      return cancelled;
     },
   };
 }

@@ -5,6 +5,11 @@ import { Cluster, randomBytes, randomKey, runMain, status, volumeFiles } from ".
 import { assert, assertEquals } from "../assert.ts";
 import { md5, toHex } from "../../lib/keys.ts";
 
+/** The keys listed as "writing" (a failed write that could not clean up). */
+async function writing(c: Cluster): Promise<string[]> {
+  return (await (await fetch(`${c.url}/?writing`)).json() as { keys: string[] }).keys;
+}
+
 /** Stores n fresh keys, each holding its own name; returns them. */
 async function putKeys(c: Cluster, n: number): Promise<string[]> {
   const keys = Array.from({ length: n }, () => randomKey());
@@ -79,6 +84,9 @@ Deno.test("a killed volume: every key stays readable; its writes fail, then succ
     const k = randomKey();
     assertEquals(await status(c.url + k, { method: "PUT", body: "x" }), 500);
     assertEquals(await status(c.url + k), 404);
+    // Refused connections cannot have left a file: the copies on the other
+    // volumes are removed and the key is not left "writing".
+    assertEquals(await writing(c), []);
     await c.startVolume(1);
     assertEquals(await status(c.url + k, { method: "PUT", body: "x" }), 201);
     // Pooled HEAD connections to the restarted volume are stale: retried.

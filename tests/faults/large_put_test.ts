@@ -83,6 +83,10 @@ async function putFailures(url: string): Promise<Map<string, number>> {
   return out;
 }
 
+async function writing(c: Cluster): Promise<string[]> {
+  return (await (await fetch(`${c.url}/?writing`)).json() as { keys: string[] }).keys;
+}
+
 async function noFilesLeft(c: Cluster) {
   for (const v of c.volumes) assertEquals(await volumeFiles(v), [], `no file left on ${v}`);
 }
@@ -101,6 +105,8 @@ Deno.test("a volume killed half-way through a large PUT: 500 naming it, nothing 
     assert(res.body.startsWith(`Cannot PUT "http://${c.volumes[1]}/`), res.body);
     assertEquals(await status(c.url + key), 404, "no live key");
     assertEquals(await putFailures(c.url), new Map([[c.volumes[1], 1]]), "only it is blamed");
+    // Cut off mid-body, it cannot hold a file: the key is not left "writing".
+    assertEquals(await writing(c), []);
     await c.startVolume(1);
     await noFilesLeft(c);
     // The key is free: the same PUT now lands, byte for byte.
@@ -137,6 +143,7 @@ Deno.test("a volume hung half-way through a chunked large PUT: 500 Stalled in bo
     assert(performance.now() - started < 15_000, "gave up within a few stall times");
     assertEquals(await status(c.url + key), 404, "no live key");
     assertEquals(await putFailures(c.url), new Map([[c.volumes[2], 1]]), "only it is blamed");
+    assertEquals(await writing(c), []);
     // Once resumed, nginx sees the cut-off body and drops its temp file.
     for (let i = 0; i < 50 && (await volumeFiles(c.volumes[2])).length > 0; i++) {
       await new Promise((r) => setTimeout(r, 100));
