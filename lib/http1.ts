@@ -271,6 +271,18 @@ export class Upload {
     this.#call = { conn, deadline: Infinity, timedOut: false };
     watch(this.#call);
     opts.signal?.addEventListener("abort", this.#onAbort, { once: true });
+    // Nagle on while the body streams: a 64 KiB chunk is one full loopback
+    // segment and a 53-byte tail, which without it goes out as a packet of
+    // its own (the master's CPU per 256 MiB PUT: 0.38-0.46 s with it,
+    // 0.47-0.61 s without). Off again for the last bytes (setting it
+    // flushes them) and for the pooled calls after.
+    this.#nagle(true);
+  }
+
+  #nagle(on: boolean) {
+    try {
+      this.#conn.setNoDelay(!on);
+    } catch { /* closed already: the write will say so */ }
   }
 
   /** Sends one chunk of the body. */
@@ -289,6 +301,7 @@ export class Upload {
   }
 
   async #sendBody(chunk: Uint8Array) {
+    if (this.#sent + chunk.length >= this.#opts.length!) this.#nagle(false);
     await this.send(chunk);
     this.#sent += chunk.length;
   }
@@ -305,6 +318,7 @@ export class Upload {
   /** Sends the end (chunked), then reads the whole answer. */
   async finish(maxBody = 65536): Promise<Http1Response> {
     if (this.#opts.length === null) {
+      this.#nagle(false);
       await this.send(LAST_CHUNK);
       this.#sent = 1;
     }
