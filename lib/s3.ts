@@ -94,12 +94,12 @@ async function answerS3(
 ): Promise<Response> {
   const head = req.method === "HEAD";
   const opened: S3Body[] = [];
+  const { bucket, object } = splitKey(target.key);
   try {
     const signature = checkSignature(
       { method: req.method, path: target.rawPath, query: target.query, headers: req.headers },
       opts.creds,
     );
-    const { bucket, object } = splitKey(target.key);
     const s3: S3Request = {
       store,
       req,
@@ -119,7 +119,12 @@ async function answerS3(
     if (object.length === 0) return await bucketCall(s3);
     return await objectCall(s3);
   } catch (err) {
-    if (err instanceof S3Error) return errorResponse(err, target.rawPath, head);
+    if (err instanceof S3Error) {
+      // S3 names what is missing, unless the call named it already (CopyObject's source).
+      if (err.code === "NoSuchKey") err.names.Key ??= new TextDecoder().decode(object);
+      if (err.code === "NoSuchBucket") err.names.BucketName ??= bucket;
+      return errorResponse(err, target.rawPath, head);
+    }
     console.error(err);
     const message = err instanceof Error ? err.message : String(err);
     return errorResponse(s3Error("InternalError", message), target.rawPath, head);

@@ -15,6 +15,7 @@ import { type Outcome, shuffled, type Store } from "./store.ts";
 import { headStatus, remoteGet, VolumeError, volumeUrl } from "./volumes.ts";
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 /** The longest XML body read (1,000 keys to delete, 10,000 parts to complete). */
 export const XML_MAX = 2 * 1024 * 1024;
@@ -484,7 +485,7 @@ export async function putObject(s3: S3Request): Promise<Response> {
 export async function copyObject(s3: S3Request): Promise<Response> {
   const { req, store } = s3;
   const sourceKey = copySource(req.headers.get("x-amz-copy-source")!);
-  const src = await liveRecord(store, sourceKey);
+  const src = await liveRecord(store, sourceKey).catch((err) => copyFailure(s3, sourceKey, err));
   if (copyConditions(req.headers, src)) throw preconditionFailed();
   const directive = (req.headers.get("x-amz-metadata-directive") ?? "COPY").toUpperCase();
   if (directive !== "COPY" && directive !== "REPLACE") {
@@ -597,6 +598,20 @@ export function copySource(header: string): Uint8Array {
     throw s3Error("InvalidArgument", "x-amz-copy-source must name a bucket and a key");
   }
   return encoder.encode(key);
+}
+
+/** CopyObject's missing source: named, as S3 does; NoSuchBucket when its bucket is missing too. */
+async function copyFailure(s3: S3Request, sourceKey: Uint8Array, err: unknown): Promise<never> {
+  if (!(err instanceof S3Error) || err.code !== "NoSuchKey") throw err;
+  const slash = sourceKey.indexOf(0x2f, 1);
+  const bucket = decoder.decode(sourceKey.subarray(1, slash));
+  if (!await bucketExists({ ...s3, bucket })) {
+    const missing = noSuchBucket();
+    missing.names.BucketName = bucket;
+    throw missing;
+  }
+  err.names.Key = decoder.decode(sourceKey.subarray(slash + 1));
+  throw err;
 }
 
 /**

@@ -6,6 +6,9 @@ const NS = "http://s3.amazonaws.com/doc/2006-03-01/";
 
 /** An S3 error: its code, S3's status for it, and a message for people. */
 export class S3Error extends Error {
+  /** What S3 names in some errors: the missing key (NoSuchKey), the missing bucket (NoSuchBucket). */
+  readonly names: { Key?: string; BucketName?: string } = {};
+
   constructor(readonly code: string, message: string, readonly status = 403) {
     super(message);
   }
@@ -78,6 +81,8 @@ export function errorDocument(err: S3Error, resource: string, id = newRequestId(
     render("Error", {
       Code: err.code,
       Message: err.message,
+      Key: err.names.Key,
+      BucketName: err.names.BucketName,
       Resource: resource,
       RequestId: id,
     });

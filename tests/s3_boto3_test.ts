@@ -34,6 +34,9 @@ Deno.test("boto3: objects, listings, multipart, copy, presigned URLs (v2 and v4)
       "ok Signature Version 2 bucket calls",
       "ok delete objects",
       "ok no such key",
+      "ok copy of a missing source names its key",
+      "ok copy from a missing bucket: NoSuchBucket, named",
+      "ok no such bucket names it",
       "ok wrong secret refused",
     ]);
   } finally {

@@ -253,6 +253,7 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
       assertEquals(res.headers.get("content-type"), "application/xml");
       const xml = await res.text();
       assert(xml.includes("<Code>NoSuchKey</Code>"), xml);
+      assert(xml.includes("<Key>gone</Key>"), xml);
       assert(xml.includes(`<Resource>/${Bucket}/gone</Resource>`), xml);
       // The x-amz-request-id header names the same request as the body.
       const id = res.headers.get("x-amz-request-id");

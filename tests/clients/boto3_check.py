@@ -88,8 +88,24 @@ ok("delete objects", sorted(d["Key"] for d in deleted["Deleted"]) == ["big-copy.
 try:
     s3.get_object(Bucket=bucket, Key="nope")
     ok("no such key", False)
-except s3.exceptions.NoSuchKey:
-    ok("no such key", True)
+except s3.exceptions.NoSuchKey as e:
+    ok("no such key", e.response["Error"]["Key"] == "nope")
+try:
+    s3.copy_object(Bucket=bucket, Key="to", CopySource={"Bucket": bucket, "Key": "gone/src"})
+    ok("copy of a missing source names its key", False)
+except s3.exceptions.NoSuchKey as e:
+    ok("copy of a missing source names its key", e.response["Error"]["Key"] == "gone/src")
+try:
+    s3.copy_object(Bucket=bucket, Key="to", CopySource={"Bucket": bucket + "-none", "Key": "src"})
+    ok("copy from a missing bucket: NoSuchBucket, named", False)
+except s3.exceptions.NoSuchBucket as e:
+    ok("copy from a missing bucket: NoSuchBucket, named",
+       e.response["Error"]["BucketName"] == bucket + "-none")
+try:
+    s3.list_objects_v2(Bucket=bucket + "-none")
+    ok("no such bucket names it", False)
+except s3.exceptions.NoSuchBucket as e:
+    ok("no such bucket names it", e.response["Error"]["BucketName"] == bucket + "-none")
 bad = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=access, aws_secret_access_key="wrong",
                    region_name="us-east-1", config=Config(s3={"addressing_style": "path"}))
 try:
