@@ -104,9 +104,17 @@ export function render(m: Metrics, index: IndexFigures): string {
   for (const [method, h] of [...m.latency].sort()) {
     out.push(...h.lines("mkv_request_duration_seconds", `method="${method}"`));
   }
-  family("mkv_request_bytes_total", "counter", "Value bytes received in PUT and REPLACE bodies.");
+  family(
+    "mkv_request_bytes_total",
+    "counter",
+    "Value bytes received and stored (PUT, REPLACE, PutObject, UploadPart).",
+  );
   out.push(`mkv_request_bytes_total ${m.bytesIn}`);
-  family("mkv_response_bytes_total", "counter", "Body bytes sent by the master (lists, errors).");
+  family(
+    "mkv_response_bytes_total",
+    "counter",
+    "Body bytes sent by the master (lists, errors, S3 answers and objects).",
+  );
   out.push(`mkv_response_bytes_total ${m.bytesOut}`);
   family("mkv_volume_calls_total", "counter", "Calls to volumes, by volume, call and outcome.");
   for (const [k, n] of [...m.volumeCalls].sort()) {

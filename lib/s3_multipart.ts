@@ -10,6 +10,7 @@ import { keyFits, type Part, type Upload } from "./index_db.ts";
 import type { S3Request } from "./s3.ts";
 import { readWhole } from "./s3_body.ts";
 import { bucketExists, noSuchBucket } from "./s3_list.ts";
+import { received } from "./sizes.ts";
 import {
   copyConditions,
   copySource,
@@ -100,7 +101,9 @@ export async function uploadPart(s3: S3Request, id: string): Promise<Response> {
   } catch (err) {
     throw body.failure() ?? err;
   }
-  return new Response(null, { headers: { ETag: `"${part.md5}"` } });
+  const res = new Response(null, { headers: { ETag: `"${part.md5}"` } });
+  received.set(res, part.size);
+  return res;
 }
 
 /** UploadPartCopy: a part read from (a range of) another object, volume to volumes. */

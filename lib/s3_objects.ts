@@ -11,6 +11,7 @@ import type { S3Request } from "./s3.ts";
 import { readWhole } from "./s3_body.ts";
 import { bucketExists, noSuchBucket } from "./s3_list.ts";
 import { parseDelete, S3Error, s3Error, xmlResponse } from "./s3_xml.ts";
+import { received, sent } from "./sizes.ts";
 import { type Outcome, shuffled, type Store } from "./store.ts";
 import { headStatus, remoteGet, VolumeError, volumeUrl } from "./volumes.ts";
 
@@ -98,7 +99,9 @@ export async function getObject(s3: S3Request, head: boolean): Promise<Response>
   if (!headers.has("Last-Modified")) {
     headers.set("Last-Modified", res.headers.get("Last-Modified") ?? httpDate(0));
   }
-  return new Response(res.body, { status: res.status, headers });
+  const out = new Response(res.body, { status: res.status, headers });
+  sent.set(out, Number(headers.get("Content-Length") ?? 0));
+  return out;
 }
 
 /**
@@ -478,7 +481,9 @@ export async function putObject(s3: S3Request): Promise<Response> {
   } catch (err) {
     throw body.failure() ?? err;
   }
-  return new Response(null, { headers: { ETag: etagOf(rec) } });
+  const res = new Response(null, { headers: { ETag: etagOf(rec) } });
+  received.set(res, rec.size);
+  return res;
 }
 
 /** CopyObject: the value read from a replica of the source, written anew. */

@@ -1,6 +1,7 @@
 // S3's wire format: XML answers and errors, and the two XML bodies clients
 // send (DeleteObjects, CompleteMultipartUpload).
 import { XMLParser } from "fast-xml-parser";
+import { sent } from "./sizes.ts";
 
 const NS = "http://s3.amazonaws.com/doc/2006-03-01/";
 
@@ -69,11 +70,21 @@ export function xmlDocument(root: string, body: XmlNode): string {
 }
 
 export function xmlResponse(root: string, body: XmlNode, status = 200): Response {
-  return new Response(xmlDocument(root, body), {
+  return withXml(xmlDocument(root, body), {
     status,
     headers: { "Content-Type": "application/xml" },
   });
 }
+
+/** A response with an XML body, its size noted (lib/sizes.ts). */
+function withXml(xml: string, init: ResponseInit): Response {
+  const bytes = encoder.encode(xml);
+  const res = new Response(bytes, init);
+  sent.set(res, bytes.length);
+  return res;
+}
+
+const encoder = new TextEncoder();
 
 /** S3's <Error> document. */
 export function errorDocument(err: S3Error, resource: string, id = newRequestId()): string {
@@ -100,7 +111,7 @@ export function errorResponse(err: S3Error, resource: string, head: boolean): Re
   const headers: HeadersInit = { "Content-Type": "application/xml" };
   if (head) return new Response(null, { status: err.status, headers });
   const id = newRequestId();
-  const res = new Response(errorDocument(err, resource, id), { status: err.status, headers });
+  const res = withXml(errorDocument(err, resource, id), { status: err.status, headers });
   errorIds.set(res, id);
   return res;
 }

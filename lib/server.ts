@@ -11,6 +11,7 @@ import { keyFits } from "./index_db.ts";
 import { BadRequest, checkHost, parseQuery, parseTarget } from "./target.ts";
 import type { State } from "./record.ts";
 import { handleS3, isS3, type S3Options } from "./s3.ts";
+import { received, sent } from "./sizes.ts";
 
 export interface ServerOptions {
   /** Log one line per request. */
@@ -94,19 +95,13 @@ async function counted(
   try {
     const res = await handle(store, opts, req);
     const seconds = (performance.now() - started) / 1000;
-    metrics.request(req.method, res.status, seconds, sizes.get(res) ?? 0, bodySize(res));
+    metrics.request(req.method, res.status, seconds, received.get(res) ?? 0, bodySize(res));
     traffic.request(req.method, res.status);
     return res;
   } finally {
     drain.leave();
   }
 }
-
-/** Value bytes a PUT/REPLACE stored, by its response (for the metrics). */
-const sizes = new WeakMap<Response, number>();
-
-/** Body bytes of the master's own answers (lists, errors), by response. */
-const sent = new WeakMap<Response, number>();
 
 /** The reason in the body of a 5xx answer, for the status page's errors. */
 const reasons = new WeakMap<Response, string>();
@@ -184,7 +179,7 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
     }
     if (opts.verbose) {
       const ms = performance.now() - started;
-      const bytes = (sizes.get(res) ?? 0) + bodySize(res);
+      const bytes = (received.get(res) ?? 0) + bodySize(res);
       logRequest({ method: req.method, key, status: res.status, ms, bytes });
     }
     return res;
@@ -301,7 +296,7 @@ function contentLength(req: Request): number | null {
 
 function respondSized(o: Outcome): Response {
   const res = respond(o);
-  if (o.bytes) sizes.set(res, o.bytes);
+  if (o.bytes) received.set(res, o.bytes);
   return res;
 }
 

@@ -1223,6 +1223,44 @@ Deno.test("S3 with -s3 and no keys: signatures are not checked, as mkv", async (
   }
 });
 
+Deno.test("S3 values count in the byte metrics: PutObject and UploadPart in, GetObject out", async () => {
+  const c = await Cluster.start({ flags: ["-s3"] });
+  const s3 = client(c);
+  /** The two byte counters (a scrape's own body is not in them). */
+  const scrape = async () => {
+    const text = await (await fetch(`${c.url}/?metrics`)).text();
+    const counter = (name: string) => Number(new RegExp(`^${name} (\\d+)$`, "m").exec(text)![1]);
+    return {
+      in: counter("mkv_request_bytes_total"),
+      out: counter("mkv_response_bytes_total"),
+    };
+  };
+  try {
+    const Bucket = bucketName();
+    await s3.send(new CreateBucketCommand({ Bucket }));
+    const before = await scrape();
+    await s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: randomBytes(1000) }));
+    const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key: "mp" }));
+    await s3.send(
+      new UploadPartCommand({ Bucket, Key: "mp", UploadId, PartNumber: 1, Body: randomBytes(300) }),
+    );
+    await s3.send(new AbortMultipartUploadCommand({ Bucket, Key: "mp", UploadId }));
+    const mid = await scrape();
+    assertEquals(mid.in - before.in, 1300);
+    // CreateMultipartUpload's answer is XML the master sent.
+    const initiated = `<?xml version="1.0" encoding="UTF-8"?>\n<InitiateMultipartUploadResult ` +
+      `xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>${Bucket}</Bucket><Key>mp</Key>` +
+      `<UploadId>${UploadId}</UploadId></InitiateMultipartUploadResult>`;
+    assertEquals(mid.out - before.out, enc.encode(initiated).length);
+    assertEquals((await bytesOf(s3, Bucket, "k")).bytes.length, 1000);
+    const after = await scrape();
+    assertEquals([after.in - mid.in, after.out - mid.out], [0, 1000]);
+  } finally {
+    s3.destroy();
+    await c.stop();
+  }
+});
+
 Deno.test("without -s3 or keys the gateway is off: a signed GET is mkv's 302", async () => {
   const c = await Cluster.start();
   try {
