@@ -79,7 +79,29 @@ export async function fanout(
     stopWaiting?.(signal!.reason);
   };
   signal?.addEventListener("abort", onAbort, { once: true });
+  const send = async (chunk: Uint8Array) => {
+    const sent = sinks.map((s) => s.write(chunk));
+    const hashed = hash?.update(chunk);
+    if (hashed) sent.push(hashed);
+    if (signal) {
+      const aborted = Promise.withResolvers<never>();
+      stopWaiting = aborted.reject;
+      await Promise.race([Promise.all(sent), aborted.promise]);
+      stopWaiting = null;
+    } else {
+      await Promise.all(sent);
+    }
+  };
   let bytes = 0;
+  /**
+   * With a known length, the chunk that completes it is the value's end to
+   * the volumes (they store the file on its last byte): it is held back
+   * until the source has ended cleanly. The source can still fail after its
+   * last byte (an aws-chunked body's final chunk or trailer, a connection
+   * that breaks before the body's end is read), and a failed source must
+   * leave no file on any replica: a PUT over an unlinked key keeps it then.
+   */
+  let last: Uint8Array | null = null;
   try {
     while (true) {
       const { value, done } = await (silence ? silence.read(reader) : readSource(reader));
@@ -96,26 +118,21 @@ export async function fanout(
         }
         // Nothing more goes out, not even the end, without the right to.
         if (fence && !fence()) throw new LostClaim();
+        if (last) await send(last);
         break;
       }
+      if (value.byteLength === 0) continue;
       bytes += value.byteLength;
       if (length !== null) {
         if (bytes > length) {
           throw new SourceError(400, `The request body is longer than its ${length} bytes`);
         }
-        if (bytes === length && fence && !fence()) throw new LostClaim();
+        if (bytes === length) {
+          last = value;
+          continue;
+        }
       }
-      const sent = sinks.map((s) => s.write(value));
-      const hashed = hash?.update(value);
-      if (hashed) sent.push(hashed);
-      if (signal) {
-        const aborted = Promise.withResolvers<never>();
-        stopWaiting = aborted.reject;
-        await Promise.race([Promise.all(sent), aborted.promise]);
-        stopWaiting = null;
-      } else {
-        await Promise.all(sent);
-      }
+      await send(value);
     }
     return { bytes, md5: hash ? await hash.digest() : "" };
   } catch (err) {

@@ -176,10 +176,11 @@ export class Store {
       } catch (err) {
         // The key may be another writer's now: its files are not ours to remove.
         if (!claim.holds) return lostClaim(err);
-        if (err instanceof SourceError && prev) {
+        if (err instanceof SourceError && prev && kvolumes.every((v) => untouched.has(v))) {
           // The body never ended, so no replica took it (nginx renames a
-          // file into place only once whole): what was there stays, an
-          // unlinked value included.
+          // file into place only once whole, and lib/fanout.ts holds the
+          // last chunk back until the source has ended): what was there
+          // stays, an unlinked value included.
           await claim.finish(prev.rec);
           return { status: err.status, message: err.message };
         }
@@ -234,7 +235,18 @@ export class Store {
     const md5 = opts.md5 || this.opts.md5sum;
     const { signal, fence, refuseEmpty } = opts;
     if (opts.size !== null && opts.size <= SMALL_WRITE) {
-      const value = await readSmall(body, opts.size, { signal, stall: this.opts.stall });
+      let value;
+      try {
+        value = await readSmall(body, opts.size, { signal, stall: this.opts.stall });
+        if (value.length < opts.size) {
+          const why = `The request body ended early: ${value.length} of ${opts.size} bytes`;
+          throw new SourceError(400, why);
+        }
+      } catch (err) {
+        // Read whole before any replica is asked: none can have a file of it.
+        for (const v of volumes) opts.untouched?.add(v);
+        throw err;
+      }
       if (fence && !fence()) throw new LostClaim();
       const put = { signal, stall: this.opts.stall };
       // Every PUT settles before a failure is told: the caller then removes
@@ -652,7 +664,8 @@ const SMALL_WRITE = 256 * 1024;
 
 /**
  * Reads a body of `size` bytes whole. Shorter comes back short (the caller
- * answers 400); longer than announced is an error.
+ * answers 400 before any replica is written); longer than announced is an
+ * error.
  */
 async function readSmall(
   body: ReadableStream<Uint8Array>,

@@ -1,6 +1,6 @@
 // A client whose request body fails (stops sending, ends early) gets a 4xx,
 // frees the key, takes nothing away from it and costs no volume its health.
-import { Cluster, randomKey, status } from "./cluster.ts";
+import { Cluster, randomBytes, randomKey, status } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 
 const enc = new TextEncoder();
@@ -21,6 +21,16 @@ async function partialPut(
     await writeAll(conn, chunk.subarray(0, Math.min(chunk.length, sent - off)));
   }
   return conn;
+}
+
+function concatBytes(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 async function writeAll(conn: Deno.TcpConn, bytes: Uint8Array) {
@@ -69,7 +79,8 @@ async function putErrors(url: string): Promise<number> {
 
 Deno.test("request bodies that fail", async (t) => {
   // -voltimeout 200ms: a transfer stalls after 2 s without a byte (10x, at least 2 s).
-  const c = await Cluster.start({ flags: ["-voltimeout", "200ms"] });
+  // -s3: the gateway with no keys (its aws-chunked bodies can break after their last byte).
+  const c = await Cluster.start({ flags: ["-voltimeout", "200ms", "-s3"] });
   try {
     await t.step(
       "a small PUT whose client stops sending answers 408 and frees the key",
@@ -129,6 +140,47 @@ Deno.test("request bodies that fail", async (t) => {
         }
         assertEquals(await status(c.url + key, { method: "RELINK" }), 204);
         assertEquals(await (await fetch(c.url + key)).text(), "keep me");
+      },
+    );
+
+    await t.step(
+      "a PUT over an unlinked key whose body breaks after its last byte keeps the unlinked value",
+      async () => {
+        // S3's aws-chunked body: every byte of the value, then no final
+        // chunk. Before the fix the value's last chunk had gone to the
+        // replicas, which stored it over the unlinked one's files, and the
+        // record kept the old MD5 and size.
+        const key = randomKey("/bucket/unlinked-tail");
+        const old = randomBytes(300_000);
+        assertEquals(await status(c.url + key, { method: "PUT", body: old }), 201);
+        const md5 = (await fetch(c.url + key, { method: "HEAD", redirect: "manual" }))
+          .headers.get("content-md5");
+        assertEquals(await status(c.url + key, { method: "UNLINK" }), 204);
+        assertEquals(await status(c.url + "/bucket/other", { method: "PUT", body: "x" }), 201);
+        const n = 1 << 20;
+        const value = new Uint8Array(n).fill(0x62);
+        const now = new Date().toISOString().replace(/[-:]|\.\d+/g, "");
+        const chunk = concatBytes(enc.encode(`${n.toString(16)}\r\n`), value, enc.encode("\r\n"));
+        const res = await fetch(c.url + key, {
+          method: "PUT",
+          headers: {
+            "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+            "content-encoding": "aws-chunked",
+            "x-amz-decoded-content-length": String(n),
+            "x-amz-date": now,
+            "authorization": `AWS4-HMAC-SHA256 Credential=a/${now.slice(0, 8)}/us-east-1/s3/` +
+              `aws4_request, SignedHeaders=host;x-amz-date, Signature=${"0".repeat(64)}`,
+          },
+          body: chunk,
+        });
+        const text = await res.text();
+        assertEquals(res.status, 400);
+        assert(text.includes("<Code>IncompleteBody</Code>"), text);
+        assert(await listed(c.url, "unlinked", key), "still unlinked");
+        assertEquals(await status(c.url + key, { method: "RELINK" }), 204);
+        const head = await fetch(c.url + key, { method: "HEAD", redirect: "manual" });
+        assertEquals(head.headers.get("content-md5"), md5);
+        assertEquals(new Uint8Array(await (await fetch(c.url + key)).arrayBuffer()), old);
       },
     );
 

@@ -203,6 +203,39 @@ Deno.test("a source shorter or longer than its length is a 400 SourceError", asy
   assertEquals(one.got.length, 1, "the chunk past the length was not sent");
 });
 
+Deno.test("with a known length the last chunk waits for the source's clean end", async () => {
+  // The volumes store the file on its last byte: a source that fails after
+  // it (an aws-chunked body's final chunk, a broken connection) must not
+  // have completed the file anywhere.
+  const chunks = [new Uint8Array(4).fill(1), new Uint8Array(4).fill(2)];
+  const failing = new ReadableStream<Uint8Array>({
+    start(c) {
+      for (const chunk of chunks) c.enqueue(chunk);
+    },
+    pull(c) {
+      c.error(new Error("final chunk missing"));
+    },
+  });
+  const one = sink();
+  const err = await assertRejects(() => fanout(failing, [one], { md5: true, length: 8 }));
+  assert(err instanceof SourceError);
+  assertEquals([err.status, err.message], [
+    400,
+    "The request body ended early: final chunk missing",
+  ]);
+  assertEquals(one.got, [chunks[0]], "the last chunk was held back");
+  const ending = new ReadableStream<Uint8Array>({
+    start(c) {
+      for (const chunk of chunks) c.enqueue(chunk);
+      c.close();
+    },
+  });
+  const two = sink();
+  const got = await fanout(ending, [two], { md5: true, length: 8 });
+  assertEquals(two.got, chunks, "a clean end lets it go");
+  assertEquals(got, { bytes: 8, md5: md5hex(concat(chunks)) });
+});
+
 Deno.test("a lost claim stops the value before its last chunk (known length) or its end", async () => {
   const chunks = [new Uint8Array(4).fill(1), new Uint8Array(4).fill(2)];
   const stream = () =>
