@@ -94,7 +94,7 @@ export class Http1Pool {
         if (opts.signal?.aborted || !(err instanceof Stale)) throw err;
       }
     }
-    return await this.#exchange(await this.#connect(), method, path, opts);
+    return await this.#exchange(await this.#connect(opts.timeout, opts.signal), method, path, opts);
   }
 
   async #exchange(
@@ -147,17 +147,29 @@ export class Http1Pool {
    */
   async upload(method: string, path: string, opts: UploadOptions): Promise<Upload> {
     if (opts.signal?.aborted) throw opts.signal.reason;
-    const conn = await this.#connect();
+    const conn = await this.#connect(opts.timeout, opts.signal);
     const up = new Upload(conn, opts, (close) => this.#release(conn, close));
     await up.send(requestHead(this.host, method, path, opts.length));
     return up;
   }
 
-  /** A new connection; failing, an Unreachable: no byte of the request went out. */
-  async #connect(): Promise<Deno.TcpConn> {
+  /**
+   * A new connection within `ms` (a volume whose host drops the SYNs, or
+   * whose accept queue is full, would otherwise hold the call for the
+   * kernel's ~2 minutes of retries); failing, an Unreachable: no byte of
+   * the request went out. The caller's abort ends the wait with its reason.
+   */
+  async #connect(ms: number, signal?: AbortSignal): Promise<Deno.TcpConn> {
+    const limit = AbortSignal.timeout(ms);
     try {
-      return await Deno.connect({ hostname: this.#hostname, port: this.#port });
+      return await Deno.connect({
+        hostname: this.#hostname,
+        port: this.#port,
+        signal: signal ? AbortSignal.any([limit, signal]) : limit,
+      });
     } catch (err) {
+      if (signal?.aborted) throw signal.reason;
+      if (limit.aborted) throw new Unreachable(`Cannot connect: timed out after ${ms}ms`);
       throw new Unreachable(err instanceof Error ? err.message : String(err));
     }
   }
@@ -691,6 +703,7 @@ export class HeadPipeline {
     if (!best || (best.load > 0 && this.#conns.length < this.width)) {
       best = new PipelinedConn(
         this.host,
+        p.ms,
         (c, unanswered, tried) => this.#lost(c, unanswered, tried),
       );
       this.#conns.push(best);
@@ -735,16 +748,25 @@ class PipelinedConn {
   #flushing = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
 
+  /** `ms`: how long the connection may take to open (the HEADs' own time). */
   constructor(
     readonly host: string,
+    ms: number,
     readonly onLost: (c: PipelinedConn, unanswered: PendingHead[], tried: boolean) => void,
   ) {
     const colon = host.lastIndexOf(":");
+    const limit = AbortSignal.timeout(ms);
     this.#conn = Deno.connect({
       hostname: host.slice(0, colon).replace(/^\[|\]$/g, ""),
       port: Number(host.slice(colon + 1)),
+      signal: limit,
     });
-    this.#conn.then((conn) => this.#readLoop(conn), (err) => this.#fail(err));
+    // A connection that does not open in time fails its HEADs as late
+    // answers do: at once, not again on another connection.
+    this.#conn.then(
+      (conn) => this.#readLoop(conn),
+      (err) => this.#fail(limit.aborted ? new TimeoutError(ms) : err),
+    );
   }
 
   get load(): number {
