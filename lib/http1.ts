@@ -267,7 +267,7 @@ export class Upload {
   #answered = false;
   readonly #call: Call;
   #done = false;
-  /** Body bytes sent (known length), or 1 once the chunked end went out. */
+  /** Body bytes sent or being sent (known length), or 1 once the chunked end went out. */
   #sent = 0;
   readonly #onAbort = () => this.close();
 
@@ -314,13 +314,17 @@ export class Upload {
 
   async #sendBody(chunk: Uint8Array) {
     if (this.#sent + chunk.length >= this.#opts.length!) this.#nagle(false);
-    await this.send(chunk);
+    // Counted before the write settles: a write in flight may already be in
+    // the kernel's buffers, whole, and the volume then stores the file even
+    // if the connection is closed before the write is seen to complete.
     this.#sent += chunk.length;
+    await this.send(chunk);
   }
 
   /**
-   * Whether the whole body went out: the volume may be storing it now, so
-   * an abandoned upload should wait for its answer rather than close.
+   * Whether the whole body went out, or may have (its last write is in
+   * flight): the volume may be storing it now, so an abandoned upload
+   * should wait for its answer rather than close.
    */
   get sentAll(): boolean {
     const { length } = this.#opts;
