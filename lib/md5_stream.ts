@@ -88,6 +88,9 @@ class Hasher {
       if (this.#dead) return;
       this.#dead = true;
       started--;
+      // Dead between jobs: never handed a job again (it would never end).
+      const at = idle.indexOf(this);
+      if (at >= 0) idle.splice(at, 1);
       this.#result?.reject(err instanceof Error ? err : new Error(`MD5 worker: ${err}`));
       this.#result = null;
     };
@@ -102,8 +105,10 @@ class Hasher {
     Atomics.store(this.#ctl, STATE, RUNNING);
     this.#written = 0;
     this.#told = 0;
-    this.#result = Promise.withResolvers();
-    this.#result.promise.catch(() => {});
+    // This job's end, kept here: the worker's death clears #result.
+    const result = Promise.withResolvers<string | null>();
+    this.#result = result;
+    result.promise.catch(() => {});
     this.#worker.ref();
     this.#worker.postMessage("start");
     let open = true;
@@ -112,9 +117,8 @@ class Hasher {
       digest: async () => {
         if (!open) throw new Error("MD5 stream already done");
         open = false;
-        const result = this.#result!.promise;
         this.#signal(ENDED);
-        const digest = await result;
+        const digest = await result.promise;
         if (digest === null) throw new Error("MD5 stream aborted");
         return digest;
       },

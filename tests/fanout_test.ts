@@ -2,6 +2,7 @@
 // is read in lock step with the slowest sink, and a failure on any side
 // stops everything.
 import { createHash } from "node:crypto";
+import { Worker } from "node:worker_threads";
 import { fanout, LostClaim, SourceError } from "../lib/fanout.ts";
 import { WORKER_MIN } from "../lib/md5_stream.ts";
 import { assert, assertEquals, assertRejects } from "./assert.ts";
@@ -85,6 +86,41 @@ Deno.test("a large value's md5 (taken by a worker thread, through its ring) is e
   assert(whole.length > WORKER_MIN, `${whole.length} bytes`);
   assertEquals(one.whole(), whole);
   assertEquals(got, { bytes: whole.length, md5: md5hex(whole) });
+});
+
+Deno.test("an md5 worker that dies between values is dropped: the next value's md5 still comes", async () => {
+  // The workers, as lib/md5_stream.ts starts them (each is posted its ring).
+  const workers = new Set<Worker>();
+  const post = Worker.prototype.postMessage;
+  Worker.prototype.postMessage = function (this: Worker, ...args: Parameters<typeof post>) {
+    workers.add(this);
+    return post.apply(this, args);
+  };
+  try {
+    const first = source(3, 1000);
+    const got = await fanout(first.stream, [sink()], { md5: true, length: null });
+    assertEquals(got.md5, md5hex(first.whole()));
+    assert(workers.size > 0, "a value of unknown length went to a worker");
+    for (const w of workers) await w.terminate();
+    // A small value of unknown length fits the ring: before the fix its
+    // digest waited forever for the dead worker (a chunked PUT that hung).
+    const next = source(3, 1000);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("no md5 after 5 s")), 5000);
+    });
+    try {
+      const again = await Promise.race([
+        fanout(next.stream, [sink()], { md5: true, length: null }),
+        late,
+      ]);
+      assertEquals(again.md5, md5hex(next.whole()));
+    } finally {
+      clearTimeout(timer);
+    }
+  } finally {
+    Worker.prototype.postMessage = post;
+  }
 });
 
 Deno.test("fanout of an empty body gives nothing, the empty md5; refuseEmpty makes it a 411", async () => {
