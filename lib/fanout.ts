@@ -153,8 +153,8 @@ export async function fanout(
  * reads (on the replicas) does not count.
  */
 export class Silence {
-  /** When the pending read began; 0: no read pending. */
-  #since = 0;
+  /** When the pending read began (performance.now()); -1: no read pending. */
+  #since = -1;
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** Fails the pending read. A promise per read, not one for the body: see read(). */
   #fail: ((err: SourceError) => void) | null = null;
@@ -162,7 +162,7 @@ export class Silence {
 
   constructor(readonly ms: number) {
     const check = () => {
-      const quiet = this.#since === 0 ? 0 : Date.now() - this.#since;
+      const quiet = this.#since < 0 ? 0 : performance.now() - this.#since;
       if (quiet < ms) {
         this.#timer = setTimeout(check, ms - quiet);
         return;
@@ -183,13 +183,13 @@ export class Silence {
     // body's end: 256 MiB held for a 256 MiB PUT.
     const stalled = Promise.withResolvers<never>();
     this.#fail = stalled.reject;
-    this.#since = Date.now();
+    this.#since = performance.now();
     try {
       return await Promise.race([reader.read(), stalled.promise]);
     } catch (err) {
       throw sourceError(err);
     } finally {
-      this.#since = 0;
+      this.#since = -1;
       this.#fail = null;
     }
   }

@@ -269,7 +269,14 @@ export class Upload {
   #done = false;
   /** Body bytes sent or being sent (known length), or 1 once the chunked end went out. */
   #sent = 0;
-  readonly #onAbort = () => this.close();
+  /**
+   * An abort cuts off an unfinished body. A whole one may be landing: its
+   * connection stays for the answer (PutStream.cancel waits for it, within
+   * the timeout), so a DELETE after it cannot race the file into place.
+   */
+  readonly #onAbort = () => {
+    if (!this.sentAll) this.close();
+  };
 
   constructor(conn: Deno.TcpConn, opts: UploadOptions, release: (close: boolean) => void) {
     this.#conn = conn;

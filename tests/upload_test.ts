@@ -187,3 +187,21 @@ Deno.test("upload: an abort mid-body rejects the blocked write with its reason a
     s.close();
   }
 });
+
+Deno.test("upload: an abort after the whole body went out keeps the connection for the answer", async () => {
+  const s = server(async (conn, log) => {
+    await readUntil(conn, log, (t) => t.endsWith("whole"));
+    await new Promise((r) => setTimeout(r, 100)); // storing the file
+    await conn.write(enc.encode(CREATED));
+  });
+  try {
+    const ac = new AbortController();
+    const up = await s.pool.upload("PUT", "/k", { length: 5, timeout: 2000, signal: ac.signal });
+    await up.write(enc.encode("whole"));
+    ac.abort(new Error("client gone"));
+    // The volume may be placing the file: its answer still says whether it did.
+    assertEquals((await up.finish()).status, 201);
+  } finally {
+    s.close();
+  }
+});
