@@ -12,6 +12,7 @@ import { readWhole } from "./s3_body.ts";
 import { bucketExists, noSuchBucket } from "./s3_list.ts";
 import { received } from "./sizes.ts";
 import {
+  checkWriteConditions,
   copyConditions,
   copySource,
   etagOf,
@@ -20,6 +21,7 @@ import {
   openReplica,
   preconditionFailed,
   rangeOf,
+  writeConditions,
   writeObject,
   XML_MAX,
 } from "./s3_objects.ts";
@@ -225,9 +227,13 @@ export async function completeUpload(s3: S3Request, id: string): Promise<Respons
     return xmlResponse("CompleteMultipartUploadResult", completeResult(s3, done));
   }
   const { upload, versionstamp } = await openUpload(s3, id);
+  // If-None-Match: * and If-Match, as PutObject's: answered with their own
+  // status when they do not hold now; the upload stays, to retry or abort.
+  const cond = writeConditions(s3.req.headers);
   const xml = await readWhole(s3.body(), XML_MAX);
   const asked = parseComplete(new TextDecoder().decode(xml));
   const parts = chosenParts(asked, await s3.store.index.parts(id));
+  await checkWriteConditions(s3.store, s3.key, cond);
   const md5s = createHash("md5");
   for (const p of parts) md5s.update(Buffer.from(p.md5, "hex"));
   const etag = `${md5s.digest("hex")}-${parts.length}`;
@@ -241,6 +247,8 @@ export async function completeUpload(s3: S3Request, id: string): Promise<Respons
         body: concatenated(s3.store, parts, new AbortController().signal),
         contentLength: parts.reduce((n, p) => n + p.size, 0),
         meta: { ...upload.meta, etag, parts: sizeRuns(parts) },
+        // Checked again as the value goes live: a write since the check above fails it.
+        ...cond,
         signal: new AbortController().signal,
       });
     } catch (err) {

@@ -458,15 +458,44 @@ function keyTooLong(): S3Error {
   return s3Error("KeyTooLongError", "Your key is too long (at most 2043 bytes with its bucket)");
 }
 
+/**
+ * A write's conditions (PutObject, CompleteMultipartUpload): If-None-Match: *
+ * creates only, If-Match replaces only the value it names.
+ */
+export function writeConditions(h: Headers): { create: boolean; ifMatch?: string } {
+  const ifNoneMatch = h.get("if-none-match");
+  if (ifNoneMatch !== null && ifNoneMatch.trim() !== "*") {
+    throw s3Error("NotImplemented", "If-None-Match on a write takes only *");
+  }
+  return { create: ifNoneMatch !== null, ifMatch: h.get("if-match") ?? undefined };
+}
+
+/**
+ * The conditions of a write checked against the key as it is now, before
+ * anything is written (writeObject checks them again, atomically, as it
+ * makes the value live): 412 or NoSuchKey at once.
+ */
+export async function checkWriteConditions(
+  store: Store,
+  key: Uint8Array,
+  cond: { create: boolean; ifMatch?: string },
+): Promise<void> {
+  if (!cond.create && cond.ifMatch === undefined) return;
+  if (!keyFits(key)) throw keyTooLong();
+  const e = await store.index.get(key);
+  const live = e?.rec.state === "live" ? e.rec : null;
+  if (cond.create && live) throw preconditionFailed();
+  if (cond.ifMatch !== undefined) {
+    if (!live) throw s3Error("NoSuchKey", "The specified key does not exist.");
+    if (!etagMatches(cond.ifMatch, live)) throw preconditionFailed();
+  }
+}
+
 export async function putObject(s3: S3Request): Promise<Response> {
   const { req } = s3;
   const meta = metaFrom(req.headers);
   const body = s3.body();
-  const ifMatch = req.headers.get("if-match") ?? undefined;
-  const ifNoneMatch = req.headers.get("if-none-match");
-  if (ifNoneMatch !== null && ifNoneMatch.trim() !== "*") {
-    throw s3Error("NotImplemented", "If-None-Match on PUT takes only *");
-  }
+  const cond = writeConditions(req.headers);
   let rec: Record;
   try {
     rec = await writeObject(s3.store, s3.key, {
@@ -474,8 +503,7 @@ export async function putObject(s3: S3Request): Promise<Response> {
       contentLength: body.contentLength,
       meta,
       check: (w) => body.check(w.md5),
-      create: ifNoneMatch !== null,
-      ifMatch,
+      ...cond,
       signal: req.signal,
     });
   } catch (err) {

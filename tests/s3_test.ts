@@ -1120,6 +1120,71 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
       },
     );
 
+    await t.step(
+      "CompleteMultipartUpload honours If-None-Match: * and If-Match (412, the upload stays)",
+      async () => {
+        const Bucket = bucketName();
+        const Key = "conditional-complete";
+        const first = await s3.send(new PutObjectCommand({ Bucket, Key, Body: "original" }));
+        const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key }));
+        const part = await s3.send(
+          new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: 1, Body: "new value" }),
+        );
+        const complete = (conditions: { IfNoneMatch?: string; IfMatch?: string }) =>
+          s3.send(
+            new CompleteMultipartUploadCommand({
+              Bucket,
+              Key,
+              UploadId,
+              MultipartUpload: { Parts: [{ PartNumber: 1, ETag: part.ETag }] },
+              ...conditions,
+            }),
+          );
+        assertEquals(await s3Fails(complete({ IfNoneMatch: "*" })), {
+          name: "PreconditionFailed",
+          status: 412,
+        });
+        assertEquals(await s3Fails(complete({ IfMatch: `"${"0".repeat(32)}"` })), {
+          name: "PreconditionFailed",
+          status: 412,
+        });
+        assertEquals(new TextDecoder().decode((await bytesOf(s3, Bucket, Key)).bytes), "original");
+        // Still in progress: completed when the condition holds.
+        const done = await complete({ IfMatch: first.ETag });
+        assert(done.ETag!.endsWith('-1"'), done.ETag);
+        assertEquals(new TextDecoder().decode((await bytesOf(s3, Bucket, Key)).bytes), "new value");
+
+        // If-Match of a key that does not exist: NoSuchKey; If-None-Match: * creates it.
+        const Fresh = "conditional-fresh";
+        const up = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key: Fresh }));
+        const p = await s3.send(
+          new UploadPartCommand({
+            Bucket,
+            Key: Fresh,
+            UploadId: up.UploadId,
+            PartNumber: 1,
+            Body: "fresh",
+          }),
+        );
+        const completeFresh = (conditions: { IfNoneMatch?: string; IfMatch?: string }) =>
+          s3.send(
+            new CompleteMultipartUploadCommand({
+              Bucket,
+              Key: Fresh,
+              UploadId: up.UploadId,
+              MultipartUpload: { Parts: [{ PartNumber: 1, ETag: p.ETag }] },
+              ...conditions,
+            }),
+          );
+        assertEquals(await s3Fails(completeFresh({ IfMatch: "*" })), {
+          name: "NoSuchKey",
+          status: 404,
+        });
+        await completeFresh({ IfNoneMatch: "*" });
+        assertEquals(new TextDecoder().decode((await bytesOf(s3, Bucket, Fresh)).bytes), "fresh");
+      },
+    );
+
     await t.step("a multipart upload of a key too long to store is refused at once", async () => {
       const Bucket = bucketName();
       assertEquals(
