@@ -14,6 +14,7 @@ import { received } from "./sizes.ts";
 import {
   checkWriteConditions,
   copyConditions,
+  copyFailure,
   copySource,
   etagOf,
   liveRecord,
@@ -117,7 +118,7 @@ async function uploadPartCopy(
 ): Promise<Response> {
   const { req, store } = s3;
   const source = copySource(req.headers.get("x-amz-copy-source")!);
-  const src = await liveRecord(store, source);
+  const src = await liveRecord(store, source).catch((err) => copyFailure(s3, source, err));
   if (copyConditions(req.headers, src)) throw preconditionFailed();
   const rangeHeader = req.headers.get("x-amz-copy-source-range");
   let range: string | undefined;

@@ -633,8 +633,15 @@ export function copySource(header: string): Uint8Array {
   return encoder.encode(key);
 }
 
-/** CopyObject's missing source: named, as S3 does; NoSuchBucket when its bucket is missing too. */
-async function copyFailure(s3: S3Request, sourceKey: Uint8Array, err: unknown): Promise<never> {
+/**
+ * A copy's missing source (CopyObject, UploadPartCopy): named, as S3 does;
+ * NoSuchBucket when its bucket is missing too.
+ */
+export async function copyFailure(
+  s3: S3Request,
+  sourceKey: Uint8Array,
+  err: unknown,
+): Promise<never> {
   if (!(err instanceof S3Error) || err.code !== "NoSuchKey") throw err;
   const slash = sourceKey.indexOf(0x2f, 1);
   const bucket = decoder.decode(sourceKey.subarray(1, slash));

@@ -36,6 +36,8 @@ Deno.test("boto3: objects, listings, multipart, copy, presigned URLs (v2 and v4)
       "ok no such key",
       "ok copy of a missing source names its key",
       "ok copy from a missing bucket: NoSuchBucket, named",
+      "ok part copy of a missing source names its key",
+      "ok part copy from a missing bucket: NoSuchBucket, named",
       "ok no such bucket names it",
       "ok wrong secret refused",
     ]);

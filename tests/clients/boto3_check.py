@@ -101,6 +101,21 @@ try:
 except s3.exceptions.NoSuchBucket as e:
     ok("copy from a missing bucket: NoSuchBucket, named",
        e.response["Error"]["BucketName"] == bucket + "-none")
+upload = s3.create_multipart_upload(Bucket=bucket, Key="parts")["UploadId"]
+try:
+    s3.upload_part_copy(Bucket=bucket, Key="parts", UploadId=upload, PartNumber=1,
+                        CopySource={"Bucket": bucket, "Key": "gone/src"})
+    ok("part copy of a missing source names its key", False)
+except s3.exceptions.NoSuchKey as e:
+    ok("part copy of a missing source names its key", e.response["Error"]["Key"] == "gone/src")
+try:
+    s3.upload_part_copy(Bucket=bucket, Key="parts", UploadId=upload, PartNumber=1,
+                        CopySource={"Bucket": bucket + "-none", "Key": "src"})
+    ok("part copy from a missing bucket: NoSuchBucket, named", False)
+except s3.exceptions.NoSuchBucket as e:
+    ok("part copy from a missing bucket: NoSuchBucket, named",
+       e.response["Error"]["BucketName"] == bucket + "-none")
+s3.abort_multipart_upload(Bucket=bucket, Key="parts", UploadId=upload)
 try:
     s3.list_objects_v2(Bucket=bucket + "-none")
     ok("no such bucket names it", False)
