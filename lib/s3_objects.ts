@@ -686,10 +686,13 @@ async function keepEmptied(s3: S3Request): Promise<void> {
   await s3.store.index.createBucket(s3.bucket, Date.now());
 }
 
-/** Deletes a key; S3 answers the same whether or not it existed. */
+/**
+ * Deletes a key; S3 answers the same whether or not it existed. An unlinked
+ * key, which S3 does not see, is kept for RELINK (or mkv's own DELETE).
+ */
 async function deleteKey(store: Store, key: Uint8Array): Promise<void> {
   if (!keyFits(key)) throw keyTooLong();
-  const out = await store.delete(key);
+  const out = await store.delete(key, { keepUnlinked: true });
   if (out.status === 204 || out.status === 404) return;
   if (out.status === 403) throw new S3Error("AccessDenied", out.message ?? "Protected");
   throw failure(out);

@@ -460,12 +460,16 @@ export class Store {
     if (failed) throw (failed as PromiseRejectedResult).reason;
   }
 
-  /** DELETE: files and record. */
-  async delete(key: Uint8Array): Promise<Outcome> {
+  /**
+   * DELETE: files and record. With `keepUnlinked` (S3's deletes, to which an
+   * unlinked key does not exist) an unlinked key is left as it is: 404.
+   */
+  async delete(key: Uint8Array, opts: { keepUnlinked?: boolean } = {}): Promise<Outcome> {
     if (!keyFits(key)) return tooLong();
     return await this.#exclusive(key, async () => {
       const prev = await this.index.get(key);
       if (!prev) return notFound("No such key");
+      if (opts.keepUnlinked && prev.rec.state === "unlinked") return notFound("No such key");
       if (isClaimed(prev.rec)) return inFlight();
       if (this.opts.protect && prev.rec.state === "live") {
         return { status: 403, message: "Protected: UNLINK the key before DELETE" };

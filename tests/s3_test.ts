@@ -562,6 +562,51 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
       assertEquals((await fetch(`${c.url}/${Bucket}/d2`, { redirect: "manual" })).status, 404);
     });
 
+    await t.step(
+      "an unlinked key, invisible to S3, is kept by DeleteObject(s): RELINK brings it back",
+      async () => {
+        const Bucket = bucketName();
+        for (const Key of ["u1", "u2", "live"]) {
+          await s3.send(new PutObjectCommand({ Bucket, Key, Body: `value of ${Key}` }));
+        }
+        for (const key of ["u1", "u2"]) {
+          assertEquals(
+            (await fetch(`${c.url}/${Bucket}/${key}`, { method: "UNLINK" })).status,
+            204,
+          );
+        }
+        assertEquals(await s3Fails(s3.send(new HeadObjectCommand({ Bucket, Key: "u1" }))), {
+          name: "NotFound",
+          status: 404,
+        });
+        const del = await s3.send(new DeleteObjectCommand({ Bucket, Key: "u1" }));
+        assertEquals(del.$metadata.httpStatusCode, 204);
+        const many = await s3.send(
+          new DeleteObjectsCommand({
+            Bucket,
+            Delete: { Objects: [{ Key: "u2" }, { Key: "live" }] },
+          }),
+        );
+        assertEquals(many.Deleted!.map((d) => d.Key).sort(), ["live", "u2"]);
+        const unlinked = await (await fetch(`${c.url}/${Bucket}/?unlinked`)).json();
+        assertEquals(unlinked.keys, [`/${Bucket}/u1`, `/${Bucket}/u2`]);
+        for (const key of ["u1", "u2"]) {
+          assertEquals(
+            (await fetch(`${c.url}/${Bucket}/${key}`, { method: "RELINK" })).status,
+            204,
+          );
+          assertEquals(
+            new TextDecoder().decode((await bytesOf(s3, Bucket, key)).bytes),
+            `value of ${key}`,
+          );
+        }
+        assertEquals(await s3Fails(s3.send(new HeadObjectCommand({ Bucket, Key: "live" }))), {
+          name: "NotFound",
+          status: 404,
+        });
+      },
+    );
+
     await t.step("CopyObject: same bytes, metadata copied or replaced", async () => {
       const Bucket = bucketName();
       const value = randomBytes(50_000);
