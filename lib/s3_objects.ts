@@ -518,8 +518,11 @@ export async function putObject(s3: S3Request): Promise<Response> {
 export async function copyObject(s3: S3Request): Promise<Response> {
   const { req, store } = s3;
   const sourceKey = copySource(req.headers.get("x-amz-copy-source")!);
+  // If-None-Match: * and If-Match are about the destination, as PutObject's.
+  const cond = writeConditions(req.headers);
   const src = await liveRecord(store, sourceKey).catch((err) => copyFailure(s3, sourceKey, err));
   if (copyConditions(req.headers, src)) throw preconditionFailed();
+  await checkWriteConditions(store, s3.key, cond);
   const directive = (req.headers.get("x-amz-metadata-directive") ?? "COPY").toUpperCase();
   if (directive !== "COPY" && directive !== "REPLACE") {
     throw s3Error("InvalidArgument", "x-amz-metadata-directive must be COPY or REPLACE");
@@ -539,7 +542,7 @@ export async function copyObject(s3: S3Request): Promise<Response> {
     }
     const conflicts = new Backoff(req.signal);
     while (true) {
-      const done = await rewriteMeta(store, s3.key, meta);
+      const done = await rewriteMeta(store, s3.key, meta, cond.ifMatch);
       if (done !== null) {
         rec = done;
         break;
@@ -562,6 +565,7 @@ export async function copyObject(s3: S3Request): Promise<Response> {
           src.hash && w.md5 !== src.hash
             ? s3Error("InternalError", "The copy does not have the source's MD5")
             : null,
+        ...cond,
         signal: req.signal,
       });
     } catch (err) {
@@ -658,10 +662,16 @@ export async function copyFailure(
  * Copy onto itself with new metadata: one index commit, no data moved. Null
  * when another write of the key is in flight or won the commit: try again.
  */
-async function rewriteMeta(store: Store, key: Uint8Array, meta: Meta): Promise<Record | null> {
+async function rewriteMeta(
+  store: Store,
+  key: Uint8Array,
+  meta: Meta,
+  ifMatch: string | undefined,
+): Promise<Record | null> {
   const e = await store.index.get(key);
   if (!e || e.rec.state !== "live") throw s3Error("NoSuchKey", "The specified key does not exist.");
   if (isClaimed(e.rec)) return null;
+  if (ifMatch !== undefined && !etagMatches(ifMatch, e.rec)) throw preconditionFailed();
   const rec: Record = { ...e.rec, meta, mtime: Date.now() };
   return await store.index.cas(key, e.versionstamp, rec) === null ? null : rec;
 }
@@ -671,7 +681,7 @@ export async function deleteObject(s3: S3Request): Promise<Response> {
   const wasLive = (await s3.store.index.get(s3.key))?.rec.state === "live";
   // A missing key is 204, but not in a bucket that does not exist either.
   if (!wasLive && !await bucketExists(s3)) throw noSuchBucket();
-  await deleteKey(s3.store, s3.key);
+  await deleteKey(s3.store, s3.key, s3.req.headers.get("if-match") ?? undefined);
   if (wasLive) await keepEmptied(s3);
   return new Response(null, { status: 204 });
 }
@@ -690,9 +700,18 @@ async function keepEmptied(s3: S3Request): Promise<void> {
  * Deletes a key; S3 answers the same whether or not it existed. An unlinked
  * key, which S3 does not see, is kept for RELINK (or mkv's own DELETE).
  */
-async function deleteKey(store: Store, key: Uint8Array): Promise<void> {
+async function deleteKey(store: Store, key: Uint8Array, ifMatch?: string): Promise<void> {
   if (!keyFits(key)) throw keyTooLong();
-  const out = await store.delete(key, { keepUnlinked: true });
+  // If-Match (S3's conditional delete): only the value it names, or with *
+  // any live value; 412 otherwise, and NoSuchKey when there is none.
+  const missing: Outcome = { status: 404 };
+  const expect = ifMatch === undefined
+    ? undefined
+    : (prev: Record | null): Outcome | null =>
+      prev === null ? missing : etagMatches(ifMatch, prev) ? null : { status: 412 };
+  const out = await store.delete(key, { keepUnlinked: true, expect });
+  if (out === missing) throw s3Error("NoSuchKey", "The specified key does not exist.");
+  if (out.status === 412) throw preconditionFailed();
   if (out.status === 204 || out.status === 404) return;
   if (out.status === 403) throw new S3Error("AccessDenied", out.message ?? "Protected");
   throw failure(out);
@@ -702,13 +721,13 @@ async function deleteKey(store: Store, key: Uint8Array): Promise<void> {
 export async function deleteObjects(s3: S3Request): Promise<Response> {
   if (!await bucketExists(s3)) throw noSuchBucket();
   const xml = await readWhole(s3.body(), XML_MAX);
-  const { keys, versions, quiet } = parseDelete(new TextDecoder().decode(xml));
+  const { keys, versions, etags, quiet } = parseDelete(new TextDecoder().decode(xml));
   const results: { Key: string; Code?: string; Message?: string }[] = keys.map((k) => ({ Key: k }));
   // Up to 1,000 keys: a few at a time, not 3,000 volume calls at once.
   await pool(results.entries(), 16, async ([i, r]) => {
     try {
       checkVersionId(versions[i]);
-      await deleteKey(s3.store, encoder.encode(`/${s3.bucket}/${keys[i]}`));
+      await deleteKey(s3.store, encoder.encode(`/${s3.bucket}/${keys[i]}`), etags[i]);
     } catch (err) {
       const e = err instanceof S3Error ? err : s3Error("InternalError", String(err));
       r.Code = e.code;

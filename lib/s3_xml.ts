@@ -139,9 +139,15 @@ function parse(text: string): { [name: string]: unknown } {
 /** DeleteObjects' body: the keys to delete and whether to answer quietly. */
 export function parseDelete(
   text: string,
-): { keys: string[]; versions: (string | undefined)[]; quiet: boolean } {
+): {
+  keys: string[];
+  versions: (string | undefined)[];
+  /** Each key's <ETag>, S3's conditional delete (If-Match) of that key. */
+  etags: (string | undefined)[];
+  quiet: boolean;
+} {
   const del = parse(text).Delete as
-    | { Object?: { Key?: unknown; VersionId?: unknown }[]; Quiet?: unknown }
+    | { Object?: { Key?: unknown; VersionId?: unknown; ETag?: unknown }[]; Quiet?: unknown }
     | undefined;
   if (!del || typeof del !== "object") {
     throw s3Error("MalformedXML", "Expected a <Delete> element");
@@ -157,7 +163,8 @@ export function parseDelete(
     return o.Key;
   });
   const versions = objects.map((o) => o.VersionId === undefined ? undefined : String(o.VersionId));
-  return { keys, versions, quiet: String(del.Quiet ?? "").trim() === "true" };
+  const etags = objects.map((o) => o.ETag === undefined ? undefined : String(o.ETag));
+  return { keys, versions, etags, quiet: String(del.Quiet ?? "").trim() === "true" };
 }
 
 /** CompleteMultipartUpload's body: the parts, in the order given. */

@@ -463,11 +463,19 @@ export class Store {
   /**
    * DELETE: files and record. With `keepUnlinked` (S3's deletes, to which an
    * unlinked key does not exist) an unlinked key is left as it is: 404.
+   * `expect` (S3's If-Match) is checked against the record (null when there
+   * is no live one) before anything is deleted; an outcome is answered instead.
    */
-  async delete(key: Uint8Array, opts: { keepUnlinked?: boolean } = {}): Promise<Outcome> {
+  async delete(
+    key: Uint8Array,
+    opts: { keepUnlinked?: boolean; expect?: (prev: Record | null) => Outcome | null } = {},
+  ): Promise<Outcome> {
     if (!keyFits(key)) return tooLong();
     return await this.#exclusive(key, async () => {
       const prev = await this.index.get(key);
+      if (prev && isClaimed(prev.rec)) return inFlight();
+      const unexpected = opts.expect?.(prev?.rec.state === "live" ? prev.rec : null);
+      if (unexpected) return unexpected;
       if (!prev) return notFound("No such key");
       if (opts.keepUnlinked && prev.rec.state === "unlinked") return notFound("No such key");
       if (isClaimed(prev.rec)) return inFlight();

@@ -1166,6 +1166,89 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
     );
 
     await t.step(
+      "CopyObject's If-None-Match: * and If-Match are about the destination (412 when not)",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new PutObjectCommand({ Bucket, Key: "src", Body: "source" }));
+        const dst = await s3.send(new PutObjectCommand({ Bucket, Key: "dst", Body: "dest" }));
+        const copy = (Key: string, conditions: { IfNoneMatch?: string; IfMatch?: string }) =>
+          s3.send(
+            new CopyObjectCommand({ Bucket, Key, CopySource: `${Bucket}/src`, ...conditions }),
+          );
+        const text = async (Key: string) =>
+          new TextDecoder().decode((await bytesOf(s3, Bucket, Key)).bytes);
+        assertEquals(await s3Fails(copy("dst", { IfNoneMatch: "*" })), {
+          name: "PreconditionFailed",
+          status: 412,
+        });
+        assertEquals(await s3Fails(copy("dst", { IfMatch: `"${"0".repeat(32)}"` })), {
+          name: "PreconditionFailed",
+          status: 412,
+        });
+        assertEquals(await text("dst"), "dest");
+        await copy("dst", { IfMatch: dst.ETag });
+        assertEquals(await text("dst"), "source");
+        assertEquals(await s3Fails(copy("absent", { IfMatch: "*" })), {
+          name: "NoSuchKey",
+          status: 404,
+        });
+        await copy("fresh", { IfNoneMatch: "*" });
+        assertEquals(await text("fresh"), "source");
+        // Onto itself (a metadata rewrite): If-Match is checked all the same.
+        assertEquals(
+          await s3Fails(
+            s3.send(
+              new CopyObjectCommand({
+                Bucket,
+                Key: "src",
+                CopySource: `${Bucket}/src`,
+                MetadataDirective: "REPLACE",
+                IfMatch: `"${"0".repeat(32)}"`,
+              }),
+            ),
+          ),
+          { name: "PreconditionFailed", status: 412 },
+        );
+      },
+    );
+
+    await t.step(
+      "DeleteObject's If-Match and DeleteObjects' <ETag> delete only the value named",
+      async () => {
+        const Bucket = bucketName();
+        const puts = new Map<string, string>();
+        for (const Key of ["a", "b", "c"]) {
+          puts.set(Key, (await s3.send(new PutObjectCommand({ Bucket, Key, Body: Key }))).ETag!);
+        }
+        const other = `"${"0".repeat(32)}"`;
+        assertEquals(
+          await s3Fails(s3.send(new DeleteObjectCommand({ Bucket, Key: "a", IfMatch: other }))),
+          { name: "PreconditionFailed", status: 412 },
+        );
+        assertEquals(
+          await s3Fails(s3.send(new DeleteObjectCommand({ Bucket, Key: "absent", IfMatch: "*" }))),
+          { name: "NoSuchKey", status: 404 },
+        );
+        const del = await s3.send(
+          new DeleteObjectCommand({ Bucket, Key: "a", IfMatch: puts.get("a") }),
+        );
+        assertEquals(del.$metadata.httpStatusCode, 204);
+        const many = await s3.send(
+          new DeleteObjectsCommand({
+            Bucket,
+            Delete: {
+              Objects: [{ Key: "b", ETag: other }, { Key: "c", ETag: puts.get("c") }],
+            },
+          }),
+        );
+        assertEquals(many.Deleted!.map((d) => d.Key), ["c"]);
+        assertEquals(many.Errors!.map((e) => [e.Key, e.Code]), [["b", "PreconditionFailed"]]);
+        const left = await s3.send(new ListObjectsV2Command({ Bucket }));
+        assertEquals(left.Contents!.map((o) => o.Key), ["b"]);
+      },
+    );
+
+    await t.step(
       "CompleteMultipartUpload honours If-None-Match: * and If-Match (412, the upload stays)",
       async () => {
         const Bucket = bucketName();
