@@ -32,9 +32,10 @@ export interface S3Request {
   /**
    * The request's body as lib/s3_body.ts reads it (framing undone, digests
    * checked). Take it only through here: a body the answer leaves unread is
-   * cancelled once the answer is made (see answerS3).
+   * cancelled once the answer is made (see answerS3). `checksumHeaders`
+   * false: x-amz-checksum-* headers are not the body's (lib/s3_body.ts).
    */
-  body(): S3Body;
+  body(checksumHeaders?: boolean): S3Body;
 }
 
 /** Query parameters only S3 uses: unsigned requests with them are S3's. */
@@ -108,8 +109,8 @@ async function answerS3(
       key: target.key,
       query: new Map(parseQueryPairs(target.query, true)),
       signature,
-      body() {
-        const body = s3Body(req.body, req.headers, signature);
+      body(checksumHeaders = true) {
+        const body = s3Body(req.body, req.headers, signature, checksumHeaders);
         opened.push(body);
         return body;
       },

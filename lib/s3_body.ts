@@ -31,6 +31,11 @@ export function s3Body(
   raw: ReadableStream<Uint8Array> | null,
   headers: Headers,
   sig: Signature,
+  /**
+   * false: an x-amz-checksum-* header is not this body's (CompleteMultipartUpload's
+   * is the whole object's: see objectChecksum); a trailer still is.
+   */
+  checksumHeaders = true,
 ): S3Body {
   const source = raw ?? new ReadableStream({ start: (c) => c.close() });
   const chunked = sig.payload.startsWith("STREAMING-") ||
@@ -62,11 +67,12 @@ export function s3Body(
   for (const alg of CHECKSUMS) {
     const header = `x-amz-checksum-${alg}`;
     const declared = (headers.get("x-amz-trailer") ?? "").toLowerCase() === header;
-    if (headers.has(header) || declared) {
+    const sent = checksumHeaders && headers.has(header);
+    if (sent || declared) {
       hashes.push({
         name: header,
         hash: digestFor(alg),
-        expect: () => headers.get(header) ?? trailers.get(header),
+        expect: () => (sent ? headers.get(header) : null) ?? trailers.get(header),
       });
       break;
     }
@@ -114,6 +120,48 @@ export function s3Body(
       return null;
     },
   };
+}
+
+/**
+ * CompleteMultipartUpload's x-amz-checksum-* header: the whole object's
+ * checksum (S3's FULL_OBJECT type), computed as the parts are joined and
+ * checked before the value goes live. Null when there is none, or when it is
+ * a composite one ("<checksum>-<parts>", of the parts' checksums, which are
+ * not kept): that one is not checked.
+ */
+export function objectChecksum(headers: Headers): {
+  through(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array>;
+  check(): S3Error | null;
+} | null {
+  for (const alg of CHECKSUMS) {
+    const header = `x-amz-checksum-${alg}`;
+    const want = headers.get(header)?.trim();
+    if (want === undefined) continue;
+    if (/-\d+$/.test(want)) return null;
+    const hash = digestFor(alg);
+    return {
+      // Pulled only as the write reads (highWaterMark 0), as the parts
+      // themselves: nothing is opened while the write waits for its turn.
+      through(body) {
+        const reader = body.getReader();
+        return new ReadableStream<Uint8Array>({
+          async pull(ctl) {
+            const r = await reader.read();
+            if (r.done) return ctl.close();
+            hash.update(r.value);
+            ctl.enqueue(r.value);
+          },
+          cancel: (reason) => reader.cancel(reason),
+        }, { highWaterMark: 0 });
+      },
+      check: () =>
+        hash.digest() === want ? null : s3Error(
+          "BadDigest",
+          `The ${header} you specified did not match the calculated checksum.`,
+        ),
+    };
+  }
+  return null;
 }
 
 interface Digest {

@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { equal } from "./bytes.ts";
 import { keyFits, type Part, type Upload } from "./index_db.ts";
 import type { S3Request } from "./s3.ts";
-import { readWhole } from "./s3_body.ts";
+import { objectChecksum, readWhole } from "./s3_body.ts";
 import { bucketExists, noSuchBucket } from "./s3_list.ts";
 import { received } from "./sizes.ts";
 import {
@@ -231,7 +231,10 @@ export async function completeUpload(s3: S3Request, id: string): Promise<Respons
   // If-None-Match: * and If-Match, as PutObject's: answered with their own
   // status when they do not hold now; the upload stays, to retry or abort.
   const cond = writeConditions(s3.req.headers);
-  const xml = await readWhole(s3.body(), XML_MAX);
+  // Its x-amz-checksum-* is the whole object's, not the XML's: checked as
+  // the parts are joined.
+  const xml = await readWhole(s3.body(false), XML_MAX);
+  const sum = objectChecksum(s3.req.headers);
   const asked = parseComplete(new TextDecoder().decode(xml));
   const parts = chosenParts(asked, await s3.store.index.parts(id));
   await checkWriteConditions(s3.store, s3.key, cond);
@@ -245,7 +248,10 @@ export async function completeUpload(s3: S3Request, id: string): Promise<Respons
     let rec;
     try {
       rec = await writeObject(s3.store, s3.key, {
-        body: concatenated(s3.store, parts, new AbortController().signal),
+        body: sum
+          ? sum.through(concatenated(s3.store, parts, new AbortController().signal))
+          : concatenated(s3.store, parts, new AbortController().signal),
+        check: () => sum?.check() ?? null,
         contentLength: parts.reduce((n, p) => n + p.size, 0),
         meta: { ...upload.meta, etag, parts: sizeRuns(parts) },
         // Checked again as the value goes live: a write since the check above fails it.

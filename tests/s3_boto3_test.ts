@@ -26,6 +26,7 @@ Deno.test("boto3: objects, listings, multipart, copy, presigned URLs (v2 and v4)
       "ok list",
       "ok delimiter",
       "ok multipart",
+      "ok multipart with a whole-object checksum",
       "ok managed copy (UploadPartCopy)",
       "ok copy",
       "ok presigned (Signature Version 2, boto3's default)",

@@ -2,11 +2,13 @@
 
 python3 tests/clients/boto3_check.py <endpoint> <access key> <secret key> <bucket>
 """
+import base64
 import hashlib
 import io
 import os
 import sys
 import urllib.request
+import zlib
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -45,6 +47,26 @@ s3.upload_fileobj(io.BytesIO(data), bucket, "big.bin", Config=cfg)
 big = s3.get_object(Bucket=bucket, Key="big.bin")
 ok("multipart", hashlib.md5(big["Body"].read()).digest() == hashlib.md5(data).digest()
    and big["ETag"].endswith('-3"'))
+# A whole-object checksum (S3's FULL_OBJECT type) goes with CompleteMultipartUpload:
+# it is the object's, not the XML body's.
+crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+s3.upload_fileobj(io.BytesIO(data), bucket, "summed.bin", Config=cfg,
+                  ExtraArgs={"ChecksumCRC32": crc, "ChecksumType": "FULL_OBJECT"})
+upload = s3.create_multipart_upload(Bucket=bucket, Key="missummed.bin")["UploadId"]
+etag = s3.upload_part(Bucket=bucket, Key="missummed.bin", UploadId=upload, PartNumber=1,
+                      Body=b"not the data")["ETag"]
+try:
+    s3.complete_multipart_upload(Bucket=bucket, Key="missummed.bin", UploadId=upload,
+                                 ChecksumCRC32=crc, ChecksumType="FULL_OBJECT",
+                                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+    refused = False
+except s3.exceptions.ClientError as e:
+    refused = e.response["Error"]["Code"] == "BadDigest"
+ok("multipart with a whole-object checksum", refused
+   and s3.get_object(Bucket=bucket, Key="summed.bin")["Body"].read() == data
+   and "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="missummed"))
+s3.abort_multipart_upload(Bucket=bucket, Key="missummed.bin", UploadId=upload)
+s3.delete_object(Bucket=bucket, Key="summed.bin")
 s3.copy({"Bucket": bucket, "Key": "big.bin"}, bucket, "big-copy.bin", Config=cfg)
 copied = s3.get_object(Bucket=bucket, Key="big-copy.bin")
 ok("managed copy (UploadPartCopy)", hashlib.md5(copied["Body"].read()).digest() == hashlib.md5(data).digest()
