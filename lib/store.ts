@@ -478,7 +478,6 @@ export class Store {
       if (unexpected) return unexpected;
       if (!prev) return notFound("No such key");
       if (opts.keepUnlinked && prev.rec.state === "unlinked") return notFound("No such key");
-      if (isClaimed(prev.rec)) return inFlight();
       if (this.opts.protect && prev.rec.state === "live") {
         return { status: 403, message: "Protected: UNLINK the key before DELETE" };
       }
