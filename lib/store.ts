@@ -481,20 +481,39 @@ export class Store {
       if (this.opts.protect && prev.rec.state === "live") {
         return { status: 403, message: "Protected: UNLINK the key before DELETE" };
       }
-      const claim = await Claim.take(this.index, key, prev, prev.rec.rvolumes, this.opts);
-      if (!claim) return inFlight();
-      if (!claim.holds) return lostClaim(new LostClaim());
-      try {
-        await this.#removeFiles(key, prev.rec.rvolumes);
-      } catch (err) {
-        await claim.release();
-        return { status: 500, message: messageOf(err) };
-      }
-      if (!await claim.finish(null)) {
-        return { status: 500, message: "Lost the claim on the key mid-delete" };
-      }
-      return { status: 204 };
+      return await this.#deleteEntry(key, prev);
     });
+  }
+
+  /**
+   * verify -repair: removes a "writing" record whose lease ran out (its
+   * writer died) with its files, only while it is still the record read as
+   * `e`. A PUT may have taken the key over since: the key and its files are
+   * that write's then, live ones included. 409 when the record changed.
+   */
+  async removeExpired(key: Uint8Array, e: Entry): Promise<Outcome> {
+    return await this.#exclusive(key, async () => {
+      if (e.rec.state !== "writing" || isClaimed(e.rec)) return inFlight();
+      return await this.#deleteEntry(key, e);
+    });
+  }
+
+  /** Files, then record, of the key whose record was read as `prev`; 409 if it changed since. */
+  async #deleteEntry(key: Uint8Array, prev: Entry): Promise<Outcome> {
+    // A compare-and-set on the record read: one changed since is not ours to delete.
+    const claim = await Claim.take(this.index, key, prev, prev.rec.rvolumes, this.opts);
+    if (!claim) return inFlight();
+    if (!claim.holds) return lostClaim(new LostClaim());
+    try {
+      await this.#removeFiles(key, prev.rec.rvolumes);
+    } catch (err) {
+      await claim.release();
+      return { status: 500, message: messageOf(err) };
+    }
+    if (!await claim.finish(null)) {
+      return { status: 500, message: "Lost the claim on the key mid-delete" };
+    }
+    return { status: 204 };
   }
 
   /** RELINK: undoes an UNLINK while a replica still has the value. */

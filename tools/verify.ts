@@ -116,14 +116,12 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry): Promise<void> {
     if ((rec.until ?? 0) > Date.now()) return;
     const p = report(ctx, `expired write: ${name} (owner ${rec.owner ?? "?"})`);
     if (!ctx.repair) return;
-    try {
-      for (const v of rec.rvolumes) await remoteDelete(volumeUrl(v, path), ctx.timeout);
-      if (await ctx.index.cas(key, e.versionstamp, null) !== null) {
-        p.fixed = "record and files removed";
-      } else p.text += " (changed meanwhile, kept)";
-    } catch (err) {
-      p.text += ` (cannot remove: ${messageOf(err)})`;
-    }
+    // Only while the record is still the one read: a PUT may have taken the
+    // key over since (the lease had run out), and its files are not ours.
+    const out = await ctx.store.removeExpired(key, e);
+    if (out.status === 204) p.fixed = "record and files removed";
+    else if (out.status === 409) p.text += " (changed meanwhile, kept)";
+    else p.text += ` (cannot remove: ${out.message})`;
     return;
   }
   for (const v of rec.rvolumes) ctx.recorded.add(v);

@@ -1,0 +1,94 @@
+// verify -repair beside masters that keep writing: what it read of a key may
+// be stale by the time it acts on it, and it must then leave the key alone.
+import { Cluster, randomKey } from "./cluster.ts";
+import { assert, assertEquals } from "./assert.ts";
+import { joinIndex, openIndex } from "../lib/open.ts";
+import { FLAGS, storeOptions } from "../lib/config.ts";
+import { parseFlags } from "../lib/flags.ts";
+import { Store } from "../lib/store.ts";
+
+const enc = new TextEncoder();
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+/**
+ * A "volume" that accepts connections and never answers until released:
+ * verify's check of a key recorded there waits on it, with the records it
+ * read after it already in hand.
+ */
+function hungVolume() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  const { promise: asked, resolve: reached } = Promise.withResolvers<void>();
+  (async () => {
+    for await (const c of listener) {
+      conns.push(c);
+      reached();
+    }
+  })().catch(() => {});
+  return {
+    name: `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    asked,
+    release() {
+      for (const c of conns.splice(0)) c.close();
+      try {
+        listener.close();
+      } catch { /* closed already */ }
+    },
+  };
+}
+
+Deno.test("verify -repair does not delete the files of a PUT that took over an expired write meanwhile", async () => {
+  const c = await Cluster.start();
+  const index = await openIndex(c.db);
+  const hung = hungVolume();
+  try {
+    await joinIndex(index, "test:expired");
+    const flags = parseFlags(["-volumes", c.volumes.join(","), "-db", c.db], FLAGS).flags;
+    const store = new Store(index, storeOptions(flags));
+    const prefix = randomKey("/expired");
+    // Checked first (keys in order, one at a time): a live key on the hung volume.
+    await index.set(enc.encode(`${prefix}/1`), {
+      state: "live",
+      rvolumes: [hung.name],
+      hash: "",
+      size: 5,
+      mtime: Date.now(),
+    });
+    // A write whose master died: its lease ran out.
+    const k = `${prefix}/2`;
+    await index.set(enc.encode(k), {
+      state: "writing",
+      rvolumes: store.kvolumes(enc.encode(k)),
+      hash: "",
+      size: -1,
+      owner: "dead-master",
+      until: Date.now() - 1000,
+    });
+    const verify = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, "verify", "-repair", "-concurrency", "1"]
+        .concat(["-volumes", c.volumes.join(","), "-db", c.db]),
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    await hung.asked;
+    // While verify waits on the first key, a client PUTs the second: the
+    // expired write is taken over, and the value is stored.
+    const put = await fetch(c.url + k, { method: "PUT", body: "the new value" });
+    assertEquals([put.status, await put.text()], [201, ""]);
+    hung.release();
+    const out = await verify.output();
+    const report = new TextDecoder().decode(out.stdout);
+    // The value verify saw as an expired write is live now: still readable.
+    const get = await fetch(c.url + k);
+    assertEquals([get.status, await get.text()], [200, "the new value"], report);
+    assert(
+      report.includes(`expired write: "${k}" (owner dead-master) (changed meanwhile, kept)`),
+      report,
+    );
+  } finally {
+    hung.release();
+    await index.membership?.leave();
+    index.close();
+    await c.stop();
+  }
+});
