@@ -6,6 +6,8 @@ import { joinIndex, openIndex } from "../lib/open.ts";
 import { FLAGS, storeOptions } from "../lib/config.ts";
 import { parseFlags } from "../lib/flags.ts";
 import { Store } from "../lib/store.ts";
+import { key2path } from "../lib/keys.ts";
+import { volumeUrl } from "../lib/volumes.ts";
 
 const enc = new TextEncoder();
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -83,6 +85,61 @@ Deno.test("verify -repair does not delete the files of a PUT that took over an e
     assertEquals([get.status, await get.text()], [200, "the new value"], report);
     assert(
       report.includes(`expired write: "${k}" (owner dead-master) (changed meanwhile, kept)`),
+      report,
+    );
+  } finally {
+    hung.release();
+    await index.membership?.leave();
+    index.close();
+    await c.stop();
+  }
+});
+
+Deno.test("verify -repair copies no replica over a value written since it read the key's record", async () => {
+  const c = await Cluster.start();
+  const index = await openIndex(c.db);
+  const hung = hungVolume();
+  try {
+    await joinIndex(index, "test:stale");
+    const prefix = randomKey("/stale");
+    await index.set(enc.encode(`${prefix}/1`), {
+      state: "live",
+      rvolumes: [hung.name],
+      hash: "",
+      size: 5,
+      mtime: Date.now(),
+    });
+    const k = `${prefix}/2`;
+    const key = enc.encode(k);
+    const put = await fetch(c.url + k, { method: "PUT", body: "old value" });
+    assertEquals(put.status, 201);
+    const verify = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, "verify", "-repair", "-concurrency", "1"]
+        .concat(["-volumes", c.volumes.join(","), "-db", c.db]),
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    // verify has read both records and waits on the first key.
+    await hung.asked;
+    const replace = await fetch(c.url + k, { method: "REPLACE", body: "the new value" });
+    assertEquals([replace.status, await replace.text()], [201, ""]);
+    // The REPLACE as it ends when the rename fails on one replica, whose old
+    // copy then cannot be removed either (its volume was down a moment): the
+    // new value is live on the two that took it; the third keeps the old one.
+    const e = (await index.get(key))!;
+    const [a, b, third] = e.rec.rvolumes;
+    const left = await fetch(volumeUrl(third, key2path(key)), { method: "PUT", body: "old value" });
+    await left.body?.cancel();
+    assert(await index.cas(key, e.versionstamp, { ...e.rec, rvolumes: [a, b] }) !== null);
+    hung.release();
+    const out = await verify.output();
+    const report = new TextDecoder().decode(out.stdout);
+    // To the record verify read, the two new copies look corrupt (another
+    // size) and the old one healthy: it must not copy the old value back.
+    const get = await fetch(c.url + k);
+    assertEquals([get.status, await get.text()], [200, "the new value"], report);
+    assert(
+      report.includes(`corrupt replica: "${k}" on ${a} (changed meanwhile, not repaired)`),
       report,
     );
   } finally {

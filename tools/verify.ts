@@ -16,6 +16,7 @@ import { createHash } from "node:crypto";
 import type { FlagValues } from "../lib/flags.ts";
 import { requireDb, storeOptions } from "../lib/config.ts";
 import { Store } from "../lib/store.ts";
+import { Claim } from "../lib/claim.ts";
 import { joinIndex, openIndex } from "../lib/open.ts";
 import type { Entry, Index } from "../lib/index_db.ts";
 import { key2path } from "../lib/keys.ts";
@@ -142,20 +143,37 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry): Promise<void> {
     )
     : null;
   if (!ctx.repair || healthy.length === 0) return;
+  const fixable = rec.rvolumes.flatMap((v, i) =>
+    bad[i] && (health[i] === "missing" || health[i] === "corrupt") ? [[v, bad[i]] as const] : []
+  );
+  if (fixable.length === 0) return;
+  // The replicas were judged against the record read by the scan, which a
+  // write may have changed since (a REPLACE, a DELETE then a PUT): copying
+  // then would put an older value over the live one. So the copies are made
+  // under a hold on the record as read (a compare-and-set, as REPLACE
+  // holds a key), which also makes a write of the key meanwhile wait (409).
+  const claim = await Claim.hold(ctx.index, key, e, ctx.store.opts);
+  if (!claim) {
+    for (const [, p] of fixable) p.text += " (changed meanwhile, not repaired)";
+    return;
+  }
   let fixed = 0;
-  for (const [i, v] of rec.rvolumes.entries()) {
-    const p = bad[i];
-    if (!p || (health[i] !== "missing" && health[i] !== "corrupt")) continue;
-    try {
-      await copy(ctx, volumeUrl(healthy[0], path), volumeUrl(v, path));
-      if (await checkReplica(ctx, volumeUrl(v, path), rec.size, rec.hash) !== "ok") {
-        throw new Error("the copy does not check out");
+  try {
+    for (const [v, p] of fixable) {
+      try {
+        if (!claim.holds) throw new Error("lost the hold on the key");
+        await copy(ctx, volumeUrl(healthy[0], path), volumeUrl(v, path));
+        if (await checkReplica(ctx, volumeUrl(v, path), rec.size, rec.hash) !== "ok") {
+          throw new Error("the copy does not check out");
+        }
+        p.fixed = `copied from ${healthy[0]}`;
+        fixed++;
+      } catch (err) {
+        p.text += ` (cannot repair: ${messageOf(err)})`;
       }
-      p.fixed = `copied from ${healthy[0]}`;
-      fixed++;
-    } catch (err) {
-      p.text += ` (cannot repair: ${messageOf(err)})`;
     }
+  } finally {
+    await claim.release();
   }
   if (under && healthy.length + fixed >= ctx.replicas) under.fixed = "replicas copied";
 }
