@@ -6,6 +6,7 @@ import { joinIndex, openIndex } from "../lib/open.ts";
 import { FLAGS, storeOptions } from "../lib/config.ts";
 import { parseFlags } from "../lib/flags.ts";
 import { Store } from "../lib/store.ts";
+import type { Index } from "../lib/index_db.ts";
 import { key2path } from "../lib/keys.ts";
 import { volumeUrl } from "../lib/volumes.ts";
 
@@ -39,6 +40,27 @@ function hungVolume() {
   };
 }
 
+/** A live key recorded on the hung volume only: verify, one key at a time, waits on it first. */
+async function holdVerifyAt(index: Index, key: string, hung: { name: string }) {
+  await index.set(enc.encode(key), {
+    state: "live",
+    rvolumes: [hung.name],
+    hash: "",
+    size: 5,
+    mtime: Date.now(),
+  });
+}
+
+/** verify (with `extra`, e.g. -repair) over the cluster, one key at a time. */
+function spawnVerify(c: Cluster, extra: string[]): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, "verify", ...extra, "-concurrency", "1"]
+      .concat(["-volumes", c.volumes.join(","), "-db", c.db]),
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
 Deno.test("verify -repair does not delete the files of a PUT that took over an expired write meanwhile", async () => {
   const c = await Cluster.start();
   const index = await openIndex(c.db);
@@ -49,13 +71,7 @@ Deno.test("verify -repair does not delete the files of a PUT that took over an e
     const store = new Store(index, storeOptions(flags));
     const prefix = randomKey("/expired");
     // Checked first (keys in order, one at a time): a live key on the hung volume.
-    await index.set(enc.encode(`${prefix}/1`), {
-      state: "live",
-      rvolumes: [hung.name],
-      hash: "",
-      size: 5,
-      mtime: Date.now(),
-    });
+    await holdVerifyAt(index, `${prefix}/1`, hung);
     // A write whose master died: its lease ran out.
     const k = `${prefix}/2`;
     await index.set(enc.encode(k), {
@@ -66,12 +82,7 @@ Deno.test("verify -repair does not delete the files of a PUT that took over an e
       owner: "dead-master",
       until: Date.now() - 1000,
     });
-    const verify = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", MAIN, "verify", "-repair", "-concurrency", "1"]
-        .concat(["-volumes", c.volumes.join(","), "-db", c.db]),
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    const verify = spawnVerify(c, ["-repair"]);
     await hung.asked;
     // While verify waits on the first key, a client PUTs the second: the
     // expired write is taken over, and the value is stored.
@@ -102,23 +113,12 @@ Deno.test("verify -repair copies no replica over a value written since it read t
   try {
     await joinIndex(index, "test:stale");
     const prefix = randomKey("/stale");
-    await index.set(enc.encode(`${prefix}/1`), {
-      state: "live",
-      rvolumes: [hung.name],
-      hash: "",
-      size: 5,
-      mtime: Date.now(),
-    });
+    await holdVerifyAt(index, `${prefix}/1`, hung);
     const k = `${prefix}/2`;
     const key = enc.encode(k);
     const put = await fetch(c.url + k, { method: "PUT", body: "old value" });
     assertEquals(put.status, 201);
-    const verify = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", MAIN, "verify", "-repair", "-concurrency", "1"]
-        .concat(["-volumes", c.volumes.join(","), "-db", c.db]),
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    const verify = spawnVerify(c, ["-repair"]);
     // verify has read both records and waits on the first key.
     await hung.asked;
     const replace = await fetch(c.url + k, { method: "REPLACE", body: "the new value" });
@@ -159,22 +159,11 @@ Deno.test("verify beside a master names no replica of a key deleted since it rea
   const hung = hungVolume();
   try {
     const prefix = randomKey("/gone");
-    await index.set(enc.encode(`${prefix}/1`), {
-      state: "live",
-      rvolumes: [hung.name],
-      hash: "",
-      size: 5,
-      mtime: Date.now(),
-    });
+    await holdVerifyAt(index, `${prefix}/1`, hung);
     const k = `${prefix}/2`;
     const put = await fetch(c.url + k, { method: "PUT", body: "a value" });
     assertEquals(put.status, 201);
-    const verify = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", MAIN, "verify", "-concurrency", "1"]
-        .concat(["-volumes", c.volumes.join(","), "-db", c.db]),
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    const verify = spawnVerify(c, []);
     await hung.asked;
     const del = await fetch(c.url + k, { method: "DELETE" });
     assertEquals([del.status, await del.text()], [204, ""]);
