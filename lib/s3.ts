@@ -233,6 +233,14 @@ function refuseUnsupported(s3: S3Request) {
     if (s3.query.has(name)) throw notImplemented(`?${name}`);
   }
   objects.checkVersionId(s3.query.get("versionId"));
+  // A retention or legal hold asked for and silently not kept would let a
+  // client believe an object is protected: refused as S3 refuses it in a
+  // bucket without Object Lock.
+  for (const [name] of s3.req.headers) {
+    if (name.startsWith("x-amz-object-lock-")) {
+      throw s3Error("InvalidRequest", "Bucket is missing Object Lock Configuration");
+    }
+  }
   // Only read: GetBucketVersioning and GetBucketLocation are answered.
   for (const name of ["versioning", "location"]) {
     if (s3.query.has(name) && s3.req.method !== "GET") {

@@ -457,6 +457,32 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
     );
 
     await t.step(
+      "a write asking for Object Lock (retention, legal hold) is refused, not stored unprotected",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new CreateBucketCommand({ Bucket }));
+        const refused = { name: "InvalidRequest", status: 400 };
+        const until = new Date(Date.now() + 86_400_000);
+        const asks = [
+          { ObjectLockMode: "COMPLIANCE" as const, ObjectLockRetainUntilDate: until },
+          { ObjectLockLegalHoldStatus: "ON" as const },
+        ];
+        for (const ask of asks) {
+          assertEquals(
+            await s3Fails(
+              s3.send(new PutObjectCommand({ Bucket, Key: "locked", Body: "x", ...ask })),
+            ),
+            refused,
+          );
+        }
+        assertEquals(
+          await s3Fails(s3.send(new HeadObjectCommand({ Bucket, Key: "locked" }))),
+          { name: "NotFound", status: 404 },
+        );
+      },
+    );
+
+    await t.step(
       "bucket policy and versioning changes are 501 NotImplemented, and the bucket stays",
       async () => {
         const Bucket = bucketName();
