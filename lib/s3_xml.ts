@@ -164,7 +164,7 @@ export function parseDelete(
   });
   const versions = objects.map((o) => o.VersionId === undefined ? undefined : String(o.VersionId));
   const etags = objects.map((o) => o.ETag === undefined ? undefined : String(o.ETag));
-  return { keys, versions, etags, quiet: String(del.Quiet ?? "").trim() === "true" };
+  return { keys, versions, etags, quiet: String(del.Quiet ?? "").trim().toLowerCase() === "true" };
 }
 
 /** CompleteMultipartUpload's body: the parts, in the order given. */
