@@ -37,6 +37,12 @@ export function s3Body(
    */
   checksumHeaders = true,
 ): S3Body {
+  const contentMd5 = headers.get("content-md5");
+  // Not an MD5 at all (S3: InvalidDigest, before the body is read); one that
+  // differs from the body's is BadDigest, once it is read (check below).
+  if (contentMd5 !== null && !/^[A-Za-z0-9+/]{22}==$/.test(contentMd5)) {
+    throw s3Error("InvalidDigest", "The Content-MD5 you specified is not valid.");
+  }
   const source = raw ?? new ReadableStream({ start: (c) => c.close() });
   const chunked = sig.payload.startsWith("STREAMING-") ||
     (headers.get("content-encoding") ?? "").split(",").some((e) => e.trim() === "aws-chunked");
@@ -87,7 +93,6 @@ export function s3Body(
       }),
     );
   }
-  const contentMd5 = headers.get("content-md5");
   return {
     body,
     contentLength,

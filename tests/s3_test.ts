@@ -1393,23 +1393,40 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
       },
     );
 
-    await t.step("a Content-MD5 that does not match: BadDigest, and nothing live", async () => {
-      const Bucket = bucketName();
-      const fail = await s3Fails(
-        s3.send(
-          new PutObjectCommand({
-            Bucket,
-            Key: "digest",
-            Body: "the value",
-            ContentMD5: Buffer.from(createHash("md5").update("another").digest()).toString(
-              "base64",
-            ),
-          }),
-        ),
-      );
-      assertEquals(fail, { name: "BadDigest", status: 400 });
-      assertEquals((await fetch(`${c.url}/${Bucket}/digest`, { redirect: "manual" })).status, 404);
-    });
+    await t.step(
+      "a Content-MD5 that does not match: BadDigest; not an MD5: InvalidDigest",
+      async () => {
+        const Bucket = bucketName();
+        const fail = await s3Fails(
+          s3.send(
+            new PutObjectCommand({
+              Bucket,
+              Key: "digest",
+              Body: "the value",
+              ContentMD5: Buffer.from(createHash("md5").update("another").digest()).toString(
+                "base64",
+              ),
+            }),
+          ),
+        );
+        assertEquals(fail, { name: "BadDigest", status: 400 });
+        assertEquals(
+          (await fetch(`${c.url}/${Bucket}/digest`, { redirect: "manual" })).status,
+          404,
+        );
+        // One that is no MD5 at all (not 16 bytes of base64) is InvalidDigest, as S3 says.
+        for (const ContentMD5 of ["not-an-md5", Buffer.from("short").toString("base64")]) {
+          const bad = await s3Fails(
+            s3.send(new PutObjectCommand({ Bucket, Key: "digest", Body: "the value", ContentMD5 })),
+          );
+          assertEquals(bad, { name: "InvalidDigest", status: 400 }, ContentMD5);
+        }
+        assertEquals(
+          (await fetch(`${c.url}/${Bucket}/digest`, { redirect: "manual" })).status,
+          404,
+        );
+      },
+    );
   } finally {
     s3.destroy();
     await c.stop();
