@@ -11,6 +11,33 @@ import { volumeUrl } from "../lib/volumes.ts";
 
 const enc = new TextEncoder();
 
+Deno.test("verify -md5 sees a large replica overwritten with other bytes of its size, and repairs it", async () => {
+  const c = await Cluster.start();
+  try {
+    // Past 8 MiB: hashed on the MD5 threads (lib/md5_stream.ts).
+    const k = randomKey("/verify-large");
+    const value = randomBytes((9 << 20) + 3);
+    assertEquals((await fetch(c.url + k, { method: "PUT", body: value })).status, 201);
+    await c.stopMaster();
+    const index = await openIndex(c.db);
+    const rec = (await index.get(enc.encode(k)))!.rec;
+    index.close();
+    const over = `http://${rec.rvolumes[2]}${key2path(enc.encode(k))}`;
+    const put = await fetch(over, { method: "PUT", body: randomBytes(value.length) });
+    await put.body?.cancel();
+    const args = ["verify", "-md5", "-volumes", c.volumes.join(","), "-db", c.db];
+    const bad = await runMain(args);
+    assertEquals(bad.code, 1, bad.stdout + bad.stderr);
+    assert(bad.stdout.includes(`corrupt replica: "${k}" on ${rec.rvolumes[2]}`), bad.stdout);
+    for (const v of rec.rvolumes.slice(0, 2)) assert(!bad.stdout.includes(` on ${v}`), bad.stdout);
+    const fix = await runMain([...args, "-repair"]);
+    assertEquals(fix.code, 0, fix.stdout + fix.stderr);
+    assertEquals(new Uint8Array(await (await fetch(over)).arrayBuffer()), value);
+  } finally {
+    await c.stop();
+  }
+});
+
 Deno.test("verify finds missing, corrupt and orphan files; -repair fixes them", async () => {
   const c = await Cluster.start();
   try {

@@ -12,7 +12,7 @@
 // With -repair: a missing or corrupt replica is copied again from a healthy
 // one; orphans older than -grace are deleted; a "writing" record whose lease
 // ran out (its writer died) is removed with its files.
-import { createHash } from "node:crypto";
+import { md5Stream } from "../lib/md5_stream.ts";
 import type { FlagValues } from "../lib/flags.ts";
 import { requireDb, storeOptions } from "../lib/config.ts";
 import { Store } from "../lib/store.ts";
@@ -214,13 +214,16 @@ async function checkReplica(ctx: Ctx, url: string, size: number, hash: string): 
   const length = Number(res.headers.get("content-length") ?? "-1");
   if (size >= 0 && length >= 0 && length !== size) return "corrupt";
   if (!ctx.md5 || !hash) return "ok";
+  // Large replicas are hashed on the MD5 threads (lib/md5_stream.ts), so
+  // -concurrency keys are read and hashed at once on as many cores.
+  const h = md5Stream(length >= 0 ? length : null);
   try {
-    const h = createHash("md5");
     const ac = new AbortController();
     const got = await remoteGet(url, { signal: ac.signal, stall: ctx.stall });
-    for await (const chunk of got.body!) h.update(chunk);
-    return h.digest("hex") === hash ? "ok" : "corrupt";
+    for await (const chunk of got.body!) await h.update(chunk);
+    return await h.digest() === hash ? "ok" : "corrupt";
   } catch {
+    h.abort();
     return "unreachable";
   }
 }
