@@ -10,6 +10,7 @@ import { keyFits, type Part, type Upload } from "./index_db.ts";
 import type { S3Request } from "./s3.ts";
 import { objectChecksum, readWhole } from "./s3_body.ts";
 import { bucketExists, noSuchBucket } from "./s3_list.ts";
+import { SourceError } from "./fanout.ts";
 import { received } from "./sizes.ts";
 import {
   checkWriteConditions,
@@ -17,6 +18,7 @@ import {
   copyFailure,
   copySource,
   etagOf,
+  failure,
   liveRecord,
   metaFrom,
   openReplica,
@@ -179,6 +181,9 @@ async function storePart(
     if (bad) throw bad;
   } catch (err) {
     await store.removeFile(path, volumes).catch(() => {});
+    // The client's body failed (stalled: 408, ended early: 400): S3's
+    // RequestTimeout or IncompleteBody, not an InternalError.
+    if (err instanceof SourceError) throw failure({ status: err.status, message: err.message });
     throw err;
   }
   const part: Part = { path, volumes, md5: written.md5, size: written.bytes, mtime: Date.now() };

@@ -427,7 +427,7 @@ class Backoff {
 }
 
 /** A store outcome that did not make the value live, in S3's words. */
-function failure(out: Outcome): S3Error {
+export function failure(out: Outcome): S3Error {
   const message = out.message ?? `Status ${out.status}`;
   switch (out.status) {
     case 400:

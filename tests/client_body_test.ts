@@ -83,6 +83,28 @@ Deno.test("request bodies that fail", async (t) => {
   const c = await Cluster.start({ flags: ["-voltimeout", "200ms", "-s3"] });
   try {
     await t.step(
+      "an S3 UploadPart whose client stops sending answers RequestTimeout, not InternalError",
+      async () => {
+        const bucket = `b-${crypto.randomUUID().slice(0, 8)}`;
+        const created = await (await fetch(`${c.url}/${bucket}/obj?uploads`, { method: "POST" }))
+          .text();
+        const id = /<UploadId>([0-9a-f]+)<\/UploadId>/.exec(created)![1];
+        const conn = await partialPut(
+          c.masterPort,
+          `/${bucket}/obj?partNumber=1&uploadId=${id}`,
+          100_000,
+          5000,
+        );
+        const got = await answer(conn);
+        assert(got.startsWith("HTTP/1.1 400 Bad Request | "), got);
+        assert(got.includes("<Code>RequestTimeout</Code>"), got);
+        // No part was recorded: the upload lists none.
+        const parts = await (await fetch(`${c.url}/${bucket}/obj?uploadId=${id}`)).text();
+        assert(parts.includes("<ListPartsResult") && !parts.includes("<Part>"), parts);
+      },
+    );
+
+    await t.step(
       "a small PUT whose client stops sending answers 408 and frees the key",
       async () => {
         const key = randomKey("/stall");
