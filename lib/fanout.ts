@@ -200,7 +200,7 @@ export class Silence {
 }
 
 /** One read of a source not watched for silence; its failure is a 400 SourceError. */
-export async function readSource(
+async function readSource(
   reader: ReadableStreamDefaultReader<Uint8Array>,
 ): Promise<ReadableStreamReadResult<Uint8Array>> {
   try {

@@ -232,12 +232,7 @@ export async function remotePut(
   if (body instanceof Uint8Array) {
     // The whole call bounded by the stall time.
     const res = await smallCall("put", "PUT", url, { ms: opts.stall, signal: opts.signal, body });
-    if (res.status !== 201 && res.status !== 204) {
-      const message = `Cannot PUT "${url}": status ${res.status}`;
-      throw failed(volumeOf(url), "put", "error", message, res.status);
-    }
-    succeeded(volumeOf(url), "put");
-    return;
+    return putAnswered(volumeOf(url), url, res.status);
   }
   const length = opts.length ?? null;
   const put = await openPut(url, { ...opts, length });
@@ -248,6 +243,14 @@ export async function remotePut(
     throw err;
   }
   await put.end();
+}
+
+/** A PUT's answer: 201 or 204 is the volume's success, anything else its failure. */
+function putAnswered(volume: string, url: string, status: number) {
+  if (status !== 201 && status !== 204) {
+    throw failed(volume, "put", "error", `Cannot PUT "${url}": status ${status}`, status);
+  }
+  succeeded(volume, "put");
 }
 
 /** A PUT to one volume whose body goes out a chunk at a time (lib/fanout.ts drives it). */
@@ -307,11 +310,7 @@ export async function openPut(
     const res = await up.finish().catch((err) => {
       throw fail(err);
     });
-    if (res.status !== 201 && res.status !== 204) {
-      const message = `Cannot PUT "${url}": status ${res.status}`;
-      throw failed(at.host, "put", "error", message, res.status);
-    }
-    succeeded(at.host, "put");
+    putAnswered(at.host, url, res.status);
   };
   return {
     async write(chunk) {

@@ -108,8 +108,8 @@ export async function verify(flags: FlagValues): Promise<number> {
 }
 
 /** One key's record against its replicas. */
-async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, again = true): Promise<void> {
-  if (again) ctx.progress.add("keys");
+async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Promise<void> {
+  if (first) ctx.progress.add("keys");
   const { rec } = e;
   const name = JSON.stringify(decoder.decode(key));
   const path = key2path(key);
@@ -138,7 +138,7 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, again = true): Prom
     // no fault. Judged against its record as it is now, once.
     const now = await ctx.index.get(key);
     if (now?.versionstamp !== e.versionstamp) {
-      if (now && again) return await checkKey(ctx, key, now, false);
+      if (now && first) return await checkKey(ctx, key, now, false);
       ctx.progress.add("changed");
       return;
     }
