@@ -131,6 +131,28 @@ export class Claim {
   }
 
   /**
+   * Rewrites the record held (its lease kept and renewed as before): what a
+   * master that dies holding it leaves behind. False when the claim was lost.
+   */
+  note(rec: Record): Promise<boolean> {
+    const done = this.#chain.then(async () => {
+      if (this.#lost.signal.aborted) return false;
+      const leased = { ...rec, owner: this.#rec.owner, until: Date.now() + this.#lease };
+      const vs = await this.#index.cas(this.#key, this.#versionstamp, leased);
+      if (vs === null) {
+        this.#lost.abort(new Error("Lost the claim on the key"));
+        unhold(this);
+        return false;
+      }
+      this.#rec = leased;
+      this.#versionstamp = vs;
+      return true;
+    });
+    this.#chain = done;
+    return done;
+  }
+
+  /**
    * Ends the claim by writing `rec` (null: removing the record). False when
    * the claim had been lost, in which case nothing is written.
    */

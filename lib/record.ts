@@ -26,6 +26,18 @@ export interface Record {
   mtime?: number;
   /** What S3 clients said of the value (mkv's own API keeps none of it). */
   meta?: Meta;
+  /**
+   * A REPLACE about to rename its new value over this one: the record it
+   * switches to and the temporary name the value waits under on each of
+   * next.rec.rvolumes. Found with its lease run out (its master died amid
+   * the renames), the switch is finished by whoever reads it (lib/store.ts).
+   */
+  next?: Next;
+}
+
+export interface Next {
+  rec: Record;
+  tmp: string;
 }
 
 /** An S3 object's own metadata, kept from its upload. */
@@ -59,6 +71,7 @@ interface Stored {
   p?: [number, number][];
   x?: [string, string][];
   y?: [string, string][];
+  n?: [Stored, string];
 }
 
 const STATES: State[] = ["live", "unlinked", "writing"];
@@ -78,6 +91,7 @@ export function fromRecord(rec: Record): Stored {
   if (rec.meta?.parts?.length) out.p = rec.meta.parts;
   if (rec.meta?.amz?.length) out.x = rec.meta.amz;
   if (rec.meta?.std?.length) out.y = rec.meta.std;
+  if (rec.next) out.n = [fromRecord(rec.next.rec), rec.next.tmp];
   return out;
 }
 
@@ -117,6 +131,10 @@ export function toRecord(value: unknown): Record | null {
     if (Array.isArray(v.p)) rec.meta.parts = v.p;
     if (Array.isArray(v.x)) rec.meta.amz = v.x;
     if (Array.isArray(v.y)) rec.meta.std = v.y;
+  }
+  if (Array.isArray(v.n) && typeof v.n[1] === "string") {
+    const next = toRecord(v.n[0]);
+    if (next) rec.next = { rec: next, tmp: v.n[1] };
   }
   return rec;
 }

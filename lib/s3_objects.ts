@@ -49,7 +49,7 @@ function objectHeaders(rec: Record): Headers {
 /** A live record of the key, or NoSuchKey. */
 export async function liveRecord(store: Store, key: Uint8Array): Promise<Record> {
   if (!keyFits(key)) throw keyTooLong();
-  const e = await store.index.get(key);
+  const e = await store.entry(key);
   if (!e || e.rec.state !== "live") {
     throw s3Error("NoSuchKey", "The specified key does not exist.");
   }
@@ -482,7 +482,7 @@ export async function checkWriteConditions(
 ): Promise<void> {
   if (!cond.create && cond.ifMatch === undefined) return;
   if (!keyFits(key)) throw keyTooLong();
-  const e = await store.index.get(key);
+  const e = await store.entry(key);
   const live = e?.rec.state === "live" ? e.rec : null;
   if (cond.create && live) throw preconditionFailed();
   if (cond.ifMatch !== undefined) {
@@ -668,7 +668,7 @@ async function rewriteMeta(
   meta: Meta,
   ifMatch: string | undefined,
 ): Promise<Record | null> {
-  const e = await store.index.get(key);
+  const e = await store.entry(key);
   if (!e || e.rec.state !== "live") throw s3Error("NoSuchKey", "The specified key does not exist.");
   if (isClaimed(e.rec)) return null;
   if (ifMatch !== undefined && !etagMatches(ifMatch, e.rec)) throw preconditionFailed();
@@ -678,7 +678,7 @@ async function rewriteMeta(
 
 export async function deleteObject(s3: S3Request): Promise<Response> {
   if (!keyFits(s3.key)) throw keyTooLong();
-  const wasLive = (await s3.store.index.get(s3.key))?.rec.state === "live";
+  const wasLive = (await s3.store.entry(s3.key))?.rec.state === "live";
   // A missing key is 204, but not in a bucket that does not exist either.
   if (!wasLive && !await bucketExists(s3)) throw noSuchBucket();
   await deleteKey(s3.store, s3.key, s3.req.headers.get("if-match") ?? undefined);

@@ -18,7 +18,7 @@ import {
   toHex,
 } from "./keys.ts";
 import type { FanoutResult } from "./fanout.ts";
-import type { Meta, Record } from "./record.ts";
+import type { Meta, Next, Record } from "./record.ts";
 import {
   headStatus,
   openPut,
@@ -28,6 +28,7 @@ import {
   remoteHead,
   remoteMove,
   remotePut,
+  remoteSize,
   VolumeError,
   volumeUrl,
 } from "./volumes.ts";
@@ -112,7 +113,8 @@ export class Store {
     if (!keyFits(key)) return tooLong();
     // A cached record (sole master) spares a promise on the hottest path.
     const cached = this.index.cached(key);
-    const e = cached !== undefined ? cached : await this.index.get(key);
+    let e = cached !== undefined ? cached : await this.index.get(key);
+    if (e && stranded(e.rec)) e = await this.#settle(key, e);
     // No Content-Length: Deno sends "content-length: 0" with every empty body.
     const headers: { [name: string]: string } = {};
     if (e?.rec.hash) headers["Content-Md5"] = e.rec.hash;
@@ -153,7 +155,7 @@ export class Store {
     const refused = refuseBody(key, body, opts);
     if (refused || !body) return refused!;
     return await this.#exclusive(key, async () => {
-      const prev = await this.index.get(key);
+      const prev = await this.entry(key);
       if (prev?.rec.state === "live") {
         return { status: 403, message: "Key exists (PUT never overwrites)" };
       }
@@ -299,7 +301,7 @@ export class Store {
     const refused = refuseBody(key, body, opts);
     if (refused || !body) return refused!;
     return await this.#exclusive(key, async () => {
-      const prev = await this.index.get(key);
+      const prev = await this.entry(key);
       if (prev && isClaimed(prev.rec)) return inFlight();
       if (prev?.rec.state !== "live") {
         return { status: 404, message: "No live key to replace (PUT creates)" };
@@ -335,42 +337,100 @@ export class Store {
         await claim.release();
         return refused;
       }
-      if (!claim.holds) {
+      const next: Next = { rec: liveRecord(kvolumes, result, opts.meta), tmp };
+      // Said in the index before the first rename: a master that dies amid
+      // them leaves the record to switch to and where the value waits, and
+      // whoever reads the key next finishes the switch (#settle).
+      if (!claim.holds || !await claim.note({ ...settled(prev.rec), next })) {
         await this.#removePaths(tmp, kvolumes).catch(() => {});
         return lostClaim(new LostClaim());
       }
-      const moves = await Promise.allSettled(
-        kvolumes.map((v) =>
-          remoteMove(volumeUrl(v, tmp), volumeUrl(v, path), this.opts.voltimeout)
-        ),
-      );
-      const switched = kvolumes.filter((_, i) => moves[i].status === "fulfilled");
-      const failure = moves.find((m) => m.status === "rejected") as
-        | PromiseRejectedResult
-        | undefined;
-      if (switched.length === 0) {
-        // No replica took the new value: the old one stays, as it was.
-        await this.#removePaths(tmp, kvolumes).catch(() => {});
-        await claim.release();
-        return { status: 500, message: `${messageOf(failure!.reason)} (the old value stays)` };
-      }
-      // The replicas that switched hold the new value now: the index must
-      // say so (readers are sent only there), and the rest are orphans.
-      const live = liveRecord(switched, result, opts.meta);
-      if (!await claim.finish(live)) {
-        return { status: 500, message: "Lost the claim on the key mid-replace" };
-      }
-      const stale = [...prev.rec.rvolumes, ...kvolumes].filter((v) => !switched.includes(v));
-      await this.#removeFiles(key, [...new Set(stale)]).catch(() => {});
-      if (failure) {
-        await this.#removePaths(tmp, kvolumes.filter((v) => !switched.includes(v)))
-          .catch(() => {});
-        const message = `${messageOf(failure.reason)} (the new value is live on ` +
-          `${switched.length} of ${kvolumes.length} replicas: REBALANCE the key to copy it back)`;
-        return { status: 500, message, record: live };
-      }
-      return { status: 201, bytes: result.bytes, record: live };
+      const out = await this.#switch(key, prev.rec, next, claim);
+      return out.status === 201 ? { ...out, bytes: result.bytes } : out;
     });
+  }
+
+  /**
+   * The second half of a REPLACE, under `claim` with `next` recorded:
+   * renames the new value over the old on each replica, makes the index
+   * name the replicas that switched, removes the old copies left elsewhere.
+   */
+  async #switch(key: Uint8Array, old: Record, next: Next, claim: Claim): Promise<Outcome> {
+    const path = key2path(key);
+    const { rec, tmp } = next;
+    const kvolumes = rec.rvolumes;
+    const moves = await Promise.allSettled(
+      kvolumes.map((v) => this.#rename(v, tmp, path, rec.size)),
+    );
+    const switched = kvolumes.filter((_, i) => moves[i].status === "fulfilled");
+    const failure = moves.find((m) => m.status === "rejected") as
+      | PromiseRejectedResult
+      | undefined;
+    if (switched.length === 0) {
+      // A volume that did not answer may have renamed all the same: then
+      // the switch stays recorded, for a later read of the key to finish.
+      const unknown = moves.some((m) =>
+        m.status === "rejected" && !(m.reason instanceof VolumeError && m.reason.status > 0)
+      );
+      if (unknown) {
+        await claim.finish({ ...settled(old), next });
+        const why = messageOf(failure!.reason);
+        return { status: 503, message: `${why} (the REPLACE is finished once the volumes answer)` };
+      }
+      // No replica took the new value: the old one stays, as it was.
+      await this.#removePaths(tmp, kvolumes).catch(() => {});
+      await claim.finish(settled(old));
+      return { status: 500, message: `${messageOf(failure!.reason)} (the old value stays)` };
+    }
+    // The replicas that switched hold the new value now: the index must
+    // say so (readers are sent only there), and the rest are orphans.
+    const live = { ...rec, rvolumes: switched };
+    if (!await claim.finish(live)) {
+      return { status: 500, message: "Lost the claim on the key mid-replace" };
+    }
+    const stale = [...old.rvolumes, ...kvolumes].filter((v) => !switched.includes(v));
+    await this.#removeFiles(key, [...new Set(stale)]).catch(() => {});
+    if (failure) {
+      await this.#removePaths(tmp, kvolumes.filter((v) => !switched.includes(v)))
+        .catch(() => {});
+      const message = `${messageOf(failure.reason)} (the new value is live on ` +
+        `${switched.length} of ${kvolumes.length} replicas: REBALANCE the key to copy it back)`;
+      return { status: 500, message, record: live };
+    }
+    return { status: 201, record: live };
+  }
+
+  /** Renames the new value `tmp` over `path` on `volume`; throws if it is not there after. */
+  async #rename(volume: string, tmp: string, path: string, size: number): Promise<void> {
+    const t = this.opts.voltimeout;
+    if (await remoteMove(volumeUrl(volume, tmp), volumeUrl(volume, path), t) === "moved") return;
+    // No such temporary: renamed already, by a master that died before the
+    // index could say so. Its size tells that file from the old value's
+    // (as far as it can: verify -md5 checks the bytes).
+    const url = volumeUrl(volume, path);
+    const found = await remoteSize(url, t);
+    if (found === size) return;
+    throw new VolumeError(`"${url}" does not hold the new value (${found ?? "no"} bytes)`);
+  }
+
+  /**
+   * The key's record, as it is in the index. A REPLACE left half done by a
+   * master that died amid its renames (its lease ran out) is finished first.
+   */
+  async entry(key: Uint8Array): Promise<Entry | null> {
+    const e = await this.index.get(key);
+    return e && stranded(e.rec) ? await this.#settle(key, e) : e;
+  }
+
+  /**
+   * Finishes the REPLACE recorded in `e`: its replicas hold the new value
+   * or the old, and only renaming again tells which. Returns the record
+   * after (held by another when it was first to finish it).
+   */
+  async #settle(key: Uint8Array, e: Entry): Promise<Entry | null> {
+    const claim = await Claim.hold(this.index, key, e, this.opts);
+    if (claim) await this.#switch(key, e.rec, e.rec.next!, claim);
+    return await this.index.get(key);
   }
 
   /**
@@ -399,7 +459,7 @@ export class Store {
    */
   async removeOrphan(key: Uint8Array, volume: string): Promise<Outcome> {
     return await this.#exclusive(key, async () => {
-      const prev = await this.index.get(key);
+      const prev = await this.entry(key);
       if (prev && (isClaimed(prev.rec) || prev.rec.state === "writing")) return inFlight();
       if (prev?.rec.rvolumes.includes(volume)) return { status: 409, message: "Recorded there" };
       // A live or unlinked key stays readable; a key with no record gets a
@@ -472,7 +532,7 @@ export class Store {
   ): Promise<Outcome> {
     if (!keyFits(key)) return tooLong();
     return await this.#exclusive(key, async () => {
-      const prev = await this.index.get(key);
+      const prev = await this.entry(key);
       if (prev && isClaimed(prev.rec)) return inFlight();
       const unexpected = opts.expect?.(prev?.rec.state === "live" ? prev.rec : null);
       if (unexpected) return unexpected;
@@ -520,7 +580,7 @@ export class Store {
   async relink(key: Uint8Array): Promise<Outcome> {
     if (!keyFits(key)) return tooLong();
     return await this.#exclusive(key, async () => {
-      const prev = await this.index.get(key);
+      const prev = await this.entry(key);
       if (prev && isClaimed(prev.rec)) return inFlight();
       if (prev?.rec.state !== "unlinked") return notFound("No unlinked key to relink");
       const path = key2path(key);
@@ -541,7 +601,7 @@ export class Store {
   async unlink(key: Uint8Array): Promise<Outcome> {
     if (!keyFits(key)) return tooLong();
     return await this.#exclusive(key, async () => {
-      const prev = await this.index.get(key);
+      const prev = await this.entry(key);
       if (prev && isClaimed(prev.rec)) return inFlight();
       if (prev?.rec.state !== "live") return notFound("No live key to unlink");
       const rec: Record = { ...prev.rec, state: "unlinked" };
@@ -560,7 +620,7 @@ export class Store {
   ): Promise<Outcome> {
     if (!keyFits(key)) return tooLong();
     return await this.#exclusive(key, async () => {
-      const prev = await this.index.get(key);
+      const prev = await this.entry(key);
       if (prev && isClaimed(prev.rec)) return inFlight();
       const movable = prev?.rec.state === "live" ||
         (opts.unlinked && prev?.rec.state === "unlinked");
@@ -739,6 +799,17 @@ function unreached(results: PromiseSettledResult<unknown>[], volumes: string[]):
     const r = results[i];
     return r.status === "rejected" && r.reason instanceof VolumeError && r.reason.unsent;
   });
+}
+
+/** A REPLACE recorded whose master is gone (its lease ran out). */
+function stranded(rec: Record): boolean {
+  return rec.next !== undefined && !isClaimed(rec);
+}
+
+/** A record without a lease or a switch in progress. */
+function settled(rec: Record): Record {
+  const { next: _n, ...rest } = unleased(rec);
+  return rest;
 }
 
 /** What PUT and REPLACE refuse before touching anything: 411, 414. */

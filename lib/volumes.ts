@@ -341,7 +341,15 @@ export async function openPut(
  * Renames a file on a volume (WebDAV MOVE, replacing what is at `to`): an
  * atomic rename, so a reader of `to` sees the old file or the new one.
  */
-export async function remoteMove(from: string, to: string, timeout: number): Promise<void> {
+/**
+ * Renames `from` to `to` on one volume (WebDAV MOVE, over what is there).
+ * "gone" when `from` does not exist (nothing was renamed).
+ */
+export async function remoteMove(
+  from: string,
+  to: string,
+  timeout: number,
+): Promise<"moved" | "gone"> {
   let res: Response;
   try {
     res = await fetch(from, {
@@ -353,11 +361,31 @@ export async function remoteMove(from: string, to: string, timeout: number): Pro
     throw failed(volumeOf(from), "move", outcome(err), `Cannot MOVE "${from}": ${describe(err)}`);
   }
   await res.body?.cancel();
-  if (res.status !== 201 && res.status !== 204) {
+  if (res.status !== 201 && res.status !== 204 && res.status !== 404) {
     const message = `Cannot MOVE "${from}" to "${to}": status ${res.status}`;
     throw failed(volumeOf(from), "move", "error", message, res.status);
   }
   succeeded(volumeOf(from), "move");
+  return res.status === 404 ? "gone" : "moved";
+}
+
+/** The size of the file at url, null when there is none. */
+export async function remoteSize(url: string, timeout: number): Promise<number | null> {
+  let res: Response;
+  try {
+    res = await fetch(url, { method: "HEAD", signal: withTimeout(timeout) });
+  } catch (err) {
+    throw failed(volumeOf(url), "head", outcome(err), `Cannot HEAD "${url}": ${describe(err)}`);
+  }
+  await res.body?.cancel();
+  if (res.status === 404) return null;
+  const length = res.headers.get("content-length");
+  if (res.status !== 200 || length === null) {
+    const message = `Cannot HEAD "${url}": status ${res.status}`;
+    throw failed(volumeOf(url), "head", "error", message, res.status);
+  }
+  succeeded(volumeOf(url), "head");
+  return Number(length);
 }
 
 /** Deletes url; a file that is already gone counts as deleted. */

@@ -30,6 +30,29 @@ Deno.test("a writing record round-trips with its owner and lease expiry", () => 
   assertEquals(back.until, 1_700_000_000_000);
 });
 
+Deno.test("a live record being replaced round-trips with its lease and the switch it awaits", () => {
+  const rec: Record = {
+    state: "live",
+    rvolumes: ["a:1", "b:2"],
+    hash: HASH,
+    size: 5,
+    owner: "host:123:abcdef01",
+    until: 1_700_000_000_000,
+    next: {
+      rec: {
+        state: "live",
+        rvolumes: ["a:1", "c:3"],
+        hash: "7d793037a0760186574b0282f2f435e7",
+        size: 5,
+        mtime: 1_700_000_000_001,
+        meta: { type: "text/plain" },
+      },
+      tmp: "/ab/cd/replace.0b8e0e1c-43a1-4a2e-9a58-a1bf1b8de8d3",
+    },
+  };
+  assertEquals(toRecord(fromRecord(rec)), rec);
+});
+
 Deno.test("a zero-size value keeps size 0, not unknown", () => {
   const rec: Record = {
     state: "live",

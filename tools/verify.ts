@@ -46,6 +46,8 @@ interface Ctx {
   problems: Problem[];
   /** Every volume a live or unlinked record names. */
   recorded: Set<string>;
+  /** "volume path" of the temporaries of unfinished REPLACEs: not orphans. */
+  pending: Set<string>;
 }
 
 interface Problem {
@@ -85,6 +87,7 @@ export async function verify(flags: FlagValues): Promise<number> {
     progress,
     problems: [],
     recorded: new Set(),
+    pending: new Set(),
   };
   try {
     await pool(index.entries(), concurrency, ([key, e]) => checkKey(ctx, key, e));
@@ -129,6 +132,17 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
   if (rec.state !== "live") return;
   // A live key being replaced holds a lease too: its files are in flux.
   if ((rec.until ?? 0) > Date.now()) return;
+  // A REPLACE whose master died amid its renames: its replicas hold the old
+  // value or the new, which the record does not say yet.
+  if (rec.next) {
+    for (const v of rec.next.rec.rvolumes) ctx.pending.add(`${v} ${rec.next.tmp}`);
+    const p = report(ctx, `unfinished replace: ${name} (owner ${rec.owner ?? "?"})`);
+    if (!ctx.repair) return;
+    const now = await ctx.store.entry(key);
+    if (now && !now.rec.next && now.rec.until === undefined) p.fixed = "switch finished";
+    else p.text += " (cannot finish the switch now)";
+    return;
+  }
   const health = await Promise.all(
     rec.rvolumes.map((v) => checkReplica(ctx, volumeUrl(v, path), rec.size, rec.hash)),
   );
@@ -327,7 +341,7 @@ async function checkLeftover(
     if ((await recorded).has(`${f.volume} ${f.path}`)) return;
     what = "multipart part of no upload in progress";
   } else if (/^replace\.[0-9a-f-]{36}$/.test(name) || /\.replace-[0-9a-f-]{36}$/.test(name)) {
-    if (!(now - f.mtime >= ctx.grace)) return;
+    if (!(now - f.mtime >= ctx.grace) || ctx.pending.has(`${f.volume} ${f.path}`)) return;
     what = "REPLACE temporary left by a failed REPLACE";
   } else {
     report(ctx, `unknown file: ${url} (not a key's; left alone)`);

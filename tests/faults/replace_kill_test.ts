@@ -1,0 +1,176 @@
+// A master SIGKILLed in the middle of a REPLACE's renames: some replicas
+// hold the new value, the index still the old record. The next master to
+// read the key (a GET, any write, verify -repair) finishes the switch, so
+// the MD5 served matches the bytes on every replica. One volume sits behind
+// a proxy that holds its MOVEs: the kill lands exactly between renames.
+import { Cluster, randomBytes, randomKey, runMain, volumeFiles } from "../cluster.ts";
+import { assert, assertEquals } from "../assert.ts";
+import { key2path, key2volume, md5, toHex } from "../../lib/keys.ts";
+
+/**
+ * Forwards everything to `target`, except the first MOVE: with `forward`
+ * it is done on the volume and then never answered, without it never sent.
+ */
+class MoveHolder {
+  readonly server: Deno.HttpServer<Deno.NetAddr>;
+  readonly moved: Promise<void>;
+  #moved!: () => void;
+  #held = false;
+  #release!: () => void;
+  readonly #released = new Promise<void>((r) => this.#release = r);
+
+  constructor(readonly target: string, forward: boolean) {
+    this.moved = new Promise((r) => this.#moved = r);
+    this.server = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen() {} },
+      async (req) => {
+        const url = new URL(req.url);
+        const to = `http://${target}${url.pathname}`;
+        const headers = new Headers(req.headers);
+        headers.delete("host");
+        if (req.method === "MOVE") {
+          // nginx renames only within its own host.
+          const dest = new URL(req.headers.get("destination")!);
+          headers.set("destination", `http://${target}${dest.pathname}`);
+        }
+        if (req.method === "MOVE" && !this.#held) {
+          this.#held = true;
+          if (forward) await (await fetch(to, { method: "MOVE", headers })).body?.cancel();
+          this.#moved();
+          await this.#released; // the master dies waiting
+          return new Response(null, { status: 503 });
+        }
+        const body = req.method === "PUT" ? req.body : null;
+        const res = await fetch(to, { method: req.method, headers, body });
+        return new Response(res.body, { status: res.status, headers: res.headers });
+      },
+    );
+  }
+
+  async stop() {
+    this.#release();
+    await this.server.shutdown();
+  }
+
+  get volume(): string {
+    return `127.0.0.1:${this.server.addr.port}`;
+  }
+}
+
+/** Where the key's replicas go: "host:port/svNN" (default -replicas 3, -subvolumes 10). */
+function where(volumes: string[], key: string): string[] {
+  return key2volume(new TextEncoder().encode(key), volumes, 3, 10);
+}
+
+/** The key's file on each of its replicas, null where there is none. */
+async function replicas(volumes: string[], key: string): Promise<(Uint8Array | null)[]> {
+  const path = key2path(new TextEncoder().encode(key));
+  return await Promise.all(where(volumes, key).map((v) => fileOn(v, path)));
+}
+
+async function fileOn(volume: string, path: string): Promise<Uint8Array | null> {
+  const res = await fetch(`http://${volume}${path}`);
+  if (res.status === 404) {
+    await res.body?.cancel();
+    return null;
+  }
+  return new Uint8Array(await res.arrayBuffer());
+}
+
+/** Writes `before`, then REPLACEs it with `after` through a master killed at the held MOVE. */
+async function killedReplace(
+  c: Cluster,
+  holder: MoveHolder,
+  key: string,
+  before: Uint8Array<ArrayBuffer>,
+  after: Uint8Array<ArrayBuffer>,
+) {
+  const volumes = [c.volumes[0], c.volumes[1], holder.volume];
+  const m = await c.spawnMaster(["-volumes", volumes.join(","), "-lease", "1s"]);
+  try {
+    const put = await fetch(m.url + key, { method: "PUT", body: before });
+    await put.body?.cancel();
+    assertEquals(put.status, 201);
+    fetch(m.url + key, { method: "REPLACE", body: after }).then((r) => r.body?.cancel())
+      .catch(() => {}); // the master is killed before it answers
+    await holder.moved;
+    // The other replicas' renames went out with the held one.
+    for (let i = 0; i < 100; i++) {
+      const files = await replicas(volumes, key);
+      if (files.filter((f) => f?.length === after.length).length >= 2) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  } finally {
+    await m.stop("SIGKILL");
+  }
+  return volumes;
+}
+
+Deno.test("a master killed amid a REPLACE's renames: the next GET finishes the switch", async () => {
+  const c = await Cluster.start();
+  const holder = new MoveHolder(c.volumes[2], false);
+  try {
+    const key = randomKey("/replace-kill");
+    const before = randomBytes(3000);
+    const after = randomBytes(5000);
+    const volumes = await killedReplace(c, holder, key, before, after);
+    // Mixed now: two replicas renamed, the one behind the proxy not.
+    const sizes = (await replicas(volumes, key)).map((f) => f?.length).sort();
+    assertEquals(sizes, [before.length, after.length, after.length].sort());
+    await new Promise((r) => setTimeout(r, 1100)); // the dead master's lease
+    const m = await c.spawnMaster(["-volumes", volumes.join(","), "-lease", "1s"]);
+    try {
+      const res = await fetch(m.url + key, { redirect: "manual" });
+      await res.body?.cancel();
+      assertEquals(res.status, 302);
+      assertEquals(res.headers.get("content-md5"), toHex(md5(after)));
+      assertEquals(res.headers.get("key-volumes"), where(volumes, key).join(","));
+      assertEquals(await replicas(volumes, key), [after, after, after]);
+      const left = (await Promise.all(c.volumes.map((v) => volumeFiles(v)))).flat();
+      assertEquals(left.filter((f) => f.includes("replace.")), [], "no temporary left");
+    } finally {
+      await m.stop();
+    }
+  } finally {
+    await holder.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("a master killed after every rename but before the index switch: verify -repair finishes it", async () => {
+  const c = await Cluster.start();
+  const holder = new MoveHolder(c.volumes[2], true);
+  try {
+    const key = randomKey("/replace-kill");
+    const before = randomBytes(4000);
+    const after = randomBytes(2000);
+    const volumes = await killedReplace(c, holder, key, before, after);
+    assertEquals(await replicas(volumes, key), [after, after, after], "renamed everywhere");
+    await new Promise((r) => setTimeout(r, 1100));
+    const common = ["-db", c.db, "-volumes", volumes.join(",")];
+    const check = await runMain(["verify", ...common]);
+    assertEquals(check.code, 1, check.stdout + check.stderr);
+    assert(check.stdout.includes(`unfinished replace: "${key}"`), check.stdout);
+    assert(!check.stdout.includes("corrupt"), check.stdout);
+    const repair = await runMain(["verify", "-repair", ...common]);
+    assertEquals(repair.code, 0, repair.stdout + repair.stderr);
+    assert(repair.stdout.includes("repaired, switch finished"), repair.stdout);
+    const again = await runMain(["verify", "-md5", ...common]);
+    assertEquals(again.code, 0, again.stdout + again.stderr);
+    assert(again.stdout.includes("verify: 1 keys, 0 problems"), again.stdout);
+    const m = await c.spawnMaster(["-volumes", volumes.join(",")]);
+    try {
+      const res = await fetch(m.url + key, { redirect: "manual" });
+      await res.body?.cancel();
+      assertEquals(res.status, 302);
+      assertEquals(res.headers.get("content-md5"), toHex(md5(after)));
+      const got = await fetch(res.headers.get("location")!);
+      assertEquals(new Uint8Array(await got.arrayBuffer()), after);
+    } finally {
+      await m.stop();
+    }
+  } finally {
+    await holder.stop();
+    await c.stop();
+  }
+});
