@@ -13,7 +13,7 @@ import { bucketExists, noSuchBucket } from "./s3_list.ts";
 import { parseDelete, S3Error, s3Error, xmlResponse } from "./s3_xml.ts";
 import { received, sent } from "./sizes.ts";
 import { type Outcome, shuffled, type Store } from "./store.ts";
-import { headStatus, remoteGet, VolumeError, volumeUrl } from "./volumes.ts";
+import { headStatus, remoteGet, UnsatisfiableRange, VolumeError, volumeUrl } from "./volumes.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -86,9 +86,7 @@ export async function getObject(s3: S3Request, head: boolean): Promise<Response>
   let asked = range;
   if (range && rec.size >= 0) {
     const r = rangeOf(range, rec.size);
-    if (r === "unsatisfiable") {
-      throw s3Error("InvalidRange", "The requested range is not satisfiable");
-    }
+    if (r === "unsatisfiable") throw invalidRange(range, rec.size);
     asked = r ? `bytes=${r.start}-${r.end}` : undefined;
   }
   const res = await openReplica(s3.store, s3.key, rec, { range: asked, signal: s3.req.signal });
@@ -165,9 +163,7 @@ async function headAnswer(
     if (status === 200) {
       const size = rec.size;
       const r = range && size >= 0 ? rangeOf(range, size) : null;
-      if (r === "unsatisfiable") {
-        throw s3Error("InvalidRange", "The requested range is not satisfiable");
-      }
+      if (r === "unsatisfiable") throw invalidRange(range!, size);
       if (r) {
         headers.set("Content-Range", `bytes ${r.start}-${r.end}/${size}`);
         headers.set("Content-Length", String(r.end - r.start + 1));
@@ -197,8 +193,10 @@ export async function openReplica(
     try {
       return await remoteGet(volumeUrl(v, path), { ...opts, stall: store.opts.stall });
     } catch (err) {
+      // Only for a value of unknown size (others' ranges are checked first):
+      // the volume's 416 says how big it is.
       if (err instanceof VolumeError && err.status === 416) {
-        throw s3Error("InvalidRange", "The requested range is not satisfiable");
+        throw invalidRange(opts.range ?? "", err instanceof UnsatisfiableRange ? err.size : null);
       }
       if (err instanceof VolumeError && err.status === 404) missing++;
       last = err;
@@ -214,6 +212,17 @@ export async function openReplica(
     "ServiceUnavailable",
     `No replica of the key answers: ${last instanceof Error ? last.message : last}`,
   );
+}
+
+/**
+ * S3's 416: it names the Range asked for and the object's size (SDKs read
+ * the size to ask again), as S3 does.
+ */
+function invalidRange(requested: string, size: number | null): S3Error {
+  const err = s3Error("InvalidRange", "The requested range is not satisfiable");
+  err.names.RangeRequested = requested;
+  if (size !== null) err.names.ActualObjectSize = size;
+  return err;
 }
 
 /** One "bytes=a-b" range passed on to nginx; S3 ignores other forms. */

@@ -7,8 +7,19 @@ const NS = "http://s3.amazonaws.com/doc/2006-03-01/";
 
 /** An S3 error: its code, S3's status for it, and a message for people. */
 export class S3Error extends Error {
-  /** What S3 names in some errors: the missing key (NoSuchKey), the missing bucket (NoSuchBucket). */
-  readonly names: { Key?: string; BucketName?: string } = {};
+  /**
+   * What S3 names in some errors: the missing key (NoSuchKey), the missing
+   * bucket (NoSuchBucket), the argument refused (InvalidArgument), the range
+   * asked for and the object's size (InvalidRange).
+   */
+  readonly names: {
+    Key?: string;
+    BucketName?: string;
+    ArgumentName?: string;
+    ArgumentValue?: string;
+    RangeRequested?: string;
+    ActualObjectSize?: number;
+  } = {};
 
   constructor(readonly code: string, message: string, readonly status = 403) {
     super(message);
@@ -94,6 +105,10 @@ export function errorDocument(err: S3Error, resource: string, id = newRequestId(
       Message: err.message,
       Key: err.names.Key,
       BucketName: err.names.BucketName,
+      ArgumentName: err.names.ArgumentName,
+      ArgumentValue: err.names.ArgumentValue,
+      RangeRequested: err.names.RangeRequested,
+      ActualObjectSize: err.names.ActualObjectSize,
       Resource: resource,
       RequestId: id,
     });

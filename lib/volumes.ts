@@ -38,6 +38,13 @@ export class VolumeError extends Error {
   }
 }
 
+/** A volume's 416 to a ranged GET, with the file's size from its Content-Range when given. */
+export class UnsatisfiableRange extends VolumeError {
+  constructor(message: string, readonly size: number | null) {
+    super(message, 416);
+  }
+}
+
 /** Counts a call the volume answered as it should. */
 function succeeded(volume: string, call: string) {
   metrics.volumeCall(volume, call, "ok");
@@ -427,7 +434,8 @@ export async function remoteGet(
     // A range past the end is the client's mistake, not the volume's.
     if (res.status === 416) {
       succeeded(volumeOf(url), "get");
-      throw new VolumeError(message, 416);
+      const size = /^bytes \*\/(\d+)$/.exec(res.headers.get("content-range") ?? "");
+      throw new UnsatisfiableRange(message, size ? Number(size[1]) : null);
     }
     throw failed(volumeOf(url), "get", "error", message, res.status);
   }
