@@ -23,7 +23,6 @@ import {
   metaFrom,
   openReplica,
   preconditionFailed,
-  rangeOf,
   writeConditions,
   writeObject,
   XML_MAX,
@@ -126,12 +125,7 @@ async function uploadPartCopy(
   let range: string | undefined;
   let length = src.size >= 0 ? src.size : null;
   if (rangeHeader !== null) {
-    const r = src.size >= 0 && /^bytes=\d+-\d+$/.test(rangeHeader.trim())
-      ? rangeOf(rangeHeader.trim(), src.size)
-      : "unsatisfiable";
-    if (r === null || r === "unsatisfiable" || Number(rangeHeader.split("-")[1]) >= src.size) {
-      throw s3Error("InvalidRange", "The x-amz-copy-source-range is not within the source object");
-    }
+    const r = copyRange(rangeHeader, src.size);
     range = `bytes=${r.start}-${r.end}`;
     length = r.end - r.start + 1;
   }
@@ -156,6 +150,36 @@ async function uploadPartCopy(
     LastModified: new Date(part.mtime).toISOString(),
     ETag: `"${part.md5}"`,
   });
+}
+
+/**
+ * x-amz-copy-source-range: "bytes=first-last", both within the source, or
+ * 400 InvalidArgument in S3's words (not the 416 of a GetObject's Range).
+ */
+function copyRange(header: string, size: number): { start: number; end: number } {
+  const m = /^bytes=(\d+)-(\d+)$/.exec(header.trim());
+  if (!m) {
+    throw argument(
+      "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy",
+      header,
+    );
+  }
+  const [start, end] = [Number(m[1]), Number(m[2])];
+  if (size < 0) {
+    // Kept without its size (converted from Go mkv's index): copied whole only.
+    throw argument("Range specified is not valid for a source object of unknown size", header);
+  }
+  if (start > end || end >= size) {
+    throw argument(`Range specified is not valid for source object of size: ${size}`, header);
+  }
+  return { start, end };
+}
+
+function argument(message: string, value: string): S3Error {
+  const err = s3Error("InvalidArgument", message);
+  err.names.ArgumentName = "x-amz-copy-source-range";
+  err.names.ArgumentValue = value;
+  return err;
 }
 
 /**
