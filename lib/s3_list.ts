@@ -6,7 +6,7 @@ import { keyFits } from "./index_db.ts";
 import type { Record } from "./record.ts";
 import type { S3Request } from "./s3.ts";
 import { etagOf } from "./s3_objects.ts";
-import { s3Error, type XmlNode, xmlResponse } from "./s3_xml.ts";
+import { argumentError, s3Error, type XmlNode, xmlResponse } from "./s3_xml.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -135,12 +135,7 @@ export async function listV1(s3: S3Request): Promise<Response> {
 
 function common(s3: S3Request) {
   const q = s3.query;
-  const raw = q.get("max-keys");
-  let max = MAX_KEYS;
-  if (raw !== undefined) {
-    if (!/^\d{1,9}$/.test(raw)) throw s3Error("InvalidArgument", "max-keys must be a whole number");
-    max = Math.min(Number(raw), MAX_KEYS);
-  }
+  const max = countParam(q, "max-keys", { argName: "maxKeys" });
   const encoding = q.get("encoding-type");
   if (encoding !== undefined && encoding !== "url") {
     throw s3Error("InvalidArgument", "Invalid Encoding Method specified in Request");
@@ -151,6 +146,33 @@ function common(s3: S3Request) {
     max,
     url: encoding === "url",
   };
+}
+
+/**
+ * A count parameter (max-keys, max-uploads, max-parts, part-number-marker)
+ * read as S3 reads it: a 32-bit integer (leading zeros and all), 0 an empty
+ * page, more than `cap` served as `cap`; `absent` when not given. Otherwise
+ * 400 InvalidArgument with S3's two messages: not such an integer, or
+ * negative (`argName`: how S3's message spells the parameter).
+ */
+export function countParam(
+  q: Map<string, string>,
+  param: string,
+  opts: { argName?: string; cap?: number; absent?: number } = {},
+): number {
+  const { argName = param, cap = MAX_KEYS, absent = cap } = opts;
+  const raw = q.get(param);
+  if (raw === undefined) return absent;
+  const n = /^[-+]?\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!(n >= -(2 ** 31) && n < 2 ** 31)) {
+    throw argumentError(`Provided ${param} not an integer or within integer range`, param, raw);
+  }
+  if (n < 0) {
+    const message = `Argument ${argName} must be an integer between 0 and 2147483647`;
+    throw argumentError(message, param, String(n));
+  }
+  // "-0" is 0.
+  return n === 0 ? 0 : Math.min(n, cap);
 }
 
 function entries(items: Item[], show: (b: Uint8Array) => string, owner: boolean): XmlNode {

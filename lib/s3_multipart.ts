@@ -9,7 +9,7 @@ import { equal } from "./bytes.ts";
 import { keyFits, type Part, type Upload } from "./index_db.ts";
 import type { S3Request } from "./s3.ts";
 import { objectChecksum, readWhole } from "./s3_body.ts";
-import { bucketExists, noSuchBucket } from "./s3_list.ts";
+import { bucketExists, countParam, noSuchBucket } from "./s3_list.ts";
 import { SourceError } from "./fanout.ts";
 import { received } from "./sizes.ts";
 import {
@@ -28,6 +28,7 @@ import {
   XML_MAX,
 } from "./s3_objects.ts";
 import {
+  argumentError,
   errorDocument,
   parseComplete,
   S3Error,
@@ -157,29 +158,20 @@ async function uploadPartCopy(
  * 400 InvalidArgument in S3's words (not the 416 of a GetObject's Range).
  */
 function copyRange(header: string, size: number): { start: number; end: number } {
+  const refuse = (message: string) => argumentError(message, "x-amz-copy-source-range", header);
   const m = /^bytes=(\d+)-(\d+)$/.exec(header.trim());
   if (!m) {
-    throw argument(
+    throw refuse(
       "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy",
-      header,
     );
   }
   const [start, end] = [Number(m[1]), Number(m[2])];
-  if (size < 0) {
-    // Kept without its size (converted from Go mkv's index): copied whole only.
-    throw argument("Range specified is not valid for a source object of unknown size", header);
-  }
+  // Kept without its size (converted from Go mkv's index): copied whole only.
+  if (size < 0) throw refuse("Range specified is not valid for a source object of unknown size");
   if (start > end || end >= size) {
-    throw argument(`Range specified is not valid for source object of size: ${size}`, header);
+    throw refuse(`Range specified is not valid for source object of size: ${size}`);
   }
   return { start, end };
-}
-
-function argument(message: string, value: string): S3Error {
-  const err = s3Error("InvalidArgument", message);
-  err.names.ArgumentName = "x-amz-copy-source-range";
-  err.names.ArgumentValue = value;
-  return err;
 }
 
 /**
@@ -222,12 +214,13 @@ async function storePart(
 
 export async function listParts(s3: S3Request, id: string): Promise<Response> {
   const { upload } = await openUpload(s3, id);
-  const max = Math.min(Number(s3.query.get("max-parts") ?? 1000) || 1000, 1000);
-  const marker = Number(s3.query.get("part-number-marker") ?? 0) || 0;
+  const max = countParam(s3.query, "max-parts");
+  const marker = countParam(s3.query, "part-number-marker", { cap: Infinity, absent: 0 });
   const all = [...await s3.store.index.parts(id)].sort((a, b) => a[0] - b[0])
     .filter(([n]) => n > marker);
   const page = all.slice(0, max);
-  const truncated = all.length > max;
+  // max-parts=0: an empty page, not truncated (as S3's max-keys=0).
+  const truncated = max > 0 && all.length > max;
   return xmlResponse("ListPartsResult", {
     Bucket: s3.bucket,
     Key: keyText(s3),
@@ -446,7 +439,7 @@ export async function listUploads(s3: S3Request): Promise<Response> {
   const delimiter = q.get("delimiter") ?? "";
   const keyMarker = q.get("key-marker") ?? "";
   const idMarker = q.get("upload-id-marker") ?? "";
-  const max = Math.min(Number(q.get("max-uploads") ?? 1000) || 1000, 1000);
+  const max = countParam(q, "max-uploads");
   const base = `/${s3.bucket}/`.length;
   const found: { key: string; id: string; created: number }[] = [];
   let inBucket = false;
@@ -479,7 +472,8 @@ export async function listUploads(s3: S3Request): Promise<Response> {
       continue;
     }
     if (uploads.length + prefixes.length === max) {
-      truncated = true;
+      // max-uploads=0: an empty page, not truncated (as S3's max-keys=0).
+      truncated = max > 0;
       break;
     }
     last = common !== null ? { key: common, id: "" } : u;

@@ -31,6 +31,14 @@ export function s3Error(code: string, message: string): S3Error {
   return new S3Error(code, message, STATUS[code] ?? 400);
 }
 
+/** InvalidArgument naming the argument and its value, as S3 does. */
+export function argumentError(message: string, name: string, value: string): S3Error {
+  const err = s3Error("InvalidArgument", message);
+  err.names.ArgumentName = name;
+  err.names.ArgumentValue = value;
+  return err;
+}
+
 const STATUS: { [code: string]: number } = {
   NoSuchKey: 404,
   NoSuchBucket: 404,

@@ -1649,6 +1649,119 @@ Deno.test("S3 arguments refused in S3's words (400 InvalidArgument naming the ar
         });
       },
     );
+
+    const withPart = `${c.url}/${bucket}/k?uploadId=${id}`;
+    assertEquals(
+      (await fetch(`${withPart}&partNumber=1`, { method: "PUT", body: "part" })).status,
+      200,
+    );
+    /** Every count parameter, with the URL it is sent to and S3's name for it. */
+    const counts = [
+      { param: "max-keys", argName: "maxKeys", url: `${c.url}/${bucket}?list-type=2` },
+      { param: "max-keys", argName: "maxKeys", url: `${c.url}/${bucket}?marker=` },
+      { param: "max-uploads", argName: "max-uploads", url: `${c.url}/${bucket}?uploads` },
+      { param: "max-parts", argName: "max-parts", url: withPart },
+      { param: "part-number-marker", argName: "part-number-marker", url: withPart },
+    ];
+    const resourceOf = (url: string) => new URL(url).pathname;
+
+    await t.step(
+      "a count that is no 32-bit integer: InvalidArgument, not an integer or within range",
+      async () => {
+        for (const { param, url } of counts) {
+          for (const value of ["abc", "2147483648", "1.5"]) {
+            assertEquals(await errorAnswer(`${url}&${param}=${value}`), {
+              status: 400,
+              type: "application/xml",
+              body: errorXml(
+                "InvalidArgument",
+                `Provided ${param} not an integer or within integer range`,
+                `<ArgumentName>${param}</ArgumentName><ArgumentValue>${value}</ArgumentValue>`,
+                resourceOf(url),
+              ),
+            }, `${param}=${value}`);
+          }
+        }
+      },
+    );
+
+    await t.step(
+      "a negative count: InvalidArgument, must be an integer between 0 and 2147483647",
+      async () => {
+        for (const { param, argName, url } of counts) {
+          assertEquals(await errorAnswer(`${url}&${param}=-01`), {
+            status: 400,
+            type: "application/xml",
+            body: errorXml(
+              "InvalidArgument",
+              `Argument ${argName} must be an integer between 0 and 2147483647`,
+              `<ArgumentName>${param}</ArgumentName><ArgumentValue>-1</ArgumentValue>`,
+              resourceOf(url),
+            ),
+          }, param);
+        }
+      },
+    );
+
+    /** A listing's XML with its dates (not the test's to know) as "DATE". */
+    const listing = async (url: string) => {
+      const res = await fetch(url);
+      const body = (await res.text()).replace(
+        /<(LastModified|Initiated)>[^<]*</g,
+        "<$1>DATE<",
+      );
+      return { status: res.status, body };
+    };
+    const xml = (root: string, inner: string) =>
+      `<?xml version="1.0" encoding="UTF-8"?>\n<${root} ` +
+      `xmlns="http://s3.amazonaws.com/doc/2006-03-01/">${inner}</${root}>`;
+    const owner = "<ID>mkv</ID><DisplayName>mkv</DisplayName>";
+
+    await t.step("max-keys=0: an empty page, not truncated, in either listing", async () => {
+      for (const url of [`${c.url}/${bucket}?list-type=2`, `${c.url}/${bucket}?marker=`]) {
+        const { status, body } = await listing(`${url}&max-keys=0`);
+        assertEquals(status, 200);
+        assert(body.includes("<MaxKeys>0</MaxKeys>"), body);
+        assert(body.includes("<IsTruncated>false</IsTruncated>"), body);
+        assert(!body.includes("<Contents>") && !body.includes("Next"), body);
+      }
+    });
+
+    await t.step("max-uploads=0: an empty page, not truncated", async () => {
+      assertEquals(await listing(`${c.url}/${bucket}?uploads&max-uploads=0`), {
+        status: 200,
+        body: xml(
+          "ListMultipartUploadsResult",
+          `<Bucket>${bucket}</Bucket><KeyMarker></KeyMarker><UploadIdMarker></UploadIdMarker>` +
+            "<Prefix></Prefix><MaxUploads>0</MaxUploads><IsTruncated>false</IsTruncated>",
+        ),
+      });
+    });
+
+    await t.step("max-parts=0: an empty page, not truncated", async () => {
+      assertEquals(await listing(`${withPart}&max-parts=0`), {
+        status: 200,
+        body: xml(
+          "ListPartsResult",
+          `<Bucket>${bucket}</Bucket><Key>k</Key><UploadId>${id}</UploadId>` +
+            `<Initiator>${owner}</Initiator><Owner>${owner}</Owner>` +
+            "<StorageClass>STANDARD</StorageClass><PartNumberMarker>0</PartNumberMarker>" +
+            "<MaxParts>0</MaxParts><IsTruncated>false</IsTruncated>" +
+            "<Initiated>DATE</Initiated>",
+        ),
+      });
+    });
+
+    await t.step("a count past 1000, up to 2147483647, is served as 1000", async () => {
+      for (const { param, url } of counts.slice(0, 4)) {
+        const { status, body } = await listing(`${url}&${param}=0002147483647`);
+        assertEquals(status, 200, param);
+        const tag = { "max-keys": "MaxKeys", "max-uploads": "MaxUploads", "max-parts": "MaxParts" }[
+          param
+        ];
+        assert(body.includes(`<${tag}>1000</${tag}>`), body);
+      }
+    });
   } finally {
     await c.stop();
   }
