@@ -61,9 +61,13 @@ const STATUS: { [code: string]: number } = {
 export function escapeXml(s: string): string {
   // "\r" too: an XML parser would read a raw one back as "\n".
   return s.replace(/[&<>"'\r]/g, (c) => `&#${c.charCodeAt(0)};`)
-    // XML 1.0 cannot carry most control characters, even escaped.
+    // XML 1.0 has no other control characters, even escaped; S3 writes them
+    // as references all the same ("&#x1;"): the AWS SDK for JavaScript reads
+    // them back as the key, strict parsers refuse the document (as S3's),
+    // and encoding-type=url (boto3's default) avoids them. U+FFFD instead
+    // would list a key that is not the key, and two keys as one.
     // deno-lint-ignore no-control-regex
-    .replace(/[\x00-\x08\x0b\x0c\x0e-\x1f]/g, "\uFFFD");
+    .replace(/[\x00-\x08\x0b\x0c\x0e-\x1f]/g, (c) => `&#x${c.charCodeAt(0).toString(16)};`);
 }
 
 /** A tree of elements: a string is text, an array repeats the element. */

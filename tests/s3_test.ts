@@ -1159,6 +1159,20 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
     );
 
     await t.step(
+      "a key with control characters is listed as S3 lists it (&#x1;), read back exactly",
+      async () => {
+        const Bucket = bucketName();
+        const Key = "ctl\x01\x1f\x08key";
+        await s3.send(new PutObjectCommand({ Bucket, Key, Body: "v" }));
+        const listed = await s3.send(new ListObjectsV2Command({ Bucket }));
+        assertEquals(listed.Contents!.map((o) => o.Key), [Key]);
+        const url = await getSignedUrl(s3, new ListObjectsV2Command({ Bucket }));
+        const xml = await (await fetch(url)).text();
+        assert(xml.includes("<Key>ctl&#x1;&#x1f;&#x8;key</Key>"), xml);
+      },
+    );
+
+    await t.step(
       "ListObjects pages past a rolled-up prefix by its marker; start-after skips it",
       async () => {
         const Bucket = bucketName();
