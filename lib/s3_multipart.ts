@@ -97,11 +97,10 @@ export async function uploadPart(s3: S3Request, id: string): Promise<Response> {
       versionstamp,
       n,
       body.body,
-      (written) =>
-        body.check(written.md5) ??
-          (body.contentLength !== null && written.bytes !== body.contentLength
-            ? s3Error("IncompleteBody", "The body is shorter than its Content-Length")
-            : null),
+      // Content-Length, or an aws-chunked body's x-amz-decoded-content-length:
+      // the volumes get it, and a body of another length fails the write.
+      body.contentLength,
+      (written) => body.check(written.md5),
     );
   } catch (err) {
     throw body.failure() ?? err;
@@ -139,6 +138,9 @@ async function uploadPartCopy(
       versionstamp,
       n,
       res.body!,
+      // Streamed without a length: a source cut short is the volume's
+      // failure (InternalError), not the client's IncompleteBody.
+      null,
       (written) =>
         length !== null && written.bytes !== length
           ? s3Error("InternalError", "The source ended before the part was copied")
@@ -185,6 +187,7 @@ async function storePart(
   versionstamp: string,
   n: number,
   body: ReadableStream<Uint8Array>,
+  size: number | null,
   check: (written: { bytes: number; md5: string }) => S3Error | null,
 ): Promise<Part> {
   const { store } = s3;
@@ -192,7 +195,7 @@ async function storePart(
   const path = partPath(id, n, crypto.randomUUID().slice(0, 8));
   let written;
   try {
-    written = await store.writeFile(path, volumes, body, s3.req.signal);
+    written = await store.writeFile(path, volumes, body, s3.req.signal, size);
     const bad = check(written);
     if (bad) throw bad;
   } catch (err) {

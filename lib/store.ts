@@ -436,14 +436,18 @@ export class Store {
   /**
    * Streams `body` to `path` on `volumes`, outside any key (S3's multipart
    * parts); throws on the first failure, the caller removes what is left.
+   * `size`, when known, is the body's length: the volumes get it as their
+   * Content-Length (a small body in one write), and a body of another
+   * length fails (SourceError 400) before any volume keeps a file.
    */
   writeFile(
     path: string,
     volumes: string[],
     body: ReadableStream<Uint8Array>,
     signal: AbortSignal,
+    size: number | null = null,
   ): Promise<FanoutResult> {
-    return this.#write(path, volumes, body, { signal, md5: true, size: null });
+    return this.#write(path, volumes, body, { signal, md5: true, size });
   }
 
   /** Removes `path` from `volumes` (gone already counts as removed). */

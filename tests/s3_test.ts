@@ -85,8 +85,8 @@ async function s3Fails(p: Promise<unknown>): Promise<{ name: string; status: num
 }
 
 /** An error answer: its status, Content-Type and body, its RequestId shown as "ID". */
-async function errorAnswer(url: string, headers: HeadersInit = {}, method = "GET") {
-  const res = await fetch(url, { method, headers });
+async function errorAnswer(url: string, init: RequestInit = {}) {
+  const res = await fetch(url, init);
   const id = res.headers.get("x-amz-request-id") ?? "";
   const body = await res.text();
   return {
@@ -280,7 +280,7 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
         await s3.send(new PutObjectCommand({ Bucket, Key: "r", Body: "0123456789" }));
         const url = await getSignedUrl(s3, new GetObjectCommand({ Bucket, Key: "r" }));
         assertEquals(
-          await errorAnswer(url, { range: "bytes=20-30" }),
+          await errorAnswer(url, { headers: { range: "bytes=20-30" } }),
           invalidRangeAnswer(`/${Bucket}/r`, "bytes=20-30", 10),
         );
       },
@@ -303,7 +303,7 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
         s3 = client(c);
         const url = await getSignedUrl(s3, new GetObjectCommand({ Bucket, Key: "r" }));
         assertEquals(
-          await errorAnswer(url, { range: "bytes=20-30" }),
+          await errorAnswer(url, { headers: { range: "bytes=20-30" } }),
           invalidRangeAnswer(`/${Bucket}/r`, "bytes=20-30", 10),
         );
       },
@@ -1625,9 +1625,9 @@ Deno.test("S3 arguments refused in S3's words (400 InvalidArgument naming the ar
     const id = /<UploadId>([0-9a-f]+)<\/UploadId>/.exec(created)![1];
     const copyPart = (range: string) =>
       errorAnswer(`${c.url}/${bucket}/k?partNumber=1&uploadId=${id}`, {
-        "x-amz-copy-source": `/${bucket}/src`,
-        "x-amz-copy-source-range": range,
-      }, "PUT");
+        method: "PUT",
+        headers: { "x-amz-copy-source": `/${bucket}/src`, "x-amz-copy-source-range": range },
+      });
 
     await t.step(
       "UploadPartCopy of a range past the source's end: InvalidArgument naming its size",
@@ -1778,6 +1778,168 @@ Deno.test("S3 arguments refused in S3's words (400 InvalidArgument naming the ar
     });
   } finally {
     await c.stop();
+  }
+});
+
+/** An aws-chunked body (unsigned, no trailer) of `value`, in chunks of `size` bytes. */
+function awsChunked(value: Uint8Array, size = 64 * 1024): Uint8Array<ArrayBuffer> {
+  const out: Uint8Array[] = [];
+  for (let at = 0; at < value.length; at += size) {
+    const piece = value.subarray(at, at + size);
+    out.push(enc.encode(`${piece.length.toString(16)}\r\n`), piece, enc.encode("\r\n"));
+  }
+  out.push(enc.encode("0\r\n\r\n"));
+  return new Uint8Array(Buffer.concat(out));
+}
+
+/** An UploadPart's headers for an aws-chunked body declaring `decoded` bytes (-s3: not checked). */
+function awsChunkedHeaders(decoded: number): Record<string, string> {
+  const now = new Date().toISOString().replace(/[-:]|\.\d+/g, "");
+  return {
+    "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+    "content-encoding": "aws-chunked",
+    "x-amz-decoded-content-length": String(decoded),
+    "x-amz-date": now,
+    "authorization": `AWS4-HMAC-SHA256 Credential=a/${now.slice(0, 8)}/us-east-1/s3/` +
+      `aws4_request, SignedHeaders=host;x-amz-date, Signature=${"0".repeat(64)}`,
+  };
+}
+
+Deno.test("UploadPart gives the volumes the part's length, not a chunked stream", async (t) => {
+  const c = await Cluster.start({ flags: ["-s3"] });
+  // Volume 2 behind a proxy that notes how each PUT's body comes framed.
+  const puts = new Map<string, { length: string | null; encoding: string | null }>();
+  const real = c.volumes[2];
+  const proxy = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    const { pathname, search } = new URL(req.url);
+    if (req.method === "PUT") {
+      puts.set(pathname, {
+        length: req.headers.get("content-length"),
+        encoding: req.headers.get("transfer-encoding"),
+      });
+    }
+    const headers = new Headers(req.headers);
+    headers.delete("content-length");
+    headers.delete("transfer-encoding");
+    headers.delete("host");
+    try {
+      const res = await fetch(`http://${real}${pathname}${search}`, {
+        method: req.method,
+        headers,
+        body: req.method === "PUT" ? req.body : undefined,
+        redirect: "manual",
+      });
+      return new Response(res.body, { status: res.status, headers: res.headers });
+    } catch {
+      // A PUT the master cut off (its body failed): nothing to answer.
+      return new Response(null, { status: 502 });
+    }
+  });
+  try {
+    await c.stopMaster();
+    await c.startMaster([], [c.volumes[0], c.volumes[1], `127.0.0.1:${proxy.addr.port}`]);
+    const bucket = bucketName();
+    const created = await (await fetch(`${c.url}/${bucket}/k?uploads`, { method: "POST" })).text();
+    const id = /<UploadId>([0-9a-f]+)<\/UploadId>/.exec(created)![1];
+    const partUrl = (n: number) => `${c.url}/${bucket}/k?partNumber=${n}&uploadId=${id}`;
+    /** The part's file as the proxied volume keeps it, and how its PUT came. */
+    const stored = async (n: number) => {
+      const paths = [...puts.keys()].filter((p) => p.includes(`/mpu.${id}.${n}.`));
+      assertEquals(paths.length, 1, `one PUT of part ${n}`);
+      const file = await fetch(`http://${real}${paths[0]}`);
+      return { md5: md5Hex(new Uint8Array(await file.arrayBuffer())), ...puts.get(paths[0])! };
+    };
+    const partFiles = async () =>
+      (await Promise.all(c.volumes.map((v) => volumeFiles(v)))).flat()
+        .filter((f) => f.includes(`/mpu.${id}.`));
+
+    await t.step("a part with a Content-Length: that length, exact bytes and ETag", async () => {
+      // Both ways to the volumes: read whole (up to 256 KiB) and streamed.
+      for (const [n, size] of [[1, 1000], [2, 300_000]]) {
+        const value = randomBytes(size);
+        const res = await fetch(partUrl(n), { method: "PUT", body: value });
+        assertEquals([res.status, await res.text()], [200, ""]);
+        assertEquals(res.headers.get("etag"), `"${md5Hex(value)}"`);
+        assertEquals(await stored(n), { md5: md5Hex(value), length: String(size), encoding: null });
+      }
+    });
+
+    await t.step(
+      "an aws-chunked part: its decoded length, exact bytes and ETag",
+      async () => {
+        for (const [n, size] of [[3, 1000], [4, 300_000]]) {
+          const value = randomBytes(size);
+          const res = await fetch(partUrl(n), {
+            method: "PUT",
+            headers: awsChunkedHeaders(size),
+            body: awsChunked(value),
+          });
+          assertEquals([res.status, await res.text()], [200, ""]);
+          assertEquals(res.headers.get("etag"), `"${md5Hex(value)}"`);
+          assertEquals(await stored(n), {
+            md5: md5Hex(value),
+            length: String(size),
+            encoding: null,
+          });
+        }
+      },
+    );
+
+    await t.step(
+      "an aws-chunked part shorter than its decoded length: 400 IncompleteBody, no file left",
+      async () => {
+        const before = await partFiles();
+        for (const [n, size] of [[5, 1000], [6, 300_000]]) {
+          const answer = await errorAnswer(partUrl(n), {
+            method: "PUT",
+            headers: awsChunkedHeaders(size + 1),
+            body: awsChunked(randomBytes(size)),
+          });
+          assertEquals(answer, {
+            status: 400,
+            type: "application/xml",
+            body: errorXml(
+              "IncompleteBody",
+              "You did not provide the number of bytes specified by the Content-Length HTTP header",
+              "",
+              `/${bucket}/k`,
+            ),
+          });
+        }
+        assertEquals(await partFiles(), before);
+        const listed = await (await fetch(`${c.url}/${bucket}/k?uploadId=${id}`)).text();
+        const numbers = [...listed.matchAll(/<PartNumber>(\d+)</g)].map((m) => m[1]);
+        assert(!numbers.includes("5") && !numbers.includes("6"), listed);
+      },
+    );
+
+    await t.step(
+      "an aws-chunked part longer than its decoded length: 400 InvalidRequest, no file left",
+      async () => {
+        const before = await partFiles();
+        for (const [n, size] of [[7, 1000], [8, 300_000]]) {
+          const answer = await errorAnswer(partUrl(n), {
+            method: "PUT",
+            headers: awsChunkedHeaders(size - 1),
+            body: awsChunked(randomBytes(size)),
+          });
+          assertEquals(answer, {
+            status: 400,
+            type: "application/xml",
+            body: errorXml(
+              "InvalidRequest",
+              "The aws-chunked body is longer than its x-amz-decoded-content-length",
+              "",
+              `/${bucket}/k`,
+            ),
+          });
+        }
+        assertEquals(await partFiles(), before);
+      },
+    );
+  } finally {
+    await c.stop();
+    await proxy.shutdown();
   }
 });
 
