@@ -195,7 +195,7 @@ async function storePart(
   const path = partPath(id, n, crypto.randomUUID().slice(0, 8));
   let written;
   try {
-    written = await store.writeFile(path, volumes, body, s3.req.signal, size);
+    written = await store.writeFile(path, volumes, body, { signal: s3.req.signal, size });
     const bad = check(written);
     if (bad) throw bad;
   } catch (err) {

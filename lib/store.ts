@@ -444,10 +444,9 @@ export class Store {
     path: string,
     volumes: string[],
     body: ReadableStream<Uint8Array>,
-    signal: AbortSignal,
-    size: number | null = null,
+    opts: { signal: AbortSignal; size: number | null },
   ): Promise<FanoutResult> {
-    return this.#write(path, volumes, body, { signal, md5: true, size });
+    return this.#write(path, volumes, body, { signal: opts.signal, md5: true, size: opts.size });
   }
 
   /** Removes `path` from `volumes` (gone already counts as removed). */
