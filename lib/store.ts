@@ -341,7 +341,17 @@ export class Store {
       // Said in the index before the first rename: a master that dies amid
       // them leaves the record to switch to and where the value waits, and
       // whoever reads the key next finishes the switch (#settle).
-      if (!claim.holds || !await claim.note({ ...settled(prev.rec), next })) {
+      let noted;
+      try {
+        noted = claim.holds && await claim.note({ ...settled(prev.rec), next });
+      } catch (err) {
+        // The index may have taken the switch all the same: the temporaries
+        // stay for whoever finishes it (verify takes them for orphans only
+        // when no record names them).
+        await claim.release().catch(() => {});
+        return failedWrite(err);
+      }
+      if (!noted) {
         await this.#removePaths(tmp, kvolumes).catch(() => {});
         return lostClaim(new LostClaim());
       }
@@ -429,7 +439,12 @@ export class Store {
    */
   async #settle(key: Uint8Array, e: Entry): Promise<Entry | null> {
     const claim = await Claim.hold(this.index, key, e, this.opts);
-    if (claim) await this.#switch(key, e.rec, e.rec.next!, claim);
+    if (claim) {
+      await this.#switch(key, e.rec, e.rec.next!, claim).catch(async (err) => {
+        await claim.release().catch(() => {});
+        throw err;
+      });
+    }
     return await this.index.get(key);
   }
 
