@@ -387,10 +387,16 @@ export class Store {
         const why = messageOf(failure!.reason);
         return { status: 503, message: `${why} (the REPLACE is finished once the volumes answer)` };
       }
-      // No replica took the new value: the old one stays, as it was.
+      // No replica took the new value: the old one stays, as it was. The
+      // index forgets the switch before the temporaries go: a master killed
+      // between the two would leave a switch whose temporaries are gone,
+      // which the next reader takes for renamed (#rename).
+      const why = `${messageOf(failure!.reason)} (the old value stays)`;
+      if (!await claim.finish(settled(old))) {
+        return { status: 500, message: `${why}; lost the claim on the key mid-replace` };
+      }
       await this.#removePaths(tmp, kvolumes).catch(() => {});
-      await claim.finish(settled(old));
-      return { status: 500, message: `${messageOf(failure!.reason)} (the old value stays)` };
+      return { status: 500, message: why };
     }
     // The replicas that switched hold the new value now: the index must
     // say so (readers are sent only there), and the rest are orphans.
@@ -420,7 +426,9 @@ export class Store {
     const url = volumeUrl(volume, path);
     const found = await remoteSize(url, t);
     if (found === size) return;
-    throw new VolumeError(`"${url}" does not hold the new value (${found ?? "no"} bytes)`);
+    // An answer: with the temporary gone, no rename of it can come later.
+    const why = `"${url}" does not hold the new value (${found ?? "no"} bytes)`;
+    throw new VolumeError(why, 404);
   }
 
   /**

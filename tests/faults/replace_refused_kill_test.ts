@@ -1,0 +1,115 @@
+// A REPLACE whose renames every volume refuses (a status: the old value
+// stays) removes its temporaries and only then clears the switch it had
+// recorded. A master killed between the two left a recorded switch whose
+// temporaries were gone: the next reader took "gone" for "renamed" when the
+// old file had the new value's size (the new MD5 served over the old bytes),
+// and otherwise could never finish the switch (503, verify -repair exit 1).
+import { Cluster, randomKey, runMain } from "../cluster.ts";
+import { assertEquals } from "../assert.ts";
+import { key2path, key2volume, md5, toHex } from "../../lib/keys.ts";
+
+/**
+ * Forwards everything to `target`; in `refuse` mode it answers MOVE 403
+ * without forwarding it, and forwards a DELETE of a REPLACE temporary but
+ * never answers it (the master is killed waiting).
+ */
+class Refuser {
+  readonly server: Deno.HttpServer<Deno.NetAddr>;
+  refuse = true;
+  deleted = Promise.withResolvers<void>();
+  readonly #released = Promise.withResolvers<void>();
+
+  constructor(readonly target: string) {
+    this.server = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen() {} },
+      async (req) => {
+        const url = new URL(req.url);
+        const to = `http://${target}${url.pathname}`;
+        const headers = new Headers(req.headers);
+        headers.delete("host");
+        if (req.method === "MOVE") {
+          if (this.refuse) return new Response(null, { status: 403 });
+          const dest = new URL(req.headers.get("destination")!);
+          headers.set("destination", `http://${target}${dest.pathname}`);
+        }
+        const body = req.method === "PUT" ? req.body : null;
+        const res = await fetch(to, { method: req.method, headers, body });
+        if (this.refuse && req.method === "DELETE" && url.pathname.includes("/replace.")) {
+          await res.body?.cancel();
+          this.deleted.resolve();
+          await this.#released.promise; // the master is killed waiting
+        }
+        return new Response(res.body, { status: res.status, headers: res.headers });
+      },
+    );
+  }
+
+  async stop() {
+    this.#released.resolve();
+    await this.server.shutdown();
+  }
+
+  get volume(): string {
+    return `127.0.0.1:${this.server.addr.port}`;
+  }
+}
+
+async function refusedThenKilled(beforeSize: number, afterSize: number) {
+  const c = await Cluster.start();
+  const proxies = c.volumes.map((v) => new Refuser(v));
+  const volumes = proxies.map((p) => p.volume);
+  const flags = ["-volumes", volumes.join(","), "-lease", "1s"];
+  const key = randomKey("/replace-refused");
+  const before = new Uint8Array(beforeSize).fill(1);
+  const after = new Uint8Array(afterSize).fill(2);
+  try {
+    for (const p of proxies) p.refuse = false;
+    const m = await c.spawnMaster(flags);
+    try {
+      const put = await fetch(m.url + key, { method: "PUT", body: before });
+      await put.body?.cancel();
+      assertEquals(put.status, 201);
+      for (const p of proxies) p.refuse = true;
+      fetch(m.url + key, { method: "REPLACE", body: after }).then((r) => r.body?.cancel())
+        .catch(() => {}); // killed before it answers
+      // Every rename refused: the temporaries are being removed.
+      await Promise.all(proxies.map((p) => p.deleted.promise));
+    } finally {
+      await m.stop("SIGKILL");
+    }
+    for (const p of proxies) p.refuse = false;
+    await new Promise((r) => setTimeout(r, 1200)); // the dead master's lease
+    const m2 = await c.spawnMaster(flags);
+    try {
+      const res = await fetch(m2.url + key, { redirect: "manual" });
+      await res.body?.cancel();
+      // The REPLACE was refused everywhere: the old value, under its own MD5.
+      assertEquals(res.status, 302);
+      assertEquals(res.headers.get("content-md5"), toHex(md5(before)));
+      const got = await fetch(res.headers.get("location")!);
+      assertEquals(new Uint8Array(await got.arrayBuffer()), before);
+    } finally {
+      await m2.stop();
+    }
+    const common = ["-db", c.db, "-volumes", volumes.join(",")];
+    const repair = await runMain(["verify", "-md5", "-repair", ...common]);
+    const again = await runMain(["verify", "-md5", ...common]);
+    assertEquals(again.code, 0, repair.stdout + again.stdout + again.stderr);
+    const path = key2path(new TextEncoder().encode(key));
+    for (const v of key2volume(new TextEncoder().encode(key), volumes, 3, 10)) {
+      const file = await fetch(`http://${v}${path}`);
+      assertEquals(new Uint8Array(await file.arrayBuffer()), before, v);
+    }
+  } finally {
+    await Promise.all(proxies.map((p) => p.stop()));
+    await c.stop();
+  }
+}
+
+Deno.test("a REPLACE refused by every volume, its master killed amid its cleanup: same sizes keep the old MD5", async () => {
+  await refusedThenKilled(3000, 3000);
+});
+
+Deno.test("a REPLACE refused by every volume, its master killed amid its cleanup: the key does not stay unfinished", async () => {
+  await refusedThenKilled(3000, 5000);
+});
