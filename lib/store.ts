@@ -117,7 +117,9 @@ export class Store {
     if (e && stranded(e.rec)) e = await this.#settle(key, e);
     // No Content-Length: Deno sends "content-length: 0" with every empty body.
     const headers: { [name: string]: string } = {};
-    if (e?.rec.hash) headers["Content-Md5"] = e.rec.hash;
+    // Not while a REPLACE renames (or a dead one's renames wait): a replica
+    // may hold either value then.
+    if (e?.rec.hash && !e.rec.next) headers["Content-Md5"] = e.rec.hash;
     if (!e || e.rec.state !== "live") {
       if (!this.opts.fallback) return { status: 404, headers };
       headers["Location"] = `http://${this.opts.fallback}${rawPath}`;
