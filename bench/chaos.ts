@@ -1,0 +1,524 @@
+// A chaos run of the write verbs: 3 masters with -lease 1s on one index, 4
+// volumes behind proxies that answer some MOVEs late, slowly, never or (with
+// "refuse") with 500, 6 clients of REPLACE/PUT/DELETE/GET on 8 shared keys
+// (1 KiB to 20 MiB, equal sizes on purpose), masters SIGKILLed at random and
+// right as their REPLACE's MOVE goes out, volumes SIGSTOPped for seconds,
+// verify -repair and rebalance run meanwhile. Every GET's bytes are checked
+// against what clients wrote (foreign bytes, a stale value, an MD5 that
+// names another value, a 404 or 410 of a live key), and at the end
+// rebalance, verify -md5 -repair and verify -md5 must leave nothing wrong.
+// Session 8 found a REPLACE bug with it (tests/faults/replace_refused_kill_test.ts)
+// and the unfenced late MOVE/DELETE the README names ("slowdelete").
+//
+//   deno run -A bench/chaos.ts [seconds=120] [refuse,slowdelete]
+//
+// Ports PORT+1.. (PORT defaults to 23100); files under $TMPDIR/mkv-chaos-*,
+// with log.txt (every fault and violation) and each master's stderr.
+import { createHash } from "node:crypto";
+import { key2path } from "../lib/keys.ts";
+const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+const SECONDS = Number(Deno.args[0] ?? 120);
+const OPTS = new Set((Deno.args[1] ?? "").split(",").filter(Boolean));
+const BASE = Number(Deno.env.get("PORT") ?? 23100);
+const DIR = await Deno.makeTempDir({ prefix: "mkv-chaos-" });
+const logFile = await Deno.open(`${DIR}/log.txt`, { create: true, write: true });
+const enc = new TextEncoder();
+function log(...a: unknown[]) {
+  const line = `${(performance.now() / 1000).toFixed(3)} ${
+    a.map((x) => typeof x === "string" ? x : JSON.stringify(x)).join(" ")
+  }\n`;
+  logFile.writeSync(enc.encode(line));
+}
+const md5hex = (b: Uint8Array) => createHash("md5").update(b).digest("hex");
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const rnd = (n: number) => Math.floor(Math.random() * n);
+const pick = <T>(xs: T[]) => xs[rnd(xs.length)];
+
+const NV = 4;
+const VPORT = (i: number) => BASE + 1 + i;
+const PPORT = (i: number) => BASE + 21 + i;
+const MPORT = (i: number) => BASE + 11 + i;
+const NM = 3;
+const LEASE = "1s";
+
+// ---- volumes
+const vprocs: Deno.ChildProcess[] = [];
+for (let i = 0; i < NV; i++) {
+  await Deno.mkdir(`${DIR}/vol${i}`, { recursive: true });
+  await Deno.chmod(`${DIR}/vol${i}`, 0o755);
+  vprocs[i] = new Deno.Command("deno", {
+    args: ["run", "-A", `${REPO}/main.ts`, "volume", `${DIR}/vol${i}`],
+    env: { PORT: String(VPORT(i)) },
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+}
+for (let i = 0; i < NV; i++) {
+  for (let t = 0; t < 200; t++) {
+    try {
+      await Deno.stat(`${DIR}/vol${i}/.mkv-nginx/nginx.pid`);
+      const r = await fetch(`http://127.0.0.1:${VPORT(i)}/`);
+      await r.body?.cancel();
+      break;
+    } catch {
+      await sleep(100);
+    }
+  }
+}
+async function nginxPids(i: number): Promise<number[]> {
+  const master = Number((await Deno.readTextFile(`${DIR}/vol${i}/.mkv-nginx/nginx.pid`)).trim());
+  const out = await new Deno.Command("pgrep", { args: ["-P", String(master)] }).output();
+  return [master, ...new TextDecoder().decode(out.stdout).split("\n").filter(Boolean).map(Number)];
+}
+
+// ---- proxies
+const stats: { [k: string]: number } = {};
+const count = (k: string, n = 1) => stats[k] = (stats[k] ?? 0) + n;
+let faulty = true;
+const moveSeen: ((path: string) => void)[] = [];
+const proxies: Deno.HttpServer[] = [];
+for (let i = 0; i < NV; i++) {
+  const target = `127.0.0.1:${VPORT(i)}`;
+  proxies.push(Deno.serve({ hostname: "127.0.0.1", port: PPORT(i), onListen() {} }, async (req) => {
+    const url = new URL(req.url);
+    const to = `http://${target}${url.pathname}${url.search}`;
+    const headers = new Headers(req.headers);
+    headers.delete("host");
+    const fwd = async () => {
+      const body = req.method === "PUT" ? req.body : null;
+      return await fetch(to, { method: req.method, headers, body });
+    };
+    if (req.method === "MOVE") {
+      const dest = new URL(req.headers.get("destination")!);
+      headers.set("destination", `http://${target}${dest.pathname}`);
+      for (const f of moveSeen) f(url.pathname);
+      if (faulty && Math.random() < 0.25) {
+        const mode = pick(
+          OPTS.has("refuse") ? ["late", "drop", "slow", "refuse"] : ["late", "drop", "slow"],
+        );
+        count(`move_${mode}`);
+        log("proxy", i, "MOVE", mode, url.pathname);
+        if (mode === "refuse") return new Response("no", { status: 500 });
+        if (mode === "slow") await sleep(300 + rnd(2500));
+        const res = await fwd();
+        await res.body?.cancel();
+        if (mode === "drop") {
+          await sleep(5000);
+          return new Response(null, { status: 502 });
+        }
+        if (mode === "late") await sleep(300 + rnd(2500));
+        return new Response(null, { status: res.status });
+      }
+    }
+    if (req.method === "DELETE" && OPTS.has("slowdelete") && faulty && Math.random() < 0.1) {
+      count("delete_slow");
+      await sleep(300 + rnd(2500));
+    }
+    try {
+      const res = await fwd();
+      return new Response(res.body, { status: res.status, headers: res.headers });
+    } catch (e) {
+      return new Response(String(e), { status: 502 });
+    }
+  }));
+}
+const VOLS = Array.from({ length: NV }, (_, i) => `127.0.0.1:${PPORT(i)}`).join(",");
+
+// ---- masters
+const allProcs: Deno.ChildProcess[] = [];
+const masters: (Deno.ChildProcess | null)[] = Array(NM).fill(null);
+const mAlive: boolean[] = Array(NM).fill(false);
+async function startMaster(i: number) {
+  if (masters[i]) return;
+  const p = new Deno.Command("deno", {
+    args: [
+      "run",
+      "-A",
+      "--v8-flags=--max-semi-space-size=2",
+      `${REPO}/main.ts`,
+      "server",
+      "-port",
+      String(MPORT(i)),
+      "-db",
+      `${DIR}/db`,
+      "-volumes",
+      VOLS,
+      "-lease",
+      LEASE,
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  (async () => {
+    const f = await Deno.open(`${DIR}/master${i}.err`, { create: true, append: true });
+    await p.stderr.pipeTo(f.writable).catch(() => {});
+  })();
+  masters[i] = p;
+  p.status.then((st) => {
+    if (masters[i] === p) {
+      masters[i] = null;
+      mAlive[i] = false;
+      log("master exited", i, st);
+    }
+  });
+  allProcs.push(p);
+  for (let t = 0; t < 200; t++) {
+    try {
+      const r = await fetch(`http://127.0.0.1:${MPORT(i)}/?list&limit=1`);
+      await r.body?.cancel();
+      mAlive[i] = true;
+      return;
+    } catch {
+      await sleep(100);
+    }
+  }
+  throw new Error("master did not come up");
+}
+async function killMaster(i: number, sig: Deno.Signal = "SIGKILL") {
+  const p = masters[i];
+  if (!p) return;
+  mAlive[i] = false;
+  masters[i] = null;
+  try {
+    p.kill(sig);
+  } catch { /**/ }
+  await p.status;
+  count("kills");
+  log("kill master", i);
+}
+for (let i = 0; i < NM; i++) await startMaster(i);
+
+// ---- model
+interface W {
+  id: number;
+  key: string;
+  op: string;
+  md5: string;
+  size: number;
+  start: number;
+  end: number;
+  status: number;
+  master: number;
+  client: number;
+}
+const writes = new Map<string, W[]>();
+const byMd5 = new Map<string, W>();
+const KEYS = Array.from({ length: 8 }, (_, i) => `/chaos/k${i}`);
+const keyFolder = new Map<string, string>();
+for (const k of KEYS) {
+  writes.set(k, []);
+  keyFolder.set(key2path(enc.encode(k)).slice(0, 7), k);
+}
+const big = new Uint8Array(20 << 20);
+for (let i = 0; i < big.length; i += 65536) crypto.getRandomValues(big.subarray(i, i + 65536));
+const SIZES = [1024, 1024, 3000, 3000, 65536, 262144, 262144, 262145, 300000, 300000, 2 << 20];
+let wid = 0;
+function makeValue(key: string, size: number): Uint8Array<ArrayBuffer> {
+  const head = enc.encode(`${key}|w${++wid}|`);
+  const v = new Uint8Array(size);
+  const off = rnd(big.length - size);
+  v.set(big.subarray(off, off + size));
+  v.set(head.subarray(0, Math.min(head.length, size)));
+  // random bytes right after head, to make each value unique even with same offset
+  crypto.getRandomValues(v.subarray(Math.min(head.length, size), Math.min(head.length + 16, size)));
+  return v;
+}
+const violations: unknown[] = [];
+function violate(kind: string, info: unknown) {
+  count(`VIOLATION_${kind}`);
+  violations.push({ kind, info });
+  log("VIOLATION", kind, info);
+}
+
+function lastAcked(key: string, before: number): W | undefined {
+  let a: W | undefined;
+  for (const w of writes.get(key)!) {
+    if (w.end < before && (w.status === 201 || (w.op === "DELETE" && w.status === 204))) {
+      if (!a || w.end > a.end) a = w;
+    }
+  }
+  return a;
+}
+function activeMasters(): number[] {
+  return [...Array(NM).keys()].filter((i) => mAlive[i]);
+}
+
+async function doWrite(client: number, key: string, op: string) {
+  const ms = activeMasters();
+  if (ms.length === 0) return await sleep(50);
+  const m = pick(ms);
+  let body: Uint8Array<ArrayBuffer> | null = null;
+  let size = 0;
+  if (op !== "DELETE") {
+    size = Math.random() < 0.01 ? (20 << 20) - rnd(3) : pick(SIZES);
+    body = makeValue(key, size);
+  }
+  const w: W = {
+    id: wid,
+    key,
+    op,
+    md5: body ? md5hex(body) : "",
+    size,
+    start: performance.now(),
+    end: Infinity,
+    status: -1,
+    master: m,
+    client,
+  };
+  writes.get(key)!.push(w);
+  if (body) byMd5.set(w.md5, w);
+  inflight.set(w, m);
+  try {
+    const res = await fetch(`http://127.0.0.1:${MPORT(m)}${key}`, {
+      method: op,
+      body,
+      signal: AbortSignal.timeout(60000),
+    });
+    const text = await res.text();
+    w.status = res.status;
+    w.end = performance.now();
+    count(`${op}_${res.status}`);
+    if (res.status >= 500 || res.status === 404 && op !== "PUT") {
+      log("write", op, key, w.id, res.status, text.slice(0, 200));
+    }
+  } catch (e) {
+    w.status = 0;
+    w.end = performance.now(); // unknown outcome
+    count(`${op}_err`);
+    log("write", op, key, w.id, "ERR", String(e).slice(0, 100));
+  } finally {
+    inflight.delete(w);
+  }
+}
+const inflight = new Map<W, number>();
+
+async function doGet(key: string) {
+  const ms = activeMasters();
+  if (ms.length === 0) return await sleep(50);
+  const m = pick(ms);
+  const S = performance.now();
+  let res: Response;
+  try {
+    res = await fetch(`http://127.0.0.1:${MPORT(m)}${key}`, {
+      redirect: "manual",
+      signal: AbortSignal.timeout(30000),
+    });
+    await res.body?.cancel();
+  } catch {
+    count("GET_err");
+    return;
+  }
+  count(`GET_${res.status}`);
+  const A = lastAcked(key, S);
+  if (res.status === 404) {
+    if (A && A.op !== "DELETE") {
+      const del = writes.get(key)!.some((w) => w.op === "DELETE" && w.end > A.end);
+      if (!del) violate("404_live", { key, A, m, S });
+    }
+    return;
+  }
+  if (res.status !== 302) {
+    log("GET", key, res.status, m);
+    if (res.status === 410) violate("410", { key, m });
+    return;
+  }
+  const loc = res.headers.get("location")!;
+  const cmd5 = res.headers.get("content-md5");
+  let bytes: Uint8Array;
+  try {
+    const r2 = await fetch(loc, { signal: AbortSignal.timeout(30000) });
+    if (r2.status !== 200) {
+      await r2.body?.cancel();
+      count(`GETloc_${r2.status}`);
+      log("GET loc", key, r2.status, loc);
+      return;
+    }
+    bytes = new Uint8Array(await r2.arrayBuffer());
+  } catch {
+    count("GETloc_err");
+    return;
+  }
+  const E = performance.now();
+  const got = md5hex(bytes);
+  const w = byMd5.get(got);
+  if (!w || w.key !== key) {
+    violate("foreign_bytes", {
+      key,
+      size: bytes.length,
+      head: new TextDecoder().decode(bytes.subarray(0, 40)),
+      loc,
+      m,
+    });
+    return;
+  }
+  if (A && w !== A && !(w.end > A.end)) {
+    violate("stale_value", { key, got: w, A, S, m, loc });
+  }
+  if (cmd5 && cmd5 !== got) {
+    const overlapping = writes.get(key)!.filter((x) =>
+      ![403, 404, 409, 411].includes(x.status) && x.start < E && x.end > S - 2500
+    );
+    const wc = byMd5.get(cmd5);
+    if (wc && wc.key === key && w.end < wc.start) {
+      violate("md5_newer_than_bytes", { key, cmd5w: wc, got: w, loc, m, S });
+      return;
+    }
+    const kind = overlapping.length ? "md5_mismatch_busy" : "md5_mismatch_QUIET";
+    if (!overlapping.length) violate(kind, { key, cmd5, got: w, loc, m, S });
+    else {
+      count(kind);
+      log(kind, {
+        key,
+        cmd5,
+        cmd5w: byMd5.get(cmd5)?.id,
+        got: w.id,
+        loc,
+        S,
+        E,
+        overlapping: overlapping.map((
+          x,
+        ) => [x.id, x.op, x.status, Math.round(x.start), Math.round(x.end)]),
+      });
+    }
+  }
+}
+
+let running = true;
+async function client(c: number) {
+  while (running) {
+    const key = pick(KEYS);
+    const r = Math.random();
+    if (r < 0.45) await doWrite(c, key, "REPLACE");
+    else if (r < 0.55) await doWrite(c, key, "PUT");
+    else if (r < 0.6) await doWrite(c, key, "DELETE");
+    else await doGet(key);
+  }
+}
+
+// ---- chaos
+async function killer() {
+  while (running) {
+    await sleep(1500 + rnd(4000));
+    if (!running) break;
+    const alive = activeMasters();
+    if (alive.length < 2) continue;
+    const i = pick(alive);
+    await killMaster(i);
+    await sleep(200 + rnd(1500));
+    await startMaster(i).catch((e) => log("restart fail", String(e)));
+  }
+}
+// kill the master of an in-flight REPLACE when its MOVE is seen
+moveSeen.push((path) => {
+  if (!running || Math.random() > 0.15) return;
+  const key = keyFolder.get(path.replace(/^\/sv\d\d/, "").slice(0, 7));
+  if (!key) return;
+  for (const [w, m] of inflight) {
+    if (w.key === key && w.op === "REPLACE" && mAlive[m] && activeMasters().length >= 2) {
+      mAlive[m] = false;
+      count("targeted_kills");
+      log("targeted kill", m, w.id);
+      (async () => {
+        if (Math.random() < 0.5) await sleep(rnd(30));
+        await killMaster(m);
+        await sleep(300 + rnd(1500));
+        if (running) await startMaster(m).catch(() => {});
+      })();
+      return;
+    }
+  }
+});
+async function stopper() {
+  while (running) {
+    await sleep(4000 + rnd(6000));
+    if (!running) break;
+    const i = rnd(NV);
+    const pids = await nginxPids(i);
+    for (const p of pids) Deno.kill(p, "SIGSTOP");
+    count("sigstops");
+    log("SIGSTOP vol", i);
+    await sleep(1000 + rnd(3500));
+    for (const p of pids) Deno.kill(p, "SIGCONT");
+    log("SIGCONT vol", i);
+  }
+}
+async function runTool(args: string[]) {
+  const out = await new Deno.Command("deno", {
+    args: [
+      "run",
+      "-A",
+      `${REPO}/main.ts`,
+      ...args,
+      "-db",
+      `${DIR}/db`,
+      "-volumes",
+      VOLS,
+      "-lease",
+      LEASE,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const d = new TextDecoder();
+  return { code: out.code, out: d.decode(out.stdout), err: d.decode(out.stderr) };
+}
+async function tools() {
+  while (running) {
+    await sleep(8000 + rnd(8000));
+    if (!running) break;
+    const which = Math.random() < 0.6 ? ["verify", "-repair"] : ["rebalance"];
+    const r = await runTool(which);
+    count(`tool_${which[0]}_${r.code}`);
+    log("tool", which.join(" "), r.code, r.out.slice(-1500));
+  }
+}
+
+const t0 = Date.now();
+const jobs = [...Array(6).keys()].map((c) => client(c));
+const chaos = [killer(), stopper(), tools()];
+const ticker = setInterval(() => log("stats", stats), 10000);
+await sleep(SECONDS * 1000);
+running = false;
+await Promise.all(jobs);
+await Promise.all(chaos);
+clearInterval(ticker);
+faulty = false;
+for (let i = 0; i < NM; i++) if (!mAlive[i]) await startMaster(i);
+await sleep(1500);
+// settle: GET every key through a master
+for (const k of KEYS) await doGet(k);
+const r0 = await runTool(["rebalance"]);
+log("final rebalance", r0.code, r0.out, r0.err.slice(-2000));
+const r1 = await runTool(["verify", "-md5", "-repair"]);
+log("final repair", r1.code, r1.out);
+const r2 = await runTool(["verify", "-md5"]);
+log("final verify", r2.code, r2.out);
+if (r2.code !== 0) violate("final_verify", r2.out.slice(-3000));
+// final values vs model
+for (const k of KEYS) {
+  await sleep(10);
+  await doGet(k);
+}
+// replicas hold recorded bytes: verify -md5 does it. Also check no stray temporaries in index
+log("stats", stats);
+console.log(
+  JSON.stringify(
+    { dir: DIR, secs: (Date.now() - t0) / 1000, stats, violations: violations.length },
+    null,
+    1,
+  ),
+);
+for (const v of violations.slice(0, 20)) console.log(JSON.stringify(v).slice(0, 1500));
+for (const p of allProcs) {
+  try {
+    p.kill("SIGKILL");
+  } catch { /**/ }
+}
+for (const p of proxies) await p.shutdown().catch(() => {});
+for (const p of vprocs) {
+  try {
+    p.kill("SIGTERM");
+  } catch { /**/ }
+  await p.status;
+}
+Deno.exit(0);
