@@ -49,7 +49,8 @@ function objectHeaders(rec: Record): Headers {
 /** A live record of the key, or NoSuchKey. */
 export async function liveRecord(store: Store, key: Uint8Array): Promise<Record> {
   if (!keyFits(key)) throw keyTooLong();
-  const e = await store.entry(key);
+  // Its ETag must name the bytes a replica gives: not while a REPLACE renames.
+  const e = await store.readEntry(key);
   if (!e || e.rec.state !== "live") {
     throw s3Error("NoSuchKey", "The specified key does not exist.");
   }

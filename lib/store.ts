@@ -114,7 +114,7 @@ export class Store {
     // A cached record (sole master) spares a promise on the hottest path.
     const cached = this.index.cached(key);
     let e = cached !== undefined ? cached : await this.index.get(key);
-    if (e && stranded(e.rec)) e = await this.#settle(key, e);
+    if (e?.rec.next) e = await this.readEntry(key, e);
     // No Content-Length: Deno sends "content-length: 0" with every empty body.
     const headers: { [name: string]: string } = {};
     // Not while a REPLACE renames (or a dead one's renames wait): a replica
@@ -440,6 +440,24 @@ export class Store {
   async entry(key: Uint8Array): Promise<Entry | null> {
     const e = await this.index.get(key);
     return e && stranded(e.rec) ? await this.#settle(key, e) : e;
+  }
+
+  /**
+   * For readers: the key's record once no REPLACE is switching it (renames
+   * take milliseconds: waited for up to SWITCH_WAIT), a switch left by a
+   * dead master finished first. Past the wait, the record as it is: its
+   * `next` says a replica may hold either value. `e`: the record just read.
+   */
+  async readEntry(key: Uint8Array, e?: Entry | null): Promise<Entry | null> {
+    if (e === undefined) e = await this.index.get(key);
+    const until = performance.now() + SWITCH_WAIT;
+    while (e?.rec.next) {
+      if (stranded(e.rec)) return await this.#settle(key, e);
+      if (performance.now() >= until) break;
+      await new Promise((r) => setTimeout(r, 5));
+      e = await this.index.get(key);
+    }
+    return e;
   }
 
   /**
@@ -770,6 +788,9 @@ function refuseSize(url: string, got: number, size: number) {
     throw new Error(`"${url}" holds ${got} bytes where the index records ${size}; not copied`);
   }
 }
+
+/** How long a reader waits for a REPLACE's renames before answering without them, ms. */
+const SWITCH_WAIT = 1000;
 
 /** Values up to this size are copied through memory by a move, not streamed. */
 const SMALL_VALUE = 1 << 20;

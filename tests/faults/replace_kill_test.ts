@@ -8,18 +8,20 @@ import { assert, assertEquals } from "../assert.ts";
 import { key2path, key2volume, md5, toHex } from "../../lib/keys.ts";
 
 /**
- * Forwards everything to `target`, except the first MOVE: with `forward`
- * it is done on the volume and then never answered, without it never sent.
+ * Forwards everything to `target`, except the first MOVE, held until
+ * `release()`: "drop" never sends it (then answers 503), "late" sends it
+ * at once and answers 503 on release, "delay" sends it on release and
+ * answers as the volume did.
  */
 class MoveHolder {
   readonly server: Deno.HttpServer<Deno.NetAddr>;
   readonly moved: Promise<void>;
   #moved!: () => void;
   #held = false;
-  #release!: () => void;
-  readonly #released = new Promise<void>((r) => this.#release = r);
+  release!: () => void;
+  readonly #released = new Promise<void>((r) => this.release = r);
 
-  constructor(readonly target: string, forward: boolean) {
+  constructor(readonly target: string, mode: "drop" | "late" | "delay") {
     this.moved = new Promise((r) => this.#moved = r);
     this.server = Deno.serve(
       { hostname: "127.0.0.1", port: 0, onListen() {} },
@@ -35,10 +37,10 @@ class MoveHolder {
         }
         if (req.method === "MOVE" && !this.#held) {
           this.#held = true;
-          if (forward) await (await fetch(to, { method: "MOVE", headers })).body?.cancel();
+          if (mode === "late") await (await fetch(to, { method: "MOVE", headers })).body?.cancel();
           this.#moved();
-          await this.#released; // the master dies waiting
-          return new Response(null, { status: 503 });
+          await this.#released; // the master dies waiting (drop, late)
+          if (mode !== "delay") return new Response(null, { status: 503 });
         }
         const body = req.method === "PUT" ? req.body : null;
         const res = await fetch(to, { method: req.method, headers, body });
@@ -48,7 +50,7 @@ class MoveHolder {
   }
 
   async stop() {
-    this.#release();
+    this.release();
     await this.server.shutdown();
   }
 
@@ -86,7 +88,9 @@ async function killedReplace(
   after: Uint8Array<ArrayBuffer>,
 ) {
   const volumes = [c.volumes[0], c.volumes[1], holder.volume];
-  const m = await c.spawnMaster(["-volumes", volumes.join(","), "-lease", "1s"]);
+  // -voltimeout 5s: the held rename outlasts a reader's wait for it.
+  const flags = ["-volumes", volumes.join(","), "-lease", "1s", "-voltimeout", "5s"];
+  const m = await c.spawnMaster(flags);
   try {
     const put = await fetch(m.url + key, { method: "PUT", body: before });
     await put.body?.cancel();
@@ -94,7 +98,8 @@ async function killedReplace(
     fetch(m.url + key, { method: "REPLACE", body: after }).then((r) => r.body?.cancel())
       .catch(() => {}); // the master is killed before it answers
     await holder.moved;
-    // Mid-switch, a replica may hold either value: no MD5 is claimed.
+    // Mid-switch a replica may hold either value: after waiting 1 s for
+    // the switch, the GET claims no MD5.
     const mid = await fetch(m.url + key, { redirect: "manual" });
     await mid.body?.cancel();
     assertEquals(mid.status, 302);
@@ -113,7 +118,7 @@ async function killedReplace(
 
 Deno.test("a master killed amid a REPLACE's renames: the next GET finishes the switch", async () => {
   const c = await Cluster.start();
-  const holder = new MoveHolder(c.volumes[2], false);
+  const holder = new MoveHolder(c.volumes[2], "drop");
   try {
     const key = randomKey("/replace-kill");
     const before = randomBytes(3000);
@@ -144,7 +149,7 @@ Deno.test("a master killed amid a REPLACE's renames: the next GET finishes the s
 
 Deno.test("a master killed after every rename but before the index switch: verify -repair finishes it", async () => {
   const c = await Cluster.start();
-  const holder = new MoveHolder(c.volumes[2], true);
+  const holder = new MoveHolder(c.volumes[2], "late");
   try {
     const key = randomKey("/replace-kill");
     const before = randomBytes(4000);
@@ -171,6 +176,43 @@ Deno.test("a master killed after every rename but before the index switch: verif
       assertEquals(res.headers.get("content-md5"), toHex(md5(after)));
       const got = await fetch(res.headers.get("location")!);
       assertEquals(new Uint8Array(await got.arrayBuffer()), after);
+    } finally {
+      await m.stop();
+    }
+  } finally {
+    await holder.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("a GET during a REPLACE's renames waits for them and answers the new value's MD5", async () => {
+  const c = await Cluster.start();
+  const holder = new MoveHolder(c.volumes[2], "delay");
+  try {
+    const key = randomKey("/replace-wait");
+    const before = randomBytes(3000);
+    const after = randomBytes(3000);
+    const volumes = [c.volumes[0], c.volumes[1], holder.volume];
+    const m = await c.spawnMaster(["-volumes", volumes.join(",")]);
+    try {
+      const put = await fetch(m.url + key, { method: "PUT", body: before });
+      await put.body?.cancel();
+      assertEquals(put.status, 201);
+      const replace = fetch(m.url + key, { method: "REPLACE", body: after });
+      await holder.moved;
+      // Two replicas renamed, the third's rename held: the GET waits.
+      const get = fetch(m.url + key, { redirect: "manual" });
+      await new Promise((r) => setTimeout(r, 100));
+      holder.release();
+      const res = await get;
+      await res.body?.cancel();
+      assertEquals(res.status, 302);
+      assertEquals(res.headers.get("content-md5"), toHex(md5(after)));
+      const got = await fetch(res.headers.get("location")!);
+      assertEquals(new Uint8Array(await got.arrayBuffer()), after);
+      const replaced = await replace;
+      await replaced.body?.cancel();
+      assertEquals(replaced.status, 201);
     } finally {
       await m.stop();
     }
