@@ -11,6 +11,7 @@ import { keyFits } from "./index_db.ts";
 import { BadRequest, checkHost, parseQuery, parseTarget } from "./target.ts";
 import type { State } from "./record.ts";
 import { handleS3, isS3, type S3Options } from "./s3.ts";
+import { headerValue } from "./s3_auth.ts";
 import { received, sent } from "./sizes.ts";
 
 export interface ServerOptions {
@@ -289,9 +290,15 @@ async function metricsPage(store: Store, req: Request): Promise<Response> {
   });
 }
 
+/**
+ * The request's Content-Length. Deno takes a Content-Length sent twice with
+ * the same number and joins it ("3, 3"): that is the number, not NaN (which
+ * went on to the volumes and failed the write with a 500).
+ */
 function contentLength(req: Request): number | null {
-  const cl = req.headers.get("content-length");
-  return cl === null ? null : Number(cl);
+  return req.headers.has("content-length")
+    ? Number(headerValue(req.headers, "content-length"))
+    : null;
 }
 
 function respondSized(o: Outcome): Response {

@@ -338,6 +338,28 @@ Deno.test("mkv API against real nginx volumes and a master process", async (t) =
     });
 
     await t.step(
+      "a Content-Length sent twice with one number is that number (PUT, REPLACE)",
+      async () => {
+        // Deno joins the two into "5, 5": read as NaN, it reached the volumes
+        // as "Content-Length: NaN" and the write failed with a 500.
+        const twice = async (method: string, key: string, body: string) => {
+          const conn = await Deno.connect({ hostname: "127.0.0.1", port: c.masterPort });
+          const n = enc.encode(body).length;
+          const head = `${method} ${key} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n` +
+            `Content-Length: ${n}\r\nContent-Length: ${n}\r\n\r\n`;
+          await conn.write(enc.encode(head + body));
+          const text = new TextDecoder().decode(await new Response(conn.readable).arrayBuffer());
+          return Number(text.slice(9, 12));
+        };
+        const key = randomKey();
+        assertEquals(await twice("PUT", key, "first"), 201);
+        assertEquals(new TextDecoder().decode(await read(c, key)), "first");
+        assertEquals(await twice("REPLACE", key, "second!"), 201);
+        assertEquals(new TextDecoder().decode(await read(c, key)), "second!");
+      },
+    );
+
+    await t.step(
       "a Host header holding '/' answers 400 instead of prefixing the key",
       async () => {
         const key = randomKey();
