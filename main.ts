@@ -40,6 +40,15 @@ async function main(args: string[]): Promise<number> {
   }
   const [command, ...rest] = parsed.positionals;
   const { flags } = parsed;
+  // Only volume takes an argument (its folder). Any other word is a mistake,
+  // most often a bool given a value apart ("-protect false" sets -protect
+  // and leaves "false"): ignored, it ran the command with the opposite flag.
+  if (command !== "volume" && rest.length > 0) {
+    const hint = /^(true|false|[01]|t|f)$/i.test(rest[0])
+      ? ` (a bool flag takes its value with "=": -protect=${rest[0]})`
+      : "";
+    return fail(new FlagError(`Unexpected argument "${rest[0]}" after "${command}"${hint}`));
+  }
   try {
     // Volume failures are logged by every command, in this format.
     setLogFormat(logFormat(flags));

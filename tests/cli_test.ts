@@ -9,6 +9,22 @@ Deno.test("an unknown flag prints usage and exits 2", async () => {
   assert(r.stderr.includes("-voltimeout duration"), "usage lists the flags");
 });
 
+Deno.test("a word after the command is refused, not ignored: -protect false is no -protect=false", async () => {
+  // Ignored, "false" left -protect set: a master that refused DELETEs the
+  // operator had meant to allow.
+  const r = await runMain(["server", "-protect", "false", "-db", "/tmp/unused", "-volumes", "a:1"]);
+  assertEquals(r.code, 2);
+  assert(
+    r.stderr.startsWith(
+      'Unexpected argument "false" after "server" (a bool flag takes its value with "=": -protect=false)\n',
+    ),
+    r.stderr,
+  );
+  const two = await runMain(["verify", "rebuild", "-db", "/tmp/unused", "-volumes", "a:1"]);
+  assertEquals(two.code, 2);
+  assert(two.stderr.startsWith('Unexpected argument "rebuild" after "verify"\n'), two.stderr);
+});
+
 Deno.test("fewer volumes than replicas is a clear error, not a crash", async () => {
   const r = await runMain(["server", "-db", "/tmp/unused", "-volumes", "a:1,b:2"]);
   assertEquals(r.code, 2);
