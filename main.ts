@@ -44,8 +44,10 @@ async function main(args: string[]): Promise<number> {
   // most often a bool given a value apart ("-protect false" sets -protect
   // and leaves "false"): ignored, it ran the command with the opposite flag.
   if (command !== "volume" && rest.length > 0) {
-    const hint = /^(true|false|[01]|t|f)$/i.test(rest[0])
-      ? ` (a bool flag takes its value with "=": -protect=${rest[0]})`
+    // The flag the word follows, when it is one: "-md5 false" -> "-md5=false".
+    const before = args[args.indexOf(rest[0]) - 1] ?? "";
+    const hint = /^(true|false|[01]|t|f)$/i.test(rest[0]) && /^--?[a-z]/.test(before)
+      ? ` (a bool flag takes its value with "=": ${before}=${rest[0]})`
       : "";
     return fail(new FlagError(`Unexpected argument "${rest[0]}" after "${command}"${hint}`));
   }

@@ -20,6 +20,14 @@ Deno.test("a word after the command is refused, not ignored: -protect false is n
     ),
     r.stderr,
   );
+  const md5 = await runMain(["verify", "-md5", "false", "-db", "/tmp/unused", "-volumes", "a:1"]);
+  assertEquals(md5.code, 2);
+  assert(
+    md5.stderr.startsWith(
+      'Unexpected argument "false" after "verify" (a bool flag takes its value with "=": -md5=false)\n',
+    ),
+    md5.stderr,
+  );
   const two = await runMain(["verify", "rebuild", "-db", "/tmp/unused", "-volumes", "a:1"]);
   assertEquals(two.code, 2);
   assert(two.stderr.startsWith('Unexpected argument "rebuild" after "verify"\n'), two.stderr);
