@@ -123,6 +123,8 @@ for (let i = 0; i < NV; i++) {
   }));
 }
 const VOLS = Array.from({ length: NV }, (_, i) => `127.0.0.1:${PPORT(i)}`).join(",");
+/** What every master and tool of the run is given. */
+const CLUSTER = ["-db", `${DIR}/db`, "-volumes", VOLS, "-lease", LEASE];
 
 // ---- masters
 const allProcs: Deno.ChildProcess[] = [];
@@ -139,12 +141,7 @@ async function startMaster(i: number) {
       "server",
       "-port",
       String(MPORT(i)),
-      "-db",
-      `${DIR}/db`,
-      "-volumes",
-      VOLS,
-      "-lease",
-      LEASE,
+      ...CLUSTER,
     ],
     stdout: "null",
     stderr: "piped",
@@ -449,12 +446,7 @@ async function runTool(args: string[]) {
       "-A",
       `${REPO}/main.ts`,
       ...args,
-      "-db",
-      `${DIR}/db`,
-      "-volumes",
-      VOLS,
-      "-lease",
-      LEASE,
+      ...CLUSTER,
     ],
     stdout: "piped",
     stderr: "piped",

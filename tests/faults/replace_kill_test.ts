@@ -5,78 +5,34 @@
 // a proxy that holds its MOVEs: the kill lands exactly between renames.
 import { Cluster, randomBytes, randomKey, runMain, volumeFiles } from "../cluster.ts";
 import { assert, assertEquals } from "../assert.ts";
-import { key2path, key2volume, md5, toHex } from "../../lib/keys.ts";
+import { assertServes, replicas, VolumeProxy, where } from "./replace_faults.ts";
 
 /**
- * Forwards everything to `target`, except the first MOVE, held until
- * `release()`: "drop" never sends it (then answers 503), "late" sends it
- * at once and answers 503 on release, "delay" sends it on release and
- * answers as the volume did.
+ * Holds the first MOVE until `release()`: "drop" never sends it (then
+ * answers 503), "late" sends it at once and answers 503 on release,
+ * "delay" sends it on release and answers as the volume did.
  */
-class MoveHolder {
-  readonly server: Deno.HttpServer<Deno.NetAddr>;
-  readonly moved: Promise<void>;
-  #moved!: () => void;
+class MoveHolder extends VolumeProxy {
+  readonly #moved = Promise.withResolvers<void>();
   #held = false;
-  release!: () => void;
-  readonly #released = new Promise<void>((r) => this.release = r);
 
-  constructor(readonly target: string, mode: "drop" | "late" | "delay") {
-    this.moved = new Promise((r) => this.#moved = r);
-    this.server = Deno.serve(
-      { hostname: "127.0.0.1", port: 0, onListen() {} },
-      async (req) => {
-        const url = new URL(req.url);
-        const to = `http://${target}${url.pathname}`;
-        const headers = new Headers(req.headers);
-        headers.delete("host");
-        if (req.method === "MOVE") {
-          // nginx renames only within its own host.
-          const dest = new URL(req.headers.get("destination")!);
-          headers.set("destination", `http://${target}${dest.pathname}`);
-        }
-        if (req.method === "MOVE" && !this.#held) {
-          this.#held = true;
-          if (mode === "late") await (await fetch(to, { method: "MOVE", headers })).body?.cancel();
-          this.#moved();
-          await this.#released; // the master dies waiting (drop, late)
-          if (mode !== "delay") return new Response(null, { status: 503 });
-        }
-        const body = req.method === "PUT" ? req.body : null;
-        const res = await fetch(to, { method: req.method, headers, body });
-        return new Response(res.body, { status: res.status, headers: res.headers });
-      },
-    );
+  constructor(target: string, readonly mode: "drop" | "late" | "delay") {
+    super(target);
   }
 
-  async stop() {
-    this.release();
-    await this.server.shutdown();
+  /** Resolves once the first MOVE came in. */
+  get moved(): Promise<void> {
+    return this.#moved.promise;
   }
 
-  get volume(): string {
-    return `127.0.0.1:${this.server.addr.port}`;
+  protected override async handle(req: Request): Promise<Response> {
+    if (req.method !== "MOVE" || this.#held) return await this.forward(req);
+    this.#held = true;
+    if (this.mode === "late") await (await this.forward(req)).body?.cancel();
+    this.#moved.resolve();
+    await this.released; // the master dies waiting (drop, late)
+    return this.mode === "delay" ? await this.forward(req) : new Response(null, { status: 503 });
   }
-}
-
-/** Where the key's replicas go: "host:port/svNN" (default -replicas 3, -subvolumes 10). */
-function where(volumes: string[], key: string): string[] {
-  return key2volume(new TextEncoder().encode(key), volumes, 3, 10);
-}
-
-/** The key's file on each of its replicas, null where there is none. */
-async function replicas(volumes: string[], key: string): Promise<(Uint8Array | null)[]> {
-  const path = key2path(new TextEncoder().encode(key));
-  return await Promise.all(where(volumes, key).map((v) => fileOn(v, path)));
-}
-
-async function fileOn(volume: string, path: string): Promise<Uint8Array | null> {
-  const res = await fetch(`http://${volume}${path}`);
-  if (res.status === 404) {
-    await res.body?.cancel();
-    return null;
-  }
-  return new Uint8Array(await res.arrayBuffer());
 }
 
 /** Writes `before`, then REPLACEs it with `after` through a master killed at the held MOVE. */
@@ -130,10 +86,7 @@ Deno.test("a master killed amid a REPLACE's renames: the next GET finishes the s
     await new Promise((r) => setTimeout(r, 1100)); // the dead master's lease
     const m = await c.spawnMaster(["-volumes", volumes.join(","), "-lease", "1s"]);
     try {
-      const res = await fetch(m.url + key, { redirect: "manual" });
-      await res.body?.cancel();
-      assertEquals(res.status, 302);
-      assertEquals(res.headers.get("content-md5"), toHex(md5(after)));
+      const res = await assertServes(m.url, key, after);
       assertEquals(res.headers.get("key-volumes"), where(volumes, key).join(","));
       assertEquals(await replicas(volumes, key), [after, after, after]);
       const left = (await Promise.all(c.volumes.map((v) => volumeFiles(v)))).flat();
@@ -170,12 +123,7 @@ Deno.test("a master killed after every rename but before the index switch: verif
     assert(again.stdout.includes("verify: 1 keys, 0 problems"), again.stdout);
     const m = await c.spawnMaster(["-volumes", volumes.join(",")]);
     try {
-      const res = await fetch(m.url + key, { redirect: "manual" });
-      await res.body?.cancel();
-      assertEquals(res.status, 302);
-      assertEquals(res.headers.get("content-md5"), toHex(md5(after)));
-      const got = await fetch(res.headers.get("location")!);
-      assertEquals(new Uint8Array(await got.arrayBuffer()), after);
+      await assertServes(m.url, key, after);
     } finally {
       await m.stop();
     }
@@ -201,15 +149,10 @@ Deno.test("a GET during a REPLACE's renames waits for them and answers the new v
       const replace = fetch(m.url + key, { method: "REPLACE", body: after });
       await holder.moved;
       // Two replicas renamed, the third's rename held: the GET waits.
-      const get = fetch(m.url + key, { redirect: "manual" });
+      const get = assertServes(m.url, key, after);
       await new Promise((r) => setTimeout(r, 100));
       holder.release();
-      const res = await get;
-      await res.body?.cancel();
-      assertEquals(res.status, 302);
-      assertEquals(res.headers.get("content-md5"), toHex(md5(after)));
-      const got = await fetch(res.headers.get("location")!);
-      assertEquals(new Uint8Array(await got.arrayBuffer()), after);
+      await get;
       const replaced = await replace;
       await replaced.body?.cancel();
       assertEquals(replaced.status, 201);

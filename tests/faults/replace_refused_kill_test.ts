@@ -6,51 +6,27 @@
 // and otherwise could never finish the switch (503, verify -repair exit 1).
 import { Cluster, randomKey, runMain } from "../cluster.ts";
 import { assertEquals } from "../assert.ts";
-import { key2path, key2volume, md5, toHex } from "../../lib/keys.ts";
+import { assertServes, replicas, VolumeProxy } from "./replace_faults.ts";
 
 /**
- * Forwards everything to `target`; in `refuse` mode it answers MOVE 403
- * without forwarding it, and forwards a DELETE of a REPLACE temporary but
- * never answers it (the master is killed waiting).
+ * While `refuse`: answers MOVE 403 without sending it on, and sends on a
+ * DELETE of a REPLACE temporary but never answers it (the master is killed
+ * waiting).
  */
-class Refuser {
-  readonly server: Deno.HttpServer<Deno.NetAddr>;
+class Refuser extends VolumeProxy {
   refuse = true;
   deleted = Promise.withResolvers<void>();
-  readonly #released = Promise.withResolvers<void>();
 
-  constructor(readonly target: string) {
-    this.server = Deno.serve(
-      { hostname: "127.0.0.1", port: 0, onListen() {} },
-      async (req) => {
-        const url = new URL(req.url);
-        const to = `http://${target}${url.pathname}`;
-        const headers = new Headers(req.headers);
-        headers.delete("host");
-        if (req.method === "MOVE") {
-          if (this.refuse) return new Response(null, { status: 403 });
-          const dest = new URL(req.headers.get("destination")!);
-          headers.set("destination", `http://${target}${dest.pathname}`);
-        }
-        const body = req.method === "PUT" ? req.body : null;
-        const res = await fetch(to, { method: req.method, headers, body });
-        if (this.refuse && req.method === "DELETE" && url.pathname.includes("/replace.")) {
-          await res.body?.cancel();
-          this.deleted.resolve();
-          await this.#released.promise; // the master is killed waiting
-        }
-        return new Response(res.body, { status: res.status, headers: res.headers });
-      },
-    );
-  }
-
-  async stop() {
-    this.#released.resolve();
-    await this.server.shutdown();
-  }
-
-  get volume(): string {
-    return `127.0.0.1:${this.server.addr.port}`;
+  protected override async handle(req: Request): Promise<Response> {
+    if (!this.refuse) return await this.forward(req);
+    if (req.method === "MOVE") return new Response(null, { status: 403 });
+    const res = await this.forward(req);
+    if (req.method === "DELETE" && new URL(req.url).pathname.includes("/replace.")) {
+      await res.body?.cancel();
+      this.deleted.resolve();
+      await this.released;
+    }
+    return res;
   }
 }
 
@@ -81,13 +57,8 @@ async function refusedThenKilled(beforeSize: number, afterSize: number) {
     await new Promise((r) => setTimeout(r, 1200)); // the dead master's lease
     const m2 = await c.spawnMaster(flags);
     try {
-      const res = await fetch(m2.url + key, { redirect: "manual" });
-      await res.body?.cancel();
       // The REPLACE was refused everywhere: the old value, under its own MD5.
-      assertEquals(res.status, 302);
-      assertEquals(res.headers.get("content-md5"), toHex(md5(before)));
-      const got = await fetch(res.headers.get("location")!);
-      assertEquals(new Uint8Array(await got.arrayBuffer()), before);
+      await assertServes(m2.url, key, before);
     } finally {
       await m2.stop();
     }
@@ -95,11 +66,7 @@ async function refusedThenKilled(beforeSize: number, afterSize: number) {
     const repair = await runMain(["verify", "-md5", "-repair", ...common]);
     const again = await runMain(["verify", "-md5", ...common]);
     assertEquals(again.code, 0, repair.stdout + again.stdout + again.stderr);
-    const path = key2path(new TextEncoder().encode(key));
-    for (const v of key2volume(new TextEncoder().encode(key), volumes, 3, 10)) {
-      const file = await fetch(`http://${v}${path}`);
-      assertEquals(new Uint8Array(await file.arrayBuffer()), before, v);
-    }
+    assertEquals(await replicas(volumes, key), [before, before, before]);
   } finally {
     await Promise.all(proxies.map((p) => p.stop()));
     await c.stop();

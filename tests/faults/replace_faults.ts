@@ -1,0 +1,98 @@
+// What the REPLACE fault tests share: a proxy in front of one nginx volume
+// that a test can make hold or refuse requests, where a key's replicas are,
+// and the check that a master serves exactly a value.
+import { assertEquals } from "../assert.ts";
+import { key2path, key2volume, md5, toHex } from "../../lib/keys.ts";
+
+/**
+ * Forwards every request to the nginx volume `target`. A subclass's
+ * `handle` decides otherwise for the requests it is after; an answer it
+ * holds can wait on `released` (resolved by `release()` or `stop()`).
+ */
+export class VolumeProxy {
+  readonly server: Deno.HttpServer<Deno.NetAddr>;
+  readonly #released = Promise.withResolvers<void>();
+
+  constructor(readonly target: string) {
+    this.server = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen() {} },
+      (req) => this.handle(req),
+    );
+  }
+
+  /** The volume's name for a master's -volumes. */
+  get volume(): string {
+    return `127.0.0.1:${this.server.addr.port}`;
+  }
+
+  get released(): Promise<void> {
+    return this.#released.promise;
+  }
+
+  release() {
+    this.#released.resolve();
+  }
+
+  async stop() {
+    this.release();
+    await this.server.shutdown();
+  }
+
+  protected handle(req: Request): Promise<Response> {
+    return this.forward(req);
+  }
+
+  /** The request as the volume answers it. */
+  protected async forward(req: Request): Promise<Response> {
+    const url = new URL(req.url);
+    const headers = new Headers(req.headers);
+    headers.delete("host");
+    const destination = req.headers.get("destination");
+    // nginx renames only within its own host.
+    if (destination) {
+      headers.set("destination", `http://${this.target}${new URL(destination).pathname}`);
+    }
+    const body = req.method === "PUT" ? req.body : null;
+    const res = await fetch(`http://${this.target}${url.pathname}`, {
+      method: req.method,
+      headers,
+      body,
+    });
+    return new Response(res.body, { status: res.status, headers: res.headers });
+  }
+}
+
+/** Where the key's replicas go: "host:port/svNN" (default -replicas 3, -subvolumes 10). */
+export function where(volumes: string[], key: string): string[] {
+  return key2volume(new TextEncoder().encode(key), volumes, 3, 10);
+}
+
+/** The key's file on each of its replicas, null where there is none. */
+export async function replicas(volumes: string[], key: string): Promise<(Uint8Array | null)[]> {
+  const path = key2path(new TextEncoder().encode(key));
+  return await Promise.all(where(volumes, key).map((v) => fileOn(v, path)));
+}
+
+async function fileOn(volume: string, path: string): Promise<Uint8Array | null> {
+  const res = await fetch(`http://${volume}${path}`);
+  if (res.status === 404) {
+    await res.body?.cancel();
+    return null;
+  }
+  return new Uint8Array(await res.arrayBuffer());
+}
+
+/** A GET of `key` through `master` redirects to `value`, with its MD5; the answer. */
+export async function assertServes(
+  master: string,
+  key: string,
+  value: Uint8Array,
+): Promise<Response> {
+  const res = await fetch(master + key, { redirect: "manual" });
+  await res.body?.cancel();
+  assertEquals(res.status, 302);
+  assertEquals(res.headers.get("content-md5"), toHex(md5(value)));
+  const got = await fetch(res.headers.get("location")!);
+  assertEquals(new Uint8Array(await got.arrayBuffer()), value);
+  return res;
+}
