@@ -459,6 +459,9 @@ export function failure(out: Outcome): S3Error {
       return s3Error("MissingContentLength", message);
     case 414:
       return keyTooLong();
+    case 503:
+      // A volume did not answer: S3's clients retry this one with backoff.
+      return s3Error("ServiceUnavailable", message);
     default:
       return s3Error("InternalError", message);
   }

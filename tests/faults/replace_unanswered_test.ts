@@ -1,0 +1,95 @@
+// A REPLACE whose every rename goes unanswered (the volumes time out on
+// its MOVEs): any of them may have renamed all the same, so the master can
+// say neither "done" nor "not done". It answers 503, keeps the switch
+// recorded, and the next read of the key finishes it once the volumes answer.
+// S3's PutObject over an existing key is a REPLACE: its 503 is
+// ServiceUnavailable, which S3's clients retry.
+import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { Cluster, randomBytes, randomKey } from "../cluster.ts";
+import { assertEquals } from "../assert.ts";
+import { md5, toHex } from "../../lib/keys.ts";
+import { assertServes, VolumeProxy } from "./replace_faults.ts";
+
+/** Never answers a MOVE before `release()` (then 503, unsent); forwards from then on. */
+class MoveSink extends VolumeProxy {
+  #open = false;
+
+  override release() {
+    this.#open = true;
+    super.release();
+  }
+
+  protected override async handle(req: Request): Promise<Response> {
+    if (req.method !== "MOVE" || this.#open) return await this.forward(req);
+    await this.released;
+    return new Response(null, { status: 503 });
+  }
+}
+
+/** A master whose three volumes sit behind MoveSinks; -voltimeout 300ms. */
+async function sinkCluster(c: Cluster, extra: string[] = []) {
+  const sinks = c.volumes.map((v) => new MoveSink(v));
+  const flags = ["-volumes", sinks.map((s) => s.volume).join(","), "-voltimeout", "300ms"];
+  const m = await c.spawnMaster([...flags, ...extra]);
+  return {
+    m,
+    sinks,
+    async stop() {
+      await m.stop();
+      await Promise.all(sinks.map((s) => s.stop()));
+    },
+  };
+}
+
+Deno.test("a REPLACE whose every rename goes unanswered answers 503; the next GET finishes it", async () => {
+  const c = await Cluster.start();
+  const { m, sinks, stop } = await sinkCluster(c);
+  try {
+    const key = randomKey();
+    const before = randomBytes(2000);
+    const after = randomBytes(3000);
+    const put = await fetch(m.url + key, { method: "PUT", body: before });
+    await put.body?.cancel();
+    assertEquals(put.status, 201);
+
+    const res = await fetch(m.url + key, { method: "REPLACE", body: after });
+    assertEquals(res.status, 503);
+    assertEquals(
+      (await res.text()).endsWith("(the REPLACE is finished once the volumes answer)\n"),
+      true,
+    );
+    for (const s of sinks) s.release();
+    await assertServes(m.url, key, after);
+  } finally {
+    await stop();
+    await c.stop();
+  }
+});
+
+Deno.test("S3 PutObject over a key whose every rename goes unanswered: 503 ServiceUnavailable", async () => {
+  const c = await Cluster.start();
+  const { m, sinks, stop } = await sinkCluster(c, ["-s3"]);
+  const s3 = new S3Client({
+    endpoint: m.url,
+    region: "us-east-1",
+    forcePathStyle: true,
+    credentials: { accessKeyId: "anyone", secretAccessKey: "anything" },
+    maxAttempts: 1,
+  });
+  try {
+    const Bucket = `b-${crypto.randomUUID().slice(0, 8)}`;
+    await s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: "first" }));
+
+    const failure = await s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: "second!" }))
+      .then(() => null, (e) => ({ name: e.name, status: e.$metadata?.httpStatusCode }));
+    assertEquals(failure, { name: "ServiceUnavailable", status: 503 });
+    for (const s of sinks) s.release();
+    const got = await s3.send(new GetObjectCommand({ Bucket, Key: "k" }));
+    assertEquals(await got.Body!.transformToString(), "second!");
+    assertEquals(got.ETag, `"${toHex(md5(new TextEncoder().encode("second!")))}"`);
+  } finally {
+    s3.destroy();
+    await stop();
+    await c.stop();
+  }
+});
