@@ -35,9 +35,13 @@ export interface Walker {
  * The (sub)volumes of a volume: "host:port/svNN" for each svNN folder, and
  * the volume itself when it has none or also has key folders at its root
  * (written with -subvolumes 1, before a rebalance to subvolumes finished).
+ * None when the volume's root cannot be listed.
  */
 export async function subvolumesOf(w: Walker, volume: string): Promise<string[]> {
-  const root = await list(w, volume, "/") ?? [];
+  const root = await list(w, volume, "/");
+  // Unreadable, and named in w.errors: listing it again would only wait
+  // out the same timeout and name it twice.
+  if (root === null) return [];
   const dirs = root.filter((f) => f.type === "directory");
   const svs = dirs.filter((f) => /^sv[0-9A-F]{2}$/.test(f.name)).map((f) => `${volume}/${f.name}`);
   const keysAtRoot = svs.length === 0 || dirs.some((f) => HEX2.test(f.name));

@@ -356,3 +356,26 @@ Deno.test("an orphan is deleted under a claim on its key: a PUT of the key meanw
     await c.stop();
   }
 });
+
+Deno.test("verify with a volume down names each of its keys' replicas there and its root once", async () => {
+  const c = await Cluster.start();
+  try {
+    const k = randomKey("/verify-down");
+    const put = await fetch(c.url + k, { method: "PUT", body: randomBytes(1500) });
+    await put.body?.cancel();
+    assertEquals(put.status, 201);
+    await c.stopMaster();
+    await c.stopVolume(1);
+    const r = await runMain(["verify", "-volumes", c.volumes.join(","), "-db", c.db]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    const down = c.volumes[1];
+    const lines = r.stdout.trimEnd().split("\n");
+    assertEquals(lines.length, 4, r.stdout);
+    assert(lines[0].startsWith(`unreachable replica: "${k}" on ${down}/sv`), r.stdout);
+    assertEquals(lines[1], `under-replicated: "${k}" has 2 healthy of 3 replicas`);
+    assert(lines[2].startsWith(`unreadable folder: Cannot list "http://${down}/": `), r.stdout);
+    assertEquals(lines[3], "verify: 1 keys, 3 problems");
+  } finally {
+    await c.stop();
+  }
+});

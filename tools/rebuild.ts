@@ -92,7 +92,10 @@ export async function rebuild(flags: FlagValues): Promise<number> {
     }
     if (w.errors.length > 0) {
       console.error(
-        `rebuild: ${w.errors.length} folders could not be read; the index is incomplete:`,
+        `rebuild: ${w.errors.length} folder${
+          w.errors.length === 1 ? "" : "s"
+        } could not be read; ` +
+          `the index is incomplete:`,
       );
       for (const e of w.errors.slice(0, 50)) console.error(`  ${e}`);
       return 1;
