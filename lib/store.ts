@@ -403,19 +403,34 @@ export class Store {
     // The replicas that switched hold the new value now: the index must
     // say so (readers are sent only there), and the rest are orphans.
     const live = { ...rec, rvolumes: switched };
+    // The key's own volumes that did not switch are cleaned while it is
+    // still held: the next writer of the key writes to these same volumes,
+    // and a DELETE of ours landing after its files would remove them.
+    const unswitched = kvolumes.filter((v) => !switched.includes(v));
+    await Promise.all(unswitched.map((v) => this.#unswitch(v, tmp, path)));
     if (!await claim.finish(live)) {
       return { status: 500, message: "Lost the claim on the key mid-replace" };
     }
-    const stale = [...old.rvolumes, ...kvolumes].filter((v) => !switched.includes(v));
-    await this.#removeFiles(key, [...new Set(stale)]).catch(() => {});
+    // Copies on volumes the key no longer hashes to: no writer goes there.
+    await this.#removeFiles(key, old.rvolumes.filter((v) => !kvolumes.includes(v)))
+      .catch(() => {});
     if (failure) {
-      await this.#removePaths(tmp, kvolumes.filter((v) => !switched.includes(v)))
-        .catch(() => {});
       const message = `${messageOf(failure.reason)} (the new value is live on ` +
         `${switched.length} of ${kvolumes.length} replicas: REBALANCE the key to copy it back)`;
       return { status: 500, message, record: live };
     }
     return { status: 201, record: live };
+  }
+
+  /**
+   * Removes the temporary, then the file, from a replica that did not
+   * switch. The temporary first: once the volume has answered for it, a
+   * rename of it that went unanswered can no longer land on a later value.
+   */
+  async #unswitch(volume: string, tmp: string, path: string): Promise<void> {
+    const t = this.opts.voltimeout;
+    await remoteDelete(volumeUrl(volume, tmp), t).catch(() => {});
+    await remoteDelete(volumeUrl(volume, path), t).catch(() => {});
   }
 
   /** Renames the new value `tmp` over `path` on `volume`; throws if it is not there after. */
