@@ -154,10 +154,16 @@ export class Claim {
 
   /**
    * Ends the claim by writing `rec` (null: removing the record). False when
-   * the claim had been lost, in which case nothing is written.
+   * the claim had been lost, in which case nothing is written. `linger`:
+   * the record keeps a lease that runs out on its own, unrenewed, so the
+   * key's writers wait (409) for a volume that has yet to answer a call
+   * of this writer's (it may still carry it out, onto their files).
    */
-  finish(rec: Record | null): Promise<boolean> {
+  finish(rec: Record | null, opts: { linger?: boolean } = {}): Promise<boolean> {
     unhold(this);
+    if (rec && opts.linger) {
+      rec = { ...rec, owner: this.#rec.owner, until: Date.now() + this.#lease };
+    }
     const done = this.#chain.then(async () => {
       if (this.#lost.signal.aborted) return false;
       return await this.#index.cas(this.#key, this.#versionstamp, rec) !== null;
@@ -168,10 +174,10 @@ export class Claim {
 
   /**
    * Gives the claim up: a "writing" key stays so with its lease run out; a
-   * held live key goes back to its record as it was.
+   * held live key goes back to its record as it was. `linger`: as finish's.
    */
-  release(): Promise<boolean> {
-    return this.finish(this.#released);
+  release(opts: { linger?: boolean } = {}): Promise<boolean> {
+    return this.finish(this.#released, opts);
   }
 }
 

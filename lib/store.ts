@@ -405,10 +405,20 @@ export class Store {
     const live = { ...rec, rvolumes: switched };
     // The key's own volumes that did not switch are cleaned while it is
     // still held: the next writer of the key writes to these same volumes,
-    // and a DELETE of ours landing after its files would remove them.
+    // and a DELETE of ours landing after its files would remove them. The
+    // index names the switched replicas first: the old record's readers
+    // must not be sent to a replica whose file is going. A DELETE that went
+    // unanswered may land yet: then writers wait out the lease (linger).
     const unswitched = kvolumes.filter((v) => !switched.includes(v));
-    await Promise.all(unswitched.map((v) => this.#unswitch(v, tmp, path)));
-    if (!await claim.finish(live)) {
+    let answered = true;
+    if (unswitched.length > 0) {
+      if (!await claim.note(live)) {
+        return { status: 500, message: "Lost the claim on the key mid-replace" };
+      }
+      const each = await Promise.all(unswitched.map((v) => this.#unswitch(v, tmp, path)));
+      answered = !each.includes(false);
+    }
+    if (!await claim.finish(live, { linger: !answered })) {
       return { status: 500, message: "Lost the claim on the key mid-replace" };
     }
     // Copies on volumes the key no longer hashes to: no writer goes there.
@@ -426,11 +436,14 @@ export class Store {
    * Removes the temporary, then the file, from a replica that did not
    * switch. The temporary first: once the volume has answered for it, a
    * rename of it that went unanswered can no longer land on a later value.
+   * False when a DELETE went unanswered (it may still land).
    */
-  async #unswitch(volume: string, tmp: string, path: string): Promise<void> {
+  async #unswitch(volume: string, tmp: string, path: string): Promise<boolean> {
     const t = this.opts.voltimeout;
-    await remoteDelete(volumeUrl(volume, tmp), t).catch(() => {});
-    await remoteDelete(volumeUrl(volume, path), t).catch(() => {});
+    const answered = (err: unknown) => !unanswered(err);
+    const tmpGone = await remoteDelete(volumeUrl(volume, tmp), t).then(() => true, answered);
+    const fileGone = await remoteDelete(volumeUrl(volume, path), t).then(() => true, answered);
+    return tmpGone && fileGone;
   }
 
   /** Renames the new value `tmp` over `path` on `volume`; throws if it is not there after. */
@@ -933,6 +946,11 @@ function inFlight(): Outcome {
 
 function tooLong(): Outcome {
   return { status: 414, message: "Key too long for the index (at most 2043 bytes)" };
+}
+
+/** A volume call that was sent and never answered: the volume may still carry it out. */
+function unanswered(err: unknown): boolean {
+  return err instanceof VolumeError && err.status === 0 && !err.unsent;
 }
 
 function messageOf(err: unknown): string {
