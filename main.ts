@@ -43,13 +43,14 @@ async function main(args: string[]): Promise<number> {
   // Only volume takes an argument (its folder). Any other word is a mistake,
   // most often a bool given a value apart ("-protect false" sets -protect
   // and leaves "false"): ignored, it ran the command with the opposite flag.
-  if (command !== "volume" && rest.length > 0) {
+  const stray = rest.slice(command === "volume" ? 1 : 0);
+  if (stray.length > 0) {
     // The flag the word follows, when it is one: "-md5 false" -> "-md5=false".
-    const before = args[args.indexOf(rest[0]) - 1] ?? "";
-    const hint = /^(true|false|[01]|t|f)$/i.test(rest[0]) && /^--?[a-z]/.test(before)
-      ? ` (a bool flag takes its value with "=": ${before}=${rest[0]})`
+    const before = args[args.indexOf(stray[0]) - 1] ?? "";
+    const hint = /^(true|false|[01]|t|f)$/i.test(stray[0]) && /^--?[a-z]/.test(before)
+      ? ` (a bool flag takes its value with "=": ${before}=${stray[0]})`
       : "";
-    return fail(new FlagError(`Unexpected argument "${rest[0]}" after "${command}"${hint}`));
+    return fail(new FlagError(`Unexpected argument "${stray[0]}" after "${command}"${hint}`));
   }
   try {
     // Volume failures are logged by every command, in this format.

@@ -31,6 +31,13 @@ Deno.test("a word after the command is refused, not ignored: -protect false is n
   const two = await runMain(["verify", "rebuild", "-db", "/tmp/unused", "-volumes", "a:1"]);
   assertEquals(two.code, 2);
   assert(two.stderr.startsWith('Unexpected argument "rebuild" after "verify"\n'), two.stderr);
+  // volume takes one word, its folder; a second is refused before nginx starts.
+  const dir = await Deno.makeTempDir();
+  const vol = await runMain(["volume", dir, "extra"]);
+  assertEquals(vol.code, 2);
+  assert(vol.stderr.startsWith('Unexpected argument "extra" after "volume"\n'), vol.stderr);
+  assertEquals([...Deno.readDirSync(dir)], [], "nothing started in the folder");
+  await Deno.remove(dir);
 });
 
 Deno.test("fewer volumes than replicas is a clear error, not a crash", async () => {
