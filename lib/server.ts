@@ -220,9 +220,9 @@ async function dispatch(
     case "REBALANCE":
       return respond(await store.rebalance(key));
     default:
-      return new Response(`Method ${req.method} not allowed\n`, {
+      return withBody(`Method ${req.method} not allowed\n`, {
         status: 405,
-        headers: { Allow: METHODS },
+        headers: { Allow: METHODS, "Content-Type": "text/plain; charset=utf-8" },
       });
   }
 }
@@ -244,7 +244,7 @@ async function query(
   const state = states[q.op];
   if (!state) return text(400, `Unknown operation "?${q.op}"`);
   if (req.method !== "GET" && req.method !== "HEAD") {
-    return new Response(`?${q.op} takes GET\n`, { status: 405, headers: { Allow: "GET, HEAD" } });
+    return notGet(`?${q.op}`);
   }
   const limitRaw = q.params.get("limit");
   let limit = 0;
@@ -275,7 +275,7 @@ async function query(
 
 async function metricsPage(store: Store, req: Request): Promise<Response> {
   if (req.method !== "GET" && req.method !== "HEAD") {
-    return new Response("?metrics takes GET\n", { status: 405, headers: { Allow: "GET, HEAD" } });
+    return notGet("?metrics");
   }
   const { commits } = store.index;
   const keys = await store.index.countByState();
@@ -316,6 +316,14 @@ function respond(o: Outcome): Response {
   headers.delete("Content-Length");
   headers.set("Content-Type", "text/plain; charset=utf-8");
   return withBody(body, { status: o.status, headers });
+}
+
+/** 405 to a view (?list, ?metrics, ...) asked for with another method than GET or HEAD. */
+function notGet(view: string): Response {
+  return withBody(`${view} takes GET\n`, {
+    status: 405,
+    headers: { Allow: "GET, HEAD", "Content-Type": "text/plain; charset=utf-8" },
+  });
 }
 
 function text(status: number, message: string): Response {

@@ -81,6 +81,26 @@ Deno.test("/?metrics parses as Prometheus text and counts a known sequence exact
   }
 });
 
+Deno.test("/?metrics counts the bytes of error bodies: a 405's and a view's 405", async () => {
+  const c = await Cluster.start();
+  try {
+    const before = await scrape(c);
+    const patch = await fetch(c.url + "/x", { method: "PATCH" });
+    assertEquals(await patch.text(), "Method PATCH not allowed\n");
+    const post = await fetch(`${c.url}/?list`, { method: "POST" });
+    assertEquals(await post.text(), "?list takes GET\n");
+    assertEquals(post.headers.get("allow"), "GET, HEAD");
+    const after = await scrape(c);
+    // The scrapes' own bodies are not counted (README).
+    assertEquals(
+      after.get("mkv_response_bytes_total")! - before.get("mkv_response_bytes_total")!,
+      25 + 16,
+    );
+  } finally {
+    await c.stop();
+  }
+});
+
 Deno.test("/?metrics counts keys by state", async () => {
   const c = await Cluster.start();
   try {
