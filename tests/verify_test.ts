@@ -375,6 +375,9 @@ Deno.test("verify with a volume down names each of its keys' replicas there and 
     assertEquals(lines[1], `under-replicated: "${k}" has 2 healthy of 3 replicas`);
     assert(lines[2].startsWith(`unreadable folder: Cannot list "http://${down}/": `), r.stdout);
     assertEquals(lines[3], "verify: 1 keys, 3 problems");
+    // The last progress line (stderr) counts the unreadable folder too.
+    const last = r.stderr.trimEnd().split("\n").filter((l) => l.startsWith("verify: keys")).at(-1);
+    assert(last?.includes("problems 3,"), r.stderr);
   } finally {
     await c.stop();
   }

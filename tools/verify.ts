@@ -94,8 +94,9 @@ export async function verify(flags: FlagValues): Promise<number> {
     if (repair) await keepOrphansOfAliases(ctx, opts.volumes);
     const w: Walker = { timeout: ctx.timeout, errors: [] };
     await findOrphans(ctx, w, opts.volumes, concurrency);
-    progress.done();
+    // Before the last progress line, so that it counts them too.
     for (const e of w.errors) report(ctx, `unreadable folder: ${e}`);
+    progress.done();
     for (const p of ctx.problems) console.log(p.fixed ? `${p.text}: repaired, ${p.fixed}` : p.text);
     const left = ctx.problems.filter((p) => !p.fixed).length;
     console.log(
