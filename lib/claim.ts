@@ -9,6 +9,14 @@ export function isClaimed(rec: Record, now = Date.now()): boolean {
   return (rec.until ?? 0) > now;
 }
 
+/**
+ * A claim no writer holds any more, kept until its lease runs out because
+ * a volume has yet to answer a call of its writer's (see Claim.finish).
+ */
+export function isLingering(rec: Record, now = Date.now()): boolean {
+  return isClaimed(rec, now) && rec.owner === "";
+}
+
 /** A record without its lease. */
 export function unleased(rec: Record): Record {
   const { owner: _o, until: _u, ...rest } = rec;
@@ -161,9 +169,8 @@ export class Claim {
    */
   finish(rec: Record | null, opts: { linger?: boolean } = {}): Promise<boolean> {
     unhold(this);
-    if (rec && opts.linger) {
-      rec = { ...rec, owner: this.#rec.owner, until: Date.now() + this.#lease };
-    }
+    // No owner: nobody renews it, and the key's writers can tell why they wait.
+    if (rec && opts.linger) rec = { ...rec, owner: "", until: Date.now() + this.#lease };
     const done = this.#chain.then(async () => {
       if (this.#lost.signal.aborted) return false;
       return await this.#index.cas(this.#key, this.#versionstamp, rec) !== null;

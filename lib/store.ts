@@ -6,7 +6,7 @@
 // first, removes the files, then drops the record. So a crash never leaves a
 // live key without its files; at worst a "writing" record or orphan files.
 import { latin1 } from "./bytes.ts";
-import { Claim, isClaimed, unleased } from "./claim.ts";
+import { Claim, isClaimed, isLingering, unleased } from "./claim.ts";
 import { fanout, LostClaim, Silence, SourceError } from "./fanout.ts";
 import { type Entry, type Index, keyFits } from "./index_db.ts";
 import {
@@ -161,7 +161,7 @@ export class Store {
       if (prev?.rec.state === "live") {
         return { status: 403, message: "Key exists (PUT never overwrites)" };
       }
-      if (prev && isClaimed(prev.rec)) return inFlight();
+      if (prev && isClaimed(prev.rec)) return inFlight(prev.rec);
       const kvolumes = this.kvolumes(key);
       const claim = await Claim.take(this.index, key, prev, kvolumes, this.opts);
       if (!claim) return inFlight();
@@ -304,7 +304,7 @@ export class Store {
     if (refused || !body) return refused!;
     return await this.#exclusive(key, async () => {
       const prev = await this.entry(key);
-      if (prev && isClaimed(prev.rec)) return inFlight();
+      if (prev && isClaimed(prev.rec)) return inFlight(prev.rec);
       if (prev?.rec.state !== "live") {
         return { status: 404, message: "No live key to replace (PUT creates)" };
       }
@@ -557,9 +557,10 @@ export class Store {
     try {
       await this.#removeFiles(key, volumes);
       await claim.finish(null);
-    } catch {
-      // Some file may remain: leave the key "writing" for DELETE or repair.
-      await claim.release();
+    } catch (err) {
+      // Some file may remain: leave the key "writing" for DELETE or repair
+      // (after the lease, when a DELETE of ours may land yet).
+      await claim.release({ linger: unanswered(err) });
     }
   }
 
@@ -590,8 +591,9 @@ export class Store {
     const results = await Promise.allSettled(
       volumes.map((v) => remoteDelete(volumeUrl(v, path), this.opts.voltimeout)),
     );
-    const failed = results.find((r) => r.status === "rejected");
-    if (failed) throw (failed as PromiseRejectedResult).reason;
+    const failures = results.flatMap((r) => r.status === "rejected" ? [r.reason] : []);
+    // One the volume may still carry out, if any: callers wait for it.
+    if (failures.length > 0) throw failures.find(unanswered) ?? failures[0];
   }
 
   /**
@@ -607,7 +609,7 @@ export class Store {
     if (!keyFits(key)) return tooLong();
     return await this.#exclusive(key, async () => {
       const prev = await this.entry(key);
-      if (prev && isClaimed(prev.rec)) return inFlight();
+      if (prev && isClaimed(prev.rec)) return inFlight(prev.rec);
       const unexpected = opts.expect?.(prev?.rec.state === "live" ? prev.rec : null);
       if (unexpected) return unexpected;
       if (!prev) return notFound("No such key");
@@ -641,7 +643,9 @@ export class Store {
     try {
       await this.#removeFiles(key, prev.rec.rvolumes);
     } catch (err) {
-      await claim.release();
+      // A DELETE the volume never answered may land yet, on the files of
+      // the key's next write: that waits out the lease (linger).
+      await claim.release({ linger: unanswered(err) });
       return { status: 500, message: messageOf(err) };
     }
     if (!await claim.finish(null)) {
@@ -655,7 +659,7 @@ export class Store {
     if (!keyFits(key)) return tooLong();
     return await this.#exclusive(key, async () => {
       const prev = await this.entry(key);
-      if (prev && isClaimed(prev.rec)) return inFlight();
+      if (prev && isClaimed(prev.rec)) return inFlight(prev.rec);
       if (prev?.rec.state !== "unlinked") return notFound("No unlinked key to relink");
       const path = key2path(key);
       const heads = await Promise.all(
@@ -676,7 +680,7 @@ export class Store {
     if (!keyFits(key)) return tooLong();
     return await this.#exclusive(key, async () => {
       const prev = await this.entry(key);
-      if (prev && isClaimed(prev.rec)) return inFlight();
+      if (prev && isClaimed(prev.rec)) return inFlight(prev.rec);
       if (prev?.rec.state !== "live") return notFound("No live key to unlink");
       const rec: Record = { ...prev.rec, state: "unlinked" };
       const vs = await this.index.cas(key, prev.versionstamp, rec);
@@ -695,7 +699,7 @@ export class Store {
     if (!keyFits(key)) return tooLong();
     return await this.#exclusive(key, async () => {
       const prev = await this.entry(key);
-      if (prev && isClaimed(prev.rec)) return inFlight();
+      if (prev && isClaimed(prev.rec)) return inFlight(prev.rec);
       const movable = prev?.rec.state === "live" ||
         (opts.unlinked && prev?.rec.state === "unlinked");
       if (!prev || !movable) return notFound("No live key to rebalance");
@@ -940,7 +944,13 @@ function notFound(message: string): Outcome {
   return { status: 404, message };
 }
 
-function inFlight(): Outcome {
+/** 409: the key is claimed; `rec`, the claimed record, tells a lingering claim's reason. */
+function inFlight(rec?: Record): Outcome {
+  if (rec && isLingering(rec)) {
+    const message =
+      "A volume has yet to answer for this key's last write: retry once -lease has passed";
+    return { status: 409, message };
+  }
   return { status: 409, message: "Another write of this key is in progress" };
 }
 

@@ -119,7 +119,9 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
   const path = key2path(key);
   if (rec.state === "writing") {
     if ((rec.until ?? 0) > Date.now()) return;
-    const p = report(ctx, `expired write: ${name} (owner ${rec.owner ?? "?"})`);
+    // No owner: a write that failed, kept while a volume might still answer.
+    const owner = rec.owner ? `owner ${rec.owner}` : "a failed write";
+    const p = report(ctx, `expired write: ${name} (${owner})`);
     if (!ctx.repair) return;
     // Only while the record is still the one read: a PUT may have taken the
     // key over since (the lease had run out), and its files are not ours.

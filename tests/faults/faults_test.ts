@@ -18,7 +18,9 @@ async function putKeys(c: Cluster, n: number): Promise<string[]> {
 }
 
 Deno.test("a hung volume (SIGSTOP): reads go to another replica, writes fail in bounded time", async () => {
-  const c = await Cluster.start({ flags: ["-voltimeout", "200ms"] });
+  // -lease 2s: the DELETE left unanswered keeps the key from writers for
+  // that long (tests/faults/linger_test.ts); the rebuild below outlasts it.
+  const c = await Cluster.start({ flags: ["-voltimeout", "200ms", "-lease", "2s"] });
   try {
     const keys = await putKeys(c, 10);
     await c.pauseVolume(0);

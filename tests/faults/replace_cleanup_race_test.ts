@@ -174,8 +174,11 @@ Deno.test("a REPLACE whose cleanup DELETE goes unanswered keeps the key from wri
     assert((await first.text()).includes("live on 2 of 3 replicas"));
     const second = randomBytes(3000);
     const early = await fetch(m.url + key, { method: "REPLACE", body: second });
-    await early.body?.cancel();
     assertEquals(early.status, 409, "writers wait while that DELETE may land");
+    assertEquals(
+      await early.text(),
+      "A volume has yet to answer for this key's last write: retry once -lease has passed\n",
+    );
     const read = await fetch(m.url + key, { redirect: "manual" });
     await read.body?.cancel();
     assertEquals(read.status, 302, "readers do not");
