@@ -189,6 +189,8 @@ async function smallCall(
 class Stall {
   readonly #ac = new AbortController();
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** The watched body's (see watch), errored when the volume stalls. */
+  #watched: TransformStreamDefaultController<Uint8Array> | undefined;
 
   constructor(readonly ms: number, readonly url: string) {
     this.progress();
@@ -201,22 +203,46 @@ class Stall {
   progress() {
     clearTimeout(this.#timer);
     this.#timer = setTimeout(() => {
-      this.#ac.abort(new VolumeError(`Stalled: no progress from "${this.url}" in ${this.ms}ms`));
+      const message = `Stalled: no progress from "${this.url}" in ${this.ms}ms`;
+      const watched = this.#watched;
+      if (!watched) return this.#ac.abort(new VolumeError(message));
+      // A chunk still waits for the reader (a slow or paused client): the
+      // volume is not the one stalling.
+      if ((watched.desiredSize ?? 1) <= 0) return this.progress();
+      const err = failed(volumeOf(this.url), "get", "timeout", message);
+      this.#ac.abort(err);
+      // Aborting the fetch alone does not stop a body already handed to
+      // Deno.serve as a response (Deno 2.9.6 keeps waiting on it: a GetObject
+      // from a volume hung mid-body hung too): erroring the watched stream
+      // ends the answer and cancels the volume's body.
+      watched.error(err);
     }, this.ms);
   }
 
-  /** Passes a response body through, each chunk counted as progress; the watch ends with it. */
+  /**
+   * Passes a response body through, each chunk counted as progress; the
+   * watch ends with it. One chunk may wait in it for the reader: while one
+   * does, the reader is the one behind, and the time does not count against
+   * the volume.
+   */
   watch(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
     const end = () => this.stop();
     return body.pipeThrough(
-      new TransformStream({
-        transform: (chunk, ctl) => {
-          this.progress();
-          ctl.enqueue(chunk);
+      new TransformStream(
+        {
+          start: (ctl) => {
+            this.#watched = ctl;
+          },
+          transform: (chunk, ctl) => {
+            this.progress();
+            ctl.enqueue(chunk);
+          },
+          flush: end,
+          cancel: end,
         },
-        flush: end,
-        cancel: end,
-      }),
+        undefined,
+        { highWaterMark: 1 },
+      ),
     );
   }
 

@@ -3,6 +3,7 @@
 // `deno task test:faults`.
 import { Cluster, randomBytes, randomKey, runMain, status, volumeFiles } from "../cluster.ts";
 import { assert, assertEquals } from "../assert.ts";
+import { createHash } from "node:crypto";
 import { md5, toHex } from "../../lib/keys.ts";
 
 /** The keys listed as "writing" (a failed write that could not clean up). */
@@ -76,6 +77,98 @@ Deno.test("a hung volume (SIGSTOP): reads go to another replica, writes fail in 
     await c.stop();
   }
 });
+
+/** An S3 GetObject of `key` (`-s3`: the signature is not checked). */
+function getObject(c: Cluster, key: string): Promise<Response> {
+  const now = new Date().toISOString().replace(/[-:]|\.\d+/g, "");
+  return fetch(c.url + key, {
+    headers: {
+      "x-amz-date": now,
+      "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
+      "authorization": `AWS4-HMAC-SHA256 Credential=a/${now.slice(0, 8)}/us-east-1/s3/` +
+        `aws4_request, SignedHeaders=host;x-amz-date, Signature=${"0".repeat(64)}`,
+    },
+  });
+}
+
+/** Reads what is left of a body: its bytes, or the error that ended it. */
+async function drain(r: ReadableStreamDefaultReader<Uint8Array>, chunks: Uint8Array[]) {
+  try {
+    for (let x = await r.read(); !x.done; x = await r.read()) chunks.push(x.value);
+    return "done";
+  } catch (err) {
+    return err;
+  }
+}
+
+Deno.test("an S3 GetObject from a volume that hangs mid-body ends at the stall bound; a paused reader does not", async () => {
+  // -voltimeout 200ms: a transfer stalls after 2 s without a byte. One
+  // replica: the hung volume is the one the object streams from.
+  const c = await Cluster.start({ flags: ["-voltimeout", "200ms", "-s3", "-replicas", "1"] });
+  try {
+    // Larger than what the sockets between the volume, the master and this
+    // client hold, so most of it must still come from the volume.
+    const value = randomBytes(64 << 20);
+    const key = `/b-${crypto.randomUUID().slice(0, 8)}/big`;
+    assertEquals(await status(c.url + key, { method: "PUT", body: value }), 201);
+    const head = await fetch(c.url + key, { method: "HEAD", redirect: "manual" });
+    const i = c.volumes.indexOf(head.headers.get("key-volumes")!.split("/")[0]);
+    assert(i >= 0, head.headers.get("key-volumes")!);
+
+    // A reader that stops reading for 3x the stall time gets every byte.
+    const paused = await getObject(c, key);
+    assertEquals(paused.status, 200);
+    const r1 = paused.body!.getReader();
+    const got: Uint8Array[] = [(await r1.read()).value!];
+    await new Promise((r) => setTimeout(r, 6000));
+    assertEquals(await drain(r1, got), "done");
+    assertEquals(md5Of(concat(got)), md5Of(value));
+
+    // The volume hangs after the first bytes: the answer ends within a few
+    // stall times (it waited for the volume forever: Deno keeps a fetch's
+    // body handed to Deno.serve going when the fetch is aborted).
+    const res = await getObject(c, key);
+    assertEquals(res.status, 200);
+    const r2 = res.body!.getReader();
+    const part: Uint8Array[] = [(await r2.read()).value!];
+    await c.pauseVolume(i);
+    const started = performance.now();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const limit = new Promise((r) => timer = setTimeout(() => r("still waiting"), 15_000));
+    const end = await Promise.race([drain(r2, part), limit]);
+    clearTimeout(timer);
+    await c.resumeVolume(i);
+    assert(end instanceof Error, `the body ended with an error, not ${end}`);
+    assert(performance.now() - started < 15_000);
+    assert(concat(part).length < value.length, "cut short");
+    // The volume is counted as timed out, and the master still serves.
+    const metrics = await (await fetch(`${c.url}/?metrics`)).text();
+    assert(
+      metrics.includes(
+        `mkv_volume_calls_total{volume="${c.volumes[i]}",call="get",outcome="timeout"}`,
+      ),
+      metrics,
+    );
+    const again = await getObject(c, key);
+    assertEquals(md5Of(new Uint8Array(await again.arrayBuffer())), md5Of(value));
+  } finally {
+    await c.stop();
+  }
+});
+
+function md5Of(bytes: Uint8Array): string {
+  return createHash("md5").update(bytes).digest("hex");
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
 
 Deno.test("a killed volume: every key stays readable; its writes fail, then succeed once it is back", async () => {
   const c = await Cluster.start();
