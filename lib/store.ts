@@ -178,8 +178,14 @@ export class Store {
           untouched,
         });
       } catch (err) {
-        // The key may be another writer's now: its files are not ours to remove.
-        if (!claim.holds) return lostClaim(err);
+        // The key may be another writer's now: its files are not ours to
+        // remove. The claim is given up all the same: one that only ran
+        // short (this process paused) would otherwise be renewed on and on,
+        // the key "writing" and refused to every writer for good.
+        if (!claim.holds) {
+          await claim.release().catch(() => {});
+          return lostClaim(err);
+        }
         if (err instanceof SourceError && prev && kvolumes.every((v) => untouched.has(v))) {
           // The body never ended, so no replica took it (nginx renames a
           // file into place only once whole, and lib/fanout.ts holds the
@@ -355,6 +361,8 @@ export class Store {
       }
       if (!noted) {
         await this.#removePaths(tmp, kvolumes).catch(() => {});
+        // Short of time but not taken over: given up, not renewed for good.
+        await claim.release().catch(() => {});
         return lostClaim(new LostClaim());
       }
       const out = await this.#switch(key, prev.rec, next, claim);
@@ -639,7 +647,10 @@ export class Store {
     // A compare-and-set on the record read: one changed since is not ours to delete.
     const claim = await Claim.take(this.index, key, prev, prev.rec.rvolumes, this.opts);
     if (!claim) return inFlight();
-    if (!claim.holds) return lostClaim(new LostClaim());
+    if (!claim.holds) {
+      await claim.release().catch(() => {});
+      return lostClaim(new LostClaim());
+    }
     try {
       await this.#removeFiles(key, prev.rec.rvolumes);
     } catch (err) {

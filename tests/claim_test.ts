@@ -3,6 +3,7 @@
 // then writes nothing, and the one renewal timer stops once no claim is held.
 import { Claim, isClaimed, renewing } from "../lib/claim.ts";
 import type { Record } from "../lib/record.ts";
+import { Store } from "../lib/store.ts";
 import { withIndex } from "./temp_index.ts";
 import { assert, assertEquals } from "./assert.ts";
 
@@ -61,5 +62,44 @@ Deno.test("50 claims at once each finish, and no renewal timer is left", async (
     assertEquals(renewing(), false);
     assertEquals(done, Array(50).fill(true));
     for (const k of keys) assertEquals(await index.get(k), null);
+  });
+});
+
+Deno.test("a PUT whose lease ran short while its master was paused gives the key up", async () => {
+  await withIndex(async (index) => {
+    // No volume is reached: the fence fails before the value is sent.
+    const store = new Store(index, {
+      volumes: ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"],
+      replicas: 3,
+      subvolumes: 1,
+      protect: false,
+      colocate: false,
+      md5sum: true,
+      voltimeout: 1000,
+      stall: 2000,
+      fallback: "",
+      lease: 400,
+      owner: "me",
+    });
+    const k = key();
+    let sent = false;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(ctl) {
+        if (sent) return ctl.close();
+        sent = true;
+        await sleep(50); // the claim is taken meanwhile
+        // The master's thread held (a pause, a long GC) for most of the lease,
+        // and nobody takes the key meanwhile.
+        const until = Date.now() + 350;
+        while (Date.now() < until) { /* busy */ }
+        ctl.enqueue(enc.encode("hello"));
+      },
+    });
+    const out = await store.put(k, body, { contentLength: 5 });
+    assertEquals(out.status, 500, out.message);
+    assertEquals(renewing(), false, "a claim no write holds is still renewed");
+    await sleep(600);
+    const e = await index.get(k);
+    assert(!e || !isClaimed(e.rec), `the key is still claimed: ${JSON.stringify(e?.rec)}`);
   });
 });
