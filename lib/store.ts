@@ -167,6 +167,7 @@ export class Store {
       if (!claim) return inFlight();
       const signal = opts.signal ? AbortSignal.any([opts.signal, claim.signal]) : claim.signal;
       const untouched = new Set<string>();
+      const unanswered = new Set<string>();
       let result;
       try {
         result = await this.#write(key2path(key), kvolumes, body, {
@@ -176,6 +177,7 @@ export class Store {
           fence: () => claim.holds,
           refuseEmpty: !opts.allowEmpty,
           untouched,
+          unanswered,
         });
       } catch (err) {
         // The key may be another writer's now: its files are not ours to
@@ -199,7 +201,9 @@ export class Store {
         // "writing" for nothing.
         const had = prev?.rec.rvolumes ?? [];
         const maybe = kvolumes.filter((v) => !untouched.has(v) || had.includes(v));
-        await this.#undo(key, maybe, claim);
+        // A PUT sent whole and never answered may be stored yet, after
+        // the key's next write: that waits out the lease (linger).
+        await this.#undo(key, maybe, claim, unanswered.size > 0);
         return failedWrite(err);
       }
       const refused = refuseWritten(result, opts);
@@ -240,6 +244,8 @@ export class Store {
        * file on (never reached, or the body cut off before its end).
        */
       untouched?: Set<string>;
+      /** Filled on failure with the volumes whose PUT went out and was never answered. */
+      unanswered?: Set<string>;
     },
   ): Promise<FanoutResult> {
     const md5 = opts.md5 || this.opts.md5sum;
@@ -265,6 +271,9 @@ export class Store {
         volumes.map((v) => remotePut(volumeUrl(v, path), value, put)),
       );
       for (const v of unreached(settled, volumes)) opts.untouched?.add(v);
+      settled.forEach((s, i) => {
+        if (s.status === "rejected" && unanswered(s.reason)) opts.unanswered?.add(volumes[i]);
+      });
       const failed = settled.find((s) => s.status === "rejected");
       if (failed) throw (failed as PromiseRejectedResult).reason;
       return { bytes: value.length, md5: md5 ? toHex(md5sum(value)) : "" };
@@ -290,6 +299,7 @@ export class Store {
       await Promise.all(puts.map((p) => p.cancel()));
       const reached = volumes.filter((_, i) => opened[i].status === "fulfilled");
       reached.forEach((v, i) => puts[i].cutOff && opts.untouched?.add(v));
+      reached.forEach((v, i) => puts[i].unanswered && opts.unanswered?.add(v));
       throw err;
     }
   }
@@ -560,11 +570,16 @@ export class Store {
     });
   }
 
-  /** A failed write: remove what was written, then the record if all went. */
-  async #undo(key: Uint8Array, volumes: string[], claim: Claim) {
+  /**
+   * A failed write: remove what was written, then the record if all went.
+   * `landing`: a PUT of it went unanswered and may be stored yet: the key
+   * then stays "writing" with a lease nobody renews (linger), so no write
+   * of the key meanwhile has its file replaced by this failed one.
+   */
+  async #undo(key: Uint8Array, volumes: string[], claim: Claim, landing = false) {
     try {
       await this.#removeFiles(key, volumes);
-      await claim.finish(null);
+      await (landing ? claim.release({ linger: true }) : claim.finish(null));
     } catch (err) {
       // Some file may remain: leave the key "writing" for DELETE or repair
       // (after the lease, when a DELETE of ours may land yet).

@@ -297,6 +297,8 @@ export interface PutStream extends Sink {
   cancel(): Promise<void>;
   /** Cancelled before the whole body went out: no file of this PUT can have landed. */
   readonly cutOff: boolean;
+  /** The whole body went out and no answer came: the volume may store it yet. */
+  readonly unanswered: boolean;
 }
 
 /**
@@ -339,9 +341,13 @@ export async function openPut(
   } catch (err) {
     throw fail(err);
   }
+  /** The whole body went out and its answer never came. */
+  let unanswered = false;
   const answer = async () => {
     const res = await up.finish().catch((err) => {
-      throw fail(err);
+      const e = fail(err);
+      unanswered = !(e instanceof VolumeError) || (e.status === 0 && !e.unsent);
+      throw e;
     });
     putAnswered(at.host, url, res.status);
   };
@@ -366,6 +372,9 @@ export async function openPut(
     },
     get cutOff() {
       return cancelled;
+    },
+    get unanswered() {
+      return unanswered;
     },
   };
 }
