@@ -180,6 +180,15 @@ export class Claim {
   }
 
   /**
+   * Stops renewing the claim and writes nothing: its lease runs out on its
+   * own. For when the index failed a write of the claim's: what it holds
+   * then is for the key's next reader to sort out.
+   */
+  abandon(): void {
+    unhold(this);
+  }
+
+  /**
    * Gives the claim up: a "writing" key stays so with its lease run out; a
    * held live key goes back to its record as it was. `linger`: as finish's.
    */

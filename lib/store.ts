@@ -167,7 +167,7 @@ export class Store {
       if (!claim) return inFlight();
       const signal = opts.signal ? AbortSignal.any([opts.signal, claim.signal]) : claim.signal;
       const untouched = new Set<string>();
-      const unanswered = new Set<string>();
+      const unansweredPuts = new Set<string>();
       let result;
       try {
         result = await this.#write(key2path(key), kvolumes, body, {
@@ -177,7 +177,7 @@ export class Store {
           fence: () => claim.holds,
           refuseEmpty: !opts.allowEmpty,
           untouched,
-          unanswered,
+          unanswered: unansweredPuts,
         });
       } catch (err) {
         // The key may be another writer's now: its files are not ours to
@@ -203,7 +203,7 @@ export class Store {
         const maybe = kvolumes.filter((v) => !untouched.has(v) || had.includes(v));
         // A PUT sent whole and never answered may be stored yet, after
         // the key's next write: that waits out the lease (linger).
-        await this.#undo(key, maybe, claim, unanswered.size > 0);
+        await this.#undo(key, maybe, claim, unansweredPuts.size > 0);
         return failedWrite(err);
       }
       const refused = refuseWritten(result, opts);
@@ -430,7 +430,18 @@ export class Store {
     const unswitched = kvolumes.filter((v) => !switched.includes(v));
     let answered = true;
     if (unswitched.length > 0) {
-      if (!await claim.note(live)) {
+      let noted;
+      try {
+        noted = await claim.note(live);
+      } catch (err) {
+        // The index may have taken the new record or not. Not released
+        // (that would write the record held before, without `next`, over
+        // replicas renamed already): once the lease runs out, the next
+        // reader finishes the switch, or finds it done.
+        claim.abandon();
+        throw err;
+      }
+      if (!noted) {
         return { status: 500, message: "Lost the claim on the key mid-replace" };
       }
       const each = await Promise.all(unswitched.map((v) => this.#unswitch(v, tmp, path)));
