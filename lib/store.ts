@@ -29,6 +29,7 @@ import {
   remoteMove,
   remotePut,
   remoteSize,
+  unanswered,
   VolumeError,
   volumeUrl,
 } from "./volumes.ts";
@@ -767,19 +768,28 @@ export class Store {
     // loser's cleanup would then delete the winner's live replicas.
     const claim = await Claim.hold(this.index, key, prev, this.opts);
     if (!claim) return inFlight();
+    // Copies sent whole and never answered (a failed try, when another
+    // source is tried next): a volume may store one yet, over the file of
+    // the key's next write there, unless that waits out the lease.
+    const unansweredPuts = new Set<string>();
     if (missing.length > 0) {
       let failure: unknown = null;
       for (const source of sources) {
-        failure = await this.#copy(path, source, missing, prev.rec.size, claim);
+        failure = await this.#copy(path, source, {
+          targets: missing,
+          size: prev.rec.size,
+          claim,
+          unanswered: unansweredPuts,
+        });
         if (failure === null) break;
       }
       if (failure !== null) {
-        await claim.release();
+        await claim.release({ linger: unansweredPuts.size > 0 });
         return { status: 500, message: messageOf(failure) };
       }
     }
     const rec: Record = { ...unleased(prev.rec), rvolumes: kvolumes };
-    if (!await claim.finish(rec)) {
+    if (!await claim.finish(rec, { linger: unansweredPuts.size > 0 })) {
       // Taken over after the lease ran out: the key is another's now.
       return { status: 500, message: "Lost the claim on the key mid-move" };
     }
@@ -798,10 +808,15 @@ export class Store {
   async #copy(
     path: string,
     source: string,
-    targets: string[],
-    size: number,
-    claim: Claim,
+    opts: {
+      targets: string[];
+      size: number;
+      claim: Claim;
+      /** Filled with the targets whose PUT went out whole and was never answered. */
+      unanswered: Set<string>;
+    },
   ): Promise<unknown> {
+    const { targets, size, claim } = opts;
     const ac = new AbortController();
     const lost = claim.signal;
     const fence = () => claim.holds;
@@ -816,7 +831,14 @@ export class Store {
         const value = await remoteGetSmall(from, { ...put, maxBody: SMALL_VALUE });
         refuseSize(from, value.length, size);
         if (!fence()) throw new LostClaim();
-        await Promise.all(targets.map((v) => remotePut(volumeUrl(v, path), value, put)));
+        const puts = await Promise.allSettled(
+          targets.map((v) => remotePut(volumeUrl(v, path), value, put)),
+        );
+        puts.forEach((p, i) => {
+          if (p.status === "rejected" && unanswered(p.reason)) opts.unanswered.add(targets[i]);
+        });
+        const failed = puts.find((p) => p.status === "rejected");
+        if (failed) throw (failed as PromiseRejectedResult).reason;
       } else {
         const res = await remoteGet(from, put);
         const length = res.headers.get("content-length");
@@ -825,6 +847,7 @@ export class Store {
           signal: ac.signal,
           size: length === null ? null : Number(length),
           fence,
+          unanswered: opts.unanswered,
         });
       }
       return null;
@@ -993,11 +1016,6 @@ function inFlight(rec?: Record): Outcome {
 
 function tooLong(): Outcome {
   return { status: 414, message: "Key too long for the index (at most 2043 bytes)" };
-}
-
-/** A volume call that was sent and never answered: the volume may still carry it out. */
-function unanswered(err: unknown): boolean {
-  return err instanceof VolumeError && err.status === 0 && !err.unsent;
 }
 
 function messageOf(err: unknown): string {

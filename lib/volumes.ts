@@ -38,6 +38,11 @@ export class VolumeError extends Error {
   }
 }
 
+/** A volume call that was sent and never answered: the volume may still carry it out. */
+export function unanswered(err: unknown): boolean {
+  return err instanceof VolumeError && err.status === 0 && !err.unsent;
+}
+
 /** A volume's 416 to a ranged GET, with the file's size from its Content-Range when given. */
 export class UnsatisfiableRange extends VolumeError {
   constructor(message: string, readonly size: number | null) {

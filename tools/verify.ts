@@ -24,7 +24,7 @@ import { pool } from "../lib/pool.ts";
 import { Progress } from "../lib/progress.ts";
 import { aliasesMessage, aliasesOf } from "../lib/aliases.ts";
 import { concurrencyOf, graceOf } from "../lib/tool_flags.ts";
-import { remoteDelete, remoteGet, remotePut, volumeUrl } from "../lib/volumes.ts";
+import { remoteDelete, remoteGet, remotePut, unanswered, volumeUrl } from "../lib/volumes.ts";
 import { hexFolders, keysIn, type Other, subvolumesOf, type Walker } from "../lib/walk.ts";
 
 const decoder = new TextDecoder();
@@ -186,6 +186,9 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
     return;
   }
   let fixed = 0;
+  // A copy sent whole and never answered may be stored yet, over the file
+  // of the key's next write: the key's writers then wait out the lease.
+  let linger = false;
   try {
     for (const [v, p] of fixable) {
       try {
@@ -197,11 +200,12 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
         p.fixed = `copied from ${healthy[0]}`;
         fixed++;
       } catch (err) {
+        linger ||= unanswered(err);
         p.text += ` (cannot repair: ${messageOf(err)})`;
       }
     }
   } finally {
-    await claim.release();
+    await claim.release({ linger });
   }
   if (under && healthy.length + fixed >= ctx.replicas) under.fixed = "replicas copied";
 }
