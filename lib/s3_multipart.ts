@@ -11,6 +11,7 @@ import type { S3Request } from "./s3.ts";
 import { objectChecksum, readWhole } from "./s3_body.ts";
 import { bucketExists, countParam, noSuchBucket } from "./s3_list.ts";
 import { SourceError } from "./fanout.ts";
+import { type Md5Stream, md5Stream } from "./md5_stream.ts";
 import { received } from "./sizes.ts";
 import {
   checkWriteConditions,
@@ -250,6 +251,13 @@ export async function completeUpload(s3: S3Request, id: string): Promise<Respons
   const done = await completedEtag(s3, id);
   if (done !== null) {
     await s3.req.body?.cancel();
+    // A Complete that made the value live and stopped before ending the
+    // upload (its master killed between the two commits) left it listed,
+    // its parts on the volumes and recorded (so no orphans to verify): the
+    // retry ends it.
+    const left = await s3.store.index.upload(id);
+    const ended = left && await s3.store.index.endUpload(id, left.versionstamp);
+    if (ended) await removeParts(s3.store, ended);
     return xmlResponse("CompleteMultipartUploadResult", completeResult(s3, done));
   }
   const { upload, versionstamp } = await openUpload(s3, id);
@@ -259,7 +267,8 @@ export async function completeUpload(s3: S3Request, id: string): Promise<Respons
   // Its x-amz-checksum-* is the whole object's, not the XML's: checked as
   // the parts are joined.
   const xml = await readWhole(s3.body(false), XML_MAX);
-  const sum = objectChecksum(s3.req.headers);
+  // Its format checked now; a fresh one per try of the write below.
+  objectChecksum(s3.req.headers);
   const asked = parseComplete(new TextDecoder().decode(xml));
   const parts = chosenParts(asked, await s3.store.index.parts(id));
   await checkWriteConditions(s3.store, s3.key, cond);
@@ -271,24 +280,39 @@ export async function completeUpload(s3: S3Request, id: string): Promise<Respons
   // <Error>. A client that hangs up does not stop it: the object goes live.
   return keptAlive(async () => {
     let rec;
-    try {
-      rec = await writeObject(s3.store, s3.key, {
-        body: sum
-          ? sum.through(concatenated(s3.store, parts, new AbortController().signal))
-          : concatenated(s3.store, parts, new AbortController().signal),
-        check: () => sum?.check() ?? null,
-        contentLength: parts.reduce((n, p) => n + p.size, 0),
-        meta: { ...upload.meta, etag, parts: sizeRuns(parts) },
-        // Checked again as the value goes live: a write since the check above fails it.
-        ...cond,
-        signal: new AbortController().signal,
-      });
-    } catch (err) {
-      // Another Complete of this upload (a client's retry) won: it removed
-      // the parts this one was reading. Its answer is this one's too.
-      const done = await completedEtag(s3, id);
-      if (done === null) throw err;
-      return xmlDocument("CompleteMultipartUploadResult", completeResult(s3, done));
+    // Part copies found bad ("volume path"): passed over by the next try.
+    const bad = new Set<string>();
+    for (let tries = 1;; tries++) {
+      const read: PartsRead = { failure: null, bad };
+      const known = bad.size;
+      const joined = concatenated(s3.store, parts, read);
+      const sum = objectChecksum(s3.req.headers);
+      try {
+        rec = await writeObject(s3.store, s3.key, {
+          body: sum ? sum.through(joined) : joined,
+          check: () => sum?.check() ?? null,
+          contentLength: parts.reduce((n, p) => n + p.size, 0),
+          meta: { ...upload.meta, etag, parts: sizeRuns(parts) },
+          // Checked again as the value goes live: a write since the check above fails it.
+          ...cond,
+          signal: new AbortController().signal,
+        });
+        break;
+      } catch (err) {
+        // Another Complete of this upload (a client's retry) won: it removed
+        // the parts this one was reading. Its answer is this one's too.
+        const done = await completedEtag(s3, id);
+        if (done !== null) {
+          return xmlDocument("CompleteMultipartUploadResult", completeResult(s3, done));
+        }
+        if (read.failure === null) throw err;
+        // A copy of a part held other bytes than were uploaded (sent
+        // already, so that write failed): again, from the other copies.
+        if (bad.size > known && tries < MAX_TRIES) continue;
+        // The volumes' failure, not the client's (the write saw its body
+        // fail: IncompleteBody or RequestTimeout otherwise).
+        throw s3Error("InternalError", `Cannot read the parts: ${read.failure.message}`);
+      }
     }
     // The value is live: recorded as completed before the parts go, so a
     // Complete still reading them finds the answer when they vanish. Then
@@ -385,41 +409,134 @@ function keptAlive(work: () => Promise<string>, resource: string): Response {
   return new Response(readable, { headers: { "Content-Type": "application/xml" } });
 }
 
-/** The parts read one after the other from a volume that has each. */
-function concatenated(store: Store, parts: Part[], signal: AbortSignal) {
+/** Tries of a Complete whose parts' copies are found bad one after another. */
+const MAX_TRIES = 3;
+
+/** How reading the parts went: the error that ended it, the part copies found bad. */
+interface PartsRead {
+  failure: Error | null;
+  bad: Set<string>;
+}
+
+/**
+ * The parts read one after the other, each checked against the size and MD5
+ * it was uploaded with. A copy that fails or ends early is passed over for
+ * the next, which goes on from the same byte; one of the wrong size or MD5
+ * (rotted, or cut short by a crash: nginx does not fsync) fails the read and
+ * is noted in `read.bad`, for the next try to pass over.
+ */
+function concatenated(store: Store, parts: Part[], read: PartsRead) {
   let i = 0;
-  let reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
+  let part: PartReader | null = null;
   return new ReadableStream<Uint8Array>({
     async pull(ctl) {
-      while (true) {
-        if (reader === null) {
-          if (i === parts.length) return ctl.close();
-          reader = await openPart(store, parts[i++], signal);
+      try {
+        while (true) {
+          if (part === null) {
+            if (i === parts.length) return ctl.close();
+            part = new PartReader(store, parts[i++], read.bad);
+          }
+          const chunk = await part.read();
+          if (chunk !== null) return ctl.enqueue(chunk);
+          part = null;
         }
-        const r = await reader.read();
-        if (!r.done) return ctl.enqueue(r.value);
-        reader = null;
+      } catch (err) {
+        read.failure = err instanceof Error ? err : new Error(String(err));
+        throw err;
       }
     },
     cancel(reason) {
-      return reader?.cancel(reason);
+      return part?.cancel(reason);
     },
     // Nothing opened before the write reads (it may first wait for another
     // write of the key: an unread GET would trip its stall watch).
   }, { highWaterMark: 0 });
 }
 
-async function openPart(store: Store, part: Part, signal: AbortSignal) {
-  let last: unknown;
-  for (const v of part.volumes) {
-    try {
-      const res = await remoteGet(volumeUrl(v, part.path), { signal, stall: store.opts.stall });
-      return res.body!.getReader();
-    } catch (err) {
-      last = err;
+/** One part's bytes, from its copies in turn. */
+class PartReader {
+  #got = 0;
+  #hash: Md5Stream;
+  #volumes: string[];
+  #reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
+  /** The copies read from so far. */
+  #used: string[] = [];
+  #last: unknown = null;
+
+  constructor(readonly store: Store, readonly part: Part, readonly bad: Set<string>) {
+    this.#hash = md5Stream(part.size);
+    // Copies found bad by an earlier try last.
+    const ok = (v: string) => !bad.has(`${v} ${part.path}`);
+    this.#volumes = [...part.volumes.filter(ok), ...part.volumes.filter((v) => !ok(v))];
+  }
+
+  /** The next chunk, null at the part's end (checked). */
+  async read(): Promise<Uint8Array | null> {
+    const { part } = this;
+    while (true) {
+      if (this.#reader === null) {
+        const v = this.#volumes.shift();
+        if (v === undefined) {
+          this.#hash.abort();
+          throw this.#last ?? new Error(`No copy of part ${part.path}`);
+        }
+        this.#used.push(v);
+        try {
+          // Where the last copy stopped, when it failed midway.
+          const range = this.#got > 0 ? `bytes=${this.#got}-` : undefined;
+          const res = await remoteGet(volumeUrl(v, part.path), {
+            signal: new AbortController().signal,
+            // Half the write's own watch on its source: a copy that stops
+            // is passed over before the write takes the parts for stalled.
+            stall: this.store.opts.stall / 2,
+            range,
+          });
+          this.#reader = res.body!.getReader();
+        } catch (err) {
+          this.#last = err;
+          continue;
+        }
+      }
+      let r;
+      try {
+        r = await this.#reader.read();
+      } catch (err) {
+        this.#last = err;
+        this.#reader = null;
+        continue;
+      }
+      if (!r.done) {
+        if (this.#got + r.value.length > part.size) return this.#mismatch();
+        this.#got += r.value.length;
+        await this.#hash.update(r.value);
+        return r.value;
+      }
+      this.#reader = null;
+      // Ended early: a copy cut short (it may hold fewer bytes), or a
+      // connection closed midway; the next copy goes on from here.
+      if (this.#got < part.size) {
+        this.#last = new Error(`"${volumeUrl(this.#used.at(-1)!, part.path)}" ended early`);
+        continue;
+      }
+      if (await this.#hash.digest() !== part.md5) return this.#mismatch();
+      return null;
     }
   }
-  throw last;
+
+  #mismatch(): never {
+    this.#hash.abort();
+    this.#reader?.cancel().catch(() => {});
+    for (const v of this.#used) this.bad.add(`${v} ${this.part.path}`);
+    throw new Error(
+      `A copy of part ${this.part.path} on ${this.#used.join(", ")} ` +
+        `does not hold the bytes uploaded (MD5 ${this.part.md5}, ${this.part.size} bytes)`,
+    );
+  }
+
+  cancel(reason: unknown) {
+    this.#hash.abort();
+    return this.#reader?.cancel(reason);
+  }
 }
 
 /** Removes part files; one that cannot be removed now is left to verify. */
