@@ -24,6 +24,7 @@ import {
   metaFrom,
   openReplica,
   preconditionFailed,
+  volumesFault,
   writeConditions,
   writeObject,
   XML_MAX,
@@ -147,6 +148,8 @@ async function uploadPartCopy(
           ? s3Error("InternalError", "The source ended before the part was copied")
           : null,
     );
+  } catch (err) {
+    throw volumesFault(err);
   } finally {
     if (!res.bodyUsed) res.body?.cancel().catch(() => {});
   }

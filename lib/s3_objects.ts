@@ -582,13 +582,24 @@ export async function copyObject(s3: S3Request): Promise<Response> {
         signal: req.signal,
       });
     } catch (err) {
-      throw source.failure() ?? err;
+      throw source.failure() ?? volumesFault(err);
     }
   }
   return xmlResponse("CopyObjectResult", {
     LastModified: new Date(rec.mtime ?? Date.now()).toISOString(),
     ETag: etagOf(rec),
   });
+}
+
+/**
+ * A write whose body is a volume's (a copy), failed as if the client's body
+ * had: ended early (IncompleteBody) or stalled (RequestTimeout). The store's
+ * failure then, which S3's clients retry, not the client's.
+ */
+export function volumesFault(err: unknown): unknown {
+  if (!(err instanceof S3Error)) return err;
+  if (err.code !== "IncompleteBody" && err.code !== "RequestTimeout") return err;
+  return s3Error("InternalError", "The source could not be read whole from the volumes");
 }
 
 /**

@@ -5,17 +5,21 @@
 import { createHash } from "node:crypto";
 import {
   CompleteMultipartUploadCommand,
+  CopyObjectCommand,
   CreateBucketCommand,
   CreateMultipartUploadCommand,
   GetObjectCommand,
   ListMultipartUploadsCommand,
+  PutObjectCommand,
   S3Client,
   UploadPartCommand,
+  UploadPartCopyCommand,
 } from "@aws-sdk/client-s3";
 import { Cluster, randomBytes, volumeFiles } from "../cluster.ts";
 import { assertEquals } from "../assert.ts";
 import { openIndex } from "../../lib/open.ts";
-import { where } from "./replace_faults.ts";
+import { key2path } from "../../lib/keys.ts";
+import { VolumeProxy, where } from "./replace_faults.ts";
 
 function client(c: Cluster): S3Client {
   return new S3Client({
@@ -105,6 +109,120 @@ Deno.test("a retried Complete ends the upload its first try made live but did no
     }
   } finally {
     s3.destroy();
+    await c.stop();
+  }
+});
+
+Deno.test("CopyObject and UploadPartCopy from a source cut short on its volumes: InternalError, the target intact", async () => {
+  const c = await Cluster.start({ flags: ["-s3"] });
+  const s3 = client(c);
+  try {
+    const Bucket = "copy-cut-short";
+    await s3.send(new CreateBucketCommand({ Bucket }));
+    const source = randomBytes(300_000);
+    const target = randomBytes(1000);
+    await s3.send(new PutObjectCommand({ Bucket, Key: "source", Body: source }));
+    await s3.send(new PutObjectCommand({ Bucket, Key: "target", Body: target }));
+    // Every replica of the source holds half of it now (a crash without
+    // fsync leaves such a file): the copy reads fewer bytes than recorded.
+    const path = key2path(new TextEncoder().encode(`/${Bucket}/source`));
+    for (const replica of where(c.volumes, `/${Bucket}/source`)) {
+      const [host, sv] = replica.split("/");
+      await Deno.truncate(`${c.volumeDir(c.volumes.indexOf(host))}/${sv}${path}`, 150_000);
+    }
+    const failed = (e: { name: string; $metadata?: { httpStatusCode?: number } }) => ({
+      name: e.name,
+      status: e.$metadata?.httpStatusCode,
+    });
+    const copy = await s3.send(
+      new CopyObjectCommand({ Bucket, Key: "target", CopySource: `${Bucket}/source` }),
+    ).then(() => null, failed);
+    assertEquals(copy, { name: "InternalError", status: 500 });
+    const got = await s3.send(new GetObjectCommand({ Bucket, Key: "target" }));
+    assertEquals(md5Hex(await got.Body!.transformToByteArray()), md5Hex(target));
+
+    const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key: "mpu" }));
+    const part = await s3.send(
+      new UploadPartCopyCommand({
+        Bucket,
+        Key: "mpu",
+        UploadId,
+        PartNumber: 1,
+        CopySource: `${Bucket}/source`,
+      }),
+    ).then(() => null, failed);
+    assertEquals(part, { name: "InternalError", status: 500 });
+  } finally {
+    s3.destroy();
+    await c.stop();
+  }
+});
+
+/** Cuts every GET of a file whose path holds `match` after its first 64 KiB (the stream errors). */
+class GetCutter extends VolumeProxy {
+  constructor(target: string, readonly match: string) {
+    super(target);
+  }
+
+  protected override async handle(req: Request): Promise<Response> {
+    const res = await this.forward(req);
+    if (req.method !== "GET" || !new URL(req.url).pathname.includes(this.match)) return res;
+    const reader = res.body!.getReader();
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(ctl) {
+        const r = await reader.read();
+        if (r.done || sent >= 65536) {
+          await reader.cancel();
+          return ctl.error(new Error("cut"));
+        }
+        sent += r.value.length;
+        ctl.enqueue(r.value);
+      },
+    });
+    return new Response(body, { status: res.status, headers: res.headers });
+  }
+}
+
+Deno.test("UploadPartCopy and CopyObject from a source whose volumes break off mid-body: InternalError", async () => {
+  const c = await Cluster.start({ flags: ["-s3"] });
+  const Bucket = "copy-broken-off";
+  const name = btoa(`/${Bucket}/source`);
+  const cutters = c.volumes.map((v) => new GetCutter(v, name));
+  const m = await c.spawnMaster(["-s3", "-volumes", cutters.map((p) => p.volume).join(",")]);
+  const s3 = new S3Client({
+    endpoint: m.url,
+    region: "us-east-1",
+    forcePathStyle: true,
+    credentials: { accessKeyId: "x", secretAccessKey: "y" },
+    maxAttempts: 1,
+  });
+  try {
+    await s3.send(new CreateBucketCommand({ Bucket }));
+    await s3.send(new PutObjectCommand({ Bucket, Key: "source", Body: randomBytes(1_000_000) }));
+    const failed = (e: { name: string; $metadata?: { httpStatusCode?: number } }) => ({
+      name: e.name,
+      status: e.$metadata?.httpStatusCode,
+    });
+    const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key: "mpu" }));
+    const part = await s3.send(
+      new UploadPartCopyCommand({
+        Bucket,
+        Key: "mpu",
+        UploadId,
+        PartNumber: 1,
+        CopySource: `${Bucket}/source`,
+      }),
+    ).then(() => null, failed);
+    assertEquals(part, { name: "InternalError", status: 500 });
+    const copy = await s3.send(
+      new CopyObjectCommand({ Bucket, Key: "copy", CopySource: `${Bucket}/source` }),
+    ).then(() => null, failed);
+    assertEquals(copy, { name: "InternalError", status: 500 });
+  } finally {
+    s3.destroy();
+    await m.stop();
+    await Promise.all(cutters.map((p) => p.stop()));
     await c.stop();
   }
 });
