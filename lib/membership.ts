@@ -23,6 +23,8 @@ export class Membership {
   #onSole: (sole: boolean) => void;
   #aloneSince = -Infinity;
   #beatAt = -Infinity;
+  /** No write before this (performance.now() ms): set when a heartbeat lapsed. */
+  #writableAt = -Infinity;
   #timer: ReturnType<typeof setInterval> | undefined;
   #joining: Promise<void> | null = null;
   #wasSole = false;
@@ -57,13 +59,26 @@ export class Membership {
 
   /** Resolves when a write is safe: the registration is fresh. */
   async ready(): Promise<void> {
-    if (performance.now() - this.#beatAt < 2 * this.#interval) return;
-    await this.join();
+    while (true) {
+      const now = performance.now();
+      if (now - this.#beatAt >= 2 * this.#interval) await this.join();
+      else if (now < this.#writableAt) {
+        await new Promise((r) => setTimeout(r, this.#writableAt - now));
+      } else return;
+    }
   }
 
   async #beat(): Promise<number> {
     const started = performance.now();
     await this.#index.heartbeat(this.id, Date.now() + 3 * this.#interval);
+    // The timer's beat after a stall (a SIGSTOP, a starved event loop) may
+    // come before any write asks ready(): our record may have lapsed
+    // meanwhile, and the others, alone, may trust their memory again. Wait
+    // as a newcomer does before writing, or a write lands unseen by them.
+    const now = performance.now();
+    if (this.#timer !== undefined && now - this.#beatAt >= 2 * this.#interval) {
+      this.#writableAt = Math.max(this.#writableAt, now + 2.5 * this.#interval);
+    }
     this.#beatAt = started;
     const others = await this.#index.otherMembers(this.id, Date.now());
     const sole = others === 0;

@@ -1,13 +1,16 @@
 // A master answers from memory (key filter, record and file caches) only
 // while it is the index's sole writer. These prove what another master
 // writes or deletes is seen at once, and after it leaves.
-import { Cluster, randomKey, status } from "./cluster.ts";
+import { Cluster, randomKey, type SpawnedMaster, status } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 
-async function withSecondMaster(c: Cluster, work: (url: string) => Promise<void>) {
+async function withSecondMaster(
+  c: Cluster,
+  work: (url: string, other: SpawnedMaster) => Promise<void>,
+) {
   const other = await c.spawnMaster();
   try {
-    await work(other.url);
+    await work(other.url, other);
   } finally {
     await other.stop();
   }
@@ -122,6 +125,37 @@ Deno.test("a master paused past its lease mid-PUT writes nothing over the key's 
         const replica = await fetch(`http://${rv}${path}`);
         assertEquals(await replica.text(), "the next writer's", rv);
       }
+    });
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("a master paused past its heartbeat waits, once resumed, before writing where the other trusts its memory", async () => {
+  const c = await Cluster.start();
+  try {
+    const known = randomKey();
+    assertEquals(await status(c.url + known, { method: "PUT", body: "known" }), 201);
+    await withSecondMaster(c, async (other, { proc }) => {
+      Deno.kill(proc.pid, "SIGSTOP");
+      try {
+        // Its heartbeat runs out: this master is alone again and answers from memory.
+        await new Promise((r) => setTimeout(r, 4500));
+        assertEquals(await status(c.url + known), 302);
+      } finally {
+        Deno.kill(proc.pid, "SIGCONT");
+      }
+      // Its overdue heartbeat goes first; then it writes.
+      await new Promise((r) => setTimeout(r, 100));
+      const k = randomKey();
+      assertEquals(await status(other + k, { method: "PUT", body: "after the pause" }), 201);
+      assertEquals(await status(other + known, { method: "DELETE" }), 204);
+      assertEquals(await status(c.url + k), 302, "written elsewhere after its pause, read here");
+      assertEquals(
+        await status(c.url + known),
+        404,
+        "deleted elsewhere after its pause, gone here",
+      );
     });
   } finally {
     await c.stop();
