@@ -15,7 +15,13 @@ export class VolumeProxy {
 
   constructor(readonly target: string) {
     this.server = Deno.serve(
-      { hostname: "127.0.0.1", port: 0, onListen() {} },
+      // A forward that fails (the master gave up on the call) is a 502, quietly.
+      {
+        hostname: "127.0.0.1",
+        port: 0,
+        onListen() {},
+        onError: () => new Response(null, { status: 502 }),
+      },
       (req) => this.handle(req),
     );
   }
