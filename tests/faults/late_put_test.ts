@@ -31,6 +31,27 @@ class LatePut extends VolumeProxy {
 const WAITING = "A volume has yet to answer for this key's last write: " +
   "retry once -lease has passed\n";
 
+/**
+ * A REPLACE of `key` waits (409) while the PUT `proxy` holds may land; once
+ * it has landed and the lease (3 s from `failedAt`) is over, one takes, and
+ * every replica holds exactly its value.
+ */
+async function assertWaitsOutTheLease(
+  master: string,
+  key: string,
+  opts: { volumes: string[]; proxy: LatePut; failedAt: number },
+) {
+  const value = randomBytes(3000);
+  const early = await fetch(master + key, { method: "REPLACE", body: value });
+  assertEquals([early.status, await early.text()], [409, WAITING]);
+  opts.proxy.release();
+  await opts.proxy.landed.promise;
+  await new Promise((r) => setTimeout(r, Math.max(0, opts.failedAt + 3100 - performance.now())));
+  const late = await fetch(master + key, { method: "REPLACE", body: value });
+  assertEquals([late.status, await late.text()], [201, ""]);
+  for (const f of await replicas(opts.volumes, key)) assertEquals(f, value);
+}
+
 for (const size of [1000, 600_000]) {
   Deno.test(`a ${size}-byte PUT a volume carries out after the master gave up replaces no later value`, async () => {
     const c = await Cluster.start();
@@ -102,15 +123,7 @@ Deno.test("a REBALANCE copy a volume carries out after the master gave up replac
     const moved = await fetch(m.url + key, { method: "REBALANCE" });
     const failedAt = performance.now();
     assertEquals([moved.status, await moved.text()], [204, ""]);
-    const value = randomBytes(3000);
-    const early = await fetch(m.url + key, { method: "REPLACE", body: value });
-    assertEquals([early.status, await early.text()], [409, WAITING]);
-    proxy.release();
-    await proxy.landed.promise;
-    await new Promise((r) => setTimeout(r, Math.max(0, failedAt + 3100 - performance.now())));
-    const late = await fetch(m.url + key, { method: "REPLACE", body: value });
-    assertEquals([late.status, await late.text()], [201, ""]);
-    for (const f of await replicas(after, key)) assertEquals(f, value);
+    await assertWaitsOutTheLease(m.url, key, { volumes: after, proxy, failedAt });
   } finally {
     proxy.release();
     await old.stop();
@@ -143,15 +156,7 @@ Deno.test("a verify -repair copy a volume carries out after verify gave up repla
     const failedAt = performance.now();
     assertEquals(repair.code, 1, repair.stdout + repair.stderr);
     assert(repair.stdout.includes(`missing replica: "${key}" on ${replica} (cannot repair: `));
-    const value = randomBytes(3000);
-    const early = await fetch(m.url + key, { method: "REPLACE", body: value });
-    assertEquals([early.status, await early.text()], [409, WAITING]);
-    proxy.release();
-    await proxy.landed.promise;
-    await new Promise((r) => setTimeout(r, Math.max(0, failedAt + 3100 - performance.now())));
-    const late = await fetch(m.url + key, { method: "REPLACE", body: value });
-    assertEquals([late.status, await late.text()], [201, ""]);
-    for (const f of await replicas(volumes, key)) assertEquals(f, value);
+    await assertWaitsOutTheLease(m.url, key, { volumes: volumes, proxy, failedAt });
   } finally {
     proxy.release();
     await m.stop();

@@ -31,6 +31,11 @@ function client(c: Cluster): S3Client {
   });
 }
 
+/** An SDK call's error as its S3 code and HTTP status. */
+function failed(e: { name: string; $metadata?: { httpStatusCode?: number } }) {
+  return { name: e.name, status: e.$metadata?.httpStatusCode };
+}
+
 function md5Hex(b: Uint8Array): string {
   return createHash("md5").update(b).digest("hex");
 }
@@ -130,10 +135,6 @@ Deno.test("CopyObject and UploadPartCopy from a source cut short on its volumes:
       const [host, sv] = replica.split("/");
       await Deno.truncate(`${c.volumeDir(c.volumes.indexOf(host))}/${sv}${path}`, 150_000);
     }
-    const failed = (e: { name: string; $metadata?: { httpStatusCode?: number } }) => ({
-      name: e.name,
-      status: e.$metadata?.httpStatusCode,
-    });
     const copy = await s3.send(
       new CopyObjectCommand({ Bucket, Key: "target", CopySource: `${Bucket}/source` }),
     ).then(() => null, failed);
@@ -200,10 +201,6 @@ Deno.test("UploadPartCopy and CopyObject from a source whose volumes break off m
   try {
     await s3.send(new CreateBucketCommand({ Bucket }));
     await s3.send(new PutObjectCommand({ Bucket, Key: "source", Body: randomBytes(1_000_000) }));
-    const failed = (e: { name: string; $metadata?: { httpStatusCode?: number } }) => ({
-      name: e.name,
-      status: e.$metadata?.httpStatusCode,
-    });
     const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key: "mpu" }));
     const part = await s3.send(
       new UploadPartCopyCommand({
