@@ -697,7 +697,7 @@ export class Store {
     if (!keyFits(key)) return tooLong();
     return await this.#exclusive(key, async () => {
       const prev = await this.entry(key);
-      if (prev && isClaimed(prev.rec)) return inFlight(prev.rec);
+      if (prev && isClaimed(prev.rec) && !isLingering(prev.rec)) return inFlight(prev.rec);
       if (prev?.rec.state !== "unlinked") return notFound("No unlinked key to relink");
       const path = key2path(key);
       const heads = await Promise.all(
@@ -718,7 +718,9 @@ export class Store {
     if (!keyFits(key)) return tooLong();
     return await this.#exclusive(key, async () => {
       const prev = await this.entry(key);
-      if (prev && isClaimed(prev.rec)) return inFlight(prev.rec);
+      // A lingering claim keeps writers off the key's files; UNLINK and
+      // RELINK write none, and the record they write keeps its lease.
+      if (prev && isClaimed(prev.rec) && !isLingering(prev.rec)) return inFlight(prev.rec);
       if (prev?.rec.state !== "live") return notFound("No live key to unlink");
       const rec: Record = { ...prev.rec, state: "unlinked" };
       const vs = await this.index.cas(key, prev.versionstamp, rec);

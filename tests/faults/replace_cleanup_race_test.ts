@@ -4,7 +4,7 @@
 // live replica. So the cleanup happens while the key is still held, and a
 // writer on another master meanwhile gets 409 rather than a file that is
 // about to be deleted. (Found by bench/chaos.ts: a GET then answered 410.)
-import { Cluster, randomBytes, randomKey } from "../cluster.ts";
+import { Cluster, randomBytes, randomKey, status } from "../cluster.ts";
 import { assert, assertEquals } from "../assert.ts";
 import { assertServes, replicas, VolumeProxy, where } from "./replace_faults.ts";
 import { key2path } from "../../lib/keys.ts";
@@ -182,6 +182,13 @@ Deno.test("a REPLACE whose cleanup DELETE goes unanswered keeps the key from wri
     const read = await fetch(m.url + key, { redirect: "manual" });
     await read.body?.cancel();
     assertEquals(read.status, 302, "readers do not");
+    // Nor UNLINK and RELINK, which write no file: the lease stays with the key.
+    assertEquals(await status(m.url + key, { method: "UNLINK" }), 204);
+    assertEquals(await status(m.url + key), 404);
+    assertEquals(await status(m.url + key, { method: "RELINK" }), 204);
+    const still = await fetch(m.url + key, { method: "REPLACE", body: second });
+    assertEquals(still.status, 409, "writers still wait");
+    await still.body?.cancel();
 
     proxy.release(); // it lands now, on the old value's file
     await new Promise((r) => setTimeout(r, 2100)); // the lease
