@@ -705,18 +705,20 @@ export async function deleteObject(s3: S3Request): Promise<Response> {
   const wasLive = (await s3.store.entry(s3.key))?.rec.state === "live";
   // A missing key is 204, but not in a bucket that does not exist either.
   if (!wasLive && !await bucketExists(s3)) throw noSuchBucket();
+  if (wasLive) await keepBucket(s3);
   await deleteKey(s3.store, s3.key, s3.req.headers.get("if-match") ?? undefined);
-  if (wasLive) await keepEmptied(s3);
   return new Response(null, { status: 204 });
 }
 
 /**
  * S3 removes a bucket only by DeleteBucket: one known only through its keys
- * that S3's DeleteObject(s) just emptied is recorded as made, so it stays
- * (empty) until DeleteBucket, as clients emptying a bucket then expect.
+ * is recorded as made before S3's DeleteObject(s) removes any of them, so it
+ * stays (empty) until DeleteBucket, as clients emptying a bucket then expect.
+ * Before, not after: a reader between the last delete and the record (or a
+ * master killed there) would find no bucket at all.
  */
-async function keepEmptied(s3: S3Request): Promise<void> {
-  if (await s3.store.index.bucket(s3.bucket) !== null || await bucketExists(s3)) return;
+async function keepBucket(s3: S3Request): Promise<void> {
+  if (await s3.store.index.bucket(s3.bucket) !== null) return;
   await s3.store.index.createBucket(s3.bucket, Date.now());
 }
 
@@ -746,6 +748,7 @@ export async function deleteObjects(s3: S3Request): Promise<Response> {
   if (!await bucketExists(s3)) throw noSuchBucket();
   const xml = await readWhole(s3.body(), XML_MAX);
   const { keys, versions, etags, quiet } = parseDelete(new TextDecoder().decode(xml));
+  await keepBucket(s3);
   const results: { Key: string; Code?: string; Message?: string }[] = keys.map((k) => ({ Key: k }));
   // Up to 1,000 keys: a few at a time, not 3,000 volume calls at once.
   await pool(results.entries(), 16, async ([i, r]) => {
@@ -758,7 +761,6 @@ export async function deleteObjects(s3: S3Request): Promise<Response> {
       r.Message = e.message;
     }
   });
-  await keepEmptied(s3);
   return xmlResponse("DeleteResult", {
     Deleted: quiet ? [] : results.filter((r) => !r.Code),
     Error: results.filter((r) => r.Code),
