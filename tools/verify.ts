@@ -340,8 +340,15 @@ async function checkLeftover(
   if (part) {
     let recorded = uploads.get(part[1]);
     if (!recorded) {
-      recorded = ctx.index.parts(part[1]).then((ps) =>
-        new Set([...ps.values()].flatMap((p) => p.volumes.map((v) => `${v} ${p.path}`)))
+      // Parts still recorded for an upload that has ended (its master
+      // killed inside endUpload, between its commits) are orphans too.
+      const id = part[1];
+      recorded = ctx.index.upload(id).then(async (u) =>
+        u === null ? new Set<string>() : new Set(
+          [...(await ctx.index.parts(id)).values()].flatMap((p) =>
+            p.volumes.map((v) => `${v} ${p.path}`)
+          ),
+        )
       );
       uploads.set(part[1], recorded);
     }

@@ -1,0 +1,32 @@
+import { assert, assertEquals } from "./assert.ts";
+import { Cluster, randomBytes, runMain } from "./cluster.ts";
+
+// A master killed inside endUpload (Complete or Abort), between the commit
+// that drops the upload and the one that drops its parts' records, leaves
+// part records of no upload: their files are orphans all the same.
+Deno.test("verify: parts still recorded for an upload that has ended are orphans", async () => {
+  const c = await Cluster.start({ flags: ["-s3"] });
+  try {
+    const object = `${c.url}/${crypto.randomUUID().slice(0, 8)}/big`;
+    const created = await (await fetch(`${object}?uploads`, { method: "POST" })).text();
+    const id = /<UploadId>([0-9a-f]{32})<\/UploadId>/.exec(created)![1];
+    const part = await fetch(`${object}?partNumber=1&uploadId=${id}`, {
+      method: "PUT",
+      body: randomBytes(5000),
+    });
+    await part.body?.cancel();
+    assertEquals(part.status, 200);
+    await c.stopMaster();
+    // endUpload's first commit only, as a SIGKILL right after it leaves it.
+    const kv = await Deno.openKv(`${c.db}/index.sqlite3`);
+    await kv.delete(["mu", id]);
+    kv.close();
+    const args = ["verify", "-volumes", c.volumes.join(","), "-db", c.db];
+    const found = await runMain(args);
+    assertEquals(found.code, 1, found.stdout + found.stderr);
+    assert(found.stdout.includes(`mpu.${id}.1.`), found.stdout);
+    assert(found.stdout.includes("multipart part of no upload in progress"), found.stdout);
+  } finally {
+    await c.stop();
+  }
+});
