@@ -184,13 +184,13 @@ export class Index {
     else await retryBusy(() => this.kv.set([MEMBERS, id], { until }));
   }
 
-  /** Members other than `id` whose heartbeat is still live. */
-  async otherMembers(id: string, now: number): Promise<number> {
-    let n = 0;
+  /** The ids of members other than `id` whose heartbeat is still live. */
+  async otherMembers(id: string, now: number): Promise<string[]> {
+    const ids: string[] = [];
     for await (const e of this.kv.list<{ until: number }>({ prefix: [MEMBERS] })) {
-      if (e.key[1] !== id && (e.value?.until ?? 0) > now) n++;
+      if (e.key[1] !== id && (e.value?.until ?? 0) > now) ids.push(String(e.key[1]));
     }
-    return n;
+    return ids;
   }
 
   /**

@@ -9,6 +9,9 @@
 // lapsed (event loop stalled) re-joins, with the wait, before writing.
 import type { Index } from "./index_db.ts";
 
+/** The start of a rebuild's member id (tools/rebuild.ts). */
+export const REBUILD = "rebuild:";
+
 export interface MembershipOptions {
   /** Heartbeat interval, ms. */
   interval: number;
@@ -28,12 +31,22 @@ export class Membership {
   #timer: ReturnType<typeof setInterval> | undefined;
   #joining: Promise<void> | null = null;
   #wasSole = false;
+  #rebuilding = false;
 
   constructor(index: Index, id: string, opts: MembershipOptions) {
     this.#index = index;
     this.id = id;
     this.#interval = opts.interval;
     this.#onSole = opts.onSole ?? (() => {});
+  }
+
+  /**
+   * True while a rebuild is registered: it empties the index and refills it
+   * from the volumes, so the index says nothing a master may answer from
+   * (a master paused past its heartbeat when the rebuild began looked gone).
+   */
+  get rebuilding(): boolean {
+    return this.#rebuilding;
   }
 
   /** True while this member may trust what it alone wrote. */
@@ -80,7 +93,9 @@ export class Membership {
       this.#writableAt = Math.max(this.#writableAt, now + 2.5 * this.#interval);
     }
     this.#beatAt = started;
-    const others = await this.#index.otherMembers(this.id, Date.now());
+    const ids = await this.#index.otherMembers(this.id, Date.now());
+    const others = ids.length;
+    this.#rebuilding = ids.some((id) => id.startsWith(REBUILD));
     const sole = others === 0;
     // A gap between two alone-checks (a stall) may hide a member that came
     // and went: that counts as becoming sole anew.

@@ -162,7 +162,9 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
       checkHost(req.headers.get("host"));
       const target = parseTarget(req.url);
       key = target.query ? `${target.rawPath}?${target.query}` : target.rawPath;
-      res = opts.s3 && isS3(req, target)
+      res = store.index.membership?.rebuilding && !isView(target.query)
+        ? rebuildRunning()
+        : opts.s3 && isS3(req, target)
         ? await handleS3(store, opts.s3, req, target)
         : target.query
         ? await query(store, req, target.key, target.query)
@@ -316,6 +318,22 @@ function respond(o: Outcome): Response {
   headers.delete("Content-Length");
   headers.set("Content-Type", "text/plain; charset=utf-8");
   return withBody(body, { status: o.status, headers });
+}
+
+/**
+ * 503 while a rebuild empties and refills the index: what it holds then is
+ * no answer (a rebuild runs with the masters stopped; one paused past its
+ * heartbeat when the rebuild began looked stopped).
+ */
+function rebuildRunning(): Response {
+  return text(503, "A rebuild of the index is running: retry once it is done");
+}
+
+/** ?status and ?metrics: they answer during a rebuild too. */
+function isView(raw: string): boolean {
+  if (!raw) return false;
+  const { op } = parseQuery(raw);
+  return op === "status" || op === "metrics";
 }
 
 /** 405 to a view (?list, ?metrics, ...) asked for with another method than GET or HEAD. */

@@ -10,6 +10,7 @@
 import type { FlagValues } from "../lib/flags.ts";
 import { requireDb, storeOptions } from "../lib/config.ts";
 import { joinIndex, openIndex } from "../lib/open.ts";
+import { REBUILD } from "../lib/membership.ts";
 import { key2volume, orderByPlacement, placementKey } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
 import { Progress } from "../lib/progress.ts";
@@ -22,9 +23,11 @@ export async function rebuild(flags: FlagValues): Promise<number> {
   const opts = storeOptions(flags);
   const concurrency = concurrencyOf(flags);
   const index = await openIndex(requireDb(flags));
-  const id = `rebuild:${Deno.pid}`;
+  const id = `${REBUILD}${Deno.pid}`;
   // It empties the index first: never under a master (or tool) using it.
-  const others = await index.otherMembers(id, Date.now());
+  // (One paused past its heartbeat looks gone: it answers 503 once resumed
+  // while this runs, lib/server.ts.)
+  const others = (await index.otherMembers(id, Date.now())).length;
   if (others > 0) {
     index.close();
     console.error(
