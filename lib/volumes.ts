@@ -346,12 +346,13 @@ export async function openPut(
   } catch (err) {
     throw fail(err);
   }
-  /** The whole body went out and its answer never came. */
-  let unanswered = false;
+  /** The whole body went out and its answer never came: the volume may store it yet. */
+  let mayLand = false;
   const answer = async () => {
     const res = await up.finish().catch((err) => {
       const e = fail(err);
-      unanswered = !(e instanceof VolumeError) || (e.status === 0 && !e.unsent);
+      // Not the volume's error (the caller's abort) counts too: the body went out.
+      mayLand = !(e instanceof VolumeError) || unanswered(e);
       throw e;
     });
     putAnswered(at.host, url, res.status);
@@ -379,7 +380,7 @@ export async function openPut(
       return cancelled;
     },
     get unanswered() {
-      return unanswered;
+      return mayLand;
     },
   };
 }

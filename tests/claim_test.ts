@@ -4,6 +4,8 @@
 import { Claim, isClaimed, renewing } from "../lib/claim.ts";
 import type { Record } from "../lib/record.ts";
 import { Store } from "../lib/store.ts";
+import { FLAGS, storeOptions } from "../lib/config.ts";
+import { parseFlags } from "../lib/flags.ts";
 import { withIndex } from "./temp_index.ts";
 import { assert, assertEquals } from "./assert.ts";
 
@@ -68,19 +70,8 @@ Deno.test("50 claims at once each finish, and no renewal timer is left", async (
 Deno.test("a PUT whose lease ran short while its master was paused gives the key up", async () => {
   await withIndex(async (index) => {
     // No volume is reached: the fence fails before the value is sent.
-    const store = new Store(index, {
-      volumes: ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"],
-      replicas: 3,
-      subvolumes: 1,
-      protect: false,
-      colocate: false,
-      md5sum: true,
-      voltimeout: 1000,
-      stall: 2000,
-      fallback: "",
-      lease: 400,
-      owner: "me",
-    });
+    const args = ["-volumes", "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3", "-lease", "400ms"];
+    const store = new Store(index, storeOptions(parseFlags(args, FLAGS).flags));
     const k = key();
     let sent = false;
     const body = new ReadableStream<Uint8Array>({

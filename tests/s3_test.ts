@@ -36,6 +36,7 @@ import {
 import { Upload } from "@aws-sdk/lib-storage";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { Cluster, randomBytes, volumeFiles } from "./cluster.ts";
+import { s3Client } from "./s3_client.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { key2path } from "../lib/keys.ts";
 import { openIndex } from "../lib/open.ts";
@@ -46,13 +47,7 @@ const ACCESS = "mkv-test-access";
 const SECRET = "mkv-test-secret-key";
 
 function client(c: Cluster, secret = SECRET, accessKeyId = ACCESS): S3Client {
-  return new S3Client({
-    endpoint: c.url,
-    region: "us-east-1",
-    forcePathStyle: true,
-    credentials: { accessKeyId, secretAccessKey: secret },
-    maxAttempts: 1,
-  });
+  return s3Client(c.url, { accessKeyId, secretAccessKey: secret });
 }
 
 function bucketName(): string {
@@ -1592,13 +1587,7 @@ Deno.test("keys from $MKV_S3_ACCESS_KEY and $MKV_S3_SECRET_KEY turn the gateway 
     MKV_S3_SECRET_KEY: "env-secret",
   });
   const url = master.url;
-  const s3 = new S3Client({
-    endpoint: url,
-    region: "us-east-1",
-    forcePathStyle: true,
-    credentials: { accessKeyId: "env-key", secretAccessKey: "env-secret" },
-    maxAttempts: 1,
-  });
+  const s3 = s3Client(url, { accessKeyId: "env-key", secretAccessKey: "env-secret" });
   try {
     const Bucket = bucketName();
     await s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: "from env" }));

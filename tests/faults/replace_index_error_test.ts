@@ -7,6 +7,8 @@ import { Cluster, randomBytes, randomKey } from "../cluster.ts";
 import { assert, assertEquals } from "../assert.ts";
 import { withIndex } from "../temp_index.ts";
 import { Store } from "../../lib/store.ts";
+import { FLAGS, storeOptions } from "../../lib/config.ts";
+import { parseFlags } from "../../lib/flags.ts";
 import { renewing } from "../../lib/claim.ts";
 import { md5, toHex } from "../../lib/keys.ts";
 import { replicas, VolumeProxy } from "./replace_faults.ts";
@@ -30,19 +32,8 @@ Deno.test("a REPLACE whose new record the index fails to take leaves its claim t
   try {
     await withIndex(async (index) => {
       const volumes = [c.volumes[0], c.volumes[1], refuser.volume];
-      const store = new Store(index, {
-        volumes,
-        replicas: 3,
-        subvolumes: 10,
-        protect: false,
-        colocate: false,
-        md5sum: true,
-        voltimeout: 1000,
-        stall: 2000,
-        fallback: "",
-        lease: 500,
-        owner: "me",
-      });
+      const args = ["-volumes", volumes.join(","), "-lease", "500ms"];
+      const store = new Store(index, storeOptions(parseFlags(args, FLAGS).flags));
       const key = new TextEncoder().encode(randomKey("/replace-index-error"));
       const before = randomBytes(1000);
       const after = randomBytes(2000);

@@ -4,8 +4,9 @@
 // recorded, and the next read of the key finishes it once the volumes answer.
 // S3's PutObject over an existing key is a REPLACE: its 503 is
 // ServiceUnavailable, which S3's clients retry.
-import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { Cluster, randomBytes, randomKey } from "../cluster.ts";
+import { s3Client } from "../s3_client.ts";
 import { assertEquals } from "../assert.ts";
 import { md5, toHex } from "../../lib/keys.ts";
 import { assertServes, VolumeProxy } from "./replace_faults.ts";
@@ -69,13 +70,7 @@ Deno.test("a REPLACE whose every rename goes unanswered answers 503; the next GE
 Deno.test("S3 PutObject over a key whose every rename goes unanswered: 503 ServiceUnavailable", async () => {
   const c = await Cluster.start();
   const { m, sinks, stop } = await sinkCluster(c, ["-s3"]);
-  const s3 = new S3Client({
-    endpoint: m.url,
-    region: "us-east-1",
-    forcePathStyle: true,
-    credentials: { accessKeyId: "anyone", secretAccessKey: "anything" },
-    maxAttempts: 1,
-  });
+  const s3 = s3Client(m.url);
   try {
     const Bucket = `b-${crypto.randomUUID().slice(0, 8)}`;
     await s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: "first" }));

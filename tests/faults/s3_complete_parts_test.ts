@@ -16,19 +16,14 @@ import {
   UploadPartCopyCommand,
 } from "@aws-sdk/client-s3";
 import { Cluster, randomBytes, volumeFiles } from "../cluster.ts";
+import { s3Client } from "../s3_client.ts";
 import { assertEquals } from "../assert.ts";
 import { openIndex } from "../../lib/open.ts";
 import { key2path } from "../../lib/keys.ts";
 import { VolumeProxy, where } from "./replace_faults.ts";
 
 function client(c: Cluster): S3Client {
-  return new S3Client({
-    endpoint: c.url,
-    region: "us-east-1",
-    forcePathStyle: true,
-    credentials: { accessKeyId: "x", secretAccessKey: "y" },
-    maxAttempts: 1,
-  });
+  return s3Client(c.url);
 }
 
 /** An SDK call's error as its S3 code and HTTP status. */
@@ -191,13 +186,7 @@ Deno.test("UploadPartCopy and CopyObject from a source whose volumes break off m
   const name = btoa(`/${Bucket}/source`);
   const cutters = c.volumes.map((v) => new GetCutter(v, name));
   const m = await c.spawnMaster(["-s3", "-volumes", cutters.map((p) => p.volume).join(",")]);
-  const s3 = new S3Client({
-    endpoint: m.url,
-    region: "us-east-1",
-    forcePathStyle: true,
-    credentials: { accessKeyId: "x", secretAccessKey: "y" },
-    maxAttempts: 1,
-  });
+  const s3 = s3Client(m.url);
   try {
     await s3.send(new CreateBucketCommand({ Bucket }));
     await s3.send(new PutObjectCommand({ Bucket, Key: "source", Body: randomBytes(1_000_000) }));
