@@ -8,6 +8,11 @@
 // writes to the same key (the second waits for the next batch, where its
 // check sees the first), and when a batch's checks fail, the writes whose
 // checks no longer hold are answered `null` and the rest retried.
+//
+// A write may also carry its writer's fence (lib/membership.ts): one more
+// check, shared by the batch, that the writer still holds its place in the
+// index. A batch never mixes fences, and when its fence no longer holds,
+// each of its writes fails with Fenced: it was not made.
 import { setImmediate } from "node:timers";
 import { latin1 } from "./bytes.ts";
 import { batchHistogram } from "./metrics.ts";
@@ -30,6 +35,15 @@ export async function retryBusy<T>(work: () => Promise<T>, ms = 10_000): Promise
   }
 }
 
+/** The key and versionstamp of a writer's fence record. */
+export interface Fence {
+  key: Deno.KvKey;
+  versionstamp: string;
+}
+
+/** A write refused because its writer lost its fence: nothing was written. */
+export class Fenced extends Error {}
+
 /**
  * One compare-and-set. `value: null` deletes the key; `expect: undefined`
  * writes unconditionally (rebuild).
@@ -42,6 +56,8 @@ export interface Cas {
   size: number;
   /** Encoded size of the key in bytes. */
   keySize: number;
+  /** The writer's fence when it was cleared to write (null: unfenced). */
+  fence: Fence | null;
 }
 
 /** Deno KV's limits on one atomic (ext/kv), with room for encoding slack. */
@@ -103,6 +119,8 @@ export class GroupCommit {
 
   async #commit(batch: Pending[]) {
     const atomic = this.#kv.atomic();
+    const fence = batch[0].cas.fence;
+    if (fence) atomic.check(fence);
     for (const { cas } of batch) {
       if (cas.expect !== undefined) {
         atomic.check({ key: cas.key, versionstamp: cas.expect });
@@ -131,7 +149,15 @@ export class GroupCommit {
     }
     // Some check failed: find which by reading the current versionstamps;
     // those writers lose, the others go to the front of the queue again.
-    const current = await this.#versionstamps(batch.map((p) => p.cas.key));
+    const keys = batch.map((p) => p.cas.key);
+    const current = await this.#versionstamps(fence ? [fence.key, ...keys] : keys);
+    if (fence && current.shift() !== fence.versionstamp) {
+      const err = new Fenced(
+        "Cannot write the index: this process lost its registration in it (paused past its heartbeat?)",
+      );
+      for (const p of batch) p.reject(err);
+      return;
+    }
     const retry: Pending[] = [];
     batch.forEach((p, i) => {
       if (p.cas.expect !== undefined && current[i] !== p.cas.expect) {
@@ -158,7 +184,8 @@ export function takeBatch(queue: Pending[]): Pending[] {
   const deferred: Pending[] = [];
   let keyBytes = 0;
   let totalBytes = 0;
-  let checks = 0;
+  const fence = queue[0]?.cas.fence ?? null;
+  let checks = fence ? 1 : 0;
   while (queue.length > 0 && batch.length < LIMITS.mutations) {
     const p = queue[0];
     const check = p.cas.expect !== undefined ? 1 : 0;
@@ -172,7 +199,8 @@ export function takeBatch(queue: Pending[]): Pending[] {
     ) break;
     queue.shift();
     const id = keyId(p.cas.key);
-    if (seen.has(id)) {
+    if (seen.has(id) || p.cas.fence?.versionstamp !== fence?.versionstamp) {
+      seen.add(id); // a later write of a deferred key waits too
       deferred.push(p);
       continue;
     }

@@ -3,13 +3,14 @@
 // bytewise, so prefix listing is a range scan.
 import { Bloom } from "./bloom.ts";
 import { compare, latin1, successor } from "./bytes.ts";
-import { GroupCommit, retryBusy } from "./group_commit.ts";
+import { type Cas, type Fence, Fenced, GroupCommit, retryBusy } from "./group_commit.ts";
 import { volumeOfReplica } from "./keys.ts";
 import type { Membership } from "./membership.ts";
 import { fromRecord, type Meta, type Record, type State, toRecord } from "./record.ts";
 
 const NS = "k";
 const MEMBERS = "members";
+const FENCES = "fences";
 const BUCKETS = "b";
 const UPLOADS = "mu";
 const PARTS = "mp";
@@ -180,8 +181,48 @@ export class Index {
   }
 
   async heartbeat(id: string, until: number): Promise<void> {
-    if (until === 0) await retryBusy(() => this.kv.delete([MEMBERS, id]));
-    else await retryBusy(() => this.kv.set([MEMBERS, id], { until }));
+    if (until === 0) {
+      await retryBusy(() => this.kv.atomic().delete([MEMBERS, id]).delete([FENCES, id]).commit());
+    } else await retryBusy(() => this.kv.set([MEMBERS, id], { until }));
+  }
+
+  /**
+   * The fence of member `id` (see lib/membership.ts): `held` if it still
+   * stands, else a new one.
+   */
+  async fence(id: string, held: string | null): Promise<Fence> {
+    const key = [FENCES, id];
+    const e = await retryBusy(() => this.kv.get(key));
+    if (held !== null && e.versionstamp === held) return { key, versionstamp: held };
+    const res = await retryBusy(() => this.kv.set(key, { at: Date.now() }));
+    return { key, versionstamp: res.versionstamp };
+  }
+
+  /**
+   * Removes the fences (and heartbeat records) of members other than `id`
+   * whose heartbeat has lapsed, so that an index write any of them sent
+   * before it stopped can no longer land. False when one of them, or
+   * another member, is live after all: nothing is removed then.
+   */
+  async evictLapsed(id: string, now: number): Promise<boolean> {
+    const lapsed: Deno.KvEntryMaybe<unknown>[] = [];
+    for await (const f of this.kv.list({ prefix: [FENCES] })) {
+      const other = String(f.key[1]);
+      if (other === id) continue;
+      const m = await this.kv.get<{ until: number }>([MEMBERS, other]);
+      if ((m.value?.until ?? 0) > now) return false;
+      lapsed.push(m);
+    }
+    // Each member's eviction stands alone; 50 of them keep an atomic's checks under 100.
+    for (let i = 0; i < lapsed.length; i += 50) {
+      const atomic = this.kv.atomic();
+      for (const m of lapsed.slice(i, i + 50)) {
+        // The check keeps a member that beats meanwhile from losing its fence.
+        atomic.check(m).delete([FENCES, m.key[1]]).delete(m.key);
+      }
+      if (!(await retryBusy(() => atomic.commit())).ok) return false;
+    }
+    return true;
   }
 
   /** The ids of members other than `id` whose heartbeat is still live. */
@@ -204,15 +245,16 @@ export class Index {
     expect: string | null,
     rec: Record | null,
   ): Promise<string | null> {
-    await this.membership?.ready();
+    const fence = await this.#ready();
     // The filter must hold a key before the key can exist.
     if (rec !== null) this.#addToFilters(key);
-    const vs = await this.commits.write({
+    const vs = await this.#write({
       key: [NS, key],
       expect,
       value: rec === null ? null : fromRecord(rec),
       size: rec === null ? 0 : recordSize(rec),
       keySize: encodedKeySize(key),
+      fence,
     });
     if (vs !== null) {
       this.#remember(key, rec === null ? null : { rec, versionstamp: vs }, vs);
@@ -231,16 +273,32 @@ export class Index {
 
   /** Writes a record unconditionally (rebuild); group-committed too. */
   async set(key: Uint8Array, rec: Record): Promise<void> {
-    await this.membership?.ready();
+    const fence = await this.#ready();
     this.#addToFilters(key);
     this.#cache.delete(cacheId(key));
-    await this.commits.write({
+    await this.#write({
       key: [NS, key],
       expect: undefined,
       value: fromRecord(rec),
       size: recordSize(rec),
       keySize: encodedKeySize(key),
+      fence,
     });
+  }
+
+  /** Waits until this member may write; its fence then (null: not a member). */
+  async #ready(): Promise<Fence | null> {
+    return (await this.membership?.ready()) ?? null;
+  }
+
+  async #write(cas: Cas): Promise<string | null> {
+    try {
+      return await this.commits.write(cas);
+    } catch (err) {
+      // Taken for gone by another member: join again before the next write.
+      if (err instanceof Fenced) this.membership?.lapsed();
+      throw err;
+    }
   }
 
   /** Removes every record (rebuild starts from nothing, as mkv's). */

@@ -7,6 +7,15 @@
 // before its first write, by which time every other master has either seen
 // it or stopped trusting its caches. A member whose own heartbeat may have
 // lapsed (event loop stalled) re-joins, with the wait, before writing.
+//
+// Fences: a write sent before a member stalled can land after it (it waited
+// on a busy or remote index meanwhile), when the others may have taken the
+// member for gone and trusted their memory again. So each member keeps a
+// fence record, and every index write of its carries a check that the fence
+// still stands; a member removes the fences of lapsed members before it
+// trusts its memory as the sole writer. A late write then fails (Fenced)
+// instead of landing unseen, and its member joins again, with the wait.
+import type { Fence } from "./group_commit.ts";
 import type { Index } from "./index_db.ts";
 
 /** The start of a rebuild's member id (tools/rebuild.ts). */
@@ -32,6 +41,8 @@ export class Membership {
   #joining: Promise<void> | null = null;
   #wasSole = false;
   #rebuilding = false;
+  #fence: Fence | null = null;
+  #fencing: Promise<void> | null = null;
 
   constructor(index: Index, id: string, opts: MembershipOptions) {
     this.#index = index;
@@ -70,15 +81,23 @@ export class Membership {
     return this.#joining;
   }
 
-  /** Resolves when a write is safe: the registration is fresh. */
-  async ready(): Promise<void> {
+  /**
+   * Resolves when a write is safe, the registration fresh, to the fence the
+   * write must carry.
+   */
+  async ready(): Promise<Fence> {
     while (true) {
       const now = performance.now();
-      if (now - this.#beatAt >= 2 * this.#interval) await this.join();
+      if (now - this.#beatAt >= 2 * this.#interval || !this.#fence) await this.join();
       else if (now < this.#writableAt) {
         await new Promise((r) => setTimeout(r, this.#writableAt - now));
-      } else return;
+      } else return this.#fence;
     }
+  }
+
+  /** A write found this member's fence gone: join again before writing. */
+  lapsed(): void {
+    this.#beatAt = -Infinity;
   }
 
   async #beat(): Promise<number> {
@@ -89,14 +108,16 @@ export class Membership {
     // meanwhile, and the others, alone, may trust their memory again. Wait
     // as a newcomer does before writing, or a write lands unseen by them.
     const now = performance.now();
-    if (this.#timer !== undefined && now - this.#beatAt >= 2 * this.#interval) {
-      this.#writableAt = Math.max(this.#writableAt, now + 2.5 * this.#interval);
-    }
+    const lapsed = this.#timer !== undefined && now - this.#beatAt >= 2 * this.#interval;
+    if (lapsed) this.#writableAt = Math.max(this.#writableAt, now + 2.5 * this.#interval);
+    // After the heartbeat: a fence made before it could be removed as lapsed.
+    if (lapsed || !this.#fence) await this.#refence();
     this.#beatAt = started;
     const ids = await this.#index.otherMembers(this.id, Date.now());
     const others = ids.length;
     this.#rebuilding = ids.some((id) => id.startsWith(REBUILD));
-    const sole = others === 0;
+    // Sole once no write of a lapsed member can land any more.
+    const sole = others === 0 && await this.#index.evictLapsed(this.id, Date.now());
     // A gap between two alone-checks (a stall) may hide a member that came
     // and went: that counts as becoming sole anew.
     const unbroken = this.#wasSole && started - this.#aloneSince < 1.5 * this.#interval;
@@ -104,6 +125,16 @@ export class Membership {
     if (sole !== this.#wasSole || (sole && !unbroken)) this.#onSole(sole);
     this.#wasSole = sole;
     return others;
+  }
+
+  /** Makes sure this member holds a fence that stands (one call at a time). */
+  #refence(): Promise<void> {
+    this.#fencing ??= this.#index.fence(this.id, this.#fence?.versionstamp ?? null)
+      .then((f) => {
+        this.#fence = f;
+      })
+      .finally(() => this.#fencing = null);
+    return this.#fencing;
   }
 
   async leave(): Promise<void> {

@@ -78,6 +78,8 @@ export interface IndexFigures {
   live: number;
   unlinked: number;
   writing: number;
+  /** 1 while this master is the index's sole writer (answering from memory where it can). */
+  sole: number;
 }
 
 export const BATCH_BOUNDS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
@@ -131,5 +133,11 @@ export function render(m: Metrics, index: IndexFigures): string {
   out.push(`mkv_keys{state="live"} ${index.live}`);
   out.push(`mkv_keys{state="unlinked"} ${index.unlinked}`);
   out.push(`mkv_keys{state="writing"} ${index.writing}`);
+  family(
+    "mkv_index_sole",
+    "gauge",
+    "1 while this master is the index's sole writer and answers from memory, else 0.",
+  );
+  out.push(`mkv_index_sole ${index.sole}`);
   return out.join("\n") + "\n";
 }

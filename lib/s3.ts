@@ -2,6 +2,7 @@
 // the same bytes), told apart from mkv's API by their signature or S3 query
 // parameters, dispatched here by method and operation to lib/s3_objects.ts,
 // lib/s3_list.ts and lib/s3_multipart.ts. Errors speak S3's XML.
+import { Fenced } from "./group_commit.ts";
 import { checkSignature, type Credentials, isSigned, parseQueryPairs } from "./s3_auth.ts";
 import { type S3Body, s3Body } from "./s3_body.ts";
 import { errorIds, errorResponse, newRequestId, S3Error, s3Error } from "./s3_xml.ts";
@@ -128,7 +129,9 @@ async function answerS3(
     }
     console.error(err);
     const message = err instanceof Error ? err.message : String(err);
-    return errorResponse(s3Error("InternalError", message), target.rawPath, head);
+    // Fenced: nothing was written, and a retry after the master re-joins succeeds.
+    const code = err instanceof Fenced ? "ServiceUnavailable" : "InternalError";
+    return errorResponse(s3Error(code, message), target.rawPath, head);
   } finally {
     // A body refused before it was read (412, 409, KeyTooLongError, ...):
     // once piped through the digest checks, the request's own body counts as

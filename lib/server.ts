@@ -7,6 +7,7 @@ import { logRequest } from "./log.ts";
 import { statusPage } from "./status.ts";
 import { Store } from "./store.ts";
 import type { Outcome } from "./store.ts";
+import { Fenced } from "./group_commit.ts";
 import { keyFits } from "./index_db.ts";
 import { BadRequest, checkHost, parseQuery, parseTarget } from "./target.ts";
 import type { State } from "./record.ts";
@@ -170,8 +171,11 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
         ? await query(store, req, target.key, target.query)
         : await dispatch(store, req, target.key, target.rawPath);
     } catch (err) {
+      // Fenced: the write was not made; once the master has joined again, it can be.
       res = err instanceof BadRequest
         ? text(400, err.message)
+        : err instanceof Fenced
+        ? text(503, `${err.message}: retry`)
         : text(500, `Internal error: ${err instanceof Error ? err.message : err}`);
       if (!(err instanceof BadRequest)) console.error(err);
     }
@@ -286,6 +290,7 @@ async function metricsPage(store: Store, req: Request): Promise<Response> {
     writes: commits.stats.writes,
     batches: commits.batches,
     ...keys,
+    sole: store.index.membership?.sole ? 1 : 0,
   });
   return new Response(body, {
     headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" },

@@ -1,7 +1,7 @@
 // Unit tests of lib/group_commit.ts and lib/index_db.ts against a real Deno KV
 // on a temporary file: batching, compare-and-set semantics, batch limits,
 // prefix listing and the key size arithmetic.
-import { type Cas, LIMITS, takeBatch } from "../lib/group_commit.ts";
+import { type Cas, type Fence, Fenced, LIMITS, takeBatch } from "../lib/group_commit.ts";
 import { encodedKeySize, Index, keyFits } from "../lib/index_db.ts";
 import type { Record, State } from "../lib/record.ts";
 import { withIndex } from "./temp_index.ts";
@@ -131,13 +131,77 @@ Deno.test("concurrent creates of the longest keys stay within Deno KV's key byte
   });
 });
 
+// ---- fences (lib/membership.ts) ----
+
+/** A write of `key` as member `fence`'s, straight to the group commit. */
+function fencedWrite(index: Index, key: string, fence: Fence | null): Promise<string | null> {
+  return index.commits.write({
+    key: ["k", enc.encode(key)],
+    expect: null,
+    value: rec(),
+    size: 100,
+    keySize: 10,
+    fence,
+  });
+}
+
+Deno.test("writes carrying an evicted member's fence all fail with Fenced and write nothing", async () => {
+  await withIndex(async (index) => {
+    const fence = await index.fence("m1", null);
+    assert(await fencedWrite(index, "/f/before", fence), "a standing fence lets writes through");
+    await index.heartbeat("m1", Date.now() - 1); // m1 has lapsed
+    assertEquals(await index.evictLapsed("m2", Date.now()), true);
+    const keys = ["/f/a", "/f/b", "/f/c"];
+    const results = await Promise.allSettled(keys.map((k) => fencedWrite(index, k, fence)));
+    for (const r of results) {
+      assert(r.status === "rejected" && r.reason instanceof Fenced, String(r.status));
+    }
+    for (const k of keys) assertEquals(await index.get(enc.encode(k)), null, k);
+    assertEquals((await index.kv.get(["members", "m1"])).versionstamp, null, "record tidied");
+  });
+});
+
+Deno.test("a member's fence made anew after eviction lets its writes through again", async () => {
+  await withIndex(async (index) => {
+    const old = await index.fence("m1", null);
+    assertEquals(await index.fence("m1", old.versionstamp), old, "a standing fence is kept");
+    await index.heartbeat("m1", Date.now() - 1);
+    assert(await index.evictLapsed("m2", Date.now()));
+    const fresh = await index.fence("m1", old.versionstamp);
+    assert(fresh.versionstamp !== old.versionstamp);
+    assert(await fencedWrite(index, "/f/after", fresh));
+  });
+});
+
+Deno.test("evictLapsed keeps every fence while any member with one is live", async () => {
+  await withIndex(async (index) => {
+    const lapsed = await index.fence("m1", null);
+    await index.heartbeat("m1", Date.now() - 1);
+    await index.heartbeat("m3", Date.now() + 10_000);
+    const live = await index.fence("m3", null);
+    assertEquals(await index.evictLapsed("m2", Date.now()), false);
+    assert(await fencedWrite(index, "/f/m1", lapsed), "not evicted");
+    assert(await fencedWrite(index, "/f/m3", live));
+    assertEquals(await index.evictLapsed("m3", Date.now()), true, "m3 itself may evict m1");
+    await assertRejects(() => fencedWrite(index, "/f/m1b", lapsed), Fenced);
+  });
+});
+
+Deno.test("a member that leaves takes its fence along", async () => {
+  await withIndex(async (index) => {
+    const fence = await index.fence("m1", null);
+    await index.heartbeat("m1", 0);
+    await assertRejects(() => fencedWrite(index, "/f/left", fence), Fenced);
+  });
+});
+
 // ---- takeBatch ----
 
 type Pending = Parameters<typeof takeBatch>[0][number];
 
 function pending(cas: Partial<Cas> & { key: Deno.KvKey }, log?: unknown[]): Pending {
   return {
-    cas: { expect: null, value: 1, size: 10, keySize: 10, ...cas },
+    cas: { expect: null, value: 1, size: 10, keySize: 10, fence: null, ...cas },
     resolve: () => log?.push("resolve"),
     reject: () => log?.push("reject"),
   };
@@ -159,6 +223,21 @@ Deno.test("takeBatch defers a second write of the same key to a later batch", ()
   assertEquals(names(takeBatch(q)), "a3");
   assertEquals(q.length, 0);
   assertEquals(takeBatch(q), []);
+});
+
+Deno.test("takeBatch never mixes fences, and keeps each key's order across them", () => {
+  const f = (v: string): Fence => ({ key: ["fences", "m"], versionstamp: v });
+  const q = [
+    pending({ key: ["k", "a"], value: 1, fence: f("1") }),
+    pending({ key: ["k", "b"], value: 1, fence: f("2") }),
+    pending({ key: ["k", "b"], value: 2, fence: f("1") }),
+    pending({ key: ["k", "c"], value: 1, fence: f("1") }),
+  ];
+  const names = (b: Pending[]) =>
+    b.map((p) => `${String(p.cas.key[1])}${p.cas.value}@${p.cas.fence?.versionstamp}`).join(",");
+  assertEquals(names(takeBatch(q)), "a1@1,c1@1", "b2 waits behind b1");
+  assertEquals(names(takeBatch(q)), "b1@2");
+  assertEquals(names(takeBatch(q)), "b2@1");
 });
 
 Deno.test("takeBatch tells apart keys that only look alike", () => {

@@ -115,3 +115,24 @@ Deno.test("/?metrics counts keys by state", async () => {
     await c.stop();
   }
 });
+
+Deno.test("/?metrics says whether the master is the index's sole writer", async () => {
+  const c = await Cluster.start();
+  try {
+    assertEquals((await scrape(c)).get("mkv_index_sole"), 1, "alone");
+    const other = await c.spawnMaster();
+    try {
+      // Within a heartbeat (1 s) of the other's registration.
+      let sole = 1;
+      for (let i = 0; i < 40 && sole === 1; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        sole = (await scrape(c)).get("mkv_index_sole")!;
+      }
+      assertEquals(sole, 0, "with another master");
+    } finally {
+      await other.stop();
+    }
+  } finally {
+    await c.stop();
+  }
+});
