@@ -23,7 +23,10 @@ import {
   liveRecord,
   metaFrom,
   openReplica,
+  overtaken,
+  OVERTAKEN_TRIES,
   preconditionFailed,
+  stillNamed,
   volumesFault,
   writeConditions,
   writeObject,
@@ -119,19 +122,15 @@ async function uploadPartCopy(
   versionstamp: string,
   n: number,
 ): Promise<Response> {
-  const { req, store } = s3;
+  const { req } = s3;
   const source = copySource(req.headers.get("x-amz-copy-source")!);
-  const src = await liveRecord(store, source).catch((err) => copyFailure(s3, source, err));
-  if (copyConditions(req.headers, src)) throw preconditionFailed();
-  const rangeHeader = req.headers.get("x-amz-copy-source-range");
-  let range: string | undefined;
-  let length = src.size >= 0 ? src.size : null;
-  if (rangeHeader !== null) {
-    const r = copyRange(rangeHeader, src.size);
-    range = `bytes=${r.start}-${r.end}`;
-    length = r.end - r.start + 1;
+  // A source overwritten between reading its record and opening its file
+  // is opened again: its conditions are judged on the bytes copied.
+  let opened;
+  for (let tries = 1; !(opened = await openSource(s3, source)); tries++) {
+    if (tries === OVERTAKEN_TRIES) throw overtaken();
   }
-  const res = await openReplica(store, source, src, { range, signal: req.signal });
+  const { res, length } = opened;
   let part: Part;
   try {
     part = await storePart(
@@ -157,6 +156,32 @@ async function uploadPartCopy(
     LastModified: new Date(part.mtime).toISOString(),
     ETag: `"${part.md5}"`,
   });
+}
+
+/**
+ * UploadPartCopy's source checked (its conditions, its range) and opened:
+ * the volume's answer and the length it must give, or null when an
+ * overwrite of the source overtook it.
+ */
+async function openSource(
+  s3: S3Request,
+  source: Uint8Array,
+): Promise<{ res: Response; length: number | null } | null> {
+  const { req, store } = s3;
+  const src = await liveRecord(store, source).catch((err) => copyFailure(s3, source, err));
+  if (copyConditions(req.headers, src)) throw preconditionFailed();
+  const rangeHeader = req.headers.get("x-amz-copy-source-range");
+  let range: string | undefined;
+  let length = src.size >= 0 ? src.size : null;
+  if (rangeHeader !== null) {
+    const r = copyRange(rangeHeader, src.size);
+    range = `bytes=${r.start}-${r.end}`;
+    length = r.end - r.start + 1;
+  }
+  const res = await openReplica(store, source, src, { range, signal: req.signal });
+  if (await stillNamed(store, source, src)) return { res, length };
+  await res.body?.cancel().catch(() => {});
+  return null;
 }
 
 /**

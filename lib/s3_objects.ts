@@ -57,8 +57,41 @@ export async function liveRecord(store: Store, key: Uint8Array): Promise<Record>
   return e.rec;
 }
 
+/** Reads of a key overtaken by overwrites, one after another, before one is answered. */
+export const OVERTAKEN_TRIES = 10;
+
+/**
+ * True while the key's record still names the value `rec` names, once a
+ * volume has opened a file of it (its answer's headers came): no REPLACE has
+ * begun renaming since `rec` was read (one records its switch first), so the
+ * file opened holds `rec`'s bytes. A REBALANCE or a repair copies the same
+ * bytes: it changes no more than the replicas.
+ */
+export async function stillNamed(store: Store, key: Uint8Array, rec: Record): Promise<boolean> {
+  const now = (await store.index.get(key))?.rec;
+  return now !== undefined && now.state === "live" && now.next === undefined &&
+    now.hash === rec.hash && now.size === rec.size && now.mtime === rec.mtime &&
+    now.meta?.etag === rec.meta?.etag;
+}
+
+/** A read overtaken by overwrites OVERTAKEN_TRIES times: clients retry a 503. */
+export function overtaken(): S3Error {
+  return s3Error("ServiceUnavailable", "The key is being overwritten: retry");
+}
+
 /** GetObject and HeadObject: the value from a replica that answers. */
 export async function getObject(s3: S3Request, head: boolean): Promise<Response> {
+  // A value overwritten between reading its record and opening its file is
+  // read again: the answer's headers (ETag, conditions) name its bytes.
+  for (let tries = 1;; tries++) {
+    const out = await readObject(s3, head);
+    if (out !== null) return out;
+    if (tries === OVERTAKEN_TRIES) throw overtaken();
+  }
+}
+
+/** GetObject or HeadObject once; null when an overwrite overtook it. */
+async function readObject(s3: S3Request, head: boolean): Promise<Response | null> {
   let rec: Record;
   try {
     rec = await liveRecord(s3.store, s3.key);
@@ -91,6 +124,10 @@ export async function getObject(s3: S3Request, head: boolean): Promise<Response>
     asked = r ? `bytes=${r.start}-${r.end}` : undefined;
   }
   const res = await openReplica(s3.store, s3.key, rec, { range: asked, signal: s3.req.signal });
+  if (!await stillNamed(s3.store, s3.key, rec)) {
+    await res.body?.cancel().catch(() => {});
+    return null;
+  }
   for (const name of ["Content-Length", "Content-Range"]) {
     const v = res.headers.get(name);
     if (v !== null) headers.set(name, v);

@@ -1,0 +1,119 @@
+// An S3 read of a key that a REPLACE overwrites between the moment the
+// master reads the key's record and the moment a volume opens the file: the
+// bytes are then the new value's, so the answer must be the new value's too
+// (its ETag, its conditions), never the old record's headers on the new
+// bytes. A proxy holds the read's GET at the volume while the overwrite
+// runs, then lets it through. `deno task test:faults`.
+import { createHash } from "node:crypto";
+import {
+  CreateMultipartUploadCommand,
+  GetObjectCommand,
+  PutObjectCommand,
+  UploadPartCopyCommand,
+} from "@aws-sdk/client-s3";
+import { Cluster, randomBytes } from "../cluster.ts";
+import { s3Client } from "../s3_client.ts";
+import { assertEquals } from "../assert.ts";
+import { VolumeProxy } from "./replace_faults.ts";
+
+function md5Hex(b: Uint8Array): string {
+  return createHash("md5").update(b).digest("hex");
+}
+
+/** Holds the first GET of a path holding `match` until released; `held` resolves when it comes. */
+class FirstGetHolder extends VolumeProxy {
+  static taken = false;
+  readonly #held = Promise.withResolvers<void>();
+
+  constructor(target: string, readonly match: string) {
+    super(target);
+  }
+
+  get held(): Promise<void> {
+    return this.#held.promise;
+  }
+
+  protected override async handle(req: Request): Promise<Response> {
+    if (
+      req.method === "GET" && new URL(req.url).pathname.includes(this.match) &&
+      !FirstGetHolder.taken
+    ) {
+      FirstGetHolder.taken = true;
+      this.#held.resolve();
+      await this.released;
+    }
+    return await this.forward(req);
+  }
+}
+
+/** The only master, on proxies of the cluster's volumes that hold the first GET of `key`. */
+async function heldCluster(key: string) {
+  FirstGetHolder.taken = false;
+  const c = await Cluster.start({ flags: ["-s3"] });
+  // Its one master (answering from its memory of the index) on the proxies.
+  await c.stopMaster();
+  const proxies = c.volumes.map((v) => new FirstGetHolder(v, btoa(key)));
+  const m = await c.spawnMaster(["-volumes", proxies.map((p) => p.volume).join(",")]);
+  return {
+    s3: s3Client(m.url),
+    /** Resolves once one proxy holds the GET. */
+    held: Promise.race(proxies.map((p) => p.held)),
+    release: () => proxies.forEach((p) => p.release()),
+    async stop() {
+      await m.stop();
+      await Promise.all(proxies.map((p) => p.stop()));
+      await c.stop();
+    },
+  };
+}
+
+Deno.test("GetObject overtaken by an overwrite before its volume opens the file: the new value with its own ETag", async () => {
+  const Bucket = "read-replaced";
+  const Key = "object";
+  const h = await heldCluster(`/${Bucket}/${Key}`);
+  try {
+    const [before, after] = [randomBytes(200_000), randomBytes(200_000)];
+    await h.s3.send(new PutObjectCommand({ Bucket, Key, Body: before }));
+    const reading = h.s3.send(new GetObjectCommand({ Bucket, Key }));
+    await h.held;
+    await h.s3.send(new PutObjectCommand({ Bucket, Key, Body: after }));
+    h.release();
+    const got = await reading;
+    const bytes = await got.Body!.transformToByteArray();
+    assertEquals(md5Hex(bytes), md5Hex(after));
+    assertEquals(got.ETag, `"${md5Hex(after)}"`);
+  } finally {
+    await h.stop();
+  }
+});
+
+Deno.test("UploadPartCopy overtaken by an overwrite of its source: its copy-source-if-match is judged on the bytes copied", async () => {
+  const Bucket = "copy-replaced";
+  const Key = "source";
+  const h = await heldCluster(`/${Bucket}/${Key}`);
+  try {
+    const [before, after] = [randomBytes(200_000), randomBytes(200_000)];
+    const { ETag } = await h.s3.send(new PutObjectCommand({ Bucket, Key, Body: before }));
+    const { UploadId } = await h.s3.send(new CreateMultipartUploadCommand({ Bucket, Key: "mpu" }));
+    const copying = h.s3.send(
+      new UploadPartCopyCommand({
+        Bucket,
+        Key: "mpu",
+        UploadId,
+        PartNumber: 1,
+        CopySource: `${Bucket}/${Key}`,
+        CopySourceIfMatch: ETag,
+      }),
+    );
+    await h.held;
+    await h.s3.send(new PutObjectCommand({ Bucket, Key, Body: after }));
+    h.release();
+    const failed = await copying.then(
+      (r) => ({ name: "copied", status: 200, etag: r.CopyPartResult?.ETag }),
+      (e) => ({ name: e.name, status: e.$metadata?.httpStatusCode, etag: undefined }),
+    );
+    assertEquals(failed, { name: "PreconditionFailed", status: 412, etag: undefined });
+  } finally {
+    await h.stop();
+  }
+});
