@@ -5,7 +5,7 @@
 // order, into the key's replicas as one value, then drops them.
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-import { equal } from "./bytes.ts";
+import { compare, equal, indexOf } from "./bytes.ts";
 import { keyFits, type Part, type Upload } from "./index_db.ts";
 import type { S3Request } from "./s3.ts";
 import { objectChecksum, readWhole } from "./s3_body.ts";
@@ -45,7 +45,12 @@ import {
 import { remoteGet, volumeUrl } from "./volumes.ts";
 import type { Store } from "./store.ts";
 
+const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+
+function startsWith(bytes: Uint8Array, head: Uint8Array): boolean {
+  return bytes.length >= head.length && equal(bytes.subarray(0, head.length), head);
+}
 const MAX_PARTS = 10_000;
 /** S3's smallest part, but for the last. */
 const MIN_PART = 5 * 1024 * 1024;
@@ -580,43 +585,51 @@ export async function abortUpload(s3: S3Request, id: string): Promise<Response> 
   return new Response(null, { status: 204 });
 }
 
-/** ListMultipartUploads: uploads in progress in the bucket, by key then id. */
+/**
+ * ListMultipartUploads: uploads in progress in the bucket, by key (bytewise,
+ * S3's UTF-8 order, as ListObjects') then id.
+ */
 export async function listUploads(s3: S3Request): Promise<Response> {
   const q = s3.query;
-  const prefix = `/${s3.bucket}/${q.get("prefix") ?? ""}`;
-  const delimiter = q.get("delimiter") ?? "";
-  const keyMarker = q.get("key-marker") ?? "";
+  const bucket = encoder.encode(`/${s3.bucket}/`);
+  const prefix = encoder.encode(q.get("prefix") ?? "");
+  const delimiter = encoder.encode(q.get("delimiter") ?? "");
+  const keyMarker = encoder.encode(q.get("key-marker") ?? "");
   const idMarker = q.get("upload-id-marker") ?? "";
   const max = countParam(q, "max-uploads");
-  const base = `/${s3.bucket}/`.length;
-  const found: { key: string; id: string; created: number }[] = [];
+  const found: { key: Uint8Array; id: string; created: number }[] = [];
   let inBucket = false;
   for await (const [id, u] of s3.store.index.uploads()) {
-    const key = decoder.decode(u.key);
-    inBucket ||= key.startsWith(`/${s3.bucket}/`);
-    if (!key.startsWith(prefix)) continue;
-    found.push({ key: key.slice(base), id, created: u.created });
+    if (!startsWith(u.key, bucket)) continue;
+    inBucket = true;
+    const key = u.key.subarray(bucket.length);
+    if (startsWith(key, prefix)) found.push({ key, id, created: u.created });
   }
   // A bucket with an upload in progress is listed even with no key yet.
   if (!inBucket && !await bucketExists(s3)) throw noSuchBucket();
-  found.sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : a.id < b.id ? -1 : 1);
-  const after = found.filter((u) =>
-    u.key > keyMarker || (u.key === keyMarker && idMarker !== "" && u.id > idMarker) ||
-    keyMarker === ""
-  );
+  found.sort((a, b) => compare(a.key, b.key) || (a.id < b.id ? -1 : 1));
+  const after = found.filter((u) => {
+    const order = compare(u.key, keyMarker);
+    return keyMarker.length === 0 || order > 0 ||
+      (order === 0 && idMarker !== "" && u.id > idMarker);
+  });
   const uploads: XmlNode[] = [];
   const prefixes: string[] = [];
   let truncated = false;
   let last: { key: string; id: string } | null = null;
+  let rolled: Uint8Array | null = null;
   for (const u of after) {
-    const rel = u.key.slice((q.get("prefix") ?? "").length);
-    const at = delimiter ? rel.indexOf(delimiter) : -1;
-    const common = at >= 0
-      ? u.key.slice(0, u.key.length - rel.length + at + delimiter.length)
-      : null;
-    // A prefix already rolled up here, or on an earlier page (at or before
-    // the marker), is not listed again.
-    if (common !== null && (prefixes.at(-1) === common || (keyMarker && common <= keyMarker))) {
+    const at = delimiter.length > 0 ? indexOf(u.key, delimiter, prefix.length) : -1;
+    const common = at >= 0 ? u.key.subarray(0, at + delimiter.length) : null;
+    // A prefix already rolled up here, or not after the key marker (as S3:
+    // "CommonPrefixes is filtered out from results if it is not
+    // lexicographically greater than the key-marker"; so a marker inside a
+    // prefix, as a page that ended there leaves it, skips the rest of it).
+    if (
+      common !== null &&
+      ((rolled !== null && equal(rolled, common)) ||
+        (keyMarker.length > 0 && compare(common, keyMarker) <= 0))
+    ) {
       continue;
     }
     if (uploads.length + prefixes.length === max) {
@@ -624,11 +637,14 @@ export async function listUploads(s3: S3Request): Promise<Response> {
       truncated = max > 0;
       break;
     }
-    last = common !== null ? { key: common, id: "" } : u;
-    if (common !== null) prefixes.push(common);
-    else {
+    const key = decoder.decode(common ?? u.key);
+    last = { key, id: common !== null ? "" : u.id };
+    if (common !== null) {
+      rolled = common;
+      prefixes.push(key);
+    } else {
       uploads.push({
-        Key: u.key,
+        Key: key,
         UploadId: u.id,
         Initiator: OWNER,
         Owner: OWNER,
@@ -639,12 +655,12 @@ export async function listUploads(s3: S3Request): Promise<Response> {
   }
   return xmlResponse("ListMultipartUploadsResult", {
     Bucket: s3.bucket,
-    KeyMarker: keyMarker,
+    KeyMarker: q.get("key-marker") ?? "",
     UploadIdMarker: idMarker,
     NextKeyMarker: truncated && last ? last.key : undefined,
     NextUploadIdMarker: truncated && last?.id ? last.id : undefined,
     Prefix: q.get("prefix") ?? "",
-    Delimiter: delimiter || undefined,
+    Delimiter: q.get("delimiter") || undefined,
     MaxUploads: max,
     IsTruncated: truncated,
     Upload: uploads,

@@ -1086,6 +1086,56 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
     );
 
     await t.step(
+      "ListMultipartUploads: a key-marker inside a rolled-up prefix skips the rest of it, as S3",
+      async () => {
+        // S3: "CommonPrefixes is filtered out from results if it is not
+        // lexicographically greater than the key-marker": a/ is not after a/1.
+        const Bucket = bucketName();
+        const keys = ["a/1", "a/2", "b"];
+        const ids: string[] = [];
+        for (const Key of keys) {
+          ids.push((await s3.send(new CreateMultipartUploadCommand({ Bucket, Key }))).UploadId!);
+        }
+        const r = await s3.send(
+          new ListMultipartUploadsCommand({ Bucket, Delimiter: "/", KeyMarker: "a/1" }),
+        );
+        assertEquals(r.CommonPrefixes, undefined);
+        assertEquals(r.Uploads?.map((u) => u.Key), ["b"]);
+        for (const [i, UploadId] of ids.entries()) {
+          await s3.send(new AbortMultipartUploadCommand({ Bucket, Key: keys[i], UploadId }));
+        }
+      },
+    );
+
+    await t.step(
+      "ListMultipartUploads pages through keys in UTF-8 byte order, as ListObjectsV2",
+      async () => {
+        // U+E000 sorts before U+1F600 in UTF-8 (S3's order), after it in
+        // UTF-16 (JavaScript's): a key-marker there skipped the other.
+        const Bucket = bucketName();
+        const keys = ["a", "\u{E000}", "\u{1F600}"];
+        const ids: string[] = [];
+        for (const Key of keys) {
+          ids.push((await s3.send(new CreateMultipartUploadCommand({ Bucket, Key }))).UploadId!);
+        }
+        const seen: string[] = [];
+        let KeyMarker: string | undefined;
+        for (let page = 0; page < 10; page++) {
+          const r = await s3.send(
+            new ListMultipartUploadsCommand({ Bucket, MaxUploads: 1, KeyMarker }),
+          );
+          seen.push(...(r.Uploads ?? []).map((u) => u.Key!));
+          if (!r.IsTruncated) break;
+          KeyMarker = r.NextKeyMarker;
+        }
+        assertEquals(seen, keys);
+        for (const [i, UploadId] of ids.entries()) {
+          await s3.send(new AbortMultipartUploadCommand({ Bucket, Key: keys[i], UploadId }));
+        }
+      },
+    );
+
+    await t.step(
       "Complete: parts out of order are InvalidPartOrder, a small part not last EntityTooSmall",
       async () => {
         const Bucket = bucketName();
