@@ -463,6 +463,31 @@ export class Index {
     }
   }
 
+  /**
+   * Part records of uploads that have ended: a master killed inside
+   * endUpload, between its commits, leaves them (verify).
+   */
+  async *endedParts(): AsyncGenerator<{ id: string; number: number; part: Part }> {
+    let id = "";
+    let ended = false;
+    for await (const e of this.kv.list<Part>({ prefix: [PARTS] })) {
+      if (e.key[1] !== id) {
+        id = e.key[1] as string;
+        ended = (await this.kv.get([UPLOADS, id])).versionstamp === null;
+      }
+      if (ended) yield { id, number: e.key[2] as number, part: e.value };
+    }
+  }
+
+  /** Drops the record of a part of an upload that has ended (none can start again). */
+  async dropEndedPart(id: string, number: number): Promise<boolean> {
+    const res = await retryBusy(() =>
+      this.kv.atomic().check({ key: [UPLOADS, id], versionstamp: null })
+        .delete([PARTS, id, number]).commit()
+    );
+    return res.ok;
+  }
+
   /** An upload's parts, by part number. */
   async parts(id: string): Promise<Map<number, Part>> {
     const out = new Map<number, Part>();

@@ -19,7 +19,8 @@ export const TOOL_FLAGS: { [name: string]: FlagSpec } = {
   repair: {
     type: "bool",
     default: false,
-    usage: "verify: re-copy bad replicas, delete old orphans and expired writes",
+    usage:
+      "verify: re-copy bad replicas, delete old orphans, expired writes, ended uploads' part records",
   },
   grace: {
     type: "duration",

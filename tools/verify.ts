@@ -11,7 +11,8 @@
 //
 // With -repair: a missing or corrupt replica is copied again from a healthy
 // one; orphans older than -grace are deleted; a "writing" record whose lease
-// ran out (its writer died) is removed with its files.
+// ran out (its writer died) is removed with its files; records of parts of
+// an upload that has ended are dropped.
 import { md5Stream } from "../lib/md5_stream.ts";
 import type { FlagValues } from "../lib/flags.ts";
 import { requireDb, storeOptions } from "../lib/config.ts";
@@ -91,6 +92,7 @@ export async function verify(flags: FlagValues): Promise<number> {
   };
   try {
     await pool(index.entries(), concurrency, ([key, e]) => checkKey(ctx, key, e));
+    await checkEndedParts(ctx);
     if (repair) await keepOrphansOfAliases(ctx, opts.volumes);
     const w: Walker = { timeout: ctx.timeout, errors: [] };
     await findOrphans(ctx, w, opts.volumes, concurrency);
@@ -208,6 +210,22 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
     await claim.release({ linger });
   }
   if (under && healthy.length + fixed >= ctx.replicas) under.fixed = "replicas copied";
+}
+
+/**
+ * Part records left by an upload that has ended (its master killed inside
+ * endUpload): their files are orphans (checkLeftover), the records dead
+ * weight. -repair drops those older than -grace (an upload ending right now
+ * drops its own).
+ */
+async function checkEndedParts(ctx: Ctx): Promise<void> {
+  const now = Date.now();
+  for await (const { id, number, part } of ctx.index.endedParts()) {
+    const p = report(ctx, `index: part ${number} of ended upload ${id} still recorded`);
+    if (!ctx.repair) continue;
+    if (!(now - part.mtime >= ctx.grace)) p.text += " (kept: younger than -grace)";
+    else if (await ctx.index.dropEndedPart(id, number)) p.fixed = "record dropped";
+  }
 }
 
 /**
