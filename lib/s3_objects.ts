@@ -603,9 +603,15 @@ export async function copyObject(s3: S3Request): Promise<Response> {
     if (!keyFits(s3.key)) throw keyTooLong();
     // Opened when the write first reads it: not while it waits for another
     // write of the key (an unread GET would trip its stall watch).
-    const source = lazyBody(async () =>
-      (await openReplica(store, sourceKey, src, { signal: req.signal })).body!
-    );
+    const source = lazyBody(async () => {
+      const res = await openReplica(store, sourceKey, src, { signal: req.signal });
+      // Overwritten since its record was read: the copy conditions, the
+      // metadata copied, were the old value's (a source with no MD5 known,
+      // rebuilt, has no check of the bytes to catch it).
+      if (await stillNamed(store, sourceKey, src)) return res.body!;
+      await res.body?.cancel().catch(() => {});
+      throw overtaken();
+    });
     try {
       rec = await writeObject(store, s3.key, {
         body: source.body,

@@ -6,6 +6,7 @@
 // runs, then lets it through. `deno task test:faults`.
 import { createHash } from "node:crypto";
 import {
+  CopyObjectCommand,
   CreateMultipartUploadCommand,
   GetObjectCommand,
   PutObjectCommand,
@@ -113,6 +114,39 @@ Deno.test("UploadPartCopy overtaken by an overwrite of its source: its copy-sour
       (e) => ({ name: e.name, status: e.$metadata?.httpStatusCode, etag: undefined }),
     );
     assertEquals(failed, { name: "PreconditionFailed", status: 412, etag: undefined });
+  } finally {
+    await h.stop();
+  }
+});
+
+Deno.test("CopyObject overtaken by an overwrite of its source: 503 ServiceUnavailable, nothing at the destination", async () => {
+  const Bucket = "copyobject-replaced";
+  const Key = "source";
+  const h = await heldCluster(`/${Bucket}/${Key}`);
+  try {
+    const [before, after] = [randomBytes(200_000), randomBytes(200_000)];
+    const { ETag } = await h.s3.send(new PutObjectCommand({ Bucket, Key, Body: before }));
+    const copying = h.s3.send(
+      new CopyObjectCommand({
+        Bucket,
+        Key: "copy",
+        CopySource: `${Bucket}/${Key}`,
+        CopySourceIfMatch: ETag,
+      }),
+    );
+    await h.held;
+    await h.s3.send(new PutObjectCommand({ Bucket, Key, Body: after }));
+    h.release();
+    const failed = await copying.then(
+      () => ({ name: "copied", status: 200 }),
+      (e) => ({ name: e.name, status: e.$metadata?.httpStatusCode }),
+    );
+    assertEquals(failed, { name: "ServiceUnavailable", status: 503 });
+    const dest = await h.s3.send(new GetObjectCommand({ Bucket, Key: "copy" })).then(
+      () => "found",
+      (e) => e.name,
+    );
+    assertEquals(dest, "NoSuchKey");
   } finally {
     await h.stop();
   }
