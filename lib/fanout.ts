@@ -52,7 +52,16 @@ export interface FanoutOptions {
   refuseEmpty?: boolean;
   /** Aborting stops the copy (the client left, the claim ran out). */
   signal?: AbortSignal;
+  /**
+   * The source's MD5 when known (a copy of a stored value): a source of
+   * other bytes fails (DigestMismatch), with a known length before its end
+   * goes to any sink, so that no replica stores it. Implies `md5`.
+   */
+  expectMd5?: string;
 }
+
+/** The source's bytes do not have the MD5 they should (a corrupt copy). */
+export class DigestMismatch extends Error {}
 
 /**
  * Copies the source to every sink; resolves with its size and MD5 once every
@@ -69,7 +78,8 @@ export async function fanout(
   if (signal?.aborted) throw signal.reason;
   const silence = stall === undefined ? null : new Silence(stall);
   const reader = source.getReader();
-  const hash = options.md5 ? md5Stream(length) : null;
+  const expected = options.expectMd5 ?? "";
+  const hash = options.md5 || expected ? md5Stream(length) : null;
   // An abort ends the wait for the source or for the sinks, whichever it
   // is: a promise per wait on the sinks (a long-lived one would keep every
   // wait's reactions until the end, see Silence.read).
@@ -79,9 +89,9 @@ export async function fanout(
     stopWaiting?.(signal!.reason);
   };
   signal?.addEventListener("abort", onAbort, { once: true });
-  const send = async (chunk: Uint8Array) => {
+  const send = async (chunk: Uint8Array, hashIt = true) => {
     const sent = sinks.map((s) => s.write(chunk));
-    const hashed = hash?.update(chunk);
+    const hashed = hashIt ? hash?.update(chunk) : undefined;
     if (hashed) sent.push(hashed);
     if (signal) {
       const aborted = Promise.withResolvers<never>();
@@ -118,6 +128,17 @@ export async function fanout(
         }
         // Nothing more goes out, not even the end, without the right to.
         if (fence && !fence()) throw new LostClaim();
+        if (expected) {
+          // Hashed before the end goes out: bytes of another MD5 are
+          // stored on no sink (with an unknown length, they are already).
+          if (last) await hash!.update(last);
+          const got = await hash!.digest();
+          if (got !== expected) {
+            throw new DigestMismatch(`Bytes of MD5 ${got} where ${expected} was expected`);
+          }
+          if (last) await send(last, false);
+          return { bytes, md5: got };
+        }
         if (last) await send(last);
         break;
       }

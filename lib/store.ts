@@ -7,7 +7,7 @@
 // live key without its files; at worst a "writing" record or orphan files.
 import { latin1 } from "./bytes.ts";
 import { Claim, isClaimed, isLingering, unleased } from "./claim.ts";
-import { fanout, LostClaim, Silence, SourceError } from "./fanout.ts";
+import { DigestMismatch, fanout, LostClaim, Silence, SourceError } from "./fanout.ts";
 import { type Entry, type Index, keyFits } from "./index_db.ts";
 import {
   key2path,
@@ -247,9 +247,12 @@ export class Store {
       untouched?: Set<string>;
       /** Filled on failure with the volumes whose PUT went out and was never answered. */
       unanswered?: Set<string>;
+      /** The body's MD5 when known (a copy): other bytes fail before any replica stores them. */
+      expectMd5?: string;
     },
   ): Promise<FanoutResult> {
     const md5 = opts.md5 || this.opts.md5sum;
+    const expectMd5 = opts.expectMd5 ?? "";
     const { signal, fence, refuseEmpty } = opts;
     if (opts.size !== null && opts.size <= SMALL_WRITE) {
       let value;
@@ -265,6 +268,11 @@ export class Store {
         throw err;
       }
       if (fence && !fence()) throw new LostClaim();
+      const sum = md5 || expectMd5 ? toHex(md5sum(value)) : "";
+      if (expectMd5 && sum !== expectMd5) {
+        for (const v of volumes) opts.untouched?.add(v);
+        throw new DigestMismatch(`Bytes of MD5 ${sum} where ${expectMd5} was expected`);
+      }
       const put = { signal, stall: this.opts.stall };
       // Every PUT settles before a failure is told: the caller then removes
       // what was written, and a PUT still in flight would land after that.
@@ -277,7 +285,7 @@ export class Store {
       });
       const failed = settled.find((s) => s.status === "rejected");
       if (failed) throw (failed as PromiseRejectedResult).reason;
-      return { bytes: value.length, md5: md5 ? toHex(md5sum(value)) : "" };
+      return { bytes: value.length, md5: sum };
     }
     const stall = this.opts.stall;
     const length = opts.size;
@@ -289,7 +297,15 @@ export class Store {
     try {
       const refused = opened.find((o) => o.status === "rejected");
       if (refused) throw (refused as PromiseRejectedResult).reason;
-      const result = await fanout(body, puts, { md5, length, stall, fence, refuseEmpty, signal });
+      const result = await fanout(body, puts, {
+        md5,
+        length,
+        stall,
+        fence,
+        refuseEmpty,
+        signal,
+        expectMd5,
+      });
       // Every answer settles before a failure is told: the caller then
       // removes what was written, and a PUT still landing would come after.
       const answers = await Promise.allSettled(puts.map((p) => p.end()));
@@ -780,6 +796,7 @@ export class Store {
         failure = await this.#copy(path, source, {
           targets: missing,
           size: prev.rec.size,
+          hash: prev.rec.hash,
           claim,
           unanswered: unansweredPuts,
         });
@@ -806,19 +823,24 @@ export class Store {
     return { status: 204 };
   }
 
-  /** Copies `path` from `source` to `targets`; the error, or null when done. */
+  /**
+   * Copies `path` from `source` to `targets`; the error, or null when done.
+   * A copy of another size or MD5 than recorded (`size`, `hash`; -1 and ""
+   * when unknown) is refused before any target stores it.
+   */
   async #copy(
     path: string,
     source: string,
     opts: {
       targets: string[];
       size: number;
+      hash: string;
       claim: Claim;
       /** Filled with the targets whose PUT went out whole and was never answered. */
       unanswered: Set<string>;
     },
   ): Promise<unknown> {
-    const { targets, size, claim } = opts;
+    const { targets, size, hash, claim } = opts;
     const ac = new AbortController();
     const lost = claim.signal;
     const fence = () => claim.holds;
@@ -832,6 +854,7 @@ export class Store {
         // Small: one read into memory, then plain PUTs (streams cost more).
         const value = await remoteGetSmall(from, { ...put, maxBody: SMALL_VALUE });
         refuseSize(from, value.length, size);
+        refuseDigest(from, value, hash);
         if (!fence()) throw new LostClaim();
         const puts = await Promise.allSettled(
           targets.map((v) => remotePut(volumeUrl(v, path), value, put)),
@@ -850,6 +873,10 @@ export class Store {
           size: length === null ? null : Number(length),
           fence,
           unanswered: opts.unanswered,
+          expectMd5: hash,
+        }).catch((err) => {
+          if (err instanceof DigestMismatch) throw digestError(from, hash);
+          throw err;
         });
       }
       return null;
@@ -881,6 +908,15 @@ function refuseSize(url: string, got: number, size: number) {
   if (size >= 0 && got !== size) {
     throw new Error(`"${url}" holds ${got} bytes where the index records ${size}; not copied`);
   }
+}
+
+/** A replica whose bytes are not the recorded value's (`hash`, "" unknown) is not copied. */
+function refuseDigest(url: string, value: Uint8Array, hash: string) {
+  if (hash && toHex(md5sum(value)) !== hash) throw digestError(url, hash);
+}
+
+function digestError(url: string, hash: string): Error {
+  return new Error(`"${url}" holds other bytes than the recorded MD5 ${hash}; not copied`);
 }
 
 /** How long a reader waits for a REPLACE's renames before answering without them, ms. */
