@@ -382,3 +382,40 @@ Deno.test("verify with a volume down names each of its keys' replicas there and 
     await c.stop();
   }
 });
+
+Deno.test("verify -repair without -md5 copies a missing replica from a copy holding the recorded MD5, not one of its size only", async () => {
+  const c = await Cluster.start();
+  try {
+    const k = randomKey("/repair-source");
+    const key = enc.encode(k);
+    const value = randomBytes(5000);
+    assertEquals((await fetch(c.url + k, { method: "PUT", body: value })).status, 201);
+    await c.stopMaster();
+    const index = await openIndex(c.db);
+    const [first, second, third] = (await index.get(key))!.rec.rvolumes;
+    index.close();
+    // The first replica (verify's first choice of source) lost its bytes but
+    // kept its size; the third is gone.
+    const over = await fetch(volumeUrl(first, key2path(key)), {
+      method: "PUT",
+      body: randomBytes(value.length),
+    });
+    assertEquals(over.status, 204);
+    const gone = await fetch(volumeUrl(third, key2path(key)), { method: "DELETE" });
+    assertEquals(gone.status, 204);
+    const args = ["verify", "-volumes", c.volumes.join(","), "-db", c.db];
+    const fix = await runMain([...args, "-repair"]);
+    // The copy is the value as written, from the second replica.
+    const copied = await fetch(volumeUrl(third, key2path(key)));
+    assertEquals(new Uint8Array(await copied.arrayBuffer()), value, fix.stdout);
+    assert(
+      fix.stdout.includes(`missing replica: "${k}" on ${third}: repaired, copied from ${second}`),
+      fix.stdout,
+    );
+    // The first one, found corrupt on the way, is named (a -md5 run repairs it).
+    assert(fix.stdout.includes(`corrupt replica: "${k}" on ${first}\n`), fix.stdout);
+    assertEquals(fix.code, 1, fix.stdout + fix.stderr);
+  } finally {
+    await c.stop();
+  }
+});

@@ -192,14 +192,19 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
   // of the key's next write: the key's writers then wait out the lease.
   let linger = false;
   try {
+    // Without -md5 the healthy replicas were judged by their size only: the
+    // source and each copy are checked against a known MD5 all the same,
+    // so that a replica of the right size and wrong bytes is not spread.
+    const source = await sourceOf(ctx, name, healthy, path, rec.size, rec.hash);
     for (const [v, p] of fixable) {
       try {
         if (!claim.holds) throw new Error("lost the hold on the key");
-        await copy(ctx, volumeUrl(healthy[0], path), volumeUrl(v, path));
-        if (await checkReplica(ctx, volumeUrl(v, path), rec.size, rec.hash) !== "ok") {
+        if (source === null) throw new Error("no replica holds the recorded MD5");
+        await copy(ctx, volumeUrl(source, path), volumeUrl(v, path));
+        if (await checkReplica(ctx, volumeUrl(v, path), rec.size, rec.hash, true) !== "ok") {
           throw new Error("the copy does not check out");
         }
-        p.fixed = `copied from ${healthy[0]}`;
+        p.fixed = `copied from ${source}`;
         fixed++;
       } catch (err) {
         linger ||= unanswered(err);
@@ -239,8 +244,36 @@ async function keepOrphansOfAliases(ctx: Ctx, volumes: string[]): Promise<void> 
   ctx.repair = false;
 }
 
-/** HEAD (size) and, with -md5 and a known hash, a full read of one replica. */
-async function checkReplica(ctx: Ctx, url: string, size: number, hash: string): Promise<Health> {
+/**
+ * The first of the `healthy` replicas (checked for size only, unless -md5)
+ * whose bytes have the recorded MD5, null when none has; those that do not
+ * are named corrupt. Without -md5 or a known hash, the first one.
+ */
+async function sourceOf(
+  ctx: Ctx,
+  name: string,
+  healthy: string[],
+  path: string,
+  size: number,
+  hash: string,
+): Promise<string | null> {
+  if (ctx.md5 || !hash) return healthy[0];
+  for (const v of healthy) {
+    const health = await checkReplica(ctx, volumeUrl(v, path), size, hash, true);
+    if (health === "ok") return v;
+    if (health === "corrupt") report(ctx, `corrupt replica: ${name} on ${v}`);
+  }
+  return null;
+}
+
+/** HEAD (size) and, with -md5 (or `md5`) and a known hash, a full read of one replica. */
+async function checkReplica(
+  ctx: Ctx,
+  url: string,
+  size: number,
+  hash: string,
+  md5 = ctx.md5,
+): Promise<Health> {
   let res: Response;
   try {
     res = await fetch(url, { method: "HEAD", signal: AbortSignal.timeout(ctx.timeout) });
@@ -252,7 +285,7 @@ async function checkReplica(ctx: Ctx, url: string, size: number, hash: string): 
   if (res.status !== 200) return "unreachable";
   const length = Number(res.headers.get("content-length") ?? "-1");
   if (size >= 0 && length >= 0 && length !== size) return "corrupt";
-  if (!ctx.md5 || !hash) return "ok";
+  if (!md5 || !hash) return "ok";
   // Large replicas are hashed on the MD5 threads (lib/md5_stream.ts), so
   // -concurrency keys are read and hashed at once on as many cores.
   const h = md5Stream(length >= 0 ? length : null);
