@@ -181,3 +181,63 @@ Deno.test("verify beside a master names no replica of a key deleted since it rea
     await c.stop();
   }
 });
+
+/**
+ * A "volume" whose autoindex shows one key folder `/ab/cd/` (empty) and
+ * answers its listing only once released: verify's walk has listed that
+ * folder on the real volumes by then, and waits before it reads the index
+ * about what it found there.
+ */
+function slowFolder(folder: string) {
+  const [ab, cd] = folder.split("/").filter(Boolean);
+  const { promise: asked, resolve: reached } = Promise.withResolvers<void>();
+  const { promise: released, resolve: release } = Promise.withResolvers<void>();
+  const dir = (name: string) => [{ name, type: "directory", mtime: new Date().toUTCString() }];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    const path = new URL(req.url).pathname;
+    if (path === "/") return Response.json(dir(ab));
+    if (path === `/${ab}/`) return Response.json(dir(cd));
+    if (path !== `/${ab}/${cd}/`) return new Response(null, { status: 404 });
+    reached();
+    await released;
+    return Response.json([]);
+  });
+  return {
+    name: `127.0.0.1:${server.addr.port}`,
+    asked,
+    release,
+    async close() {
+      release();
+      await server.shutdown();
+    },
+  };
+}
+
+Deno.test("verify beside a master names no orphan of a key deleted between its listing and its index read", async () => {
+  const c = await Cluster.start();
+  const k = randomKey("/listed");
+  const folder = key2path(enc.encode(k)).slice(0, 7);
+  const slow = slowFolder(folder);
+  try {
+    const put = await fetch(c.url + k, { method: "PUT", body: "a value" });
+    assertEquals(put.status, 201);
+    const verify = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, "verify", "-volumes", [...c.volumes, slow.name].join(",")]
+        .concat(["-db", c.db]),
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    // The key's folder is listed on the real volumes; the slow one holds it up.
+    await slow.asked;
+    const del = await fetch(c.url + k, { method: "DELETE" });
+    assertEquals([del.status, await del.text()], [204, ""]);
+    slow.release();
+    const out = await verify.output();
+    const report = new TextDecoder().decode(out.stdout);
+    assertEquals(report.split("\n").filter((l) => l.includes(folder)), [], report);
+    assertEquals(out.code, 0, report);
+  } finally {
+    await slow.close();
+    await c.stop();
+  }
+});

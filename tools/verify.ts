@@ -25,7 +25,14 @@ import { pool } from "../lib/pool.ts";
 import { Progress } from "../lib/progress.ts";
 import { aliasesMessage, aliasesOf } from "../lib/aliases.ts";
 import { concurrencyOf, graceOf } from "../lib/tool_flags.ts";
-import { remoteDelete, remoteGet, remotePut, unanswered, volumeUrl } from "../lib/volumes.ts";
+import {
+  headStatus,
+  remoteDelete,
+  remoteGet,
+  remotePut,
+  unanswered,
+  volumeUrl,
+} from "../lib/volumes.ts";
 import { hexFolders, keysIn, type Other, subvolumesOf, type Walker } from "../lib/walk.ts";
 
 const decoder = new TextDecoder();
@@ -351,6 +358,10 @@ async function findOrphans(
       for (const [i, v] of found.volumes.entries()) {
         if (e && e.rec.rvolumes.includes(v)) continue;
         const url = volumeUrl(v, path);
+        if (!await stillOrphan(ctx, found.key, e, url)) {
+          ctx.progress.add("changed");
+          continue;
+        }
         const p = report(
           ctx,
           `orphan file: ${url} (${e ? `${name} is not recorded on ${v}` : "no record"})`,
@@ -370,6 +381,24 @@ async function findOrphans(
       }
     }
   });
+}
+
+/**
+ * Whether a file that the listing showed and the key's record `e` (read
+ * after the listing) does not name is an orphan still: a DELETE or a
+ * REBALANCE of the key between the listing and that read removed it (then
+ * no more there), and a write since may have recorded it (then the record
+ * changed). Once the file is seen again and the record is still `e`, no
+ * write came between. A volume that cannot say keeps it an orphan.
+ */
+async function stillOrphan(
+  ctx: Ctx,
+  key: Uint8Array,
+  e: Entry | null,
+  url: string,
+): Promise<boolean> {
+  if (await headStatus(url, ctx.timeout) === 404) return false;
+  return (await ctx.index.get(key))?.versionstamp === e?.versionstamp;
 }
 
 /**
@@ -412,6 +441,8 @@ async function checkLeftover(
     report(ctx, `unknown file: ${url} (not a key's; left alone)`);
     return;
   }
+  // Gone since the listing: its upload ended or its REPLACE renamed it.
+  if (await headStatus(url, ctx.timeout) === 404) return;
   const p = report(ctx, `orphan file: ${url} (${what})`);
   if (!ctx.repair) return;
   if (!(now - f.mtime >= ctx.grace)) {
