@@ -67,6 +67,10 @@ export async function rebalance(flags: FlagValues): Promise<number> {
         if (out.message) leftovers.push(`${decoder.decode(key)}: ${out.message}`);
       } else if (out.status === 409 && !last) {
         held.push(key);
+      } else if (out.status === 404) {
+        // Deleted (or unlinked then deleted) since the scan, by a master
+        // running beside: nothing left to move, and nothing failed.
+        progress.add("gone");
       } else {
         failed.push(`${decoder.decode(key)}: ${out.status} ${out.message ?? ""}`);
         progress.add("failed");
@@ -89,7 +93,11 @@ export async function rebalance(flags: FlagValues): Promise<number> {
       await pool(retry, concurrency, (key) => move(key, true));
     }
     progress.done();
-    console.log(`rebalance: moved ${moved} keys, ${failed.length} failed`);
+    const gone = progress.get("gone");
+    console.log(
+      `rebalance: moved ${moved} keys, ${failed.length} failed` +
+        (gone > 0 ? `, ${gone} deleted meanwhile` : ""),
+    );
     for (const f of failed.slice(0, 50)) console.error(`  ${f}`);
     if (leftovers.length > 0) {
       console.log(
