@@ -3,8 +3,8 @@
 // A key's folder "/ab/cd/" is the same on every volume (it depends only on
 // the key), so listing one folder on every (sub)volume gives each key in it
 // with all its replicas. Only folders that exist are listed.
-import { path2key } from "./keys.ts";
-import { type FileEntry, remoteList, volumeUrl } from "./volumes.ts";
+import { path2key, volumeOfReplica } from "./keys.ts";
+import { type FileEntry, remoteList, VolumeError, volumeUrl } from "./volumes.ts";
 
 const HEX2 = /^[0-9a-f]{2}$/;
 
@@ -29,6 +29,12 @@ export interface Walker {
   timeout: number;
   /** Folders that could not be read, as URLs with the reason. */
   errors: string[];
+  /**
+   * Volumes ("host:port") that left a listing unanswered: the rest of their
+   * folders are not asked for. Each would wait out the timeout, and a full
+   * volume has 65,536 of them (hours, with the master stopped for rebuild).
+   */
+  down?: Set<string>;
 }
 
 /**
@@ -116,11 +122,20 @@ async function filesUnder(
 }
 
 async function list(w: Walker, vol: string, path: string): Promise<FileEntry[] | null> {
+  const volume = volumeOfReplica(vol);
+  const down = w.down ??= new Set();
+  if (down.has(volume)) return null;
   const url = volumeUrl(vol, path);
   try {
     return await remoteList(url, w.timeout);
   } catch (err) {
-    w.errors.push(err instanceof Error ? err.message : String(err));
+    const why = err instanceof Error ? err.message : String(err);
+    // No answer at all (refused, reset, timed out), not an error status.
+    if (err instanceof VolumeError && err.status === 0) {
+      if (down.has(volume)) return null; // one of the listings in flight then
+      down.add(volume);
+      w.errors.push(`${why} (${volume} stopped answering; its other folders were not read)`);
+    } else w.errors.push(why);
     return null;
   }
 }
