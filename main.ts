@@ -100,6 +100,13 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
   }
   const index = await openIndex(db);
   await joinIndex(index, opts.owner);
+  const partial = await index.incomplete();
+  if (partial) {
+    console.error(
+      `Warning: the index is incomplete: ${partial.why} (${new Date(partial.at).toISOString()}); ` +
+        `keys on the volumes it could not read are missing: run rebuild again`,
+    );
+  }
   const store = new Store(index, opts);
   const drain = new Drain();
   const s3 = s3Options(flags) ?? undefined;

@@ -15,6 +15,8 @@ const BUCKETS = "b";
 const UPLOADS = "mu";
 const PARTS = "mp";
 const COMPLETED = "mc";
+/** Set while a rebuild runs, kept when it could not read every folder. */
+const REBUILT = "rebuild";
 
 /** Deno KV's limit on an encoded key. */
 export const KV_KEY_MAX = 2048;
@@ -178,6 +180,21 @@ export class Index {
       figures.catch(() => this.#counted = null);
     }
     return this.#counted.figures;
+  }
+
+  /**
+   * Marks the index as rebuilt from part of the volumes (`note`: why), or
+   * with null as whole again. A rebuild marks it before it starts, so one
+   * killed midway leaves the mark too.
+   */
+  async markIncomplete(note: { at: number; why: string } | null): Promise<void> {
+    if (note === null) await retryBusy(() => this.kv.delete([REBUILT]));
+    else await retryBusy(() => this.kv.set([REBUILT], note));
+  }
+
+  /** Why the index lacks what the volumes hold (see markIncomplete), or null. */
+  async incomplete(): Promise<{ at: number; why: string } | null> {
+    return (await this.kv.get<{ at: number; why: string }>([REBUILT])).value;
   }
 
   async heartbeat(id: string, until: number): Promise<void> {

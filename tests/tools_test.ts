@@ -1,5 +1,5 @@
 // rebuild and rebalance against real nginx volumes, and the thrash tool's flags.
-import { Cluster, randomBytes, randomKey, runMain } from "./cluster.ts";
+import { Cluster, randomBytes, randomKey, runMain, status } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { openIndex } from "../lib/open.ts";
 import type { Entry } from "../lib/index_db.ts";
@@ -105,6 +105,37 @@ Deno.test("rebuild names the folders it could not read and exits non-zero", asyn
       r.stderr.includes("rebuild: 1 folder could not be read; the index is incomplete:\n"),
       r.stderr,
     );
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("after a rebuild that missed a volume, verify -repair deletes none of its files; a full rebuild clears that", async () => {
+  const c = await Cluster.start({ flags: ["-replicas", "1"] });
+  try {
+    const keys = Array.from({ length: 12 }, () => randomKey("/partial"));
+    for (const k of keys) assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
+    await c.stopMaster();
+    await c.stopVolume(2);
+    const args = ["-volumes", c.volumes.join(","), "-db", c.db, "-replicas", "1"];
+    assertEquals((await runMain(["rebuild", ...args])).code, 1);
+    await c.startVolume(2);
+    const v = await runMain(["verify", ...args, "-repair", "-grace", "0s"]);
+    assertEquals(v.code, 1, v.stdout + v.stderr);
+    assert(
+      /^index incomplete: a rebuild could not read 1 folder\(s\) \(\S+\); run rebuild again$/m.test(
+        v.stdout,
+      ),
+      v.stdout,
+    );
+    assert(v.stdout.includes("(no record) (kept: the index is incomplete)"), v.stdout);
+    assert(!v.stdout.includes("repaired, deleted"), v.stdout);
+    const r = await runMain(["rebuild", ...args]);
+    assertEquals(r.code, 0, r.stdout + r.stderr);
+    const clean = await runMain(["verify", ...args]);
+    assertEquals(clean.code, 0, clean.stdout + clean.stderr);
+    await c.startMaster();
+    for (const k of keys) assertEquals(await (await fetch(c.url + k)).text(), k, k);
   } finally {
     await c.stop();
   }

@@ -41,6 +41,9 @@ export async function rebuild(flags: FlagValues): Promise<number> {
   const started = performance.now();
   const progress = new Progress("rebuild", { main: "keys" });
   try {
+    // Until it has read every folder, the index lacks keys the volumes hold:
+    // verify -repair must not take their files for orphans meanwhile.
+    await index.markIncomplete({ at: Date.now(), why: "a rebuild began and has not finished" });
     const cleared = await index.clear();
     if (cleared > 0) console.log(`rebuild: cleared ${cleared} records`);
     const vols = (await Promise.all(opts.volumes.map((v) => subvolumesOf(w, v)))).flat();
@@ -98,11 +101,15 @@ export async function rebuild(flags: FlagValues): Promise<number> {
         `rebuild: ${w.errors.length} folder${
           w.errors.length === 1 ? "" : "s"
         } could not be read; ` +
-          `the index is incomplete:`,
+          `the index is incomplete (run rebuild again once every volume answers; ` +
+          `until then verify -repair deletes no orphans):`,
       );
       for (const e of w.errors.slice(0, 50)) console.error(`  ${e}`);
+      const why = `a rebuild could not read ${w.errors.length} folder(s)`;
+      await index.markIncomplete({ at: Date.now(), why });
       return 1;
     }
+    await index.markIncomplete(null);
     return 0;
   } finally {
     progress.stop();

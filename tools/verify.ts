@@ -56,6 +56,8 @@ interface Ctx {
   recorded: Set<string>;
   /** "volume path" of the temporaries of unfinished REPLACEs: not orphans. */
   pending: Set<string>;
+  /** The index lacks keys the volumes hold (a partial rebuild): delete no orphan. */
+  keepOrphans: boolean;
 }
 
 interface Problem {
@@ -96,8 +98,10 @@ export async function verify(flags: FlagValues): Promise<number> {
     problems: [],
     recorded: new Set(),
     pending: new Set(),
+    keepOrphans: false,
   };
   try {
+    await keepOrphansOfPartialIndex(ctx);
     await pool(index.entries(), concurrency, ([key, e]) => checkKey(ctx, key, e));
     await checkEndedParts(ctx);
     if (repair) await keepOrphansOfAliases(ctx, opts.volumes);
@@ -241,6 +245,19 @@ async function checkEndedParts(ctx: Ctx): Promise<void> {
 }
 
 /**
+ * An index rebuilt from part of the volumes (a volume down, the rebuild
+ * killed) lacks keys they hold: their files would look orphans. Then
+ * orphans are only reported, never deleted.
+ */
+async function keepOrphansOfPartialIndex(ctx: Ctx): Promise<void> {
+  const partial = await ctx.index.incomplete();
+  if (!partial) return;
+  const at = new Date(partial.at).toISOString();
+  report(ctx, `index incomplete: ${partial.why} (${at}); run rebuild again`);
+  ctx.keepOrphans = true;
+}
+
+/**
  * With two names for one volume, every file looks an orphan of the other
  * name: then orphans are only reported, never deleted.
  */
@@ -367,6 +384,10 @@ async function findOrphans(
           `orphan file: ${url} (${e ? `${name} is not recorded on ${v}` : "no record"})`,
         );
         if (!ctx.repair) continue;
+        if (ctx.keepOrphans) {
+          p.text += " (kept: the index is incomplete)";
+          continue;
+        }
         if (!(now - found.mtimes[i] >= ctx.grace)) {
           p.text += " (kept: younger than -grace)";
           continue;
@@ -445,6 +466,10 @@ async function checkLeftover(
   if (await headStatus(url, ctx.timeout) === 404) return;
   const p = report(ctx, `orphan file: ${url} (${what})`);
   if (!ctx.repair) return;
+  if (ctx.keepOrphans) {
+    p.text += " (kept: the index is incomplete)";
+    return;
+  }
   if (!(now - f.mtime >= ctx.grace)) {
     p.text += " (kept: younger than -grace)";
     return;
