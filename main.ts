@@ -1,6 +1,6 @@
 // mkv: a distributed key-value store for large values, minikeyvalue's API on
 // Deno. `main.ts <command> [flags]`; see `main.ts help`.
-import { FlagError, parseFlags, usage } from "./lib/flags.ts";
+import { FlagError, HelpRequested, parseFlags, usage } from "./lib/flags.ts";
 import { FLAGS, listenPort, logFormat, requireDb, s3Options, storeOptions } from "./lib/config.ts";
 import { joinIndex, openIndex } from "./lib/open.ts";
 import { Store } from "./lib/store.ts";
@@ -81,6 +81,11 @@ async function main(args: string[]): Promise<number> {
 }
 
 function fail(err: unknown): number {
+  // `deno task master --help`: what was asked for, not an error.
+  if (err instanceof HelpRequested) {
+    console.log(HELP + "\n\n" + usage("mkv [flags] <command>", ALL_FLAGS));
+    return 0;
+  }
   if (err instanceof FlagError) {
     console.error(`${err.message}\n\n${HELP}\n\n${usage("mkv [flags] <command>", ALL_FLAGS)}`);
     return 2;

@@ -15,6 +15,9 @@ export type FlagValues = { [name: string]: string | number | boolean };
 
 export class FlagError extends Error {}
 
+/** -h, -help or --help, as Go's flag package takes them: print the usage, exit 0. */
+export class HelpRequested extends Error {}
+
 export interface Parsed {
   flags: FlagValues;
   positionals: string[];
@@ -41,6 +44,7 @@ export function parseFlags(
     const eq = body.indexOf("=");
     const name = eq < 0 ? body : body.slice(0, eq);
     const spec = specs[name];
+    if (!spec && (name === "h" || name === "help")) throw new HelpRequested();
     if (!spec) throw new FlagError(`Unknown flag: -${name}`);
     let raw: string;
     if (eq >= 0) raw = body.slice(eq + 1);

@@ -87,6 +87,18 @@ Deno.test("version and help exit 0", async () => {
   assert(h.stdout.includes("rebalance") && h.stdout.includes("-subvolumes int"), h.stdout);
 });
 
+Deno.test("-h, -help and --help print the usage on stdout and exit 0, as Go's flag package", async () => {
+  // `deno task master --help` (the README's way to see the flags) answered
+  // "Unknown flag: -help" and exit 2.
+  for (const args of [["server", "--help"], ["-h"], ["rebuild", "-help"]]) {
+    const r = await runMain(args);
+    assertEquals(r.code, 0, args.join(" "));
+    assertEquals(r.stderr, "", args.join(" "));
+    assert(r.stdout.startsWith("mkv 0.1.0: a distributed key-value store"), r.stdout);
+    assert(r.stdout.includes("\n  -voltimeout duration\n"), r.stdout);
+  }
+});
+
 Deno.test("Go-style -flag=value, --flag value and flags before the command all work", async () => {
   const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1"] });
   await c.stopMaster();
