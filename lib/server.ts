@@ -9,7 +9,7 @@ import { Store } from "./store.ts";
 import type { Outcome } from "./store.ts";
 import { Fenced } from "./group_commit.ts";
 import { keyFits } from "./index_db.ts";
-import { BadRequest, checkHost, parseQuery, parseTarget } from "./target.ts";
+import { BadRequest, checkHost, parseQuery, parseTarget, rawTarget } from "./target.ts";
 import type { State } from "./record.ts";
 import { handleS3, isS3, type S3Options } from "./s3.ts";
 import { headerValue } from "./s3_auth.ts";
@@ -171,6 +171,8 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
         ? await query(store, req, target.key, target.query)
         : await dispatch(store, req, target.key, target.rawPath);
     } catch (err) {
+      // A target that did not parse (a broken percent-escape) is named as sent.
+      if (key === "") key = rawTarget(req.url);
       // Fenced: the write was not made; once the master has joined again, it can be.
       res = err instanceof BadRequest
         ? text(400, err.message)

@@ -29,6 +29,12 @@ export function parseTarget(url: string): Target {
   };
 }
 
+/** The path and query as sent (escapes kept): what a log line names when parseTarget fails. */
+export function rawTarget(url: string): string {
+  const pathStart = url.indexOf("/", url.indexOf("://") + 3);
+  return pathStart < 0 ? "/" : url.slice(pathStart);
+}
+
 /**
  * Deno builds a request's URL as "http://" + its Host header + its path, so
  * a "/" in Host (no host holds one) would become the start of the key.

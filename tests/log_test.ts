@@ -103,6 +103,27 @@ Deno.test("-v alone: one plain line per request, method key status ms bytes", as
   assert(new RegExp(`^GET ${key} 302 \\d+\\.\\dms 0B$`).test(lines[1]), lines[1]);
 });
 
+Deno.test("-v: a request refused for a broken percent-escape is logged with its path as sent", async () => {
+  // Its line named no key ("GET  400 ..."): the path was only read once decoded.
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1"] });
+  const m = await capturedMaster(c, ["-v"]);
+  let out;
+  const path = randomKey() + "/bad%zz";
+  try {
+    assertEquals(await status(m.url + path), 400);
+  } finally {
+    out = await m.stop();
+    await c.stop();
+  }
+  const lines = out.stdout.filter((l) => l.startsWith("GET /") && l.includes(" 400 "));
+  assertEquals(lines.length, 1, out.stdout.join("\n"));
+  const body = `Broken percent-escape at byte ${path.length - 3} of "${path}"\n`;
+  assert(
+    new RegExp(`^GET ${path} 400 \\d+\\.\\dms ${body.length}B$`).test(lines[0]),
+    lines[0],
+  );
+});
+
 Deno.test("a failing volume is logged on stderr (JSON with -log json), each failure counted once", async () => {
   const c = await Cluster.start();
   // No -v: volume failures are logged anyway.
