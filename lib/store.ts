@@ -352,6 +352,10 @@ export class Store {
       // may be 255 bytes already), and never a key: it holds a ".".
       const tmp = `${path.slice(0, 7)}replace.${crypto.randomUUID()}`;
       const signal = opts.signal ? AbortSignal.any([opts.signal, claim.signal]) : claim.signal;
+      // Volumes the failed write cannot have left a temporary on (never
+      // reached, or the body cut off, as a refused empty one is): not asked
+      // to delete one, which only logged a "No such file" on each nginx.
+      const untouched = new Set<string>();
       let result;
       try {
         result = await this.#write(tmp, kvolumes, body, {
@@ -360,9 +364,11 @@ export class Store {
           size: opts.contentLength,
           fence: () => claim.holds,
           refuseEmpty: !opts.allowEmpty,
+          untouched,
         });
       } catch (err) {
-        await this.#removePaths(tmp, kvolumes).catch(() => {});
+        const touched = kvolumes.filter((v) => !untouched.has(v));
+        await this.#removePaths(tmp, touched).catch(() => {});
         await claim.release();
         return failedWrite(err);
       }

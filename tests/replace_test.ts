@@ -214,3 +214,33 @@ async function assertNoTemps(c: Cluster) {
     assertEquals(temps, [], `temp files on ${v}`);
   }
 }
+
+/** The master's volume calls of `call` so far, over every volume and outcome. */
+async function volumeCalls(c: Cluster, call: string): Promise<number> {
+  const text = await (await fetch(`${c.url}/?metrics`)).text();
+  let n = 0;
+  for (const line of text.split("\n")) {
+    if (line.startsWith("mkv_volume_calls_total{") && line.includes(`call="${call}"`)) {
+      n += Number(line.slice(line.lastIndexOf(" ") + 1));
+    }
+  }
+  return n;
+}
+
+Deno.test("a REPLACE refused for an empty chunked body asks no volume to delete a temporary", async () => {
+  // Its body ended before any byte went out, so no volume can hold the
+  // temporary: the DELETE each was sent only logged "No such file" on every nginx.
+  const c = await Cluster.start();
+  try {
+    const key = randomKey();
+    assertEquals((await call(c, key, "PUT", "old value")).status, 201);
+    const before = await volumeCalls(c, "delete");
+    const empty = new ReadableStream<Uint8Array>({ start: (ctl) => ctl.close() });
+    const res = await call(c, key, "REPLACE", empty);
+    assertEquals([res.status, res.text], [411, "A value must not be empty\n"]);
+    assertEquals(await volumeCalls(c, "delete"), before);
+    assertEquals(await (await fetch(c.url + key)).text(), "old value");
+  } finally {
+    await c.stop();
+  }
+});
