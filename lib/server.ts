@@ -250,7 +250,15 @@ async function query(
     writing: "writing",
   };
   const state = states[q.op];
-  if (!state) return text(400, `Unknown operation "?${q.op}"`);
+  if (!state) {
+    const known = "?list, ?unlinked, ?writing, ?status or ?metrics";
+    return text(
+      400,
+      q.op === ""
+        ? `The query must start with its operation: ${known}`
+        : `Unknown operation "?${q.op}": expected ${known}`,
+    );
+  }
   if (req.method !== "GET" && req.method !== "HEAD") {
     return notGet(`?${q.op}`);
   }

@@ -222,6 +222,24 @@ Deno.test("mkv API against real nginx volumes and a master process", async (t) =
       assertEquals(res.headers.get("allow"), "GET, HEAD");
     });
 
+    await t.step(
+      "an unknown or missing operation answers 400 naming the ones there are",
+      async () => {
+        const known = "?list, ?unlinked, ?writing, ?status or ?metrics";
+        assertEquals(await list(c, "/x?bogus"), {
+          status: 400,
+          type: "text/plain; charset=utf-8",
+          body: `Unknown operation "?bogus": expected ${known}\n`,
+        });
+        // The operation is the first parameter: "?&list" has none ("?" was named).
+        assertEquals(await list(c, "/x?&list"), {
+          status: 400,
+          type: "text/plain; charset=utf-8",
+          body: `The query must start with its operation: ${known}\n`,
+        });
+      },
+    );
+
     await t.step("a second PUT or DELETE of a key whose PUT is in flight answers 409", async () => {
       const key = randomKey();
       let ctl!: ReadableStreamDefaultController<Uint8Array>;

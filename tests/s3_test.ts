@@ -1624,7 +1624,10 @@ Deno.test("without -s3 or keys the gateway is off: a signed GET is mkv's 302", a
     assertEquals(res.status, 302);
     const list = await fetch(`${c.url}${key}?list-type=2`);
     assertEquals(list.status, 400);
-    assertEquals(await list.text(), 'Unknown operation "?list-type"\n');
+    assertEquals(
+      await list.text(),
+      'Unknown operation "?list-type": expected ?list, ?unlinked, ?writing, ?status or ?metrics\n',
+    );
   } finally {
     await c.stop();
   }
