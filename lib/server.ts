@@ -266,7 +266,9 @@ async function query(
   let limit = 0;
   if (limitRaw !== undefined && limitRaw.length > 0) {
     const s = decoder.decode(limitRaw);
-    if (!/^\d{1,9}$/.test(s)) return text(400, `Bad limit "${s}": not a whole number`);
+    // Any whole number, as mkv's Atoi: one of 10 digits or more is no less
+    // a limit (it was refused as "not a whole number"); past the cap, the cap answers.
+    if (!/^\d+$/.test(s)) return text(400, `Bad limit "${s}": not a whole number`);
     limit = Number(s);
   }
   const start = q.params.get("start");

@@ -222,6 +222,19 @@ Deno.test("mkv API against real nginx volumes and a master process", async (t) =
       assertEquals(res.headers.get("allow"), "GET, HEAD");
     });
 
+    await t.step("a limit of 10 digits or more is a limit, not a bad one", async () => {
+      const prefix = randomKey("/biglimit");
+      for (const k of ["a", "b"]) assertEquals((await put(c, `${prefix}/${k}`, "v")).status, 201);
+      const keys = [`${prefix}/a`, `${prefix}/b`];
+      for (const limit of ["10000000000", "99999999999999999999999"]) {
+        assertEquals(await list(c, `${prefix}/?list&limit=${limit}`), {
+          status: 200,
+          type: "application/json",
+          body: JSON.stringify({ next: "", keys }),
+        });
+      }
+    });
+
     await t.step(
       "an unknown or missing operation answers 400 naming the ones there are",
       async () => {
