@@ -116,13 +116,22 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
   const drain = new Drain();
   const s3 = s3Options(flags) ?? undefined;
   const handler = createHandler(store, { verbose: flags.v as boolean, s3 }, drain);
-  const srv = Deno.serve({
-    port,
-    onListen: ({ port }) =>
-      console.log(
-        `mkv master on :${port}, volumes ${opts.volumes.join(",")}, replicas ${opts.replicas}`,
-      ),
-  }, handler);
+  let srv;
+  try {
+    srv = Deno.serve({
+      port,
+      onListen: ({ port }) =>
+        console.log(
+          `mkv master on :${port}, volumes ${opts.volumes.join(",")}, replicas ${opts.replicas}`,
+        ),
+    }, handler);
+  } catch (err) {
+    // Left at once, so a rebuild need not wait out this master's heartbeat.
+    await index.membership?.leave();
+    index.close();
+    const why = err instanceof Error ? err.message : String(err);
+    throw new Error(`Cannot listen on port ${port} (-port): ${why}`);
+  }
   // SIGTERM/SIGINT: refuse new requests (503), let those in flight finish
   // (30 s at most), then stop the server; below, leave and close the index.
   let grace: ReturnType<typeof setTimeout> | undefined;

@@ -13,6 +13,15 @@ const MEMBER_INTERVAL = 1000;
  * LevelDB folder. An existing plain file is opened as the SQLite file itself.
  */
 export async function openIndex(db: string): Promise<Index> {
+  try {
+    return await open(db);
+  } catch (err) {
+    // Alone, "file is not a database" or an ENOENT named neither the index nor -db.
+    throw new Error(`Cannot open the index "${db}": ${err instanceof Error ? err.message : err}`);
+  }
+}
+
+async function open(db: string): Promise<Index> {
   if (/^https?:\/\//.test(db)) return new Index(await Deno.openKv(db));
   let path = db;
   const info = await Deno.stat(db).catch(() => null);

@@ -156,3 +156,38 @@ Deno.test("a master refuses two names for one volume: its replicas would be one 
     await c.stop();
   }
 });
+
+Deno.test("an index that cannot be opened is named with the reason", async () => {
+  // It said only "file is not a database", naming neither the file nor -db.
+  const dir = await Deno.makeTempDir();
+  const file = `${dir}/notes.txt`;
+  await Deno.writeTextFile(file, "not an index\n");
+  try {
+    const r = await runMain(["verify", "-db", file, "-volumes", "127.0.0.1:1", "-replicas", "1"]);
+    assertEquals(r.code, 1);
+    assertEquals(r.stderr, `Cannot open the index "${file}": file is not a database\n`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a port in use is named with the flag that sets it", async () => {
+  // It said only "Address already in use (os error 98)".
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1"] });
+  const taken = Deno.listen({ hostname: "0.0.0.0", port: 0 });
+  try {
+    await c.stopMaster();
+    const port = (taken.addr as Deno.NetAddr).port;
+    const r = await runMain(
+      ["server", "-port", String(port), "-db", c.db, "-volumes", c.volumes[0], "-replicas", "1"],
+    );
+    assertEquals(r.code, 1);
+    assertEquals(
+      r.stderr,
+      `Cannot listen on port ${port} (-port): Address already in use (os error 98)\n`,
+    );
+  } finally {
+    taken.close();
+    await c.stop();
+  }
+});
