@@ -88,6 +88,15 @@ export class VolumeHealth {
     if (!up) recentErrors.add(`volume ${volume} down`, reason, now);
   }
 
+  /**
+   * True while the volume is known down (its last call or probe went
+   * unanswered). `volume` may name a subvolume ("host:port/sv03").
+   */
+  isDown(volume: string): boolean {
+    const slash = volume.indexOf("/");
+    return this.#volumes.get(slash < 0 ? volume : volume.slice(0, slash))?.up === false;
+  }
+
   get(volume: string): VolumeState {
     return { ...(this.#volumes.get(volume) ?? unknown()) };
   }

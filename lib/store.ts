@@ -9,6 +9,7 @@ import { latin1 } from "./bytes.ts";
 import { Claim, isClaimed, isLingering, unleased } from "./claim.ts";
 import { DigestMismatch, fanout, LostClaim, Silence, SourceError } from "./fanout.ts";
 import { type Entry, type Index, keyFits } from "./index_db.ts";
+import { health } from "./health.ts";
 import {
   key2path,
   key2volume,
@@ -131,16 +132,23 @@ export class Store {
     headers["Key-Balance"] = balance;
     headers["Key-Volumes"] = rvolumes.join(",");
     let unreachable = 0;
-    // From a random replica on, in turn: as good as a shuffle, without a copy.
-    const first = Math.floor(Math.random() * rvolumes.length);
-    for (let i = 0; i < rvolumes.length; i++) {
-      const url = volumeUrl(rvolumes[(first + i) % rvolumes.length], path);
-      const status = await headStatus(url, this.opts.voltimeout);
-      if (status === 200) {
-        headers["Location"] = url;
-        return { status: 302, headers };
+    // From a random replica on, in turn: as good as a shuffle, without a
+    // copy. Replicas on volumes known down are tried last, only when no
+    // other has the file: a hung one made a GET in three wait -voltimeout.
+    const n = rvolumes.length;
+    const first = Math.floor(Math.random() * n);
+    for (let pass = 0; pass < 2; pass++) {
+      for (let i = 0; i < n; i++) {
+        const volume = rvolumes[(first + i) % n];
+        if (health.isDown(volume) !== (pass === 1)) continue;
+        const url = volumeUrl(volume, path);
+        const status = await headStatus(url, this.opts.voltimeout);
+        if (status === 200) {
+          headers["Location"] = url;
+          return { status: 302, headers };
+        }
+        if (status !== 404) unreachable++;
       }
-      if (status !== 404) unreachable++;
     }
     // The files may have gone with a write of the key since its record was
     // read (DELETE, REBALANCE): then the index says so now, and it is no loss.
