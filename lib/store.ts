@@ -1074,12 +1074,16 @@ function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** A random order of xs (which replica to try first). */
-export function shuffled<T>(xs: readonly T[]): T[] {
-  const out = xs.slice();
+/**
+ * A random order of a key's replicas (which to try first), those on a volume
+ * known down last: a hung one held each read that began there for its timeout.
+ */
+export function shuffled(rvolumes: readonly string[]): string[] {
+  const out = rvolumes.slice();
   for (let i = out.length - 1; i > 0; i--) {
     const j = Math.floor(Math.random() * (i + 1));
     [out[i], out[j]] = [out[j], out[i]];
   }
-  return out;
+  const down = out.filter((v) => health.isDown(v));
+  return down.length === 0 ? out : [...out.filter((v) => !health.isDown(v)), ...down];
 }

@@ -2,13 +2,20 @@
 // in three wait -voltimeout before it tried the next replica. `deno task test:faults`.
 import { Cluster, randomKey, status } from "../cluster.ts";
 import { assert, assertEquals } from "../assert.ts";
+import { s3Client } from "../s3_client.ts";
+import { GetObjectCommand } from "@aws-sdk/client-s3";
 
 /** The master's HEAD calls to `volume` so far, whatever their outcome. */
-async function heads(c: Cluster, volume: string): Promise<number> {
+function heads(c: Cluster, volume: string): Promise<number> {
+  return calls(c, volume, "head");
+}
+
+/** The master's `call` calls to `volume` so far, whatever their outcome. */
+async function calls(c: Cluster, volume: string, call: string): Promise<number> {
   const text = await (await fetch(`${c.url}/?metrics`)).text();
   let n = 0;
   for (const line of text.split("\n")) {
-    if (line.startsWith(`mkv_volume_calls_total{volume="${volume}",call="head",`)) {
+    if (line.startsWith(`mkv_volume_calls_total{volume="${volume}",call="${call}",`)) {
       n += Number(line.slice(line.lastIndexOf(" ") + 1));
     }
   }
@@ -64,6 +71,27 @@ Deno.test("a GET still tries a volume known down when no other replica has the f
     assertEquals(res.status, 302);
     assert(res.headers.get("location")!.startsWith(`http://${c.volumes[0]}/`));
   } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("S3 GetObject reads from a replica on a volume known down only last", async () => {
+  const c = await Cluster.start({ flags: ["-s3"] });
+  const s3 = s3Client(c.url);
+  try {
+    const bucket = `down-${crypto.randomUUID().slice(0, 8)}`;
+    assertEquals(await status(`${c.url}/${bucket}/k`, { method: "PUT", body: "three" }), 201);
+    const down = c.volumes[2];
+    await c.stopVolume(2);
+    assertEquals(await status(c.url + randomKey(), { method: "PUT", body: "x" }), 500);
+    const before = await calls(c, down, "get");
+    for (let i = 0; i < 20; i++) {
+      const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: "k" }));
+      assertEquals(await got.Body!.transformToString(), "three");
+    }
+    assertEquals(await calls(c, down, "get"), before);
+  } finally {
+    s3.destroy();
     await c.stop();
   }
 });
