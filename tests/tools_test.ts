@@ -102,7 +102,10 @@ Deno.test("rebuild names the folders it could not read and exits non-zero", asyn
     assertEquals(named.length, 1, r.stderr);
     assert(named[0].startsWith(`  Cannot list "http://${c.volumes[1]}/": `), r.stderr);
     assert(
-      r.stderr.includes("rebuild: 1 folder could not be read; the index is incomplete:\n"),
+      r.stderr.includes(
+        "rebuild: 1 folder could not be read; the index is incomplete (run rebuild again once " +
+          "every volume answers; until then verify -repair deletes no orphans):\n",
+      ),
       r.stderr,
     );
   } finally {
