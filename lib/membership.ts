@@ -76,8 +76,11 @@ export class Membership {
       if (others > 0 || rejoin) {
         await new Promise((r) => setTimeout(r, 2.5 * this.#interval));
       }
+    })().finally(() => {
+      // Failed too (the index busy past retrying): the next write joins
+      // anew, rather than fail at once with this stale error.
       this.#joining = null;
-    })();
+    });
     return this.#joining;
   }
 
