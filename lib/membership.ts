@@ -103,7 +103,19 @@ export class Membership {
     this.#beatAt = -Infinity;
   }
 
-  async #beat(): Promise<number> {
+  /** Beats in flight: leave() waits for them, or one lands after it. */
+  #beats = new Set<Promise<number>>();
+  #left = false;
+
+  #beat(): Promise<number> {
+    if (this.#left) return Promise.resolve(0);
+    const beat = this.#beatOnce();
+    this.#beats.add(beat);
+    beat.finally(() => this.#beats.delete(beat)).catch(() => {});
+    return beat;
+  }
+
+  async #beatOnce(): Promise<number> {
     const started = performance.now();
     await this.#index.heartbeat(this.id, Date.now() + 3 * this.#interval);
     // The timer's beat after a stall (a SIGSTOP, a starved event loop) may
@@ -141,7 +153,11 @@ export class Membership {
   }
 
   async leave(): Promise<void> {
+    this.#left = true;
     clearInterval(this.#timer);
+    // A heartbeat landing after the removal would leave a record (no fence
+    // with it, so no member ever removes it) that looks live for 3 s.
+    await Promise.allSettled(this.#beats);
     this.#aloneSince = -Infinity;
     await this.#index.heartbeat(this.id, 0).catch(() => {});
   }

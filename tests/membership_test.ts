@@ -31,3 +31,32 @@ Deno.test("a join that failed (its heartbeat write refused) is made anew by the 
     }
   });
 });
+
+Deno.test("a member that leaves while its heartbeat is in flight leaves no record of it behind", async () => {
+  await withIndex(async (index) => {
+    const m = new Membership(index, `m-${crypto.randomUUID()}`, { interval: 20 });
+    index.membership = m;
+    await m.join();
+    // Hold the timer's next heartbeat until leave() has been called.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => release = r);
+    let beating!: () => void;
+    const held = new Promise<void>((r) => beating = r);
+    let beaten!: () => void;
+    const landed = new Promise<void>((r) => beaten = r);
+    const heartbeat = index.heartbeat.bind(index);
+    index.heartbeat = async (id, until) => {
+      if (until === 0) return await heartbeat(id, until);
+      beating();
+      await gate;
+      await heartbeat(id, until).finally(beaten);
+    };
+    await held;
+    const left = m.leave();
+    release();
+    await left;
+    await landed;
+    assertEquals((await index.kv.get(["members", m.id])).versionstamp, null, "heartbeat record");
+    assertEquals((await index.kv.get(["fences", m.id])).versionstamp, null, "fence");
+  });
+});
