@@ -10,6 +10,7 @@ import { Claim, isClaimed, isLingering, unleased } from "./claim.ts";
 import { DigestMismatch, fanout, LostClaim, Silence, SourceError } from "./fanout.ts";
 import { type Entry, type Index, keyFits } from "./index_db.ts";
 import { health } from "./health.ts";
+import { Fenced } from "./group_commit.ts";
 import {
   key2path,
   key2volume,
@@ -396,7 +397,8 @@ export class Store {
       } catch (err) {
         // The index may have taken the switch all the same: the temporaries
         // stay for whoever finishes it (verify takes them for orphans only
-        // when no record names them).
+        // when no record names them). Not when fenced: nothing was written.
+        if (err instanceof Fenced) await this.#removePaths(tmp, kvolumes).catch(() => {});
         await claim.release().catch(() => {});
         return failedWrite(err);
       }
@@ -1047,6 +1049,8 @@ function lostClaim(err: unknown): Outcome {
 
 /** A write that failed: the client's body (400, 408) or a volume (500). */
 function failedWrite(err: unknown): Outcome {
+  // Fenced: nothing was written, and once the master has joined again it can be.
+  if (err instanceof Fenced) return { status: 503, message: `${err.message}: retry` };
   const status = err instanceof SourceError ? err.status : 500;
   return { status, message: messageOf(err) };
 }
