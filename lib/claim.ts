@@ -2,6 +2,7 @@
 // the key's record in the "writing" state, naming its owner and the time its
 // lease runs out. While the work goes on the lease is renewed; a master that
 // dies stops renewing, and once the lease runs out another may take the key.
+import { Fenced } from "./group_commit.ts";
 import type { Entry, Index } from "./index_db.ts";
 import type { Record } from "./record.ts";
 
@@ -126,10 +127,15 @@ export class Claim {
     this.#chain = this.#chain.then(async () => {
       if (this.#lost.signal.aborted) return;
       const rec = { ...this.#rec, until: Date.now() + this.#lease };
+      // Fenced (this process taken for gone): the reason the work fails.
+      let why: unknown = new Error("Lost the claim on the key");
       const vs = await this.#index.cas(this.#key, this.#versionstamp, rec)
-        .catch(() => null);
+        .catch((err) => {
+          if (err instanceof Fenced) why = err;
+          return null;
+        });
       if (vs === null) {
-        this.#lost.abort(new Error("Lost the claim on the key"));
+        this.#lost.abort(why);
         unhold(this);
       } else {
         this.#rec = rec;
@@ -144,7 +150,7 @@ export class Claim {
    */
   note(rec: Record): Promise<boolean> {
     const done = this.#chain.then(async () => {
-      if (this.#lost.signal.aborted) return false;
+      if (this.#lost.signal.aborted) return this.#lostReason();
       const leased = { ...rec, owner: this.#rec.owner, until: Date.now() + this.#lease };
       const vs = await this.#index.cas(this.#key, this.#versionstamp, leased);
       if (vs === null) {
@@ -172,7 +178,7 @@ export class Claim {
     // No owner: nobody renews it, and the key's writers can tell why they wait.
     if (rec && opts.linger) rec = { ...rec, owner: "", until: Date.now() + this.#lease };
     const done = this.#chain.then(async () => {
-      if (this.#lost.signal.aborted) return false;
+      if (this.#lost.signal.aborted) return this.#lostReason();
       return await this.#index.cas(this.#key, this.#versionstamp, rec) !== null;
     });
     this.#chain = done;
@@ -186,6 +192,16 @@ export class Claim {
    */
   abandon(): void {
     unhold(this);
+  }
+
+  /**
+   * False for a claim lost to another writer; a renewal fenced throws that
+   * error (nothing was written: the request fails 503, to be retried).
+   */
+  #lostReason(): false {
+    const why = this.#lost.signal.reason;
+    if (why instanceof Fenced) throw why;
+    return false;
   }
 
   /**

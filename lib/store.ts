@@ -196,7 +196,7 @@ export class Store {
         // the key "writing" and refused to every writer for good.
         if (!claim.holds) {
           await claim.release().catch(() => {});
-          return lostClaim(err);
+          return lostClaim(err, claim);
         }
         if (err instanceof SourceError && prev && kvolumes.every((v) => untouched.has(v))) {
           // The body never ended, so no replica took it (nginx renames a
@@ -406,7 +406,7 @@ export class Store {
         await this.#removePaths(tmp, kvolumes).catch(() => {});
         // Short of time but not taken over: given up, not renewed for good.
         await claim.release().catch(() => {});
-        return lostClaim(new LostClaim());
+        return lostClaim(new LostClaim(), claim);
       }
       const out = await this.#switch(key, prev.rec, next, claim);
       return out.status === 201 ? { ...out, bytes: result.bytes } : out;
@@ -708,7 +708,7 @@ export class Store {
     if (!claim) return inFlight();
     if (!claim.holds) {
       await claim.release().catch(() => {});
-      return lostClaim(new LostClaim());
+      return lostClaim(new LostClaim(), claim);
     }
     try {
       await this.#removeFiles(key, prev.rec.rvolumes);
@@ -1042,7 +1042,9 @@ function liveRecord(rvolumes: string[], written: FanoutResult, meta?: Meta): Rec
   return rec;
 }
 
-function lostClaim(err: unknown): Outcome {
+function lostClaim(err: unknown, claim: Claim): Outcome {
+  // A renewal fenced: nothing more was written, and a retry can be.
+  if (claim.signal.reason instanceof Fenced) return failedWrite(claim.signal.reason);
   const why = err instanceof LostClaim ? "" : ` (${messageOf(err)})`;
   return { status: 500, message: `Lost the claim on the key mid-write${why}` };
 }

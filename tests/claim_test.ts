@@ -6,8 +6,10 @@ import type { Record } from "../lib/record.ts";
 import { Store } from "../lib/store.ts";
 import { FLAGS, storeOptions } from "../lib/config.ts";
 import { parseFlags } from "../lib/flags.ts";
+import { Fenced } from "../lib/group_commit.ts";
+import { Membership } from "../lib/membership.ts";
 import { withIndex } from "./temp_index.ts";
-import { assert, assertEquals } from "./assert.ts";
+import { assert, assertEquals, assertRejects } from "./assert.ts";
 
 const enc = new TextEncoder();
 const LIVE: Record = {
@@ -49,6 +51,28 @@ Deno.test("a claim taken over by another writer is lost: its signal aborts, fini
     assert(claim.signal.aborted, "the renewal found the claim gone");
     assertEquals(await claim.finish(LIVE), false);
     assertEquals((await index.get(k))?.rec, theirs);
+  });
+});
+
+Deno.test("a claim whose renewal is fenced (its member taken for gone) fails Fenced: finish writes nothing", async () => {
+  await withIndex(async (index) => {
+    const m = new Membership(index, `m-${crypto.randomUUID()}`, { interval: 1000 });
+    index.membership = m;
+    try {
+      await m.join();
+      const k = key();
+      const claim = await Claim.take(index, k, null, LIVE.rvolumes, { owner: "me", lease: 60_000 });
+      assert(claim !== null, "took the claim");
+      const taken = await index.get(k);
+      // Another member evicts this one's fence (as it does a lapsed member's).
+      await index.kv.delete(["fences", m.id]);
+      claim.renew();
+      await assertRejects(() => claim.finish(LIVE), Fenced);
+      assert(claim.signal.reason instanceof Fenced, String(claim.signal.reason));
+      assertEquals(await index.get(k), taken, "the record as taken");
+    } finally {
+      await m.leave();
+    }
   });
 });
 
