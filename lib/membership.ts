@@ -131,8 +131,12 @@ export class Membership {
     const ids = await this.#index.otherMembers(this.id, Date.now());
     const others = ids.length;
     this.#rebuilding = ids.some((id) => id.startsWith(REBUILD));
-    // Sole once no write of a lapsed member can land any more.
-    const sole = others === 0 && await this.#index.evictLapsed(this.id, Date.now());
+    // Sole once no write of a lapsed member can land any more. Only a beat
+    // still fresh can make it sole (from `started` on): a slow one (the index
+    // locked meanwhile, holding up every member's heartbeat as it did ours)
+    // would evict the others' fences for nothing, and fail their writes.
+    const fresh = performance.now() - started < 1.5 * this.#interval;
+    const sole = others === 0 && fresh && await this.#index.evictLapsed(this.id, Date.now());
     // A gap between two alone-checks (a stall) may hide a member that came
     // and went: that counts as becoming sole anew.
     const unbroken = this.#wasSole && started - this.#aloneSince < 1.5 * this.#interval;

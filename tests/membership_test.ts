@@ -60,3 +60,27 @@ Deno.test("a member that leaves while its heartbeat is in flight leaves no recor
     assertEquals((await index.kv.get(["fences", m.id])).versionstamp, null, "fence");
   });
 });
+
+Deno.test("a heartbeat held up past the time it could make its member sole evicts no lapsed member's fence", async () => {
+  await withIndex(async (index) => {
+    // Another member, lapsed (its heartbeat held up as well, say), with its fence.
+    const other = `m-${crypto.randomUUID()}`;
+    await index.heartbeat(other, Date.now() - 1);
+    const fence = await index.fence(other, null);
+    const m = new Membership(index, `m-${crypto.randomUUID()}`, { interval: 20 });
+    index.membership = m;
+    // Every heartbeat of this member's takes 5 intervals (a locked index).
+    const heartbeat = index.heartbeat.bind(index);
+    index.heartbeat = async (id, until) => {
+      if (until > 0) await new Promise((r) => setTimeout(r, 100));
+      return await heartbeat(id, until);
+    };
+    try {
+      await m.join();
+      assertEquals(m.sole, false);
+      assertEquals((await index.kv.get(fence.key)).versionstamp, fence.versionstamp);
+    } finally {
+      await m.leave();
+    }
+  });
+});
