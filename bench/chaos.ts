@@ -12,12 +12,19 @@
 // write's files (tests/faults/replace_cleanup_race_test.ts, linger_test.ts):
 // 12 violations in 150 s before those fixes; after them none with "lease3",
 // and with the 1 s lease one 150 s run of three saw a call land after it.
+// "pause" SIGSTOPs a master for 2-6 s now and then (past its heartbeat: the
+// others take it for gone and may trust their memory, its fence evicted);
+// "lock" holds SQLite's write lock on the index for 1-5 s now and then (an
+// index write waits on it, as tests/faults/fence_test.ts does). With either,
+// a master answering 503 to writes for 20 s on end, or not taking a write
+// at the end, counts as a violation (stuck: it must recover once healthy).
 //
-//   deno run -A bench/chaos.ts [seconds=120] [refuse,slowdelete,lease3]
+//   deno run -A bench/chaos.ts [seconds=120] [refuse,slowdelete,lease3,pause,lock]
 //
 // Ports PORT+1.. (PORT defaults to 23100); files under $TMPDIR/mkv-chaos-*,
 // with log.txt (every fault and violation) and each master's stderr.
 import { createHash } from "node:crypto";
+import { DatabaseSync } from "node:sqlite";
 import { key2path } from "../lib/keys.ts";
 const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const SECONDS = Number(Deno.args[0] ?? 120);
@@ -137,6 +144,8 @@ const CLUSTER = ["-db", `${DIR}/db`, "-volumes", VOLS, "-lease", LEASE];
 const allProcs: Deno.ChildProcess[] = [];
 const masters: (Deno.ChildProcess | null)[] = Array(NM).fill(null);
 const mAlive: boolean[] = Array(NM).fill(false);
+/** Per master: when the run of writes it answered 503 began (null: none). */
+const unavailableSince: (number | null)[] = Array(NM).fill(null);
 async function startMaster(i: number) {
   if (masters[i]) return;
   const p = new Deno.Command("deno", {
@@ -158,6 +167,7 @@ async function startMaster(i: number) {
     await p.stderr.pipeTo(f.writable).catch(() => {});
   })();
   masters[i] = p;
+  unavailableSince[i] = null;
   p.status.then((st) => {
     if (masters[i] === p) {
       masters[i] = null;
@@ -282,6 +292,10 @@ async function doWrite(client: number, key: string, op: string) {
     w.status = res.status;
     w.end = performance.now();
     count(`${op}_${res.status}`);
+    if (res.status === 503) {
+      if (/lost its registration/.test(text)) count("fenced_503");
+      unavailableSince[m] ??= w.start;
+    } else if (res.status !== 0) unavailableSince[m] = null;
     if (res.status >= 500 || res.status === 404 && op !== "PUT") {
       log("write", op, key, w.id, res.status, text.slice(0, 200));
     }
@@ -446,6 +460,91 @@ async function stopper() {
     log("SIGCONT vol", i);
   }
 }
+// SIGSTOP masters past their heartbeat (3 s): half the time all but one,
+// which is then alone, evicts the others' fences and trusts its memory.
+// With "lock", half the pauses begin while the index is locked: writes sent
+// before the pause wait on it, and land (or are fenced) after.
+async function pauser() {
+  while (running) {
+    await sleep(3000 + rnd(5000));
+    if (!running) break;
+    const alive = activeMasters();
+    if (alive.length === 0) continue;
+    const keep = pick(alive);
+    const others = alive.filter((i) => i !== keep);
+    const which = Math.random() < 0.5 && others.length > 0 ? others : [keep];
+    const ms = 2000 + rnd(4000);
+    const locked = OPTS.has("lock") && Math.random() < 0.5 && await lock();
+    if (locked) await sleep(100 + rnd(400));
+    const procs = which.map((i) => masters[i]).filter((p) => p !== null);
+    for (const p of procs) {
+      try {
+        p.kill("SIGSTOP");
+      } catch { /* exited meanwhile */ }
+    }
+    count("master_sigstops", procs.length);
+    log("SIGSTOP masters", which, ms, locked ? "locked" : "");
+    if (locked) unlock();
+    await sleep(ms);
+    for (const p of procs) {
+      try {
+        p.kill("SIGCONT");
+      } catch { /* killed meanwhile */ }
+    }
+    log("SIGCONT masters", which);
+  }
+}
+// SQLite's write lock on the index, taken from here: every index write waits
+// on it. Not with a busy timeout: that would block this process's event loop
+// (its proxies carry the volumes' traffic).
+let db: DatabaseSync | null = null;
+let held = false;
+async function lock(): Promise<boolean> {
+  if (held) return false;
+  db ??= new DatabaseSync(`${DIR}/db/index.sqlite3`);
+  for (let t = 0; t < 200; t++) {
+    try {
+      db.exec("BEGIN IMMEDIATE");
+      held = true;
+      count("index_locks");
+      log("lock index");
+      return true;
+    } catch {
+      await sleep(5);
+    }
+  }
+  log("lock failed");
+  return false;
+}
+function unlock() {
+  db!.exec("COMMIT");
+  held = false;
+  log("unlock index");
+}
+function closeDb() {
+  db?.close();
+}
+async function locker() {
+  while (running) {
+    await sleep(4000 + rnd(8000));
+    if (!running || !await lock()) continue;
+    await sleep(1000 + rnd(4000));
+    unlock();
+  }
+}
+// A master answering 503 to every write for 20 s on end is stuck.
+async function watchStuck() {
+  while (running) {
+    await sleep(1000);
+    for (let i = 0; i < NM; i++) {
+      const since = unavailableSince[i];
+      if (since !== null && performance.now() - since > 20_000) {
+        violate("stuck_503", { master: i, since });
+        unavailableSince[i] = null;
+      }
+    }
+  }
+}
 async function runTool(args: string[]) {
   const out = await new Deno.Command("deno", {
     args: [
@@ -475,15 +574,36 @@ async function tools() {
 const t0 = Date.now();
 const jobs = [...Array(6).keys()].map((c) => client(c));
 const chaos = [killer(), stopper(), tools()];
+if (OPTS.has("pause")) chaos.push(pauser());
+if (OPTS.has("lock")) chaos.push(locker());
+if (OPTS.has("pause") || OPTS.has("lock")) chaos.push(watchStuck());
 const ticker = setInterval(() => log("stats", stats), 10000);
 await sleep(SECONDS * 1000);
 running = false;
 await Promise.all(jobs);
 await Promise.all(chaos);
+closeDb();
 clearInterval(ticker);
 faulty = false;
 for (let i = 0; i < NM; i++) if (!mAlive[i]) await startMaster(i);
 await sleep(1500);
+// Every master takes a write again, within the time a fenced one needs to join.
+for (let i = 0; i < NM; i++) {
+  const key = `/chaos/probe${i}-${crypto.randomUUID()}`;
+  let st = 0;
+  for (let t = 0; t < 40 && st !== 201; t++) {
+    if (t > 0) await sleep(500);
+    const res = await fetch(`http://127.0.0.1:${MPORT(i)}${key}`, { method: "PUT", body: "p" })
+      .catch(() => null);
+    await res?.body?.cancel();
+    st = res?.status ?? 0;
+  }
+  if (st !== 201) violate("stuck_at_end", { master: i, status: st });
+  await fetch(`http://127.0.0.1:${MPORT(i)}${key}`, { method: "DELETE" }).then((r) =>
+    r.body?.cancel()
+  )
+    .catch(() => {});
+}
 // settle: GET every key through a master
 for (const k of KEYS) await doGet(k);
 const r0 = await runTool(["rebalance"]);
