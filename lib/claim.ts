@@ -126,10 +126,10 @@ export class Claim {
     this.renewAt = performance.now() + this.period;
     this.#chain = this.#chain.then(async () => {
       if (this.#lost.signal.aborted) return;
-      const rec = { ...this.#rec, until: Date.now() + this.#lease };
-      // Fenced (this process taken for gone): the reason the work fails.
+      let rec = this.#rec;
+      // Fenced twice (this process taken for gone): the reason the work fails.
       let why: unknown = new Error("Lost the claim on the key");
-      const vs = await this.#index.cas(this.#key, this.#versionstamp, rec)
+      const vs = await this.#cas(() => rec = { ...this.#rec, until: Date.now() + this.#lease })
         .catch((err) => {
           if (err instanceof Fenced) why = err;
           return null;
@@ -151,8 +151,10 @@ export class Claim {
   note(rec: Record): Promise<boolean> {
     const done = this.#chain.then(async () => {
       if (this.#lost.signal.aborted) return this.#lostReason();
-      const leased = { ...rec, owner: this.#rec.owner, until: Date.now() + this.#lease };
-      const vs = await this.#index.cas(this.#key, this.#versionstamp, leased);
+      let leased = rec;
+      const vs = await this.#cas(() =>
+        leased = { ...rec, owner: this.#rec.owner, until: Date.now() + this.#lease }
+      );
       if (vs === null) {
         this.#lost.abort(new Error("Lost the claim on the key"));
         unhold(this);
@@ -176,13 +178,32 @@ export class Claim {
   finish(rec: Record | null, opts: { linger?: boolean } = {}): Promise<boolean> {
     unhold(this);
     // No owner: nobody renews it, and the key's writers can tell why they wait.
-    if (rec && opts.linger) rec = { ...rec, owner: "", until: Date.now() + this.#lease };
+    const final = () =>
+      rec && opts.linger ? { ...rec, owner: "", until: Date.now() + this.#lease } : rec;
     const done = this.#chain.then(async () => {
       if (this.#lost.signal.aborted) return this.#lostReason();
-      return await this.#index.cas(this.#key, this.#versionstamp, rec) !== null;
+      return await this.#cas(final) !== null;
     });
     this.#chain = done;
     return done;
+  }
+
+  /**
+   * Compare-and-sets the claim's record to `make()`. A write fenced (this
+   * process was taken for gone, paused past its heartbeat: nothing was
+   * written) is made once more, once the process has joined again (the
+   * index waits for that): the claim's versionstamp still tells whether the
+   * key is ours, and the work done under it stands. Else a REPLACE fenced
+   * after its renames would answer 503, its value made live later all the
+   * same by the key's next reader. Fenced again: thrown.
+   */
+  async #cas(make: () => Record | null): Promise<string | null> {
+    try {
+      return await this.#index.cas(this.#key, this.#versionstamp, make());
+    } catch (err) {
+      if (!(err instanceof Fenced)) throw err;
+      return await this.#index.cas(this.#key, this.#versionstamp, make());
+    }
   }
 
   /**
@@ -195,8 +216,9 @@ export class Claim {
   }
 
   /**
-   * False for a claim lost to another writer; a renewal fenced throws that
-   * error (nothing was written: the request fails 503, to be retried).
+   * False for a claim lost to another writer; a renewal fenced (twice)
+   * throws that error (nothing was written: the request fails 503, to be
+   * retried).
    */
   #lostReason(): false {
     const why = this.#lost.signal.reason;

@@ -8,6 +8,7 @@ import { FLAGS, storeOptions } from "../lib/config.ts";
 import { parseFlags } from "../lib/flags.ts";
 import { Fenced } from "../lib/group_commit.ts";
 import { Membership } from "../lib/membership.ts";
+import type { Index } from "../lib/index_db.ts";
 import { withIndex } from "./temp_index.ts";
 import { assert, assertEquals, assertRejects } from "./assert.ts";
 
@@ -54,25 +55,53 @@ Deno.test("a claim taken over by another writer is lost: its signal aborts, fini
   });
 });
 
-Deno.test("a claim whose renewal is fenced (its member taken for gone) fails Fenced: finish writes nothing", async () => {
+/** Runs `fn` with a claim on a fresh key, taken as a member of the index (lib/membership.ts). */
+async function withMemberClaim(
+  fn: (index: Index, m: Membership, claim: Claim, k: Uint8Array) => Promise<void>,
+) {
   await withIndex(async (index) => {
-    const m = new Membership(index, `m-${crypto.randomUUID()}`, { interval: 1000 });
+    const m = new Membership(index, `m-${crypto.randomUUID()}`, { interval: 400 });
     index.membership = m;
     try {
       await m.join();
       const k = key();
       const claim = await Claim.take(index, k, null, LIVE.rvolumes, { owner: "me", lease: 60_000 });
       assert(claim !== null, "took the claim");
-      const taken = await index.get(k);
-      // Another member evicts this one's fence (as it does a lapsed member's).
-      await index.kv.delete(["fences", m.id]);
-      claim.renew();
-      await assertRejects(() => claim.finish(LIVE), Fenced);
-      assert(claim.signal.reason instanceof Fenced, String(claim.signal.reason));
-      assertEquals(await index.get(k), taken, "the record as taken");
+      await fn(index, m, claim, k);
     } finally {
       await m.leave();
     }
+  });
+}
+
+Deno.test("a claim whose renewal is fenced (its member taken for gone) renews once the member has joined again, and finishes", async () => {
+  await withMemberClaim(async (index, m, claim, k) => {
+    // Another member evicts this one's fence (as it does a lapsed member's).
+    await index.kv.delete(["fences", m.id]);
+    claim.renew();
+    assertEquals(await claim.finish(LIVE), true);
+    assertEquals(claim.signal.aborted, false);
+    assertEquals((await index.get(k))?.rec, LIVE);
+  });
+});
+
+Deno.test("a claim whose renewal is fenced twice fails Fenced: finish writes nothing", async () => {
+  await withMemberClaim(async (index, m, claim, k) => {
+    const taken = await index.get(k);
+    const old = (await index.kv.get(["fences", m.id])).versionstamp;
+    await index.kv.delete(["fences", m.id]);
+    claim.renew();
+    // Evicted again as it joins again: the new fence goes too (the renewal
+    // waits 2.5 heartbeat intervals, 1 s, after making it).
+    let fence = null;
+    while (fence === null || fence === old) {
+      await sleep(5);
+      fence = (await index.kv.get(["fences", m.id])).versionstamp;
+    }
+    await index.kv.delete(["fences", m.id]);
+    await assertRejects(() => claim.finish(LIVE), Fenced);
+    assert(claim.signal.reason instanceof Fenced, String(claim.signal.reason));
+    assertEquals(await index.get(k), taken, "the record as taken");
   });
 });
 
