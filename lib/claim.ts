@@ -40,6 +40,11 @@ export class Claim {
   #released: Record;
   /** When the lease is next renewed (performance.now() ms). */
   renewAt: number;
+  /**
+   * The claim's writes, in order. Never left rejected: a renewal chained on
+   * a note that failed (its caller hears why) would reject unhandled, and
+   * that ends the process.
+   */
   #chain: Promise<unknown> = Promise.resolve();
   readonly #lost = new AbortController();
 
@@ -164,7 +169,7 @@ export class Claim {
       this.#versionstamp = vs;
       return true;
     });
-    this.#chain = done;
+    this.#chain = done.catch(() => {});
     return done;
   }
 
@@ -184,7 +189,7 @@ export class Claim {
       if (this.#lost.signal.aborted) return this.#lostReason();
       return await this.#cas(final) !== null;
     });
-    this.#chain = done;
+    this.#chain = done.catch(() => {});
     return done;
   }
 

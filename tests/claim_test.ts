@@ -105,6 +105,21 @@ Deno.test("a claim whose renewal is fenced twice fails Fenced: finish writes not
   });
 });
 
+Deno.test("a claim whose note failed (an index error, told to its caller) renews on and finishes: no renewal rejects unhandled", async () => {
+  await withIndex(async (index) => {
+    const k = key();
+    const claim = await Claim.take(index, k, null, LIVE.rvolumes, { owner: "me", lease: 60_000 });
+    assert(claim !== null, "took the claim");
+    const cas = index.cas.bind(index);
+    index.cas = () => Promise.reject(new Error("database is locked"));
+    await assertRejects(() => claim.note(LIVE), Error, "database is locked");
+    index.cas = cas;
+    claim.renew();
+    assertEquals(await claim.finish(LIVE), true);
+    assertEquals((await index.get(k))?.rec, LIVE);
+  });
+});
+
 Deno.test("50 claims at once each finish, and no renewal timer is left", async () => {
   await withIndex(async (index) => {
     const keys = Array.from({ length: 50 }, key);
