@@ -170,9 +170,13 @@ async function startMaster(i: number) {
   unavailableSince[i] = null;
   p.status.then((st) => {
     if (masters[i] === p) {
+      // Not killed by us: it crashed (see its masterN.err). Started again.
       masters[i] = null;
       mAlive[i] = false;
+      unavailableSince[i] = null;
       log("master exited", i, st);
+      violate("master_exited", { master: i, status: st });
+      if (running) startMaster(i).catch((e) => log("restart fail", String(e)));
     }
   });
   allProcs.push(p);
