@@ -35,6 +35,12 @@ export function keyFits(key: Uint8Array): boolean {
   return encodedKeySize(key) <= KV_KEY_MAX;
 }
 
+/** A member's heartbeat record: whose, and its versionstamp (new at every beat). */
+export interface MemberRecord {
+  id: string;
+  versionstamp: string;
+}
+
 export interface Entry {
   rec: Record;
   versionstamp: string;
@@ -197,6 +203,12 @@ export class Index {
     return (await this.kv.get<{ at: number; why: string }>([REBUILT])).value;
   }
 
+  /**
+   * Writes member `id`'s heartbeat record (`until: 0`: removes it and its
+   * fence). Members judge each other by whether the record changes, not by
+   * `until` (lib/membership.ts), which is kept for masters of versions that
+   * read it.
+   */
   async heartbeat(id: string, until: number): Promise<void> {
     if (until === 0) {
       await retryBusy(() => this.kv.atomic().delete([MEMBERS, id]).delete([FENCES, id]).commit());
@@ -215,40 +227,33 @@ export class Index {
     return { key, versionstamp: res.versionstamp };
   }
 
-  /**
-   * Removes the fences (and heartbeat records) of members other than `id`
-   * whose heartbeat has lapsed, so that an index write any of them sent
-   * before it stopped can no longer land. False when one of them, or
-   * another member, is live after all: nothing is removed then.
-   */
-  async evictLapsed(id: string, now: number): Promise<boolean> {
-    const lapsed: Deno.KvEntryMaybe<unknown>[] = [];
-    for await (const f of this.kv.list({ prefix: [FENCES] })) {
-      const other = String(f.key[1]);
-      if (other === id) continue;
-      const m = await this.kv.get<{ until: number }>([MEMBERS, other]);
-      if ((m.value?.until ?? 0) > now) return false;
-      lapsed.push(m);
+  /** Every member's heartbeat record, and the ids of the members holding a fence. */
+  async members(): Promise<{ records: MemberRecord[]; fenced: string[] }> {
+    const records: MemberRecord[] = [];
+    for await (const e of this.kv.list({ prefix: [MEMBERS] })) {
+      records.push({ id: String(e.key[1]), versionstamp: e.versionstamp });
     }
-    // Each member's eviction stands alone; 50 of them keep an atomic's checks under 100.
-    for (let i = 0; i < lapsed.length; i += 50) {
-      const atomic = this.kv.atomic();
-      for (const m of lapsed.slice(i, i + 50)) {
-        // The check keeps a member that beats meanwhile from losing its fence.
-        atomic.check(m).delete([FENCES, m.key[1]]).delete(m.key);
-      }
-      if (!(await retryBusy(() => atomic.commit())).ok) return false;
-    }
-    return true;
+    const fenced: string[] = [];
+    for await (const f of this.kv.list({ prefix: [FENCES] })) fenced.push(String(f.key[1]));
+    return { records, fenced };
   }
 
-  /** The ids of members other than `id` whose heartbeat is still live. */
-  async otherMembers(id: string, now: number): Promise<string[]> {
-    const ids: string[] = [];
-    for await (const e of this.kv.list<{ until: number }>({ prefix: [MEMBERS] })) {
-      if (e.key[1] !== id && (e.value?.until ?? 0) > now) ids.push(String(e.key[1]));
+  /**
+   * Removes the heartbeat records and fences of members taken for gone, so
+   * that an index write any of them sent before it stopped can no longer
+   * land. Each only while its record is still the one judged (versionstamp
+   * null: it had none): a member that beat meanwhile keeps both. True when
+   * every one went.
+   */
+  async evict(gone: { id: string; versionstamp: string | null }[]): Promise<boolean> {
+    let all = true;
+    for (const m of gone) {
+      const key = [MEMBERS, m.id];
+      const atomic = this.kv.atomic().check({ key, versionstamp: m.versionstamp })
+        .delete(key).delete([FENCES, m.id]);
+      if (!(await retryBusy(() => atomic.commit())).ok) all = false;
     }
-    return ids;
+    return all;
   }
 
   /**

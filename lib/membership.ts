@@ -15,11 +15,83 @@
 // still stands; a member removes the fences of lapsed members before it
 // trusts its memory as the sole writer. A late write then fails (Fenced)
 // instead of landing unseen, and its member joins again, with the wait.
+//
+// Lapses: a member is taken for gone when its heartbeat record has not
+// changed (same versionstamp) for 3 intervals of the observer's own
+// monotonic clock; a record first seen counts as live from then. No wall
+// clocks are compared: a member whose clock runs behind is not gone.
 import type { Fence } from "./group_commit.ts";
-import type { Index } from "./index_db.ts";
+import type { Index, MemberRecord } from "./index_db.ts";
 
 /** The start of a rebuild's member id (tools/rebuild.ts). */
 export const REBUILD = "rebuild:";
+
+/** Heartbeats unchanged for this many intervals: the member is gone. */
+const LAPSE = 3;
+
+/**
+ * Judges members by their heartbeat records as seen over time, by this
+ * process's monotonic clock: a record whose versionstamp has not changed
+ * for `lapse` ms of watching has lapsed; one new or changed since the last
+ * look is live from then.
+ */
+export class Watch {
+  readonly lapse: number;
+  #seen = new Map<string, { versionstamp: string; since: number }>();
+
+  constructor(lapse: number) {
+    this.lapse = lapse;
+  }
+
+  /** Looks at the records as listed at `now` (records no longer listed are forgotten). */
+  see(records: MemberRecord[], now = performance.now()): {
+    live: MemberRecord[];
+    lapsed: MemberRecord[];
+  } {
+    const seen = new Map<string, { versionstamp: string; since: number }>();
+    const live: MemberRecord[] = [];
+    const lapsed: MemberRecord[] = [];
+    for (const r of records) {
+      const before = this.#seen.get(r.id);
+      const since = before?.versionstamp === r.versionstamp ? before.since : now;
+      seen.set(r.id, { versionstamp: r.versionstamp, since });
+      (now - since >= this.lapse ? lapsed : live).push(r);
+    }
+    this.#seen = seen;
+    return { live, lapsed };
+  }
+
+  /**
+   * Forgets what was seen: every record counts as new at the next look.
+   * For when nobody could beat for a while (the index held up), or this
+   * process could not look (it stalled).
+   */
+  restart(): void {
+    this.#seen.clear();
+  }
+}
+
+/**
+ * The ids of members other than `id` that are live, for a process that has
+ * not been watching (rebuild's check): the records are watched until all
+ * have lapsed, or one changes (or a new one appears): live. Every live
+ * member beats within an interval, so one more interval finds them all.
+ */
+export async function liveMembers(index: Index, id: string, interval: number): Promise<string[]> {
+  const watch = new Watch(LAPSE * interval);
+  const others = async () => (await index.members()).records.filter((r) => r.id !== id);
+  const first = new Map((await others()).map((r) => [r.id, r.versionstamp]));
+  let { live } = watch.see([...first].map(([id, versionstamp]) => ({ id, versionstamp })));
+  const moved = new Set<string>();
+  let until = Infinity;
+  while (live.length > 0 && performance.now() < until) {
+    await new Promise((r) => setTimeout(r, interval / 2));
+    ({ live } = watch.see(await others()));
+    for (const r of live) if (first.get(r.id) !== r.versionstamp) moved.add(r.id);
+    if (moved.size > 0) until = Math.min(until, performance.now() + interval);
+  }
+  return live.filter((r) => moved.has(r.id)).map((r) => r.id);
+}
 
 export interface MembershipOptions {
   /** Heartbeat interval, ms. */
@@ -43,12 +115,14 @@ export class Membership {
   #rebuilding = false;
   #fence: Fence | null = null;
   #fencing: Promise<void> | null = null;
+  #watch: Watch;
 
   constructor(index: Index, id: string, opts: MembershipOptions) {
     this.#index = index;
     this.id = id;
     this.#interval = opts.interval;
     this.#onSole = opts.onSole ?? (() => {});
+    this.#watch = new Watch(LAPSE * opts.interval);
   }
 
   /**
@@ -103,21 +177,33 @@ export class Membership {
     this.#beatAt = -Infinity;
   }
 
-  /** Beats in flight: leave() waits for them, or one lands after it. */
-  #beats = new Set<Promise<number>>();
+  /** Beats in flight, with when each started: leave() waits for them, or one lands after it. */
+  #beats = new Map<Promise<number>, number>();
   #left = false;
 
   #beat(): Promise<number> {
     if (this.#left) return Promise.resolve(0);
-    const beat = this.#beatOnce();
-    this.#beats.add(beat);
+    const started = performance.now();
+    const beat = this.#beatOnce(started);
+    this.#beats.set(beat, started);
     beat.finally(() => this.#beats.delete(beat)).catch(() => {});
     return beat;
   }
 
-  async #beatOnce(): Promise<number> {
-    const started = performance.now();
-    await this.#index.heartbeat(this.id, Date.now() + 3 * this.#interval);
+  /**
+   * Whether a beat of this member's has been held up past 1.5 intervals
+   * (the index locked, holding up every member's heartbeat as it does ours).
+   */
+  #heldUp(): boolean {
+    const now = performance.now();
+    for (const started of this.#beats.values()) {
+      if (now - started >= 1.5 * this.#interval) return true;
+    }
+    return false;
+  }
+
+  async #beatOnce(started: number): Promise<number> {
+    await this.#index.heartbeat(this.id, Date.now() + LAPSE * this.#interval);
     // The timer's beat after a stall (a SIGSTOP, a starved event loop) may
     // come before any write asks ready(): our record may have lapsed
     // meanwhile, and the others, alone, may trust their memory again. Wait
@@ -128,15 +214,18 @@ export class Membership {
     // After the heartbeat: a fence made before it could be removed as lapsed.
     if (lapsed || !this.#fence) await this.#refence();
     this.#beatAt = started;
-    const ids = await this.#index.otherMembers(this.id, Date.now());
-    const others = ids.length;
-    this.#rebuilding = ids.some((id) => id.startsWith(REBUILD));
-    // Sole once no write of a lapsed member can land any more. Only a beat
-    // still fresh can make it sole (from `started` on): a slow one (the index
-    // locked meanwhile, holding up every member's heartbeat as it did ours)
-    // would evict the others' fences for nothing, and fail their writes.
-    const fresh = performance.now() - started < 1.5 * this.#interval;
-    const sole = others === 0 && fresh && await this.#index.evictLapsed(this.id, Date.now());
+    const { records, fenced } = await this.#index.members();
+    // Records unchanged while nobody could beat (the index held up), or
+    // while this member could not look (it stalled), tell nothing.
+    const heldUp = this.#heldUp();
+    if (heldUp || lapsed) this.#watch.restart();
+    const seen = this.#watch.see(records.filter((r) => r.id !== this.id));
+    const others = seen.live.length;
+    this.#rebuilding = seen.live.some((r) => r.id.startsWith(REBUILD));
+    // Sole once no write of a lapsed member can land any more. A held-up
+    // beat evicts nobody: it would fail the others' writes for nothing.
+    const sole = others === 0 && !heldUp &&
+      await this.#index.evict(this.#gone(seen.lapsed, records, fenced));
     // A gap between two alone-checks (a stall) may hide a member that came
     // and went: that counts as becoming sole anew.
     const unbroken = this.#wasSole && started - this.#aloneSince < 1.5 * this.#interval;
@@ -144,6 +233,21 @@ export class Membership {
     if (sole !== this.#wasSole || (sole && !unbroken)) this.#onSole(sole);
     this.#wasSole = sole;
     return others;
+  }
+
+  /**
+   * What to evict: the lapsed members, and the fences of members with no
+   * heartbeat record (removed as lapsed, or never written: nothing live
+   * holds one without its record).
+   */
+  #gone(
+    lapsed: MemberRecord[],
+    records: MemberRecord[],
+    fenced: string[],
+  ): { id: string; versionstamp: string | null }[] {
+    const recorded = new Set(records.map((r) => r.id));
+    const orphans = fenced.filter((id) => id !== this.id && !recorded.has(id));
+    return [...lapsed, ...orphans.map((id) => ({ id, versionstamp: null }))];
   }
 
   /** Makes sure this member holds a fence that stands (one call at a time). */
@@ -161,7 +265,7 @@ export class Membership {
     clearInterval(this.#timer);
     // A heartbeat landing after the removal would leave a record (no fence
     // with it, so no member ever removes it) that looks live for 3 s.
-    await Promise.allSettled(this.#beats);
+    await Promise.allSettled(this.#beats.keys());
     this.#aloneSince = -Infinity;
     await this.#index.heartbeat(this.id, 0).catch(() => {});
   }

@@ -5,7 +5,7 @@ import { Index } from "./index_db.ts";
 import { Membership } from "./membership.ts";
 
 /** Heartbeat interval of index members (masters and writing tools). */
-const MEMBER_INTERVAL = 1000;
+export const MEMBER_INTERVAL = 1000;
 
 /**
  * Opens the index at `db`: a KV Connect URL (https://...) as is, otherwise a

@@ -70,6 +70,14 @@ export async function listenPort(proc: Deno.ChildProcess): Promise<number> {
   return Number(m[1]);
 }
 
+/** Test-only: preloaded into a master, it moves its wall clock (see spawnMaster's `skew`). */
+const SKEWED_CLOCK = new URL("./skewed_clock.ts", import.meta.url).pathname;
+
+export interface SpawnOptions {
+  /** Ms to move the master's wall clock (Date.now) by: a machine whose clock is off. */
+  skew?: number;
+}
+
 export interface SpawnedMaster {
   url: string;
   proc: Deno.ChildProcess;
@@ -205,8 +213,9 @@ export class Cluster {
   async spawnMaster(
     extra: string[] = [],
     env: { [name: string]: string } = {},
+    opts: SpawnOptions = {},
   ): Promise<SpawnedMaster> {
-    const proc = this.#spawn(extra, this.volumes, "null", env);
+    const proc = this.#spawn(extra, this.volumes, "null", env, opts);
     const url = `http://127.0.0.1:${await listenPort(proc)}`;
     await waitUp(`${url}/?list`, { proc });
     return {
@@ -227,11 +236,24 @@ export class Cluster {
     volumes: string[],
     stderr: "null" | "inherit",
     env: { [name: string]: string } = {},
+    opts: SpawnOptions = {},
   ): Deno.ChildProcess {
     // Port 0: the master binds a free port itself and prints it (listenPort).
     const args = ["-port", "0", "-db", this.db, "-volumes", volumes.join(",")];
+    const skew = opts.skew === undefined ? [] : ["--preload", SKEWED_CLOCK];
+    if (opts.skew !== undefined) env = { ...env, MKV_TEST_CLOCK_SKEW_MS: String(opts.skew) };
     return new Deno.Command(DENO, {
-      args: ["run", "-A", MASTER_V8_FLAGS, MAIN, "server", ...args, ...this.flags, ...extra],
+      args: [
+        "run",
+        "-A",
+        MASTER_V8_FLAGS,
+        ...skew,
+        MAIN,
+        "server",
+        ...args,
+        ...this.flags,
+        ...extra,
+      ],
       env,
       stdin: "null",
       stdout: "piped",

@@ -145,12 +145,19 @@ function fencedWrite(index: Index, key: string, fence: Fence | null): Promise<st
   });
 }
 
+/** Member `id`'s heartbeat record as it is now. */
+async function recordOf(index: Index, id: string): Promise<{ id: string; versionstamp: string }> {
+  const e = await index.kv.get(["members", id]);
+  assert(e.versionstamp !== null, `${id} has a heartbeat record`);
+  return { id, versionstamp: e.versionstamp };
+}
+
 Deno.test("writes carrying an evicted member's fence all fail with Fenced and write nothing", async () => {
   await withIndex(async (index) => {
+    await index.heartbeat("m1", 1);
     const fence = await index.fence("m1", null);
     assert(await fencedWrite(index, "/f/before", fence), "a standing fence lets writes through");
-    await index.heartbeat("m1", Date.now() - 1); // m1 has lapsed
-    assertEquals(await index.evictLapsed("m2", Date.now()), true);
+    assertEquals(await index.evict([await recordOf(index, "m1")]), true);
     const keys = ["/f/a", "/f/b", "/f/c"];
     const results = await Promise.allSettled(keys.map((k) => fencedWrite(index, k, fence)));
     for (const r of results) {
@@ -163,27 +170,39 @@ Deno.test("writes carrying an evicted member's fence all fail with Fenced and wr
 
 Deno.test("a member's fence made anew after eviction lets its writes through again", async () => {
   await withIndex(async (index) => {
+    await index.heartbeat("m1", 1);
     const old = await index.fence("m1", null);
     assertEquals(await index.fence("m1", old.versionstamp), old, "a standing fence is kept");
-    await index.heartbeat("m1", Date.now() - 1);
-    assert(await index.evictLapsed("m2", Date.now()));
+    assert(await index.evict([await recordOf(index, "m1")]));
     const fresh = await index.fence("m1", old.versionstamp);
     assert(fresh.versionstamp !== old.versionstamp);
     assert(await fencedWrite(index, "/f/after", fresh));
   });
 });
 
-Deno.test("evictLapsed keeps every fence while any member with one is live", async () => {
+Deno.test("evict keeps the record and fence of a member that beat since it was judged lapsed", async () => {
   await withIndex(async (index) => {
-    const lapsed = await index.fence("m1", null);
-    await index.heartbeat("m1", Date.now() - 1);
-    await index.heartbeat("m3", Date.now() + 10_000);
-    const live = await index.fence("m3", null);
-    assertEquals(await index.evictLapsed("m2", Date.now()), false);
-    assert(await fencedWrite(index, "/f/m1", lapsed), "not evicted");
-    assert(await fencedWrite(index, "/f/m3", live));
-    assertEquals(await index.evictLapsed("m3", Date.now()), true, "m3 itself may evict m1");
-    await assertRejects(() => fencedWrite(index, "/f/m1b", lapsed), Fenced);
+    await index.heartbeat("m1", 1);
+    const fence = await index.fence("m1", null);
+    const judged = await recordOf(index, "m1");
+    await index.heartbeat("m1", 1); // it beats after all
+    assertEquals(await index.evict([judged]), false);
+    assert(await fencedWrite(index, "/f/m1", fence), "not evicted");
+    assert((await index.kv.get(["members", "m1"])).versionstamp !== null, "record kept");
+  });
+});
+
+Deno.test("evict removes a fence whose member has no heartbeat record, unless one is written meanwhile", async () => {
+  await withIndex(async (index) => {
+    const orphan = await index.fence("m1", null);
+    const kept = await index.fence("m2", null);
+    await index.heartbeat("m2", 1); // registers between the look and the eviction
+    assertEquals(
+      await index.evict([{ id: "m1", versionstamp: null }, { id: "m2", versionstamp: null }]),
+      false,
+    );
+    await assertRejects(() => fencedWrite(index, "/f/m1", orphan), Fenced);
+    assert(await fencedWrite(index, "/f/m2", kept), "m2's fence stands");
   });
 });
 

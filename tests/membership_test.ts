@@ -1,9 +1,21 @@
 // Unit tests of lib/membership.ts against a real Deno KV on a temporary file:
-// joining again after a failure, leaving.
-import { Membership } from "../lib/membership.ts";
+// joining again after a failure, leaving, judging other members' lapses.
+import { liveMembers, Membership } from "../lib/membership.ts";
 import type { Index } from "../lib/index_db.ts";
 import { withIndex } from "./temp_index.ts";
 import { assertEquals, assertRejects } from "./assert.ts";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Beats for member `id` every `every` ms as a process whose wall clock runs
+ * a minute behind would: each heartbeat says it lapsed long ago. Returns
+ * the function that stops it.
+ */
+function beatBehind(index: Index, id: string, every: number): () => void {
+  const timer = setInterval(() => index.heartbeat(id, Date.now() - 60_000).catch(() => {}), every);
+  return () => clearInterval(timer);
+}
 
 /** Makes the index's heartbeat writes fail (database locked) while `failing()`. */
 function failHeartbeats(index: Index, failing: () => boolean) {
@@ -77,10 +89,50 @@ Deno.test("a heartbeat held up past the time it could make its member sole evict
     };
     try {
       await m.join();
+      await sleep(400); // its record unchanged for over six lapses
       assertEquals(m.sole, false);
       assertEquals((await index.kv.get(fence.key)).versionstamp, fence.versionstamp);
     } finally {
       await m.leave();
+    }
+  });
+});
+
+Deno.test("a member whose heartbeats carry a wall-clock time long past is live while they go on, evicted once they stop", async () => {
+  await withIndex(async (index) => {
+    const other = `m-${crypto.randomUUID()}`;
+    await index.heartbeat(other, Date.now() - 60_000);
+    const fence = await index.fence(other, null);
+    const stop = beatBehind(index, other, 50);
+    const m = new Membership(index, `m-${crypto.randomUUID()}`, { interval: 100 });
+    index.membership = m;
+    try {
+      await m.join();
+      await sleep(1000); // over three lapses of 300 ms
+      assertEquals(m.sole, false, "not alone while the other beats");
+      assertEquals((await index.kv.get(fence.key)).versionstamp, fence.versionstamp, "fence kept");
+      stop();
+      for (let i = 0; i < 100 && !m.sole; i++) await sleep(50);
+      assertEquals(m.sole, true, "alone once its heartbeats stopped");
+      assertEquals((await index.kv.get(fence.key)).versionstamp, null, "its fence evicted");
+    } finally {
+      stop();
+      await m.leave();
+    }
+  });
+});
+
+Deno.test("liveMembers names a member whose heartbeats carry a wall-clock time long past, not one whose heartbeats stopped", async () => {
+  await withIndex(async (index) => {
+    const dead = `m-${crypto.randomUUID()}`;
+    await index.heartbeat(dead, Date.now() + 60_000);
+    assertEquals(await liveMembers(index, "me", 100), [], "its record unchanged for a lapse");
+    const behind = `m-${crypto.randomUUID()}`;
+    const stop = beatBehind(index, behind, 50);
+    try {
+      assertEquals(await liveMembers(index, "me", 100), [behind]);
+    } finally {
+      stop();
     }
   });
 });

@@ -161,3 +161,29 @@ Deno.test("a master paused past its heartbeat waits, once resumed, before writin
     await c.stop();
   }
 });
+
+async function sole(url: string): Promise<boolean> {
+  const text = await (await fetch(`${url}/?metrics`)).text();
+  return /^mkv_index_sole 1$/m.test(text);
+}
+
+Deno.test("a master whose clock runs 5 s behind is seen live by an on-time master: never fenced, never unseen", async () => {
+  const c = await Cluster.start();
+  const behind = await c.spawnMaster([], {}, { skew: -5000 });
+  try {
+    // Over 4 s: past the 3 s after which a wall clock read its heartbeats as lapsed.
+    for (let i = 0; i < 9; i++) {
+      const mine = randomKey("/skew");
+      const theirs = randomKey("/skew");
+      assertEquals(await status(behind.url + theirs, { method: "PUT", body: "behind" }), 201);
+      assertEquals(await status(c.url + mine, { method: "PUT", body: "on time" }), 201);
+      assertEquals(await status(c.url + theirs), 302, "written by the lagging master, read here");
+      assertEquals(await status(behind.url + mine), 302, "written here, read by the lagging one");
+      assertEquals(await sole(c.url), false, "the on-time master does not count itself alone");
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  } finally {
+    await behind.stop();
+    await c.stop();
+  }
+});

@@ -9,8 +9,8 @@
 // that has it), showing progress on stderr.
 import type { FlagValues } from "../lib/flags.ts";
 import { requireDb, storeOptions } from "../lib/config.ts";
-import { joinIndex, openIndex } from "../lib/open.ts";
-import { REBUILD } from "../lib/membership.ts";
+import { joinIndex, MEMBER_INTERVAL, openIndex } from "../lib/open.ts";
+import { liveMembers, REBUILD } from "../lib/membership.ts";
 import { key2volume, orderByPlacement, placementKey } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
 import { Progress } from "../lib/progress.ts";
@@ -26,8 +26,9 @@ export async function rebuild(flags: FlagValues): Promise<number> {
   const id = `${REBUILD}${Deno.pid}`;
   // It empties the index first: never under a master (or tool) using it.
   // (One paused past its heartbeat looks gone: it answers 503 once resumed
-  // while this runs, lib/server.ts.)
-  const others = (await index.otherMembers(id, Date.now())).length;
+  // while this runs, lib/server.ts.) Records left by members that died are
+  // watched until they have lapsed: up to 3 s.
+  const others = (await liveMembers(index, id, MEMBER_INTERVAL)).length;
   if (others > 0) {
     index.close();
     console.error(

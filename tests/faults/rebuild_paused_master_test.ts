@@ -9,6 +9,22 @@ import { VolumeProxy } from "./replace_faults.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Waits until a member whose id starts with `prefix` has a heartbeat record in the index. */
+async function registered(db: string, prefix: string): Promise<void> {
+  const kv = await Deno.openKv(`${db}/index.sqlite3`);
+  try {
+    for (let i = 0; i < 200; i++) {
+      for await (const e of kv.list({ prefix: ["members"] })) {
+        if (String(e.key[1]).startsWith(prefix)) return;
+      }
+      await sleep(50);
+    }
+    throw new Error(`No member "${prefix}..." registered within 10 s`);
+  } finally {
+    kv.close();
+  }
+}
+
 /** Answers each folder listing 1 s late: a rebuild that takes seconds. */
 class SlowListing extends VolumeProxy {
   protected override async handle(req: Request): Promise<Response> {
@@ -27,9 +43,9 @@ Deno.test("a master resumed while a rebuild runs answers 503 until it is done", 
     const key = randomKey("/rebuild-paused");
     assertEquals(await status(m.url + key, { method: "PUT", body: randomBytes(1000) }), 201);
     m.proc.kill("SIGSTOP");
-    await sleep(3500); // its heartbeat lapses
+    // The rebuild watches the master's heartbeat record lapse (3 s), then registers.
     const rebuild = runMain(["rebuild", "-db", c.db, "-volumes", volumes]);
-    await sleep(300);
+    await registered(c.db, "rebuild:");
     m.proc.kill("SIGCONT");
     await sleep(1500); // a heartbeat: it sees the rebuild
     const res = await fetch(m.url + key, { redirect: "manual" });
