@@ -12,9 +12,10 @@
 // on a busy or remote index meanwhile), when the others may have taken the
 // member for gone and trusted their memory again. So each member keeps a
 // fence record, and every index write of its carries a check that the fence
-// still stands; a member removes the fences of lapsed members before it
-// trusts its memory as the sole writer. A late write then fails (Fenced)
-// instead of landing unseen, and its member joins again, with the wait.
+// still stands; a member removes the fences of lapsed members at every
+// beat, and never trusts its memory as the sole writer before they are
+// gone. A late write then fails (Fenced) instead of landing unseen, and its
+// member joins again, with the wait.
 //
 // Lapses: a member is taken for gone when its heartbeat record has not
 // changed (same versionstamp) for 3 intervals of the observer's own
@@ -222,10 +223,11 @@ export class Membership {
     const seen = this.#watch.see(records.filter((r) => r.id !== this.id));
     const others = seen.live.length;
     this.#rebuilding = seen.live.some((r) => r.id.startsWith(REBUILD));
-    // Sole once no write of a lapsed member can land any more. A held-up
-    // beat evicts nobody: it would fail the others' writes for nothing.
-    const sole = others === 0 && !heldUp &&
-      await this.#index.evict(this.#gone(seen.lapsed, records, fenced));
+    // Lapsed members go at every beat, whoever else is live (or their
+    // records pile up); sole once no write of one can land any more. A
+    // held-up beat evicts nobody: it would fail the others' writes for nothing.
+    const cleared = !heldUp && await this.#index.evict(this.#gone(seen.lapsed, records, fenced));
+    const sole = others === 0 && cleared;
     // A gap between two alone-checks (a stall) may hide a member that came
     // and went: that counts as becoming sole anew.
     const unbroken = this.#wasSole && started - this.#aloneSince < 1.5 * this.#interval;

@@ -136,3 +136,40 @@ Deno.test("liveMembers names a member whose heartbeats carry a wall-clock time l
     }
   });
 });
+
+Deno.test("lapsed members' records and fences are removed while another member stays live, the live one's kept", async () => {
+  await withIndex(async (index) => {
+    const live = `live-${crypto.randomUUID()}`;
+    await index.heartbeat(live, Date.now());
+    const liveFence = await index.fence(live, null);
+    const stop = beatBehind(index, live, 50);
+    // Dead: with a fence; without one (it died between its heartbeat and its
+    // fence); a fence whose record went (evicted, then it fenced anew).
+    const dead = `dead-${crypto.randomUUID()}`;
+    await index.heartbeat(dead, Date.now() + 60_000);
+    const deadFence = await index.fence(dead, null);
+    const unfenced = `unfenced-${crypto.randomUUID()}`;
+    await index.heartbeat(unfenced, Date.now() + 60_000);
+    const stray = await index.fence(`stray-${crypto.randomUUID()}`, null);
+    const m = new Membership(index, `m-${crypto.randomUUID()}`, { interval: 100 });
+    index.membership = m;
+    const present = async (key: Deno.KvKey) => (await index.kv.get(key)).versionstamp !== null;
+    const left = async () =>
+      await present(["members", dead]) || await present(deadFence.key) ||
+      await present(["members", unfenced]) || await present(stray.key);
+    try {
+      await m.join();
+      for (let i = 0; i < 100 && await left(); i++) await sleep(50);
+      assertEquals(await present(["members", dead]), false, "dead member's record");
+      assertEquals(await present(deadFence.key), false, "dead member's fence");
+      assertEquals(await present(["members", unfenced]), false, "unfenced member's record");
+      assertEquals(await present(stray.key), false, "fence without a record");
+      assertEquals(await present(["members", live]), true, "live member's record");
+      assertEquals((await index.kv.get(liveFence.key)).versionstamp, liveFence.versionstamp);
+      assertEquals(m.sole, false, "not alone beside a live member");
+    } finally {
+      stop();
+      await m.leave();
+    }
+  });
+});

@@ -187,3 +187,45 @@ Deno.test("a master whose clock runs 5 s behind is seen live by an on-time maste
     await c.stop();
   }
 });
+
+/** Ids of the members with a heartbeat record, and of those with a fence, in the cluster's index. */
+async function membersOf(c: Cluster): Promise<{ records: string[]; fences: string[] }> {
+  const kv = await Deno.openKv(`${c.db}/index.sqlite3`);
+  try {
+    const ids = async (prefix: string) =>
+      (await Array.fromAsync(kv.list({ prefix: [prefix] }))).map((e) => String(e.key[1]));
+    return { records: await ids("members"), fences: await ids("fences") };
+  } finally {
+    kv.close();
+  }
+}
+
+Deno.test("a master killed beside two live ones has its heartbeat record and fence removed by them", async () => {
+  const c = await Cluster.start();
+  const live = await c.spawnMaster();
+  const killed = await c.spawnMaster();
+  try {
+    const mine = (id: string) => id.startsWith(`${Deno.hostname()}:${killed.proc.pid}:`);
+    const before = await membersOf(c);
+    assertEquals(before.records.filter(mine).length, 1, "registered");
+    assertEquals(before.fences.filter(mine).length, 1, "fenced");
+    await killed.stop("SIGKILL");
+    let after = before;
+    for (let i = 0; i < 100 && after.records.concat(after.fences).some(mine); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      after = await membersOf(c);
+    }
+    assertEquals(after.records.filter(mine), [], "its heartbeat record");
+    assertEquals(after.fences.filter(mine), [], "its fence");
+    assertEquals(after.records.length, 2, "the live masters' records stay");
+    assertEquals(after.fences.length, 2, "and their fences");
+    const k = randomKey("/killed");
+    assertEquals(await status(live.url + k, { method: "PUT", body: "after" }), 201);
+    assertEquals(await status(c.url + k), 302);
+    assertEquals(await sole(c.url), false, "two masters live");
+  } finally {
+    await live.stop();
+    await killed.stop();
+    await c.stop();
+  }
+});
