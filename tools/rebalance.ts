@@ -12,8 +12,9 @@ import { needsRebalance } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
 import { Progress } from "../lib/progress.ts";
 import { aliasesMessage, aliasesOf } from "../lib/aliases.ts";
-import { Store } from "../lib/store.ts";
+import { type Outcome, Store } from "../lib/store.ts";
 import type { Index } from "../lib/index_db.ts";
+import { Fenced } from "../lib/group_commit.ts";
 import { concurrencyOf } from "../lib/tool_flags.ts";
 
 export async function rebalance(flags: FlagValues): Promise<number> {
@@ -60,7 +61,7 @@ export async function rebalance(flags: FlagValues): Promise<number> {
     const failed: string[] = [];
     const leftovers: string[] = [];
     const move = async (key: Uint8Array, last: boolean) => {
-      const out = await store.rebalance(key, { unlinked: true });
+      const out = await store.rebalance(key, { unlinked: true }).catch(thrown);
       if (out.status === 204) {
         moved++;
         progress.add("keys");
@@ -112,6 +113,16 @@ export async function rebalance(flags: FlagValues): Promise<number> {
     await index.membership?.leave();
     index.close();
   }
+}
+
+/**
+ * A move that threw: its key fails, and the others go on. Fenced: the index
+ * refused this tool's write (taken for gone by another member: paused past
+ * its heartbeat), and the tool joins again before its next one.
+ */
+function thrown(err: unknown): Outcome {
+  if (err instanceof Fenced) return { status: 503, message: `${err.message}: run rebalance again` };
+  return { status: 500, message: `Internal error: ${err instanceof Error ? err.message : err}` };
 }
 
 /** Ms until the longest lease on these keys runs out (a little more, for clocks). */
