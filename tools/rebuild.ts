@@ -15,6 +15,9 @@ import { key2volume, orderByPlacement, placementKey } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
 import { Progress } from "../lib/progress.ts";
 import { concurrencyOf } from "../lib/tool_flags.ts";
+import { Fenced } from "../lib/group_commit.ts";
+import type { Index } from "../lib/index_db.ts";
+import type { Record } from "../lib/record.ts";
 import { type Found, hexFolders, keysIn, subvolumesOf, type Walker } from "../lib/walk.ts";
 
 const decoder = new TextDecoder();
@@ -58,6 +61,8 @@ export async function rebuild(flags: FlagValues): Promise<number> {
     });
     let keys = 0;
     const differ: string[] = [];
+    /** Keys found whose record the index refused. */
+    const unwritten: string[] = [];
     await pool(folders, concurrency, async ([folder, cdVols]) => {
       const found = await keysIn(w, cdVols, folder);
       await Promise.all(found.map((f) => {
@@ -74,13 +79,15 @@ export async function rebuild(flags: FlagValues): Promise<number> {
               `${volumes.length} of ${f.volumes.length} (${volumes.join(", ")})`,
           );
         }
-        return index.set(f.key, {
+        return record(index, f.key, {
           state: "live",
           rvolumes: orderByPlacement(volumes, kvolumes),
           hash: "",
           size,
           // S3's Last-Modified survives a rebuild.
           ...(Number.isFinite(mtime) ? { mtime } : {}),
+        }).catch((err) => {
+          unwritten.push(`${JSON.stringify(decoder.decode(f.key))}: ${messageOf(err)}`);
         });
       }));
       keys += found.length;
@@ -97,6 +104,14 @@ export async function rebuild(flags: FlagValues): Promise<number> {
       );
       for (const d of differ.slice(0, 50)) console.error(`  ${d}`);
     }
+    if (unwritten.length > 0) {
+      console.error(
+        `rebuild: ${unwritten.length} key${unwritten.length === 1 ? "" : "s"} found ` +
+          `could not be recorded; the index is incomplete (run rebuild again; ` +
+          `until then verify -repair deletes no orphans):`,
+      );
+      for (const u of unwritten.slice(0, 50)) console.error(`  ${u}`);
+    }
     if (w.errors.length > 0) {
       console.error(
         `rebuild: ${w.errors.length} folder${
@@ -106,7 +121,11 @@ export async function rebuild(flags: FlagValues): Promise<number> {
           `until then verify -repair deletes no orphans):`,
       );
       for (const e of w.errors.slice(0, 50)) console.error(`  ${e}`);
-      const why = `a rebuild could not read ${w.errors.length} folder(s)`;
+    }
+    if (w.errors.length > 0 || unwritten.length > 0) {
+      const why = w.errors.length > 0
+        ? `a rebuild could not read ${w.errors.length} folder(s)`
+        : `a rebuild could not record ${unwritten.length} key(s)`;
       await index.markIncomplete({ at: Date.now(), why });
       return 1;
     }
@@ -117,6 +136,25 @@ export async function rebuild(flags: FlagValues): Promise<number> {
     await index.membership?.leave();
     index.close();
   }
+}
+
+/**
+ * Writes a key's record. Fenced (this tool taken for gone by another
+ * member: paused past its heartbeat; nothing was written), once more: the
+ * index joins again first, and the record says what the volumes hold, so
+ * writing it late is as right as on time.
+ */
+async function record(index: Index, key: Uint8Array, rec: Record): Promise<void> {
+  try {
+    await index.set(key, rec);
+  } catch (err) {
+    if (!(err instanceof Fenced)) throw err;
+    await index.set(key, rec);
+  }
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 /**

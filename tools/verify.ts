@@ -16,7 +16,8 @@
 import { md5Stream } from "../lib/md5_stream.ts";
 import type { FlagValues } from "../lib/flags.ts";
 import { requireDb, storeOptions } from "../lib/config.ts";
-import { Store } from "../lib/store.ts";
+import { type Outcome, Store } from "../lib/store.ts";
+import { Fenced } from "../lib/group_commit.ts";
 import { Claim } from "../lib/claim.ts";
 import { joinIndex, openIndex } from "../lib/open.ts";
 import type { Entry, Index } from "../lib/index_db.ts";
@@ -102,7 +103,7 @@ export async function verify(flags: FlagValues): Promise<number> {
   };
   try {
     await keepOrphansOfPartialIndex(ctx);
-    await pool(index.entries(), concurrency, ([key, e]) => checkKey(ctx, key, e));
+    await pool(index.entries(), concurrency, ([key, e]) => checkKeyAlone(ctx, key, e));
     await checkEndedParts(ctx);
     if (repair) await keepOrphansOfAliases(ctx, opts.volumes);
     const w: Walker = { timeout: ctx.timeout, errors: [] };
@@ -124,6 +125,19 @@ export async function verify(flags: FlagValues): Promise<number> {
   }
 }
 
+/**
+ * One key's check, whatever it throws (an index write of a repair refused,
+ * Fenced: this tool was taken for gone, paused past its heartbeat): that is
+ * the key's problem, and the other keys are checked all the same.
+ */
+async function checkKeyAlone(ctx: Ctx, key: Uint8Array, e: Entry): Promise<void> {
+  try {
+    await checkKey(ctx, key, e);
+  } catch (err) {
+    report(ctx, `cannot check ${JSON.stringify(decoder.decode(key))}: ${messageOf(err)}`);
+  }
+}
+
 /** One key's record against its replicas. */
 async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Promise<void> {
   if (first) ctx.progress.add("keys");
@@ -138,7 +152,7 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
     if (!ctx.repair) return;
     // Only while the record is still the one read: a PUT may have taken the
     // key over since (the lease had run out), and its files are not ours.
-    const out = await ctx.store.removeExpired(key, e);
+    const out = await ctx.store.removeExpired(key, e).catch(thrown);
     if (out.status === 204) p.fixed = "record and files removed";
     else if (out.status === 409) p.text += " (changed meanwhile, kept)";
     else p.text += ` (cannot remove: ${out.message})`;
@@ -154,7 +168,11 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
     for (const v of rec.next.rec.rvolumes) ctx.pending.add(`${v} ${rec.next.tmp}`);
     const p = report(ctx, `unfinished replace: ${name} (owner ${rec.owner ?? "?"})`);
     if (!ctx.repair) return;
-    const now = await ctx.store.entry(key);
+    const now = await ctx.store.entry(key).catch((err) => {
+      p.text += ` (cannot finish the switch now: ${messageOf(err)})`;
+      return undefined;
+    });
+    if (now === undefined) return;
     if (now && !now.rec.next && now.rec.until === undefined) p.fixed = "switch finished";
     else p.text += " (cannot finish the switch now)";
     return;
@@ -193,7 +211,13 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
   // then would put an older value over the live one. So the copies are made
   // under a hold on the record as read (a compare-and-set, as REPLACE
   // holds a key), which also makes a write of the key meanwhile wait (409).
-  const claim = await Claim.hold(ctx.index, key, e, ctx.store.opts);
+  let claim: Claim | null;
+  try {
+    claim = await Claim.hold(ctx.index, key, e, ctx.store.opts);
+  } catch (err) {
+    for (const [, p] of fixable) p.text += ` (cannot repair: ${messageOf(err)})`;
+    return;
+  }
   if (!claim) {
     for (const [, p] of fixable) p.text += " (changed meanwhile, not repaired)";
     return;
@@ -223,7 +247,8 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
       }
     }
   } finally {
-    await claim.release({ linger });
+    // Fenced twice: the hold's lease runs out on its own; the copies stand.
+    await claim.release({ linger }).catch(() => {});
   }
   if (under && healthy.length + fixed >= ctx.replicas) under.fixed = "replicas copied";
 }
@@ -480,6 +505,11 @@ async function checkLeftover(
   } catch (err) {
     p.text += ` (cannot delete: ${messageOf(err)})`;
   }
+}
+
+/** A verb of the store that threw (an index write refused: Fenced), as its outcome. */
+function thrown(err: unknown): Outcome {
+  return { status: err instanceof Fenced ? 503 : 500, message: messageOf(err) };
 }
 
 function messageOf(err: unknown): string {

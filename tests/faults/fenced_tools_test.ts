@@ -5,7 +5,9 @@
 // the tool joins again, goes on with the other keys, and exits 1 naming it.
 import { Cluster, randomBytes, randomKey, runMain, status } from "../cluster.ts";
 import { assert, assertEquals } from "../assert.ts";
-import { VolumeProxy } from "./replace_faults.ts";
+import { VolumeProxy, where } from "./replace_faults.ts";
+import { key2path } from "../../lib/keys.ts";
+import { openIndex } from "../../lib/open.ts";
 
 const FENCED =
   "Cannot write the index: this process lost its registration in it (paused past its heartbeat?)";
@@ -29,31 +31,54 @@ async function evictFences(db: string, prefix: string): Promise<number> {
 /**
  * A volume's proxy that, before forwarding the first request `when` picks,
  * evicts the fences of members whose id starts with `prefix`: the tool
- * sending it is past its join, and its next index write is fenced.
+ * sending it is past its join, and its next index write is fenced. With
+ * `every`, it goes on evicting them every `every` ms until stopped, as a
+ * member that takes the tool for gone at every look would.
  */
 class Evictor extends VolumeProxy {
   #evicted: Promise<number> | null = null;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  /** Off while the cluster's master writes through it. */
+  armed = true;
 
   constructor(
     target: string,
     readonly db: string,
     readonly prefix: string,
     readonly when: (req: Request) => boolean,
+    readonly every = 0,
   ) {
     super(target);
   }
 
-  /** How many fences it evicted (0 until it has). */
+  /** How many fences it first evicted (0 until it has). */
   async evicted(): Promise<number> {
     return await (this.#evicted ?? 0);
   }
 
   protected override async handle(req: Request): Promise<Response> {
-    if (!this.#evicted && this.when(req)) this.#evicted = evictFences(this.db, this.prefix);
+    if (this.armed && !this.#evicted && this.when(req)) {
+      this.#evicted = evictFences(this.db, this.prefix);
+      if (this.every > 0) {
+        this.#timer = setInterval(
+          () => evictFences(this.db, this.prefix).catch(() => {}),
+          this.every,
+        );
+      }
+    }
     await this.#evicted;
     return await this.forward(req);
   }
+
+  override async stop() {
+    clearInterval(this.#timer);
+    await super.stop();
+  }
 }
+
+/** A key folder's listing ("/sv03/ab/cd/"): rebuild records those keys next. */
+const keyFolder = (req: Request) =>
+  /^(\/sv[0-9a-f]{2})?\/[0-9a-f]{2}\/[0-9a-f]{2}\/$/i.test(new URL(req.url).pathname);
 
 /** The volume-name marker every writing tool puts on each volume before its work (lib/aliases.ts). */
 const marker = (req: Request) => new URL(req.url).pathname.startsWith("/mkv-volume-name.");
@@ -90,5 +115,104 @@ Deno.test("rebalance counts a key whose move the index fenced as failed, moves t
   } finally {
     await evictor.stop();
     await c.stop();
+  }
+});
+
+Deno.test("verify -repair names the replica whose repair the index fenced, repairs the others and exits 1", async () => {
+  const c = await Cluster.start();
+  await c.stopMaster();
+  const evictor = new Evictor(c.volumes[0], c.db, "verify:", (req) => req.method === "HEAD");
+  evictor.armed = false; // the master HEADs what it writes
+  const volumes = [evictor.volume, ...c.volumes.slice(1)];
+  await c.startMaster([], volumes);
+  try {
+    const keys = [randomKey("/fenced-verify"), randomKey("/fenced-verify")];
+    for (const k of keys) {
+      assertEquals(await status(c.url + k, { method: "PUT", body: randomBytes(2000) }), 201);
+      // One replica lost, on the volume past no proxy.
+      const on = where(volumes, k).find((v) => v.startsWith(c.volumes[1]))!;
+      const path = key2path(new TextEncoder().encode(k));
+      assertEquals(await status(`http://${on}${path}`, { method: "DELETE" }), 204);
+    }
+    await c.stopMaster();
+    evictor.armed = true;
+    const args = ["-volumes", volumes.join(","), "-db", c.db, "-concurrency", "1"];
+    const r = await runMain(["verify", "-repair", ...args]);
+    assertEquals(await evictor.evicted(), 1, "the tool's fence evicted");
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    const lines = r.stdout.split("\n").filter((l) => l.startsWith("missing replica:"));
+    assertEquals(lines.length, 2, r.stdout + r.stderr);
+    const fenced = lines.filter((l) => l.includes(`(cannot repair: ${FENCED})`));
+    const repaired = lines.filter((l) => l.includes(": repaired, copied from "));
+    assertEquals([fenced.length, repaired.length], [1, 1], r.stdout);
+    assert(r.stdout.includes("verify: 2 keys, 4 problems, 2 repaired\n"), r.stdout);
+    assert(!r.stderr.includes("    at "), `no stack trace: ${r.stderr}`);
+    const again = await runMain(["verify", "-repair", ...args]);
+    assert(again.stdout.includes(": repaired, copied from "), again.stdout);
+    const clean = await runMain(["verify", ...args]);
+    assertEquals(clean.code, 0, clean.stdout + clean.stderr);
+  } finally {
+    await c.stop();
+    await evictor.stop();
+  }
+});
+
+Deno.test("rebuild writes again, once joined again, the records the index fenced: every key recorded, exit 0", async () => {
+  const c = await Cluster.start();
+  await c.stopMaster();
+  const evictor = new Evictor(c.volumes[0], c.db, "rebuild:", keyFolder);
+  evictor.armed = false;
+  const volumes = [evictor.volume, ...c.volumes.slice(1)];
+  await c.startMaster([], volumes);
+  try {
+    const keys = Array.from({ length: 6 }, () => randomKey("/fenced-rebuild"));
+    for (const k of keys) assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
+    await c.stopMaster();
+    evictor.armed = true;
+    const r = await runMain(["rebuild", "-volumes", volumes.join(","), "-db", c.db]);
+    assertEquals(await evictor.evicted(), 1, "the tool's fence evicted");
+    assertEquals(r.code, 0, r.stdout + r.stderr);
+    assert(r.stdout.includes(`rebuild: ${keys.length} keys from `), r.stdout);
+    await c.startMaster([], volumes);
+    for (const k of keys) assertEquals(await (await fetch(c.url + k)).text(), k, k);
+  } finally {
+    await c.stop();
+    await evictor.stop();
+  }
+});
+
+Deno.test("rebuild fenced twice names the keys it could not record, marks the index incomplete and exits 1", async () => {
+  const c = await Cluster.start();
+  await c.stopMaster();
+  // Takes the rebuild for gone at every look: its fence goes again within each join's wait.
+  const evictor = new Evictor(c.volumes[0], c.db, "rebuild:", keyFolder, 50);
+  evictor.armed = false;
+  const volumes = [evictor.volume, ...c.volumes.slice(1)];
+  await c.startMaster([], volumes);
+  try {
+    const keys = Array.from({ length: 3 }, () => randomKey("/fenced-twice"));
+    for (const k of keys) assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
+    await c.stopMaster();
+    evictor.armed = true;
+    const r = await runMain(["rebuild", "-volumes", volumes.join(","), "-db", c.db]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assert(
+      r.stderr.includes(
+        "rebuild: 3 keys found could not be recorded; the index is incomplete " +
+          "(run rebuild again; until then verify -repair deletes no orphans):\n",
+      ),
+      r.stderr,
+    );
+    for (const k of keys) assert(r.stderr.includes(`  "${k}": ${FENCED}\n`), r.stderr);
+    assert(!r.stderr.includes("    at "), `no stack trace: ${r.stderr}`);
+    const index = await openIndex(c.db);
+    try {
+      assertEquals((await index.incomplete())?.why, "a rebuild could not record 3 key(s)");
+    } finally {
+      index.close();
+    }
+  } finally {
+    await c.stop();
+    await evictor.stop();
   }
 });
