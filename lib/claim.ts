@@ -2,6 +2,12 @@
 // the key's record in the "writing" state, naming its owner and the time its
 // lease runs out. While the work goes on the lease is renewed; a master that
 // dies stops renewing, and once the lease runs out another may take the key.
+//
+// Leases compare wall clocks (heartbeats no longer do, lib/membership.ts):
+// a lease is judged by whoever reads the key's record once (a request on
+// any master, verify's scan, rebalance), none of which has watched the
+// record change over time. A writer stops with a quarter of its lease left
+// by its own clock, so clocks apart by up to a quarter of -lease are safe.
 import { Fenced } from "./group_commit.ts";
 import type { Entry, Index } from "./index_db.ts";
 import type { Record } from "./record.ts";
