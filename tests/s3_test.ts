@@ -547,6 +547,40 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
     );
 
     await t.step(
+      "a write asking for server-side encryption (S3, KMS, customer key) is 501, not stored plain",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new CreateBucketCommand({ Bucket }));
+        const notImplemented = { name: "NotImplemented", status: 501 };
+        const asks = [
+          { ServerSideEncryption: "AES256" as const },
+          { ServerSideEncryption: "aws:kms" as const, SSEKMSKeyId: "some-key" },
+          { SSECustomerAlgorithm: "AES256", SSECustomerKey: "k".repeat(32) },
+        ];
+        for (const ask of asks) {
+          const put = new PutObjectCommand({ Bucket, Key: "secret", Body: "x", ...ask });
+          assertEquals(await s3Fails(s3.send(put)), notImplemented);
+          const create = new CreateMultipartUploadCommand({ Bucket, Key: "secret", ...ask });
+          assertEquals(await s3Fails(s3.send(create)), notImplemented);
+        }
+        assertEquals(
+          await s3Fails(s3.send(new HeadObjectCommand({ Bucket, Key: "secret" }))),
+          { name: "NotFound", status: 404 },
+        );
+        await s3.send(new PutObjectCommand({ Bucket, Key: "plain", Body: "x" }));
+        const copy = new CopyObjectCommand({
+          Bucket,
+          Key: "secret",
+          CopySource: `${Bucket}/plain`,
+          ServerSideEncryption: "AES256",
+        });
+        assertEquals(await s3Fails(s3.send(copy)), notImplemented);
+        const { Uploads } = await s3.send(new ListMultipartUploadsCommand({ Bucket }));
+        assertEquals(Uploads ?? [], []);
+      },
+    );
+
+    await t.step(
       "bucket policy and versioning changes are 501 NotImplemented, and the bucket stays",
       async () => {
         const Bucket = bucketName();
