@@ -253,6 +253,11 @@ function refuseUnsupported(s3: S3Request) {
       throw notImplemented(`Server-side encryption (${name})`);
     }
   }
+  // An append (S3 Express's): taken for a PutObject it would overwrite the
+  // object with just the bytes meant to go at its end.
+  if (s3.req.headers.has("x-amz-write-offset-bytes")) {
+    throw notImplemented("Appending to an object (x-amz-write-offset-bytes)");
+  }
   // Only read: GetBucketVersioning and GetBucketLocation are answered.
   for (const name of ["versioning", "location"]) {
     if (s3.query.has(name) && s3.req.method !== "GET") {

@@ -581,6 +581,22 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
     );
 
     await t.step(
+      "an append (WriteOffsetBytes) is 501 NotImplemented: the object stays whole",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new PutObjectCommand({ Bucket, Key: "log", Body: "hello " }));
+        const append = new PutObjectCommand({
+          Bucket,
+          Key: "log",
+          Body: "world",
+          WriteOffsetBytes: 6,
+        });
+        assertEquals(await s3Fails(s3.send(append)), { name: "NotImplemented", status: 501 });
+        assertEquals(new TextDecoder().decode((await bytesOf(s3, Bucket, "log")).bytes), "hello ");
+      },
+    );
+
+    await t.step(
       "bucket policy and versioning changes are 501 NotImplemented, and the bucket stays",
       async () => {
         const Bucket = bucketName();
