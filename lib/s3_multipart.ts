@@ -353,6 +353,7 @@ export async function completeUpload(s3: S3Request, id: string): Promise<Respons
   const xml = await readWhole(s3.body(false), XML_MAX);
   const asked = parseComplete(new TextDecoder().decode(xml));
   const parts = chosenParts(asked, await s3.store.index.parts(id));
+  checkObjectSize(s3.req.headers.get("x-amz-mp-object-size"), parts);
   const planned = objectChecksum(s3.req.headers, upload, parts);
   await checkWriteConditions(s3.store, s3.key, cond);
   const md5s = createHash("md5");
@@ -448,6 +449,27 @@ function objectChecksum(
     );
   }
   return { composite };
+}
+
+/**
+ * x-amz-mp-object-size, the size the client expects the object to have:
+ * S3's 400 InvalidRequest when it is not the parts' (nothing is written).
+ */
+function checkObjectSize(header: string | null, parts: Part[]) {
+  if (header === null) return;
+  if (!/^\d+$/.test(header.trim())) {
+    throw s3Error(
+      "InvalidRequest",
+      `Value for x-amz-mp-object-size header is invalid: '${header}'`,
+    );
+  }
+  const size = parts.reduce((n, p) => n + p.size, 0);
+  if (Number(header) !== size) {
+    throw s3Error(
+      "InvalidRequest",
+      `The x-amz-mp-object-size header (${Number(header)}) is not the size of the parts (${size})`,
+    );
+  }
 }
 
 /** The ETag of the object upload `id` became, if it was completed into this key. */

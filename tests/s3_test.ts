@@ -1217,6 +1217,35 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
       },
     );
 
+    await t.step(
+      "a Complete whose x-amz-mp-object-size is not the parts' size: 400, the upload stays",
+      async () => {
+        const Bucket = bucketName();
+        const Key = "sized";
+        const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key }));
+        const { ETag } = await s3.send(
+          new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: 1, Body: "abc" }),
+        );
+        const complete = (MpuObjectSize: number) =>
+          s3.send(
+            new CompleteMultipartUploadCommand({
+              Bucket,
+              Key,
+              UploadId,
+              MpuObjectSize,
+              MultipartUpload: { Parts: [{ PartNumber: 1, ETag }] },
+            }),
+          );
+        assertEquals(await s3Fails(complete(4)), { name: "InvalidRequest", status: 400 });
+        assertEquals(
+          await s3Fails(s3.send(new HeadObjectCommand({ Bucket, Key }))),
+          { name: "NotFound", status: 404 },
+        );
+        await complete(3);
+        assertEquals(new TextDecoder().decode((await bytesOf(s3, Bucket, Key)).bytes), "abc");
+      },
+    );
+
     await t.step("AbortMultipartUpload removes the parts; the upload is then gone", async () => {
       const Bucket = bucketName();
       const Key = "aborted";
