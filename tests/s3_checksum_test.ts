@@ -345,6 +345,38 @@ Deno.test("S3 checksums with the AWS SDK: checked on upload, kept, answered when
         assertEquals([head.ChecksumSHA256, head.ChecksumCRC32], [want, undefined]);
       },
     );
+    await t.step(
+      "CopyObject onto itself keeps a whole-object checksum, drops a composite",
+      async () => {
+        const Key = crypto.randomUUID();
+        const value = randomBytes(12 * MiB);
+        await s3.send(new PutObjectCommand({ Bucket, Key, Body: value }));
+        const self = {
+          Bucket,
+          Key,
+          CopySource: `${Bucket}/${Key}`,
+          MetadataDirective: "REPLACE" as const,
+        };
+        const kept = await s3.send(new CopyObjectCommand({ ...self, Metadata: { a: "1" } }));
+        assertEquals(kept.CopyObjectResult?.ChecksumCRC32, crc32Of(value));
+        const head = await s3.send(new HeadObjectCommand({ Bucket, Key, ChecksumMode: "ENABLED" }));
+        assertEquals([head.ChecksumCRC32, head.Metadata], [crc32Of(value), { a: "1" }]);
+        const parts = `${Key}.parts`;
+        await new Upload({
+          client: s3,
+          params: { Bucket, Key: parts, Body: value },
+          partSize: 5 * MiB,
+        })
+          .done();
+        await s3.send(
+          new CopyObjectCommand({ ...self, Key: parts, CopySource: `${Bucket}/${parts}` }),
+        );
+        const rewritten = await s3.send(
+          new HeadObjectCommand({ Bucket, Key: parts, ChecksumMode: "ENABLED" }),
+        );
+        assertEquals([rewritten.ChecksumCRC32, rewritten.ChecksumType], [undefined, undefined]);
+      },
+    );
   } finally {
     s3.destroy();
     await c.stop();
