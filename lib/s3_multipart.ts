@@ -50,6 +50,7 @@ import {
   xmlDocument,
   type XmlNode,
   xmlResponse,
+  xmlTime,
 } from "./s3_xml.ts";
 import { remoteGet, volumeUrl } from "./volumes.ts";
 import type { Store } from "./store.ts";
@@ -202,7 +203,7 @@ async function uploadPartCopy(
     if (!res.bodyUsed) body.cancel().catch(() => {});
   }
   return xmlResponse("CopyPartResult", {
-    LastModified: new Date(part.mtime).toISOString(),
+    LastModified: xmlTime(part.mtime),
     ETag: `"${part.md5}"`,
     ...checksumXml(part.checksum, false),
   });
@@ -320,12 +321,12 @@ export async function listParts(s3: S3Request, id: string): Promise<Response> {
     IsTruncated: truncated,
     Part: page.map(([n, p]) => ({
       PartNumber: n,
-      LastModified: new Date(p.mtime).toISOString(),
+      LastModified: xmlTime(p.mtime),
       ETag: `"${p.md5}"`,
       Size: p.size,
       ...checksumXml(p.checksum, false),
     })),
-    Initiated: new Date(upload.created).toISOString(),
+    Initiated: xmlTime(upload.created),
     ChecksumAlgorithm: upload.checksum?.alg.toUpperCase(),
     ChecksumType: upload.checksum?.type,
   });
@@ -768,7 +769,7 @@ export async function listUploads(s3: S3Request): Promise<Response> {
         Initiator: OWNER,
         Owner: OWNER,
         StorageClass: "STANDARD",
-        Initiated: new Date(u.created).toISOString(),
+        Initiated: xmlTime(u.created),
       });
     }
   }

@@ -17,7 +17,7 @@ import {
   setChecksumHeaders,
 } from "./s3_checksum.ts";
 import { bucketExists, noSuchBucket } from "./s3_list.ts";
-import { parseDelete, S3Error, s3Error, xmlResponse } from "./s3_xml.ts";
+import { parseDelete, S3Error, s3Error, xmlResponse, xmlTime } from "./s3_xml.ts";
 import { received, sent } from "./sizes.ts";
 import { type Outcome, shuffled, type Store } from "./store.ts";
 import { headStatus, remoteGet, UnsatisfiableRange, VolumeError, volumeUrl } from "./volumes.ts";
@@ -663,7 +663,7 @@ export async function copyObject(s3: S3Request): Promise<Response> {
     }
   }
   return xmlResponse("CopyObjectResult", {
-    LastModified: new Date(rec.mtime ?? Date.now()).toISOString(),
+    LastModified: xmlTime(rec.mtime ?? Date.now()),
     ETag: etagOf(rec),
     ...checksumXml(rec.meta?.checksum),
   });

@@ -58,6 +58,14 @@ const STATUS: { [code: string]: number } = {
   MissingContentLength: 411,
 };
 
+/**
+ * A time as S3's XML gives it (LastModified, Initiated, CreationDate):
+ * whole seconds, as HTTP's Last-Modified of the same object is.
+ */
+export function xmlTime(ms: number): string {
+  return new Date(Math.floor(ms / 1000) * 1000).toISOString();
+}
+
 export function escapeXml(s: string): string {
   // "\r" too: an XML parser would read a raw one back as "\n".
   return s.replace(/[&<>"'\r]/g, (c) => `&#${c.charCodeAt(0)};`)

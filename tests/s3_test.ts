@@ -324,6 +324,27 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
       assert(id !== null && xml.includes(`<RequestId>${id}</RequestId>`), `${id} in ${xml}`);
     });
 
+    await t.step(
+      "an object's LastModified is the same to a listing, HeadObject and CopyObject: whole seconds",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new PutObjectCommand({ Bucket, Key: "a", Body: "x" }));
+        const head = await s3.send(new HeadObjectCommand({ Bucket, Key: "a" }));
+        const listed = await s3.send(new ListObjectsV2Command({ Bucket }));
+        const v1 = await s3.send(new ListObjectsCommand({ Bucket }));
+        assertEquals(listed.Contents?.[0].LastModified?.getTime(), head.LastModified?.getTime());
+        assertEquals(v1.Contents?.[0].LastModified?.getTime(), head.LastModified?.getTime());
+        const copy = await s3.send(
+          new CopyObjectCommand({ Bucket, Key: "b", CopySource: `${Bucket}/a` }),
+        );
+        const copied = await s3.send(new HeadObjectCommand({ Bucket, Key: "b" }));
+        assertEquals(
+          copy.CopyObjectResult?.LastModified?.getTime(),
+          copied.LastModified?.getTime(),
+        );
+      },
+    );
+
     await t.step("ListObjectsV2: prefix, delimiter, paging by token, start-after", async () => {
       const Bucket = bucketName();
       const keys = ["a/1", "a/2", "b/1", "c", "d", "e"];
