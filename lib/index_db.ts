@@ -7,6 +7,7 @@ import { type Cas, type Fence, Fenced, GroupCommit, retryBusy } from "./group_co
 import { volumeOfReplica } from "./keys.ts";
 import type { Membership } from "./membership.ts";
 import { fromRecord, type Meta, type Record, type State, toRecord } from "./record.ts";
+import type { Algorithm, Checksum } from "./s3_checksum.ts";
 
 const NS = "k";
 const MEMBERS = "members";
@@ -566,6 +567,8 @@ export interface Upload {
   /** ms since epoch. */
   created: number;
   meta?: Meta;
+  /** CreateMultipartUpload's x-amz-checksum-algorithm and -type. */
+  checksum?: { alg: Algorithm; type: "COMPOSITE" | "FULL_OBJECT" };
 }
 
 /** One uploaded part: a file on `volumes` at `path`. */
@@ -576,6 +579,8 @@ export interface Part {
   md5: string;
   size: number;
   mtime: number;
+  /** The part's x-amz-checksum-* as uploaded (checked), or as computed for a copy. */
+  checksum?: Checksum;
 }
 
 function cacheId(key: Uint8Array): string {

@@ -6,6 +6,8 @@
 // HARD). A "writing" record is also the per-key claim shared by every master
 // on the index: it names its owner and the time its lease runs out.
 
+import type { Checksum } from "./s3_checksum.ts";
+
 export type State = "live" | "unlinked" | "writing";
 
 export interface Record {
@@ -55,6 +57,11 @@ export interface Meta {
   amz?: [string, string][];
   /** Standard headers kept as uploaded (Cache-Control, Content-Disposition, ...). */
   std?: [string, string][];
+  /**
+   * The x-amz-checksum-* the value was uploaded with (checked then), or its
+   * parts' composite one: what GetObject answers with x-amz-checksum-mode.
+   */
+  checksum?: Checksum;
 }
 
 /** The stored form: a plain object, so Deno KV's serializer keeps it small. */
@@ -71,6 +78,7 @@ interface Stored {
   p?: [number, number][];
   x?: [string, string][];
   y?: [string, string][];
+  c?: [string, string];
   n?: [Stored, string];
 }
 
@@ -91,6 +99,7 @@ export function fromRecord(rec: Record): Stored {
   if (rec.meta?.parts?.length) out.p = rec.meta.parts;
   if (rec.meta?.amz?.length) out.x = rec.meta.amz;
   if (rec.meta?.std?.length) out.y = rec.meta.std;
+  if (rec.meta?.checksum) out.c = [rec.meta.checksum.alg, rec.meta.checksum.value];
   if (rec.next) out.n = [fromRecord(rec.next.rec), rec.next.tmp];
   return out;
 }
@@ -123,7 +132,7 @@ export function toRecord(value: unknown): Record | null {
   if (typeof v.m === "number") rec.mtime = v.m;
   if (
     v.t !== undefined || v.e !== undefined || v.p !== undefined || v.x !== undefined ||
-    v.y !== undefined
+    v.y !== undefined || v.c !== undefined
   ) {
     rec.meta = {};
     if (typeof v.t === "string") rec.meta.type = v.t;
@@ -131,6 +140,9 @@ export function toRecord(value: unknown): Record | null {
     if (Array.isArray(v.p)) rec.meta.parts = v.p;
     if (Array.isArray(v.x)) rec.meta.amz = v.x;
     if (Array.isArray(v.y)) rec.meta.std = v.y;
+    if (Array.isArray(v.c) && v.c.every((x) => typeof x === "string")) {
+      rec.meta.checksum = { alg: v.c[0] as Checksum["alg"], value: v.c[1] };
+    }
   }
   if (Array.isArray(v.n) && typeof v.n[1] === "string") {
     const next = toRecord(v.n[0]);

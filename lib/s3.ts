@@ -231,6 +231,9 @@ const UNSUPPORTED = [
   "intelligent-tiering",
 ];
 
+/** The headers of server-side encryption, a copy source's included. */
+const SSE = ["x-amz-server-side-encryption", "x-amz-copy-source-server-side-encryption"];
+
 function refuseUnsupported(s3: S3Request) {
   for (const name of UNSUPPORTED) {
     if (s3.query.has(name)) throw notImplemented(`?${name}`);
@@ -243,6 +246,17 @@ function refuseUnsupported(s3: S3Request) {
     if (name.startsWith("x-amz-object-lock-")) {
       throw s3Error("InvalidRequest", "Bucket is missing Object Lock Configuration");
     }
+    // Likewise server-side encryption (S3's, KMS, a customer's key): values
+    // are stored as sent, readable without any key; a client that asked for
+    // encryption is told, not left to believe the object is encrypted.
+    if (SSE.some((prefix) => name.startsWith(prefix))) {
+      throw notImplemented(`Server-side encryption (${name})`);
+    }
+  }
+  // An append (S3 Express's): taken for a PutObject it would overwrite the
+  // object with just the bytes meant to go at its end.
+  if (s3.req.headers.has("x-amz-write-offset-bytes")) {
+    throw notImplemented("Appending to an object (x-amz-write-offset-bytes)");
   }
   // Only read: GetBucketVersioning and GetBucketLocation are answered.
   for (const name of ["versioning", "location"]) {

@@ -4,7 +4,6 @@
 // before the value goes live. Streams: nothing is held whole in memory.
 import { Buffer } from "node:buffer";
 import { createHash, type Hash } from "node:crypto";
-import zlib from "node:zlib";
 import {
   chunkSignature,
   type ChunkSigner,
@@ -12,6 +11,15 @@ import {
   headerValue,
   type Signature,
 } from "./s3_auth.ts";
+import {
+  type Algorithm,
+  type Checksum,
+  type Digest,
+  digestFor,
+  NodeDigest,
+  sentChecksum,
+  trailerAlgorithm,
+} from "./s3_checksum.ts";
 import { S3Error, s3Error } from "./s3_xml.ts";
 
 export interface S3Body {
@@ -22,10 +30,9 @@ export interface S3Body {
   check(md5: string): S3Error | null;
   /** A framing or chunk-signature error met while reading, if any. */
   failure(): S3Error | null;
+  /** The x-amz-checksum-* the body was sent with, once check() found it right. */
+  checksum(): Checksum | null;
 }
-
-const CHECKSUMS = ["crc32", "crc32c", "sha1", "sha256"] as const;
-type Algorithm = typeof CHECKSUMS[number];
 
 export function s3Body(
   raw: ReadableStream<Uint8Array> | null,
@@ -70,18 +77,19 @@ export function s3Body(
       expect: () => sig.payload,
     });
   }
-  for (const alg of CHECKSUMS) {
+  // One checksum: a header's (not CompleteMultipartUpload's: see
+  // objectChecksum) or the trailer's; a trailer's comes after the body.
+  const sent = checksumHeaders ? sentChecksum(headers) : null;
+  const trailed = trailerAlgorithm(headers);
+  const alg = sent?.alg ?? trailed;
+  let checksum: Checksum | null = null;
+  if (alg) {
     const header = `x-amz-checksum-${alg}`;
-    const declared = (headers.get("x-amz-trailer") ?? "").toLowerCase() === header;
-    const sent = checksumHeaders && headers.has(header);
-    if (sent || declared) {
-      hashes.push({
-        name: header,
-        hash: digestFor(alg),
-        expect: () => (sent ? headers.get(header) : null) ?? trailers.get(header),
-      });
-      break;
-    }
+    hashes.push({
+      name: header,
+      hash: digestFor(alg),
+      expect: () => sent?.value ?? trailers.get(header),
+    });
   }
   if (hashes.length > 0) {
     body = body.pipeThrough(
@@ -97,6 +105,7 @@ export function s3Body(
     body,
     contentLength,
     failure: () => failure,
+    checksum: () => checksum,
     check(md5: string): S3Error | null {
       if (failure) return failure;
       if (contentMd5 !== null && Buffer.from(md5, "hex").toString("base64") !== contentMd5) {
@@ -110,7 +119,8 @@ export function s3Body(
         if (want === undefined) {
           return s3Error("InvalidRequest", `The trailer ${h.name} was declared but not sent`);
         }
-        if (h.hash.digest() !== want) {
+        const got = h.hash.digest();
+        if (got !== want) {
           return h.name === "x-amz-content-sha256"
             ? s3Error(
               "XAmzContentSHA256Mismatch",
@@ -121,6 +131,7 @@ export function s3Body(
               `The ${h.name} you specified did not match the calculated checksum.`,
             );
         }
+        if (alg && h.name === `x-amz-checksum-${alg}`) checksum = { alg, value: got };
       }
       return null;
     },
@@ -128,114 +139,42 @@ export function s3Body(
 }
 
 /**
- * CompleteMultipartUpload's x-amz-checksum-* header: the whole object's
- * checksum (S3's FULL_OBJECT type), computed as the parts are joined and
- * checked before the value goes live. Null when there is none, or when it is
- * a composite one ("<checksum>-<parts>", of the parts' checksums, which are
- * not kept): that one is not checked.
+ * A checksum computed as a stream is read through it (a multipart object's
+ * as its parts are joined, a copy's), checked against `want` when given:
+ * the value a client sent (CompleteMultipartUpload's whole-object one).
  */
-export function objectChecksum(headers: Headers): {
+export function checksumThrough(alg: Algorithm, want?: string): {
   through(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array>;
+  /** Once the stream ended: BadDigest when it is not `want`. */
   check(): S3Error | null;
-} | null {
-  for (const alg of CHECKSUMS) {
-    const header = `x-amz-checksum-${alg}`;
-    const want = headers.get(header)?.trim();
-    if (want === undefined) continue;
-    if (/-\d+$/.test(want)) return null;
-    const hash = digestFor(alg);
-    return {
-      // Pulled only as the write reads (highWaterMark 0), as the parts
-      // themselves: nothing is opened while the write waits for its turn.
-      through(body) {
-        const reader = body.getReader();
-        return new ReadableStream<Uint8Array>({
-          async pull(ctl) {
-            const r = await reader.read();
-            if (r.done) return ctl.close();
-            hash.update(r.value);
-            ctl.enqueue(r.value);
-          },
-          cancel: (reason) => reader.cancel(reason),
-        }, { highWaterMark: 0 });
-      },
-      check: () =>
-        hash.digest() === want ? null : s3Error(
-          "BadDigest",
-          `The ${header} you specified did not match the calculated checksum.`,
-        ),
-    };
-  }
-  return null;
-}
-
-interface Digest {
-  update(data: Uint8Array): void;
-  digest(): string;
-}
-
-class NodeDigest implements Digest {
-  #hash: Hash;
-  constructor(alg: string, readonly encoding: "hex" | "base64") {
-    this.#hash = createHash(alg);
-  }
-  update(data: Uint8Array) {
-    this.#hash.update(data);
-  }
-  digest(): string {
-    return this.#hash.digest(this.encoding);
-  }
-}
-
-/** CRC-32 (zlib's), as S3's base64 of the big-endian value. */
-class Crc32 implements Digest {
-  #crc = 0;
-  update(data: Uint8Array) {
-    this.#crc = zlib.crc32(data, this.#crc);
-  }
-  digest(): string {
-    return crcBase64(this.#crc);
-  }
-}
-
-const CRC32C_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0x82f63b78 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-
-/** CRC-32C (Castagnoli), table-driven. */
-class Crc32c implements Digest {
-  #crc = 0xffffffff;
-  update(data: Uint8Array) {
-    let c = this.#crc;
-    for (let i = 0; i < data.length; i++) c = CRC32C_TABLE[(c ^ data[i]) & 0xff] ^ (c >>> 8);
-    this.#crc = c;
-  }
-  digest(): string {
-    return crcBase64((this.#crc ^ 0xffffffff) >>> 0);
-  }
-}
-
-function crcBase64(crc: number): string {
-  const b = new Uint8Array(4);
-  new DataView(b.buffer).setUint32(0, crc >>> 0);
-  return Buffer.from(b).toString("base64");
-}
-
-function digestFor(alg: Algorithm): Digest {
-  switch (alg) {
-    case "crc32":
-      return new Crc32();
-    case "crc32c":
-      return new Crc32c();
-    default:
-      return new NodeDigest(alg, "base64");
-  }
+  /** Once the stream ended: the checksum of what went through. */
+  checksum(): Checksum;
+} {
+  const hash = digestFor(alg);
+  let value: string | null = null;
+  const checksum = (): Checksum => ({ alg, value: value ??= hash.digest() });
+  return {
+    // Pulled only as the write reads (highWaterMark 0), as the parts
+    // themselves: nothing is opened while the write waits for its turn.
+    through(body) {
+      const reader = body.getReader();
+      return new ReadableStream<Uint8Array>({
+        async pull(ctl) {
+          const r = await reader.read();
+          if (r.done) return ctl.close();
+          hash.update(r.value);
+          ctl.enqueue(r.value);
+        },
+        cancel: (reason) => reader.cancel(reason),
+      }, { highWaterMark: 0 });
+    },
+    check: () =>
+      want === undefined || checksum().value === want ? null : s3Error(
+        "BadDigest",
+        `The x-amz-checksum-${alg} you specified did not match the calculated checksum.`,
+      ),
+    checksum,
+  };
 }
 
 /** Longest line of chunk framing we read (a header, a trailer). */

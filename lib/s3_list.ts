@@ -6,7 +6,7 @@ import { keyFits } from "./index_db.ts";
 import type { Record } from "./record.ts";
 import type { S3Request } from "./s3.ts";
 import { etagOf } from "./s3_objects.ts";
-import { argumentError, s3Error, type XmlNode, xmlResponse } from "./s3_xml.ts";
+import { argumentError, s3Error, type XmlNode, xmlResponse, xmlTime } from "./s3_xml.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -185,7 +185,7 @@ function entries(items: Item[], show: (b: Uint8Array) => string, owner: boolean)
     }
     contents.push({
       Key: show(item.key),
-      LastModified: new Date(item.rec.mtime ?? 0).toISOString(),
+      LastModified: xmlTime(item.rec.mtime ?? 0),
       ETag: item.rec.hash || item.rec.meta?.etag ? etagOf(item.rec) : undefined,
       Size: Math.max(item.rec.size, 0),
       Owner: owner ? OWNER : undefined,
@@ -273,7 +273,7 @@ export async function listBuckets(s3: S3Request): Promise<Response> {
     Buckets: {
       Bucket: buckets.map(([name, at]) => ({
         Name: name,
-        CreationDate: new Date(at).toISOString(),
+        CreationDate: xmlTime(at),
       })),
     },
   });

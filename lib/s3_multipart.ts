@@ -8,7 +8,15 @@ import { createHash } from "node:crypto";
 import { compare, equal, indexOf } from "./bytes.ts";
 import { keyFits, type Part, type Upload } from "./index_db.ts";
 import type { S3Request } from "./s3.ts";
-import { objectChecksum, readWhole } from "./s3_body.ts";
+import { checksumThrough, readWhole } from "./s3_body.ts";
+import {
+  type Algorithm,
+  algorithmOf,
+  type Checksum,
+  checksumXml,
+  compositeChecksum,
+  sentChecksum,
+} from "./s3_checksum.ts";
 import { bucketExists, countParam, noSuchBucket } from "./s3_list.ts";
 import { SourceError } from "./fanout.ts";
 import { type Md5Stream, md5Stream } from "./md5_stream.ts";
@@ -34,6 +42,7 @@ import {
 } from "./s3_objects.ts";
 import {
   argumentError,
+  type CompletePart,
   errorDocument,
   parseComplete,
   S3Error,
@@ -41,6 +50,7 @@ import {
   xmlDocument,
   type XmlNode,
   xmlResponse,
+  xmlTime,
 } from "./s3_xml.ts";
 import { remoteGet, volumeUrl } from "./volumes.ts";
 import type { Store } from "./store.ts";
@@ -66,12 +76,35 @@ export async function createUpload(s3: S3Request): Promise<Response> {
   }
   const id = crypto.randomUUID().replaceAll("-", "");
   const upload: Upload = { key: s3.key, created: Date.now(), meta: metaFrom(s3.req.headers) };
+  const checksum = uploadChecksum(s3.req.headers);
+  if (checksum) upload.checksum = checksum;
   await s3.store.index.createUpload(id, upload);
-  return xmlResponse("InitiateMultipartUploadResult", {
+  const res = xmlResponse("InitiateMultipartUploadResult", {
     Bucket: s3.bucket,
     Key: keyText(s3),
     UploadId: id,
   });
+  if (checksum) {
+    res.headers.set("x-amz-checksum-algorithm", checksum.alg.toUpperCase());
+    res.headers.set("x-amz-checksum-type", checksum.type);
+  }
+  return res;
+}
+
+/**
+ * CreateMultipartUpload's x-amz-checksum-algorithm, and the type of the
+ * object's checksum (x-amz-checksum-type; S3's default is COMPOSITE, of the
+ * parts' checksums, but for CRC64NVME, which has only FULL_OBJECT).
+ */
+function uploadChecksum(h: Headers): Upload["checksum"] {
+  const alg = algorithmOf(h.get("x-amz-checksum-algorithm"), "x-amz-checksum-algorithm");
+  if (alg === null) return undefined;
+  const type = h.get("x-amz-checksum-type")?.trim().toUpperCase() ??
+    (alg === "crc64nvme" ? "FULL_OBJECT" : "COMPOSITE");
+  if (type !== "COMPOSITE" && type !== "FULL_OBJECT") {
+    throw s3Error("InvalidRequest", "Value for x-amz-checksum-type header is invalid.");
+  }
+  return { alg, type };
 }
 
 /** The upload, checked to belong to the request's key, or NoSuchUpload. */
@@ -96,8 +129,10 @@ export async function uploadPart(s3: S3Request, id: string): Promise<Response> {
   if (!Number.isInteger(n) || n < 1 || n > MAX_PARTS) {
     throw s3Error("InvalidArgument", `Part number must be an integer between 1 and ${MAX_PARTS}`);
   }
-  const { versionstamp } = await openUpload(s3, id);
-  if (s3.req.headers.has("x-amz-copy-source")) return await uploadPartCopy(s3, id, versionstamp, n);
+  const { upload, versionstamp } = await openUpload(s3, id);
+  if (s3.req.headers.has("x-amz-copy-source")) {
+    return await uploadPartCopy(s3, id, versionstamp, n, upload.checksum?.alg);
+  }
   const body = s3.body();
   let part: Part;
   try {
@@ -111,21 +146,28 @@ export async function uploadPart(s3: S3Request, id: string): Promise<Response> {
       // the volumes get it, and a body of another length fails the write.
       body.contentLength,
       (written) => body.check(written.md5),
+      () => body.checksum(),
     );
   } catch (err) {
     throw body.failure() ?? err;
   }
   const res = new Response(null, { headers: { ETag: `"${part.md5}"` } });
+  // As S3: clients name it again in CompleteMultipartUpload's list.
+  if (part.checksum) res.headers.set(`x-amz-checksum-${part.checksum.alg}`, part.checksum.value);
   received.set(res, part.size);
   return res;
 }
 
-/** UploadPartCopy: a part read from (a range of) another object, volume to volumes. */
+/**
+ * UploadPartCopy: a part read from (a range of) another object, volume to
+ * volumes; with the upload's checksum algorithm, its checksum computed.
+ */
 async function uploadPartCopy(
   s3: S3Request,
   id: string,
   versionstamp: string,
   n: number,
+  alg: Algorithm | undefined,
 ): Promise<Response> {
   const { req } = s3;
   const source = copySource(req.headers.get("x-amz-copy-source")!);
@@ -136,6 +178,8 @@ async function uploadPartCopy(
     if (tries === OVERTAKEN_TRIES) throw overtaken();
   }
   const { res, length } = opened;
+  const sum = alg ? checksumThrough(alg) : null;
+  const body = sum ? sum.through(res.body!) : res.body!;
   let part: Part;
   try {
     part = await storePart(
@@ -143,7 +187,7 @@ async function uploadPartCopy(
       id,
       versionstamp,
       n,
-      res.body!,
+      body,
       // Streamed without a length: a source cut short is the volume's
       // failure (InternalError), not the client's IncompleteBody.
       null,
@@ -151,15 +195,17 @@ async function uploadPartCopy(
         length !== null && written.bytes !== length
           ? s3Error("InternalError", "The source ended before the part was copied")
           : null,
+      () => sum?.checksum() ?? null,
     );
   } catch (err) {
     throw volumesFault(err);
   } finally {
-    if (!res.bodyUsed) res.body?.cancel().catch(() => {});
+    if (!res.bodyUsed) body.cancel().catch(() => {});
   }
   return xmlResponse("CopyPartResult", {
-    LastModified: new Date(part.mtime).toISOString(),
+    LastModified: xmlTime(part.mtime),
     ETag: `"${part.md5}"`,
+    ...checksumXml(part.checksum, false),
   });
 }
 
@@ -213,7 +259,8 @@ function copyRange(header: string, size: number): { start: number; end: number }
 /**
  * Writes a part's bytes to the volumes the key belongs on, under a fresh
  * name (a part uploaded twice never half-overwrites), checks them, and
- * records the part; the part it replaced, if any, is removed.
+ * records the part with its checksum (`checksum`, once checked); the part
+ * it replaced, if any, is removed.
  */
 async function storePart(
   s3: S3Request,
@@ -223,6 +270,7 @@ async function storePart(
   body: ReadableStream<Uint8Array>,
   size: number | null,
   check: (written: { bytes: number; md5: string }) => S3Error | null,
+  checksum: () => Checksum | null,
 ): Promise<Part> {
   const { store } = s3;
   const volumes = store.kvolumes(s3.key);
@@ -240,6 +288,8 @@ async function storePart(
     throw err;
   }
   const part: Part = { path, volumes, md5: written.md5, size: written.bytes, mtime: Date.now() };
+  const sum = checksum();
+  if (sum) part.checksum = sum;
   const put = await store.index.putPart(id, versionstamp, n, part);
   if (put === null) {
     await store.removeFile(path, volumes).catch(() => {});
@@ -271,11 +321,14 @@ export async function listParts(s3: S3Request, id: string): Promise<Response> {
     IsTruncated: truncated,
     Part: page.map(([n, p]) => ({
       PartNumber: n,
-      LastModified: new Date(p.mtime).toISOString(),
+      LastModified: xmlTime(p.mtime),
       ETag: `"${p.md5}"`,
       Size: p.size,
+      ...checksumXml(p.checksum, false),
     })),
-    Initiated: new Date(upload.created).toISOString(),
+    Initiated: xmlTime(upload.created),
+    ChecksumAlgorithm: upload.checksum?.alg.toUpperCase(),
+    ChecksumType: upload.checksum?.type,
   });
 }
 
@@ -297,13 +350,12 @@ export async function completeUpload(s3: S3Request, id: string): Promise<Respons
   // If-None-Match: * and If-Match, as PutObject's: answered with their own
   // status when they do not hold now; the upload stays, to retry or abort.
   const cond = writeConditions(s3.req.headers);
-  // Its x-amz-checksum-* is the whole object's, not the XML's: checked as
-  // the parts are joined.
+  // Its x-amz-checksum-* is the object's, not the XML's (objectChecksum).
   const xml = await readWhole(s3.body(false), XML_MAX);
-  // Its format checked now; a fresh one per try of the write below.
-  objectChecksum(s3.req.headers);
   const asked = parseComplete(new TextDecoder().decode(xml));
   const parts = chosenParts(asked, await s3.store.index.parts(id));
+  checkObjectSize(s3.req.headers.get("x-amz-mp-object-size"), parts);
+  const planned = objectChecksum(s3.req.headers, upload, parts);
   await checkWriteConditions(s3.store, s3.key, cond);
   const md5s = createHash("md5");
   for (const p of parts) md5s.update(Buffer.from(p.md5, "hex"));
@@ -319,13 +371,23 @@ export async function completeUpload(s3: S3Request, id: string): Promise<Respons
       const read: PartsRead = { failure: null, bad };
       const known = bad.size;
       const joined = concatenated(s3.store, parts, read);
-      const sum = objectChecksum(s3.req.headers);
+      // A fresh digest per try.
+      const sum = planned && "whole" in planned
+        ? checksumThrough(planned.whole, planned.want)
+        : null;
+      const meta = { ...upload.meta, etag, parts: sizeRuns(parts) };
       try {
         rec = await writeObject(s3.store, s3.key, {
           body: sum ? sum.through(joined) : joined,
-          check: () => sum?.check() ?? null,
+          check: () => {
+            const bad = sum?.check() ?? null;
+            // The record is made from `meta` after this check.
+            meta.checksum = sum?.checksum() ??
+              (planned && "composite" in planned ? planned.composite : undefined);
+            return bad;
+          },
           contentLength: parts.reduce((n, p) => n + p.size, 0),
-          meta: { ...upload.meta, etag, parts: sizeRuns(parts) },
+          meta,
           // Checked again as the value goes live: a write since the check above fails it.
           ...cond,
           signal: new AbortController().signal,
@@ -354,8 +416,61 @@ export async function completeUpload(s3: S3Request, id: string): Promise<Respons
     await s3.store.index.completed(id, { key: s3.key, etag: etagOf(rec) });
     const ended = await s3.store.index.endUpload(id, versionstamp);
     if (ended) await removeParts(s3.store, ended);
-    return xmlDocument("CompleteMultipartUploadResult", completeResult(s3, etagOf(rec)));
+    return xmlDocument("CompleteMultipartUploadResult", {
+      ...completeResult(s3, etagOf(rec)),
+      ...checksumXml(rec.meta?.checksum),
+    });
   }, `/${s3.bucket}/${keyText(s3)}`);
+}
+
+/**
+ * The checksum a Complete gives the object: a whole-object one (its
+ * x-amz-checksum-* header's, checked as the parts are joined, or of the
+ * upload's FULL_OBJECT type) computed then; else the parts' composite one
+ * (S3's COMPOSITE type), when each part has one of the upload's algorithm.
+ * A composite header ("<checksum>-<parts>") must be that one (BadDigest);
+ * it is not checked when a part has none (uploaded without). Null: none.
+ */
+function objectChecksum(
+  h: Headers,
+  upload: Upload,
+  parts: Part[],
+): { whole: Algorithm; want?: string } | { composite: Checksum } | null {
+  const sent = sentChecksum(h, true);
+  if (sent && !/-\d+$/.test(sent.value)) return { whole: sent.alg, want: sent.value };
+  const alg = sent?.alg ?? upload.checksum?.alg ?? parts[0].checksum?.alg;
+  if (!alg) return null;
+  if (!sent && upload.checksum?.type === "FULL_OBJECT") return { whole: alg };
+  if (!parts.every((p) => p.checksum?.alg === alg)) return null;
+  const composite = compositeChecksum(alg, parts.map((p) => p.checksum!.value));
+  if (sent && sent.value !== composite.value) {
+    throw s3Error(
+      "BadDigest",
+      `The x-amz-checksum-${alg} you specified did not match the calculated checksum.`,
+    );
+  }
+  return { composite };
+}
+
+/**
+ * x-amz-mp-object-size, the size the client expects the object to have:
+ * S3's 400 InvalidRequest when it is not the parts' (nothing is written).
+ */
+function checkObjectSize(header: string | null, parts: Part[]) {
+  if (header === null) return;
+  if (!/^\d+$/.test(header.trim())) {
+    throw s3Error(
+      "InvalidRequest",
+      `Value for x-amz-mp-object-size header is invalid: '${header}'`,
+    );
+  }
+  const size = parts.reduce((n, p) => n + p.size, 0);
+  if (Number(header) !== size) {
+    throw s3Error(
+      "InvalidRequest",
+      `The x-amz-mp-object-size header (${Number(header)}) is not the size of the parts (${size})`,
+    );
+  }
 }
 
 /** The ETag of the object upload `id` became, if it was completed into this key. */
@@ -374,16 +489,21 @@ function completeResult(s3: S3Request, etag: string): XmlNode {
   };
 }
 
-/** The parts a Complete names, checked as S3 checks them: order, ETags, sizes. */
-function chosenParts(asked: { number: number; etag: string }[], have: Map<number, Part>): Part[] {
+/**
+ * The parts a Complete names, checked as S3 checks them: order, ETags,
+ * checksums (a part's <ChecksumCRC32> and the like, when it was uploaded
+ * with one of that algorithm), sizes.
+ */
+function chosenParts(asked: CompletePart[], have: Map<number, Part>): Part[] {
   // The list's order first, as S3: it is wrong whatever the parts hold.
   if (asked.some(({ number }, i) => i > 0 && number <= asked[i - 1].number)) {
     throw s3Error("InvalidPartOrder", "The list of parts was not in ascending order.");
   }
   const parts: Part[] = [];
-  for (const [i, { number, etag }] of asked.entries()) {
+  for (const [i, { number, etag, checksums }] of asked.entries()) {
     const part = have.get(number);
-    if (!part || part.md5 !== etag) {
+    const sum = part?.checksum && checksums.get(part.checksum.alg);
+    if (!part || part.md5 !== etag || (sum !== undefined && sum !== part.checksum!.value)) {
       throw s3Error(
         "InvalidPart",
         `Part ${number} was not uploaded, or its ETag does not match the one given.`,
@@ -649,7 +769,7 @@ export async function listUploads(s3: S3Request): Promise<Response> {
         Initiator: OWNER,
         Owner: OWNER,
         StorageClass: "STANDARD",
-        Initiated: new Date(u.created).toISOString(),
+        Initiated: xmlTime(u.created),
       });
     }
   }

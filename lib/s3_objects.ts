@@ -8,9 +8,16 @@ import { key2path } from "./keys.ts";
 import { pool } from "./pool.ts";
 import type { Meta, Record } from "./record.ts";
 import type { S3Request } from "./s3.ts";
-import { readWhole } from "./s3_body.ts";
+import { checksumThrough, readWhole } from "./s3_body.ts";
+import {
+  algorithmOf,
+  type Checksum,
+  checksumType,
+  checksumXml,
+  setChecksumHeaders,
+} from "./s3_checksum.ts";
 import { bucketExists, noSuchBucket } from "./s3_list.ts";
-import { parseDelete, S3Error, s3Error, xmlResponse } from "./s3_xml.ts";
+import { parseDelete, S3Error, s3Error, xmlResponse, xmlTime } from "./s3_xml.ts";
 import { received, sent } from "./sizes.ts";
 import { type Outcome, shuffled, type Store } from "./store.ts";
 import { headStatus, remoteGet, UnsatisfiableRange, VolumeError, volumeUrl } from "./volumes.ts";
@@ -113,6 +120,11 @@ async function readObject(s3: S3Request, head: boolean): Promise<Response | null
   const part = partOf(s3, rec);
   if (part?.count !== undefined) headers.set("x-amz-mp-parts-count", String(part.count));
   const range = part ? part.range : singleRange(s3.req.headers.get("range"));
+  // The object's checksum names the whole of it: not sent with a range or a
+  // part, which clients would check against it.
+  if (checksumMode(s3.req.headers) && !part && !range) {
+    setChecksumHeaders(headers, rec.meta?.checksum);
+  }
   if (head) return await headAnswer(s3, rec, headers, range);
   // The range worked out here, as for HEAD, when the size is known; nginx
   // gets only a plain "bytes=a-b" (or the header as is for a value of
@@ -261,6 +273,11 @@ function invalidRange(requested: string, size: number | null): S3Error {
   err.names.RangeRequested = requested;
   if (size !== null) err.names.ActualObjectSize = size;
   return err;
+}
+
+/** x-amz-checksum-mode: ENABLED, a read that asks for the object's checksum. */
+function checksumMode(h: Headers): boolean {
+  return h.get("x-amz-checksum-mode")?.trim().toUpperCase() === "ENABLED";
 }
 
 /** One "bytes=a-b" range passed on to nginx; S3 ignores other forms. */
@@ -552,7 +569,13 @@ export async function putObject(s3: S3Request): Promise<Response> {
       body: body.body,
       contentLength: body.contentLength,
       meta,
-      check: (w) => body.check(w.md5),
+      check: (w) => {
+        const bad = body.check(w.md5);
+        // Kept once checked (a trailer's comes after the body): the record
+        // is made from `meta` after this check.
+        meta.checksum = body.checksum() ?? undefined;
+        return bad;
+      },
       ...cond,
       signal: req.signal,
     });
@@ -560,6 +583,7 @@ export async function putObject(s3: S3Request): Promise<Response> {
     throw body.failure() ?? err;
   }
   const res = new Response(null, { headers: { ETag: etagOf(rec) } });
+  setChecksumHeaders(res.headers, rec.meta?.checksum);
   received.set(res, rec.size);
   return res;
 }
@@ -578,9 +602,15 @@ export async function copyObject(s3: S3Request): Promise<Response> {
     throw s3Error("InvalidArgument", "x-amz-metadata-directive must be COPY or REPLACE");
   }
   const meta: Meta = directive === "COPY" ? { ...src.meta } : metaFrom(req.headers);
-  // A multipart ETag names the parts, which a copy does not keep.
+  // A multipart ETag names the parts, which a copy does not keep; its
+  // checksum is the copy's own (below).
   delete meta.etag;
   delete meta.parts;
+  delete meta.checksum;
+  // S3 gives a copy a checksum: of the algorithm asked for, else the source's.
+  const alg =
+    algorithmOf(req.headers.get("x-amz-checksum-algorithm"), "x-amz-checksum-algorithm") ??
+      src.meta?.checksum?.alg;
   const same = equal(sourceKey, s3.key);
   let rec: Record;
   if (same) {
@@ -592,7 +622,7 @@ export async function copyObject(s3: S3Request): Promise<Response> {
     }
     const conflicts = new Backoff(req.signal);
     while (true) {
-      const done = await rewriteMeta(store, s3.key, meta, cond.ifMatch);
+      const done = await rewriteMeta(store, s3.key, meta, cond.ifMatch, alg);
       if (done !== null) {
         rec = done;
         break;
@@ -612,15 +642,19 @@ export async function copyObject(s3: S3Request): Promise<Response> {
       await res.body?.cancel().catch(() => {});
       throw overtaken();
     });
+    const sum = alg ? checksumThrough(alg) : null;
     try {
       rec = await writeObject(store, s3.key, {
-        body: source.body,
+        body: sum ? sum.through(source.body) : source.body,
         contentLength: src.size >= 0 ? src.size : null,
         meta,
-        check: (w) =>
-          src.hash && w.md5 !== src.hash
-            ? s3Error("InternalError", "The copy does not have the source's MD5")
-            : null,
+        check: (w) => {
+          if (src.hash && w.md5 !== src.hash) {
+            return s3Error("InternalError", "The copy does not have the source's MD5");
+          }
+          if (sum) meta.checksum = sum.checksum();
+          return null;
+        },
         ...cond,
         signal: req.signal,
       });
@@ -629,8 +663,9 @@ export async function copyObject(s3: S3Request): Promise<Response> {
     }
   }
   return xmlResponse("CopyObjectResult", {
-    LastModified: new Date(rec.mtime ?? Date.now()).toISOString(),
+    LastModified: xmlTime(rec.mtime ?? Date.now()),
     ETag: etagOf(rec),
+    ...checksumXml(rec.meta?.checksum),
   });
 }
 
@@ -728,18 +763,25 @@ export async function copyFailure(
 /**
  * Copy onto itself with new metadata: one index commit, no data moved. Null
  * when another write of the key is in flight or won the commit: try again.
+ * The value's checksum stays when it is of the whole value and of `alg`;
+ * a composite one named the parts, which the copy is no longer made of.
  */
 async function rewriteMeta(
   store: Store,
   key: Uint8Array,
   meta: Meta,
   ifMatch: string | undefined,
+  alg: Checksum["alg"] | undefined,
 ): Promise<Record | null> {
   const e = await store.entry(key);
   if (!e || e.rec.state !== "live") throw s3Error("NoSuchKey", "The specified key does not exist.");
   if (isClaimed(e.rec)) return null;
   if (ifMatch !== undefined && !etagMatches(ifMatch, e.rec)) throw preconditionFailed();
-  const rec: Record = { ...e.rec, meta, mtime: Date.now() };
+  const kept = e.rec.meta?.checksum;
+  const checksum = kept && kept.alg === alg && checksumType(kept) === "FULL_OBJECT"
+    ? kept
+    : undefined;
+  const rec: Record = { ...e.rec, meta: { ...meta, checksum }, mtime: Date.now() };
   return await store.index.cas(key, e.versionstamp, rec) === null ? null : rec;
 }
 

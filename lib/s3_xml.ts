@@ -58,6 +58,14 @@ const STATUS: { [code: string]: number } = {
   MissingContentLength: 411,
 };
 
+/**
+ * A time as S3's XML gives it (LastModified, Initiated, CreationDate):
+ * whole seconds, as HTTP's Last-Modified of the same object is.
+ */
+export function xmlTime(ms: number): string {
+  return new Date(Math.floor(ms / 1000) * 1000).toISOString();
+}
+
 export function escapeXml(s: string): string {
   // "\r" too: an XML parser would read a raw one back as "\n".
   return s.replace(/[&<>"'\r]/g, (c) => `&#${c.charCodeAt(0)};`)
@@ -194,18 +202,37 @@ export function parseDelete(
   return { keys, versions, etags, quiet: String(del.Quiet ?? "").trim().toLowerCase() === "true" };
 }
 
+/** One part a CompleteMultipartUpload names. */
+export interface CompletePart {
+  number: number;
+  etag: string;
+  /** Its <ChecksumCRC32> and the like: algorithm (lowercase) to value. */
+  checksums: Map<string, string>;
+}
+
 /** CompleteMultipartUpload's body: the parts, in the order given. */
-export function parseComplete(text: string): { number: number; etag: string }[] {
+export function parseComplete(text: string): CompletePart[] {
   const done = parse(text).CompleteMultipartUpload as { Part?: unknown[] } | undefined;
   if (!done || typeof done !== "object" || !done.Part?.length) {
     throw s3Error("MalformedXML", "Expected <CompleteMultipartUpload> with <Part> elements");
   }
   return done.Part.map((p) => {
-    const part = p as { PartNumber?: unknown; ETag?: unknown };
+    const part = p as { PartNumber?: unknown; ETag?: unknown; [name: string]: unknown };
     const number = Number(part.PartNumber);
     if (!Number.isInteger(number) || typeof part.ETag !== "string") {
       throw s3Error("MalformedXML", "Every <Part> needs a <PartNumber> and an <ETag>");
     }
-    return { number, etag: part.ETag.trim().replace(/^"|"$/g, "").replace(/^&quot;|&quot;$/g, "") };
+    const checksums = new Map<string, string>();
+    for (const [name, value] of Object.entries(part)) {
+      const alg = /^Checksum([A-Z0-9]+)$/.exec(name)?.[1];
+      if (alg && alg !== "TYPE" && typeof value === "string") {
+        checksums.set(alg.toLowerCase(), value.trim());
+      }
+    }
+    return {
+      number,
+      etag: part.ETag.trim().replace(/^"|"$/g, "").replace(/^&quot;|&quot;$/g, ""),
+      checksums,
+    };
   });
 }

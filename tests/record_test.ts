@@ -93,6 +93,20 @@ Deno.test("a record survives Deno KV's structured clone", () => {
   assertEquals(toRecord(structuredClone(fromRecord(rec))), rec);
 });
 
+Deno.test("an S3 object's checksum round-trips with its other metadata", () => {
+  const rec: Record = {
+    state: "live",
+    rvolumes: ["a:1"],
+    hash: HASH,
+    size: 5,
+    mtime: 1,
+    meta: { type: "text/plain", checksum: { alg: "crc64nvme", value: "nOKPHLnWviI=" } },
+  };
+  assertEquals(toRecord(structuredClone(fromRecord(rec))), rec);
+  const alone: Record = { ...rec, meta: { checksum: { alg: "crc32", value: "DUoRhQ==-3" } } };
+  assertEquals(toRecord(fromRecord(alone)), alone);
+});
+
 Deno.test("toRecord returns null for values that are not records", () => {
   for (
     const v of [null, undefined, 42, true, {}, [], { s: 0 }, { v: [] }, { s: 7, v: [] }, {

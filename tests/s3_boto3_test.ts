@@ -27,6 +27,8 @@ Deno.test("boto3: objects, listings, multipart, copy, presigned URLs (v2 and v4)
       "ok delimiter",
       "ok multipart",
       "ok multipart with a whole-object checksum",
+      "ok checksum mode answers the whole-object CRC32",
+      "ok a wrong CRC64NVME is BadDigest",
       "ok managed copy (UploadPartCopy)",
       "ok copy",
       "ok presigned (Signature Version 2, boto3's default)",

@@ -324,6 +324,27 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
       assert(id !== null && xml.includes(`<RequestId>${id}</RequestId>`), `${id} in ${xml}`);
     });
 
+    await t.step(
+      "an object's LastModified is the same to a listing, HeadObject and CopyObject: whole seconds",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new PutObjectCommand({ Bucket, Key: "a", Body: "x" }));
+        const head = await s3.send(new HeadObjectCommand({ Bucket, Key: "a" }));
+        const listed = await s3.send(new ListObjectsV2Command({ Bucket }));
+        const v1 = await s3.send(new ListObjectsCommand({ Bucket }));
+        assertEquals(listed.Contents?.[0].LastModified?.getTime(), head.LastModified?.getTime());
+        assertEquals(v1.Contents?.[0].LastModified?.getTime(), head.LastModified?.getTime());
+        const copy = await s3.send(
+          new CopyObjectCommand({ Bucket, Key: "b", CopySource: `${Bucket}/a` }),
+        );
+        const copied = await s3.send(new HeadObjectCommand({ Bucket, Key: "b" }));
+        assertEquals(
+          copy.CopyObjectResult?.LastModified?.getTime(),
+          copied.LastModified?.getTime(),
+        );
+      },
+    );
+
     await t.step("ListObjectsV2: prefix, delimiter, paging by token, start-after", async () => {
       const Bucket = bucketName();
       const keys = ["a/1", "a/2", "b/1", "c", "d", "e"];
@@ -543,6 +564,56 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
           await s3Fails(s3.send(new HeadObjectCommand({ Bucket, Key: "locked" }))),
           { name: "NotFound", status: 404 },
         );
+      },
+    );
+
+    await t.step(
+      "a write asking for server-side encryption (S3, KMS, customer key) is 501, not stored plain",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new CreateBucketCommand({ Bucket }));
+        const notImplemented = { name: "NotImplemented", status: 501 };
+        const asks = [
+          { ServerSideEncryption: "AES256" as const },
+          { ServerSideEncryption: "aws:kms" as const, SSEKMSKeyId: "some-key" },
+          { SSECustomerAlgorithm: "AES256", SSECustomerKey: "k".repeat(32) },
+        ];
+        for (const ask of asks) {
+          const put = new PutObjectCommand({ Bucket, Key: "secret", Body: "x", ...ask });
+          assertEquals(await s3Fails(s3.send(put)), notImplemented);
+          const create = new CreateMultipartUploadCommand({ Bucket, Key: "secret", ...ask });
+          assertEquals(await s3Fails(s3.send(create)), notImplemented);
+        }
+        assertEquals(
+          await s3Fails(s3.send(new HeadObjectCommand({ Bucket, Key: "secret" }))),
+          { name: "NotFound", status: 404 },
+        );
+        await s3.send(new PutObjectCommand({ Bucket, Key: "plain", Body: "x" }));
+        const copy = new CopyObjectCommand({
+          Bucket,
+          Key: "secret",
+          CopySource: `${Bucket}/plain`,
+          ServerSideEncryption: "AES256",
+        });
+        assertEquals(await s3Fails(s3.send(copy)), notImplemented);
+        const { Uploads } = await s3.send(new ListMultipartUploadsCommand({ Bucket }));
+        assertEquals(Uploads ?? [], []);
+      },
+    );
+
+    await t.step(
+      "an append (WriteOffsetBytes) is 501 NotImplemented: the object stays whole",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new PutObjectCommand({ Bucket, Key: "log", Body: "hello " }));
+        const append = new PutObjectCommand({
+          Bucket,
+          Key: "log",
+          Body: "world",
+          WriteOffsetBytes: 6,
+        });
+        assertEquals(await s3Fails(s3.send(append)), { name: "NotImplemented", status: 501 });
+        assertEquals(new TextDecoder().decode((await bytesOf(s3, Bucket, "log")).bytes), "hello ");
       },
     );
 
@@ -1164,6 +1235,35 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
         });
         assertEquals(await s3Fails(complete(Parts)), { name: "EntityTooSmall", status: 400 });
         await s3.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId }));
+      },
+    );
+
+    await t.step(
+      "a Complete whose x-amz-mp-object-size is not the parts' size: 400, the upload stays",
+      async () => {
+        const Bucket = bucketName();
+        const Key = "sized";
+        const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key }));
+        const { ETag } = await s3.send(
+          new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: 1, Body: "abc" }),
+        );
+        const complete = (MpuObjectSize: number) =>
+          s3.send(
+            new CompleteMultipartUploadCommand({
+              Bucket,
+              Key,
+              UploadId,
+              MpuObjectSize,
+              MultipartUpload: { Parts: [{ PartNumber: 1, ETag }] },
+            }),
+          );
+        assertEquals(await s3Fails(complete(4)), { name: "InvalidRequest", status: 400 });
+        assertEquals(
+          await s3Fails(s3.send(new HeadObjectCommand({ Bucket, Key }))),
+          { name: "NotFound", status: 404 },
+        );
+        await complete(3);
+        assertEquals(new TextDecoder().decode((await bytesOf(s3, Bucket, Key)).bytes), "abc");
       },
     );
 

@@ -66,7 +66,20 @@ ok("multipart with a whole-object checksum", refused
    and s3.get_object(Bucket=bucket, Key="summed.bin")["Body"].read() == data
    and "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="missummed"))
 s3.abort_multipart_upload(Bucket=bucket, Key="missummed.bin", UploadId=upload)
+# Kept and answered when asked: boto3 checks the body it reads against it.
+head = s3.head_object(Bucket=bucket, Key="summed.bin", ChecksumMode="ENABLED")
+got = s3.get_object(Bucket=bucket, Key="summed.bin", ChecksumMode="ENABLED")
+ok("checksum mode answers the whole-object CRC32", head.get("ChecksumCRC32") == crc
+   and head.get("ChecksumType") == "FULL_OBJECT" and got["Body"].read() == data
+   and got.get("ChecksumCRC32") == crc)
 s3.delete_object(Bucket=bucket, Key="summed.bin")
+try:
+    s3.put_object(Bucket=bucket, Key="crc64.bin", Body=b"hello", ChecksumCRC64NVME="AAAAAAAAAAA=")
+    refused = False
+except s3.exceptions.ClientError as e:
+    refused = e.response["Error"]["Code"] == "BadDigest"
+ok("a wrong CRC64NVME is BadDigest", refused
+   and "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="crc64"))
 s3.copy({"Bucket": bucket, "Key": "big.bin"}, bucket, "big-copy.bin", Config=cfg)
 copied = s3.get_object(Bucket=bucket, Key="big-copy.bin")
 ok("managed copy (UploadPartCopy)", hashlib.md5(copied["Body"].read()).digest() == hashlib.md5(data).digest()
