@@ -1,6 +1,6 @@
 // verify against real nginx volumes: missing, corrupt and orphan files are
 // found, -repair fixes them, and a clean cluster verifies clean.
-import { Cluster, randomBytes, randomKey, runMain } from "./cluster.ts";
+import { Cluster, randomBytes, randomKey, runMain, volumeFiles } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { joinIndex, openIndex } from "../lib/open.ts";
 import { key2path } from "../lib/keys.ts";
@@ -419,3 +419,45 @@ Deno.test("verify -repair without -md5 copies a missing replica from a copy hold
     await c.stop();
   }
 });
+
+Deno.test("verify -repair and rebalance refuse a -db that holds no index: no index is made and no file deleted", async () => {
+  const c = await Cluster.start();
+  try {
+    const k = randomKey("/typo-db");
+    assertEquals((await fetch(c.url + k, { method: "PUT", body: "kept" })).status, 201);
+    await c.stopMaster();
+    const before = (await Promise.all(c.volumes.map((v) => volumeFiles(v)))).flat().sort();
+    assertEquals(before.length, 3);
+    // A mistyped path, and a folder without index.sqlite3 in it.
+    const empty = `${c.dir}/empty`;
+    await Deno.mkdir(empty);
+    for (const db of [`${c.dir}/indexdbb`, empty]) {
+      const volumes = ["-volumes", c.volumes.join(",")];
+      const verify = await runMain(["verify", "-repair", "-grace", "0s", ...volumes, "-db", db]);
+      assertEquals(verify.code, 1, verify.stdout + verify.stderr);
+      assertEquals(
+        verify.stderr,
+        `No index at "${db}" (-db): verify reads an existing index (rebuild makes one from ` +
+          `the volumes)\n`,
+      );
+      assertEquals(verify.stdout, "");
+      const rebalance = await runMain(["rebalance", ...volumes, "-db", db]);
+      assertEquals(rebalance.code, 1, rebalance.stdout + rebalance.stderr);
+      assertEquals(
+        rebalance.stderr,
+        `No index at "${db}" (-db): rebalance reads an existing index (rebuild makes one from ` +
+          `the volumes)\n`,
+      );
+    }
+    assertEquals(await exists(`${c.dir}/indexdbb`), false);
+    assertEquals(await exists(`${empty}/index.sqlite3`), false);
+    const after = (await Promise.all(c.volumes.map((v) => volumeFiles(v)))).flat().sort();
+    assertEquals(after, before);
+  } finally {
+    await c.stop();
+  }
+});
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}

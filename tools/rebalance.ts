@@ -7,7 +7,7 @@
 // how many keys and bytes would move and changes nothing.
 import type { FlagValues } from "../lib/flags.ts";
 import { requireDb, storeOptions } from "../lib/config.ts";
-import { joinIndex, openIndex } from "../lib/open.ts";
+import { joinIndex, openExistingIndex } from "../lib/open.ts";
 import { needsRebalance } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
 import { Progress } from "../lib/progress.ts";
@@ -20,7 +20,7 @@ export async function rebalance(flags: FlagValues): Promise<number> {
   const opts = storeOptions(flags);
   const concurrency = concurrencyOf(flags, 64);
   const dryRun = flags["dry-run"] === true;
-  const index = await openIndex(requireDb(flags));
+  const index = await openExistingIndex(requireDb(flags), "rebalance");
   // A writer of the index: a master running by mistake stops trusting its caches.
   if (!dryRun) await joinIndex(index, `rebalance:${Deno.pid}`);
   const store = new Store(index, opts);

@@ -18,7 +18,7 @@ import type { FlagValues } from "../lib/flags.ts";
 import { requireDb, storeOptions } from "../lib/config.ts";
 import { Store } from "../lib/store.ts";
 import { Claim } from "../lib/claim.ts";
-import { joinIndex, openIndex } from "../lib/open.ts";
+import { joinIndex, openExistingIndex } from "../lib/open.ts";
 import type { Entry, Index } from "../lib/index_db.ts";
 import { key2path } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
@@ -77,7 +77,7 @@ export async function verify(flags: FlagValues): Promise<number> {
   const opts = storeOptions(flags);
   const concurrency = concurrencyOf(flags);
   const grace = graceOf(flags);
-  const index = await openIndex(requireDb(flags));
+  const index = await openExistingIndex(requireDb(flags), "verify");
   const repair = flags.repair === true;
   // A writer of the index only when repairing: a master running meanwhile
   // then stops trusting its caches. A plain check only reads, and leaves a
