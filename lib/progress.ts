@@ -104,6 +104,11 @@ export class Progress {
   }
 }
 
+/** "1 key", "2 keys", "0 keys"; `many` when the plural is not `one` + "s" ("copies"). */
+export function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
 function fmt(n: number): string {
   return n.toLocaleString("en-US");
 }

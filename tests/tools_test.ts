@@ -4,6 +4,7 @@ import { assert, assertEquals } from "./assert.ts";
 import { openIndex } from "../lib/open.ts";
 import type { Entry } from "../lib/index_db.ts";
 import { key2name, key2path, key2volume, md5, toHex } from "../lib/keys.ts";
+import { plural } from "../lib/progress.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -126,7 +127,7 @@ Deno.test("after a rebuild that missed a volume, verify -repair deletes none of 
     const v = await runMain(["verify", ...args, "-repair", "-grace", "0s"]);
     assertEquals(v.code, 1, v.stdout + v.stderr);
     assert(
-      /^index incomplete: a rebuild could not read 1 folder\(s\) \(\S+\); run rebuild again$/m.test(
+      /^index incomplete: a rebuild could not read 1 folder \(\S+\); run rebuild again$/m.test(
         v.stdout,
       ),
       v.stdout,
@@ -155,7 +156,7 @@ Deno.test("rebuild refuses an index a running master uses, and the master keeps 
     assertEquals(r.code, 1);
     assertEquals(
       r.stderr,
-      "rebuild: 1 master(s) or tool(s) are using this index; stop them first " +
+      "rebuild: 1 master or tool is using this index; stop them first " +
         "(rebuild empties the index before it reads the volumes)\n",
     );
     assertEquals(await (await fetch(c.url + k)).text(), "still here");
@@ -414,7 +415,7 @@ Deno.test("rebuild keeps the newest value of a key whose copies differ, and name
     }
     const r = await runMain(["rebuild", "-volumes", c.volumes.join(","), "-db", c.db]);
     assertEquals(r.code, 0, r.stderr);
-    assert(r.stderr.includes(`rebuild: 1 keys have copies of different sizes`), r.stderr);
+    assert(r.stderr.includes(`rebuild: 1 key has copies of different sizes`), r.stderr);
     assert(r.stderr.includes(`${JSON.stringify(k)}: kept the newest on 2 of 3`), r.stderr);
     const rec = (await snapshot(c.db)).get(k)!.rec;
     assertEquals(rec.rvolumes, before.slice(0, 2));
@@ -477,4 +478,13 @@ Deno.test("thrash: a negative -seconds or a -cycles below 1 is a flag error, not
     assert(stderr.startsWith(`${message}\n`), stderr);
     assertEquals(dec.decode(out.stdout), "", "no run reported");
   }
+});
+
+Deno.test("the tools' counts: one of a thing, or its plural (0 keys, 1 key, 1 old copy, 2 old copies)", () => {
+  assertEquals(plural(0, "key"), "0 keys");
+  assertEquals(plural(1, "key"), "1 key");
+  assertEquals(plural(2, "problem"), "2 problems");
+  assertEquals(plural(1, "old copy", "old copies"), "1 old copy");
+  assertEquals(plural(3, "old copy", "old copies"), "3 old copies");
+  assertEquals(plural(1, "master or tool is", "masters or tools are"), "1 master or tool is");
 });

@@ -374,7 +374,7 @@ Deno.test("verify with a volume down names each of its keys' replicas there and 
     assert(lines[0].startsWith(`unreachable replica: "${k}" on ${down}/sv`), r.stdout);
     assertEquals(lines[1], `under-replicated: "${k}" has 2 healthy of 3 replicas`);
     assert(lines[2].startsWith(`unreadable folder: Cannot list "http://${down}/": `), r.stdout);
-    assertEquals(lines[3], "verify: 1 keys, 3 problems");
+    assertEquals(lines[3], "verify: 1 key, 3 problems");
     // The last progress line (stderr) counts the unreadable folder too.
     const last = r.stderr.trimEnd().split("\n").filter((l) => l.startsWith("verify: keys")).at(-1);
     assert(last?.includes("problems 3,"), r.stderr);
@@ -461,3 +461,45 @@ Deno.test("verify -repair and rebalance refuse a -db that holds no index: no ind
 async function exists(path: string): Promise<boolean> {
   return await Deno.stat(path).then(() => true, () => false);
 }
+
+Deno.test("verify counts in words that agree with the number: 1 key, 1 problem, 1 replica", async () => {
+  const c = await Cluster.start({ flags: ["-replicas", "1"] });
+  try {
+    const k = randomKey("/verify-one");
+    assertEquals((await fetch(c.url + k, { method: "PUT", body: "one" })).status, 201);
+    await c.stopMaster();
+    const index = await openIndex(c.db);
+    const [replica] = (await index.get(enc.encode(k)))!.rec.rvolumes;
+    index.close();
+    assertEquals(
+      (await fetch(volumeUrl(replica, key2path(enc.encode(k))), { method: "DELETE" })).status,
+      204,
+    );
+    const args = ["verify", "-replicas", "1", "-volumes", c.volumes.join(","), "-db", c.db];
+    const r = await runMain(args);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assertEquals(
+      r.stdout,
+      `missing replica: "${k}" on ${replica}\n` +
+        `under-replicated: "${k}" has 0 healthy of 1 replica\n` +
+        "verify: 1 key, 2 problems\n",
+    );
+    const fixed = await runMain([...args, "-repair"]);
+    assertEquals(fixed.code, 1, fixed.stdout + fixed.stderr);
+    assert(fixed.stdout.endsWith("verify: 1 key, 2 problems, 0 repaired\n"), fixed.stdout);
+    // The replica back, and one file of no key's record: one problem.
+    const back = await fetch(volumeUrl(replica, key2path(enc.encode(k))), {
+      method: "PUT",
+      body: "one",
+    });
+    assertEquals(back.status, 201);
+    const stray = randomKey("/verify-one-stray");
+    const orphan = volumeUrl(replica, key2path(enc.encode(stray)));
+    assertEquals((await fetch(orphan, { method: "PUT", body: "x" })).status, 201);
+    const one = await runMain(args);
+    assertEquals(one.code, 1, one.stdout + one.stderr);
+    assertEquals(one.stdout, `orphan file: ${orphan} (no record)\nverify: 1 key, 1 problem\n`);
+  } finally {
+    await c.stop();
+  }
+});

@@ -10,7 +10,7 @@ import { requireDb, storeOptions } from "../lib/config.ts";
 import { joinIndex, openExistingIndex } from "../lib/open.ts";
 import { needsRebalance } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
-import { Progress } from "../lib/progress.ts";
+import { plural, Progress } from "../lib/progress.ts";
 import { aliasesMessage, aliasesOf } from "../lib/aliases.ts";
 import { Store } from "../lib/store.ts";
 import type { Index } from "../lib/index_db.ts";
@@ -44,8 +44,9 @@ export async function rebalance(flags: FlagValues): Promise<number> {
     if (dryRun) {
       progress.stop();
       console.log(
-        `rebalance: dry run: ${todo.length} of ${progress.get("scanned")} keys would move, ` +
-          `${bytes} bytes` + (unknown > 0 ? ` (and ${unknown} keys of unknown size)` : ""),
+        `rebalance: dry run: ${todo.length} of ${plural(progress.get("scanned"), "key")} ` +
+          `would move, ${plural(bytes, "byte")}` +
+          (unknown > 0 ? ` (and ${plural(unknown, "key")} of unknown size)` : ""),
       );
       return 0;
     }
@@ -85,7 +86,7 @@ export async function rebalance(flags: FlagValues): Promise<number> {
       held = [];
       const wait = await leaseLeft(index, retry);
       console.error(
-        `rebalance: ${retry.length} keys held by another writer; retrying in ${
+        `rebalance: ${plural(retry.length, "key")} held by another writer; retrying in ${
           Math.ceil(wait / 1000)
         }s`,
       );
@@ -95,13 +96,13 @@ export async function rebalance(flags: FlagValues): Promise<number> {
     progress.done();
     const gone = progress.get("gone");
     console.log(
-      `rebalance: moved ${moved} keys, ${failed.length} failed` +
+      `rebalance: moved ${plural(moved, "key")}, ${failed.length} failed` +
         (gone > 0 ? `, ${gone} deleted meanwhile` : ""),
     );
     for (const f of failed.slice(0, 50)) console.error(`  ${f}`);
     if (leftovers.length > 0) {
       console.log(
-        `rebalance: ${leftovers.length} old copies could not be deleted ` +
+        `rebalance: ${plural(leftovers.length, "old copy", "old copies")} could not be deleted ` +
           `(orphans; verify -repair removes those on the volumes it is given)`,
       );
       for (const l of leftovers.slice(0, 50)) console.error(`  ${l}`);

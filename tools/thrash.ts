@@ -12,6 +12,7 @@
 // folders to create or walk).
 import { key2path, key2volume } from "../lib/keys.ts";
 import { FlagError, type FlagSpec, parseFlags, usage } from "../lib/flags.ts";
+import { plural } from "../lib/progress.ts";
 
 export interface ThrashOptions {
   /** The master, e.g. http://127.0.0.1:3000; ignored when `direct` is set. */
@@ -221,8 +222,8 @@ async function main(args: string[]): Promise<number> {
   });
   const target = direct.length > 0 ? `nginx ${direct.join(",")} (direct)` : flags.master;
   console.log(
-    `${r.cycles} cycles against ${target} in ${r.seconds.toFixed(2)}s: ` +
-      `${(r.cycles / r.seconds).toFixed(1)} cycles/s, ${r.failures} failures`,
+    `${plural(r.cycles, "cycle")} against ${target} in ${r.seconds.toFixed(2)}s: ` +
+      `${(r.cycles / r.seconds).toFixed(1)} cycles/s, ${plural(r.failures, "failure")}`,
   );
   for (const reason of r.reasons) console.log(`  ${reason}`);
   return r.failures > 0 ? 1 : 0;

@@ -22,7 +22,7 @@ import { joinIndex, openExistingIndex } from "../lib/open.ts";
 import type { Entry, Index } from "../lib/index_db.ts";
 import { key2path } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
-import { Progress } from "../lib/progress.ts";
+import { plural, Progress } from "../lib/progress.ts";
 import { aliasesMessage, aliasesOf } from "../lib/aliases.ts";
 import { concurrencyOf, graceOf } from "../lib/tool_flags.ts";
 import {
@@ -113,7 +113,7 @@ export async function verify(flags: FlagValues): Promise<number> {
     for (const p of ctx.problems) console.log(p.fixed ? `${p.text}: repaired, ${p.fixed}` : p.text);
     const left = ctx.problems.filter((p) => !p.fixed).length;
     console.log(
-      `verify: ${progress.get("keys")} keys, ${ctx.problems.length} problems` +
+      `verify: ${plural(progress.get("keys"), "key")}, ${plural(ctx.problems.length, "problem")}` +
         (repair ? `, ${ctx.problems.length - left} repaired` : ""),
     );
     return left > 0 ? 1 : 0;
@@ -180,7 +180,9 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
   const under = healthy.length < ctx.replicas
     ? report(
       ctx,
-      `under-replicated: ${name} has ${healthy.length} healthy of ${ctx.replicas} replicas`,
+      `under-replicated: ${name} has ${healthy.length} healthy of ${
+        plural(ctx.replicas, "replica")
+      }`,
     )
     : null;
   if (!ctx.repair || healthy.length === 0) return;
