@@ -1,5 +1,5 @@
 // rebuild and rebalance against real nginx volumes, and the thrash tool's flags.
-import { Cluster, randomBytes, randomKey, runMain, status } from "./cluster.ts";
+import { Cluster, freePort, randomBytes, randomKey, runMain, status } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { openIndex } from "../lib/open.ts";
 import type { Entry } from "../lib/index_db.ts";
@@ -456,6 +456,33 @@ Deno.test("rebalance off a dead volume counts its keys as moved and names the co
     for (const k of keys) {
       assertEquals(await readMd5(c, k), { md5: md5s.get(k)!, balance: "balanced" }, k);
     }
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("rebalance names the first 50 keys it could not move and says how many more", async () => {
+  const c = await Cluster.start();
+  try {
+    // A volume added to -volumes that is not running: every key placed on
+    // it fails to move. 53 such keys, found by their placement.
+    const dead = `127.0.0.1:${freePort()}`;
+    const four = [...c.volumes, dead];
+    const keys: string[] = [];
+    while (keys.length < 53) {
+      const k = randomKey("/unmoved");
+      if (key2volume(enc.encode(k), four, 3, 10).some((v) => v.startsWith(`${dead}/`))) {
+        keys.push(k);
+      }
+    }
+    for (const k of keys) assertEquals(await status(c.url + k, { method: "PUT", body: "v" }), 201);
+    await c.stopMaster();
+    const r = await runMain(["rebalance", "-volumes", four.join(","), "-db", c.db]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assert(r.stdout.includes("rebalance: moved 0 keys, 53 failed\n"), r.stdout);
+    const named = r.stderr.split("\n").filter((l) => l.startsWith("  /unmoved/"));
+    assertEquals(named.length, 50, r.stderr);
+    assert(r.stderr.includes("\n  ... and 3 more\n"), r.stderr);
   } finally {
     await c.stop();
   }

@@ -10,7 +10,7 @@ import { requireDb, storeOptions } from "../lib/config.ts";
 import { joinIndex, openExistingIndex } from "../lib/open.ts";
 import { needsRebalance } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
-import { plural, Progress } from "../lib/progress.ts";
+import { nameSome, plural, Progress } from "../lib/progress.ts";
 import { aliasesMessage, aliasesOf } from "../lib/aliases.ts";
 import { Store } from "../lib/store.ts";
 import type { Index } from "../lib/index_db.ts";
@@ -99,13 +99,13 @@ export async function rebalance(flags: FlagValues): Promise<number> {
       `rebalance: moved ${plural(moved, "key")}, ${failed.length} failed` +
         (gone > 0 ? `, ${gone} deleted meanwhile` : ""),
     );
-    for (const f of failed.slice(0, 50)) console.error(`  ${f}`);
+    nameSome(failed);
     if (leftovers.length > 0) {
       console.log(
         `rebalance: ${plural(leftovers.length, "old copy", "old copies")} could not be deleted ` +
           `(orphans; verify -repair removes those on the volumes it is given)`,
       );
-      for (const l of leftovers.slice(0, 50)) console.error(`  ${l}`);
+      nameSome(leftovers);
     }
     return failed.length > 0 ? 1 : 0;
   } finally {

@@ -13,7 +13,7 @@ import { joinIndex, openIndex } from "../lib/open.ts";
 import { REBUILD } from "../lib/membership.ts";
 import { key2volume, orderByPlacement, placementKey } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
-import { plural, Progress } from "../lib/progress.ts";
+import { nameSome, plural, Progress } from "../lib/progress.ts";
 import { concurrencyOf } from "../lib/tool_flags.ts";
 import { type Found, hexFolders, keysIn, subvolumesOf, type Walker } from "../lib/walk.ts";
 
@@ -98,7 +98,7 @@ export async function rebuild(flags: FlagValues): Promise<number> {
         `rebuild: ${plural(differ.length, "key has", "keys have")} copies of different sizes; ` +
           `the older ones are left out (verify names them as orphans):`,
       );
-      for (const d of differ.slice(0, 50)) console.error(`  ${d}`);
+      nameSome(differ);
     }
     if (w.errors.length > 0) {
       console.error(
@@ -106,7 +106,7 @@ export async function rebuild(flags: FlagValues): Promise<number> {
           `the index is incomplete (run rebuild again once every volume answers; ` +
           `until then verify -repair deletes no orphans):`,
       );
-      for (const e of w.errors.slice(0, 50)) console.error(`  ${e}`);
+      nameSome(w.errors);
       const why = `a rebuild could not read ${plural(w.errors.length, "folder")}`;
       await index.markIncomplete({ at: Date.now(), why });
       return 1;
