@@ -226,7 +226,7 @@ async function dispatch(
     case "RELINK":
       return respond(await store.relink(key));
     case "REBALANCE":
-      return respond(await store.rebalance(key));
+      return respond(await store.rebalance(key, { check: true }));
     default:
       return withBody(`Method ${req.method} not allowed\n`, {
         status: 405,

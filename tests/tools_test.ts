@@ -230,6 +230,39 @@ Deno.test("REBALANCE /key on the running master moves one key where the hash put
   }
 });
 
+Deno.test("REBALANCE /key copies a lost replica of a balanced key back, as mkv's; with none left it answers 500", async () => {
+  const c = await Cluster.start();
+  try {
+    const k = randomKey("/heal");
+    const value = randomBytes(3000);
+    assertEquals(await status(c.url + k, { method: "PUT", body: value }), 201);
+    const head = await fetch(c.url + k, { method: "HEAD", redirect: "manual" });
+    const rvolumes = head.headers.get("key-volumes")!.split(",");
+    const path = key2path(enc.encode(k));
+    assertEquals(await status(`http://${rvolumes[0]}${path}`, { method: "DELETE" }), 204);
+    const res = await fetch(c.url + k, { method: "REBALANCE" });
+    assertEquals([res.status, await res.text()], [204, ""]);
+    const back = await fetch(`http://${rvolumes[0]}${path}`);
+    assertEquals(back.status, 200);
+    assertEquals(new Uint8Array(await back.arrayBuffer()), value);
+    const again = await fetch(c.url + k, { method: "HEAD", redirect: "manual" });
+    assertEquals(again.headers.get("key-volumes"), rvolumes.join(","));
+    assertEquals(again.headers.get("key-balance"), "balanced");
+    // Every file gone: nothing to copy from, and the record stays as it was.
+    for (const v of rvolumes) {
+      assertEquals(await status(`http://${v}${path}`, { method: "DELETE" }), 204);
+    }
+    const lost = await fetch(c.url + k, { method: "REBALANCE" });
+    assertEquals(
+      [lost.status, await lost.text()],
+      [500, "No replica of the key holds its file (data lost)\n"],
+    );
+    assertEquals(await status(c.url + k), 410);
+  } finally {
+    await c.stop();
+  }
+});
+
 Deno.test("rebuild reads volumes written the way Go mkv writes them", async () => {
   const c = await Cluster.start();
   try {
