@@ -540,6 +540,24 @@ Deno.test("thrash: a negative -seconds or a -cycles below 1 is a flag error, not
   }
 });
 
+Deno.test("thrash: -master as host:port is the master at http://host:port, every cycle checked", async () => {
+  const c = await Cluster.start();
+  try {
+    const thrash = new URL("../tools/thrash.ts", import.meta.url).pathname;
+    const hostPort = c.url.replace("http://", "");
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", thrash, "-master", hostPort, "-cycles", "3", "-clients", "1"],
+      stdin: "null",
+    }).output();
+    const stdout = dec.decode(out.stdout);
+    assertEquals(out.code, 0, stdout + dec.decode(out.stderr));
+    assert(stdout.startsWith(`3 cycles against ${hostPort} in `), stdout);
+    assert(stdout.endsWith(" cycles/s, 0 failures\n"), stdout);
+  } finally {
+    await c.stop();
+  }
+});
+
 Deno.test("the tools' counts: one of a thing, or its plural (0 keys, 1 key, 1 old copy, 2 old copies)", () => {
   assertEquals(plural(0, "key"), "0 keys");
   assertEquals(plural(1, "key"), "1 key");

@@ -173,7 +173,11 @@ export function randomBytes(n: number): Uint8Array<ArrayBuffer> {
 }
 
 const FLAGS: { [name: string]: FlagSpec } = {
-  master: { type: "string", default: "http://127.0.0.1:3000", usage: "The master to thrash" },
+  master: {
+    type: "string",
+    default: "http://127.0.0.1:3000",
+    usage: "The master to thrash (a URL, or host:port)",
+  },
   direct: {
     type: "string",
     default: "",
@@ -191,6 +195,15 @@ const FLAGS: { [name: string]: FlagSpec } = {
 };
 
 const USAGE = "deno task thrash [flags]";
+
+/**
+ * -master as a URL: host:port (as -volumes and -direct are written) is
+ * http://host:port. Taken as is, every request failed "Url scheme
+ * 'localhost' not supported", and the run counted them as the master's failures.
+ */
+function masterUrl(master: string): string {
+  return master.includes("://") ? master : `http://${master}`;
+}
 
 async function main(args: string[]): Promise<number> {
   let flags;
@@ -212,7 +225,7 @@ async function main(args: string[]): Promise<number> {
   }
   const direct = String(flags.direct).split(",").filter((v) => v !== "");
   const r = await thrash({
-    url: flags.master as string,
+    url: masterUrl(String(flags.master)),
     direct: direct.length > 0 ? direct : undefined,
     clients: flags.clients as number,
     cycles: flags.cycles as number,
