@@ -69,8 +69,17 @@ export function logFormat(flags: FlagValues): LogFormat {
   return f as LogFormat;
 }
 
-/** A volume or -fallback: host:port (names, IPv4, [IPv6]). */
-const HOST_PORT = /^[A-Za-z0-9.\-\[\]:]+$/;
+/**
+ * A volume or -fallback: host:port (a name, IPv4 or [IPv6]); without a
+ * port, port 80 (as mkv, whose Go client takes "host" so).
+ */
+const HOST_PORT = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(?::(\d{1,5}))?$/;
+
+/** Whether `v` is a host:port (or host) with a port from 1 to 65535. */
+function isHostPort(v: string): boolean {
+  const m = HOST_PORT.exec(v);
+  return m !== null && (m[1] === undefined || (Number(m[1]) >= 1 && Number(m[1]) <= 65535));
+}
 
 /** The longest -voltimeout and -lease, ms (24h). */
 const MAX_DURATION = 86_400_000;
@@ -86,12 +95,14 @@ export function storeOptions(flags: FlagValues): StoreOptions {
     throw new FlagError("-volumes lists a volume twice");
   }
   for (const v of volumes) {
-    if (!HOST_PORT.test(v)) throw new FlagError(`Bad volume "${v}": expected host:port`);
+    if (!isHostPort(v)) {
+      throw new FlagError(`Bad volume "${v}": expected host:port (port 1 to 65535)`);
+    }
   }
   const fallback = String(flags.fallback);
   // Misses are redirected to http://<fallback><path>: anything else breaks the URL.
-  if (fallback && !HOST_PORT.test(fallback)) {
-    throw new FlagError(`Bad -fallback "${fallback}": expected host:port`);
+  if (fallback && !isHostPort(fallback)) {
+    throw new FlagError(`Bad -fallback "${fallback}": expected host:port (port 1 to 65535)`);
   }
   if (replicas < 1) throw new FlagError("-replicas must be at least 1");
   if (subvolumes < 1 || subvolumes > 256) throw new FlagError("-subvolumes must be from 1 to 256");

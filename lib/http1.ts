@@ -43,6 +43,21 @@ export function poolFor(host: string): Http1Pool {
   return p;
 }
 
+/**
+ * Where a volume named "host:port", "[v6]:port", "host" or "[v6]" listens:
+ * a name without a port is port 80, as mkv's Go client takes it (it was
+ * port NaN here: every call of such a volume failed).
+ */
+export function addressOf(host: string): { hostname: string; port: number } {
+  const close = host.startsWith("[") ? host.indexOf("]") : -1;
+  const colon = host.indexOf(":", close + 1);
+  const name = colon < 0 ? host : host.slice(0, colon);
+  return {
+    hostname: name.replace(/^\[|\]$/g, ""),
+    port: colon < 0 ? 80 : Number(host.slice(colon + 1)),
+  };
+}
+
 export class Http1Pool {
   /** Oldest first: the newest goes out again first (LIFO), the oldest ages out. */
   readonly #idle: Deno.TcpConn[] = [];
@@ -53,9 +68,7 @@ export class Http1Pool {
   readonly #ttl: number;
 
   constructor(readonly host: string, opts: { idleTtl?: number } = {}) {
-    const colon = host.lastIndexOf(":");
-    this.#hostname = host.slice(0, colon).replace(/^\[|\]$/g, "");
-    this.#port = Number(host.slice(colon + 1));
+    ({ hostname: this.#hostname, port: this.#port } = addressOf(host));
     this.#ttl = opts.idleTtl ?? IDLE_TTL;
   }
 
@@ -765,13 +778,8 @@ class PipelinedConn {
     ms: number,
     readonly onLost: (c: PipelinedConn, unanswered: PendingHead[], tried: boolean) => void,
   ) {
-    const colon = host.lastIndexOf(":");
     const limit = AbortSignal.timeout(ms);
-    this.#conn = Deno.connect({
-      hostname: host.slice(0, colon).replace(/^\[|\]$/g, ""),
-      port: Number(host.slice(colon + 1)),
-      signal: limit,
-    });
+    this.#conn = Deno.connect({ ...addressOf(host), signal: limit });
     // A connection that does not open in time fails its HEADs as late
     // answers do: at once, not again on another connection.
     this.#conn.then(

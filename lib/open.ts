@@ -21,8 +21,34 @@ export async function openIndex(db: string): Promise<Index> {
   }
 }
 
+/**
+ * Opens an index that must already exist (verify, rebalance). Opened as the
+ * master opens it, a mistyped -db would be a new, empty index: every file
+ * on the volumes an orphan there, which verify -repair deletes.
+ */
+export async function openExistingIndex(db: string, tool: string): Promise<Index> {
+  if (!isUrl(db) && !await hasIndex(db)) {
+    throw new Error(
+      `No index at "${db}" (-db): ${tool} reads an existing index (rebuild makes one ` +
+        `from the volumes)`,
+    );
+  }
+  return await openIndex(db);
+}
+
+/** Whether `db` is a SQLite file, or a folder holding index.sqlite3. */
+async function hasIndex(db: string): Promise<boolean> {
+  const info = await Deno.stat(db).catch(() => null);
+  if (!info?.isDirectory) return info?.isFile ?? false;
+  return (await Deno.stat(join(db, "index.sqlite3")).catch(() => null))?.isFile ?? false;
+}
+
+function isUrl(db: string): boolean {
+  return /^https?:\/\//.test(db);
+}
+
 async function open(db: string): Promise<Index> {
-  if (/^https?:\/\//.test(db)) return new Index(await Deno.openKv(db));
+  if (isUrl(db)) return new Index(await Deno.openKv(db));
   let path = db;
   const info = await Deno.stat(db).catch(() => null);
   if (!info || info.isDirectory) {

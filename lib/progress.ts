@@ -104,6 +104,21 @@ export class Progress {
   }
 }
 
+/** "1 key", "2 keys", "0 keys"; `many` when the plural is not `one` + "s" ("copies"). */
+export function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+/**
+ * The first `max` of a tool's list of named items (failed keys, unreadable
+ * folders) on stderr, indented, and how many were left out: a summary that
+ * said "89 failed" and then named 50 read as 50.
+ */
+export function nameSome(lines: string[], max = 50): void {
+  for (const line of lines.slice(0, max)) console.error(`  ${line}`);
+  if (lines.length > max) console.error(`  ... and ${lines.length - max} more`);
+}
+
 function fmt(n: number): string {
   return n.toLocaleString("en-US");
 }

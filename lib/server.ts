@@ -226,7 +226,7 @@ async function dispatch(
     case "RELINK":
       return respond(await store.relink(key));
     case "REBALANCE":
-      return respond(await store.rebalance(key));
+      return respond(await store.rebalance(key, { check: true }));
     default:
       return withBody(`Method ${req.method} not allowed\n`, {
         status: 405,
@@ -268,8 +268,9 @@ async function query(
     const s = decoder.decode(limitRaw);
     // Any whole number, as mkv's Atoi: one of 10 digits or more is no less
     // a limit (it was refused as "not a whole number"); past the cap, the cap answers.
-    if (!/^\d+$/.test(s)) return text(400, `Bad limit "${s}": not a whole number`);
-    limit = Number(s);
+    // A sign too: "+2" is 2, and 0 or less is no limit, as mkv's "limit > 0".
+    if (!/^[+-]?\d+$/.test(s)) return text(400, `Bad limit "${s}": not a whole number`);
+    limit = Math.max(0, Number(s));
   }
   const start = q.params.get("start");
   if (!keyFits(prefix)) {

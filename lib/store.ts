@@ -766,7 +766,7 @@ export class Store {
    */
   async rebalance(
     key: Uint8Array,
-    opts: { unlinked: boolean } = { unlinked: false },
+    opts: { unlinked?: boolean; check?: boolean } = {},
   ): Promise<Outcome> {
     if (!keyFits(key)) return tooLong();
     return await this.#exclusive(key, async () => {
@@ -775,8 +775,27 @@ export class Store {
       const movable = prev?.rec.state === "live" ||
         (opts.unlinked && prev?.rec.state === "unlinked");
       if (!prev || !movable) return notFound("No live key to rebalance");
-      return await this.#move(key, prev);
+      const missing = opts.check ? await this.#missingReplicas(key, prev.rec.rvolumes) : [];
+      if (missing.length === prev.rec.rvolumes.length) {
+        return { status: 500, message: "No replica of the key holds its file (data lost)" };
+      }
+      return await this.#move(key, prev, missing);
     });
+  }
+
+  /**
+   * The recorded replicas whose volume answers that it has no such file.
+   * REBALANCE of one key checks them first, as mkv's does, and copies the
+   * value back to those: a balanced key with a lost replica was left as it
+   * was, answering 204. (A volume that does not answer is not counted: it
+   * may have the file. The rebalance tool does not check: verify does.)
+   */
+  async #missingReplicas(key: Uint8Array, rvolumes: string[]): Promise<string[]> {
+    const path = key2path(key);
+    const heads = await Promise.all(
+      rvolumes.map((v) => headStatus(volumeUrl(v, path), this.opts.voltimeout)),
+    );
+    return rvolumes.filter((_, i) => heads[i] === 404);
   }
 
   /**
@@ -784,18 +803,20 @@ export class Store {
    * it on, switches the index, then deletes the copies it left. Interrupted
    * at any point, it leaves the key readable where the index says.
    */
-  async #move(key: Uint8Array, prev: Entry): Promise<Outcome> {
+  async #move(key: Uint8Array, prev: Entry, lost: string[] = []): Promise<Outcome> {
     const kvolumes = this.kvolumes(key);
     const path = key2path(key);
     const rvolumes = prev.rec.rvolumes;
-    if (!needsRebalance(rvolumes, kvolumes)) return { status: 204 };
-    // Unlike mkv, no HEAD of every replica first: the copies that stay are
-    // where the index says (verify checks that), and the GET of the value
-    // tells whether the one read from has it. Read from a copy about to go.
-    const missing = kvolumes.filter((v) => !rvolumes.includes(v));
+    if (!needsRebalance(rvolumes, kvolumes) && lost.length === 0) return { status: 204 };
+    // Without `lost` (the rebalance tool), unlike mkv, no HEAD of every
+    // replica first: the copies that stay are where the index says (verify
+    // checks that), and the GET of the value tells whether the one read
+    // from has it. Read from a copy about to go.
+    const have = rvolumes.filter((v) => !lost.includes(v));
+    const missing = kvolumes.filter((v) => !have.includes(v));
     const sources = [
-      ...rvolumes.filter((v) => !kvolumes.includes(v)),
-      ...rvolumes.filter((v) => kvolumes.includes(v)),
+      ...have.filter((v) => !kvolumes.includes(v)),
+      ...have.filter((v) => kvolumes.includes(v)),
     ];
     // Held while copying, on every master of the index: a write of the key
     // elsewhere meanwhile would put files where this copy goes, and the

@@ -236,6 +236,29 @@ Deno.test("mkv API against real nginx volumes and a master process", async (t) =
     });
 
     await t.step(
+      "a signed limit is read as mkv's Atoi reads it: +1 is 1, 0 or less is no limit",
+      async () => {
+        const prefix = randomKey("/signedlimit");
+        for (const k of ["a", "b"]) assertEquals((await put(c, `${prefix}/${k}`, "v")).status, 201);
+        const keys = [`${prefix}/a`, `${prefix}/b`];
+        const page = (next: string, keys: string[]) => ({
+          status: 200,
+          type: "application/json",
+          body: JSON.stringify({ next, keys }),
+        });
+        assertEquals(await list(c, `${prefix}/?list&limit=%2B1`), page(keys[1], keys.slice(0, 1)));
+        for (const limit of ["-1", "-0", "0"]) {
+          assertEquals(await list(c, `${prefix}/?list&limit=${limit}`), page("", keys));
+        }
+        assertEquals(await list(c, `${prefix}/?list&limit=--1`), {
+          status: 400,
+          type: "text/plain; charset=utf-8",
+          body: `Bad limit "--1": not a whole number\n`,
+        });
+      },
+    );
+
+    await t.step(
       "an unknown or missing operation answers 400 naming the ones there are",
       async () => {
         const known = "?list, ?unlinked, ?writing, ?status or ?metrics";

@@ -192,7 +192,7 @@ Deno.test("storeOptions: a -fallback that is not host:port throws FlagError (its
   const v = ["-volumes", "a:1,b:2,c:3"];
   for (const bad of ["http://old:3000", "old cluster:3000", "old:3000/x"]) {
     const err = assertThrows(() => storeOptions(parse(...v, "-fallback", bad).flags), FlagError);
-    assertEquals(err.message, `Bad -fallback "${bad}": expected host:port`);
+    assertEquals(err.message, `Bad -fallback "${bad}": expected host:port (port 1 to 65535)`);
   }
   assertEquals(
     storeOptions(parse(...v, "-fallback", "old-1.example.com:3000").flags).fallback,
@@ -205,4 +205,24 @@ Deno.test("storeOptions accepts IPv6 and host names with dots and dashes", () =>
     parse("-volumes", "[::1]:3001,vol-2.example.com:80", "-replicas", "2").flags,
   );
   assertEquals(o.volumes, ["[::1]:3001", "vol-2.example.com:80"]);
+});
+
+Deno.test("storeOptions: a volume named without a port is taken (port 80, as mkv); a port outside 1-65535 throws FlagError", () => {
+  // mkv's volumes on port 80 are often named so, and the name is hashed:
+  // renamed "host:80", every key would move.
+  const o = storeOptions(parse("-volumes", "vol1,vol2,[::1]", "-fallback", "old").flags);
+  assertEquals(o.volumes, ["vol1", "vol2", "[::1]"]);
+  assertEquals(o.fallback, "old");
+  for (const bad of ["a:0", "a:65536", "a:99999", "a:", "::1:3001", "[::1]x:3001"]) {
+    const err = assertThrows(
+      () => storeOptions(parse("-volumes", `${bad},b:2,c:3`).flags),
+      FlagError,
+    );
+    assertEquals(err.message, `Bad volume "${bad}": expected host:port (port 1 to 65535)`);
+  }
+  const err = assertThrows(
+    () => storeOptions(parse("-volumes", "a:1,b:2,c:3", "-fallback", "old:70000").flags),
+    FlagError,
+  );
+  assertEquals(err.message, `Bad -fallback "old:70000": expected host:port (port 1 to 65535)`);
 });

@@ -1,7 +1,7 @@
 // The pipelined HEAD client (lib/http1.ts) against small raw TCP servers
 // that answer in order, close after a few answers (as nginx does past
 // keepalive_requests), or never answer.
-import { HeadPipeline, Http1Pool, TimeoutError } from "../lib/http1.ts";
+import { addressOf, HeadPipeline, Http1Pool, TimeoutError } from "../lib/http1.ts";
 import { assert, assertEquals } from "./assert.ts";
 
 /**
@@ -360,4 +360,12 @@ Deno.test("pooled calls: a kept connection the volume closed as the next call ca
       } catch { /* closed */ }
     }
   }
+});
+
+Deno.test("a volume's address: its port, or port 80 when its name has none (as mkv's Go client)", () => {
+  assertEquals(addressOf("vol1:3001"), { hostname: "vol1", port: 3001 });
+  assertEquals(addressOf("vol1"), { hostname: "vol1", port: 80 });
+  assertEquals(addressOf("[::1]:3001"), { hostname: "::1", port: 3001 });
+  assertEquals(addressOf("[::1]"), { hostname: "::1", port: 80 });
+  assertEquals(addressOf("10.0.0.2"), { hostname: "10.0.0.2", port: 80 });
 });

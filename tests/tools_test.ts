@@ -1,9 +1,10 @@
 // rebuild and rebalance against real nginx volumes, and the thrash tool's flags.
-import { Cluster, randomBytes, randomKey, runMain, status } from "./cluster.ts";
+import { Cluster, freePort, randomBytes, randomKey, runMain, status } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { openIndex } from "../lib/open.ts";
 import type { Entry } from "../lib/index_db.ts";
 import { key2name, key2path, key2volume, md5, toHex } from "../lib/keys.ts";
+import { plural } from "../lib/progress.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -126,7 +127,7 @@ Deno.test("after a rebuild that missed a volume, verify -repair deletes none of 
     const v = await runMain(["verify", ...args, "-repair", "-grace", "0s"]);
     assertEquals(v.code, 1, v.stdout + v.stderr);
     assert(
-      /^index incomplete: a rebuild could not read 1 folder\(s\) \(\S+\); run rebuild again$/m.test(
+      /^index incomplete: a rebuild could not read 1 folder \(\S+\); run rebuild again$/m.test(
         v.stdout,
       ),
       v.stdout,
@@ -155,7 +156,7 @@ Deno.test("rebuild refuses an index a running master uses, and the master keeps 
     assertEquals(r.code, 1);
     assertEquals(
       r.stderr,
-      "rebuild: 1 master(s) or tool(s) are using this index; stop them first " +
+      "rebuild: 1 master or tool is using this index; stop them first " +
         "(rebuild empties the index before it reads the volumes)\n",
     );
     assertEquals(await (await fetch(c.url + k)).text(), "still here");
@@ -224,6 +225,39 @@ Deno.test("REBALANCE /key on the running master moves one key where the hash put
     const missing = await fetch(c.url + randomKey(), { method: "REBALANCE" });
     await missing.body?.cancel();
     assertEquals(missing.status, 404);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("REBALANCE /key copies a lost replica of a balanced key back, as mkv's; with none left it answers 500", async () => {
+  const c = await Cluster.start();
+  try {
+    const k = randomKey("/heal");
+    const value = randomBytes(3000);
+    assertEquals(await status(c.url + k, { method: "PUT", body: value }), 201);
+    const head = await fetch(c.url + k, { method: "HEAD", redirect: "manual" });
+    const rvolumes = head.headers.get("key-volumes")!.split(",");
+    const path = key2path(enc.encode(k));
+    assertEquals(await status(`http://${rvolumes[0]}${path}`, { method: "DELETE" }), 204);
+    const res = await fetch(c.url + k, { method: "REBALANCE" });
+    assertEquals([res.status, await res.text()], [204, ""]);
+    const back = await fetch(`http://${rvolumes[0]}${path}`);
+    assertEquals(back.status, 200);
+    assertEquals(new Uint8Array(await back.arrayBuffer()), value);
+    const again = await fetch(c.url + k, { method: "HEAD", redirect: "manual" });
+    assertEquals(again.headers.get("key-volumes"), rvolumes.join(","));
+    assertEquals(again.headers.get("key-balance"), "balanced");
+    // Every file gone: nothing to copy from, and the record stays as it was.
+    for (const v of rvolumes) {
+      assertEquals(await status(`http://${v}${path}`, { method: "DELETE" }), 204);
+    }
+    const lost = await fetch(c.url + k, { method: "REBALANCE" });
+    assertEquals(
+      [lost.status, await lost.text()],
+      [500, "No replica of the key holds its file (data lost)\n"],
+    );
+    assertEquals(await status(c.url + k), 410);
   } finally {
     await c.stop();
   }
@@ -414,7 +448,7 @@ Deno.test("rebuild keeps the newest value of a key whose copies differ, and name
     }
     const r = await runMain(["rebuild", "-volumes", c.volumes.join(","), "-db", c.db]);
     assertEquals(r.code, 0, r.stderr);
-    assert(r.stderr.includes(`rebuild: 1 keys have copies of different sizes`), r.stderr);
+    assert(r.stderr.includes(`rebuild: 1 key has copies of different sizes`), r.stderr);
     assert(r.stderr.includes(`${JSON.stringify(k)}: kept the newest on 2 of 3`), r.stderr);
     const rec = (await snapshot(c.db)).get(k)!.rec;
     assertEquals(rec.rvolumes, before.slice(0, 2));
@@ -460,6 +494,33 @@ Deno.test("rebalance off a dead volume counts its keys as moved and names the co
   }
 });
 
+Deno.test("rebalance names the first 50 keys it could not move and says how many more", async () => {
+  const c = await Cluster.start();
+  try {
+    // A volume added to -volumes that is not running: every key placed on
+    // it fails to move. 53 such keys, found by their placement.
+    const dead = `127.0.0.1:${freePort()}`;
+    const four = [...c.volumes, dead];
+    const keys: string[] = [];
+    while (keys.length < 53) {
+      const k = randomKey("/unmoved");
+      if (key2volume(enc.encode(k), four, 3, 10).some((v) => v.startsWith(`${dead}/`))) {
+        keys.push(k);
+      }
+    }
+    for (const k of keys) assertEquals(await status(c.url + k, { method: "PUT", body: "v" }), 201);
+    await c.stopMaster();
+    const r = await runMain(["rebalance", "-volumes", four.join(","), "-db", c.db]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assert(r.stdout.includes("rebalance: moved 0 keys, 53 failed\n"), r.stdout);
+    const named = r.stderr.split("\n").filter((l) => l.startsWith("  /unmoved/"));
+    assertEquals(named.length, 50, r.stderr);
+    assert(r.stderr.includes("\n  ... and 3 more\n"), r.stderr);
+  } finally {
+    await c.stop();
+  }
+});
+
 Deno.test("thrash: a negative -seconds or a -cycles below 1 is a flag error, not a run of nothing", async () => {
   const thrash = new URL("../tools/thrash.ts", import.meta.url).pathname;
   for (
@@ -477,4 +538,31 @@ Deno.test("thrash: a negative -seconds or a -cycles below 1 is a flag error, not
     assert(stderr.startsWith(`${message}\n`), stderr);
     assertEquals(dec.decode(out.stdout), "", "no run reported");
   }
+});
+
+Deno.test("thrash: -master as host:port is the master at http://host:port, every cycle checked", async () => {
+  const c = await Cluster.start();
+  try {
+    const thrash = new URL("../tools/thrash.ts", import.meta.url).pathname;
+    const hostPort = c.url.replace("http://", "");
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", thrash, "-master", hostPort, "-cycles", "3", "-clients", "1"],
+      stdin: "null",
+    }).output();
+    const stdout = dec.decode(out.stdout);
+    assertEquals(out.code, 0, stdout + dec.decode(out.stderr));
+    assert(stdout.startsWith(`3 cycles against ${hostPort} in `), stdout);
+    assert(stdout.endsWith(" cycles/s, 0 failures\n"), stdout);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("the tools' counts: one of a thing, or its plural (0 keys, 1 key, 1 old copy, 2 old copies)", () => {
+  assertEquals(plural(0, "key"), "0 keys");
+  assertEquals(plural(1, "key"), "1 key");
+  assertEquals(plural(2, "problem"), "2 problems");
+  assertEquals(plural(1, "old copy", "old copies"), "1 old copy");
+  assertEquals(plural(3, "old copy", "old copies"), "3 old copies");
+  assertEquals(plural(1, "master or tool is", "masters or tools are"), "1 master or tool is");
 });

@@ -1,6 +1,6 @@
 // verify against real nginx volumes: missing, corrupt and orphan files are
 // found, -repair fixes them, and a clean cluster verifies clean.
-import { Cluster, randomBytes, randomKey, runMain } from "./cluster.ts";
+import { Cluster, randomBytes, randomKey, runMain, volumeFiles } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { joinIndex, openIndex } from "../lib/open.ts";
 import { key2path } from "../lib/keys.ts";
@@ -374,7 +374,7 @@ Deno.test("verify with a volume down names each of its keys' replicas there and 
     assert(lines[0].startsWith(`unreachable replica: "${k}" on ${down}/sv`), r.stdout);
     assertEquals(lines[1], `under-replicated: "${k}" has 2 healthy of 3 replicas`);
     assert(lines[2].startsWith(`unreadable folder: Cannot list "http://${down}/": `), r.stdout);
-    assertEquals(lines[3], "verify: 1 keys, 3 problems");
+    assertEquals(lines[3], "verify: 1 key, 3 problems");
     // The last progress line (stderr) counts the unreadable folder too.
     const last = r.stderr.trimEnd().split("\n").filter((l) => l.startsWith("verify: keys")).at(-1);
     assert(last?.includes("problems 3,"), r.stderr);
@@ -415,6 +415,90 @@ Deno.test("verify -repair without -md5 copies a missing replica from a copy hold
     // The first one, found corrupt on the way, is named (a -md5 run repairs it).
     assert(fix.stdout.includes(`corrupt replica: "${k}" on ${first}\n`), fix.stdout);
     assertEquals(fix.code, 1, fix.stdout + fix.stderr);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("verify -repair and rebalance refuse a -db that holds no index: no index is made and no file deleted", async () => {
+  const c = await Cluster.start();
+  try {
+    const k = randomKey("/typo-db");
+    assertEquals((await fetch(c.url + k, { method: "PUT", body: "kept" })).status, 201);
+    await c.stopMaster();
+    const before = (await Promise.all(c.volumes.map((v) => volumeFiles(v)))).flat().sort();
+    assertEquals(before.length, 3);
+    // A mistyped path, and a folder without index.sqlite3 in it.
+    const empty = `${c.dir}/empty`;
+    await Deno.mkdir(empty);
+    for (const db of [`${c.dir}/indexdbb`, empty]) {
+      const volumes = ["-volumes", c.volumes.join(",")];
+      const verify = await runMain(["verify", "-repair", "-grace", "0s", ...volumes, "-db", db]);
+      assertEquals(verify.code, 1, verify.stdout + verify.stderr);
+      assertEquals(
+        verify.stderr,
+        `No index at "${db}" (-db): verify reads an existing index (rebuild makes one from ` +
+          `the volumes)\n`,
+      );
+      assertEquals(verify.stdout, "");
+      const rebalance = await runMain(["rebalance", ...volumes, "-db", db]);
+      assertEquals(rebalance.code, 1, rebalance.stdout + rebalance.stderr);
+      assertEquals(
+        rebalance.stderr,
+        `No index at "${db}" (-db): rebalance reads an existing index (rebuild makes one from ` +
+          `the volumes)\n`,
+      );
+    }
+    assertEquals(await exists(`${c.dir}/indexdbb`), false);
+    assertEquals(await exists(`${empty}/index.sqlite3`), false);
+    const after = (await Promise.all(c.volumes.map((v) => volumeFiles(v)))).flat().sort();
+    assertEquals(after, before);
+  } finally {
+    await c.stop();
+  }
+});
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}
+
+Deno.test("verify counts in words that agree with the number: 1 key, 1 problem, 1 replica", async () => {
+  const c = await Cluster.start({ flags: ["-replicas", "1"] });
+  try {
+    const k = randomKey("/verify-one");
+    assertEquals((await fetch(c.url + k, { method: "PUT", body: "one" })).status, 201);
+    await c.stopMaster();
+    const index = await openIndex(c.db);
+    const [replica] = (await index.get(enc.encode(k)))!.rec.rvolumes;
+    index.close();
+    assertEquals(
+      (await fetch(volumeUrl(replica, key2path(enc.encode(k))), { method: "DELETE" })).status,
+      204,
+    );
+    const args = ["verify", "-replicas", "1", "-volumes", c.volumes.join(","), "-db", c.db];
+    const r = await runMain(args);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assertEquals(
+      r.stdout,
+      `missing replica: "${k}" on ${replica}\n` +
+        `under-replicated: "${k}" has 0 healthy of 1 replica\n` +
+        "verify: 1 key, 2 problems\n",
+    );
+    const fixed = await runMain([...args, "-repair"]);
+    assertEquals(fixed.code, 1, fixed.stdout + fixed.stderr);
+    assert(fixed.stdout.endsWith("verify: 1 key, 2 problems, 0 repaired\n"), fixed.stdout);
+    // The replica back, and one file of no key's record: one problem.
+    const back = await fetch(volumeUrl(replica, key2path(enc.encode(k))), {
+      method: "PUT",
+      body: "one",
+    });
+    assertEquals(back.status, 201);
+    const stray = randomKey("/verify-one-stray");
+    const orphan = volumeUrl(replica, key2path(enc.encode(stray)));
+    assertEquals((await fetch(orphan, { method: "PUT", body: "x" })).status, 201);
+    const one = await runMain(args);
+    assertEquals(one.code, 1, one.stdout + one.stderr);
+    assertEquals(one.stdout, `orphan file: ${orphan} (no record)\nverify: 1 key, 1 problem\n`);
   } finally {
     await c.stop();
   }

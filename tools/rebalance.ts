@@ -7,10 +7,10 @@
 // how many keys and bytes would move and changes nothing.
 import type { FlagValues } from "../lib/flags.ts";
 import { requireDb, storeOptions } from "../lib/config.ts";
-import { joinIndex, openIndex } from "../lib/open.ts";
+import { joinIndex, openExistingIndex } from "../lib/open.ts";
 import { needsRebalance } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
-import { Progress } from "../lib/progress.ts";
+import { nameSome, plural, Progress } from "../lib/progress.ts";
 import { aliasesMessage, aliasesOf } from "../lib/aliases.ts";
 import { type Outcome, Store } from "../lib/store.ts";
 import type { Index } from "../lib/index_db.ts";
@@ -21,7 +21,7 @@ export async function rebalance(flags: FlagValues): Promise<number> {
   const opts = storeOptions(flags);
   const concurrency = concurrencyOf(flags, 64);
   const dryRun = flags["dry-run"] === true;
-  const index = await openIndex(requireDb(flags));
+  const index = await openExistingIndex(requireDb(flags), "rebalance");
   // A writer of the index: a master running by mistake stops trusting its caches.
   if (!dryRun) await joinIndex(index, `rebalance:${Deno.pid}`);
   const store = new Store(index, opts);
@@ -45,8 +45,9 @@ export async function rebalance(flags: FlagValues): Promise<number> {
     if (dryRun) {
       progress.stop();
       console.log(
-        `rebalance: dry run: ${todo.length} of ${progress.get("scanned")} keys would move, ` +
-          `${bytes} bytes` + (unknown > 0 ? ` (and ${unknown} keys of unknown size)` : ""),
+        `rebalance: dry run: ${todo.length} of ${plural(progress.get("scanned"), "key")} ` +
+          `would move, ${plural(bytes, "byte")}` +
+          (unknown > 0 ? ` (and ${plural(unknown, "key")} of unknown size)` : ""),
       );
       return 0;
     }
@@ -86,7 +87,7 @@ export async function rebalance(flags: FlagValues): Promise<number> {
       held = [];
       const wait = await leaseLeft(index, retry);
       console.error(
-        `rebalance: ${retry.length} keys held by another writer; retrying in ${
+        `rebalance: ${plural(retry.length, "key")} held by another writer; retrying in ${
           Math.ceil(wait / 1000)
         }s`,
       );
@@ -96,16 +97,16 @@ export async function rebalance(flags: FlagValues): Promise<number> {
     progress.done();
     const gone = progress.get("gone");
     console.log(
-      `rebalance: moved ${moved} keys, ${failed.length} failed` +
+      `rebalance: moved ${plural(moved, "key")}, ${failed.length} failed` +
         (gone > 0 ? `, ${gone} deleted meanwhile` : ""),
     );
-    for (const f of failed.slice(0, 50)) console.error(`  ${f}`);
+    nameSome(failed);
     if (leftovers.length > 0) {
       console.log(
-        `rebalance: ${leftovers.length} old copies could not be deleted ` +
+        `rebalance: ${plural(leftovers.length, "old copy", "old copies")} could not be deleted ` +
           `(orphans; verify -repair removes those on the volumes it is given)`,
       );
-      for (const l of leftovers.slice(0, 50)) console.error(`  ${l}`);
+      nameSome(leftovers);
     }
     return failed.length > 0 ? 1 : 0;
   } finally {

@@ -13,7 +13,7 @@ import { joinIndex, MEMBER_INTERVAL, openIndex } from "../lib/open.ts";
 import { liveMembers, REBUILD } from "../lib/membership.ts";
 import { key2volume, orderByPlacement, placementKey } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
-import { Progress } from "../lib/progress.ts";
+import { nameSome, plural, Progress } from "../lib/progress.ts";
 import { concurrencyOf } from "../lib/tool_flags.ts";
 import { Fenced } from "../lib/group_commit.ts";
 import type { Index } from "../lib/index_db.ts";
@@ -35,7 +35,8 @@ export async function rebuild(flags: FlagValues): Promise<number> {
   if (others > 0) {
     index.close();
     console.error(
-      `rebuild: ${others} master(s) or tool(s) are using this index; stop them first ` +
+      `rebuild: ${plural(others, "master or tool is", "masters or tools are")} using this ` +
+        `index; stop them first ` +
         `(rebuild empties the index before it reads the volumes)`,
     );
     return 1;
@@ -49,7 +50,7 @@ export async function rebuild(flags: FlagValues): Promise<number> {
     // verify -repair must not take their files for orphans meanwhile.
     await index.markIncomplete({ at: Date.now(), why: "a rebuild began and has not finished" });
     const cleared = await index.clear();
-    if (cleared > 0) console.log(`rebuild: cleared ${cleared} records`);
+    if (cleared > 0) console.log(`rebuild: cleared ${plural(cleared, "record")}`);
     const vols = (await Promise.all(opts.volumes.map((v) => subvolumesOf(w, v)))).flat();
     progress.add("volumes", vols.length);
     const tops = await hexFolders(w, vols, "/");
@@ -96,36 +97,37 @@ export async function rebuild(flags: FlagValues): Promise<number> {
     });
     progress.done();
     const secs = (performance.now() - started) / 1000;
-    console.log(`rebuild: ${keys} keys from ${vols.length} (sub)volumes in ${secs.toFixed(1)}s`);
+    console.log(
+      `rebuild: ${plural(keys, "key")} from ${plural(vols.length, "(sub)volume")} ` +
+        `in ${secs.toFixed(1)}s`,
+    );
     if (differ.length > 0) {
       console.error(
-        `rebuild: ${differ.length} keys have copies of different sizes; ` +
+        `rebuild: ${plural(differ.length, "key has", "keys have")} copies of different sizes; ` +
           `the older ones are left out (verify names them as orphans):`,
       );
-      for (const d of differ.slice(0, 50)) console.error(`  ${d}`);
+      nameSome(differ);
     }
     if (unwritten.length > 0) {
       console.error(
-        `rebuild: ${unwritten.length} key${unwritten.length === 1 ? "" : "s"} found ` +
+        `rebuild: ${plural(unwritten.length, "key")} found ` +
           `could not be recorded; the index is incomplete (run rebuild again; ` +
           `until then verify -repair deletes no orphans):`,
       );
-      for (const u of unwritten.slice(0, 50)) console.error(`  ${u}`);
+      nameSome(unwritten);
     }
     if (w.errors.length > 0) {
       console.error(
-        `rebuild: ${w.errors.length} folder${
-          w.errors.length === 1 ? "" : "s"
-        } could not be read; ` +
+        `rebuild: ${plural(w.errors.length, "folder")} could not be read; ` +
           `the index is incomplete (run rebuild again once every volume answers; ` +
           `until then verify -repair deletes no orphans):`,
       );
-      for (const e of w.errors.slice(0, 50)) console.error(`  ${e}`);
+      nameSome(w.errors);
     }
     if (w.errors.length > 0 || unwritten.length > 0) {
       const why = w.errors.length > 0
-        ? `a rebuild could not read ${w.errors.length} folder(s)`
-        : `a rebuild could not record ${unwritten.length} key(s)`;
+        ? `a rebuild could not read ${plural(w.errors.length, "folder")}`
+        : `a rebuild could not record ${plural(unwritten.length, "key")}`;
       await index.markIncomplete({ at: Date.now(), why });
       return 1;
     }

@@ -12,6 +12,7 @@
 // folders to create or walk).
 import { key2path, key2volume } from "../lib/keys.ts";
 import { FlagError, type FlagSpec, parseFlags, usage } from "../lib/flags.ts";
+import { plural } from "../lib/progress.ts";
 
 export interface ThrashOptions {
   /** The master, e.g. http://127.0.0.1:3000; ignored when `direct` is set. */
@@ -172,7 +173,11 @@ export function randomBytes(n: number): Uint8Array<ArrayBuffer> {
 }
 
 const FLAGS: { [name: string]: FlagSpec } = {
-  master: { type: "string", default: "http://127.0.0.1:3000", usage: "The master to thrash" },
+  master: {
+    type: "string",
+    default: "http://127.0.0.1:3000",
+    usage: "The master to thrash (a URL, or host:port)",
+  },
   direct: {
     type: "string",
     default: "",
@@ -190,6 +195,15 @@ const FLAGS: { [name: string]: FlagSpec } = {
 };
 
 const USAGE = "deno task thrash [flags]";
+
+/**
+ * -master as a URL: host:port (as -volumes and -direct are written) is
+ * http://host:port. Taken as is, every request failed "Url scheme
+ * 'localhost' not supported", and the run counted them as the master's failures.
+ */
+function masterUrl(master: string): string {
+  return master.includes("://") ? master : `http://${master}`;
+}
 
 async function main(args: string[]): Promise<number> {
   let flags;
@@ -211,7 +225,7 @@ async function main(args: string[]): Promise<number> {
   }
   const direct = String(flags.direct).split(",").filter((v) => v !== "");
   const r = await thrash({
-    url: flags.master as string,
+    url: masterUrl(String(flags.master)),
     direct: direct.length > 0 ? direct : undefined,
     clients: flags.clients as number,
     cycles: flags.cycles as number,
@@ -221,8 +235,8 @@ async function main(args: string[]): Promise<number> {
   });
   const target = direct.length > 0 ? `nginx ${direct.join(",")} (direct)` : flags.master;
   console.log(
-    `${r.cycles} cycles against ${target} in ${r.seconds.toFixed(2)}s: ` +
-      `${(r.cycles / r.seconds).toFixed(1)} cycles/s, ${r.failures} failures`,
+    `${plural(r.cycles, "cycle")} against ${target} in ${r.seconds.toFixed(2)}s: ` +
+      `${(r.cycles / r.seconds).toFixed(1)} cycles/s, ${plural(r.failures, "failure")}`,
   );
   for (const reason of r.reasons) console.log(`  ${reason}`);
   return r.failures > 0 ? 1 : 0;

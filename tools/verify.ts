@@ -19,11 +19,11 @@ import { requireDb, storeOptions } from "../lib/config.ts";
 import { type Outcome, Store } from "../lib/store.ts";
 import { Fenced } from "../lib/group_commit.ts";
 import { Claim } from "../lib/claim.ts";
-import { joinIndex, openIndex } from "../lib/open.ts";
+import { joinIndex, openExistingIndex } from "../lib/open.ts";
 import type { Entry, Index } from "../lib/index_db.ts";
 import { key2path } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
-import { Progress } from "../lib/progress.ts";
+import { plural, Progress } from "../lib/progress.ts";
 import { aliasesMessage, aliasesOf } from "../lib/aliases.ts";
 import { concurrencyOf, graceOf } from "../lib/tool_flags.ts";
 import {
@@ -78,7 +78,7 @@ export async function verify(flags: FlagValues): Promise<number> {
   const opts = storeOptions(flags);
   const concurrency = concurrencyOf(flags);
   const grace = graceOf(flags);
-  const index = await openIndex(requireDb(flags));
+  const index = await openExistingIndex(requireDb(flags), "verify");
   const repair = flags.repair === true;
   // A writer of the index only when repairing: a master running meanwhile
   // then stops trusting its caches. A plain check only reads, and leaves a
@@ -114,7 +114,7 @@ export async function verify(flags: FlagValues): Promise<number> {
     for (const p of ctx.problems) console.log(p.fixed ? `${p.text}: repaired, ${p.fixed}` : p.text);
     const left = ctx.problems.filter((p) => !p.fixed).length;
     console.log(
-      `verify: ${progress.get("keys")} keys, ${ctx.problems.length} problems` +
+      `verify: ${plural(progress.get("keys"), "key")}, ${plural(ctx.problems.length, "problem")}` +
         (repair ? `, ${ctx.problems.length - left} repaired` : ""),
     );
     return left > 0 ? 1 : 0;
@@ -198,7 +198,9 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
   const under = healthy.length < ctx.replicas
     ? report(
       ctx,
-      `under-replicated: ${name} has ${healthy.length} healthy of ${ctx.replicas} replicas`,
+      `under-replicated: ${name} has ${healthy.length} healthy of ${
+        plural(ctx.replicas, "replica")
+      }`,
     )
     : null;
   if (!ctx.repair || healthy.length === 0) return;

@@ -207,7 +207,7 @@ Deno.test("rebuild fenced twice names the keys it could not record, marks the in
     assert(!r.stderr.includes("    at "), `no stack trace: ${r.stderr}`);
     const index = await openIndex(c.db);
     try {
-      assertEquals((await index.incomplete())?.why, "a rebuild could not record 3 key(s)");
+      assertEquals((await index.incomplete())?.why, "a rebuild could not record 3 keys");
     } finally {
       index.close();
     }

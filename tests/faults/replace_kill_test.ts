@@ -120,7 +120,7 @@ Deno.test("a master killed after every rename but before the index switch: verif
     assert(repair.stdout.includes("repaired, switch finished"), repair.stdout);
     const again = await runMain(["verify", "-md5", ...common]);
     assertEquals(again.code, 0, again.stdout + again.stderr);
-    assert(again.stdout.includes("verify: 1 keys, 0 problems"), again.stdout);
+    assert(again.stdout.includes("verify: 1 key, 0 problems"), again.stdout);
     const m = await c.spawnMaster(["-volumes", volumes.join(",")]);
     try {
       await assertServes(m.url, key, after);
