@@ -508,19 +508,45 @@ export class Store {
     return tmpGone && fileGone;
   }
 
-  /** Renames the new value `tmp` over `path` on `volume`; throws if it is not there after. */
+  /**
+   * Renames the new value `tmp` over `path` on `volume`; throws if it is not
+   * there after. A VolumeError with a status says the volume holds the old
+   * value (or none); any other error, that it may hold either.
+   */
   async #rename(volume: string, tmp: string, path: string, size: number): Promise<void> {
     const t = this.opts.voltimeout;
-    if (await remoteMove(volumeUrl(volume, tmp), volumeUrl(volume, path), t) === "moved") return;
+    try {
+      if (await remoteMove(volumeUrl(volume, tmp), volumeUrl(volume, path), t) === "moved") return;
+    } catch (err) {
+      if (unanswered(err) || !(err instanceof VolumeError)) throw err;
+      // Refused: this rename did not happen, but one by a master that died
+      // amid the switch may have. The temporary still there says none did.
+      if (await this.#holds(volume, tmp, err)) throw err;
+    }
     // No such temporary: renamed already, by a master that died before the
     // index could say so. Its size tells that file from the old value's
     // (as far as it can: verify -md5 checks the bytes).
     const url = volumeUrl(volume, path);
-    const found = await remoteSize(url, t);
+    const found = await remoteSize(url, t).catch((err) => {
+      throw undecided(`Cannot tell whether "${url}" holds the new value: ${messageOf(err)}`);
+    });
     if (found === size) return;
     // An answer: with the temporary gone, no rename of it can come later.
     const why = `"${url}" does not hold the new value (${found ?? "no"} bytes)`;
     throw new VolumeError(why, 404);
+  }
+
+  /**
+   * Whether `tmp` is still on `volume`, after its rename was `refused`.
+   * Throws when the volume cannot say: the old value or the new may be there.
+   */
+  async #holds(volume: string, tmp: string, refused: VolumeError): Promise<boolean> {
+    const url = volumeUrl(volume, tmp);
+    const found = await remoteSize(url, this.opts.voltimeout).catch((err) => {
+      const why = `${refused.message}; cannot tell whether "${url}" was renamed before`;
+      throw undecided(`${why}: ${messageOf(err)}`);
+    });
+    return found !== null;
   }
 
   /**
@@ -1074,6 +1100,11 @@ function inFlight(rec?: Record): Outcome {
 
 function tooLong(): Outcome {
   return { status: 414, message: "Key too long for the index (at most 2043 bytes)" };
+}
+
+/** A volume call whose outcome nobody knows: the switch it was part of stays pending. */
+function undecided(message: string): VolumeError {
+  return new VolumeError(message);
 }
 
 function messageOf(err: unknown): string {
