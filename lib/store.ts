@@ -347,6 +347,7 @@ export class Store {
     return await this.#exclusive(key, async () => {
       const prev = await this.entry(key);
       if (prev && isClaimed(prev.rec)) return inFlight(prev.rec);
+      if (prev?.rec.next) return unfinishedSwitch();
       if (prev?.rec.state !== "live") {
         return { status: 404, message: "No live key to replace (PUT creates)" };
       }
@@ -623,6 +624,7 @@ export class Store {
     return await this.#exclusive(key, async () => {
       const prev = await this.entry(key);
       if (prev && (isClaimed(prev.rec) || prev.rec.state === "writing")) return inFlight();
+      if (prev?.rec.next) return unfinishedSwitch();
       if (prev?.rec.rvolumes.includes(volume)) return { status: 409, message: "Recorded there" };
       // A live or unlinked key stays readable; a key with no record gets a
       // "writing" one for the moment.
@@ -703,6 +705,7 @@ export class Store {
     return await this.#exclusive(key, async () => {
       const prev = await this.entry(key);
       if (prev && isClaimed(prev.rec)) return inFlight(prev.rec);
+      if (prev?.rec.next) return unfinishedSwitch();
       const unexpected = opts.expect?.(prev?.rec.state === "live" ? prev.rec : null);
       if (unexpected) return unexpected;
       if (!prev) return notFound("No such key");
@@ -779,6 +782,7 @@ export class Store {
       // A lingering claim keeps writers off the key's files; UNLINK and
       // RELINK write none, and the record they write keeps its lease.
       if (prev && isClaimed(prev.rec) && !isLingering(prev.rec)) return inFlight(prev.rec);
+      if (prev?.rec.next) return unfinishedSwitch();
       if (prev?.rec.state !== "live") return notFound("No live key to unlink");
       const rec: Record = { ...prev.rec, state: "unlinked" };
       const vs = await this.index.cas(key, prev.versionstamp, rec);
@@ -798,6 +802,7 @@ export class Store {
     return await this.#exclusive(key, async () => {
       const prev = await this.entry(key);
       if (prev && isClaimed(prev.rec)) return inFlight(prev.rec);
+      if (prev?.rec.next) return unfinishedSwitch();
       const movable = prev?.rec.state === "live" ||
         (opts.unlinked && prev?.rec.state === "unlinked");
       if (!prev || !movable) return notFound("No live key to rebalance");
@@ -1096,6 +1101,17 @@ function inFlight(rec?: Record): Outcome {
     return { status: 409, message };
   }
   return { status: 409, message: "Another write of this key is in progress" };
+}
+
+/**
+ * 503: the key's record still names a switch that a REPLACE's master left
+ * unfinished, which entry() could not finish now (a volume did not answer).
+ * Any write of the key would drop it, though some replicas may hold its
+ * value already: the index would name them under another value's MD5.
+ */
+function unfinishedSwitch(): Outcome {
+  const message = "The key's last REPLACE is yet to be finished: retry once its volumes answer";
+  return { status: 503, message };
 }
 
 function tooLong(): Outcome {

@@ -5,7 +5,8 @@
 // what the replica holds: the dead master's rename may have landed there.
 // Taken for "not renamed", every replica refused meant "the old value
 // stays": the index kept the old record (the old MD5) over replicas holding
-// the new bytes.
+// the new bytes. A REPLACE of the key whose switch could not be finished
+// dropped that switch for its own the same way.
 import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { Cluster, randomBytes, randomKey, type SpawnedMaster, volumeFiles } from "../cluster.ts";
 import { s3Client } from "../s3_client.ts";
@@ -194,6 +195,57 @@ Deno.test("a dead master's REPLACE finished while no volume can say what it hold
       await assertHonest(m, key);
       await assertServes(m.url, key, after);
       assertEquals(await replicas(volumes, key), [after, after, after]);
+    } finally {
+      await m.stop();
+    }
+  } finally {
+    await Promise.all(proxies.map((p) => p.stop()));
+    await c.stop();
+  }
+});
+
+Deno.test("writes of a key whose dead master's REPLACE cannot be finished now: 503, the switch kept", async () => {
+  const c = await Cluster.start();
+  const key = randomKey("/replace-over-unfinished");
+  const before = randomBytes(3000);
+  const after = randomBytes(5000);
+  const { proxies, volumes, tmp } = await killedMidRename(c, key, before, after);
+  try {
+    // The dead master's renames go unanswered now (the switch cannot be
+    // finished), any other is refused.
+    for (const p of proxies) {
+      p.hang = tmp;
+      p.refuse = true;
+    }
+    const flags = ["-volumes", volumes.join(","), "-lease", "1s", "-voltimeout", "300ms"];
+    const m = await c.spawnMaster(flags);
+    try {
+      // REPLACE dropped the switch for its own (its renames refused: "the
+      // old value stays", over replicas of the new one); UNLINK answered
+      // 204 and the next GET finished the switch, the key live again;
+      // DELETE left the temporary for an unanswered rename to land later;
+      // REBALANCE copied from replicas that may hold either value.
+      for (const method of ["REPLACE", "UNLINK", "DELETE", "REBALANCE"]) {
+        const body = method === "REPLACE" ? randomBytes(2000) : undefined;
+        const res = await fetch(m.url + key, { method, body });
+        assertEquals(
+          [method, res.status, await res.text()],
+          [
+            method,
+            503,
+            "The key's last REPLACE is yet to be finished: retry once its volumes answer\n",
+          ],
+        );
+      }
+      for (const p of proxies) {
+        p.hang = "";
+        p.refuse = false;
+      }
+      await assertServes(m.url, key, after);
+      await assertHonest(m, key);
+      assertEquals(await replicas(volumes, key), [after, after, after]);
+      const left = (await Promise.all(c.volumes.map((v) => volumeFiles(v)))).flat();
+      assertEquals(left.filter((f) => f.includes("replace.")), [], "no temporary left");
     } finally {
       await m.stop();
     }
