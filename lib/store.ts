@@ -437,9 +437,21 @@ export class Store {
         m.status === "rejected" && !(m.reason instanceof VolumeError && m.reason.status > 0)
       );
       if (unknown) {
-        await claim.finish({ ...settled(old), next });
+        // A rename that went unanswered may land yet: until the lease has
+        // run out nobody finishes the switch (linger), or one that found
+        // the temporaries there would keep the old value and remove them,
+        // and the rename landing between the two put the new value under
+        // the old record.
+        const landing = moves.some((m) =>
+          m.status === "rejected" && unanswered(m.reason) && !(m.reason instanceof Undecided)
+        );
+        await claim.finish({ ...settled(old), next }, { linger: landing });
         const why = messageOf(failure!.reason);
-        return { status: 503, message: `${why} (the REPLACE is finished once the volumes answer)` };
+        const wait = landing ? " and -lease has passed" : "";
+        return {
+          status: 503,
+          message: `${why} (the REPLACE is finished once the volumes answer${wait})`,
+        };
       }
       // No replica took the new value: the old one stays, as it was. The
       // index forgets the switch before the temporaries go: a master killed
@@ -1118,9 +1130,14 @@ function tooLong(): Outcome {
   return { status: 414, message: "Key too long for the index (at most 2043 bytes)" };
 }
 
-/** A volume call whose outcome nobody knows: the switch it was part of stays pending. */
+/**
+ * A replica that cannot say which value it holds (a HEAD failed): the
+ * switch it was part of stays pending. No call of it is left to land.
+ */
+class Undecided extends VolumeError {}
+
 function undecided(message: string): VolumeError {
-  return new VolumeError(message);
+  return new Undecided(message);
 }
 
 function messageOf(err: unknown): string {

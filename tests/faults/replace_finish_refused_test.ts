@@ -16,28 +16,22 @@ import { assertServes, replicas, VolumeProxy, where } from "./replace_faults.ts"
 
 /**
  * MOVEs, never sent on unless forwarded: `holdFirst` holds the first until
- * `release()` (then 503), `hang` holds those of that temporary name
- * likewise, `refuse` answers 403. `refuseHeads` answers HEADs 500.
+ * `release()` (then 503), `refuse` answers 403. `refuseHeads` answers HEADs
+ * 500.
  */
 class Renames extends VolumeProxy {
   holdFirst = false;
-  hang = "";
   refuse = false;
   refuseHeads = false;
-  /** The path of the MOVE held by `holdFirst`. */
-  readonly held = Promise.withResolvers<string>();
+  /** Resolved once `holdFirst` held a MOVE. */
+  readonly held = Promise.withResolvers<void>();
 
   protected override async handle(req: Request): Promise<Response> {
     if (req.method === "HEAD" && this.refuseHeads) return new Response(null, { status: 500 });
     if (req.method !== "MOVE") return await this.forward(req);
-    const path = new URL(req.url).pathname;
     if (this.holdFirst) {
       this.holdFirst = false;
-      this.held.resolve(path);
-      await this.released;
-      return new Response(null, { status: 503 });
-    }
-    if (this.hang && path.endsWith(`/${this.hang}`)) {
+      this.held.resolve();
       await this.released;
       return new Response(null, { status: 503 });
     }
@@ -51,8 +45,6 @@ interface Killed {
   volumes: string[];
   /** The key's replicas the dead master renamed. */
   renamed: string[];
-  /** The REPLACE's temporary name ("replace.<uuid>"). */
-  tmp: string;
 }
 
 /**
@@ -70,7 +62,6 @@ async function killedMidRename(
   const replicaOf = where(volumes, key);
   const flags = ["-volumes", volumes.join(","), "-lease", "1s", "-voltimeout", "5s"];
   const m = await c.spawnMaster(flags);
-  let tmp = "";
   try {
     const put = await fetch(m.url + key, { method: "PUT", body: before });
     await put.body?.cancel();
@@ -78,7 +69,7 @@ async function killedMidRename(
     proxies[2].holdFirst = true;
     fetch(m.url + key, { method: "REPLACE", body: after }).then((r) => r.body?.cancel())
       .catch(() => {}); // the master is killed before it answers
-    tmp = (await proxies[2].held.promise).split("/").pop()!;
+    await proxies[2].held.promise;
     for (let i = 0; i < 100; i++) {
       const files = await replicas(volumes, key);
       if (files.filter((f) => same(f, after)).length === 2) break;
@@ -91,7 +82,7 @@ async function killedMidRename(
   const renamed = replicaOf.filter((_, i) => same(files[i], after));
   assertEquals(renamed.length, 2, "two replicas renamed before the kill");
   await new Promise((r) => setTimeout(r, 1100)); // the dead master's lease
-  return { proxies, volumes, renamed, tmp };
+  return { proxies, volumes, renamed };
 }
 
 function same(a: Uint8Array | null, b: Uint8Array): boolean {
@@ -209,22 +200,22 @@ Deno.test("writes of a key whose dead master's REPLACE cannot be finished now: 5
   const key = randomKey("/replace-over-unfinished");
   const before = randomBytes(3000);
   const after = randomBytes(5000);
-  const { proxies, volumes, tmp } = await killedMidRename(c, key, before, after);
+  const { proxies, volumes } = await killedMidRename(c, key, before, after);
   try {
-    // The dead master's renames go unanswered now (the switch cannot be
-    // finished), any other is refused.
+    // No volume can say what it holds: renames and HEADs refused. Each
+    // write of the key tries to finish the switch first, and cannot.
     for (const p of proxies) {
-      p.hang = tmp;
       p.refuse = true;
+      p.refuseHeads = true;
     }
-    const flags = ["-volumes", volumes.join(","), "-lease", "1s", "-voltimeout", "300ms"];
-    const m = await c.spawnMaster(flags);
+    const m = await c.spawnMaster(["-volumes", volumes.join(","), "-lease", "1s"]);
     try {
-      // REPLACE dropped the switch for its own (its renames refused: "the
-      // old value stays", over replicas of the new one); UNLINK answered
-      // 204 and the next GET finished the switch, the key live again;
-      // DELETE left the temporary for an unanswered rename to land later;
-      // REBALANCE copied from replicas that may hold either value.
+      // REPLACE dropped the switch for its own (the dead master's
+      // temporary left behind; and had its own renames been refused, "the
+      // old value stays" over replicas of the new one); UNLINK answered 204
+      // and the next GET finished the switch, the key live again; DELETE
+      // left the temporary behind; REBALANCE copied from replicas that may
+      // hold either value.
       for (const method of ["REPLACE", "UNLINK", "DELETE", "REBALANCE"]) {
         const body = method === "REPLACE" ? randomBytes(2000) : undefined;
         const res = await fetch(m.url + key, { method, body });
@@ -238,8 +229,8 @@ Deno.test("writes of a key whose dead master's REPLACE cannot be finished now: 5
         );
       }
       for (const p of proxies) {
-        p.hang = "";
         p.refuse = false;
+        p.refuseHeads = false;
       }
       await assertServes(m.url, key, after);
       await assertHonest(m, key);
