@@ -347,6 +347,7 @@ export class Store {
     return await this.#exclusive(key, async () => {
       const prev = await this.entry(key);
       if (prev && isClaimed(prev.rec)) return inFlight(prev.rec);
+      if (prev?.rec.next) return unfinishedSwitch();
       if (prev?.rec.state !== "live") {
         return { status: 404, message: "No live key to replace (PUT creates)" };
       }
@@ -436,9 +437,21 @@ export class Store {
         m.status === "rejected" && !(m.reason instanceof VolumeError && m.reason.status > 0)
       );
       if (unknown) {
-        await claim.finish({ ...settled(old), next });
+        // A rename that went unanswered may land yet: until the lease has
+        // run out nobody finishes the switch (linger), or one that found
+        // the temporaries there would keep the old value and remove them,
+        // and the rename landing between the two put the new value under
+        // the old record.
+        const landing = moves.some((m) =>
+          m.status === "rejected" && unanswered(m.reason) && !(m.reason instanceof Undecided)
+        );
+        await claim.finish({ ...settled(old), next }, { linger: landing });
         const why = messageOf(failure!.reason);
-        return { status: 503, message: `${why} (the REPLACE is finished once the volumes answer)` };
+        const wait = landing ? " and -lease has passed" : "";
+        return {
+          status: 503,
+          message: `${why} (the REPLACE is finished once the volumes answer${wait})`,
+        };
       }
       // No replica took the new value: the old one stays, as it was. The
       // index forgets the switch before the temporaries go: a master killed
@@ -508,19 +521,45 @@ export class Store {
     return tmpGone && fileGone;
   }
 
-  /** Renames the new value `tmp` over `path` on `volume`; throws if it is not there after. */
+  /**
+   * Renames the new value `tmp` over `path` on `volume`; throws if it is not
+   * there after. A VolumeError with a status says the volume holds the old
+   * value (or none); any other error, that it may hold either.
+   */
   async #rename(volume: string, tmp: string, path: string, size: number): Promise<void> {
     const t = this.opts.voltimeout;
-    if (await remoteMove(volumeUrl(volume, tmp), volumeUrl(volume, path), t) === "moved") return;
+    try {
+      if (await remoteMove(volumeUrl(volume, tmp), volumeUrl(volume, path), t) === "moved") return;
+    } catch (err) {
+      if (unanswered(err) || !(err instanceof VolumeError)) throw err;
+      // Refused: this rename did not happen, but one by a master that died
+      // amid the switch may have. The temporary still there says none did.
+      if (await this.#holds(volume, tmp, err)) throw err;
+    }
     // No such temporary: renamed already, by a master that died before the
     // index could say so. Its size tells that file from the old value's
     // (as far as it can: verify -md5 checks the bytes).
     const url = volumeUrl(volume, path);
-    const found = await remoteSize(url, t);
+    const found = await remoteSize(url, t).catch((err) => {
+      throw undecided(`Cannot tell whether "${url}" holds the new value: ${messageOf(err)}`);
+    });
     if (found === size) return;
     // An answer: with the temporary gone, no rename of it can come later.
     const why = `"${url}" does not hold the new value (${found ?? "no"} bytes)`;
     throw new VolumeError(why, 404);
+  }
+
+  /**
+   * Whether `tmp` is still on `volume`, after its rename was `refused`.
+   * Throws when the volume cannot say: the old value or the new may be there.
+   */
+  async #holds(volume: string, tmp: string, refused: VolumeError): Promise<boolean> {
+    const url = volumeUrl(volume, tmp);
+    const found = await remoteSize(url, this.opts.voltimeout).catch((err) => {
+      const why = `${refused.message}; cannot tell whether "${url}" was renamed before`;
+      throw undecided(`${why}: ${messageOf(err)}`);
+    });
+    return found !== null;
   }
 
   /**
@@ -597,6 +636,7 @@ export class Store {
     return await this.#exclusive(key, async () => {
       const prev = await this.entry(key);
       if (prev && (isClaimed(prev.rec) || prev.rec.state === "writing")) return inFlight();
+      if (prev?.rec.next) return unfinishedSwitch();
       if (prev?.rec.rvolumes.includes(volume)) return { status: 409, message: "Recorded there" };
       // A live or unlinked key stays readable; a key with no record gets a
       // "writing" one for the moment.
@@ -677,6 +717,7 @@ export class Store {
     return await this.#exclusive(key, async () => {
       const prev = await this.entry(key);
       if (prev && isClaimed(prev.rec)) return inFlight(prev.rec);
+      if (prev?.rec.next) return unfinishedSwitch();
       const unexpected = opts.expect?.(prev?.rec.state === "live" ? prev.rec : null);
       if (unexpected) return unexpected;
       if (!prev) return notFound("No such key");
@@ -753,6 +794,7 @@ export class Store {
       // A lingering claim keeps writers off the key's files; UNLINK and
       // RELINK write none, and the record they write keeps its lease.
       if (prev && isClaimed(prev.rec) && !isLingering(prev.rec)) return inFlight(prev.rec);
+      if (prev?.rec.next) return unfinishedSwitch();
       if (prev?.rec.state !== "live") return notFound("No live key to unlink");
       const rec: Record = { ...prev.rec, state: "unlinked" };
       const vs = await this.index.cas(key, prev.versionstamp, rec);
@@ -772,6 +814,7 @@ export class Store {
     return await this.#exclusive(key, async () => {
       const prev = await this.entry(key);
       if (prev && isClaimed(prev.rec)) return inFlight(prev.rec);
+      if (prev?.rec.next) return unfinishedSwitch();
       const movable = prev?.rec.state === "live" ||
         (opts.unlinked && prev?.rec.state === "unlinked");
       if (!prev || !movable) return notFound("No live key to rebalance");
@@ -1093,8 +1136,29 @@ function inFlight(rec?: Record): Outcome {
   return { status: 409, message: "Another write of this key is in progress" };
 }
 
+/**
+ * 503: the key's record still names a switch that a REPLACE's master left
+ * unfinished, which entry() could not finish now (a volume did not answer).
+ * Any write of the key would drop it, though some replicas may hold its
+ * value already: the index would name them under another value's MD5.
+ */
+function unfinishedSwitch(): Outcome {
+  const message = "The key's last REPLACE is yet to be finished: retry once its volumes answer";
+  return { status: 503, message };
+}
+
 function tooLong(): Outcome {
   return { status: 414, message: "Key too long for the index (at most 2043 bytes)" };
+}
+
+/**
+ * A replica that cannot say which value it holds (a HEAD failed): the
+ * switch it was part of stays pending. No call of it is left to land.
+ */
+class Undecided extends VolumeError {}
+
+function undecided(message: string): VolumeError {
+  return new Undecided(message);
 }
 
 function messageOf(err: unknown): string {

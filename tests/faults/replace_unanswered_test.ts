@@ -1,7 +1,9 @@
 // A REPLACE whose every rename goes unanswered (the volumes time out on
 // its MOVEs): any of them may have renamed all the same, so the master can
 // say neither "done" nor "not done". It answers 503, keeps the switch
-// recorded, and the next read of the key finishes it once the volumes answer.
+// recorded, and the next read of the key finishes it once the volumes answer
+// and the lease has run out (until then a rename may still land: one
+// finishing the switch meanwhile could take a replica for not renamed).
 // S3's PutObject over an existing key is a REPLACE: its 503 is
 // ServiceUnavailable, which S3's clients retry.
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
@@ -27,10 +29,11 @@ class MoveSink extends VolumeProxy {
   }
 }
 
-/** A master whose three volumes sit behind MoveSinks; -voltimeout 300ms. */
+/** A master whose three volumes sit behind MoveSinks; -voltimeout 300ms, -lease 1s. */
 async function sinkCluster(c: Cluster, extra: string[] = []) {
   const sinks = c.volumes.map((v) => new MoveSink(v));
-  const flags = ["-volumes", sinks.map((s) => s.volume).join(","), "-voltimeout", "300ms"];
+  const volumes = sinks.map((s) => s.volume).join(",");
+  const flags = ["-volumes", volumes, "-voltimeout", "300ms", "-lease", "1s"];
   const m = await c.spawnMaster([...flags, ...extra]);
   return {
     m,
@@ -56,10 +59,13 @@ Deno.test("a REPLACE whose every rename goes unanswered answers 503; the next GE
     const res = await fetch(m.url + key, { method: "REPLACE", body: after });
     assertEquals(res.status, 503);
     assertEquals(
-      (await res.text()).endsWith("(the REPLACE is finished once the volumes answer)\n"),
+      (await res.text()).endsWith(
+        "(the REPLACE is finished once the volumes answer and -lease has passed)\n",
+      ),
       true,
     );
     for (const s of sinks) s.release();
+    await new Promise((r) => setTimeout(r, 1100)); // the switch's lease
     await assertServes(m.url, key, after);
   } finally {
     await stop();
@@ -79,6 +85,7 @@ Deno.test("S3 PutObject over a key whose every rename goes unanswered: 503 Servi
       .then(() => null, (e) => ({ name: e.name, status: e.$metadata?.httpStatusCode }));
     assertEquals(failure, { name: "ServiceUnavailable", status: 503 });
     for (const s of sinks) s.release();
+    await new Promise((r) => setTimeout(r, 1100)); // the switch's lease
     const got = await s3.send(new GetObjectCommand({ Bucket, Key: "k" }));
     assertEquals(await got.Body!.transformToString(), "second!");
     assertEquals(got.ETag, `"${toHex(md5(new TextEncoder().encode("second!")))}"`);

@@ -1,0 +1,247 @@
+// A master SIGKILLed amid a REPLACE's renames leaves the switch recorded,
+// some replicas renamed already (their temporary gone, the new value at the
+// key's path). The master that finishes the switch renames again on each
+// replica; when those renames are refused, a refusal alone says nothing of
+// what the replica holds: the dead master's rename may have landed there.
+// Taken for "not renamed", every replica refused meant "the old value
+// stays": the index kept the old record (the old MD5) over replicas holding
+// the new bytes. A REPLACE of the key whose switch could not be finished
+// dropped that switch for its own the same way.
+import { GetObjectCommand } from "@aws-sdk/client-s3";
+import { Cluster, randomBytes, randomKey, type SpawnedMaster, volumeFiles } from "../cluster.ts";
+import { s3Client } from "../s3_client.ts";
+import { assert, assertEquals } from "../assert.ts";
+import { key2path, md5, toHex } from "../../lib/keys.ts";
+import { assertServes, replicas, VolumeProxy, where } from "./replace_faults.ts";
+
+/**
+ * MOVEs, never sent on unless forwarded: `holdFirst` holds the first until
+ * `release()` (then 503), `refuse` answers 403. `refuseHeads` answers HEADs
+ * 500.
+ */
+class Renames extends VolumeProxy {
+  holdFirst = false;
+  refuse = false;
+  refuseHeads = false;
+  /** Resolved once `holdFirst` held a MOVE. */
+  readonly held = Promise.withResolvers<void>();
+
+  protected override async handle(req: Request): Promise<Response> {
+    if (req.method === "HEAD" && this.refuseHeads) return new Response(null, { status: 500 });
+    if (req.method !== "MOVE") return await this.forward(req);
+    if (this.holdFirst) {
+      this.holdFirst = false;
+      this.held.resolve();
+      await this.released;
+      return new Response(null, { status: 503 });
+    }
+    if (this.refuse) return new Response("refused", { status: 403 });
+    return await this.forward(req);
+  }
+}
+
+interface Killed {
+  proxies: Renames[];
+  volumes: string[];
+  /** The key's replicas the dead master renamed. */
+  renamed: string[];
+}
+
+/**
+ * PUTs `before`, then REPLACEs it with `after` through a master SIGKILLed
+ * once two replicas are renamed, the third's rename held. Waits out its lease.
+ */
+async function killedMidRename(
+  c: Cluster,
+  key: string,
+  before: Uint8Array<ArrayBuffer>,
+  after: Uint8Array<ArrayBuffer>,
+): Promise<Killed> {
+  const proxies = c.volumes.map((v) => new Renames(v));
+  const volumes = proxies.map((p) => p.volume);
+  const replicaOf = where(volumes, key);
+  const flags = ["-volumes", volumes.join(","), "-lease", "1s", "-voltimeout", "5s"];
+  const m = await c.spawnMaster(flags);
+  try {
+    const put = await fetch(m.url + key, { method: "PUT", body: before });
+    await put.body?.cancel();
+    assertEquals(put.status, 201);
+    proxies[2].holdFirst = true;
+    fetch(m.url + key, { method: "REPLACE", body: after }).then((r) => r.body?.cancel())
+      .catch(() => {}); // the master is killed before it answers
+    await proxies[2].held.promise;
+    for (let i = 0; i < 100; i++) {
+      const files = await replicas(volumes, key);
+      if (files.filter((f) => same(f, after)).length === 2) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  } finally {
+    await m.stop("SIGKILL");
+  }
+  const files = await replicas(volumes, key);
+  const renamed = replicaOf.filter((_, i) => same(files[i], after));
+  assertEquals(renamed.length, 2, "two replicas renamed before the kill");
+  await new Promise((r) => setTimeout(r, 1100)); // the dead master's lease
+  return { proxies, volumes, renamed };
+}
+
+function same(a: Uint8Array | null, b: Uint8Array): boolean {
+  return a !== null && a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** Every replica a GET of `key` names holds the bytes of the MD5 it names. */
+async function assertHonest(m: SpawnedMaster, key: string) {
+  const res = await fetch(m.url + key, { redirect: "manual" });
+  await res.body?.cancel();
+  assertEquals(res.status, 302);
+  const hash = res.headers.get("content-md5");
+  assert(hash, "the GET names an MD5");
+  const files = await Promise.all(
+    res.headers.get("key-volumes")!.split(",").map(async (v) => {
+      const r = await fetch(`http://${v}${key2path(new TextEncoder().encode(key))}`);
+      return new Uint8Array(await r.arrayBuffer());
+    }),
+  );
+  assertEquals(files.map((f) => toHex(md5(f))), files.map(() => hash));
+}
+
+async function refusedFinish(before: Uint8Array<ArrayBuffer>, after: Uint8Array<ArrayBuffer>) {
+  const c = await Cluster.start();
+  const key = randomKey("/replace-finish-refused");
+  const { proxies, volumes, renamed } = await killedMidRename(c, key, before, after);
+  try {
+    for (const p of proxies) p.refuse = true;
+    const m = await c.spawnMaster(["-volumes", volumes.join(","), "-lease", "1s"]);
+    try {
+      // The GET finishes the switch: the two renamed replicas hold the new
+      // value (the third, refused with its temporary there, did not switch).
+      await assertHonest(m, key);
+      const res = await assertServes(m.url, key, after);
+      assertEquals(res.headers.get("key-volumes")!.split(",").sort(), renamed.toSorted());
+      const left = (await Promise.all(c.volumes.map((v) => volumeFiles(v)))).flat();
+      assertEquals(left.filter((f) => f.includes("replace.")), [], "no temporary left");
+    } finally {
+      await m.stop();
+    }
+  } finally {
+    await Promise.all(proxies.map((p) => p.stop()));
+    await c.stop();
+  }
+}
+
+Deno.test("a dead master's REPLACE finished with every rename refused: the replicas it renamed serve the new MD5", async () => {
+  await refusedFinish(randomBytes(3000), randomBytes(5000));
+});
+
+Deno.test("a dead master's REPLACE finished with every rename refused, values of one size: the new MD5", async () => {
+  await refusedFinish(randomBytes(4000), randomBytes(4000));
+});
+
+Deno.test("a dead master's REPLACE finished by S3 GetObject with every rename refused: the new ETag and bytes", async () => {
+  const c = await Cluster.start();
+  const bucket = `b-${crypto.randomUUID().slice(0, 8)}`;
+  const key = `/${bucket}/k`;
+  const before = randomBytes(3000);
+  const after = randomBytes(3000);
+  const { proxies, volumes } = await killedMidRename(c, key, before, after);
+  try {
+    for (const p of proxies) p.refuse = true;
+    const m = await c.spawnMaster(["-volumes", volumes.join(","), "-lease", "1s", "-s3"]);
+    const s3 = s3Client(m.url);
+    try {
+      const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: "k" }));
+      assertEquals(got.ETag, `"${toHex(md5(after))}"`);
+      assertEquals(await got.Body!.transformToByteArray(), after);
+    } finally {
+      s3.destroy();
+      await m.stop();
+    }
+  } finally {
+    await Promise.all(proxies.map((p) => p.stop()));
+    await c.stop();
+  }
+});
+
+Deno.test("a dead master's REPLACE finished while no volume can say what it holds: kept, finished later", async () => {
+  const c = await Cluster.start();
+  const key = randomKey("/replace-finish-unknown");
+  const before = randomBytes(3000);
+  const after = randomBytes(5000);
+  const { proxies, volumes } = await killedMidRename(c, key, before, after);
+  try {
+    // The renamed replicas answer the rename (no such temporary) but not
+    // the HEAD that would tell what their file is; the third refuses the
+    // rename and the HEAD that would tell whether its temporary is there.
+    for (const p of proxies) p.refuseHeads = true;
+    proxies[2].refuse = true;
+    const m = await c.spawnMaster(["-volumes", volumes.join(","), "-lease", "1s"]);
+    try {
+      const res = await fetch(m.url + key, { redirect: "manual" });
+      await res.body?.cancel();
+      assertEquals(res.status, 503, "no replica answers a HEAD");
+      for (const p of proxies) {
+        p.refuseHeads = false;
+        p.refuse = false;
+      }
+      await assertHonest(m, key);
+      await assertServes(m.url, key, after);
+      assertEquals(await replicas(volumes, key), [after, after, after]);
+    } finally {
+      await m.stop();
+    }
+  } finally {
+    await Promise.all(proxies.map((p) => p.stop()));
+    await c.stop();
+  }
+});
+
+Deno.test("writes of a key whose dead master's REPLACE cannot be finished now: 503, the switch kept", async () => {
+  const c = await Cluster.start();
+  const key = randomKey("/replace-over-unfinished");
+  const before = randomBytes(3000);
+  const after = randomBytes(5000);
+  const { proxies, volumes } = await killedMidRename(c, key, before, after);
+  try {
+    // No volume can say what it holds: renames and HEADs refused. Each
+    // write of the key tries to finish the switch first, and cannot.
+    for (const p of proxies) {
+      p.refuse = true;
+      p.refuseHeads = true;
+    }
+    const m = await c.spawnMaster(["-volumes", volumes.join(","), "-lease", "1s"]);
+    try {
+      // REPLACE dropped the switch for its own (the dead master's
+      // temporary left behind; and had its own renames been refused, "the
+      // old value stays" over replicas of the new one); UNLINK answered 204
+      // and the next GET finished the switch, the key live again; DELETE
+      // left the temporary behind; REBALANCE copied from replicas that may
+      // hold either value.
+      for (const method of ["REPLACE", "UNLINK", "DELETE", "REBALANCE"]) {
+        const body = method === "REPLACE" ? randomBytes(2000) : undefined;
+        const res = await fetch(m.url + key, { method, body });
+        assertEquals(
+          [method, res.status, await res.text()],
+          [
+            method,
+            503,
+            "The key's last REPLACE is yet to be finished: retry once its volumes answer\n",
+          ],
+        );
+      }
+      for (const p of proxies) {
+        p.refuse = false;
+        p.refuseHeads = false;
+      }
+      await assertServes(m.url, key, after);
+      await assertHonest(m, key);
+      assertEquals(await replicas(volumes, key), [after, after, after]);
+      const left = (await Promise.all(c.volumes.map((v) => volumeFiles(v)))).flat();
+      assertEquals(left.filter((f) => f.includes("replace.")), [], "no temporary left");
+    } finally {
+      await m.stop();
+    }
+  } finally {
+    await Promise.all(proxies.map((p) => p.stop()));
+    await c.stop();
+  }
+});
