@@ -172,6 +172,9 @@ export class Store {
         return { status: 403, message: "Key exists (PUT never overwrites)" };
       }
       if (prev && isClaimed(prev.rec)) return inFlight(prev.rec);
+      // An unlinked key can still name a switch (UNLINKed by an older
+      // version): a rename of it may land yet, over this PUT's file.
+      if (prev?.rec.next) return unfinishedSwitch();
       const kvolumes = this.kvolumes(key);
       const claim = await Claim.take(this.index, key, prev, kvolumes, this.opts);
       if (!claim) return inFlight();
@@ -466,7 +469,9 @@ export class Store {
     }
     // The replicas that switched hold the new value now: the index must
     // say so (readers are sent only there), and the rest are orphans.
-    const live = { ...rec, rvolumes: switched };
+    // An UNLINK of an older version may have come since: the key stays unlinked.
+    const live: Record = { ...rec, rvolumes: switched };
+    if (old.state === "unlinked") live.state = "unlinked";
     // The key's own volumes that did not switch are cleaned while it is
     // still held: the next writer of the key writes to these same volumes,
     // and a DELETE of ours landing after its files would remove them. The
@@ -771,6 +776,7 @@ export class Store {
     return await this.#exclusive(key, async () => {
       const prev = await this.entry(key);
       if (prev && isClaimed(prev.rec) && !isLingering(prev.rec)) return inFlight(prev.rec);
+      if (prev?.rec.next) return unfinishedSwitch();
       if (prev?.rec.state !== "unlinked") return notFound("No unlinked key to relink");
       const path = key2path(key);
       const heads = await Promise.all(

@@ -13,6 +13,9 @@ import { s3Client } from "../s3_client.ts";
 import { assert, assertEquals } from "../assert.ts";
 import { key2path, md5, toHex } from "../../lib/keys.ts";
 import { assertServes, replicas, VolumeProxy, where } from "./replace_faults.ts";
+import { openIndex } from "../../lib/open.ts";
+
+const enc = new TextEncoder();
 
 /**
  * MOVEs, never sent on unless forwarded: `holdFirst` holds the first until
@@ -237,6 +240,62 @@ Deno.test("writes of a key whose dead master's REPLACE cannot be finished now: 5
       assertEquals(await replicas(volumes, key), [after, after, after]);
       const left = (await Promise.all(c.volumes.map((v) => volumeFiles(v)))).flat();
       assertEquals(left.filter((f) => f.includes("replace.")), [], "no temporary left");
+    } finally {
+      await m.stop();
+    }
+  } finally {
+    await Promise.all(proxies.map((p) => p.stop()));
+    await c.stop();
+  }
+});
+
+Deno.test("PUT and RELINK of an unlinked key whose unfinished switch cannot be finished now: 503, the switch kept", async () => {
+  const c = await Cluster.start();
+  const key = randomKey("/relink-over-unfinished");
+  const before = randomBytes(3000);
+  const after = randomBytes(5000);
+  const { proxies, volumes } = await killedMidRename(c, key, before, after);
+  try {
+    // An UNLINK of a version before the 503 checks took such a key out
+    // of service with its switch still recorded.
+    const index = await openIndex(c.db);
+    try {
+      const e = (await index.get(enc.encode(key)))!;
+      assert(e.rec.next, "the switch is recorded");
+      assert(await index.cas(enc.encode(key), e.versionstamp, { ...e.rec, state: "unlinked" }));
+    } finally {
+      index.close();
+    }
+    for (const p of proxies) {
+      p.refuse = true;
+      p.refuseHeads = true;
+    }
+    const m = await c.spawnMaster(["-volumes", volumes.join(","), "-lease", "1s"]);
+    try {
+      // PUT wrote its own value over replicas that may yet take the dead
+      // master's rename; RELINK made the key live, the switch to finish
+      // by a reader whatever it found.
+      for (const method of ["PUT", "RELINK"]) {
+        const body = method === "PUT" ? randomBytes(2000) : undefined;
+        const res = await fetch(m.url + key, { method, body });
+        assertEquals(
+          [method, res.status, await res.text()],
+          [
+            method,
+            503,
+            "The key's last REPLACE is yet to be finished: retry once its volumes answer\n",
+          ],
+        );
+      }
+      for (const p of proxies) {
+        p.refuse = false;
+        p.refuseHeads = false;
+      }
+      const relink = await fetch(m.url + key, { method: "RELINK" });
+      assertEquals([relink.status, await relink.text()], [204, ""]);
+      await assertServes(m.url, key, after);
+      await assertHonest(m, key);
+      assertEquals(await replicas(volumes, key), [after, after, after]);
     } finally {
       await m.stop();
     }
