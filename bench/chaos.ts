@@ -18,8 +18,13 @@
 // index write waits on it, as tests/faults/fence_test.ts does). With either,
 // a master answering 503 to writes for 20 s on end, or not taking a write
 // at the end, counts as a violation (stuck: it must recover once healthy).
+// "skew" runs master 0's wall clock (Date.now, tests/skewed_clock.ts) a
+// tenth of the lease behind and master 1's a tenth ahead: a fifth apart,
+// within the quarter README allows, so every violation counts. "bigskew":
+// 5 s behind and 2 s ahead, beyond it: leases may be misjudged (README's
+// limit), heartbeats must not be (a master stuck on 503 counts with either).
 //
-//   deno run -A bench/chaos.ts [seconds=120] [refuse,slowdelete,lease3,pause,lock]
+//   deno run -A bench/chaos.ts [seconds=120] [refuse,slowdelete,lease3,pause,lock,skew|bigskew]
 //
 // Ports PORT+1.. (PORT defaults to 23100); files under $TMPDIR/mkv-chaos-*,
 // with log.txt (every fault and violation) and each master's stderr.
@@ -54,6 +59,14 @@ const NM = 3;
 // violation is a bug; with the default 1 s some land after it, as a volume
 // hung longer than -lease would (README: not fenced).
 const LEASE = OPTS.has("lease3") ? "3s" : "1s";
+const LEASE_MS = OPTS.has("lease3") ? 3000 : 1000;
+/** Per master: ms its Date.now is moved by. */
+const SKEW = OPTS.has("bigskew")
+  ? [-5000, 2000, 0]
+  : OPTS.has("skew")
+  ? [-LEASE_MS / 10, LEASE_MS / 10, 0]
+  : [0, 0, 0];
+const SKEWED_CLOCK = `${REPO}/tests/skewed_clock.ts`;
 
 // ---- volumes
 const vprocs: Deno.ChildProcess[] = [];
@@ -148,17 +161,20 @@ const mAlive: boolean[] = Array(NM).fill(false);
 const unavailableSince: (number | null)[] = Array(NM).fill(null);
 async function startMaster(i: number) {
   if (masters[i]) return;
+  const skew = SKEW[i] === 0 ? [] : ["--preload", SKEWED_CLOCK];
   const p = new Deno.Command("deno", {
     args: [
       "run",
       "-A",
       "--v8-flags=--max-semi-space-size=2",
+      ...skew,
       `${REPO}/main.ts`,
       "server",
       "-port",
       String(MPORT(i)),
       ...CLUSTER,
     ],
+    env: { MKV_TEST_CLOCK_SKEW_MS: String(SKEW[i]) },
     stdout: "null",
     stderr: "piped",
   }).spawn();
@@ -204,6 +220,7 @@ async function killMaster(i: number, sig: Deno.Signal = "SIGKILL") {
   count("kills");
   log("kill master", i);
 }
+log("options", [...OPTS], "lease", LEASE, "skew ms per master", SKEW);
 for (let i = 0; i < NM; i++) await startMaster(i);
 
 // ---- model
@@ -580,7 +597,7 @@ const jobs = [...Array(6).keys()].map((c) => client(c));
 const chaos = [killer(), stopper(), tools()];
 if (OPTS.has("pause")) chaos.push(pauser());
 if (OPTS.has("lock")) chaos.push(locker());
-if (OPTS.has("pause") || OPTS.has("lock")) chaos.push(watchStuck());
+if (["pause", "lock", "skew", "bigskew"].some((o) => OPTS.has(o))) chaos.push(watchStuck());
 const ticker = setInterval(() => log("stats", stats), 10000);
 await sleep(SECONDS * 1000);
 running = false;
