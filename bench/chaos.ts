@@ -23,8 +23,10 @@
 // within the quarter README allows, so every violation counts. "bigskew":
 // 5 s behind and 2 s ahead, beyond it: leases may be misjudged (README's
 // limit), heartbeats must not be (a master stuck on 503 counts with either).
+// "rebuild" tries a rebuild now and then: beside live masters it must exit 1
+// (meant with "lock": a lock through its check must not hide them).
 //
-//   deno run -A bench/chaos.ts [seconds=120] [refuse,slowdelete,lease3,pause,lock,skew|bigskew]
+//   deno run -A bench/chaos.ts [seconds=120] [refuse,slowdelete,lease3,pause,lock,skew|bigskew,rebuild]
 //
 // Ports PORT+1.. (PORT defaults to 23100); files under $TMPDIR/mkv-chaos-*,
 // with log.txt (every fault and violation) and each master's stderr.
@@ -481,6 +483,9 @@ async function stopper() {
     log("SIGCONT vol", i);
   }
 }
+/** Pauses of masters begun, and whether one is under way. */
+let pauses = 0;
+let paused = false;
 // SIGSTOP masters past their heartbeat (3 s): half the time all but one,
 // which is then alone, evicts the others' fences and trusts its memory.
 // With "lock", half the pauses begin while the index is locked: writes sent
@@ -503,6 +508,8 @@ async function pauser() {
         p.kill("SIGSTOP");
       } catch { /* exited meanwhile */ }
     }
+    pauses++;
+    paused = true;
     count("master_sigstops", procs.length);
     log("SIGSTOP masters", which, ms, locked ? "locked" : "");
     if (locked) unlock();
@@ -512,6 +519,7 @@ async function pauser() {
         p.kill("SIGCONT");
       } catch { /* killed meanwhile */ }
     }
+    paused = false;
     log("SIGCONT masters", which);
   }
 }
@@ -585,10 +593,26 @@ async function tools() {
   while (running) {
     await sleep(8000 + rnd(8000));
     if (!running) break;
+    if (OPTS.has("rebuild") && Math.random() < 0.3) {
+      await tryRebuild();
+      continue;
+    }
     const which = Math.random() < 0.6 ? ["verify", "-repair"] : ["rebalance"];
     const r = await runTool(which);
     count(`tool_${which[0]}_${r.code}`);
     log("tool", which.join(" "), r.code, r.out.slice(-1500));
+  }
+}
+// A rebuild beside live masters must exit 1 (it would empty the index under
+// them). Only a pause may hide them all (README's limit): a rebuild that
+// runs with no pause begun or under way meanwhile is a violation.
+async function tryRebuild() {
+  const before = pauses;
+  const r = await runTool(["rebuild"]);
+  count(`tool_rebuild_${r.code}`);
+  log("tool rebuild", r.code, r.out.slice(-500), r.err.slice(-500));
+  if (r.code === 0 && !paused && pauses === before) {
+    violate("rebuild_beside_masters", { out: r.out.slice(-500), alive: activeMasters() });
   }
 }
 
