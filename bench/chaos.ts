@@ -621,7 +621,10 @@ async function tools() {
 }
 // A rebuild beside live masters must exit 1 (it would empty the index under
 // them). Only a pause may hide them all (README's limit): a rebuild that
-// runs with no pause begun or under way meanwhile is a violation.
+// runs with no pause begun or under way meanwhile is a violation. With
+// "lock", half the rebuilds have the index locked for 3-5 s as soon as they
+// have opened it: through their check no heartbeat can land (a lock taken
+// before holds up the opening itself).
 async function rebuilder() {
   while (running) {
     await sleep(2000 + rnd(4000));
@@ -630,12 +633,40 @@ async function rebuilder() {
 }
 async function tryRebuild() {
   const before = pauses;
-  const r = await runTool(["rebuild"]);
-  count(`tool_rebuild_${r.code}`);
-  log("tool rebuild", r.code, r.out.slice(-500), r.err.slice(-500));
-  if (r.code === 0 && !paused && pauses === before) {
-    violate("rebuild_beside_masters", { out: r.out.slice(-500), alive: activeMasters() });
+  const p = new Deno.Command("deno", {
+    args: ["run", "-A", `${REPO}/main.ts`, "rebuild", ...CLUSTER],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const output = p.output();
+  if (OPTS.has("lock") && Math.random() < 0.5 && await opened(p.pid) && await lock()) {
+    log("lock index through a rebuild's check");
+    await sleep(3000 + rnd(2000));
+    unlock();
   }
+  const out = await output;
+  const d = new TextDecoder();
+  const [code, stdout, stderr] = [out.code, d.decode(out.stdout), d.decode(out.stderr)];
+  count(`tool_rebuild_${code}`);
+  log("tool rebuild", code, stdout.slice(-500), stderr.slice(-500));
+  if (code === 0 && !paused && pauses === before) {
+    violate("rebuild_beside_masters", { out: stdout.slice(-500), alive: activeMasters() });
+  }
+}
+/** Whether process `pid` has opened the index's SQLite file (false once it has ended). */
+async function opened(pid: number): Promise<boolean> {
+  const file = `${DIR}/db/index.sqlite3`;
+  for (let t = 0; t < 400; t++) {
+    try {
+      for await (const fd of Deno.readDir(`/proc/${pid}/fd`)) {
+        if (await Deno.readLink(`/proc/${pid}/fd/${fd.name}`).catch(() => "") === file) return true;
+      }
+    } catch {
+      return false; // ended
+    }
+    await sleep(10);
+  }
+  return false;
 }
 
 const t0 = Date.now();
