@@ -340,13 +340,13 @@ async function doWrite(client: number, key: string, op: string) {
       unavailableSince[m] ??= w.start;
     } else if (res.status !== 0) unavailableSince[m] = null;
     if (res.status >= 500 || res.status === 404 && op !== "PUT") {
-      log("write", op, key, w.id, res.status, text.slice(0, 200));
+      log("write", op, key, w.id, res.status, `m${m}`, text.slice(0, 200));
     }
   } catch (e) {
     w.status = 0;
     w.end = performance.now(); // unknown outcome
     count(`${op}_err`);
-    log("write", op, key, w.id, "ERR", String(e).slice(0, 100));
+    log("write", op, key, w.id, "ERR", `m${m}`, String(e).slice(0, 100));
   } finally {
     inflight.delete(w);
   }
@@ -727,6 +727,8 @@ console.log(
   ),
 );
 for (const v of violations.slice(0, 20)) console.log(JSON.stringify(v).slice(0, 1500));
+// Killed by us: not crashes (log.txt named each "master_exited" after the summary).
+masters.fill(null);
 for (const p of allProcs) {
   try {
     p.kill("SIGKILL");
