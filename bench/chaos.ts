@@ -18,8 +18,17 @@
 // index write waits on it, as tests/faults/fence_test.ts does). With either,
 // a master answering 503 to writes for 20 s on end, or not taking a write
 // at the end, counts as a violation (stuck: it must recover once healthy).
+// "skew" runs master 0's wall clock (Date.now, tests/skewed_clock.ts) a
+// tenth of the lease behind and master 1's a tenth ahead: a fifth apart,
+// within the quarter README allows, so every violation counts. "bigskew":
+// 5 s behind and 2 s ahead, beyond it: leases may be misjudged (README's
+// limit: a stale value, a 404 or 410 of a live key are counted as LIMIT_),
+// heartbeats must not be (a master stuck on 503 counts with either), and
+// no GET may get bytes nobody wrote to its key.
+// "rebuild" tries a rebuild every 2-6 s: beside live masters it must exit 1
+// (meant with "lock": a lock through its check must not hide them).
 //
-//   deno run -A bench/chaos.ts [seconds=120] [refuse,slowdelete,lease3,pause,lock]
+//   deno run -A bench/chaos.ts [seconds=120] [refuse,slowdelete,lease3,pause,lock,skew|bigskew,rebuild]
 //
 // Ports PORT+1.. (PORT defaults to 23100); files under $TMPDIR/mkv-chaos-*,
 // with log.txt (every fault and violation) and each master's stderr.
@@ -54,6 +63,14 @@ const NM = 3;
 // violation is a bug; with the default 1 s some land after it, as a volume
 // hung longer than -lease would (README: not fenced).
 const LEASE = OPTS.has("lease3") ? "3s" : "1s";
+const LEASE_MS = OPTS.has("lease3") ? 3000 : 1000;
+/** Per master: ms its Date.now is moved by. */
+const SKEW = OPTS.has("bigskew")
+  ? [-5000, 2000, 0]
+  : OPTS.has("skew")
+  ? [-LEASE_MS / 10, LEASE_MS / 10, 0]
+  : [0, 0, 0];
+const SKEWED_CLOCK = `${REPO}/tests/skewed_clock.ts`;
 
 // ---- volumes
 const vprocs: Deno.ChildProcess[] = [];
@@ -148,17 +165,20 @@ const mAlive: boolean[] = Array(NM).fill(false);
 const unavailableSince: (number | null)[] = Array(NM).fill(null);
 async function startMaster(i: number) {
   if (masters[i]) return;
+  const skew = SKEW[i] === 0 ? [] : ["--preload", SKEWED_CLOCK];
   const p = new Deno.Command("deno", {
     args: [
       "run",
       "-A",
       "--v8-flags=--max-semi-space-size=2",
+      ...skew,
       `${REPO}/main.ts`,
       "server",
       "-port",
       String(MPORT(i)),
       ...CLUSTER,
     ],
+    env: { MKV_TEST_CLOCK_SKEW_MS: String(SKEW[i]) },
     stdout: "null",
     stderr: "piped",
   }).spawn();
@@ -204,6 +224,7 @@ async function killMaster(i: number, sig: Deno.Signal = "SIGKILL") {
   count("kills");
   log("kill master", i);
 }
+log("options", [...OPTS], "lease", LEASE, "skew ms per master", SKEW);
 for (let i = 0; i < NM; i++) await startMaster(i);
 
 // ---- model
@@ -242,7 +263,25 @@ function makeValue(key: string, size: number): Uint8Array<ArrayBuffer> {
   return v;
 }
 const violations: unknown[] = [];
+/**
+ * What a lease misjudged can cause: under "bigskew" (clocks apart by more
+ * than a quarter of -lease, README's limit) counted as LIMIT_, not as
+ * violations. Wrong bytes, a master stuck or crashed, a final verify that
+ * fails still are.
+ */
+const LEASE_LIMITS = new Set([
+  "404_live",
+  "410",
+  "stale_value",
+  "md5_newer_than_bytes",
+  "md5_mismatch_QUIET",
+]);
 function violate(kind: string, info: unknown) {
+  if (OPTS.has("bigskew") && LEASE_LIMITS.has(kind)) {
+    count(`LIMIT_${kind}`);
+    log("LIMIT (clocks apart)", kind, info);
+    return;
+  }
   count(`VIOLATION_${kind}`);
   violations.push({ kind, info });
   log("VIOLATION", kind, info);
@@ -301,13 +340,13 @@ async function doWrite(client: number, key: string, op: string) {
       unavailableSince[m] ??= w.start;
     } else if (res.status !== 0) unavailableSince[m] = null;
     if (res.status >= 500 || res.status === 404 && op !== "PUT") {
-      log("write", op, key, w.id, res.status, text.slice(0, 200));
+      log("write", op, key, w.id, res.status, `m${m}`, text.slice(0, 200));
     }
   } catch (e) {
     w.status = 0;
     w.end = performance.now(); // unknown outcome
     count(`${op}_err`);
-    log("write", op, key, w.id, "ERR", String(e).slice(0, 100));
+    log("write", op, key, w.id, "ERR", `m${m}`, String(e).slice(0, 100));
   } finally {
     inflight.delete(w);
   }
@@ -464,6 +503,9 @@ async function stopper() {
     log("SIGCONT vol", i);
   }
 }
+/** Pauses of masters begun, and whether one is under way. */
+let pauses = 0;
+let paused = false;
 // SIGSTOP masters past their heartbeat (3 s): half the time all but one,
 // which is then alone, evicts the others' fences and trusts its memory.
 // With "lock", half the pauses begin while the index is locked: writes sent
@@ -486,6 +528,8 @@ async function pauser() {
         p.kill("SIGSTOP");
       } catch { /* exited meanwhile */ }
     }
+    pauses++;
+    paused = true;
     count("master_sigstops", procs.length);
     log("SIGSTOP masters", which, ms, locked ? "locked" : "");
     if (locked) unlock();
@@ -495,6 +539,7 @@ async function pauser() {
         p.kill("SIGCONT");
       } catch { /* killed meanwhile */ }
     }
+    paused = false;
     log("SIGCONT masters", which);
   }
 }
@@ -574,13 +619,63 @@ async function tools() {
     log("tool", which.join(" "), r.code, r.out.slice(-1500));
   }
 }
+// A rebuild beside live masters must exit 1 (it would empty the index under
+// them). Only a pause may hide them all (README's limit): a rebuild that
+// runs with no pause begun or under way meanwhile is a violation. With
+// "lock", half the rebuilds have the index locked for 3-5 s as soon as they
+// have opened it: through their check no heartbeat can land (a lock taken
+// before holds up the opening itself).
+async function rebuilder() {
+  while (running) {
+    await sleep(2000 + rnd(4000));
+    if (running) await tryRebuild();
+  }
+}
+async function tryRebuild() {
+  const before = pauses;
+  const p = new Deno.Command("deno", {
+    args: ["run", "-A", `${REPO}/main.ts`, "rebuild", ...CLUSTER],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const output = p.output();
+  if (OPTS.has("lock") && Math.random() < 0.5 && await opened(p.pid) && await lock()) {
+    log("lock index through a rebuild's check");
+    await sleep(3000 + rnd(2000));
+    unlock();
+  }
+  const out = await output;
+  const d = new TextDecoder();
+  const [code, stdout, stderr] = [out.code, d.decode(out.stdout), d.decode(out.stderr)];
+  count(`tool_rebuild_${code}`);
+  log("tool rebuild", code, stdout.slice(-500), stderr.slice(-500));
+  if (code === 0 && !paused && pauses === before) {
+    violate("rebuild_beside_masters", { out: stdout.slice(-500), alive: activeMasters() });
+  }
+}
+/** Whether process `pid` has opened the index's SQLite file (false once it has ended). */
+async function opened(pid: number): Promise<boolean> {
+  const file = `${DIR}/db/index.sqlite3`;
+  for (let t = 0; t < 400; t++) {
+    try {
+      for await (const fd of Deno.readDir(`/proc/${pid}/fd`)) {
+        if (await Deno.readLink(`/proc/${pid}/fd/${fd.name}`).catch(() => "") === file) return true;
+      }
+    } catch {
+      return false; // ended
+    }
+    await sleep(10);
+  }
+  return false;
+}
 
 const t0 = Date.now();
 const jobs = [...Array(6).keys()].map((c) => client(c));
 const chaos = [killer(), stopper(), tools()];
 if (OPTS.has("pause")) chaos.push(pauser());
 if (OPTS.has("lock")) chaos.push(locker());
-if (OPTS.has("pause") || OPTS.has("lock")) chaos.push(watchStuck());
+if (OPTS.has("rebuild")) chaos.push(rebuilder());
+if (["pause", "lock", "skew", "bigskew"].some((o) => OPTS.has(o))) chaos.push(watchStuck());
 const ticker = setInterval(() => log("stats", stats), 10000);
 await sleep(SECONDS * 1000);
 running = false;
@@ -632,6 +727,8 @@ console.log(
   ),
 );
 for (const v of violations.slice(0, 20)) console.log(JSON.stringify(v).slice(0, 1500));
+// Killed by us: not crashes (log.txt named each "master_exited" after the summary).
+masters.fill(null);
 for (const p of allProcs) {
   try {
     p.kill("SIGKILL");

@@ -77,21 +77,41 @@ export class Watch {
  * not been watching (rebuild's check): the records are watched until all
  * have lapsed, or one changes (or a new one appears): live. Every live
  * member beats within an interval, so one more interval finds them all.
+ *
+ * The watcher beats too, under `id` (its record removed at the end): a
+ * record unchanged while the index was locked (SQLite's write lock held)
+ * tells nothing, as no heartbeat could land, so when a beat of the
+ * watcher's is held up past 1.5 intervals the watch starts over, as a
+ * member's does. Reads go on under the lock: without this, a lock held
+ * through the watch made every live member look gone.
  */
 export async function liveMembers(index: Index, id: string, interval: number): Promise<string[]> {
   const watch = new Watch(LAPSE * interval);
   const others = async () => (await index.members()).records.filter((r) => r.id !== id);
-  const first = new Map((await others()).map((r) => [r.id, r.versionstamp]));
-  let { live } = watch.see([...first].map(([id, versionstamp]) => ({ id, versionstamp })));
-  const moved = new Set<string>();
-  let until = Infinity;
-  while (live.length > 0 && performance.now() < until) {
-    await new Promise((r) => setTimeout(r, interval / 2));
-    ({ live } = watch.see(await others()));
-    for (const r of live) if (first.get(r.id) !== r.versionstamp) moved.add(r.id);
-    if (moved.size > 0) until = Math.min(until, performance.now() + interval);
+  try {
+    await beatHeldUp(index, id, interval);
+    const first = new Map((await others()).map((r) => [r.id, r.versionstamp]));
+    let { live } = watch.see([...first].map(([id, versionstamp]) => ({ id, versionstamp })));
+    const moved = new Set<string>();
+    let until = Infinity;
+    while (live.length > 0 && performance.now() < until) {
+      await new Promise((r) => setTimeout(r, interval / 2));
+      if (await beatHeldUp(index, id, interval)) watch.restart();
+      ({ live } = watch.see(await others()));
+      for (const r of live) if (first.get(r.id) !== r.versionstamp) moved.add(r.id);
+      if (moved.size > 0) until = Math.min(until, performance.now() + interval);
+    }
+    return live.filter((r) => moved.has(r.id)).map((r) => r.id);
+  } finally {
+    await index.heartbeat(id, 0).catch(() => {});
   }
-  return live.filter((r) => moved.has(r.id)).map((r) => r.id);
+}
+
+/** Writes `id`'s heartbeat record; true when that was held up past 1.5 intervals. */
+async function beatHeldUp(index: Index, id: string, interval: number): Promise<boolean> {
+  const started = performance.now();
+  await index.heartbeat(id, Date.now() + LAPSE * interval);
+  return performance.now() - started >= 1.5 * interval;
 }
 
 export interface MembershipOptions {

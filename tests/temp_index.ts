@@ -1,12 +1,18 @@
 // An Index on a fresh Deno KV file in a temporary folder, for unit tests.
 import { Index } from "../lib/index_db.ts";
 
-/** Runs `fn` with an Index on a fresh Deno KV file, closed and removed after. */
-export async function withIndex(fn: (index: Index) => Promise<void>): Promise<void> {
+/**
+ * Runs `fn` with an Index on a fresh Deno KV file (`path`: the SQLite file),
+ * closed and removed after.
+ */
+export async function withIndex(
+  fn: (index: Index, path: string) => Promise<void>,
+): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "mkv_index_test_" });
-  const index = new Index(await Deno.openKv(`${dir}/index.kv`));
+  const path = `${dir}/index.kv`;
+  const index = new Index(await Deno.openKv(path));
   try {
-    await fn(index);
+    await fn(index, path);
   } finally {
     index.close();
     await Deno.remove(dir, { recursive: true });

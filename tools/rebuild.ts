@@ -21,6 +21,8 @@ import type { Record } from "../lib/record.ts";
 import { type Found, hexFolders, keysIn, subvolumesOf, type Walker } from "../lib/walk.ts";
 
 const decoder = new TextDecoder();
+/** The start of the member id rebuild's check beats under (not REBUILD's). */
+const CHECK = "rebuild-check:";
 
 export async function rebuild(flags: FlagValues): Promise<number> {
   const opts = storeOptions(flags);
@@ -30,8 +32,10 @@ export async function rebuild(flags: FlagValues): Promise<number> {
   // It empties the index first: never under a master (or tool) using it.
   // (One paused past its heartbeat looks gone: it answers 503 once resumed
   // while this runs, lib/server.ts.) Records left by members that died are
-  // watched until they have lapsed: up to 3 s.
-  const others = (await liveMembers(index, id, MEMBER_INTERVAL)).length;
+  // watched until they have lapsed: up to 3 s, longer if the index is
+  // locked meanwhile. The watch beats under an id of its own: masters take
+  // it for a member, not for a rebuild (they would answer 503).
+  const others = (await liveMembers(index, `${CHECK}${Deno.pid}`, MEMBER_INTERVAL)).length;
   if (others > 0) {
     index.close();
     console.error(

@@ -1,0 +1,68 @@
+// rebuild refuses to start while a master is registered and beating, judged
+// by whether its heartbeat record changes over 3 s. Reads of the index go on
+// while SQLite's write lock is held (another writer's long commit, or here
+// this test), but no heartbeat can land: rebuild watched a live master's
+// record stand still through such a lock, took it for stopped, and emptied
+// the index under it (the master then answered 503 until the rebuild was
+// done). Its watch now starts over when its own heartbeat is held up.
+import { DatabaseSync } from "node:sqlite";
+import { Cluster, randomBytes, randomKey, status } from "../cluster.ts";
+import { assertEquals } from "../assert.ts";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+
+/** Whether process `pid` has the SQLite file of the index at `db` open. */
+async function hasOpen(pid: number, db: string): Promise<boolean> {
+  for await (const fd of Deno.readDir(`/proc/${pid}/fd`)) {
+    const target = await Deno.readLink(`/proc/${pid}/fd/${fd.name}`).catch(() => "");
+    if (target === `${db}/index.sqlite3`) return true;
+  }
+  return false;
+}
+
+Deno.test("rebuild refuses beside a live master whose heartbeats a locked index held up through its check", async () => {
+  const c = await Cluster.start();
+  const master = c.masterProcess!;
+  let db: DatabaseSync | null = null;
+  try {
+    const key = randomKey("/rebuild-locked");
+    assertEquals(await status(c.url + key, { method: "PUT", body: randomBytes(1000) }), 201);
+    // No heartbeat of the master's lands from before the rebuild's first look
+    // until the lock (a pause far shorter than a lapse), then none under it.
+    master.kill("SIGSTOP");
+    const rebuild = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, "rebuild", "-db", c.db, "-volumes", c.volumes.join(",")],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    for (let i = 0; i < 400 && !(await hasOpen(rebuild.pid, c.db)); i++) await sleep(25);
+    await sleep(500); // opened, and watching
+    db = new DatabaseSync(`${c.db}/index.sqlite3`);
+    db.exec("BEGIN IMMEDIATE");
+    master.kill("SIGCONT");
+    await sleep(5000); // over a lapse (3 s): the master's record stood still
+    db.exec("COMMIT");
+    db.close();
+    db = null;
+    const out = await rebuild.output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assertEquals(
+      [out.code, stderr],
+      [
+        1,
+        "rebuild: 1 master(s) or tool(s) are using this index; stop them first " +
+        "(rebuild empties the index before it reads the volumes)\n",
+      ],
+    );
+    assertEquals(await status(c.url + key), 302, "the key is still in the index");
+    const after = randomKey("/rebuild-locked");
+    assertEquals(await status(c.url + after, { method: "PUT", body: "x" }), 201);
+  } finally {
+    if (db?.isTransaction) db.exec("COMMIT");
+    db?.close();
+    master.kill("SIGCONT");
+    await c.stop();
+  }
+});
