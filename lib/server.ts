@@ -3,7 +3,7 @@
 // status once, here.
 import { metrics, render } from "./metrics.ts";
 import { recentErrors, traffic } from "./history.ts";
-import { logRequest } from "./log.ts";
+import { logRequest, logUnexpected } from "./log.ts";
 import { statusPage } from "./status.ts";
 import { Store } from "./store.ts";
 import type { Outcome } from "./store.ts";
@@ -179,7 +179,7 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
         : err instanceof Fenced
         ? text(503, `${err.message}: retry`)
         : text(500, `Internal error: ${err instanceof Error ? err.message : err}`);
-      if (!(err instanceof BadRequest)) console.error(err);
+      if (!(err instanceof BadRequest)) logUnexpected(`${req.method} ${key}`, err);
     }
     // A body nobody read (403, 409, ...) is cancelled, not left half-read.
     if (req.body && !req.bodyUsed) req.body.cancel().catch(() => {});
