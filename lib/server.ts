@@ -5,6 +5,7 @@ import { metrics, render } from "./metrics.ts";
 import { recentErrors, traffic } from "./history.ts";
 import { logRequest, logUnexpected } from "./log.ts";
 import { statusPage } from "./status.ts";
+import { health } from "./health.ts";
 import { Store } from "./store.ts";
 import type { Outcome } from "./store.ts";
 import { Fenced } from "./group_commit.ts";
@@ -302,9 +303,11 @@ async function metricsPage(store: Store, req: Request): Promise<Response> {
     commits: commits.stats.commits,
     writes: commits.stats.writes,
     batches: commits.batches,
+    durations: commits.durations,
     ...keys,
     sole: store.index.membership?.sole ? 1 : 0,
-  });
+    incomplete: await store.index.incomplete() ? 1 : 0,
+  }, store.opts.volumes.map((volume) => ({ volume, up: health.get(volume).up })));
   return new Response(body, {
     headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" },
   });
