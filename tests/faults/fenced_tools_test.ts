@@ -111,7 +111,7 @@ Deno.test("rebalance counts a key whose move the index fenced as failed, moves t
     assert(!r.stderr.includes("    at "), `no stack trace: ${r.stderr}`);
     const again = await runMain(["rebalance", ...args]);
     assertEquals(again.code, 0, again.stdout + again.stderr);
-    assert(again.stdout.includes("rebalance: moved 1 keys, 0 failed\n"), again.stdout);
+    assert(again.stdout.includes("rebalance: moved 1 key, 0 failed\n"), again.stdout);
   } finally {
     await evictor.stop();
     await c.stop();
