@@ -6,7 +6,14 @@ import { joinIndex, openIndex } from "./lib/open.ts";
 import { Store } from "./lib/store.ts";
 import { createHandler, Drain } from "./lib/server.ts";
 import { health, startProbes } from "./lib/health.ts";
-import { setLogFormat } from "./lib/log.ts";
+import {
+  logError,
+  logFormatInUse,
+  logInfo,
+  logUnexpected,
+  logWarn,
+  setLogFormat,
+} from "./lib/log.ts";
 import { remoteProbe } from "./lib/volumes.ts";
 import { aliasesMessage, aliasesOf } from "./lib/aliases.ts";
 import { rebuild } from "./tools/rebuild.ts";
@@ -36,6 +43,8 @@ async function main(args: string[]): Promise<number> {
   try {
     parsed = parseFlags(args, ALL_FLAGS);
   } catch (err) {
+    // "-log json" with another flag wrong: that error is a JSON line too.
+    if (jsonAsked(args)) setLogFormat("json");
     return fail(err);
   }
   const [command, ...rest] = parsed.positionals;
@@ -55,6 +64,7 @@ async function main(args: string[]): Promise<number> {
   try {
     // Volume failures are logged by every command, in this format.
     setLogFormat(logFormat(flags));
+    reportCrashesAsJson();
     switch (command) {
       case "server":
         return await server(flags);
@@ -86,12 +96,38 @@ function fail(err: unknown): number {
     console.log(HELP + "\n\n" + usage("mkv [flags] <command>", ALL_FLAGS));
     return 0;
   }
+  const json = logFormatInUse() === "json";
   if (err instanceof FlagError) {
-    console.error(`${err.message}\n\n${HELP}\n\n${usage("mkv [flags] <command>", ALL_FLAGS)}`);
+    if (json) logError(`${err.message} (mkv help lists the commands and flags)`);
+    else console.error(`${err.message}\n\n${HELP}\n\n${usage("mkv [flags] <command>", ALL_FLAGS)}`);
     return 2;
   }
-  console.error(err instanceof Error ? err.message : err);
+  if (json) logError(err instanceof Error ? err.message : String(err));
+  else console.error(err instanceof Error ? err.message : err);
   return 1;
+}
+
+/** True when the arguments ask for -log json (read before, or without, the other flags). */
+function jsonAsked(args: string[]): boolean {
+  return args.some((a, i) =>
+    /^--?log=json$/.test(a) || (/^--?log$/.test(a) && args[i + 1] === "json")
+  );
+}
+
+/**
+ * With -log json, what escapes every handler (an uncaught error, a promise
+ * rejected with no handler) is a JSON line too, and still ends the process
+ * (exit 1), as Deno's own report of it would.
+ */
+function reportCrashesAsJson() {
+  if (logFormatInUse() !== "json") return;
+  const crash = (what: string, err: unknown, e: Event) => {
+    e.preventDefault();
+    logUnexpected(what, err);
+    Deno.exit(1);
+  };
+  addEventListener("error", (e) => crash("Uncaught error", e.error, e));
+  addEventListener("unhandledrejection", (e) => crash("Unhandled rejection", e.reason, e));
 }
 
 async function server(flags: { [name: string]: string | number | boolean }): Promise<number> {
@@ -107,9 +143,10 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
   await joinIndex(index, opts.owner);
   const partial = await index.incomplete();
   if (partial) {
-    console.error(
+    logWarn(
       `Warning: the index is incomplete: ${partial.why} (${new Date(partial.at).toISOString()}); ` +
         `keys on the volumes it could not read are missing: run rebuild again`,
+      { incomplete: partial.why, since: new Date(partial.at).toISOString() },
     );
   }
   const store = new Store(index, opts);
@@ -121,9 +158,16 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
     srv = Deno.serve({
       port,
       onListen: ({ port }) =>
-        console.log(
+        logInfo(
           `mkv master on :${port}, volumes ${opts.volumes.join(",")}, replicas ${opts.replicas}`,
+          { port, volumes: opts.volumes, replicas: opts.replicas },
         ),
+      // What Deno reports itself (a response body that failed mid-stream),
+      // in the log's format rather than as Deno's stack trace.
+      onError: (err) => {
+        logUnexpected("Response failed", err);
+        return new Response("Internal error\n", { status: 500 });
+      },
     }, handler);
   } catch (err) {
     // Left at once, so a rebuild need not wait out this master's heartbeat.

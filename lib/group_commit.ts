@@ -15,7 +15,7 @@
 // each of its writes fails with Fenced: it was not made.
 import { setImmediate } from "node:timers";
 import { latin1 } from "./bytes.ts";
-import { batchHistogram } from "./metrics.ts";
+import { batchHistogram, commitHistogram } from "./metrics.ts";
 
 /**
  * Several processes on one SQLite file (masters, tools) take turns at its
@@ -87,6 +87,8 @@ export class GroupCommit {
   readonly stats: CommitStats = { commits: 0, writes: 0, maxBatch: 0 };
   /** Writes per successful commit. */
   readonly batches = batchHistogram();
+  /** Seconds per commit that the index answered (ok, or a check that failed). */
+  readonly durations = commitHistogram();
 
   constructor(kv: Deno.Kv) {
     this.#kv = kv;
@@ -129,6 +131,7 @@ export class GroupCommit {
       else atomic.set(cas.key, cas.value);
     }
     let result: Deno.KvCommitResult | Deno.KvCommitError;
+    const started = performance.now();
     try {
       result = await retryBusy(() => atomic.commit());
     } catch (err) {
@@ -140,6 +143,7 @@ export class GroupCommit {
       return;
     }
     this.stats.commits++;
+    this.durations.observe((performance.now() - started) / 1000);
     if (result.ok) {
       this.stats.writes += batch.length;
       this.stats.maxBatch = Math.max(this.stats.maxBatch, batch.length);

@@ -1,8 +1,12 @@
-// The master's log lines, as plain text or JSON lines (-log text|json):
-// one line per request with -v (stdout), and volume failures and volume
-// up/down changes always (stderr). Volume failures are throttled: at most
-// one line per volume and call per second, then one line saying how many
-// more there were, so a dead volume under load cannot flood the log.
+// The log lines of the master and the tools, as plain text or JSON lines
+// (-log text|json): one line per request with -v (stdout), volume failures
+// and volume up/down changes always (stderr), and every other line a
+// command writes (the master's banner and warnings, a tool's progress and
+// summary, the error that ends a command): with -log json, each is one JSON
+// object, so a log shipper can parse every line. Volume failures are
+// throttled: at most one line per volume and call per second, then one
+// line saying how many more there were, so a dead volume under load cannot
+// flood the log.
 
 export type LogFormat = "text" | "json";
 
@@ -12,6 +16,62 @@ let format: LogFormat = "text";
 
 export function setLogFormat(f: LogFormat) {
   format = f;
+}
+
+/** The format set by setLogFormat (text until then). */
+export function logFormatInUse(): LogFormat {
+  return format;
+}
+
+export type Level = "info" | "warn" | "error";
+
+/** Extra fields of a JSON line, after time, level and msg. */
+export type Fields = { [name: string]: unknown };
+
+/**
+ * A line for people: `msg` as it is in text; in json one object,
+ * {"time","level","msg",...fields}, a message of several lines included.
+ * Info goes to stdout, warnings and errors to stderr, unless `stream` says.
+ */
+export function logLine(
+  level: Level,
+  msg: string,
+  fields: Fields = {},
+  stream: "stdout" | "stderr" = level === "info" ? "stdout" : "stderr",
+  now: number = Date.now(),
+) {
+  const line = format === "json"
+    ? JSON.stringify({ time: new Date(now).toISOString(), level, msg, ...fields })
+    : msg;
+  if (stream === "stdout") console.log(line);
+  else console.error(line);
+}
+
+export function logInfo(msg: string, fields: Fields = {}) {
+  logLine("info", msg, fields);
+}
+
+export function logWarn(msg: string, fields: Fields = {}) {
+  logLine("warn", msg, fields);
+}
+
+export function logError(msg: string, fields: Fields = {}) {
+  logLine("error", msg, fields);
+}
+
+/**
+ * An error nobody expected (a bug, or a failure of the runtime): its stack
+ * on stderr; in json one object whose msg says what failed and whose stack
+ * holds the stack, on one line.
+ */
+export function logUnexpected(what: string, err: unknown) {
+  if (format !== "json") {
+    console.error(err);
+    return;
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  const stack = err instanceof Error && err.stack ? { stack: err.stack } : {};
+  logLine("error", `${what}: ${message}`, stack);
 }
 
 export interface RequestLine {

@@ -75,11 +75,15 @@ export interface IndexFigures {
   commits: number;
   writes: number;
   batches: Histogram;
+  /** Seconds per commit. */
+  durations: Histogram;
   live: number;
   unlinked: number;
   writing: number;
   /** 1 while this master is the index's sole writer (answering from memory where it can). */
   sole: number;
+  /** 1 while the index is marked incomplete (a rebuild that could not read every folder). */
+  incomplete: number;
 }
 
 export const BATCH_BOUNDS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
@@ -88,10 +92,21 @@ export function batchHistogram(): Histogram {
   return new Histogram(BATCH_BOUNDS);
 }
 
+/** Time an index commit takes (its fsync, and its retries of a busy SQLite lock), seconds. */
+export function commitHistogram(): Histogram {
+  return new Histogram(LATENCY);
+}
+
+/** A configured volume's state for the metrics: null while not yet probed or called. */
+export interface VolumeUp {
+  volume: string;
+  up: boolean | null;
+}
+
 export type { Histogram };
 
 /** Renders the Prometheus text exposition (format 0.0.4). */
-export function render(m: Metrics, index: IndexFigures): string {
+export function render(m: Metrics, index: IndexFigures, volumes: VolumeUp[]): string {
   const out: string[] = [];
   const family = (name: string, type: string, help: string) =>
     out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
@@ -123,12 +138,26 @@ export function render(m: Metrics, index: IndexFigures): string {
     const [volume, call, outcome] = k.split(" ");
     out.push(`mkv_volume_calls_total{volume="${volume}",call="${call}",outcome="${outcome}"} ${n}`);
   }
+  family(
+    "mkv_volume_up",
+    "gauge",
+    "1 while the volume answers, 0 from a call or probe it did not answer (absent until probed).",
+  );
+  for (const v of volumes) {
+    if (v.up !== null) out.push(`mkv_volume_up{volume="${v.volume}"} ${v.up ? 1 : 0}`);
+  }
   family("mkv_index_commits_total", "counter", "Deno KV commits (each fsynced).");
   out.push(`mkv_index_commits_total ${index.commits}`);
   family("mkv_index_writes_total", "counter", "Index writes, grouped into those commits.");
   out.push(`mkv_index_writes_total ${index.writes}`);
   family("mkv_index_batch_size", "histogram", "Writes per index commit.");
   out.push(...index.batches.lines("mkv_index_batch_size", ""));
+  family(
+    "mkv_index_commit_duration_seconds",
+    "histogram",
+    "Time an index commit takes (its fsync, and retries of a busy SQLite lock).",
+  );
+  out.push(...index.durations.lines("mkv_index_commit_duration_seconds", ""));
   family("mkv_keys", "gauge", "Keys in the index by state (counted at most every 10 s).");
   out.push(`mkv_keys{state="live"} ${index.live}`);
   out.push(`mkv_keys{state="unlinked"} ${index.unlinked}`);
@@ -139,5 +168,11 @@ export function render(m: Metrics, index: IndexFigures): string {
     "1 while this master is the index's sole writer and answers from memory, else 0.",
   );
   out.push(`mkv_index_sole ${index.sole}`);
+  family(
+    "mkv_index_incomplete",
+    "gauge",
+    "1 while the index is marked incomplete (a rebuild could not read every folder): run rebuild.",
+  );
+  out.push(`mkv_index_incomplete ${index.incomplete}`);
   return out.join("\n") + "\n";
 }

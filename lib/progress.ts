@@ -1,7 +1,8 @@
 // Progress of the offline tools (rebuild, rebalance, verify), on stderr. On
 // a terminal one line rewritten in place; otherwise a plain line every few
-// seconds (MKV_PROGRESS_MS overrides the interval, e.g. for tests). `done`
-// prints the final summary line.
+// seconds (MKV_PROGRESS_MS overrides the interval, e.g. for tests), a JSON
+// line with -log json. `done` prints the final summary line.
+import { type Level, logFormatInUse, logLine } from "./log.ts";
 
 const enc = new TextEncoder();
 
@@ -32,8 +33,13 @@ export class Progress {
     this.#name = name;
     this.#main = opts.main;
     this.counters.set(opts.main, 0);
-    this.#tty = opts.tty ?? isTerminal();
-    this.#write = opts.write ?? ((s) => Deno.stderr.writeSync(enc.encode(s)));
+    // JSON lines are never rewritten in place: each is a log line of its own.
+    const json = logFormatInUse() === "json";
+    this.#tty = json ? false : opts.tty ?? isTerminal();
+    this.#write = opts.write ??
+      (json
+        ? (s) => logLine("info", s.trimEnd(), {}, "stderr")
+        : (s) => Deno.stderr.writeSync(enc.encode(s)));
     const env = Number(envOr("MKV_PROGRESS_MS", ""));
     const every = opts.interval ?? (env > 0 ? env : this.#tty ? 250 : 5_000);
     this.#timer = setInterval(() => this.show(), every);
@@ -112,11 +118,14 @@ export function plural(n: number, one: string, many = `${one}s`): string {
 /**
  * The first `max` of a tool's list of named items (failed keys, unreadable
  * folders) on stderr, indented, and how many were left out: a summary that
- * said "89 failed" and then named 50 read as 50.
+ * said "89 failed" and then named 50 read as 50. With -log json, a line each
+ * at `level`, unindented.
  */
-export function nameSome(lines: string[], max = 50): void {
-  for (const line of lines.slice(0, max)) console.error(`  ${line}`);
-  if (lines.length > max) console.error(`  ... and ${lines.length - max} more`);
+export function nameSome(lines: string[], max = 50, level: Level = "error"): void {
+  const name = (line: string) =>
+    logFormatInUse() === "json" ? logLine(level, line) : console.error(`  ${line}`);
+  for (const line of lines.slice(0, max)) name(line);
+  if (lines.length > max) name(`... and ${lines.length - max} more`);
 }
 
 function fmt(n: number): string {

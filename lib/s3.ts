@@ -2,6 +2,7 @@
 // the same bytes), told apart from mkv's API by their signature or S3 query
 // parameters, dispatched here by method and operation to lib/s3_objects.ts,
 // lib/s3_list.ts and lib/s3_multipart.ts. Errors speak S3's XML.
+import { logUnexpected } from "./log.ts";
 import { Fenced } from "./group_commit.ts";
 import { checkSignature, type Credentials, isSigned, parseQueryPairs } from "./s3_auth.ts";
 import { type S3Body, s3Body } from "./s3_body.ts";
@@ -127,7 +128,7 @@ async function answerS3(
       if (err.code === "NoSuchBucket") err.names.BucketName ??= bucket;
       return errorResponse(err, target.rawPath, head);
     }
-    console.error(err);
+    logUnexpected(`S3 ${req.method} ${target.rawPath}`, err);
     const message = err instanceof Error ? err.message : String(err);
     // Fenced: nothing was written, and a retry after the master re-joins succeeds.
     const code = err instanceof Fenced ? "ServiceUnavailable" : "InternalError";

@@ -3,8 +3,9 @@
 // status once, here.
 import { metrics, render } from "./metrics.ts";
 import { recentErrors, traffic } from "./history.ts";
-import { logRequest } from "./log.ts";
+import { logRequest, logUnexpected } from "./log.ts";
 import { statusPage } from "./status.ts";
+import { health } from "./health.ts";
 import { Store } from "./store.ts";
 import type { Outcome } from "./store.ts";
 import { Fenced } from "./group_commit.ts";
@@ -179,7 +180,7 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
         : err instanceof Fenced
         ? text(503, `${err.message}: retry`)
         : text(500, `Internal error: ${err instanceof Error ? err.message : err}`);
-      if (!(err instanceof BadRequest)) console.error(err);
+      if (!(err instanceof BadRequest)) logUnexpected(`${req.method} ${key}`, err);
     }
     // A body nobody read (403, 409, ...) is cancelled, not left half-read.
     if (req.body && !req.bodyUsed) req.body.cancel().catch(() => {});
@@ -302,9 +303,11 @@ async function metricsPage(store: Store, req: Request): Promise<Response> {
     commits: commits.stats.commits,
     writes: commits.stats.writes,
     batches: commits.batches,
+    durations: commits.durations,
     ...keys,
     sole: store.index.membership?.sole ? 1 : 0,
-  });
+    incomplete: await store.index.incomplete() ? 1 : 0,
+  }, store.opts.volumes.map((volume) => ({ volume, up: health.get(volume).up })));
   return new Response(body, {
     headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" },
   });

@@ -30,9 +30,18 @@ export interface VolumeStatus {
   keys: number;
 }
 
+/** What the index says of itself. */
+export interface IndexStatus {
+  /** Why and since when the index is marked incomplete (keys missing), or null. */
+  incomplete: { why: string; since: string } | null;
+  /** True while a rebuild runs on the index (the master answers 503 meanwhile). */
+  rebuilding: boolean;
+}
+
 export interface Status {
   time: string;
   started: string;
+  index: IndexStatus;
   volumes: VolumeStatus[];
   keys: { live: number; unlinked: number; writing: number; total: number; counted: string };
   traffic: TrafficSnapshot;
@@ -46,9 +55,14 @@ function iso(ms: number): string | null {
 /** What the page shows, gathered now. */
 export async function gatherStatus(store: Store, now = Date.now()): Promise<Status> {
   const counts = await store.index.countByState();
+  const partial = await store.index.incomplete();
   return {
     time: new Date(now).toISOString(),
     started: new Date(STARTED).toISOString(),
+    index: {
+      incomplete: partial && { why: partial.why, since: new Date(partial.at).toISOString() },
+      rebuilding: store.index.membership?.rebuilding ?? false,
+    },
     volumes: store.opts.volumes.map((volume) => {
       const h = health.get(volume);
       return {
@@ -100,6 +114,56 @@ function clock(iso: string | null): string {
   return iso ? `<time datetime="${esc(iso)}" title="${esc(iso)}">${iso.slice(11, 19)}</time>` : "";
 }
 
+/** "12 s", "5 min 3 s", "2 h 5 min", "3 d 4 h": how long from `from` to `to` (ISO times). */
+export function age(from: string, to: string): string {
+  const s = Math.max(0, Math.floor((Date.parse(to) - Date.parse(from)) / 1000));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor(s / 60) % 60} min`;
+  return `${Math.floor(s / 86400)} d ${Math.floor(s / 3600) % 24} h`;
+}
+
+/**
+ * What is wrong, one line of HTML each, for the top of the page: volumes
+ * down (since when, for how long, why), an incomplete index, a rebuild.
+ */
+export function problems(s: Status): string[] {
+  const out: string[] = [];
+  for (const v of s.volumes) {
+    if (v.up !== false || !v.since) continue;
+    out.push(
+      `Volume ${esc(v.volume)} down since ${day(v.since)} UTC (for ${age(v.since, s.time)}): ` +
+        `<span class="reason">${esc(v.reason)}</span>`,
+    );
+  }
+  const partial = s.index.incomplete;
+  if (partial) {
+    out.push(
+      `Index incomplete since ${day(partial.since)} UTC: ${esc(partial.why)}; keys on the ` +
+        `volumes it could not read are missing: run rebuild again`,
+    );
+  }
+  if (s.index.rebuilding) {
+    out.push(
+      "A rebuild of the index is running: requests other than ?status and ?metrics answer 503",
+    );
+  }
+  return out;
+}
+
+/** The summary at the top: the problems, or that every volume is up. */
+function summary(s: Status): string {
+  const wrong = problems(s);
+  if (wrong.length === 0) {
+    const up = s.volumes.filter((v) => v.up === true).length;
+    const all = up === s.volumes.length ? `All ${up}` : `${up} of ${s.volumes.length}`;
+    return `<p id="problems" class="ok">${all} volumes up</p>`;
+  }
+  return `<ul id="problems">\n${
+    wrong.map((line) => `<li class="problem">${line}</li>`).join("\n")
+  }\n</ul>`;
+}
+
 /** "2026-11-24 22:32:07" from an ISO time. */
 function day(iso: string): string {
   return esc(iso.slice(0, 19).replace("T", " "));
@@ -148,16 +212,27 @@ svg text { font: 11px system-ui, sans-serif; fill: #555; }
 .legend span { display: inline-block; margin-right: .8em; font-size: 12px; }
 .legend i { display: inline-block; width: .8em; height: .8em; margin-right: .3em; }
 .reason { color: #555; font-family: ui-monospace, monospace; font-size: 12px; word-break: break-all; }
+#problems { margin: .8em 0 0; padding: 0; list-style: none; font-weight: 600; }
+#problems.ok { color: #1a7f37; }
+#problems .problem { color: #cf222e; margin: .2em 0; }
+#problems .reason { font-weight: normal; }
+.age { color: #666; }
+td.since { white-space: nowrap; }
 `;
 
 export function renderHtml(s: Status): string {
   const volumes = s.volumes.map((v) => {
     const state = v.up === null ? "unknown" : v.up ? "up" : "down";
+    // The last answered probe's time would read as an answer of a volume now down.
+    const ms = v.ms === null || v.up === false ? "" : v.ms.toFixed(1);
+    const since = v.since
+      ? `${clock(v.since)} <span class="age">(${age(v.since, s.time)})</span>`
+      : "";
     return `<tr class="volume ${state}" data-volume="${esc(v.volume)}">` +
       `<td>${esc(v.volume)}</td><td class="state">${state}</td>` +
-      `<td class="num">${v.ms === null ? "" : v.ms.toFixed(1)}</td>` +
+      `<td class="num probe">${ms}</td>` +
       `<td class="num keys">${v.keys}</td>` +
-      `<td>${clock(v.since)}</td><td class="reason">${esc(v.reason)}</td></tr>`;
+      `<td class="since">${since}</td><td class="reason">${esc(v.reason)}</td></tr>`;
   }).join("\n");
   const errors = s.errors.length === 0
     ? `<tr><td colspan="3">none</td></tr>`
@@ -182,6 +257,7 @@ export function renderHtml(s: Status): string {
 <p class="meta">${day(s.time)} UTC · master up since ${
     day(s.started)
   } UTC · reloads every ${REFRESH_S} s</p>
+${summary(s)}
 <h2>Volumes</h2>
 <table id="volumes">
 <tr><th>volume</th><th>state</th><th class="num">probe (ms)</th><th class="num">keys</th><th>since</th><th>reason</th></tr>

@@ -49,7 +49,8 @@ function describe(s: Deno.CommandStatus): string {
 
 /**
  * The port a master started with `-port 0` listens on, from its first line
- * on stdout ("mkv master on :PORT, ..."); the rest of stdout is drained.
+ * on stdout ("mkv master on :PORT, ...", or with -log json that line's
+ * "port"); the rest of stdout is drained.
  * Letting the master bind port 0 itself leaves no window in which another
  * test could take the port (tests run in parallel processes).
  */
@@ -61,7 +62,7 @@ export async function listenPort(proc: Deno.ChildProcess): Promise<number> {
     if (done) throw new Error(`The master exited before listening: ${describe(await proc.status)}`);
     text += value;
   }
-  const m = text.match(/^mkv master on :(\d+)/);
+  const m = text.match(/^mkv master on :(\d+)/) ?? text.match(/^\{.*"port":(\d+)[,}]/);
   if (!m) throw new Error(`Unexpected first line from the master: ${JSON.stringify(text)}`);
   // Keep reading so a chatty master never blocks on a full pipe.
   (async () => {

@@ -2,7 +2,7 @@
 // volume failures are always written to stderr, throttled per volume and call.
 import { Cluster, freePort, randomKey, runMain, status, waitUp } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
-import { Throttle, type VolumeFailureLine } from "../lib/log.ts";
+import { logUnexpected, setLogFormat, Throttle, type VolumeFailureLine } from "../lib/log.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
@@ -61,9 +61,10 @@ Deno.test("-v -log json: one JSON line per request with exactly time, method, ke
     out = await m.stop();
     await c.stop();
   }
-  // The first stdout line is the master's banner; then the requests, the
-  // readiness check (GET /?list) first.
-  const lines = out.stdout.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+  // The first stdout line is the master's banner (a JSON line too); then the
+  // requests, the readiness check (GET /?list) first.
+  const [banner, ...lines] = out.stdout.map((l) => JSON.parse(l));
+  assertEquals([banner.level, banner.port], ["info", Number(new URL(m.url).port)]);
   assertEquals(lines.length, 6, out.stdout.join("\n"));
   for (const l of lines) {
     assertEquals(Object.keys(l), ["time", "method", "key", "status", "ms", "bytes"]);
@@ -141,7 +142,8 @@ Deno.test("a failing volume is logged on stderr (JSON with -log json), each fail
     out = await m.stop();
     await c.stop();
   }
-  assertEquals(out.stdout.filter((l) => l.startsWith("{")), [], "no request lines without -v");
+  // The banner only: no request lines without -v.
+  assertEquals(out.stdout.map((l) => JSON.parse(l).msg.startsWith("mkv master on :")), [true]);
   const lines = out.stderr.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
   const puts = lines.filter((l) => l.call === "put");
   assert(puts.length >= 1, out.stderr.join("\n"));
@@ -194,4 +196,116 @@ Deno.test("-log takes text or json, anything else is refused with the reason", a
   const r = await runMain(["server", "-log", "xml", "-db", "/tmp/unused", "-volumes", "a:1"]);
   assertEquals(r.code, 2);
   assert(r.stderr.startsWith(`Bad -log "xml": expected text or json\n`), r.stderr);
+});
+
+/** Every line of `text` parsed as a JSON log line with time, level and msg first. */
+// deno-lint-ignore no-explicit-any
+function jsonLines(text: string): any[] {
+  return text.split("\n").filter(Boolean).map((l) => {
+    let o;
+    try {
+      o = JSON.parse(l);
+    } catch {
+      throw new Error(`Not a JSON line: ${l}`);
+    }
+    assert(typeof o === "object" && o !== null && !Array.isArray(o), l);
+    if ("level" in o) assertEquals(Object.keys(o).slice(0, 3), ["time", "level", "msg"], l);
+    else assert("time" in o && ("method" in o || "volume" in o), l);
+    return o;
+  });
+}
+
+Deno.test("-log json: every line a tool and a master write is a JSON object, warnings and banner included", async () => {
+  const c = await Cluster.start();
+  try {
+    assertEquals(await status(c.url + randomKey(), { method: "PUT", body: "v" }), 201);
+    await c.stopMaster();
+    await c.stopVolume(1);
+    const partial = `${c.dir}/partial`;
+    const volumes = c.volumes.join(",");
+    const r = await runMain(["rebuild", "-log", "json", "-volumes", volumes, "-db", partial]);
+    assertEquals(r.code, 1, r.stderr);
+    const tool = [...jsonLines(r.stdout), ...jsonLines(r.stderr)];
+    const said = (level: string, start: string) =>
+      tool.some((l) => l.level === level && l.msg.startsWith(start));
+    assert(said("info", "rebuild: keys "), r.stderr); // the progress summary
+    assert(said("info", "rebuild: 1 key from "), r.stdout);
+    assert(said("error", "rebuild: 1 folder could not be read;"), r.stderr);
+    assert(said("error", `Cannot list "http://${c.volumes[1]}/": `), r.stderr); // named, unindented
+    await c.startVolume(1);
+    const m = await capturedMaster(c, ["-log", "json", "-db", partial]);
+    const out = await m.stop();
+    const [banner, ...rest] = jsonLines(out.stdout.join("\n"));
+    assertEquals(
+      banner.msg,
+      `mkv master on :${new URL(m.url).port}, volumes ${volumes}, replicas 3`,
+    );
+    assertEquals(
+      [banner.level, banner.port, banner.volumes, banner.replicas],
+      ["info", Number(new URL(m.url).port), c.volumes, 3],
+    );
+    assertEquals(rest, []);
+    const [warning, ...others] = jsonLines(out.stderr.join("\n"));
+    assertEquals(warning.level, "warn");
+    assertEquals(warning.incomplete, "a rebuild could not read 1 folder");
+    assert(
+      warning.msg.startsWith("Warning: the index is incomplete: a rebuild could not read 1 folder"),
+      warning.msg,
+    );
+    assertEquals(others, []);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("-log json: a command's error is one JSON line, a wrong flag's too", async () => {
+  const bad = await runMain(["server", "-log", "json", "-replicas", "two", "-db", "/tmp/x"]);
+  assertEquals(bad.code, 2);
+  assertEquals(bad.stdout, "");
+  const [flag, ...more] = jsonLines(bad.stderr);
+  assertEquals(more, []);
+  assertEquals(flag.level, "error");
+  assert(flag.msg.endsWith(" (mkv help lists the commands and flags)"), flag.msg);
+  const missing = await runMain(["server", "-log=json", "-volumes", "a:1"]);
+  assertEquals(missing.code, 2);
+  assertEquals(jsonLines(missing.stderr).map((l) => l.level), ["error"]);
+  const dir = await Deno.makeTempDir({ prefix: "mkv-test-" });
+  try {
+    const none = await runMain([
+      "verify",
+      "-log",
+      "json",
+      "-replicas",
+      "1",
+      "-volumes",
+      "a:1",
+      "-db",
+      `${dir}/none`,
+    ]);
+    assertEquals(none.code, 1);
+    const [err, ...rest] = jsonLines(none.stderr);
+    assertEquals([err.level, rest], ["error", []]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("-log json: an unexpected error is one JSON line, its stack a field of it", () => {
+  const written: string[] = [];
+  const error = console.error;
+  console.error = (line: string) => written.push(line);
+  setLogFormat("json");
+  try {
+    const err = new Error("boom");
+    logUnexpected("PUT /k", err);
+    assertEquals(written.length, 1);
+    const line = JSON.parse(written[0]);
+    assertEquals(
+      [Object.keys(line), line.level, line.msg, line.stack],
+      [["time", "level", "msg", "stack"], "error", "PUT /k: boom", err.stack],
+    );
+  } finally {
+    setLogFormat("text");
+    console.error = error;
+  }
 });

@@ -1,5 +1,5 @@
 // GET /?metrics: Prometheus text that counts a known sequence exactly.
-import { Cluster, randomKey, status } from "./cluster.ts";
+import { Cluster, randomKey, runMain, status } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 
 /** Parses the text exposition strictly; returns sample name{labels} -> value. */
@@ -132,6 +132,61 @@ Deno.test("/?metrics says whether the master is the index's sole writer", async 
     } finally {
       await other.stop();
     }
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("/?metrics: mkv_volume_up per volume, 0 from an unanswered call, 1 once answered again", async () => {
+  const c = await Cluster.start();
+  try {
+    const up = (m: Map<string, number>) =>
+      c.volumes.map((v) => m.get(`mkv_volume_up{volume="${v}"}`));
+    // Every volume answered the master's start (its check of the volume names).
+    assertEquals(up(await scrape(c)), [1, 1, 1]);
+    await c.stopVolume(1);
+    // Three replicas: the PUT calls the stopped volume, which does not answer.
+    assertEquals(await status(c.url + randomKey(), { method: "PUT", body: "v" }), 500);
+    assertEquals(up(await scrape(c)), [1, 0, 1]);
+    await c.startVolume(1);
+    assertEquals(await status(c.url + randomKey(), { method: "PUT", body: "v" }), 201);
+    assertEquals(up(await scrape(c)), [1, 1, 1]);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("/?metrics: mkv_index_commit_duration_seconds times every index commit", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1"] });
+  try {
+    const before = await scrape(c);
+    for (let i = 0; i < 3; i++) {
+      assertEquals(await status(c.url + randomKey(), { method: "PUT", body: "v" }), 201);
+    }
+    const after = await scrape(c);
+    const delta = (name: string) => (after.get(name) ?? 0) - (before.get(name) ?? 0);
+    const commits = delta("mkv_index_commits_total");
+    assert(commits >= 3, `${commits} commits for 3 PUTs`);
+    assertEquals(delta("mkv_index_commit_duration_seconds_count"), commits);
+    assertEquals(delta(`mkv_index_commit_duration_seconds_bucket{le="+Inf"}`), commits);
+    assert(delta("mkv_index_commit_duration_seconds_sum") > 0, "commits take time");
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("/?metrics: mkv_index_incomplete is 1 on an index a rebuild could not finish", async () => {
+  const c = await Cluster.start();
+  try {
+    assertEquals((await scrape(c)).get("mkv_index_incomplete"), 0);
+    await c.stopMaster();
+    await c.stopVolume(1);
+    const partial = `${c.dir}/partial`;
+    const r = await runMain(["rebuild", "-volumes", c.volumes.join(","), "-db", partial]);
+    assertEquals(r.code, 1, r.stderr);
+    await c.startVolume(1);
+    await c.startMaster(["-db", partial]);
+    assertEquals((await scrape(c)).get("mkv_index_incomplete"), 1);
   } finally {
     await c.stop();
   }

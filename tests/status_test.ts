@@ -1,6 +1,6 @@
 // GET /?status: the page a person opens in a browser (a real headless
 // Chromium against a real cluster), and the same data as JSON.
-import { Cluster, randomKey, status } from "./cluster.ts";
+import { Cluster, randomKey, runMain, status } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { launchChromium, type Page } from "./browser.ts";
 
@@ -64,6 +64,7 @@ Deno.test({
         for (const v of c.volumes) if (await shownState(page, v) !== "up") return false;
         return true;
       });
+      assertEquals(await page.locator("#problems").textContent(), "All 3 volumes up");
       // Three replicas: every volume holds all six keys.
       for (const v of c.volumes) {
         const keys = await page.locator(`tr.volume[data-volume="${v}"] td.keys`).textContent();
@@ -79,6 +80,14 @@ Deno.test({
       assertEquals(await shownState(page, c.volumes[0]), "up");
       assertEquals(await shownState(page, c.volumes[2]), "up");
       assertEquals(await page.locator("tr.volume.down").count(), 1);
+      // Said at the top too: which, since when, for how long.
+      const problem = await page.locator("#problems li.problem").textContent() ?? "";
+      assert(
+        new RegExp(`^Volume ${c.volumes[1]} down since \\S+ \\S+ UTC \\(for [^)]+\\): `).test(
+          problem,
+        ),
+        problem,
+      );
 
       // Two charts (by method, by status class), with the PUTs drawn.
       assertEquals(await page.locator("figure svg").count(), 2);
@@ -120,12 +129,14 @@ Deno.test("/?status as JSON: exact fields, keys per volume as placed, a stopped 
     const s = await statusJson(c);
     assertEquals(Object.keys(s).sort(), [
       "errors",
+      "index",
       "keys",
       "started",
       "time",
       "traffic",
       "volumes",
     ]);
+    assertEquals(s.index, { incomplete: null, rebuilding: false });
     assertEquals(s.keys.live, 4);
     assertEquals(s.keys.unlinked, 1);
     assertEquals(s.keys.writing, 0);
@@ -227,6 +238,34 @@ Deno.test("?status answers HEAD like GET, and 405 to other methods", async () =>
     const page = await fetch(`${c.url}/?status`, { headers: { Accept: "*/*" } });
     assertEquals(page.headers.get("content-type"), "text/html; charset=utf-8");
     assert((await page.text()).startsWith("<!doctype html>"));
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("/?status says when the index is incomplete, why and since when, as JSON and on the page", async () => {
+  const c = await Cluster.start();
+  try {
+    await c.stopMaster();
+    await c.stopVolume(1);
+    const partial = `${c.dir}/partial`;
+    const r = await runMain(["rebuild", "-volumes", c.volumes.join(","), "-db", partial]);
+    assertEquals(r.code, 1, r.stderr);
+    await c.startVolume(1);
+    await c.startMaster(["-db", partial]);
+    const s = await statusJson(c);
+    assertEquals(Object.keys(s.index.incomplete), ["why", "since"]);
+    assertEquals(s.index.incomplete.why, "a rebuild could not read 1 folder");
+    assertEquals(new Date(s.index.incomplete.since).toISOString(), s.index.incomplete.since);
+    assertEquals(s.index.rebuilding, false);
+    const html = await (await fetch(`${c.url}/?status`)).text();
+    const since = s.index.incomplete.since.slice(0, 19).replace("T", " ");
+    assert(
+      html.includes(
+        `<li class="problem">Index incomplete since ${since} UTC: a rebuild could not read 1 folder;`,
+      ),
+      html,
+    );
   } finally {
     await c.stop();
   }

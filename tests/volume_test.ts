@@ -1,6 +1,6 @@
 // `mkv volume`: stock nginx on a folder, started clean.
 import { Cluster, randomKey, status } from "./cluster.ts";
-import { assertEquals } from "./assert.ts";
+import { assert, assertEquals } from "./assert.ts";
 
 Deno.test("a volume starts without the partial uploads a killed nginx left", async () => {
   const c = await Cluster.start();
@@ -19,5 +19,100 @@ Deno.test("a volume starts without the partial uploads a killed nginx left", asy
     assertEquals(await (await fetch(c.url + key)).text(), "after");
   } finally {
     await c.stop();
+  }
+});
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+/** `main.ts volume <dir>` on `port`, its stdout and stderr piped; extra args after the folder. */
+function spawnVolume(dir: string, port: number, extra: string[] = []): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, "volume", dir, ...extra],
+    env: { PORT: String(port) },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+/** Reads a stream's text until `done(text)` holds (or it ends); returns the text so far. */
+async function readUntil(
+  reader: ReadableStreamDefaultReader<string>,
+  done: (text: string) => boolean,
+): Promise<string> {
+  let text = "";
+  while (!done(text)) {
+    const { value, done: ended } = await reader.read();
+    if (ended) break;
+    text += value;
+  }
+  return text;
+}
+
+/** A port held by a listener of the test (on every address, as nginx binds it). */
+function holdPort(): { port: number; listener: Deno.Listener } {
+  const listener = Deno.listen({ hostname: "0.0.0.0", port: 0 });
+  return { port: (listener.addr as Deno.NetAddr).port, listener };
+}
+
+Deno.test("a volume on a port in use exits 1 naming the port, and never announces it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mkv-test-" });
+  const { port, listener } = holdPort();
+  try {
+    const out = await spawnVolume(dir, port).output();
+    const d = new TextDecoder();
+    assertEquals(out.code, 1);
+    assertEquals(d.decode(out.stdout), "", "no 'mkv volume ... on :port' line");
+    const lines = d.decode(out.stderr).trimEnd().split("\n");
+    assertEquals(
+      lines.at(-1),
+      `Cannot listen on port ${port} (PORT): it is in use by another process`,
+    );
+    // nginx's own lines come first, as it wrote them.
+    assert(lines.some((l) => l.includes(`:${port} failed (98: Address already in use)`)), lines[0]);
+  } finally {
+    listener.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a volume announces its port only once nginx listens there, after retries of its bind", async () => {
+  // The port is held until nginx has failed to bind it once (as when an
+  // nginx being stopped still holds it): nginx retries, and the volume says
+  // it is on the port only once it is, then answers at once.
+  const dir = await Deno.makeTempDir({ prefix: "mkv-test-" });
+  const { port, listener } = holdPort();
+  const proc = spawnVolume(dir, port, ["-log", "json"]);
+  const stdout = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const stderr = proc.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let released = false;
+  // Whether the port was still held when the announcement came.
+  const announced = readUntil(stdout, (t) => t.includes("\n")).then((line) => ({ line, released }));
+  try {
+    const failed = await readUntil(stderr, (t) => t.includes("Address already in use"));
+    assert(failed.includes("Address already in use"), failed);
+    released = true;
+    listener.close();
+    const { line, released: after } = await announced;
+    assertEquals(after, true, `announced while nginx could not bind: ${line}`);
+    const banner = JSON.parse(line);
+    assertEquals(
+      [banner.level, banner.msg, banner.port, banner.folder],
+      ["info", `mkv volume ${dir} on :${port}`, port, dir],
+    );
+    const res = await fetch(`http://127.0.0.1:${port}/`);
+    assertEquals(res.status, 200);
+    assertEquals(await res.json(), []);
+    // Each nginx line was a JSON line too.
+    for (const l of failed.trimEnd().split("\n")) {
+      assertEquals(JSON.parse(l).source, "nginx", l);
+    }
+  } finally {
+    if (!released) listener.close();
+    proc.kill("SIGTERM");
+    assertEquals((await proc.status).code, 0);
+    await stdout.cancel();
+    await stderr.cancel();
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -16,6 +16,7 @@ import { type Outcome, Store } from "../lib/store.ts";
 import type { Index } from "../lib/index_db.ts";
 import { Fenced } from "../lib/group_commit.ts";
 import { concurrencyOf } from "../lib/tool_flags.ts";
+import { logError, logInfo, logWarn } from "../lib/log.ts";
 
 export async function rebalance(flags: FlagValues): Promise<number> {
   const opts = storeOptions(flags);
@@ -44,7 +45,7 @@ export async function rebalance(flags: FlagValues): Promise<number> {
     }
     if (dryRun) {
       progress.stop();
-      console.log(
+      logInfo(
         `rebalance: dry run: ${todo.length} of ${plural(progress.get("scanned"), "key")} ` +
           `would move, ${plural(bytes, "byte")}` +
           (unknown > 0 ? ` (and ${plural(unknown, "key")} of unknown size)` : ""),
@@ -54,7 +55,7 @@ export async function rebalance(flags: FlagValues): Promise<number> {
     const aliases = await aliasesOf(opts.volumes, recorded, Math.max(opts.voltimeout, 10_000));
     if (aliases.length > 0) {
       progress.stop();
-      console.error(`rebalance: ${aliasesMessage(aliases)}; nothing moved`);
+      logError(`rebalance: ${aliasesMessage(aliases)}; nothing moved`);
       return 1;
     }
     progress.total = todo.length;
@@ -86,7 +87,7 @@ export async function rebalance(flags: FlagValues): Promise<number> {
       const retry = held;
       held = [];
       const wait = await leaseLeft(index, retry);
-      console.error(
+      logWarn(
         `rebalance: ${plural(retry.length, "key")} held by another writer; retrying in ${
           Math.ceil(wait / 1000)
         }s`,
@@ -96,17 +97,17 @@ export async function rebalance(flags: FlagValues): Promise<number> {
     }
     progress.done();
     const gone = progress.get("gone");
-    console.log(
+    logInfo(
       `rebalance: moved ${plural(moved, "key")}, ${failed.length} failed` +
         (gone > 0 ? `, ${gone} deleted meanwhile` : ""),
     );
     nameSome(failed);
     if (leftovers.length > 0) {
-      console.log(
+      logInfo(
         `rebalance: ${plural(leftovers.length, "old copy", "old copies")} could not be deleted ` +
           `(orphans; verify -repair removes those on the volumes it is given)`,
       );
-      nameSome(leftovers);
+      nameSome(leftovers, 50, "warn");
     }
     return failed.length > 0 ? 1 : 0;
   } finally {

@@ -19,6 +19,7 @@ import { Fenced } from "../lib/group_commit.ts";
 import type { Index } from "../lib/index_db.ts";
 import type { Record } from "../lib/record.ts";
 import { type Found, hexFolders, keysIn, subvolumesOf, type Walker } from "../lib/walk.ts";
+import { logError, logInfo, logWarn } from "../lib/log.ts";
 
 const decoder = new TextDecoder();
 /** The start of the member id rebuild's check beats under (not REBUILD's). */
@@ -38,7 +39,7 @@ export async function rebuild(flags: FlagValues): Promise<number> {
   const others = (await liveMembers(index, `${CHECK}${Deno.pid}`, MEMBER_INTERVAL)).length;
   if (others > 0) {
     index.close();
-    console.error(
+    logError(
       `rebuild: ${plural(others, "master or tool is", "masters or tools are")} using this ` +
         `index; stop them first ` +
         `(rebuild empties the index before it reads the volumes)`,
@@ -54,7 +55,7 @@ export async function rebuild(flags: FlagValues): Promise<number> {
     // verify -repair must not take their files for orphans meanwhile.
     await index.markIncomplete({ at: Date.now(), why: "a rebuild began and has not finished" });
     const cleared = await index.clear();
-    if (cleared > 0) console.log(`rebuild: cleared ${plural(cleared, "record")}`);
+    if (cleared > 0) logInfo(`rebuild: cleared ${plural(cleared, "record")}`);
     const vols = (await Promise.all(opts.volumes.map((v) => subvolumesOf(w, v)))).flat();
     progress.add("volumes", vols.length);
     const tops = await hexFolders(w, vols, "/");
@@ -101,19 +102,19 @@ export async function rebuild(flags: FlagValues): Promise<number> {
     });
     progress.done();
     const secs = (performance.now() - started) / 1000;
-    console.log(
+    logInfo(
       `rebuild: ${plural(keys, "key")} from ${plural(vols.length, "(sub)volume")} ` +
         `in ${secs.toFixed(1)}s`,
     );
     if (differ.length > 0) {
-      console.error(
+      logWarn(
         `rebuild: ${plural(differ.length, "key has", "keys have")} copies of different sizes; ` +
           `the older ones are left out (verify names them as orphans):`,
       );
-      nameSome(differ);
+      nameSome(differ, 50, "warn");
     }
     if (unwritten.length > 0) {
-      console.error(
+      logError(
         `rebuild: ${plural(unwritten.length, "key")} found ` +
           `could not be recorded; the index is incomplete (run rebuild again; ` +
           `until then verify -repair deletes no orphans):`,
@@ -121,7 +122,7 @@ export async function rebuild(flags: FlagValues): Promise<number> {
       nameSome(unwritten);
     }
     if (w.errors.length > 0) {
-      console.error(
+      logError(
         `rebuild: ${plural(w.errors.length, "folder")} could not be read; ` +
           `the index is incomplete (run rebuild again once every volume answers; ` +
           `until then verify -repair deletes no orphans):`,

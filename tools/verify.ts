@@ -35,6 +35,7 @@ import {
   volumeUrl,
 } from "../lib/volumes.ts";
 import { hexFolders, keysIn, type Other, subvolumesOf, type Walker } from "../lib/walk.ts";
+import { logInfo, logLine } from "../lib/log.ts";
 
 const decoder = new TextDecoder();
 
@@ -111,9 +112,12 @@ export async function verify(flags: FlagValues): Promise<number> {
     // Before the last progress line, so that it counts them too.
     for (const e of w.errors) report(ctx, `unreadable folder: ${e}`);
     progress.done();
-    for (const p of ctx.problems) console.log(p.fixed ? `${p.text}: repaired, ${p.fixed}` : p.text);
+    for (const p of ctx.problems) {
+      if (p.fixed) logInfo(`${p.text}: repaired, ${p.fixed}`);
+      else logLine("warn", p.text, {}, "stdout");
+    }
     const left = ctx.problems.filter((p) => !p.fixed).length;
-    console.log(
+    logInfo(
       `verify: ${plural(progress.get("keys"), "key")}, ${plural(ctx.problems.length, "problem")}` +
         (repair ? `, ${ctx.problems.length - left} repaired` : ""),
     );

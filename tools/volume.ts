@@ -3,6 +3,7 @@
 // (volume.conf). nginx's pid and temp files stay in <folder>/.mkv-nginx.
 import { chmod, chown, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
+import { type Level, logFormatInUse, logInfo, logLine, logWarn } from "../lib/log.ts";
 
 export async function volume(args: string[]): Promise<number> {
   const folder = resolve(args[0] ?? "/tmp/volume1/");
@@ -18,19 +19,75 @@ export async function volume(args: string[]): Promise<number> {
   const conf = await renderConf({ port, root: folder, run, user });
   const confPath = join(run, "nginx.conf");
   await writeFile(confPath, conf);
-  console.log(`mkv volume ${folder} on :${port}`);
   const child = new Deno.Command(nginx, {
     args: ["-e", "stderr", "-c", confPath, "-p", run],
     stdin: "null",
+    stderr: "piped",
   }).spawn();
   const forward = (sig: Deno.Signal) => () => child.kill(sig);
   const term = forward("SIGTERM"), int = forward("SIGTERM");
   Deno.addSignalListener("SIGTERM", term);
   Deno.addSignalListener("SIGINT", int);
+  const errors = forwardErrors(child.stderr);
+  // Announced once nginx listens, not before: a port in use has it retry
+  // its bind for 2.5 s, then exit.
+  if (await listening(child, join(run, "nginx.pid"))) {
+    logInfo(`mkv volume ${folder} on :${port}`, { folder, port });
+  }
   const status = await child.status;
   Deno.removeSignalListener("SIGTERM", term);
   Deno.removeSignalListener("SIGINT", int);
-  return status.success || status.signal === "SIGTERM" ? 0 : status.code || 1;
+  const last = await errors;
+  if (status.success || status.signal === "SIGTERM") return 0;
+  if (last.inUse) {
+    throw new Error(`Cannot listen on port ${port} (PORT): it is in use by another process`);
+  }
+  return status.code || 1;
+}
+
+/**
+ * True once nginx listens: it writes its pid file only after it has bound
+ * its port (a file left by an nginx that was killed names another pid).
+ * False when it exits first.
+ */
+async function listening(child: Deno.ChildProcess, pidFile: string): Promise<boolean> {
+  let exited = false;
+  child.status.then(() => exited = true);
+  while (!exited) {
+    const pid = Number((await readFile(pidFile, "utf8").catch(() => "")).trim());
+    if (pid === child.pid) return true;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return false;
+}
+
+/**
+ * Writes nginx's error lines to stderr as they come (with -log json, a JSON
+ * line each, its level nginx's); resolves when nginx closes its stderr,
+ * saying whether it failed to bind a port in use.
+ */
+async function forwardErrors(stderr: ReadableStream<Uint8Array>): Promise<{ inUse: boolean }> {
+  let inUse = false;
+  let rest = "";
+  const line = (l: string) => {
+    if (l.includes("Address already in use")) inUse = true;
+    if (logFormatInUse() === "json") logLine(nginxLevel(l), l, { source: "nginx" }, "stderr");
+    else console.error(l);
+  };
+  for await (const text of stderr.pipeThrough(new TextDecoderStream())) {
+    const lines = (rest + text).split("\n");
+    rest = lines.pop()!;
+    lines.forEach(line);
+  }
+  if (rest) line(rest);
+  return { inUse };
+}
+
+/** Our level of an nginx error line ("nginx: [emerg] bind() ...", "... [warn] ..."). */
+function nginxLevel(line: string): Level {
+  const m = line.match(/\[(emerg|alert|crit|error|warn|notice|info|debug)\]/);
+  if (!m || ["emerg", "alert", "crit", "error"].includes(m[1])) return "error";
+  return m[1] === "warn" ? "warn" : "info";
 }
 
 export async function renderConf(
@@ -54,7 +111,7 @@ export async function renderConf(
 async function workerUser(folder: string): Promise<string> {
   if (Deno.uid() !== 0) return "";
   if (!await othersCanReach(dirname(folder))) {
-    console.error(`${dirname(folder)} is closed to other users: nginx workers run as root`);
+    logWarn(`${dirname(folder)} is closed to other users: nginx workers run as root`);
     return "user root root;";
   }
   const group = (await readFile("/etc/group", "utf8")).match(/^nogroup:/m) ? "nogroup" : "nobody";
@@ -126,7 +183,7 @@ async function installNginx(): Promise<string> {
   if (Deno.uid() !== 0 || !await stat("/usr/bin/apt-get").catch(() => null)) {
     throw new Error(`nginx is not installed. Install it with: sudo sh -c '${how}'`);
   }
-  console.error(`nginx is not installed; running: ${how}`);
+  logWarn(`nginx is not installed; running: ${how}`);
   const out = await new Deno.Command("sh", {
     args: ["-c", how],
     env: { DEBIAN_FRONTEND: "noninteractive" },

@@ -1,0 +1,93 @@
+// The status page's summary of what is wrong, rendered from a known state:
+// which volumes are down, since when and for how long, an incomplete index,
+// a rebuild running (lib/status.ts).
+import { age, problems, renderHtml, type Status, type VolumeStatus } from "../lib/status.ts";
+import { assert, assertEquals } from "./assert.ts";
+
+const NOW = "2026-11-24T22:32:40.000Z";
+
+function volume(name: string, up: boolean | null, since: string | null, reason = ""): VolumeStatus {
+  return { volume: name, up, ms: up === null ? null : 0.7, checked: NOW, since, reason, keys: 3 };
+}
+
+function status(volumes: VolumeStatus[], index: Status["index"]): Status {
+  const empty = Array.from({ length: 60 }, () => 0);
+  return {
+    time: NOW,
+    started: "2026-11-24T20:00:00.000Z",
+    index,
+    volumes,
+    keys: { live: 3, unlinked: 0, writing: 0, total: 3, counted: NOW },
+    traffic: {
+      interval_s: 10,
+      end: NOW,
+      methods: { GET: empty, PUT: empty },
+      classes: { "2xx": empty, "5xx": empty },
+    },
+    errors: [],
+  };
+}
+
+const WHOLE = { incomplete: null, rebuilding: false };
+
+Deno.test("status page: how long, in the largest two units", () => {
+  assertEquals(age("2026-11-24T22:32:28.500Z", NOW), "11 s");
+  assertEquals(age("2026-11-24T22:27:37.000Z", NOW), "5 min 3 s");
+  assertEquals(age("2026-11-24T20:27:00.000Z", NOW), "2 h 5 min");
+  assertEquals(age("2026-11-21T18:00:00.000Z", NOW), "3 d 4 h");
+  // A clock that stepped back is no negative age.
+  assertEquals(age("2026-11-24T22:33:00.000Z", NOW), "0 s");
+});
+
+Deno.test("status page: a volume down is said at the top, since when, for how long and why", () => {
+  const s = status([
+    volume("10.0.0.1:3001", true, "2026-11-24T20:00:00.000Z"),
+    volume(
+      "10.0.0.2:3001",
+      false,
+      "2026-11-24T22:27:37.000Z",
+      "HEAD / failed: timed out after 1000ms",
+    ),
+    volume("10.0.0.3:3001", null, null),
+  ], WHOLE);
+  assertEquals(problems(s), [
+    "Volume 10.0.0.2:3001 down since 2026-11-24 22:27:37 UTC (for 5 min 3 s): " +
+    '<span class="reason">HEAD / failed: timed out after 1000ms</span>',
+  ]);
+  const html = renderHtml(s);
+  assert(
+    html.includes(`<ul id="problems">\n<li class="problem">Volume 10.0.0.2:3001 down since`),
+    html,
+  );
+  // Its row: no probe time (the last answered probe's would read as an answer), its age.
+  const row = html.split("\n").find((l) => l.includes('data-volume="10.0.0.2:3001"'))!;
+  assert(row.includes('<td class="num probe"></td>'), row);
+  assert(row.includes('<span class="age">(5 min 3 s)</span>'), row);
+  const up = html.split("\n").find((l) => l.includes('data-volume="10.0.0.1:3001"'))!;
+  assert(up.includes('<td class="num probe">0.7</td>'), up);
+});
+
+Deno.test("status page: every volume up says so; one not yet probed is not counted up", () => {
+  const up = (name: string) => volume(name, true, "2026-11-24T20:00:00.000Z");
+  assertEquals(problems(status([up("a:1"), up("b:1")], WHOLE)), []);
+  assert(
+    renderHtml(status([up("a:1"), up("b:1")], WHOLE))
+      .includes('<p id="problems" class="ok">All 2 volumes up</p>'),
+  );
+  assert(
+    renderHtml(status([up("a:1"), volume("b:1", null, null)], WHOLE))
+      .includes('<p id="problems" class="ok">1 of 2 volumes up</p>'),
+  );
+});
+
+Deno.test("status page: an incomplete index and a rebuild running are said at the top", () => {
+  const s = status([volume("a:1", true, NOW)], {
+    incomplete: { why: "a rebuild could not read 1 folder", since: "2026-11-23T08:00:00.000Z" },
+    rebuilding: true,
+  });
+  assertEquals(problems(s), [
+    "Index incomplete since 2026-11-23 08:00:00 UTC: a rebuild could not read 1 folder; keys on " +
+    "the volumes it could not read are missing: run rebuild again",
+    "A rebuild of the index is running: requests other than ?status and ?metrics answer 503",
+  ]);
+});
