@@ -52,7 +52,7 @@ Deno.test("rebuild refuses beside a live master whose heartbeats a locked index 
       [out.code, stderr],
       [
         1,
-        "rebuild: 1 master(s) or tool(s) are using this index; stop them first " +
+        "rebuild: 1 master or tool is using this index; stop them first " +
         "(rebuild empties the index before it reads the volumes)\n",
       ],
     );
