@@ -25,7 +25,8 @@ export const FLAGS: { [name: string]: FlagSpec } = {
   voltimeout: {
     type: "duration",
     default: 1000,
-    usage: "Volume servers must answer HEAD/DELETE/listing in this time or are considered down",
+    usage: "Volume servers must answer HEAD/listing in this time or are considered down " +
+      "(value transfers, deletes and renames: 10x, at least 2s)",
   },
   colocate: {
     type: "bool",

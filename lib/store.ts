@@ -45,9 +45,12 @@ export interface StoreOptions {
   /** Keys of one folder on the same volumes (lib/keys.ts placementKey). */
   colocate: boolean;
   md5sum: boolean;
-  /** Timeout of HEAD, DELETE and listing calls to volumes, in ms. */
+  /** Timeout of HEAD and listing calls to volumes, in ms. */
   voltimeout: number;
-  /** PUTs and GETs of values abort after this long without progress, ms. */
+  /**
+   * PUTs and GETs of values abort after this long without progress, ms; the
+   * renames (MOVE) and removals (DELETE) of values' files may take this long.
+   */
   stall: number;
   /** "host:port" that misses are redirected to, "" for none. */
   fallback: string;
@@ -519,7 +522,8 @@ export class Store {
    * False when a DELETE went unanswered (it may still land).
    */
   async #unswitch(volume: string, tmp: string, path: string): Promise<boolean> {
-    const t = this.opts.voltimeout;
+    // Values' files: their removal may take long (#removePaths).
+    const t = this.opts.stall;
     const answered = (err: unknown) => !unanswered(err);
     const tmpGone = await remoteDelete(volumeUrl(volume, tmp), t).then(() => true, answered);
     const fileGone = await remoteDelete(volumeUrl(volume, path), t).then(() => true, answered);
@@ -529,12 +533,18 @@ export class Store {
   /**
    * Renames the new value `tmp` over `path` on `volume`; throws if it is not
    * there after. A VolumeError with a status says the volume holds the old
-   * value (or none); any other error, that it may hold either.
+   * value (or none); any other error, that it may hold either. The MOVE gets
+   * the stall bound of value transfers, not -voltimeout: renaming over a
+   * large file takes the file system time in proportion (ext4 flushes the
+   * new file's data first: a 1 GiB value's took 0.5-0.7 s, over 1 s with its
+   * three replicas on one disk), and a rename taken for unanswered fails the
+   * REPLACE with a 503.
    */
   async #rename(volume: string, tmp: string, path: string, size: number): Promise<void> {
     const t = this.opts.voltimeout;
     try {
-      if (await remoteMove(volumeUrl(volume, tmp), volumeUrl(volume, path), t) === "moved") return;
+      const to = volumeUrl(volume, path);
+      if (await remoteMove(volumeUrl(volume, tmp), to, this.opts.stall) === "moved") return;
     } catch (err) {
       if (unanswered(err) || !(err instanceof VolumeError)) throw err;
       // Refused: this rename did not happen, but one by a master that died
@@ -699,9 +709,17 @@ export class Store {
     return this.#removePaths(key2path(key), volumes);
   }
 
+  /**
+   * Removes a value's file (a key's, a temporary, a part) from `volumes`.
+   * Each DELETE gets the stall bound of value transfers, not -voltimeout:
+   * unlinking a large file written recently waits for its pages under
+   * writeback (12 DELETEs of 256 MiB values at once on one disk: half took
+   * over 1 s), and one taken for unanswered fails its request and keeps
+   * the key from writers until the lease runs out.
+   */
   async #removePaths(path: string, volumes: string[]) {
     const results = await Promise.allSettled(
-      volumes.map((v) => remoteDelete(volumeUrl(v, path), this.opts.voltimeout)),
+      volumes.map((v) => remoteDelete(volumeUrl(v, path), this.opts.stall)),
     );
     const failures = results.flatMap((r) => r.status === "rejected" ? [r.reason] : []);
     // One the volume may still carry out, if any: callers wait for it.

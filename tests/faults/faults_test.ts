@@ -52,7 +52,8 @@ Deno.test("a hung volume (SIGSTOP): reads go to another replica, writes fail in 
       const delText = await del.text();
       assertEquals(del.status, 500);
       assert(delText.includes("timed out"), delText);
-      assert(performance.now() - delStarted < 2000, "the DELETE gave up within -voltimeout");
+      // A value's DELETE gets the stall bound, as its PUT (a large file's unlink takes time).
+      assert(performance.now() - delStarted < 10_000, "the DELETE gave up within the stall bound");
       assertEquals(await status(c.url + doomed), 404, "a half-done delete leaves no live key");
       // Listing the hung volume (rebuild) fails in bounded time, naming it.
       const listStarted = performance.now();

@@ -212,3 +212,49 @@ Deno.test("UploadPartCopy and CopyObject from a source whose volumes break off m
     await c.stop();
   }
 });
+
+/** Notes how each PUT of a multipart part came framed: its Content-Length, or "chunked". */
+class PartPutFraming extends VolumeProxy {
+  readonly framing: string[] = [];
+
+  protected override handle(req: Request): Promise<Response> {
+    if (req.method === "PUT" && new URL(req.url).pathname.includes("/mpu.")) {
+      const length = req.headers.get("content-length");
+      this.framing.push(length ?? req.headers.get("transfer-encoding") ?? "none");
+    }
+    return this.forward(req);
+  }
+}
+
+// Sent chunked, a 1 GiB UploadPartCopy grew the master's peak memory by
+// 53-62 MiB (framing each chunk copies it); with its length, 7-9 MiB, as CopyObject.
+Deno.test("UploadPartCopy sends its part to the volumes with the range's Content-Length", async () => {
+  const c = await Cluster.start({ flags: ["-s3"] });
+  const Bucket = "part-copy-sized";
+  const proxies = c.volumes.map((v) => new PartPutFraming(v));
+  const m = await c.spawnMaster(["-s3", "-volumes", proxies.map((p) => p.volume).join(",")]);
+  const s3 = s3Client(m.url);
+  try {
+    await s3.send(new CreateBucketCommand({ Bucket }));
+    const source = randomBytes(1_000_000);
+    await s3.send(new PutObjectCommand({ Bucket, Key: "source", Body: source }));
+    const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key: "mpu" }));
+    const part = await s3.send(
+      new UploadPartCopyCommand({
+        Bucket,
+        Key: "mpu",
+        UploadId,
+        PartNumber: 1,
+        CopySource: `${Bucket}/source`,
+        CopySourceRange: "bytes=1000-600999",
+      }),
+    );
+    assertEquals(part.CopyPartResult!.ETag, `"${md5Hex(source.subarray(1000, 601000))}"`);
+    assertEquals(proxies.flatMap((p) => p.framing), ["600000", "600000", "600000"]);
+  } finally {
+    s3.destroy();
+    await m.stop();
+    await Promise.all(proxies.map((p) => p.stop()));
+    await c.stop();
+  }
+});
