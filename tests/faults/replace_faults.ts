@@ -2,6 +2,7 @@
 // that a test can make hold or refuse requests, where a key's replicas are,
 // and the check that a master serves exactly a value.
 import { assertEquals } from "../assert.ts";
+import type { Cluster, SpawnedMaster } from "../cluster.ts";
 import { key2path, key2volume, md5, toHex } from "../../lib/keys.ts";
 
 /**
@@ -101,4 +102,23 @@ export async function assertServes(
   const got = await fetch(res.headers.get("location")!);
   assertEquals(new Uint8Array(await got.arrayBuffer()), value);
   return res;
+}
+
+/**
+ * A master of `c` whose volumes sit behind `proxies` (one per volume of
+ * `c`), with `flags`; `stop()` stops the master, then the proxies.
+ */
+export async function masterBehind(
+  c: Cluster,
+  proxies: VolumeProxy[],
+  flags: string[] = [],
+): Promise<{ m: SpawnedMaster; stop: () => Promise<void> }> {
+  const m = await c.spawnMaster(["-volumes", proxies.map((p) => p.volume).join(","), ...flags]);
+  return {
+    m,
+    async stop() {
+      await m.stop();
+      await Promise.all(proxies.map((p) => p.stop()));
+    },
+  };
 }

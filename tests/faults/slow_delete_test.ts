@@ -8,7 +8,7 @@ import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from "@aws-sd
 import { Cluster, randomBytes, randomKey, status } from "../cluster.ts";
 import { s3Client } from "../s3_client.ts";
 import { assertEquals } from "../assert.ts";
-import { assertServes, VolumeProxy } from "./replace_faults.ts";
+import { assertServes, masterBehind, VolumeProxy } from "./replace_faults.ts";
 
 /** -voltimeout of these masters; their stall bound is then 2 s. */
 const VOLTIMEOUT_MS = 200;
@@ -25,22 +25,9 @@ class SlowDelete extends VolumeProxy {
 }
 
 /** A master whose three volumes sit behind SlowDeletes. */
-async function slowDeleteCluster(c: Cluster, extra: string[] = []) {
+function slowDeleteCluster(c: Cluster, extra: string[] = []) {
   const proxies = c.volumes.map((v) => new SlowDelete(v));
-  const m = await c.spawnMaster([
-    "-volumes",
-    proxies.map((p) => p.volume).join(","),
-    "-voltimeout",
-    `${VOLTIMEOUT_MS}ms`,
-    ...extra,
-  ]);
-  return {
-    m,
-    async stop() {
-      await m.stop();
-      await Promise.all(proxies.map((p) => p.stop()));
-    },
-  };
+  return masterBehind(c, proxies, ["-voltimeout", `${VOLTIMEOUT_MS}ms`, ...extra]);
 }
 
 Deno.test("a DELETE whose volumes answer after -voltimeout answers 204; the key can be written again at once", async () => {

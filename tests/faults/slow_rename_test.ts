@@ -10,7 +10,7 @@ import { Cluster, randomBytes, randomKey } from "../cluster.ts";
 import { s3Client } from "../s3_client.ts";
 import { assertEquals } from "../assert.ts";
 import { md5, toHex } from "../../lib/keys.ts";
-import { assertServes, VolumeProxy } from "./replace_faults.ts";
+import { assertServes, masterBehind, VolumeProxy } from "./replace_faults.ts";
 
 /** -voltimeout of these masters; their stall bound is then 2 s. */
 const VOLTIMEOUT_MS = 200;
@@ -26,22 +26,9 @@ class SlowMove extends VolumeProxy {
 }
 
 /** A master whose three volumes sit behind SlowMoves. */
-async function slowMoveCluster(c: Cluster, extra: string[] = []) {
+function slowMoveCluster(c: Cluster, extra: string[] = []) {
   const proxies = c.volumes.map((v) => new SlowMove(v));
-  const m = await c.spawnMaster([
-    "-volumes",
-    proxies.map((p) => p.volume).join(","),
-    "-voltimeout",
-    `${VOLTIMEOUT_MS}ms`,
-    ...extra,
-  ]);
-  return {
-    m,
-    async stop() {
-      await m.stop();
-      await Promise.all(proxies.map((p) => p.stop()));
-    },
-  };
+  return masterBehind(c, proxies, ["-voltimeout", `${VOLTIMEOUT_MS}ms`, ...extra]);
 }
 
 Deno.test("a REPLACE whose renames take longer than -voltimeout answers 201", async () => {
