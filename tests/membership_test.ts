@@ -1,10 +1,10 @@
 // Unit tests of lib/membership.ts against a real Deno KV on a temporary file:
 // joining again after a failure, leaving, judging other members' lapses.
-import { DatabaseSync } from "node:sqlite";
 import { liveMembers, Membership } from "../lib/membership.ts";
 import { Index } from "../lib/index_db.ts";
 import { withIndex } from "./temp_index.ts";
 import { assertEquals, assertRejects } from "./assert.ts";
+import { lockIndex } from "./lock_index.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -138,28 +138,6 @@ Deno.test("liveMembers names a member whose heartbeats carry a wall-clock time l
   });
 });
 
-/**
- * Takes SQLite's write lock on the file at `path` (as another process's
- * write would hold it): every index write waits until the returned
- * function is called. Reads go on.
- */
-async function lockIndex(path: string): Promise<() => void> {
-  const db = new DatabaseSync(path);
-  for (let i = 0;; i++) {
-    try {
-      db.exec("BEGIN IMMEDIATE");
-      break;
-    } catch (err) {
-      if (i === 200) throw err;
-      await sleep(5); // a write of the index's own in flight
-    }
-  }
-  return () => {
-    db.exec("COMMIT");
-    db.close();
-  };
-}
-
 Deno.test("liveMembers names a member whose heartbeats a locked index held up through the watch, and leaves no record of its own", async () => {
   await withIndex(async (index, path) => {
     // The other member's own connection, as another process's: its held-up
@@ -172,7 +150,7 @@ Deno.test("liveMembers names a member whose heartbeats a locked index held up th
       const found = liveMembers(index, "me", 300);
       await sleep(100); // it has seen the record
       // Locked for over two lapses of 900 ms; the other beats on, held up.
-      const unlock = await lockIndex(path);
+      const unlock = lockIndex(path);
       timer = setInterval(() => theirs.heartbeat(other, Date.now()).catch(() => {}), 100);
       await sleep(2000);
       unlock();

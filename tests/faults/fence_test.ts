@@ -5,9 +5,9 @@
 // master removes before trusting its memory: the late write fails, 503, and
 // writes nothing, rather than land unseen and leave the other answering
 // from a stale memory.
-import { DatabaseSync } from "node:sqlite";
 import { Cluster, randomKey, status } from "../cluster.ts";
 import { assertEquals } from "../assert.ts";
+import { lockIndex } from "../lock_index.ts";
 import { assertServes, VolumeProxy } from "./replace_faults.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -24,13 +24,11 @@ Deno.test("an UNLINK stuck on a locked index, its master paused past its heartbe
     const key = randomKey("/fence");
     assertEquals(await status(c.url + key, { method: "PUT", body: "fenced" }), 201);
     // Hold SQLite's write lock: the paused master's UNLINK waits on it.
-    const db = new DatabaseSync(`${c.db}/index.sqlite3`);
-    db.exec("BEGIN IMMEDIATE");
+    const unlock = lockIndex(`${c.db}/index.sqlite3`);
     const unlink = fetch(paused.url + key, { method: "UNLINK" });
     await sleep(300);
     paused.proc.kill("SIGSTOP");
-    db.exec("COMMIT");
-    db.close();
+    unlock();
     // The other takes the paused one for gone (3 s without a heartbeat).
     for (let i = 0; i < 100 && !(await sole(c.url)); i++) await sleep(100);
     assertEquals(await sole(c.url), true, "the other master is alone");
@@ -75,16 +73,6 @@ class MoveHolder extends VolumeProxy {
   }
 }
 
-/** Holds SQLite's write lock on the cluster's index until the returned function is called. */
-function lockIndex(c: Cluster): () => void {
-  const db = new DatabaseSync(`${c.db}/index.sqlite3`);
-  db.exec("BEGIN IMMEDIATE");
-  return () => {
-    db.exec("COMMIT");
-    db.close();
-  };
-}
-
 Deno.test("a REPLACE fenced after its renames (its master paused past its heartbeat) writes its switch once joined again: 201, the new value served", async () => {
   const c = await Cluster.start();
   await c.stopMaster();
@@ -98,7 +86,7 @@ Deno.test("a REPLACE fenced after its renames (its master paused past its heartb
     const replace = fetch(paused.url + key, { method: "REPLACE", body: "the new value" });
     await holder.moved; // the switch noted, the renames going out
     // The index locked as the held rename ends: the switch's last write waits on it.
-    const unlock = lockIndex(c);
+    const unlock = lockIndex(`${c.db}/index.sqlite3`);
     holder.release();
     await sleep(300);
     paused.proc.kill("SIGSTOP");

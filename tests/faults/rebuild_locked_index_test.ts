@@ -5,9 +5,9 @@
 // record stand still through such a lock, took it for stopped, and emptied
 // the index under it (the master then answered 503 until the rebuild was
 // done). Its watch now starts over when its own heartbeat is held up.
-import { DatabaseSync } from "node:sqlite";
 import { Cluster, randomBytes, randomKey, status } from "../cluster.ts";
 import { assertEquals } from "../assert.ts";
+import { lockIndex } from "../lock_index.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
@@ -24,7 +24,7 @@ async function hasOpen(pid: number, db: string): Promise<boolean> {
 Deno.test("rebuild refuses beside a live master whose heartbeats a locked index held up through its check", async () => {
   const c = await Cluster.start();
   const master = c.masterProcess!;
-  let db: DatabaseSync | null = null;
+  let unlock: (() => void) | null = null;
   try {
     const key = randomKey("/rebuild-locked");
     assertEquals(await status(c.url + key, { method: "PUT", body: randomBytes(1000) }), 201);
@@ -39,13 +39,11 @@ Deno.test("rebuild refuses beside a live master whose heartbeats a locked index 
     }).spawn();
     for (let i = 0; i < 400 && !(await hasOpen(rebuild.pid, c.db)); i++) await sleep(25);
     await sleep(500); // opened, and watching
-    db = new DatabaseSync(`${c.db}/index.sqlite3`);
-    db.exec("BEGIN IMMEDIATE");
+    unlock = lockIndex(`${c.db}/index.sqlite3`);
     master.kill("SIGCONT");
     await sleep(5000); // over a lapse (3 s): the master's record stood still
-    db.exec("COMMIT");
-    db.close();
-    db = null;
+    unlock();
+    unlock = null;
     const out = await rebuild.output();
     const stderr = new TextDecoder().decode(out.stderr);
     assertEquals(
@@ -60,8 +58,7 @@ Deno.test("rebuild refuses beside a live master whose heartbeats a locked index 
     const after = randomKey("/rebuild-locked");
     assertEquals(await status(c.url + after, { method: "PUT", body: "x" }), 201);
   } finally {
-    if (db?.isTransaction) db.exec("COMMIT");
-    db?.close();
+    unlock?.();
     master.kill("SIGCONT");
     await c.stop();
   }
