@@ -280,6 +280,8 @@ export class Upload {
   #answered = false;
   readonly #call: Call;
   #done = false;
+  /** Where a chunk is framed (chunked bodies), reused from chunk to chunk. */
+  #frame: Uint8Array<ArrayBuffer> = new Uint8Array(0);
   /** Body bytes sent or being sent (known length), or 1 once the chunked end went out. */
   #sent = 0;
   /**
@@ -322,14 +324,21 @@ export class Upload {
     if (chunk.length === 0) return Promise.resolve();
     if (this.#opts.length !== null) return this.#sendBody(chunk);
     // One write per chunk: its frame copied around it (a copy costs less
-    // than two more writes).
+    // than two more writes), in one buffer the upload reuses (the write
+    // before has completed: callers write one chunk at a time).
     const size = chunk.length.toString(16);
-    const framed = new Uint8Array(size.length + 2 + chunk.length + 2);
+    const framed = this.#frameOf(size.length + 2 + chunk.length + 2);
     asciiInto(size + "\r\n", framed);
     framed.set(chunk, size.length + 2);
     framed[framed.length - 2] = 0x0d;
     framed[framed.length - 1] = 0x0a;
     return this.send(framed);
+  }
+
+  /** The upload's framing buffer, `n` bytes of it. */
+  #frameOf(n: number): Uint8Array<ArrayBuffer> {
+    if (this.#frame.length < n) this.#frame = new Uint8Array(Math.max(n, 2 * this.#frame.length));
+    return this.#frame.subarray(0, n);
   }
 
   async #sendBody(chunk: Uint8Array) {
