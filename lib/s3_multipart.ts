@@ -188,10 +188,11 @@ async function uploadPartCopy(
       versionstamp,
       n,
       body,
-      // The volumes get the length (streamed chunked, a 1 GiB part grew the
-      // master's peak memory by 53-62 MiB, with it 7-9 MiB). A source cut
-      // short is still the volume's failure: volumesFault makes the
-      // client's IncompleteBody an InternalError.
+      // The volumes get the length, as CopyObject's do: no chunk framing
+      // (when each chunk was copied to frame it, a 1 GiB part grew the
+      // master's peak memory by 53-62 MiB; with the length 7-9 MiB). A
+      // source cut short is still the volume's failure: volumesFault makes
+      // the client's IncompleteBody an InternalError.
       length,
       (written) =>
         length !== null && written.bytes !== length

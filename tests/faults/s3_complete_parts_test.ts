@@ -226,8 +226,9 @@ class PartPutFraming extends VolumeProxy {
   }
 }
 
-// Sent chunked, a 1 GiB UploadPartCopy grew the master's peak memory by
-// 53-62 MiB (framing each chunk copies it); with its length, 7-9 MiB, as CopyObject.
+// Sent chunked (each chunk copied into a new array to frame it, then), a
+// 1 GiB UploadPartCopy grew the master's peak memory by 53-62 MiB; with its
+// length, as CopyObject, 7-9 MiB.
 Deno.test("UploadPartCopy sends its part to the volumes with the range's Content-Length", async () => {
   const c = await Cluster.start({ flags: ["-s3"] });
   const Bucket = "part-copy-sized";
