@@ -34,6 +34,11 @@ export interface ChunkSigner {
   scope: string;
   /** The request's own signature: the first chunk's "previous". */
   seed: string;
+  /**
+   * STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER: the trailer after the last
+   * chunk is signed too (x-amz-trailer-signature).
+   */
+  trailer: boolean;
 }
 
 const ALGORITHM = "AWS4-HMAC-SHA256";
@@ -100,7 +105,7 @@ export function checkSignature(
     const signature = hmacHex(key, toSign);
     if (sameHex(signature, parts.signature)) {
       const chunks = payload.startsWith("STREAMING-AWS4-HMAC-SHA256-PAYLOAD")
-        ? { key, date: parts.date, scope, seed: signature }
+        ? { key, date: parts.date, scope, seed: signature, trailer: payload.endsWith("-TRAILER") }
         : undefined;
       return { payload, chunks };
     }
@@ -284,6 +289,22 @@ export function chunkSignature(
     previous,
     EMPTY_SHA256,
     chunkSha256,
+  ].join("\n");
+  return hmacHex(signer.key, toSign);
+}
+
+/**
+ * The signature of an aws-chunked body's trailer, given the last chunk's:
+ * over the SHA-256 of its lines ("name:value\n" each, the signature's own
+ * line not among them).
+ */
+export function trailerSignature(signer: ChunkSigner, previous: string, lines: string): string {
+  const toSign = [
+    "AWS4-HMAC-SHA256-TRAILER",
+    signer.date,
+    signer.scope,
+    previous,
+    sha256Hex(lines),
   ].join("\n");
   return hmacHex(signer.key, toSign);
 }
