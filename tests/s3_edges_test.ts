@@ -1,6 +1,6 @@
 // The S3 gateway against requests at the edges of what it takes, each
 // checked end to end against a real master and nginx volumes: signed
-// trailers, checksums in presigned URLs.
+// trailers, checksums in presigned URLs, browser form uploads.
 import { createHash, createHmac } from "node:crypto";
 import zlib from "node:zlib";
 import { Buffer } from "node:buffer";
@@ -9,7 +9,7 @@ import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { canonicalRequest, signingKey, stringToSign } from "../lib/s3_auth.ts";
 import { Cluster } from "./cluster.ts";
 import { s3Client } from "./s3_client.ts";
-import { errorXml } from "./s3_answers.ts";
+import { errorAnswer, errorXml } from "./s3_answers.ts";
 import { assertEquals } from "./assert.ts";
 
 const ACCESS = "edge-access";
@@ -87,7 +87,7 @@ function signedTrailerPut(url: string, path: string, value: Uint8Array, sentCrc?
   return fetch(url + path, { method: "PUT", headers, body });
 }
 
-Deno.test("S3 requests at the edges: signed trailers, presigned checksums", async (t) => {
+Deno.test("S3 requests at the edges: signed trailers, presigned checksums, form uploads", async (t) => {
   const c = await Cluster.start({ flags: ["-s3-access-key", ACCESS, "-s3-secret-key", SECRET] });
   const s3 = s3Client(c.url, { accessKeyId: ACCESS, secretAccessKey: SECRET });
   try {
@@ -140,6 +140,35 @@ Deno.test("S3 requests at the edges: signed trailers, presigned checksums", asyn
         assertEquals(await got.Body!.transformToString(), "presigned body");
       },
     );
+
+    await t.step(
+      "a browser form upload (POST Object) is 501 NotImplemented in S3's XML",
+      async () => {
+        const Bucket = bucketName();
+        const form = new FormData();
+        form.set("key", "from-form");
+        form.set("file", new Blob(["form body"]), "f.txt");
+        assertEquals(
+          await errorAnswer(`${c.url}/${Bucket}`, { method: "POST", body: form }),
+          {
+            status: 501,
+            type: "application/xml",
+            body: errorXml(
+              "NotImplemented",
+              "Browser form upload (POST Object) is not implemented by this gateway",
+              "",
+              `/${Bucket}`,
+            ),
+          },
+        );
+        assertEquals((await fetch(`${c.url}/${Bucket}/from-form`)).status, 404);
+      },
+    );
+
+    await t.step("a POST that is no form and no S3 call stays mkv's 405", async () => {
+      const res = await fetch(`${c.url}/${bucketName()}/k`, { method: "POST", body: "x" });
+      assertEquals([res.status, await res.text()], [405, "Method POST not allowed\n"]);
+    });
   } finally {
     await c.stop();
   }
