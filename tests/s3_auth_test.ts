@@ -6,6 +6,7 @@ import {
   canonicalRequest,
   checkSignature,
   type Credentials,
+  isSigned,
   parseQueryPairs,
   signingKey,
   stringToSign,
@@ -421,4 +422,23 @@ Deno.test("a signed trailer's checksum changed after signing is SignatureDoesNot
 Deno.test("a signed trailer without x-amz-trailer-signature is SignatureDoesNotMatch", async () => {
   const failure = await readFailure(signedTrailer({ signature: false }));
   assertEquals([failure?.code, failure?.status], ["SignatureDoesNotMatch", 403]);
+});
+
+Deno.test("a Signature Version 4A request is the gateway's, answered 501 NotImplemented", () => {
+  const headers = new Headers({
+    "x-amz-date": "20130524T000000Z",
+    "x-amz-region-set": "*",
+    authorization: "AWS4-ECDSA-P256-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/s3/" +
+      "aws4_request, SignedHeaders=host;x-amz-date;x-amz-region-set, Signature=3045",
+  });
+  assertEquals(isSigned(headers, ""), true);
+  const req = { method: "PUT", path: "/b/k", query: "", headers };
+  for (const creds of [CREDS, null]) {
+    const err = assertThrows(() => checkSignature(req, creds, AT), S3Error) as S3Error;
+    assertEquals([err.code, err.status, err.message], [
+      "NotImplemented",
+      501,
+      "Signature Version 4A (AWS4-ECDSA-P256-SHA256) is not implemented by this gateway",
+    ]);
+  }
 });

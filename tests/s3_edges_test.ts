@@ -1,6 +1,7 @@
 // The S3 gateway against requests at the edges of what it takes, each
 // checked end to end against a real master and nginx volumes: signed
-// trailers, checksums in presigned URLs, browser form uploads.
+// trailers, checksums in presigned URLs, browser form uploads, Signature
+// Version 4A.
 import { createHash, createHmac } from "node:crypto";
 import zlib from "node:zlib";
 import { Buffer } from "node:buffer";
@@ -87,7 +88,7 @@ function signedTrailerPut(url: string, path: string, value: Uint8Array, sentCrc?
   return fetch(url + path, { method: "PUT", headers, body });
 }
 
-Deno.test("S3 requests at the edges: signed trailers, presigned checksums, form uploads", async (t) => {
+Deno.test("S3 requests at the edges: signed trailers, presigned checksums, form uploads, SigV4A", async (t) => {
   const c = await Cluster.start({ flags: ["-s3-access-key", ACCESS, "-s3-secret-key", SECRET] });
   const s3 = s3Client(c.url, { accessKeyId: ACCESS, secretAccessKey: SECRET });
   try {
@@ -169,6 +170,34 @@ Deno.test("S3 requests at the edges: signed trailers, presigned checksums, form 
       const res = await fetch(`${c.url}/${bucketName()}/k`, { method: "POST", body: "x" });
       assertEquals([res.status, await res.text()], [405, "Method POST not allowed\n"]);
     });
+
+    await t.step(
+      "a Signature Version 4A PutObject is 501 NotImplemented, not mkv's PUT",
+      async () => {
+        const Bucket = bucketName();
+        const headers = {
+          authorization: `AWS4-ECDSA-P256-SHA256 Credential=${ACCESS}/20261125/s3/aws4_request, ` +
+            "SignedHeaders=host;x-amz-date;x-amz-region-set, Signature=3045",
+          "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
+          "x-amz-date": "20261125T120000Z",
+          "x-amz-region-set": "*",
+        };
+        assertEquals(
+          await errorAnswer(`${c.url}/${Bucket}/k`, { method: "PUT", headers, body: "value" }),
+          {
+            status: 501,
+            type: "application/xml",
+            body: errorXml(
+              "NotImplemented",
+              "Signature Version 4A (AWS4-ECDSA-P256-SHA256) is not implemented by this gateway",
+              "",
+              `/${Bucket}/k`,
+            ),
+          },
+        );
+        assertEquals((await fetch(`${c.url}/${Bucket}/k`)).status, 404);
+      },
+    );
   } finally {
     await c.stop();
   }
