@@ -1,11 +1,16 @@
 // The S3 gateway against requests at the edges of what it takes, each
 // checked end to end against a real master and nginx volumes: signed
 // trailers, checksums in presigned URLs, browser form uploads, Signature
-// Version 4A.
+// Version 4A, copies onto themselves.
 import { createHash, createHmac } from "node:crypto";
 import zlib from "node:zlib";
 import { Buffer } from "node:buffer";
-import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import {
+  CopyObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+} from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { canonicalRequest, signingKey, stringToSign } from "../lib/s3_auth.ts";
 import { Cluster } from "./cluster.ts";
@@ -88,7 +93,7 @@ function signedTrailerPut(url: string, path: string, value: Uint8Array, sentCrc?
   return fetch(url + path, { method: "PUT", headers, body });
 }
 
-Deno.test("S3 requests at the edges: signed trailers, presigned checksums, form uploads, SigV4A", async (t) => {
+Deno.test("S3 requests at the edges of what the gateway takes", async (t) => {
   const c = await Cluster.start({ flags: ["-s3-access-key", ACCESS, "-s3-secret-key", SECRET] });
   const s3 = s3Client(c.url, { accessKeyId: ACCESS, secretAccessKey: SECRET });
   try {
@@ -196,6 +201,51 @@ Deno.test("S3 requests at the edges: signed trailers, presigned checksums, form 
           },
         );
         assertEquals((await fetch(`${c.url}/${Bucket}/k`)).status, 404);
+      },
+    );
+
+    await t.step(
+      "a copy onto itself that changes only the storage class keeps the object, as S3",
+      async () => {
+        // `aws s3 cp s3://b/k s3://b/k --storage-class STANDARD_IA`.
+        const Bucket = bucketName();
+        await s3.send(
+          new PutObjectCommand({
+            Bucket,
+            Key: "k",
+            Body: "kept",
+            ContentType: "text/x-kept",
+            Metadata: { owner: "alice" },
+          }),
+        );
+        const copy = new CopyObjectCommand({
+          Bucket,
+          Key: "k",
+          CopySource: `${Bucket}/k`,
+          StorageClass: "STANDARD_IA",
+        });
+        assertEquals((await s3.send(copy)).$metadata.httpStatusCode, 200);
+        const head = await s3.send(new HeadObjectCommand({ Bucket, Key: "k" }));
+        assertEquals([head.ContentType, head.Metadata], ["text/x-kept", { owner: "alice" }]);
+        const got = await s3.send(new GetObjectCommand({ Bucket, Key: "k" }));
+        assertEquals(await got.Body!.transformToString(), "kept");
+      },
+    );
+
+    await t.step(
+      "a copy onto itself that changes nothing is 400 InvalidRequest, in S3's words",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: "same" }));
+        const copy = new CopyObjectCommand({ Bucket, Key: "k", CopySource: `${Bucket}/k` });
+        const err = await s3.send(copy).then(() => null, (e) => e);
+        assertEquals([err?.name, err?.$metadata?.httpStatusCode, err?.message], [
+          "InvalidRequest",
+          400,
+          "This copy request is illegal because it is trying to copy an object to itself without " +
+          "changing the object's metadata, storage class, website redirect location or encryption " +
+          "attributes.",
+        ]);
       },
     );
   } finally {
