@@ -1,14 +1,16 @@
 // The S3 gateway against requests at the edges of what it takes, each
 // checked end to end against a real master and nginx volumes: signed
 // trailers, checksums in presigned URLs, browser form uploads, Signature
-// Version 4A, copies onto themselves.
+// Version 4A, copies onto themselves, ListBuckets' paging.
 import { createHash, createHmac } from "node:crypto";
 import zlib from "node:zlib";
 import { Buffer } from "node:buffer";
 import {
   CopyObjectCommand,
+  CreateBucketCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListBucketsCommand,
   PutObjectCommand,
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
@@ -246,6 +248,34 @@ Deno.test("S3 requests at the edges of what the gateway takes", async (t) => {
           "changing the object's metadata, storage class, website redirect location or encryption " +
           "attributes.",
         ]);
+      },
+    );
+
+    await t.step(
+      "ListBuckets takes a prefix, and max-buckets a page with a continuation token",
+      async () => {
+        const prefix = `lb-${crypto.randomUUID().slice(0, 8)}-`;
+        for (const name of ["c", "a", "b"]) {
+          await s3.send(new CreateBucketCommand({ Bucket: prefix + name }));
+        }
+        await s3.send(new CreateBucketCommand({ Bucket: bucketName() }));
+        const names = (out: { Buckets?: { Name?: string }[] }) => out.Buckets?.map((b) => b.Name);
+        const all = await s3.send(new ListBucketsCommand({ Prefix: prefix }));
+        assertEquals([names(all), all.Prefix, all.ContinuationToken], [
+          [prefix + "a", prefix + "b", prefix + "c"],
+          prefix,
+          undefined,
+        ]);
+        const first = await s3.send(new ListBucketsCommand({ Prefix: prefix, MaxBuckets: 2 }));
+        assertEquals(names(first), [prefix + "a", prefix + "b"]);
+        const rest = await s3.send(
+          new ListBucketsCommand({
+            Prefix: prefix,
+            MaxBuckets: 2,
+            ContinuationToken: first.ContinuationToken,
+          }),
+        );
+        assertEquals([names(rest), rest.ContinuationToken], [[prefix + "c"], undefined]);
       },
     );
   } finally {
