@@ -68,6 +68,7 @@ const S3_PARAMS = new Set([
 /** Whether a request is for the S3 gateway rather than mkv's own API. */
 export function isS3(req: Request, target: Target): boolean {
   if (isSigned(req.headers, target.query)) return true;
+  if (isFormUpload(req, target.query)) return true;
   if (target.query === "") return false;
   return parseQueryPairs(target.query).some(([name]) => S3_PARAMS.has(name));
 }
@@ -99,6 +100,10 @@ async function answerS3(
   const opened: S3Body[] = [];
   const { bucket, object } = splitKey(target.key);
   try {
+    // Before the signature: a form's is in its fields, not the request's.
+    if (isFormUpload(req, target.query)) {
+      throw notImplemented("Browser form upload (POST Object)");
+    }
     const signature = checkSignature(
       { method: req.method, path: target.rawPath, query: target.query, headers: req.headers },
       opts.creds,
@@ -141,6 +146,19 @@ async function answerS3(
     // may send it all before reading, gets the answer.
     for (const b of opened) if (!b.body.locked) b.body.cancel().catch(() => {});
   }
+}
+
+/**
+ * A browser form upload (S3's POST Object): a POST of multipart/form-data,
+ * which mkv's API has no part of, not one of S3's POST calls (?uploads,
+ * ?uploadId, ?delete). Unsigned (its signature is a form field), so told
+ * apart by its form.
+ */
+function isFormUpload(req: Request, query: string): boolean {
+  if (req.method !== "POST") return false;
+  const type = req.headers.get("content-type")?.trim().toLowerCase() ?? "";
+  if (!type.startsWith("multipart/form-data")) return false;
+  return !parseQueryPairs(query).some(([name]) => ["uploads", "uploadId", "delete"].includes(name));
 }
 
 /** "/bucket/some/key" to "bucket" and the bytes of "some/key". */

@@ -10,6 +10,7 @@ import {
   EMPTY_SHA256,
   headerValue,
   type Signature,
+  trailerSignature,
 } from "./s3_auth.ts";
 import {
   type Algorithm,
@@ -203,6 +204,8 @@ export function decodeChunked(
   let signature = "";
   let previous = signer?.seed ?? "";
   let hash: Hash | null = null;
+  /** The trailer's lines as signed: "name:value\n" each, its signature's not. */
+  let signedLines = "";
 
   const fail = (message: string, code = "IncompleteBody"): never => {
     const err = code === "SignatureDoesNotMatch"
@@ -218,6 +221,19 @@ export function decodeChunked(
       fail("A chunk's signature does not match", "SignatureDoesNotMatch");
     }
     previous = signature;
+  };
+
+  /**
+   * The trailer read whole: its signature checked when the payload says it
+   * is signed (else a tamperer could change the checksum in it unseen).
+   */
+  const endTrailer = () => {
+    if (!signer?.trailer) return;
+    const sent = trailers.get("x-amz-trailer-signature");
+    if (sent === undefined) fail("The trailer has no x-amz-trailer-signature", "SignatureDoesNotMatch");
+    if (sent !== trailerSignature(signer, previous, signedLines)) {
+      fail("The x-amz-trailer-signature does not match the trailer", "SignatureDoesNotMatch");
+    }
   };
 
   const onLine = (text: string) => {
@@ -250,12 +266,16 @@ export function decodeChunked(
         return;
       case "trailer": {
         if (text === "") {
+          endTrailer();
           state = "end";
           return;
         }
         const colon = text.indexOf(":");
         if (colon > 0) {
-          trailers.set(text.slice(0, colon).trim().toLowerCase(), text.slice(colon + 1).trim());
+          const name = text.slice(0, colon).trim().toLowerCase();
+          const value = text.slice(colon + 1).trim();
+          trailers.set(name, value);
+          if (name !== "x-amz-trailer-signature") signedLines += `${name}:${value}\n`;
         }
         return;
       }
@@ -275,6 +295,7 @@ export function decodeChunked(
           if (r.done) {
             // Some clients end without the final empty line after trailers.
             if (state === "trailer") {
+              endTrailer();
               ctl.close();
               return;
             }

@@ -266,8 +266,32 @@ export async function bucketExists(s3: S3Request): Promise<boolean> {
   return page.items.length > 0;
 }
 
+/**
+ * ListBuckets: every bucket in name order, or those starting with `prefix`,
+ * `max-buckets` at a time (1 to 10,000), the next page after the
+ * `continuation-token` the last one ended with.
+ */
 export async function listBuckets(s3: S3Request): Promise<Response> {
-  const buckets = [...await allBuckets(s3)].sort((a, b) => a[0] < b[0] ? -1 : 1);
+  const q = s3.query;
+  const prefix = q.get("prefix") ?? "";
+  const max = countParam(q, "max-buckets", {
+    argName: "maxBuckets",
+    cap: 10_000,
+    absent: Infinity,
+  });
+  if (max === 0) {
+    throw argumentError(
+      "Argument maxBuckets must be an integer between 1 and 10000",
+      "max-buckets",
+      "0",
+    );
+  }
+  const token = q.get("continuation-token");
+  const after = token ? bucketOfToken(token) : "";
+  const all = [...await allBuckets(s3)].sort((a, b) => a[0] < b[0] ? -1 : 1)
+    .filter(([name]) => name.startsWith(prefix) && name > after);
+  const buckets = all.slice(0, max);
+  const more = all.length > buckets.length;
   return xmlResponse("ListAllMyBucketsResult", {
     Owner: OWNER,
     Buckets: {
@@ -276,7 +300,18 @@ export async function listBuckets(s3: S3Request): Promise<Response> {
         CreationDate: xmlTime(at),
       })),
     },
+    ContinuationToken: more ? base64(encoder.encode(buckets.at(-1)![0])) : undefined,
+    Prefix: q.has("prefix") ? prefix : undefined,
   });
+}
+
+/** The bucket a ListBuckets continuation-token names: the last of the page before. */
+function bucketOfToken(token: string): string {
+  try {
+    return decoder.decode(Uint8Array.from(atob(token), (c) => c.charCodeAt(0)));
+  } catch {
+    throw s3Error("InvalidArgument", "The continuation token provided is incorrect");
+  }
 }
 
 export async function headBucket(s3: S3Request): Promise<Response> {

@@ -588,6 +588,9 @@ export async function putObject(s3: S3Request): Promise<Response> {
   return res;
 }
 
+/** Headers that make a CopyObject onto itself with COPY legal in S3. */
+const SELF_COPY_CHANGES = ["x-amz-storage-class", "x-amz-website-redirect-location"];
+
 /** CopyObject: the value read from a replica of the source, written anew. */
 export async function copyObject(s3: S3Request): Promise<Response> {
   const { req, store } = s3;
@@ -614,10 +617,13 @@ export async function copyObject(s3: S3Request): Promise<Response> {
   const same = equal(sourceKey, s3.key);
   let rec: Record;
   if (same) {
-    if (directive === "COPY") {
+    // S3 copies an object onto itself when the copy changes something: its
+    // metadata (REPLACE), or its storage class or website redirect, which
+    // the gateway does not keep (a copy then keeps the metadata it has).
+    if (directive === "COPY" && !SELF_COPY_CHANGES.some((h) => req.headers.has(h))) {
       throw s3Error(
         "InvalidRequest",
-        "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata.",
+        "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
       );
     }
     const conflicts = new Backoff(req.signal);

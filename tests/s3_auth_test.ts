@@ -1,11 +1,12 @@
 // S3's signatures and aws-chunked bodies, against the examples in AWS's
 // Signature Version 4 documentation (same keys, dates and signatures).
-import { createHmac } from "node:crypto";
+import { createHash, createHmac } from "node:crypto";
 import {
   canonicalPath,
   canonicalRequest,
   checkSignature,
   type Credentials,
+  isSigned,
   parseQueryPairs,
   signingKey,
   stringToSign,
@@ -341,4 +342,103 @@ Deno.test("a Content-Length sent twice with the same number signs as that number
   );
   checkSignature({ method: "PUT", path: "/b/k", query: "", headers: twice }, creds, at);
   assertEquals(s3Body(null, twice, { payload: "UNSIGNED-PAYLOAD" }).contentLength, 6);
+});
+
+/**
+ * A signed aws-chunked upload of "hello world" with a CRC32 trailer
+ * (STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER), signed here step by step as
+ * AWS documents it; `crc` replaces the trailer's checksum after signing, and
+ * `signature: false` leaves out the trailer's signature.
+ */
+function signedTrailer(opts: { crc?: string; signature?: boolean } = {}) {
+  const creds = { accessKey: "k", secretKey: "s" };
+  const date = "20261124T120000Z";
+  const scope = "20261124/us-east-1/s3/aws4_request";
+  const key = signingKey("s", "20261124", "us-east-1", "s3");
+  const hmacHex = (s: string) => createHmac("sha256", key).update(s).digest("hex");
+  const sha = (s: string) => createHash("sha256").update(s).digest("hex");
+  const payload = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER";
+  const headers = new Headers({
+    host: "127.0.0.1:3000",
+    "content-encoding": "aws-chunked",
+    "x-amz-content-sha256": payload,
+    "x-amz-date": date,
+    "x-amz-decoded-content-length": "11",
+    "x-amz-trailer": "x-amz-checksum-crc32",
+  });
+  const signed = [
+    "content-encoding",
+    "host",
+    "x-amz-content-sha256",
+    "x-amz-date",
+    "x-amz-decoded-content-length",
+    "x-amz-trailer",
+  ];
+  const req = { method: "PUT", path: "/b/k", query: "", headers };
+  const seed = hmacHex(
+    stringToSign(date, scope, canonicalRequest(req, "/b/k", signed, payload, false)),
+  );
+  headers.set(
+    "authorization",
+    `AWS4-HMAC-SHA256 Credential=k/${scope},SignedHeaders=${signed.join(";")},Signature=${seed}`,
+  );
+  const chunk = (previous: string, data: string) =>
+    hmacHex(["AWS4-HMAC-SHA256-PAYLOAD", date, scope, previous, EMPTY, sha(data)].join("\n"));
+  const first = chunk(seed, "hello world");
+  const last = chunk(first, "");
+  // CRC-32 of "hello world" is 0x0d4a1185.
+  const lines = "x-amz-checksum-crc32:DUoRhQ==\n";
+  const trailer = hmacHex(["AWS4-HMAC-SHA256-TRAILER", date, scope, last, sha(lines)].join("\n"));
+  const text = `b;chunk-signature=${first}\r\nhello world\r\n0;chunk-signature=${last}\r\n` +
+    `x-amz-checksum-crc32:${opts.crc ?? "DUoRhQ=="}\r\n` +
+    (opts.signature === false ? "" : `x-amz-trailer-signature:${trailer}\r\n`) + "\r\n";
+  const sig = checkSignature(req, creds, Date.UTC(2026, 10, 24, 12));
+  return s3Body(new Response(text).body, headers, sig);
+}
+
+/** A body's failure once read to its end (null when it read whole). */
+async function readFailure(body: ReturnType<typeof s3Body>): Promise<S3Error | null> {
+  try {
+    await new Response(body.body).arrayBuffer();
+  } catch {
+    // body.failure() says why.
+  }
+  return body.failure();
+}
+
+Deno.test("a signed trailer whose signature holds is accepted, its checksum checked", async () => {
+  const body = signedTrailer();
+  assertEquals(await new Response(body.body).text(), "hello world");
+  assertEquals(body.check(""), null);
+  assertEquals(body.checksum(), { alg: "crc32", value: "DUoRhQ==" });
+});
+
+Deno.test("a signed trailer's checksum changed after signing is SignatureDoesNotMatch", async () => {
+  // The checksum of other bytes, as a tamperer who also changed the body would send.
+  const failure = await readFailure(signedTrailer({ crc: "AAAAAA==" }));
+  assertEquals([failure?.code, failure?.status], ["SignatureDoesNotMatch", 403]);
+});
+
+Deno.test("a signed trailer without x-amz-trailer-signature is SignatureDoesNotMatch", async () => {
+  const failure = await readFailure(signedTrailer({ signature: false }));
+  assertEquals([failure?.code, failure?.status], ["SignatureDoesNotMatch", 403]);
+});
+
+Deno.test("a Signature Version 4A request is the gateway's, answered 501 NotImplemented", () => {
+  const headers = new Headers({
+    "x-amz-date": "20130524T000000Z",
+    "x-amz-region-set": "*",
+    authorization: "AWS4-ECDSA-P256-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/s3/" +
+      "aws4_request, SignedHeaders=host;x-amz-date;x-amz-region-set, Signature=3045",
+  });
+  assertEquals(isSigned(headers, ""), true);
+  const req = { method: "PUT", path: "/b/k", query: "", headers };
+  for (const creds of [CREDS, null]) {
+    const err = assertThrows(() => checkSignature(req, creds, AT), S3Error) as S3Error;
+    assertEquals([err.code, err.status, err.message], [
+      "NotImplemented",
+      501,
+      "Signature Version 4A (AWS4-ECDSA-P256-SHA256) is not implemented by this gateway",
+    ]);
+  }
 });

@@ -38,6 +38,7 @@ import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { Cluster, randomBytes, volumeFiles } from "./cluster.ts";
 import { s3Client } from "./s3_client.ts";
 import { assert, assertEquals } from "./assert.ts";
+import { errorAnswer, errorXml } from "./s3_answers.ts";
 import { key2path } from "../lib/keys.ts";
 import { openIndex } from "../lib/open.ts";
 
@@ -77,25 +78,6 @@ async function s3Fails(p: Promise<unknown>): Promise<{ name: string; status: num
     return { name: e.name, status: e.$metadata?.httpStatusCode ?? 0 };
   }
   throw new Error("Expected the call to fail");
-}
-
-/** An error answer: its status, Content-Type and body, its RequestId shown as "ID". */
-async function errorAnswer(url: string, init: RequestInit = {}) {
-  const res = await fetch(url, init);
-  const id = res.headers.get("x-amz-request-id") ?? "";
-  const body = await res.text();
-  return {
-    status: res.status,
-    type: res.headers.get("content-type"),
-    body: id ? body.replace(`<RequestId>${id}</RequestId>`, "<RequestId>ID</RequestId>") : body,
-  };
-}
-
-/** S3's <Error> document with the fields given, in S3's order, and RequestId "ID". */
-function errorXml(code: string, message: string, fields: string, resource: string): string {
-  return `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code>` +
-    `<Message>${message}</Message>${fields}<Resource>${resource}</Resource>` +
-    `<RequestId>ID</RequestId></Error>`;
 }
 
 function invalidRangeAnswer(resource: string, range: string, size: number) {

@@ -1,5 +1,6 @@
-// The DeleteObjects body as S3 reads it (lib/s3_xml.ts parseDelete).
-import { parseDelete, S3Error } from "../lib/s3_xml.ts";
+// The DeleteObjects and CompleteMultipartUpload bodies as S3 reads them
+// (lib/s3_xml.ts parseDelete, parseComplete).
+import { parseComplete, parseDelete, S3Error } from "../lib/s3_xml.ts";
 import { assertEquals, assertThrows } from "./assert.ts";
 
 const body = (inner: string) =>
@@ -33,5 +34,33 @@ Deno.test("DeleteObjects: an <Object> without a <Key> is MalformedXML", () => {
   assertEquals([(err as S3Error).code, err.message], [
     "MalformedXML",
     "Every <Object> needs a <Key>",
+  ]);
+});
+
+/** A DOCTYPE declaring entity "a" as 1,000 bytes, and `root` naming it 1,000 times. */
+function entityBomb(root: (refs: string) => string): string {
+  return `<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "${"x".repeat(1000)}">]>` +
+    root("&a;".repeat(1000));
+}
+
+Deno.test("DeleteObjects: a DOCTYPE (entities a 4 KB body expands to a 1 MB key) is MalformedXML", () => {
+  const xml = entityBomb((refs) => `<Delete><Object><Key>${refs}</Key></Object></Delete>`);
+  const err = assertThrows(() => parseDelete(xml));
+  assertEquals([(err as S3Error).code, (err as S3Error).status, err.message], [
+    "MalformedXML",
+    400,
+    "The XML you provided has a DOCTYPE, which S3's bodies never have",
+  ]);
+});
+
+Deno.test("CompleteMultipartUpload: a DOCTYPE is MalformedXML", () => {
+  const xml = entityBomb((refs) =>
+    `<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>${refs}</ETag></Part>` +
+    "</CompleteMultipartUpload>"
+  );
+  const err = assertThrows(() => parseComplete(xml));
+  assertEquals([(err as S3Error).code, err.message], [
+    "MalformedXML",
+    "The XML you provided has a DOCTYPE, which S3's bodies never have",
   ]);
 });

@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 import sys
+import urllib.error
 import urllib.request
 import zlib
 
@@ -95,6 +96,29 @@ v4 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=access, aws_sec
 url4 = v4.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=60)
 ok("presigned (Signature Version 4)", "X-Amz-Signature=" in url4
    and urllib.request.urlopen(url4).read() == b"hello boto")
+
+
+def put(url, body, headers):
+    """A PUT with urllib: its status and body, an error's too."""
+    req = urllib.request.Request(url, data=body, method="PUT", headers=headers)
+    try:
+        with urllib.request.urlopen(req) as res:
+            return res.status, res.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+# A checksum given to a presigned PutObject is a header the URL signs: the
+# uploader sends it, and a body it does not match is BadDigest.
+crc_hello = base64.b64encode(zlib.crc32(b"hello").to_bytes(4, "big")).decode()
+put_url = v4.generate_presigned_url("put_object", ExpiresIn=60, Params={
+    "Bucket": bucket, "Key": "presigned-put", "ChecksumCRC32": crc_hello})
+refused = put(put_url, b"other", {"x-amz-checksum-crc32": crc_hello})
+stored = put(put_url, b"hello", {"x-amz-checksum-crc32": crc_hello})
+ok("presigned PutObject with a signed checksum: BadDigest for other bytes",
+   refused[0] == 400 and b"<Code>BadDigest</Code>" in refused[1] and stored == (200, b"")
+   and s3.get_object(Bucket=bucket, Key="presigned-put")["Body"].read() == b"hello")
+s3.delete_object(Bucket=bucket, Key="presigned-put")
 # boto3 sends the whole body before it reads the answer: a refused 8 MiB
 # PutObject must still be read through to its 412 (not a closed connection).
 s3.put_object(Bucket=bucket, Key="once", Body=b"first")

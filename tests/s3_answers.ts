@@ -1,0 +1,20 @@
+// S3 error answers as the tests compare them: whole, RequestId aside.
+
+/** An error answer: its status, Content-Type and body, its RequestId shown as "ID". */
+export async function errorAnswer(url: string, init: RequestInit = {}) {
+  const res = await fetch(url, init);
+  const id = res.headers.get("x-amz-request-id") ?? "";
+  const body = await res.text();
+  return {
+    status: res.status,
+    type: res.headers.get("content-type"),
+    body: id ? body.replace(`<RequestId>${id}</RequestId>`, "<RequestId>ID</RequestId>") : body,
+  };
+}
+
+/** S3's <Error> document with the fields given, in S3's order, and RequestId "ID". */
+export function errorXml(code: string, message: string, fields: string, resource: string): string {
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code>` +
+    `<Message>${message}</Message>${fields}<Resource>${resource}</Resource>` +
+    `<RequestId>ID</RequestId></Error>`;
+}
