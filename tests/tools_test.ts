@@ -114,6 +114,44 @@ Deno.test("rebuild names the folders it could not read and exits non-zero", asyn
   }
 });
 
+Deno.test("rebuild names a key too long for the index apart and leaves the index complete: verify -repair still deletes orphans", async () => {
+  const c = await Cluster.start({ flags: ["-replicas", "1", "-subvolumes", "1"] });
+  try {
+    const k = randomKey("/rebuild-long");
+    assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
+    await c.stopMaster();
+    // As Go mkv, which has no limit on keys, would have stored it.
+    const long = `${k}/${"x".repeat(2100)}`;
+    const file = `http://${c.volumes[0]}${key2path(enc.encode(long))}`;
+    assertEquals(await status(file, { method: "PUT", body: "long key" }), 201);
+    const args = ["-volumes", c.volumes.join(","), "-db", c.db, "-replicas", "1"];
+    const r = await runMain(["rebuild", ...args]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assert(
+      r.stderr.includes(
+        "rebuild: 1 key found is too long for the index (at most 2043 bytes) and left " +
+          "unrecorded; no master serves them, and verify names their files:\n" +
+          `  ${JSON.stringify(long)} on ${c.volumes[0]}\n`,
+      ),
+      r.stderr,
+    );
+    assert(!r.stderr.includes("the index is incomplete"), r.stderr);
+    // Left by a write that failed after the rebuild.
+    const orphan = `http://${c.volumes[1]}${key2path(enc.encode(randomKey("/rebuild-long")))}`;
+    assertEquals(await status(orphan, { method: "PUT", body: "nobody's" }), 201);
+    const v = await runMain(["verify", ...args, "-repair", "-grace", "0s"]);
+    assertEquals(v.code, 1, v.stdout + v.stderr);
+    assert(v.stdout.includes(`orphan file: ${orphan} (no record): repaired, deleted\n`), v.stdout);
+    assert(v.stdout.includes(`unrecordable file: ${file} `), v.stdout);
+    assertEquals(await status(orphan), 404);
+    assertEquals(await status(file), 200);
+    await c.startMaster();
+    assertEquals(await (await fetch(c.url + k)).text(), k);
+  } finally {
+    await c.stop();
+  }
+});
+
 Deno.test("after a rebuild that missed a volume, verify -repair deletes none of its files; a full rebuild clears that", async () => {
   const c = await Cluster.start({ flags: ["-replicas", "1"] });
   try {

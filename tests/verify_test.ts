@@ -503,3 +503,42 @@ Deno.test("verify counts in words that agree with the number: 1 key, 1 problem, 
     await c.stop();
   }
 });
+
+Deno.test("verify names the file of a key too long for the index, leaves it with -repair, and checks the rest", async () => {
+  const c = await Cluster.start();
+  try {
+    const k = randomKey("/verify-long");
+    assertEquals((await fetch(c.url + k, { method: "PUT", body: "short key" })).status, 201);
+    await c.stopMaster();
+    const index = await openIndex(c.db);
+    const rec = (await index.get(enc.encode(k)))!.rec;
+    index.close();
+    const lost = `http://${rec.rvolumes[1]}${key2path(enc.encode(k))}`;
+    assertEquals((await fetch(lost, { method: "DELETE" })).status, 204);
+    // As Go mkv, which has no limit on keys, would have stored it.
+    const long = enc.encode(`${k}/${"x".repeat(2100)}`);
+    const file = `http://${rec.rvolumes[0]}${key2path(long)}`;
+    const put = await fetch(file, { method: "PUT", body: "long key" });
+    await put.body?.cancel();
+    assertEquals(put.status, 201);
+    const named = `unrecordable file: ${file} (its key of ${long.length} bytes is ` +
+      `too long for the index, at most 2043; left alone)`;
+    const args = ["verify", "-volumes", c.volumes.join(","), "-db", c.db];
+    const r = await runMain(args);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assertEquals(r.stdout.trimEnd().split("\n"), [
+      `missing replica: "${k}" on ${rec.rvolumes[1]}`,
+      `under-replicated: "${k}" has 2 healthy of 3 replicas`,
+      named,
+      "verify: 1 key, 3 problems",
+    ]);
+    const fix = await runMain([...args, "-repair", "-grace", "0s"]);
+    assertEquals(fix.code, 1, fix.stdout + fix.stderr);
+    assert(fix.stdout.includes(`${named}\n`), fix.stdout);
+    assert(fix.stdout.includes("verify: 1 key, 3 problems, 2 repaired\n"), fix.stdout);
+    assertEquals(await (await fetch(file)).text(), "long key");
+    assertEquals(await (await fetch(lost)).text(), "short key");
+  } finally {
+    await c.stop();
+  }
+});

@@ -20,7 +20,7 @@ import { type Outcome, Store } from "../lib/store.ts";
 import { Fenced } from "../lib/group_commit.ts";
 import { Claim } from "../lib/claim.ts";
 import { joinIndex, openExistingIndex } from "../lib/open.ts";
-import type { Entry, Index } from "../lib/index_db.ts";
+import { type Entry, type Index, keyFits } from "../lib/index_db.ts";
 import { key2path } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
 import { plural, Progress } from "../lib/progress.ts";
@@ -34,7 +34,14 @@ import {
   unanswered,
   volumeUrl,
 } from "../lib/volumes.ts";
-import { hexFolders, keysIn, type Other, subvolumesOf, type Walker } from "../lib/walk.ts";
+import {
+  type Found,
+  hexFolders,
+  keysIn,
+  type Other,
+  subvolumesOf,
+  type Walker,
+} from "../lib/walk.ts";
 import { logInfo, logLine } from "../lib/log.ts";
 
 const decoder = new TextDecoder();
@@ -394,45 +401,82 @@ async function findOrphans(
   const now = Date.now();
   const uploads = new Map<string, Promise<Set<string>>>();
   await pool(folders, concurrency, async ([folder, cdVols]) => {
-    const others: Other[] = [];
-    const keys = await keysIn(w, cdVols, folder, others);
-    for (const other of others) await checkLeftover(ctx, other, uploads, now);
-    for (const found of keys) {
-      ctx.progress.add("files", found.volumes.length);
-      const e = await ctx.index.get(found.key);
-      if (e && (e.rec.state === "writing" || (e.rec.until ?? 0) > now)) continue;
-      const name = JSON.stringify(decoder.decode(found.key));
-      const path = key2path(found.key);
-      for (const [i, v] of found.volumes.entries()) {
-        if (e && e.rec.rvolumes.includes(v)) continue;
-        const url = volumeUrl(v, path);
-        if (!await stillOrphan(ctx, found.key, e, url)) {
-          ctx.progress.add("changed");
-          continue;
-        }
-        const p = report(
-          ctx,
-          `orphan file: ${url} (${e ? `${name} is not recorded on ${v}` : "no record"})`,
-        );
-        if (!ctx.repair) continue;
-        if (ctx.keepOrphans) {
-          p.text += " (kept: the index is incomplete)";
-          continue;
-        }
-        if (!(now - found.mtimes[i] >= ctx.grace)) {
-          p.text += " (kept: younger than -grace)";
-          continue;
-        }
-        try {
-          // Under a claim on the key: a write may have come since the listing.
-          const out = await ctx.store.removeOrphan(found.key, v);
-          p.fixed = out.status === 204 ? "deleted" : "in use again, kept";
-        } catch (err) {
-          p.text += ` (cannot delete: ${messageOf(err)})`;
-        }
+    // Whatever it throws (an index read failed) is that folder's problem:
+    // the other folders are walked all the same, and the summary says so.
+    await checkFolder(ctx, w, folder, cdVols, uploads, now).catch((err) => {
+      report(ctx, `cannot check folder ${folder} on ${cdVols.join(", ")}: ${messageOf(err)}`);
+    });
+  });
+}
+
+/** The files of one key folder ("/ab/cd/") on the (sub)volumes that have it. */
+async function checkFolder(
+  ctx: Ctx,
+  w: Walker,
+  folder: string,
+  cdVols: string[],
+  uploads: Map<string, Promise<Set<string>>>,
+  now: number,
+): Promise<void> {
+  const others: Other[] = [];
+  const keys = await keysIn(w, cdVols, folder, others);
+  for (const other of others) await checkLeftover(ctx, other, uploads, now);
+  for (const found of keys) {
+    ctx.progress.add("files", found.volumes.length);
+    if (!keyFits(found.key)) {
+      unrecordable(ctx, found);
+      continue;
+    }
+    const e = await ctx.index.get(found.key);
+    if (e && (e.rec.state === "writing" || (e.rec.until ?? 0) > now)) continue;
+    const name = JSON.stringify(decoder.decode(found.key));
+    const path = key2path(found.key);
+    for (const [i, v] of found.volumes.entries()) {
+      if (e && e.rec.rvolumes.includes(v)) continue;
+      const url = volumeUrl(v, path);
+      if (!await stillOrphan(ctx, found.key, e, url)) {
+        ctx.progress.add("changed");
+        continue;
+      }
+      const p = report(
+        ctx,
+        `orphan file: ${url} (${e ? `${name} is not recorded on ${v}` : "no record"})`,
+      );
+      if (!ctx.repair) continue;
+      if (ctx.keepOrphans) {
+        p.text += " (kept: the index is incomplete)";
+        continue;
+      }
+      if (!(now - found.mtimes[i] >= ctx.grace)) {
+        p.text += " (kept: younger than -grace)";
+        continue;
+      }
+      try {
+        // Under a claim on the key: a write may have come since the listing.
+        const out = await ctx.store.removeOrphan(found.key, v);
+        p.fixed = out.status === 204 ? "deleted" : "in use again, kept";
+      } catch (err) {
+        p.text += ` (cannot delete: ${messageOf(err)})`;
       }
     }
-  });
+  }
+}
+
+/**
+ * The files of a key longer than the index takes (written by Go mkv, which
+ * has no such limit, or onto the volume by hand): no record can name it,
+ * so it is no orphan of a failed write, and no master can serve it (414).
+ * Named and left alone: deleting it would lose the value.
+ */
+function unrecordable(ctx: Ctx, found: Found): void {
+  const path = key2path(found.key);
+  for (const v of found.volumes) {
+    report(
+      ctx,
+      `unrecordable file: ${volumeUrl(v, path)} (its key of ${found.key.length} bytes is ` +
+        `too long for the index, at most 2043; left alone)`,
+    );
+  }
 }
 
 /**
