@@ -260,10 +260,30 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
       }
     }
   } finally {
-    // Fenced twice: the hold's lease runs out on its own; the copies stand.
-    await claim.release({ linger }).catch(() => {});
+    await release(ctx, name, claim, linger);
   }
   if (under && healthy.length + fixed >= ctx.replicas) under.fixed = "replicas copied";
+}
+
+/**
+ * Gives back the hold a repair took. One the index does not take back (a
+ * write refused: locked past its wait, Fenced twice; or the hold lost
+ * meanwhile, its renewal refused) stays on the key until its lease runs
+ * out, and until then every write of the key answers 409: a problem of
+ * its own, not fixed by this run. The copies made stand.
+ */
+async function release(ctx: Ctx, name: string, claim: Claim, linger: boolean): Promise<void> {
+  const why = await claim.release({ linger }).then(
+    (ok) => ok ? null : "the hold was lost meanwhile",
+    (err) => `the index refused it: ${messageOf(err)}`,
+  );
+  if (why === null) return;
+  const lease = `${ctx.store.opts.lease / 1000}s`;
+  report(
+    ctx,
+    `hold not released: ${name} (${why}; writes of the key get 409 until its lease ` +
+      `runs out, within -lease ${lease})`,
+  );
 }
 
 /**
