@@ -27,6 +27,7 @@ import { plural, Progress } from "../lib/progress.ts";
 import { aliasesMessage, aliasesOf } from "../lib/aliases.ts";
 import { concurrencyOf, graceOf } from "../lib/tool_flags.ts";
 import {
+  describe,
   headStatus,
   remoteDelete,
   remoteGet,
@@ -48,6 +49,12 @@ const decoder = new TextDecoder();
 
 /** What a replica turned out to be. */
 type Health = "ok" | "missing" | "corrupt" | "unreachable";
+
+/** A replica's health and why it is not ok ("" when ok or missing): for the operator. */
+interface Judged {
+  health: Health;
+  why: string;
+}
 
 interface Ctx {
   index: Index;
@@ -188,9 +195,10 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
     else p.text += " (cannot finish the switch now)";
     return;
   }
-  const health = await Promise.all(
+  const judged = await Promise.all(
     rec.rvolumes.map((v) => checkReplica(ctx, volumeUrl(v, path), rec.size, rec.hash)),
   );
+  const health = judged.map((j) => j.health);
   if (health.some((h) => h !== "ok")) {
     // The record was read by the scan, maybe a while ago: a key written
     // since (replaced, deleted) has other files than it says, and that is
@@ -204,7 +212,9 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
   }
   const healthy = rec.rvolumes.filter((_, i) => health[i] === "ok");
   const bad = rec.rvolumes.map((v, i) =>
-    health[i] === "ok" ? null : report(ctx, `${health[i]} replica: ${name} on ${v}`)
+    health[i] === "ok"
+      ? null
+      : report(ctx, `${health[i]} replica: ${name} on ${v}${because(judged[i])}`)
   );
   const under = healthy.length < ctx.replicas
     ? report(
@@ -249,8 +259,9 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
         if (!claim.holds) throw new Error("lost the hold on the key");
         if (source === null) throw new Error("no replica holds the recorded MD5");
         await copy(ctx, volumeUrl(source, path), volumeUrl(v, path));
-        if (await checkReplica(ctx, volumeUrl(v, path), rec.size, rec.hash, true) !== "ok") {
-          throw new Error("the copy does not check out");
+        const copied = await checkReplica(ctx, volumeUrl(v, path), rec.size, rec.hash, true);
+        if (copied.health !== "ok") {
+          throw new Error(`the copy does not check out: ${copied.health}${because(copied)}`);
         }
         p.fixed = `copied from ${source}`;
         fixed++;
@@ -341,45 +352,61 @@ async function sourceOf(
 ): Promise<string | null> {
   if (ctx.md5 || !hash) return healthy[0];
   for (const v of healthy) {
-    const health = await checkReplica(ctx, volumeUrl(v, path), size, hash, true);
-    if (health === "ok") return v;
-    if (health === "corrupt") report(ctx, `corrupt replica: ${name} on ${v}`);
+    const judged = await checkReplica(ctx, volumeUrl(v, path), size, hash, true);
+    if (judged.health === "ok") return v;
+    if (judged.health === "corrupt") {
+      report(ctx, `corrupt replica: ${name} on ${v}${because(judged)}`);
+    }
   }
   return null;
 }
 
-/** HEAD (size) and, with -md5 (or `md5`) and a known hash, a full read of one replica. */
+/**
+ * HEAD (size) and, with -md5 (or `md5`) and a known hash, a full read of
+ * one replica; what is wrong says how (the sizes or MD5s, the answer).
+ */
 async function checkReplica(
   ctx: Ctx,
   url: string,
   size: number,
   hash: string,
   md5 = ctx.md5,
-): Promise<Health> {
+): Promise<Judged> {
   let res: Response;
   try {
     res = await fetch(url, { method: "HEAD", signal: AbortSignal.timeout(ctx.timeout) });
     await res.body?.cancel();
-  } catch {
-    return "unreachable";
+  } catch (err) {
+    return { health: "unreachable", why: `HEAD unanswered: ${describe(err)}` };
   }
-  if (res.status === 404) return "missing";
-  if (res.status !== 200) return "unreachable";
+  if (res.status === 404) return { health: "missing", why: "" };
+  if (res.status !== 200) return { health: "unreachable", why: `HEAD answered ${res.status}` };
   const length = Number(res.headers.get("content-length") ?? "-1");
-  if (size >= 0 && length >= 0 && length !== size) return "corrupt";
-  if (!md5 || !hash) return "ok";
+  if (size >= 0 && length >= 0 && length !== size) {
+    return { health: "corrupt", why: `size ${plural(length, "byte")}, recorded ${size}` };
+  }
+  if (!md5 || !hash) return { health: "ok", why: "" };
   // Large replicas are hashed on the MD5 threads (lib/md5_stream.ts), so
   // -concurrency keys are read and hashed at once on as many cores.
   const h = md5Stream(length >= 0 ? length : null);
+  let got: string;
   try {
     const ac = new AbortController();
-    const got = await remoteGet(url, { signal: ac.signal, stall: ctx.stall });
-    for await (const chunk of got.body!) await h.update(chunk);
-    return await h.digest() === hash ? "ok" : "corrupt";
-  } catch {
+    const read = await remoteGet(url, { signal: ac.signal, stall: ctx.stall });
+    for await (const chunk of read.body!) await h.update(chunk);
+    got = await h.digest();
+  } catch (err) {
     h.abort();
-    return "unreachable";
+    return { health: "unreachable", why: `read failed: ${describe(err)}` };
   }
+  return got === hash
+    ? { health: "ok", why: "" }
+    : { health: "corrupt", why: `MD5 ${got}, recorded ${hash}` };
+}
+
+/** " (why)" when there is a why. */
+function because(j: Judged): string {
+  return j.why ? ` (${j.why})` : "";
 }
 
 /** Streams one replica over another. */
