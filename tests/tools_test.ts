@@ -114,6 +114,67 @@ Deno.test("rebuild names the folders it could not read and exits non-zero", asyn
   }
 });
 
+Deno.test("rebuild names a -volumes entry whose root answers 404 (no volume there), marks the index incomplete and exits 1", async () => {
+  const c = await Cluster.start();
+  // Another service where a volume was meant: it has no root folder.
+  const other = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => new Response("not here", { status: 404 }),
+  );
+  try {
+    const k = randomKey("/rebuild-404");
+    assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
+    await c.stopMaster();
+    const wrong = `127.0.0.1:${other.addr.port}`;
+    const db = `${c.dir}/rebuilt`;
+    const r = await runMain(["rebuild", "-volumes", [...c.volumes, wrong].join(","), "-db", db]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assert(
+      r.stderr.includes(
+        "rebuild: 1 folder could not be read; the index is incomplete (run rebuild again once " +
+          "every volume answers; until then verify -repair deletes no orphans):\n" +
+          `  Cannot list "http://${wrong}/": status 404 (no volume's root: is -volumes right?)\n`,
+      ),
+      r.stderr,
+    );
+    const index = await openIndex(db);
+    try {
+      assertEquals((await index.incomplete())?.why, "a rebuild could not read 1 folder");
+    } finally {
+      index.close();
+    }
+  } finally {
+    await other.shutdown();
+    await c.stop();
+  }
+});
+
+Deno.test("rebuild names a volume whose root listing is JSON but no listing, and reads the others", async () => {
+  const c = await Cluster.start();
+  const other = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => Response.json({ error: "not a volume" }),
+  );
+  try {
+    const keys = [randomKey("/rebuild-json"), randomKey("/rebuild-json")];
+    for (const k of keys) assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
+    await c.stopMaster();
+    const wrong = `127.0.0.1:${other.addr.port}`;
+    const db = `${c.dir}/rebuilt`;
+    const r = await runMain(["rebuild", "-volumes", [...c.volumes, wrong].join(","), "-db", db]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assert(
+      r.stderr.includes(`  Cannot list "http://${wrong}/": not an nginx JSON listing\n`),
+      r.stderr,
+    );
+    const got = await snapshot(db);
+    for (const k of keys) assertEquals(got.get(k)?.rec.rvolumes.length, 3, k);
+  } finally {
+    await other.shutdown();
+    await c.stop();
+  }
+});
+
 Deno.test("rebuild names a key too long for the index apart and leaves the index complete: verify -repair still deletes orphans", async () => {
   const c = await Cluster.start({ flags: ["-replicas", "1", "-subvolumes", "1"] });
   try {
