@@ -593,6 +593,29 @@ Deno.test("rebalance off a dead volume counts its keys as moved and names the co
   }
 });
 
+Deno.test("rebalance names a key it could not move quoted, on one line, whatever bytes it holds", async () => {
+  const c = await Cluster.start({ flags: ["-replicas", "1"] });
+  try {
+    const k = `${randomKey("/odd")}\nnext%`;
+    const put = await fetch(`${c.url}${k.replace("\n", "%0A").replace(/%$/, "%25")}`, {
+      method: "PUT",
+      body: "v",
+    });
+    assertEquals(put.status, 201);
+    await c.stopMaster();
+    // Its only volume now one that is not running: the move fails.
+    const dead = `127.0.0.1:${freePort()}`;
+    const r = await runMain(["rebalance", "-replicas", "1", "-volumes", dead, "-db", c.db]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assert(r.stdout.includes("rebalance: moved 0 keys, 1 failed\n"), r.stdout);
+    const named = r.stderr.split("\n").filter((l) => l.startsWith("  "));
+    assertEquals(named.length, 1, r.stderr);
+    assert(named[0].startsWith(`  ${JSON.stringify(k)}: 500 Cannot PUT `), r.stderr);
+  } finally {
+    await c.stop();
+  }
+});
+
 Deno.test("rebalance names the first 50 keys it could not move and says how many more", async () => {
   const c = await Cluster.start();
   try {
@@ -612,7 +635,7 @@ Deno.test("rebalance names the first 50 keys it could not move and says how many
     const r = await runMain(["rebalance", "-volumes", four.join(","), "-db", c.db]);
     assertEquals(r.code, 1, r.stdout + r.stderr);
     assert(r.stdout.includes("rebalance: moved 0 keys, 53 failed\n"), r.stdout);
-    const named = r.stderr.split("\n").filter((l) => l.startsWith("  /unmoved/"));
+    const named = r.stderr.split("\n").filter((l) => l.startsWith('  "/unmoved/'));
     assertEquals(named.length, 50, r.stderr);
     assert(r.stderr.includes("\n  ... and 3 more\n"), r.stderr);
   } finally {

@@ -107,7 +107,7 @@ Deno.test("rebalance counts a key whose move the index fenced as failed, moves t
     );
     const failed = r.stderr.split("\n").filter((l) => l.includes(FENCED));
     assertEquals(failed.length, 1, r.stderr);
-    assert(/^ {2}\/fenced-rebalance\/[0-9a-f-]+: 503 /.test(failed[0]), failed[0]);
+    assert(/^ {2}"\/fenced-rebalance\/[0-9a-f-]+": 503 /.test(failed[0]), failed[0]);
     assert(!r.stderr.includes("    at "), `no stack trace: ${r.stderr}`);
     const again = await runMain(["rebalance", ...args]);
     assertEquals(again.code, 0, again.stdout + again.stderr);
