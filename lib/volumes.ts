@@ -82,14 +82,19 @@ function withTimeout(ms: number, signal?: AbortSignal): AbortSignal {
   return signal ? AbortSignal.any([t, signal]) : t;
 }
 
-function describe(err: unknown): string {
+export function describe(err: unknown): string {
   if (err instanceof DOMException && err.name === "TimeoutError") {
     return "timed out";
   }
   if (err instanceof VolumeError) return err.message;
-  // fetch says only "fetch failed"; the why (refused, reset, DNS) is its cause.
+  // fetch says only "fetch failed"; the why (refused, reset, DNS) is its cause,
+  // after "error sending request for url (URL): " (Deno 2.9: "error sending
+  // request from ADDR for URL (HOST): "), which the caller names already.
   if (err instanceof Error && err.cause instanceof Error) {
-    return err.cause.message.replace(/^error sending request for url \([^)]*\): /, "");
+    return err.cause.message.replace(
+      /^error sending request (for url \([^)]*\)|from \S+ for \S+ \([^)]*\)): /,
+      "",
+    );
   }
   return err instanceof Error ? err.message : String(err);
 }

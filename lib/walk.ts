@@ -44,7 +44,7 @@ export interface Walker {
  * None when the volume's root cannot be listed.
  */
 export async function subvolumesOf(w: Walker, volume: string): Promise<string[]> {
-  const root = await list(w, volume, "/");
+  const root = await list(w, volume, "/", true);
   // Unreadable, and named in w.errors: listing it again would only wait
   // out the same timeout and name it twice.
   if (root === null) return [];
@@ -121,13 +121,33 @@ async function filesUnder(
   return out;
 }
 
-async function list(w: Walker, vol: string, path: string): Promise<FileEntry[] | null> {
+/**
+ * A folder's listing; null when it cannot be read (named in w.errors) or
+ * is not there. A `root` not there is named too: every volume has its
+ * root, and a server answering 404 for it (a -volumes entry naming another
+ * service, a volume's folder gone) would otherwise pass for an empty volume.
+ */
+async function list(
+  w: Walker,
+  vol: string,
+  path: string,
+  root = false,
+): Promise<FileEntry[] | null> {
   const volume = volumeOfReplica(vol);
   const down = w.down ??= new Set();
   if (down.has(volume)) return null;
   const url = volumeUrl(vol, path);
   try {
-    return await remoteList(url, w.timeout);
+    const files = await remoteList(url, w.timeout);
+    if (files === null && root) {
+      w.errors.push(`Cannot list "${url}": status 404 (no volume's root: is -volumes right?)`);
+    }
+    // Any other JSON (another service) would end the walk where it is read.
+    if (files !== null && !Array.isArray(files)) {
+      w.errors.push(`Cannot list "${url}": not an nginx JSON listing`);
+      return null;
+    }
+    return files;
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);
     // No answer at all (refused, reset, timed out), not an error status.

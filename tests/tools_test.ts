@@ -114,6 +114,105 @@ Deno.test("rebuild names the folders it could not read and exits non-zero", asyn
   }
 });
 
+Deno.test("rebuild names a -volumes entry whose root answers 404 (no volume there), marks the index incomplete and exits 1", async () => {
+  const c = await Cluster.start();
+  // Another service where a volume was meant: it has no root folder.
+  const other = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => new Response("not here", { status: 404 }),
+  );
+  try {
+    const k = randomKey("/rebuild-404");
+    assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
+    await c.stopMaster();
+    const wrong = `127.0.0.1:${other.addr.port}`;
+    const db = `${c.dir}/rebuilt`;
+    const r = await runMain(["rebuild", "-volumes", [...c.volumes, wrong].join(","), "-db", db]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assert(
+      r.stderr.includes(
+        "rebuild: 1 folder could not be read; the index is incomplete (run rebuild again once " +
+          "every volume answers; until then verify -repair deletes no orphans):\n" +
+          `  Cannot list "http://${wrong}/": status 404 (no volume's root: is -volumes right?)\n`,
+      ),
+      r.stderr,
+    );
+    const index = await openIndex(db);
+    try {
+      assertEquals((await index.incomplete())?.why, "a rebuild could not read 1 folder");
+    } finally {
+      index.close();
+    }
+  } finally {
+    await other.shutdown();
+    await c.stop();
+  }
+});
+
+Deno.test("rebuild names a volume whose root listing is JSON but no listing, and reads the others", async () => {
+  const c = await Cluster.start();
+  const other = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => Response.json({ error: "not a volume" }),
+  );
+  try {
+    const keys = [randomKey("/rebuild-json"), randomKey("/rebuild-json")];
+    for (const k of keys) assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
+    await c.stopMaster();
+    const wrong = `127.0.0.1:${other.addr.port}`;
+    const db = `${c.dir}/rebuilt`;
+    const r = await runMain(["rebuild", "-volumes", [...c.volumes, wrong].join(","), "-db", db]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assert(
+      r.stderr.includes(`  Cannot list "http://${wrong}/": not an nginx JSON listing\n`),
+      r.stderr,
+    );
+    const got = await snapshot(db);
+    for (const k of keys) assertEquals(got.get(k)?.rec.rvolumes.length, 3, k);
+  } finally {
+    await other.shutdown();
+    await c.stop();
+  }
+});
+
+Deno.test("rebuild names a key too long for the index apart and leaves the index complete: verify -repair still deletes orphans", async () => {
+  const c = await Cluster.start({ flags: ["-replicas", "1", "-subvolumes", "1"] });
+  try {
+    const k = randomKey("/rebuild-long");
+    assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
+    await c.stopMaster();
+    // As Go mkv, which has no limit on keys, would have stored it.
+    const long = `${k}/${"x".repeat(2100)}`;
+    const file = `http://${c.volumes[0]}${key2path(enc.encode(long))}`;
+    assertEquals(await status(file, { method: "PUT", body: "long key" }), 201);
+    const args = ["-volumes", c.volumes.join(","), "-db", c.db, "-replicas", "1"];
+    const r = await runMain(["rebuild", ...args]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assert(
+      r.stderr.includes(
+        "rebuild: 1 key found is too long for the index (at most 2043 bytes) and left " +
+          "unrecorded; no master serves them, and verify names their files:\n" +
+          `  ${JSON.stringify(long)} on ${c.volumes[0]}\n`,
+      ),
+      r.stderr,
+    );
+    assert(!r.stderr.includes("the index is incomplete"), r.stderr);
+    // Left by a write that failed after the rebuild.
+    const orphan = `http://${c.volumes[1]}${key2path(enc.encode(randomKey("/rebuild-long")))}`;
+    assertEquals(await status(orphan, { method: "PUT", body: "nobody's" }), 201);
+    const v = await runMain(["verify", ...args, "-repair", "-grace", "0s"]);
+    assertEquals(v.code, 1, v.stdout + v.stderr);
+    assert(v.stdout.includes(`orphan file: ${orphan} (no record): repaired, deleted\n`), v.stdout);
+    assert(v.stdout.includes(`unrecordable file: ${file} `), v.stdout);
+    assertEquals(await status(orphan), 404);
+    assertEquals(await status(file), 200);
+    await c.startMaster();
+    assertEquals(await (await fetch(c.url + k)).text(), k);
+  } finally {
+    await c.stop();
+  }
+});
+
 Deno.test("after a rebuild that missed a volume, verify -repair deletes none of its files; a full rebuild clears that", async () => {
   const c = await Cluster.start({ flags: ["-replicas", "1"] });
   try {
@@ -494,6 +593,29 @@ Deno.test("rebalance off a dead volume counts its keys as moved and names the co
   }
 });
 
+Deno.test("rebalance names a key it could not move quoted, on one line, whatever bytes it holds", async () => {
+  const c = await Cluster.start({ flags: ["-replicas", "1"] });
+  try {
+    const k = `${randomKey("/odd")}\nnext%`;
+    const put = await fetch(`${c.url}${k.replace("\n", "%0A").replace(/%$/, "%25")}`, {
+      method: "PUT",
+      body: "v",
+    });
+    assertEquals(put.status, 201);
+    await c.stopMaster();
+    // Its only volume now one that is not running: the move fails.
+    const dead = `127.0.0.1:${freePort()}`;
+    const r = await runMain(["rebalance", "-replicas", "1", "-volumes", dead, "-db", c.db]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assert(r.stdout.includes("rebalance: moved 0 keys, 1 failed\n"), r.stdout);
+    const named = r.stderr.split("\n").filter((l) => l.startsWith("  "));
+    assertEquals(named.length, 1, r.stderr);
+    assert(named[0].startsWith(`  ${JSON.stringify(k)}: 500 Cannot PUT `), r.stderr);
+  } finally {
+    await c.stop();
+  }
+});
+
 Deno.test("rebalance names the first 50 keys it could not move and says how many more", async () => {
   const c = await Cluster.start();
   try {
@@ -513,7 +635,7 @@ Deno.test("rebalance names the first 50 keys it could not move and says how many
     const r = await runMain(["rebalance", "-volumes", four.join(","), "-db", c.db]);
     assertEquals(r.code, 1, r.stdout + r.stderr);
     assert(r.stdout.includes("rebalance: moved 0 keys, 53 failed\n"), r.stdout);
-    const named = r.stderr.split("\n").filter((l) => l.startsWith("  /unmoved/"));
+    const named = r.stderr.split("\n").filter((l) => l.startsWith('  "/unmoved/'));
     assertEquals(named.length, 50, r.stderr);
     assert(r.stderr.includes("\n  ... and 3 more\n"), r.stderr);
   } finally {

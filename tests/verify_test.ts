@@ -3,7 +3,7 @@
 import { Cluster, randomBytes, randomKey, runMain, volumeFiles } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { joinIndex, openIndex } from "../lib/open.ts";
-import { key2path } from "../lib/keys.ts";
+import { key2path, md5, toHex } from "../lib/keys.ts";
 import { FLAGS, storeOptions } from "../lib/config.ts";
 import { parseFlags } from "../lib/flags.ts";
 import { Store } from "../lib/store.ts";
@@ -23,12 +23,17 @@ Deno.test("verify -md5 sees a large replica overwritten with other bytes of its 
     const rec = (await index.get(enc.encode(k)))!.rec;
     index.close();
     const over = `http://${rec.rvolumes[2]}${key2path(enc.encode(k))}`;
-    const put = await fetch(over, { method: "PUT", body: randomBytes(value.length) });
+    const other = randomBytes(value.length);
+    const put = await fetch(over, { method: "PUT", body: other });
     await put.body?.cancel();
     const args = ["verify", "-md5", "-volumes", c.volumes.join(","), "-db", c.db];
     const bad = await runMain(args);
     assertEquals(bad.code, 1, bad.stdout + bad.stderr);
-    assert(bad.stdout.includes(`corrupt replica: "${k}" on ${rec.rvolumes[2]}`), bad.stdout);
+    const why = `MD5 ${toHex(md5(other))}, recorded ${toHex(md5(value))}`;
+    assert(
+      bad.stdout.includes(`corrupt replica: "${k}" on ${rec.rvolumes[2]} (${why})\n`),
+      bad.stdout,
+    );
     for (const v of rec.rvolumes.slice(0, 2)) assert(!bad.stdout.includes(` on ${v}`), bad.stdout);
     const fix = await runMain([...args, "-repair"]);
     assertEquals(fix.code, 0, fix.stdout + fix.stderr);
@@ -371,6 +376,10 @@ Deno.test("verify with a volume down names each of its keys' replicas there and 
     const down = c.volumes[1];
     const lines = r.stdout.trimEnd().split("\n");
     assertEquals(lines.length, 4, r.stdout);
+    assert(
+      /^unreachable replica: "[^"]+" on [^ ]+ \(HEAD unanswered: .+\)$/.test(lines[0]),
+      r.stdout,
+    );
     assert(lines[0].startsWith(`unreachable replica: "${k}" on ${down}/sv`), r.stdout);
     assertEquals(lines[1], `under-replicated: "${k}" has 2 healthy of 3 replicas`);
     assert(lines[2].startsWith(`unreadable folder: Cannot list "http://${down}/": `), r.stdout);
@@ -396,10 +405,8 @@ Deno.test("verify -repair without -md5 copies a missing replica from a copy hold
     index.close();
     // The first replica (verify's first choice of source) lost its bytes but
     // kept its size; the third is gone.
-    const over = await fetch(volumeUrl(first, key2path(key)), {
-      method: "PUT",
-      body: randomBytes(value.length),
-    });
+    const other = randomBytes(value.length);
+    const over = await fetch(volumeUrl(first, key2path(key)), { method: "PUT", body: other });
     assertEquals(over.status, 204);
     const gone = await fetch(volumeUrl(third, key2path(key)), { method: "DELETE" });
     assertEquals(gone.status, 204);
@@ -413,7 +420,8 @@ Deno.test("verify -repair without -md5 copies a missing replica from a copy hold
       fix.stdout,
     );
     // The first one, found corrupt on the way, is named (a -md5 run repairs it).
-    assert(fix.stdout.includes(`corrupt replica: "${k}" on ${first}\n`), fix.stdout);
+    const why = `MD5 ${toHex(md5(other))}, recorded ${toHex(md5(value))}`;
+    assert(fix.stdout.includes(`corrupt replica: "${k}" on ${first} (${why})\n`), fix.stdout);
     assertEquals(fix.code, 1, fix.stdout + fix.stderr);
   } finally {
     await c.stop();
@@ -499,6 +507,71 @@ Deno.test("verify counts in words that agree with the number: 1 key, 1 problem, 
     const one = await runMain(args);
     assertEquals(one.code, 1, one.stdout + one.stderr);
     assertEquals(one.stdout, `orphan file: ${orphan} (no record)\nverify: 1 key, 1 problem\n`);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("verify names the file of a key too long for the index, leaves it with -repair, and checks the rest", async () => {
+  const c = await Cluster.start();
+  try {
+    const k = randomKey("/verify-long");
+    assertEquals((await fetch(c.url + k, { method: "PUT", body: "short key" })).status, 201);
+    await c.stopMaster();
+    const index = await openIndex(c.db);
+    const rec = (await index.get(enc.encode(k)))!.rec;
+    index.close();
+    const lost = `http://${rec.rvolumes[1]}${key2path(enc.encode(k))}`;
+    assertEquals((await fetch(lost, { method: "DELETE" })).status, 204);
+    // As Go mkv, which has no limit on keys, would have stored it.
+    const long = enc.encode(`${k}/${"x".repeat(2100)}`);
+    const file = `http://${rec.rvolumes[0]}${key2path(long)}`;
+    const put = await fetch(file, { method: "PUT", body: "long key" });
+    await put.body?.cancel();
+    assertEquals(put.status, 201);
+    const named = `unrecordable file: ${file} (its key of ${long.length} bytes is ` +
+      `too long for the index, at most 2043; left alone)`;
+    const args = ["verify", "-volumes", c.volumes.join(","), "-db", c.db];
+    const r = await runMain(args);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assertEquals(r.stdout.trimEnd().split("\n"), [
+      `missing replica: "${k}" on ${rec.rvolumes[1]}`,
+      `under-replicated: "${k}" has 2 healthy of 3 replicas`,
+      named,
+      "verify: 1 key, 3 problems",
+    ]);
+    const fix = await runMain([...args, "-repair", "-grace", "0s"]);
+    assertEquals(fix.code, 1, fix.stdout + fix.stderr);
+    assert(fix.stdout.includes(`${named}\n`), fix.stdout);
+    assert(fix.stdout.includes("verify: 1 key, 3 problems, 2 repaired\n"), fix.stdout);
+    assertEquals(await (await fetch(file)).text(), "long key");
+    assertEquals(await (await fetch(lost)).text(), "short key");
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("verify says why a replica is corrupt: its size against the recorded one", async () => {
+  const c = await Cluster.start();
+  try {
+    const k = randomKey("/verify-why");
+    assertEquals((await fetch(c.url + k, { method: "PUT", body: randomBytes(2000) })).status, 201);
+    await c.stopMaster();
+    const index = await openIndex(c.db);
+    const rec = (await index.get(enc.encode(k)))!.rec;
+    index.close();
+    const cut = await fetch(volumeUrl(rec.rvolumes[1], key2path(enc.encode(k))), {
+      method: "PUT",
+      body: randomBytes(1999),
+    });
+    assertEquals(cut.status, 204);
+    const r = await runMain(["verify", "-volumes", c.volumes.join(","), "-db", c.db]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assertEquals(r.stdout.trimEnd().split("\n"), [
+      `corrupt replica: "${k}" on ${rec.rvolumes[1]} (size 1999 bytes, recorded 2000)`,
+      `under-replicated: "${k}" has 2 healthy of 3 replicas`,
+      "verify: 1 key, 2 problems",
+    ]);
   } finally {
     await c.stop();
   }

@@ -27,7 +27,6 @@ export async function rebalance(flags: FlagValues): Promise<number> {
   if (!dryRun) await joinIndex(index, `rebalance:${Deno.pid}`);
   const store = new Store(index, opts);
   const progress = new Progress("rebalance", { main: "keys" });
-  const decoder = new TextDecoder();
   try {
     // The keys to move, known up front for the ETA (keys are small).
     const todo: Uint8Array[] = [];
@@ -67,7 +66,7 @@ export async function rebalance(flags: FlagValues): Promise<number> {
       if (out.status === 204) {
         moved++;
         progress.add("keys");
-        if (out.message) leftovers.push(`${decoder.decode(key)}: ${out.message}`);
+        if (out.message) leftovers.push(`${nameOf(key)}: ${out.message}`);
       } else if (out.status === 409 && !last) {
         held.push(key);
       } else if (out.status === 404) {
@@ -75,7 +74,7 @@ export async function rebalance(flags: FlagValues): Promise<number> {
         // running beside: nothing left to move, and nothing failed.
         progress.add("gone");
       } else {
-        failed.push(`${decoder.decode(key)}: ${out.status} ${out.message ?? ""}`);
+        failed.push(`${nameOf(key)}: ${out.status} ${out.message ?? ""}`);
         progress.add("failed");
       }
     };
@@ -125,6 +124,13 @@ export async function rebalance(flags: FlagValues): Promise<number> {
 function thrown(err: unknown): Outcome {
   if (err instanceof Fenced) return { status: 503, message: `${err.message}: run rebalance again` };
   return { status: 500, message: `Internal error: ${err instanceof Error ? err.message : err}` };
+}
+
+const decoder = new TextDecoder();
+
+/** A key as the tools name it: quoted, so that one with a newline stays on its line. */
+function nameOf(key: Uint8Array): string {
+  return JSON.stringify(decoder.decode(key));
 }
 
 /** Ms until the longest lease on these keys runs out (a little more, for clocks). */

@@ -16,7 +16,7 @@ import { pool } from "../lib/pool.ts";
 import { nameSome, plural, Progress } from "../lib/progress.ts";
 import { concurrencyOf } from "../lib/tool_flags.ts";
 import { Fenced } from "../lib/group_commit.ts";
-import type { Index } from "../lib/index_db.ts";
+import { type Index, keyFits } from "../lib/index_db.ts";
 import type { Record } from "../lib/record.ts";
 import { type Found, hexFolders, keysIn, subvolumesOf, type Walker } from "../lib/walk.ts";
 import { logError, logInfo, logWarn } from "../lib/log.ts";
@@ -69,9 +69,15 @@ export async function rebuild(flags: FlagValues): Promise<number> {
     const differ: string[] = [];
     /** Keys found whose record the index refused. */
     const unwritten: string[] = [];
+    /** Keys found too long for the index (Go mkv has no such limit). */
+    const tooLong: string[] = [];
     await pool(folders, concurrency, async ([folder, cdVols]) => {
       const found = await keysIn(w, cdVols, folder);
       await Promise.all(found.map((f) => {
+        if (!keyFits(f.key)) {
+          tooLong.push(`${JSON.stringify(decoder.decode(f.key))} on ${f.volumes.join(", ")}`);
+          return;
+        }
         const kvolumes = key2volume(
           placementKey(f.key, opts.colocate),
           opts.volumes,
@@ -121,6 +127,16 @@ export async function rebuild(flags: FlagValues): Promise<number> {
       );
       nameSome(unwritten);
     }
+    if (tooLong.length > 0) {
+      // Not for rebuild to retry: no run records them, and the index lacks
+      // nothing else because of them (verify -repair may delete orphans).
+      logError(
+        `rebuild: ${plural(tooLong.length, "key")} found ` +
+          `${tooLong.length === 1 ? "is" : "are"} too long for the index (at most 2043 bytes) ` +
+          `and left unrecorded; no master serves them, and verify names their files:`,
+      );
+      nameSome(tooLong);
+    }
     if (w.errors.length > 0) {
       logError(
         `rebuild: ${plural(w.errors.length, "folder")} could not be read; ` +
@@ -137,7 +153,7 @@ export async function rebuild(flags: FlagValues): Promise<number> {
       return 1;
     }
     await index.markIncomplete(null);
-    return 0;
+    return tooLong.length > 0 ? 1 : 0;
   } finally {
     progress.stop();
     await index.membership?.leave();

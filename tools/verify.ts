@@ -20,13 +20,14 @@ import { type Outcome, Store } from "../lib/store.ts";
 import { Fenced } from "../lib/group_commit.ts";
 import { Claim } from "../lib/claim.ts";
 import { joinIndex, openExistingIndex } from "../lib/open.ts";
-import type { Entry, Index } from "../lib/index_db.ts";
+import { type Entry, type Index, keyFits } from "../lib/index_db.ts";
 import { key2path } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
 import { plural, Progress } from "../lib/progress.ts";
 import { aliasesMessage, aliasesOf } from "../lib/aliases.ts";
 import { concurrencyOf, graceOf } from "../lib/tool_flags.ts";
 import {
+  describe,
   headStatus,
   remoteDelete,
   remoteGet,
@@ -34,13 +35,26 @@ import {
   unanswered,
   volumeUrl,
 } from "../lib/volumes.ts";
-import { hexFolders, keysIn, type Other, subvolumesOf, type Walker } from "../lib/walk.ts";
+import {
+  type Found,
+  hexFolders,
+  keysIn,
+  type Other,
+  subvolumesOf,
+  type Walker,
+} from "../lib/walk.ts";
 import { logInfo, logLine } from "../lib/log.ts";
 
 const decoder = new TextDecoder();
 
 /** What a replica turned out to be. */
 type Health = "ok" | "missing" | "corrupt" | "unreachable";
+
+/** A replica's health and why it is not ok ("" when ok or missing): for the operator. */
+interface Judged {
+  health: Health;
+  why: string;
+}
 
 interface Ctx {
   index: Index;
@@ -181,9 +195,10 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
     else p.text += " (cannot finish the switch now)";
     return;
   }
-  const health = await Promise.all(
+  const judged = await Promise.all(
     rec.rvolumes.map((v) => checkReplica(ctx, volumeUrl(v, path), rec.size, rec.hash)),
   );
+  const health = judged.map((j) => j.health);
   if (health.some((h) => h !== "ok")) {
     // The record was read by the scan, maybe a while ago: a key written
     // since (replaced, deleted) has other files than it says, and that is
@@ -197,7 +212,9 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
   }
   const healthy = rec.rvolumes.filter((_, i) => health[i] === "ok");
   const bad = rec.rvolumes.map((v, i) =>
-    health[i] === "ok" ? null : report(ctx, `${health[i]} replica: ${name} on ${v}`)
+    health[i] === "ok"
+      ? null
+      : report(ctx, `${health[i]} replica: ${name} on ${v}${because(judged[i])}`)
   );
   const under = healthy.length < ctx.replicas
     ? report(
@@ -242,8 +259,9 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
         if (!claim.holds) throw new Error("lost the hold on the key");
         if (source === null) throw new Error("no replica holds the recorded MD5");
         await copy(ctx, volumeUrl(source, path), volumeUrl(v, path));
-        if (await checkReplica(ctx, volumeUrl(v, path), rec.size, rec.hash, true) !== "ok") {
-          throw new Error("the copy does not check out");
+        const copied = await checkReplica(ctx, volumeUrl(v, path), rec.size, rec.hash, true);
+        if (copied.health !== "ok") {
+          throw new Error(`the copy does not check out: ${copied.health}${because(copied)}`);
         }
         p.fixed = `copied from ${source}`;
         fixed++;
@@ -253,10 +271,30 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
       }
     }
   } finally {
-    // Fenced twice: the hold's lease runs out on its own; the copies stand.
-    await claim.release({ linger }).catch(() => {});
+    await release(ctx, name, claim, linger);
   }
   if (under && healthy.length + fixed >= ctx.replicas) under.fixed = "replicas copied";
+}
+
+/**
+ * Gives back the hold a repair took. One the index does not take back (a
+ * write refused: locked past its wait, Fenced twice; or the hold lost
+ * meanwhile, its renewal refused) stays on the key until its lease runs
+ * out, and until then every write of the key answers 409: a problem of
+ * its own, not fixed by this run. The copies made stand.
+ */
+async function release(ctx: Ctx, name: string, claim: Claim, linger: boolean): Promise<void> {
+  const why = await claim.release({ linger }).then(
+    (ok) => ok ? null : "the hold was lost meanwhile",
+    (err) => `the index refused it: ${messageOf(err)}`,
+  );
+  if (why === null) return;
+  const lease = `${ctx.store.opts.lease / 1000}s`;
+  report(
+    ctx,
+    `hold not released: ${name} (${why}; writes of the key get 409 until its lease ` +
+      `runs out, within -lease ${lease})`,
+  );
 }
 
 /**
@@ -314,45 +352,61 @@ async function sourceOf(
 ): Promise<string | null> {
   if (ctx.md5 || !hash) return healthy[0];
   for (const v of healthy) {
-    const health = await checkReplica(ctx, volumeUrl(v, path), size, hash, true);
-    if (health === "ok") return v;
-    if (health === "corrupt") report(ctx, `corrupt replica: ${name} on ${v}`);
+    const judged = await checkReplica(ctx, volumeUrl(v, path), size, hash, true);
+    if (judged.health === "ok") return v;
+    if (judged.health === "corrupt") {
+      report(ctx, `corrupt replica: ${name} on ${v}${because(judged)}`);
+    }
   }
   return null;
 }
 
-/** HEAD (size) and, with -md5 (or `md5`) and a known hash, a full read of one replica. */
+/**
+ * HEAD (size) and, with -md5 (or `md5`) and a known hash, a full read of
+ * one replica; what is wrong says how (the sizes or MD5s, the answer).
+ */
 async function checkReplica(
   ctx: Ctx,
   url: string,
   size: number,
   hash: string,
   md5 = ctx.md5,
-): Promise<Health> {
+): Promise<Judged> {
   let res: Response;
   try {
     res = await fetch(url, { method: "HEAD", signal: AbortSignal.timeout(ctx.timeout) });
     await res.body?.cancel();
-  } catch {
-    return "unreachable";
+  } catch (err) {
+    return { health: "unreachable", why: `HEAD unanswered: ${describe(err)}` };
   }
-  if (res.status === 404) return "missing";
-  if (res.status !== 200) return "unreachable";
+  if (res.status === 404) return { health: "missing", why: "" };
+  if (res.status !== 200) return { health: "unreachable", why: `HEAD answered ${res.status}` };
   const length = Number(res.headers.get("content-length") ?? "-1");
-  if (size >= 0 && length >= 0 && length !== size) return "corrupt";
-  if (!md5 || !hash) return "ok";
+  if (size >= 0 && length >= 0 && length !== size) {
+    return { health: "corrupt", why: `size ${plural(length, "byte")}, recorded ${size}` };
+  }
+  if (!md5 || !hash) return { health: "ok", why: "" };
   // Large replicas are hashed on the MD5 threads (lib/md5_stream.ts), so
   // -concurrency keys are read and hashed at once on as many cores.
   const h = md5Stream(length >= 0 ? length : null);
+  let got: string;
   try {
     const ac = new AbortController();
-    const got = await remoteGet(url, { signal: ac.signal, stall: ctx.stall });
-    for await (const chunk of got.body!) await h.update(chunk);
-    return await h.digest() === hash ? "ok" : "corrupt";
-  } catch {
+    const read = await remoteGet(url, { signal: ac.signal, stall: ctx.stall });
+    for await (const chunk of read.body!) await h.update(chunk);
+    got = await h.digest();
+  } catch (err) {
     h.abort();
-    return "unreachable";
+    return { health: "unreachable", why: `read failed: ${describe(err)}` };
   }
+  return got === hash
+    ? { health: "ok", why: "" }
+    : { health: "corrupt", why: `MD5 ${got}, recorded ${hash}` };
+}
+
+/** " (why)" when there is a why. */
+function because(j: Judged): string {
+  return j.why ? ` (${j.why})` : "";
 }
 
 /** Streams one replica over another. */
@@ -394,45 +448,82 @@ async function findOrphans(
   const now = Date.now();
   const uploads = new Map<string, Promise<Set<string>>>();
   await pool(folders, concurrency, async ([folder, cdVols]) => {
-    const others: Other[] = [];
-    const keys = await keysIn(w, cdVols, folder, others);
-    for (const other of others) await checkLeftover(ctx, other, uploads, now);
-    for (const found of keys) {
-      ctx.progress.add("files", found.volumes.length);
-      const e = await ctx.index.get(found.key);
-      if (e && (e.rec.state === "writing" || (e.rec.until ?? 0) > now)) continue;
-      const name = JSON.stringify(decoder.decode(found.key));
-      const path = key2path(found.key);
-      for (const [i, v] of found.volumes.entries()) {
-        if (e && e.rec.rvolumes.includes(v)) continue;
-        const url = volumeUrl(v, path);
-        if (!await stillOrphan(ctx, found.key, e, url)) {
-          ctx.progress.add("changed");
-          continue;
-        }
-        const p = report(
-          ctx,
-          `orphan file: ${url} (${e ? `${name} is not recorded on ${v}` : "no record"})`,
-        );
-        if (!ctx.repair) continue;
-        if (ctx.keepOrphans) {
-          p.text += " (kept: the index is incomplete)";
-          continue;
-        }
-        if (!(now - found.mtimes[i] >= ctx.grace)) {
-          p.text += " (kept: younger than -grace)";
-          continue;
-        }
-        try {
-          // Under a claim on the key: a write may have come since the listing.
-          const out = await ctx.store.removeOrphan(found.key, v);
-          p.fixed = out.status === 204 ? "deleted" : "in use again, kept";
-        } catch (err) {
-          p.text += ` (cannot delete: ${messageOf(err)})`;
-        }
+    // Whatever it throws (an index read failed) is that folder's problem:
+    // the other folders are walked all the same, and the summary says so.
+    await checkFolder(ctx, w, folder, cdVols, uploads, now).catch((err) => {
+      report(ctx, `cannot check folder ${folder} on ${cdVols.join(", ")}: ${messageOf(err)}`);
+    });
+  });
+}
+
+/** The files of one key folder ("/ab/cd/") on the (sub)volumes that have it. */
+async function checkFolder(
+  ctx: Ctx,
+  w: Walker,
+  folder: string,
+  cdVols: string[],
+  uploads: Map<string, Promise<Set<string>>>,
+  now: number,
+): Promise<void> {
+  const others: Other[] = [];
+  const keys = await keysIn(w, cdVols, folder, others);
+  for (const other of others) await checkLeftover(ctx, other, uploads, now);
+  for (const found of keys) {
+    ctx.progress.add("files", found.volumes.length);
+    if (!keyFits(found.key)) {
+      unrecordable(ctx, found);
+      continue;
+    }
+    const e = await ctx.index.get(found.key);
+    if (e && (e.rec.state === "writing" || (e.rec.until ?? 0) > now)) continue;
+    const name = JSON.stringify(decoder.decode(found.key));
+    const path = key2path(found.key);
+    for (const [i, v] of found.volumes.entries()) {
+      if (e && e.rec.rvolumes.includes(v)) continue;
+      const url = volumeUrl(v, path);
+      if (!await stillOrphan(ctx, found.key, e, url)) {
+        ctx.progress.add("changed");
+        continue;
+      }
+      const p = report(
+        ctx,
+        `orphan file: ${url} (${e ? `${name} is not recorded on ${v}` : "no record"})`,
+      );
+      if (!ctx.repair) continue;
+      if (ctx.keepOrphans) {
+        p.text += " (kept: the index is incomplete)";
+        continue;
+      }
+      if (!(now - found.mtimes[i] >= ctx.grace)) {
+        p.text += " (kept: younger than -grace)";
+        continue;
+      }
+      try {
+        // Under a claim on the key: a write may have come since the listing.
+        const out = await ctx.store.removeOrphan(found.key, v);
+        p.fixed = out.status === 204 ? "deleted" : "in use again, kept";
+      } catch (err) {
+        p.text += ` (cannot delete: ${messageOf(err)})`;
       }
     }
-  });
+  }
+}
+
+/**
+ * The files of a key longer than the index takes (written by Go mkv, which
+ * has no such limit, or onto the volume by hand): no record can name it,
+ * so it is no orphan of a failed write, and no master can serve it (414).
+ * Named and left alone: deleting it would lose the value.
+ */
+function unrecordable(ctx: Ctx, found: Found): void {
+  const path = key2path(found.key);
+  for (const v of found.volumes) {
+    report(
+      ctx,
+      `unrecordable file: ${volumeUrl(v, path)} (its key of ${found.key.length} bytes is ` +
+        `too long for the index, at most 2043; left alone)`,
+    );
+  }
 }
 
 /**

@@ -107,7 +107,7 @@ Deno.test("rebalance counts a key whose move the index fenced as failed, moves t
     );
     const failed = r.stderr.split("\n").filter((l) => l.includes(FENCED));
     assertEquals(failed.length, 1, r.stderr);
-    assert(/^ {2}\/fenced-rebalance\/[0-9a-f-]+: 503 /.test(failed[0]), failed[0]);
+    assert(/^ {2}"\/fenced-rebalance\/[0-9a-f-]+": 503 /.test(failed[0]), failed[0]);
     assert(!r.stderr.includes("    at "), `no stack trace: ${r.stderr}`);
     const again = await runMain(["rebalance", ...args]);
     assertEquals(again.code, 0, again.stdout + again.stderr);
@@ -151,6 +151,48 @@ Deno.test("verify -repair names the replica whose repair the index fenced, repai
     assert(again.stdout.includes(": repaired, copied from "), again.stdout);
     const clean = await runMain(["verify", ...args]);
     assertEquals(clean.code, 0, clean.stdout + clean.stderr);
+  } finally {
+    await c.stop();
+    await evictor.stop();
+  }
+});
+
+Deno.test("verify -repair whose hold the index fenced twice at its release names the key as held and exits 1", async () => {
+  const c = await Cluster.start();
+  await c.stopMaster();
+  // From the repair's copy on (its hold taken), the run is taken for gone
+  // at every look: the release is fenced again within its join's wait.
+  const evictor = new Evictor(c.volumes[0], c.db, "verify:", (req) => req.method === "PUT", 50);
+  evictor.armed = false; // the master PUTs what it writes
+  const volumes = [evictor.volume, ...c.volumes.slice(1)];
+  await c.startMaster([], volumes);
+  try {
+    const k = randomKey("/fenced-release");
+    assertEquals(await status(c.url + k, { method: "PUT", body: randomBytes(2000) }), 201);
+    // The replica behind the proxy lost: the repair copies it back through it.
+    const on = where(volumes, k).find((v) => v.startsWith(evictor.volume))!;
+    const path = key2path(new TextEncoder().encode(k));
+    assertEquals(await status(`http://${on}${path}`, { method: "DELETE" }), 204);
+    await c.stopMaster();
+    evictor.armed = true;
+    const args = ["-volumes", volumes.join(","), "-db", c.db];
+    const r = await runMain(["verify", "-repair", ...args]);
+    assertEquals(await evictor.evicted(), 1, "the tool's fence evicted");
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assert(r.stdout.includes(`missing replica: "${k}" on ${on}: repaired, copied from `), r.stdout);
+    assert(
+      r.stdout.includes(
+        `hold not released: "${k}" (the index refused it: ${FENCED}; writes of the key get ` +
+          `409 until its lease runs out, within -lease 30s)\n`,
+      ),
+      r.stdout,
+    );
+    assert(r.stdout.includes("verify: 1 key, 3 problems, 2 repaired\n"), r.stdout);
+    // Held indeed: the record still carries the run's lease.
+    const index = await openIndex(c.db);
+    const rec = (await index.get(new TextEncoder().encode(k)))!.rec;
+    index.close();
+    assert(rec.owner && (rec.until ?? 0) > Date.now(), JSON.stringify(rec));
   } finally {
     await c.stop();
     await evictor.stop();
