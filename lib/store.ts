@@ -897,7 +897,7 @@ export class Store {
     if (missing.length > 0) {
       let failure: unknown = null;
       for (const source of sources) {
-        failure = await this.#copy(path, source, {
+        failure = await this.copyReplica(path, source, {
           targets: missing,
           size: prev.rec.size,
           hash: prev.rec.hash,
@@ -928,11 +928,13 @@ export class Store {
   }
 
   /**
-   * Copies `path` from `source` to `targets`; the error, or null when done.
-   * A copy of another size or MD5 than recorded (`size`, `hash`; -1 and ""
-   * when unknown) is refused before any target stores it.
+   * Copies `path` from `source` to `targets` under `claim` (REBALANCE,
+   * verify -repair); the error, or null when done. A copy of another size
+   * or MD5 than recorded (`size`, `hash`; -1 and "" when unknown) is
+   * refused before any target stores it, and one whose claim is lost
+   * meanwhile stops before it can land over the key's next value.
    */
-  async #copy(
+  async copyReplica(
     path: string,
     source: string,
     opts: {

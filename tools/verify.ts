@@ -31,7 +31,6 @@ import {
   headStatus,
   remoteDelete,
   remoteGet,
-  remotePut,
   unanswered,
   volumeUrl,
 } from "../lib/volumes.ts";
@@ -258,7 +257,18 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
       try {
         if (!claim.holds) throw new Error("lost the hold on the key");
         if (source === null) throw new Error("no replica holds the recorded MD5");
-        await copy(ctx, volumeUrl(source, path), volumeUrl(v, path));
+        // The store's copy: stopped once the hold is lost (a copy going on
+        // would land over the key's next value), checked against the record.
+        const unanswered = new Set<string>();
+        const failed = await ctx.store.copyReplica(path, source, {
+          targets: [v],
+          size: rec.size,
+          hash: rec.hash,
+          claim,
+          unanswered,
+        });
+        linger ||= unanswered.size > 0;
+        if (failed !== null) throw failed;
         const copied = await checkReplica(ctx, volumeUrl(v, path), rec.size, rec.hash, true);
         if (copied.health !== "ok") {
           throw new Error(`the copy does not check out: ${copied.health}${because(copied)}`);
@@ -407,23 +417,6 @@ async function checkReplica(
 /** " (why)" when there is a why. */
 function because(j: Judged): string {
   return j.why ? ` (${j.why})` : "";
-}
-
-/** Streams one replica over another. */
-async function copy(ctx: Ctx, from: string, to: string): Promise<void> {
-  const ac = new AbortController();
-  try {
-    const res = await remoteGet(from, { signal: ac.signal, stall: ctx.stall });
-    const length = res.headers.get("content-length");
-    await remotePut(to, res.body!, {
-      signal: ac.signal,
-      stall: ctx.stall,
-      length: length === null ? null : Number(length),
-    });
-  } catch (err) {
-    ac.abort();
-    throw err;
-  }
 }
 
 /**

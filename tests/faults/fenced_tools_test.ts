@@ -5,7 +5,7 @@
 // the tool joins again, goes on with the other keys, and exits 1 naming it.
 import { Cluster, randomBytes, randomKey, runMain, status } from "../cluster.ts";
 import { assert, assertEquals } from "../assert.ts";
-import { VolumeProxy, where } from "./replace_faults.ts";
+import { assertServes, VolumeProxy, where } from "./replace_faults.ts";
 import { key2path } from "../../lib/keys.ts";
 import { openIndex } from "../../lib/open.ts";
 
@@ -256,5 +256,110 @@ Deno.test("rebuild fenced twice names the keys it could not record, marks the in
   } finally {
     await c.stop();
     await evictor.stop();
+  }
+});
+
+/**
+ * A volume's proxy that holds the first PUT it is armed for, unread, until
+ * released (its sender is held up by backpressure), and from when it came
+ * evicts the fences of members whose id starts with `prefix` every 50 ms:
+ * the sender's renewals are fenced, and its hold on the key is lost.
+ */
+class CopyHolder extends VolumeProxy {
+  armed = false;
+  readonly came = Promise.withResolvers<void>();
+  #taken = false;
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(target: string, readonly db: string, readonly prefix: string) {
+    super(target);
+  }
+
+  protected override async handle(req: Request): Promise<Response> {
+    if (this.armed && !this.#taken && req.method === "PUT") {
+      this.#taken = true;
+      this.#timer = setInterval(() => evictFences(this.db, this.prefix).catch(() => {}), 50);
+      this.came.resolve();
+      await this.released;
+      clearInterval(this.#timer);
+    }
+    return await this.forward(req);
+  }
+
+  override async stop() {
+    clearInterval(this.#timer);
+    await super.stop();
+  }
+}
+
+Deno.test("verify -repair whose hold is lost mid-copy stops the copy: the key's next value, written meanwhile, is not overwritten", async () => {
+  const c = await Cluster.start();
+  await c.stopMaster();
+  const holder = new CopyHolder(c.volumes[0], c.db, "verify:");
+  const volumes = [holder.volume, ...c.volumes.slice(1)];
+  const flags = ["-lease", "1s", "-voltimeout", "5s"];
+  await c.startMaster(flags, volumes);
+  let verify: Deno.ChildProcess | null = null;
+  try {
+    const k = randomKey("/lost-hold-copy");
+    // Large enough that the copy's body waits on the held PUT's socket.
+    const old = randomBytes(32 << 20);
+    assertEquals(await status(c.url + k, { method: "PUT", body: old }), 201);
+    const on = where(volumes, k).find((v) => v.startsWith(holder.volume))!;
+    const path = key2path(new TextEncoder().encode(k));
+    assertEquals(await status(`http://${on}${path}`, { method: "DELETE" }), 204);
+    await c.stopMaster();
+    holder.armed = true;
+    verify = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL("../../main.ts", import.meta.url).pathname,
+        "verify",
+        "-repair",
+        "-volumes",
+        volumes.join(","),
+        "-db",
+        c.db,
+        ...flags,
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    await holder.came.promise;
+    holder.armed = false;
+    // The hold lost (its renewals fenced) and its lease run out: the key
+    // is free, and gets its next value.
+    await new Promise((r) => setTimeout(r, 2500));
+    await c.startMaster(flags, volumes);
+    assertEquals(await status(c.url + k, { method: "DELETE" }), 204);
+    const next = randomBytes(2000);
+    assertEquals(await status(c.url + k, { method: "PUT", body: next }), 201);
+    holder.release();
+    const out = await verify.output();
+    verify = null;
+    const stdout = new TextDecoder().decode(out.stdout);
+    assertEquals(out.code, 1, stdout + new TextDecoder().decode(out.stderr));
+    assert(
+      stdout.includes(`missing replica: "${k}" on ${on} (cannot repair: ${FENCED})\n`),
+      stdout,
+    );
+    assert(stdout.includes("verify: 1 key, 3 problems, 0 repaired\n"), stdout);
+    const file = await fetch(`http://${on.replace(holder.volume, c.volumes[0])}${path}`);
+    assertEquals(
+      new Uint8Array(await file.arrayBuffer()),
+      next,
+      "the replica holds the next value",
+    );
+    await assertServes(c.url, k, next);
+  } finally {
+    holder.release();
+    if (verify) {
+      verify.kill();
+      await verify.output();
+    }
+    await c.stop();
+    await holder.stop();
   }
 });
