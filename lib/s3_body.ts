@@ -230,7 +230,9 @@ export function decodeChunked(
   const endTrailer = () => {
     if (!signer?.trailer) return;
     const sent = trailers.get("x-amz-trailer-signature");
-    if (sent === undefined) fail("The trailer has no x-amz-trailer-signature", "SignatureDoesNotMatch");
+    if (sent === undefined) {
+      fail("The trailer has no x-amz-trailer-signature", "SignatureDoesNotMatch");
+    }
     if (sent !== trailerSignature(signer, previous, signedLines)) {
       fail("The x-amz-trailer-signature does not match the trailer", "SignatureDoesNotMatch");
     }
