@@ -244,7 +244,10 @@ async function query(
 ): Promise<Response> {
   const q = parseQuery(raw);
   if (q.op === "metrics") return await metricsPage(store, req);
-  if (q.op === "status") return await statusPage(store, req);
+  if (q.op === "status") {
+    const read = req.method === "GET" || req.method === "HEAD";
+    return read ? await statusPage(store, req) : notGet("?status");
+  }
   const states: { [op: string]: State } = {
     list: "live",
     unlinked: "unlinked",
