@@ -73,7 +73,10 @@ export function createHandler(
 ): (req: Request) => Response | Promise<Response> {
   return (req) => {
     if (drain.draining) {
-      return new Response("Shutting down\n", { status: 503, headers: { Connection: "close" } });
+      return withBody("Shutting down\n", {
+        status: 503,
+        headers: { Connection: "close", "Content-Type": "text/plain; charset=utf-8" },
+      });
     }
     const fast = fromMemory(store, req, opts);
     if (fast) {
