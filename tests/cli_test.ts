@@ -99,6 +99,17 @@ Deno.test("-h, -help and --help print the usage on stdout and exit 0, as Go's fl
   }
 });
 
+Deno.test("help says -log formats every line a command writes, as the README does", async () => {
+  const r = await runMain(["help"]);
+  assert(
+    r.stdout.includes(
+      "\n  -log string\n    \tFormat of every line a command writes (-v requests, volume failures, " +
+        'messages, errors): text or json (default "text")\n',
+    ),
+    r.stdout,
+  );
+});
+
 Deno.test("Go-style -flag=value, --flag value and flags before the command all work", async () => {
   const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1"] });
   await c.stopMaster();
