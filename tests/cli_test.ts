@@ -70,6 +70,22 @@ Deno.test("bad flag values are refused with the reason", async () => {
   assert(none.stderr.startsWith("No command given"), none.stderr);
 });
 
+Deno.test("-subvolumes past 256 is a flag error: svNN has two hex digits", async () => {
+  const r = await runMain([
+    "server",
+    "-db",
+    "/tmp/unused",
+    "-volumes",
+    "a:1",
+    "-replicas",
+    "1",
+    "-subvolumes",
+    "257",
+  ]);
+  assertEquals(r.code, 2);
+  assert(r.stderr.startsWith("-subvolumes must be from 1 to 256\n"), r.stderr);
+});
+
 Deno.test("a port out of range is a flag error: usage and exit 2, not a crash", async () => {
   for (const port of ["-1", "65536"]) {
     const r = await runMain(["server", "-db", "/tmp/unused", "-volumes", "a:1", "-port", port]);
