@@ -120,13 +120,11 @@ Deno.addSignalListener("SIGTERM", stop);
 const volumeChildren = volumes.map((port) =>
   start(["-log", format, "volume", `${data}/volume${port - base}`], { PORT: String(port) })
 );
-for (
-  const failed of await Promise.all(
-    volumes.map((p, i) => waitFor(`http://localhost:${p}/`, volumeChildren[i])),
-  )
-) {
-  if (failed !== null) await exit(failed);
-}
+const volumesUp = await Promise.all(
+  volumes.map((p, i) => waitFor(`http://localhost:${p}/`, volumeChildren[i])),
+);
+const volumeFailed = volumesUp.find((code) => code !== null);
+if (volumeFailed !== undefined && volumeFailed !== null) await exit(volumeFailed);
 const master = start([
   "server",
   "-port",
