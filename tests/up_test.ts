@@ -245,3 +245,43 @@ Deno.test("deno task up -log json: every line it and its volumes and master writ
   }
   for (let p = base; p < base + 4; p++) await bindable(p);
 });
+
+Deno.test("deno task up: a master that dies takes the volumes down, named, with its exit code", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
+  const base = freeBlock();
+  const up = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", UP],
+    cwd: dir,
+    env: { PORT: String(base) },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const reader = up.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const stderr = new Response(up.stderr).text();
+  try {
+    await readUntil(reader, "Ctrl-C stops everything.");
+    Deno.kill(await pidOf(`${dir}/data/indexdb`), "SIGKILL");
+    // 137: 128 + SIGKILL, the master's exit code.
+    assertEquals((await up.status).code, 137);
+    assert(
+      (await stderr).endsWith(`the master on :${base} stopped (exit 137): stopping the rest\n`),
+      await stderr,
+    );
+  } finally {
+    reader.releaseLock();
+    await up.stdout.cancel().catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+  }
+  for (let p = base; p < base + 4; p++) await bindable(p);
+});
+
+/** The pid of the process whose command line holds `text`. */
+async function pidOf(text: string): Promise<number> {
+  for await (const e of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    const cmd = await Deno.readTextFile(`/proc/${e.name}/cmdline`).catch(() => "");
+    if (cmd.includes(text)) return Number(e.name);
+  }
+  throw new Error(`no process has ${text} in its command line`);
+}
