@@ -86,6 +86,20 @@ Deno.test("-subvolumes past 256 is a flag error: svNN has two hex digits", async
   assert(r.stderr.startsWith("-subvolumes must be from 1 to 256\n"), r.stderr);
 });
 
+Deno.test("a volume listed twice in -volumes is a flag error", async () => {
+  const r = await runMain([
+    "server",
+    "-db",
+    "/tmp/unused",
+    "-volumes",
+    "a:1,a:1",
+    "-replicas",
+    "1",
+  ]);
+  assertEquals(r.code, 2);
+  assert(r.stderr.startsWith("-volumes lists a volume twice\n"), r.stderr);
+});
+
 Deno.test("a port out of range is a flag error: usage and exit 2, not a crash", async () => {
   for (const port of ["-1", "65536"]) {
     const r = await runMain(["server", "-db", "/tmp/unused", "-volumes", "a:1", "-port", port]);
