@@ -58,7 +58,8 @@ export const FLAGS: { [name: string]: FlagSpec } = {
   log: {
     type: "string",
     default: "text",
-    usage: "Format of the log lines (-v requests, volume failures): text or json",
+    usage: "Format of every line a command writes (-v requests, volume failures, messages, " +
+      "errors): text or json",
   },
 };
 

@@ -73,7 +73,10 @@ export function createHandler(
 ): (req: Request) => Response | Promise<Response> {
   return (req) => {
     if (drain.draining) {
-      return new Response("Shutting down\n", { status: 503, headers: { Connection: "close" } });
+      return withBody("Shutting down\n", {
+        status: 503,
+        headers: { Connection: "close", "Content-Type": "text/plain; charset=utf-8" },
+      });
     }
     const fast = fromMemory(store, req, opts);
     if (fast) {
@@ -244,7 +247,10 @@ async function query(
 ): Promise<Response> {
   const q = parseQuery(raw);
   if (q.op === "metrics") return await metricsPage(store, req);
-  if (q.op === "status") return await statusPage(store, req);
+  if (q.op === "status") {
+    const read = req.method === "GET" || req.method === "HEAD";
+    return read ? await statusPage(store, req) : notGet("?status");
+  }
   const states: { [op: string]: State } = {
     list: "live",
     unlinked: "unlinked",

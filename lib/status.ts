@@ -87,11 +87,8 @@ export async function gatherStatus(store: Store, now = Date.now()): Promise<Stat
   };
 }
 
-/** Answers GET/HEAD /?status: HTML, or JSON when the client asks for it. */
+/** Answers GET/HEAD /?status (lib/server.ts refuses other methods): HTML, or JSON when asked. */
 export async function statusPage(store: Store, req: Request): Promise<Response> {
-  if (req.method !== "GET" && req.method !== "HEAD") {
-    return new Response("?status takes GET\n", { status: 405, headers: { Allow: "GET, HEAD" } });
-  }
   const status = await gatherStatus(store);
   const headers = { "Cache-Control": "no-store", "Vary": "Accept" };
   if (wantsJson(req.headers.get("accept") ?? "")) {

@@ -70,6 +70,36 @@ Deno.test("bad flag values are refused with the reason", async () => {
   assert(none.stderr.startsWith("No command given"), none.stderr);
 });
 
+Deno.test("-subvolumes past 256 is a flag error: svNN has two hex digits", async () => {
+  const r = await runMain([
+    "server",
+    "-db",
+    "/tmp/unused",
+    "-volumes",
+    "a:1",
+    "-replicas",
+    "1",
+    "-subvolumes",
+    "257",
+  ]);
+  assertEquals(r.code, 2);
+  assert(r.stderr.startsWith("-subvolumes must be from 1 to 256\n"), r.stderr);
+});
+
+Deno.test("a volume listed twice in -volumes is a flag error", async () => {
+  const r = await runMain([
+    "server",
+    "-db",
+    "/tmp/unused",
+    "-volumes",
+    "a:1,a:1",
+    "-replicas",
+    "1",
+  ]);
+  assertEquals(r.code, 2);
+  assert(r.stderr.startsWith("-volumes lists a volume twice\n"), r.stderr);
+});
+
 Deno.test("a port out of range is a flag error: usage and exit 2, not a crash", async () => {
   for (const port of ["-1", "65536"]) {
     const r = await runMain(["server", "-db", "/tmp/unused", "-volumes", "a:1", "-port", port]);
@@ -97,6 +127,17 @@ Deno.test("-h, -help and --help print the usage on stdout and exit 0, as Go's fl
     assert(r.stdout.startsWith("mkv 0.1.0: a distributed key-value store"), r.stdout);
     assert(r.stdout.includes("\n  -voltimeout duration\n"), r.stdout);
   }
+});
+
+Deno.test("help says -log formats every line a command writes, as the README does", async () => {
+  const r = await runMain(["help"]);
+  assert(
+    r.stdout.includes(
+      "\n  -log string\n    \tFormat of every line a command writes (-v requests, volume failures, " +
+        'messages, errors): text or json (default "text")\n',
+    ),
+    r.stdout,
+  );
 });
 
 Deno.test("Go-style -flag=value, --flag value and flags before the command all work", async () => {

@@ -81,6 +81,25 @@ Deno.test("/?metrics parses as Prometheus text and counts a known sequence exact
   }
 });
 
+Deno.test("?status's 405 is a text/plain error like the other views', its body counted", async () => {
+  const c = await Cluster.start();
+  try {
+    const before = await scrape(c);
+    const post = await fetch(`${c.url}/?status`, { method: "POST" });
+    assertEquals(post.status, 405);
+    assertEquals(post.headers.get("content-type"), "text/plain; charset=utf-8");
+    assertEquals(post.headers.get("allow"), "GET, HEAD");
+    assertEquals(await post.text(), "?status takes GET\n");
+    const after = await scrape(c);
+    assertEquals(
+      after.get("mkv_response_bytes_total")! - before.get("mkv_response_bytes_total")!,
+      18,
+    );
+  } finally {
+    await c.stop();
+  }
+});
+
 Deno.test("/?metrics counts the bytes of error bodies: a 405's and a view's 405", async () => {
   const c = await Cluster.start();
   try {

@@ -130,3 +130,158 @@ Deno.test("deno task up refuses a bad PORT", async () => {
     `Bad PORT "70000": expected 1-65532 (the master's port)\n`,
   );
 });
+
+Deno.test("deno task up with a flag the master refuses exits with its code and leaves no volume running", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
+  const base = freeBlock();
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", UP, "-replicas", "5"],
+      cwd: dir,
+      env: { PORT: String(base) },
+      stdin: "null",
+    }).output();
+    assertEquals(out.code, 2);
+    const err = new TextDecoder().decode(out.stderr);
+    // After the volumes' lines, the master's refusal and its usage.
+    assert(
+      err.includes(
+        "\nThe number of volumes (3) must be at least the number of replicas (5)\n\nmkv 0.1.0",
+      ),
+      err,
+    );
+    // The volumes it started are stopped, nginx included.
+    for (let p = base + 1; p < base + 4; p++) await bindable(p);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("deno task up with an unknown flag prints the master's usage error and starts nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", UP, "-bogus"],
+      cwd: dir,
+      env: { PORT: String(freeBlock()) },
+      stdin: "null",
+    }).output();
+    assertEquals(out.code, 2);
+    const err = new TextDecoder().decode(out.stderr);
+    assert(err.startsWith("Unknown flag: -bogus\n\nmkv 0.1.0"), err);
+    assertEquals(new TextDecoder().decode(out.stdout), "");
+    assertEquals(await Array.fromAsync(Deno.readDir(dir)), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("deno task up -h prints the usage and exits 0, starting nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", UP, "-h"],
+      cwd: dir,
+      env: { PORT: String(freeBlock()) },
+      stdin: "null",
+    }).output();
+    assertEquals(out.code, 0);
+    const stdout = new TextDecoder().decode(out.stdout);
+    assert(stdout.startsWith("mkv 0.1.0: a distributed key-value store"), stdout);
+    assert(stdout.includes("\n  -log string\n"), stdout);
+    assertEquals(await Array.fromAsync(Deno.readDir(dir)), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("deno task up -port is refused: PORT moves the cluster", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", UP, "-port=4000"],
+    stdin: "null",
+  }).output();
+  assertEquals(out.code, 2);
+  assertEquals(
+    new TextDecoder().decode(out.stderr),
+    "deno task up sets -port itself: move the cluster with PORT (PORT=42000 deno task up)\n",
+  );
+});
+
+Deno.test("deno task up -log json: every line it and its volumes and master write is a JSON object", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
+  const base = freeBlock();
+  const up = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", UP, "-log", "json"],
+    cwd: dir,
+    env: { PORT: String(base) },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = up.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    let out = await readUntil(reader, "mkv is up");
+    if (!out.endsWith("\n")) out += await readUntil(reader, "\n");
+    const lines = out.split("\n").filter((l) => l !== "");
+    // Three volumes, the master, then the banner, each one JSON object.
+    assertEquals(lines.length, 5, out);
+    const objects = lines.map((l) => JSON.parse(l));
+    for (const o of objects) assertEquals(o.level, "info", JSON.stringify(o));
+    const banner = objects[4];
+    assertEquals(
+      banner.msg,
+      `mkv is up: master http://localhost:${base}, volumes :${base + 1} :${base + 2} :${
+        base + 3
+      }; Ctrl-C stops everything`,
+    );
+    assertEquals(banner.master, `http://localhost:${base}`);
+    assertEquals(banner.volumes, [1, 2, 3].map((i) => `localhost:${base + i}`));
+  } finally {
+    up.kill("SIGINT");
+    assertEquals((await up.status).code, 0);
+    reader.releaseLock();
+    await up.stdout.cancel().catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+  }
+  for (let p = base; p < base + 4; p++) await bindable(p);
+});
+
+Deno.test("deno task up: a master that dies takes the volumes down, named, with its exit code", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
+  const base = freeBlock();
+  const up = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", UP],
+    cwd: dir,
+    env: { PORT: String(base) },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const reader = up.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const stderr = new Response(up.stderr).text();
+  try {
+    await readUntil(reader, "Ctrl-C stops everything.");
+    Deno.kill(await pidOf(`${dir}/data/indexdb`), "SIGKILL");
+    // 137: 128 + SIGKILL, the master's exit code.
+    assertEquals((await up.status).code, 137);
+    assert(
+      (await stderr).endsWith(`the master on :${base} stopped (exit 137): stopping the rest\n`),
+      await stderr,
+    );
+  } finally {
+    reader.releaseLock();
+    await up.stdout.cancel().catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+  }
+  for (let p = base; p < base + 4; p++) await bindable(p);
+});
+
+/** The pid of the process whose command line holds `text`. */
+async function pidOf(text: string): Promise<number> {
+  for await (const e of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    const cmd = await Deno.readTextFile(`/proc/${e.name}/cmdline`).catch(() => "");
+    if (cmd.includes(text)) return Number(e.name);
+  }
+  throw new Error(`no process has ${text} in its command line`);
+}

@@ -1,10 +1,16 @@
 // `deno task up`: a local cluster to try the store: three nginx volumes on
 // :3001-3003 (./data/volume1-3) and a master on :3000 (index in
 // ./data/indexdb). `PORT=42000 deno task up` moves them all: the master on
-// 42000, the volumes on 42001-42003. Ctrl-C stops everything it started.
+// 42000, the volumes on 42001-42003. Flags go to the master (-log goes to
+// the volumes too, and formats this command's own lines). Ctrl-C stops
+// everything it started; so does any part of it exiting.
 import { MASTER_V8_FLAGS } from "../lib/runtime.ts";
 import { resolve } from "node:path";
 import { ensureNginx } from "./volume.ts";
+import { parseFlags } from "../lib/flags.ts";
+import { FLAGS, logFormat } from "../lib/config.ts";
+import { TOOL_FLAGS } from "../lib/tool_flags.ts";
+import { logError, type LogFormat, logInfo, logLine, setLogFormat } from "../lib/log.ts";
 
 const main = new URL("../main.ts", import.meta.url).pathname;
 const data = resolve("data");
@@ -21,22 +27,78 @@ function start(args: string[], env: Record<string, string> = {}) {
   return child;
 }
 
-async function waitFor(url: string) {
+/**
+ * The log format the flags ask for; null when they are wrong or ask for
+ * help (-h): the master then says so, as `deno task master` would.
+ */
+function formatOf(args: string[]): LogFormat | null {
+  try {
+    const { flags, positionals } = parseFlags(args, { ...FLAGS, ...TOOL_FLAGS });
+    return positionals.length > 0 ? null : logFormat(flags);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Waits until `url` answers. When `child` exits first (a flag the master
+ * refuses, a port taken meanwhile: it has said why) or nothing answers in
+ * 10 s, the exit code to leave with; null once it answers.
+ */
+async function waitFor(url: string, child: Deno.ChildProcess): Promise<number | null> {
+  const ended = { code: null as number | null };
+  child.status.then((s) => ended.code = s.code);
   for (let i = 0; i < 100; i++) {
+    if (ended.code !== null) return ended.code;
     try {
-      const res = await fetch(url);
+      const res = await fetch(url, { signal: AbortSignal.timeout(1_000) });
       await res.body?.cancel();
-      return;
+      return null;
     } catch {
       await new Promise((r) => setTimeout(r, 100));
     }
   }
-  throw new Error(`${url} did not come up`);
+  logError(`${url} did not answer within 10 s: stopping`);
+  return 1;
 }
 
+let stopping = false;
+
+function stop() {
+  stopping = true;
+  for (const c of children) {
+    try {
+      c.kill("SIGTERM");
+    } catch { /* already gone */ }
+  }
+}
+
+/** Stops what was started and leaves with `code`. */
+async function exit(code: number): Promise<never> {
+  stop();
+  await Promise.all(children.map((c) => c.status));
+  Deno.exit(code);
+}
+
+const args = Deno.args;
+const format = formatOf(args);
+if (format === null) {
+  // A wrong flag or -h: nothing is started.
+  Deno.exit((await start(["server", ...args]).status).code);
+}
+setLogFormat(format);
+// Set here, from PORT: given again, the master would listen where nothing waits for it.
+const mine = args.find((a) => /^--?(port|volumes)(=|$)/.test(a));
+if (mine) {
+  logError(
+    `deno task up sets -${mine.replace(/^--?/, "").replace(/=.*$/, "")} itself: ` +
+      `move the cluster with PORT (PORT=42000 deno task up)`,
+  );
+  Deno.exit(2);
+}
 const base = Number(Deno.env.get("PORT") ?? "3000");
 if (!Number.isInteger(base) || base < 1 || base > 65532) {
-  console.error(`Bad PORT "${Deno.env.get("PORT")}": expected 1-65532 (the master's port)`);
+  logError(`Bad PORT "${Deno.env.get("PORT")}": expected 1-65532 (the master's port)`);
   Deno.exit(2);
 }
 await ensureNginx();
@@ -46,18 +108,24 @@ for (const port of [base, ...volumes]) {
   try {
     Deno.listen({ port }).close();
   } catch {
-    console.error(
+    logError(
       `Port ${port} is in use: stop what runs there first (another 'deno task up'?), ` +
         `or move the cluster: PORT=42000 deno task up`,
     );
     Deno.exit(1);
   }
 }
-for (const port of volumes) {
-  start(["volume", `${data}/volume${port - base}`], { PORT: String(port) });
-}
-await Promise.all(volumes.map((p) => waitFor(`http://localhost:${p}/`)));
-start([
+Deno.addSignalListener("SIGINT", stop);
+Deno.addSignalListener("SIGTERM", stop);
+const volumeChildren = volumes.map((port) =>
+  start(["-log", format, "volume", `${data}/volume${port - base}`], { PORT: String(port) })
+);
+const volumesUp = await Promise.all(
+  volumes.map((p, i) => waitFor(`http://localhost:${p}/`, volumeChildren[i])),
+);
+const volumeFailed = volumesUp.find((code) => code !== null);
+if (volumeFailed !== undefined && volumeFailed !== null) await exit(volumeFailed);
+const master = start([
   "server",
   "-port",
   String(base),
@@ -65,26 +133,31 @@ start([
   `${data}/indexdb`,
   "-volumes",
   volumes.map((p) => `localhost:${p}`).join(","),
-  ...Deno.args,
+  ...args,
 ]);
-await waitFor(`http://localhost:${base}/?list&limit=1`);
-console.log(`
-mkv is up: master http://localhost:${base}, volumes ${volumes.map((p) => `:${p}`).join(" ")}
+const failed = await waitFor(`http://localhost:${base}/?list&limit=1`, master);
+if (failed !== null) await exit(failed);
+const where = `master http://localhost:${base}, volumes ${volumes.map((p) => `:${p}`).join(" ")}`;
+if (format === "json") {
+  logInfo(`mkv is up: ${where}; Ctrl-C stops everything`, {
+    master: `http://localhost:${base}`,
+    volumes: volumes.map((p) => `localhost:${p}`),
+  });
+} else {
+  logLine(
+    "info",
+    `
+mkv is up: ${where}
   curl -L -T README.md localhost:${base}/hello     # store
   curl -L localhost:${base}/hello                  # read
   curl 'localhost:${base}/?list'                   # list
-Ctrl-C stops everything.`);
-
-const stop = () => {
-  for (const c of children) {
-    try {
-      c.kill("SIGTERM");
-    } catch { /* already gone */ }
-  }
-};
-Deno.addSignalListener("SIGINT", stop);
-Deno.addSignalListener("SIGTERM", stop);
-// If any part dies, take the rest down too.
-await Promise.race(children.map((c) => c.status));
-stop();
-await Promise.all(children.map((c) => c.status));
+Ctrl-C stops everything.`,
+  );
+}
+// If any part dies, take the rest down too, and leave with its exit code.
+const names = [...volumes.map((p) => `the volume on :${p}`), `the master on :${base}`];
+const first = await Promise.race(children.map(async (c, i) => ({ i, status: await c.status })));
+if (!stopping) {
+  logError(`${names[first.i]} stopped (exit ${first.status.code}): stopping the rest`);
+}
+await exit(first.status.code);
