@@ -116,3 +116,47 @@ Deno.test("a volume announces its port only once nginx listens there, after retr
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** Whether something accepts connections on `port`. */
+async function accepts(port: number): Promise<boolean> {
+  try {
+    (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("a volume whose nginx master is killed exits non-zero and leaves no worker serving its port", async () => {
+  // The OOM killer, or an operator's kill -9: nginx's workers outlive their
+  // master, holding the port and nginx's stderr. The volume waited on that
+  // stderr for good, so nothing above it (systemd, `deno task up`) saw the
+  // volume die, and a new nginx could not bind the port.
+  const dir = await Deno.makeTempDir({ prefix: "mkv-test-" });
+  const { port, listener } = holdPort();
+  listener.close();
+  const proc = spawnVolume(dir, port);
+  const stdout = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    const line = await readUntil(stdout, (t) => t.includes("\n"));
+    assert(line.includes(`on :${port}`), line);
+    const pid = Number((await Deno.readTextFile(`${dir}/.mkv-nginx/nginx.pid`)).trim());
+    Deno.kill(pid, "SIGKILL");
+    const status = await Promise.race([
+      proc.status,
+      new Promise<null>((r) => setTimeout(() => r(null), 10_000)),
+    ]);
+    assertEquals(status?.code, 137, "the volume exits as its nginx did (SIGKILL)");
+    assertEquals(await accepts(port), false, "no worker left on the port");
+  } finally {
+    try {
+      proc.kill("SIGKILL");
+    } catch {
+      // It had exited (the test's point).
+    }
+    await proc.status;
+    await stdout.cancel();
+    await proc.stderr.cancel();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

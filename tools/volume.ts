@@ -23,6 +23,10 @@ export async function volume(args: string[]): Promise<number> {
     args: ["-e", "stderr", "-c", confPath, "-p", run],
     stdin: "null",
     stderr: "piped",
+    // Its own process group, its workers in it: they outlive a master
+    // killed (OOM, kill -9), holding the port and nginx's stderr, and are
+    // killed as a group once it has gone.
+    detached: true,
   }).spawn();
   const forward = (sig: Deno.Signal) => () => child.kill(sig);
   const term = forward("SIGTERM"), int = forward("SIGTERM");
@@ -35,6 +39,7 @@ export async function volume(args: string[]): Promise<number> {
     logInfo(`mkv volume ${folder} on :${port}`, { folder, port });
   }
   const status = await child.status;
+  killGroup(child.pid);
   Deno.removeSignalListener("SIGTERM", term);
   Deno.removeSignalListener("SIGINT", int);
   const last = await errors;
@@ -43,6 +48,15 @@ export async function volume(args: string[]): Promise<number> {
     throw new Error(`Cannot listen on port ${port} (PORT): it is in use by another process`);
   }
   return status.code || 1;
+}
+
+/** Kills what is left of nginx's process group (workers of a master killed); none is fine. */
+function killGroup(pid: number) {
+  try {
+    Deno.kill(-pid, "SIGKILL");
+  } catch {
+    // ESRCH: the workers went with their master, as they do when it stops.
+  }
 }
 
 /**
