@@ -35,18 +35,28 @@ export async function rebuild(flags: FlagValues): Promise<number> {
   // while this runs, lib/server.ts.) Records left by members that died are
   // watched until they have lapsed: up to 3 s, longer if the index is
   // locked meanwhile. The watch beats under an id of its own: masters take
-  // it for a member, not for a rebuild (they would answer 503).
-  const others = (await liveMembers(index, `${CHECK}${Deno.pid}`, MEMBER_INTERVAL)).length;
-  if (others > 0) {
-    index.close();
-    logError(
-      `rebuild: ${plural(others, "master or tool is", "masters or tools are")} using this ` +
-        `index; stop them first ` +
-        `(rebuild empties the index before it reads the volumes)`,
-    );
-    return 1;
-  }
+  // it for a member, not for a rebuild (they would answer 503). Of two
+  // rebuilds checking at once, the one whose check id sorts first goes on:
+  // the other sees its check, or its registration, and exits.
+  const check = `${CHECK}${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+  const { live, lapsed } = await liveMembers(
+    index,
+    check,
+    MEMBER_INTERVAL,
+    (other) => other.startsWith(CHECK) && other > check,
+  );
+  if (live.length > 0) return refuse(index, live);
   await joinIndex(index, id);
+  // A master started since the check (it has beaten since) is live: exit.
+  // Every other member's fence goes before anything is emptied: a write a
+  // paused master sent before it stopped then fails rather than land in the
+  // index being refilled. (A rebuild's check writes nothing: it sees this
+  // one registered and exits.)
+  const late = await index.evictAll(lapsed, (other) => other === id || other.startsWith(CHECK));
+  if (late.length > 0) {
+    await index.membership?.leave();
+    return refuse(index, late);
+  }
   const w: Walker = { timeout: Math.max(opts.voltimeout, 10_000), errors: [] };
   const started = performance.now();
   const progress = new Progress("rebuild", { main: "keys" });
@@ -143,6 +153,21 @@ export async function rebuild(flags: FlagValues): Promise<number> {
     await index.membership?.leave();
     index.close();
   }
+}
+
+/** Exits 1, the index untouched: `live` members use it. */
+function refuse(index: Index, live: string[]): number {
+  index.close();
+  const masters = live.filter((id) => !id.startsWith(REBUILD) && !id.startsWith(CHECK)).length;
+  logError(
+    masters > 0
+      ? `rebuild: ${plural(masters, "master or tool is", "masters or tools are")} using this ` +
+        `index; stop them first ` +
+        `(rebuild empties the index before it reads the volumes)`
+      : `rebuild: another rebuild is running on this index; let it finish ` +
+        `(each empties the index before it reads the volumes)`,
+  );
+  return 1;
 }
 
 /**
