@@ -47,13 +47,16 @@ async function cleared(db: string): Promise<void> {
   }
 }
 
+/** Starts another master on the same index and volumes. */
+type Spawn = () => Promise<SpawnedMaster>;
+
 /**
  * A master on volumes that list slowly, holding one live key, paused while a
  * rebuild clears the index; `run` gets them with the master still paused.
  * `pausing`: what the master is doing as it is paused (index: the SQLite file).
  */
 async function pausedThroughClear(
-  run: (m: SpawnedMaster, key: string, rebuilt: Promise<void>) => Promise<void>,
+  run: (m: SpawnedMaster, key: string, rebuilt: Promise<void>, another: Spawn) => Promise<void>,
   pausing: (m: SpawnedMaster, key: string, index: string) => Promise<void> = async () => {},
 ): Promise<void> {
   const c = await Cluster.start();
@@ -70,7 +73,15 @@ async function pausedThroughClear(
     const rebuilt = rebuild.then((done) => assertEquals(done.code, 0, done.stdout + done.stderr));
     rebuilt.catch(() => {}); // awaited below, unless run() fails first
     await cleared(c.db);
-    await run(m, key, rebuilt);
+    const others: SpawnedMaster[] = [];
+    try {
+      await run(m, key, rebuilt, async () => {
+        others.push(await c.spawnMaster(["-volumes", volumes]));
+        return others.at(-1)!;
+      });
+    } finally {
+      await Promise.all(others.map((o) => o.stop()));
+    }
     await rebuilt;
   } finally {
     m.proc.kill("SIGCONT");
@@ -139,5 +150,17 @@ Deno.test("a PUT whose index write a locked index held up, its master paused thr
     await sleep(300);
     m.proc.kill("SIGSTOP");
     unlock();
+  });
+});
+
+Deno.test("a master started while a rebuild refills the index answers 503 from its first request", async () => {
+  await pausedThroughClear(async (_paused, key, rebuilt, another) => {
+    const m = await another();
+    const res = await fetch(m.url + key, { redirect: "manual" });
+    assertEquals(
+      [res.status, await res.text()],
+      [503, "A rebuild of the index is running: retry once it is done\n"],
+    );
+    await rebuilt;
   });
 });
