@@ -371,12 +371,13 @@ export class Index {
       n++;
       // Keys up to 2 KiB each: 30 stay under the 80 KiB key limit.
       if (++inAtomic === 30) {
-        await atomic.commit();
+        const full = atomic;
+        await retryBusy(() => full.commit());
         atomic = this.kv.atomic();
         inAtomic = 0;
       }
     }
-    if (inAtomic > 0) await atomic.commit();
+    if (inAtomic > 0) await retryBusy(() => atomic.commit());
     return n;
   }
 

@@ -15,7 +15,8 @@ import { key2volume, orderByPlacement, placementKey } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
 import { nameSome, plural, Progress } from "../lib/progress.ts";
 import { concurrencyOf } from "../lib/tool_flags.ts";
-import { Fenced } from "../lib/group_commit.ts";
+import { Fenced, isBusy } from "../lib/group_commit.ts";
+import type { StoreOptions } from "../lib/store.ts";
 import type { Index } from "../lib/index_db.ts";
 import type { Record } from "../lib/record.ts";
 import { type Found, hexFolders, keysIn, subvolumesOf, type Walker } from "../lib/walk.ts";
@@ -29,6 +30,32 @@ export async function rebuild(flags: FlagValues): Promise<number> {
   const opts = storeOptions(flags);
   const concurrency = concurrencyOf(flags);
   const index = await openIndex(requireDb(flags));
+  const run = { marked: false };
+  try {
+    return await rebuildIndex(index, opts, concurrency, run);
+  } catch (err) {
+    // The index locked past retrying (another process holds SQLite's write
+    // lock): said as such, with what it left, rather than a bare "database
+    // is locked".
+    if (!isBusy(err)) throw err;
+    logError(
+      `rebuild: the index stayed locked for over 15 s (another process holds its write lock); ` +
+        (run.marked
+          ? `it is left marked incomplete, some records gone: run rebuild again once the lock is released`
+          : `nothing was changed: run rebuild again once the lock is released`),
+    );
+    return 1;
+  } finally {
+    index.close();
+  }
+}
+
+async function rebuildIndex(
+  index: Index,
+  opts: StoreOptions,
+  concurrency: number,
+  run: { marked: boolean },
+): Promise<number> {
   const id = `${REBUILD}${Deno.pid}`;
   // It empties the index first: never under a master (or tool) using it.
   // (One paused past its heartbeat looks gone: it answers 503 once resumed
@@ -45,7 +72,7 @@ export async function rebuild(flags: FlagValues): Promise<number> {
     MEMBER_INTERVAL,
     (other) => other.startsWith(CHECK) && other > check,
   );
-  if (live.length > 0) return refuse(index, live);
+  if (live.length > 0) return refuse(live);
   await joinIndex(index, id);
   // A master started since the check (it has beaten since) is live: exit.
   // Every other member's fence goes before anything is emptied: a write a
@@ -55,7 +82,7 @@ export async function rebuild(flags: FlagValues): Promise<number> {
   const late = await index.evictAll(lapsed, (other) => other === id || other.startsWith(CHECK));
   if (late.length > 0) {
     await index.membership?.leave();
-    return refuse(index, late);
+    return refuse(late);
   }
   const w: Walker = { timeout: Math.max(opts.voltimeout, 10_000), errors: [] };
   const started = performance.now();
@@ -64,6 +91,7 @@ export async function rebuild(flags: FlagValues): Promise<number> {
     // Until it has read every folder, the index lacks keys the volumes hold:
     // verify -repair must not take their files for orphans meanwhile.
     await index.markIncomplete({ at: Date.now(), why: "a rebuild began and has not finished" });
+    run.marked = true;
     const cleared = await index.clear();
     if (cleared > 0) logInfo(`rebuild: cleared ${plural(cleared, "record")}`);
     const vols = (await Promise.all(opts.volumes.map((v) => subvolumesOf(w, v)))).flat();
@@ -151,13 +179,11 @@ export async function rebuild(flags: FlagValues): Promise<number> {
   } finally {
     progress.stop();
     await index.membership?.leave();
-    index.close();
   }
 }
 
 /** Exits 1, the index untouched: `live` members use it. */
-function refuse(index: Index, live: string[]): number {
-  index.close();
+function refuse(live: string[]): number {
   const masters = live.filter((id) => !id.startsWith(REBUILD) && !id.startsWith(CHECK)).length;
   logError(
     masters > 0

@@ -102,3 +102,41 @@ Deno.test("of two rebuilds started at once, one rebuilds and the other exits 1 n
     await Promise.all(proxies.map((p) => p.stop()));
   }
 });
+
+Deno.test("rebuild on an index locked past its retries as it checks exits 1 saying so, the index unchanged", async () => {
+  const c = await Cluster.start();
+  let unlock: (() => void) | null = null;
+  try {
+    const key = randomKey("/rebuild-locked");
+    assertEquals(await status(c.url + key, { method: "PUT", body: randomBytes(1000) }), 201);
+    // Killed: its heartbeat record is watched for 3 s, and the lock comes meanwhile.
+    await c.stopMaster("SIGKILL");
+    const rebuild = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, "rebuild", "-db", c.db, "-volumes", c.volumes.join(",")],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    for (let i = 0; i < 400 && !(await hasOpen(rebuild.pid, c.db)); i++) await sleep(25);
+    await sleep(500); // opened, and watching
+    // Each write waits 5 s on the lock (Deno KV), tried again for 10 s.
+    unlock = lockIndex(`${c.db}/index.sqlite3`);
+    const out = await rebuild.output();
+    unlock();
+    unlock = null;
+    const done = { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
+    assertEquals(
+      [done.code, done.stderr],
+      [
+        1,
+        "rebuild: the index stayed locked for over 15 s (another process holds its write lock); " +
+        "nothing was changed: run rebuild again once the lock is released\n",
+      ],
+    );
+    await c.startMaster();
+    assertEquals(await status(c.url + key), 302);
+  } finally {
+    unlock?.();
+    await c.stop();
+  }
+});
