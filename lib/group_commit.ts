@@ -28,11 +28,15 @@ export async function retryBusy<T>(work: () => Promise<T>, ms = 10_000): Promise
     try {
       return await work();
     } catch (err) {
-      const busy = err instanceof Error && /database is (locked|busy)/i.test(err.message);
-      if (!busy || Date.now() > until) throw err;
+      if (!isBusy(err) || Date.now() > until) throw err;
       await new Promise((r) => setTimeout(r, pause * (0.5 + Math.random())));
     }
   }
+}
+
+/** Whether `err` is SQLite's "database is locked" (or busy): another process holds its write lock. */
+export function isBusy(err: unknown): boolean {
+  return err instanceof Error && /database is (locked|busy)/i.test(err.message);
 }
 
 /** The key and versionstamp of a writer's fence record. */

@@ -258,6 +258,43 @@ export class Index {
   }
 
   /**
+   * Removes the heartbeat records and fences of every member `kept` does
+   * not name (a rebuild, before it empties the index: a write of theirs
+   * sent before they stopped then fails rather than land in it). Each
+   * record only while it is as `judged` (seen lapsed); a fence without a
+   * record, while it has none. Returns the ids of the members whose record
+   * is not as judged (they beat since, or joined): those are live, and
+   * nothing of theirs is removed.
+   */
+  async evictAll(judged: MemberRecord[], kept: (id: string) => boolean): Promise<string[]> {
+    const was = new Map(judged.map((r) => [r.id, r.versionstamp]));
+    const { records, fenced } = await this.members();
+    const recorded = new Set(records.map((r) => r.id));
+    const live: string[] = [];
+    const gone: { id: string; versionstamp: string | null }[] = [];
+    for (const r of records) {
+      if (kept(r.id)) continue;
+      if (was.get(r.id) === r.versionstamp) gone.push(r);
+      else live.push(r.id);
+    }
+    for (const id of fenced) {
+      if (!kept(id) && !recorded.has(id)) gone.push({ id, versionstamp: null });
+    }
+    if (live.length > 0) return live;
+    for (const m of gone) {
+      // Refused: the record changed, unless another member evicted it meanwhile.
+      if (!(await this.evict([m])) && !(await this.#evicted(m.id))) live.push(m.id);
+    }
+    return live;
+  }
+
+  /** Whether member `id` has neither a heartbeat record nor a fence. */
+  async #evicted(id: string): Promise<boolean> {
+    const [record, fence] = await retryBusy(() => this.kv.getMany([[MEMBERS, id], [FENCES, id]]));
+    return record.versionstamp === null && fence.versionstamp === null;
+  }
+
+  /**
    * Sets (or with `rec: null` deletes) a key's record if its versionstamp is
    * still `expect` (null: the key must not exist). Resolves to the new
    * versionstamp, or null when another writer got there first. Durable when
@@ -334,12 +371,13 @@ export class Index {
       n++;
       // Keys up to 2 KiB each: 30 stay under the 80 KiB key limit.
       if (++inAtomic === 30) {
-        await atomic.commit();
+        const full = atomic;
+        await retryBusy(() => full.commit());
         atomic = this.kv.atomic();
         inAtomic = 0;
       }
     }
-    if (inAtomic > 0) await atomic.commit();
+    if (inAtomic > 0) await retryBusy(() => atomic.commit());
     return n;
   }
 

@@ -21,7 +21,15 @@
 // changed (same versionstamp) for 3 intervals of the observer's own
 // monotonic clock; a record first seen counts as live from then. No wall
 // clocks are compared: a member whose clock runs behind is not gone.
-import type { Fence } from "./group_commit.ts";
+//
+// Rebuilds: a rebuild (tools/rebuild.ts) registers as a member too, then
+// removes every other member's fence, and only then empties the index. A
+// master that sees it registered answers no request from the index and
+// writes nothing (RebuildRunning). One that stalled (paused past its
+// heartbeat, or its event loop held up) may have been taken for stopped by
+// a rebuild meanwhile, and what it read since cannot be answered from until
+// a heartbeat begun after the stall has looked (answerable()).
+import { type Fence, Fenced } from "./group_commit.ts";
 import type { Index, MemberRecord } from "./index_db.ts";
 
 /** The start of a rebuild's member id (tools/rebuild.ts). */
@@ -29,6 +37,20 @@ export const REBUILD = "rebuild:";
 
 /** Heartbeats unchanged for this many intervals: the member is gone. */
 const LAPSE = 3;
+
+/**
+ * Beats this many intervals apart: this process stalled meanwhile (the
+ * timer fires every interval). Under a lapse by more than a heartbeat:
+ * a member that stalled less was never taken for gone.
+ */
+const STALL = 1.5;
+
+/** A write refused because a rebuild of the index is running: nothing was written. */
+export class RebuildRunning extends Fenced {
+  constructor() {
+    super("A rebuild of the index is running");
+  }
+}
 
 /**
  * Judges members by their heartbeat records as seen over time, by this
@@ -73,10 +95,12 @@ export class Watch {
 }
 
 /**
- * The ids of members other than `id` that are live, for a process that has
- * not been watching (rebuild's check): the records are watched until all
- * have lapsed, or one changes (or a new one appears): live. Every live
- * member beats within an interval, so one more interval finds them all.
+ * The members other than `id` that are live, for a process that has not
+ * been watching (rebuild's check): the records are watched until all have
+ * lapsed, or one changes (or a new one appears): live. Every live member
+ * beats within an interval, so one more interval finds them all. `lapsed`:
+ * the records as last seen, when none is live. Records whose id `ignore`
+ * says are not watched.
  *
  * The watcher beats too, under `id` (its record removed at the end): a
  * record unchanged while the index was locked (SQLite's write lock held)
@@ -85,23 +109,31 @@ export class Watch {
  * member's does. Reads go on under the lock: without this, a lock held
  * through the watch made every live member look gone.
  */
-export async function liveMembers(index: Index, id: string, interval: number): Promise<string[]> {
+export async function liveMembers(
+  index: Index,
+  id: string,
+  interval: number,
+  ignore: (id: string) => boolean = () => false,
+): Promise<{ live: string[]; lapsed: MemberRecord[] }> {
   const watch = new Watch(LAPSE * interval);
-  const others = async () => (await index.members()).records.filter((r) => r.id !== id);
+  const others = async () =>
+    (await index.members()).records.filter((r) => r.id !== id && !ignore(r.id));
   try {
     await beatHeldUp(index, id, interval);
     const first = new Map((await others()).map((r) => [r.id, r.versionstamp]));
-    let { live } = watch.see([...first].map(([id, versionstamp]) => ({ id, versionstamp })));
+    let { live, lapsed } = watch.see(
+      [...first].map(([id, versionstamp]) => ({ id, versionstamp })),
+    );
     const moved = new Set<string>();
     let until = Infinity;
     while (live.length > 0 && performance.now() < until) {
       await new Promise((r) => setTimeout(r, interval / 2));
       if (await beatHeldUp(index, id, interval)) watch.restart();
-      ({ live } = watch.see(await others()));
+      ({ live, lapsed } = watch.see(await others()));
       for (const r of live) if (first.get(r.id) !== r.versionstamp) moved.add(r.id);
       if (moved.size > 0) until = Math.min(until, performance.now() + interval);
     }
-    return live.filter((r) => moved.has(r.id)).map((r) => r.id);
+    return { live: live.filter((r) => moved.has(r.id)).map((r) => r.id), lapsed };
   } finally {
     await index.heartbeat(id, 0).catch(() => {});
   }
@@ -134,6 +166,16 @@ export class Membership {
   #joining: Promise<void> | null = null;
   #wasSole = false;
   #rebuilding = false;
+  /** When the last beat began (performance.now() ms): a gap says this process stalled. */
+  #tickAt = -Infinity;
+  /** When the last stall (or failed beat) was noticed. */
+  #stalledAt = -Infinity;
+  /**
+   * Index reads from this time on can be answered from: a beat begun after
+   * the last stall saw no rebuild. Infinity until one has.
+   */
+  #trustedFrom = Infinity;
+  #trusted = Promise.withResolvers<void>();
   #fence: Fence | null = null;
   #fencing: Promise<void> | null = null;
   #watch: Watch;
@@ -153,6 +195,54 @@ export class Membership {
    */
   get rebuilding(): boolean {
     return this.#rebuilding;
+  }
+
+  /**
+   * Whether what this master read from the index since `since`
+   * (performance.now() ms) can be answered: no rebuild can have emptied it
+   * meanwhile. False after a stall until a beat begun after it has seen no
+   * rebuild registered (one that took this master for stopped while it
+   * stalled may be refilling the index). Reads no index: two clock reads.
+   */
+  answerable(since: number): boolean {
+    return !this.#rebuilding && this.#trustedFrom <= since &&
+      performance.now() - this.#tickAt < STALL * this.#interval;
+  }
+
+  /**
+   * Waits, up to `ms` (two heartbeats), until reads from now on can be
+   * answered (see answerable()); false when they still cannot (a rebuild runs).
+   */
+  async settle(ms = 2 * this.#interval): Promise<boolean> {
+    const until = performance.now() + ms;
+    while (!this.answerable(performance.now()) && !this.#rebuilding) {
+      const left = until - performance.now();
+      if (left <= 0) return false;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        this.#trusted.promise,
+        new Promise((r) => timer = setTimeout(r, Math.min(left, this.#interval / 4))),
+      ]);
+      clearTimeout(timer);
+    }
+    return this.answerable(performance.now());
+  }
+
+  /** Reads can no longer be answered from, until a beat begun after `at` says so. */
+  #distrust(at: number) {
+    this.#stalledAt = Math.max(this.#stalledAt, at);
+    if (this.#trustedFrom === Infinity) return;
+    this.#trustedFrom = Infinity;
+    this.#trusted = Promise.withResolvers<void>();
+  }
+
+  /** A beat begun at `started` saw the members: reads may be answered from again, or not. */
+  #judgeTrust(started: number) {
+    if (this.#rebuilding) this.#distrust(started);
+    else if (this.#trustedFrom === Infinity && started >= this.#stalledAt) {
+      this.#trustedFrom = performance.now();
+      this.#trusted.resolve();
+    }
   }
 
   /** True while this member may trust what it alone wrote. */
@@ -189,7 +279,8 @@ export class Membership {
       if (now - this.#beatAt >= 2 * this.#interval || !this.#fence) await this.join();
       else if (now < this.#writableAt) {
         await new Promise((r) => setTimeout(r, this.#writableAt - now));
-      } else return this.#fence;
+      } else if (this.#rebuilding) throw new RebuildRunning();
+      else return this.#fence;
     }
   }
 
@@ -205,9 +296,14 @@ export class Membership {
   #beat(): Promise<number> {
     if (this.#left) return Promise.resolve(0);
     const started = performance.now();
+    if (started - this.#tickAt >= STALL * this.#interval) this.#distrust(started);
+    this.#tickAt = started;
     const beat = this.#beatOnce(started);
     this.#beats.set(beat, started);
     beat.finally(() => this.#beats.delete(beat)).catch(() => {});
+    // A heartbeat that did not land (the index locked past retrying): our
+    // record may lapse meanwhile, as if we had stalled.
+    beat.catch(() => this.#distrust(started));
     return beat;
   }
 
@@ -243,6 +339,7 @@ export class Membership {
     const seen = this.#watch.see(records.filter((r) => r.id !== this.id));
     const others = seen.live.length;
     this.#rebuilding = seen.live.some((r) => r.id.startsWith(REBUILD));
+    this.#judgeTrust(started);
     // Lapsed members go at every beat, whoever else is live (or their
     // records pile up); sole once no write of one can land any more. A
     // held-up beat evicts nobody: it would fail the others' writes for nothing.

@@ -10,7 +10,15 @@ import { Store } from "./store.ts";
 import type { Outcome } from "./store.ts";
 import { Fenced } from "./group_commit.ts";
 import { keyFits } from "./index_db.ts";
-import { BadRequest, checkHost, parseQuery, parseTarget, rawTarget } from "./target.ts";
+import {
+  BadRequest,
+  checkHost,
+  parseQuery,
+  parseTarget,
+  rawTarget,
+  type Target,
+} from "./target.ts";
+import { type Membership, RebuildRunning } from "./membership.ts";
 import type { State } from "./record.ts";
 import { handleS3, isS3, type S3Options } from "./s3.ts";
 import { headerValue } from "./s3_auth.ts";
@@ -167,19 +175,25 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
       checkHost(req.headers.get("host"));
       const target = parseTarget(req.url);
       key = target.query ? `${target.rawPath}?${target.query}` : target.rawPath;
-      res = store.index.membership?.rebuilding && !isView(target.query)
-        ? rebuildRunning()
-        : opts.s3 && isS3(req, target)
-        ? await handleS3(store, opts.s3, req, target)
-        : target.query
-        ? await query(store, req, target.key, target.query)
-        : await dispatch(store, req, target.key, target.rawPath);
+      const membership = store.index.membership;
+      if (!membership || isView(target.query)) res = await route(store, opts, req, target);
+      else if (membership.rebuilding) res = rebuildRunning();
+      else {
+        res = await route(store, opts, req, target);
+        if (readIndex(req, res) && !membership.answerable(started)) {
+          // Its body (an S3 GetObject's stream from a volume) is not sent.
+          await res.body?.cancel().catch(() => {});
+          res = await afterStall(membership, () => route(store, opts, req, target), req);
+        }
+      }
     } catch (err) {
       // A target that did not parse (a broken percent-escape) is named as sent.
       if (key === "") key = rawTarget(req.url);
       // Fenced: the write was not made; once the master has joined again, it can be.
       res = err instanceof BadRequest
         ? text(400, err.message)
+        : err instanceof RebuildRunning
+        ? rebuildRunning()
         : err instanceof Fenced
         ? text(503, `${err.message}: retry`)
         : text(500, `Internal error: ${err instanceof Error ? err.message : err}`);
@@ -198,6 +212,58 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
     return res;
   }
 }
+
+/** The answer to a parsed request (any rebuild checked already). */
+function route(
+  store: Store,
+  opts: ServerOptions,
+  req: Request,
+  target: Target,
+): Promise<Response> {
+  return opts.s3 && isS3(req, target)
+    ? handleS3(store, opts.s3, req, target)
+    : target.query
+    ? query(store, req, target.key, target.query)
+    : dispatch(store, req, target.key, target.rawPath);
+}
+
+/**
+ * Whether `res` says what the index held rather than a write made: a read's
+ * answer, or a write refused for what was read (404, 403, 409). A write the
+ * index took was fenced (lib/membership.ts): it landed before any rebuild
+ * took this master for stopped. 5xx answers stand as they are.
+ */
+function readIndex(req: Request, res: Response): boolean {
+  if (res.status >= 500) return false;
+  return req.method === "GET" || req.method === "HEAD" || res.status >= 300;
+}
+
+/**
+ * The answer to a request that read the index while this master stalled,
+ * or before a heartbeat since one had looked for a rebuild (a rebuild may
+ * have taken it for stopped and emptied the index meanwhile): 503 while a
+ * rebuild runs; otherwise a read (GET, HEAD: no body) is made again once a
+ * heartbeat has looked, and anything else answers 503.
+ */
+async function afterStall(
+  membership: Membership,
+  again: () => Promise<Response>,
+  req: Request,
+): Promise<Response> {
+  const settled = await membership.settle();
+  if (membership.rebuilding) return rebuildRunning();
+  if (settled && (req.method === "GET" || req.method === "HEAD")) {
+    const since = performance.now();
+    const res = await again();
+    if (membership.answerable(since)) return res;
+    await res.body?.cancel().catch(() => {});
+    if (membership.rebuilding) return rebuildRunning();
+  }
+  return text(503, STALLED);
+}
+
+const STALLED = "This master stalled and has not yet checked whether a rebuild of the index " +
+  "ran meanwhile: retry";
 
 async function dispatch(
   store: Store,

@@ -127,11 +127,15 @@ Deno.test("liveMembers names a member whose heartbeats carry a wall-clock time l
   await withIndex(async (index) => {
     const dead = `m-${crypto.randomUUID()}`;
     await index.heartbeat(dead, Date.now() + 60_000);
-    assertEquals(await liveMembers(index, "me", 100), [], "its record unchanged for a lapse");
+    assertEquals(
+      (await liveMembers(index, "me", 100)).live,
+      [],
+      "its record unchanged for a lapse",
+    );
     const behind = `m-${crypto.randomUUID()}`;
     const stop = beatBehind(index, behind, 50);
     try {
-      assertEquals(await liveMembers(index, "me", 100), [behind]);
+      assertEquals((await liveMembers(index, "me", 100)).live, [behind]);
     } finally {
       stop();
     }
@@ -154,7 +158,7 @@ Deno.test("liveMembers names a member whose heartbeats a locked index held up th
       timer = setInterval(() => theirs.heartbeat(other, Date.now()).catch(() => {}), 100);
       await sleep(2000);
       unlock();
-      assertEquals(await found, [other]);
+      assertEquals((await found).live, [other]);
       assertEquals((await index.kv.get(["members", "me"])).versionstamp, null, "its own record");
     } finally {
       clearInterval(timer);

@@ -15,7 +15,8 @@ import { key2volume, orderByPlacement, placementKey } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
 import { nameSome, plural, Progress } from "../lib/progress.ts";
 import { concurrencyOf } from "../lib/tool_flags.ts";
-import { Fenced } from "../lib/group_commit.ts";
+import { Fenced, isBusy } from "../lib/group_commit.ts";
+import type { StoreOptions } from "../lib/store.ts";
 import { type Index, keyFits } from "../lib/index_db.ts";
 import type { Record } from "../lib/record.ts";
 import { type Found, hexFolders, keysIn, subvolumesOf, type Walker } from "../lib/walk.ts";
@@ -29,24 +30,60 @@ export async function rebuild(flags: FlagValues): Promise<number> {
   const opts = storeOptions(flags);
   const concurrency = concurrencyOf(flags);
   const index = await openIndex(requireDb(flags));
+  const run = { marked: false };
+  try {
+    return await rebuildIndex(index, opts, concurrency, run);
+  } catch (err) {
+    // The index locked past retrying (another process holds SQLite's write
+    // lock): said as such, with what it left, rather than a bare "database
+    // is locked".
+    if (!isBusy(err)) throw err;
+    logError(
+      `rebuild: the index stayed locked for over 15 s (another process holds its write lock); ` +
+        (run.marked
+          ? `it is left marked incomplete, some records gone: run rebuild again once the lock is released`
+          : `nothing was changed: run rebuild again once the lock is released`),
+    );
+    return 1;
+  } finally {
+    index.close();
+  }
+}
+
+async function rebuildIndex(
+  index: Index,
+  opts: StoreOptions,
+  concurrency: number,
+  run: { marked: boolean },
+): Promise<number> {
   const id = `${REBUILD}${Deno.pid}`;
   // It empties the index first: never under a master (or tool) using it.
   // (One paused past its heartbeat looks gone: it answers 503 once resumed
   // while this runs, lib/server.ts.) Records left by members that died are
   // watched until they have lapsed: up to 3 s, longer if the index is
   // locked meanwhile. The watch beats under an id of its own: masters take
-  // it for a member, not for a rebuild (they would answer 503).
-  const others = (await liveMembers(index, `${CHECK}${Deno.pid}`, MEMBER_INTERVAL)).length;
-  if (others > 0) {
-    index.close();
-    logError(
-      `rebuild: ${plural(others, "master or tool is", "masters or tools are")} using this ` +
-        `index; stop them first ` +
-        `(rebuild empties the index before it reads the volumes)`,
-    );
-    return 1;
-  }
+  // it for a member, not for a rebuild (they would answer 503). Of two
+  // rebuilds checking at once, the one whose check id sorts first goes on:
+  // the other sees its check, or its registration, and exits.
+  const check = `${CHECK}${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+  const { live, lapsed } = await liveMembers(
+    index,
+    check,
+    MEMBER_INTERVAL,
+    (other) => other.startsWith(CHECK) && other > check,
+  );
+  if (live.length > 0) return refuse(live);
   await joinIndex(index, id);
+  // A master started since the check (it has beaten since) is live: exit.
+  // Every other member's fence goes before anything is emptied: a write a
+  // paused master sent before it stopped then fails rather than land in the
+  // index being refilled. (A rebuild's check writes nothing: it sees this
+  // one registered and exits.)
+  const late = await index.evictAll(lapsed, (other) => other === id || other.startsWith(CHECK));
+  if (late.length > 0) {
+    await index.membership?.leave();
+    return refuse(late);
+  }
   const w: Walker = { timeout: Math.max(opts.voltimeout, 10_000), errors: [] };
   const started = performance.now();
   const progress = new Progress("rebuild", { main: "keys" });
@@ -54,6 +91,7 @@ export async function rebuild(flags: FlagValues): Promise<number> {
     // Until it has read every folder, the index lacks keys the volumes hold:
     // verify -repair must not take their files for orphans meanwhile.
     await index.markIncomplete({ at: Date.now(), why: "a rebuild began and has not finished" });
+    run.marked = true;
     const cleared = await index.clear();
     if (cleared > 0) logInfo(`rebuild: cleared ${plural(cleared, "record")}`);
     const vols = (await Promise.all(opts.volumes.map((v) => subvolumesOf(w, v)))).flat();
@@ -157,8 +195,21 @@ export async function rebuild(flags: FlagValues): Promise<number> {
   } finally {
     progress.stop();
     await index.membership?.leave();
-    index.close();
   }
+}
+
+/** Exits 1, the index untouched: `live` members use it. */
+function refuse(live: string[]): number {
+  const masters = live.filter((id) => !id.startsWith(REBUILD) && !id.startsWith(CHECK)).length;
+  logError(
+    masters > 0
+      ? `rebuild: ${plural(masters, "master or tool is", "masters or tools are")} using this ` +
+        `index; stop them first ` +
+        `(rebuild empties the index before it reads the volumes)`
+      : `rebuild: another rebuild is running on this index; let it finish ` +
+        `(each empties the index before it reads the volumes)`,
+  );
+  return 1;
 }
 
 /**

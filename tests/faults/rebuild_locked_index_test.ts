@@ -5,9 +5,10 @@
 // record stand still through such a lock, took it for stopped, and emptied
 // the index under it (the master then answered 503 until the rebuild was
 // done). Its watch now starts over when its own heartbeat is held up.
-import { Cluster, randomBytes, randomKey, status } from "../cluster.ts";
+import { Cluster, randomBytes, randomKey, runMain, status } from "../cluster.ts";
 import { assertEquals } from "../assert.ts";
 import { lockIndex } from "../lock_index.ts";
+import { VolumeProxy } from "./replace_faults.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
@@ -60,6 +61,82 @@ Deno.test("rebuild refuses beside a live master whose heartbeats a locked index 
   } finally {
     unlock?.();
     master.kill("SIGCONT");
+    await c.stop();
+  }
+});
+
+/** Answers each folder listing 1 s late: a rebuild that takes seconds. */
+class SlowListing extends VolumeProxy {
+  protected override async handle(req: Request): Promise<Response> {
+    if (req.method === "GET" && new URL(req.url).pathname.endsWith("/")) await sleep(1000);
+    return await this.forward(req);
+  }
+}
+
+Deno.test("of two rebuilds started at once, one rebuilds and the other exits 1 naming the other rebuild", async () => {
+  const c = await Cluster.start();
+  const proxies = c.volumes.map((v) => new SlowListing(v));
+  const volumes = proxies.map((p) => p.volume);
+  try {
+    await c.stopMaster();
+    await c.startMaster([], volumes);
+    const key = randomKey("/rebuild-two");
+    assertEquals(await status(c.url + key, { method: "PUT", body: randomBytes(1000) }), 201);
+    await c.stopMaster();
+    const args = ["rebuild", "-db", c.db, "-volumes", volumes.join(",")];
+    const done = await Promise.all([runMain(args), runMain(args)]);
+    const codes = done.map((d) => d.code).sort();
+    const refused = done.find((d) => d.code === 1);
+    assertEquals(
+      [codes, refused?.stderr],
+      [
+        [0, 1],
+        "rebuild: another rebuild is running on this index; let it finish " +
+        "(each empties the index before it reads the volumes)\n",
+      ],
+    );
+    await c.startMaster([], volumes);
+    assertEquals(await status(c.url + key), 302);
+  } finally {
+    await c.stop();
+    await Promise.all(proxies.map((p) => p.stop()));
+  }
+});
+
+Deno.test("rebuild on an index locked past its retries as it checks exits 1 saying so, the index unchanged", async () => {
+  const c = await Cluster.start();
+  let unlock: (() => void) | null = null;
+  try {
+    const key = randomKey("/rebuild-locked");
+    assertEquals(await status(c.url + key, { method: "PUT", body: randomBytes(1000) }), 201);
+    // Killed: its heartbeat record is watched for 3 s, and the lock comes meanwhile.
+    await c.stopMaster("SIGKILL");
+    const rebuild = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, "rebuild", "-db", c.db, "-volumes", c.volumes.join(",")],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    for (let i = 0; i < 400 && !(await hasOpen(rebuild.pid, c.db)); i++) await sleep(25);
+    await sleep(500); // opened, and watching
+    // Each write waits 5 s on the lock (Deno KV), tried again for 10 s.
+    unlock = lockIndex(`${c.db}/index.sqlite3`);
+    const out = await rebuild.output();
+    unlock();
+    unlock = null;
+    const done = { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
+    assertEquals(
+      [done.code, done.stderr],
+      [
+        1,
+        "rebuild: the index stayed locked for over 15 s (another process holds its write lock); " +
+        "nothing was changed: run rebuild again once the lock is released\n",
+      ],
+    );
+    await c.startMaster();
+    assertEquals(await status(c.url + key), 302);
+  } finally {
+    unlock?.();
     await c.stop();
   }
 });

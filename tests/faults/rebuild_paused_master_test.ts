@@ -2,7 +2,9 @@
 // registered. A master paused (SIGSTOP) past its heartbeat looks stopped:
 // rebuild empties the index and refills it from the volumes, and the master,
 // resumed meanwhile, answered from that half-filled index (404 for acknowledged
-// keys, found by a helper). It answers 503 until the rebuild is done.
+// keys, found by a helper). It answers 503 until the rebuild is done. Resumed
+// after the rebuild registered but before it emptied anything, it is seen,
+// and the rebuild exits 1.
 import { Cluster, randomBytes, randomKey, runMain, status } from "../cluster.ts";
 import { assertEquals } from "../assert.ts";
 import { VolumeProxy } from "./replace_faults.ts";
@@ -20,6 +22,24 @@ async function registered(db: string, prefix: string): Promise<void> {
       await sleep(50);
     }
     throw new Error(`No member "${prefix}..." registered within 10 s`);
+  } finally {
+    kv.close();
+  }
+}
+
+/**
+ * Waits until a rebuild has marked the index at `db` incomplete: it has made
+ * its checks (a master resumed before that is seen, and the rebuild exits)
+ * and is emptying it.
+ */
+async function emptying(db: string): Promise<void> {
+  const kv = await Deno.openKv(`${db}/index.sqlite3`);
+  try {
+    for (let i = 0; i < 300; i++) {
+      if ((await kv.get(["rebuild"])).versionstamp !== null) return;
+      await sleep(50);
+    }
+    throw new Error("No rebuild marked the index within 15 s");
   } finally {
     kv.close();
   }
@@ -43,9 +63,10 @@ Deno.test("a master resumed while a rebuild runs answers 503 until it is done", 
     const key = randomKey("/rebuild-paused");
     assertEquals(await status(m.url + key, { method: "PUT", body: randomBytes(1000) }), 201);
     m.proc.kill("SIGSTOP");
-    // The rebuild watches the master's heartbeat record lapse (3 s), then registers.
+    // The rebuild watches the master's heartbeat record lapse (3 s), then
+    // registers, and once no member has beaten meanwhile, empties the index.
     const rebuild = runMain(["rebuild", "-db", c.db, "-volumes", volumes]);
-    await registered(c.db, "rebuild:");
+    await emptying(c.db);
     m.proc.kill("SIGCONT");
     await sleep(1500); // a heartbeat: it sees the rebuild
     const res = await fetch(m.url + key, { redirect: "manual" });
@@ -62,6 +83,34 @@ Deno.test("a master resumed while a rebuild runs answers 503 until it is done", 
     m.proc.kill("SIGCONT");
     await m.stop();
     await Promise.all(proxies.map((p) => p.stop()));
+    await c.stop();
+  }
+});
+
+Deno.test("a master resumed after a rebuild registered, before it emptied the index, makes it exit 1 with the index untouched", async () => {
+  const c = await Cluster.start();
+  const m = c.masterProcess!;
+  try {
+    const key = randomKey("/rebuild-paused");
+    assertEquals(await status(c.url + key, { method: "PUT", body: randomBytes(1000) }), 201);
+    m.kill("SIGSTOP");
+    const rebuild = runMain(["rebuild", "-db", c.db, "-volumes", c.volumes.join(",")]);
+    await registered(c.db, "rebuild:");
+    // It waits 2.5 heartbeats after registering: the master beats meanwhile.
+    m.kill("SIGCONT");
+    const done = await rebuild;
+    assertEquals(
+      [done.code, done.stderr],
+      [
+        1,
+        "rebuild: 1 master or tool is using this index; stop them first " +
+        "(rebuild empties the index before it reads the volumes)\n",
+      ],
+    );
+    await sleep(1500); // a heartbeat: the rebuild has gone
+    assertEquals(await status(c.url + key), 302, "the key is still in the index");
+  } finally {
+    m.kill("SIGCONT");
     await c.stop();
   }
 });

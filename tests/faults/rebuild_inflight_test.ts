@@ -1,0 +1,166 @@
+// Requests a master takes up while a rebuild empties and refills the index,
+// before any heartbeat of its has seen the rebuild: here, requests sent
+// while the master was paused (SIGSTOP), past its heartbeat, and handled
+// once it resumed. The rebuild took it for stopped and cleared the index;
+// the master checked for a rebuild at each request's start, with what its
+// last heartbeat (from before the pause) had seen. A GET of a live key then
+// answered 404 from the emptied index, and a PUT landed in the index the
+// rebuild was refilling (201). Both answer 503 now.
+import {
+  Cluster,
+  randomBytes,
+  randomKey,
+  runMain,
+  type SpawnedMaster,
+  status,
+} from "../cluster.ts";
+import { assertEquals } from "../assert.ts";
+import { VolumeProxy } from "./replace_faults.ts";
+import { lockIndex } from "../lock_index.ts";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Answers each folder listing 1 s late: a rebuild that takes seconds. */
+class SlowListing extends VolumeProxy {
+  protected override async handle(req: Request): Promise<Response> {
+    if (req.method === "GET" && new URL(req.url).pathname.endsWith("/")) await sleep(1000);
+    return await this.forward(req);
+  }
+}
+
+/** Waits until the index at `db` has a rebuild registered and holds no key's record. */
+async function cleared(db: string): Promise<void> {
+  const kv = await Deno.openKv(`${db}/index.sqlite3`);
+  try {
+    for (let i = 0; i < 300; i++) {
+      let rebuilding = false;
+      for await (const e of kv.list({ prefix: ["members"] })) {
+        if (String(e.key[1]).startsWith("rebuild:")) rebuilding = true;
+      }
+      const records = await Array.fromAsync(kv.list({ prefix: ["k"] }, { limit: 1 }));
+      if (rebuilding && records.length === 0) return;
+      await sleep(50);
+    }
+    throw new Error("The index was not cleared by a rebuild within 15 s");
+  } finally {
+    kv.close();
+  }
+}
+
+/** Starts another master on the same index and volumes. */
+type Spawn = () => Promise<SpawnedMaster>;
+
+/**
+ * A master on volumes that list slowly, holding one live key, paused while a
+ * rebuild clears the index; `run` gets them with the master still paused.
+ * `pausing`: what the master is doing as it is paused (index: the SQLite file).
+ */
+async function pausedThroughClear(
+  run: (m: SpawnedMaster, key: string, rebuilt: Promise<void>, another: Spawn) => Promise<void>,
+  pausing: (m: SpawnedMaster, key: string, index: string) => Promise<void> = async () => {},
+): Promise<void> {
+  const c = await Cluster.start();
+  await c.stopMaster();
+  const proxies = c.volumes.map((v) => new SlowListing(v));
+  const volumes = proxies.map((p) => p.volume).join(",");
+  const m = await c.spawnMaster(["-volumes", volumes]);
+  try {
+    const key = randomKey("/rebuild-inflight");
+    assertEquals(await status(m.url + key, { method: "PUT", body: randomBytes(1000) }), 201);
+    await pausing(m, key, `${c.db}/index.sqlite3`);
+    m.proc.kill("SIGSTOP");
+    const rebuild = runMain(["rebuild", "-db", c.db, "-volumes", volumes]);
+    const rebuilt = rebuild.then((done) => assertEquals(done.code, 0, done.stdout + done.stderr));
+    rebuilt.catch(() => {}); // awaited below, unless run() fails first
+    await cleared(c.db);
+    const others: SpawnedMaster[] = [];
+    try {
+      await run(m, key, rebuilt, async () => {
+        others.push(await c.spawnMaster(["-volumes", volumes]));
+        return others.at(-1)!;
+      });
+    } finally {
+      await Promise.all(others.map((o) => o.stop()));
+    }
+    await rebuilt;
+  } finally {
+    m.proc.kill("SIGCONT");
+    await m.stop();
+    await Promise.all(proxies.map((p) => p.stop()));
+    await c.stop();
+  }
+}
+
+Deno.test("a GET taken up by a master resumed amid a rebuild answers 503, not 404 from the emptied index", async () => {
+  await pausedThroughClear(async (m, key) => {
+    // Sent while the master is paused: it reads the request once resumed.
+    const res = fetch(m.url + key, { redirect: "manual" });
+    await sleep(200);
+    m.proc.kill("SIGCONT");
+    const got = await res;
+    assertEquals(
+      [got.status, await got.text()],
+      [503, "A rebuild of the index is running: retry once it is done\n"],
+    );
+  });
+});
+
+Deno.test("a PUT taken up by a master resumed amid a rebuild answers 503 and leaves no key", async () => {
+  await pausedThroughClear(async (m, _key, rebuilt) => {
+    const fresh = randomKey("/rebuild-inflight");
+    const res = fetch(m.url + fresh, { method: "PUT", body: "late" });
+    await sleep(200);
+    m.proc.kill("SIGCONT");
+    const got = await res;
+    assertEquals(
+      [got.status, await got.text()],
+      [503, "A rebuild of the index is running: retry once it is done\n"],
+    );
+    await rebuilt;
+    await sleep(2500); // a heartbeat: the rebuild has gone
+    assertEquals(await status(m.url + fresh), 404);
+  });
+});
+
+Deno.test("a PUT whose index write a locked index held up, its master paused through a rebuild's start, fails 503 and leaves no record", async () => {
+  const fresh = randomKey("/rebuild-inflight");
+  let put: Promise<Response> | null = null;
+  await pausedThroughClear(async (m, _key, rebuilt) => {
+    m.proc.kill("SIGCONT");
+    // Its commit, tried again once resumed, carries a fence the rebuild removed.
+    const res = await put!;
+    const said = await res.text();
+    await rebuilt;
+    await sleep(2500); // a heartbeat: the rebuild has gone
+    const listed = await fetch(`${m.url}/rebuild-inflight/?writing`).then((r) => r.json());
+    assertEquals(listed.keys, [], "no record of the PUT");
+    assertEquals(await status(m.url + fresh), 404);
+    assertEquals(
+      [res.status, said],
+      [
+        503,
+        "Cannot write the index: this process lost its registration in it (paused past its heartbeat?): retry\n",
+      ],
+    );
+  }, async (m, _key, index) => {
+    // Held by SQLite's write lock: the PUT's first commit (its claim) waits
+    // on it, and is tried again on and on (up to 10 s) until the lock goes.
+    const unlock = lockIndex(index);
+    put = fetch(m.url + fresh, { method: "PUT", body: "late" });
+    await sleep(300);
+    m.proc.kill("SIGSTOP");
+    unlock();
+  });
+});
+
+Deno.test("a master started while a rebuild refills the index answers 503 from its first request", async () => {
+  await pausedThroughClear(async (_paused, key, rebuilt, another) => {
+    const m = await another();
+    const res = await fetch(m.url + key, { redirect: "manual" });
+    assertEquals(
+      [res.status, await res.text()],
+      [503, "A rebuild of the index is running: retry once it is done\n"],
+    );
+    await rebuilt;
+  });
+});
