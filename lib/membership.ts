@@ -326,6 +326,9 @@ export class Membership {
   }
 
   async #beatOnce(started: number): Promise<number> {
+    // A removed index file: nothing read from it can be trusted for long
+    // (another process may open a new one there), and nothing written lands.
+    this.#index.checkFile();
     try {
       await this.#index.heartbeat(this.id, Date.now() + LAPSE * this.#interval);
     } catch (err) {
