@@ -49,6 +49,13 @@ export interface Fence {
 export class Fenced extends Error {}
 
 /**
+ * The index's SQLite file was removed (or another put in its place) while
+ * this process had it open: what it writes goes to a file no one will open
+ * again, so it writes nothing more.
+ */
+export class IndexGone extends Error {}
+
+/**
  * One compare-and-set. `value: null` deletes the key; `expect: undefined`
  * writes unconditionally (rebuild).
  */
@@ -94,8 +101,12 @@ export class GroupCommit {
   /** Seconds per commit that the index answered (ok, or a check that failed). */
   readonly durations = commitHistogram();
 
-  constructor(kv: Deno.Kv) {
+  /** Throws IndexGone when the index's file is no longer the one open (Index.checkFile). */
+  #check: () => void;
+
+  constructor(kv: Deno.Kv, check: () => void = () => {}) {
     this.#kv = kv;
+    this.#check = check;
   }
 
   /** Resolves to the new versionstamp, or null when `expect` no longer held. */
@@ -124,6 +135,9 @@ export class GroupCommit {
   }
 
   async #commit(batch: Pending[]) {
+    // Before and after: a commit into a removed file is lost once it closes,
+    // so a write that landed there is not answered as made.
+    if (!this.#checked(batch)) return;
     const atomic = this.#kv.atomic();
     const fence = batch[0].cas.fence;
     if (fence) atomic.check(fence);
@@ -149,6 +163,7 @@ export class GroupCommit {
     this.stats.commits++;
     this.durations.observe((performance.now() - started) / 1000);
     if (result.ok) {
+      if (!this.#checked(batch)) return;
       this.stats.writes += batch.length;
       this.stats.maxBatch = Math.max(this.stats.maxBatch, batch.length);
       this.batches.observe(batch.length);
@@ -173,6 +188,17 @@ export class GroupCommit {
       } else retry.push(p);
     });
     this.#queue.unshift(...retry);
+  }
+
+  /** False, each write of `batch` failed, when the index's file is gone. */
+  #checked(batch: Pending[]): boolean {
+    try {
+      this.#check();
+      return true;
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+      return false;
+    }
   }
 
   async #versionstamps(keys: Deno.KvKey[]): Promise<(string | null)[]> {

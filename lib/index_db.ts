@@ -3,7 +3,7 @@
 // bytewise, so prefix listing is a range scan.
 import { Bloom } from "./bloom.ts";
 import { compare, latin1, successor } from "./bytes.ts";
-import { type Cas, type Fence, Fenced, GroupCommit, retryBusy } from "./group_commit.ts";
+import { type Cas, type Fence, Fenced, GroupCommit, IndexGone, retryBusy } from "./group_commit.ts";
 import { volumeOfReplica } from "./keys.ts";
 import type { Membership } from "./membership.ts";
 import { fromRecord, type Meta, type Record, type State, toRecord } from "./record.ts";
@@ -95,9 +95,49 @@ export class Index {
   #cache = new Map<string, { entry: Entry | null; versionstamp: string }>();
   readonly cacheStats = { hits: 0, misses: 0, filtered: 0 };
 
+  /** The SQLite file open, when the index is one (watchFile), and what was found of it. */
+  #file: { path: string; dev: number; ino: number | null } | null = null;
+  #gone: IndexGone | null = null;
+
   constructor(kv: Deno.Kv) {
     this.kv = kv;
-    this.commits = new GroupCommit(kv);
+    this.commits = new GroupCommit(kv, () => this.checkFile());
+  }
+
+  /**
+   * Watches the SQLite file at `path` (the one just opened): once it is
+   * removed, or another file put in its place, every write fails with
+   * IndexGone (checkFile), since what lands in the open file is lost when
+   * it closes and another process would open a new, empty index there.
+   */
+  watchFile(path: string): void {
+    const info = Deno.statSync(path);
+    this.#file = { path, dev: info.dev, ino: info.ino };
+  }
+
+  /** Throws IndexGone when the watched file is no longer there as opened (it stays gone). */
+  checkFile(): void {
+    if (this.#gone) throw this.#gone;
+    if (!this.#file) return;
+    const { path, dev, ino } = this.#file;
+    let info: Deno.FileInfo | null = null;
+    try {
+      info = Deno.statSync(path);
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) return;
+    }
+    if (info && info.dev === dev && info.ino === ino) return;
+    this.#gone = new IndexGone(
+      `The index file "${path}" was ${info ? "replaced" : "removed"} while this master ` +
+        `had it open: nothing more is written to it; restart the master (and rebuild the ` +
+        `index if it is missing keys)`,
+    );
+    throw this.#gone;
+  }
+
+  /** Set once checkFile found the index's file removed or replaced. */
+  get gone(): IndexGone | null {
+    return this.#gone;
   }
 
   /**

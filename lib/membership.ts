@@ -301,11 +301,17 @@ export class Membership {
     const beat = this.#beatOnce(started);
     this.#beats.set(beat, started);
     beat.finally(() => this.#beats.delete(beat)).catch(() => {});
-    // A heartbeat that did not land (the index locked past retrying): our
-    // record may lapse meanwhile, as if we had stalled.
-    beat.catch(() => this.#distrust(started));
+    // A beat that failed without looking at the members (the index locked
+    // past retrying, then unreadable): no rebuild can be ruled out, as if
+    // we had stalled.
+    beat.catch((err) => {
+      if (!this.#lookedPast.has(err)) this.#distrust(started);
+    });
     return beat;
   }
+
+  /** Heartbeat failures after which the beat still looked at the members (#lookUnregistered). */
+  #lookedPast = new WeakSet<object>();
 
   /**
    * Whether a beat of this member's has been held up past 1.5 intervals
@@ -320,7 +326,19 @@ export class Membership {
   }
 
   async #beatOnce(started: number): Promise<number> {
-    await this.#index.heartbeat(this.id, Date.now() + LAPSE * this.#interval);
+    // A removed index file: nothing read from it can be trusted for long
+    // (another process may open a new one there), and nothing written lands.
+    this.#index.checkFile();
+    try {
+      await this.#index.heartbeat(this.id, Date.now() + LAPSE * this.#interval);
+    } catch (err) {
+      // Refused (a full disk, a read-only index file): writes fail anyway,
+      // but reads need not, once a look has seen no rebuild.
+      if (await this.#lookUnregistered(started) && err instanceof Object) {
+        this.#lookedPast.add(err);
+      }
+      throw err;
+    }
     // The timer's beat after a stall (a SIGSTOP, a starved event loop) may
     // come before any write asks ready(): our record may have lapsed
     // meanwhile, and the others, alone, may trust their memory again. Wait
@@ -352,6 +370,30 @@ export class Membership {
     if (sole !== this.#wasSole || (sole && !unbroken)) this.#onSole(sole);
     this.#wasSole = sole;
     return others;
+  }
+
+  /**
+   * A beat whose heartbeat the index refused still looks at the members:
+   * what this master reads stays answerable while no rebuild is seen (a
+   * rebuild registers 2.5 s before it empties anything, and a beat looks
+   * every interval), as the look of a beat that landed would judge. Not
+   * sole (it evicts nothing, and its record may lapse for the others);
+   * writes join again first (#beatAt is left as it was), so they fail with
+   * the index's refusal. False when the look failed too.
+   */
+  async #lookUnregistered(started: number): Promise<boolean> {
+    try {
+      const { records } = await this.#index.members();
+      const seen = this.#watch.see(records.filter((r) => r.id !== this.id));
+      this.#rebuilding = seen.live.some((r) => r.id.startsWith(REBUILD));
+    } catch {
+      return false;
+    }
+    this.#judgeTrust(started);
+    this.#aloneSince = -Infinity;
+    if (this.#wasSole) this.#onSole(false);
+    this.#wasSole = false;
+    return true;
   }
 
   /**

@@ -55,7 +55,9 @@ async function open(db: string): Promise<Index> {
     await mkdir(db, { recursive: true });
     path = join(db, "index.sqlite3");
   }
-  return new Index(await Deno.openKv(path));
+  const index = new Index(await Deno.openKv(path));
+  index.watchFile(path);
+  return index;
 }
 
 /**

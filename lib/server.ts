@@ -8,7 +8,7 @@ import { statusPage } from "./status.ts";
 import { health } from "./health.ts";
 import { Store } from "./store.ts";
 import type { Outcome } from "./store.ts";
-import { Fenced } from "./group_commit.ts";
+import { Fenced, IndexGone } from "./group_commit.ts";
 import { keyFits } from "./index_db.ts";
 import {
   BadRequest,
@@ -178,6 +178,7 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
       const membership = store.index.membership;
       if (!membership || isView(target.query)) res = await route(store, opts, req, target);
       else if (membership.rebuilding) res = rebuildRunning();
+      else if (store.index.gone) res = text(503, store.index.gone.message);
       else {
         res = await route(store, opts, req, target);
         if (readIndex(req, res) && !membership.answerable(started)) {
@@ -194,6 +195,8 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
         ? text(400, err.message)
         : err instanceof RebuildRunning
         ? rebuildRunning()
+        : err instanceof IndexGone
+        ? text(503, err.message)
         : err instanceof Fenced
         ? text(503, `${err.message}: retry`)
         : text(500, `Internal error: ${err instanceof Error ? err.message : err}`);

@@ -203,3 +203,53 @@ Deno.test("lapsed members' records and fences are removed while another member s
     }
   });
 });
+
+Deno.test("a member whose heartbeats the index refuses (a full disk) keeps its reads answerable, and its writes fail", async () => {
+  await withIndex(async (index) => {
+    const m = new Membership(index, `m-${crypto.randomUUID()}`, { interval: 20 });
+    index.membership = m;
+    try {
+      await m.join();
+      let failing = false;
+      const heartbeat = index.heartbeat.bind(index);
+      index.heartbeat = (id, until) =>
+        failing && until > 0
+          ? Promise.reject(new TypeError("database or disk is full"))
+          : heartbeat(id, until);
+      failing = true;
+      await sleep(100); // five beats, every one refused
+      assertEquals(await m.settle(), true);
+      assertEquals(m.answerable(performance.now()), true);
+      await assertRejects(() => m.ready(), TypeError, "database or disk is full");
+    } finally {
+      await m.leave();
+    }
+  });
+});
+
+Deno.test("a member whose heartbeats the index refuses still sees a rebuild register, and answers nothing from the index", async () => {
+  await withIndex(async (index) => {
+    const m = new Membership(index, `m-${crypto.randomUUID()}`, { interval: 20 });
+    index.membership = m;
+    try {
+      await m.join();
+      const heartbeat = index.heartbeat.bind(index);
+      index.heartbeat = (id, until) =>
+        id === m.id && until > 0
+          ? Promise.reject(new TypeError("database or disk is full"))
+          : heartbeat(id, until);
+      const rebuild = `rebuild:${crypto.randomUUID()}`;
+      const beat = setInterval(() => heartbeat(rebuild, Date.now() + 60_000), 10);
+      try {
+        await sleep(100);
+        assertEquals(m.rebuilding, true);
+        assertEquals(m.answerable(performance.now()), false);
+      } finally {
+        clearInterval(beat);
+        await heartbeat(rebuild, 0);
+      }
+    } finally {
+      await m.leave();
+    }
+  });
+});
