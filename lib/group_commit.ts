@@ -82,13 +82,23 @@ export interface CommitStats {
   commits: number;
   writes: number;
   maxBatch: number;
+  /** Commits the index refused as a whole (locked past retrying, a disk error). */
+  failures: number;
+}
+
+/** Index commits failing: since when (no commit has succeeded since), why, ms since epoch. */
+export interface Failing {
+  since: number;
+  reason: string;
 }
 
 export class GroupCommit {
   #kv: Deno.Kv;
   #queue: Pending[] = [];
   #running = false;
-  readonly stats: CommitStats = { commits: 0, writes: 0, maxBatch: 0 };
+  readonly stats: CommitStats = { commits: 0, writes: 0, maxBatch: 0, failures: 0 };
+  /** Set by a commit that failed, cleared by the next that the index answers. */
+  failing: Failing | null = null;
   /** Writes per successful commit. */
   readonly batches = batchHistogram();
   /** Seconds per commit that the index answered (ok, or a check that failed). */
@@ -142,10 +152,13 @@ export class GroupCommit {
       // An error of the whole commit (disk, a limit): alone, the writer
       // hears it; in a batch, each write is tried alone so that one bad
       // write does not fail the others.
-      if (batch.length === 1) batch[0].reject(err);
-      else for (const p of batch) await this.#commit([p]);
+      if (batch.length === 1) {
+        this.failed(err);
+        batch[0].reject(err);
+      } else for (const p of batch) await this.#commit([p]);
       return;
     }
+    this.succeeded();
     this.stats.commits++;
     this.durations.observe((performance.now() - started) / 1000);
     if (result.ok) {
@@ -173,6 +186,25 @@ export class GroupCommit {
       } else retry.push(p);
     });
     this.#queue.unshift(...retry);
+  }
+
+  /**
+   * Counts a failed commit, for ?metrics and the status page (the writer
+   * hears the error); the index's other commits (heartbeats) report here too.
+   */
+  failed(err: unknown) {
+    this.stats.failures++;
+    const reason = isBusy(err)
+      ? "the index stayed locked (another process holds its write lock) past 10 s of retries"
+      : err instanceof Error
+      ? err.message
+      : String(err);
+    this.failing = { since: this.failing?.since ?? Date.now(), reason };
+  }
+
+  /** A commit the index answered: its commits no longer fail. */
+  succeeded() {
+    this.failing = null;
   }
 
   async #versionstamps(keys: Deno.KvKey[]): Promise<(string | null)[]> {

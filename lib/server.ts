@@ -386,6 +386,7 @@ async function metricsPage(store: Store, req: Request): Promise<Response> {
   const keys = await store.index.countByState();
   const body = render(metrics, {
     commits: commits.stats.commits,
+    commitErrors: commits.stats.failures,
     writes: commits.stats.writes,
     batches: commits.batches,
     durations: commits.durations,
