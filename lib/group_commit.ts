@@ -89,13 +89,23 @@ export interface CommitStats {
   commits: number;
   writes: number;
   maxBatch: number;
+  /** Commits the index refused as a whole (locked past retrying, a disk error). */
+  failures: number;
+}
+
+/** Index commits failing: since when (no commit has succeeded since), why, ms since epoch. */
+export interface Failing {
+  since: number;
+  reason: string;
 }
 
 export class GroupCommit {
   #kv: Deno.Kv;
   #queue: Pending[] = [];
   #running = false;
-  readonly stats: CommitStats = { commits: 0, writes: 0, maxBatch: 0 };
+  readonly stats: CommitStats = { commits: 0, writes: 0, maxBatch: 0, failures: 0 };
+  /** Set by a commit that failed, cleared by the next that the index answers. */
+  failing: Failing | null = null;
   /** Writes per successful commit. */
   readonly batches = batchHistogram();
   /** Seconds per commit that the index answered (ok, or a check that failed). */
@@ -103,10 +113,13 @@ export class GroupCommit {
 
   /** Throws IndexGone when the index's file is no longer the one open (Index.checkFile). */
   #check: () => void;
+  /** How long a commit is tried again while the index is locked, ms. */
+  #busyMs: number;
 
-  constructor(kv: Deno.Kv, check: () => void = () => {}) {
+  constructor(kv: Deno.Kv, opts: { check?: () => void; busyMs?: number } = {}) {
     this.#kv = kv;
-    this.#check = check;
+    this.#check = opts.check ?? (() => {});
+    this.#busyMs = opts.busyMs ?? 10_000;
   }
 
   /** Resolves to the new versionstamp, or null when `expect` no longer held. */
@@ -151,15 +164,19 @@ export class GroupCommit {
     let result: Deno.KvCommitResult | Deno.KvCommitError;
     const started = performance.now();
     try {
-      result = await retryBusy(() => atomic.commit());
+      result = await retryBusy(() => atomic.commit(), this.#busyMs);
     } catch (err) {
       // An error of the whole commit (disk, a limit): alone, the writer
       // hears it; in a batch, each write is tried alone so that one bad
-      // write does not fail the others.
-      if (batch.length === 1) batch[0].reject(err);
-      else for (const p of batch) await this.#commit([p]);
+      // write does not fail the others. Not a lock held past the retries:
+      // no write of the batch caused it, and each alone would wait as long.
+      if (batch.length === 1 || isBusy(err)) {
+        this.failed(err);
+        for (const p of batch) p.reject(err);
+      } else for (const p of batch) await this.#commit([p]);
       return;
     }
+    this.succeeded();
     this.stats.commits++;
     this.durations.observe((performance.now() - started) / 1000);
     if (result.ok) {
@@ -199,6 +216,25 @@ export class GroupCommit {
       for (const p of batch) p.reject(err);
       return false;
     }
+  }
+
+  /**
+   * Counts a failed commit, for ?metrics and the status page (the writer
+   * hears the error); the index's other commits (heartbeats) report here too.
+   */
+  failed(err: unknown) {
+    this.stats.failures++;
+    const reason = isBusy(err)
+      ? "the index stayed locked (another process holds its write lock) past 10 s of retries"
+      : err instanceof Error
+      ? err.message
+      : String(err);
+    this.failing = { since: this.failing?.since ?? Date.now(), reason };
+  }
+
+  /** A commit the index answered: its commits no longer fail. */
+  succeeded() {
+    this.failing = null;
   }
 
   async #versionstamps(keys: Deno.KvKey[]): Promise<(string | null)[]> {

@@ -101,7 +101,7 @@ export class Index {
 
   constructor(kv: Deno.Kv) {
     this.kv = kv;
-    this.commits = new GroupCommit(kv, () => this.checkFile());
+    this.commits = new GroupCommit(kv, { check: () => this.checkFile() });
   }
 
   /**
@@ -253,7 +253,17 @@ export class Index {
   async heartbeat(id: string, until: number): Promise<void> {
     if (until === 0) {
       await retryBusy(() => this.kv.atomic().delete([MEMBERS, id]).delete([FENCES, id]).commit());
-    } else await retryBusy(() => this.kv.set([MEMBERS, id], { until }));
+      return;
+    }
+    // The commit every member makes each second: the status page's word on
+    // whether the index takes writes, with no request writing.
+    try {
+      await retryBusy(() => this.kv.set([MEMBERS, id], { until }));
+    } catch (err) {
+      this.commits.failed(err);
+      throw err;
+    }
+    this.commits.succeeded();
   }
 
   /**

@@ -73,6 +73,8 @@ export const metrics = new Metrics();
 
 export interface IndexFigures {
   commits: number;
+  /** Commits the index refused as a whole (locked past retrying, a disk error). */
+  commitErrors: number;
   writes: number;
   batches: Histogram;
   /** Seconds per commit. */
@@ -148,6 +150,12 @@ export function render(m: Metrics, index: IndexFigures, volumes: VolumeUp[]): st
   }
   family("mkv_index_commits_total", "counter", "Deno KV commits (each fsynced).");
   out.push(`mkv_index_commits_total ${index.commits}`);
+  family(
+    "mkv_index_commit_errors_total",
+    "counter",
+    "Index commits that failed (locked by another process past 10 s of retries, a disk error).",
+  );
+  out.push(`mkv_index_commit_errors_total ${index.commitErrors}`);
   family("mkv_index_writes_total", "counter", "Index writes, grouped into those commits.");
   out.push(`mkv_index_writes_total ${index.writes}`);
   family("mkv_index_batch_size", "histogram", "Writes per index commit.");

@@ -117,13 +117,14 @@ export function plural(n: number, one: string, many = `${one}s`): string {
 
 /**
  * The first `max` of a tool's list of named items (failed keys, unreadable
- * folders) on stderr, indented, and how many were left out: a summary that
- * said "89 failed" and then named 50 read as 50. With -log json, a line each
- * at `level`, unindented.
+ * folders) on stdout, with the summary and the line that introduces them
+ * (the tool's report; progress and errors that stop it go to stderr),
+ * indented, and how many were left out: a summary that said "89 failed" and
+ * then named 50 read as 50. With -log json, a line each at `level`, unindented.
  */
 export function nameSome(lines: string[], max = 50, level: Level = "error"): void {
   const name = (line: string) =>
-    logFormatInUse() === "json" ? logLine(level, line) : console.error(`  ${line}`);
+    logFormatInUse() === "json" ? logLine(level, line, {}, "stdout") : console.log(`  ${line}`);
   for (const line of lines.slice(0, max)) name(line);
   if (lines.length > max) name(`... and ${lines.length - max} more`);
 }

@@ -80,12 +80,7 @@ export function createHandler(
   drain = new Drain(),
 ): (req: Request) => Response | Promise<Response> {
   return (req) => {
-    if (drain.draining) {
-      return withBody("Shutting down\n", {
-        status: 503,
-        headers: { Connection: "close", "Content-Type": "text/plain; charset=utf-8" },
-      });
-    }
+    if (drain.draining) return shuttingDown(req, opts);
     const fast = fromMemory(store, req, opts);
     if (fast) {
       // Answered synchronously: no clock read, it counts as the quickest.
@@ -95,6 +90,24 @@ export function createHandler(
     }
     return counted(store, opts, req, drain);
   };
+}
+
+/**
+ * The 503 of a draining master, counted and logged as every answer is
+ * (an operator watching a rolling restart sees them in ?metrics).
+ */
+function shuttingDown(req: Request, opts: ServerOptions): Response {
+  const res = withBody("Shutting down\n", {
+    status: 503,
+    headers: { Connection: "close", "Content-Type": "text/plain; charset=utf-8" },
+  });
+  metrics.request(req.method, res.status, 0, 0, bodySize(res));
+  traffic.request(req.method, res.status);
+  if (opts.verbose) {
+    const key = rawTarget(req.url);
+    logRequest({ method: req.method, key, status: res.status, ms: 0, bytes: bodySize(res) });
+  }
+  return res;
 }
 
 /** handle(), timed and counted, inside the drain. */
@@ -376,6 +389,7 @@ async function metricsPage(store: Store, req: Request): Promise<Response> {
   const keys = await store.index.countByState();
   const body = render(metrics, {
     commits: commits.stats.commits,
+    commitErrors: commits.stats.failures,
     writes: commits.stats.writes,
     batches: commits.batches,
     durations: commits.durations,

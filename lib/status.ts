@@ -7,6 +7,7 @@ import { health } from "./health.ts";
 import { recentErrors, traffic } from "./history.ts";
 import type { ErrorEntry, TrafficSnapshot } from "./history.ts";
 import type { Store } from "./store.ts";
+import type { Failing } from "./group_commit.ts";
 
 /** When this process started (this module loads with the master). */
 const STARTED = Date.now();
@@ -36,6 +37,8 @@ export interface IndexStatus {
   incomplete: { why: string; since: string } | null;
   /** True while a rebuild runs on the index (the master answers 503 meanwhile). */
   rebuilding: boolean;
+  /** Since when and why this master's index commits fail (none has succeeded since), or null. */
+  failing: { since: string; reason: string } | null;
 }
 
 export interface Status {
@@ -62,6 +65,7 @@ export async function gatherStatus(store: Store, now = Date.now()): Promise<Stat
     index: {
       incomplete: partial && { why: partial.why, since: new Date(partial.at).toISOString() },
       rebuilding: store.index.membership?.rebuilding ?? false,
+      failing: failingOf(store.index.commits.failing),
     },
     volumes: store.opts.volumes.map((volume) => {
       const h = health.get(volume);
@@ -85,6 +89,10 @@ export async function gatherStatus(store: Store, now = Date.now()): Promise<Stat
     traffic: traffic.snapshot(now),
     errors: recentErrors.list(),
   };
+}
+
+function failingOf(f: Failing | null): IndexStatus["failing"] {
+  return f && { since: new Date(f.since).toISOString(), reason: f.reason };
 }
 
 /** Answers GET/HEAD /?status (lib/server.ts refuses other methods): HTML, or JSON when asked. */
@@ -138,6 +146,13 @@ export function problems(s: Status): string[] {
     out.push(
       `Index incomplete since ${day(partial.since)} UTC: ${esc(partial.why)}; keys on the ` +
         `volumes it could not read are missing: run rebuild again`,
+    );
+  }
+  const failing = s.index.failing;
+  if (failing) {
+    out.push(
+      `Index writes failing since ${day(failing.since)} UTC (for ${age(failing.since, s.time)}): ` +
+        `<span class="reason">${esc(failing.reason)}</span>; writes answer 500 until one succeeds`,
     );
   }
   if (s.index.rebuilding) {

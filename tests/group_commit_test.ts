@@ -1,7 +1,14 @@
 // Unit tests of lib/group_commit.ts and lib/index_db.ts against a real Deno KV
 // on a temporary file: batching, compare-and-set semantics, batch limits,
 // prefix listing and the key size arithmetic.
-import { type Cas, type Fence, Fenced, LIMITS, takeBatch } from "../lib/group_commit.ts";
+import {
+  type Cas,
+  type Fence,
+  Fenced,
+  GroupCommit,
+  LIMITS,
+  takeBatch,
+} from "../lib/group_commit.ts";
 import { encodedKeySize, Index, keyFits } from "../lib/index_db.ts";
 import type { Record, State } from "../lib/record.ts";
 import { withIndex } from "./temp_index.ts";
@@ -511,4 +518,63 @@ Deno.test("keyFits agrees with what Deno KV really accepts", async () => {
     }
     assertEquals(keyFits(cases[4]), true);
   });
+});
+
+/**
+ * A Deno KV whose commits fail with `message` while `fail.on`, and succeed
+ * after; `fail.commits` counts the commits tried.
+ */
+function failingKv(message: string, fail: { on: boolean; commits?: number }): Deno.Kv {
+  const atomic = {
+    check: () => atomic,
+    set: () => atomic,
+    delete: () => atomic,
+    commit: () => {
+      fail.commits = (fail.commits ?? 0) + 1;
+      return fail.on
+        ? Promise.reject(new Error(message))
+        : Promise.resolve({ ok: true, versionstamp: "00000000000000010000" });
+    },
+  };
+  return { atomic: () => atomic } as unknown as Deno.Kv;
+}
+
+function cas(key: string): Cas {
+  return { key: ["k", key], expect: undefined, value: 1, size: 1, keySize: 8, fence: null };
+}
+
+Deno.test("a commit the index refuses is counted, and said failing since then until one succeeds", async () => {
+  const fail = { on: true };
+  const gc = new GroupCommit(failingKv("disk I/O error", fail));
+  const before = Date.now();
+  await assertRejects(() => gc.write(cas("a")), Error, "disk I/O error");
+  await assertRejects(() => gc.write(cas("b")), Error, "disk I/O error");
+  assertEquals(gc.stats.failures, 2);
+  assertEquals(gc.stats.commits, 0);
+  assertEquals(gc.failing?.reason, "disk I/O error");
+  assert(gc.failing!.since >= before, "since the first failure");
+  fail.on = false;
+  assertEquals(await gc.write(cas("c")), "00000000000000010000");
+  assertEquals(gc.failing, null);
+  assertEquals([gc.stats.failures, gc.stats.commits], [2, 1]);
+});
+
+Deno.test("a commit refused for a lock held past retrying says the index stayed locked", async () => {
+  const gc = new GroupCommit(failingKv("database is locked", { on: true }));
+  gc.failed(new Error("database is locked"));
+  assertEquals(
+    gc.failing?.reason,
+    "the index stayed locked (another process holds its write lock) past 10 s of retries",
+  );
+  assertEquals(gc.stats.failures, 1);
+});
+
+Deno.test("a batch whose commit a lock refused past retrying fails whole, not tried again write by write", async () => {
+  // Each write alone would wait out the lock's retries again: a batch of N
+  // took N times as long to fail.
+  const fail = { on: true, commits: 0 };
+  const gc = new GroupCommit(failingKv("database is locked", fail), { busyMs: 200 });
+  const writes = ["a", "b", "c"].map((k) => gc.write(cas(k)));
+  for (const w of writes) await assertRejects(() => w, Error, "database is locked");
+  assertEquals(gc.stats.failures, 1, `one failed commit (${fail.commits} tries)`);
 });

@@ -71,6 +71,8 @@ Deno.test("/?metrics parses as Prometheus text and counts a known sequence exact
     assertEquals(delta("mkv_index_writes_total"), 8);
     assert(delta("mkv_index_commits_total") >= 1 && delta("mkv_index_commits_total") <= 8);
     assertEquals(delta(`mkv_index_batch_size_count`), delta("mkv_index_commits_total"));
+    // Every commit taken: none failed.
+    assertEquals(after.get("mkv_index_commit_errors_total"), 0);
     assertEquals(
       after.get(`mkv_request_duration_seconds_bucket{method="PUT",le="+Inf"}`)! -
         (before.get(`mkv_request_duration_seconds_bucket{method="PUT",le="+Inf"}`) ?? 0),

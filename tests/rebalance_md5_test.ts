@@ -92,8 +92,8 @@ Deno.test("rebalance of a key whose every copy fails its MD5 moves nothing and s
     try {
       for (const k of values.keys()) {
         const key = enc.encode(k);
-        assert(r.stderr.includes(`"${k}": 500 `), r.stderr);
-        assert(r.stderr.includes("holds other bytes than the recorded MD5"), r.stderr);
+        assert(r.stdout.includes(`"${k}": 500 `), r.stdout);
+        assert(r.stdout.includes("holds other bytes than the recorded MD5"), r.stdout);
         // The record as it was; the new volume got no file of the key.
         const { rvolumes } = (await index.get(key))!.rec;
         assertEquals(rvolumes, key2volume(key, c.volumes.slice(0, 3), 3, 10), k);

@@ -91,8 +91,8 @@ Deno.test("rebalance beside a master: a key deleted after its scan is no failed 
     const [stdout, stderr] = [out.stdout, out.stderr].map((b) => new TextDecoder().decode(b));
     // Only the key whose volume failed its copy failed.
     assert(stdout.includes("rebalance: moved 0 keys, 1 failed, 1 deleted meanwhile"), stdout);
-    assert(stderr.includes(`"${first}": 500 `), stderr);
-    assert(!stderr.includes(gone), stderr);
+    assert(stdout.includes(`"${first}": 500 `), stdout);
+    assert(!stdout.includes(gone), stdout);
     assertEquals(out.code, 1, stdout + stderr);
   } finally {
     await held.close();

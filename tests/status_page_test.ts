@@ -28,7 +28,7 @@ function status(volumes: VolumeStatus[], index: Status["index"]): Status {
   };
 }
 
-const WHOLE = { incomplete: null, rebuilding: false };
+const WHOLE = { incomplete: null, rebuilding: false, failing: null };
 
 Deno.test("status page: how long, in the largest two units", () => {
   assertEquals(age("2026-11-24T22:32:28.500Z", NOW), "11 s");
@@ -84,10 +84,27 @@ Deno.test("status page: an incomplete index and a rebuild running are said at th
   const s = status([volume("a:1", true, NOW)], {
     incomplete: { why: "a rebuild could not read 1 folder", since: "2026-11-23T08:00:00.000Z" },
     rebuilding: true,
+    failing: null,
   });
   assertEquals(problems(s), [
     "Index incomplete since 2026-11-23 08:00:00 UTC: a rebuild could not read 1 folder; keys on " +
     "the volumes it could not read are missing: run rebuild again",
     "A rebuild of the index is running: requests other than ?status and ?metrics answer 503",
+  ]);
+});
+
+Deno.test("status page: index writes failing are said at the top, since when, for how long and why", () => {
+  const s = status([volume("a:1", true, NOW)], {
+    incomplete: null,
+    rebuilding: false,
+    failing: {
+      since: "2026-11-24T22:32:10.000Z",
+      reason: "the index stayed locked (another process holds its write lock) past 10 s of retries",
+    },
+  });
+  assertEquals(problems(s), [
+    "Index writes failing since 2026-11-24 22:32:10 UTC (for 30 s): " +
+    '<span class="reason">the index stayed locked (another process holds its write lock) past ' +
+    "10 s of retries</span>; writes answer 500 until one succeeds",
   ]);
 });

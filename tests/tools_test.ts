@@ -99,15 +99,15 @@ Deno.test("rebuild names the folders it could not read and exits non-zero", asyn
     ]);
     assertEquals(r.code, 1);
     // Named once: a volume whose root cannot be listed is not walked further.
-    const named = r.stderr.split("\n").filter((l) => l.startsWith("  "));
-    assertEquals(named.length, 1, r.stderr);
-    assert(named[0].startsWith(`  Cannot list "http://${c.volumes[1]}/": `), r.stderr);
+    const named = r.stdout.split("\n").filter((l) => l.startsWith("  "));
+    assertEquals(named.length, 1, r.stdout);
+    assert(named[0].startsWith(`  Cannot list "http://${c.volumes[1]}/": `), r.stdout);
     assert(
-      r.stderr.includes(
+      r.stdout.includes(
         "rebuild: 1 folder could not be read; the index is incomplete (run rebuild again once " +
           "every volume answers; until then verify -repair deletes no orphans):\n",
       ),
-      r.stderr,
+      r.stdout,
     );
   } finally {
     await c.stop();
@@ -130,12 +130,12 @@ Deno.test("rebuild names a -volumes entry whose root answers 404 (no volume ther
     const r = await runMain(["rebuild", "-volumes", [...c.volumes, wrong].join(","), "-db", db]);
     assertEquals(r.code, 1, r.stdout + r.stderr);
     assert(
-      r.stderr.includes(
+      r.stdout.includes(
         "rebuild: 1 folder could not be read; the index is incomplete (run rebuild again once " +
           "every volume answers; until then verify -repair deletes no orphans):\n" +
           `  Cannot list "http://${wrong}/": status 404 (no volume's root: is -volumes right?)\n`,
       ),
-      r.stderr,
+      r.stdout,
     );
     const index = await openIndex(db);
     try {
@@ -164,8 +164,8 @@ Deno.test("rebuild names a volume whose root listing is JSON but no listing, and
     const r = await runMain(["rebuild", "-volumes", [...c.volumes, wrong].join(","), "-db", db]);
     assertEquals(r.code, 1, r.stdout + r.stderr);
     assert(
-      r.stderr.includes(`  Cannot list "http://${wrong}/": not an nginx JSON listing\n`),
-      r.stderr,
+      r.stdout.includes(`  Cannot list "http://${wrong}/": not an nginx JSON listing\n`),
+      r.stdout,
     );
     const got = await snapshot(db);
     for (const k of keys) assertEquals(got.get(k)?.rec.rvolumes.length, 3, k);
@@ -189,14 +189,14 @@ Deno.test("rebuild names a key too long for the index apart and leaves the index
     const r = await runMain(["rebuild", ...args]);
     assertEquals(r.code, 1, r.stdout + r.stderr);
     assert(
-      r.stderr.includes(
+      r.stdout.includes(
         "rebuild: 1 key found is too long for the index (at most 2043 bytes) and left " +
           "unrecorded; no master serves them, and verify names their files:\n" +
           `  ${JSON.stringify(long)} on ${c.volumes[0]}\n`,
       ),
-      r.stderr,
+      r.stdout,
     );
-    assert(!r.stderr.includes("the index is incomplete"), r.stderr);
+    assert(!r.stdout.includes("the index is incomplete"), r.stdout);
     // Left by a write that failed after the rebuild.
     const orphan = `http://${c.volumes[1]}${key2path(enc.encode(randomKey("/rebuild-long")))}`;
     assertEquals(await status(orphan, { method: "PUT", body: "nobody's" }), 201);
@@ -546,9 +546,9 @@ Deno.test("rebuild keeps the newest value of a key whose copies differ, and name
       assertEquals(res.status, 204);
     }
     const r = await runMain(["rebuild", "-volumes", c.volumes.join(","), "-db", c.db]);
-    assertEquals(r.code, 0, r.stderr);
-    assert(r.stderr.includes(`rebuild: 1 key has copies of different sizes`), r.stderr);
-    assert(r.stderr.includes(`${JSON.stringify(k)}: kept the newest on 2 of 3`), r.stderr);
+    assertEquals(r.code, 0, r.stdout);
+    assert(r.stdout.includes(`rebuild: 1 key has copies of different sizes`), r.stdout);
+    assert(r.stdout.includes(`${JSON.stringify(k)}: kept the newest on 2 of 3`), r.stdout);
     const rec = (await snapshot(c.db)).get(k)!.rec;
     assertEquals(rec.rvolumes, before.slice(0, 2));
     assertEquals(rec.size, "the new value".length);
@@ -584,6 +584,10 @@ Deno.test("rebalance off a dead volume counts its keys as moved and names the co
       r.stdout.includes(`rebalance: ${onDead} old copies could not be deleted (orphans; `),
       r.stdout,
     );
+    // The copies are named right after that line, on the same stream.
+    const after = r.stdout.split("\n").slice(-(onDead + 1), -1);
+    assertEquals(after.length, onDead, r.stdout);
+    for (const l of after) assert(l.startsWith(`  "${prefix}/k`), r.stdout);
     await c.startMaster([], three);
     for (const k of keys) {
       assertEquals(await readMd5(c, k), { md5: md5s.get(k)!, balance: "balanced" }, k);
@@ -608,9 +612,9 @@ Deno.test("rebalance names a key it could not move quoted, on one line, whatever
     const r = await runMain(["rebalance", "-replicas", "1", "-volumes", dead, "-db", c.db]);
     assertEquals(r.code, 1, r.stdout + r.stderr);
     assert(r.stdout.includes("rebalance: moved 0 keys, 1 failed\n"), r.stdout);
-    const named = r.stderr.split("\n").filter((l) => l.startsWith("  "));
-    assertEquals(named.length, 1, r.stderr);
-    assert(named[0].startsWith(`  ${JSON.stringify(k)}: 500 Cannot PUT `), r.stderr);
+    const named = r.stdout.split("\n").filter((l) => l.startsWith("  "));
+    assertEquals(named.length, 1, r.stdout);
+    assert(named[0].startsWith(`  ${JSON.stringify(k)}: 500 Cannot PUT `), r.stdout);
   } finally {
     await c.stop();
   }
@@ -635,9 +639,9 @@ Deno.test("rebalance names the first 50 keys it could not move and says how many
     const r = await runMain(["rebalance", "-volumes", four.join(","), "-db", c.db]);
     assertEquals(r.code, 1, r.stdout + r.stderr);
     assert(r.stdout.includes("rebalance: moved 0 keys, 53 failed\n"), r.stdout);
-    const named = r.stderr.split("\n").filter((l) => l.startsWith('  "/unmoved/'));
-    assertEquals(named.length, 50, r.stderr);
-    assert(r.stderr.includes("\n  ... and 3 more\n"), r.stderr);
+    const named = r.stdout.split("\n").filter((l) => l.startsWith('  "/unmoved/'));
+    assertEquals(named.length, 50, r.stdout);
+    assert(r.stdout.includes("\n  ... and 3 more\n"), r.stdout);
   } finally {
     await c.stop();
   }

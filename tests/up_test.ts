@@ -1,6 +1,7 @@
 // `deno task up`: the README's first command, on the ports PORT names.
 import { randomKey } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
+import { installNginx } from "../tools/volume.ts";
 
 const UP = new URL("../tools/up.ts", import.meta.url).pathname;
 
@@ -116,6 +117,55 @@ Deno.test("deno task up on a taken port says how to move it, and starts nothing"
     taken.close();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("deno task up without nginx says so in one line, exit 1, no stack trace, nothing started", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", UP],
+      cwd: dir,
+      env: { PORT: String(freeBlock()), MKV_NGINX: `${dir}/no-nginx` },
+      stdin: "null",
+    }).output();
+    assertEquals(out.code, 1);
+    assertEquals(
+      new TextDecoder().decode(out.stderr),
+      `MKV_NGINX names "${dir}/no-nginx", which is not a file: point it at the nginx binary, ` +
+        `or unset it to use nginx from PATH\n`,
+    );
+    assertEquals(new TextDecoder().decode(out.stdout), "");
+    assertEquals(await Array.fromAsync(Deno.readDir(dir)), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("deno task up -log json without nginx: its error is one JSON line", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", UP, "-log", "json"],
+    env: { PORT: String(freeBlock()), MKV_NGINX: "/nonexistent/nginx" },
+    stdin: "null",
+  }).output();
+  assertEquals(out.code, 1);
+  const lines = new TextDecoder().decode(out.stderr).split("\n");
+  assertEquals(lines.length, 2);
+  assertEquals(lines[1], "");
+  const o = JSON.parse(lines[0]);
+  assertEquals(o.level, "error");
+  assertEquals(
+    o.msg,
+    'MKV_NGINX names "/nonexistent/nginx", which is not a file: point it at the nginx binary, ' +
+      "or unset it to use nginx from PATH",
+  );
+});
+
+Deno.test("without nginx and not root, the lookup's error says what to run", async () => {
+  const err = await installNginx(false).then(() => null, (e: Error) => e.message);
+  assertEquals(
+    err,
+    "nginx is not installed. Install it with: sudo sh -c 'apt-get update && apt-get install -y nginx-light'",
+  );
 });
 
 Deno.test("deno task up refuses a bad PORT", async () => {

@@ -55,6 +55,28 @@ function holdPort(): { port: number; listener: Deno.Listener } {
   return { port: (listener.addr as Deno.NetAddr).port, listener };
 }
 
+Deno.test("a volume whose MKV_NGINX names no file exits 1 saying so, installing nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mkv-test-" });
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, "volume", `${dir}/v`],
+      env: { PORT: "25501", MKV_NGINX: `${dir}/nginx` },
+      stdin: "null",
+    }).output();
+    const d = new TextDecoder();
+    assertEquals(out.code, 1);
+    assertEquals(d.decode(out.stdout), "");
+    assertEquals(
+      d.decode(out.stderr),
+      `MKV_NGINX names "${dir}/nginx", which is not a file: point it at the nginx binary, ` +
+        `or unset it to use nginx from PATH\n`,
+    );
+    assertEquals(await Array.fromAsync(Deno.readDir(dir)), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a volume on a port in use exits 1 naming the port, and never announces it", async () => {
   const dir = await Deno.makeTempDir({ prefix: "mkv-test-" });
   const { port, listener } = holdPort();

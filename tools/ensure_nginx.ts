@@ -2,4 +2,9 @@
 // before the test files start volumes in parallel.
 import { ensureNginx } from "./volume.ts";
 
-console.log(`nginx: ${await ensureNginx()}`);
+try {
+  console.log(`nginx: ${await ensureNginx()}`);
+} catch (err) {
+  console.error(err instanceof Error ? err.message : err);
+  Deno.exit(1);
+}

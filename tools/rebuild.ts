@@ -20,7 +20,7 @@ import type { StoreOptions } from "../lib/store.ts";
 import { type Index, keyFits } from "../lib/index_db.ts";
 import type { Record } from "../lib/record.ts";
 import { type Found, hexFolders, keysIn, subvolumesOf, type Walker } from "../lib/walk.ts";
-import { logError, logInfo, logWarn } from "../lib/log.ts";
+import { type Level, logError, logInfo, logLine } from "../lib/log.ts";
 
 const decoder = new TextDecoder();
 /** The start of the member id rebuild's check beats under (not REBUILD's). */
@@ -151,14 +151,16 @@ async function rebuildIndex(
         `in ${secs.toFixed(1)}s`,
     );
     if (differ.length > 0) {
-      logWarn(
+      report(
+        "warn",
         `rebuild: ${plural(differ.length, "key has", "keys have")} copies of different sizes; ` +
           `the older ones are left out (verify names them as orphans):`,
       );
       nameSome(differ, 50, "warn");
     }
     if (unwritten.length > 0) {
-      logError(
+      report(
+        "error",
         `rebuild: ${plural(unwritten.length, "key")} found ` +
           `could not be recorded; the index is incomplete (run rebuild again; ` +
           `until then verify -repair deletes no orphans):`,
@@ -168,7 +170,8 @@ async function rebuildIndex(
     if (tooLong.length > 0) {
       // Not for rebuild to retry: no run records them, and the index lacks
       // nothing else because of them (verify -repair may delete orphans).
-      logError(
+      report(
+        "error",
         `rebuild: ${plural(tooLong.length, "key")} found ` +
           `${tooLong.length === 1 ? "is" : "are"} too long for the index (at most 2043 bytes) ` +
           `and left unrecorded; no master serves them, and verify names their files:`,
@@ -176,7 +179,8 @@ async function rebuildIndex(
       nameSome(tooLong);
     }
     if (w.errors.length > 0) {
-      logError(
+      report(
+        "error",
         `rebuild: ${plural(w.errors.length, "folder")} could not be read; ` +
           `the index is incomplete (run rebuild again once every volume answers; ` +
           `until then verify -repair deletes no orphans):`,
@@ -225,6 +229,11 @@ async function record(index: Index, key: Uint8Array, rec: Record): Promise<void>
     if (!(err instanceof Fenced)) throw err;
     await index.set(key, rec);
   }
+}
+
+/** A line of the run's report, on stdout with its summary and the keys it names. */
+function report(level: Level, msg: string) {
+  logLine(level, msg, {}, "stdout");
 }
 
 function messageOf(err: unknown): string {

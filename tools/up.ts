@@ -101,7 +101,13 @@ if (!Number.isInteger(base) || base < 1 || base > 65532) {
   logError(`Bad PORT "${Deno.env.get("PORT")}": expected 1-65532 (the master's port)`);
   Deno.exit(2);
 }
-await ensureNginx();
+try {
+  await ensureNginx();
+} catch (err) {
+  // Not installed, and not root to install it: what to run, as one line.
+  logError(err instanceof Error ? err.message : String(err));
+  Deno.exit(1);
+}
 const volumes = [base + 1, base + 2, base + 3];
 // Another cluster on these ports would answer our readiness checks.
 for (const port of [base, ...volumes]) {

@@ -168,8 +168,23 @@ async function idOf(flag: string, user: string): Promise<number> {
   return Number(new TextDecoder().decode(out.stdout).trim());
 }
 
-/** The nginx binary, installed first if missing (see installNginx). */
+/**
+ * The nginx binary: `MKV_NGINX` when set (it must be a file: nothing is
+ * installed then), else nginx on PATH or in the sbin folders, installed
+ * first if missing (see installNginx).
+ */
 export async function ensureNginx(): Promise<string> {
+  const named = Deno.env.get("MKV_NGINX");
+  if (named) {
+    const info = await stat(named).catch(() => null);
+    if (!info?.isFile) {
+      throw new Error(
+        `MKV_NGINX names "${named}", which is not a file: point it at the nginx binary, ` +
+          `or unset it to use nginx from PATH`,
+      );
+    }
+    return named;
+  }
   return await findNginx() ?? await installNginx();
 }
 
@@ -192,9 +207,9 @@ async function findNginx(): Promise<string | null> {
  * `deno task up` and `deno task test` call this once before starting
  * volumes, so parallel volumes never race for apt's lock.
  */
-async function installNginx(): Promise<string> {
+export async function installNginx(root = Deno.uid() === 0): Promise<string> {
   const how = "apt-get update && apt-get install -y nginx-light";
-  if (Deno.uid() !== 0 || !await stat("/usr/bin/apt-get").catch(() => null)) {
+  if (!root || !await stat("/usr/bin/apt-get").catch(() => null)) {
     throw new Error(`nginx is not installed. Install it with: sudo sh -c '${how}'`);
   }
   logWarn(`nginx is not installed; running: ${how}`);

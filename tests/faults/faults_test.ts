@@ -67,7 +67,7 @@ Deno.test("a hung volume (SIGSTOP): reads go to another replica, writes fail in 
         `${c.dir}/rebuilt`,
       ]);
       assertEquals(r.code, 1);
-      assert(r.stderr.includes(`Cannot list "http://${c.volumes[0]}/"`), r.stderr);
+      assert(r.stdout.includes(`Cannot list "http://${c.volumes[0]}/"`), r.stdout);
       assert(performance.now() - listStarted < 30_000, "rebuild gave up on the hung volume");
     } finally {
       await c.resumeVolume(0);

@@ -105,8 +105,8 @@ Deno.test("rebalance counts a key whose move the index fenced as failed, moves t
       r.stdout.includes(`rebalance: moved ${moving - 1} key${moving === 2 ? "" : "s"}, 1 failed\n`),
       r.stdout + r.stderr,
     );
-    const failed = r.stderr.split("\n").filter((l) => l.includes(FENCED));
-    assertEquals(failed.length, 1, r.stderr);
+    const failed = r.stdout.split("\n").filter((l) => l.includes(FENCED));
+    assertEquals(failed.length, 1, r.stdout);
     assert(/^ {2}"\/fenced-rebalance\/[0-9a-f-]+": 503 /.test(failed[0]), failed[0]);
     assert(!r.stderr.includes("    at "), `no stack trace: ${r.stderr}`);
     const again = await runMain(["rebalance", ...args]);
@@ -239,13 +239,13 @@ Deno.test("rebuild fenced twice names the keys it could not record, marks the in
     const r = await runMain(["rebuild", "-volumes", volumes.join(","), "-db", c.db]);
     assertEquals(r.code, 1, r.stdout + r.stderr);
     assert(
-      r.stderr.includes(
+      r.stdout.includes(
         "rebuild: 3 keys found could not be recorded; the index is incomplete " +
           "(run rebuild again; until then verify -repair deletes no orphans):\n",
       ),
-      r.stderr,
+      r.stdout,
     );
-    for (const k of keys) assert(r.stderr.includes(`  "${k}": ${FENCED}\n`), r.stderr);
+    for (const k of keys) assert(r.stdout.includes(`  "${k}": ${FENCED}\n`), r.stdout);
     assert(!r.stderr.includes("    at "), `no stack trace: ${r.stderr}`);
     const index = await openIndex(c.db);
     try {
