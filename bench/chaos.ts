@@ -40,9 +40,11 @@
 // 0, is a violation). With "s3", a multipart upload (5 MiB and a part) now
 // and then too. "stream": a third of mkv's PUTs and REPLACEs are sent
 // chunked (no Content-Length), a third of those broken off by the client
-// part-way (no GET may get any of their bytes).
+// part-way (no GET may get any of their bytes). "grow": a fifth volume
+// joins -volumes a third of the way in (masters restarted with it one by
+// one, then a rebalance).
 //
-//   deno run -A bench/chaos.ts [seconds=120] [refuse,slowdelete,lease3,pause,lock,skew|bigskew,rebuild,verbs,s3,restart,full,term,stream]
+//   deno run -A bench/chaos.ts [seconds=120] [refuse,slowdelete,lease3,pause,lock,skew|bigskew,rebuild,verbs,s3,restart,full,term,stream,grow]
 //
 // Ports PORT+1.. (PORT defaults to 23100); files under $TMPDIR/mkv-chaos-*,
 // with log.txt (every fault and violation) and each master's stderr.
@@ -77,7 +79,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const rnd = (n: number) => Math.floor(Math.random() * n);
 const pick = <T>(xs: T[]) => xs[rnd(xs.length)];
 
-const NV = 4;
+/** Volumes: a fifth with "grow", added to -volumes a third of the way in. */
+const NV = OPTS.has("grow") ? 5 : 4;
 const VPORT = (i: number) => BASE + 1 + i;
 const PPORT = (i: number) => BASE + 21 + i;
 const MPORT = (i: number) => BASE + 11 + i;
@@ -199,9 +202,13 @@ for (let i = 0; i < NV; i++) {
     }
   }));
 }
-const VOLS = Array.from({ length: NV }, (_, i) => `127.0.0.1:${PPORT(i)}`).join(",");
+/** How many volumes -volumes names (the first ones). */
+let inUse = 4;
 /** What every master and tool of the run is given. */
-const CLUSTER = ["-db", `${DIR}/db`, "-volumes", VOLS, "-lease", LEASE];
+function cluster(): string[] {
+  const vols = Array.from({ length: inUse }, (_, i) => `127.0.0.1:${PPORT(i)}`).join(",");
+  return ["-db", `${DIR}/db`, "-volumes", vols, "-lease", LEASE];
+}
 
 // ---- masters
 const allProcs: Deno.ChildProcess[] = [];
@@ -222,7 +229,7 @@ async function startMaster(i: number) {
       "server",
       "-port",
       String(MPORT(i)),
-      ...CLUSTER,
+      ...cluster(),
       ...(OPTS.has("s3") ? ["-s3"] : []),
     ],
     env: { MKV_TEST_CLOCK_SKEW_MS: String(SKEW[i]) },
@@ -831,6 +838,23 @@ async function restarter() {
     volBusy[i] = false;
   }
 }
+// "grow": a third of the way in, a fifth volume joins -volumes: each master
+// is restarted with it in turn (SIGTERM), as an operator would, while the
+// others still place keys on four, and a rebalance follows (the tools' loop
+// runs more).
+async function grower() {
+  await sleep(SECONDS * 1000 / 3);
+  inUse = 5;
+  log("grow: volumes", inUse);
+  for (let i = 0; i < NM && running; i++) {
+    await killMaster(i, "SIGTERM");
+    await startMaster(i).catch((e) => log("restart fail", String(e)));
+    await sleep(1000 + rnd(2000));
+  }
+  const r = await runTool(["rebalance"]);
+  count(`tool_rebalance_${r.code}`);
+  log("grow: rebalance", r.code, r.out.slice(-1500), r.err.slice(-500));
+}
 // "full": a volume's disk full for 2-6 s: its PUTs answer 507.
 async function filler() {
   while (running) {
@@ -943,7 +967,7 @@ async function runTool(args: string[]) {
       "-A",
       `${REPO}/main.ts`,
       ...args,
-      ...CLUSTER,
+      ...cluster(),
     ],
     stdout: "piped",
     stderr: "piped",
@@ -976,7 +1000,7 @@ async function rebuilder() {
 async function tryRebuild() {
   const before = pauses;
   const p = new Deno.Command("deno", {
-    args: ["run", "-A", `${REPO}/main.ts`, "rebuild", ...CLUSTER],
+    args: ["run", "-A", `${REPO}/main.ts`, "rebuild", ...cluster()],
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -1019,6 +1043,7 @@ if (OPTS.has("lock")) chaos.push(locker());
 if (OPTS.has("rebuild")) chaos.push(rebuilder());
 if (OPTS.has("restart")) chaos.push(restarter());
 if (OPTS.has("full")) chaos.push(filler());
+if (OPTS.has("grow")) chaos.push(grower());
 if (["pause", "lock", "skew", "bigskew"].some((o) => OPTS.has(o))) chaos.push(watchStuck());
 const ticker = setInterval(() => log("stats", stats), 10000);
 await sleep(SECONDS * 1000);
@@ -1062,6 +1087,13 @@ if (r2.code !== 0) violate("final_verify", r2.out.slice(-3000));
 for (const k of KEYS) {
   await sleep(10);
   await doGet(k);
+}
+// Alias-check markers (lib/aliases.ts) left at a volume's root: one whose
+// DELETE landed before its late PUT can be; counted, not a violation.
+for (let i = 0; i < NV; i++) {
+  for await (const f of Deno.readDir(`${DIR}/vol${i}`)) {
+    if (f.name.startsWith("mkv-volume-name.")) count("markers_left");
+  }
 }
 // replicas hold recorded bytes: verify -md5 does it. Also check no stray temporaries in index
 log("stats", stats);
