@@ -397,9 +397,13 @@ function activeMasters(): number[] {
 /** A write's outcome: its status (201/204 when done) and, for a copy, the MD5 it made live. */
 type Sent = { status: number; text: string; md5?: string };
 
-async function doWrite(client: number, key: string, op: string) {
+/** Sends one write; its status (0: no answer, -1: not sent). */
+async function doWrite(client: number, key: string, op: string): Promise<number> {
   const ms = activeMasters();
-  if (ms.length === 0) return await sleep(50);
+  if (ms.length === 0) {
+    await sleep(50);
+    return -1;
+  }
   const m = pick(ms);
   let body: Uint8Array<ArrayBuffer> | null = null;
   let size = 0;
@@ -452,6 +456,7 @@ async function doWrite(client: number, key: string, op: string) {
   } finally {
     inflight.delete(w);
   }
+  return w.status;
 }
 const inflight = new Map<W, number>();
 
@@ -759,7 +764,11 @@ async function client(c: number) {
     const verb = pickVerb();
     if (verb === "GET") await doGet(key);
     else if (verb === "S3GET") await doGet(key, true);
-    else await doWrite(c, key, verb);
+    else if (await doWrite(c, key, verb) === 204 && verb === "UNLINK" && Math.random() < 0.5) {
+      // Most keys are live: a RELINK picked at random finds few unlinked.
+      await doGet(key);
+      await doWrite(c, key, "RELINK");
+    }
   }
 }
 
