@@ -8,6 +8,12 @@ import { volumeOfReplica } from "./keys.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+const MARKER = "mkv-volume-name.";
+
+/** Whether a file at a volume's root is a marker of this check (`verify` removes those left). */
+export function isMarker(name: string): boolean {
+  return name.startsWith(MARKER) && /^[0-9a-f-]{36}$/.test(name.slice(MARKER.length));
+}
 
 /**
  * Names that reach the same nginx as another, as "a and b": among `given`
@@ -22,8 +28,8 @@ export async function aliasesOf(
 ): Promise<string[]> {
   const others = new Set([...recorded].map(volumeOfReplica));
   for (const v of given) others.delete(v);
-  // At the root: no walk of the tools lists files there.
-  const path = `/mkv-volume-name.${crypto.randomUUID()}`;
+  // At the root, where the walks look for no key (verify removes one left).
+  const path = `/${MARKER}${crypto.randomUUID()}`;
   // Each PUT bounded on its own (stall: the whole call): a volume that
   // does not answer must not use up the time of the PUTs after it.
   const opts = { signal: new AbortController().signal, stall: timeout };
