@@ -3,11 +3,17 @@
 // "to" the new name (onto the file itself), then deletes the "old" copy,
 // which is the same file; verify -repair deletes live files as orphans of
 // the other name. A marker file written through each name tells them apart.
-import { remoteDelete, remoteGetSmall, remotePut, volumeUrl } from "./volumes.ts";
+import { remoteDelete, remoteGetSmall, remotePut, unanswered, volumeUrl } from "./volumes.ts";
 import { volumeOfReplica } from "./keys.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+const MARKER = "mkv-volume-name.";
+
+/** Whether a file at a volume's root is a marker of this check (`verify` removes those left). */
+export function isMarker(name: string): boolean {
+  return name.startsWith(MARKER) && /^[0-9a-f-]{36}$/.test(name.slice(MARKER.length));
+}
 
 /**
  * Names that reach the same nginx as another, as "a and b": among `given`
@@ -22,10 +28,14 @@ export async function aliasesOf(
 ): Promise<string[]> {
   const others = new Set([...recorded].map(volumeOfReplica));
   for (const v of given) others.delete(v);
-  // At the root: no walk of the tools lists files there.
-  const path = `/mkv-volume-name.${crypto.randomUUID()}`;
-  const opts = { signal: AbortSignal.timeout(timeout), stall: timeout };
+  // At the root, where the walks look for no key (verify removes one left).
+  const path = `/${MARKER}${crypto.randomUUID()}`;
+  // Each PUT bounded on its own (stall: the whole call): a volume that
+  // does not answer must not use up the time of the PUTs after it.
+  const opts = { signal: new AbortController().signal, stall: timeout };
   const marked: string[] = [];
+  /** Volumes whose marker's PUT went unanswered: it may land yet. */
+  const landing: string[] = [];
   try {
     // One at a time: a later PUT through another name of the same nginx
     // overwrites the marker, which the read-back below then tells.
@@ -33,7 +43,10 @@ export async function aliasesOf(
       try {
         await remotePut(volumeUrl(v, path), encoder.encode(v), opts);
         marked.push(v);
-      } catch { /* down: compared with nothing */ }
+      } catch (err) {
+        // Down: compared with nothing.
+        if (unanswered(err)) landing.push(v);
+      }
     }
     const names = await Promise.all([...marked, ...others].map((v) => markerOn(v, path, timeout)));
     return [...marked, ...others].flatMap((v, i) => {
@@ -41,7 +54,11 @@ export async function aliasesOf(
       return seen !== null && seen !== v ? [`${seen} and ${v}`] : [];
     });
   } finally {
-    await Promise.all(marked.map((v) => remoteDelete(volumeUrl(v, path), timeout).catch(() => {})));
+    // Removed where it landed, or may have: at the root, where no walk of
+    // the tools looks, a marker left stays for good.
+    await Promise.all(
+      [...marked, ...landing].map((v) => remoteDelete(volumeUrl(v, path), timeout).catch(() => {})),
+    );
   }
 }
 

@@ -41,13 +41,23 @@ export interface Walker {
  * The (sub)volumes of a volume: "host:port/svNN" for each svNN folder, and
  * the volume itself when it has none or also has key folders at its root
  * (written with -subvolumes 1, before a rebalance to subvolumes finished).
- * None when the volume's root cannot be listed.
+ * None when the volume's root cannot be listed. The files at its root go to
+ * `rootFiles` when given.
  */
-export async function subvolumesOf(w: Walker, volume: string): Promise<string[]> {
+export async function subvolumesOf(
+  w: Walker,
+  volume: string,
+  rootFiles?: Other[],
+): Promise<string[]> {
   const root = await list(w, volume, "/", true);
   // Unreadable, and named in w.errors: listing it again would only wait
   // out the same timeout and name it twice.
   if (root === null) return [];
+  for (const f of root) {
+    if (f.type === "file") {
+      rootFiles?.push({ path: `/${f.name}`, volume, mtime: Date.parse(f.mtime) });
+    }
+  }
   const dirs = root.filter((f) => f.type === "directory");
   const svs = dirs.filter((f) => /^sv[0-9A-F]{2}$/.test(f.name)).map((f) => `${volume}/${f.name}`);
   const keysAtRoot = svs.length === 0 || dirs.some((f) => HEX2.test(f.name));

@@ -24,7 +24,7 @@ import { type Entry, type Index, keyFits } from "../lib/index_db.ts";
 import { key2path } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
 import { plural, Progress } from "../lib/progress.ts";
-import { aliasesMessage, aliasesOf } from "../lib/aliases.ts";
+import { aliasesMessage, aliasesOf, isMarker } from "../lib/aliases.ts";
 import { concurrencyOf, graceOf } from "../lib/tool_flags.ts";
 import {
   describe,
@@ -430,8 +430,10 @@ async function findOrphans(
   volumes: string[],
   concurrency: number,
 ): Promise<void> {
-  const vols = (await Promise.all(volumes.map((v) => subvolumesOf(w, v)))).flat();
+  const rootFiles: Other[] = [];
+  const vols = (await Promise.all(volumes.map((v) => subvolumesOf(w, v, rootFiles)))).flat();
   ctx.progress.add("volumes", vols.length);
+  for (const f of rootFiles) await checkMarker(ctx, f, Date.now());
   const tops = await hexFolders(w, vols, "/");
   const folders: [string, string[]][] = [];
   await pool(tops.entries(), concurrency, async ([ab, abVols]) => {
@@ -589,6 +591,27 @@ async function checkLeftover(
     p.text += " (kept: younger than -grace)";
     return;
   }
+  try {
+    await remoteDelete(url, ctx.timeout);
+    p.fixed = "deleted";
+  } catch (err) {
+    p.text += ` (cannot delete: ${messageOf(err)})`;
+  }
+}
+
+/**
+ * A file at a volume's root: a marker of the check for two names of one
+ * volume (lib/aliases.ts) is an orphan once older than -grace (a check
+ * lasts seconds). Its check removes it, but one whose PUT the volume
+ * carried out after that removal (paused meanwhile) stays. Other files
+ * there are not the tools': left alone, unnamed.
+ */
+async function checkMarker(ctx: Ctx, f: Other, now: number) {
+  if (!isMarker(f.path.slice(1)) || !(now - f.mtime >= ctx.grace)) return;
+  const url = volumeUrl(f.volume, f.path);
+  if (await headStatus(url, ctx.timeout) === 404) return;
+  const p = report(ctx, `orphan file: ${url} (marker of a master's or tool's check of -volumes)`);
+  if (!ctx.repair) return;
   try {
     await remoteDelete(url, ctx.timeout);
     p.fixed = "deleted";
