@@ -560,6 +560,8 @@ async function s3Write(m: number, w: W, body: Uint8Array<ArrayBuffer> | null): P
         const { ETag } = await s3.send(new UploadPartCommand(part), { abortSignal });
         parts.push({ ETag, PartNumber: n + 1 });
       }
+      // The key is touched by the Complete only: the write begins there.
+      w.start = performance.now();
       await s3.send(
         new CompleteMultipartUploadCommand({
           ...s3Key(w.key),
