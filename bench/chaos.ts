@@ -975,6 +975,9 @@ async function watchStuck() {
   while (running) {
     await sleep(1000);
     for (let i = 0; i < NM; i++) {
+      // Being stopped (it answers 503 meanwhile) or restarted: no client
+      // sends it writes that could end the run of 503s.
+      if (!mAlive[i]) unavailableSince[i] = null;
       const since = unavailableSince[i];
       if (since !== null && performance.now() - since > 20_000) {
         violate("stuck_503", { master: i, since });
