@@ -42,7 +42,11 @@
 // chunked (no Content-Length), a third of those broken off by the client
 // part-way (no GET may get any of their bytes). "grow": a fifth volume
 // joins -volumes a third of the way in (masters restarted with it one by
-// one, then a rebalance).
+// one, then a rebalance). Their first runs (17 of 150 s, with the faults
+// above) found no wrong bytes, stale value or lost key; they found the
+// alias check's markers left on volumes paused at a master's start, and
+// that check skipping the volumes after a hung one
+// (tests/faults/alias_check_test.ts).
 //
 //   deno run -A bench/chaos.ts [seconds=120] [refuse,slowdelete,lease3,pause,lock,skew|bigskew,rebuild,verbs,s3,restart,full,term,stream,grow]
 //
