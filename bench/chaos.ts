@@ -42,7 +42,11 @@
 // chunked (no Content-Length), a third of those broken off by the client
 // part-way (no GET may get any of their bytes). "grow": a fifth volume
 // joins -volumes a third of the way in (masters restarted with it one by
-// one, then a rebalance).
+// one, then a rebalance). Their first runs (17 of 150 s, with the faults
+// above) found no wrong bytes, stale value or lost key; they found the
+// alias check's markers left on volumes paused at a master's start, and
+// that check skipping the volumes after a hung one
+// (tests/faults/alias_check_test.ts).
 //
 //   deno run -A bench/chaos.ts [seconds=120] [refuse,slowdelete,lease3,pause,lock,skew|bigskew,rebuild,verbs,s3,restart,full,term,stream,grow]
 //
@@ -369,26 +373,46 @@ const KEEPS = new Set(["UNLINK", "RELINK", "REBALANCE"]);
 function acked(w: W): boolean {
   return w.status === 201 || (w.status === 204 && w.op !== "REBALANCE");
 }
+// Writes of one key overlap (an S3 PutObject waits for the write in flight,
+// a multipart upload holds the key only inside its Complete): either may
+// have taken effect first. A read contradicts a write only when that write
+// was acknowledged before the read began and nothing that could undo it
+// began before it ended.
+
 /**
- * The last write of `key` acknowledged before `before`; `value`: of those
- * that set the value (a PUT, REPLACE, S3 write or DELETE; not UNLINK or RELINK).
+ * An acknowledged write that sets the value (a PUT, REPLACE, S3 write or
+ * DELETE; not UNLINK or RELINK), begun after `w` ended and done before
+ * `before`: once it is, `w`'s value can no longer be read.
  */
-function lastAcked(key: string, before: number, value = false): W | undefined {
+function overwritten(key: string, w: W, before: number): W | undefined {
   const ws = writes.get(key)!;
-  let a: W | undefined;
-  for (const w of ws) {
-    if (w.end < before && acked(w) && !(value && KEEPS.has(w.op))) {
-      // S3's DeleteObject leaves an unlinked key as it is (204 all the
-      // same): one that a RELINK followed deleted nothing.
-      if (value && w.op === "S3DEL" && ws.some((r) => relinked(r, w, before))) continue;
-      if (!a || w.end > a.end) a = w;
-    }
-  }
-  return a;
+  return ws.find((x) =>
+    x !== w && acked(x) && !KEEPS.has(x.op) && x.start > w.end && x.end < before &&
+    // S3's DeleteObject leaves an unlinked key as it is (204 all the
+    // same): one that a RELINK followed deleted nothing.
+    !(x.op === "S3DEL" && ws.some((r) => relinked(r, x, before)))
+  );
 }
 /** Whether `r` is a RELINK done after `w` and before `before`. */
 function relinked(r: W, w: W, before: number): boolean {
   return r.op === "RELINK" && r.status === 204 && r.start > w.end && r.end < before;
+}
+/**
+ * An acknowledged write of `ops` done before `before` that no write of
+ * `undoing` (in any outcome, begun before `until`) can have followed.
+ */
+function standing(
+  key: string,
+  ops: (w: W) => boolean,
+  undoing: (w: W) => boolean,
+  before: number,
+  until = Infinity,
+): W | undefined {
+  const ws = writes.get(key)!;
+  return ws.find((a) =>
+    ops(a) && acked(a) && a.end < before &&
+    !ws.some((x) => x !== a && undoing(x) && x.end > a.start && x.start < until)
+  );
 }
 function activeMasters(): number[] {
   return [...Array(NM).keys()].filter((i) => mAlive[i]);
@@ -540,6 +564,8 @@ async function s3Write(m: number, w: W, body: Uint8Array<ArrayBuffer> | null): P
         const { ETag } = await s3.send(new UploadPartCommand(part), { abortSignal });
         parts.push({ ETag, PartNumber: n + 1 });
       }
+      // The key is touched by the Complete only: the write begins there.
+      w.start = performance.now();
       await s3.send(
         new CompleteMultipartUploadCommand({
           ...s3Key(w.key),
@@ -649,11 +675,9 @@ async function s3Get(key: string, m: number, S: number) {
 
 /** A 404 of `key` (read from `S` on, through master `m`): wrong if a value was live throughout. */
 function check404(key: string, S: number, m: number) {
-  const A = lastAcked(key, S);
-  if (A && !REMOVES.has(A.op)) {
-    const del = writes.get(key)!.some((w) => REMOVES.has(w.op) && w.end > A.end);
-    if (!del) violate("404_live", { key, A, m, S });
-  }
+  const removes = (w: W) => REMOVES.has(w.op);
+  const A = standing(key, (w) => !removes(w), removes, S);
+  if (A) violate("404_live", { key, A, m, S });
 }
 
 /**
@@ -695,17 +719,11 @@ function checkBytes(
     return;
   }
   // UNLINKed, with nothing since that could make it live again.
-  const A = lastAcked(key, S);
-  if (A?.op === "UNLINK") {
-    const since = writes.get(key)!.some((x) =>
-      !REMOVES.has(x.op) && x.op !== "REBALANCE" && x.end > A.end && x.start < E
-    );
-    if (!since) violate("unlinked_served", { key, A, got: w, m, S, loc });
-  }
-  const V = lastAcked(key, S, true);
-  if (V && w !== V && !(w.end > V.end)) {
-    violate("stale_value", { key, got: w, A: V, S, m, loc });
-  }
+  const relives = (x: W) => !REMOVES.has(x.op) && x.op !== "REBALANCE";
+  const U = standing(key, (x) => x.op === "UNLINK", relives, S, E);
+  if (U) violate("unlinked_served", { key, A: U, got: w, m, S, loc });
+  const V = overwritten(key, w, S);
+  if (V) violate("stale_value", { key, got: w, A: V, S, m, loc });
   if (cmd5 && cmd5 !== got) {
     const overlapping = writes.get(key)!.filter((x) =>
       ![403, 404, 409, 411].includes(x.status) && x.start < E && x.end > S - 2500
@@ -961,6 +979,9 @@ async function watchStuck() {
   while (running) {
     await sleep(1000);
     for (let i = 0; i < NM; i++) {
+      // Being stopped (it answers 503 meanwhile) or restarted: no client
+      // sends it writes that could end the run of 503s.
+      if (!mAlive[i]) unavailableSince[i] = null;
       const since = unavailableSince[i];
       if (since !== null && performance.now() - since > 20_000) {
         violate("stuck_503", { master: i, since });

@@ -26,7 +26,10 @@ Deno.test("verify: parts still recorded for an upload that has ended are orphans
     const found = await runMain(args);
     assertEquals(found.code, 1, found.stdout + found.stderr);
     assert(found.stdout.includes(`mpu.${id}.1.`), found.stdout);
-    assert(found.stdout.includes("multipart part of no upload in progress"), found.stdout);
+    assert(
+      found.stdout.includes("multipart part that no upload in progress records"),
+      found.stdout,
+    );
     assert(
       found.stdout.includes(`index: part 1 of ended upload ${id} still recorded\n`),
       found.stdout,

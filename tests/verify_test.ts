@@ -215,7 +215,9 @@ Deno.test("verify: parts of a live multipart upload are kept; dead parts and REP
     const found = await runMain([...args, "-grace", "0s"]);
     assertEquals(found.code, 1, found.stdout + found.stderr);
     assert(
-      found.stdout.includes(`orphan file: ${deadPart} (multipart part of no upload in progress)`),
+      found.stdout.includes(
+        `orphan file: ${deadPart} (multipart part that no upload in progress records)`,
+      ),
       found.stdout,
     );
     assert(

@@ -571,7 +571,7 @@ async function checkLeftover(
       uploads.set(part[1], recorded);
     }
     if ((await recorded).has(`${f.volume} ${f.path}`)) return;
-    what = "multipart part of no upload in progress";
+    what = "multipart part that no upload in progress records";
   } else if (/^replace\.[0-9a-f-]{36}$/.test(name) || /\.replace-[0-9a-f-]{36}$/.test(name)) {
     if (!(now - f.mtime >= ctx.grace) || ctx.pending.has(`${f.volume} ${f.path}`)) return;
     what = "REPLACE temporary left by a failed REPLACE";
