@@ -559,7 +559,7 @@ Deno.test("a commit the index refuses is counted, and said failing since then un
   assertEquals([gc.stats.failures, gc.stats.commits], [2, 1]);
 });
 
-Deno.test("a commit refused for a lock held past retrying says the index stayed locked", async () => {
+Deno.test("a commit refused for a lock held past retrying says the index stayed locked", () => {
   const gc = new GroupCommit(failingKv("database is locked", { on: true }));
   gc.failed(new Error("database is locked"));
   assertEquals(
