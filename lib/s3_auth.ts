@@ -400,7 +400,8 @@ export function sha256Hex(data: string | Uint8Array): string {
   return createHash("sha256").update(data).digest("hex");
 }
 
-function sameHex(a: string, b: string): boolean {
+/** Whether the hex signature `a` (as sent) is `b`, compared in constant time. */
+export function sameHex(a: string, b: string): boolean {
   const x = new TextEncoder().encode(a);
   const y = new TextEncoder().encode(b.toLowerCase());
   return x.length === y.length && timingSafeEqual(x, y);

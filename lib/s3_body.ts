@@ -9,6 +9,7 @@ import {
   type ChunkSigner,
   EMPTY_SHA256,
   headerValue,
+  sameHex,
   type Signature,
   trailerSignature,
 } from "./s3_auth.ts";
@@ -217,7 +218,7 @@ export function decodeChunked(
 
   const verify = (sha: string) => {
     if (!signer) return;
-    if (signature !== chunkSignature(signer, previous, sha)) {
+    if (!sameHex(signature, chunkSignature(signer, previous, sha))) {
       fail("A chunk's signature does not match", "SignatureDoesNotMatch");
     }
     previous = signature;
@@ -233,7 +234,7 @@ export function decodeChunked(
     if (sent === undefined) {
       fail("The trailer has no x-amz-trailer-signature", "SignatureDoesNotMatch");
     }
-    if (sent !== trailerSignature(signer, previous, signedLines)) {
+    if (!sameHex(sent!, trailerSignature(signer, previous, signedLines))) {
       fail("The x-amz-trailer-signature does not match the trailer", "SignatureDoesNotMatch");
     }
   };
