@@ -22,6 +22,19 @@ async function hasOpen(pid: number, db: string): Promise<boolean> {
   return false;
 }
 
+/** A rebuild of `c`'s index, its output piped, once it has the index open and watches its members. */
+async function watchingRebuild(c: Cluster): Promise<Deno.ChildProcess> {
+  const rebuild = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, "rebuild", "-db", c.db, "-volumes", c.volumes.join(",")],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  for (let i = 0; i < 400 && !(await hasOpen(rebuild.pid, c.db)); i++) await sleep(25);
+  await sleep(500); // opened, and watching
+  return rebuild;
+}
+
 Deno.test("rebuild refuses beside a live master whose heartbeats a locked index held up through its check", async () => {
   const c = await Cluster.start();
   const master = c.masterProcess!;
@@ -32,14 +45,7 @@ Deno.test("rebuild refuses beside a live master whose heartbeats a locked index 
     // No heartbeat of the master's lands from before the rebuild's first look
     // until the lock (a pause far shorter than a lapse), then none under it.
     master.kill("SIGSTOP");
-    const rebuild = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", MAIN, "rebuild", "-db", c.db, "-volumes", c.volumes.join(",")],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    for (let i = 0; i < 400 && !(await hasOpen(rebuild.pid, c.db)); i++) await sleep(25);
-    await sleep(500); // opened, and watching
+    const rebuild = await watchingRebuild(c);
     unlock = lockIndex(`${c.db}/index.sqlite3`);
     master.kill("SIGCONT");
     await sleep(5000); // over a lapse (3 s): the master's record stood still
@@ -111,14 +117,7 @@ Deno.test("rebuild on an index locked past its retries as it checks exits 1 sayi
     assertEquals(await status(c.url + key, { method: "PUT", body: randomBytes(1000) }), 201);
     // Killed: its heartbeat record is watched for 3 s, and the lock comes meanwhile.
     await c.stopMaster("SIGKILL");
-    const rebuild = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", MAIN, "rebuild", "-db", c.db, "-volumes", c.volumes.join(",")],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    for (let i = 0; i < 400 && !(await hasOpen(rebuild.pid, c.db)); i++) await sleep(25);
-    await sleep(500); // opened, and watching
+    const rebuild = await watchingRebuild(c);
     // Each write waits 5 s on the lock (Deno KV), tried again for 10 s.
     unlock = lockIndex(`${c.db}/index.sqlite3`);
     const out = await rebuild.output();
