@@ -593,10 +593,29 @@ const SELF_COPY_CHANGES = ["x-amz-storage-class", "x-amz-website-redirect-locati
 
 /** CopyObject: the value read from a replica of the source, written anew. */
 export async function copyObject(s3: S3Request): Promise<Response> {
-  const { req, store } = s3;
-  const sourceKey = copySource(req.headers.get("x-amz-copy-source")!);
+  const sourceKey = copySource(s3.req.headers.get("x-amz-copy-source")!);
   // If-None-Match: * and If-Match are about the destination, as PutObject's.
-  const cond = writeConditions(req.headers);
+  const cond = writeConditions(s3.req.headers);
+  // A source overwritten between reading its record and opening its file
+  // is read again, as GetObject's: its record, its conditions, its bytes.
+  for (let tries = 1;; tries++) {
+    const out = await copyOnce(s3, sourceKey, cond);
+    if (out !== null) return out;
+    if (tries === OVERTAKEN_TRIES) throw overtaken();
+  }
+}
+
+/**
+ * CopyObject once; null when an overwrite of the source overtook it before
+ * its file was opened (the write then failed before taking any of it: the
+ * destination is as it was).
+ */
+async function copyOnce(
+  s3: S3Request,
+  sourceKey: Uint8Array,
+  cond: { create: boolean; ifMatch?: string },
+): Promise<Response | null> {
+  const { req, store } = s3;
   const src = await liveRecord(store, sourceKey).catch((err) => copyFailure(s3, sourceKey, err));
   if (copyConditions(req.headers, src)) throw preconditionFailed();
   await checkWriteConditions(store, s3.key, cond);
@@ -639,6 +658,7 @@ export async function copyObject(s3: S3Request): Promise<Response> {
     if (!keyFits(s3.key)) throw keyTooLong();
     // Opened when the write first reads it: not while it waits for another
     // write of the key (an unread GET would trip its stall watch).
+    const stale = overtaken();
     const source = lazyBody(async () => {
       const res = await openReplica(store, sourceKey, src, { signal: req.signal });
       // Overwritten since its record was read: the copy conditions, the
@@ -646,7 +666,7 @@ export async function copyObject(s3: S3Request): Promise<Response> {
       // rebuilt, has no check of the bytes to catch it).
       if (await stillNamed(store, sourceKey, src)) return res.body!;
       await res.body?.cancel().catch(() => {});
-      throw overtaken();
+      throw stale;
     });
     const sum = alg ? checksumThrough(alg) : null;
     try {
@@ -665,7 +685,9 @@ export async function copyObject(s3: S3Request): Promise<Response> {
         signal: req.signal,
       });
     } catch (err) {
-      throw source.failure() ?? volumesFault(err);
+      const failed = source.failure();
+      if (failed === stale) return null;
+      throw failed ?? volumesFault(err);
     }
   }
   return xmlResponse("CopyObjectResult", {

@@ -119,8 +119,33 @@ Deno.test("UploadPartCopy overtaken by an overwrite of its source: its copy-sour
   }
 });
 
-Deno.test("CopyObject overtaken by an overwrite of its source: 503 ServiceUnavailable, nothing at the destination", async () => {
+Deno.test("CopyObject overtaken by an overwrite of its source: the new value copied whole, with its ETag", async () => {
   const Bucket = "copyobject-replaced";
+  const Key = "source";
+  const h = await heldCluster(`/${Bucket}/${Key}`);
+  try {
+    const [before, after] = [randomBytes(200_000), randomBytes(200_000)];
+    await h.s3.send(new PutObjectCommand({ Bucket, Key, Body: before }));
+    // A destination that exists: the try overtaken leaves it as it was, the next replaces it.
+    await h.s3.send(new PutObjectCommand({ Bucket, Key: "copy", Body: randomBytes(1000) }));
+    const copying = h.s3.send(
+      new CopyObjectCommand({ Bucket, Key: "copy", CopySource: `${Bucket}/${Key}` }),
+    );
+    await h.held;
+    await h.s3.send(new PutObjectCommand({ Bucket, Key, Body: after }));
+    h.release();
+    const copied = await copying;
+    assertEquals(copied.CopyObjectResult?.ETag, `"${md5Hex(after)}"`);
+    const dest = await h.s3.send(new GetObjectCommand({ Bucket, Key: "copy" }));
+    assertEquals(md5Hex(await dest.Body!.transformToByteArray()), md5Hex(after));
+    assertEquals(dest.ETag, `"${md5Hex(after)}"`);
+  } finally {
+    await h.stop();
+  }
+});
+
+Deno.test("CopyObject overtaken by an overwrite of its source: its copy-source-if-match is judged on the value copied", async () => {
+  const Bucket = "copyobject-replaced-if";
   const Key = "source";
   const h = await heldCluster(`/${Bucket}/${Key}`);
   try {
@@ -141,7 +166,7 @@ Deno.test("CopyObject overtaken by an overwrite of its source: 503 ServiceUnavai
       () => ({ name: "copied", status: 200 }),
       (e) => ({ name: e.name, status: e.$metadata?.httpStatusCode }),
     );
-    assertEquals(failed, { name: "ServiceUnavailable", status: 503 });
+    assertEquals(failed, { name: "PreconditionFailed", status: 412 });
     const dest = await h.s3.send(new GetObjectCommand({ Bucket, Key: "copy" })).then(
       () => "found",
       (e) => e.name,
@@ -149,5 +174,61 @@ Deno.test("CopyObject overtaken by an overwrite of its source: 503 ServiceUnavai
     assertEquals(dest, "NoSuchKey");
   } finally {
     await h.stop();
+  }
+});
+
+/** Runs `before` ahead of forwarding each GET of a path holding `match`, one at a time. */
+class GetHook extends VolumeProxy {
+  static gets = 0;
+  static before: () => Promise<void> = () => Promise.resolve();
+
+  constructor(target: string, readonly match: string) {
+    super(target);
+  }
+
+  protected override async handle(req: Request): Promise<Response> {
+    if (req.method === "GET" && new URL(req.url).pathname.includes(this.match)) {
+      GetHook.gets++;
+      await GetHook.before();
+    }
+    return await this.forward(req);
+  }
+}
+
+Deno.test("CopyObject of a source overwritten before every read of it: 503 ServiceUnavailable after 10 tries, nothing at the destination", async () => {
+  const Bucket = "copyobject-churn";
+  const Key = "source";
+  GetHook.gets = 0;
+  const c = await Cluster.start({ flags: ["-s3"] });
+  await c.stopMaster();
+  const proxies = c.volumes.map((v) => new GetHook(v, btoa(`/${Bucket}/${Key}`)));
+  const m = await c.spawnMaster(["-volumes", proxies.map((p) => p.volume).join(",")]);
+  const s3 = s3Client(m.url);
+  try {
+    // Past 256 KiB: the destination's write streams (its replicas' PUTs opened
+    // before the source is read), and each try's is cut off.
+    await s3.send(new PutObjectCommand({ Bucket, Key, Body: randomBytes(400_000) }));
+    GetHook.before = async () => {
+      await s3.send(new PutObjectCommand({ Bucket, Key, Body: randomBytes(400_000) }));
+    };
+    const failed = await s3.send(
+      new CopyObjectCommand({ Bucket, Key: "copy", CopySource: `${Bucket}/${Key}` }),
+    ).then(
+      () => ({ name: "copied", status: 200 }),
+      (e) => ({ name: e.name, status: e.$metadata?.httpStatusCode }),
+    );
+    GetHook.before = () => Promise.resolve();
+    assertEquals(failed, { name: "ServiceUnavailable", status: 503 });
+    assertEquals(GetHook.gets, 10);
+    const dest = await s3.send(new GetObjectCommand({ Bucket, Key: "copy" })).then(
+      () => "found",
+      (e) => e.name,
+    );
+    assertEquals(dest, "NoSuchKey");
+  } finally {
+    GetHook.before = () => Promise.resolve();
+    await m.stop();
+    await Promise.all(proxies.map((p) => p.stop()));
+    await c.stop();
   }
 });
