@@ -134,6 +134,8 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
   const port = listenPort(flags);
   const opts = storeOptions(flags);
   const db = requireDb(flags);
+  // Checked with the other flags: before any volume or the index is touched.
+  const s3 = s3Options(flags) ?? undefined;
   // Two names for one nginx would put two "replicas" of a key in one file.
   const aliases = await aliasesOf(opts.volumes, [], opts.voltimeout);
   if (aliases.length > 0) {
@@ -151,7 +153,6 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
   }
   const store = new Store(index, opts);
   const drain = new Drain();
-  const s3 = s3Options(flags) ?? undefined;
   const handler = createHandler(store, { verbose: flags.v as boolean, s3 }, drain);
   let srv;
   try {

@@ -55,6 +55,12 @@ export const FLAGS: { [name: string]: FlagSpec } = {
     default: "",
     usage: "S3 secret key (or $MKV_S3_SECRET_KEY); unset: S3 signatures are not checked",
   },
+  "s3-domain": {
+    type: "string",
+    default: "",
+    usage: "The S3 gateway's domain: a request to <bucket>.<domain> names its bucket in its " +
+      "Host (virtual-hosted style); others stay path-style",
+  },
   log: {
     type: "string",
     default: "text",
@@ -142,9 +148,32 @@ export function storeOptions(flags: FlagValues): StoreOptions {
  * The S3 gateway's options: on with keys (flags or environment), or with
  * -s3 and no keys (any signature accepted); null when off.
  */
-export function s3Options(flags: FlagValues): { creds: Credentials | null } | null {
+export function s3Options(
+  flags: FlagValues,
+): { creds: Credentials | null; domain: string } | null {
   const creds = s3Credentials(flags);
-  return creds || flags.s3 ? { creds } : null;
+  const domain = s3Domain(flags);
+  if (creds || flags.s3) return { creds, domain };
+  if (domain) {
+    throw new FlagError("-s3-domain is the S3 gateway's: turn the gateway on (-s3 or S3 keys)");
+  }
+  return null;
+}
+
+/** A host name: labels of letters, digits and "-", joined by dots. */
+const HOST_NAME = /^[a-z0-9-]+(\.[a-z0-9-]+)*$/;
+
+/** -s3-domain, lowercased (host names are case-insensitive), "" when unset. */
+function s3Domain(flags: FlagValues): string {
+  const raw = String(flags["s3-domain"]);
+  // A fully qualified name's final dot names the same host.
+  const domain = raw.trim().toLowerCase().replace(/\.$/, "");
+  if (domain !== "" && !HOST_NAME.test(domain)) {
+    throw new FlagError(
+      `Bad -s3-domain "${raw}": expected a host name such as s3.example.com (no scheme, no port)`,
+    );
+  }
+  return domain;
 }
 
 /** The S3 gateway's keys from the flags or the environment; null when unset. */

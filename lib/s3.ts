@@ -1,7 +1,10 @@
 // The S3 gateway: path-style requests ("/<bucket>/<key>" is the plain key of
-// the same bytes), told apart from mkv's API by their signature or S3 query
-// parameters, dispatched here by method and operation to lib/s3_objects.ts,
-// lib/s3_list.ts and lib/s3_multipart.ts. Errors speak S3's XML.
+// the same bytes), or virtual-hosted-style ones under -s3-domain (Host
+// "<bucket>.<domain>", path "/<key>": the same plain key), told apart from
+// mkv's API by their signature, S3 query parameters or Host, dispatched here
+// by method and operation to lib/s3_objects.ts, lib/s3_list.ts and
+// lib/s3_multipart.ts. Errors speak S3's XML.
+import { concat } from "./bytes.ts";
 import { logUnexpected } from "./log.ts";
 import { Fenced } from "./group_commit.ts";
 import { checkSignature, type Credentials, isSigned, parseQueryPairs } from "./s3_auth.ts";
@@ -16,6 +19,11 @@ import * as multipart from "./s3_multipart.ts";
 export interface S3Options {
   /** Keys every request must be signed with; null accepts any signature. */
   creds: Credentials | null;
+  /**
+   * -s3-domain, lowercased: a Host "<bucket>.<domain>" names the bucket
+   * (virtual-hosted style); "" for path-style only.
+   */
+  domain: string;
 }
 
 /** One S3 request, parsed: what every operation gets. */
@@ -66,8 +74,10 @@ const S3_PARAMS = new Set([
 ]);
 
 /** Whether a request is for the S3 gateway rather than mkv's own API. */
-export function isS3(req: Request, target: Target): boolean {
+export function isS3(req: Request, target: Target, opts: S3Options): boolean {
   if (isSigned(req.headers, target.query)) return true;
+  // mkv's API has no buckets: a bucket's host is S3's, signed or not.
+  if (isVirtualHosted(req, opts)) return true;
   if (isFormUpload(req, target.query)) return true;
   if (target.query === "") return false;
   return parseQueryPairs(target.query).some(([name]) => S3_PARAMS.has(name));
@@ -98,14 +108,20 @@ async function answerS3(
 ): Promise<Response> {
   const head = req.method === "HEAD";
   const opened: S3Body[] = [];
-  const { bucket, object } = splitKey(target.key);
+  const { bucket, object, key, v2Path } = addressOf(req, target, opts);
   try {
     // Before the signature: a form's is in its fields, not the request's.
     if (isFormUpload(req, target.query)) {
       throw notImplemented("Browser form upload (POST Object)");
     }
     const signature = checkSignature(
-      { method: req.method, path: target.rawPath, query: target.query, headers: req.headers },
+      {
+        method: req.method,
+        path: target.rawPath,
+        v2Path,
+        query: target.query,
+        headers: req.headers,
+      },
       opts.creds,
     );
     const s3: S3Request = {
@@ -113,7 +129,7 @@ async function answerS3(
       req,
       bucket,
       object,
-      key: target.key,
+      key,
       query: new Map(parseQueryPairs(target.query, true)),
       signature,
       body(checksumHeaders = true) {
@@ -160,6 +176,56 @@ function isFormUpload(req: Request, query: string): boolean {
   if (!type.startsWith("multipart/form-data")) return false;
   return !parseQueryPairs(query).some(([name]) => ["uploads", "uploadId", "delete"].includes(name));
 }
+
+/** Whether the request's Host names a bucket under -s3-domain. */
+export function isVirtualHosted(req: Request, opts: S3Options): boolean {
+  return opts.domain !== "" && hostBucket(req.headers.get("host"), opts.domain) !== null;
+}
+
+/**
+ * The bucket a Host names under `domain` ("photos.s3.example.com:3000" under
+ * "s3.example.com": "photos"; a name holding dots too); null for the domain
+ * itself or a host not under it, which are path-style. Host names are
+ * case-insensitive: the bucket is lowercased, as S3's bucket names are.
+ */
+export function hostBucket(host: string | null, domain: string): string | null {
+  if (host === null) return null;
+  // The port, then a fully qualified name's final dot.
+  const name = host.trim().toLowerCase().replace(/:\d*$/, "").replace(/\.$/, "");
+  if (!name.endsWith(`.${domain}`)) return null;
+  const bucket = name.slice(0, -domain.length - 1);
+  return bucket === "" ? null : bucket;
+}
+
+/** Where a request points: its bucket, its object, the plain key of both. */
+interface Address {
+  bucket: string;
+  object: Uint8Array;
+  key: Uint8Array;
+  /**
+   * The path Signature Version 2 signs: for a virtual-hosted-style request,
+   * the bucket's then the path sent ("/photos/cat.jpg" for Host
+   * "photos.<domain>" and path "/cat.jpg"), as S3 defines its resource.
+   */
+  v2Path?: string;
+}
+
+/**
+ * Path-style: "/bucket/some/key". Virtual-hosted: the bucket from the Host,
+ * the whole path its key ("/" alone: the bucket itself).
+ */
+function addressOf(req: Request, target: Target, opts: S3Options): Address {
+  const bucket = opts.domain ? hostBucket(req.headers.get("host"), opts.domain) : null;
+  if (bucket === null) return { ...splitKey(target.key), key: target.key };
+  return {
+    bucket,
+    object: target.key.subarray(1),
+    key: concat(encoder.encode(`/${bucket}`), target.key),
+    v2Path: `/${bucket}${target.rawPath}`,
+  };
+}
+
+const encoder = new TextEncoder();
 
 /** "/bucket/some/key" to "bucket" and the bytes of "some/key". */
 function splitKey(key: Uint8Array): { bucket: string; object: Uint8Array } {

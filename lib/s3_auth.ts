@@ -15,6 +15,11 @@ export interface Credentials {
 export interface SignedRequest {
   method: string;
   path: string;
+  /**
+   * The path Signature Version 2 signs when it is not `path`: a
+   * virtual-hosted-style request's, its bucket's then `path` (S3's resource).
+   */
+  v2Path?: string;
   query: string;
   headers: Headers;
 }
@@ -79,7 +84,7 @@ export function checkSignature(
     );
   }
   if (isV2(auth, req.query)) {
-    checkV2(req, creds, now);
+    checkV2(req.v2Path === undefined ? req : { ...req, path: req.v2Path }, creds, now);
     return { payload: req.headers.get("x-amz-content-sha256") ?? "UNSIGNED-PAYLOAD" };
   }
   const presigned = parseQueryPairs(req.query).find(([k]) => k === "X-Amz-Signature");

@@ -20,7 +20,7 @@ import {
 } from "./target.ts";
 import { type Membership, RebuildRunning } from "./membership.ts";
 import type { State } from "./record.ts";
-import { handleS3, isS3, type S3Options } from "./s3.ts";
+import { handleS3, isS3, isVirtualHosted, type S3Options } from "./s3.ts";
 import { headerValue } from "./s3_auth.ts";
 import { received, sent } from "./sizes.ts";
 
@@ -172,9 +172,12 @@ function fromMemory(store: Store, req: Request, opts: ServerOptions): Response |
   // never seen (one seen goes down the full path, which answers 400).
   if (!keyFits(key) || !store.index.absent(key)) return null;
   // S3's GetObject of a missing key answers NoSuchKey in XML, and HEAD of a
-  // bucket is no key at all. Reading the headers costs this path about 15%
-  // of its rate: only when the gateway is on.
-  if (opts.s3 && req.headers.has("authorization")) return null;
+  // bucket is no key at all; a bucket's Host (-s3-domain) makes the path
+  // another key. Reading the headers costs this path about 15% of its rate:
+  // only when the gateway is on.
+  if (opts.s3 && (req.headers.has("authorization") || isVirtualHosted(req, opts.s3))) {
+    return null;
+  }
   // A null body is sent with "content-length: 0" by Deno itself.
   return new Response(null, { status: 404 });
 }
@@ -236,7 +239,7 @@ function route(
   req: Request,
   target: Target,
 ): Promise<Response> {
-  return opts.s3 && isS3(req, target)
+  return opts.s3 && isS3(req, target, opts.s3)
     ? handleS3(store, opts.s3, req, target)
     : target.query
     ? query(store, req, target.key, target.query)

@@ -332,16 +332,19 @@ export async function runMain(
 
 /**
  * Sends one HTTP/1.1 request over a raw socket, path as given (fetch would
- * fold "." and ".." segments), and returns the status and body.
+ * fold "." and ".." segments), and returns the status and body. `host`: the
+ * Host header sent (fetch sends its URL's), 127.0.0.1 by default.
  */
 export async function rawRequest(
   port: number,
   method: string,
   path: string,
   body = "",
+  opts: { host?: string } = {},
 ): Promise<{ status: number; headers: Headers; body: string }> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  const head = `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n` +
+  const host = opts.host ?? "127.0.0.1";
+  const head = `${method} ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n` +
     `Content-Length: ${new TextEncoder().encode(body).length}\r\n\r\n`;
   await conn.write(new TextEncoder().encode(head + body));
   const chunks: Uint8Array[] = [];
