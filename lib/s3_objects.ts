@@ -18,7 +18,7 @@ import {
 } from "./s3_checksum.ts";
 import { bucketExists, noSuchBucket } from "./s3_list.ts";
 import { parseDelete, S3Error, s3Error, xmlResponse, xmlTime } from "./s3_xml.ts";
-import { received, sent } from "./sizes.ts";
+import { received, sent, unwritten } from "./sizes.ts";
 import { type Outcome, shuffled, type Store } from "./store.ts";
 import { headStatus, remoteGet, UnsatisfiableRange, VolumeError, volumeUrl } from "./volumes.ts";
 
@@ -819,8 +819,10 @@ export async function deleteObject(s3: S3Request): Promise<Response> {
   // A missing key is 204, but not in a bucket that does not exist either.
   if (!wasLive && !await bucketExists(s3)) throw noSuchBucket();
   if (wasLive) await keepBucket(s3);
-  await deleteKey(s3.store, s3.key, s3.req.headers.get("if-match") ?? undefined);
-  return new Response(null, { status: 204 });
+  const deleted = await deleteKey(s3.store, s3.key, s3.req.headers.get("if-match") ?? undefined);
+  const res = new Response(null, { status: 204 });
+  if (!deleted) unwritten.add(res);
+  return res;
 }
 
 /**
@@ -838,8 +840,9 @@ async function keepBucket(s3: S3Request): Promise<void> {
 /**
  * Deletes a key; S3 answers the same whether or not it existed. An unlinked
  * key, which S3 does not see, is kept for RELINK (or mkv's own DELETE).
+ * False when there was none to delete: nothing was written.
  */
-async function deleteKey(store: Store, key: Uint8Array, ifMatch?: string): Promise<void> {
+async function deleteKey(store: Store, key: Uint8Array, ifMatch?: string): Promise<boolean> {
   if (!keyFits(key)) throw keyTooLong();
   // If-Match (S3's conditional delete): only the value it names, or with *
   // any live value; 412 otherwise, and NoSuchKey when there is none.
@@ -851,7 +854,7 @@ async function deleteKey(store: Store, key: Uint8Array, ifMatch?: string): Promi
   const out = await store.delete(key, { keepUnlinked: true, expect });
   if (out === missing) throw s3Error("NoSuchKey", "The specified key does not exist.");
   if (out.status === 412) throw preconditionFailed();
-  if (out.status === 204 || out.status === 404) return;
+  if (out.status === 204 || out.status === 404) return out.status === 204;
   if (out.status === 403) throw new S3Error("AccessDenied", out.message ?? "Protected");
   throw failure(out);
 }
@@ -863,19 +866,25 @@ export async function deleteObjects(s3: S3Request): Promise<Response> {
   const { keys, versions, etags, quiet } = parseDelete(new TextDecoder().decode(xml));
   await keepBucket(s3);
   const results: { Key: string; Code?: string; Message?: string }[] = keys.map((k) => ({ Key: k }));
+  // Whether every key's answer is a delete made (fenced), none a record read.
+  let allWritten = true;
   // Up to 1,000 keys: a few at a time, not 3,000 volume calls at once.
   await pool(results.entries(), 16, async ([i, r]) => {
     try {
       checkVersionId(versions[i]);
-      await deleteKey(s3.store, encoder.encode(`/${s3.bucket}/${keys[i]}`), etags[i]);
+      const key = encoder.encode(`/${s3.bucket}/${keys[i]}`);
+      if (!await deleteKey(s3.store, key, etags[i])) allWritten = false;
     } catch (err) {
+      allWritten = false;
       const e = err instanceof S3Error ? err : s3Error("InternalError", String(err));
       r.Code = e.code;
       r.Message = e.message;
     }
   });
-  return xmlResponse("DeleteResult", {
+  const res = xmlResponse("DeleteResult", {
     Deleted: quiet ? [] : results.filter((r) => !r.Code),
     Error: results.filter((r) => r.Code),
   });
+  if (!allWritten) unwritten.add(res);
+  return res;
 }

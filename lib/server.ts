@@ -22,7 +22,7 @@ import { type Membership, RebuildRunning } from "./membership.ts";
 import type { State } from "./record.ts";
 import { handleS3, isS3, isVirtualHosted, type S3Options } from "./s3.ts";
 import { headerValue } from "./s3_auth.ts";
-import { received, sent } from "./sizes.ts";
+import { received, sent, unwritten } from "./sizes.ts";
 
 export interface ServerOptions {
   /** Log one line per request. */
@@ -248,13 +248,15 @@ function route(
 
 /**
  * Whether `res` says what the index held rather than a write made: a read's
- * answer, or a write refused for what was read (404, 403, 409). A write the
- * index took was fenced (lib/membership.ts): it landed before any rebuild
- * took this master for stopped. 5xx answers stand as they are.
+ * answer, a write refused for what was read (404, 403, 409), or one that
+ * found nothing to do (S3's DeleteObject of a missing key: `unwritten`). A
+ * write the index took was fenced (lib/membership.ts): it landed before any
+ * rebuild took this master for stopped. 5xx answers stand as they are.
  */
 function readIndex(req: Request, res: Response): boolean {
   if (res.status >= 500) return false;
-  return req.method === "GET" || req.method === "HEAD" || res.status >= 300;
+  return req.method === "GET" || req.method === "HEAD" || res.status >= 300 ||
+    unwritten.has(res);
 }
 
 /**

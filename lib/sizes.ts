@@ -1,9 +1,19 @@
-// Bytes a request moved through the master, by its response: for the
-// metrics' byte counters and the -v log line. Noted where they are known:
-// lib/server.ts for mkv's API, the S3 handlers for theirs.
+// What a request did, noted by its response where it is known (lib/server.ts
+// for mkv's API, the S3 handlers for theirs) for lib/server.ts to read: the
+// bytes it moved through the master, for the metrics' byte counters and the
+// -v log line; whether a write's answer was made with nothing written.
 
 /** Value bytes received and stored: PUT, REPLACE, PutObject, UploadPart. */
 export const received = new WeakMap<Response, number>();
 
 /** Body bytes the master sends itself: lists, errors, S3 objects streamed through it. */
 export const sent = new WeakMap<Response, number>();
+
+/**
+ * Answers of success to a write made from what the index held, with no
+ * index write (S3's DeleteObject of a missing key: 204). A write that
+ * commits is fenced; these are not, so lib/server.ts judges them as it
+ * judges reads after this master stalled: a rebuild may have emptied the
+ * index meanwhile, and the key be one it has yet to refill.
+ */
+export const unwritten = new WeakSet<Response>();

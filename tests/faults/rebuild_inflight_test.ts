@@ -53,13 +53,18 @@ type Spawn = () => Promise<SpawnedMaster>;
 /**
  * A master on volumes that list slowly, holding one live key, paused while a
  * rebuild clears the index; `run` gets them with the master still paused.
- * `pausing`: what the master is doing as it is paused (index: the SQLite file).
+ * `pausing`: what the master is doing as it is paused (index: the SQLite
+ * file). `flags`: the master's own (-s3).
  */
 async function pausedThroughClear(
   run: (m: SpawnedMaster, key: string, rebuilt: Promise<void>, another: Spawn) => Promise<void>,
-  pausing: (m: SpawnedMaster, key: string, index: string) => Promise<void> = async () => {},
+  opts: {
+    pausing?: (m: SpawnedMaster, key: string, index: string) => Promise<void>;
+    flags?: string[];
+  } = {},
 ): Promise<void> {
-  const c = await Cluster.start();
+  const pausing = opts.pausing ?? (async () => {});
+  const c = await Cluster.start({ flags: opts.flags });
   await c.stopMaster();
   const proxies = c.volumes.map((v) => new SlowListing(v));
   const volumes = proxies.map((p) => p.volume).join(",");
@@ -142,14 +147,82 @@ Deno.test("a PUT whose index write a locked index held up, its master paused thr
         "Cannot write the index: this process lost its registration in it (paused past its heartbeat?): retry\n",
       ],
     );
-  }, async (m, _key, index) => {
-    // Held by SQLite's write lock: the PUT's first commit (its claim) waits
-    // on it, and is tried again on and on (up to 10 s) until the lock goes.
-    const unlock = lockIndex(index);
-    put = fetch(m.url + fresh, { method: "PUT", body: "late" });
-    await sleep(300);
-    m.proc.kill("SIGSTOP");
-    unlock();
+  }, {
+    pausing: async (m, _key, index) => {
+      // Held by SQLite's write lock: the PUT's first commit (its claim) waits
+      // on it, and is tried again on and on (up to 10 s) until the lock goes.
+      const unlock = lockIndex(index);
+      put = fetch(m.url + fresh, { method: "PUT", body: "late" });
+      await sleep(300);
+      m.proc.kill("SIGSTOP");
+      unlock();
+    },
+  });
+});
+
+Deno.test("a DELETE taken up by a master resumed amid a rebuild answers 503, not 404 from the emptied index, and the key stays", async () => {
+  await pausedThroughClear(async (m, key, rebuilt) => {
+    const res = fetch(m.url + key, { method: "DELETE" });
+    await sleep(200);
+    m.proc.kill("SIGCONT");
+    const got = await res;
+    assertEquals(
+      [got.status, await got.text()],
+      [503, "A rebuild of the index is running: retry once it is done\n"],
+    );
+    await rebuilt;
+    await sleep(2500); // a heartbeat: the rebuild has gone
+    assertEquals(await status(m.url + key), 302);
+  });
+});
+
+// The bucket made by CreateBucket outlives the rebuild (it empties keys
+// only): DeleteObject found it, took the key the rebuild had yet to refill
+// for missing, and answered 204 with nothing written, the key live again
+// once the rebuild was done.
+Deno.test("an S3 DeleteObject taken up by a master resumed amid a rebuild answers 503, not 204 from the emptied index, and the key stays", async () => {
+  await pausedThroughClear(async (m, key, rebuilt) => {
+    const res = fetch(`${m.url}${key}?x-id=DeleteObject`, { method: "DELETE" });
+    await sleep(200);
+    m.proc.kill("SIGCONT");
+    const got = await res;
+    assertEquals(
+      [got.status, await got.text()],
+      [503, "A rebuild of the index is running: retry once it is done\n"],
+    );
+    await rebuilt;
+    await sleep(2500); // a heartbeat: the rebuild has gone
+    assertEquals(await status(m.url + key), 302);
+  }, {
+    flags: ["-s3"],
+    pausing: async (m, key) => {
+      const bucket = key.split("/")[1];
+      assertEquals(await status(`${m.url}/${bucket}?x-id=CreateBucket`, { method: "PUT" }), 200);
+    },
+  });
+});
+
+Deno.test("an S3 DeleteObjects taken up by a master resumed amid a rebuild answers 503, not its keys deleted from the emptied index, and the key stays", async () => {
+  await pausedThroughClear(async (m, key, rebuilt) => {
+    const [, bucket, ...rest] = key.split("/");
+    const xml = `<Delete><Object><Key>${rest.join("/")}</Key></Object></Delete>`;
+    const res = fetch(`${m.url}/${bucket}?delete`, { method: "POST", body: xml });
+    await sleep(200);
+    m.proc.kill("SIGCONT");
+    const got = await res;
+    assertEquals(
+      [got.status, await got.text()],
+      [503, "A rebuild of the index is running: retry once it is done\n"],
+    );
+    await rebuilt;
+    await sleep(2500); // a heartbeat: the rebuild has gone
+    assertEquals(await status(m.url + key), 302);
+  }, {
+    flags: ["-s3"],
+    pausing: async (m, key) => {
+      const bucket = key.split("/")[1];
+      assertEquals(await status(`${m.url}/${bucket}?x-id=CreateBucket`, { method: "PUT" }), 200);
+    },
   });
 });
 
