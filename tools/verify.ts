@@ -339,7 +339,11 @@ async function release(ctx: Ctx, name: string, claim: Claim, linger: boolean): P
     (ok) => ok ? null : "the hold was lost meanwhile",
     (err) => `the index refused it: ${messageOf(err)}`,
   );
-  if (why === null) return;
+  if (why !== null) holdNotReleased(ctx, name, why);
+}
+
+/** A hold on key `name` left on it (`why`): a problem of its own. */
+function holdNotReleased(ctx: Ctx, name: string, why: string): void {
   const lease = `${ctx.store.opts.lease / 1000}s`;
   report(
     ctx,
@@ -538,6 +542,7 @@ async function checkFolder(
         // Under a claim on the key: a write may have come since the listing.
         const out = await ctx.store.removeOrphan(found.key, v);
         p.fixed = out.status === 204 ? "deleted" : "in use again, kept";
+        if (out.status === 204 && out.message) holdNotReleased(ctx, name, out.message);
       } catch (err) {
         p.text += ` (cannot delete: ${messageOf(err)})`;
       }
