@@ -229,7 +229,7 @@ Deno.test("-log json: every line a tool and a master write is a JSON object, war
     const said = (level: string, start: string) =>
       tool.some((l) => l.level === level && l.msg.startsWith(start));
     assert(said("info", "rebuild: keys "), r.stderr); // the progress summary
-    assert(said("info", "rebuild: 1 key from "), r.stdout);
+    assert(said("info", "rebuild: 1 key recorded from "), r.stdout);
     assert(said("error", "rebuild: 1 folder could not be read;"), r.stderr);
     assert(said("error", `Cannot list "http://${c.volumes[1]}/": `), r.stderr); // named, unindented
     await c.startVolume(1);

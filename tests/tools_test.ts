@@ -66,7 +66,7 @@ Deno.test("rebuild recreates the index from the volumes, entry for entry", async
     const fresh = `${c.dir}/rebuilt`;
     const r = await runMain(["rebuild", "-volumes", c.volumes.join(","), "-db", fresh]);
     assertEquals(r.code, 0, r.stderr);
-    assert(r.stdout.includes(`rebuild: ${keys.length} keys from `), r.stdout);
+    assert(r.stdout.includes(`rebuild: ${keys.length} keys recorded from `), r.stdout);
     const rebuilt = await snapshot(fresh);
     assertEquals([...rebuilt.keys()].sort(), [...live.keys()].sort());
     for (const [k, e] of live) {
@@ -171,6 +171,29 @@ Deno.test("rebuild names a volume whose root listing is JSON but no listing, and
     for (const k of keys) assertEquals(got.get(k)?.rec.rvolumes.length, 3, k);
   } finally {
     await other.shutdown();
+    await c.stop();
+  }
+});
+
+Deno.test("rebuild counts the keys it recorded, and apart those it found too long for the index", async () => {
+  const c = await Cluster.start({ flags: ["-replicas", "1", "-subvolumes", "1"] });
+  try {
+    const k = randomKey("/rebuild-count");
+    assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
+    await c.stopMaster();
+    // As Go mkv, which has no limit on keys, would have stored them.
+    for (const end of ["x", "y"]) {
+      const file = `http://${c.volumes[0]}${key2path(enc.encode(`${k}/${end.repeat(2100)}`))}`;
+      assertEquals(await status(file, { method: "PUT", body: "long key" }), 201);
+    }
+    const r = await runMain(["rebuild", "-volumes", c.volumes.join(","), "-db", c.db]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assert(
+      /^rebuild: 1 key recorded from 3 \(sub\)volumes in \d+\.\ds; 2 more keys found, not recorded \(2 too long for the index\)$/m
+        .test(r.stdout),
+      r.stdout,
+    );
+  } finally {
     await c.stop();
   }
 });
@@ -424,7 +447,7 @@ Deno.test("rebuild -concurrency 1 recovers every key; bad -concurrency is refuse
     const args = ["rebuild", "-volumes", c.volumes.join(","), "-db", `${c.dir}/one`];
     const r = await runMain([...args, "-concurrency", "1"]);
     assertEquals(r.code, 0, r.stderr);
-    assert(r.stdout.includes(`rebuild: ${keys.length} keys from `), r.stdout);
+    assert(r.stdout.includes(`rebuild: ${keys.length} keys recorded from `), r.stdout);
     assert(r.stderr.includes(`rebuild: keys ${keys.length}, `), r.stderr);
     const bad = await runMain([...args, "-concurrency=-1"]);
     assertEquals(bad.code, 2, bad.stderr);
@@ -474,7 +497,7 @@ Deno.test("rebuild keeps keys at a volume's root beside its svNN folders (a -sub
     }
     const r = await runMain(["rebuild", "-volumes", c.volumes.join(","), "-db", c.db]);
     assertEquals(r.code, 0, r.stderr);
-    assert(r.stdout.includes("rebuild: 2 keys from "), r.stdout);
+    assert(r.stdout.includes("rebuild: 2 keys recorded from "), r.stdout);
     await c.startMaster();
     const listed = (await fetch(`${c.url}${prefix}/?list`).then((x) => x.json())).keys;
     assertEquals(listed, [atRoot, inSv]);

@@ -248,7 +248,7 @@ Deno.test("rebuild writes again, once joined again, the records the index fenced
     const r = await runMain(["rebuild", "-volumes", volumes.join(","), "-db", c.db]);
     assertEquals(await evictor.evicted(), 1, "the tool's fence evicted");
     assertEquals(r.code, 0, r.stdout + r.stderr);
-    assert(r.stdout.includes(`rebuild: ${keys.length} keys from `), r.stdout);
+    assert(r.stdout.includes(`rebuild: ${keys.length} keys recorded from `), r.stdout);
     await c.startMaster([], volumes);
     for (const k of keys) assertEquals(await (await fetch(c.url + k)).text(), k, k);
   } finally {
@@ -280,6 +280,11 @@ Deno.test("rebuild fenced twice names the keys it could not record, marks the in
       r.stdout,
     );
     for (const k of keys) assert(r.stdout.includes(`  "${k}": ${FENCED}\n`), r.stdout);
+    assert(
+      /^rebuild: 0 keys recorded from .* in [\d.]+s; 3 more keys found, not recorded \(3 refused by the index\)$/m
+        .test(r.stdout),
+      r.stdout,
+    );
     assert(!r.stderr.includes("    at "), `no stack trace: ${r.stderr}`);
     const index = await openIndex(c.db);
     try {
