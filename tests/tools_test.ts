@@ -175,17 +175,27 @@ Deno.test("rebuild names a volume whose root listing is JSON but no listing, and
   }
 });
 
+/**
+ * A key written through `c`'s master (then stopped) and, on its first
+ * volume, a file of each key `<that key>/<end repeated 2,100 times>`: too
+ * long for the index, as Go mkv (no limit on keys) would have stored them.
+ */
+async function keyAndTooLong(c: Cluster, prefix: string, ends: string[]) {
+  const k = randomKey(prefix);
+  assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
+  await c.stopMaster();
+  const long = ends.map((end) => `${k}/${end.repeat(2100)}`);
+  const files = long.map((l) => `http://${c.volumes[0]}${key2path(enc.encode(l))}`);
+  for (const file of files) {
+    assertEquals(await status(file, { method: "PUT", body: "long key" }), 201);
+  }
+  return { k, long, files };
+}
+
 Deno.test("rebuild counts the keys it recorded, and apart those it found too long for the index", async () => {
   const c = await Cluster.start({ flags: ["-replicas", "1", "-subvolumes", "1"] });
   try {
-    const k = randomKey("/rebuild-count");
-    assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
-    await c.stopMaster();
-    // As Go mkv, which has no limit on keys, would have stored them.
-    for (const end of ["x", "y"]) {
-      const file = `http://${c.volumes[0]}${key2path(enc.encode(`${k}/${end.repeat(2100)}`))}`;
-      assertEquals(await status(file, { method: "PUT", body: "long key" }), 201);
-    }
+    await keyAndTooLong(c, "/rebuild-count", ["x", "y"]);
     const r = await runMain(["rebuild", "-volumes", c.volumes.join(","), "-db", c.db]);
     assertEquals(r.code, 1, r.stdout + r.stderr);
     assert(
@@ -201,13 +211,7 @@ Deno.test("rebuild counts the keys it recorded, and apart those it found too lon
 Deno.test("rebuild names a key too long for the index apart and leaves the index complete: verify -repair still deletes orphans", async () => {
   const c = await Cluster.start({ flags: ["-replicas", "1", "-subvolumes", "1"] });
   try {
-    const k = randomKey("/rebuild-long");
-    assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
-    await c.stopMaster();
-    // As Go mkv, which has no limit on keys, would have stored it.
-    const long = `${k}/${"x".repeat(2100)}`;
-    const file = `http://${c.volumes[0]}${key2path(enc.encode(long))}`;
-    assertEquals(await status(file, { method: "PUT", body: "long key" }), 201);
+    const { k, long: [long], files: [file] } = await keyAndTooLong(c, "/rebuild-long", ["x"]);
     const args = ["-volumes", c.volumes.join(","), "-db", c.db, "-replicas", "1"];
     const r = await runMain(["rebuild", ...args]);
     assertEquals(r.code, 1, r.stdout + r.stderr);

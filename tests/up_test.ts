@@ -26,6 +26,31 @@ function freeBlock(): number {
   throw new Error("no four free ports in a row");
 }
 
+/** `deno task up` with `args`, run to its end (in `cwd`, with `env` added): its exit code and output. */
+async function runUp(
+  args: string[],
+  opts: { cwd?: string; env: { [name: string]: string } },
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", UP, ...args],
+    cwd: opts.cwd,
+    env: opts.env,
+    stdin: "null",
+  }).output();
+  const d = new TextDecoder();
+  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+}
+
+/** Runs `fn` in a fresh temporary folder, removed after. */
+async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 async function readUntil(r: ReadableStreamDefaultReader<string>, text: string): Promise<string> {
   let out = "";
   while (!out.includes(text)) {
@@ -97,58 +122,43 @@ async function bindable(port: number) {
 }
 
 Deno.test("deno task up on a taken port says how to move it, and starts nothing", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
   const base = freeBlock();
   const taken = Deno.listen({ port: base + 2 });
   try {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", UP],
-      cwd: dir,
-      env: { PORT: String(base) },
-      stdin: "null",
-    }).output();
-    assertEquals(out.code, 1);
-    assertEquals(
-      new TextDecoder().decode(out.stderr),
-      `Port ${base + 2} is in use: stop what runs there first (another 'deno task up'?), ` +
-        `or move the cluster: PORT=42000 deno task up\n`,
-    );
+    await inTempDir(async (dir) => {
+      const out = await runUp([], { cwd: dir, env: { PORT: String(base) } });
+      assertEquals(out.code, 1);
+      assertEquals(
+        out.stderr,
+        `Port ${base + 2} is in use: stop what runs there first (another 'deno task up'?), ` +
+          `or move the cluster: PORT=42000 deno task up\n`,
+      );
+    });
   } finally {
     taken.close();
-    await Deno.remove(dir, { recursive: true });
   }
 });
 
 Deno.test("deno task up without nginx says so in one line, exit 1, no stack trace, nothing started", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
-  try {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", UP],
-      cwd: dir,
-      env: { PORT: String(freeBlock()), MKV_NGINX: `${dir}/no-nginx` },
-      stdin: "null",
-    }).output();
+  await inTempDir(async (dir) => {
+    const env = { PORT: String(freeBlock()), MKV_NGINX: `${dir}/no-nginx` };
+    const out = await runUp([], { cwd: dir, env });
     assertEquals(out.code, 1);
     assertEquals(
-      new TextDecoder().decode(out.stderr),
+      out.stderr,
       `MKV_NGINX names "${dir}/no-nginx", which is not a file: point it at the nginx binary, ` +
         `or unset it to use nginx from PATH\n`,
     );
-    assertEquals(new TextDecoder().decode(out.stdout), "");
+    assertEquals(out.stdout, "");
     assertEquals(await Array.fromAsync(Deno.readDir(dir)), []);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("deno task up -log json without nginx: its error is one JSON line", async () => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", UP, "-log", "json"],
-    env: { PORT: String(freeBlock()), MKV_NGINX: "/nonexistent/nginx" },
-    stdin: "null",
-  }).output();
+  const env = { PORT: String(freeBlock()), MKV_NGINX: "/nonexistent/nginx" };
+  const out = await runUp(["-log", "json"], { env });
   assertEquals(out.code, 1);
-  const lines = new TextDecoder().decode(out.stderr).split("\n");
+  const lines = out.stderr.split("\n");
   assertEquals(lines.length, 2);
   assertEquals(lines[1], "");
   const o = JSON.parse(lines[0]);
@@ -169,90 +179,56 @@ Deno.test("without nginx and not root, the lookup's error says what to run", asy
 });
 
 Deno.test("deno task up refuses a bad PORT", async () => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", UP],
-    env: { PORT: "70000" },
-    stdin: "null",
-  }).output();
+  const out = await runUp([], { env: { PORT: "70000" } });
   assertEquals(out.code, 2);
   assertEquals(
-    new TextDecoder().decode(out.stderr),
+    out.stderr,
     `Bad PORT "70000": expected 1-65532 (the master's port)\n`,
   );
 });
 
 Deno.test("deno task up with a flag the master refuses exits with its code and leaves no volume running", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
   const base = freeBlock();
-  try {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", UP, "-replicas", "5"],
-      cwd: dir,
-      env: { PORT: String(base) },
-      stdin: "null",
-    }).output();
+  await inTempDir(async (dir) => {
+    const out = await runUp(["-replicas", "5"], { cwd: dir, env: { PORT: String(base) } });
     assertEquals(out.code, 2);
-    const err = new TextDecoder().decode(out.stderr);
     // After the volumes' lines, the master's refusal and its usage.
     assert(
-      err.includes(
+      out.stderr.includes(
         "\nThe number of volumes (3) must be at least the number of replicas (5)\n\nmkv 0.1.0",
       ),
-      err,
+      out.stderr,
     );
     // The volumes it started are stopped, nginx included.
     for (let p = base + 1; p < base + 4; p++) await bindable(p);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("deno task up with an unknown flag prints the master's usage error and starts nothing", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
-  try {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", UP, "-bogus"],
-      cwd: dir,
-      env: { PORT: String(freeBlock()) },
-      stdin: "null",
-    }).output();
+  await inTempDir(async (dir) => {
+    const out = await runUp(["-bogus"], { cwd: dir, env: { PORT: String(freeBlock()) } });
     assertEquals(out.code, 2);
-    const err = new TextDecoder().decode(out.stderr);
-    assert(err.startsWith("Unknown flag: -bogus\n\nmkv 0.1.0"), err);
-    assertEquals(new TextDecoder().decode(out.stdout), "");
+    assert(out.stderr.startsWith("Unknown flag: -bogus\n\nmkv 0.1.0"), out.stderr);
+    assertEquals(out.stdout, "");
     assertEquals(await Array.fromAsync(Deno.readDir(dir)), []);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("deno task up -h prints the usage and exits 0, starting nothing", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
-  try {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", UP, "-h"],
-      cwd: dir,
-      env: { PORT: String(freeBlock()) },
-      stdin: "null",
-    }).output();
+  await inTempDir(async (dir) => {
+    const out = await runUp(["-h"], { cwd: dir, env: { PORT: String(freeBlock()) } });
     assertEquals(out.code, 0);
-    const stdout = new TextDecoder().decode(out.stdout);
-    assert(stdout.startsWith("mkv 0.1.0: a distributed key-value store"), stdout);
-    assert(stdout.includes("\n  -log string\n"), stdout);
+    assert(out.stdout.startsWith("mkv 0.1.0: a distributed key-value store"), out.stdout);
+    assert(out.stdout.includes("\n  -log string\n"), out.stdout);
     assertEquals(await Array.fromAsync(Deno.readDir(dir)), []);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("deno task up -port is refused: PORT moves the cluster", async () => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", UP, "-port=4000"],
-    stdin: "null",
-  }).output();
+  const out = await runUp(["-port=4000"], { env: {} });
   assertEquals(out.code, 2);
   assertEquals(
-    new TextDecoder().decode(out.stderr),
+    out.stderr,
     "deno task up sets -port itself: move the cluster with PORT (PORT=42000 deno task up)\n",
   );
 });
