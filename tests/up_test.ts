@@ -51,6 +51,52 @@ async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
   }
 }
 
+interface RunningUp {
+  base: number;
+  dir: string;
+  proc: Deno.ChildProcess;
+  /** Its stdout, as text. */
+  reader: ReadableStreamDefaultReader<string>;
+}
+
+/**
+ * `deno task up` with `args` on a free block of ports (PORT) in a fresh
+ * temporary folder, while `fn` runs; then stopped with Ctrl-C (SIGINT)
+ * unless it has ended. Its exit code, once its ports are all free again.
+ */
+async function withUp(
+  args: string[],
+  fn: (up: RunningUp) => Promise<void>,
+  stderr: "inherit" | "piped" = "inherit",
+): Promise<number> {
+  const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
+  const base = freeBlock();
+  const proc = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", UP, ...args],
+    cwd: dir,
+    env: { PORT: String(base) },
+    stdin: "null",
+    stdout: "piped",
+    stderr,
+  }).spawn();
+  const reader = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let code: number;
+  try {
+    await fn({ base, dir, proc, reader });
+  } finally {
+    try {
+      proc.kill("SIGINT");
+    } catch { /* ended already */ }
+    code = (await proc.status).code;
+    reader.releaseLock();
+    await proc.stdout.cancel().catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+  }
+  // All freed (nginx's workers may outlive their master by a moment).
+  for (let p = base; p < base + 4; p++) await bindable(p);
+  return code;
+}
+
 async function readUntil(r: ReadableStreamDefaultReader<string>, text: string): Promise<string> {
   let out = "";
   while (!out.includes(text)) {
@@ -62,18 +108,7 @@ async function readUntil(r: ReadableStreamDefaultReader<string>, text: string): 
 }
 
 Deno.test("PORT=N deno task up: master on N, volumes on N+1..N+3, Ctrl-C stops them", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
-  const base = freeBlock();
-  const up = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", UP],
-    cwd: dir,
-    env: { PORT: String(base) },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = up.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  try {
+  const code = await withUp([], async ({ base, dir, reader }) => {
     const out = await readUntil(reader, "Ctrl-C stops everything.");
     assert(
       out.includes(
@@ -98,15 +133,8 @@ Deno.test("PORT=N deno task up: master on N, volumes on N+1..N+3, Ctrl-C stops t
     // The data lands under the working folder's data/.
     assertEquals((await Deno.stat(`${dir}/data/indexdb`)).isDirectory, true);
     assertEquals((await Deno.stat(`${dir}/data/volume1`)).isDirectory, true);
-  } finally {
-    up.kill("SIGINT");
-    assertEquals((await up.status).code, 0);
-    reader.releaseLock();
-    await up.stdout.cancel().catch(() => {});
-    await Deno.remove(dir, { recursive: true });
-  }
-  // All freed (nginx's workers may outlive their master by a moment).
-  for (let p = base; p < base + 4; p++) await bindable(p);
+  });
+  assertEquals(code, 0);
 });
 
 async function bindable(port: number) {
@@ -234,18 +262,7 @@ Deno.test("deno task up -port is refused: PORT moves the cluster", async () => {
 });
 
 Deno.test("deno task up -log json: every line it and its volumes and master write is a JSON object", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
-  const base = freeBlock();
-  const up = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", UP, "-log", "json"],
-    cwd: dir,
-    env: { PORT: String(base) },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = up.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  try {
+  const code = await withUp(["-log", "json"], async ({ base, reader }) => {
     let out = await readUntil(reader, "mkv is up");
     if (!out.endsWith("\n")) out += await readUntil(reader, "\n");
     const lines = out.split("\n").filter((l) => l !== "");
@@ -262,44 +279,23 @@ Deno.test("deno task up -log json: every line it and its volumes and master writ
     );
     assertEquals(banner.master, `http://localhost:${base}`);
     assertEquals(banner.volumes, [1, 2, 3].map((i) => `localhost:${base + i}`));
-  } finally {
-    up.kill("SIGINT");
-    assertEquals((await up.status).code, 0);
-    reader.releaseLock();
-    await up.stdout.cancel().catch(() => {});
-    await Deno.remove(dir, { recursive: true });
-  }
-  for (let p = base; p < base + 4; p++) await bindable(p);
+  });
+  assertEquals(code, 0);
 });
 
 Deno.test("deno task up: a master that dies takes the volumes down, named, with its exit code", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
-  const base = freeBlock();
-  const up = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", UP],
-    cwd: dir,
-    env: { PORT: String(base) },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const reader = up.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  const stderr = new Response(up.stderr).text();
-  try {
+  const code = await withUp([], async ({ base, dir, proc, reader }) => {
+    const stderr = new Response(proc.stderr).text();
     await readUntil(reader, "Ctrl-C stops everything.");
     Deno.kill(await pidOf(`${dir}/data/indexdb`), "SIGKILL");
-    // 137: 128 + SIGKILL, the master's exit code.
-    assertEquals((await up.status).code, 137);
+    await proc.status;
     assert(
       (await stderr).endsWith(`the master on :${base} stopped (exit 137): stopping the rest\n`),
       await stderr,
     );
-  } finally {
-    reader.releaseLock();
-    await up.stdout.cancel().catch(() => {});
-    await Deno.remove(dir, { recursive: true });
-  }
-  for (let p = base; p < base + 4; p++) await bindable(p);
+  }, "piped");
+  // 137: 128 + SIGKILL, the master's exit code.
+  assertEquals(code, 137);
 });
 
 /** The pid of the process whose command line holds `text`. */
