@@ -114,20 +114,34 @@ Deno.test("rebuild names the folders it could not read and exits non-zero", asyn
   }
 });
 
-Deno.test("rebuild names a -volumes entry whose root answers 404 (no volume there), marks the index incomplete and exits 1", async () => {
-  const c = await Cluster.start();
-  // Another service where a volume was meant: it has no root folder.
-  const other = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen() {} },
-    () => new Response("not here", { status: 404 }),
-  );
+/**
+ * Writes `keys` through `c`'s master, stops it, and rebuilds a new index
+ * (`db`) from c's volumes and `wrong`: another service where a volume was
+ * meant, answering every request with `answer()`.
+ */
+async function rebuildWithWrongVolume(c: Cluster, keys: string[], answer: () => Response) {
+  const other = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, answer);
   try {
-    const k = randomKey("/rebuild-404");
-    assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
+    for (const k of keys) assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
     await c.stopMaster();
     const wrong = `127.0.0.1:${other.addr.port}`;
     const db = `${c.dir}/rebuilt`;
     const r = await runMain(["rebuild", "-volumes", [...c.volumes, wrong].join(","), "-db", db]);
+    return { r, wrong, db };
+  } finally {
+    await other.shutdown();
+  }
+}
+
+Deno.test("rebuild names a -volumes entry whose root answers 404 (no volume there), marks the index incomplete and exits 1", async () => {
+  const c = await Cluster.start();
+  try {
+    // It has no root folder.
+    const { r, wrong, db } = await rebuildWithWrongVolume(
+      c,
+      [randomKey("/rebuild-404")],
+      () => new Response("not here", { status: 404 }),
+    );
     assertEquals(r.code, 1, r.stdout + r.stderr);
     assert(
       r.stdout.includes(
@@ -144,24 +158,19 @@ Deno.test("rebuild names a -volumes entry whose root answers 404 (no volume ther
       index.close();
     }
   } finally {
-    await other.shutdown();
     await c.stop();
   }
 });
 
 Deno.test("rebuild names a volume whose root listing is JSON but no listing, and reads the others", async () => {
   const c = await Cluster.start();
-  const other = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen() {} },
-    () => Response.json({ error: "not a volume" }),
-  );
   try {
     const keys = [randomKey("/rebuild-json"), randomKey("/rebuild-json")];
-    for (const k of keys) assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
-    await c.stopMaster();
-    const wrong = `127.0.0.1:${other.addr.port}`;
-    const db = `${c.dir}/rebuilt`;
-    const r = await runMain(["rebuild", "-volumes", [...c.volumes, wrong].join(","), "-db", db]);
+    const { r, wrong, db } = await rebuildWithWrongVolume(
+      c,
+      keys,
+      () => Response.json({ error: "not a volume" }),
+    );
     assertEquals(r.code, 1, r.stdout + r.stderr);
     assert(
       r.stdout.includes(`  Cannot list "http://${wrong}/": not an nginx JSON listing\n`),
@@ -170,7 +179,6 @@ Deno.test("rebuild names a volume whose root listing is JSON but no listing, and
     const got = await snapshot(db);
     for (const k of keys) assertEquals(got.get(k)?.rec.rvolumes.length, 3, k);
   } finally {
-    await other.shutdown();
     await c.stop();
   }
 });
