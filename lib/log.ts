@@ -3,7 +3,8 @@
 // and volume up/down changes always (stderr), and every other line a
 // command writes (the master's banner and warnings, a tool's progress and
 // summary, the error that ends a command): with -log json, each is one JSON
-// object, so a log shipper can parse every line. Volume failures are
+// object with time, level and msg (the text line) and fields of its own, so
+// a log shipper can parse every line alike. Volume failures are
 // throttled: at most one line per volume and call per second, then one
 // line saying how many more there were, so a dead volume under load cannot
 // flood the log.
@@ -84,21 +85,15 @@ export interface RequestLine {
   bytes: number;
 }
 
-/** `GET /key 302 0.4ms 0B`, or {"time","method","key","status","ms","bytes"}. */
+/**
+ * `GET /key 302 0.4ms 0B` (stdout), or in json that line as `msg`, level
+ * info, with {"method","key","status","ms","bytes"}.
+ */
 export function logRequest(r: RequestLine, now: number = Date.now()) {
+  const { method, key, status, bytes } = r;
   const ms = Math.round(r.ms * 10) / 10;
-  if (format === "json") {
-    console.log(JSON.stringify({
-      time: new Date(now).toISOString(),
-      method: r.method,
-      key: r.key,
-      status: r.status,
-      ms,
-      bytes: r.bytes,
-    }));
-  } else {
-    console.log(`${r.method} ${r.key} ${r.status} ${ms.toFixed(1)}ms ${r.bytes}B`);
-  }
+  const text = `${method} ${key} ${status} ${ms.toFixed(1)}ms ${bytes}B`;
+  logLine("info", text, { method, key, status, ms, bytes }, "stdout", now);
 }
 
 export interface VolumeFailureLine {
@@ -114,33 +109,28 @@ export interface VolumeFailureLine {
 
 /**
  * `volume 127.0.0.1:3001 put error: <reason>`, with ` (+N suppressed)` when
- * some were held back; or {"time","volume","call","outcome","reason","suppressed"}.
+ * some were held back (stderr); in json that line as `msg`, level warn,
+ * with {"volume","call","outcome","reason","suppressed"}.
  */
 export function logVolumeFailure(f: VolumeFailureLine, now: number = Date.now()) {
-  if (format === "json") {
-    console.error(JSON.stringify({ time: new Date(now).toISOString(), ...f }));
-  } else {
-    const more = f.suppressed > 0 ? ` (+${f.suppressed} suppressed)` : "";
-    console.error(`volume ${f.volume} ${f.call} ${f.outcome}: ${f.reason}${more}`);
-  }
+  const more = f.suppressed > 0 ? ` (+${f.suppressed} suppressed)` : "";
+  const text = `volume ${f.volume} ${f.call} ${f.outcome}: ${f.reason}${more}`;
+  logLine("warn", text, { ...f }, "stderr", now);
 }
 
-/** `volume 127.0.0.1:3001 down: <reason>` / `... up`; or {"time","volume","state","reason"}. */
+/**
+ * `volume 127.0.0.1:3001 down: <reason>` / `... up` (stderr); in json that
+ * line as `msg`, level error (down) or info (up), with
+ * {"volume","state","reason"}.
+ */
 export function logVolumeState(
   v: { volume: string; up: boolean; reason: string },
   now: number = Date.now(),
 ) {
   const state = v.up ? "up" : "down";
-  if (format === "json") {
-    console.error(JSON.stringify({
-      time: new Date(now).toISOString(),
-      volume: v.volume,
-      state,
-      reason: v.reason,
-    }));
-  } else {
-    console.error(`volume ${v.volume} ${state}${v.reason ? `: ${v.reason}` : ""}`);
-  }
+  const text = `volume ${v.volume} ${state}${v.reason ? `: ${v.reason}` : ""}`;
+  const fields = { volume: v.volume, state, reason: v.reason };
+  logLine(v.up ? "info" : "error", text, fields, "stderr", now);
 }
 
 interface Held {

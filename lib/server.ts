@@ -343,16 +343,8 @@ async function query(
     unlinked: "unlinked",
     writing: "writing",
   };
-  const state = states[q.op];
-  if (!state) {
-    const known = "?list, ?unlinked, ?writing, ?status or ?metrics";
-    return text(
-      400,
-      q.op === ""
-        ? `The query must start with its operation: ${known}`
-        : `Unknown operation "?${q.op}": expected ${known}`,
-    );
-  }
+  const state = Object.hasOwn(states, q.op) ? states[q.op] : undefined;
+  if (!state) return text(400, unknownOperation(q.op, Object.keys(states)));
   if (req.method !== "GET" && req.method !== "HEAD") {
     return notGet(`?${q.op}`);
   }
@@ -384,6 +376,21 @@ async function query(
     keys: result.keys.map((k) => decoder.decode(k)),
   });
   return withBody(body, { headers: { "Content-Type": "application/json" } });
+}
+
+/**
+ * Why `op` is no operation. One given a value ("list=1") is refused as mkv
+ * refuses it (403 there): "?list=0" listing all the same would surprise.
+ */
+function unknownOperation(op: string, lists: string[]): string {
+  const known = "?list, ?unlinked, ?writing, ?status or ?metrics";
+  if (op === "") return `The query must start with its operation: ${known}`;
+  const eq = op.indexOf("=");
+  const name = eq < 0 ? "" : op.slice(0, eq);
+  const valued = [...lists, "status", "metrics"].includes(name)
+    ? ` (an operation takes no value: ?${name})`
+    : "";
+  return `Unknown operation "?${op}": expected ${known}${valued}`;
 }
 
 async function metricsPage(store: Store, req: Request): Promise<Response> {

@@ -646,6 +646,10 @@ export class Store {
    * orphan: verify -repair), under a claim on the key, so that a write of
    * the key meanwhile waits (409) rather than having its new file deleted.
    * 409 when the key is in use: claimed, being written, or on `volume` now.
+   * 204 once deleted, with `message` saying why the claim was not given
+   * back when it was not (the index refused the write, or the claim was
+   * lost meanwhile): the key's writes then get 409 until its lease runs
+   * out. A delete that failed throws, and says so of the claim too.
    */
   async removeOrphan(key: Uint8Array, volume: string): Promise<Outcome> {
     return await this.#exclusive(key, async () => {
@@ -659,13 +663,21 @@ export class Store {
         ? await Claim.hold(this.index, key, prev, this.opts)
         : await Claim.take(this.index, key, null, [], this.opts);
       if (!claim) return inFlight();
+      let failed: unknown = null;
       try {
         if (!claim.holds) throw new LostClaim();
         await this.#removeFiles(key, [volume]);
-      } finally {
-        await (prev ? claim.release() : claim.finish(null));
+      } catch (err) {
+        failed = err;
       }
-      return { status: 204 };
+      const kept = await (prev ? claim.release() : claim.finish(null)).then(
+        (ok) => ok ? "" : "the hold was lost meanwhile",
+        (err) => `the index refused it: ${messageOf(err)}`,
+      );
+      if (failed === null) return kept ? { status: 204, message: kept } : { status: 204 };
+      // A claim lost before the delete: its error says so already.
+      if (!kept || failed instanceof LostClaim) throw failed;
+      throw new Error(`${messageOf(failed)}; hold on the key not released: ${kept}`);
     });
   }
 

@@ -90,7 +90,10 @@ function hexVal(c: number | undefined): number {
 }
 
 export interface Query {
-  /** The operation: the first parameter's name ("list", "unlinked"). */
+  /**
+   * The operation: the query's first parameter as sent ("list", "unlinked"),
+   * a value included: mkv's, whose "list=1" is no operation it knows.
+   */
   op: string;
   params: Map<string, Uint8Array>;
 }
@@ -107,7 +110,5 @@ export function parseQuery(query: string): Query {
     const value = percentDecode(eq < 0 ? "" : part.slice(eq + 1), true);
     if (!params.has(name)) params.set(name, value);
   }
-  const first = parts[0];
-  const eq = first.indexOf("=");
-  return { op: eq < 0 ? first : first.slice(0, eq), params };
+  return { op: parts[0], params };
 }

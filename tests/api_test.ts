@@ -276,6 +276,37 @@ Deno.test("mkv API against real nginx volumes and a master process", async (t) =
       },
     );
 
+    await t.step(
+      "an operation given a value (?list=1, ?unlinked=0) answers 400, as mkv refuses it, listing nothing",
+      async () => {
+        const known = "?list, ?unlinked, ?writing, ?status or ?metrics";
+        const prefix = randomKey("/valued");
+        assertEquals((await put(c, `${prefix}/a`, "v")).status, 201);
+        for (const [op, name] of [["list=1", "list"], ["unlinked=0", "unlinked"]]) {
+          assertEquals(await list(c, `${prefix}/?${op}&limit=5`), {
+            status: 400,
+            type: "text/plain; charset=utf-8",
+            body: `Unknown operation "?${op}": expected ${known} ` +
+              `(an operation takes no value: ?${name})\n`,
+          });
+        }
+      },
+    );
+
+    await t.step(
+      "a query naming a property every object has (?constructor) is no operation: 400",
+      async () => {
+        const known = "?list, ?unlinked, ?writing, ?status or ?metrics";
+        for (const op of ["constructor", "toString", "hasOwnProperty"]) {
+          assertEquals(await list(c, `/x?${op}`), {
+            status: 400,
+            type: "text/plain; charset=utf-8",
+            body: `Unknown operation "?${op}": expected ${known}\n`,
+          });
+        }
+      },
+    );
+
     await t.step("a second PUT or DELETE of a key whose PUT is in flight answers 409", async () => {
       const key = randomKey();
       let ctl!: ReadableStreamDefaultController<Uint8Array>;

@@ -2,109 +2,82 @@
 import { Cluster, freePort, randomKey, runMain, waitUp } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 
+/** `mkv <args>` is refused as a flag error (exit 2) saying first `start`; its stderr. */
+async function assertFlagError(args: string[], start: string): Promise<string> {
+  const r = await runMain(args);
+  assertEquals(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+  assert(r.stderr.startsWith(start), r.stderr);
+  return r.stderr;
+}
+
+/** The flags a master needs, with a volume and -db that are never used. */
+const SERVER = ["server", "-db", "/tmp/unused", "-volumes", "a:1"];
+
 Deno.test("an unknown flag prints usage and exits 2", async () => {
-  const r = await runMain(["server", "-bogus", "1"]);
-  assertEquals(r.code, 2);
-  assert(r.stderr.startsWith("Unknown flag: -bogus\n"), r.stderr);
-  assert(r.stderr.includes("-voltimeout duration"), "usage lists the flags");
+  const stderr = await assertFlagError(["server", "-bogus", "1"], "Unknown flag: -bogus\n");
+  assert(stderr.includes("-voltimeout duration"), "usage lists the flags");
 });
 
 Deno.test("a word after the command is refused, not ignored: -protect false is no -protect=false", async () => {
   // Ignored, "false" left -protect set: a master that refused DELETEs the
   // operator had meant to allow.
-  const r = await runMain(["server", "-protect", "false", "-db", "/tmp/unused", "-volumes", "a:1"]);
-  assertEquals(r.code, 2);
-  assert(
-    r.stderr.startsWith(
-      'Unexpected argument "false" after "server" (a bool flag takes its value with "=": -protect=false)\n',
-    ),
-    r.stderr,
+  await assertFlagError(
+    ["server", "-protect", "false", "-db", "/tmp/unused", "-volumes", "a:1"],
+    'Unexpected argument "false" after "server" (a bool flag takes its value with "=": -protect=false)\n',
   );
-  const md5 = await runMain(["verify", "-md5", "false", "-db", "/tmp/unused", "-volumes", "a:1"]);
-  assertEquals(md5.code, 2);
-  assert(
-    md5.stderr.startsWith(
-      'Unexpected argument "false" after "verify" (a bool flag takes its value with "=": -md5=false)\n',
-    ),
-    md5.stderr,
+  await assertFlagError(
+    ["verify", "-md5", "false", "-db", "/tmp/unused", "-volumes", "a:1"],
+    'Unexpected argument "false" after "verify" (a bool flag takes its value with "=": -md5=false)\n',
   );
-  const two = await runMain(["verify", "rebuild", "-db", "/tmp/unused", "-volumes", "a:1"]);
-  assertEquals(two.code, 2);
-  assert(two.stderr.startsWith('Unexpected argument "rebuild" after "verify"\n'), two.stderr);
+  await assertFlagError(
+    ["verify", "rebuild", "-db", "/tmp/unused", "-volumes", "a:1"],
+    'Unexpected argument "rebuild" after "verify"\n',
+  );
   // volume takes one word, its folder; a second is refused before nginx starts.
   const dir = await Deno.makeTempDir();
-  const vol = await runMain(["volume", dir, "extra"]);
-  assertEquals(vol.code, 2);
-  assert(vol.stderr.startsWith('Unexpected argument "extra" after "volume"\n'), vol.stderr);
+  await assertFlagError(["volume", dir, "extra"], 'Unexpected argument "extra" after "volume"\n');
   assertEquals([...Deno.readDirSync(dir)], [], "nothing started in the folder");
   await Deno.remove(dir);
 });
 
 Deno.test("fewer volumes than replicas is a clear error, not a crash", async () => {
-  const r = await runMain(["server", "-db", "/tmp/unused", "-volumes", "a:1,b:2"]);
-  assertEquals(r.code, 2);
-  assert(
-    r.stderr.startsWith("The number of volumes (2) must be at least the number of replicas (3)\n"),
-    r.stderr,
+  await assertFlagError(
+    ["server", "-db", "/tmp/unused", "-volumes", "a:1,b:2"],
+    "The number of volumes (2) must be at least the number of replicas (3)\n",
   );
 });
 
 Deno.test("a missing -db or -volumes is named", async () => {
-  const noDb = await runMain(["server", "-volumes", "a:1", "-replicas", "1"]);
-  assertEquals(noDb.code, 2);
-  assert(noDb.stderr.startsWith("-db is required"), noDb.stderr);
-  const noVolumes = await runMain(["server", "-db", "/tmp/unused"]);
-  assertEquals(noVolumes.code, 2);
-  assert(noVolumes.stderr.startsWith("-volumes is required"), noVolumes.stderr);
+  await assertFlagError(["server", "-volumes", "a:1", "-replicas", "1"], "-db is required");
+  await assertFlagError(["server", "-db", "/tmp/unused"], "-volumes is required");
 });
 
 Deno.test("bad flag values are refused with the reason", async () => {
-  const port = await runMain(["-port=abc", "server"]);
-  assertEquals(port.code, 2);
-  assert(port.stderr.startsWith(`Invalid value "abc" for flag -port: not an integer`), port.stderr);
-  const dur = await runMain(["server", "-voltimeout", "1x"]);
-  assertEquals(dur.code, 2);
-  assert(dur.stderr.startsWith(`Invalid value "1x" for flag -voltimeout`), dur.stderr);
-  const none = await runMain([]);
-  assertEquals(none.code, 2);
-  assert(none.stderr.startsWith("No command given"), none.stderr);
+  await assertFlagError(
+    ["-port=abc", "server"],
+    `Invalid value "abc" for flag -port: not an integer`,
+  );
+  await assertFlagError(["server", "-voltimeout", "1x"], `Invalid value "1x" for flag -voltimeout`);
+  await assertFlagError([], "No command given");
 });
 
 Deno.test("-subvolumes past 256 is a flag error: svNN has two hex digits", async () => {
-  const r = await runMain([
-    "server",
-    "-db",
-    "/tmp/unused",
-    "-volumes",
-    "a:1",
-    "-replicas",
-    "1",
-    "-subvolumes",
-    "257",
-  ]);
-  assertEquals(r.code, 2);
-  assert(r.stderr.startsWith("-subvolumes must be from 1 to 256\n"), r.stderr);
+  await assertFlagError(
+    [...SERVER, "-replicas", "1", "-subvolumes", "257"],
+    "-subvolumes must be from 1 to 256\n",
+  );
 });
 
 Deno.test("a volume listed twice in -volumes is a flag error", async () => {
-  const r = await runMain([
-    "server",
-    "-db",
-    "/tmp/unused",
-    "-volumes",
-    "a:1,a:1",
-    "-replicas",
-    "1",
-  ]);
-  assertEquals(r.code, 2);
-  assert(r.stderr.startsWith("-volumes lists a volume twice\n"), r.stderr);
+  await assertFlagError(
+    ["server", "-db", "/tmp/unused", "-volumes", "a:1,a:1", "-replicas", "1"],
+    "-volumes lists a volume twice\n",
+  );
 });
 
 Deno.test("a port out of range is a flag error: usage and exit 2, not a crash", async () => {
   for (const port of ["-1", "65536"]) {
-    const r = await runMain(["server", "-db", "/tmp/unused", "-volumes", "a:1", "-port", port]);
-    assertEquals(r.code, 2, port);
-    assert(r.stderr.startsWith("-port must be from 0 to 65535\n"), r.stderr);
+    await assertFlagError([...SERVER, "-port", port], "-port must be from 0 to 65535\n");
   }
 });
 

@@ -2,7 +2,15 @@
 // volume failures are always written to stderr, throttled per volume and call.
 import { Cluster, freePort, randomKey, runMain, status, waitUp } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
-import { logUnexpected, setLogFormat, Throttle, type VolumeFailureLine } from "../lib/log.ts";
+import {
+  logRequest,
+  logUnexpected,
+  logVolumeFailure,
+  logVolumeState,
+  setLogFormat,
+  Throttle,
+  type VolumeFailureLine,
+} from "../lib/log.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
@@ -46,7 +54,7 @@ async function capturedMaster(c: Cluster, flags: string[]) {
   };
 }
 
-Deno.test("-v -log json: one JSON line per request with exactly time, method, key, status, ms, bytes", async () => {
+Deno.test("-v -log json: one JSON line per request with exactly time, level, msg, method, key, status, ms, bytes", async () => {
   const c = await Cluster.start();
   const m = await capturedMaster(c, ["-v", "-log", "json"]);
   let out;
@@ -67,9 +75,15 @@ Deno.test("-v -log json: one JSON line per request with exactly time, method, ke
   assertEquals([banner.level, banner.port], ["info", Number(new URL(m.url).port)]);
   assertEquals(lines.length, 6, out.stdout.join("\n"));
   for (const l of lines) {
-    assertEquals(Object.keys(l), ["time", "method", "key", "status", "ms", "bytes"]);
+    assertEquals(
+      Object.keys(l),
+      ["time", "level", "msg", "method", "key", "status", "ms", "bytes"],
+    );
     assertEquals(new Date(l.time).toISOString(), l.time);
     assert(typeof l.ms === "number" && l.ms >= 0, String(l.ms));
+    // The line -v alone writes.
+    const text = `${l.method} ${l.key} ${l.status} ${l.ms.toFixed(1)}ms ${l.bytes}B`;
+    assertEquals([l.level, l.msg], ["info", text]);
   }
   const key = lines[1].key;
   assert(key.endsWith("/a%20b"), key);
@@ -148,8 +162,13 @@ Deno.test("a failing volume is logged on stderr (JSON with -log json), each fail
   const puts = lines.filter((l) => l.call === "put");
   assert(puts.length >= 1, out.stderr.join("\n"));
   for (const l of puts) {
-    assertEquals(Object.keys(l), ["time", "volume", "call", "outcome", "reason", "suppressed"]);
-    assertEquals([l.volume, l.outcome], [dead, "error"]);
+    assertEquals(
+      Object.keys(l),
+      ["time", "level", "msg", "volume", "call", "outcome", "reason", "suppressed"],
+    );
+    assertEquals([l.level, l.volume, l.outcome], ["warn", dead, "error"]);
+    const more = l.suppressed > 0 ? ` (+${l.suppressed} suppressed)` : "";
+    assertEquals(l.msg, `volume ${dead} put error: ${l.reason}${more}`);
     assert(l.reason.startsWith(`Cannot PUT "http://${dead}/`), l.reason);
     assert(l.reason.includes("Connection refused"), l.reason);
   }
@@ -157,8 +176,15 @@ Deno.test("a failing volume is logged on stderr (JSON with -log json), each fail
   assertEquals(puts.reduce((n, l) => n + 1 + l.suppressed, 0), failures);
   // The volume going down is a line of its own.
   const down = lines.filter((l) => l.state === "down");
-  assertEquals(down.map((l) => [l.volume, Object.keys(l)]), [
-    [dead, ["time", "volume", "state", "reason"]],
+  assertEquals(down.map((l) => [l.volume, l.level, l.msg, Object.keys(l)]), [
+    [dead, "error", `volume ${dead} down: ${down[0].reason}`, [
+      "time",
+      "level",
+      "msg",
+      "volume",
+      "state",
+      "reason",
+    ]],
   ]);
 });
 
@@ -209,8 +235,7 @@ function jsonLines(text: string): any[] {
       throw new Error(`Not a JSON line: ${l}`);
     }
     assert(typeof o === "object" && o !== null && !Array.isArray(o), l);
-    if ("level" in o) assertEquals(Object.keys(o).slice(0, 3), ["time", "level", "msg"], l);
-    else assert("time" in o && ("method" in o || "volume" in o), l);
+    assertEquals(Object.keys(o).slice(0, 3), ["time", "level", "msg"], l);
     return o;
   });
 }
@@ -229,7 +254,7 @@ Deno.test("-log json: every line a tool and a master write is a JSON object, war
     const said = (level: string, start: string) =>
       tool.some((l) => l.level === level && l.msg.startsWith(start));
     assert(said("info", "rebuild: keys "), r.stderr); // the progress summary
-    assert(said("info", "rebuild: 1 key from "), r.stdout);
+    assert(said("info", "rebuild: 1 key recorded from "), r.stdout);
     assert(said("error", "rebuild: 1 folder could not be read;"), r.stderr);
     assert(said("error", `Cannot list "http://${c.volumes[1]}/": `), r.stderr); // named, unindented
     await c.startVolume(1);
@@ -308,4 +333,71 @@ Deno.test("-log json: an unexpected error is one JSON line, its stack a field of
     setLogFormat("text");
     console.error = error;
   }
+});
+
+Deno.test("-log json: request, volume failure and volume up and down lines carry level and msg (the text line) first", () => {
+  const lines: [string, string][] = [];
+  const [log, error] = [console.log, console.error];
+  console.log = (line: string) => lines.push(["stdout", line]);
+  console.error = (line: string) => lines.push(["stderr", line]);
+  const now = Date.parse("2026-11-24T22:32:38.411Z");
+  try {
+    for (const format of ["text", "json"] as const) {
+      setLogFormat(format);
+      logRequest({ method: "PUT", key: "/a%20b", status: 201, ms: 12.34, bytes: 5 }, now);
+      const failure = { volume: "v:1", call: "put", outcome: "error", reason: "refused" };
+      logVolumeFailure({ ...failure, suppressed: 2 }, now);
+      logVolumeState({ volume: "v:1", up: false, reason: "refused" }, now);
+      logVolumeState({ volume: "v:1", up: true, reason: "" }, now);
+    }
+  } finally {
+    setLogFormat("text");
+    [console.log, console.error] = [log, error];
+  }
+  const time = "2026-11-24T22:32:38.411Z";
+  const json = (o: object) => JSON.stringify({ time, ...o });
+  assertEquals(lines, [
+    ["stdout", "PUT /a%20b 201 12.3ms 5B"],
+    ["stderr", "volume v:1 put error: refused (+2 suppressed)"],
+    ["stderr", "volume v:1 down: refused"],
+    ["stderr", "volume v:1 up"],
+    [
+      "stdout",
+      json({
+        level: "info",
+        msg: "PUT /a%20b 201 12.3ms 5B",
+        method: "PUT",
+        key: "/a%20b",
+        status: 201,
+        ms: 12.3,
+        bytes: 5,
+      }),
+    ],
+    [
+      "stderr",
+      json({
+        level: "warn",
+        msg: "volume v:1 put error: refused (+2 suppressed)",
+        volume: "v:1",
+        call: "put",
+        outcome: "error",
+        reason: "refused",
+        suppressed: 2,
+      }),
+    ],
+    [
+      "stderr",
+      json({
+        level: "error",
+        msg: "volume v:1 down: refused",
+        volume: "v:1",
+        state: "down",
+        reason: "refused",
+      }),
+    ],
+    [
+      "stderr",
+      json({ level: "info", msg: "volume v:1 up", volume: "v:1", state: "up", reason: "" }),
+    ],
+  ]);
 });

@@ -1708,7 +1708,7 @@ Deno.test("without -s3 or keys the gateway is off: a signed GET is mkv's 302", a
     assertEquals(list.status, 400);
     assertEquals(
       await list.text(),
-      'Unknown operation "?list-type": expected ?list, ?unlinked, ?writing, ?status or ?metrics\n',
+      'Unknown operation "?list-type=2": expected ?list, ?unlinked, ?writing, ?status or ?metrics\n',
     );
   } finally {
     await c.stop();

@@ -80,8 +80,9 @@ Deno.test("parseQuery of an empty query has an empty op", () => {
   assertEquals(q.params.size, 0);
 });
 
-Deno.test("parseQuery's op is the name of the first parameter even with a value", () => {
-  assertEquals(parseQuery("list=1&start=a").op, "list");
+Deno.test("parseQuery's op is the first parameter as sent, a value included (mkv's)", () => {
+  assertEquals(parseQuery("list=1&start=a").op, "list=1");
+  assertEquals(parseQuery("list&start=a").op, "list");
   assertEquals(parseQuery("&list").op, "");
 });
 

@@ -66,7 +66,7 @@ Deno.test("rebuild recreates the index from the volumes, entry for entry", async
     const fresh = `${c.dir}/rebuilt`;
     const r = await runMain(["rebuild", "-volumes", c.volumes.join(","), "-db", fresh]);
     assertEquals(r.code, 0, r.stderr);
-    assert(r.stdout.includes(`rebuild: ${keys.length} keys from `), r.stdout);
+    assert(r.stdout.includes(`rebuild: ${keys.length} keys recorded from `), r.stdout);
     const rebuilt = await snapshot(fresh);
     assertEquals([...rebuilt.keys()].sort(), [...live.keys()].sort());
     for (const [k, e] of live) {
@@ -114,20 +114,34 @@ Deno.test("rebuild names the folders it could not read and exits non-zero", asyn
   }
 });
 
-Deno.test("rebuild names a -volumes entry whose root answers 404 (no volume there), marks the index incomplete and exits 1", async () => {
-  const c = await Cluster.start();
-  // Another service where a volume was meant: it has no root folder.
-  const other = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen() {} },
-    () => new Response("not here", { status: 404 }),
-  );
+/**
+ * Writes `keys` through `c`'s master, stops it, and rebuilds a new index
+ * (`db`) from c's volumes and `wrong`: another service where a volume was
+ * meant, answering every request with `answer()`.
+ */
+async function rebuildWithWrongVolume(c: Cluster, keys: string[], answer: () => Response) {
+  const other = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, answer);
   try {
-    const k = randomKey("/rebuild-404");
-    assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
+    for (const k of keys) assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
     await c.stopMaster();
     const wrong = `127.0.0.1:${other.addr.port}`;
     const db = `${c.dir}/rebuilt`;
     const r = await runMain(["rebuild", "-volumes", [...c.volumes, wrong].join(","), "-db", db]);
+    return { r, wrong, db };
+  } finally {
+    await other.shutdown();
+  }
+}
+
+Deno.test("rebuild names a -volumes entry whose root answers 404 (no volume there), marks the index incomplete and exits 1", async () => {
+  const c = await Cluster.start();
+  try {
+    // It has no root folder.
+    const { r, wrong, db } = await rebuildWithWrongVolume(
+      c,
+      [randomKey("/rebuild-404")],
+      () => new Response("not here", { status: 404 }),
+    );
     assertEquals(r.code, 1, r.stdout + r.stderr);
     assert(
       r.stdout.includes(
@@ -144,24 +158,19 @@ Deno.test("rebuild names a -volumes entry whose root answers 404 (no volume ther
       index.close();
     }
   } finally {
-    await other.shutdown();
     await c.stop();
   }
 });
 
 Deno.test("rebuild names a volume whose root listing is JSON but no listing, and reads the others", async () => {
   const c = await Cluster.start();
-  const other = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen() {} },
-    () => Response.json({ error: "not a volume" }),
-  );
   try {
     const keys = [randomKey("/rebuild-json"), randomKey("/rebuild-json")];
-    for (const k of keys) assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
-    await c.stopMaster();
-    const wrong = `127.0.0.1:${other.addr.port}`;
-    const db = `${c.dir}/rebuilt`;
-    const r = await runMain(["rebuild", "-volumes", [...c.volumes, wrong].join(","), "-db", db]);
+    const { r, wrong, db } = await rebuildWithWrongVolume(
+      c,
+      keys,
+      () => Response.json({ error: "not a volume" }),
+    );
     assertEquals(r.code, 1, r.stdout + r.stderr);
     assert(
       r.stdout.includes(`  Cannot list "http://${wrong}/": not an nginx JSON listing\n`),
@@ -170,7 +179,39 @@ Deno.test("rebuild names a volume whose root listing is JSON but no listing, and
     const got = await snapshot(db);
     for (const k of keys) assertEquals(got.get(k)?.rec.rvolumes.length, 3, k);
   } finally {
-    await other.shutdown();
+    await c.stop();
+  }
+});
+
+/**
+ * A key written through `c`'s master (then stopped) and, on its first
+ * volume, a file of each key `<that key>/<end repeated 2,100 times>`: too
+ * long for the index, as Go mkv (no limit on keys) would have stored them.
+ */
+async function keyAndTooLong(c: Cluster, prefix: string, ends: string[]) {
+  const k = randomKey(prefix);
+  assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
+  await c.stopMaster();
+  const long = ends.map((end) => `${k}/${end.repeat(2100)}`);
+  const files = long.map((l) => `http://${c.volumes[0]}${key2path(enc.encode(l))}`);
+  for (const file of files) {
+    assertEquals(await status(file, { method: "PUT", body: "long key" }), 201);
+  }
+  return { k, long, files };
+}
+
+Deno.test("rebuild counts the keys it recorded, and apart those it found too long for the index", async () => {
+  const c = await Cluster.start({ flags: ["-replicas", "1", "-subvolumes", "1"] });
+  try {
+    await keyAndTooLong(c, "/rebuild-count", ["x", "y"]);
+    const r = await runMain(["rebuild", "-volumes", c.volumes.join(","), "-db", c.db]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assert(
+      /^rebuild: 1 key recorded from 3 \(sub\)volumes in \d+\.\ds; 2 more keys found, not recorded \(2 too long for the index\)$/m
+        .test(r.stdout),
+      r.stdout,
+    );
+  } finally {
     await c.stop();
   }
 });
@@ -178,13 +219,7 @@ Deno.test("rebuild names a volume whose root listing is JSON but no listing, and
 Deno.test("rebuild names a key too long for the index apart and leaves the index complete: verify -repair still deletes orphans", async () => {
   const c = await Cluster.start({ flags: ["-replicas", "1", "-subvolumes", "1"] });
   try {
-    const k = randomKey("/rebuild-long");
-    assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
-    await c.stopMaster();
-    // As Go mkv, which has no limit on keys, would have stored it.
-    const long = `${k}/${"x".repeat(2100)}`;
-    const file = `http://${c.volumes[0]}${key2path(enc.encode(long))}`;
-    assertEquals(await status(file, { method: "PUT", body: "long key" }), 201);
+    const { k, long: [long], files: [file] } = await keyAndTooLong(c, "/rebuild-long", ["x"]);
     const args = ["-volumes", c.volumes.join(","), "-db", c.db, "-replicas", "1"];
     const r = await runMain(["rebuild", ...args]);
     assertEquals(r.code, 1, r.stdout + r.stderr);
@@ -424,7 +459,7 @@ Deno.test("rebuild -concurrency 1 recovers every key; bad -concurrency is refuse
     const args = ["rebuild", "-volumes", c.volumes.join(","), "-db", `${c.dir}/one`];
     const r = await runMain([...args, "-concurrency", "1"]);
     assertEquals(r.code, 0, r.stderr);
-    assert(r.stdout.includes(`rebuild: ${keys.length} keys from `), r.stdout);
+    assert(r.stdout.includes(`rebuild: ${keys.length} keys recorded from `), r.stdout);
     assert(r.stderr.includes(`rebuild: keys ${keys.length}, `), r.stderr);
     const bad = await runMain([...args, "-concurrency=-1"]);
     assertEquals(bad.code, 2, bad.stderr);
@@ -474,7 +509,7 @@ Deno.test("rebuild keeps keys at a volume's root beside its svNN folders (a -sub
     }
     const r = await runMain(["rebuild", "-volumes", c.volumes.join(","), "-db", c.db]);
     assertEquals(r.code, 0, r.stderr);
-    assert(r.stdout.includes("rebuild: 2 keys from "), r.stdout);
+    assert(r.stdout.includes("rebuild: 2 keys recorded from "), r.stdout);
     await c.startMaster();
     const listed = (await fetch(`${c.url}${prefix}/?list`).then((x) => x.json())).keys;
     assertEquals(listed, [atRoot, inSv]);

@@ -26,6 +26,77 @@ function freeBlock(): number {
   throw new Error("no four free ports in a row");
 }
 
+/** `deno task up` with `args`, run to its end (in `cwd`, with `env` added): its exit code and output. */
+async function runUp(
+  args: string[],
+  opts: { cwd?: string; env: { [name: string]: string } },
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", UP, ...args],
+    cwd: opts.cwd,
+    env: opts.env,
+    stdin: "null",
+  }).output();
+  const d = new TextDecoder();
+  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+}
+
+/** Runs `fn` in a fresh temporary folder, removed after. */
+async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+interface RunningUp {
+  base: number;
+  dir: string;
+  proc: Deno.ChildProcess;
+  /** Its stdout, as text. */
+  reader: ReadableStreamDefaultReader<string>;
+}
+
+/**
+ * `deno task up` with `args` on a free block of ports (PORT) in a fresh
+ * temporary folder, while `fn` runs; then stopped with Ctrl-C (SIGINT)
+ * unless it has ended. Its exit code, once its ports are all free again.
+ */
+async function withUp(
+  args: string[],
+  fn: (up: RunningUp) => Promise<void>,
+  stderr: "inherit" | "piped" = "inherit",
+): Promise<number> {
+  const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
+  const base = freeBlock();
+  const proc = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", UP, ...args],
+    cwd: dir,
+    env: { PORT: String(base) },
+    stdin: "null",
+    stdout: "piped",
+    stderr,
+  }).spawn();
+  const reader = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let code: number;
+  try {
+    await fn({ base, dir, proc, reader });
+  } finally {
+    try {
+      proc.kill("SIGINT");
+    } catch { /* ended already */ }
+    code = (await proc.status).code;
+    reader.releaseLock();
+    await proc.stdout.cancel().catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+  }
+  // All freed (nginx's workers may outlive their master by a moment).
+  for (let p = base; p < base + 4; p++) await bindable(p);
+  return code;
+}
+
 async function readUntil(r: ReadableStreamDefaultReader<string>, text: string): Promise<string> {
   let out = "";
   while (!out.includes(text)) {
@@ -37,18 +108,7 @@ async function readUntil(r: ReadableStreamDefaultReader<string>, text: string): 
 }
 
 Deno.test("PORT=N deno task up: master on N, volumes on N+1..N+3, Ctrl-C stops them", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
-  const base = freeBlock();
-  const up = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", UP],
-    cwd: dir,
-    env: { PORT: String(base) },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = up.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  try {
+  const code = await withUp([], async ({ base, dir, reader }) => {
     const out = await readUntil(reader, "Ctrl-C stops everything.");
     assert(
       out.includes(
@@ -73,15 +133,8 @@ Deno.test("PORT=N deno task up: master on N, volumes on N+1..N+3, Ctrl-C stops t
     // The data lands under the working folder's data/.
     assertEquals((await Deno.stat(`${dir}/data/indexdb`)).isDirectory, true);
     assertEquals((await Deno.stat(`${dir}/data/volume1`)).isDirectory, true);
-  } finally {
-    up.kill("SIGINT");
-    assertEquals((await up.status).code, 0);
-    reader.releaseLock();
-    await up.stdout.cancel().catch(() => {});
-    await Deno.remove(dir, { recursive: true });
-  }
-  // All freed (nginx's workers may outlive their master by a moment).
-  for (let p = base; p < base + 4; p++) await bindable(p);
+  });
+  assertEquals(code, 0);
 });
 
 async function bindable(port: number) {
@@ -97,58 +150,43 @@ async function bindable(port: number) {
 }
 
 Deno.test("deno task up on a taken port says how to move it, and starts nothing", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
   const base = freeBlock();
   const taken = Deno.listen({ port: base + 2 });
   try {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", UP],
-      cwd: dir,
-      env: { PORT: String(base) },
-      stdin: "null",
-    }).output();
-    assertEquals(out.code, 1);
-    assertEquals(
-      new TextDecoder().decode(out.stderr),
-      `Port ${base + 2} is in use: stop what runs there first (another 'deno task up'?), ` +
-        `or move the cluster: PORT=42000 deno task up\n`,
-    );
+    await inTempDir(async (dir) => {
+      const out = await runUp([], { cwd: dir, env: { PORT: String(base) } });
+      assertEquals(out.code, 1);
+      assertEquals(
+        out.stderr,
+        `Port ${base + 2} is in use: stop what runs there first (another 'deno task up'?), ` +
+          `or move the cluster: PORT=42000 deno task up\n`,
+      );
+    });
   } finally {
     taken.close();
-    await Deno.remove(dir, { recursive: true });
   }
 });
 
 Deno.test("deno task up without nginx says so in one line, exit 1, no stack trace, nothing started", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
-  try {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", UP],
-      cwd: dir,
-      env: { PORT: String(freeBlock()), MKV_NGINX: `${dir}/no-nginx` },
-      stdin: "null",
-    }).output();
+  await inTempDir(async (dir) => {
+    const env = { PORT: String(freeBlock()), MKV_NGINX: `${dir}/no-nginx` };
+    const out = await runUp([], { cwd: dir, env });
     assertEquals(out.code, 1);
     assertEquals(
-      new TextDecoder().decode(out.stderr),
+      out.stderr,
       `MKV_NGINX names "${dir}/no-nginx", which is not a file: point it at the nginx binary, ` +
         `or unset it to use nginx from PATH\n`,
     );
-    assertEquals(new TextDecoder().decode(out.stdout), "");
+    assertEquals(out.stdout, "");
     assertEquals(await Array.fromAsync(Deno.readDir(dir)), []);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("deno task up -log json without nginx: its error is one JSON line", async () => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", UP, "-log", "json"],
-    env: { PORT: String(freeBlock()), MKV_NGINX: "/nonexistent/nginx" },
-    stdin: "null",
-  }).output();
+  const env = { PORT: String(freeBlock()), MKV_NGINX: "/nonexistent/nginx" };
+  const out = await runUp(["-log", "json"], { env });
   assertEquals(out.code, 1);
-  const lines = new TextDecoder().decode(out.stderr).split("\n");
+  const lines = out.stderr.split("\n");
   assertEquals(lines.length, 2);
   assertEquals(lines[1], "");
   const o = JSON.parse(lines[0]);
@@ -169,107 +207,62 @@ Deno.test("without nginx and not root, the lookup's error says what to run", asy
 });
 
 Deno.test("deno task up refuses a bad PORT", async () => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", UP],
-    env: { PORT: "70000" },
-    stdin: "null",
-  }).output();
+  const out = await runUp([], { env: { PORT: "70000" } });
   assertEquals(out.code, 2);
   assertEquals(
-    new TextDecoder().decode(out.stderr),
+    out.stderr,
     `Bad PORT "70000": expected 1-65532 (the master's port)\n`,
   );
 });
 
 Deno.test("deno task up with a flag the master refuses exits with its code and leaves no volume running", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
   const base = freeBlock();
-  try {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", UP, "-replicas", "5"],
-      cwd: dir,
-      env: { PORT: String(base) },
-      stdin: "null",
-    }).output();
+  await inTempDir(async (dir) => {
+    const out = await runUp(["-replicas", "5"], { cwd: dir, env: { PORT: String(base) } });
     assertEquals(out.code, 2);
-    const err = new TextDecoder().decode(out.stderr);
     // After the volumes' lines, the master's refusal and its usage.
     assert(
-      err.includes(
+      out.stderr.includes(
         "\nThe number of volumes (3) must be at least the number of replicas (5)\n\nmkv 0.1.0",
       ),
-      err,
+      out.stderr,
     );
     // The volumes it started are stopped, nginx included.
     for (let p = base + 1; p < base + 4; p++) await bindable(p);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("deno task up with an unknown flag prints the master's usage error and starts nothing", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
-  try {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", UP, "-bogus"],
-      cwd: dir,
-      env: { PORT: String(freeBlock()) },
-      stdin: "null",
-    }).output();
+  await inTempDir(async (dir) => {
+    const out = await runUp(["-bogus"], { cwd: dir, env: { PORT: String(freeBlock()) } });
     assertEquals(out.code, 2);
-    const err = new TextDecoder().decode(out.stderr);
-    assert(err.startsWith("Unknown flag: -bogus\n\nmkv 0.1.0"), err);
-    assertEquals(new TextDecoder().decode(out.stdout), "");
+    assert(out.stderr.startsWith("Unknown flag: -bogus\n\nmkv 0.1.0"), out.stderr);
+    assertEquals(out.stdout, "");
     assertEquals(await Array.fromAsync(Deno.readDir(dir)), []);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("deno task up -h prints the usage and exits 0, starting nothing", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
-  try {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", UP, "-h"],
-      cwd: dir,
-      env: { PORT: String(freeBlock()) },
-      stdin: "null",
-    }).output();
+  await inTempDir(async (dir) => {
+    const out = await runUp(["-h"], { cwd: dir, env: { PORT: String(freeBlock()) } });
     assertEquals(out.code, 0);
-    const stdout = new TextDecoder().decode(out.stdout);
-    assert(stdout.startsWith("mkv 0.1.0: a distributed key-value store"), stdout);
-    assert(stdout.includes("\n  -log string\n"), stdout);
+    assert(out.stdout.startsWith("mkv 0.1.0: a distributed key-value store"), out.stdout);
+    assert(out.stdout.includes("\n  -log string\n"), out.stdout);
     assertEquals(await Array.fromAsync(Deno.readDir(dir)), []);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("deno task up -port is refused: PORT moves the cluster", async () => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", UP, "-port=4000"],
-    stdin: "null",
-  }).output();
+  const out = await runUp(["-port=4000"], { env: {} });
   assertEquals(out.code, 2);
   assertEquals(
-    new TextDecoder().decode(out.stderr),
+    out.stderr,
     "deno task up sets -port itself: move the cluster with PORT (PORT=42000 deno task up)\n",
   );
 });
 
 Deno.test("deno task up -log json: every line it and its volumes and master write is a JSON object", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
-  const base = freeBlock();
-  const up = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", UP, "-log", "json"],
-    cwd: dir,
-    env: { PORT: String(base) },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = up.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  try {
+  const code = await withUp(["-log", "json"], async ({ base, reader }) => {
     let out = await readUntil(reader, "mkv is up");
     if (!out.endsWith("\n")) out += await readUntil(reader, "\n");
     const lines = out.split("\n").filter((l) => l !== "");
@@ -286,44 +279,23 @@ Deno.test("deno task up -log json: every line it and its volumes and master writ
     );
     assertEquals(banner.master, `http://localhost:${base}`);
     assertEquals(banner.volumes, [1, 2, 3].map((i) => `localhost:${base + i}`));
-  } finally {
-    up.kill("SIGINT");
-    assertEquals((await up.status).code, 0);
-    reader.releaseLock();
-    await up.stdout.cancel().catch(() => {});
-    await Deno.remove(dir, { recursive: true });
-  }
-  for (let p = base; p < base + 4; p++) await bindable(p);
+  });
+  assertEquals(code, 0);
 });
 
 Deno.test("deno task up: a master that dies takes the volumes down, named, with its exit code", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "mkv-up-" });
-  const base = freeBlock();
-  const up = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", UP],
-    cwd: dir,
-    env: { PORT: String(base) },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const reader = up.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  const stderr = new Response(up.stderr).text();
-  try {
+  const code = await withUp([], async ({ base, dir, proc, reader }) => {
+    const stderr = new Response(proc.stderr).text();
     await readUntil(reader, "Ctrl-C stops everything.");
     Deno.kill(await pidOf(`${dir}/data/indexdb`), "SIGKILL");
-    // 137: 128 + SIGKILL, the master's exit code.
-    assertEquals((await up.status).code, 137);
+    await proc.status;
     assert(
       (await stderr).endsWith(`the master on :${base} stopped (exit 137): stopping the rest\n`),
       await stderr,
     );
-  } finally {
-    reader.releaseLock();
-    await up.stdout.cancel().catch(() => {});
-    await Deno.remove(dir, { recursive: true });
-  }
-  for (let p = base; p < base + 4; p++) await bindable(p);
+  }, "piped");
+  // 137: 128 + SIGKILL, the master's exit code.
+  assertEquals(code, 137);
 });
 
 /** The pid of the process whose command line holds `text`. */

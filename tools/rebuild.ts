@@ -103,6 +103,7 @@ async function rebuildIndex(
       for (const [cd, cdVols] of subs) folders.push([`/${ab}/${cd}/`, cdVols]);
       progress.add("folders");
     });
+    /** Keys recorded. */
     let keys = 0;
     const differ: string[] = [];
     /** Keys found whose record the index refused. */
@@ -114,6 +115,7 @@ async function rebuildIndex(
       await Promise.all(found.map((f) => {
         if (!keyFits(f.key)) {
           tooLong.push(`${JSON.stringify(decoder.decode(f.key))} on ${f.volumes.join(", ")}`);
+          progress.add("skipped");
           return;
         }
         const kvolumes = key2volume(
@@ -136,19 +138,21 @@ async function rebuildIndex(
           size,
           // S3's Last-Modified survives a rebuild.
           ...(Number.isFinite(mtime) ? { mtime } : {}),
-        }).catch((err) => {
+        }).then(() => {
+          keys++;
+          progress.add("keys");
+        }, (err) => {
           unwritten.push(`${JSON.stringify(decoder.decode(f.key))}: ${messageOf(err)}`);
+          progress.add("skipped");
         });
       }));
-      keys += found.length;
       progress.add("folders");
-      progress.add("keys", found.length);
     });
     progress.done();
     const secs = (performance.now() - started) / 1000;
     logInfo(
-      `rebuild: ${plural(keys, "key")} from ${plural(vols.length, "(sub)volume")} ` +
-        `in ${secs.toFixed(1)}s`,
+      `rebuild: ${plural(keys, "key")} recorded from ${plural(vols.length, "(sub)volume")} ` +
+        `in ${secs.toFixed(1)}s${skipped(tooLong.length, unwritten.length)}`,
     );
     if (differ.length > 0) {
       report(
@@ -200,6 +204,19 @@ async function rebuildIndex(
     progress.stop();
     await index.membership?.leave();
   }
+}
+
+/**
+ * "; N more keys found, not recorded (T too long for the index, R refused
+ * by the index)", or "" when every key found was recorded.
+ */
+function skipped(tooLong: number, refused: number): string {
+  if (tooLong + refused === 0) return "";
+  const why = [
+    ...(tooLong > 0 ? [`${tooLong} too long for the index`] : []),
+    ...(refused > 0 ? [`${refused} refused by the index`] : []),
+  ];
+  return `; ${plural(tooLong + refused, "more key")} found, not recorded (${why.join(", ")})`;
 }
 
 /** Exits 1, the index untouched: `live` members use it. */

@@ -116,30 +116,71 @@ export async function verify(flags: FlagValues): Promise<number> {
     keepOrphans: false,
   };
   try {
-    await keepOrphansOfPartialIndex(ctx);
-    await pool(index.entries(), concurrency, ([key, e]) => checkKeyAlone(ctx, key, e));
-    await checkEndedParts(ctx);
-    if (repair) await keepOrphansOfAliases(ctx, opts.volumes);
-    const w: Walker = { timeout: ctx.timeout, errors: [] };
-    await findOrphans(ctx, w, opts.volumes, concurrency);
-    // Before the last progress line, so that it counts them too.
-    for (const e of w.errors) report(ctx, `unreadable folder: ${e}`);
+    // Problems found before a step failed are reported all the same.
+    const stopped = await runSteps(ctx, opts.volumes, concurrency);
     progress.done();
     for (const p of ctx.problems) {
       if (p.fixed) logInfo(`${p.text}: repaired, ${p.fixed}`);
       else logLine("warn", p.text, {}, "stdout");
     }
+    if (stopped) {
+      logLine(
+        "error",
+        `verify stopped ${stopped}; the problems above are those found until then, ` +
+          `the rest was not checked`,
+        {},
+        "stdout",
+      );
+    }
     const left = ctx.problems.filter((p) => !p.fixed).length;
     logInfo(
       `verify: ${plural(progress.get("keys"), "key")}, ${plural(ctx.problems.length, "problem")}` +
-        (repair ? `, ${ctx.problems.length - left} repaired` : ""),
+        (repair ? `, ${ctx.problems.length - left} repaired` : "") + (stopped ? ", stopped" : ""),
     );
-    return left > 0 ? 1 : 0;
+    return left > 0 || stopped ? 1 : 0;
   } finally {
     progress.stop();
     await index.membership?.leave();
     index.close();
   }
+}
+
+/**
+ * The steps of a check in turn, until one throws (an index read failed:
+ * the file damaged or locked past its wait, a KV Connect server erring):
+ * then "while <step>: <why>". The steps after it are not run: the walk
+ * judges REPLACE temporaries and names by what the scan recorded.
+ */
+async function runSteps(
+  ctx: Ctx,
+  volumes: string[],
+  concurrency: number,
+): Promise<string | null> {
+  const w: Walker = { timeout: ctx.timeout, errors: [] };
+  const steps: [string, () => Promise<void>][] = [
+    ["reading the index's rebuild mark", () => keepOrphansOfPartialIndex(ctx)],
+    [
+      "scanning the index's keys",
+      () => pool(ctx.index.entries(), concurrency, ([key, e]) => checkKeyAlone(ctx, key, e)),
+    ],
+    ["checking the parts of ended uploads", () => checkEndedParts(ctx)],
+    ["checking for two names of one volume", async () => {
+      if (ctx.repair) await keepOrphansOfAliases(ctx, volumes);
+    }],
+    ["walking the volumes", () => findOrphans(ctx, w, volumes, concurrency)],
+  ];
+  let stopped: string | null = null;
+  for (const [what, step] of steps) {
+    try {
+      await step();
+    } catch (err) {
+      stopped = `while ${what}: ${messageOf(err)}`;
+      break;
+    }
+  }
+  // Before the last progress line, so that it counts them too.
+  for (const e of w.errors) report(ctx, `unreadable folder: ${e}`);
+  return stopped;
 }
 
 /**
@@ -298,7 +339,11 @@ async function release(ctx: Ctx, name: string, claim: Claim, linger: boolean): P
     (ok) => ok ? null : "the hold was lost meanwhile",
     (err) => `the index refused it: ${messageOf(err)}`,
   );
-  if (why === null) return;
+  if (why !== null) holdNotReleased(ctx, name, why);
+}
+
+/** A hold on key `name` left on it (`why`): a problem of its own. */
+function holdNotReleased(ctx: Ctx, name: string, why: string): void {
   const lease = `${ctx.store.opts.lease / 1000}s`;
   report(
     ctx,
@@ -497,6 +542,7 @@ async function checkFolder(
         // Under a claim on the key: a write may have come since the listing.
         const out = await ctx.store.removeOrphan(found.key, v);
         p.fixed = out.status === 204 ? "deleted" : "in use again, kept";
+        if (out.status === 204 && out.message) holdNotReleased(ctx, name, out.message);
       } catch (err) {
         p.text += ` (cannot delete: ${messageOf(err)})`;
       }

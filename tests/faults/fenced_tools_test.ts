@@ -199,6 +199,40 @@ Deno.test("verify -repair whose hold the index fenced twice at its release names
   }
 });
 
+Deno.test("verify -repair whose orphan delete went through and whose hold the index fenced at its release says deleted and names the hold", async () => {
+  const c = await Cluster.start();
+  await c.stopMaster();
+  // From the orphan's DELETE on, the run is taken for gone at every look:
+  // the release of its claim is fenced again within its join's wait.
+  const orphanDelete = (req: Request) => req.method === "DELETE" && !marker(req);
+  const evictor = new Evictor(c.volumes[0], c.db, "verify:", orphanDelete, 50);
+  const volumes = [evictor.volume, ...c.volumes.slice(1)];
+  try {
+    const k = randomKey("/fenced-orphan");
+    const path = `/sv03${key2path(new TextEncoder().encode(k))}`;
+    assertEquals(await status(`http://${c.volumes[0]}${path}`, { method: "PUT", body: "x" }), 201);
+    const args = ["-volumes", volumes.join(","), "-db", c.db, "-grace", "0s"];
+    const r = await runMain(["verify", "-repair", ...args]);
+    assertEquals(await evictor.evicted(), 1, "the tool's fence evicted");
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assertEquals(
+      r.stdout.split("\n").filter((l) =>
+        l.includes(k) || l.includes(path) || l.startsWith("verify:")
+      ),
+      [
+        `orphan file: http://${evictor.volume}${path} (no record): repaired, deleted`,
+        `hold not released: "${k}" (the index refused it: ${FENCED}; writes of the key get ` +
+        `409 until its lease runs out, within -lease 30s)`,
+        "verify: 0 keys, 2 problems, 1 repaired",
+      ],
+    );
+    assertEquals(await status(`http://${c.volumes[0]}${path}`), 404, "the orphan deleted");
+  } finally {
+    await c.stop();
+    await evictor.stop();
+  }
+});
+
 Deno.test("rebuild writes again, once joined again, the records the index fenced: every key recorded, exit 0", async () => {
   const c = await Cluster.start();
   await c.stopMaster();
@@ -214,7 +248,7 @@ Deno.test("rebuild writes again, once joined again, the records the index fenced
     const r = await runMain(["rebuild", "-volumes", volumes.join(","), "-db", c.db]);
     assertEquals(await evictor.evicted(), 1, "the tool's fence evicted");
     assertEquals(r.code, 0, r.stdout + r.stderr);
-    assert(r.stdout.includes(`rebuild: ${keys.length} keys from `), r.stdout);
+    assert(r.stdout.includes(`rebuild: ${keys.length} keys recorded from `), r.stdout);
     await c.startMaster([], volumes);
     for (const k of keys) assertEquals(await (await fetch(c.url + k)).text(), k, k);
   } finally {
@@ -246,6 +280,11 @@ Deno.test("rebuild fenced twice names the keys it could not record, marks the in
       r.stdout,
     );
     for (const k of keys) assert(r.stdout.includes(`  "${k}": ${FENCED}\n`), r.stdout);
+    assert(
+      /^rebuild: 0 keys recorded from .* in [\d.]+s; 3 more keys found, not recorded \(3 refused by the index\)$/m
+        .test(r.stdout),
+      r.stdout,
+    );
     assert(!r.stderr.includes("    at "), `no stack trace: ${r.stderr}`);
     const index = await openIndex(c.db);
     try {

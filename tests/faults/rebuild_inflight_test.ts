@@ -6,27 +6,10 @@
 // last heartbeat (from before the pause) had seen. A GET of a live key then
 // answered 404 from the emptied index, and a PUT landed in the index the
 // rebuild was refilling (201). Both answer 503 now.
-import {
-  Cluster,
-  randomBytes,
-  randomKey,
-  runMain,
-  type SpawnedMaster,
-  status,
-} from "../cluster.ts";
+import { randomBytes, randomKey, runMain, type SpawnedMaster, status } from "../cluster.ts";
 import { assertEquals } from "../assert.ts";
-import { VolumeProxy } from "./replace_faults.ts";
 import { lockIndex } from "../lock_index.ts";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Answers each folder listing 1 s late: a rebuild that takes seconds. */
-class SlowListing extends VolumeProxy {
-  protected override async handle(req: Request): Promise<Response> {
-    if (req.method === "GET" && new URL(req.url).pathname.endsWith("/")) await sleep(1000);
-    return await this.forward(req);
-  }
-}
+import { REBUILD_RUNNING, sleep, slowCluster } from "./rebuild_faults.ts";
 
 /** Waits until the index at `db` has a rebuild registered and holds no key's record. */
 async function cleared(db: string): Promise<void> {
@@ -64,11 +47,8 @@ async function pausedThroughClear(
   } = {},
 ): Promise<void> {
   const pausing = opts.pausing ?? (async () => {});
-  const c = await Cluster.start({ flags: opts.flags });
-  await c.stopMaster();
-  const proxies = c.volumes.map((v) => new SlowListing(v));
-  const volumes = proxies.map((p) => p.volume).join(",");
-  const m = await c.spawnMaster(["-volumes", volumes]);
+  const slow = await slowCluster({ flags: opts.flags });
+  const { c, volumes, m } = slow;
   try {
     const key = randomKey("/rebuild-inflight");
     assertEquals(await status(m.url + key, { method: "PUT", body: randomBytes(1000) }), 201);
@@ -89,38 +69,35 @@ async function pausedThroughClear(
     }
     await rebuilt;
   } finally {
-    m.proc.kill("SIGCONT");
-    await m.stop();
-    await Promise.all(proxies.map((p) => p.stop()));
-    await c.stop();
+    await slow.stop();
   }
+}
+
+/** The answer to `init` at `key`, sent while master `m` is paused, once it is resumed. */
+async function sentWhilePaused(
+  m: SpawnedMaster,
+  key: string,
+  init: RequestInit,
+): Promise<[number, string]> {
+  // Read by the master once resumed.
+  const res = fetch(m.url + key, { redirect: "manual", ...init });
+  await sleep(200);
+  m.proc.kill("SIGCONT");
+  const got = await res;
+  return [got.status, await got.text()];
 }
 
 Deno.test("a GET taken up by a master resumed amid a rebuild answers 503, not 404 from the emptied index", async () => {
   await pausedThroughClear(async (m, key) => {
-    // Sent while the master is paused: it reads the request once resumed.
-    const res = fetch(m.url + key, { redirect: "manual" });
-    await sleep(200);
-    m.proc.kill("SIGCONT");
-    const got = await res;
-    assertEquals(
-      [got.status, await got.text()],
-      [503, "A rebuild of the index is running: retry once it is done\n"],
-    );
+    assertEquals(await sentWhilePaused(m, key, {}), [503, REBUILD_RUNNING]);
   });
 });
 
 Deno.test("a PUT taken up by a master resumed amid a rebuild answers 503 and leaves no key", async () => {
   await pausedThroughClear(async (m, _key, rebuilt) => {
     const fresh = randomKey("/rebuild-inflight");
-    const res = fetch(m.url + fresh, { method: "PUT", body: "late" });
-    await sleep(200);
-    m.proc.kill("SIGCONT");
-    const got = await res;
-    assertEquals(
-      [got.status, await got.text()],
-      [503, "A rebuild of the index is running: retry once it is done\n"],
-    );
+    const put = { method: "PUT", body: "late" };
+    assertEquals(await sentWhilePaused(m, fresh, put), [503, REBUILD_RUNNING]);
     await rebuilt;
     await sleep(2500); // a heartbeat: the rebuild has gone
     assertEquals(await status(m.url + fresh), 404);
@@ -230,10 +207,7 @@ Deno.test("a master started while a rebuild refills the index answers 503 from i
   await pausedThroughClear(async (_paused, key, rebuilt, another) => {
     const m = await another();
     const res = await fetch(m.url + key, { redirect: "manual" });
-    assertEquals(
-      [res.status, await res.text()],
-      [503, "A rebuild of the index is running: retry once it is done\n"],
-    );
+    assertEquals([res.status, await res.text()], [503, REBUILD_RUNNING]);
     await rebuilt;
   });
 });

@@ -8,9 +8,7 @@
 import { Cluster, randomBytes, randomKey, runMain, status } from "../cluster.ts";
 import { assertEquals } from "../assert.ts";
 import { lockIndex } from "../lock_index.ts";
-import { VolumeProxy } from "./replace_faults.ts";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { sleep, SlowListing } from "./rebuild_faults.ts";
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
 /** Whether process `pid` has the SQLite file of the index at `db` open. */
@@ -70,14 +68,6 @@ Deno.test("rebuild refuses beside a live master whose heartbeats a locked index 
     await c.stop();
   }
 });
-
-/** Answers each folder listing 1 s late: a rebuild that takes seconds. */
-class SlowListing extends VolumeProxy {
-  protected override async handle(req: Request): Promise<Response> {
-    if (req.method === "GET" && new URL(req.url).pathname.endsWith("/")) await sleep(1000);
-    return await this.forward(req);
-  }
-}
 
 Deno.test("of two rebuilds started at once, one rebuilds and the other exits 1 naming the other rebuild", async () => {
   const c = await Cluster.start();

@@ -107,28 +107,93 @@ async function assertHonest(m: SpawnedMaster, key: string) {
   assertEquals(files.map((f) => toHex(md5(f))), files.map(() => hash));
 }
 
-async function refusedFinish(before: Uint8Array<ArrayBuffer>, after: Uint8Array<ArrayBuffer>) {
+/** Sets whether every proxy refuses renames and HEADs: no volume can say what it holds. */
+function refuseAll(proxies: Renames[], on: boolean) {
+  for (const p of proxies) {
+    p.refuse = on;
+    p.refuseHeads = on;
+  }
+}
+
+interface Unfinished extends Killed {
+  c: Cluster;
+  key: string;
+}
+
+/**
+ * A fresh cluster's `key` PUT as `before` and left amid its REPLACE with
+ * `after` by a killed master (killedMidRename); `prepare` sets the proxies
+ * (or the index), then `run` gets a new master on them (-lease 1s, `flags`
+ * added). Everything is stopped after.
+ */
+async function afterKilledReplace(
+  opts: {
+    key: string;
+    before: Uint8Array<ArrayBuffer>;
+    after: Uint8Array<ArrayBuffer>;
+    flags?: string[];
+    prepare: (u: Unfinished) => Promise<void> | void;
+  },
+  run: (m: SpawnedMaster, u: Unfinished) => Promise<void>,
+) {
   const c = await Cluster.start();
-  const key = randomKey("/replace-finish-refused");
-  const { proxies, volumes, renamed } = await killedMidRename(c, key, before, after);
+  const killed = await killedMidRename(c, opts.key, opts.before, opts.after);
+  const u = { ...killed, c, key: opts.key };
   try {
-    for (const p of proxies) p.refuse = true;
-    const m = await c.spawnMaster(["-volumes", volumes.join(","), "-lease", "1s"]);
+    await opts.prepare(u);
+    const m = await c.spawnMaster(
+      ["-volumes", u.volumes.join(","), "-lease", "1s", ...opts.flags ?? []],
+    );
     try {
-      // The GET finishes the switch: the two renamed replicas hold the new
-      // value (the third, refused with its temporary there, did not switch).
-      await assertHonest(m, key);
-      const res = await assertServes(m.url, key, after);
-      assertEquals(res.headers.get("key-volumes")!.split(",").sort(), renamed.toSorted());
-      const left = (await Promise.all(c.volumes.map((v) => volumeFiles(v)))).flat();
-      assertEquals(left.filter((f) => f.includes("replace.")), [], "no temporary left");
+      await run(m, u);
     } finally {
       await m.stop();
     }
   } finally {
-    await Promise.all(proxies.map((p) => p.stop()));
+    await Promise.all(u.proxies.map((p) => p.stop()));
     await c.stop();
   }
+}
+
+/** Each of `methods` (with a body for PUT and REPLACE) answers 503: the switch cannot be finished now. */
+async function assertUnfinished(m: SpawnedMaster, key: string, methods: string[]) {
+  for (const method of methods) {
+    const body = method === "PUT" || method === "REPLACE" ? randomBytes(2000) : undefined;
+    const res = await fetch(m.url + key, { method, body });
+    assertEquals(
+      [method, res.status, await res.text()],
+      [
+        method,
+        503,
+        "The key's last REPLACE is yet to be finished: retry once its volumes answer\n",
+      ],
+    );
+  }
+}
+
+/** No REPLACE temporary is left on any of `c`'s volumes. */
+async function assertNoTemporary(c: Cluster) {
+  const left = (await Promise.all(c.volumes.map((v) => volumeFiles(v)))).flat();
+  assertEquals(left.filter((f) => f.includes("replace.")), [], "no temporary left");
+}
+
+async function refusedFinish(before: Uint8Array<ArrayBuffer>, after: Uint8Array<ArrayBuffer>) {
+  const key = randomKey("/replace-finish-refused");
+  await afterKilledReplace({
+    key,
+    before,
+    after,
+    prepare: ({ proxies }) => {
+      for (const p of proxies) p.refuse = true;
+    },
+  }, async (m, { c, renamed }) => {
+    // The GET finishes the switch: the two renamed replicas hold the new
+    // value (the third, refused with its temporary there, did not switch).
+    await assertHonest(m, key);
+    const res = await assertServes(m.url, key, after);
+    assertEquals(res.headers.get("key-volumes")!.split(",").sort(), renamed.toSorted());
+    await assertNoTemporary(c);
+  });
 }
 
 Deno.test("a dead master's REPLACE finished with every rename refused: the replicas it renamed serve the new MD5", async () => {
@@ -140,15 +205,17 @@ Deno.test("a dead master's REPLACE finished with every rename refused, values of
 });
 
 Deno.test("a dead master's REPLACE finished by S3 GetObject with every rename refused: the new ETag and bytes", async () => {
-  const c = await Cluster.start();
   const bucket = `b-${crypto.randomUUID().slice(0, 8)}`;
-  const key = `/${bucket}/k`;
-  const before = randomBytes(3000);
   const after = randomBytes(3000);
-  const { proxies, volumes } = await killedMidRename(c, key, before, after);
-  try {
-    for (const p of proxies) p.refuse = true;
-    const m = await c.spawnMaster(["-volumes", volumes.join(","), "-lease", "1s", "-s3"]);
+  await afterKilledReplace({
+    key: `/${bucket}/k`,
+    before: randomBytes(3000),
+    after,
+    flags: ["-s3"],
+    prepare: ({ proxies }) => {
+      for (const p of proxies) p.refuse = true;
+    },
+  }, async (m) => {
     const s3 = s3Client(m.url);
     try {
       const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: "k" }));
@@ -156,150 +223,91 @@ Deno.test("a dead master's REPLACE finished by S3 GetObject with every rename re
       assertEquals(await got.Body!.transformToByteArray(), after);
     } finally {
       s3.destroy();
-      await m.stop();
     }
-  } finally {
-    await Promise.all(proxies.map((p) => p.stop()));
-    await c.stop();
-  }
+  });
 });
 
 Deno.test("a dead master's REPLACE finished while no volume can say what it holds: kept, finished later", async () => {
-  const c = await Cluster.start();
   const key = randomKey("/replace-finish-unknown");
-  const before = randomBytes(3000);
   const after = randomBytes(5000);
-  const { proxies, volumes } = await killedMidRename(c, key, before, after);
-  try {
-    // The renamed replicas answer the rename (no such temporary) but not
-    // the HEAD that would tell what their file is; the third refuses the
-    // rename and the HEAD that would tell whether its temporary is there.
-    for (const p of proxies) p.refuseHeads = true;
-    proxies[2].refuse = true;
-    const m = await c.spawnMaster(["-volumes", volumes.join(","), "-lease", "1s"]);
-    try {
-      const res = await fetch(m.url + key, { redirect: "manual" });
-      await res.body?.cancel();
-      assertEquals(res.status, 503, "no replica answers a HEAD");
-      for (const p of proxies) {
-        p.refuseHeads = false;
-        p.refuse = false;
-      }
-      await assertHonest(m, key);
-      await assertServes(m.url, key, after);
-      assertEquals(await replicas(volumes, key), [after, after, after]);
-    } finally {
-      await m.stop();
-    }
-  } finally {
-    await Promise.all(proxies.map((p) => p.stop()));
-    await c.stop();
-  }
+  await afterKilledReplace({
+    key,
+    before: randomBytes(3000),
+    after,
+    prepare: ({ proxies }) => {
+      // The renamed replicas answer the rename (no such temporary) but not
+      // the HEAD that would tell what their file is; the third refuses the
+      // rename and the HEAD that would tell whether its temporary is there.
+      for (const p of proxies) p.refuseHeads = true;
+      proxies[2].refuse = true;
+    },
+  }, async (m, { proxies, volumes }) => {
+    const res = await fetch(m.url + key, { redirect: "manual" });
+    await res.body?.cancel();
+    assertEquals(res.status, 503, "no replica answers a HEAD");
+    refuseAll(proxies, false);
+    await assertHonest(m, key);
+    await assertServes(m.url, key, after);
+    assertEquals(await replicas(volumes, key), [after, after, after]);
+  });
 });
 
 Deno.test("writes of a key whose dead master's REPLACE cannot be finished now: 503, the switch kept", async () => {
-  const c = await Cluster.start();
   const key = randomKey("/replace-over-unfinished");
-  const before = randomBytes(3000);
   const after = randomBytes(5000);
-  const { proxies, volumes } = await killedMidRename(c, key, before, after);
-  try {
-    // No volume can say what it holds: renames and HEADs refused. Each
-    // write of the key tries to finish the switch first, and cannot.
-    for (const p of proxies) {
-      p.refuse = true;
-      p.refuseHeads = true;
-    }
-    const m = await c.spawnMaster(["-volumes", volumes.join(","), "-lease", "1s"]);
-    try {
-      // REPLACE dropped the switch for its own (the dead master's
-      // temporary left behind; and had its own renames been refused, "the
-      // old value stays" over replicas of the new one); UNLINK answered 204
-      // and the next GET finished the switch, the key live again; DELETE
-      // left the temporary behind; REBALANCE copied from replicas that may
-      // hold either value.
-      for (const method of ["REPLACE", "UNLINK", "DELETE", "REBALANCE"]) {
-        const body = method === "REPLACE" ? randomBytes(2000) : undefined;
-        const res = await fetch(m.url + key, { method, body });
-        assertEquals(
-          [method, res.status, await res.text()],
-          [
-            method,
-            503,
-            "The key's last REPLACE is yet to be finished: retry once its volumes answer\n",
-          ],
-        );
-      }
-      for (const p of proxies) {
-        p.refuse = false;
-        p.refuseHeads = false;
-      }
-      await assertServes(m.url, key, after);
-      await assertHonest(m, key);
-      assertEquals(await replicas(volumes, key), [after, after, after]);
-      const left = (await Promise.all(c.volumes.map((v) => volumeFiles(v)))).flat();
-      assertEquals(left.filter((f) => f.includes("replace.")), [], "no temporary left");
-    } finally {
-      await m.stop();
-    }
-  } finally {
-    await Promise.all(proxies.map((p) => p.stop()));
-    await c.stop();
-  }
+  await afterKilledReplace({
+    key,
+    before: randomBytes(3000),
+    after,
+    // No volume can say what it holds. Each write of the key tries to
+    // finish the switch first, and cannot.
+    prepare: ({ proxies }) => refuseAll(proxies, true),
+  }, async (m, { c, proxies, volumes }) => {
+    // REPLACE dropped the switch for its own (the dead master's
+    // temporary left behind; and had its own renames been refused, "the
+    // old value stays" over replicas of the new one); UNLINK answered 204
+    // and the next GET finished the switch, the key live again; DELETE
+    // left the temporary behind; REBALANCE copied from replicas that may
+    // hold either value.
+    await assertUnfinished(m, key, ["REPLACE", "UNLINK", "DELETE", "REBALANCE"]);
+    refuseAll(proxies, false);
+    await assertServes(m.url, key, after);
+    await assertHonest(m, key);
+    assertEquals(await replicas(volumes, key), [after, after, after]);
+    await assertNoTemporary(c);
+  });
 });
 
 Deno.test("PUT and RELINK of an unlinked key whose unfinished switch cannot be finished now: 503, the switch kept", async () => {
-  const c = await Cluster.start();
   const key = randomKey("/relink-over-unfinished");
-  const before = randomBytes(3000);
   const after = randomBytes(5000);
-  const { proxies, volumes } = await killedMidRename(c, key, before, after);
-  try {
-    // An UNLINK of a version before the 503 checks took such a key out
-    // of service with its switch still recorded.
-    const index = await openIndex(c.db);
-    try {
-      const e = (await index.get(enc.encode(key)))!;
-      assert(e.rec.next, "the switch is recorded");
-      assert(await index.cas(enc.encode(key), e.versionstamp, { ...e.rec, state: "unlinked" }));
-    } finally {
-      index.close();
-    }
-    for (const p of proxies) {
-      p.refuse = true;
-      p.refuseHeads = true;
-    }
-    const m = await c.spawnMaster(["-volumes", volumes.join(","), "-lease", "1s"]);
-    try {
-      // PUT wrote its own value over replicas that may yet take the dead
-      // master's rename; RELINK made the key live, the switch to finish
-      // by a reader whatever it found.
-      for (const method of ["PUT", "RELINK"]) {
-        const body = method === "PUT" ? randomBytes(2000) : undefined;
-        const res = await fetch(m.url + key, { method, body });
-        assertEquals(
-          [method, res.status, await res.text()],
-          [
-            method,
-            503,
-            "The key's last REPLACE is yet to be finished: retry once its volumes answer\n",
-          ],
-        );
+  await afterKilledReplace({
+    key,
+    before: randomBytes(3000),
+    after,
+    prepare: async ({ c, proxies }) => {
+      // An UNLINK of a version before the 503 checks took such a key out
+      // of service with its switch still recorded.
+      const index = await openIndex(c.db);
+      try {
+        const e = (await index.get(enc.encode(key)))!;
+        assert(e.rec.next, "the switch is recorded");
+        assert(await index.cas(enc.encode(key), e.versionstamp, { ...e.rec, state: "unlinked" }));
+      } finally {
+        index.close();
       }
-      for (const p of proxies) {
-        p.refuse = false;
-        p.refuseHeads = false;
-      }
-      const relink = await fetch(m.url + key, { method: "RELINK" });
-      assertEquals([relink.status, await relink.text()], [204, ""]);
-      await assertServes(m.url, key, after);
-      await assertHonest(m, key);
-      assertEquals(await replicas(volumes, key), [after, after, after]);
-    } finally {
-      await m.stop();
-    }
-  } finally {
-    await Promise.all(proxies.map((p) => p.stop()));
-    await c.stop();
-  }
+      refuseAll(proxies, true);
+    },
+  }, async (m, { proxies, volumes }) => {
+    // PUT wrote its own value over replicas that may yet take the dead
+    // master's rename; RELINK made the key live, the switch to finish
+    // by a reader whatever it found.
+    await assertUnfinished(m, key, ["PUT", "RELINK"]);
+    refuseAll(proxies, false);
+    const relink = await fetch(m.url + key, { method: "RELINK" });
+    assertEquals([relink.status, await relink.text()], [204, ""]);
+    await assertServes(m.url, key, after);
+    await assertHonest(m, key);
+    assertEquals(await replicas(volumes, key), [after, after, after]);
+  });
 });

@@ -1,0 +1,48 @@
+// What the rebuild fault tests share: volumes whose folder listings are
+// slow (a rebuild that takes seconds), a master on them, and the answer of
+// a master while a rebuild runs.
+import { Cluster, type SpawnedMaster } from "../cluster.ts";
+import { VolumeProxy } from "./replace_faults.ts";
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A master's answer (503) to a request while a rebuild empties and refills the index. */
+export const REBUILD_RUNNING = "A rebuild of the index is running: retry once it is done\n";
+
+/** Answers each folder listing 1 s late: a rebuild that takes seconds. */
+export class SlowListing extends VolumeProxy {
+  protected override async handle(req: Request): Promise<Response> {
+    if (req.method === "GET" && new URL(req.url).pathname.endsWith("/")) await sleep(1000);
+    return await this.forward(req);
+  }
+}
+
+export interface SlowCluster {
+  c: Cluster;
+  /** The volumes behind their SlowListing proxies, for -volumes. */
+  volumes: string;
+  /** A master on them (the cluster's own is stopped). */
+  m: SpawnedMaster;
+  /** Resumes the master if paused, and stops it, the proxies and the cluster. */
+  stop(): Promise<void>;
+}
+
+/** A cluster whose volumes list slowly, and a master on them; `flags`: the master's own (-s3). */
+export async function slowCluster(opts: { flags?: string[] } = {}): Promise<SlowCluster> {
+  const c = await Cluster.start({ flags: opts.flags });
+  await c.stopMaster();
+  const proxies = c.volumes.map((v) => new SlowListing(v));
+  const volumes = proxies.map((p) => p.volume).join(",");
+  const m = await c.spawnMaster(["-volumes", volumes]);
+  return {
+    c,
+    volumes,
+    m,
+    async stop() {
+      m.proc.kill("SIGCONT");
+      await m.stop();
+      await Promise.all(proxies.map((p) => p.stop()));
+      await c.stop();
+    },
+  };
+}
