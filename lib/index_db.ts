@@ -270,10 +270,14 @@ export class Index {
    * The fence of member `id` (see lib/membership.ts): `held` if it still
    * stands, else a new one.
    */
-  async fence(id: string, held: string | null): Promise<Fence> {
+  async fence(id: string, held: string | null, opts: { renew?: boolean } = {}): Promise<Fence> {
     const key = [FENCES, id];
     const e = await retryBusy(() => this.kv.get(key));
     if (held !== null && e.versionstamp === held) return { key, versionstamp: held };
+    // Removed by another member (this one taken for gone), not to be made anew.
+    if (held !== null && opts.renew === false) {
+      throw new Fenced(`Taken for stopped by another member of the index (fence of ${id} removed)`);
+    }
     const res = await retryBusy(() => this.kv.set(key, { at: Date.now() }));
     return { key, versionstamp: res.versionstamp };
   }

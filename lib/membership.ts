@@ -15,7 +15,7 @@
 // still stands; a member removes the fences of lapsed members at every
 // beat, and never trusts its memory as the sole writer before they are
 // gone. A late write then fails (Fenced) instead of landing unseen, and its
-// member joins again, with the wait.
+// member joins again, with the wait (a rebuild does not: `rejoin: false`).
 //
 // Lapses: a member is taken for gone when its heartbeat record has not
 // changed (same versionstamp) for 3 intervals of the observer's own
@@ -151,6 +151,13 @@ export interface MembershipOptions {
   interval: number;
   /** Called when this member becomes, or stops being, the sole writer. */
   onSole?: (sole: boolean) => void;
+  /**
+   * False: once taken for gone (its fence removed by another member), this
+   * member stays gone, and every write of its fails Fenced, rather than
+   * join again (rebuild: what it read before the lapse may be stale by
+   * then). Default true.
+   */
+  rejoin?: boolean;
 }
 
 export class Membership {
@@ -179,12 +186,14 @@ export class Membership {
   #fence: Fence | null = null;
   #fencing: Promise<void> | null = null;
   #watch: Watch;
+  #rejoin: boolean;
 
   constructor(index: Index, id: string, opts: MembershipOptions) {
     this.#index = index;
     this.id = id;
     this.#interval = opts.interval;
     this.#onSole = opts.onSole ?? (() => {});
+    this.#rejoin = opts.rejoin ?? true;
     this.#watch = new Watch(LAPSE * opts.interval);
   }
 
@@ -413,7 +422,8 @@ export class Membership {
 
   /** Makes sure this member holds a fence that stands (one call at a time). */
   #refence(): Promise<void> {
-    this.#fencing ??= this.#index.fence(this.id, this.#fence?.versionstamp ?? null)
+    const held = this.#fence?.versionstamp ?? null;
+    this.#fencing ??= this.#index.fence(this.id, held, { renew: this.#rejoin })
       .then((f) => {
         this.#fence = f;
       })

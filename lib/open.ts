@@ -64,10 +64,15 @@ async function open(db: string): Promise<Index> {
  * Registers `id` as a writer of the index (see lib/membership.ts) and lets
  * the index cache what it reads while this is its sole writer.
  */
-export async function joinIndex(index: Index, id: string): Promise<void> {
+export async function joinIndex(
+  index: Index,
+  id: string,
+  opts: { rejoin?: boolean } = {},
+): Promise<void> {
   const m = new Membership(index, id, {
     interval: MEMBER_INTERVAL,
     onSole: (sole) => index.onSole(sole),
+    rejoin: opts.rejoin,
   });
   index.membership = m;
   await m.join();

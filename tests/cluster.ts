@@ -2,7 +2,7 @@
 // `main.ts volume` and a master process through `main.ts server`, on free
 // ports, in a fresh temp folder. No mocks.
 import { MASTER_V8_FLAGS } from "../lib/runtime.ts";
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
+export const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const DENO = Deno.execPath();
 
 export function freePort(): number {

@@ -18,7 +18,6 @@ import { concurrencyOf } from "../lib/tool_flags.ts";
 import { Fenced, isBusy } from "../lib/group_commit.ts";
 import type { StoreOptions } from "../lib/store.ts";
 import { type Index, keyFits } from "../lib/index_db.ts";
-import type { Record } from "../lib/record.ts";
 import { type Found, hexFolders, keysIn, subvolumesOf, type Walker } from "../lib/walk.ts";
 import { type Level, logError, logInfo, logLine } from "../lib/log.ts";
 
@@ -37,6 +36,14 @@ export async function rebuild(flags: FlagValues): Promise<number> {
     // The index locked past retrying (another process holds SQLite's write
     // lock): said as such, with what it left, rather than a bare "database
     // is locked".
+    if (fencedIn(err)) {
+      logError(
+        "rebuild: stopped: it was paused past its heartbeat, and masters took it for stopped " +
+          "and may have written keys since; the index is left marked incomplete: stop the " +
+          "masters and run rebuild again",
+      );
+      return 1;
+    }
     if (!isBusy(err)) throw err;
     logError(
       `rebuild: the index stayed locked for over 15 s (another process holds its write lock); ` +
@@ -73,7 +80,9 @@ async function rebuildIndex(
     (other) => other.startsWith(CHECK) && other > check,
   );
   if (live.length > 0) return refuse(live);
-  await joinIndex(index, id);
+  // Taken for stopped (paused past its heartbeat), it stays stopped: masters
+  // write again then, and what it listed before may be older.
+  await joinIndex(index, id, { rejoin: false });
   // A master started since the check (it has beaten since) is live: exit.
   // Every other member's fence goes before anything is emptied: a write a
   // paused master sent before it stopped then fails rather than land in the
@@ -112,7 +121,7 @@ async function rebuildIndex(
     const tooLong: string[] = [];
     await pool(folders, concurrency, async ([folder, cdVols]) => {
       const found = await keysIn(w, cdVols, folder);
-      await Promise.all(found.map((f) => {
+      const written = await Promise.allSettled(found.map((f) => {
         if (!keyFits(f.key)) {
           tooLong.push(`${JSON.stringify(decoder.decode(f.key))} on ${f.volumes.join(", ")}`);
           progress.add("skipped");
@@ -131,7 +140,11 @@ async function rebuildIndex(
               `${volumes.length} of ${f.volumes.length} (${volumes.join(", ")})`,
           );
         }
-        return record(index, f.key, {
+        // Fenced (this run taken for stopped: paused past its heartbeat) stops
+        // the run: masters wrote again meanwhile, and this listing may be
+        // older than what they wrote (sent anyway, it put an old size over a
+        // new value's record).
+        return index.set(f.key, {
           state: "live",
           rvolumes: orderByPlacement(volumes, kvolumes),
           hash: "",
@@ -142,10 +155,13 @@ async function rebuildIndex(
           keys++;
           progress.add("keys");
         }, (err) => {
+          if (err instanceof Fenced) throw err;
           unwritten.push(`${JSON.stringify(decoder.decode(f.key))}: ${messageOf(err)}`);
           progress.add("skipped");
         });
       }));
+      const fenced = written.find((w) => w.status === "rejected");
+      if (fenced) throw fenced.reason;
       progress.add("folders");
     });
     progress.done();
@@ -219,6 +235,12 @@ function skipped(tooLong: number, refused: number): string {
   return `; ${plural(tooLong + refused, "more key")} found, not recorded (${why.join(", ")})`;
 }
 
+/** Whether `err` is, or (several works failed at once) holds, a fenced write. */
+function fencedIn(err: unknown): boolean {
+  if (err instanceof AggregateError) return err.errors.some(fencedIn);
+  return err instanceof Fenced;
+}
+
 /** Exits 1, the index untouched: `live` members use it. */
 function refuse(live: string[]): number {
   const masters = live.filter((id) => !id.startsWith(REBUILD) && !id.startsWith(CHECK)).length;
@@ -231,21 +253,6 @@ function refuse(live: string[]): number {
         `(each empties the index before it reads the volumes)`,
   );
   return 1;
-}
-
-/**
- * Writes a key's record. Fenced (this tool taken for gone by another
- * member: paused past its heartbeat; nothing was written), once more: the
- * index joins again first, and the record says what the volumes hold, so
- * writing it late is as right as on time.
- */
-async function record(index: Index, key: Uint8Array, rec: Record): Promise<void> {
-  try {
-    await index.set(key, rec);
-  } catch (err) {
-    if (!(err instanceof Fenced)) throw err;
-    await index.set(key, rec);
-  }
 }
 
 /** A line of the run's report, on stdout with its summary and the keys it names. */

@@ -9,6 +9,12 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** A master's answer (503) to a request while a rebuild empties and refills the index. */
 export const REBUILD_RUNNING = "A rebuild of the index is running: retry once it is done\n";
 
+/** What a rebuild taken for stopped (its fence removed) says as it stops. */
+export const REBUILD_STOPPED =
+  "rebuild: stopped: it was paused past its heartbeat, and masters took it for stopped " +
+  "and may have written keys since; the index is left marked incomplete: stop the masters " +
+  "and run rebuild again";
+
 /** Answers each folder listing 1 s late: a rebuild that takes seconds. */
 export class SlowListing extends VolumeProxy {
   protected override async handle(req: Request): Promise<Response> {

@@ -1,0 +1,112 @@
+// A rebuild paused (SIGSTOP) past its heartbeat, with a master on the index:
+// the master takes it for stopped and writes again, and a key it writes may
+// be one the rebuild had already listed. Resumed, the rebuild recorded that
+// key from its stale listing over the master's record (the old size, no
+// MD5), since a fenced write of its joined the index again and was sent
+// once more. It now stops at the fence, the index left marked incomplete.
+import { Cluster, MAIN, randomBytes, randomKey, type SpawnedMaster } from "../cluster.ts";
+import { assertEquals } from "../assert.ts";
+import { VolumeProxy } from "./replace_faults.ts";
+import { REBUILD_STOPPED } from "./rebuild_faults.ts";
+import { key2path } from "../../lib/keys.ts";
+import { toRecord } from "../../lib/record.ts";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const encoder = new TextEncoder();
+
+/**
+ * Reads one folder's listing from the volume at once, and answers it only
+ * once released: what a rebuild lists there is from before the release.
+ */
+class HeldListing extends VolumeProxy {
+  readonly fetched = Promise.withResolvers<void>();
+
+  constructor(target: string, readonly folder: string) {
+    super(target);
+  }
+
+  protected override async handle(req: Request): Promise<Response> {
+    if (req.method !== "GET" || !new URL(req.url).pathname.endsWith(this.folder)) {
+      return await this.forward(req);
+    }
+    const res = await this.forward(req);
+    const body = await res.arrayBuffer();
+    this.fetched.resolve();
+    await this.released;
+    return new Response(body, { status: res.status, headers: res.headers });
+  }
+}
+
+/** The key's record in the index at `db`, read straight from Deno KV. */
+async function recordOf(db: string, key: string) {
+  const kv = await Deno.openKv(`${db}/index.sqlite3`);
+  try {
+    return toRecord((await kv.get(["k", encoder.encode(key)])).value);
+  } finally {
+    kv.close();
+  }
+}
+
+/** The rebuild's stderr less its progress lines ("rebuild: keys 1, volumes 3, ..."). */
+function errors(stderr: Uint8Array): string[] {
+  return new TextDecoder().decode(stderr).split("\n").filter((l) =>
+    l !== "" && !l.startsWith("rebuild: keys ")
+  );
+}
+
+/** PUTs until the master stops answering 503 (a rebuild running), up to 15 s. */
+async function putOnceServed(url: string, body: Uint8Array<ArrayBuffer>): Promise<number> {
+  for (let i = 0; i < 60; i++) {
+    const res = await fetch(url, { method: "PUT", body });
+    await res.body?.cancel();
+    if (res.status !== 503) return res.status;
+    await sleep(250);
+  }
+  return 503;
+}
+
+Deno.test("a rebuild resumed after masters took it for stopped exits 1 and records nothing over their writes", async () => {
+  const c = await Cluster.start();
+  const key = randomKey("/rebuild-paused");
+  const folder = key2path(encoder.encode(key)).split("/").slice(0, 3).join("/") + "/";
+  const proxies = c.volumes.map((v) => new HeldListing(v, folder));
+  const volumes = proxies.map((p) => p.volume).join(",");
+  let m: SpawnedMaster | null = null;
+  const rebuild = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, "rebuild", "-db", c.db, "-volumes", volumes],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  });
+  let proc: Deno.ChildProcess | null = null;
+  try {
+    const res = await fetch(c.url + key, { method: "PUT", body: randomBytes(1000) });
+    assertEquals(res.status, 201);
+    await res.body?.cancel();
+    await c.stopMaster();
+    proc = rebuild.spawn();
+    // The rebuild has read the key's folder (the 1,000-byte value) on every volume.
+    await Promise.all(proxies.map((p) => p.fetched.promise));
+    proc.kill("SIGSTOP");
+    for (const p of proxies) p.release();
+    m = await c.spawnMaster(["-volumes", volumes]);
+    // Served once the master has watched the paused rebuild's heartbeat stand still.
+    assertEquals(await putOnceServed(m.url + key, randomBytes(2000)), 201);
+    assertEquals((await recordOf(c.db, key))?.size, 2000);
+    proc.kill("SIGCONT");
+    const out = await proc.output();
+    proc = null;
+    assertEquals(
+      [out.code, errors(out.stderr)],
+      [1, [REBUILD_STOPPED]],
+    );
+    assertEquals((await recordOf(c.db, key))?.size, 2000, "the master's record stands");
+  } finally {
+    proc?.kill("SIGCONT");
+    proc?.kill("SIGKILL");
+    await proc?.status;
+    await m?.stop();
+    await Promise.all(proxies.map((p) => p.stop()));
+    await c.stop();
+  }
+});
