@@ -23,6 +23,7 @@ import {
   setLogFormat,
 } from "./lib/log.ts";
 import { remoteProbe } from "./lib/volumes.ts";
+import { describePlacement, type OtherPlacement, type Placement } from "./lib/membership.ts";
 import { aliasesMessage, aliasesOf } from "./lib/aliases.ts";
 import { rebuild } from "./tools/rebuild.ts";
 import { rebalance } from "./tools/rebalance.ts";
@@ -149,7 +150,16 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
     throw new Error(aliasesMessage(aliases, "or two replicas of a key would be one file"));
   }
   const index = await openIndex(db);
-  await joinIndex(index, opts.owner);
+  const placement: Placement = {
+    volumes: opts.volumes,
+    replicas: opts.replicas,
+    subvolumes: opts.subvolumes,
+    colocate: opts.colocate,
+  };
+  await joinIndex(index, opts.owner, {
+    placement,
+    onPlacements: (others) => logPlacements(others, placement),
+  });
   const partial = await index.incomplete();
   if (partial) {
     logWarn(
@@ -229,6 +239,26 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
  * then the connections left open to close.
  */
 const GRACE = 5_000;
+
+/**
+ * Says which live masters of the index place keys otherwise than this one
+ * (lib/membership.ts), or that none does any more.
+ */
+function logPlacements(others: OtherPlacement[], mine: Placement) {
+  if (others.length === 0) {
+    logInfo("Every live master of the index places keys as this one does again");
+    return;
+  }
+  for (const o of others) {
+    logWarn(
+      `Warning: master ${o.id} on this index places keys by ${describePlacement(o.placement)}, ` +
+        `this master by ${describePlacement(mine)}: they put new keys on different volumes ` +
+        `(and a REBALANCE on one moves the other's back). Give every master the same flags, ` +
+        `then run rebalance`,
+      { other: o.id, placement: o.placement, mine },
+    );
+  }
+}
 
 /** What a stop cut off, when it cut off anything. */
 function logStop(drained: Drained, deadline: number) {
