@@ -23,6 +23,7 @@ import {
   setLogFormat,
 } from "./lib/log.ts";
 import { remoteProbe } from "./lib/volumes.ts";
+import { lookForUnindexed, type Unindexed } from "./lib/unindexed.ts";
 import { describePlacement, type OtherPlacement, type Placement } from "./lib/membership.ts";
 import { aliasesMessage, aliasesOf } from "./lib/aliases.ts";
 import { rebuild } from "./tools/rebuild.ts";
@@ -217,6 +218,10 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
     clearTimeout(timer);
   };
   for (const sig of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(sig, stop);
+  // A new or emptied index beside volumes that hold files: said, not waited for.
+  lookForUnindexed(index, opts.volumes, { timeout: opts.voltimeout })
+    .then((found) => found && logUnindexed(found))
+    .catch((err) => logUnexpected("Looking for files the index lacks", err));
   // Volume up/down for /?status: every volume probed every 2 s.
   const probes = startProbes(opts.volumes, {
     probe: remoteProbe,
@@ -258,6 +263,15 @@ function logPlacements(others: OtherPlacement[], mine: Placement) {
       { other: o.id, placement: o.placement, mine },
     );
   }
+}
+
+function logUnindexed(found: Unindexed) {
+  const volumes = found.volumes.map((v) => v.volume);
+  logWarn(
+    `Warning: the index holds no key while volumes hold files (${volumes.join(", ")}; e.g. ` +
+      `${found.volumes[0].file}): their keys answer 404: run rebuild (master stopped)`,
+    { unindexed: volumes },
+  );
 }
 
 /** What a stop cut off, when it cut off anything. */

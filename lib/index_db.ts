@@ -437,6 +437,12 @@ export class Index {
     return n;
   }
 
+  /** Whether the index holds a key's record at all, in any state (one record read). */
+  async holdsKeys(): Promise<boolean> {
+    for await (const _ of this.kv.list({ prefix: [NS] }, { limit: 1 })) return true;
+    return false;
+  }
+
   /** Every record, in key order (rebalance, verify). */
   async *entries(): AsyncGenerator<[Uint8Array, Entry]> {
     for await (const e of this.kv.list({ prefix: [NS] })) {

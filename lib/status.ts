@@ -8,6 +8,7 @@ import { recentErrors, traffic } from "./history.ts";
 import type { ErrorEntry, TrafficSnapshot } from "./history.ts";
 import type { Store } from "./store.ts";
 import type { Failing } from "./group_commit.ts";
+import { unindexed } from "./unindexed.ts";
 import { describePlacement, type OtherPlacement, type Placement } from "./membership.ts";
 
 /** When this process started (this module loads with the master). */
@@ -44,6 +45,11 @@ export interface IndexStatus {
   placement: Placement | null;
   /** The other live masters of the index that place keys otherwise (lib/membership.ts). */
   placements: OtherPlacement[];
+  /**
+   * The index held no key at this master's start while these volumes hold
+   * keys' files (lib/unindexed.ts), each with one of them; null otherwise.
+   */
+  unindexed: { since: string; volumes: { volume: string; file: string }[] } | null;
 }
 
 export interface Status {
@@ -73,6 +79,7 @@ export async function gatherStatus(store: Store, now = Date.now()): Promise<Stat
       failing: failingOf(store.index.commits.failing),
       placement: store.index.membership?.placement ?? null,
       placements: store.index.membership?.otherPlacements ?? [],
+      unindexed: unindexedOf(),
     },
     volumes: store.opts.volumes.map((volume) => {
       const h = health.get(volume);
@@ -96,6 +103,11 @@ export async function gatherStatus(store: Store, now = Date.now()): Promise<Stat
     traffic: traffic.snapshot(now),
     errors: recentErrors.list(),
   };
+}
+
+function unindexedOf(): IndexStatus["unindexed"] {
+  const u = unindexed();
+  return u && { since: new Date(u.at).toISOString(), volumes: u.volumes };
 }
 
 function failingOf(f: Failing | null): IndexStatus["failing"] {
@@ -153,6 +165,14 @@ export function problems(s: Status): string[] {
     out.push(
       `Index incomplete since ${day(partial.since)} UTC: ${esc(partial.why)}; keys on the ` +
         `volumes it could not read are missing: run rebuild again`,
+    );
+  }
+  const lacking = s.index.unindexed;
+  if (lacking) {
+    out.push(
+      `The index held no key at this master's start while volumes hold files: ` +
+        `${esc(lacking.volumes.map((v) => v.volume).join(", "))} (e.g. ` +
+        `${esc(lacking.volumes[0].file)}); their keys answer 404: run rebuild (master stopped)`,
     );
   }
   const failing = s.index.failing;

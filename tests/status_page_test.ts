@@ -35,6 +35,7 @@ const WHOLE: Status["index"] = {
   failing: null,
   placement: null,
   placements: [],
+  unindexed: null,
 };
 
 Deno.test("status page: how long, in the largest two units", () => {
@@ -128,5 +129,21 @@ Deno.test("status page: a live master placing keys otherwise is said at the top,
     "-replicas 2 -subvolumes 10 -colocate=false</code>, this master by <code>-volumes a:1,b:1 " +
     "-replicas 2 -subvolumes 10 -colocate=false</code>: give every master the same flags, then " +
     "run rebalance",
+  ]);
+});
+
+Deno.test("status page: an index that held no key at start beside volumes holding files is said at the top", () => {
+  const s = status([volume("a:1", true, NOW)], {
+    unindexed: {
+      since: NOW,
+      volumes: [{ volume: "a:1", file: "a:1/sv03/5d/41/aGVsbG8=" }, {
+        volume: "b:1",
+        file: "b:1/x",
+      }],
+    },
+  });
+  assertEquals(problems(s), [
+    "The index held no key at this master's start while volumes hold files: a:1, b:1 (e.g. " +
+    "a:1/sv03/5d/41/aGVsbG8=); their keys answer 404: run rebuild (master stopped)",
   ]);
 });

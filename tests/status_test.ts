@@ -142,6 +142,7 @@ Deno.test("/?status as JSON: exact fields, keys per volume as placed, a stopped 
       failing: null,
       placement: { volumes: c.volumes, replicas: 2, subvolumes: 10, colocate: false },
       placements: [],
+      unindexed: null,
     });
     assertEquals(s.keys.live, 4);
     assertEquals(s.keys.unlinked, 1);
