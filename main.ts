@@ -1,10 +1,18 @@
 // mkv: a distributed key-value store for large values, minikeyvalue's API on
 // Deno. `main.ts <command> [flags]`; see `main.ts help`.
 import { FlagError, HelpRequested, parseFlags, usage } from "./lib/flags.ts";
-import { FLAGS, listenPort, logFormat, requireDb, s3Options, storeOptions } from "./lib/config.ts";
+import {
+  drainDeadline,
+  FLAGS,
+  listenPort,
+  logFormat,
+  requireDb,
+  s3Options,
+  storeOptions,
+} from "./lib/config.ts";
 import { joinIndex, openIndex } from "./lib/open.ts";
 import { Store } from "./lib/store.ts";
-import { createHandler, Drain } from "./lib/server.ts";
+import { createHandler, Drain, type Drained } from "./lib/server.ts";
 import { health, startProbes } from "./lib/health.ts";
 import {
   logError,
@@ -15,6 +23,8 @@ import {
   setLogFormat,
 } from "./lib/log.ts";
 import { remoteProbe } from "./lib/volumes.ts";
+import { lookForUnindexed, type Unindexed } from "./lib/unindexed.ts";
+import { describePlacement, type OtherPlacement, type Placement } from "./lib/membership.ts";
 import { aliasesMessage, aliasesOf } from "./lib/aliases.ts";
 import { rebuild } from "./tools/rebuild.ts";
 import { rebalance } from "./tools/rebalance.ts";
@@ -133,6 +143,7 @@ function reportCrashesAsJson() {
 async function server(flags: { [name: string]: string | number | boolean }): Promise<number> {
   const port = listenPort(flags);
   const opts = storeOptions(flags);
+  const deadline = drainDeadline(flags);
   const db = requireDb(flags);
   // Checked with the other flags: before any volume or the index is touched.
   const s3 = s3Options(flags) ?? undefined;
@@ -142,7 +153,16 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
     throw new Error(aliasesMessage(aliases, "or two replicas of a key would be one file"));
   }
   const index = await openIndex(db);
-  await joinIndex(index, opts.owner);
+  const placement: Placement = {
+    volumes: opts.volumes,
+    replicas: opts.replicas,
+    subvolumes: opts.subvolumes,
+    colocate: opts.colocate,
+  };
+  await joinIndex(index, opts.owner, {
+    placement,
+    onPlacements: (others) => logPlacements(others, placement),
+  });
   const partial = await index.incomplete();
   if (partial) {
     logWarn(
@@ -178,29 +198,93 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
     throw new Error(`Cannot listen on port ${port} (-port): ${why}`);
   }
   // SIGTERM/SIGINT: refuse new requests (503), let those in flight finish
-  // (30 s at most), then stop the server; below, leave and close the index.
-  let grace: ReturnType<typeof setTimeout> | undefined;
+  // (-drain), cut off those left (503), then stop the server; below, leave
+  // and close the index. A second signal cuts off at once.
+  let drained: Drained = { cut: 0, unanswered: 0 };
+  const leftOpen = Promise.withResolvers<void>();
   const stop = async () => {
-    await drain.drain(30_000);
-    grace ??= setTimeout(() => Deno.exit(1), 5_000);
-    await srv.shutdown();
+    if (drain.draining) return drain.cutOff();
+    drained = await drain.drain({ deadline, grace: GRACE });
+    logStop(drained, deadline);
+    const closed = srv.shutdown();
+    // A request with no answer out yet holds the shutdown: waited for enough.
+    if (drained.unanswered > 0) return leftOpen.resolve();
+    // Every answer is out: a connection still open is a client sending a
+    // body it was answered for (Deno's shutdown() waits for its end).
+    const timer = setTimeout(() => {
+      logWarn(`Stopping: connections still open ${GRACE} ms after the last answer: closed`);
+      leftOpen.resolve();
+    }, GRACE);
+    await closed;
+    clearTimeout(timer);
   };
   for (const sig of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(sig, stop);
+  // A new or emptied index beside volumes that hold files: said, not waited for.
+  lookForUnindexed(index, opts.volumes, { timeout: opts.voltimeout })
+    .then((found) => found && logUnindexed(found))
+    .catch((err) => logUnexpected("Looking for files the index lacks", err));
   // Volume up/down for /?status: every volume probed every 2 s.
   const probes = startProbes(opts.volumes, {
     probe: remoteProbe,
     timeout: opts.voltimeout,
     every: 2_000,
   });
-  await srv.finished;
+  await Promise.race([srv.finished, leftOpen.promise]);
   probes.stop();
   // Leave before exiting (main exits as soon as this returns): a tool that
   // checks the index's members (rebuild) then sees this master gone at once.
   await index.membership?.leave();
   index.close();
-  clearTimeout(grace);
   health.flush();
-  return 0;
+  // 1: a request cut off at the deadline had no answer out within the grace.
+  return drained.unanswered > 0 ? 1 : 0;
+}
+
+/**
+ * How long, ms, the requests cut off at the -drain deadline have to answer,
+ * then the connections left open to close.
+ */
+const GRACE = 5_000;
+
+/**
+ * Says which live masters of the index place keys otherwise than this one
+ * (lib/membership.ts), or that none does any more.
+ */
+function logPlacements(others: OtherPlacement[], mine: Placement) {
+  if (others.length === 0) {
+    logInfo("Every live master of the index places keys as this one does again");
+    return;
+  }
+  for (const o of others) {
+    logWarn(
+      `Warning: master ${o.id} on this index places keys by ${describePlacement(o.placement)}, ` +
+        `this master by ${describePlacement(mine)}: they put new keys on different volumes ` +
+        `(and a REBALANCE on one moves the other's back). Give every master the same flags, ` +
+        `then run rebalance`,
+      { other: o.id, placement: o.placement, mine },
+    );
+  }
+}
+
+function logUnindexed(found: Unindexed) {
+  const volumes = found.volumes.map((v) => v.volume);
+  logWarn(
+    `Warning: the index holds no key while volumes hold files (${volumes.join(", ")}; e.g. ` +
+      `${found.volumes[0].file}): their keys answer 404: run rebuild (master stopped)`,
+    { unindexed: volumes },
+  );
+}
+
+/** What a stop cut off, when it cut off anything. */
+function logStop(drained: Drained, deadline: number) {
+  const { cut, unanswered } = drained;
+  if (cut === 0) return;
+  const late = unanswered > 0 ? `; ${unanswered} had no answer out within ${GRACE} ms` : "";
+  logWarn(
+    `Stopping: cut off ${cut} request(s) still in flight after ${deadline} ms (-drain), ` +
+      `answered 503${late}`,
+    { cut, unanswered },
+  );
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

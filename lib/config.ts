@@ -39,6 +39,12 @@ export const FLAGS: { [name: string]: FlagSpec } = {
     default: 30_000,
     usage: "How long a dead master's claim on a key blocks it",
   },
+  drain: {
+    type: "duration",
+    default: 30_000,
+    usage: "How long a stopping master (SIGTERM) lets requests in flight finish before it " +
+      "cuts them off (503)",
+  },
   v: { type: "bool", default: false, usage: "Verbose output: one log line per request" },
   s3: {
     type: "bool",
@@ -185,6 +191,14 @@ function s3Credentials(flags: FlagValues): Credentials | null {
     throw new FlagError("-s3-access-key and -s3-secret-key go together: set both or neither");
   }
   return { accessKey, secretKey };
+}
+
+/** -drain, checked, ms: 0 (cut off at once) to 24h. */
+export function drainDeadline(flags: FlagValues): number {
+  const ms = flags.drain as number;
+  if (ms < 0) throw new FlagError("-drain must not be negative");
+  if (ms > MAX_DURATION) throw new FlagError("-drain must be at most 24h");
+  return ms;
 }
 
 /** -port, checked: 0 (any free port) to 65535. */

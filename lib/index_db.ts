@@ -5,7 +5,7 @@ import { Bloom } from "./bloom.ts";
 import { compare, latin1, successor } from "./bytes.ts";
 import { type Cas, type Fence, Fenced, GroupCommit, IndexGone, retryBusy } from "./group_commit.ts";
 import { volumeOfReplica } from "./keys.ts";
-import type { Membership } from "./membership.ts";
+import type { Membership, Placement } from "./membership.ts";
 import { fromRecord, type Meta, type Record, type State, toRecord } from "./record.ts";
 import type { Algorithm, Checksum } from "./s3_checksum.ts";
 
@@ -40,6 +40,8 @@ export function keyFits(key: Uint8Array): boolean {
 export interface MemberRecord {
   id: string;
   versionstamp: string;
+  /** How the member places keys (a master's record; older masters' carry none). */
+  placement?: Placement;
 }
 
 export interface Entry {
@@ -250,7 +252,7 @@ export class Index {
    * `until` (lib/membership.ts), which is kept for masters of versions that
    * read it.
    */
-  async heartbeat(id: string, until: number): Promise<void> {
+  async heartbeat(id: string, until: number, placement?: Placement): Promise<void> {
     if (until === 0) {
       await retryBusy(() => this.kv.atomic().delete([MEMBERS, id]).delete([FENCES, id]).commit());
       return;
@@ -258,7 +260,8 @@ export class Index {
     // The commit every member makes each second: the status page's word on
     // whether the index takes writes, with no request writing.
     try {
-      await retryBusy(() => this.kv.set([MEMBERS, id], { until }));
+      const record = placement ? { until, placement } : { until };
+      await retryBusy(() => this.kv.set([MEMBERS, id], record));
     } catch (err) {
       this.commits.failed(err);
       throw err;
@@ -285,8 +288,11 @@ export class Index {
   /** Every member's heartbeat record, and the ids of the members holding a fence. */
   async members(): Promise<{ records: MemberRecord[]; fenced: string[] }> {
     const records: MemberRecord[] = [];
-    for await (const e of this.kv.list({ prefix: [MEMBERS] })) {
-      records.push({ id: String(e.key[1]), versionstamp: e.versionstamp });
+    const list = this.kv.list<{ placement?: Placement }>({ prefix: [MEMBERS] });
+    for await (const e of list) {
+      const record: MemberRecord = { id: String(e.key[1]), versionstamp: e.versionstamp };
+      if (e.value?.placement) record.placement = e.value.placement;
+      records.push(record);
     }
     const fenced: string[] = [];
     for await (const f of this.kv.list({ prefix: [FENCES] })) fenced.push(String(f.key[1]));
@@ -433,6 +439,12 @@ export class Index {
     }
     if (inAtomic > 0) await retryBusy(() => atomic.commit());
     return n;
+  }
+
+  /** Whether the index holds a key's record at all, in any state (one record read). */
+  async holdsKeys(): Promise<boolean> {
+    for await (const _ of this.kv.list({ prefix: [NS] }, { limit: 1 })) return true;
+    return false;
   }
 
   /** Every record, in key order (rebalance, verify). */

@@ -29,11 +29,44 @@
 // heartbeat, or its event loop held up) may have been taken for stopped by
 // a rebuild meanwhile, and what it read since cannot be answered from until
 // a heartbeat begun after the stall has looked (answerable()).
+//
+// Placement: a master's heartbeat record carries how it places keys (its
+// -volumes, -replicas, -subvolumes, -colocate). Masters that differ put
+// new keys on different volumes; each sees the others' at every beat and
+// says so (otherPlacements). Not refused: restarting masters one by one with
+// a new -volumes, then running rebalance, is how volumes are added.
 import { type Fence, Fenced } from "./group_commit.ts";
 import type { Index, MemberRecord } from "./index_db.ts";
 
 /** The start of a rebuild's member id (tools/rebuild.ts). */
 export const REBUILD = "rebuild:";
+
+/** How a master places keys: its -volumes, -replicas, -subvolumes and -colocate. */
+export interface Placement {
+  volumes: string[];
+  replicas: number;
+  subvolumes: number;
+  colocate: boolean;
+}
+
+/** A live master of the index placing keys otherwise than this one. */
+export interface OtherPlacement {
+  id: string;
+  placement: Placement;
+}
+
+/** Whether two masters place every key alike (the order of -volumes does not matter). */
+export function samePlacement(a: Placement, b: Placement): boolean {
+  const sorted = (p: Placement) => [...p.volumes].sort().join(",");
+  return sorted(a) === sorted(b) && a.replicas === b.replicas &&
+    a.subvolumes === b.subvolumes && a.colocate === b.colocate;
+}
+
+/** The flags a placement comes from: "-volumes a,b -replicas 2 -subvolumes 10 -colocate=false". */
+export function describePlacement(p: Placement): string {
+  return `-volumes ${p.volumes.join(",")} -replicas ${p.replicas} -subvolumes ${p.subvolumes} ` +
+    `-colocate=${p.colocate}`;
+}
 
 /** Heartbeats unchanged for this many intervals: the member is gone. */
 const LAPSE = 3;
@@ -60,7 +93,7 @@ export class RebuildRunning extends Fenced {
  */
 export class Watch {
   readonly lapse: number;
-  #seen = new Map<string, { versionstamp: string; since: number }>();
+  #seen = new Map<string, Seen>();
 
   constructor(lapse: number) {
     this.lapse = lapse;
@@ -70,18 +103,25 @@ export class Watch {
   see(records: MemberRecord[], now = performance.now()): {
     live: MemberRecord[];
     lapsed: MemberRecord[];
+    /** The live records seen to change while watched: members beating, not a dead one's record. */
+    beating: MemberRecord[];
   } {
-    const seen = new Map<string, { versionstamp: string; since: number }>();
+    const seen = new Map<string, Seen>();
     const live: MemberRecord[] = [];
     const lapsed: MemberRecord[] = [];
+    const beating: MemberRecord[] = [];
     for (const r of records) {
       const before = this.#seen.get(r.id);
-      const since = before?.versionstamp === r.versionstamp ? before.since : now;
-      seen.set(r.id, { versionstamp: r.versionstamp, since });
-      (now - since >= this.lapse ? lapsed : live).push(r);
+      const same = before?.versionstamp === r.versionstamp;
+      const since = same ? before.since : now;
+      const moved = before !== undefined && (before.moved || !same);
+      seen.set(r.id, { versionstamp: r.versionstamp, since, moved });
+      const isLive = now - since < this.lapse;
+      (isLive ? live : lapsed).push(r);
+      if (isLive && moved) beating.push(r);
     }
     this.#seen = seen;
-    return { live, lapsed };
+    return { live, lapsed, beating };
   }
 
   /**
@@ -92,6 +132,13 @@ export class Watch {
   restart(): void {
     this.#seen.clear();
   }
+}
+
+/** What a Watch keeps of a record: its versionstamp, since when, whether it ever changed. */
+interface Seen {
+  versionstamp: string;
+  since: number;
+  moved: boolean;
 }
 
 /**
@@ -158,6 +205,10 @@ export interface MembershipOptions {
    * then). Default true.
    */
   rejoin?: boolean;
+  /** How this member places keys (a master's): carried in its heartbeat record. */
+  placement?: Placement;
+  /** Called when the live masters placing keys otherwise than `placement` change. */
+  onPlacements?: (others: OtherPlacement[]) => void;
 }
 
 export class Membership {
@@ -187,6 +238,9 @@ export class Membership {
   #fencing: Promise<void> | null = null;
   #watch: Watch;
   #rejoin: boolean;
+  readonly placement: Placement | undefined;
+  #onPlacements: (others: OtherPlacement[]) => void;
+  #others: OtherPlacement[] = [];
 
   constructor(index: Index, id: string, opts: MembershipOptions) {
     this.#index = index;
@@ -195,6 +249,26 @@ export class Membership {
     this.#onSole = opts.onSole ?? (() => {});
     this.#rejoin = opts.rejoin ?? true;
     this.#watch = new Watch(LAPSE * opts.interval);
+    this.placement = opts.placement;
+    this.#onPlacements = opts.onPlacements ?? (() => {});
+  }
+
+  /** The live masters (seen beating) that place keys otherwise than this one, as last seen. */
+  get otherPlacements(): OtherPlacement[] {
+    return this.#others;
+  }
+
+  /** Notes the placements of the members seen beating; tells when that changed. */
+  #judgePlacements(beating: MemberRecord[]) {
+    const mine = this.placement;
+    if (!mine) return;
+    const others = beating
+      .filter((r) => r.placement && !samePlacement(r.placement, mine))
+      .map((r) => ({ id: r.id, placement: r.placement! }))
+      .sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+    if (JSON.stringify(others) === JSON.stringify(this.#others)) return;
+    this.#others = others;
+    this.#onPlacements(others);
   }
 
   /**
@@ -339,7 +413,7 @@ export class Membership {
     // (another process may open a new one there), and nothing written lands.
     this.#index.checkFile();
     try {
-      await this.#index.heartbeat(this.id, Date.now() + LAPSE * this.#interval);
+      await this.#index.heartbeat(this.id, Date.now() + LAPSE * this.#interval, this.placement);
     } catch (err) {
       // Refused (a full disk, a read-only index file): writes fail anyway,
       // but reads need not, once a look has seen no rebuild.
@@ -367,6 +441,7 @@ export class Membership {
     const others = seen.live.length;
     this.#rebuilding = seen.live.some((r) => r.id.startsWith(REBUILD));
     this.#judgeTrust(started);
+    this.#judgePlacements(seen.beating);
     // Lapsed members go at every beat, whoever else is live (or their
     // records pile up); sole once no write of one can land any more. A
     // held-up beat evicts nobody: it would fail the others' writes for nothing.

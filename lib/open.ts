@@ -2,7 +2,7 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { Index } from "./index_db.ts";
-import { Membership } from "./membership.ts";
+import { Membership, type MembershipOptions } from "./membership.ts";
 
 /** Heartbeat interval of index members (masters and writing tools). */
 export const MEMBER_INTERVAL = 1000;
@@ -62,17 +62,18 @@ async function open(db: string): Promise<Index> {
 
 /**
  * Registers `id` as a writer of the index (see lib/membership.ts) and lets
- * the index cache what it reads while this is its sole writer.
+ * the index cache what it reads while this is its sole writer. A master
+ * gives its placement (and what to do when others differ).
  */
 export async function joinIndex(
   index: Index,
   id: string,
-  opts: { rejoin?: boolean } = {},
+  opts: Pick<MembershipOptions, "placement" | "onPlacements" | "rejoin"> = {},
 ): Promise<void> {
   const m = new Membership(index, id, {
+    ...opts,
     interval: MEMBER_INTERVAL,
     onSole: (sole) => index.onSole(sole),
-    rejoin: opts.rejoin,
   });
   index.membership = m;
   await m.join();

@@ -30,6 +30,11 @@ export interface S3Options {
 export interface S3Request {
   store: Store;
   req: Request;
+  /**
+   * What the call's work stops at: the client gone, or a stopping master
+   * cutting off the requests in flight (lib/server.ts Drain).
+   */
+  signal: AbortSignal;
   /** The bucket ("" for the service: ListBuckets). */
   bucket: string;
   /** The object key within the bucket as bytes (empty for bucket calls). */
@@ -87,9 +92,9 @@ export async function handleS3(
   store: Store,
   opts: S3Options,
   req: Request,
-  target: Target,
+  call: { target: Target; signal: AbortSignal },
 ): Promise<Response> {
-  const res = await answerS3(store, opts, req, target);
+  const res = await answerS3(store, opts, req, call);
   // S3 names every answer; clients log it and show it with errors.
   res.headers.set("x-amz-request-id", requestId(res));
   return res;
@@ -104,8 +109,9 @@ async function answerS3(
   store: Store,
   opts: S3Options,
   req: Request,
-  target: Target,
+  call: { target: Target; signal: AbortSignal },
 ): Promise<Response> {
+  const { target, signal } = call;
   const head = req.method === "HEAD";
   const opened: S3Body[] = [];
   const { bucket, object, key, v2Path } = addressOf(req, target, opts);
@@ -127,6 +133,7 @@ async function answerS3(
     const s3: S3Request = {
       store,
       req,
+      signal,
       bucket,
       object,
       key,

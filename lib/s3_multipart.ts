@@ -232,7 +232,7 @@ async function openSource(
     range = `bytes=${r.start}-${r.end}`;
     length = r.end - r.start + 1;
   }
-  const res = await openReplica(store, source, src, { range, signal: req.signal });
+  const res = await openReplica(store, source, src, { range, signal: s3.signal });
   if (await stillNamed(store, source, src)) return { res, length };
   await res.body?.cancel().catch(() => {});
   return null;
@@ -280,7 +280,7 @@ async function storePart(
   const path = partPath(id, n, crypto.randomUUID().slice(0, 8));
   let written;
   try {
-    written = await store.writeFile(path, volumes, body, { signal: s3.req.signal, size });
+    written = await store.writeFile(path, volumes, body, { signal: s3.signal, size });
     const bad = check(written);
     if (bad) throw bad;
   } catch (err) {

@@ -135,7 +135,7 @@ async function readObject(s3: S3Request, head: boolean): Promise<Response | null
     if (r === "unsatisfiable") throw invalidRange(range, rec.size);
     asked = r ? `bytes=${r.start}-${r.end}` : undefined;
   }
-  const res = await openReplica(s3.store, s3.key, rec, { range: asked, signal: s3.req.signal });
+  const res = await openReplica(s3.store, s3.key, rec, { range: asked, signal: s3.signal });
   if (!await stillNamed(s3.store, s3.key, rec)) {
     await res.body?.cancel().catch(() => {});
     return null;
@@ -577,7 +577,7 @@ export async function putObject(s3: S3Request): Promise<Response> {
         return bad;
       },
       ...cond,
-      signal: req.signal,
+      signal: s3.signal,
     });
   } catch (err) {
     throw body.failure() ?? err;
@@ -645,7 +645,7 @@ async function copyOnce(
         "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
       );
     }
-    const conflicts = new Backoff(req.signal);
+    const conflicts = new Backoff(s3.signal);
     while (true) {
       const done = await rewriteMeta(store, s3.key, meta, cond.ifMatch, alg);
       if (done !== null) {
@@ -660,7 +660,7 @@ async function copyOnce(
     // write of the key (an unread GET would trip its stall watch).
     const stale = overtaken();
     const source = lazyBody(async () => {
-      const res = await openReplica(store, sourceKey, src, { signal: req.signal });
+      const res = await openReplica(store, sourceKey, src, { signal: s3.signal });
       // Overwritten since its record was read: the copy conditions, the
       // metadata copied, were the old value's (a source with no MD5 known,
       // rebuilt, has no check of the bytes to catch it).
@@ -682,7 +682,7 @@ async function copyOnce(
           return null;
         },
         ...cond,
-        signal: req.signal,
+        signal: s3.signal,
       });
     } catch (err) {
       const failed = source.failure();

@@ -23,12 +23,18 @@ import type { State } from "./record.ts";
 import { handleS3, isS3, isVirtualHosted, type S3Options } from "./s3.ts";
 import { headerValue } from "./s3_auth.ts";
 import { received, sent, unwritten } from "./sizes.ts";
+import { SourceError } from "./fanout.ts";
 
 export interface ServerOptions {
   /** Log one line per request. */
   verbose: boolean;
   /** The S3 gateway (lib/s3.ts); absent when it is off (-s3 or keys turn it on). */
   s3?: S3Options;
+  /**
+   * Aborted when a stopping master cuts off the requests in flight (the
+   * Drain's signal: createHandler sets it).
+   */
+  stop?: AbortSignal;
 }
 
 /** More keys than this in one unpaged list answer 413 (as mkv). */
@@ -39,17 +45,54 @@ const METHODS = "GET, HEAD, PUT, REPLACE, DELETE, UNLINK, RELINK, REBALANCE";
 const decoder = new TextDecoder();
 
 /**
+ * What a request still in flight when a stopping master's deadline passes
+ * fails with: 503, as a volume's failure (S3: ServiceUnavailable). A body
+ * cut off so is a failed body (lib/fanout.ts): nothing of it goes live, and
+ * what the write put on the volumes is removed as for any failed write.
+ */
+export class ShuttingDown extends SourceError {
+  constructor() {
+    super(503, "The master is shutting down and cut this request off: retry (on another master)");
+  }
+}
+
+export interface DrainOptions {
+  /** How long the requests in flight may go on, ms, before they are cut off. */
+  deadline: number;
+  /** How long those cut off then have to answer (503), ms. */
+  grace: number;
+}
+
+/** How a drain ended. */
+export interface Drained {
+  /** Requests cut off at the deadline (answered 503 unless counted in `unanswered`). */
+  cut: number;
+  /** Requests whose answer was not delivered by the end of the grace. */
+  unanswered: number;
+}
+
+/**
  * Requests in flight, for a graceful stop: Deno's `shutdown()` cuts off the
- * body of a request still uploading, so on SIGTERM the master first drains:
- * new requests get 503, those in flight finish, then it shuts down.
+ * body of a request still uploading (which then failed as a client's body
+ * ended early: 400), so on SIGTERM the master first drains: new requests
+ * get 503, those in flight finish; at the deadline those left are cut off
+ * (`signal`, ShuttingDown: 503); then it shuts down.
  */
 export class Drain {
   #inflight = 0;
   #draining = false;
-  #idle: (() => void) | null = null;
+  #idle = new Set<() => void>();
+  #cut = new AbortController();
+  /** How many were in flight when they were cut off. */
+  #cutCount = 0;
 
   get draining(): boolean {
     return this.#draining;
+  }
+
+  /** Aborted (with ShuttingDown) when the requests in flight are cut off. */
+  get signal(): AbortSignal {
+    return this.#cut.signal;
   }
 
   enter() {
@@ -57,19 +100,47 @@ export class Drain {
   }
 
   leave() {
-    if (--this.#inflight === 0) this.#idle?.();
+    if (--this.#inflight === 0) { for (const idle of this.#idle) idle(); }
   }
 
-  /** Refuses new requests; resolves when none is in flight, or after `ms`. */
-  drain(ms: number): Promise<void> {
+  /**
+   * Refuses new requests; waits until none is in flight, or `deadline` ms
+   * (or a cutOff()), then cuts off those left and waits up to `grace` ms
+   * for their answers.
+   */
+  async drain(opts: DrainOptions): Promise<Drained> {
     this.#draining = true;
-    if (this.#inflight === 0) return Promise.resolve();
+    if (await this.#idleWithin(opts.deadline)) return { cut: 0, unanswered: 0 };
+    this.cutOff();
+    await this.#idleWithin(opts.grace);
+    return { cut: this.#cutCount, unanswered: this.#inflight };
+  }
+
+  /** Cuts off the requests in flight now (a second SIGTERM: the deadline is now). */
+  cutOff() {
+    this.#draining = true;
+    if (this.#cut.signal.aborted) return;
+    this.#cutCount = this.#inflight;
+    this.#cut.abort(new ShuttingDown());
+  }
+
+  /** True once no request is in flight; false after `ms`, or at a cut-off while waiting. */
+  #idleWithin(ms: number): Promise<boolean> {
+    if (this.#inflight === 0) return Promise.resolve(true);
+    const signal = this.#cut.signal;
     return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.#idle = () => {
+      const done = (idle: boolean) => {
         clearTimeout(timer);
-        resolve();
+        this.#idle.delete(onIdle);
+        signal.removeEventListener("abort", onCut);
+        resolve(idle);
       };
+      const onIdle = () => done(true);
+      const onCut = () => done(false);
+      const timer = setTimeout(onCut, ms);
+      this.#idle.add(onIdle);
+      // The wait for the answers of those cut off is not ended by the cut.
+      if (!signal.aborted) signal.addEventListener("abort", onCut, { once: true });
     });
   }
 }
@@ -78,8 +149,9 @@ export function createHandler(
   store: Store,
   opts: ServerOptions,
   drain = new Drain(),
-): (req: Request) => Response | Promise<Response> {
-  return (req) => {
+): (req: Request, info?: Deno.ServeHandlerInfo) => Response | Promise<Response> {
+  opts = { ...opts, stop: drain.signal };
+  return (req, info) => {
     if (drain.draining) return shuttingDown(req, opts);
     const fast = fromMemory(store, req, opts);
     if (fast) {
@@ -88,7 +160,7 @@ export function createHandler(
       traffic.request(req.method, fast.status);
       return fast;
     }
-    return counted(store, opts, req, drain);
+    return counted(store, opts, req, { drain, completed: info?.completed });
   };
 }
 
@@ -110,23 +182,33 @@ function shuttingDown(req: Request, opts: ServerOptions): Response {
   return res;
 }
 
-/** handle(), timed and counted, inside the drain. */
+/**
+ * handle(), timed and counted, inside the drain: in flight until its answer
+ * is delivered (`completed`, Deno.serve's; without it, until it is made).
+ */
 async function counted(
   store: Store,
   opts: ServerOptions,
   req: Request,
-  drain: Drain,
+  inflight: { drain: Drain; completed?: Promise<void> },
 ): Promise<Response> {
+  const { drain, completed } = inflight;
   const started = performance.now();
   drain.enter();
   try {
     const res = await handle(store, opts, req);
+    // Cut off by a stopping master (or answered after): the connection
+    // goes with the server, not back to a keep-alive pool.
+    if (drain.signal.aborted) res.headers.set("Connection", "close");
     const seconds = (performance.now() - started) / 1000;
     metrics.request(req.method, res.status, seconds, received.get(res) ?? 0, bodySize(res));
     traffic.request(req.method, res.status);
     return res;
   } finally {
-    drain.leave();
+    // Delivered or not (the client gone), its answer is done with.
+    const leave = () => drain.leave();
+    if (completed) completed.then(leave, leave);
+    else leave();
   }
 }
 
@@ -240,10 +322,20 @@ function route(
   target: Target,
 ): Promise<Response> {
   return opts.s3 && isS3(req, target, opts.s3)
-    ? handleS3(store, opts.s3, req, target)
+    ? handleS3(store, opts.s3, req, { target, signal: signalOf(req, opts) })
     : target.query
     ? query(store, req, target.key, target.query)
-    : dispatch(store, req, target.key, target.rawPath);
+    : dispatch(store, req, target, signalOf(req, opts));
+}
+
+/**
+ * The signal a request's work stops at: the client gone, or (not for a GET
+ * or HEAD, which waits on nothing long) the requests in flight cut off by a
+ * stopping master.
+ */
+function signalOf(req: Request, opts: ServerOptions): AbortSignal {
+  if (!opts.stop || req.method === "GET" || req.method === "HEAD") return req.signal;
+  return AbortSignal.any([req.signal, opts.stop]);
 }
 
 /**
@@ -289,9 +381,10 @@ const STALLED = "This master stalled and has not yet checked whether a rebuild o
 async function dispatch(
   store: Store,
   req: Request,
-  key: Uint8Array,
-  rawPath: string,
+  target: Target,
+  signal: AbortSignal,
 ): Promise<Response> {
+  const { key, rawPath } = target;
   switch (req.method) {
     case "GET":
     case "HEAD":
@@ -300,14 +393,14 @@ async function dispatch(
       return respondSized(
         await store.put(key, req.body, {
           contentLength: contentLength(req),
-          signal: req.signal,
+          signal,
         }),
       );
     case "REPLACE":
       return respondSized(
         await store.replace(key, req.body, {
           contentLength: contentLength(req),
-          signal: req.signal,
+          signal,
         }),
       );
     case "DELETE":

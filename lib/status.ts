@@ -8,6 +8,8 @@ import { recentErrors, traffic } from "./history.ts";
 import type { ErrorEntry, TrafficSnapshot } from "./history.ts";
 import type { Store } from "./store.ts";
 import type { Failing } from "./group_commit.ts";
+import { unindexed } from "./unindexed.ts";
+import { describePlacement, type OtherPlacement, type Placement } from "./membership.ts";
 
 /** When this process started (this module loads with the master). */
 const STARTED = Date.now();
@@ -39,6 +41,15 @@ export interface IndexStatus {
   rebuilding: boolean;
   /** Since when and why this master's index commits fail (none has succeeded since), or null. */
   failing: { since: string; reason: string } | null;
+  /** How this master places keys. */
+  placement: Placement | null;
+  /** The other live masters of the index that place keys otherwise (lib/membership.ts). */
+  placements: OtherPlacement[];
+  /**
+   * The index held no key at this master's start while these volumes hold
+   * keys' files (lib/unindexed.ts), each with one of them; null otherwise.
+   */
+  unindexed: { since: string; volumes: { volume: string; file: string }[] } | null;
 }
 
 export interface Status {
@@ -66,6 +77,9 @@ export async function gatherStatus(store: Store, now = Date.now()): Promise<Stat
       incomplete: partial && { why: partial.why, since: new Date(partial.at).toISOString() },
       rebuilding: store.index.membership?.rebuilding ?? false,
       failing: failingOf(store.index.commits.failing),
+      placement: store.index.membership?.placement ?? null,
+      placements: store.index.membership?.otherPlacements ?? [],
+      unindexed: unindexedOf(),
     },
     volumes: store.opts.volumes.map((volume) => {
       const h = health.get(volume);
@@ -89,6 +103,11 @@ export async function gatherStatus(store: Store, now = Date.now()): Promise<Stat
     traffic: traffic.snapshot(now),
     errors: recentErrors.list(),
   };
+}
+
+function unindexedOf(): IndexStatus["unindexed"] {
+  const u = unindexed();
+  return u && { since: new Date(u.at).toISOString(), volumes: u.volumes };
 }
 
 function failingOf(f: Failing | null): IndexStatus["failing"] {
@@ -148,11 +167,28 @@ export function problems(s: Status): string[] {
         `volumes it could not read are missing: run rebuild again`,
     );
   }
+  const lacking = s.index.unindexed;
+  if (lacking) {
+    out.push(
+      `The index held no key at this master's start while volumes hold files: ` +
+        `${esc(lacking.volumes.map((v) => v.volume).join(", "))} (e.g. ` +
+        `${esc(lacking.volumes[0].file)}); their keys answer 404: run rebuild (master stopped)`,
+    );
+  }
   const failing = s.index.failing;
   if (failing) {
     out.push(
       `Index writes failing since ${day(failing.since)} UTC (for ${age(failing.since, s.time)}): ` +
         `<span class="reason">${esc(failing.reason)}</span>; writes answer 500 until one succeeds`,
+    );
+  }
+  for (const o of s.index.placements) {
+    const mine = s.index.placement ? describePlacement(s.index.placement) : "?";
+    out.push(
+      `Master ${esc(o.id)} on this index places keys by <code>${
+        esc(describePlacement(o.placement))
+      }</code>, this master by <code>${esc(mine)}</code>: give every master the same flags, ` +
+        `then run rebalance`,
     );
   }
   if (s.index.rebuilding) {

@@ -113,6 +113,38 @@ export async function keysIn(
   return [...byKey.values()];
 }
 
+/**
+ * One key's file on `volume`: its key and where it is ("host:port/svNN/ab/cd/name"),
+ * looked for depth first in at most `budget` listings; null when none was
+ * found within them (an empty volume, only empty key folders left by
+ * deletes, or a volume that could not be read: w.errors).
+ */
+export async function someKeyFile(
+  w: Walker,
+  volume: string,
+  budget: number,
+): Promise<{ key: Uint8Array; file: string } | null> {
+  let left = budget - 1;
+  const hex = async (vol: string, path: string) =>
+    left-- > 0
+      ? (await list(w, vol, path) ?? [])
+        .filter((f) => f.type === "directory" && HEX2.test(f.name))
+        .map((f) => `${path}${f.name}/`)
+      : [];
+  for (const vol of await subvolumesOf(w, volume)) {
+    for (const ab of await hex(vol, "/")) {
+      for (const folder of await hex(vol, ab)) {
+        if (left-- <= 0) return null;
+        for (const { path } of await filesUnder(w, vol, folder)) {
+          const key = path2key(path);
+          if (key) return { key, file: `${vol}${path}` };
+        }
+      }
+    }
+  }
+  return null;
+}
+
 /** Files under a key folder, following long-name segment folders down. */
 async function filesUnder(
   w: Walker,

@@ -77,6 +77,8 @@ const SKEWED_CLOCK = new URL("./skewed_clock.ts", import.meta.url).pathname;
 export interface SpawnOptions {
   /** Ms to move the master's wall clock (Date.now) by: a machine whose clock is off. */
   skew?: number;
+  /** "piped": its stderr is the test's to read (proc.stderr); otherwise discarded. */
+  stderr?: "piped";
 }
 
 export interface SpawnedMaster {
@@ -216,7 +218,7 @@ export class Cluster {
     env: { [name: string]: string } = {},
     opts: SpawnOptions = {},
   ): Promise<SpawnedMaster> {
-    const proc = this.#spawn(extra, this.volumes, "null", env, opts);
+    const proc = this.#spawn(extra, this.volumes, opts.stderr ?? "null", env, opts);
     const url = `http://127.0.0.1:${await listenPort(proc)}`;
     await waitUp(`${url}/?list`, { proc });
     return {
@@ -235,7 +237,7 @@ export class Cluster {
   #spawn(
     extra: string[],
     volumes: string[],
-    stderr: "null" | "inherit",
+    stderr: "null" | "inherit" | "piped",
     env: { [name: string]: string } = {},
     opts: SpawnOptions = {},
   ): Deno.ChildProcess {

@@ -1,12 +1,14 @@
-// A master draining on SIGTERM (lib/server.ts Drain): new requests are refused.
-import { createHandler, Drain } from "../lib/server.ts";
+// A master draining on SIGTERM (lib/server.ts Drain): new requests are
+// refused; those still in flight at the -drain deadline are cut off (503).
+import { createHandler, Drain, ShuttingDown } from "../lib/server.ts";
 import type { Store } from "../lib/store.ts";
 import { metrics } from "../lib/metrics.ts";
-import { assertEquals } from "./assert.ts";
+import { assert, assertEquals } from "./assert.ts";
+import { Cluster, randomKey, status, volumeFiles } from "./cluster.ts";
 
 Deno.test("a draining master answers 503 in text/plain, as its other errors, and closes", async () => {
   const drain = new Drain();
-  await drain.drain(0);
+  await drain.drain({ deadline: 0, grace: 0 });
   // Refused before the store is looked at.
   const handler = createHandler({} as Store, { verbose: false }, drain);
   const res = await handler(new Request("http://localhost/k", { method: "PUT", body: "x" }));
@@ -18,7 +20,7 @@ Deno.test("a draining master answers 503 in text/plain, as its other errors, and
 
 Deno.test("a draining master's 503 is counted in mkv_requests_total, its body in the bytes sent", async () => {
   const drain = new Drain();
-  await drain.drain(0);
+  await drain.drain({ deadline: 0, grace: 0 });
   const handler = createHandler({} as Store, { verbose: false }, drain);
   const before = metrics.requests.get("DELETE")?.get(503) ?? 0;
   const bytesBefore = metrics.bytesOut;
@@ -31,7 +33,7 @@ Deno.test("a draining master's 503 is counted in mkv_requests_total, its body in
 
 Deno.test("-v: a draining master's 503 is logged as one request line", async () => {
   const drain = new Drain();
-  await drain.drain(0);
+  await drain.drain({ deadline: 0, grace: 0 });
   const handler = createHandler({} as Store, { verbose: true }, drain);
   const lines: string[] = [];
   const log = console.log;
@@ -43,4 +45,156 @@ Deno.test("-v: a draining master's 503 is logged as one request line", async () 
     console.log = log;
   }
   assertEquals(lines.map((l) => l.replace(/ [0-9.]+ms /, " _ms ")), ["PUT /a%20b 503 _ms 14B"]);
+});
+
+Deno.test("a drain cuts off what is still in flight at its deadline: the signal aborts with ShuttingDown", async () => {
+  const drain = new Drain();
+  drain.enter();
+  const drained = drain.drain({ deadline: 0, grace: 60_000 });
+  await new Promise((r) => drain.signal.addEventListener("abort", r, { once: true }));
+  assert(drain.signal.reason instanceof ShuttingDown);
+  assertEquals(drain.signal.reason.status, 503);
+  drain.leave();
+  assertEquals(await drained, { cut: 1, unanswered: 0 });
+});
+
+Deno.test("a drain counts a request cut off that has not answered by the end of its grace", async () => {
+  const drain = new Drain();
+  drain.enter();
+  assertEquals(await drain.drain({ deadline: 0, grace: 0 }), { cut: 1, unanswered: 1 });
+});
+
+Deno.test("cutOff() (a second SIGTERM) ends the wait for the deadline at once", async () => {
+  const drain = new Drain();
+  drain.enter();
+  const drained = drain.drain({ deadline: 3_600_000, grace: 3_600_000 });
+  drain.cutOff();
+  assert(drain.signal.aborted);
+  drain.leave();
+  assertEquals(await drained, { cut: 1, unanswered: 0 });
+});
+
+Deno.test("a drain with nothing in flight cuts nothing off", async () => {
+  const drain = new Drain();
+  assertEquals(await drain.drain({ deadline: 0, grace: 0 }), { cut: 0, unanswered: 0 });
+  assertEquals(drain.signal.aborted, false);
+});
+
+/**
+ * A body that sends a byte every 100 ms until stop() (then ends): an upload
+ * that would outlast any -drain.
+ */
+function slowBody(): { body: ReadableStream<Uint8Array>; stop(): void } {
+  let timer: ReturnType<typeof setInterval> | undefined;
+  let ctl!: ReadableStreamDefaultController<Uint8Array>;
+  const body = new ReadableStream<Uint8Array>({
+    start(c) {
+      ctl = c;
+      c.enqueue(new TextEncoder().encode("x"));
+      timer = setInterval(() => c.enqueue(new TextEncoder().encode("x")), 100);
+    },
+    cancel: () => clearInterval(timer),
+  });
+  return {
+    body,
+    stop() {
+      clearInterval(timer);
+      try {
+        ctl.close();
+      } catch { /* cancelled */ }
+    },
+  };
+}
+
+/**
+ * Waits until a write of `key` is under way on the master: a RELINK then
+ * answers 409 (and otherwise 404, changing nothing on a live key).
+ */
+async function writingNow(c: Cluster, key: string): Promise<void> {
+  while (await status(c.url + key, { method: "RELINK" }) !== 409) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** SIGTERMs the master with `request` in flight on `key`; returns its answer and the exit code. */
+async function stopDuring(
+  c: Cluster,
+  key: string,
+  request: (body: ReadableStream<Uint8Array>) => Promise<Response>,
+): Promise<{ status: number; headers: Headers; body: string; code: number }> {
+  const slow = slowBody();
+  const answer = request(slow.body);
+  try {
+    await writingNow(c, key);
+    const master = c.masterProcess!;
+    master.kill("SIGTERM");
+    const res = await answer;
+    const body = await res.text();
+    // As curl does on an answer before its body's end: the connection is done.
+    slow.stop();
+    return { status: res.status, headers: res.headers, body, code: (await master.status).code };
+  } finally {
+    slow.stop();
+  }
+}
+
+const CUT_OFF = "The master is shutting down and cut this request off: retry (on another master)\n";
+
+Deno.test("SIGTERM: a PUT still uploading at the -drain deadline answers 503, leaves nothing, and the master exits 0", async () => {
+  const c = await Cluster.start({ volumes: 2, flags: ["-replicas", "2", "-drain", "1s"] });
+  try {
+    const k = randomKey();
+    // Larger than a write read whole first: it streams to both volumes.
+    const put = (body: ReadableStream<Uint8Array>) =>
+      fetch(c.url + k, { method: "PUT", body, headers: { "Content-Length": "1000000" } });
+    const out = await stopDuring(c, k, put);
+    assertEquals(out.status, 503);
+    assertEquals(out.body, CUT_OFF);
+    assertEquals(out.headers.get("connection"), "close");
+    assertEquals(out.code, 0);
+    await c.startMaster();
+    assertEquals(await status(c.url + k), 404);
+    assertEquals(await (await fetch(`${c.url}/?writing`)).json(), { next: "", keys: [] });
+    for (const v of c.volumes) assertEquals(await volumeFiles(v), []);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: a REPLACE still uploading at the -drain deadline answers 503 and the old value stays", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
+  try {
+    const k = randomKey();
+    assertEquals(await status(c.url + k, { method: "PUT", body: "old" }), 201);
+    const files = await volumeFiles(c.volumes[0]);
+    const replace = (body: ReadableStream<Uint8Array>) =>
+      fetch(c.url + k, { method: "REPLACE", body });
+    const out = await stopDuring(c, k, replace);
+    assertEquals(out.status, 503);
+    assertEquals(out.body, CUT_OFF);
+    assertEquals(out.code, 0);
+    await c.startMaster();
+    assertEquals(await (await fetch(c.url + k)).text(), "old");
+    assertEquals(await volumeFiles(c.volumes[0]), files);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: a PUT over an unlinked key cut off at the -drain deadline leaves it unlinked", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
+  try {
+    const k = randomKey();
+    assertEquals(await status(c.url + k, { method: "PUT", body: "unlinked" }), 201);
+    assertEquals(await status(c.url + k, { method: "UNLINK" }), 204);
+    const put = (body: ReadableStream<Uint8Array>) => fetch(c.url + k, { method: "PUT", body });
+    const out = await stopDuring(c, k, put);
+    assertEquals(out.status, 503);
+    assertEquals(out.code, 0);
+    await c.startMaster();
+    assertEquals(await status(c.url + k, { method: "RELINK" }), 204);
+    assertEquals(await (await fetch(c.url + k)).text(), "unlinked");
+  } finally {
+    await c.stop();
+  }
 });

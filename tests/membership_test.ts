@@ -1,6 +1,6 @@
 // Unit tests of lib/membership.ts against a real Deno KV on a temporary file:
 // joining again after a failure, leaving, judging other members' lapses.
-import { liveMembers, Membership } from "../lib/membership.ts";
+import { liveMembers, Membership, type OtherPlacement, type Placement } from "../lib/membership.ts";
 import { Index } from "../lib/index_db.ts";
 import { withIndex } from "./temp_index.ts";
 import { assertEquals, assertRejects } from "./assert.ts";
@@ -250,6 +250,77 @@ Deno.test("a member whose heartbeats the index refuses still sees a rebuild regi
       }
     } finally {
       await m.leave();
+    }
+  });
+});
+
+const PLACED = { volumes: ["a:1", "b:1", "c:1"], replicas: 2, subvolumes: 10, colocate: false };
+const GROWN = { ...PLACED, volumes: ["a:1", "b:1", "c:1", "d:1"] };
+
+/** A member with `placement`, beating every 20 ms; its reports of others' placements in `told`. */
+async function placed(index: Index, placement: Placement, told: OtherPlacement[][] = []) {
+  const m = new Membership(index, `m-${crypto.randomUUID()}`, {
+    interval: 20,
+    placement,
+    onPlacements: (others) => told.push(others),
+  });
+  await m.join();
+  return m;
+}
+
+/** Resolves once `told` holds a report `ok` accepts (the members beat every 20 ms). */
+async function toldOf(told: OtherPlacement[][], ok: (o: OtherPlacement[]) => boolean) {
+  while (!told.some(ok)) await sleep(10);
+}
+
+Deno.test("members placing keys otherwise each tell the other's placement, and that it left", async () => {
+  await withIndex(async (index) => {
+    const toldA: OtherPlacement[][] = [];
+    const toldB: OtherPlacement[][] = [];
+    const a = await placed(index, PLACED, toldA);
+    const b = await placed(index, GROWN, toldB);
+    try {
+      await toldOf(toldA, (o) => o.length === 1);
+      await toldOf(toldB, (o) => o.length === 1);
+      assertEquals(a.otherPlacements, [{ id: b.id, placement: GROWN }]);
+      assertEquals(b.otherPlacements, [{ id: a.id, placement: PLACED }]);
+      await b.leave();
+      await toldOf(toldA, (o) => o.length === 0 && toldA.indexOf(o) > 0);
+      assertEquals(a.otherPlacements, []);
+    } finally {
+      await a.leave();
+      await b.leave();
+    }
+  });
+});
+
+Deno.test("a member placing keys alike (its -volumes in another order) is not told", async () => {
+  await withIndex(async (index) => {
+    const told: OtherPlacement[][] = [];
+    const a = await placed(index, PLACED, told);
+    const same = await placed(index, { ...PLACED, volumes: [...PLACED.volumes].reverse() });
+    const other = await placed(index, GROWN);
+    try {
+      await toldOf(told, (o) => o.some((p) => p.id === other.id));
+      assertEquals(told.flat().filter((p) => p.id === same.id), []);
+    } finally {
+      for (const m of [a, same, other]) await m.leave();
+    }
+  });
+});
+
+Deno.test("a heartbeat record that never changes (a killed master's) is never told for another placement", async () => {
+  await withIndex(async (index) => {
+    await index.heartbeat("killed", Date.now() + 60_000, GROWN);
+    const told: OtherPlacement[][] = [];
+    const a = await placed(index, PLACED, told);
+    const other = await placed(index, GROWN);
+    try {
+      await toldOf(told, (o) => o.some((p) => p.id === other.id));
+      assertEquals(told.flat().filter((p) => p.id === "killed"), []);
+    } finally {
+      await a.leave();
+      await other.leave();
     }
   });
 });

@@ -10,12 +10,13 @@ function volume(name: string, up: boolean | null, since: string | null, reason =
   return { volume: name, up, ms: up === null ? null : 0.7, checked: NOW, since, reason, keys: 3 };
 }
 
-function status(volumes: VolumeStatus[], index: Status["index"]): Status {
+/** A status; what `index` leaves out is as WHOLE's. */
+function status(volumes: VolumeStatus[], index: Partial<Status["index"]>): Status {
   const empty = Array.from({ length: 60 }, () => 0);
   return {
     time: NOW,
     started: "2026-11-24T20:00:00.000Z",
-    index,
+    index: { ...WHOLE, ...index },
     volumes,
     keys: { live: 3, unlinked: 0, writing: 0, total: 3, counted: NOW },
     traffic: {
@@ -28,7 +29,14 @@ function status(volumes: VolumeStatus[], index: Status["index"]): Status {
   };
 }
 
-const WHOLE = { incomplete: null, rebuilding: false, failing: null };
+const WHOLE: Status["index"] = {
+  incomplete: null,
+  rebuilding: false,
+  failing: null,
+  placement: null,
+  placements: [],
+  unindexed: null,
+};
 
 Deno.test("status page: how long, in the largest two units", () => {
   assertEquals(age("2026-11-24T22:32:28.500Z", NOW), "11 s");
@@ -106,5 +114,36 @@ Deno.test("status page: index writes failing are said at the top, since when, fo
     "Index writes failing since 2026-11-24 22:32:10 UTC (for 30 s): " +
     '<span class="reason">the index stayed locked (another process holds its write lock) past ' +
     "10 s of retries</span>; writes answer 500 until one succeeds",
+  ]);
+});
+
+Deno.test("status page: a live master placing keys otherwise is said at the top, with both flags", () => {
+  const mine = { volumes: ["a:1", "b:1"], replicas: 2, subvolumes: 10, colocate: false };
+  const other = { ...mine, volumes: ["a:1", "b:1", "c:1"] };
+  const s = status([volume("a:1", true, NOW)], {
+    placement: mine,
+    placements: [{ id: "host2:81:ab12cd34", placement: other }],
+  });
+  assertEquals(problems(s), [
+    "Master host2:81:ab12cd34 on this index places keys by <code>-volumes a:1,b:1,c:1 " +
+    "-replicas 2 -subvolumes 10 -colocate=false</code>, this master by <code>-volumes a:1,b:1 " +
+    "-replicas 2 -subvolumes 10 -colocate=false</code>: give every master the same flags, then " +
+    "run rebalance",
+  ]);
+});
+
+Deno.test("status page: an index that held no key at start beside volumes holding files is said at the top", () => {
+  const s = status([volume("a:1", true, NOW)], {
+    unindexed: {
+      since: NOW,
+      volumes: [{ volume: "a:1", file: "a:1/sv03/5d/41/aGVsbG8=" }, {
+        volume: "b:1",
+        file: "b:1/x",
+      }],
+    },
+  });
+  assertEquals(problems(s), [
+    "The index held no key at this master's start while volumes hold files: a:1, b:1 (e.g. " +
+    "a:1/sv03/5d/41/aGVsbG8=); their keys answer 404: run rebuild (master stopped)",
   ]);
 });

@@ -136,7 +136,14 @@ Deno.test("/?status as JSON: exact fields, keys per volume as placed, a stopped 
       "traffic",
       "volumes",
     ]);
-    assertEquals(s.index, { incomplete: null, rebuilding: false, failing: null });
+    assertEquals(s.index, {
+      incomplete: null,
+      rebuilding: false,
+      failing: null,
+      placement: { volumes: c.volumes, replicas: 2, subvolumes: 10, colocate: false },
+      placements: [],
+      unindexed: null,
+    });
     assertEquals(s.keys.live, 4);
     assertEquals(s.keys.unlinked, 1);
     assertEquals(s.keys.writing, 0);
