@@ -386,16 +386,17 @@ async function metricsPage(store: Store, req: Request): Promise<Response> {
     return notGet("?metrics");
   }
   const { commits } = store.index;
-  const keys = await store.index.countByState();
+  const figures = await store.index.views();
   const body = render(metrics, {
     commits: commits.stats.commits,
     commitErrors: commits.stats.failures,
     writes: commits.stats.writes,
     batches: commits.batches,
     durations: commits.durations,
-    ...keys,
+    keys: figures.counts,
     sole: store.index.membership?.sole ? 1 : 0,
-    incomplete: await store.index.incomplete() ? 1 : 0,
+    incomplete: figures.incomplete ? 1 : 0,
+    unanswered: figures.unanswered === null ? 0 : 1,
   }, store.opts.volumes.map((volume) => ({ volume, up: health.get(volume).up })));
   return new Response(body, {
     headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" },

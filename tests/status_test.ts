@@ -136,7 +136,7 @@ Deno.test("/?status as JSON: exact fields, keys per volume as placed, a stopped 
       "traffic",
       "volumes",
     ]);
-    assertEquals(s.index, { incomplete: null, rebuilding: false, failing: null });
+    assertEquals(s.index, { incomplete: null, rebuilding: false, failing: null, unanswered: null });
     assertEquals(s.keys.live, 4);
     assertEquals(s.keys.unlinked, 1);
     assertEquals(s.keys.writing, 0);
