@@ -8,7 +8,7 @@ import { statusPage } from "./status.ts";
 import { health } from "./health.ts";
 import { Store } from "./store.ts";
 import type { Outcome } from "./store.ts";
-import { Fenced, IndexGone } from "./group_commit.ts";
+import { Fenced, IndexGone, isBusy, LOCKED_ANSWER } from "./group_commit.ts";
 import { keyFits } from "./index_db.ts";
 import {
   BadRequest,
@@ -212,6 +212,8 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
         ? text(503, err.message)
         : err instanceof Fenced
         ? text(503, `${err.message}: retry`)
+        : isBusy(err)
+        ? text(503, LOCKED_ANSWER)
         : text(500, `Internal error: ${err instanceof Error ? err.message : err}`);
       if (!(err instanceof BadRequest)) logUnexpected(`${req.method} ${key}`, err);
     }

@@ -7,7 +7,7 @@ import { health } from "./health.ts";
 import { recentErrors, traffic } from "./history.ts";
 import type { ErrorEntry, TrafficSnapshot } from "./history.ts";
 import type { Store } from "./store.ts";
-import type { Failing } from "./group_commit.ts";
+import { type Failing, LOCKED } from "./group_commit.ts";
 
 /** When this process started (this module loads with the master). */
 const STARTED = Date.now();
@@ -169,7 +169,8 @@ export function problems(s: Status): string[] {
   if (failing) {
     out.push(
       `Index writes failing since ${day(failing.since)} UTC (for ${age(failing.since, s.time)}): ` +
-        `<span class="reason">${esc(failing.reason)}</span>; writes answer 500 until one succeeds`,
+        `<span class="reason">${esc(failing.reason)}</span>; writes answer ` +
+        `${failing.reason === LOCKED ? 503 : 500} until one succeeds`,
     );
   }
   const unanswered = s.index.unanswered;

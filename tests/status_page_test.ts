@@ -107,7 +107,7 @@ Deno.test("status page: index writes failing are said at the top, since when, fo
   assertEquals(problems(s), [
     "Index writes failing since 2026-11-24 22:32:10 UTC (for 30 s): " +
     '<span class="reason">the index stayed locked (another process holds its write lock) past ' +
-    "10 s of retries</span>; writes answer 500 until one succeeds",
+    "10 s of retries</span>; writes answer 503 until one succeeds",
   ]);
 });
 
