@@ -204,6 +204,26 @@ export class Index {
     throw this.#gone;
   }
 
+  /**
+   * Whether the index answers a read within `ms`. Deno KV's first access
+   * of a file whose write lock another process holds waits until the lock
+   * is released, however long (a read too): a tool looks first, rather
+   * than hang. A read that fails counts as an answer (the next access
+   * throws the same). Unanswered, the index is not to be closed: Deno KV's
+   * close blocks the process until the read in flight ends.
+   */
+  async answers(ms: number): Promise<boolean> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      return await Promise.race([
+        this.kv.get([REBUILT]).then(() => true, () => true),
+        new Promise<boolean>((r) => timer = setTimeout(() => r(false), ms)),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** Set once checkFile found the index's file removed or replaced. */
   get gone(): IndexGone | null {
     return this.#gone;
