@@ -8,7 +8,7 @@
 // any master, verify's scan, rebalance), none of which has watched the
 // record change over time. A writer stops with a quarter of its lease left
 // by its own clock, so clocks apart by up to a quarter of -lease are safe.
-import { Fenced } from "./group_commit.ts";
+import { Fenced, isBusy } from "./group_commit.ts";
 import type { Entry, Index } from "./index_db.ts";
 import type { Record } from "./record.ts";
 
@@ -138,11 +138,12 @@ export class Claim {
     this.#chain = this.#chain.then(async () => {
       if (this.#lost.signal.aborted) return;
       let rec = this.#rec;
-      // Fenced twice (this process taken for gone): the reason the work fails.
+      // Fenced twice (this process taken for gone), or the index locked
+      // past retrying: the reason the work fails.
       let why: unknown = new Error("Lost the claim on the key");
       const vs = await this.#cas(() => rec = { ...this.#rec, until: Date.now() + this.#lease })
         .catch((err) => {
-          if (err instanceof Fenced) why = err;
+          if (refusedByIndex(err)) why = err;
           return null;
         });
       if (vs === null) {
@@ -227,13 +228,13 @@ export class Claim {
   }
 
   /**
-   * False for a claim lost to another writer; a renewal fenced (twice)
-   * throws that error (nothing was written: the request fails 503, to be
-   * retried).
+   * False for a claim lost to another writer; a renewal fenced (twice), or
+   * refused by an index locked past retrying, throws that error (the
+   * request fails 503, to be retried).
    */
   #lostReason(): false {
     const why = this.#lost.signal.reason;
-    if (why instanceof Fenced) throw why;
+    if (refusedByIndex(why)) throw why;
     return false;
   }
 
@@ -244,6 +245,15 @@ export class Claim {
   release(opts: { linger?: boolean } = {}): Promise<boolean> {
     return this.finish(this.#released, opts);
   }
+}
+
+/**
+ * Whether a write of the claim's failed for the index, not for another
+ * writer: fenced (this process taken for gone), or the index locked (by
+ * another process) past retrying. The key may be nobody else's.
+ */
+function refusedByIndex(err: unknown): boolean {
+  return err instanceof Fenced || isBusy(err);
 }
 
 /**

@@ -34,6 +34,14 @@ export async function retryBusy<T>(work: () => Promise<T>, ms = 10_000): Promise
   }
 }
 
+/** Why the index refused a commit whose lock another process held past retryBusy's retries. */
+export const LOCKED =
+  "the index stayed locked (another process holds its write lock) past 10 s of retries";
+
+/** The answer (503) to a request the index refused so: it may succeed once the lock is released. */
+export const LOCKED_ANSWER = `The index stayed locked (another process holds its write lock) ` +
+  `past 10 s of retries: retry once it is released`;
+
 /** Whether `err` is SQLite's "database is locked" (or busy): another process holds its write lock. */
 export function isBusy(err: unknown): boolean {
   return err instanceof Error && /database is (locked|busy)/i.test(err.message);
@@ -224,11 +232,7 @@ export class GroupCommit {
    */
   failed(err: unknown) {
     this.stats.failures++;
-    const reason = isBusy(err)
-      ? "the index stayed locked (another process holds its write lock) past 10 s of retries"
-      : err instanceof Error
-      ? err.message
-      : String(err);
+    const reason = isBusy(err) ? LOCKED : err instanceof Error ? err.message : String(err);
     this.failing = { since: this.failing?.since ?? Date.now(), reason };
   }
 

@@ -69,13 +69,80 @@ export interface ListResult {
 /** Records cached by a sole master (count, not bytes: records are small). */
 const CACHE_MAX = 200_000;
 
-/** What Index.countByState counts. */
+/** What the key count of Index.views counts. */
 export type KeyCounts = { [s in State]: number } & {
   /** Live and unlinked keys by volume ("host:port", from rvolumes). */
   volumes: { [volume: string]: number };
   /** When the scan started, ms since epoch. */
   at: number;
 };
+
+/** Why and since when (ms since epoch) the index lacks keys the volumes hold (markIncomplete). */
+export interface Incomplete {
+  at: number;
+  why: string;
+}
+
+/** What ?status and ?metrics show of the index (Index.views). */
+export interface ViewFigures {
+  /** The key counts of the last scan that finished; null until one has. */
+  counts: KeyCounts | null;
+  /** The incomplete mark as last read. */
+  incomplete: Incomplete | null;
+  /** When the read of the mark the views waited on in vain was sent (ms since epoch), or null. */
+  unanswered: number | null;
+}
+
+/** How long ?status and ?metrics wait on a read of the index before showing the last figures, ms. */
+export const VIEW_WAIT = 1000;
+
+/**
+ * A figure of the index the views show, read one read at a time: while a
+ * read is in flight no other is sent (a view asked for every second must
+ * not queue reads on an index that answers none), and the last figure read
+ * stays until one answers.
+ */
+class ViewRead<T> {
+  #read: () => Promise<T>;
+  #last: { value: T; at: number } | null = null;
+  #inFlight: { sent: number; answered: Promise<void> } | null = null;
+
+  constructor(read: () => Promise<T>) {
+    this.#read = read;
+  }
+
+  /** The figure last read; undefined before any. */
+  get last(): T | undefined {
+    return this.#last?.value;
+  }
+
+  /** When the read in flight was sent (ms since epoch), or null. */
+  get sent(): number | null {
+    return this.#inFlight?.sent ?? null;
+  }
+
+  /** Settles once the read in flight (if any) has: rejected when it failed. */
+  get answered(): Promise<void> {
+    return this.#inFlight?.answered ?? Promise.resolve();
+  }
+
+  /** A figure read elsewhere, sent at `at`: kept unless a newer one was. */
+  set(value: T, at = Date.now()) {
+    if (!this.#last || this.#last.at <= at) this.#last = { value, at };
+  }
+
+  /** Sends a read, unless one is in flight or the last was sent under `maxAge` ms ago. */
+  refresh(maxAge: number) {
+    if (this.#inFlight || (this.#last && Date.now() - this.#last.at < maxAge)) return;
+    const sent = Date.now();
+    const answered = this.#read().then((value) => this.set(value, sent)).finally(() => {
+      this.#inFlight = null;
+    });
+    // A read that fails once nobody waits on it is sent again at the next view.
+    answered.catch(() => {});
+    this.#inFlight = { sent, answered };
+  }
+}
 
 function countVolumes(byVolume: { [volume: string]: number }, rvolumes: string[]) {
   for (const rv of rvolumes) {
@@ -101,8 +168,10 @@ export class Index {
   #file: { path: string; dev: number; ino: number | null } | null = null;
   #gone: IndexGone | null = null;
 
-  constructor(kv: Deno.Kv) {
+  /** `recount`: how old the views' key counts may be before a scan counts again, ms. */
+  constructor(kv: Deno.Kv, opts: { recount?: number } = {}) {
     this.kv = kv;
+    this.#recount = opts.recount ?? 10_000;
     this.commits = new GroupCommit(kv, { check: () => this.checkFile() });
   }
 
@@ -135,6 +204,26 @@ export class Index {
         `index if it is missing keys)`,
     );
     throw this.#gone;
+  }
+
+  /**
+   * Whether the index answers a read within `ms`. Deno KV's first access
+   * of a file whose write lock another process holds waits until the lock
+   * is released, however long (a read too): a tool looks first, rather
+   * than hang. A read that fails counts as an answer (the next access
+   * throws the same). Unanswered, the index is not to be closed: Deno KV's
+   * close blocks the process until the read in flight ends.
+   */
+  async answers(ms: number): Promise<boolean> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      return await Promise.race([
+        this.kv.get([REBUILT]).then(() => true, () => true),
+        new Promise<boolean>((r) => timer = setTimeout(() => r(false), ms)),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Set once checkFile found the index's file removed or replaced. */
@@ -210,25 +299,50 @@ export class Index {
     this.#bloom = next;
   }
 
-  #counted: { at: number; figures: Promise<KeyCounts> } | null = null;
+  /** The key counts the views show: a scan at most every `recount` ms. */
+  #counts = new ViewRead<KeyCounts>(() => this.#countByState());
+  /** The incomplete mark the views show: read at every view. */
+  #partial = new ViewRead<Incomplete | null>(() => this.#readIncomplete());
+  #recount: number;
 
-  /** Keys by state and by volume, by a scan at most every 10 s (/?metrics, /?status). */
-  countByState(): Promise<KeyCounts> {
-    if (!this.#counted || performance.now() - this.#counted.at > 10_000) {
-      const figures = (async () => {
-        const n: KeyCounts = { live: 0, unlinked: 0, writing: 0, volumes: {}, at: Date.now() };
-        for await (const e of this.kv.list({ prefix: [NS] }, { batchSize: 1000 })) {
-          const rec = toRecord(e.value);
-          if (!rec) continue;
-          n[rec.state]++;
-          if (rec.state !== "writing") countVolumes(n.volumes, rec.rvolumes);
-        }
-        return n;
-      })();
-      this.#counted = { at: performance.now(), figures };
-      figures.catch(() => this.#counted = null);
+  /**
+   * What ?status and ?metrics show of the index: its key counts and its
+   * incomplete mark, read again (one read of each at a time) and waited on
+   * for at most `VIEW_WAIT` ms, after which the figures last read stand in.
+   * The mark's read is one key's: when the index has not answered it by
+   * then (another process holds its write lock: Deno KV runs reads after
+   * the writes it holds up, heartbeats among them), `unanswered` says
+   * since when it was sent. A scan of many keys may just take longer. A
+   * read that failed within the wait throws.
+   */
+  async views(): Promise<ViewFigures> {
+    this.#counts.refresh(this.#recount);
+    this.#partial.refresh(0);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([
+        Promise.all([this.#counts.answered, this.#partial.answered]),
+        new Promise((r) => timer = setTimeout(r, VIEW_WAIT)),
+      ]);
+    } finally {
+      clearTimeout(timer);
     }
-    return this.#counted.figures;
+    return {
+      counts: this.#counts.last ?? null,
+      incomplete: this.#partial.last ?? null,
+      unanswered: this.#partial.sent,
+    };
+  }
+
+  async #countByState(): Promise<KeyCounts> {
+    const n: KeyCounts = { live: 0, unlinked: 0, writing: 0, volumes: {}, at: Date.now() };
+    for await (const e of this.kv.list({ prefix: [NS] }, { batchSize: 1000 })) {
+      const rec = toRecord(e.value);
+      if (!rec) continue;
+      n[rec.state]++;
+      if (rec.state !== "writing") countVolumes(n.volumes, rec.rvolumes);
+    }
+    return n;
   }
 
   /**
@@ -236,14 +350,20 @@ export class Index {
    * with null as whole again. A rebuild marks it before it starts, so one
    * killed midway leaves the mark too.
    */
-  async markIncomplete(note: { at: number; why: string } | null): Promise<void> {
+  async markIncomplete(note: Incomplete | null): Promise<void> {
     if (note === null) await retryBusy(() => this.kv.delete([REBUILT]));
     else await retryBusy(() => this.kv.set([REBUILT], note));
   }
 
   /** Why the index lacks what the volumes hold (see markIncomplete), or null. */
-  async incomplete(): Promise<{ at: number; why: string } | null> {
-    return (await this.kv.get<{ at: number; why: string }>([REBUILT])).value;
+  async incomplete(): Promise<Incomplete | null> {
+    const partial = await this.#readIncomplete();
+    this.#partial.set(partial);
+    return partial;
+  }
+
+  async #readIncomplete(): Promise<Incomplete | null> {
+    return (await this.kv.get<Incomplete>([REBUILT])).value;
   }
 
   /**

@@ -79,13 +79,14 @@ export interface IndexFigures {
   batches: Histogram;
   /** Seconds per commit. */
   durations: Histogram;
-  live: number;
-  unlinked: number;
-  writing: number;
+  /** Keys by state, as last counted; null (not shown) until a scan has finished. */
+  keys: { live: number; unlinked: number; writing: number } | null;
   /** 1 while this master is the index's sole writer (answering from memory where it can). */
   sole: number;
   /** 1 while the index is marked incomplete (a rebuild that could not read every folder). */
   incomplete: number;
+  /** 1 while the index has not answered this page's read of it (its write lock held), else 0. */
+  unanswered: number;
 }
 
 export const BATCH_BOUNDS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
@@ -167,9 +168,11 @@ export function render(m: Metrics, index: IndexFigures, volumes: VolumeUp[]): st
   );
   out.push(...index.durations.lines("mkv_index_commit_duration_seconds", ""));
   family("mkv_keys", "gauge", "Keys in the index by state (counted at most every 10 s).");
-  out.push(`mkv_keys{state="live"} ${index.live}`);
-  out.push(`mkv_keys{state="unlinked"} ${index.unlinked}`);
-  out.push(`mkv_keys{state="writing"} ${index.writing}`);
+  if (index.keys) {
+    out.push(`mkv_keys{state="live"} ${index.keys.live}`);
+    out.push(`mkv_keys{state="unlinked"} ${index.keys.unlinked}`);
+    out.push(`mkv_keys{state="writing"} ${index.keys.writing}`);
+  }
   family(
     "mkv_index_sole",
     "gauge",
@@ -182,5 +185,12 @@ export function render(m: Metrics, index: IndexFigures, volumes: VolumeUp[]): st
     "1 while the index is marked incomplete (a rebuild could not read every folder): run rebuild.",
   );
   out.push(`mkv_index_incomplete ${index.incomplete}`);
+  family(
+    "mkv_index_reads_unanswered",
+    "gauge",
+    "1 while the index has not answered this page's read of it within 1 s (another process " +
+      "holds its write lock): the other index figures are the last read; else 0.",
+  );
+  out.push(`mkv_index_reads_unanswered ${index.unanswered}`);
   return out.join("\n") + "\n";
 }

@@ -6,7 +6,7 @@
 // lib/s3_multipart.ts. Errors speak S3's XML.
 import { concat } from "./bytes.ts";
 import { logUnexpected } from "./log.ts";
-import { Fenced } from "./group_commit.ts";
+import { Fenced, isBusy, LOCKED_ANSWER } from "./group_commit.ts";
 import { checkSignature, type Credentials, isSigned, parseQueryPairs } from "./s3_auth.ts";
 import { type S3Body, s3Body } from "./s3_body.ts";
 import { errorIds, errorResponse, newRequestId, S3Error, s3Error } from "./s3_xml.ts";
@@ -157,9 +157,11 @@ async function answerS3(
       return errorResponse(err, target.rawPath, head);
     }
     logUnexpected(`S3 ${req.method} ${target.rawPath}`, err);
-    const message = err instanceof Error ? err.message : String(err);
-    // Fenced: nothing was written, and a retry after the master re-joins succeeds.
-    const code = err instanceof Fenced ? "ServiceUnavailable" : "InternalError";
+    // Fenced: nothing was written, and a retry after the master re-joins
+    // succeeds; locked: once the lock is released. S3's clients retry a 503.
+    const locked = isBusy(err);
+    const message = locked ? LOCKED_ANSWER : err instanceof Error ? err.message : String(err);
+    const code = err instanceof Fenced || locked ? "ServiceUnavailable" : "InternalError";
     return errorResponse(s3Error(code, message), target.rawPath, head);
   } finally {
     // A body refused before it was read (412, 409, KeyTooLongError, ...):

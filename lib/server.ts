@@ -8,7 +8,7 @@ import { statusPage } from "./status.ts";
 import { health } from "./health.ts";
 import { Store } from "./store.ts";
 import type { Outcome } from "./store.ts";
-import { Fenced, IndexGone } from "./group_commit.ts";
+import { Fenced, IndexGone, isBusy, LOCKED_ANSWER } from "./group_commit.ts";
 import { keyFits } from "./index_db.ts";
 import {
   BadRequest,
@@ -297,6 +297,8 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
         ? text(503, err.message)
         : err instanceof Fenced
         ? text(503, `${err.message}: retry`)
+        : isBusy(err)
+        ? text(503, LOCKED_ANSWER)
         : text(500, `Internal error: ${err instanceof Error ? err.message : err}`);
       if (!(err instanceof BadRequest)) logUnexpected(`${req.method} ${key}`, err);
     }
@@ -491,16 +493,17 @@ async function metricsPage(store: Store, req: Request): Promise<Response> {
     return notGet("?metrics");
   }
   const { commits } = store.index;
-  const keys = await store.index.countByState();
+  const figures = await store.index.views();
   const body = render(metrics, {
     commits: commits.stats.commits,
     commitErrors: commits.stats.failures,
     writes: commits.stats.writes,
     batches: commits.batches,
     durations: commits.durations,
-    ...keys,
+    keys: figures.counts,
     sole: store.index.membership?.sole ? 1 : 0,
-    incomplete: await store.index.incomplete() ? 1 : 0,
+    incomplete: figures.incomplete ? 1 : 0,
+    unanswered: figures.unanswered === null ? 0 : 1,
   }, store.opts.volumes.map((volume) => ({ volume, up: health.get(volume).up })));
   return new Response(body, {
     headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" },

@@ -7,9 +7,9 @@ import { health } from "./health.ts";
 import { recentErrors, traffic } from "./history.ts";
 import type { ErrorEntry, TrafficSnapshot } from "./history.ts";
 import type { Store } from "./store.ts";
-import type { Failing } from "./group_commit.ts";
 import { unindexed } from "./unindexed.ts";
 import { describePlacement, type OtherPlacement, type Placement } from "./membership.ts";
+import { type Failing, LOCKED } from "./group_commit.ts";
 
 /** When this process started (this module loads with the master). */
 const STARTED = Date.now();
@@ -50,6 +50,12 @@ export interface IndexStatus {
    * keys' files (lib/unindexed.ts), each with one of them; null otherwise.
    */
   unindexed: { since: string; volumes: { volume: string; file: string }[] } | null;
+  /**
+   * Since when the index has not answered the page's read of it (another
+   * process holds its write lock), or null: the figures shown are those
+   * last read.
+   */
+  unanswered: { since: string } | null;
 }
 
 export interface Status {
@@ -57,7 +63,14 @@ export interface Status {
   started: string;
   index: IndexStatus;
   volumes: VolumeStatus[];
-  keys: { live: number; unlinked: number; writing: number; total: number; counted: string };
+  /** `counted`: when the scan that counted them began; null (every count 0) until one has finished. */
+  keys: {
+    live: number;
+    unlinked: number;
+    writing: number;
+    total: number;
+    counted: string | null;
+  };
   traffic: TrafficSnapshot;
   errors: ErrorEntry[];
 }
@@ -68,8 +81,9 @@ function iso(ms: number): string | null {
 
 /** What the page shows, gathered now. */
 export async function gatherStatus(store: Store, now = Date.now()): Promise<Status> {
-  const counts = await store.index.countByState();
-  const partial = await store.index.incomplete();
+  const figures = await store.index.views();
+  const counts = figures.counts ?? { live: 0, unlinked: 0, writing: 0, volumes: {}, at: 0 };
+  const partial = figures.incomplete;
   return {
     time: new Date(now).toISOString(),
     started: new Date(STARTED).toISOString(),
@@ -80,6 +94,9 @@ export async function gatherStatus(store: Store, now = Date.now()): Promise<Stat
       placement: store.index.membership?.placement ?? null,
       placements: store.index.membership?.otherPlacements ?? [],
       unindexed: unindexedOf(),
+      unanswered: figures.unanswered === null
+        ? null
+        : { since: new Date(figures.unanswered).toISOString() },
     },
     volumes: store.opts.volumes.map((volume) => {
       const h = health.get(volume);
@@ -98,7 +115,7 @@ export async function gatherStatus(store: Store, now = Date.now()): Promise<Stat
       unlinked: counts.unlinked,
       writing: counts.writing,
       total: counts.live + counts.unlinked + counts.writing,
-      counted: new Date(counts.at).toISOString(),
+      counted: iso(counts.at),
     },
     traffic: traffic.snapshot(now),
     errors: recentErrors.list(),
@@ -179,7 +196,17 @@ export function problems(s: Status): string[] {
   if (failing) {
     out.push(
       `Index writes failing since ${day(failing.since)} UTC (for ${age(failing.since, s.time)}): ` +
-        `<span class="reason">${esc(failing.reason)}</span>; writes answer 500 until one succeeds`,
+        `<span class="reason">${esc(failing.reason)}</span>; writes answer ` +
+        `${failing.reason === LOCKED ? 503 : 500} until one succeeds`,
+    );
+  }
+  const unanswered = s.index.unanswered;
+  if (unanswered) {
+    const counted = s.keys.counted ? `counted at ${day(s.keys.counted)} UTC` : "not counted yet";
+    out.push(
+      `Index not answering reads since ${day(unanswered.since)} UTC (for ` +
+        `${age(unanswered.since, s.time)}): another process may hold its write lock; the figures ` +
+        `shown are the last read (keys ${counted})`,
     );
   }
   for (const o of s.index.placements) {
@@ -315,7 +342,7 @@ ${volumes}
 <table id="keys">
 <tr><th>live</th><th>unlinked</th><th>writing</th><th>total</th><th>counted at</th></tr>
 <tr><td class="num">${s.keys.live}</td><td class="num">${s.keys.unlinked}</td><td class="num">${s.keys.writing}</td><td class="num">${s.keys.total}</td><td>${
-    clock(s.keys.counted)
+    s.keys.counted ? clock(s.keys.counted) : "not yet"
   }</td></tr>
 </table>
 <h2>Requests per second, last ${minutes} minutes (${t.interval_s} s slots)</h2>

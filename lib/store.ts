@@ -10,7 +10,7 @@ import { Claim, isClaimed, isLingering, unleased } from "./claim.ts";
 import { DigestMismatch, fanout, LostClaim, Silence, SourceError } from "./fanout.ts";
 import { type Entry, type Index, keyFits } from "./index_db.ts";
 import { health } from "./health.ts";
-import { Fenced } from "./group_commit.ts";
+import { Fenced, isBusy, LOCKED_ANSWER } from "./group_commit.ts";
 import {
   key2path,
   key2volume,
@@ -1145,16 +1145,19 @@ function liveRecord(rvolumes: string[], written: FanoutResult, meta?: Meta): Rec
 }
 
 function lostClaim(err: unknown, claim: Claim): Outcome {
-  // A renewal fenced: nothing more was written, and a retry can be.
-  if (claim.signal.reason instanceof Fenced) return failedWrite(claim.signal.reason);
-  const why = err instanceof LostClaim ? "" : ` (${messageOf(err)})`;
-  return { status: 500, message: `Lost the claim on the key mid-write${why}` };
+  // A renewal fenced, or refused by a locked index: nothing more was
+  // written, and a retry can be.
+  const why = claim.signal.reason;
+  if (why instanceof Fenced || isBusy(why)) return failedWrite(why);
+  const cause = err instanceof LostClaim ? "" : ` (${messageOf(err)})`;
+  return { status: 500, message: `Lost the claim on the key mid-write${cause}` };
 }
 
 /** A write that failed: the client's body (400, 408) or a volume (500). */
 function failedWrite(err: unknown): Outcome {
   // Fenced: nothing was written, and once the master has joined again it can be.
   if (err instanceof Fenced) return { status: 503, message: `${err.message}: retry` };
+  if (isBusy(err)) return { status: 503, message: LOCKED_ANSWER };
   const status = err instanceof SourceError ? err.status : 500;
   return { status, message: messageOf(err) };
 }

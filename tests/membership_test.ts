@@ -324,3 +324,31 @@ Deno.test("a heartbeat record that never changes (a killed master's) is never to
     }
   });
 });
+
+Deno.test("a member's heartbeats do not pile up on a locked index: a read sent once the lock has been held for 30 beats answers while it is still held", async () => {
+  await withIndex(async (index, path) => {
+    const m = new Membership(index, `m-${crypto.randomUUID()}`, { interval: 100 });
+    index.membership = m;
+    await m.join();
+    const unlock = lockIndex(path);
+    // Each write waits 5 s on the lock, and Deno KV runs reads after the
+    // writes it holds: a beat sent every 100 ms regardless, 30 of them
+    // waited on before this read (minutes). One at a time: one beat's wait.
+    let answered = false;
+    let unlocked = false;
+    const release = setTimeout(() => {
+      unlocked = true;
+      unlock();
+    }, 30_000);
+    try {
+      await sleep(3000);
+      await index.kv.get(["members", m.id]);
+      answered = !unlocked;
+    } finally {
+      clearTimeout(release);
+      if (!unlocked) unlock();
+      await m.leave();
+    }
+    assertEquals(answered, true, "the read answered while the index was locked");
+  });
+});

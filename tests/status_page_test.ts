@@ -36,6 +36,7 @@ const WHOLE: Status["index"] = {
   placement: null,
   placements: [],
   unindexed: null,
+  unanswered: null,
 };
 
 Deno.test("status page: how long, in the largest two units", () => {
@@ -93,6 +94,7 @@ Deno.test("status page: an incomplete index and a rebuild running are said at th
     incomplete: { why: "a rebuild could not read 1 folder", since: "2026-11-23T08:00:00.000Z" },
     rebuilding: true,
     failing: null,
+    unanswered: null,
   });
   assertEquals(problems(s), [
     "Index incomplete since 2026-11-23 08:00:00 UTC: a rebuild could not read 1 folder; keys on " +
@@ -109,11 +111,30 @@ Deno.test("status page: index writes failing are said at the top, since when, fo
       since: "2026-11-24T22:32:10.000Z",
       reason: "the index stayed locked (another process holds its write lock) past 10 s of retries",
     },
+    unanswered: null,
   });
   assertEquals(problems(s), [
     "Index writes failing since 2026-11-24 22:32:10 UTC (for 30 s): " +
     '<span class="reason">the index stayed locked (another process holds its write lock) past ' +
-    "10 s of retries</span>; writes answer 500 until one succeeds",
+    "10 s of retries</span>; writes answer 503 until one succeeds",
+  ]);
+});
+
+Deno.test("status page: an index not answering reads is said at the top, since when, and when the keys shown were counted", () => {
+  const s = status([volume("a:1", true, NOW)], {
+    ...WHOLE,
+    unanswered: { since: "2026-11-24T22:32:25.000Z" },
+  });
+  s.keys.counted = "2026-11-24T22:32:20.000Z";
+  assertEquals(problems(s), [
+    "Index not answering reads since 2026-11-24 22:32:25 UTC (for 15 s): another process may " +
+    "hold its write lock; the figures shown are the last read (keys counted at 2026-11-24 " +
+    "22:32:20 UTC)",
+  ]);
+  s.keys.counted = null;
+  assertEquals(problems(s), [
+    "Index not answering reads since 2026-11-24 22:32:25 UTC (for 15 s): another process may " +
+    "hold its write lock; the figures shown are the last read (keys not counted yet)",
   ]);
 });
 

@@ -143,6 +143,7 @@ Deno.test("/?status as JSON: exact fields, keys per volume as placed, a stopped 
       placement: { volumes: c.volumes, replicas: 2, subvolumes: 10, colocate: false },
       placements: [],
       unindexed: null,
+      unanswered: null,
     });
     assertEquals(s.keys.live, 4);
     assertEquals(s.keys.unlinked, 1);

@@ -29,13 +29,19 @@ export async function rebuild(flags: FlagValues): Promise<number> {
   const opts = storeOptions(flags);
   const concurrency = concurrencyOf(flags);
   const index = await openIndex(requireDb(flags));
+  // Opened while another process held its write lock, the index's first
+  // access waits for as long as it is held. Not closed then: Deno KV's
+  // close waits (blocking the process) for the access in flight.
+  if (!await index.answers(LOCKED_MS)) {
+    logError(
+      `rebuild: ${lockedFor()}; nothing was changed: run rebuild again once the lock is released`,
+    );
+    return 1;
+  }
   const run = { marked: false };
   try {
     return await rebuildIndex(index, opts, concurrency, run);
   } catch (err) {
-    // The index locked past retrying (another process holds SQLite's write
-    // lock): said as such, with what it left, rather than a bare "database
-    // is locked".
     if (fencedIn(err)) {
       logError(
         "rebuild: stopped: it was paused past its heartbeat, and masters took it for stopped " +
@@ -44,9 +50,12 @@ export async function rebuild(flags: FlagValues): Promise<number> {
       );
       return 1;
     }
+    // The index locked past retrying (another process holds SQLite's write
+    // lock): said as such, with what it left, rather than a bare "database
+    // is locked".
     if (!isBusy(err)) throw err;
     logError(
-      `rebuild: the index stayed locked for over 15 s (another process holds its write lock); ` +
+      `rebuild: ${lockedFor()}; ` +
         (run.marked
           ? `it is left marked incomplete, some records gone: run rebuild again once the lock is released`
           : `nothing was changed: run rebuild again once the lock is released`),
@@ -239,6 +248,19 @@ function skipped(tooLong: number, refused: number): string {
 function fencedIn(err: unknown): boolean {
   if (err instanceof AggregateError) return err.errors.some(fencedIn);
   return err instanceof Fenced;
+}
+
+/**
+ * How long an index write waits on a lock another process holds before it
+ * fails: 5 s in Deno KV, tried again for 10 s (retryBusy). The index's first
+ * access is given as long.
+ */
+const LOCKED_MS = 15_000;
+
+function lockedFor(): string {
+  return `the index stayed locked for over ${
+    LOCKED_MS / 1000
+  } s (another process holds its write lock)`;
 }
 
 /** Exits 1, the index untouched: `live` members use it. */

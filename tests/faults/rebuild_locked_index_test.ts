@@ -129,3 +129,38 @@ Deno.test("rebuild on an index locked past its retries as it checks exits 1 sayi
     await c.stop();
   }
 });
+
+Deno.test("rebuild on an index locked before it opens it exits 1 saying so, the index unchanged", async () => {
+  const c = await Cluster.start();
+  let unlock: (() => void) | null = null;
+  let safety: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const key = randomKey("/rebuild-locked");
+    assertEquals(await status(c.url + key, { method: "PUT", body: randomBytes(1000) }), 201);
+    await c.stopMaster();
+    unlock = lockIndex(`${c.db}/index.sqlite3`);
+    // Released after a minute all the same: a rebuild that waits on it ends.
+    safety = setTimeout(() => {
+      unlock?.();
+      unlock = null;
+    }, 60_000);
+    const done = await runMain(["rebuild", "-db", c.db, "-volumes", c.volumes.join(",")]);
+    assertEquals(unlock !== null, true, "rebuild ended while the index was locked");
+    assertEquals(
+      [done.code, done.stderr],
+      [
+        1,
+        "rebuild: the index stayed locked for over 15 s (another process holds its write lock); " +
+        "nothing was changed: run rebuild again once the lock is released\n",
+      ],
+    );
+    unlock!();
+    unlock = null;
+    await c.startMaster();
+    assertEquals(await status(c.url + key), 302);
+  } finally {
+    clearTimeout(safety);
+    unlock?.();
+    await c.stop();
+  }
+});

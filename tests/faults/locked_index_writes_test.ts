@@ -1,0 +1,124 @@
+// Writes on an index whose SQLite write lock another process holds (a stuck
+// writer, a backup tool) past the master's retries: each index write waits
+// 5 s on the lock and is tried again for 10 s. They answer 503 saying the
+// index is locked, not 500, and leave nothing live.
+import { Cluster, randomBytes, randomKey, status } from "../cluster.ts";
+import { assertEquals } from "../assert.ts";
+import { lockIndex } from "../lock_index.ts";
+import { s3Client } from "../s3_client.ts";
+import { PutObjectCommand, S3ServiceException } from "@aws-sdk/client-s3";
+
+const LOCKED = "The index stayed locked (another process holds its write lock) past 10 s of " +
+  "retries: retry once it is released\n";
+
+/** Polls `check` until it holds, or fails naming `what`. */
+async function until(what: string, check: () => Promise<boolean>): Promise<void> {
+  for (let tries = 0; tries < 100; tries++) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`Gave up waiting: ${what}`);
+}
+
+async function listed(c: Cluster, view: string, key: string): Promise<boolean> {
+  const res = await fetch(`${c.url}${key}?${view}`);
+  return ((await res.json()).keys as string[]).includes(key);
+}
+
+Deno.test("a PUT whose claim a locked index could not renew answers 503 saying the index is locked, and leaves the key not live", async () => {
+  const c = await Cluster.start({ flags: ["-lease", "3s"] });
+  let unlock: (() => void) | null = null;
+  const rest = Promise.withResolvers<void>();
+  try {
+    const key = randomKey("/locked-put");
+    // A chunk every 200 ms (no body timeout), until the lock has come and gone.
+    let ended = false;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(ctl) {
+        await Promise.race([rest.promise, new Promise((r) => setTimeout(r, 200))]);
+        if (ended) return;
+        ctl.enqueue(randomBytes(100));
+      },
+      cancel() {
+        ended = true;
+      },
+    });
+    rest.promise.then(() => ended = true);
+    const put = fetch(c.url + key, { method: "PUT", body });
+    await until("the key claimed", () => listed(c, "writing", key));
+    unlock = lockIndex(`${c.db}/index.sqlite3`);
+    const res = await put;
+    assertEquals([res.status, await res.text()], [503, LOCKED]);
+    rest.resolve();
+    unlock();
+    unlock = null;
+    assertEquals(await status(c.url + key), 404);
+    assertEquals(await listed(c, "list", key), false);
+  } finally {
+    rest.resolve();
+    unlock?.();
+    await c.stop();
+  }
+});
+
+Deno.test("a PUT on a locked index answers 503 saying the index is locked, and the key is not live once it is released", async () => {
+  const c = await Cluster.start();
+  let unlock: (() => void) | null = null;
+  try {
+    const key = randomKey("/locked-put");
+    unlock = lockIndex(`${c.db}/index.sqlite3`);
+    const res = await fetch(c.url + key, { method: "PUT", body: randomBytes(1000) });
+    assertEquals([res.status, await res.text()], [503, LOCKED]);
+    unlock();
+    unlock = null;
+    assertEquals(await status(c.url + key), 404);
+    assertEquals(await status(c.url + key, { method: "PUT", body: "x" }), 201);
+  } finally {
+    unlock?.();
+    await c.stop();
+  }
+});
+
+Deno.test("a DELETE on a locked index answers 503 saying the index is locked, and the key stays live", async () => {
+  const c = await Cluster.start();
+  let unlock: (() => void) | null = null;
+  try {
+    const key = randomKey("/locked-delete");
+    assertEquals(await status(c.url + key, { method: "PUT", body: "kept" }), 201);
+    unlock = lockIndex(`${c.db}/index.sqlite3`);
+    const res = await fetch(c.url + key, { method: "DELETE" });
+    assertEquals([res.status, await res.text()], [503, LOCKED]);
+    unlock();
+    unlock = null;
+    assertEquals(await status(c.url + key), 302);
+  } finally {
+    unlock?.();
+    await c.stop();
+  }
+});
+
+Deno.test("an S3 PutObject on a locked index answers 503 ServiceUnavailable saying the index is locked", async () => {
+  const c = await Cluster.start({ flags: ["-s3"] });
+  const s3 = s3Client(c.url);
+  let unlock: (() => void) | null = null;
+  try {
+    const Bucket = `locked${crypto.randomUUID().slice(0, 8)}`;
+    unlock = lockIndex(`${c.db}/index.sqlite3`);
+    const err = await s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: "v" })).then(
+      () => null,
+      (err) => err,
+    );
+    assertEquals(err instanceof S3ServiceException, true, String(err));
+    assertEquals(
+      [err.$metadata.httpStatusCode, err.name, `${err.message}\n`],
+      [503, "ServiceUnavailable", LOCKED],
+    );
+    unlock();
+    unlock = null;
+    assertEquals(await status(`${c.url}/${Bucket}/k`), 404);
+  } finally {
+    unlock?.();
+    s3.destroy();
+    await c.stop();
+  }
+});
