@@ -237,11 +237,38 @@ export class Index {
   async markIncomplete(note: { at: number; why: string } | null): Promise<void> {
     if (note === null) await retryBusy(() => this.kv.delete([REBUILT]));
     else await retryBusy(() => this.kv.set([REBUILT], note));
+    this.#marked = { look: ++this.#looks, incomplete: note !== null };
   }
 
-  /** Why the index lacks what the volumes hold (see markIncomplete), or null. */
+  /**
+   * Why the index lacks what the volumes hold (see markIncomplete), or null.
+   * Each read also sets `markedIncomplete` (a read that fails sets it too).
+   */
   async incomplete(): Promise<{ at: number; why: string } | null> {
-    return (await this.kv.get<{ at: number; why: string }>([REBUILT])).value;
+    const look = ++this.#looks;
+    // Until read: a look that fails says the index may be incomplete.
+    let incomplete = true;
+    try {
+      const note = (await this.kv.get<{ at: number; why: string }>([REBUILT])).value;
+      incomplete = note !== null;
+      return note;
+    } finally {
+      // The latest look wins: two heartbeats' reads may end out of order.
+      if (look > this.#marked.look) this.#marked = { look, incomplete };
+    }
+  }
+
+  #looks = 0;
+  #marked = { look: 0, incomplete: false };
+
+  /**
+   * Whether the index was marked incomplete at the last look (a master
+   * looks as it starts and at every heartbeat, lib/membership.ts), or the
+   * last look failed: no await, for the writes that must then ask the
+   * volumes first (lib/store.ts put).
+   */
+  get markedIncomplete(): boolean {
+    return this.#marked.incomplete;
   }
 
   /**
