@@ -161,3 +161,23 @@ Deno.test("a DELETE of a key the incomplete index lacks answers 404 saying the v
     for (const v of c.volumes) assertEquals(await fileOn(v, key), old);
   });
 });
+
+Deno.test("an S3 DeleteBucket of a bucket whose keys the incomplete index lacks answers 503 ServiceUnavailable and keeps the bucket", async () => {
+  await withLostKey(async (c, key, old) => {
+    const bucket = key.split("/")[1];
+    const got = await errorAnswer(`${c.url}/${bucket}?x-id=DeleteBucket`, { method: "DELETE" });
+    assertEquals(got, {
+      status: 503,
+      type: "application/xml",
+      body: errorXml(
+        "ServiceUnavailable",
+        "The index is incomplete (a rebuild has not finished): the volumes may hold keys of " +
+          "this bucket; run rebuild",
+        "",
+        `/${bucket}`,
+      ),
+    });
+    assertEquals(await status(`${c.url}/${bucket}?x-id=HeadBucket`, { method: "HEAD" }), 200);
+    for (const v of c.volumes) assertEquals(await fileOn(v, key), old);
+  }, { flags: ["-s3"], prefix: "/incomplete-s3" });
+});
