@@ -56,6 +56,13 @@ export interface Fence {
 /** A write refused because its writer lost its fence: nothing was written. */
 export class Fenced extends Error {}
 
+/** The Fenced of a write whose fence was removed by another member. */
+export function lostRegistration(): Fenced {
+  return new Fenced(
+    "Cannot write the index: this process lost its registration in it (paused past its heartbeat?)",
+  );
+}
+
 /**
  * The index's SQLite file was removed (or another put in its place) while
  * this process had it open: what it writes goes to a file no one will open
@@ -200,9 +207,7 @@ export class GroupCommit {
     const keys = batch.map((p) => p.cas.key);
     const current = await this.#versionstamps(fence ? [fence.key, ...keys] : keys);
     if (fence && current.shift() !== fence.versionstamp) {
-      const err = new Fenced(
-        "Cannot write the index: this process lost its registration in it (paused past its heartbeat?)",
-      );
+      const err = lostRegistration();
       for (const p of batch) p.reject(err);
       return;
     }

@@ -3,7 +3,15 @@
 // bytewise, so prefix listing is a range scan.
 import { Bloom } from "./bloom.ts";
 import { compare, latin1, successor } from "./bytes.ts";
-import { type Cas, type Fence, Fenced, GroupCommit, IndexGone, retryBusy } from "./group_commit.ts";
+import {
+  type Cas,
+  type Fence,
+  Fenced,
+  GroupCommit,
+  IndexGone,
+  lostRegistration,
+  retryBusy,
+} from "./group_commit.ts";
 import { volumeOfReplica } from "./keys.ts";
 import type { Membership, Placement } from "./membership.ts";
 import { fromRecord, type Meta, type Record, type State, toRecord } from "./record.ts";
@@ -353,9 +361,14 @@ export class Index {
   async markIncomplete(note: Incomplete | null): Promise<void> {
     if (note === null) await retryBusy(() => this.kv.delete([REBUILT]));
     else await retryBusy(() => this.kv.set([REBUILT], note));
+    this.#marked = { look: ++this.#looks, incomplete: note !== null };
   }
 
-  /** Why the index lacks what the volumes hold (see markIncomplete), or null. */
+  /**
+   * Why the index lacks what the volumes hold (see markIncomplete), or null.
+   * Each read (the status page's too) also sets `markedIncomplete` (a read
+   * that fails sets it too).
+   */
   async incomplete(): Promise<Incomplete | null> {
     const partial = await this.#readIncomplete();
     this.#partial.set(partial);
@@ -363,7 +376,30 @@ export class Index {
   }
 
   async #readIncomplete(): Promise<Incomplete | null> {
-    return (await this.kv.get<Incomplete>([REBUILT])).value;
+    const look = ++this.#looks;
+    // Until read: a look that fails says the index may be incomplete.
+    let incomplete = true;
+    try {
+      const note = (await this.kv.get<Incomplete>([REBUILT])).value;
+      incomplete = note !== null;
+      return note;
+    } finally {
+      // The latest look wins: two heartbeats' reads may end out of order.
+      if (look > this.#marked.look) this.#marked = { look, incomplete };
+    }
+  }
+
+  #looks = 0;
+  #marked = { look: 0, incomplete: false };
+
+  /**
+   * Whether the index was marked incomplete at the last look (a master
+   * looks as it starts and at every heartbeat, lib/membership.ts), or the
+   * last look failed: no await, for the writes that must then ask the
+   * volumes first (lib/store.ts put).
+   */
+  get markedIncomplete(): boolean {
+    return this.#marked.incomplete;
   }
 
   /**
@@ -607,7 +643,36 @@ export class Index {
   }
 
   // S3's buckets and multipart uploads. Rare next to key writes: plain
-  // commits, outside the group commit.
+  // commits, outside the group commit, each with the member's fence
+  // checked as the group commit checks it (#commitFenced).
+
+  /**
+   * Commits the atomic `make()` builds, with this member's fence checked
+   * too: a write sent before this member was taken for stopped (a rebuild
+   * may have emptied the index since) fails Fenced, nothing written, as a
+   * key's write does. `refuse`: asked once this member may write (the
+   * incomplete mark read since the last rebuild it saw); true answers null,
+   * nothing written.
+   */
+  async #commitFenced(
+    make: () => Deno.AtomicOperation,
+    opts: { refuse?: () => boolean } = {},
+  ): Promise<Deno.KvCommitResult | Deno.KvCommitError | null> {
+    const fence = await this.#ready();
+    if (opts.refuse?.()) return null;
+    this.checkFile();
+    const res = await retryBusy(() => {
+      const atomic = make();
+      if (fence) atomic.check(fence);
+      return atomic.commit();
+    });
+    if (res.ok || !fence) return res;
+    if ((await retryBusy(() => this.kv.get(fence.key))).versionstamp === fence.versionstamp) {
+      return res;
+    }
+    this.membership?.lapsed();
+    throw lostRegistration();
+  }
 
   /** A bucket made by CreateBucket: its creation time, or null. */
   async bucket(name: string): Promise<number | null> {
@@ -617,15 +682,22 @@ export class Index {
 
   /** False when the bucket was made already. */
   async createBucket(name: string, at: number): Promise<boolean> {
-    const res = await retryBusy(() =>
-      this.kv.atomic().check({ key: [BUCKETS, name], versionstamp: null })
-        .set([BUCKETS, name], at).commit()
+    const res = await this.#commitFenced(() =>
+      this.kv.atomic().check({ key: [BUCKETS, name], versionstamp: null }).set([BUCKETS, name], at)
     );
-    return res.ok;
+    return res!.ok;
   }
 
-  async deleteBucket(name: string): Promise<void> {
-    await retryBusy(() => this.kv.delete([BUCKETS, name]));
+  /**
+   * Removes a bucket's record, found empty in the index. False, nothing
+   * removed, while the index is marked incomplete: it may lack the
+   * bucket's keys.
+   */
+  async deleteBucket(name: string): Promise<boolean> {
+    const res = await this.#commitFenced(() => this.kv.atomic().delete([BUCKETS, name]), {
+      refuse: () => this.markedIncomplete,
+    });
+    return res !== null;
   }
 
   /** Buckets made by CreateBucket, with their creation times. */
@@ -676,7 +748,7 @@ export class Index {
     // A key may be a view of shared slab memory (lib/bytes.ts), and a value
     // is stored with its whole buffer: store a copy of just its bytes.
     const value = { ...upload, key: upload.key.slice() };
-    await retryBusy(() => this.kv.set([UPLOADS, id], value));
+    await this.#commitFenced(() => this.kv.atomic().set([UPLOADS, id], value));
   }
 
   /** Every multipart upload in progress, by id. */
@@ -698,14 +770,13 @@ export class Index {
   ): Promise<{ replaced: Part | null } | null> {
     while (true) {
       const old = await this.kv.get<Part>([PARTS, id, number]);
-      const res = await retryBusy(() =>
+      const res = await this.#commitFenced(() =>
         this.kv.atomic()
           .check({ key: [UPLOADS, id], versionstamp })
           .check(old)
           .set([PARTS, id, number], part)
-          .commit()
       );
-      if (res.ok) return { replaced: old.value };
+      if (res!.ok) return { replaced: old.value };
       if ((await this.kv.get([UPLOADS, id])).versionstamp !== versionstamp) return null;
     }
   }
@@ -728,11 +799,10 @@ export class Index {
 
   /** Drops the record of a part of an upload that has ended (none can start again). */
   async dropEndedPart(id: string, number: number): Promise<boolean> {
-    const res = await retryBusy(() =>
-      this.kv.atomic().check({ key: [UPLOADS, id], versionstamp: null })
-        .delete([PARTS, id, number]).commit()
+    const res = await this.#commitFenced(() =>
+      this.kv.atomic().check({ key: [UPLOADS, id], versionstamp: null }).delete([PARTS, id, number])
     );
-    return res.ok;
+    return res!.ok;
   }
 
   /** An upload's parts, by part number. */
@@ -751,29 +821,36 @@ export class Index {
    * already (by another Complete or Abort).
    */
   async endUpload(id: string, versionstamp: string): Promise<Part[] | null> {
-    const res = await retryBusy(() =>
-      this.kv.atomic().check({ key: [UPLOADS, id], versionstamp }).delete([UPLOADS, id]).commit()
+    const res = await this.#commitFenced(() =>
+      this.kv.atomic().check({ key: [UPLOADS, id], versionstamp }).delete([UPLOADS, id])
     );
-    if (!res.ok) return null;
+    if (!res!.ok) return null;
     const parts: Part[] = [];
-    let atomic = this.kv.atomic();
-    let n = 0;
+    let keys: Deno.KvKey[] = [];
+    const drop = async () => {
+      const batch = keys;
+      keys = [];
+      await this.#commitFenced(() => {
+        const atomic = this.kv.atomic();
+        for (const key of batch) atomic.delete(key);
+        return atomic;
+      });
+    };
     for await (const e of this.kv.list<Part>({ prefix: [PARTS, id] })) {
       parts.push(e.value);
-      atomic.delete(e.key);
-      if (++n % 500 === 0) {
-        await retryBusy(() => atomic.commit());
-        atomic = this.kv.atomic();
-      }
+      keys.push(e.key);
+      if (keys.length === 500) await drop();
     }
-    if (n % 500 !== 0) await retryBusy(() => atomic.commit());
+    if (keys.length > 0) await drop();
     return parts;
   }
 
   /** Remembers a completed upload for a day: a retried Complete gets its answer. */
   async completed(id: string, done: { key: Uint8Array; etag: string }): Promise<void> {
     const value = { ...done, key: done.key.slice() }; // as in createUpload
-    await retryBusy(() => this.kv.set([COMPLETED, id], value, { expireIn: 86_400_000 }));
+    await this.#commitFenced(() =>
+      this.kv.atomic().set([COMPLETED, id], value, { expireIn: 86_400_000 })
+    );
   }
 
   async completedUpload(id: string): Promise<{ key: Uint8Array; etag: string } | null> {

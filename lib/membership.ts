@@ -456,6 +456,11 @@ export class Membership {
     if (lapsed || !this.#fence) await this.#refence();
     this.#beatAt = started;
     const { records, fenced } = await this.#index.members();
+    // After the members: a rebuild marks the index before it empties it,
+    // and is seen registered until it has marked it or left (killed, it is
+    // seen until its record has lapsed), so a write made once no rebuild is
+    // seen knows of its mark (lib/store.ts put).
+    await this.#index.incomplete();
     // Records unchanged while nobody could beat (the index held up), or
     // while this member could not look (it stalled), tell nothing.
     const heldUp = this.#heldUp();
@@ -491,6 +496,7 @@ export class Membership {
   async #lookUnregistered(started: number): Promise<boolean> {
     try {
       const { records } = await this.#index.members();
+      await this.#index.incomplete();
       const seen = this.#watch.see(records.filter((r) => r.id !== this.id));
       this.#rebuilding = seen.live.some((r) => r.id.startsWith(REBUILD));
     } catch {

@@ -344,7 +344,13 @@ export async function deleteBucket(s3: S3Request): Promise<Response> {
   // Empty: it exists only if CreateBucket made it (one known only through
   // its keys went with the last of them).
   if (await s3.store.index.bucket(s3.bucket) === null) throw noSuchBucket();
-  await s3.store.index.deleteBucket(s3.bucket);
+  if (!await s3.store.index.deleteBucket(s3.bucket)) {
+    throw s3Error(
+      "ServiceUnavailable",
+      "The index is incomplete (a rebuild has not finished): the volumes may hold keys of " +
+        "this bucket; run rebuild",
+    );
+  }
   return new Response(null, { status: 204 });
 }
 

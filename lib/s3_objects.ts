@@ -453,6 +453,9 @@ export async function writeObject(store: Store, key: Uint8Array, w: WriteOptions
   const conflicts = new Backoff(w.signal);
   for (let vanished = 0; vanished < 3;) {
     let out = await store.put(key, w.body, opts);
+    // S3 overwrites, but not a value the index lacks: a write that failed
+    // would delete it, and rebuild is what puts it back. Clients retry a 503.
+    if (out.unindexed) throw s3Error("ServiceUnavailable", out.message!);
     if (out.status === 403 && w.create) throw preconditionFailed();
     if (out.status === 403) out = await store.replace(key, w.body, opts);
     if (out.status === 404) {

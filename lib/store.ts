@@ -69,6 +69,8 @@ export interface Outcome {
   bytes?: number;
   /** The record a PUT or REPLACE made live (S3 answers with its ETag). */
   record?: Record;
+  /** A 409 of PUT: the volumes hold a value the incomplete index lacks. */
+  unindexed?: boolean;
 }
 
 export interface PutOptions {
@@ -181,6 +183,15 @@ export class Store {
       const kvolumes = this.kvolumes(key);
       const claim = await Claim.take(this.index, key, prev, kvolumes, this.opts);
       if (!claim) return inFlight();
+      // Read once the claim is in the index: its commit carried this
+      // master's fence, which a rebuild removes before it marks the index.
+      if (!prev && this.index.markedIncomplete) {
+        const held = await this.#unindexedValue(key, kvolumes);
+        if (held) {
+          await claim.finish(null).catch(() => {});
+          return held;
+        }
+      }
       const signal = opts.signal ? AbortSignal.any([opts.signal, claim.signal]) : claim.signal;
       const untouched = new Set<string>();
       const unansweredPuts = new Set<string>();
@@ -236,6 +247,29 @@ export class Store {
       await this.#removeFiles(key, stale).catch(() => {});
       return { status: 201, bytes: result.bytes, record: live };
     });
+  }
+
+  /**
+   * Whether the key's volumes hold a value the index lacks (it is marked
+   * incomplete: a rebuild has not finished): a PUT there would write over
+   * it, and one that failed would delete it. 409 when one holds a file,
+   * 503 when one cannot say (within -voltimeout), null when none holds one.
+   */
+  async #unindexedValue(key: Uint8Array, kvolumes: string[]): Promise<Outcome | null> {
+    const path = key2path(key);
+    const heads = await Promise.all(
+      kvolumes.map((v) => headStatus(volumeUrl(v, path), this.opts.voltimeout)),
+    );
+    if (heads.includes(200)) return { status: 409, message: UNINDEXED, unindexed: true };
+    const unsure = kvolumes.filter((_, i) => heads[i] !== 404);
+    if (unsure.length === 0) return null;
+    const message = `The index is incomplete (a rebuild has not finished) and ` +
+      `${unsure.join(", ")} did not say whether ${
+        unsure.length === 1 ? "it holds" : "they hold"
+      } ` +
+      `a value for this key: retry once ${unsure.length === 1 ? "it answers" : "they answer"}, ` +
+      `or run rebuild`;
+    return { status: 503, message };
   }
 
   /**
@@ -355,7 +389,7 @@ export class Store {
       if (prev && isClaimed(prev.rec)) return inFlight(prev.rec);
       if (prev?.rec.next) return unfinishedSwitch();
       if (prev?.rec.state !== "live") {
-        return { status: 404, message: "No live key to replace (PUT creates)" };
+        return this.#notFound(prev, "No live key to replace (PUT creates)");
       }
       const unexpected = opts.expect?.(prev.rec);
       if (unexpected) return unexpected;
@@ -755,7 +789,7 @@ export class Store {
       if (prev?.rec.next) return unfinishedSwitch();
       const unexpected = opts.expect?.(prev?.rec.state === "live" ? prev.rec : null);
       if (unexpected) return unexpected;
-      if (!prev) return notFound("No such key");
+      if (!prev) return this.#notFound(prev, "No such key");
       if (opts.keepUnlinked && prev.rec.state === "unlinked") return notFound("No such key");
       if (this.opts.protect && prev.rec.state === "live") {
         return { status: 403, message: "Protected: UNLINK the key before DELETE" };
@@ -807,7 +841,7 @@ export class Store {
       const prev = await this.entry(key);
       if (prev && isClaimed(prev.rec) && !isLingering(prev.rec)) return inFlight(prev.rec);
       if (prev?.rec.next) return unfinishedSwitch();
-      if (prev?.rec.state !== "unlinked") return notFound("No unlinked key to relink");
+      if (prev?.rec.state !== "unlinked") return this.#notFound(prev, "No unlinked key to relink");
       const path = key2path(key);
       const heads = await Promise.all(
         prev.rec.rvolumes.map((v) => remoteHead(volumeUrl(v, path), this.opts.voltimeout)),
@@ -831,7 +865,7 @@ export class Store {
       // RELINK write none, and the record they write keeps its lease.
       if (prev && isClaimed(prev.rec) && !isLingering(prev.rec)) return inFlight(prev.rec);
       if (prev?.rec.next) return unfinishedSwitch();
-      if (prev?.rec.state !== "live") return notFound("No live key to unlink");
+      if (prev?.rec.state !== "live") return this.#notFound(prev, "No live key to unlink");
       const rec: Record = { ...prev.rec, state: "unlinked" };
       const vs = await this.index.cas(key, prev.versionstamp, rec);
       return vs === null ? inFlight() : { status: 204 };
@@ -853,7 +887,7 @@ export class Store {
       if (prev?.rec.next) return unfinishedSwitch();
       const movable = prev?.rec.state === "live" ||
         (opts.unlinked && prev?.rec.state === "unlinked");
-      if (!prev || !movable) return notFound("No live key to rebalance");
+      if (!prev || !movable) return this.#notFound(prev, "No live key to rebalance");
       const missing = opts.check ? await this.#missingReplicas(key, prev.rec.rvolumes) : [];
       if (missing.length === prev.rec.rvolumes.length) {
         return { status: 500, message: "No replica of the key holds its file (data lost)" };
@@ -1006,6 +1040,17 @@ export class Store {
     }
   }
 
+  /**
+   * A 404 of a verb other than GET/HEAD (its reason goes in the body,
+   * README). Of a key with no record (`prev` null) in an index marked
+   * incomplete, it says that the volumes may hold the key: nothing was
+   * written, and rebuild brings the key back.
+   */
+  #notFound(prev: Entry | null, message: string): Outcome {
+    if (prev || !this.index.markedIncomplete) return notFound(message);
+    return notFound(`${message}; ${MAYBE_UNINDEXED}`);
+  }
+
   async #exclusive(key: Uint8Array, work: () => Promise<Outcome>): Promise<Outcome> {
     const id = latin1(key);
     if (this.#busy.has(id)) return inFlight();
@@ -1036,6 +1081,14 @@ function refuseDigest(url: string, value: Uint8Array, hash: string) {
 function digestError(url: string, hash: string): Error {
   return new Error(`"${url}" holds other bytes than the recorded MD5 ${hash}; not copied`);
 }
+
+/** Why a PUT is refused where the volumes hold a value the incomplete index lacks. */
+export const UNINDEXED = "The index is incomplete (a rebuild has not finished) and the volumes " +
+  "hold a value for this key: run rebuild";
+
+/** Said by a 404 of a key with no record while the index is incomplete. */
+export const MAYBE_UNINDEXED = "the index is incomplete (a rebuild has not finished): " +
+  "the volumes may hold this key, run rebuild";
 
 /** How long a reader waits for a REPLACE's renames before answering without them, ms. */
 const SWITCH_WAIT = 1000;

@@ -6,8 +6,16 @@
 // last heartbeat (from before the pause) had seen. A GET of a live key then
 // answered 404 from the emptied index, and a PUT landed in the index the
 // rebuild was refilling (201). Both answer 503 now.
-import { randomBytes, randomKey, runMain, type SpawnedMaster, status } from "../cluster.ts";
+import {
+  type Cluster,
+  randomBytes,
+  randomKey,
+  runMain,
+  type SpawnedMaster,
+  status,
+} from "../cluster.ts";
 import { assertEquals } from "../assert.ts";
+import { errorAnswer, errorXml } from "../s3_answers.ts";
 import { lockIndex } from "../lock_index.ts";
 import { REBUILD_RUNNING, sleep, slowCluster } from "./rebuild_faults.ts";
 
@@ -30,6 +38,16 @@ async function cleared(db: string): Promise<void> {
   }
 }
 
+/** Whether the index at `db` holds CreateBucket's record of `bucket`. */
+async function bucketRecorded(db: string, bucket: string): Promise<boolean> {
+  const kv = await Deno.openKv(`${db}/index.sqlite3`);
+  try {
+    return (await kv.get(["b", bucket])).versionstamp !== null;
+  } finally {
+    kv.close();
+  }
+}
+
 /** Starts another master on the same index and volumes. */
 type Spawn = () => Promise<SpawnedMaster>;
 
@@ -40,7 +58,13 @@ type Spawn = () => Promise<SpawnedMaster>;
  * file). `flags`: the master's own (-s3).
  */
 async function pausedThroughClear(
-  run: (m: SpawnedMaster, key: string, rebuilt: Promise<void>, another: Spawn) => Promise<void>,
+  run: (
+    m: SpawnedMaster,
+    key: string,
+    rebuilt: Promise<void>,
+    another: Spawn,
+    c: Cluster,
+  ) => Promise<void>,
   opts: {
     pausing?: (m: SpawnedMaster, key: string, index: string) => Promise<void>;
     flags?: string[];
@@ -60,10 +84,11 @@ async function pausedThroughClear(
     await cleared(c.db);
     const others: SpawnedMaster[] = [];
     try {
-      await run(m, key, rebuilt, async () => {
+      const another = async () => {
         others.push(await c.spawnMaster(["-volumes", volumes]));
         return others.at(-1)!;
-      });
+      };
+      await run(m, key, rebuilt, another, c);
     } finally {
       await Promise.all(others.map((o) => o.stop()));
     }
@@ -193,6 +218,34 @@ Deno.test("an S3 DeleteObjects taken up by a master resumed amid a rebuild answe
     );
     await rebuilt;
     await sleep(2500); // a heartbeat: the rebuild has gone
+    assertEquals(await status(m.url + key), 302);
+  }, {
+    flags: ["-s3"],
+    pausing: async (m, key) => {
+      const bucket = key.split("/")[1];
+      assertEquals(await status(`${m.url}/${bucket}?x-id=CreateBucket`, { method: "PUT" }), 200);
+    },
+  });
+});
+
+// DeleteBucket found the bucket empty in the emptied index and removed its
+// record outside the fenced commits: 204 for a bucket whose key the rebuild
+// had yet to refill. The removal carries the master's fence now, which the
+// rebuild removed: nothing is written, and the answer is 503.
+Deno.test("an S3 DeleteBucket taken up by a master resumed amid a rebuild answers 503, not 204 from the emptied index, and the bucket stays", async () => {
+  await pausedThroughClear(async (m, key, rebuilt, _another, c) => {
+    const bucket = key.split("/")[1];
+    const res = errorAnswer(`${m.url}/${bucket}?x-id=DeleteBucket`, { method: "DELETE" });
+    await sleep(200);
+    m.proc.kill("SIGCONT");
+    assertEquals(await res, {
+      status: 503,
+      type: "application/xml",
+      body: errorXml("ServiceUnavailable", "A rebuild of the index is running", "", `/${bucket}`),
+    });
+    await rebuilt;
+    await sleep(2500); // a heartbeat: the rebuild has gone
+    assertEquals(await bucketRecorded(c.db, bucket), true);
     assertEquals(await status(m.url + key), 302);
   }, {
     flags: ["-s3"],

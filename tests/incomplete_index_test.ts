@@ -1,0 +1,183 @@
+// Writes while the index is marked incomplete (a rebuild died or stopped
+// before it had read every folder): the index then lacks keys whose values
+// the volumes hold. A PUT of such a key was taken for a create (201) and
+// wrote over the value the index had not been refilled with; PUT never
+// overwrites. It answers 409 now, and the old value stays for rebuild to
+// bring back.
+import { Cluster, randomBytes, randomKey, status, volumeFiles } from "./cluster.ts";
+import { assertEquals } from "./assert.ts";
+import { errorAnswer, errorXml } from "./s3_answers.ts";
+import { key2path, key2volume } from "../lib/keys.ts";
+
+const encoder = new TextEncoder();
+
+const UNINDEXED = "The index is incomplete (a rebuild has not finished) and the volumes " +
+  "hold a value for this key: run rebuild\n";
+
+/**
+ * What a rebuild that died before it reached `keys` leaves: the index
+ * marked incomplete, and no record of them (their files stay). Written
+ * straight into the index, with no master on it.
+ */
+async function loseRecords(db: string, keys: string[]): Promise<void> {
+  const kv = await Deno.openKv(`${db}/index.sqlite3`);
+  try {
+    await kv.set(["rebuild"], { at: Date.now(), why: "a rebuild began and has not finished" });
+    for (const key of keys) await kv.delete(["k", encoder.encode(key)]);
+  } finally {
+    kv.close();
+  }
+}
+
+/** The bytes of `key`'s file on `volume` ("host:port", any subvolume), or null when it has none. */
+async function fileOn(volume: string, key: string): Promise<Uint8Array | null> {
+  const path = key2path(encoder.encode(key));
+  const file = (await volumeFiles(volume)).find((f) => f.endsWith(path));
+  return file === undefined ? null : await fetch(`http://${volume}${file}`).then((r) => r.bytes());
+}
+
+/**
+ * A cluster holding `key` (value `old`) on every volume, its master
+ * restarted on an index that lacks the key and is marked incomplete.
+ */
+async function withLostKey(
+  fn: (c: Cluster, key: string, old: Uint8Array) => Promise<void>,
+  opts: { flags?: string[]; prefix?: string } = {},
+): Promise<void> {
+  const c = await Cluster.start({ flags: opts.flags });
+  try {
+    const key = randomKey(opts.prefix ?? "/incomplete");
+    const old = randomBytes(1000);
+    if (opts.prefix) {
+      const bucket = opts.prefix.slice(1);
+      assertEquals(await status(`${c.url}/${bucket}?x-id=CreateBucket`, { method: "PUT" }), 200);
+    }
+    assertEquals(await status(c.url + key, { method: "PUT", body: old }), 201);
+    await c.stopMaster();
+    await loseRecords(c.db, [key]);
+    await c.startMaster();
+    await fn(c, key, old);
+  } finally {
+    await c.stop();
+  }
+}
+
+Deno.test("a PUT of a key the incomplete index lacks, whose value the volumes hold, answers 409 and keeps the value", async () => {
+  await withLostKey(async (c, key, old) => {
+    const res = await fetch(c.url + key, { method: "PUT", body: "new value" });
+    assertEquals([res.status, await res.text()], [409, UNINDEXED]);
+    for (const v of c.volumes) assertEquals(await fileOn(v, key), old);
+    const listed = await fetch(`${c.url}/incomplete/?writing`).then((r) => r.json());
+    assertEquals(listed.keys, [], "no record left by the refused PUT");
+  });
+});
+
+Deno.test("a PUT of a key the volumes lack is made while the index is incomplete", async () => {
+  await withLostKey(async (c) => {
+    const fresh = randomKey("/incomplete");
+    assertEquals(await status(c.url + fresh, { method: "PUT", body: "value" }), 201);
+    assertEquals(await fetch(c.url + fresh).then((r) => r.text()), "value");
+  });
+});
+
+Deno.test("a PUT while the index is incomplete answers 503 when a volume cannot say whether it holds the key, and writes nothing", async () => {
+  await withLostKey(async (c) => {
+    const fresh = randomKey("/incomplete");
+    const kvolumes = key2volume(encoder.encode(fresh), c.volumes, 3, 10);
+    const silent = kvolumes.find((v) => v.startsWith(`${c.volumes[0]}/`))!;
+    await c.pauseVolume(0);
+    let res;
+    try {
+      res = await fetch(c.url + fresh, { method: "PUT", body: "value" });
+    } finally {
+      await c.resumeVolume(0);
+    }
+    assertEquals([res.status, await res.text()], [
+      503,
+      `The index is incomplete (a rebuild has not finished) and ${silent} did not say ` +
+      `whether it holds a value for this key: retry once it answers, or run rebuild\n`,
+    ]);
+    for (const v of c.volumes) assertEquals(await fileOn(v, fresh), null);
+    assertEquals(await status(c.url + fresh), 404);
+  });
+});
+
+Deno.test("an S3 PutObject of a key the incomplete index lacks, whose value the volumes hold, answers 503 ServiceUnavailable and keeps the value", async () => {
+  await withLostKey(async (c, key, old) => {
+    const got = await errorAnswer(`${c.url}${key}?x-id=PutObject`, {
+      method: "PUT",
+      body: "new value",
+    });
+    assertEquals(got, {
+      status: 503,
+      type: "application/xml",
+      body: errorXml("ServiceUnavailable", UNINDEXED.trim(), "", key),
+    });
+    for (const v of c.volumes) assertEquals(await fileOn(v, key), old);
+  }, { flags: ["-s3"], prefix: "/incomplete-s3" });
+});
+
+Deno.test("an S3 CompleteMultipartUpload to a key the incomplete index lacks, whose value the volumes hold, fails ServiceUnavailable and keeps the value", async () => {
+  await withLostKey(async (c, key, old) => {
+    const created = await fetch(`${c.url}${key}?uploads`, { method: "POST" }).then((r) => r.text());
+    const id = created.match(/<UploadId>(.*)<\/UploadId>/)![1];
+    const part = await fetch(`${c.url}${key}?partNumber=1&uploadId=${id}`, {
+      method: "PUT",
+      body: "new value",
+    });
+    const etag = part.headers.get("etag");
+    await part.body?.cancel();
+    const xml = `<CompleteMultipartUpload><Part><PartNumber>1</PartNumber>` +
+      `<ETag>${etag}</ETag></Part></CompleteMultipartUpload>`;
+    const res = await fetch(`${c.url}${key}?uploadId=${id}`, { method: "POST", body: xml });
+    const body = await res.text();
+    assertEquals(res.status, 200, "S3 answers a Complete 200 at once, its <Error> after");
+    assertEquals(body.match(/<Code>(.*)<\/Code><Message>(.*)<\/Message>/)?.slice(1), [
+      "ServiceUnavailable",
+      UNINDEXED.trim(),
+    ]);
+    for (const v of c.volumes) assertEquals(await fileOn(v, key), old);
+  }, { flags: ["-s3"], prefix: "/incomplete-s3" });
+});
+
+const MAYBE_UNINDEXED = "the index is incomplete (a rebuild has not finished): the volumes " +
+  "may hold this key, run rebuild";
+
+Deno.test("a REPLACE of a key the incomplete index lacks answers 404 saying the volumes may hold it, and keeps the value", async () => {
+  await withLostKey(async (c, key, old) => {
+    const res = await fetch(c.url + key, { method: "REPLACE", body: "new value" });
+    assertEquals([res.status, await res.text()], [
+      404,
+      `No live key to replace (PUT creates); ${MAYBE_UNINDEXED}\n`,
+    ]);
+    for (const v of c.volumes) assertEquals(await fileOn(v, key), old);
+  });
+});
+
+Deno.test("a DELETE of a key the incomplete index lacks answers 404 saying the volumes may hold it, and keeps the value", async () => {
+  await withLostKey(async (c, key, old) => {
+    const res = await fetch(c.url + key, { method: "DELETE" });
+    assertEquals([res.status, await res.text()], [404, `No such key; ${MAYBE_UNINDEXED}\n`]);
+    for (const v of c.volumes) assertEquals(await fileOn(v, key), old);
+  });
+});
+
+Deno.test("an S3 DeleteBucket of a bucket whose keys the incomplete index lacks answers 503 ServiceUnavailable and keeps the bucket", async () => {
+  await withLostKey(async (c, key, old) => {
+    const bucket = key.split("/")[1];
+    const got = await errorAnswer(`${c.url}/${bucket}?x-id=DeleteBucket`, { method: "DELETE" });
+    assertEquals(got, {
+      status: 503,
+      type: "application/xml",
+      body: errorXml(
+        "ServiceUnavailable",
+        "The index is incomplete (a rebuild has not finished): the volumes may hold keys of " +
+          "this bucket; run rebuild",
+        "",
+        `/${bucket}`,
+      ),
+    });
+    assertEquals(await status(`${c.url}/${bucket}?x-id=HeadBucket`, { method: "HEAD" }), 200);
+    for (const v of c.volumes) assertEquals(await fileOn(v, key), old);
+  }, { flags: ["-s3"], prefix: "/incomplete-s3" });
+});
