@@ -356,11 +356,14 @@ export class Index {
   /**
    * Marks the index as rebuilt from part of the volumes (`note`: why), or
    * with null as whole again. A rebuild marks it before it starts, so one
-   * killed midway leaves the mark too.
+   * killed midway leaves the mark too. With the member's fence checked: a
+   * rebuild taken for stopped (paused past its heartbeat) fails Fenced,
+   * nothing written, rather than mark the index under masters writing again.
    */
   async markIncomplete(note: Incomplete | null): Promise<void> {
-    if (note === null) await retryBusy(() => this.kv.delete([REBUILT]));
-    else await retryBusy(() => this.kv.set([REBUILT], note));
+    await this.#commitFenced(() =>
+      note === null ? this.kv.atomic().delete([REBUILT]) : this.kv.atomic().set([REBUILT], note)
+    );
     this.#marked = { look: ++this.#looks, incomplete: note !== null };
   }
 
@@ -577,23 +580,31 @@ export class Index {
     }
   }
 
-  /** Removes every record (rebuild starts from nothing, as mkv's). */
+  /**
+   * Removes every record (rebuild starts from nothing, as mkv's), each
+   * batch with the member's fence checked: once a rebuild is taken for
+   * stopped, the next batch fails Fenced, rather than empty the index
+   * under masters writing again.
+   */
   async clear(): Promise<number> {
     let n = 0;
-    let atomic = this.kv.atomic();
-    let inAtomic = 0;
+    let batch: Deno.KvKey[] = [];
+    const drop = async () => {
+      const keys = batch;
+      batch = [];
+      await this.#commitFenced(() => {
+        const atomic = this.kv.atomic();
+        for (const key of keys) atomic.delete(key);
+        return atomic;
+      });
+    };
     for await (const e of this.kv.list({ prefix: [NS] })) {
-      atomic.delete(e.key);
+      batch.push(e.key);
       n++;
       // Keys up to 2 KiB each: 30 stay under the 80 KiB key limit.
-      if (++inAtomic === 30) {
-        const full = atomic;
-        await retryBusy(() => full.commit());
-        atomic = this.kv.atomic();
-        inAtomic = 0;
-      }
+      if (batch.length === 30) await drop();
     }
-    if (inAtomic > 0) await retryBusy(() => atomic.commit());
+    if (batch.length > 0) await drop();
     return n;
   }
 

@@ -45,8 +45,10 @@ export async function rebuild(flags: FlagValues): Promise<number> {
     if (fencedIn(err)) {
       logError(
         "rebuild: stopped: it was paused past its heartbeat, and masters took it for stopped " +
-          "and may have written keys since; the index is left marked incomplete: stop the " +
-          "masters and run rebuild again",
+          "and may have written keys since; " +
+          (run.marked
+            ? "the index is left marked incomplete: stop the masters and run rebuild again"
+            : "the index was not changed: stop the masters and run rebuild again"),
       );
       return 1;
     }
@@ -106,14 +108,18 @@ async function rebuildIndex(
   const started = performance.now();
   const progress = new Progress("rebuild", { main: "keys" });
   try {
+    // The volumes' roots are read before the index is touched.
+    const vols = (await Promise.all(opts.volumes.map((v) => subvolumesOf(w, v)))).flat();
+    progress.add("volumes", vols.length);
     // Until it has read every folder, the index lacks keys the volumes hold:
-    // verify -repair must not take their files for orphans meanwhile.
+    // verify -repair must not take their files for orphans meanwhile. The
+    // mark and the emptying carry this run's fence, as its records do: taken
+    // for stopped before either (paused past its heartbeat: masters write
+    // again), it changes nothing more.
     await index.markIncomplete({ at: Date.now(), why: "a rebuild began and has not finished" });
     run.marked = true;
     const cleared = await index.clear();
     if (cleared > 0) logInfo(`rebuild: cleared ${plural(cleared, "record")}`);
-    const vols = (await Promise.all(opts.volumes.map((v) => subvolumesOf(w, v)))).flat();
-    progress.add("volumes", vols.length);
     const tops = await hexFolders(w, vols, "/");
     const folders: [string, string[]][] = [];
     await pool(tops.entries(), concurrency, async ([ab, abVols]) => {

@@ -15,6 +15,12 @@ export const REBUILD_STOPPED =
   "and may have written keys since; the index is left marked incomplete: stop the masters " +
   "and run rebuild again";
 
+/** What a rebuild taken for stopped before it marked the index says as it stops. */
+export const REBUILD_STOPPED_UNCHANGED =
+  "rebuild: stopped: it was paused past its heartbeat, and masters took it for stopped " +
+  "and may have written keys since; the index was not changed: stop the masters and run " +
+  "rebuild again";
+
 /** Answers each folder listing 1 s late: a rebuild that takes seconds. */
 export class SlowListing extends VolumeProxy {
   protected override async handle(req: Request): Promise<Response> {

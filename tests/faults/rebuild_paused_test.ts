@@ -4,11 +4,14 @@
 // key from its stale listing over the master's record (the old size, no
 // MD5), since a fenced write of its joined the index again and was sent
 // once more. It now stops at the fence, the index left marked incomplete.
+// Paused before it marked the index, it marked and emptied it once resumed
+// (neither write was fenced), under the master writing again: both are
+// fenced now, and it exits 1 with the index as the master left it.
 import { Cluster, MAIN, randomBytes, randomKey, type SpawnedMaster } from "../cluster.ts";
 import { assertEquals } from "../assert.ts";
 import { VolumeProxy } from "./replace_faults.ts";
-import { REBUILD_STOPPED } from "./rebuild_faults.ts";
-import { key2path } from "../../lib/keys.ts";
+import { REBUILD_STOPPED, REBUILD_STOPPED_UNCHANGED } from "./rebuild_faults.ts";
+import { key2path, key2volume } from "../../lib/keys.ts";
 import { toRecord } from "../../lib/record.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -21,8 +24,12 @@ const encoder = new TextEncoder();
 class HeldListing extends VolumeProxy {
   readonly fetched = Promise.withResolvers<void>();
 
-  constructor(target: string, readonly folder: string) {
+  /** The folder held: its path's end ("/ab/cd/"). */
+  folder = "";
+
+  constructor(target: string, folder = "") {
     super(target);
+    this.folder = folder;
   }
 
   protected override async handle(req: Request): Promise<Response> {
@@ -47,11 +54,41 @@ async function recordOf(db: string, key: string) {
   }
 }
 
+/** The incomplete mark of the index at `db`, read straight from Deno KV (null: none). */
+async function markOf(db: string): Promise<unknown> {
+  const kv = await Deno.openKv(`${db}/index.sqlite3`);
+  try {
+    return (await kv.get(["rebuild"])).value;
+  } finally {
+    kv.close();
+  }
+}
+
 /** The rebuild's stderr less its progress lines ("rebuild: keys 1, volumes 3, ..."). */
 function errors(stderr: Uint8Array): string[] {
   return new TextDecoder().decode(stderr).split("\n").filter((l) =>
     l !== "" && !l.startsWith("rebuild: keys ")
   );
+}
+
+/**
+ * A fresh key that a master on `proxied` (each in front of the volume of
+ * `direct` at its index) puts in another subvolume of each volume than a
+ * master on `direct` does, the defaults' 3 replicas in 10 subvolumes: a PUT
+ * of it through the proxies, on an index marked incomplete, finds no file
+ * where it writes (it would answer 409) once it was written directly.
+ */
+function keyPlacedApart(direct: string[], proxied: string[]): string {
+  const subvolumeOf = (volumes: string[], key: string, i: number) =>
+    key2volume(encoder.encode(key), volumes, 3, 10).find((v) => v.startsWith(`${volumes[i]}/`));
+  while (true) {
+    const key = randomKey("/rebuild-paused");
+    const apart = direct.every((d, i) =>
+      subvolumeOf(direct, key, i)!.slice(d.length) !==
+        subvolumeOf(proxied, key, i)!.slice(proxied[i].length)
+    );
+    if (apart) return key;
+  }
 }
 
 /** PUTs until the master stops answering 503 (a rebuild running), up to 15 s. */
@@ -67,10 +104,11 @@ async function putOnceServed(url: string, body: Uint8Array<ArrayBuffer>): Promis
 
 Deno.test("a rebuild resumed after masters took it for stopped exits 1 and records nothing over their writes", async () => {
   const c = await Cluster.start();
-  const key = randomKey("/rebuild-paused");
-  const folder = key2path(encoder.encode(key)).split("/").slice(0, 3).join("/") + "/";
-  const proxies = c.volumes.map((v) => new HeldListing(v, folder));
+  const proxies = c.volumes.map((v) => new HeldListing(v));
   const volumes = proxies.map((p) => p.volume).join(",");
+  const key = keyPlacedApart(c.volumes, proxies.map((p) => p.volume));
+  const folder = key2path(encoder.encode(key)).split("/").slice(0, 3).join("/") + "/";
+  for (const p of proxies) p.folder = folder;
   let m: SpawnedMaster | null = null;
   const rebuild = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", MAIN, "rebuild", "-db", c.db, "-volumes", volumes],
@@ -101,6 +139,54 @@ Deno.test("a rebuild resumed after masters took it for stopped exits 1 and recor
       [1, [REBUILD_STOPPED]],
     );
     assertEquals((await recordOf(c.db, key))?.size, 2000, "the master's record stands");
+  } finally {
+    proc?.kill("SIGCONT");
+    proc?.kill("SIGKILL");
+    await proc?.status;
+    await m?.stop();
+    await Promise.all(proxies.map((p) => p.stop()));
+    await c.stop();
+  }
+});
+
+Deno.test("a rebuild taken for stopped before it marked the index exits 1 and neither marks nor empties it", async () => {
+  const c = await Cluster.start();
+  const before = randomKey("/rebuild-paused");
+  const after = randomKey("/rebuild-paused");
+  // Every listing ends with "/": the first each volume gets is its root's,
+  // read after the rebuild removed the other members' fences, before it
+  // touches the index.
+  const proxies = c.volumes.map((v) => new HeldListing(v, "/"));
+  const volumes = proxies.map((p) => p.volume).join(",");
+  let m: SpawnedMaster | null = null;
+  let proc: Deno.ChildProcess | null = null;
+  try {
+    const res = await fetch(c.url + before, { method: "PUT", body: randomBytes(1000) });
+    assertEquals(res.status, 201);
+    await res.body?.cancel();
+    await c.stopMaster();
+    proc = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, "rebuild", "-db", c.db, "-volumes", volumes],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    await Promise.all(proxies.map((p) => p.fetched.promise));
+    proc.kill("SIGSTOP");
+    for (const p of proxies) p.release();
+    m = await c.spawnMaster(["-volumes", volumes]);
+    // Served once the master has watched the paused rebuild's heartbeat stand still.
+    assertEquals(await putOnceServed(m.url + after, randomBytes(2000)), 201);
+    proc.kill("SIGCONT");
+    const out = await proc.output();
+    proc = null;
+    assertEquals([out.code, errors(out.stderr)], [1, [REBUILD_STOPPED_UNCHANGED]]);
+    assertEquals(
+      [(await recordOf(c.db, before))?.size, (await recordOf(c.db, after))?.size],
+      [1000, 2000],
+      "the index is not emptied",
+    );
+    assertEquals(await markOf(c.db), null, "the index is not marked incomplete");
   } finally {
     proc?.kill("SIGCONT");
     proc?.kill("SIGKILL");
