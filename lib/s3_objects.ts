@@ -854,8 +854,12 @@ async function deleteKey(store: Store, key: Uint8Array, ifMatch?: string): Promi
     ? undefined
     : (prev: Record | null): Outcome | null =>
       prev === null ? missing : etagMatches(ifMatch, prev) ? null : { status: 412 };
-  const out = await store.delete(key, { keepUnlinked: true, expect });
+  const out = await store.delete(key, { keepUnlinked: true, expect, askVolumes: true });
   if (out === missing) throw s3Error("NoSuchKey", "The specified key does not exist.");
+  // A value the incomplete index lacks: it cannot be deleted (no record
+  // names its files), and answered deleted, it would come back with
+  // rebuild. Clients retry a 503.
+  if (out.unindexed) throw s3Error("ServiceUnavailable", out.message!);
   if (out.status === 412) throw preconditionFailed();
   if (out.status === 204 || out.status === 404) return out.status === 204;
   if (out.status === 403) throw new S3Error("AccessDenied", out.message ?? "Protected");

@@ -252,7 +252,8 @@ export class Store {
   /**
    * Whether the key's volumes hold a value the index lacks (it is marked
    * incomplete: a rebuild has not finished): a PUT there would write over
-   * it, and one that failed would delete it. 409 when one holds a file,
+   * it, and one that failed would delete it; an S3 delete answered as made
+   * would see it come back with rebuild. 409 when one holds a file,
    * 503 when one cannot say (within -voltimeout), null when none holds one.
    */
   async #unindexedValue(key: Uint8Array, kvolumes: string[]): Promise<Outcome | null> {
@@ -777,10 +778,18 @@ export class Store {
    * unlinked key does not exist) an unlinked key is left as it is: 404.
    * `expect` (S3's If-Match) is checked against the record (null when there
    * is no live one) before anything is deleted; an outcome is answered instead.
+   * With `askVolumes` (S3's deletes, which answer a missing key as deleted),
+   * a key with no record in an index marked incomplete is looked for on its
+   * volumes as PUT does: 409 (`unindexed`) when one holds a file, which
+   * rebuild brings back, 503 when one cannot say, 404 when none holds one.
    */
   async delete(
     key: Uint8Array,
-    opts: { keepUnlinked?: boolean; expect?: (prev: Record | null) => Outcome | null } = {},
+    opts: {
+      keepUnlinked?: boolean;
+      expect?: (prev: Record | null) => Outcome | null;
+      askVolumes?: boolean;
+    } = {},
   ): Promise<Outcome> {
     if (!keyFits(key)) return tooLong();
     return await this.#exclusive(key, async () => {
@@ -789,6 +798,10 @@ export class Store {
       if (prev?.rec.next) return unfinishedSwitch();
       const unexpected = opts.expect?.(prev?.rec.state === "live" ? prev.rec : null);
       if (unexpected) return unexpected;
+      if (!prev && opts.askVolumes && this.index.markedIncomplete) {
+        const held = await this.#unindexedValue(key, this.kvolumes(key));
+        if (held) return held;
+      }
       if (!prev) return this.#notFound(prev, "No such key");
       if (opts.keepUnlinked && prev.rec.state === "unlinked") return notFound("No such key");
       if (this.opts.protect && prev.rec.state === "live") {

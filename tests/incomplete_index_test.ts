@@ -181,3 +181,75 @@ Deno.test("an S3 DeleteBucket of a bucket whose keys the incomplete index lacks 
     for (const v of c.volumes) assertEquals(await fileOn(v, key), old);
   }, { flags: ["-s3"], prefix: "/incomplete-s3" });
 });
+
+Deno.test("an S3 DeleteObject of a key the incomplete index lacks, whose value the volumes hold, answers 503 ServiceUnavailable and keeps the value", async () => {
+  await withLostKey(async (c, key, old) => {
+    const got = await errorAnswer(`${c.url}${key}?x-id=DeleteObject`, { method: "DELETE" });
+    assertEquals(got, {
+      status: 503,
+      type: "application/xml",
+      body: errorXml("ServiceUnavailable", UNINDEXED.trim(), "", key),
+    });
+    for (const v of c.volumes) assertEquals(await fileOn(v, key), old);
+  }, { flags: ["-s3"], prefix: "/incomplete-s3" });
+});
+
+Deno.test("an S3 DeleteObjects of a key the incomplete index lacks, whose value the volumes hold, answers it ServiceUnavailable and deletes the others", async () => {
+  await withLostKey(async (c, key, old) => {
+    const [, bucket, name] = key.split("/");
+    const other = randomKey("");
+    assertEquals(await status(`${c.url}/${bucket}${other}`, { method: "PUT", body: "v" }), 201);
+    const body = `<Delete><Object><Key>${name}</Key></Object>` +
+      `<Object><Key>${other.slice(1)}</Key></Object></Delete>`;
+    const res = await fetch(`${c.url}/${bucket}?delete`, { method: "POST", body });
+    const xml = await res.text();
+    assertEquals(res.status, 200);
+    assertEquals(
+      [...xml.matchAll(
+        /<(Deleted|Error)><Key>([^<]*)<\/Key>(?:<Code>([^<]*)<\/Code><Message>([^<]*)<\/Message>)?/g,
+      )]
+        .map((m) => m.slice(1)),
+      [
+        ["Deleted", other.slice(1), undefined, undefined],
+        ["Error", name, "ServiceUnavailable", UNINDEXED.trim()],
+      ],
+    );
+    for (const v of c.volumes) assertEquals(await fileOn(v, key), old);
+    assertEquals(await status(`${c.url}/${bucket}${other}`), 404);
+  }, { flags: ["-s3"], prefix: "/incomplete-s3" });
+});
+
+Deno.test("an S3 DeleteObject of a key neither the incomplete index nor the volumes hold answers 204", async () => {
+  await withLostKey(async (c, key) => {
+    const bucket = key.split("/")[1];
+    const fresh = randomKey(`/${bucket}`);
+    assertEquals(await status(`${c.url}${fresh}?x-id=DeleteObject`, { method: "DELETE" }), 204);
+  }, { flags: ["-s3"], prefix: "/incomplete-s3" });
+});
+
+Deno.test("an S3 DeleteObject while the index is incomplete answers 503 when a volume cannot say whether it holds the key", async () => {
+  await withLostKey(async (c, key) => {
+    const bucket = key.split("/")[1];
+    const fresh = randomKey(`/${bucket}`);
+    const kvolumes = key2volume(encoder.encode(fresh), c.volumes, 3, 10);
+    const silent = kvolumes.find((v) => v.startsWith(`${c.volumes[0]}/`))!;
+    await c.pauseVolume(0);
+    let got;
+    try {
+      got = await errorAnswer(`${c.url}${fresh}?x-id=DeleteObject`, { method: "DELETE" });
+    } finally {
+      await c.resumeVolume(0);
+    }
+    assertEquals(got, {
+      status: 503,
+      type: "application/xml",
+      body: errorXml(
+        "ServiceUnavailable",
+        `The index is incomplete (a rebuild has not finished) and ${silent} did not say ` +
+          `whether it holds a value for this key: retry once it answers, or run rebuild`,
+        "",
+        fresh,
+      ),
+    });
+  }, { flags: ["-s3"], prefix: "/incomplete-s3" });
+});
