@@ -816,11 +816,23 @@ export class Store {
    * writer died) with its files, only while it is still the record read as
    * `e`. A PUT may have taken the key over since: the key and its files are
    * that write's then, live ones included. 409 when the record changed.
+   * `keepFiles` (the index is marked incomplete): the record only. Its
+   * files may be a value the index lacks (a PUT killed after it claimed the
+   * key, before it dropped the claim on finding a file there): rebuild
+   * brings that back, and a PUT of the key, with no record, asks the
+   * volumes first.
    */
-  async removeExpired(key: Uint8Array, e: Entry): Promise<Outcome> {
+  async removeExpired(
+    key: Uint8Array,
+    e: Entry,
+    opts: { keepFiles?: boolean } = {},
+  ): Promise<Outcome> {
     return await this.#exclusive(key, async () => {
       if (e.rec.state !== "writing" || isClaimed(e.rec)) return inFlight();
-      return await this.#deleteEntry(key, e);
+      if (!opts.keepFiles) return await this.#deleteEntry(key, e);
+      return await this.index.cas(key, e.versionstamp, null) === null
+        ? inFlight()
+        : { status: 204 };
     });
   }
 

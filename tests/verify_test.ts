@@ -186,6 +186,52 @@ Deno.test("verify -repair removes a write whose lease ran out, with its files", 
   }
 });
 
+Deno.test("verify -repair on an index marked incomplete removes an expired write's record but keeps its files", async () => {
+  const c = await Cluster.start();
+  try {
+    const name = randomKey("/dead-refusal");
+    const key = enc.encode(name);
+    const value = randomBytes(1000);
+    const put = await fetch(c.url + name, { method: "PUT", body: value });
+    await put.body?.cancel();
+    assertEquals(put.status, 201);
+    await c.stopMaster();
+    // A master killed amid a refused PUT on an incomplete index: its claim
+    // (a "writing" record) over the files of a value the index lacked.
+    const index = await openIndex(c.db);
+    const rvolumes = (await index.get(key))!.rec.rvolumes;
+    await index.markIncomplete({ at: Date.now(), why: "a rebuild began and has not finished" });
+    await index.set(key, {
+      state: "writing",
+      rvolumes,
+      hash: "",
+      size: -1,
+      owner: "dead-master",
+      until: Date.now() - 1000,
+    });
+    index.close();
+    const args = ["verify", "-volumes", c.volumes.join(","), "-db", c.db, "-repair"];
+    const r = await runMain(args);
+    assertEquals(r.code, 1, r.stdout);
+    assert(
+      r.stdout.includes(
+        `expired write: ${JSON.stringify(name)} (owner dead-master): repaired, record removed, ` +
+          `files kept (the index is incomplete: they may hold a value it lacks; run rebuild)\n`,
+      ),
+      r.stdout,
+    );
+    for (const v of rvolumes) {
+      const res = await fetch(volumeUrl(v, key2path(key)));
+      assertEquals([res.status, await res.bytes()], [200, value], v);
+    }
+    const index2 = await openIndex(c.db);
+    assertEquals(await index2.get(key), null, "the record removed");
+    index2.close();
+  } finally {
+    await c.stop();
+  }
+});
+
 Deno.test("verify: parts of a live multipart upload are kept; dead parts and REPLACE temps are orphans", async () => {
   const c = await Cluster.start({ flags: ["-s3"] });
   try {

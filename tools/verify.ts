@@ -12,7 +12,9 @@
 // With -repair: a missing or corrupt replica is copied again from a healthy
 // one; orphans older than -grace are deleted; a "writing" record whose lease
 // ran out (its writer died) is removed with its files; records of parts of
-// an upload that has ended are dropped.
+// an upload that has ended are dropped. While the index is marked
+// incomplete, no file of a key with no record is deleted: orphans are kept,
+// and an expired "writing" record goes without its files.
 import { md5Stream } from "../lib/md5_stream.ts";
 import type { FlagValues } from "../lib/flags.ts";
 import { requireDb, storeOptions } from "../lib/config.ts";
@@ -210,8 +212,15 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
     if (!ctx.repair) return;
     // Only while the record is still the one read: a PUT may have taken the
     // key over since (the lease had run out), and its files are not ours.
-    const out = await ctx.store.removeExpired(key, e).catch(thrown);
-    if (out.status === 204) p.fixed = "record and files removed";
+    // On an incomplete index, its files may be a value the index lacks (a
+    // PUT that claimed the key, found a file and died before it dropped the
+    // claim): they are kept, as orphans are then.
+    const keepFiles = ctx.keepOrphans;
+    const out = await ctx.store.removeExpired(key, e, { keepFiles }).catch(thrown);
+    if (out.status === 204 && keepFiles) {
+      p.fixed = "record removed, files kept (the index is incomplete: they may hold a value " +
+        "it lacks; run rebuild)";
+    } else if (out.status === 204) p.fixed = "record and files removed";
     else if (out.status === 409) p.text += " (changed meanwhile, kept)";
     else p.text += ` (cannot remove: ${out.message})`;
     return;
