@@ -8,6 +8,7 @@ import { Cluster, randomBytes, randomKey, status, volumeFiles } from "./cluster.
 import { assertEquals } from "./assert.ts";
 import { errorAnswer, errorXml } from "./s3_answers.ts";
 import { key2path, key2volume } from "../lib/keys.ts";
+import { openIndex } from "../lib/open.ts";
 
 const encoder = new TextEncoder();
 
@@ -70,6 +71,63 @@ Deno.test("a PUT of a key the incomplete index lacks, whose value the volumes ho
     const listed = await fetch(`${c.url}/incomplete/?writing`).then((r) => r.json());
     assertEquals(listed.keys, [], "no record left by the refused PUT");
   });
+});
+
+/**
+ * What a master killed amid a PUT of `key` leaves (its claim: a "writing"
+ * record on `rvolumes` whose lease has run out), the index marked incomplete.
+ * Written straight into the index, with no master on it.
+ */
+async function leaveExpiredWrite(db: string, key: string, rvolumes: string[]): Promise<void> {
+  const index = await openIndex(db);
+  try {
+    await index.markIncomplete({ at: Date.now(), why: "a rebuild began and has not finished" });
+    await index.set(encoder.encode(key), {
+      state: "writing",
+      rvolumes,
+      hash: "",
+      size: -1,
+      owner: "dead-master",
+      until: Date.now() - 1000,
+    });
+  } finally {
+    index.close();
+  }
+}
+
+Deno.test("a PUT taking over an expired write on the incomplete index, whose volumes hold a value it lacks, answers 409 and keeps the value", async () => {
+  const c = await Cluster.start();
+  try {
+    const key = randomKey("/incomplete");
+    const old = randomBytes(1000);
+    assertEquals(await status(c.url + key, { method: "PUT", body: old }), 201);
+    const kvolumes = key2volume(encoder.encode(key), c.volumes, 3, 10);
+    await c.stopMaster();
+    // A master killed after it claimed the lost key and found its value,
+    // before it dropped the claim.
+    await leaveExpiredWrite(c.db, key, kvolumes);
+    await c.startMaster();
+    const res = await fetch(c.url + key, { method: "PUT", body: "new value" });
+    assertEquals([res.status, await res.text()], [409, UNINDEXED]);
+    for (const v of c.volumes) assertEquals(await fileOn(v, key), old);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("a PUT taking over an expired write on the incomplete index is made when the volumes lack the key", async () => {
+  const c = await Cluster.start();
+  try {
+    const key = randomKey("/incomplete");
+    const kvolumes = key2volume(encoder.encode(key), c.volumes, 3, 10);
+    await c.stopMaster();
+    await leaveExpiredWrite(c.db, key, kvolumes);
+    await c.startMaster();
+    assertEquals(await status(c.url + key, { method: "PUT", body: "value" }), 201);
+    assertEquals(await fetch(c.url + key).then((r) => r.text()), "value");
+  } finally {
+    await c.stop();
+  }
 });
 
 Deno.test("a PUT of a key the volumes lack is made while the index is incomplete", async () => {
