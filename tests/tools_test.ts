@@ -183,6 +183,53 @@ Deno.test("rebuild names a volume whose root listing is JSON but no listing, and
   }
 });
 
+Deno.test("rebuild whose -volumes name no readable volume exits 1 and leaves the index unchanged", async () => {
+  const c = await Cluster.start();
+  // Other services (a root answering 404, one answering JSON that is no
+  // listing) and a port nobody listens on.
+  const serve = (answer: () => Response) =>
+    Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, answer);
+  const others = [
+    serve(() => new Response("not here", { status: 404 })),
+    serve(() => Response.json({ error: "not a volume" })),
+  ];
+  try {
+    const key = randomKey("/rebuild-wrong");
+    assertEquals(await status(c.url + key, { method: "PUT", body: key }), 201);
+    await c.stopMaster();
+    const before = await snapshot(c.db);
+    const wrong = [...others.map((o) => `127.0.0.1:${o.addr.port}`), `127.0.0.1:${freePort()}`];
+    const r = await runMain(["rebuild", "-volumes", wrong.join(","), "-db", c.db]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    const lines = r.stdout.split("\n");
+    const at = lines.indexOf(
+      "rebuild: no volume's root could be read (is -volumes right?); the index was not changed:",
+    );
+    assert(at >= 0, r.stdout);
+    const named = lines.slice(at + 1).filter((l) => l.startsWith("  ")).sort();
+    assertEquals(
+      named,
+      [
+        `  Cannot list "http://${wrong[0]}/": status 404 (no volume's root: is -volumes right?)`,
+        `  Cannot list "http://${wrong[1]}/": not an nginx JSON listing`,
+        `  Cannot list "http://${wrong[2]}/": client error (Connect): tcp connect error: ` +
+        `Connection refused (os error 111) (${wrong[2]} stopped answering; its other folders ` +
+        `were not read)`,
+      ].sort(),
+    );
+    assertEquals(await snapshot(c.db), before);
+    const index = await openIndex(c.db);
+    try {
+      assertEquals(await index.incomplete(), null);
+    } finally {
+      index.close();
+    }
+  } finally {
+    for (const o of others) await o.shutdown();
+    await c.stop();
+  }
+});
+
 /**
  * A key written through `c`'s master (then stopped) and, on its first
  * volume, a file of each key `<that key>/<end repeated 2,100 times>`: too

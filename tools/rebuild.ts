@@ -110,6 +110,9 @@ async function rebuildIndex(
   try {
     // The volumes' roots are read before the index is touched.
     const vols = (await Promise.all(opts.volumes.map((v) => subvolumesOf(w, v)))).flat();
+    // Not one root read (a mistyped -volumes, every volume down): emptied,
+    // the index would be refilled with nothing.
+    if (vols.length === 0) return unread(w.errors);
     progress.add("volumes", vols.length);
     // Until it has read every folder, the index lacks keys the volumes hold:
     // verify -repair must not take their files for orphans meanwhile. The
@@ -280,6 +283,16 @@ function refuse(live: string[]): number {
       : `rebuild: another rebuild is running on this index; let it finish ` +
         `(each empties the index before it reads the volumes)`,
   );
+  return 1;
+}
+
+/** Exits 1, the index untouched: no volume's root could be read (`errors` say why). */
+function unread(errors: string[]): number {
+  report(
+    "error",
+    `rebuild: no volume's root could be read (is -volumes right?); the index was not changed:`,
+  );
+  nameSome(errors);
   return 1;
 }
 
