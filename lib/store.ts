@@ -1170,14 +1170,16 @@ function notFound(message: string): Outcome {
  * killed mid-write, which holds the key until then.
  */
 function inFlight(rec?: Record): Outcome {
+  const left = rec?.until === undefined
+    ? 0
+    : Math.max(1, Math.ceil((rec.until - Date.now()) / 1000));
   if (rec && isLingering(rec)) {
-    const message =
-      "A volume has yet to answer for this key's last write: retry once -lease has passed";
+    const message = "A volume has yet to answer for this key's last write: " +
+      `retry once -lease has passed (in ${left} s)`;
     return { status: 409, message };
   }
   const message = "Another write of this key is in progress";
-  if (rec?.until === undefined) return { status: 409, message };
-  const left = Math.max(1, Math.ceil((rec.until - Date.now()) / 1000));
+  if (left === 0) return { status: 409, message };
   return {
     status: 409,
     message:
