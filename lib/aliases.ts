@@ -3,7 +3,13 @@
 // "to" the new name (onto the file itself), then deletes the "old" copy,
 // which is the same file; verify -repair deletes live files as orphans of
 // the other name. A marker file written through each name tells them apart.
-import { remoteDelete, remoteGetSmall, remotePut, unanswered, volumeUrl } from "./volumes.ts";
+import {
+  remoteDelete,
+  remoteGetSmallIfThere,
+  remotePut,
+  unanswered,
+  volumeUrl,
+} from "./volumes.ts";
 import { volumeOfReplica } from "./keys.ts";
 
 const encoder = new TextEncoder();
@@ -65,14 +71,14 @@ export async function aliasesOf(
 /** The name the marker at `path` on `volume` was written through; null when none. */
 async function markerOn(volume: string, path: string, timeout: number): Promise<string | null> {
   try {
-    const body = await remoteGetSmall(volumeUrl(volume, path), {
+    const body = await remoteGetSmallIfThere(volumeUrl(volume, path), {
       signal: AbortSignal.timeout(timeout),
       stall: timeout,
       maxBody: 1024,
     });
-    return decoder.decode(body);
+    return body === null ? null : decoder.decode(body); // 404: another nginx
   } catch {
-    return null; // 404: another nginx; no answer: none to compare
+    return null; // no answer: none to compare
   }
 }
 

@@ -95,6 +95,16 @@ function isHostPort(v: string): boolean {
   return m !== null && (m[1] === undefined || (Number(m[1]) >= 1 && Number(m[1]) <= 65535));
 }
 
+/**
+ * One spelling of a host:port: the host lowercased (host names ignore case),
+ * the port a number, 80 when none. Placement hashes the name as written.
+ */
+function canonicalVolume(v: string): string {
+  const port = HOST_PORT.exec(v)![1];
+  const host = port === undefined ? v : v.slice(0, v.lastIndexOf(":"));
+  return `${host.toLowerCase()}:${port === undefined ? 80 : Number(port)}`;
+}
+
 /** The longest -voltimeout and -lease, ms (24h). */
 const MAX_DURATION = 86_400_000;
 
@@ -105,13 +115,18 @@ export function storeOptions(flags: FlagValues): StoreOptions {
   if (volumes.length === 0) {
     throw new FlagError("-volumes is required (e.g. -volumes localhost:3001,localhost:3002)");
   }
-  if (new Set(volumes).size !== volumes.length) {
-    throw new FlagError("-volumes lists a volume twice");
-  }
   for (const v of volumes) {
     if (!isHostPort(v)) {
       throw new FlagError(`Bad volume "${v}": expected host:port (port 1 to 65535)`);
     }
+  }
+  const seen = new Map<string, string>();
+  for (const v of volumes) {
+    const first = seen.get(canonicalVolume(v));
+    if (first !== undefined) {
+      throw new FlagError(`-volumes names one volume twice: "${first}" and "${v}"`);
+    }
+    seen.set(canonicalVolume(v), v);
   }
   const fallback = String(flags.fallback);
   // Misses are redirected to http://<fallback><path>: anything else breaks the URL.

@@ -1250,14 +1250,27 @@ function notFound(message: string): Outcome {
   return { status: 404, message };
 }
 
-/** 409: the key is claimed; `rec`, the claimed record, tells a lingering claim's reason. */
+/**
+ * 409: the key is claimed; `rec`, the claimed record, tells a lingering
+ * claim's reason, and when its lease runs out: the writer may be a master
+ * killed mid-write, which holds the key until then.
+ */
 function inFlight(rec?: Record): Outcome {
+  const left = rec?.until === undefined
+    ? 0
+    : Math.max(1, Math.ceil((rec.until - Date.now()) / 1000));
   if (rec && isLingering(rec)) {
-    const message =
-      "A volume has yet to answer for this key's last write: retry once -lease has passed";
+    const message = "A volume has yet to answer for this key's last write: " +
+      `retry once -lease has passed (in ${left} s)`;
     return { status: 409, message };
   }
-  return { status: 409, message: "Another write of this key is in progress" };
+  const message = "Another write of this key is in progress";
+  if (left === 0) return { status: 409, message };
+  return {
+    status: 409,
+    message:
+      `${message} (or its writer stopped mid-write: retry once its lease runs out, in ${left} s)`,
+  };
 }
 
 /**

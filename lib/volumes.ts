@@ -494,11 +494,36 @@ export async function remoteGetSmall(
   url: string,
   opts: { signal: AbortSignal; stall: number; maxBody: number },
 ): Promise<Uint8Array<ArrayBuffer>> {
-  const res = await smallCall("get", "GET", url, {
+  return smallBody(url, await getSmall(url, opts));
+}
+
+/**
+ * remoteGetSmall of a file that may not be there: null when the volume
+ * answers 404, which is an answer (no failure of the volume, none logged).
+ */
+export async function remoteGetSmallIfThere(
+  url: string,
+  opts: { signal: AbortSignal; stall: number; maxBody: number },
+): Promise<Uint8Array<ArrayBuffer> | null> {
+  const res = await getSmall(url, opts);
+  if (res.status !== 404) return smallBody(url, res);
+  succeeded(volumeOf(url), "get");
+  return null;
+}
+
+function getSmall(url: string, opts: { signal: AbortSignal; stall: number; maxBody: number }) {
+  return smallCall("get", "GET", url, {
     ms: opts.stall,
     signal: opts.signal,
     maxBody: opts.maxBody,
   });
+}
+
+/** The body of a small GET's 200; any other status is a failure of the volume. */
+function smallBody(
+  url: string,
+  res: Awaited<ReturnType<typeof getSmall>>,
+): Uint8Array<ArrayBuffer> {
   if (res.status !== 200) {
     const message = `Cannot GET "${url}": status ${res.status}`;
     throw failed(volumeOf(url), "get", "error", message, res.status);

@@ -71,7 +71,7 @@ Deno.test("-subvolumes past 256 is a flag error: svNN has two hex digits", async
 Deno.test("a volume listed twice in -volumes is a flag error", async () => {
   await assertFlagError(
     ["server", "-db", "/tmp/unused", "-volumes", "a:1,a:1", "-replicas", "1"],
-    "-volumes lists a volume twice\n",
+    '-volumes names one volume twice: "a:1" and "a:1"\n',
   );
 });
 

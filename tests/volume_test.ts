@@ -1,5 +1,5 @@
 // `mkv volume`: stock nginx on a folder, started clean.
-import { Cluster, randomKey, status } from "./cluster.ts";
+import { Cluster, freePort, randomKey, status } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 
 Deno.test("a volume starts without the partial uploads a killed nginx left", async () => {
@@ -177,6 +177,50 @@ Deno.test("a volume whose nginx master is killed exits non-zero and leaves no wo
       // It had exited (the test's point).
     }
     await proc.status;
+    await stdout.cancel();
+    await proc.stderr.cancel();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a second volume on a folder an nginx serves exits 1 naming it, the first untouched", async () => {
+  // Two `deno task up` of one checkout (the second on PORT=...) served
+  // data/volume1 twice: one folder under two names, which rebalance and
+  // verify -repair take for two volumes (a copy deleted as its own
+  // duplicate), and the second rewrote the first's nginx.conf and took its
+  // pid file with it when it stopped.
+  const dir = await Deno.makeTempDir({ prefix: "mkv-test-" });
+  const first = freePort();
+  const proc = spawnVolume(dir, first);
+  const stdout = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    assert((await readUntil(stdout, (t) => t.includes("\n"))).includes(`on :${first}`));
+    const pidFile = `${dir}/.mkv-nginx/nginx.pid`;
+    const pid = (await Deno.readTextFile(pidFile)).trim();
+    const conf = await Deno.readTextFile(`${dir}/.mkv-nginx/nginx.conf`);
+    const second = spawnVolume(dir, freePort());
+    const [code, said, err] = await Promise.all([
+      second.status.then((s) => s.code),
+      readUntil(second.stdout.pipeThrough(new TextDecoderStream()).getReader(), (t) => t !== "")
+        .then((text) => {
+          if (text !== "") second.kill("SIGTERM"); // it started: stop it (the test fails)
+          return text;
+        }),
+      new Response(second.stderr).text(),
+    ]);
+    assertEquals(said, "");
+    assertEquals(code, 1);
+    assertEquals(
+      err,
+      `${dir} is served already, by nginx ${pid} (a volume of this folder): ` +
+        `stop that volume first (or kill ${pid}, left by one killed), or serve another folder\n`,
+    );
+    assertEquals((await Deno.readTextFile(pidFile)).trim(), pid);
+    assertEquals(await Deno.readTextFile(`${dir}/.mkv-nginx/nginx.conf`), conf);
+    assertEquals(await fetch(`http://127.0.0.1:${first}/`).then((r) => r.json()), []);
+  } finally {
+    proc.kill("SIGTERM");
+    assertEquals((await proc.status).code, 0);
     await stdout.cancel();
     await proc.stderr.cancel();
     await Deno.remove(dir, { recursive: true });

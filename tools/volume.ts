@@ -1,7 +1,7 @@
 // `PORT=3001 deno task volume /tmp/volume1/`: one volume, stock nginx in the
 // foreground, serving the folder with WebDAV PUT/DELETE and a JSON autoindex
 // (volume.conf). nginx's pid and temp files stay in <folder>/.mkv-nginx.
-import { chmod, chown, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, readFile, realpath, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { type Level, logFormatInUse, logInfo, logLine, logWarn } from "../lib/log.ts";
 
@@ -14,6 +14,16 @@ export async function volume(args: string[]): Promise<number> {
   const nginx = await ensureNginx();
   const run = join(folder, ".mkv-nginx");
   await mkdir(run, { recursive: true });
+  // One folder served twice is one volume under two names, which the tools
+  // take for two (a copy deleted as its own duplicate); and this one would
+  // rewrite the other's nginx.conf and take its pid file when it stops.
+  const serving = await servingNginx(run);
+  if (serving !== null) {
+    throw new Error(
+      `${folder} is served already, by nginx ${serving} (a volume of this folder): ` +
+        `stop that volume first (or kill ${serving}, left by one killed), or serve another folder`,
+    );
+  }
   await clearUploads(run);
   const user = await workerUser(folder);
   const conf = await renderConf({ port, root: folder, run, user });
@@ -140,17 +150,26 @@ async function workerUser(folder: string): Promise<string> {
 }
 
 /**
+ * The pid of an nginx serving this folder still (its pid file names a live
+ * nginx run from `run`: not another that took the pid of one killed); null
+ * when none.
+ */
+async function servingNginx(run: string): Promise<number | null> {
+  const pid = Number((await readFile(join(run, "nginx.pid"), "utf8").catch(() => "")).trim());
+  if (!(pid > 0)) return null;
+  const cmd = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+  const real = await realpath(run).catch(() => run);
+  return cmd.includes("nginx") && (cmd.includes(run) || cmd.includes(real)) ? pid : null;
+}
+
+/**
  * nginx writes each upload to `<run>/body` and renames it into place when
  * whole; an nginx killed mid-upload leaves the part there for good. At start
  * none is in flight, so what is there is such a part: removed, unless an
- * nginx of this folder still runs (its pid file names a live nginx).
+ * nginx of this folder still runs.
  */
 export async function clearUploads(run: string) {
-  const pid = Number((await readFile(join(run, "nginx.pid"), "utf8").catch(() => "")).trim());
-  if (pid > 0) {
-    const cmd = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
-    if (cmd.includes("nginx")) return;
-  }
+  if (await servingNginx(run) !== null) return;
   await rm(join(run, "body"), { recursive: true, force: true });
 }
 

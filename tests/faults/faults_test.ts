@@ -322,6 +322,40 @@ Deno.test("a master killed while holding a claim blocks that key only until the 
   }
 });
 
+Deno.test("a write of a key a killed master held answers 409 saying when its lease runs out", async () => {
+  // After a crash and a restart, "Another write of this key is in progress"
+  // sent the operator looking for a writer that no longer ran.
+  const c = await Cluster.start({ flags: ["-lease", "20s"] });
+  const doomed = await c.spawnMaster();
+  try {
+    const k = randomKey("/lease-message");
+    const body = new ReadableStream<Uint8Array>({
+      start: (ctl) => ctl.enqueue(new Uint8Array(10)),
+    });
+    const pending = fetch(doomed.url + k, { method: "PUT", body }).catch(() => null);
+    let claimed = false;
+    for (let i = 0; i < 100 && !claimed; i++) {
+      claimed = await status(c.url + k, { method: "UNLINK" }) === 409;
+      if (!claimed) await new Promise((r) => setTimeout(r, 20));
+    }
+    assert(claimed, "the doomed master holds the claim");
+    await doomed.stop("SIGKILL");
+    await pending;
+    const res = await fetch(c.url + k, { method: "PUT", body: "after the crash" });
+    const text = await res.text();
+    assertEquals(res.status, 409);
+    const m = text.match(
+      /^Another write of this key is in progress \(or its writer stopped mid-write: retry once its lease runs out, in (\d+) s\)\n$/,
+    );
+    assert(m !== null, text);
+    const left = Number(m[1]);
+    assert(left >= 1 && left <= 20, text);
+  } finally {
+    await doomed.stop("SIGKILL");
+    await c.stop();
+  }
+});
+
 Deno.test("SIGTERM: the master finishes the request in flight, then exits 0", async () => {
   const c = await Cluster.start();
   try {
