@@ -25,7 +25,7 @@ import {
 import { remoteProbe } from "./lib/volumes.ts";
 import { lookForUnindexed, type Unindexed } from "./lib/unindexed.ts";
 import { describePlacement, type OtherPlacement, type Placement } from "./lib/membership.ts";
-import { aliasesMessage, aliasesOf } from "./lib/aliases.ts";
+import { aliasesMessage, checkNames } from "./lib/aliases.ts";
 import { rebuild } from "./tools/rebuild.ts";
 import { rebalance } from "./tools/rebalance.ts";
 import { verify } from "./tools/verify.ts";
@@ -147,10 +147,18 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
   const db = requireDb(flags);
   // Checked with the other flags: before any volume or the index is touched.
   const s3 = s3Options(flags) ?? undefined;
-  // Two names for one nginx would put two "replicas" of a key in one file.
-  const aliases = await aliasesOf(opts.volumes, [], opts.voltimeout);
+  // Two names for one nginx would put two "replicas" of a key in one file;
+  // a service that takes no PUT (no WebDAV) would fail every write.
+  const { aliases, notVolumes } = await checkNames(opts.volumes, [], opts.voltimeout);
   if (aliases.length > 0) {
     throw new Error(aliasesMessage(aliases, "or two replicas of a key would be one file"));
+  }
+  if (notVolumes.length > 0) {
+    throw new Error(
+      `No volume answers at ${notVolumes.join(", ")}: it refused a PUT as a server without ` +
+        `WebDAV does (an mkv volume is nginx with volume.conf: deno task volume DIR); ` +
+        `check -volumes`,
+    );
   }
   const index = await openIndex(db);
   const placement: Placement = {

@@ -8,6 +8,7 @@ import {
   remoteGetSmallIfThere,
   remotePut,
   unanswered,
+  VolumeError,
   volumeUrl,
 } from "./volumes.ts";
 import { volumeOfReplica } from "./keys.ts";
@@ -32,6 +33,28 @@ export async function aliasesOf(
   recorded: Iterable<string>,
   timeout: number,
 ): Promise<string[]> {
+  return (await checkNames(given, recorded, timeout)).aliases;
+}
+
+/**
+ * Statuses a server that is no WebDAV volume answers a PUT with (nginx
+ * without volume.conf's dav_methods: 405; another HTTP service: 501 or
+ * 405). A volume that is full (507), or whose folder nginx cannot write
+ * (403, 500), is a volume in trouble, not another service.
+ */
+const NO_DAV = new Set([405, 501]);
+
+/**
+ * aliasesOf's check, which also tells the volumes among `given` that
+ * refused the marker's PUT as a server that takes no PUT does (`notVolumes`:
+ * "host:port (status N)").
+ */
+export async function checkNames(
+  given: readonly string[],
+  recorded: Iterable<string>,
+  timeout: number,
+): Promise<{ aliases: string[]; notVolumes: string[] }> {
+  const notVolumes: string[] = [];
   const others = new Set([...recorded].map(volumeOfReplica));
   for (const v of given) others.delete(v);
   // At the root, where the walks look for no key (verify removes one left).
@@ -52,13 +75,17 @@ export async function aliasesOf(
       } catch (err) {
         // Down: compared with nothing.
         if (unanswered(err)) landing.push(v);
+        if (err instanceof VolumeError && NO_DAV.has(err.status)) {
+          notVolumes.push(`${v} (status ${err.status})`);
+        }
       }
     }
     const names = await Promise.all([...marked, ...others].map((v) => markerOn(v, path, timeout)));
-    return [...marked, ...others].flatMap((v, i) => {
+    const aliases = [...marked, ...others].flatMap((v, i) => {
       const seen = names[i];
       return seen !== null && seen !== v ? [`${seen} and ${v}`] : [];
     });
+    return { aliases, notVolumes };
   } finally {
     // Removed where it landed, or may have: at the root, where no walk of
     // the tools looks, a marker left stays for good.

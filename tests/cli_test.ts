@@ -171,6 +171,47 @@ Deno.test("a master refuses two names for one volume: its replicas would be one 
   }
 });
 
+Deno.test("a master refuses a -volumes entry that answers PUT as no WebDAV server does (501, 405)", async () => {
+  const c = await Cluster.start();
+  // Another HTTP service on the port the operator meant for a volume.
+  const other = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    (req) => new Response(null, { status: req.method === "PUT" ? 501 : 200 }),
+  );
+  const nodav = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    (req) => new Response(null, { status: req.method === "PUT" ? 405 : 200 }),
+  );
+  try {
+    await c.stopMaster();
+    const wrong = [`127.0.0.1:${other.addr.port}`, `127.0.0.1:${nodav.addr.port}`];
+    const volumes = [c.volumes[0], ...wrong].join(",");
+    const r = await runMain(["server", "-port", "0", "-db", c.db, "-volumes", volumes]);
+    const lines = r.stderr.trimEnd().split("\n");
+    assertEquals(
+      [r.code, lines.at(-1)],
+      [
+        1,
+        `No volume answers at ${wrong[0]} (status 501), ${wrong[1]} (status 405): it refused a ` +
+        `PUT as a server without WebDAV does (an mkv volume is nginx with volume.conf: ` +
+        `deno task volume DIR); check -volumes`,
+      ],
+    );
+    // Before it, each refused PUT as the volume failure it is (see Logs).
+    assertEquals(
+      lines.slice(0, -1).map((l) => l.replace(/mkv-volume-name\.[0-9a-f-]+/, "MARKER")),
+      [
+        `volume ${wrong[0]} put error: Cannot PUT "http://${wrong[0]}/MARKER": status 501`,
+        `volume ${wrong[1]} put error: Cannot PUT "http://${wrong[1]}/MARKER": status 405`,
+      ],
+    );
+  } finally {
+    await other.shutdown();
+    await nodav.shutdown();
+    await c.stop();
+  }
+});
+
 Deno.test("an index that cannot be opened is named with the reason", async () => {
   // It said only "file is not a database", naming neither the file nor -db.
   const dir = await Deno.makeTempDir();
