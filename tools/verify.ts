@@ -19,7 +19,7 @@ import { requireDb, storeOptions } from "../lib/config.ts";
 import { type Outcome, Store } from "../lib/store.ts";
 import { Fenced } from "../lib/group_commit.ts";
 import { Claim } from "../lib/claim.ts";
-import { joinIndex, openExistingIndex } from "../lib/open.ts";
+import { firstAnswer, joinIndex, LOCKED_FOR, openExistingIndex } from "../lib/open.ts";
 import { type Entry, type Index, keyFits } from "../lib/index_db.ts";
 import { key2path } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
@@ -93,6 +93,10 @@ export async function verify(flags: FlagValues): Promise<number> {
   const concurrency = concurrencyOf(flags);
   const grace = graceOf(flags);
   const index = await openExistingIndex(requireDb(flags), "verify");
+  await firstAnswer(
+    index,
+    `verify: ${LOCKED_FOR}; nothing was checked: run verify again once the lock is released`,
+  );
   const repair = flags.repair === true;
   // A writer of the index only when repairing: a master running meanwhile
   // then stops trusting its caches. A plain check only reads, and leaves a
