@@ -17,7 +17,7 @@ import { md5Stream } from "../lib/md5_stream.ts";
 import type { FlagValues } from "../lib/flags.ts";
 import { requireDb, storeOptions } from "../lib/config.ts";
 import { type Outcome, Store } from "../lib/store.ts";
-import { Fenced } from "../lib/group_commit.ts";
+import { Fenced, isBusy, LOCKED } from "../lib/group_commit.ts";
 import { Claim } from "../lib/claim.ts";
 import { firstAnswer, joinIndex, LOCKED_FOR, openExistingIndex } from "../lib/open.ts";
 import { type Entry, type Index, keyFits } from "../lib/index_db.ts";
@@ -670,11 +670,13 @@ async function checkMarker(ctx: Ctx, f: Other, now: number) {
   }
 }
 
-/** A verb of the store that threw (an index write refused: Fenced), as its outcome. */
+/** A verb of the store that threw (an index write refused: Fenced, locked), as its outcome. */
 function thrown(err: unknown): Outcome {
-  return { status: err instanceof Fenced ? 503 : 500, message: messageOf(err) };
+  return { status: err instanceof Fenced || isBusy(err) ? 503 : 500, message: messageOf(err) };
 }
 
 function messageOf(err: unknown): string {
+  // Not SQLite's bare "database is locked": why, and for how long.
+  if (isBusy(err)) return LOCKED;
   return err instanceof Error ? err.message : String(err);
 }
