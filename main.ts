@@ -10,7 +10,7 @@ import {
   s3Options,
   storeOptions,
 } from "./lib/config.ts";
-import { joinIndex, openIndex } from "./lib/open.ts";
+import { firstAnswer, joinIndex, LOCKED_FOR, openIndex } from "./lib/open.ts";
 import { Store } from "./lib/store.ts";
 import { createHandler, Drain, type Drained } from "./lib/server.ts";
 import { health, startProbes } from "./lib/health.ts";
@@ -161,6 +161,10 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
     );
   }
   const index = await openIndex(db);
+  await firstAnswer(
+    index,
+    `The master did not start: ${LOCKED_FOR}: start it again once the lock is released`,
+  );
   const placement: Placement = {
     volumes: opts.volumes,
     replicas: opts.replicas,

@@ -75,6 +75,17 @@ export function logUnexpected(what: string, err: unknown) {
   logLine("error", `${what}: ${message}`, stack);
 }
 
+/**
+ * A request refused for a reason known and said in its answer (503: the
+ * index locked past retrying, a write fenced, ...): `what` (the method and
+ * key) with the status and that reason, one line on stderr, no stack (in an
+ * incident every such request is one, and the stacks would bury the rest);
+ * in json that line as `msg`, level warn, with {"status","reason"}.
+ */
+export function logRefused(what: string, status: number, reason: string) {
+  logLine("warn", `${what} ${status}: ${reason}`, { status, reason });
+}
+
 export interface RequestLine {
   method: string;
   /** The key as requested (the URL's path, still percent-encoded). */

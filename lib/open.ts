@@ -8,6 +8,33 @@ import { Membership, type MembershipOptions } from "./membership.ts";
 export const MEMBER_INTERVAL = 1000;
 
 /**
+ * How long the master and the tools wait on an index another process holds
+ * the write lock of: as long as a write waits on it (5 s in Deno KV) and is
+ * tried again (10 s, retryBusy).
+ */
+export const LOCKED_MS = 15_000;
+
+/** Why a master or tool gave up on a locked index, for the operator. */
+export const LOCKED_FOR = `the index stayed locked for over ${
+  LOCKED_MS / 1000
+} s (another process holds its write lock)`;
+
+/** The index did not answer within LOCKED_MS (firstAnswer): nothing was read or written. */
+export class IndexLocked extends Error {}
+
+/**
+ * Waits for the index's first answer, at most LOCKED_MS; throws IndexLocked
+ * with `refusal` (which says what to do) when none came. Deno KV's first
+ * access of a file whose write lock another process holds waits as long as
+ * the lock is held: a master or tool started then would hang without a
+ * word. Unanswered, the index is not to be closed (Deno KV's close blocks
+ * the process until the read in flight ends): the caller exits.
+ */
+export async function firstAnswer(index: Index, refusal: string): Promise<void> {
+  if (!await index.answers(LOCKED_MS)) throw new IndexLocked(refusal);
+}
+
+/**
  * Opens the index at `db`: a KV Connect URL (https://...) as is, otherwise a
  * folder (created if missing) holding the SQLite file, as mkv's -db names a
  * LevelDB folder. An existing plain file is opened as the SQLite file itself.

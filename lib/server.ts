@@ -3,7 +3,7 @@
 // status once, here.
 import { metrics, render } from "./metrics.ts";
 import { recentErrors, traffic } from "./history.ts";
-import { logRequest, logUnexpected } from "./log.ts";
+import { logRefused, logRequest, logUnexpected } from "./log.ts";
 import { statusPage } from "./status.ts";
 import { health } from "./health.ts";
 import { Store } from "./store.ts";
@@ -300,7 +300,9 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
         : isBusy(err)
         ? text(503, LOCKED_ANSWER)
         : text(500, `Internal error: ${err instanceof Error ? err.message : err}`);
-      if (!(err instanceof BadRequest)) logUnexpected(`${req.method} ${key}`, err);
+      // A 503 is a refusal its answer explains: one line; a 500, a stack.
+      if (res.status === 503) logRefused(`${req.method} ${key}`, 503, reasons.get(res) ?? "");
+      else if (res.status === 500) logUnexpected(`${req.method} ${key}`, err);
     }
     // A body nobody read (403, 409, ...) is cancelled, not left half-read.
     if (req.body && !req.bodyUsed) req.body.cancel().catch(() => {});

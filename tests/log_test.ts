@@ -12,6 +12,10 @@ import {
   type VolumeFailureLine,
 } from "../lib/log.ts";
 
+import { lockIndex } from "./lock_index.ts";
+import { s3Client } from "./s3_client.ts";
+import { PutObjectCommand } from "@aws-sdk/client-s3";
+
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
 /**
@@ -43,13 +47,18 @@ async function capturedMaster(c: Cluster, flags: string[]) {
   const out = proc.output();
   const url = `http://127.0.0.1:${port}`;
   await waitUp(`${url}/?list&limit=1`, { proc });
+  let stopped: Promise<{ stdout: string[]; stderr: string[] }> | null = null;
   return {
     url,
-    async stop(): Promise<{ stdout: string[]; stderr: string[] }> {
-      proc.kill("SIGTERM");
-      const o = await out;
-      const lines = (b: Uint8Array) => new TextDecoder().decode(b).split("\n").filter(Boolean);
-      return { stdout: lines(o.stdout), stderr: lines(o.stderr) };
+    /** Stops it once (called again, the same answer). */
+    stop(): Promise<{ stdout: string[]; stderr: string[] }> {
+      stopped ??= (async () => {
+        proc.kill("SIGTERM");
+        const o = await out;
+        const lines = (b: Uint8Array) => new TextDecoder().decode(b).split("\n").filter(Boolean);
+        return { stdout: lines(o.stdout), stderr: lines(o.stderr) };
+      })();
+      return stopped;
     },
   };
 }
@@ -400,4 +409,58 @@ Deno.test("-log json: request, volume failure and volume up and down lines carry
       json({ level: "info", msg: "volume v:1 up", volume: "v:1", state: "up", reason: "" }),
     ],
   ]);
+});
+
+const LOCKED = "The index stayed locked (another process holds its write lock) past 10 s of " +
+  "retries: retry once it is released";
+
+Deno.test("a write refused by a locked index is logged as one line saying so, no stack", async () => {
+  const c = await Cluster.start();
+  const m = await capturedMaster(c, []);
+  let unlock: (() => void) | null = null;
+  try {
+    const key = randomKey("/locked-log");
+    assertEquals(await status(m.url + key, { method: "PUT", body: "kept" }), 201);
+    unlock = lockIndex(`${c.db}/index.sqlite3`);
+    assertEquals(await status(m.url + key, { method: "DELETE" }), 503);
+    unlock();
+    unlock = null;
+    const out = await m.stop();
+    assertEquals(out.stderr, [`DELETE ${key} 503: ${LOCKED}`]);
+  } finally {
+    unlock?.();
+    await m.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("-log json: an S3 write refused by a locked index is one warn line saying so, no stack", async () => {
+  const c = await Cluster.start();
+  const m = await capturedMaster(c, ["-s3", "-log", "json"]);
+  const s3 = s3Client(m.url);
+  let unlock: (() => void) | null = null;
+  try {
+    const Bucket = `locked${crypto.randomUUID().slice(0, 8)}`;
+    unlock = lockIndex(`${c.db}/index.sqlite3`);
+    const err = await s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: "v" })).then(
+      () => null,
+      (err) => err,
+    );
+    assertEquals(err?.$metadata?.httpStatusCode, 503, String(err));
+    unlock();
+    unlock = null;
+    const out = await m.stop();
+    const lines = jsonLines(out.stderr.join("\n"));
+    assertEquals(lines.map(({ time: _, ...l }) => l), [{
+      level: "warn",
+      msg: `S3 PUT /${Bucket}/k 503: ${LOCKED}`,
+      status: 503,
+      reason: LOCKED,
+    }]);
+  } finally {
+    unlock?.();
+    s3.destroy();
+    await m.stop();
+    await c.stop();
+  }
 });

@@ -7,7 +7,7 @@
 // how many keys and bytes would move and changes nothing.
 import type { FlagValues } from "../lib/flags.ts";
 import { requireDb, storeOptions } from "../lib/config.ts";
-import { joinIndex, openExistingIndex } from "../lib/open.ts";
+import { firstAnswer, joinIndex, LOCKED_FOR, openExistingIndex } from "../lib/open.ts";
 import { needsRebalance } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
 import { nameSome, plural, Progress } from "../lib/progress.ts";
@@ -23,6 +23,10 @@ export async function rebalance(flags: FlagValues): Promise<number> {
   const concurrency = concurrencyOf(flags, 64);
   const dryRun = flags["dry-run"] === true;
   const index = await openExistingIndex(requireDb(flags), "rebalance");
+  await firstAnswer(
+    index,
+    `rebalance: ${LOCKED_FOR}; nothing moved: run rebalance again once the lock is released`,
+  );
   // A writer of the index: a master running by mistake stops trusting its caches.
   if (!dryRun) await joinIndex(index, `rebalance:${Deno.pid}`);
   const store = new Store(index, opts);

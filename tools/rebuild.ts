@@ -9,7 +9,7 @@
 // that has it), showing progress on stderr.
 import type { FlagValues } from "../lib/flags.ts";
 import { requireDb, storeOptions } from "../lib/config.ts";
-import { joinIndex, MEMBER_INTERVAL, openIndex } from "../lib/open.ts";
+import { firstAnswer, joinIndex, LOCKED_FOR, MEMBER_INTERVAL, openIndex } from "../lib/open.ts";
 import { liveMembers, REBUILD } from "../lib/membership.ts";
 import { key2volume, orderByPlacement, placementKey } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
@@ -29,15 +29,10 @@ export async function rebuild(flags: FlagValues): Promise<number> {
   const opts = storeOptions(flags);
   const concurrency = concurrencyOf(flags);
   const index = await openIndex(requireDb(flags));
-  // Opened while another process held its write lock, the index's first
-  // access waits for as long as it is held. Not closed then: Deno KV's
-  // close waits (blocking the process) for the access in flight.
-  if (!await index.answers(LOCKED_MS)) {
-    logError(
-      `rebuild: ${lockedFor()}; nothing was changed: run rebuild again once the lock is released`,
-    );
-    return 1;
-  }
+  await firstAnswer(
+    index,
+    `rebuild: ${LOCKED_FOR}; nothing was changed: run rebuild again once the lock is released`,
+  );
   const run = { marked: false };
   try {
     return await rebuildIndex(index, opts, concurrency, run);
@@ -57,7 +52,7 @@ export async function rebuild(flags: FlagValues): Promise<number> {
     // is locked".
     if (!isBusy(err)) throw err;
     logError(
-      `rebuild: ${lockedFor()}; ` +
+      `rebuild: ${LOCKED_FOR}; ` +
         (run.marked
           ? `it is left marked incomplete, some records gone: run rebuild again once the lock is released`
           : `nothing was changed: run rebuild again once the lock is released`),
@@ -257,19 +252,6 @@ function skipped(tooLong: number, refused: number): string {
 function fencedIn(err: unknown): boolean {
   if (err instanceof AggregateError) return err.errors.some(fencedIn);
   return err instanceof Fenced;
-}
-
-/**
- * How long an index write waits on a lock another process holds before it
- * fails: 5 s in Deno KV, tried again for 10 s (retryBusy). The index's first
- * access is given as long.
- */
-const LOCKED_MS = 15_000;
-
-function lockedFor(): string {
-  return `the index stayed locked for over ${
-    LOCKED_MS / 1000
-  } s (another process holds its write lock)`;
 }
 
 /** Exits 1, the index untouched: `live` members use it. */

@@ -19,9 +19,9 @@ import { md5Stream } from "../lib/md5_stream.ts";
 import type { FlagValues } from "../lib/flags.ts";
 import { requireDb, storeOptions } from "../lib/config.ts";
 import { type Outcome, Store } from "../lib/store.ts";
-import { Fenced } from "../lib/group_commit.ts";
+import { Fenced, isBusy, LOCKED } from "../lib/group_commit.ts";
 import { Claim } from "../lib/claim.ts";
-import { joinIndex, openExistingIndex } from "../lib/open.ts";
+import { firstAnswer, joinIndex, LOCKED_FOR, openExistingIndex } from "../lib/open.ts";
 import { type Entry, type Index, keyFits } from "../lib/index_db.ts";
 import { key2path } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
@@ -95,6 +95,10 @@ export async function verify(flags: FlagValues): Promise<number> {
   const concurrency = concurrencyOf(flags);
   const grace = graceOf(flags);
   const index = await openExistingIndex(requireDb(flags), "verify");
+  await firstAnswer(
+    index,
+    `verify: ${LOCKED_FOR}; nothing was checked: run verify again once the lock is released`,
+  );
   const repair = flags.repair === true;
   // A writer of the index only when repairing: a master running meanwhile
   // then stops trusting its caches. A plain check only reads, and leaves a
@@ -675,11 +679,13 @@ async function checkMarker(ctx: Ctx, f: Other, now: number) {
   }
 }
 
-/** A verb of the store that threw (an index write refused: Fenced), as its outcome. */
+/** A verb of the store that threw (an index write refused: Fenced, locked), as its outcome. */
 function thrown(err: unknown): Outcome {
-  return { status: err instanceof Fenced ? 503 : 500, message: messageOf(err) };
+  return { status: err instanceof Fenced || isBusy(err) ? 503 : 500, message: messageOf(err) };
 }
 
 function messageOf(err: unknown): string {
+  // Not SQLite's bare "database is locked": why, and for how long.
+  if (isBusy(err)) return LOCKED;
   return err instanceof Error ? err.message : String(err);
 }

@@ -1,0 +1,97 @@
+// A master, verify or rebalance started on an index whose SQLite write lock
+// another process holds (a stuck writer, a backup tool). Deno KV's first
+// access of such a file waits as long as the lock is held: each waited
+// without a word for as long. Each now gives it 15 s (as long as a write
+// waits and is retried), then exits 1 saying so, the index unchanged.
+import { Cluster, freePort, randomBytes, randomKey, status } from "../cluster.ts";
+import { assertEquals } from "../assert.ts";
+import { lockIndex } from "../lock_index.ts";
+
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+const LOCKED_FOR = "the index stayed locked for over 15 s (another process holds its write lock)";
+
+/**
+ * Runs `args` on `c`'s index while its write lock is held (the master
+ * stopped), and checks the key put before is still there after: its exit
+ * code and stderr, and whether the lock was still held when it ended.
+ */
+async function underLock(args: (c: Cluster) => string[]) {
+  const c = await Cluster.start();
+  let unlock: (() => void) | null = null;
+  let safety: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const key = randomKey("/locked-start");
+    assertEquals(await status(c.url + key, { method: "PUT", body: randomBytes(1000) }), 201);
+    await c.stopMaster();
+    unlock = lockIndex(`${c.db}/index.sqlite3`);
+    const proc = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, ...args(c)],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    // Stopped after a minute all the same (a master that waited on the lock
+    // would run on once it is released), the lock released.
+    safety = setTimeout(() => {
+      proc.kill("SIGKILL");
+      unlock?.();
+      unlock = null;
+    }, 60_000);
+    const out = await proc.output();
+    const done = { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
+    const held = unlock !== null;
+    unlock?.();
+    unlock = null;
+    await c.startMaster();
+    assertEquals(await status(c.url + key), 302, "the key is still in the index");
+    return { ...done, held };
+  } finally {
+    clearTimeout(safety);
+    unlock?.();
+    await c.stop();
+  }
+}
+
+Deno.test("a master started on a locked index exits 1 after 15 s saying so", async () => {
+  const done = await underLock((c) => [
+    "server",
+    "-port",
+    String(freePort()),
+    "-db",
+    c.db,
+    "-volumes",
+    c.volumes.join(","),
+  ]);
+  assertEquals(
+    [done.held, done.code, done.stderr],
+    [
+      true,
+      1,
+      `The master did not start: ${LOCKED_FOR}: start it again once the lock is released\n`,
+    ],
+  );
+});
+
+Deno.test("verify on a locked index exits 1 after 15 s saying so, nothing checked", async () => {
+  const done = await underLock((c) => ["verify", "-db", c.db, "-volumes", c.volumes.join(",")]);
+  assertEquals(
+    [done.held, done.code, done.stderr],
+    [
+      true,
+      1,
+      `verify: ${LOCKED_FOR}; nothing was checked: run verify again once the lock is released\n`,
+    ],
+  );
+});
+
+Deno.test("rebalance on a locked index exits 1 after 15 s saying so, nothing moved", async () => {
+  const done = await underLock((c) => ["rebalance", "-db", c.db, "-volumes", c.volumes.join(",")]);
+  assertEquals(
+    [done.held, done.code, done.stderr],
+    [
+      true,
+      1,
+      `rebalance: ${LOCKED_FOR}; nothing moved: run rebalance again once the lock is released\n`,
+    ],
+  );
+});
