@@ -38,6 +38,11 @@ export async function rebuild(flags: FlagValues): Promise<number> {
     return await rebuildIndex(index, opts, concurrency, run);
   } catch (err) {
     if (fencedIn(err)) {
+      // Two rebuilds that passed their checks at once (a narrow race): the
+      // one that registered second had its fence removed by the other.
+      const rebuilds = (await index.members()).records.map((r) => r.id)
+        .filter((id) => id.startsWith(REBUILD) && id !== `${REBUILD}${Deno.pid}`);
+      if (rebuilds.length > 0) return refuse(rebuilds);
       logError(
         "rebuild: stopped: it was paused past its heartbeat, and masters took it for stopped " +
           "and may have written keys since; " +
