@@ -589,23 +589,26 @@ export class Index {
   async clear(): Promise<number> {
     let n = 0;
     let batch: Deno.KvKey[] = [];
-    const drop = async () => {
-      const keys = batch;
-      batch = [];
-      await this.#commitFenced(() => {
-        const atomic = this.kv.atomic();
-        for (const key of keys) atomic.delete(key);
-        return atomic;
-      });
-    };
     for await (const e of this.kv.list({ prefix: [NS] })) {
       batch.push(e.key);
       n++;
       // Keys up to 2 KiB each: 30 stay under the 80 KiB key limit.
-      if (batch.length === 30) await drop();
+      if (batch.length === 30) {
+        await this.#deleteFenced(batch);
+        batch = [];
+      }
     }
-    if (batch.length > 0) await drop();
+    if (batch.length > 0) await this.#deleteFenced(batch);
     return n;
+  }
+
+  /** Deletes `keys` in one commit with this member's fence checked (#commitFenced). */
+  async #deleteFenced(keys: Deno.KvKey[]): Promise<void> {
+    await this.#commitFenced(() => {
+      const atomic = this.kv.atomic();
+      for (const key of keys) atomic.delete(key);
+      return atomic;
+    });
   }
 
   /** Whether the index holds a key's record at all, in any state (one record read). */
@@ -838,21 +841,15 @@ export class Index {
     if (!res!.ok) return null;
     const parts: Part[] = [];
     let keys: Deno.KvKey[] = [];
-    const drop = async () => {
-      const batch = keys;
-      keys = [];
-      await this.#commitFenced(() => {
-        const atomic = this.kv.atomic();
-        for (const key of batch) atomic.delete(key);
-        return atomic;
-      });
-    };
     for await (const e of this.kv.list<Part>({ prefix: [PARTS, id] })) {
       parts.push(e.value);
       keys.push(e.key);
-      if (keys.length === 500) await drop();
+      if (keys.length === 500) {
+        await this.#deleteFenced(keys);
+        keys = [];
+      }
     }
-    if (keys.length > 0) await drop();
+    if (keys.length > 0) await this.#deleteFenced(keys);
     return parts;
   }
 
