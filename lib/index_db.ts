@@ -24,7 +24,7 @@ const BUCKETS = "b";
 const UPLOADS = "mu";
 const PARTS = "mp";
 const COMPLETED = "mc";
-/** Set while a rebuild runs, kept when it could not read every folder. */
+/** Set while a rebuild runs, kept when it skipped a volume or could not read every folder. */
 const REBUILT = "rebuild";
 
 /** Deno KV's limit on an encoded key. */

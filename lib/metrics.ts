@@ -83,7 +83,7 @@ export interface IndexFigures {
   keys: { live: number; unlinked: number; writing: number } | null;
   /** 1 while this master is the index's sole writer (answering from memory where it can). */
   sole: number;
-  /** 1 while the index is marked incomplete (a rebuild that could not read every folder). */
+  /** 1 while the index is marked incomplete (a rebuild that skipped a volume or could not read every folder). */
   incomplete: number;
   /** 1 while the index has not answered this page's read of it (its write lock held), else 0. */
   unanswered: number;
@@ -182,7 +182,7 @@ export function render(m: Metrics, index: IndexFigures, volumes: VolumeUp[]): st
   family(
     "mkv_index_incomplete",
     "gauge",
-    "1 while the index is marked incomplete (a rebuild could not read every folder): run rebuild.",
+    "1 while the index is marked incomplete (a rebuild skipped a volume or could not read every folder): run rebuild.",
   );
   out.push(`mkv_index_incomplete ${index.incomplete}`);
   family(

@@ -15,6 +15,12 @@ export const TOOL_FLAGS: { [name: string]: FlagSpec } = {
     default: false,
     usage: "rebalance: print how many keys and bytes would move, change nothing",
   },
+  "skip-unreadable": {
+    type: "bool",
+    default: false,
+    usage:
+      "rebuild: rebuild from the volumes whose root can be read, leaving the index marked incomplete (without it, one unreadable volume stops the run)",
+  },
   md5: { type: "bool", default: false, usage: "verify: also read every replica and check its MD5" },
   repair: {
     type: "bool",

@@ -257,14 +257,23 @@ Deno.test("-log json: every line a tool and a master write is a JSON object, war
     await c.stopVolume(1);
     const partial = `${c.dir}/partial`;
     const volumes = c.volumes.join(",");
-    const r = await runMain(["rebuild", "-log", "json", "-volumes", volumes, "-db", partial]);
+    const r = await runMain([
+      "rebuild",
+      "-log",
+      "json",
+      "-volumes",
+      volumes,
+      "-db",
+      partial,
+      "-skip-unreadable",
+    ]);
     assertEquals(r.code, 1, r.stderr);
     const tool = [...jsonLines(r.stdout), ...jsonLines(r.stderr)];
     const said = (level: string, start: string) =>
       tool.some((l) => l.level === level && l.msg.startsWith(start));
     assert(said("info", "rebuild: keys "), r.stderr); // the progress summary
     assert(said("info", "rebuild: 1 key recorded from "), r.stdout);
-    assert(said("error", "rebuild: 1 folder could not be read;"), r.stderr);
+    assert(said("error", "rebuild: skipped 1 volume whose root could not be read"), r.stderr);
     assert(said("error", `Cannot list "http://${c.volumes[1]}/": `), r.stderr); // named, unindented
     await c.startVolume(1);
     const m = await capturedMaster(c, ["-log", "json", "-db", partial]);
@@ -281,11 +290,9 @@ Deno.test("-log json: every line a tool and a master write is a JSON object, war
     assertEquals(rest, []);
     const [warning, ...others] = jsonLines(out.stderr.join("\n"));
     assertEquals(warning.level, "warn");
-    assertEquals(warning.incomplete, "a rebuild could not read 1 folder");
-    assert(
-      warning.msg.startsWith("Warning: the index is incomplete: a rebuild could not read 1 folder"),
-      warning.msg,
-    );
+    const why = `a rebuild skipped 1 volume it could not read (${c.volumes[1]})`;
+    assertEquals(warning.incomplete, why);
+    assert(warning.msg.startsWith(`Warning: the index is incomplete: ${why}`), warning.msg);
     assertEquals(others, []);
   } finally {
     await c.stop();

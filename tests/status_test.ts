@@ -257,20 +257,22 @@ Deno.test("/?status says when the index is incomplete, why and since when, as JS
     await c.stopMaster();
     await c.stopVolume(1);
     const partial = `${c.dir}/partial`;
-    const r = await runMain(["rebuild", "-volumes", c.volumes.join(","), "-db", partial]);
+    const args = ["-volumes", c.volumes.join(","), "-db", partial, "-skip-unreadable"];
+    const r = await runMain(["rebuild", ...args]);
     assertEquals(r.code, 1, r.stderr);
     await c.startVolume(1);
     await c.startMaster(["-db", partial]);
     const s = await statusJson(c);
     assertEquals(Object.keys(s.index.incomplete), ["why", "since"]);
-    assertEquals(s.index.incomplete.why, "a rebuild could not read 1 folder");
+    const why = `a rebuild skipped 1 volume it could not read (${c.volumes[1]})`;
+    assertEquals(s.index.incomplete.why, why);
     assertEquals(new Date(s.index.incomplete.since).toISOString(), s.index.incomplete.since);
     assertEquals(s.index.rebuilding, false);
     const html = await (await fetch(`${c.url}/?status`)).text();
     const since = s.index.incomplete.since.slice(0, 19).replace("T", " ");
     assert(
       html.includes(
-        `<li class="problem">Index incomplete since ${since} UTC: a rebuild could not read 1 folder;`,
+        `<li class="problem">Index incomplete since ${since} UTC: ${why};`,
       ),
       html,
     );

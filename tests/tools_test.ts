@@ -85,92 +85,148 @@ Deno.test("rebuild recreates the index from the volumes, entry for entry", async
   }
 });
 
-Deno.test("rebuild names the folders it could not read and exits non-zero", async () => {
-  const c = await Cluster.start();
+/** The index's incomplete mark (null when complete). */
+async function incompleteMark(db: string) {
+  const index = await openIndex(db);
   try {
+    return await index.incomplete();
+  } finally {
+    index.close();
+  }
+}
+
+/**
+ * A cluster of one replica a key holding `n` keys (each on one volume), its
+ * master stopped and volume 1 down; `fn` gets the keys and the -volumes and
+ * -db flags a tool is given.
+ */
+async function withVolumeDown(
+  n: number,
+  fn: (c: Cluster, keys: string[], args: string[]) => Promise<void>,
+): Promise<void> {
+  const c = await Cluster.start({ flags: ["-replicas", "1"] });
+  try {
+    const keys = Array.from({ length: n }, () => randomKey("/partial"));
+    for (const k of keys) assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
     await c.stopMaster();
     await c.stopVolume(1);
-    const r = await runMain([
-      "rebuild",
-      "-volumes",
-      c.volumes.join(","),
-      "-db",
-      `${c.dir}/partial`,
-    ]);
-    assertEquals(r.code, 1);
-    // Named once: a volume whose root cannot be listed is not walked further.
-    const named = r.stdout.split("\n").filter((l) => l.startsWith("  "));
-    assertEquals(named.length, 1, r.stdout);
-    assert(named[0].startsWith(`  Cannot list "http://${c.volumes[1]}/": `), r.stdout);
-    assert(
-      r.stdout.includes(
-        "rebuild: 1 folder could not be read; the index is incomplete (run rebuild again once " +
-          "every volume answers; until then verify -repair deletes no orphans):\n",
-      ),
-      r.stdout,
-    );
+    await fn(c, keys, ["-volumes", c.volumes.join(","), "-db", c.db, "-replicas", "1"]);
   } finally {
     await c.stop();
   }
+}
+
+Deno.test("rebuild with a volume's root unreadable exits 1 naming it, and leaves the index as it was", async () => {
+  await withVolumeDown(12, async (c, _keys, args) => {
+    const before = await snapshot(c.db);
+    const r = await runMain(["rebuild", ...args]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    const lines = r.stdout.split("\n");
+    const at = lines.indexOf(
+      "rebuild: 1 volume's root could not be read; the index was not changed (a rebuild " +
+        "without it would drop the keys held only there): run rebuild again once every volume " +
+        "answers, or with -skip-unreadable to rebuild from the others and leave the index " +
+        "marked incomplete:",
+    );
+    assert(at >= 0, r.stdout);
+    // Named once: a volume whose root cannot be listed is not walked further.
+    const named = lines.slice(at + 1).filter((l) => l.startsWith("  "));
+    assertEquals(named.length, 1, r.stdout);
+    assert(named[0].startsWith(`  Cannot list "http://${c.volumes[1]}/": `), r.stdout);
+    assertEquals(await snapshot(c.db), before);
+    assertEquals(await incompleteMark(c.db), null);
+  });
+});
+
+Deno.test("rebuild -skip-unreadable records the keys of the volumes it reads and leaves the index marked incomplete, naming the volume it skipped", async () => {
+  await withVolumeDown(12, async (c, keys, args) => {
+    const on1 = keys.filter((k) => key2volume(enc.encode(k), c.volumes, 1, 1)[0] === c.volumes[1]);
+    assert(on1.length > 0 && on1.length < keys.length, "keys on volume 1 and elsewhere");
+    const r = await runMain(["rebuild", ...args, "-skip-unreadable"]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assert(
+      r.stdout.includes(
+        "rebuild: skipped 1 volume whose root could not be read (-skip-unreadable); the index " +
+          "is incomplete: keys held only there are missing (run rebuild again once every volume " +
+          `answers; until then verify -repair deletes no orphans):\n  Cannot list "http://${
+            c.volumes[1]
+          }/": `,
+      ),
+      r.stdout,
+    );
+    assertEquals(
+      [...(await snapshot(c.db)).keys()].sort(),
+      keys.filter((k) => !on1.includes(k)).sort(),
+    );
+    assertEquals(
+      (await incompleteMark(c.db))?.why,
+      `a rebuild skipped 1 volume it could not read (${c.volumes[1]})`,
+    );
+    // Once the volume is back, a rebuild records every key and clears the mark.
+    await c.startVolume(1);
+    assertEquals((await runMain(["rebuild", ...args])).code, 0);
+    assertEquals([...(await snapshot(c.db)).keys()].sort(), [...keys].sort());
+    assertEquals(await incompleteMark(c.db), null);
+  });
 });
 
 /**
  * Writes `keys` through `c`'s master, stops it, and rebuilds a new index
  * (`db`) from c's volumes and `wrong`: another service where a volume was
- * meant, answering every request with `answer()`.
+ * meant, answering every request with `answer()`; `flags` are rebuild's.
  */
-async function rebuildWithWrongVolume(c: Cluster, keys: string[], answer: () => Response) {
-  const other = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, answer);
+async function rebuildWithWrongVolume(
+  c: Cluster,
+  keys: string[],
+  opts: { answer: () => Response; flags?: string[] },
+) {
+  const other = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, opts.answer);
   try {
     for (const k of keys) assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
     await c.stopMaster();
     const wrong = `127.0.0.1:${other.addr.port}`;
     const db = `${c.dir}/rebuilt`;
-    const r = await runMain(["rebuild", "-volumes", [...c.volumes, wrong].join(","), "-db", db]);
+    const volumes = [...c.volumes, wrong].join(",");
+    const r = await runMain(["rebuild", "-volumes", volumes, "-db", db, ...opts.flags ?? []]);
     return { r, wrong, db };
   } finally {
     await other.shutdown();
   }
 }
 
-Deno.test("rebuild names a -volumes entry whose root answers 404 (no volume there), marks the index incomplete and exits 1", async () => {
+Deno.test("rebuild refuses a -volumes entry whose root answers 404 (no volume there), naming it, and records nothing", async () => {
   const c = await Cluster.start();
   try {
     // It has no root folder.
-    const { r, wrong, db } = await rebuildWithWrongVolume(
-      c,
-      [randomKey("/rebuild-404")],
-      () => new Response("not here", { status: 404 }),
-    );
+    const { r, wrong, db } = await rebuildWithWrongVolume(c, [randomKey("/rebuild-404")], {
+      answer: () => new Response("not here", { status: 404 }),
+    });
     assertEquals(r.code, 1, r.stdout + r.stderr);
     assert(
       r.stdout.includes(
-        "rebuild: 1 folder could not be read; the index is incomplete (run rebuild again once " +
-          "every volume answers; until then verify -repair deletes no orphans):\n" +
+        "rebuild: 1 volume's root could not be read; the index was not changed (a rebuild " +
+          "without it would drop the keys held only there): run rebuild again once every " +
+          "volume answers, or with -skip-unreadable to rebuild from the others and leave the " +
+          "index marked incomplete:\n" +
           `  Cannot list "http://${wrong}/": status 404 (no volume's root: is -volumes right?)\n`,
       ),
       r.stdout,
     );
-    const index = await openIndex(db);
-    try {
-      assertEquals((await index.incomplete())?.why, "a rebuild could not read 1 folder");
-    } finally {
-      index.close();
-    }
+    assertEquals((await snapshot(db)).size, 0);
+    assertEquals(await incompleteMark(db), null);
   } finally {
     await c.stop();
   }
 });
 
-Deno.test("rebuild names a volume whose root listing is JSON but no listing, and reads the others", async () => {
+Deno.test("rebuild -skip-unreadable names a volume whose root listing is JSON but no listing, reads the others and marks the index incomplete", async () => {
   const c = await Cluster.start();
   try {
     const keys = [randomKey("/rebuild-json"), randomKey("/rebuild-json")];
-    const { r, wrong, db } = await rebuildWithWrongVolume(
-      c,
-      keys,
-      () => Response.json({ error: "not a volume" }),
-    );
+    const { r, wrong, db } = await rebuildWithWrongVolume(c, keys, {
+      answer: () => Response.json({ error: "not a volume" }),
+      flags: ["-skip-unreadable"],
+    });
     assertEquals(r.code, 1, r.stdout + r.stderr);
     assert(
       r.stdout.includes(`  Cannot list "http://${wrong}/": not an nginx JSON listing\n`),
@@ -178,6 +234,10 @@ Deno.test("rebuild names a volume whose root listing is JSON but no listing, and
     );
     const got = await snapshot(db);
     for (const k of keys) assertEquals(got.get(k)?.rec.rvolumes.length, 3, k);
+    assertEquals(
+      (await incompleteMark(db))?.why,
+      `a rebuild skipped 1 volume it could not read (${wrong})`,
+    );
   } finally {
     await c.stop();
   }
@@ -303,13 +363,14 @@ Deno.test("after a rebuild that missed a volume, verify -repair deletes none of 
     await c.stopMaster();
     await c.stopVolume(2);
     const args = ["-volumes", c.volumes.join(","), "-db", c.db, "-replicas", "1"];
-    assertEquals((await runMain(["rebuild", ...args])).code, 1);
+    assertEquals((await runMain(["rebuild", ...args, "-skip-unreadable"])).code, 1);
     await c.startVolume(2);
     const v = await runMain(["verify", ...args, "-repair", "-grace", "0s"]);
     assertEquals(v.code, 1, v.stdout + v.stderr);
+    const why = `a rebuild skipped 1 volume it could not read (${c.volumes[2]})`;
     assert(
-      /^index incomplete: a rebuild could not read 1 folder \(\S+\); run rebuild again$/m.test(
-        v.stdout,
+      v.stdout.split("\n").some((l) =>
+        l.startsWith(`index incomplete: ${why} (`) && l.endsWith("); run rebuild again")
       ),
       v.stdout,
     );

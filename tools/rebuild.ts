@@ -6,7 +6,10 @@
 //
 // It lists the top folders ("/ab/") first, then every key folder
 // ("/ab/cd/"), at most -concurrency folders at once (each on every volume
-// that has it), showing progress on stderr.
+// that has it), showing progress on stderr. Every volume's root is read
+// before the index is touched: one that cannot be read stops the run, the
+// index as it was, unless -skip-unreadable (the index then stays marked
+// incomplete: it lacks the keys held only there).
 import type { FlagValues } from "../lib/flags.ts";
 import { requireDb, storeOptions } from "../lib/config.ts";
 import { firstAnswer, joinIndex, LOCKED_FOR, MEMBER_INTERVAL, openIndex } from "../lib/open.ts";
@@ -27,7 +30,10 @@ const CHECK = "rebuild-check:";
 
 export async function rebuild(flags: FlagValues): Promise<number> {
   const opts = storeOptions(flags);
-  const concurrency = concurrencyOf(flags);
+  const how: How = {
+    concurrency: concurrencyOf(flags),
+    skipUnreadable: flags["skip-unreadable"] === true,
+  };
   const index = await openIndex(requireDb(flags));
   await firstAnswer(
     index,
@@ -35,7 +41,7 @@ export async function rebuild(flags: FlagValues): Promise<number> {
   );
   const run = { marked: false };
   try {
-    return await rebuildIndex(index, opts, concurrency, run);
+    return await rebuildIndex(index, opts, how, run);
   } catch (err) {
     if (fencedIn(err)) {
       // Two rebuilds that passed their checks at once (a narrow race): the
@@ -68,10 +74,18 @@ export async function rebuild(flags: FlagValues): Promise<number> {
   }
 }
 
+/** How a run goes: its flags. */
+interface How {
+  /** Folders listed at once. */
+  concurrency: number;
+  /** Volumes whose root cannot be read are left out, rather than the run refused. */
+  skipUnreadable: boolean;
+}
+
 async function rebuildIndex(
   index: Index,
   opts: StoreOptions,
-  concurrency: number,
+  { concurrency, skipUnreadable }: How,
   run: { marked: boolean },
 ): Promise<number> {
   const id = `${REBUILD}${Deno.pid}`;
@@ -109,10 +123,16 @@ async function rebuildIndex(
   const progress = new Progress("rebuild", { main: "keys" });
   try {
     // The volumes' roots are read before the index is touched.
-    const vols = (await Promise.all(opts.volumes.map((v) => subvolumesOf(w, v)))).flat();
+    const perVolume = await Promise.all(opts.volumes.map((v) => subvolumesOf(w, v)));
+    const vols = perVolume.flat();
     // Not one root read (a mistyped -volumes, every volume down): emptied,
     // the index would be refilled with nothing.
     if (vols.length === 0) return unread(w.errors);
+    // Some not read (one volume down): emptied, the index would lose every
+    // key whose copies are all there, unless the run is asked to skip them.
+    const unreadable = opts.volumes.filter((_, i) => perVolume[i].length === 0);
+    const rootErrors = w.errors.splice(0);
+    if (unreadable.length > 0 && !skipUnreadable) return unreadSome(unreadable, rootErrors);
     progress.add("volumes", vols.length);
     // Until it has read every folder, the index lacks keys the volumes hold:
     // verify -repair must not take their files for orphans meanwhile. The
@@ -216,6 +236,16 @@ async function rebuildIndex(
       );
       nameSome(tooLong);
     }
+    if (unreadable.length > 0) {
+      report(
+        "error",
+        `rebuild: skipped ${plural(unreadable.length, "volume")} whose root could not be read ` +
+          `(-skip-unreadable); the index is incomplete: keys held only there are missing ` +
+          `(run rebuild again once every volume answers; until then verify -repair deletes ` +
+          `no orphans):`,
+      );
+      nameSome(rootErrors);
+    }
     if (w.errors.length > 0) {
       report(
         "error",
@@ -225,9 +255,18 @@ async function rebuildIndex(
       );
       nameSome(w.errors);
     }
-    if (w.errors.length > 0 || unwritten.length > 0) {
-      const why = w.errors.length > 0
-        ? `a rebuild could not read ${plural(w.errors.length, "folder")}`
+    const missed = [
+      ...(unreadable.length > 0
+        ? [
+          `skipped ${plural(unreadable.length, "volume")} it could not read ` +
+          `(${unreadable.join(", ")})`,
+        ]
+        : []),
+      ...(w.errors.length > 0 ? [`could not read ${plural(w.errors.length, "folder")}`] : []),
+    ];
+    if (missed.length > 0 || unwritten.length > 0) {
+      const why = missed.length > 0
+        ? `a rebuild ${missed.join(" and ")}`
         : `a rebuild could not record ${plural(unwritten.length, "key")}`;
       await index.markIncomplete({ at: Date.now(), why });
       return 1;
@@ -278,6 +317,23 @@ function unread(errors: string[]): number {
   report(
     "error",
     `rebuild: no volume's root could be read (is -volumes right?); the index was not changed:`,
+  );
+  nameSome(errors);
+  return 1;
+}
+
+/**
+ * Exits 1, the index untouched: the roots of `skipped` could not be read
+ * (`errors` say why), and a rebuild without them drops the keys held only
+ * there. -skip-unreadable rebuilds from the others all the same.
+ */
+function unreadSome(skipped: string[], errors: string[]): number {
+  report(
+    "error",
+    `rebuild: ${plural(skipped.length, "volume's root", "volumes' roots")} could not be read; ` +
+      `the index was not changed (a rebuild without ${skipped.length === 1 ? "it" : "them"} ` +
+      `would drop the keys held only there): run rebuild again once every volume answers, ` +
+      `or with -skip-unreadable to rebuild from the others and leave the index marked incomplete:`,
   );
   nameSome(errors);
   return 1;
