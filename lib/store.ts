@@ -114,6 +114,16 @@ export class Store {
   }
 
   /**
+   * The key's place (volume and subvolume) on every volume, the key's own
+   * volumes first: where a value the index lacks may be when volumes were
+   * added or removed and the keys not rebalanced since.
+   */
+  #everyPlace(key: Uint8Array): string[] {
+    const { volumes, subvolumes, colocate } = this.opts;
+    return key2volume(placementKey(key, colocate), volumes, volumes.length, subvolumes);
+  }
+
+  /**
    * GET/HEAD: a 302 to a replica that answers, after HEAD-checking it.
    * `recheck`: whether a record that changed meanwhile may be read again.
    */
@@ -191,7 +201,7 @@ export class Store {
       // it had written: its whole copies are refused too, until rebuild
       // records them. Nothing in the record tells the two apart.)
       if ((!prev || prev.rec.state === "writing") && this.index.markedIncomplete) {
-        const held = await this.#unindexedValue(key, kvolumes);
+        const held = await this.#unindexedValue(key);
         if (held) {
           await claim.finish(null).catch(() => {});
           return held;
@@ -255,19 +265,23 @@ export class Store {
   }
 
   /**
-   * Whether the key's volumes hold a value the index lacks (it is marked
-   * incomplete: a rebuild has not finished): a PUT there would write over
-   * it, and one that failed would delete it; an S3 delete answered as made
-   * would see it come back with rebuild. 409 when one holds a file,
-   * 503 when one cannot say (within -voltimeout), null when none holds one.
+   * Whether the volumes hold a value the index lacks (it is marked
+   * incomplete: a rebuild has not finished): a PUT would write over it (on
+   * the key's volumes), or put a new value beside it that a rebuild takes
+   * for the newer copy (elsewhere: volumes added, the key not rebalanced),
+   * and one that failed would delete it; an S3 delete answered as made
+   * would see it come back with rebuild. Every volume is asked, as rebuild
+   * reads every one: 409 when one holds a file, 503 when one cannot say
+   * (within -voltimeout), null when none holds one.
    */
-  async #unindexedValue(key: Uint8Array, kvolumes: string[]): Promise<Outcome | null> {
+  async #unindexedValue(key: Uint8Array): Promise<Outcome | null> {
     const path = key2path(key);
+    const places = this.#everyPlace(key);
     const heads = await Promise.all(
-      kvolumes.map((v) => headStatus(volumeUrl(v, path), this.opts.voltimeout)),
+      places.map((v) => headStatus(volumeUrl(v, path), this.opts.voltimeout)),
     );
     if (heads.includes(200)) return { status: 409, message: UNINDEXED, unindexed: true };
-    const unsure = kvolumes.filter((_, i) => heads[i] !== 404);
+    const unsure = places.filter((_, i) => heads[i] !== 404);
     if (unsure.length === 0) return null;
     const message = `The index is incomplete (a rebuild has not finished) and ` +
       `${unsure.join(", ")} did not say whether ${
@@ -784,8 +798,8 @@ export class Store {
    * `expect` (S3's If-Match) is checked against the record (null when there
    * is no live one) before anything is deleted; an outcome is answered instead.
    * With `askVolumes` (S3's deletes, which answer a missing key as deleted),
-   * a key with no record in an index marked incomplete is looked for on its
-   * volumes as PUT does: 409 (`unindexed`) when one holds a file, which
+   * a key with no record in an index marked incomplete is looked for on
+   * every volume as PUT does: 409 (`unindexed`) when one holds a file, which
    * rebuild brings back, 503 when one cannot say, 404 when none holds one.
    */
   async delete(
@@ -804,7 +818,7 @@ export class Store {
       const unexpected = opts.expect?.(prev?.rec.state === "live" ? prev.rec : null);
       if (unexpected) return unexpected;
       if (!prev && opts.askVolumes && this.index.markedIncomplete) {
-        const held = await this.#unindexedValue(key, this.kvolumes(key));
+        const held = await this.#unindexedValue(key);
         if (held) return held;
       }
       if (!prev) return this.#notFound(prev, "No such key");

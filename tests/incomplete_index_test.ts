@@ -130,6 +130,60 @@ Deno.test("a PUT taking over an expired write on the incomplete index is made wh
   }
 });
 
+/**
+ * A key of one replica whose file is on volume 2 of `c` (its place among
+ * the first three volumes), where the hash over all four puts it on volume 3.
+ */
+function movedByVolume3(c: Cluster): string {
+  for (;;) {
+    const key = randomKey("/incomplete");
+    const placed = (vols: string[]) => key2volume(encoder.encode(key), vols, 1, 10)[0];
+    const [was, is] = [placed(c.volumes.slice(0, 3)), placed(c.volumes)];
+    if (was.startsWith(`${c.volumes[2]}/`) && is.startsWith(`${c.volumes[3]}/`)) return key;
+  }
+}
+
+Deno.test("a PUT of a key the incomplete index lacks, whose value is on a volume the hash no longer puts it on, answers 409 and keeps the value", async () => {
+  const c = await Cluster.start({ volumes: 4, flags: ["-replicas", "1"] });
+  try {
+    // Written before volume 3 was added, and not rebalanced since.
+    const key = movedByVolume3(c);
+    const old = randomBytes(1000);
+    await c.stopMaster();
+    await c.startMaster([], c.volumes.slice(0, 3));
+    assertEquals(await status(c.url + key, { method: "PUT", body: old }), 201);
+    await c.stopMaster();
+    await loseRecords(c.db, [key]);
+    await c.startMaster();
+    const res = await fetch(c.url + key, { method: "PUT", body: "new value" });
+    assertEquals([res.status, await res.text()], [409, UNINDEXED]);
+    assertEquals(await fileOn(c.volumes[2], key), old);
+    assertEquals(await fileOn(c.volumes[3], key), null);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("a PUT while the index is incomplete answers 503 when a volume the key is not placed on is down, and writes nothing", async () => {
+  await withLostKey(async (c) => {
+    // Any volume may hold a value the index lacks (added since it was written).
+    let fresh;
+    do fresh = randomKey("/incomplete"); while (
+      key2volume(encoder.encode(fresh), c.volumes, 1, 10)[0].startsWith(`${c.volumes[0]}/`)
+    );
+    const down = key2volume(encoder.encode(fresh), c.volumes, 3, 10)
+      .find((v) => v.startsWith(`${c.volumes[0]}/`))!;
+    await c.stopVolume(0);
+    const res = await fetch(c.url + fresh, { method: "PUT", body: "value" });
+    assertEquals([res.status, await res.text()], [
+      503,
+      `The index is incomplete (a rebuild has not finished) and ${down} did not say ` +
+      `whether it holds a value for this key: retry once it answers, or run rebuild\n`,
+    ]);
+    for (const v of c.volumes.slice(1)) assertEquals(await fileOn(v, fresh), null);
+  }, { flags: ["-replicas", "1"] });
+});
+
 Deno.test("a PUT of a key the volumes lack is made while the index is incomplete", async () => {
   await withLostKey(async (c) => {
     const fresh = randomKey("/incomplete");
