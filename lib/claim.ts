@@ -24,6 +24,16 @@ export function isLingering(rec: Record, now = Date.now()): boolean {
   return isClaimed(rec, now) && rec.owner === "";
 }
 
+/**
+ * A claim its writer neither ended nor gave up: its lease ran out unrenewed
+ * (its master died, or could not write the record back). One given up
+ * after a failure (lease 0) or left to linger (no owner) was ended by a
+ * writer still running, its files those of its own failed write or delete.
+ */
+export function isAbandoned(rec: Record, now = Date.now()): boolean {
+  return !isClaimed(rec, now) && (rec.until ?? 0) > 0 && (rec.owner ?? "") !== "";
+}
+
 /** A record without its lease. */
 export function unleased(rec: Record): Record {
   const { owner: _o, until: _u, ...rest } = rec;

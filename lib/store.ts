@@ -6,7 +6,7 @@
 // first, removes the files, then drops the record. So a crash never leaves a
 // live key without its files; at worst a "writing" record or orphan files.
 import { latin1 } from "./bytes.ts";
-import { Claim, isClaimed, isLingering, unleased } from "./claim.ts";
+import { Claim, isAbandoned, isClaimed, isLingering, unleased } from "./claim.ts";
 import { DigestMismatch, fanout, LostClaim, Silence, SourceError } from "./fanout.ts";
 import { type Entry, type Index, keyFits } from "./index_db.ts";
 import { health } from "./health.ts";
@@ -863,6 +863,18 @@ export class Store {
     if (!claim.holds) {
       await claim.release().catch(() => {});
       return lostClaim(new LostClaim(), claim);
+    }
+    // An abandoned "writing" record on an incomplete index (read once the
+    // claim, carrying this master's fence, is in) may sit over the value
+    // the index lacks: a master killed amid PUT's refusal left it. Its files
+    // are asked about as PUT's are, and kept for rebuild when there. (One
+    // given up after a failed write or delete holds that one's files.)
+    if (prev.rec.state === "writing" && isAbandoned(prev.rec) && this.index.markedIncomplete) {
+      const held = await this.#unindexedValue(key);
+      if (held) {
+        await claim.finish(null).catch(() => {});
+        return held;
+      }
     }
     try {
       await this.#removeFiles(key, prev.rec.rvolumes);

@@ -75,10 +75,16 @@ Deno.test("a PUT of a key the incomplete index lacks, whose value the volumes ho
 
 /**
  * What a master killed amid a PUT of `key` leaves (its claim: a "writing"
- * record on `rvolumes` whose lease has run out), the index marked incomplete.
+ * record on `rvolumes` whose lease has run out), the index marked incomplete;
+ * `givenUp`: what a live master leaves when a write or delete of it failed.
  * Written straight into the index, with no master on it.
  */
-async function leaveExpiredWrite(db: string, key: string, rvolumes: string[]): Promise<void> {
+async function leaveExpiredWrite(
+  db: string,
+  key: string,
+  rvolumes: string[],
+  opts: { givenUp?: boolean } = {},
+): Promise<void> {
   const index = await openIndex(db);
   try {
     await index.markIncomplete({ at: Date.now(), why: "a rebuild began and has not finished" });
@@ -88,7 +94,8 @@ async function leaveExpiredWrite(db: string, key: string, rvolumes: string[]): P
       hash: "",
       size: -1,
       owner: "dead-master",
-      until: Date.now() - 1000,
+      // Given up (a failed write's or delete's claim released): lease 0.
+      until: opts.givenUp ? 0 : Date.now() - 1000,
     });
   } finally {
     index.close();
@@ -142,6 +149,59 @@ function movedByVolume3(c: Cluster): string {
     if (was.startsWith(`${c.volumes[2]}/`) && is.startsWith(`${c.volumes[3]}/`)) return key;
   }
 }
+
+Deno.test("a DELETE of an expired write on the incomplete index, whose volumes hold a value it lacks, answers 409 and keeps the value", async () => {
+  const c = await Cluster.start();
+  try {
+    const key = randomKey("/incomplete");
+    const old = randomBytes(1000);
+    assertEquals(await status(c.url + key, { method: "PUT", body: old }), 201);
+    const kvolumes = key2volume(encoder.encode(key), c.volumes, 3, 10);
+    await c.stopMaster();
+    // A master killed after it claimed the lost key and found its value,
+    // before it dropped the claim.
+    await leaveExpiredWrite(c.db, key, kvolumes);
+    await c.startMaster();
+    const res = await fetch(c.url + key, { method: "DELETE" });
+    assertEquals([res.status, await res.text()], [409, UNINDEXED]);
+    for (const v of c.volumes) assertEquals(await fileOn(v, key), old);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("a DELETE of an expired write on the incomplete index removes its record when the volumes lack the key", async () => {
+  const c = await Cluster.start();
+  try {
+    const key = randomKey("/incomplete");
+    const kvolumes = key2volume(encoder.encode(key), c.volumes, 3, 10);
+    await c.stopMaster();
+    await leaveExpiredWrite(c.db, key, kvolumes);
+    await c.startMaster();
+    assertEquals(await status(c.url + key, { method: "DELETE" }), 204);
+    const listed = await fetch(`${c.url}/incomplete/?writing`).then((r) => r.json());
+    assertEquals(listed.keys, []);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("a DELETE retried after a failed one on the incomplete index deletes the files its writing record names", async () => {
+  const c = await Cluster.start();
+  try {
+    const key = randomKey("/incomplete");
+    assertEquals(await status(c.url + key, { method: "PUT", body: "value" }), 201);
+    const kvolumes = key2volume(encoder.encode(key), c.volumes, 3, 10);
+    await c.stopMaster();
+    // A DELETE that removed no file (a volume failed it) gave its claim up.
+    await leaveExpiredWrite(c.db, key, kvolumes, { givenUp: true });
+    await c.startMaster();
+    assertEquals(await status(c.url + key, { method: "DELETE" }), 204);
+    for (const v of c.volumes) assertEquals(await fileOn(v, key), null);
+  } finally {
+    await c.stop();
+  }
+});
 
 Deno.test("a PUT of a key the incomplete index lacks, whose value is on a volume the hash no longer puts it on, answers 409 and keeps the value", async () => {
   const c = await Cluster.start({ volumes: 4, flags: ["-replicas", "1"] });
