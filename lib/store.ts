@@ -195,12 +195,14 @@ export class Store {
       if (!claim) return inFlight();
       // Read once the claim is in the index: its commit carried this
       // master's fence, which a rebuild removes before it marks the index.
-      // An expired "writing" record taken over is asked about as no record
-      // is: a master killed amid this refusal left one over the value the
-      // index lacks. (One killed mid-write left the same record over what
-      // it had written: its whole copies are refused too, until rebuild
-      // records them. Nothing in the record tells the two apart.)
-      if ((!prev || prev.rec.state === "writing") && this.index.markedIncomplete) {
+      // An abandoned "writing" record taken over is asked about as no
+      // record is: a master killed amid this refusal left one over the
+      // value the index lacks. (One killed mid-write left the same record
+      // over what it had written: its whole copies are refused too, until
+      // rebuild records them. Nothing in the record tells the two apart.)
+      // One given up after a failed write or delete holds that one's files.
+      const unknown = !prev || (prev.rec.state === "writing" && isAbandoned(prev.rec));
+      if (unknown && this.index.markedIncomplete) {
         const held = await this.#unindexedValue(key);
         if (held) {
           await claim.finish(null).catch(() => {});

@@ -244,6 +244,27 @@ Deno.test("a PUT while the index is incomplete answers 503 when a volume the key
   }, { flags: ["-replicas", "1"] });
 });
 
+Deno.test("a PUT retried after its failed write on the incomplete index is made over the copies that write left", async () => {
+  const c = await Cluster.start();
+  try {
+    const key = randomKey("/incomplete");
+    const kvolumes = key2volume(encoder.encode(key), c.volumes, 3, 10);
+    // A copy the failed write left (a volume failed its removal)...
+    const path = key2path(encoder.encode(key));
+    const put = await fetch(`http://${kvolumes[0]}${path}`, { method: "PUT", body: "cut" });
+    await put.body?.cancel();
+    assertEquals(put.status, 201);
+    await c.stopMaster();
+    // ...and its claim, given up.
+    await leaveExpiredWrite(c.db, key, kvolumes, { givenUp: true });
+    await c.startMaster();
+    assertEquals(await status(c.url + key, { method: "PUT", body: "value" }), 201);
+    for (const v of c.volumes) assertEquals(await fileOn(v, key), encoder.encode("value"));
+  } finally {
+    await c.stop();
+  }
+});
+
 Deno.test("a PUT of a key the volumes lack is made while the index is incomplete", async () => {
   await withLostKey(async (c) => {
     const fresh = randomKey("/incomplete");
