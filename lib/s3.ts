@@ -5,7 +5,7 @@
 // by method and operation to lib/s3_objects.ts, lib/s3_list.ts and
 // lib/s3_multipart.ts. Errors speak S3's XML.
 import { concat } from "./bytes.ts";
-import { logRefused, logUnexpected } from "./log.ts";
+import { logUnexpected } from "./log.ts";
 import { Fenced, isBusy, LOCKED_ANSWER } from "./group_commit.ts";
 import { checkSignature, type Credentials, isSigned, parseQueryPairs } from "./s3_auth.ts";
 import { type S3Body, s3Body } from "./s3_body.ts";
@@ -158,13 +158,12 @@ async function answerS3(
     }
     // Fenced: nothing was written, and a retry after the master re-joins
     // succeeds; locked: once the lock is released. S3's clients retry a 503.
-    // Those are logged in one line, anything else with its stack.
+    // Those are logged in one line (lib/server.ts, as every 503), anything
+    // else here with its stack.
     const locked = isBusy(err);
     const message = locked ? LOCKED_ANSWER : err instanceof Error ? err.message : String(err);
     const refused = err instanceof Fenced || locked;
-    const what = `S3 ${req.method} ${target.rawPath}`;
-    if (refused) logRefused(what, 503, message);
-    else logUnexpected(what, err);
+    if (!refused) logUnexpected(`S3 ${req.method} ${target.rawPath}`, err);
     const code = refused ? "ServiceUnavailable" : "InternalError";
     return errorResponse(s3Error(code, message), target.rawPath, head);
   } finally {

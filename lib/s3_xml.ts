@@ -1,7 +1,7 @@
 // S3's wire format: XML answers and errors, and the two XML bodies clients
 // send (DeleteObjects, CompleteMultipartUpload).
 import { XMLParser } from "fast-xml-parser";
-import { sent } from "./sizes.ts";
+import { reasons, sent } from "./sizes.ts";
 
 const NS = "http://s3.amazonaws.com/doc/2006-03-01/";
 
@@ -144,10 +144,14 @@ export const errorIds = new WeakMap<Response, string>();
 /** An S3 error answer; HEAD answers carry no body (as S3). */
 export function errorResponse(err: S3Error, resource: string, head: boolean): Response {
   const headers: HeadersInit = { "Content-Type": "application/xml" };
-  if (head) return new Response(null, { status: err.status, headers });
-  const id = newRequestId();
-  const res = withXml(errorDocument(err, resource, id), { status: err.status, headers });
-  errorIds.set(res, id);
+  let res;
+  if (head) res = new Response(null, { status: err.status, headers });
+  else {
+    const id = newRequestId();
+    res = withXml(errorDocument(err, resource, id), { status: err.status, headers });
+    errorIds.set(res, id);
+  }
+  if (err.status >= 500) reasons.set(res, err.message);
   return res;
 }
 
