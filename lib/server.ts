@@ -20,7 +20,7 @@ import {
 } from "./target.ts";
 import { type Membership, RebuildRunning } from "./membership.ts";
 import type { State } from "./record.ts";
-import { handleS3, isS3, isVirtualHosted, type S3Options } from "./s3.ts";
+import { handleS3, isS3, isVirtualHosted, type S3Options, s3Refusal } from "./s3.ts";
 import { headerValue } from "./s3_auth.ts";
 import { reasons, received, sent, unwritten } from "./sizes.ts";
 import { SourceError } from "./fanout.ts";
@@ -276,7 +276,8 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
       key = target.query ? `${target.rawPath}?${target.query}` : target.rawPath;
       const s3 = opts.s3 !== undefined && isS3(req, target, opts.s3);
       what = s3 ? `S3 ${req.method} ${target.rawPath}` : `${req.method} ${key}`;
-      const refuse = (message: string) => text(503, message);
+      const refuse = (message: string) =>
+        s3 ? s3Refusal(message, target, req.method === "HEAD") : text(503, message);
       const routed = () => route(store, opts, req, { target, s3 });
       const membership = store.index.membership;
       if (!membership || isView(target.query)) res = await routed();
