@@ -6,10 +6,9 @@
 // lib/s3_multipart.ts. Errors speak S3's XML.
 import { concat } from "./bytes.ts";
 import { logUnexpected } from "./log.ts";
-import { Fenced, IndexGone, isBusy, LOCKED_ANSWER } from "./group_commit.ts";
 import { checkSignature, type Credentials, isSigned, parseQueryPairs } from "./s3_auth.ts";
 import { type S3Body, s3Body } from "./s3_body.ts";
-import { errorIds, errorResponse, newRequestId, S3Error, s3Error } from "./s3_xml.ts";
+import { errorIds, errorResponse, newRequestId, refusalOf, S3Error, s3Error } from "./s3_xml.ts";
 import type { Store } from "./store.ts";
 import type { Target } from "./target.ts";
 import * as objects from "./s3_objects.ts";
@@ -167,17 +166,12 @@ async function answerS3(
       if (err.code === "NoSuchBucket") err.names.BucketName ??= bucket;
       return errorResponse(err, target.rawPath, head);
     }
-    // Fenced: nothing was written, and a retry after the master re-joins
-    // succeeds; locked: once the lock is released; the index file gone:
-    // once the master is restarted. S3's clients retry a 503. Those are
-    // logged in one line (lib/server.ts, as every 503), anything else here
-    // with its stack.
-    const locked = isBusy(err);
-    const message = locked ? LOCKED_ANSWER : err instanceof Error ? err.message : String(err);
-    const refused = err instanceof Fenced || err instanceof IndexGone || locked;
+    // A refusal of the index's is logged in one line (lib/server.ts, as
+    // every 503), anything else here with its stack.
+    const refused = refusalOf(err);
     if (!refused) logUnexpected(`S3 ${req.method} ${target.rawPath}`, err);
-    const code = refused ? "ServiceUnavailable" : "InternalError";
-    return errorResponse(s3Error(code, message), target.rawPath, head);
+    const message = err instanceof Error ? err.message : String(err);
+    return errorResponse(refused ?? s3Error("InternalError", message), target.rawPath, head);
   } finally {
     // A body refused before it was read (412, 409, KeyTooLongError, ...):
     // once piped through the digest checks, the request's own body counts as

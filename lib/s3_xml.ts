@@ -2,6 +2,7 @@
 // send (DeleteObjects, CompleteMultipartUpload).
 import { XMLParser } from "fast-xml-parser";
 import { reasons, sent } from "./sizes.ts";
+import { Fenced, IndexGone, isBusy, LOCKED_ANSWER } from "./group_commit.ts";
 
 const NS = "http://s3.amazonaws.com/doc/2006-03-01/";
 
@@ -132,6 +133,21 @@ export function errorDocument(err: S3Error, resource: string, id = newRequestId(
       Resource: resource,
       RequestId: id,
     });
+}
+
+/**
+ * The ServiceUnavailable of a call the index refused: a write fenced, the
+ * index locked past its retries, its file gone. Nothing was written, and a
+ * retry can succeed (once the master has joined again, the lock is
+ * released, the master restarted); S3's clients retry a 503. Null for any
+ * other error.
+ */
+export function refusalOf(err: unknown): S3Error | null {
+  if (isBusy(err)) return s3Error("ServiceUnavailable", LOCKED_ANSWER);
+  if (err instanceof Fenced || err instanceof IndexGone) {
+    return s3Error("ServiceUnavailable", err.message);
+  }
+  return null;
 }
 
 export function newRequestId(): string {
