@@ -295,7 +295,15 @@ async function storePart(
   const part: Part = { path, volumes, md5: written.md5, size: written.bytes, mtime: Date.now() };
   const sum = checksum();
   if (sum) part.checksum = sum;
-  const put = await store.index.putPart(id, versionstamp, n, part);
+  let put;
+  try {
+    put = await store.index.putPart(id, versionstamp, n, part);
+  } catch (err) {
+    // Refused by the index (locked, fenced, its file gone): no record names
+    // the file, which would be an orphan. Any other failure may have landed.
+    if (refusalOf(err)) await store.removeFile(path, volumes).catch(() => {});
+    throw err;
+  }
   if (put === null) {
     await store.removeFile(path, volumes).catch(() => {});
     throw s3Error("NoSuchUpload", "The upload was completed or aborted meanwhile");

@@ -2,9 +2,9 @@
 // writer, a backup tool) past the master's retries: each index write waits
 // 5 s on the lock and is tried again for 10 s. They answer 503 saying the
 // index is locked, not 500, and leave nothing live.
-import { Cluster, randomBytes, randomKey, status } from "../cluster.ts";
+import { Cluster, randomBytes, randomKey, status, volumeFiles } from "../cluster.ts";
 import { assert, assertEquals } from "../assert.ts";
-import { errorXml } from "../s3_answers.ts";
+import { errorAnswer, errorXml } from "../s3_answers.ts";
 import { lockIndex } from "../lock_index.ts";
 import { s3Client } from "../s3_client.ts";
 import { PutObjectCommand, S3ServiceException } from "@aws-sdk/client-s3";
@@ -161,6 +161,33 @@ Deno.test("an S3 CompleteMultipartUpload on a locked index answers ServiceUnavai
     assertEquals(again.status, 200);
     assert((await again.text()).includes("<CompleteMultipartUploadResult"));
     assertEquals(await (await fetch(c.url + path)).text(), "part one");
+  } finally {
+    unlock?.();
+    await c.stop();
+  }
+});
+
+Deno.test("an S3 UploadPart on a locked index answers 503 ServiceUnavailable saying the index is locked, and leaves no part file on the volumes", async () => {
+  const c = await Cluster.start({ flags: ["-s3"] });
+  let unlock: (() => void) | null = null;
+  try {
+    const path = `/locked${crypto.randomUUID().slice(0, 8)}/mp`;
+    const init = await (await fetch(`${c.url}${path}?uploads`, { method: "POST" })).text();
+    const id = init.match(/<UploadId>(.*)<\/UploadId>/)![1];
+    unlock = lockIndex(`${c.db}/index.sqlite3`);
+    const got = await errorAnswer(`${c.url}${path}?partNumber=1&uploadId=${id}`, {
+      method: "PUT",
+      body: "part one",
+    });
+    assertEquals(got, {
+      status: 503,
+      type: "application/xml",
+      body: errorXml("ServiceUnavailable", LOCKED.trimEnd(), "", path),
+    });
+    unlock();
+    unlock = null;
+    // Its file removed, as a refused PUT's: no orphan for verify to find.
+    for (const v of c.volumes) assertEquals(await volumeFiles(v), []);
   } finally {
     unlock?.();
     await c.stop();
