@@ -11,6 +11,7 @@ import {
   storeOptions,
 } from "./lib/config.ts";
 import { firstAnswer, joinIndex, LOCKED_FOR, openIndex } from "./lib/open.ts";
+import { LOCKED } from "./lib/group_commit.ts";
 import { Store } from "./lib/store.ts";
 import { createHandler, Drain, type Drained } from "./lib/server.ts";
 import { health, startProbes } from "./lib/health.ts";
@@ -161,10 +162,9 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
     );
   }
   const index = await openIndex(db);
-  await firstAnswer(
-    index,
-    `The master did not start: ${LOCKED_FOR}: start it again once the lock is released`,
-  );
+  const locked = (why: string) =>
+    `The master did not start: ${why}: start it again once the lock is released`;
+  await firstAnswer(index, locked(LOCKED_FOR));
   const placement: Placement = {
     volumes: opts.volumes,
     replicas: opts.replicas,
@@ -174,6 +174,7 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
   await joinIndex(index, opts.owner, {
     placement,
     onPlacements: (others) => logPlacements(others, placement),
+    locked: locked(LOCKED),
   });
   const partial = await index.incomplete();
   if (partial) {

@@ -1,6 +1,7 @@
 // Opening the index: the one place that touches the disk for it.
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
+import { isBusy } from "./group_commit.ts";
 import { Index } from "./index_db.ts";
 import { Membership, type MembershipOptions } from "./membership.ts";
 
@@ -19,7 +20,11 @@ export const LOCKED_FOR = `the index stayed locked for over ${
   LOCKED_MS / 1000
 } s (another process holds its write lock)`;
 
-/** The index did not answer within LOCKED_MS (firstAnswer): nothing was read or written. */
+/**
+ * The index did not answer within LOCKED_MS (firstAnswer), or refused the
+ * registration, locked past retrying (joinIndex): nothing was read or
+ * written but that registration.
+ */
 export class IndexLocked extends Error {}
 
 /**
@@ -87,21 +92,33 @@ async function open(db: string): Promise<Index> {
   return index;
 }
 
+export interface JoinOptions
+  extends Pick<MembershipOptions, "placement" | "onPlacements" | "rejoin"> {
+  /**
+   * The refusal (IndexLocked's message) when the index refuses the
+   * registration, locked past its retries (the lock taken after the first
+   * answer); unset, "database is locked" is thrown as it came.
+   */
+  locked?: string;
+}
+
 /**
  * Registers `id` as a writer of the index (see lib/membership.ts) and lets
  * the index cache what it reads while this is its sole writer. A master
  * gives its placement (and what to do when others differ).
  */
-export async function joinIndex(
-  index: Index,
-  id: string,
-  opts: Pick<MembershipOptions, "placement" | "onPlacements" | "rejoin"> = {},
-): Promise<void> {
+export async function joinIndex(index: Index, id: string, opts: JoinOptions = {}): Promise<void> {
+  const { locked, ...rest } = opts;
   const m = new Membership(index, id, {
-    ...opts,
+    ...rest,
     interval: MEMBER_INTERVAL,
     onSole: (sole) => index.onSole(sole),
   });
   index.membership = m;
-  await m.join();
+  try {
+    await m.join();
+  } catch (err) {
+    if (locked !== undefined && isBusy(err)) throw new IndexLocked(locked);
+    throw err;
+  }
 }

@@ -5,11 +5,10 @@
 // by method and operation to lib/s3_objects.ts, lib/s3_list.ts and
 // lib/s3_multipart.ts. Errors speak S3's XML.
 import { concat } from "./bytes.ts";
-import { logRefused, logUnexpected } from "./log.ts";
-import { Fenced, isBusy, LOCKED_ANSWER } from "./group_commit.ts";
+import { logUnexpected } from "./log.ts";
 import { checkSignature, type Credentials, isSigned, parseQueryPairs } from "./s3_auth.ts";
 import { type S3Body, s3Body } from "./s3_body.ts";
-import { errorIds, errorResponse, newRequestId, S3Error, s3Error } from "./s3_xml.ts";
+import { errorIds, errorResponse, newRequestId, refusalOf, S3Error, s3Error } from "./s3_xml.ts";
 import type { Store } from "./store.ts";
 import type { Target } from "./target.ts";
 import * as objects from "./s3_objects.ts";
@@ -100,6 +99,17 @@ export async function handleS3(
   return res;
 }
 
+/**
+ * A 503 decided before the call is made (a rebuild running, the index file
+ * gone, a stalled master), as S3 says it: ServiceUnavailable, which its
+ * clients retry.
+ */
+export function s3Refusal(message: string, target: Target, head: boolean): Response {
+  const res = errorResponse(s3Error("ServiceUnavailable", message), target.rawPath, head);
+  res.headers.set("x-amz-request-id", requestId(res));
+  return res;
+}
+
 /** The request id of an answer: the one in its <Error> body, or a fresh one. */
 function requestId(res: Response): string {
   return errorIds.get(res) ?? newRequestId();
@@ -156,17 +166,12 @@ async function answerS3(
       if (err.code === "NoSuchBucket") err.names.BucketName ??= bucket;
       return errorResponse(err, target.rawPath, head);
     }
-    // Fenced: nothing was written, and a retry after the master re-joins
-    // succeeds; locked: once the lock is released. S3's clients retry a 503.
-    // Those are logged in one line, anything else with its stack.
-    const locked = isBusy(err);
-    const message = locked ? LOCKED_ANSWER : err instanceof Error ? err.message : String(err);
-    const refused = err instanceof Fenced || locked;
-    const what = `S3 ${req.method} ${target.rawPath}`;
-    if (refused) logRefused(what, 503, message);
-    else logUnexpected(what, err);
-    const code = refused ? "ServiceUnavailable" : "InternalError";
-    return errorResponse(s3Error(code, message), target.rawPath, head);
+    // A refusal of the index's is logged in one line (lib/server.ts, as
+    // every 503), anything else here with its stack.
+    const refused = refusalOf(err);
+    if (!refused) logUnexpected(`S3 ${req.method} ${target.rawPath}`, err);
+    const message = err instanceof Error ? err.message : String(err);
+    return errorResponse(refused ?? s3Error("InternalError", message), target.rawPath, head);
   } finally {
     // A body refused before it was read (412, 409, KeyTooLongError, ...):
     // once piped through the digest checks, the request's own body counts as

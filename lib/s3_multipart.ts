@@ -45,6 +45,7 @@ import {
   type CompletePart,
   errorDocument,
   parseComplete,
+  refusalOf,
   S3Error,
   s3Error,
   xmlDocument,
@@ -53,6 +54,7 @@ import {
   xmlTime,
 } from "./s3_xml.ts";
 import { remoteGet, volumeUrl } from "./volumes.ts";
+import { logRefused, logUnexpected } from "./log.ts";
 import type { Store } from "./store.ts";
 
 const encoder = new TextEncoder();
@@ -293,7 +295,15 @@ async function storePart(
   const part: Part = { path, volumes, md5: written.md5, size: written.bytes, mtime: Date.now() };
   const sum = checksum();
   if (sum) part.checksum = sum;
-  const put = await store.index.putPart(id, versionstamp, n, part);
+  let put;
+  try {
+    put = await store.index.putPart(id, versionstamp, n, part);
+  } catch (err) {
+    // Refused by the index (locked, fenced, its file gone): no record names
+    // the file, which would be an orphan. Any other failure may have landed.
+    if (refusalOf(err)) await store.removeFile(path, volumes).catch(() => {});
+    throw err;
+  }
   if (put === null) {
     await store.removeFile(path, volumes).catch(() => {});
     throw s3Error("NoSuchUpload", "The upload was completed or aborted meanwhile");
@@ -554,8 +564,11 @@ function keptAlive(work: () => Promise<string>, resource: string): Response {
     try {
       xml = await work();
     } catch (err) {
-      const e = err instanceof S3Error ? err : s3Error("InternalError", String(err));
-      xml = errorDocument(e, resource);
+      // Answered in a 200 the edge does not log: said here, as a 5xx would be.
+      const e = err instanceof S3Error ? err : refusalOf(err);
+      if (e === null) logUnexpected(`S3 POST ${resource}`, err);
+      else if (e.status >= 500) logRefused(`S3 POST ${resource}`, e.status, e.message);
+      xml = errorDocument(e ?? s3Error("InternalError", String(err)), resource);
     } finally {
       clearInterval(timer);
     }

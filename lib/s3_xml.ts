@@ -1,7 +1,8 @@
 // S3's wire format: XML answers and errors, and the two XML bodies clients
 // send (DeleteObjects, CompleteMultipartUpload).
 import { XMLParser } from "fast-xml-parser";
-import { sent } from "./sizes.ts";
+import { reasons, sent } from "./sizes.ts";
+import { Fenced, IndexGone, isBusy, LOCKED_ANSWER } from "./group_commit.ts";
 
 const NS = "http://s3.amazonaws.com/doc/2006-03-01/";
 
@@ -134,6 +135,21 @@ export function errorDocument(err: S3Error, resource: string, id = newRequestId(
     });
 }
 
+/**
+ * The ServiceUnavailable of a call the index refused: a write fenced, the
+ * index locked past its retries, its file gone. Nothing was written, and a
+ * retry can succeed (once the master has joined again, the lock is
+ * released, the master restarted); S3's clients retry a 503. Null for any
+ * other error.
+ */
+export function refusalOf(err: unknown): S3Error | null {
+  if (isBusy(err)) return s3Error("ServiceUnavailable", LOCKED_ANSWER);
+  if (err instanceof Fenced || err instanceof IndexGone) {
+    return s3Error("ServiceUnavailable", err.message);
+  }
+  return null;
+}
+
 export function newRequestId(): string {
   return crypto.randomUUID().replaceAll("-", "").slice(0, 16).toUpperCase();
 }
@@ -144,10 +160,14 @@ export const errorIds = new WeakMap<Response, string>();
 /** An S3 error answer; HEAD answers carry no body (as S3). */
 export function errorResponse(err: S3Error, resource: string, head: boolean): Response {
   const headers: HeadersInit = { "Content-Type": "application/xml" };
-  if (head) return new Response(null, { status: err.status, headers });
-  const id = newRequestId();
-  const res = withXml(errorDocument(err, resource, id), { status: err.status, headers });
-  errorIds.set(res, id);
+  let res;
+  if (head) res = new Response(null, { status: err.status, headers });
+  else {
+    const id = newRequestId();
+    res = withXml(errorDocument(err, resource, id), { status: err.status, headers });
+    errorIds.set(res, id);
+  }
+  if (err.status >= 500) reasons.set(res, err.message);
   return res;
 }
 

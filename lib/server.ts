@@ -20,9 +20,9 @@ import {
 } from "./target.ts";
 import { type Membership, RebuildRunning } from "./membership.ts";
 import type { State } from "./record.ts";
-import { handleS3, isS3, isVirtualHosted, type S3Options } from "./s3.ts";
+import { handleS3, isS3, isVirtualHosted, type S3Options, s3Refusal } from "./s3.ts";
 import { headerValue } from "./s3_auth.ts";
-import { received, sent, unwritten } from "./sizes.ts";
+import { reasons, received, sent, unwritten } from "./sizes.ts";
 import { SourceError } from "./fanout.ts";
 
 export interface ServerOptions {
@@ -166,7 +166,8 @@ export function createHandler(
 
 /**
  * The 503 of a draining master, counted and logged as every answer is
- * (an operator watching a rolling restart sees them in ?metrics).
+ * (an operator watching a rolling restart sees them in ?metrics), and as
+ * every refusal is: one line saying why.
  */
 function shuttingDown(req: Request, opts: ServerOptions): Response {
   const res = withBody("Shutting down\n", {
@@ -175,8 +176,9 @@ function shuttingDown(req: Request, opts: ServerOptions): Response {
   });
   metrics.request(req.method, res.status, 0, 0, bodySize(res));
   traffic.request(req.method, res.status);
+  const key = rawTarget(req.url);
+  logRefused(`${req.method} ${key}`, 503, "Shutting down");
   if (opts.verbose) {
-    const key = rawTarget(req.url);
     logRequest({ method: req.method, key, status: res.status, ms: 0, bytes: bodySize(res) });
   }
   return res;
@@ -211,9 +213,6 @@ async function counted(
     else leave();
   }
 }
-
-/** The reason in the body of a 5xx answer, for the status page's errors. */
-const reasons = new WeakMap<Response, string>();
 
 function bodySize(res: Response): number {
   return sent.get(res) ?? 0;
@@ -269,30 +268,38 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
     const started = performance.now();
     let res: Response;
     let key = "";
+    // How the log names the request: S3's by its path, as S3 names it.
+    let what = "";
     try {
       checkHost(req.headers.get("host"));
       const target = parseTarget(req.url);
       key = target.query ? `${target.rawPath}?${target.query}` : target.rawPath;
+      const s3 = opts.s3 !== undefined && isS3(req, target, opts.s3);
+      what = s3 ? `S3 ${req.method} ${target.rawPath}` : `${req.method} ${key}`;
+      const refuse = (message: string) =>
+        s3 ? s3Refusal(message, target, req.method === "HEAD") : text(503, message);
+      const routed = () => route(store, opts, req, { target, s3 });
       const membership = store.index.membership;
-      if (!membership || isView(target.query)) res = await route(store, opts, req, target);
-      else if (membership.rebuilding) res = rebuildRunning();
-      else if (store.index.gone) res = text(503, store.index.gone.message);
+      if (!membership || isView(target.query)) res = await routed();
+      else if (membership.rebuilding) res = refuse(REBUILD_RUNNING);
+      else if (store.index.gone) res = refuse(store.index.gone.message);
       else {
-        res = await route(store, opts, req, target);
+        res = await routed();
         if (readIndex(req, res) && !membership.answerable(started)) {
           // Its body (an S3 GetObject's stream from a volume) is not sent.
           await res.body?.cancel().catch(() => {});
-          res = await afterStall(membership, () => route(store, opts, req, target), req);
+          res = await afterStall(membership, { again: routed, req, refuse });
         }
       }
     } catch (err) {
       // A target that did not parse (a broken percent-escape) is named as sent.
       if (key === "") key = rawTarget(req.url);
+      if (what === "") what = `${req.method} ${key}`;
       // Fenced: the write was not made; once the master has joined again, it can be.
       res = err instanceof BadRequest
         ? text(400, err.message)
         : err instanceof RebuildRunning
-        ? rebuildRunning()
+        ? text(503, REBUILD_RUNNING)
         : err instanceof IndexGone
         ? text(503, err.message)
         : err instanceof Fenced
@@ -300,10 +307,13 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
         : isBusy(err)
         ? text(503, LOCKED_ANSWER)
         : text(500, `Internal error: ${err instanceof Error ? err.message : err}`);
-      // A 503 is a refusal its answer explains: one line; a 500, a stack.
-      if (res.status === 503) logRefused(`${req.method} ${key}`, 503, reasons.get(res) ?? "");
-      else if (res.status === 500) logUnexpected(`${req.method} ${key}`, err);
+      // A 500 with its stack; a 503 is a refusal its answer explains (below).
+      if (res.status === 500) logUnexpected(what, err);
     }
+    // Every refusal, wherever it was decided (here, lib/store.ts, the S3
+    // calls), is one line saying why: no stack, as in an incident every
+    // such request is one, and an operator must see why clients get 503.
+    if (res.status === 503) logRefused(what, 503, reasons.get(res) ?? "");
     // A body nobody read (403, 409, ...) is cancelled, not left half-read.
     if (req.body && !req.bodyUsed) req.body.cancel().catch(() => {});
     if (res.status >= 500) {
@@ -318,14 +328,15 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
   }
 }
 
-/** The answer to a parsed request (any rebuild checked already). */
+/** The answer to a parsed request (any rebuild checked already); `s3`: one for the gateway. */
 function route(
   store: Store,
   opts: ServerOptions,
   req: Request,
-  target: Target,
+  call: { target: Target; s3: boolean },
 ): Promise<Response> {
-  return opts.s3 && isS3(req, target, opts.s3)
+  const { target, s3 } = call;
+  return s3 && opts.s3
     ? handleS3(store, opts.s3, req, { target, signal: signalOf(req, opts) })
     : target.query
     ? query(store, req, target.key, target.query)
@@ -364,19 +375,24 @@ function readIndex(req: Request, res: Response): boolean {
  */
 async function afterStall(
   membership: Membership,
-  again: () => Promise<Response>,
-  req: Request,
+  call: {
+    again: () => Promise<Response>;
+    req: Request;
+    /** The request's 503 (S3's, or mkv's). */
+    refuse: (message: string) => Response;
+  },
 ): Promise<Response> {
+  const { again, req, refuse } = call;
   const settled = await membership.settle();
-  if (membership.rebuilding) return rebuildRunning();
+  if (membership.rebuilding) return refuse(REBUILD_RUNNING);
   if (settled && (req.method === "GET" || req.method === "HEAD")) {
     const since = performance.now();
     const res = await again();
     if (membership.answerable(since)) return res;
     await res.body?.cancel().catch(() => {});
-    if (membership.rebuilding) return rebuildRunning();
+    if (membership.rebuilding) return refuse(REBUILD_RUNNING);
   }
-  return text(503, STALLED);
+  return refuse(STALLED);
 }
 
 const STALLED = "This master stalled and has not yet checked whether a rebuild of the index " +
@@ -541,13 +557,11 @@ function respond(o: Outcome): Response {
 }
 
 /**
- * 503 while a rebuild empties and refills the index: what it holds then is
- * no answer (a rebuild runs with the masters stopped; one paused past its
- * heartbeat when the rebuild began looked stopped).
+ * Why a request answers 503 while a rebuild empties and refills the index:
+ * what it holds then is no answer (a rebuild runs with the masters stopped;
+ * one paused past its heartbeat when the rebuild began looked stopped).
  */
-function rebuildRunning(): Response {
-  return text(503, "A rebuild of the index is running: retry once it is done");
-}
+const REBUILD_RUNNING = "A rebuild of the index is running: retry once it is done";
 
 /** ?status and ?metrics: they answer during a rebuild too. */
 function isView(raw: string): boolean {

@@ -1,7 +1,8 @@
 // What a request did, noted by its response where it is known (lib/server.ts
 // for mkv's API, the S3 handlers for theirs) for lib/server.ts to read: the
 // bytes it moved through the master, for the metrics' byte counters and the
-// -v log line; whether a write's answer was made with nothing written.
+// -v log line; whether a write's answer was made with nothing written; why
+// it failed.
 
 /** Value bytes received and stored: PUT, REPLACE, PutObject, UploadPart. */
 export const received = new WeakMap<Response, number>();
@@ -17,3 +18,9 @@ export const sent = new WeakMap<Response, number>();
  * index meanwhile, and the key be one it has yet to refill.
  */
 export const unwritten = new WeakSet<Response>();
+
+/**
+ * Why a 5xx answer failed, as its body says it (mkv's text, S3's <Message>):
+ * for the log line of a refusal (503) and the status page's errors.
+ */
+export const reasons = new WeakMap<Response, string>();

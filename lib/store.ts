@@ -171,7 +171,8 @@ export class Store {
     if (recheck && await this.#changed(key, e)) return this.locate(key, rawPath, false);
     // Live in the index but on no replica: 410 when every replica said it
     // has no such file (data lost), 503 when some could not say.
-    return { status: unreachable > 0 ? 503 : 410, headers };
+    if (unreachable > 0) return { status: 503, headers, message: UNREACHED };
+    return { status: 410, headers };
   }
 
   async put(
@@ -1263,6 +1264,10 @@ function lostClaim(err: unknown, claim: Claim): Outcome {
   const cause = err instanceof LostClaim ? "" : ` (${messageOf(err)})`;
   return { status: 500, message: `Lost the claim on the key mid-write${cause}` };
 }
+
+/** Why a GET or HEAD answers 503: no replica that answered has the key's file, and some did not. */
+const UNREACHED = "Some replicas of the key did not answer (within -voltimeout) and none that " +
+  "did has its file: retry once its volumes answer";
 
 /** A write that failed: the client's body (400, 408) or a volume (500). */
 function failedWrite(err: unknown): Outcome {

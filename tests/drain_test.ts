@@ -47,6 +47,22 @@ Deno.test("-v: a draining master's 503 is logged as one request line", async () 
   assertEquals(lines.map((l) => l.replace(/ [0-9.]+ms /, " _ms ")), ["PUT /a%20b 503 _ms 14B"]);
 });
 
+Deno.test("a draining master's 503 is logged as one line saying why, -v or not", async () => {
+  const drain = new Drain();
+  await drain.drain({ deadline: 0, grace: 0 });
+  const handler = createHandler({} as Store, { verbose: false }, drain);
+  const lines: string[] = [];
+  const error = console.error;
+  console.error = (line: string) => lines.push(line);
+  try {
+    const res = await handler(new Request("http://localhost/a%20b", { method: "PUT", body: "x" }));
+    await res.body?.cancel();
+  } finally {
+    console.error = error;
+  }
+  assertEquals(lines, ["PUT /a%20b 503: Shutting down"]);
+});
+
 Deno.test("a drain cuts off what is still in flight at its deadline: the signal aborts with ShuttingDown", async () => {
   const drain = new Drain();
   drain.enter();

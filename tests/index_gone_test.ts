@@ -2,6 +2,8 @@
 // there is lost when it closes, and a restart opens a new, empty index.
 import { Cluster, randomKey, status, volumeFiles } from "./cluster.ts";
 import { assertEquals } from "./assert.ts";
+import { errorAnswer, errorXml } from "./s3_answers.ts";
+import { escapeXml } from "../lib/s3_xml.ts";
 
 const GONE = (db: string) =>
   `The index file "${db}/index.sqlite3" was removed while this master had it open: ` +
@@ -33,6 +35,42 @@ Deno.test("a GET after the index file was removed answers 503 saying so, once a 
     const res = await fetch(c.url + key, { redirect: "manual" });
     assertEquals(res.status, 503);
     assertEquals(await res.text(), GONE(c.db) + "\n");
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("an S3 PutObject after the index file was removed answers 503 ServiceUnavailable in XML and stores nothing", async () => {
+  const c = await Cluster.start({ flags: ["-s3"] });
+  try {
+    for await (const f of Deno.readDir(c.db)) await Deno.remove(`${c.db}/${f.name}`);
+    const path = `/gone${crypto.randomUUID().slice(0, 8)}/k`;
+    // x-id: an S3 call, unsigned (-s3 with no keys checks no signature).
+    const got = await errorAnswer(`${c.url}${path}?x-id=PutObject`, { method: "PUT", body: "v" });
+    assertEquals(got, {
+      status: 503,
+      type: "application/xml",
+      body: errorXml("ServiceUnavailable", escapeXml(GONE(c.db)), "", path),
+    });
+    for (const v of c.volumes) assertEquals(await volumeFiles(v), []);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("an S3 GetObject after the index file was removed answers 503 ServiceUnavailable in XML, once a heartbeat has seen it", async () => {
+  const c = await Cluster.start({ flags: ["-s3"] });
+  try {
+    const path = `/gone${crypto.randomUUID().slice(0, 8)}/k`;
+    assertEquals(await status(c.url + path, { method: "PUT", body: "value" }), 201);
+    for await (const f of Deno.readDir(c.db)) await Deno.remove(`${c.db}/${f.name}`);
+    await new Promise((r) => setTimeout(r, 1500)); // a heartbeat
+    const got = await errorAnswer(`${c.url}${path}?x-id=GetObject`);
+    assertEquals(got, {
+      status: 503,
+      type: "application/xml",
+      body: errorXml("ServiceUnavailable", escapeXml(GONE(c.db)), "", path),
+    });
   } finally {
     await c.stop();
   }

@@ -14,7 +14,7 @@ import {
 
 import { lockIndex } from "./lock_index.ts";
 import { s3Client } from "./s3_client.ts";
-import { PutObjectCommand } from "@aws-sdk/client-s3";
+import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
@@ -466,6 +466,98 @@ Deno.test("-log json: an S3 write refused by a locked index is one warn line say
     }]);
   } finally {
     unlock?.();
+    s3.destroy();
+    await m.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("a PUT whose claim a locked index could not renew is logged as one line saying so, no stack", async () => {
+  const c = await Cluster.start({ flags: ["-lease", "3s"] });
+  const m = await capturedMaster(c, []);
+  let unlock: (() => void) | null = null;
+  const rest = Promise.withResolvers<void>();
+  try {
+    const key = randomKey("/locked-renew-log");
+    // A chunk every 200 ms (no body timeout), until the answer has come.
+    let ended = false;
+    rest.promise.then(() => ended = true);
+    const body = new ReadableStream<Uint8Array>({
+      async pull(ctl) {
+        await Promise.race([rest.promise, new Promise((r) => setTimeout(r, 200))]);
+        if (ended) ctl.close();
+        else ctl.enqueue(new Uint8Array(100));
+      },
+    });
+    const put = fetch(m.url + key, { method: "PUT", body });
+    for (let tries = 0; !(await listedWriting(m.url, key)); tries++) {
+      if (tries === 100) throw new Error("Gave up waiting: the key claimed");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    unlock = lockIndex(`${c.db}/index.sqlite3`);
+    const res = await put;
+    assertEquals([res.status, await res.text()], [503, LOCKED + "\n"]);
+    rest.resolve();
+    unlock();
+    unlock = null;
+    const out = await m.stop();
+    assertEquals(out.stderr, [`PUT ${key} 503: ${LOCKED}`]);
+  } finally {
+    rest.resolve();
+    unlock?.();
+    await m.stop();
+    await c.stop();
+  }
+});
+
+/** Whether `key` is listed as being written. */
+async function listedWriting(url: string, key: string): Promise<boolean> {
+  const res = await fetch(`${url}${key}?writing`);
+  return ((await res.json()).keys as string[]).includes(key);
+}
+
+const UNREACHED = "Some replicas of the key did not answer (within -voltimeout) and none that " +
+  "did has its file: retry once its volumes answer";
+
+Deno.test("a GET whose replicas cannot be reached answers 503 saying so, logged as one line", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1"] });
+  const m = await capturedMaster(c, []);
+  try {
+    const key = randomKey("/unreached-log");
+    assertEquals(await status(m.url + key, { method: "PUT", body: "kept" }), 201);
+    await c.stopVolume(0);
+    const res = await fetch(m.url + key, { redirect: "manual" });
+    assertEquals([res.status, await res.text()], [503, UNREACHED + "\n"]);
+    const out = await m.stop();
+    // The volume's own failure and its going down are lines of their own.
+    assertEquals(out.stderr.filter((l) => !l.startsWith("volume ")), [
+      `GET ${key} 503: ${UNREACHED}`,
+    ]);
+  } finally {
+    await m.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("an S3 GetObject whose replicas cannot be reached is logged as one line saying so", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-s3"] });
+  const m = await capturedMaster(c, []);
+  const s3 = s3Client(m.url);
+  try {
+    const Bucket = `unreached${crypto.randomUUID().slice(0, 8)}`;
+    await s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: "v" }));
+    await c.stopVolume(0);
+    const err = await s3.send(new GetObjectCommand({ Bucket, Key: "k" })).then(
+      () => null,
+      (err) => err,
+    );
+    assertEquals([err?.$metadata?.httpStatusCode, err?.name], [503, "ServiceUnavailable"]);
+    assert(err.message.startsWith("No replica of the key answers: Cannot GET "), err.message);
+    const out = await m.stop();
+    assertEquals(out.stderr.filter((l) => !l.startsWith("volume ")), [
+      `S3 GET /${Bucket}/k 503: ${err.message}`,
+    ]);
+  } finally {
     s3.destroy();
     await m.stop();
     await c.stop();

@@ -14,7 +14,7 @@ import { nameSome, plural, Progress } from "../lib/progress.ts";
 import { aliasesMessage, aliasesOf } from "../lib/aliases.ts";
 import { type Outcome, Store } from "../lib/store.ts";
 import type { Index } from "../lib/index_db.ts";
-import { Fenced } from "../lib/group_commit.ts";
+import { Fenced, LOCKED } from "../lib/group_commit.ts";
 import { concurrencyOf } from "../lib/tool_flags.ts";
 import { logError, logInfo, logWarn } from "../lib/log.ts";
 
@@ -23,12 +23,11 @@ export async function rebalance(flags: FlagValues): Promise<number> {
   const concurrency = concurrencyOf(flags, 64);
   const dryRun = flags["dry-run"] === true;
   const index = await openExistingIndex(requireDb(flags), "rebalance");
-  await firstAnswer(
-    index,
-    `rebalance: ${LOCKED_FOR}; nothing moved: run rebalance again once the lock is released`,
-  );
+  const locked = (why: string) =>
+    `rebalance: ${why}; nothing moved: run rebalance again once the lock is released`;
+  await firstAnswer(index, locked(LOCKED_FOR));
   // A writer of the index: a master running by mistake stops trusting its caches.
-  if (!dryRun) await joinIndex(index, `rebalance:${Deno.pid}`);
+  if (!dryRun) await joinIndex(index, `rebalance:${Deno.pid}`, { locked: locked(LOCKED) });
   const store = new Store(index, opts);
   const progress = new Progress("rebalance", { main: "keys" });
   try {

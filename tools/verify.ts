@@ -95,15 +95,14 @@ export async function verify(flags: FlagValues): Promise<number> {
   const concurrency = concurrencyOf(flags);
   const grace = graceOf(flags);
   const index = await openExistingIndex(requireDb(flags), "verify");
-  await firstAnswer(
-    index,
-    `verify: ${LOCKED_FOR}; nothing was checked: run verify again once the lock is released`,
-  );
+  const locked = (why: string) =>
+    `verify: ${why}; nothing was checked: run verify again once the lock is released`;
+  await firstAnswer(index, locked(LOCKED_FOR));
   const repair = flags.repair === true;
   // A writer of the index only when repairing: a master running meanwhile
   // then stops trusting its caches. A plain check only reads, and leaves a
   // running master its fast path.
-  if (repair) await joinIndex(index, `verify:${Deno.pid}`);
+  if (repair) await joinIndex(index, `verify:${Deno.pid}`, { locked: locked(LOCKED) });
   const progress = new Progress("verify", { main: "keys" });
   const timeout = Math.max(opts.voltimeout, 10_000);
   const ctx: Ctx = {

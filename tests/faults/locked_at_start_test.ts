@@ -95,3 +95,83 @@ Deno.test("rebalance on a locked index exits 1 after 15 s saying so, nothing mov
     ],
   );
 });
+
+/** Test-only (see it): takes the index's write lock once the index has answered its first read. */
+const LOCK_AFTER_FIRST_READ = new URL("../locked_after_first_read.ts", import.meta.url).pathname;
+const LOCKED =
+  "the index stayed locked (another process holds its write lock) past 10 s of retries";
+
+/**
+ * Runs `args` on `c`'s index (the master stopped), its write lock taken once
+ * the index answered the first read, as another process taking it between
+ * that read and the registration would (held until `args` exits); checks
+ * the key put before is still there after. Its exit code and stderr.
+ */
+async function lockedAfterFirstRead(args: (c: Cluster) => string[]) {
+  const c = await Cluster.start();
+  try {
+    const key = randomKey("/locked-join");
+    assertEquals(await status(c.url + key, { method: "PUT", body: randomBytes(1000) }), 201);
+    await c.stopMaster();
+    const proc = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--preload", LOCK_AFTER_FIRST_READ, MAIN, ...args(c)],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    // A master that registered all the same would serve on: stopped after a minute.
+    const safety = setTimeout(() => proc.kill("SIGKILL"), 60_000);
+    const out = await proc.output();
+    clearTimeout(safety);
+    await c.startMaster();
+    assertEquals(await status(c.url + key), 302, "the key is still in the index");
+    return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
+  } finally {
+    await c.stop();
+  }
+}
+
+Deno.test("a master whose index is locked between its first read and its registration exits 1 saying so", async () => {
+  const done = await lockedAfterFirstRead((c) => [
+    "server",
+    "-port",
+    "0",
+    "-db",
+    c.db,
+    "-volumes",
+    c.volumes.join(","),
+  ]);
+  assertEquals(
+    [done.code, done.stderr],
+    [1, `The master did not start: ${LOCKED}: start it again once the lock is released\n`],
+  );
+});
+
+Deno.test("verify -repair on an index locked before it registers exits 1 saying so, nothing checked", async () => {
+  const done = await lockedAfterFirstRead((c) => [
+    "verify",
+    "-repair",
+    "-db",
+    c.db,
+    "-volumes",
+    c.volumes.join(","),
+  ]);
+  assertEquals(
+    [done.code, done.stderr],
+    [1, `verify: ${LOCKED}; nothing was checked: run verify again once the lock is released\n`],
+  );
+});
+
+Deno.test("rebalance on an index locked before it registers exits 1 saying so, nothing moved", async () => {
+  const done = await lockedAfterFirstRead((c) => [
+    "rebalance",
+    "-db",
+    c.db,
+    "-volumes",
+    c.volumes.join(","),
+  ]);
+  assertEquals(
+    [done.code, done.stderr],
+    [1, `rebalance: ${LOCKED}; nothing moved: run rebalance again once the lock is released\n`],
+  );
+});

@@ -2,8 +2,9 @@
 // writer, a backup tool) past the master's retries: each index write waits
 // 5 s on the lock and is tried again for 10 s. They answer 503 saying the
 // index is locked, not 500, and leave nothing live.
-import { Cluster, randomBytes, randomKey, status } from "../cluster.ts";
-import { assertEquals } from "../assert.ts";
+import { Cluster, randomBytes, randomKey, status, volumeFiles } from "../cluster.ts";
+import { assert, assertEquals } from "../assert.ts";
+import { errorAnswer, errorXml } from "../s3_answers.ts";
 import { lockIndex } from "../lock_index.ts";
 import { s3Client } from "../s3_client.ts";
 import { PutObjectCommand, S3ServiceException } from "@aws-sdk/client-s3";
@@ -119,6 +120,76 @@ Deno.test("an S3 PutObject on a locked index answers 503 ServiceUnavailable sayi
   } finally {
     unlock?.();
     s3.destroy();
+    await c.stop();
+  }
+});
+
+Deno.test("an S3 CompleteMultipartUpload on a locked index answers ServiceUnavailable saying the index is locked, the upload kept to complete once it is released", async () => {
+  const c = await Cluster.start({ flags: ["-s3"] });
+  let unlock: (() => void) | null = null;
+  try {
+    const path = `/locked${crypto.randomUUID().slice(0, 8)}/mp`;
+    const init = await (await fetch(`${c.url}${path}?uploads`, { method: "POST" })).text();
+    const id = init.match(/<UploadId>(.*)<\/UploadId>/)![1];
+    const part = await fetch(`${c.url}${path}?partNumber=1&uploadId=${id}`, {
+      method: "PUT",
+      body: "part one",
+    });
+    assertEquals(part.status, 200);
+    const complete = () =>
+      fetch(`${c.url}${path}?uploadId=${id}`, {
+        method: "POST",
+        body: `<CompleteMultipartUpload><Part><PartNumber>1</PartNumber>` +
+          `<ETag>${part.headers.get("etag")}</ETag></Part></CompleteMultipartUpload>`,
+      });
+    unlock = lockIndex(`${c.db}/index.sqlite3`);
+    // As S3: 200 at once, spaces while it works, then the <Error>.
+    const res = await complete();
+    const body = await res.text();
+    const requestId = body.match(/<RequestId>(\w+)<\/RequestId>/)?.[1];
+    assertEquals(
+      [res.status, body.replace(/>\s+</, "><").replace(`>${requestId}<`, ">ID<")],
+      [
+        200,
+        errorXml("ServiceUnavailable", LOCKED.trimEnd(), "", path).replace(/>\n</, "><"),
+      ],
+    );
+    unlock();
+    unlock = null;
+    assertEquals(await status(c.url + path), 404, "nothing went live");
+    const again = await complete();
+    assertEquals(again.status, 200);
+    assert((await again.text()).includes("<CompleteMultipartUploadResult"));
+    assertEquals(await (await fetch(c.url + path)).text(), "part one");
+  } finally {
+    unlock?.();
+    await c.stop();
+  }
+});
+
+Deno.test("an S3 UploadPart on a locked index answers 503 ServiceUnavailable saying the index is locked, and leaves no part file on the volumes", async () => {
+  const c = await Cluster.start({ flags: ["-s3"] });
+  let unlock: (() => void) | null = null;
+  try {
+    const path = `/locked${crypto.randomUUID().slice(0, 8)}/mp`;
+    const init = await (await fetch(`${c.url}${path}?uploads`, { method: "POST" })).text();
+    const id = init.match(/<UploadId>(.*)<\/UploadId>/)![1];
+    unlock = lockIndex(`${c.db}/index.sqlite3`);
+    const got = await errorAnswer(`${c.url}${path}?partNumber=1&uploadId=${id}`, {
+      method: "PUT",
+      body: "part one",
+    });
+    assertEquals(got, {
+      status: 503,
+      type: "application/xml",
+      body: errorXml("ServiceUnavailable", LOCKED.trimEnd(), "", path),
+    });
+    unlock();
+    unlock = null;
+    // Its file removed, as a refused PUT's: no orphan for verify to find.
+    for (const v of c.volumes) assertEquals(await volumeFiles(v), []);
+  } finally {
+    unlock?.();
     await c.stop();
   }
 });
