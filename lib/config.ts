@@ -21,7 +21,11 @@ export const FLAGS: { [name: string]: FlagSpec } = {
   subvolumes: { type: "int", default: 10, usage: "Amount of subvolumes, disks per machine" },
   protect: { type: "bool", default: false, usage: "Force UNLINK before DELETE" },
   fallback: { type: "string", default: "", usage: "Fallback server for missing keys (host:port)" },
-  md5sum: { type: "bool", default: true, usage: "Calculate and store MD5 checksum of values" },
+  md5sum: {
+    type: "bool",
+    default: true,
+    usage: "Calculate and store MD5 checksum of values (S3 writes always do: it is their ETag)",
+  },
   voltimeout: {
     type: "duration",
     default: 1000,
