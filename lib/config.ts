@@ -232,3 +232,14 @@ export function requireDb(flags: FlagValues): string {
   if (!db) throw new FlagError("-db is required: the path of the index");
   return db;
 }
+
+/**
+ * A port from the environment (`PORT` of volume and up): decimal digits
+ * only, from 1 to `max`; null when it is anything else (Number() would take
+ * "0x10", "1e3" or " 3001" for ports).
+ */
+export function envPort(raw: string, max = 65535): number | null {
+  if (!/^\d{1,5}$/.test(raw)) return null;
+  const port = Number(raw);
+  return port >= 1 && port <= max ? port : null;
+}

@@ -320,12 +320,14 @@ export function randomBytes(n: number): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-/** Runs main.ts with args; returns exit code and output. */
+/** Runs main.ts with args (and `env` added to the environment); returns exit code and output. */
 export async function runMain(
   args: string[],
+  opts: { env?: { [name: string]: string } } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(DENO, {
     args: ["run", "-A", MAIN, ...args],
+    env: opts.env,
     stdin: "null",
   }).output();
   const d = new TextDecoder();
