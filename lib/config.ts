@@ -21,7 +21,11 @@ export const FLAGS: { [name: string]: FlagSpec } = {
   subvolumes: { type: "int", default: 10, usage: "Amount of subvolumes, disks per machine" },
   protect: { type: "bool", default: false, usage: "Force UNLINK before DELETE" },
   fallback: { type: "string", default: "", usage: "Fallback server for missing keys (host:port)" },
-  md5sum: { type: "bool", default: true, usage: "Calculate and store MD5 checksum of values" },
+  md5sum: {
+    type: "bool",
+    default: true,
+    usage: "Calculate and store MD5 checksum of values (S3 writes always do: it is their ETag)",
+  },
   voltimeout: {
     type: "duration",
     default: 1000,
@@ -227,4 +231,15 @@ export function requireDb(flags: FlagValues): string {
   const db = String(flags.db);
   if (!db) throw new FlagError("-db is required: the path of the index");
   return db;
+}
+
+/**
+ * A port from the environment (`PORT` of volume and up): decimal digits
+ * only, from 1 to `max`; null when it is anything else (Number() would take
+ * "0x10", "1e3" or " 3001" for ports).
+ */
+export function envPort(raw: string, max = 65535): number | null {
+  if (!/^\d{1,5}$/.test(raw)) return null;
+  const port = Number(raw);
+  return port >= 1 && port <= max ? port : null;
 }

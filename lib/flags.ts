@@ -64,7 +64,12 @@ function parseValue(name: string, type: FlagType, raw: string) {
       if (!/^[+-]?\d+$/.test(raw)) {
         throw new FlagError(`Invalid value "${raw}" for flag -${name}: not an integer`);
       }
-      return Number(raw);
+      // Past 2^53 a number is rounded: checked against the flag's range, 1e20 would pass.
+      const n = Number(raw);
+      if (!Number.isSafeInteger(n)) {
+        throw new FlagError(`Invalid value "${raw}" for flag -${name}: out of range`);
+      }
+      return n;
     }
     case "bool": {
       const v = {

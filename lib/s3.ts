@@ -6,7 +6,13 @@
 // lib/s3_multipart.ts. Errors speak S3's XML.
 import { concat } from "./bytes.ts";
 import { logUnexpected } from "./log.ts";
-import { checkSignature, type Credentials, isSigned, parseQueryPairs } from "./s3_auth.ts";
+import {
+  checkSignature,
+  type Credentials,
+  escapePath,
+  isSigned,
+  parseQueryPairs,
+} from "./s3_auth.ts";
 import { type S3Body, s3Body } from "./s3_body.ts";
 import { errorIds, errorResponse, newRequestId, refusalOf, S3Error, s3Error } from "./s3_xml.ts";
 import type { Store } from "./store.ts";
@@ -40,6 +46,12 @@ export interface S3Request {
   object: Uint8Array;
   /** The whole plain key: "/<bucket>/<object>". */
   key: Uint8Array;
+  /**
+   * The object's URL as the request addressed it, on the Host it was sent
+   * to: "http://<host>/<bucket>/<object>", virtual-hosted
+   * "http://<bucket>.<domain>/<object>" (the object escaped as S3 does).
+   */
+  url: string;
   query: Map<string, string>;
   /** x-amz-content-sha256 as signed, or UNSIGNED-PAYLOAD. */
   signature: ReturnType<typeof checkSignature>;
@@ -124,7 +136,7 @@ async function answerS3(
   const { target, signal } = call;
   const head = req.method === "HEAD";
   const opened: S3Body[] = [];
-  const { bucket, object, key, v2Path } = addressOf(req, target, opts);
+  const { bucket, object, key, v2Path, url } = addressOf(req, target, opts);
   try {
     // Before the signature: a form's is in its fields, not the request's.
     if (isFormUpload(req, target.query)) {
@@ -147,6 +159,7 @@ async function answerS3(
       bucket,
       object,
       key,
+      url,
       query: new Map(parseQueryPairs(target.query, true)),
       signature,
       body(checksumHeaders = true) {
@@ -220,6 +233,8 @@ interface Address {
   bucket: string;
   object: Uint8Array;
   key: Uint8Array;
+  /** The object's URL (S3Request's). */
+  url: string;
   /**
    * The path Signature Version 2 signs: for a virtual-hosted-style request,
    * the bucket's then the path sent ("/photos/cat.jpg" for Host
@@ -234,11 +249,18 @@ interface Address {
  */
 function addressOf(req: Request, target: Target, opts: S3Options): Address {
   const bucket = opts.domain ? hostBucket(req.headers.get("host"), opts.domain) : null;
-  if (bucket === null) return { ...splitKey(target.key), key: target.key };
+  const { protocol, host } = new URL(req.url);
+  const origin = `${protocol}//${req.headers.get("host") ?? host}`;
+  if (bucket === null) {
+    const { bucket, object } = splitKey(target.key);
+    return { bucket, object, key: target.key, url: `${origin}/${bucket}/${escapePath(object)}` };
+  }
+  const object = target.key.subarray(1);
   return {
     bucket,
-    object: target.key.subarray(1),
+    object,
     key: concat(encoder.encode(`/${bucket}`), target.key),
+    url: `${origin}/${escapePath(object)}`,
     v2Path: `/${bucket}${target.rawPath}`,
   };
 }

@@ -342,6 +342,11 @@ export function uriEncode(s: string): string {
   return escapeBytes(new TextEncoder().encode(s), false);
 }
 
+/** Bytes of a path as S3 escapes them: all but A-Z a-z 0-9 - _ . ~ / as %XX. */
+export function escapePath(bytes: Uint8Array): string {
+  return escapeBytes(bytes, true);
+}
+
 function escapeBytes(bytes: Uint8Array, keepSlash: boolean): string {
   let out = "";
   for (const b of bytes) {

@@ -5,6 +5,7 @@ import { base64, compare, concat, indexOf, successor } from "./bytes.ts";
 import { keyFits } from "./index_db.ts";
 import type { Record } from "./record.ts";
 import type { S3Request } from "./s3.ts";
+import { escapePath } from "./s3_auth.ts";
 import { etagOf } from "./s3_objects.ts";
 import { argumentError, s3Error, type XmlNode, xmlResponse, xmlTime } from "./s3_xml.ts";
 
@@ -199,15 +200,7 @@ function entries(items: Item[], show: (b: Uint8Array) => string, owner: boolean)
 function text(url: boolean): (b: Uint8Array | string) => string {
   return (b) => {
     const bytes = typeof b === "string" ? encoder.encode(b) : b;
-    if (!url) return decoder.decode(bytes);
-    let out = "";
-    for (const c of bytes) {
-      const ch = String.fromCharCode(c);
-      out += /[A-Za-z0-9\-_.~/]/.test(ch)
-        ? ch
-        : "%" + c.toString(16).toUpperCase().padStart(2, "0");
-    }
-    return out;
+    return url ? escapePath(bytes) : decoder.decode(bytes);
   };
 }
 

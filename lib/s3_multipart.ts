@@ -495,7 +495,7 @@ async function completedEtag(s3: S3Request, id: string): Promise<string | null> 
 
 function completeResult(s3: S3Request, etag: string): XmlNode {
   return {
-    Location: `/${s3.bucket}/${keyText(s3)}`,
+    Location: s3.url,
     Bucket: s3.bucket,
     Key: keyText(s3),
     ETag: etag,

@@ -213,10 +213,11 @@ export function parseDelete(
   const del = parse(text).Delete as
     | { Object?: { Key?: unknown; VersionId?: unknown; ETag?: unknown }[]; Quiet?: unknown }
     | undefined;
-  if (!del || typeof del !== "object") {
-    throw s3Error("MalformedXML", "Expected a <Delete> element");
+  // S3's schema: one <Object> at least (an empty <Delete/> parses as "").
+  if (!del || typeof del !== "object" || !del.Object?.length) {
+    throw s3Error("MalformedXML", "Expected <Delete> with 1 to 1000 <Object> elements");
   }
-  const objects = del.Object ?? [];
+  const objects = del.Object;
   if (objects.length > 1000) {
     throw s3Error("MalformedXML", "At most 1000 keys can be deleted in one request");
   }

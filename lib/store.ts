@@ -18,6 +18,7 @@ import {
   needsRebalance,
   placementKey,
   toHex,
+  volumeOfReplica,
 } from "./keys.ts";
 import type { FanoutResult } from "./fanout.ts";
 import type { Meta, Next, Record } from "./record.ts";
@@ -947,27 +948,46 @@ export class Store {
       const movable = prev?.rec.state === "live" ||
         (opts.unlinked && prev?.rec.state === "unlinked");
       if (!prev || !movable) return this.#notFound(prev, "No live key to rebalance");
-      const missing = opts.check ? await this.#missingReplicas(key, prev.rec.rvolumes) : [];
+      const { missing, silent } = opts.check
+        ? await this.#checkReplicas(key, prev.rec.rvolumes)
+        : { missing: [], silent: [] };
       if (missing.length === prev.rec.rvolumes.length) {
         return { status: 500, message: "No replica of the key holds its file (data lost)" };
+      }
+      // A replica the hash keeps whose volume does not say: "in place"
+      // would be a guess (as mkv's, which counts it lost, this fails).
+      const kept = silent.find((v) => this.kvolumes(key).includes(v));
+      if (kept !== undefined) {
+        return {
+          status: 503,
+          message: `Volume ${volumeOfReplica(kept)} did not say whether it holds the key's ` +
+            "file: REBALANCE again once it answers",
+        };
       }
       return await this.#move(key, prev, missing);
     });
   }
 
   /**
-   * The recorded replicas whose volume answers that it has no such file.
-   * REBALANCE of one key checks them first, as mkv's does, and copies the
-   * value back to those: a balanced key with a lost replica was left as it
-   * was, answering 204. (A volume that does not answer is not counted: it
-   * may have the file. The rebalance tool does not check: verify does.)
+   * The recorded replicas whose volume answers that it has no such file
+   * (`missing`), and those whose volume does not say (`silent`: no answer
+   * within -voltimeout, or neither 200 nor 404). REBALANCE of one key checks
+   * them first, as mkv's does, and copies the value back to the missing: a
+   * balanced key with a lost replica was left as it was, answering 204.
+   * (The rebalance tool does not check: verify does.)
    */
-  async #missingReplicas(key: Uint8Array, rvolumes: string[]): Promise<string[]> {
+  async #checkReplicas(
+    key: Uint8Array,
+    rvolumes: string[],
+  ): Promise<{ missing: string[]; silent: string[] }> {
     const path = key2path(key);
     const heads = await Promise.all(
       rvolumes.map((v) => headStatus(volumeUrl(v, path), this.opts.voltimeout)),
     );
-    return rvolumes.filter((_, i) => heads[i] === 404);
+    return {
+      missing: rvolumes.filter((_, i) => heads[i] === 404),
+      silent: rvolumes.filter((_, i) => heads[i] !== 404 && heads[i] !== 200),
+    };
   }
 
   /**

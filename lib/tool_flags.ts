@@ -43,7 +43,11 @@ export const TOOL_FLAGS: { [name: string]: FlagSpec } = {
 export function concurrencyOf(flags: FlagValues, byDefault = 16): number {
   const n = (flags.concurrency ?? 0) as number;
   if (n === 0) return byDefault;
-  if (!(n >= 1)) throw new FlagError("-concurrency must be at least 1");
+  if (!(n >= 1)) {
+    throw new FlagError(
+      "-concurrency must be at least 1 (0, the default, is the tool's own: 16, 64 for rebalance)",
+    );
+  }
   return n;
 }
 

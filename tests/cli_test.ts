@@ -81,6 +81,35 @@ Deno.test("a port out of range is a flag error: usage and exit 2, not a crash", 
   }
 });
 
+Deno.test("-concurrency 0 is the tool's own; a negative one is refused saying so", async () => {
+  const args = ["verify", "-db", "/tmp/unused", "-volumes", "a:1", "-replicas", "1"];
+  await assertFlagError(
+    [...args, "-concurrency=-1"],
+    "-concurrency must be at least 1 (0, the default, is the tool's own: 16, 64 for rebalance)\n",
+  );
+});
+
+Deno.test("an int flag past 2^53 is refused as out of range, not rounded", async () => {
+  await assertFlagError(
+    ["verify", "-db", "/tmp/unused", "-volumes", "a:1", "-concurrency", "99999999999999999999"],
+    'Invalid value "99999999999999999999" for flag -concurrency: out of range\n',
+  );
+});
+
+Deno.test("volume: a PORT that is not a decimal port number is a flag error, nothing started", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    for (const port of ["0x10", "1e3", "3001.0", " 3001", "abc", "0", "65536"]) {
+      const r = await runMain(["volume", dir], { env: { PORT: port } });
+      assertEquals(r.code, 2, `PORT=${port}: ${r.stderr}`);
+      assert(r.stderr.startsWith(`Bad PORT "${port}": expected 1 to 65535\n`), r.stderr);
+    }
+    assertEquals([...Deno.readDirSync(dir)], [], "nothing started in the folder");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("version and help exit 0", async () => {
   const v = await runMain(["version"]);
   assertEquals(v.code, 0);

@@ -320,12 +320,14 @@ export function randomBytes(n: number): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-/** Runs main.ts with args; returns exit code and output. */
+/** Runs main.ts with args (and `env` added to the environment); returns exit code and output. */
 export async function runMain(
   args: string[],
+  opts: { env?: { [name: string]: string } } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(DENO, {
     args: ["run", "-A", MAIN, ...args],
+    env: opts.env,
     stdin: "null",
   }).output();
   const d = new TextDecoder();
@@ -334,7 +336,8 @@ export async function runMain(
 
 /**
  * Sends one HTTP/1.1 request over a raw socket, path as given (fetch would
- * fold "." and ".." segments), and returns the status and body. `host`: the
+ * fold "." and ".." segments), and returns the status, headers and body (a
+ * chunked one put together). `host`: the
  * Host header sent (fetch sends its URL's), 127.0.0.1 by default.
  */
 export async function rawRequest(
@@ -357,15 +360,32 @@ export async function rawRequest(
     chunks.push(buf.slice(0, n));
   }
   conn.close();
-  const text = new TextDecoder().decode(
-    chunks.reduce((a, b) => new Uint8Array([...a, ...b]), new Uint8Array()),
+  const bytes = chunks.reduce((a, b) => new Uint8Array([...a, ...b]), new Uint8Array());
+  const end = bytes.findIndex((_, i) =>
+    bytes[i] === 13 && bytes[i + 1] === 10 && bytes[i + 2] === 13 && bytes[i + 3] === 10
   );
-  const end = text.indexOf("\r\n\r\n");
-  const lines = text.slice(0, end).split("\r\n");
+  const lines = new TextDecoder().decode(bytes.subarray(0, end)).split("\r\n");
   const headers = new Headers();
   for (const line of lines.slice(1)) {
     const colon = line.indexOf(":");
     headers.append(line.slice(0, colon), line.slice(colon + 1).trim());
   }
-  return { status: Number(lines[0].slice(9, 12)), headers, body: text.slice(end + 4) };
+  const sent = bytes.subarray(end + 4);
+  const chunked = headers.get("transfer-encoding")?.toLowerCase() === "chunked";
+  const text = new TextDecoder().decode(chunked ? unchunk(sent) : sent);
+  return { status: Number(lines[0].slice(9, 12)), headers, body: text };
+}
+
+/** A chunked body's bytes, its framing undone (chunk extensions and trailers dropped). */
+function unchunk(framed: Uint8Array): Uint8Array {
+  const parts: Uint8Array[] = [];
+  let at = 0;
+  while (at < framed.length) {
+    const eol = framed.indexOf(10, at);
+    const size = parseInt(new TextDecoder().decode(framed.subarray(at, eol)), 16);
+    if (!(size > 0)) break;
+    parts.push(framed.subarray(eol + 1, eol + 1 + size));
+    at = eol + 1 + size + 2;
+  }
+  return parts.reduce((a, b) => new Uint8Array([...a, ...b]), new Uint8Array());
 }

@@ -80,6 +80,17 @@ Deno.test("a bad int or bool value throws FlagError", () => {
   assertThrows(() => parse("-voltimeout", "1"), FlagError, "-voltimeout");
 });
 
+Deno.test("an int past 2^53 throws FlagError: out of range, as Go's flag package says", () => {
+  for (const v of ["9007199254740992", "-9007199254740992", "99999999999999999999"]) {
+    assertThrows(
+      () => parse(`-port=${v}`),
+      FlagError,
+      `Invalid value "${v}" for flag -port: out of range`,
+    );
+  }
+  assertEquals(parse("-replicas=9007199254740991").flags.replicas, 9007199254740991);
+});
+
 Deno.test("parseDuration reads Go durations in milliseconds", () => {
   assertEquals(parseDuration("1s"), 1000);
   assertEquals(parseDuration("500ms"), 500);

@@ -37,6 +37,16 @@ Deno.test("DeleteObjects: an <Object> without a <Key> is MalformedXML", () => {
   ]);
 });
 
+Deno.test("DeleteObjects: a <Delete> naming no <Object> is MalformedXML, empty or with a <Quiet> alone", () => {
+  for (const xml of [body(""), body("<Quiet>true</Quiet>"), "<Delete/>"]) {
+    const err = assertThrows(() => parseDelete(xml));
+    assertEquals([(err as S3Error).code, err.message], [
+      "MalformedXML",
+      "Expected <Delete> with 1 to 1000 <Object> elements",
+    ], xml);
+  }
+});
+
 /** A DOCTYPE declaring entity "a" as 1,000 bytes, and `root` naming it 1,000 times. */
 function entityBomb(root: (refs: string) => string): string {
   return `<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "${"x".repeat(1000)}">]>` +

@@ -505,6 +505,65 @@ Deno.test("REBALANCE /key copies a lost replica of a balanced key back, as mkv's
   }
 });
 
+Deno.test("REBALANCE /key with a replica the hash keeps on a volume that does not answer: 503, then 204 once it is up", async () => {
+  const c = await Cluster.start();
+  try {
+    const k = randomKey("/silent");
+    assertEquals(await status(c.url + k, { method: "PUT", body: "value" }), 201);
+    // -replicas 3 of 3 volumes: every volume keeps a replica.
+    const down = c.volumes[0];
+    await c.stopVolume(0);
+    const res = await fetch(c.url + k, { method: "REBALANCE" });
+    assertEquals([res.status, await res.text()], [
+      503,
+      `Volume ${down} did not say whether it holds the key's file: REBALANCE again once it answers\n`,
+    ]);
+    await c.startVolume(0);
+    assertEquals(await status(c.url + k, { method: "REBALANCE" }), 204);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("REBALANCE /key moving a key off a volume that does not answer moves it (204); the copy there is left", async () => {
+  const c = await Cluster.start({ volumes: 4 });
+  try {
+    // Written on volumes 0-2 (-replicas 2), then read by a master with all four.
+    await c.stopMaster();
+    await c.startMaster(["-replicas", "2"], c.volumes.slice(0, 3));
+    const prefix = randomKey("/leave");
+    const keys = Array.from({ length: 40 }, (_, i) => `${prefix}/${i}`);
+    await putAll(c, keys);
+    await c.stopMaster();
+    await c.startMaster(["-replicas", "2"]);
+    const enc = new TextEncoder();
+    // A key on volume 0 that the hash now puts elsewhere.
+    const volumesOf = (replicas: string[]) => replicas.map((r) => r.split("/")[0]);
+    const [k, replica] = await (async () => {
+      for (const k of keys) {
+        const head = await fetch(c.url + k, { method: "HEAD", redirect: "manual" });
+        const from = head.headers.get("key-volumes")!.split(",");
+        const to = volumesOf(key2volume(enc.encode(k), c.volumes, 2, 10));
+        const i = volumesOf(from).indexOf(c.volumes[0]);
+        if (i >= 0 && !to.includes(c.volumes[0])) return [k, from[i]];
+      }
+      throw new Error("No key leaves volume 0");
+    })();
+    const kvolumes = key2volume(enc.encode(k), c.volumes, 2, 10);
+    await c.stopVolume(0);
+    const res = await fetch(c.url + k, { method: "REBALANCE" });
+    assertEquals([res.status, await res.text()], [204, ""]);
+    const head = await fetch(c.url + k, { method: "HEAD", redirect: "manual" });
+    assertEquals(head.headers.get("key-volumes"), kvolumes.join(","));
+    await c.startVolume(0);
+    const left = await fetch(`http://${replica}${key2path(enc.encode(k))}`);
+    await left.body?.cancel();
+    assertEquals(left.status, 200, "the copy on the volume that was down is an orphan now");
+  } finally {
+    await c.stop();
+  }
+});
+
 Deno.test("rebuild reads volumes written the way Go mkv writes them", async () => {
   const c = await Cluster.start();
   try {

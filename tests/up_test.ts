@@ -207,12 +207,11 @@ Deno.test("without nginx and not root, the lookup's error says what to run", asy
 });
 
 Deno.test("deno task up refuses a bad PORT", async () => {
-  const out = await runUp([], { env: { PORT: "70000" } });
-  assertEquals(out.code, 2);
-  assertEquals(
-    out.stderr,
-    `Bad PORT "70000": expected 1-65532 (the master's port)\n`,
-  );
+  for (const port of ["70000", "1e3", "0x10"]) {
+    const out = await runUp([], { env: { PORT: port } });
+    assertEquals(out.code, 2);
+    assertEquals(out.stderr, `Bad PORT "${port}": expected 1-65532 (the master's port)\n`);
+  }
 });
 
 Deno.test("deno task up with a flag the master refuses exits with its code and leaves no volume running", async () => {

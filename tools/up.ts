@@ -8,7 +8,7 @@ import { MASTER_V8_FLAGS } from "../lib/runtime.ts";
 import { resolve } from "node:path";
 import { ensureNginx } from "./volume.ts";
 import { parseFlags } from "../lib/flags.ts";
-import { FLAGS, logFormat } from "../lib/config.ts";
+import { envPort, FLAGS, logFormat } from "../lib/config.ts";
 import { TOOL_FLAGS } from "../lib/tool_flags.ts";
 import { logError, type LogFormat, logInfo, logLine, setLogFormat } from "../lib/log.ts";
 
@@ -96,8 +96,8 @@ if (mine) {
   );
   Deno.exit(2);
 }
-const base = Number(Deno.env.get("PORT") ?? "3000");
-if (!Number.isInteger(base) || base < 1 || base > 65532) {
+const base = envPort(Deno.env.get("PORT") ?? "3000", 65532);
+if (base === null) {
   logError(`Bad PORT "${Deno.env.get("PORT")}": expected 1-65532 (the master's port)`);
   Deno.exit(2);
 }

@@ -4,13 +4,14 @@
 import { chmod, chown, mkdir, readFile, realpath, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { type Level, logFormatInUse, logInfo, logLine, logWarn } from "../lib/log.ts";
+import { envPort } from "../lib/config.ts";
+import { FlagError } from "../lib/flags.ts";
 
 export async function volume(args: string[]): Promise<number> {
   const folder = resolve(args[0] ?? "/tmp/volume1/");
-  const port = Number(Deno.env.get("PORT") ?? "3001");
-  if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new Error(`Bad PORT "${Deno.env.get("PORT")}": expected 1-65535`);
-  }
+  const raw = Deno.env.get("PORT") ?? "3001";
+  const port = envPort(raw);
+  if (port === null) throw new FlagError(`Bad PORT "${raw}": expected 1 to 65535`);
   const nginx = await ensureNginx();
   const run = join(folder, ".mkv-nginx");
   await mkdir(run, { recursive: true });
