@@ -6,6 +6,7 @@ import type { FanoutResult } from "./fanout.ts";
 import { keyFits } from "./index_db.ts";
 import { key2path } from "./keys.ts";
 import { pool } from "./pool.ts";
+import { plural } from "./progress.ts";
 import type { Meta, Record } from "./record.ts";
 import type { S3Request } from "./s3.ts";
 import { checksumThrough, readWhole } from "./s3_body.ts";
@@ -17,7 +18,8 @@ import {
   setChecksumHeaders,
 } from "./s3_checksum.ts";
 import { bucketExists, noSuchBucket } from "./s3_list.ts";
-import { parseDelete, S3Error, s3Error, xmlResponse, xmlTime } from "./s3_xml.ts";
+import { parseDelete, refusalOf, S3Error, s3Error, xmlResponse, xmlTime } from "./s3_xml.ts";
+import { logRefused, logUnexpected } from "./log.ts";
 import { received, sent, unwritten } from "./sizes.ts";
 import { type Outcome, shuffled, type Store } from "./store.ts";
 import { headStatus, remoteGet, UnsatisfiableRange, VolumeError, volumeUrl } from "./volumes.ts";
@@ -875,6 +877,7 @@ export async function deleteObjects(s3: S3Request): Promise<Response> {
   const results: { Key: string; Code?: string; Message?: string }[] = keys.map((k) => ({ Key: k }));
   // Whether every key's answer is a delete made (fenced), none a record read.
   let allWritten = true;
+  const refused: S3Error[] = [];
   // Up to 1,000 keys: a few at a time, not 3,000 volume calls at once.
   await pool(results.entries(), 16, async ([i, r]) => {
     try {
@@ -883,11 +886,22 @@ export async function deleteObjects(s3: S3Request): Promise<Response> {
       if (!await deleteKey(s3.store, key, etags[i])) allWritten = false;
     } catch (err) {
       allWritten = false;
-      const e = err instanceof S3Error ? err : s3Error("InternalError", String(err));
-      r.Code = e.code;
-      r.Message = e.message;
+      const e = err instanceof S3Error ? err : refusalOf(err);
+      if (e === null) logUnexpected(`S3 POST /${s3.bucket}?delete`, err);
+      else if (e.status >= 500) refused.push(e);
+      r.Code = e?.code ?? "InternalError";
+      r.Message = e?.message ?? String(err);
     }
   });
+  // Answered in a 200 the edge does not log: said here, once for the request.
+  if (refused.length > 0) {
+    const { status, message } = refused[0];
+    logRefused(
+      `S3 POST /${s3.bucket}?delete`,
+      status,
+      `${refused.length} of ${plural(keys.length, "key")}: ${message}`,
+    );
+  }
   const res = xmlResponse("DeleteResult", {
     Deleted: quiet ? [] : results.filter((r) => !r.Code),
     Error: results.filter((r) => r.Code),

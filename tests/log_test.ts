@@ -14,7 +14,7 @@ import {
 
 import { lockIndex } from "./lock_index.ts";
 import { s3Client } from "./s3_client.ts";
-import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
@@ -558,6 +558,36 @@ Deno.test("an S3 GetObject whose replicas cannot be reached is logged as one lin
       `S3 GET /${Bucket}/k 503: ${err.message}`,
     ]);
   } finally {
+    s3.destroy();
+    await m.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("an S3 DeleteObjects whose keys a locked index refused is logged as one line for the request, no stack", async () => {
+  const c = await Cluster.start({ flags: ["-s3"] });
+  const m = await capturedMaster(c, ["-s3"]);
+  const s3 = s3Client(m.url);
+  let unlock: (() => void) | null = null;
+  try {
+    const bucket = `locked${crypto.randomUUID().slice(0, 8)}`;
+    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    for (const k of ["a", "b"]) {
+      assertEquals(await status(`${m.url}/${bucket}/${k}`, { method: "PUT", body: k }), 201);
+    }
+    unlock = lockIndex(`${c.db}/index.sqlite3`);
+    const res = await fetch(`${m.url}/${bucket}?delete`, {
+      method: "POST",
+      body: "<Delete><Object><Key>a</Key></Object><Object><Key>b</Key></Object></Delete>",
+    });
+    assertEquals(res.status, 200);
+    await res.body?.cancel();
+    unlock();
+    unlock = null;
+    const out = await m.stop();
+    assertEquals(out.stderr, [`S3 POST /${bucket}?delete 503: 2 of 2 keys: ${LOCKED}`]);
+  } finally {
+    unlock?.();
     s3.destroy();
     await m.stop();
     await c.stop();

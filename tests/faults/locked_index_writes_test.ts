@@ -7,7 +7,7 @@ import { assert, assertEquals } from "../assert.ts";
 import { errorAnswer, errorXml } from "../s3_answers.ts";
 import { lockIndex } from "../lock_index.ts";
 import { s3Client } from "../s3_client.ts";
-import { PutObjectCommand, S3ServiceException } from "@aws-sdk/client-s3";
+import { CreateBucketCommand, PutObjectCommand, S3ServiceException } from "@aws-sdk/client-s3";
 
 const LOCKED = "The index stayed locked (another process holds its write lock) past 10 s of " +
   "retries: retry once it is released\n";
@@ -190,6 +190,43 @@ Deno.test("an S3 UploadPart on a locked index answers 503 ServiceUnavailable say
     for (const v of c.volumes) assertEquals(await volumeFiles(v), []);
   } finally {
     unlock?.();
+    await c.stop();
+  }
+});
+
+Deno.test("an S3 DeleteObjects on a locked index answers each key's Error ServiceUnavailable saying the index is locked, and the keys stay live", async () => {
+  const c = await Cluster.start({ flags: ["-s3"] });
+  const s3 = s3Client(c.url);
+  let unlock: (() => void) | null = null;
+  try {
+    const bucket = `locked${crypto.randomUUID().slice(0, 8)}`;
+    // Made by CreateBucket: DeleteObjects has nothing to write for the bucket.
+    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    assertEquals(await status(`${c.url}/${bucket}/a`, { method: "PUT", body: "kept a" }), 201);
+    assertEquals(await status(`${c.url}/${bucket}/b`, { method: "PUT", body: "kept b" }), 201);
+    unlock = lockIndex(`${c.db}/index.sqlite3`);
+    const res = await fetch(`${c.url}/${bucket}?delete`, {
+      method: "POST",
+      body: "<Delete><Object><Key>a</Key></Object><Object><Key>b</Key></Object></Delete>",
+    });
+    const xml = await res.text();
+    assertEquals(res.status, 200);
+    assertEquals(
+      [...xml.matchAll(
+        /<(Deleted|Error)><Key>([^<]*)<\/Key>(?:<Code>([^<]*)<\/Code><Message>([^<]*)<\/Message>)?/g,
+      )].map((m) => m.slice(1)),
+      [
+        ["Error", "a", "ServiceUnavailable", LOCKED.trimEnd()],
+        ["Error", "b", "ServiceUnavailable", LOCKED.trimEnd()],
+      ],
+    );
+    unlock();
+    unlock = null;
+    assertEquals(await (await fetch(`${c.url}/${bucket}/a`)).text(), "kept a");
+    assertEquals(await (await fetch(`${c.url}/${bucket}/b`)).text(), "kept b");
+  } finally {
+    unlock?.();
+    s3.destroy();
     await c.stop();
   }
 });
