@@ -76,14 +76,15 @@ export function logUnexpected(what: string, err: unknown) {
 }
 
 /**
- * A request refused for a reason known and said in its answer (503: the
- * index locked past retrying, a write fenced, ...): `what` (the method and
- * key) with the status and that reason, one line on stderr, no stack (in an
- * incident every such request is one, and the stacks would bury the rest);
- * in json that line as `msg`, level warn, with {"status","reason"}.
+ * A request refused or failed for a reason known and said in its answer
+ * (503: the index locked past retrying, a write fenced, ...; 500: a replica
+ * write failed): `what` (the method and key) with the status and that
+ * reason, one line on stderr, no stack (in an incident every such request
+ * is one, and the stacks would bury the rest); in json that line as `msg`,
+ * level warn (error for a failure, not a 503), with {"status","reason"}.
  */
 export function logRefused(what: string, status: number, reason: string) {
-  logLine("warn", `${what} ${status}: ${reason}`, { status, reason });
+  logLine(status === 503 ? "warn" : "error", `${what} ${status}: ${reason}`, { status, reason });
 }
 
 export interface RequestLine {

@@ -270,6 +270,8 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
     let key = "";
     // How the log names the request: S3's by its path, as S3 names it.
     let what = "";
+    // Whether the answer's error was logged with its stack already.
+    let stacked = false;
     try {
       checkHost(req.headers.get("host"));
       const target = parseTarget(req.url);
@@ -308,12 +310,16 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
         ? text(503, LOCKED_ANSWER)
         : text(500, `Internal error: ${err instanceof Error ? err.message : err}`);
       // A 500 with its stack; a 503 is a refusal its answer explains (below).
-      if (res.status === 500) logUnexpected(what, err);
+      if (res.status === 500) {
+        logUnexpected(what, err);
+        stacked = true;
+      }
     }
-    // Every refusal, wherever it was decided (here, lib/store.ts, the S3
-    // calls), is one line saying why: no stack, as in an incident every
-    // such request is one, and an operator must see why clients get 503.
-    if (res.status === 503) logRefused(what, 503, reasons.get(res) ?? "");
+    // Every 5xx, wherever it was decided (here, lib/store.ts, the S3 calls),
+    // is one line saying why: no stack, as in an incident every such request
+    // is one (a 503's refusal, a replica write's failure), and an operator
+    // must see why clients get them.
+    if (res.status >= 500 && !stacked) logRefused(what, res.status, reasons.get(res) ?? "");
     // A body nobody read (403, 409, ...) is cancelled, not left half-read.
     if (req.body && !req.bodyUsed) req.body.cancel().catch(() => {});
     if (res.status >= 500) {

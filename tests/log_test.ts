@@ -593,3 +593,23 @@ Deno.test("an S3 DeleteObjects whose keys a locked index refused is logged as on
     await c.stop();
   }
 });
+
+Deno.test("a PUT whose replica write failed answers 500 with the reason, logged as one line beside the volume's own", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1"] });
+  const m = await capturedMaster(c, []);
+  try {
+    const key = randomKey("/failed-put-log");
+    await c.stopVolume(0);
+    const res = await fetch(m.url + key, { method: "PUT", body: "lost" });
+    const reason = (await res.text()).trimEnd();
+    assertEquals(res.status, 500);
+    assert(reason.startsWith(`Cannot PUT "http://${c.volumes[0]}/`), reason);
+    const out = await m.stop();
+    assertEquals(out.stderr.filter((l) => !l.startsWith("volume ")), [
+      `PUT ${key} 500: ${reason}`,
+    ]);
+  } finally {
+    await m.stop();
+    await c.stop();
+  }
+});
