@@ -19,8 +19,9 @@ import { batchHistogram, commitHistogram } from "./metrics.ts";
 
 /**
  * Several processes on one SQLite file (masters, tools) take turns at its
- * write lock; Deno KV gives up at once with "database is locked". Retry
- * that, with a growing random pause, for up to `ms`.
+ * write lock; a Deno KV write waits up to 5 s on it, then fails with
+ * "database is locked". Retry that, with a growing random pause, until `ms`
+ * have passed (a write then fails after `ms` to `ms` + 5 s).
  */
 export async function retryBusy<T>(work: () => Promise<T>, ms = 10_000): Promise<T> {
   const until = Date.now() + ms;

@@ -9,9 +9,10 @@ import { Membership, type MembershipOptions } from "./membership.ts";
 export const MEMBER_INTERVAL = 1000;
 
 /**
- * How long the master and the tools wait on an index another process holds
- * the write lock of: as long as a write waits on it (5 s in Deno KV) and is
- * tried again (10 s, retryBusy).
+ * How long the master and the tools wait for the first answer of an index
+ * another process holds the write lock of (a first access waits as long as
+ * the lock is held): as long as a write may take to fail on it (it waits up
+ * to 5 s on the lock, and is tried again until 10 s have passed: retryBusy).
  */
 export const LOCKED_MS = 15_000;
 
