@@ -18,7 +18,7 @@ import {
   rawTarget,
   type Target,
 } from "./target.ts";
-import { type Membership, RebuildRunning } from "./membership.ts";
+import { RebuildRunning } from "./membership.ts";
 import type { State } from "./record.ts";
 import { handleS3, isS3, isVirtualHosted, type S3Options } from "./s3.ts";
 import { headerValue } from "./s3_auth.ts";
@@ -275,14 +275,14 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
       key = target.query ? `${target.rawPath}?${target.query}` : target.rawPath;
       const membership = store.index.membership;
       if (!membership || isView(target.query)) res = await route(store, opts, req, target);
-      else if (membership.rebuilding) res = rebuildRunning();
-      else if (store.index.gone) res = text(503, store.index.gone.message);
+      else if (membership.rebuilding || store.index.gone) res = refused(req, key, unserved(store)!);
       else {
         res = await route(store, opts, req, target);
         if (readIndex(req, res) && !membership.answerable(started)) {
           // Its body (an S3 GetObject's stream from a volume) is not sent.
           await res.body?.cancel().catch(() => {});
-          res = await afterStall(membership, () => route(store, opts, req, target), req);
+          const again = () => route(store, opts, req, target);
+          res = refused(req, key, await afterStall(store, again, req));
         }
       }
     } catch (err) {
@@ -316,6 +316,16 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
     }
     return res;
   }
+}
+
+/**
+ * A 503 the master answers for a reason of its own (a rebuild running, the
+ * index file gone, a stall), logged as a thrown one is: one line, so that
+ * an incident of many leaves a readable log. Any other answer as it is.
+ */
+function refused(req: Request, key: string, res: Response): Response {
+  if (res.status === 503) logRefused(`${req.method} ${key}`, 503, reasons.get(res) ?? "");
+  return res;
 }
 
 /** The answer to a parsed request (any rebuild checked already). */
@@ -363,20 +373,31 @@ function readIndex(req: Request, res: Response): boolean {
  * heartbeat has looked, and anything else answers 503.
  */
 async function afterStall(
-  membership: Membership,
+  store: Store,
   again: () => Promise<Response>,
   req: Request,
 ): Promise<Response> {
+  const membership = store.index.membership!;
   const settled = await membership.settle();
-  if (membership.rebuilding) return rebuildRunning();
+  if (unserved(store)) return unserved(store)!;
   if (settled && (req.method === "GET" || req.method === "HEAD")) {
     const since = performance.now();
     const res = await again();
     if (membership.answerable(since)) return res;
     await res.body?.cancel().catch(() => {});
-    if (membership.rebuilding) return rebuildRunning();
   }
-  return text(503, STALLED);
+  // An index file found gone meanwhile fails the heartbeats too: that, not a stall, is why.
+  return unserved(store) ?? text(503, STALLED);
+}
+
+/**
+ * The 503 of a master that serves nothing from its index now: a rebuild
+ * runs, or the index file was removed; null when neither.
+ */
+function unserved(store: Store): Response | null {
+  if (store.index.membership?.rebuilding) return rebuildRunning();
+  const gone = store.index.gone;
+  return gone ? text(503, gone.message) : null;
 }
 
 const STALLED = "This master stalled and has not yet checked whether a rebuild of the index " +
