@@ -42,7 +42,7 @@ const HELP = `mkv ${VERSION}: a distributed key-value store for large values
 Commands:
   server     run the master
   rebuild    recreate the index from the volumes (master stopped)
-  rebalance  move keys to where the hash puts them (master stopped)
+  rebalance  move keys to where the hash puts them (masters may run: give them the new -volumes first)
   verify     check every replica and find orphan files (-md5, -repair)
   volume     run one nginx volume: PORT=3001 mkv volume /tmp/volume1/
   version    print the version

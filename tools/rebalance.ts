@@ -1,5 +1,6 @@
 // `mkv rebalance -volumes NEW_LIST -db DIR`: moves every key whose recorded
-// volumes differ from where the hash now puts it, with the master stopped.
+// volumes differ from where the hash now puts it; masters may run beside it
+// (each key is held while it moves, as REBALANCE holds it).
 // Each move copies first, switches the index, then deletes (lib/store.ts),
 // so it can be killed at any moment and run again.
 //
