@@ -441,6 +441,26 @@ Deno.test("rebalance 5 -> 3 -> 5 volumes: every key readable, balanced, byte-ide
   }
 });
 
+Deno.test("rebalance -dry-run reports on stdout and ends its progress with the counters' line, as the runs do", async () => {
+  const c = await Cluster.start();
+  try {
+    const prefix = randomKey("/dry");
+    for (const k of ["a", "b", "c"]) {
+      assertEquals(await status(`${c.url}${prefix}/${k}`, { method: "PUT", body: "value" }), 201);
+    }
+    await c.stopMaster();
+    // Two replicas where the records name three: every key would move.
+    const flags = ["-volumes", c.volumes.join(","), "-db", c.db, "-replicas", "2"];
+    const r = await runMain(["rebalance", "-dry-run", ...flags]);
+    assertEquals(r.code, 0, r.stderr);
+    assertEquals(r.stdout, "rebalance: dry run: 3 of 3 keys would move, 15 bytes\n");
+    // Nothing moved: no key counted.
+    assert(/^rebalance: keys 0, scanned 3, 0 keys\/s, in \d+\.\ds\n$/.test(r.stderr), r.stderr);
+  } finally {
+    await c.stop();
+  }
+});
+
 Deno.test("REBALANCE /key on the running master moves one key where the hash puts it", async () => {
   const c = await Cluster.start({ volumes: 4 });
   try {

@@ -48,7 +48,7 @@ export async function rebalance(flags: FlagValues): Promise<number> {
       else unknown++;
     }
     if (dryRun) {
-      progress.stop();
+      progress.done();
       logInfo(
         `rebalance: dry run: ${todo.length} of ${plural(progress.get("scanned"), "key")} ` +
           `would move, ${plural(bytes, "byte")}` +
