@@ -779,6 +779,38 @@ Deno.test("rebalance off a dead volume counts its keys as moved and names the co
   }
 });
 
+// The throttle holds back a volume's failures for up to a second, and a
+// tool that ended within it dropped them: of 20 deletes refused, one line.
+Deno.test("rebalance off a dead volume logs every delete that failed, those held back counted at its exit", async () => {
+  const c = await Cluster.start({ volumes: 4 });
+  try {
+    const prefix = randomKey("/dead-log");
+    await putAll(c, Array.from({ length: 20 }, (_, i) => `${prefix}/k${i}`));
+    await c.stopMaster();
+    const onDead = [...(await snapshot(c.db)).values()]
+      .filter((e) => e.rec.rvolumes.some((v) => v.startsWith(c.volumes[3]))).length;
+    assert(onDead > 1, "keys have a replica on the volume that dies");
+    await c.stopVolume(3);
+    const three = c.volumes.slice(0, 3);
+    const r = await runMain([
+      "rebalance",
+      "-volumes",
+      three.join(","),
+      "-db",
+      c.db,
+      "-log",
+      "json",
+    ]);
+    assertEquals(r.code, 0, r.stdout + r.stderr);
+    const deletes = r.stderr.split("\n").filter(Boolean).map((l) => JSON.parse(l))
+      .filter((l) => l.volume === c.volumes[3] && l.call === "delete");
+    const counted = deletes.reduce((n, l) => n + 1 + l.suppressed, 0);
+    assertEquals(counted, onDead, r.stderr);
+  } finally {
+    await c.stop();
+  }
+});
+
 Deno.test("rebalance names a key it could not move quoted, on one line, whatever bytes it holds", async () => {
   const c = await Cluster.start({ flags: ["-replicas", "1"] });
   try {
