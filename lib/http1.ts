@@ -284,6 +284,8 @@ export class Upload {
   #frame: Uint8Array<ArrayBuffer> = new Uint8Array(0);
   /** Body bytes sent or being sent (known length), or 1 once the chunked end went out. */
   #sent = 0;
+  /** The volume answered before the body's end: nothing of it is landing. */
+  #answeredEarly = false;
   /**
    * An abort cuts off an unfinished body. A whole one may be landing: its
    * connection stays for the answer (PutStream.cancel waits for it, within
@@ -353,9 +355,12 @@ export class Upload {
   /**
    * Whether the whole body went out, or may have (its last write is in
    * flight): the volume may be storing it now, so an abandoned upload
-   * should wait for its answer rather than close.
+   * should wait for its answer rather than close. Never once the volume
+   * answered before the end (its last chunk may have been counted as sent
+   * when the answer stopped it): that answer was the volume's last word.
    */
   get sentAll(): boolean {
+    if (this.#answeredEarly) return false;
     const { length } = this.#opts;
     return length === null ? this.#sent > 0 : this.#sent >= length;
   }
@@ -403,6 +408,7 @@ export class Upload {
   }
 
   async #early(): Promise<Error> {
+    this.#answeredEarly = true;
     try {
       const res = this.#reader.whole(false, 65536) ??
         await readResponse(this.#reader, false, 65536);

@@ -282,15 +282,17 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
         s3 ? s3Refusal(message, target, req.method === "HEAD") : text(503, message);
       const routed = () => route(store, opts, req, { target, s3 });
       const membership = store.index.membership;
+      // Why this master serves nothing from its index now, if it does not.
+      const unserved = () =>
+        membership?.rebuilding ? REBUILD_RUNNING : store.index.gone?.message ?? null;
       if (!membership || isView(target.query)) res = await routed();
-      else if (membership.rebuilding) res = refuse(REBUILD_RUNNING);
-      else if (store.index.gone) res = refuse(store.index.gone.message);
+      else if (unserved()) res = refuse(unserved()!);
       else {
         res = await routed();
         if (readIndex(req, res) && !membership.answerable(started)) {
           // Its body (an S3 GetObject's stream from a volume) is not sent.
           await res.body?.cancel().catch(() => {});
-          res = await afterStall(membership, { again: routed, req, refuse });
+          res = await afterStall(membership, { again: routed, req, refuse, unserved });
         }
       }
     } catch (err) {
@@ -386,19 +388,21 @@ async function afterStall(
     req: Request;
     /** The request's 503 (S3's, or mkv's). */
     refuse: (message: string) => Response;
+    /** Why the master serves nothing from its index now (a rebuild, the file gone), or null. */
+    unserved: () => string | null;
   },
 ): Promise<Response> {
-  const { again, req, refuse } = call;
+  const { again, req, refuse, unserved } = call;
   const settled = await membership.settle();
-  if (membership.rebuilding) return refuse(REBUILD_RUNNING);
+  if (unserved()) return refuse(unserved()!);
   if (settled && (req.method === "GET" || req.method === "HEAD")) {
     const since = performance.now();
     const res = await again();
     if (membership.answerable(since)) return res;
     await res.body?.cancel().catch(() => {});
-    if (membership.rebuilding) return refuse(REBUILD_RUNNING);
   }
-  return refuse(STALLED);
+  // An index file found gone meanwhile fails the heartbeats too: that, not a stall, is why.
+  return refuse(unserved() ?? STALLED);
 }
 
 const STALLED = "This master stalled and has not yet checked whether a rebuild of the index " +

@@ -613,3 +613,31 @@ Deno.test("a PUT whose replica write failed answers 500 with the reason, logged 
     await c.stop();
   }
 });
+
+Deno.test("a request refused because the index file was removed is logged as one line saying so", async () => {
+  const c = await Cluster.start();
+  const m = await capturedMaster(c, []);
+  try {
+    const key = randomKey("/gone-log");
+    assertEquals(await status(m.url + key, { method: "PUT", body: "kept" }), 201);
+    for await (const f of Deno.readDir(c.db)) await Deno.remove(`${c.db}/${f.name}`);
+    // Until a heartbeat (or a commit) finds the file gone, reads still answer from it.
+    const gone = `The index file "${c.db}/index.sqlite3" was removed while this master had it ` +
+      `open: nothing more is written to it; restart the master (and rebuild the index if it is ` +
+      `missing keys)`;
+    // A GET in flight when a heartbeat finds it gone says so too, not that the master stalled.
+    let refused = 0;
+    while (refused < 2) {
+      const res = await fetch(m.url + key, { redirect: "manual" });
+      const body = await res.text();
+      if (res.status !== 503) continue;
+      assertEquals(body, gone + "\n");
+      refused++;
+    }
+    const out = await m.stop();
+    assertEquals(out.stderr, [`GET ${key} 503: ${gone}`, `GET ${key} 503: ${gone}`]);
+  } finally {
+    await m.stop();
+    await c.stop();
+  }
+});

@@ -441,6 +441,26 @@ Deno.test("rebalance 5 -> 3 -> 5 volumes: every key readable, balanced, byte-ide
   }
 });
 
+Deno.test("rebalance -dry-run reports on stdout and ends its progress with the counters' line, as the runs do", async () => {
+  const c = await Cluster.start();
+  try {
+    const prefix = randomKey("/dry");
+    for (const k of ["a", "b", "c"]) {
+      assertEquals(await status(`${c.url}${prefix}/${k}`, { method: "PUT", body: "value" }), 201);
+    }
+    await c.stopMaster();
+    // Two replicas where the records name three: every key would move.
+    const flags = ["-volumes", c.volumes.join(","), "-db", c.db, "-replicas", "2"];
+    const r = await runMain(["rebalance", "-dry-run", ...flags]);
+    assertEquals(r.code, 0, r.stderr);
+    assertEquals(r.stdout, "rebalance: dry run: 3 of 3 keys would move, 15 bytes\n");
+    // Nothing moved: no key counted.
+    assert(/^rebalance: keys 0, scanned 3, 0 keys\/s, in \d+\.\ds\n$/.test(r.stderr), r.stderr);
+  } finally {
+    await c.stop();
+  }
+});
+
 Deno.test("REBALANCE /key on the running master moves one key where the hash puts it", async () => {
   const c = await Cluster.start({ volumes: 4 });
   try {
@@ -813,6 +833,38 @@ Deno.test("rebalance off a dead volume counts its keys as moved and names the co
     for (const k of keys) {
       assertEquals(await readMd5(c, k), { md5: md5s.get(k)!, balance: "balanced" }, k);
     }
+  } finally {
+    await c.stop();
+  }
+});
+
+// The throttle holds back a volume's failures for up to a second, and a
+// tool that ended within it dropped them: of 20 deletes refused, one line.
+Deno.test("rebalance off a dead volume logs every delete that failed, those held back counted at its exit", async () => {
+  const c = await Cluster.start({ volumes: 4 });
+  try {
+    const prefix = randomKey("/dead-log");
+    await putAll(c, Array.from({ length: 20 }, (_, i) => `${prefix}/k${i}`));
+    await c.stopMaster();
+    const onDead = [...(await snapshot(c.db)).values()]
+      .filter((e) => e.rec.rvolumes.some((v) => v.startsWith(c.volumes[3]))).length;
+    assert(onDead > 1, "keys have a replica on the volume that dies");
+    await c.stopVolume(3);
+    const three = c.volumes.slice(0, 3);
+    const r = await runMain([
+      "rebalance",
+      "-volumes",
+      three.join(","),
+      "-db",
+      c.db,
+      "-log",
+      "json",
+    ]);
+    assertEquals(r.code, 0, r.stdout + r.stderr);
+    const deletes = r.stderr.split("\n").filter(Boolean).map((l) => JSON.parse(l))
+      .filter((l) => l.volume === c.volumes[3] && l.call === "delete");
+    const counted = deletes.reduce((n, l) => n + 1 + l.suppressed, 0);
+    assertEquals(counted, onDead, r.stderr);
   } finally {
     await c.stop();
   }

@@ -1,5 +1,6 @@
 // `mkv rebalance -volumes NEW_LIST -db DIR`: moves every key whose recorded
-// volumes differ from where the hash now puts it, with the master stopped.
+// volumes differ from where the hash now puts it; masters may run beside it
+// (each key is held while it moves, as REBALANCE holds it).
 // Each move copies first, switches the index, then deletes (lib/store.ts),
 // so it can be killed at any moment and run again.
 //
@@ -46,7 +47,7 @@ export async function rebalance(flags: FlagValues): Promise<number> {
       else unknown++;
     }
     if (dryRun) {
-      progress.stop();
+      progress.done();
       logInfo(
         `rebalance: dry run: ${todo.length} of ${plural(progress.get("scanned"), "key")} ` +
           `would move, ${plural(bytes, "byte")}` +
