@@ -7,6 +7,7 @@
 import { concat } from "./bytes.ts";
 import { logRefused, logUnexpected } from "./log.ts";
 import { Fenced, isBusy, LOCKED_ANSWER } from "./group_commit.ts";
+import { SourceError } from "./fanout.ts";
 import { checkSignature, type Credentials, isSigned, parseQueryPairs } from "./s3_auth.ts";
 import { type S3Body, s3Body } from "./s3_body.ts";
 import { errorIds, errorResponse, newRequestId, S3Error, s3Error } from "./s3_xml.ts";
@@ -155,6 +156,13 @@ async function answerS3(
       if (err.code === "NoSuchKey") err.names.Key ??= new TextDecoder().decode(object);
       if (err.code === "NoSuchBucket") err.names.BucketName ??= bucket;
       return errorResponse(err, target.rawPath, head);
+    }
+    // A call cut off by a stopping master (ShuttingDown, 503), or a body
+    // that failed: said in S3's words, as a write's is (objects.failure).
+    if (err instanceof SourceError) {
+      logRefused(`S3 ${req.method} ${target.rawPath}`, err.status, err.message);
+      const failure = objects.failure({ status: err.status, message: err.message });
+      return errorResponse(failure, target.rawPath, head);
     }
     // Fenced: nothing was written, and a retry after the master re-joins
     // succeeds; locked: once the lock is released. S3's clients retry a 503.

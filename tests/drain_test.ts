@@ -4,7 +4,9 @@ import { createHandler, Drain, ShuttingDown } from "../lib/server.ts";
 import type { Store } from "../lib/store.ts";
 import { metrics } from "../lib/metrics.ts";
 import { assert, assertEquals } from "./assert.ts";
-import { Cluster, randomKey, status, volumeFiles } from "./cluster.ts";
+import { Cluster, randomBytes, randomKey, status, volumeFiles } from "./cluster.ts";
+import { VolumeProxy } from "./faults/replace_faults.ts";
+import { key2path } from "../lib/keys.ts";
 
 Deno.test("a draining master answers 503 in text/plain, as its other errors, and closes", async () => {
   const drain = new Drain();
@@ -195,6 +197,175 @@ Deno.test("SIGTERM: a PUT over an unlinked key cut off at the -drain deadline le
     assertEquals(await status(c.url + k, { method: "RELINK" }), 204);
     assertEquals(await (await fetch(c.url + k)).text(), "unlinked");
   } finally {
+    await c.stop();
+  }
+});
+
+/**
+ * A volume that hangs on the requests `holds` picks (none until set): it
+ * takes them and answers nothing (`midBody`: it answers, sends the first
+ * KiB of the value, and nothing more) until released. `arrived` resolves
+ * once it holds one: the master is waiting on it.
+ */
+class HungVolume extends VolumeProxy {
+  holds: ((req: Request) => boolean) | null = null;
+  midBody = false;
+  readonly #arrived = Promise.withResolvers<void>();
+
+  get arrived(): Promise<void> {
+    return this.#arrived.promise;
+  }
+
+  /** Hangs on `method` requests for `key`'s file. */
+  hangOn(method: string, key: string) {
+    const path = key2path(new TextEncoder().encode(key));
+    this.holds = (req) => req.method === method && new URL(req.url).pathname.endsWith(path);
+  }
+
+  protected override async handle(req: Request): Promise<Response> {
+    if (!this.holds?.(req)) return await this.forward(req);
+    if (!this.midBody) {
+      this.#arrived.resolve();
+      await this.released;
+      return new Response(null, { status: 502 });
+    }
+    const res = await this.forward(req);
+    const reader = res.body!.getReader();
+    const first = (await reader.read()).value!.subarray(0, 1024);
+    const released = this.released;
+    const body = new ReadableStream<Uint8Array>({
+      start: (c) => c.enqueue(first),
+      pull: async (c) => {
+        this.#arrived.resolve();
+        await released;
+        await reader.cancel();
+        c.error(new Error("Released"));
+      },
+      cancel: () => reader.cancel(),
+    });
+    return new Response(body, { status: res.status, headers: res.headers });
+  }
+}
+
+/**
+ * A one-volume cluster (-replicas 1, -s3, -drain 1s) whose master reaches
+ * its volume through a HungVolume; -voltimeout 30s: a hung call outlasts
+ * the drain and its grace by far.
+ */
+async function hungCluster(): Promise<{ c: Cluster; hung: HungVolume }> {
+  const c = await Cluster.start({
+    volumes: 1,
+    flags: ["-replicas", "1", "-s3", "-drain", "1s", "-voltimeout", "30s"],
+  });
+  const hung = new HungVolume(c.volumes[0]);
+  await c.stopMaster();
+  await c.startMaster([], [hung.volume]);
+  return { c, hung };
+}
+
+/** S3's V2 signature headers: the cluster runs -s3, so any key passes. */
+function s3Signed(): HeadersInit {
+  return { Authorization: "AWS anyone:c2lnbmF0dXJl", Date: new Date().toUTCString() };
+}
+
+/** SIGTERMs the master once `hung` holds a call; its answer to `request` and its exit code. */
+async function stopWhileHung(
+  c: Cluster,
+  hung: HungVolume,
+  request: Promise<Response>,
+): Promise<{ status: number; body: string; code: number }> {
+  // An answer before the hang (a failure) ends the wait too, to be asserted on.
+  await Promise.race([hung.arrived, request]);
+  const master = c.masterProcess!;
+  master.kill("SIGTERM");
+  const res = await request;
+  const body = await res.text();
+  return { status: res.status, body, code: (await master.status).code };
+}
+
+Deno.test("SIGTERM: a GET waiting on a hung volume's HEAD at the -drain deadline answers 503 and the master exits 0", async () => {
+  const { c, hung } = await hungCluster();
+  try {
+    const k = randomKey();
+    assertEquals(await status(c.url + k, { method: "PUT", body: "value" }), 201);
+    hung.hangOn("HEAD", k);
+    const out = await stopWhileHung(c, hung, fetch(c.url + k, { redirect: "manual" }));
+    assertEquals(out.status, 503);
+    assertEquals(out.body, CUT_OFF);
+    assertEquals(out.code, 0);
+  } finally {
+    await hung.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: an S3 GetObject waiting on a hung volume at the -drain deadline answers 503 ServiceUnavailable and the master exits 0", async () => {
+  const { c, hung } = await hungCluster();
+  try {
+    const k = randomKey("/bucket");
+    assertEquals(await status(c.url + k, { method: "PUT", body: "value" }), 201);
+    hung.hangOn("GET", k);
+    const out = await stopWhileHung(c, hung, fetch(c.url + k, { headers: s3Signed() }));
+    assertEquals(out.status, 503);
+    assert(out.body.includes("<Code>ServiceUnavailable</Code>"), out.body);
+    assert(out.body.includes(CUT_OFF.trim()), out.body);
+    assertEquals(out.code, 0);
+  } finally {
+    await hung.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: an S3 HeadObject waiting on a hung volume at the -drain deadline answers 503 and the master exits 0", async () => {
+  const { c, hung } = await hungCluster();
+  try {
+    const k = randomKey("/bucket");
+    assertEquals(await status(c.url + k, { method: "PUT", body: "value" }), 201);
+    hung.hangOn("HEAD", k);
+    const head = fetch(c.url + k, { method: "HEAD", headers: s3Signed() });
+    const out = await stopWhileHung(c, hung, head);
+    assertEquals(out.status, 503);
+    assertEquals(out.code, 0);
+  } finally {
+    await hung.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: an S3 GetObject still streaming at the -drain deadline is cut off short and the master exits 0", async () => {
+  const { c, hung } = await hungCluster();
+  try {
+    const k = randomKey("/bucket");
+    const value = randomBytes(1 << 20);
+    assertEquals(await status(c.url + k, { method: "PUT", body: value }), 201);
+    hung.hangOn("GET", k);
+    hung.midBody = true;
+    const res = await fetch(c.url + k, { headers: s3Signed() });
+    assertEquals(res.status, 200);
+    assertEquals(res.headers.get("content-length"), String(value.length));
+    const reader = res.body!.getReader();
+    const first = await reader.read();
+    assertEquals(first.value, value.subarray(0, 1024));
+    await hung.arrived;
+    const master = c.masterProcess!;
+    master.kill("SIGTERM");
+    assertEquals((await master.status).code, 0);
+    // The rest never comes: the answer ends short (as at a volume's stall).
+    let rest = 0;
+    const ended = await (async () => {
+      try {
+        while (true) {
+          const { value, done } = await reader.read();
+          if (done) return "done";
+          rest += value.length;
+        }
+      } catch {
+        return "error";
+      }
+    })();
+    assertEquals({ ended, rest }, { ended: "error", rest: 0 });
+  } finally {
+    await hung.stop();
     await c.stop();
   }
 });
