@@ -24,7 +24,14 @@ import {
 } from "./lib/log.ts";
 import { remoteProbe } from "./lib/volumes.ts";
 import { lookForUnindexed, type Unindexed } from "./lib/unindexed.ts";
-import { describePlacement, type OtherPlacement, type Placement } from "./lib/membership.ts";
+import {
+  describePlacement,
+  memberName,
+  type OtherPlacement,
+  type Placement,
+  placementAdvice,
+  placementOf,
+} from "./lib/membership.ts";
 import { aliasesMessage, checkNames } from "./lib/aliases.ts";
 import { rebuild } from "./tools/rebuild.ts";
 import { rebalance } from "./tools/rebalance.ts";
@@ -165,12 +172,7 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
     index,
     `The master did not start: ${LOCKED_FOR}: start it again once the lock is released`,
   );
-  const placement: Placement = {
-    volumes: opts.volumes,
-    replicas: opts.replicas,
-    subvolumes: opts.subvolumes,
-    colocate: opts.colocate,
-  };
+  const placement = placementOf(opts);
   await joinIndex(index, opts.owner, {
     placement,
     onPlacements: (others) => logPlacements(others, placement),
@@ -264,15 +266,17 @@ const GRACE = 5_000;
  */
 function logPlacements(others: OtherPlacement[], mine: Placement) {
   if (others.length === 0) {
-    logInfo("Every live master of the index places keys as this one does again");
+    logInfo("Every live member of the index places keys as this master does again");
     return;
   }
   for (const o of others) {
     logWarn(
-      `Warning: master ${o.id} on this index places keys by ${describePlacement(o.placement)}, ` +
-        `this master by ${describePlacement(mine)}: they put new keys on different volumes ` +
-        `(and a REBALANCE on one moves the other's back). Give every master the same flags, ` +
-        `then run rebalance`,
+      `Warning: ${memberName(o.id)} on this index places keys by ${
+        describePlacement(o.placement)
+      }, ` +
+        `this master by ${describePlacement(mine)}: keys placed by one are unbalanced for ` +
+        `the other (a REBALANCE or rebalance by one moves the other's back): ` +
+        placementAdvice(o.id),
       { other: o.id, placement: o.placement, mine },
     );
   }

@@ -15,6 +15,12 @@ export const TOOL_FLAGS: { [name: string]: FlagSpec } = {
     default: false,
     usage: "rebalance: print how many keys and bytes would move, change nothing",
   },
+  force: {
+    type: "bool",
+    default: false,
+    usage: "rebalance: move keys even while a live master places keys otherwise (other " +
+      "-volumes, -replicas, -subvolumes or -colocate)",
+  },
   md5: { type: "bool", default: false, usage: "verify: also read every replica and check its MD5" },
   repair: {
     type: "bool",
