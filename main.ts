@@ -12,6 +12,7 @@ import {
 } from "./lib/config.ts";
 import { firstAnswer, joinIndex, LOCKED_FOR, openIndex } from "./lib/open.ts";
 import { Store } from "./lib/store.ts";
+import type { Index } from "./lib/index_db.ts";
 import { createHandler, Drain, type Drained } from "./lib/server.ts";
 import { health, startProbes } from "./lib/health.ts";
 import {
@@ -247,11 +248,33 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
   probes.stop();
   // Leave before exiting (main exits as soon as this returns): a tool that
   // checks the index's members (rebuild) then sees this master gone at once.
-  await index.membership?.leave();
-  index.close();
+  // Within GRACE: on an index whose write lock another process holds, the
+  // removal waits as long (15 s a try, after the heartbeat in flight), and
+  // the stop took 20 s whatever -drain said. Unremoved, the record lapses
+  // in 3 s; the index is not closed then (Deno KV's close would wait for
+  // the write in flight).
+  if (await leftWithin(index, GRACE)) index.close();
+  else {
+    logWarn(
+      `Stopping: the index took no write for ${GRACE} ms (another process holds its write ` +
+        `lock): exiting without removing this master's heartbeat record (it lapses in 3 s)`,
+    );
+  }
   health.flush();
   // 1: a request cut off at the deadline had no answer out within the grace.
   return drained.unanswered > 0 ? 1 : 0;
+}
+
+/** Whether this master left the index (lib/membership.ts leave) within `ms`. */
+async function leftWithin(index: Index, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const left = (index.membership?.leave() ?? Promise.resolve()).then(() => true);
+  const late = new Promise<boolean>((r) => timer = setTimeout(() => r(false), ms));
+  try {
+    return await Promise.race([left, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**

@@ -6,6 +6,7 @@ import { metrics } from "../lib/metrics.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { Cluster, randomBytes, randomKey, status, volumeFiles } from "./cluster.ts";
 import { HungVolume } from "./hung_volume.ts";
+import { lockIndex } from "./lock_index.ts";
 
 Deno.test("a draining master answers 503 in text/plain, as its other errors, and closes", async () => {
   const drain = new Drain();
@@ -319,6 +320,32 @@ Deno.test("SIGTERM: an S3 GetObject still streaming at the -drain deadline is cu
     assertEquals({ ended, rest }, { ended: "error", rest: 0 });
   } finally {
     await hung.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM with the index's write lock held elsewhere: the master exits without waiting on it to leave, and says so", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
+  await c.stopMaster();
+  const m = await c.spawnMaster([], {}, { stderr: "piped" });
+  const unlock = lockIndex(`${c.db}/index.sqlite3`);
+  try {
+    m.proc.kill("SIGTERM");
+    const [status, stderr] = await Promise.all([
+      m.proc.status,
+      new Response(m.proc.stderr).text(),
+    ]);
+    assertEquals(status.code, 0, stderr);
+    assert(
+      stderr.includes(
+        "Stopping: the index took no write for 5000 ms (another process holds its write lock): " +
+          "exiting without removing this master's heartbeat record (it lapses in 3 s)",
+      ),
+      stderr,
+    );
+  } finally {
+    unlock();
+    await m.stop();
     await c.stop();
   }
 });
