@@ -13,6 +13,7 @@ import {
 import { firstAnswer, joinIndex, LOCKED_FOR, openIndex } from "./lib/open.ts";
 import { LOCKED } from "./lib/group_commit.ts";
 import { Store } from "./lib/store.ts";
+import type { Index } from "./lib/index_db.ts";
 import { createHandler, Drain, type Drained } from "./lib/server.ts";
 import { health, startProbes } from "./lib/health.ts";
 import {
@@ -25,7 +26,14 @@ import {
 } from "./lib/log.ts";
 import { remoteProbe } from "./lib/volumes.ts";
 import { lookForUnindexed, type Unindexed } from "./lib/unindexed.ts";
-import { describePlacement, type OtherPlacement, type Placement } from "./lib/membership.ts";
+import {
+  describePlacement,
+  memberName,
+  type OtherPlacement,
+  type Placement,
+  placementAdvice,
+  placementOf,
+} from "./lib/membership.ts";
 import { aliasesMessage, checkNames } from "./lib/aliases.ts";
 import { rebuild } from "./tools/rebuild.ts";
 import { rebalance } from "./tools/rebalance.ts";
@@ -169,12 +177,7 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
   const locked = (why: string) =>
     `The master did not start: ${why}: start it again once the lock is released`;
   await firstAnswer(index, locked(LOCKED_FOR));
-  const placement: Placement = {
-    volumes: opts.volumes,
-    replicas: opts.replicas,
-    subvolumes: opts.subvolumes,
-    colocate: opts.colocate,
-  };
+  const placement = placementOf(opts);
   await joinIndex(index, opts.owner, {
     placement,
     onPlacements: (others) => logPlacements(others, placement),
@@ -250,10 +253,33 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
   probes.stop();
   // Leave before exiting (main exits as soon as this returns): a tool that
   // checks the index's members (rebuild) then sees this master gone at once.
-  await index.membership?.leave();
-  index.close();
+  // Within GRACE: on an index whose write lock another process holds, the
+  // removal waits as long (up to 5 s a try, retried for 10 s, after the heartbeat in
+  // flight), and
+  // the stop took 20 s whatever -drain said. Unremoved, the record lapses
+  // in 3 s; the index is not closed then (Deno KV's close would wait for
+  // the write in flight).
+  if (await leftWithin(index, GRACE)) index.close();
+  else {
+    logWarn(
+      `Stopping: the index took no write for ${GRACE} ms (another process holds its write ` +
+        `lock): exiting without removing this master's heartbeat record (it lapses in 3 s)`,
+    );
+  }
   // 1: a request cut off at the deadline had no answer out within the grace.
   return drained.unanswered > 0 ? 1 : 0;
+}
+
+/** Whether this master left the index (lib/membership.ts leave) within `ms`. */
+async function leftWithin(index: Index, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const left = (index.membership?.leave() ?? Promise.resolve()).then(() => true);
+  const late = new Promise<boolean>((r) => timer = setTimeout(() => r(false), ms));
+  try {
+    return await Promise.race([left, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
@@ -268,15 +294,17 @@ const GRACE = 5_000;
  */
 function logPlacements(others: OtherPlacement[], mine: Placement) {
   if (others.length === 0) {
-    logInfo("Every live master of the index places keys as this one does again");
+    logInfo("Every live member of the index places keys as this master does again");
     return;
   }
   for (const o of others) {
     logWarn(
-      `Warning: master ${o.id} on this index places keys by ${describePlacement(o.placement)}, ` +
-        `this master by ${describePlacement(mine)}: they put new keys on different volumes ` +
-        `(and a REBALANCE on one moves the other's back). Give every master the same flags, ` +
-        `then run rebalance`,
+      `Warning: ${memberName(o.id)} on this index places keys by ${
+        describePlacement(o.placement)
+      }, ` +
+        `this master by ${describePlacement(mine)}: keys placed by one are unbalanced for ` +
+        `the other (a REBALANCE or rebalance by one moves the other's back): ` +
+        placementAdvice(o.id),
       { other: o.id, placement: o.placement, mine },
     );
   }

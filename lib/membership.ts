@@ -34,7 +34,11 @@
 // -volumes, -replicas, -subvolumes, -colocate). Masters that differ put
 // new keys on different volumes; each sees the others' at every beat and
 // says so (otherPlacements). Not refused: restarting masters one by one with
-// a new -volumes, then running rebalance, is how volumes are added.
+// a new -volumes, then running rebalance, is how volumes are added. The
+// tools' records carry theirs too (rebalance, verify -repair, rebuild), so a
+// master names a tool placing keys otherwise; rebalance, which moves keys
+// by its flags, refuses to start while a live member places keys otherwise
+// (livePlacements), unless forced.
 import { type Fence, Fenced } from "./group_commit.ts";
 import type { Index, MemberRecord } from "./index_db.ts";
 
@@ -66,6 +70,73 @@ export function samePlacement(a: Placement, b: Placement): boolean {
 export function describePlacement(p: Placement): string {
   return `-volumes ${p.volumes.join(",")} -replicas ${p.replicas} -subvolumes ${p.subvolumes} ` +
     `-colocate=${p.colocate}`;
+}
+
+/** How a master or tool with these store options places keys. */
+export function placementOf(
+  opts: { volumes: string[]; replicas: number; subvolumes: number; colocate: boolean },
+): Placement {
+  const { volumes, replicas, subvolumes, colocate } = opts;
+  return { volumes, replicas, subvolumes, colocate };
+}
+
+/**
+ * The flags two placements differ in, `a`'s value first:
+ * "-replicas 1 (2 there), -volumes a,b (a,b,c there)".
+ */
+export function placementDifference(a: Placement, b: Placement): string {
+  const sorted = (p: Placement) => [...p.volumes].sort().join(",");
+  const out: string[] = [];
+  if (sorted(a) !== sorted(b)) {
+    out.push(`-volumes ${a.volumes.join(",")} (${b.volumes.join(",")} there)`);
+  }
+  if (a.replicas !== b.replicas) out.push(`-replicas ${a.replicas} (${b.replicas} there)`);
+  if (a.subvolumes !== b.subvolumes) {
+    out.push(`-subvolumes ${a.subvolumes} (${b.subvolumes} there)`);
+  }
+  if (a.colocate !== b.colocate) out.push(`-colocate=${a.colocate} (${b.colocate} there)`);
+  return out.join(", ");
+}
+
+/** A member as logs and ?status name it: "master host:pid:random", or "tool rebalance:pid". */
+export function memberName(id: string): string {
+  return isTool(id) ? `tool ${id}` : `master ${id}`;
+}
+
+/** What to do about a live member `id` placing keys otherwise than this master. */
+export function placementAdvice(id: string): string {
+  return isTool(id)
+    ? "stop it and run it with this master's flags (a rebalance moves keys by its own)"
+    : "give every master the same flags, then run rebalance";
+}
+
+/** A tool's member id ("rebalance:pid"), not a master's ("host:pid:random"). */
+function isTool(id: string): boolean {
+  return /^[a-z-]+:\d+$/.test(id);
+}
+
+/**
+ * The live members of the index (masters, tools) other than `id` that place
+ * keys otherwise than `mine`, for a tool before it joins: only records that
+ * carry another placement are watched, for 1.5 intervals (every live member
+ * beats within one), and those that changed meanwhile are live (a killed
+ * master's record is not). Reads only: nothing is registered.
+ */
+export async function livePlacements(
+  index: Index,
+  opts: { id: string; mine: Placement; interval: number },
+): Promise<OtherPlacement[]> {
+  const differing = async () =>
+    (await index.members()).records.filter((r) =>
+      r.id !== opts.id && r.placement && !samePlacement(r.placement, opts.mine)
+    );
+  const first = new Map((await differing()).map((r) => [r.id, r.versionstamp]));
+  if (first.size === 0) return [];
+  await new Promise((r) => setTimeout(r, 1.5 * opts.interval));
+  return (await differing())
+    .filter((r) => first.get(r.id) !== r.versionstamp)
+    .map((r) => ({ id: r.id, placement: r.placement! }))
+    .sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }
 
 /** Heartbeats unchanged for this many intervals: the member is gone. */
@@ -205,7 +276,7 @@ export interface MembershipOptions {
    * then). Default true.
    */
   rejoin?: boolean;
-  /** How this member places keys (a master's): carried in its heartbeat record. */
+  /** How this member places keys (a master's, a tool's): carried in its heartbeat record. */
   placement?: Placement;
   /** Called when the live masters placing keys otherwise than `placement` change. */
   onPlacements?: (others: OtherPlacement[]) => void;
@@ -253,7 +324,7 @@ export class Membership {
     this.#onPlacements = opts.onPlacements ?? (() => {});
   }
 
-  /** The live masters (seen beating) that place keys otherwise than this one, as last seen. */
+  /** The live members (seen beating) that place keys otherwise than this one, as last seen. */
   get otherPlacements(): OtherPlacement[] {
     return this.#others;
   }

@@ -13,6 +13,7 @@ import {
   isSigned,
   parseQueryPairs,
 } from "./s3_auth.ts";
+import { SourceError } from "./fanout.ts";
 import { type S3Body, s3Body } from "./s3_body.ts";
 import { errorIds, errorResponse, newRequestId, refusalOf, S3Error, s3Error } from "./s3_xml.ts";
 import type { Store } from "./store.ts";
@@ -178,6 +179,13 @@ async function answerS3(
       if (err.code === "NoSuchKey") err.names.Key ??= new TextDecoder().decode(object);
       if (err.code === "NoSuchBucket") err.names.BucketName ??= bucket;
       return errorResponse(err, target.rawPath, head);
+    }
+    // A call cut off by a stopping master (ShuttingDown, 503), or a body
+    // that failed: said in S3's words, as a write's is (objects.failure);
+    // a 5xx logged in one line at the edge (lib/server.ts).
+    if (err instanceof SourceError) {
+      const failure = objects.failure({ status: err.status, message: err.message });
+      return errorResponse(failure, target.rawPath, head);
     }
     // A refusal of the index's is logged in one line (lib/server.ts, as
     // every 503), anything else here with its stack.

@@ -211,7 +211,9 @@ async function headAnswer(
   const path = key2path(s3.key);
   let down = 0;
   for (const v of rec.rvolumes) {
-    const status = await headStatus(volumeUrl(v, path), s3.store.opts.voltimeout);
+    const status = await headStatus(volumeUrl(v, path), s3.store.opts.voltimeout, {
+      signal: s3.signal,
+    });
     if (status === 200) {
       const size = rec.size;
       const r = range && size >= 0 ? rangeOf(range, size) : null;
@@ -245,6 +247,8 @@ export async function openReplica(
     try {
       return await remoteGet(volumeUrl(v, path), { ...opts, stall: store.opts.stall });
     } catch (err) {
+      // The client gone, or a stopping master's cut-off: no other replica is tried.
+      if (opts.signal.aborted) throw err;
       // Only for a value of unknown size (others' ranges are checked first):
       // the volume's 416 says how big it is.
       if (err instanceof VolumeError && err.status === 416) {

@@ -304,7 +304,7 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
         ? text(400, err.message)
         : err instanceof RebuildRunning
         ? text(503, REBUILD_RUNNING)
-        : err instanceof IndexGone
+        : err instanceof IndexGone || err instanceof ShuttingDown
         ? text(503, err.message)
         : err instanceof Fenced
         ? text(503, `${err.message}: retry`)
@@ -348,17 +348,16 @@ function route(
     ? handleS3(store, opts.s3, req, { target, signal: signalOf(req, opts) })
     : target.query
     ? query(store, req, target.key, target.query)
-    : dispatch(store, req, target, signalOf(req, opts));
+    : dispatch(store, req, target, opts.stop);
 }
 
 /**
- * The signal a request's work stops at: the client gone, or (not for a GET
- * or HEAD, which waits on nothing long) the requests in flight cut off by a
- * stopping master.
+ * The signal a request's work stops at: the client gone, or the requests in
+ * flight cut off by a stopping master (an S3 GetObject's body streaming
+ * from a volume is cut off then too).
  */
 function signalOf(req: Request, opts: ServerOptions): AbortSignal {
-  if (!opts.stop || req.method === "GET" || req.method === "HEAD") return req.signal;
-  return AbortSignal.any([req.signal, opts.stop]);
+  return opts.stop ? AbortSignal.any([req.signal, opts.stop]) : req.signal;
 }
 
 /**
@@ -408,29 +407,35 @@ async function afterStall(
 const STALLED = "This master stalled and has not yet checked whether a rebuild of the index " +
   "ran meanwhile: retry";
 
+/**
+ * An mkv API call. `stop`: a stopping master's cut-off, which a GET's HEAD
+ * checks stop at (no signal of the client's: a 302 is quick to make, and
+ * one signal per GET costs the hot path); writes stop at the client's too.
+ */
 async function dispatch(
   store: Store,
   req: Request,
   target: Target,
-  signal: AbortSignal,
+  stop: AbortSignal | undefined,
 ): Promise<Response> {
   const { key, rawPath } = target;
+  const signal = () => stop ? AbortSignal.any([req.signal, stop]) : req.signal;
   switch (req.method) {
     case "GET":
     case "HEAD":
-      return respond(await store.locate(key, rawPath));
+      return respond(await store.locate(key, rawPath, { signal: stop }));
     case "PUT":
       return respondSized(
         await store.put(key, req.body, {
           contentLength: contentLength(req),
-          signal,
+          signal: signal(),
         }),
       );
     case "REPLACE":
       return respondSized(
         await store.replace(key, req.body, {
           contentLength: contentLength(req),
-          signal,
+          signal: signal(),
         }),
       );
     case "DELETE":

@@ -8,7 +8,13 @@ import { recentErrors, traffic } from "./history.ts";
 import type { ErrorEntry, TrafficSnapshot } from "./history.ts";
 import type { Store } from "./store.ts";
 import { unindexed } from "./unindexed.ts";
-import { describePlacement, type OtherPlacement, type Placement } from "./membership.ts";
+import {
+  describePlacement,
+  memberName,
+  type OtherPlacement,
+  type Placement,
+  placementAdvice,
+} from "./membership.ts";
 import { type Failing, LOCKED } from "./group_commit.ts";
 
 /** When this process started (this module loads with the master). */
@@ -73,6 +79,11 @@ export interface Status {
   };
   traffic: TrafficSnapshot;
   errors: ErrorEntry[];
+}
+
+/** "master x" to "Master x". */
+function capitalized(s: string): string {
+  return s.charAt(0).toUpperCase() + s.slice(1);
 }
 
 function iso(ms: number): string | null {
@@ -212,10 +223,9 @@ export function problems(s: Status): string[] {
   for (const o of s.index.placements) {
     const mine = s.index.placement ? describePlacement(s.index.placement) : "?";
     out.push(
-      `Master ${esc(o.id)} on this index places keys by <code>${
+      `${esc(capitalized(memberName(o.id)))} on this index places keys by <code>${
         esc(describePlacement(o.placement))
-      }</code>, this master by <code>${esc(mine)}</code>: give every master the same flags, ` +
-        `then run rebalance`,
+      }</code>, this master by <code>${esc(mine)}</code>: ${esc(placementAdvice(o.id))}`,
     );
   }
   if (s.index.rebuilding) {

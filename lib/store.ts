@@ -126,9 +126,15 @@ export class Store {
 
   /**
    * GET/HEAD: a 302 to a replica that answers, after HEAD-checking it.
-   * `recheck`: whether a record that changed meanwhile may be read again.
+   * `recheck`: whether a record that changed meanwhile may be read again;
+   * `signal`: the HEAD checks are given up at its abort (which it rejects with).
    */
-  async locate(key: Uint8Array, rawPath: string, recheck = true): Promise<Outcome> {
+  async locate(
+    key: Uint8Array,
+    rawPath: string,
+    opts: { signal?: AbortSignal; recheck?: boolean } = {},
+  ): Promise<Outcome> {
+    const { signal, recheck = true } = opts;
     if (!keyFits(key)) return tooLong();
     // A cached record (sole master) spares a promise on the hottest path.
     const cached = this.index.cached(key);
@@ -159,7 +165,7 @@ export class Store {
         const volume = rvolumes[(first + i) % n];
         if (health.isDown(volume) !== (pass === 1)) continue;
         const url = volumeUrl(volume, path);
-        const status = await headStatus(url, this.opts.voltimeout);
+        const status = await headStatus(url, this.opts.voltimeout, { signal });
         if (status === 200) {
           headers["Location"] = url;
           return { status: 302, headers };
@@ -169,7 +175,9 @@ export class Store {
     }
     // The files may have gone with a write of the key since its record was
     // read (DELETE, REBALANCE): then the index says so now, and it is no loss.
-    if (recheck && await this.#changed(key, e)) return this.locate(key, rawPath, false);
+    if (recheck && await this.#changed(key, e)) {
+      return this.locate(key, rawPath, { signal, recheck: false });
+    }
     // Live in the index but on no replica: 410 when every replica said it
     // has no such file (data lost), 503 when some could not say.
     if (unreachable > 0) return { status: 503, headers, message: UNREACHED };

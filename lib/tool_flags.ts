@@ -21,6 +21,12 @@ export const TOOL_FLAGS: { [name: string]: FlagSpec } = {
     usage:
       "rebuild: rebuild from the volumes whose root can be read, leaving the index marked incomplete (without it, one unreadable volume stops the run)",
   },
+  force: {
+    type: "bool",
+    default: false,
+    usage: "rebalance: move keys even while a live master places keys otherwise (other " +
+      "-volumes, -replicas, -subvolumes or -colocate)",
+  },
   md5: { type: "bool", default: false, usage: "verify: also read every replica and check its MD5" },
   repair: {
     type: "bool",

@@ -115,13 +115,31 @@ export async function remoteHead(url: string, timeout: number): Promise<boolean>
  * fresh as one's own would be (at most a round trip old), and a hot key's
  * GETs then cost nginx one HEAD per round trip instead of one each.
  */
-export function headStatus(url: string, timeout: number): Promise<number> {
+export function headStatus(
+  url: string,
+  timeout: number,
+  opts: { signal?: AbortSignal } = {},
+): Promise<number> {
   let p = inflightHeads.get(url);
   if (!p) {
     p = freshHeadStatus(url, timeout).finally(() => inflightHeads.delete(url));
     inflightHeads.set(url, p);
   }
-  return p;
+  return opts.signal ? unlessAborted(p, opts.signal) : p;
+}
+
+/**
+ * `p`, or a rejection with `signal`'s reason as soon as it aborts (a
+ * stopping master's cut-off): the HEAD in flight goes on for the others
+ * that share it, and its failure, if any, is the volume's.
+ */
+function unlessAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
 
 const inflightHeads = new Map<string, Promise<number>>();
@@ -219,14 +237,23 @@ class Stall {
       // A chunk still waits for the reader (a slow or paused client): the
       // volume is not the one stalling.
       if ((watched.desiredSize ?? 1) <= 0) return this.progress();
-      const err = failed(volumeOf(this.url), "get", "timeout", message);
-      this.#ac.abort(err);
-      // Aborting the fetch alone does not stop a body already handed to
-      // Deno.serve as a response (Deno 2.9.6 keeps waiting on it: a GetObject
-      // from a volume hung mid-body hung too): erroring the watched stream
-      // ends the answer and cancels the volume's body.
-      watched.error(err);
+      this.#end(failed(volumeOf(this.url), "get", "timeout", message));
     }, this.ms);
+  }
+
+  /**
+   * Aborts the fetch and errors the watched body with `err`. Aborting the
+   * fetch alone does not stop a body already handed to Deno.serve as a
+   * response (Deno 2.9.6 keeps waiting on it: a GetObject from a volume
+   * hung mid-body hung too): erroring the watched stream ends the answer
+   * and cancels the volume's body.
+   */
+  #end(err: unknown) {
+    this.stop();
+    this.#ac.abort(err);
+    try {
+      this.#watched?.error(err);
+    } catch { /* already ended */ }
   }
 
   /**
@@ -235,8 +262,14 @@ class Stall {
    * does, the reader is the one behind, and the time does not count against
    * the volume.
    */
-  watch(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
-    const end = () => this.stop();
+  watch(body: ReadableStream<Uint8Array>, signal: AbortSignal): ReadableStream<Uint8Array> {
+    // The caller's abort ends the answer too (see the stall's), at once.
+    const cut = () => this.#end(signal.reason);
+    signal.addEventListener("abort", cut, { once: true });
+    const end = () => {
+      signal.removeEventListener("abort", cut);
+      this.stop();
+    };
     return body.pipeThrough(
       new TransformStream(
         {
@@ -468,6 +501,8 @@ export async function remoteGet(
     });
   } catch (err) {
     stall.stop();
+    // The caller's own abort (client gone, a stopping master's cut-off) is not the volume's.
+    if (opts.signal.aborted) throw opts.signal.reason;
     const reason = stall.signal.aborted ? stall.signal.reason : err;
     const outcome = stall.signal.aborted ? "timeout" : "error";
     throw failed(volumeOf(url), "get", outcome, `Cannot GET "${url}": ${describe(reason)}`);
@@ -486,7 +521,8 @@ export async function remoteGet(
     throw failed(volumeOf(url), "get", "error", message, res.status);
   }
   succeeded(volumeOf(url), "get");
-  return new Response(stall.watch(res.body), { status: res.status, headers: res.headers });
+  const body = stall.watch(res.body, opts.signal);
+  return new Response(body, { status: res.status, headers: res.headers });
 }
 
 /** GETs a small value whole (at most `maxBody` bytes) over a pooled connection. */

@@ -4,7 +4,9 @@ import { createHandler, Drain, ShuttingDown } from "../lib/server.ts";
 import type { Store } from "../lib/store.ts";
 import { metrics } from "../lib/metrics.ts";
 import { assert, assertEquals } from "./assert.ts";
-import { Cluster, randomKey, status, volumeFiles } from "./cluster.ts";
+import { Cluster, randomBytes, randomKey, status, volumeFiles } from "./cluster.ts";
+import { HungVolume } from "./hung_volume.ts";
+import { lockIndex } from "./lock_index.ts";
 
 Deno.test("a draining master answers 503 in text/plain, as its other errors, and closes", async () => {
   const drain = new Drain();
@@ -211,6 +213,155 @@ Deno.test("SIGTERM: a PUT over an unlinked key cut off at the -drain deadline le
     assertEquals(await status(c.url + k, { method: "RELINK" }), 204);
     assertEquals(await (await fetch(c.url + k)).text(), "unlinked");
   } finally {
+    await c.stop();
+  }
+});
+
+/**
+ * A one-volume cluster (-replicas 1, -s3, -drain 1s) whose master reaches
+ * its volume through a HungVolume; -voltimeout 30s: a hung call outlasts
+ * the drain and its grace by far.
+ */
+async function hungCluster(): Promise<{ c: Cluster; hung: HungVolume }> {
+  const c = await Cluster.start({
+    volumes: 1,
+    flags: ["-replicas", "1", "-s3", "-drain", "1s", "-voltimeout", "30s"],
+  });
+  const hung = new HungVolume(c.volumes[0]);
+  await c.stopMaster();
+  await c.startMaster([], [hung.volume]);
+  return { c, hung };
+}
+
+/** S3's V2 signature headers: the cluster runs -s3, so any key passes. */
+function s3Signed(): HeadersInit {
+  return { Authorization: "AWS anyone:c2lnbmF0dXJl", Date: new Date().toUTCString() };
+}
+
+/** SIGTERMs the master once `hung` holds a call; its answer to `request` and its exit code. */
+async function stopWhileHung(
+  c: Cluster,
+  hung: HungVolume,
+  request: Promise<Response>,
+): Promise<{ status: number; body: string; code: number }> {
+  // An answer before the hang (a failure) ends the wait too, to be asserted on.
+  await Promise.race([hung.arrived, request]);
+  const master = c.masterProcess!;
+  master.kill("SIGTERM");
+  const res = await request;
+  const body = await res.text();
+  return { status: res.status, body, code: (await master.status).code };
+}
+
+Deno.test("SIGTERM: a GET waiting on a hung volume's HEAD at the -drain deadline answers 503 and the master exits 0", async () => {
+  const { c, hung } = await hungCluster();
+  try {
+    const k = randomKey();
+    assertEquals(await status(c.url + k, { method: "PUT", body: "value" }), 201);
+    hung.hangOn("HEAD", k);
+    const out = await stopWhileHung(c, hung, fetch(c.url + k, { redirect: "manual" }));
+    assertEquals(out.status, 503);
+    assertEquals(out.body, CUT_OFF);
+    assertEquals(out.code, 0);
+  } finally {
+    await hung.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: an S3 GetObject waiting on a hung volume at the -drain deadline answers 503 ServiceUnavailable and the master exits 0", async () => {
+  const { c, hung } = await hungCluster();
+  try {
+    const k = randomKey("/bucket");
+    assertEquals(await status(c.url + k, { method: "PUT", body: "value" }), 201);
+    hung.hangOn("GET", k);
+    const out = await stopWhileHung(c, hung, fetch(c.url + k, { headers: s3Signed() }));
+    assertEquals(out.status, 503);
+    assert(out.body.includes("<Code>ServiceUnavailable</Code>"), out.body);
+    assert(out.body.includes(CUT_OFF.trim()), out.body);
+    assertEquals(out.code, 0);
+  } finally {
+    await hung.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: an S3 HeadObject waiting on a hung volume at the -drain deadline answers 503 and the master exits 0", async () => {
+  const { c, hung } = await hungCluster();
+  try {
+    const k = randomKey("/bucket");
+    assertEquals(await status(c.url + k, { method: "PUT", body: "value" }), 201);
+    hung.hangOn("HEAD", k);
+    const head = fetch(c.url + k, { method: "HEAD", headers: s3Signed() });
+    const out = await stopWhileHung(c, hung, head);
+    assertEquals(out.status, 503);
+    assertEquals(out.code, 0);
+  } finally {
+    await hung.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: an S3 GetObject still streaming at the -drain deadline is cut off short and the master exits 0", async () => {
+  const { c, hung } = await hungCluster();
+  try {
+    const k = randomKey("/bucket");
+    const value = randomBytes(1 << 20);
+    assertEquals(await status(c.url + k, { method: "PUT", body: value }), 201);
+    hung.hangOn("GET", k);
+    hung.midBody = true;
+    const res = await fetch(c.url + k, { headers: s3Signed() });
+    assertEquals(res.status, 200);
+    assertEquals(res.headers.get("content-length"), String(value.length));
+    const reader = res.body!.getReader();
+    const first = await reader.read();
+    assertEquals(first.value, value.subarray(0, 1024));
+    await hung.arrived;
+    const master = c.masterProcess!;
+    master.kill("SIGTERM");
+    assertEquals((await master.status).code, 0);
+    // The rest never comes: the answer ends short (as at a volume's stall).
+    let rest = 0;
+    const ended = await (async () => {
+      try {
+        while (true) {
+          const { value, done } = await reader.read();
+          if (done) return "done";
+          rest += value.length;
+        }
+      } catch {
+        return "error";
+      }
+    })();
+    assertEquals({ ended, rest }, { ended: "error", rest: 0 });
+  } finally {
+    await hung.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM with the index's write lock held elsewhere: the master exits without waiting on it to leave, and says so", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
+  await c.stopMaster();
+  const m = await c.spawnMaster([], {}, { stderr: "piped" });
+  const unlock = lockIndex(`${c.db}/index.sqlite3`);
+  try {
+    m.proc.kill("SIGTERM");
+    const [status, stderr] = await Promise.all([
+      m.proc.status,
+      new Response(m.proc.stderr).text(),
+    ]);
+    assertEquals(status.code, 0, stderr);
+    assert(
+      stderr.includes(
+        "Stopping: the index took no write for 5000 ms (another process holds its write lock): " +
+          "exiting without removing this master's heartbeat record (it lapses in 3 s)",
+      ),
+      stderr,
+    );
+  } finally {
+    unlock();
+    await m.stop();
     await c.stop();
   }
 });

@@ -6,9 +6,29 @@
 //
 // -concurrency keys move at once; progress goes to stderr. -dry-run prints
 // how many keys and bytes would move and changes nothing.
+//
+// It places keys by its own flags: while a live master (or tool) of the
+// index places them otherwise, it refuses (exit 1, naming the flags that
+// differ) unless -force; its heartbeat record carries its flags, so the
+// masters name it on ?status and in their log (lib/membership.ts).
 import type { FlagValues } from "../lib/flags.ts";
 import { requireDb, storeOptions } from "../lib/config.ts";
-import { firstAnswer, joinIndex, LOCKED_FOR, openExistingIndex } from "../lib/open.ts";
+import {
+  firstAnswer,
+  joinIndex,
+  LOCKED_FOR,
+  MEMBER_INTERVAL,
+  openExistingIndex,
+} from "../lib/open.ts";
+import {
+  describePlacement,
+  livePlacements,
+  memberName,
+  type OtherPlacement,
+  type Placement,
+  placementDifference,
+  placementOf,
+} from "../lib/membership.ts";
 import { needsRebalance } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
 import { nameSome, plural, Progress } from "../lib/progress.ts";
@@ -27,8 +47,30 @@ export async function rebalance(flags: FlagValues): Promise<number> {
   const locked = (why: string) =>
     `rebalance: ${why}; nothing moved: run rebalance again once the lock is released`;
   await firstAnswer(index, locked(LOCKED_FOR));
+  const id = `rebalance:${Deno.pid}`;
+  const placement = placementOf(opts);
+  const force = flags.force === true;
+  const warned = new Set<string>();
+  const others = await livePlacements(index, { id, mine: placement, interval: MEMBER_INTERVAL });
+  if (others.length > 0) {
+    const refused = !force;
+    for (const o of others) logPlacement(o, placement, { refused, dryRun, warned });
+    if (refused) {
+      index.close();
+      return 1;
+    }
+  }
   // A writer of the index: a master running by mistake stops trusting its caches.
-  if (!dryRun) await joinIndex(index, `rebalance:${Deno.pid}`, { locked: locked(LOCKED) });
+  if (!dryRun) {
+    await joinIndex(index, id, {
+      placement,
+      locked: locked(LOCKED),
+      // One that starts meanwhile: said as it is seen.
+      onPlacements: (seen) => {
+        for (const o of seen) logPlacement(o, placement, { refused: false, dryRun, warned });
+      },
+    });
+  }
   const store = new Store(index, opts);
   const progress = new Progress("rebalance", { main: "keys" });
   try {
@@ -117,6 +159,39 @@ export async function rebalance(flags: FlagValues): Promise<number> {
     progress.stop();
     await index.membership?.leave();
     index.close();
+  }
+}
+
+/**
+ * Says that `o`, a live member of the index, places keys otherwise than this
+ * rebalance (once per member): refused (nothing moved), or, -force, moving
+ * keys where that member does not place them.
+ */
+function logPlacement(
+  o: OtherPlacement,
+  mine: Placement,
+  run: { refused: boolean; dryRun: boolean; warned: Set<string> },
+) {
+  if (run.warned.has(o.id)) return;
+  run.warned.add(o.id);
+  const what = `rebalance: live ${memberName(o.id)} places keys by ` +
+    `${describePlacement(o.placement)}; this rebalance by ${
+      placementDifference(mine, o.placement)
+    }`;
+  const fields = { other: o.id, placement: o.placement, mine };
+  if (run.refused) {
+    logError(
+      `${what}: it would move keys where that member does not place them (its REBALANCE moves ` +
+        `them back, its PUTs go elsewhere; a lower -replicas deletes copies); ` +
+        `${run.dryRun ? "nothing counted" : "nothing moved"}: give rebalance the masters' flags, ` +
+        `or restart (or stop) the masters with the new ones first, or -force`,
+      fields,
+    );
+  } else {
+    logWarn(
+      `Warning: ${what}: -force: keys are moved where that member does not place them`,
+      fields,
+    );
   }
 }
 

@@ -13,7 +13,7 @@
 import type { FlagValues } from "../lib/flags.ts";
 import { requireDb, storeOptions } from "../lib/config.ts";
 import { firstAnswer, joinIndex, LOCKED_FOR, MEMBER_INTERVAL, openIndex } from "../lib/open.ts";
-import { liveMembers, REBUILD } from "../lib/membership.ts";
+import { liveMembers, placementOf, REBUILD } from "../lib/membership.ts";
 import { key2volume, orderByPlacement, placementKey } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
 import { nameSome, plural, Progress } from "../lib/progress.ts";
@@ -107,7 +107,7 @@ async function rebuildIndex(
   if (live.length > 0) return refuse(live);
   // Taken for stopped (paused past its heartbeat), it stays stopped: masters
   // write again then, and what it listed before may be older.
-  await joinIndex(index, id, { rejoin: false });
+  await joinIndex(index, id, { rejoin: false, placement: placementOf(opts) });
   // A master started since the check (it has beaten since) is live: exit.
   // Every other member's fence goes before anything is emptied: a write a
   // paused master sent before it stopped then fails rather than land in the

@@ -18,6 +18,7 @@
 import { md5Stream } from "../lib/md5_stream.ts";
 import type { FlagValues } from "../lib/flags.ts";
 import { requireDb, storeOptions } from "../lib/config.ts";
+import { placementOf } from "../lib/membership.ts";
 import { type Outcome, Store } from "../lib/store.ts";
 import { Fenced, isBusy, LOCKED } from "../lib/group_commit.ts";
 import { Claim } from "../lib/claim.ts";
@@ -102,7 +103,14 @@ export async function verify(flags: FlagValues): Promise<number> {
   // A writer of the index only when repairing: a master running meanwhile
   // then stops trusting its caches. A plain check only reads, and leaves a
   // running master its fast path.
-  if (repair) await joinIndex(index, `verify:${Deno.pid}`, { locked: locked(LOCKED) });
+  // Its record carries its flags (-replicas is the count it checks keys
+  // against): a master names it on ?status when they differ from its own.
+  if (repair) {
+    await joinIndex(index, `verify:${Deno.pid}`, {
+      locked: locked(LOCKED),
+      placement: placementOf(opts),
+    });
+  }
   const progress = new Progress("verify", { main: "keys" });
   const timeout = Math.max(opts.voltimeout, 10_000);
   const ctx: Ctx = {
