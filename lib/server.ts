@@ -170,10 +170,14 @@ export function createHandler(
  * every refusal is: one line saying why.
  */
 function shuttingDown(req: Request, opts: ServerOptions): Response {
-  const res = withBody("Shutting down\n", {
-    status: 503,
-    headers: { Connection: "close", "Content-Type": "text/plain; charset=utf-8" },
-  });
+  const s3 = s3Target(req, opts);
+  const res = s3
+    ? s3Refusal(SHUTTING_DOWN_S3, s3, req.method === "HEAD")
+    : withBody("Shutting down\n", {
+      status: 503,
+      headers: { "Content-Type": "text/plain; charset=utf-8" },
+    });
+  res.headers.set("Connection", "close");
   metrics.request(req.method, res.status, 0, 0, bodySize(res));
   traffic.request(req.method, res.status);
   const key = rawTarget(req.url);
@@ -182,6 +186,20 @@ function shuttingDown(req: Request, opts: ServerOptions): Response {
     logRequest({ method: req.method, key, status: res.status, ms: 0, bytes: bodySize(res) });
   }
   return res;
+}
+
+/** A draining master's refusal as S3 says it (S3's clients retry a 503 ServiceUnavailable). */
+const SHUTTING_DOWN_S3 = "The master is shutting down: retry (on another master)";
+
+/** The request's target when it is an S3 call (the gateway on), else null. */
+function s3Target(req: Request, opts: ServerOptions): Target | null {
+  if (opts.s3 === undefined) return null;
+  try {
+    const target = parseTarget(req.url);
+    return isS3(req, target, opts.s3) ? target : null;
+  } catch {
+    return null; // A broken percent-escape: mkv's plain answer.
+  }
 }
 
 /**

@@ -7,6 +7,7 @@ import { assert, assertEquals } from "./assert.ts";
 import { Cluster, randomBytes, randomKey, status, volumeFiles } from "./cluster.ts";
 import { HungVolume } from "./hung_volume.ts";
 import { lockIndex } from "./lock_index.ts";
+import { errorXml } from "./s3_answers.ts";
 
 Deno.test("a draining master answers 503 in text/plain, as its other errors, and closes", async () => {
   const drain = new Drain();
@@ -18,6 +19,34 @@ Deno.test("a draining master answers 503 in text/plain, as its other errors, and
   assertEquals(res.headers.get("content-type"), "text/plain; charset=utf-8");
   assertEquals(res.headers.get("connection"), "close");
   assertEquals(await res.text(), "Shutting down\n");
+});
+
+Deno.test("a draining master answers an S3 call 503 ServiceUnavailable in S3's XML, and closes", async () => {
+  const drain = new Drain();
+  await drain.drain({ deadline: 0, grace: 0 });
+  const s3 = { creds: null, domain: "" };
+  const handler = createHandler({} as Store, { verbose: false, s3 }, drain);
+  const res = await handler(new Request("http://localhost/media/k?uploads", { method: "POST" }));
+  const id = res.headers.get("x-amz-request-id");
+  assertEquals(
+    [
+      res.status,
+      res.headers.get("content-type"),
+      res.headers.get("connection"),
+      (await res.text()).replace(`<RequestId>${id}</RequestId>`, "<RequestId>ID</RequestId>"),
+    ],
+    [
+      503,
+      "application/xml",
+      "close",
+      errorXml(
+        "ServiceUnavailable",
+        "The master is shutting down: retry (on another master)",
+        "",
+        "/media/k",
+      ),
+    ],
+  );
 });
 
 Deno.test("a draining master's 503 is counted in mkv_requests_total, its body in the bytes sent", async () => {
