@@ -181,7 +181,7 @@ export class Store {
     // Live in the index but on no replica: 410 when every replica said it
     // has no such file (data lost), 503 when some could not say.
     if (unreachable > 0) return { status: 503, headers, message: UNREACHED };
-    return { status: 410, headers };
+    return { status: 410, headers, message: LOST };
   }
 
   async put(
@@ -1296,6 +1296,9 @@ function lostClaim(err: unknown, claim: Claim): Outcome {
 /** Why a GET or HEAD answers 503: no replica that answered has the key's file, and some did not. */
 const UNREACHED = "Some replicas of the key did not answer (within -voltimeout) and none that " +
   "did has its file: retry once its volumes answer";
+
+const LOST = "Value lost: the index has the key live but every replica answered that it has " +
+  "no such file; run verify to list every such key, then restore the file or DELETE the key";
 
 /** A write that failed: the client's body (400, 408) or a volume (500). */
 function failedWrite(err: unknown): Outcome {

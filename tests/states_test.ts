@@ -1,5 +1,5 @@
 // The states a user can see: live, unlinked, writing; RELINK; 410 vs 404.
-import { Cluster, randomKey } from "./cluster.ts";
+import { Cluster, randomKey, rawRequest } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { key2path } from "../lib/keys.ts";
 
@@ -111,6 +111,39 @@ Deno.test("states, RELINK and lost values against real nginx volumes", async (t)
         assertEquals((await req(c, key)).status, 410);
         assertEquals((await req(c, key, "HEAD")).status, 410);
         assertEquals((await req(c, randomKey())).status, 404, "a key that never was: 404");
+        assertEquals((await req(c, key, "DELETE")).status, 204, "DELETE clears a lost key");
+        assertEquals((await req(c, key)).status, 404);
+      },
+    );
+
+    await t.step(
+      "a lost key's 410 says what was lost and what to run in a text body; HEAD has none",
+      async () => {
+        const key = randomKey();
+        assertEquals((await req(c, key, "PUT", "lost")).status, 201);
+        const vols = (await req(c, key)).headers.get("key-volumes")!;
+        for (const v of vols.split(",")) {
+          await fetch(`http://${v}${key2path(enc.encode(key))}`, { method: "DELETE" }).then((r) =>
+            r.body?.cancel()
+          );
+        }
+        const reason = "Value lost: the index has the key live but every replica answered that " +
+          "it has no such file; run verify to list every such key, then restore the file or " +
+          "DELETE the key\n";
+        const port = Number(new URL(c.url).port);
+        for (const method of ["GET", "HEAD"]) {
+          const r = await rawRequest(port, method, key);
+          r.headers.delete("date");
+          assertEquals([r.status, r.body], [410, method === "GET" ? reason : ""], method);
+          assertEquals([...r.headers], [
+            ["connection", "close"],
+            ["content-length", String(enc.encode(reason).length)],
+            ["content-md5", "1c9a44eb2e8eaf3da1eb551da310cce7"],
+            ["content-type", "text/plain; charset=utf-8"],
+            ["key-balance", "balanced"],
+            ["key-volumes", vols],
+          ], method);
+        }
         assertEquals((await req(c, key, "DELETE")).status, 204, "DELETE clears a lost key");
         assertEquals((await req(c, key)).status, 404);
       },

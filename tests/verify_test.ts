@@ -627,3 +627,52 @@ Deno.test("verify says why a replica is corrupt: its size against the recorded o
     await c.stop();
   }
 });
+
+Deno.test("verify names the keys a write in flight holds as not checked, and its summary says so", async () => {
+  const c = await Cluster.start();
+  try {
+    const prefix = randomKey("/verify-held");
+    const [replaced, written, lingering, plain] = ["replaced", "written", "lingering", "plain"]
+      .map((n) => `${prefix}/${n}`);
+    for (const k of [replaced, lingering, plain]) {
+      assertEquals((await fetch(c.url + k, { method: "PUT", body: "held" })).status, 201, k);
+    }
+    await c.stopMaster();
+    // Each replica gone: a check would name them all missing.
+    const index = await openIndex(c.db);
+    const until = Date.now() + 3_600_000;
+    for (const [k, owner] of [[replaced, "verify:1"], [lingering, ""]]) {
+      const e = (await index.get(enc.encode(k)))!;
+      for (const v of e.rec.rvolumes) {
+        const del = await fetch(volumeUrl(v, key2path(enc.encode(k))), { method: "DELETE" });
+        assertEquals(del.status, 204, v);
+      }
+      await index.set(enc.encode(k), { ...e.rec, owner, until });
+    }
+    await index.set(enc.encode(written), {
+      state: "writing",
+      rvolumes: c.volumes.slice(0, 3),
+      hash: "",
+      size: -1,
+      owner: "master-a",
+      until,
+    });
+    index.close();
+    const r = await runMain(["verify", "-volumes", c.volumes.join(","), "-db", c.db]);
+    assertEquals(r.code, 0, r.stdout + r.stderr);
+    const held = r.stdout.replace(/lease ends in \d+s/g, "lease ends in Ns");
+    assertEquals(
+      held,
+      "verify: 4 keys, 0 problems, 3 held (not checked)\n" +
+        "verify: 3 keys were held by a write in flight and not checked (a hold lasts until its " +
+        "write ends, or its lease runs out, within -lease 30s): run verify again then:\n" +
+        [
+          `"${lingering}" (held until a volume answers a call of its last write; lease ends in Ns)`,
+          `"${replaced}" (held by verify:1; lease ends in Ns)`,
+          `"${written}" (being written by master-a; lease ends in Ns)`,
+        ].map((l) => `  ${l}\n`).join(""),
+    );
+  } finally {
+    await c.stop();
+  }
+});

@@ -226,3 +226,39 @@ Deno.test("a second volume on a folder an nginx serves exits 1 naming it, the fi
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a volume whose folder is deleted while it runs (a disk replaced) makes it again: PUTs work without a restart", async () => {
+  // nginx makes its upload temp folder (.mkv-nginx/body) only at its start:
+  // without it every PUT answered 500 until the volume was restarted.
+  const dir = await Deno.makeTempDir({ prefix: "mkv-test-" });
+  await Deno.chmod(dir, 0o755); // nginx's workers reach it (as nobody, when root)
+  const folder = `${dir}/v`;
+  const proc = spawnVolume(folder, freePort());
+  const stdout = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const stderr = proc.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    const line = await readUntil(stdout, (t) => t.includes("\n"));
+    const port = Number(/ on :(\d+)\n/.exec(line)![1]);
+    const url = (path: string) => `http://127.0.0.1:${port}${path}`;
+    assertEquals(await status(url("/before"), { method: "PUT", body: "before" }), 201);
+    const pid = await Deno.readTextFile(`${folder}/.mkv-nginx/nginx.pid`);
+    const conf = await Deno.readTextFile(`${folder}/.mkv-nginx/nginx.conf`);
+    await Deno.remove(folder, { recursive: true });
+    const said = `${folder} was gone: made again (its folder and nginx's in .mkv-nginx)\n`;
+    const warned = await Promise.race([
+      readUntil(stderr, (t) => t.includes(said)),
+      new Promise<null>((r) => setTimeout(() => r(null), 10_000)),
+    ]);
+    assertEquals(warned, said);
+    assertEquals(await status(url("/after"), { method: "PUT", body: "after" }), 201);
+    assertEquals(await (await fetch(url("/after"))).text(), "after");
+    assertEquals(await Deno.readTextFile(`${folder}/.mkv-nginx/nginx.pid`), pid);
+    assertEquals(await Deno.readTextFile(`${folder}/.mkv-nginx/nginx.conf`), conf);
+  } finally {
+    proc.kill("SIGTERM");
+    assertEquals((await proc.status).code, 0);
+    await stdout.cancel();
+    await stderr.cancel();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

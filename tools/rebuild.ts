@@ -7,9 +7,10 @@
 // It lists the top folders ("/ab/") first, then every key folder
 // ("/ab/cd/"), at most -concurrency folders at once (each on every volume
 // that has it), showing progress on stderr. Every volume's root is read
-// before the index is touched: one that cannot be read stops the run, the
-// index as it was, unless -skip-unreadable (the index then stays marked
-// incomplete: it lacks the keys held only there).
+// before the index is touched (its members' registrations included), and
+// again once no other member can write: one that cannot be read stops the
+// run, the index as it was, unless -skip-unreadable (the index then stays
+// marked incomplete: it lacks the keys held only there).
 import type { FlagValues } from "../lib/flags.ts";
 import { requireDb, storeOptions } from "../lib/config.ts";
 import { firstAnswer, joinIndex, LOCKED_FOR, MEMBER_INTERVAL, openIndex } from "../lib/open.ts";
@@ -89,6 +90,13 @@ async function rebuildIndex(
   run: { marked: boolean },
 ): Promise<number> {
   const id = `${REBUILD}${Deno.pid}`;
+  const timeout = Math.max(opts.voltimeout, 10_000);
+  // A run refused for the volumes' roots changes nothing: read before it
+  // registers and removes the fences of members taken for stopped (a
+  // master only paused would lose the write it was making).
+  const first = await readRoots(opts.volumes, timeout);
+  const refusedEarly = refusedRoots(first, skipUnreadable);
+  if (refusedEarly !== null) return refusedEarly;
   // It empties the index first: never under a master (or tool) using it.
   // (One paused past its heartbeat looks gone: it answers 503 once resumed
   // while this runs, lib/server.ts.) Records left by members that died are
@@ -118,21 +126,20 @@ async function rebuildIndex(
     await index.membership?.leave();
     return refuse(late);
   }
-  const w: Walker = { timeout: Math.max(opts.voltimeout, 10_000), errors: [] };
+  const w: Walker = { timeout, errors: [] };
   const started = performance.now();
   const progress = new Progress("rebuild", { main: "keys" });
   try {
-    // The volumes' roots are read before the index is touched.
-    const perVolume = await Promise.all(opts.volumes.map((v) => subvolumesOf(w, v)));
-    const vols = perVolume.flat();
-    // Not one root read (a mistyped -volumes, every volume down): emptied,
-    // the index would be refilled with nothing.
-    if (vols.length === 0) return unread(w.errors);
-    // Some not read (one volume down): emptied, the index would lose every
-    // key whose copies are all there, unless the run is asked to skip them.
-    const unreadable = opts.volumes.filter((_, i) => perVolume[i].length === 0);
-    const rootErrors = w.errors.splice(0);
-    if (unreadable.length > 0 && !skipUnreadable) return unreadSome(unreadable, rootErrors);
+    // Read again, now that no other member can write: one paused at the
+    // check may have made a subvolume's folder since (its first key), whose
+    // record the emptying would drop. (Refused now, a volume went down
+    // meanwhile: the fences are gone, and the index unchanged as before.)
+    // Those skipped already are not waited on again (a hung one takes
+    // -voltimeout, at least 10 s).
+    const roots = await readRootsAgain(opts.volumes, first, timeout);
+    const refused = refusedRoots(roots, skipUnreadable);
+    if (refused !== null) return refused;
+    const { vols, unreadable, errors: rootErrors } = roots;
     progress.add("volumes", vols.length);
     // Until it has read every folder, the index lacks keys the volumes hold:
     // verify -repair must not take their files for orphans meanwhile. The
@@ -310,6 +317,49 @@ function refuse(live: string[]): number {
         `(each empties the index before it reads the volumes)`,
   );
   return 1;
+}
+
+/** The volumes' roots as read. */
+interface Roots {
+  /** The (sub)volumes to walk. */
+  vols: string[];
+  /** The volumes whose root could not be read. */
+  unreadable: string[];
+  /** Why, one line each. */
+  errors: string[];
+}
+
+async function readRoots(volumes: string[], timeout: number): Promise<Roots> {
+  const w: Walker = { timeout, errors: [] };
+  const perVolume = await Promise.all(volumes.map((v) => subvolumesOf(w, v)));
+  return {
+    vols: perVolume.flat(),
+    unreadable: volumes.filter((_, i) => perVolume[i].length === 0),
+    errors: w.errors,
+  };
+}
+
+/** The roots read again, but for the volumes `first` found unreadable: still skipped. */
+async function readRootsAgain(volumes: string[], first: Roots, timeout: number): Promise<Roots> {
+  const again = await readRoots(volumes.filter((v) => !first.unreadable.includes(v)), timeout);
+  return {
+    vols: again.vols,
+    unreadable: volumes.filter((v) => first.unreadable.includes(v) || again.unreadable.includes(v)),
+    errors: [...first.errors, ...again.errors],
+  };
+}
+
+/** The exit code of a run refused for the roots read (said why), null when it goes on. */
+function refusedRoots(roots: Roots, skipUnreadable: boolean): number | null {
+  // Not one root read (a mistyped -volumes, every volume down): emptied,
+  // the index would be refilled with nothing.
+  if (roots.vols.length === 0) return unread(roots.errors);
+  // Some not read (one volume down): emptied, the index would lose every
+  // key whose copies are all there, unless the run is asked to skip them.
+  if (roots.unreadable.length > 0 && !skipUnreadable) {
+    return unreadSome(roots.unreadable, roots.errors);
+  }
+  return null;
 }
 
 /** Exits 1, the index untouched: no volume's root could be read (`errors` say why). */

@@ -1,6 +1,7 @@
 // `PORT=3001 deno task volume /tmp/volume1/`: one volume, stock nginx in the
 // foreground, serving the folder with WebDAV PUT/DELETE and a JSON autoindex
-// (volume.conf). nginx's pid and temp files stay in <folder>/.mkv-nginx.
+// (volume.conf). nginx's pid and temp files stay in <folder>/.mkv-nginx,
+// made again while nginx runs when the folder goes (a disk replaced).
 import { chmod, chown, mkdir, readFile, realpath, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { type Level, logFormatInUse, logInfo, logLine, logWarn } from "../lib/log.ts";
@@ -26,8 +27,8 @@ export async function volume(args: string[]): Promise<number> {
     );
   }
   await clearUploads(run);
-  const user = await workerUser(folder);
-  const conf = await renderConf({ port, root: folder, run, user });
+  const workers = await workerUser(folder);
+  const conf = await renderConf({ port, root: folder, run, user: workers.directive });
   const confPath = join(run, "nginx.conf");
   await writeFile(confPath, conf);
   const child = new Deno.Command(nginx, {
@@ -43,13 +44,19 @@ export async function volume(args: string[]): Promise<number> {
   const term = forward("SIGTERM"), int = forward("SIGTERM");
   Deno.addSignalListener("SIGTERM", term);
   Deno.addSignalListener("SIGINT", int);
-  const errors = forwardErrors(child.stderr);
+  // Started once nginx listens: its pid file says when, which the keeper writes.
+  let keeper: Keeper | null = null;
+  const errors = forwardErrors(child.stderr, {
+    onLine: (line) => line.includes(run) && keeper?.check(),
+  });
   // Announced once nginx listens, not before: a port in use has it retry
   // its bind for 2.5 s, then exit.
   if (await listening(child, join(run, "nginx.pid"))) {
     logInfo(`mkv volume ${folder} on :${port}`, { folder, port });
+    keeper = keepFolders({ folder, run, conf, pid: child.pid, workers });
   }
   const status = await child.status;
+  keeper?.stop();
   killGroup(child.pid);
   Deno.removeSignalListener("SIGTERM", term);
   Deno.removeSignalListener("SIGINT", int);
@@ -86,15 +93,77 @@ async function listening(child: Deno.ChildProcess, pidFile: string): Promise<boo
   return false;
 }
 
+/** Who nginx's workers run as, and the ids the folders they write are handed to (none: ours). */
+interface Workers {
+  /** nginx's `user` directive, "" for none. */
+  directive: string;
+  owner: { uid: number; gid: number } | null;
+}
+
+interface Keeper {
+  /** Looks now (nginx failed on a path of the run folder). */
+  check: () => void;
+  stop: () => void;
+}
+
+/** How often the folders nginx needs are looked for (ms). */
+const KEEP_EVERY = 1_000;
+
+/**
+ * Makes again what nginx needs of the folder once it is gone while nginx
+ * runs (the disk replaced, the folder deleted): the folder, and in
+ * `<folder>/.mkv-nginx` the upload temp folder (without it nginx answers
+ * every PUT 500), its nginx.conf and pid file (which a second volume of the
+ * folder is refused by). nginx makes them only at its start.
+ */
+function keepFolders(
+  v: { folder: string; run: string; conf: string; pid: number; workers: Workers },
+): Keeper {
+  const body = join(v.run, "body");
+  let busy = false;
+  const check = async () => {
+    if (busy || await stat(body).then(() => true, () => false)) return;
+    busy = true;
+    try {
+      await mkdir(v.run, { recursive: true });
+      const owner = v.workers.owner;
+      if (owner) await handOver(v.folder, owner);
+      await writeFile(join(v.run, "nginx.conf"), v.conf);
+      await writeFile(join(v.run, "nginx.pid"), `${v.pid}\n`);
+      await mkdir(body, { recursive: true, mode: 0o700 });
+      if (owner) await chown(body, owner.uid, owner.gid);
+      logWarn(`${v.folder} was gone: made again (its folder and nginx's in .mkv-nginx)`, {
+        folder: v.folder,
+      });
+    } catch (err) {
+      logWarn(`${v.folder} is gone and cannot be made again: ${describe(err)}`, {
+        folder: v.folder,
+      });
+    } finally {
+      busy = false;
+    }
+  };
+  const timer = setInterval(check, KEEP_EVERY);
+  return { check: () => void check(), stop: () => clearInterval(timer) };
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
 /**
  * Writes nginx's error lines to stderr as they come (with -log json, a JSON
- * line each, its level nginx's); resolves when nginx closes its stderr,
- * saying whether it failed to bind a port in use.
+ * line each, its level nginx's), each passed to `onLine` too; resolves when
+ * nginx closes its stderr, saying whether it failed to bind a port in use.
  */
-async function forwardErrors(stderr: ReadableStream<Uint8Array>): Promise<{ inUse: boolean }> {
+async function forwardErrors(
+  stderr: ReadableStream<Uint8Array>,
+  opts: { onLine: (line: string) => void },
+): Promise<{ inUse: boolean }> {
   let inUse = false;
   let rest = "";
   const line = (l: string) => {
+    opts.onLine(l);
     if (l.includes("Address already in use")) inUse = true;
     if (logFormatInUse() === "json") logLine(nginxLevel(l), l, { source: "nginx" }, "stderr");
     else console.error(l);
@@ -133,21 +202,23 @@ export async function renderConf(
  * such as /root is closed to others), the workers run as root instead.
  * Not as root, the workers run as us and need nothing.
  */
-async function workerUser(folder: string): Promise<string> {
-  if (Deno.uid() !== 0) return "";
+async function workerUser(folder: string): Promise<Workers> {
+  if (Deno.uid() !== 0) return { directive: "", owner: null };
   if (!await othersCanReach(dirname(folder))) {
     logWarn(`${dirname(folder)} is closed to other users: nginx workers run as root`);
-    return "user root root;";
+    return { directive: "user root root;", owner: null };
   }
   const group = (await readFile("/etc/group", "utf8")).match(/^nogroup:/m) ? "nogroup" : "nobody";
-  const info = await stat(folder);
-  if (info.uid === 0) {
-    const nobody = await idOf("-u", "nobody");
-    const gid = await idOf("-g", "nobody");
-    await chown(folder, nobody, gid);
-    await chmod(folder, 0o755);
-  }
-  return `user nobody ${group};`;
+  const owner = { uid: await idOf("-u", "nobody"), gid: await idOf("-g", "nobody") };
+  await handOver(folder, owner);
+  return { directive: `user nobody ${group};`, owner };
+}
+
+/** Hands a folder owned by root to nginx's workers (the folder itself, not what is in it). */
+async function handOver(folder: string, owner: { uid: number; gid: number }): Promise<void> {
+  if ((await stat(folder)).uid !== 0) return;
+  await chown(folder, owner.uid, owner.gid);
+  await chmod(folder, 0o755);
 }
 
 /**

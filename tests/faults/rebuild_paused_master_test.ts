@@ -5,9 +5,10 @@
 // keys, found by a helper). It answers 503 until the rebuild is done. Resumed
 // after the rebuild registered but before it emptied anything, it is seen,
 // and the rebuild exits 1.
-import { Cluster, randomBytes, randomKey, runMain, status } from "../cluster.ts";
-import { assertEquals } from "../assert.ts";
+import { Cluster, freePort, randomBytes, randomKey, runMain, status } from "../cluster.ts";
+import { assert, assertEquals } from "../assert.ts";
 import { REBUILD_RUNNING, sleep, slowCluster } from "./rebuild_faults.ts";
+import { lockIndex } from "../lock_index.ts";
 
 /** Waits until a member whose id starts with `prefix` has a heartbeat record in the index. */
 async function registered(db: string, prefix: string): Promise<void> {
@@ -89,6 +90,42 @@ Deno.test("a master resumed after a rebuild registered, before it emptied the in
       ],
     );
     await sleep(1500); // a heartbeat: the rebuild has gone
+    assertEquals(await status(c.url + key), 302, "the key is still in the index");
+  } finally {
+    m.kill("SIGCONT");
+    await c.stop();
+  }
+});
+
+Deno.test("a rebuild refused for an unreadable volume root leaves a paused master's registration: its write held up meanwhile lands", async () => {
+  const c = await Cluster.start();
+  const m = c.masterProcess!;
+  try {
+    const key = randomKey("/rebuild-refused");
+    assertEquals(await status(c.url + key, { method: "PUT", body: randomBytes(1000) }), 201);
+    // Held by SQLite's write lock: the PUT's first commit (its claim, which
+    // carries the master's fence) waits on it, and is tried again once the
+    // master is resumed.
+    const unlock = lockIndex(`${c.db}/index.sqlite3`);
+    const fresh = randomKey("/rebuild-refused");
+    const put = fetch(c.url + fresh, { method: "PUT", body: "held up" });
+    await sleep(300);
+    m.kill("SIGSTOP");
+    unlock();
+    // Paused: a rebuild that went on would take it for stopped and remove
+    // its fence. This one is refused: one -volumes entry answers nothing.
+    const down = `127.0.0.1:${freePort()}`;
+    const args = ["rebuild", "-db", c.db, "-volumes", [...c.volumes, down].join(",")];
+    const rebuild = await runMain(args);
+    assertEquals(rebuild.code, 1, rebuild.stdout + rebuild.stderr);
+    assert(
+      rebuild.stdout.startsWith("rebuild: 1 volume's root could not be read; the index was not "),
+      rebuild.stdout,
+    );
+    m.kill("SIGCONT");
+    const res = await put;
+    assertEquals([res.status, await res.text()], [201, ""]);
+    assertEquals(await (await fetch(c.url + fresh)).text(), "held up");
     assertEquals(await status(c.url + key), 302, "the key is still in the index");
   } finally {
     m.kill("SIGCONT");

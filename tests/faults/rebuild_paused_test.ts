@@ -20,20 +20,27 @@ const encoder = new TextEncoder();
 /**
  * Reads one folder's listing from the volume at once, and answers it only
  * once released: what a rebuild lists there is from before the release.
+ * `skip`: listings of the folder answered at once before the one held.
  */
 class HeldListing extends VolumeProxy {
   readonly fetched = Promise.withResolvers<void>();
 
   /** The folder held: its path's end ("/ab/cd/"). */
   folder = "";
+  #skip: number;
 
-  constructor(target: string, folder = "") {
+  constructor(target: string, folder = "", opts: { skip?: number } = {}) {
     super(target);
     this.folder = folder;
+    this.#skip = opts.skip ?? 0;
   }
 
   protected override async handle(req: Request): Promise<Response> {
     if (req.method !== "GET" || !new URL(req.url).pathname.endsWith(this.folder)) {
+      return await this.forward(req);
+    }
+    if (this.#skip > 0) {
+      this.#skip--;
       return await this.forward(req);
     }
     const res = await this.forward(req);
@@ -153,10 +160,10 @@ Deno.test("a rebuild taken for stopped before it marked the index exits 1 and ne
   const c = await Cluster.start();
   const before = randomKey("/rebuild-paused");
   const after = randomKey("/rebuild-paused");
-  // Every listing ends with "/": the first each volume gets is its root's,
-  // read after the rebuild removed the other members' fences, before it
-  // touches the index.
-  const proxies = c.volumes.map((v) => new HeldListing(v, "/"));
+  // Every listing ends with "/": the first two each volume gets are its
+  // root's, read before the rebuild registers, then again after it removed
+  // the other members' fences, before it marks the index.
+  const proxies = c.volumes.map((v) => new HeldListing(v, "/", { skip: 1 }));
   const volumes = proxies.map((p) => p.volume).join(",");
   let m: SpawnedMaster | null = null;
   let proc: Deno.ChildProcess | null = null;
