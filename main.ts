@@ -14,7 +14,7 @@ import { firstAnswer, joinIndex, LOCKED_FOR, openIndex } from "./lib/open.ts";
 import { LOCKED } from "./lib/group_commit.ts";
 import { Store } from "./lib/store.ts";
 import type { Index } from "./lib/index_db.ts";
-import { createHandler, Drain, type Drained } from "./lib/server.ts";
+import { answerFailed, createHandler, Drain, type Drained } from "./lib/server.ts";
 import { health, startProbes } from "./lib/health.ts";
 import {
   logError,
@@ -205,10 +205,7 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
         ),
       // What Deno reports itself (a response body that failed mid-stream),
       // in the log's format rather than as Deno's stack trace.
-      onError: (err) => {
-        logUnexpected("Response failed", err);
-        return new Response("Internal error\n", { status: 500 });
-      },
+      onError: answerFailed(drain),
     }, handler);
   } catch (err) {
     // Left at once, so a rebuild need not wait out this master's heartbeat.
@@ -220,7 +217,7 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
   // SIGTERM/SIGINT: refuse new requests (503), let those in flight finish
   // (-drain), cut off those left (503), then stop the server; below, leave
   // and close the index. A second signal cuts off at once.
-  let drained: Drained = { cut: 0, unanswered: 0 };
+  let drained: Drained = { inflight: 0, cut: 0, cutShort: 0, leftToFinish: 0, unanswered: 0 };
   const leftOpen = Promise.withResolvers<void>();
   const stop = async () => {
     if (drain.draining) return drain.cutOff();
@@ -319,15 +316,23 @@ function logUnindexed(found: Unindexed) {
   );
 }
 
-/** What a stop cut off, when it cut off anything. */
+/** What a stop did to the requests still in flight at its deadline, when there were any. */
 function logStop(drained: Drained, deadline: number) {
-  const { cut, unanswered } = drained;
-  if (cut === 0) return;
-  const late = unanswered > 0 ? `; ${unanswered} had no answer out within ${GRACE} ms` : "";
+  const { inflight, cut, cutShort, leftToFinish, unanswered } = drained;
+  if (inflight === 0) return;
+  const what = [
+    cut > 0 ? `${cut} cut off (answered 503)` : "",
+    cutShort > 0
+      ? `${cutShort} cut short (an S3 GetObject streaming from a volume: its body ended ` +
+        `before its Content-Length)`
+      : "",
+    leftToFinish > 0 ? `${leftToFinish} left to finish sending their answer` : "",
+  ].filter((s) => s !== "");
+  const late = unanswered > 0 ? `; ${unanswered} not answered in full within ${GRACE} ms` : "";
   logWarn(
-    `Stopping: cut off ${cut} request(s) still in flight after ${deadline} ms (-drain), ` +
-      `answered 503${late}`,
-    { cut, unanswered },
+    `Stopping: ${inflight} request(s) still in flight after ${deadline} ms (-drain): ` +
+      `${what.join(", ")}${late}`,
+    { inflight, cut, cutShort, leftToFinish, unanswered },
   );
 }
 

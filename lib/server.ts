@@ -24,6 +24,7 @@ import { handleS3, isS3, isVirtualHosted, type S3Options, s3Refusal } from "./s3
 import { headerValue } from "./s3_auth.ts";
 import { reasons, received, sent, unwritten } from "./sizes.ts";
 import { SourceError } from "./fanout.ts";
+import { VolumeError } from "./volumes.ts";
 
 export interface ServerOptions {
   /** Log one line per request. */
@@ -65,9 +66,19 @@ export interface DrainOptions {
 
 /** How a drain ended. */
 export interface Drained {
-  /** Requests cut off at the deadline (answered 503 unless counted in `unanswered`). */
+  /** Requests in flight at the deadline (or the second signal). */
+  inflight: number;
+  /** Of those, the ones still being worked on: cut off, answered 503. */
   cut: number;
-  /** Requests whose answer was not delivered by the end of the grace. */
+  /**
+   * Of those, answers already being sent whose body the cut ended short (an
+   * S3 GetObject's, streaming from a volume): fewer bytes than their
+   * Content-Length, as at a volume's stall.
+   */
+  cutShort: number;
+  /** Of those, answers already being sent that the cut left to finish (a body the master holds). */
+  leftToFinish: number;
+  /** Requests (of the three kinds) whose answer was not delivered by the end of the grace. */
   unanswered: number;
 }
 
@@ -76,15 +87,20 @@ export interface Drained {
  * body of a request still uploading (which then failed as a client's body
  * ended early: 400), so on SIGTERM the master first drains: new requests
  * get 503, those in flight finish; at the deadline those left are cut off
- * (`signal`, ShuttingDown: 503); then it shuts down.
+ * (`signal`, ShuttingDown: 503, or a streaming body ended short); then it
+ * shuts down. A request is in flight from enter() to leave(); answered()
+ * says its answer is being sent.
  */
 export class Drain {
   #inflight = 0;
+  /** Of those in flight, the ones with no answer yet. */
+  #working = 0;
   #draining = false;
   #idle = new Set<() => void>();
   #cut = new AbortController();
-  /** How many were in flight when they were cut off. */
-  #cutCount = 0;
+  /** What was in flight when the cut came. */
+  #atCut = { inflight: 0, working: 0 };
+  #cutShort = 0;
 
   get draining(): boolean {
     return this.#draining;
@@ -97,10 +113,26 @@ export class Drain {
 
   enter() {
     this.#inflight++;
+    this.#working++;
   }
 
-  leave() {
+  /** The request's answer is made: it is being sent, until leave(). */
+  answered() {
+    this.#working--;
+  }
+
+  /** `answered`: whether answered() was called for it. */
+  leave(answered = false) {
+    if (!answered) this.#working--;
     if (--this.#inflight === 0) { for (const idle of this.#idle) idle(); }
+  }
+
+  /**
+   * A body being sent ended short by the cut (Deno.serve's report of it:
+   * answerFailed).
+   */
+  endedShort() {
+    this.#cutShort++;
   }
 
   /**
@@ -110,17 +142,23 @@ export class Drain {
    */
   async drain(opts: DrainOptions): Promise<Drained> {
     this.#draining = true;
-    if (await this.#idleWithin(opts.deadline)) return { cut: 0, unanswered: 0 };
+    if (await this.#idleWithin(opts.deadline)) {
+      return { inflight: 0, cut: 0, cutShort: 0, leftToFinish: 0, unanswered: 0 };
+    }
     this.cutOff();
     await this.#idleWithin(opts.grace);
-    return { cut: this.#cutCount, unanswered: this.#inflight };
+    const { inflight, working } = this.#atCut;
+    // A body cut short after its answer was made at the cut itself counts once.
+    const cutShort = Math.min(this.#cutShort, inflight - working);
+    const leftToFinish = inflight - working - cutShort;
+    return { inflight, cut: working, cutShort, leftToFinish, unanswered: this.#inflight };
   }
 
   /** Cuts off the requests in flight now (a second SIGTERM: the deadline is now). */
   cutOff() {
     this.#draining = true;
     if (this.#cut.signal.aborted) return;
-    this.#cutCount = this.#inflight;
+    this.#atCut = { inflight: this.#inflight, working: this.#working };
     this.#cut.abort(new ShuttingDown());
   }
 
@@ -143,6 +181,23 @@ export class Drain {
       if (!signal.aborted) signal.addEventListener("abort", onCut, { once: true });
     });
   }
+}
+
+/**
+ * Deno.serve's onError: what Deno reports itself is an answer's body that
+ * failed mid-stream (its status and headers are sent: the Response returned
+ * goes nowhere; handle() never throws). One ended on purpose is no error
+ * of the master's, and has no stack printed: an S3 GetObject's cut short by
+ * a stopping master is counted by `drain` (its Stopping line says so), one
+ * cut short by its volume's stall is said by that volume's own line (lib/
+ * volumes.ts, throttled). Anything else is unexpected: logged with its stack.
+ */
+export function answerFailed(drain: Drain): (err: unknown) => Response {
+  return (err) => {
+    if (err instanceof ShuttingDown) drain.endedShort();
+    else if (!(err instanceof VolumeError)) logUnexpected("Response failed", err);
+    return text(500, "Internal error");
+  };
 }
 
 export function createHandler(
@@ -215,8 +270,11 @@ async function counted(
   const { drain, completed } = inflight;
   const started = performance.now();
   drain.enter();
+  let answered = false;
   try {
     const res = await handle(store, opts, req);
+    drain.answered();
+    answered = true;
     // Cut off by a stopping master (or answered after): the connection
     // goes with the server, not back to a keep-alive pool.
     if (drain.signal.aborted) res.headers.set("Connection", "close");
@@ -226,7 +284,7 @@ async function counted(
     return res;
   } finally {
     // Delivered or not (the client gone), its answer is done with.
-    const leave = () => drain.leave();
+    const leave = () => drain.leave(answered);
     if (completed) completed.then(leave, leave);
     else leave();
   }

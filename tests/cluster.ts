@@ -79,6 +79,8 @@ export interface SpawnOptions {
   skew?: number;
   /** "piped": its stderr is the test's to read (proc.stderr); otherwise discarded. */
   stderr?: "piped";
+  /** Its -volumes (a proxy in front of one: tests/hung_volume.ts); the cluster's by default. */
+  volumes?: string[];
 }
 
 export interface SpawnedMaster {
@@ -218,7 +220,8 @@ export class Cluster {
     env: { [name: string]: string } = {},
     opts: SpawnOptions = {},
   ): Promise<SpawnedMaster> {
-    const proc = this.#spawn(extra, this.volumes, opts.stderr ?? "null", env, opts);
+    const volumes = opts.volumes ?? this.volumes;
+    const proc = this.#spawn(extra, volumes, opts.stderr ?? "null", env, opts);
     const url = `http://127.0.0.1:${await listenPort(proc)}`;
     await waitUp(`${url}/?list`, { proc });
     return {

@@ -4,7 +4,14 @@ import { createHandler, Drain, ShuttingDown } from "../lib/server.ts";
 import type { Store } from "../lib/store.ts";
 import { metrics } from "../lib/metrics.ts";
 import { assert, assertEquals } from "./assert.ts";
-import { Cluster, randomBytes, randomKey, status, volumeFiles } from "./cluster.ts";
+import {
+  Cluster,
+  randomBytes,
+  randomKey,
+  type SpawnedMaster,
+  status,
+  volumeFiles,
+} from "./cluster.ts";
 import { HungVolume } from "./hung_volume.ts";
 import { lockIndex } from "./lock_index.ts";
 import { errorXml } from "./s3_answers.ts";
@@ -102,13 +109,33 @@ Deno.test("a drain cuts off what is still in flight at its deadline: the signal 
   assert(drain.signal.reason instanceof ShuttingDown);
   assertEquals(drain.signal.reason.status, 503);
   drain.leave();
-  assertEquals(await drained, { cut: 1, unanswered: 0 });
+  assertEquals(await drained, { inflight: 1, cut: 1, cutShort: 0, leftToFinish: 0, unanswered: 0 });
 });
 
 Deno.test("a drain counts a request cut off that has not answered by the end of its grace", async () => {
   const drain = new Drain();
   drain.enter();
-  assertEquals(await drain.drain({ deadline: 0, grace: 0 }), { cut: 1, unanswered: 1 });
+  assertEquals(await drain.drain({ deadline: 0, grace: 0 }), {
+    inflight: 1,
+    cut: 1,
+    cutShort: 0,
+    leftToFinish: 0,
+    unanswered: 1,
+  });
+});
+
+Deno.test("a drain tells the answers being sent at its deadline apart: cut short, or left to finish", async () => {
+  const drain = new Drain();
+  for (let i = 0; i < 3; i++) drain.enter();
+  drain.answered();
+  drain.answered();
+  const drained = drain.drain({ deadline: 0, grace: 60_000 });
+  await new Promise((r) => drain.signal.addEventListener("abort", r, { once: true }));
+  drain.endedShort();
+  drain.leave(true);
+  drain.leave(true);
+  drain.leave();
+  assertEquals(await drained, { inflight: 3, cut: 1, cutShort: 1, leftToFinish: 1, unanswered: 0 });
 });
 
 Deno.test("cutOff() (a second SIGTERM) ends the wait for the deadline at once", async () => {
@@ -118,12 +145,18 @@ Deno.test("cutOff() (a second SIGTERM) ends the wait for the deadline at once", 
   drain.cutOff();
   assert(drain.signal.aborted);
   drain.leave();
-  assertEquals(await drained, { cut: 1, unanswered: 0 });
+  assertEquals(await drained, { inflight: 1, cut: 1, cutShort: 0, leftToFinish: 0, unanswered: 0 });
 });
 
 Deno.test("a drain with nothing in flight cuts nothing off", async () => {
   const drain = new Drain();
-  assertEquals(await drain.drain({ deadline: 0, grace: 0 }), { cut: 0, unanswered: 0 });
+  assertEquals(await drain.drain({ deadline: 0, grace: 0 }), {
+    inflight: 0,
+    cut: 0,
+    cutShort: 0,
+    leftToFinish: 0,
+    unanswered: 0,
+  });
   assertEquals(drain.signal.aborted, false);
 });
 
@@ -390,6 +423,92 @@ Deno.test("SIGTERM with the index's write lock held elsewhere: the master exits 
     );
   } finally {
     unlock();
+    await m.stop();
+    await c.stop();
+  }
+});
+
+/**
+ * A master with `flags` on a hungCluster's index, reaching its volume
+ * through `hung`, its stderr the test's; the cluster's own master stopped.
+ */
+async function hungMaster(c: Cluster, hung: HungVolume, flags: string[] = []) {
+  await c.stopMaster();
+  return await c.spawnMaster(flags, {}, { stderr: "piped", volumes: [hung.volume] });
+}
+
+/**
+ * SIGTERMs `master` once an S3 GetObject of a 1 MiB value on a `midBody`
+ * HungVolume has streamed its first KiB and waits on the rest; returns the
+ * master's stderr once it has exited.
+ */
+async function stopWhileStreaming(master: SpawnedMaster, hung: HungVolume): Promise<string[]> {
+  const k = randomKey("/bucket");
+  assertEquals(await status(master.url + k, { method: "PUT", body: randomBytes(1 << 20) }), 201);
+  hung.hangOn("GET", k);
+  hung.midBody = true;
+  const res = await fetch(master.url + k, { headers: s3Signed() });
+  assertEquals(res.status, 200);
+  const reader = res.body!.getReader();
+  await reader.read();
+  await hung.arrived;
+  const stderr = new Response(master.proc.stderr).text();
+  master.proc.kill("SIGTERM");
+  assertEquals((await master.proc.status).code, 0);
+  await reader.read().then(() => reader.cancel(), () => {});
+  return (await stderr).split("\n").filter((l) => l !== "");
+}
+
+Deno.test("-log json: an S3 GetObject cut short at the -drain deadline leaves only JSON lines on stderr, none an error with a stack", async () => {
+  const { c, hung } = await hungCluster();
+  const master = await hungMaster(c, hung, ["-log", "json"]);
+  try {
+    const lines = await stopWhileStreaming(master, hung);
+    const parsed = lines.map((l) => JSON.parse(l));
+    assertEquals(parsed.filter((l) => l.level === "error" || "stack" in l), []);
+  } finally {
+    await master.stop();
+    await hung.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: the stop's line says an S3 GetObject streaming at the -drain deadline was cut short, not answered 503", async () => {
+  const { c, hung } = await hungCluster();
+  const master = await hungMaster(c, hung);
+  try {
+    assertEquals(await stopWhileStreaming(master, hung), [
+      "Stopping: 1 request(s) still in flight after 1000 ms (-drain): 1 cut short (an S3 " +
+      "GetObject streaming from a volume: its body ended before its Content-Length)",
+    ]);
+  } finally {
+    await master.stop();
+    await hung.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: the stop's line says a PUT still uploading at the -drain deadline was cut off and answered 503", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
+  await c.stopMaster();
+  const m = await c.spawnMaster([], {}, { stderr: "piped" });
+  const slow = slowBody();
+  try {
+    const k = randomKey();
+    const answer = fetch(m.url + k, { method: "PUT", body: slow.body });
+    while (await status(m.url + k, { method: "RELINK" }) !== 409) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const stderr = new Response(m.proc.stderr).text();
+    m.proc.kill("SIGTERM");
+    assertEquals((await answer).status, 503);
+    slow.stop();
+    assertEquals((await m.proc.status).code, 0);
+    assertEquals((await stderr).split("\n").filter((l) => l.startsWith("Stopping")), [
+      "Stopping: 1 request(s) still in flight after 1000 ms (-drain): 1 cut off (answered 503)",
+    ]);
+  } finally {
+    slow.stop();
     await m.stop();
     await c.stop();
   }

@@ -1,6 +1,6 @@
 // Log lines: -v writes one line per request (text, or JSON with -log json);
 // volume failures are always written to stderr, throttled per volume and call.
-import { Cluster, freePort, randomKey, runMain, status, waitUp } from "./cluster.ts";
+import { Cluster, freePort, randomBytes, randomKey, runMain, status, waitUp } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 import {
   logRequest,
@@ -13,6 +13,8 @@ import {
 } from "../lib/log.ts";
 
 import { lockIndex } from "./lock_index.ts";
+import { HungVolume } from "./hung_volume.ts";
+import { key2path } from "../lib/keys.ts";
 import { s3Client } from "./s3_client.ts";
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 
@@ -638,6 +640,44 @@ Deno.test("a request refused because the index file was removed is logged as one
     assertEquals(out.stderr, [`GET ${key} 503: ${gone}`, `GET ${key} 503: ${gone}`]);
   } finally {
     await m.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("an S3 GetObject cut short by its volume's stall is logged by the volume's lines alone, no stack", async () => {
+  // -voltimeout 200ms: a transfer stalls after 2 s without a byte.
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-s3"] });
+  const hung = new HungVolume(c.volumes[0]);
+  await c.stopMaster();
+  const m = await c.spawnMaster(["-voltimeout", "200ms"], {}, {
+    stderr: "piped",
+    volumes: [hung.volume],
+  });
+  try {
+    const k = randomKey("/bucket");
+    assertEquals(await status(m.url + k, { method: "PUT", body: randomBytes(1 << 20) }), 201);
+    hung.hangOn("GET", k);
+    hung.midBody = true;
+    const auth = { Authorization: "AWS anyone:c2lnbmF0dXJl", Date: new Date().toUTCString() };
+    const res = await fetch(m.url + k, { headers: auth });
+    assertEquals(res.status, 200);
+    const ended = await res.arrayBuffer().then(() => "done", () => "error");
+    assertEquals(ended, "error");
+    const stderr = new Response(m.proc.stderr).text();
+    await m.stop();
+    // The file's URL, its subvolume aside; the probes may find the volume up again meanwhile.
+    const path = key2path(new TextEncoder().encode(k));
+    const lines = (await stderr).split("\n")
+      .filter((l) => l !== "" && l !== `volume ${hung.volume} up`)
+      .map((l) => l.replace(`http://${hung.volume}/sv${/\/sv(\d+)\//.exec(l)?.[1]}${path}`, "URL"));
+    const why = `Stalled: no progress from "URL" in 2000ms`;
+    assertEquals(lines, [
+      `volume ${hung.volume} get timeout: ${why}`,
+      `volume ${hung.volume} down: ${why}`,
+    ]);
+  } finally {
+    await m.stop();
+    await hung.stop();
     await c.stop();
   }
 });
