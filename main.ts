@@ -193,6 +193,8 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
   }
   const store = new Store(index, opts);
   const drain = new Drain();
+  // Past the -drain deadline, a commit the index refuses as locked is not retried.
+  index.commits.stopRetrying(drain.signal);
   const handler = createHandler(store, { verbose: flags.v as boolean, s3 }, drain);
   let srv;
   try {
@@ -249,14 +251,14 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
   await Promise.race([srv.finished, leftOpen.promise]);
   probes.stop();
   // Leave before exiting (main exits as soon as this returns): a tool that
-  // checks the index's members (rebuild) then sees this master gone at once.
-  // Within GRACE: on an index whose write lock another process holds, the
-  // removal waits as long (up to 5 s a try, retried for 10 s, after the heartbeat in
-  // flight), and
-  // the stop took 20 s whatever -drain said. Unremoved, the record lapses
-  // in 3 s; the index is not closed then (Deno KV's close would wait for
-  // the write in flight).
-  if (await leftWithin(index, GRACE)) index.close();
+  // checks the index's members (rebuild) then sees this master gone at once;
+  // first the clean-ups of the writes cut off end (Store.cleanedUp). Within
+  // GRACE: on an index whose write lock another process holds, the removal
+  // waits as long (up to 5 s a try, retried for 10 s, after the heartbeat in
+  // flight), and the stop took 20 s whatever -drain said. Unremoved, the
+  // record lapses in 3 s; the index is not closed then (Deno KV's close
+  // would wait for the write in flight).
+  if (await leftWithin(index, { after: store.cleanedUp(), ms: GRACE })) index.close();
   else {
     logWarn(
       `Stopping: the index took no write for ${GRACE} ms (another process holds its write ` +
@@ -267,10 +269,17 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
   return drained.unanswered > 0 ? 1 : 0;
 }
 
-/** Whether this master left the index (lib/membership.ts leave) within `ms`. */
-async function leftWithin(index: Index, ms: number): Promise<boolean> {
+/**
+ * Whether this master left the index (lib/membership.ts leave) within `ms`,
+ * once `after` (the clean-ups of the writes cut off) was over.
+ */
+async function leftWithin(
+  index: Index,
+  opts: { after: Promise<void>; ms: number },
+): Promise<boolean> {
+  const { after, ms } = opts;
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const left = (index.membership?.leave() ?? Promise.resolve()).then(() => true);
+  const left = after.then(() => index.membership?.leave()).then(() => true);
   const late = new Promise<boolean>((r) => timer = setTimeout(() => r(false), ms));
   try {
     return await Promise.race([left, late]);

@@ -30,6 +30,18 @@ export class SourceError extends Error {
   }
 }
 
+/**
+ * What a request still in flight when a stopping master's deadline passes
+ * fails with: 503, as a volume's failure (S3: ServiceUnavailable). A body
+ * cut off so is a failed body: nothing of it goes live, and
+ * what the write put on the volumes is removed as for any failed write.
+ */
+export class ShuttingDown extends SourceError {
+  constructor() {
+    super(503, "The master is shutting down and cut this request off: retry (on another master)");
+  }
+}
+
 /** The writer's claim on the key ran out (lib/claim.ts `holds`): stop writing. */
 export class LostClaim extends Error {
   constructor() {

@@ -23,13 +23,19 @@ import { batchHistogram, commitHistogram } from "./metrics.ts";
  * "database is locked". Retry that, with a growing random pause, until `ms`
  * have passed (a write then fails after `ms` to `ms` + 5 s).
  */
-export async function retryBusy<T>(work: () => Promise<T>, ms = 10_000): Promise<T> {
+export async function retryBusy<T>(
+  work: () => Promise<T>,
+  ms = 10_000,
+  stop?: AbortSignal,
+): Promise<T> {
   const until = Date.now() + ms;
   for (let pause = 1;; pause = Math.min(pause * 2, 100)) {
     try {
       return await work();
     } catch (err) {
       if (!isBusy(err) || Date.now() > until) throw err;
+      // `stop`: not tried again once it is aborted (with its reason).
+      if (stop?.aborted) throw stop.reason;
       await new Promise((r) => setTimeout(r, pause * (0.5 + Math.random())));
     }
   }
@@ -131,6 +137,10 @@ export class GroupCommit {
   #check: () => void;
   /** How long a commit is tried again while the index is locked, ms. */
   #busyMs: number;
+  /** Aborted when a stopping master cuts off its requests (stopRetrying). */
+  #stop: AbortSignal | undefined;
+  /** Set once the index refused a commit as locked after #stop: writes then fail at once. */
+  #lockedAtStop = false;
 
   constructor(kv: Deno.Kv, opts: { check?: () => void; busyMs?: number } = {}) {
     this.#kv = kv;
@@ -138,8 +148,22 @@ export class GroupCommit {
     this.#busyMs = opts.busyMs ?? 10_000;
   }
 
+  /**
+   * A stopping master's cut-off: from `signal`'s abort on, a commit the
+   * index refuses as locked (another process holds its write lock) is not
+   * tried again: its writes, and every write after it, fail at once with
+   * the signal's reason (nothing of them was written), so that the requests
+   * cut off answer within the stop's grace rather than after 10 s of
+   * retries. A commit the index is already trying is waited for (it may
+   * land): one try (up to 5 s).
+   */
+  stopRetrying(signal: AbortSignal) {
+    this.#stop = signal;
+  }
+
   /** Resolves to the new versionstamp, or null when `expect` no longer held. */
   write(cas: Cas): Promise<string | null> {
+    if (this.#lockedAtStop) return Promise.reject(this.#stop!.reason);
     return new Promise((resolve, reject) => {
       this.#queue.push({ cas, resolve, reject });
       if (!this.#running) this.#run();
@@ -180,8 +204,13 @@ export class GroupCommit {
     let result: Deno.KvCommitResult | Deno.KvCommitError;
     const started = performance.now();
     try {
-      result = await retryBusy(() => atomic.commit(), this.#busyMs);
+      result = await retryBusy(() => atomic.commit(), this.#busyMs, this.#stop);
     } catch (err) {
+      if (this.#stop?.aborted && err === this.#stop.reason) {
+        this.#lockedAtStop = true;
+        for (const p of [...batch, ...this.#queue.splice(0)]) p.reject(err);
+        return;
+      }
       // An error of the whole commit (disk, a limit): alone, the writer
       // hears it; in a batch, each write is tried alone so that one bad
       // write does not fail the others. Not a lock held past the retries:

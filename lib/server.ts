@@ -23,7 +23,7 @@ import type { State } from "./record.ts";
 import { handleS3, isS3, isVirtualHosted, type S3Options, s3Refusal } from "./s3.ts";
 import { headerValue } from "./s3_auth.ts";
 import { reasons, received, sent, unwritten } from "./sizes.ts";
-import { SourceError } from "./fanout.ts";
+import { ShuttingDown } from "./fanout.ts";
 import { VolumeError } from "./volumes.ts";
 
 export interface ServerOptions {
@@ -45,17 +45,7 @@ const METHODS = "GET, HEAD, PUT, REPLACE, DELETE, UNLINK, RELINK, REBALANCE";
 
 const decoder = new TextDecoder();
 
-/**
- * What a request still in flight when a stopping master's deadline passes
- * fails with: 503, as a volume's failure (S3: ServiceUnavailable). A body
- * cut off so is a failed body (lib/fanout.ts): nothing of it goes live, and
- * what the write put on the volumes is removed as for any failed write.
- */
-export class ShuttingDown extends SourceError {
-  constructor() {
-    super(503, "The master is shutting down and cut this request off: retry (on another master)");
-  }
-}
+export { ShuttingDown };
 
 export interface DrainOptions {
   /** How long the requests in flight may go on, ms, before they are cut off. */

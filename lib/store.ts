@@ -7,7 +7,7 @@
 // live key without its files; at worst a "writing" record or orphan files.
 import { latin1 } from "./bytes.ts";
 import { Claim, isAbandoned, isClaimed, isLingering, unleased } from "./claim.ts";
-import { DigestMismatch, fanout, LostClaim, Silence, SourceError } from "./fanout.ts";
+import { DigestMismatch, fanout, LostClaim, ShuttingDown, Silence, SourceError } from "./fanout.ts";
 import { type Entry, type Index, keyFits } from "./index_db.ts";
 import { health } from "./health.ts";
 import { Fenced, isBusy, LOCKED_ANSWER } from "./group_commit.ts";
@@ -103,10 +103,33 @@ export class Store {
   /** Keys with an operation in flight here: a fast 409 before the index. */
   #busy = new Set<string>();
   #placed = new WeakMap<Entry, { balance: string; path: string }>();
+  /** The clean-ups of writes cut off by a stopping master, still under way (cleanedUp). */
+  #cleanups = new Set<Promise<unknown>>();
 
   constructor(index: Index, opts: StoreOptions) {
     this.index = index;
     this.opts = opts;
+  }
+
+  /**
+   * Resolves once the clean-ups of the writes a stopping master cut off
+   * (their files removed, their claims ended) are over, done or failed:
+   * they are not waited for by those writes' 503 (on an index another
+   * process holds the write lock of, each commit would wait up to 5 s, past
+   * the stop's grace); the master waits for them before it leaves the index.
+   * One the index never took leaves the key "writing" until its lease runs
+   * out, as a master killed mid-write does.
+   */
+  async cleanedUp(): Promise<void> {
+    await Promise.allSettled([...this.#cleanups]);
+  }
+
+  /** `work` (a cut-off write's clean-up), left to run: cleanedUp waits for it. */
+  #cleanUpLater(work: () => Promise<unknown>) {
+    const done: Promise<unknown> = work().catch(() => {}).finally(() =>
+      this.#cleanups.delete(done)
+    );
+    this.#cleanups.add(done);
   }
 
   kvolumes(key: Uint8Array): string[] {
@@ -242,12 +265,15 @@ export class Store {
           await claim.release().catch(() => {});
           return lostClaim(err, claim);
         }
+        // Cut off by a stopping master: answered before the clean-up.
+        const cleanUp = (work: () => Promise<unknown>) =>
+          err instanceof ShuttingDown ? this.#cleanUpLater(work) : work();
         if (err instanceof SourceError && prev && kvolumes.every((v) => untouched.has(v))) {
           // The body never ended, so no replica took it (nginx renames a
           // file into place only once whole, and lib/fanout.ts holds the
           // last chunk back until the source has ended): what was there
           // stays, an unlinked value included.
-          await claim.finish(prev.rec);
+          await cleanUp(() => claim.finish(prev.rec));
           return { status: err.status, message: err.message };
         }
         // No DELETE where neither this write nor an earlier value can have
@@ -257,7 +283,7 @@ export class Store {
         const maybe = kvolumes.filter((v) => !untouched.has(v) || had.includes(v));
         // A PUT sent whole and never answered may be stored yet, after
         // the key's next write: that waits out the lease (linger).
-        await this.#undo(key, maybe, claim, unansweredPuts.size > 0);
+        await cleanUp(() => this.#undo(key, maybe, claim, unansweredPuts.size > 0));
         return failedWrite(err);
       }
       const refused = refuseWritten(result, opts);
@@ -266,9 +292,16 @@ export class Store {
         return refused;
       }
       const live = liveRecord(kvolumes, result, opts.meta);
-      if (!await claim.finish(live)) {
-        return { status: 500, message: "Lost the claim on the key mid-write" };
+      let finished: boolean;
+      try {
+        finished = await claim.finish(live);
+      } catch (err) {
+        // The index locked at a stopping master's cut-off (GroupCommit
+        // stopRetrying): the value did not go live; its files go.
+        if (err instanceof ShuttingDown) this.#cleanUpLater(() => this.#undo(key, kvolumes, claim));
+        throw err;
       }
+      if (!finished) return { status: 500, message: "Lost the claim on the key mid-write" };
       // An unlinked or failed earlier value may have left files elsewhere.
       const stale = (prev?.rec.rvolumes ?? []).filter((v) => !kvolumes.includes(v));
       await this.#removeFiles(key, stale).catch(() => {});

@@ -513,3 +513,74 @@ Deno.test("SIGTERM: the stop's line says a PUT still uploading at the -drain dea
     await c.stop();
   }
 });
+
+/**
+ * SIGTERMs the master with a PUT of `key` in flight whose index writes wait
+ * on a lock another process holds on the index: taken while the body still
+ * comes in (`ended` false: the cut finds it uploading), or once the body
+ * has ended and its file is on the volume (`ended` true: the cut finds it
+ * waiting on the commit that would make it live). Returns the PUT's answer
+ * and the exit code; the lock is released after the master has exited.
+ */
+async function stopWhileLocked(
+  c: Cluster,
+  key: string,
+  opts: { ended: boolean },
+): Promise<{ status: number; body: string; code: number }> {
+  const slow = slowBody();
+  const answer = fetch(c.url + key, { method: "PUT", body: slow.body });
+  let unlock: (() => void) | null = null;
+  try {
+    await writingNow(c, key);
+    unlock = lockIndex(`${c.db}/index.sqlite3`);
+    if (opts.ended) {
+      slow.stop();
+      while ((await volumeFiles(c.volumes[0])).length === 0) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+    const master = c.masterProcess!;
+    master.kill("SIGTERM");
+    const res = await answer;
+    const body = await res.text();
+    slow.stop();
+    return { status: res.status, body, code: (await master.status).code };
+  } finally {
+    slow.stop();
+    unlock?.();
+  }
+}
+
+Deno.test("SIGTERM: a PUT uploading at the -drain deadline on a locked index answers 503 in time, leaves nothing, and the master exits 0", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
+  try {
+    const k = randomKey();
+    assertEquals(await stopWhileLocked(c, k, { ended: false }), {
+      status: 503,
+      body: CUT_OFF,
+      code: 0,
+    });
+    await c.startMaster();
+    assertEquals(await status(c.url + k), 404);
+    assertEquals(await volumeFiles(c.volumes[0]), []);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: a PUT waiting on a locked index's commit at the -drain deadline answers 503 in time, leaves nothing, and the master exits 0", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
+  try {
+    const k = randomKey();
+    assertEquals(await stopWhileLocked(c, k, { ended: true }), {
+      status: 503,
+      body: CUT_OFF,
+      code: 0,
+    });
+    await c.startMaster();
+    assertEquals(await status(c.url + k), 404);
+    assertEquals(await volumeFiles(c.volumes[0]), []);
+  } finally {
+    await c.stop();
+  }
+});

@@ -7,6 +7,7 @@ import {
   Fenced,
   GroupCommit,
   LIMITS,
+  retryBusy,
   takeBatch,
 } from "../lib/group_commit.ts";
 import { encodedKeySize, Index, keyFits } from "../lib/index_db.ts";
@@ -577,4 +578,52 @@ Deno.test("a batch whose commit a lock refused past retrying fails whole, not tr
   const writes = ["a", "b", "c"].map((k) => gc.write(cas(k)));
   for (const w of writes) await assertRejects(() => w, Error, "database is locked");
   assertEquals(gc.stats.failures, 1, `one failed commit (${fail.commits} tries)`);
+});
+
+const LOCKED_ERROR = () => new Error("database is locked");
+
+/** What `p` rejects with (null: it resolved). */
+function rejection(p: Promise<unknown>): Promise<unknown> {
+  return p.then(() => null, (err) => err);
+}
+
+Deno.test("retryBusy tries a locked write again, but not once its stop signal has aborted: it fails with the reason", async () => {
+  const stop = new AbortController();
+  let tries = 0;
+  const reason = new Error("stopping");
+  const work = () => {
+    if (++tries === 2) stop.abort(reason);
+    return Promise.reject(LOCKED_ERROR());
+  };
+  assertEquals(await rejection(retryBusy(work, 60_000, stop.signal)), reason);
+  assertEquals(tries, 2);
+});
+
+Deno.test("GroupCommit.stopRetrying: past the abort a commit refused as locked fails with the reason, and later writes at once", async () => {
+  let commits = 0;
+  const stop = new AbortController();
+  const reason = new Error("stopping");
+  const atomic = {
+    check: () => atomic,
+    set: () => atomic,
+    delete: () => atomic,
+    commit: () => {
+      commits++;
+      stop.abort(reason);
+      return Promise.reject(LOCKED_ERROR());
+    },
+  };
+  const commit = new GroupCommit({ atomic: () => atomic } as unknown as Deno.Kv);
+  commit.stopRetrying(stop.signal);
+  const cas = (k: string): Cas => ({
+    key: ["k", k],
+    expect: null,
+    value: 1,
+    size: 8,
+    keySize: 8,
+    fence: null,
+  });
+  assertEquals(await rejection(commit.write(cas("a"))), reason);
+  assertEquals(await rejection(commit.write(cas("b"))), reason);
+  assertEquals(commits, 1);
 });
