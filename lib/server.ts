@@ -411,7 +411,7 @@ function route(
 ): Promise<Response> {
   const { target, s3 } = call;
   return s3 && opts.s3
-    ? handleS3(store, opts.s3, req, { target, signal: signalOf(req, opts) })
+    ? handleS3(store, opts.s3, req, { target, signal: signalOf(req, opts.stop) })
     : target.query
     ? query(store, req, target.key, target.query)
     : dispatch(store, req, target, opts.stop);
@@ -422,8 +422,8 @@ function route(
  * flight cut off by a stopping master (an S3 GetObject's body streaming
  * from a volume is cut off then too).
  */
-function signalOf(req: Request, opts: ServerOptions): AbortSignal {
-  return opts.stop ? AbortSignal.any([req.signal, opts.stop]) : req.signal;
+function signalOf(req: Request, stop: AbortSignal | undefined): AbortSignal {
+  return stop ? AbortSignal.any([req.signal, stop]) : req.signal;
 }
 
 /**
@@ -485,7 +485,6 @@ async function dispatch(
   stop: AbortSignal | undefined,
 ): Promise<Response> {
   const { key, rawPath } = target;
-  const signal = () => stop ? AbortSignal.any([req.signal, stop]) : req.signal;
   switch (req.method) {
     case "GET":
     case "HEAD":
@@ -494,14 +493,14 @@ async function dispatch(
       return respondSized(
         await store.put(key, req.body, {
           contentLength: contentLength(req),
-          signal: signal(),
+          signal: signalOf(req, stop),
         }),
       );
     case "REPLACE":
       return respondSized(
         await store.replace(key, req.body, {
           contentLength: contentLength(req),
-          signal: signal(),
+          signal: signalOf(req, stop),
         }),
       );
     case "DELETE":

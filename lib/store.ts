@@ -228,20 +228,8 @@ export class Store {
       if (!claim) return inFlight();
       // Read once the claim is in the index: its commit carried this
       // master's fence, which a rebuild removes before it marks the index.
-      // An abandoned "writing" record taken over is asked about as no
-      // record is: a master killed amid this refusal left one over the
-      // value the index lacks. (One killed mid-write left the same record
-      // over what it had written: its whole copies are refused too, until
-      // rebuild records them. Nothing in the record tells the two apart.)
-      // One given up after a failed write or delete holds that one's files.
-      const unknown = !prev || (prev.rec.state === "writing" && isAbandoned(prev.rec));
-      if (unknown && this.index.markedIncomplete) {
-        const held = await this.#unindexedValue(key);
-        if (held) {
-          await claim.finish(null).catch(() => {});
-          return held;
-        }
-      }
+      const held = await this.#heldUnindexed(key, prev, claim);
+      if (held) return held;
       const signal = opts.signal ? AbortSignal.any([opts.signal, claim.signal]) : claim.signal;
       const untouched = new Set<string>();
       const unansweredPuts = new Set<string>();
@@ -307,6 +295,29 @@ export class Store {
       await this.#removeFiles(key, stale).catch(() => {});
       return { status: 201, bytes: result.bytes, record: live };
     });
+  }
+
+  /**
+   * PUT's and DELETE's check, once their claim is in, on an index marked
+   * incomplete: with no record, or an abandoned "writing" one, the volumes
+   * may hold the value the index lacks (a master killed amid this refusal
+   * left such a record over it; one killed mid-write left the same over
+   * what it had written, whose copies are refused too until rebuild records
+   * them: nothing in the record tells the two apart). Then #unindexedValue's
+   * answer, the claim ended (the record dropped, the files kept for
+   * rebuild); null to go on. A record given up after a failed write or
+   * delete (not abandoned) holds that call's own files: not asked about.
+   */
+  async #heldUnindexed(
+    key: Uint8Array,
+    prev: Entry | null,
+    claim: Claim,
+  ): Promise<Outcome | null> {
+    if (!this.index.markedIncomplete) return null;
+    if (prev && !(prev.rec.state === "writing" && isAbandoned(prev.rec))) return null;
+    const held = await this.#unindexedValue(key);
+    if (held) await claim.finish(null).catch(() => {});
+    return held;
   }
 
   /**
@@ -909,18 +920,10 @@ export class Store {
       await claim.release().catch(() => {});
       return lostClaim(new LostClaim(), claim);
     }
-    // An abandoned "writing" record on an incomplete index (read once the
-    // claim, carrying this master's fence, is in) may sit over the value
-    // the index lacks: a master killed amid PUT's refusal left it. Its files
-    // are asked about as PUT's are, and kept for rebuild when there. (One
-    // given up after a failed write or delete holds that one's files.)
-    if (prev.rec.state === "writing" && isAbandoned(prev.rec) && this.index.markedIncomplete) {
-      const held = await this.#unindexedValue(key);
-      if (held) {
-        await claim.finish(null).catch(() => {});
-        return held;
-      }
-    }
+    // Read once the claim, carrying this master's fence, is in: files kept
+    // for rebuild when they may be the value the index lacks.
+    const held = await this.#heldUnindexed(key, prev, claim);
+    if (held) return held;
     try {
       await this.#removeFiles(key, prev.rec.rvolumes);
     } catch (err) {
