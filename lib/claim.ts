@@ -90,13 +90,15 @@ export class Claim {
   /**
    * Claims `key`, replacing `prev` (null: the key has no record), with a
    * "writing" record on `rvolumes`. Null when another writer was first.
+   * `signal` (a request's): not taken, rejecting with its reason, if its
+   * commit has not started at the abort.
    */
   static async take(
     index: Index,
     key: Uint8Array,
     prev: Entry | null,
     rvolumes: string[],
-    opts: ClaimOptions,
+    opts: ClaimOptions & { signal?: AbortSignal },
   ): Promise<Claim | null> {
     const rec: Record = {
       state: "writing",
@@ -106,7 +108,7 @@ export class Claim {
       owner: opts.owner,
       until: Date.now() + opts.lease,
     };
-    const vs = await index.cas(key, prev?.versionstamp ?? null, rec);
+    const vs = await index.cas(key, prev?.versionstamp ?? null, rec, { signal: opts.signal });
     return vs === null ? null : new Claim(index, key, rec, vs, opts.lease, { ...rec, until: 0 });
   }
 

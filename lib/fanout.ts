@@ -243,7 +243,8 @@ async function readSource(
   }
 }
 
-function sourceError(err: unknown): SourceError {
+/** `err`, a failure of the client's body, as one (400 unless it says its status). */
+export function sourceError(err: unknown): SourceError {
   if (err instanceof SourceError) return err;
   const why = err instanceof Error ? err.message : String(err);
   return new SourceError(400, `The request body ended early: ${why}`);

@@ -161,13 +161,32 @@ export class GroupCommit {
     this.#stop = signal;
   }
 
-  /** Resolves to the new versionstamp, or null when `expect` no longer held. */
-  write(cas: Cas): Promise<string | null> {
+  /**
+   * Resolves to the new versionstamp, or null when `expect` no longer held.
+   * `signal`: a write still queued at its abort (behind a commit under way,
+   * which a locked index holds up to 5 s) is dropped, never written, and
+   * fails with the reason; one the index is already trying is waited for.
+   */
+  write(cas: Cas, opts: { signal?: AbortSignal } = {}): Promise<string | null> {
     if (this.#lockedAtStop) return Promise.reject(this.#stop!.reason);
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ cas, resolve, reject });
+    const { signal } = opts;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    let drop = () => {};
+    const written = new Promise<string | null>((resolve, reject) => {
+      const p: Pending = { cas, resolve, reject };
+      this.#queue.push(p);
       if (!this.#running) this.#run();
+      drop = () => {
+        const at = this.#queue.indexOf(p);
+        if (at < 0) return;
+        this.#queue.splice(at, 1);
+        reject(signal!.reason);
+      };
     });
+    if (!signal) return written;
+    signal.addEventListener("abort", drop, { once: true });
+    // The listener goes with the write's end (a request's signal outlives it).
+    return written.finally(() => signal.removeEventListener("abort", drop));
   }
 
   async #run() {

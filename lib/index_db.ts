@@ -517,12 +517,14 @@ export class Index {
    * Sets (or with `rec: null` deletes) a key's record if its versionstamp is
    * still `expect` (null: the key must not exist). Resolves to the new
    * versionstamp, or null when another writer got there first. Durable when
-   * it resolves: the commit is fsynced.
+   * it resolves: the commit is fsynced. `signal`: dropped, unwritten, if
+   * still queued for a commit at its abort (GroupCommit.write).
    */
   async cas(
     key: Uint8Array,
     expect: string | null,
     rec: Record | null,
+    opts: { signal?: AbortSignal } = {},
   ): Promise<string | null> {
     const fence = await this.#ready();
     // The filter must hold a key before the key can exist.
@@ -534,7 +536,7 @@ export class Index {
       size: rec === null ? 0 : recordSize(rec),
       keySize: encodedKeySize(key),
       fence,
-    });
+    }, opts);
     if (vs !== null) {
       this.#remember(key, rec === null ? null : { rec, versionstamp: vs }, vs);
     } else {
@@ -570,9 +572,9 @@ export class Index {
     return (await this.membership?.ready()) ?? null;
   }
 
-  async #write(cas: Cas): Promise<string | null> {
+  async #write(cas: Cas, opts: { signal?: AbortSignal } = {}): Promise<string | null> {
     try {
-      return await this.commits.write(cas);
+      return await this.commits.write(cas, opts);
     } catch (err) {
       // Taken for gone by another member: join again before the next write.
       if (err instanceof Fenced) this.membership?.lapsed();

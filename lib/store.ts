@@ -7,7 +7,15 @@
 // live key without its files; at worst a "writing" record or orphan files.
 import { latin1 } from "./bytes.ts";
 import { Claim, isAbandoned, isClaimed, isLingering, unleased } from "./claim.ts";
-import { DigestMismatch, fanout, LostClaim, ShuttingDown, Silence, SourceError } from "./fanout.ts";
+import {
+  DigestMismatch,
+  fanout,
+  LostClaim,
+  ShuttingDown,
+  Silence,
+  SourceError,
+  sourceError,
+} from "./fanout.ts";
 import { type Entry, type Index, keyFits } from "./index_db.ts";
 import { health } from "./health.ts";
 import { Fenced, isBusy, LOCKED_ANSWER } from "./group_commit.ts";
@@ -224,19 +232,28 @@ export class Store {
       // version): a rename of it may land yet, over this PUT's file.
       if (prev?.rec.next) return unfinishedSwitch();
       const kvolumes = this.kvolumes(key);
-      const claim = await Claim.take(this.index, key, prev, kvolumes, this.opts);
+      const signal = opts.signal;
+      let claim;
+      try {
+        claim = await Claim.take(this.index, key, prev, kvolumes, { ...this.opts, signal });
+      } catch (err) {
+        // Cut off (or the client gone) while the claim waited its turn for
+        // a commit (behind one a locked index holds): nothing was written.
+        if (signal?.aborted && err === signal.reason) return failedWrite(sourceError(err));
+        throw err;
+      }
       if (!claim) return inFlight();
       // Read once the claim is in the index: its commit carried this
       // master's fence, which a rebuild removes before it marks the index.
       const held = await this.#heldUnindexed(key, prev, claim);
       if (held) return held;
-      const signal = opts.signal ? AbortSignal.any([opts.signal, claim.signal]) : claim.signal;
+      const writing = signal ? AbortSignal.any([signal, claim.signal]) : claim.signal;
       const untouched = new Set<string>();
       const unansweredPuts = new Set<string>();
       let result;
       try {
         result = await this.#write(key2path(key), kvolumes, body, {
-          signal,
+          signal: writing,
           md5: opts.md5,
           size: opts.contentLength,
           fence: () => claim.holds,

@@ -514,6 +514,18 @@ Deno.test("SIGTERM: the stop's line says a PUT still uploading at the -drain dea
   }
 });
 
+/** Waits until the index holds a record of `key` (a writer's claim, written). */
+async function claimCommitted(c: Cluster, key: string): Promise<void> {
+  const kv = await Deno.openKv(`${c.db}/index.sqlite3`);
+  try {
+    while ((await kv.get(["k", new TextEncoder().encode(key)])).versionstamp === null) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  } finally {
+    kv.close();
+  }
+}
+
 /**
  * SIGTERMs the master with a PUT of `key` in flight whose index writes wait
  * on a lock another process holds on the index: taken while the body still
@@ -532,6 +544,9 @@ async function stopWhileLocked(
   let unlock: (() => void) | null = null;
   try {
     await writingNow(c, key);
+    // RELINK's 409 comes as the PUT starts, maybe before its claim's commit:
+    // locked first, that commit would be what the cut finds.
+    await claimCommitted(c, key);
     unlock = lockIndex(`${c.db}/index.sqlite3`);
     if (opts.ended) {
       slow.stop();

@@ -627,3 +627,57 @@ Deno.test("GroupCommit.stopRetrying: past the abort a commit refused as locked f
   assertEquals(await rejection(commit.write(cas("b"))), reason);
   assertEquals(commits, 1);
 });
+
+/**
+ * A Deno KV whose commits wait for `gate.open()`; `sets` lists the keys
+ * (their last part) each commit wrote.
+ */
+function gatedKv(): { kv: Deno.Kv; sets: string[][]; open(): void } {
+  const gate = Promise.withResolvers<void>();
+  const sets: string[][] = [];
+  let batch: string[] = [];
+  const atomic = {
+    check: () => atomic,
+    set: (key: Deno.KvKey) => (batch.push(String(key[1])), atomic),
+    delete: () => atomic,
+    commit: async () => {
+      sets.push(batch);
+      batch = [];
+      await gate.promise;
+      return { ok: true, versionstamp: "00000000000000010000" };
+    },
+  };
+  return { kv: { atomic: () => atomic } as unknown as Deno.Kv, sets, open: gate.resolve };
+}
+
+Deno.test("a write still queued behind a commit under way fails at its signal's abort, with the reason, and is never written", async () => {
+  // A PUT's claim queued behind a heartbeat's commit that a locked index
+  // holds for 5 s: cut off by a stopping master, it answers at once.
+  const { kv, sets, open } = gatedKv();
+  const gc = new GroupCommit(kv);
+  const first = gc.write(cas("a"));
+  while (sets.length === 0) await new Promise((r) => setTimeout(r, 1));
+  const cut = new AbortController();
+  const reason = new Error("cut off");
+  const queued = rejection(gc.write(cas("b"), { signal: cut.signal }));
+  cut.abort(reason);
+  assertEquals(await queued, reason);
+  open();
+  assertEquals(await first, "00000000000000010000");
+  assertEquals(sets, [["a"]]);
+});
+
+Deno.test("a write whose signal has aborted already fails at once, and one in a commit under way at the abort is waited for", async () => {
+  const { kv, sets, open } = gatedKv();
+  const gc = new GroupCommit(kv);
+  const reason = new Error("cut off");
+  assertEquals(await rejection(gc.write(cas("a"), { signal: AbortSignal.abort(reason) })), reason);
+  const cut = new AbortController();
+  const trying = gc.write(cas("b"), { signal: cut.signal });
+  while (sets.length === 0) await new Promise((r) => setTimeout(r, 1));
+  cut.abort(reason);
+  open();
+  // It may land (the index may have taken it): its outcome is the commit's.
+  assertEquals(await trying, "00000000000000010000");
+  assertEquals(sets, [["b"]]);
+});
