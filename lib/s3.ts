@@ -252,13 +252,23 @@ interface Address {
 }
 
 /**
+ * The scheme a TLS-terminating proxy in front says the client used
+ * (X-Forwarded-Proto, its first entry: "https:"), for the URLs the gateway
+ * answers with; null when it names none of http and https.
+ */
+function schemeOf(req: Request): string | null {
+  const proto = req.headers.get("x-forwarded-proto")?.split(",")[0].trim().toLowerCase();
+  return proto === "https" || proto === "http" ? `${proto}:` : null;
+}
+
+/**
  * Path-style: "/bucket/some/key". Virtual-hosted: the bucket from the Host,
  * the whole path its key ("/" alone: the bucket itself).
  */
 function addressOf(req: Request, target: Target, opts: S3Options): Address {
   const bucket = opts.domain ? hostBucket(req.headers.get("host"), opts.domain) : null;
   const { protocol, host } = new URL(req.url);
-  const origin = `${protocol}//${req.headers.get("host") ?? host}`;
+  const origin = `${schemeOf(req) ?? protocol}//${req.headers.get("host") ?? host}`;
   if (bucket === null) {
     const { bucket, object } = splitKey(target.key);
     return { bucket, object, key: target.key, url: `${origin}/${bucket}/${escapePath(object)}` };

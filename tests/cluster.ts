@@ -348,12 +348,13 @@ export async function rawRequest(
   method: string,
   path: string,
   body = "",
-  opts: { host?: string } = {},
+  opts: { host?: string; headers?: { [name: string]: string } } = {},
 ): Promise<{ status: number; headers: Headers; body: string }> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   const host = opts.host ?? "127.0.0.1";
+  const extra = Object.entries(opts.headers ?? {}).map(([k, v]) => `${k}: ${v}\r\n`).join("");
   const head = `${method} ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n` +
-    `Content-Length: ${new TextEncoder().encode(body).length}\r\n\r\n`;
+    `${extra}Content-Length: ${new TextEncoder().encode(body).length}\r\n\r\n`;
   await conn.write(new TextEncoder().encode(head + body));
   const chunks: Uint8Array[] = [];
   const buf = new Uint8Array(65536);

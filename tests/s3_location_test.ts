@@ -22,8 +22,13 @@ function bucketName(): string {
  * A one-part upload of "hello" to `path` (as sent: escaped), completed;
  * the Complete's status and body. `host` is the Host of every request.
  */
-async function completeOnePart(c: Cluster, path: string, host: string) {
-  const opts = { host };
+async function completeOnePart(
+  c: Cluster,
+  path: string,
+  host: string,
+  headers: { [name: string]: string } = {},
+) {
+  const opts = { host, headers };
   const created = await rawRequest(c.masterPort, "POST", `${path}?uploads`, "", opts);
   assertEquals(created.status, 200, created.body);
   const id = /<UploadId>([^<]+)<\/UploadId>/.exec(created.body)![1];
@@ -76,6 +81,39 @@ Deno.test("CompleteMultipartUpload's Location in virtual-hosted style is on the 
     assertEquals(done, {
       status: 200,
       body: resultXml(`http://${host}/photos/cat.jpg`, bucket, "photos/cat.jpg"),
+    });
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("CompleteMultipartUpload's Location behind a TLS proxy has the scheme its X-Forwarded-Proto names", async () => {
+  const c = await Cluster.start({ flags: ["-s3"] });
+  try {
+    const bucket = bucketName();
+    const host = "store.example.com";
+    const proxied = { "X-Forwarded-Proto": "https" };
+    const done = await completeOnePart(c, `/${bucket}/a.bin`, host, proxied);
+    assertEquals(done, {
+      status: 200,
+      body: resultXml(`https://${host}/${bucket}/a.bin`, bucket, "a.bin"),
+    });
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("an X-Forwarded-Proto other than http or https leaves Location's scheme the request's", async () => {
+  const c = await Cluster.start({ flags: ["-s3"] });
+  try {
+    const bucket = bucketName();
+    const host = `127.0.0.1:${c.masterPort}`;
+    const done = await completeOnePart(c, `/${bucket}/a.bin`, host, {
+      "X-Forwarded-Proto": "javascript",
+    });
+    assertEquals(done, {
+      status: 200,
+      body: resultXml(`http://${host}/${bucket}/a.bin`, bucket, "a.bin"),
     });
   } finally {
     await c.stop();
