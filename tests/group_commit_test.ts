@@ -681,3 +681,18 @@ Deno.test("a write whose signal has aborted already fails at once, and one in a 
   assertEquals(await trying, "00000000000000010000");
   assertEquals(sets, [["b"]]);
 });
+
+Deno.test("a lone write dropped at its signal's abort before its commit began leaves the committer working: the next write lands", async () => {
+  const { kv, sets, open } = gatedKv();
+  open();
+  const gc = new GroupCommit(kv);
+  const cut = new AbortController();
+  const reason = new Error("cut off");
+  // Queued, then dropped in the same turn: the committer wakes to an empty queue.
+  const dropped = rejection(gc.write(cas("a"), { signal: cut.signal }));
+  cut.abort(reason);
+  assertEquals(await dropped, reason);
+  await new Promise((r) => setTimeout(r, 10));
+  assertEquals(await gc.write(cas("b")), "00000000000000010000");
+  assertEquals(sets, [["b"]]);
+});
