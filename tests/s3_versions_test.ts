@@ -2,6 +2,8 @@
 // empty a bucket version by version) on buckets that were never versioned:
 // as S3 answers for one, every object is its one version, "null", the latest.
 import {
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
   ListObjectVersionsCommand,
   PutObjectCommand,
   type S3Client,
@@ -84,6 +86,25 @@ Deno.test("ListObjectVersions on an unversioned bucket", async (t) => {
       await putAll(s3, Bucket, ["k"]);
       const call = s3.send(new ListObjectVersionsCommand({ Bucket, VersionIdMarker: "null" }));
       assertEquals(await failure(call), ["InvalidArgument", 400]);
+    });
+
+    await t.step("DeleteObjects names the version null a key was deleted by", async () => {
+      const Bucket = `v-${crypto.randomUUID().slice(0, 8)}`;
+      await putAll(s3, Bucket, ["k1", "k2"]);
+      const out = await s3.send(
+        new DeleteObjectsCommand({
+          Bucket,
+          Delete: { Objects: [{ Key: "k1", VersionId: "null" }, { Key: "k2" }] },
+        }),
+      );
+      assertEquals(out.Deleted, [{ Key: "k1", VersionId: "null" }, { Key: "k2" }]);
+    });
+
+    await t.step("DeleteObject of version null answers x-amz-version-id null", async () => {
+      const Bucket = `v-${crypto.randomUUID().slice(0, 8)}`;
+      await putAll(s3, Bucket, ["k"]);
+      const out = await s3.send(new DeleteObjectCommand({ Bucket, Key: "k", VersionId: "null" }));
+      assertEquals([out.$metadata.httpStatusCode, out.VersionId], [204, "null"]);
     });
 
     await t.step("a bucket that does not exist is 404 NoSuchBucket", async () => {
