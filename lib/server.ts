@@ -284,10 +284,11 @@ async function counted(
  * Whether the client asked for a 100 Continue that Deno never sends: an
  * empty body's (Content-Length: 0, which botocore sends with
  * `Expect: 100-continue` on every empty PutObject and UploadPart). Its
- * connection is closed after the answer: botocore before 1.43.77 parses the
- * next answer on a connection whose 100 Continue never came with this
- * answer's status line, and its read then stalls for its 60 s timeout (an
- * `aws s3 sync` of a tree holding empty files), then retries.
+ * answer says `Connection: close`, so the client drops the connection:
+ * botocore before 1.43.77 parses the next answer on a connection whose
+ * 100 Continue never came with this answer's status line, and its read then
+ * stalls for its 60 s timeout (an `aws s3 sync` of a tree holding empty
+ * files), then sends the request again.
  */
 function continueUnsent(req: Request): boolean {
   return req.headers.get("expect")?.toLowerCase() === "100-continue" &&
