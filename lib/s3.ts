@@ -305,6 +305,7 @@ function bucketCall(s3: S3Request): Promise<Response> {
     if (q.has("uploads")) return multipart.listUploads(s3);
     if (q.has("location")) return listing.location(s3);
     if (q.has("versioning")) return listing.versioning(s3);
+    if (q.has("versions")) return listing.listVersions(s3);
     return q.get("list-type") === "2" ? listing.listV2(s3) : listing.listV1(s3);
   }
   if (method === "HEAD") return listing.headBucket(s3);
@@ -351,7 +352,6 @@ const UNSUPPORTED = [
   "policyStatus",
   "cors",
   "lifecycle",
-  "versions",
   "legal-hold",
   "retention",
   "object-lock",
@@ -401,8 +401,8 @@ function refuseUnsupported(s3: S3Request) {
   if (s3.req.headers.has("x-amz-write-offset-bytes")) {
     throw notImplemented("Appending to an object (x-amz-write-offset-bytes)");
   }
-  // Only read: GetBucketVersioning and GetBucketLocation are answered.
-  for (const name of ["versioning", "location"]) {
+  // Only read: GetBucketVersioning, GetBucketLocation and ListObjectVersions are answered.
+  for (const name of ["versioning", "location", "versions"]) {
     if (s3.query.has(name) && s3.req.method !== "GET") {
       throw notImplemented(`${s3.req.method} ?${name}`);
     }

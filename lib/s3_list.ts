@@ -6,7 +6,7 @@ import { keyFits } from "./index_db.ts";
 import type { Record } from "./record.ts";
 import type { S3Request } from "./s3.ts";
 import { escapePath } from "./s3_auth.ts";
-import { etagOf } from "./s3_objects.ts";
+import { checkVersionId, etagOf } from "./s3_objects.ts";
 import { argumentError, s3Error, type XmlNode, xmlResponse, xmlTime } from "./s3_xml.ts";
 
 const encoder = new TextEncoder();
@@ -119,8 +119,8 @@ export async function listV1(s3: S3Request): Promise<Response> {
   });
   if (page.items.length === 0 && !await bucketExists(s3)) throw noSuchBucket();
   const show = text(url);
-  const last = page.items.at(-1);
-  const nextMarker = page.next && last ? show("key" in last ? last.key : last.prefix) : undefined;
+  const last = resumeAt(page);
+  const nextMarker = last ? show("key" in last ? last.key : last.prefix) : undefined;
   return xmlResponse("ListBucketResult", {
     Name: s3.bucket,
     Prefix: show(prefix),
@@ -132,6 +132,59 @@ export async function listV1(s3: S3Request): Promise<Response> {
     IsTruncated: page.next !== null,
     ...entries(page.items, show, true),
   });
+}
+
+/**
+ * ListObjectVersions, for buckets never versioned (the only kind here): as
+ * S3 answers for one, every object is its one version, "null", the latest,
+ * paged by key-marker (version-id-marker "null" resumes after that key).
+ */
+export async function listVersions(s3: S3Request): Promise<Response> {
+  const { prefix, delimiter, max, url } = common(s3);
+  const keyMarker = s3.query.get("key-marker") ?? "";
+  const versionMarker = s3.query.get("version-id-marker") ?? "";
+  if (versionMarker !== "" && keyMarker === "") {
+    throw s3Error(
+      "InvalidArgument",
+      "A version-id marker cannot be specified without a key marker.",
+    );
+  }
+  if (versionMarker !== "") checkVersionId(versionMarker);
+  const page = max === 0 ? { items: [], next: null } : await listPage(s3, {
+    prefix,
+    delimiter,
+    start: keyMarker ? afterKey(s3.bucket, keyMarker) : null,
+    max,
+    after: keyMarker ? encoder.encode(`/${s3.bucket}/${keyMarker}`) : undefined,
+  });
+  if (page.items.length === 0 && !await bucketExists(s3)) throw noSuchBucket();
+  const show = text(url);
+  const last = resumeAt(page);
+  const { Contents, CommonPrefixes } = entries(page.items, show, true);
+  return xmlResponse("ListVersionsResult", {
+    Name: s3.bucket,
+    Prefix: show(prefix),
+    KeyMarker: show(keyMarker),
+    VersionIdMarker: versionMarker,
+    NextKeyMarker: last ? show("key" in last ? last.key : last.prefix) : undefined,
+    NextVersionIdMarker: last && "key" in last ? "null" : undefined,
+    Delimiter: delimiter.length ? show(delimiter) : undefined,
+    MaxKeys: max,
+    EncodingType: url ? "url" : undefined,
+    IsTruncated: page.next !== null,
+    Version: Contents.map(({ Key, ...rest }) => ({
+      Key,
+      VersionId: "null",
+      IsLatest: true,
+      ...rest,
+    })),
+    CommonPrefixes,
+  });
+}
+
+/** A truncated page's last item, which the next page's marker names; null when not truncated. */
+function resumeAt(page: Page): Item | null {
+  return page.next ? page.items.at(-1) ?? null : null;
 }
 
 function common(s3: S3Request) {
@@ -176,7 +229,11 @@ export function countParam(
   return n === 0 ? 0 : Math.min(n, cap);
 }
 
-function entries(items: Item[], show: (b: Uint8Array) => string, owner: boolean): XmlNode {
+function entries(
+  items: Item[],
+  show: (b: Uint8Array) => string,
+  owner: boolean,
+): { Contents: XmlNode[]; CommonPrefixes: XmlNode[] } {
   const contents: XmlNode[] = [];
   const prefixes: XmlNode[] = [];
   for (const item of items) {

@@ -830,6 +830,9 @@ export async function deleteObject(s3: S3Request): Promise<Response> {
   if (wasLive) await keepBucket(s3);
   const deleted = await deleteKey(s3.store, s3.key, s3.req.headers.get("if-match") ?? undefined);
   const res = new Response(null, { status: 204 });
+  // As S3, the version deleted is named when one was asked for (null, the only one).
+  const version = s3.query.get("versionId");
+  if (version !== undefined) res.headers.set("x-amz-version-id", version);
   if (!deleted) unwritten.add(res);
   return res;
 }
@@ -878,7 +881,9 @@ export async function deleteObjects(s3: S3Request): Promise<Response> {
   const xml = await readWhole(s3.body(), XML_MAX);
   const { keys, versions, etags, quiet } = parseDelete(new TextDecoder().decode(xml));
   await keepBucket(s3);
-  const results: { Key: string; Code?: string; Message?: string }[] = keys.map((k) => ({ Key: k }));
+  // As S3, each answer names the version asked for (null, the only one).
+  const results: { Key: string; VersionId?: string; Code?: string; Message?: string }[] = keys
+    .map((k, i) => ({ Key: k, VersionId: versions[i] }));
   // Whether every key's answer is a delete made (fenced), none a record read.
   let allWritten = true;
   const refused: S3Error[] = [];

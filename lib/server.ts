@@ -267,7 +267,7 @@ async function counted(
     answered = true;
     // Cut off by a stopping master (or answered after): the connection
     // goes with the server, not back to a keep-alive pool.
-    if (drain.signal.aborted) res.headers.set("Connection", "close");
+    if (drain.signal.aborted || continueUnsent(req)) res.headers.set("Connection", "close");
     const seconds = (performance.now() - started) / 1000;
     metrics.request(req.method, res.status, seconds, received.get(res) ?? 0, bodySize(res));
     traffic.request(req.method, res.status);
@@ -278,6 +278,21 @@ async function counted(
     if (completed) completed.then(leave, leave);
     else leave();
   }
+}
+
+/**
+ * Whether the client asked for a 100 Continue that Deno never sends: an
+ * empty body's (Content-Length: 0, which botocore sends with
+ * `Expect: 100-continue` on every empty PutObject and UploadPart). Its
+ * answer says `Connection: close`, so the client drops the connection:
+ * botocore before 1.43.77 parses the next answer on a connection whose
+ * 100 Continue never came with this answer's status line, and its read then
+ * stalls for its 60 s timeout (an `aws s3 sync` of a tree holding empty
+ * files), then sends the request again.
+ */
+function continueUnsent(req: Request): boolean {
+  return req.headers.get("expect")?.toLowerCase() === "100-continue" &&
+    req.headers.get("content-length") === "0";
 }
 
 function bodySize(res: Response): number {
