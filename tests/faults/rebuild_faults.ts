@@ -35,21 +35,31 @@ export interface SlowCluster {
   volumes: string;
   /** A master on them (the cluster's own is stopped). */
   m: SpawnedMaster;
+  /** The file its commits' keys are logged to, when asked for. */
+  commitLog: string | undefined;
   /** Resumes the master if paused, and stops it, the proxies and the cluster. */
   stop(): Promise<void>;
 }
 
-/** A cluster whose volumes list slowly, and a master on them; `flags`: the master's own (-s3). */
-export async function slowCluster(opts: { flags?: string[] } = {}): Promise<SlowCluster> {
+/**
+ * A cluster whose volumes list slowly, and a master on them; `flags`: the
+ * master's own (-s3); `commitLog`: the master logs its commits' keys (see
+ * Cluster.spawnMaster's `commitLog`).
+ */
+export async function slowCluster(
+  opts: { flags?: string[]; commitLog?: boolean } = {},
+): Promise<SlowCluster> {
   const c = await Cluster.start({ flags: opts.flags });
   await c.stopMaster();
   const proxies = c.volumes.map((v) => new SlowListing(v));
   const volumes = proxies.map((p) => p.volume).join(",");
-  const m = await c.spawnMaster(["-volumes", volumes]);
+  const commitLog = opts.commitLog ? `${c.dir}/commits` : undefined;
+  const m = await c.spawnMaster(["-volumes", volumes], {}, { commitLog });
   return {
     c,
     volumes,
     m,
+    commitLog,
     async stop() {
       m.proc.kill("SIGCONT");
       await m.stop();

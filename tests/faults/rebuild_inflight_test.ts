@@ -8,6 +8,8 @@
 // rebuild was refilling (201). Both answer 503 now.
 import {
   type Cluster,
+  commitSent,
+  justBeaten,
   randomBytes,
   randomKey,
   runMain,
@@ -17,7 +19,7 @@ import {
 import { assertEquals } from "../assert.ts";
 import { errorAnswer, errorXml } from "../s3_answers.ts";
 import { lockIndex } from "../lock_index.ts";
-import { REBUILD_RUNNING, sleep, slowCluster } from "./rebuild_faults.ts";
+import { REBUILD_RUNNING, sleep, type SlowCluster, slowCluster } from "./rebuild_faults.ts";
 
 /** Waits until the index at `db` has a rebuild registered and holds no key's record. */
 async function cleared(db: string): Promise<void> {
@@ -54,8 +56,8 @@ type Spawn = () => Promise<SpawnedMaster>;
 /**
  * A master on volumes that list slowly, holding one live key, paused while a
  * rebuild clears the index; `run` gets them with the master still paused.
- * `pausing`: what the master is doing as it is paused (index: the SQLite
- * file). `flags`: the master's own (-s3).
+ * `pausing`: what the master is doing as it is paused. `flags`: the
+ * master's own (-s3); `commitLog`: as slowCluster's.
  */
 async function pausedThroughClear(
   run: (
@@ -66,17 +68,18 @@ async function pausedThroughClear(
     c: Cluster,
   ) => Promise<void>,
   opts: {
-    pausing?: (m: SpawnedMaster, key: string, index: string) => Promise<void>;
+    pausing?: (slow: SlowCluster, key: string) => Promise<void>;
     flags?: string[];
+    commitLog?: boolean;
   } = {},
 ): Promise<void> {
   const pausing = opts.pausing ?? (async () => {});
-  const slow = await slowCluster({ flags: opts.flags });
+  const slow = await slowCluster({ flags: opts.flags, commitLog: opts.commitLog });
   const { c, volumes, m } = slow;
   try {
     const key = randomKey("/rebuild-inflight");
     assertEquals(await status(m.url + key, { method: "PUT", body: randomBytes(1000) }), 201);
-    await pausing(m, key, `${c.db}/index.sqlite3`);
+    await pausing(slow, key);
     m.proc.kill("SIGSTOP");
     const rebuild = runMain(["rebuild", "-db", c.db, "-volumes", volumes]);
     const rebuilt = rebuild.then((done) => assertEquals(done.code, 0, done.stdout + done.stderr));
@@ -150,15 +153,21 @@ Deno.test("a PUT whose index write a locked index held up, its master paused thr
       ],
     );
   }, {
-    pausing: async (m, _key, index) => {
+    pausing: async ({ c, m, commitLog }) => {
       // Held by SQLite's write lock: the PUT's first commit (its claim) waits
       // on it, and is tried again on and on (up to 10 s) until the lock goes.
-      const unlock = lockIndex(index);
+      // Taken just after a heartbeat: the claim takes its fence before the
+      // next heartbeat waits on the lock (a write asked for later waits for
+      // a heartbeat that lands: after the pause, when the rebuild is seen).
+      await justBeaten(c.db, m.proc.pid);
+      const unlock = lockIndex(`${c.db}/index.sqlite3`);
       put = fetch(m.url + fresh, { method: "PUT", body: "late" });
-      await sleep(300);
+      // Paused once that commit, its fence in it, is sent: not after a guessed time.
+      await commitSent(commitLog!, fresh);
       m.proc.kill("SIGSTOP");
       unlock();
     },
+    commitLog: true,
   });
 });
 
@@ -201,7 +210,7 @@ Deno.test("an S3 DeleteObject taken up by a master resumed amid a rebuild answer
     assertEquals(await status(m.url + key), 302);
   }, {
     flags: ["-s3"],
-    pausing: async (m, key) => {
+    pausing: async ({ m }, key) => {
       const bucket = key.split("/")[1];
       assertEquals(await status(`${m.url}/${bucket}?x-id=CreateBucket`, { method: "PUT" }), 200);
     },
@@ -225,7 +234,7 @@ Deno.test("an S3 DeleteObjects taken up by a master resumed amid a rebuild answe
     assertEquals(await status(m.url + key), 302);
   }, {
     flags: ["-s3"],
-    pausing: async (m, key) => {
+    pausing: async ({ m }, key) => {
       const bucket = key.split("/")[1];
       assertEquals(await status(`${m.url}/${bucket}?x-id=CreateBucket`, { method: "PUT" }), 200);
     },
@@ -253,7 +262,7 @@ Deno.test("an S3 DeleteBucket taken up by a master resumed amid a rebuild answer
     assertEquals(await status(m.url + key), 302);
   }, {
     flags: ["-s3"],
-    pausing: async (m, key) => {
+    pausing: async ({ m }, key) => {
       const bucket = key.split("/")[1];
       assertEquals(await status(`${m.url}/${bucket}?x-id=CreateBucket`, { method: "PUT" }), 200);
     },
