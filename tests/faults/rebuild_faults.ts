@@ -1,7 +1,7 @@
 // What the rebuild fault tests share: volumes whose folder listings are
 // slow (a rebuild that takes seconds), a master on them, and the answer of
 // a master while a rebuild runs.
-import { Cluster, type SpawnedMaster } from "../cluster.ts";
+import { Cluster, type SpawnedMaster, status } from "../cluster.ts";
 import { VolumeProxy } from "./replace_faults.ts";
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -20,6 +20,20 @@ export const REBUILD_STOPPED_UNCHANGED =
   "rebuild: stopped: it was paused past its heartbeat, and masters took it for stopped " +
   "and may have written keys since; the index was not changed: stop the masters and run " +
   "rebuild again";
+
+/**
+ * The status of GET `url` once the master no longer answers 503 (it has yet
+ * to see the rebuild gone: its next heartbeat does, up to a second after),
+ * up to 20 s.
+ */
+export async function servedAgain(url: string): Promise<number> {
+  for (let i = 0; i < 200; i++) {
+    const s = await status(url);
+    if (s !== 503) return s;
+    await sleep(100);
+  }
+  throw new Error(`${url} still answers 503 after 20 s`);
+}
 
 /** Answers each folder listing 1 s late: a rebuild that takes seconds. */
 export class SlowListing extends VolumeProxy {
