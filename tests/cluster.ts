@@ -74,6 +74,45 @@ export async function listenPort(proc: Deno.ChildProcess): Promise<number> {
 /** Test-only: preloaded into a master, it moves its wall clock (see spawnMaster's `skew`). */
 const SKEWED_CLOCK = new URL("./skewed_clock.ts", import.meta.url).pathname;
 
+/** Test-only: preloaded into a master, it logs the keys its index commits write (`commitLog`). */
+const COMMIT_LOG = new URL("./commit_log.ts", import.meta.url).pathname;
+
+/**
+ * Waits until the master spawned with `commitLog: log` has handed Deno KV a
+ * commit writing `key`'s record: the request's index write is under way,
+ * its fence taken (on a locked index, waiting on the lock). Fails after `ms`.
+ */
+export async function commitSent(log: string, key: string, ms = 10_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!(await Deno.readTextFile(log).catch(() => "")).split("\n").includes(key)) {
+    if (Date.now() > until) throw new Error(`No commit writing ${key} was sent within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/**
+ * Waits until master process `pid` on the index at `db` has just written
+ * its heartbeat record (it changed): its next comes an interval (1 s) on.
+ * A test that locks the index then has that long before a heartbeat waits
+ * on the lock (and every read of the master's waits behind it).
+ */
+export async function justBeaten(db: string, pid: number): Promise<void> {
+  const kv = await Deno.openKv(`${db}/index.sqlite3`);
+  const mine = `${Deno.hostname()}:${pid}:`;
+  const stamp = async () => {
+    for await (const e of kv.list({ prefix: ["members"] })) {
+      if (String(e.key[1]).startsWith(mine)) return e.versionstamp;
+    }
+    return null;
+  };
+  try {
+    const first = await stamp();
+    while (await stamp() === first) await new Promise((r) => setTimeout(r, 10));
+  } finally {
+    kv.close();
+  }
+}
+
 export interface SpawnOptions {
   /** Ms to move the master's wall clock (Date.now) by: a machine whose clock is off. */
   skew?: number;
@@ -81,6 +120,8 @@ export interface SpawnOptions {
   stderr?: "piped";
   /** Its -volumes (a proxy in front of one: tests/hung_volume.ts); the cluster's by default. */
   volumes?: string[];
+  /** A file it logs the keys of its index commits to, as each is sent (see commitSent). */
+  commitLog?: string;
 }
 
 export interface SpawnedMaster {
@@ -248,12 +289,15 @@ export class Cluster {
     const args = ["-port", "0", "-db", this.db, "-volumes", volumes.join(",")];
     const skew = opts.skew === undefined ? [] : ["--preload", SKEWED_CLOCK];
     if (opts.skew !== undefined) env = { ...env, MKV_TEST_CLOCK_SKEW_MS: String(opts.skew) };
+    const commits = opts.commitLog === undefined ? [] : ["--preload", COMMIT_LOG];
+    if (opts.commitLog !== undefined) env = { ...env, MKV_TEST_COMMIT_LOG: opts.commitLog };
     return new Deno.Command(DENO, {
       args: [
         "run",
         "-A",
         MASTER_V8_FLAGS,
         ...skew,
+        ...commits,
         MAIN,
         "server",
         ...args,

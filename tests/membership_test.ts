@@ -241,7 +241,9 @@ Deno.test("a member whose heartbeats the index refuses still sees a rebuild regi
       const rebuild = `rebuild:${crypto.randomUUID()}`;
       const beat = setInterval(() => heartbeat(rebuild, Date.now() + 60_000), 10);
       try {
-        await sleep(100);
+        // Seen at the first beat that reads the rebuild's record (its write
+        // fsynced first: on a loaded disk, longer than a few beats).
+        for (let i = 0; i < 500 && !m.rebuilding; i++) await sleep(10);
         assertEquals(m.rebuilding, true);
         assertEquals(m.answerable(performance.now()), false);
       } finally {

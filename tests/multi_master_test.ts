@@ -4,6 +4,22 @@
 import { Cluster, randomKey, type SpawnedMaster, status } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 
+/**
+ * Waits until `key`'s record in the index is claimed, as master `url` (not
+ * the writer's) reads it: its RELINK answers 409 (on a live key or none,
+ * otherwise 404, changing nothing). The writer's own RELINK answers 409 as
+ * soon as its request starts, before its claim is written. Fails once
+ * `writing` (the writer's request) has answered.
+ */
+async function claimedOn(url: string, key: string, writing: Promise<unknown>): Promise<void> {
+  let answered = false;
+  writing.then(() => answered = true, () => answered = true);
+  while (await status(url + key, { method: "RELINK" }) !== 409) {
+    if (answered) throw new Error(`${key} was never seen claimed before its writer answered`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 async function withSecondMaster(
   c: Cluster,
   work: (url: string, other: SpawnedMaster) => Promise<void>,
@@ -76,7 +92,7 @@ Deno.test("a REBALANCE in flight holds its key on every master: a DELETE elsewhe
       await c.pauseVolume(3);
       const moving = fetch(c.url + key, { method: "REBALANCE" });
       try {
-        await new Promise((r) => setTimeout(r, 300));
+        await claimedOn(other, key, moving);
         assertEquals(await status(other + key, { method: "DELETE" }), 409);
       } finally {
         await c.resumeVolume(3);
@@ -103,7 +119,7 @@ Deno.test("a master paused past its lease mid-PUT writes nothing over the key's 
       const body = new ReadableStream<Uint8Array>({ start: (cc) => void (ctl = cc) });
       ctl.enqueue(new TextEncoder().encode("first part of the paused write, "));
       const paused = fetch(c.url + key, { method: "PUT", body });
-      await new Promise((r) => setTimeout(r, 500));
+      await claimedOn(other, key, paused);
       const pid = c.masterProcess!.pid;
       Deno.kill(pid, "SIGSTOP");
       try {

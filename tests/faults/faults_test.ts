@@ -364,7 +364,10 @@ Deno.test("SIGTERM: the master finishes the request in flight, then exits 0", as
     const body = new ReadableStream<Uint8Array>({ start: (cc) => void (ctl = cc) });
     ctl.enqueue(new TextEncoder().encode("before "));
     const put = fetch(c.url + k, { method: "PUT", body });
-    await new Promise((r) => setTimeout(r, 300));
+    // In flight once the master holds the key for it: its RELINK answers 409.
+    while (await status(c.url + k, { method: "RELINK" }) !== 409) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
     const master = c.masterProcess!;
     master.kill("SIGTERM");
     await new Promise((r) => setTimeout(r, 200));

@@ -5,7 +5,7 @@
 // master removes before trusting its memory: the late write fails, 503, and
 // writes nothing, rather than land unseen and leave the other answering
 // from a stale memory.
-import { Cluster, randomKey, status } from "../cluster.ts";
+import { Cluster, commitSent, justBeaten, randomKey, status } from "../cluster.ts";
 import { assertEquals } from "../assert.ts";
 import { lockIndex } from "../lock_index.ts";
 import { assertServes, VolumeProxy } from "./replace_faults.ts";
@@ -19,14 +19,21 @@ async function sole(url: string): Promise<boolean> {
 
 Deno.test("an UNLINK stuck on a locked index, its master paused past its heartbeat, fails 503 and unlinks nothing", async () => {
   const c = await Cluster.start();
-  const paused = await c.spawnMaster();
+  const commitLog = `${c.dir}/commits`;
+  const paused = await c.spawnMaster([], {}, { commitLog });
   try {
     const key = randomKey("/fence");
     assertEquals(await status(c.url + key, { method: "PUT", body: "fenced" }), 201);
     // Hold SQLite's write lock: the paused master's UNLINK waits on it.
+    // Taken just after a heartbeat of the paused master's: the UNLINK's
+    // read goes before the next heartbeat waits on the lock (a read sent
+    // after that waits with it, and the write takes its fence only once
+    // the master has joined again, after the pause: it unlinks).
+    await justBeaten(c.db, paused.proc.pid);
     const unlock = lockIndex(`${c.db}/index.sqlite3`);
     const unlink = fetch(paused.url + key, { method: "UNLINK" });
-    await sleep(300);
+    // Paused once its commit, its fence in it, is sent: not after a guessed time.
+    await commitSent(commitLog, key);
     paused.proc.kill("SIGSTOP");
     unlock();
     // The other takes the paused one for gone (3 s without a heartbeat).

@@ -1,7 +1,7 @@
 // What the rebuild fault tests share: volumes whose folder listings are
 // slow (a rebuild that takes seconds), a master on them, and the answer of
 // a master while a rebuild runs.
-import { Cluster, type SpawnedMaster } from "../cluster.ts";
+import { Cluster, type SpawnedMaster, status } from "../cluster.ts";
 import { VolumeProxy } from "./replace_faults.ts";
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -21,6 +21,20 @@ export const REBUILD_STOPPED_UNCHANGED =
   "and may have written keys since; the index was not changed: stop the masters and run " +
   "rebuild again";
 
+/**
+ * The status of GET `url` once the master no longer answers 503 (it has yet
+ * to see the rebuild gone: its next heartbeat does, up to a second after),
+ * up to 20 s.
+ */
+export async function servedAgain(url: string): Promise<number> {
+  for (let i = 0; i < 200; i++) {
+    const s = await status(url);
+    if (s !== 503) return s;
+    await sleep(100);
+  }
+  throw new Error(`${url} still answers 503 after 20 s`);
+}
+
 /** Answers each folder listing 1 s late: a rebuild that takes seconds. */
 export class SlowListing extends VolumeProxy {
   protected override async handle(req: Request): Promise<Response> {
@@ -35,21 +49,31 @@ export interface SlowCluster {
   volumes: string;
   /** A master on them (the cluster's own is stopped). */
   m: SpawnedMaster;
+  /** The file its commits' keys are logged to, when asked for. */
+  commitLog: string | undefined;
   /** Resumes the master if paused, and stops it, the proxies and the cluster. */
   stop(): Promise<void>;
 }
 
-/** A cluster whose volumes list slowly, and a master on them; `flags`: the master's own (-s3). */
-export async function slowCluster(opts: { flags?: string[] } = {}): Promise<SlowCluster> {
+/**
+ * A cluster whose volumes list slowly, and a master on them; `flags`: the
+ * master's own (-s3); `commitLog`: the master logs its commits' keys (see
+ * Cluster.spawnMaster's `commitLog`).
+ */
+export async function slowCluster(
+  opts: { flags?: string[]; commitLog?: boolean } = {},
+): Promise<SlowCluster> {
   const c = await Cluster.start({ flags: opts.flags });
   await c.stopMaster();
   const proxies = c.volumes.map((v) => new SlowListing(v));
   const volumes = proxies.map((p) => p.volume).join(",");
-  const m = await c.spawnMaster(["-volumes", volumes]);
+  const commitLog = opts.commitLog ? `${c.dir}/commits` : undefined;
+  const m = await c.spawnMaster(["-volumes", volumes], {}, { commitLog });
   return {
     c,
     volumes,
     m,
+    commitLog,
     async stop() {
       m.proc.kill("SIGCONT");
       await m.stop();

@@ -8,6 +8,8 @@
 // rebuild was refilling (201). Both answer 503 now.
 import {
   type Cluster,
+  commitSent,
+  justBeaten,
   randomBytes,
   randomKey,
   runMain,
@@ -17,7 +19,13 @@ import {
 import { assertEquals } from "../assert.ts";
 import { errorAnswer, errorXml } from "../s3_answers.ts";
 import { lockIndex } from "../lock_index.ts";
-import { REBUILD_RUNNING, sleep, slowCluster } from "./rebuild_faults.ts";
+import {
+  REBUILD_RUNNING,
+  servedAgain,
+  sleep,
+  type SlowCluster,
+  slowCluster,
+} from "./rebuild_faults.ts";
 
 /** Waits until the index at `db` has a rebuild registered and holds no key's record. */
 async function cleared(db: string): Promise<void> {
@@ -54,8 +62,8 @@ type Spawn = () => Promise<SpawnedMaster>;
 /**
  * A master on volumes that list slowly, holding one live key, paused while a
  * rebuild clears the index; `run` gets them with the master still paused.
- * `pausing`: what the master is doing as it is paused (index: the SQLite
- * file). `flags`: the master's own (-s3).
+ * `pausing`: what the master is doing as it is paused. `flags`: the
+ * master's own (-s3); `commitLog`: as slowCluster's.
  */
 async function pausedThroughClear(
   run: (
@@ -66,17 +74,18 @@ async function pausedThroughClear(
     c: Cluster,
   ) => Promise<void>,
   opts: {
-    pausing?: (m: SpawnedMaster, key: string, index: string) => Promise<void>;
+    pausing?: (slow: SlowCluster, key: string) => Promise<void>;
     flags?: string[];
+    commitLog?: boolean;
   } = {},
 ): Promise<void> {
   const pausing = opts.pausing ?? (async () => {});
-  const slow = await slowCluster({ flags: opts.flags });
+  const slow = await slowCluster({ flags: opts.flags, commitLog: opts.commitLog });
   const { c, volumes, m } = slow;
   try {
     const key = randomKey("/rebuild-inflight");
     assertEquals(await status(m.url + key, { method: "PUT", body: randomBytes(1000) }), 201);
-    await pausing(m, key, `${c.db}/index.sqlite3`);
+    await pausing(slow, key);
     m.proc.kill("SIGSTOP");
     const rebuild = runMain(["rebuild", "-db", c.db, "-volumes", volumes]);
     const rebuilt = rebuild.then((done) => assertEquals(done.code, 0, done.stdout + done.stderr));
@@ -124,8 +133,8 @@ Deno.test("a PUT taken up by a master resumed amid a rebuild answers 503 and lea
     const put = { method: "PUT", body: "late" };
     assertEquals(await sentWhilePaused(m, fresh, put), [503, REBUILD_RUNNING]);
     await rebuilt;
-    await sleep(2500); // a heartbeat: the rebuild has gone
-    assertEquals(await status(m.url + fresh), 404);
+    // Served again once a heartbeat has seen the rebuild gone (not after a guessed time).
+    assertEquals(await servedAgain(m.url + fresh), 404);
   });
 });
 
@@ -138,10 +147,10 @@ Deno.test("a PUT whose index write a locked index held up, its master paused thr
     const res = await put!;
     const said = await res.text();
     await rebuilt;
-    await sleep(2500); // a heartbeat: the rebuild has gone
+    // Served again once a heartbeat has seen the rebuild gone (not after a guessed time).
+    assertEquals(await servedAgain(m.url + fresh), 404);
     const listed = await fetch(`${m.url}/rebuild-inflight/?writing`).then((r) => r.json());
     assertEquals(listed.keys, [], "no record of the PUT");
-    assertEquals(await status(m.url + fresh), 404);
     assertEquals(
       [res.status, said],
       [
@@ -150,15 +159,21 @@ Deno.test("a PUT whose index write a locked index held up, its master paused thr
       ],
     );
   }, {
-    pausing: async (m, _key, index) => {
+    pausing: async ({ c, m, commitLog }) => {
       // Held by SQLite's write lock: the PUT's first commit (its claim) waits
       // on it, and is tried again on and on (up to 10 s) until the lock goes.
-      const unlock = lockIndex(index);
+      // Taken just after a heartbeat: the claim takes its fence before the
+      // next heartbeat waits on the lock (a write asked for later waits for
+      // a heartbeat that lands: after the pause, when the rebuild is seen).
+      await justBeaten(c.db, m.proc.pid);
+      const unlock = lockIndex(`${c.db}/index.sqlite3`);
       put = fetch(m.url + fresh, { method: "PUT", body: "late" });
-      await sleep(300);
+      // Paused once that commit, its fence in it, is sent: not after a guessed time.
+      await commitSent(commitLog!, fresh);
       m.proc.kill("SIGSTOP");
       unlock();
     },
+    commitLog: true,
   });
 });
 
@@ -173,8 +188,8 @@ Deno.test("a DELETE taken up by a master resumed amid a rebuild answers 503, not
       [503, "A rebuild of the index is running: retry once it is done\n"],
     );
     await rebuilt;
-    await sleep(2500); // a heartbeat: the rebuild has gone
-    assertEquals(await status(m.url + key), 302);
+    // Served again once a heartbeat has seen the rebuild gone (not after a guessed time).
+    assertEquals(await servedAgain(m.url + key), 302);
   });
 });
 
@@ -197,11 +212,11 @@ Deno.test("an S3 DeleteObject taken up by a master resumed amid a rebuild answer
       body: errorXml("ServiceUnavailable", REBUILD_RUNNING_S3, "", key),
     });
     await rebuilt;
-    await sleep(2500); // a heartbeat: the rebuild has gone
-    assertEquals(await status(m.url + key), 302);
+    // Served again once a heartbeat has seen the rebuild gone (not after a guessed time).
+    assertEquals(await servedAgain(m.url + key), 302);
   }, {
     flags: ["-s3"],
-    pausing: async (m, key) => {
+    pausing: async ({ m }, key) => {
       const bucket = key.split("/")[1];
       assertEquals(await status(`${m.url}/${bucket}?x-id=CreateBucket`, { method: "PUT" }), 200);
     },
@@ -221,11 +236,11 @@ Deno.test("an S3 DeleteObjects taken up by a master resumed amid a rebuild answe
       body: errorXml("ServiceUnavailable", REBUILD_RUNNING_S3, "", `/${bucket}`),
     });
     await rebuilt;
-    await sleep(2500); // a heartbeat: the rebuild has gone
-    assertEquals(await status(m.url + key), 302);
+    // Served again once a heartbeat has seen the rebuild gone (not after a guessed time).
+    assertEquals(await servedAgain(m.url + key), 302);
   }, {
     flags: ["-s3"],
-    pausing: async (m, key) => {
+    pausing: async ({ m }, key) => {
       const bucket = key.split("/")[1];
       assertEquals(await status(`${m.url}/${bucket}?x-id=CreateBucket`, { method: "PUT" }), 200);
     },
@@ -248,12 +263,12 @@ Deno.test("an S3 DeleteBucket taken up by a master resumed amid a rebuild answer
       body: errorXml("ServiceUnavailable", "A rebuild of the index is running", "", `/${bucket}`),
     });
     await rebuilt;
-    await sleep(2500); // a heartbeat: the rebuild has gone
+    // Served again once a heartbeat has seen the rebuild gone (not after a guessed time).
+    assertEquals(await servedAgain(m.url + key), 302);
     assertEquals(await bucketRecorded(c.db, bucket), true);
-    assertEquals(await status(m.url + key), 302);
   }, {
     flags: ["-s3"],
-    pausing: async (m, key) => {
+    pausing: async ({ m }, key) => {
       const bucket = key.split("/")[1];
       assertEquals(await status(`${m.url}/${bucket}?x-id=CreateBucket`, { method: "PUT" }), 200);
     },

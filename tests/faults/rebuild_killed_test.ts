@@ -5,7 +5,7 @@
 // written over the value the volumes held. Its heartbeats read the mark now.
 import { randomBytes, randomKey, status } from "../cluster.ts";
 import { assertEquals } from "../assert.ts";
-import { sleep, slowCluster } from "./rebuild_faults.ts";
+import { servedAgain, sleep, slowCluster } from "./rebuild_faults.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
@@ -23,16 +23,6 @@ async function cleared(db: string): Promise<void> {
   } finally {
     kv.close();
   }
-}
-
-/** The status of GET `url` once it is no longer 503 (a rebuild seen running). */
-async function afterRebuildSeen(url: string): Promise<number> {
-  for (let i = 0; i < 200; i++) {
-    const s = await status(url);
-    if (s !== 503) return s;
-    await sleep(100);
-  }
-  throw new Error(`${url} still answers 503 after 20 s`);
 }
 
 Deno.test("a master running before a rebuild that was killed midway refuses a PUT over a value the index lacks", async () => {
@@ -57,7 +47,7 @@ Deno.test("a master running before a rebuild that was killed midway refuses a PU
     m.proc.kill("SIGCONT");
     // Once the killed rebuild's heartbeat record has lapsed, the master
     // answers again: the key is missing from the index.
-    assertEquals(await afterRebuildSeen(m.url + key), 404);
+    assertEquals(await servedAgain(m.url + key), 404);
     const res = await fetch(m.url + key, { method: "PUT", body: "new value" });
     assertEquals([res.status, await res.text()], [
       409,
