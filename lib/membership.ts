@@ -149,10 +149,17 @@ const LAPSE = 3;
  */
 const STALL = 1.5;
 
+/**
+ * Why a request answers 503 while a rebuild empties and refills the index:
+ * what it holds then is no answer (a rebuild runs with the masters stopped;
+ * one paused past its heartbeat when the rebuild began looked stopped).
+ */
+export const REBUILD_RUNNING = "A rebuild of the index is running: retry once it is done";
+
 /** A write refused because a rebuild of the index is running: nothing was written. */
 export class RebuildRunning extends Fenced {
   constructor() {
-    super("A rebuild of the index is running");
+    super(REBUILD_RUNNING);
   }
 }
 

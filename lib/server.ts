@@ -18,7 +18,7 @@ import {
   rawTarget,
   type Target,
 } from "./target.ts";
-import { type Membership, RebuildRunning } from "./membership.ts";
+import { type Membership, REBUILD_RUNNING, RebuildRunning } from "./membership.ts";
 import type { State } from "./record.ts";
 import { handleS3, isS3, isVirtualHosted, type S3Options, s3Refusal } from "./s3.ts";
 import { headerValue } from "./s3_auth.ts";
@@ -650,13 +650,6 @@ function respond(o: Outcome): Response {
   headers.set("Content-Type", "text/plain; charset=utf-8");
   return withBody(body, { status: o.status, headers });
 }
-
-/**
- * Why a request answers 503 while a rebuild empties and refills the index:
- * what it holds then is no answer (a rebuild runs with the masters stopped;
- * one paused past its heartbeat when the rebuild began looked stopped).
- */
-const REBUILD_RUNNING = "A rebuild of the index is running: retry once it is done";
 
 /** ?status and ?metrics: they answer during a rebuild too. */
 function isView(raw: string): boolean {

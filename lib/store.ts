@@ -18,6 +18,7 @@ import {
 } from "./fanout.ts";
 import { type Entry, type Index, keyFits } from "./index_db.ts";
 import { health } from "./health.ts";
+import { RebuildRunning } from "./membership.ts";
 import { Fenced, isBusy, LOCKED_ANSWER } from "./group_commit.ts";
 import {
   key2path,
@@ -1355,6 +1356,8 @@ const LOST = "Value lost: the index has the key live but every replica answered 
 
 /** A write that failed: the client's body (400, 408) or a volume (500). */
 function failedWrite(err: unknown): Outcome {
+  // Nothing was written; it can be once the rebuild is done.
+  if (err instanceof RebuildRunning) return { status: 503, message: err.message };
   // Fenced: nothing was written, and once the master has joined again it can be.
   if (err instanceof Fenced) return { status: 503, message: `${err.message}: retry` };
   if (isBusy(err)) return { status: 503, message: LOCKED_ANSWER };

@@ -260,7 +260,7 @@ Deno.test("an S3 DeleteBucket taken up by a master resumed amid a rebuild answer
     assertEquals(await res, {
       status: 503,
       type: "application/xml",
-      body: errorXml("ServiceUnavailable", "A rebuild of the index is running", "", `/${bucket}`),
+      body: errorXml("ServiceUnavailable", REBUILD_RUNNING_S3, "", `/${bucket}`),
     });
     await rebuilt;
     // Served again once a heartbeat has seen the rebuild gone (not after a guessed time).
