@@ -3,6 +3,12 @@
 // leaves on the caller's signal, which lives as long as the request (or,
 // through AbortSignal.any, as long as the master).
 import { remoteGet, VolumeError } from "../lib/volumes.ts";
+import { openNamed } from "../lib/s3_objects.ts";
+import { Store } from "../lib/store.ts";
+import { FLAGS, storeOptions } from "../lib/config.ts";
+import { parseFlags } from "../lib/flags.ts";
+import type { Record } from "../lib/record.ts";
+import { withIndex } from "./temp_index.ts";
 import { assert, assertEquals, assertRejects } from "./assert.ts";
 
 const enc = new TextEncoder();
@@ -58,6 +64,25 @@ Deno.test("a GET whose volume stalls mid-body leaves no listener on the caller's
     const err = await assertRejects(() => reader.read());
     assert(err instanceof VolumeError && err.message.startsWith("Stalled"), String(err));
     assertEquals(listening(), 0);
+  } finally {
+    volume.close();
+  }
+});
+
+Deno.test("a read whose record check fails (the index unreadable) cancels the body it opened", async () => {
+  const volume = stallingVolume();
+  try {
+    await withIndex(async (index) => {
+      const args = ["-volumes", volume.host, "-replicas", "1"];
+      const store = new Store(index, storeOptions(parseFlags(args, FLAGS).flags));
+      const rec: Record = { state: "live", rvolumes: [volume.host], hash: "", size: 100 };
+      const { signal, listening } = countedSignal();
+      // The check after the volume answered reads the index, which fails
+      // (as one locked past retrying does).
+      index.get = () => Promise.reject(new Error("database is locked"));
+      await assertRejects(() => openNamed(store, enc.encode("/soak/key"), rec, { signal }));
+      assertEquals(listening(), 0);
+    });
   } finally {
     volume.close();
   }
