@@ -74,6 +74,9 @@ export interface ListResult {
   tooMany: boolean;
 }
 
+/** Keys a sole master's key filter is sized for at least (1.2 MB). */
+const FILTER_MIN = 1_000_000;
+
 /** Records cached by a sole master (count, not bytes: records are small). */
 const CACHE_MAX = 200_000;
 
@@ -168,6 +171,10 @@ export class Index {
   #bloom: Bloom | null = null;
   /** A filter being filled by a scan; writes meanwhile go to it too. */
   #building: Bloom | null = null;
+  /** The scans of the index into a filter, the last one started. */
+  #scanning: Promise<void> = Promise.resolve();
+  /** Keys a filter is sized for at least. */
+  readonly #filterMin: number;
   /** Recent records, by key; `entry: null` records a delete. */
   #cache = new Map<string, { entry: Entry | null; versionstamp: string }>();
   readonly cacheStats = { hits: 0, misses: 0, filtered: 0 };
@@ -176,10 +183,14 @@ export class Index {
   #file: { path: string; dev: number; ino: number | null } | null = null;
   #gone: IndexGone | null = null;
 
-  /** `recount`: how old the views' key counts may be before a scan counts again, ms. */
-  constructor(kv: Deno.Kv, opts: { recount?: number } = {}) {
+  /**
+   * `recount`: how old the views' key counts may be before a scan counts
+   * again, ms; `filterMin`: keys the key filter is sized for at least.
+   */
+  constructor(kv: Deno.Kv, opts: { recount?: number; filterMin?: number } = {}) {
     this.kv = kv;
     this.#recount = opts.recount ?? 10_000;
+    this.#filterMin = opts.filterMin ?? FILTER_MIN;
     this.commits = new GroupCommit(kv, { check: () => this.checkFile() });
   }
 
@@ -292,19 +303,52 @@ export class Index {
   onSole(sole: boolean) {
     this.#cache.clear();
     this.#bloom = null;
-    if (sole) this.#scanIntoBloom().catch(() => {});
+    if (sole) this.#scan(this.#filterMin);
   }
 
-  async #scanIntoBloom() {
-    const next = new Bloom(Math.max(1_000_000, 2 * (this.#bloom?.count ?? 0)));
-    this.#building = next;
-    for await (const e of this.kv.list({ prefix: [NS] }, { batchSize: 1000 })) {
-      if (this.#building !== next) return;
-      next.add(e.key[1] as Uint8Array);
+  /** Bits of the key filter in use (null: none); for tests. */
+  get filterSize(): number | null {
+    return this.#bloom?.size ?? null;
+  }
+
+  /** Resolves once the scan of the index into a new key filter under way, if any, is over. */
+  filterBuilt(): Promise<void> {
+    return this.#scanning;
+  }
+
+  #scan(capacity: number) {
+    this.#scanning = this.#scanIntoBloom(capacity).catch(() => {});
+  }
+
+  /**
+   * Fills a filter sized for `capacity` keys from the index, and uses it.
+   * A full filter's count is of every write it was given (a key written
+   * and deleted counts, a PUT's "writing" and "live" twice): the one made
+   * from it is sized for twice that, and is made again at the size of the
+   * keys it found when that is half as much or less. Otherwise a master
+   * writing and deleting fresh keys doubled its filter at every fill, ~1.2
+   * bytes kept per write ever made, and the scans' memory with it.
+   */
+  async #scanIntoBloom(capacity: number) {
+    while (true) {
+      const next = new Bloom(capacity);
+      this.#building = next;
+      for await (const e of this.kv.list({ prefix: [NS] }, { batchSize: 1000 })) {
+        if (this.#building !== next) return;
+        next.add(e.key[1] as Uint8Array);
+      }
+      if (this.#building !== next || !(this.membership?.sole ?? false)) return;
+      this.#building = null;
+      this.#bloom = next;
+      const fits = this.#filterCapacity(next.count);
+      if (fits > capacity / 2) return;
+      capacity = fits;
     }
-    if (this.#building !== next || !(this.membership?.sole ?? false)) return;
-    this.#building = null;
-    this.#bloom = next;
+  }
+
+  /** What a filter made now is sized for, given `keys` in it: twice as many. */
+  #filterCapacity(keys: number): number {
+    return Math.max(this.#filterMin, 2 * keys);
   }
 
   /** The key counts the views show: a scan at most every `recount` ms. */
@@ -549,7 +593,7 @@ export class Index {
   #addToFilters(key: Uint8Array) {
     this.#bloom?.add(key);
     this.#building?.add(key);
-    if (this.#bloom?.full && !this.#building) this.#scanIntoBloom().catch(() => {});
+    if (this.#bloom?.full && !this.#building) this.#scan(this.#filterCapacity(this.#bloom.count));
   }
 
   /** Writes a record unconditionally (rebuild); group-committed too. */

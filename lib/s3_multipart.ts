@@ -30,11 +30,10 @@ import {
   failure,
   liveRecord,
   metaFrom,
-  openReplica,
+  openNamed,
   overtaken,
   OVERTAKEN_TRIES,
   preconditionFailed,
-  stillNamed,
   volumesFault,
   writeConditions,
   writeObject,
@@ -234,10 +233,8 @@ async function openSource(
     range = `bytes=${r.start}-${r.end}`;
     length = r.end - r.start + 1;
   }
-  const res = await openReplica(store, source, src, { range, signal: s3.signal });
-  if (await stillNamed(store, source, src)) return { res, length };
-  await res.body?.cancel().catch(() => {});
-  return null;
+  const res = await openNamed(store, source, src, { range, signal: s3.signal });
+  return res === null ? null : { res, length };
 }
 
 /**

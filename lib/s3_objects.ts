@@ -76,7 +76,7 @@ export const OVERTAKEN_TRIES = 10;
  * file opened holds `rec`'s bytes. A REBALANCE or a repair copies the same
  * bytes: it changes no more than the replicas.
  */
-export async function stillNamed(store: Store, key: Uint8Array, rec: Record): Promise<boolean> {
+async function stillNamed(store: Store, key: Uint8Array, rec: Record): Promise<boolean> {
   const now = (await store.index.get(key))?.rec;
   return now !== undefined && now.state === "live" && now.next === undefined &&
     now.hash === rec.hash && now.size === rec.size && now.mtime === rec.mtime &&
@@ -137,11 +137,8 @@ async function readObject(s3: S3Request, head: boolean): Promise<Response | null
     if (r === "unsatisfiable") throw invalidRange(range, rec.size);
     asked = r ? `bytes=${r.start}-${r.end}` : undefined;
   }
-  const res = await openReplica(s3.store, s3.key, rec, { range: asked, signal: s3.signal });
-  if (!await stillNamed(s3.store, s3.key, rec)) {
-    await res.body?.cancel().catch(() => {});
-    return null;
-  }
+  const res = await openNamed(s3.store, s3.key, rec, { range: asked, signal: s3.signal });
+  if (res === null) return null;
   for (const name of ["Content-Length", "Content-Range"]) {
     const v = res.headers.get(name);
     if (v !== null) headers.set(name, v);
@@ -231,6 +228,30 @@ async function headAnswer(
   throw down > 0
     ? s3Error("ServiceUnavailable", "No replica of the key answers")
     : s3Error("NoSuchKey", "Every replica of the key is missing");
+}
+
+/**
+ * openReplica, then stillNamed: the volume's answer while the key's record
+ * still names `rec`, else null (an overwrite overtook the read). The body
+ * is cancelled unless it is handed back, the check's failure included (the
+ * index locked past retrying): an unread one kept its volume's connection
+ * and its stall watch (which waits for a reader), for good once the volume
+ * had sent it whole.
+ */
+export async function openNamed(
+  store: Store,
+  key: Uint8Array,
+  rec: Record,
+  opts: { range?: string; signal: AbortSignal },
+): Promise<Response | null> {
+  const res = await openReplica(store, key, rec, opts);
+  let named = false;
+  try {
+    named = await stillNamed(store, key, rec);
+  } finally {
+    if (!named) await res.body?.cancel().catch(() => {});
+  }
+  return named ? res : null;
 }
 
 /** Opens the value (or a range of it) on the first replica that gives it. */
@@ -669,13 +690,12 @@ async function copyOnce(
     // write of the key (an unread GET would trip its stall watch).
     const stale = overtaken();
     const source = lazyBody(async () => {
-      const res = await openReplica(store, sourceKey, src, { signal: s3.signal });
+      const res = await openNamed(store, sourceKey, src, { signal: s3.signal });
       // Overwritten since its record was read: the copy conditions, the
       // metadata copied, were the old value's (a source with no MD5 known,
       // rebuilt, has no check of the bytes to catch it).
-      if (await stillNamed(store, sourceKey, src)) return res.body!;
-      await res.body?.cancel().catch(() => {});
-      throw stale;
+      if (res === null) throw stale;
+      return res.body!;
     });
     const sum = alg ? checksumThrough(alg) : null;
     try {

@@ -219,6 +219,8 @@ class Stall {
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** The watched body's (see watch), errored when the volume stalls. */
   #watched: TransformStreamDefaultController<Uint8Array> | undefined;
+  /** Removes the watch's listener from the caller's signal. */
+  #unlisten = () => {};
 
   constructor(readonly ms: number, readonly url: string) {
     this.progress();
@@ -264,12 +266,15 @@ class Stall {
    */
   watch(body: ReadableStream<Uint8Array>, signal: AbortSignal): ReadableStream<Uint8Array> {
     // The caller's abort ends the answer too (see the stall's), at once.
+    // The listener goes when the watch ends, however it ends (stop): a
+    // request's signal lives as long as the master when it is
+    // AbortSignal.any([req.signal, stop]) with a listener (Deno aborts
+    // req.signal only for a client gone), so one left by a stall was kept,
+    // with the stream and its chunk, for as long as the master ran.
     const cut = () => this.#end(signal.reason);
     signal.addEventListener("abort", cut, { once: true });
-    const end = () => {
-      signal.removeEventListener("abort", cut);
-      this.stop();
-    };
+    this.#unlisten = () => signal.removeEventListener("abort", cut);
+    const end = () => this.stop();
     return body.pipeThrough(
       new TransformStream(
         {
@@ -291,6 +296,7 @@ class Stall {
 
   stop() {
     clearTimeout(this.#timer);
+    this.#unlisten();
   }
 }
 
