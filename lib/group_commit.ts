@@ -171,22 +171,20 @@ export class GroupCommit {
     if (this.#lockedAtStop) return Promise.reject(this.#stop!.reason);
     const { signal } = opts;
     if (signal?.aborted) return Promise.reject(signal.reason);
-    let drop = () => {};
-    const written = new Promise<string | null>((resolve, reject) => {
-      const p: Pending = { cas, resolve, reject };
-      this.#queue.push(p);
-      if (!this.#running) this.#run();
-      drop = () => {
-        const at = this.#queue.indexOf(p);
-        if (at < 0) return;
-        this.#queue.splice(at, 1);
-        reject(signal!.reason);
-      };
-    });
-    if (!signal) return written;
+    const { promise, resolve, reject } = Promise.withResolvers<string | null>();
+    const p: Pending = { cas, resolve, reject };
+    this.#queue.push(p);
+    if (!this.#running) this.#run();
+    if (!signal) return promise;
+    const drop = () => {
+      const at = this.#queue.indexOf(p);
+      if (at < 0) return;
+      this.#queue.splice(at, 1);
+      reject(signal.reason);
+    };
     signal.addEventListener("abort", drop, { once: true });
     // The listener goes with the write's end (a request's signal outlives it).
-    return written.finally(() => signal.removeEventListener("abort", drop));
+    return promise.finally(() => signal.removeEventListener("abort", drop));
   }
 
   async #run() {
