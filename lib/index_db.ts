@@ -15,6 +15,7 @@ import {
 import { volumeOfReplica } from "./keys.ts";
 import type { Membership, Placement } from "./membership.ts";
 import { fromRecord, type Meta, type Record, type State, toRecord } from "./record.ts";
+import { RecordCache } from "./record_cache.ts";
 import type { Algorithm, Checksum } from "./s3_checksum.ts";
 
 const NS = "k";
@@ -76,9 +77,6 @@ export interface ListResult {
 
 /** Keys a sole master's key filter is sized for at least (1.2 MB). */
 const FILTER_MIN = 1_000_000;
-
-/** Records cached by a sole master (count, not bytes: records are small). */
-const CACHE_MAX = 200_000;
 
 /** What the key count of Index.views counts. */
 export type KeyCounts = { [s in State]: number } & {
@@ -176,7 +174,7 @@ export class Index {
   /** Keys a filter is sized for at least. */
   readonly #filterMin: number;
   /** Recent records, by key; `entry: null` records a delete. */
-  #cache = new Map<string, { entry: Entry | null; versionstamp: string }>();
+  readonly #cache: RecordCache<Entry | null>;
   readonly cacheStats = { hits: 0, misses: 0, filtered: 0 };
 
   /** The SQLite file open, when the index is one (watchFile), and what was found of it. */
@@ -185,12 +183,17 @@ export class Index {
 
   /**
    * `recount`: how old the views' key counts may be before a scan counts
-   * again, ms; `filterMin`: keys the key filter is sized for at least.
+   * again, ms; `filterMin`: keys the key filter is sized for at least;
+   * `cacheBytes`: the bound of the record cache (RecordCache).
    */
-  constructor(kv: Deno.Kv, opts: { recount?: number; filterMin?: number } = {}) {
+  constructor(
+    kv: Deno.Kv,
+    opts: { recount?: number; filterMin?: number; cacheBytes?: number } = {},
+  ) {
     this.kv = kv;
     this.#recount = opts.recount ?? 10_000;
     this.#filterMin = opts.filterMin ?? FILTER_MIN;
+    this.#cache = new RecordCache(opts.cacheBytes);
     this.commits = new GroupCommit(kv, { check: () => this.checkFile() });
   }
 
@@ -261,7 +264,7 @@ export class Index {
       const hit = this.#cache.get(cacheId(key));
       if (hit) {
         this.cacheStats.hits++;
-        return hit.entry;
+        return hit.value;
       }
       this.cacheStats.misses++;
     }
@@ -281,19 +284,12 @@ export class Index {
   /** The cached record of a key (sole master only); undefined when not cached. */
   cached(key: Uint8Array): Entry | null | undefined {
     if (!(this.membership?.sole ?? false)) return undefined;
-    return this.#cache.get(cacheId(key))?.entry;
+    return this.#cache.get(cacheId(key))?.value;
   }
 
   /** Keeps the newest of what was read or written (versionstamps only grow). */
   #remember(key: Uint8Array, entry: Entry | null, versionstamp: string) {
-    const id = cacheId(key);
-    const had = this.#cache.get(id);
-    if (had && had.versionstamp >= versionstamp) return;
-    this.#cache.delete(id);
-    this.#cache.set(id, { entry, versionstamp });
-    if (this.#cache.size > CACHE_MAX) {
-      this.#cache.delete(this.#cache.keys().next().value!);
-    }
+    this.#cache.remember(cacheId(key), entry, versionstamp);
   }
 
   /**
