@@ -49,16 +49,10 @@ export async function rebalance(flags: FlagValues): Promise<number> {
   await firstAnswer(index, locked(LOCKED_FOR));
   const id = `rebalance:${Deno.pid}`;
   const placement = placementOf(opts);
-  const force = flags.force === true;
   const warned = new Set<string>();
-  const others = await livePlacements(index, { id, mine: placement, interval: MEMBER_INTERVAL });
-  if (others.length > 0) {
-    const refused = !force;
-    for (const o of others) logPlacement(o, placement, { refused, dryRun, warned });
-    if (refused) {
-      index.close();
-      return 1;
-    }
+  if (!(await othersAgree(index, { id, placement, force: flags.force === true, dryRun, warned }))) {
+    index.close();
+    return 1;
   }
   // A writer of the index: a master running by mistake stops trusting its caches.
   if (!dryRun) {
@@ -74,92 +68,142 @@ export async function rebalance(flags: FlagValues): Promise<number> {
   const store = new Store(index, opts);
   const progress = new Progress("rebalance", { main: "keys" });
   try {
-    // The keys to move, known up front for the ETA (keys are small).
-    const todo: Uint8Array[] = [];
-    const recorded = new Set<string>();
-    let bytes = 0;
-    let unknown = 0;
-    for await (const [key, e] of index.entries()) {
-      progress.add("scanned");
-      if (e.rec.state === "writing") continue;
-      if (!needsRebalance(e.rec.rvolumes, store.kvolumes(key))) continue;
-      todo.push(key);
-      for (const v of e.rec.rvolumes) recorded.add(v);
-      if (e.rec.size >= 0) bytes += e.rec.size;
-      else unknown++;
-    }
+    const plan = await planMoves(index, store, progress);
     if (dryRun) {
       progress.done();
       logInfo(
-        `rebalance: dry run: ${todo.length} of ${plural(progress.get("scanned"), "key")} ` +
-          `would move, ${plural(bytes, "byte")}` +
-          (unknown > 0 ? ` (and ${plural(unknown, "key")} of unknown size)` : ""),
+        `rebalance: dry run: ${plan.todo.length} of ${plural(progress.get("scanned"), "key")} ` +
+          `would move, ${plural(plan.bytes, "byte")}` +
+          (plan.unknown > 0 ? ` (and ${plural(plan.unknown, "key")} of unknown size)` : ""),
       );
       return 0;
     }
-    const aliases = await aliasesOf(opts.volumes, recorded, Math.max(opts.voltimeout, 10_000));
+    const aliases = await aliasesOf(opts.volumes, plan.recorded, Math.max(opts.voltimeout, 10_000));
     if (aliases.length > 0) {
       progress.stop();
       logError(`rebalance: ${aliasesMessage(aliases)}; nothing moved`);
       return 1;
     }
-    progress.total = todo.length;
-    let moved = 0;
-    const failed: string[] = [];
-    const leftovers: string[] = [];
-    const move = async (key: Uint8Array, last: boolean) => {
-      const out = await store.rebalance(key, { unlinked: true }).catch(thrown);
-      if (out.status === 204) {
-        moved++;
-        progress.add("keys");
-        if (out.message) leftovers.push(`${nameOf(key)}: ${out.message}`);
-      } else if (out.status === 409 && !last) {
-        held.push(key);
-      } else if (out.status === 404) {
-        // Deleted (or unlinked then deleted) since the scan, by a master
-        // running beside: nothing left to move, and nothing failed.
-        progress.add("gone");
-      } else {
-        failed.push(`${nameOf(key)}: ${out.status} ${out.message ?? ""}`);
-        progress.add("failed");
-      }
-    };
-    let held: Uint8Array[] = [];
-    await pool(todo, concurrency, (key) => move(key, false));
-    if (held.length > 0) {
-      // Claimed by a write in flight, or by a rebalance killed midway (its
-      // holds last their lease): once the leases run out, once more.
-      const retry = held;
-      held = [];
-      const wait = await leaseLeft(index, retry);
-      logWarn(
-        `rebalance: ${plural(retry.length, "key")} held by another writer; retrying in ${
-          Math.ceil(wait / 1000)
-        }s`,
-      );
-      await new Promise((r) => setTimeout(r, wait));
-      await pool(retry, concurrency, (key) => move(key, true));
-    }
+    progress.total = plan.todo.length;
+    const moves = await moveAll(index, store, { todo: plan.todo, concurrency, progress });
     progress.done();
-    const gone = progress.get("gone");
-    logInfo(
-      `rebalance: moved ${plural(moved, "key")}, ${failed.length} failed` +
-        (gone > 0 ? `, ${gone} deleted meanwhile` : ""),
-    );
-    nameSome(failed);
-    if (leftovers.length > 0) {
-      logInfo(
-        `rebalance: ${plural(leftovers.length, "old copy", "old copies")} could not be deleted ` +
-          `(orphans; verify -repair removes those on the volumes it is given)`,
-      );
-      nameSome(leftovers, 50, "warn");
-    }
-    return failed.length > 0 ? 1 : 0;
+    return report(moves, progress.get("gone"));
   } finally {
     progress.stop();
     await index.membership?.leave();
     index.close();
   }
+}
+
+/**
+ * Whether rebalance may go on beside the live members of the index: each
+ * one placing keys otherwise is said (once), and refuses the run unless
+ * -force.
+ */
+async function othersAgree(
+  index: Index,
+  run: { id: string; placement: Placement; force: boolean; dryRun: boolean; warned: Set<string> },
+): Promise<boolean> {
+  const { id, placement, force, dryRun, warned } = run;
+  const others = await livePlacements(index, { id, mine: placement, interval: MEMBER_INTERVAL });
+  for (const o of others) logPlacement(o, placement, { refused: !force, dryRun, warned });
+  return others.length === 0 || force;
+}
+
+/** The keys to move, known up front for the ETA (keys are small), and what they hold. */
+interface Plan {
+  todo: Uint8Array[];
+  /** The volumes their records name (checked for aliases before anything moves). */
+  recorded: Set<string>;
+  bytes: number;
+  /** Keys of unknown size (rebuilt from mkv's volumes). */
+  unknown: number;
+}
+
+async function planMoves(index: Index, store: Store, progress: Progress): Promise<Plan> {
+  const plan: Plan = { todo: [], recorded: new Set(), bytes: 0, unknown: 0 };
+  for await (const [key, e] of index.entries()) {
+    progress.add("scanned");
+    if (e.rec.state === "writing") continue;
+    if (!needsRebalance(e.rec.rvolumes, store.kvolumes(key))) continue;
+    plan.todo.push(key);
+    for (const v of e.rec.rvolumes) plan.recorded.add(v);
+    if (e.rec.size >= 0) plan.bytes += e.rec.size;
+    else plan.unknown++;
+  }
+  return plan;
+}
+
+/** What the moves came to: keys moved, failures and old copies left, each named. */
+interface Moves {
+  moved: number;
+  failed: string[];
+  leftovers: string[];
+}
+
+/**
+ * Moves every key of `todo`, `concurrency` at once. A key held by another
+ * writer (409) is tried once more when the leases on such keys have run out.
+ */
+async function moveAll(
+  index: Index,
+  store: Store,
+  run: { todo: Uint8Array[]; concurrency: number; progress: Progress },
+): Promise<Moves> {
+  const { todo, concurrency, progress } = run;
+  const moves: Moves = { moved: 0, failed: [], leftovers: [] };
+  let held: Uint8Array[] = [];
+  const move = async (key: Uint8Array, last: boolean) => {
+    const out = await store.rebalance(key, { unlinked: true }).catch(thrown);
+    if (out.status === 204) {
+      moves.moved++;
+      progress.add("keys");
+      if (out.message) moves.leftovers.push(`${nameOf(key)}: ${out.message}`);
+    } else if (out.status === 409 && !last) {
+      held.push(key);
+    } else if (out.status === 404) {
+      // Deleted (or unlinked then deleted) since the scan, by a master
+      // running beside: nothing left to move, and nothing failed.
+      progress.add("gone");
+    } else {
+      moves.failed.push(`${nameOf(key)}: ${out.status} ${out.message ?? ""}`);
+      progress.add("failed");
+    }
+  };
+  await pool(todo, concurrency, (key) => move(key, false));
+  if (held.length > 0) {
+    // Claimed by a write in flight, or by a rebalance killed midway (its
+    // holds last their lease): once the leases run out, once more.
+    const retry = held;
+    held = [];
+    const wait = await leaseLeft(index, retry);
+    logWarn(
+      `rebalance: ${plural(retry.length, "key")} held by another writer; retrying in ${
+        Math.ceil(wait / 1000)
+      }s`,
+    );
+    await new Promise((r) => setTimeout(r, wait));
+    await pool(retry, concurrency, (key) => move(key, true));
+  }
+  return moves;
+}
+
+/** Says what the moves came to; the exit code: 1 when a key failed. */
+function report(moves: Moves, gone: number): number {
+  const { moved, failed, leftovers } = moves;
+  logInfo(
+    `rebalance: moved ${plural(moved, "key")}, ${failed.length} failed` +
+      (gone > 0 ? `, ${gone} deleted meanwhile` : ""),
+  );
+  nameSome(failed);
+  if (leftovers.length > 0) {
+    logInfo(
+      `rebalance: ${plural(leftovers.length, "old copy", "old copies")} could not be deleted ` +
+        `(orphans; verify -repair removes those on the volumes it is given)`,
+    );
+    nameSome(leftovers, 50, "warn");
+  }
+  return failed.length > 0 ? 1 : 0;
 }
 
 /**
