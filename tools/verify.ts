@@ -24,7 +24,7 @@ import { Fenced, isBusy, LOCKED } from "../lib/group_commit.ts";
 import { Claim, isClaimed } from "../lib/claim.ts";
 import { firstAnswer, joinIndex, LOCKED_FOR, openExistingIndex } from "../lib/open.ts";
 import { type Entry, type Index, keyFits } from "../lib/index_db.ts";
-import type { Record } from "../lib/record.ts";
+import type { Next, Record } from "../lib/record.ts";
 import { key2path } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
 import { nameSome, plural, Progress } from "../lib/progress.ts";
@@ -248,47 +248,16 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
   if (first) ctx.progress.add("keys");
   const { rec } = e;
   const name = JSON.stringify(decoder.decode(key));
-  const path = key2path(key);
   if (rec.state === "writing") {
     if (isClaimed(rec)) return skipHeld(ctx, name, rec);
-    // No owner: a write that failed, kept while a volume might still answer.
-    const owner = rec.owner ? `owner ${rec.owner}` : "a failed write";
-    const p = report(ctx, `expired write: ${name} (${owner})`);
-    if (!ctx.repair) return;
-    // Only while the record is still the one read: a PUT may have taken the
-    // key over since (the lease had run out), and its files are not ours.
-    // On an incomplete index, its files may be a value the index lacks (a
-    // PUT that claimed the key, found a file and died before it dropped the
-    // claim): they are kept, as orphans are then.
-    const keepFiles = ctx.keepOrphans;
-    const out = await ctx.store.removeExpired(key, e, { keepFiles }).catch(thrown);
-    if (out.status === 204 && keepFiles) {
-      p.fixed = "record removed, files kept (the index is incomplete: they may hold a value " +
-        "it lacks; run rebuild)";
-    } else if (out.status === 204) p.fixed = "record and files removed";
-    else if (out.status === 409) p.text += " (changed meanwhile, kept)";
-    else p.text += ` (cannot remove: ${out.message})`;
-    return;
+    return await removeExpiredWrite(ctx, key, e, name);
   }
   for (const v of rec.rvolumes) ctx.recorded.add(v);
   if (rec.state !== "live") return;
   // A live key being replaced holds a lease too: its files are in flux.
   if (isClaimed(rec)) return skipHeld(ctx, name, rec);
-  // A REPLACE whose master died amid its renames: its replicas hold the old
-  // value or the new, which the record does not say yet.
-  if (rec.next) {
-    for (const v of rec.next.rec.rvolumes) ctx.pending.add(`${v} ${rec.next.tmp}`);
-    const p = report(ctx, `unfinished replace: ${name} (owner ${rec.owner ?? "?"})`);
-    if (!ctx.repair) return;
-    const now = await ctx.store.entry(key).catch((err) => {
-      p.text += ` (cannot finish the switch now: ${messageOf(err)})`;
-      return undefined;
-    });
-    if (now === undefined) return;
-    if (now && !now.rec.next && now.rec.until === undefined) p.fixed = "switch finished";
-    else p.text += " (cannot finish the switch now)";
-    return;
-  }
+  if (rec.next) return await finishSwitch(ctx, key, rec.next, { name, owner: rec.owner });
+  const path = key2path(key);
   const judged = await Promise.all(
     rec.rvolumes.map((v) => checkReplica(ctx, volumeUrl(v, path), rec.size, rec.hash)),
   );
@@ -323,6 +292,69 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
     bad[i] && (health[i] === "missing" || health[i] === "corrupt") ? [[v, bad[i]] as const] : []
   );
   if (fixable.length === 0) return;
+  const fixed = await copyReplicas(ctx, key, e, { name, healthy, fixable });
+  if (under && healthy.length + fixed >= ctx.replicas) under.fixed = "replicas copied";
+}
+
+/**
+ * A "writing" record whose lease ran out: with no owner, a write that
+ * failed, kept while a volume might still answer. Removed with -repair.
+ */
+async function removeExpiredWrite(ctx: Ctx, key: Uint8Array, e: Entry, name: string) {
+  const owner = e.rec.owner ? `owner ${e.rec.owner}` : "a failed write";
+  const p = report(ctx, `expired write: ${name} (${owner})`);
+  if (!ctx.repair) return;
+  // Only while the record is still the one read: a PUT may have taken the
+  // key over since (the lease had run out), and its files are not ours.
+  // On an incomplete index, its files may be a value the index lacks (a
+  // PUT that claimed the key, found a file and died before it dropped the
+  // claim): they are kept, as orphans are then.
+  const keepFiles = ctx.keepOrphans;
+  const out = await ctx.store.removeExpired(key, e, { keepFiles }).catch(thrown);
+  if (out.status === 204 && keepFiles) {
+    p.fixed = "record removed, files kept (the index is incomplete: they may hold a value " +
+      "it lacks; run rebuild)";
+  } else if (out.status === 204) p.fixed = "record and files removed";
+  else if (out.status === 409) p.text += " (changed meanwhile, kept)";
+  else p.text += ` (cannot remove: ${out.message})`;
+}
+
+/**
+ * A REPLACE whose master died amid its renames: its replicas hold the old
+ * value or the new, which the record does not say yet. With -repair, the
+ * store's read of the key finishes the switch.
+ */
+async function finishSwitch(
+  ctx: Ctx,
+  key: Uint8Array,
+  next: Next,
+  of: { name: string; owner?: string },
+) {
+  for (const v of next.rec.rvolumes) ctx.pending.add(`${v} ${next.tmp}`);
+  const p = report(ctx, `unfinished replace: ${of.name} (owner ${of.owner ?? "?"})`);
+  if (!ctx.repair) return;
+  const now = await ctx.store.entry(key).catch((err) => {
+    p.text += ` (cannot finish the switch now: ${messageOf(err)})`;
+    return undefined;
+  });
+  if (now === undefined) return;
+  if (now && !now.rec.next && now.rec.until === undefined) p.fixed = "switch finished";
+  else p.text += " (cannot finish the switch now)";
+}
+
+/**
+ * Copies a healthy replica over each fixable one (missing or corrupt);
+ * how many were copied.
+ */
+async function copyReplicas(
+  ctx: Ctx,
+  key: Uint8Array,
+  e: Entry,
+  bad: { name: string; healthy: string[]; fixable: (readonly [string, Problem])[] },
+): Promise<number> {
+  const { name, healthy, fixable } = bad;
+  const { rec } = e;
+  const path = key2path(key);
   // The replicas were judged against the record read by the scan, which a
   // write may have changed since (a REPLACE, a DELETE then a PUT): copying
   // then would put an older value over the live one. So the copies are made
@@ -333,11 +365,11 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
     claim = await Claim.hold(ctx.index, key, e, ctx.store.opts);
   } catch (err) {
     for (const [, p] of fixable) p.text += ` (cannot repair: ${messageOf(err)})`;
-    return;
+    return 0;
   }
   if (!claim) {
     for (const [, p] of fixable) p.text += " (changed meanwhile, not repaired)";
-    return;
+    return 0;
   }
   let fixed = 0;
   // A copy sent whole and never answered may be stored yet, over the file
@@ -378,7 +410,7 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
   } finally {
     await release(ctx, name, claim, linger);
   }
-  if (under && healthy.length + fixed >= ctx.replicas) under.fixed = "replicas copied";
+  return fixed;
 }
 
 /**
