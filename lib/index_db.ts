@@ -22,6 +22,8 @@ const NS = "k";
 const MEMBERS = "members";
 const FENCES = "fences";
 const BUCKETS = "b";
+/** A bucket's region, when CreateBucket named one other than us-east-1. */
+const BUCKET_REGIONS = "br";
 const UPLOADS = "mu";
 const PARTS = "mp";
 const COMPLETED = "mc";
@@ -736,12 +738,24 @@ export class Index {
     return e.value ?? null;
   }
 
-  /** False when the bucket was made already. */
-  async createBucket(name: string, at: number): Promise<boolean> {
-    const res = await this.#commitFenced(() =>
-      this.kv.atomic().check({ key: [BUCKETS, name], versionstamp: null }).set([BUCKETS, name], at)
-    );
+  /**
+   * False when the bucket was made already (its region stays the one it
+   * was made in). `region`: its LocationConstraint, kept with it.
+   */
+  async createBucket(name: string, at: number, region?: string): Promise<boolean> {
+    const res = await this.#commitFenced(() => {
+      const atomic = this.kv.atomic().check({ key: [BUCKETS, name], versionstamp: null })
+        .set([BUCKETS, name], at);
+      return region
+        ? atomic.set([BUCKET_REGIONS, name], region)
+        : atomic.delete([BUCKET_REGIONS, name]);
+    });
     return res!.ok;
+  }
+
+  /** The LocationConstraint a bucket was made with; null for none (us-east-1). */
+  async bucketRegion(name: string): Promise<string | null> {
+    return (await this.kv.get<string>([BUCKET_REGIONS, name])).value;
   }
 
   /**
@@ -750,9 +764,12 @@ export class Index {
    * bucket's keys.
    */
   async deleteBucket(name: string): Promise<boolean> {
-    const res = await this.#commitFenced(() => this.kv.atomic().delete([BUCKETS, name]), {
-      refuse: () => this.markedIncomplete,
-    });
+    const res = await this.#commitFenced(
+      () => this.kv.atomic().delete([BUCKETS, name]).delete([BUCKET_REGIONS, name]),
+      {
+        refuse: () => this.markedIncomplete,
+      },
+    );
     return res !== null;
   }
 

@@ -239,7 +239,27 @@ function checkTime(parts: Parts, header: boolean, now: number) {
     return;
   }
   if (at - now > MAX_SKEW_MS) throw new S3Error("AccessDenied", "Request is not valid yet");
-  if (now > at + parts.expires! * 1000) throw new S3Error("AccessDenied", "Request has expired");
+  if (now > at + parts.expires! * 1000) {
+    throw requestExpired(at + parts.expires! * 1000, now, parts.expires);
+  }
+}
+
+/**
+ * S3's answer to a presigned URL past its time: when it expired and the
+ * server's time, as S3 names them (and a Signature Version 4 URL's
+ * X-Amz-Expires), so that a client can tell an expired URL from a skewed clock.
+ */
+export function requestExpired(expiredAt: number, now: number, amzExpires?: number): S3Error {
+  const err = new S3Error("AccessDenied", "Request has expired");
+  err.names["X-Amz-Expires"] = amzExpires;
+  err.names.Expires = errorTime(expiredAt);
+  err.names.ServerTime = errorTime(now);
+  return err;
+}
+
+/** A time as S3's errors give it: whole seconds, "2026-11-24T10:00:00Z". */
+function errorTime(ms: number): string {
+  return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace(".000Z", "Z");
 }
 
 /** "Tue, 24 Nov 2026 10:00:00 GMT" to "20261124T100000Z" ("" when absent). */

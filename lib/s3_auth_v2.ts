@@ -3,7 +3,7 @@
 // "Authorization: AWS <key>:<signature>" or "?AWSAccessKeyId=&Expires=&Signature=".
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { Credentials, SignedRequest } from "./s3_auth.ts";
-import { parseQueryPairs } from "./s3_auth.ts";
+import { parseQueryPairs, requestExpired } from "./s3_auth.ts";
 import { S3Error } from "./s3_xml.ts";
 
 const MAX_SKEW_MS = 15 * 60_000;
@@ -69,7 +69,7 @@ export function checkV2(req: SignedRequest, creds: Credentials | null, now: numb
     signature = q.get("Signature") ?? "";
     date = q.get("Expires") ?? "";
     if (!/^\d+$/.test(date)) throw new S3Error("AccessDenied", "Expires must be a number", 403);
-    if (now > Number(date) * 1000) throw new S3Error("AccessDenied", "Request has expired");
+    if (now > Number(date) * 1000) throw requestExpired(Number(date) * 1000, now);
   }
   if (!creds) return;
   if (accessKey !== creds.accessKey) {

@@ -6,8 +6,18 @@ import { keyFits } from "./index_db.ts";
 import type { Record } from "./record.ts";
 import type { S3Request } from "./s3.ts";
 import { escapePath } from "./s3_auth.ts";
-import { checkVersionId, etagOf } from "./s3_objects.ts";
-import { argumentError, s3Error, type XmlNode, xmlResponse, xmlTime } from "./s3_xml.ts";
+import { checkVersionId, etagOf, hasGrant } from "./s3_objects.ts";
+import { readWhole } from "./s3_body.ts";
+import { abortUploads, uploadsIn } from "./s3_multipart.ts";
+import {
+  argumentError,
+  parseCreateBucket,
+  s3Error,
+  type XmlNode,
+  xmlResponse,
+  xmlTextResponse,
+  xmlTime,
+} from "./s3_xml.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -366,8 +376,39 @@ function bucketOfToken(token: string): string {
 
 export async function headBucket(s3: S3Request): Promise<Response> {
   if (!await bucketExists(s3)) throw noSuchBucket();
-  return new Response(null, { headers: { "x-amz-bucket-region": "us-east-1" } });
+  const constraint = await s3.store.index.bucketRegion(s3.bucket);
+  return new Response(null, { headers: { "x-amz-bucket-region": regionOf(constraint) } });
 }
+
+/** The region a LocationConstraint names: none is us-east-1, "EU" eu-west-1 (S3's). */
+function regionOf(constraint: string | null): string {
+  if (constraint === null) return "us-east-1";
+  return constraint === "EU" ? "eu-west-1" : constraint;
+}
+
+/**
+ * The gateway has no region of its own (any region signs), so a bucket
+ * made with a LocationConstraint keeps it, to report: a region's name (S3's,
+ * or another store's: letters, digits, dashes), or S3's legacy "EU".
+ */
+const LOCATION = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
+
+/** CreateBucket's LocationConstraint: "" for us-east-1, or 400 InvalidLocationConstraint. */
+async function locationConstraint(s3: S3Request): Promise<string> {
+  const xml = await readWhole(s3.body(), CONFIG_MAX);
+  const constraint = parseCreateBucket(decoder.decode(xml));
+  if (constraint === "" || constraint === "us-east-1") return "";
+  if (LOCATION.test(constraint)) return constraint;
+  const err = s3Error(
+    "InvalidLocationConstraint",
+    "The specified location-constraint is not valid",
+  );
+  err.names.LocationConstraint = constraint;
+  throw err;
+}
+
+/** The longest CreateBucket body read (S3's configuration is a few hundred bytes). */
+const CONFIG_MAX = 64 * 1024;
 
 /** Valid S3 bucket names: 3-63 of a-z 0-9 . -, a letter or digit at each end. */
 const BUCKET_NAME = /^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$/;
@@ -376,8 +417,11 @@ export async function createBucket(s3: S3Request): Promise<Response> {
   if (!BUCKET_NAME.test(s3.bucket)) {
     throw s3Error("InvalidBucketName", "The specified bucket is not valid.");
   }
-  // As S3 in us-east-1: making a bucket you own again succeeds.
-  await s3.store.index.createBucket(s3.bucket, Date.now());
+  checkBucketAcl(s3.req.headers);
+  const region = await locationConstraint(s3);
+  // As S3 in us-east-1: making a bucket you own again succeeds (it keeps
+  // the region it was made in).
+  await s3.store.index.createBucket(s3.bucket, Date.now(), region || undefined);
   return new Response(null, { headers: { Location: `/${s3.bucket}` } });
 }
 
@@ -391,9 +435,13 @@ export async function deleteBucket(s3: S3Request): Promise<Response> {
   if (page.items.length > 0) {
     throw s3Error("BucketNotEmpty", "The bucket you tried to delete is not empty");
   }
-  // Empty: it exists only if CreateBucket made it (one known only through
-  // its keys went with the last of them).
-  if (await s3.store.index.bucket(s3.bucket) === null) throw noSuchBucket();
+  // Empty: it exists if CreateBucket made it (one known only through its
+  // keys went with the last of them), or while an upload is in progress in
+  // it (as ListMultipartUploads lists it).
+  const uploads = await uploadsIn(s3.store, s3.bucket);
+  if (uploads.length === 0 && await s3.store.index.bucket(s3.bucket) === null) {
+    throw noSuchBucket();
+  }
   if (!await s3.store.index.deleteBucket(s3.bucket)) {
     throw s3Error(
       "ServiceUnavailable",
@@ -401,12 +449,34 @@ export async function deleteBucket(s3: S3Request): Promise<Response> {
         "this bucket; run rebuild",
     );
   }
+  // As S3 deletes a general purpose bucket with uploads in progress: they
+  // go with it, their parts' files too (none left listed in a bucket that
+  // is gone, nor orphaned on the volumes). After the bucket's record, so a
+  // refused DeleteBucket aborts nothing; a master stopped in between
+  // leaves them listed, and a DeleteBucket again aborts them.
+  await abortUploads(s3.store, uploads);
   return new Response(null, { status: 204 });
 }
 
+/**
+ * A bucket's ACL, as S3 takes it with ACLs disabled (BucketOwnerEnforced,
+ * its default): private, the owner's alone, is taken; any other, or a
+ * grant, refused (objects' ACLs: s3_objects.ts checkNewObject).
+ */
+function checkBucketAcl(h: Headers) {
+  const acl = h.get("x-amz-acl")?.trim();
+  if ((acl === undefined || acl === "private") && !hasGrant(h)) return;
+  throw s3Error(
+    "InvalidBucketAclWithObjectOwnership",
+    "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting",
+  );
+}
+
+/** GetBucketLocation: the LocationConstraint it was made with; empty for us-east-1, as S3. */
 export async function location(s3: S3Request): Promise<Response> {
   if (!await bucketExists(s3)) throw noSuchBucket();
-  return xmlResponse("LocationConstraint", {});
+  const constraint = await s3.store.index.bucketRegion(s3.bucket);
+  return xmlTextResponse("LocationConstraint", constraint ?? "");
 }
 
 export async function versioning(s3: S3Request): Promise<Response> {

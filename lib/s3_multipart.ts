@@ -22,6 +22,7 @@ import { SourceError } from "./fanout.ts";
 import { type Md5Stream, md5Stream } from "./md5_stream.ts";
 import { received } from "./sizes.ts";
 import {
+  checkNewObject,
   checkWriteConditions,
   copyConditions,
   copyFailure,
@@ -72,6 +73,7 @@ function keyText(s3: S3Request): string {
 }
 
 export async function createUpload(s3: S3Request): Promise<Response> {
+  checkNewObject(s3);
   if (!keyFits(s3.key)) {
     throw s3Error("KeyTooLongError", "Your key is too long (at most 2043 bytes with its bucket)");
   }
@@ -716,6 +718,29 @@ export async function abortUpload(s3: S3Request, id: string): Promise<Response> 
   if (!parts) throw s3Error("NoSuchUpload", "The upload was completed or aborted meanwhile");
   await removeParts(s3.store, parts);
   return new Response(null, { status: 204 });
+}
+
+/** The ids of the uploads in progress in `bucket`. */
+export async function uploadsIn(store: Store, bucket: string): Promise<string[]> {
+  const head = encoder.encode(`/${bucket}/`);
+  const ids: string[] = [];
+  for await (const [id, u] of store.index.uploads()) {
+    if (startsWith(u.key, head)) ids.push(id);
+  }
+  return ids;
+}
+
+/**
+ * Aborts uploads (DeleteBucket's, of the bucket's uploads in progress): each
+ * ended as AbortMultipartUpload ends it, its parts' files removed. One
+ * completed or aborted meanwhile is left to the call that ended it.
+ */
+export async function abortUploads(store: Store, ids: string[]): Promise<void> {
+  for (const id of ids) {
+    const found = await store.index.upload(id);
+    const parts = found && await store.index.endUpload(id, found.versionstamp);
+    if (parts) await removeParts(store, parts);
+  }
 }
 
 /**

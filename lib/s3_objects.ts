@@ -551,8 +551,76 @@ export function failure(out: Outcome): S3Error {
   }
 }
 
+/** A key too long for the index (with its bucket; a zero byte counts twice). */
 function keyTooLong(): S3Error {
   return s3Error("KeyTooLongError", "Your key is too long (at most 2043 bytes with its bucket)");
+}
+
+/**
+ * What S3 refuses of a new object (PutObject, CopyObject's destination,
+ * CreateMultipartUpload) before any of it is read: a key over S3's limit, a
+ * storage class the store does not keep, an ACL.
+ */
+export function checkNewObject(s3: S3Request) {
+  checkKeyLength(s3.object);
+  checkStorageClass(s3.req.headers);
+  checkObjectAcl(s3.req.headers);
+}
+
+/**
+ * x-amz-storage-class: every value is kept as S3's STANDARD (replicas on
+ * the volumes, read at once), so STANDARD is the only class taken; another
+ * (GLACIER's restores, ONEZONE_IA's one zone, ...) would be stored as
+ * STANDARD while the client believed otherwise. Refused as S3 refuses a
+ * class it does not offer.
+ */
+function checkStorageClass(h: Headers) {
+  const asked = h.get("x-amz-storage-class");
+  if (asked === null || asked.trim() === "STANDARD") return;
+  const err = s3Error(
+    "InvalidStorageClass",
+    "The storage class you specified is not valid: this gateway stores every object as STANDARD",
+  );
+  err.names.StorageClassRequested = asked;
+  throw err;
+}
+
+/**
+ * ACLs, as S3 takes them in a bucket that has them disabled (Object
+ * Ownership's BucketOwnerEnforced, S3's default for new buckets): one key
+ * pair owns and reaches everything, so a canned ACL that grants only the
+ * owner (private, bucket-owner-full-control) is taken and changes nothing,
+ * and any other (public-read, ...), or a grant (x-amz-grant-*), is refused
+ * rather than left unkept: a client told its object is public-read that is
+ * not, or believing one private that mkv's API serves to anyone.
+ */
+function checkObjectAcl(h: Headers) {
+  const acl = h.get("x-amz-acl")?.trim();
+  const ownerOnly = acl === undefined || acl === "private" || acl === "bucket-owner-full-control";
+  if (ownerOnly && !hasGrant(h)) return;
+  throw s3Error("AccessControlListNotSupported", "The bucket does not allow ACLs");
+}
+
+/** Whether a request grants access through an x-amz-grant-* header. */
+export function hasGrant(h: Headers): boolean {
+  for (const [name] of h) if (name.startsWith("x-amz-grant-")) return true;
+  return false;
+}
+
+/** S3's longest object key, in bytes of UTF-8. */
+export const OBJECT_KEY_MAX = 1024;
+
+/**
+ * A write's object key held to S3's limit: KeyTooLongError naming its size,
+ * as S3's. Only writes: a longer key written through mkv's API (up to the
+ * index's limit) is still read, copied from and deleted through S3.
+ */
+function checkKeyLength(object: Uint8Array) {
+  if (object.length <= OBJECT_KEY_MAX) return;
+  const err = s3Error("KeyTooLongError", "Your key is too long");
+  err.names.Size = object.length;
+  err.names.MaxSizeAllowed = OBJECT_KEY_MAX;
+  throw err;
 }
 
 /**
@@ -589,6 +657,7 @@ export async function checkWriteConditions(
 }
 
 export async function putObject(s3: S3Request): Promise<Response> {
+  checkNewObject(s3);
   const { req } = s3;
   const meta = metaFrom(req.headers);
   const body = s3.body();
@@ -623,6 +692,7 @@ const SELF_COPY_CHANGES = ["x-amz-storage-class", "x-amz-website-redirect-locati
 
 /** CopyObject: the value read from a replica of the source, written anew. */
 export async function copyObject(s3: S3Request): Promise<Response> {
+  checkNewObject(s3);
   const sourceKey = copySource(s3.req.headers.get("x-amz-copy-source")!);
   // If-None-Match: * and If-Match are about the destination, as PutObject's.
   const cond = writeConditions(s3.req.headers);

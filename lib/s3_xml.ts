@@ -11,7 +11,10 @@ export class S3Error extends Error {
   /**
    * What S3 names in some errors: the missing key (NoSuchKey), the missing
    * bucket (NoSuchBucket), the argument refused (InvalidArgument), the range
-   * asked for and the object's size (InvalidRange).
+   * asked for and the object's size (InvalidRange), a key's size and the
+   * most allowed (KeyTooLongError), the storage class or region asked for
+   * (InvalidStorageClass, InvalidLocationConstraint), when an expired
+   * presigned URL expired and the master's time then (AccessDenied).
    */
   readonly names: {
     Key?: string;
@@ -20,6 +23,13 @@ export class S3Error extends Error {
     ArgumentValue?: string;
     RangeRequested?: string;
     ActualObjectSize?: number;
+    Size?: number;
+    MaxSizeAllowed?: number;
+    StorageClassRequested?: string;
+    LocationConstraint?: string;
+    "X-Amz-Expires"?: number;
+    Expires?: string;
+    ServerTime?: string;
   } = {};
 
   constructor(readonly code: string, message: string, readonly status = 403) {
@@ -101,6 +111,13 @@ export function xmlDocument(root: string, body: XmlNode): string {
   return `<?xml version="1.0" encoding="UTF-8"?>\n<${root} xmlns="${NS}">${inner}</${root}>`;
 }
 
+/** An answer whose root element holds text alone (GetBucketLocation's). */
+export function xmlTextResponse(root: string, text: string): Response {
+  const xml = `<?xml version="1.0" encoding="UTF-8"?>\n<${root} xmlns="${NS}">` +
+    `${escapeXml(text)}</${root}>`;
+  return withXml(xml, { status: 200, headers: { "Content-Type": "application/xml" } });
+}
+
 export function xmlResponse(root: string, body: XmlNode, status = 200): Response {
   return withXml(xmlDocument(root, body), {
     status,
@@ -118,18 +135,30 @@ function withXml(xml: string, init: ResponseInit): Response {
 
 const encoder = new TextEncoder();
 
+/** What an <Error> names, in the order S3 writes it. */
+const NAMED: (keyof S3Error["names"])[] = [
+  "Key",
+  "BucketName",
+  "ArgumentName",
+  "ArgumentValue",
+  "RangeRequested",
+  "ActualObjectSize",
+  "Size",
+  "MaxSizeAllowed",
+  "StorageClassRequested",
+  "LocationConstraint",
+  "X-Amz-Expires",
+  "Expires",
+  "ServerTime",
+];
+
 /** S3's <Error> document. */
 export function errorDocument(err: S3Error, resource: string, id = newRequestId()): string {
   return `<?xml version="1.0" encoding="UTF-8"?>\n` +
     render("Error", {
       Code: err.code,
       Message: err.message,
-      Key: err.names.Key,
-      BucketName: err.names.BucketName,
-      ArgumentName: err.names.ArgumentName,
-      ArgumentValue: err.names.ArgumentValue,
-      RangeRequested: err.names.RangeRequested,
-      ActualObjectSize: err.names.ActualObjectSize,
+      ...Object.fromEntries(NAMED.map((name) => [name, err.names[name]])),
       Resource: resource,
       RequestId: id,
     });
@@ -230,6 +259,22 @@ export function parseDelete(
   const versions = objects.map((o) => o.VersionId === undefined ? undefined : String(o.VersionId));
   const etags = objects.map((o) => o.ETag === undefined ? undefined : String(o.ETag));
   return { keys, versions, etags, quiet: String(del.Quiet ?? "").trim().toLowerCase() === "true" };
+}
+
+/**
+ * CreateBucket's body: its <LocationConstraint>, "" without one (an empty
+ * body, or a configuration naming none: us-east-1's).
+ */
+export function parseCreateBucket(text: string): string {
+  if (text.trim() === "") return "";
+  const config = parse(text).CreateBucketConfiguration as
+    | { LocationConstraint?: unknown }
+    | undefined;
+  if (config === undefined || (typeof config !== "object" && config !== "")) {
+    throw s3Error("MalformedXML", "Expected <CreateBucketConfiguration>");
+  }
+  const constraint = typeof config === "object" ? config.LocationConstraint : undefined;
+  return typeof constraint === "string" ? constraint.trim() : "";
 }
 
 /** One part a CompleteMultipartUpload names. */

@@ -1,0 +1,446 @@
+// Where the gateway follows Amazon S3's limits and refusals rather than
+// taking what S3 would not: object keys over 1,024 bytes, a DeleteBucket
+// with uploads in progress, an expired presigned URL's answer, storage
+// classes, ACLs, and the region a bucket is made in. A real master and
+// nginx volumes; raw requests where the exact answer is compared.
+import {
+  CopyObjectCommand,
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  DeleteBucketCommand,
+  DeleteObjectCommand,
+  GetBucketLocationCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  ListMultipartUploadsCommand,
+  PutObjectCommand,
+  UploadPartCommand,
+} from "@aws-sdk/client-s3";
+import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
+import { Cluster, volumeFiles } from "./cluster.ts";
+import { s3Client } from "./s3_client.ts";
+import { errorAnswer, errorXml } from "./s3_answers.ts";
+import { assert, assertEquals } from "./assert.ts";
+
+const NS = "http://s3.amazonaws.com/doc/2006-03-01/";
+
+function bucketName(): string {
+  return `lim-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+/** The S3 error a call fails with: its code and HTTP status. */
+async function s3Fails(p: Promise<unknown>): Promise<{ name: string; status: number }> {
+  try {
+    await p;
+  } catch (err) {
+    const e = err as { name: string; $metadata?: { httpStatusCode?: number } };
+    return { name: e.name, status: e.$metadata?.httpStatusCode ?? 0 };
+  }
+  throw new Error("Expected the call to fail");
+}
+
+/** A time as S3 writes it in an error: whole seconds, "2026-01-02T03:04:05Z". */
+function errorTime(ms: number): string {
+  return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace(".000Z", "Z");
+}
+
+/** 1,025 bytes of UTF-8 in 513 characters: the limit is bytes. */
+const TOO_LONG = "é".repeat(512) + "x";
+
+Deno.test("S3's limits and refusals, as S3 answers them", async (t) => {
+  const c = await Cluster.start({ flags: ["-s3"] });
+  const s3 = s3Client(c.url);
+  try {
+    await t.step(
+      "a PutObject of a key over 1,024 bytes of UTF-8 is 400 KeyTooLongError naming its size",
+      async () => {
+        const Bucket = bucketName();
+        const path = `/${Bucket}/${encodeURIComponent(TOO_LONG)}`;
+        assertEquals(
+          await errorAnswer(`${c.url}${path}?x-id=PutObject`, { method: "PUT", body: "v" }),
+          {
+            status: 400,
+            type: "application/xml",
+            body: errorXml(
+              "KeyTooLongError",
+              "Your key is too long",
+              "<Size>1025</Size><MaxSizeAllowed>1024</MaxSizeAllowed>",
+              path,
+            ),
+          },
+        );
+        assertEquals((await fetch(`${c.url}${path}`, { redirect: "manual" })).status, 404);
+      },
+    );
+
+    await t.step("a key of exactly 1,024 bytes is stored", async () => {
+      const Bucket = bucketName();
+      const Key = TOO_LONG.slice(0, -1);
+      await s3.send(new PutObjectCommand({ Bucket, Key, Body: "fits" }));
+      const got = await s3.send(new GetObjectCommand({ Bucket, Key }));
+      assertEquals(await got.Body!.transformToString(), "fits");
+    });
+
+    await t.step(
+      "a CopyObject to a key over 1,024 bytes is 400 KeyTooLongError, nothing stored",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new PutObjectCommand({ Bucket, Key: "src", Body: "v" }));
+        const copy = new CopyObjectCommand({ Bucket, Key: TOO_LONG, CopySource: `${Bucket}/src` });
+        assertEquals(await s3Fails(s3.send(copy)), { name: "KeyTooLongError", status: 400 });
+        const path = `/${Bucket}/${encodeURIComponent(TOO_LONG)}`;
+        assertEquals((await fetch(`${c.url}${path}`, { redirect: "manual" })).status, 404);
+      },
+    );
+
+    await t.step(
+      "a CreateMultipartUpload of a key over 1,024 bytes is 400 KeyTooLongError, no upload made",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new CreateBucketCommand({ Bucket }));
+        const create = new CreateMultipartUploadCommand({ Bucket, Key: TOO_LONG });
+        assertEquals(await s3Fails(s3.send(create)), { name: "KeyTooLongError", status: 400 });
+        const listed = await s3.send(new ListMultipartUploadsCommand({ Bucket }));
+        assertEquals(listed.Uploads, undefined);
+      },
+    );
+
+    await t.step(
+      "a key over 1,024 bytes written through mkv's API is read and deleted through S3",
+      async () => {
+        const Bucket = bucketName();
+        const Key = "k".repeat(1500);
+        const put = await fetch(`${c.url}/${Bucket}/${Key}`, { method: "PUT", body: "long" });
+        assertEquals(put.status, 201);
+        await put.body?.cancel();
+        const got = await s3.send(new GetObjectCommand({ Bucket, Key }));
+        assertEquals(await got.Body!.transformToString(), "long");
+        await s3.send(new DeleteObjectCommand({ Bucket, Key }));
+        const gone = await fetch(`${c.url}/${Bucket}/${Key}`, { redirect: "manual" });
+        assertEquals(gone.status, 404);
+        await gone.body?.cancel();
+      },
+    );
+
+    await t.step(
+      "DeleteBucket with an upload in progress aborts it: not listed, its parts gone from the volumes",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new CreateBucketCommand({ Bucket }));
+        const { UploadId } = await s3.send(
+          new CreateMultipartUploadCommand({ Bucket, Key: "big" }),
+        );
+        await s3.send(
+          new UploadPartCommand({ Bucket, Key: "big", UploadId, PartNumber: 1, Body: "part" }),
+        );
+        const parts = async () =>
+          (await Promise.all(c.volumes.map((v) => volumeFiles(v))))
+            .flat().filter((f) => f.includes(`mpu.${UploadId}.`));
+        assertEquals((await parts()).length, 3);
+        await s3.send(new DeleteBucketCommand({ Bucket }));
+        assertEquals(await parts(), []);
+        assertEquals(
+          await s3Fails(s3.send(new ListMultipartUploadsCommand({ Bucket }))),
+          { name: "NoSuchBucket", status: 404 },
+        );
+        const late = new UploadPartCommand({
+          Bucket,
+          Key: "big",
+          UploadId,
+          PartNumber: 2,
+          Body: "late",
+        });
+        assertEquals(await s3Fails(s3.send(late)), { name: "NoSuchUpload", status: 404 });
+      },
+    );
+
+    await t.step(
+      "DeleteBucket of a bucket known only through an upload in progress aborts it too",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new CreateMultipartUploadCommand({ Bucket, Key: "k" }));
+        await s3.send(new DeleteBucketCommand({ Bucket }));
+        assertEquals(
+          await s3Fails(s3.send(new ListMultipartUploadsCommand({ Bucket }))),
+          { name: "NoSuchBucket", status: 404 },
+        );
+      },
+    );
+
+    await t.step(
+      "an expired presigned URL (Signature Version 4) names its X-Amz-Expires, when it expired and the server's time",
+      async () => {
+        const Bucket = bucketName();
+        const signed = Date.now() - 10_000;
+        const url = await getSignedUrl(s3, new GetObjectCommand({ Bucket, Key: "k" }), {
+          expiresIn: 1,
+          signingDate: new Date(signed),
+        });
+        const before = Date.now();
+        const got = await errorAnswer(url);
+        const after = Date.now();
+        const server = /<ServerTime>([^<]*)<\/ServerTime>/.exec(got.body)?.[1] ?? "";
+        const at = Date.parse(server);
+        assert(server.endsWith("Z") && at >= before - 1000 && at <= after, server);
+        assertEquals(got, {
+          status: 403,
+          type: "application/xml",
+          body: errorXml(
+            "AccessDenied",
+            "Request has expired",
+            `<X-Amz-Expires>1</X-Amz-Expires><Expires>${errorTime(signed + 1000)}</Expires>` +
+              `<ServerTime>${server}</ServerTime>`,
+            `/${Bucket}/k`,
+          ),
+        });
+      },
+    );
+
+    await t.step(
+      "an expired presigned URL (Signature Version 2) names when it expired and the server's time",
+      async () => {
+        const Bucket = bucketName();
+        const expires = Math.floor(Date.now() / 1000) - 10;
+        const before = Date.now();
+        const got = await errorAnswer(
+          `${c.url}/${Bucket}/k?AWSAccessKeyId=x&Expires=${expires}&Signature=c2ln`,
+        );
+        const after = Date.now();
+        const server = /<ServerTime>([^<]*)<\/ServerTime>/.exec(got.body)?.[1] ?? "";
+        const at = Date.parse(server);
+        assert(server.endsWith("Z") && at >= before - 1000 && at <= after, server);
+        assertEquals(got, {
+          status: 403,
+          type: "application/xml",
+          body: errorXml(
+            "AccessDenied",
+            "Request has expired",
+            `<Expires>${errorTime(expires * 1000)}</Expires><ServerTime>${server}</ServerTime>`,
+            `/${Bucket}/k`,
+          ),
+        });
+      },
+    );
+
+    await t.step(
+      "a PutObject in a storage class other than STANDARD is 400 InvalidStorageClass, nothing stored",
+      async () => {
+        const Bucket = bucketName();
+        const path = `/${Bucket}/cold`;
+        const headers = { "x-amz-storage-class": "GLACIER" };
+        assertEquals(
+          await errorAnswer(`${c.url}${path}?x-id=PutObject`, {
+            method: "PUT",
+            headers,
+            body: "v",
+          }),
+          {
+            status: 400,
+            type: "application/xml",
+            body: errorXml(
+              "InvalidStorageClass",
+              "The storage class you specified is not valid: this gateway stores every object as STANDARD",
+              "<StorageClassRequested>GLACIER</StorageClassRequested>",
+              path,
+            ),
+          },
+        );
+        assertEquals((await fetch(`${c.url}${path}`, { redirect: "manual" })).status, 404);
+      },
+    );
+
+    await t.step("a PutObject in the STANDARD storage class is stored", async () => {
+      const Bucket = bucketName();
+      await s3.send(
+        new PutObjectCommand({ Bucket, Key: "std", Body: "v", StorageClass: "STANDARD" }),
+      );
+      const got = await s3.send(new GetObjectCommand({ Bucket, Key: "std" }));
+      assertEquals(await got.Body!.transformToString(), "v");
+    });
+
+    await t.step(
+      "CopyObject and CreateMultipartUpload in another storage class are 400 InvalidStorageClass",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new PutObjectCommand({ Bucket, Key: "src", Body: "v" }));
+        const copy = new CopyObjectCommand({
+          Bucket,
+          Key: "dst",
+          CopySource: `${Bucket}/src`,
+          StorageClass: "STANDARD_IA",
+        });
+        assertEquals(await s3Fails(s3.send(copy)), { name: "InvalidStorageClass", status: 400 });
+        const create = new CreateMultipartUploadCommand({
+          Bucket,
+          Key: "mp",
+          StorageClass: "DEEP_ARCHIVE",
+        });
+        assertEquals(await s3Fails(s3.send(create)), { name: "InvalidStorageClass", status: 400 });
+        assertEquals(
+          (await s3.send(new ListMultipartUploadsCommand({ Bucket }))).Uploads,
+          undefined,
+        );
+      },
+    );
+
+    await t.step(
+      "a PutObject with an ACL granting others access is 400 AccessControlListNotSupported, nothing stored",
+      async () => {
+        const Bucket = bucketName();
+        const path = `/${Bucket}/public`;
+        assertEquals(
+          await errorAnswer(`${c.url}${path}?x-id=PutObject`, {
+            method: "PUT",
+            headers: { "x-amz-acl": "public-read" },
+            body: "v",
+          }),
+          {
+            status: 400,
+            type: "application/xml",
+            body: errorXml(
+              "AccessControlListNotSupported",
+              "The bucket does not allow ACLs",
+              "",
+              path,
+            ),
+          },
+        );
+        assertEquals((await fetch(`${c.url}${path}`, { redirect: "manual" })).status, 404);
+      },
+    );
+
+    await t.step(
+      "a grant header (x-amz-grant-read) is 400 AccessControlListNotSupported",
+      async () => {
+        const Bucket = bucketName();
+        const put = new PutObjectCommand({
+          Bucket,
+          Key: "granted",
+          Body: "v",
+          GrantRead: 'uri="http://acs.amazonaws.com/groups/global/AllUsers"',
+        });
+        assertEquals(await s3Fails(s3.send(put)), {
+          name: "AccessControlListNotSupported",
+          status: 400,
+        });
+      },
+    );
+
+    await t.step(
+      "the private and bucket-owner-full-control ACLs, which grant only the owner, are accepted",
+      async () => {
+        const Bucket = bucketName();
+        for (const ACL of ["private", "bucket-owner-full-control"] as const) {
+          await s3.send(new PutObjectCommand({ Bucket, Key: ACL, Body: ACL, ACL }));
+          const got = await s3.send(new GetObjectCommand({ Bucket, Key: ACL }));
+          assertEquals(await got.Body!.transformToString(), ACL);
+        }
+      },
+    );
+
+    await t.step(
+      "CreateBucket with a public ACL is 400 InvalidBucketAclWithObjectOwnership; private makes it",
+      async () => {
+        const Bucket = bucketName();
+        const pub = new CreateBucketCommand({ Bucket, ACL: "public-read" });
+        assertEquals(await s3Fails(s3.send(pub)), {
+          name: "InvalidBucketAclWithObjectOwnership",
+          status: 400,
+        });
+        assertEquals(await s3Fails(s3.send(new HeadBucketCommand({ Bucket }))), {
+          name: "NotFound",
+          status: 404,
+        });
+        await s3.send(new CreateBucketCommand({ Bucket, ACL: "private" }));
+        const head = await s3.send(new HeadBucketCommand({ Bucket }));
+        assertEquals(head.$metadata.httpStatusCode, 200);
+      },
+    );
+
+    await t.step(
+      "a bucket made in eu-west-1 reports it: GetBucketLocation and HeadBucket's x-amz-bucket-region",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(
+          new CreateBucketCommand({
+            Bucket,
+            CreateBucketConfiguration: { LocationConstraint: "eu-west-1" },
+          }),
+        );
+        const res = await fetch(`${c.url}/${Bucket}?location`);
+        assertEquals(
+          [res.status, await res.text()],
+          [
+            200,
+            `<?xml version="1.0" encoding="UTF-8"?>\n` +
+            `<LocationConstraint xmlns="${NS}">eu-west-1</LocationConstraint>`,
+          ],
+        );
+        const head = await s3.send(new HeadBucketCommand({ Bucket }));
+        assertEquals(head.BucketRegion, "eu-west-1");
+        const loc = await s3.send(new GetBucketLocationCommand({ Bucket }));
+        assertEquals(loc.LocationConstraint, "eu-west-1");
+      },
+    );
+
+    await t.step(
+      "a bucket made without a LocationConstraint is us-east-1's: an empty one, as S3",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new CreateBucketCommand({ Bucket }));
+        const res = await fetch(`${c.url}/${Bucket}?location`);
+        assertEquals(
+          [res.status, await res.text()],
+          [
+            200,
+            `<?xml version="1.0" encoding="UTF-8"?>\n<LocationConstraint xmlns="${NS}"></LocationConstraint>`,
+          ],
+        );
+        const head = await s3.send(new HeadBucketCommand({ Bucket }));
+        assertEquals(head.BucketRegion, "us-east-1");
+      },
+    );
+
+    await t.step(
+      "the region a bucket was made in goes with it: made again after DeleteBucket, it is the new one's",
+      async () => {
+        const Bucket = bucketName();
+        const config = { LocationConstraint: "ap-south-1" } as const;
+        await s3.send(new CreateBucketCommand({ Bucket, CreateBucketConfiguration: config }));
+        await s3.send(new DeleteBucketCommand({ Bucket }));
+        await s3.send(new CreateBucketCommand({ Bucket }));
+        const head = await s3.send(new HeadBucketCommand({ Bucket }));
+        assertEquals(head.BucketRegion, "us-east-1");
+      },
+    );
+
+    await t.step(
+      "a LocationConstraint that names no region is 400 InvalidLocationConstraint, no bucket made",
+      async () => {
+        const Bucket = bucketName();
+        const body = `<CreateBucketConfiguration xmlns="${NS}">` +
+          "<LocationConstraint>not a region</LocationConstraint></CreateBucketConfiguration>";
+        assertEquals(
+          await errorAnswer(`${c.url}/${Bucket}?x-id=CreateBucket`, { method: "PUT", body }),
+          {
+            status: 400,
+            type: "application/xml",
+            body: errorXml(
+              "InvalidLocationConstraint",
+              "The specified location-constraint is not valid",
+              "<LocationConstraint>not a region</LocationConstraint>",
+              `/${Bucket}`,
+            ),
+          },
+        );
+        assertEquals(await s3Fails(s3.send(new HeadBucketCommand({ Bucket }))), {
+          name: "NotFound",
+          status: 404,
+        });
+      },
+    );
+  } finally {
+    s3.destroy();
+    await c.stop();
+  }
+});
