@@ -14,6 +14,7 @@ import {
   parseQueryPairs,
 } from "./s3_auth.ts";
 import { SourceError } from "./fanout.ts";
+import { VolumeError } from "./volumes.ts";
 import { type S3Body, s3Body } from "./s3_body.ts";
 import { errorIds, errorResponse, newRequestId, refusalOf, S3Error, s3Error } from "./s3_xml.ts";
 import type { Store } from "./store.ts";
@@ -185,6 +186,14 @@ async function answerS3(
     // a 5xx logged in one line at the edge (lib/server.ts).
     if (err instanceof SourceError) {
       const failure = objects.failure({ status: err.status, message: err.message });
+      return errorResponse(failure, target.rawPath, head);
+    }
+    // A volume's failure that reached here unanswered by the call (a part's
+    // write, UploadPart's, that a volume refused or left unanswered): a
+    // replica write's 500, as PutObject's, its reason naming the volume's
+    // URL and answer (`Cannot PUT "http://...": status 507`), no stack.
+    if (err instanceof VolumeError) {
+      const failure = objects.failure({ status: 500, message: err.message });
       return errorResponse(failure, target.rawPath, head);
     }
     // A refusal of the index's is logged in one line (lib/server.ts, as

@@ -482,7 +482,7 @@ export async function writeObject(store: Store, key: Uint8Array, w: WriteOptions
     let out = await store.put(key, w.body, opts);
     // S3 overwrites, but not a value the index lacks: a write that failed
     // would delete it, and rebuild is what puts it back. Clients retry a 503.
-    if (out.unindexed) throw s3Error("ServiceUnavailable", out.message!);
+    if (out.unindexed) throw unindexedRefusal(out);
     if (out.status === 403 && w.create) throw preconditionFailed();
     if (out.status === 403) out = await store.replace(key, w.body, opts);
     if (out.status === 404) {
@@ -521,6 +521,16 @@ class Backoff {
 }
 
 /** A store outcome that did not make the value live, in S3's words. */
+/**
+ * A write refused by the incomplete index's question to the volumes (store
+ * Outcome `unindexed`): 503 whatever the volumes said, as clients retry it.
+ */
+function unindexedRefusal(out: Outcome): S3Error {
+  const err = s3Error("ServiceUnavailable", out.message!);
+  err.unwritten = true;
+  return err;
+}
+
 export function failure(out: Outcome): S3Error {
   const message = out.message ?? `Status ${out.status}`;
   switch (out.status) {
@@ -958,7 +968,7 @@ async function deleteKey(store: Store, key: Uint8Array, ifMatch?: string): Promi
   // A value the incomplete index lacks: it cannot be deleted (no record
   // names its files), and answered deleted, it would come back with
   // rebuild. Clients retry a 503.
-  if (out.unindexed) throw s3Error("ServiceUnavailable", out.message!);
+  if (out.unindexed) throw unindexedRefusal(out);
   if (out.status === 412) throw preconditionFailed();
   if (out.status === 204 || out.status === 404) return out.status === 204;
   if (out.status === 403) throw new S3Error("AccessDenied", out.message ?? "Protected");

@@ -1,7 +1,7 @@
 // S3's wire format: XML answers and errors, and the two XML bodies clients
 // send (DeleteObjects, CompleteMultipartUpload).
 import { XMLParser } from "fast-xml-parser";
-import { reasons, sent } from "./sizes.ts";
+import { reasons, sent, unwritten } from "./sizes.ts";
 import { Fenced, IndexGone, isBusy, LOCKED_ANSWER } from "./group_commit.ts";
 
 const NS = "http://s3.amazonaws.com/doc/2006-03-01/";
@@ -31,6 +31,12 @@ export class S3Error extends Error {
     Expires?: string;
     ServerTime?: string;
   } = {};
+
+  /**
+   * Decided by what the index held, nothing written (a store Outcome's
+   * `unindexed`): its answer is `unwritten` (lib/sizes.ts).
+   */
+  unwritten = false;
 
   constructor(readonly code: string, message: string, readonly status = 403) {
     super(message);
@@ -197,6 +203,7 @@ export function errorResponse(err: S3Error, resource: string, head: boolean): Re
     errorIds.set(res, id);
   }
   if (err.status >= 500) reasons.set(res, err.message);
+  if (err.unwritten) unwritten.add(res);
   return res;
 }
 

@@ -443,15 +443,16 @@ function signalOf(req: Request, stop: AbortSignal | undefined): AbortSignal {
 
 /**
  * Whether `res` says what the index held rather than a write made: a read's
- * answer, a write refused for what was read (404, 403, 409), or one that
- * found nothing to do (S3's DeleteObject of a missing key: `unwritten`). A
- * write the index took was fenced (lib/membership.ts): it landed before any
- * rebuild took this master for stopped. 5xx answers stand as they are.
+ * answer, a write refused for what was read (404, 403, 409, and any answer
+ * marked `unwritten`: S3's DeleteObject of a missing key, a refusal of the
+ * incomplete index's question to the volumes, its 503s too). A write the
+ * index took was fenced (lib/membership.ts): it landed before any rebuild
+ * took this master for stopped. Other 5xx answers stand as they are.
  */
 function readIndex(req: Request, res: Response): boolean {
+  if (unwritten.has(res)) return true;
   if (res.status >= 500) return false;
-  return req.method === "GET" || req.method === "HEAD" || res.status >= 300 ||
-    unwritten.has(res);
+  return req.method === "GET" || req.method === "HEAD" || res.status >= 300;
 }
 
 /**
@@ -648,7 +649,9 @@ function respond(o: Outcome): Response {
   const headers = new Headers(o.headers);
   headers.delete("Content-Length");
   headers.set("Content-Type", "text/plain; charset=utf-8");
-  return withBody(body, { status: o.status, headers });
+  const res = withBody(body, { status: o.status, headers });
+  if (o.unindexed) unwritten.add(res);
+  return res;
 }
 
 /** ?status and ?metrics: they answer during a rebuild too. */

@@ -11,11 +11,13 @@ export const received = new WeakMap<Response, number>();
 export const sent = new WeakMap<Response, number>();
 
 /**
- * Answers of success to a write made from what the index held, with no
- * index write (S3's DeleteObject of a missing key: 204). A write that
- * commits is fenced; these are not, so lib/server.ts judges them as it
+ * Answers to a write made from what the index held, with no index write:
+ * a success (S3's DeleteObject of a missing key: 204), or a refusal the
+ * incomplete index's question to the volumes decided (its 503, "... run
+ * rebuild", or "... did not say ..."; lib/store.ts `unindexed`). A write
+ * that commits is fenced; these are not, so lib/server.ts judges them as it
  * judges reads after this master stalled: a rebuild may have emptied the
- * index meanwhile, and the key be one it has yet to refill.
+ * index meanwhile (and marked it), and the key be one it has yet to refill.
  */
 export const unwritten = new WeakSet<Response>();
 

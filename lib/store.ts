@@ -79,7 +79,12 @@ export interface Outcome {
   bytes?: number;
   /** The record a PUT or REPLACE made live (S3 answers with its ETag). */
   record?: Record;
-  /** A 409 of PUT: the volumes hold a value the incomplete index lacks. */
+  /**
+   * Decided by the incomplete index's question to the volumes (PUT's, S3's
+   * deletes'): 409, one holds a value the index lacks; 503, one did not
+   * say. Made from what the index held, nothing written: judged as a read
+   * after this master stalled (lib/server.ts).
+   */
   unindexed?: boolean;
 }
 
@@ -363,7 +368,7 @@ export class Store {
       } ` +
       `a value for this key: retry once ${unsure.length === 1 ? "it answers" : "they answer"}, ` +
       `or run rebuild`;
-    return { status: 503, message };
+    return { status: 503, message, unindexed: true };
   }
 
   /**
@@ -873,7 +878,7 @@ export class Store {
    * is no live one) before anything is deleted; an outcome is answered instead.
    * With `askVolumes` (S3's deletes, which answer a missing key as deleted),
    * a key with no record in an index marked incomplete is looked for on
-   * every volume as PUT does: 409 (`unindexed`) when one holds a file, which
+   * every volume as PUT does (`unindexed`): 409 when one holds a file, which
    * rebuild brings back, 503 when one cannot say, 404 when none holds one.
    */
   async delete(

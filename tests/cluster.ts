@@ -77,6 +77,9 @@ const SKEWED_CLOCK = new URL("./skewed_clock.ts", import.meta.url).pathname;
 /** Test-only: preloaded into a master, it logs the keys its index commits write (`commitLog`). */
 const COMMIT_LOG = new URL("./commit_log.ts", import.meta.url).pathname;
 
+/** Test-only: preloaded into a master, it orders a bucket read after a heartbeat (`holdBucketRead`). */
+const HELD_BUCKET_READ = new URL("./held_bucket_read.ts", import.meta.url).pathname;
+
 /**
  * Waits until the master spawned with `commitLog: log` has handed Deno KV a
  * commit writing `key`'s record: the request's index write is under way,
@@ -122,6 +125,11 @@ export interface SpawnOptions {
   volumes?: string[];
   /** A file it logs the keys of its index commits to, as each is sent (see commitSent). */
   commitLog?: string;
+  /**
+   * A file whose making orders its next S3 bucket read after its next
+   * heartbeat's look at the index (see tests/held_bucket_read.ts).
+   */
+  holdBucketRead?: string;
 }
 
 export interface SpawnedMaster {
@@ -291,6 +299,10 @@ export class Cluster {
     if (opts.skew !== undefined) env = { ...env, MKV_TEST_CLOCK_SKEW_MS: String(opts.skew) };
     const commits = opts.commitLog === undefined ? [] : ["--preload", COMMIT_LOG];
     if (opts.commitLog !== undefined) env = { ...env, MKV_TEST_COMMIT_LOG: opts.commitLog };
+    const held = opts.holdBucketRead === undefined ? [] : ["--preload", HELD_BUCKET_READ];
+    if (opts.holdBucketRead !== undefined) {
+      env = { ...env, MKV_TEST_HOLD_BUCKET_READ: opts.holdBucketRead };
+    }
     return new Deno.Command(DENO, {
       args: [
         "run",
@@ -298,6 +310,7 @@ export class Cluster {
         MASTER_V8_FLAGS,
         ...skew,
         ...commits,
+        ...held,
         MAIN,
         "server",
         ...args,

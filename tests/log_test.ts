@@ -616,6 +616,49 @@ Deno.test("a PUT whose replica write failed answers 500 with the reason, logged 
   }
 });
 
+/**
+ * Makes volume `i`'s nginx refuse every write: a file stands where each
+ * subvolume's folder would be (the default 10), so a PUT's rename into
+ * place fails (ENOTDIR) and nginx answers 500, root or not.
+ */
+async function refuseWrites(c: Cluster, i: number): Promise<void> {
+  for (let sv = 0; sv < 10; sv++) {
+    await Deno.writeTextFile(`${c.volumeDir(i)}/sv0${sv}`, "not a folder", { createNew: true });
+  }
+}
+
+Deno.test("an S3 UploadPart whose replica write a volume refused answers the volume and its status, logged as one line, no stack", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1"] });
+  const m = await capturedMaster(c, ["-s3"]);
+  try {
+    const key = randomKey("/refused-part");
+    const bucket = key.split("/")[1];
+    assertEquals(await status(`${m.url}/${bucket}?x-id=CreateBucket`, { method: "PUT" }), 200);
+    const started = await fetch(`${m.url}${key}?uploads`, { method: "POST" });
+    const id = (await started.text()).match(/<UploadId>([^<]+)</)![1];
+    await refuseWrites(c, 0);
+    const res = await fetch(`${m.url}${key}?partNumber=1&uploadId=${id}`, {
+      method: "PUT",
+      body: "part",
+    });
+    const body = await res.text();
+    assertEquals(res.status, 500);
+    const reason = body.match(/<Message>([^<]+)</)![1].replaceAll("&#34;", '"');
+    const part = `http://${
+      c.volumes[0]
+    }/sv0\\d/[0-9a-f]{2}/[0-9a-f]{2}/mpu\\.${id}\\.1\\.[0-9a-f]{8}`;
+    assert(new RegExp(`^Cannot PUT "${part}": status 500$`).test(reason), reason);
+    assert(body.includes("<Code>InternalError</Code>"), body);
+    const out = await m.stop();
+    assertEquals(out.stderr.filter((l) => !l.startsWith("volume ")), [
+      `S3 PUT ${key} 500: ${reason}`,
+    ]);
+  } finally {
+    await m.stop();
+    await c.stop();
+  }
+});
+
 Deno.test("a request refused because the index file was removed is logged as one line saying so", async () => {
   const c = await Cluster.start();
   const m = await capturedMaster(c, []);

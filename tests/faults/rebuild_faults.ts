@@ -51,6 +51,8 @@ export interface SlowCluster {
   m: SpawnedMaster;
   /** The file its commits' keys are logged to, when asked for. */
   commitLog: string | undefined;
+  /** The file whose making orders its next S3 bucket read after a heartbeat, when asked for. */
+  holdBucketRead: string | undefined;
   /** Resumes the master if paused, and stops it, the proxies and the cluster. */
   stop(): Promise<void>;
 }
@@ -58,22 +60,24 @@ export interface SlowCluster {
 /**
  * A cluster whose volumes list slowly, and a master on them; `flags`: the
  * master's own (-s3); `commitLog`: the master logs its commits' keys (see
- * Cluster.spawnMaster's `commitLog`).
+ * Cluster.spawnMaster's `commitLog`); `holdBucketRead`: see its `holdBucketRead`.
  */
 export async function slowCluster(
-  opts: { flags?: string[]; commitLog?: boolean } = {},
+  opts: { flags?: string[]; commitLog?: boolean; holdBucketRead?: boolean } = {},
 ): Promise<SlowCluster> {
   const c = await Cluster.start({ flags: opts.flags });
   await c.stopMaster();
   const proxies = c.volumes.map((v) => new SlowListing(v));
   const volumes = proxies.map((p) => p.volume).join(",");
   const commitLog = opts.commitLog ? `${c.dir}/commits` : undefined;
-  const m = await c.spawnMaster(["-volumes", volumes], {}, { commitLog });
+  const holdBucketRead = opts.holdBucketRead ? `${c.dir}/hold-bucket-read` : undefined;
+  const m = await c.spawnMaster(["-volumes", volumes], {}, { commitLog, holdBucketRead });
   return {
     c,
     volumes,
     m,
     commitLog,
+    holdBucketRead,
     async stop() {
       m.proc.kill("SIGCONT");
       await m.stop();

@@ -63,7 +63,7 @@ type Spawn = () => Promise<SpawnedMaster>;
  * A master on volumes that list slowly, holding one live key, paused while a
  * rebuild clears the index; `run` gets them with the master still paused.
  * `pausing`: what the master is doing as it is paused. `flags`: the
- * master's own (-s3); `commitLog`: as slowCluster's.
+ * master's own (-s3); `commitLog`, `holdBucketRead`: as slowCluster's.
  */
 async function pausedThroughClear(
   run: (
@@ -72,15 +72,18 @@ async function pausedThroughClear(
     rebuilt: Promise<void>,
     another: Spawn,
     c: Cluster,
+    slow: SlowCluster,
   ) => Promise<void>,
   opts: {
     pausing?: (slow: SlowCluster, key: string) => Promise<void>;
     flags?: string[];
     commitLog?: boolean;
+    holdBucketRead?: boolean;
   } = {},
 ): Promise<void> {
   const pausing = opts.pausing ?? (async () => {});
-  const slow = await slowCluster({ flags: opts.flags, commitLog: opts.commitLog });
+  const { flags, commitLog, holdBucketRead } = opts;
+  const slow = await slowCluster({ flags, commitLog, holdBucketRead });
   const { c, volumes, m } = slow;
   try {
     const key = randomKey("/rebuild-inflight");
@@ -97,7 +100,7 @@ async function pausedThroughClear(
         others.push(await c.spawnMaster(["-volumes", volumes]));
         return others.at(-1)!;
       };
-      await run(m, key, rebuilt, another, c);
+      await run(m, key, rebuilt, another, c, slow);
     } finally {
       await Promise.all(others.map((o) => o.stop()));
     }
@@ -220,6 +223,35 @@ Deno.test("an S3 DeleteObject taken up by a master resumed amid a rebuild answer
       const bucket = key.split("/")[1];
       assertEquals(await status(`${m.url}/${bucket}?x-id=CreateBucket`, { method: "PUT" }), 200);
     },
+  });
+});
+
+// The heartbeat that first looked once the master resumed overtook the
+// call amid its index reads: the call began before that heartbeat had seen
+// the rebuild, and read the key missing from the emptied index with the
+// rebuild's incomplete mark seen since. It asked the volumes, found the
+// key's file, and answered that a rebuild is needed ("... run rebuild")
+// while one was running: a 503 decided by what it read, which the master
+// let stand, as a write's own failure, without judging it after the stall.
+Deno.test("an S3 DeleteObject whose reads a resumed master's heartbeat overtook answers the rebuild's 503, not run rebuild", async () => {
+  await pausedThroughClear(async (m, key, rebuilt, _another, _c, slow) => {
+    await Deno.writeTextFile(slow.holdBucketRead!, "");
+    m.proc.kill("SIGCONT");
+    assertEquals(await errorAnswer(`${m.url}${key}?x-id=DeleteObject`, { method: "DELETE" }), {
+      status: 503,
+      type: "application/xml",
+      body: errorXml("ServiceUnavailable", REBUILD_RUNNING_S3, "", key),
+    });
+    await rebuilt;
+    // Served again once a heartbeat has seen the rebuild gone (not after a guessed time).
+    assertEquals(await servedAgain(m.url + key), 302);
+  }, {
+    flags: ["-s3"],
+    pausing: async ({ m }, key) => {
+      const bucket = key.split("/")[1];
+      assertEquals(await status(`${m.url}/${bucket}?x-id=CreateBucket`, { method: "PUT" }), 200);
+    },
+    holdBucketRead: true,
   });
 });
 
