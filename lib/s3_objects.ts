@@ -520,7 +520,6 @@ class Backoff {
   }
 }
 
-/** A store outcome that did not make the value live, in S3's words. */
 /**
  * A write refused by the incomplete index's question to the volumes (store
  * Outcome `unindexed`): 503 whatever the volumes said, as clients retry it.
@@ -531,6 +530,7 @@ function unindexedRefusal(out: Outcome): S3Error {
   return err;
 }
 
+/** A store outcome that did not make the value live, in S3's words. */
 export function failure(out: Outcome): S3Error {
   const message = out.message ?? `Status ${out.status}`;
   switch (out.status) {
