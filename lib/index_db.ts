@@ -758,6 +758,15 @@ export class Index {
     return (await this.kv.get<string>([BUCKET_REGIONS, name])).value;
   }
 
+  /** The LocationConstraints buckets were made with, by name (none: us-east-1's). */
+  async bucketRegions(): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    for await (const e of this.kv.list<string>({ prefix: [BUCKET_REGIONS] })) {
+      out.set(e.key[1] as string, e.value);
+    }
+    return out;
+  }
+
   /**
    * Removes a bucket's record, found empty in the index. False, nothing
    * removed, while the index is marked incomplete: it may lack the

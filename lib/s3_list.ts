@@ -348,6 +348,7 @@ export async function listBuckets(s3: S3Request): Promise<Response> {
   }
   const token = q.get("continuation-token");
   const after = token ? bucketOfToken(token) : "";
+  const regions = await s3.store.index.bucketRegions();
   const all = [...await allBuckets(s3)].sort((a, b) => a[0] < b[0] ? -1 : 1)
     .filter(([name]) => name.startsWith(prefix) && name > after);
   const buckets = all.slice(0, max);
@@ -358,6 +359,7 @@ export async function listBuckets(s3: S3Request): Promise<Response> {
       Bucket: buckets.map(([name, at]) => ({
         Name: name,
         CreationDate: xmlTime(at),
+        BucketRegion: regionOf(regions.get(name) ?? null),
       })),
     },
     ContinuationToken: more ? base64(encoder.encode(buckets.at(-1)![0])) : undefined,
@@ -417,6 +419,7 @@ export async function createBucket(s3: S3Request): Promise<Response> {
   if (!BUCKET_NAME.test(s3.bucket)) {
     throw s3Error("InvalidBucketName", "The specified bucket is not valid.");
   }
+  checkOwnership(s3.req.headers);
   checkBucketAcl(s3.req.headers);
   const region = await locationConstraint(s3);
   // As S3 in us-east-1: making a bucket you own again succeeds (it keeps
@@ -456,6 +459,42 @@ export async function deleteBucket(s3: S3Request): Promise<Response> {
   // leaves them listed, and a DeleteBucket again aborts them.
   await abortUploads(s3.store, uploads);
   return new Response(null, { status: 204 });
+}
+
+/** S3's Object Ownership settings; BucketOwnerEnforced is the gateway's, its buckets' only. */
+const OWNERSHIPS = ["BucketOwnerEnforced", "ObjectWriter", "BucketOwnerPreferred"];
+
+/**
+ * CreateBucket's x-amz-object-ownership: BucketOwnerEnforced (ACLs
+ * disabled, S3's default) is taken. The other two enable ACLs, which the
+ * gateway does not keep (one key pair owns everything; mkv's API serves
+ * every key to anyone): refused, 501, rather than a bucket made that is not
+ * what was asked for. One S3 has not: 400 InvalidArgument, as S3.
+ */
+function checkOwnership(h: Headers) {
+  const ownership = h.get("x-amz-object-ownership");
+  if (ownership === null || ownership === "BucketOwnerEnforced") return;
+  if (!OWNERSHIPS.includes(ownership)) {
+    const err = s3Error("InvalidArgument", `Invalid x-amz-object-ownership header: ${ownership}`);
+    err.names.ArgumentName = "x-amz-object-ownership";
+    throw err;
+  }
+  throw s3Error(
+    "NotImplemented",
+    `Object Ownership ${ownership} (x-amz-object-ownership) is not implemented by this ` +
+      "gateway: it keeps no ACLs, as S3 keeps none with BucketOwnerEnforced",
+  );
+}
+
+/**
+ * GetBucketOwnershipControls: BucketOwnerEnforced, every bucket's here (as
+ * a bucket S3 makes today has by default).
+ */
+export async function ownershipControls(s3: S3Request): Promise<Response> {
+  if (!await bucketExists(s3)) throw noSuchBucket();
+  return xmlResponse("OwnershipControls", {
+    Rule: { ObjectOwnership: "BucketOwnerEnforced" },
+  });
 }
 
 /**

@@ -133,6 +133,146 @@ Deno.test("S3's answers, element for element", async (t) => {
         });
       },
     );
+    await t.step(
+      "ListBuckets names each bucket's region: the one it was made in, us-east-1 for none",
+      async () => {
+        const prefix = bucketName();
+        const [eu, plain, keyed] = ["a-eu", "b-plain", "c-keyed"].map((n) => `${prefix}-${n}`);
+        await s3.send(
+          new CreateBucketCommand({
+            Bucket: eu,
+            CreateBucketConfiguration: { LocationConstraint: "eu-west-1" },
+          }),
+        );
+        await s3.send(new CreateBucketCommand({ Bucket: plain }));
+        const put = await fetch(`${c.url}/${keyed}/k`, { method: "PUT", body: "v" });
+        assertEquals(put.status, 201);
+        await put.body?.cancel();
+        const res = await fetch(`${c.url}/?prefix=${prefix}&x-id=ListBuckets`);
+        const xml = await res.text();
+        assertEquals(res.status, 200);
+        const buckets = [...xml.matchAll(/<Bucket>(.*?)<\/Bucket>/g)].map((m) =>
+          m[1].replace(/<CreationDate>[^<]*<\/CreationDate>/, "<CreationDate/>")
+        );
+        assertEquals(buckets, [
+          `<Name>${eu}</Name><CreationDate/><BucketRegion>eu-west-1</BucketRegion>`,
+          `<Name>${plain}</Name><CreationDate/><BucketRegion>us-east-1</BucketRegion>`,
+          `<Name>${keyed}</Name><CreationDate/><BucketRegion>us-east-1</BucketRegion>`,
+        ]);
+        const listed = await s3.send(new ListBucketsCommand({ Prefix: prefix }));
+        assertEquals(
+          listed.Buckets!.map((b) => [b.Name, b.BucketRegion]),
+          [[eu, "eu-west-1"], [plain, "us-east-1"], [keyed, "us-east-1"]],
+        );
+      },
+    );
+
+    await t.step(
+      "CreateBucket with Object Ownership BucketOwnerEnforced (what the gateway does) makes it",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new CreateBucketCommand({ Bucket, ObjectOwnership: "BucketOwnerEnforced" }));
+        const head = await s3.send(new HeadBucketCommand({ Bucket }));
+        assertEquals(head.$metadata.httpStatusCode, 200);
+      },
+    );
+
+    await t.step(
+      "CreateBucket with Object Ownership ObjectWriter or BucketOwnerPreferred (ACLs kept) is 501 NotImplemented, no bucket made",
+      async () => {
+        for (const ownership of ["ObjectWriter", "BucketOwnerPreferred"]) {
+          const Bucket = bucketName();
+          assertEquals(
+            await errorAnswer(`${c.url}/${Bucket}?x-id=CreateBucket`, {
+              method: "PUT",
+              headers: { "x-amz-object-ownership": ownership, "x-amz-acl": "public-read" },
+            }),
+            {
+              status: 501,
+              type: "application/xml",
+              body: errorXml(
+                "NotImplemented",
+                `Object Ownership ${ownership} (x-amz-object-ownership) is not implemented by ` +
+                  "this gateway: it keeps no ACLs, as S3 keeps none with BucketOwnerEnforced",
+                "",
+                `/${Bucket}`,
+              ),
+            },
+          );
+          assertEquals(await s3Fails(s3.send(new HeadBucketCommand({ Bucket }))), {
+            name: "NotFound",
+            status: 404,
+          });
+        }
+      },
+    );
+
+    await t.step(
+      "CreateBucket with an Object Ownership S3 has not is 400 InvalidArgument naming the header",
+      async () => {
+        const Bucket = bucketName();
+        assertEquals(
+          await errorAnswer(`${c.url}/${Bucket}?x-id=CreateBucket`, {
+            method: "PUT",
+            headers: { "x-amz-object-ownership": "Nobody" },
+          }),
+          {
+            status: 400,
+            type: "application/xml",
+            body: errorXml(
+              "InvalidArgument",
+              "Invalid x-amz-object-ownership header: Nobody",
+              "<ArgumentName>x-amz-object-ownership</ArgumentName>",
+              `/${Bucket}`,
+            ),
+          },
+        );
+        assertEquals(await s3Fails(s3.send(new HeadBucketCommand({ Bucket }))), {
+          name: "NotFound",
+          status: 404,
+        });
+      },
+    );
+
+    await t.step(
+      "GetBucketOwnershipControls answers BucketOwnerEnforced, for a bucket made or known by its keys",
+      async () => {
+        const made = bucketName();
+        await s3.send(new CreateBucketCommand({ Bucket: made }));
+        const keyed = bucketName();
+        const put = await fetch(`${c.url}/${keyed}/k`, { method: "PUT", body: "v" });
+        await put.body?.cancel();
+        for (const Bucket of [made, keyed]) {
+          const res = await fetch(`${c.url}/${Bucket}?ownershipControls`);
+          assertEquals(
+            [res.status, res.headers.get("content-type"), await res.text()],
+            [
+              200,
+              "application/xml",
+              `<?xml version="1.0" encoding="UTF-8"?>\n<OwnershipControls xmlns="${NS}">` +
+              "<Rule><ObjectOwnership>BucketOwnerEnforced</ObjectOwnership></Rule>" +
+              "</OwnershipControls>",
+            ],
+          );
+          const got = await s3.send(new GetBucketOwnershipControlsCommand({ Bucket }));
+          assertEquals(got.OwnershipControls?.Rules, [{ ObjectOwnership: "BucketOwnerEnforced" }]);
+        }
+      },
+    );
+
+    await t.step("GetBucketOwnershipControls of a missing bucket is 404 NoSuchBucket", async () => {
+      const Bucket = bucketName();
+      assertEquals(await errorAnswer(`${c.url}/${Bucket}?ownershipControls`), {
+        status: 404,
+        type: "application/xml",
+        body: errorXml(
+          "NoSuchBucket",
+          "The specified bucket does not exist",
+          `<BucketName>${Bucket}</BucketName>`,
+          `/${Bucket}`,
+        ),
+      });
+    });
   } finally {
     s3.destroy();
     await c.stop();
