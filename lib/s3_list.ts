@@ -429,6 +429,46 @@ export async function createBucket(s3: S3Request): Promise<Response> {
 }
 
 export async function deleteBucket(s3: S3Request): Promise<Response> {
+  // An upload made in the bucket between the listing of its uploads and the
+  // removal of its record fails the removal: listed again, and aborted with
+  // the others. Tries while CreateMultipartUploads keep coming, then 409.
+  for (let tries = 0; tries < DELETE_TRIES; tries++) {
+    const uploads = await emptyBucketUploads(s3);
+    const outcome = await s3.store.index.deleteBucket(s3.bucket, { uploadsMark: uploads.mark });
+    if (outcome === "refused") {
+      throw s3Error(
+        "ServiceUnavailable",
+        "The index is incomplete (a rebuild has not finished): the volumes may hold keys of " +
+          "this bucket; run rebuild",
+      );
+    }
+    if (outcome === "changed") continue;
+    // As S3 deletes a general purpose bucket with uploads in progress: they
+    // go with it, their parts' files too (none left listed in a bucket that
+    // is gone, nor orphaned on the volumes). After the bucket's record, so a
+    // refused DeleteBucket aborts nothing; a master stopped in between
+    // leaves them listed, and a DeleteBucket again aborts them.
+    await abortUploads(s3.store, uploads.ids);
+    return new Response(null, { status: 204 });
+  }
+  throw s3Error(
+    "OperationAborted",
+    "A conflicting conditional operation is currently in progress against this resource: " +
+      "multipart uploads kept being created in the bucket while it was deleted. Please try again.",
+  );
+}
+
+/** How many times DeleteBucket lists a bucket's uploads again when one is made meanwhile. */
+const DELETE_TRIES = 10;
+
+/**
+ * The uploads in progress in a bucket found empty of keys (else 409
+ * BucketNotEmpty), with the uploadsMark read before they were listed. 404
+ * NoSuchBucket for one that is not there: it exists if CreateBucket made it
+ * (one known only through its keys went with the last of them), or while an
+ * upload is in progress in it (as ListMultipartUploads lists it).
+ */
+async function emptyBucketUploads(s3: S3Request): Promise<{ ids: string[]; mark: string | null }> {
   const page = await listPage(s3, {
     prefix: new Uint8Array(),
     delimiter: new Uint8Array(),
@@ -438,27 +478,12 @@ export async function deleteBucket(s3: S3Request): Promise<Response> {
   if (page.items.length > 0) {
     throw s3Error("BucketNotEmpty", "The bucket you tried to delete is not empty");
   }
-  // Empty: it exists if CreateBucket made it (one known only through its
-  // keys went with the last of them), or while an upload is in progress in
-  // it (as ListMultipartUploads lists it).
-  const uploads = await uploadsIn(s3.store, s3.bucket);
-  if (uploads.length === 0 && await s3.store.index.bucket(s3.bucket) === null) {
+  const mark = await s3.store.index.uploadsMark(s3.bucket);
+  const ids = await uploadsIn(s3.store, s3.bucket);
+  if (ids.length === 0 && await s3.store.index.bucket(s3.bucket) === null) {
     throw noSuchBucket();
   }
-  if (!await s3.store.index.deleteBucket(s3.bucket)) {
-    throw s3Error(
-      "ServiceUnavailable",
-      "The index is incomplete (a rebuild has not finished): the volumes may hold keys of " +
-        "this bucket; run rebuild",
-    );
-  }
-  // As S3 deletes a general purpose bucket with uploads in progress: they
-  // go with it, their parts' files too (none left listed in a bucket that
-  // is gone, nor orphaned on the volumes). After the bucket's record, so a
-  // refused DeleteBucket aborts nothing; a master stopped in between
-  // leaves them listed, and a DeleteBucket again aborts them.
-  await abortUploads(s3.store, uploads);
-  return new Response(null, { status: 204 });
+  return { ids, mark };
 }
 
 /** S3's Object Ownership settings; BucketOwnerEnforced is the gateway's, its buckets' only. */

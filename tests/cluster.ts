@@ -122,6 +122,11 @@ export interface SpawnOptions {
   volumes?: string[];
   /** A file it logs the keys of its index commits to, as each is sent (see commitSent). */
   commitLog?: string;
+  /**
+   * With `commitLog`: a file whose lines hold back, while it exists, the
+   * commits that log one of them (tests/commit_log.ts).
+   */
+  commitHold?: string;
 }
 
 export interface SpawnedMaster {
@@ -291,6 +296,7 @@ export class Cluster {
     if (opts.skew !== undefined) env = { ...env, MKV_TEST_CLOCK_SKEW_MS: String(opts.skew) };
     const commits = opts.commitLog === undefined ? [] : ["--preload", COMMIT_LOG];
     if (opts.commitLog !== undefined) env = { ...env, MKV_TEST_COMMIT_LOG: opts.commitLog };
+    if (opts.commitHold !== undefined) env = { ...env, MKV_TEST_COMMIT_HOLD: opts.commitHold };
     return new Deno.Command(DENO, {
       args: [
         "run",
