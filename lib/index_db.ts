@@ -25,6 +25,11 @@ const BUCKETS = "b";
 /** A bucket's region, when CreateBucket named one other than us-east-1. */
 const BUCKET_REGIONS = "br";
 const UPLOADS = "mu";
+/**
+ * Per bucket, rewritten by each CreateMultipartUpload in it: DeleteBucket
+ * removes the bucket's record only if none was made since it listed them.
+ */
+const BUCKET_UPLOADS = "bu";
 const PARTS = "mp";
 const COMPLETED = "mc";
 /** Set while a rebuild runs, kept when it skipped a volume or could not read every folder. */
@@ -758,19 +763,45 @@ export class Index {
     return (await this.kv.get<string>([BUCKET_REGIONS, name])).value;
   }
 
+  /** The LocationConstraints buckets were made with, by name (none: us-east-1's). */
+  async bucketRegions(): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    for await (const e of this.kv.list<string>({ prefix: [BUCKET_REGIONS] })) {
+      out.set(e.key[1] as string, e.value);
+    }
+    return out;
+  }
+
   /**
-   * Removes a bucket's record, found empty in the index. False, nothing
-   * removed, while the index is marked incomplete: it may lack the
+   * Where a bucket's uploads stand: changed by every CreateMultipartUpload
+   * in it since. Read before listing them, for deleteBucket.
+   */
+  async uploadsMark(bucket: string): Promise<string | null> {
+    return (await this.kv.get([BUCKET_UPLOADS, bucket])).versionstamp;
+  }
+
+  /**
+   * Removes a bucket's record, found empty in the index, if no upload was
+   * made in it since `uploadsMark` (read before its uploads were listed):
+   * "changed" otherwise, nothing removed (list them again). "refused",
+   * nothing removed, while the index is marked incomplete: it may lack the
    * bucket's keys.
    */
-  async deleteBucket(name: string): Promise<boolean> {
+  async deleteBucket(
+    name: string,
+    opts: { uploadsMark: string | null },
+  ): Promise<"deleted" | "changed" | "refused"> {
     const res = await this.#commitFenced(
-      () => this.kv.atomic().delete([BUCKETS, name]).delete([BUCKET_REGIONS, name]),
-      {
-        refuse: () => this.markedIncomplete,
-      },
+      () =>
+        this.kv.atomic()
+          .check({ key: [BUCKET_UPLOADS, name], versionstamp: opts.uploadsMark })
+          .delete([BUCKETS, name])
+          .delete([BUCKET_REGIONS, name])
+          .delete([BUCKET_UPLOADS, name]),
+      { refuse: () => this.markedIncomplete },
     );
-    return res !== null;
+    if (res === null) return "refused";
+    return res.ok ? "deleted" : "changed";
   }
 
   /** Buckets made by CreateBucket, with their creation times. */
@@ -817,11 +848,14 @@ export class Index {
     return e.versionstamp === null ? null : { upload: e.value, versionstamp: e.versionstamp };
   }
 
-  async createUpload(id: string, upload: Upload): Promise<void> {
+  /** Records an upload in `opts.bucket`, that bucket's uploadsMark changed with it. */
+  async createUpload(id: string, upload: Upload, opts: { bucket: string }): Promise<void> {
     // A key may be a view of shared slab memory (lib/bytes.ts), and a value
     // is stored with its whole buffer: store a copy of just its bytes.
     const value = { ...upload, key: upload.key.slice() };
-    await this.#commitFenced(() => this.kv.atomic().set([UPLOADS, id], value));
+    await this.#commitFenced(() =>
+      this.kv.atomic().set([UPLOADS, id], value).set([BUCKET_UPLOADS, opts.bucket], id)
+    );
   }
 
   /** Every multipart upload in progress, by id. */

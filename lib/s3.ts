@@ -88,6 +88,7 @@ const S3_PARAMS = new Set([
   "cors",
   "lifecycle",
   "versions",
+  "ownershipControls",
   "x-id",
 ]);
 
@@ -315,6 +316,7 @@ function bucketCall(s3: S3Request): Promise<Response> {
     if (q.has("location")) return listing.location(s3);
     if (q.has("versioning")) return listing.versioning(s3);
     if (q.has("versions")) return listing.listVersions(s3);
+    if (q.has("ownershipControls")) return listing.ownershipControls(s3);
     return q.get("list-type") === "2" ? listing.listV2(s3) : listing.listV1(s3);
   }
   if (method === "HEAD") return listing.headBucket(s3);
@@ -373,7 +375,6 @@ const UNSUPPORTED = [
   "notification",
   "replication",
   "encryption",
-  "ownershipControls",
   "publicAccessBlock",
   "requestPayment",
   "accelerate",
@@ -410,11 +411,16 @@ function refuseUnsupported(s3: S3Request) {
   if (s3.req.headers.has("x-amz-write-offset-bytes")) {
     throw notImplemented("Appending to an object (x-amz-write-offset-bytes)");
   }
-  // Only read: GetBucketVersioning, GetBucketLocation and ListObjectVersions are answered.
-  for (const name of ["versioning", "location", "versions"]) {
+  // Only read: GetBucketVersioning, GetBucketLocation, ListObjectVersions
+  // and GetBucketOwnershipControls are answered.
+  for (const name of ["versioning", "location", "versions", "ownershipControls"]) {
     if (s3.query.has(name) && s3.req.method !== "GET") {
       throw notImplemented(`${s3.req.method} ?${name}`);
     }
+  }
+  // A bucket's, never taken for a GetObject of the key.
+  if (s3.query.has("ownershipControls") && s3.object.length > 0) {
+    throw notImplemented("?ownershipControls on an object");
   }
 }
 

@@ -143,6 +143,8 @@ interface Parts {
   signature: string;
   /** X-Amz-Date, "20130524T000000Z". */
   date: string;
+  /** Header-signed only: the date as sent (X-Amz-Date, or Date), which S3's errors name. */
+  sent?: string;
   /** Presigned only: seconds the URL is valid. */
   expires?: number;
 }
@@ -154,12 +156,13 @@ function fromHeader(auth: string, headers: Headers): Parts {
     if (eq > 0) fields.set(part.slice(0, eq).trim(), part.slice(eq + 1).trim());
   }
   const date = headers.get("x-amz-date") ?? "";
-  return credentialParts(
+  const parts = credentialParts(
     fields.get("Credential"),
     fields.get("SignedHeaders"),
     fields.get("Signature"),
     date || isoFromHttpDate(headers.get("date")),
   );
+  return { ...parts, sent: date || headers.get("date")! };
 }
 
 function fromQuery(query: string): Parts {
@@ -230,18 +233,42 @@ function checkTime(parts: Parts, header: boolean, now: number) {
     +parts.date.slice(13, 15),
   );
   if (header) {
-    if (Math.abs(now - at) > MAX_SKEW_MS) {
-      throw new S3Error(
-        "RequestTimeTooSkewed",
-        "The difference between the request time and the current time is too large.",
-      );
-    }
+    if (Math.abs(now - at) > MAX_SKEW_MS) throw tooSkewed(parts.sent!, now);
     return;
   }
-  if (at - now > MAX_SKEW_MS) throw new S3Error("AccessDenied", "Request is not valid yet");
+  // As S3 (and MinIO): a URL signed by a clock a little ahead is taken.
+  if (at - now > MAX_SKEW_MS) throw notYetValid(at, at + parts.expires! * 1000, now);
   if (now > at + parts.expires! * 1000) {
     throw requestExpired(at + parts.expires! * 1000, now, parts.expires);
   }
+}
+
+/**
+ * S3's answer to a header-signed request dated too far from the server's
+ * clock: the request's time as sent, the server's, and the skew allowed.
+ */
+export function tooSkewed(sent: string, now: number): S3Error {
+  const err = new S3Error(
+    "RequestTimeTooSkewed",
+    "The difference between the request time and the current time is too large.",
+  );
+  err.names.RequestTime = sent;
+  err.names.ServerTime = errorTime(now);
+  err.names.MaxAllowedSkewMilliseconds = MAX_SKEW_MS;
+  return err;
+}
+
+/**
+ * S3's answer to a presigned URL dated ahead of the server's clock (past
+ * the skew allowed): its X-Amz-Date, in milliseconds since 1970 as S3
+ * writes it, when it would expire and the server's time.
+ */
+function notYetValid(signedAt: number, expiresAt: number, now: number): S3Error {
+  const err = new S3Error("AccessDenied", "Request is not yet valid");
+  err.names["X-Amz-Date"] = signedAt;
+  err.names.Expires = errorTime(expiresAt);
+  err.names.ServerTime = errorTime(now);
+  return err;
 }
 
 /**

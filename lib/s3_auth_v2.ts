@@ -3,7 +3,7 @@
 // "Authorization: AWS <key>:<signature>" or "?AWSAccessKeyId=&Expires=&Signature=".
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { Credentials, SignedRequest } from "./s3_auth.ts";
-import { parseQueryPairs, requestExpired } from "./s3_auth.ts";
+import { parseQueryPairs, requestExpired, tooSkewed } from "./s3_auth.ts";
 import { S3Error } from "./s3_xml.ts";
 
 const MAX_SKEW_MS = 15 * 60_000;
@@ -57,12 +57,7 @@ export function checkV2(req: SignedRequest, creds: Credentials | null, now: numb
     const when = req.headers.get("x-amz-date") ?? req.headers.get("date") ?? "";
     const at = Date.parse(when);
     if (Number.isNaN(at)) throw new S3Error("AccessDenied", "The request has no valid Date");
-    if (Math.abs(now - at) > MAX_SKEW_MS) {
-      throw new S3Error(
-        "RequestTimeTooSkewed",
-        "The difference between the request time and the current time is too large.",
-      );
-    }
+    if (Math.abs(now - at) > MAX_SKEW_MS) throw tooSkewed(when, now);
     date = req.headers.has("x-amz-date") ? "" : when;
   } else {
     accessKey = q.get("AWSAccessKeyId") ?? "";

@@ -348,6 +348,7 @@ export async function listBuckets(s3: S3Request): Promise<Response> {
   }
   const token = q.get("continuation-token");
   const after = token ? bucketOfToken(token) : "";
+  const regions = await s3.store.index.bucketRegions();
   const all = [...await allBuckets(s3)].sort((a, b) => a[0] < b[0] ? -1 : 1)
     .filter(([name]) => name.startsWith(prefix) && name > after);
   const buckets = all.slice(0, max);
@@ -358,6 +359,7 @@ export async function listBuckets(s3: S3Request): Promise<Response> {
       Bucket: buckets.map(([name, at]) => ({
         Name: name,
         CreationDate: xmlTime(at),
+        BucketRegion: regionOf(regions.get(name) ?? null),
       })),
     },
     ContinuationToken: more ? base64(encoder.encode(buckets.at(-1)![0])) : undefined,
@@ -417,6 +419,7 @@ export async function createBucket(s3: S3Request): Promise<Response> {
   if (!BUCKET_NAME.test(s3.bucket)) {
     throw s3Error("InvalidBucketName", "The specified bucket is not valid.");
   }
+  checkOwnership(s3.req.headers);
   checkBucketAcl(s3.req.headers);
   const region = await locationConstraint(s3);
   // As S3 in us-east-1: making a bucket you own again succeeds (it keeps
@@ -426,6 +429,46 @@ export async function createBucket(s3: S3Request): Promise<Response> {
 }
 
 export async function deleteBucket(s3: S3Request): Promise<Response> {
+  // An upload made in the bucket between the listing of its uploads and the
+  // removal of its record fails the removal: listed again, and aborted with
+  // the others. Tries while CreateMultipartUploads keep coming, then 409.
+  for (let tries = 0; tries < DELETE_TRIES; tries++) {
+    const uploads = await emptyBucketUploads(s3);
+    const outcome = await s3.store.index.deleteBucket(s3.bucket, { uploadsMark: uploads.mark });
+    if (outcome === "refused") {
+      throw s3Error(
+        "ServiceUnavailable",
+        "The index is incomplete (a rebuild has not finished): the volumes may hold keys of " +
+          "this bucket; run rebuild",
+      );
+    }
+    if (outcome === "changed") continue;
+    // As S3 deletes a general purpose bucket with uploads in progress: they
+    // go with it, their parts' files too (none left listed in a bucket that
+    // is gone, nor orphaned on the volumes). After the bucket's record, so a
+    // refused DeleteBucket aborts nothing; a master stopped in between
+    // leaves them listed, and a DeleteBucket again aborts them.
+    await abortUploads(s3.store, uploads.ids);
+    return new Response(null, { status: 204 });
+  }
+  throw s3Error(
+    "OperationAborted",
+    "A conflicting conditional operation is currently in progress against this resource: " +
+      "multipart uploads kept being created in the bucket while it was deleted. Please try again.",
+  );
+}
+
+/** How many times DeleteBucket lists a bucket's uploads again when one is made meanwhile. */
+const DELETE_TRIES = 10;
+
+/**
+ * The uploads in progress in a bucket found empty of keys (else 409
+ * BucketNotEmpty), with the uploadsMark read before they were listed. 404
+ * NoSuchBucket for one that is not there: it exists if CreateBucket made it
+ * (one known only through its keys went with the last of them), or while an
+ * upload is in progress in it (as ListMultipartUploads lists it).
+ */
+async function emptyBucketUploads(s3: S3Request): Promise<{ ids: string[]; mark: string | null }> {
   const page = await listPage(s3, {
     prefix: new Uint8Array(),
     delimiter: new Uint8Array(),
@@ -435,27 +478,48 @@ export async function deleteBucket(s3: S3Request): Promise<Response> {
   if (page.items.length > 0) {
     throw s3Error("BucketNotEmpty", "The bucket you tried to delete is not empty");
   }
-  // Empty: it exists if CreateBucket made it (one known only through its
-  // keys went with the last of them), or while an upload is in progress in
-  // it (as ListMultipartUploads lists it).
-  const uploads = await uploadsIn(s3.store, s3.bucket);
-  if (uploads.length === 0 && await s3.store.index.bucket(s3.bucket) === null) {
+  const mark = await s3.store.index.uploadsMark(s3.bucket);
+  const ids = await uploadsIn(s3.store, s3.bucket);
+  if (ids.length === 0 && await s3.store.index.bucket(s3.bucket) === null) {
     throw noSuchBucket();
   }
-  if (!await s3.store.index.deleteBucket(s3.bucket)) {
-    throw s3Error(
-      "ServiceUnavailable",
-      "The index is incomplete (a rebuild has not finished): the volumes may hold keys of " +
-        "this bucket; run rebuild",
-    );
+  return { ids, mark };
+}
+
+/** S3's Object Ownership settings; BucketOwnerEnforced is the gateway's, its buckets' only. */
+const OWNERSHIPS = ["BucketOwnerEnforced", "ObjectWriter", "BucketOwnerPreferred"];
+
+/**
+ * CreateBucket's x-amz-object-ownership: BucketOwnerEnforced (ACLs
+ * disabled, S3's default) is taken. The other two enable ACLs, which the
+ * gateway does not keep (one key pair owns everything; mkv's API serves
+ * every key to anyone): refused, 501, rather than a bucket made that is not
+ * what was asked for. One S3 has not: 400 InvalidArgument, as S3.
+ */
+function checkOwnership(h: Headers) {
+  const ownership = h.get("x-amz-object-ownership");
+  if (ownership === null || ownership === "BucketOwnerEnforced") return;
+  if (!OWNERSHIPS.includes(ownership)) {
+    const err = s3Error("InvalidArgument", `Invalid x-amz-object-ownership header: ${ownership}`);
+    err.names.ArgumentName = "x-amz-object-ownership";
+    throw err;
   }
-  // As S3 deletes a general purpose bucket with uploads in progress: they
-  // go with it, their parts' files too (none left listed in a bucket that
-  // is gone, nor orphaned on the volumes). After the bucket's record, so a
-  // refused DeleteBucket aborts nothing; a master stopped in between
-  // leaves them listed, and a DeleteBucket again aborts them.
-  await abortUploads(s3.store, uploads);
-  return new Response(null, { status: 204 });
+  throw s3Error(
+    "NotImplemented",
+    `Object Ownership ${ownership} (x-amz-object-ownership) is not implemented by this ` +
+      "gateway: it keeps no ACLs, as S3 keeps none with BucketOwnerEnforced",
+  );
+}
+
+/**
+ * GetBucketOwnershipControls: BucketOwnerEnforced, every bucket's here (as
+ * a bucket S3 makes today has by default).
+ */
+export async function ownershipControls(s3: S3Request): Promise<Response> {
+  if (!await bucketExists(s3)) throw noSuchBucket();
+  return xmlResponse("OwnershipControls", {
+    Rule: { ObjectOwnership: "BucketOwnerEnforced" },
+  });
 }
 
 /**

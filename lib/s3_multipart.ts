@@ -81,7 +81,7 @@ export async function createUpload(s3: S3Request): Promise<Response> {
   const upload: Upload = { key: s3.key, created: Date.now(), meta: metaFrom(s3.req.headers) };
   const checksum = uploadChecksum(s3.req.headers);
   if (checksum) upload.checksum = checksum;
-  await s3.store.index.createUpload(id, upload);
+  await s3.store.index.createUpload(id, upload, { bucket: s3.bucket });
   const res = xmlResponse("InitiateMultipartUploadResult", {
     Bucket: s3.bucket,
     Key: keyText(s3),

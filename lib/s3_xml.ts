@@ -14,7 +14,9 @@ export class S3Error extends Error {
    * asked for and the object's size (InvalidRange), a key's size and the
    * most allowed (KeyTooLongError), the storage class or region asked for
    * (InvalidStorageClass, InvalidLocationConstraint), when an expired
-   * presigned URL expired and the master's time then (AccessDenied).
+   * presigned URL expired and the master's time then (AccessDenied; one
+   * not yet valid, its X-Amz-Date too), a skewed request's time, the
+   * master's and the skew allowed (RequestTimeTooSkewed).
    */
   readonly names: {
     Key?: string;
@@ -28,8 +30,11 @@ export class S3Error extends Error {
     StorageClassRequested?: string;
     LocationConstraint?: string;
     "X-Amz-Expires"?: number;
+    "X-Amz-Date"?: number;
     Expires?: string;
+    RequestTime?: string;
     ServerTime?: string;
+    MaxAllowedSkewMilliseconds?: number;
   } = {};
 
   /**
@@ -154,8 +159,11 @@ const NAMED: (keyof S3Error["names"])[] = [
   "StorageClassRequested",
   "LocationConstraint",
   "X-Amz-Expires",
+  "X-Amz-Date",
   "Expires",
+  "RequestTime",
   "ServerTime",
+  "MaxAllowedSkewMilliseconds",
 ];
 
 /** S3's <Error> document. */

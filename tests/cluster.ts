@@ -130,6 +130,11 @@ export interface SpawnOptions {
    * heartbeat's look at the index (see tests/held_bucket_read.ts).
    */
   holdBucketRead?: string;
+  /**
+   * With `commitLog`: a file whose lines hold back, while it exists, the
+   * commits that log one of them (tests/commit_log.ts).
+   */
+  commitHold?: string;
 }
 
 export interface SpawnedMaster {
@@ -303,6 +308,7 @@ export class Cluster {
     if (opts.holdBucketRead !== undefined) {
       env = { ...env, MKV_TEST_HOLD_BUCKET_READ: opts.holdBucketRead };
     }
+    if (opts.commitHold !== undefined) env = { ...env, MKV_TEST_COMMIT_HOLD: opts.commitHold };
     return new Deno.Command(DENO, {
       args: [
         "run",

@@ -1,13 +1,39 @@
 // Test-only, preloaded into a master (`deno run --preload`, see
 // Cluster.spawnMaster's `commitLog`): each Deno KV atomic commit that writes
 // a key's record appends the key to the file MKV_TEST_COMMIT_LOG, one line
-// each, as the commit is handed to Deno KV. A test then knows a request's
-// index write is under way (its fence taken, the commit waiting on a lock
-// the test holds) rather than guess it from the time that passed.
+// each, as the commit is handed to Deno KV; one that writes a bucket's
+// record (CreateBucket's, DeleteBucket's) appends "bucket <name>". A test
+// then knows a request's index write is under way (its fence taken, the
+// commit waiting on a lock the test holds) rather than guess it from the
+// time that passed.
+//
+// MKV_TEST_COMMIT_HOLD (spawnMaster's `commitHold`), a file's path: while
+// that file exists, a commit that logs one of its lines waits (logged
+// first), so a test can run other requests between a call's reads and its
+// write, then let the write go by removing the file.
 const log = Deno.env.get("MKV_TEST_COMMIT_LOG");
 if (!log) throw new Error("MKV_TEST_COMMIT_LOG names no file");
+const hold = Deno.env.get("MKV_TEST_COMMIT_HOLD");
 const decoder = new TextDecoder();
 const openKv = Deno.openKv;
+
+/** The lines of the hold file, while it exists. */
+function held(): string[] | null {
+  if (!hold) return null;
+  try {
+    return Deno.readTextFileSync(hold).split("\n").filter(Boolean);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return null;
+    throw err;
+  }
+}
+
+/** Waits while the hold file exists and names one of `lines`. */
+async function waitWhileHeld(lines: string[]): Promise<void> {
+  while (held()?.some((l) => lines.includes(l))) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
 
 async function openLogging(path?: string): Promise<Deno.Kv> {
   const kv = await openKv(path);
@@ -17,6 +43,7 @@ async function openLogging(path?: string): Promise<Deno.Kv> {
     const keys: string[] = [];
     const note = (key: Deno.KvKey) => {
       if (key[0] === "k" && key[1] instanceof Uint8Array) keys.push(decoder.decode(key[1]));
+      if (key[0] === "b" && typeof key[1] === "string") keys.push(`bucket ${key[1]}`);
     };
     const set = op.set.bind(op);
     op.set = (key, value, opts) => (note(key), set(key, value, opts));
@@ -24,10 +51,10 @@ async function openLogging(path?: string): Promise<Deno.Kv> {
     op.delete = (key) => (note(key), del(key));
     const commit = op.commit.bind(op);
     op.commit = () => {
-      if (keys.length > 0) {
-        Deno.writeTextFileSync(log!, keys.map((k) => `${k}\n`).join(""), { append: true });
-      }
-      return commit();
+      if (keys.length === 0) return commit();
+      Deno.writeTextFileSync(log!, keys.map((k) => `${k}\n`).join(""), { append: true });
+      if (!held()?.some((l) => keys.includes(l))) return commit();
+      return waitWhileHeld(keys).then(commit);
     };
     return op;
   };

@@ -1,0 +1,280 @@
+// Where the gateway answers as Amazon S3 does, down to the elements of its
+// errors: a presigned URL dated in the future, a request dated too far from
+// the master's clock, a bucket's Object Ownership, ListBuckets' regions. A
+// real master and nginx volumes; raw requests where the exact answer is
+// compared.
+import {
+  CreateBucketCommand,
+  GetBucketOwnershipControlsCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  ListBucketsCommand,
+} from "@aws-sdk/client-s3";
+import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
+import { Cluster } from "./cluster.ts";
+import { s3Client } from "./s3_client.ts";
+import { errorAnswer, errorXml } from "./s3_answers.ts";
+import { assert, assertEquals } from "./assert.ts";
+
+const NS = "http://s3.amazonaws.com/doc/2006-03-01/";
+
+function bucketName(): string {
+  return `as3-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+/** A time as S3 writes it in an error: whole seconds, "2026-01-02T03:04:05Z". */
+function errorTime(ms: number): string {
+  return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace(".000Z", "Z");
+}
+
+/**
+ * The <ServerTime> of an error answer's body, checked to be the master's
+ * time while the request was answered (between `before` and `after`).
+ */
+function serverTime(body: string, before: number, after: number): string {
+  const server = /<ServerTime>([^<]*)<\/ServerTime>/.exec(body)?.[1] ?? "";
+  const at = Date.parse(server);
+  assert(server.endsWith("Z") && at >= before - 1000 && at <= after, server);
+  return server;
+}
+
+/** The S3 error a call fails with: its code and HTTP status. */
+async function s3Fails(p: Promise<unknown>): Promise<{ name: string; status: number }> {
+  try {
+    await p;
+  } catch (err) {
+    const e = err as { name: string; $metadata?: { httpStatusCode?: number } };
+    return { name: e.name, status: e.$metadata?.httpStatusCode ?? 0 };
+  }
+  throw new Error("Expected the call to fail");
+}
+
+Deno.test("S3's answers, element for element", async (t) => {
+  const c = await Cluster.start({ flags: ["-s3"] });
+  const s3 = s3Client(c.url);
+  try {
+    await t.step(
+      "a presigned URL dated in the future is 403 AccessDenied 'Request is not yet valid' naming its X-Amz-Date (ms), when it expires and the server's time",
+      async () => {
+        const Bucket = bucketName();
+        const signed = Date.now() + 3_600_000;
+        const url = await getSignedUrl(s3, new GetObjectCommand({ Bucket, Key: "k" }), {
+          expiresIn: 900,
+          signingDate: new Date(signed),
+        });
+        const before = Date.now();
+        const got = await errorAnswer(url);
+        const server = serverTime(got.body, before, Date.now());
+        const at = Math.floor(signed / 1000) * 1000;
+        assertEquals(got, {
+          status: 403,
+          type: "application/xml",
+          body: errorXml(
+            "AccessDenied",
+            "Request is not yet valid",
+            `<X-Amz-Date>${at}</X-Amz-Date><Expires>${errorTime(at + 900_000)}</Expires>` +
+              `<ServerTime>${server}</ServerTime>`,
+            `/${Bucket}/k`,
+          ),
+        });
+      },
+    );
+
+    await t.step(
+      "a request signed (Version 4) 16 minutes ago is 403 RequestTimeTooSkewed naming its time, the server's and the skew allowed",
+      async () => {
+        const Bucket = bucketName();
+        const date = new Date(Date.now() - 16 * 60_000).toISOString()
+          .replace(/[-:]|\.\d{3}/g, "");
+        const before = Date.now();
+        const got = await errorAnswer(`${c.url}/${Bucket}/k`, {
+          headers: {
+            authorization: `AWS4-HMAC-SHA256 Credential=x/${date.slice(0, 8)}/us-east-1/s3/` +
+              "aws4_request,SignedHeaders=host;x-amz-date,Signature=00",
+            "x-amz-date": date,
+            "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
+          },
+        });
+        const server = serverTime(got.body, before, Date.now());
+        assertEquals(got, {
+          status: 403,
+          type: "application/xml",
+          body: errorXml(
+            "RequestTimeTooSkewed",
+            "The difference between the request time and the current time is too large.",
+            `<RequestTime>${date}</RequestTime><ServerTime>${server}</ServerTime>` +
+              "<MaxAllowedSkewMilliseconds>900000</MaxAllowedSkewMilliseconds>",
+            `/${Bucket}/k`,
+          ),
+        });
+      },
+    );
+
+    await t.step(
+      "a request signed (Version 2) with a Date 16 minutes ahead is 403 RequestTimeTooSkewed naming that Date as sent",
+      async () => {
+        const Bucket = bucketName();
+        const date = new Date(Date.now() + 16 * 60_000).toUTCString();
+        const before = Date.now();
+        const got = await errorAnswer(`${c.url}/${Bucket}/k`, {
+          headers: { authorization: "AWS x:c2ln", date },
+        });
+        const server = serverTime(got.body, before, Date.now());
+        assertEquals(got, {
+          status: 403,
+          type: "application/xml",
+          body: errorXml(
+            "RequestTimeTooSkewed",
+            "The difference between the request time and the current time is too large.",
+            `<RequestTime>${date}</RequestTime><ServerTime>${server}</ServerTime>` +
+              "<MaxAllowedSkewMilliseconds>900000</MaxAllowedSkewMilliseconds>",
+            `/${Bucket}/k`,
+          ),
+        });
+      },
+    );
+    await t.step(
+      "ListBuckets names each bucket's region: the one it was made in, us-east-1 for none",
+      async () => {
+        const prefix = bucketName();
+        const [eu, plain, keyed] = ["a-eu", "b-plain", "c-keyed"].map((n) => `${prefix}-${n}`);
+        await s3.send(
+          new CreateBucketCommand({
+            Bucket: eu,
+            CreateBucketConfiguration: { LocationConstraint: "eu-west-1" },
+          }),
+        );
+        await s3.send(new CreateBucketCommand({ Bucket: plain }));
+        const put = await fetch(`${c.url}/${keyed}/k`, { method: "PUT", body: "v" });
+        assertEquals(put.status, 201);
+        await put.body?.cancel();
+        const res = await fetch(`${c.url}/?prefix=${prefix}&x-id=ListBuckets`);
+        const xml = await res.text();
+        assertEquals(res.status, 200);
+        const buckets = [...xml.matchAll(/<Bucket>(.*?)<\/Bucket>/g)].map((m) =>
+          m[1].replace(/<CreationDate>[^<]*<\/CreationDate>/, "<CreationDate/>")
+        );
+        assertEquals(buckets, [
+          `<Name>${eu}</Name><CreationDate/><BucketRegion>eu-west-1</BucketRegion>`,
+          `<Name>${plain}</Name><CreationDate/><BucketRegion>us-east-1</BucketRegion>`,
+          `<Name>${keyed}</Name><CreationDate/><BucketRegion>us-east-1</BucketRegion>`,
+        ]);
+        const listed = await s3.send(new ListBucketsCommand({ Prefix: prefix }));
+        assertEquals(
+          listed.Buckets!.map((b) => [b.Name, b.BucketRegion]),
+          [[eu, "eu-west-1"], [plain, "us-east-1"], [keyed, "us-east-1"]],
+        );
+      },
+    );
+
+    await t.step(
+      "CreateBucket with Object Ownership BucketOwnerEnforced (what the gateway does) makes it",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new CreateBucketCommand({ Bucket, ObjectOwnership: "BucketOwnerEnforced" }));
+        const head = await s3.send(new HeadBucketCommand({ Bucket }));
+        assertEquals(head.$metadata.httpStatusCode, 200);
+      },
+    );
+
+    await t.step(
+      "CreateBucket with Object Ownership ObjectWriter or BucketOwnerPreferred (ACLs kept) is 501 NotImplemented, no bucket made",
+      async () => {
+        for (const ownership of ["ObjectWriter", "BucketOwnerPreferred"]) {
+          const Bucket = bucketName();
+          assertEquals(
+            await errorAnswer(`${c.url}/${Bucket}?x-id=CreateBucket`, {
+              method: "PUT",
+              headers: { "x-amz-object-ownership": ownership, "x-amz-acl": "public-read" },
+            }),
+            {
+              status: 501,
+              type: "application/xml",
+              body: errorXml(
+                "NotImplemented",
+                `Object Ownership ${ownership} (x-amz-object-ownership) is not implemented by ` +
+                  "this gateway: it keeps no ACLs, as S3 keeps none with BucketOwnerEnforced",
+                "",
+                `/${Bucket}`,
+              ),
+            },
+          );
+          assertEquals(await s3Fails(s3.send(new HeadBucketCommand({ Bucket }))), {
+            name: "NotFound",
+            status: 404,
+          });
+        }
+      },
+    );
+
+    await t.step(
+      "CreateBucket with an Object Ownership S3 has not is 400 InvalidArgument naming the header",
+      async () => {
+        const Bucket = bucketName();
+        assertEquals(
+          await errorAnswer(`${c.url}/${Bucket}?x-id=CreateBucket`, {
+            method: "PUT",
+            headers: { "x-amz-object-ownership": "Nobody" },
+          }),
+          {
+            status: 400,
+            type: "application/xml",
+            body: errorXml(
+              "InvalidArgument",
+              "Invalid x-amz-object-ownership header: Nobody",
+              "<ArgumentName>x-amz-object-ownership</ArgumentName>",
+              `/${Bucket}`,
+            ),
+          },
+        );
+        assertEquals(await s3Fails(s3.send(new HeadBucketCommand({ Bucket }))), {
+          name: "NotFound",
+          status: 404,
+        });
+      },
+    );
+
+    await t.step(
+      "GetBucketOwnershipControls answers BucketOwnerEnforced, for a bucket made or known by its keys",
+      async () => {
+        const made = bucketName();
+        await s3.send(new CreateBucketCommand({ Bucket: made }));
+        const keyed = bucketName();
+        const put = await fetch(`${c.url}/${keyed}/k`, { method: "PUT", body: "v" });
+        await put.body?.cancel();
+        for (const Bucket of [made, keyed]) {
+          const res = await fetch(`${c.url}/${Bucket}?ownershipControls`);
+          assertEquals(
+            [res.status, res.headers.get("content-type"), await res.text()],
+            [
+              200,
+              "application/xml",
+              `<?xml version="1.0" encoding="UTF-8"?>\n<OwnershipControls xmlns="${NS}">` +
+              "<Rule><ObjectOwnership>BucketOwnerEnforced</ObjectOwnership></Rule>" +
+              "</OwnershipControls>",
+            ],
+          );
+          const got = await s3.send(new GetBucketOwnershipControlsCommand({ Bucket }));
+          assertEquals(got.OwnershipControls?.Rules, [{ ObjectOwnership: "BucketOwnerEnforced" }]);
+        }
+      },
+    );
+
+    await t.step("GetBucketOwnershipControls of a missing bucket is 404 NoSuchBucket", async () => {
+      const Bucket = bucketName();
+      assertEquals(await errorAnswer(`${c.url}/${Bucket}?ownershipControls`), {
+        status: 404,
+        type: "application/xml",
+        body: errorXml(
+          "NoSuchBucket",
+          "The specified bucket does not exist",
+          `<BucketName>${Bucket}</BucketName>`,
+          `/${Bucket}`,
+        ),
+      });
+    });
+  } finally {
+    s3.destroy();
+    await c.stop();
+  }
+});
