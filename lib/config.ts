@@ -63,7 +63,8 @@ export const FLAGS: { [name: string]: FlagSpec } = {
   "s3-secret-key": {
     type: "string",
     default: "",
-    usage: "S3 secret key (or $MKV_S3_SECRET_KEY); unset: S3 signatures are not checked",
+    usage: "S3 secret key (or $MKV_S3_SECRET_KEY); set both keys or neither " +
+      "(neither: S3 signatures are not checked)",
   },
   "s3-domain": {
     type: "string",

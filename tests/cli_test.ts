@@ -142,6 +142,19 @@ Deno.test("help says -log formats every line a command writes, as the README doe
   );
 });
 
+Deno.test("help says the S3 keys go together, as the flag check and the README do", async () => {
+  // It said "-s3-secret-key ... unset: S3 signatures are not checked", while
+  // a secret key left unset beside an access key is a flag error (exit 2).
+  const r = await runMain(["help"]);
+  assert(
+    r.stdout.includes(
+      "\n  -s3-secret-key string\n    \tS3 secret key (or $MKV_S3_SECRET_KEY); set both keys or " +
+        'neither (neither: S3 signatures are not checked) (default "")\n',
+    ),
+    r.stdout,
+  );
+});
+
 Deno.test("Go-style -flag=value, --flag value and flags before the command all work", async () => {
   const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1"] });
   await c.stopMaster();
