@@ -6,6 +6,7 @@ import {
   FLAGS,
   listenPort,
   logFormat,
+  refuseSelf,
   requireDb,
   s3Options,
   storeOptions,
@@ -162,9 +163,16 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
   const s3 = s3Options(flags) ?? undefined;
   // Two names for one nginx would put two "replicas" of a key in one file;
   // a service that takes no PUT (no WebDAV) would fail every write.
-  const { aliases, notVolumes } = await checkNames(opts.volumes, [], opts.voltimeout);
+  refuseSelf(opts.volumes, port);
+  const { aliases, notVolumes, masters } = await checkNames(opts.volumes, [], opts.voltimeout);
   if (aliases.length > 0) {
     throw new Error(aliasesMessage(aliases, "or two replicas of a key would be one file"));
+  }
+  if (masters.length > 0) {
+    throw new Error(
+      `An mkv master answers at ${masters.join(", ")}, not a volume: -volumes names nginx ` +
+        `volumes (deno task volume DIR); check -volumes`,
+    );
   }
   if (notVolumes.length > 0) {
     throw new Error(

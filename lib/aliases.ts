@@ -45,23 +45,36 @@ export async function aliasesOf(
 const NO_DAV = new Set([405, 501]);
 
 /**
+ * The header of the marker's PUT, and the status an mkv master answers a
+ * request carrying it with (lib/server.ts): a master named in -volumes
+ * took the marker for a key, and would take every replica for one.
+ */
+export const NAME_CHECK = "Mkv-Name-Check";
+export const MASTER_ANSWER = 508;
+
+/**
  * aliasesOf's check, which also tells the volumes among `given` that
  * refused the marker's PUT as a server that takes no PUT does (`notVolumes`:
- * "host:port (status N)").
+ * "host:port (status N)"), and those that are mkv masters (`masters`).
  */
 export async function checkNames(
   given: readonly string[],
   recorded: Iterable<string>,
   timeout: number,
-): Promise<{ aliases: string[]; notVolumes: string[] }> {
+): Promise<{ aliases: string[]; notVolumes: string[]; masters: string[] }> {
   const notVolumes: string[] = [];
+  const masters: string[] = [];
   const others = new Set([...recorded].map(volumeOfReplica));
   for (const v of given) others.delete(v);
   // At the root, where the walks look for no key (verify removes one left).
   const path = `/${MARKER}${crypto.randomUUID()}`;
   // Each PUT bounded on its own (stall: the whole call): a volume that
   // does not answer must not use up the time of the PUTs after it.
-  const opts = { signal: new AbortController().signal, stall: timeout };
+  const opts = {
+    signal: new AbortController().signal,
+    stall: timeout,
+    headers: { [NAME_CHECK]: "1" },
+  };
   const marked: string[] = [];
   /** Volumes whose marker's PUT went unanswered: it may land yet. */
   const landing: string[] = [];
@@ -78,6 +91,7 @@ export async function checkNames(
         if (err instanceof VolumeError && NO_DAV.has(err.status)) {
           notVolumes.push(`${v} (status ${err.status})`);
         }
+        if (err instanceof VolumeError && err.status === MASTER_ANSWER) masters.push(v);
       }
     }
     const names = await Promise.all([...marked, ...others].map((v) => markerOn(v, path, timeout)));
@@ -85,7 +99,7 @@ export async function checkNames(
       const seen = names[i];
       return seen !== null && seen !== v ? [`${seen} and ${v}`] : [];
     });
-    return { aliases, notVolumes };
+    return { aliases, notVolumes, masters };
   } finally {
     // Removed where it landed, or may have: at the root, where no walk of
     // the tools looks, a marker left stays for good.

@@ -63,7 +63,8 @@ export const FLAGS: { [name: string]: FlagSpec } = {
   "s3-secret-key": {
     type: "string",
     default: "",
-    usage: "S3 secret key (or $MKV_S3_SECRET_KEY); unset: S3 signatures are not checked",
+    usage: "S3 secret key (or $MKV_S3_SECRET_KEY); set both keys or neither " +
+      "(neither: S3 signatures are not checked)",
   },
   "s3-domain": {
     type: "string",
@@ -225,6 +226,43 @@ export function listenPort(flags: FlagValues): number {
   const port = flags.port as number;
   if (port < 0 || port > 65535) throw new FlagError("-port must be from 0 to 65535");
   return port;
+}
+
+/**
+ * Refuses a -volumes entry that is this master itself (a local name or
+ * address, on its -port): each replica it wrote there would come back to it
+ * as the PUT of a new key, and so on without end.
+ */
+export function refuseSelf(volumes: readonly string[], port: number): void {
+  if (port === 0) return;
+  const local = localNames();
+  for (const v of volumes) {
+    const canonical = canonicalVolume(v);
+    const at = canonical.lastIndexOf(":");
+    const host = canonical.slice(0, at);
+    if (Number(canonical.slice(at + 1)) !== port) continue;
+    if (local.has(host) || /^127\.\d+\.\d+\.\d+$/.test(host)) {
+      throw new FlagError(
+        `-volumes names this master itself (${v}: -port is ${port}): ` +
+          `-volumes names nginx volumes (deno task volume DIR)`,
+      );
+    }
+  }
+}
+
+/** Names and addresses of this machine, lowercased (IPv6 ones also in brackets). */
+function localNames(): Set<string> {
+  const names = new Set(["localhost", "0.0.0.0", "[::1]", "[::]"]);
+  try {
+    names.add(Deno.hostname().toLowerCase());
+    for (const i of Deno.networkInterfaces()) {
+      names.add(i.address.toLowerCase());
+      names.add(`[${i.address.toLowerCase()}]`);
+    }
+  } catch {
+    // No permission to list them: the names above only.
+  }
+  return names;
 }
 
 export function requireDb(flags: FlagValues): string {

@@ -147,6 +147,25 @@ export function usage(
   return lines.join("\n");
 }
 
+/**
+ * A standalone tool's exit code for what parsing its arguments threw: -h
+ * prints its usage on stdout (0), a wrong flag the reason and the usage on
+ * stderr (2); anything else is no flag's doing and is thrown again.
+ */
+export function flagExit(
+  err: unknown,
+  command: string,
+  specs: { [name: string]: FlagSpec },
+): number {
+  if (err instanceof HelpRequested) {
+    console.log(usage(command, specs));
+    return 0;
+  }
+  if (!(err instanceof FlagError)) throw err;
+  console.error(`${err.message}\n\n${usage(command, specs)}`);
+  return 2;
+}
+
 export function formatDuration(ms: number): string {
   if (ms === 0) return "0s";
   if (ms % 1000 !== 0) return `${ms}ms`;

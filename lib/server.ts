@@ -25,6 +25,7 @@ import { headerValue } from "./s3_auth.ts";
 import { reasons, received, sent, unwritten } from "./sizes.ts";
 import { ShuttingDown } from "./fanout.ts";
 import { VolumeError } from "./volumes.ts";
+import { MASTER_ANSWER, NAME_CHECK } from "./aliases.ts";
 
 export interface ServerOptions {
   /** Log one line per request. */
@@ -344,6 +345,16 @@ function fromMemory(store: Store, req: Request, opts: ServerOptions): Response |
   return new Response(null, { status: 404 });
 }
 
+/**
+ * A volume name check's marker PUT (lib/aliases.ts) reached this master:
+ * another master (or tool) names it in -volumes. Taken as a key, the marker
+ * let that master start, and every replica it wrote here became a key.
+ */
+class NamedAsVolume extends Error {}
+
+const NAMED_AS_VOLUME =
+  "This is an mkv master, not a volume: a master or tool names it in -volumes";
+
 async function handle(store: Store, opts: ServerOptions, req: Request): Promise<Response> {
   {
     const started = performance.now();
@@ -354,6 +365,7 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
     // Whether the answer's error was logged with its stack already.
     let stacked = false;
     try {
+      if (req.headers.has(NAME_CHECK)) throw new NamedAsVolume(NAMED_AS_VOLUME);
       checkHost(req.headers.get("host"));
       const target = parseTarget(req.url);
       key = target.query ? `${target.rawPath}?${target.query}` : target.rawPath;
@@ -383,6 +395,8 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
       // Fenced: the write was not made; once the master has joined again, it can be.
       res = err instanceof BadRequest
         ? text(400, err.message)
+        : err instanceof NamedAsVolume
+        ? text(MASTER_ANSWER, err.message)
         : err instanceof RebuildRunning
         ? text(503, REBUILD_RUNNING)
         : err instanceof IndexGone || err instanceof ShuttingDown

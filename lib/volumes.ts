@@ -181,7 +181,13 @@ async function smallCall(
   call: string,
   method: string,
   url: string,
-  opts: { ms: number; signal?: AbortSignal; body?: Uint8Array; maxBody?: number },
+  opts: {
+    ms: number;
+    signal?: AbortSignal;
+    body?: Uint8Array;
+    maxBody?: number;
+    headers?: { [name: string]: string };
+  },
 ) {
   const at = splitUrl(url);
   if (!at) throw new VolumeError(`Bad volume URL "${url}"`);
@@ -190,6 +196,7 @@ async function smallCall(
       signal: opts.signal,
       timeout: opts.ms,
       body: opts.body,
+      headers: opts.headers,
       maxBody: opts.maxBody ?? 65536,
     });
   } catch (err) {
@@ -309,11 +316,22 @@ class Stall {
 export async function remotePut(
   url: string,
   body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer>,
-  opts: { signal: AbortSignal; stall: number; length?: number | null },
+  opts: {
+    signal: AbortSignal;
+    stall: number;
+    length?: number | null;
+    /** Sent with a value in memory only. */
+    headers?: { [name: string]: string };
+  },
 ): Promise<void> {
   if (body instanceof Uint8Array) {
     // The whole call bounded by the stall time.
-    const res = await smallCall("put", "PUT", url, { ms: opts.stall, signal: opts.signal, body });
+    const res = await smallCall("put", "PUT", url, {
+      ms: opts.stall,
+      signal: opts.signal,
+      body,
+      headers: opts.headers,
+    });
     return putAnswered(volumeOf(url), url, res.status);
   }
   const length = opts.length ?? null;

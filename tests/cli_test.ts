@@ -142,6 +142,19 @@ Deno.test("help says -log formats every line a command writes, as the README doe
   );
 });
 
+Deno.test("help says the S3 keys go together, as the flag check and the README do", async () => {
+  // It said "-s3-secret-key ... unset: S3 signatures are not checked", while
+  // a secret key left unset beside an access key is a flag error (exit 2).
+  const r = await runMain(["help"]);
+  assert(
+    r.stdout.includes(
+      "\n  -s3-secret-key string\n    \tS3 secret key (or $MKV_S3_SECRET_KEY); set both keys or " +
+        'neither (neither: S3 signatures are not checked) (default "")\n',
+    ),
+    r.stdout,
+  );
+});
+
 Deno.test("Go-style -flag=value, --flag value and flags before the command all work", async () => {
   const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1"] });
   await c.stopMaster();
@@ -238,6 +251,72 @@ Deno.test("a master refuses a -volumes entry that answers PUT as no WebDAV serve
     await other.shutdown();
     await nodav.shutdown();
     await c.stop();
+  }
+});
+
+/**
+ * `mkv <args>` run until it exits, or until it prints its first line on
+ * stdout (a master listening: it started), then stopped; its exit code
+ * (null when it started) and stderr.
+ */
+async function startOrExit(args: string[]): Promise<{ code: number | null; stderr: string }> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("../main.ts", import.meta.url).pathname, ...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const reader = child.stdout.getReader();
+  const first = await reader.read();
+  await reader.cancel();
+  if (!first.done) child.kill("SIGTERM");
+  const status = await child.status;
+  return { code: first.done ? status.code : null, stderr: await stderr };
+}
+
+Deno.test("a master refuses another mkv master named in -volumes, and writes no key through it", async () => {
+  // It took the name check's marker PUT as a key (201), started, and then
+  // wrote every replica of that volume as a key of the other cluster.
+  const c = await Cluster.start();
+  const db = await Deno.makeTempDir();
+  try {
+    const master = new URL(c.url).host;
+    const volumes = [c.volumes[0], c.volumes[1], master].join(",");
+    const r = await startOrExit(["server", "-port", "0", "-db", db, "-volumes", volumes]);
+    assertEquals(
+      [r.code, r.stderr.trimEnd().split("\n").at(-1)],
+      [
+        1,
+        `An mkv master answers at ${master}, not a volume: -volumes names nginx volumes ` +
+        `(deno task volume DIR); check -volumes`,
+      ],
+    );
+    const metrics = await (await fetch(`${c.url}/?metrics`)).text();
+    assert(!metrics.includes('mkv_requests_total{method="PUT",status="201"}'), metrics);
+  } finally {
+    await c.stop();
+    await Deno.remove(db, { recursive: true });
+  }
+});
+
+Deno.test("a master named among its own -volumes is a flag error: it would write to itself without end", async () => {
+  const port = freePort();
+  for (const self of [`localhost:${port}`, `127.0.0.1:${port}`]) {
+    const args = [
+      "server",
+      "-port",
+      String(port),
+      "-db",
+      "/tmp/unused",
+      "-volumes",
+      `a:1,b:2,${self}`,
+    ];
+    const r = await startOrExit(args);
+    assertEquals(r.code, 2, r.stderr);
+    const why = `-volumes names this master itself (${self}: -port is ${port}): ` +
+      `-volumes names nginx volumes (deno task volume DIR)\n`;
+    assert(r.stderr.startsWith(why), r.stderr);
   }
 });
 

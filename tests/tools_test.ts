@@ -939,6 +939,25 @@ Deno.test("thrash: a negative -seconds or a -cycles below 1 is a flag error, not
   }
 });
 
+Deno.test("thrash and bench: -h or --help prints their usage on stdout and exit 0, running nothing", async () => {
+  // `deno task thrash --help` crashed with an uncaught error (exit 1): the
+  // tools caught only FlagError, not the HelpRequested that parseFlags throws.
+  for (
+    const [tool, title, flag] of [["thrash", "-master", "--help"], ["bench", "-seconds", "-h"]]
+  ) {
+    const path = new URL(`../tools/${tool}.ts`, import.meta.url).pathname;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", path, flag],
+      stdin: "null",
+    }).output();
+    const stdout = dec.decode(out.stdout);
+    assertEquals(dec.decode(out.stderr), "", `${tool} ${flag}`);
+    assertEquals(out.code, 0, `${tool} ${flag}`);
+    assert(stdout.startsWith(`Usage: deno task ${tool} [flags]\n`), stdout);
+    assert(stdout.includes(`\n  ${title} `), stdout);
+  }
+});
+
 Deno.test("thrash: -master as host:port is the master at http://host:port, every cycle checked", async () => {
   const c = await Cluster.start();
   try {

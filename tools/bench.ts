@@ -10,7 +10,7 @@
 //
 // The table goes to stdout, progress to stderr. It exits 0 even when a
 // target is missed: the "meets target" column says.
-import { FlagError, type FlagSpec, parseFlags, usage } from "../lib/flags.ts";
+import { FlagError, flagExit, type FlagSpec, parseFlags } from "../lib/flags.ts";
 import { MASTER_V8_FLAGS } from "../lib/runtime.ts";
 import { freePort, waitUp } from "../tests/cluster.ts";
 import { ensureNginx } from "./volume.ts";
@@ -576,9 +576,7 @@ async function main(args: string[]): Promise<number> {
   try {
     opts = parse(args);
   } catch (err) {
-    if (!(err instanceof FlagError)) throw err;
-    console.error(`${err.message}\n\n${usage("deno task bench [flags]", FLAGS)}`);
-    return 2;
+    return flagExit(err, "deno task bench [flags]", FLAGS);
   }
   const dir = await Deno.makeTempDir({ prefix: "mkv-bench-" });
   // As a volume folder usually is: reachable by nginx's workers.

@@ -11,7 +11,7 @@
 // them in one folder of each volume instead, which nginx does faster (no
 // folders to create or walk).
 import { key2path, key2volume } from "../lib/keys.ts";
-import { FlagError, type FlagSpec, parseFlags, usage } from "../lib/flags.ts";
+import { FlagError, flagExit, type FlagSpec, parseFlags } from "../lib/flags.ts";
 import { plural } from "../lib/progress.ts";
 
 export interface ThrashOptions {
@@ -219,9 +219,7 @@ async function main(args: string[]): Promise<number> {
     if ((flags.seconds as number) < 0) throw new FlagError("-seconds must not be negative");
     if ((flags.cycles as number) < 1) throw new FlagError("-cycles must be at least 1");
   } catch (err) {
-    if (!(err instanceof FlagError)) throw err;
-    console.error(`${err.message}\n\n${usage(USAGE, FLAGS)}`);
-    return 2;
+    return flagExit(err, USAGE, FLAGS);
   }
   const direct = String(flags.direct).split(",").filter((v) => v !== "");
   const r = await thrash({
