@@ -35,7 +35,7 @@ import {
   placementAdvice,
   placementOf,
 } from "./lib/membership.ts";
-import { aliasesMessage, checkNames } from "./lib/aliases.ts";
+import { aliasesMessage, checkNames, mastersMessage } from "./lib/aliases.ts";
 import { rebuild } from "./tools/rebuild.ts";
 import { rebalance } from "./tools/rebalance.ts";
 import { verify } from "./tools/verify.ts";
@@ -168,12 +168,7 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
   if (aliases.length > 0) {
     throw new Error(aliasesMessage(aliases, "or two replicas of a key would be one file"));
   }
-  if (masters.length > 0) {
-    throw new Error(
-      `An mkv master answers at ${masters.join(", ")}, not a volume: -volumes names nginx ` +
-        `volumes (deno task volume DIR); check -volumes`,
-    );
-  }
+  if (masters.length > 0) throw new Error(mastersMessage(masters));
   if (notVolumes.length > 0) {
     throw new Error(
       `No volume answers at ${notVolumes.join(", ")}: it refused a PUT as a server without ` +

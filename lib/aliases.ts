@@ -124,6 +124,12 @@ async function markerOn(volume: string, path: string, timeout: number): Promise<
 }
 
 /** Why these aliases are refused: `harm` is what they would do. */
+/** Why `masters` (from checkNames) cannot be volumes. */
+export function mastersMessage(masters: string[]): string {
+  return `An mkv master answers at ${masters.join(", ")}, not a volume: -volumes names nginx ` +
+    `volumes (deno task volume DIR); check -volumes`;
+}
+
 export function aliasesMessage(
   aliases: string[],
   harm = "as the index does, or a copy would be deleted as its own duplicate",

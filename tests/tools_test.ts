@@ -679,6 +679,37 @@ Deno.test("rebalance refuses a second name for a volume the index names, and mov
   }
 });
 
+Deno.test("rebalance refuses an mkv master named in -volumes, and moves nothing", async () => {
+  // It went on: each copy "to" that volume was a PUT the other master took
+  // for a key of its own, and the index then named that master as a replica.
+  const c = await Cluster.start();
+  const other = await Cluster.start();
+  try {
+    const prefix = randomKey("/master-as-volume");
+    const keys = Array.from({ length: 10 }, (_, i) => `${prefix}/k${i}`);
+    const md5s = await putAll(c, keys);
+    await c.stopMaster();
+    const master = new URL(other.url).host;
+    const volumes = [c.volumes[0], c.volumes[1], master].join(",");
+    const r = await runMain(["rebalance", "-volumes", volumes, "-db", c.db]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assertEquals(
+      r.stderr.trimEnd().split("\n").at(-1),
+      `rebalance: An mkv master answers at ${master}, not a volume: -volumes names nginx ` +
+        `volumes (deno task volume DIR); check -volumes; nothing moved`,
+    );
+    const metrics = await (await fetch(`${other.url}/?metrics`)).text();
+    assert(!metrics.includes('mkv_requests_total{method="PUT",status="201"}'), metrics);
+    await c.startMaster();
+    for (const k of keys) {
+      assertEquals(await readMd5(c, k), { md5: md5s.get(k)!, balance: "balanced" }, k);
+    }
+  } finally {
+    await other.stop();
+    await c.stop();
+  }
+});
+
 Deno.test("rebalance off a volume still up logs no failure of it: its 404 for the other names' marker is the answer looked for", async () => {
   // The check for two names of one nginx reads each name's marker through
   // the volumes the index names beside -volumes: the dropped volume answers

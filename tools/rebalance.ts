@@ -32,7 +32,7 @@ import {
 import { needsRebalance } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
 import { nameSome, plural, Progress } from "../lib/progress.ts";
-import { aliasesMessage, aliasesOf } from "../lib/aliases.ts";
+import { aliasesMessage, checkNames, mastersMessage } from "../lib/aliases.ts";
 import { type Outcome, Store } from "../lib/store.ts";
 import type { Index } from "../lib/index_db.ts";
 import { Fenced, LOCKED } from "../lib/group_commit.ts";
@@ -78,10 +78,16 @@ export async function rebalance(flags: FlagValues): Promise<number> {
       );
       return 0;
     }
-    const aliases = await aliasesOf(opts.volumes, plan.recorded, Math.max(opts.voltimeout, 10_000));
-    if (aliases.length > 0) {
+    // A master among -volumes would take each copy for a key of its own.
+    const names = await checkNames(opts.volumes, plan.recorded, Math.max(opts.voltimeout, 10_000));
+    const wrong = names.aliases.length > 0
+      ? aliasesMessage(names.aliases)
+      : names.masters.length > 0
+      ? mastersMessage(names.masters)
+      : null;
+    if (wrong !== null) {
       progress.stop();
-      logError(`rebalance: ${aliasesMessage(aliases)}; nothing moved`);
+      logError(`rebalance: ${wrong}; nothing moved`);
       return 1;
     }
     progress.total = plan.todo.length;

@@ -28,7 +28,7 @@ import type { Next, Record } from "../lib/record.ts";
 import { key2path } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
 import { nameSome, plural, Progress } from "../lib/progress.ts";
-import { aliasesMessage, aliasesOf, isMarker } from "../lib/aliases.ts";
+import { aliasesMessage, checkNames, isMarker, mastersMessage } from "../lib/aliases.ts";
 import { concurrencyOf, graceOf } from "../lib/tool_flags.ts";
 import {
   describe,
@@ -472,10 +472,11 @@ async function keepOrphansOfPartialIndex(ctx: Ctx): Promise<void> {
  * name: then orphans are only reported, never deleted.
  */
 async function keepOrphansOfAliases(ctx: Ctx, volumes: string[]): Promise<void> {
-  const aliases = await aliasesOf(volumes, ctx.recorded, ctx.timeout);
-  if (aliases.length === 0) return;
-  report(ctx, `${aliasesMessage(aliases)}; orphans not deleted`);
-  ctx.repair = false;
+  const { aliases, masters } = await checkNames(volumes, ctx.recorded, ctx.timeout);
+  // A master's keys, walked as a volume's files, are all orphans of it.
+  if (masters.length > 0) report(ctx, `${mastersMessage(masters)}; orphans not deleted`);
+  if (aliases.length > 0) report(ctx, `${aliasesMessage(aliases)}; orphans not deleted`);
+  if (aliases.length > 0 || masters.length > 0) ctx.repair = false;
 }
 
 /**

@@ -2,8 +2,8 @@
 // rebalance and verify make at their start, with a volume that does not
 // answer: seen in chaos runs (bench/chaos.ts), where masters restarted while
 // a volume was SIGSTOPped left a marker file on it each.
-import { assertEquals } from "../assert.ts";
-import { Cluster, runMain, volumeFiles } from "../cluster.ts";
+import { assert, assertEquals } from "../assert.ts";
+import { Cluster, randomKey, runMain, volumeFiles } from "../cluster.ts";
 import { VolumeProxy } from "./replace_faults.ts";
 import { aliasesOf } from "../../lib/aliases.ts";
 
@@ -94,6 +94,41 @@ Deno.test("verify -repair removes a marker of the check left at a volume's root"
     );
     assertEquals(await volumeFiles(c.volumes[1]), []);
   } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("verify -repair given an mkv master in -volumes says so and deletes nothing there", async () => {
+  const c = await Cluster.start();
+  const other = await Cluster.start();
+  try {
+    const key = randomKey("/kept-on-other");
+    const put = await fetch(other.url + key, { method: "PUT", body: "theirs" });
+    assertEquals(put.status, 201);
+    const master = new URL(other.url).host;
+    const volumes = [...c.volumes, master].join(",");
+    const r = await runMain([
+      "verify",
+      "-repair",
+      "-grace",
+      "0s",
+      "-db",
+      c.db,
+      "-volumes",
+      volumes,
+    ]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assert(
+      r.stdout.includes(
+        `An mkv master answers at ${master}, not a volume: -volumes names nginx volumes ` +
+          `(deno task volume DIR); check -volumes; orphans not deleted\n`,
+      ),
+      r.stdout,
+    );
+    const got = await fetch(other.url + key);
+    assertEquals([got.status, await got.text()], [200, "theirs"]);
+  } finally {
+    await other.stop();
     await c.stop();
   }
 });
