@@ -7,6 +7,7 @@ import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { compare, equal, indexOf } from "./bytes.ts";
 import { keyFits, type Part, type Upload } from "./index_db.ts";
+import type { Meta, Record } from "./record.ts";
 import type { S3Request } from "./s3.ts";
 import { checksumThrough, readWhole } from "./s3_body.ts";
 import {
@@ -347,17 +348,7 @@ export async function listParts(s3: S3Request, id: string): Promise<Response> {
 export async function completeUpload(s3: S3Request, id: string): Promise<Response> {
   // A retried Complete (the client missed the answer) gets the same answer.
   const done = await completedEtag(s3, id);
-  if (done !== null) {
-    await s3.req.body?.cancel();
-    // A Complete that made the value live and stopped before ending the
-    // upload (its master killed between the two commits) left it listed,
-    // its parts on the volumes and recorded (so no orphans to verify): the
-    // retry ends it.
-    const left = await s3.store.index.upload(id);
-    const ended = left && await s3.store.index.endUpload(id, left.versionstamp);
-    if (ended) await removeParts(s3.store, ended);
-    return xmlResponse("CompleteMultipartUploadResult", completeResult(s3, done));
-  }
+  if (done !== null) return await answerAgain(s3, id, done);
   const { upload, versionstamp } = await openUpload(s3, id);
   // If-None-Match: * and If-Match, as PutObject's: answered with their own
   // status when they do not hold now; the upload stays, to retry or abort.
@@ -376,50 +367,11 @@ export async function completeUpload(s3: S3Request, id: string): Promise<Respons
   // would time out on a silent multi-GB Complete), then the result or an
   // <Error>. A client that hangs up does not stop it: the object goes live.
   return keptAlive(async () => {
-    let rec;
-    // Part copies found bad ("volume path"): passed over by the next try.
-    const bad = new Set<string>();
-    for (let tries = 1;; tries++) {
-      const read: PartsRead = { failure: null, bad };
-      const known = bad.size;
-      const joined = concatenated(s3.store, parts, read);
-      // A fresh digest per try.
-      const sum = planned && "whole" in planned
-        ? checksumThrough(planned.whole, planned.want)
-        : null;
-      const meta = { ...upload.meta, etag, parts: sizeRuns(parts) };
-      try {
-        rec = await writeObject(s3.store, s3.key, {
-          body: sum ? sum.through(joined) : joined,
-          check: () => {
-            const bad = sum?.check() ?? null;
-            // The record is made from `meta` after this check.
-            meta.checksum = sum?.checksum() ??
-              (planned && "composite" in planned ? planned.composite : undefined);
-            return bad;
-          },
-          contentLength: parts.reduce((n, p) => n + p.size, 0),
-          meta,
-          // Checked again as the value goes live: a write since the check above fails it.
-          ...cond,
-          signal: new AbortController().signal,
-        });
-        break;
-      } catch (err) {
-        // Another Complete of this upload (a client's retry) won: it removed
-        // the parts this one was reading. Its answer is this one's too.
-        const done = await completedEtag(s3, id);
-        if (done !== null) {
-          return xmlDocument("CompleteMultipartUploadResult", completeResult(s3, done));
-        }
-        if (read.failure === null) throw err;
-        // A copy of a part held other bytes than were uploaded (sent
-        // already, so that write failed): again, from the other copies.
-        if (bad.size > known && tries < MAX_TRIES) continue;
-        // The volumes' failure, not the client's (the write saw its body
-        // fail: IncompleteBody or RequestTimeout otherwise).
-        throw s3Error("InternalError", `Cannot read the parts: ${read.failure.message}`);
-      }
+    const meta = { ...upload.meta, etag, parts: sizeRuns(parts) };
+    const rec = await joinParts(s3, { id, parts, planned, meta, cond });
+    if (typeof rec === "string") {
+      // Another Complete of this upload won: its answer is this one's too.
+      return xmlDocument("CompleteMultipartUploadResult", completeResult(s3, rec));
     }
     // The value is live: recorded as completed before the parts go, so a
     // Complete still reading them finds the answer when they vanish. Then
@@ -433,6 +385,78 @@ export async function completeUpload(s3: S3Request, id: string): Promise<Respons
       ...checksumXml(rec.meta?.checksum),
     });
   }, `/${s3.bucket}/${keyText(s3)}`);
+}
+
+/**
+ * A Complete of an upload completed already (`etag`): a client's retry that
+ * missed the answer gets it again. A Complete that made the value live and
+ * stopped before ending the upload (its master killed between the two
+ * commits) left it listed, its parts on the volumes and recorded (so no
+ * orphans to verify): the retry ends it.
+ */
+async function answerAgain(s3: S3Request, id: string, etag: string): Promise<Response> {
+  await s3.req.body?.cancel();
+  const left = await s3.store.index.upload(id);
+  const ended = left && await s3.store.index.endUpload(id, left.versionstamp);
+  if (ended) await removeParts(s3.store, ended);
+  return xmlResponse("CompleteMultipartUploadResult", completeResult(s3, etag));
+}
+
+/**
+ * Writes the parts, in order, as the object's value: its record once live,
+ * or the ETag another Complete of this upload (a client's retry) made live
+ * meanwhile, removing the parts this one was reading. A copy of a part
+ * found to hold other bytes than were uploaded is passed over by the next
+ * try, from the other copies.
+ */
+async function joinParts(
+  s3: S3Request,
+  join: {
+    id: string;
+    parts: Part[];
+    planned: ReturnType<typeof objectChecksum>;
+    meta: Meta;
+    cond: ReturnType<typeof writeConditions>;
+  },
+): Promise<Record | string> {
+  const { id, parts, planned, cond } = join;
+  // Part copies found bad ("volume path"): passed over by the next try.
+  const bad = new Set<string>();
+  for (let tries = 1;; tries++) {
+    const read: PartsRead = { failure: null, bad };
+    const known = bad.size;
+    const joined = concatenated(s3.store, parts, read);
+    // A fresh digest per try.
+    const sum = planned && "whole" in planned ? checksumThrough(planned.whole, planned.want) : null;
+    const meta = { ...join.meta };
+    try {
+      return await writeObject(s3.store, s3.key, {
+        body: sum ? sum.through(joined) : joined,
+        check: () => {
+          const bad = sum?.check() ?? null;
+          // The record is made from `meta` after this check.
+          meta.checksum = sum?.checksum() ??
+            (planned && "composite" in planned ? planned.composite : undefined);
+          return bad;
+        },
+        contentLength: parts.reduce((n, p) => n + p.size, 0),
+        meta,
+        // Checked again as the value goes live: a write since the check above fails it.
+        ...cond,
+        signal: new AbortController().signal,
+      });
+    } catch (err) {
+      const done = await completedEtag(s3, id);
+      if (done !== null) return done;
+      if (read.failure === null) throw err;
+      // A copy of a part held other bytes than were uploaded (sent
+      // already, so that write failed): again, from the other copies.
+      if (bad.size > known && tries < MAX_TRIES) continue;
+      // The volumes' failure, not the client's (the write saw its body
+      // fail: IncompleteBody or RequestTimeout otherwise).
+      throw s3Error("InternalError", `Cannot read the parts: ${read.failure.message}`);
+    }
+  }
 }
 
 /**
