@@ -773,13 +773,51 @@ export async function abortUploads(store: Store, ids: string[]): Promise<void> {
  */
 export async function listUploads(s3: S3Request): Promise<Response> {
   const q = s3.query;
-  const bucket = encoder.encode(`/${s3.bucket}/`);
   const prefix = encoder.encode(q.get("prefix") ?? "");
-  const delimiter = encoder.encode(q.get("delimiter") ?? "");
   const keyMarker = encoder.encode(q.get("key-marker") ?? "");
   const idMarker = q.get("upload-id-marker") ?? "";
   const max = countParam(q, "max-uploads");
-  const found: { key: Uint8Array; id: string; created: number }[] = [];
+  const after = await uploadsAfter(s3, { prefix, keyMarker, idMarker });
+  const delimiter = encoder.encode(q.get("delimiter") ?? "");
+  const { uploads, prefixes, truncated, last } = uploadsPage(after, {
+    prefix,
+    delimiter,
+    keyMarker,
+    max,
+  });
+  return xmlResponse("ListMultipartUploadsResult", {
+    Bucket: s3.bucket,
+    KeyMarker: q.get("key-marker") ?? "",
+    UploadIdMarker: idMarker,
+    NextKeyMarker: truncated && last ? last.key : undefined,
+    NextUploadIdMarker: truncated && last?.id ? last.id : undefined,
+    Prefix: q.get("prefix") ?? "",
+    Delimiter: q.get("delimiter") || undefined,
+    MaxUploads: max,
+    IsTruncated: truncated,
+    Upload: uploads,
+    CommonPrefixes: prefixes.map((p) => ({ Prefix: p })),
+  });
+}
+
+/** An upload in progress as ListMultipartUploads lists it: its key within the bucket. */
+interface Listed {
+  key: Uint8Array;
+  id: string;
+  created: number;
+}
+
+/**
+ * The bucket's uploads in progress with `prefix`, after the markers, in
+ * S3's order: by key in bytes (UTF-8), then upload id.
+ */
+async function uploadsAfter(
+  s3: S3Request,
+  at: { prefix: Uint8Array; keyMarker: Uint8Array; idMarker: string },
+): Promise<Listed[]> {
+  const { prefix, keyMarker, idMarker } = at;
+  const bucket = encoder.encode(`/${s3.bucket}/`);
+  const found: Listed[] = [];
   let inBucket = false;
   for await (const [id, u] of s3.store.index.uploads()) {
     if (!startsWith(u.key, bucket)) continue;
@@ -790,11 +828,24 @@ export async function listUploads(s3: S3Request): Promise<Response> {
   // A bucket with an upload in progress is listed even with no key yet.
   if (!inBucket && !await bucketExists(s3)) throw noSuchBucket();
   found.sort((a, b) => compare(a.key, b.key) || (a.id < b.id ? -1 : 1));
-  const after = found.filter((u) => {
+  return found.filter((u) => {
     const order = compare(u.key, keyMarker);
     return keyMarker.length === 0 || order > 0 ||
       (order === 0 && idMarker !== "" && u.id > idMarker);
   });
+}
+
+/** One page of `after`: at most `max` uploads and common prefixes, and where it ended. */
+function uploadsPage(
+  after: Listed[],
+  page: { prefix: Uint8Array; delimiter: Uint8Array; keyMarker: Uint8Array; max: number },
+): {
+  uploads: XmlNode[];
+  prefixes: string[];
+  truncated: boolean;
+  last: { key: string; id: string } | null;
+} {
+  const { prefix, delimiter, keyMarker, max } = page;
   const uploads: XmlNode[] = [];
   const prefixes: string[] = [];
   let truncated = false;
@@ -835,17 +886,5 @@ export async function listUploads(s3: S3Request): Promise<Response> {
       });
     }
   }
-  return xmlResponse("ListMultipartUploadsResult", {
-    Bucket: s3.bucket,
-    KeyMarker: q.get("key-marker") ?? "",
-    UploadIdMarker: idMarker,
-    NextKeyMarker: truncated && last ? last.key : undefined,
-    NextUploadIdMarker: truncated && last?.id ? last.id : undefined,
-    Prefix: q.get("prefix") ?? "",
-    Delimiter: q.get("delimiter") || undefined,
-    MaxUploads: max,
-    IsTruncated: truncated,
-    Upload: uploads,
-    CommonPrefixes: prefixes.map((p) => ({ Prefix: p })),
-  });
+  return { uploads, prefixes, truncated, last };
 }
