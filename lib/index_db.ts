@@ -182,7 +182,11 @@ export class Index {
   readonly #filterMin: number;
   /** Recent records, by key; `entry: null` records a delete. */
   readonly #cache: RecordCache<Entry | null>;
-  readonly cacheStats = { hits: 0, misses: 0, filtered: 0 };
+  /**
+   * Lookups of a key's record (get), by what answered: the record cache or
+   * the key filter of a sole master, or a read of the index.
+   */
+  readonly lookups = { cache: 0, filter: 0, index: 0 };
 
   /** The SQLite file open, when the index is one (watchFile), and what was found of it. */
   #file: { path: string; dev: number; ino: number | null } | null = null;
@@ -270,11 +274,11 @@ export class Index {
       if (this.absent(key)) return null;
       const hit = this.#cache.get(cacheId(key));
       if (hit) {
-        this.cacheStats.hits++;
+        this.lookups.cache++;
         return hit.value;
       }
-      this.cacheStats.misses++;
     }
+    this.lookups.index++;
     const e = await retryBusy(() => this.kv.get([NS, key]));
     const entry = entryOf(e);
     if (sole && entry) this.#remember(key, entry, entry.versionstamp);
@@ -284,14 +288,21 @@ export class Index {
   /** True when the key is certainly not in the index (sole master, filter ready). */
   absent(key: Uint8Array): boolean {
     if (!this.#bloom || !(this.membership?.sole ?? false) || this.#bloom.has(key)) return false;
-    this.cacheStats.filtered++;
+    this.lookups.filter++;
     return true;
+  }
+
+  /** What the record cache holds: records, and the estimate of their memory in bytes. */
+  get cacheSize(): { records: number; bytes: number } {
+    return { records: this.#cache.size, bytes: this.#cache.bytes };
   }
 
   /** The cached record of a key (sole master only); undefined when not cached. */
   cached(key: Uint8Array): Entry | null | undefined {
     if (!(this.membership?.sole ?? false)) return undefined;
-    return this.#cache.get(cacheId(key))?.value;
+    const hit = this.#cache.get(cacheId(key));
+    if (hit) this.lookups.cache++;
+    return hit?.value;
   }
 
   /** Keeps the newest of what was read or written (versionstamps only grow). */

@@ -87,6 +87,10 @@ export interface IndexFigures {
   incomplete: number;
   /** 1 while the index has not answered this page's read of it (its write lock held), else 0. */
   unanswered: number;
+  /** Lookups of keys' records by what answered (lib/index_db.ts Index.lookups). */
+  lookups: { cache: number; filter: number; index: number };
+  /** The sole master's record cache: records, and the estimate of their memory. */
+  cache: { records: number; bytes: number };
 }
 
 export const BATCH_BOUNDS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
@@ -113,7 +117,16 @@ export function render(m: Metrics, index: IndexFigures, volumes: VolumeUp[]): st
   const out: string[] = [];
   const family = (name: string, type: string, help: string) =>
     out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+  renderRequests(m, out, family);
+  renderVolumes(m, volumes, out, family);
+  renderIndex(index, out, family);
+  return out.join("\n") + "\n";
+}
 
+/** Adds a family's HELP and TYPE lines. */
+type Family = (name: string, type: string, help: string) => void;
+
+function renderRequests(m: Metrics, out: string[], family: Family) {
   family("mkv_requests_total", "counter", "Requests answered, by method and status.");
   for (const [method, byStatus] of [...m.requests].sort()) {
     for (const [status, n] of [...byStatus].sort((a, b) => a[0] - b[0])) {
@@ -136,6 +149,9 @@ export function render(m: Metrics, index: IndexFigures, volumes: VolumeUp[]): st
     "Body bytes sent by the master (lists, errors, S3 answers and objects).",
   );
   out.push(`mkv_response_bytes_total ${m.bytesOut}`);
+}
+
+function renderVolumes(m: Metrics, volumes: VolumeUp[], out: string[], family: Family) {
   family("mkv_volume_calls_total", "counter", "Calls to volumes, by volume, call and outcome.");
   for (const [k, n] of [...m.volumeCalls].sort()) {
     const [volume, call, outcome] = k.split(" ");
@@ -149,6 +165,9 @@ export function render(m: Metrics, index: IndexFigures, volumes: VolumeUp[]): st
   for (const v of volumes) {
     if (v.up !== null) out.push(`mkv_volume_up{volume="${v.volume}"} ${v.up ? 1 : 0}`);
   }
+}
+
+function renderIndex(index: IndexFigures, out: string[], family: Family) {
   family("mkv_index_commits_total", "counter", "Deno KV commits (each fsynced).");
   out.push(`mkv_index_commits_total ${index.commits}`);
   family(
@@ -167,6 +186,23 @@ export function render(m: Metrics, index: IndexFigures, volumes: VolumeUp[]): st
     "Time an index commit takes (its fsync, and retries of a busy SQLite lock).",
   );
   out.push(...index.durations.lines("mkv_index_commit_duration_seconds", ""));
+  family(
+    "mkv_index_lookups_total",
+    "counter",
+    "Lookups of a key's record, by what answered: the sole master's record cache (cache) or " +
+      "key filter (filter: absent), or a read of the index (index).",
+  );
+  for (const answered of ["cache", "filter", "index"] as const) {
+    out.push(`mkv_index_lookups_total{answered="${answered}"} ${index.lookups[answered]}`);
+  }
+  family("mkv_index_cache_records", "gauge", "Records the sole master's record cache holds.");
+  out.push(`mkv_index_cache_records ${index.cache.records}`);
+  family(
+    "mkv_index_cache_bytes",
+    "gauge",
+    "The estimate of the memory those records take (bounded at 64 MiB).",
+  );
+  out.push(`mkv_index_cache_bytes ${index.cache.bytes}`);
   family("mkv_keys", "gauge", "Keys in the index by state (counted at most every 10 s).");
   if (index.keys) {
     out.push(`mkv_keys{state="live"} ${index.keys.live}`);
@@ -192,5 +228,4 @@ export function render(m: Metrics, index: IndexFigures, volumes: VolumeUp[]): st
       "holds its write lock): the other index figures are the last read; else 0.",
   );
   out.push(`mkv_index_reads_unanswered ${index.unanswered}`);
-  return out.join("\n") + "\n";
 }

@@ -632,6 +632,8 @@ async function metricsPage(store: Store, req: Request): Promise<Response> {
     sole: store.index.membership?.sole ? 1 : 0,
     incomplete: figures.incomplete ? 1 : 0,
     unanswered: figures.unanswered === null ? 0 : 1,
+    lookups: store.index.lookups,
+    cache: store.index.cacheSize,
   }, store.opts.volumes.map((volume) => ({ volume, up: health.get(volume).up })));
   return new Response(body, {
     headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" },

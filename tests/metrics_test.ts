@@ -213,3 +213,36 @@ Deno.test("/?metrics: mkv_index_incomplete is 1 on an index a rebuild could not 
     await c.stop();
   }
 });
+
+Deno.test("/?metrics: a sole master's lookups by what answered them, and its record cache's size", async () => {
+  const c = await Cluster.start();
+  try {
+    const key = randomKey();
+    assertEquals(await status(c.url + key, { method: "PUT", body: "12345" }), 201);
+    const before = await scrape(c);
+    assertEquals(before.get("mkv_index_sole"), 1);
+    // Written by this master: its record is cached, a GET reads no index.
+    assertEquals(await status(c.url + key), 302);
+    // A key never written: the key filter answers (-v is off: from memory).
+    assertEquals(await status(c.url + randomKey()), 404);
+    const after = await scrape(c);
+    const delta = (name: string) => after.get(name)! - before.get(name)!;
+    assertEquals(
+      [
+        delta(`mkv_index_lookups_total{answered="cache"}`),
+        delta(`mkv_index_lookups_total{answered="filter"}`),
+        delta(`mkv_index_lookups_total{answered="index"}`),
+      ],
+      [1, 1, 0],
+    );
+    assert(after.get("mkv_index_cache_records")! >= 1, "the key written is cached");
+    // Each record is counted as its key's bytes and 300 more (lib/record_cache.ts).
+    assert(
+      after.get("mkv_index_cache_bytes")! >=
+        after.get("mkv_index_cache_records")! * 300,
+      "bytes estimated",
+    );
+  } finally {
+    await c.stop();
+  }
+});
