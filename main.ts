@@ -13,7 +13,7 @@ import {
 } from "./lib/config.ts";
 import { firstAnswer, joinIndex, LOCKED_FOR, openIndex } from "./lib/open.ts";
 import { LOCKED } from "./lib/group_commit.ts";
-import { Store } from "./lib/store.ts";
+import { Store, type StoreOptions } from "./lib/store.ts";
 import type { Index } from "./lib/index_db.ts";
 import { answerFailed, createHandler, Drain, type Drained } from "./lib/server.ts";
 import { health, startProbes } from "./lib/health.ts";
@@ -161,9 +161,54 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
   const db = requireDb(flags);
   // Checked with the other flags: before any volume or the index is touched.
   const s3 = s3Options(flags) ?? undefined;
-  // Two names for one nginx would put two "replicas" of a key in one file;
-  // a service that takes no PUT (no WebDAV) would fail every write.
   refuseSelf(opts.volumes, port);
+  await checkVolumes(opts);
+  const index = await openAndJoin(db, opts);
+  const store = new Store(index, opts);
+  const drain = new Drain();
+  // Past the -drain deadline, a commit the index refuses as locked is not retried.
+  index.commits.stopRetrying(drain.signal);
+  const handler = createHandler(store, { verbose: flags.v as boolean, s3 }, drain);
+  const srv = await listen(index, { port, opts, drain, handler });
+  const stopping = stopOnSignals(srv, { drain, deadline });
+  // A new or emptied index beside volumes that hold files: said, not waited for.
+  lookForUnindexed(index, opts.volumes, { timeout: opts.voltimeout })
+    .then((found) => found && logUnindexed(found))
+    .catch((err) => logUnexpected("Looking for files the index lacks", err));
+  // Volume up/down for /?status: every volume probed every 2 s.
+  const probes = startProbes(opts.volumes, {
+    probe: remoteProbe,
+    timeout: opts.voltimeout,
+    every: 2_000,
+  });
+  await Promise.race([srv.finished, stopping.leftOpen]);
+  probes.stop();
+  // Leave before exiting (main exits as soon as this returns): a tool that
+  // checks the index's members (rebuild) then sees this master gone at once;
+  // first the clean-ups of the writes cut off end (Store.cleanedUp). Within
+  // GRACE: on an index whose write lock another process holds, the removal
+  // waits as long (up to 5 s a try, retried for 10 s, after the heartbeat in
+  // flight), and the stop took 20 s whatever -drain said. Unremoved, the
+  // record lapses in 3 s; the index is not closed then (Deno KV's close
+  // would wait for the write in flight).
+  if (await leftWithin(index, { after: store.cleanedUp(), ms: GRACE })) index.close();
+  else {
+    logWarn(
+      `Stopping: the index took no write for ${GRACE} ms (another process holds its write ` +
+        `lock): exiting without removing this master's heartbeat record (it lapses in 3 s)`,
+    );
+  }
+  // 1: a request cut off at the deadline had no answer out within the grace.
+  return stopping.drained().unanswered > 0 ? 1 : 0;
+}
+
+/**
+ * Refuses -volumes that cannot be this master's volumes: two names for one
+ * nginx would put two "replicas" of a key in one file; a service that takes
+ * no PUT (no WebDAV) would fail every write; another mkv master would take
+ * each replica for a key.
+ */
+async function checkVolumes(opts: StoreOptions): Promise<void> {
   const { aliases, notVolumes, masters } = await checkNames(opts.volumes, [], opts.voltimeout);
   if (aliases.length > 0) {
     throw new Error(aliasesMessage(aliases, "or two replicas of a key would be one file"));
@@ -176,6 +221,10 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
         `check -volumes`,
     );
   }
+}
+
+/** Opens the index and joins it as a master (its heartbeat record), saying if it is incomplete. */
+async function openAndJoin(db: string, opts: StoreOptions): Promise<Index> {
   const index = await openIndex(db);
   const locked = (why: string) =>
     `The master did not start: ${why}: start it again once the lock is released`;
@@ -194,14 +243,22 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
       { incomplete: partial.why, since: new Date(partial.at).toISOString() },
     );
   }
-  const store = new Store(index, opts);
-  const drain = new Drain();
-  // Past the -drain deadline, a commit the index refuses as locked is not retried.
-  index.commits.stopRetrying(drain.signal);
-  const handler = createHandler(store, { verbose: flags.v as boolean, s3 }, drain);
-  let srv;
+  return index;
+}
+
+/** Serves `handler` on the port; one that cannot be listened on leaves the index at once. */
+async function listen(
+  index: Index,
+  serving: {
+    port: number;
+    opts: StoreOptions;
+    drain: Drain;
+    handler: (req: Request) => Promise<Response> | Response;
+  },
+): Promise<Deno.HttpServer> {
+  const { port, opts, drain, handler } = serving;
   try {
-    srv = Deno.serve({
+    return Deno.serve({
       port,
       onListen: ({ port }) =>
         logInfo(
@@ -219,9 +276,20 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
     const why = err instanceof Error ? err.message : String(err);
     throw new Error(`Cannot listen on port ${port} (-port): ${why}`);
   }
-  // SIGTERM/SIGINT: refuse new requests (503), let those in flight finish
-  // (-drain), cut off those left (503), then stop the server; below, leave
-  // and close the index. A second signal cuts off at once.
+}
+
+/**
+ * SIGTERM/SIGINT: refuse new requests (503), let those in flight finish
+ * (-drain), cut off those left (503), then stop the server; the caller then
+ * leaves and closes the index. A second signal cuts off at once.
+ * `leftOpen` settles when the server is done with enough (it may still
+ * wait on a connection); `drained` says what became of the requests.
+ */
+function stopOnSignals(
+  srv: Deno.HttpServer,
+  stopping: { drain: Drain; deadline: number },
+): { leftOpen: Promise<void>; drained: () => Drained } {
+  const { drain, deadline } = stopping;
   let drained: Drained = { inflight: 0, cut: 0, cutShort: 0, leftToFinish: 0, unanswered: 0 };
   const leftOpen = Promise.withResolvers<void>();
   const stop = async () => {
@@ -241,35 +309,7 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
     clearTimeout(timer);
   };
   for (const sig of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(sig, stop);
-  // A new or emptied index beside volumes that hold files: said, not waited for.
-  lookForUnindexed(index, opts.volumes, { timeout: opts.voltimeout })
-    .then((found) => found && logUnindexed(found))
-    .catch((err) => logUnexpected("Looking for files the index lacks", err));
-  // Volume up/down for /?status: every volume probed every 2 s.
-  const probes = startProbes(opts.volumes, {
-    probe: remoteProbe,
-    timeout: opts.voltimeout,
-    every: 2_000,
-  });
-  await Promise.race([srv.finished, leftOpen.promise]);
-  probes.stop();
-  // Leave before exiting (main exits as soon as this returns): a tool that
-  // checks the index's members (rebuild) then sees this master gone at once;
-  // first the clean-ups of the writes cut off end (Store.cleanedUp). Within
-  // GRACE: on an index whose write lock another process holds, the removal
-  // waits as long (up to 5 s a try, retried for 10 s, after the heartbeat in
-  // flight), and the stop took 20 s whatever -drain said. Unremoved, the
-  // record lapses in 3 s; the index is not closed then (Deno KV's close
-  // would wait for the write in flight).
-  if (await leftWithin(index, { after: store.cleanedUp(), ms: GRACE })) index.close();
-  else {
-    logWarn(
-      `Stopping: the index took no write for ${GRACE} ms (another process holds its write ` +
-        `lock): exiting without removing this master's heartbeat record (it lapses in 3 s)`,
-    );
-  }
-  // 1: a request cut off at the deadline had no answer out within the grace.
-  return drained.unanswered > 0 ? 1 : 0;
+  return { leftOpen: leftOpen.promise, drained: () => drained };
 }
 
 /**
