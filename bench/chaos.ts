@@ -5,8 +5,15 @@
 // right as their REPLACE's MOVE goes out, volumes SIGSTOPped for seconds,
 // verify -repair and rebalance run meanwhile. Every GET's bytes are checked
 // against what clients wrote (foreign bytes, a stale value, an MD5 that
-// names another value, a 404 or 410 of a live key), and at the end
-// rebalance, verify -md5 -repair and verify -md5 must leave nothing wrong.
+// names another value, a 404 or 410 of a live key, the value of a write
+// refused with a 4xx or of a PUT's 500, a 404 from the volume a redirect
+// named while no write of the key nor tool ran), and so is every write's
+// answer (a PUT's 201 over a live value or its 403 of a removed key, a 404
+// of a live key, a RELINK's 404 of an unlinked one). Half the acknowledged
+// writes are read back at once through another master. At the end
+// rebalance, verify -md5 -repair and verify -md5 must leave nothing wrong,
+// and every key is read through every master (GetObject too with "s3"),
+// whose ?list and ?unlinked must agree with those reads.
 // Session 8 found a REPLACE bug with it (tests/faults/replace_refused_kill_test.ts);
 // session 9, with "slowdelete", late DELETEs and renames landing on a later
 // write's files (tests/faults/replace_cleanup_race_test.ts, linger_test.ts):
@@ -53,7 +60,7 @@
 //
 //   deno run -A bench/chaos.ts [seconds=120] [refuse,slowdelete,lease3,pause,lock,skew|bigskew,rebuild,verbs,s3,restart,full,term,stream,grow]
 //
-// Ports PORT+1.. (PORT defaults to 23100); files under $TMPDIR/mkv-chaos-*,
+// Ports PORT+1..PORT+25 (PORT defaults to 23100); files under $TMPDIR/mkv-chaos-*,
 // with log.txt (every fault and violation) and each master's stderr.
 import { createHash } from "node:crypto";
 import { DatabaseSync } from "node:sqlite";
@@ -357,6 +364,11 @@ const LEASE_LIMITS = new Set([
   "md5_newer_than_bytes",
   "md5_mismatch_QUIET",
   "unlinked_served",
+  "put_over_live",
+  "put_403_removed",
+  "404_live_write",
+  "relink_404_unlinked",
+  "loc_404_quiet",
 ]);
 function violate(kind: string, info: unknown) {
   if (OPTS.has("bigskew") && LEASE_LIMITS.has(kind)) {
@@ -424,12 +436,12 @@ function activeMasters(): number[] {
 /** A write's outcome: its status (201/204 when done) and, for a copy, the MD5 it made live. */
 type Sent = { status: number; text: string; md5?: string };
 
-/** Sends one write; its status (0: no answer, -1: not sent). */
-async function doWrite(client: number, key: string, op: string): Promise<number> {
+/** Sends one write; the write (status 0: no answer), null when not sent. */
+async function doWrite(client: number, key: string, op: string): Promise<W | null> {
   const ms = activeMasters();
   if (ms.length === 0) {
     await sleep(50);
-    return -1;
+    return null;
   }
   const m = pick(ms);
   let body: Uint8Array<ArrayBuffer> | null = null;
@@ -469,6 +481,7 @@ async function doWrite(client: number, key: string, op: string): Promise<number>
       values.set(`${w.md5}|${key}`, w);
     }
     count(`${op}_${status}`);
+    checkAnswer(w);
     if (status === 503) {
       if (/lost its registration/.test(text)) count("fenced_503");
       unavailableSince[m] ??= w.start;
@@ -484,9 +497,37 @@ async function doWrite(client: number, key: string, op: string): Promise<number>
   } finally {
     inflight.delete(w);
   }
-  return w.status;
+  return w;
 }
 const inflight = new Map<W, number>();
+
+/** Whether `x` can make a removed key live again (in any outcome). */
+const relives = (x: W) => !REMOVES.has(x.op) && x.op !== "REBALANCE";
+/** Verbs whose 404 says the key is not live (RELINK's: not unlinked). */
+const NOT_LIVE_404 = new Set(["REPLACE", "DELETE", "UNLINK", "REBALANCE"]);
+/**
+ * Checks a write's answer against what clients did before it: a PUT's 201
+ * over a live value (it never overwrites: that value is lost), its 403 on a
+ * key removed, a 404 of a key live throughout, a RELINK's 404 of a key
+ * unlinked throughout.
+ */
+function checkAnswer(w: W) {
+  const removes = (x: W) => REMOVES.has(x.op);
+  const live = () => standing(w.key, (x) => !removes(x), removes, w.start, w.end);
+  if (w.op === "PUT" && w.status === 201) {
+    const A = live();
+    if (A) violate("put_over_live", { key: w.key, w, A });
+  } else if (w.op === "PUT" && w.status === 403) {
+    const D = standing(w.key, removes, relives, w.start, w.end);
+    if (D) violate("put_403_removed", { key: w.key, w, D });
+  } else if (NOT_LIVE_404.has(w.op) && w.status === 404) {
+    const A = live();
+    if (A) violate("404_live_write", { key: w.key, w, A });
+  } else if (w.op === "RELINK" && w.status === 404) {
+    const U = standing(w.key, (x) => x.op === "UNLINK", relives, w.start, w.end);
+    if (U) violate("relink_404_unlinked", { key: w.key, w, U });
+  }
+}
 
 async function mkvWrite(m: number, w: W, body: Uint8Array<ArrayBuffer> | null): Promise<Sent> {
   const streamed = body !== null && OPTS.has("stream") && Math.random() < 0.3;
@@ -595,12 +636,27 @@ async function s3Write(m: number, w: W, body: Uint8Array<ArrayBuffer> | null): P
   }
 }
 
-async function doGet(key: string, s3 = false) {
+/**
+ * Reads `key` through a live master (`master` when given and live; one other
+ * than `avoid` when there is one): GET and the volume's answer, or
+ * GetObject with `s3`. Its status (302, 404...; 200 for GetObject; 0 for
+ * no answer, -1 not sent).
+ */
+async function doGet(
+  key: string,
+  o: { s3?: boolean; master?: number; avoid?: number } = {},
+): Promise<number> {
   const ms = activeMasters();
-  if (ms.length === 0) return await sleep(50);
-  const m = pick(ms);
+  if (ms.length === 0) {
+    await sleep(50);
+    return -1;
+  }
+  const others = ms.filter((i) => i !== o.avoid);
+  const m = o.master !== undefined && mAlive[o.master]
+    ? o.master
+    : pick(others.length ? others : ms);
   const S = performance.now();
-  if (s3) return await s3Get(key, m, S);
+  if (o.s3) return await s3Get(key, m, S);
   let res: Response;
   try {
     res = await fetch(`http://127.0.0.1:${MPORT(m)}${key}`, {
@@ -610,14 +666,17 @@ async function doGet(key: string, s3 = false) {
     await res.body?.cancel();
   } catch {
     count("GET_err");
-    return;
+    return 0;
   }
   count(`GET_${res.status}`);
-  if (res.status === 404) return check404(key, S, m);
+  if (res.status === 404) {
+    check404(key, S, m);
+    return 404;
+  }
   if (res.status !== 302) {
     log("GET", key, res.status, m);
     if (res.status === 410) violate("410", { key, m });
-    return;
+    return res.status;
   }
   const loc = res.headers.get("location")!;
   const cmd5 = res.headers.get("content-md5");
@@ -628,18 +687,31 @@ async function doGet(key: string, s3 = false) {
       await r2.body?.cancel();
       count(`GETloc_${r2.status}`);
       log("GET loc", key, r2.status, loc);
-      return;
+      // The replica was HEAD-checked just before the redirect: only a
+      // write of the key, or a tool, can have removed its file since.
+      if (r2.status === 404 && quiet(key, S, performance.now())) {
+        violate("loc_404_quiet", { key, loc, m, S });
+      }
+      return 302;
     }
     bytes = new Uint8Array(await r2.arrayBuffer());
   } catch {
     count("GETloc_err");
-    return;
+    return 302;
   }
   checkBytes(key, bytes, { S, m, loc, cmd5 });
+  return 302;
+}
+/** How long after a write its volume calls may still land: the proxies hold one up to 2.8 s. */
+const LANDS_MS = Math.max(LEASE_MS, 3000) + 500;
+/** Whether no write of `key` and no tool ran from `S - LANDS_MS` to `E`. */
+function quiet(key: string, S: number, E: number): boolean {
+  return toolsRunning === 0 && lastToolEnd < S - LANDS_MS &&
+    writes.get(key)!.every((x) => x.start >= E || x.end + LANDS_MS <= S);
 }
 
 /** A GetObject through master `m`: its bytes as a GET's, and its ETag must be theirs. */
-async function s3Get(key: string, m: number, S: number) {
+async function s3Get(key: string, m: number, S: number): Promise<number> {
   let bytes: Uint8Array;
   let etag: string;
   let length: number;
@@ -656,25 +728,26 @@ async function s3Get(key: string, m: number, S: number) {
       failed = s3Failure(e);
     } catch {
       count("S3GET_err");
-      return;
+      return 0;
     }
     count(`S3GET_${failed.status}`);
-    if (failed.status === 404) return check404(key, S, m);
-    log("S3GET", key, failed.status, m, failed.text.slice(0, 200));
-    return;
+    if (failed.status === 404) check404(key, S, m);
+    else log("S3GET", key, failed.status, m, failed.text.slice(0, 200));
+    return failed.status;
   }
   count("S3GET_200");
   if (bytes.length !== length) {
     // Cut off: a volume hung (or killed) mid-body (README: the client retries).
     count("S3GET_short");
     log("S3GET short", key, bytes.length, length, m);
-    return;
+    return 200;
   }
   const got = md5hex(bytes);
   // A multipart upload's ETag is the MD5 of its parts' MD5s, "-" their count.
   const multipart = etag.includes("-");
   if (etag !== got && !multipart) violate("s3_etag_not_bytes", { key, etag, got, m, S });
   checkBytes(key, bytes, { S, m, loc: "s3", cmd5: multipart ? null : etag });
+  return 200;
 }
 
 /** A 404 of `key` (read from `S` on, through master `m`): wrong if a value was live throughout. */
@@ -736,8 +809,12 @@ function checkBytes(
     });
     return;
   }
+  // A write refused (4xx: answered before anything was written) never goes
+  // live, nor does a PUT that failed (500: its copies are removed).
+  if (w.status >= 400 && w.status < 500 || w.op === "PUT" && w.status === 500) {
+    violate("refused_value_served", { key, got: w, m, S, loc });
+  }
   // UNLINKed, with nothing since that could make it live again.
-  const relives = (x: W) => !REMOVES.has(x.op) && x.op !== "REBALANCE";
   const U = standing(key, (x) => x.op === "UNLINK", relives, S, E);
   if (U) violate("unlinked_served", { key, A: U, got: w, m, S, loc });
   const V = overwritten(key, w, S);
@@ -771,6 +848,43 @@ function checkBytes(
   }
 }
 
+/** The keys of `/chaos/?<view>` through master `m` (null: no answer). */
+async function listed(m: number, view: string): Promise<Set<string> | null> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${MPORT(m)}/chaos/?${view}`);
+    if (res.status !== 200) {
+      log("final", view, m, res.status, await res.text());
+      return null;
+    }
+    return new Set((await res.json()).keys);
+  } catch (e) {
+    log("final", view, m, String(e));
+    return null;
+  }
+}
+/** Reads every key through master `m` once the run is over; its lists must agree with them. */
+async function checkFinal(m: number) {
+  const live = await listed(m, "list");
+  const unlinked = await listed(m, "unlinked");
+  if (!live || !unlinked) return violate("final_list_failed", { m });
+  count("final_lists");
+  for (const k of KEYS) {
+    count("final_reads");
+    const st = await doGet(k, { master: m });
+    if (OPTS.has("s3")) await doGet(k, { master: m, s3: true });
+    if (![302, 404].includes(st)) violate("final_read_failed", { key: k, m, status: st });
+    else if ((st === 302) !== live.has(k) || unlinked.has(k) && (st !== 404 || live.has(k))) {
+      violate("list_disagrees", {
+        key: k,
+        m,
+        status: st,
+        listed: live.has(k),
+        unlinked: unlinked.has(k),
+      });
+    }
+  }
+}
+
 let running = true;
 /** What clients do, by weight (the read verbs "GET" and "S3GET"). */
 const MIX: [string, number][] = [
@@ -799,11 +913,18 @@ async function client(c: number) {
     const key = pick(KEYS);
     const verb = pickVerb();
     if (verb === "GET") await doGet(key);
-    else if (verb === "S3GET") await doGet(key, true);
-    else if (await doWrite(c, key, verb) === 204 && verb === "UNLINK" && Math.random() < 0.5) {
-      // Most keys are live: a RELINK picked at random finds few unlinked.
-      await doGet(key);
-      await doWrite(c, key, "RELINK");
+    else if (verb === "S3GET") await doGet(key, { s3: true });
+    else {
+      const w = await doWrite(c, key, verb);
+      if (w?.status === 204 && verb === "UNLINK" && Math.random() < 0.5) {
+        // Most keys are live: a RELINK picked at random finds few unlinked.
+        await doGet(key);
+        await doWrite(c, key, "RELINK");
+      } else if (w && acked(w) && Math.random() < 0.5) {
+        // Read-your-write, through another master: its value (a DELETE's
+        // 404) unless a later write of the key came between.
+        await doGet(key, { s3: verb.startsWith("S3") && Math.random() < 0.5, avoid: w.master });
+      }
     }
   }
 }
@@ -1008,18 +1129,27 @@ async function watchStuck() {
     }
   }
 }
+/** Tools (rebalance, verify, rebuild) running now, and when the last one ended. */
+let toolsRunning = 0;
+let lastToolEnd = -Infinity;
+/** Runs `work` counted as a tool: it may move or remove any key's files meanwhile. */
+async function asTool<T>(work: Promise<T>): Promise<T> {
+  toolsRunning++;
+  try {
+    return await work;
+  } finally {
+    toolsRunning--;
+    lastToolEnd = performance.now();
+  }
+}
 async function runTool(args: string[]) {
-  const out = await new Deno.Command("deno", {
-    args: [
-      "run",
-      "-A",
-      `${REPO}/main.ts`,
-      ...args,
-      ...cluster(),
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
+  const out = await asTool(
+    new Deno.Command("deno", {
+      args: ["run", "-A", `${REPO}/main.ts`, ...args, ...cluster()],
+      stdout: "piped",
+      stderr: "piped",
+    }).output(),
+  );
   const d = new TextDecoder();
   return { code: out.code, out: d.decode(out.stdout), err: d.decode(out.stderr) };
 }
@@ -1052,7 +1182,7 @@ async function tryRebuild() {
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const output = p.output();
+  const output = asTool(p.output());
   if (OPTS.has("lock") && Math.random() < 0.5 && await opened(p.pid) && await lock()) {
     log("lock index through a rebuild's check");
     await sleep(3000 + rnd(2000));
@@ -1131,11 +1261,9 @@ log("final repair", r1.code, r1.out);
 const r2 = await runTool(["verify", "-md5"]);
 log("final verify", r2.code, r2.out);
 if (r2.code !== 0) violate("final_verify", r2.out.slice(-3000));
-// final values vs model
-for (const k of KEYS) {
-  await sleep(10);
-  await doGet(k);
-}
+// Final values vs model, through every master (GetObject too with "s3"),
+// and each master's ?list and ?unlinked agree with its reads.
+for (let i = 0; i < NM; i++) await checkFinal(i);
 // Alias-check markers (lib/aliases.ts) left at a volume's root: one whose
 // DELETE landed before its late PUT can be; counted, not a violation.
 for (let i = 0; i < NV; i++) {
