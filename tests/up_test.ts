@@ -241,12 +241,16 @@ Deno.test("deno task up with an unknown flag prints the master's usage error and
   });
 });
 
-Deno.test("deno task up -h prints the usage and exits 0, starting nothing", async () => {
+Deno.test("deno task up -h prints its usage, without the flags it sets itself, and exits 0, starting nothing", async () => {
   await inTempDir(async (dir) => {
     const out = await runUp(["-h"], { cwd: dir, env: { PORT: String(freeBlock()) } });
     assertEquals(out.code, 0);
-    assert(out.stdout.startsWith("mkv 0.1.0: a distributed key-value store"), out.stdout);
+    assert(out.stdout.startsWith("deno task up: a local cluster to try the store"), out.stdout);
+    assert(out.stdout.includes("\nUsage: deno task up [flags]\n"), out.stdout);
     assert(out.stdout.includes("\n  -log string\n"), out.stdout);
+    // Set by up itself: given, they are refused.
+    assert(!out.stdout.includes("\n  -port int\n"), out.stdout);
+    assert(!out.stdout.includes("\n  -volumes string\n"), out.stdout);
     assertEquals(await Array.fromAsync(Deno.readDir(dir)), []);
   });
 });

@@ -7,7 +7,7 @@
 import { MASTER_V8_FLAGS } from "../lib/runtime.ts";
 import { resolve } from "node:path";
 import { ensureNginx } from "./volume.ts";
-import { parseFlags } from "../lib/flags.ts";
+import { HelpRequested, parseFlags, usage } from "../lib/flags.ts";
 import { envPort, FLAGS, logFormat } from "../lib/config.ts";
 import { TOOL_FLAGS } from "../lib/tool_flags.ts";
 import { logError, type LogFormat, logInfo, logLine, setLogFormat } from "../lib/log.ts";
@@ -28,16 +28,30 @@ function start(args: string[], env: Record<string, string> = {}) {
 }
 
 /**
- * The log format the flags ask for; null when they are wrong or ask for
- * help (-h): the master then says so, as `deno task master` would.
+ * The log format the flags ask for; null when they are wrong: the master
+ * then says so, as `deno task master` would. -h prints up's usage.
  */
 function formatOf(args: string[]): LogFormat | null {
   try {
     const { flags, positionals } = parseFlags(args, { ...FLAGS, ...TOOL_FLAGS });
     return positionals.length > 0 ? null : logFormat(flags);
-  } catch {
+  } catch (err) {
+    if (err instanceof HelpRequested) {
+      console.log(upUsage());
+      Deno.exit(0);
+    }
     return null;
   }
+}
+
+/** What up is, and the master's flags but the two it sets itself (-port, -volumes). */
+function upUsage(): string {
+  const { port: _port, volumes: _volumes, ...flags } = FLAGS;
+  return `deno task up: a local cluster to try the store: three nginx volumes on PORT+1 to ` +
+    `PORT+3 (./data/volume1-3) and a master on PORT (default 3000; its index in ` +
+    `./data/indexdb). Flags go to the master (-log to the volumes too); PORT moves the ` +
+    `cluster (PORT=42000 deno task up). Ctrl-C stops everything it started.\n\n` +
+    usage("deno task up [flags]", flags);
 }
 
 /**
@@ -83,7 +97,7 @@ async function exit(code: number): Promise<never> {
 const args = Deno.args;
 const format = formatOf(args);
 if (format === null) {
-  // A wrong flag or -h: nothing is started.
+  // A wrong flag: nothing is started.
   Deno.exit((await start(["server", ...args]).status).code);
 }
 setLogFormat(format);
