@@ -1,4 +1,4 @@
-// S3 error answers as the tests compare them: whole, RequestId aside.
+// S3 error answers as the tests compare them: whole, RequestId aside; and an SDK call's failure.
 
 /** An error answer: its status, Content-Type and body, its RequestId shown as "ID". */
 export async function errorAnswer(url: string, init: RequestInit = {}) {
@@ -17,4 +17,20 @@ export function errorXml(code: string, message: string, fields: string, resource
   return `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code>` +
     `<Message>${message}</Message>${fields}<Resource>${resource}</Resource>` +
     `<RequestId>ID</RequestId></Error>`;
+}
+
+/** The S3 error a call fails with: its code and HTTP status. */
+export async function s3Fails(p: Promise<unknown>): Promise<{ name: string; status: number }> {
+  try {
+    await p;
+  } catch (err) {
+    const e = err as { name: string; $metadata?: { httpStatusCode?: number } };
+    return { name: e.name, status: e.$metadata?.httpStatusCode ?? 0 };
+  }
+  throw new Error("Expected the call to fail");
+}
+
+/** A time as S3 writes it in an error: whole seconds, "2026-01-02T03:04:05Z". */
+export function errorTime(ms: number): string {
+  return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace(".000Z", "Z");
 }

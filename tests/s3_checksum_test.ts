@@ -28,6 +28,7 @@ import {
 } from "../lib/s3_checksum.ts";
 import { s3Body } from "../lib/s3_body.ts";
 import { S3Error } from "../lib/s3_xml.ts";
+import { s3Fails } from "./s3_answers.ts";
 import { assertEquals, assertThrows } from "./assert.ts";
 import { Cluster, randomBytes } from "./cluster.ts";
 import { s3Client } from "./s3_client.ts";
@@ -155,17 +156,6 @@ function sumOf(alg: Parameters<typeof digestFor>[0], b: Uint8Array): string {
   const d = digestFor(alg);
   d.update(b);
   return d.digest();
-}
-
-/** The S3 error a call fails with: its code and HTTP status. */
-async function s3Fails(p: Promise<unknown>): Promise<{ name: string; status: number }> {
-  try {
-    await p;
-  } catch (err) {
-    const e = err as { name: string; $metadata?: { httpStatusCode?: number } };
-    return { name: e.name, status: e.$metadata?.httpStatusCode ?? 0 };
-  }
-  throw new Error("Expected the call to fail");
 }
 
 const MiB = 1024 * 1024;

@@ -12,18 +12,8 @@ import {
 } from "@aws-sdk/client-s3";
 import { Cluster, commitSent, volumeFiles } from "./cluster.ts";
 import { s3Client } from "./s3_client.ts";
+import { s3Fails } from "./s3_answers.ts";
 import { assertEquals } from "./assert.ts";
-
-/** The S3 error a call fails with: its code and HTTP status. */
-async function s3Fails(p: Promise<unknown>): Promise<{ name: string; status: number }> {
-  try {
-    await p;
-  } catch (err) {
-    const e = err as { name: string; $metadata?: { httpStatusCode?: number } };
-    return { name: e.name, status: e.$metadata?.httpStatusCode ?? 0 };
-  }
-  throw new Error("Expected the call to fail");
-}
 
 Deno.test("an upload created while DeleteBucket runs goes with the bucket, its parts too", async () => {
   const c = await Cluster.start({ flags: ["-s3"] });

@@ -19,29 +19,13 @@ import {
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { Cluster, volumeFiles } from "./cluster.ts";
 import { s3Client } from "./s3_client.ts";
-import { errorAnswer, errorXml } from "./s3_answers.ts";
+import { errorAnswer, errorTime, errorXml, s3Fails } from "./s3_answers.ts";
 import { assert, assertEquals } from "./assert.ts";
 
 const NS = "http://s3.amazonaws.com/doc/2006-03-01/";
 
 function bucketName(): string {
   return `lim-${crypto.randomUUID().slice(0, 8)}`;
-}
-
-/** The S3 error a call fails with: its code and HTTP status. */
-async function s3Fails(p: Promise<unknown>): Promise<{ name: string; status: number }> {
-  try {
-    await p;
-  } catch (err) {
-    const e = err as { name: string; $metadata?: { httpStatusCode?: number } };
-    return { name: e.name, status: e.$metadata?.httpStatusCode ?? 0 };
-  }
-  throw new Error("Expected the call to fail");
-}
-
-/** A time as S3 writes it in an error: whole seconds, "2026-01-02T03:04:05Z". */
-function errorTime(ms: number): string {
-  return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace(".000Z", "Z");
 }
 
 /** 1,025 bytes of UTF-8 in 513 characters: the limit is bytes. */

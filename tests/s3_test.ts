@@ -38,7 +38,7 @@ import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { Cluster, randomBytes, volumeFiles } from "./cluster.ts";
 import { s3Client } from "./s3_client.ts";
 import { assert, assertEquals } from "./assert.ts";
-import { errorAnswer, errorXml } from "./s3_answers.ts";
+import { errorAnswer, errorXml, s3Fails } from "./s3_answers.ts";
 import { key2path } from "../lib/keys.ts";
 import { openIndex } from "../lib/open.ts";
 
@@ -67,17 +67,6 @@ async function bytesOf(
 ) {
   const got = await s3.send(new GetObjectCommand({ Bucket, Key, Range }));
   return { got, bytes: await got.Body!.transformToByteArray() };
-}
-
-/** The S3 error a call fails with: its code and HTTP status. */
-async function s3Fails(p: Promise<unknown>): Promise<{ name: string; status: number }> {
-  try {
-    await p;
-  } catch (err) {
-    const e = err as { name: string; $metadata?: { httpStatusCode?: number } };
-    return { name: e.name, status: e.$metadata?.httpStatusCode ?? 0 };
-  }
-  throw new Error("Expected the call to fail");
 }
 
 function invalidRangeAnswer(resource: string, range: string, size: number) {
