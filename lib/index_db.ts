@@ -461,10 +461,13 @@ export class Index {
       return;
     }
     // The commit every member makes each second: the status page's word on
-    // whether the index takes writes, with no request writing.
+    // whether the index takes writes, with no request writing. Not tried
+    // again on a locked index once a stopping master has cut off its
+    // requests (GroupCommit.stopRetrying): Deno KV runs one operation at a
+    // time, and each try holds every commit and read of the master up to 5 s.
     try {
       const record = placement ? { until, placement } : { until };
-      await retryBusy(() => this.kv.set([MEMBERS, id], record));
+      await retryBusy(() => this.kv.set([MEMBERS, id], record), 10_000, this.commits.stop);
     } catch (err) {
       this.commits.failed(err);
       throw err;
