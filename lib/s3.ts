@@ -41,6 +41,11 @@ export interface S3Request {
    * cutting off the requests in flight (lib/server.ts Drain).
    */
   signal: AbortSignal;
+  /**
+   * The stopping master's cut-off alone, for the work a client that goes
+   * does not stop (a DeleteObject's volume calls).
+   */
+  stop?: AbortSignal;
   /** The bucket ("" for the service: ListBuckets). */
   bucket: string;
   /** The object key within the bucket as bytes (empty for bucket calls). */
@@ -104,7 +109,7 @@ export async function handleS3(
   store: Store,
   opts: S3Options,
   req: Request,
-  call: { target: Target; signal: AbortSignal },
+  call: { target: Target; signal: AbortSignal; stop?: AbortSignal },
 ): Promise<Response> {
   const res = await answerS3(store, opts, req, call);
   // S3 names every answer; clients log it and show it with errors.
@@ -132,9 +137,9 @@ async function answerS3(
   store: Store,
   opts: S3Options,
   req: Request,
-  call: { target: Target; signal: AbortSignal },
+  call: { target: Target; signal: AbortSignal; stop?: AbortSignal },
 ): Promise<Response> {
-  const { target, signal } = call;
+  const { target, signal, stop } = call;
   const head = req.method === "HEAD";
   const opened: S3Body[] = [];
   const { bucket, object, key, v2Path, url } = addressOf(req, target, opts);
@@ -157,6 +162,7 @@ async function answerS3(
       store,
       req,
       signal,
+      stop,
       bucket,
       object,
       key,
