@@ -91,7 +91,7 @@ export class Claim {
    * Claims `key`, replacing `prev` (null: the key has no record), with a
    * "writing" record on `rvolumes`. Null when another writer was first.
    * `signal` (a request's): not taken, rejecting with its reason, if its
-   * commit has not started at the abort.
+   * commit has not started at the abort (Index.cas).
    */
   static async take(
     index: Index,
@@ -115,15 +115,16 @@ export class Claim {
   /**
    * Claims a live key without hiding it: its record stays as it is (still
    * readable) with a lease added (REPLACE). Null when another was first.
+   * `signal`: as take's.
    */
   static async hold(
     index: Index,
     key: Uint8Array,
     prev: Entry,
-    opts: ClaimOptions,
+    opts: ClaimOptions & { signal?: AbortSignal },
   ): Promise<Claim | null> {
     const rec: Record = { ...prev.rec, owner: opts.owner, until: Date.now() + opts.lease };
-    const vs = await index.cas(key, prev.versionstamp, rec);
+    const vs = await index.cas(key, prev.versionstamp, rec, { signal: opts.signal });
     return vs === null ? null : new Claim(index, key, rec, vs, opts.lease, unleased(prev.rec));
   }
 

@@ -161,6 +161,11 @@ export class GroupCommit {
     this.#stop = signal;
   }
 
+  /** The signal stopRetrying was given: the index's other writes (heartbeats) stop retrying at it too. */
+  get stop(): AbortSignal | undefined {
+    return this.#stop;
+  }
+
   /**
    * Resolves to the new versionstamp, or null when `expect` no longer held.
    * `signal`: a write still queued at its abort (behind a commit under way,

@@ -1,6 +1,7 @@
 // The index: every Deno KV access of the master and the tools goes through
 // here. A key's record lives at ["k", <key bytes>]; Deno KV orders byte parts
 // bytewise, so prefix listing is a range scan.
+import { unlessAborted } from "./abort.ts";
 import { Bloom } from "./bloom.ts";
 import { compare, latin1, successor } from "./bytes.ts";
 import {
@@ -475,10 +476,13 @@ export class Index {
       return;
     }
     // The commit every member makes each second: the status page's word on
-    // whether the index takes writes, with no request writing.
+    // whether the index takes writes, with no request writing. Not tried
+    // again on a locked index once a stopping master has cut off its
+    // requests (GroupCommit.stopRetrying): Deno KV runs one operation at a
+    // time, and each try holds every commit and read of the master up to 5 s.
     try {
       const record = placement ? { until, placement } : { until };
-      await retryBusy(() => this.kv.set([MEMBERS, id], record));
+      await retryBusy(() => this.kv.set([MEMBERS, id], record), 10_000, this.commits.stop);
     } catch (err) {
       this.commits.failed(err);
       throw err;
@@ -576,7 +580,9 @@ export class Index {
    * still `expect` (null: the key must not exist). Resolves to the new
    * versionstamp, or null when another writer got there first. Durable when
    * it resolves: the commit is fsynced. `signal`: dropped, unwritten, if
-   * still queued for a commit at its abort (GroupCommit.write).
+   * at its abort it still waits for this member to join the index (behind
+   * a heartbeat a locked index holds) or is queued for a commit
+   * (GroupCommit.write); it then rejects with the signal's reason.
    */
   async cas(
     key: Uint8Array,
@@ -584,7 +590,8 @@ export class Index {
     rec: Record | null,
     opts: { signal?: AbortSignal } = {},
   ): Promise<string | null> {
-    const fence = await this.#ready();
+    const ready = this.#ready();
+    const fence = await (opts.signal ? unlessAborted(ready, opts.signal) : ready);
     // The filter must hold a key before the key can exist.
     if (rec !== null) this.#addToFilters(key);
     const vs = await this.#write({

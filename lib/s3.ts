@@ -42,6 +42,11 @@ export interface S3Request {
    * cutting off the requests in flight (lib/server.ts Drain).
    */
   signal: AbortSignal;
+  /**
+   * The stopping master's cut-off alone, for the work a client that goes
+   * does not stop (a DeleteObject's volume calls).
+   */
+  stop?: AbortSignal;
   /** The bucket ("" for the service: ListBuckets). */
   bucket: string;
   /** The object key within the bucket as bytes (empty for bucket calls). */
@@ -106,7 +111,7 @@ export async function handleS3(
   store: Store,
   opts: S3Options,
   req: Request,
-  call: { target: Target; signal: AbortSignal },
+  call: { target: Target; signal: AbortSignal; stop?: AbortSignal },
 ): Promise<Response> {
   const res = await answerS3(store, opts, req, call);
   // S3 names every answer; clients log it and show it with errors.
@@ -134,9 +139,9 @@ async function answerS3(
   store: Store,
   opts: S3Options,
   req: Request,
-  call: { target: Target; signal: AbortSignal },
+  call: { target: Target; signal: AbortSignal; stop?: AbortSignal },
 ): Promise<Response> {
-  const { target, signal } = call;
+  const { target, signal, stop } = call;
   const head = req.method === "HEAD";
   const opened: S3Body[] = [];
   const { bucket, object, key, v2Path, url } = addressOf(req, target, opts);
@@ -159,6 +164,7 @@ async function answerS3(
       store,
       req,
       signal,
+      stop,
       bucket,
       object,
       key,

@@ -928,7 +928,8 @@ export async function deleteObject(s3: S3Request): Promise<Response> {
   // A missing key is 204, but not in a bucket that does not exist either.
   if (!wasLive && !await bucketExists(s3)) throw noSuchBucket();
   if (wasLive) await keepBucket(s3);
-  const deleted = await deleteKey(s3.store, s3.key, s3.req.headers.get("if-match") ?? undefined);
+  const ifMatch = s3.req.headers.get("if-match") ?? undefined;
+  const deleted = await deleteKey(s3.store, s3.key, { ifMatch, stop: s3.stop });
   const res = new Response(null, { status: 204 });
   // As S3, the version deleted is named when one was asked for (null, the only one).
   const version = s3.query.get("versionId");
@@ -952,9 +953,15 @@ async function keepBucket(s3: S3Request): Promise<void> {
 /**
  * Deletes a key; S3 answers the same whether or not it existed. An unlinked
  * key, which S3 does not see, is kept for RELINK (or mkv's own DELETE).
- * False when there was none to delete: nothing was written.
+ * False when there was none to delete: nothing was written. `stop`: as
+ * Store.delete's.
  */
-async function deleteKey(store: Store, key: Uint8Array, ifMatch?: string): Promise<boolean> {
+async function deleteKey(
+  store: Store,
+  key: Uint8Array,
+  opts: { ifMatch?: string; stop?: AbortSignal },
+): Promise<boolean> {
+  const { ifMatch, stop } = opts;
   if (!keyFits(key)) throw keyTooLong();
   // If-Match (S3's conditional delete): only the value it names, or with *
   // any live value; 412 otherwise, and NoSuchKey when there is none.
@@ -963,7 +970,7 @@ async function deleteKey(store: Store, key: Uint8Array, ifMatch?: string): Promi
     ? undefined
     : (prev: Record | null): Outcome | null =>
       prev === null ? missing : etagMatches(ifMatch, prev) ? null : { status: 412 };
-  const out = await store.delete(key, { keepUnlinked: true, expect, askVolumes: true });
+  const out = await store.delete(key, { keepUnlinked: true, expect, askVolumes: true, stop });
   if (out === missing) throw s3Error("NoSuchKey", "The specified key does not exist.");
   // A value the incomplete index lacks: it cannot be deleted (no record
   // names its files), and answered deleted, it would come back with
@@ -992,7 +999,9 @@ export async function deleteObjects(s3: S3Request): Promise<Response> {
     try {
       checkVersionId(versions[i]);
       const key = encoder.encode(`/${s3.bucket}/${keys[i]}`);
-      if (!await deleteKey(s3.store, key, etags[i])) allWritten = false;
+      if (!await deleteKey(s3.store, key, { ifMatch: etags[i], stop: s3.stop })) {
+        allWritten = false;
+      }
     } catch (err) {
       allWritten = false;
       const e = err instanceof S3Error ? err : refusalOf(err);

@@ -440,7 +440,7 @@ function route(
 ): Promise<Response> {
   const { target, s3 } = call;
   return s3 && opts.s3
-    ? handleS3(store, opts.s3, req, { target, signal: signalOf(req, opts.stop) })
+    ? handleS3(store, opts.s3, req, { target, signal: signalOf(req, opts.stop), stop: opts.stop })
     : target.query
     ? query(store, req, target.key, target.query)
     : dispatch(store, req, target, opts.stop);
@@ -506,7 +506,8 @@ const STALLED = "This master stalled and has not yet checked whether a rebuild o
 /**
  * An mkv API call. `stop`: a stopping master's cut-off, which a GET's HEAD
  * checks stop at (no signal of the client's: a 302 is quick to make, and
- * one signal per GET costs the hot path); writes stop at the client's too.
+ * one signal per GET costs the hot path), and a DELETE's volume calls (not
+ * given up when the client goes); PUT and REPLACE stop at the client's too.
  */
 async function dispatch(
   store: Store,
@@ -534,7 +535,7 @@ async function dispatch(
         }),
       );
     case "DELETE":
-      return respond(await store.delete(key));
+      return respond(await store.delete(key, { stop }));
     case "UNLINK":
       return respond(await store.unlink(key));
     case "RELINK":

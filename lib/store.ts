@@ -243,9 +243,8 @@ export class Store {
       try {
         claim = await Claim.take(this.index, key, prev, kvolumes, { ...this.opts, signal });
       } catch (err) {
-        // Cut off (or the client gone) while the claim waited its turn for
-        // a commit (behind one a locked index holds): nothing was written.
-        if (signal?.aborted && err === signal.reason) return failedWrite(sourceError(err));
+        const answer = dropped(err, signal);
+        if (answer) return answer;
         throw err;
       }
       if (!claim) return inFlight();
@@ -493,7 +492,14 @@ export class Store {
       const unexpected = opts.expect?.(prev.rec);
       if (unexpected) return unexpected;
       // The hold is a compare-and-set on the record just checked.
-      const claim = await Claim.hold(this.index, key, prev, this.opts);
+      let claim;
+      try {
+        claim = await Claim.hold(this.index, key, prev, { ...this.opts, signal: opts.signal });
+      } catch (err) {
+        const answer = dropped(err, opts.signal);
+        if (answer) return answer;
+        throw err;
+      }
       if (!claim) return inFlight();
       const kvolumes = this.kvolumes(key);
       const path = key2path(key);
@@ -850,8 +856,8 @@ export class Store {
     return p;
   }
 
-  #removeFiles(key: Uint8Array, volumes: string[]) {
-    return this.#removePaths(key2path(key), volumes);
+  #removeFiles(key: Uint8Array, volumes: string[], opts: { signal?: AbortSignal } = {}) {
+    return this.#removePaths(key2path(key), volumes, opts);
   }
 
   /**
@@ -860,13 +866,18 @@ export class Store {
    * unlinking a large file written recently waits for its pages under
    * writeback (12 DELETEs of 256 MiB values at once on one disk: half took
    * over 1 s), and one taken for unanswered fails its request and keeps
-   * the key from writers until the lease runs out.
+   * the key from writers until the lease runs out. `signal`: the DELETEs
+   * still unanswered are given up at its abort, which is then what throws
+   * (they may still be carried out).
    */
-  async #removePaths(path: string, volumes: string[]) {
+  async #removePaths(path: string, volumes: string[], opts: { signal?: AbortSignal } = {}) {
+    const { signal } = opts;
     const results = await Promise.allSettled(
-      volumes.map((v) => remoteDelete(volumeUrl(v, path), this.opts.stall)),
+      volumes.map((v) => remoteDelete(volumeUrl(v, path), this.opts.stall, { signal })),
     );
     const failures = results.flatMap((r) => r.status === "rejected" ? [r.reason] : []);
+    const givenUp = signal?.aborted && failures.includes(signal.reason);
+    if (givenUp) throw signal.reason;
     // One the volume may still carry out, if any: callers wait for it.
     if (failures.length > 0) throw failures.find(unanswered) ?? failures[0];
   }
@@ -880,6 +891,8 @@ export class Store {
    * a key with no record in an index marked incomplete is looked for on
    * every volume as PUT does (`unindexed`): 409 when one holds a file, which
    * rebuild brings back, 503 when one cannot say, 404 when none holds one.
+   * `stop`: a stopping master's cut-off (not the client's going: a DELETE
+   * runs to its end without it), see #deleteEntry.
    */
   async delete(
     key: Uint8Array,
@@ -887,6 +900,7 @@ export class Store {
       keepUnlinked?: boolean;
       expect?: (prev: Record | null) => Outcome | null;
       askVolumes?: boolean;
+      stop?: AbortSignal;
     } = {},
   ): Promise<Outcome> {
     if (!keyFits(key)) return tooLong();
@@ -905,7 +919,7 @@ export class Store {
       if (this.opts.protect && prev.rec.state === "live") {
         return { status: 403, message: "Protected: UNLINK the key before DELETE" };
       }
-      return await this.#deleteEntry(key, prev);
+      return await this.#deleteEntry(key, prev, { stop: opts.stop });
     });
   }
 
@@ -934,10 +948,32 @@ export class Store {
     });
   }
 
-  /** Files, then record, of the key whose record was read as `prev`; 409 if it changed since. */
-  async #deleteEntry(key: Uint8Array, prev: Entry): Promise<Outcome> {
-    // A compare-and-set on the record read: one changed since is not ours to delete.
-    const claim = await Claim.take(this.index, key, prev, prev.rec.rvolumes, this.opts);
+  /**
+   * Files, then record, of the key whose record was read as `prev`; 409 if
+   * it changed since. At `stop`'s abort (a stopping master's cut-off) a
+   * claim still waiting to be written is dropped (503, the key as it was),
+   * and volumes' DELETEs still unanswered are given up (503): the key is
+   * left as a DELETE a volume never answered leaves it, non-live
+   * ("writing"), its writers waiting out the lease (a DELETE sent may land yet).
+   */
+  async #deleteEntry(
+    key: Uint8Array,
+    prev: Entry,
+    opts: { stop?: AbortSignal } = {},
+  ): Promise<Outcome> {
+    const { stop } = opts;
+    let claim;
+    try {
+      // A compare-and-set on the record read: one changed since is not ours to delete.
+      claim = await Claim.take(this.index, key, prev, prev.rec.rvolumes, {
+        ...this.opts,
+        signal: stop,
+      });
+    } catch (err) {
+      const answer = dropped(err, stop);
+      if (answer) return answer;
+      throw err;
+    }
     if (!claim) return inFlight();
     if (!claim.holds) {
       await claim.release().catch(() => {});
@@ -948,10 +984,16 @@ export class Store {
     const held = await this.#heldUnindexed(key, prev, claim);
     if (held) return held;
     try {
-      await this.#removeFiles(key, prev.rec.rvolumes);
+      await this.#removeFiles(key, prev.rec.rvolumes, { signal: stop });
     } catch (err) {
-      // A DELETE the volume never answered may land yet, on the files of
-      // the key's next write: that waits out the lease (linger).
+      // A DELETE the volume never answered (or given up at the cut-off) may
+      // land yet, on the files of the key's next write: that waits out the
+      // lease (linger). Cut off: answered before the claim is given up, whose
+      // commit may wait on a locked index (the master waits for it, cleanedUp).
+      if (err instanceof ShuttingDown) {
+        this.#cleanUpLater(() => claim.release({ linger: true }));
+        return failedWrite(err);
+      }
       await claim.release({ linger: unanswered(err) });
       return { status: 500, message: messageOf(err) };
     }
@@ -1360,6 +1402,16 @@ const LOST = "Value lost: the index has the key live but every replica answered 
   "no such file; run verify to list every such key, then restore the file or DELETE the key";
 
 /** A write that failed: the client's body (400, 408) or a volume (500). */
+/**
+ * The answer to a write whose claim on the key was dropped unwritten at
+ * `signal`'s abort (cut off by a stopping master, or the client gone, while
+ * it waited to be written: behind a heartbeat or a commit that a locked
+ * index holds); null when `err` is another failure.
+ */
+function dropped(err: unknown, signal: AbortSignal | undefined): Outcome | null {
+  return signal?.aborted && err === signal.reason ? failedWrite(sourceError(err)) : null;
+}
+
 function failedWrite(err: unknown): Outcome {
   // Nothing was written; it can be once the rebuild is done.
   if (err instanceof RebuildRunning) return { status: 503, message: err.message };

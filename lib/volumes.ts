@@ -2,6 +2,7 @@
 // Each call is bounded (a timeout, or the caller's signal) and each response
 // body is consumed or cancelled, so connections return to the pool.
 
+import { unlessAborted } from "./abort.ts";
 import { health } from "./health.ts";
 import { fanout, type Sink } from "./fanout.ts";
 import {
@@ -114,6 +115,9 @@ export async function remoteHead(url: string, timeout: number): Promise<boolean>
  * Concurrent HEADs of one url share the one in flight: its answer is as
  * fresh as one's own would be (at most a round trip old), and a hot key's
  * GETs then cost nginx one HEAD per round trip instead of one each.
+ * `signal` (a stopping master's cut-off): this caller stops waiting at its
+ * abort, rejecting with its reason; the HEAD goes on for the others that
+ * share it, and its failure, if any, is the volume's.
  */
 export function headStatus(
   url: string,
@@ -126,20 +130,6 @@ export function headStatus(
     inflightHeads.set(url, p);
   }
   return opts.signal ? unlessAborted(p, opts.signal) : p;
-}
-
-/**
- * `p`, or a rejection with `signal`'s reason as soon as it aborts (a
- * stopping master's cut-off): the HEAD in flight goes on for the others
- * that share it, and its failure, if any, is the volume's.
- */
-function unlessAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
 }
 
 const inflightHeads = new Map<string, Promise<number>>();
@@ -498,9 +488,17 @@ export async function remoteSize(url: string, timeout: number): Promise<number |
   return Number(length);
 }
 
-/** Deletes url; a file that is already gone counts as deleted. */
-export async function remoteDelete(url: string, timeout: number): Promise<void> {
-  const res = await smallCall("delete", "DELETE", url, { ms: timeout });
+/**
+ * Deletes url; a file that is already gone counts as deleted. `signal`: the
+ * call is given up at its abort, rejecting with its reason (the volume may
+ * still carry the DELETE out).
+ */
+export async function remoteDelete(
+  url: string,
+  timeout: number,
+  opts: { signal?: AbortSignal } = {},
+): Promise<void> {
+  const res = await smallCall("delete", "DELETE", url, { ms: timeout, signal: opts.signal });
   if (res.status !== 204 && res.status !== 404) {
     const message = `Cannot DELETE "${url}": status ${res.status}`;
     throw failed(volumeOf(url), "delete", "error", message, res.status);

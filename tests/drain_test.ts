@@ -599,3 +599,126 @@ Deno.test("SIGTERM: a PUT waiting on a locked index's commit at the -drain deadl
     await c.stop();
   }
 });
+
+/**
+ * SIGTERMs the master with `init` of `key` in flight on an index whose
+ * write lock another process has held past two of the master's heartbeats:
+ * the request's write then waits for the master to join the index again
+ * (lib/membership.ts ready), behind a heartbeat the lock holds. Returns its
+ * answer (status 0: none came, the connection closed) and the exit code;
+ * the lock is released once the master has exited.
+ */
+async function stopWhileRejoining(
+  c: Cluster,
+  key: string,
+  init: RequestInit,
+): Promise<{ status: number; body: string; code: number }> {
+  const unlock = lockIndex(`${c.db}/index.sqlite3`);
+  try {
+    // Time is the event here: two heartbeat intervals (1 s) with none landing.
+    await new Promise((r) => setTimeout(r, 2_500));
+    const answer = fetch(c.url + key, init).catch(() => null);
+    await writingNow(c, key);
+    // A read of another key, queued behind the request's read of its record
+    // (Deno KV runs one operation at a time): once it is answered, the
+    // request is past its read and waits to write.
+    assertEquals(await status(c.url + randomKey(), { method: "RELINK" }), 404);
+    const master = c.masterProcess!;
+    master.kill("SIGTERM");
+    const res = await answer;
+    const body = res ? await res.text() : "(no answer)";
+    return { status: res?.status ?? 0, body, code: (await master.status).code };
+  } finally {
+    unlock();
+  }
+}
+
+Deno.test("SIGTERM: a REPLACE waiting for its master to rejoin a locked index at the -drain deadline answers 503 in time, the old value stays, and the master exits 0", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
+  try {
+    const k = randomKey();
+    assertEquals(await status(c.url + k, { method: "PUT", body: "old" }), 201);
+    const files = await volumeFiles(c.volumes[0]);
+    assertEquals(await stopWhileRejoining(c, k, { method: "REPLACE", body: "new" }), {
+      status: 503,
+      body: CUT_OFF,
+      code: 0,
+    });
+    await c.startMaster();
+    assertEquals(await (await fetch(c.url + k)).text(), "old");
+    assertEquals(await volumeFiles(c.volumes[0]), files);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: a DELETE waiting for its master to rejoin a locked index at the -drain deadline answers 503 in time, the key stays live, and the master exits 0", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
+  try {
+    const k = randomKey();
+    assertEquals(await status(c.url + k, { method: "PUT", body: "kept" }), 201);
+    assertEquals(await stopWhileRejoining(c, k, { method: "DELETE" }), {
+      status: 503,
+      body: CUT_OFF,
+      code: 0,
+    });
+    await c.startMaster();
+    assertEquals(await (await fetch(c.url + k)).text(), "kept");
+  } finally {
+    await c.stop();
+  }
+});
+
+/**
+ * The keys of `c`'s index in the "writing" state, through a master on the
+ * volumes themselves (the hung proxy stopped), and what a GET and a DELETE
+ * of `key` answer there.
+ */
+async function afterHungDelete(c: Cluster, key: string) {
+  await c.startMaster();
+  const writing = await (await fetch(`${c.url}/?writing`)).json();
+  return {
+    writing,
+    get: await status(c.url + key),
+    delete: await status(c.url + key, { method: "DELETE" }),
+  };
+}
+
+Deno.test('SIGTERM: a DELETE waiting on a hung volume at the -drain deadline answers 503, leaves the key non-live ("writing", held for -lease), and the master exits 0', async () => {
+  const { c, hung } = await hungCluster();
+  try {
+    const k = randomKey();
+    assertEquals(await status(c.url + k, { method: "PUT", body: "value" }), 201);
+    hung.hangOn("DELETE", k);
+    const out = await stopWhileHung(c, hung, fetch(c.url + k, { method: "DELETE" }));
+    assertEquals(out, { status: 503, body: CUT_OFF, code: 0 });
+    await hung.stop();
+    // The DELETE sent may land yet: writers wait out the lease (409).
+    assertEquals(await afterHungDelete(c, k), {
+      writing: { next: "", keys: [k] },
+      get: 404,
+      delete: 409,
+    });
+  } finally {
+    await hung.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: an S3 DeleteObject waiting on a hung volume at the -drain deadline answers 503 ServiceUnavailable and the master exits 0", async () => {
+  const { c, hung } = await hungCluster();
+  try {
+    const k = randomKey("/bucket");
+    assertEquals(await status(c.url + k, { method: "PUT", body: "value" }), 201);
+    hung.hangOn("DELETE", k);
+    const del = fetch(c.url + k, { method: "DELETE", headers: s3Signed() });
+    const out = await stopWhileHung(c, hung, del);
+    assertEquals(out.status, 503);
+    assert(out.body.includes("<Code>ServiceUnavailable</Code>"), out.body);
+    assert(out.body.includes(CUT_OFF.trim()), out.body);
+    assertEquals(out.code, 0);
+  } finally {
+    await hung.stop();
+    await c.stop();
+  }
+});

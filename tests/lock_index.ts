@@ -22,3 +22,30 @@ export function lockIndex(path: string): () => void {
     db.close();
   };
 }
+
+/**
+ * lockIndex, taken by a process of its own (as another master or tool would
+ * hold it): resolves once the lock is held, to the function that releases
+ * it (the process ends).
+ */
+export async function lockIndexElsewhere(path: string): Promise<() => Promise<void>> {
+  const code = `import { lockIndex } from ${JSON.stringify(import.meta.url)};
+    const unlock = lockIndex(${JSON.stringify(path)});
+    console.log("locked");
+    for await (const _ of Deno.stdin.readable) { /* until stdin closes */ }
+    unlock();`;
+  const proc = new Deno.Command(Deno.execPath(), {
+    args: ["eval", code],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const lines = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const { value } = await lines.read();
+  if (!value?.startsWith("locked")) throw new Error(`The lock was not taken: ${value}`);
+  lines.cancel().catch(() => {});
+  return async () => {
+    await proc.stdin.close().catch(() => {});
+    await proc.status;
+  };
+}

@@ -4,7 +4,7 @@ import { liveMembers, Membership, type OtherPlacement, type Placement } from "..
 import { Index } from "../lib/index_db.ts";
 import { withIndex } from "./temp_index.ts";
 import { assertEquals, assertRejects } from "./assert.ts";
-import { lockIndex } from "./lock_index.ts";
+import { lockIndex, lockIndexElsewhere } from "./lock_index.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -352,5 +352,21 @@ Deno.test("a member's heartbeats do not pile up on a locked index: a read sent o
       await m.leave();
     }
     assertEquals(answered, true, "the read answered while the index was locked");
+  });
+});
+
+Deno.test("a heartbeat on a locked index is not tried again once a stopping master cut off its requests: it fails with the cut-off's reason", async () => {
+  await withIndex(async (index, path) => {
+    const cut = new AbortController();
+    index.commits.stopRetrying(cut.signal);
+    const unlock = await lockIndexElsewhere(path);
+    try {
+      // Its first try waits on the lock (up to 5 s); the cut comes meanwhile.
+      const beat = index.heartbeat("master", Date.now() + 3_000).then(() => null, (err) => err);
+      cut.abort(new Error("Cut off"));
+      assertEquals(String(await beat), "Error: Cut off");
+    } finally {
+      await unlock();
+    }
   });
 });
