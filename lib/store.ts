@@ -1401,7 +1401,6 @@ const UNREACHED = "Some replicas of the key did not answer (within -voltimeout) 
 const LOST = "Value lost: the index has the key live but every replica answered that it has " +
   "no such file; run verify to list every such key, then restore the file or DELETE the key";
 
-/** A write that failed: the client's body (400, 408) or a volume (500). */
 /**
  * The answer to a write whose claim on the key was dropped unwritten at
  * `signal`'s abort (cut off by a stopping master, or the client gone, while
@@ -1412,6 +1411,7 @@ function dropped(err: unknown, signal: AbortSignal | undefined): Outcome | null 
   return signal?.aborted && err === signal.reason ? failedWrite(sourceError(err)) : null;
 }
 
+/** A write that failed: the client's body (400, 408) or a volume (500). */
 function failedWrite(err: unknown): Outcome {
   // Nothing was written; it can be once the rebuild is done.
   if (err instanceof RebuildRunning) return { status: 503, message: err.message };
