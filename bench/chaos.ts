@@ -9,7 +9,18 @@
 // refused with a 4xx or of a PUT's 500, a 404 from the volume a redirect
 // named while no write of the key nor tool ran), and so is every write's
 // answer (a PUT's 201 over a live value or its 403 of a removed key, a 404
-// of a live key, a RELINK's 404 of an unlinked one). Half the acknowledged
+// of a live key, a RELINK's 404 of an unlinked one, a CopyObject's 404 of a
+// live source). A redirect's Content-Md5 must name a value the key may hold
+// (as its bytes must), its Location one of its Key-Volumes. Clients also
+// HEAD keys: the master's 302 is judged as a GET's, then the volume's HEAD
+// of its Location must match a GET of it on the HEAD's ETag (If-Match:
+// Content-Length, ETag, Last-Modified; the bytes as many), and ask the
+// volume for ranges (a 206's bytes must be the slice the range names of a
+// value the key may hold, of the size its Content-Range names; a 416 must
+// name a size the range is past). With "s3", HeadObject (its ETag a value
+// the key may hold, its Content-Length that value's size; a GetObject on
+// its ETag must repeat its headers) and GetObject with a Range (the bytes
+// the slice of the value its ETag names). Half the acknowledged
 // writes are read back at once through another master. At the end
 // rebalance, verify -md5 -repair and verify -md5 must leave nothing wrong,
 // and every key is read through every master (GetObject too with "s3"),
@@ -70,6 +81,8 @@ import {
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
+  HeadObjectCommand,
+  type HeadObjectCommandOutput,
   PutObjectCommand,
   S3Client,
   UploadPartCommand,
@@ -340,6 +353,15 @@ const big = new Uint8Array(20 << 20);
 for (let i = 0; i < big.length; i += 65536) crypto.getRandomValues(big.subarray(i, i + 65536));
 const SIZES = [1024, 1024, 3000, 3000, 65536, 262144, 262144, 262145, 300000, 300000, 2 << 20];
 let wid = 0;
+/** How a value was made, to give any range of it again: its first bytes, then big's from `off`. */
+interface Made {
+  size: number;
+  off: number;
+  prefix: Uint8Array;
+}
+/** Every value made, by its MD5 (and a multipart upload's by its ETag too). */
+const made = new Map<string, Made>();
+const madeOf = new WeakMap<Uint8Array, Made>();
 function makeValue(key: string, size: number): Uint8Array<ArrayBuffer> {
   const head = enc.encode(`${key}|w${++wid}|`);
   const v = new Uint8Array(size);
@@ -348,7 +370,23 @@ function makeValue(key: string, size: number): Uint8Array<ArrayBuffer> {
   v.set(head.subarray(0, Math.min(head.length, size)));
   // random bytes right after head, to make each value unique even with same offset
   crypto.getRandomValues(v.subarray(Math.min(head.length, size), Math.min(head.length + 16, size)));
+  madeOf.set(v, { size, off, prefix: v.slice(0, Math.min(head.length + 16, size)) });
   return v;
+}
+/** Whether `bytes` are those of value `v` from `start` on. */
+function sliceOf(v: Made, start: number, bytes: Uint8Array): boolean {
+  if (start + bytes.length > v.size) return false;
+  for (let i = 0; i < bytes.length; i++) {
+    const at = start + i;
+    if (bytes[i] !== (at < v.prefix.length ? v.prefix[at] : big[v.off + at])) return false;
+  }
+  return true;
+}
+/** S3's ETag of a multipart upload of `parts`: the MD5 of their MD5s, then "-" and their count. */
+function multipartEtag(parts: Uint8Array[]): string {
+  const h = createHash("md5");
+  for (const p of parts) h.update(createHash("md5").update(p).digest());
+  return `${h.digest("hex")}-${parts.length}`;
 }
 const violations: unknown[] = [];
 /**
@@ -367,11 +405,13 @@ const LEASE_LIMITS = new Set([
   "put_over_live",
   "put_403_removed",
   "404_live_write",
+  "copy_404_live_source",
   "relink_404_unlinked",
   "loc_404_quiet",
 ]);
 function violate(kind: string, info: unknown) {
-  if (OPTS.has("bigskew") && LEASE_LIMITS.has(kind)) {
+  // A header's or a range's check ("stale_value_md5") is its read's.
+  if (OPTS.has("bigskew") && LEASE_LIMITS.has(kind.replace(/_(md5|head|range)$/, ""))) {
     count(`LIMIT_${kind}`);
     log("LIMIT (clocks apart)", kind, info);
     return;
@@ -469,7 +509,16 @@ async function doWrite(client: number, key: string, op: string): Promise<W | nul
   };
   if (op === "S3COPY") w.src = pick(KEYS.filter((k) => k !== key));
   writes.get(key)!.push(w);
-  if (body) values.set(`${w.md5}|${key}`, w);
+  if (body) {
+    values.set(`${w.md5}|${key}`, w);
+    made.set(w.md5, madeOf.get(body)!);
+  }
+  if (op === "S3MPU") {
+    // Its reads name it by its ETag.
+    const etag = multipartEtag([body!.subarray(0, MPU_CUT), body!.subarray(MPU_CUT)]);
+    values.set(`${etag}|${key}`, w);
+    made.set(etag, madeOf.get(body!)!);
+  }
   inflight.set(w, m);
   try {
     const sent = op.startsWith("S3") ? await s3Write(m, w, body) : await mkvWrite(m, w, body);
@@ -500,6 +549,8 @@ async function doWrite(client: number, key: string, op: string): Promise<W | nul
   return w;
 }
 const inflight = new Map<W, number>();
+/** Where a multipart upload's first part ends (S3's least part size). */
+const MPU_CUT = 5 << 20;
 
 /** Whether `x` can make a removed key live again (in any outcome). */
 const relives = (x: W) => !REMOVES.has(x.op) && x.op !== "REBALANCE";
@@ -523,6 +574,10 @@ function checkAnswer(w: W) {
   } else if (NOT_LIVE_404.has(w.op) && w.status === 404) {
     const A = live();
     if (A) violate("404_live_write", { key: w.key, w, A });
+  } else if (w.op === "S3COPY" && w.status === 404) {
+    // NoSuchKey of a source live throughout.
+    const S = standing(w.src!, (x) => !removes(x), removes, w.start, w.end);
+    if (S) violate("copy_404_live_source", { key: w.key, w, S });
   } else if (w.op === "RELINK" && w.status === 404) {
     const U = standing(w.key, (x) => x.op === "UNLINK", relives, w.start, w.end);
     if (U) violate("relink_404_unlinked", { key: w.key, w, U });
@@ -602,9 +657,8 @@ async function s3Write(m: number, w: W, body: Uint8Array<ArrayBuffer> | null): P
       const { UploadId } = await s3.send(new CreateMultipartUploadCommand(s3Key(w.key)), {
         abortSignal,
       });
-      const cut = 5 << 20;
       const parts = [];
-      for (const [n, bytes] of [body!.subarray(0, cut), body!.subarray(cut)].entries()) {
+      for (const [n, bytes] of [body!.subarray(0, MPU_CUT), body!.subarray(MPU_CUT)].entries()) {
         const part = { ...s3Key(w.key), UploadId, PartNumber: n + 1, Body: bytes };
         const { ETag } = await s3.send(new UploadPartCommand(part), { abortSignal });
         parts.push({ ETag, PartNumber: n + 1 });
@@ -636,15 +690,19 @@ async function s3Write(m: number, w: W, body: Uint8Array<ArrayBuffer> | null): P
   }
 }
 
+/** How a key is read: the whole value, a HEAD, or a range of it. */
+type Read = "GET" | "HEAD" | "RANGE";
+
 /**
  * Reads `key` through a live master (`master` when given and live; one other
- * than `avoid` when there is one): GET and the volume's answer, or
- * GetObject with `s3`. Its status (302, 404...; 200 for GetObject; 0 for
+ * than `avoid` when there is one): GET (or HEAD) and the volume's answer, or
+ * GetObject (HeadObject) with `s3`; `read` "RANGE" asks the volume (or
+ * GetObject) for a range. Its status (302, 404...; 200 for GetObject; 0 for
  * no answer, -1 not sent).
  */
 async function doGet(
   key: string,
-  o: { s3?: boolean; master?: number; avoid?: number } = {},
+  o: { s3?: boolean; master?: number; avoid?: number; read?: Read } = {},
 ): Promise<number> {
   const ms = activeMasters();
   if (ms.length === 0) {
@@ -656,51 +714,273 @@ async function doGet(
     ? o.master
     : pick(others.length ? others : ms);
   const S = performance.now();
-  if (o.s3) return await s3Get(key, m, S);
+  const read = o.read ?? "GET";
+  if (o.s3 && read === "HEAD") return await s3Head(key, m, S);
+  if (o.s3) return await s3Get(key, m, S, read === "RANGE" ? { range: pickRange() } : {});
   let res: Response;
   try {
     res = await fetch(`http://127.0.0.1:${MPORT(m)}${key}`, {
+      method: read === "HEAD" ? "HEAD" : "GET",
       redirect: "manual",
       signal: AbortSignal.timeout(30000),
     });
     await res.body?.cancel();
   } catch {
-    count("GET_err");
+    count(`${read}_err`);
     return 0;
   }
-  count(`GET_${res.status}`);
+  count(`${read}_${res.status}`);
   if (res.status === 404) {
     check404(key, S, m);
     return 404;
   }
   if (res.status !== 302) {
-    log("GET", key, res.status, m);
+    log(read, key, res.status, m);
     if (res.status === 410) violate("410", { key, m });
     return res.status;
   }
   const loc = res.headers.get("location")!;
   const cmd5 = res.headers.get("content-md5");
+  checkRedirect(key, res, { S, m, read });
+  if (read === "HEAD") await headLoc(key, loc, { S, m, cmd5 });
+  else if (read === "RANGE") await rangeLoc(key, loc, { S, m });
+  else {
+    const r2 = await fromVolume(key, loc, { S, m, read });
+    if (r2) await readBytes(r2, (bytes) => checkBytes(key, bytes, { S, m, loc, cmd5 }), read);
+  }
+  return 302;
+}
+
+/**
+ * A read of `loc` (a redirect's Location); null when it did not answer 200 or
+ * 206 (a 404 of a key quiet since before the redirect is a violation).
+ */
+async function fromVolume(
+  key: string,
+  loc: string,
+  r: { S: number; m: number; read: Read; method?: string; headers?: HeadersInit },
+): Promise<Response | null> {
+  let res: Response;
+  try {
+    res = await fetch(loc, {
+      method: r.method ?? "GET",
+      headers: r.headers,
+      signal: AbortSignal.timeout(30000),
+    });
+  } catch {
+    count(`${r.read}loc_err`);
+    return null;
+  }
+  if (res.status === 200 || res.status === 206) return res;
+  await res.body?.cancel();
+  count(`${r.read}loc_${res.status}`);
+  log(`${r.read} loc`, key, res.status, loc);
+  // The replica was HEAD-checked just before the redirect: only a write of
+  // the key, or a tool, can have removed its file since.
+  if (res.status === 404 && quiet(key, r.S, performance.now())) {
+    violate("loc_404_quiet", { key, loc, m: r.m, S: r.S, read: r.read });
+  }
+  return res.status === 416 ? res : null;
+}
+/** Hands `res`'s body to `check` once read whole (a volume cut off mid-body is counted). */
+async function readBytes(res: Response, check: (bytes: Uint8Array) => void, read: Read) {
   let bytes: Uint8Array;
   try {
-    const r2 = await fetch(loc, { signal: AbortSignal.timeout(30000) });
-    if (r2.status !== 200) {
-      await r2.body?.cancel();
-      count(`GETloc_${r2.status}`);
-      log("GET loc", key, r2.status, loc);
-      // The replica was HEAD-checked just before the redirect: only a
-      // write of the key, or a tool, can have removed its file since.
-      if (r2.status === 404 && quiet(key, S, performance.now())) {
-        violate("loc_404_quiet", { key, loc, m, S });
-      }
-      return 302;
-    }
-    bytes = new Uint8Array(await r2.arrayBuffer());
+    bytes = new Uint8Array(await res.arrayBuffer());
   } catch {
-    count("GETloc_err");
-    return 302;
+    count(`${read}loc_err`);
+    return;
   }
-  checkBytes(key, bytes, { S, m, loc, cmd5 });
-  return 302;
+  check(bytes);
+}
+
+/**
+ * A master's 302 (to a GET or a HEAD: the same headers): an empty body's
+ * Content-Length, a Location on one of the Key-Volumes, and a Content-Md5
+ * (when there is one) that names a value the key may hold.
+ */
+function checkRedirect(key: string, res: Response, r: { S: number; m: number; read: Read }) {
+  const { S, m } = r;
+  const loc = res.headers.get("location")!;
+  const volumes = (res.headers.get("key-volumes") ?? "").split(",");
+  if (res.headers.get("content-length") !== "0") {
+    violate("redirect_length", { key, m, read: r.read, got: res.headers.get("content-length") });
+  }
+  if (!volumes.some((v) => loc.startsWith(`http://${v}/`))) {
+    violate("location_not_listed", { key, m, loc, volumes });
+  }
+  if (!["balanced", "unbalanced"].includes(res.headers.get("key-balance") ?? "")) {
+    violate("key_balance", { key, m, got: res.headers.get("key-balance") });
+  }
+  const cmd5 = res.headers.get("content-md5");
+  if (cmd5 && !checkValue(key, cmd5, { S, m, loc, what: "md5" })) {
+    violate("foreign_md5", { key, cmd5, m, S, loc });
+  }
+}
+
+/**
+ * A HEAD of the redirect's Location, then a GET of it on the HEAD's ETag
+ * (If-Match): when the file is the same, the GET's Content-Length, ETag and
+ * Last-Modified are the HEAD's, and its bytes as many as the HEAD said.
+ */
+async function headLoc(key: string, loc: string, r: { S: number; m: number; cmd5: string | null }) {
+  const { S, m, cmd5 } = r;
+  const h = await fromVolume(key, loc, { S, m, read: "HEAD", method: "HEAD" });
+  if (!h || h.status !== 200) return;
+  const etag = h.headers.get("etag");
+  if (etag === null) return violate("head_no_etag", { key, loc });
+  const g = await fromVolume(key, loc, { S, m, read: "HEAD", headers: { "If-Match": etag } });
+  if (!g) return;
+  if (g.status !== 200) {
+    // 416 is not asked for; anything but 200 and 412 (fromVolume: null) is wrong.
+    await g.body?.cancel();
+    return violate("head_then_get", { key, loc, status: g.status });
+  }
+  const differ = ["content-length", "etag", "last-modified", "content-type"].filter((n) =>
+    g.headers.get(n) !== h.headers.get(n)
+  );
+  if (differ.length) {
+    violate("head_get_differ", {
+      key,
+      loc,
+      head: differ.map((n) => h.headers.get(n)),
+      get: differ.map((n) => g.headers.get(n)),
+    });
+  }
+  await readBytes(g, (bytes) => {
+    if (bytes.length !== Number(h.headers.get("content-length"))) {
+      violate("head_length_not_bytes", {
+        key,
+        loc,
+        head: h.headers.get("content-length"),
+        got: bytes.length,
+      });
+    }
+    checkBytes(key, bytes, { S, m, loc, cmd5 });
+  }, "HEAD");
+}
+
+/** A range asked for, as the header says it: "bytes=a-b", "bytes=a-" or "bytes=-n". */
+interface Range {
+  header: string;
+  start: number | null;
+  end: number | null;
+}
+/** A random range: mostly in the first 64 KiB, some at the end, some past the smaller values. */
+function pickRange(): Range {
+  const r = Math.random();
+  if (r < 0.5) {
+    const start = rnd(1100);
+    const end = start + rnd(65536);
+    return { header: `bytes=${start}-${end}`, start, end };
+  }
+  if (r < 0.7) {
+    const n = 1 + rnd(70000);
+    return { header: `bytes=-${n}`, start: null, end: n };
+  }
+  if (r < 0.85) {
+    const start = Math.max(0, pick(SIZES) - rnd(3000));
+    return { header: `bytes=${start}-`, start, end: null };
+  }
+  const start = pick(SIZES) + rnd(3 << 20);
+  const end = start + rnd(4096);
+  return { header: `bytes=${start}-${end}`, start, end };
+}
+/** The bytes `range` names of a value of `size` bytes (RFC 9110), or null: unsatisfiable. */
+function rangeIn(range: Range, size: number): { start: number; end: number } | null {
+  if (range.start === null) {
+    return size === 0 ? null : { start: Math.max(0, size - range.end!), end: size - 1 };
+  }
+  if (range.start >= size) return null;
+  return { start: range.start, end: range.end === null ? size - 1 : Math.min(range.end, size - 1) };
+}
+/** A Content-Range, "bytes a-b/size" or (a 416's) "bytes *" and "/size", as numbers. */
+function contentRange(
+  h: string | null | undefined,
+): { start: number; end: number; size: number } | null {
+  const m = /^bytes (?:(\d+)-(\d+)|\*)\/(\d+)$/.exec(h ?? "");
+  if (!m) return null;
+  return { start: Number(m[1] ?? -1), end: Number(m[2] ?? -1), size: Number(m[3]) };
+}
+
+/** The values (by MD5 or ETag) of `size` bytes whose bytes from `start` on are `bytes`. */
+function valuesWith(size: number, start: number, bytes: Uint8Array): string[] {
+  const out: string[] = [];
+  for (const [md5, v] of made) if (v.size === size && sliceOf(v, start, bytes)) out.push(md5);
+  return out;
+}
+
+/**
+ * A range of the redirect's Location: a 206 is the slice the range names of
+ * a value the key may hold (Content-Range naming that value's size); a 416
+ * names a size the range is past.
+ */
+async function rangeLoc(key: string, loc: string, r: { S: number; m: number }) {
+  const { S, m } = r;
+  const range = pickRange();
+  const res = await fromVolume(key, loc, { S, m, read: "RANGE", headers: { Range: range.header } });
+  if (!res) return;
+  const cr = contentRange(res.headers.get("content-range"));
+  if (res.status === 416) {
+    if (!cr || rangeIn(range, cr.size) !== null) {
+      violate("range_416_satisfiable", {
+        key,
+        loc,
+        range: range.header,
+        cr: res.headers.get("content-range"),
+      });
+    }
+    return;
+  }
+  if (res.status !== 206) {
+    await res.body?.cancel();
+    return violate("range_not_206", { key, loc, range: range.header, status: res.status });
+  }
+  await readBytes(res, (bytes) => {
+    count("RANGEloc_206");
+    checkRange(key, range, cr, bytes, { S, m, loc, etag: null });
+  }, "RANGE");
+}
+
+/**
+ * The bytes of a range answer (206): those `range` names of a value of the
+ * Content-Range's size, a value the key may hold (with `etag`: that value).
+ */
+function checkRange(
+  key: string,
+  range: Range,
+  cr: { start: number; end: number; size: number } | null,
+  bytes: Uint8Array,
+  r: { S: number; m: number; loc: string; etag: string | null },
+) {
+  const { S, m, loc, etag } = r;
+  const want = cr && rangeIn(range, cr.size);
+  if (!cr || !want || want.start !== cr.start || want.end !== cr.end) {
+    return violate("range_wrong_bytes", { key, loc, range: range.header, cr });
+  }
+  if (bytes.length !== cr.end - cr.start + 1) {
+    return violate("range_length", { key, loc, range: range.header, cr, got: bytes.length });
+  }
+  const candidates = etag !== null ? [etag] : valuesWith(cr.size, cr.start, bytes);
+  if (etag !== null) {
+    const v = made.get(etag);
+    if (!v || v.size !== cr.size || !sliceOf(v, cr.start, bytes)) {
+      return violate("range_not_etag", { key, loc, range: range.header, cr, etag, m, S });
+    }
+  }
+  const E = performance.now();
+  // Several values may hold these bytes (a short range): the one the key may hold.
+  const md5 = candidates.find((c) => writerOf(c, key, E)) ?? candidates[0];
+  if (md5 === undefined || !checkValue(key, md5, { S, m, loc, what: "range" })) {
+    violate("range_foreign_bytes", {
+      key,
+      loc,
+      range: range.header,
+      cr,
+      head: new TextDecoder().decode(bytes.subarray(0, 40)),
+      m,
+    });
+  }
 }
 /** How long after a write its volume calls may still land: the proxies hold one up to 2.8 s. */
 const LANDS_MS = Math.max(LEASE_MS, 3000) + 500;
@@ -710,43 +990,126 @@ function quiet(key: string, S: number, E: number): boolean {
     writes.get(key)!.every((x) => x.start >= E || x.end + LANDS_MS <= S);
 }
 
-/** A GetObject through master `m`: its bytes as a GET's, and its ETag must be theirs. */
-async function s3Get(key: string, m: number, S: number): Promise<number> {
+/** An SDK failure as a read's status (0: no answer), counted; a 404 judged. */
+function s3ReadFailed(e: unknown, verb: string, key: string, S: number, m: number): number {
+  let failed: Sent;
+  try {
+    failed = s3Failure(e);
+  } catch {
+    count(`${verb}_err`);
+    return 0;
+  }
+  count(`${verb}_${failed.status}`);
+  if (failed.status === 404) check404(key, S, m);
+  else if (failed.status !== 416) log(verb, key, failed.status, m, failed.text.slice(0, 200));
+  return failed.status;
+}
+
+/** The headers a HeadObject and a GetObject of the same value answer alike. */
+const HEAD_HEADERS = [
+  "ETag",
+  "ContentLength",
+  "LastModified",
+  "ContentType",
+  "AcceptRanges",
+] as const;
+type Head = Pick<HeadObjectCommandOutput, typeof HEAD_HEADERS[number]>;
+
+/**
+ * A GetObject through master `m`: its bytes as a GET's, and its ETag must be
+ * theirs. With `range`, a range of it (its bytes the slice of the value its
+ * ETag names); with `head`, on that HeadObject's ETag (If-Match), whose
+ * headers it must repeat when it answers.
+ */
+async function s3Get(
+  key: string,
+  m: number,
+  S: number,
+  o: { range?: Range; head?: Head } = {},
+): Promise<number> {
+  const verb = o.range ? "S3RANGE" : o.head ? "S3HEADGET" : "S3GET";
   let bytes: Uint8Array;
   let etag: string;
   let length: number;
+  let out;
   try {
-    const out = await s3clients[m].send(new GetObjectCommand(s3Key(key)), {
-      abortSignal: AbortSignal.timeout(30000),
-    });
+    out = await s3clients[m].send(
+      new GetObjectCommand({
+        ...s3Key(key),
+        Range: o.range?.header,
+        IfMatch: o.head?.ETag,
+      }),
+      { abortSignal: AbortSignal.timeout(30000) },
+    );
     etag = out.ETag!.replaceAll('"', "");
     length = out.ContentLength!;
     bytes = await out.Body!.transformToByteArray();
   } catch (e) {
-    let failed: Sent;
-    try {
-      failed = s3Failure(e);
-    } catch {
-      count("S3GET_err");
-      return 0;
-    }
-    count(`S3GET_${failed.status}`);
-    if (failed.status === 404) check404(key, S, m);
-    else log("S3GET", key, failed.status, m, failed.text.slice(0, 200));
-    return failed.status;
+    return s3ReadFailed(e, verb, key, S, m);
   }
-  count("S3GET_200");
+  const status = out.$metadata.httpStatusCode!;
+  count(`${verb}_${status}`);
   if (bytes.length !== length) {
     // Cut off: a volume hung (or killed) mid-body (README: the client retries).
-    count("S3GET_short");
-    log("S3GET short", key, bytes.length, length, m);
-    return 200;
+    count(`${verb}_short`);
+    log(`${verb} short`, key, bytes.length, length, m);
+    return status;
+  }
+  if (o.range) {
+    if (status !== 206) violate("s3_range_not_206", { key, m, range: o.range.header, status });
+    else {
+      const cr = contentRange(out.ContentRange);
+      checkRange(key, o.range, cr, bytes, { S, m, loc: "s3", etag });
+    }
+    return status;
+  }
+  if (o.head) {
+    const head = o.head;
+    const differ = HEAD_HEADERS.filter((n) => String(out[n]) !== String(head[n]));
+    if (differ.length) {
+      violate("s3_head_get_differ", {
+        key,
+        m,
+        head: differ.map((n) => String(head[n])),
+        get: differ.map((n) => String(out[n])),
+      });
+    }
   }
   const got = md5hex(bytes);
   // A multipart upload's ETag is the MD5 of its parts' MD5s, "-" their count.
   const multipart = etag.includes("-");
   if (etag !== got && !multipart) violate("s3_etag_not_bytes", { key, etag, got, m, S });
+  if (multipart && made.get(etag) && !sliceOf(made.get(etag)!, 0, bytes)) {
+    violate("s3_etag_not_bytes", { key, etag, got, m, S });
+  }
   checkBytes(key, bytes, { S, m, loc: "s3", cmd5: multipart ? null : etag });
+  return status;
+}
+
+/**
+ * A HeadObject through master `m`: its ETag names a value the key may hold,
+ * its Content-Length that value's size; then a GetObject on that ETag must
+ * answer the same headers (or 412: overwritten since).
+ */
+async function s3Head(key: string, m: number, S: number): Promise<number> {
+  let out;
+  try {
+    out = await s3clients[m].send(new HeadObjectCommand(s3Key(key)), {
+      abortSignal: AbortSignal.timeout(30000),
+    });
+  } catch (e) {
+    return s3ReadFailed(e, "S3HEAD", key, S, m);
+  }
+  count("S3HEAD_200");
+  const etag = out.ETag!.replaceAll('"', "");
+  const v = made.get(etag);
+  if (!checkValue(key, etag, { S, m, loc: "s3", what: "head" })) {
+    violate("foreign_etag_head", { key, etag, m, S });
+  } else if (v && v.size !== out.ContentLength) {
+    violate("s3_head_length_not_etag", { key, etag, m, S, size: v.size, got: out.ContentLength });
+  }
+  const st = await s3Get(key, m, performance.now(), { head: out });
+  if (st === 412) count("S3HEADGET_overwritten");
   return 200;
 }
 
@@ -783,6 +1146,42 @@ function unknownOutcome(w: W): boolean {
   return w.status <= 0 || w.status >= 500 && w.status !== 503;
 }
 
+/**
+ * Checks that the value `got` (an MD5, or a multipart upload's ETag) that a
+ * read of `key` begun at `S` got (its bytes, or a header naming them) may
+ * be the key's now: it was made live (not refused), neither unlinked nor
+ * overwritten before the read began. Its writer; undefined when no write of
+ * the key (nor a copy into it) made it, for the caller to judge.
+ */
+function checkValue(
+  key: string,
+  got: string,
+  r: { S: number; m: number; loc: string; what?: string },
+): W | undefined {
+  const { S, m, loc } = r;
+  const what = r.what ? `_${r.what}` : "";
+  const E = performance.now();
+  const w = writerOf(got, key, E);
+  const own = values.get(`${got}|${key}`);
+  // Counted when the copy is all that explains the read (its own write overwritten).
+  if (own && w !== own && overwritten(key, own, S)) {
+    count("read_of_unanswered_copy");
+    log("read of a copy of unknown outcome", { key, own: own.id, copy: w, S, E, m, loc });
+  }
+  if (!w) return undefined;
+  // A write refused (4xx: answered before anything was written) never goes
+  // live, nor does a PUT that failed (500: its copies are removed).
+  if (w.status >= 400 && w.status < 500 || w.op === "PUT" && w.status === 500) {
+    violate(`refused_value_served${what}`, { key, got: w, m, S, loc });
+  }
+  // UNLINKed, with nothing since that could make it live again.
+  const U = standing(key, (x) => x.op === "UNLINK", relives, S, E);
+  if (U) violate(`unlinked_served${what}`, { key, A: U, got: w, m, S, loc });
+  const V = overwritten(key, w, S);
+  if (V) violate(`stale_value${what}`, { key, got: w, A: V, S, m, loc });
+  return w;
+}
+
 /** Checks the bytes a read of `key` (begun at `S`) got against what clients wrote. */
 function checkBytes(
   key: string,
@@ -792,13 +1191,7 @@ function checkBytes(
   const { S, m, loc, cmd5 } = r;
   const E = performance.now();
   const got = md5hex(bytes);
-  const w = writerOf(got, key, E);
-  const own = values.get(`${got}|${key}`);
-  // Counted when the copy is all that explains the read (its own write overwritten).
-  if (own && w !== own && overwritten(key, own, S)) {
-    count("read_of_unanswered_copy");
-    log("read of a copy of unknown outcome", { key, own: own.id, copy: w, S, E, m, loc });
-  }
+  const w = checkValue(key, got, { S, m, loc });
   if (!w) {
     violate("foreign_bytes", {
       key,
@@ -809,16 +1202,6 @@ function checkBytes(
     });
     return;
   }
-  // A write refused (4xx: answered before anything was written) never goes
-  // live, nor does a PUT that failed (500: its copies are removed).
-  if (w.status >= 400 && w.status < 500 || w.op === "PUT" && w.status === 500) {
-    violate("refused_value_served", { key, got: w, m, S, loc });
-  }
-  // UNLINKed, with nothing since that could make it live again.
-  const U = standing(key, (x) => x.op === "UNLINK", relives, S, E);
-  if (U) violate("unlinked_served", { key, A: U, got: w, m, S, loc });
-  const V = overwritten(key, w, S);
-  if (V) violate("stale_value", { key, got: w, A: V, S, m, loc });
   if (cmd5 && cmd5 !== got) {
     const overlapping = writes.get(key)!.filter((x) =>
       ![403, 404, 409, 411].includes(x.status) && x.start < E && x.end > S - 2500
@@ -886,17 +1269,22 @@ async function checkFinal(m: number) {
 }
 
 let running = true;
-/** What clients do, by weight (the read verbs "GET" and "S3GET"). */
+/** What clients do, by weight (the read verbs: GET, HEAD, RANGE and their S3 ones). */
 const MIX: [string, number][] = [
   ["REPLACE", 45],
   ["PUT", 10],
   ["DELETE", 5],
   ["GET", 40],
+  ["HEAD", 8],
+  ["RANGE", 8],
   ...(OPTS.has("verbs")
     ? [["UNLINK", 4], ["RELINK", 5], ["REBALANCE", 3]] as [string, number][]
     : []),
   ...(OPTS.has("s3")
-    ? [["S3PUT", 15], ["S3COPY", 8], ["S3MPU", 1], ["S3DEL", 2], ["S3GET", 15]] as [
+    ? [["S3PUT", 15], ["S3COPY", 8], ["S3MPU", 1], ["S3DEL", 2], ["S3GET", 15], [
+      "S3HEAD",
+      6,
+    ], ["S3RANGE", 6]] as [
       string,
       number,
     ][]
@@ -912,9 +1300,10 @@ async function client(c: number) {
   while (running) {
     const key = pick(KEYS);
     const verb = pickVerb();
-    if (verb === "GET") await doGet(key);
-    else if (verb === "S3GET") await doGet(key, { s3: true });
-    else {
+    if (["GET", "HEAD", "RANGE"].includes(verb)) await doGet(key, { read: verb as Read });
+    else if (["S3GET", "S3HEAD", "S3RANGE"].includes(verb)) {
+      await doGet(key, { s3: true, read: verb.slice(2) as Read });
+    } else {
       const w = await doWrite(c, key, verb);
       if (w?.status === 204 && verb === "UNLINK" && Math.random() < 0.5) {
         // Most keys are live: a RELINK picked at random finds few unlinked.
@@ -1160,7 +1549,7 @@ async function tools() {
     const which = Math.random() < 0.6 ? ["verify", "-repair"] : ["rebalance"];
     const r = await runTool(which);
     count(`tool_${which[0]}_${r.code}`);
-    log("tool", which.join(" "), r.code, r.out.slice(-1500));
+    log("tool", which.join(" "), r.code, r.out.slice(-1500), r.err.slice(-500));
   }
 }
 // A rebuild beside live masters must exit 1 (it would empty the index under

@@ -78,9 +78,28 @@ export const OVERTAKEN_TRIES = 10;
  */
 async function stillNamed(store: Store, key: Uint8Array, rec: Record): Promise<boolean> {
   const now = (await store.index.get(key))?.rec;
-  return now !== undefined && now.state === "live" && now.next === undefined &&
-    now.hash === rec.hash && now.size === rec.size && now.mtime === rec.mtime &&
-    now.meta?.etag === rec.meta?.etag;
+  return now !== undefined && sameValue(now, rec);
+}
+
+/** Whether the record `now` names, live, the value `rec` names. */
+function sameValue(now: Record, rec: Record): boolean {
+  return now.state === "live" && now.next === undefined && now.hash === rec.hash &&
+    now.size === rec.size && now.mtime === rec.mtime && now.meta?.etag === rec.meta?.etag;
+}
+
+/**
+ * True while the key's record still names `rec`'s value on `rec`'s replicas:
+ * when every one of them has answered that it has no such file, the value
+ * is gone (NoSuchKey). Otherwise a write or a move of the key since `rec`
+ * was read took those files away (a DELETE, an overwrite, REBALANCE, the
+ * rebalance tool: the copies left behind are deleted once the index names
+ * the new ones), and the key is read again.
+ */
+async function stillThere(store: Store, key: Uint8Array, rec: Record): Promise<boolean> {
+  const now = (await store.index.get(key))?.rec;
+  return now !== undefined && sameValue(now, rec) &&
+    now.rvolumes.length === rec.rvolumes.length &&
+    now.rvolumes.every((v, i) => v === rec.rvolumes[i]);
 }
 
 /** A read overtaken by overwrites OVERTAKEN_TRIES times: clients retry a 503. */
@@ -204,7 +223,7 @@ async function headAnswer(
   rec: Record,
   headers: Headers,
   range: string | undefined,
-): Promise<Response> {
+): Promise<Response | null> {
   const path = key2path(s3.key);
   let down = 0;
   for (const v of rec.rvolumes) {
@@ -225,14 +244,15 @@ async function headAnswer(
     }
     if (status !== 404) down++;
   }
-  throw down > 0
-    ? s3Error("ServiceUnavailable", "No replica of the key answers")
-    : s3Error("NoSuchKey", "Every replica of the key is missing");
+  if (down > 0) throw s3Error("ServiceUnavailable", "No replica of the key answers");
+  if (!await stillThere(s3.store, s3.key, rec)) return null;
+  throw s3Error("NoSuchKey", "Every replica of the key is missing");
 }
 
 /**
  * openReplica, then stillNamed: the volume's answer while the key's record
- * still names `rec`, else null (an overwrite overtook the read). The body
+ * still names `rec`, else null (an overwrite overtook the read, or a write
+ * or move of the key took away every file `rec` names). The body
  * is cancelled unless it is handed back, the check's failure included (the
  * index locked past retrying): an unread one kept its volume's connection
  * and its stall watch (which waits for a reader), for good once the volume
@@ -245,6 +265,7 @@ export async function openNamed(
   opts: { range?: string; signal: AbortSignal },
 ): Promise<Response | null> {
   const res = await openReplica(store, key, rec, opts);
+  if (res === null) return null;
   let named = false;
   try {
     named = await stillNamed(store, key, rec);
@@ -254,13 +275,16 @@ export async function openNamed(
   return named ? res : null;
 }
 
-/** Opens the value (or a range of it) on the first replica that gives it. */
-export async function openReplica(
+/**
+ * Opens the value (or a range of it) on the first replica that gives it;
+ * null when none has its file and the key's record has changed since `rec`.
+ */
+async function openReplica(
   store: Store,
   key: Uint8Array,
   rec: Record,
   opts: { range?: string; signal: AbortSignal },
-): Promise<Response> {
+): Promise<Response | null> {
   const path = key2path(key);
   let last: unknown = null;
   let missing = 0;
@@ -279,10 +303,12 @@ export async function openReplica(
       last = err;
     }
   }
-  // Every replica says it has no such file (a DELETE since the record was
-  // read, or lost data): no such key, as HeadObject answers; retrying would
-  // not help, which is what 503 says.
+  // Every replica says it has no such file: the files went with a write or
+  // a move of the key since its record was read (read again), or the value
+  // is lost: no such key, as HeadObject answers; retrying would not help,
+  // which is what 503 says.
   if (missing === rec.rvolumes.length) {
+    if (!await stillThere(store, key, rec)) return null;
     throw s3Error("NoSuchKey", "Every replica of the key is missing");
   }
   throw s3Error(

@@ -69,6 +69,35 @@ export class VolumeProxy {
   }
 }
 
+/**
+ * Holds the first request of `method` (of all its kind's proxies) of a path
+ * holding `match` until released; `held` resolves when it comes.
+ */
+export class FirstRequestHolder extends VolumeProxy {
+  static taken = false;
+  readonly #held = Promise.withResolvers<void>();
+
+  constructor(target: string, readonly match: string, readonly method = "GET") {
+    super(target);
+  }
+
+  get held(): Promise<void> {
+    return this.#held.promise;
+  }
+
+  protected override async handle(req: Request): Promise<Response> {
+    if (
+      req.method === this.method && new URL(req.url).pathname.includes(this.match) &&
+      !FirstRequestHolder.taken
+    ) {
+      FirstRequestHolder.taken = true;
+      this.#held.resolve();
+      await this.released;
+    }
+    return await this.forward(req);
+  }
+}
+
 /** Where the key's replicas go: "host:port/svNN" (default -replicas 3, -subvolumes 10). */
 export function where(volumes: string[], key: string): string[] {
   return key2volume(new TextEncoder().encode(key), volumes, 3, 10);

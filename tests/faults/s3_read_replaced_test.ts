@@ -15,45 +15,19 @@ import {
 import { Cluster, randomBytes } from "../cluster.ts";
 import { s3Client } from "../s3_client.ts";
 import { assertEquals } from "../assert.ts";
-import { VolumeProxy } from "./replace_faults.ts";
+import { FirstRequestHolder, VolumeProxy } from "./replace_faults.ts";
 
 function md5Hex(b: Uint8Array): string {
   return createHash("md5").update(b).digest("hex");
 }
 
-/** Holds the first GET of a path holding `match` until released; `held` resolves when it comes. */
-class FirstGetHolder extends VolumeProxy {
-  static taken = false;
-  readonly #held = Promise.withResolvers<void>();
-
-  constructor(target: string, readonly match: string) {
-    super(target);
-  }
-
-  get held(): Promise<void> {
-    return this.#held.promise;
-  }
-
-  protected override async handle(req: Request): Promise<Response> {
-    if (
-      req.method === "GET" && new URL(req.url).pathname.includes(this.match) &&
-      !FirstGetHolder.taken
-    ) {
-      FirstGetHolder.taken = true;
-      this.#held.resolve();
-      await this.released;
-    }
-    return await this.forward(req);
-  }
-}
-
 /** The only master, on proxies of the cluster's volumes that hold the first GET of `key`. */
 async function heldCluster(key: string) {
-  FirstGetHolder.taken = false;
+  FirstRequestHolder.taken = false;
   const c = await Cluster.start({ flags: ["-s3"] });
   // Its one master (answering from its memory of the index) on the proxies.
   await c.stopMaster();
-  const proxies = c.volumes.map((v) => new FirstGetHolder(v, btoa(key)));
+  const proxies = c.volumes.map((v) => new FirstRequestHolder(v, btoa(key)));
   const m = await c.spawnMaster(["-volumes", proxies.map((p) => p.volume).join(",")]);
   return {
     s3: s3Client(m.url),
