@@ -356,79 +356,95 @@ const NAMED_AS_VOLUME =
   "This is an mkv master, not a volume: a master or tool names it in -volumes";
 
 async function handle(store: Store, opts: ServerOptions, req: Request): Promise<Response> {
-  {
-    const started = performance.now();
-    let res: Response;
-    let key = "";
-    // How the log names the request: S3's by its path, as S3 names it.
-    let what = "";
-    // Whether the answer's error was logged with its stack already.
-    let stacked = false;
-    try {
-      if (req.headers.has(NAME_CHECK)) throw new NamedAsVolume(NAMED_AS_VOLUME);
-      checkHost(req.headers.get("host"));
-      const target = parseTarget(req.url);
-      key = target.query ? `${target.rawPath}?${target.query}` : target.rawPath;
-      const s3 = opts.s3 !== undefined && isS3(req, target, opts.s3);
-      what = s3 ? `S3 ${req.method} ${target.rawPath}` : `${req.method} ${key}`;
-      const refuse = (message: string) =>
-        s3 ? s3Refusal(message, target, req.method === "HEAD") : text(503, message);
-      const routed = () => route(store, opts, req, { target, s3 });
-      const membership = store.index.membership;
-      // Why this master serves nothing from its index now, if it does not.
-      const unserved = () =>
-        membership?.rebuilding ? REBUILD_RUNNING : store.index.gone?.message ?? null;
-      if (!membership || isView(target.query)) res = await routed();
-      else if (unserved()) res = refuse(unserved()!);
-      else {
-        res = await routed();
-        if (readIndex(req, res) && !membership.answerable(started)) {
-          // Its body (an S3 GetObject's stream from a volume) is not sent.
-          await res.body?.cancel().catch(() => {});
-          res = await afterStall(membership, { again: routed, req, refuse, unserved });
-        }
-      }
-    } catch (err) {
-      // A target that did not parse (a broken percent-escape) is named as sent.
-      if (key === "") key = rawTarget(req.url);
-      if (what === "") what = `${req.method} ${key}`;
-      // Fenced: the write was not made; once the master has joined again, it can be.
-      res = err instanceof BadRequest
-        ? text(400, err.message)
-        : err instanceof NamedAsVolume
-        ? text(MASTER_ANSWER, err.message)
-        : err instanceof RebuildRunning
-        ? text(503, REBUILD_RUNNING)
-        : err instanceof IndexGone || err instanceof ShuttingDown
-        ? text(503, err.message)
-        : err instanceof Fenced
-        ? text(503, `${err.message}: retry`)
-        : isBusy(err)
-        ? text(503, LOCKED_ANSWER)
-        : text(500, `Internal error: ${err instanceof Error ? err.message : err}`);
-      // A 500 with its stack; a 503 is a refusal its answer explains (below).
-      if (res.status === 500) {
-        logUnexpected(what, err);
-        stacked = true;
-      }
+  const started = performance.now();
+  // How the log names the request: its target as sent; S3's by its path, as S3 names it.
+  const named = { key: "", what: "" };
+  let res: Response;
+  // Whether the answer's error was logged with its stack already.
+  let stacked = false;
+  try {
+    res = await answer(store, opts, req, { started, named });
+  } catch (err) {
+    // A target that did not parse (a broken percent-escape) is named as sent.
+    if (named.key === "") named.key = rawTarget(req.url);
+    if (named.what === "") named.what = `${req.method} ${named.key}`;
+    res = errorAnswer(err);
+    // A 500 with its stack; a 503 is a refusal its answer explains (below).
+    if (res.status === 500) {
+      logUnexpected(named.what, err);
+      stacked = true;
     }
-    // Every 5xx, wherever it was decided (here, lib/store.ts, the S3 calls),
-    // is one line saying why: no stack, as in an incident every such request
-    // is one (a 503's refusal, a replica write's failure), and an operator
-    // must see why clients get them.
-    if (res.status >= 500 && !stacked) logRefused(what, res.status, reasons.get(res) ?? "");
-    // A body nobody read (403, 409, ...) is cancelled, not left half-read.
-    if (req.body && !req.bodyUsed) req.body.cancel().catch(() => {});
-    if (res.status >= 500) {
-      recentErrors.add(`${req.method} ${key} ${res.status}`, reasons.get(res) ?? "");
-    }
-    if (opts.verbose) {
-      const ms = performance.now() - started;
-      const bytes = (received.get(res) ?? 0) + bodySize(res);
-      logRequest({ method: req.method, key, status: res.status, ms, bytes });
-    }
-    return res;
   }
+  const { key, what } = named;
+  // Every 5xx, wherever it was decided (here, lib/store.ts, the S3 calls),
+  // is one line saying why: no stack, as in an incident every such request
+  // is one (a 503's refusal, a replica write's failure), and an operator
+  // must see why clients get them.
+  if (res.status >= 500 && !stacked) logRefused(what, res.status, reasons.get(res) ?? "");
+  // A body nobody read (403, 409, ...) is cancelled, not left half-read.
+  if (req.body && !req.bodyUsed) req.body.cancel().catch(() => {});
+  if (res.status >= 500) {
+    recentErrors.add(`${req.method} ${key} ${res.status}`, reasons.get(res) ?? "");
+  }
+  if (opts.verbose) {
+    const ms = performance.now() - started;
+    const bytes = (received.get(res) ?? 0) + bodySize(res);
+    logRequest({ method: req.method, key, status: res.status, ms, bytes });
+  }
+  return res;
+}
+
+/**
+ * The answer to `req`, judged after a stall of this master when it was made
+ * from what the index held (lib/membership.ts answerable). `named` gets how
+ * the log names the request, as soon as its target is parsed.
+ */
+async function answer(
+  store: Store,
+  opts: ServerOptions,
+  req: Request,
+  at: { started: number; named: { key: string; what: string } },
+): Promise<Response> {
+  const { started, named } = at;
+  if (req.headers.has(NAME_CHECK)) throw new NamedAsVolume(NAMED_AS_VOLUME);
+  checkHost(req.headers.get("host"));
+  const target = parseTarget(req.url);
+  named.key = target.query ? `${target.rawPath}?${target.query}` : target.rawPath;
+  const s3 = opts.s3 !== undefined && isS3(req, target, opts.s3);
+  named.what = s3 ? `S3 ${req.method} ${target.rawPath}` : `${req.method} ${named.key}`;
+  const refuse = (message: string) =>
+    s3 ? s3Refusal(message, target, req.method === "HEAD") : text(503, message);
+  const routed = () => route(store, opts, req, { target, s3 });
+  const membership = store.index.membership;
+  // Why this master serves nothing from its index now, if it does not.
+  const unserved = () =>
+    membership?.rebuilding ? REBUILD_RUNNING : store.index.gone?.message ?? null;
+  if (!membership || isView(target.query)) return await routed();
+  const refusal = unserved();
+  if (refusal) return refuse(refusal);
+  const res = await routed();
+  if (!readIndex(req, res) || membership.answerable(started)) return res;
+  // Its body (an S3 GetObject's stream from a volume) is not sent.
+  await res.body?.cancel().catch(() => {});
+  return await afterStall(membership, { again: routed, req, refuse, unserved });
+}
+
+/** What an error thrown by a request's handling answers (mkv's plain text). */
+function errorAnswer(err: unknown): Response {
+  // Fenced: the write was not made; once the master has joined again, it can be.
+  return err instanceof BadRequest
+    ? text(400, err.message)
+    : err instanceof NamedAsVolume
+    ? text(MASTER_ANSWER, err.message)
+    : err instanceof RebuildRunning
+    ? text(503, REBUILD_RUNNING)
+    : err instanceof IndexGone || err instanceof ShuttingDown
+    ? text(503, err.message)
+    : err instanceof Fenced
+    ? text(503, `${err.message}: retry`)
+    : isBusy(err)
+    ? text(503, LOCKED_ANSWER)
+    : text(500, `Internal error: ${err instanceof Error ? err.message : err}`);
 }
 
 /** The answer to a parsed request (any rebuild checked already); `s3`: one for the gateway. */
