@@ -522,9 +522,16 @@ export class Store {
           untouched,
         });
       } catch (err) {
+        // Nothing names the temporaries yet, and the claim leaves the old
+        // value live: cut off by a stopping master, answered before the
+        // clean-up, as PUT's (its commit may wait on a locked index).
         const touched = kvolumes.filter((v) => !untouched.has(v));
-        await this.#removePaths(tmp, touched).catch(() => {});
-        await claim.release();
+        const cleanUp = async () => {
+          await this.#removePaths(tmp, touched).catch(() => {});
+          await claim.release();
+        };
+        if (err instanceof ShuttingDown) this.#cleanUpLater(cleanUp);
+        else await cleanUp();
         return failedWrite(err);
       }
       const refused = refuseWritten(result, opts);

@@ -514,11 +514,16 @@ Deno.test("SIGTERM: the stop's line says a PUT still uploading at the -drain dea
   }
 });
 
-/** Waits until the index holds a record of `key` (a writer's claim, written). */
+/**
+ * Waits until the index holds a writer's claim on `key`: a record with a
+ * lease (a PUT's "writing" one, or a REPLACE's hold on the live one).
+ */
 async function claimCommitted(c: Cluster, key: string): Promise<void> {
   const kv = await Deno.openKv(`${c.db}/index.sqlite3`);
   try {
-    while ((await kv.get(["k", new TextEncoder().encode(key)])).versionstamp === null) {
+    while (
+      (await kv.get<{ u?: number }>(["k", new TextEncoder().encode(key)])).value?.u === undefined
+    ) {
       await new Promise((r) => setTimeout(r, 20));
     }
   } finally {
@@ -527,20 +532,22 @@ async function claimCommitted(c: Cluster, key: string): Promise<void> {
 }
 
 /**
- * SIGTERMs the master with a PUT of `key` in flight whose index writes wait
- * on a lock another process holds on the index: taken while the body still
- * comes in (`ended` false: the cut finds it uploading), or once the body
- * has ended and its file is on the volume (`ended` true: the cut finds it
- * waiting on the commit that would make it live). Returns the PUT's answer
- * and the exit code; the lock is released after the master has exited.
+ * SIGTERMs the master with a PUT (or `method`) of `key` in flight whose
+ * index writes wait on a lock another process holds on the index: taken
+ * while the body still comes in (`ended` false: the cut finds it
+ * uploading), or once the body has ended and its file is on the volume
+ * (`ended` true: the cut finds it waiting on the commit that would make it
+ * live). Returns the answer and the exit code; the lock is released after
+ * the master has exited, or with `unlockAtAnswer` as soon as the answer
+ * has come (what the master still does then, it does on a free index).
  */
 async function stopWhileLocked(
   c: Cluster,
   key: string,
-  opts: { ended: boolean },
+  opts: { ended: boolean; method?: string; unlockAtAnswer?: boolean },
 ): Promise<{ status: number; body: string; code: number }> {
   const slow = slowBody();
-  const answer = fetch(c.url + key, { method: "PUT", body: slow.body });
+  const answer = fetch(c.url + key, { method: opts.method ?? "PUT", body: slow.body });
   let unlock: (() => void) | null = null;
   try {
     await writingNow(c, key);
@@ -557,6 +564,10 @@ async function stopWhileLocked(
     const master = c.masterProcess!;
     master.kill("SIGTERM");
     const res = await answer;
+    if (opts.unlockAtAnswer) {
+      unlock();
+      unlock = null;
+    }
     const body = await res.text();
     slow.stop();
     return { status: res.status, body, code: (await master.status).code };
@@ -595,6 +606,30 @@ Deno.test("SIGTERM: a PUT waiting on a locked index's commit at the -drain deadl
     await c.startMaster();
     assertEquals(await status(c.url + k), 404);
     assertEquals(await volumeFiles(c.volumes[0]), []);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: a REPLACE uploading at the -drain deadline on a locked index answers 503 before its clean-up, which the master still makes: the old value stays, unheld, its temporary removed", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
+  try {
+    const k = randomKey();
+    assertEquals(await status(c.url + k, { method: "PUT", body: "old" }), 201);
+    const files = await volumeFiles(c.volumes[0]);
+    // Unlocked at the answer: its claim's release, sent after it, lands.
+    // Answered after it, the release had failed on the lock (the key held
+    // for -lease), or come past the grace (exit 1).
+    const out = await stopWhileLocked(c, k, {
+      ended: false,
+      method: "REPLACE",
+      unlockAtAnswer: true,
+    });
+    assertEquals(out, { status: 503, body: CUT_OFF, code: 0 });
+    await c.startMaster();
+    assertEquals(await (await fetch(c.url + k)).text(), "old");
+    assertEquals(await volumeFiles(c.volumes[0]), files);
+    assertEquals(await status(c.url + k, { method: "REPLACE", body: "new" }), 201);
   } finally {
     await c.stop();
   }
