@@ -187,11 +187,12 @@ function slowBody(): { body: ReadableStream<Uint8Array>; stop(): void } {
 }
 
 /**
- * Waits until a write of `key` is under way on the master: a RELINK then
- * answers 409 (and otherwise 404, changing nothing on a live key).
+ * Waits until a write of `key` is under way on the master: a RELINK (or
+ * `probe`) then answers 409 (and otherwise 404, changing nothing on a live
+ * key; UNLINK changes nothing on an unlinked one).
  */
-async function writingNow(c: Cluster, key: string): Promise<void> {
-  while (await status(c.url + key, { method: "RELINK" }) !== 409) {
+async function writingNow(c: Cluster, key: string, probe = "RELINK"): Promise<void> {
+  while (await status(c.url + key, { method: probe }) !== 409) {
     await new Promise((r) => setTimeout(r, 20));
   }
 }
@@ -641,19 +642,20 @@ Deno.test("SIGTERM: a REPLACE uploading at the -drain deadline on a locked index
  * the request's write then waits for the master to join the index again
  * (lib/membership.ts ready), behind a heartbeat the lock holds. Returns its
  * answer (status 0: none came, the connection closed) and the exit code;
- * the lock is released once the master has exited.
+ * the lock is released once the master has exited. `probe`: writingNow's.
  */
 async function stopWhileRejoining(
   c: Cluster,
   key: string,
   init: RequestInit,
+  probe?: string,
 ): Promise<{ status: number; body: string; code: number }> {
   const unlock = lockIndex(`${c.db}/index.sqlite3`);
   try {
     // Time is the event here: two heartbeat intervals (1 s) with none landing.
     await new Promise((r) => setTimeout(r, 2_500));
     const answer = fetch(c.url + key, init).catch(() => null);
-    await writingNow(c, key);
+    await writingNow(c, key, probe);
     // A read of another key, queued behind the request's read of its record
     // (Deno KV runs one operation at a time): once it is answered, the
     // request is past its read and waits to write.
@@ -699,6 +701,64 @@ Deno.test("SIGTERM: a DELETE waiting for its master to rejoin a locked index at 
     });
     await c.startMaster();
     assertEquals(await (await fetch(c.url + k)).text(), "kept");
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: an UNLINK waiting for its master to rejoin a locked index at the -drain deadline answers 503 in time, the key stays live, and the master exits 0", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
+  try {
+    const k = randomKey();
+    assertEquals(await status(c.url + k, { method: "PUT", body: "kept" }), 201);
+    assertEquals(await stopWhileRejoining(c, k, { method: "UNLINK" }), {
+      status: 503,
+      body: CUT_OFF,
+      code: 0,
+    });
+    await c.startMaster();
+    assertEquals(await (await fetch(c.url + k)).text(), "kept");
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: a RELINK waiting for its master to rejoin a locked index at the -drain deadline answers 503 in time, the key stays unlinked, and the master exits 0", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
+  try {
+    const k = randomKey();
+    assertEquals(await status(c.url + k, { method: "PUT", body: "unlinked" }), 201);
+    assertEquals(await status(c.url + k, { method: "UNLINK" }), 204);
+    // Not RELINK's probe: it would relink the key itself.
+    assertEquals(await stopWhileRejoining(c, k, { method: "RELINK" }, "UNLINK"), {
+      status: 503,
+      body: CUT_OFF,
+      code: 0,
+    });
+    await c.startMaster();
+    assertEquals(await status(c.url + k), 404);
+    assertEquals(await status(c.url + k, { method: "RELINK" }), 204);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: a REBALANCE waiting for its master to rejoin a locked index at the -drain deadline answers 503 in time, the key stays as it was, and the master exits 0", async () => {
+  const c = await Cluster.start({ volumes: 2, flags: ["-replicas", "2", "-drain", "1s"] });
+  try {
+    const k = randomKey();
+    assertEquals(await status(c.url + k, { method: "PUT", body: "kept" }), 201);
+    // A replica lost: REBALANCE copies it back, under a claim on the key.
+    const [file] = await volumeFiles(c.volumes[0]);
+    assertEquals(await status(`http://${c.volumes[0]}${file}`, { method: "DELETE" }), 204);
+    assertEquals(await stopWhileRejoining(c, k, { method: "REBALANCE" }), {
+      status: 503,
+      body: CUT_OFF,
+      code: 0,
+    });
+    await c.startMaster();
+    assertEquals(await (await fetch(c.url + k)).text(), "kept");
+    assertEquals(await volumeFiles(c.volumes[0]), []);
   } finally {
     await c.stop();
   }
