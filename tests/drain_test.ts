@@ -817,3 +817,144 @@ Deno.test("SIGTERM: an S3 DeleteObject waiting on a hung volume at the -drain de
     await c.stop();
   }
 });
+
+/**
+ * Sends `method path` with `body` on a connection of its own, as a client
+ * sending `Expect: 100-continue` does: the body goes once the master's
+ * "100 Continue" says the call has begun reading it (`reading` resolves
+ * then). `answer`: the final answer's status (0: the connection closed with
+ * none) and what came after its status line.
+ */
+function sendOnContinue(
+  c: Cluster,
+  call: { method: string; path: string; body: string },
+): { reading: Promise<void>; answer: Promise<{ status: number; text: string }> } {
+  const reading = Promise.withResolvers<void>();
+  const answer = (async () => {
+    const port = Number(new URL(c.url).port);
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const enc = new TextEncoder();
+    const body = enc.encode(call.body);
+    const headers = new Headers(s3Signed());
+    let head = `${call.method} ${call.path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n` +
+      `Expect: 100-continue\r\nContent-Length: ${body.length}\r\n`;
+    headers.forEach((v, k) => head += `${k}: ${v}\r\n`);
+    try {
+      await conn.write(enc.encode(head + "\r\n"));
+      let text = "";
+      const buf = new Uint8Array(65536);
+      while (true) {
+        const n = await conn.read(buf).catch(() => null);
+        if (n === null) break;
+        text += new TextDecoder().decode(buf.subarray(0, n));
+        if (text.startsWith("HTTP/1.1 100") && text.includes("\r\n\r\n")) {
+          text = text.slice(text.indexOf("\r\n\r\n") + 4);
+          await conn.write(body);
+          reading.resolve();
+        }
+      }
+      const status = text.startsWith("HTTP/1.1 ") ? Number(text.slice(9, 12)) : 0;
+      return { status, text };
+    } finally {
+      reading.resolve();
+      conn.close();
+    }
+  })();
+  return { reading: reading.promise, answer };
+}
+
+/**
+ * SIGTERMs the master once an S3 `call` has begun reading its body on an
+ * index whose write lock another process has held past two heartbeats: the
+ * call's index write then waits for the master to join the index again.
+ * Returns its answer and the exit code; the lock goes once the master has
+ * exited, or with `unlockAtStop` right after the SIGTERM: the master's
+ * heartbeat then lands, and its writes wait 2.5 heartbeat intervals more
+ * (as a member's that rejoins: lib/membership.ts), past the -drain of 1 s.
+ */
+async function stopS3WhileRejoining(
+  c: Cluster,
+  call: { method: string; path: string; body: string },
+  opts: { unlockAtStop?: boolean } = {},
+): Promise<{ status: number; text: string; code: number }> {
+  let unlock: (() => void) | null = lockIndex(`${c.db}/index.sqlite3`);
+  try {
+    // Time is the event here: two heartbeat intervals (1 s) with none landing.
+    await new Promise((r) => setTimeout(r, 2_500));
+    const sent = sendOnContinue(c, call);
+    await sent.reading;
+    const master = c.masterProcess!;
+    master.kill("SIGTERM");
+    if (opts.unlockAtStop) {
+      unlock();
+      unlock = null;
+    }
+    const answer = await sent.answer;
+    return { ...answer, code: (await master.status).code };
+  } finally {
+    unlock?.();
+  }
+}
+
+/** Whether `out` is the cut-off's 503 in S3's words (ServiceUnavailable), the master exiting 0. */
+function cutOffInS3(out: { status: number; text: string; code: number }): boolean {
+  return out.status === 503 && out.text.includes("<Code>ServiceUnavailable</Code>") &&
+    out.text.includes(CUT_OFF.trim()) && out.code === 0;
+}
+
+Deno.test("SIGTERM: an S3 DeleteObjects recording a bucket known only through its keys while its master rejoins the index at the -drain deadline answers 503, the keys stay, and the master exits 0", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-s3", "-drain", "1s"] });
+  try {
+    const bucket = `b-${crypto.randomUUID().slice(0, 8)}`;
+    assertEquals(await status(`${c.url}/${bucket}/k`, { method: "PUT", body: "kept" }), 201);
+    const body = "<Delete><Object><Key>k</Key></Object></Delete>";
+    // The lock released at the SIGTERM: the bucket's record, sent after the
+    // cut, would land and the keys go (200).
+    const call = { method: "POST", path: `/${bucket}?delete`, body };
+    const out = await stopS3WhileRejoining(c, call, { unlockAtStop: true });
+    assert(cutOffInS3(out), JSON.stringify(out));
+    await c.startMaster();
+    assertEquals(await (await fetch(`${c.url}/${bucket}/k`)).text(), "kept");
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: an S3 CreateBucket waiting for its master to rejoin the index at the -drain deadline answers 503, makes no bucket, and the master exits 0", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-s3", "-drain", "1s"] });
+  try {
+    const bucket = `b-${crypto.randomUUID().slice(0, 8)}`;
+    const body = "<CreateBucketConfiguration><LocationConstraint>eu-west-1" +
+      "</LocationConstraint></CreateBucketConfiguration>";
+    // The lock released at the SIGTERM: the bucket's record, sent after the cut, would land (200).
+    const call = { method: "PUT", path: `/${bucket}`, body };
+    const out = await stopS3WhileRejoining(c, call, { unlockAtStop: true });
+    assert(cutOffInS3(out), JSON.stringify(out));
+    await c.startMaster();
+    assertEquals(await status(`${c.url}/${bucket}`, { method: "HEAD", headers: s3Signed() }), 404);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: an S3 UploadPart waiting for its master to rejoin the index at the -drain deadline answers 503, records no part, removes its file, and the master exits 0", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-s3", "-drain", "1s"] });
+  try {
+    const k = randomKey("/bucket");
+    const created = await fetch(`${c.url}${k}?uploads`, { method: "POST", headers: s3Signed() });
+    const id = (await created.text()).match(/<UploadId>(\w+)<\/UploadId>/)![1];
+    const path = `${k}?partNumber=1&uploadId=${id}`;
+    // The lock released at the SIGTERM: the part's record, sent after the
+    // cut, would land (200), the 503 of the write dropped or none at all.
+    const call = { method: "PUT", path, body: "part" };
+    const out = await stopS3WhileRejoining(c, call, { unlockAtStop: true });
+    assert(cutOffInS3(out), JSON.stringify(out));
+    await c.startMaster();
+    const parts = await (await fetch(`${c.url}${k}?uploadId=${id}`, { headers: s3Signed() }))
+      .text();
+    assert(parts.includes("<ListPartsResult") && !parts.includes("<Part>"), parts);
+    assertEquals(await volumeFiles(c.volumes[0]), []);
+  } finally {
+    await c.stop();
+  }
+});
