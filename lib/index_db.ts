@@ -590,8 +590,7 @@ export class Index {
     rec: Record | null,
     opts: { signal?: AbortSignal } = {},
   ): Promise<string | null> {
-    const ready = this.#ready();
-    const fence = await (opts.signal ? unlessAborted(ready, opts.signal) : ready);
+    const fence = await this.#ready(opts.signal);
     // The filter must hold a key before the key can exist.
     if (rec !== null) this.#addToFilters(key);
     const vs = await this.#write({
@@ -632,9 +631,15 @@ export class Index {
     });
   }
 
-  /** Waits until this member may write; its fence then (null: not a member). */
-  async #ready(): Promise<Fence | null> {
-    return (await this.membership?.ready()) ?? null;
+  /**
+   * Waits until this member may write; its fence then (null: not a member).
+   * `signal`: given up at its abort, rejecting with its reason (the wait, to
+   * join the index again, goes on for the member's other writes).
+   */
+  async #ready(signal?: AbortSignal): Promise<Fence | null> {
+    const ready = this.membership?.ready();
+    if (!ready) return null;
+    return await (signal ? unlessAborted(ready, signal) : ready);
   }
 
   async #write(cas: Cas, opts: { signal?: AbortSignal } = {}): Promise<string | null> {
@@ -733,13 +738,15 @@ export class Index {
    * may have emptied the index since) fails Fenced, nothing written, as a
    * key's write does. `refuse`: asked once this member may write (the
    * incomplete mark read since the last rebuild it saw); true answers null,
-   * nothing written.
+   * nothing written. `signal` (a stopping master's cut-off): not made,
+   * rejecting with its reason, if at its abort it still waits for this
+   * member to join the index again (behind a heartbeat a locked index holds).
    */
   async #commitFenced(
     make: () => Deno.AtomicOperation,
-    opts: { refuse?: () => boolean } = {},
+    opts: { refuse?: () => boolean; signal?: AbortSignal } = {},
   ): Promise<Deno.KvCommitResult | Deno.KvCommitError | null> {
-    const fence = await this.#ready();
+    const fence = await this.#ready(opts.signal);
     if (opts.refuse?.()) return null;
     this.checkFile();
     const res = await retryBusy(() => {
@@ -763,16 +770,22 @@ export class Index {
 
   /**
    * False when the bucket was made already (its region stays the one it
-   * was made in). `region`: its LocationConstraint, kept with it.
+   * was made in). `region`: its LocationConstraint, kept with it. `signal`:
+   * as #commitFenced's (so for the other S3 writes below).
    */
-  async createBucket(name: string, at: number, region?: string): Promise<boolean> {
+  async createBucket(
+    name: string,
+    at: number,
+    opts: { region?: string; signal?: AbortSignal } = {},
+  ): Promise<boolean> {
+    const { region, signal } = opts;
     const res = await this.#commitFenced(() => {
       const atomic = this.kv.atomic().check({ key: [BUCKETS, name], versionstamp: null })
         .set([BUCKETS, name], at);
       return region
         ? atomic.set([BUCKET_REGIONS, name], region)
         : atomic.delete([BUCKET_REGIONS, name]);
-    });
+    }, { signal });
     return res!.ok;
   }
 
@@ -807,7 +820,7 @@ export class Index {
    */
   async deleteBucket(
     name: string,
-    opts: { uploadsMark: string | null },
+    opts: { uploadsMark: string | null; signal?: AbortSignal },
   ): Promise<"deleted" | "changed" | "refused"> {
     const res = await this.#commitFenced(
       () =>
@@ -816,7 +829,7 @@ export class Index {
           .delete([BUCKETS, name])
           .delete([BUCKET_REGIONS, name])
           .delete([BUCKET_UPLOADS, name]),
-      { refuse: () => this.markedIncomplete },
+      { refuse: () => this.markedIncomplete, signal: opts.signal },
     );
     if (res === null) return "refused";
     return res.ok ? "deleted" : "changed";
@@ -867,12 +880,17 @@ export class Index {
   }
 
   /** Records an upload in `opts.bucket`, that bucket's uploadsMark changed with it. */
-  async createUpload(id: string, upload: Upload, opts: { bucket: string }): Promise<void> {
+  async createUpload(
+    id: string,
+    upload: Upload,
+    opts: { bucket: string; signal?: AbortSignal },
+  ): Promise<void> {
     // A key may be a view of shared slab memory (lib/bytes.ts), and a value
     // is stored with its whole buffer: store a copy of just its bytes.
     const value = { ...upload, key: upload.key.slice() };
-    await this.#commitFenced(() =>
-      this.kv.atomic().set([UPLOADS, id], value).set([BUCKET_UPLOADS, opts.bucket], id)
+    await this.#commitFenced(
+      () => this.kv.atomic().set([UPLOADS, id], value).set([BUCKET_UPLOADS, opts.bucket], id),
+      { signal: opts.signal },
     );
   }
 
@@ -892,6 +910,7 @@ export class Index {
     versionstamp: string,
     number: number,
     part: Part,
+    opts: { signal?: AbortSignal } = {},
   ): Promise<{ replaced: Part | null } | null> {
     while (true) {
       const old = await this.kv.get<Part>([PARTS, id, number]);
@@ -899,8 +918,7 @@ export class Index {
         this.kv.atomic()
           .check({ key: [UPLOADS, id], versionstamp })
           .check(old)
-          .set([PARTS, id, number], part)
-      );
+          .set([PARTS, id, number], part), { signal: opts.signal });
       if (res!.ok) return { replaced: old.value };
       if ((await this.kv.get([UPLOADS, id])).versionstamp !== versionstamp) return null;
     }
@@ -943,11 +961,17 @@ export class Index {
    * Ends an upload: drops its record, then its parts' records, and returns
    * those parts (listed after the upload record is gone, so no part can be
    * added meanwhile: putPart checks the upload). Null when it was ended
-   * already (by another Complete or Abort).
+   * already (by another Complete or Abort). `signal`: the first commit's
+   * (#commitFenced); once the upload's record is gone, its parts' go too.
    */
-  async endUpload(id: string, versionstamp: string): Promise<Part[] | null> {
-    const res = await this.#commitFenced(() =>
-      this.kv.atomic().check({ key: [UPLOADS, id], versionstamp }).delete([UPLOADS, id])
+  async endUpload(
+    id: string,
+    versionstamp: string,
+    opts: { signal?: AbortSignal } = {},
+  ): Promise<Part[] | null> {
+    const res = await this.#commitFenced(
+      () => this.kv.atomic().check({ key: [UPLOADS, id], versionstamp }).delete([UPLOADS, id]),
+      { signal: opts.signal },
     );
     if (!res!.ok) return null;
     const parts: Part[] = [];

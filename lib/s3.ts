@@ -44,7 +44,8 @@ export interface S3Request {
   signal: AbortSignal;
   /**
    * The stopping master's cut-off alone, for the work a client that goes
-   * does not stop (a DeleteObject's volume calls).
+   * does not stop (a DeleteObject's volume calls), and for the index writes
+   * dropped at it while still unsent (CreateBucket's, UploadPart's, ...).
    */
   stop?: AbortSignal;
   /** The bucket ("" for the service: ListBuckets). */

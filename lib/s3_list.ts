@@ -424,7 +424,10 @@ export async function createBucket(s3: S3Request): Promise<Response> {
   const region = await locationConstraint(s3);
   // As S3 in us-east-1: making a bucket you own again succeeds (it keeps
   // the region it was made in).
-  await s3.store.index.createBucket(s3.bucket, Date.now(), region || undefined);
+  await s3.store.index.createBucket(s3.bucket, Date.now(), {
+    region: region || undefined,
+    signal: s3.stop,
+  });
   return new Response(null, { headers: { Location: `/${s3.bucket}` } });
 }
 
@@ -434,7 +437,10 @@ export async function deleteBucket(s3: S3Request): Promise<Response> {
   // the others. Tries while CreateMultipartUploads keep coming, then 409.
   for (let tries = 0; tries < DELETE_TRIES; tries++) {
     const uploads = await emptyBucketUploads(s3);
-    const outcome = await s3.store.index.deleteBucket(s3.bucket, { uploadsMark: uploads.mark });
+    const outcome = await s3.store.index.deleteBucket(s3.bucket, {
+      uploadsMark: uploads.mark,
+      signal: s3.stop,
+    });
     if (outcome === "refused") {
       throw s3Error(
         "ServiceUnavailable",

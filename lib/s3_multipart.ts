@@ -19,7 +19,7 @@ import {
   sentChecksum,
 } from "./s3_checksum.ts";
 import { bucketExists, countParam, noSuchBucket } from "./s3_list.ts";
-import { SourceError } from "./fanout.ts";
+import { ShuttingDown, SourceError } from "./fanout.ts";
 import { type Md5Stream, md5Stream } from "./md5_stream.ts";
 import { received } from "./sizes.ts";
 import {
@@ -82,7 +82,7 @@ export async function createUpload(s3: S3Request): Promise<Response> {
   const upload: Upload = { key: s3.key, created: Date.now(), meta: metaFrom(s3.req.headers) };
   const checksum = uploadChecksum(s3.req.headers);
   if (checksum) upload.checksum = checksum;
-  await s3.store.index.createUpload(id, upload, { bucket: s3.bucket });
+  await s3.store.index.createUpload(id, upload, { bucket: s3.bucket, signal: s3.stop });
   const res = xmlResponse("InitiateMultipartUploadResult", {
     Bucket: s3.bucket,
     Key: keyText(s3),
@@ -297,11 +297,14 @@ async function storePart(
   if (sum) part.checksum = sum;
   let put;
   try {
-    put = await store.index.putPart(id, versionstamp, n, part);
+    put = await store.index.putPart(id, versionstamp, n, part, { signal: s3.stop });
   } catch (err) {
-    // Refused by the index (locked, fenced, its file gone): no record names
-    // the file, which would be an orphan. Any other failure may have landed.
-    if (refusalOf(err)) await store.removeFile(path, volumes).catch(() => {});
+    // Refused by the index (locked, fenced, its file gone), or dropped
+    // unsent at a stopping master's cut-off: no record names the file,
+    // which would be an orphan. Any other failure may have landed.
+    if (refusalOf(err) || err instanceof ShuttingDown) {
+      await store.removeFile(path, volumes).catch(() => {});
+    }
     throw err;
   }
   if (put === null) {
@@ -738,7 +741,7 @@ async function removeParts(store: Store, parts: Part[]) {
 
 export async function abortUpload(s3: S3Request, id: string): Promise<Response> {
   const { versionstamp } = await openUpload(s3, id);
-  const parts = await s3.store.index.endUpload(id, versionstamp);
+  const parts = await s3.store.index.endUpload(id, versionstamp, { signal: s3.stop });
   if (!parts) throw s3Error("NoSuchUpload", "The upload was completed or aborted meanwhile");
   await removeParts(s3.store, parts);
   return new Response(null, { status: 204 });

@@ -783,7 +783,12 @@ async function copyOnce(
     }
     const conflicts = new Backoff(s3.signal);
     while (true) {
-      const done = await rewriteMeta(store, s3.key, meta, cond.ifMatch, alg);
+      const done = await rewriteMeta(store, s3.key, {
+        meta,
+        ifMatch: cond.ifMatch,
+        alg,
+        stop: s3.stop,
+      });
       if (done !== null) {
         rec = done;
         break;
@@ -928,14 +933,20 @@ export async function copyFailure(
  * when another write of the key is in flight or won the commit: try again.
  * The value's checksum stays when it is of the whole value and of `alg`;
  * a composite one named the parts, which the copy is no longer made of.
+ * `stop`: a stopping master's cut-off, at which the commit, while still
+ * unsent, is dropped (Index.cas: it rejects with ShuttingDown, a 503).
  */
 async function rewriteMeta(
   store: Store,
   key: Uint8Array,
-  meta: Meta,
-  ifMatch: string | undefined,
-  alg: Checksum["alg"] | undefined,
+  opts: {
+    meta: Meta;
+    ifMatch: string | undefined;
+    alg: Checksum["alg"] | undefined;
+    stop?: AbortSignal;
+  },
 ): Promise<Record | null> {
+  const { meta, ifMatch, alg, stop } = opts;
   const e = await store.entry(key);
   if (!e || e.rec.state !== "live") throw s3Error("NoSuchKey", "The specified key does not exist.");
   if (isClaimed(e.rec)) return null;
@@ -945,7 +956,7 @@ async function rewriteMeta(
     ? kept
     : undefined;
   const rec: Record = { ...e.rec, meta: { ...meta, checksum }, mtime: Date.now() };
-  return await store.index.cas(key, e.versionstamp, rec) === null ? null : rec;
+  return await store.index.cas(key, e.versionstamp, rec, { signal: stop }) === null ? null : rec;
 }
 
 export async function deleteObject(s3: S3Request): Promise<Response> {
@@ -973,7 +984,7 @@ export async function deleteObject(s3: S3Request): Promise<Response> {
  */
 async function keepBucket(s3: S3Request): Promise<void> {
   if (await s3.store.index.bucket(s3.bucket) !== null) return;
-  await s3.store.index.createBucket(s3.bucket, Date.now());
+  await s3.store.index.createBucket(s3.bucket, Date.now(), { signal: s3.stop });
 }
 
 /**

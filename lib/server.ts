@@ -522,8 +522,9 @@ const STALLED = "This master stalled and has not yet checked whether a rebuild o
 /**
  * An mkv API call. `stop`: a stopping master's cut-off, which a GET's HEAD
  * checks stop at (no signal of the client's: a 302 is quick to make, and
- * one signal per GET costs the hot path), and a DELETE's volume calls (not
- * given up when the client goes); PUT and REPLACE stop at the client's too.
+ * one signal per GET costs the hot path), a DELETE's volume calls (not
+ * given up when the client goes), and the other writes' first index write
+ * while it is unsent; PUT and REPLACE stop at the client's too.
  */
 async function dispatch(
   store: Store,
@@ -553,11 +554,11 @@ async function dispatch(
     case "DELETE":
       return respond(await store.delete(key, { stop }));
     case "UNLINK":
-      return respond(await store.unlink(key));
+      return respond(await store.unlink(key, { stop }));
     case "RELINK":
-      return respond(await store.relink(key));
+      return respond(await store.relink(key, { stop }));
     case "REBALANCE":
-      return respond(await store.rebalance(key, { check: true }));
+      return respond(await store.rebalance(key, { check: true, stop }));
     default:
       return withBody(`Method ${req.method} not allowed\n`, {
         status: 405,

@@ -522,9 +522,16 @@ export class Store {
           untouched,
         });
       } catch (err) {
+        // Nothing names the temporaries yet, and the claim leaves the old
+        // value live: cut off by a stopping master, answered before the
+        // clean-up, as PUT's (its commit may wait on a locked index).
         const touched = kvolumes.filter((v) => !untouched.has(v));
-        await this.#removePaths(tmp, touched).catch(() => {});
-        await claim.release();
+        const cleanUp = async () => {
+          await this.#removePaths(tmp, touched).catch(() => {});
+          await claim.release();
+        };
+        if (err instanceof ShuttingDown) this.#cleanUpLater(cleanUp);
+        else await cleanUp();
         return failedWrite(err);
       }
       const refused = refuseWritten(result, opts);
@@ -1003,8 +1010,12 @@ export class Store {
     return { status: 204 };
   }
 
-  /** RELINK: undoes an UNLINK while a replica still has the value. */
-  async relink(key: Uint8Array): Promise<Outcome> {
+  /**
+   * RELINK: undoes an UNLINK while a replica still has the value. `stop`: a
+   * stopping master's cut-off, at which the write still waiting to be sent
+   * to the index is dropped (503, the key as it was; #relabel).
+   */
+  async relink(key: Uint8Array, opts: { stop?: AbortSignal } = {}): Promise<Outcome> {
     if (!keyFits(key)) return tooLong();
     return await this.#exclusive(key, async () => {
       const prev = await this.entry(key);
@@ -1018,15 +1029,12 @@ export class Store {
       if (!heads.some(Boolean)) {
         return { status: 404, message: "No replica of the unlinked key remains" };
       }
-      const rec: Record = { ...prev.rec, state: "live" };
-      return await this.index.cas(key, prev.versionstamp, rec) === null
-        ? inFlight()
-        : { status: 204 };
+      return await this.#relabel(key, prev, { ...prev.rec, state: "live" }, opts.stop);
     });
   }
 
-  /** UNLINK: a virtual delete; the files stay until DELETE. */
-  async unlink(key: Uint8Array): Promise<Outcome> {
+  /** UNLINK: a virtual delete; the files stay until DELETE. `stop`: as relink's. */
+  async unlink(key: Uint8Array, opts: { stop?: AbortSignal } = {}): Promise<Outcome> {
     if (!keyFits(key)) return tooLong();
     return await this.#exclusive(key, async () => {
       const prev = await this.entry(key);
@@ -1035,19 +1043,44 @@ export class Store {
       if (prev && isClaimed(prev.rec) && !isLingering(prev.rec)) return inFlight(prev.rec);
       if (prev?.rec.next) return unfinishedSwitch();
       if (prev?.rec.state !== "live") return this.#notFound(prev, "No live key to unlink");
-      const rec: Record = { ...prev.rec, state: "unlinked" };
-      const vs = await this.index.cas(key, prev.versionstamp, rec);
-      return vs === null ? inFlight() : { status: 204 };
+      return await this.#relabel(key, prev, { ...prev.rec, state: "unlinked" }, opts.stop);
     });
   }
 
   /**
+   * UNLINK's and RELINK's one write: `rec` over the record read as `prev`;
+   * 204, or 409 when it changed since. At `stop`'s abort, a write still
+   * waiting to be sent (for this master to join the index again, behind a
+   * heartbeat a locked index holds, or for its turn to commit) is dropped:
+   * 503, nothing written.
+   */
+  async #relabel(
+    key: Uint8Array,
+    prev: Entry,
+    rec: Record,
+    stop: AbortSignal | undefined,
+  ): Promise<Outcome> {
+    let vs;
+    try {
+      vs = await this.index.cas(key, prev.versionstamp, rec, { signal: stop });
+    } catch (err) {
+      const answer = dropped(err, stop);
+      if (answer) return answer;
+      throw err;
+    }
+    return vs === null ? inFlight() : { status: 204 };
+  }
+
+  /**
    * REBALANCE: move one live key (and with `unlinked`, an unlinked one: the
-   * rebalance tool moves those too) to where the hash puts it now.
+   * rebalance tool moves those too) to where the hash puts it now. `stop`:
+   * a stopping master's cut-off, at which a claim on the key still waiting
+   * to be sent to the index is dropped (503, the key as it was); once it
+   * is in, the move goes on to its end.
    */
   async rebalance(
     key: Uint8Array,
-    opts: { unlinked?: boolean; check?: boolean } = {},
+    opts: { unlinked?: boolean; check?: boolean; stop?: AbortSignal } = {},
   ): Promise<Outcome> {
     if (!keyFits(key)) return tooLong();
     return await this.#exclusive(key, async () => {
@@ -1073,7 +1106,7 @@ export class Store {
             "file: REBALANCE again once it answers",
         };
       }
-      return await this.#move(key, prev, missing);
+      return await this.#move(key, prev, { lost: missing, stop: opts.stop });
     });
   }
 
@@ -1104,7 +1137,12 @@ export class Store {
    * it on, switches the index, then deletes the copies it left. Interrupted
    * at any point, it leaves the key readable where the index says.
    */
-  async #move(key: Uint8Array, prev: Entry, lost: string[] = []): Promise<Outcome> {
+  async #move(
+    key: Uint8Array,
+    prev: Entry,
+    opts: { lost?: string[]; stop?: AbortSignal } = {},
+  ): Promise<Outcome> {
+    const { lost = [], stop } = opts;
     const kvolumes = this.kvolumes(key);
     const path = key2path(key);
     const rvolumes = prev.rec.rvolumes;
@@ -1122,7 +1160,14 @@ export class Store {
     // Held while copying, on every master of the index: a write of the key
     // elsewhere meanwhile would put files where this copy goes, and the
     // loser's cleanup would then delete the winner's live replicas.
-    const claim = await Claim.hold(this.index, key, prev, this.opts);
+    let claim;
+    try {
+      claim = await Claim.hold(this.index, key, prev, { ...this.opts, signal: stop });
+    } catch (err) {
+      const answer = dropped(err, stop);
+      if (answer) return answer;
+      throw err;
+    }
     if (!claim) return inFlight();
     // Copies sent whole and never answered (a failed try, when another
     // source is tried next): a volume may store one yet, over the file of

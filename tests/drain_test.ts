@@ -187,11 +187,12 @@ function slowBody(): { body: ReadableStream<Uint8Array>; stop(): void } {
 }
 
 /**
- * Waits until a write of `key` is under way on the master: a RELINK then
- * answers 409 (and otherwise 404, changing nothing on a live key).
+ * Waits until a write of `key` is under way on the master: a RELINK (or
+ * `probe`) then answers 409 (and otherwise 404, changing nothing on a live
+ * key; UNLINK changes nothing on an unlinked one).
  */
-async function writingNow(c: Cluster, key: string): Promise<void> {
-  while (await status(c.url + key, { method: "RELINK" }) !== 409) {
+async function writingNow(c: Cluster, key: string, probe = "RELINK"): Promise<void> {
+  while (await status(c.url + key, { method: probe }) !== 409) {
     await new Promise((r) => setTimeout(r, 20));
   }
 }
@@ -514,11 +515,16 @@ Deno.test("SIGTERM: the stop's line says a PUT still uploading at the -drain dea
   }
 });
 
-/** Waits until the index holds a record of `key` (a writer's claim, written). */
+/**
+ * Waits until the index holds a writer's claim on `key`: a record with a
+ * lease (a PUT's "writing" one, or a REPLACE's hold on the live one).
+ */
 async function claimCommitted(c: Cluster, key: string): Promise<void> {
   const kv = await Deno.openKv(`${c.db}/index.sqlite3`);
   try {
-    while ((await kv.get(["k", new TextEncoder().encode(key)])).versionstamp === null) {
+    while (
+      (await kv.get<{ u?: number }>(["k", new TextEncoder().encode(key)])).value?.u === undefined
+    ) {
       await new Promise((r) => setTimeout(r, 20));
     }
   } finally {
@@ -527,20 +533,22 @@ async function claimCommitted(c: Cluster, key: string): Promise<void> {
 }
 
 /**
- * SIGTERMs the master with a PUT of `key` in flight whose index writes wait
- * on a lock another process holds on the index: taken while the body still
- * comes in (`ended` false: the cut finds it uploading), or once the body
- * has ended and its file is on the volume (`ended` true: the cut finds it
- * waiting on the commit that would make it live). Returns the PUT's answer
- * and the exit code; the lock is released after the master has exited.
+ * SIGTERMs the master with a PUT (or `method`) of `key` in flight whose
+ * index writes wait on a lock another process holds on the index: taken
+ * while the body still comes in (`ended` false: the cut finds it
+ * uploading), or once the body has ended and its file is on the volume
+ * (`ended` true: the cut finds it waiting on the commit that would make it
+ * live). Returns the answer and the exit code; the lock is released after
+ * the master has exited, or with `unlockAtAnswer` as soon as the answer
+ * has come (what the master still does then, it does on a free index).
  */
 async function stopWhileLocked(
   c: Cluster,
   key: string,
-  opts: { ended: boolean },
+  opts: { ended: boolean; method?: string; unlockAtAnswer?: boolean },
 ): Promise<{ status: number; body: string; code: number }> {
   const slow = slowBody();
-  const answer = fetch(c.url + key, { method: "PUT", body: slow.body });
+  const answer = fetch(c.url + key, { method: opts.method ?? "PUT", body: slow.body });
   let unlock: (() => void) | null = null;
   try {
     await writingNow(c, key);
@@ -557,6 +565,10 @@ async function stopWhileLocked(
     const master = c.masterProcess!;
     master.kill("SIGTERM");
     const res = await answer;
+    if (opts.unlockAtAnswer) {
+      unlock();
+      unlock = null;
+    }
     const body = await res.text();
     slow.stop();
     return { status: res.status, body, code: (await master.status).code };
@@ -600,25 +612,50 @@ Deno.test("SIGTERM: a PUT waiting on a locked index's commit at the -drain deadl
   }
 });
 
+Deno.test("SIGTERM: a REPLACE uploading at the -drain deadline on a locked index answers 503 before its clean-up, which the master still makes: the old value stays, unheld, its temporary removed", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
+  try {
+    const k = randomKey();
+    assertEquals(await status(c.url + k, { method: "PUT", body: "old" }), 201);
+    const files = await volumeFiles(c.volumes[0]);
+    // Unlocked at the answer: its claim's release, sent after it, lands.
+    // Answered after it, the release had failed on the lock (the key held
+    // for -lease), or come past the grace (exit 1).
+    const out = await stopWhileLocked(c, k, {
+      ended: false,
+      method: "REPLACE",
+      unlockAtAnswer: true,
+    });
+    assertEquals(out, { status: 503, body: CUT_OFF, code: 0 });
+    await c.startMaster();
+    assertEquals(await (await fetch(c.url + k)).text(), "old");
+    assertEquals(await volumeFiles(c.volumes[0]), files);
+    assertEquals(await status(c.url + k, { method: "REPLACE", body: "new" }), 201);
+  } finally {
+    await c.stop();
+  }
+});
+
 /**
  * SIGTERMs the master with `init` of `key` in flight on an index whose
  * write lock another process has held past two of the master's heartbeats:
  * the request's write then waits for the master to join the index again
  * (lib/membership.ts ready), behind a heartbeat the lock holds. Returns its
  * answer (status 0: none came, the connection closed) and the exit code;
- * the lock is released once the master has exited.
+ * the lock is released once the master has exited. `probe`: writingNow's.
  */
 async function stopWhileRejoining(
   c: Cluster,
   key: string,
   init: RequestInit,
+  probe?: string,
 ): Promise<{ status: number; body: string; code: number }> {
   const unlock = lockIndex(`${c.db}/index.sqlite3`);
   try {
     // Time is the event here: two heartbeat intervals (1 s) with none landing.
     await new Promise((r) => setTimeout(r, 2_500));
     const answer = fetch(c.url + key, init).catch(() => null);
-    await writingNow(c, key);
+    await writingNow(c, key, probe);
     // A read of another key, queued behind the request's read of its record
     // (Deno KV runs one operation at a time): once it is answered, the
     // request is past its read and waits to write.
@@ -664,6 +701,64 @@ Deno.test("SIGTERM: a DELETE waiting for its master to rejoin a locked index at 
     });
     await c.startMaster();
     assertEquals(await (await fetch(c.url + k)).text(), "kept");
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: an UNLINK waiting for its master to rejoin a locked index at the -drain deadline answers 503 in time, the key stays live, and the master exits 0", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
+  try {
+    const k = randomKey();
+    assertEquals(await status(c.url + k, { method: "PUT", body: "kept" }), 201);
+    assertEquals(await stopWhileRejoining(c, k, { method: "UNLINK" }), {
+      status: 503,
+      body: CUT_OFF,
+      code: 0,
+    });
+    await c.startMaster();
+    assertEquals(await (await fetch(c.url + k)).text(), "kept");
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: a RELINK waiting for its master to rejoin a locked index at the -drain deadline answers 503 in time, the key stays unlinked, and the master exits 0", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
+  try {
+    const k = randomKey();
+    assertEquals(await status(c.url + k, { method: "PUT", body: "unlinked" }), 201);
+    assertEquals(await status(c.url + k, { method: "UNLINK" }), 204);
+    // Not RELINK's probe: it would relink the key itself.
+    assertEquals(await stopWhileRejoining(c, k, { method: "RELINK" }, "UNLINK"), {
+      status: 503,
+      body: CUT_OFF,
+      code: 0,
+    });
+    await c.startMaster();
+    assertEquals(await status(c.url + k), 404);
+    assertEquals(await status(c.url + k, { method: "RELINK" }), 204);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: a REBALANCE waiting for its master to rejoin a locked index at the -drain deadline answers 503 in time, the key stays as it was, and the master exits 0", async () => {
+  const c = await Cluster.start({ volumes: 2, flags: ["-replicas", "2", "-drain", "1s"] });
+  try {
+    const k = randomKey();
+    assertEquals(await status(c.url + k, { method: "PUT", body: "kept" }), 201);
+    // A replica lost: REBALANCE copies it back, under a claim on the key.
+    const [file] = await volumeFiles(c.volumes[0]);
+    assertEquals(await status(`http://${c.volumes[0]}${file}`, { method: "DELETE" }), 204);
+    assertEquals(await stopWhileRejoining(c, k, { method: "REBALANCE" }), {
+      status: 503,
+      body: CUT_OFF,
+      code: 0,
+    });
+    await c.startMaster();
+    assertEquals(await (await fetch(c.url + k)).text(), "kept");
+    assertEquals(await volumeFiles(c.volumes[0]), []);
   } finally {
     await c.stop();
   }
@@ -719,6 +814,147 @@ Deno.test("SIGTERM: an S3 DeleteObject waiting on a hung volume at the -drain de
     assertEquals(out.code, 0);
   } finally {
     await hung.stop();
+    await c.stop();
+  }
+});
+
+/**
+ * Sends `method path` with `body` on a connection of its own, as a client
+ * sending `Expect: 100-continue` does: the body goes once the master's
+ * "100 Continue" says the call has begun reading it (`reading` resolves
+ * then). `answer`: the final answer's status (0: the connection closed with
+ * none) and what came after its status line.
+ */
+function sendOnContinue(
+  c: Cluster,
+  call: { method: string; path: string; body: string },
+): { reading: Promise<void>; answer: Promise<{ status: number; text: string }> } {
+  const reading = Promise.withResolvers<void>();
+  const answer = (async () => {
+    const port = Number(new URL(c.url).port);
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const enc = new TextEncoder();
+    const body = enc.encode(call.body);
+    const headers = new Headers(s3Signed());
+    let head = `${call.method} ${call.path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n` +
+      `Expect: 100-continue\r\nContent-Length: ${body.length}\r\n`;
+    headers.forEach((v, k) => head += `${k}: ${v}\r\n`);
+    try {
+      await conn.write(enc.encode(head + "\r\n"));
+      let text = "";
+      const buf = new Uint8Array(65536);
+      while (true) {
+        const n = await conn.read(buf).catch(() => null);
+        if (n === null) break;
+        text += new TextDecoder().decode(buf.subarray(0, n));
+        if (text.startsWith("HTTP/1.1 100") && text.includes("\r\n\r\n")) {
+          text = text.slice(text.indexOf("\r\n\r\n") + 4);
+          await conn.write(body);
+          reading.resolve();
+        }
+      }
+      const status = text.startsWith("HTTP/1.1 ") ? Number(text.slice(9, 12)) : 0;
+      return { status, text };
+    } finally {
+      reading.resolve();
+      conn.close();
+    }
+  })();
+  return { reading: reading.promise, answer };
+}
+
+/**
+ * SIGTERMs the master once an S3 `call` has begun reading its body on an
+ * index whose write lock another process has held past two heartbeats: the
+ * call's index write then waits for the master to join the index again.
+ * Returns its answer and the exit code; the lock goes once the master has
+ * exited, or with `unlockAtStop` right after the SIGTERM: the master's
+ * heartbeat then lands, and its writes wait 2.5 heartbeat intervals more
+ * (as a member's that rejoins: lib/membership.ts), past the -drain of 1 s.
+ */
+async function stopS3WhileRejoining(
+  c: Cluster,
+  call: { method: string; path: string; body: string },
+  opts: { unlockAtStop?: boolean } = {},
+): Promise<{ status: number; text: string; code: number }> {
+  let unlock: (() => void) | null = lockIndex(`${c.db}/index.sqlite3`);
+  try {
+    // Time is the event here: two heartbeat intervals (1 s) with none landing.
+    await new Promise((r) => setTimeout(r, 2_500));
+    const sent = sendOnContinue(c, call);
+    await sent.reading;
+    const master = c.masterProcess!;
+    master.kill("SIGTERM");
+    if (opts.unlockAtStop) {
+      unlock();
+      unlock = null;
+    }
+    const answer = await sent.answer;
+    return { ...answer, code: (await master.status).code };
+  } finally {
+    unlock?.();
+  }
+}
+
+/** Whether `out` is the cut-off's 503 in S3's words (ServiceUnavailable), the master exiting 0. */
+function cutOffInS3(out: { status: number; text: string; code: number }): boolean {
+  return out.status === 503 && out.text.includes("<Code>ServiceUnavailable</Code>") &&
+    out.text.includes(CUT_OFF.trim()) && out.code === 0;
+}
+
+Deno.test("SIGTERM: an S3 DeleteObjects recording a bucket known only through its keys while its master rejoins the index at the -drain deadline answers 503, the keys stay, and the master exits 0", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-s3", "-drain", "1s"] });
+  try {
+    const bucket = `b-${crypto.randomUUID().slice(0, 8)}`;
+    assertEquals(await status(`${c.url}/${bucket}/k`, { method: "PUT", body: "kept" }), 201);
+    const body = "<Delete><Object><Key>k</Key></Object></Delete>";
+    // The lock released at the SIGTERM: the bucket's record, sent after the
+    // cut, would land and the keys go (200).
+    const call = { method: "POST", path: `/${bucket}?delete`, body };
+    const out = await stopS3WhileRejoining(c, call, { unlockAtStop: true });
+    assert(cutOffInS3(out), JSON.stringify(out));
+    await c.startMaster();
+    assertEquals(await (await fetch(`${c.url}/${bucket}/k`)).text(), "kept");
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: an S3 CreateBucket waiting for its master to rejoin the index at the -drain deadline answers 503, makes no bucket, and the master exits 0", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-s3", "-drain", "1s"] });
+  try {
+    const bucket = `b-${crypto.randomUUID().slice(0, 8)}`;
+    const body = "<CreateBucketConfiguration><LocationConstraint>eu-west-1" +
+      "</LocationConstraint></CreateBucketConfiguration>";
+    // The lock released at the SIGTERM: the bucket's record, sent after the cut, would land (200).
+    const call = { method: "PUT", path: `/${bucket}`, body };
+    const out = await stopS3WhileRejoining(c, call, { unlockAtStop: true });
+    assert(cutOffInS3(out), JSON.stringify(out));
+    await c.startMaster();
+    assertEquals(await status(`${c.url}/${bucket}`, { method: "HEAD", headers: s3Signed() }), 404);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: an S3 UploadPart waiting for its master to rejoin the index at the -drain deadline answers 503, records no part, removes its file, and the master exits 0", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-s3", "-drain", "1s"] });
+  try {
+    const k = randomKey("/bucket");
+    const created = await fetch(`${c.url}${k}?uploads`, { method: "POST", headers: s3Signed() });
+    const id = (await created.text()).match(/<UploadId>(\w+)<\/UploadId>/)![1];
+    const path = `${k}?partNumber=1&uploadId=${id}`;
+    // The lock released at the SIGTERM: the part's record, sent after the
+    // cut, would land (200), the 503 of the write dropped or none at all.
+    const call = { method: "PUT", path, body: "part" };
+    const out = await stopS3WhileRejoining(c, call, { unlockAtStop: true });
+    assert(cutOffInS3(out), JSON.stringify(out));
+    await c.startMaster();
+    const parts = await (await fetch(`${c.url}${k}?uploadId=${id}`, { headers: s3Signed() }))
+      .text();
+    assert(parts.includes("<ListPartsResult") && !parts.includes("<Part>"), parts);
+    assertEquals(await volumeFiles(c.volumes[0]), []);
+  } finally {
     await c.stop();
   }
 });
