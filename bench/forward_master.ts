@@ -11,12 +11,12 @@
 //   deno run -A bench/forward_master.ts -port 3100 -volumes a:1,b:2,c:3
 import { poolFor } from "../lib/http1.ts";
 import { key2path, key2volume } from "../lib/keys.ts";
-import { parseFlags } from "../lib/flags.ts";
+import { parseFlagsOrExit } from "../lib/flags.ts";
 
-const { flags } = parseFlags(Deno.args, {
+const { flags } = parseFlagsOrExit(Deno.args, {
   port: { type: "int", default: 3100, usage: "Port to listen on" },
   volumes: { type: "string", default: "", usage: "Comma separated volumes (host:port)" },
-});
+}, "deno run -A bench/forward_master.ts [flags]");
 const volumes = String(flags.volumes).split(",").filter((v) => v !== "");
 const live = new Set<string>();
 const TIMEOUT = 5_000;

@@ -5,12 +5,16 @@
 // copies it left.
 //
 //   deno run -A bench/mkv_rebalance.ts -volumes a,b,c -db DIR
-import { parseFlags } from "../lib/flags.ts";
+import { parseFlagsOrExit } from "../lib/flags.ts";
 import { FLAGS, requireDb, storeOptions } from "../lib/config.ts";
 import { key2path, key2volume, needsRebalance } from "../lib/keys.ts";
 import { fromRecord, toRecord } from "../lib/record.ts";
 
-const { flags } = parseFlags(Deno.args, FLAGS);
+const { flags } = parseFlagsOrExit(
+  Deno.args,
+  FLAGS,
+  "deno run -A bench/mkv_rebalance.ts -volumes a,b,c -db DIR",
+);
 const opts = storeOptions(flags);
 const kv = await Deno.openKv(`${requireDb(flags)}/index.sqlite3`);
 

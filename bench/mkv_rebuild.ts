@@ -5,13 +5,17 @@
 // commit per file (mkv: LevelDB get + put under a per-key lock).
 //
 //   deno run -A bench/mkv_rebuild.ts -volumes a,b,c -db DIR
-import { parseFlags } from "../lib/flags.ts";
+import { parseFlagsOrExit } from "../lib/flags.ts";
 import { FLAGS, requireDb, storeOptions } from "../lib/config.ts";
 import { key2volume, name2key, orderByPlacement } from "../lib/keys.ts";
 import { remoteList, volumeUrl } from "../lib/volumes.ts";
 import { fromRecord, toRecord } from "../lib/record.ts";
 
-const { flags } = parseFlags(Deno.args, FLAGS);
+const { flags } = parseFlagsOrExit(
+  Deno.args,
+  FLAGS,
+  "deno run -A bench/mkv_rebuild.ts -volumes a,b,c -db DIR",
+);
 const opts = storeOptions(flags);
 const kv = await Deno.openKv(`${requireDb(flags)}/index.sqlite3`);
 const HEX2 = /^[0-9a-f]{2}$/;

@@ -10,10 +10,10 @@ import { freePort, waitUp } from "../tests/cluster.ts";
 import { key2path, key2volume, md5, toHex } from "../lib/keys.ts";
 import { openIndex } from "../lib/open.ts";
 import { pool } from "../lib/pool.ts";
-import { parseFlags } from "../lib/flags.ts";
+import { parseFlagsOrExit } from "../lib/flags.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
-const { flags } = parseFlags(Deno.args, {
+const { flags } = parseFlagsOrExit(Deno.args, {
   keys: { type: "int", default: 100_000, usage: "keys to write" },
   concurrency: { type: "int", default: 0, usage: "the tools' -concurrency (0: each tool's own)" },
   "rebuild-only": { type: "bool", default: false, usage: "stop after the two rebuilds" },
@@ -23,7 +23,7 @@ const { flags } = parseFlags(Deno.args, {
     default: false,
     usage: "run mkv's rebalance (bench/mkv_rebalance.ts) instead of ours, then stop",
   },
-});
+}, "deno run -A bench/scale.ts [flags]");
 const N = flags.keys as number;
 const REPLICAS = 3;
 const SUBVOLUMES = 10;

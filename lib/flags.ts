@@ -166,6 +166,19 @@ export function flagExit(
   return 2;
 }
 
+/** parseFlags for a script run on its own: on -h or a wrong flag, exits as flagExit says. */
+export function parseFlagsOrExit(
+  args: string[],
+  specs: { [name: string]: FlagSpec },
+  command: string,
+): Parsed {
+  try {
+    return parseFlags(args, specs);
+  } catch (err) {
+    Deno.exit(flagExit(err, command, specs));
+  }
+}
+
 export function formatDuration(ms: number): string {
   if (ms === 0) return "0s";
   if (ms % 1000 !== 0) return `${ms}ms`;

@@ -989,6 +989,30 @@ Deno.test("thrash and bench: -h or --help prints their usage on stdout and exit 
   }
 });
 
+Deno.test("the bench scripts with flags: -h prints their usage (exit 0), a wrong flag its reason and usage (exit 2)", async () => {
+  // They crashed with an uncaught HelpRequested or FlagError (exit 1).
+  const scripts: [string, string, string][] = [
+    ["scale", "deno run -A bench/scale.ts [flags]", "-keys"],
+    ["forward_master", "deno run -A bench/forward_master.ts [flags]", "-port"],
+    ["mkv_rebuild", "deno run -A bench/mkv_rebuild.ts -volumes a,b,c -db DIR", "-volumes"],
+    ["mkv_rebalance", "deno run -A bench/mkv_rebalance.ts -volumes a,b,c -db DIR", "-volumes"],
+  ];
+  for (const [script, command, flag] of scripts) {
+    const path = new URL(`../bench/${script}.ts`, import.meta.url).pathname;
+    const run = (arg: string) =>
+      new Deno.Command(Deno.execPath(), { args: ["run", "-A", path, arg], stdin: "null" })
+        .output();
+    const help = await run("-h");
+    const stdout = dec.decode(help.stdout);
+    assertEquals([help.code, dec.decode(help.stderr)], [0, ""], script);
+    assert(stdout.startsWith(`Usage: ${command}\n`), stdout);
+    assert(stdout.includes(`\n  ${flag} `), stdout);
+    const wrong = await run("-no-such-flag");
+    assertEquals([wrong.code, dec.decode(wrong.stdout)], [2, ""], script);
+    assert(dec.decode(wrong.stderr).includes(`\n\nUsage: ${command}\n`), script);
+  }
+});
+
 Deno.test("thrash: -master as host:port is the master at http://host:port, every cycle checked", async () => {
   const c = await Cluster.start();
   try {
