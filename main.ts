@@ -1,6 +1,6 @@
 // mkv: a distributed key-value store for large values, minikeyvalue's API on
 // Deno. `main.ts <command> [flags]`; see `main.ts help`.
-import { FlagError, HelpRequested, parseFlags, usage } from "./lib/flags.ts";
+import { FlagError, HelpRequested, parseFlags, SettingError, usage } from "./lib/flags.ts";
 import {
   drainDeadline,
   FLAGS,
@@ -122,8 +122,14 @@ function fail(err: unknown): number {
   }
   const json = logFormatInUse() === "json";
   if (err instanceof FlagError) {
-    if (json) logError(`${err.message} (mkv help lists the commands and flags)`);
-    else console.error(`${err.message}\n\n${HELP}\n\n${usage("mkv [flags] <command>", ALL_FLAGS)}`);
+    // A wrong setting that is no flag (PORT): its reason alone.
+    const help = err instanceof SettingError
+      ? ""
+      : json
+      ? " (mkv help lists the commands and flags)"
+      : `\n\n${HELP}\n\n${usage("mkv [flags] <command>", ALL_FLAGS)}`;
+    if (json) logError(`${err.message}${help}`);
+    else console.error(`${err.message}${help}`);
     return 2;
   }
   if (json) logError(err instanceof Error ? err.message : String(err));

@@ -15,6 +15,12 @@ export type FlagValues = { [name: string]: string | number | boolean };
 
 export class FlagError extends Error {}
 
+/**
+ * A wrong setting that is no flag (the environment's PORT): exit 2 as a
+ * flag error, its reason alone, without the flags' usage.
+ */
+export class SettingError extends FlagError {}
+
 /** -h, -help or --help, as Go's flag package takes them: print the usage, exit 0. */
 export class HelpRequested extends Error {}
 

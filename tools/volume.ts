@@ -6,13 +6,13 @@ import { chmod, chown, mkdir, readFile, realpath, rm, stat, writeFile } from "no
 import { dirname, join, resolve } from "node:path";
 import { type Level, logFormatInUse, logInfo, logLine, logWarn } from "../lib/log.ts";
 import { envPort } from "../lib/config.ts";
-import { FlagError } from "../lib/flags.ts";
+import { SettingError } from "../lib/flags.ts";
 
 export async function volume(args: string[]): Promise<number> {
   const folder = resolve(args[0] ?? "/tmp/volume1/");
   const raw = Deno.env.get("PORT") ?? "3001";
   const port = envPort(raw);
-  if (port === null) throw new FlagError(`Bad PORT "${raw}": expected 1 to 65535`);
+  if (port === null) throw new SettingError(`Bad PORT "${raw}": expected 1 to 65535`);
   const nginx = await ensureNginx();
   const run = join(folder, ".mkv-nginx");
   await mkdir(run, { recursive: true });
