@@ -4,10 +4,10 @@
 // would hold ~460 MiB where as many 50-byte ones hold ~65 MiB.
 
 /**
- * What one cached record holds beside its key, bytes: V8's heap grew by
- * ~330 bytes per record of a 48-byte key and three volumes (20,000 written
- * by a sole master, the heap measured after a full GC before and after the
- * cache was cleared).
+ * What one cached record holds beside its key, bytes: ~280 in V8's heap
+ * for a record of three volumes (20,000 of 48-byte keys written by a sole
+ * master, the heap measured after a full GC before and after the cache and
+ * the key filter were cleared: ~384 each, the filter's share ~60).
  */
 export const RECORD_COST = 300;
 
