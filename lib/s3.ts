@@ -349,6 +349,7 @@ function bucketCall(s3: S3Request): Promise<Response> {
     return q.get("list-type") === "2" ? listing.listV2(s3) : listing.listV1(s3);
   }
   if (method === "HEAD") return listing.headBucket(s3);
+  if (method === "PUT" && q.has("ownershipControls")) return listing.putOwnershipControls(s3);
   if (method === "PUT") return listing.createBucket(s3);
   if (method === "DELETE") return listing.deleteBucket(s3);
   if (method === "POST" && q.has("delete")) return objects.deleteObjects(s3);
@@ -452,17 +453,33 @@ function refuseUnsupported(s3: S3Request) {
   if (s3.req.headers.has("x-amz-write-offset-bytes")) {
     throw notImplemented("Appending to an object (x-amz-write-offset-bytes)");
   }
-  // Only read: GetBucketVersioning, GetBucketLocation, ListObjectVersions
-  // and GetBucketOwnershipControls are answered.
-  for (const name of ["versioning", "location", "versions", "ownershipControls"]) {
+  // Only read: GetBucketVersioning, GetBucketLocation and ListObjectVersions
+  // are answered.
+  for (const name of ["versioning", "location", "versions"]) {
     if (s3.query.has(name) && s3.req.method !== "GET") {
       throw notImplemented(`${s3.req.method} ?${name}`);
     }
   }
-  // A bucket's, never taken for a GetObject of the key.
-  if (s3.query.has("ownershipControls") && s3.object.length > 0) {
-    throw notImplemented("?ownershipControls on an object");
+  if (s3.query.has("ownershipControls")) refuseOwnershipCall(s3);
+}
+
+/**
+ * Get- and PutBucketOwnershipControls are answered (lib/s3_list.ts);
+ * DeleteBucketOwnershipControls is not: a bucket without them takes ACLs
+ * in S3 (ObjectWriter's), which the gateway does not keep.
+ */
+function refuseOwnershipCall(s3: S3Request) {
+  const { method } = s3.req;
+  // A bucket's, never taken for a GetObject or PutObject of the key.
+  if (s3.object.length > 0) throw notImplemented("?ownershipControls on an object");
+  if (method === "DELETE") {
+    throw s3Error(
+      "NotImplemented",
+      "DeleteBucketOwnershipControls is not implemented by this gateway: a bucket without " +
+        "ownership controls takes ACLs (ObjectWriter), which the gateway does not keep",
+    );
   }
+  if (method !== "GET" && method !== "PUT") throw notImplemented(`${method} ?ownershipControls`);
 }
 
 function notAllowed(s3: S3Request): S3Error {

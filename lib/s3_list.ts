@@ -12,7 +12,10 @@ import { abortUploads, uploadsIn } from "./s3_multipart.ts";
 import {
   argumentError,
   parseCreateBucket,
+  parseOwnershipControls,
+  S3Error,
   s3Error,
+  schemaError,
   type XmlNode,
   xmlResponse,
   xmlTextResponse,
@@ -510,11 +513,31 @@ function checkOwnership(h: Headers) {
     err.names.ArgumentName = "x-amz-object-ownership";
     throw err;
   }
-  throw s3Error(
+  throw ownershipRefused(`${ownership} (x-amz-object-ownership)`);
+}
+
+/** 501 to an Object Ownership that enables ACLs (`what`: the setting, as the call named it). */
+function ownershipRefused(what: string): S3Error {
+  return s3Error(
     "NotImplemented",
-    `Object Ownership ${ownership} (x-amz-object-ownership) is not implemented by this ` +
-      "gateway: it keeps no ACLs, as S3 keeps none with BucketOwnerEnforced",
+    `Object Ownership ${what} is not implemented by this gateway: it keeps no ACLs, as S3 ` +
+      "keeps none with BucketOwnerEnforced",
   );
+}
+
+/**
+ * PutBucketOwnershipControls: BucketOwnerEnforced, what every bucket here
+ * has, is taken (nothing to change); the settings that enable ACLs are
+ * refused as CreateBucket refuses them (501), one S3 has not is 400
+ * MalformedXML, as S3.
+ */
+export async function putOwnershipControls(s3: S3Request): Promise<Response> {
+  if (!await bucketExists(s3)) throw noSuchBucket();
+  const xml = await readWhole(s3.body(), CONFIG_MAX);
+  const ownership = parseOwnershipControls(decoder.decode(xml));
+  if (!OWNERSHIPS.includes(ownership)) throw schemaError();
+  if (ownership !== "BucketOwnerEnforced") throw ownershipRefused(ownership);
+  return new Response(null);
 }
 
 /**
