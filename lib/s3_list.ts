@@ -331,29 +331,20 @@ export async function bucketExists(s3: S3Request): Promise<boolean> {
 
 /**
  * ListBuckets: every bucket in name order, or those starting with `prefix`,
- * `max-buckets` at a time (1 to 10,000), the next page after the
- * `continuation-token` the last one ended with.
+ * those in `bucket-region`, `max-buckets` at a time (1 to 10,000), the next
+ * page after the `continuation-token` the last one ended with.
  */
 export async function listBuckets(s3: S3Request): Promise<Response> {
   const q = s3.query;
   const prefix = q.get("prefix") ?? "";
-  const max = countParam(q, "max-buckets", {
-    argName: "maxBuckets",
-    cap: 10_000,
-    absent: Infinity,
-  });
-  if (max === 0) {
-    throw argumentError(
-      "Argument maxBuckets must be an integer between 1 and 10000",
-      "max-buckets",
-      "0",
-    );
-  }
+  const region = bucketRegionParam(q);
+  const max = bucketsPageSize(q);
   const token = q.get("continuation-token");
   const after = token ? bucketOfToken(token) : "";
   const regions = await s3.store.index.bucketRegions();
   const all = [...await allBuckets(s3)].sort((a, b) => a[0] < b[0] ? -1 : 1)
-    .filter(([name]) => name.startsWith(prefix) && name > after);
+    .filter(([name]) => name.startsWith(prefix) && name > after)
+    .filter(([name]) => region === null || regionOf(regions.get(name) ?? null) === region);
   const buckets = all.slice(0, max);
   const more = all.length > buckets.length;
   return xmlResponse("ListAllMyBucketsResult", {
@@ -368,6 +359,44 @@ export async function listBuckets(s3: S3Request): Promise<Response> {
     ContinuationToken: more ? base64(encoder.encode(buckets.at(-1)![0])) : undefined,
     Prefix: q.has("prefix") ? prefix : undefined,
   });
+}
+
+/**
+ * ListBuckets' page: `max-buckets` (1 to 10,000; more is served as
+ * 10,000). Without it, every bucket, unless the call names a `prefix`,
+ * `bucket-region` or `continuation-token`: then 10,000, S3's default page
+ * for a paginated ListBuckets.
+ */
+export function bucketsPageSize(q: Map<string, string>): number {
+  const paged = ["prefix", "bucket-region", "continuation-token"].some((name) => q.has(name));
+  const max = countParam(q, "max-buckets", {
+    argName: "maxBuckets",
+    cap: 10_000,
+    absent: paged ? 10_000 : Infinity,
+  });
+  if (max === 0) {
+    throw argumentError(
+      "Argument maxBuckets must be an integer between 1 and 10000",
+      "max-buckets",
+      "0",
+    );
+  }
+  return max;
+}
+
+/**
+ * ListBuckets' `bucket-region`: the region listed buckets are in (as their
+ * BucketRegion names it), null for any; one that cannot be a region's name
+ * (CreateBucket's LOCATION) is 400 InvalidArgument, as S3 answers a region
+ * it does not know.
+ */
+function bucketRegionParam(q: Map<string, string>): string | null {
+  const region = q.get("bucket-region");
+  if (region === undefined) return null;
+  if (LOCATION.test(region)) return region;
+  const err = s3Error("InvalidArgument", `Argument value ${region} is not a valid AWS Region`);
+  err.names.ArgumentName = "bucket-region";
+  throw err;
 }
 
 /** The bucket a ListBuckets continuation-token names: the last of the page before. */

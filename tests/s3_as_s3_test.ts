@@ -13,6 +13,7 @@ import {
   PutBucketOwnershipControlsCommand,
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
+import { bucketsPageSize } from "../lib/s3_list.ts";
 import { Cluster } from "./cluster.ts";
 import { s3Client } from "./s3_client.ts";
 import { errorAnswer, errorTime, errorXml, s3Fails } from "./s3_answers.ts";
@@ -40,6 +41,19 @@ function serverTime(body: string, before: number, after: number): string {
   assert(server.endsWith("Z") && at >= before - 1000 && at <= after, server);
   return server;
 }
+
+Deno.test(
+  "ListBuckets pages at 10,000 buckets when it names a prefix, bucket-region or continuation-token without max-buckets, as S3; else it lists all",
+  () => {
+    const page = (query: string) => bucketsPageSize(new Map(new URLSearchParams(query)));
+    assertEquals(
+      ["", "x-id=ListBuckets", "prefix=a", "bucket-region=eu-west-1", "continuation-token=YQ"]
+        .map(page),
+      [Infinity, Infinity, 10_000, 10_000, 10_000],
+    );
+    assertEquals(["max-buckets=3", "prefix=a&max-buckets=20000"].map(page), [3, 10_000]);
+  },
+);
 
 Deno.test("S3's answers, element for element", async (t) => {
   const c = await Cluster.start({ flags: ["-s3"] });
@@ -156,6 +170,46 @@ Deno.test("S3's answers, element for element", async (t) => {
           listed.Buckets!.map((b) => [b.Name, b.BucketRegion]),
           [[eu, "eu-west-1"], [plain, "us-east-1"], [keyed, "us-east-1"]],
         );
+      },
+    );
+
+    await t.step(
+      "ListBuckets with a bucket-region lists only the buckets in that region",
+      async () => {
+        const prefix = bucketName();
+        const [eu, plain, keyed] = ["a-eu", "b-plain", "c-keyed"].map((n) => `${prefix}-${n}`);
+        await s3.send(
+          new CreateBucketCommand({
+            Bucket: eu,
+            CreateBucketConfiguration: { LocationConstraint: "eu-west-1" },
+          }),
+        );
+        await s3.send(new CreateBucketCommand({ Bucket: plain }));
+        const put = await fetch(`${c.url}/${keyed}/k`, { method: "PUT", body: "v" });
+        await put.body?.cancel();
+        const names = async (BucketRegion: string) => {
+          const out = await s3.send(new ListBucketsCommand({ Prefix: prefix, BucketRegion }));
+          return out.Buckets?.map((b) => b.Name) ?? [];
+        };
+        assertEquals(await names("eu-west-1"), [eu]);
+        assertEquals(await names("us-east-1"), [plain, keyed]);
+        assertEquals(await names("ap-south-2"), []);
+      },
+    );
+
+    await t.step(
+      "ListBuckets with a bucket-region that is no region's name is 400 InvalidArgument naming it",
+      async () => {
+        assertEquals(await errorAnswer(`${c.url}/?bucket-region=no%20region&x-id=ListBuckets`), {
+          status: 400,
+          type: "application/xml",
+          body: errorXml(
+            "InvalidArgument",
+            "Argument value no region is not a valid AWS Region",
+            "<ArgumentName>bucket-region</ArgumentName>",
+            "/",
+          ),
+        });
       },
     );
 
