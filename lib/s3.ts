@@ -72,8 +72,12 @@ export interface S3Request {
   body(checksumHeaders?: boolean): S3Body;
 }
 
-/** Query parameters only S3 uses: unsigned requests with them are S3's. */
-const S3_PARAMS = new Set([
+/**
+ * S3's parameters that are no sub-resource the gateway refuses (UNSUPPORTED,
+ * below), nor any of mkv's own (?list, ?unlinked, ?writing, ?status,
+ * ?metrics, start, limit): its calls' and their arguments'.
+ */
+const S3_ARGS = [
   "list-type",
   "uploads",
   "uploadId",
@@ -81,6 +85,8 @@ const S3_PARAMS = new Set([
   "delete",
   "location",
   "versioning",
+  "versions",
+  "ownershipControls",
   "prefix",
   "delimiter",
   "marker",
@@ -88,15 +94,31 @@ const S3_PARAMS = new Set([
   "continuation-token",
   "start-after",
   "encoding-type",
-  "acl",
-  "tagging",
-  "policy",
-  "cors",
-  "lifecycle",
-  "versions",
-  "ownershipControls",
+  "fetch-owner",
+  "key-marker",
+  "version-id-marker",
+  "upload-id-marker",
+  "max-uploads",
+  "max-parts",
+  "part-number-marker",
+  "max-buckets",
+  "bucket-region",
+  "versionId",
+  "select-type",
   "x-id",
-]);
+];
+
+/**
+ * Whether a query parameter is S3's alone: an unsigned request with one is
+ * S3's (answered in S3's XML, a sub-resource the gateway has no part of
+ * refused), never taken for mkv's API of the same path.
+ */
+function isS3Param(name: string, target: Target): boolean {
+  // mkv's ?metrics is the master's, "/?metrics"; a bucket's is S3's
+  // (GetBucketMetricsConfiguration).
+  if (name === "metrics") return target.key.length > 1;
+  return S3_PARAMS.has(name) || name.startsWith("response-");
+}
 
 /** Whether a request is for the S3 gateway rather than mkv's own API. */
 export function isS3(req: Request, target: Target, opts: S3Options): boolean {
@@ -105,7 +127,7 @@ export function isS3(req: Request, target: Target, opts: S3Options): boolean {
   if (isVirtualHosted(req, opts)) return true;
   if (isFormUpload(req, target.query)) return true;
   if (target.query === "") return false;
-  return parseQueryPairs(target.query).some(([name]) => S3_PARAMS.has(name));
+  return parseQueryPairs(target.query).some(([name]) => isS3Param(name, target));
 }
 
 export async function handleS3(
@@ -327,6 +349,7 @@ function bucketCall(s3: S3Request): Promise<Response> {
     return q.get("list-type") === "2" ? listing.listV2(s3) : listing.listV1(s3);
   }
   if (method === "HEAD") return listing.headBucket(s3);
+  if (method === "PUT" && q.has("ownershipControls")) return listing.putOwnershipControls(s3);
   if (method === "PUT") return listing.createBucket(s3);
   if (method === "DELETE") return listing.deleteBucket(s3);
   if (method === "POST" && q.has("delete")) return objects.deleteObjects(s3);
@@ -359,9 +382,11 @@ function objectCall(s3: S3Request): Promise<Response> {
 }
 
 /**
- * S3's sub-resources this gateway has no part of. Refused before dispatch:
- * PUT ?tagging or ?acl is not PutObject (it would overwrite the value with
- * the XML), DELETE ?tagging or ?policy not DeleteObject or DeleteBucket.
+ * S3's sub-resources this gateway has no part of: every one of S3's API
+ * but those it answers (S3_ARGS). Refused before dispatch: PUT ?tagging or
+ * ?acl is not PutObject (it would overwrite the value with the XML), PUT
+ * ?renameObject not a PutObject of nothing, DELETE ?tagging or ?policy not
+ * DeleteObject or DeleteBucket, GET ?abac not ListObjects.
  */
 const UNSUPPORTED = [
   "acl",
@@ -389,7 +414,17 @@ const UNSUPPORTED = [
   "inventory",
   "metrics",
   "intelligent-tiering",
+  "abac",
+  "metadataConfiguration",
+  "metadataTable",
+  "metadataInventoryTable",
+  "metadataJournalTable",
+  "renameObject",
+  "session",
 ];
+
+/** Every parameter of S3's: the calls' arguments and every sub-resource. */
+const S3_PARAMS = new Set([...S3_ARGS, ...UNSUPPORTED]);
 
 /** The headers of server-side encryption, a copy source's included. */
 const SSE = ["x-amz-server-side-encryption", "x-amz-copy-source-server-side-encryption"];
@@ -418,17 +453,33 @@ function refuseUnsupported(s3: S3Request) {
   if (s3.req.headers.has("x-amz-write-offset-bytes")) {
     throw notImplemented("Appending to an object (x-amz-write-offset-bytes)");
   }
-  // Only read: GetBucketVersioning, GetBucketLocation, ListObjectVersions
-  // and GetBucketOwnershipControls are answered.
-  for (const name of ["versioning", "location", "versions", "ownershipControls"]) {
+  // Only read: GetBucketVersioning, GetBucketLocation and ListObjectVersions
+  // are answered.
+  for (const name of ["versioning", "location", "versions"]) {
     if (s3.query.has(name) && s3.req.method !== "GET") {
       throw notImplemented(`${s3.req.method} ?${name}`);
     }
   }
-  // A bucket's, never taken for a GetObject of the key.
-  if (s3.query.has("ownershipControls") && s3.object.length > 0) {
-    throw notImplemented("?ownershipControls on an object");
+  if (s3.query.has("ownershipControls")) refuseOwnershipCall(s3);
+}
+
+/**
+ * Get- and PutBucketOwnershipControls are answered (lib/s3_list.ts);
+ * DeleteBucketOwnershipControls is not: a bucket without them takes ACLs
+ * in S3 (ObjectWriter's), which the gateway does not keep.
+ */
+function refuseOwnershipCall(s3: S3Request) {
+  const { method } = s3.req;
+  // A bucket's, never taken for a GetObject or PutObject of the key.
+  if (s3.object.length > 0) throw notImplemented("?ownershipControls on an object");
+  if (method === "DELETE") {
+    throw s3Error(
+      "NotImplemented",
+      "DeleteBucketOwnershipControls is not implemented by this gateway: a bucket without " +
+        "ownership controls takes ACLs (ObjectWriter), which the gateway does not keep",
+    );
   }
+  if (method !== "GET" && method !== "PUT") throw notImplemented(`${method} ?ownershipControls`);
 }
 
 function notAllowed(s3: S3Request): S3Error {

@@ -8,17 +8,34 @@ import { S3Error } from "./s3_xml.ts";
 
 const MAX_SKEW_MS = 15 * 60_000;
 
-/** Query parameters that are part of the signed resource (S3's list). */
+/**
+ * Query parameters that are part of the signed resource: S3's list, and
+ * every one botocore signs (its HmacV1Auth's), so a call on any of them
+ * (?cors, ?select&select-type=2, ...) is answered, not refused as
+ * SignatureDoesNotMatch.
+ */
 const SUBRESOURCES = new Set([
+  "accelerate",
   "acl",
+  "analytics",
+  "cors",
+  "defaultObjectAcl",
   "delete",
+  "inventory",
   "lifecycle",
   "location",
   "logging",
+  "metrics",
   "notification",
+  "object-lock",
   "partNumber",
   "policy",
+  "replication",
   "requestPayment",
+  "restore",
+  "select",
+  "select-type",
+  "storageClass",
   "response-cache-control",
   "response-content-disposition",
   "response-content-encoding",

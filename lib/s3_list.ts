@@ -12,7 +12,10 @@ import { abortUploads, uploadsIn } from "./s3_multipart.ts";
 import {
   argumentError,
   parseCreateBucket,
+  parseOwnershipControls,
+  S3Error,
   s3Error,
+  schemaError,
   type XmlNode,
   xmlResponse,
   xmlTextResponse,
@@ -328,29 +331,20 @@ export async function bucketExists(s3: S3Request): Promise<boolean> {
 
 /**
  * ListBuckets: every bucket in name order, or those starting with `prefix`,
- * `max-buckets` at a time (1 to 10,000), the next page after the
- * `continuation-token` the last one ended with.
+ * those in `bucket-region`, `max-buckets` at a time (1 to 10,000), the next
+ * page after the `continuation-token` the last one ended with.
  */
 export async function listBuckets(s3: S3Request): Promise<Response> {
   const q = s3.query;
   const prefix = q.get("prefix") ?? "";
-  const max = countParam(q, "max-buckets", {
-    argName: "maxBuckets",
-    cap: 10_000,
-    absent: Infinity,
-  });
-  if (max === 0) {
-    throw argumentError(
-      "Argument maxBuckets must be an integer between 1 and 10000",
-      "max-buckets",
-      "0",
-    );
-  }
+  const region = bucketRegionParam(q);
+  const max = bucketsPageSize(q);
   const token = q.get("continuation-token");
   const after = token ? bucketOfToken(token) : "";
   const regions = await s3.store.index.bucketRegions();
   const all = [...await allBuckets(s3)].sort((a, b) => a[0] < b[0] ? -1 : 1)
-    .filter(([name]) => name.startsWith(prefix) && name > after);
+    .filter(([name]) => name.startsWith(prefix) && name > after)
+    .filter(([name]) => region === null || regionOf(regions.get(name) ?? null) === region);
   const buckets = all.slice(0, max);
   const more = all.length > buckets.length;
   return xmlResponse("ListAllMyBucketsResult", {
@@ -365,6 +359,44 @@ export async function listBuckets(s3: S3Request): Promise<Response> {
     ContinuationToken: more ? base64(encoder.encode(buckets.at(-1)![0])) : undefined,
     Prefix: q.has("prefix") ? prefix : undefined,
   });
+}
+
+/**
+ * ListBuckets' page: `max-buckets` (1 to 10,000; more is served as
+ * 10,000). Without it, every bucket, unless the call names a `prefix`,
+ * `bucket-region` or `continuation-token`: then 10,000, S3's default page
+ * for a paginated ListBuckets.
+ */
+export function bucketsPageSize(q: Map<string, string>): number {
+  const paged = ["prefix", "bucket-region", "continuation-token"].some((name) => q.has(name));
+  const max = countParam(q, "max-buckets", {
+    argName: "maxBuckets",
+    cap: 10_000,
+    absent: paged ? 10_000 : Infinity,
+  });
+  if (max === 0) {
+    throw argumentError(
+      "Argument maxBuckets must be an integer between 1 and 10000",
+      "max-buckets",
+      "0",
+    );
+  }
+  return max;
+}
+
+/**
+ * ListBuckets' `bucket-region`: the region listed buckets are in (as their
+ * BucketRegion names it), null for any; one that cannot be a region's name
+ * (CreateBucket's LOCATION) is 400 InvalidArgument, as S3 answers a region
+ * it does not know.
+ */
+function bucketRegionParam(q: Map<string, string>): string | null {
+  const region = q.get("bucket-region");
+  if (region === undefined) return null;
+  if (LOCATION.test(region)) return region;
+  const err = s3Error("InvalidArgument", `Argument value ${region} is not a valid AWS Region`);
+  err.names.ArgumentName = "bucket-region";
+  throw err;
 }
 
 /** The bucket a ListBuckets continuation-token names: the last of the page before. */
@@ -510,11 +542,31 @@ function checkOwnership(h: Headers) {
     err.names.ArgumentName = "x-amz-object-ownership";
     throw err;
   }
-  throw s3Error(
+  throw ownershipRefused(`${ownership} (x-amz-object-ownership)`);
+}
+
+/** 501 to an Object Ownership that enables ACLs (`what`: the setting, as the call named it). */
+function ownershipRefused(what: string): S3Error {
+  return s3Error(
     "NotImplemented",
-    `Object Ownership ${ownership} (x-amz-object-ownership) is not implemented by this ` +
-      "gateway: it keeps no ACLs, as S3 keeps none with BucketOwnerEnforced",
+    `Object Ownership ${what} is not implemented by this gateway: it keeps no ACLs, as S3 ` +
+      "keeps none with BucketOwnerEnforced",
   );
+}
+
+/**
+ * PutBucketOwnershipControls: BucketOwnerEnforced, what every bucket here
+ * has, is taken (nothing to change); the settings that enable ACLs are
+ * refused as CreateBucket refuses them (501), one S3 has not is 400
+ * MalformedXML, as S3.
+ */
+export async function putOwnershipControls(s3: S3Request): Promise<Response> {
+  if (!await bucketExists(s3)) throw noSuchBucket();
+  const xml = await readWhole(s3.body(), CONFIG_MAX);
+  const ownership = parseOwnershipControls(decoder.decode(xml));
+  if (!OWNERSHIPS.includes(ownership)) throw schemaError();
+  if (ownership !== "BucketOwnerEnforced") throw ownershipRefused(ownership);
+  return new Response(null);
 }
 
 /**

@@ -222,7 +222,7 @@ const parser = new XMLParser({
   trimValues: false,
   // Numeric references too: SDKs write "\n" in a key as "&#x0A;".
   htmlEntities: true,
-  isArray: (name) => name === "Object" || name === "Part",
+  isArray: (name) => name === "Object" || name === "Part" || name === "Rule",
 });
 
 function parse(text: string): { [name: string]: unknown } {
@@ -290,6 +290,28 @@ export function parseCreateBucket(text: string): string {
   }
   const constraint = typeof config === "object" ? config.LocationConstraint : undefined;
   return typeof constraint === "string" ? constraint.trim() : "";
+}
+
+/** A body that parsed but is not what S3's schema allows there, as S3 says it. */
+export function schemaError(): S3Error {
+  return s3Error(
+    "MalformedXML",
+    "The XML you provided was not well-formed or did not validate against our published schema",
+  );
+}
+
+/**
+ * PutBucketOwnershipControls' body: the <ObjectOwnership> of its one
+ * <Rule> (S3's schema allows one), as sent; none, or two rules, is 400
+ * MalformedXML.
+ */
+export function parseOwnershipControls(text: string): string {
+  const controls = parse(text).OwnershipControls as { Rule?: unknown[] } | undefined;
+  const rules = typeof controls === "object" ? controls.Rule ?? [] : [];
+  const rule = rules.length === 1 ? rules[0] as { ObjectOwnership?: unknown } : undefined;
+  const ownership = typeof rule === "object" ? rule.ObjectOwnership : undefined;
+  if (typeof ownership !== "string") throw schemaError();
+  return ownership;
 }
 
 /** One part a CompleteMultipartUpload names. */

@@ -5,12 +5,15 @@
 // compared.
 import {
   CreateBucketCommand,
+  DeleteBucketOwnershipControlsCommand,
   GetBucketOwnershipControlsCommand,
   GetObjectCommand,
   HeadBucketCommand,
   ListBucketsCommand,
+  PutBucketOwnershipControlsCommand,
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
+import { bucketsPageSize } from "../lib/s3_list.ts";
 import { Cluster } from "./cluster.ts";
 import { s3Client } from "./s3_client.ts";
 import { errorAnswer, errorTime, errorXml, s3Fails } from "./s3_answers.ts";
@@ -20,6 +23,12 @@ const NS = "http://s3.amazonaws.com/doc/2006-03-01/";
 
 function bucketName(): string {
   return `as3-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+/** PutBucketOwnershipControls' body with one rule per setting given. */
+function ownershipXml(...settings: string[]): string {
+  const rules = settings.map((s) => `<Rule><ObjectOwnership>${s}</ObjectOwnership></Rule>`);
+  return `<OwnershipControls xmlns="${NS}">${rules.join("")}</OwnershipControls>`;
 }
 
 /**
@@ -32,6 +41,19 @@ function serverTime(body: string, before: number, after: number): string {
   assert(server.endsWith("Z") && at >= before - 1000 && at <= after, server);
   return server;
 }
+
+Deno.test(
+  "ListBuckets pages at 10,000 buckets when it names a prefix, bucket-region or continuation-token without max-buckets, as S3; else it lists all",
+  () => {
+    const page = (query: string) => bucketsPageSize(new Map(new URLSearchParams(query)));
+    assertEquals(
+      ["", "x-id=ListBuckets", "prefix=a", "bucket-region=eu-west-1", "continuation-token=YQ"]
+        .map(page),
+      [Infinity, Infinity, 10_000, 10_000, 10_000],
+    );
+    assertEquals(["max-buckets=3", "prefix=a&max-buckets=20000"].map(page), [3, 10_000]);
+  },
+);
 
 Deno.test("S3's answers, element for element", async (t) => {
   const c = await Cluster.start({ flags: ["-s3"] });
@@ -152,6 +174,46 @@ Deno.test("S3's answers, element for element", async (t) => {
     );
 
     await t.step(
+      "ListBuckets with a bucket-region lists only the buckets in that region",
+      async () => {
+        const prefix = bucketName();
+        const [eu, plain, keyed] = ["a-eu", "b-plain", "c-keyed"].map((n) => `${prefix}-${n}`);
+        await s3.send(
+          new CreateBucketCommand({
+            Bucket: eu,
+            CreateBucketConfiguration: { LocationConstraint: "eu-west-1" },
+          }),
+        );
+        await s3.send(new CreateBucketCommand({ Bucket: plain }));
+        const put = await fetch(`${c.url}/${keyed}/k`, { method: "PUT", body: "v" });
+        await put.body?.cancel();
+        const names = async (BucketRegion: string) => {
+          const out = await s3.send(new ListBucketsCommand({ Prefix: prefix, BucketRegion }));
+          return out.Buckets?.map((b) => b.Name) ?? [];
+        };
+        assertEquals(await names("eu-west-1"), [eu]);
+        assertEquals(await names("us-east-1"), [plain, keyed]);
+        assertEquals(await names("ap-south-2"), []);
+      },
+    );
+
+    await t.step(
+      "ListBuckets with a bucket-region that is no region's name is 400 InvalidArgument naming it",
+      async () => {
+        assertEquals(await errorAnswer(`${c.url}/?bucket-region=no%20region&x-id=ListBuckets`), {
+          status: 400,
+          type: "application/xml",
+          body: errorXml(
+            "InvalidArgument",
+            "Argument value no region is not a valid AWS Region",
+            "<ArgumentName>bucket-region</ArgumentName>",
+            "/",
+          ),
+        });
+      },
+    );
+
+    await t.step(
       "CreateBucket with Object Ownership BucketOwnerEnforced (what the gateway does) makes it",
       async () => {
         const Bucket = bucketName();
@@ -241,6 +303,135 @@ Deno.test("S3's answers, element for element", async (t) => {
           const got = await s3.send(new GetBucketOwnershipControlsCommand({ Bucket }));
           assertEquals(got.OwnershipControls?.Rules, [{ ObjectOwnership: "BucketOwnerEnforced" }]);
         }
+      },
+    );
+
+    await t.step(
+      "PutBucketOwnershipControls with BucketOwnerEnforced (what the gateway does) is taken: 200, Get answers it",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new CreateBucketCommand({ Bucket }));
+        const res = await fetch(`${c.url}/${Bucket}?ownershipControls`, {
+          method: "PUT",
+          body: ownershipXml("BucketOwnerEnforced"),
+        });
+        assertEquals([res.status, await res.text()], [200, ""]);
+        const put = await s3.send(
+          new PutBucketOwnershipControlsCommand({
+            Bucket,
+            OwnershipControls: { Rules: [{ ObjectOwnership: "BucketOwnerEnforced" }] },
+          }),
+        );
+        assertEquals(put.$metadata.httpStatusCode, 200);
+        const got = await s3.send(new GetBucketOwnershipControlsCommand({ Bucket }));
+        assertEquals(got.OwnershipControls?.Rules, [{ ObjectOwnership: "BucketOwnerEnforced" }]);
+      },
+    );
+
+    await t.step(
+      "PutBucketOwnershipControls with ObjectWriter or BucketOwnerPreferred (ACLs kept) is 501 NotImplemented",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new CreateBucketCommand({ Bucket }));
+        for (const ownership of ["ObjectWriter", "BucketOwnerPreferred"]) {
+          assertEquals(
+            await errorAnswer(`${c.url}/${Bucket}?ownershipControls`, {
+              method: "PUT",
+              body: ownershipXml(ownership),
+            }),
+            {
+              status: 501,
+              type: "application/xml",
+              body: errorXml(
+                "NotImplemented",
+                `Object Ownership ${ownership} is not implemented by this gateway: it keeps no ` +
+                  "ACLs, as S3 keeps none with BucketOwnerEnforced",
+                "",
+                `/${Bucket}`,
+              ),
+            },
+          );
+        }
+      },
+    );
+
+    await t.step(
+      "PutBucketOwnershipControls with an Object Ownership S3 has not, two rules or none is 400 MalformedXML",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new CreateBucketCommand({ Bucket }));
+        const bodies = [
+          ownershipXml("Nobody"),
+          ownershipXml("BucketOwnerEnforced", "BucketOwnerEnforced"),
+          ownershipXml(),
+          "<OwnershipControls",
+        ];
+        for (const body of bodies) {
+          assertEquals(
+            await errorAnswer(`${c.url}/${Bucket}?ownershipControls`, { method: "PUT", body }),
+            {
+              status: 400,
+              type: "application/xml",
+              body: errorXml(
+                "MalformedXML",
+                body === bodies[3]
+                  ? "The XML you provided was not well-formed"
+                  : "The XML you provided was not well-formed or did not validate against our " +
+                    "published schema",
+                "",
+                `/${Bucket}`,
+              ),
+            },
+          );
+        }
+      },
+    );
+
+    await t.step("PutBucketOwnershipControls of a missing bucket is 404 NoSuchBucket", async () => {
+      const Bucket = bucketName();
+      assertEquals(
+        await errorAnswer(`${c.url}/${Bucket}?ownershipControls`, {
+          method: "PUT",
+          body: ownershipXml("BucketOwnerEnforced"),
+        }),
+        {
+          status: 404,
+          type: "application/xml",
+          body: errorXml(
+            "NoSuchBucket",
+            "The specified bucket does not exist",
+            `<BucketName>${Bucket}</BucketName>`,
+            `/${Bucket}`,
+          ),
+        },
+      );
+    });
+
+    await t.step(
+      "DeleteBucketOwnershipControls is 501 NotImplemented: without them S3 would take ACLs",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new CreateBucketCommand({ Bucket }));
+        assertEquals(
+          await errorAnswer(`${c.url}/${Bucket}?ownershipControls`, { method: "DELETE" }),
+          {
+            status: 501,
+            type: "application/xml",
+            body: errorXml(
+              "NotImplemented",
+              "DeleteBucketOwnershipControls is not implemented by this gateway: a bucket " +
+                "without ownership controls takes ACLs (ObjectWriter), which the gateway does not keep",
+              "",
+              `/${Bucket}`,
+            ),
+          },
+        );
+        assertEquals(
+          await s3Fails(s3.send(new DeleteBucketOwnershipControlsCommand({ Bucket }))),
+          { name: "NotImplemented", status: 501 },
+        );
+        const got = await s3.send(new GetBucketOwnershipControlsCommand({ Bucket }));
+        assertEquals(got.OwnershipControls?.Rules, [{ ObjectOwnership: "BucketOwnerEnforced" }]);
       },
     );
 

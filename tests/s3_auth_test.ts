@@ -442,3 +442,44 @@ Deno.test("a Signature Version 4A request is the gateway's, answered 501 NotImpl
     ]);
   }
 });
+
+Deno.test(
+  "a Signature Version 2 holds over every sub-resource botocore signs (?cors, ?select&select-type=2, ...)",
+  () => {
+    const date = "Tue, 27 Mar 2007 19:36:42 +0000";
+    const sign = (resource: string) =>
+      createHmac("sha1", CREDS.secretKey).update(`GET\n\n\n${date}\n${resource}`).digest("base64");
+    const refused = [];
+    for (
+      const query of [
+        "accelerate",
+        "cors",
+        "defaultObjectAcl",
+        "restore",
+        "storageClass",
+        "replication",
+        "analytics",
+        "metrics",
+        "inventory",
+        "select&select-type=2",
+        "object-lock",
+      ]
+    ) {
+      const req = {
+        method: "GET",
+        path: "/johnsmith/photos/puppy.jpg",
+        query: `${query}&id=ignored`,
+        headers: new Headers({
+          date,
+          authorization: `AWS ${CREDS.accessKey}:${sign(`/johnsmith/photos/puppy.jpg?${query}`)}`,
+        }),
+      };
+      try {
+        checkSignature(req, CREDS, V2_AT);
+      } catch (err) {
+        refused.push([query, (err as S3Error).code]);
+      }
+    }
+    assertEquals(refused, []);
+  },
+);
