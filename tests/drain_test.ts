@@ -1,6 +1,6 @@
 // A master draining on SIGTERM (lib/server.ts Drain): new requests are
 // refused; those still in flight at the -drain deadline are cut off (503).
-import { createHandler, Drain, ShuttingDown } from "../lib/server.ts";
+import { createHandler, Drain, drainedLine, nothingDrained, ShuttingDown } from "../lib/server.ts";
 import type { Store } from "../lib/store.ts";
 import { metrics } from "../lib/metrics.ts";
 import { assert, assertEquals } from "./assert.ts";
@@ -12,7 +12,7 @@ import {
   status,
   volumeFiles,
 } from "./cluster.ts";
-import { HungVolume } from "./hung_volume.ts";
+import { HeldVolume, HungVolume } from "./hung_volume.ts";
 import { lockIndex } from "./lock_index.ts";
 import { errorXml } from "./s3_answers.ts";
 
@@ -108,34 +108,58 @@ Deno.test("a drain cuts off what is still in flight at its deadline: the signal 
   await new Promise((r) => drain.signal.addEventListener("abort", r, { once: true }));
   assert(drain.signal.reason instanceof ShuttingDown);
   assertEquals(drain.signal.reason.status, 503);
-  drain.leave();
-  assertEquals(await drained, { inflight: 1, cut: 1, cutShort: 0, leftToFinish: 0, unanswered: 0 });
+  drain.answered(503);
+  drain.leave(true);
+  assertEquals(await drained, { ...nothingDrained(), inflight: 1, cut: 1 });
 });
 
 Deno.test("a drain counts a request cut off that has not answered by the end of its grace", async () => {
   const drain = new Drain();
   drain.enter();
   assertEquals(await drain.drain({ deadline: 0, grace: 0 }), {
+    ...nothingDrained(),
     inflight: 1,
-    cut: 1,
-    cutShort: 0,
-    leftToFinish: 0,
+    working: 1,
     unanswered: 1,
+  });
+});
+
+Deno.test("a drain counts the requests that answered other than 503 after its cut by their status, not as cut off", async () => {
+  const drain = new Drain();
+  for (let i = 0; i < 4; i++) drain.enter();
+  const drained = drain.drain({ deadline: 0, grace: 60_000 });
+  await new Promise((r) => drain.signal.addEventListener("abort", r, { once: true }));
+  for (const status of [200, 503, 204, 200]) {
+    drain.answered(status);
+    drain.leave(true);
+  }
+  assertEquals(await drained, {
+    ...nothingDrained(),
+    inflight: 4,
+    cut: 1,
+    finished: { 200: 2, 204: 1 },
   });
 });
 
 Deno.test("a drain tells the answers being sent at its deadline apart: cut short, or left to finish", async () => {
   const drain = new Drain();
   for (let i = 0; i < 3; i++) drain.enter();
-  drain.answered();
-  drain.answered();
+  drain.answered(200);
+  drain.answered(200);
   const drained = drain.drain({ deadline: 0, grace: 60_000 });
   await new Promise((r) => drain.signal.addEventListener("abort", r, { once: true }));
   drain.endedShort();
   drain.leave(true);
   drain.leave(true);
-  drain.leave();
-  assertEquals(await drained, { inflight: 3, cut: 1, cutShort: 1, leftToFinish: 1, unanswered: 0 });
+  drain.answered(503);
+  drain.leave(true);
+  assertEquals(await drained, {
+    ...nothingDrained(),
+    inflight: 3,
+    cut: 1,
+    cutShort: 1,
+    leftToFinish: 1,
+  });
 });
 
 Deno.test("cutOff() (a second SIGTERM) ends the wait for the deadline at once", async () => {
@@ -144,8 +168,9 @@ Deno.test("cutOff() (a second SIGTERM) ends the wait for the deadline at once", 
   const drained = drain.drain({ deadline: 3_600_000, grace: 3_600_000 });
   drain.cutOff();
   assert(drain.signal.aborted);
-  drain.leave();
-  assertEquals(await drained, { inflight: 1, cut: 1, cutShort: 0, leftToFinish: 0, unanswered: 0 });
+  drain.answered(503);
+  drain.leave(true);
+  assertEquals(await drained, { ...nothingDrained(), inflight: 1, cut: 1 });
 });
 
 Deno.test("a drain with nothing in flight cuts nothing off", async () => {
@@ -153,11 +178,30 @@ Deno.test("a drain with nothing in flight cuts nothing off", async () => {
   assertEquals(await drain.drain({ deadline: 0, grace: 0 }), {
     inflight: 0,
     cut: 0,
+    finished: {},
+    working: 0,
     cutShort: 0,
     leftToFinish: 0,
     unanswered: 0,
   });
   assertEquals(drain.signal.aborted, false);
+});
+
+Deno.test("the stop's line counts the requests the cut did not stop by the status each answered", () => {
+  const drained = {
+    ...nothingDrained(),
+    inflight: 5,
+    cut: 1,
+    finished: { 204: 1, 200: 2 },
+    working: 1,
+    unanswered: 1,
+  };
+  assertEquals(
+    drainedLine(drained, { deadline: 1000, grace: 5000 }),
+    "Stopping: 5 request(s) still in flight after 1000 ms (-drain): 1 cut off (answered 503), " +
+      "3 not stopped by the cut (2 answered 200, 1 answered 204), 1 cut off with no answer yet; " +
+      "1 not answered in full within 5000 ms",
+  );
 });
 
 /**
@@ -511,6 +555,49 @@ Deno.test("SIGTERM: the stop's line says a PUT still uploading at the -drain dea
   } finally {
     slow.stop();
     await m.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: the stop's line counts a REBALANCE past its claim at the -drain deadline by the 204 it answered, not as cut off", async () => {
+  const c = await Cluster.start({ volumes: 2, flags: ["-replicas", "2", "-drain", "1s"] });
+  const held = new HeldVolume(c.volumes[0]);
+  await c.stopMaster();
+  const m = await c.spawnMaster([], {}, { stderr: "piped", volumes: [held.volume, c.volumes[1]] });
+  const slow = slowBody();
+  try {
+    const moved = randomKey();
+    assertEquals(await status(m.url + moved, { method: "PUT", body: "moved" }), 201);
+    // A replica lost: REBALANCE claims the key, then copies it back from
+    // the held volume; once the claim is in, the cut does not stop it.
+    const [file] = await volumeFiles(c.volumes[1]);
+    assertEquals(await status(`http://${c.volumes[1]}${file}`, { method: "DELETE" }), 204);
+    held.holdOn("GET", moved);
+    const rebalance = fetch(m.url + moved, { method: "REBALANCE" });
+    await held.arrived;
+    // Cut off at the deadline: its 503 says the cut has come.
+    const cut = randomKey();
+    const put = fetch(m.url + cut, { method: "PUT", body: slow.body });
+    while (await status(m.url + cut, { method: "RELINK" }) !== 409) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const stderr = new Response(m.proc.stderr).text();
+    m.proc.kill("SIGTERM");
+    const putAnswer = await put;
+    await putAnswer.body?.cancel();
+    slow.stop();
+    held.letGo();
+    const rebalanced = await rebalance;
+    await rebalanced.body?.cancel();
+    assertEquals([putAnswer.status, rebalanced.status, (await m.proc.status).code], [503, 204, 0]);
+    assertEquals((await stderr).split("\n").filter((l) => l.startsWith("Stopping")), [
+      "Stopping: 2 request(s) still in flight after 1000 ms (-drain): 1 cut off (answered 503), " +
+      "1 not stopped by the cut (answered 204)",
+    ]);
+  } finally {
+    slow.stop();
+    await m.stop();
+    await held.stop();
     await c.stop();
   }
 });
