@@ -66,8 +66,9 @@ export interface Drained {
   cut: number;
   /**
    * Of those still being worked on, the ones that answered otherwise within
-   * the grace (the cut did not stop them: a write past its first index
-   * write), by status: how many answered each.
+   * the grace (the cut did not stop them: a REBALANCE copying once its
+   * claim is in, a commit the index was trying that lands), by status: how
+   * many answered each.
    */
   finished: { [status: number]: number };
   /** Of those still being worked on, the ones with no answer made by the end of the grace. */
