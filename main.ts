@@ -15,7 +15,14 @@ import { firstAnswer, joinIndex, LOCKED_FOR, openIndex } from "./lib/open.ts";
 import { LOCKED } from "./lib/group_commit.ts";
 import { Store, type StoreOptions } from "./lib/store.ts";
 import type { Index } from "./lib/index_db.ts";
-import { answerFailed, createHandler, Drain, type Drained } from "./lib/server.ts";
+import {
+  answerFailed,
+  createHandler,
+  Drain,
+  type Drained,
+  drainedLine,
+  nothingDrained,
+} from "./lib/server.ts";
 import { health, startProbes } from "./lib/health.ts";
 import {
   logError,
@@ -296,7 +303,7 @@ function stopOnSignals(
   stopping: { drain: Drain; deadline: number },
 ): { leftOpen: Promise<void>; drained: () => Drained } {
   const { drain, deadline } = stopping;
-  let drained: Drained = { inflight: 0, cut: 0, cutShort: 0, leftToFinish: 0, unanswered: 0 };
+  let drained = nothingDrained();
   const leftOpen = Promise.withResolvers<void>();
   const stop = async () => {
     if (drain.draining) return drain.cutOff();
@@ -376,22 +383,8 @@ function logUnindexed(found: Unindexed) {
 
 /** What a stop did to the requests still in flight at its deadline, when there were any. */
 function logStop(drained: Drained, deadline: number) {
-  const { inflight, cut, cutShort, leftToFinish, unanswered } = drained;
-  if (inflight === 0) return;
-  const what = [
-    cut > 0 ? `${cut} cut off (answered 503)` : "",
-    cutShort > 0
-      ? `${cutShort} cut short (an S3 GetObject streaming from a volume: its body ended ` +
-        `before its Content-Length)`
-      : "",
-    leftToFinish > 0 ? `${leftToFinish} left to finish sending their answer` : "",
-  ].filter((s) => s !== "");
-  const late = unanswered > 0 ? `; ${unanswered} not answered in full within ${GRACE} ms` : "";
-  logWarn(
-    `Stopping: ${inflight} request(s) still in flight after ${deadline} ms (-drain): ` +
-      `${what.join(", ")}${late}`,
-    { inflight, cut, cutShort, leftToFinish, unanswered },
-  );
+  if (drained.inflight === 0) return;
+  logWarn(drainedLine(drained, { deadline, grace: GRACE }), { ...drained });
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -59,18 +59,80 @@ export interface DrainOptions {
 export interface Drained {
   /** Requests in flight at the deadline (or the second signal). */
   inflight: number;
-  /** Of those, the ones still being worked on: cut off, answered 503. */
+  /**
+   * Of those, the ones still being worked on (no answer made yet) that
+   * answered 503 within the grace: cut off.
+   */
   cut: number;
   /**
-   * Of those, answers already being sent whose body the cut ended short (an
-   * S3 GetObject's, streaming from a volume): fewer bytes than their
-   * Content-Length, as at a volume's stall.
+   * Of those still being worked on, the ones that answered otherwise within
+   * the grace (the cut did not stop them: a REBALANCE copying once its
+   * claim is in, a commit the index was trying that lands), by status: how
+   * many answered each.
+   */
+  finished: { [status: number]: number };
+  /** Of those still being worked on, the ones with no answer made by the end of the grace. */
+  working: number;
+  /**
+   * Of those in flight, answers already being sent whose body the cut ended
+   * short (an S3 GetObject's, streaming from a volume): fewer bytes than
+   * their Content-Length, as at a volume's stall.
    */
   cutShort: number;
   /** Of those, answers already being sent that the cut left to finish (a body the master holds). */
   leftToFinish: number;
   /** Requests (of the three kinds) whose answer was not delivered by the end of the grace. */
   unanswered: number;
+}
+
+/** What a drain that found nothing in flight (or has not ended) says. */
+export function nothingDrained(): Drained {
+  return {
+    inflight: 0,
+    cut: 0,
+    finished: {},
+    working: 0,
+    cutShort: 0,
+    leftToFinish: 0,
+    unanswered: 0,
+  };
+}
+
+/**
+ * The stopping master's line saying what became of the requests still in
+ * flight at the deadline (`drained`, of a drain with `opts`): each counted
+ * by what it answered, not by what the cut meant for it.
+ */
+export function drainedLine(drained: Drained, opts: DrainOptions): string {
+  const { inflight, cut, finished, working, cutShort, leftToFinish, unanswered } = drained;
+  const what = [
+    cut > 0 ? `${cut} cut off (answered 503)` : "",
+    notStopped(finished),
+    working > 0 ? `${working} cut off with no answer yet` : "",
+    cutShort > 0
+      ? `${cutShort} cut short (an S3 GetObject streaming from a volume: its body ended ` +
+        `before its Content-Length)`
+      : "",
+    leftToFinish > 0 ? `${leftToFinish} left to finish sending their answer` : "",
+  ].filter((s) => s !== "");
+  const late = unanswered > 0 ? `; ${unanswered} not answered in full within ${opts.grace} ms` : "";
+  return `Stopping: ${inflight} request(s) still in flight after ${opts.deadline} ms (-drain): ` +
+    `${what.join(", ")}${late}`;
+}
+
+/**
+ * The requests the cut did not stop, by the status each answered: "1 not
+ * stopped by the cut (answered 200)", "3 not stopped by the cut (2 answered
+ * 200, 1 answered 204)"; "" when there were none.
+ */
+function notStopped(finished: { [status: number]: number }): string {
+  const counts = Object.entries(finished).sort(([a], [b]) => Number(a) - Number(b));
+  const total = counts.reduce((sum, [, n]) => sum + n, 0);
+  if (total === 0) return "";
+  const how = counts.length === 1
+    ? `answered ${counts[0][0]}`
+    : counts.map(([status, n]) => `${n} answered ${status}`).join(", ");
+  return `${total} not stopped by the cut (${how})`;
 }
 
 /**
@@ -80,7 +142,8 @@ export interface Drained {
  * get 503, those in flight finish; at the deadline those left are cut off
  * (`signal`, ShuttingDown: 503, or a streaming body ended short); then it
  * shuts down. A request is in flight from enter() to leave(); answered()
- * says its answer is being sent.
+ * says its answer is being sent, and with what status (what became of one
+ * still being worked on at the cut: cut off, 503, or finished all the same).
  */
 export class Drain {
   #inflight = 0;
@@ -91,6 +154,8 @@ export class Drain {
   #cut = new AbortController();
   /** What was in flight when the cut came. */
   #atCut = { inflight: 0, working: 0 };
+  /** The statuses answered since the cut (by those still being worked on at it), how many each. */
+  #sinceCut = new Map<number, number>();
   #cutShort = 0;
 
   get draining(): boolean {
@@ -107,9 +172,13 @@ export class Drain {
     this.#working++;
   }
 
-  /** The request's answer is made: it is being sent, until leave(). */
-  answered() {
+  /** The request's answer (of `status`) is made: it is being sent, until leave(). */
+  answered(status: number) {
     this.#working--;
+    // No request enters once draining: one answered after the cut was being worked on at it.
+    if (this.#cut.signal.aborted) {
+      this.#sinceCut.set(status, (this.#sinceCut.get(status) ?? 0) + 1);
+    }
   }
 
   /** `answered`: whether answered() was called for it. */
@@ -133,16 +202,29 @@ export class Drain {
    */
   async drain(opts: DrainOptions): Promise<Drained> {
     this.#draining = true;
-    if (await this.#idleWithin(opts.deadline)) {
-      return { inflight: 0, cut: 0, cutShort: 0, leftToFinish: 0, unanswered: 0 };
-    }
+    if (await this.#idleWithin(opts.deadline)) return nothingDrained();
     this.cutOff();
     await this.#idleWithin(opts.grace);
     const { inflight, working } = this.#atCut;
     // A body cut short after its answer was made at the cut itself counts once.
     const cutShort = Math.min(this.#cutShort, inflight - working);
     const leftToFinish = inflight - working - cutShort;
-    return { inflight, cut: working, cutShort, leftToFinish, unanswered: this.#inflight };
+    const finished: { [status: number]: number } = {};
+    let answered = 0;
+    for (const [status, n] of this.#sinceCut) {
+      answered += n;
+      if (status !== 503) finished[status] = n;
+    }
+    return {
+      inflight,
+      cut: this.#sinceCut.get(503) ?? 0,
+      finished,
+      // Gone with no answer made counts here too (its connection closed without one).
+      working: working - answered,
+      cutShort,
+      leftToFinish,
+      unanswered: this.#inflight,
+    };
   }
 
   /** Cuts off the requests in flight now (a second SIGTERM: the deadline is now). */
@@ -264,7 +346,7 @@ async function counted(
   let answered = false;
   try {
     const res = await handle(store, opts, req);
-    drain.answered();
+    drain.answered(res.status);
     answered = true;
     // Cut off by a stopping master (or answered after): the connection
     // goes with the server, not back to a keep-alive pool.

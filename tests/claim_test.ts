@@ -162,3 +162,30 @@ Deno.test("a PUT whose lease ran short while its master was paused gives the key
     assert(!e || !isClaimed(e.rec), `the key is still claimed: ${JSON.stringify(e?.rec)}`);
   });
 });
+
+Deno.test("a claim waiting for its member to join the index again is dropped at its signal's abort, before the join ends: nothing written", async () => {
+  await withIndex(async (index) => {
+    const m = new Membership(index, `m-${crypto.randomUUID()}`, { interval: 100 });
+    index.membership = m;
+    try {
+      await m.join();
+      // Taken for gone: the next write joins again, then waits 2.5 intervals.
+      m.lapsed();
+      const k = key();
+      const cut = new AbortController();
+      const opts = { owner: "me", lease: 60_000, signal: cut.signal };
+      const taking = Claim.take(index, k, null, LIVE.rvolumes, opts);
+      const reason = new Error("Cut off");
+      cut.abort(reason);
+      const first = await Promise.race([
+        taking.then(() => "taken", (err) => err === reason ? "dropped" : `failed: ${err}`),
+        m.ready().then(() => "joined"),
+      ]);
+      assertEquals(first, "dropped");
+      await m.ready();
+      assertEquals(await index.get(k), null);
+    } finally {
+      await m.leave();
+    }
+  });
+});

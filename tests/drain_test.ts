@@ -1,6 +1,6 @@
 // A master draining on SIGTERM (lib/server.ts Drain): new requests are
 // refused; those still in flight at the -drain deadline are cut off (503).
-import { createHandler, Drain, ShuttingDown } from "../lib/server.ts";
+import { createHandler, Drain, drainedLine, nothingDrained, ShuttingDown } from "../lib/server.ts";
 import type { Store } from "../lib/store.ts";
 import { metrics } from "../lib/metrics.ts";
 import { assert, assertEquals } from "./assert.ts";
@@ -12,7 +12,7 @@ import {
   status,
   volumeFiles,
 } from "./cluster.ts";
-import { HungVolume } from "./hung_volume.ts";
+import { HeldVolume, HungVolume } from "./hung_volume.ts";
 import { lockIndex } from "./lock_index.ts";
 import { errorXml } from "./s3_answers.ts";
 
@@ -108,34 +108,58 @@ Deno.test("a drain cuts off what is still in flight at its deadline: the signal 
   await new Promise((r) => drain.signal.addEventListener("abort", r, { once: true }));
   assert(drain.signal.reason instanceof ShuttingDown);
   assertEquals(drain.signal.reason.status, 503);
-  drain.leave();
-  assertEquals(await drained, { inflight: 1, cut: 1, cutShort: 0, leftToFinish: 0, unanswered: 0 });
+  drain.answered(503);
+  drain.leave(true);
+  assertEquals(await drained, { ...nothingDrained(), inflight: 1, cut: 1 });
 });
 
 Deno.test("a drain counts a request cut off that has not answered by the end of its grace", async () => {
   const drain = new Drain();
   drain.enter();
   assertEquals(await drain.drain({ deadline: 0, grace: 0 }), {
+    ...nothingDrained(),
     inflight: 1,
-    cut: 1,
-    cutShort: 0,
-    leftToFinish: 0,
+    working: 1,
     unanswered: 1,
+  });
+});
+
+Deno.test("a drain counts the requests that answered other than 503 after its cut by their status, not as cut off", async () => {
+  const drain = new Drain();
+  for (let i = 0; i < 4; i++) drain.enter();
+  const drained = drain.drain({ deadline: 0, grace: 60_000 });
+  await new Promise((r) => drain.signal.addEventListener("abort", r, { once: true }));
+  for (const status of [200, 503, 204, 200]) {
+    drain.answered(status);
+    drain.leave(true);
+  }
+  assertEquals(await drained, {
+    ...nothingDrained(),
+    inflight: 4,
+    cut: 1,
+    finished: { 200: 2, 204: 1 },
   });
 });
 
 Deno.test("a drain tells the answers being sent at its deadline apart: cut short, or left to finish", async () => {
   const drain = new Drain();
   for (let i = 0; i < 3; i++) drain.enter();
-  drain.answered();
-  drain.answered();
+  drain.answered(200);
+  drain.answered(200);
   const drained = drain.drain({ deadline: 0, grace: 60_000 });
   await new Promise((r) => drain.signal.addEventListener("abort", r, { once: true }));
   drain.endedShort();
   drain.leave(true);
   drain.leave(true);
-  drain.leave();
-  assertEquals(await drained, { inflight: 3, cut: 1, cutShort: 1, leftToFinish: 1, unanswered: 0 });
+  drain.answered(503);
+  drain.leave(true);
+  assertEquals(await drained, {
+    ...nothingDrained(),
+    inflight: 3,
+    cut: 1,
+    cutShort: 1,
+    leftToFinish: 1,
+  });
 });
 
 Deno.test("cutOff() (a second SIGTERM) ends the wait for the deadline at once", async () => {
@@ -144,8 +168,9 @@ Deno.test("cutOff() (a second SIGTERM) ends the wait for the deadline at once", 
   const drained = drain.drain({ deadline: 3_600_000, grace: 3_600_000 });
   drain.cutOff();
   assert(drain.signal.aborted);
-  drain.leave();
-  assertEquals(await drained, { inflight: 1, cut: 1, cutShort: 0, leftToFinish: 0, unanswered: 0 });
+  drain.answered(503);
+  drain.leave(true);
+  assertEquals(await drained, { ...nothingDrained(), inflight: 1, cut: 1 });
 });
 
 Deno.test("a drain with nothing in flight cuts nothing off", async () => {
@@ -153,11 +178,30 @@ Deno.test("a drain with nothing in flight cuts nothing off", async () => {
   assertEquals(await drain.drain({ deadline: 0, grace: 0 }), {
     inflight: 0,
     cut: 0,
+    finished: {},
+    working: 0,
     cutShort: 0,
     leftToFinish: 0,
     unanswered: 0,
   });
   assertEquals(drain.signal.aborted, false);
+});
+
+Deno.test("the stop's line counts the requests the cut did not stop by the status each answered", () => {
+  const drained = {
+    ...nothingDrained(),
+    inflight: 5,
+    cut: 1,
+    finished: { 204: 1, 200: 2 },
+    working: 1,
+    unanswered: 1,
+  };
+  assertEquals(
+    drainedLine(drained, { deadline: 1000, grace: 5000 }),
+    "Stopping: 5 request(s) still in flight after 1000 ms (-drain): 1 cut off (answered 503), " +
+      "3 not stopped by the cut (2 answered 200, 1 answered 204), 1 cut off with no answer yet; " +
+      "1 not answered in full within 5000 ms",
+  );
 });
 
 /**
@@ -515,6 +559,49 @@ Deno.test("SIGTERM: the stop's line says a PUT still uploading at the -drain dea
   }
 });
 
+Deno.test("SIGTERM: the stop's line counts a REBALANCE past its claim at the -drain deadline by the 204 it answered, not as cut off", async () => {
+  const c = await Cluster.start({ volumes: 2, flags: ["-replicas", "2", "-drain", "1s"] });
+  const held = new HeldVolume(c.volumes[0]);
+  await c.stopMaster();
+  const m = await c.spawnMaster([], {}, { stderr: "piped", volumes: [held.volume, c.volumes[1]] });
+  const slow = slowBody();
+  try {
+    const moved = randomKey();
+    assertEquals(await status(m.url + moved, { method: "PUT", body: "moved" }), 201);
+    // A replica lost: REBALANCE claims the key, then copies it back from
+    // the held volume; once the claim is in, the cut does not stop it.
+    const [file] = await volumeFiles(c.volumes[1]);
+    assertEquals(await status(`http://${c.volumes[1]}${file}`, { method: "DELETE" }), 204);
+    held.holdOn("GET", moved);
+    const rebalance = fetch(m.url + moved, { method: "REBALANCE" });
+    await held.arrived;
+    // Cut off at the deadline: its 503 says the cut has come.
+    const cut = randomKey();
+    const put = fetch(m.url + cut, { method: "PUT", body: slow.body });
+    while (await status(m.url + cut, { method: "RELINK" }) !== 409) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const stderr = new Response(m.proc.stderr).text();
+    m.proc.kill("SIGTERM");
+    const putAnswer = await put;
+    await putAnswer.body?.cancel();
+    slow.stop();
+    held.letGo();
+    const rebalanced = await rebalance;
+    await rebalanced.body?.cancel();
+    assertEquals([putAnswer.status, rebalanced.status, (await m.proc.status).code], [503, 204, 0]);
+    assertEquals((await stderr).split("\n").filter((l) => l.startsWith("Stopping")), [
+      "Stopping: 2 request(s) still in flight after 1000 ms (-drain): 1 cut off (answered 503), " +
+      "1 not stopped by the cut (answered 204)",
+    ]);
+  } finally {
+    slow.stop();
+    await m.stop();
+    await held.stop();
+    await c.stop();
+  }
+});
+
 /**
  * Waits until the index holds a writer's claim on `key`: a record with a
  * lease (a PUT's "writing" one, or a REPLACE's hold on the live one).
@@ -527,6 +614,16 @@ async function claimCommitted(c: Cluster, key: string): Promise<void> {
     ) {
       await new Promise((r) => setTimeout(r, 20));
     }
+  } finally {
+    kv.close();
+  }
+}
+
+/** The versionstamp of `key`'s record in `c`'s index (null: none): changed by every write of it. */
+async function recordStamp(c: Cluster, key: string): Promise<string | null> {
+  const kv = await Deno.openKv(`${c.db}/index.sqlite3`);
+  try {
+    return (await kv.get(["k", new TextEncoder().encode(key)])).versionstamp;
   } finally {
     kv.close();
   }
@@ -640,9 +737,12 @@ Deno.test("SIGTERM: a REPLACE uploading at the -drain deadline on a locked index
  * SIGTERMs the master with `init` of `key` in flight on an index whose
  * write lock another process has held past two of the master's heartbeats:
  * the request's write then waits for the master to join the index again
- * (lib/membership.ts ready), behind a heartbeat the lock holds. Returns its
- * answer (status 0: none came, the connection closed) and the exit code;
- * the lock is released once the master has exited. `probe`: writingNow's.
+ * (lib/membership.ts ready). The lock goes right after the SIGTERM: the
+ * master's heartbeat then lands, and its writes wait 2.5 heartbeat
+ * intervals more (as a member's that rejoins), past the -drain of 1 s: a
+ * write that does not take the cut-off's signal lands after it (as
+ * stopS3WhileRejoining's). Returns its answer (status 0: none came, the
+ * connection closed) and the exit code. `probe`: writingNow's.
  */
 async function stopWhileRejoining(
   c: Cluster,
@@ -650,37 +750,39 @@ async function stopWhileRejoining(
   init: RequestInit,
   probe?: string,
 ): Promise<{ status: number; body: string; code: number }> {
-  const unlock = lockIndex(`${c.db}/index.sqlite3`);
+  let unlock: (() => void) | null = lockIndex(`${c.db}/index.sqlite3`);
   try {
     // Time is the event here: two heartbeat intervals (1 s) with none landing.
     await new Promise((r) => setTimeout(r, 2_500));
     const answer = fetch(c.url + key, init).catch(() => null);
     await writingNow(c, key, probe);
-    // A read of another key, queued behind the request's read of its record
-    // (Deno KV runs one operation at a time): once it is answered, the
-    // request is past its read and waits to write.
-    assertEquals(await status(c.url + randomKey(), { method: "RELINK" }), 404);
     const master = c.masterProcess!;
     master.kill("SIGTERM");
+    unlock();
+    unlock = null;
     const res = await answer;
     const body = res ? await res.text() : "(no answer)";
     return { status: res?.status ?? 0, body, code: (await master.status).code };
   } finally {
-    unlock();
+    unlock?.();
   }
 }
 
-Deno.test("SIGTERM: a REPLACE waiting for its master to rejoin a locked index at the -drain deadline answers 503 in time, the old value stays, and the master exits 0", async () => {
+Deno.test("SIGTERM: a REPLACE waiting for its master to rejoin the index at the -drain deadline answers 503 with nothing written to the index, the old value stays, and the master exits 0", async () => {
   const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
   try {
     const k = randomKey();
     assertEquals(await status(c.url + k, { method: "PUT", body: "old" }), 201);
     const files = await volumeFiles(c.volumes[0]);
+    const stamp = await recordStamp(c, k);
     assertEquals(await stopWhileRejoining(c, k, { method: "REPLACE", body: "new" }), {
       status: 503,
       body: CUT_OFF,
       code: 0,
     });
+    // Not its claim taken after the cut, then given back: its value's
+    // write is cut off too, the same 503 and old value after.
+    assertEquals(await recordStamp(c, k), stamp);
     await c.startMaster();
     assertEquals(await (await fetch(c.url + k)).text(), "old");
     assertEquals(await volumeFiles(c.volumes[0]), files);
@@ -689,7 +791,7 @@ Deno.test("SIGTERM: a REPLACE waiting for its master to rejoin a locked index at
   }
 });
 
-Deno.test("SIGTERM: a DELETE waiting for its master to rejoin a locked index at the -drain deadline answers 503 in time, the key stays live, and the master exits 0", async () => {
+Deno.test("SIGTERM: a DELETE waiting for its master to rejoin the index at the -drain deadline answers 503, the key stays live, and the master exits 0", async () => {
   const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
   try {
     const k = randomKey();
@@ -706,7 +808,7 @@ Deno.test("SIGTERM: a DELETE waiting for its master to rejoin a locked index at 
   }
 });
 
-Deno.test("SIGTERM: an UNLINK waiting for its master to rejoin a locked index at the -drain deadline answers 503 in time, the key stays live, and the master exits 0", async () => {
+Deno.test("SIGTERM: an UNLINK waiting for its master to rejoin the index at the -drain deadline answers 503, the key stays live, and the master exits 0", async () => {
   const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
   try {
     const k = randomKey();
@@ -723,7 +825,7 @@ Deno.test("SIGTERM: an UNLINK waiting for its master to rejoin a locked index at
   }
 });
 
-Deno.test("SIGTERM: a RELINK waiting for its master to rejoin a locked index at the -drain deadline answers 503 in time, the key stays unlinked, and the master exits 0", async () => {
+Deno.test("SIGTERM: a RELINK waiting for its master to rejoin the index at the -drain deadline answers 503, the key stays unlinked, and the master exits 0", async () => {
   const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
   try {
     const k = randomKey();
@@ -743,7 +845,7 @@ Deno.test("SIGTERM: a RELINK waiting for its master to rejoin a locked index at 
   }
 });
 
-Deno.test("SIGTERM: a REBALANCE waiting for its master to rejoin a locked index at the -drain deadline answers 503 in time, the key stays as it was, and the master exits 0", async () => {
+Deno.test("SIGTERM: a REBALANCE waiting for its master to rejoin the index at the -drain deadline answers 503, the key stays as it was, and the master exits 0", async () => {
   const c = await Cluster.start({ volumes: 2, flags: ["-replicas", "2", "-drain", "1s"] });
   try {
     const k = randomKey();

@@ -48,3 +48,38 @@ export class HungVolume extends VolumeProxy {
     return new Response(body, { status: res.status, headers: res.headers });
   }
 }
+
+/**
+ * A volume that holds the requests `holdOn` picks (none until set) until
+ * letGo(), then passes them on: the master's call waits, then is answered
+ * as the volume answers it. `arrived` resolves once it holds one.
+ */
+export class HeldVolume extends VolumeProxy {
+  #holds: ((req: Request) => boolean) | null = null;
+  readonly #arrived = Promise.withResolvers<void>();
+  readonly #go = Promise.withResolvers<void>();
+
+  get arrived(): Promise<void> {
+    return this.#arrived.promise;
+  }
+
+  /** Holds `method` requests for `key`'s file. */
+  holdOn(method: string, key: string) {
+    const path = key2path(new TextEncoder().encode(key));
+    this.#holds = (req) => req.method === method && new URL(req.url).pathname.endsWith(path);
+  }
+
+  /** Passes on the requests held, and those that come after. */
+  letGo() {
+    this.#holds = null;
+    this.#go.resolve();
+  }
+
+  protected override async handle(req: Request): Promise<Response> {
+    if (this.#holds?.(req)) {
+      this.#arrived.resolve();
+      await this.#go.promise;
+    }
+    return await this.forward(req);
+  }
+}
