@@ -239,14 +239,12 @@ export class Store {
       if (prev?.rec.next) return unfinishedSwitch();
       const kvolumes = this.kvolumes(key);
       const signal = opts.signal;
-      let claim;
-      try {
-        claim = await Claim.take(this.index, key, prev, kvolumes, { ...this.opts, signal });
-      } catch (err) {
-        const answer = dropped(err, signal);
-        if (answer) return answer;
-        throw err;
-      }
+      const took = await orDropped(
+        Claim.take(this.index, key, prev, kvolumes, { ...this.opts, signal }),
+        signal,
+      );
+      if ("answer" in took) return took.answer;
+      const claim = took.value;
       if (!claim) return inFlight();
       // Read once the claim is in the index: its commit carried this
       // master's fence, which a rebuild removes before it marks the index.
@@ -492,14 +490,12 @@ export class Store {
       const unexpected = opts.expect?.(prev.rec);
       if (unexpected) return unexpected;
       // The hold is a compare-and-set on the record just checked.
-      let claim;
-      try {
-        claim = await Claim.hold(this.index, key, prev, { ...this.opts, signal: opts.signal });
-      } catch (err) {
-        const answer = dropped(err, opts.signal);
-        if (answer) return answer;
-        throw err;
-      }
+      const held = await orDropped(
+        Claim.hold(this.index, key, prev, { ...this.opts, signal: opts.signal }),
+        opts.signal,
+      );
+      if ("answer" in held) return held.answer;
+      const claim = held.value;
       if (!claim) return inFlight();
       const kvolumes = this.kvolumes(key);
       const path = key2path(key);
@@ -969,18 +965,13 @@ export class Store {
     opts: { stop?: AbortSignal } = {},
   ): Promise<Outcome> {
     const { stop } = opts;
-    let claim;
-    try {
-      // A compare-and-set on the record read: one changed since is not ours to delete.
-      claim = await Claim.take(this.index, key, prev, prev.rec.rvolumes, {
-        ...this.opts,
-        signal: stop,
-      });
-    } catch (err) {
-      const answer = dropped(err, stop);
-      if (answer) return answer;
-      throw err;
-    }
+    // A compare-and-set on the record read: one changed since is not ours to delete.
+    const took = await orDropped(
+      Claim.take(this.index, key, prev, prev.rec.rvolumes, { ...this.opts, signal: stop }),
+      stop,
+    );
+    if ("answer" in took) return took.answer;
+    const claim = took.value;
     if (!claim) return inFlight();
     if (!claim.holds) {
       await claim.release().catch(() => {});
@@ -1060,15 +1051,9 @@ export class Store {
     rec: Record,
     stop: AbortSignal | undefined,
   ): Promise<Outcome> {
-    let vs;
-    try {
-      vs = await this.index.cas(key, prev.versionstamp, rec, { signal: stop });
-    } catch (err) {
-      const answer = dropped(err, stop);
-      if (answer) return answer;
-      throw err;
-    }
-    return vs === null ? inFlight() : { status: 204 };
+    const vs = await orDropped(this.index.cas(key, prev.versionstamp, rec, { signal: stop }), stop);
+    if ("answer" in vs) return vs.answer;
+    return vs.value === null ? inFlight() : { status: 204 };
   }
 
   /**
@@ -1160,14 +1145,12 @@ export class Store {
     // Held while copying, on every master of the index: a write of the key
     // elsewhere meanwhile would put files where this copy goes, and the
     // loser's cleanup would then delete the winner's live replicas.
-    let claim;
-    try {
-      claim = await Claim.hold(this.index, key, prev, { ...this.opts, signal: stop });
-    } catch (err) {
-      const answer = dropped(err, stop);
-      if (answer) return answer;
-      throw err;
-    }
+    const held = await orDropped(
+      Claim.hold(this.index, key, prev, { ...this.opts, signal: stop }),
+      stop,
+    );
+    if ("answer" in held) return held.answer;
+    const claim = held.value;
     if (!claim) return inFlight();
     // Copies sent whole and never answered (a failed try, when another
     // source is tried next): a volume may store one yet, over the file of
@@ -1447,13 +1430,22 @@ const LOST = "Value lost: the index has the key live but every replica answered 
   "no such file; run verify to list every such key, then restore the file or DELETE the key";
 
 /**
- * The answer to a write whose claim on the key was dropped unwritten at
- * `signal`'s abort (cut off by a stopping master, or the client gone, while
- * it waited to be written: behind a heartbeat or a commit that a locked
- * index holds); null when `err` is another failure.
+ * `write`'s value, or the answer to a write whose index write was dropped
+ * unwritten at `signal`'s abort (cut off by a stopping master, or the client
+ * gone, while it waited to be written: behind a heartbeat or a commit that a
+ * locked index holds, or for its master to join the index again). Other
+ * failures are thrown as they came.
  */
-function dropped(err: unknown, signal: AbortSignal | undefined): Outcome | null {
-  return signal?.aborted && err === signal.reason ? failedWrite(sourceError(err)) : null;
+async function orDropped<T>(
+  write: Promise<T>,
+  signal: AbortSignal | undefined,
+): Promise<{ value: T } | { answer: Outcome }> {
+  try {
+    return { value: await write };
+  } catch (err) {
+    if (signal?.aborted && err === signal.reason) return { answer: failedWrite(sourceError(err)) };
+    throw err;
+  }
 }
 
 /** A write that failed: the client's body (400, 408) or a volume (500). */
