@@ -428,12 +428,11 @@ function fromMemory(store: Store, req: Request, opts: ServerOptions): Response |
 }
 
 /**
- * A volume name check's marker PUT (lib/aliases.ts) reached this master:
- * another master (or tool) names it in -volumes. Taken as a key, the marker
- * let that master start, and every replica it wrote here became a key.
+ * The answer to a volume name check's marker PUT (lib/aliases.ts) that
+ * reached this master: another master (or tool) names it in -volumes. Taken
+ * as a key, the marker let that master start, and every replica it wrote
+ * here became a key.
  */
-class NamedAsVolume extends Error {}
-
 const NAMED_AS_VOLUME =
   "This is an mkv master, not a volume: a master or tool names it in -volumes";
 
@@ -488,12 +487,12 @@ async function answer(
   at: { started: number; named: { key: string; what: string } },
 ): Promise<Response> {
   const { started, named } = at;
-  if (req.headers.has(NAME_CHECK)) throw new NamedAsVolume(NAMED_AS_VOLUME);
   checkHost(req.headers.get("host"));
   const target = parseTarget(req.url);
   named.key = target.query ? `${target.rawPath}?${target.query}` : target.rawPath;
   const s3 = opts.s3 !== undefined && isS3(req, target, opts.s3);
   named.what = s3 ? `S3 ${req.method} ${target.rawPath}` : `${req.method} ${named.key}`;
+  if (req.headers.has(NAME_CHECK)) return text(MASTER_ANSWER, NAMED_AS_VOLUME);
   const refuse = (message: string) =>
     s3 ? s3Refusal(message, target, req.method === "HEAD") : text(503, message);
   const routed = () => route(store, opts, req, { target, s3 });
@@ -516,8 +515,6 @@ function errorAnswer(err: unknown): Response {
   // Fenced: the write was not made; once the master has joined again, it can be.
   return err instanceof BadRequest
     ? text(400, err.message)
-    : err instanceof NamedAsVolume
-    ? text(MASTER_ANSWER, err.message)
     : err instanceof RebuildRunning
     ? text(503, REBUILD_RUNNING)
     : err instanceof IndexGone || err instanceof ShuttingDown
