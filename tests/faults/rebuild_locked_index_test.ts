@@ -6,7 +6,7 @@
 // the index under it (the master then answered 503 until the rebuild was
 // done). Its watch now starts over when its own heartbeat is held up.
 import { Cluster, randomBytes, randomKey, runMain, status } from "../cluster.ts";
-import { assertEquals } from "../assert.ts";
+import { assert, assertEquals } from "../assert.ts";
 import { lockIndex } from "../lock_index.ts";
 import { sleep, SlowListing } from "./rebuild_faults.ts";
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
@@ -69,7 +69,7 @@ Deno.test("rebuild refuses beside a live master whose heartbeats a locked index 
   }
 });
 
-Deno.test("of two rebuilds started at once, one rebuilds and the other exits 1 naming the other rebuild", async () => {
+Deno.test("of two rebuilds started at once, never both rebuild: one that exits 1 names the other rebuild", async () => {
   const c = await Cluster.start();
   const proxies = c.volumes.map((v) => new SlowListing(v));
   const volumes = proxies.map((p) => p.volume);
@@ -81,16 +81,21 @@ Deno.test("of two rebuilds started at once, one rebuilds and the other exits 1 n
     await c.stopMaster();
     const args = ["rebuild", "-db", c.db, "-volumes", volumes.join(",")];
     const done = await Promise.all([runMain(args), runMain(args)]);
+    // One goes on and the other exits 1; at worst, in the narrow race README
+    // names (both registered before either looked again: a run held up
+    // under load), both exit 1, the index untouched. Never both go on.
     const codes = done.map((d) => d.code).sort();
-    const refused = done.find((d) => d.code === 1);
-    assertEquals(
-      [codes, refused?.stderr],
-      [
-        [0, 1],
-        "rebuild: another rebuild is running on this index; let it finish " +
-        "(each empties the index before it reads the volumes)\n",
-      ],
+    assert(
+      codes.join() === "0,1" || codes.join() === "1,1",
+      done.map((d) => `${d.code}: ${d.stderr}`).join("\n"),
     );
+    for (const refused of done.filter((d) => d.code === 1)) {
+      assertEquals(
+        refused.stderr,
+        "rebuild: another rebuild is running on this index; let it finish " +
+          "(each empties the index before it reads the volumes)\n",
+      );
+    }
     await c.startMaster([], volumes);
     assertEquals(await status(c.url + key), 302);
   } finally {
