@@ -499,11 +499,27 @@ export async function remoteDelete(
   opts: { signal?: AbortSignal } = {},
 ): Promise<void> {
   const res = await smallCall("delete", "DELETE", url, { ms: timeout, signal: opts.signal });
-  if (res.status !== 204 && res.status !== 404) {
+  const gone = res.status === 204 || res.status === 404 ||
+    (res.status === 409 && await noFileAt(url, { timeout, signal: opts.signal }));
+  if (!gone) {
     const message = `Cannot DELETE "${url}": status ${res.status}`;
     throw failed(volumeOf(url), "delete", "error", message, res.status);
   }
   succeeded(volumeOf(url), "delete");
+}
+
+/**
+ * True when a HEAD finds no file at url: after a DELETE's 409, which nginx
+ * answers when a file stands where a folder of the path should be (ENOTDIR;
+ * HEAD 404) or a folder where the file should be (EISDIR; HEAD 301), and
+ * also for a `min_delete_depth` refusal, which leaves the file there (200).
+ */
+async function noFileAt(
+  url: string,
+  opts: { timeout: number; signal?: AbortSignal },
+): Promise<boolean> {
+  const head = await headStatus(url, opts.timeout, { signal: opts.signal });
+  return head === 404 || head === 301;
 }
 
 /**

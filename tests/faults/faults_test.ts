@@ -4,7 +4,7 @@
 import { Cluster, randomBytes, randomKey, runMain, status, volumeFiles } from "../cluster.ts";
 import { assert, assertEquals } from "../assert.ts";
 import { createHash } from "node:crypto";
-import { md5, toHex } from "../../lib/keys.ts";
+import { key2path, md5, toHex } from "../../lib/keys.ts";
 
 /** The keys listed as "writing" (a failed write that could not clean up). */
 async function writing(c: Cluster): Promise<string[]> {
@@ -211,6 +211,52 @@ Deno.test("a volume that answers 5xx: the PUT fails and the copies on other volu
     await Deno.chmod(c.volumeDir(2), 0o755);
     for (const v of c.volumes) assertEquals(await volumeFiles(v), [], `no file left on ${v}`);
     assertEquals(await status(c.url + k, { method: "PUT", body: "now" }), 201);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("a file where the key's folder should be: the PUT fails and the key is not left writing", async () => {
+  const c = await Cluster.start({ flags: ["-subvolumes", "1"] });
+  try {
+    const k = randomKey();
+    // A file named as the key's first folder (a long key's segment, or an
+    // operator's stray file): nginx cannot make the folder (500) and answers
+    // the clean-up DELETE 409 (ENOTDIR), though no file of the key can exist.
+    const folder = key2path(new TextEncoder().encode(k)).split("/")[1];
+    await Deno.writeTextFile(`${c.volumeDir(1)}/${folder}`, "in the way");
+    const res = await fetch(c.url + k, { method: "PUT", body: "never" });
+    const text = await res.text();
+    assertEquals(res.status, 500);
+    assert(text.includes(`"http://${c.volumes[1]}`), text);
+    assertEquals(await writing(c), []);
+    assertEquals(await status(c.url + k), 404);
+    for (const v of [0, 2]) assertEquals(await volumeFiles(c.volumes[v]), []);
+    assertEquals(await volumeFiles(c.volumes[1]), [`/${folder}`]);
+    await Deno.remove(`${c.volumeDir(1)}/${folder}`);
+    assertEquals(await status(c.url + k, { method: "PUT", body: "now" }), 201);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("a folder where the key's file should be: the PUT fails and the key is not left writing", async () => {
+  const c = await Cluster.start({ flags: ["-subvolumes", "1"] });
+  try {
+    const k = randomKey();
+    // A longer key's folder of the long-key layout, where this key's file
+    // goes: nginx answers the clean-up DELETE 409 (EISDIR).
+    const path = key2path(new TextEncoder().encode(k));
+    await Deno.mkdir(`${c.volumeDir(2)}${path}/more`, { recursive: true });
+    await Deno.writeTextFile(`${c.volumeDir(2)}${path}/more/x`, "a longer key's");
+    const res = await fetch(c.url + k, { method: "PUT", body: "never" });
+    const text = await res.text();
+    assertEquals(res.status, 500);
+    assert(text.includes(`"http://${c.volumes[2]}`), text);
+    assertEquals(await writing(c), []);
+    assertEquals(await status(c.url + k), 404);
+    for (const v of [0, 1]) assertEquals(await volumeFiles(c.volumes[v]), []);
+    assertEquals(await volumeFiles(c.volumes[2]), [`${path}/more/x`]);
   } finally {
     await c.stop();
   }
