@@ -290,6 +290,25 @@ Deno.test("rebuild whose -volumes name no readable volume exits 1 and leaves the
   }
 });
 
+Deno.test("rebuild refused for its volumes leaves a -db that did not exist not made", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mkv-test-" });
+  try {
+    const db = `${dir}/indexdb`;
+    const volumes = [freePort(), freePort(), freePort()].map((p) => `127.0.0.1:${p}`).join(",");
+    const r = await runMain(["rebuild", "-volumes", volumes, "-db", db]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assert(
+      r.stdout.includes(
+        "rebuild: no volume's root could be read (is -volumes right?); the index was not changed:",
+      ),
+      r.stdout,
+    );
+    assertEquals([...Deno.readDirSync(dir)], []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 /**
  * A key written through `c`'s master (then stopped) and, on its first
  * volume, a file of each key `<that key>/<end repeated 2,100 times>`: too

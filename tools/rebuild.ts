@@ -35,14 +35,23 @@ export async function rebuild(flags: FlagValues): Promise<number> {
     concurrency: concurrencyOf(flags),
     skipUnreadable: flags["skip-unreadable"] === true,
   };
-  const index = await openIndex(requireDb(flags));
+  const db = requireDb(flags);
+  const timeout = rootsTimeout(opts);
+  // A run refused for the volumes' roots changes nothing, not even a -db
+  // folder that did not exist: read before the index is opened (and before
+  // it registers and removes the fences of members taken for stopped: a
+  // master only paused would lose the write it was making).
+  const first = await readRoots(opts.volumes, timeout);
+  const refusedEarly = refusedRoots(first, how.skipUnreadable);
+  if (refusedEarly !== null) return refusedEarly;
+  const index = await openIndex(db);
   await firstAnswer(
     index,
     `rebuild: ${LOCKED_FOR}; nothing was changed: run rebuild again once the lock is released`,
   );
   const run = { marked: false };
   try {
-    return await rebuildIndex(index, opts, how, run);
+    return await rebuildIndex(index, opts, how, { first, run });
   } catch (err) {
     if (fencedIn(err)) {
       // Two rebuilds that passed their checks at once (a narrow race): the
@@ -87,16 +96,10 @@ async function rebuildIndex(
   index: Index,
   opts: StoreOptions,
   { concurrency, skipUnreadable }: How,
-  run: { marked: boolean },
+  { first, run }: { first: Roots; run: { marked: boolean } },
 ): Promise<number> {
   const id = `${REBUILD}${Deno.pid}`;
-  const timeout = Math.max(opts.voltimeout, 10_000);
-  // A run refused for the volumes' roots changes nothing: read before it
-  // registers and removes the fences of members taken for stopped (a
-  // master only paused would lose the write it was making).
-  const first = await readRoots(opts.volumes, timeout);
-  const refusedEarly = refusedRoots(first, skipUnreadable);
-  if (refusedEarly !== null) return refusedEarly;
+  const timeout = rootsTimeout(opts);
   // It empties the index first: never under a master (or tool) using it.
   // (One paused past its heartbeat looks gone: it answers 503 once resumed
   // while this runs, lib/server.ts.) Records left by members that died are
@@ -327,6 +330,11 @@ interface Roots {
   unreadable: string[];
   /** Why, one line each. */
   errors: string[];
+}
+
+/** How long a volume's listing may take: -voltimeout, at least 10 s. */
+function rootsTimeout(opts: StoreOptions): number {
+  return Math.max(opts.voltimeout, 10_000);
 }
 
 async function readRoots(volumes: string[], timeout: number): Promise<Roots> {
