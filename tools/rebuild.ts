@@ -100,6 +100,64 @@ async function rebuildIndex(
 ): Promise<number> {
   const id = `${REBUILD}${Deno.pid}`;
   const timeout = rootsTimeout(opts);
+  const refusedMembers = await register(index, id, opts);
+  if (refusedMembers !== null) return refusedMembers;
+  const w: Walker = { timeout, errors: [] };
+  const started = performance.now();
+  const progress = new Progress("rebuild", { main: "keys" });
+  try {
+    // Read again, now that no other member can write: one paused at the
+    // check may have made a subvolume's folder since (its first key), whose
+    // record the emptying would drop. (Refused now, a volume went down
+    // meanwhile: the fences are gone, and the index unchanged as before.)
+    // Those skipped already are not waited on again (a hung one takes
+    // -voltimeout, at least 10 s).
+    const roots = await readRootsAgain(opts.volumes, first, timeout);
+    const refused = refusedRoots(roots, skipUnreadable);
+    if (refused !== null) return refused;
+    progress.add("volumes", roots.vols.length);
+    // Until it has read every folder, the index lacks keys the volumes hold:
+    // verify -repair must not take their files for orphans meanwhile. The
+    // mark and the emptying carry this run's fence, as its records do: taken
+    // for stopped before either (paused past its heartbeat: masters write
+    // again), it changes nothing more.
+    await index.markIncomplete({ at: Date.now(), why: "a rebuild began and has not finished" });
+    run.marked = true;
+    const cleared = await index.clear();
+    if (cleared > 0) logInfo(`rebuild: cleared ${plural(cleared, "record")}`);
+    const folders = await keyFolders(w, roots.vols, { concurrency, progress });
+    const tally: Tally = { keys: 0, differ: [], unwritten: [], tooLong: [] };
+    await pool(folders, concurrency, async ([folder, cdVols]) => {
+      const found = await keysIn(w, cdVols, folder);
+      const written = await Promise.allSettled(
+        found.map((f) => recordKey(index, f, { opts, tally, progress })),
+      );
+      const fenced = written.find((w) => w.status === "rejected");
+      if (fenced) throw fenced.reason;
+      progress.add("folders");
+    });
+    progress.done();
+    const secs = (performance.now() - started) / 1000;
+    logInfo(
+      `rebuild: ${plural(tally.keys, "key")} recorded from ${
+        plural(roots.vols.length, "(sub)volume")
+      } ` +
+        `in ${secs.toFixed(1)}s${skipped(tally.tooLong.length, tally.unwritten.length)}`,
+    );
+    reportTally(tally);
+    reportUnread(roots, w.errors);
+    return await markEnd(index, tally, { unreadable: roots.unreadable, folderErrors: w.errors });
+  } finally {
+    progress.stop();
+    await index.membership?.leave();
+  }
+}
+
+/**
+ * Registers the run as the index's one member, every other member's fence
+ * removed; the exit code when another member is live (said why), else null.
+ */
+async function register(index: Index, id: string, opts: StoreOptions): Promise<number | null> {
   // It empties the index first: never under a master (or tool) using it.
   // (One paused past its heartbeat looks gone: it answers 503 once resumed
   // while this runs, lib/server.ts.) Records left by members that died are
@@ -125,168 +183,170 @@ async function rebuildIndex(
   // index being refilled. (A rebuild's check writes nothing: it sees this
   // one registered and exits.)
   const late = await index.evictAll(lapsed, (other) => other === id || other.startsWith(CHECK));
-  if (late.length > 0) {
-    await index.membership?.leave();
-    return refuse(late);
+  if (late.length === 0) return null;
+  await index.membership?.leave();
+  return refuse(late);
+}
+
+/** Every key folder ("/ab/cd/") of `vols`, with the (sub)volumes that have it. */
+async function keyFolders(
+  w: Walker,
+  vols: string[],
+  { concurrency, progress }: { concurrency: number; progress: Progress },
+): Promise<[string, string[]][]> {
+  const tops = await hexFolders(w, vols, "/");
+  const folders: [string, string[]][] = [];
+  await pool(tops.entries(), concurrency, async ([ab, abVols]) => {
+    const subs = await hexFolders(w, abVols, `/${ab}/`);
+    for (const [cd, cdVols] of subs) folders.push([`/${ab}/${cd}/`, cdVols]);
+    progress.add("folders");
+  });
+  return folders;
+}
+
+/** What a run recorded and left out. */
+interface Tally {
+  /** Keys recorded. */
+  keys: number;
+  /** Keys whose copies differ in size, each with the copies kept. */
+  differ: string[];
+  /** Keys found whose record the index refused. */
+  unwritten: string[];
+  /** Keys found too long for the index (Go mkv has no such limit). */
+  tooLong: string[];
+}
+
+/** Records key `f` as live on its newest copies, counted in `tally`. */
+async function recordKey(
+  index: Index,
+  f: Found,
+  { opts, tally, progress }: { opts: StoreOptions; tally: Tally; progress: Progress },
+): Promise<void> {
+  const name = JSON.stringify(decoder.decode(f.key));
+  if (!keyFits(f.key)) {
+    tally.tooLong.push(`${name} on ${f.volumes.join(", ")}`);
+    progress.add("skipped");
+    return;
   }
-  const w: Walker = { timeout, errors: [] };
-  const started = performance.now();
-  const progress = new Progress("rebuild", { main: "keys" });
-  try {
-    // Read again, now that no other member can write: one paused at the
-    // check may have made a subvolume's folder since (its first key), whose
-    // record the emptying would drop. (Refused now, a volume went down
-    // meanwhile: the fences are gone, and the index unchanged as before.)
-    // Those skipped already are not waited on again (a hung one takes
-    // -voltimeout, at least 10 s).
-    const roots = await readRootsAgain(opts.volumes, first, timeout);
-    const refused = refusedRoots(roots, skipUnreadable);
-    if (refused !== null) return refused;
-    const { vols, unreadable, errors: rootErrors } = roots;
-    progress.add("volumes", vols.length);
-    // Until it has read every folder, the index lacks keys the volumes hold:
-    // verify -repair must not take their files for orphans meanwhile. The
-    // mark and the emptying carry this run's fence, as its records do: taken
-    // for stopped before either (paused past its heartbeat: masters write
-    // again), it changes nothing more.
-    await index.markIncomplete({ at: Date.now(), why: "a rebuild began and has not finished" });
-    run.marked = true;
-    const cleared = await index.clear();
-    if (cleared > 0) logInfo(`rebuild: cleared ${plural(cleared, "record")}`);
-    const tops = await hexFolders(w, vols, "/");
-    const folders: [string, string[]][] = [];
-    await pool(tops.entries(), concurrency, async ([ab, abVols]) => {
-      const subs = await hexFolders(w, abVols, `/${ab}/`);
-      for (const [cd, cdVols] of subs) folders.push([`/${ab}/${cd}/`, cdVols]);
-      progress.add("folders");
-    });
-    /** Keys recorded. */
-    let keys = 0;
-    const differ: string[] = [];
-    /** Keys found whose record the index refused. */
-    const unwritten: string[] = [];
-    /** Keys found too long for the index (Go mkv has no such limit). */
-    const tooLong: string[] = [];
-    await pool(folders, concurrency, async ([folder, cdVols]) => {
-      const found = await keysIn(w, cdVols, folder);
-      const written = await Promise.allSettled(found.map((f) => {
-        if (!keyFits(f.key)) {
-          tooLong.push(`${JSON.stringify(decoder.decode(f.key))} on ${f.volumes.join(", ")}`);
-          progress.add("skipped");
-          return;
-        }
-        const kvolumes = key2volume(
-          placementKey(f.key, opts.colocate),
-          opts.volumes,
-          opts.replicas,
-          opts.subvolumes,
-        );
-        const { volumes, size, mtime } = newestCopies(f);
-        if (volumes.length < f.volumes.length) {
-          differ.push(
-            `${JSON.stringify(decoder.decode(f.key))}: kept the newest on ` +
-              `${volumes.length} of ${f.volumes.length} (${volumes.join(", ")})`,
-          );
-        }
-        // Fenced (this run taken for stopped: paused past its heartbeat) stops
-        // the run: masters wrote again meanwhile, and this listing may be
-        // older than what they wrote (sent anyway, it put an old size over a
-        // new value's record).
-        return index.set(f.key, {
-          state: "live",
-          rvolumes: orderByPlacement(volumes, kvolumes),
-          hash: "",
-          size,
-          // S3's Last-Modified survives a rebuild.
-          ...(Number.isFinite(mtime) ? { mtime } : {}),
-        }).then(() => {
-          keys++;
-          progress.add("keys");
-        }, (err) => {
-          if (err instanceof Fenced) throw err;
-          unwritten.push(`${JSON.stringify(decoder.decode(f.key))}: ${messageOf(err)}`);
-          progress.add("skipped");
-        });
-      }));
-      const fenced = written.find((w) => w.status === "rejected");
-      if (fenced) throw fenced.reason;
-      progress.add("folders");
-    });
-    progress.done();
-    const secs = (performance.now() - started) / 1000;
-    logInfo(
-      `rebuild: ${plural(keys, "key")} recorded from ${plural(vols.length, "(sub)volume")} ` +
-        `in ${secs.toFixed(1)}s${skipped(tooLong.length, unwritten.length)}`,
+  const kvolumes = key2volume(
+    placementKey(f.key, opts.colocate),
+    opts.volumes,
+    opts.replicas,
+    opts.subvolumes,
+  );
+  const { volumes, size, mtime } = newestCopies(f);
+  if (volumes.length < f.volumes.length) {
+    tally.differ.push(
+      `${name}: kept the newest on ${volumes.length} of ${f.volumes.length} (${
+        volumes.join(", ")
+      })`,
     );
-    if (differ.length > 0) {
-      report(
-        "warn",
-        `rebuild: ${plural(differ.length, "key has", "keys have")} copies of different sizes; ` +
-          `the older ones are left out (verify names them as orphans):`,
-      );
-      nameSome(differ, 50, "warn");
-    }
-    if (unwritten.length > 0) {
-      report(
-        "error",
-        `rebuild: ${plural(unwritten.length, "key")} found ` +
-          `could not be recorded; the index is incomplete (run rebuild again; ` +
-          `until then verify -repair deletes no orphans):`,
-      );
-      nameSome(unwritten);
-    }
-    if (tooLong.length > 0) {
-      // Not for rebuild to retry: no run records them, and the index lacks
-      // nothing else because of them (verify -repair may delete orphans).
-      report(
-        "error",
-        `rebuild: ${plural(tooLong.length, "key")} found ` +
-          `${tooLong.length === 1 ? "is" : "are"} too long for the index (at most 2043 bytes) ` +
-          `and left unrecorded; no master serves them, and verify names their files:`,
-      );
-      nameSome(tooLong);
-    }
-    if (unreadable.length > 0) {
-      report(
-        "error",
-        `rebuild: skipped ${plural(unreadable.length, "volume")} whose root could not be read ` +
-          `(-skip-unreadable); the index is incomplete: keys held only there are missing ` +
-          `(run rebuild again once every volume answers; until then verify -repair deletes ` +
-          `no orphans):`,
-      );
-      nameSome(rootErrors);
-    }
-    if (w.errors.length > 0) {
-      report(
-        "error",
-        `rebuild: ${plural(w.errors.length, "folder")} could not be read; ` +
-          `the index is incomplete (run rebuild again once every volume answers; ` +
-          `until then verify -repair deletes no orphans):`,
-      );
-      nameSome(w.errors);
-    }
-    const missed = [
-      ...(unreadable.length > 0
-        ? [
-          `skipped ${plural(unreadable.length, "volume")} it could not read ` +
-          `(${unreadable.join(", ")})`,
-        ]
-        : []),
-      ...(w.errors.length > 0 ? [`could not read ${plural(w.errors.length, "folder")}`] : []),
-    ];
-    if (missed.length > 0 || unwritten.length > 0) {
-      const why = missed.length > 0
-        ? `a rebuild ${missed.join(" and ")}`
-        : `a rebuild could not record ${plural(unwritten.length, "key")}`;
-      await index.markIncomplete({ at: Date.now(), why });
-      return 1;
-    }
-    await index.markIncomplete(null);
-    return tooLong.length > 0 ? 1 : 0;
-  } finally {
-    progress.stop();
-    await index.membership?.leave();
   }
+  try {
+    await index.set(f.key, {
+      state: "live",
+      rvolumes: orderByPlacement(volumes, kvolumes),
+      hash: "",
+      size,
+      // S3's Last-Modified survives a rebuild.
+      ...(Number.isFinite(mtime) ? { mtime } : {}),
+    });
+  } catch (err) {
+    // Fenced (this run taken for stopped: paused past its heartbeat) stops
+    // the run: masters wrote again meanwhile, and this listing may be
+    // older than what they wrote (sent anyway, it put an old size over a
+    // new value's record).
+    if (err instanceof Fenced) throw err;
+    tally.unwritten.push(`${name}: ${messageOf(err)}`);
+    progress.add("skipped");
+    return;
+  }
+  tally.keys++;
+  progress.add("keys");
+}
+
+/** Names the keys found that differ, were refused, or are too long. */
+function reportTally({ differ, unwritten, tooLong }: Tally): void {
+  if (differ.length > 0) {
+    report(
+      "warn",
+      `rebuild: ${plural(differ.length, "key has", "keys have")} copies of different sizes; ` +
+        `the older ones are left out (verify names them as orphans):`,
+    );
+    nameSome(differ, 50, "warn");
+  }
+  if (unwritten.length > 0) {
+    report(
+      "error",
+      `rebuild: ${plural(unwritten.length, "key")} found ` +
+        `could not be recorded; the index is incomplete (run rebuild again; ` +
+        `until then verify -repair deletes no orphans):`,
+    );
+    nameSome(unwritten);
+  }
+  if (tooLong.length > 0) {
+    // Not for rebuild to retry: no run records them, and the index lacks
+    // nothing else because of them (verify -repair may delete orphans).
+    report(
+      "error",
+      `rebuild: ${plural(tooLong.length, "key")} found ` +
+        `${tooLong.length === 1 ? "is" : "are"} too long for the index (at most 2043 bytes) ` +
+        `and left unrecorded; no master serves them, and verify names their files:`,
+    );
+    nameSome(tooLong);
+  }
+}
+
+/** Names the volumes skipped and the folders that could not be read. */
+function reportUnread({ unreadable, errors: rootErrors }: Roots, folderErrors: string[]): void {
+  if (unreadable.length > 0) {
+    report(
+      "error",
+      `rebuild: skipped ${plural(unreadable.length, "volume")} whose root could not be read ` +
+        `(-skip-unreadable); the index is incomplete: keys held only there are missing ` +
+        `(run rebuild again once every volume answers; until then verify -repair deletes ` +
+        `no orphans):`,
+    );
+    nameSome(rootErrors);
+  }
+  if (folderErrors.length > 0) {
+    report(
+      "error",
+      `rebuild: ${plural(folderErrors.length, "folder")} could not be read; ` +
+        `the index is incomplete (run rebuild again once every volume answers; ` +
+        `until then verify -repair deletes no orphans):`,
+    );
+    nameSome(folderErrors);
+  }
+}
+
+/**
+ * Marks the index complete, or incomplete with why when the run missed
+ * keys; the exit code (1 when any key found is unrecorded).
+ */
+async function markEnd(
+  index: Index,
+  tally: Tally,
+  { unreadable, folderErrors }: { unreadable: string[]; folderErrors: string[] },
+): Promise<number> {
+  const missed = [
+    ...(unreadable.length > 0
+      ? [
+        `skipped ${plural(unreadable.length, "volume")} it could not read ` +
+        `(${unreadable.join(", ")})`,
+      ]
+      : []),
+    ...(folderErrors.length > 0 ? [`could not read ${plural(folderErrors.length, "folder")}`] : []),
+  ];
+  if (missed.length > 0 || tally.unwritten.length > 0) {
+    const why = missed.length > 0
+      ? `a rebuild ${missed.join(" and ")}`
+      : `a rebuild could not record ${plural(tally.unwritten.length, "key")}`;
+    await index.markIncomplete({ at: Date.now(), why });
+    return 1;
+  }
+  await index.markIncomplete(null);
+  return tally.tooLong.length > 0 ? 1 : 0;
 }
 
 /**
