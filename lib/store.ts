@@ -10,6 +10,7 @@ import { Claim, isAbandoned, isClaimed, isLingering, unleased } from "./claim.ts
 import {
   DigestMismatch,
   fanout,
+  LengthMismatch,
   LostClaim,
   ShuttingDown,
   Silence,
@@ -1234,16 +1235,22 @@ export class Store {
         if (failed) throw (failed as PromiseRejectedResult).reason;
       } else {
         const res = await remoteGet(from, put);
-        const length = res.headers.get("content-length");
-        if (length !== null) refuseSize(from, Number(length), size);
+        const header = res.headers.get("content-length");
+        const length = header === null ? null : Number(header);
+        if (length !== null) refuseSize(from, length, size);
+        // Sent chunked (no Content-Length: a proxy in front of nginx), the
+        // body is held to the recorded size all the same: cut short (or
+        // longer), it is no copy of the value, and with no MD5 known (a
+        // rebuilt key) nothing else tells.
         await this.#write(path, targets, res.body!, {
           signal: ac.signal,
-          size: length === null ? null : Number(length),
+          size: length ?? (size >= 0 ? size : null),
           fence,
           unanswered: opts.unanswered,
           expectMd5: hash,
         }).catch((err) => {
           if (err instanceof DigestMismatch) throw digestError(from, hash);
+          if (err instanceof LengthMismatch) throw sentSizeError(from, err, size);
           throw err;
         });
       }
@@ -1287,6 +1294,12 @@ function refuseSize(url: string, got: number, size: number) {
   if (size >= 0 && got !== size) {
     throw new Error(`"${url}" holds ${got} bytes where the index records ${size}; not copied`);
   }
+}
+
+/** A replica whose body (sent with no length) came to another size than recorded. */
+function sentSizeError(url: string, err: LengthMismatch, size: number): Error {
+  const sent = err.bytes < size ? `${err.bytes} bytes` : `more than ${size} bytes`;
+  return new Error(`"${url}" sent ${sent} where the index records ${size}; not copied`);
 }
 
 /** A replica whose bytes are not the recorded value's (`hash`, "" unknown) is not copied. */
