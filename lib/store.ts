@@ -1076,7 +1076,8 @@ export class Store {
       const movable = prev?.rec.state === "live" ||
         (opts.unlinked && prev?.rec.state === "unlinked");
       if (!prev || !movable) return this.#notFound(prev, "No live key to rebalance");
-      const { missing, silent } = opts.check
+      const check = opts.check || onlyDeletes(prev.rec.rvolumes, this.kvolumes(key));
+      const { missing, silent } = check
         ? await this.#checkReplicas(key, prev.rec.rvolumes)
         : { missing: [], silent: [] };
       if (missing.length === prev.rec.rvolumes.length) {
@@ -1102,7 +1103,8 @@ export class Store {
    * within -voltimeout, or neither 200 nor 404). REBALANCE of one key checks
    * them first, as mkv's does, and copies the value back to the missing: a
    * balanced key with a lost replica was left as it was, answering 204.
-   * (The rebalance tool does not check: verify does.)
+   * (The rebalance tool checks only a move that would delete copies and
+   * copy none: verify checks the rest.)
    */
   async #checkReplicas(
     key: Uint8Array,
@@ -1133,10 +1135,10 @@ export class Store {
     const path = key2path(key);
     const rvolumes = prev.rec.rvolumes;
     if (!needsRebalance(rvolumes, kvolumes) && lost.length === 0) return { status: 204 };
-    // Without `lost` (the rebalance tool), unlike mkv, no HEAD of every
-    // replica first: the copies that stay are where the index says (verify
-    // checks that), and the GET of the value tells whether the one read
-    // from has it. Read from a copy about to go.
+    // Without `lost` (the rebalance tool, for a move that copies), unlike
+    // mkv, no HEAD of every replica first: the copies that stay are where
+    // the index says (verify checks that), and the GET of the value tells
+    // whether the one read from has it. Read from a copy about to go.
     const have = rvolumes.filter((v) => !lost.includes(v));
     const missing = kvolumes.filter((v) => !have.includes(v));
     const sources = [
@@ -1284,6 +1286,16 @@ export class Store {
       this.#busy.delete(id);
     }
   }
+}
+
+/**
+ * Whether a move from `rvolumes` to `kvolumes` copies nothing and deletes
+ * copies (a lower -replicas). Then the replicas are HEAD-checked first even
+ * for the rebalance tool: a kept one whose file is lost would otherwise be
+ * left as the key's only replica, and the copies deleted were the value's.
+ */
+function onlyDeletes(rvolumes: readonly string[], kvolumes: readonly string[]): boolean {
+  return kvolumes.every((v) => rvolumes.includes(v)) && rvolumes.some((v) => !kvolumes.includes(v));
 }
 
 /**
