@@ -31,6 +31,22 @@ export class SourceError extends Error {
 }
 
 /**
+ * The source sent fewer or more bytes than its known length (`bytes`: as
+ * many as arrived, up to the one past it): a 400 SourceError, which a copy
+ * of a stored value (lib/store.ts) tells apart from a failed read.
+ */
+export class LengthMismatch extends SourceError {
+  constructor(readonly bytes: number, readonly length: number) {
+    super(
+      400,
+      bytes < length
+        ? `The request body ended early: ${bytes} of ${length} bytes`
+        : `The request body is longer than its ${length} bytes`,
+    );
+  }
+}
+
+/**
  * What a request still in flight when a stopping master's deadline passes
  * fails with: 503, as a volume's failure (S3: ServiceUnavailable). A body
  * cut off so is a failed body: nothing of it goes live, and
@@ -131,7 +147,7 @@ export async function fanout(
       if (signal?.aborted) throw signal.reason;
       if (done) {
         if (length !== null && bytes < length) {
-          throw new SourceError(400, `The request body ended early: ${bytes} of ${length} bytes`);
+          throw new LengthMismatch(bytes, length);
         }
         // An empty value fails before the end goes out: nginx would
         // otherwise put an empty file in place of what the path held.
@@ -158,7 +174,7 @@ export async function fanout(
       bytes += value.byteLength;
       if (length !== null) {
         if (bytes > length) {
-          throw new SourceError(400, `The request body is longer than its ${length} bytes`);
+          throw new LengthMismatch(bytes, length);
         }
         if (bytes === length) {
           last = value;

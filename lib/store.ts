@@ -10,6 +10,7 @@ import { Claim, isAbandoned, isClaimed, isLingering, unleased } from "./claim.ts
 import {
   DigestMismatch,
   fanout,
+  LengthMismatch,
   LostClaim,
   ShuttingDown,
   Silence,
@@ -1075,7 +1076,8 @@ export class Store {
       const movable = prev?.rec.state === "live" ||
         (opts.unlinked && prev?.rec.state === "unlinked");
       if (!prev || !movable) return this.#notFound(prev, "No live key to rebalance");
-      const { missing, silent } = opts.check
+      const check = opts.check || onlyDeletes(prev.rec.rvolumes, this.kvolumes(key));
+      const { missing, silent } = check
         ? await this.#checkReplicas(key, prev.rec.rvolumes)
         : { missing: [], silent: [] };
       if (missing.length === prev.rec.rvolumes.length) {
@@ -1101,7 +1103,8 @@ export class Store {
    * within -voltimeout, or neither 200 nor 404). REBALANCE of one key checks
    * them first, as mkv's does, and copies the value back to the missing: a
    * balanced key with a lost replica was left as it was, answering 204.
-   * (The rebalance tool does not check: verify does.)
+   * (The rebalance tool checks only a move that would delete copies and
+   * copy none: verify checks the rest.)
    */
   async #checkReplicas(
     key: Uint8Array,
@@ -1132,10 +1135,10 @@ export class Store {
     const path = key2path(key);
     const rvolumes = prev.rec.rvolumes;
     if (!needsRebalance(rvolumes, kvolumes) && lost.length === 0) return { status: 204 };
-    // Without `lost` (the rebalance tool), unlike mkv, no HEAD of every
-    // replica first: the copies that stay are where the index says (verify
-    // checks that), and the GET of the value tells whether the one read
-    // from has it. Read from a copy about to go.
+    // Without `lost` (the rebalance tool, for a move that copies), unlike
+    // mkv, no HEAD of every replica first: the copies that stay are where
+    // the index says (verify checks that), and the GET of the value tells
+    // whether the one read from has it. Read from a copy about to go.
     const have = rvolumes.filter((v) => !lost.includes(v));
     const missing = kvolumes.filter((v) => !have.includes(v));
     const sources = [
@@ -1234,16 +1237,22 @@ export class Store {
         if (failed) throw (failed as PromiseRejectedResult).reason;
       } else {
         const res = await remoteGet(from, put);
-        const length = res.headers.get("content-length");
-        if (length !== null) refuseSize(from, Number(length), size);
+        const header = res.headers.get("content-length");
+        const length = header === null ? null : Number(header);
+        if (length !== null) refuseSize(from, length, size);
+        // Sent chunked (no Content-Length: a proxy in front of nginx), the
+        // body is held to the recorded size all the same: cut short (or
+        // longer), it is no copy of the value, and with no MD5 known (a
+        // rebuilt key) nothing else tells.
         await this.#write(path, targets, res.body!, {
           signal: ac.signal,
-          size: length === null ? null : Number(length),
+          size: length ?? (size >= 0 ? size : null),
           fence,
           unanswered: opts.unanswered,
           expectMd5: hash,
         }).catch((err) => {
           if (err instanceof DigestMismatch) throw digestError(from, hash);
+          if (err instanceof LengthMismatch) throw sentSizeError(from, err, size);
           throw err;
         });
       }
@@ -1280,6 +1289,16 @@ export class Store {
 }
 
 /**
+ * Whether a move from `rvolumes` to `kvolumes` copies nothing and deletes
+ * copies (a lower -replicas). Then the replicas are HEAD-checked first even
+ * for the rebalance tool: a kept one whose file is lost would otherwise be
+ * left as the key's only replica, and the copies deleted were the value's.
+ */
+function onlyDeletes(rvolumes: readonly string[], kvolumes: readonly string[]): boolean {
+  return kvolumes.every((v) => rvolumes.includes(v)) && rvolumes.some((v) => !kvolumes.includes(v));
+}
+
+/**
  * A replica of another size than the index records (cut short by a crash,
  * or an older value) is not copied: the move reads another replica.
  */
@@ -1287,6 +1306,12 @@ function refuseSize(url: string, got: number, size: number) {
   if (size >= 0 && got !== size) {
     throw new Error(`"${url}" holds ${got} bytes where the index records ${size}; not copied`);
   }
+}
+
+/** A replica whose body (sent with no length) came to another size than recorded. */
+function sentSizeError(url: string, err: LengthMismatch, size: number): Error {
+  const sent = err.bytes < size ? `${err.bytes} bytes` : `more than ${size} bytes`;
+  return new Error(`"${url}" sent ${sent} where the index records ${size}; not copied`);
 }
 
 /** A replica whose bytes are not the recorded value's (`hash`, "" unknown) is not copied. */

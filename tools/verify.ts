@@ -26,6 +26,7 @@ import { firstAnswer, joinIndex, LOCKED_FOR, openExistingIndex } from "../lib/op
 import { type Entry, type Index, keyFits } from "../lib/index_db.ts";
 import type { Next, Record } from "../lib/record.ts";
 import { key2path } from "../lib/keys.ts";
+import { latin1 } from "../lib/bytes.ts";
 import { pool } from "../lib/pool.ts";
 import { nameSome, plural, Progress } from "../lib/progress.ts";
 import { aliasesMessage, checkNames, isMarker, mastersMessage } from "../lib/aliases.ts";
@@ -79,6 +80,11 @@ interface Ctx {
   pending: Set<string>;
   /** The index lacks keys the volumes hold (a partial rebuild): delete no orphan. */
   keepOrphans: boolean;
+  /**
+   * Keys (latin1) with no healthy recorded replica: a file of theirs the
+   * record does not name may be the value's last copy, kept.
+   */
+  unhealthy: Set<string>;
 }
 
 interface Problem {
@@ -131,6 +137,7 @@ export async function verify(flags: FlagValues): Promise<number> {
     recorded: new Set(),
     pending: new Set(),
     keepOrphans: false,
+    unhealthy: new Set(),
   };
   try {
     // Problems found before a step failed are reported all the same.
@@ -274,6 +281,7 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
     }
   }
   const healthy = rec.rvolumes.filter((_, i) => health[i] === "ok");
+  if (healthy.length === 0) ctx.unhealthy.add(latin1(key));
   const bad = rec.rvolumes.map((v, i) =>
     health[i] === "ok"
       ? null
@@ -619,6 +627,10 @@ async function checkFolder(
       if (!ctx.repair) continue;
       if (ctx.keepOrphans) {
         p.text += " (kept: the index is incomplete)";
+        continue;
+      }
+      if (e && ctx.unhealthy.has(latin1(found.key))) {
+        p.text += " (kept: no recorded replica of the key is healthy; this may be its last copy)";
         continue;
       }
       if (!(now - found.mtimes[i] >= ctx.grace)) {

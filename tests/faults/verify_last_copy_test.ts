@@ -1,0 +1,61 @@
+// verify -repair and a key whose every recorded replica has lost its file,
+// while a copy of it sits on a volume its record does not name (an orphan:
+// a rebalance that switched the index, then could not delete the old copy
+// from a volume that was down). That copy may be the value's last: it must
+// be kept, and said to be. It was deleted as any orphan older than -grace.
+import { Cluster, randomBytes, randomKey, runMain } from "../cluster.ts";
+import { assert, assertEquals } from "../assert.ts";
+import { key2path } from "../../lib/keys.ts";
+import { openIndex } from "../../lib/open.ts";
+
+const enc = new TextEncoder();
+
+Deno.test("verify -repair keeps the orphan copy of a key whose recorded replicas all lost their file", async () => {
+  const c = await Cluster.start({ volumes: 2, flags: ["-replicas", "1", "-subvolumes", "1"] });
+  try {
+    const key = randomKey("/last");
+    const value = randomBytes(10_000);
+    const put = await fetch(c.url + key, { method: "PUT", body: value });
+    await put.body?.cancel();
+    assertEquals(put.status, 201);
+    await c.stopMaster();
+    const index = await openIndex(c.db);
+    const [recorded] = (await index.get(enc.encode(key)))!.rec.rvolumes;
+    index.close();
+    const other = c.volumes.find((v) => v !== recorded)!;
+    const path = key2path(enc.encode(key));
+    // The value's copy left on the other volume; the recorded one lost.
+    const copy = await fetch(`http://${other}${path}`, { method: "PUT", body: value });
+    await copy.body?.cancel();
+    assertEquals(copy.status, 201);
+    const lost = await fetch(`http://${recorded}${path}`, { method: "DELETE" });
+    await lost.body?.cancel();
+    assertEquals(lost.status, 204);
+
+    const flags = [
+      "-replicas",
+      "1",
+      "-subvolumes",
+      "1",
+      "-volumes",
+      c.volumes.join(","),
+      "-db",
+      c.db,
+    ];
+    const repair = await runMain(["verify", "-repair", "-grace", "0s", ...flags]);
+    assertEquals(repair.code, 1, repair.stdout + repair.stderr);
+    const name = JSON.stringify(key);
+    assert(
+      repair.stdout.includes(
+        `orphan file: http://${other}${path} (${name} is not recorded on ${other}) ` +
+          `(kept: no recorded replica of the key is healthy; this may be its last copy)`,
+      ),
+      repair.stdout,
+    );
+    const kept = await fetch(`http://${other}${path}`);
+    assertEquals(kept.status, 200);
+    assertEquals(new Uint8Array(await kept.arrayBuffer()), value);
+  } finally {
+    await c.stop();
+  }
+});
