@@ -228,18 +228,28 @@ export function countParam(
   opts: { argName?: string; cap?: number; absent?: number } = {},
 ): number {
   const { argName = param, cap = MAX_KEYS, absent = cap } = opts;
-  const raw = q.get(param);
-  if (raw === undefined) return absent;
-  const n = /^[-+]?\d+$/.test(raw) ? Number(raw) : NaN;
-  if (!(n >= -(2 ** 31) && n < 2 ** 31)) {
-    throw argumentError(`Provided ${param} not an integer or within integer range`, param, raw);
-  }
+  const n = int32Param(q, param);
+  if (n === undefined) return absent;
   if (n < 0) {
     const message = `Argument ${argName} must be an integer between 0 and 2147483647`;
     throw argumentError(message, param, String(n));
   }
-  // "-0" is 0.
-  return n === 0 ? 0 : Math.min(n, cap);
+  return Math.min(n, cap);
+}
+
+/**
+ * An integer parameter as S3 reads it: a 32-bit integer, leading zeros and
+ * all ("-0" is 0); undefined when not given; otherwise 400 InvalidArgument
+ * "Provided <param> not an integer or within integer range".
+ */
+function int32Param(q: Map<string, string>, param: string): number | undefined {
+  const raw = q.get(param);
+  if (raw === undefined) return undefined;
+  const n = /^[-+]?\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!(n >= -(2 ** 31) && n < 2 ** 31)) {
+    throw argumentError(`Provided ${param} not an integer or within integer range`, param, raw);
+  }
+  return n === 0 ? 0 : n;
 }
 
 function entries(
@@ -332,19 +342,22 @@ export async function bucketExists(s3: S3Request): Promise<boolean> {
 /**
  * ListBuckets: every bucket in name order, or those starting with `prefix`,
  * those in `bucket-region`, `max-buckets` at a time (1 to 10,000), the next
- * page after the `continuation-token` the last one ended with.
+ * page after the `continuation-token` the last one ended with. Its
+ * arguments are judged in S3's order: `max-buckets`, then `bucket-region`,
+ * then the token.
  */
 export async function listBuckets(s3: S3Request): Promise<Response> {
   const q = s3.query;
   const prefix = q.get("prefix") ?? "";
-  const region = bucketRegionParam(q);
   const max = bucketsPageSize(q);
+  const region = bucketRegionParam(q);
+  const regions = await s3.store.index.bucketRegions();
+  if (region !== null) checkKnownRegion(region, regions);
   const token = q.get("continuation-token");
   const after = token ? bucketOfToken(token) : "";
-  const regions = await s3.store.index.bucketRegions();
   const all = [...await allBuckets(s3)].sort((a, b) => a[0] < b[0] ? -1 : 1)
     .filter(([name]) => name.startsWith(prefix) && name > after)
-    .filter(([name]) => region === null || regionOf(regions.get(name) ?? null) === region);
+    .filter(([name]) => region === null || sameRegion(regionOf(regions.get(name) ?? null), region));
   const buckets = all.slice(0, max);
   const more = all.length > buckets.length;
   return xmlResponse("ListAllMyBucketsResult", {
@@ -361,43 +374,115 @@ export async function listBuckets(s3: S3Request): Promise<Response> {
   });
 }
 
+/** The largest ListBuckets page, and S3's default one for a paginated call. */
+const MAX_BUCKETS = 10_000;
+
 /**
- * ListBuckets' page: `max-buckets` (1 to 10,000; more is served as
- * 10,000). Without it, every bucket, unless the call names a `prefix`,
- * `bucket-region` or `continuation-token`: then 10,000, S3's default page
- * for a paginated ListBuckets.
+ * ListBuckets' page: `max-buckets` (1 to 10,000; any other integer is 400
+ * InvalidArgument, as S3). Without it, every bucket, unless the call names
+ * a `prefix`, `bucket-region` or `continuation-token`: then 10,000, S3's
+ * default page for a paginated ListBuckets.
  */
 export function bucketsPageSize(q: Map<string, string>): number {
   const paged = ["prefix", "bucket-region", "continuation-token"].some((name) => q.has(name));
-  const max = countParam(q, "max-buckets", {
-    argName: "maxBuckets",
-    cap: 10_000,
-    absent: paged ? 10_000 : Infinity,
-  });
-  if (max === 0) {
-    throw argumentError(
-      "Argument maxBuckets must be an integer between 1 and 10000",
-      "max-buckets",
-      "0",
-    );
-  }
-  return max;
+  const max = int32Param(q, "max-buckets");
+  if (max === undefined) return paged ? MAX_BUCKETS : Infinity;
+  if (max >= 1 && max <= MAX_BUCKETS) return max;
+  throw argumentError(
+    `Argument max-buckets must be an integer between 1 and ${MAX_BUCKETS}`,
+    "max-buckets",
+    String(max),
+  );
 }
 
 /**
  * ListBuckets' `bucket-region`: the region listed buckets are in (as their
  * BucketRegion names it), null for any; one that cannot be a region's name
- * (CreateBucket's LOCATION) is 400 InvalidArgument, as S3 answers a region
- * it does not know.
+ * (CreateBucket's LOCATION; an empty one too) is 400 InvalidArgument, as S3
+ * answers a region it does not know.
  */
 function bucketRegionParam(q: Map<string, string>): string | null {
   const region = q.get("bucket-region");
   if (region === undefined) return null;
   if (LOCATION.test(region)) return region;
+  throw unknownRegion(region);
+}
+
+/**
+ * A region-shaped `bucket-region` names a region S3 knows (AWS_REGIONS, any
+ * case, as S3 reads it) or one a bucket here was made in (the gateway keeps
+ * other stores' region names too: see LOCATION); any other, "eu-east-1",
+ * is 400 InvalidArgument, as S3 answers it, rather than an empty list.
+ */
+function checkKnownRegion(region: string, regions: Map<string, string>) {
+  if (AWS_REGIONS.has(region.toLowerCase())) return;
+  for (const made of regions.values()) if (sameRegion(regionOf(made), region)) return;
+  throw unknownRegion(region);
+}
+
+function unknownRegion(region: string): S3Error {
   const err = s3Error("InvalidArgument", `Argument value ${region} is not a valid AWS Region`);
   err.names.ArgumentName = "bucket-region";
-  throw err;
+  return err;
 }
+
+/** Region names compared as S3 compares them: in any case. */
+function sameRegion(a: string, b: string): boolean {
+  return a.toLowerCase() === b.toLowerCase();
+}
+
+/**
+ * The regions of AWS's partitions (botocore 1.43.11's partitions.json, its
+ * "-global" names left out): the names S3 takes as a `bucket-region`.
+ */
+const AWS_REGIONS = new Set([
+  "af-south-1",
+  "ap-east-1",
+  "ap-east-2",
+  "ap-northeast-1",
+  "ap-northeast-2",
+  "ap-northeast-3",
+  "ap-south-1",
+  "ap-south-2",
+  "ap-southeast-1",
+  "ap-southeast-2",
+  "ap-southeast-3",
+  "ap-southeast-4",
+  "ap-southeast-5",
+  "ap-southeast-6",
+  "ap-southeast-7",
+  "ca-central-1",
+  "ca-west-1",
+  "cn-north-1",
+  "cn-northwest-1",
+  "eu-central-1",
+  "eu-central-2",
+  "eu-isoe-west-1",
+  "eu-north-1",
+  "eu-south-1",
+  "eu-south-2",
+  "eu-west-1",
+  "eu-west-2",
+  "eu-west-3",
+  "eusc-de-east-1",
+  "il-central-1",
+  "me-central-1",
+  "me-south-1",
+  "mx-central-1",
+  "sa-east-1",
+  "us-east-1",
+  "us-east-2",
+  "us-gov-east-1",
+  "us-gov-west-1",
+  "us-iso-east-1",
+  "us-iso-west-1",
+  "us-isob-east-1",
+  "us-isob-west-1",
+  "us-isof-east-1",
+  "us-isof-south-1",
+  "us-west-1",
+  "us-west-2",
+]);
 
 /** The bucket a ListBuckets continuation-token names: the last of the page before. */
 function bucketOfToken(token: string): string {

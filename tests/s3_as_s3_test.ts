@@ -51,7 +51,7 @@ Deno.test(
         .map(page),
       [Infinity, Infinity, 10_000, 10_000, 10_000],
     );
-    assertEquals(["max-buckets=3", "prefix=a&max-buckets=20000"].map(page), [3, 10_000]);
+    assertEquals(["max-buckets=3", "prefix=a&max-buckets=10000"].map(page), [3, 10_000]);
   },
 );
 
@@ -210,6 +210,89 @@ Deno.test("S3's answers, element for element", async (t) => {
             "/",
           ),
         });
+      },
+    );
+
+    await t.step(
+      "ListBuckets with an empty bucket-region is 400 InvalidArgument naming it, as S3",
+      async () => {
+        assertEquals(await errorAnswer(`${c.url}/?bucket-region=&x-id=ListBuckets`), {
+          status: 400,
+          type: "application/xml",
+          body: errorXml(
+            "InvalidArgument",
+            "Argument value  is not a valid AWS Region",
+            "<ArgumentName>bucket-region</ArgumentName>",
+            "/",
+          ),
+        });
+      },
+    );
+
+    await t.step(
+      "ListBuckets with a bucket-region shaped as one but no region's (eu-east-1) is 400 InvalidArgument naming it, as S3, not an empty list",
+      async () => {
+        assertEquals(await errorAnswer(`${c.url}/?bucket-region=eu-east-1&x-id=ListBuckets`), {
+          status: 400,
+          type: "application/xml",
+          body: errorXml(
+            "InvalidArgument",
+            "Argument value eu-east-1 is not a valid AWS Region",
+            "<ArgumentName>bucket-region</ArgumentName>",
+            "/",
+          ),
+        });
+      },
+    );
+
+    await t.step(
+      "ListBuckets with a bucket-region no AWS region has but a bucket here was made in lists that bucket",
+      async () => {
+        const Bucket = bucketName();
+        const region = `garage-${crypto.randomUUID().slice(0, 8)}`;
+        const made = await fetch(`${c.url}/${Bucket}?x-id=CreateBucket`, {
+          method: "PUT",
+          body: `<CreateBucketConfiguration xmlns="${NS}"><LocationConstraint>${region}` +
+            "</LocationConstraint></CreateBucketConfiguration>",
+        });
+        assertEquals([made.status, await made.text()], [200, ""]);
+        const out = await s3.send(new ListBucketsCommand({ BucketRegion: region }));
+        assertEquals(out.Buckets?.map((b) => [b.Name, b.BucketRegion]), [[Bucket, region]]);
+      },
+    );
+
+    await t.step(
+      "ListBuckets with a max-buckets above 10,000 is 400 InvalidArgument naming it, as S3, not a page of 10,000",
+      async () => {
+        assertEquals(await errorAnswer(`${c.url}/?max-buckets=010001&x-id=ListBuckets`), {
+          status: 400,
+          type: "application/xml",
+          body: errorXml(
+            "InvalidArgument",
+            "Argument max-buckets must be an integer between 1 and 10000",
+            "<ArgumentName>max-buckets</ArgumentName><ArgumentValue>10001</ArgumentValue>",
+            "/",
+          ),
+        });
+      },
+    );
+
+    await t.step(
+      "ListBuckets with a max-buckets of 0 or below is the same 400, judged before its bucket-region, as S3",
+      async () => {
+        for (const [max, value] of [["0", "0"], ["-01", "-1"]]) {
+          const url = `${c.url}/?max-buckets=${max}&bucket-region=zz&x-id=ListBuckets`;
+          assertEquals(await errorAnswer(url), {
+            status: 400,
+            type: "application/xml",
+            body: errorXml(
+              "InvalidArgument",
+              "Argument max-buckets must be an integer between 1 and 10000",
+              `<ArgumentName>max-buckets</ArgumentName><ArgumentValue>${value}</ArgumentValue>`,
+              "/",
+            ),
+          });
+        }
       },
     );
 
