@@ -500,7 +500,9 @@ async function answer(
   // Why this master serves nothing from its index now, if it does not.
   const unserved = () =>
     membership?.rebuilding ? REBUILD_RUNNING : store.index.gone?.message ?? null;
-  if (!membership || isView(target.query)) return await routed();
+  // mkv's ?status and ?metrics answer during a rebuild too; a signed
+  // "/?status" is S3's ListBuckets, a read of the index as any other.
+  if (!membership || (!s3 && isView(target.query))) return await routed();
   const refusal = unserved();
   if (refusal) return refuse(refusal);
   const res = await routed();

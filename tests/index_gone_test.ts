@@ -75,3 +75,26 @@ Deno.test("an S3 GetObject after the index file was removed answers 503 ServiceU
     await c.stop();
   }
 });
+
+Deno.test("a signed S3 GET /?status (ListBuckets, not mkv's status) after the index file was removed answers 503 ServiceUnavailable, as ListBuckets does", async () => {
+  const c = await Cluster.start({ flags: ["-s3"] });
+  try {
+    const bucket = `gone${crypto.randomUUID().slice(0, 8)}`;
+    assertEquals(await status(`${c.url}/${bucket}/k`, { method: "PUT", body: "value" }), 201);
+    for await (const f of Deno.readDir(c.db)) await Deno.remove(`${c.db}/${f.name}`);
+    const refused = {
+      status: 503,
+      type: "application/xml",
+      body: errorXml("ServiceUnavailable", escapeXml(GONE(c.db)), "", "/"),
+    };
+    // Once a heartbeat has seen the file gone, ListBuckets is refused.
+    while ((await errorAnswer(`${c.url}/?x-id=ListBuckets`)).status !== 503) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    // Signed (any signature, -s3 with no keys): S3's, so "?status" is no view of mkv's.
+    const signed = { authorization: "AWS x:y", "x-amz-date": new Date().toUTCString() };
+    assertEquals(await errorAnswer(`${c.url}/?status`, { headers: signed }), refused);
+  } finally {
+    await c.stop();
+  }
+});
