@@ -374,3 +374,14 @@ export async function readWhole(body: S3Body, cap: number): Promise<Uint8Array> 
   if (bad) throw bad;
   return bytes;
 }
+
+/**
+ * What S3 asks of the calls whose body must come with a digest of it
+ * (DeleteObjects, PutBucketOwnershipControls): a Content-MD5, or an
+ * x-amz-checksum-* header or trailer (what SDKs send instead since 2025);
+ * else 400 InvalidRequest, as S3 answers, before the body is read.
+ */
+export function requireDigest(headers: Headers) {
+  if (headers.has("content-md5") || sentChecksum(headers) || trailerAlgorithm(headers)) return;
+  throw s3Error("InvalidRequest", "Missing required header for this request: Content-MD5");
+}

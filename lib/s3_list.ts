@@ -7,7 +7,7 @@ import type { Record } from "./record.ts";
 import type { S3Request } from "./s3.ts";
 import { escapePath } from "./s3_auth.ts";
 import { checkVersionId, etagOf, hasGrant } from "./s3_objects.ts";
-import { readWhole } from "./s3_body.ts";
+import { readWhole, requireDigest } from "./s3_body.ts";
 import { abortUploads, uploadsIn } from "./s3_multipart.ts";
 import {
   argumentError,
@@ -647,6 +647,7 @@ function ownershipRefused(what: string): S3Error {
  */
 export async function putOwnershipControls(s3: S3Request): Promise<Response> {
   if (!await bucketExists(s3)) throw noSuchBucket();
+  requireDigest(s3.req.headers);
   const xml = await readWhole(s3.body(), CONFIG_MAX);
   const ownership = parseOwnershipControls(decoder.decode(xml));
   if (!OWNERSHIPS.includes(ownership)) throw schemaError();

@@ -9,7 +9,7 @@ import { pool } from "./pool.ts";
 import { plural } from "./progress.ts";
 import type { Meta, Record } from "./record.ts";
 import type { S3Request } from "./s3.ts";
-import { checksumThrough, readWhole } from "./s3_body.ts";
+import { checksumThrough, readWhole, requireDigest } from "./s3_body.ts";
 import {
   algorithmOf,
   type Checksum,
@@ -1022,6 +1022,7 @@ async function deleteKey(
 /** DeleteObjects: POST /bucket?delete, an answer per key. */
 export async function deleteObjects(s3: S3Request): Promise<Response> {
   if (!await bucketExists(s3)) throw noSuchBucket();
+  requireDigest(s3.req.headers);
   const xml = await readWhole(s3.body(), XML_MAX);
   const { keys, versions, etags, quiet } = parseDelete(new TextDecoder().decode(xml));
   await keepBucket(s3);

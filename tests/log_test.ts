@@ -16,6 +16,7 @@ import { lockIndex } from "./lock_index.ts";
 import { HungVolume } from "./hung_volume.ts";
 import { key2path } from "../lib/keys.ts";
 import { s3Client } from "./s3_client.ts";
+import { md5Header } from "./s3_answers.ts";
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -578,9 +579,11 @@ Deno.test("an S3 DeleteObjects whose keys a locked index refused is logged as on
       assertEquals(await status(`${m.url}/${bucket}/${k}`, { method: "PUT", body: k }), 201);
     }
     unlock = lockIndex(`${c.db}/index.sqlite3`);
+    const body = "<Delete><Object><Key>a</Key></Object><Object><Key>b</Key></Object></Delete>";
     const res = await fetch(`${m.url}/${bucket}?delete`, {
       method: "POST",
-      body: "<Delete><Object><Key>a</Key></Object><Object><Key>b</Key></Object></Delete>",
+      headers: md5Header(body),
+      body,
     });
     assertEquals(res.status, 200);
     await res.body?.cancel();

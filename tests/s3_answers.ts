@@ -1,4 +1,5 @@
 // S3 error answers as the tests compare them: whole, RequestId aside; and an SDK call's failure.
+import { createHash } from "node:crypto";
 
 /** An error answer: its status, Content-Type and body, its RequestId shown as "ID". */
 export async function errorAnswer(url: string, init: RequestInit = {}) {
@@ -33,4 +34,12 @@ export async function s3Fails(p: Promise<unknown>): Promise<{ name: string; stat
 /** A time as S3 writes it in an error: whole seconds, "2026-01-02T03:04:05Z". */
 export function errorTime(ms: number): string {
   return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace(".000Z", "Z");
+}
+
+/**
+ * The Content-MD5 header of `body`: what S3 asks DeleteObjects and
+ * PutBucketOwnershipControls to come with.
+ */
+export function md5Header(body: string | Uint8Array): { "content-md5": string } {
+  return { "content-md5": createHash("md5").update(body).digest("base64") };
 }

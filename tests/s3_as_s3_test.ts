@@ -11,12 +11,14 @@ import {
   HeadBucketCommand,
   ListBucketsCommand,
   PutBucketOwnershipControlsCommand,
+  PutObjectCommand,
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { bucketsPageSize } from "../lib/s3_list.ts";
+import { digestFor } from "../lib/s3_checksum.ts";
 import { Cluster } from "./cluster.ts";
 import { s3Client } from "./s3_client.ts";
-import { errorAnswer, errorTime, errorXml, s3Fails } from "./s3_answers.ts";
+import { errorAnswer, errorTime, errorXml, md5Header, s3Fails } from "./s3_answers.ts";
 import { assert, assertEquals } from "./assert.ts";
 
 const NS = "http://s3.amazonaws.com/doc/2006-03-01/";
@@ -394,9 +396,11 @@ Deno.test("S3's answers, element for element", async (t) => {
       async () => {
         const Bucket = bucketName();
         await s3.send(new CreateBucketCommand({ Bucket }));
+        const body = ownershipXml("BucketOwnerEnforced");
         const res = await fetch(`${c.url}/${Bucket}?ownershipControls`, {
           method: "PUT",
-          body: ownershipXml("BucketOwnerEnforced"),
+          headers: md5Header(body),
+          body,
         });
         assertEquals([res.status, await res.text()], [200, ""]);
         const put = await s3.send(
@@ -420,6 +424,7 @@ Deno.test("S3's answers, element for element", async (t) => {
           assertEquals(
             await errorAnswer(`${c.url}/${Bucket}?ownershipControls`, {
               method: "PUT",
+              headers: md5Header(ownershipXml(ownership)),
               body: ownershipXml(ownership),
             }),
             {
@@ -451,7 +456,11 @@ Deno.test("S3's answers, element for element", async (t) => {
         ];
         for (const body of bodies) {
           assertEquals(
-            await errorAnswer(`${c.url}/${Bucket}?ownershipControls`, { method: "PUT", body }),
+            await errorAnswer(`${c.url}/${Bucket}?ownershipControls`, {
+              method: "PUT",
+              headers: md5Header(body),
+              body,
+            }),
             {
               status: 400,
               type: "application/xml",
@@ -467,6 +476,65 @@ Deno.test("S3's answers, element for element", async (t) => {
             },
           );
         }
+      },
+    );
+
+    await t.step(
+      "PutBucketOwnershipControls without a Content-MD5 or checksum of its body is 400 InvalidRequest, as S3",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new CreateBucketCommand({ Bucket }));
+        const url = `${c.url}/${Bucket}?ownershipControls`;
+        const body = ownershipXml("BucketOwnerEnforced");
+        assertEquals(await errorAnswer(url, { method: "PUT", body }), {
+          status: 400,
+          type: "application/xml",
+          body: errorXml(
+            "InvalidRequest",
+            "Missing required header for this request: Content-MD5",
+            "",
+            `/${Bucket}`,
+          ),
+        });
+      },
+    );
+
+    await t.step(
+      "DeleteObjects without a Content-MD5 or checksum of its body is 400 InvalidRequest, as S3, and deletes nothing",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: "kept" }));
+        const body = "<Delete><Object><Key>k</Key></Object></Delete>";
+        assertEquals(await errorAnswer(`${c.url}/${Bucket}?delete`, { method: "POST", body }), {
+          status: 400,
+          type: "application/xml",
+          body: errorXml(
+            "InvalidRequest",
+            "Missing required header for this request: Content-MD5",
+            "",
+            `/${Bucket}`,
+          ),
+        });
+        assertEquals(await (await fetch(`${c.url}/${Bucket}/k`)).text(), "kept");
+      },
+    );
+
+    await t.step(
+      "DeleteObjects with an x-amz-checksum-crc32 of its body instead (what SDKs send since 2025) is taken",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: "gone" }));
+        const body = "<Delete><Quiet>true</Quiet><Object><Key>k</Key></Object></Delete>";
+        const crc = digestFor("crc32");
+        crc.update(new TextEncoder().encode(body));
+        const res = await fetch(`${c.url}/${Bucket}?delete`, {
+          method: "POST",
+          headers: { "x-amz-checksum-crc32": crc.digest() },
+          body,
+        });
+        assertEquals(res.status, 200);
+        assert((await res.text()).endsWith("<DeleteResult" + ` xmlns="${NS}"></DeleteResult>`));
+        assertEquals((await fetch(`${c.url}/${Bucket}/k`)).status, 404);
       },
     );
 

@@ -2,6 +2,7 @@
 // it: a listing during the deletes never answers NoSuchBucket.
 import { Cluster } from "./cluster.ts";
 import { assertEquals } from "./assert.ts";
+import { md5Header } from "./s3_answers.ts";
 
 Deno.test("a bucket emptied by DeleteObjects exists throughout the deletes", async () => {
   const c = await Cluster.start({ flags: ["-s3"] });
@@ -25,7 +26,11 @@ Deno.test("a bucket emptied by DeleteObjects exists throughout the deletes", asy
       const body = `<Delete>${
         keys.map((k) => `<Object><Key>${k}</Key></Object>`).join("")
       }</Delete>`;
-      const res = await fetch(`${c.url}/${bucket}?delete`, { method: "POST", body });
+      const res = await fetch(`${c.url}/${bucket}?delete`, {
+        method: "POST",
+        headers: md5Header(body),
+        body,
+      });
       await res.body?.cancel();
       done = true;
       await lister;

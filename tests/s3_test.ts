@@ -38,7 +38,7 @@ import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { Cluster, randomBytes, volumeFiles } from "./cluster.ts";
 import { s3Client } from "./s3_client.ts";
 import { assert, assertEquals } from "./assert.ts";
-import { errorAnswer, errorXml, s3Fails } from "./s3_answers.ts";
+import { errorAnswer, errorXml, md5Header, s3Fails } from "./s3_answers.ts";
 import { key2path } from "../lib/keys.ts";
 import { openIndex } from "../lib/open.ts";
 
@@ -1633,7 +1633,11 @@ Deno.test("S3 with -s3 and no keys: signatures are not checked, as mkv", async (
     assert((await plus.text()).includes("<Key>dir with space/x</Key>"));
     // A DeleteObjects body past 2 MiB is refused, not read into memory.
     const huge = "<Delete>" + "<Object><Key>k</Key></Object>".repeat(100_000) + "</Delete>";
-    const tooBig = await fetch(`${c.url}/${Bucket}?delete`, { method: "POST", body: huge });
+    const tooBig = await fetch(`${c.url}/${Bucket}?delete`, {
+      method: "POST",
+      headers: md5Header(huge),
+      body: huge,
+    });
     assertEquals(tooBig.status, 400);
     assert((await tooBig.text()).includes("<Code>MaxMessageLengthExceeded</Code>"));
     assertEquals(new TextDecoder().decode((await bytesOf(s3, Bucket, "k")).bytes), "open");

@@ -17,7 +17,7 @@ import {
   status,
 } from "../cluster.ts";
 import { assertEquals } from "../assert.ts";
-import { errorAnswer, errorXml } from "../s3_answers.ts";
+import { errorAnswer, errorXml, md5Header } from "../s3_answers.ts";
 import { lockIndex } from "../lock_index.ts";
 import {
   REBUILD_RUNNING,
@@ -259,7 +259,11 @@ Deno.test("an S3 DeleteObjects taken up by a master resumed amid a rebuild answe
   await pausedThroughClear(async (m, key, rebuilt) => {
     const [, bucket, ...rest] = key.split("/");
     const xml = `<Delete><Object><Key>${rest.join("/")}</Key></Object></Delete>`;
-    const res = errorAnswer(`${m.url}/${bucket}?delete`, { method: "POST", body: xml });
+    const res = errorAnswer(`${m.url}/${bucket}?delete`, {
+      method: "POST",
+      headers: md5Header(xml),
+      body: xml,
+    });
     await sleep(200);
     m.proc.kill("SIGCONT");
     assertEquals(await res, {
