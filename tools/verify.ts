@@ -260,6 +260,10 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
     return await removeExpiredWrite(ctx, key, e, name);
   }
   for (const v of rec.rvolumes) ctx.recorded.add(v);
+  // The temporaries of a recorded switch are no orphans, even while its
+  // REPLACE holds the key (a master killed amid its renames, its lease not
+  // yet run out): they may be the new value's only copies.
+  for (const v of rec.next?.rec.rvolumes ?? []) ctx.pending.add(`${v} ${rec.next!.tmp}`);
   if (rec.state !== "live") return;
   // A live key being replaced holds a lease too: its files are in flux.
   if (isClaimed(rec)) return skipHeld(ctx, name, rec);
@@ -338,7 +342,6 @@ async function finishSwitch(
   next: Next,
   of: { name: string; owner?: string },
 ) {
-  for (const v of next.rec.rvolumes) ctx.pending.add(`${v} ${next.tmp}`);
   const p = report(ctx, `unfinished replace: ${of.name} (owner ${of.owner ?? "?"})`);
   if (!ctx.repair) return;
   const now = await ctx.store.entry(key).catch((err) => {
