@@ -78,6 +78,11 @@ interface Ctx {
   recorded: Set<string>;
   /** "volume path" of the temporaries of unfinished REPLACEs: not orphans. */
   pending: Set<string>;
+  /**
+   * When the scan of the keys began: `pending` knows of the switches
+   * recorded by then, so a temporary is judged old against this time.
+   */
+  scanned: number;
   /** The index lacks keys the volumes hold (a partial rebuild): delete no orphan. */
   keepOrphans: boolean;
   /**
@@ -136,6 +141,7 @@ export async function verify(flags: FlagValues): Promise<number> {
     held: [],
     recorded: new Set(),
     pending: new Set(),
+    scanned: Date.now(),
     keepOrphans: false,
     unhealthy: new Set(),
   };
@@ -721,7 +727,13 @@ async function checkLeftover(
     if ((await recorded).has(`${f.volume} ${f.path}`)) return;
     what = "multipart part that no upload in progress records";
   } else if (/^replace\.[0-9a-f-]{36}$/.test(name) || /\.replace-[0-9a-f-]{36}$/.test(name)) {
-    if (!(now - f.mtime >= ctx.grace) || ctx.pending.has(`${f.volume} ${f.path}`)) return;
+    // Older than -grace when the scan began, not the walk: a REPLACE that
+    // recorded its switch after the scan read its key (a scan longer than
+    // -grace) is not in `pending`, and its temporaries may be the new
+    // value's only copies.
+    if (!(ctx.scanned - f.mtime >= ctx.grace) || ctx.pending.has(`${f.volume} ${f.path}`)) {
+      return;
+    }
     what = "REPLACE temporary left by a failed REPLACE";
   } else {
     report(ctx, `unknown file: ${url} (not a key's; left alone)`);
