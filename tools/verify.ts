@@ -24,7 +24,7 @@ import { Fenced, isBusy, LOCKED } from "../lib/group_commit.ts";
 import { Claim, isClaimed } from "../lib/claim.ts";
 import { firstAnswer, joinIndex, LOCKED_FOR, openExistingIndex } from "../lib/open.ts";
 import { type Entry, type Index, keyFits } from "../lib/index_db.ts";
-import type { Next, Record } from "../lib/record.ts";
+import type { Record } from "../lib/record.ts";
 import { key2path } from "../lib/keys.ts";
 import { latin1 } from "../lib/bytes.ts";
 import { pool } from "../lib/pool.ts";
@@ -273,7 +273,7 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
   if (rec.state !== "live") return;
   // A live key being replaced holds a lease too: its files are in flux.
   if (isClaimed(rec)) return skipHeld(ctx, name, rec);
-  if (rec.next) return await finishSwitch(ctx, key, rec.next, { name, owner: rec.owner });
+  if (rec.next) return await finishSwitch(ctx, key, { name, owner: rec.owner });
   const path = key2path(key);
   const judged = await Promise.all(
     rec.rvolumes.map((v) => checkReplica(ctx, volumeUrl(v, path), rec.size, rec.hash)),
@@ -345,7 +345,6 @@ async function removeExpiredWrite(ctx: Ctx, key: Uint8Array, e: Entry, name: str
 async function finishSwitch(
   ctx: Ctx,
   key: Uint8Array,
-  next: Next,
   of: { name: string; owner?: string },
 ) {
   const p = report(ctx, `unfinished replace: ${of.name} (owner ${of.owner ?? "?"})`);
