@@ -24,7 +24,7 @@ import { Fenced, isBusy, LOCKED } from "../lib/group_commit.ts";
 import { Claim, isClaimed } from "../lib/claim.ts";
 import { firstAnswer, joinIndex, LOCKED_FOR, openExistingIndex } from "../lib/open.ts";
 import { type Entry, type Index, keyFits } from "../lib/index_db.ts";
-import type { Next, Record } from "../lib/record.ts";
+import type { Record } from "../lib/record.ts";
 import { key2path } from "../lib/keys.ts";
 import { latin1 } from "../lib/bytes.ts";
 import { pool } from "../lib/pool.ts";
@@ -78,6 +78,11 @@ interface Ctx {
   recorded: Set<string>;
   /** "volume path" of the temporaries of unfinished REPLACEs: not orphans. */
   pending: Set<string>;
+  /**
+   * When the scan of the keys began: `pending` knows of the switches
+   * recorded by then, so a temporary is judged old against this time.
+   */
+  scanned: number;
   /** The index lacks keys the volumes hold (a partial rebuild): delete no orphan. */
   keepOrphans: boolean;
   /**
@@ -136,6 +141,7 @@ export async function verify(flags: FlagValues): Promise<number> {
     held: [],
     recorded: new Set(),
     pending: new Set(),
+    scanned: Date.now(),
     keepOrphans: false,
     unhealthy: new Set(),
   };
@@ -260,10 +266,14 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
     return await removeExpiredWrite(ctx, key, e, name);
   }
   for (const v of rec.rvolumes) ctx.recorded.add(v);
+  // The temporaries of a recorded switch are no orphans, even while its
+  // REPLACE holds the key (a master killed amid its renames, its lease not
+  // yet run out): they may be the new value's only copies.
+  for (const v of rec.next?.rec.rvolumes ?? []) ctx.pending.add(`${v} ${rec.next!.tmp}`);
   if (rec.state !== "live") return;
   // A live key being replaced holds a lease too: its files are in flux.
   if (isClaimed(rec)) return skipHeld(ctx, name, rec);
-  if (rec.next) return await finishSwitch(ctx, key, rec.next, { name, owner: rec.owner });
+  if (rec.next) return await finishSwitch(ctx, key, { name, owner: rec.owner });
   const path = key2path(key);
   const judged = await Promise.all(
     rec.rvolumes.map((v) => checkReplica(ctx, volumeUrl(v, path), rec.size, rec.hash)),
@@ -335,10 +345,8 @@ async function removeExpiredWrite(ctx: Ctx, key: Uint8Array, e: Entry, name: str
 async function finishSwitch(
   ctx: Ctx,
   key: Uint8Array,
-  next: Next,
   of: { name: string; owner?: string },
 ) {
-  for (const v of next.rec.rvolumes) ctx.pending.add(`${v} ${next.tmp}`);
   const p = report(ctx, `unfinished replace: ${of.name} (owner ${of.owner ?? "?"})`);
   if (!ctx.repair) return;
   const now = await ctx.store.entry(key).catch((err) => {
@@ -718,7 +726,13 @@ async function checkLeftover(
     if ((await recorded).has(`${f.volume} ${f.path}`)) return;
     what = "multipart part that no upload in progress records";
   } else if (/^replace\.[0-9a-f-]{36}$/.test(name) || /\.replace-[0-9a-f-]{36}$/.test(name)) {
-    if (!(now - f.mtime >= ctx.grace) || ctx.pending.has(`${f.volume} ${f.path}`)) return;
+    // Older than -grace when the scan began, not the walk: a REPLACE that
+    // recorded its switch after the scan read its key (a scan longer than
+    // -grace) is not in `pending`, and its temporaries may be the new
+    // value's only copies.
+    if (!(ctx.scanned - f.mtime >= ctx.grace) || ctx.pending.has(`${f.volume} ${f.path}`)) {
+      return;
+    }
     what = "REPLACE temporary left by a failed REPLACE";
   } else {
     report(ctx, `unknown file: ${url} (not a key's; left alone)`);
