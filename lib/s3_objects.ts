@@ -784,11 +784,13 @@ async function copyOnce(
     const conflicts = new Backoff(s3.signal);
     while (true) {
       const done = await rewriteMeta(store, s3.key, {
+        src,
         meta,
         ifMatch: cond.ifMatch,
         alg,
         stop: s3.stop,
       });
+      if (done === "overtaken") return null;
       if (done !== null) {
         rec = done;
         break;
@@ -931,6 +933,9 @@ export async function copyFailure(
 /**
  * Copy onto itself with new metadata: one index commit, no data moved. Null
  * when another write of the key is in flight or won the commit: try again.
+ * "overtaken" when the key no longer holds `src`, the value the copy read
+ * (its conditions and the metadata it copies were that value's): read the
+ * key again, as a copy overtaken by an overwrite of its source is.
  * The value's checksum stays when it is of the whole value and of `alg`;
  * a composite one named the parts, which the copy is no longer made of.
  * `stop`: a stopping master's cut-off, at which the commit, while still
@@ -940,16 +945,18 @@ async function rewriteMeta(
   store: Store,
   key: Uint8Array,
   opts: {
+    src: Record;
     meta: Meta;
     ifMatch: string | undefined;
     alg: Checksum["alg"] | undefined;
     stop?: AbortSignal;
   },
-): Promise<Record | null> {
-  const { meta, ifMatch, alg, stop } = opts;
+): Promise<Record | null | "overtaken"> {
+  const { src, meta, ifMatch, alg, stop } = opts;
   const e = await store.entry(key);
   if (!e || e.rec.state !== "live") throw s3Error("NoSuchKey", "The specified key does not exist.");
   if (isClaimed(e.rec)) return null;
+  if (!sameValue(e.rec, src)) return "overtaken";
   if (ifMatch !== undefined && !etagMatches(ifMatch, e.rec)) throw preconditionFailed();
   const kept = e.rec.meta?.checksum;
   const checksum = kept && kept.alg === alg && checksumType(kept) === "FULL_OBJECT"
