@@ -108,7 +108,7 @@ Deno.test("a drain cuts off what is still in flight at its deadline: the signal 
   await new Promise((r) => drain.signal.addEventListener("abort", r, { once: true }));
   assert(drain.signal.reason instanceof ShuttingDown);
   assertEquals(drain.signal.reason.status, 503);
-  drain.answered(503);
+  drain.answered(503, { cutOff: true });
   drain.leave(true);
   assertEquals(await drained, { ...nothingDrained(), inflight: 1, cut: 1 });
 });
@@ -124,13 +124,13 @@ Deno.test("a drain counts a request cut off that has not answered by the end of 
   });
 });
 
-Deno.test("a drain counts the requests that answered other than 503 after its cut by their status, not as cut off", async () => {
+Deno.test("a drain counts the requests that answered other than by the cut's 503 after its cut by their status, not as cut off", async () => {
   const drain = new Drain();
   for (let i = 0; i < 4; i++) drain.enter();
   const drained = drain.drain({ deadline: 0, grace: 60_000 });
   await new Promise((r) => drain.signal.addEventListener("abort", r, { once: true }));
   for (const status of [200, 503, 204, 200]) {
-    drain.answered(status);
+    drain.answered(status, { cutOff: status === 503 });
     drain.leave(true);
   }
   assertEquals(await drained, {
@@ -139,6 +139,18 @@ Deno.test("a drain counts the requests that answered other than 503 after its cu
     cut: 1,
     finished: { 200: 2, 204: 1 },
   });
+});
+
+Deno.test("a drain counts a 503 answered after its cut for a reason of its own (a volume down) by its status, not as cut off", async () => {
+  const drain = new Drain();
+  for (let i = 0; i < 2; i++) drain.enter();
+  const drained = drain.drain({ deadline: 0, grace: 60_000 });
+  await new Promise((r) => drain.signal.addEventListener("abort", r, { once: true }));
+  drain.answered(503, { cutOff: true });
+  drain.leave(true);
+  drain.answered(503);
+  drain.leave(true);
+  assertEquals(await drained, { ...nothingDrained(), inflight: 2, cut: 1, finished: { 503: 1 } });
 });
 
 Deno.test("a drain tells the answers being sent at its deadline apart: cut short, or left to finish", async () => {
@@ -151,7 +163,7 @@ Deno.test("a drain tells the answers being sent at its deadline apart: cut short
   drain.endedShort();
   drain.leave(true);
   drain.leave(true);
-  drain.answered(503);
+  drain.answered(503, { cutOff: true });
   drain.leave(true);
   assertEquals(await drained, {
     ...nothingDrained(),
@@ -168,7 +180,7 @@ Deno.test("cutOff() (a second SIGTERM) ends the wait for the deadline at once", 
   const drained = drain.drain({ deadline: 3_600_000, grace: 3_600_000 });
   drain.cutOff();
   assert(drain.signal.aborted);
-  drain.answered(503);
+  drain.answered(503, { cutOff: true });
   drain.leave(true);
   assertEquals(await drained, { ...nothingDrained(), inflight: 1, cut: 1 });
 });
@@ -1043,6 +1055,33 @@ Deno.test("SIGTERM: an S3 UploadPart waiting for its master to rejoin the index 
     assert(parts.includes("<ListPartsResult") && !parts.includes("<Part>"), parts);
     assertEquals(await volumeFiles(c.volumes[0]), []);
   } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: the stop's line counts a 503 answered after the cut for a reason of its own (a volume that did not say) as not stopped by the cut, not as cut off", async () => {
+  const { c, hung } = await hungCluster();
+  // A HEAD unanswered for 2 s: REBALANCE answers its own 503 after the cut (1 s).
+  const master = await hungMaster(c, hung, ["-voltimeout", "2s"]);
+  try {
+    const k = randomKey();
+    assertEquals(await status(master.url + k, { method: "PUT", body: "value" }), 201);
+    hung.hangOn("HEAD", k);
+    const rebalance = fetch(master.url + k, { method: "REBALANCE" });
+    await hung.arrived;
+    const stderr = new Response(master.proc.stderr).text();
+    master.proc.kill("SIGTERM");
+    const res = await rebalance;
+    const body = await res.text();
+    assertEquals([res.status, (await master.proc.status).code], [503, 0], body);
+    assert(body.startsWith("Volume "), body);
+    assertEquals((await stderr).split("\n").filter((l) => l.startsWith("Stopping")), [
+      "Stopping: 1 request(s) still in flight after 1000 ms (-drain): " +
+      "1 not stopped by the cut (answered 503)",
+    ]);
+  } finally {
+    await master.stop();
+    await hung.stop();
     await c.stop();
   }
 });
