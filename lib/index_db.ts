@@ -741,6 +741,9 @@ export class Index {
    * nothing written. `signal` (a stopping master's cut-off): not made,
    * rejecting with its reason, if at its abort it still waits for this
    * member to join the index again (behind a heartbeat a locked index holds).
+   * Past that cut-off, a try the index refuses as locked is not made again
+   * (GroupCommit.retrying): it rejects with the cut-off's reason, nothing
+   * written, as a key's record does.
    */
   async #commitFenced(
     make: () => Deno.AtomicOperation,
@@ -749,7 +752,8 @@ export class Index {
     const fence = await this.#ready(opts.signal);
     if (opts.refuse?.()) return null;
     this.checkFile();
-    const res = await retryBusy(() => {
+    // Bounded by a stopping master's cut-off as keys' records are.
+    const res = await this.commits.retrying(() => {
       const atomic = make();
       if (fence) atomic.check(fence);
       return atomic.commit();

@@ -13,7 +13,8 @@ import {
   volumeFiles,
 } from "./cluster.ts";
 import { HeldVolume, HungVolume } from "./hung_volume.ts";
-import { lockIndex } from "./lock_index.ts";
+import { lockIndex, lockIndexElsewhere } from "./lock_index.ts";
+import { withIndex } from "./temp_index.ts";
 import { errorXml } from "./s3_answers.ts";
 
 Deno.test("a draining master answers 503 in text/plain, as its other errors, and closes", async () => {
@@ -1057,6 +1058,23 @@ Deno.test("SIGTERM: an S3 UploadPart waiting for its master to rejoin the index 
   } finally {
     await c.stop();
   }
+});
+
+Deno.test("an S3 bucket record's commit on a locked index is not tried again past a stopping master's cut-off: it fails with the cut-off's reason, nothing written", async () => {
+  await withIndex(async (index, path) => {
+    const cut = new AbortController();
+    index.commits.stopRetrying(cut.signal);
+    const unlock = await lockIndexElsewhere(path);
+    try {
+      // Its first try waits on the lock (up to 5 s); the cut comes meanwhile.
+      const made = index.createBucket("media", Date.now()).then(() => null, (err) => err);
+      cut.abort(new Error("Cut off"));
+      assertEquals(String(await made), "Error: Cut off");
+    } finally {
+      await unlock();
+    }
+    assertEquals(await index.bucket("media"), null);
+  });
 });
 
 Deno.test("SIGTERM: the stop's line counts a 503 answered after the cut for a reason of its own (a volume that did not say) as not stopped by the cut, not as cut off", async () => {
