@@ -31,7 +31,7 @@ export class SourceError extends Error {
 }
 
 /** How the reason of every answer a stopping master's cut-off makes begins. */
-const CUT_OFF = "The master is shutting down and cut";
+export const CUT_OFF = "The master is shutting down and cut";
 
 /**
  * What a request still in flight when a stopping master's deadline passes

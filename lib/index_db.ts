@@ -992,11 +992,19 @@ export class Index {
     return parts;
   }
 
-  /** Remembers a completed upload for a day: a retried Complete gets its answer. */
-  async completed(id: string, done: { key: Uint8Array; etag: string }): Promise<void> {
+  /**
+   * Remembers a completed upload for a day: a retried Complete gets its
+   * answer. `signal`: as #commitFenced's.
+   */
+  async completed(
+    id: string,
+    done: { key: Uint8Array; etag: string },
+    opts: { signal?: AbortSignal } = {},
+  ): Promise<void> {
     const value = { ...done, key: done.key.slice() }; // as in createUpload
-    await this.#commitFenced(() =>
-      this.kv.atomic().set([COMPLETED, id], value, { expireIn: 86_400_000 })
+    await this.#commitFenced(
+      () => this.kv.atomic().set([COMPLETED, id], value, { expireIn: 86_400_000 }),
+      opts,
     );
   }
 

@@ -620,8 +620,8 @@ const STALLED = "This master stalled and has not yet checked whether a rebuild o
  * An mkv API call. `stop`: a stopping master's cut-off, which a GET's HEAD
  * checks stop at (no signal of the client's: a 302 is quick to make, and
  * one signal per GET costs the hot path), a DELETE's volume calls (not
- * given up when the client goes), and the other writes' first index write
- * while it is unsent; PUT and REPLACE stop at the client's too.
+ * given up when the client goes), and the writes' index writes while they
+ * are unsent; PUT and REPLACE stop at the client's too while uploading.
  */
 async function dispatch(
   store: Store,
@@ -639,6 +639,7 @@ async function dispatch(
         await store.put(key, req.body, {
           contentLength: contentLength(req),
           signal: signalOf(req, stop),
+          stop,
         }),
       );
     case "REPLACE":
@@ -646,6 +647,7 @@ async function dispatch(
         await store.replace(key, req.body, {
           contentLength: contentLength(req),
           signal: signalOf(req, stop),
+          stop,
         }),
       );
     case "DELETE":
