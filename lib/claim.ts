@@ -8,6 +8,7 @@
 // any master, verify's scan, rebalance), none of which has watched the
 // record change over time. A writer stops with a quarter of its lease left
 // by its own clock, so clocks apart by up to a quarter of -lease are safe.
+import { unlessAborted } from "./abort.ts";
 import { Fenced, isBusy } from "./group_commit.ts";
 import type { Entry, Index } from "./index_db.ts";
 import type { Record } from "./record.ts";
@@ -172,13 +173,15 @@ export class Claim {
   /**
    * Rewrites the record held (its lease kept and renewed as before): what a
    * master that dies holding it leaves behind. False when the claim was lost.
+   * `signal` (a stopping master's cut-off): as finish's.
    */
-  note(rec: Record): Promise<boolean> {
-    const done = this.#chain.then(async () => {
+  note(rec: Record, opts: { signal?: AbortSignal } = {}): Promise<boolean> {
+    return this.#chained(async () => {
       if (this.#lost.signal.aborted) return this.#lostReason();
       let leased = rec;
-      const vs = await this.#cas(() =>
-        leased = { ...rec, owner: this.#rec.owner, until: Date.now() + this.#lease }
+      const vs = await this.#cas(
+        () => leased = { ...rec, owner: this.#rec.owner, until: Date.now() + this.#lease },
+        opts.signal,
       );
       if (vs === null) {
         this.#lost.abort(new Error("Lost the claim on the key"));
@@ -188,9 +191,7 @@ export class Claim {
       this.#rec = leased;
       this.#versionstamp = vs;
       return true;
-    });
-    this.#chain = done.catch(() => {});
-    return done;
+    }, opts.signal);
   }
 
   /**
@@ -199,17 +200,35 @@ export class Claim {
    * the record keeps a lease that runs out on its own, unrenewed, so the
    * key's writers wait (409) for a volume that has yet to answer a call
    * of this writer's (it may still carry it out, onto their files).
+   * `signal` (a stopping master's cut-off): not written, rejecting with its
+   * reason, if at its abort the write is not yet sent to the index (it
+   * waits behind the claim's renewal, for this master to join the index
+   * again, or for its turn to commit: Index.cas); one the index is trying
+   * is waited for. The claim is no longer renewed either way.
    */
-  finish(rec: Record | null, opts: { linger?: boolean } = {}): Promise<boolean> {
+  finish(
+    rec: Record | null,
+    opts: { linger?: boolean; signal?: AbortSignal } = {},
+  ): Promise<boolean> {
     unhold(this);
     // No owner: nobody renews it, and the key's writers can tell why they wait.
     const final = () =>
       rec && opts.linger ? { ...rec, owner: "", until: Date.now() + this.#lease } : rec;
-    const done = this.#chain.then(async () => {
+    return this.#chained(async () => {
       if (this.#lost.signal.aborted) return this.#lostReason();
-      return await this.#cas(final) !== null;
-    });
-    this.#chain = done.catch(() => {});
+      return await this.#cas(final, opts.signal) !== null;
+    }, opts.signal);
+  }
+
+  /**
+   * Runs `write` after the claim's writes before it. `signal`: given up at
+   * its abort while those still run (rejecting with its reason, `write`
+   * never made); the claim's next write still waits for them.
+   */
+  #chained<T>(write: () => Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+    const before = this.#chain;
+    const done = (signal ? unlessAborted(before, signal) : before).then(write);
+    this.#chain = Promise.allSettled([before, done]);
     return done;
   }
 
@@ -220,14 +239,14 @@ export class Claim {
    * index waits for that): the claim's versionstamp still tells whether the
    * key is ours, and the work done under it stands. Else a REPLACE fenced
    * after its renames would answer 503, its value made live later all the
-   * same by the key's next reader. Fenced again: thrown.
+   * same by the key's next reader. Fenced again: thrown. `signal`: Index.cas's.
    */
-  async #cas(make: () => Record | null): Promise<string | null> {
+  async #cas(make: () => Record | null, signal?: AbortSignal): Promise<string | null> {
     try {
-      return await this.#index.cas(this.#key, this.#versionstamp, make());
+      return await this.#index.cas(this.#key, this.#versionstamp, make(), { signal });
     } catch (err) {
       if (!(err instanceof Fenced)) throw err;
-      return await this.#index.cas(this.#key, this.#versionstamp, make());
+      return await this.#index.cas(this.#key, this.#versionstamp, make(), { signal });
     }
   }
 
@@ -253,9 +272,9 @@ export class Claim {
 
   /**
    * Gives the claim up: a "writing" key stays so with its lease run out; a
-   * held live key goes back to its record as it was. `linger`: as finish's.
+   * held live key goes back to its record as it was. `linger`, `signal`: as finish's.
    */
-  release(opts: { linger?: boolean } = {}): Promise<boolean> {
+  release(opts: { linger?: boolean; signal?: AbortSignal } = {}): Promise<boolean> {
     return this.finish(this.#released, opts);
   }
 }

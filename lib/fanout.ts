@@ -30,6 +30,9 @@ export class SourceError extends Error {
   }
 }
 
+/** How the reason of every answer a stopping master's cut-off makes begins. */
+export const CUT_OFF = "The master is shutting down and cut";
+
 /**
  * The source sent fewer or more bytes than its known length (`bytes`: as
  * many as arrived, up to the one past it): a 400 SourceError, which a copy
@@ -54,8 +57,17 @@ export class LengthMismatch extends SourceError {
  */
 export class ShuttingDown extends SourceError {
   constructor() {
-    super(503, "The master is shutting down and cut this request off: retry (on another master)");
+    super(503, `${CUT_OFF} this request off: retry (on another master)`);
   }
+}
+
+/**
+ * Whether an answer's reason (a 503's) is a stopping master's cut-off's:
+ * ShuttingDown's, or one saying what the cut left of a write it stopped
+ * past its first index write (a REPLACE's recorded switch).
+ */
+export function isCutOff(reason: string): boolean {
+  return reason.startsWith(CUT_OFF);
 }
 
 /** The writer's claim on the key ran out (lib/claim.ts `holds`): stop writing. */

@@ -167,6 +167,24 @@ export class GroupCommit {
   }
 
   /**
+   * `commit` (one made outside the group: S3's bucket and upload records),
+   * tried again while the index is locked as retryBusy does, and bounded
+   * by stopRetrying's signal as the group's own commits are: past its
+   * abort, a try the index refuses as locked is not made again (nothing of
+   * it was written), and once one was refused so, none is tried at all:
+   * each fails with the signal's reason.
+   */
+  async retrying<T>(commit: () => Promise<T>): Promise<T> {
+    if (this.#lockedAtStop) throw this.#stop!.reason;
+    try {
+      return await retryBusy(commit, this.#busyMs, this.#stop);
+    } catch (err) {
+      if (this.#stop?.aborted && err === this.#stop.reason) this.#lockedAtStop = true;
+      throw err;
+    }
+  }
+
+  /**
    * Resolves to the new versionstamp, or null when `expect` no longer held.
    * `signal`: a write still queued at its abort (behind a commit under way,
    * which a locked index holds up to 5 s) is dropped, never written, and

@@ -741,6 +741,9 @@ export class Index {
    * nothing written. `signal` (a stopping master's cut-off): not made,
    * rejecting with its reason, if at its abort it still waits for this
    * member to join the index again (behind a heartbeat a locked index holds).
+   * Past that cut-off, a try the index refuses as locked is not made again
+   * (GroupCommit.retrying): it rejects with the cut-off's reason, nothing
+   * written, as a key's record does.
    */
   async #commitFenced(
     make: () => Deno.AtomicOperation,
@@ -749,7 +752,8 @@ export class Index {
     const fence = await this.#ready(opts.signal);
     if (opts.refuse?.()) return null;
     this.checkFile();
-    const res = await retryBusy(() => {
+    // Bounded by a stopping master's cut-off as keys' records are.
+    const res = await this.commits.retrying(() => {
       const atomic = make();
       if (fence) atomic.check(fence);
       return atomic.commit();
@@ -988,11 +992,19 @@ export class Index {
     return parts;
   }
 
-  /** Remembers a completed upload for a day: a retried Complete gets its answer. */
-  async completed(id: string, done: { key: Uint8Array; etag: string }): Promise<void> {
+  /**
+   * Remembers a completed upload for a day: a retried Complete gets its
+   * answer. `signal`: as #commitFenced's.
+   */
+  async completed(
+    id: string,
+    done: { key: Uint8Array; etag: string },
+    opts: { signal?: AbortSignal } = {},
+  ): Promise<void> {
     const value = { ...done, key: done.key.slice() }; // as in createUpload
-    await this.#commitFenced(() =>
-      this.kv.atomic().set([COMPLETED, id], value, { expireIn: 86_400_000 })
+    await this.#commitFenced(
+      () => this.kv.atomic().set([COMPLETED, id], value, { expireIn: 86_400_000 }),
+      opts,
     );
   }
 

@@ -226,7 +226,9 @@ async function openSource(
   source: Uint8Array,
 ): Promise<{ res: Response; length: number | null } | null> {
   const { req, store } = s3;
-  const src = await liveRecord(store, source).catch((err) => copyFailure(s3, source, err));
+  const src = await liveRecord(store, source, { stop: s3.stop }).catch((err) =>
+    copyFailure(s3, source, err)
+  );
   if (copyConditions(req.headers, src)) throw preconditionFailed();
   const rangeHeader = req.headers.get("x-amz-copy-source-range");
   let range: string | undefined;
@@ -369,6 +371,7 @@ export async function completeUpload(s3: S3Request, id: string): Promise<Respons
   // As S3: 200 at once, then spaces while the parts are copied (a client
   // would time out on a silent multi-GB Complete), then the result or an
   // <Error>. A client that hangs up does not stop it: the object goes live.
+  // A stopping master's cut-off does, until the value is live (PUT's).
   return keptAlive(async () => {
     const meta = { ...upload.meta, etag, parts: sizeRuns(parts) };
     const rec = await joinParts(s3, { id, parts, planned, meta, cond });
@@ -376,18 +379,38 @@ export async function completeUpload(s3: S3Request, id: string): Promise<Respons
       // Another Complete of this upload won: its answer is this one's too.
       return xmlDocument("CompleteMultipartUploadResult", completeResult(s3, rec));
     }
-    // The value is live: recorded as completed before the parts go, so a
-    // Complete still reading them finds the answer when they vanish. Then
-    // the upload and every part of it go, those uploaded since the parts
-    // were read too (endUpload lists them once no more can come).
-    await s3.store.index.completed(id, { key: s3.key, etag: etagOf(rec) });
-    const ended = await s3.store.index.endUpload(id, versionstamp);
-    if (ended) await removeParts(s3.store, ended);
+    await endCompleted(s3, { id, versionstamp, etag: etagOf(rec) });
     return xmlDocument("CompleteMultipartUploadResult", {
       ...completeResult(s3, etagOf(rec)),
       ...checksumXml(rec.meta?.checksum),
     });
   }, `/${s3.bucket}/${keyText(s3)}`);
+}
+
+/**
+ * Ends upload `id` (read as `versionstamp`), whose value went live as
+ * `etag`: recorded as completed before the parts go, so a Complete still
+ * reading them finds the answer when they vanish. Then the upload and every
+ * part of it go, those uploaded since the parts were read too (endUpload
+ * lists them once no more can come). Cut off by a stopping master meanwhile
+ * (a write unsent, or refused by an index locked at the cut), what is left
+ * is left: the object stands, answered as made, and the upload stays listed
+ * as a master killed there leaves it (a retry answers the same, an Abort
+ * ends it).
+ */
+async function endCompleted(
+  s3: S3Request,
+  done: { id: string; versionstamp: string; etag: string },
+): Promise<void> {
+  const { id, versionstamp, etag } = done;
+  const { index } = s3.store;
+  try {
+    await index.completed(id, { key: s3.key, etag }, { signal: s3.stop });
+    const ended = await index.endUpload(id, versionstamp, { signal: s3.stop });
+    if (ended) await removeParts(s3.store, ended);
+  } catch (err) {
+    if (!(err instanceof ShuttingDown)) throw err;
+  }
 }
 
 /**
@@ -446,11 +469,16 @@ async function joinParts(
         meta,
         // Checked again as the value goes live: a write since the check above fails it.
         ...cond,
-        signal: new AbortController().signal,
+        // Not the client's going (the object goes live all the same).
+        signal: s3.stop ?? new AbortController().signal,
+        stop: s3.stop,
       });
     } catch (err) {
       const done = await completedEtag(s3, id);
       if (done !== null) return done;
+      // Cut off by a stopping master: nothing live, the upload as it was
+      // (not a failure to read the parts, which the write's end made).
+      if (s3.stop?.aborted) throw failure({ status: 503, message: s3.stop.reason.message });
       if (read.failure === null) throw err;
       // A copy of a part held other bytes than were uploaded (sent
       // already, so that write failed): again, from the other copies.

@@ -55,11 +55,15 @@ function objectHeaders(rec: Record): Headers {
   return h;
 }
 
-/** A live record of the key, or NoSuchKey. */
-export async function liveRecord(store: Store, key: Uint8Array): Promise<Record> {
+/** A live record of the key, or NoSuchKey. `stop`: a stopping master's cut-off (Store.readEntry). */
+export async function liveRecord(
+  store: Store,
+  key: Uint8Array,
+  opts: { stop?: AbortSignal } = {},
+): Promise<Record> {
   if (!keyFits(key)) throw keyTooLong();
   // Its ETag must name the bytes a replica gives: not while a REPLACE renames.
-  const e = await store.readEntry(key);
+  const e = await store.readEntry(key, opts);
   if (!e || e.rec.state !== "live") {
     throw s3Error("NoSuchKey", "The specified key does not exist.");
   }
@@ -122,7 +126,7 @@ export async function getObject(s3: S3Request, head: boolean): Promise<Response>
 async function readObject(s3: S3Request, head: boolean): Promise<Response | null> {
   let rec: Record;
   try {
-    rec = await liveRecord(s3.store, s3.key);
+    rec = await liveRecord(s3.store, s3.key, { stop: s3.stop });
   } catch (err) {
     // No such key: in a bucket that does not exist either, S3 says that.
     if (err instanceof S3Error && err.code === "NoSuchKey" && !await bucketExists(s3)) {
@@ -466,6 +470,8 @@ export interface WriteOptions {
   /** If-Match: only over the live value with one of these ETags. */
   ifMatch?: string;
   signal: AbortSignal;
+  /** A stopping master's cut-off (PutOptions.stop). */
+  stop?: AbortSignal;
 }
 
 /**
@@ -478,6 +484,7 @@ export async function writeObject(store: Store, key: Uint8Array, w: WriteOptions
   const opts = {
     contentLength: w.contentLength,
     signal: w.signal,
+    stop: w.stop,
     meta: w.meta,
     md5: true,
     allowEmpty: true,
@@ -713,6 +720,7 @@ export async function putObject(s3: S3Request): Promise<Response> {
       },
       ...cond,
       signal: s3.signal,
+      stop: s3.stop,
     });
   } catch (err) {
     throw body.failure() ?? err;
@@ -752,7 +760,9 @@ async function copyOnce(
   cond: { create: boolean; ifMatch?: string },
 ): Promise<Response | null> {
   const { req, store } = s3;
-  const src = await liveRecord(store, sourceKey).catch((err) => copyFailure(s3, sourceKey, err));
+  const src = await liveRecord(store, sourceKey, { stop: s3.stop }).catch((err) =>
+    copyFailure(s3, sourceKey, err)
+  );
   if (copyConditions(req.headers, src)) throw preconditionFailed();
   await checkWriteConditions(store, s3.key, cond);
   const directive = (req.headers.get("x-amz-metadata-directive") ?? "COPY").toUpperCase();
@@ -825,6 +835,7 @@ async function copyOnce(
         },
         ...cond,
         signal: s3.signal,
+        stop: s3.stop,
       });
     } catch (err) {
       const failed = source.failure();
@@ -953,7 +964,7 @@ async function rewriteMeta(
   },
 ): Promise<Record | null | "overtaken"> {
   const { src, meta, ifMatch, alg, stop } = opts;
-  const e = await store.entry(key);
+  const e = await store.entry(key, { stop });
   if (!e || e.rec.state !== "live") throw s3Error("NoSuchKey", "The specified key does not exist.");
   if (isClaimed(e.rec)) return null;
   if (!sameValue(e.rec, src)) return "overtaken";
@@ -968,7 +979,7 @@ async function rewriteMeta(
 
 export async function deleteObject(s3: S3Request): Promise<Response> {
   if (!keyFits(s3.key)) throw keyTooLong();
-  const wasLive = (await s3.store.entry(s3.key))?.rec.state === "live";
+  const wasLive = (await s3.store.entry(s3.key, { stop: s3.stop }))?.rec.state === "live";
   // A missing key is 204, but not in a bucket that does not exist either.
   if (!wasLive && !await bucketExists(s3)) throw noSuchBucket();
   if (wasLive) await keepBucket(s3);

@@ -3,6 +3,7 @@
 import { XMLParser } from "fast-xml-parser";
 import { reasons, sent, unwritten } from "./sizes.ts";
 import { Fenced, IndexGone, isBusy, LOCKED_ANSWER } from "./group_commit.ts";
+import { ShuttingDown } from "./fanout.ts";
 
 const NS = "http://s3.amazonaws.com/doc/2006-03-01/";
 
@@ -180,14 +181,15 @@ export function errorDocument(err: S3Error, resource: string, id = newRequestId(
 
 /**
  * The ServiceUnavailable of a call the index refused: a write fenced, the
- * index locked past its retries, its file gone. Nothing was written, and a
+ * index locked past its retries, its file gone; or one a stopping master
+ * cut off (ShuttingDown) before its write was sent. Nothing was written, and a
  * retry can succeed (once the master has joined again, the lock is
  * released, the master restarted); S3's clients retry a 503. Null for any
  * other error.
  */
 export function refusalOf(err: unknown): S3Error | null {
   if (isBusy(err)) return s3Error("ServiceUnavailable", LOCKED_ANSWER);
-  if (err instanceof Fenced || err instanceof IndexGone) {
+  if (err instanceof Fenced || err instanceof IndexGone || err instanceof ShuttingDown) {
     return s3Error("ServiceUnavailable", err.message);
   }
   return null;

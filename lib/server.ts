@@ -23,7 +23,7 @@ import type { State } from "./record.ts";
 import { handleS3, isS3, isVirtualHosted, type S3Options, s3Refusal } from "./s3.ts";
 import { headerValue } from "./s3_auth.ts";
 import { reasons, received, sent, unwritten } from "./sizes.ts";
-import { ShuttingDown } from "./fanout.ts";
+import { isCutOff, ShuttingDown } from "./fanout.ts";
 import { VolumeError } from "./volumes.ts";
 import { MASTER_ANSWER, NAME_CHECK } from "./aliases.ts";
 
@@ -61,14 +61,14 @@ export interface Drained {
   inflight: number;
   /**
    * Of those, the ones still being worked on (no answer made yet) that
-   * answered 503 within the grace: cut off.
+   * the cut stopped within the grace: their 503 says so (`cutOffAnswer`).
    */
   cut: number;
   /**
    * Of those still being worked on, the ones that answered otherwise within
-   * the grace (the cut did not stop them: a REBALANCE copying once its
-   * claim is in, a commit the index was trying that lands), by status: how
-   * many answered each.
+   * the grace (the cut did not stop them: a commit the index was trying
+   * that lands, a 503 refused for a reason of its own, a volume down), by
+   * status: how many answered each.
    */
   finished: { [status: number]: number };
   /** Of those still being worked on, the ones with no answer made by the end of the grace. */
@@ -154,8 +154,12 @@ export class Drain {
   #cut = new AbortController();
   /** What was in flight when the cut came. */
   #atCut = { inflight: 0, working: 0 };
-  /** The statuses answered since the cut (by those still being worked on at it), how many each. */
+  /**
+   * The statuses answered since the cut (by those still being worked on at
+   * it), how many each; those the cut stopped apart.
+   */
   #sinceCut = new Map<number, number>();
+  #cutSinceCut = 0;
   #cutShort = 0;
 
   get draining(): boolean {
@@ -172,13 +176,17 @@ export class Drain {
     this.#working++;
   }
 
-  /** The request's answer (of `status`) is made: it is being sent, until leave(). */
-  answered(status: number) {
+  /**
+   * The request's answer (of `status`) is made: it is being sent, until
+   * leave(). `cutOff`: the answer is the cut's (its 503 says the master cut
+   * the request off), not one the request came to for a reason of its own.
+   */
+  answered(status: number, opts: { cutOff?: boolean } = {}) {
     this.#working--;
     // No request enters once draining: one answered after the cut was being worked on at it.
-    if (this.#cut.signal.aborted) {
-      this.#sinceCut.set(status, (this.#sinceCut.get(status) ?? 0) + 1);
-    }
+    if (!this.#cut.signal.aborted) return;
+    if (opts.cutOff) this.#cutSinceCut++;
+    else this.#sinceCut.set(status, (this.#sinceCut.get(status) ?? 0) + 1);
   }
 
   /** `answered`: whether answered() was called for it. */
@@ -210,14 +218,14 @@ export class Drain {
     const cutShort = Math.min(this.#cutShort, inflight - working);
     const leftToFinish = inflight - working - cutShort;
     const finished: { [status: number]: number } = {};
-    let answered = 0;
+    let answered = this.#cutSinceCut;
     for (const [status, n] of this.#sinceCut) {
       answered += n;
-      if (status !== 503) finished[status] = n;
+      finished[status] = n;
     }
     return {
       inflight,
-      cut: this.#sinceCut.get(503) ?? 0,
+      cut: this.#cutSinceCut,
       finished,
       // Gone with no answer made counts here too (its connection closed without one).
       working: working - answered,
@@ -346,7 +354,7 @@ async function counted(
   let answered = false;
   try {
     const res = await handle(store, opts, req);
-    drain.answered(res.status);
+    drain.answered(res.status, { cutOff: cutOffAnswer(res) });
     answered = true;
     // Cut off by a stopping master (or answered after): the connection
     // goes with the server, not back to a keep-alive pool.
@@ -361,6 +369,16 @@ async function counted(
     if (completed) completed.then(leave, leave);
     else leave();
   }
+}
+
+/**
+ * Whether `res` is the answer of a request a stopping master cut off: a 503
+ * whose reason says so (lib/fanout.ts cutOffReason), mkv's or S3's. Not a
+ * 503 the request came to for a reason of its own (a volume down, the
+ * index locked), answered after the cut all the same.
+ */
+function cutOffAnswer(res: Response): boolean {
+  return res.status === 503 && isCutOff(reasons.get(res) ?? "");
 }
 
 /**
@@ -604,8 +622,8 @@ const STALLED = "This master stalled and has not yet checked whether a rebuild o
  * An mkv API call. `stop`: a stopping master's cut-off, which a GET's HEAD
  * checks stop at (no signal of the client's: a 302 is quick to make, and
  * one signal per GET costs the hot path), a DELETE's volume calls (not
- * given up when the client goes), and the other writes' first index write
- * while it is unsent; PUT and REPLACE stop at the client's too.
+ * given up when the client goes), and the writes' index writes while they
+ * are unsent; PUT and REPLACE stop at the client's too while uploading.
  */
 async function dispatch(
   store: Store,
@@ -623,6 +641,7 @@ async function dispatch(
         await store.put(key, req.body, {
           contentLength: contentLength(req),
           signal: signalOf(req, stop),
+          stop,
         }),
       );
     case "REPLACE":
@@ -630,6 +649,7 @@ async function dispatch(
         await store.replace(key, req.body, {
           contentLength: contentLength(req),
           signal: signalOf(req, stop),
+          stop,
         }),
       );
     case "DELETE":

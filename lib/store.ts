@@ -8,6 +8,7 @@
 import { latin1 } from "./bytes.ts";
 import { Claim, isAbandoned, isClaimed, isLingering, unleased } from "./claim.ts";
 import {
+  CUT_OFF,
   DigestMismatch,
   fanout,
   LengthMismatch,
@@ -110,6 +111,13 @@ export interface PutOptions {
    * written (S3's If-Match); an outcome here is answered instead.
    */
   expect?: (prev: Record) => Outcome | null;
+  /**
+   * A stopping master's cut-off (not the client's going, which does not
+   * stop a value wholly received): the index writes made once the value is
+   * written (PUT's making it live, REPLACE's switch), still unsent at its
+   * abort, are dropped (503). `signal` is given up at it too.
+   */
+  stop?: AbortSignal;
 }
 
 export class Store {
@@ -177,7 +185,7 @@ export class Store {
     // A cached record (sole master) spares a promise on the hottest path.
     const cached = this.index.cached(key);
     let e = cached !== undefined ? cached : await this.index.get(key);
-    if (e?.rec.next) e = await this.readEntry(key, e);
+    if (e?.rec.next) e = await this.readEntry(key, { e, stop: signal });
     // No Content-Length: Deno sends "content-length: 0" with every empty body.
     const headers: { [name: string]: string } = {};
     // Not while a REPLACE renames (or a dead one's renames wait): a replica
@@ -230,7 +238,7 @@ export class Store {
     const refused = refuseBody(key, body, opts);
     if (refused || !body) return refused!;
     return await this.#exclusive(key, async () => {
-      const prev = await this.entry(key);
+      const prev = await this.entry(key, { stop: opts.stop });
       if (prev?.rec.state === "live") {
         return { status: 403, message: "Key exists (PUT never overwrites)" };
       }
@@ -303,10 +311,11 @@ export class Store {
       const live = liveRecord(kvolumes, result, opts.meta);
       let finished: boolean;
       try {
-        finished = await claim.finish(live);
+        finished = await claim.finish(live, { signal: opts.stop });
       } catch (err) {
-        // The index locked at a stopping master's cut-off (GroupCommit
-        // stopRetrying): the value did not go live; its files go.
+        // Unsent at a stopping master's cut-off, or refused by the index
+        // locked at it (GroupCommit stopRetrying): the value did not go
+        // live; its files go.
         if (err instanceof ShuttingDown) this.#cleanUpLater(() => this.#undo(key, kvolumes, claim));
         throw err;
       }
@@ -482,7 +491,7 @@ export class Store {
     const refused = refuseBody(key, body, opts);
     if (refused || !body) return refused!;
     return await this.#exclusive(key, async () => {
-      const prev = await this.entry(key);
+      const prev = await this.entry(key, { stop: opts.stop });
       if (prev && isClaimed(prev.rec)) return inFlight(prev.rec);
       if (prev?.rec.next) return unfinishedSwitch();
       if (prev?.rec.state !== "live") {
@@ -541,15 +550,25 @@ export class Store {
       // Said in the index before the first rename: a master that dies amid
       // them leaves the record to switch to and where the value waits, and
       // whoever reads the key next finishes the switch (#settle).
+      const { stop } = opts;
       let noted;
       try {
-        noted = claim.holds && await claim.note({ ...settled(prev.rec), next });
+        noted = claim.holds && await claim.note({ ...settled(prev.rec), next }, { signal: stop });
       } catch (err) {
-        // The index may have taken the switch all the same: the temporaries
-        // stay for whoever finishes it (verify takes them for orphans only
-        // when no record names them). Not when fenced: nothing was written.
-        if (err instanceof Fenced) await this.#removePaths(tmp, kvolumes).catch(() => {});
-        await claim.release().catch(() => {});
+        // Unsent at a stopping master's cut-off, or refused by the index
+        // locked at it: nothing was written, as when fenced. Answered
+        // before the clean-up (its commit may wait on a locked index).
+        const cleanUp = async () => {
+          if (err instanceof Fenced || err instanceof ShuttingDown) {
+            await this.#removePaths(tmp, kvolumes).catch(() => {});
+          }
+          await claim.release().catch(() => {});
+        };
+        // Otherwise the index may have taken the switch all the same: the
+        // temporaries stay for whoever finishes it (verify takes them for
+        // orphans only when no record names them).
+        if (err instanceof ShuttingDown) this.#cleanUpLater(cleanUp);
+        else await cleanUp();
         return failedWrite(err);
       }
       if (!noted) {
@@ -558,7 +577,17 @@ export class Store {
         await claim.release().catch(() => {});
         return lostClaim(new LostClaim(), claim);
       }
-      const out = await this.#switch(key, prev.rec, next, claim);
+      // The switch recorded is the key's to finish now, ours or, past the
+      // lease, its next request's: cut off before the renames, it is that's.
+      let out;
+      try {
+        if (stop?.aborted) throw stop.reason;
+        out = await this.#switch(key, prev.rec, next, claim, { stop });
+      } catch (err) {
+        if (!(err instanceof ShuttingDown)) throw err;
+        claim.abandon();
+        return switchRecorded();
+      }
       return out.status === 201 ? { ...out, bytes: result.bytes } : out;
     });
   }
@@ -567,8 +596,20 @@ export class Store {
    * The second half of a REPLACE, under `claim` with `next` recorded:
    * renames the new value over the old on each replica, makes the index
    * name the replicas that switched, removes the old copies left elsewhere.
+   * `stop` (a stopping master's cut-off): an index write still unsent at
+   * its abort is dropped, throwing ShuttingDown, the switch left recorded
+   * (the caller abandons the claim: past its lease, the key's next request
+   * finishes the switch); once the index names the replicas that switched,
+   * what is left of the work is given up at it (the value live).
    */
-  async #switch(key: Uint8Array, old: Record, next: Next, claim: Claim): Promise<Outcome> {
+  async #switch(
+    key: Uint8Array,
+    old: Record,
+    next: Next,
+    claim: Claim,
+    opts: { stop?: AbortSignal } = {},
+  ): Promise<Outcome> {
+    const { stop } = opts;
     const path = key2path(key);
     const { rec, tmp } = next;
     const kvolumes = rec.rvolumes;
@@ -594,7 +635,7 @@ export class Store {
         const landing = moves.some((m) =>
           m.status === "rejected" && unanswered(m.reason) && !(m.reason instanceof Undecided)
         );
-        await claim.finish({ ...settled(old), next }, { linger: landing });
+        await claim.finish({ ...settled(old), next }, { linger: landing, signal: stop });
         const why = messageOf(failure!.reason);
         const wait = landing ? " and -lease has passed" : "";
         return {
@@ -607,7 +648,7 @@ export class Store {
       // between the two would leave a switch whose temporaries are gone,
       // which the next reader takes for renamed (#rename).
       const why = `${messageOf(failure!.reason)} (the old value stays)`;
-      if (!await claim.finish(settled(old))) {
+      if (!await claim.finish(settled(old), { signal: stop })) {
         return { status: 500, message: `${why}; lost the claim on the key mid-replace` };
       }
       await this.#removePaths(tmp, kvolumes).catch(() => {});
@@ -629,7 +670,7 @@ export class Store {
     if (unswitched.length > 0) {
       let noted;
       try {
-        noted = await claim.note(live);
+        noted = await claim.note(live, { signal: stop });
       } catch (err) {
         // The index may have taken the new record or not. Not released
         // (that would write the record held before, without `next`, over
@@ -644,12 +685,16 @@ export class Store {
       const each = await Promise.all(unswitched.map((v) => this.#unswitch(v, tmp, path)));
       answered = !each.includes(false);
     }
-    if (!await claim.finish(live, { linger: !answered })) {
-      return { status: 500, message: "Lost the claim on the key mid-replace" };
-    }
+    // Cut off once the index names the replicas that switched (noted): the
+    // value is live, the lease left to run out. Else the switch stays recorded.
+    const ended = await claim.finish(live, { linger: !answered, signal: stop }).catch((err) => {
+      if (unswitched.length > 0 && err instanceof ShuttingDown) return true;
+      throw err;
+    });
+    if (!ended) return { status: 500, message: "Lost the claim on the key mid-replace" };
     // Copies on volumes the key no longer hashes to: no writer goes there.
-    await this.#removeFiles(key, old.rvolumes.filter((v) => !kvolumes.includes(v)))
-      .catch(() => {});
+    const elsewhere = old.rvolumes.filter((v) => !kvolumes.includes(v));
+    await this.#removeFiles(key, elsewhere, { signal: stop }).catch(() => {});
     if (failure) {
       const message = `${messageOf(failure.reason)} (the new value is live on ` +
         `${switched.length} of ${kvolumes.length} replicas: REBALANCE the key to copy it back)`;
@@ -723,23 +768,28 @@ export class Store {
   /**
    * The key's record, as it is in the index. A REPLACE left half done by a
    * master that died amid its renames (its lease ran out) is finished first.
+   * `stop`: #settle's.
    */
-  async entry(key: Uint8Array): Promise<Entry | null> {
+  async entry(key: Uint8Array, opts: { stop?: AbortSignal } = {}): Promise<Entry | null> {
     const e = await this.index.get(key);
-    return e && stranded(e.rec) ? await this.#settle(key, e) : e;
+    return e && stranded(e.rec) ? await this.#settle(key, e, opts) : e;
   }
 
   /**
    * For readers: the key's record once no REPLACE is switching it (renames
    * take milliseconds: waited for up to SWITCH_WAIT), a switch left by a
    * dead master finished first. Past the wait, the record as it is: its
-   * `next` says a replica may hold either value. `e`: the record just read.
+   * `next` says a replica may hold either value. `e`: the record just read;
+   * `stop`: #settle's.
    */
-  async readEntry(key: Uint8Array, e?: Entry | null): Promise<Entry | null> {
-    if (e === undefined) e = await this.index.get(key);
+  async readEntry(
+    key: Uint8Array,
+    opts: { e?: Entry | null; stop?: AbortSignal } = {},
+  ): Promise<Entry | null> {
+    let e = opts.e === undefined ? await this.index.get(key) : opts.e;
     const until = performance.now() + SWITCH_WAIT;
     while (e?.rec.next) {
-      if (stranded(e.rec)) return await this.#settle(key, e);
+      if (stranded(e.rec)) return await this.#settle(key, e, opts);
       if (performance.now() >= until) break;
       await new Promise((r) => setTimeout(r, 5));
       e = await this.index.get(key);
@@ -750,13 +800,23 @@ export class Store {
   /**
    * Finishes the REPLACE recorded in `e`: its replicas hold the new value
    * or the old, and only renaming again tells which. Returns the record
-   * after (held by another when it was first to finish it).
+   * after (held by another when it was first to finish it). `stop` (a
+   * stopping master's cut-off): an index write of it still unsent at its
+   * abort is dropped, throwing ShuttingDown (the request is cut off), the
+   * switch left recorded for the key's next request, as it was found.
    */
-  async #settle(key: Uint8Array, e: Entry): Promise<Entry | null> {
-    const claim = await Claim.hold(this.index, key, e, this.opts);
+  async #settle(
+    key: Uint8Array,
+    e: Entry,
+    opts: { stop?: AbortSignal } = {},
+  ): Promise<Entry | null> {
+    const { stop } = opts;
+    const claim = await Claim.hold(this.index, key, e, { ...this.opts, signal: stop });
     if (claim) {
-      await this.#switch(key, e.rec, e.rec.next!, claim).catch(async (err) => {
-        await claim.release().catch(() => {});
+      await this.#switch(key, e.rec, e.rec.next!, claim, { stop }).catch(async (err) => {
+        // Its lease runs out unrenewed: no write of the index after the cut.
+        if (err instanceof ShuttingDown) claim.abandon();
+        else await claim.release().catch(() => {});
         throw err;
       });
     }
@@ -909,7 +969,7 @@ export class Store {
   ): Promise<Outcome> {
     if (!keyFits(key)) return tooLong();
     return await this.#exclusive(key, async () => {
-      const prev = await this.entry(key);
+      const prev = await this.entry(key, { stop: opts.stop });
       if (prev && isClaimed(prev.rec)) return inFlight(prev.rec);
       if (prev?.rec.next) return unfinishedSwitch();
       const unexpected = opts.expect?.(prev?.rec.state === "live" ? prev.rec : null);
@@ -996,9 +1056,11 @@ export class Store {
       await claim.release({ linger: unanswered(err) });
       return { status: 500, message: messageOf(err) };
     }
-    if (!await claim.finish(null)) {
-      return { status: 500, message: "Lost the claim on the key mid-delete" };
-    }
+    // Unsent at the cut-off: the key is left non-live, as above, its files
+    // gone; past the lease, a DELETE removes the record.
+    const finished = await orDropped(claim.finish(null, { signal: stop }), stop);
+    if ("answer" in finished) return finished.answer;
+    if (!finished.value) return { status: 500, message: "Lost the claim on the key mid-delete" };
     return { status: 204 };
   }
 
@@ -1010,7 +1072,7 @@ export class Store {
   async relink(key: Uint8Array, opts: { stop?: AbortSignal } = {}): Promise<Outcome> {
     if (!keyFits(key)) return tooLong();
     return await this.#exclusive(key, async () => {
-      const prev = await this.entry(key);
+      const prev = await this.entry(key, opts);
       if (prev && isClaimed(prev.rec) && !isLingering(prev.rec)) return inFlight(prev.rec);
       if (prev?.rec.next) return unfinishedSwitch();
       if (prev?.rec.state !== "unlinked") return this.#notFound(prev, "No unlinked key to relink");
@@ -1029,7 +1091,7 @@ export class Store {
   async unlink(key: Uint8Array, opts: { stop?: AbortSignal } = {}): Promise<Outcome> {
     if (!keyFits(key)) return tooLong();
     return await this.#exclusive(key, async () => {
-      const prev = await this.entry(key);
+      const prev = await this.entry(key, opts);
       // A lingering claim keeps writers off the key's files; UNLINK and
       // RELINK write none, and the record they write keeps its lease.
       if (prev && isClaimed(prev.rec) && !isLingering(prev.rec)) return inFlight(prev.rec);
@@ -1060,9 +1122,9 @@ export class Store {
   /**
    * REBALANCE: move one live key (and with `unlinked`, an unlinked one: the
    * rebalance tool moves those too) to where the hash puts it now. `stop`:
-   * a stopping master's cut-off, at which a claim on the key still waiting
-   * to be sent to the index is dropped (503, the key as it was); once it
-   * is in, the move goes on to its end.
+   * a stopping master's cut-off, at which a write to the index still unsent
+   * is dropped and a copy under way stopped (503, the key as it was); once
+   * the index names the new copies, an old copy's removal is given up (204).
    */
   async rebalance(
     key: Uint8Array,
@@ -1070,7 +1132,7 @@ export class Store {
   ): Promise<Outcome> {
     if (!keyFits(key)) return tooLong();
     return await this.#exclusive(key, async () => {
-      const prev = await this.entry(key);
+      const prev = await this.entry(key, { stop: opts.stop });
       if (prev && isClaimed(prev.rec)) return inFlight(prev.rec);
       if (prev?.rec.next) return unfinishedSwitch();
       const movable = prev?.rec.state === "live" ||
@@ -1159,6 +1221,14 @@ export class Store {
     // source is tried next): a volume may store one yet, over the file of
     // the key's next write there, unless that waits out the lease.
     const unansweredPuts = new Set<string>();
+    // Cut off by a stopping master before the index names the new copies
+    // (copying, or the record unsent): the key stays as it was, the claim
+    // given up after the answer (its commit may wait on a locked index),
+    // the copies made orphans (verify), as a move that failed leaves them.
+    const cutOff = (err: unknown) => {
+      this.#cleanUpLater(() => claim.release({ linger: unansweredPuts.size > 0 }));
+      return failedWrite(err);
+    };
     if (missing.length > 0) {
       let failure: unknown = null;
       for (const source of sources) {
@@ -1168,22 +1238,32 @@ export class Store {
           hash: prev.rec.hash,
           claim,
           unanswered: unansweredPuts,
+          stop,
         });
-        if (failure === null) break;
+        if (failure === null || failure instanceof ShuttingDown) break;
       }
+      if (failure instanceof ShuttingDown) return cutOff(failure);
       if (failure !== null) {
         await claim.release({ linger: unansweredPuts.size > 0 });
         return { status: 500, message: messageOf(failure) };
       }
     }
     const rec: Record = { ...unleased(prev.rec), rvolumes: kvolumes };
-    if (!await claim.finish(rec, { linger: unansweredPuts.size > 0 })) {
+    let finished;
+    try {
+      finished = await claim.finish(rec, { linger: unansweredPuts.size > 0, signal: stop });
+    } catch (err) {
+      if (err instanceof ShuttingDown) return cutOff(err);
+      throw err;
+    }
+    if (!finished) {
       // Taken over after the lease ran out: the key is another's now.
       return { status: 500, message: "Lost the claim on the key mid-move" };
     }
     const left = rvolumes.filter((v) => !kvolumes.includes(v));
     try {
-      await this.#removeFiles(key, left);
+      // Given up at the cut-off: moved all the same, the copy left an orphan.
+      await this.#removeFiles(key, left, { signal: stop });
     } catch (err) {
       // Moved all the same (a volume left behind is often a dead one): the
       // copy there is an orphan now.
@@ -1209,15 +1289,20 @@ export class Store {
       claim: Claim;
       /** Filled with the targets whose PUT went out whole and was never answered. */
       unanswered: Set<string>;
+      /** A stopping master's cut-off: the copy stops at it (its reason returned). */
+      stop?: AbortSignal;
     },
   ): Promise<unknown> {
-    const { targets, size, hash, claim } = opts;
+    const { targets, size, hash, claim, stop } = opts;
     const ac = new AbortController();
     const lost = claim.signal;
     const fence = () => claim.holds;
     if (lost.aborted) return lost.reason;
+    if (stop?.aborted) return stop.reason;
     const onLost = () => ac.abort(lost.reason);
+    const onStop = () => ac.abort(stop!.reason);
     lost.addEventListener("abort", onLost, { once: true });
+    stop?.addEventListener("abort", onStop, { once: true });
     const from = volumeUrl(source, path);
     const put = { signal: ac.signal, stall: this.opts.stall };
     try {
@@ -1259,9 +1344,11 @@ export class Store {
       return null;
     } catch (err) {
       ac.abort();
-      return err;
+      // Stopped at the cut-off: its reason, whatever the abort made of it.
+      return stop?.aborted ? stop.reason : err;
     } finally {
       lost.removeEventListener("abort", onLost);
+      stop?.removeEventListener("abort", onStop);
     }
   }
 
@@ -1510,6 +1597,19 @@ function inFlight(rec?: Record): Outcome {
     message:
       `${message} (or its writer stopped mid-write: retry once its lease runs out, in ${left} s)`,
   };
+}
+
+/**
+ * 503: a REPLACE cut off by a stopping master once the index recorded its
+ * switch (the record to switch to, where the value waits), which only an
+ * index write the cut did not leave time for could take back: its claim's
+ * lease runs out unrenewed, then the key's next request finishes it, as a
+ * killed master's (it renames the value in on the replicas that take it).
+ */
+function switchRecorded(): Outcome {
+  const message = `${CUT_OFF} this REPLACE off after the index recorded its switch to the ` +
+    "new value: once -lease has passed, the key's next request finishes it";
+  return { status: 503, message };
 }
 
 /**

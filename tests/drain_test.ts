@@ -13,8 +13,10 @@ import {
   volumeFiles,
 } from "./cluster.ts";
 import { HeldVolume, HungVolume } from "./hung_volume.ts";
-import { lockIndex } from "./lock_index.ts";
+import { lockIndex, lockIndexElsewhere } from "./lock_index.ts";
+import { withIndex } from "./temp_index.ts";
 import { errorXml, md5Header } from "./s3_answers.ts";
+import { key2volume } from "../lib/keys.ts";
 
 Deno.test("a draining master answers 503 in text/plain, as its other errors, and closes", async () => {
   const drain = new Drain();
@@ -108,7 +110,7 @@ Deno.test("a drain cuts off what is still in flight at its deadline: the signal 
   await new Promise((r) => drain.signal.addEventListener("abort", r, { once: true }));
   assert(drain.signal.reason instanceof ShuttingDown);
   assertEquals(drain.signal.reason.status, 503);
-  drain.answered(503);
+  drain.answered(503, { cutOff: true });
   drain.leave(true);
   assertEquals(await drained, { ...nothingDrained(), inflight: 1, cut: 1 });
 });
@@ -124,13 +126,13 @@ Deno.test("a drain counts a request cut off that has not answered by the end of 
   });
 });
 
-Deno.test("a drain counts the requests that answered other than 503 after its cut by their status, not as cut off", async () => {
+Deno.test("a drain counts the requests that answered other than by the cut's 503 after its cut by their status, not as cut off", async () => {
   const drain = new Drain();
   for (let i = 0; i < 4; i++) drain.enter();
   const drained = drain.drain({ deadline: 0, grace: 60_000 });
   await new Promise((r) => drain.signal.addEventListener("abort", r, { once: true }));
   for (const status of [200, 503, 204, 200]) {
-    drain.answered(status);
+    drain.answered(status, { cutOff: status === 503 });
     drain.leave(true);
   }
   assertEquals(await drained, {
@@ -139,6 +141,18 @@ Deno.test("a drain counts the requests that answered other than 503 after its cu
     cut: 1,
     finished: { 200: 2, 204: 1 },
   });
+});
+
+Deno.test("a drain counts a 503 answered after its cut for a reason of its own (a volume down) by its status, not as cut off", async () => {
+  const drain = new Drain();
+  for (let i = 0; i < 2; i++) drain.enter();
+  const drained = drain.drain({ deadline: 0, grace: 60_000 });
+  await new Promise((r) => drain.signal.addEventListener("abort", r, { once: true }));
+  drain.answered(503, { cutOff: true });
+  drain.leave(true);
+  drain.answered(503);
+  drain.leave(true);
+  assertEquals(await drained, { ...nothingDrained(), inflight: 2, cut: 1, finished: { 503: 1 } });
 });
 
 Deno.test("a drain tells the answers being sent at its deadline apart: cut short, or left to finish", async () => {
@@ -151,7 +165,7 @@ Deno.test("a drain tells the answers being sent at its deadline apart: cut short
   drain.endedShort();
   drain.leave(true);
   drain.leave(true);
-  drain.answered(503);
+  drain.answered(503, { cutOff: true });
   drain.leave(true);
   assertEquals(await drained, {
     ...nothingDrained(),
@@ -168,7 +182,7 @@ Deno.test("cutOff() (a second SIGTERM) ends the wait for the deadline at once", 
   const drained = drain.drain({ deadline: 3_600_000, grace: 3_600_000 });
   drain.cutOff();
   assert(drain.signal.aborted);
-  drain.answered(503);
+  drain.answered(503, { cutOff: true });
   drain.leave(true);
   assertEquals(await drained, { ...nothingDrained(), inflight: 1, cut: 1 });
 });
@@ -559,43 +573,106 @@ Deno.test("SIGTERM: the stop's line says a PUT still uploading at the -drain dea
   }
 });
 
-Deno.test("SIGTERM: the stop's line counts a REBALANCE past its claim at the -drain deadline by the 204 it answered, not as cut off", async () => {
-  const c = await Cluster.start({ volumes: 2, flags: ["-replicas", "2", "-drain", "1s"] });
-  const held = new HeldVolume(c.volumes[0]);
-  await c.stopMaster();
-  const m = await c.spawnMaster([], {}, { stderr: "piped", volumes: [held.volume, c.volumes[1]] });
+/**
+ * A PUT of a fresh key on `m` whose body comes slowly, until the answer:
+ * the cut's 503 says the cut has come (`cut` resolves to it).
+ */
+function cutMarker(m: SpawnedMaster): { cut: Promise<number>; stop(): void } {
   const slow = slowBody();
-  try {
-    const moved = randomKey();
-    assertEquals(await status(m.url + moved, { method: "PUT", body: "moved" }), 201);
-    // A replica lost: REBALANCE claims the key, then copies it back from
-    // the held volume; once the claim is in, the cut does not stop it.
-    const [file] = await volumeFiles(c.volumes[1]);
-    assertEquals(await status(`http://${c.volumes[1]}${file}`, { method: "DELETE" }), 204);
-    held.holdOn("GET", moved);
-    const rebalance = fetch(m.url + moved, { method: "REBALANCE" });
-    await held.arrived;
-    // Cut off at the deadline: its 503 says the cut has come.
-    const cut = randomKey();
-    const put = fetch(m.url + cut, { method: "PUT", body: slow.body });
-    while (await status(m.url + cut, { method: "RELINK" }) !== 409) {
+  const k = randomKey();
+  const put = fetch(m.url + k, { method: "PUT", body: slow.body });
+  const cut = (async () => {
+    while (await status(m.url + k, { method: "RELINK" }) !== 409) {
       await new Promise((r) => setTimeout(r, 20));
     }
+    return 0;
+  })();
+  return {
+    // Resolves once the PUT is under way; then to its answer's status.
+    cut: cut.then(async () => {
+      const res = await put;
+      await res.body?.cancel();
+      slow.stop();
+      return res.status;
+    }),
+    stop: () => slow.stop(),
+  };
+}
+
+Deno.test("SIGTERM: the stop's line counts a REBALANCE past its record at the -drain deadline by the 204 it answered, not as cut off", async () => {
+  const c = await Cluster.start({ volumes: 2, flags: ["-replicas", "1", "-drain", "1s"] });
+  const held = new HeldVolume(c.volumes[0]);
+  const both = [held.volume, c.volumes[1]];
+  // Written on the held volume alone, a key the hash puts on the other once both are listed.
+  let moved = randomKey();
+  while (
+    !key2volume(new TextEncoder().encode(moved), both, 1, 10)[0].startsWith(`${c.volumes[1]}/`)
+  ) {
+    moved = randomKey();
+  }
+  await c.stopMaster();
+  const first = await c.spawnMaster([], {}, { volumes: [held.volume] });
+  assertEquals(await status(first.url + moved, { method: "PUT", body: "moved" }), 201);
+  await first.stop();
+  const m = await c.spawnMaster([], {}, { stderr: "piped", volumes: both });
+  const marker = cutMarker(m);
+  try {
+    // Copied and recorded where the hash puts it now: the old copy's
+    // removal, held, is given up at the cut; the key moved all the same.
+    held.holdOn("DELETE", moved);
+    const rebalance = fetch(m.url + moved, { method: "REBALANCE" });
+    await held.arrived;
     const stderr = new Response(m.proc.stderr).text();
     m.proc.kill("SIGTERM");
-    const putAnswer = await put;
-    await putAnswer.body?.cancel();
-    slow.stop();
-    held.letGo();
-    const rebalanced = await rebalance;
+    // Not stopped at the cut, it waits for the DELETE held, past the master's exit.
+    const rebalanced = await Promise.race([rebalance, m.proc.status.then(() => null)]);
+    assert(rebalanced !== null, "the master exited before the REBALANCE answered");
     await rebalanced.body?.cancel();
-    assertEquals([putAnswer.status, rebalanced.status, (await m.proc.status).code], [503, 204, 0]);
+    assertEquals([await marker.cut, rebalanced.status, (await m.proc.status).code], [503, 204, 0]);
     assertEquals((await stderr).split("\n").filter((l) => l.startsWith("Stopping")), [
       "Stopping: 2 request(s) still in flight after 1000 ms (-drain): 1 cut off (answered 503), " +
       "1 not stopped by the cut (answered 204)",
     ]);
+    held.letGo();
+    await c.startMaster([], both);
+    const res = await fetch(c.url + moved, { redirect: "manual" });
+    await res.body?.cancel();
+    assert(res.headers.get("location")!.startsWith(`http://${c.volumes[1]}/`));
   } finally {
-    slow.stop();
+    marker.stop();
+    await m.stop();
+    await held.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: a REBALANCE copying the key at the -drain deadline answers 503, the key stays as it was, unheld, and the master exits 0", async () => {
+  const c = await Cluster.start({ volumes: 2, flags: ["-replicas", "2", "-drain", "1s"] });
+  const held = new HeldVolume(c.volumes[0]);
+  await c.stopMaster();
+  const m = await c.spawnMaster([], {}, { volumes: [held.volume, c.volumes[1]] });
+  const marker = cutMarker(m);
+  try {
+    const k = randomKey();
+    assertEquals(await status(m.url + k, { method: "PUT", body: "kept" }), 201);
+    // A replica lost: REBALANCE claims the key, then copies it back from
+    // the held volume; the cut stops the copy before the index names it.
+    const [file] = await volumeFiles(c.volumes[1]);
+    assertEquals(await status(`http://${c.volumes[1]}${file}`, { method: "DELETE" }), 204);
+    held.holdOn("GET", k);
+    const rebalance = fetch(m.url + k, { method: "REBALANCE" });
+    await held.arrived;
+    m.proc.kill("SIGTERM");
+    assertEquals(await marker.cut, 503);
+    held.letGo();
+    const res = await rebalance;
+    assertEquals([res.status, await res.text(), (await m.proc.status).code], [503, CUT_OFF, 0]);
+    await c.startMaster([], [held.volume, c.volumes[1]]);
+    assertEquals(await (await fetch(c.url + k)).text(), "kept");
+    // Its claim was given back: the key is anyone's to write.
+    assertEquals(await status(c.url + k, { method: "REBALANCE" }), 204);
+  } finally {
+    marker.stop();
     await m.stop();
     await held.stop();
     await c.stop();
@@ -1044,6 +1121,187 @@ Deno.test("SIGTERM: an S3 UploadPart waiting for its master to rejoin the index 
     assert(parts.includes("<ListPartsResult") && !parts.includes("<Part>"), parts);
     assertEquals(await volumeFiles(c.volumes[0]), []);
   } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("an S3 bucket record's commit on a locked index is not tried again past a stopping master's cut-off: it fails with the cut-off's reason, nothing written", async () => {
+  await withIndex(async (index, path) => {
+    const cut = new AbortController();
+    index.commits.stopRetrying(cut.signal);
+    const unlock = await lockIndexElsewhere(path);
+    try {
+      // Its first try waits on the lock (up to 5 s); the cut comes meanwhile.
+      const made = index.createBucket("media", Date.now()).then(() => null, (err) => err);
+      cut.abort(new Error("Cut off"));
+      assertEquals(String(await made), "Error: Cut off");
+    } finally {
+      await unlock();
+    }
+    assertEquals(await index.bucket("media"), null);
+  });
+});
+
+Deno.test("SIGTERM: the stop's line counts a 503 answered after the cut for a reason of its own (a volume that did not say) as not stopped by the cut, not as cut off", async () => {
+  const { c, hung } = await hungCluster();
+  // A HEAD unanswered for 2 s: REBALANCE answers its own 503 after the cut (1 s).
+  const master = await hungMaster(c, hung, ["-voltimeout", "2s"]);
+  try {
+    const k = randomKey();
+    assertEquals(await status(master.url + k, { method: "PUT", body: "value" }), 201);
+    hung.hangOn("HEAD", k);
+    const rebalance = fetch(master.url + k, { method: "REBALANCE" });
+    await hung.arrived;
+    const stderr = new Response(master.proc.stderr).text();
+    master.proc.kill("SIGTERM");
+    const res = await rebalance;
+    const body = await res.text();
+    assertEquals([res.status, (await master.proc.status).code], [503, 0], body);
+    assert(body.startsWith("Volume "), body);
+    assertEquals((await stderr).split("\n").filter((l) => l.startsWith("Stopping")), [
+      "Stopping: 1 request(s) still in flight after 1000 ms (-drain): " +
+      "1 not stopped by the cut (answered 503)",
+    ]);
+  } finally {
+    await master.stop();
+    await hung.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: a REPLACE past its upload waiting for its master to rejoin the index at the -drain deadline answers 503 with no switch recorded: the old value stays, unheld, its temporary removed", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
+  const slow = slowBody();
+  let unlock: (() => void) | null = null;
+  try {
+    const k = randomKey();
+    assertEquals(await status(c.url + k, { method: "PUT", body: "old" }), 201);
+    const files = await volumeFiles(c.volumes[0]);
+    const answer = fetch(c.url + k, { method: "REPLACE", body: slow.body });
+    await writingNow(c, k);
+    await claimCommitted(c, k);
+    unlock = lockIndex(`${c.db}/index.sqlite3`);
+    // Time is the event here: two heartbeat intervals (1 s) with none landing.
+    await new Promise((r) => setTimeout(r, 2_500));
+    slow.stop();
+    // Its value whole beside the old (the temporary): its switch waits to be recorded.
+    while ((await volumeFiles(c.volumes[0])).length === files.length) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const master = c.masterProcess!;
+    master.kill("SIGTERM");
+    // The master joins the index again past the cut: a switch sent after it would land.
+    unlock();
+    unlock = null;
+    const res = await answer;
+    assertEquals([res.status, await res.text(), (await master.status).code], [503, CUT_OFF, 0]);
+    await c.startMaster();
+    assertEquals(await (await fetch(c.url + k)).text(), "old");
+    assertEquals(await volumeFiles(c.volumes[0]), files);
+    assertEquals(await status(c.url + k, { method: "REPLACE", body: "new" }), 201);
+  } finally {
+    slow.stop();
+    unlock?.();
+    await c.stop();
+  }
+});
+
+const SWITCH_RECORDED = "The master is shutting down and cut this REPLACE off after the index " +
+  "recorded its switch to the new value: once -lease has passed, the key's next request " +
+  "finishes it\n";
+
+/** Waits until `key`'s writes are no longer held (its lease run out): a RELINK then answers, not 409. */
+async function unheld(url: string, key: string): Promise<number> {
+  while (true) {
+    const got = await status(url + key, { method: "RELINK" });
+    if (got !== 409) return got;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+Deno.test("SIGTERM: a REPLACE renaming at the -drain deadline answers 503 saying its switch is recorded, and the key's next request once -lease has passed finishes it", async () => {
+  const c = await Cluster.start({
+    volumes: 1,
+    flags: ["-replicas", "1", "-drain", "1s", "-lease", "2s"],
+  });
+  const held = new HeldVolume(c.volumes[0]);
+  await c.stopMaster();
+  const m = await c.spawnMaster([], {}, { volumes: [held.volume] });
+  const marker = cutMarker(m);
+  try {
+    const k = randomKey();
+    assertEquals(await status(m.url + k, { method: "PUT", body: "old" }), 201);
+    held.holdWhen((req) => req.method === "MOVE");
+    const replace = fetch(m.url + k, { method: "REPLACE", body: "new" });
+    await held.arrived;
+    m.proc.kill("SIGTERM");
+    assertEquals(await marker.cut, 503);
+    // Renamed after the cut: the index names the new value only once the
+    // switch is finished, which the cut leaves to the key's next request.
+    held.letGo();
+    const res = await replace;
+    assertEquals([res.status, await res.text(), (await m.proc.status).code], [
+      503,
+      SWITCH_RECORDED,
+      0,
+    ]);
+    await c.startMaster([], [held.volume]);
+    assertEquals(await unheld(c.url, k), 404);
+    assertEquals(await (await fetch(c.url + k)).text(), "new");
+  } finally {
+    marker.stop();
+    await m.stop();
+    await held.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: an S3 CompleteMultipartUpload joining its parts at the -drain deadline ends its answer with the cut's ServiceUnavailable, makes nothing live, and leaves the upload to complete again", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-s3", "-drain", "1s"] });
+  const held = new HeldVolume(c.volumes[0]);
+  await c.stopMaster();
+  const m = await c.spawnMaster([], {}, { volumes: [held.volume] });
+  const marker = cutMarker(m);
+  try {
+    const k = randomKey("/bucket");
+    const created = await fetch(`${m.url}${k}?uploads`, { method: "POST", headers: s3Signed() });
+    const id = (await created.text()).match(/<UploadId>(\w+)<\/UploadId>/)![1];
+    const part = await fetch(`${m.url}${k}?partNumber=1&uploadId=${id}`, {
+      method: "PUT",
+      headers: s3Signed(),
+      body: "part",
+    });
+    await part.body?.cancel();
+    const etag = part.headers.get("etag")!;
+    const body = `<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>${etag}` +
+      `</ETag></Part></CompleteMultipartUpload>`;
+    const complete = () =>
+      fetch(`${c.url}${k}?uploadId=${id}`, { method: "POST", headers: s3Signed(), body });
+    // The part's read held: the join is under way at the cut.
+    held.holdWhen((req) => req.method === "GET" && new URL(req.url).pathname.includes("/mpu."));
+    const joining = fetch(`${m.url}${k}?uploadId=${id}`, {
+      method: "POST",
+      headers: s3Signed(),
+      body,
+    });
+    await held.arrived;
+    m.proc.kill("SIGTERM");
+    assertEquals(await marker.cut, 503);
+    held.letGo();
+    const res = await joining;
+    const text = await res.text();
+    assertEquals([res.status, (await m.proc.status).code], [200, 0]);
+    assert(text.includes("<Code>ServiceUnavailable</Code>"), text);
+    assert(text.includes(CUT_OFF.trim()), text);
+    await c.startMaster([], [held.volume]);
+    assertEquals(await status(c.url + k, { headers: s3Signed() }), 404);
+    const again = await (await complete()).text();
+    assert(again.includes("<CompleteMultipartUploadResult"), again);
+    assertEquals(await (await fetch(c.url + k, { headers: s3Signed() })).text(), "part");
+  } finally {
+    marker.stop();
+    await m.stop();
+    await held.stop();
     await c.stop();
   }
 });

@@ -66,7 +66,12 @@ export class HeldVolume extends VolumeProxy {
   /** Holds `method` requests for `key`'s file. */
   holdOn(method: string, key: string) {
     const path = key2path(new TextEncoder().encode(key));
-    this.#holds = (req) => req.method === method && new URL(req.url).pathname.endsWith(path);
+    this.holdWhen((req) => req.method === method && new URL(req.url).pathname.endsWith(path));
+  }
+
+  /** Holds the requests `holds` picks (a REPLACE's rename, a part's read). */
+  holdWhen(holds: (req: Request) => boolean) {
+    this.#holds = holds;
   }
 
   /** Passes on the requests held, and those that come after. */
