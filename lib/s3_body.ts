@@ -65,7 +65,12 @@ export function s3Body(
       throw s3Error("MissingContentLength", "aws-chunked needs x-amz-decoded-content-length");
     }
     contentLength = Number(decoded);
-    body = decodeChunked(source, sig.chunks ?? null, trailers, (e) => failure ??= e, contentLength);
+    body = decodeChunked(source, {
+      signer: sig.chunks ?? null,
+      trailers,
+      onError: (e) => failure ??= e,
+      declared: contentLength,
+    });
   } else {
     const cl = headers.has("content-length") ? headerValue(headers, "content-length") : null;
     contentLength = cl === null ? null : Number(cl);
@@ -182,161 +187,221 @@ export function checksumThrough(alg: Algorithm, want?: string): {
 /** Longest line of chunk framing we read (a header, a trailer). */
 const MAX_LINE = 8192;
 
+export interface ChunkedOptions {
+  /** Checks each chunk's signature (and a signed trailer's); null: unsigned. */
+  signer: ChunkSigner | null;
+  /** Filled with the trailer's fields as it is read. */
+  trailers: Map<string, string>;
+  /** Told of a framing or signature error before the stream fails with it. */
+  onError: (err: S3Error) => void;
+  /** x-amz-decoded-content-length: more data than this is refused. */
+  declared?: number;
+}
+
 /**
  * Undoes aws-chunked: "<hex size>[;chunk-signature=<sig>]\r\n<data>\r\n"
  * repeated, a zero-size chunk, then trailer lines and an empty line.
  */
 export function decodeChunked(
   source: ReadableStream<Uint8Array>,
-  signer: ChunkSigner | null,
-  trailers: Map<string, string>,
-  onError: (err: S3Error) => void,
-  /** x-amz-decoded-content-length: more data than this is refused. */
-  declared = Infinity,
+  opts: ChunkedOptions,
 ): ReadableStream<Uint8Array> {
   const reader = source.getReader();
-  let buf: Uint8Array = new Uint8Array(0);
-  let pos = 0;
-  let line: number[] = [];
-  type State = "header" | "data" | "crlf" | "trailer" | "end";
-  let state: State = "header";
-  let remaining = 0;
-  let total = 0;
-  let signature = "";
-  let previous = signer?.seed ?? "";
-  let hash: Hash | null = null;
+  const decoder = new ChunkedDecoder(reader, opts);
+  return new ReadableStream<Uint8Array>({
+    pull: (ctl) => decoder.pull(ctl),
+    cancel: (reason) => reader.cancel(reason),
+  });
+}
+
+/** What the next bytes of aws-chunked framing are. */
+type Framing = "header" | "data" | "crlf" | "trailer" | "end";
+
+/** An aws-chunked body being undone: where in its framing it is, between pulls. */
+class ChunkedDecoder {
+  #reader: ReadableStreamDefaultReader<Uint8Array>;
+  #signer: ChunkSigner | null;
+  #trailers: Map<string, string>;
+  #onError: (err: S3Error) => void;
+  #declared: number;
+  /** The source's last read, taken up to #pos. */
+  #buf: Uint8Array = new Uint8Array(0);
+  #pos = 0;
+  /** The line of framing read so far: it may span the source's reads. */
+  #line: number[] = [];
+  #state: Framing = "header";
+  /** The current chunk's data not yet given out. */
+  #remaining = 0;
+  /** Every chunk's size so far, held to #declared. */
+  #total = 0;
+  /** The current chunk's signature, as its header sent it. */
+  #signature = "";
+  /** The signature the next one is chained to: the last chunk's, at first the request's. */
+  #previous: string;
+  /** The current chunk's SHA-256, when chunks are signed. */
+  #hash: Hash | null = null;
   /** The trailer's lines as signed: "name:value\n" each, its signature's not. */
-  let signedLines = "";
+  #signedLines = "";
 
-  const fail = (message: string, code = "IncompleteBody"): never => {
-    const err = code === "SignatureDoesNotMatch"
-      ? new S3Error(code, message)
-      : s3Error(code, message);
-    onError(err);
-    throw err;
-  };
+  constructor(reader: ReadableStreamDefaultReader<Uint8Array>, opts: ChunkedOptions) {
+    this.#reader = reader;
+    this.#signer = opts.signer;
+    this.#trailers = opts.trailers;
+    this.#onError = opts.onError;
+    this.#declared = opts.declared ?? Infinity;
+    this.#previous = opts.signer?.seed ?? "";
+  }
 
-  const verify = (sha: string) => {
-    if (!signer) return;
-    if (!sameHex(signature, chunkSignature(signer, previous, sha))) {
-      fail("A chunk's signature does not match", "SignatureDoesNotMatch");
+  /** Reads the source until a piece of data can be given out, or the body ends. */
+  async pull(ctl: ReadableStreamDefaultController<Uint8Array>) {
+    while (true) {
+      if (this.#state === "end") {
+        ctl.close();
+        this.#reader.cancel().catch(() => {});
+        return;
+      }
+      if (this.#pos >= this.#buf.length) {
+        const r = await this.#reader.read();
+        if (r.done) return this.#sourceEnded(ctl);
+        this.#buf = r.value;
+        this.#pos = 0;
+      } else if (this.#state === "data") {
+        return this.#data(ctl);
+      } else {
+        const text = this.#nextLine();
+        if (text !== null) this.#onLine(text);
+      }
     }
-    previous = signature;
-  };
+  }
+
+  /** The source ended: the body's end only once the last chunk was read. */
+  #sourceEnded(ctl: ReadableStreamDefaultController<Uint8Array>) {
+    // Some clients end without the final empty line after trailers.
+    if (this.#state === "trailer") {
+      this.#endTrailer();
+      ctl.close();
+      return;
+    }
+    this.#fail("The body ended inside an aws-chunked chunk");
+  }
+
+  /** As much of the current chunk's data as this read holds; its signature checked at its end. */
+  #data(ctl: ReadableStreamDefaultController<Uint8Array>) {
+    const n = Math.min(this.#remaining, this.#buf.length - this.#pos);
+    const piece = this.#buf.subarray(this.#pos, this.#pos + n);
+    this.#pos += n;
+    this.#remaining -= n;
+    this.#hash?.update(piece);
+    if (this.#remaining === 0) {
+      if (this.#hash) this.#verify(this.#hash.digest("hex"));
+      this.#state = "crlf";
+    }
+    ctl.enqueue(piece);
+  }
+
+  /** The next line of framing without its CRLF; null until a read holds its end. */
+  #nextLine(): string | null {
+    const buf = this.#buf;
+    const line = this.#line;
+    const nl = buf.indexOf(0x0a, this.#pos);
+    const end = nl < 0 ? buf.length : nl;
+    for (let i = this.#pos; i < end; i++) line.push(buf[i]);
+    if (line.length > MAX_LINE) this.#fail("An aws-chunked line is too long");
+    this.#pos = nl < 0 ? buf.length : nl + 1;
+    if (nl < 0) return null;
+    if (line[line.length - 1] === 0x0d) line.pop();
+    this.#line = [];
+    return String.fromCharCode(...line);
+  }
+
+  /** A line of framing, read as what the framing expects next. */
+  #onLine(text: string) {
+    switch (this.#state) {
+      case "header":
+        return this.#header(text);
+      case "crlf":
+        if (text !== "") this.#fail("aws-chunked data longer than its chunk header said");
+        this.#state = "header";
+        return;
+      case "trailer":
+        return this.#trailerLine(text);
+    }
+  }
+
+  /** "<hex size>[;chunk-signature=<sig>]": a chunk's data follows, or (size 0) the trailer. */
+  #header(text: string) {
+    const [size, ...ext] = text.split(";");
+    if (!/^[0-9a-fA-F]{1,16}$/.test(size)) this.#fail(`Bad aws-chunked chunk header "${text}"`);
+    this.#remaining = parseInt(size, 16);
+    this.#total += this.#remaining;
+    if (this.#total > this.#declared) {
+      this.#fail(
+        "The aws-chunked body is longer than its x-amz-decoded-content-length",
+        "InvalidRequest",
+      );
+    }
+    this.#signature = ext.find((e) => e.startsWith("chunk-signature="))?.slice(16) ?? "";
+    if (this.#signer && !this.#signature) {
+      this.#fail("A chunk has no signature", "SignatureDoesNotMatch");
+    }
+    if (this.#remaining === 0) {
+      this.#verify(EMPTY_SHA256);
+      this.#state = "trailer";
+    } else {
+      this.#hash = this.#signer ? createHash("sha256") : null;
+      this.#state = "data";
+    }
+  }
+
+  /** A trailer's "name:value" line, or the empty line that ends the trailer. */
+  #trailerLine(text: string) {
+    if (text === "") {
+      this.#endTrailer();
+      this.#state = "end";
+      return;
+    }
+    const colon = text.indexOf(":");
+    if (colon > 0) {
+      const name = text.slice(0, colon).trim().toLowerCase();
+      const value = text.slice(colon + 1).trim();
+      this.#trailers.set(name, value);
+      if (name !== "x-amz-trailer-signature") this.#signedLines += `${name}:${value}\n`;
+    }
+  }
+
+  /** A chunk checked against its signature, chained to the one before it. */
+  #verify(sha: string) {
+    if (!this.#signer) return;
+    if (!sameHex(this.#signature, chunkSignature(this.#signer, this.#previous, sha))) {
+      this.#fail("A chunk's signature does not match", "SignatureDoesNotMatch");
+    }
+    this.#previous = this.#signature;
+  }
 
   /**
    * The trailer read whole: its signature checked when the payload says it
    * is signed (else a tamperer could change the checksum in it unseen).
    */
-  const endTrailer = () => {
-    if (!signer?.trailer) return;
-    const sent = trailers.get("x-amz-trailer-signature");
+  #endTrailer() {
+    if (!this.#signer?.trailer) return;
+    const sent = this.#trailers.get("x-amz-trailer-signature");
     if (sent === undefined) {
-      fail("The trailer has no x-amz-trailer-signature", "SignatureDoesNotMatch");
+      this.#fail("The trailer has no x-amz-trailer-signature", "SignatureDoesNotMatch");
     }
-    if (!sameHex(sent!, trailerSignature(signer, previous, signedLines))) {
-      fail("The x-amz-trailer-signature does not match the trailer", "SignatureDoesNotMatch");
+    const signed = trailerSignature(this.#signer, this.#previous, this.#signedLines);
+    if (!sameHex(sent!, signed)) {
+      this.#fail("The x-amz-trailer-signature does not match the trailer", "SignatureDoesNotMatch");
     }
-  };
+  }
 
-  const onLine = (text: string) => {
-    switch (state) {
-      case "header": {
-        const [size, ...ext] = text.split(";");
-        if (!/^[0-9a-fA-F]{1,16}$/.test(size)) fail(`Bad aws-chunked chunk header "${text}"`);
-        remaining = parseInt(size, 16);
-        total += remaining;
-        if (total > declared) {
-          fail(
-            "The aws-chunked body is longer than its x-amz-decoded-content-length",
-            "InvalidRequest",
-          );
-        }
-        signature = ext.find((e) => e.startsWith("chunk-signature="))?.slice(16) ?? "";
-        if (signer && !signature) fail("A chunk has no signature", "SignatureDoesNotMatch");
-        if (remaining === 0) {
-          verify(EMPTY_SHA256);
-          state = "trailer";
-        } else {
-          hash = signer ? createHash("sha256") : null;
-          state = "data";
-        }
-        return;
-      }
-      case "crlf":
-        if (text !== "") fail("aws-chunked data longer than its chunk header said");
-        state = "header";
-        return;
-      case "trailer": {
-        if (text === "") {
-          endTrailer();
-          state = "end";
-          return;
-        }
-        const colon = text.indexOf(":");
-        if (colon > 0) {
-          const name = text.slice(0, colon).trim().toLowerCase();
-          const value = text.slice(colon + 1).trim();
-          trailers.set(name, value);
-          if (name !== "x-amz-trailer-signature") signedLines += `${name}:${value}\n`;
-        }
-        return;
-      }
-    }
-  };
-
-  return new ReadableStream<Uint8Array>({
-    async pull(ctl) {
-      while (true) {
-        if (state === "end") {
-          ctl.close();
-          reader.cancel().catch(() => {});
-          return;
-        }
-        if (pos >= buf.length) {
-          const r = await reader.read();
-          if (r.done) {
-            // Some clients end without the final empty line after trailers.
-            if (state === "trailer") {
-              endTrailer();
-              ctl.close();
-              return;
-            }
-            fail("The body ended inside an aws-chunked chunk");
-          }
-          buf = r.value!;
-          pos = 0;
-          continue;
-        }
-        if (state === "data") {
-          const n = Math.min(remaining, buf.length - pos);
-          const piece = buf.subarray(pos, pos + n);
-          pos += n;
-          remaining -= n;
-          hash?.update(piece);
-          if (remaining === 0) {
-            if (hash) verify(hash.digest("hex"));
-            state = "crlf";
-          }
-          ctl.enqueue(piece);
-          return;
-        }
-        const nl = buf.indexOf(0x0a, pos);
-        const end = nl < 0 ? buf.length : nl;
-        for (let i = pos; i < end; i++) line.push(buf[i]);
-        if (line.length > MAX_LINE) fail("An aws-chunked line is too long");
-        pos = nl < 0 ? buf.length : nl + 1;
-        if (nl < 0) continue;
-        if (line[line.length - 1] === 0x0d) line.pop();
-        const text = String.fromCharCode(...line);
-        line = [];
-        onLine(text);
-      }
-    },
-    cancel(reason) {
-      return reader.cancel(reason);
-    },
-  });
+  #fail(message: string, code = "IncompleteBody"): never {
+    // SignatureDoesNotMatch is 403, S3Error's own status; the rest s3Error's.
+    const err = code === "SignatureDoesNotMatch"
+      ? new S3Error(code, message)
+      : s3Error(code, message);
+    this.#onError(err);
+    throw err;
+  }
 }
 
 /**
