@@ -195,7 +195,7 @@ async function answerS3(
       query: new Map(parseQueryPairs(target.query, true)),
       signature,
       body(checksumHeaders = true) {
-        const body = s3Body(req.body, req.headers, signature, checksumHeaders);
+        const body = s3Body(req.body, req.headers, signature, { checksumHeaders });
         opened.push(body);
         return body;
       },

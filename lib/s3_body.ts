@@ -36,113 +36,184 @@ export interface S3Body {
   checksum(): Checksum | null;
 }
 
-export function s3Body(
-  raw: ReadableStream<Uint8Array> | null,
-  headers: Headers,
-  sig: Signature,
+export interface S3BodyOptions {
   /**
    * false: an x-amz-checksum-* header is not this body's (CompleteMultipartUpload's
    * is the whole object's: see objectChecksum); a trailer still is.
    */
-  checksumHeaders = true,
+  checksumHeaders?: boolean;
+}
+
+export function s3Body(
+  raw: ReadableStream<Uint8Array> | null,
+  headers: Headers,
+  sig: Signature,
+  opts: S3BodyOptions = {},
 ): S3Body {
-  const contentMd5 = headers.get("content-md5");
-  // Not an MD5 at all (S3: InvalidDigest, before the body is read); one that
-  // differs from the body's is BadDigest, once it is read (check below).
-  if (contentMd5 !== null && !/^[A-Za-z0-9+/]{22}==$/.test(contentMd5)) {
-    throw s3Error("InvalidDigest", "The Content-MD5 you specified is not valid.");
-  }
+  const contentMd5 = sentContentMd5(headers);
   const source = raw ?? new ReadableStream({ start: (c) => c.close() });
-  const chunked = sig.payload.startsWith("STREAMING-") ||
-    (headers.get("content-encoding") ?? "").split(",").some((e) => e.trim() === "aws-chunked");
   let failure: S3Error | null = null;
   const trailers = new Map<string, string>();
-  let body = source;
-  let contentLength: number | null = null;
-  if (chunked) {
-    const decoded = headers.get("x-amz-decoded-content-length");
-    if (decoded === null || !/^\d+$/.test(decoded)) {
-      throw s3Error("MissingContentLength", "aws-chunked needs x-amz-decoded-content-length");
-    }
-    contentLength = Number(decoded);
-    body = decodeChunked(source, {
-      signer: sig.chunks ?? null,
-      trailers,
-      onError: (e) => failure ??= e,
-      declared: contentLength,
-    });
-  } else {
-    const cl = headers.has("content-length") ? headerValue(headers, "content-length") : null;
-    contentLength = cl === null ? null : Number(cl);
-  }
-  // The digests to check: the signed payload hash, and one checksum.
-  const hashes: { name: string; hash: Digest; expect: () => string | undefined }[] = [];
-  if (/^[0-9a-f]{64}$/.test(sig.payload)) {
-    hashes.push({
-      name: "x-amz-content-sha256",
-      hash: new NodeDigest("sha256", "hex"),
-      expect: () => sig.payload,
-    });
-  }
-  // One checksum: a header's (not CompleteMultipartUpload's: see
-  // objectChecksum) or the trailer's; a trailer's comes after the body.
-  const sent = checksumHeaders ? sentChecksum(headers) : null;
-  const trailed = trailerAlgorithm(headers);
-  const alg = sent?.alg ?? trailed;
+  const { body, contentLength } = unframed(source, {
+    headers,
+    sig,
+    trailers,
+    onError: (e) => failure ??= e,
+  });
+  const digests = expectedDigests(headers, {
+    payload: sig.payload,
+    checksumHeaders: opts.checksumHeaders ?? true,
+    trailers,
+  });
   let checksum: Checksum | null = null;
-  if (alg) {
-    const header = `x-amz-checksum-${alg}`;
-    hashes.push({
-      name: header,
-      hash: digestFor(alg),
-      expect: () => sent?.value ?? trailers.get(header),
-    });
-  }
-  if (hashes.length > 0) {
-    body = body.pipeThrough(
-      new TransformStream({
-        transform(chunk, ctl) {
-          for (const h of hashes) h.hash.update(chunk);
-          ctl.enqueue(chunk);
-        },
-      }),
-    );
-  }
   return {
-    body,
+    body: digests.length > 0 ? digestedThrough(body, digests) : body,
     contentLength,
     failure: () => failure,
     checksum: () => checksum,
     check(md5: string): S3Error | null {
       if (failure) return failure;
-      if (contentMd5 !== null && Buffer.from(md5, "hex").toString("base64") !== contentMd5) {
-        return s3Error(
-          "BadDigest",
-          "The Content-MD5 you specified did not match what we received.",
-        );
-      }
-      for (const h of hashes) {
-        const want = h.expect();
-        if (want === undefined) {
-          return s3Error("InvalidRequest", `The trailer ${h.name} was declared but not sent`);
-        }
-        const got = h.hash.digest();
-        if (got !== want) {
-          return h.name === "x-amz-content-sha256"
-            ? s3Error(
-              "XAmzContentSHA256Mismatch",
-              "The provided 'x-amz-content-sha256' header does not match what was computed.",
-            )
-            : s3Error(
-              "BadDigest",
-              `The ${h.name} you specified did not match the calculated checksum.`,
-            );
-        }
-        if (alg && h.name === `x-amz-checksum-${alg}`) checksum = { alg, value: got };
-      }
-      return null;
+      return md5Mismatch(contentMd5, md5) ?? checkDigests(digests, (right) => {
+        checksum = right;
+      });
     },
   };
+}
+
+/**
+ * The Content-MD5 sent, if any. Not an MD5 at all (S3: InvalidDigest,
+ * before the body is read); one that differs from the body's is BadDigest,
+ * once it is read (md5Mismatch).
+ */
+function sentContentMd5(headers: Headers): string | null {
+  const contentMd5 = headers.get("content-md5");
+  if (contentMd5 !== null && !/^[A-Za-z0-9+/]{22}==$/.test(contentMd5)) {
+    throw s3Error("InvalidDigest", "The Content-MD5 you specified is not valid.");
+  }
+  return contentMd5;
+}
+
+/**
+ * The value as sent without its framing, and its length when known in
+ * advance: aws-chunked's undone (its length the decoded one), else the
+ * Content-Length's.
+ */
+function unframed(
+  source: ReadableStream<Uint8Array>,
+  opts: {
+    headers: Headers;
+    sig: Signature;
+    trailers: Map<string, string>;
+    onError: (err: S3Error) => void;
+  },
+): { body: ReadableStream<Uint8Array>; contentLength: number | null } {
+  const { headers, sig, trailers, onError } = opts;
+  const chunked = sig.payload.startsWith("STREAMING-") ||
+    (headers.get("content-encoding") ?? "").split(",").some((e) => e.trim() === "aws-chunked");
+  if (!chunked) {
+    const cl = headers.has("content-length") ? headerValue(headers, "content-length") : null;
+    return { body: source, contentLength: cl === null ? null : Number(cl) };
+  }
+  const decoded = headers.get("x-amz-decoded-content-length");
+  if (decoded === null || !/^\d+$/.test(decoded)) {
+    throw s3Error("MissingContentLength", "aws-chunked needs x-amz-decoded-content-length");
+  }
+  const contentLength = Number(decoded);
+  const signer = sig.chunks ?? null;
+  const body = decodeChunked(source, { signer, trailers, onError, declared: contentLength });
+  return { body, contentLength };
+}
+
+/** A digest of the body, checked once the body was read. */
+interface Expected {
+  /** The header or trailer it was sent in. */
+  name: string;
+  hash: Digest;
+  /** The value sent; undefined for a trailer declared but not sent. */
+  expect: () => string | undefined;
+  /** A checksum's algorithm (kept once found right); none for the payload hash. */
+  alg?: Algorithm;
+}
+
+/** The digests to check: the signed payload hash, and one checksum. */
+function expectedDigests(
+  headers: Headers,
+  opts: { payload: string; checksumHeaders: boolean; trailers: Map<string, string> },
+): Expected[] {
+  const { payload, trailers } = opts;
+  const digests: Expected[] = [];
+  if (/^[0-9a-f]{64}$/.test(payload)) {
+    digests.push({
+      name: "x-amz-content-sha256",
+      hash: new NodeDigest("sha256", "hex"),
+      expect: () => payload,
+    });
+  }
+  // One checksum: a header's (not CompleteMultipartUpload's: see
+  // objectChecksum) or the trailer's; a trailer's comes after the body.
+  const sent = opts.checksumHeaders ? sentChecksum(headers) : null;
+  const trailed = trailerAlgorithm(headers);
+  const alg = sent?.alg ?? trailed;
+  if (alg) {
+    const header = `x-amz-checksum-${alg}`;
+    digests.push({
+      name: header,
+      hash: digestFor(alg),
+      expect: () => sent?.value ?? trailers.get(header),
+      alg,
+    });
+  }
+  return digests;
+}
+
+/** The body as it is read, each digest fed with it on the way. */
+function digestedThrough(
+  body: ReadableStream<Uint8Array>,
+  digests: Expected[],
+): ReadableStream<Uint8Array> {
+  return body.pipeThrough(
+    new TransformStream({
+      transform(chunk, ctl) {
+        for (const d of digests) d.hash.update(chunk);
+        ctl.enqueue(chunk);
+      },
+    }),
+  );
+}
+
+/** BadDigest when the body's MD5 is not the Content-MD5 sent. */
+function md5Mismatch(contentMd5: string | null, md5: string): S3Error | null {
+  if (contentMd5 === null || Buffer.from(md5, "hex").toString("base64") === contentMd5) {
+    return null;
+  }
+  return s3Error("BadDigest", "The Content-MD5 you specified did not match what we received.");
+}
+
+/**
+ * The first digest the body does not match (or a trailer declared and not
+ * sent), else null; `right` is given the checksum once found right.
+ */
+function checkDigests(digests: Expected[], right: (c: Checksum) => void): S3Error | null {
+  for (const d of digests) {
+    const want = d.expect();
+    if (want === undefined) {
+      return s3Error("InvalidRequest", `The trailer ${d.name} was declared but not sent`);
+    }
+    const got = d.hash.digest();
+    if (got !== want) return digestMismatch(d.name);
+    if (d.alg) right({ alg: d.alg, value: got });
+  }
+  return null;
+}
+
+/** A digest sent that is not the body's, in S3's words for its header. */
+function digestMismatch(name: string): S3Error {
+  return name === "x-amz-content-sha256"
+    ? s3Error(
+      "XAmzContentSHA256Mismatch",
+      "The provided 'x-amz-content-sha256' header does not match what was computed.",
+    )
+    : s3Error("BadDigest", `The ${name} you specified did not match the calculated checksum.`);
 }
 
 /**
