@@ -66,7 +66,7 @@ export interface S3Request {
   /**
    * The request's body as lib/s3_body.ts reads it (framing undone, digests
    * checked). Take it only through here: a body the answer leaves unread is
-   * cancelled once the answer is made (see answerS3). `checksumHeaders`
+   * cancelled once the answer is made (see cancelUnread). `checksumHeaders`
    * false: x-amz-checksum-* headers are not the body's (lib/s3_body.ts).
    */
   body(checksumHeaders?: boolean): S3Body;
@@ -130,11 +130,18 @@ export function isS3(req: Request, target: Target, opts: S3Options): boolean {
   return parseQueryPairs(target.query).some(([name]) => isS3Param(name, target));
 }
 
+/** A request's target, and what stops its work (S3Request's signal and stop). */
+interface S3Call {
+  target: Target;
+  signal: AbortSignal;
+  stop?: AbortSignal;
+}
+
 export async function handleS3(
   store: Store,
   opts: S3Options,
   req: Request,
-  call: { target: Target; signal: AbortSignal; stop?: AbortSignal },
+  call: S3Call,
 ): Promise<Response> {
   const res = await answerS3(store, opts, req, call);
   // S3 names every answer; clients log it and show it with errors.
@@ -162,84 +169,118 @@ async function answerS3(
   store: Store,
   opts: S3Options,
   req: Request,
-  call: { target: Target; signal: AbortSignal; stop?: AbortSignal },
+  call: S3Call,
 ): Promise<Response> {
-  const { target, signal, stop } = call;
-  const head = req.method === "HEAD";
+  const { target } = call;
   const opened: S3Body[] = [];
-  const { bucket, object, key, v2Path, url } = addressOf(req, target, opts);
+  const address = addressOf(req, target, opts);
   try {
     // Before the signature: a form's is in its fields, not the request's.
     if (isFormUpload(req, target.query)) {
       throw notImplemented("Browser form upload (POST Object)");
     }
-    const signature = checkSignature(
-      {
-        method: req.method,
-        path: target.rawPath,
-        v2Path,
-        query: target.query,
-        headers: req.headers,
-      },
-      opts.creds,
-    );
-    const s3: S3Request = {
-      store,
-      req,
-      signal,
-      stop,
-      bucket,
-      object,
-      key,
-      url,
-      query: new Map(parseQueryPairs(target.query, true)),
-      signature,
-      body(checksumHeaders = true) {
-        const body = s3Body(req.body, req.headers, signature, checksumHeaders);
-        opened.push(body);
-        return body;
-      },
-    };
+    const s3 = s3Request(req, { store, creds: opts.creds, call, address, opened });
     refuseUnsupported(s3);
-    if (bucket === "") return await service(s3);
-    if (object.length === 0) return await bucketCall(s3);
-    return await objectCall(s3);
+    return await dispatch(s3);
   } catch (err) {
-    if (err instanceof S3Error) {
-      // S3 names what is missing, unless the call named it already (CopyObject's source).
-      if (err.code === "NoSuchKey") err.names.Key ??= new TextDecoder().decode(object);
-      if (err.code === "NoSuchBucket") err.names.BucketName ??= bucket;
-      return errorResponse(err, target.rawPath, head);
-    }
-    // A call cut off by a stopping master (ShuttingDown, 503), or a body
-    // that failed: said in S3's words, as a write's is (objects.failure);
-    // a 5xx logged in one line at the edge (lib/server.ts).
-    if (err instanceof SourceError) {
-      const failure = objects.failure({ status: err.status, message: err.message });
-      return errorResponse(failure, target.rawPath, head);
-    }
-    // A volume's failure that reached here unanswered by the call (a part's
-    // write, UploadPart's, that a volume refused or left unanswered): a
-    // replica write's 500, as PutObject's, its reason naming the volume's
-    // URL and answer (`Cannot PUT "http://...": status 507`), no stack.
-    if (err instanceof VolumeError) {
-      const failure = objects.failure({ status: 500, message: err.message });
-      return errorResponse(failure, target.rawPath, head);
-    }
-    // A refusal of the index's is logged in one line (lib/server.ts, as
-    // every 503), anything else here with its stack.
-    const refused = refusalOf(err);
-    if (!refused) logUnexpected(`S3 ${req.method} ${target.rawPath}`, err);
-    const message = err instanceof Error ? err.message : String(err);
-    return errorResponse(refused ?? s3Error("InternalError", message), target.rawPath, head);
+    const error = asS3Error(err, { method: req.method, path: target.rawPath, address });
+    return errorResponse(error, target.rawPath, req.method === "HEAD");
   } finally {
-    // A body refused before it was read (412, 409, KeyTooLongError, ...):
-    // once piped through the digest checks, the request's own body counts as
-    // used, so lib/server.ts no longer cancels it. Cancelled here, through
-    // the pipe, so the rest of the upload is taken in and the client, which
-    // may send it all before reading, gets the answer.
-    for (const b of opened) if (!b.body.locked) b.body.cancel().catch(() => {});
+    cancelUnread(opened);
   }
+}
+
+/**
+ * The request as every operation takes it, its signature checked; the
+ * bodies its operation opens are kept in `opened` (see cancelUnread).
+ */
+function s3Request(
+  req: Request,
+  ctx: {
+    store: Store;
+    creds: Credentials | null;
+    call: S3Call;
+    address: Address;
+    opened: S3Body[];
+  },
+): S3Request {
+  const { target, signal, stop } = ctx.call;
+  const { bucket, object, key, v2Path, url } = ctx.address;
+  const signature = checkSignature(
+    {
+      method: req.method,
+      path: target.rawPath,
+      v2Path,
+      query: target.query,
+      headers: req.headers,
+    },
+    ctx.creds,
+  );
+  return {
+    store: ctx.store,
+    req,
+    signal,
+    stop,
+    bucket,
+    object,
+    key,
+    url,
+    query: new Map(parseQueryPairs(target.query, true)),
+    signature,
+    body(checksumHeaders = true) {
+      const body = s3Body(req.body, req.headers, signature, { checksumHeaders });
+      ctx.opened.push(body);
+      return body;
+    },
+  };
+}
+
+/** The operation, by what the request addresses: the service, a bucket or an object. */
+function dispatch(s3: S3Request): Promise<Response> {
+  if (s3.bucket === "") return service(s3);
+  if (s3.object.length === 0) return bucketCall(s3);
+  return objectCall(s3);
+}
+
+/** What ended a call, as S3 says it. */
+function asS3Error(
+  err: unknown,
+  at: { method: string; path: string; address: Address },
+): S3Error {
+  if (err instanceof S3Error) {
+    // S3 names what is missing, unless the call named it already (CopyObject's source).
+    if (err.code === "NoSuchKey") err.names.Key ??= new TextDecoder().decode(at.address.object);
+    if (err.code === "NoSuchBucket") err.names.BucketName ??= at.address.bucket;
+    return err;
+  }
+  // A call cut off by a stopping master (ShuttingDown, 503), or a body
+  // that failed: said in S3's words, as a write's is (objects.failure);
+  // a 5xx logged in one line at the edge (lib/server.ts).
+  if (err instanceof SourceError) {
+    return objects.failure({ status: err.status, message: err.message });
+  }
+  // A volume's failure that reached here unanswered by the call (a part's
+  // write, UploadPart's, that a volume refused or left unanswered): a
+  // replica write's 500, as PutObject's, its reason naming the volume's
+  // URL and answer (`Cannot PUT "http://...": status 507`), no stack.
+  if (err instanceof VolumeError) return objects.failure({ status: 500, message: err.message });
+  // A refusal of the index's is logged in one line (lib/server.ts, as
+  // every 503), anything else here with its stack.
+  const refused = refusalOf(err);
+  if (!refused) logUnexpected(`S3 ${at.method} ${at.path}`, err);
+  const message = err instanceof Error ? err.message : String(err);
+  return refused ?? s3Error("InternalError", message);
+}
+
+/**
+ * A body refused before it was read (412, 409, KeyTooLongError, ...):
+ * once piped through the digest checks, the request's own body counts as
+ * used, so lib/server.ts no longer cancels it. Cancelled here, through
+ * the pipe, so the rest of the upload is taken in and the client, which
+ * may send it all before reading, gets the answer.
+ */
+function cancelUnread(opened: S3Body[]) {
+  for (const b of opened) if (!b.body.locked) b.body.cancel().catch(() => {});
 }
 
 /**

@@ -36,108 +36,184 @@ export interface S3Body {
   checksum(): Checksum | null;
 }
 
-export function s3Body(
-  raw: ReadableStream<Uint8Array> | null,
-  headers: Headers,
-  sig: Signature,
+export interface S3BodyOptions {
   /**
    * false: an x-amz-checksum-* header is not this body's (CompleteMultipartUpload's
    * is the whole object's: see objectChecksum); a trailer still is.
    */
-  checksumHeaders = true,
+  checksumHeaders?: boolean;
+}
+
+export function s3Body(
+  raw: ReadableStream<Uint8Array> | null,
+  headers: Headers,
+  sig: Signature,
+  opts: S3BodyOptions = {},
 ): S3Body {
-  const contentMd5 = headers.get("content-md5");
-  // Not an MD5 at all (S3: InvalidDigest, before the body is read); one that
-  // differs from the body's is BadDigest, once it is read (check below).
-  if (contentMd5 !== null && !/^[A-Za-z0-9+/]{22}==$/.test(contentMd5)) {
-    throw s3Error("InvalidDigest", "The Content-MD5 you specified is not valid.");
-  }
+  const contentMd5 = sentContentMd5(headers);
   const source = raw ?? new ReadableStream({ start: (c) => c.close() });
-  const chunked = sig.payload.startsWith("STREAMING-") ||
-    (headers.get("content-encoding") ?? "").split(",").some((e) => e.trim() === "aws-chunked");
   let failure: S3Error | null = null;
   const trailers = new Map<string, string>();
-  let body = source;
-  let contentLength: number | null = null;
-  if (chunked) {
-    const decoded = headers.get("x-amz-decoded-content-length");
-    if (decoded === null || !/^\d+$/.test(decoded)) {
-      throw s3Error("MissingContentLength", "aws-chunked needs x-amz-decoded-content-length");
-    }
-    contentLength = Number(decoded);
-    body = decodeChunked(source, sig.chunks ?? null, trailers, (e) => failure ??= e, contentLength);
-  } else {
-    const cl = headers.has("content-length") ? headerValue(headers, "content-length") : null;
-    contentLength = cl === null ? null : Number(cl);
-  }
-  // The digests to check: the signed payload hash, and one checksum.
-  const hashes: { name: string; hash: Digest; expect: () => string | undefined }[] = [];
-  if (/^[0-9a-f]{64}$/.test(sig.payload)) {
-    hashes.push({
-      name: "x-amz-content-sha256",
-      hash: new NodeDigest("sha256", "hex"),
-      expect: () => sig.payload,
-    });
-  }
-  // One checksum: a header's (not CompleteMultipartUpload's: see
-  // objectChecksum) or the trailer's; a trailer's comes after the body.
-  const sent = checksumHeaders ? sentChecksum(headers) : null;
-  const trailed = trailerAlgorithm(headers);
-  const alg = sent?.alg ?? trailed;
+  const { body, contentLength } = unframed(source, {
+    headers,
+    sig,
+    trailers,
+    onError: (e) => failure ??= e,
+  });
+  const digests = expectedDigests(headers, {
+    payload: sig.payload,
+    checksumHeaders: opts.checksumHeaders ?? true,
+    trailers,
+  });
   let checksum: Checksum | null = null;
-  if (alg) {
-    const header = `x-amz-checksum-${alg}`;
-    hashes.push({
-      name: header,
-      hash: digestFor(alg),
-      expect: () => sent?.value ?? trailers.get(header),
-    });
-  }
-  if (hashes.length > 0) {
-    body = body.pipeThrough(
-      new TransformStream({
-        transform(chunk, ctl) {
-          for (const h of hashes) h.hash.update(chunk);
-          ctl.enqueue(chunk);
-        },
-      }),
-    );
-  }
   return {
-    body,
+    body: digests.length > 0 ? digestedThrough(body, digests) : body,
     contentLength,
     failure: () => failure,
     checksum: () => checksum,
     check(md5: string): S3Error | null {
       if (failure) return failure;
-      if (contentMd5 !== null && Buffer.from(md5, "hex").toString("base64") !== contentMd5) {
-        return s3Error(
-          "BadDigest",
-          "The Content-MD5 you specified did not match what we received.",
-        );
-      }
-      for (const h of hashes) {
-        const want = h.expect();
-        if (want === undefined) {
-          return s3Error("InvalidRequest", `The trailer ${h.name} was declared but not sent`);
-        }
-        const got = h.hash.digest();
-        if (got !== want) {
-          return h.name === "x-amz-content-sha256"
-            ? s3Error(
-              "XAmzContentSHA256Mismatch",
-              "The provided 'x-amz-content-sha256' header does not match what was computed.",
-            )
-            : s3Error(
-              "BadDigest",
-              `The ${h.name} you specified did not match the calculated checksum.`,
-            );
-        }
-        if (alg && h.name === `x-amz-checksum-${alg}`) checksum = { alg, value: got };
-      }
-      return null;
+      return md5Mismatch(contentMd5, md5) ?? checkDigests(digests, (right) => {
+        checksum = right;
+      });
     },
   };
+}
+
+/**
+ * The Content-MD5 sent, if any. Not an MD5 at all (S3: InvalidDigest,
+ * before the body is read); one that differs from the body's is BadDigest,
+ * once it is read (md5Mismatch).
+ */
+function sentContentMd5(headers: Headers): string | null {
+  const contentMd5 = headers.get("content-md5");
+  if (contentMd5 !== null && !/^[A-Za-z0-9+/]{22}==$/.test(contentMd5)) {
+    throw s3Error("InvalidDigest", "The Content-MD5 you specified is not valid.");
+  }
+  return contentMd5;
+}
+
+/**
+ * The value as sent without its framing, and its length when known in
+ * advance: aws-chunked's undone (its length the decoded one), else the
+ * Content-Length's.
+ */
+function unframed(
+  source: ReadableStream<Uint8Array>,
+  opts: {
+    headers: Headers;
+    sig: Signature;
+    trailers: Map<string, string>;
+    onError: (err: S3Error) => void;
+  },
+): { body: ReadableStream<Uint8Array>; contentLength: number | null } {
+  const { headers, sig, trailers, onError } = opts;
+  const chunked = sig.payload.startsWith("STREAMING-") ||
+    (headers.get("content-encoding") ?? "").split(",").some((e) => e.trim() === "aws-chunked");
+  if (!chunked) {
+    const cl = headers.has("content-length") ? headerValue(headers, "content-length") : null;
+    return { body: source, contentLength: cl === null ? null : Number(cl) };
+  }
+  const decoded = headers.get("x-amz-decoded-content-length");
+  if (decoded === null || !/^\d+$/.test(decoded)) {
+    throw s3Error("MissingContentLength", "aws-chunked needs x-amz-decoded-content-length");
+  }
+  const contentLength = Number(decoded);
+  const signer = sig.chunks ?? null;
+  const body = decodeChunked(source, { signer, trailers, onError, declared: contentLength });
+  return { body, contentLength };
+}
+
+/** A digest of the body, checked once the body was read. */
+interface Expected {
+  /** The header or trailer it was sent in. */
+  name: string;
+  hash: Digest;
+  /** The value sent; undefined for a trailer declared but not sent. */
+  expect: () => string | undefined;
+  /** A checksum's algorithm (kept once found right); none for the payload hash. */
+  alg?: Algorithm;
+}
+
+/** The digests to check: the signed payload hash, and one checksum. */
+function expectedDigests(
+  headers: Headers,
+  opts: { payload: string; checksumHeaders: boolean; trailers: Map<string, string> },
+): Expected[] {
+  const { payload, trailers } = opts;
+  const digests: Expected[] = [];
+  if (/^[0-9a-f]{64}$/.test(payload)) {
+    digests.push({
+      name: "x-amz-content-sha256",
+      hash: new NodeDigest("sha256", "hex"),
+      expect: () => payload,
+    });
+  }
+  // One checksum: a header's (not CompleteMultipartUpload's: see
+  // objectChecksum) or the trailer's; a trailer's comes after the body.
+  const sent = opts.checksumHeaders ? sentChecksum(headers) : null;
+  const trailed = trailerAlgorithm(headers);
+  const alg = sent?.alg ?? trailed;
+  if (alg) {
+    const header = `x-amz-checksum-${alg}`;
+    digests.push({
+      name: header,
+      hash: digestFor(alg),
+      expect: () => sent?.value ?? trailers.get(header),
+      alg,
+    });
+  }
+  return digests;
+}
+
+/** The body as it is read, each digest fed with it on the way. */
+function digestedThrough(
+  body: ReadableStream<Uint8Array>,
+  digests: Expected[],
+): ReadableStream<Uint8Array> {
+  return body.pipeThrough(
+    new TransformStream({
+      transform(chunk, ctl) {
+        for (const d of digests) d.hash.update(chunk);
+        ctl.enqueue(chunk);
+      },
+    }),
+  );
+}
+
+/** BadDigest when the body's MD5 is not the Content-MD5 sent. */
+function md5Mismatch(contentMd5: string | null, md5: string): S3Error | null {
+  if (contentMd5 === null || Buffer.from(md5, "hex").toString("base64") === contentMd5) {
+    return null;
+  }
+  return s3Error("BadDigest", "The Content-MD5 you specified did not match what we received.");
+}
+
+/**
+ * The first digest the body does not match (or a trailer declared and not
+ * sent), else null; `right` is given the checksum once found right.
+ */
+function checkDigests(digests: Expected[], right: (c: Checksum) => void): S3Error | null {
+  for (const d of digests) {
+    const want = d.expect();
+    if (want === undefined) {
+      return s3Error("InvalidRequest", `The trailer ${d.name} was declared but not sent`);
+    }
+    const got = d.hash.digest();
+    if (got !== want) return digestMismatch(d.name);
+    if (d.alg) right({ alg: d.alg, value: got });
+  }
+  return null;
+}
+
+/** A digest sent that is not the body's, in S3's words for its header. */
+function digestMismatch(name: string): S3Error {
+  return name === "x-amz-content-sha256"
+    ? s3Error(
+      "XAmzContentSHA256Mismatch",
+      "The provided 'x-amz-content-sha256' header does not match what was computed.",
+    )
+    : s3Error("BadDigest", `The ${name} you specified did not match the calculated checksum.`);
 }
 
 /**
@@ -182,161 +258,221 @@ export function checksumThrough(alg: Algorithm, want?: string): {
 /** Longest line of chunk framing we read (a header, a trailer). */
 const MAX_LINE = 8192;
 
+export interface ChunkedOptions {
+  /** Checks each chunk's signature (and a signed trailer's); null: unsigned. */
+  signer: ChunkSigner | null;
+  /** Filled with the trailer's fields as it is read. */
+  trailers: Map<string, string>;
+  /** Told of a framing or signature error before the stream fails with it. */
+  onError: (err: S3Error) => void;
+  /** x-amz-decoded-content-length: more data than this is refused. */
+  declared?: number;
+}
+
 /**
  * Undoes aws-chunked: "<hex size>[;chunk-signature=<sig>]\r\n<data>\r\n"
  * repeated, a zero-size chunk, then trailer lines and an empty line.
  */
 export function decodeChunked(
   source: ReadableStream<Uint8Array>,
-  signer: ChunkSigner | null,
-  trailers: Map<string, string>,
-  onError: (err: S3Error) => void,
-  /** x-amz-decoded-content-length: more data than this is refused. */
-  declared = Infinity,
+  opts: ChunkedOptions,
 ): ReadableStream<Uint8Array> {
   const reader = source.getReader();
-  let buf: Uint8Array = new Uint8Array(0);
-  let pos = 0;
-  let line: number[] = [];
-  type State = "header" | "data" | "crlf" | "trailer" | "end";
-  let state: State = "header";
-  let remaining = 0;
-  let total = 0;
-  let signature = "";
-  let previous = signer?.seed ?? "";
-  let hash: Hash | null = null;
+  const decoder = new ChunkedDecoder(reader, opts);
+  return new ReadableStream<Uint8Array>({
+    pull: (ctl) => decoder.pull(ctl),
+    cancel: (reason) => reader.cancel(reason),
+  });
+}
+
+/** What the next bytes of aws-chunked framing are. */
+type Framing = "header" | "data" | "crlf" | "trailer" | "end";
+
+/** An aws-chunked body being undone: where in its framing it is, between pulls. */
+class ChunkedDecoder {
+  #reader: ReadableStreamDefaultReader<Uint8Array>;
+  #signer: ChunkSigner | null;
+  #trailers: Map<string, string>;
+  #onError: (err: S3Error) => void;
+  #declared: number;
+  /** The source's last read, taken up to #pos. */
+  #buf: Uint8Array = new Uint8Array(0);
+  #pos = 0;
+  /** The line of framing read so far: it may span the source's reads. */
+  #line: number[] = [];
+  #state: Framing = "header";
+  /** The current chunk's data not yet given out. */
+  #remaining = 0;
+  /** Every chunk's size so far, held to #declared. */
+  #total = 0;
+  /** The current chunk's signature, as its header sent it. */
+  #signature = "";
+  /** The signature the next one is chained to: the last chunk's, at first the request's. */
+  #previous: string;
+  /** The current chunk's SHA-256, when chunks are signed. */
+  #hash: Hash | null = null;
   /** The trailer's lines as signed: "name:value\n" each, its signature's not. */
-  let signedLines = "";
+  #signedLines = "";
 
-  const fail = (message: string, code = "IncompleteBody"): never => {
-    const err = code === "SignatureDoesNotMatch"
-      ? new S3Error(code, message)
-      : s3Error(code, message);
-    onError(err);
-    throw err;
-  };
+  constructor(reader: ReadableStreamDefaultReader<Uint8Array>, opts: ChunkedOptions) {
+    this.#reader = reader;
+    this.#signer = opts.signer;
+    this.#trailers = opts.trailers;
+    this.#onError = opts.onError;
+    this.#declared = opts.declared ?? Infinity;
+    this.#previous = opts.signer?.seed ?? "";
+  }
 
-  const verify = (sha: string) => {
-    if (!signer) return;
-    if (!sameHex(signature, chunkSignature(signer, previous, sha))) {
-      fail("A chunk's signature does not match", "SignatureDoesNotMatch");
+  /** Reads the source until a piece of data can be given out, or the body ends. */
+  async pull(ctl: ReadableStreamDefaultController<Uint8Array>) {
+    while (true) {
+      if (this.#state === "end") {
+        ctl.close();
+        this.#reader.cancel().catch(() => {});
+        return;
+      }
+      if (this.#pos >= this.#buf.length) {
+        const r = await this.#reader.read();
+        if (r.done) return this.#sourceEnded(ctl);
+        this.#buf = r.value;
+        this.#pos = 0;
+      } else if (this.#state === "data") {
+        return this.#data(ctl);
+      } else {
+        const text = this.#nextLine();
+        if (text !== null) this.#onLine(text);
+      }
     }
-    previous = signature;
-  };
+  }
+
+  /** The source ended: the body's end only once the last chunk was read. */
+  #sourceEnded(ctl: ReadableStreamDefaultController<Uint8Array>) {
+    // Some clients end without the final empty line after trailers.
+    if (this.#state === "trailer") {
+      this.#endTrailer();
+      ctl.close();
+      return;
+    }
+    this.#fail("The body ended inside an aws-chunked chunk");
+  }
+
+  /** As much of the current chunk's data as this read holds; its signature checked at its end. */
+  #data(ctl: ReadableStreamDefaultController<Uint8Array>) {
+    const n = Math.min(this.#remaining, this.#buf.length - this.#pos);
+    const piece = this.#buf.subarray(this.#pos, this.#pos + n);
+    this.#pos += n;
+    this.#remaining -= n;
+    this.#hash?.update(piece);
+    if (this.#remaining === 0) {
+      if (this.#hash) this.#verify(this.#hash.digest("hex"));
+      this.#state = "crlf";
+    }
+    ctl.enqueue(piece);
+  }
+
+  /** The next line of framing without its CRLF; null until a read holds its end. */
+  #nextLine(): string | null {
+    const buf = this.#buf;
+    const line = this.#line;
+    const nl = buf.indexOf(0x0a, this.#pos);
+    const end = nl < 0 ? buf.length : nl;
+    for (let i = this.#pos; i < end; i++) line.push(buf[i]);
+    if (line.length > MAX_LINE) this.#fail("An aws-chunked line is too long");
+    this.#pos = nl < 0 ? buf.length : nl + 1;
+    if (nl < 0) return null;
+    if (line[line.length - 1] === 0x0d) line.pop();
+    this.#line = [];
+    return String.fromCharCode(...line);
+  }
+
+  /** A line of framing, read as what the framing expects next. */
+  #onLine(text: string) {
+    switch (this.#state) {
+      case "header":
+        return this.#header(text);
+      case "crlf":
+        if (text !== "") this.#fail("aws-chunked data longer than its chunk header said");
+        this.#state = "header";
+        return;
+      case "trailer":
+        return this.#trailerLine(text);
+    }
+  }
+
+  /** "<hex size>[;chunk-signature=<sig>]": a chunk's data follows, or (size 0) the trailer. */
+  #header(text: string) {
+    const [size, ...ext] = text.split(";");
+    if (!/^[0-9a-fA-F]{1,16}$/.test(size)) this.#fail(`Bad aws-chunked chunk header "${text}"`);
+    this.#remaining = parseInt(size, 16);
+    this.#total += this.#remaining;
+    if (this.#total > this.#declared) {
+      this.#fail(
+        "The aws-chunked body is longer than its x-amz-decoded-content-length",
+        "InvalidRequest",
+      );
+    }
+    this.#signature = ext.find((e) => e.startsWith("chunk-signature="))?.slice(16) ?? "";
+    if (this.#signer && !this.#signature) {
+      this.#fail("A chunk has no signature", "SignatureDoesNotMatch");
+    }
+    if (this.#remaining === 0) {
+      this.#verify(EMPTY_SHA256);
+      this.#state = "trailer";
+    } else {
+      this.#hash = this.#signer ? createHash("sha256") : null;
+      this.#state = "data";
+    }
+  }
+
+  /** A trailer's "name:value" line, or the empty line that ends the trailer. */
+  #trailerLine(text: string) {
+    if (text === "") {
+      this.#endTrailer();
+      this.#state = "end";
+      return;
+    }
+    const colon = text.indexOf(":");
+    if (colon > 0) {
+      const name = text.slice(0, colon).trim().toLowerCase();
+      const value = text.slice(colon + 1).trim();
+      this.#trailers.set(name, value);
+      if (name !== "x-amz-trailer-signature") this.#signedLines += `${name}:${value}\n`;
+    }
+  }
+
+  /** A chunk checked against its signature, chained to the one before it. */
+  #verify(sha: string) {
+    if (!this.#signer) return;
+    if (!sameHex(this.#signature, chunkSignature(this.#signer, this.#previous, sha))) {
+      this.#fail("A chunk's signature does not match", "SignatureDoesNotMatch");
+    }
+    this.#previous = this.#signature;
+  }
 
   /**
    * The trailer read whole: its signature checked when the payload says it
    * is signed (else a tamperer could change the checksum in it unseen).
    */
-  const endTrailer = () => {
-    if (!signer?.trailer) return;
-    const sent = trailers.get("x-amz-trailer-signature");
+  #endTrailer() {
+    if (!this.#signer?.trailer) return;
+    const sent = this.#trailers.get("x-amz-trailer-signature");
     if (sent === undefined) {
-      fail("The trailer has no x-amz-trailer-signature", "SignatureDoesNotMatch");
+      this.#fail("The trailer has no x-amz-trailer-signature", "SignatureDoesNotMatch");
     }
-    if (!sameHex(sent!, trailerSignature(signer, previous, signedLines))) {
-      fail("The x-amz-trailer-signature does not match the trailer", "SignatureDoesNotMatch");
+    const signed = trailerSignature(this.#signer, this.#previous, this.#signedLines);
+    if (!sameHex(sent!, signed)) {
+      this.#fail("The x-amz-trailer-signature does not match the trailer", "SignatureDoesNotMatch");
     }
-  };
+  }
 
-  const onLine = (text: string) => {
-    switch (state) {
-      case "header": {
-        const [size, ...ext] = text.split(";");
-        if (!/^[0-9a-fA-F]{1,16}$/.test(size)) fail(`Bad aws-chunked chunk header "${text}"`);
-        remaining = parseInt(size, 16);
-        total += remaining;
-        if (total > declared) {
-          fail(
-            "The aws-chunked body is longer than its x-amz-decoded-content-length",
-            "InvalidRequest",
-          );
-        }
-        signature = ext.find((e) => e.startsWith("chunk-signature="))?.slice(16) ?? "";
-        if (signer && !signature) fail("A chunk has no signature", "SignatureDoesNotMatch");
-        if (remaining === 0) {
-          verify(EMPTY_SHA256);
-          state = "trailer";
-        } else {
-          hash = signer ? createHash("sha256") : null;
-          state = "data";
-        }
-        return;
-      }
-      case "crlf":
-        if (text !== "") fail("aws-chunked data longer than its chunk header said");
-        state = "header";
-        return;
-      case "trailer": {
-        if (text === "") {
-          endTrailer();
-          state = "end";
-          return;
-        }
-        const colon = text.indexOf(":");
-        if (colon > 0) {
-          const name = text.slice(0, colon).trim().toLowerCase();
-          const value = text.slice(colon + 1).trim();
-          trailers.set(name, value);
-          if (name !== "x-amz-trailer-signature") signedLines += `${name}:${value}\n`;
-        }
-        return;
-      }
-    }
-  };
-
-  return new ReadableStream<Uint8Array>({
-    async pull(ctl) {
-      while (true) {
-        if (state === "end") {
-          ctl.close();
-          reader.cancel().catch(() => {});
-          return;
-        }
-        if (pos >= buf.length) {
-          const r = await reader.read();
-          if (r.done) {
-            // Some clients end without the final empty line after trailers.
-            if (state === "trailer") {
-              endTrailer();
-              ctl.close();
-              return;
-            }
-            fail("The body ended inside an aws-chunked chunk");
-          }
-          buf = r.value!;
-          pos = 0;
-          continue;
-        }
-        if (state === "data") {
-          const n = Math.min(remaining, buf.length - pos);
-          const piece = buf.subarray(pos, pos + n);
-          pos += n;
-          remaining -= n;
-          hash?.update(piece);
-          if (remaining === 0) {
-            if (hash) verify(hash.digest("hex"));
-            state = "crlf";
-          }
-          ctl.enqueue(piece);
-          return;
-        }
-        const nl = buf.indexOf(0x0a, pos);
-        const end = nl < 0 ? buf.length : nl;
-        for (let i = pos; i < end; i++) line.push(buf[i]);
-        if (line.length > MAX_LINE) fail("An aws-chunked line is too long");
-        pos = nl < 0 ? buf.length : nl + 1;
-        if (nl < 0) continue;
-        if (line[line.length - 1] === 0x0d) line.pop();
-        const text = String.fromCharCode(...line);
-        line = [];
-        onLine(text);
-      }
-    },
-    cancel(reason) {
-      return reader.cancel(reason);
-    },
-  });
+  #fail(message: string, code = "IncompleteBody"): never {
+    // SignatureDoesNotMatch is 403, S3Error's own status; the rest s3Error's.
+    const err = code === "SignatureDoesNotMatch"
+      ? new S3Error(code, message)
+      : s3Error(code, message);
+    this.#onError(err);
+    throw err;
+  }
 }
 
 /**

@@ -765,89 +765,124 @@ async function copyOnce(
   );
   if (copyConditions(req.headers, src)) throw preconditionFailed();
   await checkWriteConditions(store, s3.key, cond);
-  const directive = (req.headers.get("x-amz-metadata-directive") ?? "COPY").toUpperCase();
-  if (directive !== "COPY" && directive !== "REPLACE") {
-    throw s3Error("InvalidArgument", "x-amz-metadata-directive must be COPY or REPLACE");
-  }
-  const meta: Meta = directive === "COPY" ? { ...src.meta } : metaFrom(req.headers);
-  // A multipart ETag names the parts, which a copy does not keep; its
-  // checksum is the copy's own (below).
-  delete meta.etag;
-  delete meta.parts;
-  delete meta.checksum;
+  const { directive, meta } = copiedMeta(req.headers, src);
   // S3 gives a copy a checksum: of the algorithm asked for, else the source's.
   const alg =
     algorithmOf(req.headers.get("x-amz-checksum-algorithm"), "x-amz-checksum-algorithm") ??
       src.meta?.checksum?.alg;
-  const same = equal(sourceKey, s3.key);
-  let rec: Record;
-  if (same) {
-    // S3 copies an object onto itself when the copy changes something: its
-    // metadata (REPLACE), or its storage class or website redirect, which
-    // the gateway does not keep (a copy then keeps the metadata it has).
-    if (directive === "COPY" && !SELF_COPY_CHANGES.some((h) => req.headers.has(h))) {
-      throw s3Error(
-        "InvalidRequest",
-        "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
-      );
-    }
-    const conflicts = new Backoff(s3.signal);
-    while (true) {
-      const done = await rewriteMeta(store, s3.key, {
-        src,
-        meta,
-        ifMatch: cond.ifMatch,
-        alg,
-        stop: s3.stop,
-      });
-      if (done === "overtaken") return null;
-      if (done !== null) {
-        rec = done;
-        break;
-      }
-      if (!await conflicts.wait()) throw failure({ status: 409 });
-    }
-  } else {
-    if (!keyFits(s3.key)) throw keyTooLong();
-    // Opened when the write first reads it: not while it waits for another
-    // write of the key (an unread GET would trip its stall watch).
-    const stale = overtaken();
-    const source = lazyBody(async () => {
-      const res = await openNamed(store, sourceKey, src, { signal: s3.signal });
-      // Overwritten since its record was read: the copy conditions, the
-      // metadata copied, were the old value's (a source with no MD5 known,
-      // rebuilt, has no check of the bytes to catch it).
-      if (res === null) throw stale;
-      return res.body!;
-    });
-    const sum = alg ? checksumThrough(alg) : null;
-    try {
-      rec = await writeObject(store, s3.key, {
-        body: sum ? sum.through(source.body) : source.body,
-        contentLength: src.size >= 0 ? src.size : null,
-        meta,
-        check: (w) => {
-          if (src.hash && w.md5 !== src.hash) {
-            return s3Error("InternalError", "The copy does not have the source's MD5");
-          }
-          if (sum) meta.checksum = sum.checksum();
-          return null;
-        },
-        ...cond,
-        signal: s3.signal,
-        stop: s3.stop,
-      });
-    } catch (err) {
-      const failed = source.failure();
-      if (failed === stale) return null;
-      throw failed ?? volumesFault(err);
-    }
-  }
+  const copy: Copy = { sourceKey, src, directive, meta, alg, cond };
+  const rec = equal(sourceKey, s3.key) ? await copyOntoItself(s3, copy) : await copyValue(s3, copy);
+  if (rec === null) return null;
   return xmlResponse("CopyObjectResult", {
     LastModified: xmlTime(rec.mtime ?? Date.now()),
     ETag: etagOf(rec),
     ...checksumXml(rec.meta?.checksum),
   });
+}
+
+/** A CopyObject as copyOnce settled it, for the write that makes it. */
+interface Copy {
+  sourceKey: Uint8Array;
+  /** The source's live record. */
+  src: Record;
+  /** x-amz-metadata-directive: COPY or REPLACE. */
+  directive: string;
+  /** The copy's metadata. */
+  meta: Meta;
+  /** The copy's checksum algorithm, if it gets one. */
+  alg: Checksum["alg"] | undefined;
+  /** The destination's write conditions (writeConditions). */
+  cond: { create: boolean; ifMatch?: string };
+}
+
+/**
+ * The metadata a copy gets, by x-amz-metadata-directive: the source's
+ * (COPY, the default) or the request's (REPLACE).
+ */
+function copiedMeta(headers: Headers, src: Record): { directive: string; meta: Meta } {
+  const directive = (headers.get("x-amz-metadata-directive") ?? "COPY").toUpperCase();
+  if (directive !== "COPY" && directive !== "REPLACE") {
+    throw s3Error("InvalidArgument", "x-amz-metadata-directive must be COPY or REPLACE");
+  }
+  const meta: Meta = directive === "COPY" ? { ...src.meta } : metaFrom(headers);
+  // A multipart ETag names the parts, which a copy does not keep; its
+  // checksum is the copy's own (copyOnce's alg).
+  delete meta.etag;
+  delete meta.parts;
+  delete meta.checksum;
+  return { directive, meta };
+}
+
+/**
+ * A copy onto itself: its record's metadata rewritten, no data moved. Null
+ * when an overwrite of the key overtook the value the copy read (copyOnce).
+ */
+async function copyOntoItself(s3: S3Request, copy: Copy): Promise<Record | null> {
+  // S3 copies an object onto itself when the copy changes something: its
+  // metadata (REPLACE), or its storage class or website redirect, which
+  // the gateway does not keep (a copy then keeps the metadata it has).
+  if (copy.directive === "COPY" && !SELF_COPY_CHANGES.some((h) => s3.req.headers.has(h))) {
+    throw s3Error(
+      "InvalidRequest",
+      "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
+    );
+  }
+  const conflicts = new Backoff(s3.signal);
+  while (true) {
+    const done = await rewriteMeta(s3.store, s3.key, {
+      src: copy.src,
+      meta: copy.meta,
+      ifMatch: copy.cond.ifMatch,
+      alg: copy.alg,
+      stop: s3.stop,
+    });
+    if (done === "overtaken") return null;
+    if (done !== null) return done;
+    if (!await conflicts.wait()) throw failure({ status: 409 });
+  }
+}
+
+/**
+ * A copy to another key: the source's value read from a replica and
+ * written anew. Null when an overwrite of the source overtook it (copyOnce).
+ */
+async function copyValue(s3: S3Request, copy: Copy): Promise<Record | null> {
+  const { store } = s3;
+  const { sourceKey, src, meta, alg } = copy;
+  if (!keyFits(s3.key)) throw keyTooLong();
+  // Opened when the write first reads it: not while it waits for another
+  // write of the key (an unread GET would trip its stall watch).
+  const stale = overtaken();
+  const source = lazyBody(async () => {
+    const res = await openNamed(store, sourceKey, src, { signal: s3.signal });
+    // Overwritten since its record was read: the copy conditions, the
+    // metadata copied, were the old value's (a source with no MD5 known,
+    // rebuilt, has no check of the bytes to catch it).
+    if (res === null) throw stale;
+    return res.body!;
+  });
+  const sum = alg ? checksumThrough(alg) : null;
+  try {
+    return await writeObject(store, s3.key, {
+      body: sum ? sum.through(source.body) : source.body,
+      contentLength: src.size >= 0 ? src.size : null,
+      meta,
+      check: (w) => {
+        if (src.hash && w.md5 !== src.hash) {
+          return s3Error("InternalError", "The copy does not have the source's MD5");
+        }
+        if (sum) meta.checksum = sum.checksum();
+        return null;
+      },
+      ...copy.cond,
+      signal: s3.signal,
+      stop: s3.stop,
+    });
+  } catch (err) {
+    const failed = source.failure();
+    if (failed === stale) return null;
+    throw failed ?? volumesFault(err);
+  }
 }
 
 /**
