@@ -113,36 +113,34 @@ export async function fanout(
   sinks: Sink[],
   options: FanoutOptions,
 ): Promise<FanoutResult> {
-  const { fence, signal, stall } = options;
-  const length = options.length ?? null;
-  if (signal?.aborted) throw signal.reason;
-  const silence = stall === undefined ? null : new Silence(stall);
-  const reader = source.getReader();
-  const expected = options.expectMd5 ?? "";
-  const hash = options.md5 || expected ? md5Stream(length) : null;
+  if (options.signal?.aborted) throw options.signal.reason;
+  const copy = new Copy(source.getReader(), sinks, options);
+  try {
+    return await copy.run();
+  } catch (err) {
+    copy.fail(err);
+    throw err;
+  } finally {
+    copy.close();
+  }
+}
+
+/** One fanout() under way: the source's reader, the hash, what has gone out. */
+class Copy {
+  readonly #length: number | null;
+  readonly #silence: Silence | null;
+  readonly #hash: ReturnType<typeof md5Stream> | null;
+  readonly #expected: string;
   // An abort ends the wait for the source or for the sinks, whichever it
   // is: a promise per wait on the sinks (a long-lived one would keep every
   // wait's reactions until the end, see Silence.read).
-  let stopWaiting: ((reason: unknown) => void) | null = null;
-  const onAbort = () => {
-    reader.cancel(signal!.reason).catch(() => {});
-    stopWaiting?.(signal!.reason);
+  #stopWaiting: ((reason: unknown) => void) | null = null;
+  readonly #onAbort = () => {
+    const reason = this.options.signal!.reason;
+    this.reader.cancel(reason).catch(() => {});
+    this.#stopWaiting?.(reason);
   };
-  signal?.addEventListener("abort", onAbort, { once: true });
-  const send = async (chunk: Uint8Array, hashIt = true) => {
-    const sent = sinks.map((s) => s.write(chunk));
-    const hashed = hashIt ? hash?.update(chunk) : undefined;
-    if (hashed) sent.push(hashed);
-    if (signal) {
-      const aborted = Promise.withResolvers<never>();
-      stopWaiting = aborted.reject;
-      await Promise.race([Promise.all(sent), aborted.promise]);
-      stopWaiting = null;
-    } else {
-      await Promise.all(sent);
-    }
-  };
-  let bytes = 0;
+  #bytes = 0;
   /**
    * With a known length, the chunk that completes it is the value's end to
    * the volumes (they store the file on its last byte): it is held back
@@ -151,58 +149,102 @@ export async function fanout(
    * that breaks before the body's end is read), and a failed source must
    * leave no file on any replica: a PUT over an unlinked key keeps it then.
    */
-  let last: Uint8Array | null = null;
-  try {
+  #last: Uint8Array | null = null;
+
+  constructor(
+    readonly reader: ReadableStreamDefaultReader<Uint8Array>,
+    readonly sinks: Sink[],
+    readonly options: FanoutOptions,
+  ) {
+    this.#length = options.length ?? null;
+    this.#silence = options.stall === undefined ? null : new Silence(options.stall);
+    this.#expected = options.expectMd5 ?? "";
+    this.#hash = options.md5 || this.#expected ? md5Stream(this.#length) : null;
+    options.signal?.addEventListener("abort", this.#onAbort, { once: true });
+  }
+
+  async run(): Promise<FanoutResult> {
+    const signal = this.options.signal;
     while (true) {
-      const { value, done } = await (silence ? silence.read(reader) : readSource(reader));
+      const { value, done } =
+        await (this.#silence ? this.#silence.read(this.reader) : readSource(this.reader));
       // A cancelled reader reads as done: the abort is what happened.
       if (signal?.aborted) throw signal.reason;
-      if (done) {
-        if (length !== null && bytes < length) {
-          throw new LengthMismatch(bytes, length);
-        }
-        // An empty value fails before the end goes out: nginx would
-        // otherwise put an empty file in place of what the path held.
-        if (bytes === 0 && options.refuseEmpty) {
-          throw new SourceError(411, "A value must not be empty");
-        }
-        // Nothing more goes out, not even the end, without the right to.
-        if (fence && !fence()) throw new LostClaim();
-        if (expected) {
-          // Hashed before the end goes out: bytes of another MD5 are
-          // stored on no sink (with an unknown length, they are already).
-          if (last) await hash!.update(last);
-          const got = await hash!.digest();
-          if (got !== expected) {
-            throw new DigestMismatch(`Bytes of MD5 ${got} where ${expected} was expected`);
-          }
-          if (last) await send(last, false);
-          return { bytes, md5: got };
-        }
-        if (last) await send(last);
-        break;
-      }
+      if (done) return await this.#end();
       if (value.byteLength === 0) continue;
-      bytes += value.byteLength;
-      if (length !== null) {
-        if (bytes > length) {
-          throw new LengthMismatch(bytes, length);
-        }
-        if (bytes === length) {
-          last = value;
-          continue;
-        }
-      }
-      await send(value);
+      if (this.#counted(value)) continue;
+      await this.#send(value);
     }
-    return { bytes, md5: hash ? await hash.digest() : "" };
-  } catch (err) {
-    hash?.abort();
-    reader.cancel(err).catch(() => {});
-    throw err;
-  } finally {
-    silence?.stop();
-    signal?.removeEventListener("abort", onAbort);
+  }
+
+  /** Counts a chunk in; true when it is the held-back last one (see #last). */
+  #counted(value: Uint8Array): boolean {
+    this.#bytes += value.byteLength;
+    const length = this.#length;
+    if (length === null) return false;
+    if (this.#bytes > length) throw new LengthMismatch(this.#bytes, length);
+    if (this.#bytes < length) return false;
+    this.#last = value;
+    return true;
+  }
+
+  /** The source ended: the checks the value's end waits for, then the end. */
+  async #end(): Promise<FanoutResult> {
+    const bytes = this.#bytes, length = this.#length, last = this.#last;
+    if (length !== null && bytes < length) throw new LengthMismatch(bytes, length);
+    // An empty value fails before the end goes out: nginx would
+    // otherwise put an empty file in place of what the path held.
+    if (bytes === 0 && this.options.refuseEmpty) {
+      throw new SourceError(411, "A value must not be empty");
+    }
+    // Nothing more goes out, not even the end, without the right to.
+    const fence = this.options.fence;
+    if (fence && !fence()) throw new LostClaim();
+    if (this.#expected) return await this.#endChecked();
+    if (last) await this.#send(last);
+    return { bytes, md5: this.#hash ? await this.#hash.digest() : "" };
+  }
+
+  /**
+   * The end of a source of known MD5: hashed before the end goes out, so
+   * that bytes of another MD5 are stored on no sink (with an unknown length,
+   * they are already).
+   */
+  async #endChecked(): Promise<FanoutResult> {
+    const hash = this.#hash!, last = this.#last, expected = this.#expected;
+    if (last) await hash.update(last);
+    const got = await hash.digest();
+    if (got !== expected) {
+      throw new DigestMismatch(`Bytes of MD5 ${got} where ${expected} was expected`);
+    }
+    if (last) await this.#send(last, false);
+    return { bytes: this.#bytes, md5: got };
+  }
+
+  /** Sends a chunk to every sink (and the hash); resolves once all took it. */
+  async #send(chunk: Uint8Array, hashIt = true) {
+    const sent = this.sinks.map((s) => s.write(chunk));
+    const hashed = hashIt ? this.#hash?.update(chunk) : undefined;
+    if (hashed) sent.push(hashed);
+    if (!this.options.signal) {
+      await Promise.all(sent);
+      return;
+    }
+    const aborted = Promise.withResolvers<never>();
+    this.#stopWaiting = aborted.reject;
+    await Promise.race([Promise.all(sent), aborted.promise]);
+    this.#stopWaiting = null;
+  }
+
+  /** The copy failed: the hash and the source are dropped. */
+  fail(err: unknown) {
+    this.#hash?.abort();
+    this.reader.cancel(err).catch(() => {});
+  }
+
+  close() {
+    this.#silence?.stop();
+    this.options.signal?.removeEventListener("abort", this.#onAbort);
   }
 }
 
