@@ -90,6 +90,35 @@ export interface Outcome {
   unindexed?: boolean;
 }
 
+/** How Store's #write writes a body to the volumes. */
+interface WriteOptions {
+  signal: AbortSignal;
+  md5?: boolean;
+  size: number | null;
+  fence?: () => boolean;
+  /** An empty body fails (411) before any replica is written. */
+  refuseEmpty?: boolean;
+  /**
+   * Filled on failure with the volumes this write cannot have left a
+   * file on (never reached, or the body cut off before its end).
+   */
+  untouched?: Set<string>;
+  /** Filled on failure with the volumes whose PUT went out and was never answered. */
+  unanswered?: Set<string>;
+  /** The body's MD5 when known (a copy): other bytes fail before any replica stores them. */
+  expectMd5?: string;
+}
+
+/** A PUT under way, its claim taken: what its failure or its end needs. */
+interface PutAttempt {
+  key: Uint8Array;
+  prev: Entry | null;
+  kvolumes: string[];
+  claim: Claim;
+  /** The volumes the write cannot have left a file on (see WriteOptions). */
+  untouched: Set<string>;
+}
+
 export interface PutOptions {
   /** The request's Content-Length, null when chunked. */
   contentLength: number | null;
@@ -239,29 +268,14 @@ export class Store {
     if (refused || !body) return refused!;
     return await this.#exclusive(key, async () => {
       const prev = await this.entry(key, { stop: opts.stop });
-      if (prev?.rec.state === "live") {
-        return { status: 403, message: "Key exists (PUT never overwrites)" };
-      }
-      if (prev && isClaimed(prev.rec)) return inFlight(prev.rec);
-      // An unlinked key can still name a switch (UNLINKed by an older
-      // version): a rename of it may land yet, over this PUT's file.
-      if (prev?.rec.next) return unfinishedSwitch();
       const kvolumes = this.kvolumes(key);
-      const signal = opts.signal;
-      const took = await orDropped(
-        Claim.take(this.index, key, prev, kvolumes, { ...this.opts, signal }),
-        signal,
-      );
+      const took = await this.#claimForPut(key, prev, kvolumes, opts);
       if ("answer" in took) return took.answer;
-      const claim = took.value;
-      if (!claim) return inFlight();
-      // Read once the claim is in the index: its commit carried this
-      // master's fence, which a rebuild removes before it marks the index.
-      const held = await this.#heldUnindexed(key, prev, claim);
-      if (held) return held;
+      const claim = took.claim;
+      const signal = opts.signal;
       const writing = signal ? AbortSignal.any([signal, claim.signal]) : claim.signal;
-      const untouched = new Set<string>();
-      const unansweredPuts = new Set<string>();
+      const attempt = { key, prev, kvolumes, claim, untouched: new Set<string>() };
+      const unanswered = new Set<string>();
       let result;
       try {
         result = await this.#write(key2path(key), kvolumes, body, {
@@ -270,61 +284,114 @@ export class Store {
           size: opts.contentLength,
           fence: () => claim.holds,
           refuseEmpty: !opts.allowEmpty,
-          untouched,
-          unanswered: unansweredPuts,
+          untouched: attempt.untouched,
+          unanswered,
         });
       } catch (err) {
-        // The key may be another writer's now: its files are not ours to
-        // remove. The claim is given up all the same: one that only ran
-        // short (this process paused) would otherwise be renewed on and on,
-        // the key "writing" and refused to every writer for good.
-        if (!claim.holds) {
-          await claim.release().catch(() => {});
-          return lostClaim(err, claim);
-        }
-        // Cut off by a stopping master: answered before the clean-up.
-        const cleanUp = (work: () => Promise<unknown>) =>
-          err instanceof ShuttingDown ? this.#cleanUpLater(work) : work();
-        if (err instanceof SourceError && prev && kvolumes.every((v) => untouched.has(v))) {
-          // The body never ended, so no replica took it (nginx renames a
-          // file into place only once whole, and lib/fanout.ts holds the
-          // last chunk back until the source has ended): what was there
-          // stays, an unlinked value included.
-          await cleanUp(() => claim.finish(prev.rec));
-          return { status: err.status, message: err.message };
-        }
-        // No DELETE where neither this write nor an earlier value can have
-        // a file: a volume that is down would fail it, and leave the key
-        // "writing" for nothing.
-        const had = prev?.rec.rvolumes ?? [];
-        const maybe = kvolumes.filter((v) => !untouched.has(v) || had.includes(v));
-        // A PUT sent whole and never answered may be stored yet, after
-        // the key's next write: that waits out the lease (linger).
-        await cleanUp(() => this.#undo(key, maybe, claim, unansweredPuts.size > 0));
-        return failedWrite(err);
+        return await this.#putFailed(err, { ...attempt, unanswered: unanswered.size > 0 });
       }
-      const refused = refuseWritten(result, opts);
-      if (refused) {
-        await this.#undo(key, kvolumes, claim);
-        return refused;
-      }
-      const live = liveRecord(kvolumes, result, opts.meta);
-      let finished: boolean;
-      try {
-        finished = await claim.finish(live, { signal: opts.stop });
-      } catch (err) {
-        // Unsent at a stopping master's cut-off, or refused by the index
-        // locked at it (GroupCommit stopRetrying): the value did not go
-        // live; its files go.
-        if (err instanceof ShuttingDown) this.#cleanUpLater(() => this.#undo(key, kvolumes, claim));
-        throw err;
-      }
-      if (!finished) return { status: 500, message: "Lost the claim on the key mid-write" };
-      // An unlinked or failed earlier value may have left files elsewhere.
-      const stale = (prev?.rec.rvolumes ?? []).filter((v) => !kvolumes.includes(v));
-      await this.#removeFiles(key, stale).catch(() => {});
-      return { status: 201, bytes: result.bytes, record: live };
+      return await this.#putWritten(attempt, result, opts);
     });
+  }
+
+  /**
+   * PUT's claim on the key: taken when no value is live or being written
+   * (403, 409 otherwise), then the unindexed check of an incomplete index.
+   */
+  async #claimForPut(
+    key: Uint8Array,
+    prev: Entry | null,
+    kvolumes: string[],
+    opts: PutOptions,
+  ): Promise<{ answer: Outcome } | { claim: Claim }> {
+    if (prev?.rec.state === "live") {
+      return { answer: { status: 403, message: "Key exists (PUT never overwrites)" } };
+    }
+    if (prev && isClaimed(prev.rec)) return { answer: inFlight(prev.rec) };
+    // An unlinked key can still name a switch (UNLINKed by an older
+    // version): a rename of it may land yet, over this PUT's file.
+    if (prev?.rec.next) return { answer: unfinishedSwitch() };
+    const signal = opts.signal;
+    const took = await orDropped(
+      Claim.take(this.index, key, prev, kvolumes, { ...this.opts, signal }),
+      signal,
+    );
+    if ("answer" in took) return took;
+    const claim = took.value;
+    if (!claim) return { answer: inFlight() };
+    // Read once the claim is in the index: its commit carried this
+    // master's fence, which a rebuild removes before it marks the index.
+    const held = await this.#heldUnindexed(key, prev, claim);
+    return held ? { answer: held } : { claim };
+  }
+
+  /**
+   * A PUT's write failed: what it may have left on the volumes is removed
+   * (or what was there kept), the claim ended, the failure answered.
+   */
+  async #putFailed(
+    err: unknown,
+    attempt: PutAttempt & { unanswered: boolean },
+  ): Promise<Outcome> {
+    const { key, prev, kvolumes, claim, untouched } = attempt;
+    // The key may be another writer's now: its files are not ours to
+    // remove. The claim is given up all the same: one that only ran
+    // short (this process paused) would otherwise be renewed on and on,
+    // the key "writing" and refused to every writer for good.
+    if (!claim.holds) {
+      await claim.release().catch(() => {});
+      return lostClaim(err, claim);
+    }
+    // Cut off by a stopping master: answered before the clean-up.
+    const cleanUp = (work: () => Promise<unknown>) =>
+      err instanceof ShuttingDown ? this.#cleanUpLater(work) : work();
+    if (err instanceof SourceError && prev && kvolumes.every((v) => untouched.has(v))) {
+      // The body never ended, so no replica took it (nginx renames a
+      // file into place only once whole, and lib/fanout.ts holds the
+      // last chunk back until the source has ended): what was there
+      // stays, an unlinked value included.
+      await cleanUp(() => claim.finish(prev.rec));
+      return { status: err.status, message: err.message };
+    }
+    // No DELETE where neither this write nor an earlier value can have
+    // a file: a volume that is down would fail it, and leave the key
+    // "writing" for nothing.
+    const had = prev?.rec.rvolumes ?? [];
+    const maybe = kvolumes.filter((v) => !untouched.has(v) || had.includes(v));
+    // A PUT sent whole and never answered may be stored yet, after
+    // the key's next write: that waits out the lease (linger).
+    await cleanUp(() => this.#undo(key, maybe, claim, attempt.unanswered));
+    return failedWrite(err);
+  }
+
+  /** A PUT's value is on every replica: recorded live (201), or removed. */
+  async #putWritten(
+    attempt: PutAttempt,
+    result: FanoutResult,
+    opts: PutOptions,
+  ): Promise<Outcome> {
+    const { key, prev, kvolumes, claim } = attempt;
+    const refused = refuseWritten(result, opts);
+    if (refused) {
+      await this.#undo(key, kvolumes, claim);
+      return refused;
+    }
+    const live = liveRecord(kvolumes, result, opts.meta);
+    let finished: boolean;
+    try {
+      finished = await claim.finish(live, { signal: opts.stop });
+    } catch (err) {
+      // Unsent at a stopping master's cut-off, or refused by the index
+      // locked at it (GroupCommit stopRetrying): the value did not go
+      // live; its files go.
+      if (err instanceof ShuttingDown) this.#cleanUpLater(() => this.#undo(key, kvolumes, claim));
+      throw err;
+    }
+    if (!finished) return { status: 500, message: "Lost the claim on the key mid-write" };
+    // An unlinked or failed earlier value may have left files elsewhere.
+    const stale = (prev?.rec.rvolumes ?? []).filter((v) => !kvolumes.includes(v));
+    await this.#removeFiles(key, stale).catch(() => {});
+    return { status: 201, bytes: result.bytes, record: live };
   }
 
   /**
@@ -384,64 +451,71 @@ export class Store {
    * replica over pooled connections (cheaper than a stream per replica);
    * anything else streams to all replicas in lock step (lib/fanout.ts).
    */
-  async #write(
+  #write(
     path: string,
     volumes: string[],
     body: ReadableStream<Uint8Array>,
-    opts: {
-      signal: AbortSignal;
-      md5?: boolean;
-      size: number | null;
-      fence?: () => boolean;
-      /** An empty body fails (411) before any replica is written. */
-      refuseEmpty?: boolean;
-      /**
-       * Filled on failure with the volumes this write cannot have left a
-       * file on (never reached, or the body cut off before its end).
-       */
-      untouched?: Set<string>;
-      /** Filled on failure with the volumes whose PUT went out and was never answered. */
-      unanswered?: Set<string>;
-      /** The body's MD5 when known (a copy): other bytes fail before any replica stores them. */
-      expectMd5?: string;
-    },
+    opts: WriteOptions,
   ): Promise<FanoutResult> {
     const md5 = opts.md5 || this.opts.md5sum;
-    const expectMd5 = opts.expectMd5 ?? "";
-    const { signal, fence, refuseEmpty } = opts;
     if (opts.size !== null && opts.size <= SMALL_WRITE) {
-      let value;
-      try {
-        value = await readSmall(body, opts.size, { signal, stall: this.opts.stall });
-        if (value.length < opts.size) {
-          const why = `The request body ended early: ${value.length} of ${opts.size} bytes`;
-          throw new SourceError(400, why);
-        }
-      } catch (err) {
-        // Read whole before any replica is asked: none can have a file of it.
-        for (const v of volumes) opts.untouched?.add(v);
-        throw err;
-      }
-      if (fence && !fence()) throw new LostClaim();
-      const sum = md5 || expectMd5 ? toHex(md5sum(value)) : "";
-      if (expectMd5 && sum !== expectMd5) {
-        for (const v of volumes) opts.untouched?.add(v);
-        throw new DigestMismatch(`Bytes of MD5 ${sum} where ${expectMd5} was expected`);
-      }
-      const put = { signal, stall: this.opts.stall };
-      // Every PUT settles before a failure is told: the caller then removes
-      // what was written, and a PUT still in flight would land after that.
-      const settled = await Promise.allSettled(
-        volumes.map((v) => remotePut(volumeUrl(v, path), value, put)),
-      );
-      for (const v of unreached(settled, volumes)) opts.untouched?.add(v);
-      settled.forEach((s, i) => {
-        if (s.status === "rejected" && unanswered(s.reason)) opts.unanswered?.add(volumes[i]);
-      });
-      const failed = settled.find((s) => s.status === "rejected");
-      if (failed) throw (failed as PromiseRejectedResult).reason;
-      return { bytes: value.length, md5: sum };
+      return this.#writeSmall(path, volumes, body, { ...opts, md5, size: opts.size });
     }
+    return this.#writeStreamed(path, volumes, body, { ...opts, md5 });
+  }
+
+  /** #write of a small value of known size: read whole, then one PUT per replica. */
+  async #writeSmall(
+    path: string,
+    volumes: string[],
+    body: ReadableStream<Uint8Array>,
+    opts: WriteOptions & { size: number },
+  ): Promise<FanoutResult> {
+    const { signal, fence, size } = opts;
+    const expectMd5 = opts.expectMd5 ?? "";
+    let value;
+    try {
+      value = await readSmall(body, size, { signal, stall: this.opts.stall });
+      if (value.length < size) {
+        throw new SourceError(
+          400,
+          `The request body ended early: ${value.length} of ${size} bytes`,
+        );
+      }
+    } catch (err) {
+      // Read whole before any replica is asked: none can have a file of it.
+      for (const v of volumes) opts.untouched?.add(v);
+      throw err;
+    }
+    if (fence && !fence()) throw new LostClaim();
+    const sum = opts.md5 || expectMd5 ? toHex(md5sum(value)) : "";
+    if (expectMd5 && sum !== expectMd5) {
+      for (const v of volumes) opts.untouched?.add(v);
+      throw new DigestMismatch(`Bytes of MD5 ${sum} where ${expectMd5} was expected`);
+    }
+    const put = { signal, stall: this.opts.stall };
+    // Every PUT settles before a failure is told: the caller then removes
+    // what was written, and a PUT still in flight would land after that.
+    const settled = await Promise.allSettled(
+      volumes.map((v) => remotePut(volumeUrl(v, path), value, put)),
+    );
+    for (const v of unreached(settled, volumes)) opts.untouched?.add(v);
+    settled.forEach((s, i) => {
+      if (s.status === "rejected" && unanswered(s.reason)) opts.unanswered?.add(volumes[i]);
+    });
+    const failed = settled.find((s) => s.status === "rejected");
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    return { bytes: value.length, md5: sum };
+  }
+
+  /** #write of any other value: streamed to every replica in lock step. */
+  async #writeStreamed(
+    path: string,
+    volumes: string[],
+    body: ReadableStream<Uint8Array>,
+    opts: WriteOptions,
+  ): Promise<FanoutResult> {
+    const { signal, fence, refuseEmpty, md5 } = opts;
     const stall = this.opts.stall;
     const length = opts.size;
     const opened = await Promise.allSettled(
@@ -452,15 +526,9 @@ export class Store {
     try {
       const refused = opened.find((o) => o.status === "rejected");
       if (refused) throw (refused as PromiseRejectedResult).reason;
-      const result = await fanout(body, puts, {
-        md5,
-        length,
-        stall,
-        fence,
-        refuseEmpty,
-        signal,
-        expectMd5,
-      });
+      const expectMd5 = opts.expectMd5 ?? "";
+      const options = { md5: !!md5, length, stall, fence, refuseEmpty, signal, expectMd5 };
+      const result = await fanout(body, puts, options);
       // Every answer settles before a failure is told: the caller then
       // removes what was written, and a PUT still landing would come after.
       const answers = await Promise.allSettled(puts.map((p) => p.end()));
