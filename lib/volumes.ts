@@ -358,91 +358,112 @@ export interface PutStream extends Sink {
   readonly unanswered: boolean;
 }
 
+/** How openPut's PUT goes: its length when known, its abort, its stall limit in ms. */
+export interface OpenPutOptions {
+  length: number | null;
+  signal: AbortSignal;
+  stall: number;
+}
+
 /**
  * Opens a PUT of a streamed body on its own connection. Each chunk's send,
  * and then the answer, may take at most `stall` ms ("Stalled"); waiting for
  * the client or the other replicas between chunks does not count. A
  * failure is the volume's (counted, VolumeError) unless `signal` ended it.
  */
-export async function openPut(
-  url: string,
-  opts: { length: number | null; signal: AbortSignal; stall: number },
-): Promise<PutStream> {
+export async function openPut(url: string, opts: OpenPutOptions): Promise<PutStream> {
   const at = splitUrl(url);
   if (!at) throw new VolumeError(`Bad volume URL "${url}"`);
+  const put = new VolumePut(url, at.host, opts);
+  await put.open(at.path);
+  return put;
+}
+
+/** openPut's PUT: its upload over a pooled connection, and how it ended. */
+class VolumePut implements PutStream {
+  #up: Upload | null = null;
   /** end() or cancel() was called: at most one of them, once. */
-  let settled = false;
+  #settled = false;
   /** Cut off by cancel(): the failures that follow are the caller's doing. */
-  let cancelled = false;
-  const fail = (err: unknown) => {
+  #cancelled = false;
+  /** The whole body went out and its answer never came: the volume may store it yet. */
+  #mayLand = false;
+
+  constructor(
+    readonly url: string,
+    readonly host: string,
+    readonly opts: OpenPutOptions,
+  ) {}
+
+  async open(path: string) {
+    const { length, stall, signal } = this.opts;
+    try {
+      this.#up = await poolFor(this.host).upload("PUT", path, { length, timeout: stall, signal });
+    } catch (err) {
+      throw this.#fail(err);
+    }
+  }
+
+  async write(chunk: Uint8Array) {
+    try {
+      await this.#up!.write(chunk);
+    } catch (err) {
+      throw this.#fail(err);
+    }
+  }
+
+  end() {
+    this.#settled = true;
+    return this.#answer();
+  }
+
+  async cancel() {
+    if (this.#settled) return;
+    this.#settled = true;
+    if (this.#up!.sentAll) return await this.#answer().catch(() => {});
+    this.#cancelled = true;
+    this.#up!.close();
+  }
+
+  get cutOff() {
+    return this.#cancelled;
+  }
+
+  get unanswered() {
+    return this.#mayLand;
+  }
+
+  async #answer() {
+    const res = await this.#up!.finish().catch((err) => {
+      const e = this.#fail(err);
+      // Not the volume's error (the caller's abort) counts too: the body went out.
+      this.#mayLand = !(e instanceof VolumeError) || unanswered(e);
+      throw e;
+    });
+    putAnswered(this.host, this.url, res.status);
+  }
+
+  /** A failure, as the volume's (counted) or as what ended it otherwise. */
+  #fail(err: unknown) {
+    const { url, host, opts } = this;
     // Ended by the caller (the client, another replica failed): not this volume's failure.
     if (opts.signal.aborted) return opts.signal.reason ?? err;
-    if (cancelled) return err;
+    if (this.#cancelled) return err;
     if (err instanceof EarlyAnswer) {
-      return failed(at.host, "put", "error", `Cannot PUT "${url}": ${err.message}`, err.status);
+      return failed(host, "put", "error", `Cannot PUT "${url}": ${err.message}`, err.status);
     }
     if (err instanceof TimeoutError) {
       const message = `Cannot PUT "${url}": Stalled: no progress in ${opts.stall}ms`;
-      return failed(at.host, "put", "timeout", message);
+      return failed(host, "put", "timeout", message);
     }
     const message = `Cannot PUT "${url}": ${describe(err)}`;
-    return failed(at.host, "put", "error", message, 0, err instanceof Unreachable);
-  };
-  let up: Upload;
-  try {
-    up = await poolFor(at.host).upload("PUT", at.path, {
-      length: opts.length,
-      timeout: opts.stall,
-      signal: opts.signal,
-    });
-  } catch (err) {
-    throw fail(err);
+    return failed(host, "put", "error", message, 0, err instanceof Unreachable);
   }
-  /** The whole body went out and its answer never came: the volume may store it yet. */
-  let mayLand = false;
-  const answer = async () => {
-    const res = await up.finish().catch((err) => {
-      const e = fail(err);
-      // Not the volume's error (the caller's abort) counts too: the body went out.
-      mayLand = !(e instanceof VolumeError) || unanswered(e);
-      throw e;
-    });
-    putAnswered(at.host, url, res.status);
-  };
-  return {
-    async write(chunk) {
-      try {
-        await up.write(chunk);
-      } catch (err) {
-        throw fail(err);
-      }
-    },
-    end() {
-      settled = true;
-      return answer();
-    },
-    async cancel() {
-      if (settled) return;
-      settled = true;
-      if (up.sentAll) return await answer().catch(() => {});
-      cancelled = true;
-      up.close();
-    },
-    get cutOff() {
-      return cancelled;
-    },
-    get unanswered() {
-      return mayLand;
-    },
-  };
 }
 
 /**
- * Renames a file on a volume (WebDAV MOVE, replacing what is at `to`): an
- * atomic rename, so a reader of `to` sees the old file or the new one.
- */
-/**
- * Renames `from` to `to` on one volume (WebDAV MOVE, over what is there).
+ * Renames `from` to `to` on one volume (WebDAV MOVE, over what is there):
+ * an atomic rename, so a reader of `to` sees the old file or the new one.
  * "gone" when `from` does not exist (nothing was renamed).
  */
 export async function remoteMove(
