@@ -233,49 +233,50 @@ export class GroupCommit {
     // Before and after: a commit into a removed file is lost once it closes,
     // so a write that landed there is not answered as made.
     if (!this.#checked(batch)) return;
-    const atomic = this.#kv.atomic();
-    const fence = batch[0].cas.fence;
-    if (fence) atomic.check(fence);
-    for (const { cas } of batch) {
-      if (cas.expect !== undefined) {
-        atomic.check({ key: cas.key, versionstamp: cas.expect });
-      }
-      if (cas.value === null) atomic.delete(cas.key);
-      else atomic.set(cas.key, cas.value);
-    }
+    const atomic = atomicOf(this.#kv, batch);
     let result: Deno.KvCommitResult | Deno.KvCommitError;
     const started = performance.now();
     try {
       result = await retryBusy(() => atomic.commit(), this.#busyMs, this.#stop);
     } catch (err) {
-      if (this.#stop?.aborted && err === this.#stop.reason) {
-        this.#lockedAtStop = true;
-        for (const p of [...batch, ...this.#queue.splice(0)]) p.reject(err);
-        return;
-      }
-      // An error of the whole commit (disk, a limit): alone, the writer
-      // hears it; in a batch, each write is tried alone so that one bad
-      // write does not fail the others. Not a lock held past the retries:
-      // no write of the batch caused it, and each alone would wait as long.
-      if (batch.length === 1 || isBusy(err)) {
-        this.failed(err);
-        for (const p of batch) p.reject(err);
-      } else for (const p of batch) await this.#commit([p]);
+      await this.#commitFailed(err, batch);
       return;
     }
     this.succeeded();
     this.stats.commits++;
     this.durations.observe((performance.now() - started) / 1000);
-    if (result.ok) {
-      if (!this.#checked(batch)) return;
-      this.stats.writes += batch.length;
-      this.stats.maxBatch = Math.max(this.stats.maxBatch, batch.length);
-      this.batches.observe(batch.length);
-      for (const p of batch) p.resolve(result.versionstamp);
+    if (!result.ok) return await this.#checksFailed(batch);
+    if (!this.#checked(batch)) return;
+    this.stats.writes += batch.length;
+    this.stats.maxBatch = Math.max(this.stats.maxBatch, batch.length);
+    this.batches.observe(batch.length);
+    for (const p of batch) p.resolve(result.versionstamp);
+  }
+
+  /** The batch's commit threw: its writes hear it, or are tried one by one. */
+  async #commitFailed(err: unknown, batch: Pending[]) {
+    if (this.#stop?.aborted && err === this.#stop.reason) {
+      this.#lockedAtStop = true;
+      for (const p of [...batch, ...this.#queue.splice(0)]) p.reject(err);
       return;
     }
-    // Some check failed: find which by reading the current versionstamps;
-    // those writers lose, the others go to the front of the queue again.
+    // An error of the whole commit (disk, a limit): alone, the writer
+    // hears it; in a batch, each write is tried alone so that one bad
+    // write does not fail the others. Not a lock held past the retries:
+    // no write of the batch caused it, and each alone would wait as long.
+    if (batch.length === 1 || isBusy(err)) {
+      this.failed(err);
+      for (const p of batch) p.reject(err);
+    } else for (const p of batch) await this.#commit([p]);
+  }
+
+  /**
+   * Some check of the batch's commit failed: find which by reading the
+   * current versionstamps; those writers lose, the others go to the front
+   * of the queue again.
+   */
+  async #checksFailed(batch: Pending[]) {
+    const fence = batch[0].cas.fence;
     const keys = batch.map((p) => p.cas.key);
     const current = await this.#versionstamps(fence ? [fence.key, ...keys] : keys);
     if (fence && current.shift() !== fence.versionstamp) {
@@ -326,6 +327,21 @@ export class GroupCommit {
     }
     return out;
   }
+}
+
+/** The batch's writes as one atomic: the fence's check, each write's check and mutation. */
+function atomicOf(kv: Deno.Kv, batch: Pending[]): Deno.AtomicOperation {
+  const atomic = kv.atomic();
+  const fence = batch[0].cas.fence;
+  if (fence) atomic.check(fence);
+  for (const { cas } of batch) {
+    if (cas.expect !== undefined) {
+      atomic.check({ key: cas.key, versionstamp: cas.expect });
+    }
+    if (cas.value === null) atomic.delete(cas.key);
+    else atomic.set(cas.key, cas.value);
+  }
+  return atomic;
 }
 
 /** Takes from the queue the longest run of writes that fits one atomic. */
