@@ -1122,8 +1122,9 @@ export class Store {
   /**
    * REBALANCE: move one live key (and with `unlinked`, an unlinked one: the
    * rebalance tool moves those too) to where the hash puts it now. `stop`:
-   * a stopping master's cut-off, at which a write to the index still unsent
-   * is dropped and a copy under way stopped (503, the key as it was); once
+   * a stopping master's cut-off, at which the HEAD checks of the replicas
+   * still unanswered are given up, a write to the index still unsent is
+   * dropped and a copy under way stopped (503, the key as it was); once
    * the index names the new copies, an old copy's removal is given up (204).
    */
   async rebalance(
@@ -1140,7 +1141,7 @@ export class Store {
       if (!prev || !movable) return this.#notFound(prev, "No live key to rebalance");
       const check = opts.check || onlyDeletes(prev.rec.rvolumes, this.kvolumes(key));
       const { missing, silent } = check
-        ? await this.#checkReplicas(key, prev.rec.rvolumes)
+        ? await this.#checkReplicas(key, prev.rec.rvolumes, { stop: opts.stop })
         : { missing: [], silent: [] };
       if (missing.length === prev.rec.rvolumes.length) {
         return { status: 500, message: "No replica of the key holds its file (data lost)" };
@@ -1166,15 +1167,19 @@ export class Store {
    * them first, as mkv's does, and copies the value back to the missing: a
    * balanced key with a lost replica was left as it was, answering 204.
    * (The rebalance tool checks only a move that would delete copies and
-   * copy none: verify checks the rest.)
+   * copy none: verify checks the rest.) `stop` (a stopping master's
+   * cut-off): the checks still unanswered are given up at its abort, which
+   * is then what throws (ShuttingDown: 503, before the claim, nothing written).
    */
   async #checkReplicas(
     key: Uint8Array,
     rvolumes: string[],
+    opts: { stop?: AbortSignal } = {},
   ): Promise<{ missing: string[]; silent: string[] }> {
     const path = key2path(key);
+    const signal = opts.stop;
     const heads = await Promise.all(
-      rvolumes.map((v) => headStatus(volumeUrl(v, path), this.opts.voltimeout)),
+      rvolumes.map((v) => headStatus(volumeUrl(v, path), this.opts.voltimeout, { signal })),
     );
     return {
       missing: rvolumes.filter((_, i) => heads[i] === 404),

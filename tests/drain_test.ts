@@ -1142,22 +1142,44 @@ Deno.test("an S3 bucket record's commit on a locked index is not tried again pas
   });
 });
 
+Deno.test("SIGTERM: a REBALANCE waiting on its HEAD checks of the replicas at the -drain deadline answers the cut's 503, the key's record untouched, and the master exits 0", async () => {
+  const { c, hung } = await hungCluster();
+  try {
+    const k = randomKey();
+    assertEquals(await status(c.url + k, { method: "PUT", body: "value" }), 201);
+    const stamp = await recordStamp(c, k);
+    // Checked before its claim: a HEAD unanswered for -voltimeout (30 s).
+    hung.hangOn("HEAD", k);
+    const out = await stopWhileHung(c, hung, fetch(c.url + k, { method: "REBALANCE" }));
+    assertEquals(out, { status: 503, body: CUT_OFF, code: 0 });
+    assertEquals(await recordStamp(c, k), stamp);
+  } finally {
+    await hung.stop();
+    await c.stop();
+  }
+});
+
 Deno.test("SIGTERM: the stop's line counts a 503 answered after the cut for a reason of its own (a volume that did not say) as not stopped by the cut, not as cut off", async () => {
   const { c, hung } = await hungCluster();
-  // A HEAD unanswered for 2 s: REBALANCE answers its own 503 after the cut (1 s).
+  await c.stopMaster();
+  // Marked incomplete (as a rebuild that died leaves it): a PUT of a key
+  // with no record asks every volume first whether it holds a value. Its
+  // HEAD unanswered for 2 s: the PUT answers its own 503 after the cut (1 s).
+  const kv = await Deno.openKv(`${c.db}/index.sqlite3`);
+  await kv.set(["rebuild"], { at: Date.now(), why: "a rebuild began and has not finished" });
+  kv.close();
   const master = await hungMaster(c, hung, ["-voltimeout", "2s"]);
   try {
     const k = randomKey();
-    assertEquals(await status(master.url + k, { method: "PUT", body: "value" }), 201);
     hung.hangOn("HEAD", k);
-    const rebalance = fetch(master.url + k, { method: "REBALANCE" });
+    const put = fetch(master.url + k, { method: "PUT", body: "value" });
     await hung.arrived;
     const stderr = new Response(master.proc.stderr).text();
     master.proc.kill("SIGTERM");
-    const res = await rebalance;
+    const res = await put;
     const body = await res.text();
     assertEquals([res.status, (await master.proc.status).code], [503, 0], body);
-    assert(body.startsWith("Volume "), body);
+    assert(body.startsWith("The index is incomplete"), body);
     assertEquals((await stderr).split("\n").filter((l) => l.startsWith("Stopping")), [
       "Stopping: 1 request(s) still in flight after 1000 ms (-drain): " +
       "1 not stopped by the cut (answered 503)",
