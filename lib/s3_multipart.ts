@@ -364,7 +364,7 @@ export async function completeUpload(s3: S3Request, id: string): Promise<Respons
   const parts = chosenParts(asked, await s3.store.index.parts(id));
   checkObjectSize(s3.req.headers.get("x-amz-mp-object-size"), parts);
   const planned = objectChecksum(s3.req.headers, upload, parts);
-  await checkWriteConditions(s3.store, s3.key, cond);
+  await checkWriteConditions(s3.store, s3.key, cond, { stop: s3.stop });
   const md5s = createHash("md5");
   for (const p of parts) md5s.update(Buffer.from(p.md5, "hex"));
   const etag = `${md5s.digest("hex")}-${parts.length}`;

@@ -16,7 +16,8 @@ import { HeldVolume, HungVolume } from "./hung_volume.ts";
 import { lockIndex, lockIndexElsewhere } from "./lock_index.ts";
 import { withIndex } from "./temp_index.ts";
 import { errorXml, md5Header } from "./s3_answers.ts";
-import { key2volume } from "../lib/keys.ts";
+import { key2path, key2volume, md5, toHex } from "../lib/keys.ts";
+import { fromRecord, toRecord } from "../lib/record.ts";
 
 Deno.test("a draining master answers 503 in text/plain, as its other errors, and closes", async () => {
   const drain = new Drain();
@@ -1320,6 +1321,187 @@ Deno.test("SIGTERM: an S3 CompleteMultipartUpload joining its parts at the -drai
     const again = await (await complete()).text();
     assert(again.includes("<CompleteMultipartUploadResult"), again);
     assertEquals(await (await fetch(c.url + k, { headers: s3Signed() })).text(), "part");
+  } finally {
+    marker.stop();
+    await m.stop();
+    await held.stop();
+    await c.stop();
+  }
+});
+
+/**
+ * What a master killed before the first rename of a REPLACE leaves: `key`
+ * live as "old" on `held` (a one-volume cluster's volume behind it), its
+ * record naming a switch to "new", which waits there under a temporary
+ * name, and a lease that has run out: the key's next request finishes the
+ * switch (Store's #settle). Written through a master on `held`, then
+ * straight into the volume and the index, with no master on it. `etag`:
+ * the old value's, as S3 names it.
+ */
+async function strandedSwitch(
+  c: Cluster,
+  held: HeldVolume,
+  key: string,
+): Promise<{ etag: string }> {
+  await c.stopMaster();
+  const m = await c.spawnMaster([], {}, { volumes: [held.volume] });
+  assertEquals(await status(m.url + key, { method: "PUT", body: "old" }), 201);
+  await m.stop();
+  const k = new TextEncoder().encode(key);
+  const kv = await Deno.openKv(`${c.db}/index.sqlite3`);
+  try {
+    const rec = toRecord((await kv.get(["k", k])).value)!;
+    const tmp = `${key2path(k).slice(0, 7)}replace.${crypto.randomUUID()}`;
+    assertEquals(
+      await status(`http://${rec.rvolumes[0]}${tmp}`, { method: "PUT", body: "new" }),
+      201,
+    );
+    const next = {
+      rec: { ...rec, hash: toHex(md5("new")), size: 3, mtime: Date.now() },
+      tmp,
+    };
+    await kv.set(["k", k], fromRecord({ ...rec, owner: "dead", until: Date.now() - 1, next }));
+    return { etag: `"${rec.hash}"` };
+  } finally {
+    kv.close();
+  }
+}
+
+/** Whether `key`'s record in `c`'s index names a switch (a REPLACE's) yet to be finished. */
+async function switchPending(c: Cluster, key: string): Promise<boolean> {
+  const kv = await Deno.openKv(`${c.db}/index.sqlite3`);
+  try {
+    const rec = toRecord((await kv.get(["k", new TextEncoder().encode(key)])).value);
+    return rec?.next !== undefined;
+  } finally {
+    kv.close();
+  }
+}
+
+/**
+ * A master on `held` (-s3, -drain 1s, -lease 2s), `held` holding the
+ * renames (MOVE) of the switch a request of it finishes, and its cut marker.
+ */
+async function settlingMaster(c: Cluster, held: HeldVolume) {
+  const m = await c.spawnMaster(["-s3", "-lease", "2s"], {}, { volumes: [held.volume] });
+  return { m, marker: cutMarker(m) };
+}
+
+/**
+ * SIGTERMs `m` once the request it answers with `answer` is finishing a
+ * dead master's switch, its rename held; lets the rename go after the cut.
+ */
+async function stopWhileSettling(
+  m: SpawnedMaster,
+  held: HeldVolume,
+  marker: { cut: Promise<number> },
+  answer: Promise<Response>,
+): Promise<{ status: number; body: string; code: number }> {
+  await held.arrived;
+  m.proc.kill("SIGTERM");
+  assertEquals(await marker.cut, 503);
+  held.letGo();
+  const res = await answer;
+  return { status: res.status, body: await res.text(), code: (await m.proc.status).code };
+}
+
+Deno.test("SIGTERM: a GET finishing a dead master's REPLACE at the -drain deadline answers 503, the switch left for the key's next request", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
+  const held = new HeldVolume(c.volumes[0]);
+  const k = randomKey();
+  await strandedSwitch(c, held, k);
+  held.holdWhen((req) => req.method === "MOVE");
+  const { m, marker } = await settlingMaster(c, held);
+  try {
+    const get = fetch(m.url + k, { redirect: "manual" });
+    assertEquals(await stopWhileSettling(m, held, marker, get), {
+      status: 503,
+      body: CUT_OFF,
+      code: 0,
+    });
+    // Renamed, the index not yet told: its next request, once -lease has passed, finishes it.
+    assert(await switchPending(c, k), "the switch was finished past the cut");
+    await c.startMaster([], [held.volume]);
+    assertEquals(await unheld(c.url, k), 404);
+    assertEquals(await (await fetch(c.url + k)).text(), "new");
+  } finally {
+    marker.stop();
+    await m.stop();
+    await held.stop();
+    await c.stop();
+  }
+});
+
+/** The answer's code and status, as S3 gives them. */
+function s3Refusal(out: { status: number; body: string }): [number, string | undefined] {
+  return [out.status, out.body.match(/<Code>(\w+)<\/Code>/)?.[1]];
+}
+
+Deno.test("SIGTERM: an S3 CompleteMultipartUpload with If-Match checking a key whose dead master's REPLACE it finishes at the -drain deadline answers 503 ServiceUnavailable, the switch left for the key's next request and the upload to complete again", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
+  const held = new HeldVolume(c.volumes[0]);
+  const k = randomKey("/bucket");
+  const { etag } = await strandedSwitch(c, held, k);
+  const { m, marker } = await settlingMaster(c, held);
+  try {
+    const created = await fetch(`${m.url}${k}?uploads`, { method: "POST", headers: s3Signed() });
+    const id = (await created.text()).match(/<UploadId>(\w+)<\/UploadId>/)![1];
+    const part = await fetch(`${m.url}${k}?partNumber=1&uploadId=${id}`, {
+      method: "PUT",
+      headers: s3Signed(),
+      body: "part",
+    });
+    await part.body?.cancel();
+    const body = `<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>` +
+      `${part.headers.get("etag")}</ETag></Part></CompleteMultipartUpload>`;
+    held.holdWhen((req) => req.method === "MOVE");
+    const complete = fetch(`${m.url}${k}?uploadId=${id}`, {
+      method: "POST",
+      headers: { ...s3Signed(), "If-Match": etag },
+      body,
+    });
+    const out = await stopWhileSettling(m, held, marker, complete);
+    assertEquals([...s3Refusal(out), out.code], [503, "ServiceUnavailable", 0], out.body);
+    assert(out.body.includes(CUT_OFF.trim()), out.body);
+    assert(await switchPending(c, k), "the switch was finished past the cut");
+    await c.startMaster(["-s3"], [held.volume]);
+    assertEquals(await unheld(c.url, k), 404);
+    assertEquals(await (await fetch(c.url + k)).text(), "new");
+    const again = await fetch(`${c.url}${k}?uploadId=${id}`, {
+      method: "POST",
+      headers: s3Signed(),
+      body,
+    });
+    assertEquals(again.status, 200);
+    assert((await again.text()).includes("<CompleteMultipartUploadResult"));
+  } finally {
+    marker.stop();
+    await m.stop();
+    await held.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: an S3 CopyObject with If-Match onto a key whose dead master's REPLACE it finishes at the -drain deadline answers 503 ServiceUnavailable, the switch left for the key's next request", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
+  const held = new HeldVolume(c.volumes[0]);
+  const k = randomKey("/bucket");
+  const { etag } = await strandedSwitch(c, held, k);
+  const { m, marker } = await settlingMaster(c, held);
+  try {
+    const source = randomKey("/bucket");
+    assertEquals(await status(m.url + source, { method: "PUT", body: "copied" }), 201);
+    held.holdWhen((req) => req.method === "MOVE");
+    const copy = fetch(m.url + k, {
+      method: "PUT",
+      headers: { ...s3Signed(), "x-amz-copy-source": source, "If-Match": etag },
+    });
+    const out = await stopWhileSettling(m, held, marker, copy);
+    assertEquals([...s3Refusal(out), out.code], [503, "ServiceUnavailable", 0], out.body);
+    assert(await switchPending(c, k), "the switch was finished past the cut");
+    await c.startMaster([], [held.volume]);
+    assertEquals(await unheld(c.url, k), 404);
+    assertEquals(await (await fetch(c.url + k)).text(), "new");
   } finally {
     marker.stop();
     await m.stop();
