@@ -177,6 +177,33 @@ Deno.test("a drain tells the answers being sent at its deadline apart: cut short
   });
 });
 
+Deno.test("a drain counts an answer being sent at its deadline whose body then ends with the cut's error as cut off mid-answer, not left to finish", async () => {
+  const drain = new Drain();
+  for (let i = 0; i < 2; i++) drain.enter();
+  drain.answered(200);
+  drain.answered(200);
+  const drained = drain.drain({ deadline: 0, grace: 60_000 });
+  await new Promise((r) => drain.signal.addEventListener("abort", r, { once: true }));
+  drain.endedCutOff();
+  drain.leave(true);
+  drain.leave(true);
+  assertEquals(await drained, {
+    ...nothingDrained(),
+    inflight: 2,
+    cutMidAnswer: 1,
+    leftToFinish: 1,
+  });
+});
+
+Deno.test("the stop's line says an answer whose body ended with the cut's error was cut off mid-answer", () => {
+  const drained = { ...nothingDrained(), inflight: 2, cut: 1, cutMidAnswer: 1 };
+  assertEquals(
+    drainedLine(drained, { deadline: 1000, grace: 5000 }),
+    "Stopping: 2 request(s) still in flight after 1000 ms (-drain): 1 cut off (answered 503), " +
+      "1 cut off mid-answer (an S3 CompleteMultipartUpload: its 200 ended with ServiceUnavailable)",
+  );
+});
+
 Deno.test("cutOff() (a second SIGTERM) ends the wait for the deadline at once", async () => {
   const drain = new Drain();
   drain.enter();
@@ -196,6 +223,7 @@ Deno.test("a drain with nothing in flight cuts nothing off", async () => {
     finished: {},
     working: 0,
     cutShort: 0,
+    cutMidAnswer: 0,
     leftToFinish: 0,
     unanswered: 0,
   });
@@ -1279,11 +1307,11 @@ Deno.test("SIGTERM: a REPLACE renaming at the -drain deadline answers 503 saying
   }
 });
 
-Deno.test("SIGTERM: an S3 CompleteMultipartUpload joining its parts at the -drain deadline ends its answer with the cut's ServiceUnavailable, makes nothing live, and leaves the upload to complete again", async () => {
+Deno.test("SIGTERM: an S3 CompleteMultipartUpload joining its parts at the -drain deadline ends its 200 with the cut's ServiceUnavailable, counted as cut off mid-answer, makes nothing live, and leaves the upload to complete again", async () => {
   const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-s3", "-drain", "1s"] });
   const held = new HeldVolume(c.volumes[0]);
   await c.stopMaster();
-  const m = await c.spawnMaster([], {}, { volumes: [held.volume] });
+  const m = await c.spawnMaster([], {}, { stderr: "piped", volumes: [held.volume] });
   const marker = cutMarker(m);
   try {
     const k = randomKey("/bucket");
@@ -1308,14 +1336,23 @@ Deno.test("SIGTERM: an S3 CompleteMultipartUpload joining its parts at the -drai
       body,
     });
     await held.arrived;
+    const stderr = new Response(m.proc.stderr).text();
     m.proc.kill("SIGTERM");
     assertEquals(await marker.cut, 503);
     held.letGo();
     const res = await joining;
-    const text = await res.text();
+    // Its RequestId is the <Error>'s own (the 200's headers went before it).
+    const text = (await res.text()).replace(
+      /<RequestId>\w+<\/RequestId>/,
+      "<RequestId>ID</RequestId>",
+    );
     assertEquals([res.status, (await m.proc.status).code], [200, 0]);
-    assert(text.includes("<Code>ServiceUnavailable</Code>"), text);
-    assert(text.includes(CUT_OFF.trim()), text);
+    // One well-formed XML document: the prolog sent at once, then the <Error>.
+    assertEquals(text, errorXml("ServiceUnavailable", CUT_OFF.trim(), "", k));
+    assertEquals((await stderr).split("\n").filter((l) => l.startsWith("Stopping")), [
+      "Stopping: 2 request(s) still in flight after 1000 ms (-drain): 1 cut off (answered 503), " +
+      "1 cut off mid-answer (an S3 CompleteMultipartUpload: its 200 ended with ServiceUnavailable)",
+    ]);
     await c.startMaster([], [held.volume]);
     assertEquals(await status(c.url + k, { headers: s3Signed() }), 404);
     const again = await (await complete()).text();
