@@ -21,7 +21,7 @@ import {
 import { bucketExists, countParam, noSuchBucket } from "./s3_list.ts";
 import { ShuttingDown, SourceError } from "./fanout.ts";
 import { type Md5Stream, md5Stream } from "./md5_stream.ts";
-import { received } from "./sizes.ts";
+import { endings, received } from "./sizes.ts";
 import {
   checkNewObject,
   checkWriteConditions,
@@ -364,7 +364,7 @@ export async function completeUpload(s3: S3Request, id: string): Promise<Respons
   const parts = chosenParts(asked, await s3.store.index.parts(id));
   checkObjectSize(s3.req.headers.get("x-amz-mp-object-size"), parts);
   const planned = objectChecksum(s3.req.headers, upload, parts);
-  await checkWriteConditions(s3.store, s3.key, cond);
+  await checkWriteConditions(s3.store, s3.key, cond, { stop: s3.stop });
   const md5s = createHash("md5");
   for (const p of parts) md5s.update(Buffer.from(p.md5, "hex"));
   const etag = `${md5s.digest("hex")}-${parts.length}`;
@@ -613,23 +613,31 @@ function keptAlive(work: () => Promise<string>, resource: string): Response {
   // The prolog first; whitespace between it and the root element is XML.
   send('<?xml version="1.0" encoding="UTF-8"?>\n');
   const timer = setInterval(() => send(" "), KEEPALIVE_MS);
+  // The <Error>'s reason the body ends with ("" for the result): a stopping
+  // master counts a Complete its cut stopped as cut off (lib/sizes.ts endings).
+  const ended = Promise.withResolvers<string>();
   (async () => {
     let xml: string;
     try {
       xml = await work();
+      ended.resolve("");
     } catch (err) {
       // Answered in a 200 the edge does not log: said here, as a 5xx would be.
       const e = err instanceof S3Error ? err : refusalOf(err);
       if (e === null) logUnexpected(`S3 POST ${resource}`, err);
       else if (e.status >= 500) logRefused(`S3 POST ${resource}`, e.status, e.message);
-      xml = errorDocument(e ?? s3Error("InternalError", String(err)), resource);
+      const error = e ?? s3Error("InternalError", String(err));
+      ended.resolve(error.message);
+      xml = errorDocument(error, resource);
     } finally {
       clearInterval(timer);
     }
     await send(xml.replace(/^<\?xml[^>]*\?>\n/, ""));
     await writer.close().catch(() => {});
   })();
-  return new Response(readable, { headers: { "Content-Type": "application/xml" } });
+  const res = new Response(readable, { headers: { "Content-Type": "application/xml" } });
+  endings.set(res, ended.promise);
+  return res;
 }
 
 /** Tries of a Complete whose parts' copies are found bad one after another. */

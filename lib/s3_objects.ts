@@ -681,16 +681,20 @@ export function writeConditions(h: Headers): { create: boolean; ifMatch?: string
 /**
  * The conditions of a write checked against the key as it is now, before
  * anything is written (writeObject checks them again, atomically, as it
- * makes the value live): 412 or NoSuchKey at once.
+ * makes the value live): 412 or NoSuchKey at once. `stop`: a stopping
+ * master's cut-off, at which the reading of the key stops finishing a dead
+ * master's REPLACE of it (Store.entry), throwing ShuttingDown (503, the
+ * switch left for the key's next request).
  */
 export async function checkWriteConditions(
   store: Store,
   key: Uint8Array,
   cond: { create: boolean; ifMatch?: string },
+  opts: { stop?: AbortSignal } = {},
 ): Promise<void> {
   if (!cond.create && cond.ifMatch === undefined) return;
   if (!keyFits(key)) throw keyTooLong();
-  const e = await store.entry(key);
+  const e = await store.entry(key, { stop: opts.stop });
   const live = e?.rec.state === "live" ? e.rec : null;
   if (cond.create && live) throw preconditionFailed();
   if (cond.ifMatch !== undefined) {
@@ -764,7 +768,7 @@ async function copyOnce(
     copyFailure(s3, sourceKey, err)
   );
   if (copyConditions(req.headers, src)) throw preconditionFailed();
-  await checkWriteConditions(store, s3.key, cond);
+  await checkWriteConditions(store, s3.key, cond, { stop: s3.stop });
   const { directive, meta } = copiedMeta(req.headers, src);
   // S3 gives a copy a checksum: of the algorithm asked for, else the source's.
   const alg =

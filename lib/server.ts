@@ -22,7 +22,7 @@ import { type Membership, REBUILD_RUNNING, RebuildRunning } from "./membership.t
 import type { State } from "./record.ts";
 import { handleS3, isS3, isVirtualHosted, type S3Options, s3Refusal } from "./s3.ts";
 import { headerValue } from "./s3_auth.ts";
-import { reasons, received, sent, unwritten } from "./sizes.ts";
+import { endings, reasons, received, sent, unwritten } from "./sizes.ts";
 import { isCutOff, ShuttingDown } from "./fanout.ts";
 import { VolumeError } from "./volumes.ts";
 import { MASTER_ANSWER, NAME_CHECK } from "./aliases.ts";
@@ -79,6 +79,12 @@ export interface Drained {
    * their Content-Length, as at a volume's stall.
    */
   cutShort: number;
+  /**
+   * Of those in flight, answers already being sent whose work the cut then
+   * stopped: their body ends with the cut's error (an S3
+   * CompleteMultipartUpload's 200, ending with ServiceUnavailable).
+   */
+  cutMidAnswer: number;
   /** Of those, answers already being sent that the cut left to finish (a body the master holds). */
   leftToFinish: number;
   /** Requests (of the three kinds) whose answer was not delivered by the end of the grace. */
@@ -93,6 +99,7 @@ export function nothingDrained(): Drained {
     finished: {},
     working: 0,
     cutShort: 0,
+    cutMidAnswer: 0,
     leftToFinish: 0,
     unanswered: 0,
   };
@@ -104,7 +111,8 @@ export function nothingDrained(): Drained {
  * by what it answered, not by what the cut meant for it.
  */
 export function drainedLine(drained: Drained, opts: DrainOptions): string {
-  const { inflight, cut, finished, working, cutShort, leftToFinish, unanswered } = drained;
+  const { inflight, cut, finished, working, cutShort, cutMidAnswer, leftToFinish, unanswered } =
+    drained;
   const what = [
     cut > 0 ? `${cut} cut off (answered 503)` : "",
     notStopped(finished),
@@ -112,6 +120,10 @@ export function drainedLine(drained: Drained, opts: DrainOptions): string {
     cutShort > 0
       ? `${cutShort} cut short (an S3 GetObject streaming from a volume: its body ended ` +
         `before its Content-Length)`
+      : "",
+    cutMidAnswer > 0
+      ? `${cutMidAnswer} cut off mid-answer (an S3 CompleteMultipartUpload: its 200 ended with ` +
+        `ServiceUnavailable)`
       : "",
     leftToFinish > 0 ? `${leftToFinish} left to finish sending their answer` : "",
   ].filter((s) => s !== "");
@@ -161,6 +173,7 @@ export class Drain {
   #sinceCut = new Map<number, number>();
   #cutSinceCut = 0;
   #cutShort = 0;
+  #cutMidAnswer = 0;
 
   get draining(): boolean {
     return this.#draining;
@@ -204,6 +217,14 @@ export class Drain {
   }
 
   /**
+   * An answer being sent whose work the cut stopped: its body ended with
+   * the cut's error (an S3 CompleteMultipartUpload's 200: counted).
+   */
+  endedCutOff() {
+    this.#cutMidAnswer++;
+  }
+
+  /**
    * Refuses new requests; waits until none is in flight, or `deadline` ms
    * (or a cutOff()), then cuts off those left and waits up to `grace` ms
    * for their answers.
@@ -214,9 +235,11 @@ export class Drain {
     this.cutOff();
     await this.#idleWithin(opts.grace);
     const { inflight, working } = this.#atCut;
+    const sending = inflight - working;
     // A body cut short after its answer was made at the cut itself counts once.
-    const cutShort = Math.min(this.#cutShort, inflight - working);
-    const leftToFinish = inflight - working - cutShort;
+    const cutShort = Math.min(this.#cutShort, sending);
+    const cutMidAnswer = Math.min(this.#cutMidAnswer, sending - cutShort);
+    const leftToFinish = sending - cutShort - cutMidAnswer;
     const finished: { [status: number]: number } = {};
     let answered = this.#cutSinceCut;
     for (const [status, n] of this.#sinceCut) {
@@ -230,6 +253,7 @@ export class Drain {
       // Gone with no answer made counts here too (its connection closed without one).
       working: working - answered,
       cutShort,
+      cutMidAnswer,
       leftToFinish,
       unanswered: this.#inflight,
     };
@@ -352,10 +376,14 @@ async function counted(
   const started = performance.now();
   drain.enter();
   let answered = false;
+  let ending: Promise<void> | undefined;
   try {
     const res = await handle(store, opts, req);
     drain.answered(res.status, { cutOff: cutOffAnswer(res) });
     answered = true;
+    ending = endings.get(res)?.then((reason) => {
+      if (isCutOff(reason)) drain.endedCutOff();
+    });
     // Cut off by a stopping master (or answered after): the connection
     // goes with the server, not back to a keep-alive pool.
     if (drain.signal.aborted || continueUnsent(req)) res.headers.set("Connection", "close");
@@ -364,9 +392,10 @@ async function counted(
     traffic.request(req.method, res.status);
     return res;
   } finally {
-    // Delivered or not (the client gone), its answer is done with.
+    // Delivered or not (the client gone), its answer is done with; one
+    // whose body ends with how its work went, once that is counted too.
     const leave = () => drain.leave(answered);
-    if (completed) completed.then(leave, leave);
+    if (completed || ending) Promise.all([completed, ending]).then(leave, leave);
     else leave();
   }
 }

@@ -26,3 +26,12 @@ export const unwritten = new WeakSet<Response>();
  * for the log line of a refusal (503) and the status page's errors.
  */
 export const reasons = new WeakMap<Response, string>();
+
+/**
+ * Answers whose status is sent before their work is done (S3's
+ * CompleteMultipartUpload: a 200 at once, then its result or an <Error>):
+ * the reason of the <Error> their body ends with, once known ("" when it
+ * ends with the result), for a stopping master's count of what its cut
+ * stopped (lib/server.ts Drain). Never rejected.
+ */
+export const endings = new WeakMap<Response, Promise<string>>();

@@ -1190,8 +1190,9 @@ export class Store {
   /**
    * REBALANCE: move one live key (and with `unlinked`, an unlinked one: the
    * rebalance tool moves those too) to where the hash puts it now. `stop`:
-   * a stopping master's cut-off, at which a write to the index still unsent
-   * is dropped and a copy under way stopped (503, the key as it was); once
+   * a stopping master's cut-off, at which the HEAD checks of the replicas
+   * still unanswered are given up, a write to the index still unsent is
+   * dropped and a copy under way stopped (503, the key as it was); once
    * the index names the new copies, an old copy's removal is given up (204).
    */
   async rebalance(
@@ -1208,7 +1209,7 @@ export class Store {
       if (!prev || !movable) return this.#notFound(prev, "No live key to rebalance");
       const check = opts.check || onlyDeletes(prev.rec.rvolumes, this.kvolumes(key));
       const { missing, silent } = check
-        ? await this.#checkReplicas(key, prev.rec.rvolumes)
+        ? await this.#checkReplicas(key, prev.rec.rvolumes, { stop: opts.stop })
         : { missing: [], silent: [] };
       if (missing.length === prev.rec.rvolumes.length) {
         return { status: 500, message: "No replica of the key holds its file (data lost)" };
@@ -1234,15 +1235,19 @@ export class Store {
    * them first, as mkv's does, and copies the value back to the missing: a
    * balanced key with a lost replica was left as it was, answering 204.
    * (The rebalance tool checks only a move that would delete copies and
-   * copy none: verify checks the rest.)
+   * copy none: verify checks the rest.) `stop` (a stopping master's
+   * cut-off): the checks still unanswered are given up at its abort, which
+   * is then what throws (ShuttingDown: 503, before the claim, nothing written).
    */
   async #checkReplicas(
     key: Uint8Array,
     rvolumes: string[],
+    opts: { stop?: AbortSignal } = {},
   ): Promise<{ missing: string[]; silent: string[] }> {
     const path = key2path(key);
+    const signal = opts.stop;
     const heads = await Promise.all(
-      rvolumes.map((v) => headStatus(volumeUrl(v, path), this.opts.voltimeout)),
+      rvolumes.map((v) => headStatus(volumeUrl(v, path), this.opts.voltimeout, { signal })),
     );
     return {
       missing: rvolumes.filter((_, i) => heads[i] === 404),
@@ -1262,19 +1267,7 @@ export class Store {
   ): Promise<Outcome> {
     const { lost = [], stop } = opts;
     const kvolumes = this.kvolumes(key);
-    const path = key2path(key);
-    const rvolumes = prev.rec.rvolumes;
-    if (!needsRebalance(rvolumes, kvolumes) && lost.length === 0) return { status: 204 };
-    // Without `lost` (the rebalance tool, for a move that copies), unlike
-    // mkv, no HEAD of every replica first: the copies that stay are where
-    // the index says (verify checks that), and the GET of the value tells
-    // whether the one read from has it. Read from a copy about to go.
-    const have = rvolumes.filter((v) => !lost.includes(v));
-    const missing = kvolumes.filter((v) => !have.includes(v));
-    const sources = [
-      ...have.filter((v) => !kvolumes.includes(v)),
-      ...have.filter((v) => kvolumes.includes(v)),
-    ];
+    if (!needsRebalance(prev.rec.rvolumes, kvolumes) && lost.length === 0) return { status: 204 };
     // Held while copying, on every master of the index: a write of the key
     // elsewhere meanwhile would put files where this copy goes, and the
     // loser's cleanup would then delete the winner's live replicas.
@@ -1288,47 +1281,70 @@ export class Store {
     // Copies sent whole and never answered (a failed try, when another
     // source is tried next): a volume may store one yet, over the file of
     // the key's next write there, unless that waits out the lease.
-    const unansweredPuts = new Set<string>();
-    // Cut off by a stopping master before the index names the new copies
-    // (copying, or the record unsent): the key stays as it was, the claim
-    // given up after the answer (its commit may wait on a locked index),
-    // the copies made orphans (verify), as a move that failed leaves them.
-    const cutOff = (err: unknown) => {
-      this.#cleanUpLater(() => claim.release({ linger: unansweredPuts.size > 0 }));
-      return failedWrite(err);
-    };
-    if (missing.length > 0) {
-      let failure: unknown = null;
-      for (const source of sources) {
-        failure = await this.copyReplica(path, source, {
-          targets: missing,
-          size: prev.rec.size,
-          hash: prev.rec.hash,
-          claim,
-          unanswered: unansweredPuts,
-          stop,
-        });
-        if (failure === null || failure instanceof ShuttingDown) break;
-      }
-      if (failure instanceof ShuttingDown) return cutOff(failure);
-      if (failure !== null) {
-        await claim.release({ linger: unansweredPuts.size > 0 });
-        return { status: 500, message: messageOf(failure) };
-      }
+    const move: Move = { key, prev, kvolumes, claim, unanswered: new Set(), stop };
+    const stopped = await this.#copyMissing(move, lost) ?? await this.#recordMove(move);
+    return stopped ?? await this.#removeLeft(move);
+  }
+
+  /**
+   * A move's copies to the key's volumes that lack it (`lost`: the recorded
+   * replicas found without their file); null once made, else the answer.
+   */
+  async #copyMissing(move: Move, lost: string[]): Promise<Outcome | null> {
+    const { prev, kvolumes, claim, unanswered, stop } = move;
+    // Without `lost` (the rebalance tool, for a move that copies), unlike
+    // mkv, no HEAD of every replica first: the copies that stay are where
+    // the index says (verify checks that), and the GET of the value tells
+    // whether the one read from has it. Read from a copy about to go.
+    const have = prev.rec.rvolumes.filter((v) => !lost.includes(v));
+    const missing = kvolumes.filter((v) => !have.includes(v));
+    if (missing.length === 0) return null;
+    const sources = [
+      ...have.filter((v) => !kvolumes.includes(v)),
+      ...have.filter((v) => kvolumes.includes(v)),
+    ];
+    const path = key2path(move.key);
+    let failure: unknown = null;
+    for (const source of sources) {
+      failure = await this.copyReplica(path, source, {
+        targets: missing,
+        size: prev.rec.size,
+        hash: prev.rec.hash,
+        claim,
+        unanswered,
+        stop,
+      });
+      if (failure === null || failure instanceof ShuttingDown) break;
     }
+    if (failure instanceof ShuttingDown) return this.#moveCutOff(move, failure);
+    if (failure === null) return null;
+    await claim.release({ linger: unanswered.size > 0 });
+    return { status: 500, message: messageOf(failure) };
+  }
+
+  /**
+   * A move's new record, naming the key's volumes; null once the index
+   * holds it, else the answer.
+   */
+  async #recordMove(move: Move): Promise<Outcome | null> {
+    const { prev, kvolumes, claim, unanswered, stop } = move;
     const rec: Record = { ...unleased(prev.rec), rvolumes: kvolumes };
     let finished;
     try {
-      finished = await claim.finish(rec, { linger: unansweredPuts.size > 0, signal: stop });
+      finished = await claim.finish(rec, { linger: unanswered.size > 0, signal: stop });
     } catch (err) {
-      if (err instanceof ShuttingDown) return cutOff(err);
+      if (err instanceof ShuttingDown) return this.#moveCutOff(move, err);
       throw err;
     }
-    if (!finished) {
-      // Taken over after the lease ran out: the key is another's now.
-      return { status: 500, message: "Lost the claim on the key mid-move" };
-    }
-    const left = rvolumes.filter((v) => !kvolumes.includes(v));
+    // Taken over after the lease ran out: the key is another's now.
+    if (!finished) return { status: 500, message: "Lost the claim on the key mid-move" };
+    return null;
+  }
+
+  /** A move recorded: the copies left on volumes the key no longer hashes to go. */
+  async #removeLeft(move: Move): Promise<Outcome> {
+    const { key, prev, kvolumes, stop } = move;
+    const left = prev.rec.rvolumes.filter((v) => !kvolumes.includes(v));
     try {
       // Given up at the cut-off: moved all the same, the copy left an orphan.
       await this.#removeFiles(key, left, { signal: stop });
@@ -1338,6 +1354,18 @@ export class Store {
       return { status: 204, message: `Old copy not deleted: ${messageOf(err)}` };
     }
     return { status: 204 };
+  }
+
+  /**
+   * Cut off by a stopping master before the index names the new copies
+   * (copying, or the record unsent): the key stays as it was, the claim
+   * given up after the answer (its commit may wait on a locked index), the
+   * copies made orphans (verify), as a move that failed leaves them.
+   */
+  #moveCutOff(move: Move, err: unknown): Outcome {
+    const { claim, unanswered } = move;
+    this.#cleanUpLater(() => claim.release({ linger: unanswered.size > 0 }));
+    return failedWrite(err);
   }
 
   /**
@@ -1364,51 +1392,25 @@ export class Store {
     const { targets, size, hash, claim, stop } = opts;
     const ac = new AbortController();
     const lost = claim.signal;
-    const fence = () => claim.holds;
     if (lost.aborted) return lost.reason;
     if (stop?.aborted) return stop.reason;
     const onLost = () => ac.abort(lost.reason);
     const onStop = () => ac.abort(stop!.reason);
     lost.addEventListener("abort", onLost, { once: true });
     stop?.addEventListener("abort", onStop, { once: true });
-    const from = volumeUrl(source, path);
-    const put = { signal: ac.signal, stall: this.opts.stall };
+    const copy: Copy = {
+      from: volumeUrl(source, path),
+      path,
+      targets,
+      size,
+      hash,
+      fence: () => claim.holds,
+      unanswered: opts.unanswered,
+      signal: ac.signal,
+    };
     try {
-      if (size >= 0 && size <= SMALL_VALUE) {
-        // Small: one read into memory, then plain PUTs (streams cost more).
-        const value = await remoteGetSmall(from, { ...put, maxBody: SMALL_VALUE });
-        refuseSize(from, value.length, size);
-        refuseDigest(from, value, hash);
-        if (!fence()) throw new LostClaim();
-        const puts = await Promise.allSettled(
-          targets.map((v) => remotePut(volumeUrl(v, path), value, put)),
-        );
-        puts.forEach((p, i) => {
-          if (p.status === "rejected" && unanswered(p.reason)) opts.unanswered.add(targets[i]);
-        });
-        const failed = puts.find((p) => p.status === "rejected");
-        if (failed) throw (failed as PromiseRejectedResult).reason;
-      } else {
-        const res = await remoteGet(from, put);
-        const header = res.headers.get("content-length");
-        const length = header === null ? null : Number(header);
-        if (length !== null) refuseSize(from, length, size);
-        // Sent chunked (no Content-Length: a proxy in front of nginx), the
-        // body is held to the recorded size all the same: cut short (or
-        // longer), it is no copy of the value, and with no MD5 known (a
-        // rebuilt key) nothing else tells.
-        await this.#write(path, targets, res.body!, {
-          signal: ac.signal,
-          size: length ?? (size >= 0 ? size : null),
-          fence,
-          unanswered: opts.unanswered,
-          expectMd5: hash,
-        }).catch((err) => {
-          if (err instanceof DigestMismatch) throw digestError(from, hash);
-          if (err instanceof LengthMismatch) throw sentSizeError(from, err, size);
-          throw err;
-        });
-      }
+      if (size >= 0 && size <= SMALL_VALUE) await this.#copySmall(copy);
+      else await this.#copyStreamed(copy);
       return null;
     } catch (err) {
       ac.abort();
@@ -1418,6 +1420,48 @@ export class Store {
       lost.removeEventListener("abort", onLost);
       stop?.removeEventListener("abort", onStop);
     }
+  }
+
+  /** Small: one read into memory, then plain PUTs (streams cost more). */
+  async #copySmall(copy: Copy): Promise<void> {
+    const { from, path, targets, signal } = copy;
+    const put = { signal, stall: this.opts.stall };
+    const value = await remoteGetSmall(from, { ...put, maxBody: SMALL_VALUE });
+    refuseSize(from, value.length, copy.size);
+    refuseDigest(from, value, copy.hash);
+    if (!copy.fence()) throw new LostClaim();
+    const puts = await Promise.allSettled(
+      targets.map((v) => remotePut(volumeUrl(v, path), value, put)),
+    );
+    puts.forEach((p, i) => {
+      if (p.status === "rejected" && unanswered(p.reason)) copy.unanswered.add(targets[i]);
+    });
+    const failed = puts.find((p) => p.status === "rejected");
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+  }
+
+  /** Larger, or of unknown size: streamed from the source to every target (#write). */
+  async #copyStreamed(copy: Copy): Promise<void> {
+    const { from, size, hash, signal } = copy;
+    const res = await remoteGet(from, { signal, stall: this.opts.stall });
+    const header = res.headers.get("content-length");
+    const length = header === null ? null : Number(header);
+    if (length !== null) refuseSize(from, length, size);
+    // Sent chunked (no Content-Length: a proxy in front of nginx), the
+    // body is held to the recorded size all the same: cut short (or
+    // longer), it is no copy of the value, and with no MD5 known (a
+    // rebuilt key) nothing else tells.
+    await this.#write(copy.path, copy.targets, res.body!, {
+      signal,
+      size: length ?? (size >= 0 ? size : null),
+      fence: copy.fence,
+      unanswered: copy.unanswered,
+      expectMd5: hash,
+    }).catch((err) => {
+      if (err instanceof DigestMismatch) throw digestError(from, hash);
+      if (err instanceof LengthMismatch) throw sentSizeError(from, err, size);
+      throw err;
+    });
   }
 
   /**
@@ -1441,6 +1485,35 @@ export class Store {
       this.#busy.delete(id);
     }
   }
+}
+
+/** A REBALANCE of a key under way (Store's #move), once it holds the key. */
+interface Move {
+  key: Uint8Array;
+  /** The key's record the move began from. */
+  prev: Entry;
+  /** Where the hash puts the key now. */
+  kvolumes: string[];
+  claim: Claim;
+  /** The volumes a copy's PUT went out to whole and was never answered by. */
+  unanswered: Set<string>;
+  /** A stopping master's cut-off. */
+  stop?: AbortSignal;
+}
+
+/** A copy of one replica (Store.copyReplica), from `from` to `path` on `targets`. */
+interface Copy {
+  from: string;
+  path: string;
+  targets: string[];
+  /** The recorded size and MD5 (-1 and "" when unknown). */
+  size: number;
+  hash: string;
+  /** False once the claim the copy is made under is lost. */
+  fence: () => boolean;
+  /** Filled with the targets whose PUT went out whole and was never answered. */
+  unanswered: Set<string>;
+  signal: AbortSignal;
 }
 
 /**

@@ -16,7 +16,8 @@ import { HeldVolume, HungVolume } from "./hung_volume.ts";
 import { lockIndex, lockIndexElsewhere } from "./lock_index.ts";
 import { withIndex } from "./temp_index.ts";
 import { errorXml, md5Header } from "./s3_answers.ts";
-import { key2volume } from "../lib/keys.ts";
+import { key2path, key2volume, md5, toHex } from "../lib/keys.ts";
+import { fromRecord, toRecord } from "../lib/record.ts";
 
 Deno.test("a draining master answers 503 in text/plain, as its other errors, and closes", async () => {
   const drain = new Drain();
@@ -176,6 +177,33 @@ Deno.test("a drain tells the answers being sent at its deadline apart: cut short
   });
 });
 
+Deno.test("a drain counts an answer being sent at its deadline whose body then ends with the cut's error as cut off mid-answer, not left to finish", async () => {
+  const drain = new Drain();
+  for (let i = 0; i < 2; i++) drain.enter();
+  drain.answered(200);
+  drain.answered(200);
+  const drained = drain.drain({ deadline: 0, grace: 60_000 });
+  await new Promise((r) => drain.signal.addEventListener("abort", r, { once: true }));
+  drain.endedCutOff();
+  drain.leave(true);
+  drain.leave(true);
+  assertEquals(await drained, {
+    ...nothingDrained(),
+    inflight: 2,
+    cutMidAnswer: 1,
+    leftToFinish: 1,
+  });
+});
+
+Deno.test("the stop's line says an answer whose body ended with the cut's error was cut off mid-answer", () => {
+  const drained = { ...nothingDrained(), inflight: 2, cut: 1, cutMidAnswer: 1 };
+  assertEquals(
+    drainedLine(drained, { deadline: 1000, grace: 5000 }),
+    "Stopping: 2 request(s) still in flight after 1000 ms (-drain): 1 cut off (answered 503), " +
+      "1 cut off mid-answer (an S3 CompleteMultipartUpload: its 200 ended with ServiceUnavailable)",
+  );
+});
+
 Deno.test("cutOff() (a second SIGTERM) ends the wait for the deadline at once", async () => {
   const drain = new Drain();
   drain.enter();
@@ -195,6 +223,7 @@ Deno.test("a drain with nothing in flight cuts nothing off", async () => {
     finished: {},
     working: 0,
     cutShort: 0,
+    cutMidAnswer: 0,
     leftToFinish: 0,
     unanswered: 0,
   });
@@ -1142,22 +1171,44 @@ Deno.test("an S3 bucket record's commit on a locked index is not tried again pas
   });
 });
 
+Deno.test("SIGTERM: a REBALANCE waiting on its HEAD checks of the replicas at the -drain deadline answers the cut's 503, the key's record untouched, and the master exits 0", async () => {
+  const { c, hung } = await hungCluster();
+  try {
+    const k = randomKey();
+    assertEquals(await status(c.url + k, { method: "PUT", body: "value" }), 201);
+    const stamp = await recordStamp(c, k);
+    // Checked before its claim: a HEAD unanswered for -voltimeout (30 s).
+    hung.hangOn("HEAD", k);
+    const out = await stopWhileHung(c, hung, fetch(c.url + k, { method: "REBALANCE" }));
+    assertEquals(out, { status: 503, body: CUT_OFF, code: 0 });
+    assertEquals(await recordStamp(c, k), stamp);
+  } finally {
+    await hung.stop();
+    await c.stop();
+  }
+});
+
 Deno.test("SIGTERM: the stop's line counts a 503 answered after the cut for a reason of its own (a volume that did not say) as not stopped by the cut, not as cut off", async () => {
   const { c, hung } = await hungCluster();
-  // A HEAD unanswered for 2 s: REBALANCE answers its own 503 after the cut (1 s).
+  await c.stopMaster();
+  // Marked incomplete (as a rebuild that died leaves it): a PUT of a key
+  // with no record asks every volume first whether it holds a value. Its
+  // HEAD unanswered for 2 s: the PUT answers its own 503 after the cut (1 s).
+  const kv = await Deno.openKv(`${c.db}/index.sqlite3`);
+  await kv.set(["rebuild"], { at: Date.now(), why: "a rebuild began and has not finished" });
+  kv.close();
   const master = await hungMaster(c, hung, ["-voltimeout", "2s"]);
   try {
     const k = randomKey();
-    assertEquals(await status(master.url + k, { method: "PUT", body: "value" }), 201);
     hung.hangOn("HEAD", k);
-    const rebalance = fetch(master.url + k, { method: "REBALANCE" });
+    const put = fetch(master.url + k, { method: "PUT", body: "value" });
     await hung.arrived;
     const stderr = new Response(master.proc.stderr).text();
     master.proc.kill("SIGTERM");
-    const res = await rebalance;
+    const res = await put;
     const body = await res.text();
     assertEquals([res.status, (await master.proc.status).code], [503, 0], body);
-    assert(body.startsWith("Volume "), body);
+    assert(body.startsWith("The index is incomplete"), body);
     assertEquals((await stderr).split("\n").filter((l) => l.startsWith("Stopping")), [
       "Stopping: 1 request(s) still in flight after 1000 ms (-drain): " +
       "1 not stopped by the cut (answered 503)",
@@ -1256,11 +1307,11 @@ Deno.test("SIGTERM: a REPLACE renaming at the -drain deadline answers 503 saying
   }
 });
 
-Deno.test("SIGTERM: an S3 CompleteMultipartUpload joining its parts at the -drain deadline ends its answer with the cut's ServiceUnavailable, makes nothing live, and leaves the upload to complete again", async () => {
+Deno.test("SIGTERM: an S3 CompleteMultipartUpload joining its parts at the -drain deadline ends its 200 with the cut's ServiceUnavailable, counted as cut off mid-answer, makes nothing live, and leaves the upload to complete again", async () => {
   const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-s3", "-drain", "1s"] });
   const held = new HeldVolume(c.volumes[0]);
   await c.stopMaster();
-  const m = await c.spawnMaster([], {}, { volumes: [held.volume] });
+  const m = await c.spawnMaster([], {}, { stderr: "piped", volumes: [held.volume] });
   const marker = cutMarker(m);
   try {
     const k = randomKey("/bucket");
@@ -1285,19 +1336,209 @@ Deno.test("SIGTERM: an S3 CompleteMultipartUpload joining its parts at the -drai
       body,
     });
     await held.arrived;
+    const stderr = new Response(m.proc.stderr).text();
     m.proc.kill("SIGTERM");
     assertEquals(await marker.cut, 503);
     held.letGo();
     const res = await joining;
-    const text = await res.text();
+    // Its RequestId is the <Error>'s own (the 200's headers went before it).
+    const text = (await res.text()).replace(
+      /<RequestId>\w+<\/RequestId>/,
+      "<RequestId>ID</RequestId>",
+    );
     assertEquals([res.status, (await m.proc.status).code], [200, 0]);
-    assert(text.includes("<Code>ServiceUnavailable</Code>"), text);
-    assert(text.includes(CUT_OFF.trim()), text);
+    // One well-formed XML document: the prolog sent at once, then the <Error>.
+    assertEquals(text, errorXml("ServiceUnavailable", CUT_OFF.trim(), "", k));
+    assertEquals((await stderr).split("\n").filter((l) => l.startsWith("Stopping")), [
+      "Stopping: 2 request(s) still in flight after 1000 ms (-drain): 1 cut off (answered 503), " +
+      "1 cut off mid-answer (an S3 CompleteMultipartUpload: its 200 ended with ServiceUnavailable)",
+    ]);
     await c.startMaster([], [held.volume]);
     assertEquals(await status(c.url + k, { headers: s3Signed() }), 404);
     const again = await (await complete()).text();
     assert(again.includes("<CompleteMultipartUploadResult"), again);
     assertEquals(await (await fetch(c.url + k, { headers: s3Signed() })).text(), "part");
+  } finally {
+    marker.stop();
+    await m.stop();
+    await held.stop();
+    await c.stop();
+  }
+});
+
+/**
+ * What a master killed before the first rename of a REPLACE leaves: `key`
+ * live as "old" on `held` (a one-volume cluster's volume behind it), its
+ * record naming a switch to "new", which waits there under a temporary
+ * name, and a lease that has run out: the key's next request finishes the
+ * switch (Store's #settle). Written through a master on `held`, then
+ * straight into the volume and the index, with no master on it. `etag`:
+ * the old value's, as S3 names it.
+ */
+async function strandedSwitch(
+  c: Cluster,
+  held: HeldVolume,
+  key: string,
+): Promise<{ etag: string }> {
+  await c.stopMaster();
+  const m = await c.spawnMaster([], {}, { volumes: [held.volume] });
+  assertEquals(await status(m.url + key, { method: "PUT", body: "old" }), 201);
+  await m.stop();
+  const k = new TextEncoder().encode(key);
+  const kv = await Deno.openKv(`${c.db}/index.sqlite3`);
+  try {
+    const rec = toRecord((await kv.get(["k", k])).value)!;
+    const tmp = `${key2path(k).slice(0, 7)}replace.${crypto.randomUUID()}`;
+    assertEquals(
+      await status(`http://${rec.rvolumes[0]}${tmp}`, { method: "PUT", body: "new" }),
+      201,
+    );
+    const next = {
+      rec: { ...rec, hash: toHex(md5("new")), size: 3, mtime: Date.now() },
+      tmp,
+    };
+    await kv.set(["k", k], fromRecord({ ...rec, owner: "dead", until: Date.now() - 1, next }));
+    return { etag: `"${rec.hash}"` };
+  } finally {
+    kv.close();
+  }
+}
+
+/** Whether `key`'s record in `c`'s index names a switch (a REPLACE's) yet to be finished. */
+async function switchPending(c: Cluster, key: string): Promise<boolean> {
+  const kv = await Deno.openKv(`${c.db}/index.sqlite3`);
+  try {
+    const rec = toRecord((await kv.get(["k", new TextEncoder().encode(key)])).value);
+    return rec?.next !== undefined;
+  } finally {
+    kv.close();
+  }
+}
+
+/**
+ * A master on `held` (-s3, -drain 1s, -lease 2s), `held` holding the
+ * renames (MOVE) of the switch a request of it finishes, and its cut marker.
+ */
+async function settlingMaster(c: Cluster, held: HeldVolume) {
+  const m = await c.spawnMaster(["-s3", "-lease", "2s"], {}, { volumes: [held.volume] });
+  return { m, marker: cutMarker(m) };
+}
+
+/**
+ * SIGTERMs `m` once the request it answers with `answer` is finishing a
+ * dead master's switch, its rename held; lets the rename go after the cut.
+ */
+async function stopWhileSettling(
+  m: SpawnedMaster,
+  held: HeldVolume,
+  marker: { cut: Promise<number> },
+  answer: Promise<Response>,
+): Promise<{ status: number; body: string; code: number }> {
+  await held.arrived;
+  m.proc.kill("SIGTERM");
+  assertEquals(await marker.cut, 503);
+  held.letGo();
+  const res = await answer;
+  return { status: res.status, body: await res.text(), code: (await m.proc.status).code };
+}
+
+Deno.test("SIGTERM: a GET finishing a dead master's REPLACE at the -drain deadline answers 503, the switch left for the key's next request", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
+  const held = new HeldVolume(c.volumes[0]);
+  const k = randomKey();
+  await strandedSwitch(c, held, k);
+  held.holdWhen((req) => req.method === "MOVE");
+  const { m, marker } = await settlingMaster(c, held);
+  try {
+    const get = fetch(m.url + k, { redirect: "manual" });
+    assertEquals(await stopWhileSettling(m, held, marker, get), {
+      status: 503,
+      body: CUT_OFF,
+      code: 0,
+    });
+    // Renamed, the index not yet told: its next request, once -lease has passed, finishes it.
+    assert(await switchPending(c, k), "the switch was finished past the cut");
+    await c.startMaster([], [held.volume]);
+    assertEquals(await unheld(c.url, k), 404);
+    assertEquals(await (await fetch(c.url + k)).text(), "new");
+  } finally {
+    marker.stop();
+    await m.stop();
+    await held.stop();
+    await c.stop();
+  }
+});
+
+/** The answer's code and status, as S3 gives them. */
+function s3Refusal(out: { status: number; body: string }): [number, string | undefined] {
+  return [out.status, out.body.match(/<Code>(\w+)<\/Code>/)?.[1]];
+}
+
+Deno.test("SIGTERM: an S3 CompleteMultipartUpload with If-Match checking a key whose dead master's REPLACE it finishes at the -drain deadline answers 503 ServiceUnavailable, the switch left for the key's next request and the upload to complete again", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
+  const held = new HeldVolume(c.volumes[0]);
+  const k = randomKey("/bucket");
+  const { etag } = await strandedSwitch(c, held, k);
+  const { m, marker } = await settlingMaster(c, held);
+  try {
+    const created = await fetch(`${m.url}${k}?uploads`, { method: "POST", headers: s3Signed() });
+    const id = (await created.text()).match(/<UploadId>(\w+)<\/UploadId>/)![1];
+    const part = await fetch(`${m.url}${k}?partNumber=1&uploadId=${id}`, {
+      method: "PUT",
+      headers: s3Signed(),
+      body: "part",
+    });
+    await part.body?.cancel();
+    const body = `<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>` +
+      `${part.headers.get("etag")}</ETag></Part></CompleteMultipartUpload>`;
+    held.holdWhen((req) => req.method === "MOVE");
+    const complete = fetch(`${m.url}${k}?uploadId=${id}`, {
+      method: "POST",
+      headers: { ...s3Signed(), "If-Match": etag },
+      body,
+    });
+    const out = await stopWhileSettling(m, held, marker, complete);
+    assertEquals([...s3Refusal(out), out.code], [503, "ServiceUnavailable", 0], out.body);
+    assert(out.body.includes(CUT_OFF.trim()), out.body);
+    assert(await switchPending(c, k), "the switch was finished past the cut");
+    await c.startMaster(["-s3"], [held.volume]);
+    assertEquals(await unheld(c.url, k), 404);
+    assertEquals(await (await fetch(c.url + k)).text(), "new");
+    const again = await fetch(`${c.url}${k}?uploadId=${id}`, {
+      method: "POST",
+      headers: s3Signed(),
+      body,
+    });
+    assertEquals(again.status, 200);
+    assert((await again.text()).includes("<CompleteMultipartUploadResult"));
+  } finally {
+    marker.stop();
+    await m.stop();
+    await held.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: an S3 CopyObject with If-Match onto a key whose dead master's REPLACE it finishes at the -drain deadline answers 503 ServiceUnavailable, the switch left for the key's next request", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
+  const held = new HeldVolume(c.volumes[0]);
+  const k = randomKey("/bucket");
+  const { etag } = await strandedSwitch(c, held, k);
+  const { m, marker } = await settlingMaster(c, held);
+  try {
+    const source = randomKey("/bucket");
+    assertEquals(await status(m.url + source, { method: "PUT", body: "copied" }), 201);
+    held.holdWhen((req) => req.method === "MOVE");
+    const copy = fetch(m.url + k, {
+      method: "PUT",
+      headers: { ...s3Signed(), "x-amz-copy-source": source, "If-Match": etag },
+    });
+    const out = await stopWhileSettling(m, held, marker, copy);
+    assertEquals([...s3Refusal(out), out.code], [503, "ServiceUnavailable", 0], out.body);
+    assert(await switchPending(c, k), "the switch was finished past the cut");
+    await c.startMaster([], [held.volume]);
+    assertEquals(await unheld(c.url, k), 404);
+    assertEquals(await (await fetch(c.url + k)).text(), "new");
   } finally {
     marker.stop();
     await m.stop();
