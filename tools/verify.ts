@@ -15,7 +15,7 @@
 // an upload that has ended are dropped. While the index is marked
 // incomplete, no file of a key with no record is deleted: orphans are kept,
 // and an expired "writing" record goes without its files.
-import { md5Stream } from "../lib/md5_stream.ts";
+import { type Digest, readDigest } from "../lib/replica_digest.ts";
 import type { FlagValues } from "../lib/flags.ts";
 import { requireDb, storeOptions } from "../lib/config.ts";
 import { placementOf } from "../lib/membership.ts";
@@ -31,14 +31,7 @@ import { pool } from "../lib/pool.ts";
 import { nameSome, plural, Progress } from "../lib/progress.ts";
 import { aliasesMessage, checkNames, isMarker, mastersMessage } from "../lib/aliases.ts";
 import { concurrencyOf, graceOf } from "../lib/tool_flags.ts";
-import {
-  describe,
-  headStatus,
-  remoteDelete,
-  remoteGet,
-  unanswered,
-  volumeUrl,
-} from "../lib/volumes.ts";
+import { describe, headStatus, remoteDelete, unanswered, volumeUrl } from "../lib/volumes.ts";
 import {
   type Found,
   hexFolders,
@@ -521,7 +514,8 @@ async function sourceOf(
 
 /**
  * HEAD (size) and, with -md5 (or `md5`) and a known hash, a full read of
- * one replica; what is wrong says how (the sizes or MD5s, the answer).
+ * one replica; a full read too when the HEAD answer does not say the size.
+ * What is wrong says how (the sizes or MD5s, the answer).
  */
 async function checkReplica(
   ctx: Ctx,
@@ -539,27 +533,31 @@ async function checkReplica(
   }
   if (res.status === 404) return { health: "missing", why: "" };
   if (res.status !== 200) return { health: "unreachable", why: `HEAD answered ${res.status}` };
-  const length = Number(res.headers.get("content-length") ?? "-1");
-  if (size >= 0 && length >= 0 && length !== size) {
+  const header = res.headers.get("content-length");
+  const length = header === null ? null : Number(header);
+  if (size >= 0 && length !== null && length !== size) {
     return { health: "corrupt", why: `size ${plural(length, "byte")}, recorded ${size}` };
   }
-  if (!md5 || !hash) return { health: "ok", why: "" };
-  // Large replicas are hashed on the MD5 threads (lib/md5_stream.ts), so
-  // -concurrency keys are read and hashed at once on as many cores.
-  const h = md5Stream(length >= 0 ? length : null);
-  let got: string;
+  // A HEAD answered without Content-Length (a proxy in front of nginx
+  // sending it chunked) does not say the size: the replica is read in full
+  // to learn it, not taken to have the recorded one.
+  const unsized = size >= 0 && length === null;
+  const hashed = md5 && hash !== "";
+  if (!hashed && !unsized) return { health: "ok", why: "" };
+  let read: Digest;
   try {
-    const ac = new AbortController();
-    const read = await remoteGet(url, { signal: ac.signal, stall: ctx.stall });
-    for await (const chunk of read.body!) await h.update(chunk);
-    got = await h.digest();
+    read = await readDigest(url, { stall: ctx.stall, length });
   } catch (err) {
-    h.abort();
     return { health: "unreachable", why: `read failed: ${describe(err)}` };
   }
-  return got === hash
-    ? { health: "ok", why: "" }
-    : { health: "corrupt", why: `MD5 ${got}, recorded ${hash}` };
+  if (size >= 0 && read.bytes !== size) {
+    const how = unsized ? "; read in full: its HEAD answer gave no Content-Length" : "";
+    return { health: "corrupt", why: `size ${plural(read.bytes, "byte")}, recorded ${size}${how}` };
+  }
+  if (hashed && read.md5 !== hash) {
+    return { health: "corrupt", why: `MD5 ${read.md5}, recorded ${hash}` };
+  }
+  return { health: "ok", why: "" };
 }
 
 /** " (why)" when there is a why. */
