@@ -1,9 +1,9 @@
 // `mkv verify -volumes ... -db DIR [-md5] [-repair [-grace 1h]]`: checks the
 // index against the volumes.
 //
-// For every live key, each recorded replica must exist (HEAD) with the
-// recorded size (when known) and, with -md5, the recorded MD5 (read in
-// full). Keys with fewer healthy replicas than -replicas are named. Then the
+// For every live or unlinked key (RELINK can make it live again), each
+// recorded replica must exist (HEAD) with the recorded size (when known)
+// and, with -md5, the recorded MD5 (read in full). Keys with fewer healthy replicas than -replicas are named. Then the
 // volumes are walked: a file of a key with no record, or on a volume its
 // live record does not list, is an orphan; so is a multipart part no upload
 // records and a REPLACE temporary older than -grace. Exits 1 when anything
@@ -263,10 +263,13 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
   // REPLACE holds the key (a master killed amid its renames, its lease not
   // yet run out): they may be the new value's only copies.
   for (const v of rec.next?.rec.rvolumes ?? []) ctx.pending.add(`${v} ${rec.next!.tmp}`);
-  if (rec.state !== "live") return;
-  // A live key being replaced holds a lease too: its files are in flux.
-  if (isClaimed(rec)) return skipHeld(ctx, name, rec);
-  if (rec.next) return await finishSwitch(ctx, key, { name, owner: rec.owner });
+  // An unlinked key is checked as a live one: RELINK can make its value
+  // live again, so its replicas are kept whole, and a copy of it that its
+  // record does not name may be its last (kept, as a live key's).
+  const label = rec.state === "unlinked" ? `${name} (unlinked)` : name;
+  // A key being replaced holds a lease too: its files are in flux.
+  if (isClaimed(rec)) return skipHeld(ctx, label, rec);
+  if (rec.next) return await finishSwitch(ctx, key, { name: label, owner: rec.owner });
   const path = key2path(key);
   const judged = await Promise.all(
     rec.rvolumes.map((v) => checkReplica(ctx, volumeUrl(v, path), rec.size, rec.hash)),
@@ -288,12 +291,12 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
   const bad = rec.rvolumes.map((v, i) =>
     health[i] === "ok"
       ? null
-      : report(ctx, `${health[i]} replica: ${name} on ${v}${because(judged[i])}`)
+      : report(ctx, `${health[i]} replica: ${label} on ${v}${because(judged[i])}`)
   );
   const under = healthy.length < ctx.replicas
     ? report(
       ctx,
-      `under-replicated: ${name} has ${healthy.length} healthy of ${
+      `under-replicated: ${label} has ${healthy.length} healthy of ${
         plural(ctx.replicas, "replica")
       }`,
     )
@@ -303,7 +306,7 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
     bad[i] && (health[i] === "missing" || health[i] === "corrupt") ? [[v, bad[i]] as const] : []
   );
   if (fixable.length === 0) return;
-  const fixed = await copyReplicas(ctx, key, e, { name, healthy, fixable });
+  const fixed = await copyReplicas(ctx, key, e, { name: label, healthy, fixable });
   if (under && healthy.length + fixed >= ctx.replicas) under.fixed = "replicas copied";
 }
 
