@@ -676,3 +676,38 @@ Deno.test("verify names the keys a write in flight holds as not checked, and its
     await c.stop();
   }
 });
+
+Deno.test("verify -repair copies a lost replica of an unlinked key again, and the key stays unlinked", async () => {
+  const c = await Cluster.start();
+  try {
+    const k = randomKey("/verify-unlinked");
+    const value = randomBytes(3000);
+    assertEquals((await fetch(c.url + k, { method: "PUT", body: value })).status, 201);
+    const unlinked = await fetch(c.url + k, { method: "UNLINK" });
+    assertEquals(unlinked.status, 204);
+    await c.stopMaster();
+    const index = await openIndex(c.db);
+    const rec = (await index.get(enc.encode(k)))!.rec;
+    index.close();
+    const lost = `http://${rec.rvolumes[1]}${key2path(enc.encode(k))}`;
+    assertEquals((await fetch(lost, { method: "DELETE" })).status, 204);
+    const args = ["verify", "-volumes", c.volumes.join(","), "-db", c.db];
+    const bad = await runMain(args);
+    assertEquals(bad.code, 1, bad.stdout + bad.stderr);
+    assert(
+      bad.stdout.includes(`missing replica: "${k}" (unlinked) on ${rec.rvolumes[1]}\n`),
+      bad.stdout,
+    );
+    const fix = await runMain([...args, "-repair"]);
+    assertEquals(fix.code, 0, fix.stdout + fix.stderr);
+    assertEquals(new Uint8Array(await (await fetch(lost)).arrayBuffer()), value);
+    const after = await openIndex(c.db);
+    const now = (await after.get(enc.encode(k)))!.rec;
+    after.close();
+    assertEquals(now.state, "unlinked");
+    assertEquals(now.rvolumes, rec.rvolumes);
+    assertEquals(now.until, undefined);
+  } finally {
+    await c.stop();
+  }
+});

@@ -1,27 +1,37 @@
 // `mkv verify -volumes ... -db DIR [-md5] [-repair [-grace 1h]]`: checks the
 // index against the volumes.
 //
-// For every live key, each recorded replica must exist (HEAD) with the
-// recorded size (when known) and, with -md5, the recorded MD5 (read in
-// full). Keys with fewer healthy replicas than -replicas are named. Then the
-// volumes are walked: a file of a key with no record, or on a volume its
-// live record does not list, is an orphan; so is a multipart part no upload
+// For every live or unlinked key (RELINK can make it live again), each
+// recorded replica must exist (HEAD) with the recorded size (when known)
+// and, with -md5, the recorded MD5 (read in full; with none recorded, the
+// replicas are compared with each other, and named when they differ). Keys
+// with fewer healthy replicas than -replicas are named. Then the volumes
+// are walked: a file of a key with no record, or on a volume its live
+// record does not list, is an orphan; so is a multipart part no upload
 // records and a REPLACE temporary older than -grace. Exits 1 when anything
 // is wrong.
 //
 // With -repair: a missing or corrupt replica is copied again from a healthy
-// one; orphans older than -grace are deleted; a "writing" record whose lease
-// ran out (its writer died) is removed with its files; records of parts of
-// an upload that has ended are dropped. While the index is marked
-// incomplete, no file of a key with no record is deleted: orphans are kept,
-// and an expired "writing" record goes without its files.
-import { md5Stream } from "../lib/md5_stream.ts";
+// one (of a key with no MD5 recorded, only when the healthy ones agree,
+// their MD5 then recorded); orphans older than -grace are deleted; a
+// "writing" record whose lease ran out (its writer died) is removed with
+// its files; records of parts of an upload that has ended are dropped.
+// While the index is marked incomplete, no file of a key with no record is
+// deleted: orphans are kept, and an expired "writing" record goes without
+// its files.
+import {
+  compareReplicas,
+  differMessage,
+  type Digest,
+  groupsOf,
+  readDigest,
+} from "../lib/replica_digest.ts";
 import type { FlagValues } from "../lib/flags.ts";
 import { requireDb, storeOptions } from "../lib/config.ts";
 import { placementOf } from "../lib/membership.ts";
 import { type Outcome, Store } from "../lib/store.ts";
 import { Fenced, isBusy, LOCKED } from "../lib/group_commit.ts";
-import { Claim, isClaimed } from "../lib/claim.ts";
+import { Claim, isClaimed, unleased } from "../lib/claim.ts";
 import { firstAnswer, joinIndex, LOCKED_FOR, openExistingIndex } from "../lib/open.ts";
 import { type Entry, type Index, keyFits } from "../lib/index_db.ts";
 import type { Record } from "../lib/record.ts";
@@ -31,14 +41,7 @@ import { pool } from "../lib/pool.ts";
 import { nameSome, plural, Progress } from "../lib/progress.ts";
 import { aliasesMessage, checkNames, isMarker, mastersMessage } from "../lib/aliases.ts";
 import { concurrencyOf, graceOf } from "../lib/tool_flags.ts";
-import {
-  describe,
-  headStatus,
-  remoteDelete,
-  remoteGet,
-  unanswered,
-  volumeUrl,
-} from "../lib/volumes.ts";
+import { describe, headStatus, remoteDelete, unanswered, volumeUrl } from "../lib/volumes.ts";
 import {
   type Found,
   hexFolders,
@@ -58,6 +61,8 @@ type Health = "ok" | "missing" | "corrupt" | "unreachable";
 interface Judged {
   health: Health;
   why: string;
+  /** Its MD5, when it was read in full (-md5) for a key whose MD5 is not recorded. */
+  md5?: string;
 }
 
 interface Ctx {
@@ -270,10 +275,13 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
   // REPLACE holds the key (a master killed amid its renames, its lease not
   // yet run out): they may be the new value's only copies.
   for (const v of rec.next?.rec.rvolumes ?? []) ctx.pending.add(`${v} ${rec.next!.tmp}`);
-  if (rec.state !== "live") return;
-  // A live key being replaced holds a lease too: its files are in flux.
-  if (isClaimed(rec)) return skipHeld(ctx, name, rec);
-  if (rec.next) return await finishSwitch(ctx, key, { name, owner: rec.owner });
+  // An unlinked key is checked as a live one: RELINK can make its value
+  // live again, so its replicas are kept whole, and a copy of it that its
+  // record does not name may be its last (kept, as a live key's).
+  const label = rec.state === "unlinked" ? `${name} (unlinked)` : name;
+  // A key being replaced holds a lease too: its files are in flux.
+  if (isClaimed(rec)) return skipHeld(ctx, label, rec);
+  if (rec.next) return await finishSwitch(ctx, key, { name: label, owner: rec.owner });
   const path = key2path(key);
   const judged = await Promise.all(
     rec.rvolumes.map((v) => checkReplica(ctx, volumeUrl(v, path), rec.size, rec.hash)),
@@ -292,15 +300,21 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
   }
   const healthy = rec.rvolumes.filter((_, i) => health[i] === "ok");
   if (healthy.length === 0) ctx.unhealthy.add(latin1(key));
+  // With no MD5 recorded, replicas of the recorded size may still hold
+  // other bytes: -md5 read them, and compares them with each other.
+  const read = groupsOf(
+    rec.rvolumes.flatMap((v, i) => judged[i].md5 ? [[v, judged[i].md5!] as [string, string]] : []),
+  );
+  if (read.size > 1) report(ctx, `replicas differ: ${label} ${differMessage(read)}`);
   const bad = rec.rvolumes.map((v, i) =>
     health[i] === "ok"
       ? null
-      : report(ctx, `${health[i]} replica: ${name} on ${v}${because(judged[i])}`)
+      : report(ctx, `${health[i]} replica: ${label} on ${v}${because(judged[i])}`)
   );
   const under = healthy.length < ctx.replicas
     ? report(
       ctx,
-      `under-replicated: ${name} has ${healthy.length} healthy of ${
+      `under-replicated: ${label} has ${healthy.length} healthy of ${
         plural(ctx.replicas, "replica")
       }`,
     )
@@ -310,7 +324,7 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
     bad[i] && (health[i] === "missing" || health[i] === "corrupt") ? [[v, bad[i]] as const] : []
   );
   if (fixable.length === 0) return;
-  const fixed = await copyReplicas(ctx, key, e, { name, healthy, fixable });
+  const fixed = await copyReplicas(ctx, key, e, { name: label, healthy, fixable, read });
   if (under && healthy.length + fixed >= ctx.replicas) under.fixed = "replicas copied";
 }
 
@@ -360,13 +374,19 @@ async function finishSwitch(
 
 /**
  * Copies a healthy replica over each fixable one (missing or corrupt);
- * how many were copied.
+ * how many were copied. `read`: the healthy replicas by MD5 when -md5 read
+ * those of a key whose MD5 is not recorded.
  */
 async function copyReplicas(
   ctx: Ctx,
   key: Uint8Array,
   e: Entry,
-  bad: { name: string; healthy: string[]; fixable: (readonly [string, Problem])[] },
+  bad: {
+    name: string;
+    healthy: string[];
+    fixable: (readonly [string, Problem])[];
+    read: Map<string, string[]>;
+  },
 ): Promise<number> {
   const { name, healthy, fixable } = bad;
   const { rec } = e;
@@ -391,32 +411,33 @@ async function copyReplicas(
   // A copy sent whole and never answered may be stored yet, over the file
   // of the key's next write: the key's writers then wait out the lease.
   let linger = false;
+  let source: Source | null = null;
   try {
     // Without -md5 the healthy replicas were judged by their size only: the
     // source and each copy are checked against a known MD5 all the same,
     // so that a replica of the right size and wrong bytes is not spread.
-    const source = await sourceOf(ctx, name, healthy, path, rec.size, rec.hash);
+    source = await sourceOf(ctx, { name, healthy, path, rec, read: bad.read });
     for (const [v, p] of fixable) {
       try {
         if (!claim.holds) throw new Error("lost the hold on the key");
-        if (source === null) throw new Error("no replica holds the recorded MD5");
+        if (source.volume === null) throw new Error(source.why);
         // The store's copy: stopped once the hold is lost (a copy going on
         // would land over the key's next value), checked against the record.
         const unanswered = new Set<string>();
-        const failed = await ctx.store.copyReplica(path, source, {
+        const failed = await ctx.store.copyReplica(path, source.volume, {
           targets: [v],
           size: rec.size,
-          hash: rec.hash,
+          hash: source.hash,
           claim,
           unanswered,
         });
         linger ||= unanswered.size > 0;
         if (failed !== null) throw failed;
-        const copied = await checkReplica(ctx, volumeUrl(v, path), rec.size, rec.hash, true);
+        const copied = await checkReplica(ctx, volumeUrl(v, path), rec.size, source.hash, true);
         if (copied.health !== "ok") {
           throw new Error(`the copy does not check out: ${copied.health}${because(copied)}`);
         }
-        p.fixed = `copied from ${source}`;
+        p.fixed = `copied from ${source.volume}`;
         fixed++;
       } catch (err) {
         linger ||= unanswered(err);
@@ -424,24 +445,40 @@ async function copyReplicas(
       }
     }
   } finally {
-    await release(ctx, name, claim, linger);
+    // Every replica now holds the MD5 two or more agreed on: the index
+    // records it, and the next checks and copies are held to it.
+    const agreed = source !== null && !rec.hash && source.agreeing >= 2 &&
+      source.agreeing + fixed === rec.rvolumes.length;
+    const final = agreed ? { ...unleased(rec), hash: source!.hash } : null;
+    if (await release(ctx, name, claim, { linger, final }) && agreed) {
+      for (const [, p] of fixable) if (p.fixed) p.fixed += `; MD5 ${source!.hash} recorded`;
+    }
   }
   return fixed;
 }
 
 /**
- * Gives back the hold a repair took. One the index does not take back (a
+ * Gives back the hold a repair took, the record as it was or `final`;
+ * whether the index took it back. One the index does not take back (a
  * write refused: locked past its wait, Fenced twice; or the hold lost
  * meanwhile, its renewal refused) stays on the key until its lease runs
  * out, and until then every write of the key answers 409: a problem of
  * its own, not fixed by this run. The copies made stand.
  */
-async function release(ctx: Ctx, name: string, claim: Claim, linger: boolean): Promise<void> {
-  const why = await claim.release({ linger }).then(
+async function release(
+  ctx: Ctx,
+  name: string,
+  claim: Claim,
+  opts: { linger: boolean; final: Record | null },
+): Promise<boolean> {
+  const { linger, final } = opts;
+  const done = final ? claim.finish(final, { linger }) : claim.release({ linger });
+  const why = await done.then(
     (ok) => ok ? null : "the hold was lost meanwhile",
     (err) => `the index refused it: ${messageOf(err)}`,
   );
   if (why !== null) holdNotReleased(ctx, name, why);
+  return why === null;
 }
 
 /** A hold on key `name` left on it (`why`): a problem of its own. */
@@ -495,33 +532,64 @@ async function keepOrphansOfAliases(ctx: Ctx, volumes: string[]): Promise<void> 
   if (aliases.length > 0 || masters.length > 0) ctx.repair = false;
 }
 
-/**
- * The first of the `healthy` replicas (checked for size only, unless -md5)
- * whose bytes have the recorded MD5, null when none has; those that do not
- * are named corrupt. Without -md5 or a known hash, the first one.
- */
-async function sourceOf(
-  ctx: Ctx,
-  name: string,
-  healthy: string[],
-  path: string,
-  size: number,
-  hash: string,
-): Promise<string | null> {
-  if (ctx.md5 || !hash) return healthy[0];
-  for (const v of healthy) {
-    const judged = await checkReplica(ctx, volumeUrl(v, path), size, hash, true);
-    if (judged.health === "ok") return v;
-    if (judged.health === "corrupt") {
-      report(ctx, `corrupt replica: ${name} on ${v}${because(judged)}`);
-    }
-  }
-  return null;
+/** What a repair copies from. */
+interface Source {
+  /** The replica, null when none may be copied (`why`). */
+  volume: string | null;
+  why: string;
+  /** The MD5 the copies are held to: the recorded one, or the one the replicas agree on. */
+  hash: string;
+  /** With no MD5 recorded, how many replicas were read and hold `hash`. */
+  agreeing: number;
 }
 
 /**
- * HEAD (size) and, with -md5 (or `md5`) and a known hash, a full read of
- * one replica; what is wrong says how (the sizes or MD5s, the answer).
+ * With a recorded MD5, the first of the `healthy` replicas (checked for
+ * size only, unless -md5) whose bytes have it; those that do not are named
+ * corrupt. With none recorded, the healthy replicas are read (unless -md5
+ * did: `read`) and compared: a copy of one that agrees with every other
+ * read, none when they differ (nothing tells which holds the value).
+ */
+async function sourceOf(
+  ctx: Ctx,
+  of: { name: string; healthy: string[]; path: string; rec: Record; read: Map<string, string[]> },
+): Promise<Source> {
+  const { name, healthy, path, rec } = of;
+  const { size, hash } = rec;
+  if (hash) {
+    const source = { why: "no replica holds the recorded MD5", hash, agreeing: 0 };
+    if (ctx.md5) return { ...source, volume: healthy[0] };
+    for (const v of healthy) {
+      const judged = await checkReplica(ctx, volumeUrl(v, path), size, hash, true);
+      if (judged.health === "ok") return { ...source, volume: v };
+      if (judged.health === "corrupt") {
+        report(ctx, `corrupt replica: ${name} on ${v}${because(judged)}`);
+      }
+    }
+    return { ...source, volume: null };
+  }
+  let groups = of.read;
+  if (!ctx.md5) {
+    const compared = await compareReplicas(path, healthy, { stall: ctx.stall, size });
+    groups = compared.groups;
+    for (const { volume, why, failed } of compared.passed) {
+      report(ctx, `${failed ? "unreachable" : "corrupt"} replica: ${name} on ${volume} (${why})`);
+    }
+    if (groups.size > 1) report(ctx, `replicas differ: ${name} ${differMessage(groups)}`);
+  }
+  if (groups.size > 1) {
+    return { volume: null, why: `its replicas differ ${differMessage(groups)}`, hash, agreeing: 0 };
+  }
+  const [agreed] = groups;
+  if (!agreed) return { volume: null, why: "no healthy replica could be read", hash, agreeing: 0 };
+  return { volume: agreed[1][0], why: "", hash: agreed[0], agreeing: agreed[1].length };
+}
+
+/**
+ * HEAD (size) and, with -md5 (or `md5`), a full read of one replica: its
+ * MD5 against the recorded one, or, none recorded, kept to compare with
+ * the key's other replicas; a full read too when the HEAD answer does not
+ * say the size. What is wrong says how (the sizes or MD5s, the answer).
  */
 async function checkReplica(
   ctx: Ctx,
@@ -539,27 +607,32 @@ async function checkReplica(
   }
   if (res.status === 404) return { health: "missing", why: "" };
   if (res.status !== 200) return { health: "unreachable", why: `HEAD answered ${res.status}` };
-  const length = Number(res.headers.get("content-length") ?? "-1");
-  if (size >= 0 && length >= 0 && length !== size) {
+  const header = res.headers.get("content-length");
+  const length = header === null ? null : Number(header);
+  if (size >= 0 && length !== null && length !== size) {
     return { health: "corrupt", why: `size ${plural(length, "byte")}, recorded ${size}` };
   }
-  if (!md5 || !hash) return { health: "ok", why: "" };
-  // Large replicas are hashed on the MD5 threads (lib/md5_stream.ts), so
-  // -concurrency keys are read and hashed at once on as many cores.
-  const h = md5Stream(length >= 0 ? length : null);
-  let got: string;
+  // A HEAD answered without Content-Length (a proxy in front of nginx
+  // sending it chunked) does not say the size: the replica is read in full
+  // to learn it, not taken to have the recorded one.
+  const unsized = size >= 0 && length === null;
+  const hashed = md5 && hash !== "";
+  if (!md5 && !unsized) return { health: "ok", why: "" };
+  let read: Digest;
   try {
-    const ac = new AbortController();
-    const read = await remoteGet(url, { signal: ac.signal, stall: ctx.stall });
-    for await (const chunk of read.body!) await h.update(chunk);
-    got = await h.digest();
+    read = await readDigest(url, { stall: ctx.stall, length });
   } catch (err) {
-    h.abort();
     return { health: "unreachable", why: `read failed: ${describe(err)}` };
   }
-  return got === hash
-    ? { health: "ok", why: "" }
-    : { health: "corrupt", why: `MD5 ${got}, recorded ${hash}` };
+  if (size >= 0 && read.bytes !== size) {
+    const how = unsized ? "; read in full: its HEAD answer gave no Content-Length" : "";
+    return { health: "corrupt", why: `size ${plural(read.bytes, "byte")}, recorded ${size}${how}` };
+  }
+  if (hashed && read.md5 !== hash) {
+    return { health: "corrupt", why: `MD5 ${read.md5}, recorded ${hash}` };
+  }
+  // No MD5 recorded (a rebuilt key): kept, to compare with the other replicas'.
+  return { health: "ok", why: "", md5: md5 && !hash ? read.md5 : undefined };
 }
 
 /** " (why)" when there is a why. */

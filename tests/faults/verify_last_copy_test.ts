@@ -2,7 +2,9 @@
 // while a copy of it sits on a volume its record does not name (an orphan:
 // a rebalance that switched the index, then could not delete the old copy
 // from a volume that was down). That copy may be the value's last: it must
-// be kept, and said to be. It was deleted as any orphan older than -grace.
+// be kept, and said to be. It was deleted as any orphan older than -grace;
+// and so it still was for an unlinked key (verify did not check unlinked
+// keys' replicas), whose value RELINK can bring back.
 import { Cluster, randomBytes, randomKey, runMain } from "../cluster.ts";
 import { assert, assertEquals } from "../assert.ts";
 import { key2path } from "../../lib/keys.ts";
@@ -10,7 +12,12 @@ import { openIndex } from "../../lib/open.ts";
 
 const enc = new TextEncoder();
 
-Deno.test("verify -repair keeps the orphan copy of a key whose recorded replicas all lost their file", async () => {
+/**
+ * A key (unlinked first with `unlink`) whose one recorded replica lost its
+ * file while a copy sits on the other volume; verify -repair is run and
+ * must keep that copy.
+ */
+async function keepsLastCopy(opts: { unlink: boolean }) {
   const c = await Cluster.start({ volumes: 2, flags: ["-replicas", "1", "-subvolumes", "1"] });
   try {
     const key = randomKey("/last");
@@ -18,6 +25,11 @@ Deno.test("verify -repair keeps the orphan copy of a key whose recorded replicas
     const put = await fetch(c.url + key, { method: "PUT", body: value });
     await put.body?.cancel();
     assertEquals(put.status, 201);
+    if (opts.unlink) {
+      const unlinked = await fetch(c.url + key, { method: "UNLINK" });
+      await unlinked.body?.cancel();
+      assertEquals(unlinked.status, 204);
+    }
     await c.stopMaster();
     const index = await openIndex(c.db);
     const [recorded] = (await index.get(enc.encode(key)))!.rec.rvolumes;
@@ -44,10 +56,13 @@ Deno.test("verify -repair keeps the orphan copy of a key whose recorded replicas
     ];
     const repair = await runMain(["verify", "-repair", "-grace", "0s", ...flags]);
     assertEquals(repair.code, 1, repair.stdout + repair.stderr);
-    const name = JSON.stringify(key);
+    const name = JSON.stringify(key) + (opts.unlink ? " (unlinked)" : "");
+    assert(repair.stdout.includes(`missing replica: ${name} on ${recorded}\n`), repair.stdout);
     assert(
       repair.stdout.includes(
-        `orphan file: http://${other}${path} (${name} is not recorded on ${other}) ` +
+        `orphan file: http://${other}${path} (${
+          JSON.stringify(key)
+        } is not recorded on ${other}) ` +
           `(kept: no recorded replica of the key is healthy; this may be its last copy)`,
       ),
       repair.stdout,
@@ -58,4 +73,12 @@ Deno.test("verify -repair keeps the orphan copy of a key whose recorded replicas
   } finally {
     await c.stop();
   }
+}
+
+Deno.test("verify -repair keeps the orphan copy of a key whose recorded replicas all lost their file", async () => {
+  await keepsLastCopy({ unlink: false });
+});
+
+Deno.test("verify -repair keeps the orphan copy of an unlinked key whose recorded replicas all lost their file", async () => {
+  await keepsLastCopy({ unlink: true });
 });
