@@ -154,35 +154,45 @@ export async function verify(flags: FlagValues): Promise<number> {
     // Problems found before a step failed are reported all the same.
     const stopped = await runSteps(ctx, opts.volumes, concurrency);
     progress.done();
-    for (const p of ctx.problems) {
-      if (p.fixed) logInfo(`${p.text}: repaired, ${p.fixed}`);
-      else logLine("warn", p.text, {}, "stdout");
-    }
-    if (stopped) {
-      logLine(
-        "error",
-        `verify stopped ${stopped}; the problems above are those found until then, ` +
-          `the rest was not checked`,
-        {},
-        "stdout",
-      );
-    }
-    const left = ctx.problems.filter((p) => !p.fixed).length;
-    logInfo(
-      `verify: ${plural(progress.get("keys"), "key")}, ${plural(ctx.problems.length, "problem")}` +
-        (repair ? `, ${ctx.problems.length - left} repaired` : "") +
-        (ctx.held.length > 0 ? `, ${ctx.held.length} held (not checked)` : "") +
-        (stopped ? ", stopped" : ""),
-    );
-    nameHeld(ctx);
-    // Held keys are no fault (writes in flight beside the masters), and
-    // leave the exit code alone: the summary says they were not checked.
-    return left > 0 || stopped ? 1 : 0;
+    return summarize(ctx, stopped);
   } finally {
     progress.stop();
     await index.membership?.leave();
     index.close();
   }
+}
+
+/**
+ * Says what the run found (each problem, then the totals, then the keys
+ * held); the exit code: 1 when a problem is left or the run stopped.
+ */
+function summarize(ctx: Ctx, stopped: string | null): number {
+  for (const p of ctx.problems) {
+    if (p.fixed) logInfo(`${p.text}: repaired, ${p.fixed}`);
+    else logLine("warn", p.text, {}, "stdout");
+  }
+  if (stopped) {
+    logLine(
+      "error",
+      `verify stopped ${stopped}; the problems above are those found until then, ` +
+        `the rest was not checked`,
+      {},
+      "stdout",
+    );
+  }
+  const left = ctx.problems.filter((p) => !p.fixed).length;
+  logInfo(
+    `verify: ${plural(ctx.progress.get("keys"), "key")}, ${
+      plural(ctx.problems.length, "problem")
+    }` +
+      (ctx.repair ? `, ${ctx.problems.length - left} repaired` : "") +
+      (ctx.held.length > 0 ? `, ${ctx.held.length} held (not checked)` : "") +
+      (stopped ? ", stopped" : ""),
+  );
+  nameHeld(ctx);
+  // Held keys are no fault (writes in flight beside the masters), and
+  // leave the exit code alone: the summary says they were not checked.
+  return left > 0 || stopped ? 1 : 0;
 }
 
 /**
@@ -286,8 +296,7 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
   const judged = await Promise.all(
     rec.rvolumes.map((v) => checkReplica(ctx, volumeUrl(v, path), rec.size, rec.hash)),
   );
-  const health = judged.map((j) => j.health);
-  if (health.some((h) => h !== "ok")) {
+  if (judged.some((j) => j.health !== "ok")) {
     // The record was read by the scan, maybe a while ago: a key written
     // since (replaced, deleted) has other files than it says, and that is
     // no fault. Judged against its record as it is now, once.
@@ -298,6 +307,23 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
       return;
     }
   }
+  await reportReplicas(ctx, key, e, { label, judged });
+}
+
+/**
+ * The replicas of a key as judged (`judged`, in the order of its record):
+ * each one not ok named, the key named when under-replicated or when its
+ * replicas differ; with -repair, the missing and corrupt ones copied again.
+ */
+async function reportReplicas(
+  ctx: Ctx,
+  key: Uint8Array,
+  e: Entry,
+  of: { label: string; judged: Judged[] },
+): Promise<void> {
+  const { label, judged } = of;
+  const { rec } = e;
+  const health = judged.map((j) => j.health);
   const healthy = rec.rvolumes.filter((_, i) => health[i] === "ok");
   if (healthy.length === 0) ctx.unhealthy.add(latin1(key));
   // With no MD5 recorded, replicas of the recorded size may still hold
@@ -418,30 +444,12 @@ async function copyReplicas(
     // so that a replica of the right size and wrong bytes is not spread.
     source = await sourceOf(ctx, { name, healthy, path, rec, read: bad.read });
     for (const [v, p] of fixable) {
-      try {
-        if (!claim.holds) throw new Error("lost the hold on the key");
-        if (source.volume === null) throw new Error(source.why);
-        // The store's copy: stopped once the hold is lost (a copy going on
-        // would land over the key's next value), checked against the record.
-        const unanswered = new Set<string>();
-        const failed = await ctx.store.copyReplica(path, source.volume, {
-          targets: [v],
-          size: rec.size,
-          hash: source.hash,
-          claim,
-          unanswered,
-        });
-        linger ||= unanswered.size > 0;
-        if (failed !== null) throw failed;
-        const copied = await checkReplica(ctx, volumeUrl(v, path), rec.size, source.hash, true);
-        if (copied.health !== "ok") {
-          throw new Error(`the copy does not check out: ${copied.health}${because(copied)}`);
-        }
+      const copy = await copyOne(ctx, { claim, source, path, size: rec.size, to: v });
+      linger ||= copy.linger;
+      if (copy.failed !== null) p.text += ` (cannot repair: ${copy.failed})`;
+      else {
         p.fixed = `copied from ${source.volume}`;
         fixed++;
-      } catch (err) {
-        linger ||= unanswered(err);
-        p.text += ` (cannot repair: ${messageOf(err)})`;
       }
     }
   } finally {
@@ -530,6 +538,40 @@ async function keepOrphansOfAliases(ctx: Ctx, volumes: string[]): Promise<void> 
   if (masters.length > 0) report(ctx, `${mastersMessage(masters)}; orphans not deleted`);
   if (aliases.length > 0) report(ctx, `${aliasesMessage(aliases)}; orphans not deleted`);
   if (aliases.length > 0 || masters.length > 0) ctx.repair = false;
+}
+
+/**
+ * One copy of a repair, from `source` to `to`, checked once made; why it
+ * failed (null: copied), and whether a PUT of it went out whole and was
+ * never answered (the volume may store it yet: the hold lingers).
+ */
+async function copyOne(
+  ctx: Ctx,
+  copy: { claim: Claim; source: Source; path: string; size: number; to: string },
+): Promise<{ failed: string | null; linger: boolean }> {
+  const { claim, source, path, size, to } = copy;
+  const notAnswered = new Set<string>();
+  try {
+    if (!claim.holds) throw new Error("lost the hold on the key");
+    if (source.volume === null) throw new Error(source.why);
+    // The store's copy: stopped once the hold is lost (a copy going on
+    // would land over the key's next value), checked against the record.
+    const failed = await ctx.store.copyReplica(path, source.volume, {
+      targets: [to],
+      size,
+      hash: source.hash,
+      claim,
+      unanswered: notAnswered,
+    });
+    if (failed !== null) throw failed;
+    const copied = await checkReplica(ctx, volumeUrl(to, path), size, source.hash, true);
+    if (copied.health !== "ok") {
+      throw new Error(`the copy does not check out: ${copied.health}${because(copied)}`);
+    }
+    return { failed: null, linger: notAnswered.size > 0 };
+  } catch (err) {
+    return { failed: messageOf(err), linger: notAnswered.size > 0 || unanswered(err) };
+  }
 }
 
 /** What a repair copies from. */
