@@ -1002,7 +1002,7 @@ export async function copyFailure(
  * "overtaken" when the key no longer holds `src`, the value the copy read
  * (its conditions and the metadata it copies were that value's): read the
  * key again, as a copy overtaken by an overwrite of its source is.
- * The value's checksum stays when it is of the whole value and of `alg`;
+ * The value's checksum (as `src` has it) stays when it is of the whole value and of `alg`;
  * a composite one named the parts, which the copy is no longer made of.
  * `stop`: a stopping master's cut-off, at which the commit, while still
  * unsent, is dropped (Index.cas: it rejects with ShuttingDown, a 503).
@@ -1024,7 +1024,11 @@ async function rewriteMeta(
   if (isClaimed(e.rec)) return null;
   if (!sameValue(e.rec, src)) return "overtaken";
   if (ifMatch !== undefined && !etagMatches(ifMatch, e.rec)) throw preconditionFailed();
-  const kept = e.rec.meta?.checksum;
+  // The checksum as the copy read it, as its metadata and its algorithm
+  // were: the key's record now may be another copy's of the same value,
+  // made in the same millisecond (sameValue cannot tell them apart), and
+  // its checksum, dropped for another algorithm, is not this copy's to drop.
+  const kept = src.meta?.checksum;
   const checksum = kept && kept.alg === alg && checksumType(kept) === "FULL_OBJECT"
     ? kept
     : undefined;
