@@ -490,6 +490,81 @@ Deno.test(
   },
 );
 
+/**
+ * A PUT of `path` signed with Signature Version 4 by keys "k"/"s" at
+ * 2026-11-24T12:00:00Z over `signedPath` (the path as the client escaped
+ * it for signing) and `headers`.
+ */
+function signedPut(path: string, signedPath: string, headers: { [name: string]: string }) {
+  const date = "20261124T120000Z";
+  const scope = "20261124/us-east-1/s3/aws4_request";
+  const h = new Headers({ host: "127.0.0.1:3000", "x-amz-date": date, ...headers });
+  const names = [...h.keys()].sort();
+  const req = { method: "PUT", path, query: "", headers: h };
+  const payload = h.get("x-amz-content-sha256") ?? "";
+  const canonical = canonicalRequest(req, signedPath, names, payload, false);
+  const signature = createHmac("sha256", signingKey("s", "20261124", "us-east-1", "s3"))
+    .update(stringToSign(date, scope, canonical)).digest("hex");
+  h.set(
+    "authorization",
+    `AWS4-HMAC-SHA256 Credential=k/${scope},SignedHeaders=${
+      names.join(";")
+    },Signature=${signature}`,
+  );
+  return req;
+}
+
+const SIGNED_AT = Date.UTC(2026, 10, 24, 12);
+const SIGNED_CREDS = { accessKey: "k", secretKey: "s" };
+
+Deno.test("a path is taken signed as S3 escapes it or exactly as sent", () => {
+  // "!" and "(" are bytes S3 escapes (%21, %28); some clients sign them raw.
+  const sent = "/b/k!(1)";
+  const sha = { "x-amz-content-sha256": EMPTY };
+  assertEquals(canonicalPath(sent), "/b/k%21%281%29");
+  for (const signedPath of ["/b/k%21%281%29", sent]) {
+    const req = signedPut(sent, signedPath, sha);
+    assertEquals(checkSignature(req, SIGNED_CREDS, SIGNED_AT).payload, EMPTY);
+  }
+});
+
+Deno.test("a header-signed request without x-amz-content-sha256 is 400 InvalidRequest, as S3", () => {
+  const req = signedPut("/b/k", "/b/k", {});
+  const err = assertThrows(() => checkSignature(req, SIGNED_CREDS, SIGNED_AT), S3Error) as S3Error;
+  assertEquals([err.code, err.status, err.message], [
+    "InvalidRequest",
+    400,
+    "Missing required header for this request: x-amz-content-sha256",
+  ]);
+});
+
+Deno.test("the x-amz-content-sha256 of a request signed with Version 2, or not signed, is its payload's", () => {
+  // Checked against the body (s3Body), as a Version 4 request's is.
+  const sha = "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072";
+  const date = "Tue, 27 Mar 2007 21:15:45 +0000";
+  const v2 = createHmac("sha1", CREDS.secretKey)
+    .update(`PUT\n\n\n${date}\nx-amz-content-sha256:${sha}\n/johnsmith/photos/puppy.jpg`)
+    .digest("base64");
+  const signed = {
+    method: "PUT",
+    path: "/johnsmith/photos/puppy.jpg",
+    query: "",
+    headers: new Headers({
+      date,
+      "x-amz-content-sha256": sha,
+      authorization: `AWS ${CREDS.accessKey}:${v2}`,
+    }),
+  };
+  assertEquals(checkSignature(signed, CREDS, Date.UTC(2007, 2, 27, 21, 20)).payload, sha);
+  const anonymous = {
+    method: "PUT",
+    path: "/b/k",
+    query: "",
+    headers: new Headers({ "x-amz-content-sha256": sha }),
+  };
+  assertEquals(checkSignature(anonymous, null, AT).payload, sha);
+});
+
 /** The payloads of an aws-chunked body: chunks signed or not, a trailer signed or not. */
 type Streaming =
   | "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
