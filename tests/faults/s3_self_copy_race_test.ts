@@ -5,7 +5,7 @@
 // rather than put them on the new value), another copy onto itself in the
 // same millisecond, a write that holds the key past the copy's backoff.
 // The copy runs in this process on the cluster's index.
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { Cluster, randomBytes, randomKey } from "../cluster.ts";
 import { s3Client } from "../s3_client.ts";
 import { assertEquals } from "../assert.ts";
