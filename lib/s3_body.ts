@@ -255,7 +255,7 @@ export function checksumThrough(alg: Algorithm, want?: string): {
   };
 }
 
-/** Longest line of chunk framing we read (a header, a trailer). */
+/** Longest line of chunk framing we read (a header, a trailer), without its CRLF. */
 const MAX_LINE = 8192;
 
 export interface ChunkedOptions {
@@ -284,6 +284,8 @@ export function decodeChunked(
     cancel: (reason) => reader.cancel(reason),
   });
 }
+
+const LINE_TOO_LONG = `An aws-chunked line is longer than ${MAX_LINE} bytes`;
 
 /** What the next bytes of aws-chunked framing are. */
 type Framing = "header" | "data" | "crlf" | "trailer" | "end";
@@ -377,10 +379,12 @@ class ChunkedDecoder {
     const nl = buf.indexOf(0x0a, this.#pos);
     const end = nl < 0 ? buf.length : nl;
     for (let i = this.#pos; i < end; i++) line.push(buf[i]);
-    if (line.length > MAX_LINE) this.#fail("An aws-chunked line is too long");
+    // Room for the CR, not yet known to be one until the LF comes.
+    if (line.length > MAX_LINE + 1) this.#fail(LINE_TOO_LONG);
     this.#pos = nl < 0 ? buf.length : nl + 1;
     if (nl < 0) return null;
     if (line[line.length - 1] === 0x0d) line.pop();
+    if (line.length > MAX_LINE) this.#fail(LINE_TOO_LONG);
     this.#line = [];
     return String.fromCharCode(...line);
   }
@@ -412,8 +416,10 @@ class ChunkedDecoder {
       );
     }
     this.#signature = ext.find((e) => e.startsWith("chunk-signature="))?.slice(16) ?? "";
+    // A signed body's chunk without one is a body S3 cannot read: its
+    // IncompleteBody (400), not a signature that does not match.
     if (this.#signer && !this.#signature) {
-      this.#fail("A chunk has no signature", "SignatureDoesNotMatch");
+      this.#fail("A chunk of a signed aws-chunked body has no chunk-signature");
     }
     if (this.#remaining === 0) {
       this.#verify(EMPTY_SHA256);

@@ -18,7 +18,15 @@ import {
   setChecksumHeaders,
 } from "./s3_checksum.ts";
 import { bucketExists, noSuchBucket } from "./s3_list.ts";
-import { parseDelete, refusalOf, S3Error, s3Error, xmlResponse, xmlTime } from "./s3_xml.ts";
+import {
+  argumentError,
+  parseDelete,
+  refusalOf,
+  S3Error,
+  s3Error,
+  xmlResponse,
+  xmlTime,
+} from "./s3_xml.ts";
 import { logRefused, logUnexpected } from "./log.ts";
 import { received, sent, unwritten } from "./sizes.ts";
 import { type Outcome, shuffled, type Store } from "./store.ts";
@@ -742,12 +750,13 @@ const SELF_COPY_CHANGES = ["x-amz-storage-class", "x-amz-website-redirect-locati
 export async function copyObject(s3: S3Request): Promise<Response> {
   checkNewObject(s3);
   const sourceKey = copySource(s3.req.headers.get("x-amz-copy-source")!);
+  const directive = metadataDirective(s3.req.headers);
   // If-None-Match: * and If-Match are about the destination, as PutObject's.
   const cond = writeConditions(s3.req.headers);
   // A source overwritten between reading its record and opening its file
   // is read again, as GetObject's: its record, its conditions, its bytes.
   for (let tries = 1;; tries++) {
-    const out = await copyOnce(s3, sourceKey, cond);
+    const out = await copyOnce(s3, { sourceKey, directive, cond });
     if (out !== null) return out;
     if (tries === OVERTAKEN_TRIES) throw overtaken();
   }
@@ -760,16 +769,20 @@ export async function copyObject(s3: S3Request): Promise<Response> {
  */
 async function copyOnce(
   s3: S3Request,
-  sourceKey: Uint8Array,
-  cond: { create: boolean; ifMatch?: string },
+  asked: {
+    sourceKey: Uint8Array;
+    directive: Directive;
+    cond: { create: boolean; ifMatch?: string };
+  },
 ): Promise<Response | null> {
   const { req, store } = s3;
+  const { sourceKey, directive, cond } = asked;
   const src = await liveRecord(store, sourceKey, { stop: s3.stop }).catch((err) =>
     copyFailure(s3, sourceKey, err)
   );
   if (copyConditions(req.headers, src)) throw preconditionFailed();
   await checkWriteConditions(store, s3.key, cond, { stop: s3.stop });
-  const { directive, meta } = copiedMeta(req.headers, src);
+  const meta = copiedMeta(req.headers, directive, src);
   // S3 gives a copy a checksum: of the algorithm asked for, else the source's.
   const alg =
     algorithmOf(req.headers.get("x-amz-checksum-algorithm"), "x-amz-checksum-algorithm") ??
@@ -790,7 +803,7 @@ interface Copy {
   /** The source's live record. */
   src: Record;
   /** x-amz-metadata-directive: COPY or REPLACE. */
-  directive: string;
+  directive: Directive;
   /** The copy's metadata. */
   meta: Meta;
   /** The copy's checksum algorithm, if it gets one. */
@@ -799,22 +812,29 @@ interface Copy {
   cond: { create: boolean; ifMatch?: string };
 }
 
+/** Where a copy's metadata comes from: the source (COPY) or the request (REPLACE). */
+type Directive = "COPY" | "REPLACE";
+
 /**
- * The metadata a copy gets, by x-amz-metadata-directive: the source's
- * (COPY, the default) or the request's (REPLACE).
+ * x-amz-metadata-directive, COPY when not sent; any other value is S3's 400
+ * InvalidArgument naming it, before the source is read.
  */
-function copiedMeta(headers: Headers, src: Record): { directive: string; meta: Meta } {
-  const directive = (headers.get("x-amz-metadata-directive") ?? "COPY").toUpperCase();
-  if (directive !== "COPY" && directive !== "REPLACE") {
-    throw s3Error("InvalidArgument", "x-amz-metadata-directive must be COPY or REPLACE");
-  }
+function metadataDirective(headers: Headers): Directive {
+  const sent = headers.get("x-amz-metadata-directive");
+  const directive = (sent ?? "COPY").toUpperCase();
+  if (directive === "COPY" || directive === "REPLACE") return directive;
+  throw argumentError("Unknown metadata directive.", "x-amz-metadata-directive", sent!);
+}
+
+/** The metadata a copy gets, by its directive: the source's or the request's. */
+function copiedMeta(headers: Headers, directive: Directive, src: Record): Meta {
   const meta: Meta = directive === "COPY" ? { ...src.meta } : metaFrom(headers);
   // A multipart ETag names the parts, which a copy does not keep; its
   // checksum is the copy's own (copyOnce's alg).
   delete meta.etag;
   delete meta.parts;
   delete meta.checksum;
-  return { directive, meta };
+  return meta;
 }
 
 /**
@@ -986,7 +1006,7 @@ export async function copyFailure(
  * "overtaken" when the key no longer holds `src`, the value the copy read
  * (its conditions and the metadata it copies were that value's): read the
  * key again, as a copy overtaken by an overwrite of its source is.
- * The value's checksum stays when it is of the whole value and of `alg`;
+ * The value's checksum (as `src` has it) stays when it is of the whole value and of `alg`;
  * a composite one named the parts, which the copy is no longer made of.
  * `stop`: a stopping master's cut-off, at which the commit, while still
  * unsent, is dropped (Index.cas: it rejects with ShuttingDown, a 503).
@@ -1008,7 +1028,11 @@ async function rewriteMeta(
   if (isClaimed(e.rec)) return null;
   if (!sameValue(e.rec, src)) return "overtaken";
   if (ifMatch !== undefined && !etagMatches(ifMatch, e.rec)) throw preconditionFailed();
-  const kept = e.rec.meta?.checksum;
+  // The checksum as the copy read it, as its metadata and its algorithm
+  // were: the key's record now may be another copy's of the same value,
+  // made in the same millisecond (sameValue cannot tell them apart), and
+  // its checksum, dropped for another algorithm, is not this copy's to drop.
+  const kept = src.meta?.checksum;
   const checksum = kept && kept.alg === alg && checksumType(kept) === "FULL_OBJECT"
     ? kept
     : undefined;

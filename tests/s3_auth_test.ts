@@ -1,6 +1,9 @@
 // S3's signatures and aws-chunked bodies, against the examples in AWS's
 // Signature Version 4 documentation (same keys, dates and signatures).
 import { createHash, createHmac } from "node:crypto";
+import zlib from "node:zlib";
+import { Buffer } from "node:buffer";
+import { CreateBucketCommand, GetObjectCommand } from "@aws-sdk/client-s3";
 import {
   canonicalPath,
   canonicalRequest,
@@ -14,6 +17,9 @@ import {
 import { s3Body } from "../lib/s3_body.ts";
 import { S3Error } from "../lib/s3_xml.ts";
 import { assertEquals, assertThrows } from "./assert.ts";
+import { Cluster } from "./cluster.ts";
+import { s3Client } from "./s3_client.ts";
+import { errorAnswer, errorXml, s3Fails } from "./s3_answers.ts";
 
 const CREDS: Credentials = {
   accessKey: "AKIAIOSFODNN7EXAMPLE",
@@ -483,3 +489,302 @@ Deno.test(
     assertEquals(refused, []);
   },
 );
+
+/**
+ * A PUT of `path` signed with Signature Version 4 by keys "k"/"s" at
+ * 2026-11-24T12:00:00Z over `signedPath` (the path as the client escaped
+ * it for signing) and `headers`.
+ */
+function signedPut(path: string, signedPath: string, headers: { [name: string]: string }) {
+  const date = "20261124T120000Z";
+  const scope = "20261124/us-east-1/s3/aws4_request";
+  const h = new Headers({ host: "127.0.0.1:3000", "x-amz-date": date, ...headers });
+  const names = [...h.keys()].sort();
+  const req = { method: "PUT", path, query: "", headers: h };
+  const payload = h.get("x-amz-content-sha256") ?? "";
+  const canonical = canonicalRequest(req, signedPath, names, payload, false);
+  const signature = createHmac("sha256", signingKey("s", "20261124", "us-east-1", "s3"))
+    .update(stringToSign(date, scope, canonical)).digest("hex");
+  h.set(
+    "authorization",
+    `AWS4-HMAC-SHA256 Credential=k/${scope},SignedHeaders=${
+      names.join(";")
+    },Signature=${signature}`,
+  );
+  return req;
+}
+
+const SIGNED_AT = Date.UTC(2026, 10, 24, 12);
+const SIGNED_CREDS = { accessKey: "k", secretKey: "s" };
+
+Deno.test("a path is taken signed as S3 escapes it or exactly as sent", () => {
+  // "!" and "(" are bytes S3 escapes (%21, %28); some clients sign them raw.
+  const sent = "/b/k!(1)";
+  const sha = { "x-amz-content-sha256": EMPTY };
+  assertEquals(canonicalPath(sent), "/b/k%21%281%29");
+  for (const signedPath of ["/b/k%21%281%29", sent]) {
+    const req = signedPut(sent, signedPath, sha);
+    assertEquals(checkSignature(req, SIGNED_CREDS, SIGNED_AT).payload, EMPTY);
+  }
+});
+
+Deno.test("a header-signed request without x-amz-content-sha256 is 400 InvalidRequest, as S3", () => {
+  const req = signedPut("/b/k", "/b/k", {});
+  const err = assertThrows(() => checkSignature(req, SIGNED_CREDS, SIGNED_AT), S3Error) as S3Error;
+  assertEquals([err.code, err.status, err.message], [
+    "InvalidRequest",
+    400,
+    "Missing required header for this request: x-amz-content-sha256",
+  ]);
+});
+
+Deno.test("the x-amz-content-sha256 of a request signed with Version 2, or not signed, is its payload's", () => {
+  // Checked against the body (s3Body), as a Version 4 request's is.
+  const sha = "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072";
+  const date = "Tue, 27 Mar 2007 21:15:45 +0000";
+  const v2 = createHmac("sha1", CREDS.secretKey)
+    .update(`PUT\n\n\n${date}\nx-amz-content-sha256:${sha}\n/johnsmith/photos/puppy.jpg`)
+    .digest("base64");
+  const signed = {
+    method: "PUT",
+    path: "/johnsmith/photos/puppy.jpg",
+    query: "",
+    headers: new Headers({
+      date,
+      "x-amz-content-sha256": sha,
+      authorization: `AWS ${CREDS.accessKey}:${v2}`,
+    }),
+  };
+  assertEquals(checkSignature(signed, CREDS, Date.UTC(2007, 2, 27, 21, 20)).payload, sha);
+  const anonymous = {
+    method: "PUT",
+    path: "/b/k",
+    query: "",
+    headers: new Headers({ "x-amz-content-sha256": sha }),
+  };
+  assertEquals(checkSignature(anonymous, null, AT).payload, sha);
+});
+
+/** The payloads of an aws-chunked body: chunks signed or not, a trailer signed or not. */
+type Streaming =
+  | "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+  | "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
+  | "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
+
+const E2E_ACCESS = "chunk-access";
+const E2E_SECRET = "chunk-secret";
+
+function crc32(text: string): string {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(zlib.crc32(text) >>> 0);
+  return b.toString("base64");
+}
+
+/**
+ * A PutObject of `value` (ASCII) as one chunk and the final one, framed and
+ * signed as AWS documents it for `payload` (a -TRAILER payload's trailer is
+ * the value's CRC32; signed when the chunks are); `edit` changes the body's
+ * text after signing: what a broken or hostile client sends.
+ */
+function chunkedPut(
+  url: string,
+  path: string,
+  opts: { payload: Streaming; value: string; edit?: (body: string) => string },
+): RequestInit & { url: string } {
+  const { payload, value } = opts;
+  const now = new Date().toISOString().replace(/[-:]|\.\d{3}/g, "");
+  const day = now.slice(0, 8);
+  const scope = `${day}/us-east-1/s3/aws4_request`;
+  const key = signingKey(E2E_SECRET, day, "us-east-1", "s3");
+  const hmacHex = (s: string) => createHmac("sha256", key).update(s).digest("hex");
+  const sha = (s: string) => createHash("sha256").update(s).digest("hex");
+  const signed = !payload.startsWith("STREAMING-UNSIGNED");
+  const trailer = payload.endsWith("-TRAILER");
+  const headers = new Headers({
+    host: new URL(url).host,
+    "content-encoding": "aws-chunked",
+    "x-amz-content-sha256": payload,
+    "x-amz-date": now,
+    "x-amz-decoded-content-length": String(value.length),
+  });
+  if (trailer) headers.set("x-amz-trailer", "x-amz-checksum-crc32");
+  const names = [...headers.keys()].sort();
+  const req = { method: "PUT", path, query: "", headers };
+  const seed = hmacHex(
+    stringToSign(now, scope, canonicalRequest(req, path, names, payload, false)),
+  );
+  const chunk = (previous: string, data: string) =>
+    hmacHex(["AWS4-HMAC-SHA256-PAYLOAD", now, scope, previous, EMPTY, sha(data)].join("\n"));
+  const first = chunk(seed, value);
+  const last = chunk(first, "");
+  const ext = (sig: string) => signed ? `;chunk-signature=${sig}` : "";
+  let body = `${value.length.toString(16)}${ext(first)}\r\n${value}\r\n0${ext(last)}\r\n`;
+  if (trailer) {
+    const lines = `x-amz-checksum-crc32:${crc32(value)}\n`;
+    body += lines.replace("\n", "\r\n");
+    if (signed) {
+      const sig = hmacHex(["AWS4-HMAC-SHA256-TRAILER", now, scope, last, sha(lines)].join("\n"));
+      body += `x-amz-trailer-signature:${sig}\r\n`;
+    }
+  }
+  body += "\r\n";
+  headers.delete("host");
+  headers.set(
+    "authorization",
+    `AWS4-HMAC-SHA256 Credential=${E2E_ACCESS}/${scope},SignedHeaders=${
+      names.join(";")
+    },Signature=${seed}`,
+  );
+  return { url: url + path, method: "PUT", headers, body: opts.edit?.(body) ?? body };
+}
+
+Deno.test("aws-chunked bodies at the edges of their framing, end to end", async (t) => {
+  const c = await Cluster.start({
+    flags: ["-s3-access-key", E2E_ACCESS, "-s3-secret-key", E2E_SECRET],
+  });
+  const s3 = s3Client(c.url, { accessKeyId: E2E_ACCESS, secretAccessKey: E2E_SECRET });
+  const Bucket = `chunked-${crypto.randomUUID().slice(0, 8)}`;
+  const put = (Key: string, opts: Parameters<typeof chunkedPut>[2]) => {
+    const { url, ...init } = chunkedPut(c.url, `/${Bucket}/${Key}`, opts);
+    return { url, init };
+  };
+  /** The key's value, or the S3 error a read of it fails with. */
+  const stored = async (Key: string) => {
+    const read = s3.send(new GetObjectCommand({ Bucket, Key }));
+    const got = await read.catch(() => null);
+    return got ? await got.Body!.transformToString() : await s3Fails(read);
+  };
+  const refused = (status: number, code: string, message: string, Key: string) => ({
+    status,
+    type: "application/xml",
+    body: errorXml(code, message, "", `/${Bucket}/${Key}`),
+  });
+  const missing = { name: "NoSuchKey", status: 404 };
+  try {
+    await s3.send(new CreateBucketCommand({ Bucket }));
+    await t.step(
+      "a chunk-header line of 8192 bytes is read, one of 8193 is IncompleteBody",
+      async () => {
+        // "b;x=" and padding: the header line as long as asked, its end aside.
+        const padded = (n: number, end = "\r\n") => (body: string) =>
+          body.replace("b\r\n", `b;x=${"x".repeat(n - 4)}${end}`);
+        const payload = "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
+        const value = "hello world";
+        const ok = put("8192", { payload, value, edit: padded(8192) });
+        const res = await fetch(ok.url, ok.init);
+        assertEquals([res.status, await res.text()], [200, ""]);
+        assertEquals(await stored("8192"), value);
+        const tooLong: [string, (body: string) => string][] = [
+          ["8193", padded(8193)],
+          ["8193-lf", padded(8193, "\n")],
+          // One that never ends: refused once past the limit, not held whole.
+          ["endless", () => `b;x=${"x".repeat(100_000)}`],
+        ];
+        for (const [key, edit] of tooLong) {
+          const long = put(key, { payload, value, edit });
+          assertEquals(
+            await errorAnswer(long.url, long.init),
+            refused(400, "IncompleteBody", "An aws-chunked line is longer than 8192 bytes", key),
+          );
+          assertEquals(await stored(key), missing);
+        }
+      },
+    );
+
+    await t.step("chunk data longer than its chunk header says is IncompleteBody", async () => {
+      // The header says 5 bytes; "hello world" follows.
+      const p = put("longer", {
+        payload: "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        value: "hello world",
+        edit: (body) => body.replace("b\r\n", "5\r\n"),
+      });
+      assertEquals(
+        await errorAnswer(p.url, p.init),
+        refused(
+          400,
+          "IncompleteBody",
+          "aws-chunked data longer than its chunk header said",
+          "longer",
+        ),
+      );
+      assertEquals(await stored("longer"), missing);
+    });
+
+    await t.step(
+      "a signed trailer without its final empty line is taken, its signature checked",
+      async () => {
+        const p = put("unended", {
+          payload: "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+          value: "hello world",
+          edit: (body) => body.slice(0, -2),
+        });
+        const res = await fetch(p.url, p.init);
+        assertEquals([res.status, await res.text()], [200, ""]);
+        assertEquals(res.headers.get("x-amz-checksum-crc32"), crc32("hello world"));
+        assertEquals(await stored("unended"), "hello world");
+        // The same, its trailer's checksum changed after signing: the trailer's
+        // signature is still checked (not only the checksum, a BadDigest).
+        const tampered = put("unended-tampered", {
+          payload: "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+          value: "hello world",
+          edit: (body) => body.slice(0, -2).replace(crc32("hello world"), crc32("other bytes")),
+        });
+        assertEquals(
+          await errorAnswer(tampered.url, tampered.init),
+          refused(
+            403,
+            "SignatureDoesNotMatch",
+            "The x-amz-trailer-signature does not match the trailer",
+            "unended-tampered",
+          ),
+        );
+        assertEquals(await stored("unended-tampered"), missing);
+      },
+    );
+
+    await t.step(
+      "a signed trailer without x-amz-trailer-signature is SignatureDoesNotMatch",
+      async () => {
+        const p = put("unsigned-trailer", {
+          payload: "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+          value: "hello world",
+          edit: (body) => body.replace(/x-amz-trailer-signature:[0-9a-f]{64}\r\n/, ""),
+        });
+        assertEquals(
+          await errorAnswer(p.url, p.init),
+          refused(
+            403,
+            "SignatureDoesNotMatch",
+            "The trailer has no x-amz-trailer-signature",
+            "unsigned-trailer",
+          ),
+        );
+        assertEquals(await stored("unsigned-trailer"), missing);
+      },
+    );
+
+    await t.step(
+      "a signed body's chunk without chunk-signature is IncompleteBody, as S3",
+      async () => {
+        const p = put("unsigned-chunk", {
+          payload: "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+          value: "hello world",
+          edit: (body) => body.replace(/^b;chunk-signature=[0-9a-f]{64}/, "b"),
+        });
+        assertEquals(
+          await errorAnswer(p.url, p.init),
+          refused(
+            400,
+            "IncompleteBody",
+            "A chunk of a signed aws-chunked body has no chunk-signature",
+            "unsigned-chunk",
+          ),
+        );
+        assertEquals(await stored("unsigned-chunk"), missing);
+      },
+    );
+  } finally {
+    s3.destroy();
+    await c.stop();
+  }
+});

@@ -281,6 +281,45 @@ Deno.test("S3 checksums with the AWS SDK: checked on upload, kept, answered when
     );
 
     await t.step(
+      "a Complete whose whole-object CRC32 is not the object's: BadDigest, nothing stored, the upload kept",
+      async () => {
+        const Key = crypto.randomUUID();
+        const value = randomBytes(1000);
+        const { UploadId } = await s3.send(
+          new CreateMultipartUploadCommand({ Bucket, Key, ChecksumAlgorithm: "CRC32" }),
+        );
+        const part = await s3.send(
+          new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: 1, Body: value }),
+        );
+        const complete = (ChecksumCRC32: string) =>
+          s3.send(
+            new CompleteMultipartUploadCommand({
+              Bucket,
+              Key,
+              UploadId,
+              ChecksumCRC32,
+              MultipartUpload: { Parts: [{ PartNumber: 1, ETag: part.ETag }] },
+            }),
+          );
+        // Checked as the parts are joined, after the answer's 200 went: its
+        // <Error> (which the SDK reports with a status of its own, 503).
+        const err = await complete(crc32Of(randomBytes(1000))).then(() => null, (e) => e);
+        assertEquals([err?.name, err?.message], [
+          "BadDigest",
+          "The x-amz-checksum-crc32 you specified did not match the calculated checksum.",
+        ]);
+        assertEquals(
+          await s3Fails(s3.send(new GetObjectCommand({ Bucket, Key }))),
+          { name: "NoSuchKey", status: 404 },
+        );
+        const done = await complete(crc32Of(value));
+        assertEquals([done.ChecksumCRC32, done.ChecksumType], [crc32Of(value), "FULL_OBJECT"]);
+        const got = await s3.send(new GetObjectCommand({ Bucket, Key, ChecksumMode: "ENABLED" }));
+        assertEquals(Buffer.from(await got.Body!.transformToByteArray()).equals(value), true);
+      },
+    );
+
+    await t.step(
       "a CRC64NVME upload (FULL_OBJECT): the whole object's checksum is kept",
       async () => {
         const Key = crypto.randomUUID();

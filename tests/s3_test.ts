@@ -1781,6 +1781,35 @@ Deno.test("S3 arguments refused in S3's words (400 InvalidArgument naming the ar
       },
     );
 
+    await t.step(
+      "CopyObject with an x-amz-metadata-directive not COPY or REPLACE: InvalidArgument naming it, nothing copied",
+      async () => {
+        // Refused before the source is read: a missing one too.
+        for (const source of ["src", "no-such-source"]) {
+          const copy = await errorAnswer(`${c.url}/${bucket}/copied?x-id=CopyObject`, {
+            method: "PUT",
+            headers: {
+              "x-amz-copy-source": `/${bucket}/${source}`,
+              "x-amz-metadata-directive": "MOVE",
+            },
+          });
+          assertEquals(copy, {
+            status: 400,
+            type: "application/xml",
+            body: errorXml(
+              "InvalidArgument",
+              "Unknown metadata directive.",
+              "<ArgumentName>x-amz-metadata-directive</ArgumentName>" +
+                "<ArgumentValue>MOVE</ArgumentValue>",
+              `/${bucket}/copied`,
+            ),
+          });
+        }
+        const copied = await fetch(`${c.url}/${bucket}/copied`, { redirect: "manual" });
+        assertEquals([copied.status, await copied.text()], [404, ""]);
+      },
+    );
+
     const withPart = `${c.url}/${bucket}/k?uploadId=${id}`;
     assertEquals(
       (await fetch(`${withPart}&partNumber=1`, { method: "PUT", body: "part" })).status,
