@@ -92,6 +92,16 @@ export function checkSignature(
     if (creds) throw new S3Error("AccessDenied", "Anonymous requests are not allowed");
     return { payload: req.headers.get("x-amz-content-sha256") ?? "UNSIGNED-PAYLOAD" };
   }
+  return checkV4(req, creds, { auth, now });
+}
+
+/** checkSignature of a Signature Version 4 request: by header (`auth`) or presigned. */
+function checkV4(
+  req: SignedRequest,
+  creds: Credentials | null,
+  sent: { auth: string | null; now: number },
+): Signature {
+  const { auth, now } = sent;
   const parts = auth !== null ? fromHeader(auth, req.headers) : fromQuery(req.query);
   const payload = auth !== null
     ? req.headers.get("x-amz-content-sha256") ?? ""
@@ -113,19 +123,32 @@ export function checkSignature(
   }
   const key = signingKey(creds.secretKey, parts.day, parts.region, parts.service);
   const scope = `${parts.day}/${parts.region}/${parts.service}/aws4_request`;
+  const signature = matchingSignature(req, parts, {
+    key,
+    scope,
+    payload,
+    presigned: auth === null,
+  });
+  const chunks = payload.startsWith("STREAMING-AWS4-HMAC-SHA256-PAYLOAD")
+    ? { key, date: parts.date, scope, seed: signature, trailer: payload.endsWith("-TRAILER") }
+    : undefined;
+  return { payload, chunks };
+}
+
+/** The signature computed that matches the one sent; else SignatureDoesNotMatch. */
+function matchingSignature(
+  req: SignedRequest,
+  parts: Parts,
+  signing: { key: Uint8Array; scope: string; payload: string; presigned: boolean },
+): string {
+  const { key, scope, payload, presigned } = signing;
   // Clients differ in how they escape a path; S3 signs it escaped once, by
   // its own rules. Try that first, then the path exactly as sent.
   const paths = [canonicalPath(req.path), req.path];
   for (const path of new Set(paths)) {
-    const canonical = canonicalRequest(req, path, parts.signedHeaders, payload, auth === null);
-    const toSign = stringToSign(parts.date, scope, canonical);
-    const signature = hmacHex(key, toSign);
-    if (sameHex(signature, parts.signature)) {
-      const chunks = payload.startsWith("STREAMING-AWS4-HMAC-SHA256-PAYLOAD")
-        ? { key, date: parts.date, scope, seed: signature, trailer: payload.endsWith("-TRAILER") }
-        : undefined;
-      return { payload, chunks };
-    }
+    const canonical = canonicalRequest(req, path, parts.signedHeaders, payload, presigned);
+    const signature = hmacHex(key, stringToSign(parts.date, scope, canonical));
+    if (sameHex(signature, parts.signature)) return signature;
   }
   throw new S3Error(
     "SignatureDoesNotMatch",
