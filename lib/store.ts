@@ -540,7 +540,8 @@ export class Store {
         else await cleanUp();
         return failedWrite(err);
       }
-      const refused = refuseWritten(result, opts);
+      const refused = refuseWritten(result, opts) ??
+        await this.#oldCopyUnanswered(key, prev.rec.rvolumes.filter((v) => !kvolumes.includes(v)));
       if (refused) {
         await this.#removePaths(tmp, kvolumes).catch(() => {});
         await claim.release();
@@ -590,6 +591,30 @@ export class Store {
       }
       return out.status === 201 ? { ...out, bytes: result.bytes } : out;
     });
+  }
+
+  /**
+   * 503 when a volume of `elsewhere` (replicas of the old value on volumes
+   * the key no longer hashes to: added since it was written, not
+   * rebalanced) does not say whether it holds the key's file, else null.
+   * Those copies are removed once the switch is made (#switch), and one
+   * left there would be recorded nowhere: a DELETE of the key would not
+   * remove it, and a rebuild would bring it back (the deleted key, or its
+   * old value beside the new). Asked once the new value is written, just
+   * before the switch is recorded, so that only a volume going down within
+   * the switch's milliseconds can still leave one.
+   */
+  async #oldCopyUnanswered(key: Uint8Array, elsewhere: string[]): Promise<Outcome | null> {
+    const path = key2path(key);
+    const heads = await Promise.all(
+      elsewhere.map((v) => headStatus(volumeUrl(v, path), this.opts.voltimeout)),
+    );
+    const silent = elsewhere.find((_, i) => heads[i] !== 200 && heads[i] !== 404);
+    if (silent === undefined) return null;
+    const message = `Volume ${volumeOfReplica(silent)} holds the key's old value and did not ` +
+      "answer: the REPLACE would leave that copy there, recorded nowhere (a rebuild brings it " +
+      "back); retry once it answers";
+    return { status: 503, message };
   }
 
   /**
