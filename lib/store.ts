@@ -559,14 +559,8 @@ export class Store {
     const refused = refuseBody(key, body, opts);
     if (refused || !body) return refused!;
     return await this.#exclusive(key, async () => {
-      const prev = await this.entry(key, { stop: opts.stop });
-      if (prev && isClaimed(prev.rec)) return inFlight(prev.rec);
-      if (prev?.rec.next) return unfinishedSwitch();
-      if (prev?.rec.state !== "live") {
-        return this.#notFound(prev, "No live key to replace (PUT creates)");
-      }
-      const unexpected = opts.expect?.(prev.rec);
-      if (unexpected) return unexpected;
+      const prev = await this.#replaceable(key, opts);
+      if ("status" in prev) return prev;
       // The hold is a compare-and-set on the record just checked.
       const held = await orDropped(
         Claim.hold(this.index, key, prev, { ...this.opts, signal: opts.signal }),
@@ -576,88 +570,169 @@ export class Store {
       const claim = held.value;
       if (!claim) return inFlight();
       const kvolumes = this.kvolumes(key);
-      const path = key2path(key);
-      // Short, in the key's "/ab/cd/" folder (a long key's last name segment
-      // may be 255 bytes already), and never a key: it holds a ".".
-      const tmp = `${path.slice(0, 7)}replace.${crypto.randomUUID()}`;
-      const signal = opts.signal ? AbortSignal.any([opts.signal, claim.signal]) : claim.signal;
-      // Volumes the failed write cannot have left a temporary on (never
-      // reached, or the body cut off, as a refused empty one is): not asked
-      // to delete one, which only logged a "No such file" on each nginx.
-      const untouched = new Set<string>();
-      let result;
-      try {
-        result = await this.#write(tmp, kvolumes, body, {
-          signal,
-          md5: opts.md5,
-          size: opts.contentLength,
-          fence: () => claim.holds,
-          refuseEmpty: !opts.allowEmpty,
-          untouched,
-        });
-      } catch (err) {
-        // Nothing names the temporaries yet, and the claim leaves the old
-        // value live: cut off by a stopping master, answered before the
-        // clean-up, as PUT's (its commit may wait on a locked index).
-        const touched = kvolumes.filter((v) => !untouched.has(v));
-        const cleanUp = async () => {
-          await this.#removePaths(tmp, touched).catch(() => {});
-          await claim.release();
-        };
-        if (err instanceof ShuttingDown) this.#cleanUpLater(cleanUp);
-        else await cleanUp();
-        return failedWrite(err);
-      }
-      const refused = refuseWritten(result, opts);
+      const tmp = temporaryName(key2path(key));
+      const written = await this.#writeTemporary(tmp, kvolumes, body, { claim, put: opts });
+      if ("status" in written) return written;
+      const elsewhere = prev.rec.rvolumes.filter((v) => !kvolumes.includes(v));
+      const refused = refuseWritten(written, opts) ?? await this.#oldCopyUnanswered(key, elsewhere);
       if (refused) {
         await this.#removePaths(tmp, kvolumes).catch(() => {});
         await claim.release();
         return refused;
       }
-      const next: Next = { rec: liveRecord(kvolumes, result, opts.meta), tmp };
-      // Said in the index before the first rename: a master that dies amid
-      // them leaves the record to switch to and where the value waits, and
-      // whoever reads the key next finishes the switch (#settle).
-      const { stop } = opts;
-      let noted;
-      try {
-        noted = claim.holds && await claim.note({ ...settled(prev.rec), next }, { signal: stop });
-      } catch (err) {
-        // Unsent at a stopping master's cut-off, or refused by the index
-        // locked at it: nothing was written, as when fenced. Answered
-        // before the clean-up (its commit may wait on a locked index).
-        const cleanUp = async () => {
-          if (err instanceof Fenced || err instanceof ShuttingDown) {
-            await this.#removePaths(tmp, kvolumes).catch(() => {});
-          }
-          await claim.release().catch(() => {});
-        };
-        // Otherwise the index may have taken the switch all the same: the
-        // temporaries stay for whoever finishes it (verify takes them for
-        // orphans only when no record names them).
-        if (err instanceof ShuttingDown) this.#cleanUpLater(cleanUp);
-        else await cleanUp();
-        return failedWrite(err);
-      }
-      if (!noted) {
-        await this.#removePaths(tmp, kvolumes).catch(() => {});
-        // Short of time but not taken over: given up, not renewed for good.
-        await claim.release().catch(() => {});
-        return lostClaim(new LostClaim(), claim);
-      }
-      // The switch recorded is the key's to finish now, ours or, past the
-      // lease, its next request's: cut off before the renames, it is that's.
-      let out;
-      try {
-        if (stop?.aborted) throw stop.reason;
-        out = await this.#switch(key, prev.rec, next, claim, { stop });
-      } catch (err) {
-        if (!(err instanceof ShuttingDown)) throw err;
-        claim.abandon();
-        return switchRecorded();
-      }
-      return out.status === 201 ? { ...out, bytes: result.bytes } : out;
+      const next: Next = { rec: liveRecord(kvolumes, written, opts.meta), tmp };
+      const unnoted = await this.#noteSwitch(prev.rec, next, { claim, stop: opts.stop });
+      if (unnoted) return unnoted;
+      const out = await this.#switchNoted(key, prev.rec, next, { claim, stop: opts.stop });
+      return out.status === 201 ? { ...out, bytes: written.bytes } : out;
     });
+  }
+
+  /**
+   * The key's record when a REPLACE may overwrite it (live, not claimed,
+   * no switch pending, and as `opts.expect` wants it); else the answer.
+   */
+  async #replaceable(key: Uint8Array, opts: PutOptions): Promise<Entry | Outcome> {
+    const prev = await this.entry(key, { stop: opts.stop });
+    if (prev && isClaimed(prev.rec)) return inFlight(prev.rec);
+    if (prev?.rec.next) return unfinishedSwitch();
+    if (prev?.rec.state !== "live") {
+      return this.#notFound(prev, "No live key to replace (PUT creates)");
+    }
+    return opts.expect?.(prev.rec) ?? prev;
+  }
+
+  /**
+   * Writes a REPLACE's new value to `tmp` on `kvolumes` under `claim`; the
+   * answer instead when that failed, what was written removed and the claim
+   * given back (the old value stays live).
+   */
+  async #writeTemporary(
+    tmp: string,
+    kvolumes: string[],
+    body: ReadableStream<Uint8Array>,
+    opts: { claim: Claim; put: PutOptions },
+  ): Promise<FanoutResult | Outcome> {
+    const { claim, put } = opts;
+    const signal = put.signal ? AbortSignal.any([put.signal, claim.signal]) : claim.signal;
+    // Volumes the failed write cannot have left a temporary on (never
+    // reached, or the body cut off, as a refused empty one is): not asked
+    // to delete one, which only logged a "No such file" on each nginx.
+    const untouched = new Set<string>();
+    try {
+      return await this.#write(tmp, kvolumes, body, {
+        signal,
+        md5: put.md5,
+        size: put.contentLength,
+        fence: () => claim.holds,
+        refuseEmpty: !put.allowEmpty,
+        untouched,
+      });
+    } catch (err) {
+      // Nothing names the temporaries yet, and the claim leaves the old
+      // value live: cut off by a stopping master, answered before the
+      // clean-up, as PUT's (its commit may wait on a locked index).
+      const touched = kvolumes.filter((v) => !untouched.has(v));
+      const cleanUp = async () => {
+        await this.#removePaths(tmp, touched).catch(() => {});
+        await claim.release();
+      };
+      if (err instanceof ShuttingDown) this.#cleanUpLater(cleanUp);
+      else await cleanUp();
+      return failedWrite(err);
+    }
+  }
+
+  /**
+   * 503 when a volume of `elsewhere` (replicas of the old value on volumes
+   * the key no longer hashes to: added since it was written, not
+   * rebalanced) does not say whether it holds the key's file, else null.
+   * Those copies are removed once the switch is made (#switch), and one
+   * left there would be recorded nowhere: a DELETE of the key would not
+   * remove it, and a rebuild would bring it back (the deleted key, or its
+   * old value beside the new). Asked once the new value is written, just
+   * before the switch is recorded, so that only a volume going down within
+   * the switch's milliseconds can still leave one.
+   */
+  async #oldCopyUnanswered(key: Uint8Array, elsewhere: string[]): Promise<Outcome | null> {
+    const path = key2path(key);
+    const heads = await Promise.all(
+      elsewhere.map((v) => headStatus(volumeUrl(v, path), this.opts.voltimeout)),
+    );
+    const silent = elsewhere.find((_, i) => heads[i] !== 200 && heads[i] !== 404);
+    if (silent === undefined) return null;
+    const message = `Volume ${volumeOfReplica(silent)} holds the key's old value and did not ` +
+      "answer: the REPLACE would leave that copy there, recorded nowhere (a rebuild brings it " +
+      "back); retry once it answers";
+    return { status: 503, message };
+  }
+
+  /**
+   * Records the switch to `next` over `old` under `opts.claim`, before the
+   * first rename: null once recorded, else the answer (the temporaries
+   * removed when the index cannot have taken it, the claim given back).
+   */
+  async #noteSwitch(
+    old: Record,
+    next: Next,
+    opts: { claim: Claim; stop?: AbortSignal },
+  ): Promise<Outcome | null> {
+    const { claim, stop } = opts;
+    const kvolumes = next.rec.rvolumes;
+    // Said in the index before the first rename: a master that dies amid
+    // them leaves the record to switch to and where the value waits, and
+    // whoever reads the key next finishes the switch (#settle).
+    let noted;
+    try {
+      noted = claim.holds && await claim.note({ ...settled(old), next }, { signal: stop });
+    } catch (err) {
+      // Unsent at a stopping master's cut-off, or refused by the index
+      // locked at it: nothing was written, as when fenced. Answered
+      // before the clean-up (its commit may wait on a locked index).
+      const cleanUp = async () => {
+        if (err instanceof Fenced || err instanceof ShuttingDown) {
+          await this.#removePaths(next.tmp, kvolumes).catch(() => {});
+        }
+        await claim.release().catch(() => {});
+      };
+      // Otherwise the index may have taken the switch all the same: the
+      // temporaries stay for whoever finishes it (verify takes them for
+      // orphans only when no record names them).
+      if (err instanceof ShuttingDown) this.#cleanUpLater(cleanUp);
+      else await cleanUp();
+      return failedWrite(err);
+    }
+    if (!noted) {
+      await this.#removePaths(next.tmp, kvolumes).catch(() => {});
+      // Short of time but not taken over: given up, not renewed for good.
+      await claim.release().catch(() => {});
+      return lostClaim(new LostClaim(), claim);
+    }
+    return null;
+  }
+
+  /**
+   * #switch of a REPLACE whose switch is recorded. A stopping master's
+   * cut-off (`opts.stop`) before the renames, or at an index write of the
+   * switch still unsent, answers 503, the claim abandoned.
+   */
+  async #switchNoted(
+    key: Uint8Array,
+    old: Record,
+    next: Next,
+    opts: { claim: Claim; stop?: AbortSignal },
+  ): Promise<Outcome> {
+    const { claim, stop } = opts;
+    // The switch recorded is the key's to finish now, ours or, past the
+    // lease, its next request's: cut off before the renames, it is that's.
+    try {
+      if (stop?.aborted) throw stop.reason;
+      return await this.#switch(key, old, next, claim, { stop });
+    } catch (err) {
+      if (!(err instanceof ShuttingDown)) throw err;
+      claim.abandon();
+      return switchRecorded();
+    }
   }
 
   /**
@@ -678,62 +753,94 @@ export class Store {
     opts: { stop?: AbortSignal } = {},
   ): Promise<Outcome> {
     const { stop } = opts;
-    const path = key2path(key);
-    const { rec, tmp } = next;
-    const kvolumes = rec.rvolumes;
+    const switching: Switching = { path: key2path(key), tmp: next.tmp, claim, stop };
+    const kvolumes = next.rec.rvolumes;
     const moves = await Promise.allSettled(
-      kvolumes.map((v) => this.#rename(v, tmp, path, rec.size)),
+      kvolumes.map((v) => this.#rename(v, next.tmp, switching.path, next.rec.size)),
     );
     const switched = kvolumes.filter((_, i) => moves[i].status === "fulfilled");
-    const failure = moves.find((m) => m.status === "rejected") as
-      | PromiseRejectedResult
-      | undefined;
-    if (switched.length === 0) {
-      // A volume that did not answer may have renamed all the same: then
-      // the switch stays recorded, for a later read of the key to finish.
-      const unknown = moves.some((m) =>
-        m.status === "rejected" && !(m.reason instanceof VolumeError && m.reason.status > 0)
-      );
-      if (unknown) {
-        // A rename that went unanswered may land yet: until the lease has
-        // run out nobody finishes the switch (linger), or one that found
-        // the temporaries there would keep the old value and remove them,
-        // and the rename landing between the two put the new value under
-        // the old record.
-        const landing = moves.some((m) =>
-          m.status === "rejected" && unanswered(m.reason) && !(m.reason instanceof Undecided)
-        );
-        await claim.finish({ ...settled(old), next }, { linger: landing, signal: stop });
-        const why = messageOf(failure!.reason);
-        const wait = landing ? " and -lease has passed" : "";
-        return {
-          status: 503,
-          message: `${why} (the REPLACE is finished once the volumes answer${wait})`,
-        };
-      }
-      // No replica took the new value: the old one stays, as it was. The
-      // index forgets the switch before the temporaries go: a master killed
-      // between the two would leave a switch whose temporaries are gone,
-      // which the next reader takes for renamed (#rename).
-      const why = `${messageOf(failure!.reason)} (the old value stays)`;
-      if (!await claim.finish(settled(old), { signal: stop })) {
-        return { status: 500, message: `${why}; lost the claim on the key mid-replace` };
-      }
-      await this.#removePaths(tmp, kvolumes).catch(() => {});
-      return { status: 500, message: why };
-    }
+    if (switched.length === 0) return await this.#noneSwitched(old, next, moves, switching);
     // The replicas that switched hold the new value now: the index must
     // say so (readers are sent only there), and the rest are orphans.
     // An UNLINK of an older version may have come since: the key stays unlinked.
-    const live: Record = { ...rec, rvolumes: switched };
+    const live: Record = { ...next.rec, rvolumes: switched };
     if (old.state === "unlinked") live.state = "unlinked";
+    const unswitched = kvolumes.filter((v) => !switched.includes(v));
+    if (!await this.#endSwitch(live, unswitched, switching)) {
+      return { status: 500, message: "Lost the claim on the key mid-replace" };
+    }
+    // Copies on volumes the key no longer hashes to: no writer goes there.
+    const elsewhere = old.rvolumes.filter((v) => !kvolumes.includes(v));
+    await this.#removeFiles(key, elsewhere, { signal: stop }).catch(() => {});
+    const failure = firstRejected(moves);
+    if (failure) {
+      const message = `${messageOf(failure.reason)} (the new value is live on ` +
+        `${switched.length} of ${kvolumes.length} replicas: REBALANCE the key to copy it back)`;
+      return { status: 500, message, record: live };
+    }
+    return { status: 201, record: live };
+  }
+
+  /**
+   * #switch when no replica took the new value (`moves`, every rename
+   * failed): the old value stays (500), or, when a volume may have renamed
+   * all the same, the switch stays recorded for a later request (503).
+   */
+  async #noneSwitched(
+    old: Record,
+    next: Next,
+    moves: PromiseSettledResult<void>[],
+    switching: Switching,
+  ): Promise<Outcome> {
+    const { tmp, claim, stop } = switching;
+    const failure = firstRejected(moves)!;
+    // A volume that did not answer may have renamed all the same: then
+    // the switch stays recorded, for a later read of the key to finish.
+    const unknown = moves.some((m) =>
+      m.status === "rejected" && !(m.reason instanceof VolumeError && m.reason.status > 0)
+    );
+    if (unknown) {
+      // A rename that went unanswered may land yet: until the lease has
+      // run out nobody finishes the switch (linger), or one that found
+      // the temporaries there would keep the old value and remove them,
+      // and the rename landing between the two put the new value under
+      // the old record.
+      const landing = moves.some((m) =>
+        m.status === "rejected" && unanswered(m.reason) && !(m.reason instanceof Undecided)
+      );
+      await claim.finish({ ...settled(old), next }, { linger: landing, signal: stop });
+      const why = messageOf(failure.reason);
+      const wait = landing ? " and -lease has passed" : "";
+      return {
+        status: 503,
+        message: `${why} (the REPLACE is finished once the volumes answer${wait})`,
+      };
+    }
+    // No replica took the new value: the old one stays, as it was. The
+    // index forgets the switch before the temporaries go: a master killed
+    // between the two would leave a switch whose temporaries are gone,
+    // which the next reader takes for renamed (#rename).
+    const why = `${messageOf(failure.reason)} (the old value stays)`;
+    if (!await claim.finish(settled(old), { signal: stop })) {
+      return { status: 500, message: `${why}; lost the claim on the key mid-replace` };
+    }
+    await this.#removePaths(tmp, next.rec.rvolumes).catch(() => {});
+    return { status: 500, message: why };
+  }
+
+  /**
+   * Ends a switch that some replicas took: the index names `live` (the
+   * replicas that switched), the `unswitched` cleaned meanwhile, then the
+   * claim is given back. False when the claim was lost.
+   */
+  async #endSwitch(live: Record, unswitched: string[], switching: Switching): Promise<boolean> {
+    const { path, tmp, claim, stop } = switching;
     // The key's own volumes that did not switch are cleaned while it is
     // still held: the next writer of the key writes to these same volumes,
     // and a DELETE of ours landing after its files would remove them. The
     // index names the switched replicas first: the old record's readers
     // must not be sent to a replica whose file is going. A DELETE that went
     // unanswered may land yet: then writers wait out the lease (linger).
-    const unswitched = kvolumes.filter((v) => !switched.includes(v));
     let answered = true;
     if (unswitched.length > 0) {
       let noted;
@@ -747,28 +854,16 @@ export class Store {
         claim.abandon();
         throw err;
       }
-      if (!noted) {
-        return { status: 500, message: "Lost the claim on the key mid-replace" };
-      }
+      if (!noted) return false;
       const each = await Promise.all(unswitched.map((v) => this.#unswitch(v, tmp, path)));
       answered = !each.includes(false);
     }
     // Cut off once the index names the replicas that switched (noted): the
     // value is live, the lease left to run out. Else the switch stays recorded.
-    const ended = await claim.finish(live, { linger: !answered, signal: stop }).catch((err) => {
+    return await claim.finish(live, { linger: !answered, signal: stop }).catch((err) => {
       if (unswitched.length > 0 && err instanceof ShuttingDown) return true;
       throw err;
     });
-    if (!ended) return { status: 500, message: "Lost the claim on the key mid-replace" };
-    // Copies on volumes the key no longer hashes to: no writer goes there.
-    const elsewhere = old.rvolumes.filter((v) => !kvolumes.includes(v));
-    await this.#removeFiles(key, elsewhere, { signal: stop }).catch(() => {});
-    if (failure) {
-      const message = `${messageOf(failure.reason)} (the new value is live on ` +
-        `${switched.length} of ${kvolumes.length} replicas: REBALANCE the key to copy it back)`;
-      return { status: 500, message, record: live };
-    }
-    return { status: 201, record: live };
   }
 
   /**
@@ -1618,6 +1713,31 @@ function unreached(results: PromiseSettledResult<unknown>[], volumes: string[]):
     const r = results[i];
     return r.status === "rejected" && r.reason instanceof VolumeError && r.reason.unsent;
   });
+}
+
+/** What a REPLACE's switch works on: the key's path, the temporary, the claim, the cut-off. */
+interface Switching {
+  path: string;
+  tmp: string;
+  claim: Claim;
+  /** A stopping master's cut-off (#switch). */
+  stop?: AbortSignal;
+}
+
+/**
+ * A REPLACE's temporary name for the key at `path`: short, in the key's
+ * "/ab/cd/" folder (a long key's last name segment may be 255 bytes
+ * already), and never a key: it holds a ".".
+ */
+function temporaryName(path: string): string {
+  return `${path.slice(0, 7)}replace.${crypto.randomUUID()}`;
+}
+
+/** The first of `results` that failed, if any. */
+function firstRejected(
+  results: PromiseSettledResult<unknown>[],
+): PromiseRejectedResult | undefined {
+  return results.find((r) => r.status === "rejected") as PromiseRejectedResult | undefined;
 }
 
 /** A REPLACE recorded whose master is gone (its lease ran out). */
