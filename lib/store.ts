@@ -574,10 +574,23 @@ export class Store {
       const written = await this.#writeTemporary(tmp, kvolumes, body, { claim, put: opts });
       if ("status" in written) return written;
       const elsewhere = prev.rec.rvolumes.filter((v) => !kvolumes.includes(v));
-      const refused = refuseWritten(written, opts) ?? await this.#oldCopyUnanswered(key, elsewhere);
-      if (refused) {
+      const cleanUp = async () => {
         await this.#removePaths(tmp, kvolumes).catch(() => {});
         await claim.release();
+      };
+      let refused;
+      try {
+        refused = refuseWritten(written, opts) ??
+          await this.#oldCopyUnanswered(key, elsewhere, { stop: opts.stop });
+      } catch (err) {
+        // Cut off waiting on that HEAD: no switch recorded, the old value
+        // stays; answered before the clean-up, as a cut-off upload's.
+        if (!(err instanceof ShuttingDown)) throw err;
+        this.#cleanUpLater(cleanUp);
+        return failedWrite(err);
+      }
+      if (refused) {
+        await cleanUp();
         return refused;
       }
       const next: Next = { rec: liveRecord(kvolumes, written, opts.meta), tmp };
@@ -652,12 +665,19 @@ export class Store {
    * remove it, and a rebuild would bring it back (the deleted key, or its
    * old value beside the new). Asked once the new value is written, just
    * before the switch is recorded, so that only a volume going down within
-   * the switch's milliseconds can still leave one.
+   * the switch's milliseconds can still leave one. `stop` (a stopping
+   * master's cut-off): the HEADs still unanswered are given up at its
+   * abort, which is then what throws (ShuttingDown).
    */
-  async #oldCopyUnanswered(key: Uint8Array, elsewhere: string[]): Promise<Outcome | null> {
+  async #oldCopyUnanswered(
+    key: Uint8Array,
+    elsewhere: string[],
+    opts: { stop?: AbortSignal } = {},
+  ): Promise<Outcome | null> {
     const path = key2path(key);
+    const signal = opts.stop;
     const heads = await Promise.all(
-      elsewhere.map((v) => headStatus(volumeUrl(v, path), this.opts.voltimeout)),
+      elsewhere.map((v) => headStatus(volumeUrl(v, path), this.opts.voltimeout, { signal })),
     );
     const silent = elsewhere.find((_, i) => heads[i] !== 200 && heads[i] !== 404);
     if (silent === undefined) return null;

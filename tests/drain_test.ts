@@ -1188,6 +1188,42 @@ Deno.test("SIGTERM: a REBALANCE waiting on its HEAD checks of the replicas at th
   }
 });
 
+Deno.test("SIGTERM: a REPLACE waiting on its HEAD of the old value's copy off the key's volumes at the -drain deadline answers the cut's 503, the old value stays, unheld, its temporary removed, and the master exits 0", async () => {
+  const c = await Cluster.start({
+    volumes: 2,
+    flags: ["-replicas", "1", "-drain", "1s", "-voltimeout", "30s"],
+  });
+  const hung = new HungVolume(c.volumes[0]);
+  try {
+    // Written with the hung volume alone; now hashed to volume 1, its old
+    // copy left on the hung volume, which REPLACE asks about before the switch.
+    const volumes = [hung.volume, c.volumes[1]];
+    let k = randomKey("/moving");
+    const enc = new TextEncoder();
+    while (!key2volume(enc.encode(k), volumes, 1, 10)[0].startsWith(`${c.volumes[1]}/`)) {
+      k = randomKey("/moving");
+    }
+    await c.stopMaster();
+    await c.startMaster([], [hung.volume]);
+    assertEquals(await status(c.url + k, { method: "PUT", body: "old value" }), 201);
+    await c.stopMaster();
+    await c.startMaster([], volumes);
+    const files = await volumeFiles(c.volumes[1]);
+    hung.hangOn("HEAD", k);
+    const replace = fetch(c.url + k, { method: "REPLACE", body: "new value" });
+    const out = await stopWhileHung(c, hung, replace);
+    assertEquals(out, { status: 503, body: CUT_OFF, code: 0 });
+    hung.holds = null;
+    await c.startMaster([], volumes);
+    assertEquals(await (await fetch(c.url + k)).text(), "old value");
+    assertEquals(await volumeFiles(c.volumes[1]), files, "the temporary is removed");
+    assertEquals(await status(c.url + k, { method: "REPLACE", body: "new value" }), 201);
+  } finally {
+    await hung.stop();
+    await c.stop();
+  }
+});
+
 Deno.test("SIGTERM: the stop's line counts a 503 answered after the cut for a reason of its own (a volume that did not say) as not stopped by the cut, not as cut off", async () => {
   const { c, hung } = await hungCluster();
   await c.stopMaster();
