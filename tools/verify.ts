@@ -296,10 +296,11 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
   const judged = await Promise.all(
     rec.rvolumes.map((v) => checkReplica(ctx, volumeUrl(v, path), rec.size, rec.hash)),
   );
-  if (judged.some((j) => j.health !== "ok")) {
+  if (judged.some((j) => j.health !== "ok") || readDiffer(judged)) {
     // The record was read by the scan, maybe a while ago: a key written
     // since (replaced, deleted) has other files than it says, and that is
-    // no fault. Judged against its record as it is now, once.
+    // no fault (replicas that differ included: replaced between their
+    // reads). Judged against its record as it is now, once.
     const now = await ctx.index.get(key);
     if (now?.versionstamp !== e.versionstamp) {
       if (now && first) return await checkKey(ctx, key, now, false);
@@ -308,6 +309,11 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
     }
   }
   await reportReplicas(ctx, key, e, { label, judged });
+}
+
+/** Whether replicas read in full (-md5, no MD5 recorded) hold other bytes. */
+function readDiffer(judged: Judged[]): boolean {
+  return new Set(judged.flatMap((j) => j.md5 ? [j.md5] : [])).size > 1;
 }
 
 /**
