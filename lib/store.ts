@@ -321,7 +321,7 @@ export class Store {
     if (!claim) return { answer: inFlight() };
     // Read once the claim is in the index: its commit carried this
     // master's fence, which a rebuild removes before it marks the index.
-    const held = await this.#heldUnindexed(key, prev, claim);
+    const held = await this.#heldUnindexed(key, prev, claim, { stop: opts.stop });
     return held ? { answer: held } : { claim };
   }
 
@@ -404,15 +404,26 @@ export class Store {
    * answer, the claim ended (the record dropped, the files kept for
    * rebuild); null to go on. A record given up after a failed write or
    * delete (not abandoned) holds that call's own files: not asked about.
+   * `stop` (a stopping master's cut-off): the volumes still unanswered are
+   * given up at its abort, answered with its 503, the key's record put back
+   * as it was after the answer (its commit may wait on a locked index).
    */
   async #heldUnindexed(
     key: Uint8Array,
     prev: Entry | null,
     claim: Claim,
+    opts: { stop?: AbortSignal } = {},
   ): Promise<Outcome | null> {
     if (!this.index.markedIncomplete) return null;
     if (prev && !(prev.rec.state === "writing" && isAbandoned(prev.rec))) return null;
-    const held = await this.#unindexedValue(key);
+    let held: Outcome | null;
+    try {
+      held = await this.#unindexedValue(key, opts);
+    } catch (err) {
+      if (!(err instanceof ShuttingDown)) throw err;
+      this.#cleanUpLater(() => claim.finish(prev?.rec ?? null));
+      return failedWrite(err);
+    }
     if (held) await claim.finish(null).catch(() => {});
     return held;
   }
@@ -425,13 +436,19 @@ export class Store {
    * and one that failed would delete it; an S3 delete answered as made
    * would see it come back with rebuild. Every volume is asked, as rebuild
    * reads every one: 409 when one holds a file, 503 when one cannot say
-   * (within -voltimeout), null when none holds one.
+   * (within -voltimeout), null when none holds one. `stop` (a stopping
+   * master's cut-off): the HEADs still unanswered are given up at its
+   * abort, which is then what throws (ShuttingDown: 503).
    */
-  async #unindexedValue(key: Uint8Array): Promise<Outcome | null> {
+  async #unindexedValue(
+    key: Uint8Array,
+    opts: { stop?: AbortSignal } = {},
+  ): Promise<Outcome | null> {
     const path = key2path(key);
     const places = this.#everyPlace(key);
+    const signal = opts.stop;
     const heads = await Promise.all(
-      places.map((v) => headStatus(volumeUrl(v, path), this.opts.voltimeout)),
+      places.map((v) => headStatus(volumeUrl(v, path), this.opts.voltimeout, { signal })),
     );
     if (heads.includes(200)) return { status: 409, message: UNINDEXED, unindexed: true };
     const unsure = places.filter((_, i) => heads[i] !== 404);
@@ -1043,7 +1060,7 @@ export class Store {
       const unexpected = opts.expect?.(prev?.rec.state === "live" ? prev.rec : null);
       if (unexpected) return unexpected;
       if (!prev && opts.askVolumes && this.index.markedIncomplete) {
-        const held = await this.#unindexedValue(key);
+        const held = await this.#unindexedValue(key, { stop: opts.stop });
         if (held) return held;
       }
       if (!prev) return this.#notFound(prev, "No such key");
@@ -1108,7 +1125,7 @@ export class Store {
     }
     // Read once the claim, carrying this master's fence, is in: files kept
     // for rebuild when they may be the value the index lacks.
-    const held = await this.#heldUnindexed(key, prev, claim);
+    const held = await this.#heldUnindexed(key, prev, claim, { stop });
     if (held) return held;
     try {
       await this.#removeFiles(key, prev.rec.rvolumes, { signal: stop });
