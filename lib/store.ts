@@ -39,7 +39,6 @@ import {
   remoteDelete,
   remoteGet,
   remoteGetSmall,
-  remoteHead,
   remoteMove,
   remotePut,
   remoteSize,
@@ -1150,9 +1149,10 @@ export class Store {
   }
 
   /**
-   * RELINK: undoes an UNLINK while a replica still has the value. `stop`: a
-   * stopping master's cut-off, at which the write still waiting to be sent
-   * to the index is dropped (503, the key as it was; #relabel).
+   * RELINK: undoes an UNLINK while a replica still has the value (#remains).
+   * `stop`: a stopping master's cut-off, at which the HEAD checks of the
+   * replicas still unanswered are given up and the write still waiting to
+   * be sent to the index is dropped (503, the key as it was; #relabel).
    */
   async relink(key: Uint8Array, opts: { stop?: AbortSignal } = {}): Promise<Outcome> {
     if (!keyFits(key)) return tooLong();
@@ -1161,15 +1161,59 @@ export class Store {
       if (prev && isClaimed(prev.rec) && !isLingering(prev.rec)) return inFlight(prev.rec);
       if (prev?.rec.next) return unfinishedSwitch();
       if (prev?.rec.state !== "unlinked") return this.#notFound(prev, "No unlinked key to relink");
-      const path = key2path(key);
-      const heads = await Promise.all(
-        prev.rec.rvolumes.map((v) => remoteHead(volumeUrl(v, path), this.opts.voltimeout)),
-      );
-      if (!heads.some(Boolean)) {
-        return { status: 404, message: "No replica of the unlinked key remains" };
-      }
+      const gone = await this.#remains(key, prev.rec, opts);
+      if (gone) return gone;
       return await this.#relabel(key, prev, { ...prev.rec, state: "live" }, opts.stop);
     });
+  }
+
+  /**
+   * RELINK's check: null when a replica of the unlinked key holds a file of
+   * its recorded size (any, when unknown). A file of another size is no
+   * copy of the value (cut short: relinked, it would be served as the
+   * value). Else 404 when every volume answered, 503 when one did not say
+   * (within -voltimeout). `stop`: the HEADs still unanswered are given up
+   * at its abort, which is then what throws (ShuttingDown: 503).
+   */
+  async #remains(
+    key: Uint8Array,
+    rec: Record,
+    opts: { stop?: AbortSignal } = {},
+  ): Promise<Outcome | null> {
+    const path = key2path(key);
+    const signal = opts.stop;
+    const sizes = await Promise.all(
+      rec.rvolumes.map((v) =>
+        remoteSize(volumeUrl(v, path), this.opts.voltimeout, { signal }).catch((err) => {
+          if (signal?.aborted && err === signal.reason) throw err;
+          return undefined;
+        })
+      ),
+    );
+    const whole = (s: number | null | undefined) =>
+      typeof s === "number" && (rec.size < 0 || s === rec.size);
+    if (sizes.some(whole)) return null;
+    const silent = rec.rvolumes.filter((_, i) => sizes[i] === undefined).map(volumeOfReplica);
+    if (silent.length > 0) {
+      const one = silent.length === 1;
+      return {
+        status: 503,
+        message: `No replica of the unlinked key was found whole, and ${silent.join(", ")} ` +
+          `did not say whether ${one ? "it holds" : "they hold"} one: ` +
+          `RELINK again once ${one ? "it answers" : "they answer"}`,
+      };
+    }
+    const other = rec.rvolumes.flatMap((v, i) =>
+      typeof sizes[i] === "number" ? [`${volumeOfReplica(v)} holds ${sizes[i]} bytes`] : []
+    );
+    if (other.length === 0) {
+      return { status: 404, message: "No replica of the unlinked key remains" };
+    }
+    return {
+      status: 404,
+      message: `No replica of the unlinked key remains whole (${other.join(", ")}, ` +
+        `recorded ${rec.size})`,
+    };
   }
 
   /** UNLINK: a virtual delete; the files stay until DELETE. `stop`: as relink's. */

@@ -1171,6 +1171,24 @@ Deno.test("an S3 bucket record's commit on a locked index is not tried again pas
   });
 });
 
+Deno.test("SIGTERM: a RELINK waiting on its HEAD checks of the replicas at the -drain deadline answers the cut's 503, the key stays unlinked, and the master exits 0", async () => {
+  const { c, hung } = await hungCluster();
+  try {
+    const k = randomKey();
+    assertEquals(await status(c.url + k, { method: "PUT", body: "value" }), 201);
+    assertEquals(await status(c.url + k, { method: "UNLINK" }), 204);
+    const stamp = await recordStamp(c, k);
+    // A HEAD unanswered for -voltimeout (30 s).
+    hung.hangOn("HEAD", k);
+    const out = await stopWhileHung(c, hung, fetch(c.url + k, { method: "RELINK" }));
+    assertEquals(out, { status: 503, body: CUT_OFF, code: 0 });
+    assertEquals(await recordStamp(c, k), stamp);
+  } finally {
+    await hung.stop();
+    await c.stop();
+  }
+});
+
 Deno.test("SIGTERM: a REBALANCE waiting on its HEAD checks of the replicas at the -drain deadline answers the cut's 503, the key's record untouched, and the master exits 0", async () => {
   const { c, hung } = await hungCluster();
   try {
