@@ -21,6 +21,7 @@ import {
 import { type Entry, type Index, keyFits } from "./index_db.ts";
 import { health } from "./health.ts";
 import { RebuildRunning } from "./membership.ts";
+import { compareReplicas, differMessage } from "./replica_digest.ts";
 import { Fenced, isBusy, LOCKED_ANSWER } from "./group_commit.ts";
 import {
   key2path,
@@ -1342,7 +1343,15 @@ export class Store {
     // Copies sent whole and never answered (a failed try, when another
     // source is tried next): a volume may store one yet, over the file of
     // the key's next write there, unless that waits out the lease.
-    const move: Move = { key, prev, kvolumes, claim, unanswered: new Set(), stop };
+    const move: Move = {
+      key,
+      prev,
+      kvolumes,
+      claim,
+      unanswered: new Set(),
+      hash: prev.rec.hash,
+      stop,
+    };
     const stopped = await this.#copyMissing(move, lost) ?? await this.#recordMove(move);
     return stopped ?? await this.#removeLeft(move);
   }
@@ -1360,6 +1369,8 @@ export class Store {
     const have = prev.rec.rvolumes.filter((v) => !lost.includes(v));
     const missing = kvolumes.filter((v) => !have.includes(v));
     if (missing.length === 0) return null;
+    const differ = await this.#compareUnhashed(move, have);
+    if (differ) return differ;
     const sources = [
       ...have.filter((v) => !kvolumes.includes(v)),
       ...have.filter((v) => kvolumes.includes(v)),
@@ -1370,7 +1381,7 @@ export class Store {
       failure = await this.copyReplica(path, source, {
         targets: missing,
         size: prev.rec.size,
-        hash: prev.rec.hash,
+        hash: move.hash,
         claim,
         unanswered,
         stop,
@@ -1384,12 +1395,44 @@ export class Store {
   }
 
   /**
-   * A move's new record, naming the key's volumes; null once the index
-   * holds it, else the answer.
+   * Before a move copies a key whose MD5 the index does not know (a rebuilt
+   * one; REBALANCE, the rebalance tool): the copy would be held to the
+   * recorded size only, and a replica of that size with other bytes would
+   * be spread, the others deleted. So its replicas (`have`) are read in full
+   * and compared first, under the move's claim (nothing writes the key
+   * meanwhile): when they differ, nothing is copied (500: nothing tells
+   * which holds the value; not 409, which the rebalance tool takes for a
+   * key held by another writer and tries again); when two or more agree
+   * (and none differs), the copies are held to their MD5, which the move's
+   * new record names. A single replica has nothing to compare with: held
+   * to its size. Null to go on, else the answer.
+   */
+  async #compareUnhashed(move: Move, have: string[]): Promise<Outcome | null> {
+    const { prev, claim, stop } = move;
+    if (prev.rec.hash || have.length < 2) return null;
+    const { groups } = await compareReplicas(key2path(move.key), have, {
+      stall: this.opts.stall,
+      size: prev.rec.size,
+      signal: stop ? AbortSignal.any([stop, claim.signal]) : claim.signal,
+    });
+    if (stop?.aborted) return this.#moveCutOff(move, stop.reason);
+    if (groups.size > 1) {
+      await claim.release();
+      return { status: 500, message: `Its replicas differ ${differMessage(groups)}` };
+    }
+    const [agreed] = groups;
+    if (agreed && agreed[1].length >= 2) move.hash = agreed[0];
+    return null;
+  }
+
+  /**
+   * A move's new record, naming the key's volumes (and the MD5 its
+   * replicas agreed on, #compareUnhashed); null once the index holds it,
+   * else the answer.
    */
   async #recordMove(move: Move): Promise<Outcome | null> {
-    const { prev, kvolumes, claim, unanswered, stop } = move;
-    const rec: Record = { ...unleased(prev.rec), rvolumes: kvolumes };
+    const { prev, kvolumes, claim, unanswered, hash, stop } = move;
+    const rec: Record = { ...unleased(prev.rec), rvolumes: kvolumes, hash };
     let finished;
     try {
       finished = await claim.finish(rec, { linger: unanswered.size > 0, signal: stop });
@@ -1558,6 +1601,11 @@ interface Move {
   claim: Claim;
   /** The volumes a copy's PUT went out to whole and was never answered by. */
   unanswered: Set<string>;
+  /**
+   * The MD5 the copies are held to and the new record names: the recorded
+   * one, or the one a rebuilt key's replicas agree on (#compareUnhashed).
+   */
+  hash: string;
   /** A stopping master's cut-off. */
   stop?: AbortSignal;
 }

@@ -708,6 +708,46 @@ Deno.test("SIGTERM: a REBALANCE copying the key at the -drain deadline answers 5
   }
 });
 
+Deno.test("SIGTERM: a REBALANCE reading a rebuilt key's replicas to compare them at the -drain deadline answers the cut's 503, the key stays as it was, unheld, and the master exits 0", async () => {
+  const c = await Cluster.start({ volumes: 3, flags: ["-replicas", "3", "-drain", "1s"] });
+  const held = new HeldVolume(c.volumes[0]);
+  const volumes = [held.volume, c.volumes[1], c.volumes[2]];
+  await c.stopMaster();
+  let m = await c.spawnMaster([], {}, { volumes });
+  try {
+    const k = randomKey();
+    assertEquals(await status(m.url + k, { method: "PUT", body: "kept" }), 201);
+    await m.stop();
+    // Rebuilt: no MD5 recorded.
+    const kv = await Deno.openKv(`${c.db}/index.sqlite3`);
+    const key = ["k", new TextEncoder().encode(k)];
+    const rebuilt: Record = { ...toRecord((await kv.get(key)).value)!, hash: "" };
+    await kv.set(key, fromRecord(rebuilt));
+    kv.close();
+    m = await c.spawnMaster([], {}, { volumes });
+    // A replica lost: REBALANCE claims the key, then reads the two others
+    // in full to compare them before it copies one; the held one's read
+    // waits past the cut.
+    const [file] = await volumeFiles(c.volumes[2]);
+    assertEquals(await status(`http://${c.volumes[2]}${file}`, { method: "DELETE" }), 204);
+    held.holdOn("GET", k);
+    const rebalance = fetch(m.url + k, { method: "REBALANCE" });
+    await held.arrived;
+    m.proc.kill("SIGTERM");
+    const res = await Promise.race([rebalance, m.proc.status.then(() => null)]);
+    assert(res !== null, "the master exited before the REBALANCE answered");
+    assertEquals([res.status, await res.text(), (await m.proc.status).code], [503, CUT_OFF, 0]);
+    held.letGo();
+    assertEquals(await recordOf(c, k), rebuilt);
+    assertEquals(await volumeFiles(c.volumes[2]), []);
+  } finally {
+    held.letGo();
+    await m.stop();
+    await held.stop();
+    await c.stop();
+  }
+});
+
 /**
  * Waits until the index holds a writer's claim on `key`: a record with a
  * lease (a PUT's "writing" one, or a REPLACE's hold on the live one).
