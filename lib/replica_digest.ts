@@ -1,9 +1,10 @@
 // What a key's replicas hold, read in full: their sizes and MD5s. verify
 // reads a replica so when its MD5 is asked for, or when its volume's HEAD
-// answer does not say its size; verify -repair and rebalance compare the
-// replicas of a key whose MD5 the index does not know (a rebuilt one)
-// before copying one of them, since nothing else tells a replica of the
-// recorded size and other bytes from the value.
+// answer does not say its size; verify -repair and a move (REBALANCE, the
+// rebalance tool: lib/store.ts) compare the replicas of a key whose MD5 the
+// index does not know (a rebuilt one) before copying one of them, since
+// nothing else tells a replica of the recorded size and other bytes from
+// the value.
 import { md5Stream } from "./md5_stream.ts";
 import { describe, remoteGet, volumeUrl } from "./volumes.ts";
 
@@ -18,15 +19,17 @@ export interface Digest {
  * Reads `url` in full, counting and hashing its bytes; throws when the read
  * fails. `length`: what the volume said the size is, when it did (large
  * replicas are then hashed on the MD5 threads at once, lib/md5_stream.ts).
+ * `signal`: the read is given up at its abort.
  */
 export async function readDigest(
   url: string,
-  opts: { stall: number; length?: number | null },
+  opts: { stall: number; length?: number | null; signal?: AbortSignal },
 ): Promise<Digest> {
   const h = md5Stream(opts.length ?? null);
   let bytes = 0;
   try {
-    const read = await remoteGet(url, { signal: new AbortController().signal, stall: opts.stall });
+    const signal = opts.signal ?? new AbortController().signal;
+    const read = await remoteGet(url, { signal, stall: opts.stall });
     for await (const chunk of read.body!) {
       bytes += chunk.byteLength;
       await h.update(chunk);
@@ -48,18 +51,20 @@ export interface Compared {
 
 /**
  * Reads the replicas of `path` on `volumes` in full (at once) and groups
- * those of `size` bytes by MD5.
+ * those of `size` bytes by MD5. `signal`: the reads are given up at its
+ * abort (each then counts as failed).
  */
 export async function compareReplicas(
   path: string,
   volumes: string[],
-  opts: { stall: number; size: number },
+  opts: { stall: number; size: number; signal?: AbortSignal },
 ): Promise<Compared> {
   const read = await Promise.all(
     volumes.map((v) =>
       readDigest(volumeUrl(v, path), {
         stall: opts.stall,
         length: opts.size >= 0 ? opts.size : null,
+        signal: opts.signal,
       }).catch((err) => `read failed: ${describe(err)}`)
     ),
   );

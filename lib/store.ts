@@ -21,6 +21,7 @@ import {
 import { type Entry, type Index, keyFits } from "./index_db.ts";
 import { health } from "./health.ts";
 import { RebuildRunning } from "./membership.ts";
+import { compareReplicas, differMessage } from "./replica_digest.ts";
 import { Fenced, isBusy, LOCKED_ANSWER } from "./group_commit.ts";
 import {
   key2path,
@@ -39,7 +40,6 @@ import {
   remoteDelete,
   remoteGet,
   remoteGetSmall,
-  remoteHead,
   remoteMove,
   remotePut,
   remoteSize,
@@ -321,7 +321,7 @@ export class Store {
     if (!claim) return { answer: inFlight() };
     // Read once the claim is in the index: its commit carried this
     // master's fence, which a rebuild removes before it marks the index.
-    const held = await this.#heldUnindexed(key, prev, claim);
+    const held = await this.#heldUnindexed(key, prev, claim, { stop: opts.stop });
     return held ? { answer: held } : { claim };
   }
 
@@ -404,15 +404,26 @@ export class Store {
    * answer, the claim ended (the record dropped, the files kept for
    * rebuild); null to go on. A record given up after a failed write or
    * delete (not abandoned) holds that call's own files: not asked about.
+   * `stop` (a stopping master's cut-off): the volumes still unanswered are
+   * given up at its abort, answered with its 503, the key's record put back
+   * as it was after the answer (its commit may wait on a locked index).
    */
   async #heldUnindexed(
     key: Uint8Array,
     prev: Entry | null,
     claim: Claim,
+    opts: { stop?: AbortSignal } = {},
   ): Promise<Outcome | null> {
     if (!this.index.markedIncomplete) return null;
     if (prev && !(prev.rec.state === "writing" && isAbandoned(prev.rec))) return null;
-    const held = await this.#unindexedValue(key);
+    let held: Outcome | null;
+    try {
+      held = await this.#unindexedValue(key, opts);
+    } catch (err) {
+      if (!(err instanceof ShuttingDown)) throw err;
+      this.#cleanUpLater(() => claim.finish(prev?.rec ?? null));
+      return failedWrite(err);
+    }
     if (held) await claim.finish(null).catch(() => {});
     return held;
   }
@@ -425,13 +436,19 @@ export class Store {
    * and one that failed would delete it; an S3 delete answered as made
    * would see it come back with rebuild. Every volume is asked, as rebuild
    * reads every one: 409 when one holds a file, 503 when one cannot say
-   * (within -voltimeout), null when none holds one.
+   * (within -voltimeout), null when none holds one. `stop` (a stopping
+   * master's cut-off): the HEADs still unanswered are given up at its
+   * abort, which is then what throws (ShuttingDown: 503).
    */
-  async #unindexedValue(key: Uint8Array): Promise<Outcome | null> {
+  async #unindexedValue(
+    key: Uint8Array,
+    opts: { stop?: AbortSignal } = {},
+  ): Promise<Outcome | null> {
     const path = key2path(key);
     const places = this.#everyPlace(key);
+    const signal = opts.stop;
     const heads = await Promise.all(
-      places.map((v) => headStatus(volumeUrl(v, path), this.opts.voltimeout)),
+      places.map((v) => headStatus(volumeUrl(v, path), this.opts.voltimeout, { signal })),
     );
     if (heads.includes(200)) return { status: 409, message: UNINDEXED, unindexed: true };
     const unsure = places.filter((_, i) => heads[i] !== 404);
@@ -1158,7 +1175,7 @@ export class Store {
       const unexpected = opts.expect?.(prev?.rec.state === "live" ? prev.rec : null);
       if (unexpected) return unexpected;
       if (!prev && opts.askVolumes && this.index.markedIncomplete) {
-        const held = await this.#unindexedValue(key);
+        const held = await this.#unindexedValue(key, { stop: opts.stop });
         if (held) return held;
       }
       if (!prev) return this.#notFound(prev, "No such key");
@@ -1223,7 +1240,7 @@ export class Store {
     }
     // Read once the claim, carrying this master's fence, is in: files kept
     // for rebuild when they may be the value the index lacks.
-    const held = await this.#heldUnindexed(key, prev, claim);
+    const held = await this.#heldUnindexed(key, prev, claim, { stop });
     if (held) return held;
     try {
       await this.#removeFiles(key, prev.rec.rvolumes, { signal: stop });
@@ -1248,9 +1265,10 @@ export class Store {
   }
 
   /**
-   * RELINK: undoes an UNLINK while a replica still has the value. `stop`: a
-   * stopping master's cut-off, at which the write still waiting to be sent
-   * to the index is dropped (503, the key as it was; #relabel).
+   * RELINK: undoes an UNLINK while a replica still has the value (#remains).
+   * `stop`: a stopping master's cut-off, at which the HEAD checks of the
+   * replicas still unanswered are given up and the write still waiting to
+   * be sent to the index is dropped (503, the key as it was; #relabel).
    */
   async relink(key: Uint8Array, opts: { stop?: AbortSignal } = {}): Promise<Outcome> {
     if (!keyFits(key)) return tooLong();
@@ -1259,15 +1277,59 @@ export class Store {
       if (prev && isClaimed(prev.rec) && !isLingering(prev.rec)) return inFlight(prev.rec);
       if (prev?.rec.next) return unfinishedSwitch();
       if (prev?.rec.state !== "unlinked") return this.#notFound(prev, "No unlinked key to relink");
-      const path = key2path(key);
-      const heads = await Promise.all(
-        prev.rec.rvolumes.map((v) => remoteHead(volumeUrl(v, path), this.opts.voltimeout)),
-      );
-      if (!heads.some(Boolean)) {
-        return { status: 404, message: "No replica of the unlinked key remains" };
-      }
+      const gone = await this.#remains(key, prev.rec, opts);
+      if (gone) return gone;
       return await this.#relabel(key, prev, { ...prev.rec, state: "live" }, opts.stop);
     });
+  }
+
+  /**
+   * RELINK's check: null when a replica of the unlinked key holds a file of
+   * its recorded size (any, when unknown). A file of another size is no
+   * copy of the value (cut short: relinked, it would be served as the
+   * value). Else 404 when every volume answered, 503 when one did not say
+   * (within -voltimeout). `stop`: the HEADs still unanswered are given up
+   * at its abort, which is then what throws (ShuttingDown: 503).
+   */
+  async #remains(
+    key: Uint8Array,
+    rec: Record,
+    opts: { stop?: AbortSignal } = {},
+  ): Promise<Outcome | null> {
+    const path = key2path(key);
+    const signal = opts.stop;
+    const sizes = await Promise.all(
+      rec.rvolumes.map((v) =>
+        remoteSize(volumeUrl(v, path), this.opts.voltimeout, { signal }).catch((err) => {
+          if (signal?.aborted && err === signal.reason) throw err;
+          return undefined;
+        })
+      ),
+    );
+    const whole = (s: number | null | undefined) =>
+      typeof s === "number" && (rec.size < 0 || s === rec.size);
+    if (sizes.some(whole)) return null;
+    const silent = rec.rvolumes.filter((_, i) => sizes[i] === undefined).map(volumeOfReplica);
+    if (silent.length > 0) {
+      const one = silent.length === 1;
+      return {
+        status: 503,
+        message: `No replica of the unlinked key was found whole, and ${silent.join(", ")} ` +
+          `did not say whether ${one ? "it holds" : "they hold"} one: ` +
+          `RELINK again once ${one ? "it answers" : "they answer"}`,
+      };
+    }
+    const other = rec.rvolumes.flatMap((v, i) =>
+      typeof sizes[i] === "number" ? [`${volumeOfReplica(v)} holds ${sizes[i]} bytes`] : []
+    );
+    if (other.length === 0) {
+      return { status: 404, message: "No replica of the unlinked key remains" };
+    }
+    return {
+      status: 404,
+      message: `No replica of the unlinked key remains whole (${other.join(", ")}, ` +
+        `recorded ${rec.size})`,
+    };
   }
 
   /** UNLINK: a virtual delete; the files stay until DELETE. `stop`: as relink's. */
@@ -1396,7 +1458,15 @@ export class Store {
     // Copies sent whole and never answered (a failed try, when another
     // source is tried next): a volume may store one yet, over the file of
     // the key's next write there, unless that waits out the lease.
-    const move: Move = { key, prev, kvolumes, claim, unanswered: new Set(), stop };
+    const move: Move = {
+      key,
+      prev,
+      kvolumes,
+      claim,
+      unanswered: new Set(),
+      hash: prev.rec.hash,
+      stop,
+    };
     const stopped = await this.#copyMissing(move, lost) ?? await this.#recordMove(move);
     return stopped ?? await this.#removeLeft(move);
   }
@@ -1414,6 +1484,8 @@ export class Store {
     const have = prev.rec.rvolumes.filter((v) => !lost.includes(v));
     const missing = kvolumes.filter((v) => !have.includes(v));
     if (missing.length === 0) return null;
+    const differ = await this.#compareUnhashed(move, have);
+    if (differ) return differ;
     const sources = [
       ...have.filter((v) => !kvolumes.includes(v)),
       ...have.filter((v) => kvolumes.includes(v)),
@@ -1424,7 +1496,7 @@ export class Store {
       failure = await this.copyReplica(path, source, {
         targets: missing,
         size: prev.rec.size,
-        hash: prev.rec.hash,
+        hash: move.hash,
         claim,
         unanswered,
         stop,
@@ -1438,12 +1510,44 @@ export class Store {
   }
 
   /**
-   * A move's new record, naming the key's volumes; null once the index
-   * holds it, else the answer.
+   * Before a move copies a key whose MD5 the index does not know (a rebuilt
+   * one; REBALANCE, the rebalance tool): the copy would be held to the
+   * recorded size only, and a replica of that size with other bytes would
+   * be spread, the others deleted. So its replicas (`have`) are read in full
+   * and compared first, under the move's claim (nothing writes the key
+   * meanwhile): when they differ, nothing is copied (500: nothing tells
+   * which holds the value; not 409, which the rebalance tool takes for a
+   * key held by another writer and tries again); when two or more agree
+   * (and none differs), the copies are held to their MD5, which the move's
+   * new record names. A single replica has nothing to compare with: held
+   * to its size. Null to go on, else the answer.
+   */
+  async #compareUnhashed(move: Move, have: string[]): Promise<Outcome | null> {
+    const { prev, claim, stop } = move;
+    if (prev.rec.hash || have.length < 2) return null;
+    const { groups } = await compareReplicas(key2path(move.key), have, {
+      stall: this.opts.stall,
+      size: prev.rec.size,
+      signal: stop ? AbortSignal.any([stop, claim.signal]) : claim.signal,
+    });
+    if (stop?.aborted) return this.#moveCutOff(move, stop.reason);
+    if (groups.size > 1) {
+      await claim.release();
+      return { status: 500, message: `Its replicas differ ${differMessage(groups)}` };
+    }
+    const [agreed] = groups;
+    if (agreed && agreed[1].length >= 2) move.hash = agreed[0];
+    return null;
+  }
+
+  /**
+   * A move's new record, naming the key's volumes (and the MD5 its
+   * replicas agreed on, #compareUnhashed); null once the index holds it,
+   * else the answer.
    */
   async #recordMove(move: Move): Promise<Outcome | null> {
-    const { prev, kvolumes, claim, unanswered, stop } = move;
-    const rec: Record = { ...unleased(prev.rec), rvolumes: kvolumes };
+    const { prev, kvolumes, claim, unanswered, hash, stop } = move;
+    const rec: Record = { ...unleased(prev.rec), rvolumes: kvolumes, hash };
     let finished;
     try {
       finished = await claim.finish(rec, { linger: unanswered.size > 0, signal: stop });
@@ -1612,6 +1716,11 @@ interface Move {
   claim: Claim;
   /** The volumes a copy's PUT went out to whole and was never answered by. */
   unanswered: Set<string>;
+  /**
+   * The MD5 the copies are held to and the new record names: the recorded
+   * one, or the one a rebuilt key's replicas agree on (#compareUnhashed).
+   */
+  hash: string;
   /** A stopping master's cut-off. */
   stop?: AbortSignal;
 }

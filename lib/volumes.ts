@@ -101,17 +101,10 @@ export function describe(err: unknown): string {
 }
 
 /**
- * True when the volume answers 200 to a HEAD of the url within `timeout`.
+ * The status a HEAD of url gets, 0 when the volume did not answer in time.
  * Every GET of the master HEAD-checks a replica, so this is the hot volume
  * call: it speaks HTTP/1.1 itself over pooled keep-alive connections, about
  * 3.7x the rate of fetch here (measured: 123-137k/s vs 33-36k/s).
- */
-export async function remoteHead(url: string, timeout: number): Promise<boolean> {
-  return await headStatus(url, timeout) === 200;
-}
-
-/**
- * The status a HEAD of url gets, 0 when the volume did not answer in time.
  * Concurrent HEADs of one url share the one in flight: its answer is as
  * fresh as one's own would be (at most a round trip old), and a hot key's
  * GETs then cost nginx one HEAD per round trip instead of one each.
@@ -490,12 +483,22 @@ export async function remoteMove(
   return res.status === 404 ? "gone" : "moved";
 }
 
-/** The size of the file at url, null when there is none. */
-export async function remoteSize(url: string, timeout: number): Promise<number | null> {
+/**
+ * The size of the file at url, null when there is none. `signal` (a
+ * stopping master's cut-off): the HEAD is given up at its abort, rejecting
+ * with its reason.
+ */
+export async function remoteSize(
+  url: string,
+  timeout: number,
+  opts: { signal?: AbortSignal } = {},
+): Promise<number | null> {
   let res: Response;
   try {
-    res = await fetch(url, { method: "HEAD", signal: withTimeout(timeout) });
+    res = await fetch(url, { method: "HEAD", signal: withTimeout(timeout, opts.signal) });
   } catch (err) {
+    // The caller's own abort is not the volume's.
+    if (opts.signal?.aborted) throw opts.signal.reason;
     throw failed(volumeOf(url), "head", outcome(err), `Cannot HEAD "${url}": ${describe(err)}`);
   }
   await res.body?.cancel();

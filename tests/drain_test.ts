@@ -17,7 +17,7 @@ import { lockIndex, lockIndexElsewhere } from "./lock_index.ts";
 import { withIndex } from "./temp_index.ts";
 import { errorXml, md5Header } from "./s3_answers.ts";
 import { key2path, key2volume, md5, toHex } from "../lib/keys.ts";
-import { fromRecord, toRecord } from "../lib/record.ts";
+import { fromRecord, type Record, toRecord } from "../lib/record.ts";
 
 Deno.test("a draining master answers 503 in text/plain, as its other errors, and closes", async () => {
   const drain = new Drain();
@@ -708,6 +708,46 @@ Deno.test("SIGTERM: a REBALANCE copying the key at the -drain deadline answers 5
   }
 });
 
+Deno.test("SIGTERM: a REBALANCE reading a rebuilt key's replicas to compare them at the -drain deadline answers the cut's 503, the key stays as it was, unheld, and the master exits 0", async () => {
+  const c = await Cluster.start({ volumes: 3, flags: ["-replicas", "3", "-drain", "1s"] });
+  const held = new HeldVolume(c.volumes[0]);
+  const volumes = [held.volume, c.volumes[1], c.volumes[2]];
+  await c.stopMaster();
+  let m = await c.spawnMaster([], {}, { volumes });
+  try {
+    const k = randomKey();
+    assertEquals(await status(m.url + k, { method: "PUT", body: "kept" }), 201);
+    await m.stop();
+    // Rebuilt: no MD5 recorded.
+    const kv = await Deno.openKv(`${c.db}/index.sqlite3`);
+    const key = ["k", new TextEncoder().encode(k)];
+    const rebuilt: Record = { ...toRecord((await kv.get(key)).value)!, hash: "" };
+    await kv.set(key, fromRecord(rebuilt));
+    kv.close();
+    m = await c.spawnMaster([], {}, { volumes });
+    // A replica lost: REBALANCE claims the key, then reads the two others
+    // in full to compare them before it copies one; the held one's read
+    // waits past the cut.
+    const [file] = await volumeFiles(c.volumes[2]);
+    assertEquals(await status(`http://${c.volumes[2]}${file}`, { method: "DELETE" }), 204);
+    held.holdOn("GET", k);
+    const rebalance = fetch(m.url + k, { method: "REBALANCE" });
+    await held.arrived;
+    m.proc.kill("SIGTERM");
+    const res = await Promise.race([rebalance, m.proc.status.then(() => null)]);
+    assert(res !== null, "the master exited before the REBALANCE answered");
+    assertEquals([res.status, await res.text(), (await m.proc.status).code], [503, CUT_OFF, 0]);
+    held.letGo();
+    assertEquals(await recordOf(c, k), rebuilt);
+    assertEquals(await volumeFiles(c.volumes[2]), []);
+  } finally {
+    held.letGo();
+    await m.stop();
+    await held.stop();
+    await c.stop();
+  }
+});
+
 /**
  * Waits until the index holds a writer's claim on `key`: a record with a
  * lease (a PUT's "writing" one, or a REPLACE's hold on the live one).
@@ -1171,6 +1211,24 @@ Deno.test("an S3 bucket record's commit on a locked index is not tried again pas
   });
 });
 
+Deno.test("SIGTERM: a RELINK waiting on its HEAD checks of the replicas at the -drain deadline answers the cut's 503, the key stays unlinked, and the master exits 0", async () => {
+  const { c, hung } = await hungCluster();
+  try {
+    const k = randomKey();
+    assertEquals(await status(c.url + k, { method: "PUT", body: "value" }), 201);
+    assertEquals(await status(c.url + k, { method: "UNLINK" }), 204);
+    const stamp = await recordStamp(c, k);
+    // A HEAD unanswered for -voltimeout (30 s).
+    hung.hangOn("HEAD", k);
+    const out = await stopWhileHung(c, hung, fetch(c.url + k, { method: "RELINK" }));
+    assertEquals(out, { status: 503, body: CUT_OFF, code: 0 });
+    assertEquals(await recordStamp(c, k), stamp);
+  } finally {
+    await hung.stop();
+    await c.stop();
+  }
+});
+
 Deno.test("SIGTERM: a REBALANCE waiting on its HEAD checks of the replicas at the -drain deadline answers the cut's 503, the key's record untouched, and the master exits 0", async () => {
   const { c, hung } = await hungCluster();
   try {
@@ -1224,35 +1282,123 @@ Deno.test("SIGTERM: a REPLACE waiting on its HEAD of the old value's copy off th
   }
 });
 
-Deno.test("SIGTERM: the stop's line counts a 503 answered after the cut for a reason of its own (a volume that did not say) as not stopped by the cut, not as cut off", async () => {
+/**
+ * hungCluster's, its index marked incomplete (as a rebuild that died leaves
+ * it): a PUT of a key with no record asks every volume first whether it
+ * holds a value; `records` are written into the index first.
+ */
+async function incompleteHungCluster(
+  records: [string, Record][] = [],
+): Promise<{ c: Cluster; hung: HungVolume }> {
   const { c, hung } = await hungCluster();
   await c.stopMaster();
-  // Marked incomplete (as a rebuild that died leaves it): a PUT of a key
-  // with no record asks every volume first whether it holds a value. Its
-  // HEAD unanswered for 2 s: the PUT answers its own 503 after the cut (1 s).
   const kv = await Deno.openKv(`${c.db}/index.sqlite3`);
   await kv.set(["rebuild"], { at: Date.now(), why: "a rebuild began and has not finished" });
+  for (const [key, rec] of records) {
+    await kv.set(["k", new TextEncoder().encode(key)], fromRecord(rec));
+  }
   kv.close();
-  const master = await hungMaster(c, hung, ["-voltimeout", "2s"]);
+  await c.startMaster([], [hung.volume]);
+  return { c, hung };
+}
+
+/** `key`'s record in `c`'s index (null: none). */
+async function recordOf(c: Cluster, key: string): Promise<Record | null> {
+  const kv = await Deno.openKv(`${c.db}/index.sqlite3`);
+  try {
+    return toRecord((await kv.get(["k", new TextEncoder().encode(key)])).value);
+  } finally {
+    kv.close();
+  }
+}
+
+Deno.test("SIGTERM: a PUT on an incomplete index waiting on a volume to say whether it holds the key at the -drain deadline answers the cut's 503, leaves no record, and the master exits 0", async () => {
+  const { c, hung } = await incompleteHungCluster();
   try {
     const k = randomKey();
+    // Asked with the PUT's claim in: a HEAD unanswered for -voltimeout (30 s).
     hung.hangOn("HEAD", k);
-    const put = fetch(master.url + k, { method: "PUT", body: "value" });
-    await hung.arrived;
-    const stderr = new Response(master.proc.stderr).text();
-    master.proc.kill("SIGTERM");
-    const res = await put;
-    const body = await res.text();
-    assertEquals([res.status, (await master.proc.status).code], [503, 0], body);
-    assert(body.startsWith("The index is incomplete"), body);
-    assertEquals((await stderr).split("\n").filter((l) => l.startsWith("Stopping")), [
-      "Stopping: 1 request(s) still in flight after 1000 ms (-drain): " +
-      "1 not stopped by the cut (answered 503)",
-    ]);
+    const out = await stopWhileHung(c, hung, fetch(c.url + k, { method: "PUT", body: "value" }));
+    assertEquals(out, { status: 503, body: CUT_OFF, code: 0 });
+    assertEquals(await recordOf(c, k), null);
   } finally {
-    await master.stop();
     await hung.stop();
     await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: a DELETE of a dead master's write on an incomplete index waiting on a volume to say whether it holds the key at the -drain deadline answers the cut's 503, the record as it was, and the master exits 0", async () => {
+  const k = randomKey();
+  const dead: Record = {
+    state: "writing",
+    rvolumes: [],
+    hash: "",
+    size: -1,
+    owner: "dead-master",
+    until: Date.now() - 1000,
+  };
+  const { c, hung } = await incompleteHungCluster([[k, dead]]);
+  try {
+    hung.hangOn("HEAD", k);
+    const out = await stopWhileHung(c, hung, fetch(c.url + k, { method: "DELETE" }));
+    assertEquals(out, { status: 503, body: CUT_OFF, code: 0 });
+    assertEquals(await recordOf(c, k), dead);
+  } finally {
+    await hung.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: an S3 DeleteObject on an incomplete index waiting on a volume to say whether it holds the key at the -drain deadline answers 503 ServiceUnavailable, the cut's, and the master exits 0", async () => {
+  const { c, hung } = await incompleteHungCluster();
+  try {
+    // The bucket known through a key of its own.
+    assertEquals(
+      await status(`${c.url}${randomKey("/bucket")}`, { method: "PUT", body: "v" }),
+      201,
+    );
+    const k = randomKey("/bucket");
+    hung.hangOn("HEAD", k);
+    const del = fetch(c.url + k, { method: "DELETE", headers: s3Signed() });
+    const out = await stopWhileHung(c, hung, del);
+    assertEquals(out.status, 503);
+    assert(out.body.includes("<Code>ServiceUnavailable</Code>"), out.body);
+    assert(out.body.includes(CUT_OFF.trim()), out.body);
+    assertEquals(out.code, 0);
+  } finally {
+    await hung.stop();
+    await c.stop();
+  }
+});
+
+// Every volume call of a request now stops at the cut, so none on a real
+// master answers a 503 of its own after it: a store stands in for one.
+Deno.test("the stop's line counts a 503 a request answered after the cut for a reason of its own as not stopped by the cut, not as cut off", async () => {
+  const own = "Volume localhost:1 did not say whether it holds the key's file";
+  const store = {
+    index: {},
+    relink: async (_key: Uint8Array, opts: { stop?: AbortSignal }) => {
+      await new Promise((r) => opts.stop!.addEventListener("abort", r, { once: true }));
+      return { status: 503, message: own };
+    },
+  } as unknown as Store;
+  const drain = new Drain();
+  const handler = createHandler(store, { verbose: false }, drain);
+  const error = console.error;
+  console.error = () => {};
+  try {
+    const answer = handler(new Request("http://localhost/k", { method: "RELINK" }));
+    const opts = { deadline: 0, grace: 60_000 };
+    const drained = drain.drain(opts);
+    const res = await answer;
+    assertEquals([res.status, await res.text()], [503, `${own}\n`]);
+    assertEquals(
+      drainedLine(await drained, opts),
+      "Stopping: 1 request(s) still in flight after 0 ms (-drain): " +
+        "1 not stopped by the cut (answered 503)",
+    );
+  } finally {
+    console.error = error;
   }
 });
 

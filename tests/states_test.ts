@@ -98,6 +98,61 @@ Deno.test("states, RELINK and lost values against real nginx volumes", async (t)
     });
 
     await t.step(
+      "RELINK answers 404 when no replica of the unlinked value holds its recorded size, and the key stays unlinked",
+      async () => {
+        const key = randomKey();
+        assertEquals((await req(c, key, "PUT", "whole value")).status, 201);
+        const vols = (await req(c, key)).headers.get("key-volumes")!.split(",");
+        assertEquals((await req(c, key, "UNLINK")).status, 204);
+        // Cut short on every replica (a disk's fault, a copy that died midway).
+        for (const v of vols) {
+          const put = await fetch(`http://${v}${key2path(enc.encode(key))}`, {
+            method: "PUT",
+            body: "whole",
+          });
+          assertEquals(put.status, 204);
+        }
+        const r = await req(c, key, "RELINK");
+        const held = vols.map((v) => `${v.split("/")[0]} holds 5 bytes`).join(", ");
+        assertEquals(
+          [r.status, r.text],
+          [404, `No replica of the unlinked key remains whole (${held}, recorded 11)\n`],
+        );
+        assertEquals((await req(c, key)).status, 404);
+        assertEquals(await keys(c, `${key}?unlinked`), [key]);
+      },
+    );
+
+    await t.step(
+      "RELINK answers 503 when no replica of the unlinked value is found and a volume does not answer, and the key stays unlinked",
+      async () => {
+        const key = randomKey();
+        assertEquals((await req(c, key, "PUT", "unsure")).status, 201);
+        const vols = (await req(c, key)).headers.get("key-volumes")!.split(",");
+        assertEquals((await req(c, key, "UNLINK")).status, 204);
+        const down = c.volumes.indexOf(vols[0].split("/")[0]);
+        for (const v of vols.slice(1)) {
+          const del = await fetch(`http://${v}${key2path(enc.encode(key))}`, { method: "DELETE" });
+          assertEquals(del.status, 204);
+        }
+        await c.stopVolume(down);
+        let r;
+        try {
+          r = await req(c, key, "RELINK");
+        } finally {
+          await c.startVolume(down);
+        }
+        assertEquals([r.status, r.text], [
+          503,
+          `No replica of the unlinked key was found whole, and ${c.volumes[down]} did not say ` +
+          "whether it holds one: RELINK again once it answers\n",
+        ]);
+        assertEquals(await keys(c, `${key}?unlinked`), [key]);
+        assertEquals((await req(c, key, "RELINK")).status, 204);
+      },
+    );
+
+    await t.step(
       "a live key whose every replica lost its file answers 410 Gone; HEAD too",
       async () => {
         const key = randomKey();

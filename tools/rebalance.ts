@@ -29,9 +29,7 @@ import {
   placementDifference,
   placementOf,
 } from "../lib/membership.ts";
-import { key2path, needsRebalance } from "../lib/keys.ts";
-import { isClaimed } from "../lib/claim.ts";
-import { compareReplicas, differMessage } from "../lib/replica_digest.ts";
+import { needsRebalance } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
 import { nameSome, plural, Progress } from "../lib/progress.ts";
 import { aliasesMessage, checkNames, mastersMessage } from "../lib/aliases.ts";
@@ -162,9 +160,8 @@ async function moveAll(
   const moves: Moves = { moved: 0, failed: [], leftovers: [] };
   let held: Uint8Array[] = [];
   const move = async (key: Uint8Array, last: boolean) => {
-    const out = await compareUnhashed(index, store, key).then(
-      (refused) => refused ?? store.rebalance(key, { unlinked: true }),
-    ).catch(thrown);
+    // A rebuilt key's replicas are compared before one is copied (Store's #compareUnhashed).
+    const out = await store.rebalance(key, { unlinked: true }).catch(thrown);
     if (out.status === 204) {
       moves.moved++;
       progress.add("keys");
@@ -196,39 +193,6 @@ async function moveAll(
     await pool(retry, concurrency, (key) => move(key, true));
   }
   return moves;
-}
-
-/**
- * Before a move that copies a key whose MD5 the index does not know (a
- * rebuilt one): the copy is held to the recorded size only, and a replica
- * of that size with other bytes would be spread, the others deleted. So
- * its replicas are read and compared first: when they differ, the key is
- * not moved (500: nothing tells which holds the value; not 409, which is
- * a key held by another writer, tried again); when two or more
- * agree (and none differs), their MD5 is recorded (a compare-and-set: a
- * write of the key meanwhile wins), and the move's copy is held to it.
- * Null: move the key.
- */
-async function compareUnhashed(
-  index: Index,
-  store: Store,
-  key: Uint8Array,
-): Promise<Outcome | null> {
-  const e = await index.get(key);
-  if (!e || e.rec.hash || e.rec.state === "writing" || e.rec.next || isClaimed(e.rec)) return null;
-  if (store.kvolumes(key).every((v) => e.rec.rvolumes.includes(v))) return null;
-  const { groups } = await compareReplicas(key2path(key), e.rec.rvolumes, {
-    stall: store.opts.stall,
-    size: e.rec.size,
-  });
-  if (groups.size > 1) {
-    return { status: 500, message: `Its replicas differ ${differMessage(groups)}` };
-  }
-  const [agreed] = groups;
-  if (agreed && agreed[1].length >= 2) {
-    await index.cas(key, e.versionstamp, { ...e.rec, hash: agreed[0] });
-  }
-  return null;
 }
 
 /** Says what the moves came to; the exit code: 1 when a key failed. */

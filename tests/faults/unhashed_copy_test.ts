@@ -178,3 +178,67 @@ Deno.test("rebalance of a key with no recorded MD5 whose replicas agree records 
     },
   );
 });
+
+/** `method key` on a master of `c` on `volumes` (-replicas and -subvolumes as the tools'). */
+async function onMaster(
+  c: Cluster,
+  volumes: string[],
+  call: { method: string; key: string },
+): Promise<{ status: number; text: string }> {
+  const m = await c.spawnMaster(["-volumes", volumes.join(",")]);
+  try {
+    const res = await fetch(m.url + call.key, { method: call.method });
+    return { status: res.status, text: await res.text() };
+  } finally {
+    await m.stop();
+  }
+}
+
+Deno.test("REBALANCE of a key with no recorded MD5 whose replicas differ answers 500 and copies none", async () => {
+  await withRebuiltKey(
+    { volumes: 3, replicas: 2, on: 2, pick: moves },
+    async ({ c, key, value, url }) => {
+      const rec = await recordOf(c.db, key);
+      // The replica the move drops is the one it copies from first.
+      const dropped = rec.rvolumes.find((v) =>
+        !key2volume(enc.encode(key), c.volumes, 2, 1).includes(v)
+      )!;
+      await overwrite(url(dropped), value);
+      const out = await onMaster(c, c.volumes, { method: "REBALANCE", key });
+      assertEquals(out.status, 500);
+      assert(out.text.startsWith("Its replicas differ (MD5 "), out.text);
+      assertEquals(await recordOf(c.db, key), rec);
+      assertEquals(await fileAt(url(c.volumes[2])), null);
+    },
+  );
+});
+
+Deno.test("REBALANCE copying back a lost replica of a key with no recorded MD5 whose other replicas differ answers 500 and copies none", async () => {
+  await withRebuiltKey({ volumes: 3, replicas: 3 }, async ({ c, key, value, url }) => {
+    const rec = await recordOf(c.db, key);
+    await overwrite(url(rec.rvolumes[0]), value);
+    assertEquals(await send(url(rec.rvolumes[2]), { method: "DELETE" }), 204);
+    const out = await onMaster(c, c.volumes, { method: "REBALANCE", key });
+    assertEquals(out.status, 500);
+    assert(out.text.startsWith("Its replicas differ (MD5 "), out.text);
+    assertEquals(await recordOf(c.db, key), rec);
+    assertEquals(await fileAt(url(rec.rvolumes[2])), null);
+  });
+});
+
+Deno.test("REBALANCE of a key with no recorded MD5 whose replicas agree moves it and records their MD5", async () => {
+  await withRebuiltKey(
+    { volumes: 3, replicas: 2, on: 2, pick: moves },
+    async ({ c, key, value, url }) => {
+      assertEquals(await onMaster(c, c.volumes, { method: "REBALANCE", key }), {
+        status: 204,
+        text: "",
+      });
+      const now = await recordOf(c.db, key);
+      assertEquals(now.hash, toHex(md5(value)));
+      assertEquals(now.rvolumes, key2volume(enc.encode(key), c.volumes, 2, 1));
+      assertEquals(now.until, undefined);
+      assertEquals(await fileAt(url(c.volumes[2])), value);
+    },
+  );
+});
