@@ -308,6 +308,17 @@ async function stopDuring(
 
 const CUT_OFF = "The master is shutting down and cut this request off: retry (on another master)\n";
 
+/** A stopped master's answer to an S3 request its cut stopped: S3's 503, the cut's reason, exit 0. */
+function assertS3CutOff(out: { status: number; body: string; code: number }) {
+  const code = out.body.match(/<Code>(\w+)<\/Code>/)?.[1];
+  const message = out.body.match(/<Message>([^<]*)<\/Message>/)?.[1];
+  assertEquals(
+    [out.status, code, message, out.code],
+    [503, "ServiceUnavailable", CUT_OFF.trim(), 0],
+    out.body,
+  );
+}
+
 Deno.test("SIGTERM: a PUT still uploading at the -drain deadline answers 503, leaves nothing, and the master exits 0", async () => {
   const c = await Cluster.start({ volumes: 2, flags: ["-replicas", "2", "-drain", "1s"] });
   try {
@@ -426,10 +437,7 @@ Deno.test("SIGTERM: an S3 GetObject waiting on a hung volume at the -drain deadl
     assertEquals(await status(c.url + k, { method: "PUT", body: "value" }), 201);
     hung.hangOn("GET", k);
     const out = await stopWhileHung(c, hung, fetch(c.url + k, { headers: s3Signed() }));
-    assertEquals(out.status, 503);
-    assert(out.body.includes("<Code>ServiceUnavailable</Code>"), out.body);
-    assert(out.body.includes(CUT_OFF.trim()), out.body);
-    assertEquals(out.code, 0);
+    assertS3CutOff(out);
   } finally {
     await hung.stop();
     await c.stop();
@@ -1042,10 +1050,7 @@ Deno.test("SIGTERM: an S3 DeleteObject waiting on a hung volume at the -drain de
     hung.hangOn("DELETE", k);
     const del = fetch(c.url + k, { method: "DELETE", headers: s3Signed() });
     const out = await stopWhileHung(c, hung, del);
-    assertEquals(out.status, 503);
-    assert(out.body.includes("<Code>ServiceUnavailable</Code>"), out.body);
-    assert(out.body.includes(CUT_OFF.trim()), out.body);
-    assertEquals(out.code, 0);
+    assertS3CutOff(out);
   } finally {
     await hung.stop();
     await c.stop();
@@ -1361,10 +1366,7 @@ Deno.test("SIGTERM: an S3 DeleteObject on an incomplete index waiting on a volum
     hung.hangOn("HEAD", k);
     const del = fetch(c.url + k, { method: "DELETE", headers: s3Signed() });
     const out = await stopWhileHung(c, hung, del);
-    assertEquals(out.status, 503);
-    assert(out.body.includes("<Code>ServiceUnavailable</Code>"), out.body);
-    assert(out.body.includes(CUT_OFF.trim()), out.body);
-    assertEquals(out.code, 0);
+    assertS3CutOff(out);
   } finally {
     await hung.stop();
     await c.stop();
@@ -1652,9 +1654,6 @@ Deno.test("SIGTERM: a GET finishing a dead master's REPLACE at the -drain deadli
 });
 
 /** The answer's code and status, as S3 gives them. */
-function s3Refusal(out: { status: number; body: string }): [number, string | undefined] {
-  return [out.status, out.body.match(/<Code>(\w+)<\/Code>/)?.[1]];
-}
 
 Deno.test("SIGTERM: an S3 CompleteMultipartUpload with If-Match checking a key whose dead master's REPLACE it finishes at the -drain deadline answers 503 ServiceUnavailable, the switch left for the key's next request and the upload to complete again", async () => {
   const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
@@ -1680,8 +1679,7 @@ Deno.test("SIGTERM: an S3 CompleteMultipartUpload with If-Match checking a key w
       body,
     });
     const out = await stopWhileSettling(m, held, marker, complete);
-    assertEquals([...s3Refusal(out), out.code], [503, "ServiceUnavailable", 0], out.body);
-    assert(out.body.includes(CUT_OFF.trim()), out.body);
+    assertS3CutOff(out);
     assert(await switchPending(c, k), "the switch was finished past the cut");
     await c.startMaster(["-s3"], [held.volume]);
     assertEquals(await unheld(c.url, k), 404);
@@ -1716,7 +1714,7 @@ Deno.test("SIGTERM: an S3 CopyObject with If-Match onto a key whose dead master'
       headers: { ...s3Signed(), "x-amz-copy-source": source, "If-Match": etag },
     });
     const out = await stopWhileSettling(m, held, marker, copy);
-    assertEquals([...s3Refusal(out), out.code], [503, "ServiceUnavailable", 0], out.body);
+    assertS3CutOff(out);
     assert(await switchPending(c, k), "the switch was finished past the cut");
     await c.startMaster([], [held.volume]);
     assertEquals(await unheld(c.url, k), 404);
