@@ -360,7 +360,7 @@ export class Store {
     const maybe = kvolumes.filter((v) => !untouched.has(v) || had.includes(v));
     // A PUT sent whole and never answered may be stored yet, after
     // the key's next write: that waits out the lease (linger).
-    await cleanUp(() => this.#undo(key, maybe, claim, attempt.unanswered));
+    await cleanUp(() => this.#undo(key, maybe, claim, { landing: attempt.unanswered }));
     return failedWrite(err);
   }
 
@@ -376,6 +376,11 @@ export class Store {
       await this.#undo(key, kvolumes, claim);
       return refused;
     }
+    // An unlinked or failed earlier value may have left files elsewhere,
+    // removed once the new value is live: asked about first.
+    const stale = (prev?.rec.rvolumes ?? []).filter((v) => !kvolumes.includes(v));
+    const unanswered = await this.#staleCopyUnanswered(attempt, stale, opts);
+    if (unanswered) return unanswered;
     const live = liveRecord(kvolumes, result, opts.meta);
     let finished: boolean;
     try {
@@ -388,10 +393,38 @@ export class Store {
       throw err;
     }
     if (!finished) return { status: 500, message: "Lost the claim on the key mid-write" };
-    // An unlinked or failed earlier value may have left files elsewhere.
-    const stale = (prev?.rec.rvolumes ?? []).filter((v) => !kvolumes.includes(v));
     await this.#removeFiles(key, stale).catch(() => {});
     return { status: 201, bytes: result.bytes, record: live };
+  }
+
+  /**
+   * A written PUT's check of the earlier value's copies on volumes the key
+   * no longer hashes to (`stale`), removed once the new value is live (an
+   * unlinked value's, or a failed write's): #oldCopyUnanswered's 503 when
+   * one's volume does not answer, what was written removed and the earlier
+   * record kept, less the replicas written over (a copy left there would
+   * be recorded nowhere, and a rebuild would bring it back after a DELETE
+   * of the key); else null. Cut off by a stopping master while asking: its
+   * 503, the same clean-up made after the answer.
+   */
+  async #staleCopyUnanswered(
+    attempt: PutAttempt,
+    stale: string[],
+    opts: PutOptions,
+  ): Promise<Outcome | null> {
+    const { key, prev, kvolumes, claim } = attempt;
+    if (!prev || stale.length === 0) return null;
+    const undo = () => this.#undo(key, kvolumes, claim, { keep: { ...prev.rec, rvolumes: stale } });
+    let silent;
+    try {
+      silent = await this.#oldCopyUnanswered(key, stale, { stop: opts.stop, verb: "PUT" });
+    } catch (err) {
+      if (!(err instanceof ShuttingDown)) throw err;
+      this.#cleanUpLater(undo);
+      return failedWrite(err);
+    }
+    if (silent) await undo();
+    return silent;
   }
 
   /**
@@ -677,19 +710,20 @@ export class Store {
    * 503 when a volume of `elsewhere` (replicas of the old value on volumes
    * the key no longer hashes to: added since it was written, not
    * rebalanced) does not say whether it holds the key's file, else null.
-   * Those copies are removed once the switch is made (#switch), and one
-   * left there would be recorded nowhere: a DELETE of the key would not
-   * remove it, and a rebuild would bring it back (the deleted key, or its
-   * old value beside the new). Asked once the new value is written, just
-   * before the switch is recorded, so that only a volume going down within
-   * the switch's milliseconds can still leave one. `stop` (a stopping
-   * master's cut-off): the HEADs still unanswered are given up at its
-   * abort, which is then what throws (ShuttingDown).
+   * Those copies are removed once the new value is live (REPLACE's #switch,
+   * a PUT over an unlinked value), and one left there would be recorded
+   * nowhere: a DELETE of the key would not remove it, and a rebuild would
+   * bring it back (the deleted key, or its old value beside the new). Asked
+   * once the new value is written, just before it is recorded, so that only
+   * a volume going down within those milliseconds can still leave one.
+   * `verb`: the write asking, named in the answer (REPLACE when not given).
+   * `stop` (a stopping master's cut-off): the HEADs still unanswered are
+   * given up at its abort, which is then what throws (ShuttingDown).
    */
   async #oldCopyUnanswered(
     key: Uint8Array,
     elsewhere: string[],
-    opts: { stop?: AbortSignal } = {},
+    opts: { stop?: AbortSignal; verb?: string } = {},
   ): Promise<Outcome | null> {
     const path = key2path(key);
     const signal = opts.stop;
@@ -699,8 +733,8 @@ export class Store {
     const silent = elsewhere.find((_, i) => heads[i] !== 200 && heads[i] !== 404);
     if (silent === undefined) return null;
     const message = `Volume ${volumeOfReplica(silent)} holds the key's old value and did not ` +
-      "answer: the REPLACE would leave that copy there, recorded nowhere (a rebuild brings it " +
-      "back); retry once it answers";
+      `answer: the ${opts.verb ?? "REPLACE"} would leave that copy there, recorded nowhere ` +
+      "(a rebuild brings it back); retry once it answers";
     return { status: 503, message };
   }
 
@@ -1085,15 +1119,21 @@ export class Store {
   }
 
   /**
-   * A failed write: remove what was written, then the record if all went.
-   * `landing`: a PUT of it went unanswered and may be stored yet: the key
-   * then stays "writing" with a lease nobody renews (linger), so no write
-   * of the key meanwhile has its file replaced by this failed one.
+   * A failed write: remove what was written, then the record if all went
+   * (or, `keep`, put that record back: an earlier value's still on other
+   * volumes). `landing`: a PUT of it went unanswered and may be stored yet:
+   * the key then stays "writing" with a lease nobody renews (linger), so no
+   * write of the key meanwhile has its file replaced by this failed one.
    */
-  async #undo(key: Uint8Array, volumes: string[], claim: Claim, landing = false) {
+  async #undo(
+    key: Uint8Array,
+    volumes: string[],
+    claim: Claim,
+    opts: { landing?: boolean; keep?: Record } = {},
+  ) {
     try {
       await this.#removeFiles(key, volumes);
-      await (landing ? claim.release({ linger: true }) : claim.finish(null));
+      await (opts.landing ? claim.release({ linger: true }) : claim.finish(opts.keep ?? null));
     } catch (err) {
       // Some file may remain: leave the key "writing" for DELETE or repair
       // (after the lease, when a DELETE of ours may land yet).
@@ -1543,36 +1583,81 @@ export class Store {
   /**
    * A move's new record, naming the key's volumes (and the MD5 its
    * replicas agreed on, #compareUnhashed); null once the index holds it,
-   * else the answer.
+   * else the answer. Old copies to remove on volumes of -volumes stay named
+   * after the key's volumes, the claim kept (#removeLeft ends it): a copy
+   * whose removal fails is then still recorded, never left where a rebuild
+   * would find it after a DELETE of the key, a master killed meanwhile
+   * included.
    */
   async #recordMove(move: Move): Promise<Outcome | null> {
     const { prev, kvolumes, claim, unanswered, hash, stop } = move;
-    const rec: Record = { ...unleased(prev.rec), rvolumes: kvolumes, hash };
-    let finished;
+    const kept = this.#keptUntilRemoved(move);
+    const rec: Record = { ...unleased(prev.rec), rvolumes: [...kvolumes, ...kept], hash };
+    let recorded;
     try {
-      finished = await claim.finish(rec, { linger: unanswered.size > 0, signal: stop });
+      recorded = kept.length > 0
+        ? await claim.note(rec, { signal: stop })
+        : await claim.finish(rec, { linger: unanswered.size > 0, signal: stop });
     } catch (err) {
       if (err instanceof ShuttingDown) return this.#moveCutOff(move, err);
       throw err;
     }
     // Taken over after the lease ran out: the key is another's now.
-    if (!finished) return { status: 500, message: "Lost the claim on the key mid-move" };
+    if (!recorded) return { status: 500, message: "Lost the claim on the key mid-move" };
     return null;
   }
 
-  /** A move recorded: the copies left on volumes the key no longer hashes to go. */
+  /**
+   * The old copies of a move that stay recorded until removed: those on
+   * volumes of -volumes. One on a volume dropped from them (a dead one, as
+   * a rebalance off it goes) is out of the index's reach and of a rebuild's
+   * by these -volumes: left an orphan when its removal fails.
+   */
+  #keptUntilRemoved(move: Move): string[] {
+    const { prev, kvolumes } = move;
+    return prev.rec.rvolumes.filter((v) =>
+      !kvolumes.includes(v) && this.opts.volumes.includes(volumeOfReplica(v))
+    );
+  }
+
+  /**
+   * A move recorded: the copies left on volumes the key no longer hashes
+   * to go, and the record then names those whose removal failed besides the
+   * key's volumes (the same value: the key stays unbalanced, a DELETE
+   * removes them, the next REBALANCE tries again). At the cut-off
+   * (`stop`), the removals still unanswered are given up, counted failed,
+   * and the record written after the answer (204, moved all the same).
+   */
   async #removeLeft(move: Move): Promise<Outcome> {
-    const { key, prev, kvolumes, stop } = move;
+    const { key, prev, kvolumes, claim, unanswered, hash, stop } = move;
     const left = prev.rec.rvolumes.filter((v) => !kvolumes.includes(v));
+    const removals = await Promise.allSettled(
+      left.map((v) => this.#removeFiles(key, [v], { signal: stop })),
+    );
+    const kept = this.#keptUntilRemoved(move);
+    const failures = left.flatMap((v, i) => {
+      const r = removals[i];
+      return r.status === "rejected" ? [{ v, err: r.reason, kept: kept.includes(v) }] : [];
+    });
+    const answer: Outcome = failures.length === 0
+      ? { status: 204 }
+      : { status: 204, message: failures.map(leftCopyMessage).join("; ") };
+    if (kept.length === 0) return answer;
+    const still = failures.flatMap((f) => f.kept ? [f.v] : []);
+    const rec: Record = { ...unleased(prev.rec), rvolumes: [...kvolumes, ...still], hash };
+    const linger = unanswered.size > 0;
+    let finished;
     try {
-      // Given up at the cut-off: moved all the same, the copy left an orphan.
-      await this.#removeFiles(key, left, { signal: stop });
+      finished = await claim.finish(rec, { linger, signal: stop });
     } catch (err) {
-      // Moved all the same (a volume left behind is often a dead one): the
-      // copy there is an orphan now.
-      return { status: 204, message: `Old copy not deleted: ${messageOf(err)}` };
+      // Unsent at the cut-off: written after the answer (the record noted
+      // names every old copy meanwhile).
+      if (!(err instanceof ShuttingDown)) throw err;
+      this.#cleanUpLater(() => claim.finish(rec, { linger }));
+      return answer;
     }
-    return { status: 204 };
+    if (!finished) return { status: 500, message: "Lost the claim on the key mid-move" };
+    return answer;
   }
 
   /**
@@ -1738,6 +1823,14 @@ interface Copy {
   /** Filled with the targets whose PUT went out whole and was never answered. */
   unanswered: Set<string>;
   signal: AbortSignal;
+}
+
+/** Says why a move's old copy on `v` is still there (`err`), and what became of it (`kept`). */
+function leftCopyMessage(f: { v: string; err: unknown; kept: boolean }): string {
+  const what = f.kept
+    ? "kept in the key's record (a DELETE of the key removes it, the next REBALANCE tries again)"
+    : "an orphan (its volume is not in -volumes)";
+  return `Old copy on ${volumeOfReplica(f.v)} not deleted, ${what}: ${messageOf(f.err)}`;
 }
 
 /**

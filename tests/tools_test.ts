@@ -564,7 +564,7 @@ Deno.test("REBALANCE /key with a replica the hash keeps on a volume that does no
   }
 });
 
-Deno.test("REBALANCE /key moving a key off a volume that does not answer moves it (204); the copy there is left", async () => {
+Deno.test("REBALANCE /key moving a key off a volume that does not answer moves it (204); the copy there is left, recorded", async () => {
   const c = await Cluster.start({ volumes: 4 });
   try {
     // Written on volumes 0-2 (-replicas 2), then read by a master with all four.
@@ -593,11 +593,12 @@ Deno.test("REBALANCE /key moving a key off a volume that does not answer moves i
     const res = await fetch(c.url + k, { method: "REBALANCE" });
     assertEquals([res.status, await res.text()], [204, ""]);
     const head = await fetch(c.url + k, { method: "HEAD", redirect: "manual" });
-    assertEquals(head.headers.get("key-volumes"), kvolumes.join(","));
+    assertEquals(head.headers.get("key-volumes"), [...kvolumes, replica].join(","));
+    assertEquals(head.headers.get("key-balance"), "unbalanced");
     await c.startVolume(0);
     const left = await fetch(`http://${replica}${key2path(enc.encode(k))}`);
     await left.body?.cancel();
-    assertEquals(left.status, 200, "the copy on the volume that was down is an orphan now");
+    assertEquals(left.status, 200, "the copy on the volume that was down is still there");
   } finally {
     await c.stop();
   }
@@ -872,13 +873,16 @@ Deno.test("rebalance off a dead volume counts its keys as moved and names the co
     assertEquals(r.code, 0, r.stdout + r.stderr);
     assert(r.stdout.includes(`rebalance: moved ${onDead} keys, 0 failed`), r.stdout);
     assert(
-      r.stdout.includes(`rebalance: ${onDead} old copies could not be deleted (orphans; `),
+      r.stdout.includes(`rebalance: ${onDead} old copies could not be deleted (each named: `),
       r.stdout,
     );
     // The copies are named right after that line, on the same stream.
     const after = r.stdout.split("\n").slice(-(onDead + 1), -1);
     assertEquals(after.length, onDead, r.stdout);
-    for (const l of after) assert(l.startsWith(`  "${prefix}/k`), r.stdout);
+    for (const l of after) {
+      assert(l.startsWith(`  "${prefix}/k`), r.stdout);
+      assert(l.includes(`: Old copy on ${c.volumes[3]} not deleted, an orphan (its volume`), l);
+    }
     await c.startMaster([], three);
     for (const k of keys) {
       assertEquals(await readMd5(c, k), { md5: md5s.get(k)!, balance: "balanced" }, k);

@@ -206,7 +206,9 @@ function report(moves: Moves, gone: number): number {
   if (leftovers.length > 0) {
     logInfo(
       `rebalance: ${plural(leftovers.length, "old copy", "old copies")} could not be deleted ` +
-        `(orphans; verify -repair removes those on the volumes it is given)`,
+        `(each named: on a volume of -volumes, kept in its key's record, the key unbalanced ` +
+        `for the next rebalance; on one not in them, an orphan, which verify -repair removes ` +
+        `on the volumes it is given)`,
     );
     nameSome(leftovers, 50, "warn");
   }
