@@ -810,11 +810,14 @@ export class Store {
    * The second half of a REPLACE, under `claim` with `next` recorded:
    * renames the new value over the old on each replica, makes the index
    * name the replicas that switched, removes the old copies left elsewhere.
-   * `stop` (a stopping master's cut-off): an index write still unsent at
-   * its abort is dropped, throwing ShuttingDown, the switch left recorded
+   * `stop` (a stopping master's cut-off): a rename (or the HEAD telling
+   * whether one was made) or an index write still unanswered or unsent at
+   * its abort is given up, throwing ShuttingDown, the switch left recorded
    * (the caller abandons the claim: past its lease, the key's next request
-   * finishes the switch); once the index names the replicas that switched,
-   * what is left of the work is given up at it (the value live).
+   * finishes the switch, as after a master killed amid the renames: a
+   * rename given up may still land); once the index names the replicas
+   * that switched, what is left of the work is given up at it (the value
+   * live).
    */
   async #switch(
     key: Uint8Array,
@@ -827,8 +830,9 @@ export class Store {
     const switching: Switching = { path: key2path(key), tmp: next.tmp, claim, stop };
     const kvolumes = next.rec.rvolumes;
     const moves = await Promise.allSettled(
-      kvolumes.map((v) => this.#rename(v, next.tmp, switching.path, next.rec.size)),
+      kvolumes.map((v) => this.#rename(v, next.tmp, switching.path, next.rec.size, { stop })),
     );
+    if (moves.some((m) => m.status === "rejected" && cutBy(m.reason, stop))) throw stop!.reason;
     const switched = kvolumes.filter((_, i) => moves[i].status === "fulfilled");
     if (switched.length === 0) return await this.#noneSwitched(old, next, moves, switching);
     // The replicas that switched hold the new value now: the index must
@@ -926,7 +930,9 @@ export class Store {
         throw err;
       }
       if (!noted) return false;
-      const each = await Promise.all(unswitched.map((v) => this.#unswitch(v, tmp, path)));
+      const each = await Promise.all(
+        unswitched.map((v) => this.#unswitch(v, tmp, path, { stop })),
+      );
       answered = !each.includes(false);
     }
     // Cut off once the index names the replicas that switched (noted): the
@@ -941,14 +947,23 @@ export class Store {
    * Removes the temporary, then the file, from a replica that did not
    * switch. The temporary first: once the volume has answered for it, a
    * rename of it that went unanswered can no longer land on a later value.
-   * False when a DELETE went unanswered (it may still land).
+   * False when a DELETE went unanswered (it may still land), or was given
+   * up at `opts.stop`'s abort (a stopping master's cut-off), as unanswered.
    */
-  async #unswitch(volume: string, tmp: string, path: string): Promise<boolean> {
+  async #unswitch(
+    volume: string,
+    tmp: string,
+    path: string,
+    opts: { stop?: AbortSignal } = {},
+  ): Promise<boolean> {
     // Values' files: their removal may take long (#removePaths).
     const t = this.opts.stall;
-    const answered = (err: unknown) => !unanswered(err);
-    const tmpGone = await remoteDelete(volumeUrl(volume, tmp), t).then(() => true, answered);
-    const fileGone = await remoteDelete(volumeUrl(volume, path), t).then(() => true, answered);
+    const signal = opts.stop;
+    const answered = (err: unknown) => !unanswered(err) && !cutBy(err, signal);
+    const remove = (p: string) =>
+      remoteDelete(volumeUrl(volume, p), t, { signal }).then(() => true, answered);
+    const tmpGone = await remove(tmp);
+    const fileGone = await remove(path);
     return tmpGone && fileGone;
   }
 
@@ -960,24 +975,35 @@ export class Store {
    * large file takes the file system time in proportion (ext4 flushes the
    * new file's data first: a 1 GiB value's took 0.5-0.7 s, over 1 s with its
    * three replicas on one disk), and a rename taken for unanswered fails the
-   * REPLACE with a 503.
+   * REPLACE with a 503. `opts.stop` (a stopping master's cut-off): each
+   * call is given up at its abort, rejecting with its reason (a rename
+   * given up may still land, as a dead master's).
    */
-  async #rename(volume: string, tmp: string, path: string, size: number): Promise<void> {
+  async #rename(
+    volume: string,
+    tmp: string,
+    path: string,
+    size: number,
+    opts: { stop?: AbortSignal } = {},
+  ): Promise<void> {
     const t = this.opts.voltimeout;
+    const signal = opts.stop;
     try {
       const to = volumeUrl(volume, path);
-      if (await remoteMove(volumeUrl(volume, tmp), to, this.opts.stall) === "moved") return;
+      const moved = await remoteMove(volumeUrl(volume, tmp), to, this.opts.stall, { signal });
+      if (moved === "moved") return;
     } catch (err) {
       if (unanswered(err) || !(err instanceof VolumeError)) throw err;
       // Refused: this rename did not happen, but one by a master that died
       // amid the switch may have. The temporary still there says none did.
-      if (await this.#holds(volume, tmp, err)) throw err;
+      if (await this.#holds(volume, tmp, err, { signal })) throw err;
     }
     // No such temporary: renamed already, by a master that died before the
     // index could say so. Its size tells that file from the old value's
     // (as far as it can: verify -md5 checks the bytes).
     const url = volumeUrl(volume, path);
-    const found = await remoteSize(url, t).catch((err) => {
+    const found = await remoteSize(url, t, { signal }).catch((err) => {
+      if (cutBy(err, signal)) throw err;
       throw undecided(`Cannot tell whether "${url}" holds the new value: ${messageOf(err)}`);
     });
     if (found === size) return;
@@ -988,11 +1014,19 @@ export class Store {
 
   /**
    * Whether `tmp` is still on `volume`, after its rename was `refused`.
-   * Throws when the volume cannot say: the old value or the new may be there.
+   * Throws when the volume cannot say: the old value or the new may be there;
+   * `opts.signal`'s reason at its abort (a stopping master's cut-off).
    */
-  async #holds(volume: string, tmp: string, refused: VolumeError): Promise<boolean> {
+  async #holds(
+    volume: string,
+    tmp: string,
+    refused: VolumeError,
+    opts: { signal?: AbortSignal } = {},
+  ): Promise<boolean> {
     const url = volumeUrl(volume, tmp);
-    const found = await remoteSize(url, this.opts.voltimeout).catch((err) => {
+    const { signal } = opts;
+    const found = await remoteSize(url, this.opts.voltimeout, { signal }).catch((err) => {
+      if (cutBy(err, signal)) throw err;
       const why = `${refused.message}; cannot tell whether "${url}" was renamed before`;
       throw undecided(`${why}: ${messageOf(err)}`);
     });
@@ -2118,6 +2152,11 @@ class Undecided extends VolumeError {}
 
 function undecided(message: string): VolumeError {
   return new Undecided(message);
+}
+
+/** Whether `err` is `signal`'s reason, a call given up at its abort. */
+function cutBy(err: unknown, signal: AbortSignal | undefined): boolean {
+  return signal !== undefined && signal.aborted && err === signal.reason;
 }
 
 function messageOf(err: unknown): string {

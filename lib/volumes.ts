@@ -457,21 +457,26 @@ class VolumePut implements PutStream {
 /**
  * Renames `from` to `to` on one volume (WebDAV MOVE, over what is there):
  * an atomic rename, so a reader of `to` sees the old file or the new one.
- * "gone" when `from` does not exist (nothing was renamed).
+ * "gone" when `from` does not exist (nothing was renamed). `signal` (a
+ * stopping master's cut-off): the call is given up at its abort, rejecting
+ * with its reason (the volume may still carry the rename out).
  */
 export async function remoteMove(
   from: string,
   to: string,
   timeout: number,
+  opts: { signal?: AbortSignal } = {},
 ): Promise<"moved" | "gone"> {
   let res: Response;
   try {
     res = await fetch(from, {
       method: "MOVE",
       headers: { Destination: to, Overwrite: "T" },
-      signal: withTimeout(timeout),
+      signal: withTimeout(timeout, opts.signal),
     });
   } catch (err) {
+    // The caller's own abort is not the volume's.
+    if (opts.signal?.aborted) throw opts.signal.reason;
     throw failed(volumeOf(from), "move", outcome(err), `Cannot MOVE "${from}": ${describe(err)}`);
   }
   await res.body?.cancel();

@@ -1491,6 +1491,55 @@ Deno.test("SIGTERM: a REPLACE renaming at the -drain deadline answers 503 saying
   }
 });
 
+Deno.test("SIGTERM: a REPLACE whose rename a volume holds at the -drain deadline answers 503 saying its switch is recorded by the cut, the switch left recorded, and the key's next request once -lease has passed finishes it after the rename lands late", async () => {
+  // -voltimeout 30s: the rename's stall bound (10x) outlasts the drain and its grace by far.
+  const c = await Cluster.start({
+    volumes: 1,
+    flags: ["-replicas", "1", "-drain", "1s", "-lease", "2s", "-voltimeout", "30s"],
+  });
+  const held = new HeldVolume(c.volumes[0]);
+  await c.stopMaster();
+  const m = await c.spawnMaster([], {}, { volumes: [held.volume] });
+  try {
+    const k = randomKey();
+    assertEquals(await status(m.url + k, { method: "PUT", body: "old" }), 201);
+    held.holdWhen((req) => req.method === "MOVE");
+    const replace = fetch(m.url + k, { method: "REPLACE", body: "new" });
+    await held.arrived;
+    m.proc.kill("SIGTERM");
+    // Answered with the rename still held: the cut gave it up.
+    const res = await replace;
+    assertEquals([res.status, await res.text(), (await m.proc.status).code], [
+      503,
+      SWITCH_RECORDED,
+      0,
+    ]);
+    assert(await switchPending(c, k), "the switch is left recorded");
+    // The rename given up lands after all, as a dead master's may.
+    held.letGo();
+    await fileHolds(c.volumes[0], k, "new");
+    assert(await switchPending(c, k), "the switch is left recorded");
+    await c.startMaster([], [held.volume]);
+    assertEquals(await unheld(c.url, k), 404);
+    assertEquals(await (await fetch(c.url + k)).text(), "new");
+  } finally {
+    await m.stop();
+    await held.stop();
+    await c.stop();
+  }
+});
+
+/** Waits until `key`'s file on `volume` (a one-volume cluster's, -replicas 1) is `value`. */
+async function fileHolds(volume: string, key: string, value: string): Promise<void> {
+  const path = key2path(new TextEncoder().encode(key));
+  while (true) {
+    const files = await volumeFiles(volume);
+    const file = files.find((f) => f.endsWith(path));
+    if (file && await (await fetch(`http://${volume}${file}`)).text() === value) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 Deno.test("SIGTERM: an S3 CompleteMultipartUpload joining its parts at the -drain deadline ends its 200 with the cut's ServiceUnavailable, counted as cut off mid-answer, makes nothing live, and leaves the upload to complete again", async () => {
   const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-s3", "-drain", "1s"] });
   const held = new HeldVolume(c.volumes[0]);
@@ -1557,12 +1606,14 @@ Deno.test("SIGTERM: an S3 CompleteMultipartUpload joining its parts at the -drai
  * name, and a lease that has run out: the key's next request finishes the
  * switch (Store's #settle). Written through a master on `held`, then
  * straight into the volume and the index, with no master on it. `etag`:
- * the old value's, as S3 names it.
+ * the old value's, as S3 names it. `renamed`: the temporary is renamed
+ * over the key's file too, as by a master killed after its rename.
  */
 async function strandedSwitch(
   c: Cluster,
-  held: HeldVolume,
+  held: { volume: string },
   key: string,
+  opts: { renamed?: boolean } = {},
 ): Promise<{ etag: string }> {
   await c.stopMaster();
   const m = await c.spawnMaster([], {}, { volumes: [held.volume] });
@@ -1577,6 +1628,15 @@ async function strandedSwitch(
       await status(`http://${rec.rvolumes[0]}${tmp}`, { method: "PUT", body: "new" }),
       201,
     );
+    if (opts.renamed) {
+      // The dead master's rename landed before it died.
+      const moved = await fetch(`http://${rec.rvolumes[0]}${tmp}`, {
+        method: "MOVE",
+        headers: { Destination: `http://${rec.rvolumes[0]}${key2path(k)}`, Overwrite: "T" },
+      });
+      await moved.body?.cancel();
+      assertEquals(moved.status, 204);
+    }
     const next = {
       rec: { ...rec, hash: toHex(md5("new")), size: 3, mtime: Date.now() },
       tmp,
@@ -1603,7 +1663,7 @@ async function switchPending(c: Cluster, key: string): Promise<boolean> {
  * A master on `held` (-s3, -drain 1s, -lease 2s), `held` holding the
  * renames (MOVE) of the switch a request of it finishes, and its cut marker.
  */
-async function settlingMaster(c: Cluster, held: HeldVolume) {
+async function settlingMaster(c: Cluster, held: { volume: string }) {
   const m = await c.spawnMaster(["-s3", "-lease", "2s"], {}, { volumes: [held.volume] });
   return { m, marker: cutMarker(m) };
 }
@@ -1649,6 +1709,67 @@ Deno.test("SIGTERM: a GET finishing a dead master's REPLACE at the -drain deadli
     marker.stop();
     await m.stop();
     await held.stop();
+    await c.stop();
+  }
+});
+
+/** Hung's master from settlingMaster (its cluster -voltimeout 30s); its answer to the GET of `key`, its exit code, as stopWhileHung. */
+async function getWhileSettlingHung(c: Cluster, hung: HungVolume, key: string) {
+  const { m, marker } = await settlingMaster(c, hung);
+  try {
+    const get = fetch(m.url + key, { redirect: "manual" });
+    await hung.arrived;
+    m.proc.kill("SIGTERM");
+    const res = await get;
+    return { status: res.status, body: await res.text(), code: (await m.proc.status).code };
+  } finally {
+    marker.stop();
+    await m.stop();
+  }
+}
+
+Deno.test("SIGTERM: a GET finishing a dead master's REPLACE whose rename a volume hangs on at the -drain deadline answers the cut's 503 by it, the switch left for the key's next request", async () => {
+  const c = await Cluster.start({
+    volumes: 1,
+    flags: ["-replicas", "1", "-drain", "1s", "-voltimeout", "30s"],
+  });
+  const hung = new HungVolume(c.volumes[0]);
+  try {
+    const k = randomKey();
+    await strandedSwitch(c, hung, k);
+    hung.holds = (req) => req.method === "MOVE";
+    assertEquals(await getWhileSettlingHung(c, hung, k), { status: 503, body: CUT_OFF, code: 0 });
+    assert(await switchPending(c, k), "the switch is left recorded");
+    hung.holds = null;
+    await c.startMaster([], [hung.volume]);
+    assertEquals(await unheld(c.url, k), 404);
+    assertEquals(await (await fetch(c.url + k)).text(), "new");
+  } finally {
+    await hung.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: a GET finishing a dead master's REPLACE whose volume hangs on saying whether its rename landed at the -drain deadline answers the cut's 503 by it, the switch left for the key's next request", async () => {
+  const c = await Cluster.start({
+    volumes: 1,
+    flags: ["-replicas", "1", "-drain", "1s", "-voltimeout", "30s"],
+  });
+  const hung = new HungVolume(c.volumes[0]);
+  try {
+    const k = randomKey();
+    // The temporary gone: the GET's rename finds none and HEADs the key's
+    // file, its size telling whether it is the new value.
+    await strandedSwitch(c, hung, k, { renamed: true });
+    hung.hangOn("HEAD", k);
+    assertEquals(await getWhileSettlingHung(c, hung, k), { status: 503, body: CUT_OFF, code: 0 });
+    assert(await switchPending(c, k), "the switch is left recorded");
+    hung.holds = null;
+    await c.startMaster([], [hung.volume]);
+    assertEquals(await unheld(c.url, k), 404);
+    assertEquals(await (await fetch(c.url + k)).text(), "new");
+  } finally {
+    await hung.stop();
     await c.stop();
   }
 });
