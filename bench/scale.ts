@@ -5,7 +5,11 @@
 //   rebuild (into a fresh index), rebalance -dry-run, rebalance onto 4 of
 //   the volumes (the fifth drained), and verify.
 //
-//   deno run -A bench/scale.ts [-keys 100000] [-concurrency N]
+// With -grow, the keys are written where the hash puts them on the first 4
+// volumes and the rebalance spreads them onto all 5 (volumes added: each
+// move's old copy stays recorded until removed, one index write more).
+//
+//   deno run -A bench/scale.ts [-keys 100000] [-concurrency N] [-grow]
 import { freePort, waitUp } from "../tests/cluster.ts";
 import { key2path, key2volume, md5, toHex } from "../lib/keys.ts";
 import { openIndex } from "../lib/open.ts";
@@ -18,6 +22,11 @@ const { flags } = parseFlagsOrExit(Deno.args, {
   concurrency: { type: "int", default: 0, usage: "the tools' -concurrency (0: each tool's own)" },
   "rebuild-only": { type: "bool", default: false, usage: "stop after the two rebuilds" },
   "skip-rebuild": { type: "bool", default: false, usage: "skip the two rebuilds" },
+  grow: {
+    type: "bool",
+    default: false,
+    usage: "write the keys on 4 volumes and rebalance onto 5 (instead of draining the fifth)",
+  },
   yardstick: {
     type: "bool",
     default: false,
@@ -32,6 +41,9 @@ const dir = await Deno.makeTempDir({ prefix: "mkv-scale-" });
 await Deno.chmod(dir, 0o755);
 const ports = Array.from({ length: 5 }, () => freePort());
 const volumes = ports.map((p) => `127.0.0.1:${p}`);
+// Where the keys are written, and what the rebalance spreads them onto.
+const before = flags.grow ? volumes.slice(0, 4) : volumes;
+const after = flags.grow ? volumes : volumes.slice(0, 4);
 const procs = ports.map((port, i) =>
   new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", MAIN, "volume", `${dir}/volume${i}`],
@@ -64,7 +76,7 @@ try {
   await pool(Array.from({ length: N }, (_, i) => i), 64, async (i) => {
     const key = enc.encode(`/scale/${i.toString(36)}/${i}`);
     const value = enc.encode(`value of key ${i}\n`);
-    const kvolumes = key2volume(key, volumes, REPLICAS, SUBVOLUMES);
+    const kvolumes = key2volume(key, before, REPLICAS, SUBVOLUMES);
     await Promise.all(kvolumes.map(async (v) => {
       const res = await fetch(`http://${v}${key2path(key)}`, { method: "PUT", body: value });
       await res.body?.cancel();
@@ -81,7 +93,7 @@ try {
   index.close();
   let secs = (performance.now() - started) / 1000;
   console.log(
-    `setup: ${N} keys x ${REPLICAS} replicas on 5 volumes in ${secs.toFixed(1)}s ` +
+    `setup: ${N} keys x ${REPLICAS} replicas on ${before.length} volumes in ${secs.toFixed(1)}s ` +
       `(${Math.round(N / secs)} keys/s)`,
   );
 
@@ -101,9 +113,9 @@ try {
         `ours is ${(straight / secs).toFixed(1)}x faster`,
     );
   }
-  const four = [
+  const target = [
     "-volumes",
-    volumes.slice(0, 4).join(","),
+    after.join(","),
     "-concurrency",
     String(flags.concurrency),
   ];
@@ -114,15 +126,15 @@ try {
     // would move the same files).
     secs = await run(
       "mkv-style rebalance",
-      ["-volumes", volumes.slice(0, 4).join(","), "-db", `${dir}/indexdb`],
+      ["-volumes", after.join(","), "-db", `${dir}/indexdb`],
       new URL("./mkv_rebalance.ts", import.meta.url).pathname,
     );
     console.log(`  => mkv-style rebalance ${Math.round(N / secs)} keys scanned/s`);
   } else {
-    await run("rebalance -dry-run", ["rebalance", "-dry-run", ...four, "-db", `${dir}/indexdb`]);
-    secs = await run("rebalance", ["rebalance", ...four, "-db", `${dir}/indexdb`]);
+    await run("rebalance -dry-run", ["rebalance", "-dry-run", ...target, "-db", `${dir}/indexdb`]);
+    secs = await run("rebalance", ["rebalance", ...target, "-db", `${dir}/indexdb`]);
     console.log(`  => rebalance ${Math.round(N / secs)} keys scanned/s (see moved above)`);
-    secs = await run("verify", ["verify", ...four, "-db", `${dir}/indexdb`]);
+    secs = await run("verify", ["verify", ...target, "-db", `${dir}/indexdb`]);
     console.log(`  => verify ${Math.round(N / secs)} keys/s`);
   }
 } finally {
