@@ -18,7 +18,7 @@ import { bucketsPageSize } from "../lib/s3_list.ts";
 import { digestFor } from "../lib/s3_checksum.ts";
 import { Cluster } from "./cluster.ts";
 import { s3Client } from "./s3_client.ts";
-import { errorAnswer, errorTime, errorXml, md5Header, s3Fails } from "./s3_answers.ts";
+import { errorAnswer, errorTime, errorXml, md5Header, s3Fails, serverTime } from "./s3_answers.ts";
 import { assert, assertEquals } from "./assert.ts";
 
 const NS = "http://s3.amazonaws.com/doc/2006-03-01/";
@@ -31,17 +31,6 @@ function bucketName(): string {
 function ownershipXml(...settings: string[]): string {
   const rules = settings.map((s) => `<Rule><ObjectOwnership>${s}</ObjectOwnership></Rule>`);
   return `<OwnershipControls xmlns="${NS}">${rules.join("")}</OwnershipControls>`;
-}
-
-/**
- * The <ServerTime> of an error answer's body, checked to be the master's
- * time while the request was answered (between `before` and `after`).
- */
-function serverTime(body: string, before: number, after: number): string {
-  const server = /<ServerTime>([^<]*)<\/ServerTime>/.exec(body)?.[1] ?? "";
-  const at = Date.parse(server);
-  assert(server.endsWith("Z") && at >= before - 1000 && at <= after, server);
-  return server;
 }
 
 /**
