@@ -1,7 +1,9 @@
-// The AWS SDK's S3 client as the tests use it: path-style, one attempt (each
-// answer is the master's own, not a retry's).
+// The S3 clients as the tests use them: the AWS SDK's, path-style, one
+// attempt (each answer is the master's own, not a retry's), alone or with a
+// fresh -s3 cluster; and the Python (boto3) checks under tests/clients.
 import { S3Client } from "@aws-sdk/client-s3";
 import { Cluster } from "./cluster.ts";
+import { assertEquals } from "./assert.ts";
 
 /** A client of the master at `endpoint`; without keys, the master (-s3) checks no signature. */
 export function s3Client(
@@ -29,4 +31,20 @@ export async function withS3Cluster(
     s3.destroy();
     await c.stop();
   }
+}
+
+/**
+ * Runs the Python client check tests/clients/`script` with `args`: asserts
+ * that it exits 0 having printed exactly `lines` (its "ok <name>" lines).
+ */
+export async function assertPythonChecks(script: string, args: string[], lines: string[]) {
+  const out = await new Deno.Command("python3", {
+    args: [new URL(`./clients/${script}`, import.meta.url).pathname, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const printed = new TextDecoder().decode(out.stdout).trim().split("\n");
+  const errors = new TextDecoder().decode(out.stderr);
+  assertEquals(out.code, 0, printed.join("\n") + "\n" + errors);
+  assertEquals(printed, lines);
 }
