@@ -1,7 +1,7 @@
 // The S3 clients as the tests use them: the AWS SDK's, path-style, one
 // attempt (each answer is the master's own, not a retry's), alone or with a
 // fresh -s3 cluster; and the Python (boto3) checks under tests/clients.
-import { S3Client } from "@aws-sdk/client-s3";
+import { CreateMultipartUploadCommand, S3Client, UploadPartCommand } from "@aws-sdk/client-s3";
 import { Cluster } from "./cluster.ts";
 import { assertEquals } from "./assert.ts";
 
@@ -47,4 +47,23 @@ export async function assertPythonChecks(script: string, args: string[], lines: 
   const errors = new TextDecoder().decode(out.stderr);
   assertEquals(out.code, 0, printed.join("\n") + "\n" + errors);
   assertEquals(printed, lines);
+}
+
+/** A multipart upload of `Key` with `parts` as its parts 1 to n: its id and the Parts to complete it. */
+export async function uploadParts(
+  s3: S3Client,
+  Bucket: string,
+  Key: string,
+  parts: Uint8Array[],
+): Promise<{ UploadId: string; Parts: { PartNumber: number; ETag: string }[] }> {
+  const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key }));
+  const Parts = [];
+  for (const [i, Body] of parts.entries()) {
+    const PartNumber = i + 1;
+    const { ETag } = await s3.send(
+      new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, Body }),
+    );
+    Parts.push({ PartNumber, ETag: ETag! });
+  }
+  return { UploadId: UploadId!, Parts };
 }
