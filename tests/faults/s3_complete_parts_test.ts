@@ -12,11 +12,10 @@ import {
   ListMultipartUploadsCommand,
   PutObjectCommand,
   S3Client,
-  UploadPartCommand,
   UploadPartCopyCommand,
 } from "@aws-sdk/client-s3";
 import { Cluster, randomBytes, volumeFiles } from "../cluster.ts";
-import { s3Client, withS3Cluster } from "../s3_client.ts";
+import { s3Client, uploadParts, withS3Cluster } from "../s3_client.ts";
 import { s3Fails } from "../s3_answers.ts";
 import { assertEquals } from "../assert.ts";
 import { openIndex } from "../../lib/open.ts";
@@ -25,19 +24,6 @@ import { masterBehind, VolumeProxy, where } from "./replace_faults.ts";
 
 function md5Hex(b: Uint8Array): string {
   return createHash("md5").update(b).digest("hex");
-}
-
-async function upload(s3: S3Client, Bucket: string, Key: string, parts: Uint8Array[]) {
-  const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key }));
-  const Parts = [];
-  for (const [i, Body] of parts.entries()) {
-    const PartNumber = i + 1;
-    const { ETag } = await s3.send(
-      new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, Body }),
-    );
-    Parts.push({ PartNumber, ETag });
-  }
-  return { UploadId: UploadId!, Parts };
 }
 
 /** UploadPartCopy of `Bucket/source` (`range` of it) as part 1 of a new upload of "mpu". */
@@ -73,7 +59,7 @@ Deno.test("Complete reads each part from a copy that holds it whole and unchange
     const Bucket = "parts-gone-bad";
     const Key = "object";
     const parts = [randomBytes(5 * 1024 * 1024), randomBytes(300_000)];
-    const { UploadId, Parts } = await upload(s3, Bucket, Key, parts);
+    const { UploadId, Parts } = await uploadParts(s3, Bucket, Key, parts);
     // The copies read first: part 1's cut short, one byte of part 2's changed.
     const first = where(c.volumes, `/${Bucket}/${Key}`)[0];
     await Deno.truncate(await partFile(c, first, UploadId, 1), 1000);
@@ -97,7 +83,7 @@ Deno.test("a retried Complete ends the upload its first try made live but did no
     const Bucket = "completed-not-ended";
     const Key = "object";
     await s3.send(new CreateBucketCommand({ Bucket }));
-    const { UploadId, Parts } = await upload(s3, Bucket, Key, [randomBytes(1000)]);
+    const { UploadId, Parts } = await uploadParts(s3, Bucket, Key, [randomBytes(1000)]);
     // As a master killed between recording the upload completed and ending it leaves it.
     const index = await openIndex(c.db);
     const etag = `"${"0".repeat(32)}-1"`;
