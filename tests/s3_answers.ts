@@ -1,5 +1,6 @@
 // S3 error answers as the tests compare them: whole, RequestId aside; and an SDK call's failure.
 import { createHash } from "node:crypto";
+import { assert } from "./assert.ts";
 
 /** An error answer: its status, Content-Type and body, its RequestId shown as "ID". */
 export async function errorAnswer(url: string, init: RequestInit = {}) {
@@ -42,4 +43,15 @@ export function errorTime(ms: number): string {
  */
 export function md5Header(body: string | Uint8Array): { "content-md5": string } {
   return { "content-md5": createHash("md5").update(body).digest("base64") };
+}
+
+/**
+ * The <ServerTime> of an error answer's body, checked to be the master's
+ * time while the request was answered (between `before` and `after`).
+ */
+export function serverTime(body: string, before: number, after: number): string {
+  const server = /<ServerTime>([^<]*)<\/ServerTime>/.exec(body)?.[1] ?? "";
+  const at = Date.parse(server);
+  assert(server.endsWith("Z") && at >= before - 1000 && at <= after, server);
+  return server;
 }

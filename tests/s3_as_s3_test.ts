@@ -18,7 +18,7 @@ import { bucketsPageSize } from "../lib/s3_list.ts";
 import { digestFor } from "../lib/s3_checksum.ts";
 import { Cluster } from "./cluster.ts";
 import { s3Client } from "./s3_client.ts";
-import { errorAnswer, errorTime, errorXml, md5Header, s3Fails } from "./s3_answers.ts";
+import { errorAnswer, errorTime, errorXml, md5Header, s3Fails, serverTime } from "./s3_answers.ts";
 import { assert, assertEquals } from "./assert.ts";
 
 const NS = "http://s3.amazonaws.com/doc/2006-03-01/";
@@ -34,14 +34,80 @@ function ownershipXml(...settings: string[]): string {
 }
 
 /**
- * The <ServerTime> of an error answer's body, checked to be the master's
- * time while the request was answered (between `before` and `after`).
+ * Asserts that a request to `url` with `headers`, dated `requestTime`, is
+ * 403 RequestTimeTooSkewed naming that time, the server's and the skew allowed.
  */
-function serverTime(body: string, before: number, after: number): string {
-  const server = /<ServerTime>([^<]*)<\/ServerTime>/.exec(body)?.[1] ?? "";
-  const at = Date.parse(server);
-  assert(server.endsWith("Z") && at >= before - 1000 && at <= after, server);
-  return server;
+async function assertTooSkewed(url: string, headers: HeadersInit, requestTime: string) {
+  const before = Date.now();
+  const got = await errorAnswer(url, { headers });
+  const server = serverTime(got.body, before, Date.now());
+  assertEquals(got, {
+    status: 403,
+    type: "application/xml",
+    body: errorXml(
+      "RequestTimeTooSkewed",
+      "The difference between the request time and the current time is too large.",
+      `<RequestTime>${requestTime}</RequestTime><ServerTime>${server}</ServerTime>` +
+        "<MaxAllowedSkewMilliseconds>900000</MaxAllowedSkewMilliseconds>",
+      new URL(url).pathname,
+    ),
+  });
+}
+
+/** ListBuckets' 400 InvalidArgument for a bucket-region `value` that names no region. */
+function notARegion(value: string) {
+  return {
+    status: 400,
+    type: "application/xml",
+    body: errorXml(
+      "InvalidArgument",
+      `Argument value ${value} is not a valid AWS Region`,
+      "<ArgumentName>bucket-region</ArgumentName>",
+      "/",
+    ),
+  };
+}
+
+/** ListBuckets' 400 InvalidArgument for a max-buckets of `value` (as a number). */
+function maxBucketsOutOfRange(value: string) {
+  return {
+    status: 400,
+    type: "application/xml",
+    body: errorXml(
+      "InvalidArgument",
+      "Argument max-buckets must be an integer between 1 and 10000",
+      `<ArgumentName>max-buckets</ArgumentName><ArgumentValue>${value}</ArgumentValue>`,
+      "/",
+    ),
+  };
+}
+
+/** 404 NoSuchBucket for `Bucket`. */
+function noSuchBucket(Bucket: string) {
+  return {
+    status: 404,
+    type: "application/xml",
+    body: errorXml(
+      "NoSuchBucket",
+      "The specified bucket does not exist",
+      `<BucketName>${Bucket}</BucketName>`,
+      `/${Bucket}`,
+    ),
+  };
+}
+
+/** 400 InvalidRequest of a request to `Bucket` that S3 wants a Content-MD5 (or checksum) with. */
+function missingContentMd5(Bucket: string) {
+  return {
+    status: 400,
+    type: "application/xml",
+    body: errorXml(
+      "InvalidRequest",
+      "Missing required header for this request: Content-MD5",
+      "",
+      `/${Bucket}`,
+    ),
+  };
 }
 
 Deno.test(
@@ -60,6 +126,21 @@ Deno.test(
 Deno.test("S3's answers, element for element", async (t) => {
   const c = await Cluster.start({ flags: ["-s3"] });
   const s3 = s3Client(c.url);
+  /** Buckets `<prefix>-a-eu` (made in eu-west-1), `-b-plain` (made) and `-c-keyed` (known by a key). */
+  const threeBuckets = async (prefix: string) => {
+    const [eu, plain, keyed] = ["a-eu", "b-plain", "c-keyed"].map((n) => `${prefix}-${n}`);
+    await s3.send(
+      new CreateBucketCommand({
+        Bucket: eu,
+        CreateBucketConfiguration: { LocationConstraint: "eu-west-1" },
+      }),
+    );
+    await s3.send(new CreateBucketCommand({ Bucket: plain }));
+    const put = await fetch(`${c.url}/${keyed}/k`, { method: "PUT", body: "v" });
+    assertEquals(put.status, 201);
+    await put.body?.cancel();
+    return [eu, plain, keyed];
+  };
   try {
     await t.step(
       "a presigned URL dated in the future is 403 AccessDenied 'Request is not yet valid' naming its X-Amz-Date (ms), when it expires and the server's time",
@@ -91,71 +172,31 @@ Deno.test("S3's answers, element for element", async (t) => {
     await t.step(
       "a request signed (Version 4) 16 minutes ago is 403 RequestTimeTooSkewed naming its time, the server's and the skew allowed",
       async () => {
-        const Bucket = bucketName();
         const date = new Date(Date.now() - 16 * 60_000).toISOString()
           .replace(/[-:]|\.\d{3}/g, "");
-        const before = Date.now();
-        const got = await errorAnswer(`${c.url}/${Bucket}/k`, {
-          headers: {
-            authorization: `AWS4-HMAC-SHA256 Credential=x/${date.slice(0, 8)}/us-east-1/s3/` +
-              "aws4_request,SignedHeaders=host;x-amz-date,Signature=00",
-            "x-amz-date": date,
-            "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
-          },
-        });
-        const server = serverTime(got.body, before, Date.now());
-        assertEquals(got, {
-          status: 403,
-          type: "application/xml",
-          body: errorXml(
-            "RequestTimeTooSkewed",
-            "The difference between the request time and the current time is too large.",
-            `<RequestTime>${date}</RequestTime><ServerTime>${server}</ServerTime>` +
-              "<MaxAllowedSkewMilliseconds>900000</MaxAllowedSkewMilliseconds>",
-            `/${Bucket}/k`,
-          ),
-        });
+        const headers = {
+          authorization: `AWS4-HMAC-SHA256 Credential=x/${date.slice(0, 8)}/us-east-1/s3/` +
+            "aws4_request,SignedHeaders=host;x-amz-date,Signature=00",
+          "x-amz-date": date,
+          "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
+        };
+        await assertTooSkewed(`${c.url}/${bucketName()}/k`, headers, date);
       },
     );
 
     await t.step(
       "a request signed (Version 2) with a Date 16 minutes ahead is 403 RequestTimeTooSkewed naming that Date as sent",
       async () => {
-        const Bucket = bucketName();
         const date = new Date(Date.now() + 16 * 60_000).toUTCString();
-        const before = Date.now();
-        const got = await errorAnswer(`${c.url}/${Bucket}/k`, {
-          headers: { authorization: "AWS x:c2ln", date },
-        });
-        const server = serverTime(got.body, before, Date.now());
-        assertEquals(got, {
-          status: 403,
-          type: "application/xml",
-          body: errorXml(
-            "RequestTimeTooSkewed",
-            "The difference between the request time and the current time is too large.",
-            `<RequestTime>${date}</RequestTime><ServerTime>${server}</ServerTime>` +
-              "<MaxAllowedSkewMilliseconds>900000</MaxAllowedSkewMilliseconds>",
-            `/${Bucket}/k`,
-          ),
-        });
+        const headers = { authorization: "AWS x:c2ln", date };
+        await assertTooSkewed(`${c.url}/${bucketName()}/k`, headers, date);
       },
     );
     await t.step(
       "ListBuckets names each bucket's region: the one it was made in, us-east-1 for none",
       async () => {
         const prefix = bucketName();
-        const [eu, plain, keyed] = ["a-eu", "b-plain", "c-keyed"].map((n) => `${prefix}-${n}`);
-        await s3.send(
-          new CreateBucketCommand({
-            Bucket: eu,
-            CreateBucketConfiguration: { LocationConstraint: "eu-west-1" },
-          }),
-        );
-        await s3.send(new CreateBucketCommand({ Bucket: plain }));
-        const put = await fetch(`${c.url}/${keyed}/k`, { method: "PUT", body: "v" });
-        assertEquals(put.status, 201);
-        await put.body?.cancel();
+        const [eu, plain, keyed] = await threeBuckets(prefix);
         const res = await fetch(`${c.url}/?prefix=${prefix}&x-id=ListBuckets`);
         const xml = await res.text();
         assertEquals(res.status, 200);
@@ -179,16 +220,7 @@ Deno.test("S3's answers, element for element", async (t) => {
       "ListBuckets with a bucket-region lists only the buckets in that region",
       async () => {
         const prefix = bucketName();
-        const [eu, plain, keyed] = ["a-eu", "b-plain", "c-keyed"].map((n) => `${prefix}-${n}`);
-        await s3.send(
-          new CreateBucketCommand({
-            Bucket: eu,
-            CreateBucketConfiguration: { LocationConstraint: "eu-west-1" },
-          }),
-        );
-        await s3.send(new CreateBucketCommand({ Bucket: plain }));
-        const put = await fetch(`${c.url}/${keyed}/k`, { method: "PUT", body: "v" });
-        await put.body?.cancel();
+        const [eu, plain, keyed] = await threeBuckets(prefix);
         const names = async (BucketRegion: string) => {
           const out = await s3.send(new ListBucketsCommand({ Prefix: prefix, BucketRegion }));
           return out.Buckets?.map((b) => b.Name) ?? [];
@@ -202,48 +234,30 @@ Deno.test("S3's answers, element for element", async (t) => {
     await t.step(
       "ListBuckets with a bucket-region that is no region's name is 400 InvalidArgument naming it",
       async () => {
-        assertEquals(await errorAnswer(`${c.url}/?bucket-region=no%20region&x-id=ListBuckets`), {
-          status: 400,
-          type: "application/xml",
-          body: errorXml(
-            "InvalidArgument",
-            "Argument value no region is not a valid AWS Region",
-            "<ArgumentName>bucket-region</ArgumentName>",
-            "/",
-          ),
-        });
+        assertEquals(
+          await errorAnswer(`${c.url}/?bucket-region=no%20region&x-id=ListBuckets`),
+          notARegion("no region"),
+        );
       },
     );
 
     await t.step(
       "ListBuckets with an empty bucket-region is 400 InvalidArgument naming it, as S3",
       async () => {
-        assertEquals(await errorAnswer(`${c.url}/?bucket-region=&x-id=ListBuckets`), {
-          status: 400,
-          type: "application/xml",
-          body: errorXml(
-            "InvalidArgument",
-            "Argument value  is not a valid AWS Region",
-            "<ArgumentName>bucket-region</ArgumentName>",
-            "/",
-          ),
-        });
+        assertEquals(
+          await errorAnswer(`${c.url}/?bucket-region=&x-id=ListBuckets`),
+          notARegion(""),
+        );
       },
     );
 
     await t.step(
       "ListBuckets with a bucket-region shaped as one but no region's (eu-east-1) is 400 InvalidArgument naming it, as S3, not an empty list",
       async () => {
-        assertEquals(await errorAnswer(`${c.url}/?bucket-region=eu-east-1&x-id=ListBuckets`), {
-          status: 400,
-          type: "application/xml",
-          body: errorXml(
-            "InvalidArgument",
-            "Argument value eu-east-1 is not a valid AWS Region",
-            "<ArgumentName>bucket-region</ArgumentName>",
-            "/",
-          ),
-        });
+        assertEquals(
+          await errorAnswer(`${c.url}/?bucket-region=eu-east-1&x-id=ListBuckets`),
+          notARegion("eu-east-1"),
+        );
       },
     );
 
@@ -266,16 +280,10 @@ Deno.test("S3's answers, element for element", async (t) => {
     await t.step(
       "ListBuckets with a max-buckets above 10,000 is 400 InvalidArgument naming it, as S3, not a page of 10,000",
       async () => {
-        assertEquals(await errorAnswer(`${c.url}/?max-buckets=010001&x-id=ListBuckets`), {
-          status: 400,
-          type: "application/xml",
-          body: errorXml(
-            "InvalidArgument",
-            "Argument max-buckets must be an integer between 1 and 10000",
-            "<ArgumentName>max-buckets</ArgumentName><ArgumentValue>10001</ArgumentValue>",
-            "/",
-          ),
-        });
+        assertEquals(
+          await errorAnswer(`${c.url}/?max-buckets=010001&x-id=ListBuckets`),
+          maxBucketsOutOfRange("10001"),
+        );
       },
     );
 
@@ -284,16 +292,7 @@ Deno.test("S3's answers, element for element", async (t) => {
       async () => {
         for (const [max, value] of [["0", "0"], ["-01", "-1"]]) {
           const url = `${c.url}/?max-buckets=${max}&bucket-region=zz&x-id=ListBuckets`;
-          assertEquals(await errorAnswer(url), {
-            status: 400,
-            type: "application/xml",
-            body: errorXml(
-              "InvalidArgument",
-              "Argument max-buckets must be an integer between 1 and 10000",
-              `<ArgumentName>max-buckets</ArgumentName><ArgumentValue>${value}</ArgumentValue>`,
-              "/",
-            ),
-          });
+          assertEquals(await errorAnswer(url), maxBucketsOutOfRange(value));
         }
       },
     );
@@ -486,16 +485,7 @@ Deno.test("S3's answers, element for element", async (t) => {
         await s3.send(new CreateBucketCommand({ Bucket }));
         const url = `${c.url}/${Bucket}?ownershipControls`;
         const body = ownershipXml("BucketOwnerEnforced");
-        assertEquals(await errorAnswer(url, { method: "PUT", body }), {
-          status: 400,
-          type: "application/xml",
-          body: errorXml(
-            "InvalidRequest",
-            "Missing required header for this request: Content-MD5",
-            "",
-            `/${Bucket}`,
-          ),
-        });
+        assertEquals(await errorAnswer(url, { method: "PUT", body }), missingContentMd5(Bucket));
       },
     );
 
@@ -505,16 +495,10 @@ Deno.test("S3's answers, element for element", async (t) => {
         const Bucket = bucketName();
         await s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: "kept" }));
         const body = "<Delete><Object><Key>k</Key></Object></Delete>";
-        assertEquals(await errorAnswer(`${c.url}/${Bucket}?delete`, { method: "POST", body }), {
-          status: 400,
-          type: "application/xml",
-          body: errorXml(
-            "InvalidRequest",
-            "Missing required header for this request: Content-MD5",
-            "",
-            `/${Bucket}`,
-          ),
-        });
+        assertEquals(
+          await errorAnswer(`${c.url}/${Bucket}?delete`, { method: "POST", body }),
+          missingContentMd5(Bucket),
+        );
         assertEquals(await (await fetch(`${c.url}/${Bucket}/k`)).text(), "kept");
       },
     );
@@ -545,16 +529,7 @@ Deno.test("S3's answers, element for element", async (t) => {
           method: "PUT",
           body: ownershipXml("BucketOwnerEnforced"),
         }),
-        {
-          status: 404,
-          type: "application/xml",
-          body: errorXml(
-            "NoSuchBucket",
-            "The specified bucket does not exist",
-            `<BucketName>${Bucket}</BucketName>`,
-            `/${Bucket}`,
-          ),
-        },
+        noSuchBucket(Bucket),
       );
     });
 
@@ -588,16 +563,7 @@ Deno.test("S3's answers, element for element", async (t) => {
 
     await t.step("GetBucketOwnershipControls of a missing bucket is 404 NoSuchBucket", async () => {
       const Bucket = bucketName();
-      assertEquals(await errorAnswer(`${c.url}/${Bucket}?ownershipControls`), {
-        status: 404,
-        type: "application/xml",
-        body: errorXml(
-          "NoSuchBucket",
-          "The specified bucket does not exist",
-          `<BucketName>${Bucket}</BucketName>`,
-          `/${Bucket}`,
-        ),
-      });
+      assertEquals(await errorAnswer(`${c.url}/${Bucket}?ownershipControls`), noSuchBucket(Bucket));
     });
   } finally {
     s3.destroy();

@@ -17,6 +17,7 @@ import {
   HeadObjectCommand,
   ListPartsCommand,
   PutObjectCommand,
+  type PutObjectCommandInput,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
@@ -167,31 +168,46 @@ Deno.test("S3 checksums with the AWS SDK: checked on upload, kept, answered when
   const s3 = s3Client(c.url, { accessKeyId: "sum-key", secretAccessKey: "sum-secret" });
   const Bucket = `sums-${crypto.randomUUID().slice(0, 8)}`;
   await s3.send(new CreateBucketCommand({ Bucket }));
+  /** Asserts that a PutObject of 1000 bytes with `checksum` fails with `error`, nothing stored. */
+  const assertPutRefused = async (
+    checksum: Partial<PutObjectCommandInput>,
+    error: { name: string; status: number },
+  ) => {
+    const Key = crypto.randomUUID();
+    const put = new PutObjectCommand({ Bucket, Key, Body: randomBytes(1000), ...checksum });
+    assertEquals(await s3Fails(s3.send(put)), error);
+    const get = s3.send(new GetObjectCommand({ Bucket, Key }));
+    assertEquals(await s3Fails(get), { name: "NoSuchKey", status: 404 });
+  };
+  /** Asserts that GetObject (ChecksumMode ENABLED) of `Key` reads `value`: its answer. */
+  const assertReads = async (Key: string, value: Uint8Array) => {
+    const got = await s3.send(new GetObjectCommand({ Bucket, Key, ChecksumMode: "ENABLED" }));
+    assertEquals(Buffer.from(await got.Body!.transformToByteArray()).equals(value), true);
+    return got;
+  };
+  /** An upload of `Key` asking CRC32, `value` its part 1 (its answer). */
+  const onePartUpload = async (Key: string, value: Uint8Array) => {
+    const { UploadId } = await s3.send(
+      new CreateMultipartUploadCommand({ Bucket, Key, ChecksumAlgorithm: "CRC32" }),
+    );
+    const part = await s3.send(
+      new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: 1, Body: value }),
+    );
+    return { UploadId, part };
+  };
   try {
     await t.step("a wrong x-amz-checksum-crc64nvme: 400 BadDigest, nothing stored", async () => {
-      const Key = crypto.randomUUID();
-      const put = new PutObjectCommand({
-        Bucket,
-        Key,
-        Body: randomBytes(1000),
-        ChecksumCRC64NVME: "AAAAAAAAAAA=",
+      await assertPutRefused({ ChecksumCRC64NVME: "AAAAAAAAAAA=" }, {
+        name: "BadDigest",
+        status: 400,
       });
-      assertEquals(await s3Fails(s3.send(put)), { name: "BadDigest", status: 400 });
-      const get = s3.send(new GetObjectCommand({ Bucket, Key }));
-      assertEquals(await s3Fails(get), { name: "NoSuchKey", status: 404 });
     });
 
     await t.step("an XXHASH64 checksum: 501 NotImplemented, nothing stored", async () => {
-      const Key = crypto.randomUUID();
-      const put = new PutObjectCommand({
-        Bucket,
-        Key,
-        Body: randomBytes(1000),
-        ChecksumXXHASH64: "AAAAAAAAAAA=",
+      await assertPutRefused({ ChecksumXXHASH64: "AAAAAAAAAAA=" }, {
+        name: "NotImplemented",
+        status: 501,
       });
-      assertEquals(await s3Fails(s3.send(put)), { name: "NotImplemented", status: 501 });
-      const get = s3.send(new GetObjectCommand({ Bucket, Key }));
-      assertEquals(await s3Fails(get), { name: "NoSuchKey", status: 404 });
     });
 
     await t.step("PutObject's checksum is answered by Get and Head, not with a range", async () => {
@@ -200,8 +216,7 @@ Deno.test("S3 checksums with the AWS SDK: checked on upload, kept, answered when
       // The SDK's default: CRC32 in a header.
       const put = await s3.send(new PutObjectCommand({ Bucket, Key, Body: value }));
       assertEquals([put.ChecksumCRC32, put.ChecksumType], [crc32Of(value), "FULL_OBJECT"]);
-      const got = await s3.send(new GetObjectCommand({ Bucket, Key, ChecksumMode: "ENABLED" }));
-      assertEquals(Buffer.from(await got.Body!.transformToByteArray()).equals(value), true);
+      const got = await assertReads(Key, value);
       assertEquals([got.ChecksumCRC32, got.ChecksumType], [crc32Of(value), "FULL_OBJECT"]);
       const head = await s3.send(new HeadObjectCommand({ Bucket, Key, ChecksumMode: "ENABLED" }));
       assertEquals([head.ChecksumCRC32, head.ChecksumType], [crc32Of(value), "FULL_OBJECT"]);
@@ -245,8 +260,7 @@ Deno.test("S3 checksums with the AWS SDK: checked on upload, kept, answered when
         const parts = [0, 5 * MiB, 10 * MiB].map((at) => value.subarray(at, at + 5 * MiB));
         const composite = compositeChecksum("crc32", parts.map(crc32Of)).value;
         assertEquals([done.ChecksumCRC32, done.ChecksumType], [composite, "COMPOSITE"]);
-        const got = await s3.send(new GetObjectCommand({ Bucket, Key, ChecksumMode: "ENABLED" }));
-        assertEquals(Buffer.from(await got.Body!.transformToByteArray()).equals(value), true);
+        const got = await assertReads(Key, value);
         assertEquals([got.ChecksumCRC32, got.ChecksumType], [composite, "COMPOSITE"]);
       },
     );
@@ -256,12 +270,7 @@ Deno.test("S3 checksums with the AWS SDK: checked on upload, kept, answered when
       async () => {
         const Key = crypto.randomUUID();
         const value = randomBytes(1000);
-        const { UploadId } = await s3.send(
-          new CreateMultipartUploadCommand({ Bucket, Key, ChecksumAlgorithm: "CRC32" }),
-        );
-        const part = await s3.send(
-          new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: 1, Body: value }),
-        );
+        const { UploadId, part } = await onePartUpload(Key, value);
         assertEquals(part.ChecksumCRC32, crc32Of(value));
         const listed = await s3.send(new ListPartsCommand({ Bucket, Key, UploadId }));
         assertEquals(listed.Parts?.[0].ChecksumCRC32, crc32Of(value));
@@ -285,12 +294,7 @@ Deno.test("S3 checksums with the AWS SDK: checked on upload, kept, answered when
       async () => {
         const Key = crypto.randomUUID();
         const value = randomBytes(1000);
-        const { UploadId } = await s3.send(
-          new CreateMultipartUploadCommand({ Bucket, Key, ChecksumAlgorithm: "CRC32" }),
-        );
-        const part = await s3.send(
-          new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: 1, Body: value }),
-        );
+        const { UploadId, part } = await onePartUpload(Key, value);
         const complete = (ChecksumCRC32: string) =>
           s3.send(
             new CompleteMultipartUploadCommand({
@@ -314,8 +318,7 @@ Deno.test("S3 checksums with the AWS SDK: checked on upload, kept, answered when
         );
         const done = await complete(crc32Of(value));
         assertEquals([done.ChecksumCRC32, done.ChecksumType], [crc32Of(value), "FULL_OBJECT"]);
-        const got = await s3.send(new GetObjectCommand({ Bucket, Key, ChecksumMode: "ENABLED" }));
-        assertEquals(Buffer.from(await got.Body!.transformToByteArray()).equals(value), true);
+        await assertReads(Key, value);
       },
     );
 
@@ -343,8 +346,7 @@ Deno.test("S3 checksums with the AWS SDK: checked on upload, kept, answered when
           "FULL_OBJECT",
         ]);
         // The SDK checks the bytes it reads against it.
-        const got = await s3.send(new GetObjectCommand({ Bucket, Key, ChecksumMode: "ENABLED" }));
-        assertEquals(Buffer.from(await got.Body!.transformToByteArray()).equals(value), true);
+        const got = await assertReads(Key, value);
         assertEquals(got.ChecksumCRC64NVME, sumOf("crc64nvme", value));
       },
     );

@@ -36,7 +36,7 @@ import {
 import { Upload } from "@aws-sdk/lib-storage";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { Cluster, randomBytes, volumeFiles } from "./cluster.ts";
-import { s3Client } from "./s3_client.ts";
+import { s3Client, uploadParts } from "./s3_client.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { errorAnswer, errorXml, md5Header, s3Fails } from "./s3_answers.ts";
 import { key2path } from "../lib/keys.ts";
@@ -67,6 +67,21 @@ async function bytesOf(
 ) {
   const got = await s3.send(new GetObjectCommand({ Bucket, Key, Range }));
   return { got, bytes: await got.Body!.transformToByteArray() };
+}
+
+/** Uploads of `keys` started in `Bucket`, one each; `abort()` aborts them all. */
+async function startUploads(s3: S3Client, Bucket: string, keys: string[]) {
+  const ids: string[] = [];
+  for (const Key of keys) {
+    ids.push((await s3.send(new CreateMultipartUploadCommand({ Bucket, Key }))).UploadId!);
+  }
+  return {
+    async abort() {
+      for (const [i, UploadId] of ids.entries()) {
+        await s3.send(new AbortMultipartUploadCommand({ Bucket, Key: keys[i], UploadId }));
+      }
+    },
+  };
 }
 
 function invalidRangeAnswer(resource: string, range: string, size: number) {
@@ -855,15 +870,7 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
           randomBytes(5 * 1024 * 1024),
           randomBytes(1234),
         ];
-        const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key }));
-        const Parts = [];
-        for (const [i, Body] of parts.entries()) {
-          const PartNumber = i + 1;
-          const { ETag } = await s3.send(
-            new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, Body }),
-          );
-          Parts.push({ PartNumber, ETag });
-        }
+        const { UploadId, Parts } = await uploadParts(s3, Bucket, Key, parts);
         await s3.send(
           new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts } }),
         );
@@ -1027,19 +1034,12 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
       async () => {
         const Bucket = bucketName();
         const Key = "completed-twice";
-        const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key }));
         const parts = [
           randomBytes(5 * 1024 * 1024),
           randomBytes(5 * 1024 * 1024),
           randomBytes(777),
         ];
-        const Parts: { PartNumber: number; ETag: string }[] = [];
-        for (const [i, Body] of parts.entries()) {
-          const up = await s3.send(
-            new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: i + 1, Body }),
-          );
-          Parts.push({ PartNumber: i + 1, ETag: up.ETag! });
-        }
+        const { UploadId, Parts } = await uploadParts(s3, Bucket, Key, parts);
         const complete = () =>
           s3.send(
             new CompleteMultipartUploadCommand({
@@ -1094,10 +1094,7 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
       "ListMultipartUploads pages past a rolled-up prefix by its key marker",
       async () => {
         const Bucket = bucketName();
-        const ids: string[] = [];
-        for (const Key of ["a/1", "a/2", "b"]) {
-          ids.push((await s3.send(new CreateMultipartUploadCommand({ Bucket, Key }))).UploadId!);
-        }
+        const uploads = await startUploads(s3, Bucket, ["a/1", "a/2", "b"]);
         const seen: string[] = [];
         let KeyMarker: string | undefined;
         let UploadIdMarker: string | undefined;
@@ -1120,10 +1117,7 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
           UploadIdMarker = r.NextUploadIdMarker;
         }
         assertEquals(seen, ["a/", "b"]);
-        const keys = ["a/1", "a/2", "b"];
-        for (const [i, UploadId] of ids.entries()) {
-          await s3.send(new AbortMultipartUploadCommand({ Bucket, Key: keys[i], UploadId }));
-        }
+        await uploads.abort();
       },
     );
 
@@ -1134,18 +1128,13 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
         // lexicographically greater than the key-marker": a/ is not after a/1.
         const Bucket = bucketName();
         const keys = ["a/1", "a/2", "b"];
-        const ids: string[] = [];
-        for (const Key of keys) {
-          ids.push((await s3.send(new CreateMultipartUploadCommand({ Bucket, Key }))).UploadId!);
-        }
+        const uploads = await startUploads(s3, Bucket, keys);
         const r = await s3.send(
           new ListMultipartUploadsCommand({ Bucket, Delimiter: "/", KeyMarker: "a/1" }),
         );
         assertEquals(r.CommonPrefixes, undefined);
         assertEquals(r.Uploads?.map((u) => u.Key), ["b"]);
-        for (const [i, UploadId] of ids.entries()) {
-          await s3.send(new AbortMultipartUploadCommand({ Bucket, Key: keys[i], UploadId }));
-        }
+        await uploads.abort();
       },
     );
 
@@ -1156,10 +1145,7 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
         // UTF-16 (JavaScript's): a key-marker there skipped the other.
         const Bucket = bucketName();
         const keys = ["a", "\u{E000}", "\u{1F600}"];
-        const ids: string[] = [];
-        for (const Key of keys) {
-          ids.push((await s3.send(new CreateMultipartUploadCommand({ Bucket, Key }))).UploadId!);
-        }
+        const uploads = await startUploads(s3, Bucket, keys);
         const seen: string[] = [];
         let KeyMarker: string | undefined;
         for (let page = 0; page < 10; page++) {
@@ -1171,9 +1157,7 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
           KeyMarker = r.NextKeyMarker;
         }
         assertEquals(seen, keys);
-        for (const [i, UploadId] of ids.entries()) {
-          await s3.send(new AbortMultipartUploadCommand({ Bucket, Key: keys[i], UploadId }));
-        }
+        await uploads.abort();
       },
     );
 

@@ -13,9 +13,9 @@ import {
 } from "@aws-sdk/client-s3";
 import { Cluster, randomKey, rawRequest, runMain } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
+import { assertPythonChecks } from "./s3_client.ts";
 
 const DOMAIN = "s3.test";
-const SCRIPT = new URL("./clients/boto3_virtual_check.py", import.meta.url).pathname;
 
 /** A middleware of the SDK's (its types are @smithy/types', not imported here). */
 type Middleware = Parameters<S3Client["middlewareStack"]["addRelativeTo"]>[0];
@@ -190,15 +190,8 @@ Deno.test("-s3-domain: boto3 in virtual-hosted style, Signature Version 4 and 2,
     flags: ["-s3-access-key", "vh-key", "-s3-secret-key", "vh-secret", "-s3-domain", DOMAIN],
   });
   try {
-    const out = await new Deno.Command("python3", {
-      args: [SCRIPT, String(c.masterPort), "vh-key", "vh-secret", bucketName()],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
-    const errors = new TextDecoder().decode(out.stderr);
-    assertEquals(out.code, 0, lines.join("\n") + "\n" + errors);
-    assertEquals(lines, [
+    const args = [String(c.masterPort), "vh-key", "vh-secret", bucketName()];
+    await assertPythonChecks("boto3_virtual_check.py", args, [
       "ok put, get, list, copy, delete (Signature Version 4)",
       "ok presigned GET (Signature Version 4)",
       "ok put, get, list, copy, delete (Signature Version 2)",

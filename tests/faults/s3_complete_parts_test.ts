@@ -12,40 +12,38 @@ import {
   ListMultipartUploadsCommand,
   PutObjectCommand,
   S3Client,
-  UploadPartCommand,
   UploadPartCopyCommand,
 } from "@aws-sdk/client-s3";
 import { Cluster, randomBytes, volumeFiles } from "../cluster.ts";
-import { s3Client } from "../s3_client.ts";
+import { s3Client, uploadParts, withS3Cluster } from "../s3_client.ts";
+import { s3Fails } from "../s3_answers.ts";
 import { assertEquals } from "../assert.ts";
 import { openIndex } from "../../lib/open.ts";
 import { key2path } from "../../lib/keys.ts";
-import { VolumeProxy, where } from "./replace_faults.ts";
-
-function client(c: Cluster): S3Client {
-  return s3Client(c.url);
-}
-
-/** An SDK call's error as its S3 code and HTTP status. */
-function failed(e: { name: string; $metadata?: { httpStatusCode?: number } }) {
-  return { name: e.name, status: e.$metadata?.httpStatusCode };
-}
+import { masterBehind, VolumeProxy, where } from "./replace_faults.ts";
 
 function md5Hex(b: Uint8Array): string {
   return createHash("md5").update(b).digest("hex");
 }
 
-async function upload(s3: S3Client, Bucket: string, Key: string, parts: Uint8Array[]) {
-  const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key }));
-  const Parts = [];
-  for (const [i, Body] of parts.entries()) {
-    const PartNumber = i + 1;
-    const { ETag } = await s3.send(
-      new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, Body }),
-    );
-    Parts.push({ PartNumber, ETag });
-  }
-  return { UploadId: UploadId!, Parts };
+/** UploadPartCopy of `Bucket/source` (`range` of it) as part 1 of a new upload of "mpu". */
+async function copyPart(s3: S3Client, Bucket: string, range?: string) {
+  const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key: "mpu" }));
+  return await s3.send(
+    new UploadPartCopyCommand({
+      Bucket,
+      Key: "mpu",
+      UploadId,
+      PartNumber: 1,
+      CopySource: `${Bucket}/source`,
+      CopySourceRange: range,
+    }),
+  );
+}
+
+/** CopyObject of `Bucket/source` to `Key`. */
+function copySource(s3: S3Client, Bucket: string, Key: string) {
+  return s3.send(new CopyObjectCommand({ Bucket, Key, CopySource: `${Bucket}/source` }));
 }
 
 /** The file of part `n` of `id` on the volume "host:port/svNN". */
@@ -57,13 +55,11 @@ async function partFile(c: Cluster, replica: string, id: string, n: number): Pro
 }
 
 Deno.test("Complete reads each part from a copy that holds it whole and unchanged", async () => {
-  const c = await Cluster.start({ flags: ["-s3"] });
-  const s3 = client(c);
-  try {
+  await withS3Cluster(async (c, s3) => {
     const Bucket = "parts-gone-bad";
     const Key = "object";
     const parts = [randomBytes(5 * 1024 * 1024), randomBytes(300_000)];
-    const { UploadId, Parts } = await upload(s3, Bucket, Key, parts);
+    const { UploadId, Parts } = await uploadParts(s3, Bucket, Key, parts);
     // The copies read first: part 1's cut short, one byte of part 2's changed.
     const first = where(c.volumes, `/${Bucket}/${Key}`)[0];
     await Deno.truncate(await partFile(c, first, UploadId, 1), 1000);
@@ -79,20 +75,15 @@ Deno.test("Complete reads each part from a copy that holds it whole and unchange
     const value = await got.Body!.transformToByteArray();
     assertEquals(value.length, parts[0].length + parts[1].length);
     assertEquals(md5Hex(value), md5Hex(new Uint8Array([...parts[0], ...parts[1]])));
-  } finally {
-    s3.destroy();
-    await c.stop();
-  }
+  });
 });
 
 Deno.test("a retried Complete ends the upload its first try made live but did not end", async () => {
-  const c = await Cluster.start({ flags: ["-s3"] });
-  const s3 = client(c);
-  try {
+  await withS3Cluster(async (c, s3) => {
     const Bucket = "completed-not-ended";
     const Key = "object";
     await s3.send(new CreateBucketCommand({ Bucket }));
-    const { UploadId, Parts } = await upload(s3, Bucket, Key, [randomBytes(1000)]);
+    const { UploadId, Parts } = await uploadParts(s3, Bucket, Key, [randomBytes(1000)]);
     // As a master killed between recording the upload completed and ending it leaves it.
     const index = await openIndex(c.db);
     const etag = `"${"0".repeat(32)}-1"`;
@@ -107,16 +98,11 @@ Deno.test("a retried Complete ends the upload its first try made live but did no
     for (const v of c.volumes) {
       assertEquals((await volumeFiles(v)).filter((f) => f.includes("mpu.")), []);
     }
-  } finally {
-    s3.destroy();
-    await c.stop();
-  }
+  });
 });
 
 Deno.test("CopyObject and UploadPartCopy from a source cut short on its volumes: InternalError, the target intact", async () => {
-  const c = await Cluster.start({ flags: ["-s3"] });
-  const s3 = client(c);
-  try {
+  await withS3Cluster(async (c, s3) => {
     const Bucket = "copy-cut-short";
     await s3.send(new CreateBucketCommand({ Bucket }));
     const source = randomBytes(300_000);
@@ -130,28 +116,15 @@ Deno.test("CopyObject and UploadPartCopy from a source cut short on its volumes:
       const [host, sv] = replica.split("/");
       await Deno.truncate(`${c.volumeDir(c.volumes.indexOf(host))}/${sv}${path}`, 150_000);
     }
-    const copy = await s3.send(
-      new CopyObjectCommand({ Bucket, Key: "target", CopySource: `${Bucket}/source` }),
-    ).then(() => null, failed);
-    assertEquals(copy, { name: "InternalError", status: 500 });
+    assertEquals(await s3Fails(copySource(s3, Bucket, "target")), {
+      name: "InternalError",
+      status: 500,
+    });
     const got = await s3.send(new GetObjectCommand({ Bucket, Key: "target" }));
     assertEquals(md5Hex(await got.Body!.transformToByteArray()), md5Hex(target));
 
-    const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key: "mpu" }));
-    const part = await s3.send(
-      new UploadPartCopyCommand({
-        Bucket,
-        Key: "mpu",
-        UploadId,
-        PartNumber: 1,
-        CopySource: `${Bucket}/source`,
-      }),
-    ).then(() => null, failed);
-    assertEquals(part, { name: "InternalError", status: 500 });
-  } finally {
-    s3.destroy();
-    await c.stop();
-  }
+    assertEquals(await s3Fails(copyPart(s3, Bucket)), { name: "InternalError", status: 500 });
+  });
 });
 
 /** Cuts every GET of a file whose path holds `match` after its first 64 KiB (the stream errors). */
@@ -185,30 +158,19 @@ Deno.test("UploadPartCopy and CopyObject from a source whose volumes break off m
   const Bucket = "copy-broken-off";
   const name = btoa(`/${Bucket}/source`);
   const cutters = c.volumes.map((v) => new GetCutter(v, name));
-  const m = await c.spawnMaster(["-s3", "-volumes", cutters.map((p) => p.volume).join(",")]);
-  const s3 = s3Client(m.url);
+  const behind = await masterBehind(c, cutters, ["-s3"]);
+  const s3 = s3Client(behind.m.url);
   try {
     await s3.send(new CreateBucketCommand({ Bucket }));
     await s3.send(new PutObjectCommand({ Bucket, Key: "source", Body: randomBytes(1_000_000) }));
-    const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key: "mpu" }));
-    const part = await s3.send(
-      new UploadPartCopyCommand({
-        Bucket,
-        Key: "mpu",
-        UploadId,
-        PartNumber: 1,
-        CopySource: `${Bucket}/source`,
-      }),
-    ).then(() => null, failed);
-    assertEquals(part, { name: "InternalError", status: 500 });
-    const copy = await s3.send(
-      new CopyObjectCommand({ Bucket, Key: "copy", CopySource: `${Bucket}/source` }),
-    ).then(() => null, failed);
-    assertEquals(copy, { name: "InternalError", status: 500 });
+    assertEquals(await s3Fails(copyPart(s3, Bucket)), { name: "InternalError", status: 500 });
+    assertEquals(await s3Fails(copySource(s3, Bucket, "copy")), {
+      name: "InternalError",
+      status: 500,
+    });
   } finally {
     s3.destroy();
-    await m.stop();
-    await Promise.all(cutters.map((p) => p.stop()));
+    await behind.stop();
     await c.stop();
   }
 });
@@ -233,29 +195,18 @@ Deno.test("UploadPartCopy sends its part to the volumes with the range's Content
   const c = await Cluster.start({ flags: ["-s3"] });
   const Bucket = "part-copy-sized";
   const proxies = c.volumes.map((v) => new PartPutFraming(v));
-  const m = await c.spawnMaster(["-s3", "-volumes", proxies.map((p) => p.volume).join(",")]);
-  const s3 = s3Client(m.url);
+  const behind = await masterBehind(c, proxies, ["-s3"]);
+  const s3 = s3Client(behind.m.url);
   try {
     await s3.send(new CreateBucketCommand({ Bucket }));
     const source = randomBytes(1_000_000);
     await s3.send(new PutObjectCommand({ Bucket, Key: "source", Body: source }));
-    const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key: "mpu" }));
-    const part = await s3.send(
-      new UploadPartCopyCommand({
-        Bucket,
-        Key: "mpu",
-        UploadId,
-        PartNumber: 1,
-        CopySource: `${Bucket}/source`,
-        CopySourceRange: "bytes=1000-600999",
-      }),
-    );
+    const part = await copyPart(s3, Bucket, "bytes=1000-600999");
     assertEquals(part.CopyPartResult!.ETag, `"${md5Hex(source.subarray(1000, 601000))}"`);
     assertEquals(proxies.flatMap((p) => p.framing), ["600000", "600000", "600000"]);
   } finally {
     s3.destroy();
-    await m.stop();
-    await Promise.all(proxies.map((p) => p.stop()));
+    await behind.stop();
     await c.stop();
   }
 });

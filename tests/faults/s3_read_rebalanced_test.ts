@@ -15,7 +15,7 @@ import {
 import { Cluster, randomBytes, runMain } from "../cluster.ts";
 import { s3Client } from "../s3_client.ts";
 import { assert, assertEquals } from "../assert.ts";
-import { FirstRequestHolder } from "./replace_faults.ts";
+import { FirstRequestHolder, masterBehind } from "./replace_faults.ts";
 import { key2volume, md5, toHex } from "../../lib/keys.ts";
 
 /**
@@ -36,22 +36,24 @@ async function misplaced(bucket: string, key: string, body: Uint8Array, method: 
   await s3Client(writer.url).send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
   await writer.stop();
   // A held HEAD is not taken for a volume that does not answer.
-  const m = await c.spawnMaster(["-volumes", volumes.join(","), "-voltimeout", "10s"]);
+  const behind = await masterBehind(c, proxies, ["-voltimeout", "10s"]);
   return {
-    s3: s3Client(m.url),
-    /** The rebalance tool (a REBALANCE of the key would share the master's held HEAD). */
-    async rebalance() {
+    s3: s3Client(behind.m.url),
+    /**
+     * Once a proxy holds the call: the key moved by the rebalance tool (a
+     * REBALANCE of the key would share the master's held HEAD), then the call
+     * let through.
+     */
+    async rebalanceHeld() {
+      await Promise.race(proxies.map((p) => p.held));
       const flags = ["-volumes", volumes.join(","), "-replicas", "1", "-db", c.db];
       const r = await runMain(["rebalance", ...flags]);
       assertEquals(r.code, 0, r.stdout + r.stderr);
       assert(r.stdout.includes("rebalance: moved 1 key, 0 failed"), r.stdout);
+      proxies.forEach((p) => p.release());
     },
-    /** Resolves once a proxy holds the call. */
-    held: Promise.race(proxies.map((p) => p.held)),
-    release: () => proxies.forEach((p) => p.release()),
     async stop() {
-      await m.stop();
-      await Promise.all(proxies.map((p) => p.stop()));
+      await behind.stop();
       await c.stop();
     },
   };
@@ -67,9 +69,7 @@ Deno.test("GetObject of a key that the rebalance tool moves before its volume op
       async (r) => ({ etag: r.ETag, bytes: toHex(md5(await r.Body!.transformToByteArray())) }),
       (e) => ({ etag: e.name, bytes: "" }),
     );
-    await h.held;
-    await h.rebalance();
-    h.release();
+    await h.rebalanceHeld();
     const got = await reading;
     assertEquals(got, { etag: `"${toHex(md5(body))}"`, bytes: toHex(md5(body)) });
   } finally {
@@ -87,9 +87,7 @@ Deno.test("HeadObject of a key that the rebalance tool moves before its volume a
       (r) => ({ etag: r.ETag, length: r.ContentLength }),
       (e) => ({ etag: e.name, length: e.$metadata?.httpStatusCode }),
     );
-    await h.held;
-    await h.rebalance();
-    h.release();
+    await h.rebalanceHeld();
     const got = await heading;
     assertEquals(got, { etag: `"${toHex(md5(body))}"`, length: body.length });
   } finally {
@@ -106,9 +104,7 @@ Deno.test("CopyObject of a source that the rebalance tool moves before its volum
     const copying = h.s3.send(
       new CopyObjectCommand({ Bucket, Key: "copy", CopySource: `${Bucket}/${Key}` }),
     ).then((r) => r.CopyObjectResult?.ETag, (e) => e.name);
-    await h.held;
-    await h.rebalance();
-    h.release();
+    await h.rebalanceHeld();
     assertEquals(await copying, `"${toHex(md5(body))}"`);
     const copy = await h.s3.send(new GetObjectCommand({ Bucket, Key: "copy" }));
     assertEquals(toHex(md5(await copy.Body!.transformToByteArray())), toHex(md5(body)));

@@ -14,45 +14,65 @@ import {
 } from "@aws-sdk/client-s3";
 import { Cluster, randomBytes } from "../cluster.ts";
 import { s3Client } from "../s3_client.ts";
+import { s3Fails } from "../s3_answers.ts";
 import { assertEquals } from "../assert.ts";
-import { FirstRequestHolder, VolumeProxy } from "./replace_faults.ts";
+import { FirstRequestHolder, masterBehind, VolumeProxy } from "./replace_faults.ts";
 
 function md5Hex(b: Uint8Array): string {
   return createHash("md5").update(b).digest("hex");
 }
 
-/** The only master, on proxies of the cluster's volumes that hold the first GET of `key`. */
-async function heldCluster(key: string) {
-  FirstRequestHolder.taken = false;
+/** A cluster's only master, on the proxies `proxy` makes of its volumes, and its S3 client. */
+async function onProxies<P extends VolumeProxy>(proxy: (volume: string) => P) {
   const c = await Cluster.start({ flags: ["-s3"] });
   // Its one master (answering from its memory of the index) on the proxies.
   await c.stopMaster();
-  const proxies = c.volumes.map((v) => new FirstRequestHolder(v, btoa(key)));
-  const m = await c.spawnMaster(["-volumes", proxies.map((p) => p.volume).join(",")]);
+  const proxies = c.volumes.map(proxy);
+  const behind = await masterBehind(c, proxies);
   return {
-    s3: s3Client(m.url),
-    /** Resolves once one proxy holds the GET. */
-    held: Promise.race(proxies.map((p) => p.held)),
-    release: () => proxies.forEach((p) => p.release()),
+    s3: s3Client(behind.m.url),
+    proxies,
     async stop() {
-      await m.stop();
-      await Promise.all(proxies.map((p) => p.stop()));
+      await behind.stop();
       await c.stop();
     },
+  };
+}
+
+/** The only master, on proxies of the cluster's volumes that hold the first GET of `/Bucket/Key`. */
+async function heldCluster(Bucket: string, Key: string) {
+  FirstRequestHolder.taken = false;
+  const { s3, proxies, stop } = await onProxies((v) =>
+    new FirstRequestHolder(v, btoa(`/${Bucket}/${Key}`))
+  );
+  /** 200 kB of fresh bytes written at the key: they and their ETag. */
+  const put = async () => {
+    const body = randomBytes(200_000);
+    const { ETag } = await s3.send(new PutObjectCommand({ Bucket, Key, Body: body }));
+    return { body, ETag };
+  };
+  return {
+    s3,
+    put,
+    /** Once a proxy holds the key's GET: the key overwritten, then the GET let through; the new bytes. */
+    async overwriteHeld(): Promise<Uint8Array> {
+      await Promise.race(proxies.map((p) => p.held));
+      const { body } = await put();
+      proxies.forEach((p) => p.release());
+      return body;
+    },
+    stop,
   };
 }
 
 Deno.test("GetObject overtaken by an overwrite before its volume opens the file: the new value with its own ETag", async () => {
   const Bucket = "read-replaced";
   const Key = "object";
-  const h = await heldCluster(`/${Bucket}/${Key}`);
+  const h = await heldCluster(Bucket, Key);
   try {
-    const [before, after] = [randomBytes(200_000), randomBytes(200_000)];
-    await h.s3.send(new PutObjectCommand({ Bucket, Key, Body: before }));
+    await h.put();
     const reading = h.s3.send(new GetObjectCommand({ Bucket, Key }));
-    await h.held;
-    await h.s3.send(new PutObjectCommand({ Bucket, Key, Body: after }));
-    h.release();
+    const after = await h.overwriteHeld();
     const got = await reading;
     const bytes = await got.Body!.transformToByteArray();
     assertEquals(md5Hex(bytes), md5Hex(after));
@@ -65,10 +85,9 @@ Deno.test("GetObject overtaken by an overwrite before its volume opens the file:
 Deno.test("UploadPartCopy overtaken by an overwrite of its source: its copy-source-if-match is judged on the bytes copied", async () => {
   const Bucket = "copy-replaced";
   const Key = "source";
-  const h = await heldCluster(`/${Bucket}/${Key}`);
+  const h = await heldCluster(Bucket, Key);
   try {
-    const [before, after] = [randomBytes(200_000), randomBytes(200_000)];
-    const { ETag } = await h.s3.send(new PutObjectCommand({ Bucket, Key, Body: before }));
+    const { ETag } = await h.put();
     const { UploadId } = await h.s3.send(new CreateMultipartUploadCommand({ Bucket, Key: "mpu" }));
     const copying = h.s3.send(
       new UploadPartCopyCommand({
@@ -80,14 +99,8 @@ Deno.test("UploadPartCopy overtaken by an overwrite of its source: its copy-sour
         CopySourceIfMatch: ETag,
       }),
     );
-    await h.held;
-    await h.s3.send(new PutObjectCommand({ Bucket, Key, Body: after }));
-    h.release();
-    const failed = await copying.then(
-      (r) => ({ name: "copied", status: 200, etag: r.CopyPartResult?.ETag }),
-      (e) => ({ name: e.name, status: e.$metadata?.httpStatusCode, etag: undefined }),
-    );
-    assertEquals(failed, { name: "PreconditionFailed", status: 412, etag: undefined });
+    await h.overwriteHeld();
+    assertEquals(await s3Fails(copying), { name: "PreconditionFailed", status: 412 });
   } finally {
     await h.stop();
   }
@@ -96,18 +109,15 @@ Deno.test("UploadPartCopy overtaken by an overwrite of its source: its copy-sour
 Deno.test("CopyObject overtaken by an overwrite of its source: the new value copied whole, with its ETag", async () => {
   const Bucket = "copyobject-replaced";
   const Key = "source";
-  const h = await heldCluster(`/${Bucket}/${Key}`);
+  const h = await heldCluster(Bucket, Key);
   try {
-    const [before, after] = [randomBytes(200_000), randomBytes(200_000)];
-    await h.s3.send(new PutObjectCommand({ Bucket, Key, Body: before }));
+    await h.put();
     // A destination that exists: the try overtaken leaves it as it was, the next replaces it.
     await h.s3.send(new PutObjectCommand({ Bucket, Key: "copy", Body: randomBytes(1000) }));
     const copying = h.s3.send(
       new CopyObjectCommand({ Bucket, Key: "copy", CopySource: `${Bucket}/${Key}` }),
     );
-    await h.held;
-    await h.s3.send(new PutObjectCommand({ Bucket, Key, Body: after }));
-    h.release();
+    const after = await h.overwriteHeld();
     const copied = await copying;
     assertEquals(copied.CopyObjectResult?.ETag, `"${md5Hex(after)}"`);
     const dest = await h.s3.send(new GetObjectCommand({ Bucket, Key: "copy" }));
@@ -121,10 +131,9 @@ Deno.test("CopyObject overtaken by an overwrite of its source: the new value cop
 Deno.test("CopyObject overtaken by an overwrite of its source: its copy-source-if-match is judged on the value copied", async () => {
   const Bucket = "copyobject-replaced-if";
   const Key = "source";
-  const h = await heldCluster(`/${Bucket}/${Key}`);
+  const h = await heldCluster(Bucket, Key);
   try {
-    const [before, after] = [randomBytes(200_000), randomBytes(200_000)];
-    const { ETag } = await h.s3.send(new PutObjectCommand({ Bucket, Key, Body: before }));
+    const { ETag } = await h.put();
     const copying = h.s3.send(
       new CopyObjectCommand({
         Bucket,
@@ -133,19 +142,12 @@ Deno.test("CopyObject overtaken by an overwrite of its source: its copy-source-i
         CopySourceIfMatch: ETag,
       }),
     );
-    await h.held;
-    await h.s3.send(new PutObjectCommand({ Bucket, Key, Body: after }));
-    h.release();
-    const failed = await copying.then(
-      () => ({ name: "copied", status: 200 }),
-      (e) => ({ name: e.name, status: e.$metadata?.httpStatusCode }),
-    );
-    assertEquals(failed, { name: "PreconditionFailed", status: 412 });
-    const dest = await h.s3.send(new GetObjectCommand({ Bucket, Key: "copy" })).then(
-      () => "found",
-      (e) => e.name,
-    );
-    assertEquals(dest, "NoSuchKey");
+    await h.overwriteHeld();
+    assertEquals(await s3Fails(copying), { name: "PreconditionFailed", status: 412 });
+    assertEquals(await s3Fails(h.s3.send(new GetObjectCommand({ Bucket, Key: "copy" }))), {
+      name: "NoSuchKey",
+      status: 404,
+    });
   } finally {
     await h.stop();
   }
@@ -173,11 +175,7 @@ Deno.test("CopyObject of a source overwritten before every read of it: 503 Servi
   const Bucket = "copyobject-churn";
   const Key = "source";
   GetHook.gets = 0;
-  const c = await Cluster.start({ flags: ["-s3"] });
-  await c.stopMaster();
-  const proxies = c.volumes.map((v) => new GetHook(v, btoa(`/${Bucket}/${Key}`)));
-  const m = await c.spawnMaster(["-volumes", proxies.map((p) => p.volume).join(",")]);
-  const s3 = s3Client(m.url);
+  const { s3, stop } = await onProxies((v) => new GetHook(v, btoa(`/${Bucket}/${Key}`)));
   try {
     // Past 256 KiB: the destination's write streams (its replicas' PUTs opened
     // before the source is read), and each try's is cut off.
@@ -185,24 +183,18 @@ Deno.test("CopyObject of a source overwritten before every read of it: 503 Servi
     GetHook.before = async () => {
       await s3.send(new PutObjectCommand({ Bucket, Key, Body: randomBytes(400_000) }));
     };
-    const failed = await s3.send(
-      new CopyObjectCommand({ Bucket, Key: "copy", CopySource: `${Bucket}/${Key}` }),
-    ).then(
-      () => ({ name: "copied", status: 200 }),
-      (e) => ({ name: e.name, status: e.$metadata?.httpStatusCode }),
+    const failed = await s3Fails(
+      s3.send(new CopyObjectCommand({ Bucket, Key: "copy", CopySource: `${Bucket}/${Key}` })),
     );
     GetHook.before = () => Promise.resolve();
     assertEquals(failed, { name: "ServiceUnavailable", status: 503 });
     assertEquals(GetHook.gets, 10);
-    const dest = await s3.send(new GetObjectCommand({ Bucket, Key: "copy" })).then(
-      () => "found",
-      (e) => e.name,
-    );
-    assertEquals(dest, "NoSuchKey");
+    assertEquals(await s3Fails(s3.send(new GetObjectCommand({ Bucket, Key: "copy" }))), {
+      name: "NoSuchKey",
+      status: 404,
+    });
   } finally {
     GetHook.before = () => Promise.resolve();
-    await m.stop();
-    await Promise.all(proxies.map((p) => p.stop()));
-    await c.stop();
+    await stop();
   }
 });
