@@ -7,7 +7,7 @@ import { logRefused, logRequest, logUnexpected } from "./log.ts";
 import { statusPage } from "./status.ts";
 import { health } from "./health.ts";
 import { Store } from "./store.ts";
-import type { Outcome } from "./store.ts";
+import type { Outcome, PutOptions } from "./store.ts";
 import { Fenced, IndexGone, isBusy, LOCKED_ANSWER } from "./group_commit.ts";
 import { keyFits } from "./index_db.ts";
 import {
@@ -599,6 +599,11 @@ function signalOf(req: Request, stop: AbortSignal | undefined): AbortSignal {
   return stop ? AbortSignal.any([req.signal, stop]) : req.signal;
 }
 
+/** A PUT's or REPLACE's options: its body's length, its signal (signalOf), the cut-off. */
+function writeOptions(req: Request, stop: AbortSignal | undefined): PutOptions {
+  return { contentLength: contentLength(req), signal: signalOf(req, stop), stop };
+}
+
 /**
  * Whether `res` says what the index held rather than a write made: a read's
  * answer, a write refused for what was read (404, 403, 409, and any answer
@@ -666,21 +671,9 @@ async function dispatch(
     case "HEAD":
       return respond(await store.locate(key, rawPath, { signal: stop }));
     case "PUT":
-      return respondSized(
-        await store.put(key, req.body, {
-          contentLength: contentLength(req),
-          signal: signalOf(req, stop),
-          stop,
-        }),
-      );
+      return respondSized(await store.put(key, req.body, writeOptions(req, stop)));
     case "REPLACE":
-      return respondSized(
-        await store.replace(key, req.body, {
-          contentLength: contentLength(req),
-          signal: signalOf(req, stop),
-          stop,
-        }),
-      );
+      return respondSized(await store.replace(key, req.body, writeOptions(req, stop)));
     case "DELETE":
       return respond(await store.delete(key, { stop }));
     case "UNLINK":

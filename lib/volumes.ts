@@ -489,9 +489,11 @@ export async function remoteMove(
 }
 
 /**
- * The size of the file at url, null when there is none. `signal` (a
- * stopping master's cut-off): the HEAD is given up at its abort, rejecting
- * with its reason.
+ * The size of the file at url, null when there is none. A HEAD answered
+ * without Content-Length (a proxy in front of nginx sending it chunked)
+ * does not say the size: the file is then read in full to learn it
+ * (readSize). `signal` (a stopping master's cut-off): the HEAD, or the
+ * read, is given up at its abort, rejecting with its reason.
  */
 export async function remoteSize(
   url: string,
@@ -508,13 +510,32 @@ export async function remoteSize(
   }
   await res.body?.cancel();
   if (res.status === 404) return null;
-  const length = res.headers.get("content-length");
-  if (res.status !== 200 || length === null) {
+  if (res.status !== 200) {
     const message = `Cannot HEAD "${url}": status ${res.status}`;
     throw failed(volumeOf(url), "head", "error", message, res.status);
   }
   succeeded(volumeOf(url), "head");
-  return Number(length);
+  const length = res.headers.get("content-length");
+  if (length !== null) return Number(length);
+  return await readSize(url, { stall: timeout, signal: opts.signal });
+}
+
+/**
+ * Reads url in full, counting its bytes (none kept): its size. Rejects as
+ * remoteGet does (a file gone meanwhile too), and when no byte comes for
+ * `stall` ms (a value may take longer in all). `signal`: the read is given
+ * up at its abort, rejecting with its reason.
+ */
+export async function readSize(
+  url: string,
+  opts: { stall: number; signal?: AbortSignal },
+): Promise<number> {
+  const signal = opts.signal ?? new AbortController().signal;
+  const res = await remoteGet(url, { signal, stall: opts.stall });
+  let bytes = 0;
+  // Read to its end or its error (a stall, the abort: the watch ends it).
+  for await (const chunk of res.body!) bytes += chunk.byteLength;
+  return bytes;
 }
 
 /**

@@ -132,7 +132,8 @@ export interface SpawnOptions {
   holdBucketRead?: string;
   /**
    * With `commitLog`: a file whose lines hold back, while it exists, the
-   * commits that log one of them (tests/commit_log.ts).
+   * commits that log one of them, and ("read <key>") the answers of reads
+   * of a key's record (tests/commit_log.ts).
    */
   commitHold?: string;
 }

@@ -10,7 +10,11 @@
 // MKV_TEST_COMMIT_HOLD (spawnMaster's `commitHold`), a file's path: while
 // that file exists, a commit that logs one of its lines waits (logged
 // first), so a test can run other requests between a call's reads and its
-// write, then let the write go by removing the file.
+// write, then let the write go by removing the file. A line "read <key>"
+// holds the reads of that key's record instead: each is made, logged as
+// "read <key>", and its answer handed back only once the line is gone, so
+// a test can run a write between a call's read of the key and what the
+// call does next.
 const log = Deno.env.get("MKV_TEST_COMMIT_LOG");
 if (!log) throw new Error("MKV_TEST_COMMIT_LOG names no file");
 const hold = Deno.env.get("MKV_TEST_COMMIT_HOLD");
@@ -37,6 +41,16 @@ async function waitWhileHeld(lines: string[]): Promise<void> {
 
 async function openLogging(path?: string): Promise<Deno.Kv> {
   const kv = await openKv(path);
+  const get = kv.get.bind(kv);
+  kv.get = (async (key: Deno.KvKey, opts?: { consistency?: Deno.KvConsistencyLevel }) => {
+    const got = await get(key, opts);
+    if (key[0] !== "k" || !(key[1] instanceof Uint8Array)) return got;
+    const line = `read ${decoder.decode(key[1])}`;
+    if (!held()?.includes(line)) return got;
+    Deno.writeTextFileSync(log!, `${line}\n`, { append: true });
+    await waitWhileHeld([line]);
+    return got;
+  }) as typeof kv.get;
   const atomic = kv.atomic.bind(kv);
   kv.atomic = () => {
     const op = atomic();

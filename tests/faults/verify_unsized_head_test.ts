@@ -4,25 +4,10 @@
 // as if its size were the recorded one, and -repair left it so.
 import { Cluster, randomBytes, randomKey, runMain } from "../cluster.ts";
 import { assert, assertEquals } from "../assert.ts";
-import { VolumeProxy } from "./replace_faults.ts";
+import { UnsizedHead } from "./unsized_head.ts";
 import { key2path } from "../../lib/keys.ts";
 
 const enc = new TextEncoder();
-
-/** Forwards to nginx; a HEAD is answered without its Content-Length. */
-class UnsizedHead extends VolumeProxy {
-  protected override async handle(req: Request): Promise<Response> {
-    const res = await this.forward(req);
-    if (req.method !== "HEAD") return res;
-    const headers = new Headers(res.headers);
-    headers.delete("content-length");
-    // A body stream (never sent for a HEAD) keeps Deno from adding one.
-    return new Response(new ReadableStream({ start: (c) => c.close() }), {
-      status: res.status,
-      headers,
-    });
-  }
-}
 
 /**
  * A key with both replicas behind such proxies, the second cut to half of
