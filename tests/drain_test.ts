@@ -1847,3 +1847,198 @@ Deno.test("SIGTERM: an S3 CopyObject with If-Match onto a key whose dead master'
     await c.stop();
   }
 });
+
+/**
+ * A HungVolume that also refuses the requests `refuses` picks (none until
+ * set) at once, with a 500, passing none of them on: a rename the volume
+ * says it did not make. `refused` resolves to the first one refused (its
+ * URL and Destination).
+ */
+class RefusingVolume extends HungVolume {
+  refuses: ((req: Request) => boolean) | null = null;
+  readonly #refused = Promise.withResolvers<{ url: string; destination: string | null }>();
+
+  get refused(): Promise<{ url: string; destination: string | null }> {
+    return this.#refused.promise;
+  }
+
+  protected override handle(req: Request): Promise<Response> {
+    if (!this.refuses?.(req)) return super.handle(req);
+    this.#refused.resolve({ url: req.url, destination: req.headers.get("destination") });
+    return Promise.resolve(new Response(null, { status: 500 }));
+  }
+}
+
+/** Whether `req` is one of a REPLACE's temporary (`/ab/cd/replace.<uuid>`). */
+function ofTemporary(req: Request): boolean {
+  return new URL(req.url).pathname.includes("/replace.");
+}
+
+/**
+ * SIGTERMs `m` once `hung` holds a call of the request it answers with
+ * `answer`; that answer and the exit code, as stopWhileHung's.
+ */
+async function stopMasterWhileHung(
+  m: SpawnedMaster,
+  hung: HungVolume,
+  answer: Promise<Response>,
+): Promise<{ status: number; body: string; code: number }> {
+  // An answer before the hang (a failure) ends the wait too, to be asserted on.
+  await Promise.race([hung.arrived, answer]);
+  m.proc.kill("SIGTERM");
+  const res = await answer;
+  return { status: res.status, body: await res.text(), code: (await m.proc.status).code };
+}
+
+Deno.test("SIGTERM: a REPLACE whose rename a volume refused, hanging on saying whether the temporary is still there at the -drain deadline, answers 503 saying its switch is recorded by the cut, and the key's next request once -lease has passed finishes it", async () => {
+  // -voltimeout 30s: the HEAD's bound outlasts the drain and its grace by far.
+  const c = await Cluster.start({
+    volumes: 1,
+    flags: ["-replicas", "1", "-drain", "1s", "-lease", "2s", "-voltimeout", "30s"],
+  });
+  const vol = new RefusingVolume(c.volumes[0]);
+  await c.stopMaster();
+  const m = await c.spawnMaster([], {}, { volumes: [vol.volume] });
+  try {
+    const k = randomKey();
+    assertEquals(await status(m.url + k, { method: "PUT", body: "old" }), 201);
+    // Refused: whether a dead master's rename landed is then asked of the
+    // temporary (#holds), a HEAD the volume hangs on.
+    vol.refuses = (req) => req.method === "MOVE";
+    vol.holds = (req) => req.method === "HEAD" && ofTemporary(req);
+    const replace = fetch(m.url + k, { method: "REPLACE", body: "new" });
+    assertEquals(await stopMasterWhileHung(m, vol, replace), {
+      status: 503,
+      body: SWITCH_RECORDED,
+      code: 0,
+    });
+    assert(await switchPending(c, k), "the switch is left recorded");
+    vol.refuses = null;
+    vol.holds = null;
+    await c.startMaster([], [vol.volume]);
+    assertEquals(await unheld(c.url, k), 404);
+    assertEquals(await (await fetch(c.url + k)).text(), "new");
+  } finally {
+    await m.stop();
+    await vol.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: a REPLACE whose rename one replica refused, removing that replica's temporary from a hung volume at the -drain deadline, answers its 500 saying on how many replicas the new value is live, which it is, and REBALANCE copies it back once -lease has passed", async () => {
+  // -voltimeout 30s: the DELETE's stall bound (10x) outlasts the drain and its grace by far.
+  const c = await Cluster.start({
+    volumes: 2,
+    flags: ["-replicas", "2", "-drain", "1s", "-lease", "2s", "-voltimeout", "30s"],
+  });
+  const vol = new RefusingVolume(c.volumes[0]);
+  const volumes = [vol.volume, c.volumes[1]];
+  await c.stopMaster();
+  const m = await c.spawnMaster([], {}, { volumes });
+  try {
+    const k = randomKey();
+    assertEquals(await status(m.url + k, { method: "PUT", body: "old value" }), 201);
+    // The temporary still there says the refused rename was not made: the
+    // new value is live on the other replica, and this one's temporary is
+    // removed (#unswitch), a DELETE the volume hangs on.
+    vol.refuses = (req) => req.method === "MOVE";
+    vol.holds = (req) => req.method === "DELETE" && ofTemporary(req);
+    const replace = fetch(m.url + k, { method: "REPLACE", body: "new value" });
+    const out = await stopMasterWhileHung(m, vol, replace);
+    const move = await vol.refused;
+    const refusal = `Cannot MOVE "${move.url}" to "${move.destination}": status 500`;
+    assertEquals(out, {
+      status: 500,
+      body: `${refusal} (the new value is live on 1 of 2 replicas: REBALANCE the key to copy ` +
+        "it back)\n",
+      code: 0,
+    });
+    const live = (await recordOf(c, k))!;
+    assertEquals(
+      [live.state, live.hash, live.next, live.rvolumes.map((v) => v.split("/")[0])],
+      ["live", toHex(md5("new value")), undefined, [c.volumes[1]]],
+    );
+    vol.refuses = null;
+    vol.holds = null;
+    await c.startMaster([], volumes);
+    assertEquals(await served(c.url, k), {
+      status: 302,
+      md5: toHex(md5("new value")),
+      value: "new value",
+    });
+    assertEquals(await unheld(c.url, k), 404);
+    assertEquals(await status(c.url + k, { method: "REBALANCE" }), 204);
+    assertEquals((await recordOf(c, k))!.rvolumes.length, 2);
+    assertEquals(await Promise.all(c.volumes.map((v) => fileOn(v, k))), ["new value", "new value"]);
+  } finally {
+    await m.stop();
+    await vol.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("SIGTERM: a REPLACE cut off with one replica renamed and another's rename hung leaves the key reading as the old value or the new, never a mix or a 404, and the key's next request once -lease has passed finishes the switch", async () => {
+  // -voltimeout 30s: the rename's stall bound (10x) outlasts the drain and its grace by far.
+  const c = await Cluster.start({
+    volumes: 2,
+    flags: ["-replicas", "2", "-drain", "1s", "-lease", "2s", "-voltimeout", "30s"],
+  });
+  const hung = new HungVolume(c.volumes[0]);
+  const volumes = [hung.volume, c.volumes[1]];
+  await c.stopMaster();
+  const m = await c.spawnMaster([], {}, { volumes });
+  try {
+    const k = randomKey();
+    assertEquals(await status(m.url + k, { method: "PUT", body: "old value" }), 201);
+    hung.holds = (req) => req.method === "MOVE";
+    const replace = fetch(m.url + k, { method: "REPLACE", body: "new value" });
+    await Promise.race([hung.arrived, replace]);
+    // The other replica's rename landed before the cut.
+    await fileHolds(c.volumes[1], k, "new value");
+    assertEquals(await stopMasterWhileHung(m, hung, replace), {
+      status: 503,
+      body: SWITCH_RECORDED,
+      code: 0,
+    });
+    assert(await switchPending(c, k), "the switch is left recorded");
+    assertEquals(await Promise.all(c.volumes.map((v) => fileOn(v, k))), ["old value", "new value"]);
+    hung.holds = null;
+    await c.startMaster([], volumes);
+    // Within -lease or past it: either value, whole, with its own MD5 if any.
+    const { status: got, md5: sum, value } = await served(c.url, k);
+    assertEquals(got, 302);
+    assert(["old value", "new value"].includes(value), value);
+    assert(sum === null || sum === toHex(md5(value)), `${sum} is not the MD5 of ${value}`);
+    assertEquals(await unheld(c.url, k), 404);
+    assertEquals(await served(c.url, k), {
+      status: 302,
+      md5: toHex(md5("new value")),
+      value: "new value",
+    });
+    assertEquals(await switchPending(c, k), false);
+    assertEquals(await Promise.all(c.volumes.map((v) => fileOn(v, k))), ["new value", "new value"]);
+  } finally {
+    await m.stop();
+    await hung.stop();
+    await c.stop();
+  }
+});
+
+/** `key`'s file on `volume` (a cluster's, the key on one of its subvolumes), null when none. */
+async function fileOn(volume: string, key: string): Promise<string | null> {
+  const path = key2path(new TextEncoder().encode(key));
+  const file = (await volumeFiles(volume)).find((f) => f.endsWith(path));
+  return file ? await (await fetch(`http://${volume}${file}`)).text() : null;
+}
+
+/**
+ * What a GET of `key` through the master at `url` answers: its status and
+ * Content-Md5, and the value at the replica it redirects to.
+ */
+async function served(url: string, key: string) {
+  const res = await fetch(url + key, { redirect: "manual" });
+  await res.body?.cancel();
+  const location = res.headers.get("location");
+  const value = location ? await (await fetch(location)).text() : "";
+  return { status: res.status, md5: res.headers.get("content-md5"), value };
+}
