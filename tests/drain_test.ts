@@ -6,6 +6,7 @@ import { metrics } from "../lib/metrics.ts";
 import { assert, assertEquals } from "./assert.ts";
 import {
   Cluster,
+  type ClusterOptions,
   randomBytes,
   randomKey,
   type SpawnedMaster,
@@ -13,6 +14,7 @@ import {
   volumeFiles,
 } from "./cluster.ts";
 import { HeldVolume, HungVolume } from "./hung_volume.ts";
+import type { VolumeProxy } from "./faults/replace_faults.ts";
 import { lockIndex, lockIndexElsewhere } from "./lock_index.ts";
 import { withIndex } from "./temp_index.ts";
 import { errorXml, md5Header } from "./s3_answers.ts";
@@ -306,6 +308,49 @@ async function stopDuring(
   }
 }
 
+/** What a test starts and stops however it ends: a cluster, a volume proxy, a master, a marker. */
+type Stoppable = { stop(): unknown };
+
+/** Hands what a test has just started to withStops, to be stopped after; returns it. */
+type Stops = <T extends Stoppable>(started: T) => T;
+
+/**
+ * Runs `test`, then stops what it handed to `stops`, however it ended, the
+ * last started first: a cut marker, then a master, then the volume proxy
+ * it reaches, then the cluster. What `test` returns.
+ */
+async function withStops<T>(test: (stops: Stops) => Promise<T>): Promise<T> {
+  const started: Stoppable[] = [];
+  try {
+    return await test((x) => {
+      started.push(x);
+      return x;
+    });
+  } finally {
+    for (const x of started.reverse()) await x.stop();
+  }
+}
+
+/**
+ * A cluster started with `opts`, its first volume behind the proxy that
+ * `proxy` makes of it, and a master in place of the cluster's own on its
+ * volumes (`volumes`: the first through the proxy), its stderr `spawn`'s:
+ * each handed to `stops`.
+ */
+async function proxiedMaster<P extends VolumeProxy>(
+  stops: Stops,
+  opts: ClusterOptions,
+  proxy: (volume: string) => P,
+  spawn: { stderr?: "piped" } = {},
+): Promise<{ c: Cluster; proxy: P; volumes: string[]; m: SpawnedMaster }> {
+  const c = stops(await Cluster.start(opts));
+  const p = stops(proxy(c.volumes[0]));
+  const volumes = [p.volume, ...c.volumes.slice(1)];
+  await c.stopMaster();
+  const m = stops(await c.spawnMaster([], {}, { ...spawn, volumes }));
+  return { c, proxy: p, volumes, m };
+}
+
 const CUT_OFF = "The master is shutting down and cut this request off: retry (on another master)\n";
 
 /** A stopped master's answer to an S3 request its cut stopped: S3's 503, the cut's reason, exit 0. */
@@ -319,9 +364,9 @@ function assertS3CutOff(out: { status: number; body: string; code: number }) {
   );
 }
 
-Deno.test("SIGTERM: a PUT still uploading at the -drain deadline answers 503, leaves nothing, and the master exits 0", async () => {
-  const c = await Cluster.start({ volumes: 2, flags: ["-replicas", "2", "-drain", "1s"] });
-  try {
+Deno.test("SIGTERM: a PUT still uploading at the -drain deadline answers 503, leaves nothing, and the master exits 0", () =>
+  withStops(async (stops) => {
+    const c = stops(await Cluster.start({ volumes: 2, flags: ["-replicas", "2", "-drain", "1s"] }));
     const k = randomKey();
     // Larger than a write read whole first: it streams to both volumes.
     const put = (body: ReadableStream<Uint8Array>) =>
@@ -335,14 +380,11 @@ Deno.test("SIGTERM: a PUT still uploading at the -drain deadline answers 503, le
     assertEquals(await status(c.url + k), 404);
     assertEquals(await (await fetch(`${c.url}/?writing`)).json(), { next: "", keys: [] });
     for (const v of c.volumes) assertEquals(await volumeFiles(v), []);
-  } finally {
-    await c.stop();
-  }
-});
+  }));
 
-Deno.test("SIGTERM: a REPLACE still uploading at the -drain deadline answers 503 and the old value stays", async () => {
-  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
-  try {
+Deno.test("SIGTERM: a REPLACE still uploading at the -drain deadline answers 503 and the old value stays", () =>
+  withStops(async (stops) => {
+    const c = stops(await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] }));
     const k = randomKey();
     assertEquals(await status(c.url + k, { method: "PUT", body: "old" }), 201);
     const files = await volumeFiles(c.volumes[0]);
@@ -355,14 +397,11 @@ Deno.test("SIGTERM: a REPLACE still uploading at the -drain deadline answers 503
     await c.startMaster();
     assertEquals(await (await fetch(c.url + k)).text(), "old");
     assertEquals(await volumeFiles(c.volumes[0]), files);
-  } finally {
-    await c.stop();
-  }
-});
+  }));
 
-Deno.test("SIGTERM: a PUT over an unlinked key cut off at the -drain deadline leaves it unlinked", async () => {
-  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
-  try {
+Deno.test("SIGTERM: a PUT over an unlinked key cut off at the -drain deadline leaves it unlinked", () =>
+  withStops(async (stops) => {
+    const c = stops(await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] }));
     const k = randomKey();
     assertEquals(await status(c.url + k, { method: "PUT", body: "unlinked" }), 201);
     assertEquals(await status(c.url + k, { method: "UNLINK" }), 204);
@@ -373,22 +412,21 @@ Deno.test("SIGTERM: a PUT over an unlinked key cut off at the -drain deadline le
     await c.startMaster();
     assertEquals(await status(c.url + k, { method: "RELINK" }), 204);
     assertEquals(await (await fetch(c.url + k)).text(), "unlinked");
-  } finally {
-    await c.stop();
-  }
-});
+  }));
 
 /**
  * A one-volume cluster (-replicas 1, -s3, -drain 1s) whose master reaches
  * its volume through a HungVolume; -voltimeout 30s: a hung call outlasts
- * the drain and its grace by far.
+ * the drain and its grace by far. Both handed to `stops`.
  */
-async function hungCluster(): Promise<{ c: Cluster; hung: HungVolume }> {
-  const c = await Cluster.start({
-    volumes: 1,
-    flags: ["-replicas", "1", "-s3", "-drain", "1s", "-voltimeout", "30s"],
-  });
-  const hung = new HungVolume(c.volumes[0]);
+async function hungCluster(stops: Stops): Promise<{ c: Cluster; hung: HungVolume }> {
+  const c = stops(
+    await Cluster.start({
+      volumes: 1,
+      flags: ["-replicas", "1", "-s3", "-drain", "1s", "-voltimeout", "30s"],
+    }),
+  );
+  const hung = stops(new HungVolume(c.volumes[0]));
   await c.stopMaster();
   await c.startMaster([], [hung.volume]);
   return { c, hung };
@@ -399,24 +437,27 @@ function s3Signed(): HeadersInit {
   return { Authorization: "AWS anyone:c2lnbmF0dXJl", Date: new Date().toUTCString() };
 }
 
-/** SIGTERMs the master once `hung` holds a call; its answer to `request` and its exit code. */
+/**
+ * SIGTERMs the master (a cluster's own, or one spawned) once `hung` holds a
+ * call; its answer to `request` and its exit code.
+ */
 async function stopWhileHung(
-  c: Cluster,
+  on: Cluster | SpawnedMaster,
   hung: HungVolume,
   request: Promise<Response>,
 ): Promise<{ status: number; body: string; code: number }> {
   // An answer before the hang (a failure) ends the wait too, to be asserted on.
   await Promise.race([hung.arrived, request]);
-  const master = c.masterProcess!;
+  const master = "proc" in on ? on.proc : on.masterProcess!;
   master.kill("SIGTERM");
   const res = await request;
   const body = await res.text();
   return { status: res.status, body, code: (await master.status).code };
 }
 
-Deno.test("SIGTERM: a GET waiting on a hung volume's HEAD at the -drain deadline answers 503 and the master exits 0", async () => {
-  const { c, hung } = await hungCluster();
-  try {
+Deno.test("SIGTERM: a GET waiting on a hung volume's HEAD at the -drain deadline answers 503 and the master exits 0", () =>
+  withStops(async (stops) => {
+    const { c, hung } = await hungCluster(stops);
     const k = randomKey();
     assertEquals(await status(c.url + k, { method: "PUT", body: "value" }), 201);
     hung.hangOn("HEAD", k);
@@ -424,29 +465,21 @@ Deno.test("SIGTERM: a GET waiting on a hung volume's HEAD at the -drain deadline
     assertEquals(out.status, 503);
     assertEquals(out.body, CUT_OFF);
     assertEquals(out.code, 0);
-  } finally {
-    await hung.stop();
-    await c.stop();
-  }
-});
+  }));
 
-Deno.test("SIGTERM: an S3 GetObject waiting on a hung volume at the -drain deadline answers 503 ServiceUnavailable and the master exits 0", async () => {
-  const { c, hung } = await hungCluster();
-  try {
+Deno.test("SIGTERM: an S3 GetObject waiting on a hung volume at the -drain deadline answers 503 ServiceUnavailable and the master exits 0", () =>
+  withStops(async (stops) => {
+    const { c, hung } = await hungCluster(stops);
     const k = randomKey("/bucket");
     assertEquals(await status(c.url + k, { method: "PUT", body: "value" }), 201);
     hung.hangOn("GET", k);
     const out = await stopWhileHung(c, hung, fetch(c.url + k, { headers: s3Signed() }));
     assertS3CutOff(out);
-  } finally {
-    await hung.stop();
-    await c.stop();
-  }
-});
+  }));
 
-Deno.test("SIGTERM: an S3 HeadObject waiting on a hung volume at the -drain deadline answers 503 and the master exits 0", async () => {
-  const { c, hung } = await hungCluster();
-  try {
+Deno.test("SIGTERM: an S3 HeadObject waiting on a hung volume at the -drain deadline answers 503 and the master exits 0", () =>
+  withStops(async (stops) => {
+    const { c, hung } = await hungCluster(stops);
     const k = randomKey("/bucket");
     assertEquals(await status(c.url + k, { method: "PUT", body: "value" }), 201);
     hung.hangOn("HEAD", k);
@@ -454,15 +487,11 @@ Deno.test("SIGTERM: an S3 HeadObject waiting on a hung volume at the -drain dead
     const out = await stopWhileHung(c, hung, head);
     assertEquals(out.status, 503);
     assertEquals(out.code, 0);
-  } finally {
-    await hung.stop();
-    await c.stop();
-  }
-});
+  }));
 
-Deno.test("SIGTERM: an S3 GetObject still streaming at the -drain deadline is cut off short and the master exits 0", async () => {
-  const { c, hung } = await hungCluster();
-  try {
+Deno.test("SIGTERM: an S3 GetObject still streaming at the -drain deadline is cut off short and the master exits 0", () =>
+  withStops(async (stops) => {
+    const { c, hung } = await hungCluster(stops);
     const k = randomKey("/bucket");
     const value = randomBytes(1 << 20);
     assertEquals(await status(c.url + k, { method: "PUT", body: value }), 201);
@@ -492,18 +521,14 @@ Deno.test("SIGTERM: an S3 GetObject still streaming at the -drain deadline is cu
       }
     })();
     assertEquals({ ended, rest }, { ended: "error", rest: 0 });
-  } finally {
-    await hung.stop();
-    await c.stop();
-  }
-});
+  }));
 
-Deno.test("SIGTERM with the index's write lock held elsewhere: the master exits without waiting on it to leave, and says so", async () => {
-  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
-  await c.stopMaster();
-  const m = await c.spawnMaster([], {}, { stderr: "piped" });
-  const unlock = lockIndex(`${c.db}/index.sqlite3`);
-  try {
+Deno.test("SIGTERM with the index's write lock held elsewhere: the master exits without waiting on it to leave, and says so", () =>
+  withStops(async (stops) => {
+    const c = stops(await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] }));
+    await c.stopMaster();
+    const m = stops(await c.spawnMaster([], {}, { stderr: "piped" }));
+    stops({ stop: lockIndex(`${c.db}/index.sqlite3`) });
     m.proc.kill("SIGTERM");
     const [status, stderr] = await Promise.all([
       m.proc.status,
@@ -517,12 +542,7 @@ Deno.test("SIGTERM with the index's write lock held elsewhere: the master exits 
       ),
       stderr,
     );
-  } finally {
-    unlock();
-    await m.stop();
-    await c.stop();
-  }
-});
+  }));
 
 /**
  * A master with `flags` on a hungCluster's index, reaching its volume
@@ -555,41 +575,31 @@ async function stopWhileStreaming(master: SpawnedMaster, hung: HungVolume): Prom
   return (await stderr).split("\n").filter((l) => l !== "");
 }
 
-Deno.test("-log json: an S3 GetObject cut short at the -drain deadline leaves only JSON lines on stderr, none an error with a stack", async () => {
-  const { c, hung } = await hungCluster();
-  const master = await hungMaster(c, hung, ["-log", "json"]);
-  try {
+Deno.test("-log json: an S3 GetObject cut short at the -drain deadline leaves only JSON lines on stderr, none an error with a stack", () =>
+  withStops(async (stops) => {
+    const { c, hung } = await hungCluster(stops);
+    const master = stops(await hungMaster(c, hung, ["-log", "json"]));
     const lines = await stopWhileStreaming(master, hung);
     const parsed = lines.map((l) => JSON.parse(l));
     assertEquals(parsed.filter((l) => l.level === "error" || "stack" in l), []);
-  } finally {
-    await master.stop();
-    await hung.stop();
-    await c.stop();
-  }
-});
+  }));
 
-Deno.test("SIGTERM: the stop's line says an S3 GetObject streaming at the -drain deadline was cut short, not answered 503", async () => {
-  const { c, hung } = await hungCluster();
-  const master = await hungMaster(c, hung);
-  try {
+Deno.test("SIGTERM: the stop's line says an S3 GetObject streaming at the -drain deadline was cut short, not answered 503", () =>
+  withStops(async (stops) => {
+    const { c, hung } = await hungCluster(stops);
+    const master = stops(await hungMaster(c, hung));
     assertEquals(await stopWhileStreaming(master, hung), [
       "Stopping: 1 request(s) still in flight after 1000 ms (-drain): 1 cut short (an S3 " +
       "GetObject streaming from a volume: its body ended before its Content-Length)",
     ]);
-  } finally {
-    await master.stop();
-    await hung.stop();
-    await c.stop();
-  }
-});
+  }));
 
-Deno.test("SIGTERM: the stop's line says a PUT still uploading at the -drain deadline was cut off and answered 503", async () => {
-  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
-  await c.stopMaster();
-  const m = await c.spawnMaster([], {}, { stderr: "piped" });
-  const slow = slowBody();
-  try {
+Deno.test("SIGTERM: the stop's line says a PUT still uploading at the -drain deadline was cut off and answered 503", () =>
+  withStops(async (stops) => {
+    const c = stops(await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] }));
+    await c.stopMaster();
+    const m = stops(await c.spawnMaster([], {}, { stderr: "piped" }));
+    const slow = stops(slowBody());
     const k = randomKey();
     const answer = fetch(m.url + k, { method: "PUT", body: slow.body });
     while (await status(m.url + k, { method: "RELINK" }) !== 409) {
@@ -603,12 +613,7 @@ Deno.test("SIGTERM: the stop's line says a PUT still uploading at the -drain dea
     assertEquals((await stderr).split("\n").filter((l) => l.startsWith("Stopping")), [
       "Stopping: 1 request(s) still in flight after 1000 ms (-drain): 1 cut off (answered 503)",
     ]);
-  } finally {
-    slow.stop();
-    await m.stop();
-    await c.stop();
-  }
-});
+  }));
 
 /**
  * A PUT of a fresh key on `m` whose body comes slowly, until the answer:
@@ -636,24 +641,24 @@ function cutMarker(m: SpawnedMaster): { cut: Promise<number>; stop(): void } {
   };
 }
 
-Deno.test("SIGTERM: the stop's line counts a REBALANCE past its record at the -drain deadline by the 204 it answered, not as cut off", async () => {
-  const c = await Cluster.start({ volumes: 2, flags: ["-replicas", "1", "-drain", "1s"] });
-  const held = new HeldVolume(c.volumes[0]);
-  const both = [held.volume, c.volumes[1]];
-  // Written on the held volume alone, a key the hash puts on the other once both are listed.
-  let moved = randomKey();
-  while (
-    !key2volume(new TextEncoder().encode(moved), both, 1, 10)[0].startsWith(`${c.volumes[1]}/`)
-  ) {
-    moved = randomKey();
-  }
-  await c.stopMaster();
-  const first = await c.spawnMaster([], {}, { volumes: [held.volume] });
-  assertEquals(await status(first.url + moved, { method: "PUT", body: "moved" }), 201);
-  await first.stop();
-  const m = await c.spawnMaster([], {}, { stderr: "piped", volumes: both });
-  const marker = cutMarker(m);
-  try {
+Deno.test("SIGTERM: the stop's line counts a REBALANCE past its record at the -drain deadline by the 204 it answered, not as cut off", () =>
+  withStops(async (stops) => {
+    const c = stops(await Cluster.start({ volumes: 2, flags: ["-replicas", "1", "-drain", "1s"] }));
+    const held = stops(new HeldVolume(c.volumes[0]));
+    const both = [held.volume, c.volumes[1]];
+    // Written on the held volume alone, a key the hash puts on the other once both are listed.
+    let moved = randomKey();
+    while (
+      !key2volume(new TextEncoder().encode(moved), both, 1, 10)[0].startsWith(`${c.volumes[1]}/`)
+    ) {
+      moved = randomKey();
+    }
+    await c.stopMaster();
+    const first = stops(await c.spawnMaster([], {}, { volumes: [held.volume] }));
+    assertEquals(await status(first.url + moved, { method: "PUT", body: "moved" }), 201);
+    await first.stop();
+    const m = stops(await c.spawnMaster([], {}, { stderr: "piped", volumes: both }));
+    const marker = stops(cutMarker(m));
     // Copied and recorded where the hash puts it now: the old copy's
     // removal, held, is given up at the cut; the key moved all the same.
     held.holdOn("DELETE", moved);
@@ -675,21 +680,15 @@ Deno.test("SIGTERM: the stop's line counts a REBALANCE past its record at the -d
     const res = await fetch(c.url + moved, { redirect: "manual" });
     await res.body?.cancel();
     assert(res.headers.get("location")!.startsWith(`http://${c.volumes[1]}/`));
-  } finally {
-    marker.stop();
-    await m.stop();
-    await held.stop();
-    await c.stop();
-  }
-});
+  }));
 
-Deno.test("SIGTERM: a REBALANCE copying the key at the -drain deadline answers 503, the key stays as it was, unheld, and the master exits 0", async () => {
-  const c = await Cluster.start({ volumes: 2, flags: ["-replicas", "2", "-drain", "1s"] });
-  const held = new HeldVolume(c.volumes[0]);
-  await c.stopMaster();
-  const m = await c.spawnMaster([], {}, { volumes: [held.volume, c.volumes[1]] });
-  const marker = cutMarker(m);
-  try {
+Deno.test("SIGTERM: a REBALANCE copying the key at the -drain deadline answers 503, the key stays as it was, unheld, and the master exits 0", () =>
+  withStops(async (stops) => {
+    const { c, proxy: held, m } = await proxiedMaster(stops, {
+      volumes: 2,
+      flags: ["-replicas", "2", "-drain", "1s"],
+    }, (v) => new HeldVolume(v));
+    const marker = stops(cutMarker(m));
     const k = randomKey();
     assertEquals(await status(m.url + k, { method: "PUT", body: "kept" }), 201);
     // A replica lost: REBALANCE claims the key, then copies it back from
@@ -708,21 +707,17 @@ Deno.test("SIGTERM: a REBALANCE copying the key at the -drain deadline answers 5
     assertEquals(await (await fetch(c.url + k)).text(), "kept");
     // Its claim was given back: the key is anyone's to write.
     assertEquals(await status(c.url + k, { method: "REBALANCE" }), 204);
-  } finally {
-    marker.stop();
-    await m.stop();
-    await held.stop();
-    await c.stop();
-  }
-});
+  }));
 
-Deno.test("SIGTERM: a REBALANCE reading a rebuilt key's replicas to compare them at the -drain deadline answers the cut's 503, the key stays as it was, unheld, and the master exits 0", async () => {
-  const c = await Cluster.start({ volumes: 3, flags: ["-replicas", "3", "-drain", "1s"] });
-  const held = new HeldVolume(c.volumes[0]);
-  const volumes = [held.volume, c.volumes[1], c.volumes[2]];
-  await c.stopMaster();
-  let m = await c.spawnMaster([], {}, { volumes });
-  try {
+Deno.test("SIGTERM: a REBALANCE reading a rebuilt key's replicas to compare them at the -drain deadline answers the cut's 503, the key stays as it was, unheld, and the master exits 0", () =>
+  withStops(async (stops) => {
+    const first = await proxiedMaster(
+      stops,
+      { volumes: 3, flags: ["-replicas", "3", "-drain", "1s"] },
+      (v) => new HeldVolume(v),
+    );
+    const { c, proxy: held, volumes } = first;
+    let m = first.m;
     const k = randomKey();
     assertEquals(await status(m.url + k, { method: "PUT", body: "kept" }), 201);
     await m.stop();
@@ -732,7 +727,8 @@ Deno.test("SIGTERM: a REBALANCE reading a rebuilt key's replicas to compare them
     const rebuilt: Record = { ...toRecord((await kv.get(key)).value)!, hash: "" };
     await kv.set(key, fromRecord(rebuilt));
     kv.close();
-    m = await c.spawnMaster([], {}, { volumes });
+    m = stops(await c.spawnMaster([], {}, { volumes }));
+    stops({ stop: () => held.letGo() });
     // A replica lost: REBALANCE claims the key, then reads the two others
     // in full to compare them before it copies one; the held one's read
     // waits past the cut.
@@ -748,13 +744,7 @@ Deno.test("SIGTERM: a REBALANCE reading a rebuilt key's replicas to compare them
     held.letGo();
     assertEquals(await recordOf(c, k), rebuilt);
     assertEquals(await volumeFiles(c.volumes[2]), []);
-  } finally {
-    held.letGo();
-    await m.stop();
-    await held.stop();
-    await c.stop();
-  }
-});
+  }));
 
 /**
  * Waits until the index holds a writer's claim on `key`: a record with a
@@ -829,43 +819,33 @@ async function stopWhileLocked(
   }
 }
 
-Deno.test("SIGTERM: a PUT uploading at the -drain deadline on a locked index answers 503 in time, leaves nothing, and the master exits 0", async () => {
-  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
-  try {
-    const k = randomKey();
-    assertEquals(await stopWhileLocked(c, k, { ended: false }), {
-      status: 503,
-      body: CUT_OFF,
-      code: 0,
-    });
-    await c.startMaster();
-    assertEquals(await status(c.url + k), 404);
-    assertEquals(await volumeFiles(c.volumes[0]), []);
-  } finally {
-    await c.stop();
-  }
-});
+// The cut finds the PUT uploading (ended false), or waiting on the commit that makes it live.
+for (
+  const [at, ended] of [
+    ["uploading at the -drain deadline on a locked index", false],
+    ["waiting on a locked index's commit at the -drain deadline", true],
+  ] as const
+) {
+  Deno.test(`SIGTERM: a PUT ${at} answers 503 in time, leaves nothing, and the master exits 0`, () =>
+    withStops(async (stops) => {
+      const c = stops(
+        await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] }),
+      );
+      const k = randomKey();
+      assertEquals(await stopWhileLocked(c, k, { ended }), {
+        status: 503,
+        body: CUT_OFF,
+        code: 0,
+      });
+      await c.startMaster();
+      assertEquals(await status(c.url + k), 404);
+      assertEquals(await volumeFiles(c.volumes[0]), []);
+    }));
+}
 
-Deno.test("SIGTERM: a PUT waiting on a locked index's commit at the -drain deadline answers 503 in time, leaves nothing, and the master exits 0", async () => {
-  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
-  try {
-    const k = randomKey();
-    assertEquals(await stopWhileLocked(c, k, { ended: true }), {
-      status: 503,
-      body: CUT_OFF,
-      code: 0,
-    });
-    await c.startMaster();
-    assertEquals(await status(c.url + k), 404);
-    assertEquals(await volumeFiles(c.volumes[0]), []);
-  } finally {
-    await c.stop();
-  }
-});
-
-Deno.test("SIGTERM: a REPLACE uploading at the -drain deadline on a locked index answers 503 before its clean-up, which the master still makes: the old value stays, unheld, its temporary removed", async () => {
-  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
-  try {
+Deno.test("SIGTERM: a REPLACE uploading at the -drain deadline on a locked index answers 503 before its clean-up, which the master still makes: the old value stays, unheld, its temporary removed", () =>
+  withStops(async (stops) => {
+    const c = stops(await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] }));
     const k = randomKey();
     assertEquals(await status(c.url + k, { method: "PUT", body: "old" }), 201);
     const files = await volumeFiles(c.volumes[0]);
@@ -882,10 +862,7 @@ Deno.test("SIGTERM: a REPLACE uploading at the -drain deadline on a locked index
     assertEquals(await (await fetch(c.url + k)).text(), "old");
     assertEquals(await volumeFiles(c.volumes[0]), files);
     assertEquals(await status(c.url + k, { method: "REPLACE", body: "new" }), 201);
-  } finally {
-    await c.stop();
-  }
-});
+  }));
 
 /**
  * SIGTERMs the master with `init` of `key` in flight on an index whose
@@ -922,9 +899,9 @@ async function stopWhileRejoining(
   }
 }
 
-Deno.test("SIGTERM: a REPLACE waiting for its master to rejoin the index at the -drain deadline answers 503 with nothing written to the index, the old value stays, and the master exits 0", async () => {
-  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
-  try {
+Deno.test("SIGTERM: a REPLACE waiting for its master to rejoin the index at the -drain deadline answers 503 with nothing written to the index, the old value stays, and the master exits 0", () =>
+  withStops(async (stops) => {
+    const c = stops(await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] }));
     const k = randomKey();
     assertEquals(await status(c.url + k, { method: "PUT", body: "old" }), 201);
     const files = await volumeFiles(c.volumes[0]);
@@ -940,16 +917,15 @@ Deno.test("SIGTERM: a REPLACE waiting for its master to rejoin the index at the 
     await c.startMaster();
     assertEquals(await (await fetch(c.url + k)).text(), "old");
     assertEquals(await volumeFiles(c.volumes[0]), files);
-  } finally {
-    await c.stop();
-  }
-});
+  }));
 
 // Either would hide the key: cut off before its write reached the index, it stays live.
 for (const [article, method] of [["a", "DELETE"], ["an", "UNLINK"]]) {
-  Deno.test(`SIGTERM: ${article} ${method} waiting for its master to rejoin the index at the -drain deadline answers 503, the key stays live, and the master exits 0`, async () => {
-    const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
-    try {
+  Deno.test(`SIGTERM: ${article} ${method} waiting for its master to rejoin the index at the -drain deadline answers 503, the key stays live, and the master exits 0`, () =>
+    withStops(async (stops) => {
+      const c = stops(
+        await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] }),
+      );
       const k = randomKey();
       assertEquals(await status(c.url + k, { method: "PUT", body: "kept" }), 201);
       assertEquals(await stopWhileRejoining(c, k, { method }), {
@@ -959,15 +935,12 @@ for (const [article, method] of [["a", "DELETE"], ["an", "UNLINK"]]) {
       });
       await c.startMaster();
       assertEquals(await (await fetch(c.url + k)).text(), "kept");
-    } finally {
-      await c.stop();
-    }
-  });
+    }));
 }
 
-Deno.test("SIGTERM: a RELINK waiting for its master to rejoin the index at the -drain deadline answers 503, the key stays unlinked, and the master exits 0", async () => {
-  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
-  try {
+Deno.test("SIGTERM: a RELINK waiting for its master to rejoin the index at the -drain deadline answers 503, the key stays unlinked, and the master exits 0", () =>
+  withStops(async (stops) => {
+    const c = stops(await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] }));
     const k = randomKey();
     assertEquals(await status(c.url + k, { method: "PUT", body: "unlinked" }), 201);
     assertEquals(await status(c.url + k, { method: "UNLINK" }), 204);
@@ -980,14 +953,11 @@ Deno.test("SIGTERM: a RELINK waiting for its master to rejoin the index at the -
     await c.startMaster();
     assertEquals(await status(c.url + k), 404);
     assertEquals(await status(c.url + k, { method: "RELINK" }), 204);
-  } finally {
-    await c.stop();
-  }
-});
+  }));
 
-Deno.test("SIGTERM: a REBALANCE waiting for its master to rejoin the index at the -drain deadline answers 503, the key stays as it was, and the master exits 0", async () => {
-  const c = await Cluster.start({ volumes: 2, flags: ["-replicas", "2", "-drain", "1s"] });
-  try {
+Deno.test("SIGTERM: a REBALANCE waiting for its master to rejoin the index at the -drain deadline answers 503, the key stays as it was, and the master exits 0", () =>
+  withStops(async (stops) => {
+    const c = stops(await Cluster.start({ volumes: 2, flags: ["-replicas", "2", "-drain", "1s"] }));
     const k = randomKey();
     assertEquals(await status(c.url + k, { method: "PUT", body: "kept" }), 201);
     // A replica lost: REBALANCE copies it back, under a claim on the key.
@@ -1001,10 +971,7 @@ Deno.test("SIGTERM: a REBALANCE waiting for its master to rejoin the index at th
     await c.startMaster();
     assertEquals(await (await fetch(c.url + k)).text(), "kept");
     assertEquals(await volumeFiles(c.volumes[0]), []);
-  } finally {
-    await c.stop();
-  }
-});
+  }));
 
 /**
  * The keys of `c`'s index in the "writing" state, through a master on the
@@ -1021,9 +988,9 @@ async function afterHungDelete(c: Cluster, key: string) {
   };
 }
 
-Deno.test('SIGTERM: a DELETE waiting on a hung volume at the -drain deadline answers 503, leaves the key non-live ("writing", held for -lease), and the master exits 0', async () => {
-  const { c, hung } = await hungCluster();
-  try {
+Deno.test('SIGTERM: a DELETE waiting on a hung volume at the -drain deadline answers 503, leaves the key non-live ("writing", held for -lease), and the master exits 0', () =>
+  withStops(async (stops) => {
+    const { c, hung } = await hungCluster(stops);
     const k = randomKey();
     assertEquals(await status(c.url + k, { method: "PUT", body: "value" }), 201);
     hung.hangOn("DELETE", k);
@@ -1036,26 +1003,18 @@ Deno.test('SIGTERM: a DELETE waiting on a hung volume at the -drain deadline ans
       get: 404,
       delete: 409,
     });
-  } finally {
-    await hung.stop();
-    await c.stop();
-  }
-});
+  }));
 
-Deno.test("SIGTERM: an S3 DeleteObject waiting on a hung volume at the -drain deadline answers 503 ServiceUnavailable and the master exits 0", async () => {
-  const { c, hung } = await hungCluster();
-  try {
+Deno.test("SIGTERM: an S3 DeleteObject waiting on a hung volume at the -drain deadline answers 503 ServiceUnavailable and the master exits 0", () =>
+  withStops(async (stops) => {
+    const { c, hung } = await hungCluster(stops);
     const k = randomKey("/bucket");
     assertEquals(await status(c.url + k, { method: "PUT", body: "value" }), 201);
     hung.hangOn("DELETE", k);
     const del = fetch(c.url + k, { method: "DELETE", headers: s3Signed() });
     const out = await stopWhileHung(c, hung, del);
     assertS3CutOff(out);
-  } finally {
-    await hung.stop();
-    await c.stop();
-  }
-});
+  }));
 
 /**
  * Sends `method path` with `body` on a connection of its own, as a client
@@ -1142,9 +1101,11 @@ function cutOffInS3(out: { status: number; text: string; code: number }): boolea
     out.text.includes(CUT_OFF.trim()) && out.code === 0;
 }
 
-Deno.test("SIGTERM: an S3 DeleteObjects recording a bucket known only through its keys while its master rejoins the index at the -drain deadline answers 503, the keys stay, and the master exits 0", async () => {
-  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-s3", "-drain", "1s"] });
-  try {
+Deno.test("SIGTERM: an S3 DeleteObjects recording a bucket known only through its keys while its master rejoins the index at the -drain deadline answers 503, the keys stay, and the master exits 0", () =>
+  withStops(async (stops) => {
+    const c = stops(
+      await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-s3", "-drain", "1s"] }),
+    );
     const bucket = `b-${crypto.randomUUID().slice(0, 8)}`;
     assertEquals(await status(`${c.url}/${bucket}/k`, { method: "PUT", body: "kept" }), 201);
     const body = "<Delete><Object><Key>k</Key></Object></Delete>";
@@ -1155,14 +1116,13 @@ Deno.test("SIGTERM: an S3 DeleteObjects recording a bucket known only through it
     assert(cutOffInS3(out), JSON.stringify(out));
     await c.startMaster();
     assertEquals(await (await fetch(`${c.url}/${bucket}/k`)).text(), "kept");
-  } finally {
-    await c.stop();
-  }
-});
+  }));
 
-Deno.test("SIGTERM: an S3 CreateBucket waiting for its master to rejoin the index at the -drain deadline answers 503, makes no bucket, and the master exits 0", async () => {
-  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-s3", "-drain", "1s"] });
-  try {
+Deno.test("SIGTERM: an S3 CreateBucket waiting for its master to rejoin the index at the -drain deadline answers 503, makes no bucket, and the master exits 0", () =>
+  withStops(async (stops) => {
+    const c = stops(
+      await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-s3", "-drain", "1s"] }),
+    );
     const bucket = `b-${crypto.randomUUID().slice(0, 8)}`;
     const body = "<CreateBucketConfiguration><LocationConstraint>eu-west-1" +
       "</LocationConstraint></CreateBucketConfiguration>";
@@ -1172,14 +1132,13 @@ Deno.test("SIGTERM: an S3 CreateBucket waiting for its master to rejoin the inde
     assert(cutOffInS3(out), JSON.stringify(out));
     await c.startMaster();
     assertEquals(await status(`${c.url}/${bucket}`, { method: "HEAD", headers: s3Signed() }), 404);
-  } finally {
-    await c.stop();
-  }
-});
+  }));
 
-Deno.test("SIGTERM: an S3 UploadPart waiting for its master to rejoin the index at the -drain deadline answers 503, records no part, removes its file, and the master exits 0", async () => {
-  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-s3", "-drain", "1s"] });
-  try {
+Deno.test("SIGTERM: an S3 UploadPart waiting for its master to rejoin the index at the -drain deadline answers 503, records no part, removes its file, and the master exits 0", () =>
+  withStops(async (stops) => {
+    const c = stops(
+      await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-s3", "-drain", "1s"] }),
+    );
     const k = randomKey("/bucket");
     const created = await fetch(`${c.url}${k}?uploads`, { method: "POST", headers: s3Signed() });
     const id = (await created.text()).match(/<UploadId>(\w+)<\/UploadId>/)![1];
@@ -1194,10 +1153,7 @@ Deno.test("SIGTERM: an S3 UploadPart waiting for its master to rejoin the index 
       .text();
     assert(parts.includes("<ListPartsResult") && !parts.includes("<Part>"), parts);
     assertEquals(await volumeFiles(c.volumes[0]), []);
-  } finally {
-    await c.stop();
-  }
-});
+  }));
 
 Deno.test("an S3 bucket record's commit on a locked index is not tried again past a stopping master's cut-off: it fails with the cut-off's reason, nothing written", async () => {
   await withIndex(async (index, path) => {
@@ -1216,9 +1172,9 @@ Deno.test("an S3 bucket record's commit on a locked index is not tried again pas
   });
 });
 
-Deno.test("SIGTERM: a RELINK waiting on its HEAD checks of the replicas at the -drain deadline answers the cut's 503, the key stays unlinked, and the master exits 0", async () => {
-  const { c, hung } = await hungCluster();
-  try {
+Deno.test("SIGTERM: a RELINK waiting on its HEAD checks of the replicas at the -drain deadline answers the cut's 503, the key stays unlinked, and the master exits 0", () =>
+  withStops(async (stops) => {
+    const { c, hung } = await hungCluster(stops);
     const k = randomKey();
     assertEquals(await status(c.url + k, { method: "PUT", body: "value" }), 201);
     assertEquals(await status(c.url + k, { method: "UNLINK" }), 204);
@@ -1228,15 +1184,11 @@ Deno.test("SIGTERM: a RELINK waiting on its HEAD checks of the replicas at the -
     const out = await stopWhileHung(c, hung, fetch(c.url + k, { method: "RELINK" }));
     assertEquals(out, { status: 503, body: CUT_OFF, code: 0 });
     assertEquals(await recordStamp(c, k), stamp);
-  } finally {
-    await hung.stop();
-    await c.stop();
-  }
-});
+  }));
 
-Deno.test("SIGTERM: a REBALANCE waiting on its HEAD checks of the replicas at the -drain deadline answers the cut's 503, the key's record untouched, and the master exits 0", async () => {
-  const { c, hung } = await hungCluster();
-  try {
+Deno.test("SIGTERM: a REBALANCE waiting on its HEAD checks of the replicas at the -drain deadline answers the cut's 503, the key's record untouched, and the master exits 0", () =>
+  withStops(async (stops) => {
+    const { c, hung } = await hungCluster(stops);
     const k = randomKey();
     assertEquals(await status(c.url + k, { method: "PUT", body: "value" }), 201);
     const stamp = await recordStamp(c, k);
@@ -1245,19 +1197,17 @@ Deno.test("SIGTERM: a REBALANCE waiting on its HEAD checks of the replicas at th
     const out = await stopWhileHung(c, hung, fetch(c.url + k, { method: "REBALANCE" }));
     assertEquals(out, { status: 503, body: CUT_OFF, code: 0 });
     assertEquals(await recordStamp(c, k), stamp);
-  } finally {
-    await hung.stop();
-    await c.stop();
-  }
-});
+  }));
 
-Deno.test("SIGTERM: a REPLACE waiting on its HEAD of the old value's copy off the key's volumes at the -drain deadline answers the cut's 503, the old value stays, unheld, its temporary removed, and the master exits 0", async () => {
-  const c = await Cluster.start({
-    volumes: 2,
-    flags: ["-replicas", "1", "-drain", "1s", "-voltimeout", "30s"],
-  });
-  const hung = new HungVolume(c.volumes[0]);
-  try {
+Deno.test("SIGTERM: a REPLACE waiting on its HEAD of the old value's copy off the key's volumes at the -drain deadline answers the cut's 503, the old value stays, unheld, its temporary removed, and the master exits 0", () =>
+  withStops(async (stops) => {
+    const c = stops(
+      await Cluster.start({
+        volumes: 2,
+        flags: ["-replicas", "1", "-drain", "1s", "-voltimeout", "30s"],
+      }),
+    );
+    const hung = stops(new HungVolume(c.volumes[0]));
     // Written with the hung volume alone; now hashed to volume 1, its old
     // copy left on the hung volume, which REPLACE asks about before the switch.
     const volumes = [hung.volume, c.volumes[1]];
@@ -1281,11 +1231,7 @@ Deno.test("SIGTERM: a REPLACE waiting on its HEAD of the old value's copy off th
     assertEquals(await (await fetch(c.url + k)).text(), "old value");
     assertEquals(await volumeFiles(c.volumes[1]), files, "the temporary is removed");
     assertEquals(await status(c.url + k, { method: "REPLACE", body: "new value" }), 201);
-  } finally {
-    await hung.stop();
-    await c.stop();
-  }
-});
+  }));
 
 /**
  * hungCluster's, its index marked incomplete (as a rebuild that died leaves
@@ -1293,9 +1239,10 @@ Deno.test("SIGTERM: a REPLACE waiting on its HEAD of the old value's copy off th
  * holds a value; `records` are written into the index first.
  */
 async function incompleteHungCluster(
+  stops: Stops,
   records: [string, Record][] = [],
 ): Promise<{ c: Cluster; hung: HungVolume }> {
-  const { c, hung } = await hungCluster();
+  const { c, hung } = await hungCluster(stops);
   await c.stopMaster();
   const kv = await Deno.openKv(`${c.db}/index.sqlite3`);
   await kv.set(["rebuild"], { at: Date.now(), why: "a rebuild began and has not finished" });
@@ -1317,46 +1264,38 @@ async function recordOf(c: Cluster, key: string): Promise<Record | null> {
   }
 }
 
-Deno.test("SIGTERM: a PUT on an incomplete index waiting on a volume to say whether it holds the key at the -drain deadline answers the cut's 503, leaves no record, and the master exits 0", async () => {
-  const { c, hung } = await incompleteHungCluster();
-  try {
+Deno.test("SIGTERM: a PUT on an incomplete index waiting on a volume to say whether it holds the key at the -drain deadline answers the cut's 503, leaves no record, and the master exits 0", () =>
+  withStops(async (stops) => {
+    const { c, hung } = await incompleteHungCluster(stops);
     const k = randomKey();
     // Asked with the PUT's claim in: a HEAD unanswered for -voltimeout (30 s).
     hung.hangOn("HEAD", k);
     const out = await stopWhileHung(c, hung, fetch(c.url + k, { method: "PUT", body: "value" }));
     assertEquals(out, { status: 503, body: CUT_OFF, code: 0 });
     assertEquals(await recordOf(c, k), null);
-  } finally {
-    await hung.stop();
-    await c.stop();
-  }
-});
+  }));
 
-Deno.test("SIGTERM: a DELETE of a dead master's write on an incomplete index waiting on a volume to say whether it holds the key at the -drain deadline answers the cut's 503, the record as it was, and the master exits 0", async () => {
-  const k = randomKey();
-  const dead: Record = {
-    state: "writing",
-    rvolumes: [],
-    hash: "",
-    size: -1,
-    owner: "dead-master",
-    until: Date.now() - 1000,
-  };
-  const { c, hung } = await incompleteHungCluster([[k, dead]]);
-  try {
+Deno.test("SIGTERM: a DELETE of a dead master's write on an incomplete index waiting on a volume to say whether it holds the key at the -drain deadline answers the cut's 503, the record as it was, and the master exits 0", () =>
+  withStops(async (stops) => {
+    const k = randomKey();
+    const dead: Record = {
+      state: "writing",
+      rvolumes: [],
+      hash: "",
+      size: -1,
+      owner: "dead-master",
+      until: Date.now() - 1000,
+    };
+    const { c, hung } = await incompleteHungCluster(stops, [[k, dead]]);
     hung.hangOn("HEAD", k);
     const out = await stopWhileHung(c, hung, fetch(c.url + k, { method: "DELETE" }));
     assertEquals(out, { status: 503, body: CUT_OFF, code: 0 });
     assertEquals(await recordOf(c, k), dead);
-  } finally {
-    await hung.stop();
-    await c.stop();
-  }
-});
+  }));
 
-Deno.test("SIGTERM: an S3 DeleteObject on an incomplete index waiting on a volume to say whether it holds the key at the -drain deadline answers 503 ServiceUnavailable, the cut's, and the master exits 0", async () => {
-  const { c, hung } = await incompleteHungCluster();
-  try {
+Deno.test("SIGTERM: an S3 DeleteObject on an incomplete index waiting on a volume to say whether it holds the key at the -drain deadline answers 503 ServiceUnavailable, the cut's, and the master exits 0", () =>
+  withStops(async (stops) => {
+    const { c, hung } = await incompleteHungCluster(stops);
     // The bucket known through a key of its own.
     assertEquals(
       await status(`${c.url}${randomKey("/bucket")}`, { method: "PUT", body: "v" }),
@@ -1367,11 +1306,7 @@ Deno.test("SIGTERM: an S3 DeleteObject on an incomplete index waiting on a volum
     const del = fetch(c.url + k, { method: "DELETE", headers: s3Signed() });
     const out = await stopWhileHung(c, hung, del);
     assertS3CutOff(out);
-  } finally {
-    await hung.stop();
-    await c.stop();
-  }
-});
+  }));
 
 // Every volume call of a request now stops at the cut, so none on a real
 // master answers a 503 of its own after it: a store stands in for one.
@@ -1404,11 +1339,12 @@ Deno.test("the stop's line counts a 503 a request answered after the cut for a r
   }
 });
 
-Deno.test("SIGTERM: a REPLACE past its upload waiting for its master to rejoin the index at the -drain deadline answers 503 with no switch recorded: the old value stays, unheld, its temporary removed", async () => {
-  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
-  const slow = slowBody();
-  let unlock: (() => void) | null = null;
-  try {
+Deno.test("SIGTERM: a REPLACE past its upload waiting for its master to rejoin the index at the -drain deadline answers 503 with no switch recorded: the old value stays, unheld, its temporary removed", () =>
+  withStops(async (stops) => {
+    const c = stops(await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] }));
+    let unlock: (() => void) | null = null;
+    stops({ stop: () => unlock?.() });
+    const slow = stops(slowBody());
     const k = randomKey();
     assertEquals(await status(c.url + k, { method: "PUT", body: "old" }), 201);
     const files = await volumeFiles(c.volumes[0]);
@@ -1434,12 +1370,7 @@ Deno.test("SIGTERM: a REPLACE past its upload waiting for its master to rejoin t
     assertEquals(await (await fetch(c.url + k)).text(), "old");
     assertEquals(await volumeFiles(c.volumes[0]), files);
     assertEquals(await status(c.url + k, { method: "REPLACE", body: "new" }), 201);
-  } finally {
-    slow.stop();
-    unlock?.();
-    await c.stop();
-  }
-});
+  }));
 
 const SWITCH_RECORDED = "The master is shutting down and cut this REPLACE off after the index " +
   "recorded its switch to the new value: once -lease has passed, the key's next request " +
@@ -1454,16 +1385,13 @@ async function unheld(url: string, key: string): Promise<number> {
   }
 }
 
-Deno.test("SIGTERM: a REPLACE renaming at the -drain deadline answers 503 saying its switch is recorded, and the key's next request once -lease has passed finishes it", async () => {
-  const c = await Cluster.start({
-    volumes: 1,
-    flags: ["-replicas", "1", "-drain", "1s", "-lease", "2s"],
-  });
-  const held = new HeldVolume(c.volumes[0]);
-  await c.stopMaster();
-  const m = await c.spawnMaster([], {}, { volumes: [held.volume] });
-  const marker = cutMarker(m);
-  try {
+Deno.test("SIGTERM: a REPLACE renaming at the -drain deadline answers 503 saying its switch is recorded, and the key's next request once -lease has passed finishes it", () =>
+  withStops(async (stops) => {
+    const { c, proxy: held, m } = await proxiedMaster(stops, {
+      volumes: 1,
+      flags: ["-replicas", "1", "-drain", "1s", "-lease", "2s"],
+    }, (v) => new HeldVolume(v));
+    const marker = stops(cutMarker(m));
     const k = randomKey();
     assertEquals(await status(m.url + k, { method: "PUT", body: "old" }), 201);
     held.holdWhen((req) => req.method === "MOVE");
@@ -1483,24 +1411,15 @@ Deno.test("SIGTERM: a REPLACE renaming at the -drain deadline answers 503 saying
     await c.startMaster([], [held.volume]);
     assertEquals(await unheld(c.url, k), 404);
     assertEquals(await (await fetch(c.url + k)).text(), "new");
-  } finally {
-    marker.stop();
-    await m.stop();
-    await held.stop();
-    await c.stop();
-  }
-});
+  }));
 
-Deno.test("SIGTERM: a REPLACE whose rename a volume holds at the -drain deadline answers 503 saying its switch is recorded by the cut, the switch left recorded, and the key's next request once -lease has passed finishes it after the rename lands late", async () => {
-  // -voltimeout 30s: the rename's stall bound (10x) outlasts the drain and its grace by far.
-  const c = await Cluster.start({
-    volumes: 1,
-    flags: ["-replicas", "1", "-drain", "1s", "-lease", "2s", "-voltimeout", "30s"],
-  });
-  const held = new HeldVolume(c.volumes[0]);
-  await c.stopMaster();
-  const m = await c.spawnMaster([], {}, { volumes: [held.volume] });
-  try {
+Deno.test("SIGTERM: a REPLACE whose rename a volume holds at the -drain deadline answers 503 saying its switch is recorded by the cut, the switch left recorded, and the key's next request once -lease has passed finishes it after the rename lands late", () =>
+  withStops(async (stops) => {
+    // -voltimeout 30s: the rename's stall bound (10x) outlasts the drain and its grace by far.
+    const { c, proxy: held, m } = await proxiedMaster(stops, {
+      volumes: 1,
+      flags: ["-replicas", "1", "-drain", "1s", "-lease", "2s", "-voltimeout", "30s"],
+    }, (v) => new HeldVolume(v));
     const k = randomKey();
     assertEquals(await status(m.url + k, { method: "PUT", body: "old" }), 201);
     held.holdWhen((req) => req.method === "MOVE");
@@ -1522,12 +1441,7 @@ Deno.test("SIGTERM: a REPLACE whose rename a volume holds at the -drain deadline
     await c.startMaster([], [held.volume]);
     assertEquals(await unheld(c.url, k), 404);
     assertEquals(await (await fetch(c.url + k)).text(), "new");
-  } finally {
-    await m.stop();
-    await held.stop();
-    await c.stop();
-  }
-});
+  }));
 
 /** Waits until `key`'s file on `volume` (a one-volume cluster's, -replicas 1) is `value`. */
 async function fileHolds(volume: string, key: string, value: string): Promise<void> {
@@ -1540,13 +1454,15 @@ async function fileHolds(volume: string, key: string, value: string): Promise<vo
   }
 }
 
-Deno.test("SIGTERM: an S3 CompleteMultipartUpload joining its parts at the -drain deadline ends its 200 with the cut's ServiceUnavailable, counted as cut off mid-answer, makes nothing live, and leaves the upload to complete again", async () => {
-  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-s3", "-drain", "1s"] });
-  const held = new HeldVolume(c.volumes[0]);
-  await c.stopMaster();
-  const m = await c.spawnMaster([], {}, { stderr: "piped", volumes: [held.volume] });
-  const marker = cutMarker(m);
-  try {
+Deno.test("SIGTERM: an S3 CompleteMultipartUpload joining its parts at the -drain deadline ends its 200 with the cut's ServiceUnavailable, counted as cut off mid-answer, makes nothing live, and leaves the upload to complete again", () =>
+  withStops(async (stops) => {
+    const { c, proxy: held, m } = await proxiedMaster(
+      stops,
+      { volumes: 1, flags: ["-replicas", "1", "-s3", "-drain", "1s"] },
+      (v) => new HeldVolume(v),
+      { stderr: "piped" },
+    );
+    const marker = stops(cutMarker(m));
     const k = randomKey("/bucket");
     const created = await fetch(`${m.url}${k}?uploads`, { method: "POST", headers: s3Signed() });
     const id = (await created.text()).match(/<UploadId>(\w+)<\/UploadId>/)![1];
@@ -1591,13 +1507,7 @@ Deno.test("SIGTERM: an S3 CompleteMultipartUpload joining its parts at the -drai
     const again = await (await complete()).text();
     assert(again.includes("<CompleteMultipartUploadResult"), again);
     assertEquals(await (await fetch(c.url + k, { headers: s3Signed() })).text(), "part");
-  } finally {
-    marker.stop();
-    await m.stop();
-    await held.stop();
-    await c.stop();
-  }
-});
+  }));
 
 /**
  * What a master killed before the first rename of a REPLACE leaves: `key`
@@ -1661,11 +1571,12 @@ async function switchPending(c: Cluster, key: string): Promise<boolean> {
 
 /**
  * A master on `held` (-s3, -drain 1s, -lease 2s), `held` holding the
- * renames (MOVE) of the switch a request of it finishes, and its cut marker.
+ * renames (MOVE) of the switch a request of it finishes, and its cut marker,
+ * both handed to `stops`.
  */
-async function settlingMaster(c: Cluster, held: { volume: string }) {
-  const m = await c.spawnMaster(["-s3", "-lease", "2s"], {}, { volumes: [held.volume] });
-  return { m, marker: cutMarker(m) };
+async function settlingMaster(stops: Stops, c: Cluster, held: { volume: string }) {
+  const m = stops(await c.spawnMaster(["-s3", "-lease", "2s"], {}, { volumes: [held.volume] }));
+  return { m, marker: stops(cutMarker(m)) };
 }
 
 /**
@@ -1686,14 +1597,14 @@ async function stopWhileSettling(
   return { status: res.status, body: await res.text(), code: (await m.proc.status).code };
 }
 
-Deno.test("SIGTERM: a GET finishing a dead master's REPLACE at the -drain deadline answers 503, the switch left for the key's next request", async () => {
-  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
-  const held = new HeldVolume(c.volumes[0]);
-  const k = randomKey();
-  await strandedSwitch(c, held, k);
-  held.holdWhen((req) => req.method === "MOVE");
-  const { m, marker } = await settlingMaster(c, held);
-  try {
+Deno.test("SIGTERM: a GET finishing a dead master's REPLACE at the -drain deadline answers 503, the switch left for the key's next request", () =>
+  withStops(async (stops) => {
+    const c = stops(await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] }));
+    const held = stops(new HeldVolume(c.volumes[0]));
+    const k = randomKey();
+    await strandedSwitch(c, held, k);
+    held.holdWhen((req) => req.method === "MOVE");
+    const { m, marker } = await settlingMaster(stops, c, held);
     const get = fetch(m.url + k, { redirect: "manual" });
     assertEquals(await stopWhileSettling(m, held, marker, get), {
       status: 503,
@@ -1705,36 +1616,25 @@ Deno.test("SIGTERM: a GET finishing a dead master's REPLACE at the -drain deadli
     await c.startMaster([], [held.volume]);
     assertEquals(await unheld(c.url, k), 404);
     assertEquals(await (await fetch(c.url + k)).text(), "new");
-  } finally {
-    marker.stop();
-    await m.stop();
-    await held.stop();
-    await c.stop();
-  }
-});
+  }));
 
 /** Hung's master from settlingMaster (its cluster -voltimeout 30s); its answer to the GET of `key`, its exit code, as stopWhileHung. */
-async function getWhileSettlingHung(c: Cluster, hung: HungVolume, key: string) {
-  const { m, marker } = await settlingMaster(c, hung);
-  try {
-    const get = fetch(m.url + key, { redirect: "manual" });
-    await hung.arrived;
-    m.proc.kill("SIGTERM");
-    const res = await get;
-    return { status: res.status, body: await res.text(), code: (await m.proc.status).code };
-  } finally {
-    marker.stop();
-    await m.stop();
-  }
+function getWhileSettlingHung(c: Cluster, hung: HungVolume, key: string) {
+  return withStops(async (stops) => {
+    const { m } = await settlingMaster(stops, c, hung);
+    return await stopWhileHung(m, hung, fetch(m.url + key, { redirect: "manual" }));
+  });
 }
 
-Deno.test("SIGTERM: a GET finishing a dead master's REPLACE whose rename a volume hangs on at the -drain deadline answers the cut's 503 by it, the switch left for the key's next request", async () => {
-  const c = await Cluster.start({
-    volumes: 1,
-    flags: ["-replicas", "1", "-drain", "1s", "-voltimeout", "30s"],
-  });
-  const hung = new HungVolume(c.volumes[0]);
-  try {
+Deno.test("SIGTERM: a GET finishing a dead master's REPLACE whose rename a volume hangs on at the -drain deadline answers the cut's 503 by it, the switch left for the key's next request", () =>
+  withStops(async (stops) => {
+    const c = stops(
+      await Cluster.start({
+        volumes: 1,
+        flags: ["-replicas", "1", "-drain", "1s", "-voltimeout", "30s"],
+      }),
+    );
+    const hung = stops(new HungVolume(c.volumes[0]));
     const k = randomKey();
     await strandedSwitch(c, hung, k);
     hung.holds = (req) => req.method === "MOVE";
@@ -1744,19 +1644,17 @@ Deno.test("SIGTERM: a GET finishing a dead master's REPLACE whose rename a volum
     await c.startMaster([], [hung.volume]);
     assertEquals(await unheld(c.url, k), 404);
     assertEquals(await (await fetch(c.url + k)).text(), "new");
-  } finally {
-    await hung.stop();
-    await c.stop();
-  }
-});
+  }));
 
-Deno.test("SIGTERM: a GET finishing a dead master's REPLACE whose volume hangs on saying whether its rename landed at the -drain deadline answers the cut's 503 by it, the switch left for the key's next request", async () => {
-  const c = await Cluster.start({
-    volumes: 1,
-    flags: ["-replicas", "1", "-drain", "1s", "-voltimeout", "30s"],
-  });
-  const hung = new HungVolume(c.volumes[0]);
-  try {
+Deno.test("SIGTERM: a GET finishing a dead master's REPLACE whose volume hangs on saying whether its rename landed at the -drain deadline answers the cut's 503 by it, the switch left for the key's next request", () =>
+  withStops(async (stops) => {
+    const c = stops(
+      await Cluster.start({
+        volumes: 1,
+        flags: ["-replicas", "1", "-drain", "1s", "-voltimeout", "30s"],
+      }),
+    );
+    const hung = stops(new HungVolume(c.volumes[0]));
     const k = randomKey();
     // The temporary gone: the GET's rename finds none and HEADs the key's
     // file, its size telling whether it is the new value.
@@ -1768,21 +1666,17 @@ Deno.test("SIGTERM: a GET finishing a dead master's REPLACE whose volume hangs o
     await c.startMaster([], [hung.volume]);
     assertEquals(await unheld(c.url, k), 404);
     assertEquals(await (await fetch(c.url + k)).text(), "new");
-  } finally {
-    await hung.stop();
-    await c.stop();
-  }
-});
+  }));
 
 /** The answer's code and status, as S3 gives them. */
 
-Deno.test("SIGTERM: an S3 CompleteMultipartUpload with If-Match checking a key whose dead master's REPLACE it finishes at the -drain deadline answers 503 ServiceUnavailable, the switch left for the key's next request and the upload to complete again", async () => {
-  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
-  const held = new HeldVolume(c.volumes[0]);
-  const k = randomKey("/bucket");
-  const { etag } = await strandedSwitch(c, held, k);
-  const { m, marker } = await settlingMaster(c, held);
-  try {
+Deno.test("SIGTERM: an S3 CompleteMultipartUpload with If-Match checking a key whose dead master's REPLACE it finishes at the -drain deadline answers 503 ServiceUnavailable, the switch left for the key's next request and the upload to complete again", () =>
+  withStops(async (stops) => {
+    const c = stops(await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] }));
+    const held = stops(new HeldVolume(c.volumes[0]));
+    const k = randomKey("/bucket");
+    const { etag } = await strandedSwitch(c, held, k);
+    const { m, marker } = await settlingMaster(stops, c, held);
     const created = await fetch(`${m.url}${k}?uploads`, { method: "POST", headers: s3Signed() });
     const id = (await created.text()).match(/<UploadId>(\w+)<\/UploadId>/)![1];
     const part = await fetch(`${m.url}${k}?partNumber=1&uploadId=${id}`, {
@@ -1812,21 +1706,15 @@ Deno.test("SIGTERM: an S3 CompleteMultipartUpload with If-Match checking a key w
     });
     assertEquals(again.status, 200);
     assert((await again.text()).includes("<CompleteMultipartUploadResult"));
-  } finally {
-    marker.stop();
-    await m.stop();
-    await held.stop();
-    await c.stop();
-  }
-});
+  }));
 
-Deno.test("SIGTERM: an S3 CopyObject with If-Match onto a key whose dead master's REPLACE it finishes at the -drain deadline answers 503 ServiceUnavailable, the switch left for the key's next request", async () => {
-  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] });
-  const held = new HeldVolume(c.volumes[0]);
-  const k = randomKey("/bucket");
-  const { etag } = await strandedSwitch(c, held, k);
-  const { m, marker } = await settlingMaster(c, held);
-  try {
+Deno.test("SIGTERM: an S3 CopyObject with If-Match onto a key whose dead master's REPLACE it finishes at the -drain deadline answers 503 ServiceUnavailable, the switch left for the key's next request", () =>
+  withStops(async (stops) => {
+    const c = stops(await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] }));
+    const held = stops(new HeldVolume(c.volumes[0]));
+    const k = randomKey("/bucket");
+    const { etag } = await strandedSwitch(c, held, k);
+    const { m, marker } = await settlingMaster(stops, c, held);
     const source = randomKey("/bucket");
     assertEquals(await status(m.url + source, { method: "PUT", body: "copied" }), 201);
     held.holdWhen((req) => req.method === "MOVE");
@@ -1840,10 +1728,160 @@ Deno.test("SIGTERM: an S3 CopyObject with If-Match onto a key whose dead master'
     await c.startMaster([], [held.volume]);
     assertEquals(await unheld(c.url, k), 404);
     assertEquals(await (await fetch(c.url + k)).text(), "new");
-  } finally {
-    marker.stop();
-    await m.stop();
-    await held.stop();
-    await c.stop();
+  }));
+
+/**
+ * A HungVolume that also refuses the requests `refuses` picks (none until
+ * set) at once, with a 500, passing none of them on: a rename the volume
+ * says it did not make. `refused` resolves to the first one refused (its
+ * URL and Destination).
+ */
+class RefusingVolume extends HungVolume {
+  refuses: ((req: Request) => boolean) | null = null;
+  readonly #refused = Promise.withResolvers<{ url: string; destination: string | null }>();
+
+  get refused(): Promise<{ url: string; destination: string | null }> {
+    return this.#refused.promise;
   }
-});
+
+  protected override handle(req: Request): Promise<Response> {
+    if (!this.refuses?.(req)) return super.handle(req);
+    this.#refused.resolve({ url: req.url, destination: req.headers.get("destination") });
+    return Promise.resolve(new Response(null, { status: 500 }));
+  }
+}
+
+/**
+ * proxiedMaster's on `n` volumes (-replicas `n`, -drain 1s, -lease 2s), a
+ * fresh key `k` written `old` through its master: a REPLACE's switch to
+ * cut. -voltimeout 30s: a hung HEAD's bound, and a hung rename's or
+ * DELETE's stall bound (10x), outlast the drain and its grace by far.
+ */
+async function replacing<P extends VolumeProxy>(
+  stops: Stops,
+  n: number,
+  proxy: (volume: string) => P,
+  old: string,
+) {
+  const flags = ["-replicas", `${n}`, "-drain", "1s", "-lease", "2s", "-voltimeout", "30s"];
+  const started = await proxiedMaster(stops, { volumes: n, flags }, proxy);
+  const k = randomKey();
+  assertEquals(await status(started.m.url + k, { method: "PUT", body: old }), 201);
+  return { ...started, k };
+}
+
+/** Whether `req` is one of a REPLACE's temporary (`/ab/cd/replace.<uuid>`). */
+function ofTemporary(req: Request): boolean {
+  return new URL(req.url).pathname.includes("/replace.");
+}
+
+Deno.test("SIGTERM: a REPLACE whose rename a volume refused, hanging on saying whether the temporary is still there at the -drain deadline, answers 503 saying its switch is recorded by the cut, and the key's next request once -lease has passed finishes it", () =>
+  withStops(async (stops) => {
+    const { c, proxy: vol, m, k } = await replacing(stops, 1, (v) => new RefusingVolume(v), "old");
+    // Refused: whether a dead master's rename landed is then asked of the
+    // temporary (#holds), a HEAD the volume hangs on.
+    vol.refuses = (req) => req.method === "MOVE";
+    vol.holds = (req) => req.method === "HEAD" && ofTemporary(req);
+    const replace = fetch(m.url + k, { method: "REPLACE", body: "new" });
+    assertEquals(await stopWhileHung(m, vol, replace), {
+      status: 503,
+      body: SWITCH_RECORDED,
+      code: 0,
+    });
+    assert(await switchPending(c, k), "the switch is left recorded");
+    vol.refuses = null;
+    vol.holds = null;
+    await c.startMaster([], [vol.volume]);
+    assertEquals(await unheld(c.url, k), 404);
+    assertEquals(await (await fetch(c.url + k)).text(), "new");
+  }));
+
+Deno.test("SIGTERM: a REPLACE whose rename one replica refused, removing that replica's temporary from a hung volume at the -drain deadline, answers its 500 saying on how many replicas the new value is live, which it is, and REBALANCE copies it back once -lease has passed", () =>
+  withStops(async (stops) => {
+    const started = await replacing(stops, 2, (v) => new RefusingVolume(v), "old value");
+    const { c, proxy: vol, volumes, m, k } = started;
+    // The temporary still there says the refused rename was not made: the
+    // new value is live on the other replica, and this one's temporary is
+    // removed (#unswitch), a DELETE the volume hangs on.
+    vol.refuses = (req) => req.method === "MOVE";
+    vol.holds = (req) => req.method === "DELETE" && ofTemporary(req);
+    const replace = fetch(m.url + k, { method: "REPLACE", body: "new value" });
+    const out = await stopWhileHung(m, vol, replace);
+    const move = await vol.refused;
+    const refusal = `Cannot MOVE "${move.url}" to "${move.destination}": status 500`;
+    assertEquals(out, {
+      status: 500,
+      body: `${refusal} (the new value is live on 1 of 2 replicas: REBALANCE the key to copy ` +
+        "it back)\n",
+      code: 0,
+    });
+    const live = (await recordOf(c, k))!;
+    assertEquals(
+      [live.state, live.hash, live.next, live.rvolumes.map((v) => v.split("/")[0])],
+      ["live", toHex(md5("new value")), undefined, [c.volumes[1]]],
+    );
+    vol.refuses = null;
+    vol.holds = null;
+    await c.startMaster([], volumes);
+    assertEquals(await served(c.url, k), {
+      status: 302,
+      md5: toHex(md5("new value")),
+      value: "new value",
+    });
+    assertEquals(await unheld(c.url, k), 404);
+    assertEquals(await status(c.url + k, { method: "REBALANCE" }), 204);
+    assertEquals((await recordOf(c, k))!.rvolumes.length, 2);
+    assertEquals(await Promise.all(c.volumes.map((v) => fileOn(v, k))), ["new value", "new value"]);
+  }));
+
+Deno.test("SIGTERM: a REPLACE cut off with one replica renamed and another's rename hung leaves the key reading as the old value or the new, never a mix or a 404, and the key's next request once -lease has passed finishes the switch", () =>
+  withStops(async (stops) => {
+    const started = await replacing(stops, 2, (v) => new HungVolume(v), "old value");
+    const { c, proxy: hung, volumes, m, k } = started;
+    hung.holds = (req) => req.method === "MOVE";
+    const replace = fetch(m.url + k, { method: "REPLACE", body: "new value" });
+    await Promise.race([hung.arrived, replace]);
+    // The other replica's rename landed before the cut.
+    await fileHolds(c.volumes[1], k, "new value");
+    assertEquals(await stopWhileHung(m, hung, replace), {
+      status: 503,
+      body: SWITCH_RECORDED,
+      code: 0,
+    });
+    assert(await switchPending(c, k), "the switch is left recorded");
+    assertEquals(await Promise.all(c.volumes.map((v) => fileOn(v, k))), ["old value", "new value"]);
+    hung.holds = null;
+    await c.startMaster([], volumes);
+    // Within -lease or past it: either value, whole, with its own MD5 if any.
+    const { status: got, md5: sum, value } = await served(c.url, k);
+    assertEquals(got, 302);
+    assert(["old value", "new value"].includes(value), value);
+    assert(sum === null || sum === toHex(md5(value)), `${sum} is not the MD5 of ${value}`);
+    assertEquals(await unheld(c.url, k), 404);
+    assertEquals(await served(c.url, k), {
+      status: 302,
+      md5: toHex(md5("new value")),
+      value: "new value",
+    });
+    assertEquals(await switchPending(c, k), false);
+    assertEquals(await Promise.all(c.volumes.map((v) => fileOn(v, k))), ["new value", "new value"]);
+  }));
+
+/** `key`'s file on `volume` (a cluster's, the key on one of its subvolumes), null when none. */
+async function fileOn(volume: string, key: string): Promise<string | null> {
+  const path = key2path(new TextEncoder().encode(key));
+  const file = (await volumeFiles(volume)).find((f) => f.endsWith(path));
+  return file ? await (await fetch(`http://${volume}${file}`)).text() : null;
+}
+
+/**
+ * What a GET of `key` through the master at `url` answers: its status and
+ * Content-Md5, and the value at the replica it redirects to.
+ */
+async function served(url: string, key: string) {
+  const res = await fetch(url + key, { redirect: "manual" });
+  await res.body?.cancel();
+  const location = res.headers.get("location");
+  const value = location ? await (await fetch(location)).text() : "";
+  return { status: res.status, md5: res.headers.get("content-md5"), value };
+}
