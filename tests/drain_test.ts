@@ -1668,8 +1668,6 @@ Deno.test("SIGTERM: a GET finishing a dead master's REPLACE whose volume hangs o
     assertEquals(await (await fetch(c.url + k)).text(), "new");
   }));
 
-/** The answer's code and status, as S3 gives them. */
-
 Deno.test("SIGTERM: an S3 CompleteMultipartUpload with If-Match checking a key whose dead master's REPLACE it finishes at the -drain deadline answers 503 ServiceUnavailable, the switch left for the key's next request and the upload to complete again", () =>
   withStops(async (stops) => {
     const c = stops(await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-drain", "1s"] }));
