@@ -1024,13 +1024,13 @@ export class Store {
     opts: { signal?: AbortSignal } = {},
   ): Promise<boolean> {
     const url = volumeUrl(volume, tmp);
-    const { signal } = opts;
-    const found = await remoteSize(url, this.opts.voltimeout, { signal }).catch((err) => {
-      if (cutBy(err, signal)) throw err;
-      const why = `${refused.message}; cannot tell whether "${url}" was renamed before`;
-      throw undecided(`${why}: ${messageOf(err)}`);
-    });
-    return found !== null;
+    // Whether it is there is all that counts: a HEAD's status (its size
+    // would need a read in full behind a proxy that sends no Content-Length).
+    const status = await headStatus(url, this.opts.voltimeout, opts);
+    if (status === 200 || status === 404) return status === 200;
+    const why = `${refused.message}; cannot tell whether "${url}" was renamed before`;
+    const seen = status === 0 ? `no answer within -voltimeout` : `status ${status}`;
+    throw undecided(`${why}: ${seen}`);
   }
 
   /**
