@@ -41,7 +41,14 @@ import { pool } from "../lib/pool.ts";
 import { nameSome, plural, Progress } from "../lib/progress.ts";
 import { aliasesMessage, checkNames, isMarker, mastersMessage } from "../lib/aliases.ts";
 import { concurrencyOf, graceOf } from "../lib/tool_flags.ts";
-import { describe, headStatus, remoteDelete, unanswered, volumeUrl } from "../lib/volumes.ts";
+import {
+  describe,
+  headStatus,
+  readSize,
+  remoteDelete,
+  unanswered,
+  volumeUrl,
+} from "../lib/volumes.ts";
 import {
   type Found,
   hexFolders,
@@ -668,7 +675,10 @@ async function checkReplica(
   if (!md5 && !unsized) return { health: "ok", why: "" };
   let read: Digest;
   try {
-    read = await readDigest(url, { stall: ctx.stall, length });
+    // Only the size asked for: counted, not hashed.
+    read = md5
+      ? await readDigest(url, { stall: ctx.stall, length })
+      : { bytes: await readSize(url, { stall: ctx.stall }), md5: "" };
   } catch (err) {
     return { health: "unreachable", why: `read failed: ${describe(err)}` };
   }
