@@ -521,17 +521,18 @@ export async function remoteSize(
 }
 
 /**
- * Reads url in full, counting its bytes (none kept): its size. Rejects as
- * remoteGet does (a file gone meanwhile too), and when no byte comes for
- * `stall` ms (a value may take longer in all). `signal`: the read is given
- * up at its abort, rejecting with its reason.
+ * Reads url in full, counting its bytes (none kept): its size, null when
+ * there is no file (gone since a HEAD found it). Rejects as remoteGet does,
+ * and when no byte comes for `stall` ms (a value may take longer in all).
+ * `signal`: the read is given up at its abort, rejecting with its reason.
  */
 export async function readSize(
   url: string,
   opts: { stall: number; signal?: AbortSignal },
-): Promise<number> {
+): Promise<number | null> {
   const signal = opts.signal ?? new AbortController().signal;
-  const res = await remoteGet(url, { signal, stall: opts.stall });
+  const res = await remoteGet(url, { signal, stall: opts.stall, ifThere: true });
+  if (res.status === 404) return null;
   let bytes = 0;
   // Read to its end or its error (a stall, the abort: the watch ends it).
   for await (const chunk of res.body!) bytes += chunk.byteLength;
@@ -574,11 +575,13 @@ async function noFileAt(
 
 /**
  * Opens a GET of url, its body watched for stalls; the caller owns the body.
- * Rejects on any status but 200 (and 206 when a `range` was asked for).
+ * Rejects on any status but 200 (and 206 when a `range` was asked for);
+ * with `ifThere`, a 404 (an answer, no failure of the volume) is returned,
+ * its body consumed.
  */
 export async function remoteGet(
   url: string,
-  opts: { signal: AbortSignal; stall: number; range?: string },
+  opts: { signal: AbortSignal; stall: number; range?: string; ifThere?: boolean },
 ): Promise<Response> {
   const stall = new Stall(opts.stall, url);
   let res: Response;
@@ -599,6 +602,10 @@ export async function remoteGet(
   if (!ok || !res.body) {
     stall.stop();
     await res.body?.cancel();
+    if (res.status === 404 && opts.ifThere) {
+      succeeded(volumeOf(url), "get");
+      return new Response(null, { status: 404, headers: res.headers });
+    }
     const message = `Cannot GET "${url}": status ${res.status}`;
     // A range past the end is the client's mistake, not the volume's.
     if (res.status === 416) {

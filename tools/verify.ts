@@ -673,15 +673,15 @@ async function checkReplica(
   const unsized = size >= 0 && length === null;
   const hashed = md5 && hash !== "";
   if (!md5 && !unsized) return { health: "ok", why: "" };
-  let read: Digest;
+  let read: Digest | null;
   try {
     // Only the size asked for: counted, not hashed.
-    read = md5
-      ? await readDigest(url, { stall: ctx.stall, length })
-      : { bytes: await readSize(url, { stall: ctx.stall }), md5: "" };
+    read = md5 ? await readDigest(url, { stall: ctx.stall, length }) : await sizeOnly(ctx, url);
   } catch (err) {
     return { health: "unreachable", why: `read failed: ${describe(err)}` };
   }
+  // Gone since the HEAD.
+  if (!read) return { health: "missing", why: "" };
   if (size >= 0 && read.bytes !== size) {
     const how = unsized ? "; read in full: its HEAD answer gave no Content-Length" : "";
     return { health: "corrupt", why: `size ${plural(read.bytes, "byte")}, recorded ${size}${how}` };
@@ -691,6 +691,12 @@ async function checkReplica(
   }
   // No MD5 recorded (a rebuilt key): kept, to compare with the other replicas'.
   return { health: "ok", why: "", md5: md5 && !hash ? read.md5 : undefined };
+}
+
+/** A replica read in full for its size alone (no MD5); null when gone. */
+async function sizeOnly(ctx: Ctx, url: string): Promise<Digest | null> {
+  const bytes = await readSize(url, { stall: ctx.stall });
+  return bytes === null ? null : { bytes, md5: "" };
 }
 
 /** " (why)" when there is a why. */

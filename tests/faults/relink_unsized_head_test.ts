@@ -91,6 +91,23 @@ Deno.test("RELINK answers 404 when the replicas whose HEAD gives no size are cut
   });
 });
 
+Deno.test("RELINK answers 404 when the replica whose HEAD gives no size is gone by the time it is read, and the key stays unlinked", async () => {
+  await withUnlinkedKey({ volumes: 1 }, async ({ c, proxies: [proxy], key, path }) => {
+    proxy.afterHead = async (headed) => {
+      if (headed !== path) return;
+      const gone = await fetch(`http://${c.volumes[0]}${path}`, { method: "DELETE" });
+      await gone.body?.cancel();
+      assertEquals(gone.status, 204);
+    };
+    assertEquals(await answer(c.url + key, { method: "RELINK" }), [
+      404,
+      "No replica of the unlinked key remains\n",
+    ]);
+    const list = await fetch(`${c.url}${key}?unlinked`).then((r) => r.json());
+    assertEquals(list.keys, [key]);
+  });
+});
+
 Deno.test("RELINK answers 503 when the read of a replica whose HEAD gives no size stalls for -voltimeout, and the key stays unlinked", async () => {
   const flags = ["-voltimeout", "300ms"];
   await withUnlinkedKey({ volumes: 1, flags }, async ({ c, proxies: [hung], key }) => {

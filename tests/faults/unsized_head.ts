@@ -8,9 +8,13 @@ import { HungVolume } from "../hung_volume.ts";
  * HungVolume, it hangs on the requests a test picks (a GET mid-body).
  */
 export class UnsizedHead extends HungVolume {
+  /** Run after a HEAD is forwarded, before it is answered (a file removed meanwhile). */
+  afterHead: ((path: string) => Promise<void>) | null = null;
+
   protected override async forward(req: Request): Promise<Response> {
     const res = await super.forward(req);
     if (req.method !== "HEAD") return res;
+    await this.afterHead?.(new URL(req.url).pathname);
     const headers = new Headers(res.headers);
     headers.delete("content-length");
     // A body stream (never sent for a HEAD) keeps Deno from adding one.

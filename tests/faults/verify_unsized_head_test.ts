@@ -15,7 +15,14 @@ const enc = new TextEncoder();
  */
 async function withHalvedReplica(
   check: (
-    run: { args: string[]; cut: string; url: string; value: Uint8Array; key: string },
+    run: {
+      args: string[];
+      cut: string;
+      url: string;
+      value: Uint8Array;
+      key: string;
+      proxies: UnsizedHead[];
+    },
   ) => Promise<void>,
 ) {
   const c = await Cluster.start({ volumes: 2, flags: ["-replicas", "2", "-subvolumes", "1"] });
@@ -37,7 +44,7 @@ async function withHalvedReplica(
     // nginx: 204 for a file it overwrote.
     assertEquals(cut.status, 204);
     const args = ["-replicas", "2", "-subvolumes", "1", "-volumes", volumes.join(","), "-db", c.db];
-    await check({ args, cut: volumes[1], url, value, key });
+    await check({ args, cut: volumes[1], url, value, key, proxies });
   } finally {
     for (const p of proxies) await p.stop();
     await c.stop();
@@ -68,5 +75,20 @@ Deno.test("verify -repair copies again a replica whose HEAD gives no size and th
     );
     const fixed = await fetch(url);
     assertEquals(new Uint8Array(await fixed.arrayBuffer()), value);
+  });
+});
+
+Deno.test("verify names missing a replica whose HEAD gives no size and that is gone by the time it is read", async () => {
+  await withHalvedReplica(async ({ args, cut, url, key, proxies }) => {
+    const path = new URL(url).pathname;
+    proxies[1].afterHead = async (headed) => {
+      if (headed !== path) return;
+      const gone = await fetch(url, { method: "DELETE" });
+      await gone.body?.cancel();
+      assertEquals(gone.status, 204);
+    };
+    const out = await runMain(["verify", ...args]);
+    assertEquals(out.code, 1, out.stdout + out.stderr);
+    assert(out.stdout.includes(`missing replica: ${JSON.stringify(key)} on ${cut}\n`), out.stdout);
   });
 });
