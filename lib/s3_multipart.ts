@@ -123,6 +123,13 @@ async function openUpload(s3: S3Request, id: string) {
   return found;
 }
 
+/** Where a part goes: its upload (`id`, as read at `versionstamp`) and its number. */
+interface PartSlot {
+  id: string;
+  versionstamp: string;
+  n: number;
+}
+
 function partPath(id: string, n: number, token: string): string {
   const h = createHash("md5").update(`${id}.${n}`).digest("hex");
   return `/${h.slice(0, 2)}/${h.slice(2, 4)}/mpu.${id}.${n}.${token}`;
@@ -135,23 +142,18 @@ export async function uploadPart(s3: S3Request, id: string): Promise<Response> {
   }
   const { upload, versionstamp } = await openUpload(s3, id);
   if (s3.req.headers.has("x-amz-copy-source")) {
-    return await uploadPartCopy(s3, id, versionstamp, n, upload.checksum?.alg);
+    return await uploadPartCopy(s3, { id, versionstamp, n }, upload.checksum?.alg);
   }
   const body = s3.body();
   let part: Part;
   try {
-    part = await storePart(
-      s3,
-      id,
-      versionstamp,
-      n,
-      body.body,
-      // Content-Length, or an aws-chunked body's x-amz-decoded-content-length:
-      // the volumes get it, and a body of another length fails the write.
-      body.contentLength,
-      (written) => body.check(written.md5),
-      () => body.checksum(),
-    );
+    part = await storePart(s3, { id, versionstamp, n }, {
+      body: body.body,
+      // Content-Length, or an aws-chunked body's x-amz-decoded-content-length.
+      size: body.contentLength,
+      check: (written) => body.check(written.md5),
+      checksum: () => body.checksum(),
+    });
   } catch (err) {
     throw body.failure() ?? err;
   }
@@ -168,9 +170,7 @@ export async function uploadPart(s3: S3Request, id: string): Promise<Response> {
  */
 async function uploadPartCopy(
   s3: S3Request,
-  id: string,
-  versionstamp: string,
-  n: number,
+  slot: PartSlot,
   alg: Algorithm | undefined,
 ): Promise<Response> {
   const { req } = s3;
@@ -186,24 +186,20 @@ async function uploadPartCopy(
   const body = sum ? sum.through(res.body!) : res.body!;
   let part: Part;
   try {
-    part = await storePart(
-      s3,
-      id,
-      versionstamp,
-      n,
+    part = await storePart(s3, slot, {
       body,
       // The volumes get the length, as CopyObject's do: no chunk framing
       // (when each chunk was copied to frame it, a 1 GiB part grew the
       // master's peak memory by 53-62 MiB; with the length 7-9 MiB). A
       // source cut short is still the volume's failure: volumesFault makes
       // the client's IncompleteBody an InternalError.
-      length,
-      (written) =>
+      size: length,
+      check: (written) =>
         length !== null && written.bytes !== length
           ? s3Error("InternalError", "The source ended before the part was copied")
           : null,
-      () => sum?.checksum() ?? null,
-    );
+      checksum: () => sum?.checksum() ?? null,
+    });
   } catch (err) {
     throw volumesFault(err);
   } finally {
@@ -271,14 +267,17 @@ function copyRange(header: string, size: number): { start: number; end: number }
  */
 async function storePart(
   s3: S3Request,
-  id: string,
-  versionstamp: string,
-  n: number,
-  body: ReadableStream<Uint8Array>,
-  size: number | null,
-  check: (written: { bytes: number; md5: string }) => S3Error | null,
-  checksum: () => Checksum | null,
+  slot: PartSlot,
+  bytes: {
+    body: ReadableStream<Uint8Array>;
+    /** Its length when known: the volumes get it, and a body of another length fails the write. */
+    size: number | null;
+    check: (written: { bytes: number; md5: string }) => S3Error | null;
+    checksum: () => Checksum | null;
+  },
 ): Promise<Part> {
+  const { id, versionstamp, n } = slot;
+  const { body, size, check, checksum } = bytes;
   const { store } = s3;
   const volumes = store.kvolumes(s3.key);
   const path = partPath(id, n, crypto.randomUUID().slice(0, 8));
