@@ -2,6 +2,8 @@
 // `main.ts volume` and a master process through `main.ts server`, on free
 // ports, in a fresh temp folder. No mocks.
 import { MASTER_V8_FLAGS } from "../lib/runtime.ts";
+import { key2volume } from "../lib/keys.ts";
+import { assertEquals } from "./assert.ts";
 export const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const DENO = Deno.execPath();
 
@@ -455,4 +457,69 @@ function unchunk(framed: Uint8Array): Uint8Array {
     at = eol + 1 + size + 2;
   }
   return parts.reduce((a, b) => new Uint8Array([...a, ...b]), new Uint8Array());
+}
+
+/** A request for `key` to the cluster's master, redirects not followed: its status, body and headers. */
+export async function call(c: Cluster, key: string, method: string, body?: BodyInit) {
+  const res = await fetch(c.url + key, { method, body, redirect: "manual" });
+  return { status: res.status, text: await res.text(), headers: res.headers };
+}
+
+export interface KeyMovingOptions {
+  volumes: number;
+  /** The master's -replicas: the key is written by the first `replicas` volumes. */
+  replicas: number;
+  /** The fresh key's prefix ("/moving" by default). */
+  prefix?: string;
+}
+
+/**
+ * A cluster of `volumes` volumes whose master (-replicas `replicas`) wrote
+ * `key` (its value "old value") with only the first `replicas` volumes in
+ * -volumes, and now has them all, the hash putting the key on none of
+ * volume 0: its copy there is left until the key is moved.
+ */
+export async function keyMovingOffVolume0(
+  opts: KeyMovingOptions,
+): Promise<{ c: Cluster; key: string }> {
+  const { volumes, replicas } = opts;
+  const prefix = opts.prefix ?? "/moving";
+  const c = await Cluster.start({ volumes, flags: ["-replicas", String(replicas)] });
+  try {
+    const offVolume0 = (k: string) =>
+      key2volume(new TextEncoder().encode(k), c.volumes, replicas, 10)
+        .every((v) => !v.startsWith(`${c.volumes[0]}/`));
+    let key = randomKey(prefix);
+    while (!offVolume0(key)) key = randomKey(prefix);
+    await c.stopMaster();
+    await c.startMaster([], c.volumes.slice(0, replicas));
+    assertEquals(await status(c.url + key, { method: "PUT", body: "old value" }), 201);
+    await c.stopMaster();
+    await c.startMaster();
+    return { c, key };
+  } catch (err) {
+    await c.stop();
+    throw err;
+  }
+}
+
+/**
+ * DELETEs `key` (204), rebuilds the index from every volume with its master
+ * stopped (exit 0), and answers the key's GET status from the restarted master.
+ */
+export async function statusAfterDeleteAndRebuild(c: Cluster, key: string, replicas: number) {
+  assertEquals((await call(c, key, "DELETE")).status, 204);
+  await c.stopMaster();
+  const r = await runMain([
+    "rebuild",
+    "-replicas",
+    String(replicas),
+    "-volumes",
+    c.volumes.join(","),
+    "-db",
+    c.db,
+  ]);
+  assertEquals(r.code, 0, r.stderr);
+  await c.startMaster();
+  return (await call(c, key, "GET")).status;
 }
