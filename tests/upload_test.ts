@@ -122,25 +122,37 @@ Deno.test("upload: an answer before the body's end fails the next write with its
   }
 });
 
+/**
+ * A server that answers 500 once a body has sent "abcde", and reads on;
+ * `answerSeen` resolves once it has answered, and a moment more for the
+ * answer to reach the upload.
+ */
+function answeringAtFive() {
+  const answered = Promise.withResolvers<void>();
+  const s = server(async (conn, log) => {
+    await readUntil(conn, log, (t) => t.endsWith("abcde"));
+    await conn.write(enc.encode("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"));
+    answered.resolve();
+    await readUntil(conn, { text: "" }, () => false);
+  });
+  const answerSeen = async () => {
+    await answered.promise;
+    // The answer reaching the upload's pending read is no event a test can await.
+    await new Promise((r) => setTimeout(r, 100));
+  };
+  return { s, answerSeen };
+}
+
 // An answer seen as the last chunk was about to go out was taken for a body
 // sent whole and unanswered: the key was then held from writers for -lease
 // (a retried PUT answered 409, verify skipped the key) though the volume
 // had answered and stored nothing.
 Deno.test("upload: an answer before the last chunk went out leaves nothing sent whole to wait for", async () => {
-  let answered!: () => void;
-  const sent = new Promise<void>((r) => answered = r);
-  const s = server(async (conn, log) => {
-    await readUntil(conn, log, (t) => t.endsWith("abcde"));
-    await conn.write(enc.encode("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"));
-    answered();
-    await readUntil(conn, { text: "" }, () => false);
-  });
+  const { s, answerSeen } = answeringAtFive();
   try {
     const up = await s.pool.upload("PUT", "/k", { length: 10, timeout: 2000 });
     await up.write(enc.encode("abcde"));
-    await sent;
-    // The answer reaching the upload's pending read is no event a test can await.
-    await new Promise((r) => setTimeout(r, 100));
+    await answerSeen();
     const err = await assertRejects(() => up.write(enc.encode("fghij")));
     assert(err instanceof EarlyAnswer, String(err));
     assertEquals(err.status, 500);
@@ -151,21 +163,12 @@ Deno.test("upload: an answer before the last chunk went out leaves nothing sent 
 });
 
 Deno.test("openPut: a volume that answered before the last chunk went out is no PUT unanswered", async () => {
-  let answered!: () => void;
-  const sent = new Promise<void>((r) => answered = r);
-  const s = server(async (conn, log) => {
-    await readUntil(conn, log, (t) => t.endsWith("abcde"));
-    await conn.write(enc.encode("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"));
-    answered();
-    await readUntil(conn, { text: "" }, () => false);
-  });
+  const { s, answerSeen } = answeringAtFive();
   try {
     const signal = new AbortController().signal;
     const put = await openPut(`http://${s.host}/k`, { length: 10, signal, stall: 2000 });
     await put.write(enc.encode("abcde"));
-    await sent;
-    // The answer reaching the upload's pending read is no event a test can await.
-    await new Promise((r) => setTimeout(r, 100));
+    await answerSeen();
     const err = await assertRejects(() => put.write(enc.encode("fghij")));
     assertEquals((err as VolumeError).status, 500);
     await put.cancel();
