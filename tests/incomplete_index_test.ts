@@ -102,39 +102,47 @@ async function leaveExpiredWrite(
   }
 }
 
-Deno.test("a PUT taking over an expired write on the incomplete index, whose volumes hold a value it lacks, answers 409 and keeps the value", async () => {
+/**
+ * A cluster whose master was restarted on an index marked incomplete that
+ * holds an expired write of `key` on the key's volumes (leaveExpiredWrite,
+ * `givenUp` passed on); `value`: PUT first (201), so the volumes hold it.
+ */
+async function withExpiredWrite(
+  fn: (c: Cluster, key: string) => Promise<void>,
+  opts: { value?: Uint8Array<ArrayBuffer> | string; givenUp?: boolean } = {},
+): Promise<void> {
   const c = await Cluster.start();
   try {
     const key = randomKey("/incomplete");
-    const old = randomBytes(1000);
-    assertEquals(await status(c.url + key, { method: "PUT", body: old }), 201);
+    if (opts.value !== undefined) {
+      assertEquals(await status(c.url + key, { method: "PUT", body: opts.value }), 201);
+    }
     const kvolumes = key2volume(encoder.encode(key), c.volumes, 3, 10);
     await c.stopMaster();
-    // A master killed after it claimed the lost key and found its value,
-    // before it dropped the claim.
-    await leaveExpiredWrite(c.db, key, kvolumes);
+    await leaveExpiredWrite(c.db, key, kvolumes, { givenUp: opts.givenUp });
     await c.startMaster();
+    await fn(c, key);
+  } finally {
+    await c.stop();
+  }
+}
+
+Deno.test("a PUT taking over an expired write on the incomplete index, whose volumes hold a value it lacks, answers 409 and keeps the value", async () => {
+  const old = randomBytes(1000);
+  // A master killed after it claimed the lost key and found its value,
+  // before it dropped the claim.
+  await withExpiredWrite(async (c, key) => {
     const res = await fetch(c.url + key, { method: "PUT", body: "new value" });
     assertEquals([res.status, await res.text()], [409, UNINDEXED]);
     for (const v of c.volumes) assertEquals(await fileOn(v, key), old);
-  } finally {
-    await c.stop();
-  }
+  }, { value: old });
 });
 
 Deno.test("a PUT taking over an expired write on the incomplete index is made when the volumes lack the key", async () => {
-  const c = await Cluster.start();
-  try {
-    const key = randomKey("/incomplete");
-    const kvolumes = key2volume(encoder.encode(key), c.volumes, 3, 10);
-    await c.stopMaster();
-    await leaveExpiredWrite(c.db, key, kvolumes);
-    await c.startMaster();
+  await withExpiredWrite(async (c, key) => {
     assertEquals(await status(c.url + key, { method: "PUT", body: "value" }), 201);
     assertEquals(await fetch(c.url + key).then((r) => r.text()), "value");
-  } finally {
-    await c.stop();
-  }
+  });
 });
 
 /**
@@ -151,56 +159,30 @@ function movedByVolume3(c: Cluster): string {
 }
 
 Deno.test("a DELETE of an expired write on the incomplete index, whose volumes hold a value it lacks, answers 409 and keeps the value", async () => {
-  const c = await Cluster.start();
-  try {
-    const key = randomKey("/incomplete");
-    const old = randomBytes(1000);
-    assertEquals(await status(c.url + key, { method: "PUT", body: old }), 201);
-    const kvolumes = key2volume(encoder.encode(key), c.volumes, 3, 10);
-    await c.stopMaster();
-    // A master killed after it claimed the lost key and found its value,
-    // before it dropped the claim.
-    await leaveExpiredWrite(c.db, key, kvolumes);
-    await c.startMaster();
+  const old = randomBytes(1000);
+  // A master killed after it claimed the lost key and found its value,
+  // before it dropped the claim.
+  await withExpiredWrite(async (c, key) => {
     const res = await fetch(c.url + key, { method: "DELETE" });
     assertEquals([res.status, await res.text()], [409, UNINDEXED]);
     for (const v of c.volumes) assertEquals(await fileOn(v, key), old);
-  } finally {
-    await c.stop();
-  }
+  }, { value: old });
 });
 
 Deno.test("a DELETE of an expired write on the incomplete index removes its record when the volumes lack the key", async () => {
-  const c = await Cluster.start();
-  try {
-    const key = randomKey("/incomplete");
-    const kvolumes = key2volume(encoder.encode(key), c.volumes, 3, 10);
-    await c.stopMaster();
-    await leaveExpiredWrite(c.db, key, kvolumes);
-    await c.startMaster();
+  await withExpiredWrite(async (c, key) => {
     assertEquals(await status(c.url + key, { method: "DELETE" }), 204);
     const listed = await fetch(`${c.url}/incomplete/?writing`).then((r) => r.json());
     assertEquals(listed.keys, []);
-  } finally {
-    await c.stop();
-  }
+  });
 });
 
 Deno.test("a DELETE retried after a failed one on the incomplete index deletes the files its writing record names", async () => {
-  const c = await Cluster.start();
-  try {
-    const key = randomKey("/incomplete");
-    assertEquals(await status(c.url + key, { method: "PUT", body: "value" }), 201);
-    const kvolumes = key2volume(encoder.encode(key), c.volumes, 3, 10);
-    await c.stopMaster();
-    // A DELETE that removed no file (a volume failed it) gave its claim up.
-    await leaveExpiredWrite(c.db, key, kvolumes, { givenUp: true });
-    await c.startMaster();
+  // A DELETE that removed no file (a volume failed it) gave its claim up.
+  await withExpiredWrite(async (c, key) => {
     assertEquals(await status(c.url + key, { method: "DELETE" }), 204);
     for (const v of c.volumes) assertEquals(await fileOn(v, key), null);
-  } finally {
-    await c.stop();
-  }
+  }, { value: "value", givenUp: true });
 });
 
 Deno.test("a PUT of a key the incomplete index lacks, whose value is on a volume the hash no longer puts it on, answers 409 and keeps the value", async () => {
