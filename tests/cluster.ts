@@ -523,3 +523,14 @@ export async function statusAfterDeleteAndRebuild(c: Cluster, key: string, repli
   await c.startMaster();
   return (await call(c, key, "GET")).status;
 }
+
+/** `parts` one after another, in one array. */
+export function concatBytes(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}

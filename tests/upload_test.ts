@@ -3,6 +3,7 @@
 // answer before the body's end, a server that stops reading, an abort.
 import { EarlyAnswer, Http1Pool, TimeoutError, Upload } from "../lib/http1.ts";
 import { assert, assertEquals, assertRejects } from "./assert.ts";
+import { concatBytes } from "./cluster.ts";
 import { openPut, VolumeError } from "../lib/volumes.ts";
 
 const enc = new TextEncoder();
@@ -296,20 +297,10 @@ Deno.test("upload: a chunked body is framed in one buffer the upload reuses, chu
     const expected = chunks.map((
       c,
     ) => [enc.encode(`${c.length.toString(16)}\r\n`), c, enc.encode("\r\n")]);
-    assertEquals(writes.map((w) => w.bytes), expected.map((parts) => concatAll(parts)));
+    assertEquals(writes.map((w) => w.bytes), expected.map((parts) => concatBytes(parts)));
     // One buffer for the first chunks, one more once a chunk outgrew it.
     assertEquals(new Set(writes.map((w) => w.buffer)).size, 2);
   } finally {
     up.close();
   }
 });
-
-function concatAll(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}

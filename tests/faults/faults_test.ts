@@ -3,6 +3,7 @@
 // `deno task test:faults`.
 import {
   Cluster,
+  concatBytes,
   randomBytes,
   randomKey,
   runMain,
@@ -152,7 +153,7 @@ Deno.test("an S3 GetObject from a volume that hangs mid-body ends at the stall b
     const got: Uint8Array[] = [(await r1.read()).value!];
     await new Promise((r) => setTimeout(r, 6000));
     assertEquals(await drain(r1, got), "done");
-    assertEquals(md5Of(concat(got)), md5Of(value));
+    assertEquals(md5Of(concatBytes(got)), md5Of(value));
 
     // The volume hangs after the first bytes: the answer ends within a few
     // stall times (it waited for the volume forever: Deno keeps a fetch's
@@ -170,7 +171,7 @@ Deno.test("an S3 GetObject from a volume that hangs mid-body ends at the stall b
     await c.resumeVolume(i);
     assert(end instanceof Error, `the body ended with an error, not ${end}`);
     assert(performance.now() - started < 15_000);
-    assert(concat(part).length < value.length, "cut short");
+    assert(concatBytes(part).length < value.length, "cut short");
     // The volume is counted as timed out, and the master still serves.
     const metrics = await (await fetch(`${c.url}/?metrics`)).text();
     assert(
@@ -188,16 +189,6 @@ Deno.test("an S3 GetObject from a volume that hangs mid-body ends at the stall b
 
 function md5Of(bytes: Uint8Array): string {
   return createHash("md5").update(bytes).digest("hex");
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
 }
 
 Deno.test("a killed volume: every key stays readable; its writes fail, then succeed once it is back", async () => {
