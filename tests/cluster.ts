@@ -534,3 +534,44 @@ export function concatBytes(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
   }
   return out;
 }
+
+/** A stand-in for a volume whose held requests wait until it is released. */
+export interface HeldServer {
+  /** Its "host:port". */
+  name: string;
+  /** Resolves once a request has been held. */
+  asked: Promise<void>;
+  /** Lets every held request (and every one held from now on) go on. */
+  release(): void;
+  /** Releases, then stops the server. */
+  close(): Promise<void>;
+}
+
+/**
+ * A stand-in for a volume on a free port, answering each request with
+ * `answer`; a request whose answer awaits `hold()` waits there until the
+ * server is released.
+ */
+export function heldServer(
+  answer: (req: Request, hold: () => Promise<void>) => Response | Promise<Response>,
+): HeldServer {
+  const { promise: asked, resolve: reached } = Promise.withResolvers<void>();
+  const { promise: released, resolve: release } = Promise.withResolvers<void>();
+  const hold = () => {
+    reached();
+    return released;
+  };
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    (req) => answer(req, hold),
+  );
+  return {
+    name: `127.0.0.1:${server.addr.port}`,
+    asked,
+    release,
+    async close() {
+      release();
+      await server.shutdown();
+    },
+  };
+}
