@@ -575,3 +575,25 @@ export function heldServer(
     },
   };
 }
+
+/** Begins a multipart upload of `path` ("/bucket/key") on `c`'s master (-s3, unsigned): its id. */
+export async function uploadBegun(c: Cluster, path: string): Promise<string> {
+  const created = await (await fetch(`${c.url}${path}?uploads`, { method: "POST" })).text();
+  return /<UploadId>([0-9a-f]{32})<\/UploadId>/.exec(created)![1];
+}
+
+/**
+ * A multipart upload of a fresh bucket's key begun on `c`'s master (-s3,
+ * unsigned), its part 1 (5000 random bytes) uploaded (200): the upload's id.
+ */
+export async function uploadWithPart(c: Cluster): Promise<string> {
+  const path = `/${crypto.randomUUID().slice(0, 8)}/big`;
+  const id = await uploadBegun(c, path);
+  const part = await fetch(`${c.url}${path}?partNumber=1&uploadId=${id}`, {
+    method: "PUT",
+    body: randomBytes(5000),
+  });
+  await part.body?.cancel();
+  assertEquals(part.status, 200);
+  return id;
+}
