@@ -597,3 +597,19 @@ export async function uploadWithPart(c: Cluster): Promise<string> {
   assertEquals(part.status, 200);
   return id;
 }
+
+/**
+ * Restarts `c`'s master on an index a rebuild left incomplete: with the
+ * master and volume 1 stopped, a rebuild with -skip-unreadable of an index
+ * of its own (exit 1); volume 1 started again.
+ */
+export async function masterOnSkippedIndex(c: Cluster): Promise<void> {
+  await c.stopMaster();
+  await c.stopVolume(1);
+  const partial = `${c.dir}/partial`;
+  const args = ["-volumes", c.volumes.join(","), "-db", partial, "-skip-unreadable"];
+  const r = await runMain(["rebuild", ...args]);
+  assertEquals(r.code, 1, r.stderr);
+  await c.startVolume(1);
+  await c.startMaster(["-db", partial]);
+}
