@@ -252,7 +252,7 @@ Deno.test("verify: parts of a live multipart upload are kept; dead parts and REP
   const c = await Cluster.start({ flags: ["-s3"] });
   try {
     // A multipart upload in progress (unsigned: -s3 without keys).
-    const id = await uploadWithPart(c);
+    await uploadWithPart(c);
     await c.stopMaster();
     const args = ["verify", "-volumes", c.volumes.join(","), "-db", c.db];
     const clean = await runMain(args);
