@@ -134,6 +134,21 @@ export async function assertServes(
   return res;
 }
 
+/** A master of `c` started with `flags` serves `key` as exactly `value` (assertServes); stopped after. */
+export async function assertNewMasterServes(
+  c: Cluster,
+  flags: string[],
+  key: string,
+  value: Uint8Array,
+): Promise<void> {
+  const m = await c.spawnMaster(flags);
+  try {
+    await assertServes(m.url, key, value);
+  } finally {
+    await m.stop();
+  }
+}
+
 /** An S3 GetObject of `Key` in `Bucket` gives `value`, its ETag the value's MD5. */
 export async function assertS3Serves(s3: S3Client, Bucket: string, Key: string, value: string) {
   const got = await s3.send(new GetObjectCommand({ Bucket, Key }));

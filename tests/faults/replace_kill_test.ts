@@ -5,7 +5,13 @@
 // a proxy that holds its MOVEs: the kill lands exactly between renames.
 import { Cluster, randomBytes, randomKey, runMain, volumeFiles } from "../cluster.ts";
 import { assert, assertEquals } from "../assert.ts";
-import { assertServes, replicas, VolumeProxy, where } from "./replace_faults.ts";
+import {
+  assertNewMasterServes,
+  assertServes,
+  replicas,
+  VolumeProxy,
+  where,
+} from "./replace_faults.ts";
 
 /**
  * Holds the first MOVE until `release()`: "drop" never sends it (then
@@ -121,12 +127,7 @@ Deno.test("a master killed after every rename but before the index switch: verif
     const again = await runMain(["verify", "-md5", ...common]);
     assertEquals(again.code, 0, again.stdout + again.stderr);
     assert(again.stdout.includes("verify: 1 key, 0 problems"), again.stdout);
-    const m = await c.spawnMaster(["-volumes", volumes.join(",")]);
-    try {
-      await assertServes(m.url, key, after);
-    } finally {
-      await m.stop();
-    }
+    await assertNewMasterServes(c, ["-volumes", volumes.join(",")], key, after);
   } finally {
     await holder.stop();
     await c.stop();
