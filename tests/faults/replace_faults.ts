@@ -134,6 +134,12 @@ export async function assertServes(
   return res;
 }
 
+/** Sends a REPLACE of `key` with `value` to `master`, its answer never awaited: the master is killed before it answers. */
+export function replaceUnanswered(master: string, key: string, value: BodyInit): void {
+  fetch(master + key, { method: "REPLACE", body: value }).then((r) => r.body?.cancel())
+    .catch(() => {});
+}
+
 /** A master of `c` started with `flags` serves `key` as exactly `value` (assertServes); stopped after. */
 export async function assertNewMasterServes(
   c: Cluster,
