@@ -9,16 +9,10 @@ import { parseFlags } from "../lib/flags.ts";
 import { Fenced } from "../lib/group_commit.ts";
 import { Membership } from "../lib/membership.ts";
 import type { Index } from "../lib/index_db.ts";
-import { withIndex } from "./temp_index.ts";
+import { LIVE, withIndex } from "./temp_index.ts";
 import { assert, assertEquals, assertRejects } from "./assert.ts";
 
 const enc = new TextEncoder();
-const LIVE: Record = {
-  state: "live",
-  rvolumes: ["a:1", "b:2", "c:3"],
-  hash: "5d41402abc4b2a76b9719d911017c592",
-  size: 5,
-};
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const key = () => enc.encode(`/claim/${crypto.randomUUID()}`);

@@ -1,6 +1,6 @@
 // A client whose request body fails (stops sending, ends early) gets a 4xx,
 // frees the key, takes nothing away from it and costs no volume its health.
-import { Cluster, randomBytes, randomKey, status } from "./cluster.ts";
+import { Cluster, concatBytes, randomBytes, randomKey, status } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 
 const enc = new TextEncoder();
@@ -21,16 +21,6 @@ async function partialPut(
     await writeAll(conn, chunk.subarray(0, Math.min(chunk.length, sent - off)));
   }
   return conn;
-}
-
-function concatBytes(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 async function writeAll(conn: Deno.TcpConn, bytes: Uint8Array) {
@@ -182,7 +172,7 @@ Deno.test("request bodies that fail", async (t) => {
         const n = 1 << 20;
         const value = new Uint8Array(n).fill(0x62);
         const now = new Date().toISOString().replace(/[-:]|\.\d+/g, "");
-        const chunk = concatBytes(enc.encode(`${n.toString(16)}\r\n`), value, enc.encode("\r\n"));
+        const chunk = concatBytes([enc.encode(`${n.toString(16)}\r\n`), value, enc.encode("\r\n")]);
         const res = await fetch(c.url + key, {
           method: "PUT",
           headers: {

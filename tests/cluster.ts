@@ -2,6 +2,8 @@
 // `main.ts volume` and a master process through `main.ts server`, on free
 // ports, in a fresh temp folder. No mocks.
 import { MASTER_V8_FLAGS } from "../lib/runtime.ts";
+import { key2volume } from "../lib/keys.ts";
+import { assertEquals } from "./assert.ts";
 export const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const DENO = Deno.execPath();
 
@@ -456,4 +458,159 @@ function unchunk(framed: Uint8Array): Uint8Array {
     at = eol + 1 + size + 2;
   }
   return parts.reduce((a, b) => new Uint8Array([...a, ...b]), new Uint8Array());
+}
+
+/** A request for `key` to the cluster's master, redirects not followed: its status, body and headers. */
+export async function call(c: Cluster, key: string, method: string, body?: BodyInit) {
+  const res = await fetch(c.url + key, { method, body, redirect: "manual" });
+  return { status: res.status, text: await res.text(), headers: res.headers };
+}
+
+export interface KeyMovingOptions {
+  volumes: number;
+  /** The master's -replicas: the key is written by the first `replicas` volumes. */
+  replicas: number;
+  /** The fresh key's prefix ("/moving" by default). */
+  prefix?: string;
+}
+
+/**
+ * A cluster of `volumes` volumes whose master (-replicas `replicas`) wrote
+ * `key` (its value "old value") with only the first `replicas` volumes in
+ * -volumes, and now has them all, the hash putting the key on none of
+ * volume 0: its copy there is left until the key is moved.
+ */
+export async function keyMovingOffVolume0(
+  opts: KeyMovingOptions,
+): Promise<{ c: Cluster; key: string }> {
+  const { volumes, replicas } = opts;
+  const prefix = opts.prefix ?? "/moving";
+  const c = await Cluster.start({ volumes, flags: ["-replicas", String(replicas)] });
+  try {
+    const offVolume0 = (k: string) =>
+      key2volume(new TextEncoder().encode(k), c.volumes, replicas, 10)
+        .every((v) => !v.startsWith(`${c.volumes[0]}/`));
+    let key = randomKey(prefix);
+    while (!offVolume0(key)) key = randomKey(prefix);
+    await c.stopMaster();
+    await c.startMaster([], c.volumes.slice(0, replicas));
+    assertEquals(await status(c.url + key, { method: "PUT", body: "old value" }), 201);
+    await c.stopMaster();
+    await c.startMaster();
+    return { c, key };
+  } catch (err) {
+    await c.stop();
+    throw err;
+  }
+}
+
+/**
+ * DELETEs `key` (204), rebuilds the index from every volume with its master
+ * stopped (exit 0), and answers the key's GET status from the restarted master.
+ */
+export async function statusAfterDeleteAndRebuild(c: Cluster, key: string, replicas: number) {
+  assertEquals((await call(c, key, "DELETE")).status, 204);
+  await c.stopMaster();
+  const r = await runMain([
+    "rebuild",
+    "-replicas",
+    String(replicas),
+    "-volumes",
+    c.volumes.join(","),
+    "-db",
+    c.db,
+  ]);
+  assertEquals(r.code, 0, r.stderr);
+  await c.startMaster();
+  return (await call(c, key, "GET")).status;
+}
+
+/** `parts` one after another, in one array. */
+export function concatBytes(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** A stand-in for a volume whose held requests wait until it is released. */
+export interface HeldServer {
+  /** Its "host:port". */
+  name: string;
+  /** Resolves once a request has been held. */
+  asked: Promise<void>;
+  /** Lets every held request (and every one held from now on) go on. */
+  release(): void;
+  /** Releases, then stops the server. */
+  close(): Promise<void>;
+}
+
+/**
+ * A stand-in for a volume on a free port, answering each request with
+ * `answer`; a request whose answer awaits `hold()` waits there until the
+ * server is released.
+ */
+export function heldServer(
+  answer: (req: Request, hold: () => Promise<void>) => Response | Promise<Response>,
+): HeldServer {
+  const { promise: asked, resolve: reached } = Promise.withResolvers<void>();
+  const { promise: released, resolve: release } = Promise.withResolvers<void>();
+  const hold = () => {
+    reached();
+    return released;
+  };
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    (req) => answer(req, hold),
+  );
+  return {
+    name: `127.0.0.1:${server.addr.port}`,
+    asked,
+    release,
+    async close() {
+      release();
+      await server.shutdown();
+    },
+  };
+}
+
+/** Begins a multipart upload of `path` ("/bucket/key") on `c`'s master (-s3, unsigned): its id. */
+export async function uploadBegun(c: Cluster, path: string): Promise<string> {
+  const created = await (await fetch(`${c.url}${path}?uploads`, { method: "POST" })).text();
+  return /<UploadId>([0-9a-f]{32})<\/UploadId>/.exec(created)![1];
+}
+
+/**
+ * A multipart upload of a fresh bucket's key begun on `c`'s master (-s3,
+ * unsigned), its part 1 (5000 random bytes) uploaded (200): the upload's id.
+ */
+export async function uploadWithPart(c: Cluster): Promise<string> {
+  const path = `/${crypto.randomUUID().slice(0, 8)}/big`;
+  const id = await uploadBegun(c, path);
+  const part = await fetch(`${c.url}${path}?partNumber=1&uploadId=${id}`, {
+    method: "PUT",
+    body: randomBytes(5000),
+  });
+  await part.body?.cancel();
+  assertEquals(part.status, 200);
+  return id;
+}
+
+/**
+ * Restarts `c`'s master on an index a rebuild left incomplete: with the
+ * master and volume 1 stopped, a rebuild with -skip-unreadable of an index
+ * of its own (exit 1); volume 1 started again.
+ */
+export async function masterOnSkippedIndex(c: Cluster): Promise<void> {
+  await c.stopMaster();
+  await c.stopVolume(1);
+  const partial = `${c.dir}/partial`;
+  const args = ["-volumes", c.volumes.join(","), "-db", partial, "-skip-unreadable"];
+  const r = await runMain(["rebuild", ...args]);
+  assertEquals(r.code, 1, r.stderr);
+  await c.startVolume(1);
+  await c.startMaster(["-db", partial]);
 }

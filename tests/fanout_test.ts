@@ -6,6 +6,7 @@ import { Worker } from "node:worker_threads";
 import { fanout, LostClaim, SourceError } from "../lib/fanout.ts";
 import { WORKER_MIN } from "../lib/md5_stream.ts";
 import { assert, assertEquals, assertRejects } from "./assert.ts";
+import { concatBytes } from "./cluster.ts";
 
 interface Source {
   stream: ReadableStream<Uint8Array>;
@@ -36,18 +37,8 @@ function source(count: number, max = 4096): Source {
     stream,
     pulls: () => pulls,
     cancelled: () => cancelled,
-    whole: () => concat(sent),
+    whole: () => concatBytes(sent),
   };
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
 }
 
 /** A sink keeping copies of what it is given; `delay` ms per write, or failing at write `failAt`. */
@@ -55,7 +46,7 @@ function sink(opts: { delay?: number; failAt?: number; error?: Error } = {}) {
   const got: Uint8Array[] = [];
   return {
     got,
-    whole: () => concat(got),
+    whole: () => concatBytes(got),
     async write(chunk: Uint8Array) {
       if (got.length + 1 === opts.failAt) throw opts.error ?? new Error("replica gone");
       if (opts.delay) await sleep(opts.delay);
@@ -269,7 +260,7 @@ Deno.test("with a known length the last chunk waits for the source's clean end",
   const two = sink();
   const got = await fanout(ending, [two], { md5: true, length: 8 });
   assertEquals(two.got, chunks, "a clean end lets it go");
-  assertEquals(got, { bytes: 8, md5: md5hex(concat(chunks)) });
+  assertEquals(got, { bytes: 8, md5: md5hex(concatBytes(chunks)) });
 });
 
 Deno.test("a lost claim stops the value before its last chunk (known length) or its end", async () => {

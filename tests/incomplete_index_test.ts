@@ -4,7 +4,7 @@
 // wrote over the value the index had not been refilled with; PUT never
 // overwrites. It answers 409 now, and the old value stays for rebuild to
 // bring back.
-import { Cluster, randomBytes, randomKey, status, volumeFiles } from "./cluster.ts";
+import { Cluster, randomBytes, randomKey, status, uploadBegun, volumeFiles } from "./cluster.ts";
 import { assertEquals } from "./assert.ts";
 import { errorAnswer, errorXml, md5Header } from "./s3_answers.ts";
 import { key2path, key2volume } from "../lib/keys.ts";
@@ -63,6 +63,20 @@ async function withLostKey(
   }
 }
 
+/** withLostKey with -s3, the key in a bucket made by CreateBucket. */
+async function withLostS3Key(fn: (c: Cluster, key: string, old: Uint8Array) => Promise<void>) {
+  await withLostKey(fn, { flags: ["-s3"], prefix: "/incomplete-s3" });
+}
+
+/** An S3 call's answer on `resource` refused as UNINDEXED. */
+function unindexedS3(resource: string) {
+  return {
+    status: 503,
+    type: "application/xml",
+    body: errorXml("ServiceUnavailable", UNINDEXED.trim(), "", resource),
+  };
+}
+
 Deno.test("a PUT of a key the incomplete index lacks, whose value the volumes hold, answers 409 and keeps the value", async () => {
   await withLostKey(async (c, key, old) => {
     const res = await fetch(c.url + key, { method: "PUT", body: "new value" });
@@ -102,39 +116,47 @@ async function leaveExpiredWrite(
   }
 }
 
-Deno.test("a PUT taking over an expired write on the incomplete index, whose volumes hold a value it lacks, answers 409 and keeps the value", async () => {
+/**
+ * A cluster whose master was restarted on an index marked incomplete that
+ * holds an expired write of `key` on the key's volumes (leaveExpiredWrite,
+ * `givenUp` passed on); `value`: PUT first (201), so the volumes hold it.
+ */
+async function withExpiredWrite(
+  fn: (c: Cluster, key: string) => Promise<void>,
+  opts: { value?: Uint8Array<ArrayBuffer> | string; givenUp?: boolean } = {},
+): Promise<void> {
   const c = await Cluster.start();
   try {
     const key = randomKey("/incomplete");
-    const old = randomBytes(1000);
-    assertEquals(await status(c.url + key, { method: "PUT", body: old }), 201);
+    if (opts.value !== undefined) {
+      assertEquals(await status(c.url + key, { method: "PUT", body: opts.value }), 201);
+    }
     const kvolumes = key2volume(encoder.encode(key), c.volumes, 3, 10);
     await c.stopMaster();
-    // A master killed after it claimed the lost key and found its value,
-    // before it dropped the claim.
-    await leaveExpiredWrite(c.db, key, kvolumes);
+    await leaveExpiredWrite(c.db, key, kvolumes, { givenUp: opts.givenUp });
     await c.startMaster();
+    await fn(c, key);
+  } finally {
+    await c.stop();
+  }
+}
+
+Deno.test("a PUT taking over an expired write on the incomplete index, whose volumes hold a value it lacks, answers 409 and keeps the value", async () => {
+  const old = randomBytes(1000);
+  // A master killed after it claimed the lost key and found its value,
+  // before it dropped the claim.
+  await withExpiredWrite(async (c, key) => {
     const res = await fetch(c.url + key, { method: "PUT", body: "new value" });
     assertEquals([res.status, await res.text()], [409, UNINDEXED]);
     for (const v of c.volumes) assertEquals(await fileOn(v, key), old);
-  } finally {
-    await c.stop();
-  }
+  }, { value: old });
 });
 
 Deno.test("a PUT taking over an expired write on the incomplete index is made when the volumes lack the key", async () => {
-  const c = await Cluster.start();
-  try {
-    const key = randomKey("/incomplete");
-    const kvolumes = key2volume(encoder.encode(key), c.volumes, 3, 10);
-    await c.stopMaster();
-    await leaveExpiredWrite(c.db, key, kvolumes);
-    await c.startMaster();
+  await withExpiredWrite(async (c, key) => {
     assertEquals(await status(c.url + key, { method: "PUT", body: "value" }), 201);
     assertEquals(await fetch(c.url + key).then((r) => r.text()), "value");
-  } finally {
-    await c.stop();
-  }
+  });
 });
 
 /**
@@ -151,56 +173,30 @@ function movedByVolume3(c: Cluster): string {
 }
 
 Deno.test("a DELETE of an expired write on the incomplete index, whose volumes hold a value it lacks, answers 409 and keeps the value", async () => {
-  const c = await Cluster.start();
-  try {
-    const key = randomKey("/incomplete");
-    const old = randomBytes(1000);
-    assertEquals(await status(c.url + key, { method: "PUT", body: old }), 201);
-    const kvolumes = key2volume(encoder.encode(key), c.volumes, 3, 10);
-    await c.stopMaster();
-    // A master killed after it claimed the lost key and found its value,
-    // before it dropped the claim.
-    await leaveExpiredWrite(c.db, key, kvolumes);
-    await c.startMaster();
+  const old = randomBytes(1000);
+  // A master killed after it claimed the lost key and found its value,
+  // before it dropped the claim.
+  await withExpiredWrite(async (c, key) => {
     const res = await fetch(c.url + key, { method: "DELETE" });
     assertEquals([res.status, await res.text()], [409, UNINDEXED]);
     for (const v of c.volumes) assertEquals(await fileOn(v, key), old);
-  } finally {
-    await c.stop();
-  }
+  }, { value: old });
 });
 
 Deno.test("a DELETE of an expired write on the incomplete index removes its record when the volumes lack the key", async () => {
-  const c = await Cluster.start();
-  try {
-    const key = randomKey("/incomplete");
-    const kvolumes = key2volume(encoder.encode(key), c.volumes, 3, 10);
-    await c.stopMaster();
-    await leaveExpiredWrite(c.db, key, kvolumes);
-    await c.startMaster();
+  await withExpiredWrite(async (c, key) => {
     assertEquals(await status(c.url + key, { method: "DELETE" }), 204);
     const listed = await fetch(`${c.url}/incomplete/?writing`).then((r) => r.json());
     assertEquals(listed.keys, []);
-  } finally {
-    await c.stop();
-  }
+  });
 });
 
 Deno.test("a DELETE retried after a failed one on the incomplete index deletes the files its writing record names", async () => {
-  const c = await Cluster.start();
-  try {
-    const key = randomKey("/incomplete");
-    assertEquals(await status(c.url + key, { method: "PUT", body: "value" }), 201);
-    const kvolumes = key2volume(encoder.encode(key), c.volumes, 3, 10);
-    await c.stopMaster();
-    // A DELETE that removed no file (a volume failed it) gave its claim up.
-    await leaveExpiredWrite(c.db, key, kvolumes, { givenUp: true });
-    await c.startMaster();
+  // A DELETE that removed no file (a volume failed it) gave its claim up.
+  await withExpiredWrite(async (c, key) => {
     assertEquals(await status(c.url + key, { method: "DELETE" }), 204);
     for (const v of c.volumes) assertEquals(await fileOn(v, key), null);
-  } finally {
-    await c.stop();
-  }
+  }, { value: "value", givenUp: true });
 });
 
 Deno.test("a PUT of a key the incomplete index lacks, whose value is on a volume the hash no longer puts it on, answers 409 and keeps the value", async () => {
@@ -296,24 +292,19 @@ Deno.test("a PUT while the index is incomplete answers 503 when a volume cannot 
 });
 
 Deno.test("an S3 PutObject of a key the incomplete index lacks, whose value the volumes hold, answers 503 ServiceUnavailable and keeps the value", async () => {
-  await withLostKey(async (c, key, old) => {
+  await withLostS3Key(async (c, key, old) => {
     const got = await errorAnswer(`${c.url}${key}?x-id=PutObject`, {
       method: "PUT",
       body: "new value",
     });
-    assertEquals(got, {
-      status: 503,
-      type: "application/xml",
-      body: errorXml("ServiceUnavailable", UNINDEXED.trim(), "", key),
-    });
+    assertEquals(got, unindexedS3(key));
     for (const v of c.volumes) assertEquals(await fileOn(v, key), old);
-  }, { flags: ["-s3"], prefix: "/incomplete-s3" });
+  });
 });
 
 Deno.test("an S3 CompleteMultipartUpload to a key the incomplete index lacks, whose value the volumes hold, fails ServiceUnavailable and keeps the value", async () => {
-  await withLostKey(async (c, key, old) => {
-    const created = await fetch(`${c.url}${key}?uploads`, { method: "POST" }).then((r) => r.text());
-    const id = created.match(/<UploadId>(.*)<\/UploadId>/)![1];
+  await withLostS3Key(async (c, key, old) => {
+    const id = await uploadBegun(c, key);
     const part = await fetch(`${c.url}${key}?partNumber=1&uploadId=${id}`, {
       method: "PUT",
       body: "new value",
@@ -330,7 +321,7 @@ Deno.test("an S3 CompleteMultipartUpload to a key the incomplete index lacks, wh
       UNINDEXED.trim(),
     ]);
     for (const v of c.volumes) assertEquals(await fileOn(v, key), old);
-  }, { flags: ["-s3"], prefix: "/incomplete-s3" });
+  });
 });
 
 const MAYBE_UNINDEXED = "the index is incomplete (a rebuild has not finished): the volumes " +
@@ -356,7 +347,7 @@ Deno.test("a DELETE of a key the incomplete index lacks answers 404 saying the v
 });
 
 Deno.test("an S3 DeleteBucket of a bucket whose keys the incomplete index lacks answers 503 ServiceUnavailable and keeps the bucket", async () => {
-  await withLostKey(async (c, key, old) => {
+  await withLostS3Key(async (c, key, old) => {
     const bucket = key.split("/")[1];
     const got = await errorAnswer(`${c.url}/${bucket}?x-id=DeleteBucket`, { method: "DELETE" });
     assertEquals(got, {
@@ -372,23 +363,19 @@ Deno.test("an S3 DeleteBucket of a bucket whose keys the incomplete index lacks 
     });
     assertEquals(await status(`${c.url}/${bucket}?x-id=HeadBucket`, { method: "HEAD" }), 200);
     for (const v of c.volumes) assertEquals(await fileOn(v, key), old);
-  }, { flags: ["-s3"], prefix: "/incomplete-s3" });
+  });
 });
 
 Deno.test("an S3 DeleteObject of a key the incomplete index lacks, whose value the volumes hold, answers 503 ServiceUnavailable and keeps the value", async () => {
-  await withLostKey(async (c, key, old) => {
+  await withLostS3Key(async (c, key, old) => {
     const got = await errorAnswer(`${c.url}${key}?x-id=DeleteObject`, { method: "DELETE" });
-    assertEquals(got, {
-      status: 503,
-      type: "application/xml",
-      body: errorXml("ServiceUnavailable", UNINDEXED.trim(), "", key),
-    });
+    assertEquals(got, unindexedS3(key));
     for (const v of c.volumes) assertEquals(await fileOn(v, key), old);
-  }, { flags: ["-s3"], prefix: "/incomplete-s3" });
+  });
 });
 
 Deno.test("an S3 DeleteObjects of a key the incomplete index lacks, whose value the volumes hold, answers it ServiceUnavailable and deletes the others", async () => {
-  await withLostKey(async (c, key, old) => {
+  await withLostS3Key(async (c, key, old) => {
     const [, bucket, name] = key.split("/");
     const other = randomKey("");
     assertEquals(await status(`${c.url}/${bucket}${other}`, { method: "PUT", body: "v" }), 201);
@@ -413,19 +400,19 @@ Deno.test("an S3 DeleteObjects of a key the incomplete index lacks, whose value 
     );
     for (const v of c.volumes) assertEquals(await fileOn(v, key), old);
     assertEquals(await status(`${c.url}/${bucket}${other}`), 404);
-  }, { flags: ["-s3"], prefix: "/incomplete-s3" });
+  });
 });
 
 Deno.test("an S3 DeleteObject of a key neither the incomplete index nor the volumes hold answers 204", async () => {
-  await withLostKey(async (c, key) => {
+  await withLostS3Key(async (c, key) => {
     const bucket = key.split("/")[1];
     const fresh = randomKey(`/${bucket}`);
     assertEquals(await status(`${c.url}${fresh}?x-id=DeleteObject`, { method: "DELETE" }), 204);
-  }, { flags: ["-s3"], prefix: "/incomplete-s3" });
+  });
 });
 
 Deno.test("an S3 DeleteObject while the index is incomplete answers 503 when a volume cannot say whether it holds the key", async () => {
-  await withLostKey(async (c, key) => {
+  await withLostS3Key(async (c, key) => {
     const bucket = key.split("/")[1];
     const fresh = randomKey(`/${bucket}`);
     const kvolumes = key2volume(encoder.encode(fresh), c.volumes, 3, 10);
@@ -448,5 +435,5 @@ Deno.test("an S3 DeleteObject while the index is incomplete answers 503 when a v
         fresh,
       ),
     });
-  }, { flags: ["-s3"], prefix: "/incomplete-s3" });
+  });
 });

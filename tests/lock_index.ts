@@ -49,3 +49,16 @@ export async function lockIndexElsewhere(path: string): Promise<() => Promise<vo
     await proc.status;
   };
 }
+
+/**
+ * Runs `fn` while the write lock on the index in folder `db` is held
+ * (lockIndex on its SQLite file); released once `fn` ends, or throws.
+ */
+export async function whileLocked<T>(db: string, fn: () => Promise<T>): Promise<T> {
+  const unlock = lockIndex(`${db}/index.sqlite3`);
+  try {
+    return await fn();
+  } finally {
+    unlock();
+  }
+}

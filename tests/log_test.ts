@@ -12,7 +12,7 @@ import {
   type VolumeFailureLine,
 } from "../lib/log.ts";
 
-import { lockIndex } from "./lock_index.ts";
+import { lockIndex, whileLocked } from "./lock_index.ts";
 import { HungVolume } from "./hung_volume.ts";
 import { key2path } from "../lib/keys.ts";
 import { s3Client } from "./s3_client.ts";
@@ -427,18 +427,15 @@ const LOCKED = "The index stayed locked (another process holds its write lock) p
 Deno.test("a write refused by a locked index is logged as one line saying so, no stack", async () => {
   const c = await Cluster.start();
   const m = await capturedMaster(c, []);
-  let unlock: (() => void) | null = null;
   try {
     const key = randomKey("/locked-log");
     assertEquals(await status(m.url + key, { method: "PUT", body: "kept" }), 201);
-    unlock = lockIndex(`${c.db}/index.sqlite3`);
-    assertEquals(await status(m.url + key, { method: "DELETE" }), 503);
-    unlock();
-    unlock = null;
+    await whileLocked(c.db, async () => {
+      assertEquals(await status(m.url + key, { method: "DELETE" }), 503);
+    });
     const out = await m.stop();
     assertEquals(out.stderr, [`DELETE ${key} 503: ${LOCKED}`]);
   } finally {
-    unlock?.();
     await m.stop();
     await c.stop();
   }
@@ -448,17 +445,15 @@ Deno.test("-log json: an S3 write refused by a locked index is one warn line say
   const c = await Cluster.start();
   const m = await capturedMaster(c, ["-s3", "-log", "json"]);
   const s3 = s3Client(m.url);
-  let unlock: (() => void) | null = null;
   try {
     const Bucket = `locked${crypto.randomUUID().slice(0, 8)}`;
-    unlock = lockIndex(`${c.db}/index.sqlite3`);
-    const err = await s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: "v" })).then(
-      () => null,
-      (err) => err,
-    );
-    assertEquals(err?.$metadata?.httpStatusCode, 503, String(err));
-    unlock();
-    unlock = null;
+    await whileLocked(c.db, async () => {
+      const err = await s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: "v" })).then(
+        () => null,
+        (err) => err,
+      );
+      assertEquals(err?.$metadata?.httpStatusCode, 503, String(err));
+    });
     const out = await m.stop();
     const lines = jsonLines(out.stderr.join("\n"));
     assertEquals(lines.map(({ time: _, ...l }) => l), [{
@@ -468,7 +463,6 @@ Deno.test("-log json: an S3 write refused by a locked index is one warn line say
       reason: LOCKED,
     }]);
   } finally {
-    unlock?.();
     s3.destroy();
     await m.stop();
     await c.stop();
@@ -571,28 +565,25 @@ Deno.test("an S3 DeleteObjects whose keys a locked index refused is logged as on
   const c = await Cluster.start({ flags: ["-s3"] });
   const m = await capturedMaster(c, ["-s3"]);
   const s3 = s3Client(m.url);
-  let unlock: (() => void) | null = null;
   try {
     const bucket = `locked${crypto.randomUUID().slice(0, 8)}`;
     await s3.send(new CreateBucketCommand({ Bucket: bucket }));
     for (const k of ["a", "b"]) {
       assertEquals(await status(`${m.url}/${bucket}/${k}`, { method: "PUT", body: k }), 201);
     }
-    unlock = lockIndex(`${c.db}/index.sqlite3`);
-    const body = "<Delete><Object><Key>a</Key></Object><Object><Key>b</Key></Object></Delete>";
-    const res = await fetch(`${m.url}/${bucket}?delete`, {
-      method: "POST",
-      headers: md5Header(body),
-      body,
+    await whileLocked(c.db, async () => {
+      const body = "<Delete><Object><Key>a</Key></Object><Object><Key>b</Key></Object></Delete>";
+      const res = await fetch(`${m.url}/${bucket}?delete`, {
+        method: "POST",
+        headers: md5Header(body),
+        body,
+      });
+      assertEquals(res.status, 200);
+      await res.body?.cancel();
     });
-    assertEquals(res.status, 200);
-    await res.body?.cancel();
-    unlock();
-    unlock = null;
     const out = await m.stop();
     assertEquals(out.stderr, [`S3 POST /${bucket}?delete 503: 2 of 2 keys: ${LOCKED}`]);
   } finally {
-    unlock?.();
     s3.destroy();
     await m.stop();
     await c.stop();

@@ -72,19 +72,16 @@ async function putOne(c: Cluster): Promise<{ key: string; files: string[][] }> {
   return { key, files: await Promise.all(c.volumes.map((v) => volumeFiles(v))) };
 }
 
+/** The rebalance tool on `c`'s index with `flags` (then -db): exit code and output. */
+function rebalanceOn(c: Cluster, ...flags: string[]) {
+  return runMain(["rebalance", ...flags, "-db", c.db]);
+}
+
 Deno.test("rebalance refuses while a live master places keys by another -replicas: exit 1, the flag named, nothing moved", async () => {
   const c = await Cluster.start({ volumes: 2, flags: ["-replicas", "2"] });
   try {
     const { key, files } = await putOne(c);
-    const r = await runMain([
-      "rebalance",
-      "-volumes",
-      c.volumes.join(","),
-      "-replicas",
-      "1",
-      "-db",
-      c.db,
-    ]);
+    const r = await rebalanceOn(c, "-volumes", c.volumes.join(","), "-replicas", "1");
     assertEquals(r.code, 1, r.stderr);
     assert(r.stderr.includes(`rebalance: live master `), r.stderr);
     assert(r.stderr.includes(`:${c.masterProcess!.pid}:`), r.stderr);
@@ -101,16 +98,7 @@ Deno.test("rebalance -dry-run refuses too while a live master places keys by ano
   const c = await Cluster.start({ volumes: 2, flags: ["-replicas", "1"] });
   try {
     const one = c.volumes.slice(0, 1);
-    const r = await runMain([
-      "rebalance",
-      "-dry-run",
-      "-volumes",
-      one[0],
-      "-replicas",
-      "1",
-      "-db",
-      c.db,
-    ]);
+    const r = await rebalanceOn(c, "-dry-run", "-volumes", one[0], "-replicas", "1");
     assertEquals(r.code, 1, r.stderr);
     assert(
       r.stderr.includes(`this rebalance by -volumes ${one[0]} (${c.volumes.join(",")} there)`),
@@ -126,16 +114,7 @@ Deno.test("rebalance -force beside a live master placing keys otherwise warns an
   const c = await Cluster.start({ volumes: 2, flags: ["-replicas", "2"] });
   try {
     const { key } = await putOne(c);
-    const r = await runMain([
-      "rebalance",
-      "-force",
-      "-volumes",
-      c.volumes.join(","),
-      "-replicas",
-      "1",
-      "-db",
-      c.db,
-    ]);
+    const r = await rebalanceOn(c, "-force", "-volumes", c.volumes.join(","), "-replicas", "1");
     assertEquals(r.code, 0, r.stderr);
     assert(r.stderr.includes("Warning: rebalance: live master "), r.stderr);
     assert(r.stderr.includes("-force: keys are moved"), r.stderr);

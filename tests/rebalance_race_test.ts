@@ -1,28 +1,24 @@
 // The rebalance tool beside a master that keeps serving: a key the master
 // deletes after the tool's scan has nothing left to move, which is no
 // failure of the move.
-import { Cluster, randomKey } from "./cluster.ts";
+import { Cluster, type HeldServer, heldServer, MAIN, randomKey } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { openIndex } from "../lib/open.ts";
 import { key2path, key2volume } from "../lib/keys.ts";
 
 const enc = new TextEncoder();
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
 /**
  * A "volume" that takes and gives back rebalance's marker files (its check
  * for two names of one volume) and holds the GET of `path` until released,
  * then answers it 500.
  */
-function heldVolume(path: string) {
+function heldVolume(path: string): HeldServer {
   const files = new Map<string, ArrayBuffer>();
-  const { promise: asked, resolve: reached } = Promise.withResolvers<void>();
-  const { promise: released, resolve: release } = Promise.withResolvers<void>();
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+  return heldServer(async (req, hold) => {
     const at = new URL(req.url).pathname;
     if (at === path) {
-      reached();
-      await released;
+      await hold();
       return new Response(null, { status: 500 });
     }
     if (req.method === "PUT") {
@@ -35,15 +31,6 @@ function heldVolume(path: string) {
     const file = files.get(at);
     return file ? new Response(file) : new Response(null, { status: 404 });
   });
-  return {
-    name: `127.0.0.1:${server.addr.port}`,
-    asked,
-    release,
-    async close() {
-      release();
-      await server.shutdown();
-    },
-  };
 }
 
 Deno.test("rebalance beside a master: a key deleted after its scan is no failed move", async () => {

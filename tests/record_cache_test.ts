@@ -1,9 +1,7 @@
 // The record cache of a sole master (lib/record_cache.ts): bounded by the
 // memory its records hold, so long keys cannot make it grow past the bound.
 import { RECORD_COST, RecordCache } from "../lib/record_cache.ts";
-import { Membership } from "../lib/membership.ts";
-import type { Record } from "../lib/record.ts";
-import { withIndex } from "./temp_index.ts";
+import { LIVE, withSoleIndex } from "./temp_index.ts";
 import { assert, assertEquals } from "./assert.ts";
 
 Deno.test("the record cache holds fewer long keys than short ones within its bound", () => {
@@ -45,36 +43,20 @@ Deno.test("the record cache keeps the newer of two records of a key, counted onc
 });
 
 const enc = new TextEncoder();
-const LIVE: Record = {
-  state: "live",
-  rvolumes: ["a:1", "b:2", "c:3"],
-  hash: "5d41402abc4b2a76b9719d911017c592",
-  size: 5,
-};
 
 Deno.test("a sole master's index caches records only within its byte bound", async () => {
   const keyBytes = 1000;
-  await withIndex(async (index) => {
-    const m = new Membership(index, `m-${crypto.randomUUID()}`, {
-      interval: 60_000,
-      onSole: (sole) => index.onSole(sole),
-    });
-    index.membership = m;
-    try {
-      await m.join();
-      const keys: Uint8Array[] = [];
-      for (let i = 0; i < 5; i++) {
-        const k = enc.encode(`/cache/${i}/${crypto.randomUUID()}/`.padEnd(keyBytes, "x"));
-        assert(await index.cas(k, null, LIVE) !== null, "wrote the key");
-        keys.push(k);
-      }
-      // Room for three: the first two written are read from the index again.
-      assertEquals(index.cached(keys[0]), undefined);
-      assertEquals(index.cached(keys[1]), undefined);
-      for (const k of keys.slice(2)) assertEquals(index.cached(k)?.rec, LIVE);
-      assertEquals((await index.get(keys[0]))?.rec, LIVE);
-    } finally {
-      await m.leave();
+  await withSoleIndex(async (index) => {
+    const keys: Uint8Array[] = [];
+    for (let i = 0; i < 5; i++) {
+      const k = enc.encode(`/cache/${i}/${crypto.randomUUID()}/`.padEnd(keyBytes, "x"));
+      assert(await index.cas(k, null, LIVE) !== null, "wrote the key");
+      keys.push(k);
     }
+    // Room for three: the first two written are read from the index again.
+    assertEquals(index.cached(keys[0]), undefined);
+    assertEquals(index.cached(keys[1]), undefined);
+    for (const k of keys.slice(2)) assertEquals(index.cached(k)?.rec, LIVE);
+    assertEquals((await index.get(keys[0]))?.rec, LIVE);
   }, { cacheBytes: 3 * (keyBytes + RECORD_COST) });
 });

@@ -1,14 +1,9 @@
 // REPLACE: overwriting a live key, readers never see a 404 or a mix.
-import { Cluster, randomKey, volumeFiles } from "./cluster.ts";
+import { call, Cluster, randomKey, volumeFiles } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { key2path, md5, toHex } from "../lib/keys.ts";
 
 const enc = new TextEncoder();
-
-async function call(c: Cluster, key: string, method: string, body?: BodyInit) {
-  const res = await fetch(c.url + key, { method, body, redirect: "manual" });
-  return { status: res.status, text: await res.text(), headers: res.headers };
-}
 
 Deno.test("REPLACE against real nginx volumes", async (t) => {
   const c = await Cluster.start();

@@ -1,6 +1,6 @@
 // GET /?status: the page a person opens in a browser (a real headless
 // Chromium against a real cluster), and the same data as JSON.
-import { Cluster, randomKey, runMain, status } from "./cluster.ts";
+import { Cluster, masterOnSkippedIndex, randomKey, status } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { launchChromium, type Page } from "./browser.ts";
 
@@ -254,14 +254,7 @@ Deno.test("?status answers HEAD like GET, and 405 to other methods", async () =>
 Deno.test("/?status says when the index is incomplete, why and since when, as JSON and on the page", async () => {
   const c = await Cluster.start();
   try {
-    await c.stopMaster();
-    await c.stopVolume(1);
-    const partial = `${c.dir}/partial`;
-    const args = ["-volumes", c.volumes.join(","), "-db", partial, "-skip-unreadable"];
-    const r = await runMain(["rebuild", ...args]);
-    assertEquals(r.code, 1, r.stderr);
-    await c.startVolume(1);
-    await c.startMaster(["-db", partial]);
+    await masterOnSkippedIndex(c);
     const s = await statusJson(c);
     assertEquals(Object.keys(s.index.incomplete), ["why", "since"]);
     const why = `a rebuild skipped 1 volume it could not read (${c.volumes[1]})`;

@@ -3,6 +3,7 @@
 // answer before the body's end, a server that stops reading, an abort.
 import { EarlyAnswer, Http1Pool, TimeoutError, Upload } from "../lib/http1.ts";
 import { assert, assertEquals, assertRejects } from "./assert.ts";
+import { concatBytes } from "./cluster.ts";
 import { openPut, VolumeError } from "../lib/volumes.ts";
 
 const enc = new TextEncoder();
@@ -122,25 +123,37 @@ Deno.test("upload: an answer before the body's end fails the next write with its
   }
 });
 
+/**
+ * A server that answers 500 once a body has sent "abcde", and reads on;
+ * `answerSeen` resolves once it has answered, and a moment more for the
+ * answer to reach the upload.
+ */
+function answeringAtFive() {
+  const answered = Promise.withResolvers<void>();
+  const s = server(async (conn, log) => {
+    await readUntil(conn, log, (t) => t.endsWith("abcde"));
+    await conn.write(enc.encode("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"));
+    answered.resolve();
+    await readUntil(conn, { text: "" }, () => false);
+  });
+  const answerSeen = async () => {
+    await answered.promise;
+    // The answer reaching the upload's pending read is no event a test can await.
+    await new Promise((r) => setTimeout(r, 100));
+  };
+  return { s, answerSeen };
+}
+
 // An answer seen as the last chunk was about to go out was taken for a body
 // sent whole and unanswered: the key was then held from writers for -lease
 // (a retried PUT answered 409, verify skipped the key) though the volume
 // had answered and stored nothing.
 Deno.test("upload: an answer before the last chunk went out leaves nothing sent whole to wait for", async () => {
-  let answered!: () => void;
-  const sent = new Promise<void>((r) => answered = r);
-  const s = server(async (conn, log) => {
-    await readUntil(conn, log, (t) => t.endsWith("abcde"));
-    await conn.write(enc.encode("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"));
-    answered();
-    await readUntil(conn, { text: "" }, () => false);
-  });
+  const { s, answerSeen } = answeringAtFive();
   try {
     const up = await s.pool.upload("PUT", "/k", { length: 10, timeout: 2000 });
     await up.write(enc.encode("abcde"));
-    await sent;
-    // The answer reaching the upload's pending read is no event a test can await.
-    await new Promise((r) => setTimeout(r, 100));
+    await answerSeen();
     const err = await assertRejects(() => up.write(enc.encode("fghij")));
     assert(err instanceof EarlyAnswer, String(err));
     assertEquals(err.status, 500);
@@ -151,21 +164,12 @@ Deno.test("upload: an answer before the last chunk went out leaves nothing sent 
 });
 
 Deno.test("openPut: a volume that answered before the last chunk went out is no PUT unanswered", async () => {
-  let answered!: () => void;
-  const sent = new Promise<void>((r) => answered = r);
-  const s = server(async (conn, log) => {
-    await readUntil(conn, log, (t) => t.endsWith("abcde"));
-    await conn.write(enc.encode("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"));
-    answered();
-    await readUntil(conn, { text: "" }, () => false);
-  });
+  const { s, answerSeen } = answeringAtFive();
   try {
     const signal = new AbortController().signal;
     const put = await openPut(`http://${s.host}/k`, { length: 10, signal, stall: 2000 });
     await put.write(enc.encode("abcde"));
-    await sent;
-    // The answer reaching the upload's pending read is no event a test can await.
-    await new Promise((r) => setTimeout(r, 100));
+    await answerSeen();
     const err = await assertRejects(() => put.write(enc.encode("fghij")));
     assertEquals((err as VolumeError).status, 500);
     await put.cancel();
@@ -293,20 +297,10 @@ Deno.test("upload: a chunked body is framed in one buffer the upload reuses, chu
     const expected = chunks.map((
       c,
     ) => [enc.encode(`${c.length.toString(16)}\r\n`), c, enc.encode("\r\n")]);
-    assertEquals(writes.map((w) => w.bytes), expected.map((parts) => concatAll(parts)));
+    assertEquals(writes.map((w) => w.bytes), expected.map((parts) => concatBytes(parts)));
     // One buffer for the first chunks, one more once a chunk outgrew it.
     assertEquals(new Set(writes.map((w) => w.buffer)).size, 2);
   } finally {
     up.close();
   }
 });
-
-function concatAll(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}

@@ -1,5 +1,5 @@
 import { assert, assertEquals } from "./assert.ts";
-import { Cluster, randomBytes, runMain } from "./cluster.ts";
+import { Cluster, runMain, uploadWithPart } from "./cluster.ts";
 
 // A master killed inside endUpload (Complete or Abort), between the commit
 // that drops the upload and the one that drops its parts' records, leaves
@@ -8,15 +8,7 @@ import { Cluster, randomBytes, runMain } from "./cluster.ts";
 Deno.test("verify: parts still recorded for an upload that has ended are orphans; -repair drops them", async () => {
   const c = await Cluster.start({ flags: ["-s3"] });
   try {
-    const object = `${c.url}/${crypto.randomUUID().slice(0, 8)}/big`;
-    const created = await (await fetch(`${object}?uploads`, { method: "POST" })).text();
-    const id = /<UploadId>([0-9a-f]{32})<\/UploadId>/.exec(created)![1];
-    const part = await fetch(`${object}?partNumber=1&uploadId=${id}`, {
-      method: "PUT",
-      body: randomBytes(5000),
-    });
-    await part.body?.cancel();
-    assertEquals(part.status, 200);
+    const id = await uploadWithPart(c);
     await c.stopMaster();
     // endUpload's first commit only, as a SIGKILL right after it leaves it.
     const kv = await Deno.openKv(`${c.db}/index.sqlite3`);

@@ -1,6 +1,6 @@
 // verify -repair beside masters that keep writing: what it read of a key may
 // be stale by the time it acts on it, and it must then leave the key alone.
-import { Cluster, randomKey } from "./cluster.ts";
+import { Cluster, type HeldServer, heldServer, MAIN, randomKey } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { joinIndex, openIndex } from "../lib/open.ts";
 import { FLAGS, storeOptions } from "../lib/config.ts";
@@ -11,7 +11,6 @@ import { key2path } from "../lib/keys.ts";
 import { volumeUrl } from "../lib/volumes.ts";
 
 const enc = new TextEncoder();
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
 /**
  * A "volume" that accepts connections and never answers until released:
@@ -191,29 +190,17 @@ Deno.test("verify beside a master names no replica of a key deleted since it rea
  * folder on the real volumes by then, and waits before it reads the index
  * about what it found there.
  */
-function slowFolder(folder: string) {
+function slowFolder(folder: string): HeldServer {
   const [ab, cd] = folder.split("/").filter(Boolean);
-  const { promise: asked, resolve: reached } = Promise.withResolvers<void>();
-  const { promise: released, resolve: release } = Promise.withResolvers<void>();
   const dir = (name: string) => [{ name, type: "directory", mtime: new Date().toUTCString() }];
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+  return heldServer(async (req, hold) => {
     const path = new URL(req.url).pathname;
     if (path === "/") return Response.json(dir(ab));
     if (path === `/${ab}/`) return Response.json(dir(cd));
     if (path !== `/${ab}/${cd}/`) return new Response(null, { status: 404 });
-    reached();
-    await released;
+    await hold();
     return Response.json([]);
   });
-  return {
-    name: `127.0.0.1:${server.addr.port}`,
-    asked,
-    release,
-    async close() {
-      release();
-      await server.shutdown();
-    },
-  };
 }
 
 Deno.test("verify beside a master names no orphan of a key deleted between its listing and its index read", async () => {

@@ -1,6 +1,13 @@
 // verify against real nginx volumes: missing, corrupt and orphan files are
 // found, -repair fixes them, and a clean cluster verifies clean.
-import { Cluster, randomBytes, randomKey, runMain, volumeFiles } from "./cluster.ts";
+import {
+  Cluster,
+  randomBytes,
+  randomKey,
+  runMain,
+  uploadWithPart,
+  volumeFiles,
+} from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { joinIndex, openIndex } from "../lib/open.ts";
 import { key2path, md5, toHex } from "../lib/keys.ts";
@@ -8,8 +15,20 @@ import { FLAGS, storeOptions } from "../lib/config.ts";
 import { parseFlags } from "../lib/flags.ts";
 import { Store } from "../lib/store.ts";
 import { volumeUrl } from "../lib/volumes.ts";
+import type { Record as KeyRecord } from "../lib/record.ts";
 
 const enc = new TextEncoder();
+
+/** Stops `c`'s master and reads key `k`'s record from its index. */
+async function recordOnceStopped(c: Cluster, k: string): Promise<KeyRecord> {
+  await c.stopMaster();
+  const index = await openIndex(c.db);
+  try {
+    return (await index.get(enc.encode(k)))!.rec;
+  } finally {
+    index.close();
+  }
+}
 
 Deno.test("verify -md5 sees a large replica overwritten with other bytes of its size, and repairs it", async () => {
   const c = await Cluster.start();
@@ -18,10 +37,7 @@ Deno.test("verify -md5 sees a large replica overwritten with other bytes of its 
     const k = randomKey("/verify-large");
     const value = randomBytes((9 << 20) + 3);
     assertEquals((await fetch(c.url + k, { method: "PUT", body: value })).status, 201);
-    await c.stopMaster();
-    const index = await openIndex(c.db);
-    const rec = (await index.get(enc.encode(k)))!.rec;
-    index.close();
+    const rec = await recordOnceStopped(c, k);
     const over = `http://${rec.rvolumes[2]}${key2path(enc.encode(k))}`;
     const other = randomBytes(value.length);
     const put = await fetch(over, { method: "PUT", body: other });
@@ -236,15 +252,7 @@ Deno.test("verify: parts of a live multipart upload are kept; dead parts and REP
   const c = await Cluster.start({ flags: ["-s3"] });
   try {
     // A multipart upload in progress (unsigned: -s3 without keys).
-    const object = `${c.url}/${crypto.randomUUID().slice(0, 8)}/big`;
-    const created = await (await fetch(`${object}?uploads`, { method: "POST" })).text();
-    const id = /<UploadId>([0-9a-f]{32})<\/UploadId>/.exec(created)![1];
-    const part = await fetch(`${object}?partNumber=1&uploadId=${id}`, {
-      method: "PUT",
-      body: randomBytes(5000),
-    });
-    await part.body?.cancel();
-    assertEquals(part.status, 200);
+    await uploadWithPart(c);
     await c.stopMaster();
     const args = ["verify", "-volumes", c.volumes.join(","), "-db", c.db];
     const clean = await runMain(args);
@@ -450,10 +458,7 @@ Deno.test("verify -repair without -md5 copies a missing replica from a copy hold
     const key = enc.encode(k);
     const value = randomBytes(5000);
     assertEquals((await fetch(c.url + k, { method: "PUT", body: value })).status, 201);
-    await c.stopMaster();
-    const index = await openIndex(c.db);
-    const [first, second, third] = (await index.get(key))!.rec.rvolumes;
-    index.close();
+    const [first, second, third] = (await recordOnceStopped(c, k)).rvolumes;
     // The first replica (verify's first choice of source) lost its bytes but
     // kept its size; the third is gone.
     const other = randomBytes(value.length);
@@ -526,10 +531,7 @@ Deno.test("verify counts in words that agree with the number: 1 key, 1 problem, 
   try {
     const k = randomKey("/verify-one");
     assertEquals((await fetch(c.url + k, { method: "PUT", body: "one" })).status, 201);
-    await c.stopMaster();
-    const index = await openIndex(c.db);
-    const [replica] = (await index.get(enc.encode(k)))!.rec.rvolumes;
-    index.close();
+    const [replica] = (await recordOnceStopped(c, k)).rvolumes;
     assertEquals(
       (await fetch(volumeUrl(replica, key2path(enc.encode(k))), { method: "DELETE" })).status,
       204,
@@ -568,10 +570,7 @@ Deno.test("verify names the file of a key too long for the index, leaves it with
   try {
     const k = randomKey("/verify-long");
     assertEquals((await fetch(c.url + k, { method: "PUT", body: "short key" })).status, 201);
-    await c.stopMaster();
-    const index = await openIndex(c.db);
-    const rec = (await index.get(enc.encode(k)))!.rec;
-    index.close();
+    const rec = await recordOnceStopped(c, k);
     const lost = `http://${rec.rvolumes[1]}${key2path(enc.encode(k))}`;
     assertEquals((await fetch(lost, { method: "DELETE" })).status, 204);
     // As Go mkv, which has no limit on keys, would have stored it.
@@ -607,10 +606,7 @@ Deno.test("verify says why a replica is corrupt: its size against the recorded o
   try {
     const k = randomKey("/verify-why");
     assertEquals((await fetch(c.url + k, { method: "PUT", body: randomBytes(2000) })).status, 201);
-    await c.stopMaster();
-    const index = await openIndex(c.db);
-    const rec = (await index.get(enc.encode(k)))!.rec;
-    index.close();
+    const rec = await recordOnceStopped(c, k);
     const cut = await fetch(volumeUrl(rec.rvolumes[1], key2path(enc.encode(k))), {
       method: "PUT",
       body: randomBytes(1999),
@@ -685,10 +681,7 @@ Deno.test("verify -repair copies a lost replica of an unlinked key again, and th
     assertEquals((await fetch(c.url + k, { method: "PUT", body: value })).status, 201);
     const unlinked = await fetch(c.url + k, { method: "UNLINK" });
     assertEquals(unlinked.status, 204);
-    await c.stopMaster();
-    const index = await openIndex(c.db);
-    const rec = (await index.get(enc.encode(k)))!.rec;
-    index.close();
+    const rec = await recordOnceStopped(c, k);
     const lost = `http://${rec.rvolumes[1]}${key2path(enc.encode(k))}`;
     assertEquals((await fetch(lost, { method: "DELETE" })).status, 204);
     const args = ["verify", "-volumes", c.volumes.join(","), "-db", c.db];

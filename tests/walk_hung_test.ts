@@ -2,7 +2,7 @@
 // stops answering midway must not cost a timeout per folder (65,536 of them
 // on a full volume, 10 s each: hours with the master stopped): once one of
 // its listings went unanswered, its other folders are not asked for.
-import { runMain } from "./cluster.ts";
+import { heldServer, runMain } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { openIndex } from "../lib/open.ts";
 
@@ -14,23 +14,15 @@ function hungMidWalk() {
   const folders = Array.from({ length: 40 }, (_, i) => i.toString(16).padStart(2, "0"));
   const dir = (name: string) => ({ name, type: "directory", mtime: new Date().toUTCString() });
   let asked = 0;
-  const { promise: closed, resolve: close } = Promise.withResolvers<void>();
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+  const server = heldServer(async (req, hold) => {
     const path = new URL(req.url).pathname;
     if (path === "/") return Response.json([dir("ab")]);
     if (path === "/ab/") return Response.json(folders.map(dir));
     asked++;
-    await closed;
+    await hold();
     return Response.json([]);
   });
-  return {
-    name: `127.0.0.1:${server.addr.port}`,
-    folders: () => asked,
-    async close() {
-      close();
-      await server.shutdown();
-    },
-  };
+  return { name: server.name, folders: () => asked, close: server.close };
 }
 
 for (const tool of ["rebuild", "verify"]) {

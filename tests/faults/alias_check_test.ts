@@ -64,6 +64,11 @@ Deno.test("a marker whose PUT went unanswered is removed too: it may have landed
   }
 });
 
+/** verify -repair -grace 0s of `c`'s index over `volumes`: exit code and output. */
+function repairedWithNoGrace(c: Cluster, volumes: string) {
+  return runMain(["verify", "-repair", "-grace", "0s", "-db", c.db, "-volumes", volumes]);
+}
+
 Deno.test("verify -repair removes a marker of the check left at a volume's root", async () => {
   // A marker whose PUT a paused volume carried out after its DELETE stays:
   // no walk of the tools looked at the root, so nothing ever removed it.
@@ -76,16 +81,7 @@ Deno.test("verify -repair removes a marker of the check left at a volume's root"
     const kept = await runMain(["verify", "-repair", "-db", c.db, "-volumes", volumes]);
     assertEquals(kept.code, 0, "younger than -grace: a check may be under way");
     assertEquals(await volumeFiles(c.volumes[1]), [marker]);
-    const r = await runMain([
-      "verify",
-      "-repair",
-      "-grace",
-      "0s",
-      "-db",
-      c.db,
-      "-volumes",
-      volumes,
-    ]);
+    const r = await repairedWithNoGrace(c, volumes);
     assertEquals(r.code, 0);
     assertEquals(
       r.stdout.split("\n")[0],
@@ -107,16 +103,7 @@ Deno.test("verify -repair given an mkv master in -volumes says so and deletes no
     assertEquals(put.status, 201);
     const master = new URL(other.url).host;
     const volumes = [...c.volumes, master].join(",");
-    const r = await runMain([
-      "verify",
-      "-repair",
-      "-grace",
-      "0s",
-      "-db",
-      c.db,
-      "-volumes",
-      volumes,
-    ]);
+    const r = await repairedWithNoGrace(c, volumes);
     assertEquals(r.code, 1, r.stdout + r.stderr);
     assert(
       r.stdout.includes(

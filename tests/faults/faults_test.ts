@@ -1,7 +1,16 @@
 // Faults against real nginx volumes and real master processes: hung and
 // killed volumes, a master killed under load, two masters on one index.
 // `deno task test:faults`.
-import { Cluster, randomBytes, randomKey, runMain, status, volumeFiles } from "../cluster.ts";
+import {
+  Cluster,
+  concatBytes,
+  randomBytes,
+  randomKey,
+  runMain,
+  type SpawnedMaster,
+  status,
+  volumeFiles,
+} from "../cluster.ts";
 import { assert, assertEquals } from "../assert.ts";
 import { createHash } from "node:crypto";
 import { key2path, md5, toHex } from "../../lib/keys.ts";
@@ -16,6 +25,27 @@ async function putKeys(c: Cluster, n: number): Promise<string[]> {
   const keys = Array.from({ length: n }, () => randomKey());
   for (const k of keys) assertEquals(await status(c.url + k, { method: "PUT", body: k }), 201);
   return keys;
+}
+
+/**
+ * Has `doomed` claim `key` with a PUT whose body never ends, waits until
+ * the claim is seen from `c`'s master, then kills `doomed` (SIGKILL).
+ */
+async function killHoldingClaim(c: Cluster, doomed: SpawnedMaster, key: string): Promise<void> {
+  // A PUT through the doomed master whose body never ends.
+  const body = new ReadableStream<Uint8Array>({
+    start: (ctl) => ctl.enqueue(new Uint8Array(10)),
+  });
+  const pending = fetch(doomed.url + key, { method: "PUT", body }).catch(() => null);
+  // UNLINK probes the claim without creating the key (a PUT could win it).
+  let claimed = false;
+  for (let i = 0; i < 100 && !claimed; i++) {
+    claimed = await status(c.url + key, { method: "UNLINK" }) === 409;
+    if (!claimed) await new Promise((r) => setTimeout(r, 20));
+  }
+  assert(claimed, "the doomed master holds the claim");
+  await doomed.stop("SIGKILL");
+  await pending;
 }
 
 Deno.test("a hung volume (SIGSTOP): reads go to another replica, writes fail in bounded time", async () => {
@@ -123,7 +153,7 @@ Deno.test("an S3 GetObject from a volume that hangs mid-body ends at the stall b
     const got: Uint8Array[] = [(await r1.read()).value!];
     await new Promise((r) => setTimeout(r, 6000));
     assertEquals(await drain(r1, got), "done");
-    assertEquals(md5Of(concat(got)), md5Of(value));
+    assertEquals(md5Of(concatBytes(got)), md5Of(value));
 
     // The volume hangs after the first bytes: the answer ends within a few
     // stall times (it waited for the volume forever: Deno keeps a fetch's
@@ -141,7 +171,7 @@ Deno.test("an S3 GetObject from a volume that hangs mid-body ends at the stall b
     await c.resumeVolume(i);
     assert(end instanceof Error, `the body ended with an error, not ${end}`);
     assert(performance.now() - started < 15_000);
-    assert(concat(part).length < value.length, "cut short");
+    assert(concatBytes(part).length < value.length, "cut short");
     // The volume is counted as timed out, and the master still serves.
     const metrics = await (await fetch(`${c.url}/?metrics`)).text();
     assert(
@@ -159,16 +189,6 @@ Deno.test("an S3 GetObject from a volume that hangs mid-body ends at the stall b
 
 function md5Of(bytes: Uint8Array): string {
   return createHash("md5").update(bytes).digest("hex");
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
 }
 
 Deno.test("a killed volume: every key stays readable; its writes fail, then succeed once it is back", async () => {
@@ -338,20 +358,7 @@ Deno.test("a master killed while holding a claim blocks that key only until the 
   const doomed = await c.spawnMaster();
   try {
     const k = randomKey("/lease");
-    // A PUT through the doomed master whose body never ends.
-    const body = new ReadableStream<Uint8Array>({
-      start: (ctl) => ctl.enqueue(new Uint8Array(10)),
-    });
-    const pending = fetch(doomed.url + k, { method: "PUT", body }).catch(() => null);
-    // UNLINK probes the claim without creating the key (a PUT could win it).
-    let claimed = false;
-    for (let i = 0; i < 100 && !claimed; i++) {
-      claimed = await status(c.url + k, { method: "UNLINK" }) === 409;
-      if (!claimed) await new Promise((r) => setTimeout(r, 20));
-    }
-    assert(claimed, "the doomed master holds the claim");
-    await doomed.stop("SIGKILL");
-    await pending;
+    await killHoldingClaim(c, doomed, k);
     const killedAt = performance.now();
     let s = 409;
     while (s === 409 && performance.now() - killedAt < 5000) {
@@ -375,18 +382,7 @@ Deno.test("a write of a key a killed master held answers 409 saying when its lea
   const doomed = await c.spawnMaster();
   try {
     const k = randomKey("/lease-message");
-    const body = new ReadableStream<Uint8Array>({
-      start: (ctl) => ctl.enqueue(new Uint8Array(10)),
-    });
-    const pending = fetch(doomed.url + k, { method: "PUT", body }).catch(() => null);
-    let claimed = false;
-    for (let i = 0; i < 100 && !claimed; i++) {
-      claimed = await status(c.url + k, { method: "UNLINK" }) === 409;
-      if (!claimed) await new Promise((r) => setTimeout(r, 20));
-    }
-    assert(claimed, "the doomed master holds the claim");
-    await doomed.stop("SIGKILL");
-    await pending;
+    await killHoldingClaim(c, doomed, k);
     const res = await fetch(c.url + k, { method: "PUT", body: "after the crash" });
     const text = await res.text();
     assertEquals(res.status, 409);

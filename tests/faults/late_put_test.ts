@@ -36,6 +36,38 @@ function counted(text: string): string {
   return text.replace(/ \(in [1-3] s\)\n$/, " (in N s)\n");
 }
 
+/** Releases the PUT `proxy` holds, and waits until it has landed and the lease (3 s from `failedAt`) is over. */
+async function landedAndLeaseOver(proxy: LatePut, failedAt: number): Promise<void> {
+  proxy.release();
+  await proxy.landed.promise;
+  await new Promise((r) => setTimeout(r, Math.max(0, failedAt + 3100 - performance.now())));
+}
+
+/**
+ * A cluster whose volume 0 sits behind a LatePut, and a master on it
+ * (-voltimeout 200ms, -lease 3s, in `flags`); `stop()` stops them all.
+ */
+async function lateCluster() {
+  const c = await Cluster.start();
+  const proxy = new LatePut(c.volumes[0]);
+  const volumes = [proxy.volume, c.volumes[1], c.volumes[2]];
+  const flags = ["-volumes", volumes.join(","), "-voltimeout", "200ms", "-lease", "3s"];
+  const m = await c.spawnMaster(flags);
+  return {
+    c,
+    proxy,
+    volumes,
+    flags,
+    m,
+    async stop() {
+      proxy.release();
+      await m.stop();
+      await proxy.stop();
+      await c.stop();
+    },
+  };
+}
+
 /**
  * A REPLACE of `key` waits (409) while the PUT `proxy` holds may land; once
  * it has landed and the lease (3 s from `failedAt`) is over, one takes, and
@@ -49,9 +81,7 @@ async function assertWaitsOutTheLease(
   const value = randomBytes(3000);
   const early = await fetch(master + key, { method: "REPLACE", body: value });
   assertEquals([early.status, counted(await early.text())], [409, WAITING]);
-  opts.proxy.release();
-  await opts.proxy.landed.promise;
-  await new Promise((r) => setTimeout(r, Math.max(0, opts.failedAt + 3100 - performance.now())));
+  await landedAndLeaseOver(opts.proxy, opts.failedAt);
   const late = await fetch(master + key, { method: "REPLACE", body: value });
   assertEquals([late.status, await late.text()], [201, ""]);
   for (const f of await replicas(opts.volumes, key)) assertEquals(f, value);
@@ -59,11 +89,7 @@ async function assertWaitsOutTheLease(
 
 for (const size of [1000, 600_000]) {
   Deno.test(`a ${size}-byte PUT a volume carries out after the master gave up replaces no later value`, async () => {
-    const c = await Cluster.start();
-    const proxy = new LatePut(c.volumes[0]);
-    const volumes = [proxy.volume, c.volumes[1], c.volumes[2]];
-    const flags = ["-volumes", volumes.join(","), "-voltimeout", "200ms", "-lease", "3s"];
-    const m = await c.spawnMaster(flags);
+    const { proxy, volumes, m, stop } = await lateCluster();
     try {
       const key = randomKey("/late");
       proxy.path = key2path(new TextEncoder().encode(key));
@@ -76,10 +102,8 @@ for (const size of [1000, 600_000]) {
       const said = await again.text();
       if (again.status !== 201) {
         assertEquals([again.status, counted(said)], [409, WAITING]);
-        proxy.release();
-        await proxy.landed.promise;
         // The lease over, the key takes writes again.
-        await new Promise((r) => setTimeout(r, Math.max(0, failedAt + 3100 - performance.now())));
+        await landedAndLeaseOver(proxy, failedAt);
         const last = await fetch(m.url + key, { method: "PUT", body: value });
         assertEquals([last.status, await last.text()], [201, ""]);
       } else {
@@ -92,10 +116,7 @@ for (const size of [1000, 600_000]) {
         assertEquals(f, value);
       }
     } finally {
-      proxy.release();
-      await m.stop();
-      await proxy.stop();
-      await c.stop();
+      await stop();
     }
   });
 }
@@ -139,11 +160,7 @@ Deno.test("a REBALANCE copy a volume carries out after the master gave up replac
 });
 
 Deno.test("a verify -repair copy a volume carries out after verify gave up replaces no later value", async () => {
-  const c = await Cluster.start();
-  const proxy = new LatePut(c.volumes[0]);
-  const volumes = [proxy.volume, c.volumes[1], c.volumes[2]];
-  const flags = ["-volumes", volumes.join(","), "-voltimeout", "200ms", "-lease", "3s"];
-  const m = await c.spawnMaster(flags);
+  const { c, proxy, volumes, flags, m, stop } = await lateCluster();
   try {
     const key = randomKey("/late-repair");
     const path = key2path(new TextEncoder().encode(key));
@@ -163,9 +180,6 @@ Deno.test("a verify -repair copy a volume carries out after verify gave up repla
     assert(repair.stdout.includes(`missing replica: "${key}" on ${replica} (cannot repair: `));
     await assertWaitsOutTheLease(m.url, key, { volumes: volumes, proxy, failedAt });
   } finally {
-    proxy.release();
-    await m.stop();
-    await proxy.stop();
-    await c.stop();
+    await stop();
   }
 });

@@ -4,66 +4,11 @@
 // a REBALANCE whose removal of the old copy failed (its volume down) left it
 // so, answering 204; a PUT over an unlinked key left the unlinked value's
 // copy so, answering 201. `deno task test:faults`.
-import { Cluster, randomKey, runMain, status } from "../cluster.ts";
+import { call, keyMovingOffVolume0, statusAfterDeleteAndRebuild } from "../cluster.ts";
 import { assert, assertEquals } from "../assert.ts";
-import { key2volume } from "../../lib/keys.ts";
-
-const enc = new TextEncoder();
-
-/**
- * A cluster of `volumes` volumes whose master (-replicas `replicas`) wrote
- * `key` (its value "old value") by the first `replicas` volumes only, and now
- * has them all, the hash putting the key on none of volume 0: its copy
- * there is left until the key is moved.
- */
-async function keyMovingOffVolume0(
-  opts: { volumes: number; replicas: number },
-): Promise<{ c: Cluster; key: string }> {
-  const { volumes, replicas } = opts;
-  const c = await Cluster.start({ volumes, flags: ["-replicas", String(replicas)] });
-  try {
-    const offVolume0 = (k: string) =>
-      key2volume(enc.encode(k), c.volumes, replicas, 10)
-        .every((v) => !v.startsWith(`${c.volumes[0]}/`));
-    let key = randomKey("/leftover");
-    while (!offVolume0(key)) key = randomKey("/leftover");
-    await c.stopMaster();
-    await c.startMaster([], c.volumes.slice(0, replicas));
-    assertEquals(await status(c.url + key, { method: "PUT", body: "old value" }), 201);
-    await c.stopMaster();
-    await c.startMaster();
-    return { c, key };
-  } catch (err) {
-    await c.stop();
-    throw err;
-  }
-}
-
-async function call(c: Cluster, key: string, method: string, body?: string) {
-  const res = await fetch(c.url + key, { method, body, redirect: "manual" });
-  return { status: res.status, text: await res.text(), headers: res.headers };
-}
-
-/** DELETEs `key`, rebuilds the index from every volume, and answers the key's GET status. */
-async function statusAfterDeleteAndRebuild(c: Cluster, key: string, replicas: number) {
-  assertEquals((await call(c, key, "DELETE")).status, 204);
-  await c.stopMaster();
-  const r = await runMain([
-    "rebuild",
-    "-replicas",
-    String(replicas),
-    "-volumes",
-    c.volumes.join(","),
-    "-db",
-    c.db,
-  ]);
-  assertEquals(r.code, 0, r.stderr);
-  await c.startMaster();
-  return (await call(c, key, "GET")).status;
-}
 
 Deno.test("a key REBALANCEd while a volume holding an old copy was down stays deleted after DELETE and rebuild", async () => {
-  const { c, key } = await keyMovingOffVolume0({ volumes: 3, replicas: 2 });
+  const { c, key } = await keyMovingOffVolume0({ volumes: 3, replicas: 2, prefix: "/leftover" });
   try {
     await c.stopVolume(0);
     const moved = await call(c, key, "REBALANCE");
@@ -76,7 +21,7 @@ Deno.test("a key REBALANCEd while a volume holding an old copy was down stays de
 });
 
 Deno.test("a REBALANCE whose old copy's volume is down keeps that copy recorded, the key unbalanced, read from the others", async () => {
-  const { c, key } = await keyMovingOffVolume0({ volumes: 3, replicas: 2 });
+  const { c, key } = await keyMovingOffVolume0({ volumes: 3, replicas: 2, prefix: "/leftover" });
   try {
     await c.stopVolume(0);
     const moved = await call(c, key, "REBALANCE");
@@ -105,7 +50,7 @@ Deno.test("a REBALANCE whose old copy's volume is down keeps that copy recorded,
 });
 
 Deno.test("a PUT over an unlinked key whose old copy is on a volume that does not answer answers 503, the key kept unlinked", async () => {
-  const { c, key } = await keyMovingOffVolume0({ volumes: 2, replicas: 1 });
+  const { c, key } = await keyMovingOffVolume0({ volumes: 2, replicas: 1, prefix: "/leftover" });
   try {
     assertEquals((await call(c, key, "UNLINK")).status, 204);
     await c.stopVolume(0);
@@ -122,7 +67,7 @@ Deno.test("a PUT over an unlinked key whose old copy is on a volume that does no
 });
 
 Deno.test("a key PUT over its unlinked value while a volume holding that value was down stays deleted after DELETE and rebuild", async () => {
-  const { c, key } = await keyMovingOffVolume0({ volumes: 2, replicas: 1 });
+  const { c, key } = await keyMovingOffVolume0({ volumes: 2, replicas: 1, prefix: "/leftover" });
   try {
     assertEquals((await call(c, key, "UNLINK")).status, 204);
     await c.stopVolume(0);

@@ -2,10 +2,10 @@
 // writer, a backup tool) past the master's retries: each index write waits
 // 5 s on the lock and is tried again for 10 s. They answer 503 saying the
 // index is locked, not 500, and leave nothing live.
-import { Cluster, randomBytes, randomKey, status, volumeFiles } from "../cluster.ts";
+import { Cluster, randomBytes, randomKey, status, uploadBegun, volumeFiles } from "../cluster.ts";
 import { assert, assertEquals } from "../assert.ts";
 import { errorAnswer, errorXml, md5Header } from "../s3_answers.ts";
-import { lockIndex } from "../lock_index.ts";
+import { lockIndex, whileLocked } from "../lock_index.ts";
 import { s3Client } from "../s3_client.ts";
 import { CreateBucketCommand, PutObjectCommand, S3ServiceException } from "@aws-sdk/client-s3";
 
@@ -64,36 +64,30 @@ Deno.test("a PUT whose claim a locked index could not renew answers 503 saying t
 
 Deno.test("a PUT on a locked index answers 503 saying the index is locked, and the key is not live once it is released", async () => {
   const c = await Cluster.start();
-  let unlock: (() => void) | null = null;
   try {
     const key = randomKey("/locked-put");
-    unlock = lockIndex(`${c.db}/index.sqlite3`);
-    const res = await fetch(c.url + key, { method: "PUT", body: randomBytes(1000) });
-    assertEquals([res.status, await res.text()], [503, LOCKED]);
-    unlock();
-    unlock = null;
+    await whileLocked(c.db, async () => {
+      const res = await fetch(c.url + key, { method: "PUT", body: randomBytes(1000) });
+      assertEquals([res.status, await res.text()], [503, LOCKED]);
+    });
     assertEquals(await status(c.url + key), 404);
     assertEquals(await status(c.url + key, { method: "PUT", body: "x" }), 201);
   } finally {
-    unlock?.();
     await c.stop();
   }
 });
 
 Deno.test("a DELETE on a locked index answers 503 saying the index is locked, and the key stays live", async () => {
   const c = await Cluster.start();
-  let unlock: (() => void) | null = null;
   try {
     const key = randomKey("/locked-delete");
     assertEquals(await status(c.url + key, { method: "PUT", body: "kept" }), 201);
-    unlock = lockIndex(`${c.db}/index.sqlite3`);
-    const res = await fetch(c.url + key, { method: "DELETE" });
-    assertEquals([res.status, await res.text()], [503, LOCKED]);
-    unlock();
-    unlock = null;
+    await whileLocked(c.db, async () => {
+      const res = await fetch(c.url + key, { method: "DELETE" });
+      assertEquals([res.status, await res.text()], [503, LOCKED]);
+    });
     assertEquals(await status(c.url + key), 302);
   } finally {
-    unlock?.();
     await c.stop();
   }
 });
@@ -101,24 +95,21 @@ Deno.test("a DELETE on a locked index answers 503 saying the index is locked, an
 Deno.test("an S3 PutObject on a locked index answers 503 ServiceUnavailable saying the index is locked", async () => {
   const c = await Cluster.start({ flags: ["-s3"] });
   const s3 = s3Client(c.url);
-  let unlock: (() => void) | null = null;
   try {
     const Bucket = `locked${crypto.randomUUID().slice(0, 8)}`;
-    unlock = lockIndex(`${c.db}/index.sqlite3`);
-    const err = await s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: "v" })).then(
-      () => null,
-      (err) => err,
-    );
-    assertEquals(err instanceof S3ServiceException, true, String(err));
-    assertEquals(
-      [err.$metadata.httpStatusCode, err.name, `${err.message}\n`],
-      [503, "ServiceUnavailable", LOCKED],
-    );
-    unlock();
-    unlock = null;
+    await whileLocked(c.db, async () => {
+      const err = await s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: "v" })).then(
+        () => null,
+        (err) => err,
+      );
+      assertEquals(err instanceof S3ServiceException, true, String(err));
+      assertEquals(
+        [err.$metadata.httpStatusCode, err.name, `${err.message}\n`],
+        [503, "ServiceUnavailable", LOCKED],
+      );
+    });
     assertEquals(await status(`${c.url}/${Bucket}/k`), 404);
   } finally {
-    unlock?.();
     s3.destroy();
     await c.stop();
   }
@@ -126,11 +117,9 @@ Deno.test("an S3 PutObject on a locked index answers 503 ServiceUnavailable sayi
 
 Deno.test("an S3 CompleteMultipartUpload on a locked index answers ServiceUnavailable saying the index is locked, the upload kept to complete once it is released", async () => {
   const c = await Cluster.start({ flags: ["-s3"] });
-  let unlock: (() => void) | null = null;
   try {
     const path = `/locked${crypto.randomUUID().slice(0, 8)}/mp`;
-    const init = await (await fetch(`${c.url}${path}?uploads`, { method: "POST" })).text();
-    const id = init.match(/<UploadId>(.*)<\/UploadId>/)![1];
+    const id = await uploadBegun(c, path);
     const part = await fetch(`${c.url}${path}?partNumber=1&uploadId=${id}`, {
       method: "PUT",
       body: "part one",
@@ -142,54 +131,48 @@ Deno.test("an S3 CompleteMultipartUpload on a locked index answers ServiceUnavai
         body: `<CompleteMultipartUpload><Part><PartNumber>1</PartNumber>` +
           `<ETag>${part.headers.get("etag")}</ETag></Part></CompleteMultipartUpload>`,
       });
-    unlock = lockIndex(`${c.db}/index.sqlite3`);
-    // As S3: 200 at once, spaces while it works, then the <Error>.
-    const res = await complete();
-    const body = await res.text();
-    const requestId = body.match(/<RequestId>(\w+)<\/RequestId>/)?.[1];
-    assertEquals(
-      [res.status, body.replace(/>\s+</, "><").replace(`>${requestId}<`, ">ID<")],
-      [
-        200,
-        errorXml("ServiceUnavailable", LOCKED.trimEnd(), "", path).replace(/>\n</, "><"),
-      ],
-    );
-    unlock();
-    unlock = null;
+    await whileLocked(c.db, async () => {
+      // As S3: 200 at once, spaces while it works, then the <Error>.
+      const res = await complete();
+      const body = await res.text();
+      const requestId = body.match(/<RequestId>(\w+)<\/RequestId>/)?.[1];
+      assertEquals(
+        [res.status, body.replace(/>\s+</, "><").replace(`>${requestId}<`, ">ID<")],
+        [
+          200,
+          errorXml("ServiceUnavailable", LOCKED.trimEnd(), "", path).replace(/>\n</, "><"),
+        ],
+      );
+    });
     assertEquals(await status(c.url + path), 404, "nothing went live");
     const again = await complete();
     assertEquals(again.status, 200);
     assert((await again.text()).includes("<CompleteMultipartUploadResult"));
     assertEquals(await (await fetch(c.url + path)).text(), "part one");
   } finally {
-    unlock?.();
     await c.stop();
   }
 });
 
 Deno.test("an S3 UploadPart on a locked index answers 503 ServiceUnavailable saying the index is locked, and leaves no part file on the volumes", async () => {
   const c = await Cluster.start({ flags: ["-s3"] });
-  let unlock: (() => void) | null = null;
   try {
     const path = `/locked${crypto.randomUUID().slice(0, 8)}/mp`;
-    const init = await (await fetch(`${c.url}${path}?uploads`, { method: "POST" })).text();
-    const id = init.match(/<UploadId>(.*)<\/UploadId>/)![1];
-    unlock = lockIndex(`${c.db}/index.sqlite3`);
-    const got = await errorAnswer(`${c.url}${path}?partNumber=1&uploadId=${id}`, {
-      method: "PUT",
-      body: "part one",
+    const id = await uploadBegun(c, path);
+    await whileLocked(c.db, async () => {
+      const got = await errorAnswer(`${c.url}${path}?partNumber=1&uploadId=${id}`, {
+        method: "PUT",
+        body: "part one",
+      });
+      assertEquals(got, {
+        status: 503,
+        type: "application/xml",
+        body: errorXml("ServiceUnavailable", LOCKED.trimEnd(), "", path),
+      });
     });
-    assertEquals(got, {
-      status: 503,
-      type: "application/xml",
-      body: errorXml("ServiceUnavailable", LOCKED.trimEnd(), "", path),
-    });
-    unlock();
-    unlock = null;
     // Its file removed, as a refused PUT's: no orphan for verify to find.
     for (const v of c.volumes) assertEquals(await volumeFiles(v), []);
   } finally {
-    unlock?.();
     await c.stop();
   }
 });
@@ -197,37 +180,34 @@ Deno.test("an S3 UploadPart on a locked index answers 503 ServiceUnavailable say
 Deno.test("an S3 DeleteObjects on a locked index answers each key's Error ServiceUnavailable saying the index is locked, and the keys stay live", async () => {
   const c = await Cluster.start({ flags: ["-s3"] });
   const s3 = s3Client(c.url);
-  let unlock: (() => void) | null = null;
   try {
     const bucket = `locked${crypto.randomUUID().slice(0, 8)}`;
     // Made by CreateBucket: DeleteObjects has nothing to write for the bucket.
     await s3.send(new CreateBucketCommand({ Bucket: bucket }));
     assertEquals(await status(`${c.url}/${bucket}/a`, { method: "PUT", body: "kept a" }), 201);
     assertEquals(await status(`${c.url}/${bucket}/b`, { method: "PUT", body: "kept b" }), 201);
-    unlock = lockIndex(`${c.db}/index.sqlite3`);
-    const body = "<Delete><Object><Key>a</Key></Object><Object><Key>b</Key></Object></Delete>";
-    const res = await fetch(`${c.url}/${bucket}?delete`, {
-      method: "POST",
-      headers: md5Header(body),
-      body,
+    await whileLocked(c.db, async () => {
+      const body = "<Delete><Object><Key>a</Key></Object><Object><Key>b</Key></Object></Delete>";
+      const res = await fetch(`${c.url}/${bucket}?delete`, {
+        method: "POST",
+        headers: md5Header(body),
+        body,
+      });
+      const xml = await res.text();
+      assertEquals(res.status, 200);
+      assertEquals(
+        [...xml.matchAll(
+          /<(Deleted|Error)><Key>([^<]*)<\/Key>(?:<Code>([^<]*)<\/Code><Message>([^<]*)<\/Message>)?/g,
+        )].map((m) => m.slice(1)),
+        [
+          ["Error", "a", "ServiceUnavailable", LOCKED.trimEnd()],
+          ["Error", "b", "ServiceUnavailable", LOCKED.trimEnd()],
+        ],
+      );
     });
-    const xml = await res.text();
-    assertEquals(res.status, 200);
-    assertEquals(
-      [...xml.matchAll(
-        /<(Deleted|Error)><Key>([^<]*)<\/Key>(?:<Code>([^<]*)<\/Code><Message>([^<]*)<\/Message>)?/g,
-      )].map((m) => m.slice(1)),
-      [
-        ["Error", "a", "ServiceUnavailable", LOCKED.trimEnd()],
-        ["Error", "b", "ServiceUnavailable", LOCKED.trimEnd()],
-      ],
-    );
-    unlock();
-    unlock = null;
     assertEquals(await (await fetch(`${c.url}/${bucket}/a`)).text(), "kept a");
     assertEquals(await (await fetch(`${c.url}/${bucket}/b`)).text(), "kept b");
   } finally {
-    unlock?.();
     s3.destroy();
     await c.stop();
   }

@@ -124,6 +124,15 @@ async function sentWhilePaused(
   return [got.status, await got.text()];
 }
 
+/**
+ * `url`'s status once `rebuilt` is done, served again once a heartbeat has
+ * seen the rebuild gone (not after a guessed time).
+ */
+async function servedOnceRebuilt(rebuilt: Promise<void>, url: string): Promise<number> {
+  await rebuilt;
+  return await servedAgain(url);
+}
+
 Deno.test("a GET taken up by a master resumed amid a rebuild answers 503, not 404 from the emptied index", async () => {
   await pausedThroughClear(async (m, key) => {
     assertEquals(await sentWhilePaused(m, key, {}), [503, REBUILD_RUNNING]);
@@ -135,9 +144,7 @@ Deno.test("a PUT taken up by a master resumed amid a rebuild answers 503 and lea
     const fresh = randomKey("/rebuild-inflight");
     const put = { method: "PUT", body: "late" };
     assertEquals(await sentWhilePaused(m, fresh, put), [503, REBUILD_RUNNING]);
-    await rebuilt;
-    // Served again once a heartbeat has seen the rebuild gone (not after a guessed time).
-    assertEquals(await servedAgain(m.url + fresh), 404);
+    assertEquals(await servedOnceRebuilt(rebuilt, m.url + fresh), 404);
   });
 });
 
@@ -149,9 +156,7 @@ Deno.test("a PUT whose index write a locked index held up, its master paused thr
     // Its commit, tried again once resumed, carries a fence the rebuild removed.
     const res = await put!;
     const said = await res.text();
-    await rebuilt;
-    // Served again once a heartbeat has seen the rebuild gone (not after a guessed time).
-    assertEquals(await servedAgain(m.url + fresh), 404);
+    assertEquals(await servedOnceRebuilt(rebuilt, m.url + fresh), 404);
     const listed = await fetch(`${m.url}/rebuild-inflight/?writing`).then((r) => r.json());
     assertEquals(listed.keys, [], "no record of the PUT");
     assertEquals(
@@ -182,22 +187,37 @@ Deno.test("a PUT whose index write a locked index held up, its master paused thr
 
 Deno.test("a DELETE taken up by a master resumed amid a rebuild answers 503, not 404 from the emptied index, and the key stays", async () => {
   await pausedThroughClear(async (m, key, rebuilt) => {
-    const res = fetch(m.url + key, { method: "DELETE" });
-    await sleep(200);
-    m.proc.kill("SIGCONT");
-    const got = await res;
-    assertEquals(
-      [got.status, await got.text()],
-      [503, "A rebuild of the index is running: retry once it is done\n"],
-    );
-    await rebuilt;
-    // Served again once a heartbeat has seen the rebuild gone (not after a guessed time).
-    assertEquals(await servedAgain(m.url + key), 302);
+    assertEquals(await sentWhilePaused(m, key, { method: "DELETE" }), [503, REBUILD_RUNNING]);
+    assertEquals(await servedOnceRebuilt(rebuilt, m.url + key), 302);
   });
 });
 
-/** The 503 of an S3 call a master refuses while a rebuild runs, before the call is made. */
-const REBUILD_RUNNING_S3 = "A rebuild of the index is running: retry once it is done";
+/** The 503 of an S3 call on `resource` a master refuses while a rebuild runs, before the call is made. */
+function rebuildRunningS3(resource: string) {
+  return {
+    status: 503,
+    type: "application/xml",
+    body: errorXml("ServiceUnavailable", REBUILD_RUNNING.trimEnd(), "", resource),
+  };
+}
+
+/** errorAnswer to `init` at `url`, sent while master `m` is paused, once it is resumed. */
+async function s3SentWhilePaused(m: SpawnedMaster, url: string, init: RequestInit) {
+  // Read by the master once resumed.
+  const res = errorAnswer(url, init);
+  await sleep(200);
+  m.proc.kill("SIGCONT");
+  return await res;
+}
+
+/** pausedThroughClear's options for S3 calls: -s3, and the key's bucket made by CreateBucket. */
+const S3_BUCKET_MADE = {
+  flags: ["-s3"],
+  pausing: async ({ m }: SlowCluster, key: string) => {
+    const bucket = key.split("/")[1];
+    assertEquals(await status(`${m.url}/${bucket}?x-id=CreateBucket`, { method: "PUT" }), 200);
+  },
+};
 
 // The bucket made by CreateBucket outlives the rebuild (it empties keys
 // only): DeleteObject found it, took the key the rebuild had yet to refill
@@ -205,25 +225,11 @@ const REBUILD_RUNNING_S3 = "A rebuild of the index is running: retry once it is 
 // once the rebuild was done.
 Deno.test("an S3 DeleteObject taken up by a master resumed amid a rebuild answers 503, not 204 from the emptied index, and the key stays", async () => {
   await pausedThroughClear(async (m, key, rebuilt) => {
-    const res = errorAnswer(`${m.url}${key}?x-id=DeleteObject`, { method: "DELETE" });
-    await sleep(200);
-    m.proc.kill("SIGCONT");
+    const url = `${m.url}${key}?x-id=DeleteObject`;
     // In S3's XML, as every S3 answer (it was mkv's plain text).
-    assertEquals(await res, {
-      status: 503,
-      type: "application/xml",
-      body: errorXml("ServiceUnavailable", REBUILD_RUNNING_S3, "", key),
-    });
-    await rebuilt;
-    // Served again once a heartbeat has seen the rebuild gone (not after a guessed time).
-    assertEquals(await servedAgain(m.url + key), 302);
-  }, {
-    flags: ["-s3"],
-    pausing: async ({ m }, key) => {
-      const bucket = key.split("/")[1];
-      assertEquals(await status(`${m.url}/${bucket}?x-id=CreateBucket`, { method: "PUT" }), 200);
-    },
-  });
+    assertEquals(await s3SentWhilePaused(m, url, { method: "DELETE" }), rebuildRunningS3(key));
+    assertEquals(await servedOnceRebuilt(rebuilt, m.url + key), 302);
+  }, S3_BUCKET_MADE);
 });
 
 // The heartbeat that first looked once the master resumed overtook the
@@ -237,20 +243,13 @@ Deno.test("an S3 DeleteObject whose reads a resumed master's heartbeat overtook 
   await pausedThroughClear(async (m, key, rebuilt, _another, _c, slow) => {
     await Deno.writeTextFile(slow.holdBucketRead!, "");
     m.proc.kill("SIGCONT");
-    assertEquals(await errorAnswer(`${m.url}${key}?x-id=DeleteObject`, { method: "DELETE" }), {
-      status: 503,
-      type: "application/xml",
-      body: errorXml("ServiceUnavailable", REBUILD_RUNNING_S3, "", key),
-    });
-    await rebuilt;
-    // Served again once a heartbeat has seen the rebuild gone (not after a guessed time).
-    assertEquals(await servedAgain(m.url + key), 302);
+    assertEquals(
+      await errorAnswer(`${m.url}${key}?x-id=DeleteObject`, { method: "DELETE" }),
+      rebuildRunningS3(key),
+    );
+    assertEquals(await servedOnceRebuilt(rebuilt, m.url + key), 302);
   }, {
-    flags: ["-s3"],
-    pausing: async ({ m }, key) => {
-      const bucket = key.split("/")[1];
-      assertEquals(await status(`${m.url}/${bucket}?x-id=CreateBucket`, { method: "PUT" }), 200);
-    },
+    ...S3_BUCKET_MADE,
     holdBucketRead: true,
   });
 });
@@ -259,28 +258,13 @@ Deno.test("an S3 DeleteObjects taken up by a master resumed amid a rebuild answe
   await pausedThroughClear(async (m, key, rebuilt) => {
     const [, bucket, ...rest] = key.split("/");
     const xml = `<Delete><Object><Key>${rest.join("/")}</Key></Object></Delete>`;
-    const res = errorAnswer(`${m.url}/${bucket}?delete`, {
-      method: "POST",
-      headers: md5Header(xml),
-      body: xml,
-    });
-    await sleep(200);
-    m.proc.kill("SIGCONT");
-    assertEquals(await res, {
-      status: 503,
-      type: "application/xml",
-      body: errorXml("ServiceUnavailable", REBUILD_RUNNING_S3, "", `/${bucket}`),
-    });
-    await rebuilt;
-    // Served again once a heartbeat has seen the rebuild gone (not after a guessed time).
-    assertEquals(await servedAgain(m.url + key), 302);
-  }, {
-    flags: ["-s3"],
-    pausing: async ({ m }, key) => {
-      const bucket = key.split("/")[1];
-      assertEquals(await status(`${m.url}/${bucket}?x-id=CreateBucket`, { method: "PUT" }), 200);
-    },
-  });
+    const init = { method: "POST", headers: md5Header(xml), body: xml };
+    assertEquals(
+      await s3SentWhilePaused(m, `${m.url}/${bucket}?delete`, init),
+      rebuildRunningS3(`/${bucket}`),
+    );
+    assertEquals(await servedOnceRebuilt(rebuilt, m.url + key), 302);
+  }, S3_BUCKET_MADE);
 });
 
 // DeleteBucket found the bucket empty in the emptied index and removed its
@@ -290,25 +274,14 @@ Deno.test("an S3 DeleteObjects taken up by a master resumed amid a rebuild answe
 Deno.test("an S3 DeleteBucket taken up by a master resumed amid a rebuild answers 503, not 204 from the emptied index, and the bucket stays", async () => {
   await pausedThroughClear(async (m, key, rebuilt, _another, c) => {
     const bucket = key.split("/")[1];
-    const res = errorAnswer(`${m.url}/${bucket}?x-id=DeleteBucket`, { method: "DELETE" });
-    await sleep(200);
-    m.proc.kill("SIGCONT");
-    assertEquals(await res, {
-      status: 503,
-      type: "application/xml",
-      body: errorXml("ServiceUnavailable", REBUILD_RUNNING_S3, "", `/${bucket}`),
-    });
-    await rebuilt;
-    // Served again once a heartbeat has seen the rebuild gone (not after a guessed time).
-    assertEquals(await servedAgain(m.url + key), 302);
+    const url = `${m.url}/${bucket}?x-id=DeleteBucket`;
+    assertEquals(
+      await s3SentWhilePaused(m, url, { method: "DELETE" }),
+      rebuildRunningS3(`/${bucket}`),
+    );
+    assertEquals(await servedOnceRebuilt(rebuilt, m.url + key), 302);
     assertEquals(await bucketRecorded(c.db, bucket), true);
-  }, {
-    flags: ["-s3"],
-    pausing: async ({ m }, key) => {
-      const bucket = key.split("/")[1];
-      assertEquals(await status(`${m.url}/${bucket}?x-id=CreateBucket`, { method: "PUT" }), 200);
-    },
-  });
+  }, S3_BUCKET_MADE);
 });
 
 Deno.test("a master started while a rebuild refills the index answers 503 from its first request", async () => {

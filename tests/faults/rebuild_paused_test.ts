@@ -109,48 +109,65 @@ async function putOnceServed(url: string, body: Uint8Array<ArrayBuffer>): Promis
   return 503;
 }
 
-Deno.test("a rebuild resumed after masters took it for stopped exits 1 and records nothing over their writes", async () => {
-  const c = await Cluster.start();
-  const proxies = c.volumes.map((v) => new HeldListing(v));
+/**
+ * A rebuild of `c`'s index through `proxies` (its master stopped), paused
+ * (SIGSTOP) once each proxy has fetched its held listing; then, the proxies
+ * released, a master on them PUTs `key` (2,000 bytes) once it serves (201),
+ * `whilePaused` runs, and the rebuild is resumed: its exit code and errors.
+ */
+async function pausedRebuild(
+  c: Cluster,
+  proxies: HeldListing[],
+  key: string,
+  whilePaused: () => Promise<void> = async () => {},
+): Promise<[number, string[]]> {
   const volumes = proxies.map((p) => p.volume).join(",");
-  const key = keyPlacedApart(c.volumes, proxies.map((p) => p.volume));
-  const folder = key2path(encoder.encode(key)).split("/").slice(0, 3).join("/") + "/";
-  for (const p of proxies) p.folder = folder;
   let m: SpawnedMaster | null = null;
-  const rebuild = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, "rebuild", "-db", c.db, "-volumes", volumes],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  });
   let proc: Deno.ChildProcess | null = null;
   try {
-    const res = await fetch(c.url + key, { method: "PUT", body: randomBytes(1000) });
-    assertEquals(res.status, 201);
-    await res.body?.cancel();
-    await c.stopMaster();
-    proc = rebuild.spawn();
-    // The rebuild has read the key's folder (the 1,000-byte value) on every volume.
+    proc = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, "rebuild", "-db", c.db, "-volumes", volumes],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
     await Promise.all(proxies.map((p) => p.fetched.promise));
     proc.kill("SIGSTOP");
     for (const p of proxies) p.release();
     m = await c.spawnMaster(["-volumes", volumes]);
     // Served once the master has watched the paused rebuild's heartbeat stand still.
     assertEquals(await putOnceServed(m.url + key, randomBytes(2000)), 201);
-    assertEquals((await recordOf(c.db, key))?.size, 2000);
+    await whilePaused();
     proc.kill("SIGCONT");
     const out = await proc.output();
     proc = null;
-    assertEquals(
-      [out.code, errors(out.stderr)],
-      [1, [REBUILD_STOPPED]],
-    );
-    assertEquals((await recordOf(c.db, key))?.size, 2000, "the master's record stands");
+    return [out.code, errors(out.stderr)];
   } finally {
     proc?.kill("SIGCONT");
     proc?.kill("SIGKILL");
     await proc?.status;
     await m?.stop();
+  }
+}
+
+Deno.test("a rebuild resumed after masters took it for stopped exits 1 and records nothing over their writes", async () => {
+  const c = await Cluster.start();
+  const proxies = c.volumes.map((v) => new HeldListing(v));
+  const key = keyPlacedApart(c.volumes, proxies.map((p) => p.volume));
+  const folder = key2path(encoder.encode(key)).split("/").slice(0, 3).join("/") + "/";
+  for (const p of proxies) p.folder = folder;
+  try {
+    const res = await fetch(c.url + key, { method: "PUT", body: randomBytes(1000) });
+    assertEquals(res.status, 201);
+    await res.body?.cancel();
+    await c.stopMaster();
+    // The rebuild has read the key's folder (the 1,000-byte value) on every volume.
+    const resumed = await pausedRebuild(c, proxies, key, async () => {
+      assertEquals((await recordOf(c.db, key))?.size, 2000);
+    });
+    assertEquals(resumed, [1, [REBUILD_STOPPED]]);
+    assertEquals((await recordOf(c.db, key))?.size, 2000, "the master's record stands");
+  } finally {
     await Promise.all(proxies.map((p) => p.stop()));
     await c.stop();
   }
@@ -164,30 +181,13 @@ Deno.test("a rebuild taken for stopped before it marked the index exits 1 and ne
   // root's, read before the rebuild registers, then again after it removed
   // the other members' fences, before it marks the index.
   const proxies = c.volumes.map((v) => new HeldListing(v, "/", { skip: 1 }));
-  const volumes = proxies.map((p) => p.volume).join(",");
-  let m: SpawnedMaster | null = null;
-  let proc: Deno.ChildProcess | null = null;
   try {
     const res = await fetch(c.url + before, { method: "PUT", body: randomBytes(1000) });
     assertEquals(res.status, 201);
     await res.body?.cancel();
     await c.stopMaster();
-    proc = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", MAIN, "rebuild", "-db", c.db, "-volumes", volumes],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    await Promise.all(proxies.map((p) => p.fetched.promise));
-    proc.kill("SIGSTOP");
-    for (const p of proxies) p.release();
-    m = await c.spawnMaster(["-volumes", volumes]);
-    // Served once the master has watched the paused rebuild's heartbeat stand still.
-    assertEquals(await putOnceServed(m.url + after, randomBytes(2000)), 201);
-    proc.kill("SIGCONT");
-    const out = await proc.output();
-    proc = null;
-    assertEquals([out.code, errors(out.stderr)], [1, [REBUILD_STOPPED_UNCHANGED]]);
+    const resumed = await pausedRebuild(c, proxies, after);
+    assertEquals(resumed, [1, [REBUILD_STOPPED_UNCHANGED]]);
     assertEquals(
       [(await recordOf(c.db, before))?.size, (await recordOf(c.db, after))?.size],
       [1000, 2000],
@@ -195,10 +195,6 @@ Deno.test("a rebuild taken for stopped before it marked the index exits 1 and ne
     );
     assertEquals(await markOf(c.db), null, "the index is not marked incomplete");
   } finally {
-    proc?.kill("SIGCONT");
-    proc?.kill("SIGKILL");
-    await proc?.status;
-    await m?.stop();
     await Promise.all(proxies.map((p) => p.stop()));
     await c.stop();
   }

@@ -1,6 +1,7 @@
 // What the REPLACE fault tests share: a proxy in front of one nginx volume
 // that a test can make hold or refuse requests, where a key's replicas are,
 // and the check that a master serves exactly a value.
+import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { assertEquals } from "../assert.ts";
 import type { Cluster, SpawnedMaster } from "../cluster.ts";
 import { key2path, key2volume, md5, toHex } from "../../lib/keys.ts";
@@ -131,6 +132,34 @@ export async function assertServes(
   const got = await fetch(res.headers.get("location")!);
   assertEquals(new Uint8Array(await got.arrayBuffer()), value);
   return res;
+}
+
+/** Sends a REPLACE of `key` with `value` to `master`, its answer never awaited: the master is killed before it answers. */
+export function replaceUnanswered(master: string, key: string, value: BodyInit): void {
+  fetch(master + key, { method: "REPLACE", body: value }).then((r) => r.body?.cancel())
+    .catch(() => {});
+}
+
+/** A master of `c` started with `flags` serves `key` as exactly `value` (assertServes); stopped after. */
+export async function assertNewMasterServes(
+  c: Cluster,
+  flags: string[],
+  key: string,
+  value: Uint8Array,
+): Promise<void> {
+  const m = await c.spawnMaster(flags);
+  try {
+    await assertServes(m.url, key, value);
+  } finally {
+    await m.stop();
+  }
+}
+
+/** An S3 GetObject of `Key` in `Bucket` gives `value`, its ETag the value's MD5. */
+export async function assertS3Serves(s3: S3Client, Bucket: string, Key: string, value: string) {
+  const got = await s3.send(new GetObjectCommand({ Bucket, Key }));
+  assertEquals(await got.Body!.transformToString(), value);
+  assertEquals(got.ETag, `"${toHex(md5(new TextEncoder().encode(value)))}"`);
 }
 
 /**

@@ -12,7 +12,7 @@ import { Cluster, randomBytes, randomKey, type SpawnedMaster, volumeFiles } from
 import { s3Client } from "../s3_client.ts";
 import { assert, assertEquals } from "../assert.ts";
 import { key2path, md5, toHex } from "../../lib/keys.ts";
-import { assertServes, replicas, VolumeProxy, where } from "./replace_faults.ts";
+import { assertServes, replaceUnanswered, replicas, VolumeProxy, where } from "./replace_faults.ts";
 import { openIndex } from "../../lib/open.ts";
 
 const enc = new TextEncoder();
@@ -69,8 +69,7 @@ async function killedMidRename(
     const put = await fetch(m.url + key, { method: "PUT", body: before });
     assertEquals([put.status, await put.text()], [201, ""]);
     proxies[2].holdFirst = true;
-    fetch(m.url + key, { method: "REPLACE", body: after }).then((r) => r.body?.cancel())
-      .catch(() => {}); // the master is killed before it answers
+    replaceUnanswered(m.url, key, after);
     await proxies[2].held.promise;
     for (let i = 0; i < 100; i++) {
       const files = await replicas(volumes, key);

@@ -10,7 +10,7 @@
 // the scan's start, not the walk's.
 import { Cluster, randomBytes, randomKey, runMain, volumeFiles } from "../cluster.ts";
 import { assert, assertEquals } from "../assert.ts";
-import { assertServes, VolumeProxy } from "./replace_faults.ts";
+import { assertNewMasterServes, replaceUnanswered, VolumeProxy } from "./replace_faults.ts";
 
 /** Holds every MOVE until released, then answers those 503 unsent; later ones go through. */
 class MoveDropper extends VolumeProxy {
@@ -55,8 +55,7 @@ Deno.test("verify -repair keeps the temporaries of a REPLACE its dead master sti
       const put = await fetch(m.url + key, { method: "PUT", body: before });
       await put.body?.cancel();
       assertEquals(put.status, 201);
-      fetch(m.url + key, { method: "REPLACE", body: after }).then((r) => r.body?.cancel())
-        .catch(() => {}); // the master is killed before it answers
+      replaceUnanswered(m.url, key, after);
       await Promise.all(proxies.map((p) => p.moved));
     } finally {
       await m.stop("SIGKILL");
@@ -69,12 +68,7 @@ Deno.test("verify -repair keeps the temporaries of a REPLACE its dead master sti
     // Once the dead master's lease has run out, a reader finishes the switch.
     for (const p of proxies) p.release();
     await new Promise((r) => setTimeout(r, 8100));
-    const next = await c.spawnMaster(["-volumes", volumes.join(",")]);
-    try {
-      await assertServes(next.url, key, after);
-    } finally {
-      await next.stop();
-    }
+    await assertNewMasterServes(c, ["-volumes", volumes.join(",")], key, after);
     const check = await runMain(["verify", "-md5", ...flags]);
     assertEquals(check.code, 0, check.stdout + check.stderr);
   } finally {
@@ -138,8 +132,7 @@ Deno.test("verify -repair keeps the temporaries of a REPLACE recorded after its 
       // later than the scan's start.
       await new Promise((r) => setTimeout(r, 1100));
       for (const p of proxies) p.dropMoves = true;
-      fetch(m.url + key, { method: "REPLACE", body: after }).then((r) => r.body?.cancel())
-        .catch(() => {}); // the master is killed before it answers
+      replaceUnanswered(m.url, key, after);
       await Promise.all(proxies.map((p) => p.moved));
       await m.stop("SIGKILL");
       assertEquals((await temporaries(c)).length, 3);
@@ -151,12 +144,7 @@ Deno.test("verify -repair keeps the temporaries of a REPLACE recorded after its 
     assertEquals((await temporaries(c)).length, 3, repair.stdout);
     for (const p of proxies) p.release();
     await new Promise((r) => setTimeout(r, 2100)); // the dead master's lease
-    const next = await c.spawnMaster(["-volumes", volumes.join(",")]);
-    try {
-      await assertServes(next.url, key, after);
-    } finally {
-      await next.stop();
-    }
+    await assertNewMasterServes(c, ["-volumes", volumes.join(",")], key, after);
   } finally {
     await Promise.all(proxies.map((p) => p.stop()));
     await c.stop();
