@@ -33,7 +33,12 @@ import {
   setLogFormat,
 } from "./lib/log.ts";
 import { remoteProbe } from "./lib/volumes.ts";
-import { lookForUnindexed, type Unindexed } from "./lib/unindexed.ts";
+import {
+  lookForUnindexed,
+  lookForUnknownVolumes,
+  type Unindexed,
+  type UnknownVolumes,
+} from "./lib/unindexed.ts";
 import {
   describePlacement,
   memberName,
@@ -188,6 +193,9 @@ async function server(flags: { [name: string]: string | number | boolean }): Pro
   lookForUnindexed(index, opts.volumes, { timeout: opts.voltimeout })
     .then((found) => found && logUnindexed(found))
     .catch((err) => logUnexpected("Looking for files the index lacks", err));
+  lookForUnknownVolumes(index, opts.volumes)
+    .then((found) => found && logUnknownVolumes(found))
+    .catch((err) => logUnexpected("Looking for volumes the index names outside -volumes", err));
   // Volume up/down for /?status: every volume probed every 2 s.
   const probes = startProbes(opts.volumes, {
     probe: remoteProbe,
@@ -378,6 +386,18 @@ function logUnindexed(found: Unindexed) {
     `Warning: the index holds no key while volumes hold files (${volumes.join(", ")}; e.g. ` +
       `${found.volumes[0].file}): their keys answer 404: run rebuild (master stopped)`,
     { unindexed: volumes },
+  );
+}
+
+function logUnknownVolumes(found: UnknownVolumes) {
+  const named = found.volumes.map((v) => `${v.volume} for ${v.keys} of them`);
+  logWarn(
+    `Warning: the first ${found.looked} keys of the index name volumes that -volumes does not ` +
+      `(${named.join(", ")}): their replicas there are read only while those volumes answer ` +
+      `at those names, a key with no other replica answers 503 until then: give -volumes the ` +
+      `names its keys were written with (the same PORT for deno task up), or, for a volume ` +
+      `gone for good, rebalance onto -volumes`,
+    { unknownVolumes: found.volumes.map((v) => v.volume) },
   );
 }
 

@@ -1,8 +1,11 @@
 // At start, an index that holds no key while the volumes hold files (the
 // master restarted on a new or emptied -db): every key on them would answer
 // 404, silently. The master looks, in the background, and says so (its log,
-// ?status) until it stops.
+// ?status) until it stops. Likewise an index whose records name volumes
+// that -volumes does not (the volumes started on other ports, a host
+// renamed, one dropped before a rebalance): said in its log.
 import type { Index } from "./index_db.ts";
+import { volumeOfReplica } from "./keys.ts";
 import { someKeyFile, type Walker } from "./walk.ts";
 
 /** What the look at start found. */
@@ -44,4 +47,38 @@ export async function lookForUnindexed(
   if (holding.length === 0) return null;
   seen = { volumes: holding, at: Date.now() };
   return seen;
+}
+
+/** Keys looked at, at most, by lookForUnknownVolumes: the look stays cheap on a big index. */
+const SAMPLE = 1_000;
+
+/** The volumes the index's records name that -volumes does not. */
+export interface UnknownVolumes {
+  /** Each, with how many of the keys looked at have a replica there. */
+  volumes: { volume: string; keys: number }[];
+  /** How many keys were looked at: the index's first (at most SAMPLE), in key order. */
+  looked: number;
+}
+
+/**
+ * The volumes that the records of `index`'s first keys name and `volumes`
+ * does not: a master given other names for its volumes than its keys were
+ * written with reads their replicas only while something answers at those
+ * names. Null when there is none.
+ */
+export async function lookForUnknownVolumes(
+  index: Index,
+  volumes: string[],
+): Promise<UnknownVolumes | null> {
+  const known = new Set(volumes);
+  const counts = new Map<string, number>();
+  let looked = 0;
+  for await (const [, e] of index.entries()) {
+    for (const v of new Set(e.rec.rvolumes.map(volumeOfReplica))) {
+      if (!known.has(v)) counts.set(v, (counts.get(v) ?? 0) + 1);
+    }
+    if (++looked === SAMPLE) break;
+  }
+  if (counts.size === 0) return null;
+  return { volumes: [...counts].map(([volume, keys]) => ({ volume, keys })), looked };
 }

@@ -4,7 +4,7 @@
 import { Cluster, randomKey, status } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { openIndex } from "../lib/open.ts";
-import { lookForUnindexed } from "../lib/unindexed.ts";
+import { lookForUnindexed, lookForUnknownVolumes } from "../lib/unindexed.ts";
 import { key2path } from "../lib/keys.ts";
 
 /** Runs `fn` with a new, empty index in `c`'s folder. */
@@ -121,6 +121,66 @@ Deno.test("a master started on a new index beside volumes holding files warns an
       };
       assertEquals(index.unindexed?.volumes.map((v) => v.volume), c.volumes);
       assertEquals(await status(m.url + k), 404);
+    } finally {
+      await m.stop();
+    }
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("an index whose keys name a volume that -volumes does not: it is named, with how many of the keys looked at", async () => {
+  const c = await Cluster.start({ volumes: 3, flags: ["-replicas", "3"] });
+  try {
+    for (let i = 0; i < 2; i++) {
+      assertEquals(await status(c.url + randomKey(), { method: "PUT", body: "v" }), 201);
+    }
+    await c.stopMaster();
+    const index = await openIndex(c.db);
+    try {
+      assertEquals(await lookForUnknownVolumes(index, c.volumes), null);
+      assertEquals(await lookForUnknownVolumes(index, c.volumes.slice(0, 2)), {
+        volumes: [{ volume: c.volumes[2], keys: 2 }],
+        looked: 2,
+      });
+    } finally {
+      index.close();
+    }
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("a master started with -volumes missing a volume its keys were written to warns, naming it", async () => {
+  const c = await Cluster.start({ volumes: 2, flags: ["-replicas", "2"] });
+  try {
+    const k = randomKey();
+    assertEquals(await status(c.url + k, { method: "PUT", body: "v" }), 201);
+    await c.stopMaster();
+    const m = await c.spawnMaster(["-volumes", c.volumes[0], "-replicas", "1"], {}, {
+      stderr: "piped",
+    });
+    try {
+      const marker = "Warning: the first 1 keys of the index name volumes";
+      let seen = "";
+      for await (const chunk of m.proc.stderr.pipeThrough(new TextDecoderStream())) {
+        seen += chunk;
+        if (seen.includes(marker) && seen.split(marker)[1].includes("\n")) break;
+      }
+      const line = seen.split("\n").find((l) => l.includes(marker))!;
+      assertEquals(
+        line,
+        `Warning: the first 1 keys of the index name volumes that -volumes does not ` +
+          `(${c.volumes[1]} for 1 of them): their replicas there are read only while those ` +
+          `volumes answer at those names, a key with no other replica answers 503 until then: ` +
+          `give -volumes the names its keys were written with (the same PORT for deno task ` +
+          `up), or, for a volume gone for good, rebalance onto -volumes`,
+      );
+      // The replica on the volume it has is still read.
+      const read = await fetch(m.url + k, { redirect: "manual" });
+      await read.body?.cancel();
+      assertEquals(read.status, 302);
+      assert(read.headers.get("location")!.startsWith(`http://${c.volumes[0]}/`));
     } finally {
       await m.stop();
     }
