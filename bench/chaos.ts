@@ -972,8 +972,12 @@ function checkRange(
   // Several values may hold these bytes (a short range, or a range past the
   // first bytes of 20 MiB values, which differ only there): one the key may
   // hold, if any.
-  const md5 = candidates.find((c) => mayHold(key, c, S, E)) ??
-    candidates.find((c) => writerOf(c, key, E)) ?? candidates[0];
+  const first = candidates.find((c) => writerOf(c, key, E));
+  const md5 = candidates.find((c) => mayHold(key, c, S, E)) ?? first ?? candidates[0];
+  if (md5 !== first) {
+    count("range_of_several_values");
+    log("range of several values", { key, first: values.get(`${first}|${key}`)?.id, md5, S });
+  }
   if (md5 === undefined || !checkValue(key, md5, { S, m, loc, what: "range" })) {
     violate("range_foreign_bytes", {
       key,
