@@ -969,8 +969,15 @@ function checkRange(
     }
   }
   const E = performance.now();
-  // Several values may hold these bytes (a short range): the one the key may hold.
-  const md5 = candidates.find((c) => writerOf(c, key, E)) ?? candidates[0];
+  // Several values may hold these bytes (a short range, or a range past the
+  // first bytes of 20 MiB values, which differ only there): one the key may
+  // hold, if any.
+  const first = candidates.find((c) => writerOf(c, key, E));
+  const md5 = candidates.find((c) => mayHold(key, c, S, E)) ?? first ?? candidates[0];
+  if (md5 !== first) {
+    count("range_of_several_values");
+    log("range of several values", { key, first: values.get(`${first}|${key}`)?.id, md5, S });
+  }
   if (md5 === undefined || !checkValue(key, md5, { S, m, loc, what: "range" })) {
     violate("range_foreign_bytes", {
       key,
@@ -981,6 +988,11 @@ function checkRange(
       m,
     });
   }
+}
+/** Whether `key` may hold value `md5` for a read begun at `S` and ended at `E`. */
+function mayHold(key: string, md5: string, S: number, E: number): boolean {
+  const w = writerOf(md5, key, E);
+  return w !== undefined && wrongValue(key, w, S, E).length === 0;
 }
 /** How long after a write its volume calls may still land: the proxies hold one up to 2.8 s. */
 const LANDS_MS = Math.max(LEASE_MS, 3000) + 500;
@@ -1169,17 +1181,39 @@ function checkValue(
     log("read of a copy of unknown outcome", { key, own: own.id, copy: w, S, E, m, loc });
   }
   if (!w) return undefined;
+  for (const [kind, info] of wrongValue(key, w, S, E)) {
+    violate(`${kind}${what}`, { key, ...info, got: w, m, S, loc, near: near(key, S, E) });
+  }
+  return w;
+}
+/** The writes of `key` from 10 s before `S` to `E`: id, verb, status, size, start, end (ms). */
+function near(key: string, S: number, E: number): (string | number)[][] {
+  return writes.get(key)!.filter((x) => x.start < E && x.end > S - 10000).map((x) => [
+    x.id,
+    x.op,
+    x.status,
+    x.size,
+    Math.round(x.start),
+    Math.round(x.end), // null: not answered
+  ]);
+}
+/**
+ * What is wrong with a read of `key` (begun at `S`, ended at `E`) getting
+ * write `w`'s value: each violation's kind and the write that shows it.
+ */
+function wrongValue(key: string, w: W, S: number, E: number): [string, { A?: W }][] {
+  const out: [string, { A?: W }][] = [];
   // A write refused (4xx: answered before anything was written) never goes
   // live, nor does a PUT that failed (500: its copies are removed).
   if (w.status >= 400 && w.status < 500 || w.op === "PUT" && w.status === 500) {
-    violate(`refused_value_served${what}`, { key, got: w, m, S, loc });
+    out.push(["refused_value_served", {}]);
   }
   // UNLINKed, with nothing since that could make it live again.
   const U = standing(key, (x) => x.op === "UNLINK", relives, S, E);
-  if (U) violate(`unlinked_served${what}`, { key, A: U, got: w, m, S, loc });
+  if (U) out.push(["unlinked_served", { A: U }]);
   const V = overwritten(key, w, S);
-  if (V) violate(`stale_value${what}`, { key, got: w, A: V, S, m, loc });
-  return w;
+  if (V) out.push(["stale_value", { A: V }]);
+  return out;
 }
 
 /** Checks the bytes a read of `key` (begun at `S`) got against what clients wrote. */
