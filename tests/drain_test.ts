@@ -1,6 +1,13 @@
 // A master draining on SIGTERM (lib/server.ts Drain): new requests are
 // refused; those still in flight at the -drain deadline are cut off (503).
-import { createHandler, Drain, drainedLine, nothingDrained, ShuttingDown } from "../lib/server.ts";
+import {
+  createHandler,
+  Drain,
+  type Drained,
+  drainedLine,
+  nothingDrained,
+  ShuttingDown,
+} from "../lib/server.ts";
 import type { Store } from "../lib/store.ts";
 import { metrics } from "../lib/metrics.ts";
 import { assert, assertEquals } from "./assert.ts";
@@ -21,11 +28,32 @@ import { errorXml, md5Header } from "./s3_answers.ts";
 import { key2path, key2volume, md5, toHex } from "../lib/keys.ts";
 import { fromRecord, type Record, toRecord } from "../lib/record.ts";
 
-Deno.test("a draining master answers 503 in text/plain, as its other errors, and closes", async () => {
+/**
+ * The handler of a master with `opts` whose drain has begun (and ended,
+ * nothing in flight): it refuses every request before its store (none here)
+ * is looked at.
+ */
+async function drainedHandler(opts: Parameters<typeof createHandler>[1]) {
   const drain = new Drain();
   await drain.drain({ deadline: 0, grace: 0 });
-  // Refused before the store is looked at.
-  const handler = createHandler({} as Store, { verbose: false }, drain);
+  return createHandler({} as Store, opts, drain);
+}
+
+/** The lines `run` writes with console.log or console.error (`stream`), instead of printing them. */
+async function linesWritten(stream: "log" | "error", run: () => Promise<void>): Promise<string[]> {
+  const lines: string[] = [];
+  const write = console[stream];
+  console[stream] = (line: string) => lines.push(line);
+  try {
+    await run();
+  } finally {
+    console[stream] = write;
+  }
+  return lines;
+}
+
+Deno.test("a draining master answers 503 in text/plain, as its other errors, and closes", async () => {
+  const handler = await drainedHandler({ verbose: false });
   const res = await handler(new Request("http://localhost/k", { method: "PUT", body: "x" }));
   assertEquals(res.status, 503);
   assertEquals(res.headers.get("content-type"), "text/plain; charset=utf-8");
@@ -34,10 +62,8 @@ Deno.test("a draining master answers 503 in text/plain, as its other errors, and
 });
 
 Deno.test("a draining master answers an S3 call 503 ServiceUnavailable in S3's XML, and closes", async () => {
-  const drain = new Drain();
-  await drain.drain({ deadline: 0, grace: 0 });
   const s3 = { creds: null, domain: "" };
-  const handler = createHandler({} as Store, { verbose: false, s3 }, drain);
+  const handler = await drainedHandler({ verbose: false, s3 });
   const res = await handler(new Request("http://localhost/media/k?uploads", { method: "POST" }));
   const id = res.headers.get("x-amz-request-id");
   assertEquals(
@@ -62,9 +88,7 @@ Deno.test("a draining master answers an S3 call 503 ServiceUnavailable in S3's X
 });
 
 Deno.test("a draining master's 503 is counted in mkv_requests_total, its body in the bytes sent", async () => {
-  const drain = new Drain();
-  await drain.drain({ deadline: 0, grace: 0 });
-  const handler = createHandler({} as Store, { verbose: false }, drain);
+  const handler = await drainedHandler({ verbose: false });
   const before = metrics.requests.get("DELETE")?.get(503) ?? 0;
   const bytesBefore = metrics.bytesOut;
   const res = await handler(new Request("http://localhost/k", { method: "DELETE" }));
@@ -75,42 +99,38 @@ Deno.test("a draining master's 503 is counted in mkv_requests_total, its body in
 });
 
 Deno.test("-v: a draining master's 503 is logged as one request line", async () => {
-  const drain = new Drain();
-  await drain.drain({ deadline: 0, grace: 0 });
-  const handler = createHandler({} as Store, { verbose: true }, drain);
-  const lines: string[] = [];
-  const log = console.log;
-  console.log = (line: string) => lines.push(line);
-  try {
+  const handler = await drainedHandler({ verbose: true });
+  const lines = await linesWritten("log", async () => {
     const res = await handler(new Request("http://localhost/a%20b", { method: "PUT", body: "x" }));
     await res.body?.cancel();
-  } finally {
-    console.log = log;
-  }
+  });
   assertEquals(lines.map((l) => l.replace(/ [0-9.]+ms /, " _ms ")), ["PUT /a%20b 503 _ms 14B"]);
 });
 
 Deno.test("a draining master's 503 is logged as one line saying why, -v or not", async () => {
-  const drain = new Drain();
-  await drain.drain({ deadline: 0, grace: 0 });
-  const handler = createHandler({} as Store, { verbose: false }, drain);
-  const lines: string[] = [];
-  const error = console.error;
-  console.error = (line: string) => lines.push(line);
-  try {
+  const handler = await drainedHandler({ verbose: false });
+  const lines = await linesWritten("error", async () => {
     const res = await handler(new Request("http://localhost/a%20b", { method: "PUT", body: "x" }));
     await res.body?.cancel();
-  } finally {
-    console.error = error;
-  }
+  });
   assertEquals(lines, ["PUT /a%20b 503: Shutting down"]);
 });
+
+/**
+ * Begins `drain` with a deadline of 0 (and a minute's grace) and waits for
+ * its cut (its signal aborted); `drained` is what it counts once its
+ * requests have left.
+ */
+async function cutAtOnce(drain: Drain): Promise<{ drained: Promise<Drained> }> {
+  const drained = drain.drain({ deadline: 0, grace: 60_000 });
+  await new Promise((r) => drain.signal.addEventListener("abort", r, { once: true }));
+  return { drained };
+}
 
 Deno.test("a drain cuts off what is still in flight at its deadline: the signal aborts with ShuttingDown", async () => {
   const drain = new Drain();
   drain.enter();
-  const drained = drain.drain({ deadline: 0, grace: 60_000 });
-  await new Promise((r) => drain.signal.addEventListener("abort", r, { once: true }));
+  const { drained } = await cutAtOnce(drain);
   assert(drain.signal.reason instanceof ShuttingDown);
   assertEquals(drain.signal.reason.status, 503);
   drain.answered(503, { cutOff: true });
@@ -132,8 +152,7 @@ Deno.test("a drain counts a request cut off that has not answered by the end of 
 Deno.test("a drain counts the requests that answered other than by the cut's 503 after its cut by their status, not as cut off", async () => {
   const drain = new Drain();
   for (let i = 0; i < 4; i++) drain.enter();
-  const drained = drain.drain({ deadline: 0, grace: 60_000 });
-  await new Promise((r) => drain.signal.addEventListener("abort", r, { once: true }));
+  const { drained } = await cutAtOnce(drain);
   for (const status of [200, 503, 204, 200]) {
     drain.answered(status, { cutOff: status === 503 });
     drain.leave(true);
@@ -149,8 +168,7 @@ Deno.test("a drain counts the requests that answered other than by the cut's 503
 Deno.test("a drain counts a 503 answered after its cut for a reason of its own (a volume down) by its status, not as cut off", async () => {
   const drain = new Drain();
   for (let i = 0; i < 2; i++) drain.enter();
-  const drained = drain.drain({ deadline: 0, grace: 60_000 });
-  await new Promise((r) => drain.signal.addEventListener("abort", r, { once: true }));
+  const { drained } = await cutAtOnce(drain);
   drain.answered(503, { cutOff: true });
   drain.leave(true);
   drain.answered(503);
@@ -163,8 +181,7 @@ Deno.test("a drain tells the answers being sent at its deadline apart: cut short
   for (let i = 0; i < 3; i++) drain.enter();
   drain.answered(200);
   drain.answered(200);
-  const drained = drain.drain({ deadline: 0, grace: 60_000 });
-  await new Promise((r) => drain.signal.addEventListener("abort", r, { once: true }));
+  const { drained } = await cutAtOnce(drain);
   drain.endedShort();
   drain.leave(true);
   drain.leave(true);
@@ -184,8 +201,7 @@ Deno.test("a drain counts an answer being sent at its deadline whose body then e
   for (let i = 0; i < 2; i++) drain.enter();
   drain.answered(200);
   drain.answered(200);
-  const drained = drain.drain({ deadline: 0, grace: 60_000 });
-  await new Promise((r) => drain.signal.addEventListener("abort", r, { once: true }));
+  const { drained } = await cutAtOnce(drain);
   drain.endedCutOff();
   drain.leave(true);
   drain.leave(true);
@@ -1321,9 +1337,8 @@ Deno.test("the stop's line counts a 503 a request answered after the cut for a r
   } as unknown as Store;
   const drain = new Drain();
   const handler = createHandler(store, { verbose: false }, drain);
-  const error = console.error;
-  console.error = () => {};
-  try {
+  // The 503's own line (console.error) is not printed.
+  await linesWritten("error", async () => {
     const answer = handler(new Request("http://localhost/k", { method: "RELINK" }));
     const opts = { deadline: 0, grace: 60_000 };
     const drained = drain.drain(opts);
@@ -1334,9 +1349,7 @@ Deno.test("the stop's line counts a 503 a request answered after the cut for a r
       "Stopping: 1 request(s) still in flight after 0 ms (-drain): " +
         "1 not stopped by the cut (answered 503)",
     );
-  } finally {
-    console.error = error;
-  }
+  });
 });
 
 Deno.test("SIGTERM: a REPLACE past its upload waiting for its master to rejoin the index at the -drain deadline answers 503 with no switch recorded: the old value stays, unheld, its temporary removed", () =>

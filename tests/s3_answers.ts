@@ -46,6 +46,29 @@ export function md5Header(body: string | Uint8Array): { "content-md5": string } 
 }
 
 /**
+ * A DeleteObjects of `keys` in the bucket at `bucketUrl` (with its
+ * Content-MD5): its status and its answer's entries in order, each
+ * [Deleted or Error, Key, Code, Message] (Code and Message undefined for a
+ * Deleted).
+ */
+export async function deleteObjects(
+  bucketUrl: string,
+  keys: string[],
+): Promise<{ status: number; entries: (string | undefined)[][] }> {
+  const body = `<Delete>${keys.map((k) => `<Object><Key>${k}</Key></Object>`).join("")}</Delete>`;
+  const res = await fetch(`${bucketUrl}?delete`, {
+    method: "POST",
+    headers: md5Header(body),
+    body,
+  });
+  const xml = await res.text();
+  const entries = [...xml.matchAll(
+    /<(Deleted|Error)><Key>([^<]*)<\/Key>(?:<Code>([^<]*)<\/Code><Message>([^<]*)<\/Message>)?/g,
+  )].map((m) => m.slice(1));
+  return { status: res.status, entries };
+}
+
+/**
  * The <ServerTime> of an error answer's body, checked to be the master's
  * time while the request was answered (between `before` and `after`).
  */

@@ -1,24 +1,19 @@
 // S3's signatures and aws-chunked bodies, against the examples in AWS's
 // Signature Version 4 documentation (same keys, dates and signatures).
-import { createHash, createHmac } from "node:crypto";
-import zlib from "node:zlib";
-import { Buffer } from "node:buffer";
+import { createHmac } from "node:crypto";
 import { CreateBucketCommand, GetObjectCommand } from "@aws-sdk/client-s3";
 import {
   canonicalPath,
-  canonicalRequest,
   checkSignature,
   type Credentials,
   isSigned,
   parseQueryPairs,
-  signingKey,
-  stringToSign,
 } from "../lib/s3_auth.ts";
 import { s3Body } from "../lib/s3_body.ts";
 import { S3Error } from "../lib/s3_xml.ts";
 import { assertEquals, assertThrows } from "./assert.ts";
 import { Cluster } from "./cluster.ts";
-import { s3Client } from "./s3_client.ts";
+import { chunkedUpload, crc32, s3Client, SigV4, type Streaming } from "./s3_client.ts";
 import { errorAnswer, errorXml, s3Fails } from "./s3_answers.ts";
 
 const CREDS: Credentials = {
@@ -316,37 +311,34 @@ Deno.test("percent-escapes after a raw UTF-8 character decode right (canonical p
   assertEquals(parseQueryPairs("prefix=é%41"), [["prefix", "éA"]]);
 });
 
+/** Keys "k"/"s" at 2026-11-24T12:00:00Z: the requests below are signed with them, then checked. */
+const SIGNED_AT = Date.UTC(2026, 10, 24, 12);
+const SIGNED_CREDS = { accessKey: "k", secretKey: "s" };
+const SIGNER = new SigV4(SIGNED_CREDS, "20261124T120000Z");
+
 Deno.test("a Content-Length sent twice with the same number signs as that number", () => {
-  const creds = { accessKey: "k", secretKey: "s" };
-  const at = Date.UTC(2026, 10, 24, 12);
-  const date = "20261124T120000Z";
-  const signed = ["content-length", "host", "x-amz-content-sha256", "x-amz-date"];
   const base = {
     host: "127.0.0.1:3000",
     "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
-    "x-amz-date": date,
+    "x-amz-date": SIGNER.date,
   };
-  // Signed by the client over one Content-Length: 6.
+  // Signed by the client over one Content-Length: 6
+  // (content-length;host;x-amz-content-sha256;x-amz-date).
   const once = {
     method: "PUT",
     path: "/b/k",
     query: "",
     headers: new Headers({ ...base, "content-length": "6" }),
   };
-  const scope = "20261124/us-east-1/s3/aws4_request";
-  const canonical = canonicalRequest(once, "/b/k", signed, "UNSIGNED-PAYLOAD", false);
-  const signature = createHmac("sha256", signingKey("s", "20261124", "us-east-1", "s3"))
-    .update(stringToSign(date, scope, canonical)).digest("hex");
   // Sent with the header twice.
   const twice = new Headers({ ...base, "content-length": "6" });
   twice.append("content-length", "6");
-  twice.set(
-    "authorization",
-    `AWS4-HMAC-SHA256 Credential=k/${scope},SignedHeaders=${
-      signed.join(";")
-    },Signature=${signature}`,
+  twice.set("authorization", SIGNER.sign(once).authorization);
+  checkSignature(
+    { method: "PUT", path: "/b/k", query: "", headers: twice },
+    SIGNED_CREDS,
+    SIGNED_AT,
   );
-  checkSignature({ method: "PUT", path: "/b/k", query: "", headers: twice }, creds, at);
   assertEquals(s3Body(null, twice, { payload: "UNSIGNED-PAYLOAD" }).contentLength, 6);
 });
 
@@ -357,48 +349,20 @@ Deno.test("a Content-Length sent twice with the same number signs as that number
  * `signature: false` leaves out the trailer's signature.
  */
 function signedTrailer(opts: { crc?: string; signature?: boolean } = {}) {
-  const creds = { accessKey: "k", secretKey: "s" };
-  const date = "20261124T120000Z";
-  const scope = "20261124/us-east-1/s3/aws4_request";
-  const key = signingKey("s", "20261124", "us-east-1", "s3");
-  const hmacHex = (s: string) => createHmac("sha256", key).update(s).digest("hex");
-  const sha = (s: string) => createHash("sha256").update(s).digest("hex");
-  const payload = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER";
-  const headers = new Headers({
+  const { req, body } = chunkedUpload(SIGNER, {
     host: "127.0.0.1:3000",
-    "content-encoding": "aws-chunked",
-    "x-amz-content-sha256": payload,
-    "x-amz-date": date,
-    "x-amz-decoded-content-length": "11",
-    "x-amz-trailer": "x-amz-checksum-crc32",
+    path: "/b/k",
+    payload: "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+    value: "hello world",
   });
-  const signed = [
-    "content-encoding",
-    "host",
-    "x-amz-content-sha256",
-    "x-amz-date",
-    "x-amz-decoded-content-length",
-    "x-amz-trailer",
-  ];
-  const req = { method: "PUT", path: "/b/k", query: "", headers };
-  const seed = hmacHex(
-    stringToSign(date, scope, canonicalRequest(req, "/b/k", signed, payload, false)),
-  );
-  headers.set(
-    "authorization",
-    `AWS4-HMAC-SHA256 Credential=k/${scope},SignedHeaders=${signed.join(";")},Signature=${seed}`,
-  );
-  const chunk = (previous: string, data: string) =>
-    hmacHex(["AWS4-HMAC-SHA256-PAYLOAD", date, scope, previous, EMPTY, sha(data)].join("\n"));
-  const first = chunk(seed, "hello world");
-  const last = chunk(first, "");
+  const { headers } = req;
   // CRC-32 of "hello world" is 0x0d4a1185.
-  const lines = "x-amz-checksum-crc32:DUoRhQ==\n";
-  const trailer = hmacHex(["AWS4-HMAC-SHA256-TRAILER", date, scope, last, sha(lines)].join("\n"));
-  const text = `b;chunk-signature=${first}\r\nhello world\r\n0;chunk-signature=${last}\r\n` +
-    `x-amz-checksum-crc32:${opts.crc ?? "DUoRhQ=="}\r\n` +
-    (opts.signature === false ? "" : `x-amz-trailer-signature:${trailer}\r\n`) + "\r\n";
-  const sig = checkSignature(req, creds, Date.UTC(2026, 10, 24, 12));
+  let text = body.replace(
+    "x-amz-checksum-crc32:DUoRhQ==\r\n",
+    `x-amz-checksum-crc32:${opts.crc ?? "DUoRhQ=="}\r\n`,
+  );
+  if (opts.signature === false) text = text.replace(/x-amz-trailer-signature:[0-9a-f]{64}\r\n/, "");
+  const sig = checkSignature(req, SIGNED_CREDS, SIGNED_AT);
   return s3Body(new Response(text).body, headers, sig);
 }
 
@@ -496,26 +460,11 @@ Deno.test(
  * it for signing) and `headers`.
  */
 function signedPut(path: string, signedPath: string, headers: { [name: string]: string }) {
-  const date = "20261124T120000Z";
-  const scope = "20261124/us-east-1/s3/aws4_request";
-  const h = new Headers({ host: "127.0.0.1:3000", "x-amz-date": date, ...headers });
-  const names = [...h.keys()].sort();
+  const h = new Headers({ host: "127.0.0.1:3000", "x-amz-date": SIGNER.date, ...headers });
   const req = { method: "PUT", path, query: "", headers: h };
-  const payload = h.get("x-amz-content-sha256") ?? "";
-  const canonical = canonicalRequest(req, signedPath, names, payload, false);
-  const signature = createHmac("sha256", signingKey("s", "20261124", "us-east-1", "s3"))
-    .update(stringToSign(date, scope, canonical)).digest("hex");
-  h.set(
-    "authorization",
-    `AWS4-HMAC-SHA256 Credential=k/${scope},SignedHeaders=${
-      names.join(";")
-    },Signature=${signature}`,
-  );
+  h.set("authorization", SIGNER.sign(req, { signedPath }).authorization);
   return req;
 }
-
-const SIGNED_AT = Date.UTC(2026, 10, 24, 12);
-const SIGNED_CREDS = { accessKey: "k", secretKey: "s" };
 
 Deno.test("a path is taken signed as S3 escapes it or exactly as sent", () => {
   // "!" and "(" are bytes S3 escapes (%21, %28); some clients sign them raw.
@@ -565,76 +514,25 @@ Deno.test("the x-amz-content-sha256 of a request signed with Version 2, or not s
   assertEquals(checkSignature(anonymous, null, AT).payload, sha);
 });
 
-/** The payloads of an aws-chunked body: chunks signed or not, a trailer signed or not. */
-type Streaming =
-  | "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
-  | "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
-  | "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
-
 const E2E_ACCESS = "chunk-access";
 const E2E_SECRET = "chunk-secret";
 
-function crc32(text: string): string {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(zlib.crc32(text) >>> 0);
-  return b.toString("base64");
-}
-
 /**
  * A PutObject of `value` (ASCII) as one chunk and the final one, framed and
- * signed as AWS documents it for `payload` (a -TRAILER payload's trailer is
- * the value's CRC32; signed when the chunks are); `edit` changes the body's
- * text after signing: what a broken or hostile client sends.
+ * signed as AWS documents it for `payload` (chunkedUpload); `edit` changes
+ * the body's text after signing: what a broken or hostile client sends.
  */
 function chunkedPut(
   url: string,
   path: string,
   opts: { payload: Streaming; value: string; edit?: (body: string) => string },
 ): RequestInit & { url: string } {
-  const { payload, value } = opts;
   const now = new Date().toISOString().replace(/[-:]|\.\d{3}/g, "");
-  const day = now.slice(0, 8);
-  const scope = `${day}/us-east-1/s3/aws4_request`;
-  const key = signingKey(E2E_SECRET, day, "us-east-1", "s3");
-  const hmacHex = (s: string) => createHmac("sha256", key).update(s).digest("hex");
-  const sha = (s: string) => createHash("sha256").update(s).digest("hex");
-  const signed = !payload.startsWith("STREAMING-UNSIGNED");
-  const trailer = payload.endsWith("-TRAILER");
-  const headers = new Headers({
-    host: new URL(url).host,
-    "content-encoding": "aws-chunked",
-    "x-amz-content-sha256": payload,
-    "x-amz-date": now,
-    "x-amz-decoded-content-length": String(value.length),
-  });
-  if (trailer) headers.set("x-amz-trailer", "x-amz-checksum-crc32");
-  const names = [...headers.keys()].sort();
-  const req = { method: "PUT", path, query: "", headers };
-  const seed = hmacHex(
-    stringToSign(now, scope, canonicalRequest(req, path, names, payload, false)),
-  );
-  const chunk = (previous: string, data: string) =>
-    hmacHex(["AWS4-HMAC-SHA256-PAYLOAD", now, scope, previous, EMPTY, sha(data)].join("\n"));
-  const first = chunk(seed, value);
-  const last = chunk(first, "");
-  const ext = (sig: string) => signed ? `;chunk-signature=${sig}` : "";
-  let body = `${value.length.toString(16)}${ext(first)}\r\n${value}\r\n0${ext(last)}\r\n`;
-  if (trailer) {
-    const lines = `x-amz-checksum-crc32:${crc32(value)}\n`;
-    body += lines.replace("\n", "\r\n");
-    if (signed) {
-      const sig = hmacHex(["AWS4-HMAC-SHA256-TRAILER", now, scope, last, sha(lines)].join("\n"));
-      body += `x-amz-trailer-signature:${sig}\r\n`;
-    }
-  }
-  body += "\r\n";
+  const signer = new SigV4({ accessKey: E2E_ACCESS, secretKey: E2E_SECRET }, now);
+  const { payload, value } = opts;
+  const { req, body } = chunkedUpload(signer, { host: new URL(url).host, path, payload, value });
+  const { headers } = req;
   headers.delete("host");
-  headers.set(
-    "authorization",
-    `AWS4-HMAC-SHA256 Credential=${E2E_ACCESS}/${scope},SignedHeaders=${
-      names.join(";")
-    },Signature=${seed}`,
-  );
   return { url: url + path, method: "PUT", headers, body: opts.edit?.(body) ?? body };
 }
 

@@ -1,7 +1,12 @@
 // The S3 clients as the tests use them: the AWS SDK's, path-style, one
 // attempt (each answer is the master's own, not a retry's), alone or with a
-// fresh -s3 cluster; and the Python (boto3) checks under tests/clients.
+// fresh -s3 cluster; the Python (boto3) checks under tests/clients; and
+// Signature Version 4 by hand, for the requests no client sends.
+import { createHash, createHmac } from "node:crypto";
+import zlib from "node:zlib";
+import { Buffer } from "node:buffer";
 import { CreateMultipartUploadCommand, S3Client, UploadPartCommand } from "@aws-sdk/client-s3";
+import { canonicalRequest, type SignedRequest, signingKey, stringToSign } from "../lib/s3_auth.ts";
 import { Cluster } from "./cluster.ts";
 import { assertEquals } from "./assert.ts";
 
@@ -66,4 +71,132 @@ export async function uploadParts(
     Parts.push({ PartNumber, ETag: ETag! });
   }
   return { UploadId: UploadId!, Parts };
+}
+
+/**
+ * The headers of an unsigned aws-chunked body (STREAMING-UNSIGNED-PAYLOAD-TRAILER)
+ * declaring `decoded` bytes, signed with a signature of zeros: what a master
+ * without S3 keys (-s3) takes, as it checks no signature.
+ */
+export function awsChunkedHeaders(decoded: number): Record<string, string> {
+  const now = new Date().toISOString().replace(/[-:]|\.\d+/g, "");
+  return {
+    "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+    "content-encoding": "aws-chunked",
+    "x-amz-decoded-content-length": String(decoded),
+    "x-amz-date": now,
+    "authorization": `AWS4-HMAC-SHA256 Credential=a/${now.slice(0, 8)}/us-east-1/s3/` +
+      `aws4_request, SignedHeaders=host;x-amz-date, Signature=${"0".repeat(64)}`,
+  };
+}
+
+function sha256Hex(data: string): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+/** The CRC32 of `data` (text as UTF-8), base64, as x-amz-checksum-crc32 carries it. */
+export function crc32(data: string | Uint8Array): string {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(zlib.crc32(data) >>> 0);
+  return b.toString("base64");
+}
+
+/**
+ * Signature Version 4 worked step by step as AWS documents it (region
+ * us-east-1, service s3) with `keys`, for requests dated `date` (their
+ * x-amz-date, as 20261124T120000Z).
+ */
+export class SigV4 {
+  readonly scope: string;
+  readonly #key: Uint8Array;
+
+  constructor(
+    readonly keys: { accessKey: string; secretKey: string },
+    readonly date: string,
+  ) {
+    const day = date.slice(0, 8);
+    this.scope = `${day}/us-east-1/s3/aws4_request`;
+    this.#key = signingKey(keys.secretKey, day, "us-east-1", "s3");
+  }
+
+  #hmacHex(text: string): string {
+    return createHmac("sha256", this.#key).update(text).digest("hex");
+  }
+
+  /**
+   * The signature of `req` over all its headers (sorted) and its
+   * x-amz-content-sha256 (none: ""), its path taken as `signedPath` (the
+   * client's escaping; as sent unless given), and the Authorization that
+   * carries it.
+   */
+  sign(
+    req: SignedRequest,
+    opts: { signedPath?: string } = {},
+  ): { signature: string; authorization: string } {
+    const names = [...req.headers.keys()].sort();
+    const payload = req.headers.get("x-amz-content-sha256") ?? "";
+    const canonical = canonicalRequest(req, opts.signedPath ?? req.path, names, payload, false);
+    const signature = this.#hmacHex(stringToSign(this.date, this.scope, canonical));
+    const authorization = `AWS4-HMAC-SHA256 Credential=${this.keys.accessKey}/${this.scope},` +
+      `SignedHeaders=${names.join(";")},Signature=${signature}`;
+    return { signature, authorization };
+  }
+
+  /** The chunk-signature of an aws-chunked chunk of `data` that follows the one signed `previous`. */
+  chunk(previous: string, data: string): string {
+    return this.#hmacHex(
+      ["AWS4-HMAC-SHA256-PAYLOAD", this.date, this.scope, previous, sha256Hex(""), sha256Hex(data)]
+        .join("\n"),
+    );
+  }
+
+  /** The x-amz-trailer-signature of a trailer's `lines` after the final chunk signed `previous`. */
+  trailer(previous: string, lines: string): string {
+    return this.#hmacHex(
+      ["AWS4-HMAC-SHA256-TRAILER", this.date, this.scope, previous, sha256Hex(lines)].join("\n"),
+    );
+  }
+}
+
+/** The payloads of an aws-chunked body: chunks signed or not, a trailer signed or not. */
+export type Streaming =
+  | "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+  | "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
+  | "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
+
+/**
+ * A PUT of `value` (ASCII) at `path` of the master at `host`, as an
+ * aws-chunked body of one chunk and the final one, framed and signed by
+ * `signer` as AWS documents it for `payload` (a -TRAILER payload's trailer
+ * is the value's CRC32; signed when the chunks are). Its headers hold
+ * Authorization and the Host signed.
+ */
+export function chunkedUpload(
+  signer: SigV4,
+  opts: { host: string; path: string; payload: Streaming; value: string },
+): { req: SignedRequest; body: string } {
+  const { payload, value } = opts;
+  const signed = !payload.startsWith("STREAMING-UNSIGNED");
+  const headers = new Headers({
+    host: opts.host,
+    "content-encoding": "aws-chunked",
+    "x-amz-content-sha256": payload,
+    "x-amz-date": signer.date,
+    "x-amz-decoded-content-length": String(value.length),
+  });
+  if (payload.endsWith("-TRAILER")) headers.set("x-amz-trailer", "x-amz-checksum-crc32");
+  const req = { method: "PUT", path: opts.path, query: "", headers };
+  const seed = signer.sign(req);
+  const first = signer.chunk(seed.signature, value);
+  const last = signer.chunk(first, "");
+  const ext = (sig: string) => signed ? `;chunk-signature=${sig}` : "";
+  let body = `${value.length.toString(16)}${ext(first)}\r\n${value}\r\n0${ext(last)}\r\n`;
+  if (headers.has("x-amz-trailer")) {
+    const lines = `x-amz-checksum-crc32:${crc32(value)}\n`;
+    body += lines.replace("\n", "\r\n");
+    if (signed) body += `x-amz-trailer-signature:${signer.trailer(last, lines)}\r\n`;
+  }
+  body += "\r\n";
+  headers.set("authorization", seed.authorization);
+  return { req, body };
 }

@@ -36,7 +36,7 @@ import {
 import { Upload } from "@aws-sdk/lib-storage";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { Cluster, randomBytes, volumeFiles } from "./cluster.ts";
-import { s3Client, uploadParts } from "./s3_client.ts";
+import { awsChunkedHeaders, s3Client, uploadParts } from "./s3_client.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { errorAnswer, errorXml, md5Header, s3Fails } from "./s3_answers.ts";
 import { key2path } from "../lib/keys.ts";
@@ -1920,19 +1920,6 @@ function awsChunked(value: Uint8Array, size = 64 * 1024): Uint8Array<ArrayBuffer
   }
   out.push(enc.encode("0\r\n\r\n"));
   return new Uint8Array(Buffer.concat(out));
-}
-
-/** An UploadPart's headers for an aws-chunked body declaring `decoded` bytes (-s3: not checked). */
-function awsChunkedHeaders(decoded: number): Record<string, string> {
-  const now = new Date().toISOString().replace(/[-:]|\.\d+/g, "");
-  return {
-    "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
-    "content-encoding": "aws-chunked",
-    "x-amz-decoded-content-length": String(decoded),
-    "x-amz-date": now,
-    "authorization": `AWS4-HMAC-SHA256 Credential=a/${now.slice(0, 8)}/us-east-1/s3/` +
-      `aws4_request, SignedHeaders=host;x-amz-date, Signature=${"0".repeat(64)}`,
-  };
 }
 
 Deno.test("UploadPart gives the volumes the part's length, not a chunked stream", async (t) => {
