@@ -141,6 +141,22 @@ export class Claim {
     return !this.#lost.signal.aborted && Date.now() < (this.#rec.until ?? 0) - this.#lease / 4;
   }
 
+  /**
+   * Whether the claim holds, as `holds` says, except that a lease run short
+   * with the key still ours (this process paused, or its thread held past
+   * the renewals' times: a 1 GiB body chunked from a pipe) is renewed first
+   * rather than given up. A renewal compare-and-sets the record as this
+   * claim last wrote it, and whoever takes a key writes its record first:
+   * one that lands says nobody took the key meanwhile, and the lease runs
+   * anew from then. For the checks made before the value's end goes out.
+   */
+  async confirm(): Promise<boolean> {
+    if (this.holds || this.#lost.signal.aborted) return this.holds;
+    this.renew();
+    await this.#chain;
+    return this.holds;
+  }
+
   /** Aborted when the claim was lost (taken over after the lease ran out). */
   get signal(): AbortSignal {
     return this.#lost.signal;

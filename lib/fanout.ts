@@ -87,7 +87,7 @@ export interface FanoutOptions {
    * Checked before the value's end goes to any sink (the last chunk, when
    * the length is known: the volumes store the file on its last byte).
    */
-  fence?: () => boolean;
+  fence?: () => Promise<boolean>;
   /** An empty source fails (411) before anything ends. */
   refuseEmpty?: boolean;
   /** Aborting stops the copy (the client left, the claim ran out). */
@@ -199,7 +199,7 @@ class Copy {
     }
     // Nothing more goes out, not even the end, without the right to.
     const fence = this.options.fence;
-    if (fence && !fence()) throw new LostClaim();
+    if (fence && !(await fence())) throw new LostClaim();
     if (this.#expected) return await this.#endChecked();
     if (last) await this.#send(last);
     return { bytes, md5: this.#hash ? await this.#hash.digest() : "" };

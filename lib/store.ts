@@ -95,7 +95,7 @@ interface WriteOptions {
   signal: AbortSignal;
   md5?: boolean;
   size: number | null;
-  fence?: () => boolean;
+  fence?: () => Promise<boolean>;
   /** An empty body fails (411) before any replica is written. */
   refuseEmpty?: boolean;
   /**
@@ -282,7 +282,7 @@ export class Store {
           signal: writing,
           md5: opts.md5,
           size: opts.contentLength,
-          fence: () => claim.holds,
+          fence: () => claim.confirm(),
           refuseEmpty: !opts.allowEmpty,
           untouched: attempt.untouched,
           unanswered,
@@ -335,10 +335,12 @@ export class Store {
   ): Promise<Outcome> {
     const { key, prev, kvolumes, claim, untouched } = attempt;
     // The key may be another writer's now: its files are not ours to
-    // remove. The claim is given up all the same: one that only ran
-    // short (this process paused) would otherwise be renewed on and on,
-    // the key "writing" and refused to every writer for good.
-    if (!claim.holds) {
+    // remove. (A lease that only ran short, this process paused, is
+    // renewed first: the files are ours while nobody took the key.) The
+    // claim is given up all the same: one that could not be renewed in
+    // time would otherwise be renewed on and on, the key "writing" and
+    // refused to every writer for good.
+    if (!(await claim.confirm())) {
       await claim.release().catch(() => {});
       return lostClaim(err, claim);
     }
@@ -537,7 +539,7 @@ export class Store {
       for (const v of volumes) opts.untouched?.add(v);
       throw err;
     }
-    if (fence && !fence()) throw new LostClaim();
+    if (fence && !(await fence())) throw new LostClaim();
     const sum = opts.md5 || expectMd5 ? toHex(md5sum(value)) : "";
     if (expectMd5 && sum !== expectMd5) {
       for (const v of volumes) opts.untouched?.add(v);
@@ -687,7 +689,7 @@ export class Store {
         signal,
         md5: put.md5,
         size: put.contentLength,
-        fence: () => claim.holds,
+        fence: () => claim.confirm(),
         refuseEmpty: !put.allowEmpty,
         untouched,
       });
@@ -755,7 +757,8 @@ export class Store {
     // whoever reads the key next finishes the switch (#settle).
     let noted;
     try {
-      noted = claim.holds && await claim.note({ ...settled(old), next }, { signal: stop });
+      noted = await claim.confirm() &&
+        await claim.note({ ...settled(old), next }, { signal: stop });
     } catch (err) {
       // Unsent at a stopping master's cut-off, or refused by the index
       // locked at it: nothing was written, as when fenced. Answered
@@ -1742,7 +1745,7 @@ export class Store {
       targets,
       size,
       hash,
-      fence: () => claim.holds,
+      fence: () => claim.confirm(),
       unanswered: opts.unanswered,
       signal: ac.signal,
     };
@@ -1767,7 +1770,7 @@ export class Store {
     const value = await remoteGetSmall(from, { ...put, maxBody: SMALL_VALUE });
     refuseSize(from, value.length, copy.size);
     refuseDigest(from, value, copy.hash);
-    if (!copy.fence()) throw new LostClaim();
+    if (!(await copy.fence())) throw new LostClaim();
     const puts = await Promise.allSettled(
       targets.map((v) => remotePut(volumeUrl(v, path), value, put)),
     );
@@ -1852,8 +1855,8 @@ interface Copy {
   /** The recorded size and MD5 (-1 and "" when unknown). */
   size: number;
   hash: string;
-  /** False once the claim the copy is made under is lost. */
-  fence: () => boolean;
+  /** False once the claim the copy is made under is lost (Claim.confirm). */
+  fence: () => Promise<boolean>;
   /** Filled with the targets whose PUT went out whole and was never answered. */
   unanswered: Set<string>;
   signal: AbortSignal;

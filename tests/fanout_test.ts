@@ -272,7 +272,7 @@ Deno.test("a lost claim stops the value before its last chunk (known length) or 
         c.close();
       },
     });
-  const lost = () => false;
+  const lost = () => Promise.resolve(false);
   const known = sink();
   const err = await assertRejects(() =>
     fanout(stream(), [known], { md5: false, length: 8, fence: lost })
@@ -283,4 +283,32 @@ Deno.test("a lost claim stops the value before its last chunk (known length) or 
   const err2 = await assertRejects(() => fanout(stream(), [unknown], { md5: false, fence: lost }));
   assert(err2 instanceof LostClaim);
   assertEquals(unknown.got, chunks, "every chunk went, the end did not");
+});
+
+Deno.test("the value's end waits for the claim to be confirmed (a late renewal), then goes", async () => {
+  const chunks = [new Uint8Array(4).fill(1), new Uint8Array(4).fill(2)];
+  const stream = new ReadableStream<Uint8Array>({
+    start(c) {
+      for (const chunk of chunks) c.enqueue(chunk);
+      c.close();
+    },
+  });
+  const renewal = Promise.withResolvers<boolean>();
+  const asked = Promise.withResolvers<void>();
+  const known = sink();
+  const copying = fanout(stream, [known], {
+    md5: true,
+    length: 8,
+    fence: () => {
+      asked.resolve();
+      return renewal.promise;
+    },
+  });
+  await asked.promise;
+  await sleep(20);
+  assertEquals(known.got, [chunks[0]], "the last chunk waits for the renewal");
+  renewal.resolve(true);
+  const done = await copying;
+  assertEquals(known.got, chunks);
+  assertEquals(done, { bytes: 8, md5: md5hex(concatBytes(chunks)) });
 });

@@ -147,6 +147,40 @@ Deno.test("a master paused past its lease mid-PUT writes nothing over the key's 
   }
 });
 
+Deno.test("a master paused past its lease mid-PUT, nobody taking the key meanwhile, stores the value once resumed", async () => {
+  const c = await Cluster.start({ flags: ["-lease", "2s"] });
+  try {
+    await withSecondMaster(c, async (other) => {
+      const key = randomKey("/paused");
+      const value = "first part of the paused write, and its end";
+      let ctl!: ReadableStreamDefaultController<Uint8Array>;
+      const body = new ReadableStream<Uint8Array>({ start: (cc) => void (ctl = cc) });
+      ctl.enqueue(new TextEncoder().encode(value.slice(0, 32)));
+      const paused = fetch(c.url + key, { method: "PUT", body });
+      await claimedOn(other, key, paused);
+      const pid = c.masterProcess!.pid;
+      Deno.kill(pid, "SIGSTOP");
+      try {
+        // Past the lease and the heartbeats: the other master takes this one
+        // for gone. The body's end waits in the socket for the resume.
+        await new Promise((r) => setTimeout(r, 2600));
+        ctl.enqueue(new TextEncoder().encode(value.slice(32)));
+        ctl.close();
+        await new Promise((r) => setTimeout(r, 100));
+      } finally {
+        Deno.kill(pid, "SIGCONT");
+      }
+      const res = await paused;
+      assertEquals(res.status, 201, await res.text());
+      for (const url of [c.url, other]) {
+        assertEquals(await (await fetch(url + key)).text(), value, `read through ${url}`);
+      }
+    });
+  } finally {
+    await c.stop();
+  }
+});
+
 Deno.test("a master paused past its heartbeat waits, once resumed, before writing where the other trusts its memory", async () => {
   const c = await Cluster.start();
   try {
