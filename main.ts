@@ -390,9 +390,13 @@ function logUnindexed(found: Unindexed) {
 }
 
 function logUnknownVolumes(found: UnknownVolumes) {
-  const named = found.volumes.map((v) => `${v.volume} for ${v.keys} of them`);
+  const one = found.looked === 1;
+  const named = found.volumes.map((v) => one ? v.volume : `${v.volume} for ${v.keys} of them`);
+  const keys = one
+    ? "the index's only key names"
+    : `the first ${found.looked} keys of the index name`;
   logWarn(
-    `Warning: the first ${found.looked} keys of the index name volumes that -volumes does not ` +
+    `Warning: ${keys} volumes that -volumes does not ` +
       `(${named.join(", ")}): their replicas there are read only while those volumes answer ` +
       `at those names, a key with no other replica answers 503 until then: give -volumes the ` +
       `names its keys were written with (the same PORT for deno task up), or, for a volume ` +

@@ -163,7 +163,7 @@ Deno.test("a master started with -volumes missing a volume its keys were written
       stderr: "piped",
     });
     try {
-      const marker = "Warning: the first 1 keys of the index name volumes";
+      const marker = "Warning: the index's only key names volumes";
       let seen = "";
       for await (const chunk of m.proc.stderr.pipeThrough(new TextDecoderStream())) {
         seen += chunk;
@@ -172,8 +172,8 @@ Deno.test("a master started with -volumes missing a volume its keys were written
       const line = seen.split("\n").find((l) => l.includes(marker))!;
       assertEquals(
         line,
-        `Warning: the first 1 keys of the index name volumes that -volumes does not ` +
-          `(${c.volumes[1]} for 1 of them): their replicas there are read only while those ` +
+        `Warning: the index's only key names volumes that -volumes does not ` +
+          `(${c.volumes[1]}): their replicas there are read only while those ` +
           `volumes answer at those names, a key with no other replica answers 503 until then: ` +
           `give -volumes the names its keys were written with (the same PORT for deno task ` +
           `up), or, for a volume gone for good, rebalance onto -volumes`,
