@@ -130,31 +130,30 @@ export class Claim {
   }
 
   /**
-   * Whether the lease still holds with a quarter of it to spare, by this
-   * process's clock. False once this process was paused (or its renewals
-   * starved) long enough that another master may take the key: checked
-   * synchronously before each write to the volumes, since the renewal that
-   * would find the claim lost is a commit away, and a chunk of the value
-   * can be sent before it returns.
+   * Whether the lease still has a quarter of it to spare, by this process's
+   * clock. False once this process was paused (or its renewals starved)
+   * long enough that another master may take the key.
    */
-  get holds(): boolean {
+  #holds(): boolean {
     return !this.#lost.signal.aborted && Date.now() < (this.#rec.until ?? 0) - this.#lease / 4;
   }
 
   /**
-   * Whether the claim holds, as `holds` says, except that a lease run short
-   * with the key still ours (this process paused, or its thread held past
-   * the renewals' times: a 1 GiB body chunked from a pipe) is renewed first
-   * rather than given up. A renewal compare-and-sets the record as this
-   * claim last wrote it, and whoever takes a key writes its record first:
-   * one that lands says nobody took the key meanwhile, and the lease runs
-   * anew from then. For the checks made before the value's end goes out.
+   * Whether the claim holds: checked before each step that changes the
+   * volumes (a value's end, a rename, a removal), since the renewal that
+   * would find the claim lost is a commit away and the step can go out
+   * before it returns. A lease run short with the key still ours (this
+   * process paused, or its thread held past the renewals' times: a 1 GiB
+   * body chunked from a pipe) is renewed first rather than given up: a
+   * renewal compare-and-sets the record as this claim last wrote it, and
+   * whoever takes a key writes its record first, so one that lands says
+   * nobody took the key meanwhile, and the lease runs anew from then.
    */
   async confirm(): Promise<boolean> {
-    if (this.holds || this.#lost.signal.aborted) return this.holds;
+    if (this.#holds() || this.#lost.signal.aborted) return this.#holds();
     this.renew();
     await this.#chain;
-    return this.holds;
+    return this.#holds();
   }
 
   /** Aborted when the claim was lost (taken over after the lease ran out). */

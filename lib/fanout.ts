@@ -70,7 +70,7 @@ export function isCutOff(reason: string): boolean {
   return reason.startsWith(CUT_OFF);
 }
 
-/** The writer's claim on the key ran out (lib/claim.ts `holds`): stop writing. */
+/** The writer's claim on the key ran out, not to be renewed (lib/claim.ts confirm): stop writing. */
 export class LostClaim extends Error {
   constructor() {
     super("Lost the claim on the key (its lease ran out)");

@@ -1139,7 +1139,7 @@ export class Store {
       if (!claim) return inFlight();
       let failed: unknown = null;
       try {
-        if (!claim.holds) throw new LostClaim();
+        if (!(await claim.confirm())) throw new LostClaim();
         await this.#removeFiles(key, [volume]);
       } catch (err) {
         failed = err;
@@ -1311,7 +1311,7 @@ export class Store {
     if ("answer" in took) return took.answer;
     const claim = took.value;
     if (!claim) return inFlight();
-    if (!claim.holds) {
+    if (!(await claim.confirm())) {
       await claim.release().catch(() => {});
       return lostClaim(new LostClaim(), claim);
     }

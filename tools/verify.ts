@@ -565,7 +565,7 @@ async function copyOne(
   const { claim, source, path, size, to } = copy;
   const notAnswered = new Set<string>();
   try {
-    if (!claim.holds) throw new Error("lost the hold on the key");
+    if (!(await claim.confirm())) throw new Error("lost the hold on the key");
     if (source.volume === null) throw new Error(source.why);
     // The store's copy: stopped once the hold is lost (a copy going on
     // would land over the key's next value), checked against the record.
