@@ -718,11 +718,9 @@ export async function remoteProbe(
   // connections to the volume are closed.
   poolFor(volume).sweep();
   const started = performance.now();
+  const heard = heardWithin(timeout);
   try {
-    const res = await fetch(volumeUrl(volume, "/"), {
-      method: "HEAD",
-      signal: withTimeout(timeout),
-    });
+    const res = await fetch(volumeUrl(volume, "/"), { method: "HEAD", signal: heard.signal });
     await res.body?.cancel();
     const ms = performance.now() - started;
     if (res.status >= 500) return { up: false, ms, reason: `HEAD / answered ${res.status}` };
@@ -733,5 +731,38 @@ export async function remoteProbe(
       ? `timed out after ${timeout}ms`
       : describe(err);
     return { up: false, ms, reason: `HEAD / failed: ${why}` };
+  } finally {
+    heard.clear();
   }
+}
+
+/** How late a timer may fire before this process counts as held meanwhile, ms. */
+const HELD = 50;
+
+/**
+ * A time bound counted in time this process could hear an answer: a timer
+ * that fires more than HELD ms late (this thread was held: paused, a long
+ * GC, Deno's server moving a chunked body, see README) is armed again for
+ * HELD ms, so that an answer which came meanwhile and waits to be read is
+ * read before the call is given up. Else a master held past -voltimeout
+ * would take every volume for down, and say so, for its own delay.
+ */
+function heardWithin(ms: number): { signal: AbortSignal; clear(): void } {
+  const ac = new AbortController();
+  let due = performance.now() + ms;
+  const fire = () => {
+    if (performance.now() - due <= HELD) {
+      ac.abort(new DOMException(`Timed out after ${ms}ms`, "TimeoutError"));
+      return;
+    }
+    due = performance.now() + HELD;
+    arm(HELD);
+  };
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const arm = (after: number) => {
+    timer = setTimeout(fire, after);
+    Deno.unrefTimer(timer);
+  };
+  arm(ms);
+  return { signal: ac.signal, clear: () => clearTimeout(timer) };
 }
