@@ -742,9 +742,10 @@ const HELD = 50;
 /**
  * A time bound counted in time this process could hear an answer: a timer
  * that fires more than HELD ms late (this thread was held: paused, a long
- * GC, Deno's server moving a chunked body, see README) is armed again for
- * HELD ms, so that an answer which came meanwhile and waits to be read is
- * read before the call is given up. Else a master held past -voltimeout
+ * GC, a long synchronous step) is armed again for HELD ms, so that an
+ * answer which came meanwhile and waits to be read is read before the call
+ * is given up. (A chunked body from a pipe slows the master's answers
+ * without such holds, README: its probes still time out.) Else a master held past -voltimeout
  * would take every volume for down, and say so, for its own delay.
  */
 function heardWithin(ms: number): { signal: AbortSignal; clear(): void } {
