@@ -110,28 +110,49 @@ Deno.test("a REBALANCE in flight holds its key on every master: a DELETE elsewhe
   }
 });
 
+const FIRST_PART = "first part of the paused write, ";
+const END = "and its end";
+
+/**
+ * PUTs `key` on `c`'s master (-lease 2s), its body's first part sent; once
+ * master `other` sees the key claimed, SIGSTOPs that master past its lease
+ * and heartbeats (2.6 s), runs `whilePaused`, sends the body's end (it waits
+ * in the socket for the resume) and resumes it. The PUT's answer.
+ */
+async function putPausedPastLease(
+  c: Cluster,
+  other: string,
+  key: string,
+  whilePaused: () => Promise<void>,
+): Promise<Response> {
+  let ctl!: ReadableStreamDefaultController<Uint8Array>;
+  const body = new ReadableStream<Uint8Array>({ start: (cc) => void (ctl = cc) });
+  ctl.enqueue(new TextEncoder().encode(FIRST_PART));
+  const paused = fetch(c.url + key, { method: "PUT", body });
+  await claimedOn(other, key, paused);
+  const pid = c.masterProcess!.pid;
+  Deno.kill(pid, "SIGSTOP");
+  try {
+    await new Promise((r) => setTimeout(r, 2600));
+    await whilePaused();
+    ctl.enqueue(new TextEncoder().encode(END));
+    ctl.close();
+    await new Promise((r) => setTimeout(r, 100));
+  } finally {
+    Deno.kill(pid, "SIGCONT");
+  }
+  return await paused;
+}
+
 Deno.test("a master paused past its lease mid-PUT writes nothing over the key's next writer", async () => {
   const c = await Cluster.start({ flags: ["-lease", "2s"] });
   try {
     await withSecondMaster(c, async (other) => {
       const key = randomKey("/paused");
-      let ctl!: ReadableStreamDefaultController<Uint8Array>;
-      const body = new ReadableStream<Uint8Array>({ start: (cc) => void (ctl = cc) });
-      ctl.enqueue(new TextEncoder().encode("first part of the paused write, "));
-      const paused = fetch(c.url + key, { method: "PUT", body });
-      await claimedOn(other, key, paused);
-      const pid = c.masterProcess!.pid;
-      Deno.kill(pid, "SIGSTOP");
-      try {
-        // Past the lease: the other master may take the key, and does.
-        await new Promise((r) => setTimeout(r, 2600));
+      // Past the lease: the other master may take the key, and does.
+      const res = await putPausedPastLease(c, other, key, async () => {
         assertEquals(await status(other + key, { method: "PUT", body: "the next writer's" }), 201);
-      } finally {
-        Deno.kill(pid, "SIGCONT");
-      }
-      ctl.enqueue(new TextEncoder().encode("and its end"));
-      ctl.close();
-      const res = await paused;
+      });
       assertEquals(res.status, 500);
       assert((await res.text()).startsWith("Lost the claim on the key"));
       // Every replica holds the next writer's value, as the index says.
@@ -152,28 +173,15 @@ Deno.test("a master paused past its lease mid-PUT, nobody taking the key meanwhi
   try {
     await withSecondMaster(c, async (other) => {
       const key = randomKey("/paused");
-      const value = "first part of the paused write, and its end";
-      let ctl!: ReadableStreamDefaultController<Uint8Array>;
-      const body = new ReadableStream<Uint8Array>({ start: (cc) => void (ctl = cc) });
-      ctl.enqueue(new TextEncoder().encode(value.slice(0, 32)));
-      const paused = fetch(c.url + key, { method: "PUT", body });
-      await claimedOn(other, key, paused);
-      const pid = c.masterProcess!.pid;
-      Deno.kill(pid, "SIGSTOP");
-      try {
-        // Past the lease and the heartbeats: the other master takes this one
-        // for gone. The body's end waits in the socket for the resume.
-        await new Promise((r) => setTimeout(r, 2600));
-        ctl.enqueue(new TextEncoder().encode(value.slice(32)));
-        ctl.close();
-        await new Promise((r) => setTimeout(r, 100));
-      } finally {
-        Deno.kill(pid, "SIGCONT");
-      }
-      const res = await paused;
+      // The other master takes this one for gone, and leaves the key alone.
+      const res = await putPausedPastLease(c, other, key, () => Promise.resolve());
       assertEquals(res.status, 201, await res.text());
       for (const url of [c.url, other]) {
-        assertEquals(await (await fetch(url + key)).text(), value, `read through ${url}`);
+        assertEquals(
+          await (await fetch(url + key)).text(),
+          FIRST_PART + END,
+          `read through ${url}`,
+        );
       }
     });
   } finally {
