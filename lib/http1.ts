@@ -213,7 +213,12 @@ function closeQuietly(conn: Deno.TcpConn) {
  * Calls in flight and their deadlines, checked by one sweep every
  * SWEEP_MS while any is in flight: a timer and an AbortSignal per call cost
  * more than the call's own parsing. A call past its deadline has its
- * connection closed, which ends its read.
+ * connection closed, which ends its read. Deadlines count time this process
+ * could hear an answer: a sweep that comes more than HELD ms late (the
+ * thread was held: paused, a long GC or synchronous step) gives the calls
+ * it finds overdue HELD ms more, so that an answer which came meanwhile and
+ * waits to be read is read (else a held master would fail every call in
+ * flight, and take their volumes for failing, for its own delay).
  */
 interface Call {
   conn: Deno.TcpConn;
@@ -222,12 +227,18 @@ interface Call {
 }
 
 const SWEEP_MS = 20;
+/** How late a timer may fire before this process counts as held meanwhile, ms. */
+export const HELD = 50;
 const calls = new Set<Call>();
 let sweeper: ReturnType<typeof setInterval> | undefined;
+let swept = 0;
 
 function watch(call: Call) {
   calls.add(call);
-  sweeper ??= setInterval(sweep, SWEEP_MS);
+  if (sweeper === undefined) {
+    sweeper = setInterval(sweep, SWEEP_MS);
+    swept = performance.now();
+  }
 }
 
 function unwatch(call: Call) {
@@ -240,8 +251,14 @@ function unwatch(call: Call) {
 
 function sweep() {
   const now = performance.now();
+  const held = now - swept > SWEEP_MS + HELD;
+  swept = now;
   for (const call of calls) {
     if (now < call.deadline) continue;
+    if (held) {
+      call.deadline = now + HELD;
+      continue;
+    }
     call.timedOut = true;
     calls.delete(call);
     closeQuietly(call.conn);
@@ -818,14 +835,23 @@ class PipelinedConn {
     }
   }
 
-  /** Fails the connection if its oldest HEAD is past its deadline, else waits for that. */
-  #watch() {
+  /**
+   * Fails the connection if its oldest HEAD is past its deadline, else waits
+   * for that. A timer that fired more than HELD ms late (this thread was
+   * held) gives the HEADs past their deadlines HELD ms more: answers that
+   * came meanwhile are read first (see `calls` above).
+   */
+  #watch(due = performance.now()) {
     this.#timer = undefined;
     const oldest = this.#waiting[0];
     if (!oldest || !this.open) return;
-    const left = oldest.deadline - performance.now();
+    const now = performance.now();
+    if (now - due > HELD) {
+      for (const w of this.#waiting) w.deadline = Math.max(w.deadline, now + HELD);
+    }
+    const left = oldest.deadline - now;
     if (left <= 0) this.#fail(new TimeoutError(oldest.p.ms));
-    else this.#timer = setTimeout(() => this.#watch(), left);
+    else this.#timer = setTimeout(() => this.#watch(now + left), left);
   }
 
   async #flush() {

@@ -8,6 +8,7 @@ import { fanout, type Sink } from "./fanout.ts";
 import {
   EarlyAnswer,
   HeadPipeline,
+  HELD,
   poolFor,
   TimeoutError,
   Unreachable,
@@ -735,9 +736,6 @@ export async function remoteProbe(
     heard.clear();
   }
 }
-
-/** How late a timer may fire before this process counts as held meanwhile, ms. */
-const HELD = 50;
 
 /**
  * A time bound counted in time this process could hear an answer: a timer
