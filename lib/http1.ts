@@ -173,17 +173,19 @@ export class Http1Pool {
    * the request went out. The caller's abort ends the wait with its reason.
    */
   async #connect(ms: number, signal?: AbortSignal): Promise<Deno.TcpConn> {
-    const limit = AbortSignal.timeout(ms);
+    const limit = heardWithin(ms);
     try {
       return await Deno.connect({
         hostname: this.#hostname,
         port: this.#port,
-        signal: signal ? AbortSignal.any([limit, signal]) : limit,
+        signal: signal ? AbortSignal.any([limit.signal, signal]) : limit.signal,
       });
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
-      if (limit.aborted) throw new Unreachable(`Cannot connect: timed out after ${ms}ms`);
+      if (limit.signal.aborted) throw new Unreachable(`Cannot connect: timed out after ${ms}ms`);
       throw new Unreachable(err instanceof Error ? err.message : String(err));
+    } finally {
+      limit.clear();
     }
   }
 
@@ -230,6 +232,29 @@ const SWEEP_MS = 20;
 /** How late a timer may fire before this process counts as held meanwhile, ms. */
 export const HELD = 50;
 const calls = new Set<Call>();
+
+/**
+ * A time bound of its own (a connect's) counted the same way: a timer that
+ * fires more than HELD ms late is armed again for HELD ms, so that what
+ * came meanwhile is taken before the bound is given up. `clear` once done.
+ */
+function heardWithin(ms: number): { signal: AbortSignal; clear(): void } {
+  const ac = new AbortController();
+  let due = performance.now() + ms;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const fire = () => {
+    if (performance.now() - due <= HELD) return ac.abort(new TimeoutError(ms));
+    due = performance.now() + HELD;
+    arm(HELD);
+  };
+  const arm = (after: number) => {
+    timer = setTimeout(fire, after);
+    Deno.unrefTimer(timer);
+  };
+  arm(ms);
+  return { signal: ac.signal, clear: () => clearTimeout(timer) };
+}
+
 let sweeper: ReturnType<typeof setInterval> | undefined;
 let swept = 0;
 
@@ -810,13 +835,14 @@ class PipelinedConn {
     ms: number,
     readonly onLost: (c: PipelinedConn, unanswered: PendingHead[], tried: boolean) => void,
   ) {
-    const limit = AbortSignal.timeout(ms);
-    this.#conn = Deno.connect({ ...addressOf(host), signal: limit });
+    const limit = heardWithin(ms);
+    this.#conn = Deno.connect({ ...addressOf(host), signal: limit.signal });
+    this.#conn.finally(limit.clear).catch(() => {});
     // A connection that does not open in time fails its HEADs as late
     // answers do: at once, not again on another connection.
     this.#conn.then(
       (conn) => this.#readLoop(conn),
-      (err) => this.#fail(limit.aborted ? new TimeoutError(ms) : err),
+      (err) => this.#fail(limit.signal.aborted ? new TimeoutError(ms) : err),
     );
   }
 

@@ -8,7 +8,6 @@ import { fanout, type Sink } from "./fanout.ts";
 import {
   EarlyAnswer,
   HeadPipeline,
-  HELD,
   poolFor,
   TimeoutError,
   Unreachable,
@@ -710,6 +709,11 @@ export async function remoteList(
  * Asks a volume whether it is there (HEAD /, within `timeout`), for the
  * master's periodic probes: up when it answers below 500, with the time
  * the answer took. Not counted in the metrics (no request waits on it).
+ * Over the pooled connections, as the volume calls themselves: their
+ * deadlines count time the master could hear an answer (lib/http1.ts), so
+ * a master held past `timeout` does not take every volume for down. (With
+ * fetch, also answered late while a chunked body from a pipe kept the
+ * thread busy, though the volume calls beside it were answered in time.)
  */
 export async function remoteProbe(
   volume: string,
@@ -717,51 +721,16 @@ export async function remoteProbe(
 ): Promise<{ up: boolean; ms: number; reason: string }> {
   // Every 2 s: also when the master is otherwise idle, old pooled
   // connections to the volume are closed.
-  poolFor(volume).sweep();
+  const pool = poolFor(volume);
+  pool.sweep();
   const started = performance.now();
-  const heard = heardWithin(timeout);
   try {
-    const res = await fetch(volumeUrl(volume, "/"), { method: "HEAD", signal: heard.signal });
-    await res.body?.cancel();
+    const { status } = await pool.request("HEAD", "/", { timeout, maxBody: 0 });
     const ms = performance.now() - started;
-    if (res.status >= 500) return { up: false, ms, reason: `HEAD / answered ${res.status}` };
+    if (status >= 500) return { up: false, ms, reason: `HEAD / answered ${status}` };
     return { up: true, ms, reason: "" };
   } catch (err) {
     const ms = performance.now() - started;
-    const why = err instanceof DOMException && err.name === "TimeoutError"
-      ? `timed out after ${timeout}ms`
-      : describe(err);
-    return { up: false, ms, reason: `HEAD / failed: ${why}` };
-  } finally {
-    heard.clear();
+    return { up: false, ms, reason: `HEAD / failed: ${describe(err)}` };
   }
-}
-
-/**
- * A time bound counted in time this process could hear an answer: a timer
- * that fires more than HELD ms late (this thread was held: paused, a long
- * GC, a long synchronous step) is armed again for HELD ms, so that an
- * answer which came meanwhile and waits to be read is read before the call
- * is given up. (A chunked body from a pipe slows the master's answers
- * without such holds, README: its probes still time out.) Else a master held past -voltimeout
- * would take every volume for down, and say so, for its own delay.
- */
-function heardWithin(ms: number): { signal: AbortSignal; clear(): void } {
-  const ac = new AbortController();
-  let due = performance.now() + ms;
-  const fire = () => {
-    if (performance.now() - due <= HELD) {
-      ac.abort(new DOMException(`Timed out after ${ms}ms`, "TimeoutError"));
-      return;
-    }
-    due = performance.now() + HELD;
-    arm(HELD);
-  };
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const arm = (after: number) => {
-    timer = setTimeout(fire, after);
-    Deno.unrefTimer(timer);
-  };
-  arm(ms);
-  return { signal: ac.signal, clear: () => clearTimeout(timer) };
 }
