@@ -109,7 +109,8 @@ export interface FanoutOptions {
  * measured, GETs of other keys took over 5 s during a 1 GiB `cat | curl -T -`
  * and the probes took every volume for down. Waiting on a timer every
  * POLL_EVERY ms of such a copy (~2 ms; setImmediate does not wait, and does
- * not help) lets the loop poll them: GETs then took at most ~50 ms.
+ * not help) lets the loop poll them: no volume was taken for down then, and
+ * with a timer every 20 ms GETs took at most 56 ms (BENCHMARKS.md).
  */
 const POLL_EVERY = 50;
 

@@ -230,7 +230,7 @@ interface Call {
 
 const SWEEP_MS = 20;
 /** How late a timer may fire before this process counts as held meanwhile, ms. */
-export const HELD = 50;
+const HELD = 50;
 const calls = new Set<Call>();
 
 /**

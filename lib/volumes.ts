@@ -711,9 +711,7 @@ export async function remoteList(
  * the answer took. Not counted in the metrics (no request waits on it).
  * Over the pooled connections, as the volume calls themselves: their
  * deadlines count time the master could hear an answer (lib/http1.ts), so
- * a master held past `timeout` does not take every volume for down. (With
- * fetch, also answered late while a chunked body from a pipe kept the
- * thread busy, though the volume calls beside it were answered in time.)
+ * a master held past `timeout` does not take every volume for down.
  */
 export async function remoteProbe(
   volume: string,

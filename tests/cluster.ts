@@ -536,6 +536,12 @@ export function concatBytes(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
   return out;
 }
 
+/** Holds this thread for `ms`, as a pause, a long GC or a long op would. */
+export function holdThread(ms: number) {
+  const until = performance.now() + ms;
+  while (performance.now() < until) { /* held */ }
+}
+
 /** A stand-in for a volume whose held requests wait until it is released. */
 export interface HeldServer {
   /** Its "host:port". */

@@ -3,6 +3,7 @@
 // keepalive_requests), or never answer.
 import { addressOf, HeadPipeline, Http1Pool, TimeoutError } from "../lib/http1.ts";
 import { assert, assertEquals } from "./assert.ts";
+import { holdThread } from "./cluster.ts";
 
 /**
  * A server answering each HEAD with the status in its path ("/404" → 404);
@@ -155,12 +156,6 @@ Deno.test("pipelined HEADs: a refused connection rejects after one retry", async
   const r = await Promise.allSettled([p.head("/200", 1000)]);
   assertEquals(r[0].status, "rejected");
 });
-
-/** Holds this thread for `ms`, as a pause, a long GC or a long op would. */
-function holdThread(ms: number) {
-  const until = performance.now() + ms;
-  while (performance.now() < until) { /* held */ }
-}
 
 /** The raw server of slow_server_worker.ts: every request answered 204 after `delay` ms, from another thread. */
 async function workerServer(delay: number): Promise<{ host: string; close(): void }> {

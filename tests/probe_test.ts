@@ -2,14 +2,8 @@
 // is judged by whether it answered, not by whether this process, held
 // meanwhile, read the answer in time.
 import { remoteProbe } from "../lib/volumes.ts";
-import { Cluster, heldServer } from "./cluster.ts";
+import { Cluster, heldServer, holdThread } from "./cluster.ts";
 import { assertEquals } from "./assert.ts";
-
-/** Holds this thread for `ms`, as a pause, a long GC or a long op would. */
-function holdThread(ms: number) {
-  const until = performance.now() + ms;
-  while (performance.now() < until) { /* held */ }
-}
 
 Deno.test("a probe answered while this process's thread was held past its timeout counts the volume up", async () => {
   const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1"] });
