@@ -100,24 +100,6 @@ export interface FanoutOptions {
   expectMd5?: string;
 }
 
-/**
- * A source of unknown length came chunked, and Deno's HTTP/1.1 server hands
- * a chunked body's chunks out of its own buffer without waiting on the
- * socket: while the client is ahead of the replicas (a pipe), every read is
- * ready at once, the event loop never waits, and so never polls the
- * sockets. Every other request, volume answer and probe then waits:
- * measured, GETs of other keys took over 5 s during a 1 GiB `cat | curl -T -`
- * and the probes took every volume for down. Waiting on a timer every
- * POLL_EVERY ms of such a copy (~2 ms; setImmediate does not wait, and does
- * not help) lets the loop poll them: no volume was taken for down then, and
- * with a timer every 20 ms GETs took at most 56 ms (BENCHMARKS.md).
- */
-const POLL_EVERY = 50;
-
-function pollSockets(): Promise<void> {
-  return new Promise((r) => setTimeout(r, 0));
-}
-
 /** The source's bytes do not have the MD5 they should (a corrupt copy). */
 export class DigestMismatch extends Error {}
 
@@ -159,8 +141,6 @@ class Copy {
     this.#stopWaiting?.(reason);
   };
   #bytes = 0;
-  /** When the event loop last waited on a timer (see pollSockets). */
-  #polled = performance.now();
   /**
    * With a known length, the chunk that completes it is the value's end to
    * the volumes (they store the file on its last byte): it is held back
@@ -194,10 +174,6 @@ class Copy {
       if (value.byteLength === 0) continue;
       if (this.#counted(value)) continue;
       await this.#send(value);
-      if (this.#length === null && performance.now() - this.#polled > POLL_EVERY) {
-        await pollSockets();
-        this.#polled = performance.now();
-      }
     }
   }
 

@@ -16,6 +16,7 @@ import {
 import { SourceError } from "./fanout.ts";
 import { VolumeError } from "./volumes.ts";
 import { type S3Body, s3Body } from "./s3_body.ts";
+import { requestBody } from "./request_body.ts";
 import { errorIds, errorResponse, newRequestId, refusalOf, S3Error, s3Error } from "./s3_xml.ts";
 import type { Store } from "./store.ts";
 import type { Target } from "./target.ts";
@@ -228,7 +229,7 @@ function s3Request(
     query: new Map(parseQueryPairs(target.query, true)),
     signature,
     body(checksumHeaders = true) {
-      const body = s3Body(req.body, req.headers, signature, { checksumHeaders });
+      const body = s3Body(requestBody(req), req.headers, signature, { checksumHeaders });
       ctx.opened.push(body);
       return body;
     },

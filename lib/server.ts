@@ -7,6 +7,7 @@ import { logRefused, logRequest, logUnexpected } from "./log.ts";
 import { statusPage } from "./status.ts";
 import { health } from "./health.ts";
 import { Store } from "./store.ts";
+import { requestBody } from "./request_body.ts";
 import type { Outcome, PutOptions } from "./store.ts";
 import { Fenced, IndexGone, isBusy, LOCKED_ANSWER } from "./group_commit.ts";
 import { keyFits } from "./index_db.ts";
@@ -671,9 +672,9 @@ async function dispatch(
     case "HEAD":
       return respond(await store.locate(key, rawPath, { signal: stop }));
     case "PUT":
-      return respondSized(await store.put(key, req.body, writeOptions(req, stop)));
+      return respondSized(await store.put(key, requestBody(req), writeOptions(req, stop)));
     case "REPLACE":
-      return respondSized(await store.replace(key, req.body, writeOptions(req, stop)));
+      return respondSized(await store.replace(key, requestBody(req), writeOptions(req, stop)));
     case "DELETE":
       return respond(await store.delete(key, { stop }));
     case "UNLINK":

@@ -1,12 +1,15 @@
 // A chunked PUT whose client is far ahead of the master, as `cat big | curl
 // -T -` is: Deno's HTTP/1.1 server then hands the body out of its own
 // buffer, every read ready at once, and the master must still poll its
-// sockets meanwhile (lib/fanout.ts pollSockets): before, its probes of the
+// sockets meanwhile (lib/request_body.ts): before, its probes of the
 // volumes went unread past -voltimeout and it took every volume for down.
+// By the request's framing, not the value's: an S3 upload in aws-chunked
+// whose decoded length is known starved it the same way until session 22.
 // `deno task test:faults`.
 import { createHash } from "node:crypto";
 import { Cluster, randomKey } from "../cluster.ts";
 import { assertEquals } from "../assert.ts";
+import { awsChunkedHeaders } from "../s3_client.ts";
 
 const SIZE = 256 * 1024 * 1024;
 
@@ -16,13 +19,49 @@ const SIZE = 256 * 1024 * 1024;
  * answer's status.
  */
 async function pipedPut(url: string): Promise<number> {
+  return await curlFromPipe(`head -c ${SIZE} /dev/zero`, url, []);
+}
+
+/** `source | curl -T - url` with `headers`: the answer's status. */
+async function curlFromPipe(source: string, url: string, headers: string[]): Promise<number> {
+  const h = headers.map((x) => `-H '${x}'`).join(" ");
   const out = await new Deno.Command("sh", {
-    args: [
-      "-c",
-      `head -c ${SIZE} /dev/zero | curl -s -o /dev/null -w '%{http_code}' -T - '${url}'`,
-    ],
+    args: ["-c", `${source} | curl -s -o /dev/null -w '%{http_code}' ${h} -T - '${url}'`],
   }).output();
   return Number(new TextDecoder().decode(out.stdout));
+}
+
+/**
+ * The same from an S3 client: SIZE zero bytes in aws-chunked framing (64 KiB
+ * chunks, unsigned), sent chunked from a pipe, so that its length is known
+ * (x-amz-decoded-content-length) while its HTTP framing is Deno's chunked one.
+ */
+async function pipedAwsChunkedPut(url: string, file: string): Promise<number> {
+  const CHUNK = 65536;
+  const frame = new TextEncoder().encode(`${CHUNK.toString(16)}\r\n`);
+  const chunk = new Uint8Array(frame.length + CHUNK + 2);
+  chunk.set(frame);
+  chunk.set([13, 10], frame.length + CHUNK);
+  const out = await Deno.open(file, { write: true, truncate: true });
+  for (let n = 0; n < SIZE; n += CHUNK) await out.write(chunk);
+  await out.write(new TextEncoder().encode("0\r\n\r\n"));
+  out.close();
+  const headers = Object.entries(awsChunkedHeaders(SIZE)).map(([k, v]) => `${k}: ${v}`);
+  return await curlFromPipe(`cat '${file}'`, url, headers);
+}
+
+/** What the master wrote to stderr that says a volume is down. */
+async function downLines(stderr: Promise<string>): Promise<string[]> {
+  return (await stderr).split("\n").filter((l) => / down: /.test(l));
+}
+
+/** The size and MD5 of what GET `url` reads, and what they should be. */
+async function readBack(url: string) {
+  const got = new Uint8Array(await (await fetch(url)).arrayBuffer());
+  return [
+    { size: got.length, md5: createHash("md5").update(got).digest("hex") },
+    { size: SIZE, md5: createHash("md5").update(new Uint8Array(SIZE)).digest("hex") },
+  ];
 }
 
 Deno.test("a chunked PUT from a client far ahead of the master leaves its probes hearing every volume", async () => {
@@ -32,15 +71,30 @@ Deno.test("a chunked PUT from a client far ahead of the master leaves its probes
   try {
     const k = randomKey();
     assertEquals(await pipedPut(m.url + k), 201);
-    const got = new Uint8Array(await (await fetch(m.url + k)).arrayBuffer());
-    assertEquals(
-      { size: got.length, md5: createHash("md5").update(got).digest("hex") },
-      { size: SIZE, md5: createHash("md5").update(new Uint8Array(SIZE)).digest("hex") },
-    );
+    const [got, want] = await readBack(m.url + k);
+    assertEquals(got, want);
     await m.stop();
-    const downs = (await stderr).split("\n").filter((l) => / down: /.test(l));
-    assertEquals(downs, []);
+    assertEquals(await downLines(stderr), []);
   } finally {
+    await m.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("an S3 PUT sent chunked from a pipe, aws-chunked inside, leaves its probes hearing every volume", async () => {
+  const c = await Cluster.start({ volumes: 3 });
+  const m = await c.spawnMaster(["-s3", "-voltimeout", "300ms"], {}, { stderr: "piped" });
+  const stderr = new Response(m.proc.stderr).text();
+  const file = await Deno.makeTempFile({ dir: c.dir });
+  try {
+    const k = randomKey();
+    assertEquals(await pipedAwsChunkedPut(m.url + k, file), 200);
+    const [got, want] = await readBack(m.url + k);
+    assertEquals(got, want);
+    await m.stop();
+    assertEquals(await downLines(stderr), []);
+  } finally {
+    await Deno.remove(file);
     await m.stop();
     await c.stop();
   }
