@@ -44,13 +44,23 @@
 // exactly one wire chunk (65,532 = 65,524 + 8 bytes of framing; 61,460; 17 =
 // 12 + 5...). The chunk sizes this server prints match those steps.
 //
-// Nothing on the reader's side escapes it: bigger BYOB reads make it worse
-// (each read appends more, still removes one chunk), smaller ones only slow
-// the growth (each read still memmoves `buffered`), and a bounded read-ahead
+// Session 8 found nothing on the reader's side to escape it: bigger BYOB
+// reads make it worse (each read appends more, still removes one chunk),
+// smaller ones seemed only to slow the growth (measured with a pause after
+// each read, four times as many pauses), and a bounded read-ahead
 // pauses as soon as it is full. Outside Deno.serve's HTTP/1 path it does not
 // happen: HTTP/2 (hyper), the legacy `Deno.serveHttp` (hyper) and `node:http`
 // read the same body at full speed with RSS bounded, but the last two answer
 // small requests at ~0.4x of Deno.serve's rate here.
+//
+// Found in session 22: reads smaller than the client's chunks escape it after
+// all, if they are not each followed by a pause. A read of 4 KiB appends at
+// most 4 KiB and takes out 4 KiB but at a chunk's end, so the buffer stays
+// small; the master reads a chunked body so, joining the pieces into 64 KiB
+// before each wait for its replicas (lib/request_body.ts): 256 MiB from a pipe
+// in 1.3-1.5 s, 1 GiB in 6.3 s, +34 MiB. Left as it was, the buffer also
+// holds the master's event loop once the client goes away mid-body: the
+// connection then moves the rest out chunk by chunk (seconds, in one go).
 //
 // The same read explains the 400 for a client that half-closes its socket
 // once its whole body is sent: `poll_peer_closed` sees the EOF (read() == 0)

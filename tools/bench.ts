@@ -448,7 +448,7 @@ async function largeRows(dir: string, c: Cluster, mb: number): Promise<Row[]> {
     progress(`PUT ${mb} MiB, turn ${turn} of ${LARGE_TURNS}: curl -T to the master (3 replicas)`);
     masters.push(await masterPut(pid, () => curlPut(file, url)));
     await fetch(url, { method: "DELETE" }).then(drain);
-    progress(`PUT ${mb} MiB, turn ${turn} of ${LARGE_TURNS}: cat | curl -T - to the master`);
+    progress(`PUT ${mb} MiB, turn ${turn} of ${LARGE_TURNS}: cat into curl -T - to the master`);
     pipes.push(await masterPut(pid, () => curlPipe(file, url)));
     await fetch(url, { method: "DELETE" }).then(drain);
   }
@@ -482,7 +482,8 @@ async function largeRows(dir: string, c: Cluster, mb: number): Promise<Row[]> {
     },
     growthRow("", masters, "+517 MiB"),
     {
-      test: `PUT ${mb} MiB chunked from a pipe (cat | curl -T -), median of ${LARGE_TURNS} turns`,
+      test:
+        `PUT ${mb} MiB chunked from a pipe (cat into curl -T -), median of ${LARGE_TURNS} turns`,
       figure: rate(median(pipes).seconds),
       floor,
       ratio: median(pipes).seconds / direct.seconds,
