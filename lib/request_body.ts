@@ -12,7 +12,7 @@
 //   that then goes away leaves the connection moving the rest out chunk by
 //   chunk in one go, the event loop held for seconds. Reads of PIECE bytes
 //   append no more than they take but at a chunk's end: the buffer stays
-//   small (256 MiB in 1.3-1.5 s, 1 GiB in 6.3 s, +34 MiB). They are joined
+//   small (256 MiB in 1.3-1.6 s, 1 GiB in 6.3 s, +34 MiB). They are joined
 //   into chunks of up to CHUNK bytes for the replicas.
 // - A read is ready at once while the buffer holds bytes, so the event loop
 //   never waits and never polls the sockets: other requests, volume answers

@@ -403,8 +403,6 @@ async function startForwarder(children: Children, volumes: string[]) {
 interface MasterPut {
   seconds: number;
   value: number;
-  /** Peak RSS during the PUT less RSS before it, MiB. */
-  growth: number;
   before: { rss: number; hwm: number };
   after: { rss: number; hwm: number };
 }
@@ -416,7 +414,12 @@ async function masterPut(pid: number, put: () => Promise<number>): Promise<Maste
   const before = await memory(pid);
   const { seconds, value } = await timed(put);
   const after = await memory(pid);
-  return { seconds, value, growth: (after.hwm - before.rss) / 1024, before, after };
+  return { seconds, value, before, after };
+}
+
+/** Peak RSS during a PUT less RSS before it, MiB. */
+function growth(put: MasterPut): number {
+  return (put.after.hwm - put.before.rss) / 1024;
 }
 
 /**
@@ -457,12 +460,12 @@ async function largeRows(dir: string, c: Cluster, mb: number): Promise<Row[]> {
   const floor = `${rate(direct.seconds)} (3 parallel curl -T to nginx)`;
   const errors = (puts: { value: number }[]) => puts.filter((p) => p.value !== 201).length;
   const growthRow = (what: string, puts: MasterPut[], mkv: string): Row => {
-    const top = puts.reduce((a, b) => b.growth > a.growth ? b : a);
+    const top = puts.reduce((a, b) => growth(b) > growth(a) ? b : a);
     return {
       test: `master memory growth during the ${mb} MiB PUT${what} (largest of the turns)`,
       figure: `RSS ${fmt(top.before.rss / 1024)} MiB → peak ${fmt(top.after.hwm / 1024)} MiB`,
       floor: peakReset ? "— (VmHWM reset before the PUT)" : "— (VmHWM since start: no reset)",
-      ratio: top.growth,
+      ratio: growth(top),
       unit: " MiB",
       max: 64,
       errors: 0,
@@ -545,7 +548,7 @@ async function drain(res: Response) {
 }
 
 /** VmRSS and VmHWM (peak RSS) of a process, in KiB. */
-async function memory(pid: number): Promise<{ rss: number; hwm: number }> {
+export async function memory(pid: number): Promise<{ rss: number; hwm: number }> {
   const status = await Deno.readTextFile(`/proc/${pid}/status`);
   const kib = (name: string) =>
     Number(status.match(new RegExp(`^${name}:\\s+(\\d+) kB`, "m"))?.[1]);
@@ -556,7 +559,7 @@ async function memory(pid: number): Promise<{ rss: number; hwm: number }> {
  * Resets the process's VmHWM to its current RSS (Linux >= 4.0), so the peak
  * read after the PUT is the PUT's, not the wrk runs' before it.
  */
-async function resetPeak(pid: number): Promise<boolean> {
+export async function resetPeak(pid: number): Promise<boolean> {
   try {
     await Deno.writeTextFile(`/proc/${pid}/clear_refs`, "5");
     return true;

@@ -10,6 +10,7 @@ import { createHash } from "node:crypto";
 import { Cluster, randomKey } from "../cluster.ts";
 import { assert, assertEquals } from "../assert.ts";
 import { awsChunkedHeaders } from "../s3_client.ts";
+import { memory, resetPeak } from "../../tools/bench.ts";
 
 const SIZE = 256 * 1024 * 1024;
 
@@ -69,16 +70,6 @@ async function readBack(url: string, size = SIZE) {
   return [{ size: n, md5: got.digest("hex") }, { size, md5: want.digest("hex") }];
 }
 
-/** VmRSS and VmHWM (peak) of process `pid`, in MiB; the peak reset to now first when `reset`. */
-async function memory(pid: number, opts: { reset?: boolean } = {}) {
-  // Linux >= 4.0: "5" sets VmHWM to the current RSS.
-  if (opts.reset) await Deno.writeTextFile(`/proc/${pid}/clear_refs`, "5").catch(() => {});
-  const status = await Deno.readTextFile(`/proc/${pid}/status`);
-  const mib = (name: string) =>
-    Number(status.match(new RegExp(`^${name}:\\s+(\\d+) kB`, "m"))![1]) / 1024;
-  return { rss: mib("VmRSS"), hwm: mib("VmHWM") };
-}
-
 Deno.test("a chunked PUT from a client far ahead of the master leaves its probes hearing every volume", async () => {
   const c = await Cluster.start({ volumes: 3 });
   const m = await c.spawnMaster(["-voltimeout", "300ms"], {}, { stderr: "piped" });
@@ -123,11 +114,12 @@ Deno.test("a 1 GiB chunked PUT from a pipe grows the master's peak memory by und
   try {
     const pid = c.masterProcess!.pid;
     const k = randomKey();
-    const before = await memory(pid, { reset: true });
+    await resetPeak(pid);
+    const before = await memory(pid);
     assertEquals(await pipedPut(c.url + k, 1 << 30), 201);
     const after = await memory(pid);
-    const grew = after.hwm - before.rss;
-    assert(grew < 64, `peak memory grew by ${grew.toFixed(0)} MiB, from ${before.rss.toFixed(0)}`);
+    const grew = (after.hwm - before.rss) / 1024;
+    assert(grew < 64, `peak memory grew by ${grew.toFixed(0)} MiB, from ${before.rss >> 10} MiB`);
     const [got, want] = await readBack(c.url + k, 1 << 30);
     assertEquals(got, want);
   } finally {
