@@ -130,8 +130,8 @@ export class Http1Pool {
       const bytes = requestBytes(this.host, method, path, opts);
       // One write takes most requests: writeAll's loop (an async frame
       // more per call) only for the rest.
-      const wrote = await conn.write(bytes);
-      if (wrote < bytes.length) await writeAll(conn, bytes.subarray(wrote));
+      const wrote = await conn.write(bytes).catch(staleIfClosed);
+      if (wrote < bytes.length) await writeAll(conn, bytes.subarray(wrote)).catch(staleIfClosed);
       // Most answers (201, 204, a HEAD's) come whole in one read: parsed
       // then and there, without the layers of awaits the general case takes.
       const isHead = method === "HEAD";
@@ -204,6 +204,19 @@ export class Unreachable extends Error {}
 
 /** The connection was closed before any byte of an answer came. */
 class Stale extends Error {}
+
+/**
+ * A write the volume's end refused (it closed the connection: a restarted
+ * volume's kept ones) as Stale: no answer can have come. A request larger
+ * than the socket's send buffer takes several writes; the first is taken,
+ * the volume resets the connection, and the next fails with EPIPE.
+ */
+function staleIfClosed(err: unknown): never {
+  if (err instanceof Deno.errors.BrokenPipe || err instanceof Deno.errors.ConnectionReset) {
+    throw new Stale(err.message);
+  }
+  throw err;
+}
 
 function closeQuietly(conn: Deno.TcpConn) {
   try {

@@ -3,7 +3,7 @@
 // keepalive_requests), or never answer.
 import { addressOf, HeadPipeline, Http1Pool, TimeoutError } from "../lib/http1.ts";
 import { assert, assertEquals } from "./assert.ts";
-import { holdThread } from "./cluster.ts";
+import { Cluster, holdThread, randomBytes, randomKey } from "./cluster.ts";
 
 /**
  * A server answering each HEAD with the status in its path ("/404" → 404);
@@ -444,4 +444,29 @@ Deno.test("a volume's address: its port, or port 80 when its name has none (as m
   assertEquals(addressOf("[::1]:3001"), { hostname: "::1", port: 3001 });
   assertEquals(addressOf("[::1]"), { hostname: "::1", port: 80 });
   assertEquals(addressOf("10.0.0.2"), { hostname: "10.0.0.2", port: 80 });
+});
+
+Deno.test("pooled calls: PUTs of 1 MiB to a volume restarted since its connections were kept are stored", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1"] });
+  try {
+    const pool = new Http1Pool(c.volumes[0]);
+    const head = () => pool.request("HEAD", "/", { timeout: 2000, maxBody: 0 });
+    const heads = await Promise.all([head(), head(), head()]);
+    assertEquals(heads.map((r) => r.status), Array(3).fill(200));
+    assertEquals(pool.idle, 3);
+    // nginx stopping closes its kept connections; the pool still holds them.
+    // A request larger than the socket's send buffer (a copied value of up
+    // to 1 MiB, lib/store.ts) then fails its second write (EPIPE).
+    await c.stopVolume(0);
+    await c.startVolume(0);
+    const value = randomBytes(1 << 20);
+    const keys = [randomKey(), randomKey(), randomKey()];
+    const put = (key: string) =>
+      pool.request("PUT", key, { body: value, timeout: 2000, maxBody: 0 }).then((r) => r.status);
+    assertEquals(await Promise.all(keys.map(put)), Array(3).fill(201));
+    const stored = await fetch(`http://${c.volumes[0]}${keys[0]}`);
+    assertEquals(new Uint8Array(await stored.arrayBuffer()), value);
+  } finally {
+    await c.stop();
+  }
 });
