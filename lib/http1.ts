@@ -341,6 +341,8 @@ export class Upload {
   #sent = 0;
   /** The volume answered before the body's end: nothing of it is landing. */
   #answeredEarly = false;
+  /** finish() waits for the answer: a write still in flight leaves its deadline. */
+  #finishing = false;
   /**
    * An abort cuts off an unfinished body. A whole one may be landing: its
    * connection stays for the answer (PutStream.cancel waits for it, within
@@ -428,6 +430,7 @@ export class Upload {
       this.#sent = 1;
     }
     try {
+      this.#finishing = true;
       this.#call.deadline = performance.now() + this.#opts.timeout;
       await this.#firstRead;
       const res = this.#reader.whole(false, maxBody) ??
@@ -458,8 +461,9 @@ export class Upload {
       if (this.#answered) throw await this.#early();
       throw this.#failure(err);
     }
-    // Waiting on the other replicas (or the client) is not this one's stall.
-    this.#call.deadline = Infinity;
+    // Waiting on the other replicas (or the client) is not this one's stall;
+    // waiting for the answer (a cancelled PUT's, its last write in flight) is.
+    if (!this.#finishing) this.#call.deadline = Infinity;
   }
 
   async #early(): Promise<Error> {

@@ -304,3 +304,29 @@ Deno.test("upload: a chunked body is framed in one buffer the upload reuses, chu
     up.close();
   }
 });
+
+// store.ts cancels every replica's PUT when one fails: one whose last chunk
+// is still being written has sent all of its body, so its answer is waited
+// for. That write settling after the wait began took the wait's time bound
+// away (its deadline was reset to none, as between chunks): a volume that
+// never answered held the client's PUT for good.
+Deno.test("openPut: cancelled while its last chunk is written, a PUT the volume never answers gives up after its stall time", async () => {
+  const s = server(async (conn, log) => {
+    await readUntil(conn, log, (t) => t.endsWith("whole"));
+    await new Promise(() => {}); // never answers
+  });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const signal = new AbortController().signal;
+    const put = await openPut(`http://${s.host}/k`, { length: 5, signal, stall: 200 });
+    const last = put.write(enc.encode("whole"));
+    const cancelled = put.cancel();
+    await last;
+    const stuck = new Promise((r) => timer = setTimeout(() => r("still waiting"), 5000));
+    assertEquals(await Promise.race([cancelled.then(() => "given up"), stuck]), "given up");
+    assertEquals(put.unanswered, true);
+  } finally {
+    clearTimeout(timer);
+    s.close();
+  }
+});
