@@ -207,9 +207,9 @@ class Stale extends Error {}
 
 /**
  * A write the volume's end refused (it closed the connection: a restarted
- * volume's kept ones) as Stale: no answer can have come. A request larger
- * than the socket's send buffer takes several writes; the first is taken,
- * the volume resets the connection, and the next fails with EPIPE.
+ * volume's kept ones), or a reset before any byte of an answer, as Stale.
+ * A request larger than the socket's send buffer takes several writes: the
+ * first is taken, the volume resets the connection, the next fails (EPIPE).
  */
 function staleIfClosed(err: unknown): never {
   if (err instanceof Deno.errors.BrokenPipe || err instanceof Deno.errors.ConnectionReset) {
@@ -543,13 +543,19 @@ class Reader {
     return this.#buf.length - this.#pos;
   }
 
-  /** Reads more; throws Stale when the connection ends before any byte. */
+  /**
+   * Reads more; throws Stale when the connection ends before any byte, or
+   * is reset (the volume closed it with the request unread).
+   */
   async fill() {
     // What is left is copied out first: the read overwrites the chunk.
     const rest = this.pending > 0 ? this.#buf.slice(this.#pos) : null;
     // Past the first answer's worth, read in larger steps.
     if (this.#got > 0 && this.#chunk.length < 65536) this.#chunk = new Uint8Array(65536);
-    const n = await this.conn.read(this.#chunk);
+    const n = await this.conn.read(this.#chunk).catch((err) => {
+      if (this.#got === 0 && err instanceof Deno.errors.ConnectionReset) staleIfClosed(err);
+      throw err;
+    });
     if (n === null) {
       throw this.#got === 0
         ? new Stale("Connection closed")

@@ -470,3 +470,67 @@ Deno.test("pooled calls: PUTs of 1 MiB to a volume restarted since its connectio
     await c.stop();
   }
 });
+
+/**
+ * A server whose first connection answers one request with 204, then takes
+ * the next request and resets the connection (SO_LINGER 0: RST, no FIN), as
+ * nginx does when it closes a kept connection (keepalive_timeout, a reload)
+ * with a request just arrived unread; later connections answer 204 to
+ * every request. Python: Deno cannot set SO_LINGER.
+ */
+async function resettingServer() {
+  const script = `
+import socket, struct, sys, threading
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(8)
+print(s.getsockname()[1], flush=True)
+def request(c):
+    data = b""
+    while b"\\r\\n\\r\\n" not in data:
+        got = c.recv(65536)
+        if not got:
+            return False
+        data += got
+    return True
+def serve(c, first):
+    while request(c):
+        if first and served[0]:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+            return
+        served[0] = True
+        c.sendall(b"HTTP/1.1 204 No Content\\r\\n\\r\\n")
+served = [False]
+first = True
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c, first), daemon=True).start()
+    first = False
+`;
+  const proc = new Deno.Command("python3", { args: ["-c", script], stdout: "piped" }).spawn();
+  const reader = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const port = Number((await reader.read()).value!.trim());
+  reader.releaseLock();
+  return {
+    host: `127.0.0.1:${port}`,
+    async close() {
+      proc.kill();
+      await proc.status;
+      await proc.stdout.cancel().catch(() => {});
+    },
+  };
+}
+
+Deno.test("pooled calls: a kept connection the volume resets as the next call came is replaced, the call answered", async () => {
+  const s = await resettingServer();
+  try {
+    const pool = new Http1Pool(s.host);
+    const del = () => pool.request("DELETE", "/k", { timeout: 2000, maxBody: 0 });
+    assertEquals((await del()).status, 204);
+    assertEquals(pool.idle, 1);
+    assertEquals((await del()).status, 204, "answered on a new connection");
+  } finally {
+    await s.close();
+  }
+});
