@@ -357,7 +357,7 @@ export class Upload {
     this.#opts = opts;
     this.#release = release;
     this.#reader = new Reader(conn);
-    this.#firstRead = this.#reader.fill().then(() => {
+    this.#firstRead = this.#reader.answerBegun().then(() => {
       this.#answered = true;
     });
     this.#firstRead.catch(() => {});
@@ -574,6 +574,26 @@ class Reader {
   }
 
   /**
+   * Reads until a byte of the answer is here, past any whole interim
+   * answers (consumed): what an Upload takes for the volume's answer.
+   */
+  async answerBegun() {
+    do {
+      await this.fill();
+      for (let end; (end = headEnd(this.#buf, this.#pos)) >= 0;) {
+        let status;
+        try {
+          status = parseHead(this.#buf, this.#pos, end).status;
+        } catch {
+          return; // not HTTP: finish() says so
+        }
+        if (!interim(status)) break;
+        this.#pos = end + 4;
+      }
+    } while (this.pending === 0);
+  }
+
+  /**
    * The head of an answer, up to its empty line, which is consumed: parsed
    * in place (no strings, no header map), as most answers are a status and
    * nothing else the master needs.
@@ -595,9 +615,17 @@ class Reader {
     isHead: boolean,
     maxBody: number,
   ): { status: number; body: Uint8Array; close: boolean } | null {
-    const end = headEnd(this.#buf, this.#pos);
+    let end = headEnd(this.#buf, this.#pos);
     if (end < 0) return null;
-    const { status, close, length, chunked } = parseHead(this.#buf, this.#pos, end);
+    let head = parseHead(this.#buf, this.#pos, end);
+    // Consumed: readResponse goes on from the next head.
+    while (interim(head.status)) {
+      this.#pos = end + 4;
+      end = headEnd(this.#buf, this.#pos);
+      if (end < 0) return null;
+      head = parseHead(this.#buf, this.#pos, end);
+    }
+    const { status, close, length, chunked } = head;
     const start = end + 4;
     if (!hasBody(isHead, status)) {
       this.#pos = start;
@@ -737,13 +765,23 @@ function valueIs(buf: Uint8Array, at: number, end: number, word: Uint8Array): bo
 
 const NO_BODY = new Uint8Array(0);
 
+/**
+ * An interim answer (100 Continue, 103 Early Hints), which the answer
+ * follows; not 101 Switching Protocols, which no call here asks for.
+ */
+function interim(status: number): boolean {
+  return status >= 100 && status < 200 && status !== 101;
+}
+
 /** Whether an answer to this request with this status has a body. */
 function hasBody(isHead: boolean, status: number): boolean {
   return !isHead && status !== 204 && status !== 304 && !(status >= 100 && status < 200);
 }
 
 async function readResponse(r: Reader, isHead: boolean, maxBody: number) {
-  const { status, close, length, chunked: isChunked } = await r.head(HEAD_MAX);
+  let head = await r.head(HEAD_MAX);
+  while (interim(head.status)) head = await r.head(HEAD_MAX);
+  const { status, close, length, chunked: isChunked } = head;
   let body: Uint8Array = NO_BODY;
   if (hasBody(isHead, status)) {
     if (isChunked) body = await chunked(r, maxBody);
@@ -936,6 +974,7 @@ class PipelinedConn {
     try {
       while (this.open) {
         const res = await reader.head(HEAD_MAX);
+        if (interim(res.status)) continue;
         const w = this.#waiting.shift();
         if (!w) throw new Error("An answer to no request");
         w.p.resolve(res.status);

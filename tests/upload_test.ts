@@ -330,3 +330,22 @@ Deno.test("openPut: cancelled while its last chunk is written, a PUT the volume 
     s.close();
   }
 });
+
+Deno.test("upload: an interim answer (100 Continue) is no early answer: the body goes on, the answer after it is read", async () => {
+  const s = server(async (conn, log) => {
+    await readUntil(conn, log, (t) => t.includes("\r\n\r\n"));
+    await conn.write(enc.encode("HTTP/1.1 100 Continue\r\n\r\n"));
+    await readUntil(conn, log, (t) => t.endsWith("abcdef"));
+    await conn.write(enc.encode(CREATED));
+  });
+  try {
+    const up = await s.pool.upload("PUT", "/k", { length: 6, timeout: 2000 });
+    await up.write(enc.encode("abc"));
+    // The 100 has come before the next write (no event to await).
+    await new Promise((r) => setTimeout(r, 50));
+    await up.write(enc.encode("def"));
+    assertEquals((await up.finish()).status, 201);
+  } finally {
+    s.close();
+  }
+});
