@@ -2,7 +2,7 @@
 // that answer in order, close after a few answers (as nginx does past
 // keepalive_requests), or never answer.
 import { addressOf, HeadPipeline, Http1Pool, TimeoutError } from "../lib/http1.ts";
-import { assert, assertEquals } from "./assert.ts";
+import { assert, assertEquals, assertRejects } from "./assert.ts";
 import { Cluster, holdThread, randomBytes, randomKey } from "./cluster.ts";
 
 /**
@@ -352,6 +352,25 @@ Deno.test("pipelined HEADs: interim answers (1xx) are passed over, each answer t
   try {
     const p = new HeadPipeline(s.pool.host, 1);
     assertEquals(await Promise.all([p.head("/a", 2000), p.head("/b", 2000)]), [404, 404]);
+  } finally {
+    s.close();
+  }
+});
+
+Deno.test("pooled calls: a deadline or an abort mid-body rejects the call and keeps no connection", async () => {
+  const s = scripted("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
+  try {
+    const get = (signal?: AbortSignal) =>
+      s.pool.request("GET", "/k", { timeout: 100, maxBody: 100, signal });
+    const late = await assertRejects(() => get());
+    assert(late instanceof TimeoutError, String(late));
+    const ac = new AbortController();
+    const reason = new Error("client gone");
+    const aborted = get(ac.signal);
+    await sent();
+    ac.abort(reason);
+    assertEquals(await aborted.catch((e) => e), reason);
+    assertEquals(s.pool.idle, 0);
   } finally {
     s.close();
   }
