@@ -129,6 +129,7 @@ function checkV4(
     payload,
     presigned: auth === null,
   });
+  refuseUnsigned(req.headers, parts.signedHeaders);
   const chunks = payload.startsWith("STREAMING-AWS4-HMAC-SHA256-PAYLOAD")
     ? { key, date: parts.date, scope, seed: signature, trailer: payload.endsWith("-TRAILER") }
     : undefined;
@@ -155,6 +156,27 @@ function matchingSignature(
     "The request signature we calculated does not match the signature you provided. " +
       "Check your key and signing method.",
   );
+}
+
+/**
+ * S3 takes no x-amz-* header the signature leaves out (403 AccessDenied,
+ * naming them): added to a signed request or a presigned URL, one would
+ * change what it does unseen (x-amz-copy-source makes a PutObject a copy
+ * of an object the signer never named). x-amz-content-sha256 is signed as
+ * the payload line whether listed or not.
+ */
+function refuseUnsigned(headers: Headers, signed: string[]) {
+  const covered = new Set(signed.map((h) => h.toLowerCase()));
+  const unsigned = [...headers.keys()].filter((name) =>
+    name.startsWith("x-amz-") && name !== "x-amz-content-sha256" && !covered.has(name)
+  );
+  if (unsigned.length === 0) return;
+  const err = new S3Error(
+    "AccessDenied",
+    "There were headers present in the request which were not signed",
+  );
+  err.names.HeadersNotSigned = unsigned.join(", ");
+  throw err;
 }
 
 interface Parts {

@@ -17,7 +17,8 @@ export class S3Error extends Error {
    * (InvalidStorageClass, InvalidLocationConstraint), when an expired
    * presigned URL expired and the master's time then (AccessDenied; one
    * not yet valid, its X-Amz-Date too), a skewed request's time, the
-   * master's and the skew allowed (RequestTimeTooSkewed).
+   * master's and the skew allowed (RequestTimeTooSkewed), the x-amz-*
+   * headers a signature left out (AccessDenied).
    */
   readonly names: {
     Key?: string;
@@ -36,6 +37,7 @@ export class S3Error extends Error {
     RequestTime?: string;
     ServerTime?: string;
     MaxAllowedSkewMilliseconds?: number;
+    HeadersNotSigned?: string;
   } = {};
 
   /**
@@ -165,6 +167,7 @@ const NAMED: (keyof S3Error["names"])[] = [
   "RequestTime",
   "ServerTime",
   "MaxAllowedSkewMilliseconds",
+  "HeadersNotSigned",
 ];
 
 /** S3's <Error> document. */

@@ -477,6 +477,21 @@ Deno.test("a path is taken signed as S3 escapes it or exactly as sent", () => {
   }
 });
 
+Deno.test("an x-amz-* header the signature does not cover is 403 AccessDenied naming it, as S3", () => {
+  const req = signedPut("/b/k", "/b/k", { "x-amz-content-sha256": EMPTY });
+  // Added after signing: what a holder of the request (or of a presigned
+  // URL) could add to change what it does.
+  req.headers.set("x-amz-meta-added", "1");
+  req.headers.set("x-amz-copy-source", "/b/other");
+  const err = assertThrows(() => checkSignature(req, SIGNED_CREDS, SIGNED_AT), S3Error) as S3Error;
+  assertEquals([err.code, err.status, err.message, err.names.HeadersNotSigned], [
+    "AccessDenied",
+    403,
+    "There were headers present in the request which were not signed",
+    "x-amz-copy-source, x-amz-meta-added",
+  ]);
+});
+
 Deno.test("a header-signed request without x-amz-content-sha256 is 400 InvalidRequest, as S3", () => {
   const req = signedPut("/b/k", "/b/k", {});
   const err = assertThrows(() => checkSignature(req, SIGNED_CREDS, SIGNED_AT), S3Error) as S3Error;
