@@ -266,6 +266,21 @@ function cdataAsText(text: string): string {
   );
 }
 
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * A request's XML body as text: bytes that are not UTF-8 are 400
+ * MalformedXML, as S3's parser refuses them (read as U+FFFD, a
+ * DeleteObjects deleted the key of that character instead).
+ */
+export function xmlText(bytes: Uint8Array): string {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    throw notWellFormed();
+  }
+}
+
 function notWellFormed(): S3Error {
   return s3Error("MalformedXML", "The XML you provided was not well-formed");
 }
