@@ -4,7 +4,7 @@
 // AWS documentation's examples are the unit tests.
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { checkV2, isV2 } from "./s3_auth_v2.ts";
-import { S3Error, s3Error } from "./s3_xml.ts";
+import { argumentError, S3Error, s3Error } from "./s3_xml.ts";
 
 export interface Credentials {
   accessKey: string;
@@ -113,6 +113,7 @@ function checkV4(
       400,
     );
   }
+  if (auth !== null) checkPayload(payload);
   checkTime(parts, auth !== null, now);
   if (!creds) return { payload };
   if (parts.accessKey !== creds.accessKey) {
@@ -129,10 +130,42 @@ function checkV4(
     payload,
     presigned: auth === null,
   });
+  refuseUnsigned(req.headers, parts.signedHeaders);
   const chunks = payload.startsWith("STREAMING-AWS4-HMAC-SHA256-PAYLOAD")
     ? { key, date: parts.date, scope, seed: signature, trailer: payload.endsWith("-TRAILER") }
     : undefined;
   return { payload, chunks };
+}
+
+/** The payloads an x-amz-content-sha256 may name instead of the body's SHA-256. */
+const PAYLOADS = [
+  "UNSIGNED-PAYLOAD",
+  "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+  "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+  "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+];
+/** Signature Version 4A's chunks (ECDSA), which this gateway cannot check. */
+const PAYLOADS_4A = [
+  "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD",
+  "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER",
+];
+
+/**
+ * A header-signed request's x-amz-content-sha256: a SHA-256 in hex (either
+ * case, as S3 takes it) or one of S3's payloads, else 400 InvalidArgument
+ * naming it, as S3 (a value that names neither was stored unchecked).
+ */
+function checkPayload(payload: string) {
+  if (/^[0-9a-fA-F]{64}$/.test(payload) || PAYLOADS.includes(payload)) return;
+  if (PAYLOADS_4A.includes(payload)) {
+    throw s3Error("NotImplemented", `${payload} is not implemented by this gateway`);
+  }
+  throw argumentError(
+    `x-amz-content-sha256 must be ${[...PAYLOADS, ...PAYLOADS_4A].join(", ")} ` +
+      "or a valid sha256 value.",
+    "x-amz-content-sha256",
+    payload,
+  );
 }
 
 /** The signature computed that matches the one sent; else SignatureDoesNotMatch. */
@@ -155,6 +188,27 @@ function matchingSignature(
     "The request signature we calculated does not match the signature you provided. " +
       "Check your key and signing method.",
   );
+}
+
+/**
+ * S3 takes no x-amz-* header the signature leaves out (403 AccessDenied,
+ * naming them): added to a signed request or a presigned URL, one would
+ * change what it does unseen (x-amz-copy-source makes a PutObject a copy
+ * of an object the signer never named). x-amz-content-sha256 is signed as
+ * the payload line whether listed or not.
+ */
+function refuseUnsigned(headers: Headers, signed: string[]) {
+  const covered = new Set(signed.map((h) => h.toLowerCase()));
+  const unsigned = [...headers.keys()].filter((name) =>
+    name.startsWith("x-amz-") && name !== "x-amz-content-sha256" && !covered.has(name)
+  );
+  if (unsigned.length === 0) return;
+  const err = new S3Error(
+    "AccessDenied",
+    "There were headers present in the request which were not signed",
+  );
+  err.names.HeadersNotSigned = unsigned.join(", ");
+  throw err;
 }
 
 interface Parts {

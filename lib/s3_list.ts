@@ -18,6 +18,7 @@ import {
   schemaError,
   type XmlNode,
   xmlResponse,
+  xmlText,
   xmlTextResponse,
   xmlTime,
 } from "./s3_xml.ts";
@@ -515,7 +516,7 @@ const LOCATION = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
 /** CreateBucket's LocationConstraint: "" for us-east-1, or 400 InvalidLocationConstraint. */
 async function locationConstraint(s3: S3Request): Promise<string> {
   const xml = await readWhole(s3.body(), CONFIG_MAX);
-  const constraint = parseCreateBucket(decoder.decode(xml));
+  const constraint = parseCreateBucket(xmlText(xml));
   if (constraint === "" || constraint === "us-east-1") return "";
   if (LOCATION.test(constraint)) return constraint;
   const err = s3Error(
@@ -649,7 +650,7 @@ export async function putOwnershipControls(s3: S3Request): Promise<Response> {
   if (!await bucketExists(s3)) throw noSuchBucket();
   requireDigest(s3.req.headers);
   const xml = await readWhole(s3.body(), CONFIG_MAX);
-  const ownership = parseOwnershipControls(decoder.decode(xml));
+  const ownership = parseOwnershipControls(xmlText(xml));
   if (!OWNERSHIPS.includes(ownership)) throw schemaError();
   if (ownership !== "BucketOwnerEnforced") throw ownershipRefused(ownership);
   return new Response(null);

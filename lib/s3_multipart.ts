@@ -52,6 +52,7 @@ import {
   xmlDocument,
   type XmlNode,
   xmlResponse,
+  xmlText,
   xmlTime,
 } from "./s3_xml.ts";
 import { remoteGet, volumeUrl } from "./volumes.ts";
@@ -359,7 +360,7 @@ export async function completeUpload(s3: S3Request, id: string): Promise<Respons
   const cond = writeConditions(s3.req.headers);
   // Its x-amz-checksum-* is the object's, not the XML's (objectChecksum).
   const xml = await readWhole(s3.body(false), XML_MAX);
-  const asked = parseComplete(new TextDecoder().decode(xml));
+  const asked = parseComplete(xmlText(xml));
   const parts = chosenParts(asked, await s3.store.index.parts(id));
   checkObjectSize(s3.req.headers.get("x-amz-mp-object-size"), parts);
   const planned = objectChecksum(s3.req.headers, upload, parts);

@@ -25,6 +25,7 @@ import {
   S3Error,
   s3Error,
   xmlResponse,
+  xmlText,
   xmlTime,
 } from "./s3_xml.ts";
 import { logRefused, logUnexpected } from "./log.ts";
@@ -1105,7 +1106,7 @@ export async function deleteObjects(s3: S3Request): Promise<Response> {
   if (!await bucketExists(s3)) throw noSuchBucket();
   requireDigest(s3.req.headers);
   const xml = await readWhole(s3.body(), XML_MAX);
-  const { keys, versions, etags, quiet } = parseDelete(new TextDecoder().decode(xml));
+  const { keys, versions, etags, quiet } = parseDelete(xmlText(xml));
   await keepBucket(s3);
   // As S3, each answer names the version asked for (null, the only one).
   const results: { Key: string; VersionId?: string; Code?: string; Message?: string }[] = keys

@@ -17,7 +17,8 @@ export class S3Error extends Error {
    * (InvalidStorageClass, InvalidLocationConstraint), when an expired
    * presigned URL expired and the master's time then (AccessDenied; one
    * not yet valid, its X-Amz-Date too), a skewed request's time, the
-   * master's and the skew allowed (RequestTimeTooSkewed).
+   * master's and the skew allowed (RequestTimeTooSkewed), the x-amz-*
+   * headers a signature left out (AccessDenied).
    */
   readonly names: {
     Key?: string;
@@ -36,6 +37,7 @@ export class S3Error extends Error {
     RequestTime?: string;
     ServerTime?: string;
     MaxAllowedSkewMilliseconds?: number;
+    HeadersNotSigned?: string;
   } = {};
 
   /**
@@ -165,6 +167,7 @@ const NAMED: (keyof S3Error["names"])[] = [
   "RequestTime",
   "ServerTime",
   "MaxAllowedSkewMilliseconds",
+  "HeadersNotSigned",
 ];
 
 /** S3's <Error> document. */
@@ -222,10 +225,65 @@ const parser = new XMLParser({
   removeNSPrefix: true,
   parseTagValue: false,
   trimValues: false,
-  // Numeric references too: SDKs write "\n" in a key as "&#x0A;".
-  htmlEntities: true,
+  // References are read here (textOf), once each: the parser's own read
+  // "&#x1F600;" as U+F600 (16 bits), "&#38;#x3C;" as "<" (twice over),
+  // and HTML's "&nbsp;" and "&copy;", which XML does not define.
+  processEntities: false,
+  tagValueProcessor: (_name, value) => textOf(value),
   isArray: (name) => name === "Object" || name === "Part" || name === "Rule",
 });
+
+/** XML's named references: the only ones a body without a DOCTYPE has. */
+const ENTITIES = new Map([["amp", "&"], ["lt", "<"], ["gt", ">"], ["quot", '"'], ["apos", "'"]]);
+
+/**
+ * Text with its references read: XML's five named ones and numeric ones
+ * (SDKs write "\n" in a key as "&#x0A;"); any other "&" is MalformedXML,
+ * as S3's parser, strict XML, refuses it.
+ */
+function textOf(raw: string): string {
+  return raw.replace(/&(?:#x([0-9a-fA-F]+);|#([0-9]+);|([a-z]+);)?/g, (_ref, hex, dec, name) => {
+    const named = name === undefined ? undefined : ENTITIES.get(name);
+    if (named !== undefined) return named;
+    const code = hex !== undefined ? parseInt(hex, 16) : dec !== undefined ? parseInt(dec, 10) : -1;
+    if (code < 0 || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff)) throw notWellFormed();
+    return String.fromCodePoint(code);
+  });
+}
+
+/**
+ * CDATA sections as the text they hold, escaped (comments left as they
+ * are): with references read by textOf, the parser's CDATA would be read
+ * for references too.
+ */
+function cdataAsText(text: string): string {
+  return text.replace(
+    /<!--[\s\S]*?-->|<!\[CDATA\[([\s\S]*?)\]\]>/g,
+    (all, cdata) =>
+      cdata === undefined
+        ? all
+        : cdata.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;"),
+  );
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * A request's XML body as text: bytes that are not UTF-8 are 400
+ * MalformedXML, as S3's parser refuses them (read as U+FFFD, a
+ * DeleteObjects deleted the key of that character instead).
+ */
+export function xmlText(bytes: Uint8Array): string {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    throw notWellFormed();
+  }
+}
+
+function notWellFormed(): S3Error {
+  return s3Error("MalformedXML", "The XML you provided was not well-formed");
+}
 
 function parse(text: string): { [name: string]: unknown } {
   // The parser expands entities a DOCTYPE declares, each reference anew: a
@@ -238,12 +296,13 @@ function parse(text: string): { [name: string]: unknown } {
     );
   }
   try {
-    const doc = parser.parse(text, true);
+    const doc = parser.parse(cdataAsText(text), true);
     if (typeof doc === "object" && doc !== null) return doc;
-  } catch {
-    // Falls through to the error below.
+  } catch (err) {
+    // A reference textOf refused, else falls through to the error below.
+    if (err instanceof S3Error) throw err;
   }
-  throw s3Error("MalformedXML", "The XML you provided was not well-formed");
+  throw notWellFormed();
 }
 
 /** DeleteObjects' body: the keys to delete and whether to answer quietly. */

@@ -443,6 +443,41 @@ Deno.test("S3's answers, element for element", async (t) => {
     );
 
     await t.step(
+      "a DeleteObjects body that is not UTF-8 is 400 MalformedXML, not a key of U+FFFD deleted",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new CreateBucketCommand({ Bucket }));
+        await s3.send(new PutObjectCommand({ Bucket, Key: "\uFFFD", Body: "kept" }));
+        const utf8 = (s: string) => new TextEncoder().encode(s);
+        // <Key> holds the byte 0xFF, which no UTF-8 text has.
+        const body = new Uint8Array([
+          ...utf8("<Delete><Object><Key>"),
+          0xff,
+          ...utf8("</Key></Object></Delete>"),
+        ]);
+        assertEquals(
+          await errorAnswer(`${c.url}/${Bucket}?delete`, {
+            method: "POST",
+            headers: md5Header(body),
+            body,
+          }),
+          {
+            status: 400,
+            type: "application/xml",
+            body: errorXml(
+              "MalformedXML",
+              "The XML you provided was not well-formed",
+              "",
+              `/${Bucket}`,
+            ),
+          },
+        );
+        const got = await s3.send(new GetObjectCommand({ Bucket, Key: "\uFFFD" }));
+        assertEquals(await got.Body!.transformToString(), "kept");
+      },
+    );
+
+    await t.step(
       "PutBucketOwnershipControls with an Object Ownership S3 has not, two rules or none is 400 MalformedXML",
       async () => {
         const Bucket = bucketName();

@@ -1,6 +1,6 @@
 // S3's signatures and aws-chunked bodies, against the examples in AWS's
 // Signature Version 4 documentation (same keys, dates and signatures).
-import { createHmac } from "node:crypto";
+import { createHash, createHmac } from "node:crypto";
 import { CreateBucketCommand, GetObjectCommand } from "@aws-sdk/client-s3";
 import {
   canonicalPath,
@@ -477,6 +477,21 @@ Deno.test("a path is taken signed as S3 escapes it or exactly as sent", () => {
   }
 });
 
+Deno.test("an x-amz-* header the signature does not cover is 403 AccessDenied naming it, as S3", () => {
+  const req = signedPut("/b/k", "/b/k", { "x-amz-content-sha256": EMPTY });
+  // Added after signing: what a holder of the request (or of a presigned
+  // URL) could add to change what it does.
+  req.headers.set("x-amz-meta-added", "1");
+  req.headers.set("x-amz-copy-source", "/b/other");
+  const err = assertThrows(() => checkSignature(req, SIGNED_CREDS, SIGNED_AT), S3Error) as S3Error;
+  assertEquals([err.code, err.status, err.message, err.names.HeadersNotSigned], [
+    "AccessDenied",
+    403,
+    "There were headers present in the request which were not signed",
+    "x-amz-copy-source, x-amz-meta-added",
+  ]);
+});
+
 Deno.test("a header-signed request without x-amz-content-sha256 is 400 InvalidRequest, as S3", () => {
   const req = signedPut("/b/k", "/b/k", {});
   const err = assertThrows(() => checkSignature(req, SIGNED_CREDS, SIGNED_AT), S3Error) as S3Error;
@@ -512,6 +527,47 @@ Deno.test("the x-amz-content-sha256 of a request signed with Version 2, or not s
     headers: new Headers({ "x-amz-content-sha256": sha }),
   };
   assertEquals(checkSignature(anonymous, null, AT).payload, sha);
+});
+
+Deno.test("an x-amz-content-sha256 that is no SHA-256 nor a payload S3 names is 400 InvalidArgument, as S3", () => {
+  // Lowercase "unsigned-payload" too: S3 names its payloads in capitals.
+  for (const sent of ["invalid", "unsigned-payload", EMPTY.slice(1)]) {
+    const req = signedPut("/b/k", "/b/k", { "x-amz-content-sha256": sent });
+    const err = assertThrows(
+      () => checkSignature(req, SIGNED_CREDS, SIGNED_AT),
+      S3Error,
+    ) as S3Error;
+    assertEquals([err.code, err.status, err.message, err.names], [
+      "InvalidArgument",
+      400,
+      "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-UNSIGNED-PAYLOAD-TRAILER, " +
+      "STREAMING-AWS4-HMAC-SHA256-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER, " +
+      "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD, STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER " +
+      "or a valid sha256 value.",
+      { ArgumentName: "x-amz-content-sha256", ArgumentValue: sent },
+    ]);
+  }
+});
+
+/** A body of `text` sent with x-amz-content-sha256 `sha`: its digests' verdict once read. */
+async function payloadVerdict(text: string, sha: string): Promise<string | null> {
+  const headers = new Headers({ "x-amz-content-sha256": sha });
+  const body = s3Body(new Response(text).body, headers, { payload: sha });
+  await new Response(body.body).arrayBuffer();
+  return body.check(createHash("md5").update(text).digest("hex"))?.code ?? null;
+}
+
+Deno.test("an x-amz-content-sha256 in capitals is checked against the body, as S3 checks it", async () => {
+  const sha = createHash("sha256").update("hello").digest("hex").toUpperCase();
+  assertEquals(await payloadVerdict("hello", sha), null);
+  assertEquals(await payloadVerdict("tampered", sha), "XAmzContentSHA256Mismatch");
+});
+
+Deno.test("an x-amz-content-sha256 that is no SHA-256, sent with Version 2 or unsigned, never matches the body", async () => {
+  // S3 answers such a PutObject XAmzContentSHA256Mismatch.
+  for (const sha of ["invalid", "unsigned-payload"]) {
+    assertEquals(await payloadVerdict("hello", sha), "XAmzContentSHA256Mismatch");
+  }
 });
 
 const E2E_ACCESS = "chunk-access";

@@ -101,6 +101,30 @@ Deno.test("S3 requests at the edges of what the gateway takes", async (t) => {
     );
 
     await t.step(
+      "a presigned PutObject sent with an unsigned x-amz-copy-source is 403 AccessDenied, nothing copied",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new CreateBucketCommand({ Bucket }));
+        await s3.send(new PutObjectCommand({ Bucket, Key: "private", Body: "not for the URL" }));
+        // A URL that lets its holder write "dst", not read "private".
+        const url = await getSignedUrl(s3, new PutObjectCommand({ Bucket, Key: "dst" }));
+        const headers = { "x-amz-copy-source": `/${Bucket}/private` };
+        const path = new URL(url).pathname;
+        assertEquals(await errorAnswer(url, { method: "PUT", headers }), {
+          status: 403,
+          type: "application/xml",
+          body: errorXml(
+            "AccessDenied",
+            "There were headers present in the request which were not signed",
+            "<HeadersNotSigned>x-amz-copy-source</HeadersNotSigned>",
+            path,
+          ),
+        });
+        assertEquals((await fetch(`${c.url}/${Bucket}/dst`, { redirect: "manual" })).status, 404);
+      },
+    );
+
+    await t.step(
       "a browser form upload (POST Object) is 501 NotImplemented in S3's XML",
       async () => {
         const Bucket = bucketName();

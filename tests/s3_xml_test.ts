@@ -74,3 +74,33 @@ Deno.test("CompleteMultipartUpload: a DOCTYPE is MalformedXML", () => {
     "The XML you provided has a DOCTYPE, which S3's bodies never have",
   ]);
 });
+
+/** The one key of a DeleteObjects body whose <Key> holds `xml`. */
+const keyOf = (xml: string) => parseDelete(body(`<Object><Key>${xml}</Key></Object>`)).keys[0];
+
+Deno.test("DeleteObjects: a character reference past U+FFFF is the character it names", () => {
+  // Was U+F600 (its low 16 bits): "Deleted" answered for a key left in place.
+  assertEquals(keyOf("a&#x1F600;b&#128512;"), "a\u{1F600}b\u{1F600}");
+});
+
+Deno.test("DeleteObjects: each reference is read once (&#38;#x3C; is the text &#x3C;)", () => {
+  assertEquals(
+    keyOf("&#38;#x3C;|&#x26;lt;|&amp;#60;|&#60;&#x3e;&quot;&apos;&#13;"),
+    "&#x3C;|&lt;|&#60;|<>\"'\r",
+  );
+});
+
+Deno.test("DeleteObjects: a CDATA section is its text as written, references and all", () => {
+  assertEquals(keyOf("a<![CDATA[<b>&amp;&#65;]]>c&amp;"), "a<b>&amp;&#65;c&");
+});
+
+Deno.test("DeleteObjects: an entity XML does not define, a bare & or a reference to no character is MalformedXML", () => {
+  // HTML's &nbsp; was read as U+00A0, &copy; as ©: S3's parser, strict XML, refuses them.
+  for (const key of ["a&nbsp;b", "&copy;", "a&b", "a&#xD800;", "&#x110000;", "&#;"]) {
+    const err = assertThrows(() => keyOf(key));
+    assertEquals([(err as S3Error).code, err.message], [
+      "MalformedXML",
+      "The XML you provided was not well-formed",
+    ], key);
+  }
+});
