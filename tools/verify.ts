@@ -774,12 +774,18 @@ async function checkFolder(
         p.text += " (kept: the index is incomplete)";
         continue;
       }
+      const lastCopy =
+        " (kept: no recorded replica of the key is healthy; this may be its last copy)";
       if (e && ctx.unhealthy.has(latin1(found.key))) {
-        p.text += " (kept: no recorded replica of the key is healthy; this may be its last copy)";
+        p.text += lastCopy;
         continue;
       }
       if (!(now - found.mtimes[i] >= ctx.grace)) {
         p.text += " (kept: younger than -grace)";
+        continue;
+      }
+      if (e && !await recordedHealthy(ctx, found.key, e.rec)) {
+        p.text += lastCopy;
         continue;
       }
       try {
@@ -792,6 +798,21 @@ async function checkFolder(
       }
     }
   }
+}
+
+/**
+ * Whether a recorded replica of the key is healthy now (HEAD, its size):
+ * the scan judged them, maybe hours before the walk reached the key's
+ * folder, and a replica lost since leaves the orphan copy the value's last.
+ */
+async function recordedHealthy(ctx: Ctx, key: Uint8Array, rec: Record): Promise<boolean> {
+  const path = key2path(key);
+  for (const v of rec.rvolumes) {
+    const judged = await checkReplica(ctx, volumeUrl(v, path), rec.size, rec.hash, false);
+    if (judged.health === "ok") return true;
+  }
+  ctx.unhealthy.add(latin1(key));
+  return false;
 }
 
 /**
