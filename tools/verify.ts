@@ -35,7 +35,7 @@ import { Claim, isClaimed, unleased } from "../lib/claim.ts";
 import { firstAnswer, joinIndex, LOCKED_FOR, openExistingIndex } from "../lib/open.ts";
 import { type Entry, type Index, keyFits } from "../lib/index_db.ts";
 import type { Record } from "../lib/record.ts";
-import { key2path } from "../lib/keys.ts";
+import { key2path, volumeOfReplica } from "../lib/keys.ts";
 import { latin1 } from "../lib/bytes.ts";
 import { pool } from "../lib/pool.ts";
 import { nameSome, plural, Progress } from "../lib/progress.ts";
@@ -774,12 +774,18 @@ async function checkFolder(
         p.text += " (kept: the index is incomplete)";
         continue;
       }
+      const lastCopy =
+        " (kept: no recorded replica of the key is healthy; this may be its last copy)";
       if (e && ctx.unhealthy.has(latin1(found.key))) {
-        p.text += " (kept: no recorded replica of the key is healthy; this may be its last copy)";
+        p.text += lastCopy;
         continue;
       }
       if (!(now - found.mtimes[i] >= ctx.grace)) {
         p.text += " (kept: younger than -grace)";
+        continue;
+      }
+      if (e && !await recordedHealthy(ctx, found.key, { rec: e.rec, down: w.down })) {
+        p.text += lastCopy;
         continue;
       }
       try {
@@ -792,6 +798,29 @@ async function checkFolder(
       }
     }
   }
+}
+
+/**
+ * Whether a recorded replica of the key is healthy now (HEAD, its size):
+ * the scan judged them, maybe hours before the walk reached the key's
+ * folder, and a replica lost since leaves the orphan copy the value's last.
+ */
+async function recordedHealthy(
+  ctx: Ctx,
+  key: Uint8Array,
+  of: { rec: Record; down?: Set<string> },
+): Promise<boolean> {
+  const { rec, down } = of;
+  const path = key2path(key);
+  // A volume that stopped answering the walk is not waited on again.
+  const judged = await Promise.all(
+    rec.rvolumes.filter((v) => !down?.has(volumeOfReplica(v))).map((v) =>
+      checkReplica(ctx, volumeUrl(v, path), rec.size, rec.hash, false)
+    ),
+  );
+  if (judged.some((j) => j.health === "ok")) return true;
+  ctx.unhealthy.add(latin1(key));
+  return false;
 }
 
 /**

@@ -9,6 +9,7 @@ import { Cluster, randomBytes, randomKey, runMain } from "../cluster.ts";
 import { assert, assertEquals } from "../assert.ts";
 import { key2path } from "../../lib/keys.ts";
 import { openIndex } from "../../lib/open.ts";
+import { HeldVolume } from "../hung_volume.ts";
 
 const enc = new TextEncoder();
 
@@ -81,4 +82,73 @@ Deno.test("verify -repair keeps the orphan copy of a key whose recorded replicas
 
 Deno.test("verify -repair keeps the orphan copy of an unlinked key whose recorded replicas all lost their file", async () => {
   await keepsLastCopy({ unlink: true });
+});
+
+// The health of the recorded replicas was judged by the scan of the keys,
+// which on a large index ends hours before the walk reaches the key's
+// folder: a recorded replica lost meanwhile (its disk gone) left the orphan
+// copy the value's last, and the walk deleted it as any orphan.
+Deno.test("verify -repair keeps the orphan copy of a key whose recorded replica lost its file after the scan", async () => {
+  const flags = ["-replicas", "1", "-subvolumes", "1"];
+  const c = await Cluster.start({ volumes: 2, flags });
+  // The volume of the orphan copy behind a proxy that holds the walk's
+  // first listing (its root): the scan of the keys is over by then.
+  const held = new HeldVolume(c.volumes[1]);
+  try {
+    await c.stopMaster();
+    const volumes = [c.volumes[0], held.volume];
+    const m = await c.spawnMaster(["-volumes", volumes.join(",")]);
+    const key = randomKey("/last");
+    const value = randomBytes(10_000);
+    try {
+      const put = await fetch(m.url + key, { method: "PUT", body: value });
+      await put.body?.cancel();
+      assertEquals(put.status, 201);
+    } finally {
+      await m.stop();
+    }
+    const index = await openIndex(c.db);
+    const [recorded] = (await index.get(enc.encode(key)))!.rec.rvolumes;
+    index.close();
+    const other = volumes.find((v) => v !== recorded)!;
+    const path = key2path(enc.encode(key));
+    const copy = await fetch(`http://${other}${path}`, { method: "PUT", body: value });
+    await copy.body?.cancel();
+    assertEquals(copy.status, 201);
+
+    held.holdWhen((req) => req.method === "GET" && new URL(req.url).pathname === "/");
+    const repair = runMain([
+      "verify",
+      "-repair",
+      "-grace",
+      "0s",
+      ...flags,
+      "-volumes",
+      volumes.join(","),
+      "-db",
+      c.db,
+    ]);
+    await held.arrived;
+    const lost = await fetch(`http://${recorded}${path}`, { method: "DELETE" });
+    await lost.body?.cancel();
+    assertEquals(lost.status, 204);
+    held.letGo();
+    const out = await repair;
+    assertEquals(out.code, 1, out.stdout + out.stderr);
+    assert(
+      out.stdout.includes(
+        `orphan file: http://${other}${path} (${
+          JSON.stringify(key)
+        } is not recorded on ${other}) ` +
+          `(kept: no recorded replica of the key is healthy; this may be its last copy)`,
+      ),
+      out.stdout,
+    );
+    const kept = await fetch(`http://${other}${path}`);
+    assertEquals(kept.status, 200);
+    assertEquals(new Uint8Array(await kept.arrayBuffer()), value);
+  } finally {
+    await held.stop();
+    await c.stop();
+  }
 });
