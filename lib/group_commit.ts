@@ -105,6 +105,11 @@ interface Pending {
   cas: Cas;
   resolve: (versionstamp: string | null) => void;
   reject: (err: unknown) => void;
+  /**
+   * When its retries on a locked index end (Date.now()): counted from when
+   * it was queued, so that waiting behind a commit the lock holds counts.
+   */
+  until: number;
 }
 
 export interface CommitStats {
@@ -195,7 +200,7 @@ export class GroupCommit {
     const { signal } = opts;
     if (signal?.aborted) return Promise.reject(signal.reason);
     const { promise, resolve, reject } = Promise.withResolvers<string | null>();
-    const p: Pending = { cas, resolve, reject };
+    const p: Pending = { cas, resolve, reject, until: Date.now() + this.#busyMs };
     this.#queue.push(p);
     if (!this.#running) this.#run();
     if (!signal) return promise;
@@ -236,8 +241,10 @@ export class GroupCommit {
     const atomic = atomicOf(this.#kv, batch);
     let result: Deno.KvCommitResult | Deno.KvCommitError;
     const started = performance.now();
+    // Tried at least once, then again only within its oldest write's time.
+    const ms = Math.min(...batch.map((p) => p.until)) - Date.now();
     try {
-      result = await retryBusy(() => atomic.commit(), this.#busyMs, this.#stop);
+      result = await retryBusy(() => atomic.commit(), Math.max(0, ms), this.#stop);
     } catch (err) {
       await this.#commitFailed(err, batch);
       return;
@@ -268,6 +275,15 @@ export class GroupCommit {
       this.failed(err);
       for (const p of batch) p.reject(err);
     } else for (const p of batch) await this.#commit([p]);
+    // Queued writes whose time ran out meanwhile waited out their retries
+    // on the lock too: they fail with it, untried (each try would wait on
+    // it up to 5 s more).
+    if (isBusy(err)) {
+      const now = Date.now();
+      const late = this.#queue.filter((p) => p.until <= now);
+      this.#queue = this.#queue.filter((p) => p.until > now);
+      for (const p of late) p.reject(err);
+    }
   }
 
   /**

@@ -231,6 +231,7 @@ function pending(cas: Partial<Cas> & { key: Deno.KvKey }, log?: unknown[]): Pend
     cas: { expect: null, value: 1, size: 10, keySize: 10, fence: null, ...cas },
     resolve: () => log?.push("resolve"),
     reject: () => log?.push("reject"),
+    until: Infinity,
   };
 }
 
@@ -581,6 +582,36 @@ Deno.test("a batch whose commit a lock refused past retrying fails whole, not tr
 });
 
 const LOCKED_ERROR = () => new Error("database is locked");
+
+Deno.test("writes that waited out their retries behind a commit a lock refused fail with it, untried", async () => {
+  // Queued behind a commit the lock holds (each try waits up to 5 s on it),
+  // a write used to begin its own 10 s of retries only once that commit
+  // failed: with writes coming in, each waited 15 to 25 s or more, and some
+  // until the lock was released. Its retries count from when it was queued.
+  // The first try is held until refused below; any later one is refused at once.
+  const tries: PromiseWithResolvers<Deno.KvCommitResult>[] = [];
+  const atomic = {
+    check: () => atomic,
+    set: () => atomic,
+    delete: () => atomic,
+    commit: () => {
+      tries.push(Promise.withResolvers());
+      if (tries.length > 1) tries.at(-1)!.reject(LOCKED_ERROR());
+      return tries.at(-1)!.promise;
+    },
+  };
+  const gc = new GroupCommit({ atomic: () => atomic } as unknown as Deno.Kv, { busyMs: 50 });
+  const first = rejection(gc.write(cas("a")));
+  await new Promise((r) => setTimeout(r, 10));
+  assertEquals(tries.length, 1, "the first commit is being tried");
+  const queued = rejection(gc.write(cas("b")));
+  await new Promise((r) => setTimeout(r, 100)); // past both writes' 50 ms
+  tries[0].reject(LOCKED_ERROR());
+  assertEquals(((await first) as Error).message, "database is locked");
+  assertEquals(((await queued) as Error).message, "database is locked");
+  assertEquals(tries.length, 1, "the queued write was not tried: the lock held all its time");
+  assertEquals(gc.stats.failures, 1);
+});
 
 /** What `p` rejects with (null: it resolved). */
 function rejection(p: Promise<unknown>): Promise<unknown> {
