@@ -140,12 +140,9 @@ export class Http1Pool {
       const bytes = requestBytes(this.host, method, path, opts);
       // One write takes most requests: writeAll's loop (an async frame
       // more per call) only for the rest.
-      try {
-        const wrote = await conn.write(bytes);
-        if (wrote < bytes.length) await writeAll(conn, bytes.subarray(wrote));
-      } catch (err) {
-        staleIfClosed(err, { sent: false });
-      }
+      const unsent = (err: unknown) => staleIfClosed(err, { sent: false });
+      const wrote = await conn.write(bytes).catch(unsent);
+      if (wrote < bytes.length) await writeAll(conn, bytes.subarray(wrote)).catch(unsent);
       // Most answers (201, 204, a HEAD's) come whole in one read: parsed
       // then and there, without the layers of awaits the general case takes.
       const isHead = method === "HEAD";
@@ -573,15 +570,12 @@ class Reader {
     const rest = this.pending > 0 ? this.#buf.slice(this.#pos) : null;
     // Past the first answer's worth, read in larger steps.
     if (this.#got > 0 && this.#chunk.length < 65536) this.#chunk = new Uint8Array(65536);
-    let n;
-    try {
-      n = await this.conn.read(this.#chunk);
-    } catch (err) {
+    const n = await this.conn.read(this.#chunk).catch((err) => {
       if (this.#got === 0 && err instanceof Deno.errors.ConnectionReset) {
         staleIfClosed(err, { sent: true });
       }
       throw err;
-    }
+    });
     if (n === null) {
       throw this.#got === 0
         ? new Stale("Connection closed", true)
