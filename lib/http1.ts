@@ -100,24 +100,14 @@ export class Http1Pool {
     if (this.#idle.length > 0 && performance.now() - this.#idleSince[0] > this.#ttl) this.sweep();
     const pooled = this.#idle.pop();
     this.#idleSince.pop();
-    let sent = false;
     if (pooled) {
       try {
         return await this.#exchange(pooled, method, path, opts);
       } catch (err) {
         if (opts.signal?.aborted || !(err instanceof Stale)) throw err;
-        sent = err.sent;
       }
     }
-    const conn = await this.#connect(opts.timeout, opts.signal).catch((err) => {
-      // A volume killed after acting on the request closes so too: it may
-      // have landed, so this is no Unreachable (nothing sent).
-      if (!sent || !(err instanceof Unreachable)) throw err;
-      throw new Error(
-        `${err.message}, and the request went out whole on a kept connection closed unanswered`,
-      );
-    });
-    return await this.#exchange(conn, method, path, opts);
+    return await this.#exchange(await this.#connect(opts.timeout, opts.signal), method, path, opts);
   }
 
   async #exchange(
@@ -140,9 +130,8 @@ export class Http1Pool {
       const bytes = requestBytes(this.host, method, path, opts);
       // One write takes most requests: writeAll's loop (an async frame
       // more per call) only for the rest.
-      const unsent = (err: unknown) => staleIfClosed(err, { sent: false });
-      const wrote = await conn.write(bytes).catch(unsent);
-      if (wrote < bytes.length) await writeAll(conn, bytes.subarray(wrote)).catch(unsent);
+      const wrote = await conn.write(bytes).catch(staleIfClosed);
+      if (wrote < bytes.length) await writeAll(conn, bytes.subarray(wrote)).catch(staleIfClosed);
       // Most answers (201, 204, a HEAD's) come whole in one read: parsed
       // then and there, without the layers of awaits the general case takes.
       const isHead = method === "HEAD";
@@ -213,15 +202,8 @@ export class Http1Pool {
 /** No connection could be made: the request never reached the server. */
 export class Unreachable extends Error {}
 
-/**
- * The connection was closed before any byte of an answer came; `sent`:
- * after the whole request went out.
- */
-class Stale extends Error {
-  constructor(message: string, readonly sent: boolean) {
-    super(message);
-  }
-}
+/** The connection was closed before any byte of an answer came. */
+class Stale extends Error {}
 
 /**
  * A write the volume's end refused (it closed the connection: a restarted
@@ -229,9 +211,9 @@ class Stale extends Error {
  * A request larger than the socket's send buffer takes several writes: the
  * first is taken, the volume resets the connection, the next fails (EPIPE).
  */
-function staleIfClosed(err: unknown, opts: { sent: boolean }): never {
+function staleIfClosed(err: unknown): never {
   if (err instanceof Deno.errors.BrokenPipe || err instanceof Deno.errors.ConnectionReset) {
-    throw new Stale(err.message, opts.sent);
+    throw new Stale(err.message);
   }
   throw err;
 }
@@ -571,14 +553,12 @@ class Reader {
     // Past the first answer's worth, read in larger steps.
     if (this.#got > 0 && this.#chunk.length < 65536) this.#chunk = new Uint8Array(65536);
     const n = await this.conn.read(this.#chunk).catch((err) => {
-      if (this.#got === 0 && err instanceof Deno.errors.ConnectionReset) {
-        staleIfClosed(err, { sent: true });
-      }
+      if (this.#got === 0 && err instanceof Deno.errors.ConnectionReset) staleIfClosed(err);
       throw err;
     });
     if (n === null) {
       throw this.#got === 0
-        ? new Stale("Connection closed", true)
+        ? new Stale("Connection closed")
         : new Error("Connection closed mid-answer");
     }
     this.#got += n;
