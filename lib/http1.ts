@@ -130,8 +130,12 @@ export class Http1Pool {
       const bytes = requestBytes(this.host, method, path, opts);
       // One write takes most requests: writeAll's loop (an async frame
       // more per call) only for the rest.
-      const wrote = await conn.write(bytes).catch(staleIfClosed);
-      if (wrote < bytes.length) await writeAll(conn, bytes.subarray(wrote)).catch(staleIfClosed);
+      try {
+        const wrote = await conn.write(bytes);
+        if (wrote < bytes.length) await writeAll(conn, bytes.subarray(wrote));
+      } catch (err) {
+        staleIfClosed(err);
+      }
       // Most answers (201, 204, a HEAD's) come whole in one read: parsed
       // then and there, without the layers of awaits the general case takes.
       const isHead = method === "HEAD";
@@ -552,10 +556,13 @@ class Reader {
     const rest = this.pending > 0 ? this.#buf.slice(this.#pos) : null;
     // Past the first answer's worth, read in larger steps.
     if (this.#got > 0 && this.#chunk.length < 65536) this.#chunk = new Uint8Array(65536);
-    const n = await this.conn.read(this.#chunk).catch((err) => {
+    let n;
+    try {
+      n = await this.conn.read(this.#chunk);
+    } catch (err) {
       if (this.#got === 0 && err instanceof Deno.errors.ConnectionReset) staleIfClosed(err);
       throw err;
-    });
+    }
     if (n === null) {
       throw this.#got === 0
         ? new Stale("Connection closed")
