@@ -36,6 +36,16 @@ export function rawTarget(url: string): string {
 }
 
 /**
+ * `rawPath` as a header can carry it (a redirect's Location): ASCII, each
+ * character past it percent-encoded as its UTF-8 bytes, escapes sent kept.
+ * A header holds bytes: a key sent as raw UTF-8 with a character past U+00FF
+ * failed the answer (500), and "é" went out as the one byte 0xE9.
+ */
+export function asciiPath(rawPath: string): string {
+  return rawPath.replace(/[^\x00-\x7f]+/g, (chars) => encodeURIComponent(chars));
+}
+
+/**
  * Deno builds a request's URL as "http://" + its Host header + its path, so
  * a "/" in Host (no host holds one) would become the start of the key.
  */

@@ -553,3 +553,34 @@ Deno.test("-fallback: a missing key redirects to the fallback server", async () 
     await c.stop();
   }
 });
+
+Deno.test(
+  "-fallback: a key sent as raw UTF-8 redirects with its bytes percent-encoded, escapes kept",
+  async () => {
+    // A header holds bytes: "鍵" (past U+00FF) failed the answer (500, "not a
+    // valid ByteString"), "é" went out as the one byte 0xE9, another key.
+    const c = await Cluster.start({
+      volumes: 1,
+      flags: ["-replicas", "1", "-fallback", "old.example:8080"],
+    });
+    try {
+      for (const method of ["GET", "HEAD"]) {
+        for (
+          const [path, location] of [
+            ["/missing/é", "/missing/%C3%A9"],
+            ["/missing/鍵%20k", "/missing/%E9%8D%B5%20k"],
+          ]
+        ) {
+          const res = await rawRequest(c.masterPort, method, path);
+          assertEquals(
+            [res.status, res.headers.get("location")],
+            [302, `http://old.example:8080${location}`],
+            `${method} ${path}`,
+          );
+        }
+      }
+    } finally {
+      await c.stop();
+    }
+  },
+);
