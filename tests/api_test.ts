@@ -489,6 +489,22 @@ Deno.test("mkv API against real nginx volumes and a master process", async (t) =
     );
 
     await t.step(
+      "a list of a prefix longer than any key can be is an empty page (as mkv's), not a 414",
+      async () => {
+        const base = randomKey("/longprefix");
+        const key = base + "x".repeat(2043 - base.length);
+        assertEquals((await put(c, key, "long")).status, 201);
+        const empty = { status: 200, type: "application/json", body: `{"next":"","keys":[]}` };
+        for (const op of ["list", "unlinked", "writing"]) {
+          assertEquals(await list(c, `${key}y?${op}`), empty, `?${op}`);
+        }
+        const head = await req(c, `${key}y?list`, "HEAD");
+        assertEquals([head.status, head.headers.get("content-length")], [200, "21"]);
+        assertEquals(JSON.parse((await list(c, `${key}?list`)).body).keys, [key]);
+      },
+    );
+
+    await t.step(
       "a PUT that a replica refuses answers 5xx, leaves no key and no partial copies",
       async () => {
         const key = randomKey();
