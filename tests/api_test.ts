@@ -461,6 +461,37 @@ Deno.test("mkv API against real nginx volumes and a master process", async (t) =
       },
     );
 
+    await t.step(
+      "a Host header holding '?' or '#' answers 400 (no host holds one), as one holding '/'",
+      async () => {
+        // Deno builds the URL as "http://" + Host + path: the path starts at
+        // the first "/", "?" or "#" after "http://" (an absolute-form target's may be none).
+        for (const char of ["?", "#"]) {
+          const host = `127.0.0.1${char}x`;
+          assertEquals(await withHost(c, "PUT", randomKey(), host, "v"), {
+            status: 400,
+            body: `Bad Host header "${host}": a host holds no "${char}"\n`,
+          });
+        }
+      },
+    );
+
+    await t.step(
+      "an absolute-form target with no path and a query holding '/' is no key of that '/'",
+      async () => {
+        const key = randomKey();
+        const put = await rawRequest(c.masterPort, "PUT", `http://127.0.0.1?x${key}`, "v");
+        assertEquals([put.status, put.body], [
+          400,
+          `Unknown operation "?x${key}": expected ?list, ?unlinked, ?writing, ?status or ?metrics\n`,
+        ]);
+        assertEquals((await req(c, key)).status, 404, "nothing stored under the query's bytes");
+        const fragment = await rawRequest(c.masterPort, "PUT", `http://127.0.0.1#${key}`, "v");
+        assertEquals(fragment.status, 400);
+        assertEquals((await req(c, key)).status, 404, "nothing stored under the fragment's bytes");
+      },
+    );
+
     await t.step("keys of 150, 250, 600 and 1,500 bytes: PUT, GET, ?list, DELETE", async () => {
       const prefix = randomKey("/len");
       const keys = [150, 250, 600, 1500].map((n) =>
