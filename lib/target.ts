@@ -49,7 +49,7 @@ export function rawTarget(url: string): string {
  * failed the answer (500), and "é" went out as the one byte 0xE9.
  */
 export function asciiPath(rawPath: string): string {
-  return rawPath.replace(/[^\x00-\x7f]+/g, (chars) => encodeURIComponent(chars));
+  return rawPath.replace(/[\x80-\u{10FFFF}]+/gu, (chars) => encodeURIComponent(chars));
 }
 
 /**
