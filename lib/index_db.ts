@@ -699,6 +699,8 @@ export class Index {
 
   /** Keys starting with `prefix` in one state, bytewise order, paged. */
   async list(prefix: Uint8Array, opts: ListOptions): Promise<ListResult> {
+    // A prefix longer than any key can be starts no key.
+    if (!keyFits(prefix)) return { keys: [], next: null, tooMany: false };
     let from = opts.start && compare(opts.start, prefix) > 0 ? opts.start : prefix;
     // A start longer than any key can be: every key at or after it is after
     // its longest storable head, so list from that head, skipping the head.

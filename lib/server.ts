@@ -724,9 +724,6 @@ async function query(
     limit = Math.max(0, Number(s));
   }
   const start = q.params.get("start");
-  if (!keyFits(prefix)) {
-    return text(414, "Prefix too long for the index (at most 2043 bytes)");
-  }
   const result = await store.index.list(prefix, {
     start: start && start.length > 0 ? start : undefined,
     state,

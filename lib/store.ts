@@ -23,6 +23,7 @@ import { health } from "./health.ts";
 import { RebuildRunning } from "./membership.ts";
 import { compareReplicas, differMessage } from "./replica_digest.ts";
 import { Fenced, isBusy, LOCKED_ANSWER } from "./group_commit.ts";
+import { asciiPath } from "./target.ts";
 import {
   key2path,
   key2volume,
@@ -222,7 +223,7 @@ export class Store {
     if (e?.rec.hash && !e.rec.next) headers["Content-Md5"] = e.rec.hash;
     if (!e || e.rec.state !== "live") {
       if (!this.opts.fallback) return { status: 404, headers };
-      headers["Location"] = `http://${this.opts.fallback}${rawPath}`;
+      headers["Location"] = `http://${this.opts.fallback}${asciiPath(rawPath)}`;
       return { status: 302, headers };
     }
     const { rvolumes } = e.rec;

@@ -19,8 +19,15 @@ const encoder = new TextEncoder();
 
 export function parseTarget(url: string): Target {
   // Deno.serve gives "http://host[:port]/path?query" with the path as sent.
-  const pathStart = url.indexOf("/", url.indexOf("://") + 3);
-  const q = url.indexOf("?", pathStart);
+  // An absolute-form target ("PUT http://h?x/a") may have no path: the "/"
+  // of its query is none (checkHost refuses a Host holding "?" or "#").
+  const authority = url.indexOf("://") + 3;
+  const slash = url.indexOf("/", authority);
+  const q = url.indexOf("?", authority);
+  const pathStart = slash >= 0 && (q < 0 || slash < q) ? slash : -1;
+  if (url.lastIndexOf("#", pathStart >= 0 ? pathStart : q >= 0 ? q : url.length) >= authority) {
+    throw new BadRequest(`Bad request target "${url.slice(authority)}": a "#" before its path`);
+  }
   const rawPath = pathStart < 0 ? "/" : url.slice(pathStart, q < 0 ? undefined : q);
   return {
     key: percentDecode(rawPath, false),
@@ -36,11 +43,23 @@ export function rawTarget(url: string): string {
 }
 
 /**
+ * `rawPath` as a header can carry it (a redirect's Location): ASCII, each
+ * character past it percent-encoded as its UTF-8 bytes, escapes sent kept.
+ * A header holds bytes: a key sent as raw UTF-8 with a character past U+00FF
+ * failed the answer (500), and "é" went out as the one byte 0xE9.
+ */
+export function asciiPath(rawPath: string): string {
+  return rawPath.replace(/[\x80-\u{10FFFF}]+/gu, (chars) => encodeURIComponent(chars));
+}
+
+/**
  * Deno builds a request's URL as "http://" + its Host header + its path, so
- * a "/" in Host (no host holds one) would become the start of the key.
+ * a "/" in Host (no host holds one) would become the start of the key, and
+ * a "?" or "#" would make the path part of the query (parseTarget).
  */
 export function checkHost(host: string | null) {
-  if (host?.includes("/")) throw new BadRequest(`Bad Host header "${host}": a host holds no "/"`);
+  const bad = host ? /[/?#]/.exec(host) : null;
+  if (bad) throw new BadRequest(`Bad Host header "${host}": a host holds no "${bad[0]}"`);
 }
 
 /**

@@ -461,6 +461,37 @@ Deno.test("mkv API against real nginx volumes and a master process", async (t) =
       },
     );
 
+    await t.step(
+      "a Host header holding '?' or '#' answers 400 (no host holds one), as one holding '/'",
+      async () => {
+        // Deno builds the URL as "http://" + Host + path: the path starts at
+        // the first "/", "?" or "#" after "http://" (an absolute-form target's may be none).
+        for (const char of ["?", "#"]) {
+          const host = `127.0.0.1${char}x`;
+          assertEquals(await withHost(c, "PUT", randomKey(), host, "v"), {
+            status: 400,
+            body: `Bad Host header "${host}": a host holds no "${char}"\n`,
+          });
+        }
+      },
+    );
+
+    await t.step(
+      "an absolute-form target with no path and a query holding '/' is no key of that '/'",
+      async () => {
+        const key = randomKey();
+        const put = await rawRequest(c.masterPort, "PUT", `http://127.0.0.1?x${key}`, "v");
+        assertEquals([put.status, put.body], [
+          400,
+          `Unknown operation "?x${key}": expected ?list, ?unlinked, ?writing, ?status or ?metrics\n`,
+        ]);
+        assertEquals((await req(c, key)).status, 404, "nothing stored under the query's bytes");
+        const fragment = await rawRequest(c.masterPort, "PUT", `http://127.0.0.1#${key}`, "v");
+        assertEquals(fragment.status, 400);
+        assertEquals((await req(c, key)).status, 404, "nothing stored under the fragment's bytes");
+      },
+    );
+
     await t.step("keys of 150, 250, 600 and 1,500 bytes: PUT, GET, ?list, DELETE", async () => {
       const prefix = randomKey("/len");
       const keys = [150, 250, 600, 1500].map((n) =>
@@ -485,6 +516,22 @@ Deno.test("mkv API against real nginx volumes and a master process", async (t) =
         assertEquals((await put(c, key, "long")).status, 201);
         assertEquals(new TextDecoder().decode(await read(c, key)), "long");
         assertEquals((await put(c, key + "y", "long")).status, 414);
+      },
+    );
+
+    await t.step(
+      "a list of a prefix longer than any key can be is an empty page (as mkv's), not a 414",
+      async () => {
+        const base = randomKey("/longprefix");
+        const key = base + "x".repeat(2043 - base.length);
+        assertEquals((await put(c, key, "long")).status, 201);
+        const empty = { status: 200, type: "application/json", body: `{"next":"","keys":[]}` };
+        for (const op of ["list", "unlinked", "writing"]) {
+          assertEquals(await list(c, `${key}y?${op}`), empty, `?${op}`);
+        }
+        const head = await req(c, `${key}y?list`, "HEAD");
+        assertEquals([head.status, head.headers.get("content-length")], [200, "21"]);
+        assertEquals(JSON.parse((await list(c, `${key}?list`)).body).keys, [key]);
       },
     );
 
@@ -553,3 +600,34 @@ Deno.test("-fallback: a missing key redirects to the fallback server", async () 
     await c.stop();
   }
 });
+
+Deno.test(
+  "-fallback: a key sent as raw UTF-8 redirects with its bytes percent-encoded, escapes kept",
+  async () => {
+    // A header holds bytes: "鍵" (past U+00FF) failed the answer (500, "not a
+    // valid ByteString"), "é" went out as the one byte 0xE9, another key.
+    const c = await Cluster.start({
+      volumes: 1,
+      flags: ["-replicas", "1", "-fallback", "old.example:8080"],
+    });
+    try {
+      for (const method of ["GET", "HEAD"]) {
+        for (
+          const [path, location] of [
+            ["/missing/é", "/missing/%C3%A9"],
+            ["/missing/鍵%20k", "/missing/%E9%8D%B5%20k"],
+          ]
+        ) {
+          const res = await rawRequest(c.masterPort, method, path);
+          assertEquals(
+            [res.status, res.headers.get("location")],
+            [302, `http://old.example:8080${location}`],
+            `${method} ${path}`,
+          );
+        }
+      }
+    } finally {
+      await c.stop();
+    }
+  },
+);

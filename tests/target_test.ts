@@ -43,6 +43,16 @@ Deno.test("parseTarget of a URL with no path gives '/'", () => {
   assertEquals(dec(parseTarget("http://h:1").key), "/");
 });
 
+Deno.test("parseTarget of a URL with no path takes a query holding '/' for the query", () => {
+  // An absolute-form target ("PUT http://h?x/a/b"): "/a/b" is no path.
+  const t = parseTarget("http://h:1?x/a/b");
+  assertEquals([t.rawPath, dec(t.key), t.query], ["/", "/", "x/a/b"]);
+});
+
+Deno.test("parseTarget throws BadRequest on a '#' before the path", () => {
+  assertThrows(() => parseTarget("http://h#/a/b"), BadRequest);
+});
+
 Deno.test("percentDecode gives raw bytes, including invalid UTF-8 and NUL", () => {
   assertEquals(percentDecode("%ff%00", false), new Uint8Array([0xff, 0]));
   assertEquals(percentDecode("%C3%A9", false), enc.encode("é"));
