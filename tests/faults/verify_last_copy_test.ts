@@ -59,18 +59,7 @@ async function keepsLastCopy(opts: { unlink: boolean }) {
     assertEquals(repair.code, 1, repair.stdout + repair.stderr);
     const name = JSON.stringify(key) + (opts.unlink ? " (unlinked)" : "");
     assert(repair.stdout.includes(`missing replica: ${name} on ${recorded}\n`), repair.stdout);
-    assert(
-      repair.stdout.includes(
-        `orphan file: http://${other}${path} (${
-          JSON.stringify(key)
-        } is not recorded on ${other}) ` +
-          `(kept: no recorded replica of the key is healthy; this may be its last copy)`,
-      ),
-      repair.stdout,
-    );
-    const kept = await fetch(`http://${other}${path}`);
-    assertEquals(kept.status, 200);
-    assertEquals(new Uint8Array(await kept.arrayBuffer()), value);
+    await assertOrphanKept(repair.stdout, { key, value, other, path });
   } finally {
     await c.stop();
   }
@@ -135,20 +124,27 @@ Deno.test("verify -repair keeps the orphan copy of a key whose recorded replica 
     held.letGo();
     const out = await repair;
     assertEquals(out.code, 1, out.stdout + out.stderr);
-    assert(
-      out.stdout.includes(
-        `orphan file: http://${other}${path} (${
-          JSON.stringify(key)
-        } is not recorded on ${other}) ` +
-          `(kept: no recorded replica of the key is healthy; this may be its last copy)`,
-      ),
-      out.stdout,
-    );
-    const kept = await fetch(`http://${other}${path}`);
-    assertEquals(kept.status, 200);
-    assertEquals(new Uint8Array(await kept.arrayBuffer()), value);
+    await assertOrphanKept(out.stdout, { key, value, other, path });
   } finally {
     await held.stop();
     await c.stop();
   }
 });
+
+/** verify's report kept the orphan copy on `other` as maybe the last, and the file is still whole. */
+async function assertOrphanKept(
+  stdout: string,
+  o: { key: string; value: Uint8Array; other: string; path: string },
+) {
+  const { key, value, other, path } = o;
+  assert(
+    stdout.includes(
+      `orphan file: http://${other}${path} (${JSON.stringify(key)} is not recorded on ${other}) ` +
+        `(kept: no recorded replica of the key is healthy; this may be its last copy)`,
+    ),
+    stdout,
+  );
+  const kept = await fetch(`http://${other}${path}`);
+  assertEquals(kept.status, 200);
+  assertEquals(new Uint8Array(await kept.arrayBuffer()), value);
+}
