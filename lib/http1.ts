@@ -58,11 +58,24 @@ export function addressOf(host: string): { hostname: string; port: number } {
   };
 }
 
+/**
+ * A kept connection and its reader, which outlive each call. While idle,
+ * the next answer's first read is already waiting (Reader.prefetch): a
+ * volume that closes the connection (stopped, restarted, reloaded) ends that
+ * read at once, and the connection leaves the pool then, not when a call
+ * tries it. A call that then finds its connection closed unanswered knows
+ * the request reached the volume (below: not an Unreachable).
+ */
+interface Kept {
+  conn: Deno.TcpConn;
+  reader: Reader;
+  /** When it was put back (performance.now() ms). */
+  since: number;
+}
+
 export class Http1Pool {
   /** Oldest first: the newest goes out again first (LIFO), the oldest ages out. */
-  readonly #idle: Deno.TcpConn[] = [];
-  /** When each of #idle was put back (performance.now() ms). */
-  readonly #idleSince: number[] = [];
+  readonly #idle: Kept[] = [];
   readonly #hostname: string;
   readonly #port: number;
   readonly #ttl: number;
@@ -84,48 +97,59 @@ export class Http1Pool {
    */
   sweep(now = performance.now()) {
     let old = 0;
-    while (old < this.#idle.length && now - this.#idleSince[old] > this.#ttl) old++;
+    while (old < this.#idle.length && now - this.#idle[old].since > this.#ttl) old++;
     if (old === 0) return;
-    for (const conn of this.#idle.splice(0, old)) closeQuietly(conn);
-    this.#idleSince.splice(0, old);
+    for (const kept of this.#idle.splice(0, old)) closeQuietly(kept.conn);
   }
 
   /**
-   * One request. A pooled connection the volume closed meanwhile (idle
-   * timeout) fails before any answer arrives: then it is tried once more on
-   * a new connection (every call made here is idempotent).
+   * One request. A pooled connection the volume closed as the call took it
+   * fails before any answer arrives: then the call is made once more on a
+   * new connection (every call made here is idempotent). When that one
+   * cannot be made, the first may still have landed (a volume killed after
+   * acting on it closes so): no Unreachable then, which would tell the
+   * caller that no byte reached the volume.
    */
   async request(method: string, path: string, opts: Http1Options): Promise<Http1Response> {
     // The oldest idle connection first: O(1) unless some have aged out.
-    if (this.#idle.length > 0 && performance.now() - this.#idleSince[0] > this.#ttl) this.sweep();
+    if (this.#idle.length > 0 && performance.now() - this.#idle[0].since > this.#ttl) this.sweep();
     const pooled = this.#idle.pop();
-    this.#idleSince.pop();
+    let sent = false;
     if (pooled) {
+      pooled.conn.ref();
       try {
         return await this.#exchange(pooled, method, path, opts);
       } catch (err) {
         if (opts.signal?.aborted || !(err instanceof Stale)) throw err;
+        sent = err.sent;
       }
     }
-    return await this.#exchange(await this.#connect(opts.timeout, opts.signal), method, path, opts);
+    let conn;
+    try {
+      conn = await this.#connect(opts.timeout, opts.signal);
+    } catch (err) {
+      if (!sent || !(err instanceof Unreachable)) throw err;
+      throw new Error(`${err.message}; the request went out whole before, unanswered`);
+    }
+    return await this.#exchange(keep(conn), method, path, opts);
   }
 
   async #exchange(
-    conn: Deno.TcpConn,
+    kept: Kept,
     method: string,
     path: string,
     opts: Http1Options,
   ): Promise<Http1Response> {
     const { signal } = opts;
+    const { conn, reader } = kept;
     if (signal?.aborted) {
-      this.#release(conn, true);
+      this.#release(kept, true);
       throw signal.reason;
     }
     const onAbort = () => closeQuietly(conn);
     signal?.addEventListener("abort", onAbort, { once: true });
     const call = { conn, deadline: performance.now() + opts.timeout, timedOut: false };
     watch(call);
-    const reader = new Reader(conn);
     try {
       const bytes = requestBytes(this.host, method, path, opts);
       // One write takes most requests: writeAll's loop (an async frame
@@ -134,7 +158,7 @@ export class Http1Pool {
         const wrote = await conn.write(bytes);
         if (wrote < bytes.length) await writeAll(conn, bytes.subarray(wrote));
       } catch (err) {
-        staleIfClosed(err);
+        staleIfClosed(err, { sent: false });
       }
       // Most answers (201, 204, a HEAD's) come whole in one read: parsed
       // then and there, without the layers of awaits the general case takes.
@@ -146,10 +170,10 @@ export class Http1Pool {
       // sweep or an abort that closed the connection: whole, it is still
       // the answer, but that connection must not go back to the pool.
       const closed = call.timedOut || (signal?.aborted ?? false);
-      this.#release(conn, res.close || reader.pending > 0 || closed);
+      this.#release(kept, res.close || reader.pending > 0 || closed);
       return { status: res.status, body: res.body };
     } catch (err) {
-      this.#release(conn, true);
+      this.#release(kept, true);
       if (call.timedOut) throw new TimeoutError(opts.timeout);
       throw signal?.aborted ? signal.reason ?? err : err;
     } finally {
@@ -165,7 +189,7 @@ export class Http1Pool {
   async upload(method: string, path: string, opts: UploadOptions): Promise<Upload> {
     if (opts.signal?.aborted) throw opts.signal.reason;
     const conn = await this.#connect(opts.timeout, opts.signal);
-    const up = new Upload(conn, opts, (close) => this.#release(conn, close));
+    const up = new Upload(conn, opts, (close) => this.#release(keep(conn), close));
     await up.send(requestHead(this.host, method, path, opts.length));
     return up;
   }
@@ -193,21 +217,46 @@ export class Http1Pool {
     }
   }
 
-  #release(conn: Deno.TcpConn, close: boolean) {
+  #release(kept: Kept, close: boolean) {
     if (close || this.#idle.length >= IDLE_MAX) {
-      closeQuietly(conn); // an abort may have closed it
-    } else {
-      this.#idle.push(conn);
-      this.#idleSince.push(performance.now());
+      closeQuietly(kept.conn); // an abort may have closed it
+      return;
     }
+    kept.since = performance.now();
+    this.#idle.push(kept);
+    // Whatever ends the read while the connection is idle (the volume's
+    // close, a reset, bytes no request asked for) ends the connection.
+    // Taken meanwhile, the read is the call's (this reaction runs first).
+    const drop = () => this.#drop(kept);
+    kept.reader.prefetch().then(drop, drop);
+    // A pending read holds a process open: not an idle connection's.
+    kept.conn.unref();
   }
+
+  #drop(kept: Kept) {
+    const i = this.#idle.indexOf(kept);
+    if (i < 0) return;
+    this.#idle.splice(i, 1);
+    closeQuietly(kept.conn);
+  }
+}
+
+function keep(conn: Deno.TcpConn): Kept {
+  return { conn, reader: new Reader(conn), since: 0 };
 }
 
 /** No connection could be made: the request never reached the server. */
 export class Unreachable extends Error {}
 
-/** The connection was closed before any byte of an answer came. */
-class Stale extends Error {}
+/**
+ * The connection was closed before any byte of an answer came; `sent`:
+ * after the whole request went out.
+ */
+class Stale extends Error {
+  constructor(message: string, readonly sent: boolean) {
+    super(message);
+  }
+}
 
 /**
  * A write the volume's end refused (it closed the connection: a restarted
@@ -215,9 +264,9 @@ class Stale extends Error {}
  * A request larger than the socket's send buffer takes several writes: the
  * first is taken, the volume resets the connection, the next fails (EPIPE).
  */
-function staleIfClosed(err: unknown): never {
+function staleIfClosed(err: unknown, opts: { sent: boolean }): never {
   if (err instanceof Deno.errors.BrokenPipe || err instanceof Deno.errors.ConnectionReset) {
-    throw new Stale(err.message);
+    throw new Stale(err.message, opts.sent);
   }
   throw err;
 }
@@ -537,14 +586,27 @@ class Reader {
    * master's largest source of garbage.
    */
   #chunk: Uint8Array<ArrayBuffer>;
+  /** The first read's buffer, kept with the connection. */
+  readonly #first: Uint8Array<ArrayBuffer>;
+  /** A read started ahead (prefetch), the next fill's. */
+  #next: Promise<number | null> | null = null;
 
   /** `size`: the read buffer; most answers (HEAD, 201, 204) are a few hundred bytes. */
   constructor(readonly conn: Deno.TcpConn, size = 1024) {
-    this.#chunk = smallBytes(size);
+    this.#chunk = this.#first = new Uint8Array(size);
   }
 
   get pending(): number {
     return this.#buf.length - this.#pos;
+  }
+
+  /** Forgets the last answer and starts reading the next now: its promise. */
+  prefetch(): Promise<number | null> {
+    this.#buf = NO_BODY;
+    this.#pos = 0;
+    this.#got = 0;
+    this.#chunk = this.#first;
+    return this.#next = this.conn.read(this.#chunk);
   }
 
   /**
@@ -556,16 +618,20 @@ class Reader {
     const rest = this.pending > 0 ? this.#buf.slice(this.#pos) : null;
     // Past the first answer's worth, read in larger steps.
     if (this.#got > 0 && this.#chunk.length < 65536) this.#chunk = new Uint8Array(65536);
+    const next = this.#next;
+    this.#next = null;
     let n;
     try {
-      n = await this.conn.read(this.#chunk);
+      n = await (next ?? this.conn.read(this.#chunk));
     } catch (err) {
-      if (this.#got === 0 && err instanceof Deno.errors.ConnectionReset) staleIfClosed(err);
+      if (this.#got === 0 && err instanceof Deno.errors.ConnectionReset) {
+        staleIfClosed(err, { sent: true });
+      }
       throw err;
     }
     if (n === null) {
       throw this.#got === 0
-        ? new Stale("Connection closed")
+        ? new Stale("Connection closed", true)
         : new Error("Connection closed mid-answer");
     }
     this.#got += n;

@@ -1,7 +1,7 @@
 // The pipelined HEAD client (lib/http1.ts) against small raw TCP servers
 // that answer in order, close after a few answers (as nginx does past
 // keepalive_requests), or never answer.
-import { addressOf, HeadPipeline, Http1Pool, TimeoutError } from "../lib/http1.ts";
+import { addressOf, HeadPipeline, Http1Pool, TimeoutError, Unreachable } from "../lib/http1.ts";
 import { assert, assertEquals, assertRejects } from "./assert.ts";
 import { Cluster, holdThread, randomBytes, randomKey } from "./cluster.ts";
 
@@ -476,6 +476,106 @@ Deno.test("pooled calls: a kept connection the volume closed as the next call ca
         c.close();
       } catch { /* closed */ }
     }
+  }
+});
+
+/**
+ * A volume of one connection: it answers `answered` requests of 5-byte
+ * bodies with 201, then closes the connection and stops listening, either
+ * once `stop()` is called (`stop: "idle"`) or on reading the next request
+ * whole, unanswered (`"unanswered"`: a volume killed after acting on it).
+ */
+function oneConnection(answered: number, stop: "idle" | "unanswered") {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { promise: stopped, resolve: stopNow } = Promise.withResolvers<void>();
+  let conn: Deno.Conn | undefined;
+  const done = (async () => {
+    conn = await listener.accept();
+    const buf = new Uint8Array(65536);
+    const answer = new TextEncoder().encode("HTTP/1.1 201 X\r\nContent-Length: 0\r\n\r\n");
+    let text = "";
+    for (let heads = 0; heads < answered + (stop === "unanswered" ? 1 : 0);) {
+      const n = await conn.read(buf);
+      if (n === null) return;
+      text += new TextDecoder().decode(buf.subarray(0, n));
+      // Each request is a head and its 5-byte body.
+      while (text.includes("\r\n\r\n") && text.length >= text.indexOf("\r\n\r\n") + 9) {
+        text = text.slice(text.indexOf("\r\n\r\n") + 9);
+        if (++heads <= answered) await conn.write(answer);
+      }
+    }
+    if (stop === "idle") await stopped;
+  })().catch(() => {}).finally(() => {
+    listener.close();
+    conn?.close();
+  });
+  const { port } = listener.addr as Deno.NetAddr;
+  return { host: `127.0.0.1:${port}`, stop: () => (stopNow(), done), done };
+}
+
+const body5 = new TextEncoder().encode("value");
+
+Deno.test("pooled calls: a kept connection the volume closes while idle leaves the pool then; with the volume gone the next call is Unreachable", async () => {
+  // A stopped volume closes its idle connections: the pool notices at once
+  // (a read waits on each idle one), so the next call does not send its
+  // request into a closed connection, and can say that nothing reached
+  // the volume (an Unreachable: the store knows no file landed there).
+  const v = oneConnection(1, "idle");
+  try {
+    const pool = new Http1Pool(v.host);
+    const put = () => pool.request("PUT", "/k", { timeout: 2000, maxBody: 0, body: body5 });
+    assertEquals((await put()).status, 201);
+    assertEquals(pool.idle, 1);
+    await v.stop();
+    for (let i = 0; i < 400 && pool.idle > 0; i++) await new Promise((r) => setTimeout(r, 5));
+    assertEquals(pool.idle, 0, "the closed connection left the pool");
+    await assertRejects(put, Unreachable);
+  } finally {
+    await v.stop();
+  }
+});
+
+Deno.test("pooled calls: a request sent whole on a kept connection closed unanswered is no Unreachable when the volume is then gone", async () => {
+  // A volume killed after storing a PUT and before answering closes its
+  // connection so: the call is sent again, and when that cannot connect,
+  // the first may have landed all the same. An Unreachable would tell the
+  // store that no byte reached the volume, and a failed PUT would leave
+  // that file out of its clean-up.
+  const v = oneConnection(1, "unanswered");
+  try {
+    const pool = new Http1Pool(v.host);
+    const put = () => pool.request("PUT", "/k", { timeout: 2000, maxBody: 0, body: body5 });
+    assertEquals((await put()).status, 201);
+    assertEquals(pool.idle, 1);
+    const err = await assertRejects(put, Error, "the request went out whole before, unanswered");
+    assert(!(err instanceof Unreachable), `${err.name}: ${err.message}`);
+  } finally {
+    await v.done;
+  }
+});
+
+Deno.test("pooled calls: idle connections do not keep a process from ending (a tool's)", async () => {
+  // Each idle connection has a read waiting (to notice the volume's
+  // close); a waiting read would hold the process open after its work.
+  const s = server();
+  try {
+    const code = `
+      const { Http1Pool } = await import(${
+      JSON.stringify(new URL("../lib/http1.ts", import.meta.url).href)
+    });
+      const pool = new Http1Pool(Deno.env.get("VOLUME"));
+      const res = await pool.request("HEAD", "/204", { timeout: 2000, maxBody: 0 });
+      console.log(res.status, pool.idle);`;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", code],
+      env: { VOLUME: s.host },
+      stdout: "piped",
+      stderr: "inherit",
+      signal: AbortSignal.timeout(20_000),
+    }).output();
+    assertEquals([out.code, new TextDecoder().decode(out.stdout)], [0, "204 1\n"]);
+  } finally {
+    s.close();
   }
 });
 
