@@ -257,8 +257,13 @@ function fromQuery(query: string): Parts {
     q.get("X-Amz-Signature"),
     q.get("X-Amz-Date") ?? "",
   );
-  const expires = Number(q.get("X-Amz-Expires"));
-  if (!Number.isInteger(expires) || expires < 1 || expires > MAX_EXPIRES_S) {
+  // Decimal digits, as S3 reads it: "86400.0" or "0x15180" is no number of seconds.
+  const sent = q.get("X-Amz-Expires") ?? "";
+  if (!/^-?\d+$/.test(sent)) {
+    throw new S3Error("AuthorizationQueryParametersError", "X-Amz-Expires should be a number", 400);
+  }
+  const expires = Number(sent);
+  if (expires < 1 || expires > MAX_EXPIRES_S) {
     throw new S3Error(
       "AuthorizationQueryParametersError",
       `X-Amz-Expires must be a number of seconds from 1 to ${MAX_EXPIRES_S}`,

@@ -17,7 +17,7 @@ import {
   checksumXml,
   setChecksumHeaders,
 } from "./s3_checksum.ts";
-import { bucketExists, noSuchBucket } from "./s3_list.ts";
+import { bucketExists, noSuchBucket, partNumberParam } from "./s3_list.ts";
 import {
   argumentError,
   parseDelete,
@@ -192,12 +192,8 @@ function partOf(
   s3: S3Request,
   rec: Record,
 ): { range: string | undefined; count?: number } | null {
-  const asked = s3.query.get("partNumber");
-  if (asked === undefined) return null;
-  const n = Number(asked);
-  if (!/^\d+$/.test(asked) || n < 1 || n > 10_000) {
-    throw s3Error("InvalidArgument", "Part number must be an integer between 1 and 10000");
-  }
+  if (!s3.query.has("partNumber")) return null;
+  const n = partNumberParam(s3.query);
   if (s3.req.headers.has("range")) {
     throw s3Error(
       "InvalidRequest",

@@ -120,6 +120,20 @@ Deno.test("AWS's presigned URL example is accepted until it expires", () => {
   assertEquals((err as S3Error).message, "Request has expired");
 });
 
+Deno.test("a presigned X-Amz-Expires other than decimal digits is 400 'X-Amz-Expires should be a number', as S3", () => {
+  // Each is 86400 seconds to JavaScript's Number(); S3 refuses "86400.0".
+  for (const expires of ["86400.0", "0x15180", "8.64e4", "%2086400", ""]) {
+    const req = presigned();
+    req.query = req.query.replace("X-Amz-Expires=86400", `X-Amz-Expires=${expires}`);
+    const err = assertThrows(() => checkSignature(req, CREDS, AT + 3_600_000), S3Error);
+    assertEquals(
+      [(err as S3Error).code, (err as S3Error).status, err.message],
+      ["AuthorizationQueryParametersError", 400, "X-Amz-Expires should be a number"],
+      expires,
+    );
+  }
+});
+
 Deno.test("without keys set any signature passes, as mkv", () => {
   assertEquals(checkSignature(getObject("0".repeat(64)), null, AT).payload, EMPTY);
 });

@@ -1810,6 +1810,35 @@ Deno.test("S3 arguments refused in S3's words (400 InvalidArgument naming the ar
     const resourceOf = (url: string) => new URL(url).pathname;
 
     await t.step(
+      "a partNumber other than decimal digits 1 to 10000: InvalidArgument naming it, no part stored",
+      async () => {
+        // Each of these reads as a number to JavaScript's Number().
+        for (const value of ["0x2", "1e0", " 2", "+2", "2.0", "0", "10001"]) {
+          const asked = `partNumber=${encodeURIComponent(value)}`;
+          for (
+            const [url, init] of [
+              [`${withPart}&${asked}`, { method: "PUT", body: "other" }],
+              [`${c.url}/${bucket}/src?${asked}`, {}],
+            ] as const
+          ) {
+            assertEquals(await errorAnswer(url, init), {
+              status: 400,
+              type: "application/xml",
+              body: errorXml(
+                "InvalidArgument",
+                "Part number must be an integer between 1 and 10000, inclusive",
+                `<ArgumentName>partNumber</ArgumentName><ArgumentValue>${value}</ArgumentValue>`,
+                resourceOf(url),
+              ),
+            }, `${url} ${asked}`);
+          }
+        }
+        const listed = await (await fetch(withPart)).text();
+        assertEquals([...listed.matchAll(/<PartNumber>(\d+)</g)].map((m) => m[1]), ["1"]);
+      },
+    );
+
+    await t.step(
       "a count that is no 32-bit integer: InvalidArgument, not an integer or within range",
       async () => {
         for (const { param, url } of counts) {
