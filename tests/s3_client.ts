@@ -142,6 +142,24 @@ export class SigV4 {
     return { signature, authorization };
   }
 
+  /**
+   * The query of `req` presigned for 5 minutes over all its headers (sorted)
+   * and `payload` as its payload line (UNSIGNED-PAYLOAD, as SDKs presign,
+   * unless given).
+   */
+  presign(req: SignedRequest, opts: { payload?: string } = {}): string {
+    const names = [...req.headers.keys()].sort();
+    const query = "X-Amz-Algorithm=AWS4-HMAC-SHA256" +
+      `&X-Amz-Credential=${encodeURIComponent(`${this.keys.accessKey}/${this.scope}`)}` +
+      `&X-Amz-Date=${this.date}&X-Amz-Expires=300` +
+      `&X-Amz-SignedHeaders=${encodeURIComponent(names.join(";"))}`;
+    const payload = opts.payload ?? "UNSIGNED-PAYLOAD";
+    const canonical = canonicalRequest({ ...req, query }, req.path, names, payload, true);
+    return `${query}&X-Amz-Signature=${
+      this.#hmacHex(stringToSign(this.date, this.scope, canonical))
+    }`;
+  }
+
   /** The chunk-signature of an aws-chunked chunk of `data` that follows the one signed `previous`. */
   chunk(previous: string, data: string): string {
     return this.#hmacHex(
