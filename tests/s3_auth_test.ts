@@ -595,12 +595,18 @@ const E2E_SECRET = "chunk-secret";
 function chunkedPut(
   url: string,
   path: string,
-  opts: { payload: Streaming; value: string; edit?: (body: string) => string },
+  opts: {
+    payload: Streaming;
+    value: string;
+    undeclared?: boolean;
+    edit?: (body: string) => string;
+  },
 ): RequestInit & { url: string } {
   const now = new Date().toISOString().replace(/[-:]|\.\d{3}/g, "");
   const signer = new SigV4({ accessKey: E2E_ACCESS, secretKey: E2E_SECRET }, now);
-  const { payload, value } = opts;
-  const { req, body } = chunkedUpload(signer, { host: new URL(url).host, path, payload, value });
+  const { payload, value, undeclared } = opts;
+  const host = new URL(url).host;
+  const { req, body } = chunkedUpload(signer, { host, path, payload, value, undeclared });
   const { headers } = req;
   headers.delete("host");
   return { url: url + path, method: "PUT", headers, body: opts.edit?.(body) ?? body };
@@ -626,7 +632,7 @@ Deno.test("aws-chunked bodies at the edges of their framing, end to end", async 
   /** Asserts that the PUT of "hello world" at `Key` is answered `refusal` and stores nothing. */
   const assertRefused = async (
     Key: string,
-    opts: { payload: Streaming; edit: (body: string) => string },
+    opts: { payload: Streaming; undeclared?: boolean; edit?: (body: string) => string },
     refusal: { status: number; code: string; message: string },
   ) => {
     const p = put(Key, { ...opts, value: "hello world" });
@@ -731,11 +737,50 @@ Deno.test("aws-chunked bodies at the edges of their framing, end to end", async 
         });
       },
     );
+
+    await t.step(
+      "a trailer x-amz-trailer does not declare is 400 MalformedTrailerError, nothing stored, as S3",
+      async () => {
+        // Its checksum would otherwise go unchecked: a wrong one (unsigned) stored as if it held.
+        await assertRefused("undeclared-unsigned", {
+          payload: "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+          undeclared: true,
+          edit: (body) => body.replace(crc32("hello world"), crc32("other bytes")),
+        }, MALFORMED_TRAILER);
+        // Signed as sent: refused all the same.
+        await assertRefused("undeclared-signed", {
+          payload: "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+          undeclared: true,
+        }, MALFORMED_TRAILER);
+      },
+    );
+
+    await t.step(
+      "a trailer other than the one declared, or a line of it with no colon, is MalformedTrailerError",
+      async () => {
+        const payload = "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
+        const edits: [string, (body: string) => string][] = [
+          ["other", (body) => body.replace("x-amz-checksum-crc32:", "x-amz-checksum-sha1:")],
+          ["no-colon", (body) => body.replace("x-amz-checksum-crc32:", "x-amz-checksum-crc32")],
+        ];
+        for (const [key, edit] of edits) {
+          await assertRefused(key, { payload, edit }, MALFORMED_TRAILER);
+        }
+      },
+    );
   } finally {
     s3.destroy();
     await c.stop();
   }
 });
+
+/** S3's answer to a trailer that is not the one x-amz-trailer declares. */
+const MALFORMED_TRAILER = {
+  status: 400,
+  code: "MalformedTrailerError",
+  message: "The request contained trailing data that was not well-formed or did not conform " +
+    "to our published schema.",
+};
 
 Deno.test("a presigned PutObject's hex x-amz-content-sha256 is checked against its body, as S3", async (t) => {
   const c = await Cluster.start({
