@@ -509,6 +509,14 @@ class ChunkedDecoder {
   }
 }
 
+/** S3's answer to a body shorter than its length said: a value's, or an XML body's. */
+export function incompleteBody(): S3Error {
+  return s3Error(
+    "IncompleteBody",
+    "You did not provide the number of bytes specified by the Content-Length HTTP header",
+  );
+}
+
 /**
  * A small request body (DeleteObjects' and CompleteMultipartUpload's XML)
  * read whole, at most `cap` bytes, its digests checked like a value's.
@@ -534,6 +542,8 @@ export async function readWhole(body: S3Body, cap: number): Promise<Uint8Array> 
   } catch (err) {
     throw body.failure() ?? err;
   }
+  // Fewer bytes than x-amz-decoded-content-length said (more fail as read): as a value's.
+  if (body.contentLength !== null && size !== body.contentLength) throw incompleteBody();
   const bytes = new Uint8Array(size);
   let at = 0;
   for (const p of parts) {

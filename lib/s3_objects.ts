@@ -9,7 +9,7 @@ import { pool } from "./pool.ts";
 import { plural } from "./progress.ts";
 import type { Meta, Record } from "./record.ts";
 import type { S3Request } from "./s3.ts";
-import { checksumThrough, readWhole, requireDigest } from "./s3_body.ts";
+import { checksumThrough, incompleteBody, readWhole, requireDigest } from "./s3_body.ts";
 import {
   algorithmOf,
   type Checksum,
@@ -573,10 +573,7 @@ export function failure(out: Outcome): S3Error {
   const message = out.message ?? `Status ${out.status}`;
   switch (out.status) {
     case 400:
-      return s3Error(
-        "IncompleteBody",
-        "You did not provide the number of bytes specified by the Content-Length HTTP header",
-      );
+      return incompleteBody();
     case 408:
       return s3Error(
         "RequestTimeout",
