@@ -26,7 +26,10 @@ export interface SignedRequest {
 
 /** The outcome: how the payload is sent, and what signs its chunks. */
 export interface Signature {
-  /** x-amz-content-sha256 (header auth) or UNSIGNED-PAYLOAD (presigned). */
+  /**
+   * x-amz-content-sha256 (header auth); presigned, UNSIGNED-PAYLOAD or the
+   * hex SHA-256 an x-amz-content-sha256 header names.
+   */
   payload: string;
   /** For STREAMING-AWS4-HMAC-SHA256-PAYLOAD: the seed of the chunk chain. */
   chunks?: ChunkSigner;
@@ -103,9 +106,8 @@ function checkV4(
 ): Signature {
   const { auth, now } = sent;
   const parts = auth !== null ? fromHeader(auth, req.headers) : fromQuery(req.query);
-  const payload = auth !== null
-    ? req.headers.get("x-amz-content-sha256") ?? ""
-    : "UNSIGNED-PAYLOAD";
+  const sha = req.headers.get("x-amz-content-sha256");
+  const payload = auth !== null ? sha ?? "" : presignedPayload(sha);
   if (auth !== null && payload === "") {
     throw new S3Error(
       "InvalidRequest",
@@ -137,6 +139,17 @@ function checkV4(
   return { payload, chunks };
 }
 
+/**
+ * A presigned request's payload: UNSIGNED-PAYLOAD, unless it carries a hex
+ * x-amz-content-sha256 header, which its body is then held to, as S3 holds
+ * it (a client that knows its upload's bytes presigns their SHA-256).
+ */
+function presignedPayload(sent: string | null): string {
+  return sent !== null && SHA256_HEX.test(sent) ? sent : "UNSIGNED-PAYLOAD";
+}
+
+const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
+
 /** The payloads an x-amz-content-sha256 may name instead of the body's SHA-256. */
 const PAYLOADS = [
   "UNSIGNED-PAYLOAD",
@@ -156,7 +169,7 @@ const PAYLOADS_4A = [
  * naming it, as S3 (a value that names neither was stored unchecked).
  */
 function checkPayload(payload: string) {
-  if (/^[0-9a-fA-F]{64}$/.test(payload) || PAYLOADS.includes(payload)) return;
+  if (SHA256_HEX.test(payload) || PAYLOADS.includes(payload)) return;
   if (PAYLOADS_4A.includes(payload)) {
     throw s3Error("NotImplemented", `${payload} is not implemented by this gateway`);
   }
@@ -178,10 +191,15 @@ function matchingSignature(
   // Clients differ in how they escape a path; S3 signs it escaped once, by
   // its own rules. Try that first, then the path exactly as sent.
   const paths = [canonicalPath(req.path), req.path];
-  for (const path of new Set(paths)) {
-    const canonical = canonicalRequest(req, path, parts.signedHeaders, payload, presigned);
-    const signature = hmacHex(key, stringToSign(parts.date, scope, canonical));
-    if (sameHex(signature, parts.signature)) return signature;
+  // A presigned URL signs UNSIGNED-PAYLOAD, or the SHA-256 its request's
+  // x-amz-content-sha256 carries (the Go SDK's, presigning a known body).
+  const payloads = presigned ? [payload, "UNSIGNED-PAYLOAD"] : [payload];
+  for (const line of new Set(payloads)) {
+    for (const path of new Set(paths)) {
+      const canonical = canonicalRequest(req, path, parts.signedHeaders, line, presigned);
+      const signature = hmacHex(key, stringToSign(parts.date, scope, canonical));
+      if (sameHex(signature, parts.signature)) return signature;
+    }
   }
   throw new S3Error(
     "SignatureDoesNotMatch",
@@ -257,8 +275,13 @@ function fromQuery(query: string): Parts {
     q.get("X-Amz-Signature"),
     q.get("X-Amz-Date") ?? "",
   );
-  const expires = Number(q.get("X-Amz-Expires"));
-  if (!Number.isInteger(expires) || expires < 1 || expires > MAX_EXPIRES_S) {
+  // Decimal digits, as S3 reads it: "86400.0" or "0x15180" is no number of seconds.
+  const sent = q.get("X-Amz-Expires") ?? "";
+  if (!/^-?\d+$/.test(sent)) {
+    throw new S3Error("AuthorizationQueryParametersError", "X-Amz-Expires should be a number", 400);
+  }
+  const expires = Number(sent);
+  if (expires < 1 || expires > MAX_EXPIRES_S) {
     throw new S3Error(
       "AuthorizationQueryParametersError",
       `X-Amz-Expires must be a number of seconds from 1 to ${MAX_EXPIRES_S}`,

@@ -120,7 +120,14 @@ function unframed(
   }
   const contentLength = Number(decoded);
   const signer = sig.chunks ?? null;
-  const body = decodeChunked(source, { signer, trailers, onError, declared: contentLength });
+  const trailer = headers.get("x-amz-trailer")?.trim().toLowerCase() || null;
+  const body = decodeChunked(source, {
+    signer,
+    trailers,
+    onError,
+    declared: contentLength,
+    trailer,
+  });
   return { body, contentLength };
 }
 
@@ -198,15 +205,25 @@ function md5Mismatch(contentMd5: string | null, md5: string): S3Error | null {
 function checkDigests(digests: Expected[], right: (c: Checksum) => void): S3Error | null {
   for (const d of digests) {
     const want = d.expect();
-    if (want === undefined) {
-      return s3Error("InvalidRequest", `The trailer ${d.name} was declared but not sent`);
-    }
+    if (want === undefined) return malformedTrailer();
     const got = d.hash.digest();
     if (got !== want) return digestMismatch(d.name);
     if (d.alg) right({ alg: d.alg, value: got });
   }
   return null;
 }
+
+/**
+ * S3's answer to a trailer that is not the one x-amz-trailer declares: one
+ * not declared (its checksum would go unchecked), one declared and not
+ * sent, a line that is no "name:value".
+ */
+function malformedTrailer(): S3Error {
+  return s3Error("MalformedTrailerError", MALFORMED_TRAILER);
+}
+
+const MALFORMED_TRAILER =
+  "The request contained trailing data that was not well-formed or did not conform to our published schema.";
 
 /** A digest sent that is not the body's, in S3's words for its header. */
 function digestMismatch(name: string): S3Error {
@@ -269,6 +286,11 @@ export interface ChunkedOptions {
   onError: (err: S3Error) => void;
   /** x-amz-decoded-content-length: more data than this is refused. */
   declared?: number;
+  /**
+   * The trailer's field x-amz-trailer declares (lowercase); any other but
+   * x-amz-trailer-signature is MalformedTrailerError.
+   */
+  trailer?: string | null;
 }
 
 /**
@@ -299,6 +321,7 @@ class ChunkedDecoder {
   #trailers: Map<string, string>;
   #onError: (err: S3Error) => void;
   #declared: number;
+  #trailer: string | null;
   /** The source's last read, taken up to #pos. */
   #buf: Uint8Array = new Uint8Array(0);
   #pos = 0;
@@ -324,6 +347,7 @@ class ChunkedDecoder {
     this.#trailers = opts.trailers;
     this.#onError = opts.onError;
     this.#declared = opts.declared ?? Infinity;
+    this.#trailer = opts.trailer ?? null;
     this.#previous = opts.signer?.seed ?? "";
   }
 
@@ -440,12 +464,14 @@ class ChunkedDecoder {
       return;
     }
     const colon = text.indexOf(":");
-    if (colon > 0) {
-      const name = text.slice(0, colon).trim().toLowerCase();
-      const value = text.slice(colon + 1).trim();
-      this.#trailers.set(name, value);
-      if (name !== "x-amz-trailer-signature") this.#signedLines += `${name}:${value}\n`;
-    }
+    if (colon < 0) this.#fail(MALFORMED_TRAILER, "MalformedTrailerError");
+    const name = text.slice(0, colon).trim().toLowerCase();
+    const value = text.slice(colon + 1).trim();
+    this.#trailers.set(name, value);
+    if (name === "x-amz-trailer-signature") return;
+    // One x-amz-trailer does not name would be taken unchecked.
+    if (name !== this.#trailer) this.#fail(MALFORMED_TRAILER, "MalformedTrailerError");
+    this.#signedLines += `${name}:${value}\n`;
   }
 
   /** A chunk checked against its signature, chained to the one before it. */
@@ -483,6 +509,14 @@ class ChunkedDecoder {
   }
 }
 
+/** S3's answer to a body shorter than its length said: a value's, or an XML body's. */
+export function incompleteBody(): S3Error {
+  return s3Error(
+    "IncompleteBody",
+    "You did not provide the number of bytes specified by the Content-Length HTTP header",
+  );
+}
+
 /**
  * A small request body (DeleteObjects' and CompleteMultipartUpload's XML)
  * read whole, at most `cap` bytes, its digests checked like a value's.
@@ -508,6 +542,8 @@ export async function readWhole(body: S3Body, cap: number): Promise<Uint8Array> 
   } catch (err) {
     throw body.failure() ?? err;
   }
+  // Fewer bytes than x-amz-decoded-content-length said (more fail as read): as a value's.
+  if (body.contentLength !== null && size !== body.contentLength) throw incompleteBody();
   const bytes = new Uint8Array(size);
   let at = 0;
   for (const p of parts) {

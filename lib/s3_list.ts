@@ -26,6 +26,8 @@ import {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const MAX_KEYS = 1000;
+/** S3's highest part number. */
+const MAX_PART_NUMBER = 10_000;
 const OWNER = { ID: "mkv", DisplayName: "mkv" };
 
 /** One listed item: an object, or a common prefix rolled up at the delimiter. */
@@ -236,6 +238,21 @@ export function countParam(
     throw argumentError(message, param, String(n));
   }
   return Math.min(n, cap);
+}
+
+/**
+ * UploadPart's and GetObject's partNumber: decimal digits, 1 to 10000 (a
+ * "0x2", "1e0" or " 2" Number() would read is none); else 400
+ * InvalidArgument naming it, in S3's words.
+ */
+export function partNumberParam(q: Map<string, string>): number {
+  const raw = q.get("partNumber") ?? "";
+  const n = /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!(n >= 1 && n <= MAX_PART_NUMBER)) {
+    const message = `Part number must be an integer between 1 and ${MAX_PART_NUMBER}, inclusive`;
+    throw argumentError(message, "partNumber", raw);
+  }
+  return n;
 }
 
 /**

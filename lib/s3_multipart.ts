@@ -18,7 +18,7 @@ import {
   compositeChecksum,
   sentChecksum,
 } from "./s3_checksum.ts";
-import { bucketExists, countParam, noSuchBucket } from "./s3_list.ts";
+import { bucketExists, countParam, noSuchBucket, partNumberParam } from "./s3_list.ts";
 import { ShuttingDown, SourceError } from "./fanout.ts";
 import { type Md5Stream, md5Stream } from "./md5_stream.ts";
 import { endings, received } from "./sizes.ts";
@@ -65,7 +65,6 @@ const decoder = new TextDecoder();
 function startsWith(bytes: Uint8Array, head: Uint8Array): boolean {
   return bytes.length >= head.length && equal(bytes.subarray(0, head.length), head);
 }
-const MAX_PARTS = 10_000;
 /** S3's smallest part, but for the last. */
 const MIN_PART = 5 * 1024 * 1024;
 const OWNER = { ID: "mkv", DisplayName: "mkv" };
@@ -137,10 +136,7 @@ function partPath(id: string, n: number, token: string): string {
 }
 
 export async function uploadPart(s3: S3Request, id: string): Promise<Response> {
-  const n = Number(s3.query.get("partNumber"));
-  if (!Number.isInteger(n) || n < 1 || n > MAX_PARTS) {
-    throw s3Error("InvalidArgument", `Part number must be an integer between 1 and ${MAX_PARTS}`);
-  }
+  const n = partNumberParam(s3.query);
   const { upload, versionstamp } = await openUpload(s3, id);
   if (s3.req.headers.has("x-amz-copy-source")) {
     return await uploadPartCopy(s3, { id, versionstamp, n }, upload.checksum?.alg);

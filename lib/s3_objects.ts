@@ -9,7 +9,7 @@ import { pool } from "./pool.ts";
 import { plural } from "./progress.ts";
 import type { Meta, Record } from "./record.ts";
 import type { S3Request } from "./s3.ts";
-import { checksumThrough, readWhole, requireDigest } from "./s3_body.ts";
+import { checksumThrough, incompleteBody, readWhole, requireDigest } from "./s3_body.ts";
 import {
   algorithmOf,
   type Checksum,
@@ -17,7 +17,7 @@ import {
   checksumXml,
   setChecksumHeaders,
 } from "./s3_checksum.ts";
-import { bucketExists, noSuchBucket } from "./s3_list.ts";
+import { bucketExists, noSuchBucket, partNumberParam } from "./s3_list.ts";
 import {
   argumentError,
   parseDelete,
@@ -192,12 +192,8 @@ function partOf(
   s3: S3Request,
   rec: Record,
 ): { range: string | undefined; count?: number } | null {
-  const asked = s3.query.get("partNumber");
-  if (asked === undefined) return null;
-  const n = Number(asked);
-  if (!/^\d+$/.test(asked) || n < 1 || n > 10_000) {
-    throw s3Error("InvalidArgument", "Part number must be an integer between 1 and 10000");
-  }
+  if (!s3.query.has("partNumber")) return null;
+  const n = partNumberParam(s3.query);
   if (s3.req.headers.has("range")) {
     throw s3Error(
       "InvalidRequest",
@@ -577,10 +573,7 @@ export function failure(out: Outcome): S3Error {
   const message = out.message ?? `Status ${out.status}`;
   switch (out.status) {
     case 400:
-      return s3Error(
-        "IncompleteBody",
-        "You did not provide the number of bytes specified by the Content-Length HTTP header",
-      );
+      return incompleteBody();
     case 408:
       return s3Error(
         "RequestTimeout",

@@ -391,8 +391,9 @@ export function parseComplete(text: string): CompletePart[] {
   }
   return done.Part.map((p) => {
     const part = p as { PartNumber?: unknown; ETag?: unknown; [name: string]: unknown };
-    const number = Number(part.PartNumber);
-    if (!Number.isInteger(number) || typeof part.ETag !== "string") {
+    // Decimal digits only: "0x2", "2e0" or "" are no part's number, though Number() reads them.
+    const digits = typeof part.PartNumber === "string" ? part.PartNumber.trim() : "";
+    if (!/^\d+$/.test(digits) || typeof part.ETag !== "string") {
       throw s3Error("MalformedXML", "Every <Part> needs a <PartNumber> and an <ETag>");
     }
     const checksums = new Map<string, string>();
@@ -403,7 +404,7 @@ export function parseComplete(text: string): CompletePart[] {
       }
     }
     return {
-      number,
+      number: Number(digits),
       etag: part.ETag.trim().replace(/^"|"$/g, "").replace(/^&quot;|&quot;$/g, ""),
       checksums,
     };

@@ -120,6 +120,20 @@ Deno.test("AWS's presigned URL example is accepted until it expires", () => {
   assertEquals((err as S3Error).message, "Request has expired");
 });
 
+Deno.test("a presigned X-Amz-Expires other than decimal digits is 400 'X-Amz-Expires should be a number', as S3", () => {
+  // Each is 86400 seconds to JavaScript's Number(); S3 refuses "86400.0".
+  for (const expires of ["86400.0", "0x15180", "8.64e4", "%2086400", ""]) {
+    const req = presigned();
+    req.query = req.query.replace("X-Amz-Expires=86400", `X-Amz-Expires=${expires}`);
+    const err = assertThrows(() => checkSignature(req, CREDS, AT + 3_600_000), S3Error);
+    assertEquals(
+      [(err as S3Error).code, (err as S3Error).status, err.message],
+      ["AuthorizationQueryParametersError", 400, "X-Amz-Expires should be a number"],
+      expires,
+    );
+  }
+});
+
 Deno.test("without keys set any signature passes, as mkv", () => {
   assertEquals(checkSignature(getObject("0".repeat(64)), null, AT).payload, EMPTY);
 });
@@ -492,6 +506,15 @@ Deno.test("an x-amz-* header the signature does not cover is 403 AccessDenied na
   ]);
 });
 
+Deno.test("a signed header sent twice does not match its signature (README: a known limit)", () => {
+  // The client signs its two lines "a" and "b" joined with ",", as SigV4 does;
+  // Deno.serve gives the master "a, b", which one line could hold as well.
+  const req = signedPut("/b/k", "/b/k", { "x-amz-content-sha256": EMPTY, "x-amz-meta-a": "a,b" });
+  req.headers.set("x-amz-meta-a", "a, b");
+  const err = assertThrows(() => checkSignature(req, SIGNED_CREDS, SIGNED_AT), S3Error) as S3Error;
+  assertEquals([err.code, err.status], ["SignatureDoesNotMatch", 403]);
+});
+
 Deno.test("a header-signed request without x-amz-content-sha256 is 400 InvalidRequest, as S3", () => {
   const req = signedPut("/b/k", "/b/k", {});
   const err = assertThrows(() => checkSignature(req, SIGNED_CREDS, SIGNED_AT), S3Error) as S3Error;
@@ -581,12 +604,18 @@ const E2E_SECRET = "chunk-secret";
 function chunkedPut(
   url: string,
   path: string,
-  opts: { payload: Streaming; value: string; edit?: (body: string) => string },
+  opts: {
+    payload: Streaming;
+    value: string;
+    undeclared?: boolean;
+    edit?: (body: string) => string;
+  },
 ): RequestInit & { url: string } {
   const now = new Date().toISOString().replace(/[-:]|\.\d{3}/g, "");
   const signer = new SigV4({ accessKey: E2E_ACCESS, secretKey: E2E_SECRET }, now);
-  const { payload, value } = opts;
-  const { req, body } = chunkedUpload(signer, { host: new URL(url).host, path, payload, value });
+  const { payload, value, undeclared } = opts;
+  const host = new URL(url).host;
+  const { req, body } = chunkedUpload(signer, { host, path, payload, value, undeclared });
   const { headers } = req;
   headers.delete("host");
   return { url: url + path, method: "PUT", headers, body: opts.edit?.(body) ?? body };
@@ -612,7 +641,7 @@ Deno.test("aws-chunked bodies at the edges of their framing, end to end", async 
   /** Asserts that the PUT of "hello world" at `Key` is answered `refusal` and stores nothing. */
   const assertRefused = async (
     Key: string,
-    opts: { payload: Streaming; edit: (body: string) => string },
+    opts: { payload: Streaming; undeclared?: boolean; edit?: (body: string) => string },
     refusal: { status: number; code: string; message: string },
   ) => {
     const p = put(Key, { ...opts, value: "hello world" });
@@ -717,6 +746,104 @@ Deno.test("aws-chunked bodies at the edges of their framing, end to end", async 
         });
       },
     );
+
+    await t.step(
+      "a trailer x-amz-trailer does not declare is 400 MalformedTrailerError, nothing stored, as S3",
+      async () => {
+        // Its checksum would otherwise go unchecked: a wrong one (unsigned) stored as if it held.
+        await assertRefused("undeclared-unsigned", {
+          payload: "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+          undeclared: true,
+          edit: (body) => body.replace(crc32("hello world"), crc32("other bytes")),
+        }, MALFORMED_TRAILER);
+        // Signed as sent: refused all the same.
+        await assertRefused("undeclared-signed", {
+          payload: "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+          undeclared: true,
+        }, MALFORMED_TRAILER);
+      },
+    );
+
+    await t.step(
+      "a trailer other than the one declared, or a line of it with no colon, is MalformedTrailerError",
+      async () => {
+        const payload = "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
+        const edits: [string, (body: string) => string][] = [
+          ["other", (body) => body.replace("x-amz-checksum-crc32:", "x-amz-checksum-sha1:")],
+          ["no-colon", (body) => body.replace("x-amz-checksum-crc32:", "x-amz-checksum-crc32")],
+        ];
+        for (const [key, edit] of edits) {
+          await assertRefused(key, { payload, edit }, MALFORMED_TRAILER);
+        }
+      },
+    );
+  } finally {
+    s3.destroy();
+    await c.stop();
+  }
+});
+
+/** S3's answer to a trailer that is not the one x-amz-trailer declares. */
+const MALFORMED_TRAILER = {
+  status: 400,
+  code: "MalformedTrailerError",
+  message: "The request contained trailing data that was not well-formed or did not conform " +
+    "to our published schema.",
+};
+
+Deno.test("a presigned PutObject's hex x-amz-content-sha256 is checked against its body, as S3", async (t) => {
+  const c = await Cluster.start({
+    flags: ["-s3-access-key", E2E_ACCESS, "-s3-secret-key", E2E_SECRET],
+  });
+  const s3 = s3Client(c.url, { accessKeyId: E2E_ACCESS, secretAccessKey: E2E_SECRET });
+  const Bucket = `presigned-${crypto.randomUUID().slice(0, 8)}`;
+  /** A PutObject of `body` presigned with `sha` as its x-amz-content-sha256, over `payload`. */
+  const presignedPut = (Key: string, body: string, opts: { sha: string; payload: string }) => {
+    const now = new Date().toISOString().replace(/[-:]|\.\d{3}/g, "");
+    const signer = new SigV4({ accessKey: E2E_ACCESS, secretKey: E2E_SECRET }, now);
+    const path = `/${Bucket}/${Key}`;
+    const headers = new Headers({ host: new URL(c.url).host, "x-amz-content-sha256": opts.sha });
+    const query = signer.presign({ method: "PUT", path, query: "", headers }, opts);
+    headers.delete("host");
+    return { url: `${c.url}${path}?${query}`, init: { method: "PUT", headers, body } };
+  };
+  const stored = async (Key: string) => {
+    const read = s3.send(new GetObjectCommand({ Bucket, Key }));
+    const got = await read.catch(() => null);
+    return got ? await got.Body!.transformToString() : await s3Fails(read);
+  };
+  try {
+    await s3.send(new CreateBucketCommand({ Bucket }));
+    const sha = createHash("sha256").update("presigned body").digest("hex");
+    // Signed as SDKs presign, or over the SHA-256 itself (the Go SDK's, for a known body).
+    for (const payload of ["UNSIGNED-PAYLOAD", sha]) {
+      await t.step(
+        `signed over ${payload}: other bytes are 400 XAmzContentSHA256Mismatch, nothing stored`,
+        async () => {
+          const Key = crypto.randomUUID();
+          const p = presignedPut(Key, "other bytes", { sha, payload });
+          assertEquals(await errorAnswer(p.url, p.init), {
+            status: 400,
+            type: "application/xml",
+            body: errorXml(
+              "XAmzContentSHA256Mismatch",
+              "The provided &#39;x-amz-content-sha256&#39; header does not match what was computed.",
+              "",
+              `/${Bucket}/${Key}`,
+            ),
+          });
+          assertEquals(await stored(Key), { name: "NoSuchKey", status: 404 });
+        },
+      );
+
+      await t.step(`signed over ${payload}: the bytes it names are stored`, async () => {
+        const Key = crypto.randomUUID();
+        const p = presignedPut(Key, "presigned body", { sha, payload });
+        const res = await fetch(p.url, p.init);
+        assertEquals([res.status, await res.text()], [200, ""]);
+        assertEquals(await stored(Key), "presigned body");
+      });
+    }
   } finally {
     s3.destroy();
     await c.stop();

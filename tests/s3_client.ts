@@ -142,6 +142,24 @@ export class SigV4 {
     return { signature, authorization };
   }
 
+  /**
+   * The query of `req` presigned for 5 minutes over all its headers (sorted)
+   * and `payload` as its payload line (UNSIGNED-PAYLOAD, as SDKs presign,
+   * unless given).
+   */
+  presign(req: SignedRequest, opts: { payload?: string } = {}): string {
+    const names = [...req.headers.keys()].sort();
+    const query = "X-Amz-Algorithm=AWS4-HMAC-SHA256" +
+      `&X-Amz-Credential=${encodeURIComponent(`${this.keys.accessKey}/${this.scope}`)}` +
+      `&X-Amz-Date=${this.date}&X-Amz-Expires=300` +
+      `&X-Amz-SignedHeaders=${encodeURIComponent(names.join(";"))}`;
+    const payload = opts.payload ?? "UNSIGNED-PAYLOAD";
+    const canonical = canonicalRequest({ ...req, query }, req.path, names, payload, true);
+    return `${query}&X-Amz-Signature=${
+      this.#hmacHex(stringToSign(this.date, this.scope, canonical))
+    }`;
+  }
+
   /** The chunk-signature of an aws-chunked chunk of `data` that follows the one signed `previous`. */
   chunk(previous: string, data: string): string {
     return this.#hmacHex(
@@ -168,14 +186,16 @@ export type Streaming =
  * A PUT of `value` (ASCII) at `path` of the master at `host`, as an
  * aws-chunked body of one chunk and the final one, framed and signed by
  * `signer` as AWS documents it for `payload` (a -TRAILER payload's trailer
- * is the value's CRC32; signed when the chunks are). Its headers hold
- * Authorization and the Host signed.
+ * is the value's CRC32; signed when the chunks are; declared in
+ * x-amz-trailer unless `undeclared`). Its headers hold Authorization and
+ * the Host signed.
  */
 export function chunkedUpload(
   signer: SigV4,
-  opts: { host: string; path: string; payload: Streaming; value: string },
+  opts: { host: string; path: string; payload: Streaming; value: string; undeclared?: boolean },
 ): { req: SignedRequest; body: string } {
   const { payload, value } = opts;
+  const trailed = payload.endsWith("-TRAILER");
   const signed = !payload.startsWith("STREAMING-UNSIGNED");
   const headers = new Headers({
     host: opts.host,
@@ -184,14 +204,14 @@ export function chunkedUpload(
     "x-amz-date": signer.date,
     "x-amz-decoded-content-length": String(value.length),
   });
-  if (payload.endsWith("-TRAILER")) headers.set("x-amz-trailer", "x-amz-checksum-crc32");
+  if (trailed && !opts.undeclared) headers.set("x-amz-trailer", "x-amz-checksum-crc32");
   const req = { method: "PUT", path: opts.path, query: "", headers };
   const seed = signer.sign(req);
   const first = signer.chunk(seed.signature, value);
   const last = signer.chunk(first, "");
   const ext = (sig: string) => signed ? `;chunk-signature=${sig}` : "";
   let body = `${value.length.toString(16)}${ext(first)}\r\n${value}\r\n0${ext(last)}\r\n`;
-  if (headers.has("x-amz-trailer")) {
+  if (trailed) {
     const lines = `x-amz-checksum-crc32:${crc32(value)}\n`;
     body += lines.replace("\n", "\r\n");
     if (signed) body += `x-amz-trailer-signature:${signer.trailer(last, lines)}\r\n`;

@@ -1810,6 +1810,35 @@ Deno.test("S3 arguments refused in S3's words (400 InvalidArgument naming the ar
     const resourceOf = (url: string) => new URL(url).pathname;
 
     await t.step(
+      "a partNumber other than decimal digits 1 to 10000: InvalidArgument naming it, no part stored",
+      async () => {
+        // Each of these reads as a number to JavaScript's Number().
+        for (const value of ["0x2", "1e0", " 2", "+2", "2.0", "0", "10001"]) {
+          const asked = `partNumber=${encodeURIComponent(value)}`;
+          for (
+            const [url, init] of [
+              [`${withPart}&${asked}`, { method: "PUT", body: "other" }],
+              [`${c.url}/${bucket}/src?${asked}`, {}],
+            ] as const
+          ) {
+            assertEquals(await errorAnswer(url, init), {
+              status: 400,
+              type: "application/xml",
+              body: errorXml(
+                "InvalidArgument",
+                "Part number must be an integer between 1 and 10000, inclusive",
+                `<ArgumentName>partNumber</ArgumentName><ArgumentValue>${value}</ArgumentValue>`,
+                resourceOf(url),
+              ),
+            }, `${url} ${asked}`);
+          }
+        }
+        const listed = await (await fetch(withPart)).text();
+        assertEquals([...listed.matchAll(/<PartNumber>(\d+)</g)].map((m) => m[1]), ["1"]);
+      },
+    );
+
+    await t.step(
       "a count that is no 32-bit integer: InvalidArgument, not an integer or within range",
       async () => {
         for (const { param, url } of counts) {
@@ -2153,6 +2182,65 @@ function crc32Base64(b: Uint8Array): string {
   out.writeUInt32BE(zlib.crc32(b));
   return out.toString("base64");
 }
+
+Deno.test("XML bodies sent aws-chunked are held to x-amz-decoded-content-length, as values are", async (t) => {
+  const c = await Cluster.start({ flags: ["-s3"] });
+  try {
+    const bucket = bucketName();
+    const url = `${c.url}/${bucket}`;
+    /** A POST of `xml` as aws-chunked, its decoded length declared one byte more than it is. */
+    const short = (target: string, xml: string, headers: Record<string, string> = {}) =>
+      errorAnswer(target, {
+        method: "POST",
+        headers: { ...awsChunkedHeaders(enc.encode(xml).length + 1), ...headers },
+        body: awsChunked(enc.encode(xml)),
+      });
+    const incomplete = (resource: string) => ({
+      status: 400,
+      type: "application/xml",
+      body: errorXml(
+        "IncompleteBody",
+        "You did not provide the number of bytes specified by the Content-Length HTTP header",
+        "",
+        resource,
+      ),
+    });
+
+    await t.step("DeleteObjects: 400 IncompleteBody, nothing deleted", async () => {
+      assertEquals((await fetch(`${url}/k`, { method: "PUT", body: "kept" })).status, 201);
+      const xml = "<Delete><Object><Key>k</Key></Object></Delete>";
+      const md5 = createHash("md5").update(xml).digest("base64");
+      assertEquals(
+        await short(`${url}?delete`, xml, { "content-md5": md5 }),
+        incomplete(`/${bucket}`),
+      );
+      const kept = await fetch(`${url}/k`, { redirect: "manual" });
+      await kept.body?.cancel();
+      assertEquals(kept.status, 302);
+    });
+
+    await t.step("CompleteMultipartUpload: 400 IncompleteBody, the upload stays", async () => {
+      const created = await (await fetch(`${url}/mp?uploads`, { method: "POST" })).text();
+      const id = /<UploadId>([0-9a-f]+)<\/UploadId>/.exec(created)![1];
+      const part = await fetch(`${url}/mp?partNumber=1&uploadId=${id}`, {
+        method: "PUT",
+        body: "p",
+      });
+      const etag = part.headers.get("etag");
+      await part.body?.cancel();
+      const xml = "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber>" +
+        `<ETag>${etag}</ETag></Part></CompleteMultipartUpload>`;
+      assertEquals(await short(`${url}/mp?uploadId=${id}`, xml), incomplete(`/${bucket}/mp`));
+      const parts = await fetch(`${url}/mp?uploadId=${id}`);
+      assertEquals([parts.status, (await parts.text()).includes("<PartNumber>1</PartNumber>")], [
+        200,
+        true,
+      ]);
+    });
+  } finally {
+    await c.stop();
+  }
+});
 
 Deno.test("a PutObject refused after its body started streaming still reads the body and answers", async (t) => {
   const c = await Cluster.start({ flags: ["-s3"] });

@@ -104,3 +104,20 @@ Deno.test("DeleteObjects: an entity XML does not define, a bare & or a reference
     ], key);
   }
 });
+
+Deno.test("CompleteMultipartUpload: a PartNumber other than decimal digits is MalformedXML", () => {
+  // Each reads as part 2 to JavaScript's Number().
+  for (const number of ["0x2", "2e0", "2.0", "+2", ""]) {
+    const xml = "<CompleteMultipartUpload><Part>" +
+      `<PartNumber>${number}</PartNumber><ETag>"00"</ETag></Part></CompleteMultipartUpload>`;
+    const err = assertThrows(() => parseComplete(xml), S3Error);
+    assertEquals([(err as S3Error).code, (err as S3Error).status], ["MalformedXML", 400], number);
+  }
+  assertEquals(
+    parseComplete(
+      "<CompleteMultipartUpload><Part><PartNumber> 2 </PartNumber><ETag>00</ETag></Part>" +
+        "</CompleteMultipartUpload>",
+    ).map((p) => p.number),
+    [2],
+  );
+});
