@@ -704,3 +704,38 @@ Deno.test("verify -repair copies a lost replica of an unlinked key again, and th
     await c.stop();
   }
 });
+
+Deno.test("verify names a replica whose path is a folder as such, and -repair leaves the folder", async () => {
+  const c = await Cluster.start();
+  try {
+    const k = randomKey("/verify-folder");
+    assertEquals((await fetch(c.url + k, { method: "PUT", body: randomBytes(2000) })).status, 201);
+    const rec = await recordOnceStopped(c, k);
+    const at = volumeUrl(rec.rvolumes[1], key2path(enc.encode(k)));
+    assertEquals((await fetch(at, { method: "DELETE" })).status, 204);
+    // nginx answers the file's path with 301 to "path/" now.
+    const inside = await fetch(`${at}/inside`, { method: "PUT", body: "in a folder" });
+    await inside.body?.cancel();
+    assertEquals(inside.status, 201);
+    const r = await runMain([
+      "verify",
+      "-repair",
+      "-volumes",
+      c.volumes.join(","),
+      "-db",
+      c.db,
+    ]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assert(
+      r.stdout.includes(
+        `corrupt replica: "${k}" on ${rec.rvolumes[1]} (a folder stands at its path: HEAD ` +
+          `answered 301) (cannot repair: remove the folder first)\n`,
+      ),
+      r.stdout,
+    );
+    assert(r.stdout.includes(`under-replicated: "${k}" has 2 healthy of 3 replicas\n`), r.stdout);
+    assertEquals(await (await fetch(`${at}/inside`)).text(), "in a folder");
+  } finally {
+    await c.stop();
+  }
+});
