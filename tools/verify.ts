@@ -245,7 +245,7 @@ async function runSteps(
   volumes: string[],
   concurrency: number,
 ): Promise<string | null> {
-  const w: Walker = { timeout: ctx.timeout, errors: [] };
+  const w: Walker = { timeout: ctx.timeout, errors: [], strays: [] };
   const steps: [string, () => Promise<void>][] = [
     ["reading the index's rebuild mark", () => keepOrphansOfPartialIndex(ctx)],
     [
@@ -746,6 +746,12 @@ async function findOrphans(
       report(ctx, `cannot check folder ${folder} on ${cdVols.join(", ")}: ${messageOf(err)}`);
     });
   });
+  for (const f of w.strays ?? []) unknownFile(ctx, f);
+}
+
+/** A file that is no key's nor any the masters or tools write: named, left alone. */
+function unknownFile(ctx: Ctx, f: Other): void {
+  report(ctx, `unknown file: ${volumeUrl(f.volume, f.path)} (not a key's; left alone)`);
 }
 
 /** The files of one key folder ("/ab/cd/") on the (sub)volumes that have it. */
@@ -912,10 +918,7 @@ async function checkLeftover(
       return;
     }
     what = "REPLACE temporary left by a failed REPLACE";
-  } else {
-    report(ctx, `unknown file: ${url} (not a key's; left alone)`);
-    return;
-  }
+  } else return unknownFile(ctx, f);
   // Gone since the listing: its upload ended or its REPLACE renamed it.
   if (await headStatus(url, ctx.timeout) === 404) return;
   const p = report(ctx, `orphan file: ${url} (${what})`);
@@ -941,10 +944,11 @@ async function checkLeftover(
  * volume (lib/aliases.ts) is an orphan once older than -grace (a check
  * lasts seconds). Its check removes it, but one whose PUT the volume
  * carried out after that removal (paused meanwhile) stays. Other files
- * there are not the tools': left alone, unnamed.
+ * there are no key's: named, left alone.
  */
 async function checkMarker(ctx: Ctx, f: Other, now: number) {
-  if (!isMarker(f.path.slice(1)) || !(now - f.mtime >= ctx.grace)) return;
+  if (!isMarker(f.path.slice(1))) return unknownFile(ctx, f);
+  if (!(now - f.mtime >= ctx.grace)) return;
   const url = volumeUrl(f.volume, f.path);
   if (await headStatus(url, ctx.timeout) === 404) return;
   const p = report(ctx, `orphan file: ${url} (marker of a master's or tool's check of -volumes)`);
