@@ -190,7 +190,9 @@ async function stray(w: Walker, vol: string, folder: string, f: FileEntry): Prom
 /** Every file under a folder that is no mkv folder, to w.strays. */
 async function straysUnder(w: Walker, vol: string, folder: string): Promise<void> {
   if (!w.strays) return;
-  for (const f of await list(w, vol, folder) ?? []) await stray(w, vol, folder, f);
+  // Its names are anyone's: "a?b" asked as it is would list "a".
+  const asked = folder.split("/").map(encodeURIComponent).join("/");
+  for (const f of await list(w, vol, asked) ?? []) await stray(w, vol, folder, f);
 }
 
 /**

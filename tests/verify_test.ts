@@ -734,7 +734,7 @@ Deno.test("verify names a replica whose path is a folder as such, and -repair le
       r.stdout,
     );
     assert(r.stdout.includes(`under-replicated: "${k}" has 2 healthy of 3 replicas\n`), r.stdout);
-    assert(r.stdout.includes(`unknown file: ${at}/inside (not a key's; left alone)\n`), r.stdout);
+    assert(r.stdout.includes(`unknown file: "${at}/inside" (not a key's; left alone)\n`), r.stdout);
     assertEquals(await (await fetch(`${at}/inside`)).text(), "in a folder");
   } finally {
     await c.stop();
@@ -777,11 +777,45 @@ Deno.test("verify names every file outside a key folder an unknown file, and -re
     assertEquals(
       r.stdout.trimEnd().split("\n").sort(),
       [
-        ...strays.map((url) => `unknown file: ${url} (not a key's; left alone)`),
+        ...strays.map((url) => `unknown file: "${url}" (not a key's; left alone)`),
         "verify: 1 key, 5 problems, 0 repaired",
       ].sort(),
     );
     for (const url of strays) assertEquals(await (await fetch(url)).text(), "nobody's", url);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("verify quotes the name of an unknown file, so that one with spaces or a newline stays on its line", async () => {
+  const c = await Cluster.start();
+  try {
+    const k = randomKey("/verify-quoted");
+    assertEquals((await fetch(c.url + k, { method: "PUT", body: "a key" })).status, 201);
+    const rec = await recordOnceStopped(c, k);
+    const names = ["two words", "a\nnewline", `say "hi"`, "a folder?/#inside"];
+    for (const name of names) {
+      const path = name.split("/").map(encodeURIComponent).join("/");
+      const put = await fetch(`http://${rec.rvolumes[0]}/zz/${path}`, {
+        method: "PUT",
+        body: "nobody's",
+      });
+      await put.body?.cancel();
+      assertEquals(put.status, 201, name);
+    }
+    const r = await runMain(["verify", "-volumes", c.volumes.join(","), "-db", c.db]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assertEquals(
+      r.stdout.trimEnd().split("\n").sort(),
+      [
+        ...names.map((name) =>
+          `unknown file: ${
+            JSON.stringify(`http://${rec.rvolumes[0]}/zz/${name}`)
+          } (not a key's; left alone)`
+        ),
+        "verify: 1 key, 4 problems",
+      ].sort(),
+    );
   } finally {
     await c.stop();
   }

@@ -749,9 +749,13 @@ async function findOrphans(
   for (const f of w.strays ?? []) unknownFile(ctx, f);
 }
 
-/** A file that is no key's nor any the masters or tools write: named, left alone. */
+/**
+ * A file that is no key's nor any the masters or tools write: named (quoted,
+ * as keys are: its name is anyone's, spaces and newlines included), left alone.
+ */
 function unknownFile(ctx: Ctx, f: Other): void {
-  report(ctx, `unknown file: ${volumeUrl(f.volume, f.path)} (not a key's; left alone)`);
+  const url = JSON.stringify(volumeUrl(f.volume, f.path));
+  report(ctx, `unknown file: ${url} (not a key's; left alone)`);
 }
 
 /** The files of one key folder ("/ab/cd/") on the (sub)volumes that have it. */
