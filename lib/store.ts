@@ -1568,6 +1568,8 @@ export class Store {
       ...have.filter((v) => !kvolumes.includes(v)),
       ...have.filter((v) => kvolumes.includes(v)),
     ];
+    const unindexed = await this.#unindexedAtTargets(move, missing, sources[0]);
+    if (unindexed) return unindexed;
     const path = key2path(move.key);
     let failure: unknown = null;
     for (const source of sources) {
@@ -1616,6 +1618,53 @@ export class Store {
     const [agreed] = groups;
     if (agreed && agreed[1].length >= 2) move.hash = agreed[0];
     return null;
+  }
+
+  /**
+   * Before a move copies to `targets` on an index marked incomplete: a
+   * target may hold a value of the key the index lacks (its newest, on a
+   * volume a rebuild skipped), which the copy would overwrite, and nothing
+   * would bring back. Each target holding a file of the key is read in
+   * full and compared with the value (its MD5 known, else `source`'s, read
+   * too): one that differs, or cannot be read, stops the move (500, nothing
+   * copied; not 409, which the rebalance tool takes for a key held by
+   * another writer), its file kept for rebuild. A copy of the value (a move
+   * killed after copying) is copied over. Null to go on, else the answer.
+   */
+  async #unindexedAtTargets(
+    move: Move,
+    targets: string[],
+    source: string,
+  ): Promise<Outcome | null> {
+    const { prev, claim, stop } = move;
+    if (!this.index.markedIncomplete) return null;
+    const path = key2path(move.key);
+    const heads = await Promise.all(
+      targets.map((v) =>
+        headStatus(volumeUrl(v, path), this.opts.voltimeout, { signal: stop }).catch(() => 0)
+      ),
+    );
+    if (stop?.aborted) return this.#moveCutOff(move, stop.reason);
+    const held = targets.filter((_, i) => heads[i] !== 404);
+    if (held.length === 0) return null;
+    const { groups } = await compareReplicas(path, move.hash ? held : [source, ...held], {
+      stall: this.opts.stall,
+      size: prev.rec.size,
+      signal: stop ? AbortSignal.any([stop, claim.signal]) : claim.signal,
+    });
+    if (stop?.aborted) return this.#moveCutOff(move, stop.reason);
+    const value = move.hash || [...groups].find(([, vs]) => vs.includes(source))?.[0];
+    const same = (value && groups.get(value)) ?? [];
+    const other = held.filter((v) => !same.includes(v)).map(volumeOfReplica);
+    if (other.length === 0) return null;
+    await claim.release();
+    const one = other.length === 1;
+    return {
+      status: 500,
+      message: `${other.join(", ")} ${one ? "holds" : "hold"} a file at the key's path that ` +
+        `is not its value (or could not be read) while the index is incomplete (a rebuild has ` +
+        `not finished): it may be a value the index lacks, so it was not copied over; run rebuild`,
+    };
   }
 
   /**

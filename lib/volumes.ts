@@ -1,6 +1,8 @@
 // Every request the master or a tool makes to a volume goes through here.
 // Each call is bounded (a timeout, or the caller's signal) and each response
-// body is consumed or cancelled, so connections return to the pool.
+// body is consumed or cancelled, so connections return to the pool. No call
+// follows a redirect: nginx answers a file's path where a folder stands with
+// 301 to "path/", whose listing is no file of the key (isFolder).
 
 import { unlessAborted } from "./abort.ts";
 import { health } from "./health.ts";
@@ -72,6 +74,11 @@ function failed(
   metrics.volumeCall(volume, call, outcome);
   health.failed({ volume, call, outcome, reason: message }, status > 0);
   return new VolumeError(message, status, unsent);
+}
+
+/** nginx's answer at a file's path where a folder stands: 301 to "path/". */
+export function isFolder(status: number): boolean {
+  return status === 301;
 }
 
 export function volumeUrl(volume: string, path: string): string {
@@ -472,6 +479,7 @@ export async function remoteMove(
     res = await fetch(from, {
       method: "MOVE",
       headers: { Destination: to, Overwrite: "T" },
+      redirect: "manual",
       signal: withTimeout(timeout, opts.signal),
     });
   } catch (err) {
@@ -489,6 +497,31 @@ export async function remoteMove(
 }
 
 /**
+ * A HEAD of url: the volume's status, whatever it is (one but 200, 404 or
+ * isFolder's is counted a failure of the volume, and logged), and its
+ * Content-Length (null when not given). Rejects with a VolumeError when the
+ * volume does not answer within `timeout`.
+ */
+export async function remoteHead(
+  url: string,
+  timeout: number,
+): Promise<{ status: number; length: number | null }> {
+  const res = await head(url, timeout);
+  if (res.status === 200 || res.status === 404 || isFolder(res.status)) {
+    succeeded(volumeOf(url), "head");
+  } else {
+    failed(
+      volumeOf(url),
+      "head",
+      "error",
+      `Cannot HEAD "${url}": status ${res.status}`,
+      res.status,
+    );
+  }
+  return res;
+}
+
+/**
  * The size of the file at url, null when there is none. A HEAD answered
  * without Content-Length (a proxy in front of nginx sending it chunked)
  * does not say the size: the file is then read in full to learn it
@@ -500,24 +533,42 @@ export async function remoteSize(
   timeout: number,
   opts: { signal?: AbortSignal } = {},
 ): Promise<number | null> {
+  const { status, length } = await head(url, timeout, opts);
+  if (status === 404) return null;
+  if (status !== 200) {
+    const message = `Cannot HEAD "${url}": status ${status}`;
+    throw failed(volumeOf(url), "head", "error", message, status);
+  }
+  succeeded(volumeOf(url), "head");
+  if (length !== null) return length;
+  return await readSize(url, { stall: timeout, signal: opts.signal });
+}
+
+/**
+ * A HEAD over fetch, uncounted but for no answer (a VolumeError): its
+ * status and Content-Length. `signal`: given up at its abort, rejecting
+ * with its reason.
+ */
+async function head(
+  url: string,
+  timeout: number,
+  opts: { signal?: AbortSignal } = {},
+): Promise<{ status: number; length: number | null }> {
   let res: Response;
   try {
-    res = await fetch(url, { method: "HEAD", signal: withTimeout(timeout, opts.signal) });
+    res = await fetch(url, {
+      method: "HEAD",
+      redirect: "manual",
+      signal: withTimeout(timeout, opts.signal),
+    });
   } catch (err) {
     // The caller's own abort is not the volume's.
     if (opts.signal?.aborted) throw opts.signal.reason;
     throw failed(volumeOf(url), "head", outcome(err), `Cannot HEAD "${url}": ${describe(err)}`);
   }
   await res.body?.cancel();
-  if (res.status === 404) return null;
-  if (res.status !== 200) {
-    const message = `Cannot HEAD "${url}": status ${res.status}`;
-    throw failed(volumeOf(url), "head", "error", message, res.status);
-  }
-  succeeded(volumeOf(url), "head");
   const length = res.headers.get("content-length");
-  if (length !== null) return Number(length);
-  return await readSize(url, { stall: timeout, signal: opts.signal });
+  return { status: res.status, length: length === null ? null : Number(length) };
 }
 
 /**
@@ -589,6 +640,7 @@ export async function remoteGet(
     res = await fetch(url, {
       signal: AbortSignal.any([opts.signal, stall.signal]),
       headers: opts.range ? { Range: opts.range } : undefined,
+      redirect: "manual",
     });
   } catch (err) {
     stall.stop();
@@ -678,7 +730,7 @@ export async function remoteList(
 ): Promise<FileEntry[] | null> {
   let res: Response;
   try {
-    res = await fetch(url, { signal: withTimeout(timeout) });
+    res = await fetch(url, { redirect: "manual", signal: withTimeout(timeout) });
   } catch (err) {
     throw failed(volumeOf(url), "list", outcome(err), `Cannot list "${url}": ${describe(err)}`);
   }

@@ -2,7 +2,9 @@
 //
 // A key's folder "/ab/cd/" is the same on every volume (it depends only on
 // the key), so listing one folder on every (sub)volume gives each key in it
-// with all its replicas. Only folders that exist are listed.
+// with all its replicas. Only folders that exist are listed. A walk given
+// `strays` (verify's) also lists every folder that is no mkv folder, down
+// to its last, for the files that are no key's.
 import { path2key, volumeOfReplica } from "./keys.ts";
 import { type FileEntry, remoteList, VolumeError, volumeUrl } from "./volumes.ts";
 
@@ -35,6 +37,13 @@ export interface Walker {
    * volume has 65,536 of them (hours, with the master stopped for rebuild).
    */
   down?: Set<string>;
+  /**
+   * When given, filled with the files outside any key folder ("/ab/cd/"):
+   * in a top folder ("/ab/"), in a folder that is no mkv folder ("/zz/",
+   * "/ab/cd/ef/"), at any depth. A volume's root files go to subvolumesOf's
+   * `rootFiles`.
+   */
+  strays?: Other[];
 }
 
 /**
@@ -59,8 +68,11 @@ export async function subvolumesOf(
     }
   }
   const dirs = root.filter((f) => f.type === "directory");
-  const svs = dirs.filter((f) => /^sv[0-9A-F]{2}$/.test(f.name)).map((f) => `${volume}/${f.name}`);
+  const sv = (f: FileEntry) => /^sv[0-9A-F]{2}$/.test(f.name);
+  const svs = dirs.filter(sv).map((f) => `${volume}/${f.name}`);
   const keysAtRoot = svs.length === 0 || dirs.some((f) => HEX2.test(f.name));
+  const others = dirs.filter((f) => !sv(f) && !HEX2.test(f.name));
+  for (const f of others) await straysUnder(w, volume, `/${f.name}/`);
   return keysAtRoot ? [volume, ...svs] : svs;
 }
 
@@ -73,7 +85,11 @@ export async function hexFolders(
   const found = new Map<string, string[]>();
   await Promise.all(vols.map(async (vol) => {
     for (const f of await list(w, vol, path) ?? []) {
-      if (f.type !== "directory" || !HEX2.test(f.name)) continue;
+      if (f.type !== "directory" || !HEX2.test(f.name)) {
+        // A volume's own root is subvolumesOf's to judge (its svNN folders).
+        if (path !== "/" || vol !== volumeOfReplica(vol)) await stray(w, vol, path, f);
+        continue;
+      }
       const at = found.get(f.name) ?? [];
       at.push(vol);
       found.set(f.name, at);
@@ -158,9 +174,25 @@ async function filesUnder(
     // A segment folder of a long name is exactly 255 bytes long.
     else if (f.type === "directory" && f.name.length === 255) {
       out.push(...await filesUnder(w, vol, path + "/"));
-    }
+    } else await stray(w, vol, folder, f);
   }
   return out;
+}
+
+/** An entry of `folder` that is no mkv file or folder: w.strays' (all files under it). */
+async function stray(w: Walker, vol: string, folder: string, f: FileEntry): Promise<void> {
+  if (!w.strays) return;
+  const path = folder + f.name;
+  if (f.type === "directory") await straysUnder(w, vol, path + "/");
+  else w.strays.push({ path, volume: vol, mtime: Date.parse(f.mtime) });
+}
+
+/** Every file under a folder that is no mkv folder, to w.strays. */
+async function straysUnder(w: Walker, vol: string, folder: string): Promise<void> {
+  if (!w.strays) return;
+  // Its names are anyone's: "a?b" asked as it is would list "a".
+  const asked = folder.split("/").map(encodeURIComponent).join("/");
+  for (const f of await list(w, vol, asked) ?? []) await stray(w, vol, folder, f);
 }
 
 /**

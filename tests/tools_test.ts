@@ -1062,3 +1062,72 @@ Deno.test("the tools' counts: one of a thing, or its plural (0 keys, 1 key, 1 ol
   assertEquals(plural(3, "old copy", "old copies"), "3 old copies");
   assertEquals(plural(1, "master or tool is", "masters or tools are"), "1 master or tool is");
 });
+
+/**
+ * What a REPLACE leaves when it moved a key to volume 1 and volume 0 did not
+ * answer the removal of the old copy, and then a rebuild with volume 1 down
+ * (-skip-unreadable): the index, marked incomplete, records the old value
+ * on volume 0; volume 1, back, holds `newer`, the key's newest value, which
+ * the index lacks. (-replicas 1: the hash puts the key on volume 1 of the
+ * two.) The key, and the URLs of its files on volumes 0 and 1.
+ */
+async function newestUnindexed(c: Cluster, newer: string): Promise<{ key: string; at: string[] }> {
+  const placed = (k: string, vols: string[]) => key2volume(enc.encode(k), vols, 1, 10)[0];
+  let key;
+  do key = randomKey("/unindexed-newest"); while (
+    !placed(key, c.volumes).startsWith(`${c.volumes[1]}/`)
+  );
+  const path = key2path(enc.encode(key));
+  const at = [placed(key, c.volumes.slice(0, 1)), placed(key, c.volumes)].map((v) =>
+    `http://${v}${path}`
+  );
+  await c.stopMaster();
+  for (const [url, value] of [[at[0], "the old value"], [at[1], newer]]) {
+    const put = await fetch(url, { method: "PUT", body: value });
+    await put.body?.cancel();
+    assertEquals(put.status, 201, url);
+  }
+  await c.stopVolume(1);
+  const args = ["-volumes", c.volumes.join(","), "-replicas", "1", "-db", c.db];
+  const rebuilt = await runMain(["rebuild", "-skip-unreadable", ...args]);
+  assertEquals(rebuilt.code, 1, rebuilt.stdout + rebuilt.stderr);
+  await c.startVolume(1);
+  return { key, at };
+}
+
+Deno.test("rebalance on an incomplete index copies no value over another one the index lacks at the key's place, and names the key", async () => {
+  const c = await Cluster.start({ volumes: 2, flags: ["-replicas", "1"] });
+  try {
+    const { key, at } = await newestUnindexed(c, "the newest value");
+    const args = ["-volumes", c.volumes.join(","), "-replicas", "1", "-db", c.db];
+    const r = await runMain(["rebalance", ...args]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assert(
+      r.stdout.includes(
+        `\n  ${JSON.stringify(key)}: 500 ${c.volumes[1]} holds a file at the key's path that is ` +
+          `not its value (or could not be read) while the index is incomplete (a rebuild has ` +
+          `not finished): it may be a value the index lacks, so it was not copied over; run ` +
+          `rebuild\n`,
+      ),
+      r.stdout,
+    );
+    assertEquals(await (await fetch(at[1])).text(), "the newest value");
+    assertEquals(await (await fetch(at[0])).text(), "the old value");
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("rebalance on an incomplete index moves a key whose file at its place holds its value already (a move killed after its copy)", async () => {
+  const c = await Cluster.start({ volumes: 2, flags: ["-replicas", "1"] });
+  try {
+    const { at } = await newestUnindexed(c, "the old value");
+    const args = ["-volumes", c.volumes.join(","), "-replicas", "1", "-db", c.db];
+    const r = await runMain(["rebalance", ...args]);
+    assertEquals(r.code, 0, r.stdout + r.stderr);
+    assertEquals(await (await fetch(at[1])).text(), "the old value");
+    assertEquals((await fetch(at[0], { method: "HEAD" })).status, 404);
+  } finally {
+    await c.stop();
+  }
+});

@@ -10,7 +10,7 @@ import {
 } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { joinIndex, openIndex } from "../lib/open.ts";
-import { key2path, md5, toHex } from "../lib/keys.ts";
+import { key2path, md5, toHex, volumeOfReplica } from "../lib/keys.ts";
 import { FLAGS, storeOptions } from "../lib/config.ts";
 import { parseFlags } from "../lib/flags.ts";
 import { Store } from "../lib/store.ts";
@@ -700,6 +700,122 @@ Deno.test("verify -repair copies a lost replica of an unlinked key again, and th
     assertEquals(now.state, "unlinked");
     assertEquals(now.rvolumes, rec.rvolumes);
     assertEquals(now.until, undefined);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("verify names a replica whose path is a folder as such, and -repair leaves the folder", async () => {
+  const c = await Cluster.start();
+  try {
+    const k = randomKey("/verify-folder");
+    assertEquals((await fetch(c.url + k, { method: "PUT", body: randomBytes(2000) })).status, 201);
+    const rec = await recordOnceStopped(c, k);
+    const at = volumeUrl(rec.rvolumes[1], key2path(enc.encode(k)));
+    assertEquals((await fetch(at, { method: "DELETE" })).status, 204);
+    // nginx answers the file's path with 301 to "path/" now.
+    const inside = await fetch(`${at}/inside`, { method: "PUT", body: "in a folder" });
+    await inside.body?.cancel();
+    assertEquals(inside.status, 201);
+    const r = await runMain([
+      "verify",
+      "-repair",
+      "-volumes",
+      c.volumes.join(","),
+      "-db",
+      c.db,
+    ]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assert(
+      r.stdout.includes(
+        `corrupt replica: "${k}" on ${rec.rvolumes[1]} (a folder stands at its path: HEAD ` +
+          `answered 301) (cannot repair: remove the folder first)\n`,
+      ),
+      r.stdout,
+    );
+    assert(r.stdout.includes(`under-replicated: "${k}" has 2 healthy of 3 replicas\n`), r.stdout);
+    assert(r.stdout.includes(`unknown file: "${at}/inside" (not a key's; left alone)\n`), r.stdout);
+    assertEquals(await (await fetch(`${at}/inside`)).text(), "in a folder");
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("verify names every file outside a key folder an unknown file, and -repair leaves them", async () => {
+  const c = await Cluster.start();
+  try {
+    const k = randomKey("/verify-unknown");
+    assertEquals((await fetch(c.url + k, { method: "PUT", body: "a key" })).status, 201);
+    const rec = await recordOnceStopped(c, k);
+    const sv = rec.rvolumes[0];
+    const root = volumeOfReplica(sv);
+    const [, ab, cd] = key2path(enc.encode(k)).split("/");
+    const strays = [
+      `http://${root}/at-root`,
+      `http://${root}/zz/in-a-root-folder`,
+      `http://${sv}/${ab}/in-a-top-folder`,
+      `http://${sv}/zz/in-no-hex-folder`,
+      // Named as a REPLACE's temporary, but no key folder's.
+      `http://${sv}/${ab}/${cd}/ef/replace.${crypto.randomUUID()}`,
+    ];
+    for (const url of strays) {
+      const put = await fetch(url, { method: "PUT", body: "nobody's" });
+      await put.body?.cancel();
+      assertEquals(put.status, 201, url);
+    }
+    const r = await runMain([
+      "verify",
+      "-repair",
+      "-grace",
+      "0s",
+      "-volumes",
+      c.volumes.join(","),
+      "-db",
+      c.db,
+    ]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assertEquals(
+      r.stdout.trimEnd().split("\n").sort(),
+      [
+        ...strays.map((url) => `unknown file: "${url}" (not a key's; left alone)`),
+        "verify: 1 key, 5 problems, 0 repaired",
+      ].sort(),
+    );
+    for (const url of strays) assertEquals(await (await fetch(url)).text(), "nobody's", url);
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("verify quotes the name of an unknown file, so that one with spaces or a newline stays on its line", async () => {
+  const c = await Cluster.start();
+  try {
+    const k = randomKey("/verify-quoted");
+    assertEquals((await fetch(c.url + k, { method: "PUT", body: "a key" })).status, 201);
+    const rec = await recordOnceStopped(c, k);
+    const names = ["two words", "a\nnewline", `say "hi"`, "a folder?/#inside"];
+    for (const name of names) {
+      const path = name.split("/").map(encodeURIComponent).join("/");
+      const put = await fetch(`http://${rec.rvolumes[0]}/zz/${path}`, {
+        method: "PUT",
+        body: "nobody's",
+      });
+      await put.body?.cancel();
+      assertEquals(put.status, 201, name);
+    }
+    const r = await runMain(["verify", "-volumes", c.volumes.join(","), "-db", c.db]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assertEquals(
+      r.stdout.trimEnd().split("\n").sort(),
+      [
+        ...names.map((name) =>
+          `unknown file: ${
+            JSON.stringify(`http://${rec.rvolumes[0]}/zz/${name}`)
+          } (not a key's; left alone)`
+        ),
+        "verify: 1 key, 4 problems",
+      ].sort(),
+    );
   } finally {
     await c.stop();
   }

@@ -2,7 +2,7 @@
 // GetObject and CopyObject read through) against a raw TCP server: what it
 // leaves on the caller's signal, which lives as long as the request (or,
 // through AbortSignal.any, as long as the master).
-import { remoteGet, VolumeError } from "../lib/volumes.ts";
+import { remoteGet, remoteHead, remoteList, remoteSize, VolumeError } from "../lib/volumes.ts";
 import { openNamed } from "../lib/s3_objects.ts";
 import { Store } from "../lib/store.ts";
 import { FLAGS, storeOptions } from "../lib/config.ts";
@@ -85,5 +85,37 @@ Deno.test("a read whose record check fails (the index unreadable) cancels the bo
     });
   } finally {
     volume.close();
+  }
+});
+
+/**
+ * A volume where a folder stands at a key's path: as nginx, the path
+ * answers 301 to "path/", whose listing would pass for a file's bytes.
+ */
+function folderVolume() {
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    const path = new URL(req.url).pathname;
+    if (path === "/ab/cd/a2V5") {
+      return new Response(null, { status: 301, headers: { Location: `${path}/` } });
+    }
+    return Response.json([{ name: "inside", type: "file", mtime: "", size: 6 }]);
+  });
+  return { host: `127.0.0.1:${server.addr.port}`, close: () => server.shutdown() };
+}
+
+Deno.test("volume calls follow no redirect: a folder at a key's path answers 301, not its listing", async () => {
+  const volume = folderVolume();
+  try {
+    const url = `http://${volume.host}/ab/cd/a2V5`;
+    const signal = new AbortController().signal;
+    const get = await assertRejects(() => remoteGet(url, { signal, stall: 5_000 }), VolumeError);
+    assertEquals((get as VolumeError).status, 301);
+    const size = await assertRejects(() => remoteSize(url, 5_000), VolumeError);
+    assertEquals((size as VolumeError).status, 301);
+    assertEquals((await remoteHead(url, 5_000)).status, 301);
+    const list = await assertRejects(() => remoteList(url, 5_000), VolumeError);
+    assertEquals((list as VolumeError).status, 301);
+  } finally {
+    await volume.close();
   }
 });

@@ -44,8 +44,10 @@ import { concurrencyOf, graceOf } from "../lib/tool_flags.ts";
 import {
   describe,
   headStatus,
+  isFolder,
   readSize,
   remoteDelete,
+  remoteHead,
   unanswered,
   volumeUrl,
 } from "../lib/volumes.ts";
@@ -70,7 +72,12 @@ interface Judged {
   why: string;
   /** Its MD5, when it was read in full (-md5) for a key whose MD5 is not recorded. */
   md5?: string;
+  /** A folder stands at its path: no copy can be put there (nginx answers 409). */
+  folder?: boolean;
 }
+
+/** Why a replica whose path is a folder is corrupt. */
+const FOLDER = "a folder stands at its path: HEAD answered 301";
 
 interface Ctx {
   index: Index;
@@ -238,7 +245,7 @@ async function runSteps(
   volumes: string[],
   concurrency: number,
 ): Promise<string | null> {
-  const w: Walker = { timeout: ctx.timeout, errors: [] };
+  const w: Walker = { timeout: ctx.timeout, errors: [], strays: [] };
   const steps: [string, () => Promise<void>][] = [
     ["reading the index's rebuild mark", () => keepOrphansOfPartialIndex(ctx)],
     [
@@ -359,8 +366,14 @@ async function reportReplicas(
     )
     : null;
   if (!ctx.repair || healthy.length === 0) return;
+  // Removing the folder would take whatever it holds with it: left to the operator.
+  for (const [i, j] of judged.entries()) {
+    if (j.folder) bad[i]!.text += " (cannot repair: remove the folder first)";
+  }
   const fixable = rec.rvolumes.flatMap((v, i) =>
-    bad[i] && (health[i] === "missing" || health[i] === "corrupt") ? [[v, bad[i]] as const] : []
+    bad[i] && !judged[i].folder && (health[i] === "missing" || health[i] === "corrupt")
+      ? [[v, bad[i]] as const]
+      : []
   );
   if (fixable.length === 0) return;
   const fixed = await copyReplicas(ctx, key, e, { name: label, healthy, fixable, read });
@@ -653,17 +666,16 @@ async function checkReplica(
   hash: string,
   md5 = ctx.md5,
 ): Promise<Judged> {
-  let res: Response;
+  let head: { status: number; length: number | null };
   try {
-    res = await fetch(url, { method: "HEAD", signal: AbortSignal.timeout(ctx.timeout) });
-    await res.body?.cancel();
+    head = await remoteHead(url, ctx.timeout);
   } catch (err) {
     return { health: "unreachable", why: `HEAD unanswered: ${describe(err)}` };
   }
-  if (res.status === 404) return { health: "missing", why: "" };
-  if (res.status !== 200) return { health: "unreachable", why: `HEAD answered ${res.status}` };
-  const header = res.headers.get("content-length");
-  const length = header === null ? null : Number(header);
+  const { status, length } = head;
+  if (status === 404) return { health: "missing", why: "" };
+  if (isFolder(status)) return { health: "corrupt", why: FOLDER, folder: true };
+  if (status !== 200) return { health: "unreachable", why: `HEAD answered ${status}` };
   if (size >= 0 && length !== null && length !== size) {
     return { health: "corrupt", why: `size ${plural(length, "byte")}, recorded ${size}` };
   }
@@ -734,6 +746,16 @@ async function findOrphans(
       report(ctx, `cannot check folder ${folder} on ${cdVols.join(", ")}: ${messageOf(err)}`);
     });
   });
+  for (const f of w.strays ?? []) unknownFile(ctx, f);
+}
+
+/**
+ * A file that is no key's nor any the masters or tools write: named (quoted,
+ * as keys are: its name is anyone's, spaces and newlines included), left alone.
+ */
+function unknownFile(ctx: Ctx, f: Other): void {
+  const url = JSON.stringify(volumeUrl(f.volume, f.path));
+  report(ctx, `unknown file: ${url} (not a key's; left alone)`);
 }
 
 /** The files of one key folder ("/ab/cd/") on the (sub)volumes that have it. */
@@ -900,10 +922,7 @@ async function checkLeftover(
       return;
     }
     what = "REPLACE temporary left by a failed REPLACE";
-  } else {
-    report(ctx, `unknown file: ${url} (not a key's; left alone)`);
-    return;
-  }
+  } else return unknownFile(ctx, f);
   // Gone since the listing: its upload ended or its REPLACE renamed it.
   if (await headStatus(url, ctx.timeout) === 404) return;
   const p = report(ctx, `orphan file: ${url} (${what})`);
@@ -929,10 +948,11 @@ async function checkLeftover(
  * volume (lib/aliases.ts) is an orphan once older than -grace (a check
  * lasts seconds). Its check removes it, but one whose PUT the volume
  * carried out after that removal (paused meanwhile) stays. Other files
- * there are not the tools': left alone, unnamed.
+ * there are no key's: named, left alone.
  */
 async function checkMarker(ctx: Ctx, f: Other, now: number) {
-  if (!isMarker(f.path.slice(1)) || !(now - f.mtime >= ctx.grace)) return;
+  if (!isMarker(f.path.slice(1))) return unknownFile(ctx, f);
+  if (!(now - f.mtime >= ctx.grace)) return;
   const url = volumeUrl(f.volume, f.path);
   if (await headStatus(url, ctx.timeout) === 404) return;
   const p = report(ctx, `orphan file: ${url} (marker of a master's or tool's check of -volumes)`);
