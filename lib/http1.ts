@@ -111,14 +111,18 @@ export class Http1Pool {
    * caller that no byte reached the volume.
    */
   async request(method: string, path: string, opts: Http1Options): Promise<Http1Response> {
+    const now = performance.now();
+    // The whole call within opts.timeout: a new connection and its
+    // exchange share it (each had all of it: twice the time a caller gave).
+    const deadline = now + opts.timeout;
     // The oldest idle connection first: O(1) unless some have aged out.
-    if (this.#idle.length > 0 && performance.now() - this.#idle[0].since > this.#ttl) this.sweep();
+    if (this.#idle.length > 0 && now - this.#idle[0].since > this.#ttl) this.sweep(now);
     const pooled = this.#idle.pop();
     let sent = false;
     if (pooled) {
       pooled.conn.ref();
       try {
-        return await this.#exchange(pooled, method, path, opts);
+        return await this.#exchange(pooled, method, path, opts, deadline);
       } catch (err) {
         if (opts.signal?.aborted || !(err instanceof Stale)) throw err;
         sent = err.sent;
@@ -126,19 +130,21 @@ export class Http1Pool {
     }
     let conn;
     try {
-      conn = await this.#connect(opts.timeout, opts.signal);
+      conn = await this.#connect(Math.max(Math.ceil(deadline - performance.now()), 1), opts.signal);
     } catch (err) {
       if (!sent || !(err instanceof Unreachable)) throw err;
       throw new Error(`${err.message}; the request went out whole before, unanswered`);
     }
-    return await this.#exchange(keep(conn), method, path, opts);
+    return await this.#exchange(keep(conn), method, path, opts, deadline);
   }
 
+  /** One call on `kept`, answered by `deadline` (performance.now() ms). */
   async #exchange(
     kept: Kept,
     method: string,
     path: string,
     opts: Http1Options,
+    deadline: number,
   ): Promise<Http1Response> {
     const { signal } = opts;
     const { conn, reader } = kept;
@@ -148,7 +154,7 @@ export class Http1Pool {
     }
     const onAbort = () => closeQuietly(conn);
     signal?.addEventListener("abort", onAbort, { once: true });
-    const call = { conn, deadline: performance.now() + opts.timeout, timedOut: false };
+    const call = { conn, deadline, timedOut: false };
     watch(call);
     try {
       const bytes = requestBytes(this.host, method, path, opts);

@@ -554,6 +554,43 @@ Deno.test("pooled calls: a request sent whole on a kept connection closed unansw
   }
 });
 
+Deno.test("pooled calls: a call sent again on a new connection still ends within its timeout", async () => {
+  // The kept connection is closed unanswered after 600 ms of the call's
+  // 1000; the new one is never answered. The call's 1000 ms cover both (it
+  // gave each all of it: 1600 ms).
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  (async () => {
+    for await (const conn of listener) {
+      conns.push(conn);
+      if (conns.length > 1) continue; // never answered
+      const buf = new Uint8Array(65536);
+      await conn.read(buf);
+      await conn.write(new TextEncoder().encode("HTTP/1.1 204 X\r\n\r\n"));
+      await conn.read(buf);
+      await new Promise((r) => setTimeout(r, 600));
+      conn.close();
+    }
+  })().catch(() => {});
+  try {
+    const pool = new Http1Pool(`127.0.0.1:${(listener.addr as Deno.NetAddr).port}`);
+    const del = () => pool.request("DELETE", "/k", { timeout: 1000, maxBody: 0 });
+    assertEquals((await del()).status, 204);
+    const start = performance.now();
+    await assertRejects(del, TimeoutError, "timed out after 1000ms");
+    const ms = performance.now() - start;
+    assert(ms < 1400, `rejected after ${ms.toFixed(0)} ms, want ~1000`);
+    assertEquals(conns.length, 2);
+  } finally {
+    listener.close();
+    for (const c of conns) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
+  }
+});
+
 Deno.test("pooled calls: idle connections do not keep a process from ending (a tool's)", async () => {
   // Each idle connection has a read waiting (to notice the volume's
   // close); a waiting read would hold the process open after its work.
