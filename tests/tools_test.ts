@@ -749,6 +749,36 @@ Deno.test("rebalance off a volume still up logs no failure of it: its 404 for th
   }
 });
 
+Deno.test("rebuild refuses two names for one volume, and changes nothing: each file would be recorded as two replicas", async () => {
+  const c = await Cluster.start();
+  try {
+    const k = randomKey("/rebuild-alias");
+    await putAll(c, [k]);
+    const where = async () => {
+      const res = await fetch(c.url + k, { redirect: "manual" });
+      await res.body?.cancel();
+      return [res.status, res.headers.get("key-volumes")];
+    };
+    const before = await where();
+    await c.stopMaster();
+    const alias = c.volumes[0].replace("127.0.0.1", "localhost");
+    const volumes = [c.volumes[0], alias, c.volumes[1], c.volumes[2]].join(",");
+    const r = await runMain(["rebuild", "-volumes", volumes, "-db", c.db]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assertEquals(
+      r.stderr.trimEnd().split("\n").at(-1),
+      `rebuild: Two names reach the same volume (${alias} and ${c.volumes[0]}): name each ` +
+        `volume one way, or one file would be recorded as two replicas of its key; nothing was ` +
+        `changed`,
+    );
+    await c.startMaster();
+    assertEquals(before[0], 302);
+    assertEquals(await where(), before);
+  } finally {
+    await c.stop();
+  }
+});
+
 Deno.test("rebuild keeps keys at a volume's root beside its svNN folders (a -subvolumes change half rebalanced)", async () => {
   const c = await Cluster.start();
   try {

@@ -24,6 +24,7 @@ import type { StoreOptions } from "../lib/store.ts";
 import { type Index, keyFits } from "../lib/index_db.ts";
 import { type Found, hexFolders, keysIn, subvolumesOf, type Walker } from "../lib/walk.ts";
 import { type Level, logError, logInfo, logLine } from "../lib/log.ts";
+import { aliasesMessage, checkNames, mastersMessage } from "../lib/aliases.ts";
 
 const decoder = new TextDecoder();
 /** The start of the member id rebuild's check beats under (not REBUILD's). */
@@ -42,7 +43,7 @@ export async function rebuild(flags: FlagValues): Promise<number> {
   // it registers and removes the fences of members taken for stopped: a
   // master only paused would lose the write it was making).
   const first = await readRoots(opts.volumes, timeout);
-  const refusedEarly = refusedRoots(first, how.skipUnreadable);
+  const refusedEarly = refusedRoots(first, how.skipUnreadable) ?? await refusedNames(opts, timeout);
   if (refusedEarly !== null) return refusedEarly;
   const index = await openIndex(db);
   await firstAnswer(
@@ -415,6 +416,24 @@ async function readRootsAgain(volumes: string[], first: Roots, timeout: number):
     unreadable: volumes.filter((v) => first.unreadable.includes(v) || again.unreadable.includes(v)),
     errors: [...first.errors, ...again.errors],
   };
+}
+
+/**
+ * Exits 1 (said why) when two names of -volumes reach one nginx: its files
+ * would be recorded twice, as two replicas that are one file (and rebalance
+ * or verify -repair would then delete the one copy as its own duplicate);
+ * or when one is an mkv master (its listing is no volume's). Null: go on.
+ */
+async function refusedNames(opts: StoreOptions, timeout: number): Promise<number | null> {
+  const { aliases, masters } = await checkNames(opts.volumes, [], timeout);
+  const wrong = aliases.length > 0
+    ? aliasesMessage(aliases, "or one file would be recorded as two replicas of its key")
+    : masters.length > 0
+    ? mastersMessage(masters)
+    : null;
+  if (wrong === null) return null;
+  logError(`rebuild: ${wrong}; nothing was changed`);
+  return 1;
 }
 
 /** The exit code of a run refused for the roots read (said why), null when it goes on. */
