@@ -334,6 +334,20 @@ Deno.test("-log json: a command's error is one JSON line, a wrong flag's too", a
   }
 });
 
+Deno.test("-log json: a word after the command is refused as one JSON line, not the text usage", async () => {
+  const r = await runMain(["server", "-log", "json", "-protect", "false"]);
+  assertEquals(r.code, 2);
+  assertEquals(r.stdout, "");
+  const [line, ...more] = jsonLines(r.stderr);
+  assertEquals(more, []);
+  assertEquals(line.level, "error");
+  assertEquals(
+    line.msg,
+    `Unexpected argument "false" after "server" (a bool flag takes its value with "=": ` +
+      `-protect=false) (mkv help lists the commands and flags)`,
+  );
+});
+
 Deno.test("-log json: an unexpected error is one JSON line, its stack a field of it", () => {
   const written: string[] = [];
   const error = console.error;
