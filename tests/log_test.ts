@@ -368,6 +368,21 @@ Deno.test("-log json: an unexpected error is one JSON line, its stack a field of
   }
 });
 
+Deno.test("an unexpected error in text names what failed on its first line, as the JSON msg, then its stack", () => {
+  const written: string[] = [];
+  const error = console.error;
+  console.error = (line: string) => written.push(line);
+  try {
+    const err = new Error("boom");
+    logUnexpected("PUT /k", err);
+    assertEquals(written, [`PUT /k: boom\n${err.stack}`]);
+    logUnexpected("Looking for files the index lacks", "not an Error");
+    assertEquals(written[1], "Looking for files the index lacks: not an Error");
+  } finally {
+    console.error = error;
+  }
+});
+
 Deno.test("-log json: request, volume failure and volume up and down lines carry level and msg (the text line) first", () => {
   const lines: [string, string][] = [];
   const [log, error] = [console.log, console.error];
