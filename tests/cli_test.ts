@@ -156,6 +156,23 @@ Deno.test("help says the S3 keys go together, as the flag check and the README d
   );
 });
 
+Deno.test("one S3 key without the other is refused naming where the one set came from", async () => {
+  // An access key from the environment alone was refused as "-s3-access-key and
+  // -s3-secret-key go together", naming flags the command line did not hold.
+  const env = await runMain([...SERVER, "-replicas", "1"], { env: { MKV_S3_ACCESS_KEY: "k" } });
+  assertEquals(env.code, 2);
+  assertEquals(
+    env.stderr.split("\n")[0],
+    "An S3 access key is set ($MKV_S3_ACCESS_KEY) but no secret key (-s3-secret-key or " +
+      "$MKV_S3_SECRET_KEY): set both or neither",
+  );
+  await assertFlagError(
+    [...SERVER, "-replicas", "1", "-s3-secret-key", "s"],
+    "An S3 secret key is set (-s3-secret-key) but no access key (-s3-access-key or " +
+      "$MKV_S3_ACCESS_KEY): set both or neither\n",
+  );
+});
+
 Deno.test("Go-style -flag=value, --flag value and flags before the command all work", async () => {
   const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1"] });
   await c.stopMaster();
