@@ -96,6 +96,16 @@ async function main(args: string[]): Promise<number> {
       : "";
     return fail(new FlagError(`Unexpected argument "${stray[0]}" after "${command}"${hint}`));
   }
+  // volume reads -log alone: "volume -port 3002 DIR", ignored, served on PORT's port.
+  const ignored = command === "volume" ? parsed.given.find((name) => name !== "log") : undefined;
+  if (ignored !== undefined) {
+    return fail(
+      new SettingError(
+        `volume takes no -${ignored} (a master's or a tool's flag): it takes -log, and its port ` +
+          `from PORT (PORT=3002 mkv volume DIR)`,
+      ),
+    );
+  }
   try {
     reportCrashesAsJson();
     switch (command) {
