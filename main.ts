@@ -74,6 +74,9 @@ async function main(args: string[]): Promise<number> {
   let parsed;
   try {
     parsed = parseFlags(args, ALL_FLAGS);
+    // Before anything may fail: every error after it (a stray word
+    // included) is in this format, as the volume failures every command logs.
+    setLogFormat(logFormat(parsed.flags));
   } catch (err) {
     // "-log json" with another flag wrong: that error is a JSON line too.
     if (jsonAsked(args)) setLogFormat("json");
@@ -93,9 +96,17 @@ async function main(args: string[]): Promise<number> {
       : "";
     return fail(new FlagError(`Unexpected argument "${stray[0]}" after "${command}"${hint}`));
   }
+  // volume reads -log alone: "volume -port 3002 DIR", ignored, served on PORT's port.
+  const ignored = command === "volume" ? parsed.given.find((name) => name !== "log") : undefined;
+  if (ignored !== undefined) {
+    return fail(
+      new SettingError(
+        `volume takes no -${ignored} (a master's or a tool's flag): it takes -log, and its port ` +
+          `from PORT (PORT=3002 mkv volume DIR)`,
+      ),
+    );
+  }
   try {
-    // Volume failures are logged by every command, in this format.
-    setLogFormat(logFormat(flags));
     reportCrashesAsJson();
     switch (command) {
       case "server":

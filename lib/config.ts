@@ -204,13 +204,29 @@ function s3Domain(flags: FlagValues): string {
 
 /** The S3 gateway's keys from the flags or the environment; null when unset. */
 function s3Credentials(flags: FlagValues): Credentials | null {
-  const accessKey = String(flags["s3-access-key"]) || Deno.env.get("MKV_S3_ACCESS_KEY") || "";
-  const secretKey = String(flags["s3-secret-key"]) || Deno.env.get("MKV_S3_SECRET_KEY") || "";
-  if (!accessKey && !secretKey) return null;
-  if (!accessKey || !secretKey) {
-    throw new FlagError("-s3-access-key and -s3-secret-key go together: set both or neither");
+  const access = s3Key(flags, "access");
+  const secret = s3Key(flags, "secret");
+  if (!access.key && !secret.key) return null;
+  if (!access.key || !secret.key) {
+    // Named where the one set came from: a unit's Environment= is no flag.
+    const [set, unset] = access.key ? [access, secret] : [secret, access];
+    throw new FlagError(
+      `An S3 ${set.kind} key is set (${set.from}) but no ${unset.kind} key ` +
+        `(-s3-${unset.kind}-key or $MKV_S3_${unset.kind.toUpperCase()}_KEY): set both or neither`,
+    );
   }
-  return { accessKey, secretKey };
+  return { accessKey: access.key, secretKey: secret.key };
+}
+
+/** One S3 key, from its flag or else its environment variable, and which of them set it. */
+function s3Key(
+  flags: FlagValues,
+  kind: "access" | "secret",
+): { kind: string; key: string; from: string } {
+  const flag = String(flags[`s3-${kind}-key`]);
+  if (flag) return { kind, key: flag, from: `-s3-${kind}-key` };
+  const name = `MKV_S3_${kind.toUpperCase()}_KEY`;
+  return { kind, key: Deno.env.get(name) ?? "", from: `$${name}` };
 }
 
 /** -drain, checked, ms: 0 (cut off at once) to 24h. */

@@ -16,8 +16,9 @@ export type FlagValues = { [name: string]: string | number | boolean };
 export class FlagError extends Error {}
 
 /**
- * A wrong setting that is no flag (the environment's PORT): exit 2 as a
- * flag error, its reason alone, without the flags' usage.
+ * A wrong setting that is no flag (the environment's PORT), or a flag the
+ * command takes none of (volume's -port): exit 2 as a flag error, its
+ * reason alone, without the flags' usage.
  */
 export class SettingError extends FlagError {}
 
@@ -27,6 +28,8 @@ export class HelpRequested extends Error {}
 export interface Parsed {
   flags: FlagValues;
   positionals: string[];
+  /** The flags the arguments set, in their order (a default is no flag given). */
+  given: string[];
 }
 
 export function parseFlags(
@@ -36,6 +39,7 @@ export function parseFlags(
   const flags: FlagValues = {};
   for (const [name, spec] of Object.entries(specs)) flags[name] = spec.default;
   const positionals: string[] = [];
+  const given: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     if (arg === "--") {
@@ -58,8 +62,9 @@ export function parseFlags(
     else if (i + 1 < args.length) raw = args[++i];
     else throw new FlagError(`Flag needs a value: -${name}`);
     flags[name] = parseValue(name, spec.type, raw);
+    given.push(name);
   }
-  return { flags, positionals };
+  return { flags, positionals, given };
 }
 
 function parseValue(name: string, type: FlagType, raw: string) {

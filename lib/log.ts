@@ -61,18 +61,18 @@ export function logError(msg: string, fields: Fields = {}) {
 }
 
 /**
- * An error nobody expected (a bug, or a failure of the runtime): its stack
- * on stderr; in json one object whose msg says what failed and whose stack
- * holds the stack, on one line.
+ * An error nobody expected (a bug, or a failure of the runtime) on stderr:
+ * what failed and why ("PUT /k: boom"), then its stack; in json one object
+ * with that line as msg and the stack as a field, on one line.
  */
 export function logUnexpected(what: string, err: unknown) {
+  const message = err instanceof Error ? err.message : String(err);
+  const stack = err instanceof Error && err.stack ? err.stack : "";
   if (format !== "json") {
-    console.error(err);
+    console.error(stack ? `${what}: ${message}\n${stack}` : `${what}: ${message}`);
     return;
   }
-  const message = err instanceof Error ? err.message : String(err);
-  const stack = err instanceof Error && err.stack ? { stack: err.stack } : {};
-  logLine("error", `${what}: ${message}`, stack);
+  logLine("error", `${what}: ${message}`, stack ? { stack } : {});
 }
 
 /**

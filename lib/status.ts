@@ -3,6 +3,9 @@
 // JSON with `Accept: application/json`. It gathers what other modules keep:
 // volume health (lib/health.ts), the key counts of the index's cached scan
 // (lib/index_db.ts), the request history and recent errors (lib/history.ts).
+// The page's icon is inline (empty): a browser would otherwise GET
+// /favicon.ico, a key (404, or -fallback's redirect), counted in the
+// metrics and charts, and a console error, at each opening.
 import { health } from "./health.ts";
 import { recentErrors, traffic } from "./history.ts";
 import type { ErrorEntry, TrafficSnapshot } from "./history.ts";
@@ -334,6 +337,7 @@ export function renderHtml(s: Status): string {
 <meta charset="utf-8">
 <meta http-equiv="refresh" content="${REFRESH_S}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <title>mkv status</title>
 <style>${STYLE}</style>
 </head>

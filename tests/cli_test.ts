@@ -111,6 +111,29 @@ Deno.test("volume: a PORT that is not a decimal port number is a flag error, not
   }
 });
 
+Deno.test("volume: a flag other than -log is refused, not ignored: -port is no PORT", async () => {
+  // Ignored, "volume -port 3002 DIR" served DIR on PORT's 3001 (or failed on
+  // a port in use), with no word of -port. Refused before PORT is read: a
+  // PORT it would refuse keeps a volume from starting were it not.
+  const dir = await Deno.makeTempDir();
+  const env = { PORT: "none" };
+  try {
+    const r = await runMain(["volume", "-port", "3002", dir], { env });
+    assertEquals(r.code, 2, r.stderr);
+    assertEquals(
+      r.stderr,
+      "volume takes no -port (a master's or a tool's flag): it takes -log, and its port " +
+        "from PORT (PORT=3002 mkv volume DIR)\n",
+    );
+    const s3 = await runMain(["-s3", "volume", dir], { env });
+    assertEquals(s3.code, 2, s3.stderr);
+    assert(s3.stderr.startsWith("volume takes no -s3 (a master's or a tool's flag)"), s3.stderr);
+    assertEquals([...Deno.readDirSync(dir)], [], "nothing started in the folder");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("version and help exit 0", async () => {
   const v = await runMain(["version"]);
   assertEquals(v.code, 0);
@@ -153,6 +176,23 @@ Deno.test("help says the S3 keys go together, as the flag check and the README d
         'neither (neither: S3 signatures are not checked) (default "")\n',
     ),
     r.stdout,
+  );
+});
+
+Deno.test("one S3 key without the other is refused naming where the one set came from", async () => {
+  // An access key from the environment alone was refused as "-s3-access-key and
+  // -s3-secret-key go together", naming flags the command line did not hold.
+  const env = await runMain([...SERVER, "-replicas", "1"], { env: { MKV_S3_ACCESS_KEY: "k" } });
+  assertEquals(env.code, 2);
+  assertEquals(
+    env.stderr.split("\n")[0],
+    "An S3 access key is set ($MKV_S3_ACCESS_KEY) but no secret key (-s3-secret-key or " +
+      "$MKV_S3_SECRET_KEY): set both or neither",
+  );
+  await assertFlagError(
+    [...SERVER, "-replicas", "1", "-s3-secret-key", "s"],
+    "An S3 secret key is set (-s3-secret-key) but no access key (-s3-access-key or " +
+      "$MKV_S3_ACCESS_KEY): set both or neither\n",
   );
 });
 

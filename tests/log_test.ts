@@ -334,6 +334,20 @@ Deno.test("-log json: a command's error is one JSON line, a wrong flag's too", a
   }
 });
 
+Deno.test("-log json: a word after the command is refused as one JSON line, not the text usage", async () => {
+  const r = await runMain(["server", "-log", "json", "-protect", "false"]);
+  assertEquals(r.code, 2);
+  assertEquals(r.stdout, "");
+  const [line, ...more] = jsonLines(r.stderr);
+  assertEquals(more, []);
+  assertEquals(line.level, "error");
+  assertEquals(
+    line.msg,
+    `Unexpected argument "false" after "server" (a bool flag takes its value with "=": ` +
+      `-protect=false) (mkv help lists the commands and flags)`,
+  );
+});
+
 Deno.test("-log json: an unexpected error is one JSON line, its stack a field of it", () => {
   const written: string[] = [];
   const error = console.error;
@@ -350,6 +364,21 @@ Deno.test("-log json: an unexpected error is one JSON line, its stack a field of
     );
   } finally {
     setLogFormat("text");
+    console.error = error;
+  }
+});
+
+Deno.test("an unexpected error in text names what failed on its first line, as the JSON msg, then its stack", () => {
+  const written: string[] = [];
+  const error = console.error;
+  console.error = (line: string) => written.push(line);
+  try {
+    const err = new Error("boom");
+    logUnexpected("PUT /k", err);
+    assertEquals(written, [`PUT /k: boom\n${err.stack}`]);
+    logUnexpected("Looking for files the index lacks", "not an Error");
+    assertEquals(written[1], "Looking for files the index lacks: not an Error");
+  } finally {
     console.error = error;
   }
 });

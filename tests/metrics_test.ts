@@ -2,28 +2,69 @@
 import { Cluster, masterOnSkippedIndex, randomKey, status } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 
-/** Parses the text exposition strictly; returns sample name{labels} -> value. */
+/**
+ * Parses the text exposition strictly: each family's HELP and TYPE once,
+ * then its samples together, no series twice, counters named _total, each
+ * histogram's buckets cumulative up to le="+Inf" (its _count). Returns
+ * sample name{labels} -> value.
+ */
 function parse(text: string): Map<string, number> {
   const samples = new Map<string, number>();
-  const typed = new Set<string>();
+  const helped = new Set<string>();
+  const typed = new Map<string, string>();
+  let family = "";
   for (const line of text.split("\n")) {
     if (line === "") continue;
     const type = /^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$/
       .exec(line);
     if (type) {
-      typed.add(type[1]);
+      assert(!typed.has(type[1]), `TYPE twice: ${line}`);
+      if (type[2] === "counter") assert(type[1].endsWith("_total"), `a counter: ${line}`);
+      typed.set(type[1], type[2]);
+      family = type[1];
       continue;
     }
-    if (/^# HELP [a-zA-Z_:][a-zA-Z0-9_:]* .+$/.test(line)) continue;
+    const help = /^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) .+$/.exec(line);
+    if (help) {
+      assert(!helped.has(help[1]), `HELP twice: ${line}`);
+      helped.add(help[1]);
+      continue;
+    }
     const m =
-      /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (-?[0-9.e+-]+|\+Inf|NaN)$/
+      /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*",?)*\})? (-?[0-9.e+-]+|\+Inf|NaN)$/
         .exec(line);
     assert(m, `not Prometheus text: ${line}`);
-    const family = m[1].replace(/_(bucket|sum|count)$/, "");
-    assert(typed.has(m[1]) || typed.has(family), `sample before its TYPE: ${line}`);
-    samples.set(m[1] + (m[2] ?? ""), Number(m[3]));
+    const histogram = typed.get(family) === "histogram";
+    const name = histogram ? m[1].replace(/_(bucket|sum|count)$/, "") : m[1];
+    assert(name === family, `a sample apart from its family's TYPE (${family}): ${line}`);
+    const series = m[1] + (m[2] ?? "");
+    assert(!samples.has(series), `a series twice: ${line}`);
+    samples.set(series, Number(m[3]));
+  }
+  for (const [name, type] of typed) {
+    assert(helped.has(name), `no HELP for ${name}`);
+    if (type === "histogram") assertCumulative(name, samples);
   }
   return samples;
+}
+
+/** Each label set's buckets of histogram `name`: never falling, the last +Inf, equal to _count. */
+function assertCumulative(name: string, samples: Map<string, number>) {
+  const sets = new Map<string, [string, number][]>();
+  for (const [series, v] of samples) {
+    const m = new RegExp(`^${name}_bucket\\{(.*?),?le="([^"]+)"\\}$`).exec(series);
+    if (!m) continue;
+    if (!sets.has(m[1])) sets.set(m[1], []);
+    sets.get(m[1])!.push([m[2], v]);
+  }
+  for (const [labels, buckets] of sets) {
+    for (let i = 1; i < buckets.length; i++) {
+      assert(buckets[i][1] >= buckets[i - 1][1], `${name}{${labels}} buckets fall`);
+    }
+    const [le, n] = buckets[buckets.length - 1];
+    assertEquals(le, "+Inf", `${name}{${labels}}`);
+    assertEquals(samples.get(`${name}_count${labels ? `{${labels}}` : ""}`), n);
+  }
 }
 
 async function scrape(c: Cluster): Promise<Map<string, number>> {

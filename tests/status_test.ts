@@ -231,6 +231,36 @@ Deno.test("a 5xx answer is listed among the recent errors with its reason", asyn
   }
 });
 
+Deno.test({
+  name:
+    "/?status in Chromium asks the master for nothing else: no /favicon.ico key looked up, no console error",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1"] });
+    const browser = await launchChromium();
+    try {
+      const page = await browser.newPage();
+      const errors: string[] = [];
+      page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
+      page.on("pageerror", (e) => errors.push(String(e)));
+      assertEquals((await page.goto(`${c.url}/?status`))?.status(), 200);
+      // Its own reload, 5 s on: what the first load asked for has been asked by then.
+      await page.waitForEvent("load", { timeout: 15_000 });
+      assertEquals(errors, []);
+      const metrics = await (await fetch(`${c.url}/?metrics`)).text();
+      const answered = metrics.split("\n").filter((l) => l.startsWith("mkv_requests_total{"));
+      // The start's readiness checks (?list) and the page's loads: every one a GET 200.
+      assertEquals(answered.map((l) => l.replace(/ \d+$/, "")), [
+        'mkv_requests_total{method="GET",status="200"}',
+      ]);
+    } finally {
+      await browser.close();
+      await c.stop();
+    }
+  },
+});
+
 Deno.test("?status answers HEAD like GET, and 405 to other methods", async () => {
   const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1"] });
   try {
