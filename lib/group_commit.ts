@@ -13,6 +13,13 @@
 // check, shared by the batch, that the writer still holds its place in the
 // index. A batch never mixes fences, and when its fence no longer holds,
 // each of its writes fails with Fenced: it was not made.
+//
+// On a KV Connect index (-db https://...) a commit whose checks fail may
+// have landed all the same: Deno's client sends a commit again when its
+// answer is lost (a network error, a 5xx from a proxy), and the second
+// try's checks fail against what the first wrote. So there (`marked`) each
+// commit also writes a mark of its own, looked up when its checks are said
+// to have failed: found, the commit was made.
 import { setImmediate } from "node:timers";
 import { latin1 } from "./bytes.ts";
 import { batchHistogram, commitHistogram } from "./metrics.ts";
@@ -58,6 +65,30 @@ export function isBusy(err: unknown): boolean {
 export interface Fence {
   key: Deno.KvKey;
   versionstamp: string;
+}
+
+/** Where commit marks live (KV Connect, see `marked`): [MARKS, process's id(, nonce)]. */
+export const MARKS = "cm";
+
+/**
+ * How long a commit mark stays (ms): it is looked up once its commit has
+ * answered, which KV Connect's client may send again for as long as the
+ * server errs; gone after that, a landed commit is taken for lost.
+ */
+const MARK_LIFE = 3_600_000;
+
+/** Room a mark takes in an atomic: one mutation, its key's bytes (~50) counted with slack. */
+const MARK_BYTES = 128;
+
+/** A commit's mark: its key, and the nonce only that commit wrote there. */
+export interface Mark {
+  key: Deno.KvKey;
+  nonce: string;
+}
+
+/** Makes `atomic` write `mark` too (see MARKS). */
+export function withMark(atomic: Deno.AtomicOperation, mark: Mark | null): Deno.AtomicOperation {
+  return mark ? atomic.set(mark.key, mark.nonce, { expireIn: MARK_LIFE }) : atomic;
 }
 
 /** A write refused because its writer lost its fence: nothing was written. */
@@ -146,11 +177,41 @@ export class GroupCommit {
   #stop: AbortSignal | undefined;
   /** Set once the index refused a commit as locked after #stop: writes then fail at once. */
   #lockedAtStop = false;
+  /** This process's commit marks' id, when the index needs them (`marked`); else null. */
+  #marks: string | null;
 
-  constructor(kv: Deno.Kv, opts: { check?: () => void; busyMs?: number } = {}) {
+  /**
+   * `marked`: a KV Connect index, whose client may answer a commit that
+   * landed as one whose checks failed (see MARKS).
+   */
+  constructor(
+    kv: Deno.Kv,
+    opts: { check?: () => void; busyMs?: number; marked?: boolean } = {},
+  ) {
     this.#kv = kv;
     this.#check = opts.check ?? (() => {});
     this.#busyMs = opts.busyMs ?? 10_000;
+    this.#marks = opts.marked ? crypto.randomUUID() : null;
+  }
+
+  /**
+   * A mark for a commit made outside the group (S3's records; withMark),
+   * null when the index needs none. A key of its own: such commits run
+   * beside the group's, whose batches, one at a time, share one key.
+   */
+  outsideMark(): Mark | null {
+    if (this.#marks === null) return null;
+    const nonce = crypto.randomUUID();
+    return { key: [MARKS, this.#marks, nonce], nonce };
+  }
+
+  /**
+   * The versionstamp of the commit that wrote `mark`, if it landed (its
+   * checks said to have failed all the same: see MARKS); else null.
+   */
+  async landed(mark: Mark): Promise<string | null> {
+    const e = await retryBusy(() => this.#kv.get(mark.key));
+    return e.value === mark.nonce ? e.versionstamp : null;
   }
 
   /**
@@ -226,7 +287,7 @@ export class GroupCommit {
         if (this.#queue.length < 4) await new Promise((r) => setImmediate(r));
         // Writes dropped meanwhile (their signal aborted) may have left none.
         if (this.#queue.length === 0) break;
-        const batch = takeBatch(this.#queue);
+        const batch = takeBatch(this.#queue, { marked: this.#marks !== null });
         await this.#commit(batch);
       }
     } finally {
@@ -238,7 +299,10 @@ export class GroupCommit {
     // Before and after: a commit into a removed file is lost once it closes,
     // so a write that landed there is not answered as made.
     if (!this.#checked(batch)) return;
-    const atomic = atomicOf(this.#kv, batch);
+    const mark = this.#marks === null
+      ? null
+      : { key: [MARKS, this.#marks], nonce: crypto.randomUUID() };
+    const atomic = withMark(atomicOf(this.#kv, batch), mark);
     let result: Deno.KvCommitResult | Deno.KvCommitError;
     const started = performance.now();
     // Tried at least once, then again only within its oldest write's time.
@@ -252,12 +316,17 @@ export class GroupCommit {
     this.succeeded();
     this.stats.commits++;
     this.durations.observe((performance.now() - started) / 1000);
-    if (!result.ok) return await this.#checksFailed(batch);
+    if (!result.ok) return await this.#checksFailed(batch, mark);
+    this.#made(batch, result.versionstamp);
+  }
+
+  /** The batch's commit landed, at `versionstamp`: each write hears it. */
+  #made(batch: Pending[], versionstamp: string) {
     if (!this.#checked(batch)) return;
     this.stats.writes += batch.length;
     this.stats.maxBatch = Math.max(this.stats.maxBatch, batch.length);
     this.batches.observe(batch.length);
-    for (const p of batch) p.resolve(result.versionstamp);
+    for (const p of batch) p.resolve(versionstamp);
   }
 
   /** The batch's commit threw: its writes hear it, or are tried one by one. */
@@ -289,9 +358,12 @@ export class GroupCommit {
   /**
    * Some check of the batch's commit failed: find which by reading the
    * current versionstamps; those writers lose, the others go to the front
-   * of the queue again.
+   * of the queue again. Unless the commit landed all the same (its `mark`
+   * found: KV Connect sent it again, see MARKS): then it was made.
    */
-  async #checksFailed(batch: Pending[]) {
+  async #checksFailed(batch: Pending[], mark: Mark | null) {
+    const landed = mark && await this.landed(mark);
+    if (landed) return this.#made(batch, landed);
     const fence = batch[0].cas.fence;
     const keys = batch.map((p) => p.cas.key);
     const current = await this.#versionstamps(fence ? [fence.key, ...keys] : keys);
@@ -360,16 +432,20 @@ function atomicOf(kv: Deno.Kv, batch: Pending[]): Deno.AtomicOperation {
   return atomic;
 }
 
-/** Takes from the queue the longest run of writes that fits one atomic. */
-export function takeBatch(queue: Pending[]): Pending[] {
+/**
+ * Takes from the queue the longest run of writes that fits one atomic
+ * (`marked`: with room for the commit's mark, see MARKS).
+ */
+export function takeBatch(queue: Pending[], opts: { marked?: boolean } = {}): Pending[] {
   const batch: Pending[] = [];
   const seen = new Set<string>();
   const deferred: Pending[] = [];
-  let keyBytes = 0;
-  let totalBytes = 0;
+  const mark = opts.marked ? 1 : 0;
+  let keyBytes = mark * MARK_BYTES;
+  let totalBytes = mark * MARK_BYTES;
   const fence = queue[0]?.cas.fence ?? null;
   let checks = fence ? 1 : 0;
-  while (queue.length > 0 && batch.length < LIMITS.mutations) {
+  while (queue.length > 0 && batch.length < LIMITS.mutations - mark) {
     const p = queue[0];
     const check = p.cas.expect !== undefined ? 1 : 0;
     if (checks + check > LIMITS.checks) break;

@@ -12,6 +12,7 @@ import {
   IndexGone,
   lostRegistration,
   retryBusy,
+  withMark,
 } from "./group_commit.ts";
 import { volumeOfReplica } from "./keys.ts";
 import type { Membership, Placement } from "./membership.ts";
@@ -196,17 +197,18 @@ export class Index {
   /**
    * `recount`: how old the views' key counts may be before a scan counts
    * again, ms; `filterMin`: keys the key filter is sized for at least;
-   * `cacheBytes`: the bound of the record cache (RecordCache).
+   * `cacheBytes`: the bound of the record cache (RecordCache); `marked`: a
+   * KV Connect index, whose commits carry marks (lib/group_commit.ts MARKS).
    */
   constructor(
     kv: Deno.Kv,
-    opts: { recount?: number; filterMin?: number; cacheBytes?: number } = {},
+    opts: { recount?: number; filterMin?: number; cacheBytes?: number; marked?: boolean } = {},
   ) {
     this.kv = kv;
     this.#recount = opts.recount ?? 10_000;
     this.#filterMin = opts.filterMin ?? FILTER_MIN;
     this.#cache = new RecordCache(opts.cacheBytes);
-    this.commits = new GroupCommit(kv, { check: () => this.checkFile() });
+    this.commits = new GroupCommit(kv, { check: () => this.checkFile(), marked: opts.marked });
   }
 
   /**
@@ -745,7 +747,9 @@ export class Index {
    * member to join the index again (behind a heartbeat a locked index holds).
    * Past that cut-off, a try the index refuses as locked is not made again
    * (GroupCommit.retrying): it rejects with the cut-off's reason, nothing
-   * written, as a key's record does.
+   * written, as a key's record does. A commit whose checks are said to have
+   * failed but that landed (KV Connect sent it again: GroupCommit's MARKS)
+   * answers as made.
    */
   async #commitFenced(
     make: () => Deno.AtomicOperation,
@@ -754,13 +758,17 @@ export class Index {
     const fence = await this.#ready(opts.signal);
     if (opts.refuse?.()) return null;
     this.checkFile();
+    const mark = this.commits.outsideMark();
     // Bounded by a stopping master's cut-off as keys' records are.
     const res = await this.commits.retrying(() => {
       const atomic = make();
       if (fence) atomic.check(fence);
-      return atomic.commit();
+      return withMark(atomic, mark).commit();
     });
-    if (res.ok || !fence) return res;
+    if (res.ok) return res;
+    const landed = mark && await this.commits.landed(mark);
+    if (landed) return { ok: true, versionstamp: landed };
+    if (!fence) return res;
     if ((await retryBusy(() => this.kv.get(fence.key))).versionstamp === fence.versionstamp) {
       return res;
     }

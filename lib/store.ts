@@ -385,9 +385,15 @@ export class Store {
     const unanswered = await this.#staleCopyUnanswered(attempt, stale, opts);
     if (unanswered) return unanswered;
     const live = liveRecord(kvolumes, result, opts.meta);
-    let finished: boolean;
+    // With copies elsewhere to remove, the key stays held until they are
+    // (the record live, with the claim's lease): a master placing keys
+    // otherwise (another -volumes) writes the key's next value there, and
+    // a removal of ours landing after that took it.
+    let made: boolean;
     try {
-      finished = await claim.finish(live, { signal: opts.stop });
+      made = stale.length > 0
+        ? await claim.note(live, { signal: opts.stop })
+        : await claim.finish(live, { signal: opts.stop });
     } catch (err) {
       // Unsent at a stopping master's cut-off, or refused by the index
       // locked at it (GroupCommit stopRetrying): the value did not go
@@ -395,9 +401,36 @@ export class Store {
       if (err instanceof ShuttingDown) this.#cleanUpLater(() => this.#undo(key, kvolumes, claim));
       throw err;
     }
-    if (!finished) return { status: 500, message: "Lost the claim on the key mid-write" };
-    await this.#removeFiles(key, stale).catch(() => {});
+    if (!made) return { status: 500, message: "Lost the claim on the key mid-write" };
+    if (
+      stale.length > 0 && !await this.#removeStale(key, stale, { claim, live, stop: opts.stop })
+    ) {
+      return { status: 500, message: "Lost the claim on the key mid-write" };
+    }
     return { status: 201, bytes: result.bytes, record: live };
+  }
+
+  /**
+   * A PUT's value live (`live`, held by `claim`): the earlier value's copies
+   * on volumes the key no longer hashes to (`stale`) are removed, then the
+   * claim ended, lingering when a removal went unanswered (it may land
+   * yet). False when the claim was lost. Cut off by a stopping master
+   * (`stop`), the value stays live, the lease left to run out.
+   */
+  async #removeStale(
+    key: Uint8Array,
+    stale: string[],
+    opts: { claim: Claim; live: Record; stop?: AbortSignal },
+  ): Promise<boolean> {
+    const { claim, live, stop } = opts;
+    const answered = await this.#removeFiles(key, stale, { signal: stop }).then(
+      () => true,
+      (err) => !unanswered(err) && !cutBy(err, stop),
+    );
+    return await claim.finish(live, { linger: !answered, signal: stop }).catch((err) => {
+      if (err instanceof ShuttingDown) return true;
+      throw err;
+    });
   }
 
   /**

@@ -294,6 +294,12 @@ Deno.test("takeBatch takes up to 1000 unchecked writes", () => {
   assertEquals(q.length, 1500);
 });
 
+Deno.test("takeBatch of a marked index (KV Connect) leaves room for the commit's mark: 999 unchecked writes", () => {
+  // 1,001 mutations: Deno KV refuses the atomic ("Too many mutations").
+  const q = Array.from({ length: 1500 }, (_, i) => pending({ key: ["k", i], expect: undefined }));
+  assertEquals(takeBatch(q, { marked: true }).length, LIMITS.mutations - 1);
+});
+
 Deno.test("takeBatch always takes at least one write, however big", () => {
   const q = [pending({ key: ["k", 1], size: 10_000_000, keySize: 100_000 })];
   assertEquals(takeBatch(q).length, 1);

@@ -1,0 +1,109 @@
+// A KV Connect index (-db https://...): Deno's client sends a commit again
+// when its answer is lost (a network error, a 5xx from a proxy in front of
+// the server), and the second try's checks fail against what the first
+// wrote. These prove such a commit is taken as made, not as lost to
+// another writer. The index is a local file behind a Deno.Kv whose
+// commits, once armed, are each sent twice and answered by the second try,
+// as that client does (an answer is lost now and then: a commit whose
+// answer is lost each time is sent again and again).
+import { Index } from "../lib/index_db.ts";
+import type { Part } from "../lib/index_db.ts";
+import { LIVE } from "./temp_index.ts";
+import { assert, assertEquals } from "./assert.ts";
+
+const enc = new TextEncoder();
+
+/** The next `lost.answers` commits' answers are lost, each sent again (KV Connect's client). */
+function losingAnswers(kv: Deno.Kv, lost: { answers: number }): Deno.Kv {
+  const wrap = (op: Deno.AtomicOperation): Deno.AtomicOperation => {
+    const proxy: Deno.AtomicOperation = new Proxy(op, {
+      get(target, prop) {
+        if (prop === "commit") {
+          return async () => {
+            const first = await target.commit();
+            if (lost.answers === 0) return first;
+            lost.answers--;
+            return await target.commit();
+          };
+        }
+        const value = Reflect.get(target, prop, target);
+        if (typeof value !== "function") return value;
+        return (...args: unknown[]) => {
+          const out = value.apply(target, args);
+          return out === target ? proxy : out;
+        };
+      },
+    });
+    return proxy;
+  };
+  return new Proxy(kv, {
+    get(target, prop) {
+      if (prop === "atomic") return () => wrap(target.atomic());
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+async function withLosingIndex(fn: (index: Index, lost: { answers: number }) => Promise<void>) {
+  const dir = await Deno.makeTempDir({ prefix: "mkv_kv_connect_test_" });
+  const lost = { answers: 0 };
+  const index = new Index(losingAnswers(await Deno.openKv(`${dir}/index.kv`), lost), {
+    marked: true,
+  });
+  try {
+    await fn(index, lost);
+  } finally {
+    index.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("a key's write whose commit landed, its answer lost and the commit sent again, is made: not lost to another writer", async () => {
+  await withLosingIndex(async (index, lost) => {
+    lost.answers = 1;
+    const keys = ["/a", "/b", "/c"].map((k) => enc.encode(k));
+    // Three at once: one batch, one commit sent twice.
+    const made = await Promise.all(keys.map((k) => index.cas(k, null, LIVE)));
+    for (const [i, vs] of made.entries()) {
+      const stored = await index.kv.get(["k", keys[i]]);
+      assert(vs !== null, `write ${i} taken for lost to another writer`);
+      assertEquals(vs, stored.versionstamp);
+    }
+  });
+});
+
+Deno.test("a key's write whose checks really failed is still lost to the other writer", async () => {
+  await withLosingIndex(async (index, lost) => {
+    const key = enc.encode("/taken");
+    assert(await index.cas(key, null, LIVE) !== null);
+    lost.answers = 1;
+    assertEquals(await index.cas(key, null, { ...LIVE, size: 6 }), null);
+    assertEquals((await index.get(key))?.rec.size, 5);
+  });
+});
+
+Deno.test("an UploadPart's record whose commit landed, its answer lost and sent again, replaces the earlier part, not itself", async () => {
+  // Taken for another upload of its number, the part's own file was
+  // removed after its 200: CompleteMultipartUpload then lacked it.
+  await withLosingIndex(async (index, lost) => {
+    const id = crypto.randomUUID();
+    await index.createUpload(id, { key: enc.encode("/b/k"), created: Date.now() }, {
+      bucket: "b",
+    });
+    const { versionstamp } = (await index.upload(id))!;
+    const part = (path: string): Part => ({
+      path,
+      volumes: ["a:1"],
+      md5: "5d41402abc4b2a76b9719d911017c592",
+      size: 5,
+      mtime: Date.now(),
+    });
+    const first = part("/parts/first");
+    assertEquals(await index.putPart(id, versionstamp, 1, first), { replaced: null });
+    lost.answers = 1;
+    const second = part("/parts/second");
+    assertEquals(await index.putPart(id, versionstamp, 1, second), { replaced: first });
+    assertEquals((await index.parts(id)).get(1), second);
+  });
+});
