@@ -43,7 +43,8 @@ export async function rebuild(flags: FlagValues): Promise<number> {
   // it registers and removes the fences of members taken for stopped: a
   // master only paused would lose the write it was making).
   const first = await readRoots(opts.volumes, timeout);
-  const refusedEarly = refusedRoots(first, how.skipUnreadable) ?? await refusedNames(opts, timeout);
+  const refusedEarly = refusedRoots(first, how.skipUnreadable) ??
+    await refusedNames(opts.volumes.filter((v) => !first.unreadable.includes(v)), timeout);
   if (refusedEarly !== null) return refusedEarly;
   const index = await openIndex(db);
   await firstAnswer(
@@ -419,13 +420,17 @@ async function readRootsAgain(volumes: string[], first: Roots, timeout: number):
 }
 
 /**
- * Exits 1 (said why) when two names of -volumes reach one nginx: its files
+ * Exits 1 (said why) when two of `volumes` reach one nginx: its files
  * would be recorded twice, as two replicas that are one file (and rebalance
  * or verify -repair would then delete the one copy as its own duplicate);
  * or when one is an mkv master (its listing is no volume's). Null: go on.
  */
-async function refusedNames(opts: StoreOptions, timeout: number): Promise<number | null> {
-  const { aliases, masters } = await checkNames(opts.volumes, [], timeout);
+async function refusedNames(volumes: string[], timeout: number): Promise<number | null> {
+  // Among the volumes whose roots were read (one skipped, down or hung,
+  // would cost the check's timeout again); an alias takes two names, and a
+  // master named alone has no nginx listing at its root (refused above).
+  if (volumes.length < 2) return null;
+  const { aliases, masters } = await checkNames(volumes, [], timeout);
   const wrong = aliases.length > 0
     ? aliasesMessage(aliases, "or one file would be recorded as two replicas of its key")
     : masters.length > 0
