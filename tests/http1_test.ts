@@ -515,6 +515,15 @@ function oneConnection(answered: number, stop: "idle" | "unanswered") {
 
 const body5 = new TextEncoder().encode("value");
 
+/** A pool of `host` with one connection kept after a PUT answered 201, and that PUT. */
+async function keptAfterPut(host: string) {
+  const pool = new Http1Pool(host);
+  const put = () => pool.request("PUT", "/k", { timeout: 2000, maxBody: 0, body: body5 });
+  assertEquals((await put()).status, 201);
+  assertEquals(pool.idle, 1);
+  return { pool, put };
+}
+
 Deno.test("pooled calls: a kept connection the volume closes while idle leaves the pool then; with the volume gone the next call is Unreachable", async () => {
   // A stopped volume closes its idle connections: the pool notices at once
   // (a read waits on each idle one), so the next call does not send its
@@ -522,10 +531,7 @@ Deno.test("pooled calls: a kept connection the volume closes while idle leaves t
   // the volume (an Unreachable: the store knows no file landed there).
   const v = oneConnection(1, "idle");
   try {
-    const pool = new Http1Pool(v.host);
-    const put = () => pool.request("PUT", "/k", { timeout: 2000, maxBody: 0, body: body5 });
-    assertEquals((await put()).status, 201);
-    assertEquals(pool.idle, 1);
+    const { pool, put } = await keptAfterPut(v.host);
     await v.stop();
     for (let i = 0; i < 400 && pool.idle > 0; i++) await new Promise((r) => setTimeout(r, 5));
     assertEquals(pool.idle, 0, "the closed connection left the pool");
@@ -543,10 +549,7 @@ Deno.test("pooled calls: a request sent whole on a kept connection closed unansw
   // that file out of its clean-up.
   const v = oneConnection(1, "unanswered");
   try {
-    const pool = new Http1Pool(v.host);
-    const put = () => pool.request("PUT", "/k", { timeout: 2000, maxBody: 0, body: body5 });
-    assertEquals((await put()).status, 201);
-    assertEquals(pool.idle, 1);
+    const { put } = await keptAfterPut(v.host);
     const err = await assertRejects(put, Error, "the request went out whole before, unanswered");
     assert(!(err instanceof Unreachable), `${err.name}: ${err.message}`);
   } finally {
