@@ -130,6 +130,19 @@ export function mastersMessage(masters: string[]): string {
     `volumes (deno task volume DIR); check -volumes`;
 }
 
+/**
+ * What is wrong with -volumes by checkNames' finding, said as
+ * aliasesMessage (with `harm`) or mastersMessage; null when nothing is.
+ */
+export function namesProblem(
+  names: { aliases: string[]; masters: string[] },
+  harm?: string,
+): string | null {
+  if (names.aliases.length > 0) return aliasesMessage(names.aliases, harm);
+  if (names.masters.length > 0) return mastersMessage(names.masters);
+  return null;
+}
+
 export function aliasesMessage(
   aliases: string[],
   harm = "as the index does, or a copy would be deleted as its own duplicate",

@@ -32,7 +32,7 @@ import {
 import { needsRebalance } from "../lib/keys.ts";
 import { pool } from "../lib/pool.ts";
 import { nameSome, plural, Progress } from "../lib/progress.ts";
-import { aliasesMessage, checkNames, mastersMessage } from "../lib/aliases.ts";
+import { checkNames, namesProblem } from "../lib/aliases.ts";
 import { type Outcome, Store } from "../lib/store.ts";
 import type { Index } from "../lib/index_db.ts";
 import { Fenced, LOCKED } from "../lib/group_commit.ts";
@@ -80,11 +80,7 @@ export async function rebalance(flags: FlagValues): Promise<number> {
     }
     // A master among -volumes would take each copy for a key of its own.
     const names = await checkNames(opts.volumes, plan.recorded, Math.max(opts.voltimeout, 10_000));
-    const wrong = names.aliases.length > 0
-      ? aliasesMessage(names.aliases)
-      : names.masters.length > 0
-      ? mastersMessage(names.masters)
-      : null;
+    const wrong = namesProblem(names);
     if (wrong !== null) {
       progress.stop();
       logError(`rebalance: ${wrong}; nothing moved`);

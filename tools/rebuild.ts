@@ -24,7 +24,7 @@ import type { StoreOptions } from "../lib/store.ts";
 import { type Index, keyFits } from "../lib/index_db.ts";
 import { type Found, hexFolders, keysIn, subvolumesOf, type Walker } from "../lib/walk.ts";
 import { type Level, logError, logInfo, logLine } from "../lib/log.ts";
-import { aliasesMessage, checkNames, mastersMessage } from "../lib/aliases.ts";
+import { checkNames, namesProblem } from "../lib/aliases.ts";
 
 const decoder = new TextDecoder();
 /** The start of the member id rebuild's check beats under (not REBUILD's). */
@@ -430,12 +430,10 @@ async function refusedNames(volumes: string[], timeout: number): Promise<number 
   // would cost the check's timeout again); an alias takes two names, and a
   // master named alone has no nginx listing at its root (refused above).
   if (volumes.length < 2) return null;
-  const { aliases, masters } = await checkNames(volumes, [], timeout);
-  const wrong = aliases.length > 0
-    ? aliasesMessage(aliases, "or one file would be recorded as two replicas of its key")
-    : masters.length > 0
-    ? mastersMessage(masters)
-    : null;
+  const wrong = namesProblem(
+    await checkNames(volumes, [], timeout),
+    "or one file would be recorded as two replicas of its key",
+  );
   if (wrong === null) return null;
   logError(`rebuild: ${wrong}; nothing was changed`);
   return 1;
