@@ -260,8 +260,27 @@ function fromHeader(auth: string, headers: Headers): Parts {
   return { ...parts, sent: date || headers.get("date")! };
 }
 
+/** The query parameters a presigned URL (Signature Version 4) must carry. */
+const QUERY_PARAMETERS = [
+  "X-Amz-Algorithm",
+  "X-Amz-Credential",
+  "X-Amz-Signature",
+  "X-Amz-Date",
+  "X-Amz-SignedHeaders",
+  "X-Amz-Expires",
+];
+
 function fromQuery(query: string): Parts {
   const q = new Map(parseQueryPairs(query));
+  // S3's words: one message whichever is missing, naming all it needs.
+  if (QUERY_PARAMETERS.some((name) => !q.has(name))) {
+    throw new S3Error(
+      "AuthorizationQueryParametersError",
+      "Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, " +
+        "X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters.",
+      400,
+    );
+  }
   if (q.get("X-Amz-Algorithm") !== ALGORITHM) {
     throw new S3Error(
       "AuthorizationQueryParametersError",
@@ -273,10 +292,10 @@ function fromQuery(query: string): Parts {
     q.get("X-Amz-Credential"),
     q.get("X-Amz-SignedHeaders"),
     q.get("X-Amz-Signature"),
-    q.get("X-Amz-Date") ?? "",
+    q.get("X-Amz-Date")!,
   );
   // Decimal digits, as S3 reads it: "86400.0" or "0x15180" is no number of seconds.
-  const sent = q.get("X-Amz-Expires") ?? "";
+  const sent = q.get("X-Amz-Expires")!;
   if (!/^-?\d+$/.test(sent)) {
     throw new S3Error("AuthorizationQueryParametersError", "X-Amz-Expires should be a number", 400);
   }

@@ -134,6 +134,25 @@ Deno.test("a presigned X-Amz-Expires other than decimal digits is 400 'X-Amz-Exp
   }
 });
 
+/** S3's answer to a presigned URL that leaves out one of its X-Amz-* parameters. */
+const QUERY_PARAMETERS_MISSING = "Query-string authentication version 4 requires the " +
+  "X-Amz-Algorithm, X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, " +
+  "and X-Amz-Expires parameters.";
+
+Deno.test("a presigned URL without one of its X-Amz-* parameters is 400 AuthorizationQueryParametersError naming them, as S3", () => {
+  const params = ["Algorithm", "Credential", "Date", "Expires", "SignedHeaders"];
+  for (const param of params) {
+    const req = presigned();
+    req.query = req.query.split("&").filter((p) => !p.startsWith(`X-Amz-${param}=`)).join("&");
+    const err = assertThrows(() => checkSignature(req, CREDS, AT + 3_600_000), S3Error);
+    assertEquals(
+      [(err as S3Error).code, (err as S3Error).status, err.message],
+      ["AuthorizationQueryParametersError", 400, QUERY_PARAMETERS_MISSING],
+      param,
+    );
+  }
+});
+
 Deno.test("without keys set any signature passes, as mkv", () => {
   assertEquals(checkSignature(getObject("0".repeat(64)), null, AT).payload, EMPTY);
 });
