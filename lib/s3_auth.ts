@@ -116,6 +116,7 @@ function checkV4(
     );
   }
   if (auth !== null) checkPayload(payload);
+  else refuseStreaming(sha);
   checkTime(parts, auth !== null, now);
   if (!creds) return { payload };
   if (parts.accessKey !== creds.accessKey) {
@@ -149,6 +150,23 @@ function presignedPayload(sent: string | null): string {
 }
 
 const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
+
+/**
+ * A presigned request whose x-amz-content-sha256 names a STREAMING-*
+ * payload: 400 InvalidRequest. S3 documents aws-chunked uploads only for
+ * requests signed in the Authorization header (the request's signature seeds
+ * the chunks'), and a presigned URL signs no payload: taken as
+ * UNSIGNED-PAYLOAD, its framing was stored as the value unless a
+ * Content-Encoding: aws-chunked said otherwise.
+ */
+function refuseStreaming(sent: string | null) {
+  if (!sent?.startsWith("STREAMING-")) return;
+  throw s3Error(
+    "InvalidRequest",
+    `x-amz-content-sha256 ${sent} is for requests signed in the Authorization header: ` +
+      "a presigned URL's payload is UNSIGNED-PAYLOAD or a SHA-256",
+  );
+}
 
 /** The payloads an x-amz-content-sha256 may name instead of the body's SHA-256. */
 const PAYLOADS = [
