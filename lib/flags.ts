@@ -9,6 +9,8 @@ export interface FlagSpec {
   type: FlagType;
   default: string | number | boolean;
   usage: string;
+  /** No default a command can run with: usage says "(required)" instead of one. */
+  required?: boolean;
 }
 
 export type FlagValues = { [name: string]: string | number | boolean };
@@ -155,8 +157,12 @@ export function usage(
   return lines.join("\n");
 }
 
-/** " (default ...)" after a flag's usage; none for a boolean that is off, as Go's flag package. */
+/**
+ * " (default ...)" after a flag's usage, or " (required)"; none for a
+ * boolean that is off, as Go's flag package.
+ */
 function defaultNote(spec: FlagSpec): string {
+  if (spec.required) return " (required)";
   if (spec.default === false) return "";
   const def = spec.type === "duration"
     ? formatDuration(spec.default as number)

@@ -141,6 +141,13 @@ Deno.test("usage prints no default for a false boolean, as Go's flag package; ot
   );
 });
 
+Deno.test("usage says (required) of a flag with no default the command can run without", () => {
+  const text = usage("cmd", {
+    db: { type: "string", default: "", usage: "Index", required: true },
+  });
+  assertEquals(text, "Usage: cmd\n  -db string\n    \tIndex (required)");
+});
+
 Deno.test("storeOptions has mkv's defaults", () => {
   const o = storeOptions(parse("-volumes", "a:1,b:2,c:3").flags);
   assertEquals(o.volumes, ["a:1", "b:2", "c:3"]);

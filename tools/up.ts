@@ -50,7 +50,7 @@ function formatOf(args: string[]): LogFormat | null {
  */
 function upUsage(): string {
   const { port: _port, volumes: _volumes, ...flags } = FLAGS;
-  flags.db = { ...flags.db, default: "./data/indexdb" };
+  flags.db = { ...flags.db, default: "./data/indexdb", required: false };
   return `deno task up: a local cluster to try the store: three nginx volumes on PORT+1 to ` +
     `PORT+3 (./data/volume1-3) and a master on PORT (default 3000; its index in ` +
     `./data/indexdb, or -db). Flags go to the master (-log to the volumes too); PORT moves the ` +
