@@ -11,11 +11,13 @@ export const FLAGS: { [name: string]: FlagSpec } = {
     type: "string",
     default: "",
     usage: "Path to the index (a Deno KV file or folder, or a KV Connect https:// URL)",
+    required: true,
   },
   volumes: {
     type: "string",
     default: "",
     usage: "Volumes to use for storage, comma separated host:port",
+    required: true,
   },
   replicas: { type: "int", default: 3, usage: "Amount of replicas to make of the data" },
   subvolumes: { type: "int", default: 10, usage: "Amount of subvolumes, disks per machine" },

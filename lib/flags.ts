@@ -9,6 +9,8 @@ export interface FlagSpec {
   type: FlagType;
   default: string | number | boolean;
   usage: string;
+  /** No default a command can run with: usage says "(required)" instead of one. */
+  required?: boolean;
 }
 
 export type FlagValues = { [name: string]: string | number | boolean };
@@ -150,12 +152,22 @@ export function usage(
     const kind = spec.type === "bool"
       ? ""
       : ` ${spec.type === "duration" ? "duration" : spec.type === "int" ? "int" : "string"}`;
-    const def = spec.type === "duration"
-      ? formatDuration(spec.default as number)
-      : JSON.stringify(spec.default);
-    lines.push(`  -${name}${kind}\n    \t${spec.usage} (default ${def})`);
+    lines.push(`  -${name}${kind}\n    \t${spec.usage}${defaultNote(spec)}`);
   }
   return lines.join("\n");
+}
+
+/**
+ * " (default ...)" after a flag's usage, or " (required)"; none for a
+ * boolean that is off, as Go's flag package.
+ */
+function defaultNote(spec: FlagSpec): string {
+  if (spec.required) return " (required)";
+  if (spec.default === false) return "";
+  const def = spec.type === "duration"
+    ? formatDuration(spec.default as number)
+    : JSON.stringify(spec.default);
+  return ` (default ${def})`;
 }
 
 /**

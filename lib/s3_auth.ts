@@ -116,6 +116,7 @@ function checkV4(
     );
   }
   if (auth !== null) checkPayload(payload);
+  else refuseStreaming(sha);
   checkTime(parts, auth !== null, now);
   if (!creds) return { payload };
   if (parts.accessKey !== creds.accessKey) {
@@ -149,6 +150,23 @@ function presignedPayload(sent: string | null): string {
 }
 
 const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
+
+/**
+ * A presigned request whose x-amz-content-sha256 names a STREAMING-*
+ * payload: 400 InvalidRequest. S3 documents aws-chunked uploads only for
+ * requests signed in the Authorization header (the request's signature seeds
+ * the chunks'), and a presigned URL signs no payload: taken as
+ * UNSIGNED-PAYLOAD, its framing was stored as the value unless a
+ * Content-Encoding: aws-chunked said otherwise.
+ */
+function refuseStreaming(sent: string | null) {
+  if (!sent?.startsWith("STREAMING-")) return;
+  throw s3Error(
+    "InvalidRequest",
+    `x-amz-content-sha256 ${sent} is for requests signed in the Authorization header: ` +
+      "a presigned URL's payload is UNSIGNED-PAYLOAD or a SHA-256",
+  );
+}
 
 /** The payloads an x-amz-content-sha256 may name instead of the body's SHA-256. */
 const PAYLOADS = [
@@ -260,8 +278,27 @@ function fromHeader(auth: string, headers: Headers): Parts {
   return { ...parts, sent: date || headers.get("date")! };
 }
 
+/** The query parameters a presigned URL (Signature Version 4) must carry. */
+const QUERY_PARAMETERS = [
+  "X-Amz-Algorithm",
+  "X-Amz-Credential",
+  "X-Amz-Signature",
+  "X-Amz-Date",
+  "X-Amz-SignedHeaders",
+  "X-Amz-Expires",
+];
+
 function fromQuery(query: string): Parts {
   const q = new Map(parseQueryPairs(query));
+  // S3's words: one message whichever is missing, naming all it needs.
+  if (QUERY_PARAMETERS.some((name) => !q.has(name))) {
+    throw new S3Error(
+      "AuthorizationQueryParametersError",
+      "Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, " +
+        "X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters.",
+      400,
+    );
+  }
   if (q.get("X-Amz-Algorithm") !== ALGORITHM) {
     throw new S3Error(
       "AuthorizationQueryParametersError",
@@ -273,10 +310,10 @@ function fromQuery(query: string): Parts {
     q.get("X-Amz-Credential"),
     q.get("X-Amz-SignedHeaders"),
     q.get("X-Amz-Signature"),
-    q.get("X-Amz-Date") ?? "",
+    q.get("X-Amz-Date")!,
   );
   // Decimal digits, as S3 reads it: "86400.0" or "0x15180" is no number of seconds.
-  const sent = q.get("X-Amz-Expires") ?? "";
+  const sent = q.get("X-Amz-Expires")!;
   if (!/^-?\d+$/.test(sent)) {
     throw new S3Error("AuthorizationQueryParametersError", "X-Amz-Expires should be a number", 400);
   }

@@ -166,6 +166,32 @@ Deno.test("help says -log formats every line a command writes, as the README doe
   );
 });
 
+Deno.test("help prints no default for a boolean flag that is off, as mkv's Go flag package", async () => {
+  // It printed "(default false)" after each: -protect, -colocate, -v, -s3, the tools'.
+  const r = await runMain(["help"]);
+  assert(r.stdout.includes("\n  -protect\n    \tForce UNLINK before DELETE\n"), r.stdout);
+  assert(!r.stdout.includes("(default false)"), r.stdout);
+  assert(
+    r.stdout.includes(
+      "store MD5 checksum of values (S3 writes always do: it is their ETag) (default true)\n",
+    ),
+    r.stdout,
+  );
+});
+
+Deno.test("help says -db and -volumes are required, as the commands and the README do", async () => {
+  // It said (default ""), which every command but volume refuses.
+  const r = await runMain(["help"]);
+  assert(
+    r.stdout.includes(
+      "\n  -db string\n    \tPath to the index (a Deno KV file or folder, or a KV Connect " +
+        "https:// URL) (required)\n  -volumes string\n    \tVolumes to use for storage, " +
+        "comma separated host:port (required)\n",
+    ),
+    r.stdout,
+  );
+});
+
 Deno.test("help says the S3 keys go together, as the flag check and the README do", async () => {
   // It said "-s3-secret-key ... unset: S3 signatures are not checked", while
   // a secret key left unset beside an access key is a flag error (exit 2).

@@ -1,7 +1,7 @@
 // Unit tests of lib/flags.ts and lib/config.ts: Go-style flag parsing with the
 // real FLAGS spec, Go durations, and the checks of storeOptions.
 import { FLAGS, storeOptions } from "../lib/config.ts";
-import { FlagError, formatDuration, parseDuration, parseFlags } from "../lib/flags.ts";
+import { FlagError, formatDuration, parseDuration, parseFlags, usage } from "../lib/flags.ts";
 import { assert, assertEquals, assertThrows } from "./assert.ts";
 
 const parse = (...args: string[]) => parseFlags(args, FLAGS);
@@ -120,6 +120,32 @@ Deno.test("formatDuration prints defaults as Go does for whole units", () => {
   assertEquals(formatDuration(90_000), "1m30s");
   assertEquals(formatDuration(120_000), "2m0s");
   assertEquals(formatDuration(3_600_000), "1h0m0s", "-grace's default, not 3600s");
+});
+
+Deno.test("usage prints no default for a false boolean, as Go's flag package; other defaults stay", () => {
+  const text = usage("cmd", {
+    off: { type: "bool", default: false, usage: "Off" },
+    on: { type: "bool", default: true, usage: "On" },
+    name: { type: "string", default: "", usage: "Name" },
+    n: { type: "int", default: 3, usage: "N" },
+    wait: { type: "duration", default: 1000, usage: "Wait" },
+  });
+  assertEquals(
+    text,
+    "Usage: cmd\n" +
+      "  -off\n    \tOff\n" +
+      "  -on\n    \tOn (default true)\n" +
+      '  -name string\n    \tName (default "")\n' +
+      "  -n int\n    \tN (default 3)\n" +
+      "  -wait duration\n    \tWait (default 1s)",
+  );
+});
+
+Deno.test("usage says (required) of a flag with no default the command can run without", () => {
+  const text = usage("cmd", {
+    db: { type: "string", default: "", usage: "Index", required: true },
+  });
+  assertEquals(text, "Usage: cmd\n  -db string\n    \tIndex (required)");
 });
 
 Deno.test("storeOptions has mkv's defaults", () => {

@@ -134,6 +134,25 @@ Deno.test("a presigned X-Amz-Expires other than decimal digits is 400 'X-Amz-Exp
   }
 });
 
+/** S3's answer to a presigned URL that leaves out one of its X-Amz-* parameters. */
+const QUERY_PARAMETERS_MISSING = "Query-string authentication version 4 requires the " +
+  "X-Amz-Algorithm, X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, " +
+  "and X-Amz-Expires parameters.";
+
+Deno.test("a presigned URL without one of its X-Amz-* parameters is 400 AuthorizationQueryParametersError naming them, as S3", () => {
+  const params = ["Algorithm", "Credential", "Date", "Expires", "SignedHeaders"];
+  for (const param of params) {
+    const req = presigned();
+    req.query = req.query.split("&").filter((p) => !p.startsWith(`X-Amz-${param}=`)).join("&");
+    const err = assertThrows(() => checkSignature(req, CREDS, AT + 3_600_000), S3Error);
+    assertEquals(
+      [(err as S3Error).code, (err as S3Error).status, err.message],
+      ["AuthorizationQueryParametersError", 400, QUERY_PARAMETERS_MISSING],
+      param,
+    );
+  }
+});
+
 Deno.test("without keys set any signature passes, as mkv", () => {
   assertEquals(checkSignature(getObject("0".repeat(64)), null, AT).payload, EMPTY);
 });
@@ -842,6 +861,70 @@ Deno.test("a presigned PutObject's hex x-amz-content-sha256 is checked against i
         const res = await fetch(p.url, p.init);
         assertEquals([res.status, await res.text()], [200, ""]);
         assertEquals(await stored(Key), "presigned body");
+      });
+    }
+  } finally {
+    s3.destroy();
+    await c.stop();
+  }
+});
+
+Deno.test("a presigned PutObject whose x-amz-content-sha256 names a STREAMING payload is 400 InvalidRequest, nothing stored", async (t) => {
+  const c = await Cluster.start({
+    flags: ["-s3-access-key", E2E_ACCESS, "-s3-secret-key", E2E_SECRET],
+  });
+  const s3 = s3Client(c.url, { accessKeyId: E2E_ACCESS, secretAccessKey: E2E_SECRET });
+  const Bucket = `presigned-${crypto.randomUUID().slice(0, 8)}`;
+  const payload = "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
+  /** A PutObject at `Key` of `body` with `framing`'s headers, presigned over UNSIGNED-PAYLOAD. */
+  const presignedPut = (
+    Key: string,
+    framing: { headers: Record<string, string>; body: string },
+  ) => {
+    const now = new Date().toISOString().replace(/[-:]|\.\d{3}/g, "");
+    const signer = new SigV4({ accessKey: E2E_ACCESS, secretKey: E2E_SECRET }, now);
+    const path = `/${Bucket}/${Key}`;
+    const headers = new Headers({
+      host: new URL(c.url).host,
+      "x-amz-content-sha256": payload,
+      "x-amz-decoded-content-length": "11",
+      ...framing.headers,
+    });
+    const query = signer.presign({ method: "PUT", path, query: "", headers });
+    headers.delete("host");
+    return {
+      url: `${c.url}${path}?${query}`,
+      init: { method: "PUT", headers, body: framing.body },
+    };
+  };
+  const framings = {
+    // As an SDK frames it: the chunks were undone, unsigned, under a URL that signs no payload.
+    "aws-chunked with a trailer": {
+      headers: { "content-encoding": "aws-chunked", "x-amz-trailer": "x-amz-checksum-crc32" },
+      body: `b\r\nhello world\r\n0\r\nx-amz-checksum-crc32:${crc32("hello world")}\r\n\r\n`,
+    },
+    // Without Content-Encoding the framing itself was stored as the value.
+    "aws-chunked without Content-Encoding": { headers: {}, body: "b\r\nhello world\r\n0\r\n\r\n" },
+  };
+  try {
+    await s3.send(new CreateBucketCommand({ Bucket }));
+    for (const [name, framing] of Object.entries(framings)) {
+      await t.step(name, async () => {
+        const Key = crypto.randomUUID();
+        const p = presignedPut(Key, framing);
+        assertEquals(await errorAnswer(p.url, p.init), {
+          status: 400,
+          type: "application/xml",
+          body: errorXml(
+            "InvalidRequest",
+            `x-amz-content-sha256 ${payload} is for requests signed in the Authorization ` +
+              "header: a presigned URL&#39;s payload is UNSIGNED-PAYLOAD or a SHA-256",
+            "",
+            `/${Bucket}/${Key}`,
+          ),
+        });
+        const read = s3.send(new GetObjectCommand({ Bucket, Key }));
+        assertEquals(await s3Fails(read), { name: "NoSuchKey", status: 404 });
       });
     }
   } finally {

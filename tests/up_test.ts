@@ -255,6 +255,39 @@ Deno.test("deno task up -h prints its usage, without the flags it sets itself, a
   });
 });
 
+Deno.test("deno task up -h gives -db's default as up sets it, ./data/indexdb", async () => {
+  // It said (default ""), the master's, while up gives the master -db ./data/indexdb.
+  const out = await runUp(["-h"], { env: { PORT: String(freeBlock()) } });
+  assertEquals(out.code, 0);
+  assert(
+    out.stdout.includes(
+      "\n  -db string\n    \tPath to the index (a Deno KV file or folder, or a KV Connect " +
+        'https:// URL) (default "./data/indexdb")\n',
+    ),
+    out.stdout,
+  );
+});
+
+Deno.test("deno task up -db X keeps the index at X, the volumes still under ./data/", async () => {
+  const elsewhere = await Deno.makeTempDir({ prefix: "mkv-up-db-" });
+  try {
+    const code = await withUp(["-db", `${elsewhere}/index`], async ({ base, dir, reader }) => {
+      await readUntil(reader, "Ctrl-C stops everything.");
+      const put = await fetch(`http://localhost:${base}${randomKey()}`, {
+        method: "PUT",
+        body: "x",
+      });
+      assertEquals(put.status, 201);
+      assertEquals((await Deno.stat(`${elsewhere}/index`)).isDirectory, true);
+      assertEquals(await Deno.stat(`${dir}/data/indexdb`).catch(() => null), null);
+      assertEquals((await Deno.stat(`${dir}/data/volume1`)).isDirectory, true);
+    });
+    assertEquals(code, 0);
+  } finally {
+    await Deno.remove(elsewhere, { recursive: true });
+  }
+});
+
 Deno.test("deno task up -port is refused: PORT moves the cluster", async () => {
   const out = await runUp(["-port=4000"], { env: {} });
   assertEquals(out.code, 2);

@@ -77,6 +77,38 @@ Deno.test("a volume whose MKV_NGINX names no file exits 1 saying so, installing 
   }
 });
 
+Deno.test("a volume whose folder cannot be made or used exits 1 in one line naming it and why", async (t) => {
+  // It printed the bare error of mkdir: "ENOENT: no such file or directory,
+  // mkdir '/proc/nope/.mkv-nginx'", naming nginx's folder inside it.
+  const dir = await Deno.makeTempDir({ prefix: "mkv-test-" });
+  const file = `${dir}/a-file`;
+  await Deno.writeTextFile(file, "");
+  const nope = `/proc/mkv-test-${crypto.randomUUID().slice(0, 8)}`;
+  const cases = [
+    [nope, `Cannot use ${nope} as a volume's folder: no folder can be made there (ENOENT)`],
+    [file, `Cannot use ${file} as a volume's folder: it, or one above it, is a file (ENOTDIR)`],
+    [
+      `${file}/v`,
+      `Cannot use ${file}/v as a volume's folder: it, or one above it, is a file (ENOTDIR)`,
+    ],
+  ];
+  try {
+    for (const [folder, said] of cases) {
+      await t.step(folder.replace(dir, "<tmp>"), async () => {
+        const out = await spawnVolume(folder, freePort()).output();
+        const d = new TextDecoder();
+        assertEquals(
+          [out.code, d.decode(out.stdout), d.decode(out.stderr)],
+          [1, "", `${said}\n`],
+        );
+      });
+    }
+    assertEquals(await Deno.readTextFile(file), "");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a volume on a port in use exits 1 naming the port, and never announces it", async () => {
   const dir = await Deno.makeTempDir({ prefix: "mkv-test-" });
   const { port, listener } = holdPort();

@@ -44,12 +44,16 @@ function formatOf(args: string[]): LogFormat | null {
   }
 }
 
-/** What up is, and the master's flags but the two it sets itself (-port, -volumes). */
+/**
+ * What up is, and the master's flags but the two it sets itself (-port,
+ * -volumes); -db with the default up gives it.
+ */
 function upUsage(): string {
   const { port: _port, volumes: _volumes, ...flags } = FLAGS;
+  flags.db = { ...flags.db, default: "./data/indexdb", required: false };
   return `deno task up: a local cluster to try the store: three nginx volumes on PORT+1 to ` +
     `PORT+3 (./data/volume1-3) and a master on PORT (default 3000; its index in ` +
-    `./data/indexdb). Flags go to the master (-log to the volumes too); PORT moves the ` +
+    `./data/indexdb, or -db). Flags go to the master (-log to the volumes too); PORT moves the ` +
     `cluster (PORT=42000 deno task up). Ctrl-C stops everything it started.\n\n` +
     usage("deno task up [flags]", flags);
 }

@@ -15,7 +15,7 @@ export async function volume(args: string[]): Promise<number> {
   if (port === null) throw new SettingError(`Bad PORT "${raw}": expected 1 to 65535`);
   const nginx = await ensureNginx();
   const run = join(folder, ".mkv-nginx");
-  await mkdir(run, { recursive: true });
+  await makeRun(folder, run);
   // One folder served twice is one volume under two names, which the tools
   // take for two (a copy deleted as its own duplicate); and this one would
   // rewrite the other's nginx.conf and take its pid file when it stops.
@@ -257,6 +257,32 @@ async function othersCanReach(dir: string): Promise<boolean> {
 async function idOf(flag: string, user: string): Promise<number> {
   const out = await new Deno.Command("id", { args: [flag, user] }).output();
   return Number(new TextDecoder().decode(out.stdout).trim());
+}
+
+/** Why a folder could not be made, by its error's code. */
+const CANNOT_MAKE: { [code: string]: string } = {
+  ENOENT: "no folder can be made there",
+  ENOTDIR: "it, or one above it, is a file",
+  EACCES: "permission denied",
+  EPERM: "permission denied",
+  EROFS: "its file system is read-only",
+  ENOSPC: "its disk is full",
+};
+
+/**
+ * Makes the volume's folder and nginx's in it; one that cannot be made
+ * (under /proc, or a file) is an error naming the folder and why, in one
+ * line, rather than mkdir's, which names .mkv-nginx.
+ */
+async function makeRun(folder: string, run: string) {
+  try {
+    await mkdir(run, { recursive: true });
+  } catch (err) {
+    const code = (err as { code?: string }).code ?? "";
+    const why = CANNOT_MAKE[code];
+    if (why === undefined) throw err;
+    throw new Error(`Cannot use ${folder} as a volume's folder: ${why} (${code})`);
+  }
 }
 
 /**
