@@ -100,8 +100,12 @@ export interface FanoutOptions {
   expectMd5?: string;
 }
 
-/** The source's bytes do not have the MD5 they should (a corrupt copy). */
-export class DigestMismatch extends Error {}
+/** The source's bytes do not have the MD5 they should (a corrupt copy, a body sent wrong). */
+export class DigestMismatch extends Error {
+  constructor(readonly got: string, readonly expected: string) {
+    super(`Bytes of MD5 ${got} where ${expected} was expected`);
+  }
+}
 
 /**
  * Copies the source to every sink; resolves with its size and MD5 once every
@@ -215,7 +219,7 @@ class Copy {
     if (last) await hash.update(last);
     const got = await hash.digest();
     if (got !== expected) {
-      throw new DigestMismatch(`Bytes of MD5 ${got} where ${expected} was expected`);
+      throw new DigestMismatch(got, expected);
     }
     if (last) await this.#send(last, false);
     return { bytes: this.#bytes, md5: got };

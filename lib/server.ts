@@ -27,6 +27,8 @@ import { endings, reasons, received, sent, unwritten } from "./sizes.ts";
 import { isCutOff, ShuttingDown } from "./fanout.ts";
 import { VolumeError } from "./volumes.ts";
 import { MASTER_ANSWER, NAME_CHECK } from "./aliases.ts";
+import { toHex } from "./keys.ts";
+import { Buffer } from "node:buffer";
 
 export interface ServerOptions {
   /** Log one line per request. */
@@ -600,9 +602,31 @@ function signalOf(req: Request, stop: AbortSignal | undefined): AbortSignal {
   return stop ? AbortSignal.any([req.signal, stop]) : req.signal;
 }
 
-/** A PUT's or REPLACE's options: its body's length, its signal (signalOf), the cut-off. */
+/**
+ * A PUT's or REPLACE's options: its body's length, its signal (signalOf),
+ * the cut-off, the MD5 its client sent (sentMd5).
+ */
 function writeOptions(req: Request, stop: AbortSignal | undefined): PutOptions {
-  return { contentLength: contentLength(req), signal: signalOf(req, stop), stop };
+  const opts: PutOptions = { contentLength: contentLength(req), signal: signalOf(req, stop), stop };
+  const md5 = sentMd5(req.headers.get("content-md5"));
+  if (md5) opts.expectMd5 = md5;
+  return opts;
+}
+
+/**
+ * A Content-MD5 header as hex: RFC 1864's base64 of the 16 bytes, or the
+ * 32 hex digits a GET's Content-Md5 names (a value copied from one master
+ * to another); null when there is none. One that is neither is refused
+ * (400) before the body is read: checked against nothing, a corrupt body
+ * would be stored all the same.
+ */
+function sentMd5(header: string | null): string | null {
+  if (header === null) return null;
+  if (/^[0-9a-fA-F]{32}$/.test(header)) return header.toLowerCase();
+  if (/^[A-Za-z0-9+/]{22}==$/.test(header)) return toHex(Buffer.from(header, "base64"));
+  throw new BadRequest(
+    `Bad Content-MD5 "${header}": not an MD5 (16 bytes in base64, or 32 hex digits)`,
+  );
 }
 
 /**

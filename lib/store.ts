@@ -131,6 +131,11 @@ export interface PutOptions {
   /** Compute the MD5 even with -md5sum=false (S3's ETag needs it). */
   md5?: boolean;
   /**
+   * The MD5 the client sent (Content-MD5), hex: a body of other bytes
+   * fails (400) before any replica stores it, as a body cut short does.
+   */
+  expectMd5?: string;
+  /**
    * Runs once every replica holds the whole value and before the index
    * makes it live: an outcome here (a digest that does not match) undoes
    * the write and is answered instead.
@@ -287,9 +292,11 @@ export class Store {
           refuseEmpty: !opts.allowEmpty,
           untouched: attempt.untouched,
           unanswered,
+          expectMd5: opts.expectMd5,
         });
       } catch (err) {
-        return await this.#putFailed(err, { ...attempt, unanswered: unanswered.size > 0 });
+        const failure = { ...attempt, unanswered: unanswered.size > 0 };
+        return await this.#putFailed(sentWrong(err), failure);
       }
       return await this.#putWritten(attempt, result, opts);
     });
@@ -577,7 +584,7 @@ export class Store {
     const sum = opts.md5 || expectMd5 ? toHex(md5sum(value)) : "";
     if (expectMd5 && sum !== expectMd5) {
       for (const v of volumes) opts.untouched?.add(v);
-      throw new DigestMismatch(`Bytes of MD5 ${sum} where ${expectMd5} was expected`);
+      throw new DigestMismatch(sum, expectMd5);
     }
     const put = { signal, stall: this.opts.stall };
     // Every PUT settles before a failure is told: the caller then removes
@@ -726,6 +733,7 @@ export class Store {
         fence: () => claim.confirm(),
         refuseEmpty: !put.allowEmpty,
         untouched,
+        expectMd5: put.expectMd5,
       });
     } catch (err) {
       // Nothing names the temporaries yet, and the claim leaves the old
@@ -738,7 +746,7 @@ export class Store {
       };
       if (err instanceof ShuttingDown) this.#cleanUpLater(cleanUp);
       else await cleanUp();
-      return failedWrite(err);
+      return failedWrite(sentWrong(err));
     }
   }
 
@@ -2161,6 +2169,19 @@ async function orDropped<T>(
     if (signal?.aborted && err === signal.reason) return { answer: failedWrite(sourceError(err)) };
     throw err;
   }
+}
+
+/**
+ * A body whose MD5 is not the Content-MD5 its client sent: a body sent
+ * wrong (400), as one cut short is, not a volume's failure. Other errors
+ * as they are.
+ */
+function sentWrong(err: unknown): unknown {
+  if (!(err instanceof DigestMismatch)) return err;
+  return new SourceError(
+    400,
+    `The body's MD5 is ${err.got}, not its Content-MD5 (${err.expected}): nothing was stored`,
+  );
 }
 
 /** A write that failed: the client's body (400, 408) or a volume (500). */

@@ -631,3 +631,102 @@ Deno.test(
     }
   },
 );
+
+Deno.test("Content-MD5 on PUT and REPLACE: a body of other bytes is refused", async (t) => {
+  const c = await Cluster.start();
+  const b64 = (s: string) => Buffer.from(md5(s)).toString("base64");
+  const send = async (key: string, body: BodyInit, opts: { md5: string; method?: string }) => {
+    const res = await fetch(c.url + key, {
+      method: opts.method ?? "PUT",
+      body,
+      headers: { "Content-MD5": opts.md5 },
+    });
+    return { status: res.status, text: await res.text() };
+  };
+  const big = randomBytes(300 * 1024);
+  try {
+    await t.step("one matching the body, base64 (RFC 1864) or hex, is stored: 201", async () => {
+      const a = randomKey(), b = randomKey();
+      assertEquals(await send(a, "value", { md5: b64("value") }), { status: 201, text: "" });
+      assertEquals(await send(b, "value", { md5: toHex(md5("value")) }), {
+        status: 201,
+        text: "",
+      });
+      assertEquals(new TextDecoder().decode(await read(c, a)), "value");
+    });
+
+    // Small sized bodies are read whole before any replica is asked; larger
+    // ones stream, their last chunk held back; chunked ones stream to the end.
+    const corrupt: [string, () => BodyInit, string][] = [
+      ["sized", () => "corrupt", toHex(md5("corrupt"))],
+      ["streamed (300 KiB)", () => big, toHex(md5(big))],
+      ["chunked", () => ReadableStream.from([enc.encode("corrupt")]), toHex(md5("corrupt"))],
+    ];
+    for (const [how, body, got] of corrupt) {
+      await t.step(
+        `a PUT whose ${how} body has another MD5 answers 400, nothing stored`,
+        async () => {
+          const key = randomKey();
+          const res = await send(key, body(), { md5: b64("value") });
+          assertEquals(res, {
+            status: 400,
+            text: `The body's MD5 is ${got}, not its Content-MD5 (${toHex(md5("value"))}): ` +
+              "nothing was stored\n",
+          });
+          assertEquals((await req(c, key)).status, 404);
+          assertEquals((await list(c, `${key}?writing`)).body, '{"next":"","keys":[]}');
+          assertEquals((await put(c, key, "value")).status, 201, "the key can be written then");
+        },
+      );
+
+      await t.step(
+        `a PUT over an unlinked key, its ${how} body of another MD5, leaves it unlinked`,
+        async () => {
+          const key = randomKey();
+          assertEquals((await put(c, key, "old")).status, 201);
+          assertEquals((await req(c, key, "UNLINK")).status, 204);
+          assertEquals((await send(key, body(), { md5: b64("value") })).status, 400);
+          assertEquals((await req(c, key, "RELINK")).status, 204);
+          assertEquals(new TextDecoder().decode(await read(c, key)), "old");
+        },
+      );
+    }
+
+    await t.step("a REPLACE with another MD5 answers 400 and keeps the old value", async () => {
+      const key = randomKey();
+      assertEquals((await put(c, key, "old")).status, 201);
+      const res = await send(key, "corrupt", { md5: b64("value"), method: "REPLACE" });
+      assertEquals(res.status, 400);
+      assertEquals(new TextDecoder().decode(await read(c, key)), "old");
+      assertEquals((await req(c, key)).headers.get("content-md5"), toHex(md5("old")));
+    });
+
+    await t.step("a Content-MD5 that is no MD5 answers 400 before the body is read", async () => {
+      const key = randomKey();
+      const res = await send(key, "value", { md5: "abc" });
+      assertEquals(res, {
+        status: 400,
+        text: 'Bad Content-MD5 "abc": not an MD5 (16 bytes in base64, or 32 hex digits)\n',
+      });
+      assertEquals((await req(c, key)).status, 404);
+    });
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("-md5sum=false: a PUT sent with a Content-MD5 checks and stores that MD5", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-md5sum=false"] });
+  try {
+    const key = randomKey();
+    const res = await fetch(c.url + key, {
+      method: "PUT",
+      body: "with md5",
+      headers: { "Content-MD5": toHex(md5("with md5")) },
+    });
+    assertEquals([res.status, await res.text()], [201, ""]);
+    assertEquals((await req(c, key)).headers.get("content-md5"), toHex(md5("with md5")));
+  } finally {
+    await c.stop();
+  }
+});
