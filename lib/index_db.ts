@@ -1060,10 +1060,17 @@ function entryOf(e: Deno.KvEntryMaybe<unknown>): Entry | null {
   return { rec, versionstamp: e.versionstamp };
 }
 
+/**
+ * An estimate of a record's stored size, bytes (at least it), for the
+ * group commit's 800 KiB a commit: a REPLACE's holds the record it
+ * switches to too (uncounted, a batch of them was refused whole, then
+ * committed one write at a time).
+ */
 function recordSize(rec: Record): number {
   let n = 64 + rec.hash.length + (rec.owner?.length ?? 0);
   for (const v of rec.rvolumes) n += v.length + 4;
   if (rec.meta) n += JSON.stringify(rec.meta).length;
+  if (rec.next) n += 16 + rec.next.tmp.length + recordSize(rec.next.rec);
   return n;
 }
 

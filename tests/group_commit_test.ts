@@ -139,6 +139,24 @@ Deno.test("concurrent creates of the longest keys stay within Deno KV's key byte
   });
 });
 
+Deno.test("concurrent records of REPLACEs (each holding the record it switches to) share commits within Deno KV's 800 KiB", async () => {
+  // The record switched to went uncounted: 60 with 7 KB of metadata each
+  // made one batch of twice the size Deno KV takes, refused whole, then
+  // committed one by one (60 commits).
+  await withIndex(async (index) => {
+    const meta = { type: `a/${"b".repeat(7000)}` };
+    const next = { rec: { ...rec(), meta }, tmp: "/ab/cd/tmp.0123456789abcdef" };
+    const replacing: Record = { ...rec(), meta, owner: "test", until: Date.now() + 30_000, next };
+    const keys = Array.from({ length: 60 }, (_, i) => enc.encode(`/replacing/${i}`));
+    const stamps = await Promise.all(keys.map((k) => index.cas(k, null, replacing)));
+    assert(stamps.every((s) => s !== null));
+    const { commits, writes } = index.commits.stats;
+    assertEquals(writes, 60);
+    assert(commits <= 3, `${commits} commits for 60 writes`);
+    assertEquals((await index.get(keys[59]))?.rec, replacing);
+  });
+});
+
 // ---- fences (lib/membership.ts) ----
 
 /** A write of `key` as member `fence`'s, straight to the group commit. */
