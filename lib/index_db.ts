@@ -759,12 +759,21 @@ export class Index {
     if (opts.refuse?.()) return null;
     this.checkFile();
     const mark = this.commits.outsideMark();
-    // Bounded by a stopping master's cut-off as keys' records are.
-    const res = await this.commits.retrying(() => {
-      const atomic = make();
-      if (fence) atomic.check(fence);
-      return withMark(atomic, mark).commit();
-    });
+    let res: Deno.KvCommitResult | Deno.KvCommitError;
+    try {
+      // Bounded by a stopping master's cut-off as keys' records are.
+      res = await this.commits.retrying(() => {
+        const atomic = make();
+        if (fence) atomic.check(fence);
+        return withMark(atomic, mark).commit();
+      });
+    } catch (err) {
+      // KV Connect's client throws when the answer's body cannot be read,
+      // the commit made all the same.
+      const landed = mark && await this.commits.landed(mark).catch(() => null);
+      if (landed) return { ok: true, versionstamp: landed };
+      throw err;
+    }
     if (res.ok) return res;
     const landed = mark && await this.commits.landed(mark);
     if (landed) return { ok: true, versionstamp: landed };
