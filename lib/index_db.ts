@@ -595,14 +595,23 @@ export class Index {
     const fence = await this.#ready(opts.signal);
     // The filter must hold a key before the key can exist.
     if (rec !== null) this.#addToFilters(key);
-    const vs = await this.#write({
-      key: [NS, key],
-      expect,
-      value: rec === null ? null : fromRecord(rec),
-      size: rec === null ? 0 : recordSize(rec),
-      keySize: encodedKeySize(key),
-      fence,
-    }, opts);
+    let vs: string | null;
+    try {
+      vs = await this.#write({
+        key: [NS, key],
+        expect,
+        value: rec === null ? null : fromRecord(rec),
+        size: rec === null ? 0 : recordSize(rec),
+        keySize: encodedKeySize(key),
+        fence,
+      }, opts);
+    } catch (err) {
+      // Mostly nothing was written, but a KV Connect commit whose client
+      // threw and whose mark could not be read may have landed: what we
+      // remember may be stale.
+      this.#cache.delete(cacheId(key));
+      throw err;
+    }
     if (vs !== null) {
       this.#remember(key, rec === null ? null : { rec, versionstamp: vs }, vs);
     } else {

@@ -10,19 +10,28 @@
 // client throws, the commit made all the same (`unread`).
 import { Index } from "../lib/index_db.ts";
 import type { Part } from "../lib/index_db.ts";
+import { Membership } from "../lib/membership.ts";
 import { LIVE } from "./temp_index.ts";
 import { assert, assertEquals, assertRejects } from "./assert.ts";
 
 const enc = new TextEncoder();
 
-/** How many of the next commits' answers are lost; `unread`: thrown, not sent again. */
+/**
+ * How many of the next commits' answers are lost; `unread`: thrown, not
+ * sent again; `reads`: how many of the next reads of one key fail (the
+ * server unreachable).
+ */
 interface Lost {
   answers: number;
   unread?: boolean;
+  reads?: number;
 }
 
 /** The body KV Connect's client could not read: the commit was made, the client throws. */
 const UNREAD = "error reading a body from connection: connection reset";
+
+/** A read of KV Connect's that failed. */
+const UNREACHED = "error sending request: connection refused";
 
 /** The next `lost.answers` commits' answers are lost, each sent again (KV Connect's client). */
 function losingAnswers(kv: Deno.Kv, lost: Lost): Deno.Kv {
@@ -51,6 +60,10 @@ function losingAnswers(kv: Deno.Kv, lost: Lost): Deno.Kv {
   return new Proxy(kv, {
     get(target, prop) {
       if (prop === "atomic") return () => wrap(target.atomic());
+      if (prop === "get" && (lost.reads ?? 0) > 0) {
+        lost.reads!--;
+        return () => Promise.reject(new TypeError(UNREACHED));
+      }
       const value = Reflect.get(target, prop, target);
       return typeof value === "function" ? value.bind(target) : value;
     },
@@ -160,5 +173,29 @@ Deno.test("a bucket's record whose commit landed but whose answer could not be r
     Object.assign(lost, { answers: 1, unread: true });
     assertEquals(await index.createBucket("unread", Date.now()), true);
     assert(await index.bucket("unread") !== null);
+  });
+});
+
+Deno.test("a sole master's key write that threw, whether it landed unknown (its mark unread), leaves no record cached: the next read is the index's", async () => {
+  // The record cached before the write stayed, and GETs answered from it
+  // while the index held the write's record.
+  await withLosingIndex(async (index, lost) => {
+    const m = new Membership(index, "sole", {
+      interval: 60_000,
+      onSole: (sole) => index.onSole(sole),
+    });
+    index.membership = m;
+    try {
+      await m.join();
+      const key = enc.encode("/cached");
+      const vs = await index.cas(key, null, { ...LIVE, state: "writing", owner: "m", until: 1 });
+      assertEquals(index.cached(key)?.rec.state, "writing");
+      Object.assign(lost, { answers: 1, unread: true, reads: 1 });
+      await assertRejects(() => index.cas(key, vs, LIVE), TypeError, UNREAD);
+      assertEquals(index.cached(key), undefined);
+      assertEquals((await index.get(key))?.rec, LIVE);
+    } finally {
+      await m.leave();
+    }
   });
 });
