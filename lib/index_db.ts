@@ -282,9 +282,11 @@ export class Index {
       }
     }
     this.lookups.index++;
+    // A read answered after a record was forgotten may be of a stale one.
+    const readAt = this.#cache.forgotten;
     const e = await retryBusy(() => this.kv.get([NS, key]));
     const entry = entryOf(e);
-    if (sole && entry) this.#remember(key, entry, entry.versionstamp);
+    if (sole && entry) this.#cache.remember(cacheId(key), entry, entry.versionstamp, { readAt });
     return entry;
   }
 
