@@ -157,6 +157,20 @@ Deno.test("concurrent records of REPLACEs (each holding the record it switches t
   });
 });
 
+Deno.test("a record Deno KV refuses (over 64 KiB) in a batch of small ones fails alone: the others commit", async () => {
+  await withIndex(async (index) => {
+    const keys = Array.from({ length: 20 }, (_, i) => enc.encode(`/mixed/${i}`));
+    const huge: Record = { ...rec(), meta: { type: "x".repeat(70_000) } };
+    const writes = keys.map((k, i) => index.cas(k, null, i === 7 ? huge : rec()));
+    await assertRejects(() => writes[7], TypeError, "Value too large");
+    for (const [i, w] of writes.entries()) {
+      if (i === 7) continue;
+      assertEquals(await w, (await index.kv.get(["k", keys[i]])).versionstamp);
+    }
+    assertEquals((await index.kv.get(["k", keys[7]])).versionstamp, null);
+  });
+});
+
 // ---- fences (lib/membership.ts) ----
 
 /** A write of `key` as member `fence`'s, straight to the group commit. */
