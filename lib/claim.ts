@@ -9,7 +9,7 @@
 // record change over time. A writer stops with a quarter of its lease left
 // by its own clock, so clocks apart by up to a quarter of -lease are safe.
 import { unlessAborted } from "./abort.ts";
-import { Fenced, isBusy } from "./group_commit.ts";
+import { Fenced, IndexGone, isBusy } from "./group_commit.ts";
 import type { Entry, Index } from "./index_db.ts";
 import type { Record } from "./record.ts";
 
@@ -296,11 +296,12 @@ export class Claim {
 
 /**
  * Whether a write of the claim's failed for the index, not for another
- * writer: fenced (this process taken for gone), or the index locked (by
- * another process) past retrying. The key may be nobody else's.
+ * writer: fenced (this process taken for gone), the index locked (by
+ * another process) past retrying, or its file removed. The key may be
+ * nobody else's.
  */
 function refusedByIndex(err: unknown): boolean {
-  return err instanceof Fenced || isBusy(err);
+  return err instanceof Fenced || err instanceof IndexGone || isBusy(err);
 }
 
 /**

@@ -310,7 +310,7 @@ export class GroupCommit {
     try {
       result = await retryBusy(() => atomic.commit(), Math.max(0, ms), this.#stop);
     } catch (err) {
-      await this.#commitFailed(err, batch);
+      await this.#commitFailed(err, batch, mark);
       return;
     }
     this.succeeded();
@@ -329,12 +329,31 @@ export class GroupCommit {
     for (const p of batch) p.resolve(versionstamp);
   }
 
-  /** The batch's commit threw: its writes hear it, or are tried one by one. */
-  async #commitFailed(err: unknown, batch: Pending[]) {
+  /**
+   * The batch's commit threw: its writes hear it, or are tried one by one.
+   * Unless it landed all the same (its `mark` found: KV Connect's client
+   * throws when the answer's body cannot be read, the commit made).
+   */
+  async #commitFailed(err: unknown, batch: Pending[], mark: Mark | null) {
     if (this.#stop?.aborted && err === this.#stop.reason) {
       this.#lockedAtStop = true;
       for (const p of [...batch, ...this.#queue.splice(0)]) p.reject(err);
       return;
+    }
+    if (mark) {
+      // Unknown when the mark cannot be read either: tried again, a write
+      // that landed would be answered as lost to another writer.
+      const landed = await this.landed(mark).catch(() => undefined);
+      if (landed) {
+        this.succeeded();
+        this.stats.commits++;
+        return this.#made(batch, landed);
+      }
+      if (landed === undefined) {
+        this.failed(err);
+        for (const p of batch) p.reject(err);
+        return;
+      }
     }
     // An error of the whole commit (disk, a limit): alone, the writer
     // hears it; in a batch, each write is tried alone so that one bad
@@ -449,8 +468,9 @@ export function takeBatch(queue: Pending[], opts: { marked?: boolean } = {}): Pe
     const p = queue[0];
     const check = p.cas.expect !== undefined ? 1 : 0;
     if (checks + check > LIMITS.checks) break;
-    // A check and a mutation both count the key.
-    const k = 2 * p.cas.keySize;
+    // Only mutations count their keys (measured: 40 checked writes of
+    // 2,048-byte keys commit, 41 unchecked ones are refused).
+    const k = p.cas.keySize;
     const t = k + p.cas.size;
     if (
       batch.length > 0 &&

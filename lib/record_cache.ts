@@ -18,6 +18,7 @@ export class RecordCache<T> {
   #map = new Map<string, { value: T; versionstamp: string }>();
   #bytes = 0;
   readonly #max: number;
+  #forgotten = 0;
 
   /** `max`: the bound, bytes (estimated as key length + RECORD_COST each). */
   constructor(max: number = CACHE_BYTES) {
@@ -37,27 +38,48 @@ export class RecordCache<T> {
     return this.#map.get(id);
   }
 
-  /** Keeps `value` unless a newer one (by versionstamp: they only grow) is cached. */
-  remember(id: string, value: T, versionstamp: string): void {
+  /**
+   * How many times records were forgotten (delete, clear): a read sent
+   * before may answer what a record forgotten since held (stale), and a
+   * newer one it would be told from is no longer cached.
+   */
+  get forgotten(): number {
+    return this.#forgotten;
+  }
+
+  /**
+   * Keeps `value` unless a newer one (by versionstamp: they only grow) is
+   * cached. `readAt`: `forgotten` when the read that answered `value` was
+   * sent; kept only if nothing was forgotten since.
+   */
+  remember(id: string, value: T, versionstamp: string, opts: { readAt?: number } = {}): void {
+    if (opts.readAt !== undefined && opts.readAt !== this.#forgotten) return;
     const had = this.#map.get(id);
     if (had && had.versionstamp >= versionstamp) return;
-    this.delete(id);
+    this.#drop(id);
     this.#map.set(id, { value, versionstamp });
     this.#bytes += cost(id);
     // Map iterates in insertion order: the first key is the oldest.
     for (const old of this.#map.keys()) {
       if (this.#bytes <= this.#max) break;
-      this.delete(old);
+      this.#drop(old);
     }
   }
 
+  /** Forgets a key's record: it may be stale. */
   delete(id: string): void {
-    if (this.#map.delete(id)) this.#bytes -= cost(id);
+    this.#forgotten++;
+    this.#drop(id);
   }
 
   clear(): void {
+    this.#forgotten++;
     this.#map.clear();
     this.#bytes = 0;
+  }
+
+  #drop(id: string): void {
+    if (this.#map.delete(id)) this.#bytes -= cost(id);
   }
 }
 

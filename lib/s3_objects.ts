@@ -437,7 +437,11 @@ export function metaFrom(h: Headers): Meta {
     if (value) std.push([name, value]);
     size += value?.length ?? 0;
   }
-  // The record holding them must stay small (Deno KV: 64 KiB a value).
+  // The record holding them must stay small (Deno KV: 64 KiB a value; a
+  // REPLACE's record holds the old value's and the new one's): the
+  // Content-Type counts too, or one of 30 KB was stored, and an overwrite
+  // by another failed 500, its files left behind.
+  size += type?.length ?? 0;
   if (size > 4 * META_MAX) {
     throw s3Error("MetadataTooLarge", "Your metadata headers exceed the maximum allowed.");
   }

@@ -22,7 +22,7 @@ import { type Entry, type Index, keyFits } from "./index_db.ts";
 import { health } from "./health.ts";
 import { RebuildRunning } from "./membership.ts";
 import { compareReplicas, differMessage } from "./replica_digest.ts";
-import { Fenced, isBusy, LOCKED_ANSWER } from "./group_commit.ts";
+import { Fenced, IndexGone, isBusy, LOCKED_ANSWER } from "./group_commit.ts";
 import { asciiPath } from "./target.ts";
 import {
   key2path,
@@ -2191,6 +2191,8 @@ function failedWrite(err: unknown): Outcome {
   // Fenced: nothing was written, and once the master has joined again it can be.
   if (err instanceof Fenced) return { status: 503, message: `${err.message}: retry` };
   if (isBusy(err)) return { status: 503, message: LOCKED_ANSWER };
+  // Nothing more is written to the index: the master is to be restarted.
+  if (err instanceof IndexGone) return { status: 503, message: err.message };
   const status = err instanceof SourceError ? err.status : 500;
   return { status, message: messageOf(err) };
 }

@@ -6,7 +6,7 @@ import type { Record } from "../lib/record.ts";
 import { Store } from "../lib/store.ts";
 import { FLAGS, storeOptions } from "../lib/config.ts";
 import { parseFlags } from "../lib/flags.ts";
-import { Fenced } from "../lib/group_commit.ts";
+import { Fenced, IndexGone } from "../lib/group_commit.ts";
 import { Membership } from "../lib/membership.ts";
 import type { Index } from "../lib/index_db.ts";
 import { LIVE, withIndex } from "./temp_index.ts";
@@ -111,6 +111,23 @@ Deno.test("a claim whose note failed (an index error, told to its caller) renews
     claim.renew();
     assertEquals(await claim.finish(LIVE), true);
     assertEquals((await index.get(k))?.rec, LIVE);
+  });
+});
+
+Deno.test("a claim whose renewal found the index file removed fails IndexGone, not as lost to another writer", async () => {
+  // Taken for lost, the request answered 500 "Lost the claim" where every
+  // other write answers 503 saying the master is to be restarted.
+  await withIndex(async (index, path) => {
+    index.watchFile(path);
+    const claim = await Claim.take(index, key(), null, LIVE.rvolumes, {
+      owner: "me",
+      lease: 60_000,
+    });
+    assert(claim !== null, "took the claim");
+    await Deno.remove(path);
+    claim.renew();
+    await assertRejects(() => claim.finish(LIVE), IndexGone);
+    assert(claim.signal.reason instanceof IndexGone, String(claim.signal.reason));
   });
 });
 

@@ -98,3 +98,31 @@ Deno.test("a signed S3 GET /?status (ListBuckets, not mkv's status) after the in
     await c.stop();
   }
 });
+
+Deno.test("a REPLACE whose value was sent as the index file was removed answers 503 saying so", async () => {
+  // Its switch's write found the file gone: answered 500, as a volume's failure.
+  const c = await Cluster.start();
+  const kv = await Deno.openKv(`${c.db}/index.sqlite3`);
+  try {
+    const key = randomKey();
+    assertEquals(await status(c.url + key, { method: "PUT", body: "old value" }), 201);
+    const body = new TransformStream<Uint8Array, Uint8Array>();
+    const writer = body.writable.getWriter();
+    const answer = fetch(c.url + key, { method: "REPLACE", body: body.readable });
+    await writer.write(new TextEncoder().encode("new "));
+    // Held: the record carries the REPLACE's lease.
+    const path = new TextEncoder().encode(key);
+    while ((await kv.get<{ u?: number }>(["k", path])).value?.u === undefined) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    for await (const f of Deno.readDir(c.db)) await Deno.remove(`${c.db}/${f.name}`);
+    await writer.write(new TextEncoder().encode("value"));
+    await writer.close();
+    const res = await answer;
+    assertEquals(res.status, 503);
+    assertEquals(await res.text(), GONE(c.db) + "\n");
+  } finally {
+    kv.close();
+    await c.stop();
+  }
+});

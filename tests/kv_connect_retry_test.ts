@@ -5,16 +5,36 @@
 // another writer. The index is a local file behind a Deno.Kv whose
 // commits, once armed, are each sent twice and answered by the second try,
 // as that client does (an answer is lost now and then: a commit whose
-// answer is lost each time is sent again and again).
+// answer is lost each time is sent again and again). An answer whose
+// status came but whose body could not be read is not sent again: the
+// client throws, the commit made all the same (`unread`).
 import { Index } from "../lib/index_db.ts";
 import type { Part } from "../lib/index_db.ts";
+import { Membership } from "../lib/membership.ts";
 import { LIVE } from "./temp_index.ts";
-import { assert, assertEquals } from "./assert.ts";
+import { assert, assertEquals, assertRejects } from "./assert.ts";
 
 const enc = new TextEncoder();
 
+/**
+ * How many of the next commits' answers are lost; `unread`: thrown, not
+ * sent again; `reads`: how many of the next reads of one key fail (the
+ * server unreachable).
+ */
+interface Lost {
+  answers: number;
+  unread?: boolean;
+  reads?: number;
+}
+
+/** The body KV Connect's client could not read: the commit was made, the client throws. */
+const UNREAD = "error reading a body from connection: connection reset";
+
+/** A read of KV Connect's that failed. */
+const UNREACHED = "error sending request: connection refused";
+
 /** The next `lost.answers` commits' answers are lost, each sent again (KV Connect's client). */
-function losingAnswers(kv: Deno.Kv, lost: { answers: number }): Deno.Kv {
+function losingAnswers(kv: Deno.Kv, lost: Lost): Deno.Kv {
   const wrap = (op: Deno.AtomicOperation): Deno.AtomicOperation => {
     const proxy: Deno.AtomicOperation = new Proxy(op, {
       get(target, prop) {
@@ -23,6 +43,7 @@ function losingAnswers(kv: Deno.Kv, lost: { answers: number }): Deno.Kv {
             const first = await target.commit();
             if (lost.answers === 0) return first;
             lost.answers--;
+            if (lost.unread) throw new TypeError(UNREAD);
             return await target.commit();
           };
         }
@@ -39,15 +60,19 @@ function losingAnswers(kv: Deno.Kv, lost: { answers: number }): Deno.Kv {
   return new Proxy(kv, {
     get(target, prop) {
       if (prop === "atomic") return () => wrap(target.atomic());
+      if (prop === "get" && (lost.reads ?? 0) > 0) {
+        lost.reads!--;
+        return () => Promise.reject(new TypeError(UNREACHED));
+      }
       const value = Reflect.get(target, prop, target);
       return typeof value === "function" ? value.bind(target) : value;
     },
   });
 }
 
-async function withLosingIndex(fn: (index: Index, lost: { answers: number }) => Promise<void>) {
+async function withLosingIndex(fn: (index: Index, lost: Lost) => Promise<void>) {
   const dir = await Deno.makeTempDir({ prefix: "mkv_kv_connect_test_" });
-  const lost = { answers: 0 };
+  const lost: Lost = { answers: 0 };
   const index = new Index(losingAnswers(await Deno.openKv(`${dir}/index.kv`), lost), {
     marked: true,
   });
@@ -105,5 +130,72 @@ Deno.test("an UploadPart's record whose commit landed, its answer lost and sent 
     const second = part("/parts/second");
     assertEquals(await index.putPart(id, versionstamp, 1, second), { replaced: first });
     assertEquals((await index.parts(id)).get(1), second);
+  });
+});
+
+Deno.test("key writes whose commit landed but whose answer could not be read are made: not lost to another writer", async () => {
+  // The batch's commit threw, so each write was tried alone: its check
+  // failed against what the batch had written, and it was answered as lost.
+  await withLosingIndex(async (index, lost) => {
+    Object.assign(lost, { answers: 1, unread: true });
+    const keys = ["/a", "/b", "/c"].map((k) => enc.encode(k));
+    const made = await Promise.all(keys.map((k) => index.cas(k, null, LIVE)));
+    for (const [i, vs] of made.entries()) {
+      const stored = await index.kv.get(["k", keys[i]]);
+      assert(vs !== null, `write ${i} taken for lost to another writer`);
+      assertEquals(vs, stored.versionstamp);
+    }
+  });
+});
+
+Deno.test("a lone key write whose commit landed but whose answer could not be read is made, not failed", async () => {
+  await withLosingIndex(async (index, lost) => {
+    Object.assign(lost, { answers: 1, unread: true });
+    const key = enc.encode("/alone");
+    const vs = await index.cas(key, null, LIVE);
+    assertEquals(vs, (await index.kv.get(["k", key])).versionstamp);
+    assertEquals(index.commits.failing, null);
+  });
+});
+
+Deno.test("a key write whose commit threw and did not land still fails with the error", async () => {
+  await withLosingIndex(async (index) => {
+    const key = enc.encode("/refused");
+    // Too large a record for Deno KV: refused before anything is written.
+    const huge = { ...LIVE, meta: { type: "x".repeat(70_000) } };
+    await assertRejects(() => index.cas(key, null, huge), TypeError, "Value too large");
+    assertEquals((await index.kv.get(["k", key])).versionstamp, null);
+  });
+});
+
+Deno.test("a bucket's record whose commit landed but whose answer could not be read is made", async () => {
+  await withLosingIndex(async (index, lost) => {
+    Object.assign(lost, { answers: 1, unread: true });
+    assertEquals(await index.createBucket("unread", Date.now()), true);
+    assert(await index.bucket("unread") !== null);
+  });
+});
+
+Deno.test("a sole master's key write that threw, whether it landed unknown (its mark unread), leaves no record cached: the next read is the index's", async () => {
+  // The record cached before the write stayed, and GETs answered from it
+  // while the index held the write's record.
+  await withLosingIndex(async (index, lost) => {
+    const m = new Membership(index, "sole", {
+      interval: 60_000,
+      onSole: (sole) => index.onSole(sole),
+    });
+    index.membership = m;
+    try {
+      await m.join();
+      const key = enc.encode("/cached");
+      const vs = await index.cas(key, null, { ...LIVE, state: "writing", owner: "m", until: 1 });
+      assertEquals(index.cached(key)?.rec.state, "writing");
+      Object.assign(lost, { answers: 1, unread: true, reads: 1 });
+      await assertRejects(() => index.cas(key, vs, LIVE), TypeError, UNREAD);
+      assertEquals(index.cached(key), undefined);
+      assertEquals((await index.get(key))?.rec, LIVE);
+    } finally {
+      await m.leave();
+    }
   });
 });

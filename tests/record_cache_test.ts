@@ -60,3 +60,44 @@ Deno.test("a sole master's index caches records only within its byte bound", asy
     assertEquals((await index.get(keys[0]))?.rec, LIVE);
   }, { cacheBytes: 3 * (keyBytes + RECORD_COST) });
 });
+
+/** Reads of a key's record that answer what the index held when sent, once `release` resolves. */
+function heldReads(kv: Deno.Kv, held: { release: Promise<void> | null }): Deno.Kv {
+  return new Proxy(kv, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (prop !== "get" || !held.release) return value?.bind?.(target) ?? value;
+      const release = held.release;
+      return async (key: Deno.KvKey) => {
+        const read = await target.get(key);
+        await release;
+        return read;
+      };
+    },
+  });
+}
+
+Deno.test("a sole master's read answered after its key's record was forgotten (a write lost to another) is not cached", async () => {
+  // A read of KV Connect's sent before a write of the key, answered after
+  // another write of the key lost (its record forgotten: it may be stale),
+  // cached the record from before both: GETs answered from it until the
+  // key's next write here.
+  const held: { release: Promise<void> | null } = { release: null };
+  await withSoleIndex(async (index) => {
+    const key = enc.encode(`/forgotten/${crypto.randomUUID()}`);
+    const first = await index.cas(key, null, LIVE);
+    index.onSole(true); // memory starts over: the next read is the index's
+    await index.filterBuilt();
+    const release = Promise.withResolvers<void>();
+    held.release = release.promise;
+    const read = index.get(key);
+    held.release = null;
+    const replaced = { ...LIVE, size: 6 };
+    assert(await index.cas(key, first, replaced) !== null, "the write landed");
+    assertEquals(await index.cas(key, first, { ...LIVE, size: 7 }), null);
+    release.resolve();
+    assertEquals((await read)?.versionstamp, first);
+    assertEquals(index.cached(key), undefined);
+    assertEquals((await index.get(key))?.rec, replaced);
+  }, { wrap: (kv) => heldReads(kv, held) });
+});

@@ -11,17 +11,23 @@ export const LIVE: Record = {
   size: 5,
 };
 
+/** Index's options, and `wrap`: what the Index is given in place of the Deno KV opened. */
+export type TempIndexOptions = ConstructorParameters<typeof Index>[1] & {
+  wrap?: (kv: Deno.Kv) => Deno.Kv;
+};
+
 /**
  * Runs `fn` with an Index on a fresh Deno KV file (`path`: the SQLite file),
  * closed and removed after; `opts` as Index's.
  */
 export async function withIndex(
   fn: (index: Index, path: string) => Promise<void>,
-  opts: ConstructorParameters<typeof Index>[1] = {},
+  opts: TempIndexOptions = {},
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "mkv_index_test_" });
   const path = `${dir}/index.kv`;
-  const index = new Index(await Deno.openKv(path), opts);
+  const { wrap = (kv: Deno.Kv) => kv, ...indexOpts } = opts;
+  const index = new Index(wrap(await Deno.openKv(path)), indexOpts);
   try {
     await fn(index, path);
   } finally {
@@ -36,7 +42,7 @@ export async function withIndex(
  */
 export async function withSoleIndex(
   fn: (index: Index) => Promise<void>,
-  opts: ConstructorParameters<typeof Index>[1] = {},
+  opts: TempIndexOptions = {},
 ): Promise<void> {
   await withIndex(async (index) => {
     const m = new Membership(index, `m-${crypto.randomUUID()}`, {
