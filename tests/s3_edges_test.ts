@@ -282,6 +282,50 @@ Deno.test("S3 requests at the edges of what the gateway takes", async (t) => {
         assertEquals([got.status, await got.text()], [200, "odd host"]);
       },
     );
+
+    await t.step(
+      "a response-* value no header can hold is 400 InvalidArgument naming it, not a 500",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: "v" }));
+        const cases = [
+          {
+            param: "response-content-type",
+            value: "text/plain\r\nSet-Cookie: a=1",
+            message: "Header value cannot hold a line break or NUL.",
+            sent: "text/plain&#13;\nSet-Cookie: a=1",
+          },
+          {
+            param: "response-content-disposition",
+            value: 'attachment; filename="\u20ac.txt"',
+            message: "Header value cannot be represented using ISO-8859-1.",
+            sent: "attachment; filename=&#34;\u20ac.txt&#34;",
+          },
+        ];
+        for (const { param, value, message, sent } of cases) {
+          const url = await getSignedUrl(
+            s3,
+            new GetObjectCommand({
+              Bucket,
+              Key: "k",
+              ...(param === "response-content-type"
+                ? { ResponseContentType: value }
+                : { ResponseContentDisposition: value }),
+            }),
+          );
+          assertEquals(await errorAnswer(url), {
+            status: 400,
+            type: "application/xml",
+            body: errorXml(
+              "InvalidArgument",
+              message,
+              `<ArgumentName>${param}</ArgumentName><ArgumentValue>${sent}</ArgumentValue>`,
+              `/${Bucket}/k`,
+            ),
+          });
+        }
+      },
+    );
   } finally {
     await c.stop();
   }
