@@ -348,8 +348,7 @@ function schemeOf(req: Request): string | null {
  */
 function addressOf(req: Request, target: Target, opts: S3Options): Address {
   const bucket = opts.domain ? hostBucket(req.headers.get("host"), opts.domain) : null;
-  const { protocol, host } = new URL(req.url);
-  const origin = `${schemeOf(req) ?? protocol}//${req.headers.get("host") ?? host}`;
+  const origin = `${schemeOf(req) ?? protocolOf(req.url)}//${authorityOf(req)}`;
   if (bucket === null) {
     const { bucket, object } = splitKey(target.key);
     return { bucket, object, key: target.key, url: `${origin}/${bucket}/${escapePath(object)}` };
@@ -362,6 +361,24 @@ function addressOf(req: Request, target: Target, opts: S3Options): Address {
     url: `${origin}/${escapePath(object)}`,
     v2Path: `/${bucket}${target.rawPath}`,
   };
+}
+
+/**
+ * "http:" of "http://host/path", read off the request's URL as sent, not
+ * parsed: Deno builds it of the Host header, and a Host no URL can hold
+ * ("h:99999", "[::1") made every S3 call a 500 of new URL's TypeError.
+ */
+function protocolOf(url: string): string {
+  return url.slice(0, url.indexOf("//"));
+}
+
+/** The Host the request was sent to, or the authority of its URL when it names none. */
+function authorityOf(req: Request): string {
+  const host = req.headers.get("host");
+  if (host !== null) return host;
+  const start = req.url.indexOf("//") + 2;
+  const end = req.url.indexOf("/", start);
+  return req.url.slice(start, end < 0 ? undefined : end);
 }
 
 const encoder = new TextEncoder();

@@ -231,13 +231,17 @@ function matchingSignature(
  * naming them): added to a signed request or a presigned URL, one would
  * change what it does unseen (x-amz-copy-source makes a PutObject a copy
  * of an object the signer never named). x-amz-content-sha256 is signed as
- * the payload line whether listed or not.
+ * the payload line whether listed or not. Nor a signature that leaves out
+ * Host, which Signature Version 4 requires: a virtual-hosted request's Host
+ * names its bucket, and one signed without it was taken on any bucket's
+ * Host (a PutObject replayed into another bucket).
  */
 function refuseUnsigned(headers: Headers, signed: string[]) {
   const covered = new Set(signed.map((h) => h.toLowerCase()));
   const unsigned = [...headers.keys()].filter((name) =>
     name.startsWith("x-amz-") && name !== "x-amz-content-sha256" && !covered.has(name)
   );
+  if (!covered.has("host")) unsigned.unshift("host");
   if (unsigned.length === 0) return;
   const err = new S3Error(
     "AccessDenied",

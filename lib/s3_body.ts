@@ -467,6 +467,9 @@ class ChunkedDecoder {
     if (colon < 0) this.#fail(MALFORMED_TRAILER, "MalformedTrailerError");
     const name = text.slice(0, colon).trim().toLowerCase();
     const value = text.slice(colon + 1).trim();
+    // Sent twice, a field names two values; and each line was kept to the
+    // body's end: a trailer sent without end held the master's memory.
+    if (this.#trailers.has(name)) this.#fail(MALFORMED_TRAILER, "MalformedTrailerError");
     this.#trailers.set(name, value);
     if (name === "x-amz-trailer-signature") return;
     // One x-amz-trailer does not name would be taken unchecked.

@@ -146,7 +146,7 @@ async function readObject(s3: S3Request, head: boolean): Promise<Response | null
   const headers = objectHeaders(rec);
   for (const [param, name] of OVERRIDES) {
     const value = s3.query.get(param);
-    if (value !== undefined) headers.set(name, value);
+    if (value !== undefined) headers.set(name, headerFrom(param, value));
   }
   const early = preconditions(s3.req.headers, rec);
   if (early === 304) return new Response(null, { status: 304, headers });
@@ -467,6 +467,22 @@ const OVERRIDES: [string, string][] = [
   ["response-content-disposition", "content-disposition"],
   ["response-content-encoding", "content-encoding"],
 ];
+
+/**
+ * A response-* parameter's value as its header carries it, else 400
+ * InvalidArgument naming it: a header holds bytes (S3's words for a
+ * character past U+00FF) and no line break or NUL, which Headers refuses
+ * with a TypeError (the GetObject was a 500 with a stack in the log).
+ */
+function headerFrom(param: string, value: string): string {
+  if (/[\0\r\n]/.test(value)) {
+    throw argumentError("Header value cannot hold a line break or NUL.", param, value);
+  }
+  if (/[\u0100-\u{10FFFF}]/u.test(value)) {
+    throw argumentError("Header value cannot be represented using ISO-8859-1.", param, value);
+  }
+  return value;
+}
 
 export interface WriteOptions {
   body: ReadableStream<Uint8Array>;

@@ -784,12 +784,15 @@ Deno.test("aws-chunked bodies at the edges of their framing, end to end", async 
     );
 
     await t.step(
-      "a trailer other than the one declared, or a line of it with no colon, is MalformedTrailerError",
+      "a trailer other than the one declared, one sent twice, or a line of it with no colon, is MalformedTrailerError",
       async () => {
         const payload = "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
+        const line = `x-amz-checksum-crc32:${crc32("hello world")}\r\n`;
         const edits: [string, (body: string) => string][] = [
           ["other", (body) => body.replace("x-amz-checksum-crc32:", "x-amz-checksum-sha1:")],
           ["no-colon", (body) => body.replace("x-amz-checksum-crc32:", "x-amz-checksum-crc32")],
+          // Each line was kept until the body's end: a trailer without end, held whole.
+          ["twice", (body) => body.replace(line, line + line)],
         ];
         for (const [key, edit] of edits) {
           await assertRefused(key, { payload, edit }, MALFORMED_TRAILER);

@@ -11,7 +11,8 @@ import {
   PutObjectCommand,
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
-import { Cluster } from "./cluster.ts";
+import { Cluster, rawRequest } from "./cluster.ts";
+import { sha256Hex } from "../lib/s3_auth.ts";
 import { chunkedUpload, crc32, s3Client, SigV4 } from "./s3_client.ts";
 import { errorAnswer, errorXml } from "./s3_answers.ts";
 import { assertEquals } from "./assert.ts";
@@ -253,6 +254,76 @@ Deno.test("S3 requests at the edges of what the gateway takes", async (t) => {
           }),
         );
         assertEquals([names(rest), rest.ContinuationToken], [[prefix + "c"], undefined]);
+      },
+    );
+
+    await t.step(
+      "a signed PutObject whose Host no URL can hold (port 99999) is stored, not a 500",
+      async () => {
+        // The Host is the client's; Deno could make no URL of it.
+        const host = "127.0.0.1:99999";
+        const path = `/${bucketName()}/k`;
+        const now = new Date().toISOString().replace(/[-:]|\.\d{3}/g, "");
+        const headers = new Headers({
+          host,
+          "x-amz-content-sha256": sha256Hex("odd host"),
+          "x-amz-date": now,
+        });
+        const req = { method: "PUT", path, query: "", headers };
+        const { authorization } = new SigV4({ accessKey: ACCESS, secretKey: SECRET }, now)
+          .sign(req);
+        headers.delete("host");
+        const put = await rawRequest(c.masterPort, "PUT", path, "odd host", {
+          host,
+          headers: { ...Object.fromEntries(headers), authorization },
+        });
+        assertEquals([put.status, put.body], [200, ""]);
+        const got = await fetch(c.url + path);
+        assertEquals([got.status, await got.text()], [200, "odd host"]);
+      },
+    );
+
+    await t.step(
+      "a response-* value no header can hold is 400 InvalidArgument naming it, not a 500",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: "v" }));
+        const cases = [
+          {
+            param: "response-content-type",
+            value: "text/plain\r\nSet-Cookie: a=1",
+            message: "Header value cannot hold a line break or NUL.",
+            sent: "text/plain&#13;\nSet-Cookie: a=1",
+          },
+          {
+            param: "response-content-disposition",
+            value: 'attachment; filename="\u20ac.txt"',
+            message: "Header value cannot be represented using ISO-8859-1.",
+            sent: "attachment; filename=&#34;\u20ac.txt&#34;",
+          },
+        ];
+        for (const { param, value, message, sent } of cases) {
+          const url = await getSignedUrl(
+            s3,
+            new GetObjectCommand({
+              Bucket,
+              Key: "k",
+              ...(param === "response-content-type"
+                ? { ResponseContentType: value }
+                : { ResponseContentDisposition: value }),
+            }),
+          );
+          assertEquals(await errorAnswer(url), {
+            status: 400,
+            type: "application/xml",
+            body: errorXml(
+              "InvalidArgument",
+              message,
+              `<ArgumentName>${param}</ArgumentName><ArgumentValue>${sent}</ArgumentValue>`,
+              `/${Bucket}/k`,
+            ),
+          });
+        }
       },
     );
   } finally {

@@ -13,7 +13,9 @@ import {
 } from "@aws-sdk/client-s3";
 import { Cluster, randomKey, rawRequest, runMain } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
-import { assertPythonChecks } from "./s3_client.ts";
+import { assertPythonChecks, SigV4 } from "./s3_client.ts";
+import { errorXml } from "./s3_answers.ts";
+import { EMPTY_SHA256 } from "../lib/s3_auth.ts";
 
 const DOMAIN = "s3.test";
 
@@ -126,6 +128,67 @@ Deno.test("without -s3-domain a bucket's Host is ignored: path-style, as before"
     const put = await rawRequest(c.masterPort, "PUT", `${key}?x-id=PutObject`, "v", { host });
     assertEquals(put.status, 200);
     assertEquals(await plainGet(c, key), { status: 200, body: "v" });
+  } finally {
+    await c.stop();
+  }
+});
+
+/**
+ * The headers of a PUT with an empty body at `path`, signed with `keys` over
+ * its x-amz-* headers and, unless `host` is null, over that Host.
+ */
+function signedPut(
+  keys: { accessKey: string; secretKey: string },
+  path: string,
+  host: string | null,
+): { [name: string]: string } {
+  const now = new Date().toISOString().replace(/[-:]|\.\d{3}/g, "");
+  const headers = new Headers({ "x-amz-content-sha256": EMPTY_SHA256, "x-amz-date": now });
+  if (host !== null) headers.set("host", host);
+  const { authorization } = new SigV4(keys, now).sign({ method: "PUT", path, query: "", headers });
+  headers.delete("host");
+  return { ...Object.fromEntries(headers), authorization };
+}
+
+Deno.test("-s3-domain with keys: a Signature Version 4 that leaves Host out is 403 AccessDenied naming it, so it cannot be replayed on another bucket's Host", async () => {
+  const keys = { accessKey: "vh-key", secretKey: "vh-secret" };
+  const c = await Cluster.start({
+    flags: [
+      "-s3-access-key",
+      keys.accessKey,
+      "-s3-secret-key",
+      keys.secretKey,
+      "-s3-domain",
+      DOMAIN,
+    ],
+  });
+  try {
+    const [signedFor, other] = [bucketName(), bucketName()];
+    for (const bucket of [signedFor, other]) {
+      const host = `127.0.0.1:${c.masterPort}`;
+      const made = await rawRequest(c.masterPort, "PUT", `/${bucket}`, "", {
+        host,
+        headers: signedPut(keys, `/${bucket}`, host),
+      });
+      assertEquals(made.status, 200, made.body);
+    }
+    // Signed for the path alone: the Host, which names the bucket, left out.
+    const headers = signedPut(keys, "/obj", null);
+    for (const bucket of [signedFor, other]) {
+      const host = `${bucket}.${DOMAIN}:${c.masterPort}`;
+      const put = await rawRequest(c.masterPort, "PUT", "/obj", "", { host, headers });
+      const id = put.headers.get("x-amz-request-id");
+      assertEquals({ status: put.status, body: put.body.replace(`${id}`, "ID") }, {
+        status: 403,
+        body: errorXml(
+          "AccessDenied",
+          "There were headers present in the request which were not signed",
+          "<HeadersNotSigned>host</HeadersNotSigned>",
+          "/obj",
+        ),
+      });
+      assertEquals((await plainGet(c, `/${bucket}/obj`)).status, 404);
+    }
   } finally {
     await c.stop();
   }
