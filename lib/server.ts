@@ -17,6 +17,7 @@ import {
   parseQuery,
   parseTarget,
   rawTarget,
+  shownTarget,
   type Target,
 } from "./target.ts";
 import { type Membership, REBUILD_RUNNING, RebuildRunning } from "./membership.ts";
@@ -539,7 +540,7 @@ async function answer(
   const { started, named } = at;
   checkHost(req.headers.get("host"));
   const target = parseTarget(req.url);
-  named.key = target.query ? `${target.rawPath}?${target.query}` : target.rawPath;
+  named.key = shownTarget(target);
   const s3 = opts.s3 !== undefined && isS3(req, target, opts.s3);
   named.what = s3 ? `S3 ${req.method} ${target.rawPath}` : `${req.method} ${named.key}`;
   if (req.headers.has(NAME_CHECK)) return text(MASTER_ANSWER, NAMED_AS_VOLUME);

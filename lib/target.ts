@@ -36,11 +36,46 @@ export function parseTarget(url: string): Target {
   };
 }
 
-/** The path and query as sent (escapes kept): what a log line names when parseTarget fails. */
+/**
+ * The path and query as sent (escapes kept), its signatures hidden
+ * (`shownQuery`): what a log line names when parseTarget fails.
+ */
 export function rawTarget(url: string): string {
   const pathStart = url.indexOf("/", url.indexOf("://") + 3);
-  return pathStart < 0 ? "/" : url.slice(pathStart);
+  if (pathStart < 0) return "/";
+  const q = url.indexOf("?", pathStart);
+  return q < 0
+    ? url.slice(pathStart)
+    : `${url.slice(pathStart, q)}?${shownQuery(url.slice(q + 1))}`;
 }
+
+/** What a log line and the status page name: the path, and the query shown. */
+export function shownTarget(target: Target): string {
+  return target.query ? `${target.rawPath}?${shownQuery(target.query)}` : target.rawPath;
+}
+
+/**
+ * A raw query with the value of each signature parameter (S3's presigned
+ * `X-Amz-Signature`, Signature Version 2's `Signature`) replaced by
+ * "(hidden)": a presigned URL is a bearer credential for days, and logs and
+ * the status page's recent errors are read by more people than hold keys.
+ */
+export function shownQuery(query: string): string {
+  if (!/signature/i.test(query) && !query.includes("%")) return query;
+  return query.split("&").map((pair) => {
+    const eq = pair.indexOf("=");
+    if (eq < 0) return pair;
+    let name: string;
+    try {
+      name = decodeURIComponent(pair.slice(0, eq).replaceAll("+", " "));
+    } catch {
+      return pair;
+    }
+    return SIGNATURES.has(name) ? `${pair.slice(0, eq)}=(hidden)` : pair;
+  }).join("&");
+}
+
+const SIGNATURES = new Set(["X-Amz-Signature", "Signature"]);
 
 /**
  * `rawPath` as a header can carry it (a redirect's Location): ASCII, each

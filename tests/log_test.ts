@@ -18,6 +18,7 @@ import { key2path } from "../lib/keys.ts";
 import { s3Client } from "./s3_client.ts";
 import { md5Header } from "./s3_answers.ts";
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
@@ -583,6 +584,40 @@ Deno.test("an S3 GetObject whose replicas cannot be reached is logged as one lin
     assertEquals(out.stderr.filter((l) => !l.startsWith("volume ")), [
       `S3 GET /${Bucket}/k 503: ${err.message}`,
     ]);
+  } finally {
+    s3.destroy();
+    await m.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("a presigned URL's signature is hidden in the -v line and the status page's recent errors", async () => {
+  // It is a bearer credential for up to 7 days: both named it whole.
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-s3"] });
+  const m = await capturedMaster(c, ["-v"]);
+  const s3 = s3Client(m.url);
+  let out;
+  try {
+    const Bucket = `presigned${crypto.randomUUID().slice(0, 8)}`;
+    await s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: "v" }));
+    const url = new URL(await getSignedUrl(s3, new GetObjectCommand({ Bucket, Key: "k" })));
+    const signature = url.searchParams.get("X-Amz-Signature")!;
+    assertEquals(signature.length, 64);
+    await c.stopVolume(0);
+    const res = await fetch(url);
+    assertEquals(res.status, 503);
+    await res.body?.cancel();
+    const shown = `/${Bucket}/k${url.search.replace(signature, "(hidden)")}`;
+    const status = await fetch(`${m.url}/?status`, { headers: { Accept: "application/json" } });
+    const errors: { what: string }[] = (await status.json()).errors;
+    assertEquals(errors.filter((e) => e.what.startsWith("GET /")).map((e) => e.what), [
+      `GET ${shown} 503`,
+    ]);
+    out = await m.stop();
+    const lines = out.stdout.filter((l) => l.startsWith(`GET /${Bucket}/k?`));
+    assertEquals(lines.length, 1, out.stdout.join("\n"));
+    assert(lines[0].startsWith(`GET ${shown} 503 `), lines[0]);
+    assertEquals([...out.stdout, ...out.stderr].filter((l) => l.includes(signature)), []);
   } finally {
     s3.destroy();
     await m.stop();

@@ -1,6 +1,13 @@
 // Unit tests of lib/target.ts: the key is the percent-decoded path exactly as
 // sent, and the query's first parameter names the operation.
-import { BadRequest, parseQuery, parseTarget, percentDecode } from "../lib/target.ts";
+import {
+  BadRequest,
+  parseQuery,
+  parseTarget,
+  percentDecode,
+  rawTarget,
+  shownQuery,
+} from "../lib/target.ts";
 import { assertEquals, assertThrows } from "./assert.ts";
 
 const enc = new TextEncoder();
@@ -103,4 +110,27 @@ Deno.test("parseQuery keeps binary start values", () => {
 
 Deno.test("parseQuery throws BadRequest on a broken escape", () => {
   assertThrows(() => parseQuery("list&start=%zz"), BadRequest);
+});
+
+Deno.test("shownQuery hides the value of a presigned URL's signature, and only that", () => {
+  assertEquals(
+    shownQuery("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=abc123&x-id=GetObject"),
+    "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=(hidden)&x-id=GetObject",
+  );
+  // Signature Version 2's query authentication; a name percent-encoded is the same name.
+  assertEquals(
+    shownQuery("AWSAccessKeyId=AK&Expires=1&Signature=a%2Bb%3D"),
+    "AWSAccessKeyId=AK&Expires=1&Signature=(hidden)",
+  );
+  assertEquals(shownQuery("X%2DAmz%2DSignature=abc"), "X%2DAmz%2DSignature=(hidden)");
+  // Anything else as sent: mkv's verbs, a key named "Signature", a value saying so.
+  for (const q of ["list&limit=10", "list&start=%2Fa%zz", "Signature", "x=Signature%3Dv", ""]) {
+    assertEquals(shownQuery(q), q);
+  }
+});
+
+Deno.test("rawTarget hides a signature too, and names a path without a query as sent", () => {
+  assertEquals(rawTarget("http://h:1/b/k%zz?Signature=s&a=1"), "/b/k%zz?Signature=(hidden)&a=1");
+  assertEquals(rawTarget("http://h:1/b/k%zz"), "/b/k%zz");
+  assertEquals(rawTarget("http://h:1"), "/");
 });
