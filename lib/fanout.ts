@@ -61,6 +61,22 @@ export class ShuttingDown extends SourceError {
   }
 }
 
+/** nginx's status of a request whose client closed the connection before the answer. */
+export const CLIENT_CLOSED = 499;
+
+/**
+ * What a request's work fails with when its client closes the connection
+ * before the answer, its body sent whole or not: 499, nginx's "client closed
+ * request", the client's doing, not the master's nor a volume's (no one
+ * reads the answer; the log and the metrics say it). What its write put on
+ * the volumes is removed as for any failed write.
+ */
+export class ClientGone extends SourceError {
+  constructor() {
+    super(CLIENT_CLOSED, "The client closed the connection before the answer");
+  }
+}
+
 /**
  * Whether an answer's reason (a 503's) is a stopping master's cut-off's:
  * ShuttingDown's, or one saying what the cut left of a write it stopped

@@ -41,6 +41,12 @@ const REBUILT = "rebuild";
 export const KV_KEY_MAX = 2048;
 
 /**
+ * The longest key the index holds, as messages name it: Deno KV escapes a
+ * zero byte to two, so a key with zero bytes is too long under 2043 bytes.
+ */
+export const KEY_LIMIT = `at most ${KV_KEY_MAX - 5} bytes, a zero byte counting twice`;
+
+/**
  * Encoded size of ["k", key] in Deno KV's tuple encoding: the "k" part takes
  * 3 bytes, a byte string 2 more, and each zero byte is escaped to two.
  */

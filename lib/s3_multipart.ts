@@ -30,6 +30,7 @@ import {
   copySource,
   etagOf,
   failure,
+  keyTooLong,
   liveRecord,
   metaFrom,
   openNamed,
@@ -75,9 +76,7 @@ function keyText(s3: S3Request): string {
 
 export async function createUpload(s3: S3Request): Promise<Response> {
   checkNewObject(s3);
-  if (!keyFits(s3.key)) {
-    throw s3Error("KeyTooLongError", "Your key is too long (at most 2043 bytes with its bucket)");
-  }
+  if (!keyFits(s3.key)) throw keyTooLong();
   const id = crypto.randomUUID().replaceAll("-", "");
   const upload: Upload = { key: s3.key, created: Date.now(), meta: metaFrom(s3.req.headers) };
   const checksum = uploadChecksum(s3.req.headers);

@@ -3,7 +3,7 @@
 import { equal } from "./bytes.ts";
 import { isClaimed } from "./claim.ts";
 import type { FanoutResult } from "./fanout.ts";
-import { keyFits } from "./index_db.ts";
+import { KEY_LIMIT, keyFits } from "./index_db.ts";
 import { key2path } from "./keys.ts";
 import { pool } from "./pool.ts";
 import { plural } from "./progress.ts";
@@ -617,8 +617,8 @@ export function failure(out: Outcome): S3Error {
 }
 
 /** A key too long for the index (with its bucket; a zero byte counts twice). */
-function keyTooLong(): S3Error {
-  return s3Error("KeyTooLongError", "Your key is too long (at most 2043 bytes with its bucket)");
+export function keyTooLong(): S3Error {
+  return s3Error("KeyTooLongError", `Your key is too long (with its bucket, ${KEY_LIMIT})`);
 }
 
 /**

@@ -25,7 +25,7 @@ import type { State } from "./record.ts";
 import { handleS3, isS3, isVirtualHosted, type S3Options, s3Refusal } from "./s3.ts";
 import { headerValue } from "./s3_auth.ts";
 import { endings, reasons, received, sent, unwritten } from "./sizes.ts";
-import { isCutOff, ShuttingDown } from "./fanout.ts";
+import { CLIENT_CLOSED, ClientGone, isCutOff, ShuttingDown } from "./fanout.ts";
 import { VolumeError } from "./volumes.ts";
 import { MASTER_ANSWER, NAME_CHECK } from "./aliases.ts";
 import { toHex } from "./keys.ts";
@@ -600,7 +600,21 @@ function route(
  * from a volume is cut off then too).
  */
 function signalOf(req: Request, stop: AbortSignal | undefined): AbortSignal {
-  return stop ? AbortSignal.any([req.signal, stop]) : req.signal;
+  const client = clientSignal(req.signal);
+  return stop ? AbortSignal.any([client, stop]) : client;
+}
+
+/**
+ * A request's `signal` (Deno aborts it only when the client has gone) as
+ * one aborting with ClientGone: the work it stops fails with a 499, the
+ * client's, not a 500 of Deno's "The request has been cancelled.".
+ */
+function clientSignal(signal: AbortSignal): AbortSignal {
+  const gone = new AbortController();
+  const abort = () => gone.abort(new ClientGone());
+  if (signal.aborted) abort();
+  else signal.addEventListener("abort", abort, { once: true });
+  return gone.signal;
 }
 
 /**
@@ -822,7 +836,8 @@ function respondSized(o: Outcome): Response {
 }
 
 function respond(o: Outcome): Response {
-  const body = o.message && o.status >= 400 ? o.message + "\n" : null;
+  // A client gone (499) is sent nothing: no byte of a reason counts as sent.
+  const body = o.message && o.status >= 400 && o.status !== CLIENT_CLOSED ? o.message + "\n" : null;
   // The plain object as it is: a Headers made first would be checked and
   // copied twice (a tenth of a GET's cost, measured).
   if (body === null) return new Response(null, { status: o.status, headers: o.headers });

@@ -18,7 +18,7 @@ import {
   SourceError,
   sourceError,
 } from "./fanout.ts";
-import { type Entry, type Index, keyFits } from "./index_db.ts";
+import { type Entry, type Index, KEY_LIMIT, keyFits } from "./index_db.ts";
 import { health } from "./health.ts";
 import { RebuildRunning } from "./membership.ts";
 import { compareReplicas, differMessage } from "./replica_digest.ts";
@@ -2250,7 +2250,7 @@ function unfinishedSwitch(): Outcome {
 }
 
 function tooLong(): Outcome {
-  return { status: 414, message: "Key too long for the index (at most 2043 bytes)" };
+  return { status: 414, message: `Key too long for the index (${KEY_LIMIT})` };
 }
 
 /**

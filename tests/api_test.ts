@@ -406,7 +406,10 @@ Deno.test("mkv API against real nginx volumes and a master process", async (t) =
       const long = "/" + "k".repeat(5000);
       const r414 = await fetch(c.url + long, { method: "PUT", body: "x" });
       assertEquals(r414.status, 414);
-      assertEquals(await r414.text(), "Key too long for the index (at most 2043 bytes)\n");
+      assertEquals(
+        await r414.text(),
+        "Key too long for the index (at most 2043 bytes, a zero byte counting twice)\n",
+      );
       assertEquals((await req(c, long)).status, 414);
       const r400 = await fetch(c.url + "/bad%zzescape");
       assertEquals(r400.status, 400);
@@ -516,6 +519,19 @@ Deno.test("mkv API against real nginx volumes and a master process", async (t) =
         assertEquals((await put(c, key, "long")).status, 201);
         assertEquals(new TextDecoder().decode(await read(c, key)), "long");
         assertEquals((await put(c, key + "y", "long")).status, 414);
+      },
+    );
+
+    await t.step(
+      "a key under 2043 bytes made too long by its zero bytes: 414 saying a zero byte counts twice",
+      async () => {
+        // 1,100 zero bytes: under 1,200 bytes in all, past 2,048 once each is escaped to two.
+        const key = randomKey("/zeros") + "%00".repeat(1100);
+        const res = await fetch(c.url + key, { method: "PUT", body: "x" });
+        assertEquals(
+          [res.status, await res.text()],
+          [414, "Key too long for the index (at most 2043 bytes, a zero byte counting twice)\n"],
+        );
       },
     );
 

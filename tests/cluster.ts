@@ -56,7 +56,10 @@ function describe(s: Deno.CommandStatus): string {
  * Letting the master bind port 0 itself leaves no window in which another
  * test could take the port (tests run in parallel processes).
  */
-export async function listenPort(proc: Deno.ChildProcess): Promise<number> {
+export async function listenPort(
+  proc: Deno.ChildProcess,
+  opts: { lines?: string[] } = {},
+): Promise<number> {
   const lines = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let text = "";
   while (!text.includes("\n")) {
@@ -66,9 +69,22 @@ export async function listenPort(proc: Deno.ChildProcess): Promise<number> {
   }
   const m = text.match(/^mkv master on :(\d+)/) ?? text.match(/^\{.*"port":(\d+)[,}]/);
   if (!m) throw new Error(`Unexpected first line from the master: ${JSON.stringify(text)}`);
-  // Keep reading so a chatty master never blocks on a full pipe.
+  // Keep reading so a chatty master never blocks on a full pipe; the
+  // lines after the first go to `opts.lines` when given.
+  let rest = text.slice(text.indexOf("\n") + 1);
+  const keep = (more: string) => {
+    if (!opts.lines) return;
+    const whole = (rest + more).split("\n");
+    rest = whole.pop()!;
+    opts.lines.push(...whole);
+  };
+  keep("");
   (async () => {
-    while (!(await lines.read()).done) { /* discard */ }
+    while (true) {
+      const { value, done } = await lines.read();
+      if (done) break;
+      keep(value);
+    }
   })().catch(() => {});
   return Number(m[1]);
 }
@@ -123,6 +139,8 @@ export interface SpawnOptions {
   skew?: number;
   /** "piped": its stderr is the test's to read (proc.stderr); otherwise discarded. */
   stderr?: "piped";
+  /** Gets the lines it writes on stdout after its first (-v's request lines), as they come. */
+  stdout?: string[];
   /** Its -volumes (a proxy in front of one: tests/hung_volume.ts); the cluster's by default. */
   volumes?: string[];
   /** A file it logs the keys of its index commits to, as each is sent (see commitSent). */
@@ -279,7 +297,7 @@ export class Cluster {
   ): Promise<SpawnedMaster> {
     const volumes = opts.volumes ?? this.volumes;
     const proc = this.#spawn(extra, volumes, opts.stderr ?? "null", env, opts);
-    const url = `http://127.0.0.1:${await listenPort(proc)}`;
+    const url = `http://127.0.0.1:${await listenPort(proc, { lines: opts.stdout })}`;
     await waitUp(`${url}/?list`, { proc });
     return {
       url,

@@ -82,6 +82,25 @@ Deno.test("S3's limits and refusals, as S3 answers them", async (t) => {
       },
     );
 
+    await t.step(
+      "a key under 1,024 bytes too long for the index by its zero bytes is 400 KeyTooLongError saying a zero byte counts twice",
+      async () => {
+        const Bucket = bucketName();
+        // 1,020 bytes, past 2,043 with its bucket once each zero byte is escaped to two.
+        const path = `/${Bucket}/${"%00".repeat(1020)}`;
+        const message =
+          "Your key is too long (with its bucket, at most 2043 bytes, a zero byte counting twice)";
+        assertEquals(
+          await errorAnswer(`${c.url}${path}?x-id=PutObject`, { method: "PUT", body: "v" }),
+          {
+            status: 400,
+            type: "application/xml",
+            body: errorXml("KeyTooLongError", message, "", path),
+          },
+        );
+      },
+    );
+
     await t.step("a key of exactly 1,024 bytes is stored", async () => {
       const Bucket = bucketName();
       const Key = TOO_LONG.slice(0, -1);

@@ -351,7 +351,7 @@ Deno.test("rebuild names a key too long for the index apart and leaves the index
     assertEquals(r.code, 1, r.stdout + r.stderr);
     assert(
       r.stdout.includes(
-        "rebuild: 1 key found is too long for the index (at most 2043 bytes) and left " +
+        "rebuild: 1 key found is too long for the index (at most 2043 bytes, a zero byte counting twice) and left " +
           "unrecorded; no master serves them, and verify names their files:\n" +
           `  ${JSON.stringify(long)} on ${c.volumes[0]}\n`,
       ),

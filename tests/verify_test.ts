@@ -580,7 +580,7 @@ Deno.test("verify names the file of a key too long for the index, leaves it with
     await put.body?.cancel();
     assertEquals(put.status, 201);
     const named = `unrecordable file: ${file} (its key of ${long.length} bytes is ` +
-      `too long for the index, at most 2043; left alone)`;
+      `too long for the index, at most 2043 bytes, a zero byte counting twice; left alone)`;
     const args = ["verify", "-volumes", c.volumes.join(","), "-db", c.db];
     const r = await runMain(args);
     assertEquals(r.code, 1, r.stdout + r.stderr);

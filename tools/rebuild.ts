@@ -21,7 +21,7 @@ import { nameSome, plural, Progress } from "../lib/progress.ts";
 import { concurrencyOf } from "../lib/tool_flags.ts";
 import { Fenced, isBusy } from "../lib/group_commit.ts";
 import type { StoreOptions } from "../lib/store.ts";
-import { type Index, keyFits } from "../lib/index_db.ts";
+import { type Index, KEY_LIMIT, keyFits } from "../lib/index_db.ts";
 import { type Found, hexFolders, keysIn, subvolumesOf, type Walker } from "../lib/walk.ts";
 import { type Level, logError, logInfo, logLine } from "../lib/log.ts";
 import { checkNames, namesProblem } from "../lib/aliases.ts";
@@ -292,7 +292,7 @@ function reportTally({ differ, unwritten, tooLong }: Tally): void {
     report(
       "error",
       `rebuild: ${plural(tooLong.length, "key")} found ` +
-        `${tooLong.length === 1 ? "is" : "are"} too long for the index (at most 2043 bytes) ` +
+        `${tooLong.length === 1 ? "is" : "are"} too long for the index (${KEY_LIMIT}) ` +
         `and left unrecorded; no master serves them, and verify names their files:`,
     );
     nameSome(tooLong);

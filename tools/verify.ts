@@ -33,7 +33,7 @@ import { type Outcome, Store } from "../lib/store.ts";
 import { Fenced, isBusy, LOCKED } from "../lib/group_commit.ts";
 import { Claim, isClaimed, unleased } from "../lib/claim.ts";
 import { firstAnswer, joinIndex, LOCKED_FOR, openExistingIndex } from "../lib/open.ts";
-import { type Entry, type Index, keyFits } from "../lib/index_db.ts";
+import { type Entry, type Index, KEY_LIMIT, keyFits } from "../lib/index_db.ts";
 import type { Record } from "../lib/record.ts";
 import { key2path, volumeOfReplica } from "../lib/keys.ts";
 import { latin1 } from "../lib/bytes.ts";
@@ -857,7 +857,7 @@ function unrecordable(ctx: Ctx, found: Found): void {
     report(
       ctx,
       `unrecordable file: ${volumeUrl(v, path)} (its key of ${found.key.length} bytes is ` +
-        `too long for the index, at most 2043; left alone)`,
+        `too long for the index, ${KEY_LIMIT}; left alone)`,
     );
   }
 }

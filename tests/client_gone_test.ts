@@ -1,0 +1,153 @@
+// A client that closes its connection once its whole request is sent, before
+// the answer, is the client's doing: logged and counted 499 (nginx's "client
+// closed request"), not a 500 of the master's. A volume that holds the write
+// keeps the answer from coming before the client has gone.
+import { Cluster, randomKey, type SpawnedMaster, status } from "./cluster.ts";
+import { HungVolume } from "./hung_volume.ts";
+import { assert, assertEquals } from "./assert.ts";
+
+/** A one-volume cluster whose master (-v) writes through a volume that can hang. */
+interface Gone {
+  c: Cluster;
+  hung: HungVolume;
+  m: SpawnedMaster;
+  /** The master's stdout lines (-v: one per request). */
+  stdout: string[];
+  stop(): Promise<void>;
+}
+
+async function goneCluster(): Promise<Gone> {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1"] });
+  const hung = new HungVolume(c.volumes[0]);
+  await c.stopMaster();
+  const stdout: string[] = [];
+  const m = await c.spawnMaster(["-v"], {}, { stderr: "piped", stdout, volumes: [hung.volume] });
+  return {
+    c,
+    hung,
+    m,
+    stdout,
+    async stop() {
+      await m.stop();
+      await hung.stop();
+      await c.stop();
+    },
+  };
+}
+
+/**
+ * Sends `method key` with the whole of `body` on a connection of its own,
+ * waits until the master's write of it hangs on the volume (it has read the
+ * body whole), closes the connection, then waits until the master has
+ * counted its `n`th `method` request: its answer to the client gone.
+ */
+async function leaveAfterBody(
+  g: Gone,
+  req: { method: string; key: string; body: string; n: number },
+) {
+  g.hung.holds = (r) => r.method === "PUT";
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(new URL(g.m.url).port) });
+  const head = `${req.method} ${req.key} HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
+    `Content-Length: ${req.body.length}\r\n\r\n`;
+  const bytes = new TextEncoder().encode(head + req.body);
+  for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
+  await g.hung.arrived;
+  conn.close();
+  for (let i = 0; i < 500 && (await counted(g.m.url, req.method)).total < req.n; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  g.hung.holds = null;
+}
+
+/** The master's request counts of `method`: its ?metrics lines, and their sum. */
+async function counted(url: string, method: string): Promise<{ lines: string[]; total: number }> {
+  const text = await (await fetch(`${url}/?metrics`)).text();
+  const lines = text.split("\n").filter((l) =>
+    l.startsWith(`mkv_requests_total{method="${method}",`)
+  );
+  const total = lines.reduce((n, l) => n + Number(l.slice(l.lastIndexOf(" ") + 1)), 0);
+  return { lines, total };
+}
+
+/** The master's stderr, once it has stopped. */
+async function stderrOf(g: Gone): Promise<string> {
+  const text = new Response(g.m.proc.stderr).text();
+  await g.m.stop();
+  return await text;
+}
+
+Deno.test("a PUT whose client closes once its body is sent, before the answer, is logged 499 (-v), with no error line", async () => {
+  const g = await goneCluster();
+  try {
+    const key = randomKey("/gone");
+    await leaveAfterBody(g, { method: "PUT", key, body: "a whole value", n: 1 });
+    assertEquals(await stderrOf(g), "");
+    const lines = g.stdout.filter((l) => l.includes(key));
+    assertEquals(lines.length, 1, g.stdout.join("\n"));
+    assert(new RegExp(`^PUT ${key} 499 \\d+\\.\\dms 0B$`).test(lines[0]), lines[0]);
+  } finally {
+    await g.stop();
+  }
+});
+
+Deno.test("a PUT whose client closes once its body is sent is counted 499 in ?metrics, and is no recent error on ?status", async () => {
+  const g = await goneCluster();
+  try {
+    await leaveAfterBody(g, { method: "PUT", key: randomKey("/gone"), body: "value", n: 1 });
+    assertEquals((await counted(g.m.url, "PUT")).lines, [
+      `mkv_requests_total{method="PUT",status="499"} 1`,
+    ]);
+    const page = await (await fetch(`${g.m.url}/?status`, {
+      headers: { Accept: "application/json" },
+    })).json();
+    assertEquals(page.errors, []);
+  } finally {
+    await g.stop();
+  }
+});
+
+Deno.test("a PUT whose client closes once its body is sent stores nothing", async () => {
+  const g = await goneCluster();
+  try {
+    const key = randomKey("/gone");
+    await leaveAfterBody(g, { method: "PUT", key, body: "value", n: 1 });
+    assertEquals(await status(g.m.url + key), 404);
+    assertEquals(await status(g.m.url + key, { method: "PUT", body: "again" }), 201);
+    assertEquals(await (await fetch(g.m.url + key)).text(), "again");
+  } finally {
+    await g.stop();
+  }
+});
+
+Deno.test("a PUT over an unlinked key whose client closes once its body is sent removes the unlinked value, as a failed replica write does", async () => {
+  const g = await goneCluster();
+  try {
+    const key = randomKey("/gone");
+    assertEquals(await status(g.m.url + key, { method: "PUT", body: "unlinked" }), 201);
+    assertEquals(await status(g.m.url + key, { method: "UNLINK" }), 204);
+    await leaveAfterBody(g, { method: "PUT", key, body: "new value", n: 2 });
+    assertEquals((await counted(g.m.url, "PUT")).lines, [
+      `mkv_requests_total{method="PUT",status="201"} 1`,
+      `mkv_requests_total{method="PUT",status="499"} 1`,
+    ]);
+    assertEquals(await status(g.m.url + key, { method: "RELINK" }), 404);
+    assertEquals(await status(g.m.url + key), 404);
+  } finally {
+    await g.stop();
+  }
+});
+
+Deno.test("a REPLACE whose client closes once its body is sent is counted 499 and leaves the old value", async () => {
+  const g = await goneCluster();
+  try {
+    const key = randomKey("/gone");
+    assertEquals(await status(g.m.url + key, { method: "PUT", body: "old value" }), 201);
+    await leaveAfterBody(g, { method: "REPLACE", key, body: "new value", n: 1 });
+    assertEquals((await counted(g.m.url, "REPLACE")).lines, [
+      `mkv_requests_total{method="REPLACE",status="499"} 1`,
+    ]);
+    assertEquals(await (await fetch(g.m.url + key)).text(), "old value");
+  } finally {
+    await g.stop();
+  }
+});
