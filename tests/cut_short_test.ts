@@ -1,0 +1,161 @@
+// Reads of a key some of whose replicas hold a file of another size than
+// the value's (cut short on the volume's disk, as a disk's fault or a copy
+// that died midway leaves it): GET/HEAD redirect only to a whole replica,
+// S3's reads read only a whole one, and with none whole the answer says so.
+import { call, Cluster, randomKey, runMain } from "./cluster.ts";
+import { assert, assertEquals } from "./assert.ts";
+import { key2path } from "../lib/keys.ts";
+
+const enc = new TextEncoder();
+
+/** Enough reads that one going to a given replica of three is all but sure (1 - (2/3)^60). */
+const READS = 60;
+
+/**
+ * Cuts the file of `key` on `replica` ("host:port[/svNN]") to `size` bytes,
+ * on the volume's disk.
+ */
+async function cutShort(c: Cluster, key: string, replica: string, size: number): Promise<void> {
+  const [volume, sv] = replica.split("/");
+  const folder = c.volumeDir(c.volumes.indexOf(volume)) + (sv ? `/${sv}` : "");
+  await Deno.truncate(folder + key2path(enc.encode(key)), size);
+}
+
+/** The key's replicas in its record's order, from a HEAD's Key-Volumes (the mkv API's). */
+async function replicasOf(c: Cluster, key: string): Promise<string[]> {
+  return (await call(c, key, "HEAD")).headers.get("key-volumes")!.split(",");
+}
+
+/** `replica`'s volume, as answers name it. */
+function hostOf(replica: string): string {
+  return replica.split("/")[0];
+}
+
+Deno.test("GET and HEAD of a key with replicas cut short", async (t) => {
+  const c = await Cluster.start({ flags: ["-voltimeout", "300ms"] });
+  try {
+    await t.step("redirect only to a whole replica when one is cut short on disk", async () => {
+      const key = randomKey("/cut");
+      assertEquals((await call(c, key, "PUT", "hello world")).status, 201);
+      const [cut, ...whole] = await replicasOf(c, key);
+      await cutShort(c, key, cut, 5);
+      const path = key2path(enc.encode(key));
+      const wholeUrls = whole.map((v) => `http://${v}${path}`);
+      for (let i = 0; i < READS; i++) {
+        for (const method of ["GET", "HEAD"]) {
+          const r = await call(c, key, method);
+          assertEquals(r.status, 302, method);
+          const to = r.headers.get("location")!;
+          assertEquals(wholeUrls.includes(to), true, `${method} redirected to ${to}`);
+        }
+      }
+      const read = await fetch(c.url + key);
+      assertEquals(await read.text(), "hello world");
+    });
+
+    await t.step(
+      "a RELINK of a key with one replica cut short: GETs redirect only to whole ones",
+      async () => {
+        const key = randomKey("/cut-relink");
+        assertEquals((await call(c, key, "PUT", "hello world")).status, 201);
+        const [cut, ...whole] = await replicasOf(c, key);
+        assertEquals((await call(c, key, "UNLINK")).status, 204);
+        await cutShort(c, key, cut, 5);
+        assertEquals((await call(c, key, "RELINK")).status, 204);
+        const path = key2path(enc.encode(key));
+        const wholeUrls = whole.map((v) => `http://${v}${path}`);
+        for (let i = 0; i < READS; i++) {
+          const r = await call(c, key, "GET");
+          assertEquals(r.status, 302);
+          const to = r.headers.get("location")!;
+          assertEquals(wholeUrls.includes(to), true, `GET redirected to ${to}`);
+        }
+      },
+    );
+
+    await t.step("every replica cut short: 410 naming each and its size", async () => {
+      const key = randomKey("/cut-all");
+      assertEquals((await call(c, key, "PUT", "hello world")).status, 201);
+      const replicas = await replicasOf(c, key);
+      for (const [i, v] of replicas.entries()) await cutShort(c, key, v, i + 1);
+      const held = replicas.map((v, i) => `${hostOf(v)} holds ${i + 1} bytes`).join(", ");
+      const reason = `Value lost: the index has the key live but no replica holds it whole ` +
+        `(${held}, recorded 11); run verify to list every such key, then restore the file or ` +
+        "DELETE the key\n";
+      const r = await call(c, key, "GET");
+      assertEquals([r.status, r.text], [410, reason]);
+      assertEquals((await call(c, key, "HEAD")).status, 410);
+    });
+
+    await t.step("one replica cut short, the others gone: 410 naming it", async () => {
+      const key = randomKey("/cut-gone");
+      assertEquals((await call(c, key, "PUT", "hello world")).status, 201);
+      const [cut, ...gone] = await replicasOf(c, key);
+      await cutShort(c, key, cut, 5);
+      const path = key2path(enc.encode(key));
+      for (const v of gone) {
+        assertEquals((await fetch(`http://${v}${path}`, { method: "DELETE" })).status, 204);
+      }
+      const r = await call(c, key, "GET");
+      assertEquals([r.status, r.text], [
+        410,
+        `Value lost: the index has the key live but no replica holds it whole ` +
+        `(${hostOf(cut)} holds 5 bytes, recorded 11); the others have no such file; run verify ` +
+        "to list every such key, then restore the file or DELETE the key\n",
+      ]);
+    });
+
+    await t.step("every other replica cut short and one volume down: 503 naming them", async () => {
+      const key = randomKey("/cut-down");
+      assertEquals((await call(c, key, "PUT", "hello world")).status, 201);
+      const [down, ...cut] = await replicasOf(c, key);
+      for (const v of cut) await cutShort(c, key, v, 5);
+      const i = c.volumes.indexOf(hostOf(down));
+      await c.stopVolume(i);
+      let r;
+      try {
+        r = await call(c, key, "GET");
+      } finally {
+        await c.startVolume(i);
+      }
+      const held = cut.map((v) => `${hostOf(v)} holds 5 bytes`).join(", ");
+      assertEquals([r.status, r.text], [
+        503,
+        `Some replicas of the key did not answer (within -voltimeout) and none that did holds ` +
+        `it whole (${held}, recorded 11): retry once its volumes answer\n`,
+      ]);
+    });
+  } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("a relinked key's replica cut short: verify names it, and -repair copies the value over it", async () => {
+  const c = await Cluster.start();
+  try {
+    const key = randomKey("/cut-verify");
+    assertEquals((await call(c, key, "PUT", "hello world")).status, 201);
+    const [cut] = await replicasOf(c, key);
+    assertEquals((await call(c, key, "UNLINK")).status, 204);
+    await cutShort(c, key, cut, 5);
+    assertEquals((await call(c, key, "RELINK")).status, 204);
+    const verify = ["verify", "-volumes", c.volumes.join(","), "-db", c.db];
+    const r = await runMain(verify);
+    assertEquals(r.stdout.trimEnd().split("\n"), [
+      `corrupt replica: "${key}" on ${cut} (size 5 bytes, recorded 11)`,
+      `under-replicated: "${key}" has 2 healthy of 3 replicas`,
+      "verify: 1 key, 2 problems",
+    ]);
+    assertEquals(r.code, 1, r.stderr);
+    const fix = await runMain([...verify, "-repair"]);
+    assertEquals(fix.code, 0, fix.stdout + fix.stderr);
+    const repaired = `corrupt replica: "${key}" on ${cut} (size 5 bytes, recorded 11): ` +
+      "repaired, copied from ";
+    assert(fix.stdout.startsWith(repaired), fix.stdout);
+    assertEquals((await runMain(verify)).code, 0);
+    const file = await fetch(`http://${cut}${key2path(enc.encode(key))}`);
+    assertEquals(await file.text(), "hello world");
+  } finally {
+    await c.stop();
+  }
+});
