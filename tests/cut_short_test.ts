@@ -2,7 +2,15 @@
 // the value's (cut short on the volume's disk, as a disk's fault or a copy
 // that died midway leaves it): GET/HEAD redirect only to a whole replica,
 // S3's reads read only a whole one, and with none whole the answer says so.
+import {
+  CreateBucketCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+} from "@aws-sdk/client-s3";
 import { call, Cluster, randomKey, runMain } from "./cluster.ts";
+import { s3Client } from "./s3_client.ts";
+import { errorAnswer, errorXml } from "./s3_answers.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { key2path } from "../lib/keys.ts";
 
@@ -126,6 +134,74 @@ Deno.test("GET and HEAD of a key with replicas cut short", async (t) => {
       ]);
     });
   } finally {
+    await c.stop();
+  }
+});
+
+Deno.test("S3 reads of a key with replicas cut short", async (t) => {
+  const c = await Cluster.start({ flags: ["-s3", "-voltimeout", "300ms"] });
+  const s3 = s3Client(c.url);
+  const Bucket = `cut-${crypto.randomUUID().slice(0, 8)}`;
+  try {
+    await s3.send(new CreateBucketCommand({ Bucket }));
+
+    await t.step("GetObject, a ranged one and HeadObject read only a whole replica", async () => {
+      await s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: "hello world" }));
+      const [cut] = await replicasOf(c, `/${Bucket}/k`);
+      await cutShort(c, `/${Bucket}/k`, cut, 5);
+      for (let i = 0; i < READS; i++) {
+        const got = await s3.send(new GetObjectCommand({ Bucket, Key: "k" }));
+        assertEquals([got.ContentLength, await got.Body!.transformToString()], [11, "hello world"]);
+        const ranged = await s3.send(new GetObjectCommand({ Bucket, Key: "k", Range: "bytes=3-" }));
+        assertEquals(
+          [ranged.ContentRange, await ranged.Body!.transformToString()],
+          ["bytes 3-10/11", "lo world"],
+        );
+      }
+      // HeadObject asks the replicas in the record's order: the cut one first.
+      const head = await s3.send(new HeadObjectCommand({ Bucket, Key: "k" }));
+      assertEquals(head.ContentLength, 11);
+    });
+
+    await t.step(
+      "GetObject of a range past a cut-short replica's end reads a whole one",
+      async () => {
+        await s3.send(new PutObjectCommand({ Bucket, Key: "tail", Body: "hello world" }));
+        const [cut] = await replicasOf(c, `/${Bucket}/tail`);
+        await cutShort(c, `/${Bucket}/tail`, cut, 5);
+        for (let i = 0; i < READS; i++) {
+          const got = await s3.send(
+            new GetObjectCommand({ Bucket, Key: "tail", Range: "bytes=6-10" }),
+          );
+          assertEquals(await got.Body!.transformToString(), "world");
+        }
+      },
+    );
+
+    await t.step("every replica cut short: NoSuchKey naming each, HeadObject 404", async () => {
+      const key = `/${Bucket}/all`;
+      await s3.send(new PutObjectCommand({ Bucket, Key: "all", Body: "hello world" }));
+      const replicas = await replicasOf(c, key);
+      for (const v of replicas) await cutShort(c, key, v, 5);
+      // x-id: an S3 call, unsigned (-s3 with no keys checks no signature).
+      const answer = await errorAnswer(`${c.url}${key}?x-id=GetObject`);
+      const held = replicas.map((v) => `${hostOf(v)} holds 5 bytes`).join(", ");
+      assertEquals(answer, {
+        status: 404,
+        type: "application/xml",
+        body: errorXml(
+          "NoSuchKey",
+          `Every replica of the key is missing or of another size (${held}, recorded 11)`,
+          "<Key>all</Key>",
+          key,
+        ),
+      });
+      const head = await fetch(`${c.url}${key}?x-id=HeadObject`, { method: "HEAD" });
+      // S3's 404 to a HEAD (the mkv API's would be a 410).
+      assertEquals(head.status, 404);
+    });
+  } finally {
+    s3.destroy();
     await c.stop();
   }
 });
