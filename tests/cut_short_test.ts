@@ -3,6 +3,7 @@
 // that died midway leaves it): GET/HEAD redirect only to a whole replica,
 // S3's reads read only a whole one, and with none whole the answer says so.
 import {
+  CopyObjectCommand,
   CreateBucketCommand,
   GetObjectCommand,
   HeadObjectCommand,
@@ -177,6 +178,20 @@ Deno.test("S3 reads of a key with replicas cut short", async (t) => {
         }
       },
     );
+
+    await t.step("CopyObject reads its source from a whole replica", async () => {
+      await s3.send(new PutObjectCommand({ Bucket, Key: "src", Body: "hello world" }));
+      const [cut] = await replicasOf(c, `/${Bucket}/src`);
+      await cutShort(c, `/${Bucket}/src`, cut, 5);
+      // Fewer than READS: each is a write too (1 - (2/3)^30 all but sure).
+      for (let i = 0; i < 30; i++) {
+        await s3.send(
+          new CopyObjectCommand({ Bucket, Key: `dst${i}`, CopySource: `${Bucket}/src` }),
+        );
+        const got = await s3.send(new GetObjectCommand({ Bucket, Key: `dst${i}` }));
+        assertEquals(await got.Body!.transformToString(), "hello world");
+      }
+    });
 
     await t.step("every replica cut short: NoSuchKey naming each, HeadObject 404", async () => {
       const key = `/${Bucket}/all`;
