@@ -772,12 +772,18 @@ const CONTENT_LENGTH = encoder.encode("content-length:");
 const TRANSFER_ENCODING = encoder.encode("transfer-encoding:");
 const IDENTITY = encoder.encode("identity");
 
+/** What a HEAD's caller reads of its answer (HeadPipeline). */
+export interface HeadAnswer {
+  readonly status: number;
+  /** Content-Length, -1 when not given. */
+  readonly length: number;
+}
+
 /** What the client needs of an answer's head. */
-interface Head {
+interface Head extends HeadAnswer {
   status: number;
   /** "Connection: close", or HTTP/1.0. */
   close: boolean;
-  /** Content-Length, -1 when not given. */
   length: number;
   /** A Transfer-Encoding other than identity. */
   chunked: boolean;
@@ -907,8 +913,12 @@ export class HeadPipeline {
   readonly #conns: PipelinedConn[] = [];
   constructor(readonly host: string, readonly width = 2) {}
 
-  /** The status of HEAD path; rejects when the volume does not answer in `ms`. */
-  head(path: string, ms: number): Promise<number> {
+  /**
+   * The answer to HEAD path (its status and Content-Length: the parsed
+   * head itself, nothing copied); rejects when the volume does not answer
+   * in `ms`.
+   */
+  head(path: string, ms: number): Promise<HeadAnswer> {
     return new Promise((resolve, reject) => {
       this.#send({ path, ms, resolve, reject, retried: false });
     });
@@ -950,7 +960,7 @@ export class HeadPipeline {
 interface PendingHead {
   path: string;
   ms: number;
-  resolve: (status: number) => void;
+  resolve: (answer: HeadAnswer) => void;
   reject: (err: unknown) => void;
   retried: boolean;
 }
@@ -1056,7 +1066,7 @@ class PipelinedConn {
         if (interim(res.status)) continue;
         const w = this.#waiting.shift();
         if (!w) throw new Error("An answer to no request");
-        w.p.resolve(res.status);
+        w.p.resolve(res);
         if (res.close) return this.#fail(null);
       }
     } catch (err) {

@@ -64,6 +64,19 @@ export interface Meta {
   checksum?: Checksum;
 }
 
+/**
+ * Whether a file of `length` bytes (-1: not said) can hold the value `rec`
+ * names: one of its recorded size or, while a REPLACE switches it (`next`),
+ * of the new value's, as a replica may hold either then. Any length fits a
+ * size not known (a rebuilt record). One of another size is no copy of the
+ * value: cut short (a disk's fault, a copy that died midway) or longer.
+ */
+export function fitsRecord(rec: Record, length: number): boolean {
+  if (length < 0 || rec.size < 0 || length === rec.size) return true;
+  const next = rec.next?.rec;
+  return next !== undefined && (next.size < 0 || length === next.size);
+}
+
 /** The stored form: a plain object, so Deno KV's serializer keeps it small. */
 interface Stored {
   s: 0 | 1 | 2;

@@ -7,7 +7,7 @@ import { KEY_LIMIT, keyFits } from "./index_db.ts";
 import { key2path } from "./keys.ts";
 import { pool } from "./pool.ts";
 import { plural } from "./progress.ts";
-import type { Meta, Record } from "./record.ts";
+import { fitsRecord, type Meta, type Record } from "./record.ts";
 import type { S3Request } from "./s3.ts";
 import { checksumThrough, incompleteBody, readWhole, requireDigest } from "./s3_body.ts";
 import {
@@ -30,8 +30,8 @@ import {
 } from "./s3_xml.ts";
 import { logRefused, logUnexpected } from "./log.ts";
 import { received, sent, unwritten } from "./sizes.ts";
-import { type Outcome, shuffled, type Store } from "./store.ts";
-import { headStatus, remoteGet, UnsatisfiableRange, VolumeError, volumeUrl } from "./volumes.ts";
+import { otherSizes, type Outcome, shuffled, type Store } from "./store.ts";
+import { headFile, remoteGet, UnsatisfiableRange, VolumeError, volumeUrl } from "./volumes.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -235,11 +235,13 @@ async function headAnswer(
 ): Promise<Response | null> {
   const path = key2path(s3.key);
   let down = 0;
+  // Files of another size than the value's: no copy of it (lib/store.ts's locate).
+  let otherSize: Map<string, number> | undefined;
   for (const v of rec.rvolumes) {
-    const status = await headStatus(volumeUrl(v, path), s3.store.opts.voltimeout, {
+    const { status, length } = await headFile(volumeUrl(v, path), s3.store.opts.voltimeout, {
       signal: s3.signal,
     });
-    if (status === 200) {
+    if (status === 200 && fitsRecord(rec, length)) {
       const size = rec.size;
       const r = range && size >= 0 ? rangeOf(range, size) : null;
       if (r === "unsatisfiable") throw invalidRange(range!, size);
@@ -251,11 +253,39 @@ async function headAnswer(
       if (size >= 0) headers.set("Content-Length", String(size));
       return new Response(null, { status: 200, headers });
     }
-    if (status !== 404) down++;
+    if (status === 200) (otherSize ??= new Map()).set(v, length);
+    else if (status !== 404) down++;
   }
   if (down > 0) throw s3Error("ServiceUnavailable", "No replica of the key answers");
   if (!await stillThere(s3.store, s3.key, rec)) return null;
-  throw s3Error("NoSuchKey", "Every replica of the key is missing");
+  throw noWholeReplica(rec, otherSize);
+}
+
+/**
+ * A live key whose every replica answered that it has no such file, or one
+ * of another size (`otherSize`, holdsBytes'): the value is lost. NoSuchKey,
+ * as S3 has no other answer for it: retrying would not help (503 says it would).
+ */
+function noWholeReplica(
+  rec: Record,
+  otherSize: Map<string, number | null> | undefined,
+): S3Error {
+  if (!otherSize) return s3Error("NoSuchKey", "Every replica of the key is missing");
+  return s3Error(
+    "NoSuchKey",
+    `Every replica of the key is missing or of another size (${otherSizes(rec, otherSize)})`,
+  );
+}
+
+/**
+ * The size of the file a volume's answer to a GET is of: its Content-Length
+ * (200) or its Content-Range's (206); -1 when not said.
+ */
+function fileSize(res: Response): number {
+  const size = res.status === 200
+    ? res.headers.get("content-length")
+    : /\/(\d+)$/.exec(res.headers.get("content-range") ?? "")?.[1];
+  return size === null || size === undefined ? -1 : Number(size);
 }
 
 /**
@@ -297,32 +327,47 @@ async function openReplica(
   const path = key2path(key);
   let last: unknown = null;
   let missing = 0;
+  // Files of another size than the value's: no copy of it, passed over.
+  let otherSize: Map<string, number | null> | undefined;
   for (const v of shuffled(rec.rvolumes)) {
+    let res: Response;
     try {
-      return await remoteGet(volumeUrl(v, path), { ...opts, stall: store.opts.stall });
+      res = await remoteGet(volumeUrl(v, path), { ...opts, stall: store.opts.stall });
     } catch (err) {
       // The client gone, or a stopping master's cut-off: no other replica is tried.
       if (opts.signal.aborted) throw err;
-      // Only for a value of unknown size (others' ranges are checked first):
-      // the volume's 416 says how big it is.
       if (err instanceof VolumeError && err.status === 416) {
-        throw invalidRange(opts.range ?? "", err instanceof UnsatisfiableRange ? err.size : null);
+        const size = err instanceof UnsatisfiableRange ? err.size : null;
+        // A value of unknown size: the volume's 416 says how big it is.
+        if (rec.size < 0) throw invalidRange(opts.range ?? "", size);
+        // Of one of known size the range was checked first: this file is
+        // shorter than the value.
+        (otherSize ??= new Map()).set(v, size);
+        continue;
       }
       if (err instanceof VolumeError && err.status === 404) missing++;
       last = err;
+      continue;
     }
+    const size = fileSize(res);
+    if (fitsRecord(rec, size)) return res;
+    await res.body?.cancel().catch(() => {});
+    (otherSize ??= new Map()).set(v, size);
   }
-  // Every replica says it has no such file: the files went with a write or
-  // a move of the key since its record was read (read again), or the value
-  // is lost: no such key, as HeadObject answers; retrying would not help,
-  // which is what 503 says.
-  if (missing === rec.rvolumes.length) {
+  // Every replica says it has no such file (or one of another size): the
+  // files went with a write or a move of the key since its record was read
+  // (read again), or the value is lost: no such key, as HeadObject
+  // answers; retrying would not help, which is what 503 says.
+  if (missing + (otherSize?.size ?? 0) === rec.rvolumes.length) {
     if (!await stillThere(store, key, rec)) return null;
-    throw s3Error("NoSuchKey", "Every replica of the key is missing");
+    throw noWholeReplica(rec, otherSize);
   }
+  const whole = otherSize
+    ? ` (and none that did holds it whole: ${otherSizes(rec, otherSize)})`
+    : "";
   throw s3Error(
     "ServiceUnavailable",
-    `No replica of the key answers: ${last instanceof Error ? last.message : last}`,
+    `No replica of the key answers: ${last instanceof Error ? last.message : last}${whole}`,
   );
 }
 

@@ -34,8 +34,9 @@ import {
   volumeOfReplica,
 } from "./keys.ts";
 import type { FanoutResult } from "./fanout.ts";
-import type { Meta, Next, Record } from "./record.ts";
+import { fitsRecord, type Meta, type Next, type Record } from "./record.ts";
 import {
+  headFile,
   headStatus,
   openPut,
   remoteDelete,
@@ -236,6 +237,9 @@ export class Store {
     headers["Key-Balance"] = balance;
     headers["Key-Volumes"] = rvolumes.join(",");
     let unreachable = 0;
+    // Replicas whose file is of another size than the value's: passed over
+    // as missing ones are (named in the answer when none is whole).
+    let otherSize: Map<string, number> | undefined;
     // From a random replica on, in turn: as good as a shuffle, without a
     // copy. Replicas on volumes known down are tried last, only when no
     // other has the file: a hung one made a GET in three wait -voltimeout.
@@ -246,23 +250,29 @@ export class Store {
         const volume = rvolumes[(first + i) % n];
         if (health.isDown(volume) !== (pass === 1)) continue;
         const url = volumeUrl(volume, path);
-        const status = await headStatus(url, this.opts.voltimeout, { signal });
-        if (status === 200) {
+        const { status, length } = await headFile(url, this.opts.voltimeout, { signal });
+        if (status === 200 && fitsRecord(e.rec, length)) {
           headers["Location"] = url;
           return { status: 302, headers };
         }
-        if (status !== 404) unreachable++;
+        if (status === 200) (otherSize ??= new Map()).set(volume, length);
+        else if (status !== 404) unreachable++;
       }
     }
     // The files may have gone with a write of the key since its record was
-    // read (DELETE, REBALANCE): then the index says so now, and it is no loss.
+    // read (DELETE, REBALANCE, a REPLACE's new size): then the index says
+    // so now, and it is no loss.
     if (recheck && await this.#changed(key, e)) {
       return this.locate(key, rawPath, { signal, recheck: false });
     }
-    // Live in the index but on no replica: 410 when every replica said it
-    // has no such file (data lost), 503 when some could not say.
-    if (unreachable > 0) return { status: 503, headers, message: UNREACHED };
-    return { status: 410, headers, message: LOST };
+    // Live in the index but on no replica whole: 410 when every replica
+    // said it has no such file or one of another size (data lost), 503
+    // when some could not say.
+    return {
+      status: unreachable > 0 ? 503 : 410,
+      headers,
+      message: notWhole(e.rec, otherSize, unreachable > 0),
+    };
   }
 
   async put(
@@ -1439,7 +1449,7 @@ export class Store {
       };
     }
     const other = rec.rvolumes.flatMap((v, i) =>
-      typeof sizes[i] === "number" ? [`${volumeOfReplica(v)} holds ${sizes[i]} bytes`] : []
+      typeof sizes[i] === "number" ? [holdsBytes(v, sizes[i])] : []
     );
     if (other.length === 0) {
       return { status: 404, message: "No replica of the unlinked key remains" };
@@ -2151,6 +2161,48 @@ const UNREACHED = "Some replicas of the key did not answer (within -voltimeout) 
 
 const LOST = "Value lost: the index has the key live but every replica answered that it has " +
   "no such file; run verify to list every such key, then restore the file or DELETE the key";
+
+/**
+ * "host:port holds N bytes": a replica's file of another size than its
+ * value's (null: fewer than a range asked for, its size not said).
+ */
+function holdsBytes(replica: string, length: number | null): string {
+  return `${volumeOfReplica(replica)} holds ${length ?? "fewer"} bytes`;
+}
+
+/**
+ * The replicas of `rec` that hold a file of another size (`held`: replica
+ * to its size), in the record's order, and the value's recorded size (or
+ * either of a REPLACE's, `next`, while it switches): "h holds 5 bytes,
+ * recorded 11".
+ */
+export function otherSizes(rec: Record, held: Map<string, number | null>): string {
+  const next = rec.next?.rec;
+  const size = next && next.size !== rec.size ? `${rec.size} or ${next.size}` : `${rec.size}`;
+  const named = rec.rvolumes.filter((v) => held.has(v)).map((v) => holdsBytes(v, held.get(v)!));
+  return `${named.join(", ")}, recorded ${size}`;
+}
+
+/**
+ * GET's reason when no replica of a live key gave it whole: LOST or
+ * UNREACHED when none holds a file of another size, else one naming those
+ * (`otherSize`, holdsBytes'), which are no copy of the value.
+ */
+function notWhole(
+  rec: Record,
+  otherSize: Map<string, number> | undefined,
+  unsure: boolean,
+): string {
+  if (!otherSize) return unsure ? UNREACHED : LOST;
+  const held = otherSizes(rec, otherSize);
+  if (unsure) {
+    return `Some replicas of the key did not answer (within -voltimeout) and none that did ` +
+      `holds it whole (${held}): retry once its volumes answer`;
+  }
+  const rest = otherSize.size < rec.rvolumes.length ? "; the others have no such file" : "";
+  return `Value lost: the index has the key live but no replica holds it whole (${held})${rest}; ` +
+    "run verify to list every such key, then restore the file or DELETE the key";
+}
 
 /**
  * `write`'s value, or the answer to a write whose index write was dropped

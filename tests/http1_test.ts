@@ -6,8 +6,9 @@ import { assert, assertEquals, assertRejects } from "./assert.ts";
 import { Cluster, holdThread, randomBytes, randomKey } from "./cluster.ts";
 
 /**
- * A server answering each HEAD with the status in its path ("/404" → 404);
- * after `closeAfter` answers on a connection it says Connection: close.
+ * A server answering each HEAD with the status in its path ("/404" → 404)
+ * and the Content-Length after it ("/200-17": 17; else 5); after
+ * `closeAfter` answers on a connection it says Connection: close.
  */
 function server(
   opts: {
@@ -42,12 +43,12 @@ function server(
       text += new TextDecoder().decode(buf.subarray(0, n));
       let end;
       while ((end = text.indexOf("\r\n\r\n")) >= 0) {
-        const status = text.slice(0, end).split(" ")[1].slice(1);
+        const [status, length = "5"] = text.slice(0, end).split(" ")[1].slice(1).split("-");
         text = text.slice(end + 4);
         answered++;
         const close = answered === opts.closeAfter;
         const answer = new TextEncoder().encode(
-          `HTTP/1.1 ${status} X\r\nContent-Length: 5\r\n${
+          `HTTP/1.1 ${status} X\r\nContent-Length: ${length}\r\n${
             close ? `${opts.closeLine ?? "Connection: close"}\r\n` : ""
           }\r\n`,
         );
@@ -77,13 +78,13 @@ function server(
   };
 }
 
-Deno.test("pipelined HEADs: each answer goes to its own request, in order", async () => {
+Deno.test("pipelined HEADs: each answer, its status and Content-Length, goes to its own request, in order", async () => {
   const s = server();
   try {
     const p = new HeadPipeline(s.host);
-    const statuses = Array.from({ length: 200 }, (_, i) => [200, 404, 500][i % 3]);
-    const got = await Promise.all(statuses.map((st) => p.head(`/${st}`, 2000)));
-    assertEquals(got, statuses);
+    const sent = Array.from({ length: 200 }, (_, i) => [[200, 404, 500][i % 3], i]);
+    const got = await Promise.all(sent.map(([st, n]) => p.head(`/${st}-${n}`, 2000)));
+    assertEquals(got.map((a) => [a.status, a.length]), sent);
     assert(s.accepted <= 2, `${s.accepted} connections for 200 HEADs`);
   } finally {
     s.close();
@@ -94,7 +95,7 @@ Deno.test("pipelined HEADs: a connection closed after a few answers is replaced,
   const s = server({ closeAfter: 7 });
   try {
     const p = new HeadPipeline(s.host);
-    const got = await Promise.all(Array.from({ length: 50 }, () => p.head("/204", 2000)));
+    const got = await Promise.all(Array.from({ length: 50 }, () => statusOf(p, "/204", 2000)));
     assertEquals(got, Array(50).fill(204));
     assert(s.accepted >= 8, `${s.accepted} connections`);
   } finally {
@@ -107,7 +108,7 @@ Deno.test("pipelined HEADs: answers arriving a byte at a time, close said in any
   try {
     const p = new HeadPipeline(s.host);
     const statuses = Array.from({ length: 40 }, (_, i) => [200, 404][i % 2]);
-    const got = await Promise.all(statuses.map((st) => p.head(`/${st}`, 2000)));
+    const got = await Promise.all(statuses.map((st) => statusOf(p, `/${st}`, 2000)));
     assertEquals(got, statuses);
     assert(s.accepted >= 4, `${s.accepted} connections: the close went unseen`);
   } finally {
@@ -119,9 +120,9 @@ Deno.test("pipelined HEADs: a later HEAD left unanswered times out on its own de
   const s = server({ answerOnly: 1 });
   try {
     const p = new HeadPipeline(s.host, 1);
-    assertEquals(await p.head("/200", 150), 200);
+    assertEquals(await statusOf(p, "/200", 150), 200);
     const started = performance.now();
-    const r = await Promise.allSettled([p.head("/200", 150)]);
+    const r = await Promise.allSettled([statusOf(p, "/200", 150)]);
     const ms = performance.now() - started;
     assertEquals(r[0].status, "rejected");
     assert((r[0] as PromiseRejectedResult).reason instanceof TimeoutError);
@@ -135,13 +136,13 @@ Deno.test("pipelined HEADs: a volume that never answers times them all out", asy
   const s = server({ silent: true });
   try {
     const p = new HeadPipeline(s.host);
-    const got = await Promise.allSettled(Array.from({ length: 5 }, () => p.head("/200", 100)));
+    const got = await Promise.allSettled(Array.from({ length: 5 }, () => statusOf(p, "/200", 100)));
     for (const r of got) {
       assertEquals(r.status, "rejected");
       assert((r as PromiseRejectedResult).reason instanceof TimeoutError);
     }
     // And the next HEAD goes out on a fresh connection.
-    const again = await Promise.allSettled([p.head("/200", 100)]);
+    const again = await Promise.allSettled([statusOf(p, "/200", 100)]);
     assertEquals(again[0].status, "rejected");
   } finally {
     s.close();
@@ -153,9 +154,14 @@ Deno.test("pipelined HEADs: a refused connection rejects after one retry", async
   const host = s.host;
   s.close();
   const p = new HeadPipeline(host);
-  const r = await Promise.allSettled([p.head("/200", 1000)]);
+  const r = await Promise.allSettled([statusOf(p, "/200", 1000)]);
   assertEquals(r[0].status, "rejected");
 });
+
+/** The status of a pipelined HEAD. */
+function statusOf(p: HeadPipeline, path: string, ms: number): Promise<number> {
+  return p.head(path, ms).then((a) => a.status);
+}
 
 /** The raw server of slow_server_worker.ts: every request answered 204 after `delay` ms, from another thread. */
 async function workerServer(delay: number): Promise<{ host: string; close(): void }> {
@@ -205,7 +211,7 @@ Deno.test("pipelined HEADs: answers that came while this thread was held past th
   try {
     const p = new HeadPipeline(s.host, 1);
     for (let i = 0; i < 3; i++) {
-      const heads = [p.head("/a", 100), p.head("/b", 100)];
+      const heads = [statusOf(p, "/a", 100), statusOf(p, "/b", 100)];
       await sent();
       holdThread(300);
       assertEquals(await Promise.all(heads), [204, 204]);
@@ -219,7 +225,7 @@ Deno.test("pipelined HEADs: held past the deadline with the volume silent, they 
   const s = server({ silent: true });
   try {
     const p = new HeadPipeline(s.host, 1);
-    const heads = Promise.allSettled([p.head("/200", 100), p.head("/200", 100)]);
+    const heads = Promise.allSettled([statusOf(p, "/200", 100), statusOf(p, "/200", 100)]);
     await sent();
     holdThread(300);
     for (const r of await heads) {
@@ -351,7 +357,7 @@ Deno.test("pipelined HEADs: interim answers (1xx) are passed over, each answer t
   );
   try {
     const p = new HeadPipeline(s.pool.host, 1);
-    assertEquals(await Promise.all([p.head("/a", 2000), p.head("/b", 2000)]), [404, 404]);
+    assertEquals(await Promise.all([statusOf(p, "/a", 2000), statusOf(p, "/b", 2000)]), [404, 404]);
   } finally {
     s.close();
   }

@@ -1,6 +1,6 @@
 // Unit tests of lib/record.ts: the stored form round-trips, and mkv's LevelDB
 // value strings load (and are given back by toMkvString).
-import { fromRecord, type Record, toMkvString, toRecord } from "../lib/record.ts";
+import { fitsRecord, fromRecord, type Record, toMkvString, toRecord } from "../lib/record.ts";
 import { assertEquals } from "./assert.ts";
 
 const HASH = "5d41402abc4b2a76b9719d911017c592";
@@ -203,4 +203,31 @@ Deno.test("an S3 object's time and metadata round-trip; a plain record stores no
   const plain = toRecord({ s: 0, v: ["a:1"], h: "", z: 3 })!;
   assertEquals(plain.meta, undefined);
   assertEquals(plain.mtime, undefined);
+});
+
+Deno.test("fitsRecord: a file fits its record's size, any size when either is not known", () => {
+  const rec: Record = { state: "live", rvolumes: ["a:1"], hash: HASH, size: 11 };
+  assertEquals([11, 5, 12, 0, -1].map((n) => fitsRecord(rec, n)), [
+    true,
+    false,
+    false,
+    false,
+    true,
+  ]);
+  const rebuilt: Record = { ...rec, hash: "", size: -1 };
+  assertEquals([11, 5, 0].map((n) => fitsRecord(rebuilt, n)), [true, true, true]);
+});
+
+Deno.test("fitsRecord: while a REPLACE switches the record, a file of either value's size fits", () => {
+  const next: Record = { state: "live", rvolumes: ["a:1"], hash: "", size: 3 };
+  const rec: Record = {
+    state: "live",
+    rvolumes: ["a:1"],
+    hash: HASH,
+    size: 11,
+    next: { rec: next, tmp: "/ab/cd/replace.x" },
+  };
+  assertEquals([11, 3, 5].map((n) => fitsRecord(rec, n)), [true, true, false]);
+  const unsized = { ...rec, next: { rec: { ...next, size: -1 }, tmp: "/ab/cd/replace.x" } };
+  assertEquals(fitsRecord(unsized, 5), true);
 });
