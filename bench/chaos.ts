@@ -1133,14 +1133,21 @@ function writerOf(md5: string, key: string, E: number, depth = 3): W | undefined
   const own = values.get(`${md5}|${key}`);
   if (depth === 0) return own;
   let latest = own;
+  // A copy refused (4xx) explains the value only when nothing else does:
+  // another copy of the same source, of unknown outcome, may have made it
+  // live (a refused one that ended later was taken for the writer).
+  let refused: W | undefined;
   for (const c of writes.get(key)!) {
-    if (c.op !== "S3COPY" || c.md5 !== "" || c.start >= E || (latest && latest.end >= c.end)) {
-      continue;
-    }
+    if (c.op !== "S3COPY" || c.md5 !== "" || c.start >= E) continue;
+    const isRefused = c.status >= 400 && c.status < 500;
+    const best = isRefused ? refused : latest;
+    if (best && best.end >= c.end) continue;
     if (own && !unknownOutcome(c)) continue;
-    if (writerOf(md5, c.src!, E, depth - 1)) latest = c;
+    if (!writerOf(md5, c.src!, E, depth - 1)) continue;
+    if (isRefused) refused = c;
+    else latest = c;
   }
-  return latest;
+  return latest ?? refused;
 }
 /** A write with no answer, or a 5xx other than 503 (refused before it began): it may have gone live. */
 function unknownOutcome(w: W): boolean {
