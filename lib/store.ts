@@ -402,12 +402,14 @@ export class Store {
       throw err;
     }
     if (!made) return { status: 500, message: "Lost the claim on the key mid-write" };
+    const out: Outcome = { status: 201, bytes: result.bytes, record: live };
+    if (stale.length === 0) return out;
+    // Live: a claim lost from here on (this master paused past its lease,
+    // the key taken) is the key's next write, not this one's failure.
     const stop = opts.stop;
     const removal = () => this.#removeAnswered(key2path(key), stale, { signal: stop });
-    if (stale.length > 0 && !await this.#endHeld(live, removal, { claim, stop })) {
-      return { status: 500, message: "Lost the claim on the key mid-write" };
-    }
-    return { status: 201, bytes: result.bytes, record: live };
+    if (await this.#endHeld(live, removal, { claim, stop })) return out;
+    return { ...out, message: leftOnLostClaim(stale) };
   }
 
   /**
@@ -419,9 +421,11 @@ export class Store {
    * another -volumes, writes the key's next value on such a volume).
    * `removal` says whether every volume answered; one that did not may
    * land yet, and the claim then lingers (writers wait out the lease).
-   * False when the claim was lost. Cut off by a stopping master (`stop`)
-   * at the end's index write, the record noted stays, its lease left to
-   * run out.
+   * False when the claim was lost before the removal (this master paused
+   * past its lease, the key taken): the files are no longer ours to
+   * remove, and none is. Lost after it, nothing is left undone. Cut off by
+   * a stopping master (`stop`) at the end's index write, the record noted
+   * stays, its lease left to run out.
    */
   async #endHeld(
     rec: Record,
@@ -429,11 +433,12 @@ export class Store {
     opts: { claim: Claim; stop?: AbortSignal },
   ): Promise<boolean> {
     const { claim, stop } = opts;
+    if (!(await stillHeld(claim))) return false;
     const answered = await removal();
-    return await claim.finish(rec, { linger: !answered, signal: stop }).catch((err) => {
-      if (err instanceof ShuttingDown) return true;
-      throw err;
+    await claim.finish(rec, { linger: !answered, signal: stop }).catch((err) => {
+      if (!(err instanceof ShuttingDown)) throw err;
     });
+    return true;
   }
 
   /**
@@ -900,16 +905,17 @@ export class Store {
     const unswitched = kvolumes.filter((v) => !switched.includes(v));
     // The old value's copies on volumes the key no longer hashes to.
     const elsewhere = old.rvolumes.filter((v) => !kvolumes.includes(v));
-    if (!await this.#endSwitch(live, { unswitched, elsewhere }, switching)) {
-      return { status: 500, message: "Lost the claim on the key mid-replace" };
-    }
+    const ended = await this.#endSwitch(live, { unswitched, elsewhere }, switching);
+    if (ended === "lost") return { status: 500, message: "Lost the claim on the key mid-replace" };
     const failure = firstRejected(moves);
     if (failure) {
       const message = `${messageOf(failure.reason)} (the new value is live on ` +
         `${switched.length} of ${kvolumes.length} replicas: REBALANCE the key to copy it back)`;
       return { status: 500, message, record: live };
     }
-    return { status: 201, record: live };
+    const out: Outcome = { status: 201, record: live };
+    if (ended === "ended") return out;
+    return { ...out, message: leftOnLostClaim([...unswitched, ...elsewhere]) };
   }
 
   /**
@@ -968,17 +974,19 @@ export class Store {
    * key no longer hashes to (`elsewhere`), where a master placing keys
    * otherwise does. The index names the switched replicas first: the old
    * record's readers must not be sent to a replica whose file is going.
-   * False when the claim was lost.
+   * "lost" when the claim was lost before the index named them; "left"
+   * when it was lost once it had, the files left where they are (the new
+   * value is live all the same); "ended" otherwise.
    */
   async #endSwitch(
     live: Record,
     left: { unswitched: string[]; elsewhere: string[] },
     switching: Switching,
-  ): Promise<boolean> {
+  ): Promise<"ended" | "left" | "lost"> {
     const { path, tmp, claim, stop } = switching;
     const { unswitched, elsewhere } = left;
     if (unswitched.length === 0 && elsewhere.length === 0) {
-      return await claim.finish(live, { signal: stop });
+      return await claim.finish(live, { signal: stop }) ? "ended" : "lost";
     }
     let noted;
     try {
@@ -991,7 +999,7 @@ export class Store {
       claim.abandon();
       throw err;
     }
-    if (!noted) return false;
+    if (!noted) return "lost";
     const removal = async () => {
       const each = await Promise.all([
         ...unswitched.map((v) => this.#unswitch(v, tmp, path, { stop })),
@@ -999,7 +1007,7 @@ export class Store {
       ]);
       return !each.includes(false);
     };
-    return await this.#endHeld(live, removal, { claim, stop });
+    return await this.#endHeld(live, removal, { claim, stop }) ? "ended" : "left";
   }
 
   /**
@@ -1768,12 +1776,15 @@ export class Store {
    * unanswered may land yet: the claim then lingers (writers wait out the
    * lease). At the cut-off (`stop`), the removals still unanswered are
    * given up, counted failed, and the record written after the answer
-   * (204, moved all the same).
+   * (204, moved all the same). The claim lost before the removals (this
+   * master paused past its lease, the key taken), none is made: 204, the
+   * copies left said; lost after them, nothing is left undone.
    */
   async #removeLeft(move: Move): Promise<Outcome> {
     const { key, kvolumes, claim, unanswered, hash, stop } = move;
     const left = leftBy(move);
     if (left.length === 0) return { status: 204 };
+    if (!(await stillHeld(claim))) return { status: 204, message: leftOnLostClaim(left) };
     const removals = await Promise.allSettled(
       left.map((v) => this.#removeFiles(key, [v], { signal: stop })),
     );
@@ -1788,17 +1799,14 @@ export class Store {
     const still = failures.flatMap((f) => f.kept ? [f.v] : []);
     const rec: Record = { ...unleased(move.prev.rec), rvolumes: [...kvolumes, ...still], hash };
     const linger = unanswered.size > 0 || failures.some((f) => mayLand(f.err, stop));
-    let finished;
     try {
-      finished = await claim.finish(rec, { linger, signal: stop });
+      await claim.finish(rec, { linger, signal: stop });
     } catch (err) {
       // Unsent at the cut-off: written after the answer (the record noted
       // names every old copy on -volumes meanwhile).
       if (!(err instanceof ShuttingDown)) throw err;
       this.#cleanUpLater(() => claim.finish(rec, { linger }));
-      return answer;
     }
-    if (!finished) return { status: 500, message: "Lost the claim on the key mid-move" };
     return answer;
   }
 
@@ -2273,6 +2281,28 @@ function undecided(message: string): VolumeError {
  */
 function mayLand(err: unknown, signal: AbortSignal | undefined): boolean {
   return unanswered(err) || cutBy(err, signal);
+}
+
+/**
+ * Whether `claim` still holds its key (Claim.confirm), before a write
+ * removes what it left on the volumes; abandoned when it does not (lost:
+ * the key another's, whose files these may be now).
+ */
+async function stillHeld(claim: Claim): Promise<boolean> {
+  if (await claim.confirm()) return true;
+  claim.abandon();
+  return false;
+}
+
+/**
+ * What a write left undone whose claim was lost once its new record was
+ * in the index (this master paused past its lease, the key taken): the
+ * files it had yet to remove from `volumes`.
+ */
+function leftOnLostClaim(volumes: string[]): string {
+  const on = [...new Set(volumes.map(volumeOfReplica))].join(", ");
+  return `Lost the claim on the key once its new record was in the index: the files it had ` +
+    `yet to remove from ${on} were left there (verify lists them)`;
 }
 
 /** Whether `err` is `signal`'s reason, a call given up at its abort. */

@@ -6,7 +6,7 @@
 // volume: a removal that lands after its write there (a DELETE slow to be
 // carried out) took its acknowledged value. The key stays held until those
 // removals are answered.
-import { Cluster, MAIN, randomBytes, randomKey, status } from "../cluster.ts";
+import { Cluster, MAIN, randomBytes, randomKey, type SpawnedMaster, status } from "../cluster.ts";
 import { assertEquals } from "../assert.ts";
 import { assertServes, VolumeProxy } from "./replace_faults.ts";
 import { key2path } from "../../lib/keys.ts";
@@ -36,6 +36,8 @@ interface Placements {
   old: string;
   /** A master placing keys on another volume only. */
   now: string;
+  /** That master's process. */
+  nowMaster: SpawnedMaster;
   held: HeldDelete;
   flags: string[];
 }
@@ -54,7 +56,7 @@ async function withPlacements(
   const old = await c.spawnMaster(flags, {}, { volumes: [held.volume] });
   const now = await c.spawnMaster(flags, {}, { volumes: [c.volumes[1]] });
   try {
-    await story({ c, old: old.url, now: now.url, held, flags });
+    await story({ c, old: old.url, now: now.url, nowMaster: now, held, flags });
   } finally {
     await now.stop();
     await old.stop();
@@ -211,4 +213,29 @@ Deno.test("a REBALANCE whose old copy's removal went unanswered keeps the key fr
       expected: 204,
     });
   });
+});
+
+Deno.test("a PUT whose master is paused past its lease once its value is live answers 201, though another master took the key before its old copy's removal was answered", async () => {
+  await withPlacements(async (p) => {
+    const key = randomKey();
+    assertEquals(await status(p.old + key, { method: "PUT", body: randomBytes(100) }), 201);
+    assertEquals(await status(p.old + key, { method: "UNLINK" }), 204);
+    p.held.path = key2path(new TextEncoder().encode(key));
+    const put = fetch(p.now + key, { method: "PUT", body: randomBytes(200) });
+    // The value is live, the key held while its old copy's removal waits.
+    await p.held.seen;
+    const pid = p.nowMaster.proc.pid;
+    Deno.kill(pid, "SIGSTOP");
+    try {
+      // Past the lease (2 s) and heartbeats: the old placement takes the key and deletes it.
+      await new Promise((r) => setTimeout(r, 2600));
+      assertEquals(await status(p.old + key, { method: "DELETE" }), 204);
+      p.held.release();
+    } finally {
+      Deno.kill(pid, "SIGCONT");
+    }
+    const res = await put;
+    assertEquals([res.status, await res.text()], [201, ""]);
+    assertEquals(await status(p.old + key), 404);
+  }, ["-lease", "2s"]);
 });
