@@ -419,35 +419,60 @@ export class Store {
       throw err;
     }
     if (!made) return { status: 500, message: "Lost the claim on the key mid-write" };
-    if (
-      stale.length > 0 && !await this.#removeStale(key, stale, { claim, live, stop: opts.stop })
-    ) {
-      return { status: 500, message: "Lost the claim on the key mid-write" };
-    }
-    return { status: 201, bytes: result.bytes, record: live };
+    const out: Outcome = { status: 201, bytes: result.bytes, record: live };
+    if (stale.length === 0) return out;
+    // Live: a claim lost from here on (this master paused past its lease,
+    // the key taken) is the key's next write, not this one's failure.
+    const stop = opts.stop;
+    const removal = () => this.#removeAnswered(key2path(key), stale, { signal: stop });
+    if (await this.#endHeld(live, removal, { claim, stop })) return out;
+    return { ...out, message: leftOnLostClaim(stale) };
   }
 
   /**
-   * A PUT's value live (`live`, held by `claim`): the earlier value's copies
-   * on volumes the key no longer hashes to (`stale`) are removed, then the
-   * claim ended, lingering when a removal went unanswered (it may land
-   * yet). False when the claim was lost. Cut off by a stopping master
-   * (`stop`), the value stays live, the lease left to run out.
+   * Ends `claim` on a key whose new record `rec` it noted (readers are sent
+   * only where it says) once `removal` has removed what the write left
+   * elsewhere (the earlier value's copies, files that did not switch):
+   * while the key is held, no writer of it puts a file where a removal of
+   * ours, landing late, would take it (a master placing keys otherwise,
+   * another -volumes, writes the key's next value on such a volume).
+   * `removal` says whether every volume answered; one that did not may
+   * land yet, and the claim then lingers (writers wait out the lease).
+   * False when the claim was lost before the removal (this master paused
+   * past its lease, the key taken): the files are no longer ours to
+   * remove, and none is. Lost after it, nothing is left undone. Cut off by
+   * a stopping master (`stop`) at the end's index write, the record noted
+   * stays, its lease left to run out.
    */
-  async #removeStale(
-    key: Uint8Array,
-    stale: string[],
-    opts: { claim: Claim; live: Record; stop?: AbortSignal },
+  async #endHeld(
+    rec: Record,
+    removal: () => Promise<boolean>,
+    opts: { claim: Claim; stop?: AbortSignal },
   ): Promise<boolean> {
-    const { claim, live, stop } = opts;
-    const answered = await this.#removeFiles(key, stale, { signal: stop }).then(
-      () => true,
-      (err) => !unanswered(err) && !cutBy(err, stop),
-    );
-    return await claim.finish(live, { linger: !answered, signal: stop }).catch((err) => {
-      if (err instanceof ShuttingDown) return true;
-      throw err;
+    const { claim, stop } = opts;
+    if (!(await stillHeld(claim))) return false;
+    const answered = await removal();
+    await claim.finish(rec, { linger: !answered, signal: stop }).catch((err) => {
+      if (!(err instanceof ShuttingDown)) throw err;
     });
+    return true;
+  }
+
+  /**
+   * #removePaths for a write holding its key (#endHeld): whether every
+   * volume answered (the file removed, or the DELETE refused); false when
+   * one may still carry it out (unanswered, or given up at `signal`'s
+   * abort, a stopping master's cut-off).
+   */
+  #removeAnswered(
+    path: string,
+    volumes: string[],
+    opts: { signal?: AbortSignal } = {},
+  ): Promise<boolean> {
+    return this.#removePaths(path, volumes, opts).then(
+      () => true,
+      (err) => !mayLand(err, opts.signal),
+    );
   }
 
   /**
@@ -896,19 +921,19 @@ export class Store {
     const live: Record = { ...next.rec, rvolumes: switched };
     if (old.state === "unlinked") live.state = "unlinked";
     const unswitched = kvolumes.filter((v) => !switched.includes(v));
-    if (!await this.#endSwitch(live, unswitched, switching)) {
-      return { status: 500, message: "Lost the claim on the key mid-replace" };
-    }
-    // Copies on volumes the key no longer hashes to: no writer goes there.
+    // The old value's copies on volumes the key no longer hashes to.
     const elsewhere = old.rvolumes.filter((v) => !kvolumes.includes(v));
-    await this.#removeFiles(key, elsewhere, { signal: stop }).catch(() => {});
+    const ended = await this.#endSwitch(live, { unswitched, elsewhere }, switching);
+    if (ended === "lost") return { status: 500, message: "Lost the claim on the key mid-replace" };
     const failure = firstRejected(moves);
     if (failure) {
       const message = `${messageOf(failure.reason)} (the new value is live on ` +
         `${switched.length} of ${kvolumes.length} replicas: REBALANCE the key to copy it back)`;
       return { status: 500, message, record: live };
     }
-    return { status: 201, record: live };
+    const out: Outcome = { status: 201, record: live };
+    if (ended === "ended") return out;
+    return { ...out, message: leftOnLostClaim([...unswitched, ...elsewhere]) };
   }
 
   /**
@@ -960,42 +985,47 @@ export class Store {
 
   /**
    * Ends a switch that some replicas took: the index names `live` (the
-   * replicas that switched), the `unswitched` cleaned meanwhile, then the
-   * claim is given back. False when the claim was lost.
+   * replicas that switched), then the files left behind are removed while
+   * the key is still held (#endHeld): the temporary and the file of each
+   * of the key's volumes that did not switch (`unswitched`), where the
+   * key's next writer writes, and the old value's copies on volumes the
+   * key no longer hashes to (`elsewhere`), where a master placing keys
+   * otherwise does. The index names the switched replicas first: the old
+   * record's readers must not be sent to a replica whose file is going.
+   * "lost" when the claim was lost before the index named them; "left"
+   * when it was lost once it had, the files left where they are (the new
+   * value is live all the same); "ended" otherwise.
    */
-  async #endSwitch(live: Record, unswitched: string[], switching: Switching): Promise<boolean> {
+  async #endSwitch(
+    live: Record,
+    left: { unswitched: string[]; elsewhere: string[] },
+    switching: Switching,
+  ): Promise<"ended" | "left" | "lost"> {
     const { path, tmp, claim, stop } = switching;
-    // The key's own volumes that did not switch are cleaned while it is
-    // still held: the next writer of the key writes to these same volumes,
-    // and a DELETE of ours landing after its files would remove them. The
-    // index names the switched replicas first: the old record's readers
-    // must not be sent to a replica whose file is going. A DELETE that went
-    // unanswered may land yet: then writers wait out the lease (linger).
-    let answered = true;
-    if (unswitched.length > 0) {
-      let noted;
-      try {
-        noted = await claim.note(live, { signal: stop });
-      } catch (err) {
-        // The index may have taken the new record or not. Not released
-        // (that would write the record held before, without `next`, over
-        // replicas renamed already): once the lease runs out, the next
-        // reader finishes the switch, or finds it done.
-        claim.abandon();
-        throw err;
-      }
-      if (!noted) return false;
-      const each = await Promise.all(
-        unswitched.map((v) => this.#unswitch(v, tmp, path, { stop })),
-      );
-      answered = !each.includes(false);
+    const { unswitched, elsewhere } = left;
+    if (unswitched.length === 0 && elsewhere.length === 0) {
+      return await claim.finish(live, { signal: stop }) ? "ended" : "lost";
     }
-    // Cut off once the index names the replicas that switched (noted): the
-    // value is live, the lease left to run out. Else the switch stays recorded.
-    return await claim.finish(live, { linger: !answered, signal: stop }).catch((err) => {
-      if (unswitched.length > 0 && err instanceof ShuttingDown) return true;
+    let noted;
+    try {
+      noted = await claim.note(live, { signal: stop });
+    } catch (err) {
+      // The index may have taken the new record or not. Not released
+      // (that would write the record held before, without `next`, over
+      // replicas renamed already): once the lease runs out, the next
+      // reader finishes the switch, or finds it done.
+      claim.abandon();
       throw err;
-    });
+    }
+    if (!noted) return "lost";
+    const removal = async () => {
+      const each = await Promise.all([
+        ...unswitched.map((v) => this.#unswitch(v, tmp, path, { stop })),
+        this.#removeAnswered(path, elsewhere, { signal: stop }),
+      ]);
+      return !each.includes(false);
+    };
+    return await this.#endHeld(live, removal, { claim, stop }) ? "ended" : "left";
   }
 
   /**
@@ -1011,14 +1041,9 @@ export class Store {
     path: string,
     opts: { stop?: AbortSignal } = {},
   ): Promise<boolean> {
-    // Values' files: their removal may take long (#removePaths).
-    const t = this.opts.stall;
     const signal = opts.stop;
-    const answered = (err: unknown) => !unanswered(err) && !cutBy(err, signal);
-    const remove = (p: string) =>
-      remoteDelete(volumeUrl(volume, p), t, { signal }).then(() => true, answered);
-    const tmpGone = await remove(tmp);
-    const fileGone = await remove(path);
+    const tmpGone = await this.#removeAnswered(tmp, [volume], { signal });
+    const fileGone = await this.#removeAnswered(path, [volume], { signal });
     return tmpGone && fileGone;
   }
 
@@ -1721,11 +1746,13 @@ export class Store {
   /**
    * A move's new record, naming the key's volumes (and the MD5 its
    * replicas agreed on, #compareUnhashed); null once the index holds it,
-   * else the answer. Old copies to remove on volumes of -volumes stay named
-   * after the key's volumes, the claim kept (#removeLeft ends it): a copy
-   * whose removal fails is then still recorded, never left where a rebuild
-   * would find it after a DELETE of the key, a master killed meanwhile
-   * included.
+   * else the answer. With old copies to remove, the claim is kept
+   * (#removeLeft ends it): a master placing keys otherwise (another
+   * -volumes) writes the key's next value where one is, and a removal of
+   * ours landing after that took it. Those on volumes of -volumes stay
+   * named after the key's volumes meanwhile: a copy whose removal fails is
+   * then still recorded, never left where a rebuild would find it after a
+   * DELETE of the key, a master killed meanwhile included.
    */
   async #recordMove(move: Move): Promise<Outcome | null> {
     const { prev, kvolumes, claim, unanswered, hash, stop } = move;
@@ -1733,7 +1760,7 @@ export class Store {
     const rec: Record = { ...unleased(prev.rec), rvolumes: [...kvolumes, ...kept], hash };
     let recorded;
     try {
-      recorded = kept.length > 0
+      recorded = leftBy(move).length > 0
         ? await claim.note(rec, { signal: stop })
         : await claim.finish(rec, { linger: unanswered.size > 0, signal: stop });
     } catch (err) {
@@ -1760,15 +1787,22 @@ export class Store {
 
   /**
    * A move recorded: the copies left on volumes the key no longer hashes
-   * to go, and the record then names those whose removal failed besides the
+   * to go while the key is still held (#recordMove), and the record then
+   * names those on volumes of -volumes whose removal failed besides the
    * key's volumes (the same value: the key stays unbalanced, a DELETE
-   * removes them, the next REBALANCE tries again). At the cut-off
-   * (`stop`), the removals still unanswered are given up, counted failed,
-   * and the record written after the answer (204, moved all the same).
+   * removes them, the next REBALANCE tries again). A removal that went
+   * unanswered may land yet: the claim then lingers (writers wait out the
+   * lease). At the cut-off (`stop`), the removals still unanswered are
+   * given up, counted failed, and the record written after the answer
+   * (204, moved all the same). The claim lost before the removals (this
+   * master paused past its lease, the key taken), none is made: 204, the
+   * copies left said; lost after them, nothing is left undone.
    */
   async #removeLeft(move: Move): Promise<Outcome> {
-    const { key, prev, kvolumes, claim, unanswered, hash, stop } = move;
-    const left = prev.rec.rvolumes.filter((v) => !kvolumes.includes(v));
+    const { key, kvolumes, claim, unanswered, hash, stop } = move;
+    const left = leftBy(move);
+    if (left.length === 0) return { status: 204 };
+    if (!(await stillHeld(claim))) return { status: 204, message: leftOnLostClaim(left) };
     const removals = await Promise.allSettled(
       left.map((v) => this.#removeFiles(key, [v], { signal: stop })),
     );
@@ -1780,21 +1814,17 @@ export class Store {
     const answer: Outcome = failures.length === 0
       ? { status: 204 }
       : { status: 204, message: failures.map(leftCopyMessage).join("; ") };
-    if (kept.length === 0) return answer;
     const still = failures.flatMap((f) => f.kept ? [f.v] : []);
-    const rec: Record = { ...unleased(prev.rec), rvolumes: [...kvolumes, ...still], hash };
-    const linger = unanswered.size > 0;
-    let finished;
+    const rec: Record = { ...unleased(move.prev.rec), rvolumes: [...kvolumes, ...still], hash };
+    const linger = unanswered.size > 0 || failures.some((f) => mayLand(f.err, stop));
     try {
-      finished = await claim.finish(rec, { linger, signal: stop });
+      await claim.finish(rec, { linger, signal: stop });
     } catch (err) {
       // Unsent at the cut-off: written after the answer (the record noted
-      // names every old copy meanwhile).
+      // names every old copy on -volumes meanwhile).
       if (!(err instanceof ShuttingDown)) throw err;
       this.#cleanUpLater(() => claim.finish(rec, { linger }));
-      return answer;
     }
-    if (!finished) return { status: 500, message: "Lost the claim on the key mid-move" };
     return answer;
   }
 
@@ -1961,6 +1991,11 @@ interface Copy {
   /** Filled with the targets whose PUT went out whole and was never answered. */
   unanswered: Set<string>;
   signal: AbortSignal;
+}
+
+/** The copies a move leaves on volumes the key no longer hashes to. */
+function leftBy(move: Move): string[] {
+  return move.prev.rec.rvolumes.filter((v) => !move.kvolumes.includes(v));
 }
 
 /** Says why a move's old copy on `v` is still there (`err`), and what became of it (`kept`). */
@@ -2313,6 +2348,36 @@ class Undecided extends VolumeError {}
 
 function undecided(message: string): VolumeError {
   return new Undecided(message);
+}
+
+/**
+ * Whether a call to a volume that failed with `err` may still be carried
+ * out: it went unanswered, or was given up at `signal`'s abort.
+ */
+function mayLand(err: unknown, signal: AbortSignal | undefined): boolean {
+  return unanswered(err) || cutBy(err, signal);
+}
+
+/**
+ * Whether `claim` still holds its key (Claim.confirm), before a write
+ * removes what it left on the volumes; abandoned when it does not (lost:
+ * the key another's, whose files these may be now).
+ */
+async function stillHeld(claim: Claim): Promise<boolean> {
+  if (await claim.confirm()) return true;
+  claim.abandon();
+  return false;
+}
+
+/**
+ * What a write left undone whose claim was lost once its new record was
+ * in the index (this master paused past its lease, the key taken): the
+ * files it had yet to remove from `volumes`.
+ */
+function leftOnLostClaim(volumes: string[]): string {
+  const on = [...new Set(volumes.map(volumeOfReplica))].join(", ");
+  return `Lost the claim on the key once its new record was in the index: the files it had ` +
+    `yet to remove from ${on} were left there (verify lists them)`;
 }
 
 /** Whether `err` is `signal`'s reason, a call given up at its abort. */

@@ -1,11 +1,12 @@
 // Masters placing keys otherwise (another -volumes, as while volumes are
 // added one master at a time) share keys: a write on one that leaves the
-// key's old copies on a volume it no longer places the key on removes them
+// key's old copies on a volume it no longer places the key on (a PUT over
+// an unlinked key, a REPLACE, a REBALANCE, the rebalance tool) removes them
 // once the new value is live. Another master places the key on that very
 // volume: a removal that lands after its write there (a DELETE slow to be
 // carried out) took its acknowledged value. The key stays held until those
 // removals are answered.
-import { Cluster, randomBytes, randomKey, status } from "../cluster.ts";
+import { Cluster, MAIN, randomBytes, randomKey, type SpawnedMaster, status } from "../cluster.ts";
 import { assertEquals } from "../assert.ts";
 import { assertServes, VolumeProxy } from "./replace_faults.ts";
 import { key2path } from "../../lib/keys.ts";
@@ -28,39 +29,213 @@ class HeldDelete extends VolumeProxy {
   }
 }
 
-Deno.test("a PUT over an unlinked key placed elsewhere holds the key until its old copy is removed: another master's value written there meanwhile stays", async () => {
+/** What a story of the race is told with: the two placements and the held volume. */
+interface Placements {
+  c: Cluster;
+  /** A master placing keys on `held` only. */
+  old: string;
+  /** A master placing keys on another volume only. */
+  now: string;
+  /** That master's process. */
+  nowMaster: SpawnedMaster;
+  held: HeldDelete;
+  flags: string[];
+}
+
+const FLAGS = ["-replicas", "1", "-voltimeout", "200ms"];
+
+/** Runs `story` on a cluster with two masters placing keys otherwise (`extra` flags added). */
+async function withPlacements(
+  story: (p: Placements) => Promise<void>,
+  extra: string[] = [],
+): Promise<void> {
   const c = await Cluster.start();
   const held = new HeldDelete(c.volumes[0]);
-  const flags = ["-replicas", "1", "-voltimeout", "200ms"];
+  const flags = [...FLAGS, ...extra];
   // The old placement writes through the proxy; the new one to another volume.
   const old = await c.spawnMaster(flags, {}, { volumes: [held.volume] });
   const now = await c.spawnMaster(flags, {}, { volumes: [c.volumes[1]] });
   try {
-    const key = randomKey();
-    held.path = key2path(new TextEncoder().encode(key));
-    assertEquals(await status(old.url + key, { method: "PUT", body: randomBytes(100) }), 201);
-    assertEquals(await status(old.url + key, { method: "UNLINK" }), 204);
-    // Written where `now` places it, its old copy's DELETE held.
-    const put = fetch(now.url + key, { method: "PUT", body: randomBytes(200) });
-    await held.seen;
-    let last = null;
-    if (await status(old.url + key, { method: "DELETE" }) === 204) {
-      // The key's new value is on a volume of its own: the old master puts its next one back.
-      last = randomBytes(300);
-      assertEquals(await status(old.url + key, { method: "PUT", body: last }), 201);
-    }
-    held.release();
-    assertEquals((await put).status, 201);
-    if (last === null) {
-      assertEquals(await status(old.url + key, { method: "DELETE" }), 204);
-      last = randomBytes(300);
-      assertEquals(await status(old.url + key, { method: "PUT", body: last }), 201);
-    }
-    await assertServes(old.url, key, last);
+    await story({ c, old: old.url, now: now.url, nowMaster: now, held, flags });
   } finally {
     await now.stop();
     await old.stop();
     await held.stop();
     await c.stop();
   }
+}
+
+/**
+ * `key`, its old copy on the held volume (written by the old placement),
+ * is written by the new placement (`write`, answering `expected`): while
+ * its removal of the old copy is held back, the old placement deletes the
+ * key and writes its next value there (when it may: not while the key is
+ * held), and that value is served once the removal is answered.
+ */
+async function assertNextValueKept(
+  p: Placements,
+  key: string,
+  write: { run: () => Promise<Response>; expected: number },
+): Promise<void> {
+  const { old, held } = p;
+  held.path = key2path(new TextEncoder().encode(key));
+  const writing = write.run();
+  await held.seen;
+  let last = null;
+  if (await status(old + key, { method: "DELETE" }) === 204) {
+    // The key's new value is on a volume of its own: the old master puts its next one back.
+    last = randomBytes(300);
+    assertEquals(await status(old + key, { method: "PUT", body: last }), 201);
+  }
+  held.release();
+  const res = await writing;
+  assertEquals(res.status, write.expected, await res.text());
+  if (last === null) {
+    assertEquals(await status(old + key, { method: "DELETE" }), 204);
+    last = randomBytes(300);
+    assertEquals(await status(old + key, { method: "PUT", body: last }), 201);
+  }
+  await assertServes(old, key, last);
+}
+
+Deno.test("a PUT over an unlinked key placed elsewhere holds the key until its old copy is removed: another master's value written there meanwhile stays", async () => {
+  await withPlacements(async (p) => {
+    const key = randomKey();
+    assertEquals(await status(p.old + key, { method: "PUT", body: randomBytes(100) }), 201);
+    assertEquals(await status(p.old + key, { method: "UNLINK" }), 204);
+    await assertNextValueKept(p, key, {
+      run: () => fetch(p.now + key, { method: "PUT", body: randomBytes(200) }),
+      expected: 201,
+    });
+  });
+});
+
+Deno.test("a REPLACE of a key placed elsewhere holds the key until its old copy is removed: another master's value written there meanwhile stays", async () => {
+  await withPlacements(async (p) => {
+    const key = randomKey();
+    assertEquals(await status(p.old + key, { method: "PUT", body: randomBytes(100) }), 201);
+    await assertNextValueKept(p, key, {
+      run: () => fetch(p.now + key, { method: "REPLACE", body: randomBytes(200) }),
+      expected: 201,
+    });
+  });
+});
+
+Deno.test("a REBALANCE off a volume dropped from -volumes holds the key until its old copy is removed: another master's value written there meanwhile stays", async () => {
+  await withPlacements(async (p) => {
+    const key = randomKey();
+    assertEquals(await status(p.old + key, { method: "PUT", body: randomBytes(100) }), 201);
+    await assertNextValueKept(p, key, {
+      run: () => fetch(p.now + key, { method: "REBALANCE" }),
+      expected: 204,
+    });
+  });
+});
+
+Deno.test("the rebalance tool off a volume dropped from -volumes holds the key until its old copy is removed: another master's value written there meanwhile stays", async () => {
+  await withPlacements(async (p) => {
+    const key = randomKey();
+    assertEquals(await status(p.old + key, { method: "PUT", body: randomBytes(100) }), 201);
+    await assertNextValueKept(p, key, {
+      run: () => rebalanceTool(p),
+      expected: 200,
+    });
+  });
+});
+
+/**
+ * The rebalance tool run with the new placement's flags (-force: the old
+ * placement's master runs beside it), as a Response: 200 when it exited 0,
+ * else 500, its stderr the body.
+ */
+async function rebalanceTool(p: Placements): Promise<Response> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, "rebalance", "-force", "-db", p.c.db, "-volumes", p.c.volumes[1]]
+      .concat(p.flags),
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  return new Response(stderr, { status: out.code === 0 ? 200 : 500 });
+}
+
+const WAITING =
+  "A volume has yet to answer for this key's last write: retry once -lease has passed";
+
+/**
+ * `key`, its old copy on the held volume, is written by the new placement
+ * (`write`, answering `expected`), its removal of the old copy never
+ * answered (held past the master's bound on it, 2 s): the volume may carry
+ * it out yet, so the key's writers wait out the lease.
+ */
+async function assertWritersWait(
+  p: Placements,
+  key: string,
+  write: { run: () => Promise<Response>; expected: number },
+): Promise<void> {
+  p.held.path = key2path(new TextEncoder().encode(key));
+  const res = await write.run();
+  assertEquals(res.status, write.expected, await res.text());
+  const del = await fetch(p.old + key, { method: "DELETE" });
+  assertEquals([del.status, (await del.text()).startsWith(WAITING)], [409, true]);
+}
+
+Deno.test("a PUT over an unlinked key placed elsewhere whose old copy's removal went unanswered keeps the key from writers until its lease runs out", async () => {
+  await withPlacements(async (p) => {
+    const key = randomKey();
+    assertEquals(await status(p.old + key, { method: "PUT", body: randomBytes(100) }), 201);
+    assertEquals(await status(p.old + key, { method: "UNLINK" }), 204);
+    await assertWritersWait(p, key, {
+      run: () => fetch(p.now + key, { method: "PUT", body: randomBytes(200) }),
+      expected: 201,
+    });
+  });
+});
+
+Deno.test("a REPLACE of a key placed elsewhere whose old copy's removal went unanswered keeps the key from writers until its lease runs out", async () => {
+  await withPlacements(async (p) => {
+    const key = randomKey();
+    assertEquals(await status(p.old + key, { method: "PUT", body: randomBytes(100) }), 201);
+    await assertWritersWait(p, key, {
+      run: () => fetch(p.now + key, { method: "REPLACE", body: randomBytes(200) }),
+      expected: 201,
+    });
+  });
+});
+
+Deno.test("a REBALANCE whose old copy's removal went unanswered keeps the key from writers until its lease runs out", async () => {
+  await withPlacements(async (p) => {
+    const key = randomKey();
+    assertEquals(await status(p.old + key, { method: "PUT", body: randomBytes(100) }), 201);
+    await assertWritersWait(p, key, {
+      run: () => fetch(p.now + key, { method: "REBALANCE" }),
+      expected: 204,
+    });
+  });
+});
+
+Deno.test("a PUT whose master is paused past its lease once its value is live answers 201, though another master took the key before its old copy's removal was answered", async () => {
+  await withPlacements(async (p) => {
+    const key = randomKey();
+    assertEquals(await status(p.old + key, { method: "PUT", body: randomBytes(100) }), 201);
+    assertEquals(await status(p.old + key, { method: "UNLINK" }), 204);
+    p.held.path = key2path(new TextEncoder().encode(key));
+    const put = fetch(p.now + key, { method: "PUT", body: randomBytes(200) });
+    // The value is live, the key held while its old copy's removal waits.
+    await p.held.seen;
+    const pid = p.nowMaster.proc.pid;
+    Deno.kill(pid, "SIGSTOP");
+    try {
+      // Past the lease (2 s) and heartbeats: the old placement takes the key and deletes it.
+      await new Promise((r) => setTimeout(r, 2600));
+      assertEquals(await status(p.old + key, { method: "DELETE" }), 204);
+      p.held.release();
+    } finally {
+      Deno.kill(pid, "SIGCONT");
+    }
+    const res = await put;
+    assertEquals([res.status, await res.text()], [201, ""]);
+    assertEquals(await status(p.old + key), 404);
+  }, ["-lease", "2s"]);
 });
