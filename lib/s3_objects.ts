@@ -2,7 +2,7 @@
 // not follow redirects), Put, Copy, Delete, DeleteObjects.
 import { equal } from "./bytes.ts";
 import { isClaimed } from "./claim.ts";
-import type { FanoutResult } from "./fanout.ts";
+import { CLIENT_CLOSED, type FanoutResult } from "./fanout.ts";
 import { KEY_LIMIT, keyFits } from "./index_db.ts";
 import { key2path } from "./keys.ts";
 import { pool } from "./pool.ts";
@@ -653,6 +653,11 @@ export function failure(out: Outcome): S3Error {
       return s3Error("MissingContentLength", message);
     case 414:
       return keyTooLong();
+    case CLIENT_CLOSED:
+      // The client's doing (lib/fanout.ts ClientGone): logged and counted
+      // 499 as mkv's writes are, no error line; its answer, which no one
+      // reads, has no body (lib/s3_xml.ts errorResponse).
+      return new S3Error("ClientClosedRequest", message, CLIENT_CLOSED);
     case 503:
       // A volume did not answer: S3's clients retry this one with backoff.
       return s3Error("ServiceUnavailable", message);
