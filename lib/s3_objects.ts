@@ -30,7 +30,7 @@ import {
 } from "./s3_xml.ts";
 import { logRefused, logUnexpected } from "./log.ts";
 import { received, sent, unwritten } from "./sizes.ts";
-import { otherSizes, type Outcome, shuffled, type Store } from "./store.ts";
+import { otherSizes, type Outcome, passedOver, shuffled, type Store } from "./store.ts";
 import { headFile, remoteGet, UnsatisfiableRange, VolumeError, volumeUrl } from "./volumes.ts";
 
 const encoder = new TextEncoder();
@@ -253,7 +253,7 @@ async function headAnswer(
       if (size >= 0) headers.set("Content-Length", String(size));
       return new Response(null, { status: 200, headers });
     }
-    if (status === 200) (otherSize ??= new Map()).set(v, length);
+    if (status === 200) otherSize = passedOver(otherSize, v, { size: length, key: s3.key, rec });
     else if (status !== 404) down++;
   }
   if (down > 0) throw s3Error("ServiceUnavailable", "No replica of the key answers");
@@ -342,7 +342,7 @@ async function openReplica(
         if (rec.size < 0) throw invalidRange(opts.range ?? "", size);
         // Of one of known size the range was checked first: this file is
         // shorter than the value.
-        (otherSize ??= new Map()).set(v, size);
+        otherSize = passedOver(otherSize, v, { size, key, rec });
         continue;
       }
       if (err instanceof VolumeError && err.status === 404) missing++;
@@ -352,7 +352,7 @@ async function openReplica(
     const size = fileSize(res);
     if (fitsRecord(rec, size)) return res;
     await res.body?.cancel().catch(() => {});
-    (otherSize ??= new Map()).set(v, size);
+    otherSize = passedOver(otherSize, v, { size, key, rec });
   }
   // Every replica says it has no such file (or one of another size): the
   // files went with a write or a move of the key since its record was read
