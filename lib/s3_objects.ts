@@ -778,6 +778,10 @@ export async function checkWriteConditions(
 export async function putObject(s3: S3Request): Promise<Response> {
   checkNewObject(s3);
   const { req } = s3;
+  // CreateMultipartUpload's and CopyObject's header, which some clients
+  // (minio-go) send with a PutObject's checksum too: one that names no
+  // algorithm is refused as theirs is, not taken as none.
+  algorithmOf(req.headers.get("x-amz-checksum-algorithm"), "x-amz-checksum-algorithm");
   const meta = metaFrom(req.headers);
   const body = s3.body();
   const cond = writeConditions(req.headers);

@@ -4,6 +4,7 @@
 // keeps the answer from coming before the client has gone.
 import { Cluster, randomKey, type SpawnedMaster, status } from "./cluster.ts";
 import { HungVolume } from "./hung_volume.ts";
+import { unsignedHeaders } from "./s3_client.ts";
 import { assert, assertEquals } from "./assert.ts";
 
 /** A one-volume cluster whose master (-v) writes through a volume that can hang. */
@@ -159,25 +160,10 @@ Deno.test("a REPLACE whose client closes once its body is sent is counted 499 an
   }
 });
 
-/**
- * The headers of an S3 call whose payload is unsigned, signed with a
- * signature of zeros: a master without S3 keys (-s3) checks none.
- */
-function s3Headers(extra: Record<string, string> = {}): Record<string, string> {
-  const now = new Date().toISOString().replace(/[-:]|\.\d+/g, "");
-  return {
-    "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
-    "x-amz-date": now,
-    authorization: `AWS4-HMAC-SHA256 Credential=a/${now.slice(0, 8)}/us-east-1/s3/` +
-      `aws4_request, SignedHeaders=host;x-amz-date, Signature=${"0".repeat(64)}`,
-    ...extra,
-  };
-}
-
 /** A fresh bucket on `g`'s master: its path ("/name"). */
 async function freshBucket(g: Gone): Promise<string> {
   const bucket = `/${crypto.randomUUID().slice(0, 8)}`;
-  assertEquals(await status(g.m.url + bucket, { method: "PUT", headers: s3Headers() }), 200);
+  assertEquals(await status(g.m.url + bucket, { method: "PUT", headers: unsignedHeaders() }), 200);
   return bucket;
 }
 
@@ -185,7 +171,13 @@ Deno.test("an S3 PutObject whose client closes once its body is sent, before the
   const g = await goneCluster({ s3: true });
   try {
     const key = `${await freshBucket(g)}/gone`;
-    await leaveAfterBody(g, { method: "PUT", key, body: "a value", n: 2, headers: s3Headers() });
+    await leaveAfterBody(g, {
+      method: "PUT",
+      key,
+      body: "a value",
+      n: 2,
+      headers: unsignedHeaders(),
+    });
     assertEquals(await stderrOf(g), "");
     const lines = g.stdout.filter((l) => l.includes(key));
     assertEquals(lines.length, 1, g.stdout.join("\n"));
@@ -199,7 +191,13 @@ Deno.test("an S3 PutObject whose client closes once its body is sent is counted 
   const g = await goneCluster({ s3: true });
   try {
     const key = `${await freshBucket(g)}/gone`;
-    await leaveAfterBody(g, { method: "PUT", key, body: "a value", n: 2, headers: s3Headers() });
+    await leaveAfterBody(g, {
+      method: "PUT",
+      key,
+      body: "a value",
+      n: 2,
+      headers: unsignedHeaders(),
+    });
     assertEquals((await counted(g.m.url, "PUT")).lines, [
       `mkv_requests_total{method="PUT",status="200"} 1`,
       `mkv_requests_total{method="PUT",status="499"} 1`,
@@ -215,7 +213,7 @@ Deno.test("an S3 PutObject whose client closes once its body is sent is counted 
 
 /** An S3 GetObject of `key` on `g`'s master: its status and body. */
 async function getObject(g: Gone, key: string): Promise<{ status: number; body: string }> {
-  const res = await fetch(g.m.url + key, { headers: s3Headers() });
+  const res = await fetch(g.m.url + key, { headers: unsignedHeaders() });
   return { status: res.status, body: await res.text() };
 }
 
@@ -224,10 +222,16 @@ Deno.test("an S3 PutObject whose client closes once its body is sent stores noth
   try {
     const bucket = await freshBucket(g);
     const key = `${bucket}/gone`;
-    await leaveAfterBody(g, { method: "PUT", key, body: "a value", n: 2, headers: s3Headers() });
+    await leaveAfterBody(g, {
+      method: "PUT",
+      key,
+      body: "a value",
+      n: 2,
+      headers: unsignedHeaders(),
+    });
     assertEquals((await getObject(g, key)).status, 404);
     const list = await (await fetch(`${g.m.url}${bucket}?list-type=2`, {
-      headers: s3Headers(),
+      headers: unsignedHeaders(),
     })).text();
     assert(list.includes("<KeyCount>0</KeyCount>"), list);
   } finally {
@@ -239,9 +243,19 @@ Deno.test("an S3 PutObject over an object whose client closes once its body is s
   const g = await goneCluster({ s3: true });
   try {
     const key = `${await freshBucket(g)}/old`;
-    const put = await fetch(g.m.url + key, { method: "PUT", body: "old", headers: s3Headers() });
+    const put = await fetch(g.m.url + key, {
+      method: "PUT",
+      body: "old",
+      headers: unsignedHeaders(),
+    });
     assertEquals(put.status, 200);
-    await leaveAfterBody(g, { method: "PUT", key, body: "new value", n: 3, headers: s3Headers() });
+    await leaveAfterBody(g, {
+      method: "PUT",
+      key,
+      body: "new value",
+      n: 3,
+      headers: unsignedHeaders(),
+    });
     assertEquals(await getObject(g, key), { status: 200, body: "old" });
   } finally {
     await g.stop();
@@ -254,7 +268,7 @@ Deno.test("an S3 UploadPart whose client closes once its body is sent is logged 
     const key = `${await freshBucket(g)}/big`;
     const created = await (await fetch(`${g.m.url}${key}?uploads`, {
       method: "POST",
-      headers: s3Headers(),
+      headers: unsignedHeaders(),
     })).text();
     const id = /<UploadId>([0-9a-f]{32})<\/UploadId>/.exec(created)![1];
     const part = `${key}?partNumber=1&uploadId=${id}`;
@@ -263,10 +277,10 @@ Deno.test("an S3 UploadPart whose client closes once its body is sent is logged 
       key: part,
       body: "a part",
       n: 2,
-      headers: s3Headers(),
+      headers: unsignedHeaders(),
     });
     const parts = await (await fetch(`${g.m.url}${key}?uploadId=${id}`, {
-      headers: s3Headers(),
+      headers: unsignedHeaders(),
     })).text();
     assert(parts.includes("<ListPartsResult") && !parts.includes("<Part>"), parts);
     assertEquals(await stderrOf(g), "");
@@ -285,11 +299,11 @@ Deno.test("an S3 CopyObject whose client closes while the copy is written is log
     const put = await fetch(`${g.m.url}${bucket}/source`, {
       method: "PUT",
       body: "the source",
-      headers: s3Headers(),
+      headers: unsignedHeaders(),
     });
     assertEquals(put.status, 200);
     const copy = `${bucket}/copy`;
-    const headers = s3Headers({ "x-amz-copy-source": `${bucket}/source` });
+    const headers = unsignedHeaders({ "x-amz-copy-source": `${bucket}/source` });
     await leaveAfterBody(g, { method: "PUT", key: copy, body: "", n: 3, headers });
     assertEquals((await getObject(g, copy)).status, 404);
     assertEquals(await stderrOf(g), "");
@@ -308,20 +322,20 @@ Deno.test("an S3 UploadPartCopy whose client closes while the part is written is
     const put = await fetch(`${g.m.url}${bucket}/source`, {
       method: "PUT",
       body: "the source",
-      headers: s3Headers(),
+      headers: unsignedHeaders(),
     });
     assertEquals(put.status, 200);
     const key = `${bucket}/big`;
     const created = await (await fetch(`${g.m.url}${key}?uploads`, {
       method: "POST",
-      headers: s3Headers(),
+      headers: unsignedHeaders(),
     })).text();
     const id = /<UploadId>([0-9a-f]{32})<\/UploadId>/.exec(created)![1];
     const part = `${key}?partNumber=1&uploadId=${id}`;
-    const headers = s3Headers({ "x-amz-copy-source": `${bucket}/source` });
+    const headers = unsignedHeaders({ "x-amz-copy-source": `${bucket}/source` });
     await leaveAfterBody(g, { method: "PUT", key: part, body: "", n: 3, headers });
     const parts = await (await fetch(`${g.m.url}${key}?uploadId=${id}`, {
-      headers: s3Headers(),
+      headers: unsignedHeaders(),
     })).text();
     assert(parts.includes("<ListPartsResult") && !parts.includes("<Part>"), parts);
     assertEquals(await stderrOf(g), "");
