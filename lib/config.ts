@@ -51,7 +51,12 @@ export const FLAGS: { [name: string]: FlagSpec } = {
     usage: "How long a stopping master (SIGTERM) lets requests in flight finish before it " +
       "cuts them off (503)",
   },
-  v: { type: "bool", default: false, usage: "Verbose output: one log line per request" },
+  v: {
+    type: "bool",
+    default: false,
+    usage: "server: verbose output, one log line per request (rebuild, rebalance and verify " +
+      "take it, as mkv's one binary takes every flag, and write nothing more for it)",
+  },
   s3: {
     type: "bool",
     default: false,

@@ -5,9 +5,18 @@
 // is up while it answers (any HTTP status), down from the first call or
 // probe it did not answer (refused, reset, timed out) until one it answers.
 // Failures of real calls are logged, throttled, and kept among the recent
-// errors; changes between up and down are logged as they happen.
+// errors; changes between up and down are logged as they happen. A replica
+// a read passed over for its file's size is logged (throttled) and counted.
 import { recentErrors } from "./history.ts";
-import { logVolumeFailure, logVolumeState, Throttle, type VolumeFailureLine } from "./log.ts";
+import {
+  logOtherSize,
+  logVolumeFailure,
+  logVolumeState,
+  type OtherSizeLine,
+  Throttle,
+  type VolumeFailureLine,
+} from "./log.ts";
+import { metrics } from "./metrics.ts";
 
 export interface VolumeState {
   /** Null until the first probe or call. */
@@ -31,9 +40,11 @@ function unknown(): VolumeState {
 export class VolumeHealth {
   readonly #volumes = new Map<string, VolumeState>();
   readonly #throttle: Throttle;
+  readonly #otherSizes: Throttle<OtherSizeLine>;
 
   constructor(windowMs = 1000) {
     this.#throttle = new Throttle(windowMs, noteFailure);
+    this.#otherSizes = new Throttle(windowMs, logOtherSize);
   }
 
   #state(volume: string): VolumeState {
@@ -59,6 +70,18 @@ export class VolumeHealth {
     this.#throttle.failure(f);
     if (answered) this.answered(f.volume);
     else this.#mark(f.volume, false, f.reason, Date.now(), true);
+  }
+
+  /**
+   * A replica a read (GET, HEAD, S3's) passed over, its file of another
+   * size than the value's (cut short by a disk's fault or a copy that died
+   * midway): counted (mkv_replicas_cut_short_total) and logged, throttled
+   * per volume, so the operator hears of it before verify runs. Not on the
+   * path of a whole replica.
+   */
+  otherSize(f: Omit<OtherSizeLine, "suppressed">) {
+    metrics.replicaCutShort(f.volume);
+    this.#otherSizes.failure(f);
   }
 
   /**
@@ -101,9 +124,10 @@ export class VolumeHealth {
     return { ...(this.#volumes.get(volume) ?? unknown()) };
   }
 
-  /** Writes the failure lines held back by the throttle (on shutdown). */
+  /** Writes the lines held back by the throttles (on shutdown). */
   flush() {
     this.#throttle.flush();
+    this.#otherSizes.flush();
   }
 }
 

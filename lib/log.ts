@@ -4,9 +4,10 @@
 // command writes (the master's banner and warnings, a tool's progress and
 // summary, the error that ends a command): with -log json, each is one JSON
 // object with time, level and msg (the text line) and fields of its own, so
-// a log shipper can parse every line alike. Volume failures are
-// throttled: at most one line per volume and call per second, then one
-// line saying how many more there were, so a dead volume under load cannot
+// a log shipper can parse every line alike. Volume failures, and replicas
+// a read passed over for their size, are throttled: at most one line per
+// volume and call per second, then one line saying how many more there
+// were, so a dead volume (or a hot key's damaged file) under load cannot
 // flood the log.
 
 export type LogFormat = "text" | "json";
@@ -145,39 +146,76 @@ export function logVolumeState(
   logLine(v.up ? "info" : "error", text, fields, "stderr", now);
 }
 
-interface Held {
+export interface OtherSizeLine {
+  /** The replica's volume (host:port). */
+  volume: string;
+  /** The key (its bytes as UTF-8); the text line quotes it as verify does. */
+  key: string;
+  /** The file's size; null: fewer bytes than a range asked for (its size not said). */
+  size: number | null;
+  /** The value's recorded size ("11"; "11 or 20" while a REPLACE switches it). */
+  recorded: string;
+  /** Replicas like it (same volume) never written, since the last line. */
+  suppressed: number;
+}
+
+/**
+ * `volume 127.0.0.1:3001 holds "/k" of another size: 5 bytes, recorded 11
+ * (passed over; verify -repair copies the value over it)`, with
+ * ` (+N suppressed)` when some were held back (stderr); in json that line
+ * as `msg`, level warn, with {"volume","key","size","recorded","suppressed"}.
+ */
+export function logOtherSize(f: OtherSizeLine, now: number = Date.now()) {
+  const more = f.suppressed > 0 ? ` (+${f.suppressed} suppressed)` : "";
+  const key = JSON.stringify(f.key);
+  const text = `volume ${f.volume} holds ${key} of another size: ${f.size ?? "fewer"} bytes, ` +
+    `recorded ${f.recorded} (passed over; verify -repair copies the value over it)${more}`;
+  logLine("warn", text, { ...f }, "stderr", now);
+}
+
+/**
+ * A line the throttle writes: held back by its volume and, for a failure,
+ * its call; written with how many like it were held back.
+ */
+export interface Throttled {
+  volume: string;
+  call?: string;
+  suppressed: number;
+}
+
+interface Held<L> {
   /** When the current window opened (the last line written), ms. */
   since: number;
-  /** Failures held back in this window, and the last of them. */
+  /** Lines held back in this window, and the last of them. */
   count: number;
-  last: VolumeFailureLine | null;
+  last: Omit<L, "suppressed"> | null;
   timer: ReturnType<typeof setTimeout> | undefined;
 }
 
 /**
- * Passes the first failure of each volume and call per window through, and
+ * Passes the first line of each volume and call per window through, and
  * holds back the rest; when the window ends, one line carries the last one
  * held back with their count. The timers never keep the process alive.
  */
-export class Throttle {
-  readonly #held = new Map<string, Held>();
+export class Throttle<L extends Throttled = VolumeFailureLine> {
+  readonly #held = new Map<string, Held<L>>();
 
   constructor(
     readonly windowMs: number,
-    readonly emit: (f: VolumeFailureLine) => void,
+    readonly emit: (f: L) => void,
   ) {}
 
-  failure(f: Omit<VolumeFailureLine, "suppressed">, now: number = Date.now()) {
-    const id = `${f.volume} ${f.call}`;
+  failure(f: Omit<L, "suppressed">, now: number = Date.now()) {
+    const id = `${f.volume} ${f.call ?? ""}`;
     const h = this.#held.get(id);
     if (!h || now - h.since >= this.windowMs) {
       if (h) clearTimeout(h.timer);
       this.#held.set(id, { since: now, count: 0, last: null, timer: undefined });
-      this.emit({ ...f, suppressed: 0 });
+      this.emit({ ...f, suppressed: 0 } as L);
       return;
     }
     h.count++;
-    h.last = { ...f, suppressed: 0 };
+    h.last = f;
     if (h.timer === undefined) {
       const t = setTimeout(() => this.#flush(id), h.since + this.windowMs - now);
       Deno.unrefTimer(t);
@@ -189,8 +227,8 @@ export class Throttle {
     const h = this.#held.get(id);
     if (!h || !h.last) return;
     this.#held.set(id, { since: Date.now(), count: 0, last: null, timer: undefined });
-    // The line shows the last failure held back; the others are counted.
-    this.emit({ ...h.last, suppressed: h.count - 1 });
+    // The line shows the last one held back; the others are counted.
+    this.emit({ ...h.last, suppressed: h.count - 1 } as L);
   }
 
   /** Writes what is held back now (on shutdown) and stops the timers. */

@@ -49,6 +49,8 @@ export class Metrics {
   bytesOut = 0;
   /** By "volume call outcome" (outcome: ok, error, timeout). */
   readonly volumeCalls = new Map<string, number>();
+  /** Replicas a read passed over for their file's size, by volume (host:port). */
+  readonly cutShort = new Map<string, number>();
 
   request(method: string, status: number, seconds: number, bytesIn: number, bytesOut: number) {
     const m = KNOWN_METHODS.has(method) ? method : "other";
@@ -65,6 +67,10 @@ export class Metrics {
   volumeCall(volume: string, call: string, outcome: "ok" | "error" | "timeout") {
     const k = `${volume} ${call} ${outcome}`;
     this.volumeCalls.set(k, (this.volumeCalls.get(k) ?? 0) + 1);
+  }
+
+  replicaCutShort(volume: string) {
+    this.cutShort.set(volume, (this.cutShort.get(volume) ?? 0) + 1);
   }
 }
 
@@ -164,6 +170,14 @@ function renderVolumes(m: Metrics, volumes: VolumeUp[], out: string[], family: F
   );
   for (const v of volumes) {
     if (v.up !== null) out.push(`mkv_volume_up{volume="${v.volume}"} ${v.up ? 1 : 0}`);
+  }
+  family(
+    "mkv_replicas_cut_short_total",
+    "counter",
+    "Replicas a read passed over, their file of another size than the value's (cut short), by volume.",
+  );
+  for (const [volume, n] of [...m.cutShort].sort()) {
+    out.push(`mkv_replicas_cut_short_total{volume="${volume}"} ${n}`);
   }
 }
 

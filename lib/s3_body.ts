@@ -15,6 +15,7 @@ import {
 } from "./s3_auth.ts";
 import {
   type Algorithm,
+  checkSdkAlgorithm,
   type Checksum,
   type Digest,
   digestFor,
@@ -163,6 +164,8 @@ function expectedDigests(
   const sent = opts.checksumHeaders ? sentChecksum(headers) : null;
   const trailed = trailerAlgorithm(headers);
   const alg = sent?.alg ?? trailed;
+  // The SDK's name for that checksum's algorithm, when it is this body's.
+  if (opts.checksumHeaders) checkSdkAlgorithm(headers, alg);
   if (alg) {
     const header = `x-amz-checksum-${alg}`;
     digests.push({

@@ -87,6 +87,31 @@ export function algorithmOf(name: string | null, header: string): Algorithm | nu
 }
 
 /**
+ * x-amz-sdk-checksum-algorithm, the algorithm an SDK says the body's
+ * checksum is of (PutObject, UploadPart, ...), checked against `sent`, the
+ * algorithm of the checksum it does send (header or trailer; null: none).
+ * S3 refuses it, 400 InvalidRequest before the body is read, when it names
+ * no algorithm of S3's or another than the checksum's, or comes with no
+ * checksum; it is not a checksum of its own.
+ */
+export function checkSdkAlgorithm(headers: Headers, sent: Algorithm | null) {
+  const name = headers.get("x-amz-sdk-checksum-algorithm");
+  if (name === null) return;
+  const alg = name.trim().toLowerCase();
+  const known = (ALGORITHMS as readonly string[]).includes(alg) || UNSUPPORTED.includes(alg);
+  if (known && sent === null) {
+    throw s3Error(
+      "InvalidRequest",
+      "x-amz-sdk-checksum-algorithm specified, but no corresponding x-amz-checksum-* or " +
+        "x-amz-trailer headers were found.",
+    );
+  }
+  if (alg !== sent) {
+    throw s3Error("InvalidRequest", "Value for x-amz-sdk-checksum-algorithm header is invalid.");
+  }
+}
+
+/**
  * The one x-amz-checksum-<alg> header a request sends, its value checked
  * for form (base64 of the algorithm's size: S3's InvalidRequest otherwise),
  * or null. Two are refused, as S3 refuses them; one of an algorithm the

@@ -2,7 +2,7 @@
 // not follow redirects), Put, Copy, Delete, DeleteObjects.
 import { equal } from "./bytes.ts";
 import { isClaimed } from "./claim.ts";
-import type { FanoutResult } from "./fanout.ts";
+import { CLIENT_CLOSED, type FanoutResult } from "./fanout.ts";
 import { KEY_LIMIT, keyFits } from "./index_db.ts";
 import { key2path } from "./keys.ts";
 import { pool } from "./pool.ts";
@@ -30,7 +30,7 @@ import {
 } from "./s3_xml.ts";
 import { logRefused, logUnexpected } from "./log.ts";
 import { received, sent, unwritten } from "./sizes.ts";
-import { otherSizes, type Outcome, shuffled, type Store } from "./store.ts";
+import { otherSizes, type Outcome, passedOver, shuffled, type Store } from "./store.ts";
 import { headFile, remoteGet, UnsatisfiableRange, VolumeError, volumeUrl } from "./volumes.ts";
 
 const encoder = new TextEncoder();
@@ -253,7 +253,7 @@ async function headAnswer(
       if (size >= 0) headers.set("Content-Length", String(size));
       return new Response(null, { status: 200, headers });
     }
-    if (status === 200) (otherSize ??= new Map()).set(v, length);
+    if (status === 200) otherSize = passedOver(otherSize, v, { size: length, key: s3.key, rec });
     else if (status !== 404) down++;
   }
   if (down > 0) throw s3Error("ServiceUnavailable", "No replica of the key answers");
@@ -342,7 +342,7 @@ async function openReplica(
         if (rec.size < 0) throw invalidRange(opts.range ?? "", size);
         // Of one of known size the range was checked first: this file is
         // shorter than the value.
-        (otherSize ??= new Map()).set(v, size);
+        otherSize = passedOver(otherSize, v, { size, key, rec });
         continue;
       }
       if (err instanceof VolumeError && err.status === 404) missing++;
@@ -352,7 +352,7 @@ async function openReplica(
     const size = fileSize(res);
     if (fitsRecord(rec, size)) return res;
     await res.body?.cancel().catch(() => {});
-    (otherSize ??= new Map()).set(v, size);
+    otherSize = passedOver(otherSize, v, { size, key, rec });
   }
   // Every replica says it has no such file (or one of another size): the
   // files went with a write or a move of the key since its record was read
@@ -653,6 +653,11 @@ export function failure(out: Outcome): S3Error {
       return s3Error("MissingContentLength", message);
     case 414:
       return keyTooLong();
+    case CLIENT_CLOSED:
+      // The client's doing (lib/fanout.ts ClientGone): logged and counted
+      // 499 as mkv's writes are, no error line; its answer, which no one
+      // reads, has no body (lib/s3_xml.ts errorResponse).
+      return new S3Error("ClientClosedRequest", message, CLIENT_CLOSED);
     case 503:
       // A volume did not answer: S3's clients retry this one with backoff.
       return s3Error("ServiceUnavailable", message);
@@ -773,6 +778,10 @@ export async function checkWriteConditions(
 export async function putObject(s3: S3Request): Promise<Response> {
   checkNewObject(s3);
   const { req } = s3;
+  // CreateMultipartUpload's and CopyObject's header, which some clients
+  // (minio-go) send with a PutObject's checksum too: one that names no
+  // algorithm is refused as theirs is, not taken as none.
+  algorithmOf(req.headers.get("x-amz-checksum-algorithm"), "x-amz-checksum-algorithm");
   const meta = metaFrom(req.headers);
   const body = s3.body();
   const cond = writeConditions(req.headers);

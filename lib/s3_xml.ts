@@ -3,7 +3,7 @@
 import { XMLParser } from "fast-xml-parser";
 import { reasons, sent, unwritten } from "./sizes.ts";
 import { Fenced, IndexGone, isBusy, LOCKED_ANSWER } from "./group_commit.ts";
-import { ShuttingDown } from "./fanout.ts";
+import { CLIENT_CLOSED, ShuttingDown } from "./fanout.ts";
 
 const NS = "http://s3.amazonaws.com/doc/2006-03-01/";
 
@@ -205,12 +205,16 @@ export function newRequestId(): string {
 /** The RequestId in an error answer's body, for its x-amz-request-id header. */
 export const errorIds = new WeakMap<Response, string>();
 
-/** An S3 error answer; HEAD answers carry no body (as S3). */
+/**
+ * An S3 error answer; HEAD answers carry no body (as S3), nor does a 499
+ * (its client gone: no byte of it counts as sent, as mkv's).
+ */
 export function errorResponse(err: S3Error, resource: string, head: boolean): Response {
   const headers: HeadersInit = { "Content-Type": "application/xml" };
   let res;
-  if (head) res = new Response(null, { status: err.status, headers });
-  else {
+  if (head || err.status === CLIENT_CLOSED) {
+    res = new Response(null, { status: err.status, headers });
+  } else {
     const id = newRequestId();
     res = withXml(errorDocument(err, resource, id), { status: err.status, headers });
     errorIds.set(res, id);

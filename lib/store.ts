@@ -255,8 +255,9 @@ export class Store {
           headers["Location"] = url;
           return { status: 302, headers };
         }
-        if (status === 200) (otherSize ??= new Map()).set(volume, length);
-        else if (status !== 404) unreachable++;
+        if (status === 200) {
+          otherSize = passedOver(otherSize, volume, { size: length, key, rec: e.rec });
+        } else if (status !== 404) unreachable++;
       }
     }
     // The files may have gone with a write of the key since its record was
@@ -2212,10 +2213,36 @@ function holdsBytes(replica: string, length: number | null): string {
  * recorded 11".
  */
 export function otherSizes(rec: Record, held: Map<string, number | null>): string {
-  const next = rec.next?.rec;
-  const size = next && next.size !== rec.size ? `${rec.size} or ${next.size}` : `${rec.size}`;
   const named = rec.rvolumes.filter((v) => held.has(v)).map((v) => holdsBytes(v, held.get(v)!));
-  return `${named.join(", ")}, recorded ${size}`;
+  return `${named.join(", ")}, recorded ${recordedSize(rec)}`;
+}
+
+/** The value's recorded size: "11", or "11 or 20" while a REPLACE switches it (`next`). */
+function recordedSize(rec: Record): string {
+  const next = rec.next?.rec;
+  return next && next.size !== rec.size ? `${rec.size} or ${next.size}` : `${rec.size}`;
+}
+
+/**
+ * `replica` of `rec`, its file of `size` bytes (null: fewer than a range
+ * asked for), passed over by a read of `key` as no copy of the value: put
+ * in `held` (made if none; the answer names them when none is whole), and
+ * told to the operator (lib/health.ts: logged, throttled, and counted).
+ * Only a replica of another size comes here: a whole one costs nothing.
+ */
+export function passedOver<T extends number | null>(
+  held: Map<string, T> | undefined,
+  replica: string,
+  seen: { size: T; key: Uint8Array; rec: Record },
+): Map<string, T> {
+  const { size, key, rec } = seen;
+  health.otherSize({
+    volume: volumeOfReplica(replica),
+    key: new TextDecoder().decode(key),
+    size,
+    recorded: recordedSize(rec),
+  });
+  return (held ?? new Map()).set(replica, size);
 }
 
 /**

@@ -421,3 +421,16 @@ Deno.test("a port in use is named with the flag that sets it", async () => {
     await c.stop();
   }
 });
+
+Deno.test("help says -v is the master's: the tools take it, as mkv's one binary takes every flag, and it changes nothing there", async () => {
+  // It said "Verbose output: one log line per request" alone, and rebuild,
+  // rebalance and verify took it and wrote nothing more.
+  const r = await runMain(["help"]);
+  assert(
+    r.stdout.includes(
+      "\n  -v\n    \tserver: verbose output, one log line per request (rebuild, rebalance and " +
+        "verify take it, as mkv's one binary takes every flag, and write nothing more for it)\n",
+    ),
+    r.stdout,
+  );
+});

@@ -9,7 +9,7 @@ import {
   HeadObjectCommand,
   PutObjectCommand,
 } from "@aws-sdk/client-s3";
-import { call, Cluster, randomKey, runMain } from "./cluster.ts";
+import { call, Cluster, randomKey, runMain, type SpawnedMaster } from "./cluster.ts";
 import { s3Client } from "./s3_client.ts";
 import { errorAnswer, errorXml } from "./s3_answers.ts";
 import { assert, assertEquals } from "./assert.ts";
@@ -247,6 +247,97 @@ Deno.test("a relinked key's replica cut short: verify names it, and -repair copi
     const file = await fetch(`http://${cut}${key2path(enc.encode(key))}`);
     assertEquals(await file.text(), "hello world");
   } finally {
+    await c.stop();
+  }
+});
+
+/** The replica of `key` ("host:port/svNN") on a one-replica master: its HEAD's Key-Volumes. */
+async function replicaAt(m: SpawnedMaster, key: string): Promise<string> {
+  const r = await fetch(m.url + key, { method: "HEAD", redirect: "manual" });
+  return r.headers.get("key-volumes")!;
+}
+
+/**
+ * What a master tells of `n` reads passing over `volume`'s replica of `key`
+ * (5 bytes of 11), once stopped: its mkv_replicas_cut_short_total line, and
+ * its stderr lines; the first is written at once, the others held back by
+ * the throttle, counted in the lines after it (" (+N suppressed)").
+ */
+async function toldOfCutShort(
+  m: SpawnedMaster,
+  seen: { volume: string; key: string; n: number },
+): Promise<void> {
+  const { volume, key, n } = seen;
+  const metrics = await (await fetch(`${m.url}/?metrics`)).text();
+  assertEquals(
+    metrics.split("\n").filter((l) => l.startsWith("mkv_replicas_cut_short_total")),
+    [`mkv_replicas_cut_short_total{volume="${volume}"} ${n}`],
+  );
+  const stderr = new Response(m.proc.stderr).text();
+  await m.stop();
+  const lines = (await stderr).trimEnd().split("\n");
+  const line = `volume ${volume} holds ${JSON.stringify(key)} of another size: 5 bytes, ` +
+    "recorded 11 (passed over; verify -repair copies the value over it)";
+  assertEquals(lines[0], line);
+  let told = 1;
+  for (const more of lines.slice(1)) {
+    const held = /^(.*) \(\+(\d+) suppressed\)$/.exec(more);
+    assertEquals(held?.[1], line, more);
+    told += 1 + Number(held![2]);
+  }
+  assertEquals(told, n, lines.join("\n"));
+}
+
+Deno.test("GETs and HEADs passing over a replica of another size log a throttled warning naming the key, the volume and the sizes, and count it by volume", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1"] });
+  await c.stopMaster();
+  const m = await c.spawnMaster([], {}, { stderr: "piped" });
+  try {
+    const key = randomKey("/cut-told");
+    assertEquals((await fetch(m.url + key, { method: "PUT", body: "hello world" })).status, 201);
+    await cutShort(c, key, await replicaAt(m, key), 5);
+    for (let i = 0; i < 3; i++) {
+      for (const method of ["GET", "HEAD"]) {
+        const r = await fetch(m.url + key, { method, redirect: "manual" });
+        await r.body?.cancel();
+        assertEquals(r.status, 410, method);
+      }
+    }
+    await toldOfCutShort(m, { volume: c.volumes[0], key, n: 6 });
+  } finally {
+    await m.stop();
+    await c.stop();
+  }
+});
+
+Deno.test("S3 GetObject, ranged ones and HeadObject passing over a replica of another size log a throttled warning and count it by volume", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1", "-s3"] });
+  await c.stopMaster();
+  const m = await c.spawnMaster([], {}, { stderr: "piped" });
+  const s3 = s3Client(m.url);
+  const Bucket = `cut-${crypto.randomUUID().slice(0, 8)}`;
+  try {
+    await s3.send(new CreateBucketCommand({ Bucket }));
+    await s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: "hello world" }));
+    const key = `/${Bucket}/k`;
+    await cutShort(c, key, await replicaAt(m, key), 5);
+    // x-id: an S3 call, unsigned (-s3 with no keys checks no signature).
+    const reads: RequestInit[] = [
+      {},
+      { headers: { Range: "bytes=0-2" } },
+      // Past the file's end: the volume's 416 says its size.
+      { headers: { Range: "bytes=6-10" } },
+      { method: "HEAD" },
+    ];
+    for (const init of reads) {
+      const r = await fetch(`${m.url}${key}?x-id=GetObject`, init);
+      await r.body?.cancel();
+      assertEquals(r.status, 404);
+    }
+    await toldOfCutShort(m, { volume: c.volumes[0], key, n: 4 });
+  } finally {
+    s3.destroy();
+    await m.stop();
     await c.stop();
   }
 });

@@ -3,6 +3,7 @@
 import { Cluster, freePort, randomBytes, randomKey, runMain, status, waitUp } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 import {
+  logOtherSize,
   logRequest,
   logUnexpected,
   logVolumeFailure,
@@ -229,6 +230,32 @@ Deno.test("the throttle writes the first failure per volume and call per window,
   t.failure(f("b:1", "put", "b2"), 11_500);
   assertEquals(written.length, 5);
   assertEquals(written[4].reason, "b2");
+});
+
+Deno.test("a replica passed over for its size is one warn line naming the volume, the key and the sizes; as JSON with each a field", () => {
+  const lines: string[] = [];
+  const error = console.error;
+  console.error = (line: string) => lines.push(line);
+  const now = Date.parse("2026-11-24T22:32:38.411Z");
+  const line = { volume: "v:1", key: "/a b", size: 5, recorded: "11 or 20", suppressed: 2 };
+  try {
+    logOtherSize({ ...line, size: null, suppressed: 0 }, now);
+    for (const format of ["text", "json"] as const) {
+      setLogFormat(format);
+      logOtherSize(line, now);
+    }
+  } finally {
+    setLogFormat("text");
+    console.error = error;
+  }
+  const msg = 'volume v:1 holds "/a b" of another size: 5 bytes, recorded 11 or 20 ' +
+    "(passed over; verify -repair copies the value over it) (+2 suppressed)";
+  assertEquals(lines, [
+    'volume v:1 holds "/a b" of another size: fewer bytes, recorded 11 or 20 ' +
+    "(passed over; verify -repair copies the value over it)",
+    msg,
+    JSON.stringify({ time: "2026-11-24T22:32:38.411Z", level: "warn", msg, ...line }),
+  ]);
 });
 
 Deno.test("-log takes text or json, anything else is refused with the reason", async () => {

@@ -29,10 +29,10 @@ import {
 } from "../lib/s3_checksum.ts";
 import { s3Body } from "../lib/s3_body.ts";
 import { S3Error } from "../lib/s3_xml.ts";
-import { s3Fails } from "./s3_answers.ts";
+import { errorAnswer, errorXml, s3Fails } from "./s3_answers.ts";
 import { assertEquals, assertThrows } from "./assert.ts";
 import { Cluster, randomBytes } from "./cluster.ts";
-import { s3Client } from "./s3_client.ts";
+import { s3Client, unsignedHeaders } from "./s3_client.ts";
 
 const enc = new TextEncoder();
 
@@ -410,6 +410,110 @@ Deno.test("S3 checksums with the AWS SDK: checked on upload, kept, answered when
     );
   } finally {
     s3.destroy();
+    await c.stop();
+  }
+});
+
+/**
+ * What a PutObject of "hello world" with `headers` (and a zero signature,
+ * unchecked by -s3) answers on a fresh cluster's fresh bucket, and whether
+ * the object is there after.
+ */
+async function putAnswer(headers: Record<string, string>) {
+  const c = await Cluster.start({ flags: ["-s3"] });
+  try {
+    const bucket = `/${crypto.randomUUID().slice(0, 8)}`;
+    const made = await fetch(c.url + bucket, { method: "PUT", headers: unsignedHeaders() });
+    assertEquals(made.status, 200);
+    const answer = await errorAnswer(`${c.url}${bucket}/k`, {
+      method: "PUT",
+      body: "hello world",
+      headers: unsignedHeaders(headers),
+    });
+    const after = await fetch(`${c.url}${bucket}/k`, { headers: unsignedHeaders() });
+    await after.body?.cancel();
+    return { answer, stored: after.status === 200, resource: `${bucket}/k` };
+  } finally {
+    await c.stop();
+  }
+}
+
+/** S3's 400 InvalidRequest with `message`, for `resource`. */
+function invalidRequest(message: string, resource: string) {
+  return {
+    status: 400,
+    type: "application/xml",
+    body: errorXml("InvalidRequest", message, "", resource),
+  };
+}
+
+// CRC32 of "hello world".
+const CRC32 = "DUoRhQ==";
+
+Deno.test("PutObject with an x-amz-checksum-algorithm that names no algorithm is 400 InvalidRequest, nothing stored", async () => {
+  const { answer, stored, resource } = await putAnswer({ "x-amz-checksum-algorithm": "nope" });
+  assertEquals(
+    answer,
+    invalidRequest("Value for x-amz-checksum-algorithm header is invalid.", resource),
+  );
+  assertEquals(stored, false);
+});
+
+Deno.test("PutObject with an x-amz-sdk-checksum-algorithm that names no algorithm is 400 InvalidRequest, nothing stored", async () => {
+  const { answer, stored, resource } = await putAnswer({
+    "x-amz-sdk-checksum-algorithm": "nope",
+    "x-amz-checksum-crc32": CRC32,
+  });
+  assertEquals(
+    answer,
+    invalidRequest("Value for x-amz-sdk-checksum-algorithm header is invalid.", resource),
+  );
+  assertEquals(stored, false);
+});
+
+Deno.test("PutObject whose x-amz-sdk-checksum-algorithm is not its checksum's algorithm is 400 InvalidRequest, as S3", async () => {
+  const { answer, stored, resource } = await putAnswer({
+    "x-amz-sdk-checksum-algorithm": "SHA256",
+    "x-amz-checksum-crc32": CRC32,
+  });
+  assertEquals(
+    answer,
+    invalidRequest("Value for x-amz-sdk-checksum-algorithm header is invalid.", resource),
+  );
+  assertEquals(stored, false);
+});
+
+Deno.test("PutObject with an x-amz-sdk-checksum-algorithm and no checksum header nor trailer is 400 InvalidRequest saying so", async () => {
+  const { answer, stored, resource } = await putAnswer({ "x-amz-sdk-checksum-algorithm": "CRC32" });
+  assertEquals(
+    answer,
+    invalidRequest(
+      "x-amz-sdk-checksum-algorithm specified, but no corresponding x-amz-checksum-* or " +
+        "x-amz-trailer headers were found.",
+      resource,
+    ),
+  );
+  assertEquals(stored, false);
+});
+
+Deno.test("PutObject whose x-amz-sdk-checksum-algorithm and x-amz-checksum-algorithm name its checksum's algorithm, in any case, is stored", async () => {
+  const c = await Cluster.start({ flags: ["-s3"] });
+  try {
+    const bucket = `/${crypto.randomUUID().slice(0, 8)}`;
+    const made = await fetch(c.url + bucket, { method: "PUT", headers: unsignedHeaders() });
+    assertEquals(made.status, 200);
+    const put = await fetch(`${c.url}${bucket}/k`, {
+      method: "PUT",
+      body: "hello world",
+      headers: unsignedHeaders({
+        "x-amz-sdk-checksum-algorithm": "crc32",
+        "x-amz-checksum-algorithm": "CRC32",
+        "x-amz-checksum-crc32": CRC32,
+      }),
+    });
+    await put.body?.cancel();
+    assertEquals([put.status, put.headers.get("x-amz-checksum-crc32")], [200, CRC32]);
+  } finally {
     await c.stop();
   }
 });

@@ -74,6 +74,22 @@ export async function uploadParts(
 }
 
 /**
+ * The headers of an S3 call whose payload is unsigned (UNSIGNED-PAYLOAD),
+ * signed with a signature of zeros: what a master without S3 keys (-s3)
+ * takes, as it checks no signature; `extra` added.
+ */
+export function unsignedHeaders(extra: Record<string, string> = {}): Record<string, string> {
+  const now = new Date().toISOString().replace(/[-:]|\.\d+/g, "");
+  return {
+    "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
+    "x-amz-date": now,
+    "authorization": `AWS4-HMAC-SHA256 Credential=a/${now.slice(0, 8)}/us-east-1/s3/` +
+      `aws4_request, SignedHeaders=host;x-amz-date, Signature=${"0".repeat(64)}`,
+    ...extra,
+  };
+}
+
+/**
  * The headers of an unsigned aws-chunked body (STREAMING-UNSIGNED-PAYLOAD-TRAILER)
  * declaring `decoded` bytes, signed with a signature of zeros: what a master
  * without S3 keys (-s3) takes, as it checks no signature.

@@ -297,6 +297,30 @@ Deno.test("deno task up -port is refused: PORT moves the cluster", async () => {
   );
 });
 
+Deno.test("deno task up refuses a tool's flag (-md5, -dry-run, ...), which the master would ignore, and starts nothing", async () => {
+  // The master took them and did nothing with them: `deno task up -md5`
+  // started a cluster as if it had not been given.
+  await inTempDir(async (dir) => {
+    for (
+      const [flag, usage] of [
+        ["-md5", "verify: also read every replica and check its MD5"],
+        ["-dry-run=false", "rebalance: print how many keys and bytes would move, change nothing"],
+      ]
+    ) {
+      const out = await runUp([flag], { cwd: dir, env: { PORT: String(freeBlock()) } });
+      assertEquals(out.code, 2, flag);
+      const name = flag.replace(/=.*$/, "");
+      assertEquals(
+        out.stderr,
+        `deno task up runs the master, which takes no ${name}: it is a tool's (${usage}); ` +
+          "deno task up -h lists up's flags\n",
+      );
+      assertEquals(out.stdout, "");
+    }
+    assertEquals(await Array.fromAsync(Deno.readDir(dir)), []);
+  });
+});
+
 Deno.test("deno task up -log json: every line it and its volumes and master write is a JSON object", async () => {
   const code = await withUp(["-log", "json"], async ({ base, reader }) => {
     let out = await readUntil(reader, "mkv is up");

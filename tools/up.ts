@@ -28,13 +28,16 @@ function start(args: string[], env: Record<string, string> = {}) {
 }
 
 /**
- * The log format the flags ask for; null when they are wrong: the master
- * then says so, as `deno task master` would. -h prints up's usage.
+ * The log format the flags ask for, and the flags given; null when they
+ * are wrong: the master then says so, as `deno task master` would. -h
+ * prints up's usage. Parsed with the tools' flags too, as the master
+ * parses them, so that one given here is refused (toolFlagRefusal), not
+ * passed to a master that would ignore it.
  */
-function formatOf(args: string[]): LogFormat | null {
+function parsedArgs(args: string[]): { format: LogFormat; given: string[] } | null {
   try {
-    const { flags, positionals } = parseFlags(args, { ...FLAGS, ...TOOL_FLAGS });
-    return positionals.length > 0 ? null : logFormat(flags);
+    const { flags, positionals, given } = parseFlags(args, { ...FLAGS, ...TOOL_FLAGS });
+    return positionals.length > 0 ? null : { format: logFormat(flags), given };
   } catch (err) {
     if (err instanceof HelpRequested) {
       console.log(upUsage());
@@ -42,6 +45,18 @@ function formatOf(args: string[]): LogFormat | null {
     }
     return null;
   }
+}
+
+/**
+ * Why up refuses the first of `given` that is a tool's (-md5, -dry-run,
+ * ...: rebuild's, rebalance's, verify's): the master it runs takes every
+ * flag, as mkv's one binary, and does nothing with those. Null: none.
+ */
+function toolFlagRefusal(given: string[]): string | null {
+  const tool = given.find((name) => Object.hasOwn(TOOL_FLAGS, name));
+  if (tool === undefined) return null;
+  return `deno task up runs the master, which takes no -${tool}: it is a tool's ` +
+    `(${TOOL_FLAGS[tool].usage}); deno task up -h lists up's flags`;
 }
 
 /**
@@ -99,12 +114,18 @@ async function exit(code: number): Promise<never> {
 }
 
 const args = Deno.args;
-const format = formatOf(args);
-if (format === null) {
+const parsed = parsedArgs(args);
+if (parsed === null) {
   // A wrong flag: nothing is started.
   Deno.exit((await start(["server", ...args]).status).code);
 }
+const { format } = parsed;
 setLogFormat(format);
+const toolFlag = toolFlagRefusal(parsed.given);
+if (toolFlag !== null) {
+  logError(toolFlag);
+  Deno.exit(2);
+}
 // Set here, from PORT: given again, the master would listen where nothing waits for it.
 const mine = args.find((a) => /^--?(port|volumes)(=|$)/.test(a));
 if (mine) {
