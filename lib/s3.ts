@@ -121,9 +121,24 @@ function isS3Param(name: string, target: Target): boolean {
   return S3_PARAMS.has(name) || name.startsWith("response-");
 }
 
+/**
+ * Whether a request comes from an AWS SDK (the AWS CLI, boto3, the AWS SDK
+ * for JavaScript, ...): each sends `amz-sdk-invocation-id` and
+ * `amz-sdk-request` with every call, signed or not (`aws --no-sign-request`,
+ * botocore's UNSIGNED), and mkv's API has no use for them. Left to mkv's API,
+ * an unsigned HeadObject or GetObject was answered with its 302 to a volume,
+ * which no SDK follows, and a PutObject stored its value without its
+ * `Content-Type` and `x-amz-meta-*`, an empty one refused (411), an
+ * overwrite refused (403), with S3 keys set as without.
+ */
+export function isSdkRequest(headers: Headers): boolean {
+  return headers.has("amz-sdk-invocation-id") || headers.has("amz-sdk-request");
+}
+
 /** Whether a request is for the S3 gateway rather than mkv's own API. */
 export function isS3(req: Request, target: Target, opts: S3Options): boolean {
   if (isSigned(req.headers, target.query)) return true;
+  if (isSdkRequest(req.headers)) return true;
   // mkv's API has no buckets: a bucket's host is S3's, signed or not.
   if (isVirtualHosted(req, opts)) return true;
   if (isFormUpload(req, target.query)) return true;

@@ -22,7 +22,7 @@ import {
 } from "./target.ts";
 import { type Membership, REBUILD_RUNNING, RebuildRunning } from "./membership.ts";
 import type { State } from "./record.ts";
-import { handleS3, isS3, isVirtualHosted, type S3Options, s3Refusal } from "./s3.ts";
+import { handleS3, isS3, isSdkRequest, isVirtualHosted, type S3Options, s3Refusal } from "./s3.ts";
 import { headerValue } from "./s3_auth.ts";
 import { endings, reasons, received, sent, unwritten } from "./sizes.ts";
 import { CLIENT_CLOSED, ClientGone, isCutOff, ShuttingDown } from "./fanout.ts";
@@ -467,11 +467,15 @@ function fromMemory(store: Store, req: Request, opts: ServerOptions): Response |
   // costs this path ~15%, and a bad one can only make this a 404 of a key
   // never seen (one seen goes down the full path, which answers 400).
   if (!keyFits(key) || !store.index.absent(key)) return null;
-  // S3's GetObject of a missing key answers NoSuchKey in XML, and HEAD of a
-  // bucket is no key at all; a bucket's Host (-s3-domain) makes the path
-  // another key. Reading the headers costs this path about 15% of its rate:
-  // only when the gateway is on.
-  if (opts.s3 && (req.headers.has("authorization") || isVirtualHosted(req, opts.s3))) {
+  // S3's GetObject of a missing key answers NoSuchKey in XML (an AWS SDK's
+  // unsigned one too), HEAD of a bucket is no key at all, nor "/"
+  // (ListBuckets); a bucket's Host (-s3-domain) makes the path another key.
+  // Reading the headers costs this path about 15% of its rate: only when the
+  // gateway is on.
+  if (
+    opts.s3 &&
+    (req.headers.has("authorization") || isSdkRequest(req.headers) || isVirtualHosted(req, opts.s3))
+  ) {
     return null;
   }
   // A null body is sent with "content-length: 0" by Deno itself.
