@@ -924,7 +924,6 @@ export class Store {
     // The old value's copies on volumes the key no longer hashes to.
     const elsewhere = old.rvolumes.filter((v) => !kvolumes.includes(v));
     const ended = await this.#endSwitch(live, { unswitched, elsewhere }, switching);
-    if (ended === "lost") return { status: 500, message: "Lost the claim on the key mid-replace" };
     const failure = firstRejected(moves);
     if (failure) {
       const message = `${messageOf(failure.reason)} (the new value is live on ` +
@@ -933,7 +932,10 @@ export class Store {
     }
     const out: Outcome = { status: 201, record: live };
     if (ended === "ended") return out;
-    return { ...out, message: leftOnLostClaim([...unswitched, ...elsewhere]) };
+    const message = ended === "left"
+      ? leftOnLostClaim([...unswitched, ...elsewhere])
+      : SWITCH_FINISHED_BY_NEXT;
+    return { ...out, message };
   }
 
   /**
@@ -992,9 +994,12 @@ export class Store {
    * key no longer hashes to (`elsewhere`), where a master placing keys
    * otherwise does. The index names the switched replicas first: the old
    * record's readers must not be sent to a replica whose file is going.
-   * "lost" when the claim was lost before the index named them; "left"
-   * when it was lost once it had, the files left where they are (the new
-   * value is live all the same); "ended" otherwise.
+   * "lost" when the claim was lost before the index named them (this
+   * master paused past its lease): whoever took the key finished the
+   * switch recorded first (#settle), and found the renames made here
+   * done (the temporary gone, the file of the new value's size), so the
+   * new value went live all the same. "left" when it was lost once the
+   * index had named them, the files left where they are; "ended" otherwise.
    */
   async #endSwitch(
     live: Record,
@@ -2368,6 +2373,15 @@ async function stillHeld(claim: Claim): Promise<boolean> {
   claim.abandon();
   return false;
 }
+
+/**
+ * What a REPLACE left undone whose claim was lost once its renames were
+ * made, before the index named the replicas that switched (this master
+ * paused past its lease, the key taken): whoever took it finished the
+ * switch first (#settle), the new value live.
+ */
+const SWITCH_FINISHED_BY_NEXT = "Lost the claim on the key once its renames were made, before " +
+  "the index named them: the key's next request finished the switch and its clean-up";
 
 /**
  * What a write left undone whose claim was lost once its new record was
