@@ -441,8 +441,9 @@ export class Store {
    * False when the claim was lost before the removal (this master paused
    * past its lease, the key taken): the files are no longer ours to
    * remove, and none is. Lost after it, nothing is left undone. Cut off by
-   * a stopping master (`stop`) at the end's index write, the record noted
-   * stays, its lease left to run out.
+   * a stopping master (`stop`) at the end's index write, or that write
+   * refused by the index (indexRefused), the record noted stays, live, its
+   * lease left to run out: the write is done all the same.
    */
   async #endHeld(
     rec: Record,
@@ -453,7 +454,7 @@ export class Store {
     if (!(await stillHeld(claim))) return false;
     const answered = await removal();
     await claim.finish(rec, { linger: !answered, signal: stop }).catch((err) => {
-      if (!(err instanceof ShuttingDown)) throw err;
+      if (!(err instanceof ShuttingDown) && !indexRefused(err)) throw err;
     });
     return true;
   }
@@ -1801,7 +1802,9 @@ export class Store {
    * given up, counted failed, and the record written after the answer
    * (204, moved all the same). The claim lost before the removals (this
    * master paused past its lease, the key taken), none is made: 204, the
-   * copies left said; lost after them, nothing is left undone.
+   * copies left said; lost after them, nothing is left undone. The end's
+   * write refused by the index (indexRefused): 204 all the same, the
+   * record noted left with its lease to run out.
    */
   async #removeLeft(move: Move): Promise<Outcome> {
     const { key, kvolumes, claim, unanswered, hash, stop } = move;
@@ -1825,6 +1828,7 @@ export class Store {
     try {
       await claim.finish(rec, { linger, signal: stop });
     } catch (err) {
+      if (indexRefused(err)) return answer;
       // Unsent at the cut-off: written after the answer (the record noted
       // names every old copy on -volumes meanwhile).
       if (!(err instanceof ShuttingDown)) throw err;
@@ -2190,7 +2194,7 @@ function lostClaim(err: unknown, claim: Claim): Outcome {
   // A renewal fenced, or refused by a locked index: nothing more was
   // written, and a retry can be.
   const why = claim.signal.reason;
-  if (why instanceof Fenced || isBusy(why)) return failedWrite(why);
+  if (indexRefused(why)) return failedWrite(why);
   const cause = err instanceof LostClaim ? "" : ` (${messageOf(err)})`;
   return { status: 500, message: `Lost the claim on the key mid-write${cause}` };
 }
@@ -2361,6 +2365,16 @@ function undecided(message: string): VolumeError {
  */
 function mayLand(err: unknown, signal: AbortSignal | undefined): boolean {
   return unanswered(err) || cutBy(err, signal);
+}
+
+/**
+ * Whether the index refused a write (nothing written, to be retried):
+ * fenced twice (this master taken for gone), or locked by another process
+ * past retrying. A write whose new record it holds already is done all the
+ * same when it refuses the one ending the claim (#endHeld, #removeLeft).
+ */
+function indexRefused(err: unknown): boolean {
+  return err instanceof Fenced || isBusy(err);
 }
 
 /**

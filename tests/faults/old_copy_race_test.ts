@@ -19,6 +19,7 @@ import {
 import { assertEquals } from "../assert.ts";
 import { assertServes, VolumeProxy } from "./replace_faults.ts";
 import { key2path, key2volume, md5, toHex } from "../../lib/keys.ts";
+import { lockIndex } from "../lock_index.ts";
 
 /**
  * Holds each DELETE of `path`, unsent, until released; `seen` resolves when
@@ -332,4 +333,97 @@ Deno.test("a REBALANCE whose master is paused past its lease once its move is re
     assertEquals([res.status, await res.text()], [204, ""]);
     await assertNextValueAlone(p, key, next);
   }, PAUSED);
+});
+
+/**
+ * `key`, its old copy on the held volume (written by the old placement), is
+ * written by the new placement (`write`, its value `value`, none for a
+ * REBALANCE): once its new record is in the index and its removal of the
+ * old copy is on its way (held back), another process takes the index's
+ * write lock, and a GET on the old placement is served `value`. The
+ * removal then lands, and the write ending the claim waits on the lock
+ * past the master's retries (15 s). The write's answer, the lock released
+ * after it.
+ */
+async function lockedAmidOldCopyRemoval(
+  p: Placements,
+  key: string,
+  write: { run: () => Promise<Response>; value: Uint8Array },
+): Promise<Response> {
+  p.held.path = key2path(new TextEncoder().encode(key));
+  const writing = write.run();
+  await p.held.seen;
+  const unlock = lockIndex(`${p.c.db}/index.sqlite3`);
+  try {
+    await assertServes(p.old, key, write.value);
+    p.held.release();
+    return await writing;
+  } finally {
+    unlock();
+  }
+}
+
+/**
+ * After lockedAmidOldCopyRemoval: the written `value` is the key's, where
+ * the new placement put it (its claim's lease left to run out), its old
+ * copy gone, and a PUT of the key meets it (403).
+ */
+async function assertWrittenAlone(p: Placements, key: string, value: Uint8Array) {
+  await assertServes(p.now, key, value);
+  const encoded = new TextEncoder().encode(key);
+  const replica = key2volume(encoded, [p.c.volumes[1]], 1, 10)[0];
+  const { mtime: _m, owner: _o, until: _u, ...rec } = (await recordOf(p.c, key))!;
+  assertEquals(rec, {
+    state: "live",
+    rvolumes: [replica],
+    hash: toHex(md5(value)),
+    size: value.length,
+  });
+  assertEquals(await volumeFiles(p.c.volumes[0]), []);
+  const subvolume = replica.slice(replica.indexOf("/"));
+  assertEquals(await volumeFiles(p.c.volumes[1]), [subvolume + key2path(encoded)]);
+  assertEquals(await status(p.now + key, { method: "PUT", body: "again" }), 403);
+}
+
+Deno.test("a PUT whose value is live answers 201 when the index, locked past retrying, refuses the write ending its claim: a reader was served the value", async () => {
+  await withPlacements(async (p) => {
+    const key = randomKey();
+    assertEquals(await status(p.old + key, { method: "PUT", body: randomBytes(100) }), 201);
+    assertEquals(await status(p.old + key, { method: "UNLINK" }), 204);
+    const value = randomBytes(200);
+    const res = await lockedAmidOldCopyRemoval(p, key, {
+      run: () => fetch(p.now + key, { method: "PUT", body: value }),
+      value,
+    });
+    assertEquals([res.status, await res.text()], [201, ""]);
+    await assertWrittenAlone(p, key, value);
+  });
+});
+
+Deno.test("a REPLACE whose new value is live answers 201 when the index, locked past retrying, refuses the write ending its claim: a reader was served the value", async () => {
+  await withPlacements(async (p) => {
+    const key = randomKey();
+    assertEquals(await status(p.old + key, { method: "PUT", body: randomBytes(100) }), 201);
+    const value = randomBytes(200);
+    const res = await lockedAmidOldCopyRemoval(p, key, {
+      run: () => fetch(p.now + key, { method: "REPLACE", body: value }),
+      value,
+    });
+    assertEquals([res.status, await res.text()], [201, ""]);
+    await assertWrittenAlone(p, key, value);
+  });
+});
+
+Deno.test("a REBALANCE whose move is recorded answers 204 when the index, locked past retrying, refuses the write ending its claim: a reader was served the moved copy", async () => {
+  await withPlacements(async (p) => {
+    const key = randomKey();
+    const value = randomBytes(100);
+    assertEquals(await status(p.old + key, { method: "PUT", body: value }), 201);
+    const res = await lockedAmidOldCopyRemoval(p, key, {
+      run: () => fetch(p.now + key, { method: "REBALANCE" }),
+      value,
+    });
+    assertEquals([res.status, await res.text()], [204, ""]);
+    await assertWrittenAlone(p, key, value);
+  });
 });
