@@ -442,8 +442,9 @@ export class Store {
    * False when the claim was lost before the removal (this master paused
    * past its lease, the key taken): the files are no longer ours to
    * remove, and none is. Lost after it, nothing is left undone. Cut off by
-   * a stopping master (`stop`) at the end's index write, the record noted
-   * stays, its lease left to run out.
+   * a stopping master (`stop`) at the end's index write, or that write
+   * refused by the index (indexRefused), the record noted stays, live, its
+   * lease left to run out: the write is done all the same.
    */
   async #endHeld(
     rec: Record,
@@ -454,7 +455,7 @@ export class Store {
     if (!(await stillHeld(claim))) return false;
     const answered = await removal();
     await claim.finish(rec, { linger: !answered, signal: stop }).catch((err) => {
-      if (!(err instanceof ShuttingDown)) throw err;
+      if (!(err instanceof ShuttingDown) && !indexRefused(err)) throw err;
     });
     return true;
   }
@@ -925,7 +926,6 @@ export class Store {
     // The old value's copies on volumes the key no longer hashes to.
     const elsewhere = old.rvolumes.filter((v) => !kvolumes.includes(v));
     const ended = await this.#endSwitch(live, { unswitched, elsewhere }, switching);
-    if (ended === "lost") return { status: 500, message: "Lost the claim on the key mid-replace" };
     const failure = firstRejected(moves);
     if (failure) {
       const message = `${messageOf(failure.reason)} (the new value is live on ` +
@@ -934,7 +934,10 @@ export class Store {
     }
     const out: Outcome = { status: 201, record: live };
     if (ended === "ended") return out;
-    return { ...out, message: leftOnLostClaim([...unswitched, ...elsewhere]) };
+    const message = ended === "left"
+      ? leftOnLostClaim([...unswitched, ...elsewhere])
+      : SWITCH_FINISHED_BY_NEXT;
+    return { ...out, message };
   }
 
   /**
@@ -993,9 +996,12 @@ export class Store {
    * key no longer hashes to (`elsewhere`), where a master placing keys
    * otherwise does. The index names the switched replicas first: the old
    * record's readers must not be sent to a replica whose file is going.
-   * "lost" when the claim was lost before the index named them; "left"
-   * when it was lost once it had, the files left where they are (the new
-   * value is live all the same); "ended" otherwise.
+   * "lost" when the claim was lost before the index named them (this
+   * master paused past its lease): whoever took the key finished the
+   * switch recorded first (#settle), and found the renames made here
+   * done (the temporary gone, the file of the new value's size), so the
+   * new value went live all the same. "left" when it was lost once the
+   * index had named them, the files left where they are; "ended" otherwise.
    */
   async #endSwitch(
     live: Record,
@@ -1797,7 +1803,9 @@ export class Store {
    * given up, counted failed, and the record written after the answer
    * (204, moved all the same). The claim lost before the removals (this
    * master paused past its lease, the key taken), none is made: 204, the
-   * copies left said; lost after them, nothing is left undone.
+   * copies left said; lost after them, nothing is left undone. The end's
+   * write refused by the index (indexRefused): 204 all the same, the
+   * record noted left with its lease to run out.
    */
   async #removeLeft(move: Move): Promise<Outcome> {
     const { key, kvolumes, claim, unanswered, hash, stop } = move;
@@ -1821,6 +1829,7 @@ export class Store {
     try {
       await claim.finish(rec, { linger, signal: stop });
     } catch (err) {
+      if (indexRefused(err)) return answer;
       // Unsent at the cut-off: written after the answer (the record noted
       // names every old copy on -volumes meanwhile).
       if (!(err instanceof ShuttingDown)) throw err;
@@ -2186,7 +2195,7 @@ function lostClaim(err: unknown, claim: Claim): Outcome {
   // A renewal fenced, or refused by a locked index: nothing more was
   // written, and a retry can be.
   const why = claim.signal.reason;
-  if (why instanceof Fenced || isBusy(why)) return failedWrite(why);
+  if (indexRefused(why)) return failedWrite(why);
   const cause = err instanceof LostClaim ? "" : ` (${messageOf(err)})`;
   return { status: 500, message: `Lost the claim on the key mid-write${cause}` };
 }
@@ -2386,6 +2395,16 @@ function mayLand(err: unknown, signal: AbortSignal | undefined): boolean {
 }
 
 /**
+ * Whether the index refused a write (nothing written, to be retried):
+ * fenced twice (this master taken for gone), or locked by another process
+ * past retrying. A write whose new record it holds already is done all the
+ * same when it refuses the one ending the claim (#endHeld, #removeLeft).
+ */
+function indexRefused(err: unknown): boolean {
+  return err instanceof Fenced || isBusy(err);
+}
+
+/**
  * Whether `claim` still holds its key (Claim.confirm), before a write
  * removes what it left on the volumes; abandoned when it does not (lost:
  * the key another's, whose files these may be now).
@@ -2395,6 +2414,15 @@ async function stillHeld(claim: Claim): Promise<boolean> {
   claim.abandon();
   return false;
 }
+
+/**
+ * What a REPLACE left undone whose claim was lost once its renames were
+ * made, before the index named the replicas that switched (this master
+ * paused past its lease, the key taken): whoever took it finished the
+ * switch first (#settle), the new value live.
+ */
+const SWITCH_FINISHED_BY_NEXT = "Lost the claim on the key once its renames were made, before " +
+  "the index named them: the key's next request finished the switch and its clean-up";
 
 /**
  * What a write left undone whose claim was lost once its new record was

@@ -3,6 +3,7 @@
 // ports, in a fresh temp folder. No mocks.
 import { MASTER_V8_FLAGS } from "../lib/runtime.ts";
 import { key2volume } from "../lib/keys.ts";
+import { type Record, toRecord } from "../lib/record.ts";
 import { assertEquals } from "./assert.ts";
 export const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const DENO = Deno.execPath();
@@ -377,6 +378,16 @@ export class Cluster {
     await this.stopMaster();
     await Promise.all(this.#volumeProcs.map((_, i) => this.stopVolume(i)));
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** `key`'s record in `c`'s index, read straight from Deno KV (null: none). */
+export async function recordOf(c: Cluster, key: string): Promise<Record | null> {
+  const kv = await Deno.openKv(`${c.db}/index.sqlite3`);
+  try {
+    return toRecord((await kv.get(["k", new TextEncoder().encode(key)])).value);
+  } finally {
+    kv.close();
   }
 }
 

@@ -16,6 +16,7 @@ import {
   type ClusterOptions,
   randomBytes,
   randomKey,
+  recordOf,
   type SpawnedMaster,
   status,
   volumeFiles,
@@ -1268,16 +1269,6 @@ async function incompleteHungCluster(
   kv.close();
   await c.startMaster([], [hung.volume]);
   return { c, hung };
-}
-
-/** `key`'s record in `c`'s index (null: none). */
-async function recordOf(c: Cluster, key: string): Promise<Record | null> {
-  const kv = await Deno.openKv(`${c.db}/index.sqlite3`);
-  try {
-    return toRecord((await kv.get(["k", new TextEncoder().encode(key)])).value);
-  } finally {
-    kv.close();
-  }
 }
 
 Deno.test("SIGTERM: a PUT on an incomplete index waiting on a volume to say whether it holds the key at the -drain deadline answers the cut's 503, leaves no record, and the master exits 0", () =>

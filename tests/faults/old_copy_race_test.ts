@@ -6,26 +6,47 @@
 // volume: a removal that lands after its write there (a DELETE slow to be
 // carried out) took its acknowledged value. The key stays held until those
 // removals are answered.
-import { Cluster, MAIN, randomBytes, randomKey, type SpawnedMaster, status } from "../cluster.ts";
+import {
+  Cluster,
+  MAIN,
+  randomBytes,
+  randomKey,
+  recordOf,
+  type SpawnedMaster,
+  status,
+  volumeFiles,
+} from "../cluster.ts";
 import { assertEquals } from "../assert.ts";
 import { assertServes, VolumeProxy } from "./replace_faults.ts";
-import { key2path } from "../../lib/keys.ts";
+import { key2path, key2volume, md5, toHex } from "../../lib/keys.ts";
+import { lockIndex } from "../lock_index.ts";
 
-/** Holds each DELETE of `path`, unsent, until released; `seen` resolves when the first comes. */
+/**
+ * Holds each DELETE of `path`, unsent, until released; `seen` resolves when
+ * the first comes, `landed` once the volume has answered it.
+ */
 class HeldDelete extends VolumeProxy {
   readonly #seen = Promise.withResolvers<void>();
+  readonly #landed = Promise.withResolvers<void>();
   path = "";
 
   get seen(): Promise<void> {
     return this.#seen.promise;
   }
 
+  get landed(): Promise<void> {
+    return this.#landed.promise;
+  }
+
   protected override async handle(req: Request): Promise<Response> {
-    if (req.method === "DELETE" && this.path && new URL(req.url).pathname.endsWith(this.path)) {
-      this.#seen.resolve();
-      await this.released;
+    if (req.method !== "DELETE" || !this.path || !new URL(req.url).pathname.endsWith(this.path)) {
+      return await this.forward(req);
     }
-    return await this.forward(req);
+    this.#seen.resolve();
+    await this.released;
+    const res = await this.forward(req);
+    this.#landed.resolve();
+    return res;
   }
 }
 
@@ -215,27 +236,194 @@ Deno.test("a REBALANCE whose old copy's removal went unanswered keeps the key fr
   });
 });
 
+/**
+ * `key`, its old copy on the held volume (written by the old placement), is
+ * written by the new placement (`write`): once its value is live and its
+ * removal of the old copy is on its way (held back), its master is paused
+ * (SIGSTOP) past its lease (2 s) and heartbeats. Meanwhile the old
+ * placement takes the key and deletes it, the removal lands, and the old
+ * placement puts the key's next value (`next`) on the held volume. The
+ * write's answer once its master is resumed.
+ */
+async function pausedAmidOldCopyRemoval(
+  p: Placements,
+  key: string,
+  write: { run: () => Promise<Response>; next: Uint8Array<ArrayBuffer> },
+): Promise<Response> {
+  p.held.path = key2path(new TextEncoder().encode(key));
+  const writing = write.run();
+  await p.held.seen;
+  const pid = p.nowMaster.proc.pid;
+  Deno.kill(pid, "SIGSTOP");
+  try {
+    await new Promise((r) => setTimeout(r, 2600));
+    assertEquals(await status(p.old + key, { method: "DELETE" }), 204);
+    p.held.release();
+    await p.held.landed;
+    assertEquals(await status(p.old + key, { method: "PUT", body: write.next }), 201);
+  } finally {
+    Deno.kill(pid, "SIGCONT");
+  }
+  return await writing;
+}
+
+/**
+ * After pausedAmidOldCopyRemoval, the resumed writer removed nothing more:
+ * `next` is the key's value, the index names its replica alone, unleased,
+ * and the held volume holds its file, the new placement's volume none.
+ */
+async function assertNextValueAlone(p: Placements, key: string, next: Uint8Array) {
+  await assertServes(p.old, key, next);
+  const encoded = new TextEncoder().encode(key);
+  const replica = key2volume(encoded, [p.held.volume], 1, 10)[0];
+  const { mtime: _, ...rec } = (await recordOf(p.c, key))!;
+  assertEquals(rec, {
+    state: "live",
+    rvolumes: [replica],
+    hash: toHex(md5(next)),
+    size: next.length,
+  });
+  // The held volume, behind its proxy's name.
+  const subvolume = replica.slice(replica.indexOf("/"));
+  assertEquals(await volumeFiles(p.c.volumes[0]), [subvolume + key2path(encoded)]);
+  assertEquals(await volumeFiles(p.c.volumes[1]), []);
+}
+
+/** A -lease the pause outlasts; a -voltimeout it does not, so the held removal counts as answered. */
+const PAUSED = ["-lease", "2s", "-voltimeout", "10s"];
+
 Deno.test("a PUT whose master is paused past its lease once its value is live answers 201, though another master took the key before its old copy's removal was answered", async () => {
   await withPlacements(async (p) => {
     const key = randomKey();
     assertEquals(await status(p.old + key, { method: "PUT", body: randomBytes(100) }), 201);
     assertEquals(await status(p.old + key, { method: "UNLINK" }), 204);
-    p.held.path = key2path(new TextEncoder().encode(key));
-    const put = fetch(p.now + key, { method: "PUT", body: randomBytes(200) });
-    // The value is live, the key held while its old copy's removal waits.
-    await p.held.seen;
-    const pid = p.nowMaster.proc.pid;
-    Deno.kill(pid, "SIGSTOP");
-    try {
-      // Past the lease (2 s) and heartbeats: the old placement takes the key and deletes it.
-      await new Promise((r) => setTimeout(r, 2600));
-      assertEquals(await status(p.old + key, { method: "DELETE" }), 204);
-      p.held.release();
-    } finally {
-      Deno.kill(pid, "SIGCONT");
-    }
-    const res = await put;
+    const next = randomBytes(300);
+    const res = await pausedAmidOldCopyRemoval(p, key, {
+      run: () => fetch(p.now + key, { method: "PUT", body: randomBytes(200) }),
+      next,
+    });
     assertEquals([res.status, await res.text()], [201, ""]);
-    assertEquals(await status(p.old + key), 404);
-  }, ["-lease", "2s"]);
+    await assertNextValueAlone(p, key, next);
+  }, PAUSED);
+});
+
+Deno.test("a REPLACE whose master is paused past its lease once its switch is recorded answers 201, though another master took the key before its old copy's removal was answered", async () => {
+  await withPlacements(async (p) => {
+    const key = randomKey();
+    assertEquals(await status(p.old + key, { method: "PUT", body: randomBytes(100) }), 201);
+    const next = randomBytes(300);
+    const res = await pausedAmidOldCopyRemoval(p, key, {
+      run: () => fetch(p.now + key, { method: "REPLACE", body: randomBytes(200) }),
+      next,
+    });
+    assertEquals([res.status, await res.text()], [201, ""]);
+    await assertNextValueAlone(p, key, next);
+  }, PAUSED);
+});
+
+Deno.test("a REBALANCE whose master is paused past its lease once its move is recorded answers 204, though another master took the key before its old copy's removal was answered", async () => {
+  await withPlacements(async (p) => {
+    const key = randomKey();
+    assertEquals(await status(p.old + key, { method: "PUT", body: randomBytes(100) }), 201);
+    const next = randomBytes(300);
+    const res = await pausedAmidOldCopyRemoval(p, key, {
+      run: () => fetch(p.now + key, { method: "REBALANCE" }),
+      next,
+    });
+    assertEquals([res.status, await res.text()], [204, ""]);
+    await assertNextValueAlone(p, key, next);
+  }, PAUSED);
+});
+
+/**
+ * `key`, its old copy on the held volume (written by the old placement), is
+ * written by the new placement (`write`, its value `value`, none for a
+ * REBALANCE): once its new record is in the index and its removal of the
+ * old copy is on its way (held back), another process takes the index's
+ * write lock, and a GET on the old placement is served `value`. The
+ * removal then lands, and the write ending the claim waits on the lock
+ * past the master's retries (15 s). The write's answer, the lock released
+ * after it.
+ */
+async function lockedAmidOldCopyRemoval(
+  p: Placements,
+  key: string,
+  write: { run: () => Promise<Response>; value: Uint8Array },
+): Promise<Response> {
+  p.held.path = key2path(new TextEncoder().encode(key));
+  const writing = write.run();
+  await p.held.seen;
+  const unlock = lockIndex(`${p.c.db}/index.sqlite3`);
+  try {
+    await assertServes(p.old, key, write.value);
+    p.held.release();
+    return await writing;
+  } finally {
+    unlock();
+  }
+}
+
+/**
+ * After lockedAmidOldCopyRemoval: the written `value` is the key's, where
+ * the new placement put it (its claim's lease left to run out), its old
+ * copy gone, and a PUT of the key meets it (403).
+ */
+async function assertWrittenAlone(p: Placements, key: string, value: Uint8Array) {
+  await assertServes(p.now, key, value);
+  const encoded = new TextEncoder().encode(key);
+  const replica = key2volume(encoded, [p.c.volumes[1]], 1, 10)[0];
+  const { mtime: _m, owner: _o, until: _u, ...rec } = (await recordOf(p.c, key))!;
+  assertEquals(rec, {
+    state: "live",
+    rvolumes: [replica],
+    hash: toHex(md5(value)),
+    size: value.length,
+  });
+  assertEquals(await volumeFiles(p.c.volumes[0]), []);
+  const subvolume = replica.slice(replica.indexOf("/"));
+  assertEquals(await volumeFiles(p.c.volumes[1]), [subvolume + key2path(encoded)]);
+  assertEquals(await status(p.now + key, { method: "PUT", body: "again" }), 403);
+}
+
+Deno.test("a PUT whose value is live answers 201 when the index, locked past retrying, refuses the write ending its claim: a reader was served the value", async () => {
+  await withPlacements(async (p) => {
+    const key = randomKey();
+    assertEquals(await status(p.old + key, { method: "PUT", body: randomBytes(100) }), 201);
+    assertEquals(await status(p.old + key, { method: "UNLINK" }), 204);
+    const value = randomBytes(200);
+    const res = await lockedAmidOldCopyRemoval(p, key, {
+      run: () => fetch(p.now + key, { method: "PUT", body: value }),
+      value,
+    });
+    assertEquals([res.status, await res.text()], [201, ""]);
+    await assertWrittenAlone(p, key, value);
+  });
+});
+
+Deno.test("a REPLACE whose new value is live answers 201 when the index, locked past retrying, refuses the write ending its claim: a reader was served the value", async () => {
+  await withPlacements(async (p) => {
+    const key = randomKey();
+    assertEquals(await status(p.old + key, { method: "PUT", body: randomBytes(100) }), 201);
+    const value = randomBytes(200);
+    const res = await lockedAmidOldCopyRemoval(p, key, {
+      run: () => fetch(p.now + key, { method: "REPLACE", body: value }),
+      value,
+    });
+    assertEquals([res.status, await res.text()], [201, ""]);
+    await assertWrittenAlone(p, key, value);
+  });
+});
+
+Deno.test("a REBALANCE whose move is recorded answers 204 when the index, locked past retrying, refuses the write ending its claim: a reader was served the moved copy", async () => {
+  await withPlacements(async (p) => {
+    const key = randomKey();
+    const value = randomBytes(100);
+    assertEquals(await status(p.old + key, { method: "PUT", body: value }), 201);
+    const res = await lockedAmidOldCopyRemoval(p, key, {
+      run: () => fetch(p.now + key, { method: "REBALANCE" }),
+      value,
+    });
+    assertEquals([res.status, await res.text()], [204, ""]);
+    await assertWrittenAlone(p, key, value);
+  });
 });
