@@ -294,3 +294,43 @@ Deno.test("a volume whose folder is deleted while it runs (a disk replaced) make
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** Whether process `pid` is still there (a zombie, exited but not reaped, counts as gone). */
+async function alive(pid: number): Promise<boolean> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`).catch(() => "");
+  return stat !== "" && !/^\d+ \(.*\) Z /.test(stat);
+}
+
+Deno.test("a volume stopped by SIGHUP (its terminal closed) or SIGQUIT (Ctrl-\\) stops its nginx", async (t) => {
+  // Deno dies of either by default; nginx, in a process group of its own,
+  // did not: it went on serving the folder, its errors written to no one,
+  // and the next volume of the folder was refused as "served already".
+  for (const signal of ["SIGHUP", "SIGQUIT"] as const) {
+    await t.step(signal, async () => {
+      const dir = await Deno.makeTempDir({ prefix: "mkv-test-" });
+      const port = freePort();
+      const proc = spawnVolume(dir, port);
+      const stdout = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      let nginx = 0;
+      try {
+        assert((await readUntil(stdout, (t) => t.includes("\n"))).includes(`on :${port}`));
+        nginx = Number((await Deno.readTextFile(`${dir}/.mkv-nginx/nginx.pid`)).trim());
+        proc.kill(signal);
+        assertEquals((await proc.status).code, 0);
+        assertEquals(await alive(nginx), false, "its nginx stopped");
+        assertEquals(await accepts(port), false, "nothing serves its port");
+      } finally {
+        if (await alive(nginx)) Deno.kill(nginx, "SIGTERM"); // left by the volume (the test fails)
+        try {
+          proc.kill("SIGKILL");
+        } catch {
+          // It had exited (the test's point).
+        }
+        await proc.status;
+        await stdout.cancel();
+        await proc.stderr.cancel();
+        await Deno.remove(dir, { recursive: true });
+      }
+    });
+  }
+});

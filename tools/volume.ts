@@ -40,10 +40,7 @@ export async function volume(args: string[]): Promise<number> {
     // killed as a group once it has gone.
     detached: true,
   }).spawn();
-  const forward = (sig: Deno.Signal) => () => child.kill(sig);
-  const term = forward("SIGTERM"), int = forward("SIGTERM");
-  Deno.addSignalListener("SIGTERM", term);
-  Deno.addSignalListener("SIGINT", int);
+  const stopping = forwardStops(child);
   // Started once nginx listens: its pid file says when, which the keeper writes.
   let keeper: Keeper | null = null;
   const errors = forwardErrors(child.stderr, {
@@ -58,14 +55,41 @@ export async function volume(args: string[]): Promise<number> {
   const status = await child.status;
   keeper?.stop();
   killGroup(child.pid);
-  Deno.removeSignalListener("SIGTERM", term);
-  Deno.removeSignalListener("SIGINT", int);
+  stopping.remove();
   const last = await errors;
   if (status.success || status.signal === "SIGTERM") return 0;
   if (last.inUse) {
     throw new Error(`Cannot listen on port ${port} (PORT): it is in use by another process`);
   }
   return status.code || 1;
+}
+
+/**
+ * What nginx is sent when the volume is told to stop: SIGTERM and Ctrl-C
+ * (SIGINT), its terminal closed (SIGHUP), Ctrl-\ (SIGQUIT: nginx's graceful
+ * stop, the requests in flight finished). Each would kill Deno alone, and
+ * nginx, in a process group of its own, hears none of them: it would go on
+ * serving the folder, its errors written to no one.
+ */
+const STOPS: [Deno.Signal, Deno.Signal][] = [
+  ["SIGTERM", "SIGTERM"],
+  ["SIGINT", "SIGTERM"],
+  ["SIGHUP", "SIGTERM"],
+  ["SIGQUIT", "SIGQUIT"],
+];
+
+/** Passes the signals that stop the volume on to nginx (STOPS), until removed. */
+function forwardStops(child: Deno.ChildProcess): { remove: () => void } {
+  const send = (sig: Deno.Signal) => () => {
+    try {
+      child.kill(sig);
+    } catch {
+      // nginx has exited already: the volume is stopping.
+    }
+  };
+  const listeners = STOPS.map(([heard, sent]) => [heard, send(sent)] as const);
+  for (const [heard, fn] of listeners) Deno.addSignalListener(heard, fn);
+  return { remove: () => listeners.forEach(([heard, fn]) => Deno.removeSignalListener(heard, fn)) };
 }
 
 /** Kills what is left of nginx's process group (workers of a master killed); none is fine. */
