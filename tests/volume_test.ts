@@ -334,3 +334,69 @@ Deno.test("a volume stopped by SIGHUP (its terminal closed) or SIGQUIT (Ctrl-\\)
     });
   }
 });
+
+/** Runs mount(8) or umount(8) with `args`; throws when it fails. */
+async function mountCmd(cmd: "mount" | "umount", args: string[]) {
+  const out = await new Deno.Command(cmd, { args, stdout: "null", stderr: "piped" }).output();
+  if (!out.success) {
+    throw new Error(`${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+  }
+}
+
+Deno.test({
+  name:
+    "a volume whose disk is unmounted while it runs writes nothing to the file system under it, until a disk is mounted again",
+  // Mounting a file system takes root.
+  ignore: Deno.uid() !== 0,
+  async fn() {
+    // The keeper made the folder again on the file system the disk had
+    // been mounted on (the root disk, as a rule): every PUT went there,
+    // filling it, hidden once the disk is mounted again.
+    const dir = await Deno.makeTempDir({ prefix: "mkv-test-" });
+    await Deno.chmod(dir, 0o755); // nginx's workers reach it (as nobody, when root)
+    const disk = `${dir}/disk`;
+    await Deno.mkdir(disk);
+    await mountCmd("mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", disk]);
+    let mounted = true;
+    const folder = `${disk}/v`;
+    const proc = spawnVolume(folder, freePort());
+    const stdout = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    const stderr = proc.stderr.pipeThrough(new TextDecoderStream()).getReader();
+    const said = (line: string) =>
+      Promise.race([
+        readUntil(stderr, (t) => t.includes(line)),
+        new Promise<string>((r) => setTimeout(() => r("(nothing said within 10 s)"), 10_000)),
+      ]);
+    try {
+      const line = await readUntil(stdout, (t) => t.includes("\n"));
+      const port = Number(/ on :(\d+)\n/.exec(line)![1]);
+      const url = (path: string) => `http://127.0.0.1:${port}${path}`;
+      assertEquals(await status(url("/before"), { method: "PUT", body: "before" }), 201);
+      await mountCmd("umount", ["-l", disk]);
+      mounted = false;
+      const unmounted = `${folder}: its disk is not mounted (the folder's path leads to the file ` +
+        `system it was mounted on): nothing is made there; mount the disk again, or restart the ` +
+        `volume to serve the folder where it is now\n`;
+      const told = await said(unmounted);
+      assert(told.includes(unmounted), told);
+      assertEquals(await status(url("/after"), { method: "PUT", body: "after" }), 500);
+      assertEquals(await Array.fromAsync(Deno.readDir(disk)), [], "nothing written under the disk");
+      // Another disk mounted there (the disk replaced): made again on it.
+      await mountCmd("mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", disk]);
+      mounted = true;
+      const again = `${folder} was gone: made again (its folder and nginx's in .mkv-nginx)\n`;
+      const retold = await said(again);
+      assert(retold.includes(again), retold);
+      assert(!retold.includes(unmounted), `said once: ${retold}`);
+      assertEquals(await status(url("/replaced"), { method: "PUT", body: "replaced" }), 201);
+      assertEquals(await Deno.readTextFile(`${folder}/replaced`), "replaced");
+    } finally {
+      proc.kill("SIGTERM");
+      assertEquals((await proc.status).code, 0);
+      await stdout.cancel();
+      await stderr.cancel();
+      if (mounted) await mountCmd("umount", ["-l", disk]);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

@@ -50,7 +50,14 @@ export async function volume(args: string[]): Promise<number> {
   // its bind for 2.5 s, then exit.
   if (await listening(child, join(run, "nginx.pid"))) {
     logInfo(`mkv volume ${folder} on :${port}`, { folder, port });
-    keeper = keepFolders({ folder, run, conf, pid: child.pid, workers });
+    keeper = keepFolders({
+      folder,
+      run,
+      conf,
+      pid: child.pid,
+      workers,
+      disk: await diskOf(folder),
+    });
   }
   const status = await child.status;
   keeper?.stop();
@@ -138,17 +145,33 @@ const KEEP_EVERY = 1_000;
  * runs (the disk replaced, the folder deleted): the folder, and in
  * `<folder>/.mkv-nginx` the upload temp folder (without it nginx answers
  * every PUT 500), its nginx.conf and pid file (which a second volume of the
- * folder is refused by). nginx makes them only at its start.
+ * folder is refused by). nginx makes them only at its start. Not while its
+ * disk is unmounted (diskGone): PUTs fail then, rather than fill the file
+ * system under it.
  */
 function keepFolders(
-  v: { folder: string; run: string; conf: string; pid: number; workers: Workers },
+  v: { folder: string; run: string; conf: string; pid: number; workers: Workers; disk: Disk },
 ): Keeper {
   const body = join(v.run, "body");
   let busy = false;
+  let unmounted = false;
   const check = async () => {
     if (busy || await stat(body).then(() => true, () => false)) return;
     busy = true;
     try {
+      if (await diskGone(v.disk)) {
+        if (!unmounted) {
+          logWarn(
+            `${v.folder}: its disk is not mounted (the folder's path leads to the file system ` +
+              `it was mounted on): nothing is made there; mount the disk again, or restart the ` +
+              `volume to serve the folder where it is now`,
+            { folder: v.folder },
+          );
+        }
+        unmounted = true;
+        return;
+      }
+      unmounted = false;
       await mkdir(v.run, { recursive: true });
       const owner = v.workers.owner;
       if (owner) await handOver(v.folder, owner);
@@ -169,6 +192,44 @@ function keepFolders(
   };
   const timer = setInterval(check, KEEP_EVERY);
   return { check: () => void check(), stop: () => clearInterval(timer) };
+}
+
+/**
+ * The file system a volume's folder was on at its start (its device), and
+ * the one that file system is mounted on, when another: its path leads
+ * there once that disk is unmounted.
+ */
+interface Disk {
+  path: string;
+  dev: number;
+  /** The device of the nearest folder above it on another file system; null: none. */
+  under: number | null;
+}
+
+async function diskOf(folder: string): Promise<Disk> {
+  const path = await realpath(folder);
+  const dev = (await stat(path)).dev;
+  for (let d = dirname(path);; d = dirname(d)) {
+    const info = await stat(d);
+    if (info.dev !== dev) return { path, dev, under: info.dev };
+    if (d === dirname(d)) return { path, dev, under: null };
+  }
+}
+
+/**
+ * True when the folder's path (or what is left of it) now leads to the file
+ * system its disk was mounted on: the disk is unmounted, and what nginx
+ * needs, made again there, would have every PUT fill that file system (the
+ * root disk, as a rule), hidden once the disk is mounted again. Another
+ * file system there is a disk replaced.
+ */
+async function diskGone(disk: Disk): Promise<boolean> {
+  if (disk.under === null) return false;
+  for (let d = disk.path;; d = dirname(d)) {
+    const info = await stat(d).catch(() => null);
+    if (info) return info.dev === disk.under;
+    if (d === dirname(d)) return false;
+  }
 }
 
 function describe(err: unknown): string {
