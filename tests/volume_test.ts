@@ -400,3 +400,37 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "a volume whose folder is on a read-only file system exits 1 in one line naming it and why",
+  // Mounting a file system takes root.
+  ignore: Deno.uid() !== 0,
+  async fn() {
+    // A disk the kernel remounted read-only after errors, its volume
+    // restarted: it printed the bare error of chown, or of nginx.conf's
+    // write: "Read-only file system (os error 30): chown '<folder>'".
+    const dir = await Deno.makeTempDir({ prefix: "mkv-test-" });
+    await Deno.chmod(dir, 0o755); // nginx's workers reach it (as nobody, when root)
+    const disk = `${dir}/disk`;
+    await Deno.mkdir(disk);
+    await mountCmd("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", disk]);
+    try {
+      const folder = `${disk}/v`;
+      await Deno.mkdir(`${folder}/.mkv-nginx`, { recursive: true }); // served before
+      await mountCmd("mount", ["-o", "remount,ro", disk]);
+      const out = await spawnVolume(folder, freePort()).output();
+      const d = new TextDecoder();
+      assertEquals(
+        [out.code, d.decode(out.stdout), d.decode(out.stderr)],
+        [
+          1,
+          "",
+          `Cannot use ${folder} as a volume's folder: its file system is read-only (EROFS)\n`,
+        ],
+      );
+    } finally {
+      await mountCmd("umount", ["-l", disk]);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

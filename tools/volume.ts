@@ -15,22 +15,11 @@ export async function volume(args: string[]): Promise<number> {
   if (port === null) throw new SettingError(`Bad PORT "${raw}": expected 1 to 65535`);
   const nginx = await ensureNginx();
   const run = join(folder, ".mkv-nginx");
-  await makeRun(folder, run);
-  // One folder served twice is one volume under two names, which the tools
-  // take for two (a copy deleted as its own duplicate); and this one would
-  // rewrite the other's nginx.conf and take its pid file when it stops.
-  const serving = await servingNginx(run);
-  if (serving !== null) {
-    throw new Error(
-      `${folder} is served already, by nginx ${serving} (a volume of this folder): ` +
-        `stop that volume first (or kill ${serving}, left by one killed), or serve another folder`,
-    );
-  }
-  await clearUploads(run);
-  const workers = await workerUser(folder);
-  const conf = await renderConf({ port, root: folder, run, user: workers.directive });
-  const confPath = join(run, "nginx.conf");
-  await writeFile(confPath, conf);
+  const template = await readFile(new URL("../volume.conf", import.meta.url), "utf8");
+  const { conf, confPath, workers } = await inFolder(
+    folder,
+    () => setUp({ folder, run, port, template }),
+  );
   const child = new Deno.Command(nginx, {
     args: ["-e", "stderr", "-c", confPath, "-p", run],
     stdin: "null",
@@ -97,6 +86,38 @@ function forwardStops(child: Deno.ChildProcess): { remove: () => void } {
   const listeners = STOPS.map(([heard, sent]) => [heard, send(sent)] as const);
   for (const [heard, fn] of listeners) Deno.addSignalListener(heard, fn);
   return { remove: () => listeners.forEach(([heard, fn]) => Deno.removeSignalListener(heard, fn)) };
+}
+
+/**
+ * Readies the folder for nginx: makes it and nginx's in it, removes the
+ * partial uploads of one killed, hands it to the workers, writes nginx.conf
+ * (volume.conf filled in).
+ */
+async function setUp(
+  v: { folder: string; run: string; port: number; template: string },
+): Promise<{ conf: string; confPath: string; workers: Workers }> {
+  await mkdir(v.run, { recursive: true });
+  // One folder served twice is one volume under two names, which the tools
+  // take for two (a copy deleted as its own duplicate); and this one would
+  // rewrite the other's nginx.conf and take its pid file when it stops.
+  const serving = await servingNginx(v.run);
+  if (serving !== null) {
+    throw new Error(
+      `${v.folder} is served already, by nginx ${serving} (a volume of this folder): ` +
+        `stop that volume first (or kill ${serving}, left by one killed), or serve another folder`,
+    );
+  }
+  await clearUploads(v.run);
+  const workers = await workerUser(v.folder);
+  const conf = renderConf(v.template, {
+    port: v.port,
+    root: v.folder,
+    run: v.run,
+    user: workers.directive,
+  });
+  const confPath = join(v.run, "nginx.conf");
+  await writeFile(confPath, conf);
+  return { conf, confPath, workers };
 }
 
 /** Kills what is left of nginx's process group (workers of a master killed); none is fine. */
@@ -269,10 +290,11 @@ function nginxLevel(line: string): Level {
   return m[1] === "warn" ? "warn" : "info";
 }
 
-export async function renderConf(
+/** volume.conf with its {{...}} fields filled in. */
+function renderConf(
+  template: string,
   v: { port: number; root: string; run: string; user: string },
-): Promise<string> {
-  const template = await readFile(new URL("../volume.conf", import.meta.url), "utf8");
+): string {
   return template
     .replaceAll("{{PORT}}", String(v.port))
     .replaceAll("{{ROOT}}", v.root)
@@ -355,13 +377,14 @@ const CANNOT_MAKE: { [code: string]: string } = {
 };
 
 /**
- * Makes the volume's folder and nginx's in it; one that cannot be made
- * (under /proc, or a file) is an error naming the folder and why, in one
- * line, rather than mkdir's, which names .mkv-nginx.
+ * Runs `fn`, the volume's set-up in its folder; a folder that cannot be made
+ * or written (under /proc, a file, on a read-only disk) is an error naming
+ * it and why, in one line, rather than the failed call's, which names
+ * .mkv-nginx or a file in it.
  */
-async function makeRun(folder: string, run: string) {
+async function inFolder<T>(folder: string, fn: () => Promise<T>): Promise<T> {
   try {
-    await mkdir(run, { recursive: true });
+    return await fn();
   } catch (err) {
     const code = (err as { code?: string }).code ?? "";
     const why = CANNOT_MAKE[code];
