@@ -16,7 +16,7 @@ export async function volume(args: string[]): Promise<number> {
   const nginx = await ensureNginx();
   const run = join(folder, ".mkv-nginx");
   const template = await readFile(new URL("../volume.conf", import.meta.url), "utf8");
-  const { conf, confPath, workers } = await inFolder(
+  const { conf, confPath, workers, disk } = await inFolder(
     folder,
     () => setUp({ folder, run, port, template }),
   );
@@ -39,14 +39,7 @@ export async function volume(args: string[]): Promise<number> {
   // its bind for 2.5 s, then exit.
   if (await listening(child, join(run, "nginx.pid"))) {
     logInfo(`mkv volume ${folder} on :${port}`, { folder, port });
-    keeper = keepFolders({
-      folder,
-      run,
-      conf,
-      pid: child.pid,
-      workers,
-      disk: await diskOf(folder),
-    });
+    keeper = keepFolders({ folder, run, conf, pid: child.pid, workers, disk });
   }
   const status = await child.status;
   keeper?.stop();
@@ -91,11 +84,11 @@ function forwardStops(child: Deno.ChildProcess): { remove: () => void } {
 /**
  * Readies the folder for nginx: makes it and nginx's in it, removes the
  * partial uploads of one killed, hands it to the workers, writes nginx.conf
- * (volume.conf filled in).
+ * (volume.conf filled in); says which disk it is on.
  */
 async function setUp(
   v: { folder: string; run: string; port: number; template: string },
-): Promise<{ conf: string; confPath: string; workers: Workers }> {
+): Promise<{ conf: string; confPath: string; workers: Workers; disk: Disk }> {
   await mkdir(v.run, { recursive: true });
   // One folder served twice is one volume under two names, which the tools
   // take for two (a copy deleted as its own duplicate); and this one would
@@ -117,7 +110,7 @@ async function setUp(
   });
   const confPath = join(v.run, "nginx.conf");
   await writeFile(confPath, conf);
-  return { conf, confPath, workers };
+  return { conf, confPath, workers, disk: await diskOf(v.folder) };
 }
 
 /** Kills what is left of nginx's process group (workers of a master killed); none is fine. */
