@@ -294,3 +294,145 @@ Deno.test("a volume whose folder is deleted while it runs (a disk replaced) make
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** Whether process `pid` is still there (a zombie, exited but not reaped, counts as gone). */
+async function alive(pid: number): Promise<boolean> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`).catch(() => "");
+  return stat !== "" && !/^\d+ \(.*\) Z /.test(stat);
+}
+
+Deno.test("a volume stopped by SIGHUP (its terminal closed) or SIGQUIT (Ctrl-\\) stops its nginx", async (t) => {
+  // Deno dies of either by default; nginx, in a process group of its own,
+  // did not: it went on serving the folder, its errors written to no one,
+  // and the next volume of the folder was refused as "served already".
+  for (const signal of ["SIGHUP", "SIGQUIT"] as const) {
+    await t.step(signal, async () => {
+      const dir = await Deno.makeTempDir({ prefix: "mkv-test-" });
+      const port = freePort();
+      const proc = spawnVolume(dir, port);
+      const stdout = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      let nginx = 0;
+      try {
+        assert((await readUntil(stdout, (t) => t.includes("\n"))).includes(`on :${port}`));
+        nginx = Number((await Deno.readTextFile(`${dir}/.mkv-nginx/nginx.pid`)).trim());
+        proc.kill(signal);
+        assertEquals((await proc.status).code, 0);
+        assertEquals(await alive(nginx), false, "its nginx stopped");
+        assertEquals(await accepts(port), false, "nothing serves its port");
+      } finally {
+        if (await alive(nginx)) Deno.kill(nginx, "SIGTERM"); // left by the volume (the test fails)
+        try {
+          proc.kill("SIGKILL");
+        } catch {
+          // It had exited (the test's point).
+        }
+        await proc.status;
+        await stdout.cancel();
+        await proc.stderr.cancel();
+        await Deno.remove(dir, { recursive: true });
+      }
+    });
+  }
+});
+
+/** Runs mount(8) or umount(8) with `args`; throws when it fails. */
+async function mountCmd(cmd: "mount" | "umount", args: string[]) {
+  const out = await new Deno.Command(cmd, { args, stdout: "null", stderr: "piped" }).output();
+  if (!out.success) {
+    throw new Error(`${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+  }
+}
+
+Deno.test({
+  name:
+    "a volume whose disk is unmounted while it runs writes nothing to the file system under it, until a disk is mounted again",
+  // Mounting a file system takes root.
+  ignore: Deno.uid() !== 0,
+  async fn() {
+    // The keeper made the folder again on the file system the disk had
+    // been mounted on (the root disk, as a rule): every PUT went there,
+    // filling it, hidden once the disk is mounted again.
+    const dir = await Deno.makeTempDir({ prefix: "mkv-test-" });
+    await Deno.chmod(dir, 0o755); // nginx's workers reach it (as nobody, when root)
+    const disk = `${dir}/disk`;
+    await Deno.mkdir(disk);
+    await mountCmd("mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", disk]);
+    let mounted = true;
+    const folder = `${disk}/v`;
+    const proc = spawnVolume(folder, freePort());
+    const stdout = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    const stderr = proc.stderr.pipeThrough(new TextDecoderStream()).getReader();
+    const said = (line: string) =>
+      Promise.race([
+        readUntil(stderr, (t) => t.includes(line)),
+        new Promise<string>((r) => setTimeout(() => r("(nothing said within 10 s)"), 10_000)),
+      ]);
+    try {
+      const line = await readUntil(stdout, (t) => t.includes("\n"));
+      const port = Number(/ on :(\d+)\n/.exec(line)![1]);
+      const url = (path: string) => `http://127.0.0.1:${port}${path}`;
+      assertEquals(await status(url("/before"), { method: "PUT", body: "before" }), 201);
+      await mountCmd("umount", ["-l", disk]);
+      mounted = false;
+      const unmounted = `${folder}: its disk is not mounted (the folder's path leads to the file ` +
+        `system it was mounted on): nothing is made there; mount the disk again, or restart the ` +
+        `volume to serve the folder where it is now\n`;
+      const told = await said(unmounted);
+      assert(told.includes(unmounted), told);
+      assertEquals(await status(url("/after"), { method: "PUT", body: "after" }), 500);
+      assertEquals(await Array.fromAsync(Deno.readDir(disk)), [], "nothing written under the disk");
+      // Another disk mounted there (the disk replaced): made again on it.
+      await mountCmd("mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", disk]);
+      mounted = true;
+      const again = `${folder} was gone: made again (its folder and nginx's in .mkv-nginx)\n`;
+      const retold = await said(again);
+      assert(retold.includes(again), retold);
+      assert(!retold.includes(unmounted), `said once: ${retold}`);
+      assertEquals(await status(url("/replaced"), { method: "PUT", body: "replaced" }), 201);
+      assertEquals(await Deno.readTextFile(`${folder}/replaced`), "replaced");
+    } finally {
+      proc.kill("SIGTERM");
+      const { code } = await proc.status;
+      await stdout.cancel();
+      await stderr.cancel();
+      // No mount left behind, whatever failed.
+      if (mounted) await mountCmd("umount", ["-l", disk]);
+      await Deno.remove(dir, { recursive: true });
+      assertEquals(code, 0);
+    }
+  },
+});
+
+Deno.test({
+  name: "a volume whose folder is on a read-only file system exits 1 in one line naming it and why",
+  // Mounting a file system takes root.
+  ignore: Deno.uid() !== 0,
+  async fn() {
+    // A disk the kernel remounted read-only after errors, its volume
+    // restarted: it printed the bare error of chown, or of nginx.conf's
+    // write: "Read-only file system (os error 30): chown '<folder>'".
+    const dir = await Deno.makeTempDir({ prefix: "mkv-test-" });
+    await Deno.chmod(dir, 0o755); // nginx's workers reach it (as nobody, when root)
+    const disk = `${dir}/disk`;
+    await Deno.mkdir(disk);
+    await mountCmd("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", disk]);
+    try {
+      const folder = `${disk}/v`;
+      await Deno.mkdir(`${folder}/.mkv-nginx`, { recursive: true }); // served before
+      await mountCmd("mount", ["-o", "remount,ro", disk]);
+      const out = await spawnVolume(folder, freePort()).output();
+      const d = new TextDecoder();
+      assertEquals(
+        [out.code, d.decode(out.stdout), d.decode(out.stderr)],
+        [
+          1,
+          "",
+          `Cannot use ${folder} as a volume's folder: its file system is read-only (EROFS)\n`,
+        ],
+      );
+    } finally {
+      await mountCmd("umount", ["-l", disk]);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

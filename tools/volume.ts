@@ -15,22 +15,11 @@ export async function volume(args: string[]): Promise<number> {
   if (port === null) throw new SettingError(`Bad PORT "${raw}": expected 1 to 65535`);
   const nginx = await ensureNginx();
   const run = join(folder, ".mkv-nginx");
-  await makeRun(folder, run);
-  // One folder served twice is one volume under two names, which the tools
-  // take for two (a copy deleted as its own duplicate); and this one would
-  // rewrite the other's nginx.conf and take its pid file when it stops.
-  const serving = await servingNginx(run);
-  if (serving !== null) {
-    throw new Error(
-      `${folder} is served already, by nginx ${serving} (a volume of this folder): ` +
-        `stop that volume first (or kill ${serving}, left by one killed), or serve another folder`,
-    );
-  }
-  await clearUploads(run);
-  const workers = await workerUser(folder);
-  const conf = await renderConf({ port, root: folder, run, user: workers.directive });
-  const confPath = join(run, "nginx.conf");
-  await writeFile(confPath, conf);
+  const template = await readFile(new URL("../volume.conf", import.meta.url), "utf8");
+  const { conf, confPath, workers, disk } = await inFolder(
+    folder,
+    () => setUp({ folder, run, port, template }),
+  );
   const child = new Deno.Command(nginx, {
     args: ["-e", "stderr", "-c", confPath, "-p", run],
     stdin: "null",
@@ -40,10 +29,7 @@ export async function volume(args: string[]): Promise<number> {
     // killed as a group once it has gone.
     detached: true,
   }).spawn();
-  const forward = (sig: Deno.Signal) => () => child.kill(sig);
-  const term = forward("SIGTERM"), int = forward("SIGTERM");
-  Deno.addSignalListener("SIGTERM", term);
-  Deno.addSignalListener("SIGINT", int);
+  const stopping = forwardStops(child);
   // Started once nginx listens: its pid file says when, which the keeper writes.
   let keeper: Keeper | null = null;
   const errors = forwardErrors(child.stderr, {
@@ -53,19 +39,78 @@ export async function volume(args: string[]): Promise<number> {
   // its bind for 2.5 s, then exit.
   if (await listening(child, join(run, "nginx.pid"))) {
     logInfo(`mkv volume ${folder} on :${port}`, { folder, port });
-    keeper = keepFolders({ folder, run, conf, pid: child.pid, workers });
+    keeper = keepFolders({ folder, run, conf, pid: child.pid, workers, disk });
   }
   const status = await child.status;
   keeper?.stop();
   killGroup(child.pid);
-  Deno.removeSignalListener("SIGTERM", term);
-  Deno.removeSignalListener("SIGINT", int);
+  stopping.remove();
   const last = await errors;
   if (status.success || status.signal === "SIGTERM") return 0;
   if (last.inUse) {
     throw new Error(`Cannot listen on port ${port} (PORT): it is in use by another process`);
   }
   return status.code || 1;
+}
+
+/**
+ * What nginx is sent when the volume is told to stop: SIGTERM and Ctrl-C
+ * (SIGINT), its terminal closed (SIGHUP), Ctrl-\ (SIGQUIT: nginx's graceful
+ * stop, the requests in flight finished). Each would kill Deno alone, and
+ * nginx, in a process group of its own, hears none of them: it would go on
+ * serving the folder, its errors written to no one.
+ */
+const STOPS: [Deno.Signal, Deno.Signal][] = [
+  ["SIGTERM", "SIGTERM"],
+  ["SIGINT", "SIGTERM"],
+  ["SIGHUP", "SIGTERM"],
+  ["SIGQUIT", "SIGQUIT"],
+];
+
+/** Passes the signals that stop the volume on to nginx (STOPS), until removed. */
+function forwardStops(child: Deno.ChildProcess): { remove: () => void } {
+  const send = (sig: Deno.Signal) => () => {
+    try {
+      child.kill(sig);
+    } catch {
+      // nginx has exited already: the volume is stopping.
+    }
+  };
+  const listeners = STOPS.map(([heard, sent]) => [heard, send(sent)] as const);
+  for (const [heard, fn] of listeners) Deno.addSignalListener(heard, fn);
+  return { remove: () => listeners.forEach(([heard, fn]) => Deno.removeSignalListener(heard, fn)) };
+}
+
+/**
+ * Readies the folder for nginx: makes it and nginx's in it, removes the
+ * partial uploads of one killed, hands it to the workers, writes nginx.conf
+ * (volume.conf filled in); says which disk it is on.
+ */
+async function setUp(
+  v: { folder: string; run: string; port: number; template: string },
+): Promise<{ conf: string; confPath: string; workers: Workers; disk: Disk }> {
+  await mkdir(v.run, { recursive: true });
+  // One folder served twice is one volume under two names, which the tools
+  // take for two (a copy deleted as its own duplicate); and this one would
+  // rewrite the other's nginx.conf and take its pid file when it stops.
+  const serving = await servingNginx(v.run);
+  if (serving !== null) {
+    throw new Error(
+      `${v.folder} is served already, by nginx ${serving} (a volume of this folder): ` +
+        `stop that volume first (or kill ${serving}, left by one killed), or serve another folder`,
+    );
+  }
+  await clearUploads(v.run);
+  const workers = await workerUser(v.folder);
+  const conf = renderConf(v.template, {
+    port: v.port,
+    root: v.folder,
+    run: v.run,
+    user: workers.directive,
+  });
+  const confPath = join(v.run, "nginx.conf");
+  await writeFile(confPath, conf);
+  return { conf, confPath, workers, disk: await diskOf(v.folder) };
 }
 
 /** Kills what is left of nginx's process group (workers of a master killed); none is fine. */
@@ -114,17 +159,33 @@ const KEEP_EVERY = 1_000;
  * runs (the disk replaced, the folder deleted): the folder, and in
  * `<folder>/.mkv-nginx` the upload temp folder (without it nginx answers
  * every PUT 500), its nginx.conf and pid file (which a second volume of the
- * folder is refused by). nginx makes them only at its start.
+ * folder is refused by). nginx makes them only at its start. Not while its
+ * disk is unmounted (diskGone): PUTs fail then, rather than fill the file
+ * system under it.
  */
 function keepFolders(
-  v: { folder: string; run: string; conf: string; pid: number; workers: Workers },
+  v: { folder: string; run: string; conf: string; pid: number; workers: Workers; disk: Disk },
 ): Keeper {
   const body = join(v.run, "body");
   let busy = false;
+  let unmounted = false;
   const check = async () => {
     if (busy || await stat(body).then(() => true, () => false)) return;
     busy = true;
     try {
+      if (await diskGone(v.disk)) {
+        if (!unmounted) {
+          logWarn(
+            `${v.folder}: its disk is not mounted (the folder's path leads to the file system ` +
+              `it was mounted on): nothing is made there; mount the disk again, or restart the ` +
+              `volume to serve the folder where it is now`,
+            { folder: v.folder },
+          );
+        }
+        unmounted = true;
+        return;
+      }
+      unmounted = false;
       await mkdir(v.run, { recursive: true });
       const owner = v.workers.owner;
       if (owner) await handOver(v.folder, owner);
@@ -145,6 +206,44 @@ function keepFolders(
   };
   const timer = setInterval(check, KEEP_EVERY);
   return { check: () => void check(), stop: () => clearInterval(timer) };
+}
+
+/**
+ * The file system a volume's folder was on at its start (its device), and
+ * the one that file system is mounted on, when another: its path leads
+ * there once that disk is unmounted.
+ */
+interface Disk {
+  path: string;
+  dev: number;
+  /** The device of the nearest folder above it on another file system; null: none. */
+  under: number | null;
+}
+
+async function diskOf(folder: string): Promise<Disk> {
+  const path = await realpath(folder);
+  const dev = (await stat(path)).dev;
+  for (let d = dirname(path);; d = dirname(d)) {
+    const info = await stat(d);
+    if (info.dev !== dev) return { path, dev, under: info.dev };
+    if (d === dirname(d)) return { path, dev, under: null };
+  }
+}
+
+/**
+ * True when the folder's path (or what is left of it) now leads to the file
+ * system its disk was mounted on: the disk is unmounted, and what nginx
+ * needs, made again there, would have every PUT fill that file system (the
+ * root disk, as a rule), hidden once the disk is mounted again. Another
+ * file system there is a disk replaced.
+ */
+async function diskGone(disk: Disk): Promise<boolean> {
+  if (disk.under === null) return false;
+  for (let d = disk.path;; d = dirname(d)) {
+    const info = await stat(d).catch(() => null);
+    if (info) return info.dev === disk.under;
+    if (d === dirname(d)) return false;
+  }
 }
 
 function describe(err: unknown): string {
@@ -184,10 +283,11 @@ function nginxLevel(line: string): Level {
   return m[1] === "warn" ? "warn" : "info";
 }
 
-export async function renderConf(
+/** volume.conf with its {{...}} fields filled in. */
+function renderConf(
+  template: string,
   v: { port: number; root: string; run: string; user: string },
-): Promise<string> {
-  const template = await readFile(new URL("../volume.conf", import.meta.url), "utf8");
+): string {
   return template
     .replaceAll("{{PORT}}", String(v.port))
     .replaceAll("{{ROOT}}", v.root)
@@ -270,13 +370,14 @@ const CANNOT_MAKE: { [code: string]: string } = {
 };
 
 /**
- * Makes the volume's folder and nginx's in it; one that cannot be made
- * (under /proc, or a file) is an error naming the folder and why, in one
- * line, rather than mkdir's, which names .mkv-nginx.
+ * Runs `fn`, the volume's set-up in its folder; a folder that cannot be made
+ * or written (under /proc, a file, on a read-only disk) is an error naming
+ * it and why, in one line, rather than the failed call's, which names
+ * .mkv-nginx or a file in it.
  */
-async function makeRun(folder: string, run: string) {
+async function inFolder<T>(folder: string, fn: () => Promise<T>): Promise<T> {
   try {
-    await mkdir(run, { recursive: true });
+    return await fn();
   } catch (err) {
     const code = (err as { code?: string }).code ?? "";
     const why = CANNOT_MAKE[code];
