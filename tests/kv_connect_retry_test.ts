@@ -84,17 +84,22 @@ async function withLosingIndex(fn: (index: Index, lost: Lost) => Promise<void>) 
   }
 }
 
+/** Three key writes at once (one batch) are each made, with the versionstamp the index holds. */
+async function assertThreeMade(index: Index) {
+  const keys = ["/a", "/b", "/c"].map((k) => enc.encode(k));
+  const made = await Promise.all(keys.map((k) => index.cas(k, null, LIVE)));
+  for (const [i, vs] of made.entries()) {
+    const stored = await index.kv.get(["k", keys[i]]);
+    assert(vs !== null, `write ${i} taken for lost to another writer`);
+    assertEquals(vs, stored.versionstamp);
+  }
+}
+
 Deno.test("a key's write whose commit landed, its answer lost and the commit sent again, is made: not lost to another writer", async () => {
   await withLosingIndex(async (index, lost) => {
     lost.answers = 1;
-    const keys = ["/a", "/b", "/c"].map((k) => enc.encode(k));
     // Three at once: one batch, one commit sent twice.
-    const made = await Promise.all(keys.map((k) => index.cas(k, null, LIVE)));
-    for (const [i, vs] of made.entries()) {
-      const stored = await index.kv.get(["k", keys[i]]);
-      assert(vs !== null, `write ${i} taken for lost to another writer`);
-      assertEquals(vs, stored.versionstamp);
-    }
+    await assertThreeMade(index);
   });
 });
 
@@ -138,13 +143,7 @@ Deno.test("key writes whose commit landed but whose answer could not be read are
   // failed against what the batch had written, and it was answered as lost.
   await withLosingIndex(async (index, lost) => {
     Object.assign(lost, { answers: 1, unread: true });
-    const keys = ["/a", "/b", "/c"].map((k) => enc.encode(k));
-    const made = await Promise.all(keys.map((k) => index.cas(k, null, LIVE)));
-    for (const [i, vs] of made.entries()) {
-      const stored = await index.kv.get(["k", keys[i]]);
-      assert(vs !== null, `write ${i} taken for lost to another writer`);
-      assertEquals(vs, stored.versionstamp);
-    }
+    await assertThreeMade(index);
   });
 });
 
