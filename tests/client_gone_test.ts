@@ -84,6 +84,36 @@ async function stderrOf(g: Gone): Promise<string> {
   return await text;
 }
 
+/**
+ * The master's stderr says nothing and its -v log has one line for the PUT
+ * of `target` (path and query), a 499 with no bytes.
+ */
+async function assertPutGone(g: Gone, target: string) {
+  assertEquals(await stderrOf(g), "");
+  const lines = g.stdout.filter((l) => l.startsWith(`PUT ${target} `));
+  assertEquals(lines.length, 1, g.stdout.join("\n"));
+  assert(/ 499 \d+\.\dms 0B$/.test(lines[0]), lines[0]);
+}
+
+/** PutObject of `bucket`/source, a copy's source. */
+async function putSource(g: Gone, bucket: string) {
+  const put = await fetch(`${g.m.url}${bucket}/source`, {
+    method: "PUT",
+    body: "the source",
+    headers: unsignedHeaders(),
+  });
+  assertEquals(put.status, 200);
+}
+
+/** CreateMultipartUpload of `key`: its upload id. */
+async function createUpload(g: Gone, key: string): Promise<string> {
+  const created = await (await fetch(`${g.m.url}${key}?uploads`, {
+    method: "POST",
+    headers: unsignedHeaders(),
+  })).text();
+  return /<UploadId>([0-9a-f]{32})<\/UploadId>/.exec(created)![1];
+}
+
 Deno.test("a PUT whose client closes once its body is sent, before the answer, is logged 499 (-v), with no error line", async () => {
   const g = await goneCluster();
   try {
@@ -266,11 +296,7 @@ Deno.test("an S3 UploadPart whose client closes once its body is sent is logged 
   const g = await goneCluster({ s3: true });
   try {
     const key = `${await freshBucket(g)}/big`;
-    const created = await (await fetch(`${g.m.url}${key}?uploads`, {
-      method: "POST",
-      headers: unsignedHeaders(),
-    })).text();
-    const id = /<UploadId>([0-9a-f]{32})<\/UploadId>/.exec(created)![1];
+    const id = await createUpload(g, key);
     const part = `${key}?partNumber=1&uploadId=${id}`;
     await leaveAfterBody(g, {
       method: "PUT",
@@ -283,10 +309,7 @@ Deno.test("an S3 UploadPart whose client closes once its body is sent is logged 
       headers: unsignedHeaders(),
     })).text();
     assert(parts.includes("<ListPartsResult") && !parts.includes("<Part>"), parts);
-    assertEquals(await stderrOf(g), "");
-    const lines = g.stdout.filter((l) => l.startsWith(`PUT ${part} `));
-    assertEquals(lines.length, 1, g.stdout.join("\n"));
-    assert(/ 499 \d+\.\dms 0B$/.test(lines[0]), lines[0]);
+    await assertPutGone(g, part);
   } finally {
     await g.stop();
   }
@@ -296,20 +319,12 @@ Deno.test("an S3 CopyObject whose client closes while the copy is written is log
   const g = await goneCluster({ s3: true });
   try {
     const bucket = await freshBucket(g);
-    const put = await fetch(`${g.m.url}${bucket}/source`, {
-      method: "PUT",
-      body: "the source",
-      headers: unsignedHeaders(),
-    });
-    assertEquals(put.status, 200);
+    await putSource(g, bucket);
     const copy = `${bucket}/copy`;
     const headers = unsignedHeaders({ "x-amz-copy-source": `${bucket}/source` });
     await leaveAfterBody(g, { method: "PUT", key: copy, body: "", n: 3, headers });
     assertEquals((await getObject(g, copy)).status, 404);
-    assertEquals(await stderrOf(g), "");
-    const lines = g.stdout.filter((l) => l.startsWith(`PUT ${copy} `));
-    assertEquals(lines.length, 1, g.stdout.join("\n"));
-    assert(/ 499 \d+\.\dms 0B$/.test(lines[0]), lines[0]);
+    await assertPutGone(g, copy);
   } finally {
     await g.stop();
   }
@@ -319,18 +334,9 @@ Deno.test("an S3 UploadPartCopy whose client closes while the part is written is
   const g = await goneCluster({ s3: true });
   try {
     const bucket = await freshBucket(g);
-    const put = await fetch(`${g.m.url}${bucket}/source`, {
-      method: "PUT",
-      body: "the source",
-      headers: unsignedHeaders(),
-    });
-    assertEquals(put.status, 200);
+    await putSource(g, bucket);
     const key = `${bucket}/big`;
-    const created = await (await fetch(`${g.m.url}${key}?uploads`, {
-      method: "POST",
-      headers: unsignedHeaders(),
-    })).text();
-    const id = /<UploadId>([0-9a-f]{32})<\/UploadId>/.exec(created)![1];
+    const id = await createUpload(g, key);
     const part = `${key}?partNumber=1&uploadId=${id}`;
     const headers = unsignedHeaders({ "x-amz-copy-source": `${bucket}/source` });
     await leaveAfterBody(g, { method: "PUT", key: part, body: "", n: 3, headers });
@@ -338,10 +344,7 @@ Deno.test("an S3 UploadPartCopy whose client closes while the part is written is
       headers: unsignedHeaders(),
     })).text();
     assert(parts.includes("<ListPartsResult") && !parts.includes("<Part>"), parts);
-    assertEquals(await stderrOf(g), "");
-    const lines = g.stdout.filter((l) => l.startsWith(`PUT ${part} `));
-    assertEquals(lines.length, 1, g.stdout.join("\n"));
-    assert(/ 499 \d+\.\dms 0B$/.test(lines[0]), lines[0]);
+    await assertPutGone(g, part);
   } finally {
     await g.stop();
   }
