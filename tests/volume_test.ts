@@ -343,6 +343,19 @@ async function mountCmd(cmd: "mount" | "umount", args: string[]) {
   }
 }
 
+/**
+ * A tmpfs of `size` mounted at `disk`, in a temporary folder `dir` (the
+ * caller unmounts it and removes `dir`).
+ */
+async function tmpfsDisk(size: string): Promise<{ dir: string; disk: string }> {
+  const dir = await Deno.makeTempDir({ prefix: "mkv-test-" });
+  await Deno.chmod(dir, 0o755); // nginx's workers reach it (as nobody, when root)
+  const disk = `${dir}/disk`;
+  await Deno.mkdir(disk);
+  await mountCmd("mount", ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs", disk]);
+  return { dir, disk };
+}
+
 Deno.test({
   name:
     "a volume whose disk is unmounted while it runs writes nothing to the file system under it, until a disk is mounted again",
@@ -352,11 +365,7 @@ Deno.test({
     // The keeper made the folder again on the file system the disk had
     // been mounted on (the root disk, as a rule): every PUT went there,
     // filling it, hidden once the disk is mounted again.
-    const dir = await Deno.makeTempDir({ prefix: "mkv-test-" });
-    await Deno.chmod(dir, 0o755); // nginx's workers reach it (as nobody, when root)
-    const disk = `${dir}/disk`;
-    await Deno.mkdir(disk);
-    await mountCmd("mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", disk]);
+    const { dir, disk } = await tmpfsDisk("4m");
     let mounted = true;
     const folder = `${disk}/v`;
     const proc = spawnVolume(folder, freePort());
@@ -411,11 +420,7 @@ Deno.test({
     // A disk the kernel remounted read-only after errors, its volume
     // restarted: it printed the bare error of chown, or of nginx.conf's
     // write: "Read-only file system (os error 30): chown '<folder>'".
-    const dir = await Deno.makeTempDir({ prefix: "mkv-test-" });
-    await Deno.chmod(dir, 0o755); // nginx's workers reach it (as nobody, when root)
-    const disk = `${dir}/disk`;
-    await Deno.mkdir(disk);
-    await mountCmd("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", disk]);
+    const { dir, disk } = await tmpfsDisk("1m");
     try {
       const folder = `${disk}/v`;
       await Deno.mkdir(`${folder}/.mkv-nginx`, { recursive: true }); // served before
