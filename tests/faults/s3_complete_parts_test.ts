@@ -101,7 +101,7 @@ Deno.test("a retried Complete ends the upload its first try made live but did no
   });
 });
 
-Deno.test("CopyObject and UploadPartCopy from a source cut short on its volumes: InternalError, the target intact", async () => {
+Deno.test("CopyObject and UploadPartCopy from a source cut short on every volume: NoSuchKey, as its GetObject, the target intact", async () => {
   await withS3Cluster(async (c, s3) => {
     const Bucket = "copy-cut-short";
     await s3.send(new CreateBucketCommand({ Bucket }));
@@ -110,20 +110,23 @@ Deno.test("CopyObject and UploadPartCopy from a source cut short on its volumes:
     await s3.send(new PutObjectCommand({ Bucket, Key: "source", Body: source }));
     await s3.send(new PutObjectCommand({ Bucket, Key: "target", Body: target }));
     // Every replica of the source holds half of it now (a crash without
-    // fsync leaves such a file): the copy reads fewer bytes than recorded.
+    // fsync leaves such a file): each is passed over for its size, as a
+    // GetObject passes them over (tests/cut_short_test.ts), and no replica
+    // holds the value: NoSuchKey. (Before reads checked sizes, the copy
+    // read fewer bytes than recorded: InternalError.)
     const path = key2path(new TextEncoder().encode(`/${Bucket}/source`));
     for (const replica of where(c.volumes, `/${Bucket}/source`)) {
       const [host, sv] = replica.split("/");
       await Deno.truncate(`${c.volumeDir(c.volumes.indexOf(host))}/${sv}${path}`, 150_000);
     }
     assertEquals(await s3Fails(copySource(s3, Bucket, "target")), {
-      name: "InternalError",
-      status: 500,
+      name: "NoSuchKey",
+      status: 404,
     });
     const got = await s3.send(new GetObjectCommand({ Bucket, Key: "target" }));
     assertEquals(md5Hex(await got.Body!.transformToByteArray()), md5Hex(target));
 
-    assertEquals(await s3Fails(copyPart(s3, Bucket)), { name: "InternalError", status: 500 });
+    assertEquals(await s3Fails(copyPart(s3, Bucket)), { name: "NoSuchKey", status: 404 });
   });
 });
 
