@@ -2,6 +2,26 @@
 import { Cluster, freePort, randomKey, status } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 
+/**
+ * Ends a volume a test spawned, if it has not exited (often the test's
+ * point), cancels its output and removes its folder `dir`.
+ */
+async function endVolume(
+  proc: Deno.ChildProcess,
+  stdout: ReadableStreamDefaultReader<string>,
+  dir: string,
+) {
+  try {
+    proc.kill("SIGKILL");
+  } catch {
+    // It had exited.
+  }
+  await proc.status;
+  await stdout.cancel();
+  await proc.stderr.cancel();
+  await Deno.remove(dir, { recursive: true });
+}
+
 Deno.test("a volume starts without the partial uploads a killed nginx left", async () => {
   const c = await Cluster.start();
   try {
@@ -203,15 +223,7 @@ Deno.test("a volume whose nginx master is killed exits non-zero and leaves no wo
     assertEquals(status?.code, 137, "the volume exits as its nginx did (SIGKILL)");
     assertEquals(await accepts(port), false, "no worker left on the port");
   } finally {
-    try {
-      proc.kill("SIGKILL");
-    } catch {
-      // It had exited (the test's point).
-    }
-    await proc.status;
-    await stdout.cancel();
-    await proc.stderr.cancel();
-    await Deno.remove(dir, { recursive: true });
+    await endVolume(proc, stdout, dir);
   }
 });
 
@@ -321,15 +333,7 @@ Deno.test("a volume stopped by SIGHUP (its terminal closed) or SIGQUIT (Ctrl-\\)
         assertEquals(await accepts(port), false, "nothing serves its port");
       } finally {
         if (await alive(nginx)) Deno.kill(nginx, "SIGTERM"); // left by the volume (the test fails)
-        try {
-          proc.kill("SIGKILL");
-        } catch {
-          // It had exited (the test's point).
-        }
-        await proc.status;
-        await stdout.cancel();
-        await proc.stderr.cancel();
-        await Deno.remove(dir, { recursive: true });
+        await endVolume(proc, stdout, dir);
       }
     });
   }
