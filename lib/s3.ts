@@ -23,6 +23,7 @@ import type { Target } from "./target.ts";
 import * as objects from "./s3_objects.ts";
 import * as listing from "./s3_list.ts";
 import * as multipart from "./s3_multipart.ts";
+import { getObjectAttributes } from "./s3_attributes.ts";
 
 export interface S3Options {
   /** Keys every request must be signed with; null accepts any signature. */
@@ -88,6 +89,7 @@ const S3_ARGS = [
   "versioning",
   "versions",
   "ownershipControls",
+  "attributes",
   "prefix",
   "delimiter",
   "marker",
@@ -436,6 +438,7 @@ function objectCall(s3: S3Request): Promise<Response> {
   const upload = q.get("uploadId");
   switch (method) {
     case "GET":
+      if (q.has("attributes")) return getObjectAttributes(s3);
       if (upload !== undefined) return multipart.listParts(s3, upload);
       return objects.getObject(s3, false);
     case "HEAD":
@@ -472,7 +475,6 @@ const UNSUPPORTED = [
   "legal-hold",
   "retention",
   "object-lock",
-  "attributes",
   "restore",
   "select",
   "torrent",
@@ -535,6 +537,17 @@ function refuseUnsupported(s3: S3Request) {
     }
   }
   if (s3.query.has("ownershipControls")) refuseOwnershipCall(s3);
+  if (s3.query.has("attributes")) refuseAttributesCall(s3);
+}
+
+/**
+ * GetObjectAttributes is answered (lib/s3_attributes.ts); ?attributes with
+ * any other method, or on a bucket, is no call of S3's, never taken for a
+ * PutObject, DeleteObject or ListObjects of the same path.
+ */
+function refuseAttributesCall(s3: S3Request) {
+  if (s3.object.length === 0) throw notImplemented("?attributes on a bucket");
+  if (s3.req.method !== "GET") throw notImplemented(`${s3.req.method} ?attributes`);
 }
 
 /**

@@ -131,11 +131,23 @@ export async function getObject(s3: S3Request, head: boolean): Promise<Response>
   }
 }
 
-/** GetObject or HeadObject once; null when an overwrite overtook it. */
-async function readObject(s3: S3Request, head: boolean): Promise<Response | null> {
-  let rec: Record;
+/**
+ * The record of the key as HeadObject finds it: live, and held whole by a
+ * replica that answers (else NoSuchKey, or 503 when one did not answer),
+ * read again when an overwrite overtook it. GetObjectAttributes' object.
+ */
+export async function headRecord(s3: S3Request): Promise<Record> {
+  for (let tries = 1;; tries++) {
+    const rec = await objectRecord(s3);
+    if (await headAnswer(s3, rec, new Headers(), undefined) !== null) return rec;
+    if (tries === OVERTAKEN_TRIES) throw overtaken();
+  }
+}
+
+/** The key's live record; NoSuchKey, or NoSuchBucket when its bucket does not exist either. */
+async function objectRecord(s3: S3Request): Promise<Record> {
   try {
-    rec = await liveRecord(s3.store, s3.key, { stop: s3.stop });
+    return await liveRecord(s3.store, s3.key, { stop: s3.stop });
   } catch (err) {
     // No such key: in a bucket that does not exist either, S3 says that.
     if (err instanceof S3Error && err.code === "NoSuchKey" && !await bucketExists(s3)) {
@@ -143,6 +155,11 @@ async function readObject(s3: S3Request, head: boolean): Promise<Response | null
     }
     throw err;
   }
+}
+
+/** GetObject or HeadObject once; null when an overwrite overtook it. */
+async function readObject(s3: S3Request, head: boolean): Promise<Response | null> {
+  const rec = await objectRecord(s3);
   const headers = objectHeaders(rec);
   for (const [param, name] of OVERRIDES) {
     const value = s3.query.get(param);

@@ -655,6 +655,69 @@ Deno.test("AWS CLI against a master with S3 keys: s3 and s3api as a user runs th
     );
 
     await t.step(
+      "s3api get-object-attributes of a file cp uploaded in parts: its parts, paged by --max-parts",
+      async () => {
+        const key = "attributes/big.bin";
+        await Deno.writeFile(aws.path("attributes.bin"), big);
+        await aws.ok(["s3", "cp", "attributes.bin", `${s3}/${key}`, "--no-progress"]);
+        const head = await aws.api("head-object", { bucket, key });
+        const parts = partsOf(big);
+        const sizes = parts.map((p, i) => ({ PartNumber: i + 1, Size: p.length }));
+        const attributes = ["ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"];
+        // One argument per attribute: the CLI sends one joined with commas as a quoted list item.
+        const got = JSON.parse(
+          await aws.ok([
+            ...apiArgs("get-object-attributes", { bucket, key }),
+            "--object-attributes",
+            ...attributes,
+          ]),
+        );
+        assertEquals(got, {
+          LastModified: head.LastModified,
+          ETag: multipartEtag(parts),
+          Checksum: { ChecksumCRC32: compositeCrc32(parts), ChecksumType: "COMPOSITE" },
+          ObjectParts: {
+            TotalPartsCount: 3,
+            PartNumberMarker: 0,
+            NextPartNumberMarker: 3,
+            MaxParts: 1000,
+            IsTruncated: false,
+            Parts: sizes,
+          },
+          StorageClass: "STANDARD",
+          ObjectSize: BIG,
+        });
+        const paged = await aws.api("get-object-attributes", {
+          bucket,
+          key,
+          "object-attributes": "ObjectParts",
+          "max-parts": 1,
+          "part-number-marker": 1,
+        });
+        assertEquals(paged.ObjectParts, {
+          TotalPartsCount: 3,
+          PartNumberMarker: 1,
+          NextPartNumberMarker: 2,
+          MaxParts: 1,
+          IsTruncated: true,
+          Parts: sizes.slice(1, 2),
+        });
+        await aws.fails(
+          apiArgs("get-object-attributes", { bucket, key: "gone", "object-attributes": "ETag" }),
+          255,
+          "An error occurred (NoSuchKey) when calling the GetObjectAttributes operation: " +
+            "The specified key does not exist.",
+        );
+        await aws.fails(
+          apiArgs("get-object-attributes", { bucket, key, "object-attributes": "Size" }),
+          255,
+          "An error occurred (InvalidArgument) when calling the GetObjectAttributes operation: " +
+            "Invalid attribute name specified.",
+        );
+      },
+    );
+
+    await t.step(
       "--checksum-algorithm CRC32 and SHA256: checked, kept, answered to --checksum-mode ENABLED",
       async () => {
         const want = { CRC32: crc32(small), SHA256: base64(sha256(small)) };
@@ -821,6 +884,12 @@ async function assertGone(path: string) {
     throw err;
   }
   throw new Error(`${path} exists`);
+}
+
+/** S3's COMPOSITE CRC32 of `parts`: the CRC32 of their CRC32s, as GetObjectAttributes gives it. */
+function compositeCrc32(parts: Uint8Array[]): string {
+  const crcs = parts.flatMap((p) => [...atob(crc32(p))].map((c) => c.charCodeAt(0)));
+  return crc32(new Uint8Array(crcs));
 }
 
 /** S3's ETag of a multipart upload of `parts`: the MD5 of their MD5s, "-<parts>". */

@@ -159,13 +159,13 @@ export class SigV4 {
   }
 
   /**
-   * The query of `req` presigned for 5 minutes over all its headers (sorted)
-   * and `payload` as its payload line (UNSIGNED-PAYLOAD, as SDKs presign,
-   * unless given).
+   * The query of `req` (its own parameters first) presigned for 5 minutes
+   * over all its headers (sorted) and `payload` as its payload line
+   * (UNSIGNED-PAYLOAD, as SDKs presign, unless given).
    */
   presign(req: SignedRequest, opts: { payload?: string } = {}): string {
     const names = [...req.headers.keys()].sort();
-    const query = "X-Amz-Algorithm=AWS4-HMAC-SHA256" +
+    const query = (req.query === "" ? "" : `${req.query}&`) + "X-Amz-Algorithm=AWS4-HMAC-SHA256" +
       `&X-Amz-Credential=${encodeURIComponent(`${this.keys.accessKey}/${this.scope}`)}` +
       `&X-Amz-Date=${this.date}&X-Amz-Expires=300` +
       `&X-Amz-SignedHeaders=${encodeURIComponent(names.join(";"))}`;

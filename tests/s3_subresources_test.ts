@@ -30,7 +30,6 @@ async function mkvGet(c: Cluster, path: string): Promise<[number, string]> {
 const OBJECT_SUBRESOURCES = [
   "retention",
   "legal-hold",
-  "attributes",
   "torrent",
   "restore",
   "select",
