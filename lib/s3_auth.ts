@@ -64,8 +64,18 @@ export function isSigned(headers: Headers, query: string): boolean {
   if (auth !== null && [ALGORITHM, ALGORITHM_4A, "AWS "].some((a) => auth.startsWith(a))) {
     return true;
   }
-  return query.includes("X-Amz-Signature=") || query.includes("X-Amz-Credential=") ||
-    isV2(null, query);
+  return isPresigned(query) || isV2(null, query);
+}
+
+/**
+ * Whether a query carries any of a presigned URL's X-Amz-* parameters
+ * (Signature Version 4): S3 then takes the request as presigned, and one
+ * without all of them is AuthorizationQueryParametersError, never an
+ * anonymous request (a URL cut short at a "&", as a shell does).
+ */
+function isPresigned(query: string): boolean {
+  if (!query.includes("X-Amz-")) return false;
+  return parseQueryPairs(query).some(([name]) => QUERY_PARAMETERS.includes(name));
 }
 
 /**
@@ -90,8 +100,7 @@ export function checkSignature(
     checkV2(req.v2Path === undefined ? req : { ...req, path: req.v2Path }, creds, now);
     return { payload: req.headers.get("x-amz-content-sha256") ?? "UNSIGNED-PAYLOAD" };
   }
-  const presigned = parseQueryPairs(req.query).find(([k]) => k === "X-Amz-Signature");
-  if (auth === null && !presigned) {
+  if (auth === null && !isPresigned(req.query)) {
     if (creds) throw new S3Error("AccessDenied", "Anonymous requests are not allowed");
     return { payload: req.headers.get("x-amz-content-sha256") ?? "UNSIGNED-PAYLOAD" };
   }

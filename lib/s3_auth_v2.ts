@@ -52,10 +52,15 @@ const SUBRESOURCES = new Set([
   "website",
 ]);
 
-/** Whether the request carries a Signature Version 2. */
+/**
+ * Whether the request carries a Signature Version 2: in its Authorization
+ * header, or a presigned URL's Signature parameter (the URL then needs its
+ * AWSAccessKeyId and Expires too, else S3 refuses it: see checkV2).
+ */
 export function isV2(auth: string | null, query: string): boolean {
   if (auth !== null) return auth.startsWith("AWS ");
-  return query.includes("AWSAccessKeyId=") && query.includes("Signature=");
+  if (!query.includes("Signature")) return false;
+  return parseQueryPairs(query).some(([name]) => name === "Signature");
 }
 
 /** Checks a Signature Version 2; throws S3Error when it does not hold. */
@@ -77,6 +82,13 @@ export function checkV2(req: SignedRequest, creds: Credentials | null, now: numb
     if (Math.abs(now - at) > MAX_SKEW_MS) throw tooSkewed(when, now);
     date = req.headers.has("x-amz-date") ? "" : when;
   } else {
+    // S3's words, whichever is missing.
+    if (!q.has("AWSAccessKeyId") || !q.has("Expires")) {
+      throw new S3Error(
+        "AccessDenied",
+        "Query-string authentication requires the Signature, Expires and AWSAccessKeyId parameters",
+      );
+    }
     accessKey = q.get("AWSAccessKeyId") ?? "";
     signature = q.get("Signature") ?? "";
     date = q.get("Expires") ?? "";

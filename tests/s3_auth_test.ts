@@ -153,6 +153,67 @@ Deno.test("a presigned URL without one of its X-Amz-* parameters is 400 Authoriz
   }
 });
 
+/** The X-Amz-* parameters of AWS's presigned URL example, each as "name=value". */
+function presignedParams(): string[] {
+  return presigned().query.split("&");
+}
+
+/** Every way of leaving out some, but not all, of `items`: each kept subset, in order. */
+function partialSubsets<T>(items: T[]): T[][] {
+  const out: T[][] = [];
+  for (let mask = 1; mask < (1 << items.length) - 1; mask++) {
+    out.push(items.filter((_, i) => mask & (1 << i)));
+  }
+  return out;
+}
+
+Deno.test("a presigned URL with any of its X-Amz-* parameters but not all is 400 AuthorizationQueryParametersError, as S3, keys set or not", () => {
+  const subsets = partialSubsets(presignedParams());
+  assertEquals(subsets.length, 62);
+  const answers = subsets.flatMap((kept) =>
+    [CREDS, null].map((creds) => {
+      const req = { ...presigned(), query: kept.join("&") };
+      const err = assertThrows(() => checkSignature(req, creds, AT + 3_600_000), S3Error);
+      return [(err as S3Error).code, (err as S3Error).status, err.message];
+    })
+  );
+  assertEquals(
+    answers,
+    answers.map(() => ["AuthorizationQueryParametersError", 400, QUERY_PARAMETERS_MISSING]),
+  );
+});
+
+Deno.test("a query with any presigned X-Amz-* parameter is S3's signed request, never mkv's API", () => {
+  const names = presignedParams().map((p) => p.slice(0, p.indexOf("=")));
+  assertEquals(
+    names.map((name) => isSigned(new Headers(), `${name}=x`)),
+    names.map(() => true),
+  );
+  assertEquals(isSigned(new Headers(), "X-Amz-Meta=x&list"), false);
+});
+
+/** S3's answer to a Signature Version 2 presigned URL without AWSAccessKeyId or Expires. */
+const V2_PARAMETERS_MISSING =
+  "Query-string authentication requires the Signature, Expires and AWSAccessKeyId parameters";
+
+Deno.test("a Version 2 presigned URL's Signature without its AWSAccessKeyId or Expires is 403 AccessDenied, as S3, keys set or not", () => {
+  const query = ["AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE", "Expires=1175139620"];
+  const answers = [[], [query[0]], [query[1]]].flatMap((kept) =>
+    [CREDS, null].map((creds) => {
+      const req = {
+        method: "GET",
+        path: "/johnsmith/photos/puppy.jpg",
+        query: [...kept, "Signature=NpgCjnDzrM%2BWFzoENXmpNDUsSn8%3D"].join("&"),
+        headers: new Headers({ host: "127.0.0.1:3000" }),
+      };
+      assertEquals(isSigned(req.headers, req.query), true);
+      const err = assertThrows(() => checkSignature(req, creds, 1175139620_000 - 60_000), S3Error);
+      return [(err as S3Error).code, (err as S3Error).status, err.message];
+    })
+  );
+  assertEquals(answers, answers.map(() => ["AccessDenied", 403, V2_PARAMETERS_MISSING]));
+});
+
 Deno.test("without keys set any signature passes, as mkv", () => {
   assertEquals(checkSignature(getObject("0".repeat(64)), null, AT).payload, EMPTY);
 });
@@ -933,5 +994,39 @@ Deno.test("a presigned PutObject whose x-amz-content-sha256 names a STREAMING pa
   } finally {
     s3.destroy();
     await c.stop();
+  }
+});
+
+Deno.test("a presigned URL cut short after X-Amz-Credential is 400 AuthorizationQueryParametersError, with keys set and with -s3", async (t) => {
+  const keys = { accessKey: E2E_ACCESS, secretKey: E2E_SECRET };
+  for (const flags of [["-s3-access-key", E2E_ACCESS, "-s3-secret-key", E2E_SECRET], ["-s3"]]) {
+    await t.step(flags.join(" "), async () => {
+      const c = await Cluster.start({ flags });
+      try {
+        const path = `/cut-${crypto.randomUUID().slice(0, 8)}/k`;
+        const now = new Date().toISOString().replace(/[-:]|\.\d{3}/g, "");
+        const signer = new SigV4(keys, now);
+        const put = new Headers({ host: new URL(c.url).host });
+        const stored = await fetch(
+          `${c.url}${path}?${signer.presign({ method: "PUT", path, query: "", headers: put })}`,
+          {
+            method: "PUT",
+            body: "value",
+          },
+        );
+        await stored.body?.cancel();
+        assertEquals(stored.status, 200);
+        // As a shell cuts an unquoted URL at its first "&" but one.
+        const url = signer.presign({ method: "GET", path, query: "", headers: put });
+        const cut = url.split("&").slice(0, 2).join("&");
+        assertEquals(await errorAnswer(`${c.url}${path}?${cut}`), {
+          status: 400,
+          type: "application/xml",
+          body: errorXml("AuthorizationQueryParametersError", QUERY_PARAMETERS_MISSING, "", path),
+        });
+      } finally {
+        await c.stop();
+      }
+    });
   }
 });
