@@ -242,7 +242,9 @@ async function headAnswer(
       signal: s3.signal,
     });
     if (status === 200 && fitsRecord(rec, length)) {
-      const size = rec.size;
+      // Of a value of unknown size (a record converted from Go mkv's
+      // index), the file's: the size GetObject's body has.
+      const size = rec.size >= 0 ? rec.size : length;
       const r = range && size >= 0 ? rangeOf(range, size) : null;
       if (r === "unsatisfiable") throw invalidRange(range!, size);
       if (r) {
