@@ -162,12 +162,14 @@ async function readObject(s3: S3Request, head: boolean): Promise<Response | null
   if (head) return await headAnswer(s3, rec, headers, range);
   // The range worked out here, as for HEAD, when the size is known; nginx
   // gets only a plain "bytes=a-b" (or the header as is for a value of
-  // unknown size).
+  // unknown size, but for one S3 ignores, which nginx answers 416).
   let asked = range;
   if (range && rec.size >= 0) {
     const r = rangeOf(range, rec.size);
     if (r === "unsatisfiable") throw invalidRange(range, rec.size);
     asked = r ? `bytes=${r.start}-${r.end}` : undefined;
+  } else if (range && rangeOf(range, Number.MAX_SAFE_INTEGER) === null) {
+    asked = undefined;
   }
   const res = await openNamed(s3.store, s3.key, rec, { range: asked, signal: s3.signal });
   if (res === null) return null;
