@@ -179,12 +179,14 @@ async function readObject(s3: S3Request, head: boolean): Promise<Response | null
   if (head) return await headAnswer(s3, rec, headers, range);
   // The range worked out here, as for HEAD, when the size is known; nginx
   // gets only a plain "bytes=a-b" (or the header as is for a value of
-  // unknown size).
+  // unknown size, but for one S3 ignores, which nginx answers 416).
   let asked = range;
   if (range && rec.size >= 0) {
     const r = rangeOf(range, rec.size);
     if (r === "unsatisfiable") throw invalidRange(range, rec.size);
     asked = r ? `bytes=${r.start}-${r.end}` : undefined;
+  } else if (range && rangeOf(range, Number.MAX_SAFE_INTEGER) === null) {
+    asked = undefined;
   }
   const res = await openNamed(s3.store, s3.key, rec, { range: asked, signal: s3.signal });
   if (res === null) return null;
@@ -259,7 +261,9 @@ async function headAnswer(
       signal: s3.signal,
     });
     if (status === 200 && fitsRecord(rec, length)) {
-      const size = rec.size;
+      // Of a value of unknown size (a record converted from Go mkv's
+      // index), the file's: the size GetObject's body has.
+      const size = rec.size >= 0 ? rec.size : length;
       const r = range && size >= 0 ? rangeOf(range, size) : null;
       if (r === "unsatisfiable") throw invalidRange(range!, size);
       if (r) {

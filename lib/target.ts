@@ -78,13 +78,16 @@ export function shownQuery(query: string): string {
 const SIGNATURES = new Set(["X-Amz-Signature", "Signature"]);
 
 /**
- * `rawPath` as a header can carry it (a redirect's Location): ASCII, each
- * character past it percent-encoded as its UTF-8 bytes, escapes sent kept.
+ * `rawPath` as a redirect's Location can carry it: a URI's path, each
+ * character past ASCII percent-encoded as its UTF-8 bytes, and each ASCII
+ * one no URI holds (" < > \ ^ ` { | }, which Deno takes raw), escapes sent kept.
  * A header holds bytes: a key sent as raw UTF-8 with a character past U+00FF
- * failed the answer (500), and "é" went out as the one byte 0xE9.
+ * failed the answer (500), and "é" went out as the one byte 0xE9; a browser
+ * following a raw backslash reads it as "/", another key.
  */
 export function asciiPath(rawPath: string): string {
-  return rawPath.replace(/[\x80-\u{10FFFF}]+/gu, (chars) => encodeURIComponent(chars));
+  return rawPath.replace(/[\x80-\u{10FFFF}]+/gu, (chars) => encodeURIComponent(chars))
+    .replace(/["<>\\^`{|}]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 
 /**

@@ -648,6 +648,28 @@ Deno.test(
   },
 );
 
+Deno.test(
+  "-fallback: a key sent with characters no URI holds redirects with them percent-encoded",
+  async () => {
+    // Sent raw (curl sends them as typed), they went into the Location as
+    // they came: no URI, and a browser or fetch() following it read a
+    // backslash as "/", another key.
+    const c = await Cluster.start({
+      volumes: 1,
+      flags: ["-replicas", "1", "-fallback", "old.example:8080"],
+    });
+    try {
+      const res = await rawRequest(c.masterPort, "GET", '/missing/a\\b"<>^`{|}%5C');
+      assertEquals(
+        [res.status, res.headers.get("location")],
+        [302, "http://old.example:8080/missing/a%5Cb%22%3C%3E%5E%60%7B%7C%7D%5C"],
+      );
+    } finally {
+      await c.stop();
+    }
+  },
+);
+
 Deno.test("Content-MD5 on PUT and REPLACE: a body of other bytes is refused", async (t) => {
   const c = await Cluster.start();
   const b64 = (s: string) => Buffer.from(md5(s)).toString("base64");

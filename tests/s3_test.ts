@@ -100,6 +100,17 @@ function invalidRangeAnswer(resource: string, range: string, size: number) {
 Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) => {
   const c = await Cluster.start({ flags: ["-s3-access-key", ACCESS, "-s3-secret-key", SECRET] });
   let s3 = client(c);
+  /** The key's record without its size, as one converted from Go mkv's index has it. */
+  const unsize = async (key: string) => {
+    await c.stopMaster();
+    const index = await openIndex(c.db);
+    const e = await index.get(enc.encode(key));
+    await index.set(enc.encode(key), { ...e!.rec, size: -1 });
+    index.close();
+    await c.startMaster();
+    s3.destroy();
+    s3 = client(c);
+  };
   try {
     await t.step("PutObject then GetObject: same bytes, MD5 ETag, type, metadata", async () => {
       const Bucket = bucketName();
@@ -272,21 +283,50 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
       async () => {
         const Bucket = bucketName();
         await s3.send(new PutObjectCommand({ Bucket, Key: "r", Body: "0123456789" }));
-        // As a record converted from Go mkv's index has it: no size.
-        await c.stopMaster();
-        const index = await openIndex(c.db);
-        const key = enc.encode(`/${Bucket}/r`);
-        const e = await index.get(key);
-        await index.set(key, { ...e!.rec, size: -1 });
-        index.close();
-        await c.startMaster();
-        s3.destroy();
-        s3 = client(c);
+        await unsize(`/${Bucket}/r`);
         const url = await getSignedUrl(s3, new GetObjectCommand({ Bucket, Key: "r" }));
         assertEquals(
           await errorAnswer(url, { headers: { range: "bytes=20-30" } }),
           invalidRangeAnswer(`/${Bucket}/r`, "bytes=20-30", 10),
         );
+      },
+    );
+
+    await t.step(
+      "HeadObject of a value of unknown size names the size the volume gives, whole and by Range",
+      async () => {
+        // It answered Content-Length: 0 (the SDK's ContentLength 0 for 10
+        // bytes, which GetObject then sends) and 200 to a Range.
+        const Bucket = bucketName();
+        await s3.send(new PutObjectCommand({ Bucket, Key: "r", Body: "0123456789" }));
+        await unsize(`/${Bucket}/r`);
+        const url = await getSignedUrl(s3, new HeadObjectCommand({ Bucket, Key: "r" }));
+        const head = async (headers: HeadersInit) => {
+          const res = await fetch(url, { method: "HEAD", headers });
+          return [res.status, res.headers.get("content-length"), res.headers.get("content-range")];
+        };
+        assertEquals(await head({}), [200, "10", null]);
+        assertEquals(await head({ range: "bytes=2-4" }), [206, "3", "bytes 2-4/10"]);
+        assertEquals(await head({ range: "bytes=-3" }), [206, "3", "bytes 7-9/10"]);
+        assertEquals(await head({ range: "bytes=20-30" }), [416, "0", null]);
+      },
+    );
+
+    await t.step(
+      "GetObject of a value of unknown size ignores a Range ending before its start, as S3",
+      async () => {
+        // nginx was sent it and answered 416: InvalidRange for the 200 and
+        // the whole value a value of known size gets.
+        const Bucket = bucketName();
+        await s3.send(new PutObjectCommand({ Bucket, Key: "r", Body: "0123456789" }));
+        await unsize(`/${Bucket}/r`);
+        const url = await getSignedUrl(s3, new GetObjectCommand({ Bucket, Key: "r" }));
+        const res = await fetch(url, { headers: { range: "bytes=5-2" } });
+        assertEquals(
+          [res.status, res.headers.get("content-length"), res.headers.get("content-range")],
+          [200, "10", null],
+        );
+        assertEquals(await res.text(), "0123456789");
       },
     );
 

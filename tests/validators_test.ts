@@ -101,6 +101,18 @@ Deno.test("a volume's conditional GET after a same-second same-size REPLACE gets
       await res.body?.cancel();
       assertEquals([res.status, res.headers.get("content-range")], [412, null]);
     });
+    await t.step(
+      "If-Match: * gets the value, If-None-Match: * a 304: each asks only whether it exists",
+      async () => {
+        const r = await replacedInOneSecond(c);
+        assertEquals(await get(r.url, { "If-Match": "*" }), WHOLE);
+        assertEquals(await get(r.url, { "If-None-Match": "*" }), {
+          ...WHOLE,
+          status: 304,
+          body: "",
+        });
+      },
+    );
     await t.step("a range without conditions still gets its bytes: 206", async () => {
       const r = await replacedInOneSecond(c);
       assertEquals(await get(r.url, { "Range": "bytes=2-" }), {
