@@ -355,9 +355,40 @@ export async function remotePut(
 /** A PUT's answer: 201 or 204 is the volume's success, anything else its failure. */
 function putAnswered(volume: string, url: string, status: number) {
   if (status !== 201 && status !== 204) {
-    throw failed(volume, "put", "error", `Cannot PUT "${url}": status ${status}`, status);
+    throw failed(
+      volume,
+      "put",
+      "error",
+      putFailure(volume, url, `status ${status}`, status),
+      status,
+    );
   }
   succeeded(volume, "put");
+}
+
+/**
+ * A volume's answer to a write it could not store for want of space: our
+ * volumes answer it for a full disk (tools/volume_space.ts), where stock
+ * nginx answers 500.
+ */
+export const NO_SPACE = 507;
+
+/**
+ * Why a PUT to `url` failed (`what`), said as a full disk when the volume
+ * says so (whether before the body's end or after: the same failure).
+ */
+function putFailure(volume: string, url: string, what: string, status: number): string {
+  if (status !== NO_SPACE) return `Cannot PUT "${url}": ${what}`;
+  return `Cannot PUT "${url}": status ${status}: the disk of volume ${volume} is full ` +
+    `(free space there, or add volumes)`;
+}
+
+/**
+ * The status of a write that failed on a volume: 507 when a volume's disk
+ * is full (its answer, NO_SPACE), else 500.
+ */
+export function writeFailureStatus(err: unknown): 500 | 507 {
+  return err instanceof VolumeError && err.status === NO_SPACE ? NO_SPACE : 500;
 }
 
 /** A PUT to one volume whose body goes out a chunk at a time (lib/fanout.ts drives it). */
@@ -467,7 +498,8 @@ class VolumePut implements PutStream {
     if (opts.signal.aborted) return opts.signal.reason ?? err;
     if (this.#cancelled) return err;
     if (err instanceof EarlyAnswer) {
-      return failed(host, "put", "error", `Cannot PUT "${url}": ${err.message}`, err.status);
+      const message = putFailure(host, url, err.message, err.status);
+      return failed(host, "put", "error", message, err.status);
     }
     if (err instanceof TimeoutError) {
       const message = `Cannot PUT "${url}": Stalled: no progress in ${opts.stall}ms`;
