@@ -5,7 +5,7 @@
 // 301 to "path/", whose listing is no file of the key (isFolder).
 
 import { unlessAborted } from "./abort.ts";
-import { health } from "./health.ts";
+import { health, type Probe, type Space } from "./health.ts";
 import { fanout, type Sink } from "./fanout.ts";
 import {
   EarlyAnswer,
@@ -814,10 +814,7 @@ export async function remoteList(
  * deadlines count time the master could hear an answer (lib/http1.ts), so
  * a master held past `timeout` does not take every volume for down.
  */
-export async function remoteProbe(
-  volume: string,
-  timeout: number,
-): Promise<{ up: boolean; ms: number; reason: string }> {
+export async function remoteProbe(volume: string, timeout: number): Promise<Probe> {
   // Every 2 s: also when the master is otherwise idle, old pooled
   // connections to the volume are closed.
   const pool = poolFor(volume);
@@ -826,10 +823,29 @@ export async function remoteProbe(
   try {
     const { status } = await pool.request("HEAD", "/", { timeout, maxBody: 0 });
     const ms = performance.now() - started;
-    if (status >= 500) return { up: false, ms, reason: `HEAD / answered ${status}` };
-    return { up: true, ms, reason: "" };
+    if (status >= 500) return { up: false, ms, reason: `HEAD / answered ${status}`, space: null };
+    return { up: true, ms, reason: "", space: await remoteSpace(volume, timeout) };
   } catch (err) {
     const ms = performance.now() - started;
-    return { up: false, ms, reason: `HEAD / failed: ${describe(err)}` };
+    return { up: false, ms, reason: `HEAD / failed: ${describe(err)}`, space: null };
+  }
+}
+
+/** Where a volume of ours answers its disk's size and free bytes (tools/volume_space.ts). */
+const SPACE_PATH = "/.mkv-nginx/space";
+
+/**
+ * A volume's disk: its size and free bytes, as the volume says them;
+ * null when it does not (stock nginx, mkv's: 404) or did not answer.
+ */
+export async function remoteSpace(volume: string, timeout: number): Promise<Space | null> {
+  try {
+    const res = await poolFor(volume).request("GET", SPACE_PATH, { timeout, maxBody: 1024 });
+    if (res.status !== 200) return null;
+    const v = JSON.parse(new TextDecoder().decode(res.body));
+    const bytes = (n: unknown) => typeof n === "number" && Number.isSafeInteger(n) && n >= 0;
+    return bytes(v?.size) && bytes(v?.free) ? { size: v.size, free: v.free } : null;
+  } catch {
+    return null;
   }
 }

@@ -217,3 +217,35 @@ Deno.test({
     });
   },
 });
+
+/** The master's status JSON once its probe has read volume 0's disk as `free` bytes free. */
+async function statusOnceProbed(c: Cluster, free: number) {
+  for (let tries = 0;; tries++) {
+    const s = await (await fetch(`${c.url}/?status`, {
+      headers: { accept: "application/json" },
+    })).json();
+    if (s.volumes[0].free === free || tries === 100) return s;
+    // Probes come every 2 s: the next one reads the disk as filled.
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+Deno.test({
+  name:
+    "a full volume is said at the top of the status page, and its disk's size and free bytes in ?status and ?metrics",
+  ignore: !ROOT,
+  async fn() {
+    await withFullVolume(async (c) => {
+      const s = await statusOnceProbed(c, 0);
+      const v = c.volumes[0];
+      assertEquals([s.volumes[0].size, s.volumes[0].free], [2 * 1024 * 1024, 0]);
+      const html = await (await fetch(`${c.url}/?status`)).text();
+      const line = `<li class="problem">Volume ${v} nearly full: 0.0 MB free of 2.1 MB (0%); ` +
+        `writes onto it answer 507 once it is full: free space there, or add volumes</li>`;
+      assert(html.includes(line), html);
+      const metrics = await (await fetch(`${c.url}/?metrics`)).text();
+      assert(metrics.includes(`\nmkv_volume_size_bytes{volume="${v}"} 2097152\n`), metrics);
+      assert(metrics.includes(`\nmkv_volume_free_bytes{volume="${v}"} 0\n`), metrics);
+    });
+  },
+});

@@ -11,14 +11,7 @@
 // (statfs), which the master's probes read for its status page and
 // metrics. A volume without it (stock nginx, mkv's) answers 500 and 404.
 import { statfs } from "node:fs/promises";
-
-/** The bytes of a volume's file system, as `GET /.mkv-nginx/space` answers them. */
-export interface Space {
-  /** Its size. */
-  size: number;
-  /** What nginx's workers may still write (blocks available to unprivileged users). */
-  free: number;
-}
+import type { Space } from "../lib/health.ts";
 
 /** The path the space report is served at (volume.conf proxies it here). */
 export const SPACE_PATH = "/.mkv-nginx/space";
