@@ -1200,8 +1200,9 @@ function near(key: string, S: number, E: number): (string | number)[][] {
 function wrongValue(key: string, w: W, S: number, E: number): [string, { A?: W }][] {
   const out: [string, { A?: W }][] = [];
   // A write refused (4xx: answered before anything was written) never goes
-  // live, nor does a PUT that failed (500: its copies are removed).
-  if (w.status >= 400 && w.status < 500 || w.op === "PUT" && w.status === 500) {
+  // live, nor does a PUT that failed (500, or 507 for a full disk: its
+  // copies are removed).
+  if (w.status >= 400 && w.status < 500 || w.op === "PUT" && [500, 507].includes(w.status)) {
     out.push(["refused_value_served", {}]);
   }
   // UNLINKed, with nothing since that could make it live again.

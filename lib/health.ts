@@ -7,11 +7,16 @@
 // Failures of real calls are logged, throttled, and kept among the recent
 // errors; changes between up and down are logged as they happen. A replica
 // a read passed over for its file's size is logged (throttled) and counted.
+// A volume of ours also says how full its disk is (GET /.mkv-nginx/space,
+// read with each probe): one nearly full is logged as it becomes so, and
+// again once it is not.
 import { recentErrors } from "./history.ts";
 import {
+  logInfo,
   logOtherSize,
   logVolumeFailure,
   logVolumeState,
+  logWarn,
   type OtherSizeLine,
   Throttle,
   type VolumeFailureLine,
@@ -31,16 +36,49 @@ export interface VolumeState {
   reason: string;
   /** When a real call last failed or changed the state (ms since epoch). */
   called: number;
+  /** Its disk, as the last probe read it; null when the volume does not say (or is down). */
+  space: Space | null;
+}
+
+/** A volume's disk, in bytes (tools/volume_space.ts answers it). */
+export interface Space {
+  size: number;
+  /** What nginx's workers may still write there. */
+  free: number;
+}
+
+/** A disk with less than this share of its size free is nearly full. */
+export const NEARLY_FULL = 0.05;
+
+export function nearlyFull(space: Space | null): boolean {
+  return space !== null && space.free < space.size * NEARLY_FULL;
+}
+
+/** "1.2 MB free of 8.4 MB (14%)": a disk's free bytes for people. */
+export function describeSpace(space: Space): string {
+  const pct = space.size > 0 ? Math.floor((space.free / space.size) * 100) : 0;
+  return `${megabytes(space.free)} free of ${megabytes(space.size)} (${pct}%)`;
+}
+
+/** Bytes as MB, GB or TB (powers of 1000, as df -H), one decimal. */
+function megabytes(n: number): string {
+  const units = ["MB", "GB", "TB", "PB"];
+  let v = n / 1e6;
+  let u = 0;
+  while (v >= 1000 && u < units.length - 1) [v, u] = [v / 1000, u + 1];
+  return `${v.toFixed(1)} ${units[u]}`;
 }
 
 function unknown(): VolumeState {
-  return { up: null, ms: null, checked: 0, since: 0, reason: "", called: 0 };
+  return { up: null, ms: null, checked: 0, since: 0, reason: "", called: 0, space: null };
 }
 
 export class VolumeHealth {
   readonly #volumes = new Map<string, VolumeState>();
   readonly #throttle: Throttle;
   readonly #otherSizes: Throttle<OtherSizeLine>;
+  /** Volumes whose disk the last probe that read it found nearly full. */
+  readonly #nearlyFull = new Set<string>();
 
   constructor(windowMs = 1000) {
     this.#throttle = new Throttle(windowMs, noteFailure);
@@ -93,6 +131,7 @@ export class VolumeHealth {
     const s = this.#state(volume);
     s.checked = now;
     if (p.up) s.ms = p.ms;
+    this.#spaceRead(volume, s, p.up ? p.space : null);
     if (s.called > sent) return;
     this.#mark(volume, p.up, p.reason, now);
   }
@@ -109,6 +148,29 @@ export class VolumeHealth {
     if (up && was === null) return;
     logVolumeState({ volume, up, reason }, now);
     if (!up) recentErrors.add(`volume ${volume} down`, reason, now);
+  }
+
+  /**
+   * Keeps what a probe read of the volume's disk (null: it did not say);
+   * says so when the disk becomes nearly full, and once it no longer is.
+   */
+  #spaceRead(volume: string, s: VolumeState, space: Space | null) {
+    s.space = space;
+    if (space === null) return;
+    const full = nearlyFull(space);
+    if (full === this.#nearlyFull.has(volume)) return;
+    const fields = { volume, size: space.size, free: space.free };
+    if (full) {
+      this.#nearlyFull.add(volume);
+      logWarn(
+        `Volume ${volume} is nearly full: ${describeSpace(space)}; writes onto it answer 507 ` +
+          `once it is full: free space there, or add volumes`,
+        fields,
+      );
+    } else {
+      this.#nearlyFull.delete(volume);
+      logInfo(`Volume ${volume} is no longer nearly full: ${describeSpace(space)}`, fields);
+    }
   }
 
   /**
@@ -146,6 +208,8 @@ export interface Probe {
   ms: number;
   /** Why the volume counts as down ("" when up). */
   reason: string;
+  /** Its disk, when it said (lib/volumes.ts remoteSpace); null otherwise. */
+  space: Space | null;
 }
 
 export interface ProbeOptions {

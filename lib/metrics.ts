@@ -114,6 +114,8 @@ export function commitHistogram(): Histogram {
 export interface VolumeUp {
   volume: string;
   up: boolean | null;
+  /** Its disk's bytes as the last probe read them; null when it does not say. */
+  space: { size: number; free: number } | null;
 }
 
 export type { Histogram };
@@ -171,6 +173,20 @@ function renderVolumes(m: Metrics, volumes: VolumeUp[], out: string[], family: F
   for (const v of volumes) {
     if (v.up !== null) out.push(`mkv_volume_up{volume="${v.volume}"} ${v.up ? 1 : 0}`);
   }
+  const spaces = volumes.flatMap((v) => v.space ? [{ volume: v.volume, ...v.space }] : []);
+  family(
+    "mkv_volume_size_bytes",
+    "gauge",
+    "Size of the volume's disk, as its last probe read it (absent for a volume that does not say).",
+  );
+  for (const v of spaces) out.push(`mkv_volume_size_bytes{volume="${v.volume}"} ${v.size}`);
+  family(
+    "mkv_volume_free_bytes",
+    "gauge",
+    "Bytes the volume's nginx may still write on its disk, as its last probe read them " +
+      "(at 0 writes onto it answer 507).",
+  );
+  for (const v of spaces) out.push(`mkv_volume_free_bytes{volume="${v.volume}"} ${v.free}`);
   family(
     "mkv_replicas_cut_short_total",
     "counter",

@@ -14,7 +14,7 @@ import {
   parseQueryPairs,
 } from "./s3_auth.ts";
 import { SourceError } from "./fanout.ts";
-import { VolumeError } from "./volumes.ts";
+import { VolumeError, writeFailureStatus } from "./volumes.ts";
 import { type S3Body, s3Body } from "./s3_body.ts";
 import { requestBody } from "./request_body.ts";
 import { errorIds, errorResponse, newRequestId, refusalOf, S3Error, s3Error } from "./s3_xml.ts";
@@ -279,9 +279,11 @@ function asS3Error(
   }
   // A volume's failure that reached here unanswered by the call (a part's
   // write, UploadPart's, that a volume refused or left unanswered): a
-  // replica write's 500, as PutObject's, its reason naming the volume's
-  // URL and answer (`Cannot PUT "http://...": status 507`), no stack.
-  if (err instanceof VolumeError) return objects.failure({ status: 500, message: err.message });
+  // replica write's 500 (507 for a full disk), as PutObject's, its reason
+  // naming the volume's URL and answer (`Cannot PUT "http://...": status 500`), no stack.
+  if (err instanceof VolumeError) {
+    return objects.failure({ status: writeFailureStatus(err), message: err.message });
+  }
   // A refusal of the index's is logged in one line (lib/server.ts, as
   // every 503), anything else here with its stack.
   const refused = refusalOf(err);

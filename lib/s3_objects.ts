@@ -682,6 +682,11 @@ export function failure(out: Outcome): S3Error {
     case 503:
       // A volume did not answer: S3's clients retry this one with backoff.
       return s3Error("ServiceUnavailable", message);
+    case 507:
+      // A volume's disk is full. S3 has no such code (MinIO's is
+      // XMinioStorageFull); the AWS SDKs retry a 500 (four times, the
+      // whole body each time), not a 507.
+      return s3Error("InsufficientStorage", message);
     default:
       return s3Error("InternalError", message);
   }

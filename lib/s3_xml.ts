@@ -78,6 +78,7 @@ const STATUS: { [code: string]: number } = {
   MethodNotAllowed: 405,
   InternalError: 500,
   ServiceUnavailable: 503,
+  InsufficientStorage: 507,
   SlowDown: 503,
   AccessDenied: 403,
   MissingContentLength: 411,

@@ -804,6 +804,10 @@ async function metricsPage(store: Store, req: Request): Promise<Response> {
   }
   const { commits } = store.index;
   const figures = await store.index.views();
+  const volumes = store.opts.volumes.map((volume) => {
+    const { up, space } = health.get(volume);
+    return { volume, up, space };
+  });
   const body = render(metrics, {
     commits: commits.stats.commits,
     commitErrors: commits.stats.failures,
@@ -816,7 +820,7 @@ async function metricsPage(store: Store, req: Request): Promise<Response> {
     unanswered: figures.unanswered === null ? 0 : 1,
     lookups: store.index.lookups,
     cache: store.index.cacheSize,
-  }, store.opts.volumes.map((volume) => ({ volume, up: health.get(volume).up })));
+  }, volumes);
   return new Response(body, {
     headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" },
   });

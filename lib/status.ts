@@ -6,7 +6,7 @@
 // The page's icon is inline (empty): a browser would otherwise GET
 // /favicon.ico, a key (404, or -fallback's redirect), counted in the
 // metrics and charts, and a console error, at each opening.
-import { health } from "./health.ts";
+import { describeSpace, health, nearlyFull, type Space } from "./health.ts";
 import { recentErrors, traffic } from "./history.ts";
 import type { ErrorEntry, TrafficSnapshot } from "./history.ts";
 import type { Store } from "./store.ts";
@@ -40,6 +40,9 @@ export interface VolumeStatus {
   reason: string;
   /** Live and unlinked keys whose records name this volume. */
   keys: number;
+  /** Its disk's size and free bytes as its last probe read them; null when it does not say. */
+  size: number | null;
+  free: number | null;
 }
 
 /** What the index says of itself. */
@@ -122,6 +125,8 @@ export async function gatherStatus(store: Store, now = Date.now()): Promise<Stat
         since: iso(h.since),
         reason: h.reason,
         keys: counts.volumes[volume] ?? 0,
+        size: h.space?.size ?? null,
+        free: h.space?.free ?? null,
       };
     }),
     keys: {
@@ -191,6 +196,14 @@ export function problems(s: Status): string[] {
         `<span class="reason">${esc(v.reason)}</span>`,
     );
   }
+  for (const v of s.volumes) {
+    const space = spaceOf(v);
+    if (v.up === false || !nearlyFull(space)) continue;
+    out.push(
+      `Volume ${esc(v.volume)} nearly full: ${describeSpace(space!)}; writes onto it answer 507 ` +
+        `once it is full: free space there, or add volumes`,
+    );
+  }
   const partial = s.index.incomplete;
   if (partial) {
     out.push(
@@ -237,6 +250,11 @@ export function problems(s: Status): string[] {
     );
   }
   return out;
+}
+
+/** A volume's disk as its status gives it; null when it did not say. */
+function spaceOf(v: VolumeStatus): Space | null {
+  return v.size === null || v.free === null ? null : { size: v.size, free: v.free };
 }
 
 /** The summary at the top: the problems, or that every volume is up. */
@@ -316,10 +334,12 @@ export function renderHtml(s: Status): string {
     const since = v.since
       ? `${clock(v.since)} <span class="age">(${age(v.since, s.time)})</span>`
       : "";
+    const space = spaceOf(v);
     return `<tr class="volume ${state}" data-volume="${esc(v.volume)}">` +
       `<td>${esc(v.volume)}</td><td class="state">${state}</td>` +
       `<td class="num probe">${ms}</td>` +
       `<td class="num keys">${v.keys}</td>` +
+      `<td class="free">${space ? esc(describeSpace(space)) : ""}</td>` +
       `<td class="since">${since}</td><td class="reason">${esc(v.reason)}</td></tr>`;
   }).join("\n");
   const errors = s.errors.length === 0
@@ -349,7 +369,7 @@ export function renderHtml(s: Status): string {
 ${summary(s)}
 <h2>Volumes</h2>
 <table id="volumes">
-<tr><th>volume</th><th>state</th><th class="num">probe (ms)</th><th class="num">keys</th><th>since</th><th>reason</th></tr>
+<tr><th>volume</th><th>state</th><th class="num">probe (ms)</th><th class="num">keys</th><th>disk</th><th>since</th><th>reason</th></tr>
 ${volumes}
 </table>
 <h2>Keys</h2>

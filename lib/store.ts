@@ -48,6 +48,7 @@ import {
   unanswered,
   VolumeError,
   volumeUrl,
+  writeFailureStatus,
 } from "./volumes.ts";
 
 export interface StoreOptions {
@@ -1669,7 +1670,7 @@ export class Store {
     if (failure instanceof ShuttingDown) return this.#moveCutOff(move, failure);
     if (failure === null) return null;
     await claim.release({ linger: unanswered.size > 0 });
-    return { status: 500, message: messageOf(failure) };
+    return { status: writeFailureStatus(failure), message: messageOf(failure) };
   }
 
   /**
@@ -2316,7 +2317,7 @@ function failedWrite(err: unknown): Outcome {
   if (isBusy(err)) return { status: 503, message: LOCKED_ANSWER };
   // Nothing more is written to the index: the master is to be restarted.
   if (err instanceof IndexGone) return { status: 503, message: err.message };
-  const status = err instanceof SourceError ? err.status : 500;
+  const status = err instanceof SourceError ? err.status : writeFailureStatus(err);
   return { status, message: messageOf(err) };
 }
 

@@ -5,7 +5,7 @@
 // 301 to "path/", whose listing is no file of the key (isFolder).
 
 import { unlessAborted } from "./abort.ts";
-import { health } from "./health.ts";
+import { health, type Probe, type Space } from "./health.ts";
 import { fanout, type Sink } from "./fanout.ts";
 import {
   EarlyAnswer,
@@ -355,9 +355,40 @@ export async function remotePut(
 /** A PUT's answer: 201 or 204 is the volume's success, anything else its failure. */
 function putAnswered(volume: string, url: string, status: number) {
   if (status !== 201 && status !== 204) {
-    throw failed(volume, "put", "error", `Cannot PUT "${url}": status ${status}`, status);
+    throw failed(
+      volume,
+      "put",
+      "error",
+      putFailure(volume, url, `status ${status}`, status),
+      status,
+    );
   }
   succeeded(volume, "put");
+}
+
+/**
+ * A volume's answer to a write it could not store for want of space: our
+ * volumes answer it for a full disk (tools/volume_space.ts), where stock
+ * nginx answers 500.
+ */
+export const NO_SPACE = 507;
+
+/**
+ * Why a PUT to `url` failed (`what`), said as a full disk when the volume
+ * says so (whether before the body's end or after: the same failure).
+ */
+function putFailure(volume: string, url: string, what: string, status: number): string {
+  if (status !== NO_SPACE) return `Cannot PUT "${url}": ${what}`;
+  return `Cannot PUT "${url}": status ${status}: the disk of volume ${volume} is full ` +
+    `(free space there, or add volumes)`;
+}
+
+/**
+ * The status of a write that failed on a volume: 507 when a volume's disk
+ * is full (its answer, NO_SPACE), else 500.
+ */
+export function writeFailureStatus(err: unknown): 500 | 507 {
+  return err instanceof VolumeError && err.status === NO_SPACE ? NO_SPACE : 500;
 }
 
 /** A PUT to one volume whose body goes out a chunk at a time (lib/fanout.ts drives it). */
@@ -467,7 +498,8 @@ class VolumePut implements PutStream {
     if (opts.signal.aborted) return opts.signal.reason ?? err;
     if (this.#cancelled) return err;
     if (err instanceof EarlyAnswer) {
-      return failed(host, "put", "error", `Cannot PUT "${url}": ${err.message}`, err.status);
+      const message = putFailure(host, url, err.message, err.status);
+      return failed(host, "put", "error", message, err.status);
     }
     if (err instanceof TimeoutError) {
       const message = `Cannot PUT "${url}": Stalled: no progress in ${opts.stall}ms`;
@@ -782,10 +814,7 @@ export async function remoteList(
  * deadlines count time the master could hear an answer (lib/http1.ts), so
  * a master held past `timeout` does not take every volume for down.
  */
-export async function remoteProbe(
-  volume: string,
-  timeout: number,
-): Promise<{ up: boolean; ms: number; reason: string }> {
+export async function remoteProbe(volume: string, timeout: number): Promise<Probe> {
   // Every 2 s: also when the master is otherwise idle, old pooled
   // connections to the volume are closed.
   const pool = poolFor(volume);
@@ -794,10 +823,29 @@ export async function remoteProbe(
   try {
     const { status } = await pool.request("HEAD", "/", { timeout, maxBody: 0 });
     const ms = performance.now() - started;
-    if (status >= 500) return { up: false, ms, reason: `HEAD / answered ${status}` };
-    return { up: true, ms, reason: "" };
+    if (status >= 500) return { up: false, ms, reason: `HEAD / answered ${status}`, space: null };
+    return { up: true, ms, reason: "", space: await remoteSpace(volume, timeout) };
   } catch (err) {
     const ms = performance.now() - started;
-    return { up: false, ms, reason: `HEAD / failed: ${describe(err)}` };
+    return { up: false, ms, reason: `HEAD / failed: ${describe(err)}`, space: null };
+  }
+}
+
+/** Where a volume of ours answers its disk's size and free bytes (tools/volume_space.ts). */
+const SPACE_PATH = "/.mkv-nginx/space";
+
+/**
+ * A volume's disk: its size and free bytes, as the volume says them;
+ * null when it does not (stock nginx, mkv's: 404) or did not answer.
+ */
+export async function remoteSpace(volume: string, timeout: number): Promise<Space | null> {
+  try {
+    const res = await poolFor(volume).request("GET", SPACE_PATH, { timeout, maxBody: 1024 });
+    if (res.status !== 200) return null;
+    const v = JSON.parse(new TextDecoder().decode(res.body));
+    const bytes = (n: unknown) => typeof n === "number" && Number.isSafeInteger(n) && n >= 0;
+    return bytes(v?.size) && bytes(v?.free) ? { size: v.size, free: v.free } : null;
+  } catch {
+    return null;
   }
 }

@@ -6,8 +6,16 @@ import { assert, assertEquals } from "./assert.ts";
 
 const NOW = "2026-11-24T22:32:40.000Z";
 
-function volume(name: string, up: boolean | null, since: string | null, reason = ""): VolumeStatus {
-  return { volume: name, up, ms: up === null ? null : 0.7, checked: NOW, since, reason, keys: 3 };
+function volume(
+  name: string,
+  up: boolean | null,
+  since: string | null,
+  reason = "",
+  space: { size: number; free: number } | null = null,
+): VolumeStatus {
+  const ms = up === null ? null : 0.7;
+  const disk = { size: space?.size ?? null, free: space?.free ?? null };
+  return { volume: name, up, ms, checked: NOW, since, reason, keys: 3, ...disk };
 }
 
 /** A status; what `index` leaves out is as WHOLE's. */
@@ -167,4 +175,22 @@ Deno.test("status page: an index that held no key at start beside volumes holdin
     "The index held no key at this master's start while volumes hold files: a:1, b:1 (e.g. " +
     "a:1/sv03/5d/41/aGVsbG8=); their keys answer 404: run rebuild (master stopped)",
   ]);
+});
+
+Deno.test("status page: a volume nearly full (under 5% free) is said at the top; each row says its disk's free space", () => {
+  const since = "2026-11-24T20:00:00.000Z";
+  const s = status([
+    volume("a:1", true, since, "", { size: 8_000_000_000_000, free: 2_500_000_000_000 }),
+    volume("b:1", true, since, "", { size: 8_000_000_000_000, free: 390_000_000_000 }),
+    volume("c:1", true, since),
+  ], WHOLE);
+  assertEquals(problems(s), [
+    "Volume b:1 nearly full: 390.0 GB free of 8.0 TB (4%); writes onto it answer 507 once it " +
+    "is full: free space there, or add volumes",
+  ]);
+  const html = renderHtml(s);
+  const row = (v: string) => html.split("\n").find((l) => l.includes(`data-volume="${v}"`))!;
+  assert(row("a:1").includes('<td class="free">2.5 TB free of 8.0 TB (31%)</td>'), row("a:1"));
+  // A volume that does not say (stock nginx): nothing.
+  assert(row("c:1").includes('<td class="free"></td>'), row("c:1"));
 });

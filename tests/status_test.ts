@@ -154,7 +154,7 @@ Deno.test("/?status as JSON: exact fields, keys per volume as placed, a stopped 
     for (const v of s.volumes) {
       assertEquals(
         Object.keys(v).sort(),
-        ["checked", "keys", "ms", "reason", "since", "up", "volume"],
+        ["checked", "free", "keys", "ms", "reason", "since", "size", "up", "volume"],
       );
       assertEquals(v.keys, expected[v.volume], `keys on ${v.volume}`);
     }

@@ -10,6 +10,7 @@ async function endVolume(
   proc: Deno.ChildProcess,
   stdout: ReadableStreamDefaultReader<string>,
   dir: string,
+  opts: { unmount?: string } = {},
 ) {
   try {
     proc.kill("SIGKILL");
@@ -19,7 +20,16 @@ async function endVolume(
   await proc.status;
   await stdout.cancel();
   await proc.stderr.cancel();
+  if (opts.unmount) await mountCmd("umount", ["-l", opts.unmount]);
   await Deno.remove(dir, { recursive: true });
+}
+
+/** The files of uploads in flight (or left) in a volume's `.mkv-nginx/body`. */
+async function uploadsLeft(folder: string): Promise<string[]> {
+  const out = await new Deno.Command("find", {
+    args: [`${folder}/.mkv-nginx/body`, "-type", "f"],
+  }).output();
+  return new TextDecoder().decode(out.stdout).split("\n").filter(Boolean);
 }
 
 Deno.test("a volume starts without the partial uploads a killed nginx left", async () => {
@@ -442,6 +452,46 @@ Deno.test({
     } finally {
       await mountCmd("umount", ["-l", disk]);
       await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a PUT to a volume whose disk is full answers 507, leaves no part behind, and stores once space is freed",
+  // Mounting a file system takes root.
+  ignore: Deno.uid() !== 0,
+  async fn() {
+    // nginx answers a write it cannot store for a full disk 500, as any
+    // other failure: its error line alone said "No space left on device".
+    const { dir, disk } = await tmpfsDisk("1m");
+    const folder = `${disk}/v`;
+    const proc = spawnVolume(folder, freePort());
+    const stdout = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    try {
+      const line = await readUntil(stdout, (t) => t.includes("\n"));
+      const port = Number(/ on :(\d+)\n/.exec(line)![1]);
+      const url = (path: string) => `http://127.0.0.1:${port}${path}`;
+      assertEquals(
+        await status(url("/half"), { method: "PUT", body: new Uint8Array(600_000) }),
+        201,
+      );
+      const full = await fetch(url("/more"), { method: "PUT", body: new Uint8Array(600_000) });
+      assertEquals(
+        [full.status, await full.text()],
+        [507, `No space left on device: the disk of ${folder} is full\n`],
+      );
+      assertEquals(await status(url("/more")), 404);
+      assertEquals(await uploadsLeft(folder), [], "nginx's part of the upload is removed");
+      // Another failure stays nginx's 500: a file where a folder should be.
+      assertEquals(await status(url("/half/x"), { method: "PUT", body: "x" }), 500);
+      assertEquals(await status(url("/half"), { method: "DELETE" }), 204);
+      assertEquals(
+        await status(url("/more"), { method: "PUT", body: new Uint8Array(600_000) }),
+        201,
+      );
+    } finally {
+      await endVolume(proc, stdout, dir, { unmount: disk });
     }
   },
 });

@@ -7,6 +7,7 @@ import { dirname, join, resolve } from "node:path";
 import { type Level, logFormatInUse, logInfo, logLine, logWarn } from "../lib/log.ts";
 import { envPort } from "../lib/config.ts";
 import { SettingError } from "../lib/flags.ts";
+import { serveSpace } from "./volume_space.ts";
 
 export async function volume(args: string[]): Promise<number> {
   const folder = resolve(args[0] ?? "/tmp/volume1/");
@@ -16,10 +17,15 @@ export async function volume(args: string[]): Promise<number> {
   const nginx = await ensureNginx();
   const run = join(folder, ".mkv-nginx");
   const template = await readFile(new URL("../volume.conf", import.meta.url), "utf8");
+  // Answers nginx's 500s (507 for a full disk) and the space report.
+  const space = serveSpace(folder);
   const { conf, confPath, workers, disk } = await inFolder(
     folder,
-    () => setUp({ folder, run, port, template }),
-  );
+    () => setUp({ folder, run, port, template, spacePort: space.port }),
+  ).catch(async (err) => {
+    await space.stop();
+    throw err;
+  });
   const child = new Deno.Command(nginx, {
     args: ["-e", "stderr", "-c", confPath, "-p", run],
     stdin: "null",
@@ -33,7 +39,10 @@ export async function volume(args: string[]): Promise<number> {
   // Started once nginx listens: its pid file says when, which the keeper writes.
   let keeper: Keeper | null = null;
   const errors = forwardErrors(child.stderr, {
-    onLine: (line) => line.includes(run) && keeper?.check(),
+    onLine: (line) => {
+      space.line(line);
+      if (line.includes(run)) keeper?.check();
+    },
   });
   // Announced once nginx listens, not before: a port in use has it retry
   // its bind for 2.5 s, then exit.
@@ -46,6 +55,7 @@ export async function volume(args: string[]): Promise<number> {
   killGroup(child.pid);
   stopping.remove();
   const last = await errors;
+  await space.stop();
   if (status.success || status.signal === "SIGTERM") return 0;
   if (last.inUse) {
     throw new Error(`Cannot listen on port ${port} (PORT): it is in use by another process`);
@@ -87,7 +97,7 @@ function forwardStops(child: Deno.ChildProcess): { remove: () => void } {
  * (volume.conf filled in); says which disk it is on.
  */
 async function setUp(
-  v: { folder: string; run: string; port: number; template: string },
+  v: { folder: string; run: string; port: number; template: string; spacePort: number },
 ): Promise<{ conf: string; confPath: string; workers: Workers; disk: Disk }> {
   await mkdir(v.run, { recursive: true });
   // One folder served twice is one volume under two names, which the tools
@@ -107,6 +117,7 @@ async function setUp(
     root: v.folder,
     run: v.run,
     user: workers.directive,
+    spacePort: v.spacePort,
   });
   const confPath = join(v.run, "nginx.conf");
   await writeFile(confPath, conf);
@@ -286,10 +297,11 @@ function nginxLevel(line: string): Level {
 /** volume.conf with its {{...}} fields filled in. */
 function renderConf(
   template: string,
-  v: { port: number; root: string; run: string; user: string },
+  v: { port: number; root: string; run: string; user: string; spacePort: number },
 ): string {
   return template
     .replaceAll("{{PORT}}", String(v.port))
+    .replaceAll("{{SPACE_PORT}}", String(v.spacePort))
     .replaceAll("{{ROOT}}", v.root)
     .replaceAll("{{RUN}}", v.run)
     .replaceAll("{{USER}}", v.user);
