@@ -979,12 +979,15 @@ export class Store {
     // index forgets the switch before the temporaries go: a master killed
     // between the two would leave a switch whose temporaries are gone,
     // which the next reader takes for renamed (#rename).
-    const why = `${messageOf(failure.reason)} (the old value stays)`;
+    const why = messageOf(failure.reason);
     if (!await claim.finish(settled(old), { signal: stop })) {
-      return { status: 500, message: `${why}; lost the claim on the key mid-replace` };
+      // The switch is still recorded, and the key another's: whoever took
+      // it finishes the switch (#settle), the temporaries its to rename
+      // or remove. Which value that leaves is not known here.
+      return { status: 503, message: `${why} ${REFUSED_THEN_LOST}` };
     }
     await this.#removePaths(tmp, next.rec.rvolumes).catch(() => {});
-    return { status: 500, message: why };
+    return { status: 500, message: `${why} (the old value stays)` };
   }
 
   /**
@@ -2423,6 +2426,17 @@ async function stillHeld(claim: Claim): Promise<boolean> {
  */
 const SWITCH_FINISHED_BY_NEXT = "Lost the claim on the key once its renames were made, before " +
   "the index named them: the key's next request finished the switch and its clean-up";
+
+/**
+ * Why a REPLACE whose renames every volume refused answers 503: the claim
+ * was lost (this master paused past its lease, the key taken) before the
+ * index took the old record back, so its switch is still recorded, and
+ * whoever took the key finishes it (#settle), renaming again. A REPLACE
+ * retried finishes it first too, then writes the value again.
+ */
+const REFUSED_THEN_LOST = "(every volume refused the rename; then the claim on the key was " +
+  "lost to the key's next request, which renames again: the new value goes live if the " +
+  "volumes take it now, else the old one stays): retry to be sure";
 
 /**
  * What a write left undone whose claim was lost once its new record was
