@@ -88,6 +88,17 @@ export function logRefused(what: string, status: number, reason: string) {
   logLine(status === 503 ? "warn" : "error", `${what} ${status}: ${reason}`, { status, reason });
 }
 
+/**
+ * A write answered as done (2xx) that left something undone, said by its
+ * outcome (a file left on a volume, a switch left to the key's next
+ * request): `what` (the method and key) with the status and that, one line
+ * on stderr, as logRefused's; in json that line as `msg`, level warn, with
+ * {"status","reason"}.
+ */
+export function logUndone(what: string, status: number, reason: string) {
+  logLine("warn", `${what} ${status}: ${reason}`, { status, reason });
+}
+
 export interface RequestLine {
   method: string;
   /** The key as requested (the URL's path, still percent-encoded). */

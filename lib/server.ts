@@ -3,7 +3,7 @@
 // status once, here.
 import { metrics, render } from "./metrics.ts";
 import { recentErrors, traffic } from "./history.ts";
-import { logRefused, logRequest, logUnexpected } from "./log.ts";
+import { logRefused, logRequest, logUndone, logUnexpected } from "./log.ts";
 import { statusPage } from "./status.ts";
 import { health } from "./health.ts";
 import { Store } from "./store.ts";
@@ -24,7 +24,7 @@ import { type Membership, REBUILD_RUNNING, RebuildRunning } from "./membership.t
 import type { State } from "./record.ts";
 import { handleS3, isS3, isSdkRequest, isVirtualHosted, type S3Options, s3Refusal } from "./s3.ts";
 import { headerValue } from "./s3_auth.ts";
-import { endings, reasons, received, sent, unwritten } from "./sizes.ts";
+import { endings, reasons, received, sent, undone, unwritten } from "./sizes.ts";
 import { CLIENT_CLOSED, ClientGone, isCutOff, ShuttingDown } from "./fanout.ts";
 import { VolumeError } from "./volumes.ts";
 import { MASTER_ANSWER, NAME_CHECK } from "./aliases.ts";
@@ -522,6 +522,13 @@ async function handle(store: Store, opts: ServerOptions, req: Request): Promise<
   if (res.status >= 500) {
     recentErrors.add(`${req.method} ${key} ${res.status}`, reasons.get(res) ?? "");
   }
+  // A write done with something left undone (its 2xx has no body to say
+  // it in): the operator sees it, as a refusal's reason.
+  const left = undone.get(res);
+  if (left !== undefined) {
+    logUndone(what, res.status, left);
+    recentErrors.add(`${req.method} ${key} ${res.status}`, left);
+  }
   if (opts.verbose) {
     const ms = performance.now() - started;
     const bytes = (received.get(res) ?? 0) + bodySize(res);
@@ -848,7 +855,12 @@ function respond(o: Outcome): Response {
   const body = o.message && o.status >= 400 && o.status !== CLIENT_CLOSED ? o.message + "\n" : null;
   // The plain object as it is: a Headers made first would be checked and
   // copied twice (a tenth of a GET's cost, measured).
-  if (body === null) return new Response(null, { status: o.status, headers: o.headers });
+  if (body === null) {
+    const res = new Response(null, { status: o.status, headers: o.headers });
+    // What a write answered as done left undone: logged (handle), not sent.
+    if (o.message && o.status < 400) undone.set(res, o.message);
+    return res;
+  }
   const headers = new Headers(o.headers);
   headers.delete("Content-Length");
   headers.set("Content-Type", "text/plain; charset=utf-8");

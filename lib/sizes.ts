@@ -28,6 +28,15 @@ export const unwritten = new WeakSet<Response>();
 export const reasons = new WeakMap<Response, string>();
 
 /**
+ * What a write answered as done (2xx) left undone, as its outcome's
+ * message says it ("Old copy on host:port not deleted ...", "Lost the claim
+ * on the key once ..."): sent to no client (a 201 or 204 has no reason in
+ * its body), so lib/server.ts logs it as a warning and lists it among the
+ * status page's errors.
+ */
+export const undone = new WeakMap<Response, string>();
+
+/**
  * Answers whose status is sent before their work is done (S3's
  * CompleteMultipartUpload: a 200 at once, then its result or an <Error>):
  * the reason of the <Error> their body ends with, once known ("" when it

@@ -22,7 +22,7 @@ import { type Entry, type Index, KEY_LIMIT, keyFits } from "./index_db.ts";
 import { health } from "./health.ts";
 import { RebuildRunning } from "./membership.ts";
 import { compareReplicas, differMessage } from "./replica_digest.ts";
-import { Fenced, IndexGone, isBusy, LOCKED_ANSWER } from "./group_commit.ts";
+import { Fenced, IndexGone, isBusy, LOCKED, LOCKED_ANSWER } from "./group_commit.ts";
 import { asciiPath } from "./target.ts";
 import {
   key2path,
@@ -926,19 +926,15 @@ export class Store {
     const unswitched = kvolumes.filter((v) => !switched.includes(v));
     // The old value's copies on volumes the key no longer hashes to.
     const elsewhere = old.rvolumes.filter((v) => !kvolumes.includes(v));
-    const ended = await this.#endSwitch(live, { unswitched, elsewhere }, switching);
+    const undone = await this.#endSwitch(live, { unswitched, elsewhere }, switching);
     const failure = firstRejected(moves);
     if (failure) {
       const message = `${messageOf(failure.reason)} (the new value is live on ` +
         `${switched.length} of ${kvolumes.length} replicas: REBALANCE the key to copy it back)`;
-      return { status: 500, message, record: live };
+      return { status: 500, message: undone ? `${message}; ${undone}` : message, record: live };
     }
     const out: Outcome = { status: 201, record: live };
-    if (ended === "ended") return out;
-    const message = ended === "left"
-      ? leftOnLostClaim([...unswitched, ...elsewhere])
-      : SWITCH_FINISHED_BY_NEXT;
-    return { ...out, message };
+    return undone ? { ...out, message: undone } : out;
   }
 
   /**
@@ -980,12 +976,15 @@ export class Store {
     // index forgets the switch before the temporaries go: a master killed
     // between the two would leave a switch whose temporaries are gone,
     // which the next reader takes for renamed (#rename).
-    const why = `${messageOf(failure.reason)} (the old value stays)`;
+    const why = messageOf(failure.reason);
     if (!await claim.finish(settled(old), { signal: stop })) {
-      return { status: 500, message: `${why}; lost the claim on the key mid-replace` };
+      // The switch is still recorded, and the key another's: whoever took
+      // it finishes the switch (#settle), the temporaries its to rename
+      // or remove. Which value that leaves is not known here.
+      return { status: 503, message: `${why} ${REFUSED_THEN_LOST}` };
     }
     await this.#removePaths(tmp, next.rec.rvolumes).catch(() => {});
-    return { status: 500, message: why };
+    return { status: 500, message: `${why} (the old value stays)` };
   }
 
   /**
@@ -997,35 +996,42 @@ export class Store {
    * key no longer hashes to (`elsewhere`), where a master placing keys
    * otherwise does. The index names the switched replicas first: the old
    * record's readers must not be sent to a replica whose file is going.
-   * "lost" when the claim was lost before the index named them (this
-   * master paused past its lease): whoever took the key finished the
-   * switch recorded first (#settle), and found the renames made here
-   * done (the temporary gone, the file of the new value's size), so the
-   * new value went live all the same. "left" when it was lost once the
-   * index had named them, the files left where they are; "ended" otherwise.
+   * Returns what it left undone, null for nothing. When the claim was lost
+   * before the index named them (this master paused past its lease),
+   * whoever took the key finished the switch recorded first (#settle), and
+   * found the renames made here done (the temporary gone, the file of the
+   * new value's size), so the new value went live all the same
+   * (SWITCH_FINISHED_BY_NEXT). Lost once the index had named them, the
+   * files are left where they are (leftOnLostClaim). When the index
+   * refused that write (indexRefused), nothing of it written, the switch
+   * recorded before the renames stays, the claim abandoned: once its lease
+   * has run out, the key's next request finishes it as it finishes a dead
+   * master's, finding these renames made (switchLeftRecorded).
    */
   async #endSwitch(
     live: Record,
     left: { unswitched: string[]; elsewhere: string[] },
     switching: Switching,
-  ): Promise<"ended" | "left" | "lost"> {
+  ): Promise<string | null> {
     const { path, tmp, claim, stop } = switching;
     const { unswitched, elsewhere } = left;
-    if (unswitched.length === 0 && elsewhere.length === 0) {
-      return await claim.finish(live, { signal: stop }) ? "ended" : "lost";
-    }
+    const nothingLeft = unswitched.length === 0 && elsewhere.length === 0;
     let noted;
     try {
-      noted = await claim.note(live, { signal: stop });
+      noted = nothingLeft
+        ? await claim.finish(live, { signal: stop })
+        : await claim.note(live, { signal: stop });
     } catch (err) {
       // The index may have taken the new record or not. Not released
       // (that would write the record held before, without `next`, over
       // replicas renamed already): once the lease runs out, the next
       // reader finishes the switch, or finds it done.
       claim.abandon();
+      if (indexRefused(err)) return switchLeftRecorded(err);
       throw err;
     }
-    if (!noted) return "lost";
+    if (!noted) return SWITCH_FINISHED_BY_NEXT;
+    if (nothingLeft) return null;
     const removal = async () => {
       const each = await Promise.all([
         ...unswitched.map((v) => this.#unswitch(v, tmp, path, { stop })),
@@ -1033,7 +1039,8 @@ export class Store {
       ]);
       return !each.includes(false);
     };
-    return await this.#endHeld(live, removal, { claim, stop }) ? "ended" : "left";
+    if (await this.#endHeld(live, removal, { claim, stop })) return null;
+    return leftOnLostClaim([...unswitched, ...elsewhere]);
   }
 
   /**
@@ -2424,6 +2431,32 @@ async function stillHeld(claim: Claim): Promise<boolean> {
  */
 const SWITCH_FINISHED_BY_NEXT = "Lost the claim on the key once its renames were made, before " +
   "the index named them: the key's next request finished the switch and its clean-up";
+
+/**
+ * Why a REPLACE whose renames every volume refused answers 503: the claim
+ * was lost (this master paused past its lease, the key taken) before the
+ * index took the old record back, so its switch is still recorded, and
+ * whoever took the key finishes it (#settle), renaming again. A REPLACE
+ * retried finishes it first too, then writes the value again.
+ */
+const REFUSED_THEN_LOST = "(every volume refused the rename; then the claim on the key was " +
+  "lost to the key's next request, which renames again: the new value goes live if the " +
+  "volumes take it now, else the old one stays): retry to be sure";
+
+/**
+ * What a REPLACE left undone whose record naming the replicas that switched
+ * the index refused (`err`: fenced twice, or locked past retrying), its
+ * renames made: the switch it recorded before them stays, its lease left
+ * to run out, and the key's next request then finishes it (#settle), as it
+ * finishes a dead master's, finding the renames made. Done all the same:
+ * its readers are sent to the replicas, which hold the new value.
+ */
+function switchLeftRecorded(err: unknown): string {
+  const why = isBusy(err) ? LOCKED : messageOf(err);
+  return `The index refused the record naming the new value (${why}): the switch recorded ` +
+    "before the renames is finished by the key's next request once -lease has passed (its " +
+    "writes answer 409 until then)";
+}
 
 /**
  * What a write left undone whose claim was lost once its new record was

@@ -1,6 +1,15 @@
 // Log lines: -v writes one line per request (text, or JSON with -log json);
 // volume failures are always written to stderr, throttled per volume and call.
-import { Cluster, freePort, randomBytes, randomKey, runMain, status, waitUp } from "./cluster.ts";
+import {
+  Cluster,
+  freePort,
+  keyMovingOffVolume0,
+  randomBytes,
+  randomKey,
+  runMain,
+  status,
+  waitUp,
+} from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 import {
   logOtherSize,
@@ -808,4 +817,61 @@ Deno.test("an S3 GetObject cut short by its volume's stall is logged by the volu
     await hung.stop();
     await c.stop();
   }
+});
+
+/**
+ * A REBALANCE of a key whose old copy's volume (volume 0) is down: 204,
+ * the copy left; the master's stderr and its status page's errors after.
+ */
+async function rebalancedLeavingCopy(flags: string[]) {
+  const { c, key } = await keyMovingOffVolume0({ volumes: 3, replicas: 2, prefix: "/left-log" });
+  const m = await capturedMaster(c, flags);
+  try {
+    await c.stopVolume(0);
+    const res = await fetch(m.url + key, { method: "REBALANCE" });
+    assertEquals([res.status, await res.text()], [204, ""]);
+    const page =
+      await (await fetch(`${m.url}/?status`, { headers: { Accept: "application/json" } }))
+        .json();
+    const errors = (page.errors as { what: string; reason: string }[])
+      .filter((e) => !e.what.startsWith("volume "));
+    return { c, key, errors, out: await m.stop() };
+  } finally {
+    await m.stop();
+    await c.stop();
+  }
+}
+
+/** What a REBALANCE that could not delete the old copy on `volume` (for `why`) left undone. */
+function leftCopy(volume: string, why: string): string {
+  return `Old copy on ${volume} not deleted, kept in the key's record (a DELETE of the key ` +
+    `removes it, the next REBALANCE tries again): ${why}`;
+}
+
+Deno.test("a REBALANCE that could not delete an old copy answers 204 and logs what it left as one line, listed among the status page's errors", async () => {
+  const { c, key, errors, out } = await rebalancedLeavingCopy([]);
+  // The DELETE's failure, as the volume's own line says it.
+  const failure = `volume ${c.volumes[0]} delete error: `;
+  const why = out.stderr.find((l) => l.startsWith(failure))?.slice(failure.length);
+  assert(why, out.stderr.join("\n"));
+  assertEquals(out.stderr.filter((l) => !l.startsWith("volume ")), [
+    `REBALANCE ${key} 204: ${leftCopy(c.volumes[0], why)}`,
+  ]);
+  assertEquals(errors.map((e) => [e.what, e.reason]), [
+    [`REBALANCE ${key} 204`, leftCopy(c.volumes[0], why)],
+  ]);
+});
+
+Deno.test("-log json: a REBALANCE that could not delete an old copy logs what it left as one warn line with its status and reason", async () => {
+  const { c, key, out } = await rebalancedLeavingCopy(["-log", "json"]);
+  const lines = jsonLines(out.stderr.join("\n"));
+  const why = lines.find((l) => l.volume === c.volumes[0] && l.call === "delete")?.reason;
+  assert(why, out.stderr.join("\n"));
+  const left = leftCopy(c.volumes[0], why);
+  assertEquals(lines.filter((l) => l.volume === undefined).map(({ time: _, ...l }) => l), [{
+    level: "warn",
+    msg: `REBALANCE ${key} 204: ${left}`,
+    status: 204,
+    reason: left,
+  }]);
 });

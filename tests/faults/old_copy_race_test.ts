@@ -12,11 +12,12 @@ import {
   randomBytes,
   randomKey,
   recordOf,
+  runMain,
   type SpawnedMaster,
   status,
   volumeFiles,
 } from "../cluster.ts";
-import { assertEquals } from "../assert.ts";
+import { assert, assertEquals } from "../assert.ts";
 import { assertServes, VolumeProxy } from "./replace_faults.ts";
 import { key2path, key2volume, md5, toHex } from "../../lib/keys.ts";
 import { lockIndex } from "../lock_index.ts";
@@ -426,4 +427,67 @@ Deno.test("a REBALANCE whose move is recorded answers 204 when the index, locked
     assertEquals([res.status, await res.text()], [204, ""]);
     await assertWrittenAlone(p, key, value);
   });
+});
+
+/**
+ * `key`'s old copy on the held volume, is written by the new placement
+ * (`write`, answering `expected`): its removal of the old copy is held,
+ * never carried out (past the master's bound on it, 2 s), and the index is
+ * locked meanwhile, so the write ending its claim is refused (past 10 s of
+ * retries). The write's answer, and the old copy's file on the held volume.
+ */
+async function unansweredThenRefused(
+  p: Placements,
+  key: string,
+  write: { run: () => Promise<Response>; expected: number },
+): Promise<string> {
+  p.held.path = key2path(new TextEncoder().encode(key));
+  const [old] = await volumeFiles(p.c.volumes[0]);
+  const writing = write.run();
+  await p.held.seen;
+  const unlock = lockIndex(`${p.c.db}/index.sqlite3`);
+  try {
+    const res = await writing;
+    assertEquals([res.status, await res.text()], [write.expected, ""]);
+  } finally {
+    unlock();
+  }
+  return old;
+}
+
+/**
+ * After unansweredThenRefused: the old copy (`old`, a file of the held
+ * volume) is recorded nowhere, and once the key's lease has run out,
+ * verify names it an orphan and -repair deletes it.
+ */
+async function assertVerifyRemoves(p: Placements, key: string, old: string) {
+  const rec = (await recordOf(p.c, key))!;
+  const subvolume = old.slice(0, old.indexOf("/", 1));
+  assertEquals(rec.rvolumes.includes(p.held.volume + subvolume), false);
+  assertEquals(await volumeFiles(p.c.volumes[0]), [old]);
+  // verify passes over a key whose lease has yet to run out.
+  await new Promise((r) => setTimeout(r, Math.max(0, rec.until! - Date.now()) + 100));
+  const volumes = `${p.c.volumes[0]},${p.c.volumes[1]}`;
+  const args = ["verify", "-volumes", volumes, "-replicas", "1", "-db", p.c.db];
+  const repaired = await runMain([...args, "-repair", "-grace", "0s"]);
+  const url = `http://${p.c.volumes[0]}${old}`;
+  const named = `orphan file: ${url} (${JSON.stringify(key)} is not recorded on ` +
+    `${p.c.volumes[0]}${subvolume})`;
+  assert(repaired.stdout.includes(named), repaired.stdout + repaired.stderr);
+  assertEquals(repaired.code, 0, repaired.stdout + repaired.stderr);
+  assertEquals(await volumeFiles(p.c.volumes[0]), []);
+}
+
+Deno.test("a REPLACE whose old copy's removal went unanswered and whose last index write the index refused answers 201; verify -repair finds that copy, recorded nowhere, and removes it", async () => {
+  await withPlacements(async (p) => {
+    const key = randomKey();
+    assertEquals(await status(p.old + key, { method: "PUT", body: randomBytes(100) }), 201);
+    const value = randomBytes(200);
+    const old = await unansweredThenRefused(p, key, {
+      run: () => fetch(p.now + key, { method: "REPLACE", body: value }),
+      expected: 201,
+    });
+    await assertServes(p.now, key, value);
+    await assertVerifyRemoves(p, key, old);
+  }, ["-lease", "3s"]);
 });
