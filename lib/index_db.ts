@@ -1095,8 +1095,19 @@ function entryOf(e: Deno.KvEntryMaybe<unknown>): Entry | null {
 function recordSize(rec: Record): number {
   let n = 64 + rec.hash.length + (rec.owner?.length ?? 0);
   for (const v of rec.rvolumes) n += v.length + 4;
-  if (rec.meta) n += JSON.stringify(rec.meta).length;
+  if (rec.meta) n += JSON.stringify(rec.meta).length + twoByteExtra(rec.meta.tags ?? []);
   if (rec.next) n += 16 + rec.next.tmp.length + recordSize(rec.next.rec);
+  return n;
+}
+
+/**
+ * What tags' strings add to their JSON length once stored: V8's serializer
+ * (Deno KV's) keeps a string with any character past U+00FF at two bytes
+ * a UTF-16 unit. Only tags hold such strings (headers are bytes).
+ */
+function twoByteExtra(tags: [string, string][]): number {
+  let n = 0;
+  for (const s of tags.flat()) if (/[\u0100-\uffff]/.test(s)) n += s.length;
   return n;
 }
 

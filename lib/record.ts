@@ -62,6 +62,12 @@ export interface Meta {
    * parts' composite one: what GetObject answers with x-amz-checksum-mode.
    */
   checksum?: Checksum;
+  /**
+   * The object's tags (S3's object tagging), in key order: kept here alone,
+   * as the rest of this metadata is (a rebuild, which reads the volumes,
+   * cannot bring them back).
+   */
+  tags?: [string, string][];
 }
 
 /**
@@ -92,6 +98,8 @@ interface Stored {
   x?: [string, string][];
   y?: [string, string][];
   c?: [string, string];
+  /** Tags, added after the fields above: a record stored before them has none. */
+  g?: [string, string][];
   n?: [Stored, string];
 }
 
@@ -113,6 +121,7 @@ export function fromRecord(rec: Record): Stored {
   if (rec.meta?.amz?.length) out.x = rec.meta.amz;
   if (rec.meta?.std?.length) out.y = rec.meta.std;
   if (rec.meta?.checksum) out.c = [rec.meta.checksum.alg, rec.meta.checksum.value];
+  if (rec.meta?.tags?.length) out.g = rec.meta.tags;
   if (rec.next) out.n = [fromRecord(rec.next.rec), rec.next.tmp];
   return out;
 }
@@ -145,7 +154,7 @@ export function toRecord(value: unknown): Record | null {
   if (typeof v.m === "number") rec.mtime = v.m;
   if (
     v.t !== undefined || v.e !== undefined || v.p !== undefined || v.x !== undefined ||
-    v.y !== undefined || v.c !== undefined
+    v.y !== undefined || v.c !== undefined || v.g !== undefined
   ) {
     rec.meta = {};
     if (typeof v.t === "string") rec.meta.type = v.t;
@@ -156,6 +165,7 @@ export function toRecord(value: unknown): Record | null {
     if (Array.isArray(v.c) && v.c.every((x) => typeof x === "string")) {
       rec.meta.checksum = { alg: v.c[0] as Checksum["alg"], value: v.c[1] };
     }
+    if (Array.isArray(v.g)) rec.meta.tags = v.g;
   }
   if (Array.isArray(v.n) && typeof v.n[1] === "string") {
     const next = toRecord(v.n[0]);

@@ -24,6 +24,7 @@ import * as objects from "./s3_objects.ts";
 import * as listing from "./s3_list.ts";
 import * as multipart from "./s3_multipart.ts";
 import { getObjectAttributes } from "./s3_attributes.ts";
+import { deleteObjectTagging, getObjectTagging, putObjectTagging } from "./s3_tagging.ts";
 
 export interface S3Options {
   /** Keys every request must be signed with; null accepts any signature. */
@@ -90,6 +91,7 @@ const S3_ARGS = [
   "versions",
   "ownershipControls",
   "attributes",
+  "tagging",
   "prefix",
   "delimiter",
   "marker",
@@ -441,11 +443,13 @@ function objectCall(s3: S3Request): Promise<Response> {
   switch (method) {
     case "GET":
       if (q.has("attributes")) return getObjectAttributes(s3);
+      if (q.has("tagging")) return getObjectTagging(s3);
       if (upload !== undefined) return multipart.listParts(s3, upload);
       return objects.getObject(s3, false);
     case "HEAD":
       return objects.getObject(s3, true);
     case "PUT":
+      if (q.has("tagging")) return putObjectTagging(s3);
       if (upload !== undefined) return multipart.uploadPart(s3, upload);
       if (s3.req.headers.has("x-amz-copy-source")) return objects.copyObject(s3);
       return objects.putObject(s3);
@@ -454,6 +458,7 @@ function objectCall(s3: S3Request): Promise<Response> {
       if (upload !== undefined) return multipart.completeUpload(s3, upload);
       break;
     case "DELETE":
+      if (q.has("tagging")) return deleteObjectTagging(s3);
       if (upload !== undefined) return multipart.abortUpload(s3, upload);
       return objects.deleteObject(s3);
   }
@@ -462,14 +467,13 @@ function objectCall(s3: S3Request): Promise<Response> {
 
 /**
  * S3's sub-resources this gateway has no part of: every one of S3's API
- * but those it answers (S3_ARGS). Refused before dispatch: PUT ?tagging or
- * ?acl is not PutObject (it would overwrite the value with the XML), PUT
- * ?renameObject not a PutObject of nothing, DELETE ?tagging or ?policy not
- * DeleteObject or DeleteBucket, GET ?abac not ListObjects.
+ * but those it answers (S3_ARGS). Refused before dispatch: PUT ?acl is not
+ * PutObject (it would overwrite the value with the XML), PUT ?renameObject
+ * not a PutObject of nothing, DELETE ?policy not DeleteBucket, GET ?abac
+ * not ListObjects.
  */
 const UNSUPPORTED = [
   "acl",
-  "tagging",
   "policy",
   "policyStatus",
   "cors",
@@ -540,6 +544,21 @@ function refuseUnsupported(s3: S3Request) {
   }
   if (s3.query.has("ownershipControls")) refuseOwnershipCall(s3);
   if (s3.query.has("attributes")) refuseAttributesCall(s3);
+  if (s3.query.has("tagging")) refuseTaggingCall(s3);
+}
+
+/**
+ * Get-, Put- and DeleteObjectTagging are answered (lib/s3_tagging.ts); a
+ * bucket's tags (Get-, Put-, DeleteBucketTagging) are not kept, and
+ * ?tagging with another method is no call of S3's: never taken for a
+ * ListObjects, CreateBucket or DeleteBucket of the same path.
+ */
+function refuseTaggingCall(s3: S3Request) {
+  if (s3.object.length === 0) throw notImplemented("?tagging on a bucket");
+  const { method } = s3.req;
+  if (method !== "GET" && method !== "PUT" && method !== "DELETE") {
+    throw notImplemented(`${method} ?tagging`);
+  }
 }
 
 /**

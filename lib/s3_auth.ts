@@ -88,6 +88,7 @@ export function checkSignature(
   now = Date.now(),
 ): Signature {
   const auth = req.headers.get("authorization");
+  if (auth !== null && (isPresigned(req.query) || isV2(null, req.query))) throw twoMechanisms(auth);
   // Not left to mkv's API, which would store an upload's aws-chunked framing
   // as the value and answer a read with a redirect, the signature unchecked.
   if (auth?.startsWith(ALGORITHM_4A)) {
@@ -105,6 +106,21 @@ export function checkSignature(
     return { payload: req.headers.get("x-amz-content-sha256") ?? "UNSIGNED-PAYLOAD" };
   }
   return checkV4(req, creds, { auth, now });
+}
+
+/**
+ * A request signed in its Authorization header and presigned in its query
+ * too (a presigned URL's X-Amz-* parameters, or Version 2's Signature): S3
+ * takes neither, whichever would hold (400 InvalidArgument naming the
+ * header, in S3's words), where the gateway checked the header alone.
+ */
+function twoMechanisms(auth: string): S3Error {
+  return argumentError(
+    "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature " +
+      "query string parameter or the Authorization header should be specified",
+    "Authorization",
+    auth,
+  );
 }
 
 /** checkSignature of a Signature Version 4 request: by header (`auth`) or presigned. */

@@ -19,6 +19,7 @@ import {
   sentChecksum,
 } from "./s3_checksum.ts";
 import { bucketExists, countParam, noSuchBucket, partNumberParam } from "./s3_list.ts";
+import { headerTags, withTags } from "./s3_tags.ts";
 import { ShuttingDown, SourceError } from "./fanout.ts";
 import { type Md5Stream, md5Stream } from "./md5_stream.ts";
 import { endings, received } from "./sizes.ts";
@@ -78,7 +79,9 @@ export async function createUpload(s3: S3Request): Promise<Response> {
   checkNewObject(s3);
   if (!keyFits(s3.key)) throw keyTooLong();
   const id = crypto.randomUUID().replaceAll("-", "");
-  const upload: Upload = { key: s3.key, created: Date.now(), meta: metaFrom(s3.req.headers) };
+  // x-amz-tagging's tags, judged now, are the object's at Complete.
+  const meta = withTags(metaFrom(s3.req.headers), headerTags(s3.req.headers));
+  const upload: Upload = { key: s3.key, created: Date.now(), meta };
   const checksum = uploadChecksum(s3.req.headers);
   if (checksum) upload.checksum = checksum;
   await s3.store.index.createUpload(id, upload, { bucket: s3.bucket, signal: s3.stop });

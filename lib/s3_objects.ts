@@ -18,6 +18,7 @@ import {
   setChecksumHeaders,
 } from "./s3_checksum.ts";
 import { bucketExists, noSuchBucket, partNumberParam } from "./s3_list.ts";
+import { headerTags, type Tags, withTags } from "./s3_tags.ts";
 import {
   argumentError,
   parseDelete,
@@ -61,7 +62,14 @@ function objectHeaders(rec: Record): Headers {
   if (rec.mtime !== undefined) h.set("Last-Modified", httpDate(rec.mtime));
   for (const [name, value] of rec.meta?.amz ?? []) h.set(`x-amz-meta-${name}`, value);
   for (const [name, value] of rec.meta?.std ?? []) h.set(name, value);
+  // As S3: the count, when there are tags (GetObjectTagging reads them).
+  if (rec.meta?.tags?.length) h.set("x-amz-tagging-count", String(rec.meta.tags.length));
   return h;
+}
+
+/** S3's answer for a key with no live value. */
+export function noSuchKey(): S3Error {
+  return s3Error("NoSuchKey", "The specified key does not exist.");
 }
 
 /** A live record of the key, or NoSuchKey. `stop`: a stopping master's cut-off (Store.readEntry). */
@@ -74,7 +82,7 @@ export async function liveRecord(
   // Its ETag must name the bytes a replica gives: not while a REPLACE renames.
   const e = await store.readEntry(key, opts);
   if (!e || e.rec.state !== "live") {
-    throw s3Error("NoSuchKey", "The specified key does not exist.");
+    throw noSuchKey();
   }
   return e.rec;
 }
@@ -590,7 +598,7 @@ export async function writeObject(store: Store, key: Uint8Array, w: WriteOptions
       ...opts,
       expect: (prev) => etagMatches(ifMatch, prev) ? null : { status: 412 },
     });
-    if (out.status === 404) throw s3Error("NoSuchKey", "The specified key does not exist.");
+    if (out.status === 404) throw noSuchKey();
     if (out.status === 412) throw preconditionFailed();
     if (refused) throw refused;
     if (out.record) return out.record;
@@ -629,7 +637,7 @@ export const CONFLICT_WAIT_MS = 10_000;
  * doubling up to 1 s, until CONFLICT_WAIT_MS of pauses (or the client hung
  * up); then wait() says false and the 409 is answered.
  */
-class Backoff {
+export class Backoff {
   #pause = 10;
   #waited = 0;
   constructor(readonly signal: AbortSignal) {}
@@ -796,7 +804,7 @@ export async function checkWriteConditions(
   const live = e?.rec.state === "live" ? e.rec : null;
   if (cond.create && live) throw preconditionFailed();
   if (cond.ifMatch !== undefined) {
-    if (!live) throw s3Error("NoSuchKey", "The specified key does not exist.");
+    if (!live) throw noSuchKey();
     if (!etagMatches(cond.ifMatch, live)) throw preconditionFailed();
   }
 }
@@ -808,7 +816,7 @@ export async function putObject(s3: S3Request): Promise<Response> {
   // (minio-go) send with a PutObject's checksum too: one that names no
   // algorithm is refused as theirs is, not taken as none.
   algorithmOf(req.headers.get("x-amz-checksum-algorithm"), "x-amz-checksum-algorithm");
-  const meta = metaFrom(req.headers);
+  const meta = withTags(metaFrom(req.headers), headerTags(req.headers));
   const body = s3.body();
   const cond = writeConditions(req.headers);
   let rec: Record;
@@ -844,13 +852,18 @@ const SELF_COPY_CHANGES = ["x-amz-storage-class", "x-amz-website-redirect-locati
 export async function copyObject(s3: S3Request): Promise<Response> {
   checkNewObject(s3);
   const sourceKey = copySource(s3.req.headers.get("x-amz-copy-source")!);
-  const directive = metadataDirective(s3.req.headers);
+  const directive = directiveOf(s3.req.headers, "metadata");
+  // The tags REPLACE gives the copy, judged before the source is read;
+  // COPY's are the source's.
+  const tags = directiveOf(s3.req.headers, "tagging") === "REPLACE"
+    ? headerTags(s3.req.headers)
+    : undefined;
   // If-None-Match: * and If-Match are about the destination, as PutObject's.
   const cond = writeConditions(s3.req.headers);
   // A source overwritten between reading its record and opening its file
   // is read again, as GetObject's: its record, its conditions, its bytes.
   for (let tries = 1;; tries++) {
-    const out = await copyOnce(s3, { sourceKey, directive, cond });
+    const out = await copyOnce(s3, { sourceKey, directive, tags, cond });
     if (out !== null) return out;
     if (tries === OVERTAKEN_TRIES) throw overtaken();
   }
@@ -866,6 +879,8 @@ async function copyOnce(
   asked: {
     sourceKey: Uint8Array;
     directive: Directive;
+    /** x-amz-tagging, with x-amz-tagging-directive REPLACE; undefined: the source's tags. */
+    tags: Tags | undefined;
     cond: { create: boolean; ifMatch?: string };
   },
 ): Promise<Response | null> {
@@ -876,7 +891,7 @@ async function copyOnce(
   );
   if (copyConditions(req.headers, src)) throw preconditionFailed();
   await checkWriteConditions(store, s3.key, cond, { stop: s3.stop });
-  const meta = copiedMeta(req.headers, directive, src);
+  const meta = withTags(copiedMeta(req.headers, directive, src), asked.tags ?? src.meta?.tags);
   // S3 gives a copy a checksum: of the algorithm asked for, else the source's.
   const alg =
     algorithmOf(req.headers.get("x-amz-checksum-algorithm"), "x-amz-checksum-algorithm") ??
@@ -906,18 +921,23 @@ interface Copy {
   cond: { create: boolean; ifMatch?: string };
 }
 
-/** Where a copy's metadata comes from: the source (COPY) or the request (REPLACE). */
+/**
+ * Where a copy's metadata (or its tags) comes from: the source (COPY) or
+ * the request (REPLACE).
+ */
 type Directive = "COPY" | "REPLACE";
 
 /**
- * x-amz-metadata-directive, COPY when not sent; any other value is S3's 400
- * InvalidArgument naming it, before the source is read.
+ * x-amz-metadata-directive or x-amz-tagging-directive (`of`), COPY when not
+ * sent; any other value is S3's 400 InvalidArgument naming it ("Unknown
+ * metadata directive."), before the source is read.
  */
-function metadataDirective(headers: Headers): Directive {
-  const sent = headers.get("x-amz-metadata-directive");
+function directiveOf(headers: Headers, of: "metadata" | "tagging"): Directive {
+  const name = `x-amz-${of}-directive`;
+  const sent = headers.get(name);
   const directive = (sent ?? "COPY").toUpperCase();
   if (directive === "COPY" || directive === "REPLACE") return directive;
-  throw argumentError("Unknown metadata directive.", "x-amz-metadata-directive", sent!);
+  throw argumentError(`Unknown ${of} directive.`, name, sent!);
 }
 
 /** The metadata a copy gets, by its directive: the source's or the request's. */
@@ -1118,7 +1138,7 @@ async function rewriteMeta(
 ): Promise<Record | null | "overtaken"> {
   const { src, meta, ifMatch, alg, stop } = opts;
   const e = await store.entry(key, { stop });
-  if (!e || e.rec.state !== "live") throw s3Error("NoSuchKey", "The specified key does not exist.");
+  if (!e || e.rec.state !== "live") throw noSuchKey();
   if (isClaimed(e.rec)) return null;
   if (!sameValue(e.rec, src)) return "overtaken";
   if (ifMatch !== undefined && !etagMatches(ifMatch, e.rec)) throw preconditionFailed();
@@ -1183,7 +1203,7 @@ async function deleteKey(
     : (prev: Record | null): Outcome | null =>
       prev === null ? missing : etagMatches(ifMatch, prev) ? null : { status: 412 };
   const out = await store.delete(key, { keepUnlinked: true, expect, askVolumes: true, stop });
-  if (out === missing) throw s3Error("NoSuchKey", "The specified key does not exist.");
+  if (out === missing) throw noSuchKey();
   // A value the incomplete index lacks: it cannot be deleted (no record
   // names its files), and answered deleted, it would come back with
   // rebuild. Clients retry a 503.

@@ -1,5 +1,5 @@
-// S3's wire format: XML answers and errors, and the two XML bodies clients
-// send (DeleteObjects, CompleteMultipartUpload).
+// S3's wire format: XML answers and errors, and the XML bodies clients send
+// (DeleteObjects, CompleteMultipartUpload, PutObjectTagging, ...).
 import { XMLParser } from "fast-xml-parser";
 import { reasons, sent, unwritten } from "./sizes.ts";
 import { Fenced, IndexGone, isBusy, LOCKED_ANSWER } from "./group_commit.ts";
@@ -18,7 +18,8 @@ export class S3Error extends Error {
    * presigned URL expired and the master's time then (AccessDenied; one
    * not yet valid, its X-Amz-Date too), a skewed request's time, the
    * master's and the skew allowed (RequestTimeTooSkewed), the x-amz-*
-   * headers a signature left out (AccessDenied).
+   * headers a signature left out (AccessDenied), the tag refused and its
+   * value (InvalidTag).
    */
   readonly names: {
     Key?: string;
@@ -38,6 +39,8 @@ export class S3Error extends Error {
     ServerTime?: string;
     MaxAllowedSkewMilliseconds?: number;
     HeadersNotSigned?: string;
+    TagKey?: string;
+    TagValue?: string;
   } = {};
 
   /**
@@ -169,6 +172,8 @@ const NAMED: (keyof S3Error["names"])[] = [
   "ServerTime",
   "MaxAllowedSkewMilliseconds",
   "HeadersNotSigned",
+  "TagKey",
+  "TagValue",
 ];
 
 /** S3's <Error> document. */
@@ -235,7 +240,7 @@ const parser = new XMLParser({
   // and HTML's "&nbsp;" and "&copy;", which XML does not define.
   processEntities: false,
   tagValueProcessor: (_name, value) => textOf(value),
-  isArray: (name) => name === "Object" || name === "Part" || name === "Rule",
+  isArray: (name) => ["Object", "Part", "Rule", "Tag"].includes(name),
 });
 
 /** XML's named references: the only ones a body without a DOCTYPE has. */
@@ -398,6 +403,27 @@ export function parseOwnershipControls(text: string): string {
   const ownership = typeof rule === "object" ? rule.ObjectOwnership : undefined;
   if (typeof ownership !== "string") throw schemaError();
   return ownership;
+}
+
+/**
+ * PutObjectTagging's body: its <Tag>s' keys and values as sent, in order
+ * (judged by lib/s3_tags.ts). No <Tagging>, no <TagSet> in it, a <Tag>
+ * without one <Key> and one <Value>, or one of them not text, is S3's
+ * MalformedXML; an empty <TagSet/> is no tags.
+ */
+export function parseTagging(text: string): [string, string][] {
+  const tagging = parse(text).Tagging as { TagSet?: unknown } | undefined;
+  const set = typeof tagging === "object" ? tagging.TagSet : undefined;
+  if (typeof set === "string" && set.trim() === "") return [];
+  if (typeof set !== "object" || set === null) throw schemaError();
+  const tags = (set as { Tag?: unknown[] }).Tag ?? [];
+  return tags.map((t) => {
+    const tag = t as { Key?: unknown; Value?: unknown };
+    if (typeof tag !== "object" || typeof tag.Key !== "string" || typeof tag.Value !== "string") {
+      throw schemaError();
+    }
+    return [tag.Key, tag.Value];
+  });
 }
 
 /** One part a CompleteMultipartUpload names. */

@@ -171,6 +171,25 @@ Deno.test("a record Deno KV refuses (over 64 KiB) in a batch of small ones fails
   });
 });
 
+Deno.test("records with tags of characters past U+00FF are counted at their stored size: no batch over Deno KV's 800 KiB", async () => {
+  // Each tag string past U+00FF is stored at two bytes a UTF-16 unit: ~8 KB
+  // a record. Counted at one byte a unit, ~190 went in one batch (of
+  // unchecked writes, as rebuild's), which Deno KV refused as too large,
+  // and each was then committed alone.
+  await withIndex(async (index) => {
+    const tags = Array.from({ length: 10 }, (_, i): [string, string] => [
+      "ж".repeat(127) + i,
+      "ж".repeat(256),
+    ]);
+    const tagged: Record = { ...rec(), meta: { tags } };
+    const keys = Array.from({ length: 200 }, (_, i) => enc.encode(`/tagged/${i}`));
+    await Promise.all(keys.map((k) => index.set(k, tagged)));
+    assertEquals((await index.get(keys[199]))?.rec, tagged);
+    const { commits, maxBatch } = index.commits.stats;
+    assert(commits <= 3 && maxBatch < 110, `${commits} commits, ${maxBatch} at most in one`);
+  });
+});
+
 Deno.test("concurrent creates of the longest keys share commits by 40: a check's key is not counted toward Deno KV's 80 KiB", async () => {
   // Counted twice, they went 20 to a commit; 40 is the most Deno KV takes
   // (41 are refused as "Total key size too large", then tried one by one).

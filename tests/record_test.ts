@@ -107,6 +107,47 @@ Deno.test("an S3 object's checksum round-trips with its other metadata", () => {
   assertEquals(toRecord(fromRecord(alone)), alone);
 });
 
+Deno.test("an S3 object's tags round-trip, stored as one field beside its other metadata", () => {
+  const rec: Record = {
+    state: "live",
+    rvolumes: ["a:1"],
+    hash: HASH,
+    size: 5,
+    mtime: 1,
+    meta: { type: "text/plain", tags: [["env", "prod"], ["ünï", ""]] },
+  };
+  const stored = fromRecord(rec);
+  assertEquals(stored, {
+    s: 0,
+    v: ["a:1"],
+    h: HASH,
+    z: 5,
+    m: 1,
+    t: "text/plain",
+    g: [["env", "prod"], ["ünï", ""]],
+  });
+  assertEquals(toRecord(structuredClone(stored)), rec);
+  const alone: Record = { ...rec, meta: { tags: [["a", "b"]] } };
+  assertEquals(toRecord(fromRecord(alone)), alone);
+});
+
+Deno.test("a record stored before tags were kept reads back with its metadata and no tags", () => {
+  const before = { s: 0, v: ["a:1"], h: HASH, z: 5, m: 1, t: "text/plain", x: [["k", "v"]] };
+  assertEquals(toRecord(before), {
+    state: "live",
+    rvolumes: ["a:1"],
+    hash: HASH,
+    size: 5,
+    mtime: 1,
+    meta: { type: "text/plain", amz: [["k", "v"]] },
+  });
+});
+
+Deno.test("an empty tag set is stored as none", () => {
+  const rec: Record = { state: "live", rvolumes: ["a:1"], hash: "", size: 1, meta: { tags: [] } };
+  assertEquals(fromRecord(rec), { s: 0, v: ["a:1"], z: 1 });
+});
+
 Deno.test("toRecord returns null for values that are not records", () => {
   for (
     const v of [null, undefined, 42, true, {}, [], { s: 0 }, { v: [] }, { s: 7, v: [] }, {

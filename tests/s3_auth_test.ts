@@ -192,6 +192,38 @@ Deno.test("a query with any presigned X-Amz-* parameter is S3's signed request, 
   assertEquals(isSigned(new Headers(), "X-Amz-Meta=x&list"), false);
 });
 
+/** S3's answer to a request signed in its Authorization header and presigned in its query. */
+const TWO_MECHANISMS = "Only one auth mechanism allowed; only the X-Amz-Algorithm query " +
+  "parameter, Signature query string parameter or the Authorization header should be specified";
+
+Deno.test("an Authorization header with a presigned URL's query is 400 InvalidArgument naming it, as S3, keys set or not", () => {
+  const v4 = getObject(GET_SIGNATURE).headers.get("authorization")!;
+  const v2Query = "AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Expires=1175139620&Signature=x";
+  const cases: [string, string][] = [
+    [v4, presigned().query], // each would hold alone
+    [v4, "X-Amz-Credential=x"],
+    [v4, v2Query],
+    ["AWS AKIAIOSFODNN7EXAMPLE:bWq2s1WEIj+Ydj0vQ697zp+IXMU=", presigned().query],
+    ["Bearer token", presigned().query],
+  ];
+  const answers = cases.flatMap(([auth, query]) =>
+    [CREDS, null].map((creds) => {
+      const req = presigned();
+      req.query = query;
+      req.headers.set("authorization", auth);
+      const err = assertThrows(() => checkSignature(req, creds, AT + 3_600_000), S3Error);
+      const { code, status, names } = err as S3Error;
+      return [code, status, err.message, names.ArgumentName, names.ArgumentValue];
+    })
+  );
+  assertEquals(
+    answers,
+    cases.flatMap(([auth]) =>
+      [0, 1].map(() => ["InvalidArgument", 400, TWO_MECHANISMS, "Authorization", auth])
+    ),
+  );
+});
+
 /** S3's answer to a Signature Version 2 presigned URL without AWSAccessKeyId or Expires. */
 const V2_PARAMETERS_MISSING =
   "Query-string authentication requires the Signature, Expires and AWSAccessKeyId parameters";
@@ -1028,5 +1060,33 @@ Deno.test("a presigned URL cut short after X-Amz-Credential is 400 Authorization
         await c.stop();
       }
     });
+  }
+});
+
+Deno.test("a presigned URL sent with an Authorization header (a bearer token following a redirect) is S3's 400 InvalidArgument", async () => {
+  const c = await Cluster.start({
+    flags: ["-s3-access-key", E2E_ACCESS, "-s3-secret-key", E2E_SECRET],
+  });
+  try {
+    const path = `/two-${crypto.randomUUID().slice(0, 8)}/k`;
+    const now = new Date().toISOString().replace(/[-:]|\.\d{3}/g, "");
+    const signer = new SigV4({ accessKey: E2E_ACCESS, secretKey: E2E_SECRET }, now);
+    const headers = new Headers({ host: new URL(c.url).host });
+    const query = signer.presign({ method: "GET", path, query: "", headers });
+    assertEquals(
+      await errorAnswer(`${c.url}${path}?${query}`, { headers: { authorization: "Bearer token" } }),
+      {
+        status: 400,
+        type: "application/xml",
+        body: errorXml(
+          "InvalidArgument",
+          TWO_MECHANISMS,
+          "<ArgumentName>Authorization</ArgumentName><ArgumentValue>Bearer token</ArgumentValue>",
+          path,
+        ),
+      },
+    );
+  } finally {
+    await c.stop();
   }
 });

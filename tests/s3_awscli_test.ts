@@ -770,6 +770,63 @@ Deno.test("AWS CLI against a master with S3 keys: s3 and s3api as a user runs th
     );
 
     await t.step(
+      "s3api's tagging: put-object --tagging, put/get/delete-object-tagging, copy-object's directive",
+      async () => {
+        await Deno.writeFile(aws.path("tagged.txt"), text("tagged"));
+        await aws.api("put-object", {
+          bucket,
+          key: "tags/a",
+          body: "tagged.txt",
+          tagging: "team=data&env=dev",
+        });
+        const tagSet = (...pairs: [string, string][]) =>
+          pairs.map(([Key, Value]) => ({ Key, Value }));
+        assertEquals(
+          (await aws.api("get-object-tagging", { bucket, key: "tags/a" })).TagSet,
+          tagSet(["env", "dev"], ["team", "data"]),
+        );
+        assertEquals((await aws.api("head-object", { bucket, key: "tags/a" })).TagCount, 2);
+        await aws.api("put-object-tagging", {
+          bucket,
+          key: "tags/a",
+          tagging: "TagSet=[{Key=tier,Value=hot}]",
+        });
+        await aws.api("copy-object", {
+          bucket,
+          key: "tags/b",
+          "copy-source": `${bucket}/tags/a`,
+        });
+        await aws.api("copy-object", {
+          bucket,
+          key: "tags/c",
+          "copy-source": `${bucket}/tags/a`,
+          "tagging-directive": "REPLACE",
+          tagging: "copy=new",
+        });
+        const got = await Promise.all(
+          ["a", "b", "c"].map((k) => aws.api("get-object-tagging", { bucket, key: `tags/${k}` })),
+        );
+        assertEquals(got.map((a) => a.TagSet), [
+          tagSet(["tier", "hot"]),
+          tagSet(["tier", "hot"]),
+          tagSet(["copy", "new"]),
+        ]);
+        await aws.api("delete-object-tagging", { bucket, key: "tags/a" });
+        assertEquals((await aws.api("get-object-tagging", { bucket, key: "tags/a" })).TagSet, []);
+        await aws.fails(
+          apiArgs("put-object-tagging", {
+            bucket,
+            key: "tags/a",
+            tagging: "TagSet=[{Key=aws:x,Value=1}]",
+          }),
+          255,
+          "InvalidTag",
+        );
+        assertEquals(new TextDecoder().decode(await aws.bytes(`${s3}/tags/c`)), "tagged");
+      },
+    );
+
+    await t.step(
       "a missing key, a missing bucket, a wrong secret: the CLI's exit codes, S3's error names",
       async () => {
         await Promise.all([
