@@ -142,3 +142,63 @@ async function answer(conn: Deno.TcpConn): Promise<{ status: string; body: strin
   while (text.length < end + length) await more();
   return { status: text.slice(0, text.indexOf("\r\n")), body: text.slice(end, end + length) };
 }
+
+/**
+ * Sets process `pid`'s open-files limit to its lowest free descriptor:
+ * every descriptor it opens from then on fails (EMFILE) until one below
+ * closes. Returns the limit it had.
+ */
+async function useUpOpenFiles(pid: number): Promise<number> {
+  const limits = await Deno.readTextFile(`/proc/${pid}/limits`);
+  const had = Number(limits.match(/^Max open files +(\d+)/m)![1]);
+  const used = new Set<number>();
+  for await (const e of Deno.readDir(`/proc/${pid}/fd`)) used.add(Number(e.name));
+  let free = 0;
+  while (used.has(free)) free++;
+  await limitOpenFiles(pid, free);
+  return had;
+}
+
+/** Sends `request` (head and body) on `conn`: its answer. */
+async function exchange(conn: Deno.TcpConn, request: string) {
+  let bytes = encoder.encode(request);
+  while (bytes.length > 0) bytes = bytes.subarray(await conn.write(bytes));
+  return await answer(conn);
+}
+
+Deno.test("a volume call the master has no file descriptor for fails saying so and leaves the volume up", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1"] });
+  const m = await c.spawnMaster();
+  const port = Number(new URL(m.url).port);
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  // Past the master's small writes (one pooled call per replica): an upload on a connection of its own.
+  const value = "v".repeat(300_000);
+  const put = (k: string) =>
+    exchange(
+      conn,
+      `PUT ${k} HTTP/1.1\r\nHost: x\r\nContent-Length: ${value.length}\r\n\r\n${value}`,
+    );
+  try {
+    assertEquals((await put(randomKey())).status, "HTTP/1.1 201 Created");
+    const had = await useUpOpenFiles(m.proc.pid);
+    const k = randomKey();
+    const failed = await put(k);
+    assertEquals(failed.status, "HTTP/1.1 500 Internal Server Error");
+    assert(
+      failed.body.includes("this process has no file descriptor left, ulimit -n"),
+      failed.body,
+    );
+    const page = await exchange(
+      conn,
+      "GET /?status HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\n\r\n",
+    );
+    const { volumes } = JSON.parse(page.body) as { volumes: { volume: string; up: boolean }[] };
+    assertEquals(volumes.map((v) => [v.volume, v.up]), [[c.volumes[0], true]]);
+    await limitOpenFiles(m.proc.pid, had);
+    assertEquals((await put(k)).status, "HTTP/1.1 201 Created");
+  } finally {
+    conn.close();
+    await m.stop();
+    await c.stop();
+  }
+});
