@@ -14,6 +14,7 @@ import {
 import { firstAnswer, joinIndex, LOCKED_FOR, openIndex } from "./lib/open.ts";
 import { LOCKED } from "./lib/group_commit.ts";
 import { Store, type StoreOptions } from "./lib/store.ts";
+import { Serving } from "./lib/serving.ts";
 import type { Index } from "./lib/index_db.ts";
 import {
   answerFailed,
@@ -287,11 +288,12 @@ async function listen(
     drain: Drain;
     handler: (req: Request) => Promise<Response> | Response;
   },
-): Promise<Deno.HttpServer> {
+): Promise<Serving> {
   const { port, opts, drain, handler } = serving;
   try {
-    return Deno.serve({
+    return new Serving({
       port,
+      handler,
       onListen: ({ port }) =>
         logInfo(
           `mkv master on :${port}, volumes ${opts.volumes.join(",")}, replicas ${opts.replicas}`,
@@ -300,7 +302,7 @@ async function listen(
       // What Deno reports itself (a response body that failed mid-stream),
       // in the log's format rather than as Deno's stack trace.
       onError: answerFailed(drain),
-    }, handler);
+    });
   } catch (err) {
     // Left at once, so a rebuild need not wait out this master's heartbeat.
     await index.membership?.leave();
@@ -318,7 +320,7 @@ async function listen(
  * wait on a connection); `drained` says what became of the requests.
  */
 function stopOnSignals(
-  srv: Deno.HttpServer,
+  srv: Serving,
   stopping: { drain: Drain; deadline: number },
 ): { leftOpen: Promise<void>; drained: () => Drained } {
   const { drain, deadline } = stopping;

@@ -99,13 +99,16 @@ export class VolumeHealth {
 
   /**
    * A real call that failed: logged (throttled) and kept among the recent
-   * errors; when the volume did not answer at all it is down.
+   * errors; when the volume did not answer at all it is down. `answered`
+   * null: the call could not be made for a reason of this process's own
+   * (no file descriptor left), which says nothing of the volume.
    */
   failed(
     f: { volume: string; call: string; outcome: "error" | "timeout"; reason: string },
-    answered: boolean,
+    answered: boolean | null,
   ) {
     this.#throttle.failure(f);
+    if (answered === null) return;
     if (answered) this.answered(f.volume);
     else this.#mark(f.volume, false, f.reason, Date.now(), true);
   }
@@ -128,6 +131,7 @@ export class VolumeHealth {
    * updates the timing.
    */
   probed(volume: string, p: Probe, sent: number, now = Date.now()) {
+    if (p.unknown) return;
     const s = this.#state(volume);
     s.checked = now;
     if (p.up) s.ms = p.ms;
@@ -210,6 +214,8 @@ export interface Probe {
   reason: string;
   /** Its disk, when it said (lib/volumes.ts remoteSpace); null otherwise. */
   space: Space | null;
+  /** The probe could not be made (this process has no file descriptor left): nothing learned. */
+  unknown?: boolean;
 }
 
 export interface ProbeOptions {

@@ -75,8 +75,30 @@ function failed(
   unsent = false,
 ): VolumeError {
   metrics.volumeCall(volume, call, outcome);
-  health.failed({ volume, call, outcome, reason: message }, status > 0);
-  return new VolumeError(message, status, unsent);
+  // Not the volume's doing: it may be up, and is not marked down for it.
+  const ours = status === 0 && outOfDescriptors();
+  const reason = ours ? `${message} (${NO_DESCRIPTORS})` : message;
+  health.failed({ volume, call, outcome, reason }, ours ? null : status > 0);
+  return new VolumeError(reason, status, unsent);
+}
+
+const NO_DESCRIPTORS = "this process has no file descriptor left, ulimit -n: " +
+  "that says nothing of the volume";
+
+/**
+ * Whether this process has no file descriptor left (`ulimit -n`): a volume
+ * call it could not make then (a connection, a name's lookup: EMFILE,
+ * EBUSY, EINVAL) says nothing of the volume. Asked on the failure path
+ * only, by opening /dev/null.
+ */
+function outOfDescriptors(): boolean {
+  try {
+    Deno.openSync("/dev/null").close();
+    return false;
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    return code === "EMFILE" || code === "ENFILE";
+  }
 }
 
 /** nginx's answer at a file's path where a folder stands: 301 to "path/". */
@@ -827,6 +849,9 @@ export async function remoteProbe(volume: string, timeout: number): Promise<Prob
     return { up: true, ms, reason: "", space: await remoteSpace(volume, timeout) };
   } catch (err) {
     const ms = performance.now() - started;
+    if (outOfDescriptors()) {
+      return { up: false, ms, reason: NO_DESCRIPTORS, unknown: true, space: null };
+    }
     return { up: false, ms, reason: `HEAD / failed: ${describe(err)}`, space: null };
   }
 }
