@@ -16,6 +16,7 @@ import {
 import { SourceError } from "./fanout.ts";
 import { VolumeError, writeFailureStatus } from "./volumes.ts";
 import { type S3Body, s3Body } from "./s3_body.ts";
+import { presignedHeaders } from "./s3_presigned.ts";
 import { requestBody } from "./request_body.ts";
 import { errorIds, errorResponse, newRequestId, refusalOf, S3Error, s3Error } from "./s3_xml.ts";
 import type { Store } from "./store.ts";
@@ -39,7 +40,13 @@ export interface S3Options {
 /** One S3 request, parsed: what every operation gets. */
 export interface S3Request {
   store: Store;
-  req: Request;
+  /** The request; its headers are read through `headers`, never here. */
+  req: Omit<Request, "headers">;
+  /**
+   * The request's headers as the call reads them: a presigned URL's x-amz-*
+   * query parameters among them (lib/s3_presigned.ts).
+   */
+  headers: Headers;
   /**
    * What the call's work stops at: the client gone, or a stopping master
    * cutting off the requests in flight (lib/server.ts Drain).
@@ -236,9 +243,13 @@ function s3Request(
     },
     ctx.creds,
   );
+  const headers = signature.presigned
+    ? presignedHeaders(req.headers, parseQueryPairs(target.query, true))
+    : req.headers;
   return {
     store: ctx.store,
     req,
+    headers,
     signal,
     stop,
     bucket,
@@ -248,7 +259,7 @@ function s3Request(
     query: new Map(parseQueryPairs(target.query, true)),
     signature,
     body(checksumHeaders = true) {
-      const body = s3Body(requestBody(req), req.headers, signature, { checksumHeaders });
+      const body = s3Body(requestBody(req), headers, signature, { checksumHeaders });
       ctx.opened.push(body);
       return body;
     },
@@ -451,7 +462,7 @@ function objectCall(s3: S3Request): Promise<Response> {
     case "PUT":
       if (q.has("tagging")) return putObjectTagging(s3);
       if (upload !== undefined) return multipart.uploadPart(s3, upload);
-      if (s3.req.headers.has("x-amz-copy-source")) return objects.copyObject(s3);
+      if (s3.headers.has("x-amz-copy-source")) return objects.copyObject(s3);
       return objects.putObject(s3);
     case "POST":
       if (q.has("uploads")) return multipart.createUpload(s3);
@@ -519,7 +530,7 @@ function refuseUnsupported(s3: S3Request) {
   // A retention or legal hold asked for and silently not kept would let a
   // client believe an object is protected: refused as S3 refuses it in a
   // bucket without Object Lock.
-  for (const [name] of s3.req.headers) {
+  for (const [name] of s3.headers) {
     if (name.startsWith("x-amz-object-lock-")) {
       throw s3Error("InvalidRequest", "Bucket is missing Object Lock Configuration");
     }
@@ -532,7 +543,7 @@ function refuseUnsupported(s3: S3Request) {
   }
   // An append (S3 Express's): taken for a PutObject it would overwrite the
   // object with just the bytes meant to go at its end.
-  if (s3.req.headers.has("x-amz-write-offset-bytes")) {
+  if (s3.headers.has("x-amz-write-offset-bytes")) {
     throw notImplemented("Appending to an object (x-amz-write-offset-bytes)");
   }
   // Only read: GetBucketVersioning, GetBucketLocation and ListObjectVersions

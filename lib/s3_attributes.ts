@@ -19,8 +19,8 @@ interface Paging {
 }
 
 export async function getObjectAttributes(s3: S3Request): Promise<Response> {
-  const asked = attributesAsked(s3.req.headers);
-  const paging = pagingOf(s3.req.headers);
+  const asked = attributesAsked(s3.headers);
+  const paging = pagingOf(s3.headers);
   // As HeadObject finds the object: a key no replica holds whole is NoSuchKey.
   const rec = await headRecord(s3);
   const res = xmlResponse("GetObjectAttributesResponse", attributesXml(rec, asked, paging));

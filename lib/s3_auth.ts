@@ -33,6 +33,11 @@ export interface Signature {
   payload: string;
   /** For STREAMING-AWS4-HMAC-SHA256-PAYLOAD: the seed of the chunk chain. */
   chunks?: ChunkSigner;
+  /**
+   * Signed in the query (a presigned URL, either version): its x-amz-*
+   * parameters stand for headers (lib/s3_presigned.ts).
+   */
+  presigned?: boolean;
 }
 
 /** Signs aws-chunked chunks, each over the one before (S3's streaming). */
@@ -99,7 +104,10 @@ export function checkSignature(
   }
   if (isV2(auth, req.query)) {
     checkV2(req.v2Path === undefined ? req : { ...req, path: req.v2Path }, creds, now);
-    return { payload: req.headers.get("x-amz-content-sha256") ?? "UNSIGNED-PAYLOAD" };
+    return {
+      payload: req.headers.get("x-amz-content-sha256") ?? "UNSIGNED-PAYLOAD",
+      presigned: auth === null,
+    };
   }
   if (auth === null && !isPresigned(req.query)) {
     if (creds) throw new S3Error("AccessDenied", "Anonymous requests are not allowed");
@@ -143,7 +151,8 @@ function checkV4(
   if (auth !== null) checkPayload(payload);
   else refuseStreaming(sha);
   checkTime(parts, auth !== null, now);
-  if (!creds) return { payload };
+  const presigned = auth === null;
+  if (!creds) return { payload, presigned };
   if (parts.accessKey !== creds.accessKey) {
     throw new S3Error(
       "InvalidAccessKeyId",
@@ -162,7 +171,7 @@ function checkV4(
   const chunks = payload.startsWith("STREAMING-AWS4-HMAC-SHA256-PAYLOAD")
     ? { key, date: parts.date, scope, seed: signature, trailer: payload.endsWith("-TRAILER") }
     : undefined;
-  return { payload, chunks };
+  return { payload, chunks, presigned };
 }
 
 /**

@@ -4,6 +4,7 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { Credentials, SignedRequest } from "./s3_auth.ts";
 import { parseQueryPairs, requestExpired, tooSkewed } from "./s3_auth.ts";
+import { v2SignedHeaders } from "./s3_presigned.ts";
 import { S3Error } from "./s3_xml.ts";
 
 const MAX_SKEW_MS = 15 * 60_000;
@@ -106,10 +107,14 @@ export function checkV2(req: SignedRequest, creds: Credentials | null, now: numb
   // signs that) though a path-style request for it may say "/bucket".
   const paths = [req.path];
   if (/^\/[^/]+$/.test(req.path)) paths.push(req.path + "/");
+  // A presigned URL's x-amz-* parameters are signed as its x-amz-* headers.
+  const headers = auth === null
+    ? v2SignedHeaders(req.headers, parseQueryPairs(req.query))
+    : req.headers;
   const b = new TextEncoder().encode(signature);
   const matches = paths.some((path) => {
     const a = new TextEncoder().encode(
-      signV2(creds.secretKey, stringToSignV2({ ...req, path }, date)),
+      signV2(creds.secretKey, stringToSignV2({ ...req, path, headers }, date)),
     );
     return a.length === b.length && timingSafeEqual(a, b);
   });

@@ -554,8 +554,8 @@ export async function createBucket(s3: S3Request): Promise<Response> {
   if (!BUCKET_NAME.test(s3.bucket)) {
     throw s3Error("InvalidBucketName", "The specified bucket is not valid.");
   }
-  checkOwnership(s3.req.headers);
-  checkBucketAcl(s3.req.headers);
+  checkOwnership(s3.headers);
+  checkBucketAcl(s3.headers);
   const region = await locationConstraint(s3);
   // As S3 in us-east-1: making a bucket you own again succeeds (it keeps
   // the region it was made in).
@@ -665,7 +665,7 @@ function ownershipRefused(what: string): S3Error {
  */
 export async function putOwnershipControls(s3: S3Request): Promise<Response> {
   if (!await bucketExists(s3)) throw noSuchBucket();
-  requireDigest(s3.req.headers);
+  requireDigest(s3.headers);
   const xml = await readWhole(s3.body(), CONFIG_MAX);
   const ownership = parseOwnershipControls(xmlText(xml));
   if (!OWNERSHIPS.includes(ownership)) throw schemaError();

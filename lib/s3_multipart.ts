@@ -80,9 +80,9 @@ export async function createUpload(s3: S3Request): Promise<Response> {
   if (!keyFits(s3.key)) throw keyTooLong();
   const id = crypto.randomUUID().replaceAll("-", "");
   // x-amz-tagging's tags, judged now, are the object's at Complete.
-  const meta = withTags(metaFrom(s3.req.headers), headerTags(s3.req.headers));
+  const meta = withTags(metaFrom(s3.headers), headerTags(s3.headers));
   const upload: Upload = { key: s3.key, created: Date.now(), meta };
-  const checksum = uploadChecksum(s3.req.headers);
+  const checksum = uploadChecksum(s3.headers);
   if (checksum) upload.checksum = checksum;
   await s3.store.index.createUpload(id, upload, { bucket: s3.bucket, signal: s3.stop });
   const res = xmlResponse("InitiateMultipartUploadResult", {
@@ -140,7 +140,7 @@ function partPath(id: string, n: number, token: string): string {
 export async function uploadPart(s3: S3Request, id: string): Promise<Response> {
   const n = partNumberParam(s3.query);
   const { upload, versionstamp } = await openUpload(s3, id);
-  if (s3.req.headers.has("x-amz-copy-source")) {
+  if (s3.headers.has("x-amz-copy-source")) {
     return await uploadPartCopy(s3, { id, versionstamp, n }, upload.checksum?.alg);
   }
   const body = s3.body();
@@ -172,8 +172,8 @@ async function uploadPartCopy(
   slot: PartSlot,
   alg: Algorithm | undefined,
 ): Promise<Response> {
-  const { req } = s3;
-  const source = copySource(req.headers.get("x-amz-copy-source")!);
+  const { headers } = s3;
+  const source = copySource(headers.get("x-amz-copy-source")!);
   // A source overwritten between reading its record and opening its file
   // is opened again: its conditions are judged on the bytes copied.
   let opened;
@@ -220,12 +220,12 @@ async function openSource(
   s3: S3Request,
   source: Uint8Array,
 ): Promise<{ res: Response; length: number | null } | null> {
-  const { req, store } = s3;
+  const { headers, store } = s3;
   const src = await liveRecord(store, source, { stop: s3.stop }).catch((err) =>
     copyFailure(s3, source, err)
   );
-  if (copyConditions(req.headers, src)) throw preconditionFailed();
-  const rangeHeader = req.headers.get("x-amz-copy-source-range");
+  if (copyConditions(headers, src)) throw preconditionFailed();
+  const rangeHeader = headers.get("x-amz-copy-source-range");
   let range: string | undefined;
   let length = src.size >= 0 ? src.size : null;
   if (rangeHeader !== null) {
@@ -355,13 +355,13 @@ export async function completeUpload(s3: S3Request, id: string): Promise<Respons
   const { upload, versionstamp } = await openUpload(s3, id);
   // If-None-Match: * and If-Match, as PutObject's: answered with their own
   // status when they do not hold now; the upload stays, to retry or abort.
-  const cond = writeConditions(s3.req.headers);
+  const cond = writeConditions(s3.headers);
   // Its x-amz-checksum-* is the object's, not the XML's (objectChecksum).
   const xml = await readWhole(s3.body(false), XML_MAX);
   const asked = parseComplete(xmlText(xml));
   const parts = chosenParts(asked, await s3.store.index.parts(id));
-  checkObjectSize(s3.req.headers.get("x-amz-mp-object-size"), parts);
-  const planned = objectChecksum(s3.req.headers, upload, parts);
+  checkObjectSize(s3.headers.get("x-amz-mp-object-size"), parts);
+  const planned = objectChecksum(s3.headers, upload, parts);
   await checkWriteConditions(s3.store, s3.key, cond, { stop: s3.stop });
   const md5s = createHash("md5");
   for (const p of parts) md5s.update(Buffer.from(p.md5, "hex"));

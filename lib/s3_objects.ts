@@ -173,15 +173,15 @@ async function readObject(s3: S3Request, head: boolean): Promise<Response | null
     const value = s3.query.get(param);
     if (value !== undefined) headers.set(name, headerFrom(param, value));
   }
-  const early = preconditions(s3.req.headers, rec);
+  const early = preconditions(s3.headers, rec);
   if (early === 304) return new Response(null, { status: 304, headers });
   if (early === 412) throw preconditionFailed();
   const part = partOf(s3, rec);
   if (part?.count !== undefined) headers.set("x-amz-mp-parts-count", String(part.count));
-  const range = part ? part.range : singleRange(s3.req.headers.get("range"));
+  const range = part ? part.range : singleRange(s3.headers.get("range"));
   // The object's checksum names the whole of it: not sent with a range or a
   // part, which clients would check against it.
-  if (checksumMode(s3.req.headers) && !part && !range) {
+  if (checksumMode(s3.headers) && !part && !range) {
     setChecksumHeaders(headers, rec.meta?.checksum);
   }
   if (head) return await headAnswer(s3, rec, headers, range);
@@ -221,7 +221,7 @@ function partOf(
 ): { range: string | undefined; count?: number } | null {
   if (!s3.query.has("partNumber")) return null;
   const n = partNumberParam(s3.query);
-  if (s3.req.headers.has("range")) {
+  if (s3.headers.has("range")) {
     throw s3Error(
       "InvalidRequest",
       "Cannot specify both Range header and partNumber query parameter",
@@ -712,8 +712,8 @@ export function keyTooLong(): S3Error {
  */
 export function checkNewObject(s3: S3Request) {
   checkKeyLength(s3.object);
-  checkStorageClass(s3.req.headers);
-  checkObjectAcl(s3.req.headers);
+  checkStorageClass(s3.headers);
+  checkObjectAcl(s3.headers);
 }
 
 /**
@@ -811,14 +811,14 @@ export async function checkWriteConditions(
 
 export async function putObject(s3: S3Request): Promise<Response> {
   checkNewObject(s3);
-  const { req } = s3;
+  const { headers } = s3;
   // CreateMultipartUpload's and CopyObject's header, which some clients
   // (minio-go) send with a PutObject's checksum too: one that names no
   // algorithm is refused as theirs is, not taken as none.
-  algorithmOf(req.headers.get("x-amz-checksum-algorithm"), "x-amz-checksum-algorithm");
-  const meta = withTags(metaFrom(req.headers), headerTags(req.headers));
+  algorithmOf(headers.get("x-amz-checksum-algorithm"), "x-amz-checksum-algorithm");
+  const meta = withTags(metaFrom(headers), headerTags(headers));
   const body = s3.body();
-  const cond = writeConditions(req.headers);
+  const cond = writeConditions(headers);
   let rec: Record;
   try {
     rec = await writeObject(s3.store, s3.key, {
@@ -851,15 +851,15 @@ const SELF_COPY_CHANGES = ["x-amz-storage-class", "x-amz-website-redirect-locati
 /** CopyObject: the value read from a replica of the source, written anew. */
 export async function copyObject(s3: S3Request): Promise<Response> {
   checkNewObject(s3);
-  const sourceKey = copySource(s3.req.headers.get("x-amz-copy-source")!);
-  const directive = directiveOf(s3.req.headers, "metadata");
+  const sourceKey = copySource(s3.headers.get("x-amz-copy-source")!);
+  const directive = directiveOf(s3.headers, "metadata");
   // The tags REPLACE gives the copy, judged before the source is read;
   // COPY's are the source's.
-  const tags = directiveOf(s3.req.headers, "tagging") === "REPLACE"
-    ? headerTags(s3.req.headers)
+  const tags = directiveOf(s3.headers, "tagging") === "REPLACE"
+    ? headerTags(s3.headers)
     : undefined;
   // If-None-Match: * and If-Match are about the destination, as PutObject's.
-  const cond = writeConditions(s3.req.headers);
+  const cond = writeConditions(s3.headers);
   // A source overwritten between reading its record and opening its file
   // is read again, as GetObject's: its record, its conditions, its bytes.
   for (let tries = 1;; tries++) {
@@ -884,18 +884,17 @@ async function copyOnce(
     cond: { create: boolean; ifMatch?: string };
   },
 ): Promise<Response | null> {
-  const { req, store } = s3;
+  const { headers, store } = s3;
   const { sourceKey, directive, cond } = asked;
   const src = await liveRecord(store, sourceKey, { stop: s3.stop }).catch((err) =>
     copyFailure(s3, sourceKey, err)
   );
-  if (copyConditions(req.headers, src)) throw preconditionFailed();
+  if (copyConditions(headers, src)) throw preconditionFailed();
   await checkWriteConditions(store, s3.key, cond, { stop: s3.stop });
-  const meta = withTags(copiedMeta(req.headers, directive, src), asked.tags ?? src.meta?.tags);
+  const meta = withTags(copiedMeta(headers, directive, src), asked.tags ?? src.meta?.tags);
   // S3 gives a copy a checksum: of the algorithm asked for, else the source's.
-  const alg =
-    algorithmOf(req.headers.get("x-amz-checksum-algorithm"), "x-amz-checksum-algorithm") ??
-      src.meta?.checksum?.alg;
+  const alg = algorithmOf(headers.get("x-amz-checksum-algorithm"), "x-amz-checksum-algorithm") ??
+    src.meta?.checksum?.alg;
   const copy: Copy = { sourceKey, src, directive, meta, alg, cond };
   const rec = equal(sourceKey, s3.key) ? await copyOntoItself(s3, copy) : await copyValue(s3, copy);
   if (rec === null) return null;
@@ -959,7 +958,7 @@ async function copyOntoItself(s3: S3Request, copy: Copy): Promise<Record | null>
   // S3 copies an object onto itself when the copy changes something: its
   // metadata (REPLACE), or its storage class or website redirect, which
   // the gateway does not keep (a copy then keeps the metadata it has).
-  if (copy.directive === "COPY" && !SELF_COPY_CHANGES.some((h) => s3.req.headers.has(h))) {
+  if (copy.directive === "COPY" && !SELF_COPY_CHANGES.some((h) => s3.headers.has(h))) {
     throw s3Error(
       "InvalidRequest",
       "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
@@ -1160,7 +1159,7 @@ export async function deleteObject(s3: S3Request): Promise<Response> {
   // A missing key is 204, but not in a bucket that does not exist either.
   if (!wasLive && !await bucketExists(s3)) throw noSuchBucket();
   if (wasLive) await keepBucket(s3);
-  const ifMatch = s3.req.headers.get("if-match") ?? undefined;
+  const ifMatch = s3.headers.get("if-match") ?? undefined;
   const deleted = await deleteKey(s3.store, s3.key, { ifMatch, stop: s3.stop });
   const res = new Response(null, { status: 204 });
   // As S3, the version deleted is named when one was asked for (null, the only one).
@@ -1217,7 +1216,7 @@ async function deleteKey(
 /** DeleteObjects: POST /bucket?delete, an answer per key. */
 export async function deleteObjects(s3: S3Request): Promise<Response> {
   if (!await bucketExists(s3)) throw noSuchBucket();
-  requireDigest(s3.req.headers);
+  requireDigest(s3.headers);
   const xml = await readWhole(s3.body(), XML_MAX);
   const { keys, versions, etags, quiet } = parseDelete(xmlText(xml));
   await keepBucket(s3);

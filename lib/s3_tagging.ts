@@ -31,7 +31,7 @@ export async function getObjectTagging(s3: S3Request): Promise<Response> {
  * removes them). Its body comes with a digest, as S3 asks (requireDigest).
  */
 export async function putObjectTagging(s3: S3Request): Promise<Response> {
-  requireDigest(s3.req.headers);
+  requireDigest(s3.headers);
   const xml = await readWhole(s3.body(), XML_MAX);
   await setTags(s3, checkTags(parseTagging(xmlText(xml))));
   return namingVersion(s3, new Response(null, { status: 200 }));

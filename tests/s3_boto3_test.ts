@@ -39,3 +39,27 @@ Deno.test("boto3: objects, listings, multipart, copy, presigned URLs (v2 and v4)
     await c.stop();
   }
 });
+
+Deno.test("boto3: presigned URLs whose query carries x-amz-* headers (metadata, tags) keep them", async () => {
+  const c = await Cluster.start({
+    flags: ["-s3-access-key", "boto-key", "-s3-secret-key", "boto-secret"],
+  });
+  try {
+    const bucket = `presign-${crypto.randomUUID().slice(0, 8)}`;
+    await assertPythonChecks("boto3_presign_check.py", [c.url, "boto-key", "boto-secret", bucket], [
+      "ok boto3's default (Version 2) presigned put_object moves its x-amz-* headers to the query",
+      "ok a Version 2 presigned put_object keeps its Metadata and Tagging from the query",
+      "ok a Version 2 presigned put_object sent with another Content-Type than it signs is SignatureDoesNotMatch",
+      "ok an x-amz-meta-* added to a Version 2 presigned URL after signing is SignatureDoesNotMatch",
+      "ok boto3's Version 4 presigned put_object signs its headers (Content-Type too) for the uploader to send",
+      "ok a Version 4 presigned put_object sent with the headers it signs keeps them",
+      "ok a Version 4 presigned put_object sent with another Content-Type than it signs is SignatureDoesNotMatch",
+      "ok a Version 4 presigned PutObject keeps the x-amz-meta-* and x-amz-tagging of its query",
+      "ok an x-amz-meta-* added to a Version 4 presigned URL after signing is SignatureDoesNotMatch",
+      "ok a query x-amz-meta-* changed after signing is SignatureDoesNotMatch",
+      "ok a signed header the request sends itself wins over the query's",
+    ]);
+  } finally {
+    await c.stop();
+  }
+});

@@ -67,6 +67,7 @@ async function selfCopy(Key: string) {
       const s3req = {
         store,
         req,
+        headers: req.headers,
         signal: new AbortController().signal,
         bucket: Bucket,
         object: enc.encode(Key),
