@@ -416,9 +416,16 @@ function checksumMode(h: Headers): boolean {
   return h.get("x-amz-checksum-mode")?.trim().toUpperCase() === "ENABLED";
 }
 
-/** One "bytes=a-b" range passed on to nginx; S3 ignores other forms. */
+/**
+ * One range, "bytes=a-b", "bytes=a-" or "bytes=-n": its unit in any case
+ * and whitespace around the range taken, as RFC 9110 has them (nginx takes
+ * them too; what S3 does with them is not documented); ignored otherwise,
+ * as S3 ignores other forms (several ranges, another unit). Returned in
+ * that plain form, which nginx is sent and an InvalidRange names.
+ */
 function singleRange(h: string | null): string | undefined {
-  return h !== null && /^bytes=(\d+-\d*|-\d+)$/.test(h.trim()) ? h.trim() : undefined;
+  const range = h === null ? null : /^bytes=[ \t]*(\d+-\d*|-\d+)[ \t]*$/i.exec(h.trim());
+  return range ? `bytes=${range[1]}` : undefined;
 }
 
 /**
