@@ -3,7 +3,7 @@
 // X-Amz-* query parameters. Pure functions of the request's parts, so the
 // AWS documentation's examples are the unit tests.
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
-import { checkV2, isV2 } from "./s3_auth_v2.ts";
+import { checkV2, hasV2Signature, isV2 } from "./s3_auth_v2.ts";
 import { argumentError, S3Error, s3Error } from "./s3_xml.ts";
 
 export interface Credentials {
@@ -93,7 +93,9 @@ export function checkSignature(
   now = Date.now(),
 ): Signature {
   const auth = req.headers.get("authorization");
-  if (auth !== null && (isPresigned(req.query) || isV2(null, req.query))) throw twoMechanisms(auth);
+  if (auth !== null && (isPresigned(req.query) || hasV2Signature(req.query))) {
+    throw twoMechanisms(auth);
+  }
   // Not left to mkv's API, which would store an upload's aws-chunked framing
   // as the value and answer a read with a redirect, the signature unchecked.
   if (auth?.startsWith(ALGORITHM_4A)) {

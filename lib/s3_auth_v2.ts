@@ -54,12 +54,25 @@ const SUBRESOURCES = new Set([
 ]);
 
 /**
+ * A presigned URL's Signature Version 2 parameters: any of them makes the
+ * request presigned, and then all three are required (checkV2), as S3 and
+ * LocalStack, which checks it against S3, have it: a URL cut short at an
+ * "&" is refused, never an anonymous request nor mkv's API.
+ */
+const QUERY_PARAMETERS = ["AWSAccessKeyId", "Expires", "Signature"];
+
+/**
  * Whether the request carries a Signature Version 2: in its Authorization
- * header, or a presigned URL's Signature parameter (the URL then needs its
- * AWSAccessKeyId and Expires too, else S3 refuses it: see checkV2).
+ * header, or any of a presigned URL's parameters.
  */
 export function isV2(auth: string | null, query: string): boolean {
   if (auth !== null) return auth.startsWith("AWS ");
+  if (!QUERY_PARAMETERS.some((name) => query.includes(name))) return false;
+  return parseQueryPairs(query).some(([name]) => QUERY_PARAMETERS.includes(name));
+}
+
+/** Whether a query carries a presigned URL's Version 2 Signature. */
+export function hasV2Signature(query: string): boolean {
   if (!query.includes("Signature")) return false;
   return parseQueryPairs(query).some(([name]) => name === "Signature");
 }
@@ -84,7 +97,7 @@ export function checkV2(req: SignedRequest, creds: Credentials | null, now: numb
     date = req.headers.has("x-amz-date") ? "" : when;
   } else {
     // S3's words, whichever is missing.
-    if (!q.has("AWSAccessKeyId") || !q.has("Expires")) {
+    if (!QUERY_PARAMETERS.every((name) => q.has(name))) {
       throw new S3Error(
         "AccessDenied",
         "Query-string authentication requires the Signature, Expires and AWSAccessKeyId parameters",

@@ -7,7 +7,7 @@ import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { compare, equal, indexOf } from "./bytes.ts";
 import { keyFits, type Part, type Upload } from "./index_db.ts";
-import type { Meta, Record } from "./record.ts";
+import type { Meta } from "./record.ts";
 import type { S3Request } from "./s3.ts";
 import { checksumThrough, readWhole } from "./s3_body.ts";
 import {
@@ -41,6 +41,7 @@ import {
   volumesFault,
   writeConditions,
   writeObject,
+  type Written,
   XML_MAX,
 } from "./s3_objects.ts";
 import {
@@ -58,7 +59,9 @@ import {
   xmlTime,
 } from "./s3_xml.ts";
 import { remoteGet, volumeUrl } from "./volumes.ts";
-import { logRefused, logUnexpected } from "./log.ts";
+import { logRefused, logUndone, logUnexpected } from "./log.ts";
+import { recentErrors } from "./history.ts";
+import { parseTarget, shownTarget } from "./target.ts";
 import type { Store } from "./store.ts";
 
 const encoder = new TextEncoder();
@@ -370,19 +373,21 @@ export async function completeUpload(s3: S3Request, id: string): Promise<Respons
   // would time out on a silent multi-GB Complete), then the result or an
   // <Error>. A client that hangs up does not stop it: the object goes live.
   // A stopping master's cut-off does, until the value is live (PUT's).
-  return keptAlive(async () => {
+  return keptAlive(s3, async () => {
     const meta = { ...upload.meta, etag, parts: sizeRuns(parts) };
-    const rec = await joinParts(s3, { id, parts, planned, meta, cond });
-    if (typeof rec === "string") {
+    const w = await joinParts(s3, { id, parts, planned, meta, cond });
+    if (typeof w === "string") {
       // Another Complete of this upload won: its answer is this one's too.
-      return xmlDocument("CompleteMultipartUploadResult", completeResult(s3, rec));
+      return { xml: xmlDocument("CompleteMultipartUploadResult", completeResult(s3, w)) };
     }
+    const rec = w.record;
     await endCompleted(s3, { id, versionstamp, etag: etagOf(rec) });
-    return xmlDocument("CompleteMultipartUploadResult", {
+    const xml = xmlDocument("CompleteMultipartUploadResult", {
       ...completeResult(s3, etagOf(rec)),
       ...checksumXml(rec.meta?.checksum),
     });
-  }, `/${s3.bucket}/${keyText(s3)}`);
+    return { xml, undone: w.undone };
+  });
 }
 
 /**
@@ -442,7 +447,7 @@ async function joinParts(
     meta: Meta;
     cond: ReturnType<typeof writeConditions>;
   },
-): Promise<Record | string> {
+): Promise<Written | string> {
   const { id, parts, planned, cond } = join;
   // Part copies found bad ("volume path"): passed over by the next try.
   const bad = new Set<string>();
@@ -602,8 +607,16 @@ function sizeRuns(parts: Part[]): [number, number][] | undefined {
 /** Space sent every this often while a Complete is under way. */
 const KEEPALIVE_MS = 5_000;
 
-/** A 200 whose XML comes when `work` is done, with spaces sent meanwhile. */
-function keptAlive(work: () => Promise<string>, resource: string): Response {
+/**
+ * A 200 whose XML comes when `work` is done, with spaces sent meanwhile.
+ * What the work's write left undone (Written) is logged here, as the edge
+ * (lib/server.ts) logs a PutObject's: the 200 was sent before it was known.
+ */
+function keptAlive(
+  s3: S3Request,
+  work: () => Promise<{ xml: string; undone?: string }>,
+): Response {
+  const resource = `/${s3.bucket}/${keyText(s3)}`;
   const encoder = new TextEncoder();
   const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
   const writer = writable.getWriter();
@@ -617,7 +630,12 @@ function keptAlive(work: () => Promise<string>, resource: string): Response {
   (async () => {
     let xml: string;
     try {
-      xml = await work();
+      const done = await work();
+      xml = done.xml;
+      if (done.undone !== undefined) {
+        logUndone(`S3 POST ${resource}`, 200, done.undone);
+        recentErrors.add(`POST ${shownTarget(parseTarget(s3.req.url))} 200`, done.undone);
+      }
       ended.resolve("");
     } catch (err) {
       // Answered in a 200 the edge does not log: said here, as a 5xx would be.

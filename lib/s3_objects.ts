@@ -30,7 +30,7 @@ import {
   xmlTime,
 } from "./s3_xml.ts";
 import { logRefused, logUnexpected } from "./log.ts";
-import { received, sent, unwritten } from "./sizes.ts";
+import { received, sent, undone, unwritten } from "./sizes.ts";
 import { otherSizes, type Outcome, passedOver, shuffled, type Store } from "./store.ts";
 import { headFile, remoteGet, UnsatisfiableRange, VolumeError, volumeUrl } from "./volumes.ts";
 
@@ -416,9 +416,16 @@ function checksumMode(h: Headers): boolean {
   return h.get("x-amz-checksum-mode")?.trim().toUpperCase() === "ENABLED";
 }
 
-/** One "bytes=a-b" range passed on to nginx; S3 ignores other forms. */
+/**
+ * One range, "bytes=a-b", "bytes=a-" or "bytes=-n": its unit in any case
+ * and whitespace around the range taken, as RFC 9110 has them (nginx takes
+ * them too; what S3 does with them is not documented); ignored otherwise,
+ * as S3 ignores other forms (several ranges, another unit). Returned in
+ * that plain form, which nginx is sent and an InvalidRange names.
+ */
 function singleRange(h: string | null): string | undefined {
-  return h !== null && /^bytes=(\d+-\d*|-\d+)$/.test(h.trim()) ? h.trim() : undefined;
+  const range = h === null ? null : /^bytes=[ \t]*(\d+-\d*|-\d+)[ \t]*$/i.exec(h.trim());
+  return range ? `bytes=${range[1]}` : undefined;
 }
 
 /**
@@ -573,11 +580,32 @@ export interface WriteOptions {
   stop?: AbortSignal;
 }
 
+/** An object written: its record, live. */
+export interface Written {
+  record: Record;
+  /**
+   * What the write left undone, which S3's answer (200) has no place for:
+   * its store outcome's message ("Old copy on ... not deleted", "the new
+   * value is live on 2 of 3 replicas: REBALANCE the key ..."), for the log
+   * and the status page's errors (see noteUndone).
+   */
+  undone?: string;
+}
+
+/** A value made live as `record`, its store outcome saying `message`. */
+function written(record: Record, message: string | undefined): Written {
+  return message ? { record, undone: message } : { record };
+}
+
 /**
  * Writes a whole object: PUT when the key is free, REPLACE when it is live
  * (S3 overwrites; readers see the old value or the new one, never neither).
  */
-export async function writeObject(store: Store, key: Uint8Array, w: WriteOptions): Promise<Record> {
+export async function writeObject(
+  store: Store,
+  key: Uint8Array,
+  w: WriteOptions,
+): Promise<Written> {
   if (!keyFits(key)) throw keyTooLong();
   let refused: S3Error | null = null;
   const opts = {
@@ -601,7 +629,7 @@ export async function writeObject(store: Store, key: Uint8Array, w: WriteOptions
     if (out.status === 404) throw noSuchKey();
     if (out.status === 412) throw preconditionFailed();
     if (refused) throw refused;
-    if (out.record) return out.record;
+    if (out.record) return written(out.record, out.message);
     throw failure(out);
   }
   // A 404 (the key went between PUT's 403 and REPLACE) or a 409 (another
@@ -623,7 +651,7 @@ export async function writeObject(store: Store, key: Uint8Array, w: WriteOptions
     }
     if (out.status === 409 && !w.create && !w.body.locked && await conflicts.wait()) continue;
     if (refused) throw refused;
-    if (out.record) return out.record;
+    if (out.record) return written(out.record, out.message);
     throw failure(out);
   }
   throw s3Error("OperationAborted", "The key changed state repeatedly while it was written: retry");
@@ -819,9 +847,9 @@ export async function putObject(s3: S3Request): Promise<Response> {
   const meta = withTags(metaFrom(headers), headerTags(headers));
   const body = s3.body();
   const cond = writeConditions(headers);
-  let rec: Record;
+  let w: Written;
   try {
-    rec = await writeObject(s3.store, s3.key, {
+    w = await writeObject(s3.store, s3.key, {
       body: body.body,
       contentLength: body.contentLength,
       meta,
@@ -839,10 +867,21 @@ export async function putObject(s3: S3Request): Promise<Response> {
   } catch (err) {
     throw body.failure() ?? err;
   }
+  const rec = w.record;
   const res = new Response(null, { headers: { ETag: etagOf(rec) } });
   setChecksumHeaders(res.headers, rec.meta?.checksum);
   received.set(res, rec.size);
+  noteUndone(res, w);
   return res;
+}
+
+/**
+ * What write `w` left undone, on its answer `res` (a 200 with no place to
+ * say it): lib/server.ts logs it as a warning line and lists it among the
+ * status page's errors, as an mkv write's.
+ */
+function noteUndone(res: Response, w: Written) {
+  if (w.undone !== undefined) undone.set(res, w.undone);
 }
 
 /** Headers that make a CopyObject onto itself with COPY legal in S3. */
@@ -896,13 +935,16 @@ async function copyOnce(
   const alg = algorithmOf(headers.get("x-amz-checksum-algorithm"), "x-amz-checksum-algorithm") ??
     src.meta?.checksum?.alg;
   const copy: Copy = { sourceKey, src, directive, meta, alg, cond };
-  const rec = equal(sourceKey, s3.key) ? await copyOntoItself(s3, copy) : await copyValue(s3, copy);
-  if (rec === null) return null;
-  return xmlResponse("CopyObjectResult", {
+  const w = equal(sourceKey, s3.key) ? await copyOntoItself(s3, copy) : await copyValue(s3, copy);
+  if (w === null) return null;
+  const rec = w.record;
+  const res = xmlResponse("CopyObjectResult", {
     LastModified: xmlTime(rec.mtime ?? Date.now()),
     ETag: etagOf(rec),
     ...checksumXml(rec.meta?.checksum),
   });
+  noteUndone(res, w);
+  return res;
 }
 
 /** A CopyObject as copyOnce settled it, for the write that makes it. */
@@ -954,7 +996,7 @@ function copiedMeta(headers: Headers, directive: Directive, src: Record): Meta {
  * A copy onto itself: its record's metadata rewritten, no data moved. Null
  * when an overwrite of the key overtook the value the copy read (copyOnce).
  */
-async function copyOntoItself(s3: S3Request, copy: Copy): Promise<Record | null> {
+async function copyOntoItself(s3: S3Request, copy: Copy): Promise<Written | null> {
   // S3 copies an object onto itself when the copy changes something: its
   // metadata (REPLACE), or its storage class or website redirect, which
   // the gateway does not keep (a copy then keeps the metadata it has).
@@ -974,7 +1016,7 @@ async function copyOntoItself(s3: S3Request, copy: Copy): Promise<Record | null>
       stop: s3.stop,
     });
     if (done === "overtaken") return null;
-    if (done !== null) return done;
+    if (done !== null) return { record: done };
     if (!await conflicts.wait()) throw failure({ status: 409 });
   }
 }
@@ -983,7 +1025,7 @@ async function copyOntoItself(s3: S3Request, copy: Copy): Promise<Record | null>
  * A copy to another key: the source's value read from a replica and
  * written anew. Null when an overwrite of the source overtook it (copyOnce).
  */
-async function copyValue(s3: S3Request, copy: Copy): Promise<Record | null> {
+async function copyValue(s3: S3Request, copy: Copy): Promise<Written | null> {
   const { store } = s3;
   const { sourceKey, src, meta, alg } = copy;
   if (!keyFits(s3.key)) throw keyTooLong();

@@ -39,6 +39,7 @@ import {
   headFile,
   headStatus,
   openPut,
+  outOfDescriptors,
   remoteDelete,
   remoteGet,
   remoteGetSmall,
@@ -270,10 +271,13 @@ export class Store {
     // Live in the index but on no replica whole: 410 when every replica
     // said it has no such file or one of another size (data lost), 503
     // when some could not say.
+    // Asked only now, on this failure path: the HEADs this master could
+    // not make (no descriptor left) say nothing of the volumes.
+    const unsure = unreachable === 0 ? null : outOfDescriptors() ? "unasked" : "unanswered";
     return {
-      status: unreachable > 0 ? 503 : 410,
+      status: unsure ? 503 : 410,
       headers,
-      message: notWhole(e.rec, otherSize, unreachable > 0),
+      message: notWhole(e.rec, otherSize, unsure),
     };
   }
 
@@ -2265,13 +2269,20 @@ export function passedOver<T extends number | null>(
 /**
  * GET's reason when no replica of a live key gave it whole: LOST or
  * UNREACHED when none holds a file of another size, else one naming those
- * (`otherSize`, holdsBytes'), which are no copy of the value.
+ * (`otherSize`, holdsBytes'), which are no copy of the value. `unsure`:
+ * some replicas did not answer, or could not be asked (this master has no
+ * file descriptor left); null when every one answered.
  */
 function notWhole(
   rec: Record,
   otherSize: Map<string, number> | undefined,
-  unsure: boolean,
+  unsure: "unanswered" | "unasked" | null,
 ): string {
+  if (unsure === "unasked") {
+    const none = otherSize ? `holds it whole (${otherSizes(rec, otherSize)})` : "has its file";
+    return `This master has no file descriptor left (ulimit -n) to ask some replicas of the key, ` +
+      `and none it asked ${none}: that says nothing of its volumes, retry once it has`;
+  }
   if (!otherSize) return unsure ? UNREACHED : LOST;
   const held = otherSizes(rec, otherSize);
   if (unsure) {

@@ -89,9 +89,9 @@ const NO_DESCRIPTORS = "this process has no file descriptor left, ulimit -n: " +
  * Whether this process has no file descriptor left (`ulimit -n`): a volume
  * call it could not make then (a connection, a name's lookup: EMFILE,
  * EBUSY, EINVAL) says nothing of the volume. Asked on the failure path
- * only, by opening /dev/null.
+ * only, by opening /dev/null (a GET's 503 asks too: lib/store.ts).
  */
-function outOfDescriptors(): boolean {
+export function outOfDescriptors(): boolean {
   try {
     Deno.openSync("/dev/null").close();
     return false;

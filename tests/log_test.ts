@@ -25,9 +25,17 @@ import {
 import { lockIndex, whileLocked } from "./lock_index.ts";
 import { HungVolume } from "./hung_volume.ts";
 import { key2path } from "../lib/keys.ts";
-import { s3Client } from "./s3_client.ts";
+import { s3Client, uploadParts } from "./s3_client.ts";
+import { VolumeProxy } from "./faults/replace_faults.ts";
 import { md5Header } from "./s3_answers.ts";
-import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import {
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateBucketCommand,
+  GetObjectCommand,
+  PutObjectCommand,
+  type S3Client,
+} from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -36,7 +44,7 @@ const MAIN = new URL("../main.ts", import.meta.url).pathname;
  * A master on the cluster's index with `flags`, its stdout and stderr
  * captured; `stop()` ends it (SIGTERM) and returns what it wrote.
  */
-async function capturedMaster(c: Cluster, flags: string[]) {
+async function capturedMaster(c: Cluster, flags: string[], opts: { volumes?: string[] } = {}) {
   await c.stopMaster();
   const port = freePort();
   const proc = new Deno.Command(Deno.execPath(), {
@@ -50,7 +58,7 @@ async function capturedMaster(c: Cluster, flags: string[]) {
       "-db",
       c.db,
       "-volumes",
-      c.volumes.join(","),
+      (opts.volumes ?? c.volumes).join(","),
       ...c.flags,
       ...flags,
     ],
@@ -874,4 +882,135 @@ Deno.test("-log json: a REBALANCE that could not delete an old copy logs what it
     status: 204,
     reason: left,
   }]);
+});
+
+/** Refuses every MOVE (a REPLACE's rename of its temporary over the key's file) with a 403. */
+class RenameRefuser extends VolumeProxy {
+  protected override async handle(req: Request): Promise<Response> {
+    if (req.method === "MOVE") return new Response("refused", { status: 403 });
+    return await this.forward(req);
+  }
+}
+
+/** The reason of a REPLACE whose rename failed on one replica of three, as it ends. */
+const LIVE_ON_TWO =
+  " (the new value is live on 2 of 3 replicas: REBALANCE the key to copy it back)";
+
+/**
+ * Overwrites /<bucket>/k (live already) through a master (-s3) whose first
+ * volume refuses renames, with `write` (an S3 call answered 200): the
+ * master's stderr and its status page's errors after.
+ */
+async function overwrittenRenameRefused(
+  write: (s3: S3Client, Bucket: string) => Promise<unknown>,
+) {
+  const c = await Cluster.start({ flags: ["-s3"] });
+  const refuser = new RenameRefuser(c.volumes[0]);
+  const volumes = [refuser.volume, ...c.volumes.slice(1)];
+  const m = await capturedMaster(c, [], { volumes });
+  const s3 = s3Client(m.url);
+  try {
+    const Bucket = `undone${crypto.randomUUID().slice(0, 8)}`;
+    await s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: "old value" }));
+    await s3.send(new PutObjectCommand({ Bucket, Key: "src", Body: "copied value" }));
+    await write(s3, Bucket);
+    const page =
+      await (await fetch(`${m.url}/?status`, { headers: { Accept: "application/json" } }))
+        .json();
+    const errors = (page.errors as { what: string; reason: string }[])
+      .filter((e) => !e.what.startsWith("volume "));
+    return { Bucket, errors, out: await m.stop() };
+  } finally {
+    s3.destroy();
+    await m.stop();
+    await refuser.stop();
+    await c.stop();
+  }
+}
+
+/**
+ * Asserts that the one line on `stderr` beside the volumes' own is
+ * `<what> 200: <reason>`, the reason a refused rename's, the same as the
+ * status page's one error (`<method> <key> 200`).
+ */
+function assertUndoneLogged(
+  got: { errors: { what: string; reason: string }[]; out: { stderr: string[] } },
+  logged: { what: string; listed: string },
+) {
+  const lines = got.out.stderr.filter((l) => !l.startsWith("volume "));
+  assertEquals(lines.length, 1, got.out.stderr.join("\n"));
+  const prefix = `${logged.what} 200: Cannot MOVE `;
+  assert(lines[0].startsWith(prefix) && lines[0].endsWith(LIVE_ON_TWO), lines[0]);
+  const reason = lines[0].slice(`${logged.what} 200: `.length);
+  assertEquals(got.errors.map((e) => [e.what, e.reason]), [[`${logged.listed} 200`, reason]]);
+}
+
+Deno.test("an S3 PutObject whose overwrite is live on fewer replicas answers 200 and logs what it left undone as one line, listed among the status page's errors", async () => {
+  const got = await overwrittenRenameRefused(async (s3, Bucket) => {
+    const put = await s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: "new value" }));
+    assertEquals(put.$metadata.httpStatusCode, 200);
+  });
+  const k = `/${got.Bucket}/k`;
+  assertUndoneLogged(got, { what: `S3 PUT ${k}`, listed: `PUT ${k}?x-id=PutObject` });
+});
+
+Deno.test("an S3 CopyObject whose overwrite is live on fewer replicas answers 200 and logs what it left undone as one line, listed among the status page's errors", async () => {
+  const got = await overwrittenRenameRefused(async (s3, Bucket) => {
+    const copy = await s3.send(
+      new CopyObjectCommand({ Bucket, Key: "k", CopySource: `${Bucket}/src` }),
+    );
+    assertEquals(copy.$metadata.httpStatusCode, 200);
+  });
+  const k = `/${got.Bucket}/k`;
+  assertUndoneLogged(got, { what: `S3 PUT ${k}`, listed: `PUT ${k}?x-id=CopyObject` });
+});
+
+Deno.test("an S3 CompleteMultipartUpload whose overwrite is live on fewer replicas answers 200 and logs what it left undone as one line, listed among the status page's errors", async () => {
+  let id = "";
+  const got = await overwrittenRenameRefused(async (s3, Bucket) => {
+    const { UploadId, Parts } = await uploadParts(s3, Bucket, "k", [randomBytes(100)]);
+    id = UploadId;
+    const done = await s3.send(
+      new CompleteMultipartUploadCommand({
+        Bucket,
+        Key: "k",
+        UploadId,
+        MultipartUpload: { Parts },
+      }),
+    );
+    assertEquals(done.$metadata.httpStatusCode, 200);
+  });
+  const k = `/${got.Bucket}/k`;
+  assertUndoneLogged(got, { what: `S3 POST ${k}`, listed: `POST ${k}?uploadId=${id}` });
+});
+
+Deno.test("-log json: an S3 PutObject whose overwrite is live on fewer replicas logs what it left undone as one warn line with its status and reason", async () => {
+  const c = await Cluster.start({ flags: ["-s3"] });
+  const refuser = new RenameRefuser(c.volumes[0]);
+  const m = await capturedMaster(c, ["-log", "json"], {
+    volumes: [refuser.volume, ...c.volumes.slice(1)],
+  });
+  const s3 = s3Client(m.url);
+  try {
+    const Bucket = `undone${crypto.randomUUID().slice(0, 8)}`;
+    await s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: "old value" }));
+    await s3.send(new PutObjectCommand({ Bucket, Key: "k", Body: "new value" }));
+    const lines = jsonLines((await m.stop()).stderr.join("\n"))
+      .filter((l) => l.volume === undefined)
+      .map(({ time: _, ...l }) => l);
+    assertEquals(lines.length, 1, JSON.stringify(lines));
+    const reason: string = lines[0].reason;
+    assert(reason.startsWith("Cannot MOVE ") && reason.endsWith(LIVE_ON_TWO), reason);
+    assertEquals(lines, [{
+      level: "warn",
+      msg: `S3 PUT /${Bucket}/k 200: ${reason}`,
+      status: 200,
+      reason,
+    }]);
+  } finally {
+    s3.destroy();
+    await m.stop();
+    await refuser.stop();
+    await c.stop();
+  }
 });

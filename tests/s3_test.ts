@@ -313,6 +313,57 @@ Deno.test("S3 gateway with the AWS SDK against real nginx volumes", async (t) =>
     );
 
     await t.step(
+      "a Range's unit in any case, and whitespace around its range, are honoured as RFC 9110 has them (nginx does too)",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new PutObjectCommand({ Bucket, Key: "r", Body: "0123456789" }));
+        const url = await getSignedUrl(s3, new GetObjectCommand({ Bucket, Key: "r" }));
+        const head = await getSignedUrl(s3, new HeadObjectCommand({ Bucket, Key: "r" }));
+        const answers = async (range: string) => {
+          const got = await fetch(url, { headers: { range } });
+          const res = await fetch(head, { method: "HEAD", headers: { range } });
+          return [
+            got.status,
+            got.headers.get("content-range"),
+            await got.text(),
+            res.status,
+            res.headers.get("content-range"),
+          ];
+        };
+        for (const range of ["Bytes=2-5", "BYTES=2-5", "bytes= 2-5", "bytes=\t2-5 "]) {
+          assertEquals(
+            await answers(range),
+            [206, "bytes 2-5/10", "2345", 206, "bytes 2-5/10"],
+            range,
+          );
+        }
+        assertEquals(await answers("Bytes= -3"), [206, "bytes 7-9/10", "789", 206, "bytes 7-9/10"]);
+        // Not a range RFC 9110 allows (no whitespace around "=", nor within
+        // a range), nor two ranges: the whole value, as before.
+        for (const range of ["bytes =2-5", "bytes=2 -5", "bytes=2-3,5-6", "items=2-5"]) {
+          assertEquals(await answers(range), [200, null, "0123456789", 200, null], range);
+        }
+        const unsatisfiable = await errorAnswer(url, { headers: { range: "Bytes= 20-30" } });
+        assertEquals(unsatisfiable, invalidRangeAnswer(`/${Bucket}/r`, "bytes=20-30", 10));
+      },
+    );
+
+    await t.step(
+      "a Range's unit in any case is honoured for a value of unknown size too, passed on to nginx as bytes=",
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new PutObjectCommand({ Bucket, Key: "r", Body: "0123456789" }));
+        await unsize(`/${Bucket}/r`);
+        const url = await getSignedUrl(s3, new GetObjectCommand({ Bucket, Key: "r" }));
+        const res = await fetch(url, { headers: { range: "Bytes= 2-5" } });
+        assertEquals(
+          [res.status, res.headers.get("content-range"), await res.text()],
+          [206, "bytes 2-5/10", "2345"],
+        );
+      },
+    );
+
+    await t.step(
       "GetObject of a value of unknown size ignores a Range ending before its start, as S3",
       async () => {
         // nginx was sent it and answered 416: InvalidRange for the 200 and

@@ -202,3 +202,34 @@ Deno.test("a volume call the master has no file descriptor for fails saying so a
     await c.stop();
   }
 });
+
+/** Why a GET answers 503 when this master had no descriptor to ask the key's replicas with. */
+const UNASKED = "This master has no file descriptor left (ulimit -n) to ask some replicas of " +
+  "the key, and none it asked has its file: that says nothing of its volumes, retry once it has";
+
+Deno.test("a GET the master has no file descriptor to ask the key's replicas with answers 503 saying so", async () => {
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1"] });
+  const m = await c.spawnMaster();
+  const port = Number(new URL(m.url).port);
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const get = (k: string) => exchange(conn, `GET ${k} HTTP/1.1\r\nHost: x\r\n\r\n`);
+  try {
+    const k = randomKey();
+    const put = await exchange(
+      conn,
+      `PUT ${k} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello`,
+    );
+    assertEquals(put.status, "HTTP/1.1 201 Created");
+    const had = await useUpOpenFiles(m.proc.pid);
+    assertEquals(await get(k), {
+      status: "HTTP/1.1 503 Service Unavailable",
+      body: UNASKED + "\n",
+    });
+    await limitOpenFiles(m.proc.pid, had);
+    assertEquals((await get(k)).status, "HTTP/1.1 302 Found");
+  } finally {
+    conn.close();
+    await m.stop();
+    await c.stop();
+  }
+});
