@@ -469,6 +469,19 @@ Deno.test('a header byte that is no UTF-8 is signed as its Latin-1 character (fe
   assertEquals(checkSignature(req, CREDS, V2_AT).payload, "UNSIGNED-PAYLOAD");
 });
 
+Deno.test("a Version 2 presigned URL's x-amz-* parameter given twice is signed as its values joined with \",\", as S3 joins a header's lines", () => {
+  const expires = "1175139620";
+  const signature = signV2(`PUT\n\n\n${expires}\nx-amz-meta-a:1,2\n/johnsmith/k`);
+  const req = {
+    method: "PUT",
+    path: "/johnsmith/k",
+    query: `AWSAccessKeyId=${CREDS.accessKey}&Expires=${expires}&x-amz-meta-a=1&x-amz-meta-a=2` +
+      `&Signature=${encodeURIComponent(signature)}`,
+    headers: new Headers({ host: "127.0.0.1:3000" }),
+  };
+  assertEquals(checkSignature(req, CREDS, V2_AT).presigned, true);
+});
+
 Deno.test("an aws-chunked body longer than x-amz-decoded-content-length fails with a 400", async () => {
   const headers = new Headers({
     "content-encoding": "aws-chunked",
