@@ -486,7 +486,7 @@ export function canonicalRequest(
     .sort((a, b) => a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0);
   const query = pairs.map(([k, v]) => `${k}=${v}`).join("&");
   const headers = signedHeaders.map((h) =>
-    `${h}:${headerValue(req.headers, h).trim().replace(/\s+/g, " ")}\n`
+    `${h}:${signedText(headerValue(req.headers, h)).trim().replace(/\s+/g, " ")}\n`
   ).join("");
   return [req.method, path, query, headers, signedHeaders.join(";"), payload].join("\n");
 }
@@ -501,6 +501,27 @@ export function headerValue(h: Headers, name: string): string {
   const m = /^(\d+)(\s*,\s*\1)*$/.exec(v);
   return m ? m[1] : v;
 }
+
+/**
+ * A header's value as signatures (either version) sign it: the text its
+ * bytes spell. Deno hands the master a header's bytes a character each,
+ * and a string to sign is hashed as UTF-8, so bytes that are UTF-8 are
+ * taken as the characters they encode, hashed as the same bytes sent (as
+ * boto3 and S3 sign them; hashed a character each they were encoded twice,
+ * 403 SignatureDoesNotMatch). Bytes that are no UTF-8 are each their Latin-1
+ * character: fetch sends "é" as the one byte E9, which the AWS SDK for
+ * JavaScript signs as its UTF-8.
+ */
+export function signedText(value: string): string {
+  if (!/[\x80-\xff]/.test(value)) return value;
+  try {
+    return UTF8.decode(Uint8Array.from(value, (c) => c.charCodeAt(0)));
+  } catch {
+    return value;
+  }
+}
+
+const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 export function stringToSign(date: string, scope: string, canonical: string): string {
   return `${ALGORITHM}\n${date}\n${scope}\n${sha256Hex(canonical)}`;

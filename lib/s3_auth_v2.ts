@@ -3,7 +3,7 @@
 // "Authorization: AWS <key>:<signature>" or "?AWSAccessKeyId=&Expires=&Signature=".
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { Credentials, SignedRequest } from "./s3_auth.ts";
-import { parseQueryPairs, requestExpired, tooSkewed } from "./s3_auth.ts";
+import { parseQueryPairs, requestExpired, signedText, tooSkewed } from "./s3_auth.ts";
 import { v2SignedHeaders } from "./s3_presigned.ts";
 import { S3Error } from "./s3_xml.ts";
 
@@ -143,7 +143,7 @@ export function checkV2(req: SignedRequest, creds: Credentials | null, now: numb
 export function stringToSignV2(req: SignedRequest, date: string): string {
   const h = req.headers;
   const amz = [...h].filter(([name]) => name.startsWith("x-amz-"))
-    .map(([name, value]) => `${name}:${value.trim()}\n`)
+    .map(([name, value]) => `${name}:${signedText(value).trim()}\n`)
     .sort()
     .join("");
   const sub = parseQueryPairs(req.query)
@@ -153,8 +153,8 @@ export function stringToSignV2(req: SignedRequest, date: string): string {
   const resource = req.path + (sub.length ? `?${sub.join("&")}` : "");
   return [
     req.method,
-    h.get("content-md5") ?? "",
-    h.get("content-type") ?? "",
+    signedText(h.get("content-md5") ?? ""),
+    signedText(h.get("content-type") ?? ""),
     date,
     amz + resource,
   ].join("\n");

@@ -51,16 +51,28 @@ export function v2SignedHeaders(headers: Headers, pairs: [string, string][]): He
   return withQueryHeaders(headers, pairs, (name) => name.startsWith("x-amz-"));
 }
 
+/**
+ * `headers` with each parameter of `pairs` that `taken` names and the
+ * request does not send itself. A parameter given twice is one header of
+ * its values joined with "," (Headers.append would join them with ", "): as
+ * S3 joins a header's lines, for Version 2's string to sign (its
+ * documentation's rule, botocore's) and to keep them (Ceph's RGW, an S3
+ * clone, joins a query's repeated x-amz-meta-* so too).
+ */
 function withQueryHeaders(
   headers: Headers,
   pairs: [string, string][],
   taken: (name: string) => boolean,
 ): Headers {
-  const added = pairs.map(([sent, value]) => [sent.toLowerCase(), value, sent])
-    .filter(([name, _, sent]) => taken(name) && !headers.has(checkName(name, sent)));
-  if (added.length === 0) return headers;
+  const added = new Map<string, string[]>();
+  for (const [sent, value] of pairs) {
+    const name = sent.toLowerCase();
+    if (!taken(name) || headers.has(checkName(name, sent))) continue;
+    added.set(name, [...added.get(name) ?? [], headerValue(sent, value)]);
+  }
+  if (added.size === 0) return headers;
   const out = new Headers(headers);
-  for (const [name, value, sent] of added) out.append(name, headerValue(sent, value));
+  for (const [name, values] of added) out.set(name, values.join(","));
   return out;
 }
 

@@ -8,6 +8,8 @@ import {
   type Credentials,
   isSigned,
   parseQueryPairs,
+  signingKey,
+  stringToSign,
 } from "../lib/s3_auth.ts";
 import { s3Body } from "../lib/s3_body.ts";
 import { S3Error } from "../lib/s3_xml.ts";
@@ -416,6 +418,76 @@ Deno.test("AWS's Signature Version 2 presigned example is accepted until Expires
   assertEquals((err as S3Error).message, "Request has expired");
 });
 
+/** Text's UTF-8 bytes as Deno hands a header's bytes to the master: a character each. */
+function asSent(text: string): string {
+  return String.fromCharCode(...new TextEncoder().encode(text));
+}
+
+/** Signature Version 2 of `toSign` with AWS's example keys (HMAC-SHA1 of its UTF-8). */
+function signV2(toSign: string): string {
+  return createHmac("sha1", CREDS.secretKey).update(toSign).digest("base64");
+}
+
+Deno.test("a Signature Version 2 over a header's UTF-8 bytes as sent holds (boto3 signs them so)", () => {
+  const date = "Tue, 27 Mar 2007 19:36:42 +0000";
+  const signature = signV2(`PUT\n\n\n${date}\nx-amz-meta-name:café ☕\n/johnsmith/k`);
+  const req = {
+    method: "PUT",
+    path: "/johnsmith/k",
+    query: "",
+    headers: new Headers({
+      date,
+      "x-amz-meta-name": asSent("café ☕"),
+      authorization: `AWS ${CREDS.accessKey}:${signature}`,
+    }),
+  };
+  assertEquals(checkSignature(req, CREDS, V2_AT).payload, "UNSIGNED-PAYLOAD");
+});
+
+Deno.test("a Version 2 presigned URL over a query x-amz-meta-* in UTF-8 holds (boto3's generate_presigned_url)", () => {
+  const expires = "1175139620";
+  const signature = signV2(`PUT\n\n\n${expires}\nx-amz-meta-name:café ☕\n/johnsmith/k`);
+  const req = {
+    method: "PUT",
+    path: "/johnsmith/k",
+    query: `AWSAccessKeyId=${CREDS.accessKey}&Expires=${expires}` +
+      `&x-amz-meta-name=${encodeURIComponent("café ☕")}` +
+      `&Signature=${encodeURIComponent(signature)}`,
+    headers: new Headers({ host: "127.0.0.1:3000" }),
+  };
+  assertEquals(checkSignature(req, CREDS, V2_AT).presigned, true);
+});
+
+Deno.test('a header byte that is no UTF-8 is signed as its Latin-1 character (fetch sends "é" as one byte)', () => {
+  // The AWS SDK for JavaScript signs the UTF-8 of "café"; fetch sends é as E9.
+  const date = "Tue, 27 Mar 2007 19:36:42 +0000";
+  const signature = signV2(`PUT\n\n\n${date}\nx-amz-meta-name:café\n/johnsmith/k`);
+  const req = {
+    method: "PUT",
+    path: "/johnsmith/k",
+    query: "",
+    headers: new Headers({
+      date,
+      "x-amz-meta-name": "caf\xe9",
+      authorization: `AWS ${CREDS.accessKey}:${signature}`,
+    }),
+  };
+  assertEquals(checkSignature(req, CREDS, V2_AT).payload, "UNSIGNED-PAYLOAD");
+});
+
+Deno.test("a Version 2 presigned URL's x-amz-* parameter given twice is signed as its values joined with \",\", as S3 joins a header's lines", () => {
+  const expires = "1175139620";
+  const signature = signV2(`PUT\n\n\n${expires}\nx-amz-meta-a:1,2\n/johnsmith/k`);
+  const req = {
+    method: "PUT",
+    path: "/johnsmith/k",
+    query: `AWSAccessKeyId=${CREDS.accessKey}&Expires=${expires}&x-amz-meta-a=1&x-amz-meta-a=2` +
+      `&Signature=${encodeURIComponent(signature)}`,
+    headers: new Headers({ host: "127.0.0.1:3000" }),
+  };
+  assertEquals(checkSignature(req, CREDS, V2_AT).presigned, true);
+});
+
 Deno.test("an aws-chunked body longer than x-amz-decoded-content-length fails with a 400", async () => {
   const headers = new Headers({
     "content-encoding": "aws-chunked",
@@ -447,6 +519,36 @@ Deno.test("percent-escapes after a raw UTF-8 character decode right (canonical p
 const SIGNED_AT = Date.UTC(2026, 10, 24, 12);
 const SIGNED_CREDS = { accessKey: "k", secretKey: "s" };
 const SIGNER = new SigV4(SIGNED_CREDS, "20261124T120000Z");
+
+Deno.test("a Signature Version 4 over a header's UTF-8 bytes as sent holds (boto3 signs them so)", () => {
+  const text: { [name: string]: string } = {
+    host: "127.0.0.1:3000",
+    "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
+    "x-amz-date": SIGNER.date,
+    "x-amz-meta-name": "café ☕",
+  };
+  const names = Object.keys(text).sort();
+  const canonical = [
+    "PUT",
+    "/b/k",
+    "",
+    ...names.map((name) => `${name}:${text[name]}`),
+    "",
+    names.join(";"),
+    "UNSIGNED-PAYLOAD",
+  ].join("\n");
+  const key = signingKey("s", SIGNER.date.slice(0, 8), "us-east-1", "s3");
+  const signature = createHmac("sha256", key)
+    .update(stringToSign(SIGNER.date, SIGNER.scope, canonical)).digest("hex");
+  const headers = new Headers({ ...text, "x-amz-meta-name": asSent("café ☕") });
+  headers.set(
+    "authorization",
+    `AWS4-HMAC-SHA256 Credential=k/${SIGNER.scope},SignedHeaders=${names.join(";")},` +
+      `Signature=${signature}`,
+  );
+  const req = { method: "PUT", path: "/b/k", query: "", headers };
+  assertEquals(checkSignature(req, SIGNED_CREDS, SIGNED_AT).payload, "UNSIGNED-PAYLOAD");
+});
 
 Deno.test("a Content-Length sent twice with the same number signs as that number", () => {
   const base = {

@@ -16,6 +16,7 @@ import {
   UploadPartCommand,
   UploadPartCopyCommand,
 } from "@aws-sdk/client-s3";
+import { createHmac } from "node:crypto";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { Cluster } from "./cluster.ts";
 import { s3Client, SigV4 } from "./s3_client.ts";
@@ -373,6 +374,40 @@ Deno.test("presigned URLs with request headers in their query", async (t) => {
             method: "HEAD",
           })).headers.get("x-amz-meta-name");
         assertEquals([await head("by-query"), await head("by-header")], [raw, raw]);
+      },
+    );
+
+    await t.step(
+      'a Version 2 presigned URL\'s x-amz-meta-* given twice is one header of both values joined with ",", signed and kept so',
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new CreateBucketCommand({ Bucket }));
+        const path = `/${Bucket}/twice`;
+        const expires = Math.floor(Date.now() / 1000) + 300;
+        const signature = createHmac("sha1", SECRET)
+          .update(`PUT\n\n\n${expires}\nx-amz-meta-a:1,2\n${path}`).digest("base64");
+        const url = `${c.url}${path}?AWSAccessKeyId=${ACCESS}&Expires=${expires}` +
+          `&x-amz-meta-a=1&x-amz-meta-a=2&Signature=${encodeURIComponent(signature)}`;
+        // Bytes, not a string: fetch would send a Content-Type, which Version 2 signs.
+        const res = await fetch(url, { method: "PUT", body: new TextEncoder().encode("x") });
+        assertEquals([res.status, await res.text()], [200, ""]);
+        assertEquals((await kept(s3, Bucket, "twice")).metadata, { a: "1,2" });
+      },
+    );
+
+    await t.step(
+      'a Version 4 presigned URL\'s x-amz-meta-* given twice is kept as both values joined with ","',
+      async () => {
+        const Bucket = bucketName();
+        await s3.send(new CreateBucketCommand({ Bucket }));
+        const q = presigned(c, {
+          method: "PUT",
+          path: `/${Bucket}/twice`,
+          query: "x-amz-meta-a=1&x-amz-meta-a=2",
+        });
+        const res = await fetch(q.url, { ...q.init, body: "x" });
+        assertEquals([res.status, await res.text()], [200, ""]);
+        assertEquals((await kept(s3, Bucket, "twice")).metadata, { a: "1,2" });
       },
     );
   } finally {
