@@ -2,10 +2,11 @@
 // two volumes to the tools, and that loses data: rebalance copies a value
 // "to" the new name (onto the file itself), then deletes the "old" copy,
 // which is the same file; verify -repair deletes live files as orphans of
-// the other name. A marker file written through each name tells them apart.
+// the other name. A marker file written through each name, and looked for
+// through the others, tells them apart.
 import {
+  headStatus,
   remoteDelete,
-  remoteGetSmallIfThere,
   remotePut,
   unanswered,
   VolumeError,
@@ -13,13 +14,15 @@ import {
 } from "./volumes.ts";
 import { volumeOfReplica } from "./keys.ts";
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 const MARKER = "mkv-volume-name.";
 
-/** Whether a file at a volume's root is a marker of this check (`verify` removes those left). */
+/**
+ * Whether a file at a volume's root is a marker of this check (`verify`
+ * removes those left): `mkv-volume-name.<uuid>.<n>`, or without `.<n>` as
+ * an older version wrote them.
+ */
 export function isMarker(name: string): boolean {
-  return name.startsWith(MARKER) && /^[0-9a-f-]{36}$/.test(name.slice(MARKER.length));
+  return name.startsWith(MARKER) && /^[0-9a-f-]{36}(\.\d+)?$/.test(name.slice(MARKER.length));
 }
 
 /**
@@ -66,8 +69,12 @@ export async function checkNames(
   const masters: string[] = [];
   const others = new Set([...recorded].map(volumeOfReplica));
   for (const v of given) others.delete(v);
-  // At the root, where the walks look for no key (verify removes one left).
-  const path = `/${MARKER}${crypto.randomUUID()}`;
+  // At the root, where the walks look for no key (verify removes one left),
+  // one per name: an empty file, which a volume whose disk is full still
+  // takes (a marker holding the name it was written through was refused
+  // 507 there, and that volume was compared with none).
+  const base = `/${MARKER}${crypto.randomUUID()}`;
+  const pathOf = new Map(given.map((v, i) => [v, `${base}.${i}`]));
   // Each PUT bounded on its own (stall: the whole call): a volume that
   // does not answer must not use up the time of the PUTs after it.
   const opts = {
@@ -79,11 +86,9 @@ export async function checkNames(
   /** Volumes whose marker's PUT went unanswered: it may land yet. */
   const landing: string[] = [];
   try {
-    // One at a time: a later PUT through another name of the same nginx
-    // overwrites the marker, which the read-back below then tells.
     for (const v of given) {
       try {
-        await remotePut(volumeUrl(v, path), encoder.encode(v), opts);
+        await remotePut(volumeUrl(v, pathOf.get(v)!), new Uint8Array(0), opts);
         marked.push(v);
       } catch (err) {
         // Down: compared with nothing.
@@ -94,9 +99,11 @@ export async function checkNames(
         if (err instanceof VolumeError && err.status === MASTER_ANSWER) masters.push(v);
       }
     }
-    const names = await Promise.all([...marked, ...others].map((v) => markerOn(v, path, timeout)));
+    const lastSeen = await Promise.all(
+      [...marked, ...others].map((v) => lastMarkerOn(v, { marked, pathOf, timeout })),
+    );
     const aliases = [...marked, ...others].flatMap((v, i) => {
-      const seen = names[i];
+      const seen = lastSeen[i];
       return seen !== null && seen !== v ? [`${seen} and ${v}`] : [];
     });
     return { aliases, notVolumes, masters };
@@ -104,23 +111,29 @@ export async function checkNames(
     // Removed where it landed, or may have: at the root, where no walk of
     // the tools looks, a marker left stays for good.
     await Promise.all(
-      [...marked, ...landing].map((v) => remoteDelete(volumeUrl(v, path), timeout).catch(() => {})),
+      [...marked, ...landing].map((v) =>
+        remoteDelete(volumeUrl(v, pathOf.get(v)!), timeout).catch(() => {})
+      ),
     );
   }
 }
 
-/** The name the marker at `path` on `volume` was written through; null when none. */
-async function markerOn(volume: string, path: string, timeout: number): Promise<string | null> {
-  try {
-    const body = await remoteGetSmallIfThere(volumeUrl(volume, path), {
-      signal: AbortSignal.timeout(timeout),
-      stall: timeout,
-      maxBody: 1024,
-    });
-    return body === null ? null : decoder.decode(body); // 404: another nginx
-  } catch {
-    return null; // no answer: none to compare
-  }
+/**
+ * The last of `marked` (in their order) whose marker `volume` holds: the
+ * name `volume` shares its nginx with, or its own name when it shares none
+ * (or is marked last of those that share it); null when it holds none (or
+ * did not answer: none to compare).
+ */
+async function lastMarkerOn(
+  volume: string,
+  of: { marked: string[]; pathOf: Map<string, string>; timeout: number },
+): Promise<string | null> {
+  const { marked, pathOf, timeout } = of;
+  const statuses = await Promise.all(
+    marked.map((w) => headStatus(volumeUrl(volume, pathOf.get(w)!), timeout)),
+  );
+  const held = marked.filter((_, i) => statuses[i] === 200);
+  return held.at(-1) ?? null;
 }
 
 /** Why these aliases are refused: `harm` is what they would do. */

@@ -29,10 +29,11 @@ export interface Record {
   /** What S3 clients said of the value (mkv's own API keeps none of it). */
   meta?: Meta;
   /**
-   * A REPLACE about to rename its new value over this one: the record it
-   * switches to and the temporary name the value waits under on each of
-   * next.rec.rvolumes. Found with its lease run out (its master died amid
-   * the renames), the switch is finished by whoever reads it (lib/store.ts).
+   * A REPLACE (or a PUT over an unlinked key) about to rename its new value
+   * over this one: the record it switches to and the temporary name the
+   * value waits under on each of next.rec.rvolumes. Found with its lease
+   * run out (its master died amid the renames), the switch is finished by
+   * whoever reads it (lib/store.ts).
    */
   next?: Next;
 }
@@ -40,6 +41,12 @@ export interface Record {
 export interface Next {
   rec: Record;
   tmp: string;
+  /**
+   * A PUT's switch over an unlinked value: finished, the key is live.
+   * Without it an unlinked record stays unlinked once switched (an UNLINK
+   * of an older version came after the REPLACE recorded its switch).
+   */
+  put?: boolean;
 }
 
 /** An S3 object's own metadata, kept from its upload. */
@@ -100,7 +107,8 @@ interface Stored {
   c?: [string, string];
   /** Tags, added after the fields above: a record stored before them has none. */
   g?: [string, string][];
-  n?: [Stored, string];
+  /** The switch: its record, its temporary, and 1 for a PUT's (Next.put). */
+  n?: [Stored, string] | [Stored, string, 1];
 }
 
 const STATES: State[] = ["live", "unlinked", "writing"];
@@ -122,7 +130,10 @@ export function fromRecord(rec: Record): Stored {
   if (rec.meta?.std?.length) out.y = rec.meta.std;
   if (rec.meta?.checksum) out.c = [rec.meta.checksum.alg, rec.meta.checksum.value];
   if (rec.meta?.tags?.length) out.g = rec.meta.tags;
-  if (rec.next) out.n = [fromRecord(rec.next.rec), rec.next.tmp];
+  if (rec.next) {
+    const next = fromRecord(rec.next.rec);
+    out.n = rec.next.put ? [next, rec.next.tmp, 1] : [next, rec.next.tmp];
+  }
   return out;
 }
 
@@ -169,7 +180,9 @@ export function toRecord(value: unknown): Record | null {
   }
   if (Array.isArray(v.n) && typeof v.n[1] === "string") {
     const next = toRecord(v.n[0]);
-    if (next) rec.next = { rec: next, tmp: v.n[1] };
+    if (next) {
+      rec.next = v.n[2] === 1 ? { rec: next, tmp: v.n[1], put: true } : { rec: next, tmp: v.n[1] };
+    }
   }
   return rec;
 }

@@ -290,6 +290,12 @@ export class Store {
     if (refused || !body) return refused!;
     return await this.#exclusive(key, async () => {
       const prev = await this.entry(key, { stop: opts.stop });
+      const taken = refuseTaken(prev);
+      if (taken) return taken;
+      // Written beside the unlinked value, then renamed over it once every
+      // replica has it, as REPLACE does: a write that fails takes nothing
+      // away, and the key stays unlinked, its value whole for RELINK.
+      if (prev?.rec.state === "unlinked") return await this.#overwrite(key, prev, body, opts);
       const kvolumes = this.kvolumes(key);
       const took = await this.#claimForPut(key, prev, kvolumes, opts);
       if ("answer" in took) return took.answer;
@@ -319,8 +325,8 @@ export class Store {
   }
 
   /**
-   * PUT's claim on the key: taken when no value is live or being written
-   * (403, 409 otherwise), then the unindexed check of an incomplete index.
+   * PUT's claim on a key with no record, or a "writing" one no writer holds
+   * (refuseTaken passed it), then the unindexed check of an incomplete index.
    */
   async #claimForPut(
     key: Uint8Array,
@@ -328,13 +334,6 @@ export class Store {
     kvolumes: string[],
     opts: PutOptions,
   ): Promise<{ answer: Outcome } | { claim: Claim }> {
-    if (prev?.rec.state === "live") {
-      return { answer: { status: 403, message: "Key exists (PUT never overwrites)" } };
-    }
-    if (prev && isClaimed(prev.rec)) return { answer: inFlight(prev.rec) };
-    // An unlinked key can still name a switch (UNLINKed by an older
-    // version): a rename of it may land yet, over this PUT's file.
-    if (prev?.rec.next) return { answer: unfinishedSwitch() };
     const signal = opts.signal;
     const took = await orDropped(
       Claim.take(this.index, key, prev, kvolumes, { ...this.opts, signal }),
@@ -375,7 +374,7 @@ export class Store {
       // The body never ended, so no replica took it (nginx renames a
       // file into place only once whole, and lib/fanout.ts holds the
       // last chunk back until the source has ended): what was there
-      // stays, an unlinked value included.
+      // stays (a failed write's record, naming its files).
       await cleanUp(() => claim.finish(prev.rec));
       return { status: err.status, message: err.message };
     }
@@ -402,8 +401,9 @@ export class Store {
       await this.#undo(key, kvolumes, claim);
       return refused;
     }
-    // An unlinked or failed earlier value may have left files elsewhere,
-    // removed once the new value is live: asked about first.
+    // A failed earlier write may have left files elsewhere, removed once
+    // the new value is live: asked about first. (A PUT over an unlinked
+    // value goes as a REPLACE does: #overwrite.)
     const stale = (prev?.rec.rvolumes ?? []).filter((v) => !kvolumes.includes(v));
     const unanswered = await this.#staleCopyUnanswered(attempt, stale, opts);
     if (unanswered) return unanswered;
@@ -484,8 +484,8 @@ export class Store {
 
   /**
    * A written PUT's check of the earlier value's copies on volumes the key
-   * no longer hashes to (`stale`), removed once the new value is live (an
-   * unlinked value's, or a failed write's): #oldCopyUnanswered's 503 when
+   * no longer hashes to (`stale`), removed once the new value is live (a
+   * failed write's): #oldCopyUnanswered's 503 when
    * one's volume does not answer, what was written removed and the earlier
    * record kept, less the replicas written over (a copy left there would
    * be recorded nowhere, and a rebuild would bring it back after a DELETE
@@ -696,44 +696,65 @@ export class Store {
     return await this.#exclusive(key, async () => {
       const prev = await this.#replaceable(key, opts);
       if ("status" in prev) return prev;
-      // The hold is a compare-and-set on the record just checked.
-      const held = await orDropped(
-        Claim.hold(this.index, key, prev, { ...this.opts, signal: opts.signal }),
-        opts.signal,
-      );
-      if ("answer" in held) return held.answer;
-      const claim = held.value;
-      if (!claim) return inFlight();
-      const kvolumes = this.kvolumes(key);
-      const tmp = temporaryName(key2path(key));
-      const written = await this.#writeTemporary(tmp, kvolumes, body, { claim, put: opts });
-      if ("status" in written) return written;
-      const elsewhere = prev.rec.rvolumes.filter((v) => !kvolumes.includes(v));
-      const cleanUp = async () => {
-        await this.#removePaths(tmp, kvolumes).catch(() => {});
-        await claim.release();
-      };
-      let refused;
-      try {
-        refused = refuseWritten(written, opts) ??
-          await this.#oldCopyUnanswered(key, elsewhere, { stop: opts.stop });
-      } catch (err) {
-        // Cut off waiting on that HEAD: no switch recorded, the old value
-        // stays; answered before the clean-up, as a cut-off upload's.
-        if (!(err instanceof ShuttingDown)) throw err;
-        this.#cleanUpLater(cleanUp);
-        return failedWrite(err);
-      }
-      if (refused) {
-        await cleanUp();
-        return refused;
-      }
-      const next: Next = { rec: liveRecord(kvolumes, written, opts.meta), tmp };
-      const unnoted = await this.#noteSwitch(prev.rec, next, { claim, stop: opts.stop });
-      if (unnoted) return unnoted;
-      const out = await this.#switchNoted(key, prev.rec, next, { claim, stop: opts.stop });
-      return out.status === 201 ? { ...out, bytes: written.bytes } : out;
+      return await this.#overwrite(key, prev, body, opts);
     });
+  }
+
+  /**
+   * REPLACE's write over the live value `prev`, and PUT's over an unlinked
+   * one: the new value written to a temporary beside it on each replica,
+   * the switch recorded, then renamed over it (#switch). Until the switch
+   * is recorded, a failure leaves `prev` as it was (its files untouched,
+   * the temporaries removed). A PUT's switch makes the key live.
+   */
+  async #overwrite(
+    key: Uint8Array,
+    prev: Entry,
+    body: ReadableStream<Uint8Array>,
+    opts: PutOptions,
+  ): Promise<Outcome> {
+    // The hold is a compare-and-set on the record just checked.
+    const held = await orDropped(
+      Claim.hold(this.index, key, prev, { ...this.opts, signal: opts.signal }),
+      opts.signal,
+    );
+    if ("answer" in held) return held.answer;
+    const claim = held.value;
+    if (!claim) return inFlight();
+    const put = prev.rec.state === "unlinked";
+    const kvolumes = this.kvolumes(key);
+    const tmp = temporaryName(key2path(key));
+    const written = await this.#writeTemporary(tmp, kvolumes, body, { claim, put: opts });
+    if ("status" in written) return written;
+    const elsewhere = prev.rec.rvolumes.filter((v) => !kvolumes.includes(v));
+    const cleanUp = async () => {
+      await this.#removePaths(tmp, kvolumes).catch(() => {});
+      await claim.release();
+    };
+    let refused;
+    try {
+      refused = refuseWritten(written, opts) ??
+        await this.#oldCopyUnanswered(key, elsewhere, {
+          stop: opts.stop,
+          verb: put ? "PUT" : "REPLACE",
+        });
+    } catch (err) {
+      // Cut off waiting on that HEAD: no switch recorded, the old value
+      // stays; answered before the clean-up, as a cut-off upload's.
+      if (!(err instanceof ShuttingDown)) throw err;
+      this.#cleanUpLater(cleanUp);
+      return failedWrite(err);
+    }
+    if (refused) {
+      await cleanUp();
+      return refused;
+    }
+    const rec = liveRecord(kvolumes, written, opts.meta);
+    const next: Next = put ? { rec, tmp, put } : { rec, tmp };
+    const unnoted = await this.#noteSwitch(prev.rec, next, { claim, stop: opts.stop });
+    if (unnoted) return unnoted;
+    const out = await this.#switchNoted(key, prev.rec, next, { claim, stop: opts.stop });
+    return out.status === 201 ? { ...out, bytes: written.bytes } : out;
   }
 
   /**
@@ -889,7 +910,7 @@ export class Store {
     } catch (err) {
       if (!(err instanceof ShuttingDown)) throw err;
       claim.abandon();
-      return switchRecorded();
+      return switchRecorded(next);
     }
   }
 
@@ -924,9 +945,10 @@ export class Store {
     if (switched.length === 0) return await this.#noneSwitched(old, next, moves, switching);
     // The replicas that switched hold the new value now: the index must
     // say so (readers are sent only there), and the rest are orphans.
-    // An UNLINK of an older version may have come since: the key stays unlinked.
+    // An UNLINK of an older version may have come since: the key stays
+    // unlinked. A PUT's switch over an unlinked value makes it live.
     const live: Record = { ...next.rec, rvolumes: switched };
-    if (old.state === "unlinked") live.state = "unlinked";
+    if (old.state === "unlinked" && !next.put) live.state = "unlinked";
     const unswitched = kvolumes.filter((v) => !switched.includes(v));
     // The old value's copies on volumes the key no longer hashes to.
     const elsewhere = old.rvolumes.filter((v) => !kvolumes.includes(v));
@@ -973,7 +995,7 @@ export class Store {
       const wait = landing ? " and -lease has passed" : "";
       return {
         status: 503,
-        message: `${why} (the REPLACE is finished once the volumes answer${wait})`,
+        message: `${why} (the ${verbOf(next)} is finished once the volumes answer${wait})`,
       };
     }
     // No replica took the new value: the old one stays, as it was. The
@@ -988,7 +1010,8 @@ export class Store {
       return { status: 503, message: `${why} ${REFUSED_THEN_LOST}` };
     }
     await this.#removePaths(tmp, next.rec.rvolumes).catch(() => {});
-    return { status: 500, message: `${why} (the old value stays)` };
+    const kept = next.put ? "the key stays unlinked, its value as it was" : "the old value stays";
+    return { status: 500, message: `${why} (${kept})` };
   }
 
   /**
@@ -2339,6 +2362,21 @@ function failedWrite(err: unknown): Outcome {
   return { status, message: messageOf(err) };
 }
 
+/**
+ * PUT's refusal of the key's record `prev`: 403 when a value is live, 409
+ * while another write holds the key, 503 when it names a switch (an
+ * unlinked key UNLINKed by an older version amid a REPLACE: a rename of it
+ * may land yet, over this PUT's file); null when a PUT may write it.
+ */
+function refuseTaken(prev: Entry | null): Outcome | null {
+  if (prev?.rec.state === "live") {
+    return { status: 403, message: "Key exists (PUT never overwrites)" };
+  }
+  if (prev && isClaimed(prev.rec)) return inFlight(prev.rec);
+  if (prev?.rec.next) return unfinishedSwitch();
+  return null;
+}
+
 /** A 404 of a verb other than GET/HEAD: its reason goes in the body (README). */
 function notFound(message: string): Outcome {
   return { status: 404, message };
@@ -2368,16 +2406,23 @@ function inFlight(rec?: Record): Outcome {
 }
 
 /**
- * 503: a REPLACE cut off by a stopping master once the index recorded its
- * switch (the record to switch to, where the value waits), which only an
- * index write the cut did not leave time for could take back: its claim's
- * lease runs out unrenewed, then the key's next request finishes it, as a
- * killed master's (it renames the value in on the replicas that take it).
+ * 503: a REPLACE (or a PUT over an unlinked key, `next.put`) cut off by a
+ * stopping master once the index recorded its switch (the record to switch
+ * to, where the value waits), which only an index write the cut did not
+ * leave time for could take back: its claim's lease runs out unrenewed,
+ * then the key's next request finishes it, as a killed master's (it renames
+ * the value in on the replicas that take it).
  */
-function switchRecorded(): Outcome {
-  const message = `${CUT_OFF} this REPLACE off after the index recorded its switch to the ` +
+function switchRecorded(next: Next): Outcome {
+  const message =
+    `${CUT_OFF} this ${verbOf(next)} off after the index recorded its switch to the ` +
     "new value: once -lease has passed, the key's next request finishes it";
   return { status: 503, message };
+}
+
+/** The request a switch is of: a PUT's over an unlinked value, or a REPLACE's. */
+function verbOf(next: Next): string {
+  return next.put ? "PUT" : "REPLACE";
 }
 
 /**

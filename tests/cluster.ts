@@ -418,15 +418,20 @@ export function randomBytes(n: number): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-/** Runs main.ts with args (and `env` added to the environment); returns exit code and output. */
+/**
+ * Runs main.ts with args (and `env` added to the environment); returns exit
+ * code and output. `signal`: kills it at its abort (a master that should
+ * not have started runs on).
+ */
 export async function runMain(
   args: string[],
-  opts: { env?: { [name: string]: string } } = {},
+  opts: { env?: { [name: string]: string }; signal?: AbortSignal } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(DENO, {
     args: ["run", "-A", MAIN, ...args],
     env: opts.env,
     stdin: "null",
+    signal: opts.signal,
   }).output();
   const d = new TextDecoder();
   return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };

@@ -53,6 +53,24 @@ Deno.test("a live record being replaced round-trips with its lease and the switc
   assertEquals(toRecord(fromRecord(rec)), rec);
 });
 
+Deno.test("an unlinked record a PUT switches round-trips with the switch marked as a PUT's", () => {
+  const rec: Record = {
+    state: "unlinked",
+    rvolumes: ["a:1"],
+    hash: HASH,
+    size: 5,
+    owner: "host:123:abcdef01",
+    until: 1_700_000_000_000,
+    next: {
+      rec: { state: "live", rvolumes: ["a:1"], hash: "", size: 3, mtime: 1_700_000_000_001 },
+      tmp: "/ab/cd/replace.0b8e0e1c-43a1-4a2e-9a58-a1bf1b8de8d3",
+      put: true,
+    },
+  };
+  assertEquals(fromRecord(rec).n?.[2], 1);
+  assertEquals(toRecord(fromRecord(rec)), rec);
+});
+
 Deno.test("a zero-size value keeps size 0, not unknown", () => {
   const rec: Record = {
     state: "live",

@@ -305,7 +305,10 @@ async function checkKey(ctx: Ctx, key: Uint8Array, e: Entry, first = true): Prom
   const label = rec.state === "unlinked" ? `${name} (unlinked)` : name;
   // A key being replaced holds a lease too: its files are in flux.
   if (isClaimed(rec)) return skipHeld(ctx, label, rec);
-  if (rec.next) return await finishSwitch(ctx, key, { name: label, owner: rec.owner });
+  if (rec.next) {
+    const what = rec.next.put ? "PUT over the unlinked value" : "replace";
+    return await finishSwitch(ctx, key, { name: label, owner: rec.owner, what });
+  }
   const path = key2path(key);
   const judged = await Promise.all(
     rec.rvolumes.map((v) => checkReplica(ctx, volumeUrl(v, path), rec.size, rec.hash)),
@@ -404,16 +407,17 @@ async function removeExpiredWrite(ctx: Ctx, key: Uint8Array, e: Entry, name: str
 }
 
 /**
- * A REPLACE whose master died amid its renames: its replicas hold the old
- * value or the new, which the record does not say yet. With -repair, the
- * store's read of the key finishes the switch.
+ * A REPLACE (or a PUT over an unlinked key: `what`) whose master died amid
+ * its renames: its replicas hold the old value or the new, which the record
+ * does not say yet. With -repair, the store's read of the key finishes the
+ * switch.
  */
 async function finishSwitch(
   ctx: Ctx,
   key: Uint8Array,
-  of: { name: string; owner?: string },
+  of: { name: string; owner?: string; what: string },
 ) {
-  const p = report(ctx, `unfinished replace: ${of.name} (owner ${of.owner ?? "?"})`);
+  const p = report(ctx, `unfinished ${of.what}: ${of.name} (owner ${of.owner ?? "?"})`);
   if (!ctx.repair) return;
   const now = await ctx.store.entry(key).catch((err) => {
     p.text += ` (cannot finish the switch now: ${messageOf(err)})`;
@@ -921,7 +925,7 @@ async function checkLeftover(
     if (!(ctx.scanned - f.mtime >= ctx.grace) || ctx.pending.has(`${f.volume} ${f.path}`)) {
       return;
     }
-    what = "REPLACE temporary left by a failed REPLACE";
+    what = "REPLACE temporary left by a failed REPLACE or PUT over an unlinked key";
   } else return unknownFile(ctx, f);
   // Gone since the listing: its upload ended or its REPLACE renamed it.
   if (await headStatus(url, ctx.timeout) === 404) return;

@@ -119,3 +119,73 @@ Deno.test("verify -repair given an mkv master in -volumes says so and deletes no
     await c.stop();
   }
 });
+
+/** A volume whose disk is full: a PUT of any byte answers 507, as ours do; an empty one is taken. */
+class FullDisk extends VolumeProxy {
+  protected override async handle(req: Request): Promise<Response> {
+    const length = req.headers.get("content-length");
+    if (req.method !== "PUT" || length === "0" || length === null) return await this.forward(req);
+    await req.body?.cancel();
+    return new Response("No space left on device", { status: 507 });
+  }
+}
+
+Deno.test("a master refuses two names for one volume whose disk is full", async () => {
+  // The marker held the name it was written through: the full volume
+  // refused it (507) through both names, and was compared with none.
+  const c = await Cluster.start();
+  const names = [new FullDisk(c.volumes[0]), new FullDisk(c.volumes[0])];
+  try {
+    await c.stopMaster();
+    const [a, b] = names.map((n) => n.volume);
+    const volumes = [a, b, c.volumes[1]].join(",");
+    // Killed if it starts (it did, and ran on).
+    const signal = AbortSignal.timeout(30_000);
+    const r = await runMain(["server", "-port", "0", "-db", c.db, "-volumes", volumes], { signal });
+    assertEquals(r.code, 1, r.stderr);
+    assertEquals(
+      r.stderr,
+      `Two names reach the same volume (${b} and ${a}): name each volume ` +
+        `one way, or two replicas of a key would be one file\n`,
+    );
+    assertEquals(await volumeFiles(c.volumes[0]), [], "no marker left");
+  } finally {
+    await Promise.all(names.map((n) => n.stop()));
+    await c.stop();
+  }
+});
+
+Deno.test("verify -repair deletes no orphan through a second name of a volume whose disk is full", async () => {
+  // Every file of the key recorded on one name looked an orphan of the other.
+  const c = await Cluster.start({ flags: ["-replicas", "1"] });
+  const names = [new FullDisk(c.volumes[0]), new FullDisk(c.volumes[0])];
+  try {
+    const key = randomKey("/full-alias");
+    await c.stopMaster();
+    await c.startMaster([], [c.volumes[0]]);
+    const put = await fetch(c.url + key, { method: "PUT", body: "value" });
+    assertEquals(put.status, 201);
+    await c.stopMaster();
+    const [a, b] = names.map((n) => n.volume);
+    const r = await runMain([
+      "verify",
+      "-repair",
+      "-grace",
+      "0s",
+      "-replicas",
+      "1",
+      "-db",
+      c.db,
+      "-volumes",
+      [a, b].join(","),
+    ]);
+    assertEquals(r.code, 1, r.stdout + r.stderr);
+    assert(r.stdout.includes(`Two names reach the same volume (${b} and ${a}`), r.stdout);
+    assert(r.stdout.includes("orphans not deleted"), r.stdout);
+    await c.startMaster([], [c.volumes[0]]);
+    assertEquals(await (await fetch(c.url + key)).text(), "value");
+  } finally {
+    await Promise.all(names.map((n) => n.stop()));
+    await c.stop();
+  }
+});
