@@ -473,12 +473,13 @@ export class Store {
    * volume: whether every volume answered (the file removed, or the DELETE
    * refused), false when one may still carry it out (unanswered, or given
    * up at `signal`'s abort, a stopping master's cut-off); and each file
-   * whose DELETE failed, as `left` says it (the volume and the error).
+   * whose DELETE failed, as `left` says it (the volume and why: the
+   * error, or GIVEN_UP at the cut-off).
    */
   async #removeAnswered(
     path: string,
     volumes: string[],
-    opts: { signal?: AbortSignal; left: (volume: string, err: unknown) => string },
+    opts: { signal?: AbortSignal; left: (volume: string, why: string) => string },
   ): Promise<Removal> {
     const { signal } = opts;
     const results = await Promise.allSettled(
@@ -490,7 +491,7 @@ export class Store {
     });
     return {
       answered: !failed.some((f) => mayLand(f.err, signal)),
-      left: failed.map((f) => opts.left(f.v, f.err)),
+      left: failed.map((f) => opts.left(f.v, cutBy(f.err, signal) ? GIVEN_UP : messageOf(f.err))),
     };
   }
 
@@ -2051,21 +2052,27 @@ function together(removals: Removal[]): Removal {
 
 /**
  * Says that a write's DELETE of the old value's copy on replica `v` failed
- * (`err`): a file no record names, which verify lists and a rebuild records.
+ * (`why`): a file no record names, which verify lists and a rebuild records.
  */
-function oldCopyLeft(v: string, err: unknown): string {
+function oldCopyLeft(v: string, why: string): string {
   return `Old copy on ${volumeOfReplica(v)} not deleted, an orphan that verify -repair ` +
-    `removes (a rebuild before then brings the old value back): ${messageOf(err)}`;
+    `removes (a rebuild before then brings the old value back): ${why}`;
 }
 
 /**
  * Says that a REPLACE's DELETE of the temporary its new value waited in on
- * replica `v`, which did not switch, failed (`err`).
+ * replica `v`, which did not switch, failed (`why`).
  */
-function temporaryLeft(v: string, err: unknown): string {
+function temporaryLeft(v: string, why: string): string {
   return `Temporary of the new value on ${volumeOfReplica(v)} not deleted, an orphan that ` +
-    `verify -repair removes once older than -grace: ${messageOf(err)}`;
+    `verify -repair removes once older than -grace: ${why}`;
 }
+
+/**
+ * Why a removal of a write's leftovers given up at a stopping master's
+ * cut-off left its file: not the cut's own "retry", the write being done.
+ */
+const GIVEN_UP = "its DELETE was given up as the master stopped (one sent may be carried out yet)";
 
 /** Says why a move's old copy on `v` is still there (`err`), and what became of it (`kept`). */
 function leftCopyMessage(f: { v: string; err: unknown; kept: boolean }): string {
