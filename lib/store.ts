@@ -430,9 +430,10 @@ export class Store {
     // Live: a claim lost from here on (this master paused past its lease,
     // the key taken) is the key's next write, not this one's failure.
     const stop = opts.stop;
-    const removal = () => this.#removeAnswered(key2path(key), stale, { signal: stop });
-    if (await this.#endHeld(live, removal, { claim, stop })) return out;
-    return { ...out, message: leftOnLostClaim(stale) };
+    const removal = () =>
+      this.#removeAnswered(key2path(key), stale, { signal: stop, left: oldCopyLeft });
+    const undone = await this.#endHeld(live, removal, { claim, stop, from: stale });
+    return undone ? { ...out, message: undone } : out;
   }
 
   /**
@@ -444,42 +445,54 @@ export class Store {
    * another -volumes, writes the key's next value on such a volume).
    * `removal` says whether every volume answered; one that did not may
    * land yet, and the claim then lingers (writers wait out the lease).
-   * False when the claim was lost before the removal (this master paused
-   * past its lease, the key taken): the files are no longer ours to
-   * remove, and none is. Lost after it, nothing is left undone. Cut off by
-   * a stopping master (`stop`) at the end's index write, or that write
-   * refused by the index (indexRefused), the record noted stays, live, its
-   * lease left to run out: the write is done all the same.
+   * Returns what the write left undone, null for nothing: the files whose
+   * DELETE failed, each said (orphans, recorded nowhere); or, the claim
+   * lost before the removal (this master paused past its lease, the key
+   * taken), that the files on `from` were left (they are no longer ours to
+   * remove, and none is). Lost after it, nothing more is left undone. Cut
+   * off by a stopping master (`stop`) at the end's index write, or that
+   * write refused by the index (indexRefused), the record noted stays,
+   * live, its lease left to run out: the write is done all the same.
    */
   async #endHeld(
     rec: Record,
-    removal: () => Promise<boolean>,
-    opts: { claim: Claim; stop?: AbortSignal },
-  ): Promise<boolean> {
+    removal: () => Promise<Removal>,
+    opts: { claim: Claim; stop?: AbortSignal; from: string[] },
+  ): Promise<string | null> {
     const { claim, stop } = opts;
-    if (!(await stillHeld(claim))) return false;
-    const answered = await removal();
+    if (!(await stillHeld(claim))) return leftOnLostClaim(opts.from);
+    const { answered, left } = await removal();
     await claim.finish(rec, { linger: !answered, signal: stop }).catch((err) => {
       if (!(err instanceof ShuttingDown) && !indexRefused(err)) throw err;
     });
-    return true;
+    return left.length > 0 ? left.join("; ") : null;
   }
 
   /**
-   * #removePaths for a write holding its key (#endHeld): whether every
-   * volume answered (the file removed, or the DELETE refused); false when
-   * one may still carry it out (unanswered, or given up at `signal`'s
-   * abort, a stopping master's cut-off).
+   * #removePaths for a write holding its key (#endHeld), one DELETE per
+   * volume: whether every volume answered (the file removed, or the DELETE
+   * refused), false when one may still carry it out (unanswered, or given
+   * up at `signal`'s abort, a stopping master's cut-off); and each file
+   * whose DELETE failed, as `left` says it (the volume and why: the
+   * error, or GIVEN_UP at the cut-off).
    */
-  #removeAnswered(
+  async #removeAnswered(
     path: string,
     volumes: string[],
-    opts: { signal?: AbortSignal } = {},
-  ): Promise<boolean> {
-    return this.#removePaths(path, volumes, opts).then(
-      () => true,
-      (err) => !mayLand(err, opts.signal),
+    opts: { signal?: AbortSignal; left: (volume: string, why: string) => string },
+  ): Promise<Removal> {
+    const { signal } = opts;
+    const results = await Promise.allSettled(
+      volumes.map((v) => this.#removePaths(path, [v], { signal })),
     );
+    const failed = volumes.flatMap((v, i) => {
+      const r = results[i];
+      return r.status === "rejected" ? [{ v, err: r.reason }] : [];
+    });
+    return {
+      answered: !failed.some((f) => mayLand(f.err, signal)),
+      left: failed.map((f) => opts.left(f.v, cutBy(f.err, signal) ? GIVEN_UP : messageOf(f.err))),
+    };
   }
 
   /**
@@ -1059,34 +1072,33 @@ export class Store {
     }
     if (!noted) return SWITCH_FINISHED_BY_NEXT;
     if (nothingLeft) return null;
-    const removal = async () => {
-      const each = await Promise.all([
-        ...unswitched.map((v) => this.#unswitch(v, tmp, path, { stop })),
-        this.#removeAnswered(path, elsewhere, { signal: stop }),
-      ]);
-      return !each.includes(false);
-    };
-    if (await this.#endHeld(live, removal, { claim, stop })) return null;
-    return leftOnLostClaim([...unswitched, ...elsewhere]);
+    const removal = async () =>
+      together(
+        await Promise.all([
+          ...unswitched.map((v) => this.#unswitch(v, tmp, path, { stop })),
+          this.#removeAnswered(path, elsewhere, { signal: stop, left: oldCopyLeft }),
+        ]),
+      );
+    return await this.#endHeld(live, removal, { claim, stop, from: [...unswitched, ...elsewhere] });
   }
 
   /**
    * Removes the temporary, then the file, from a replica that did not
    * switch. The temporary first: once the volume has answered for it, a
    * rename of it that went unanswered can no longer land on a later value.
-   * False when a DELETE went unanswered (it may still land), or was given
-   * up at `opts.stop`'s abort (a stopping master's cut-off), as unanswered.
+   * Not answered when a DELETE went unanswered (it may still land), or was
+   * given up at `opts.stop`'s abort (a stopping master's cut-off).
    */
   async #unswitch(
     volume: string,
     tmp: string,
     path: string,
     opts: { stop?: AbortSignal } = {},
-  ): Promise<boolean> {
+  ): Promise<Removal> {
     const signal = opts.stop;
-    const tmpGone = await this.#removeAnswered(tmp, [volume], { signal });
-    const fileGone = await this.#removeAnswered(path, [volume], { signal });
-    return tmpGone && fileGone;
+    const tmpGone = await this.#removeAnswered(tmp, [volume], { signal, left: temporaryLeft });
+    const fileGone = await this.#removeAnswered(path, [volume], { signal, left: oldCopyLeft });
+    return together([tmpGone, fileGone]);
   }
 
   /**
@@ -2042,6 +2054,48 @@ interface Copy {
 function leftBy(move: Move): string[] {
   return move.prev.rec.rvolumes.filter((v) => !move.kvolumes.includes(v));
 }
+
+/**
+ * What a removal of the files a write left (#endHeld) came to: whether
+ * every volume answered (false when a DELETE may still be carried out: the
+ * claim then lingers), and each file whose DELETE failed, said.
+ */
+interface Removal {
+  answered: boolean;
+  left: string[];
+}
+
+/** Removals made together, as one. */
+function together(removals: Removal[]): Removal {
+  return {
+    answered: removals.every((r) => r.answered),
+    left: removals.flatMap((r) => r.left),
+  };
+}
+
+/**
+ * Says that a write's DELETE of the old value's copy on replica `v` failed
+ * (`why`): a file no record names, which verify lists and a rebuild records.
+ */
+function oldCopyLeft(v: string, why: string): string {
+  return `Old copy on ${volumeOfReplica(v)} not deleted, an orphan that verify -repair ` +
+    `removes (a rebuild before then brings the old value back): ${why}`;
+}
+
+/**
+ * Says that a REPLACE's DELETE of the temporary its new value waited in on
+ * replica `v`, which did not switch, failed (`why`).
+ */
+function temporaryLeft(v: string, why: string): string {
+  return `Temporary of the new value on ${volumeOfReplica(v)} not deleted, an orphan that ` +
+    `verify -repair removes once older than -grace: ${why}`;
+}
+
+/**
+ * Why a removal of a write's leftovers given up at a stopping master's
+ * cut-off left its file: not the cut's own "retry", the write being done.
+ */
+const GIVEN_UP = "its DELETE was given up as the master stopped (one sent may be carried out yet)";
 
 /** Says why a move's old copy on `v` is still there (`err`), and what became of it (`kept`). */
 function leftCopyMessage(f: { v: string; err: unknown; kept: boolean }): string {

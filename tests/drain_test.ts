@@ -1798,7 +1798,7 @@ Deno.test("SIGTERM: a REPLACE whose rename a volume refused, hanging on saying w
     assertEquals(await (await fetch(c.url + k)).text(), "new");
   }));
 
-Deno.test("SIGTERM: a REPLACE whose rename one replica refused, removing that replica's temporary from a hung volume at the -drain deadline, answers its 500 saying on how many replicas the new value is live, which it is, and REBALANCE copies it back once -lease has passed", () =>
+Deno.test("SIGTERM: a REPLACE whose rename one replica refused, removing that replica's temporary from a hung volume at the -drain deadline, answers its 500 saying on how many replicas the new value is live, which it is, and the files the cut left, and REBALANCE copies it back once -lease has passed", () =>
   withStops(async (stops) => {
     const started = await replacing(stops, 2, (v) => new RefusingVolume(v), "old value");
     const { c, proxy: vol, volumes, m, k } = started;
@@ -1811,10 +1811,16 @@ Deno.test("SIGTERM: a REPLACE whose rename one replica refused, removing that re
     const out = await stopWhileHung(m, vol, replace);
     const move = await vol.refused;
     const refusal = `Cannot MOVE "${move.url}" to "${move.destination}": status 500`;
+    // The removals given up at the cut, said: the files may be left there.
+    const givenUp = "its DELETE was given up as the master stopped (one sent may be carried " +
+      "out yet)";
     assertEquals(out, {
       status: 500,
       body: `${refusal} (the new value is live on 1 of 2 replicas: REBALANCE the key to copy ` +
-        "it back)\n",
+        `it back); Temporary of the new value on ${vol.volume} not deleted, an orphan that ` +
+        `verify -repair removes once older than -grace: ${givenUp}; Old copy on ${vol.volume} ` +
+        `not deleted, an orphan that verify -repair removes (a rebuild before then brings the ` +
+        `old value back): ${givenUp}\n`,
       code: 0,
     });
     const live = (await recordOf(c, k))!;
