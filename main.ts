@@ -1,16 +1,7 @@
 // mkv: a distributed key-value store for large values, minikeyvalue's API on
 // Deno. `main.ts <command> [flags]`; see `main.ts help`.
 import { FlagError, HelpRequested, parseFlags, SettingError, usage } from "./lib/flags.ts";
-import {
-  drainDeadline,
-  FLAGS,
-  listenPort,
-  logFormat,
-  refuseSelf,
-  requireDb,
-  s3Options,
-  storeOptions,
-} from "./lib/config.ts";
+import { FLAGS, logFormat, serverSettings } from "./lib/config.ts";
 import { firstAnswer, joinIndex, LOCKED_FOR, openIndex } from "./lib/open.ts";
 import { LOCKED } from "./lib/group_commit.ts";
 import { Store, type StoreOptions } from "./lib/store.ts";
@@ -185,13 +176,10 @@ function reportCrashesAsJson() {
 }
 
 async function server(flags: { [name: string]: string | number | boolean }): Promise<number> {
-  const port = listenPort(flags);
-  const opts = storeOptions(flags);
-  const deadline = drainDeadline(flags);
-  const db = requireDb(flags);
-  // Checked with the other flags: before any volume or the index is touched.
-  const s3 = s3Options(flags) ?? undefined;
-  refuseSelf(opts.volumes, port);
+  // Every flag checked before any volume or the index is touched.
+  const settings = serverSettings(flags);
+  const { port, opts, deadline, db } = settings;
+  const s3 = settings.s3 ?? undefined;
   await checkVolumes(opts);
   const index = await openAndJoin(db, opts);
   const store = new Store(index, opts);

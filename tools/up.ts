@@ -7,8 +7,8 @@
 import { MASTER_V8_FLAGS } from "../lib/runtime.ts";
 import { resolve } from "node:path";
 import { ensureNginx } from "./volume.ts";
-import { HelpRequested, parseFlags, usage } from "../lib/flags.ts";
-import { envPort, FLAGS, logFormat } from "../lib/config.ts";
+import { FlagError, HelpRequested, parseFlags, usage } from "../lib/flags.ts";
+import { envPort, FLAGS, logFormat, serverSettings } from "../lib/config.ts";
 import { TOOL_FLAGS } from "../lib/tool_flags.ts";
 import { logError, type LogFormat, logInfo, logLine, setLogFormat } from "../lib/log.ts";
 
@@ -44,6 +44,20 @@ function parsedArgs(args: string[]): { format: LogFormat; given: string[] } | nu
       Deno.exit(0);
     }
     return null;
+  }
+}
+
+/**
+ * Whether the master takes `masterArgs` (every flag checked as it checks
+ * them, before it touches a volume or the index); false on a flag error.
+ */
+function masterTakes(masterArgs: string[]): boolean {
+  try {
+    serverSettings(parseFlags(masterArgs, { ...FLAGS, ...TOOL_FLAGS }).flags);
+    return true;
+  } catch (err) {
+    if (err instanceof FlagError) return false;
+    throw err;
   }
 }
 
@@ -140,6 +154,22 @@ if (base === null) {
   logError(`Bad PORT "${Deno.env.get("PORT")}": expected 1-65532 (the master's port)`);
   Deno.exit(2);
 }
+const volumes = [base + 1, base + 2, base + 3];
+const masterArgs = [
+  "server",
+  "-port",
+  String(base),
+  "-db",
+  `${data}/indexdb`,
+  "-volumes",
+  volumes.map((p) => `localhost:${p}`).join(","),
+  ...args,
+];
+if (!masterTakes(masterArgs)) {
+  // A flag the master refuses (-lease 0s, -replicas 5): it says so, as
+  // `deno task master` would, before any volume starts.
+  Deno.exit((await start(masterArgs).status).code);
+}
 try {
   await ensureNginx();
 } catch (err) {
@@ -147,7 +177,6 @@ try {
   logError(err instanceof Error ? err.message : String(err));
   Deno.exit(1);
 }
-const volumes = [base + 1, base + 2, base + 3];
 // Another cluster on these ports would answer our readiness checks.
 for (const port of [base, ...volumes]) {
   try {
@@ -170,16 +199,7 @@ const volumesUp = await Promise.all(
 );
 const volumeFailed = volumesUp.find((code) => code !== null);
 if (volumeFailed !== undefined && volumeFailed !== null) await exit(volumeFailed);
-const master = start([
-  "server",
-  "-port",
-  String(base),
-  "-db",
-  `${data}/indexdb`,
-  "-volumes",
-  volumes.map((p) => `localhost:${p}`).join(","),
-  ...args,
-]);
+const master = start(masterArgs);
 const failed = await waitFor(`http://localhost:${base}/?list&limit=1`, master);
 if (failed !== null) await exit(failed);
 const where = `master http://localhost:${base}, volumes ${volumes.map((p) => `:${p}`).join(" ")}`;
