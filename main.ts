@@ -25,6 +25,7 @@ import {
   setLogFormat,
 } from "./lib/log.ts";
 import { remoteProbe } from "./lib/volumes.ts";
+import { inUse } from "./lib/ports.ts";
 import {
   lookForUnindexed,
   lookForUnknownVolumes,
@@ -295,7 +296,11 @@ async function listen(
     // Left at once, so a rebuild need not wait out this master's heartbeat.
     await index.membership?.leave();
     index.close();
-    const why = err instanceof Error ? err.message : String(err);
+    const why = err instanceof Deno.errors.AddrInUse
+      ? `it is ${inUse(port)}`
+      : err instanceof Error
+      ? err.message
+      : String(err);
     throw new Error(`Cannot listen on port ${port} (-port): ${why}`);
   }
 }

@@ -1,5 +1,5 @@
 // `deno task up`: the README's first command, on the ports PORT names.
-import { randomKey, runMain } from "./cluster.ts";
+import { heldByConnection, outgoingPorts, randomKey, runMain } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { installNginx } from "../tools/volume.ts";
 
@@ -158,12 +158,38 @@ Deno.test("deno task up on a taken port says how to move it, and starts nothing"
       assertEquals(out.code, 1);
       assertEquals(
         out.stderr,
-        `Port ${base + 2} is in use: stop what runs there first (another 'deno task up'?), ` +
-          `or move the cluster: PORT=42000 deno task up\n`,
+        `Port ${base + 2} is in use by another process: stop what runs there first (another ` +
+          `'deno task up'?), or move the cluster: PORT=13000 deno task up\n`,
       );
     });
   } finally {
     taken.close();
+  }
+});
+
+Deno.test("deno task up on a port an outgoing connection's local end holds says so, naming the range", async () => {
+  // It said the port "is in use" and to move the cluster to PORT=42000:
+  // within the same range, where any program's client may hold a port.
+  const held = await heldByConnection();
+  try {
+    await inTempDir(async (dir) => {
+      const out = await runUp([], { cwd: dir, env: { PORT: String(held.port) } });
+      const range = outgoingPorts();
+      assertEquals(
+        [out.code, out.stdout, out.stderr],
+        [
+          1,
+          "",
+          `Port ${held.port} is in use (a listener, or a connection's local end: ${held.port} ` +
+          `is within the system's range for outgoing connections, ${range}; choose a port below ` +
+          `${range.split("-")[0]}): stop what runs there first (another 'deno task up'?), or ` +
+          `move the cluster: PORT=13000 deno task up\n`,
+        ],
+      );
+      assertEquals(await Array.fromAsync(Deno.readDir(dir)), []);
+    });
+  } finally {
+    held.release();
   }
 });
 
@@ -305,7 +331,7 @@ Deno.test("deno task up -port is refused: PORT moves the cluster", async () => {
   assertEquals(out.code, 2);
   assertEquals(
     out.stderr,
-    "deno task up sets -port itself: move the cluster with PORT (PORT=42000 deno task up)\n",
+    "deno task up sets -port itself: move the cluster with PORT (PORT=13000 deno task up)\n",
   );
 });
 

@@ -1,7 +1,8 @@
 // `deno task up`: a local cluster to try the store: three nginx volumes on
 // :3001-3003 (./data/volume1-3) and a master on :3000 (index in
-// ./data/indexdb). `PORT=42000 deno task up` moves them all: the master on
-// 42000, the volumes on 42001-42003. Flags go to the master (-log goes to
+// ./data/indexdb). `PORT=13000 deno task up` moves them all: the master on
+// 13000, the volumes on 13001-13003 (below 32768, Linux's range for
+// outgoing connections, where a client may hold a port). Flags go to the master (-log goes to
 // the volumes too, and formats this command's own lines). Ctrl-C stops
 // everything it started; so does any part of it exiting.
 import { MASTER_V8_FLAGS } from "../lib/runtime.ts";
@@ -9,6 +10,7 @@ import { resolve } from "node:path";
 import { ensureNginx } from "./volume.ts";
 import { FlagError, HelpRequested, parseFlags, usage } from "../lib/flags.ts";
 import { envPort, FLAGS, logFormat, serverSettings } from "../lib/config.ts";
+import { inUse } from "../lib/ports.ts";
 import { TOOL_FLAGS } from "../lib/tool_flags.ts";
 import { logError, type LogFormat, logInfo, logLine, setLogFormat } from "../lib/log.ts";
 
@@ -83,7 +85,7 @@ function upUsage(): string {
   return `deno task up: a local cluster to try the store: three nginx volumes on PORT+1 to ` +
     `PORT+3 (./data/volume1-3) and a master on PORT (default 3000; its index in ` +
     `./data/indexdb, or -db). Flags go to the master (-log to the volumes too); PORT moves the ` +
-    `cluster (PORT=42000 deno task up). Ctrl-C stops everything it started.\n\n` +
+    `cluster (PORT=13000 deno task up). Ctrl-C stops everything it started.\n\n` +
     usage("deno task up [flags]", flags);
 }
 
@@ -145,7 +147,7 @@ const mine = args.find((a) => /^--?(port|volumes)(=|$)/.test(a));
 if (mine) {
   logError(
     `deno task up sets -${mine.replace(/^--?/, "").replace(/=.*$/, "")} itself: ` +
-      `move the cluster with PORT (PORT=42000 deno task up)`,
+      `move the cluster with PORT (PORT=13000 deno task up)`,
   );
   Deno.exit(2);
 }
@@ -181,10 +183,13 @@ try {
 for (const port of [base, ...volumes]) {
   try {
     Deno.listen({ port }).close();
-  } catch {
+  } catch (err) {
+    // Another error (a port below 1024, not root): said as it is.
     logError(
-      `Port ${port} is in use: stop what runs there first (another 'deno task up'?), ` +
-        `or move the cluster: PORT=42000 deno task up`,
+      err instanceof Deno.errors.AddrInUse
+        ? `Port ${port} is ${inUse(port)}: stop what runs there first (another ` +
+          `'deno task up'?), or move the cluster: PORT=13000 deno task up`
+        : `Cannot listen on port ${port}: ${err instanceof Error ? err.message : err}`,
     );
     Deno.exit(1);
   }
