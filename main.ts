@@ -1,16 +1,7 @@
 // mkv: a distributed key-value store for large values, minikeyvalue's API on
 // Deno. `main.ts <command> [flags]`; see `main.ts help`.
 import { FlagError, HelpRequested, parseFlags, SettingError, usage } from "./lib/flags.ts";
-import {
-  drainDeadline,
-  FLAGS,
-  listenPort,
-  logFormat,
-  refuseSelf,
-  requireDb,
-  s3Options,
-  storeOptions,
-} from "./lib/config.ts";
+import { FLAGS, logFormat, serverSettings } from "./lib/config.ts";
 import { firstAnswer, joinIndex, LOCKED_FOR, openIndex } from "./lib/open.ts";
 import { LOCKED } from "./lib/group_commit.ts";
 import { Store, type StoreOptions } from "./lib/store.ts";
@@ -34,6 +25,7 @@ import {
   setLogFormat,
 } from "./lib/log.ts";
 import { remoteProbe } from "./lib/volumes.ts";
+import { inUse } from "./lib/ports.ts";
 import {
   lookForUnindexed,
   lookForUnknownVolumes,
@@ -185,13 +177,10 @@ function reportCrashesAsJson() {
 }
 
 async function server(flags: { [name: string]: string | number | boolean }): Promise<number> {
-  const port = listenPort(flags);
-  const opts = storeOptions(flags);
-  const deadline = drainDeadline(flags);
-  const db = requireDb(flags);
-  // Checked with the other flags: before any volume or the index is touched.
-  const s3 = s3Options(flags) ?? undefined;
-  refuseSelf(opts.volumes, port);
+  // Every flag checked before any volume or the index is touched.
+  const settings = serverSettings(flags);
+  const { port, opts, deadline, db } = settings;
+  const s3 = settings.s3 ?? undefined;
   await checkVolumes(opts);
   const index = await openAndJoin(db, opts);
   const store = new Store(index, opts);
@@ -307,7 +296,11 @@ async function listen(
     // Left at once, so a rebuild need not wait out this master's heartbeat.
     await index.membership?.leave();
     index.close();
-    const why = err instanceof Error ? err.message : String(err);
+    const why = err instanceof Deno.errors.AddrInUse
+      ? `it is ${inUse(port)}`
+      : err instanceof Error
+      ? err.message
+      : String(err);
     throw new Error(`Cannot listen on port ${port} (-port): ${why}`);
   }
 }

@@ -288,6 +288,31 @@ function localNames(): Set<string> {
   return names;
 }
 
+/** What a master runs with, from its flags. */
+export interface ServerSettings {
+  port: number;
+  opts: StoreOptions;
+  /** -drain, ms. */
+  deadline: number;
+  db: string;
+  s3: { creds: Credentials | null; domain: string } | null;
+}
+
+/**
+ * Every flag a master takes, checked (a FlagError for the first wrong one),
+ * before it touches a volume or the index; `deno task up` checks its
+ * master's so before it starts a volume.
+ */
+export function serverSettings(flags: FlagValues): ServerSettings {
+  const port = listenPort(flags);
+  const opts = storeOptions(flags);
+  const deadline = drainDeadline(flags);
+  const db = requireDb(flags);
+  const s3 = s3Options(flags);
+  refuseSelf(opts.volumes, port);
+  return { port, opts, deadline, db, s3 };
+}
+
 export function requireDb(flags: FlagValues): string {
   const db = String(flags.db);
   if (!db) throw new FlagError("-db is required: the path of the index");

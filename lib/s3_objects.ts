@@ -1,6 +1,7 @@
 // S3's object calls: Get/Head (streamed through the master: S3 clients do
 // not follow redirects), Put, Copy, Delete, DeleteObjects.
-import { equal } from "./bytes.ts";
+import { base64, equal } from "./bytes.ts";
+import { signedText } from "./s3_auth.ts";
 import { isClaimed } from "./claim.ts";
 import { CLIENT_CLOSED, type FanoutResult } from "./fanout.ts";
 import { KEY_LIMIT, keyFits } from "./index_db.ts";
@@ -60,11 +61,24 @@ function objectHeaders(rec: Record): Headers {
   });
   if (rec.hash || rec.meta?.etag) h.set("ETag", etagOf(rec));
   if (rec.mtime !== undefined) h.set("Last-Modified", httpDate(rec.mtime));
-  for (const [name, value] of rec.meta?.amz ?? []) h.set(`x-amz-meta-${name}`, value);
+  for (const [name, value] of rec.meta?.amz ?? []) h.set(`x-amz-meta-${name}`, mailSafe(value));
   for (const [name, value] of rec.meta?.std ?? []) h.set(name, value);
   // As S3: the count, when there are tags (GetObjectTagging reads them).
   if (rec.meta?.tags?.length) h.set("x-amz-tagging-count", String(rec.meta.tags.length));
   return h;
+}
+
+/**
+ * An x-amz-meta-* value as S3 answers it: ASCII as it is; beyond ASCII,
+ * RFC 2047-encoded ("encoded as per RFC 2047 to make them mail-safe before
+ * returning", S3's documentation), the text its bytes spell as signatures
+ * read it (UTF-8 bytes as their characters, other bytes each its Latin-1
+ * one) in UTF-8 and base64, one encoded word: `=?UTF-8?B?Y2Fmw6k=?=`.
+ * Sent as stored, its bytes went out raw, which no S3 client decodes.
+ */
+function mailSafe(value: string): string {
+  if (!/[\x80-\xff]/.test(value)) return value;
+  return `=?UTF-8?B?${base64(new TextEncoder().encode(signedText(value)))}?=`;
 }
 
 /** S3's answer for a key with no live value. */

@@ -1,5 +1,13 @@
 // The command line: mkv's flags, Go style, and clear errors.
-import { Cluster, freePort, randomKey, runMain, waitUp } from "./cluster.ts";
+import {
+  Cluster,
+  freePort,
+  heldByConnection,
+  outgoingPorts,
+  randomKey,
+  runMain,
+  waitUp,
+} from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 
 /** `mkv <args>` is refused as a flag error (exit 2) saying first `start`; its stderr. */
@@ -404,7 +412,7 @@ Deno.test("an index that cannot be opened is named with the reason", async () =>
 Deno.test("a port in use is named with the flag that sets it", async () => {
   // It said only "Address already in use (os error 98)".
   const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1"] });
-  const taken = Deno.listen({ hostname: "0.0.0.0", port: 0 });
+  const taken = listenBelowOutgoing();
   try {
     await c.stopMaster();
     const port = (taken.addr as Deno.NetAddr).port;
@@ -414,10 +422,57 @@ Deno.test("a port in use is named with the flag that sets it", async () => {
     assertEquals(r.code, 1);
     assertEquals(
       r.stderr,
-      `Cannot listen on port ${port} (-port): Address already in use (os error 98)\n`,
+      `Cannot listen on port ${port} (-port): it is in use by another process\n`,
     );
   } finally {
     taken.close();
+    await c.stop();
+  }
+});
+
+/** A listener on a port below the range for outgoing connections (20000-32000). */
+function listenBelowOutgoing(): Deno.Listener {
+  for (let tries = 0;; tries++) {
+    try {
+      return Deno.listen({ port: 20_000 + Math.floor(Math.random() * 12_000) });
+    } catch (err) {
+      if (tries === 50) throw err;
+    }
+  }
+}
+
+Deno.test("a -port an outgoing connection's local end holds is named so, with the range it is in", async () => {
+  // It said "Address already in use" while nothing listened there: any
+  // program's client may hold a port of the range for outgoing connections.
+  const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1"] });
+  const held = await heldByConnection();
+  try {
+    await c.stopMaster();
+    const r = await runMain(
+      [
+        "server",
+        "-port",
+        String(held.port),
+        "-db",
+        c.db,
+        "-volumes",
+        c.volumes[0],
+        "-replicas",
+        "1",
+      ],
+    );
+    const range = outgoingPorts();
+    assertEquals(
+      [r.code, r.stderr],
+      [
+        1,
+        `Cannot listen on port ${held.port} (-port): it is in use (a listener, or a connection's ` +
+        `local end: ${held.port} is within the system's range for outgoing connections, ` +
+        `${range}; choose a port below ${range.split("-")[0]})\n`,
+      ],
+    );
+  } finally {
+    held.release();
     await c.stop();
   }
 });

@@ -15,6 +15,29 @@ export function freePort(): number {
   return port;
 }
 
+/**
+ * A port held by the local end of a connection, as every outgoing
+ * connection holds one from the system's range for them (Linux:
+ * ip_local_port_range), with no listener on it; free again once released.
+ */
+export async function heldByConnection(): Promise<{ port: number; release: () => void }> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: (listener.addr as Deno.NetAddr).port,
+  });
+  const release = () => {
+    conn.close();
+    listener.close();
+  };
+  return { port: (conn.localAddr as Deno.NetAddr).port, release };
+}
+
+/** The system's range for outgoing connections' local ports, as Linux has it set. */
+export function outgoingPorts(): string {
+  return Deno.readTextFileSync("/proc/sys/net/ipv4/ip_local_port_range").trim().replace(/\s+/, "-");
+}
+
 export interface WaitUpOptions {
   /** How long to wait in all, ms. */
   ms?: number;

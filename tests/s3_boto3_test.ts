@@ -64,17 +64,18 @@ Deno.test("boto3: presigned URLs whose query carries x-amz-* headers (metadata, 
   }
 });
 
-Deno.test("boto3: metadata beyond ASCII is signed as the bytes sent and kept as them, Version 2 and 4", async () => {
+Deno.test("boto3: metadata beyond ASCII is signed as the bytes sent, kept, and answered RFC 2047-encoded, Version 2 and 4", async () => {
   const c = await Cluster.start({
     flags: ["-s3-access-key", "boto-key", "-s3-secret-key", "boto-secret"],
   });
   try {
     const bucket = `utf8-${crypto.randomUUID().slice(0, 8)}`;
     await assertPythonChecks("boto3_utf8_check.py", [c.url, "boto-key", "boto-secret", bucket], [
-      "ok a Version 2 put_object with UTF-8 metadata is stored as its bytes",
-      "ok a Version 2 presigned put_object with UTF-8 metadata in its query is stored as its bytes",
-      "ok a Version 4 put_object with UTF-8 metadata is stored as its bytes",
-      "ok a Version 4 presigned put_object sent with the UTF-8 header it signs is stored as its bytes",
+      "ok a Version 2 put_object with UTF-8 metadata is kept and answered RFC 2047-encoded",
+      "ok the metadata answered decodes to the value sent",
+      "ok a Version 2 presigned put_object with UTF-8 metadata in its query is kept so too",
+      "ok a Version 4 put_object with UTF-8 metadata is kept so too",
+      "ok a Version 4 presigned put_object sent with the UTF-8 header it signs is kept so too",
     ]);
   } finally {
     await c.stop();

@@ -373,7 +373,9 @@ Deno.test("presigned URLs with request headers in their query", async (t) => {
           (await fetch(`${c.url}/${Bucket}/${Key}?${presignedQuery(c, `/${Bucket}/${Key}`)}`, {
             method: "HEAD",
           })).headers.get("x-amz-meta-name");
-        assertEquals([await head("by-query"), await head("by-header")], [raw, raw]);
+        // Both answered alike: RFC 2047-encoded, as S3 answers a value beyond ASCII.
+        const encoded = `=?UTF-8?B?${btoa(raw)}?=`;
+        assertEquals([await head("by-query"), await head("by-header")], [encoded, encoded]);
       },
     );
 

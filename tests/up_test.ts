@@ -1,5 +1,5 @@
 // `deno task up`: the README's first command, on the ports PORT names.
-import { randomKey } from "./cluster.ts";
+import { heldByConnection, outgoingPorts, randomKey, runMain } from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { installNginx } from "../tools/volume.ts";
 
@@ -158,12 +158,38 @@ Deno.test("deno task up on a taken port says how to move it, and starts nothing"
       assertEquals(out.code, 1);
       assertEquals(
         out.stderr,
-        `Port ${base + 2} is in use: stop what runs there first (another 'deno task up'?), ` +
-          `or move the cluster: PORT=42000 deno task up\n`,
+        `Port ${base + 2} is in use by another process: stop what runs there first (another ` +
+          `'deno task up'?), or move the cluster: PORT=13000 deno task up\n`,
       );
     });
   } finally {
     taken.close();
+  }
+});
+
+Deno.test("deno task up on a port an outgoing connection's local end holds says so, naming the range", async () => {
+  // It said the port "is in use" and to move the cluster to PORT=42000:
+  // within the same range, where any program's client may hold a port.
+  const held = await heldByConnection();
+  try {
+    await inTempDir(async (dir) => {
+      const out = await runUp([], { cwd: dir, env: { PORT: String(held.port) } });
+      const range = outgoingPorts();
+      assertEquals(
+        [out.code, out.stdout, out.stderr],
+        [
+          1,
+          "",
+          `Port ${held.port} is in use (a listener, or a connection's local end: ${held.port} ` +
+          `is within the system's range for outgoing connections, ${range}; choose a port below ` +
+          `${range.split("-")[0]}): stop what runs there first (another 'deno task up'?), or ` +
+          `move the cluster: PORT=13000 deno task up\n`,
+        ],
+      );
+      assertEquals(await Array.fromAsync(Deno.readDir(dir)), []);
+    });
+  } finally {
+    held.release();
   }
 });
 
@@ -214,21 +240,33 @@ Deno.test("deno task up refuses a bad PORT", async () => {
   }
 });
 
-Deno.test("deno task up with a flag the master refuses exits with its code and leaves no volume running", async () => {
-  const base = freeBlock();
-  await inTempDir(async (dir) => {
-    const out = await runUp(["-replicas", "5"], { cwd: dir, env: { PORT: String(base) } });
-    assertEquals(out.code, 2);
-    // After the volumes' lines, the master's refusal and its usage.
-    assert(
-      out.stderr.includes(
-        "\nThe number of volumes (3) must be at least the number of replicas (5)\n\nmkv 0.1.0",
-      ),
-      out.stderr,
-    );
-    // The volumes it started are stopped, nginx included.
-    for (let p = base + 1; p < base + 4; p++) await bindable(p);
-  });
+Deno.test("deno task up with a flag the master refuses says what the master says, exit 2, and starts no volume", async () => {
+  // The volumes were started (and announced) first, then stopped once the
+  // master refused its flag.
+  for (const flag of [["-lease", "0s"], ["-replicas", "5"]]) {
+    const base = freeBlock();
+    await inTempDir(async (dir) => {
+      const out = await runUp(flag, { cwd: dir, env: { PORT: String(base) } });
+      const volumes = [1, 2, 3].map((i) => `localhost:${base + i}`).join(",");
+      const master = await runMain(
+        [
+          "server",
+          "-port",
+          String(base),
+          "-db",
+          `${dir}/data/indexdb`,
+          "-volumes",
+          volumes,
+          ...flag,
+        ],
+      );
+      assertEquals(master.code, 2, master.stderr);
+      assertEquals([out.code, out.stderr], [2, master.stderr], flag.join(" "));
+      // No volume announced it listened, nor made its folder.
+      assertEquals(out.stdout, "");
+      assertEquals(await Array.fromAsync(Deno.readDir(dir)), []);
+    });
+  }
 });
 
 Deno.test("deno task up with an unknown flag prints the master's usage error and starts nothing", async () => {
@@ -293,7 +331,7 @@ Deno.test("deno task up -port is refused: PORT moves the cluster", async () => {
   assertEquals(out.code, 2);
   assertEquals(
     out.stderr,
-    "deno task up sets -port itself: move the cluster with PORT (PORT=42000 deno task up)\n",
+    "deno task up sets -port itself: move the cluster with PORT (PORT=13000 deno task up)\n",
   );
 });
 

@@ -1,5 +1,12 @@
 // `mkv volume`: stock nginx on a folder, started clean.
-import { Cluster, freePort, randomKey, status } from "./cluster.ts";
+import {
+  Cluster,
+  freePort,
+  heldByConnection,
+  outgoingPorts,
+  randomKey,
+  status,
+} from "./cluster.ts";
 import { assert, assertEquals } from "./assert.ts";
 
 /**
@@ -148,14 +155,44 @@ Deno.test("a volume on a port in use exits 1 naming the port, and never announce
     assertEquals(out.code, 1);
     assertEquals(d.decode(out.stdout), "", "no 'mkv volume ... on :port' line");
     const lines = d.decode(out.stderr).trimEnd().split("\n");
+    // A port 0 listener's port: within the range for outgoing connections.
+    const range = outgoingPorts();
     assertEquals(
       lines.at(-1),
-      `Cannot listen on port ${port} (PORT): it is in use by another process`,
+      `Cannot listen on port ${port} (PORT): it is in use (a listener, or a connection's local ` +
+        `end: ${port} is within the system's range for outgoing connections, ${range}; choose a ` +
+        `port below ${range.split("-")[0]})`,
     );
     // nginx's own lines come first, as it wrote them.
     assert(lines.some((l) => l.includes(`:${port} failed (98: Address already in use)`)), lines[0]);
   } finally {
     listener.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a volume on a port an outgoing connection's local end holds says so, not 'another process' listening", async () => {
+  // It said "it is in use by another process" while nothing listened there:
+  // a client of any program may hold a port of the range for outgoing
+  // connections (PORT=42000 in the README's example was one).
+  const dir = await Deno.makeTempDir({ prefix: "mkv-test-" });
+  const held = await heldByConnection();
+  try {
+    const out = await spawnVolume(dir, held.port).output();
+    const d = new TextDecoder();
+    const range = outgoingPorts();
+    assertEquals(
+      [out.code, d.decode(out.stdout), d.decode(out.stderr).trimEnd().split("\n").at(-1)],
+      [
+        1,
+        "",
+        `Cannot listen on port ${held.port} (PORT): it is in use (a listener, or a connection's ` +
+        `local end: ${held.port} is within the system's range for outgoing connections, ` +
+        `${range}; choose a port below ${range.split("-")[0]})`,
+      ],
+    );
+  } finally {
+    held.release();
     await Deno.remove(dir, { recursive: true });
   }
 });

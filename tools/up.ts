@@ -1,14 +1,16 @@
 // `deno task up`: a local cluster to try the store: three nginx volumes on
 // :3001-3003 (./data/volume1-3) and a master on :3000 (index in
-// ./data/indexdb). `PORT=42000 deno task up` moves them all: the master on
-// 42000, the volumes on 42001-42003. Flags go to the master (-log goes to
+// ./data/indexdb). `PORT=13000 deno task up` moves them all: the master on
+// 13000, the volumes on 13001-13003 (below 32768, Linux's range for
+// outgoing connections, where a client may hold a port). Flags go to the master (-log goes to
 // the volumes too, and formats this command's own lines). Ctrl-C stops
 // everything it started; so does any part of it exiting.
 import { MASTER_V8_FLAGS } from "../lib/runtime.ts";
 import { resolve } from "node:path";
 import { ensureNginx } from "./volume.ts";
-import { HelpRequested, parseFlags, usage } from "../lib/flags.ts";
-import { envPort, FLAGS, logFormat } from "../lib/config.ts";
+import { FlagError, HelpRequested, parseFlags, usage } from "../lib/flags.ts";
+import { envPort, FLAGS, logFormat, serverSettings } from "../lib/config.ts";
+import { inUse } from "../lib/ports.ts";
 import { TOOL_FLAGS } from "../lib/tool_flags.ts";
 import { logError, type LogFormat, logInfo, logLine, setLogFormat } from "../lib/log.ts";
 
@@ -48,6 +50,20 @@ function parsedArgs(args: string[]): { format: LogFormat; given: string[] } | nu
 }
 
 /**
+ * Whether the master takes `masterArgs` (every flag checked as it checks
+ * them, before it touches a volume or the index); false on a flag error.
+ */
+function masterTakes(masterArgs: string[]): boolean {
+  try {
+    serverSettings(parseFlags(masterArgs, { ...FLAGS, ...TOOL_FLAGS }).flags);
+    return true;
+  } catch (err) {
+    if (err instanceof FlagError) return false;
+    throw err;
+  }
+}
+
+/**
  * Why up refuses the first of `given` that is a tool's (-md5, -dry-run,
  * ...: rebuild's, rebalance's, verify's): the master it runs takes every
  * flag, as mkv's one binary, and does nothing with those. Null: none.
@@ -69,7 +85,7 @@ function upUsage(): string {
   return `deno task up: a local cluster to try the store: three nginx volumes on PORT+1 to ` +
     `PORT+3 (./data/volume1-3) and a master on PORT (default 3000; its index in ` +
     `./data/indexdb, or -db). Flags go to the master (-log to the volumes too); PORT moves the ` +
-    `cluster (PORT=42000 deno task up). Ctrl-C stops everything it started.\n\n` +
+    `cluster (PORT=13000 deno task up). Ctrl-C stops everything it started.\n\n` +
     usage("deno task up [flags]", flags);
 }
 
@@ -131,7 +147,7 @@ const mine = args.find((a) => /^--?(port|volumes)(=|$)/.test(a));
 if (mine) {
   logError(
     `deno task up sets -${mine.replace(/^--?/, "").replace(/=.*$/, "")} itself: ` +
-      `move the cluster with PORT (PORT=42000 deno task up)`,
+      `move the cluster with PORT (PORT=13000 deno task up)`,
   );
   Deno.exit(2);
 }
@@ -140,6 +156,22 @@ if (base === null) {
   logError(`Bad PORT "${Deno.env.get("PORT")}": expected 1-65532 (the master's port)`);
   Deno.exit(2);
 }
+const volumes = [base + 1, base + 2, base + 3];
+const masterArgs = [
+  "server",
+  "-port",
+  String(base),
+  "-db",
+  `${data}/indexdb`,
+  "-volumes",
+  volumes.map((p) => `localhost:${p}`).join(","),
+  ...args,
+];
+if (!masterTakes(masterArgs)) {
+  // A flag the master refuses (-lease 0s, -replicas 5): it says so, as
+  // `deno task master` would, before any volume starts.
+  Deno.exit((await start(masterArgs).status).code);
+}
 try {
   await ensureNginx();
 } catch (err) {
@@ -147,15 +179,17 @@ try {
   logError(err instanceof Error ? err.message : String(err));
   Deno.exit(1);
 }
-const volumes = [base + 1, base + 2, base + 3];
 // Another cluster on these ports would answer our readiness checks.
 for (const port of [base, ...volumes]) {
   try {
     Deno.listen({ port }).close();
-  } catch {
+  } catch (err) {
+    // Another error (a port below 1024, not root): said as it is.
     logError(
-      `Port ${port} is in use: stop what runs there first (another 'deno task up'?), ` +
-        `or move the cluster: PORT=42000 deno task up`,
+      err instanceof Deno.errors.AddrInUse
+        ? `Port ${port} is ${inUse(port)}: stop what runs there first (another ` +
+          `'deno task up'?), or move the cluster: PORT=13000 deno task up`
+        : `Cannot listen on port ${port}: ${err instanceof Error ? err.message : err}`,
     );
     Deno.exit(1);
   }
@@ -170,16 +204,7 @@ const volumesUp = await Promise.all(
 );
 const volumeFailed = volumesUp.find((code) => code !== null);
 if (volumeFailed !== undefined && volumeFailed !== null) await exit(volumeFailed);
-const master = start([
-  "server",
-  "-port",
-  String(base),
-  "-db",
-  `${data}/indexdb`,
-  "-volumes",
-  volumes.map((p) => `localhost:${p}`).join(","),
-  ...args,
-]);
+const master = start(masterArgs);
 const failed = await waitFor(`http://localhost:${base}/?list&limit=1`, master);
 if (failed !== null) await exit(failed);
 const where = `master http://localhost:${base}, volumes ${volumes.map((p) => `:${p}`).join(" ")}`;

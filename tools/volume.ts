@@ -6,6 +6,7 @@ import { chmod, chown, mkdir, readFile, realpath, rm, stat, writeFile } from "no
 import { dirname, join, resolve } from "node:path";
 import { type Level, logFormatInUse, logInfo, logLine, logWarn } from "../lib/log.ts";
 import { envPort } from "../lib/config.ts";
+import { inUse } from "../lib/ports.ts";
 import { SettingError } from "../lib/flags.ts";
 import { serveSpace } from "./volume_space.ts";
 
@@ -58,7 +59,7 @@ export async function volume(args: string[]): Promise<number> {
   await space.stop();
   if (status.success || status.signal === "SIGTERM") return 0;
   if (last.inUse) {
-    throw new Error(`Cannot listen on port ${port} (PORT): it is in use by another process`);
+    throw new Error(`Cannot listen on port ${port} (PORT): it is ${inUse(port)}`);
   }
   return status.code || 1;
 }
