@@ -480,7 +480,10 @@ export function canonicalRequest(
   payload: string,
   presigned: boolean,
 ): string {
-  const pairs = parseQueryPairs(req.query)
+  // A "+" is a space, as the call reads it (and S3 signs it): read as a
+  // "+" (%2B), a holder of the URL could send a signed %2B as "+", and the
+  // call take what it was never given.
+  const pairs = parseQueryPairs(req.query, true)
     .filter(([k]) => !(presigned && k === "X-Amz-Signature"))
     .map(([k, v]) => [uriEncode(k), uriEncode(v)])
     .sort((a, b) => a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0);
@@ -620,9 +623,12 @@ function decodeBytes(s: string): Uint8Array {
 }
 
 /**
- * A raw query as [name, value] pairs, percent-decoded. "+" stays "+" for
- * signatures (as signed); `plusIsSpace` reads it as a space, as S3 reads the
- * values of its parameters (clients signing with version 2 send spaces so).
+ * A raw query as [name, value] pairs, percent-decoded. `plusIsSpace` reads
+ * "+" as a space, as S3 reads the values of its parameters (clients signing
+ * with version 2 send spaces so) and signatures sign them: what a call reads
+ * and what its signature covers must be one text. Without it "+" stays "+":
+ * for the parameters of the signature itself (a Version 2 Signature is
+ * base64, whose "+" some clients send raw).
  */
 export function parseQueryPairs(query: string, plusIsSpace = false): [string, string][] {
   if (query === "") return [];

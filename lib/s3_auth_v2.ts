@@ -121,8 +121,9 @@ export function checkV2(req: SignedRequest, creds: Credentials | null, now: numb
   const paths = [req.path];
   if (/^\/[^/]+$/.test(req.path)) paths.push(req.path + "/");
   // A presigned URL's x-amz-* parameters are signed as its x-amz-* headers.
+  // "+" a space in both, as the call reads them (parseQueryPairs).
   const headers = auth === null
-    ? v2SignedHeaders(req.headers, parseQueryPairs(req.query))
+    ? v2SignedHeaders(req.headers, parseQueryPairs(req.query, true))
     : req.headers;
   const b = new TextEncoder().encode(signature);
   const matches = paths.some((path) => {
@@ -146,7 +147,7 @@ export function stringToSignV2(req: SignedRequest, date: string): string {
     .map(([name, value]) => `${name}:${signedText(value).trim()}\n`)
     .sort()
     .join("");
-  const sub = parseQueryPairs(req.query)
+  const sub = parseQueryPairs(req.query, true)
     .filter(([name]) => SUBRESOURCES.has(name))
     .sort((a, b) => a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)
     .map(([name, value]) => (value === "" ? name : `${name}=${value}`));

@@ -66,23 +66,30 @@ export class Serving {
 
   #serve(onListen: (addr: { port: number }) => void): Deno.HttpServer & { addr: Deno.NetAddr } {
     const { onError } = this.#opts;
-    // The requests it is serving, until each answer is delivered.
+    // Its requests whose answer is still being made. Deno's shutdown()
+    // lets an answer being made or sent finish, but cuts off a request
+    // body still being read (a PUT's: 400): only those are waited for,
+    // and they end with their handler's promise. An answer made at once
+    // (a missing key's 404, the hottest path) has read all it will: not
+    // counted, no promise made for it (Deno's info.completed makes one
+    // per request, only once asked for).
     let serving = 0;
     let lost = false;
+    const done = () => --serving === 0 && lost && release();
     const handler: Deno.ServeHandler = (req, info) => {
+      const res = this.#opts.handler(req, info);
+      if (!(res instanceof Promise)) return res;
       serving++;
-      const done = () => --serving === 0 && lost && release();
-      info.completed.then(done, done);
-      return this.#opts.handler(req, info);
+      res.then(done, done);
+      return res;
     };
     const srv = Deno.serve({ port: this.#port, onListen, onError }, handler);
     this.#servers.add(srv);
-    // A lost listener's server keeps serving the requests it had (a body
-    // still uploading would be cut off by its shutdown); once they are
-    // answered, its shutdown closes its idle connections.
+    // A lost listener's server keeps serving the requests it had; once
+    // their answers are made, its shutdown closes its idle connections.
+    // Kept among the servers until that is over: shutdown() waits for it.
     const release = () => {
-      this.#servers.delete(srv);
-      srv.shutdown().catch(() => {});
+      srv.shutdown().catch(() => {}).finally(() => this.#servers.delete(srv));
     };
     srv.finished.then(
       () => this.#servers.delete(srv),

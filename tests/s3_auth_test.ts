@@ -12,6 +12,7 @@ import {
   stringToSign,
 } from "../lib/s3_auth.ts";
 import { s3Body } from "../lib/s3_body.ts";
+import { presignedHeaders } from "../lib/s3_presigned.ts";
 import { S3Error } from "../lib/s3_xml.ts";
 import { assertEquals, assertThrows } from "./assert.ts";
 import { Cluster } from "./cluster.ts";
@@ -1225,4 +1226,58 @@ Deno.test("a presigned URL sent with an Authorization header (a bearer token fol
   } finally {
     await c.stop();
   }
+});
+
+/**
+ * A presigned PUT of /b/k whose query's own parameters are `query` (escaped
+ * as a client escapes them: "%2B" a plus, "%20" a space), signed so; then
+ * `sent` in its place, as a holder of the URL may send it.
+ */
+function presignedPut(query: string, sent: string) {
+  const headers = new Headers({ host: "127.0.0.1:3000" });
+  const signed = SIGNER.presign({ method: "PUT", path: "/b/k", query, headers });
+  return { method: "PUT", path: "/b/k", query: signed.replace(query, sent), headers };
+}
+
+Deno.test("a presigned URL's signed '+' (%2B) sent as a raw '+', which S3 and the gateway read as a space, is SignatureDoesNotMatch", () => {
+  // Else a holder of the URL turns the metadata (or copy source, or tags)
+  // it was given into another, the signature still holding.
+  const req = presignedPut("x-amz-meta-note=a%2Bb", "x-amz-meta-note=a+b");
+  const err = assertThrows(() => checkSignature(req, SIGNED_CREDS, SIGNED_AT), S3Error) as S3Error;
+  assertEquals([err.code, err.status], ["SignatureDoesNotMatch", 403]);
+});
+
+Deno.test("a presigned URL that sends a signed space (%20) as '+' holds, as S3 takes it (URLSearchParams' encoding)", () => {
+  const req = presignedPut("x-amz-meta-note=a%20b", "x-amz-meta-note=a+b");
+  assertEquals(checkSignature(req, SIGNED_CREDS, SIGNED_AT).presigned, true);
+  const pairs = parseQueryPairs(req.query, true);
+  assertEquals(presignedHeaders(new Headers(), pairs).get("x-amz-meta-note"), "a b");
+});
+
+Deno.test("a Version 2 presigned URL's x-amz-* value signed with '+' (%2B) and sent with a raw '+' is SignatureDoesNotMatch", () => {
+  const expires = "1175139620";
+  const signature = signV2(`PUT\n\n\n${expires}\nx-amz-meta-note:a+b\n/johnsmith/k`);
+  const req = {
+    method: "PUT",
+    path: "/johnsmith/k",
+    query: `AWSAccessKeyId=${CREDS.accessKey}&Expires=${expires}&x-amz-meta-note=a+b` +
+      `&Signature=${encodeURIComponent(signature)}`,
+    headers: new Headers({ host: "127.0.0.1:3000" }),
+  };
+  const err = assertThrows(() => checkSignature(req, CREDS, V2_AT), S3Error) as S3Error;
+  assertEquals([err.code, err.status], ["SignatureDoesNotMatch", 403]);
+});
+
+Deno.test("a Version 2 signed subresource value signed with '+' (%2B) and sent with a raw '+' is SignatureDoesNotMatch", () => {
+  const expires = "1175139620";
+  const signature = signV2(`GET\n\n\n${expires}\n/johnsmith/k?response-content-type=a+b`);
+  const req = {
+    method: "GET",
+    path: "/johnsmith/k",
+    query: `AWSAccessKeyId=${CREDS.accessKey}&Expires=${expires}&response-content-type=a+b` +
+      `&Signature=${encodeURIComponent(signature)}`,
+    headers: new Headers({ host: "127.0.0.1:3000" }),
+  };
+  const err = assertThrows(() => checkSignature(req, CREDS, V2_AT), S3Error) as S3Error;
+  assertEquals([err.code, err.status], ["SignatureDoesNotMatch", 403]);
 });

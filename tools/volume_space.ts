@@ -93,20 +93,33 @@ export async function spaceOf(folder: string): Promise<Space> {
  * through may be read after nginx has asked.
  */
 class ConnectionLines {
-  /** By connection: the request its last lines name, and those lines. */
-  readonly #lines = new Map<string, { request: string; text: string }>();
+  /**
+   * By connection: the request its last lines name (`cut`: its start only,
+   * the line cut short), and those lines.
+   */
+  readonly #lines = new Map<string, Named & { text: string }>();
   readonly #waiting = new Map<string, () => void>();
 
   add(line: string) {
     const conn = / \*(\d+) /.exec(line)?.[1];
-    const request = /, request: "(.*?)"(, |$)/.exec(line)?.[1];
-    if (conn === undefined || request === undefined) return;
+    // nginx cuts a line at 2048 bytes (NGX_MAX_ERROR_STR): a long key's
+    // path, whose base64url is longer, leaves its request's start alone.
+    const m = /, request: "(.*?)(", |"$|$)/.exec(line);
+    if (conn === undefined || m === null) return;
+    const named: Named = { request: m[1], cut: m[2] === "" };
     // A line of another request of the connection (keep-alive) replaces
     // those of the one before, which were not asked about (a DELETE's 404).
     const kept = this.#lines.get(conn);
-    const text = kept?.request === request ? kept.text : "";
+    const same = kept !== undefined && sameRequest(kept, named);
+    const text = same ? kept.text : "";
+    // The longer of the two is kept, the whole request when a line had it.
+    const request = same && kept.request.length > named.request.length ? kept : named;
     this.#lines.delete(conn);
-    this.#lines.set(conn, { request, text: (text + line + "\n").slice(-KEPT_BYTES) });
+    this.#lines.set(conn, {
+      request: request.request,
+      cut: request.cut,
+      text: (text + line + "\n").slice(-KEPT_BYTES),
+    });
     if (this.#lines.size > KEPT) this.#lines.delete(this.#lines.keys().next().value!);
     this.#waiting.get(conn)?.();
   }
@@ -116,9 +129,10 @@ class ConnectionLines {
    * `ms` for one; null when none came.
    */
   async take(connection: string, request: string, ms: number): Promise<string | null> {
+    const asked = { request, cut: false };
     const named = () => {
       const kept = this.#lines.get(connection);
-      return kept?.request === request ? kept.text : null;
+      return kept !== undefined && sameRequest(kept, asked) ? kept.text : null;
     };
     if (named() === null) {
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -133,4 +147,16 @@ class ConnectionLines {
     if (text !== null) this.#lines.delete(connection);
     return text;
   }
+}
+
+/** A request line an error line names: whole, or its start alone (`cut`). */
+interface Named {
+  request: string;
+  cut: boolean;
+}
+
+/** Whether two error lines (or one and the request asked about) name one request. */
+function sameRequest(a: Named, b: Named): boolean {
+  if (a.request === b.request) return true;
+  return (a.cut && b.request.startsWith(a.request)) || (b.cut && a.request.startsWith(b.request));
 }
