@@ -698,6 +698,42 @@ Deno.test("an S3 DeleteObjects whose keys a locked index refused is logged as on
   }
 });
 
+Deno.test("an S3 DeleteObjects whose keys a locked index refused is listed among the status page's errors as a 5xx", async () => {
+  // It was logged, but the status page's errors had none: the edge lists
+  // 5xx answers, and this one's status was 200.
+  const c = await Cluster.start({ flags: ["-s3"] });
+  const m = await capturedMaster(c, ["-s3"]);
+  try {
+    const bucket = `locked${crypto.randomUUID().slice(0, 8)}`;
+    assertEquals(
+      await status(`${m.url}/${bucket}`, { method: "PUT", headers: unsignedHeaders() }),
+      200,
+    );
+    assertEquals(await status(`${m.url}/${bucket}/a`, { method: "PUT", body: "a" }), 201);
+    await whileLocked(c.db, async () => {
+      const body = "<Delete><Object><Key>a</Key></Object></Delete>";
+      const res = await fetch(`${m.url}/${bucket}?delete`, {
+        method: "POST",
+        headers: md5Header(body),
+        body,
+      });
+      assertEquals(res.status, 200);
+      await res.body?.cancel();
+    });
+    const page =
+      await (await fetch(`${m.url}/?status`, { headers: { Accept: "application/json" } }))
+        .json();
+    const errors = (page.errors as { what: string; reason: string }[])
+      .filter((e) => !e.what.startsWith("volume "));
+    assertEquals(errors.map((e) => [e.what, e.reason]), [
+      [`POST /${bucket}?delete 503`, `1 of 1 key: ${LOCKED}`],
+    ]);
+  } finally {
+    await m.stop();
+    await c.stop();
+  }
+});
+
 Deno.test("a PUT whose replica write failed answers 500 with the reason, logged as one line beside the volume's own", async () => {
   const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1"] });
   const m = await capturedMaster(c, []);
