@@ -617,6 +617,8 @@ function keptAlive(
   work: () => Promise<{ xml: string; undone?: string }>,
 ): Response {
   const resource = `/${s3.bucket}/${keyText(s3)}`;
+  // The status page's errors name it as the edge names a request.
+  const listed = `POST ${shownTarget(parseTarget(s3.req.url))}`;
   const encoder = new TextEncoder();
   const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
   const writer = writable.getWriter();
@@ -634,15 +636,17 @@ function keptAlive(
       xml = done.xml;
       if (done.undone !== undefined) {
         logUndone(`S3 POST ${resource}`, 200, done.undone);
-        recentErrors.add(`POST ${shownTarget(parseTarget(s3.req.url))} 200`, done.undone);
+        recentErrors.add(`${listed} 200`, done.undone);
       }
       ended.resolve("");
     } catch (err) {
-      // Answered in a 200 the edge does not log: said here, as a 5xx would be.
+      // Answered in a 200 the edge does not log nor list: said here, as a
+      // 5xx would be.
       const e = err instanceof S3Error ? err : refusalOf(err);
       if (e === null) logUnexpected(`S3 POST ${resource}`, err);
       else if (e.status >= 500) logRefused(`S3 POST ${resource}`, e.status, e.message);
       const error = e ?? s3Error("InternalError", String(err));
+      if (error.status >= 500) recentErrors.add(`${listed} ${error.status}`, error.message);
       ended.resolve(error.message);
       xml = errorDocument(error, resource);
     } finally {

@@ -31,6 +31,8 @@ import {
   xmlTime,
 } from "./s3_xml.ts";
 import { logRefused, logUnexpected } from "./log.ts";
+import { recentErrors } from "./history.ts";
+import { parseTarget, shownTarget } from "./target.ts";
 import { received, sent, undone, unwritten } from "./sizes.ts";
 import { otherSizes, type Outcome, passedOver, shuffled, type Store } from "./store.ts";
 import { headFile, remoteGet, UnsatisfiableRange, VolumeError, volumeUrl } from "./volumes.ts";
@@ -1299,14 +1301,13 @@ export async function deleteObjects(s3: S3Request): Promise<Response> {
       r.Message = e?.message ?? String(err);
     }
   });
-  // Answered in a 200 the edge does not log: said here, once for the request.
+  // Answered in a 200 the edge does not log nor list: said here, once for
+  // the request, as a 5xx would be.
   if (refused.length > 0) {
     const { status, message } = refused[0];
-    logRefused(
-      `S3 POST /${s3.bucket}?delete`,
-      status,
-      `${refused.length} of ${plural(keys.length, "key")}: ${message}`,
-    );
+    const reason = `${refused.length} of ${plural(keys.length, "key")}: ${message}`;
+    logRefused(`S3 POST /${s3.bucket}?delete`, status, reason);
+    recentErrors.add(`POST ${shownTarget(parseTarget(s3.req.url))} ${status}`, reason);
   }
   const res = xmlResponse("DeleteResult", {
     Deleted: quiet ? [] : results.filter((r) => !r.Code),

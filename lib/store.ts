@@ -777,7 +777,7 @@ export class Store {
   async #replaceable(key: Uint8Array, opts: PutOptions): Promise<Entry | Outcome> {
     const prev = await this.entry(key, { stop: opts.stop });
     if (prev && isClaimed(prev.rec)) return inFlight(prev.rec);
-    if (prev?.rec.next) return unfinishedSwitch();
+    if (prev?.rec.next) return unfinishedSwitch(prev.rec.next);
     if (prev?.rec.state !== "live") {
       return this.#notFound(prev, "No live key to replace (PUT creates)");
     }
@@ -1260,7 +1260,7 @@ export class Store {
     return await this.#exclusive(key, async () => {
       const prev = await this.entry(key);
       if (prev && (isClaimed(prev.rec) || prev.rec.state === "writing")) return inFlight();
-      if (prev?.rec.next) return unfinishedSwitch();
+      if (prev?.rec.next) return unfinishedSwitch(prev.rec.next);
       if (prev?.rec.rvolumes.includes(volume)) return { status: 409, message: "Recorded there" };
       // A live or unlinked key stays readable; a key with no record gets a
       // "writing" one for the moment.
@@ -1379,7 +1379,7 @@ export class Store {
     return await this.#exclusive(key, async () => {
       const prev = await this.entry(key, { stop: opts.stop });
       if (prev && isClaimed(prev.rec)) return inFlight(prev.rec);
-      if (prev?.rec.next) return unfinishedSwitch();
+      if (prev?.rec.next) return unfinishedSwitch(prev.rec.next);
       const unexpected = opts.expect?.(prev?.rec.state === "live" ? prev.rec : null);
       if (unexpected) return unexpected;
       if (!prev && opts.askVolumes && this.index.markedIncomplete) {
@@ -1483,7 +1483,7 @@ export class Store {
     return await this.#exclusive(key, async () => {
       const prev = await this.entry(key, opts);
       if (prev && isClaimed(prev.rec) && !isLingering(prev.rec)) return inFlight(prev.rec);
-      if (prev?.rec.next) return unfinishedSwitch();
+      if (prev?.rec.next) return unfinishedSwitch(prev.rec.next);
       if (prev?.rec.state !== "unlinked") return this.#notFound(prev, "No unlinked key to relink");
       const gone = await this.#remains(key, prev.rec, opts);
       if (gone) return gone;
@@ -1548,7 +1548,7 @@ export class Store {
       // A lingering claim keeps writers off the key's files; UNLINK and
       // RELINK write none, and the record they write keeps its lease.
       if (prev && isClaimed(prev.rec) && !isLingering(prev.rec)) return inFlight(prev.rec);
-      if (prev?.rec.next) return unfinishedSwitch();
+      if (prev?.rec.next) return unfinishedSwitch(prev.rec.next);
       if (prev?.rec.state !== "live") return this.#notFound(prev, "No live key to unlink");
       return await this.#relabel(key, prev, { ...prev.rec, state: "unlinked" }, opts.stop);
     });
@@ -1588,7 +1588,7 @@ export class Store {
     return await this.#exclusive(key, async () => {
       const prev = await this.entry(key, { stop: opts.stop });
       if (prev && isClaimed(prev.rec)) return inFlight(prev.rec);
-      if (prev?.rec.next) return unfinishedSwitch();
+      if (prev?.rec.next) return unfinishedSwitch(prev.rec.next);
       const movable = prev?.rec.state === "live" ||
         (opts.unlinked && prev?.rec.state === "unlinked");
       if (!prev || !movable) return this.#notFound(prev, "No live key to rebalance");
@@ -2427,7 +2427,7 @@ function refuseTaken(prev: Entry | null): Outcome | null {
     return { status: 403, message: "Key exists (PUT never overwrites)" };
   }
   if (prev && isClaimed(prev.rec)) return inFlight(prev.rec);
-  if (prev?.rec.next) return unfinishedSwitch();
+  if (prev?.rec.next) return unfinishedSwitch(prev.rec.next);
   return null;
 }
 
@@ -2480,13 +2480,16 @@ function verbOf(next: Next): string {
 }
 
 /**
- * 503: the key's record still names a switch that a REPLACE's master left
- * unfinished, which entry() could not finish now (a volume did not answer).
- * Any write of the key would drop it, though some replicas may hold its
- * value already: the index would name them under another value's MD5.
+ * 503: the key's record still names a switch (`next`) that a REPLACE's
+ * master, or a PUT's over an unlinked value, left unfinished, which entry()
+ * could not finish now (a volume did not answer). Any write of the key
+ * would drop it, though some replicas may hold its value already: the
+ * index would name them under another value's MD5.
  */
-function unfinishedSwitch(): Outcome {
-  const message = "The key's last REPLACE is yet to be finished: retry once its volumes answer";
+function unfinishedSwitch(next: Next): Outcome {
+  const message = `The key's last ${
+    verbOf(next)
+  } is yet to be finished: retry once its volumes answer`;
   return { status: 503, message };
 }
 

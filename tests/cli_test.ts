@@ -276,7 +276,9 @@ Deno.test("a master refuses two names for one volume: its replicas would be one 
     await c.stopMaster();
     const alias = c.volumes[0].replace("127.0.0.1", "localhost");
     const volumes = [c.volumes[0], alias, c.volumes[1]].join(",");
-    const r = await runMain(["server", "-port", "0", "-db", c.db, "-volumes", volumes]);
+    // A master that started anyway is stopped, so the test fails, not hangs.
+    const signal = AbortSignal.timeout(30_000);
+    const r = await runMain(["server", "-port", "0", "-db", c.db, "-volumes", volumes], { signal });
     assertEquals(r.code, 1);
     assertEquals(
       r.stderr,
@@ -303,7 +305,8 @@ Deno.test("a master refuses a -volumes entry that answers PUT as no WebDAV serve
     await c.stopMaster();
     const wrong = [`127.0.0.1:${other.addr.port}`, `127.0.0.1:${nodav.addr.port}`];
     const volumes = [c.volumes[0], ...wrong].join(",");
-    const r = await runMain(["server", "-port", "0", "-db", c.db, "-volumes", volumes]);
+    const signal = AbortSignal.timeout(30_000);
+    const r = await runMain(["server", "-port", "0", "-db", c.db, "-volumes", volumes], { signal });
     const lines = r.stderr.trimEnd().split("\n");
     assertEquals(
       [r.code, lines.at(-1)],

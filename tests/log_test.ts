@@ -25,7 +25,7 @@ import {
 import { lockIndex, whileLocked } from "./lock_index.ts";
 import { HungVolume } from "./hung_volume.ts";
 import { key2path } from "../lib/keys.ts";
-import { s3Client, uploadParts } from "./s3_client.ts";
+import { s3Client, unsignedHeaders, uploadParts } from "./s3_client.ts";
 import { VolumeProxy } from "./faults/replace_faults.ts";
 import { md5Header } from "./s3_answers.ts";
 import {
@@ -698,6 +698,42 @@ Deno.test("an S3 DeleteObjects whose keys a locked index refused is logged as on
   }
 });
 
+Deno.test("an S3 DeleteObjects whose keys a locked index refused is listed among the status page's errors as a 5xx", async () => {
+  // It was logged, but the status page's errors had none: the edge lists
+  // 5xx answers, and this one's status was 200.
+  const c = await Cluster.start({ flags: ["-s3"] });
+  const m = await capturedMaster(c, ["-s3"]);
+  try {
+    const bucket = `locked${crypto.randomUUID().slice(0, 8)}`;
+    assertEquals(
+      await status(`${m.url}/${bucket}`, { method: "PUT", headers: unsignedHeaders() }),
+      200,
+    );
+    assertEquals(await status(`${m.url}/${bucket}/a`, { method: "PUT", body: "a" }), 201);
+    await whileLocked(c.db, async () => {
+      const body = "<Delete><Object><Key>a</Key></Object></Delete>";
+      const res = await fetch(`${m.url}/${bucket}?delete`, {
+        method: "POST",
+        headers: md5Header(body),
+        body,
+      });
+      assertEquals(res.status, 200);
+      await res.body?.cancel();
+    });
+    const page =
+      await (await fetch(`${m.url}/?status`, { headers: { Accept: "application/json" } }))
+        .json();
+    const errors = (page.errors as { what: string; reason: string }[])
+      .filter((e) => !e.what.startsWith("volume "));
+    assertEquals(errors.map((e) => [e.what, e.reason]), [
+      [`POST /${bucket}?delete 503`, `1 of 1 key: ${LOCKED}`],
+    ]);
+  } finally {
+    await m.stop();
+    await c.stop();
+  }
+});
+
 Deno.test("a PUT whose replica write failed answers 500 with the reason, logged as one line beside the volume's own", async () => {
   const c = await Cluster.start({ volumes: 1, flags: ["-replicas", "1"] });
   const m = await capturedMaster(c, []);
@@ -1007,6 +1043,56 @@ Deno.test("-log json: an S3 PutObject whose overwrite is live on fewer replicas 
       status: 200,
       reason,
     }]);
+  } finally {
+    s3.destroy();
+    await m.stop();
+    await refuser.stop();
+    await c.stop();
+  }
+});
+
+/** Once `refusing`, answers every PUT 500 (its body read), as nginx one it could not store. */
+class PutRefuser extends VolumeProxy {
+  refusing = false;
+
+  protected override async handle(req: Request): Promise<Response> {
+    if (req.method !== "PUT" || !this.refusing) return await this.forward(req);
+    await req.arrayBuffer();
+    return new Response("refused", { status: 500 });
+  }
+}
+
+Deno.test("an S3 CompleteMultipartUpload whose failure comes inside its 200 is logged as one line and listed among the status page's errors as a 5xx", async () => {
+  // It was logged, but the status page's errors had none: the edge lists
+  // 5xx answers, and this one's status was 200.
+  const c = await Cluster.start({ flags: ["-s3"] });
+  const refuser = new PutRefuser(c.volumes[0]);
+  const m = await capturedMaster(c, [], { volumes: [refuser.volume, ...c.volumes.slice(1)] });
+  const s3 = s3Client(m.url);
+  try {
+    const Bucket = `complete${crypto.randomUUID().slice(0, 8)}`;
+    await s3.send(new CreateBucketCommand({ Bucket }));
+    const { UploadId, Parts } = await uploadParts(s3, Bucket, "k", [randomBytes(100)]);
+    refuser.refusing = true;
+    const body = `<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>${
+      Parts[0].ETag
+    }</ETag></Part></CompleteMultipartUpload>`;
+    const target = `/${Bucket}/k?uploadId=${UploadId}`;
+    const res = await fetch(m.url + target, { method: "POST", headers: unsignedHeaders(), body });
+    const xml = await res.text();
+    assertEquals(res.status, 200);
+    assert(xml.includes("<Code>InternalError</Code>"), xml);
+    const page =
+      await (await fetch(`${m.url}/?status`, { headers: { Accept: "application/json" } }))
+        .json();
+    const errors = (page.errors as { what: string; reason: string }[])
+      .filter((e) => !e.what.startsWith("volume "));
+    const lines = (await m.stop()).stderr.filter((l) => !l.startsWith("volume "));
+    const prefix = `S3 POST /${Bucket}/k 500: `;
+    assertEquals(lines.length, 1, lines.join("\n"));
+    assert(lines[0].startsWith(`${prefix}Cannot PUT `), lines[0]);
+    const reason = lines[0].slice(prefix.length);
+    assertEquals(errors.map((e) => [e.what, e.reason]), [[`POST ${target} 500`, reason]]);
   } finally {
     s3.destroy();
     await m.stop();

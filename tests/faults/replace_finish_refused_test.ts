@@ -51,15 +51,20 @@ interface Killed {
 }
 
 /**
- * PUTs `before`, then REPLACEs it with `after` through a master SIGKILLed
+ * PUTs `before`, then REPLACEs it with `after` (`overUnlinked`: UNLINKs it,
+ * then PUTs `after`, which switches as REPLACE) through a master SIGKILLed
  * once two replicas are renamed, the third's rename held. Waits out its lease.
  */
 async function killedMidRename(
   c: Cluster,
   key: string,
-  before: Uint8Array<ArrayBuffer>,
-  after: Uint8Array<ArrayBuffer>,
+  values: {
+    before: Uint8Array<ArrayBuffer>;
+    after: Uint8Array<ArrayBuffer>;
+    overUnlinked?: boolean;
+  },
 ): Promise<Killed> {
+  const { before, after } = values;
   const proxies = c.volumes.map((v) => new Renames(v));
   const volumes = proxies.map((p) => p.volume);
   const replicaOf = where(volumes, key);
@@ -68,8 +73,15 @@ async function killedMidRename(
   try {
     const put = await fetch(m.url + key, { method: "PUT", body: before });
     assertEquals([put.status, await put.text()], [201, ""]);
+    if (values.overUnlinked) {
+      const unlink = await fetch(m.url + key, { method: "UNLINK" });
+      assertEquals([unlink.status, await unlink.text()], [204, ""]);
+    }
     proxies[2].holdFirst = true;
-    replaceUnanswered(m.url, key, after);
+    if (values.overUnlinked) {
+      fetch(m.url + key, { method: "PUT", body: after }).then((r) => r.body?.cancel())
+        .catch(() => {});
+    } else replaceUnanswered(m.url, key, after);
     await proxies[2].held.promise;
     for (let i = 0; i < 100; i++) {
       const files = await replicas(volumes, key);
@@ -130,13 +142,14 @@ async function afterKilledReplace(
     key: string;
     before: Uint8Array<ArrayBuffer>;
     after: Uint8Array<ArrayBuffer>;
+    overUnlinked?: boolean;
     flags?: string[];
     prepare: (u: Unfinished) => Promise<void> | void;
   },
   run: (m: SpawnedMaster, u: Unfinished) => Promise<void>,
 ) {
   const c = await Cluster.start();
-  const killed = await killedMidRename(c, opts.key, opts.before, opts.after);
+  const killed = await killedMidRename(c, opts.key, opts);
   const u = { ...killed, c, key: opts.key };
   try {
     await opts.prepare(u);
@@ -154,8 +167,16 @@ async function afterKilledReplace(
   }
 }
 
-/** Each of `methods` (with a body for PUT and REPLACE) answers 503: the switch cannot be finished now. */
-async function assertUnfinished(m: SpawnedMaster, key: string, methods: string[]) {
+/**
+ * Each of `methods` (with a body for PUT and REPLACE) answers 503: the
+ * switch (of a REPLACE, or of `verb`) cannot be finished now.
+ */
+async function assertUnfinished(
+  m: SpawnedMaster,
+  key: string,
+  methods: string[],
+  verb = "REPLACE",
+) {
   for (const method of methods) {
     const body = method === "PUT" || method === "REPLACE" ? randomBytes(2000) : undefined;
     const res = await fetch(m.url + key, { method, body });
@@ -164,7 +185,7 @@ async function assertUnfinished(m: SpawnedMaster, key: string, methods: string[]
       [
         method,
         503,
-        "The key's last REPLACE is yet to be finished: retry once its volumes answer\n",
+        `The key's last ${verb} is yet to be finished: retry once its volumes answer\n`,
       ],
     );
   }
@@ -307,6 +328,24 @@ Deno.test("PUT and RELINK of an unlinked key whose unfinished switch cannot be f
     assertEquals([relink.status, await relink.text()], [204, ""]);
     await assertServes(m.url, key, after);
     await assertHonest(m, key);
+    assertEquals(await replicas(volumes, key), [after, after, after]);
+  });
+});
+
+Deno.test("writes of a key whose dead master's PUT over its unlinked value cannot be finished now: 503 naming the PUT", async () => {
+  // They named a REPLACE, which nobody sent.
+  const key = randomKey("/unlinked-put-unfinished");
+  const after = randomBytes(5000);
+  await afterKilledReplace({
+    key,
+    before: randomBytes(3000),
+    after,
+    overUnlinked: true,
+    prepare: ({ proxies }) => refuseAll(proxies, true),
+  }, async (m, { proxies, volumes }) => {
+    await assertUnfinished(m, key, ["PUT", "RELINK", "DELETE"], "PUT");
+    refuseAll(proxies, false);
+    await assertServes(m.url, key, after);
     assertEquals(await replicas(volumes, key), [after, after, after]);
   });
 });
