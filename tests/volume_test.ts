@@ -20,7 +20,8 @@ async function endVolume(
   opts: { unmount?: string } = {},
 ) {
   try {
-    proc.kill("SIGKILL");
+    // SIGTERM: the volume stops its nginx (a SIGKILL would leave it serving, orphaned).
+    proc.kill("SIGTERM");
   } catch {
     // It had exited.
   }
