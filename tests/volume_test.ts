@@ -408,6 +408,31 @@ async function tmpfsDisk(size: string): Promise<{ dir: string; disk: string }> {
   return { dir, disk };
 }
 
+/**
+ * Runs `story` against a volume on a 1 MiB tmpfs that a 600,000-byte file
+ * (`/half`) already fills past half, then stops it and unmounts the disk.
+ */
+async function onHalfFullDisk(
+  story: (v: { folder: string; url: (path: string) => string }) => Promise<void>,
+) {
+  const { dir, disk } = await tmpfsDisk("1m");
+  const folder = `${disk}/v`;
+  const proc = spawnVolume(folder, freePort());
+  const stdout = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    const line = await readUntil(stdout, (t) => t.includes("\n"));
+    const port = Number(/ on :(\d+)\n/.exec(line)![1]);
+    const url = (path: string) => `http://127.0.0.1:${port}${path}`;
+    assertEquals(
+      await status(url("/half"), { method: "PUT", body: new Uint8Array(600_000) }),
+      201,
+    );
+    await story({ folder, url });
+  } finally {
+    await endVolume(proc, stdout, dir, { unmount: disk });
+  }
+}
+
 Deno.test({
   name:
     "a volume whose disk is unmounted while it runs writes nothing to the file system under it, until a disk is mounted again",
@@ -503,27 +528,14 @@ Deno.test({
     // nginx cuts an error line at 2048 bytes, the request it names with
     // it: a key of 1,400 bytes and more has a path (its base64url) that
     // long, and that line was taken for another request's (500).
-    const { dir, disk } = await tmpfsDisk("1m");
-    const folder = `${disk}/v`;
-    const proc = spawnVolume(folder, freePort());
-    const stdout = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    try {
-      const line = await readUntil(stdout, (t) => t.includes("\n"));
-      const port = Number(/ on :(\d+)\n/.exec(line)![1]);
-      const url = (path: string) => `http://127.0.0.1:${port}${path}`;
-      assertEquals(
-        await status(url("/half"), { method: "PUT", body: new Uint8Array(600_000) }),
-        201,
-      );
+    await onHalfFullDisk(async ({ folder, url }) => {
       const long = "/ab/cd/" + Array(10).fill("k".repeat(250)).join("/");
       const full = await fetch(url(long), { method: "PUT", body: new Uint8Array(600_000) });
       assertEquals(
         [full.status, await full.text()],
         [507, `No space left on device: the disk of ${folder} is full\n`],
       );
-    } finally {
-      await endVolume(proc, stdout, dir, { unmount: disk });
-    }
+    });
   },
 });
 
@@ -535,18 +547,7 @@ Deno.test({
   async fn() {
     // nginx answers a write it cannot store for a full disk 500, as any
     // other failure: its error line alone said "No space left on device".
-    const { dir, disk } = await tmpfsDisk("1m");
-    const folder = `${disk}/v`;
-    const proc = spawnVolume(folder, freePort());
-    const stdout = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    try {
-      const line = await readUntil(stdout, (t) => t.includes("\n"));
-      const port = Number(/ on :(\d+)\n/.exec(line)![1]);
-      const url = (path: string) => `http://127.0.0.1:${port}${path}`;
-      assertEquals(
-        await status(url("/half"), { method: "PUT", body: new Uint8Array(600_000) }),
-        201,
-      );
+    await onHalfFullDisk(async ({ folder, url }) => {
       const full = await fetch(url("/more"), { method: "PUT", body: new Uint8Array(600_000) });
       assertEquals(
         [full.status, await full.text()],
@@ -561,8 +562,6 @@ Deno.test({
         await status(url("/more"), { method: "PUT", body: new Uint8Array(600_000) }),
         201,
       );
-    } finally {
-      await endVolume(proc, stdout, dir, { unmount: disk });
-    }
+    });
   },
 });
