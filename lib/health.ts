@@ -40,6 +40,12 @@ export interface VolumeState {
   space: Space | null;
 }
 
+/**
+ * Where a volume of ours answers its disk's size and free bytes
+ * (tools/volume_space.ts serves it; volume.conf proxies it there).
+ */
+export const SPACE_PATH = "/.mkv-nginx/space";
+
 /** A volume's disk, in bytes (tools/volume_space.ts answers it). */
 export interface Space {
   size: number;

@@ -5,7 +5,7 @@
 // 301 to "path/", whose listing is no file of the key (isFolder).
 
 import { unlessAborted } from "./abort.ts";
-import { health, type Probe, type Space } from "./health.ts";
+import { health, type Probe, type Space, SPACE_PATH } from "./health.ts";
 import { fanout, type Sink } from "./fanout.ts";
 import {
   EarlyAnswer,
@@ -855,9 +855,6 @@ export async function remoteProbe(volume: string, timeout: number): Promise<Prob
     return { up: false, ms, reason: `HEAD / failed: ${describe(err)}`, space: null };
   }
 }
-
-/** Where a volume of ours answers its disk's size and free bytes (tools/volume_space.ts). */
-const SPACE_PATH = "/.mkv-nginx/space";
 
 /**
  * A volume's disk: its size and free bytes, as the volume says them;

@@ -11,10 +11,7 @@
 // (statfs), which the master's probes read for its status page and
 // metrics. A volume without it (stock nginx, mkv's) answers 500 and 404.
 import { statfs } from "node:fs/promises";
-import type { Space } from "../lib/health.ts";
-
-/** The path the space report is served at (volume.conf proxies it here). */
-export const SPACE_PATH = "/.mkv-nginx/space";
+import { type Space, SPACE_PATH } from "../lib/health.ts";
 
 /**
  * What nginx's error line of a write says when the disk is full: the
