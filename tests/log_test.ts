@@ -669,6 +669,21 @@ Deno.test("a presigned URL's signature is hidden in the -v line and the status p
   }
 });
 
+/** An S3 DeleteObjects of `keys` in the bucket at `bucketUrl` while the index is locked: its 200. */
+async function deleteWhileLocked(c: Cluster, bucketUrl: string, keys: string[]) {
+  await whileLocked(c.db, async () => {
+    const objects = keys.map((k) => `<Object><Key>${k}</Key></Object>`).join("");
+    const body = `<Delete>${objects}</Delete>`;
+    const res = await fetch(`${bucketUrl}?delete`, {
+      method: "POST",
+      headers: md5Header(body),
+      body,
+    });
+    assertEquals(res.status, 200);
+    await res.body?.cancel();
+  });
+}
+
 Deno.test("an S3 DeleteObjects whose keys a locked index refused is logged as one line for the request, no stack", async () => {
   const c = await Cluster.start({ flags: ["-s3"] });
   const m = await capturedMaster(c, ["-s3"]);
@@ -679,16 +694,7 @@ Deno.test("an S3 DeleteObjects whose keys a locked index refused is logged as on
     for (const k of ["a", "b"]) {
       assertEquals(await status(`${m.url}/${bucket}/${k}`, { method: "PUT", body: k }), 201);
     }
-    await whileLocked(c.db, async () => {
-      const body = "<Delete><Object><Key>a</Key></Object><Object><Key>b</Key></Object></Delete>";
-      const res = await fetch(`${m.url}/${bucket}?delete`, {
-        method: "POST",
-        headers: md5Header(body),
-        body,
-      });
-      assertEquals(res.status, 200);
-      await res.body?.cancel();
-    });
+    await deleteWhileLocked(c, `${m.url}/${bucket}`, ["a", "b"]);
     const out = await m.stop();
     assertEquals(out.stderr, [`S3 POST /${bucket}?delete 503: 2 of 2 keys: ${LOCKED}`]);
   } finally {
@@ -710,16 +716,7 @@ Deno.test("an S3 DeleteObjects whose keys a locked index refused is listed among
       200,
     );
     assertEquals(await status(`${m.url}/${bucket}/a`, { method: "PUT", body: "a" }), 201);
-    await whileLocked(c.db, async () => {
-      const body = "<Delete><Object><Key>a</Key></Object></Delete>";
-      const res = await fetch(`${m.url}/${bucket}?delete`, {
-        method: "POST",
-        headers: md5Header(body),
-        body,
-      });
-      assertEquals(res.status, 200);
-      await res.body?.cancel();
-    });
+    await deleteWhileLocked(c, `${m.url}/${bucket}`, ["a"]);
     const page =
       await (await fetch(`${m.url}/?status`, { headers: { Accept: "application/json" } }))
         .json();
